@@ -1,0 +1,332 @@
+//! Reputation entries in canonical form.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::domain::Domain;
+use crate::kind::Kind;
+use crate::url;
+
+/// Why a value is not a valid entry. The message names the problem; the caller adds the line or field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    #[error("empty value")]
+    Empty,
+    #[error("bad IPv4 address or CIDR {0:?}")]
+    Ipv4(String),
+    #[error("bad IPv6 address or CIDR {0:?}")]
+    Ipv6(String),
+    #[error("bad domain name: {0}")]
+    Domain(String),
+    #[error("bad URL: {0}")]
+    Url(String),
+    #[error("bad {kind} hash {value:?}: expected {len} hexadecimal digits")]
+    Hash {
+        kind: Kind,
+        value: String,
+        len: usize,
+    },
+    #[error("cannot tell what kind of entry {0:?} is")]
+    Unrecognised(String),
+}
+
+/// One reputation entry: unique by its kind and canonical value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entry {
+    /// An address (`/32`) or a network, host bits cleared.
+    Ipv4(Ipv4Net),
+    Ipv6(Ipv6Net),
+    Domain(Domain),
+    /// A canonical URL; `prefix` entries (written with a trailing `*`) match every URL that starts
+    /// with it.
+    Url { url: String, prefix: bool },
+    /// Lowercase hex.
+    Sha1(String),
+    Sha256(String),
+}
+
+/// The first and last address an IP entry covers, as 16 big-endian bytes (IPv4 uses the first 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub start: IpAddr,
+    pub end: IpAddr,
+}
+
+impl IpRange {
+    /// Byte keys whose lexical order is address order (4 bytes for IPv4, 16 for IPv6).
+    pub fn start_key(&self) -> Vec<u8> {
+        ip_bytes(self.start)
+    }
+
+    pub fn end_key(&self) -> Vec<u8> {
+        ip_bytes(self.end)
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+impl Entry {
+    /// Parse `input` as an entry of `kind`.
+    pub fn parse(kind: Kind, input: &str) -> Result<Entry, EntryError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(EntryError::Empty);
+        }
+        match kind {
+            Kind::Ipv4 => parse_v4(s).map(Entry::Ipv4),
+            Kind::Ipv6 => parse_v6(s).map(Entry::Ipv6),
+            Kind::Domain => Domain::parse(s).map(Entry::Domain),
+            Kind::Url => parse_url(s),
+            Kind::Sha1 => parse_hash(Kind::Sha1, s, 40).map(Entry::Sha1),
+            Kind::Sha256 => parse_hash(Kind::Sha256, s, 64).map(Entry::Sha256),
+        }
+    }
+
+    /// Parse `input`, guessing its kind (mixed lists and `kind=auto`).
+    pub fn parse_auto(input: &str) -> Result<Entry, EntryError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(EntryError::Empty);
+        }
+        let kind = Kind::detect(s).ok_or_else(|| EntryError::Unrecognised(s.to_string()))?;
+        Entry::parse(kind, s)
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Ipv4(_) => Kind::Ipv4,
+            Entry::Ipv6(_) => Kind::Ipv6,
+            Entry::Domain(_) => Kind::Domain,
+            Entry::Url { .. } => Kind::Url,
+            Entry::Sha1(_) => Kind::Sha1,
+            Entry::Sha256(_) => Kind::Sha256,
+        }
+    }
+
+    /// The address range an IP entry covers.
+    pub fn ip_range(&self) -> Option<IpRange> {
+        match self {
+            Entry::Ipv4(n) => Some(IpRange {
+                start: IpAddr::V4(n.network()),
+                end: IpAddr::V4(n.broadcast()),
+            }),
+            Entry::Ipv6(n) => Some(IpRange {
+                start: IpAddr::V6(n.network()),
+                end: IpAddr::V6(n.broadcast()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The ordered search key of the entry: the start address for IP entries, the reversed labels for
+    /// domains (see [`Domain::reversed_key`]), none for the others.
+    pub fn search_key(&self) -> Option<Vec<u8>> {
+        match self {
+            Entry::Ipv4(_) | Entry::Ipv6(_) => self.ip_range().map(|r| r.start_key()),
+            Entry::Domain(d) => Some(d.reversed_key().into_bytes()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Ipv4(n) if n.prefix_len() == 32 => write!(f, "{}", n.addr()),
+            Entry::Ipv6(n) if n.prefix_len() == 128 => write!(f, "{}", n.addr()),
+            Entry::Ipv4(n) => write!(f, "{n}"),
+            Entry::Ipv6(n) => write!(f, "{n}"),
+            Entry::Domain(d) => write!(f, "{d}"),
+            Entry::Url { url, prefix } => {
+                f.write_str(url)?;
+                if *prefix { f.write_str("*") } else { Ok(()) }
+            }
+            Entry::Sha1(h) | Entry::Sha256(h) => f.write_str(h),
+        }
+    }
+}
+
+impl Kind {
+    /// Guess the kind of a trimmed, non-empty value. Order matters: a 40-digit hex string is a SHA-1,
+    /// not a domain; anything with `://` or a `/` that is not a CIDR is a URL.
+    pub fn detect(s: &str) -> Option<Kind> {
+        let lower: String = s.chars().take(7).collect::<String>().to_ascii_lowercase();
+        if lower.starts_with("sha1:") {
+            return Some(Kind::Sha1);
+        }
+        if lower.starts_with("sha256:") {
+            return Some(Kind::Sha256);
+        }
+        if s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            match s.len() {
+                40 => return Some(Kind::Sha1),
+                64 => return Some(Kind::Sha256),
+                _ => {}
+            }
+        }
+        let addr = s.split('/').next().unwrap_or(s);
+        if addr.contains(':') && addr.parse::<Ipv6Addr>().is_ok() {
+            return Some(Kind::Ipv6);
+        }
+        if addr.parse::<Ipv4Addr>().is_ok() {
+            return Some(Kind::Ipv4);
+        }
+        if s.contains("://") || s.contains('/') {
+            return Some(Kind::Url);
+        }
+        if s.contains('.') || s.starts_with('[') {
+            return Some(Kind::Domain);
+        }
+        None
+    }
+}
+
+fn parse_v4(s: &str) -> Result<Ipv4Net, EntryError> {
+    let err = || EntryError::Ipv4(s.to_string());
+    let net = match s.split_once('/') {
+        Some((a, len)) => {
+            let addr: Ipv4Addr = a.trim().parse().map_err(|_| err())?;
+            let len: u8 = parse_prefix_len(len, 32).ok_or_else(err)?;
+            Ipv4Net::new(addr, len).map_err(|_| err())?
+        }
+        None => Ipv4Net::from(s.parse::<Ipv4Addr>().map_err(|_| err())?),
+    };
+    Ok(net.trunc())
+}
+
+fn parse_v6(s: &str) -> Result<Ipv6Net, EntryError> {
+    let err = || EntryError::Ipv6(s.to_string());
+    let net = match s.split_once('/') {
+        Some((a, len)) => {
+            let addr: Ipv6Addr = a.trim().parse().map_err(|_| err())?;
+            let len: u8 = parse_prefix_len(len, 128).ok_or_else(err)?;
+            Ipv6Net::new(addr, len).map_err(|_| err())?
+        }
+        None => Ipv6Net::from(s.parse::<Ipv6Addr>().map_err(|_| err())?),
+    };
+    Ok(net.trunc())
+}
+
+fn parse_prefix_len(s: &str, max: u8) -> Option<u8> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u8>().ok().filter(|&n| n <= max)
+}
+
+fn parse_url(s: &str) -> Result<Entry, EntryError> {
+    let (body, prefix) = match s.strip_suffix('*') {
+        Some(b) => (b, true),
+        None => (s, false),
+    };
+    if body.contains('*') {
+        return Err(EntryError::Url(
+            "'*' is only allowed as the last character (prefix entry)".into(),
+        ));
+    }
+    let url = url::canonicalize(body)?;
+    Ok(Entry::Url { url, prefix })
+}
+
+fn parse_hash(kind: Kind, s: &str, len: usize) -> Result<String, EntryError> {
+    let name = kind.as_str();
+    let body = match s.get(..name.len() + 1) {
+        Some(p) if p.eq_ignore_ascii_case(&format!("{name}:")) => &s[name.len() + 1..],
+        _ => s,
+    };
+    if body.len() != len || !body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(EntryError::Hash {
+            kind,
+            value: s.to_string(),
+            len,
+        });
+    }
+    Ok(body.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(kind: Kind, s: &str) -> String {
+        Entry::parse(kind, s).unwrap().to_string()
+    }
+
+    #[test]
+    fn host_bits_are_cleared() {
+        assert_eq!(canon(Kind::Ipv4, "192.168.66.127/24"), "192.168.66.0/24");
+        assert_eq!(canon(Kind::Ipv4, "10.1.2.3/32"), "10.1.2.3");
+        assert_eq!(canon(Kind::Ipv4, " 10.1.2.3 "), "10.1.2.3");
+        assert_eq!(canon(Kind::Ipv6, "2001:DB8:0:0:1::FFFF/64"), "2001:db8::/64");
+        assert_eq!(canon(Kind::Ipv6, "2001:0db8::0001"), "2001:db8::1");
+    }
+
+    #[test]
+    fn bad_addresses_are_rejected() {
+        for bad in ["300.1.2.3", "1.2.3", "1.2.3.4/33", "1.2.3.4/", "1.2.3.4/-1", "01.2.3.4", "1.2.3.4/+8"] {
+            assert!(Entry::parse(Kind::Ipv4, bad).is_err(), "{bad:?} accepted");
+        }
+        for bad in ["::g", "1::2::3", "::1/129", "fe80::1%eth0"] {
+            assert!(Entry::parse(Kind::Ipv6, bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hashes() {
+        let h = "A".repeat(40);
+        assert_eq!(canon(Kind::Sha1, &h), "a".repeat(40));
+        assert_eq!(canon(Kind::Sha1, &format!("SHA1:{h}")), "a".repeat(40));
+        assert_eq!(canon(Kind::Sha256, &format!("sha256:{}", "0F".repeat(32))), "0f".repeat(32));
+        assert!(Entry::parse(Kind::Sha1, &"a".repeat(39)).is_err());
+        assert!(Entry::parse(Kind::Sha256, &"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn url_prefix_entries() {
+        let e = Entry::parse(Kind::Url, "HTTP://X.example/dir/*").unwrap();
+        assert_eq!(e.to_string(), "http://x.example/dir/*");
+        assert!(Entry::parse(Kind::Url, "http://x.example/*/y").is_err());
+    }
+
+    #[test]
+    fn auto_detection() {
+        let cases = [
+            ("1.2.3.4", Kind::Ipv4),
+            ("1.2.3.0/24", Kind::Ipv4),
+            ("2001:db8::/32", Kind::Ipv6),
+            ("::1", Kind::Ipv6),
+            ("example.com", Kind::Domain),
+            ("[example.com]", Kind::Domain),
+            ("*.example.com", Kind::Domain),
+            ("http://example.com/x", Kind::Url),
+            ("example.com/x", Kind::Url),
+            (&"ab".repeat(20), Kind::Sha1),
+            (&"ab".repeat(32), Kind::Sha256),
+            ("sha256:ABC", Kind::Sha256),
+        ];
+        for (s, k) in cases {
+            assert_eq!(Kind::detect(s), Some(k), "{s}");
+        }
+        assert!(Entry::parse_auto("nodots").is_err());
+        assert!(Entry::parse_auto("").is_err());
+    }
+
+    #[test]
+    fn ranges_and_keys() {
+        let e = Entry::parse(Kind::Ipv4, "10.0.0.0/8").unwrap();
+        let r = e.ip_range().unwrap();
+        assert_eq!(r.start_key(), vec![10, 0, 0, 0]);
+        assert_eq!(r.end_key(), vec![10, 255, 255, 255]);
+        let d = Entry::parse(Kind::Domain, "www.foo.com").unwrap();
+        assert_eq!(d.search_key().unwrap(), b"com.foo.www.".to_vec());
+    }
+}

@@ -1,0 +1,421 @@
+//! Import and export formats: the SMS CSV import file (and the `TagData` parameter, which uses the
+//! same quoting), JSON lines, and the SMS query/export line.
+//!
+//! SMS CSV: one entry a line; `#` lines are comments; first field the address, then
+//! `category,value` pairs in any order; URL files use `|` instead of `,`; a field may be enclosed in
+//! double quotes (required when it holds the separator), a quote inside written `""`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kind::Kind;
+use crate::tags::{LIST_SEPARATOR, TagValue};
+
+/// A line that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number in the input.
+    pub line: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// One syntactically valid line of an SMS CSV file, before the address and tags are validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub line: u64,
+    pub address: String,
+    /// `(category, value)` in file order. A trailing category without a value gets an empty value,
+    /// which drops the pair like any empty value.
+    pub pairs: Vec<(String, String)>,
+}
+
+/// Reads an SMS CSV import file record by record; never fails on content, only reports.
+///
+/// Line-oriented on purpose: an SMS file holds one entry a line, and every error must carry the
+/// exact line number, comment and blank lines included.
+pub struct SmsCsvReader<R: BufRead> {
+    input: R,
+    separator: char,
+    line: u64,
+    position: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> fmt::Debug for SmsCsvReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmsCsvReader")
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: BufRead> SmsCsvReader<R> {
+    /// `separator` is `,`, or `|` for URL files.
+    pub fn new(input: R, separator: char) -> SmsCsvReader<R> {
+        SmsCsvReader {
+            input,
+            separator,
+            line: 0,
+            position: 0,
+            buf: Vec::with_capacity(256),
+            done: false,
+        }
+    }
+
+    /// Bytes consumed so far (for progress).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+impl<R: BufRead> Iterator for SmsCsvReader<R> {
+    type Item = Result<RawRecord, LineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            let n = match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(e) => {
+                    // An I/O error would repeat forever; report it once and stop.
+                    self.done = true;
+                    return Some(Err(LineError {
+                        line: self.line + 1,
+                        reason: format!("read error: {e}"),
+                    }));
+                }
+            };
+            self.position += n as u64;
+            self.line += 1;
+            let line = self.line;
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Some(Err(LineError {
+                        line,
+                        reason: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+                    }));
+                }
+            };
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            let trimmed = text.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            return Some(
+                split_fields(text, self.separator)
+                    .map_err(|reason| LineError { line, reason })
+                    .map(|fields| to_record(fields, line)),
+            );
+        }
+        None
+    }
+}
+
+fn to_record(mut fields: Vec<String>, line: u64) -> RawRecord {
+    let rest = fields.split_off(1.min(fields.len()));
+    let address = fields.pop().unwrap_or_default().trim().to_string();
+    let mut pairs = Vec::with_capacity(rest.len().div_ceil(2));
+    let mut it = rest.into_iter();
+    while let Some(cat) = it.next() {
+        let value = it.next().unwrap_or_default();
+        pairs.push((cat.trim().to_string(), value.trim().to_string()));
+    }
+    RawRecord {
+        line,
+        address,
+        pairs,
+    }
+}
+
+/// Split one line into fields. A field that starts with `"` (after spaces) is quoted: it ends at the
+/// next lone `"`, and `""` inside stands for one quote. A quote inside an unquoted field is kept as is.
+pub(crate) fn split_fields(line: &str, sep: char) -> Result<Vec<String>, String> {
+    let mut fields = Vec::with_capacity(8);
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err(format!("field {}: missing closing quote", fields.len() + 1)),
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            while chars.peek() == Some(&' ') {
+                chars.next();
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(c) if c == sep => fields.push(field),
+                Some(c) => {
+                    return Err(format!(
+                        "field {}: unexpected {c:?} after closing quote",
+                        fields.len() + 1
+                    ));
+                }
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field);
+                        return Ok(fields);
+                    }
+                    Some(c) if c == sep => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field);
+        }
+    }
+}
+
+/// Parse the SMS Web API `TagData` parameter: `category,value` pairs separated by commas, values
+/// optionally double-quoted.
+pub fn parse_tag_data(s: &str) -> Result<Vec<(String, String)>, String> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    if s.contains(['\n', '\r']) {
+        return Err("TagData: must be a single line".into());
+    }
+    let fields = split_fields(s, ',').map_err(|e| format!("TagData: {e}"))?;
+    if fields.len() % 2 != 0 {
+        return Err(format!(
+            "TagData: {} fields; expected category,value pairs",
+            fields.len()
+        ));
+    }
+    Ok(fields
+        .chunks(2)
+        .map(|p| (p[0].trim().to_string(), p[1].trim().to_string()))
+        .collect())
+}
+
+/// One line of the JSON lines import format.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLine {
+    pub value: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Category name → a string, a number, a boolean, or an array of strings (multi-value list).
+    #[serde(default)]
+    pub tags: BTreeMap<String, serde_json::Value>,
+    /// Written by `rephub export --format jsonl`; ignored on import (the importing source owns what it
+    /// imports).
+    #[serde(default)]
+    pub sources: Option<serde_json::Value>,
+}
+
+/// Parse one JSON line into its kind (if given), value and raw `(category, value)` pairs.
+pub fn parse_json_line(line: &str) -> Result<(Option<Kind>, String, Vec<(String, String)>), String> {
+    let j: JsonLine = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
+    let kind = match j.kind.as_deref() {
+        None | Some("auto") => None,
+        Some(k) => Some(k.parse::<Kind>().map_err(|e| e.to_string())?),
+    };
+    let mut pairs = Vec::with_capacity(j.tags.len());
+    for (cat, v) in j.tags {
+        let raw = match v {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => if b { "yes" } else { "no" }.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Array(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for i in items {
+                    match i {
+                        serde_json::Value::String(s) => parts.push(s),
+                        other => return Err(format!("tag {cat:?}: list items must be strings, got {other}")),
+                    }
+                }
+                parts.join(LIST_SEPARATOR)
+            }
+            serde_json::Value::Object(_) => return Err(format!("tag {cat:?}: value is an object")),
+        };
+        pairs.push((cat, raw));
+    }
+    Ok((kind, j.value, pairs))
+}
+
+/// The JSON lines export record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportRecord<'a> {
+    pub kind: Kind,
+    pub value: String,
+    pub tags: BTreeMap<&'a str, serde_json::Value>,
+    pub sources: Vec<&'a str>,
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'a> ExportRecord<'a> {
+    pub fn tag_json(v: &TagValue) -> serde_json::Value {
+        match v {
+            TagValue::List(items) if items.len() > 1 => serde_json::Value::from(items.clone()),
+            TagValue::Number(n) => serde_json::Value::from(*n),
+            TagValue::YesNo(b) => serde_json::Value::from(*b),
+            other => serde_json::Value::from(other.to_string()),
+        }
+    }
+}
+
+/// One line of an SMS CSV file or SMS query answer: `address,cat,value,...` with fields quoted where
+/// needed; no line terminator.
+pub fn format_sms_line<'a>(
+    address: &str,
+    pairs: impl IntoIterator<Item = (&'a str, String)>,
+    separator: char,
+) -> String {
+    let mut out = String::with_capacity(128);
+    push_field(&mut out, address, separator);
+    for (c, v) in pairs {
+        out.push(separator);
+        push_field(&mut out, c, separator);
+        out.push(separator);
+        push_field(&mut out, &v, separator);
+    }
+    out
+}
+
+fn push_field(out: &mut String, f: &str, sep: char) {
+    let needs = f.contains(sep)
+        || f.contains(['"', '\n', '\r'])
+        || f.starts_with('#')
+        || f.starts_with(' ')
+        || f.ends_with(' ');
+    if needs {
+        out.push('"');
+        out.push_str(&f.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(s: &str, sep: char) -> Vec<Result<RawRecord, LineError>> {
+        SmsCsvReader::new(s.as_bytes(), sep).collect()
+    }
+
+    #[test]
+    fn sms_example_file() {
+        let file = "# comment\n1.2.3.0/24,Country,United States,Approved,yes\n3.4.5.0/24,Approved,yes,Country,China\n1.2.3.0/24,Country,United States,Approved,yes,Comment,\"This comment, contains a comma\"\n2.3.0.0/16\n";
+        let recs: Vec<RawRecord> = read(file, ',').into_iter().map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 4);
+        assert_eq!(recs[0].line, 2);
+        assert_eq!(recs[1].line, 3);
+        assert_eq!(recs[0].address, "1.2.3.0/24");
+        assert_eq!(recs[2].pairs[2], ("Comment".into(), "This comment, contains a comma".into()));
+        assert_eq!(recs[3].pairs, vec![]);
+        assert_eq!(recs[3].line, 5);
+    }
+
+    #[test]
+    fn url_files_use_pipes_and_quotes() {
+        let recs = read("http://a.com/x,y|Trend Micro Severity|High\n\"http://b.com/|q\"|C|\"say \"\"hi\"\"\"\n", '|');
+        let r0 = recs[0].as_ref().unwrap();
+        assert_eq!(r0.address, "http://a.com/x,y");
+        let r1 = recs[1].as_ref().unwrap();
+        assert_eq!(r1.address, "http://b.com/|q");
+        assert_eq!(r1.pairs, vec![("C".into(), "say \"hi\"".into())]);
+    }
+
+    #[test]
+    fn missing_value_and_bad_utf8() {
+        let recs = read("1.1.1.1,Country\n", ',');
+        assert_eq!(recs[0].as_ref().unwrap().pairs, vec![("Country".into(), String::new())]);
+        let mut bytes = b"1.1.1.1,C,ok\n2.2.2.2,C,".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
+        bytes.extend_from_slice(b"3.3.3.3\n");
+        let recs: Vec<_> = SmsCsvReader::new(&bytes[..], ',').collect();
+        assert!(recs[0].is_ok());
+        let err = recs[1].as_ref().unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.reason.contains("UTF-8"), "{}", err.reason);
+        assert_eq!(recs[2].as_ref().unwrap().line, 3);
+    }
+
+    #[test]
+    fn tag_data() {
+        assert_eq!(
+            parse_tag_data("MalwareIpType,infectedHost,CreatedDate,\"Jan 22, 2014\"").unwrap(),
+            vec![
+                ("MalwareIpType".into(), "infectedHost".into()),
+                ("CreatedDate".into(), "Jan 22, 2014".into())
+            ]
+        );
+        assert_eq!(parse_tag_data("").unwrap(), vec![]);
+        assert!(parse_tag_data("a,b,c").is_err());
+        assert!(parse_tag_data("a,b\nc,d").is_err());
+        assert!(parse_tag_data("a,\"b").is_err());
+        assert!(parse_tag_data("a,\"b\"x").is_err());
+    }
+
+    #[test]
+    fn json_lines() {
+        let (k, v, p) = parse_json_line(r#"{"value":"1.2.3.4","kind":"ipv4","tags":{"A":"x","B":["y","z"],"C":5,"D":true,"E":null}}"#).unwrap();
+        assert_eq!(k, Some(Kind::Ipv4));
+        assert_eq!(v, "1.2.3.4");
+        assert_eq!(
+            p,
+            vec![
+                ("A".into(), "x".into()),
+                ("B".into(), "y~~~z".into()),
+                ("C".into(), "5".into()),
+                ("D".into(), "yes".into()),
+                ("E".into(), String::new())
+            ]
+        );
+        assert!(parse_json_line(r#"{"value":"x","colour":"red"}"#).unwrap_err().contains("colour"));
+        assert!(parse_json_line(r#"{"value":"x","kind":"mac"}"#).is_err());
+        assert!(parse_json_line("not json").is_err());
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        let line = format_sms_line(
+            "1.2.3.4",
+            [("Comment", "a, \"b\"".to_string()), ("Trend Micro Severity", "High".to_string())],
+            ',',
+        );
+        assert_eq!(line, "1.2.3.4,Comment,\"a, \"\"b\"\"\",Trend Micro Severity,High");
+        let rec = read(&line, ',').remove(0).unwrap();
+        assert_eq!(rec.pairs[0].1, "a, \"b\"");
+    }
+}

@@ -1,0 +1,37 @@
+//! The reputation entry model of rephub: entry kinds and their canonical forms, tag categories and
+//! their values, search criteria, and the import file formats.
+//!
+//! Invariants this crate guarantees to every caller:
+//! - An [`Entry`] is always in canonical form: two spellings of the same address, name, URL or hash
+//!   produce equal `Entry` values and the same [`Entry::to_string`]. Parsing the printed form gives the
+//!   same `Entry` back.
+//! - A [`TagValue`] has been validated against its [`Category`]; a [`Tags`] set holds at most one value
+//!   per category.
+//! - No parser in this crate panics on any input (they are fuzzed, see `fuzz/`).
+//!
+//! The crate is pure: no I/O, no clock reads (time comes from a [`Clock`]).
+
+mod criteria;
+mod domain;
+mod entry;
+mod formats;
+mod kind;
+mod severity;
+mod tags;
+mod time;
+pub mod url;
+
+pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
+pub use domain::Domain;
+pub use entry::{Entry, EntryError, IpRange};
+pub use formats::{
+    ExportRecord, JsonLine, LineError, RawRecord, SmsCsvReader, format_sms_line, parse_json_line,
+    parse_tag_data,
+};
+pub use kind::{Kind, UnknownKind};
+pub use severity::{RiskThreshold, ScanAction, Severity};
+pub use tags::{
+    Catalog, Category, CategoryError, CategoryId, CategoryType, LIST_SEPARATOR, MAX_TEXT,
+    NewCategory, TagError, TagValue, Tags, builtin,
+};
+pub use time::{Clock, FixedClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime};

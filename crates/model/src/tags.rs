@@ -1,0 +1,580 @@
+//! Tag categories and tag values, as in the SMS reputation database.
+//!
+//! Five category types: text (≤ 255 characters), list (allowed values, optionally several at once),
+//! date, yes/no, numeric range. A category's type never changes after creation. Tags are stored by
+//! category id, so renaming a category never touches entries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{format_utc, parse_datetime};
+
+pub type CategoryId = u32;
+
+/// Longest text value (SMS limit).
+pub const MAX_TEXT: usize = 255;
+/// Separator of several values of a multi-value list category (SMS `TagData` and import files).
+pub const LIST_SEPARATOR: &str = "~~~";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CategoryType {
+    Text,
+    List {
+        values: Vec<String>,
+        #[serde(default)]
+        multiple: bool,
+    },
+    Date,
+    #[serde(rename = "yesno")]
+    YesNo,
+    Range {
+        min: i64,
+        max: i64,
+    },
+}
+
+impl CategoryType {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CategoryType::Text => "text",
+            CategoryType::List { .. } => "list",
+            CategoryType::Date => "date",
+            CategoryType::YesNo => "yesno",
+            CategoryType::Range { .. } => "range",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Category {
+    pub id: CategoryId,
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: CategoryType,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+/// A category to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCategory {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: CategoryType,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CategoryError {
+    #[error("category name is empty")]
+    EmptyName,
+    #[error("category name {0:?} is longer than 255 characters or contains a control character")]
+    BadName(String),
+    #[error("category {0:?} already exists")]
+    Exists(String),
+    #[error("list category {0:?} needs at least one allowed value")]
+    NoValues(String),
+    #[error("list value {0:?} is empty, too long, or contains {LIST_SEPARATOR:?}")]
+    BadListValue(String),
+    #[error("range minimum {min} is greater than maximum {max}")]
+    BadRange { min: i64, max: i64 },
+}
+
+impl NewCategory {
+    /// Check the definition on its own (not against existing categories).
+    pub fn validate(&self) -> Result<(), CategoryError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(CategoryError::EmptyName);
+        }
+        if name.chars().count() > MAX_TEXT || name.chars().any(char::is_control) {
+            return Err(CategoryError::BadName(self.name.clone()));
+        }
+        match &self.kind {
+            CategoryType::List { values, .. } => {
+                if values.is_empty() {
+                    return Err(CategoryError::NoValues(self.name.clone()));
+                }
+                if let Some(v) = values.iter().find(|v| {
+                    v.trim().is_empty() || v.chars().count() > MAX_TEXT || v.contains(LIST_SEPARATOR)
+                }) {
+                    return Err(CategoryError::BadListValue(v.clone()));
+                }
+            }
+            CategoryType::Range { min, max } if min > max => {
+                return Err(CategoryError::BadRange {
+                    min: *min,
+                    max: *max,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A validated tag value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TagValue {
+    Text(String),
+    /// One value, or several for a multi-value category; no duplicates, in the order given.
+    List(Vec<String>),
+    /// Seconds since the Unix epoch, UTC.
+    Date(i64),
+    YesNo(bool),
+    Number(i64),
+}
+
+impl fmt::Display for TagValue {
+    /// The SMS import/export spelling: lists joined with `~~~`, dates as `YYYY-MM-DD hh:mm:ss UTC`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TagValue::Text(s) => f.write_str(s),
+            TagValue::List(v) => f.write_str(&v.join(LIST_SEPARATOR)),
+            TagValue::Date(t) => f.write_str(&format_utc(*t)),
+            TagValue::YesNo(b) => f.write_str(if *b { "yes" } else { "no" }),
+            TagValue::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Why a `category,value` pair was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TagError {
+    #[error("empty category field")]
+    EmptyCategory,
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+    #[error("{category}: text is {len} characters long (at most {MAX_TEXT})")]
+    TextTooLong { category: String, len: usize },
+    #[error("{category}: value {value:?} is not allowed (allowed: {allowed})")]
+    NotAllowed {
+        category: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("{category}: takes one value, got {count} joined with {LIST_SEPARATOR:?}")]
+    NotMultiple { category: String, count: usize },
+    #[error("{category}: {reason}")]
+    BadDate { category: String, reason: String },
+    #[error("{category}: {value:?} is not a whole number")]
+    NotANumber { category: String, value: String },
+    #[error("{category}: {value} is outside the range {min}..={max}")]
+    OutOfRange {
+        category: String,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+}
+
+impl Category {
+    /// Validate a raw value (as written in an import file or `TagData`). The caller handles empty
+    /// values, which drop the pair rather than fail it.
+    pub fn parse_value(&self, raw: &str) -> Result<TagValue, TagError> {
+        let name = || self.name.clone();
+        match &self.kind {
+            CategoryType::Text => {
+                let len = raw.chars().count();
+                if len > MAX_TEXT {
+                    return Err(TagError::TextTooLong {
+                        category: name(),
+                        len,
+                    });
+                }
+                Ok(TagValue::Text(raw.to_string()))
+            }
+            CategoryType::List { values, multiple } => {
+                let parts: Vec<&str> = raw.split(LIST_SEPARATOR).map(str::trim).collect();
+                if parts.len() > 1 && !multiple {
+                    return Err(TagError::NotMultiple {
+                        category: name(),
+                        count: parts.len(),
+                    });
+                }
+                let mut out: Vec<String> = Vec::with_capacity(parts.len());
+                for p in parts {
+                    // Values are case-sensitive in the SMS; an exact match is required.
+                    let Some(v) = values.iter().find(|v| v.as_str() == p) else {
+                        return Err(TagError::NotAllowed {
+                            category: name(),
+                            value: p.to_string(),
+                            allowed: values.join(", "),
+                        });
+                    };
+                    if !out.contains(v) {
+                        out.push(v.clone());
+                    }
+                }
+                Ok(TagValue::List(out))
+            }
+            CategoryType::Date => parse_datetime(raw)
+                .map(TagValue::Date)
+                .map_err(|e| TagError::BadDate {
+                    category: name(),
+                    reason: e.to_string(),
+                }),
+            CategoryType::YesNo => {
+                let v = raw.trim().to_ascii_lowercase();
+                // SMS rule: yes (any case) is yes, anything else is no; the user help adds these.
+                Ok(TagValue::YesNo(matches!(v.as_str(), "yes" | "true" | "t" | "y")))
+            }
+            CategoryType::Range { min, max } => {
+                let t = raw.trim();
+                let n: i64 = t.parse().map_err(|_| TagError::NotANumber {
+                    category: name(),
+                    value: t.to_string(),
+                })?;
+                if n < *min || n > *max {
+                    return Err(TagError::OutOfRange {
+                        category: name(),
+                        value: n,
+                        min: *min,
+                        max: *max,
+                    });
+                }
+                Ok(TagValue::Number(n))
+            }
+        }
+    }
+}
+
+/// The tags of one assertion or of one entry: at most one value per category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tags(BTreeMap<CategoryId, TagValue>);
+
+impl Tags {
+    pub fn new() -> Tags {
+        Tags::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, id: CategoryId) -> Option<&TagValue> {
+        self.0.get(&id)
+    }
+
+    pub fn insert(&mut self, id: CategoryId, value: TagValue) -> Option<TagValue> {
+        self.0.insert(id, value)
+    }
+
+    pub fn remove(&mut self, id: CategoryId) -> Option<TagValue> {
+        self.0.remove(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (CategoryId, &TagValue)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// SMS "merge and overwrite": every category named in `other` takes its value from `other`; the
+    /// other categories are kept.
+    pub fn overwrite_with(&mut self, other: &Tags) {
+        for (k, v) in &other.0 {
+            self.0.insert(*k, v.clone());
+        }
+    }
+
+    /// Compact binary form for storage.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.0).unwrap_or_default()
+    }
+
+    /// Inverse of [`Tags::encode`]; never panics on corrupt input.
+    pub fn decode(bytes: &[u8]) -> Option<Tags> {
+        postcard::from_bytes(bytes).ok().map(Tags)
+    }
+}
+
+/// The tag categories known to one reputation database, looked up by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    categories: Vec<Category>,
+    by_name: HashMap<String, usize>,
+    by_id: HashMap<CategoryId, usize>,
+}
+
+impl Catalog {
+    pub fn new(categories: Vec<Category>) -> Catalog {
+        let by_name = categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let by_id = categories.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        Catalog {
+            categories,
+            by_name,
+            by_id,
+        }
+    }
+
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+
+    /// Category names are case-sensitive, as in the SMS.
+    pub fn by_name(&self, name: &str) -> Option<&Category> {
+        self.by_name.get(name).map(|&i| &self.categories[i])
+    }
+
+    pub fn by_id(&self, id: CategoryId) -> Option<&Category> {
+        self.by_id.get(&id).map(|&i| &self.categories[i])
+    }
+
+    /// The id of the `Reputation Entries TTL` category, which drives expiry.
+    pub fn ttl_id(&self) -> Option<CategoryId> {
+        self.by_name(builtin::TTL).map(|c| c.id)
+    }
+
+    /// Validate one `category,value` pair. `Ok(None)`: the value is empty and the pair is dropped.
+    pub fn parse_pair(
+        &self,
+        category: &str,
+        value: &str,
+    ) -> Result<Option<(CategoryId, TagValue)>, TagError> {
+        let category = category.trim();
+        if category.is_empty() {
+            return Err(TagError::EmptyCategory);
+        }
+        let cat = self
+            .by_name(category)
+            .ok_or_else(|| TagError::UnknownCategory(category.to_string()))?;
+        if value.trim().is_empty() {
+            return Ok(None);
+        }
+        cat.parse_value(value).map(|v| Some((cat.id, v)))
+    }
+
+    /// Validate all pairs of one entry. Returns the tags and the categories whose empty value was
+    /// dropped; the first invalid pair rejects the whole entry.
+    pub fn parse_pairs<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(Tags, Vec<String>), TagError> {
+        let mut tags = Tags::new();
+        let mut dropped = Vec::new();
+        for (c, v) in pairs {
+            match self.parse_pair(c, v)? {
+                Some((id, value)) => {
+                    tags.insert(id, value);
+                }
+                None => dropped.push(c.trim().to_string()),
+            }
+        }
+        Ok((tags, dropped))
+    }
+
+    /// Tags by category name, for display and export.
+    pub fn named<'a>(&'a self, tags: &'a Tags) -> impl Iterator<Item = (&'a str, &'a TagValue)> {
+        tags.iter()
+            .filter_map(|(id, v)| self.by_id(id).map(|c| (c.name.as_str(), v)))
+    }
+}
+
+/// The categories every rephub database has from the start (SMS built-ins and seed 002 chapter 5).
+pub mod builtin {
+    use super::{CategoryType, NewCategory};
+
+    pub const DETECTION_CATEGORY: &str = "Trend Micro Detection Category";
+    pub const PUBLISHER: &str = "Trend Micro Publisher";
+    pub const SEVERITY: &str = "Trend Micro Severity";
+    pub const SOURCE: &str = "Trend Micro Source";
+    pub const SO_SOURCE: &str = "Trend Micro Suspicious Object Source";
+    pub const SCAN_ACTION: &str = "Trend Micro Scan Action";
+    pub const TTL: &str = "Reputation Entries TTL";
+    pub const STIX_ID: &str = "STIX - ID";
+    pub const STIX_SEVERITY: &str = "STIX - Severity";
+    pub const STIX_CONFIDENCE: &str = "STIX - Confidence";
+
+    pub const SUSPICIOUS_OBJECT: &str = "Suspicious Object";
+    pub const CNC_CALLBACK: &str = "C&C Callback Address";
+
+    fn list(values: &[&str]) -> CategoryType {
+        CategoryType::List {
+            values: values.iter().map(|v| v.to_string()).collect(),
+            multiple: false,
+        }
+    }
+
+    /// In a fixed order: ids 1.. are assigned in this order in a new database.
+    pub fn all() -> Vec<NewCategory> {
+        let c = |name: &str, kind: CategoryType, description: &str| NewCategory {
+            name: name.to_string(),
+            kind,
+            description: description.to_string(),
+        };
+        vec![
+            c(
+                DETECTION_CATEGORY,
+                list(&[SUSPICIOUS_OBJECT, CNC_CALLBACK]),
+                "The detection type of the threat.",
+            ),
+            c(PUBLISHER, CategoryType::Text, "The product name of the producer."),
+            c(SEVERITY, list(&["High", "Medium", "Low"]), "Risk level of the object."),
+            c(SOURCE, CategoryType::Text, "The host name of the producer."),
+            c(
+                TTL,
+                CategoryType::Date,
+                "The time the entry is removed, YYYY-MM-DD hh:mm:ss TZ.",
+            ),
+            c(STIX_ID, CategoryType::Text, "The id of the STIX indicator."),
+            c(STIX_SEVERITY, list(&["High", "Medium", "Low"]), "Severity label of the STIX indicator."),
+            c(
+                STIX_CONFIDENCE,
+                CategoryType::Range { min: 0, max: 100 },
+                "Confidence label of the STIX indicator.",
+            ),
+            c(
+                SO_SOURCE,
+                list(&["UDSO", "VASO"]),
+                "Vision One suspicious-object list the object came from.",
+            ),
+            c(SCAN_ACTION, list(&["log", "block"]), "Suggested action: log or block."),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let mut cats: Vec<Category> = builtin::all()
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| Category {
+                id: i as u32 + 1,
+                name: n.name,
+                kind: n.kind,
+                description: n.description,
+                builtin: true,
+            })
+            .collect();
+        cats.push(Category {
+            id: 100,
+            name: "Country".into(),
+            kind: CategoryType::List {
+                values: vec!["United States".into(), "China".into()],
+                multiple: true,
+            },
+            description: String::new(),
+            builtin: false,
+        });
+        cats.push(Category {
+            id: 101,
+            name: "Approved".into(),
+            kind: CategoryType::YesNo,
+            description: String::new(),
+            builtin: false,
+        });
+        Catalog::new(cats)
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let c = catalog();
+        assert_eq!(
+            c.parse_pair("Trend Micro Severity", "High").unwrap(),
+            Some((3, TagValue::List(vec!["High".into()])))
+        );
+        assert!(matches!(
+            c.parse_pair("Trend Micro Severity", "high"),
+            Err(TagError::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            c.parse_pair("Trend Micro Severity", "High~~~Low"),
+            Err(TagError::NotMultiple { .. })
+        ));
+        assert_eq!(
+            c.parse_pair("Country", "China~~~United States~~~China").unwrap(),
+            Some((100, TagValue::List(vec!["China".into(), "United States".into()])))
+        );
+        assert_eq!(c.parse_pair("Trend Micro Severity", "  ").unwrap(), None);
+        assert_eq!(c.parse_pair("", "x"), Err(TagError::EmptyCategory));
+        assert!(matches!(c.parse_pair("Nope", "x"), Err(TagError::UnknownCategory(_))));
+        assert!(matches!(
+            c.parse_pair("STIX - Confidence", "101"),
+            Err(TagError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            c.parse_pair("STIX - Confidence", "1.5"),
+            Err(TagError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            c.parse_pair("Trend Micro Source", &"x".repeat(256)),
+            Err(TagError::TextTooLong { .. })
+        ));
+        assert!(matches!(
+            c.parse_pair("Reputation Entries TTL", "tomorrow"),
+            Err(TagError::BadDate { .. })
+        ));
+    }
+
+    #[test]
+    fn yes_no_follows_sms_rule() {
+        let c = catalog();
+        for (raw, want) in [("YES", true), ("True", true), ("t", true), ("y", true), ("no", false), ("maybe", false)] {
+            assert_eq!(c.parse_pair("Approved", raw).unwrap(), Some((101, TagValue::YesNo(want))));
+        }
+    }
+
+    #[test]
+    fn encode_round_trip_and_corrupt_input() {
+        let c = catalog();
+        let (tags, dropped) = c
+            .parse_pairs([
+                ("Trend Micro Severity", "Low"),
+                ("Reputation Entries TTL", "2027-01-02 03:04:05 UTC"),
+                ("Trend Micro Source", ""),
+            ])
+            .unwrap();
+        assert_eq!(dropped, vec!["Trend Micro Source".to_string()]);
+        assert_eq!(Tags::decode(&tags.encode()).unwrap(), tags);
+        assert_eq!(Tags::decode(&[0xff, 0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn overwrite_keeps_unnamed_categories() {
+        let mut a = Tags::new();
+        a.insert(1, TagValue::Text("a".into()));
+        a.insert(2, TagValue::Text("b".into()));
+        let mut b = Tags::new();
+        b.insert(2, TagValue::Text("c".into()));
+        a.overwrite_with(&b);
+        assert_eq!(a.get(1), Some(&TagValue::Text("a".into())));
+        assert_eq!(a.get(2), Some(&TagValue::Text("c".into())));
+    }
+
+    #[test]
+    fn category_definitions_are_checked() {
+        let bad = NewCategory {
+            name: "X".into(),
+            kind: CategoryType::Range { min: 5, max: 1 },
+            description: String::new(),
+        };
+        assert!(bad.validate().is_err());
+        let bad = NewCategory {
+            name: " ".into(),
+            kind: CategoryType::Text,
+            description: String::new(),
+        };
+        assert_eq!(bad.validate(), Err(CategoryError::EmptyName));
+        for n in builtin::all() {
+            n.validate().unwrap();
+        }
+    }
+}
