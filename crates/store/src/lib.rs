@@ -1,0 +1,103 @@
+//! The reputation database of rephub.
+//!
+//! An entry is unique by (kind, canonical value). Each source that reports an entry keeps its own
+//! *assertion* (its tags, its expiry); the entry's effective tags are the merge of its assertions
+//! (see [`effective`]) and the entry exists while at least one assertion does. Every insert, update
+//! and delete of an entry gets the next sequence number in the change log; those numbers are the
+//! cursors of every delta sync. The log is compacted up to a *horizon*; a cursor below the horizon
+//! must start again from a snapshot.
+//!
+//! Callers use the [`ReputationStore`] and [`WriteTx`] traits; [`SqliteStore`] is the embedded
+//! implementation (SQLite in WAL mode, one writer, durable on commit). A PostgreSQL backend would
+//! implement the same two traits.
+
+mod error;
+mod merge;
+mod schema;
+mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use merge::effective;
+pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
+pub use types::{
+    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, WriteMode,
+};
+
+use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory, Tags};
+
+/// Reads and administration of a reputation database.
+pub trait ReputationStore {
+    type Tx<'a>: WriteTx
+    where
+        Self: 'a;
+
+    /// Start a write transaction. Nothing is visible to readers until [`WriteTx::commit`]; dropping
+    /// the transaction rolls it back.
+    fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+
+    fn catalog(&self) -> Result<Catalog, StoreError>;
+    fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError>;
+
+    /// The entry with this canonical value, with its assertions.
+    fn get(&self, entry: &Entry) -> Result<Option<StoredEntry>, StoreError>;
+
+    /// Every entry matching `criteria`, in search-key order for IP and domain queries, insertion
+    /// order otherwise. `f` returns `false` to stop early.
+    fn search_each(
+        &self,
+        criteria: &Criteria,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` matches (0: no limit).
+    fn search(&self, criteria: &Criteria, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.search_each(criteria, &mut |e| {
+            out.push(e);
+            limit == 0 || out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Changes with a sequence number above `cursor`, at most `limit`.
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
+
+    fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// Remove every assertion whose expiry is at or before `now`, and the entries left without one.
+    /// Returns the number of assertions removed.
+    fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError>;
+
+    /// Drop change-log records up to and including `upto`; cursors below it then need a snapshot.
+    fn compact(&mut self, upto: u64) -> Result<u64, StoreError>;
+}
+
+/// One write transaction. All methods take a source name; `USER_SOURCE` is manual and SMS API writes.
+pub trait WriteTx {
+    /// Add or update `source`'s assertion of `entry`. With [`WriteMode::Merge`] the categories named in
+    /// `tags` are overwritten and the others kept (an empty `tags` keeps them all).
+    fn upsert(
+        &mut self,
+        source: &str,
+        entry: &Entry,
+        tags: &Tags,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError>;
+
+    /// Remove `source`'s assertion of `entry`; the entry goes when no assertion is left.
+    /// Returns whether the source had asserted it.
+    fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError>;
+
+    /// Remove the entry and every source's assertion of it. Returns whether it existed.
+    fn remove(&mut self, entry: &Entry) -> Result<bool, StoreError>;
+
+    /// Withdraw every assertion of `source`. Returns how many were withdrawn.
+    fn withdraw_source(&mut self, source: &str) -> Result<u64, StoreError>;
+
+    /// Remove every entry matching `criteria`. Returns how many were removed.
+    fn remove_matching(&mut self, criteria: &Criteria) -> Result<u64, StoreError>;
+
+    /// Make everything durable. Returns the last sequence number.
+    fn commit(self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,105 @@
+//! Versioned schema migrations, applied in order inside one transaction each; the version lives in
+//! `PRAGMA user_version`.
+//!
+//! Layout and why:
+//! - `entries`: one row per (kind, canonical value). Ids are never reused (AUTOINCREMENT), so a
+//!   change-log record can never point at a later entry that took a deleted entry's id. `key` is the ordered search key (start address
+//!   as big-endian bytes for IP entries, reversed labels for domains) and `key_end` the last address,
+//!   so that "entries inside this prefix" and "names below this domain" are range scans of
+//!   `entries_key` rather than table scans.
+//! - `assertions`: one row per (entry, source), clustered by entry (WITHOUT ROWID) so an entry's
+//!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags`.
+//! - `changes`: the append-only change log; `value` is only kept for deletes, when the entry row is
+//!   gone. Inserts and updates point at the entry.
+//! - `meta`: `last_seq` (the newest sequence number, kept even when the log is compacted) and
+//!   `horizon` (the highest compacted sequence number).
+
+use rusqlite::{Connection, params};
+
+use rephub_model::builtin;
+
+use crate::error::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('horizon', 0);
+    CREATE TABLE categories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        builtin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        key BLOB,
+        key_end BLOB,
+        created_at INTEGER NOT NULL,
+        UNIQUE (kind, value)
+    );
+    CREATE INDEX entries_key ON entries (kind, key) WHERE key IS NOT NULL;
+    CREATE TABLE assertions (
+        entry_id INTEGER NOT NULL,
+        source_id INTEGER NOT NULL,
+        tags BLOB NOT NULL,
+        expires_at INTEGER,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (entry_id, source_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX assertions_source ON assertions (source_id, entry_id);
+    CREATE INDEX assertions_expiry ON assertions (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY,
+        op INTEGER NOT NULL,
+        entry_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT
+    );
+    "#,
+];
+
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection, path: &str, now: i64) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_string(),
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        if version == 1 {
+            seed_builtin_categories(&tx, now)?;
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn seed_builtin_categories(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+    )?;
+    for c in builtin::all() {
+        let def = serde_json::to_string(&c.kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        stmt.execute(params![c.name, def, c.description, now])?;
+    }
+    Ok(())
+}

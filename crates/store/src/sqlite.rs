@@ -1,0 +1,788 @@
+//! The embedded SQLite implementation of [`ReputationStore`].
+//!
+//! One connection per `SqliteStore`; writes go through [`SqliteTx`], an IMMEDIATE transaction, so
+//! one writer at a time holds the lock and sequence numbers are allocated without races. WAL mode
+//! lets readers in other connections (and processes) read while a long import runs; with
+//! `synchronous = FULL` a commit is on disk when `commit` returns.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+
+use rephub_model::{
+    Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
+    NewCategory, Query, SystemClock, TagValue, Tags, builtin,
+};
+
+use crate::error::StoreError;
+use crate::merge::effective;
+use crate::schema;
+use crate::types::{
+    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, WriteMode,
+};
+use crate::{ReputationStore, WriteTx};
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// SQLite page cache, in MiB. Bulk imports into a large database want a large cache: the unique
+    /// index on (kind, value) is written in random order.
+    pub cache_mib: u32,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            cache_mib: 256,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, OpenOptions::default())
+    }
+
+    pub fn open_with(path: &Path, opts: OpenOptions) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "cannot switch {} to WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL;
+             PRAGMA cache_size = -{};
+             PRAGMA mmap_size = 268435456;
+             PRAGMA foreign_keys = OFF;",
+            u64::from(opts.cache_mib) * 1024
+        ))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn, &path.display().to_string(), opts.clock.now())?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            clock: opts.clock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only view of the connection, for checks in tests and tools.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let r: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if r == "ok" { Ok(()) } else { Err(StoreError::Corrupt(r)) }
+    }
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    let v: i64 = conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
+    Ok(v as u64)
+}
+
+fn ttl_id(conn: &Connection) -> Result<Option<CategoryId>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM categories WHERE name = ?1")?
+        .query_row([builtin::TTL], |r| r.get(0))
+        .optional()?)
+}
+
+fn load_catalog(conn: &Connection) -> Result<Catalog, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, definition, description, builtin FROM categories ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, bool>(4)?,
+        ))
+    })?;
+    let mut cats = Vec::new();
+    for row in rows {
+        let (id, name, def, description, builtin) = row?;
+        let kind: CategoryType = serde_json::from_str(&def)
+            .map_err(|e| StoreError::Corrupt(format!("category {name:?}: {e}")))?;
+        cats.push(Category {
+            id,
+            name,
+            kind,
+            description,
+            builtin,
+        });
+    }
+    Ok(Catalog::new(cats))
+}
+
+fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
+    let k = u8::try_from(kind)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
+    Entry::parse(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
+}
+
+fn decode_tags(bytes: &[u8]) -> Result<Tags, StoreError> {
+    Tags::decode(bytes).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
+}
+
+fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
+    match ttl.and_then(|id| tags.get(id)) {
+        Some(TagValue::Date(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
+         FROM assertions a JOIN sources s ON s.id = a.source_id
+         WHERE a.entry_id = ?1 ORDER BY a.seq",
+    )?;
+    let mut rows = stmt.query([id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let tags: Vec<u8> = r.get(1)?;
+        out.push(Assertion {
+            source: r.get(0)?,
+            tags: decode_tags(&tags)?,
+            expires_at: r.get(2)?,
+            seq: r.get::<_, i64>(3)? as u64,
+            updated_at: r.get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+fn build(
+    id: i64,
+    entry: Entry,
+    assertions: Vec<Assertion>,
+    ttl: Option<CategoryId>,
+) -> StoredEntry {
+    let (tags, expires_at) = effective(&assertions, ttl);
+    StoredEntry {
+        id,
+        entry,
+        tags,
+        expires_at,
+        assertions,
+    }
+}
+
+fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
+    let id: Option<i64> = conn
+        .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND value = ?2")?
+        .query_row(params![entry.kind().code(), entry.to_string()], |r| r.get(0))
+        .optional()?;
+    let Some(id) = id else { return Ok(None) };
+    let assertions = load_assertions(conn, id)?;
+    Ok(Some(build(id, entry.clone(), assertions, ttl_id(conn)?)))
+}
+
+/// The SQL narrowing for a query: a range of the search-key index where there is one.
+fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
+    match q {
+        Query::Ip(net) => {
+            let (start, end) = match net {
+                ipnet::IpNet::V4(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
+                ipnet::IpNet::V6(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
+            };
+            sql.push_str(" AND e.key >= ? AND e.key <= ? AND e.key_end <= ?");
+            args.push(Value::Blob(start));
+            args.push(Value::Blob(end.clone()));
+            args.push(Value::Blob(end));
+        }
+        Query::Domain { name, exact } => {
+            let key = rephub_model::Domain::parse(name)
+                .map(|d| d.reversed_key())
+                .unwrap_or_default()
+                .into_bytes();
+            if *exact {
+                sql.push_str(" AND e.key = ?");
+                args.push(Value::Blob(key));
+            } else {
+                // Every key below `com.foo.` starts with it; '/' is the byte after '.'.
+                let mut upper = key.clone();
+                if let Some(last) = upper.last_mut() {
+                    *last = b'/';
+                }
+                sql.push_str(" AND e.key >= ? AND e.key < ?");
+                args.push(Value::Blob(key));
+                args.push(Value::Blob(upper));
+            }
+        }
+        Query::Url {
+            prefix,
+            with_scheme: true,
+            ..
+        } if !prefix.is_empty() => {
+            // Canonical URLs are ASCII below 0x7f, so prefix + DEL bounds everything that starts
+            // with the prefix.
+            sql.push_str(" AND e.value >= ? AND e.value < ?");
+            args.push(Value::Text(prefix.clone()));
+            args.push(Value::Text(format!("{prefix}\u{7f}")));
+        }
+        Query::Url { .. } => {}
+        Query::Hash { partial, .. } => {
+            sql.push_str(" AND instr(e.value, ?) > 0");
+            args.push(Value::Text(partial.clone()));
+        }
+    }
+}
+
+fn search_conn(
+    conn: &Connection,
+    criteria: &Criteria,
+    f: &mut dyn FnMut(StoredEntry) -> bool,
+) -> Result<(), StoreError> {
+    let ttl = ttl_id(conn)?;
+    let mut kinds: Vec<Kind> = match &criteria.query {
+        Some(q) => q.kinds().to_vec(),
+        None => Kind::ALL.to_vec(),
+    };
+    if !criteria.kinds.is_empty() {
+        kinds.retain(|k| criteria.kinds.contains(k));
+    }
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    for kind in kinds {
+        // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
+        let mut sql = String::from(
+            "SELECT e.id, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+             FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
+             JOIN sources s ON s.id = a.source_id
+             WHERE e.kind = ?",
+        );
+        let mut args = vec![Value::Integer(i64::from(kind.code()))];
+        if let Some(q) = &criteria.query {
+            query_sql(q, &mut sql, &mut args);
+        }
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut current: Option<(i64, String, Vec<Assertion>)> = None;
+        let mut keep_going = true;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let tags: Vec<u8> = r.get(3)?;
+            let a = Assertion {
+                source: r.get(2)?,
+                tags: decode_tags(&tags)?,
+                expires_at: r.get(4)?,
+                seq: r.get::<_, i64>(5)? as u64,
+                updated_at: r.get(6)?,
+            };
+            match &mut current {
+                Some((cid, _, list)) if *cid == id => list.push(a),
+                _ => {
+                    if let Some((cid, value, list)) = current.take() {
+                        keep_going = emit(kind, cid, &value, list, ttl, criteria, f)?;
+                        if !keep_going {
+                            break;
+                        }
+                    }
+                    current = Some((id, r.get(1)?, vec![a]));
+                }
+            }
+        }
+        if keep_going {
+            if let Some((cid, value, list)) = current.take() {
+                keep_going = emit(kind, cid, &value, list, ttl, criteria, f)?;
+            }
+        }
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Apply the parts of the criteria SQL cannot, then hand the entry over. Returns whether to go on.
+fn emit(
+    kind: Kind,
+    id: i64,
+    value: &str,
+    mut assertions: Vec<Assertion>,
+    ttl: Option<CategoryId>,
+    criteria: &Criteria,
+    f: &mut dyn FnMut(StoredEntry) -> bool,
+) -> Result<bool, StoreError> {
+    let entry = parse_stored(i64::from(kind.code()), value)?;
+    assertions.sort_by_key(|a| a.seq);
+    let stored = build(id, entry, assertions, ttl);
+    let has_user = stored.has_source(USER_SOURCE);
+    let has_feed = stored.assertions.iter().any(|a| a.source != USER_SOURCE);
+    let included = (criteria.include.user && has_user) || (criteria.include.feed && has_feed);
+    let source_ok = criteria
+        .source
+        .as_deref()
+        .is_none_or(|s| stored.has_source(s));
+    if included && source_ok && criteria.matches(&stored.entry, &stored.tags) {
+        return Ok(f(stored));
+    }
+    Ok(true)
+}
+
+impl ReputationStore for SqliteStore {
+    type Tx<'a> = SqliteTx<'a>;
+
+    fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
+        let now = self.clock.now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let seq = meta(&tx, "last_seq")?;
+        let ttl = ttl_id(&tx)?;
+        Ok(SqliteTx {
+            tx,
+            seq,
+            now,
+            ttl,
+            sources: HashMap::new(),
+        })
+    }
+
+    fn catalog(&self) -> Result<Catalog, StoreError> {
+        load_catalog(&self.conn)
+    }
+
+    fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError> {
+        category.validate()?;
+        let name = category.name.trim().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM categories WHERE name = ?1)",
+            [&name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(CategoryError::Exists(name).into());
+        }
+        let def = serde_json::to_string(&category.kind)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
+            params![name, def, category.description, self.clock.now()],
+        )?;
+        let id = tx.last_insert_rowid() as CategoryId;
+        tx.commit()?;
+        Ok(Category {
+            id,
+            name,
+            kind: category.kind.clone(),
+            description: category.description.clone(),
+            builtin: false,
+        })
+    }
+
+    fn get(&self, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
+        get_entry(&self.conn, entry)
+    }
+
+    fn search_each(
+        &self,
+        criteria: &Criteria,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<(), StoreError> {
+        // One read transaction, so a concurrent writer cannot show half of its work.
+        let tx = self.conn.unchecked_transaction()?;
+        search_conn(&tx, criteria, f)?;
+        tx.finish()?;
+        Ok(())
+    }
+
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let horizon = meta(&tx, "horizon")?;
+        let last_seq = meta(&tx, "last_seq")?;
+        if cursor < horizon {
+            return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
+        }
+        let mut stmt = tx.prepare_cached(
+            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value)
+             FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
+             WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![cursor as i64, limit])?;
+        let mut changes = Vec::new();
+        let mut read = 0i64;
+        let mut last = cursor;
+        while let Some(r) = rows.next()? {
+            read += 1;
+            let seq = r.get::<_, i64>(0)? as u64;
+            last = seq;
+            let op = ChangeOp::from_code(r.get(1)?)
+                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            // An insert or update whose entry is gone since: its delete comes later in the log.
+            let Some(value) = r.get::<_, Option<String>>(3)? else { continue };
+            let entry = parse_stored(r.get(2)?, &value)?;
+            changes.push(Change { seq, op, entry });
+        }
+        let next = if read < limit { last.max(last_seq) } else { last };
+        drop(rows);
+        drop(stmt);
+        tx.finish()?;
+        Ok(ChangePage::Delta { changes, next })
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut per_kind = Vec::new();
+        let mut total = 0;
+        {
+            let mut stmt = tx.prepare("SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let code: i64 = r.get(0)?;
+                let n = r.get::<_, i64>(1)? as u64;
+                total += n;
+                if let Some(k) = u8::try_from(code).ok().and_then(Kind::from_code) {
+                    per_kind.push((k, n));
+                }
+            }
+        }
+        let mut per_source = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT s.name, (SELECT count(*) FROM assertions a WHERE a.source_id = s.id)
+                 FROM sources s ORDER BY s.name",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                per_source.push((r.get(0)?, r.get::<_, i64>(1)? as u64));
+            }
+        }
+        let categories: i64 = tx.query_row("SELECT count(*) FROM categories", [], |r| r.get(0))?;
+        let changes: i64 = tx.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
+        let expiring: i64 = tx.query_row(
+            "SELECT count(*) FROM assertions WHERE expires_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        let stats = Stats {
+            entries: total,
+            per_kind,
+            per_source,
+            categories: categories as usize,
+            last_seq: meta(&tx, "last_seq")?,
+            horizon: meta(&tx, "horizon")?,
+            changes: changes as u64,
+            expiring: expiring as u64,
+            db_bytes: file_size(&self.path) + file_size(&wal_path(&self.path)),
+        };
+        tx.finish()?;
+        Ok(stats)
+    }
+
+    fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin()?;
+            let due: Vec<(i64, i64)> = {
+                let mut stmt = tx.tx.prepare_cached(
+                    "SELECT entry_id, source_id FROM assertions
+                     WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 10000",
+                )?;
+                let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            if due.is_empty() {
+                return Ok(total);
+            }
+            for (entry_id, source_id) in &due {
+                tx.withdraw_id(*entry_id, *source_id)?;
+            }
+            total += due.len() as u64;
+            tx.commit()?;
+        }
+    }
+
+    fn compact(&mut self, upto: u64) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let upto = upto.min(meta(&tx, "last_seq")?);
+        let removed = tx.execute("DELETE FROM changes WHERE seq <= ?1", [upto as i64])?;
+        tx.execute(
+            "UPDATE meta SET value = max(value, ?1) WHERE key = 'horizon'",
+            [upto as i64],
+        )?;
+        tx.commit()?;
+        Ok(removed as u64)
+    }
+}
+
+fn wal_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A write transaction on a [`SqliteStore`].
+#[derive(Debug)]
+pub struct SqliteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    /// The last sequence number handed out.
+    seq: u64,
+    now: i64,
+    ttl: Option<CategoryId>,
+    sources: HashMap<String, i64>,
+}
+
+impl SqliteTx<'_> {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn source_id(&mut self, name: &str, create: bool) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.sources.get(name) {
+            return Ok(Some(*id));
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM sources WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None if create => {
+                self.tx.execute(
+                    "INSERT INTO sources (name, created_at) VALUES (?1, ?2)",
+                    params![name, self.now],
+                )?;
+                self.tx.last_insert_rowid()
+            }
+            None => return Ok(None),
+        };
+        self.sources.insert(name.to_string(), id);
+        Ok(Some(id))
+    }
+
+    fn log(&self, seq: u64, op: ChangeOp, entry_id: i64, kind: i64, value: Option<&str>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("INSERT INTO changes (seq, op, entry_id, kind, value) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![seq as i64, op as i64, entry_id, kind, value])?;
+        Ok(())
+    }
+
+    fn put_assertion(&self, entry_id: i64, source_id: i64, tags: &Tags, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                entry_id,
+                source_id,
+                tags.encode(),
+                expiry_of(tags, self.ttl),
+                seq as i64,
+                self.now
+            ])?;
+        Ok(())
+    }
+
+    fn entry_id(&self, entry: &Entry) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND value = ?2")?
+            .query_row(params![entry.kind().code(), entry.to_string()], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn remove_id(&mut self, id: i64) -> Result<bool, StoreError> {
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((kind, value)) = row else { return Ok(false) };
+        self.tx
+            .prepare_cached("DELETE FROM assertions WHERE entry_id = ?1")?
+            .execute([id])?;
+        self.tx
+            .prepare_cached("DELETE FROM entries WHERE id = ?1")?
+            .execute([id])?;
+        let seq = self.next_seq();
+        self.log(seq, ChangeOp::Delete, id, kind, Some(&value))?;
+        Ok(true)
+    }
+
+    fn withdraw_id(&mut self, entry_id: i64, source_id: i64) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
+            .execute([entry_id, source_id])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let left: bool = self
+            .tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM assertions WHERE entry_id = ?1)")?
+            .query_row([entry_id], |r| r.get(0))?;
+        if left {
+            let kind: i64 = self
+                .tx
+                .prepare_cached("SELECT kind FROM entries WHERE id = ?1")?
+                .query_row([entry_id], |r| r.get(0))?;
+            let seq = self.next_seq();
+            self.log(seq, ChangeOp::Update, entry_id, kind, None)?;
+        } else {
+            self.remove_id(entry_id)?;
+        }
+        Ok(true)
+    }
+}
+
+impl WriteTx for SqliteTx<'_> {
+    fn upsert(
+        &mut self,
+        source: &str,
+        entry: &Entry,
+        tags: &Tags,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
+        let source_id = self
+            .source_id(source, true)?
+            .ok_or_else(|| StoreError::Corrupt("source vanished".into()))?;
+        let value = entry.to_string();
+        let kind = i64::from(entry.kind().code());
+        let key = entry.search_key();
+        let key_end = entry.ip_range().map(|r| r.end_key());
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO entries (kind, value, key, key_end, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, value) DO NOTHING",
+            )?
+            .execute(params![kind, value, key, key_end, self.now])?;
+        if inserted == 1 {
+            let id = self.tx.last_insert_rowid();
+            let seq = self.next_seq();
+            self.put_assertion(id, source_id, tags, seq)?;
+            self.log(seq, ChangeOp::Insert, id, kind, None)?;
+            return Ok(Outcome::Added);
+        }
+        let id = self
+            .entry_id(entry)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{value}: conflict without a row")))?;
+        let old: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
+            .query_row([id, source_id], |r| r.get(0))
+            .optional()?;
+        let old = old.map(|b| decode_tags(&b)).transpose()?;
+        let new = match (mode, &old) {
+            (WriteMode::Merge, Some(old)) => {
+                let mut t = old.clone();
+                t.overwrite_with(tags);
+                t
+            }
+            _ => tags.clone(),
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(Outcome::Unchanged);
+        }
+        let seq = self.next_seq();
+        self.put_assertion(id, source_id, &new, seq)?;
+        self.log(seq, ChangeOp::Update, id, kind, None)?;
+        Ok(Outcome::Updated)
+    }
+
+    fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {
+        let Some(source_id) = self.source_id(source, false)? else { return Ok(false) };
+        let Some(id) = self.entry_id(entry)? else { return Ok(false) };
+        self.withdraw_id(id, source_id)
+    }
+
+    fn remove(&mut self, entry: &Entry) -> Result<bool, StoreError> {
+        match self.entry_id(entry)? {
+            Some(id) => self.remove_id(id),
+            None => Ok(false),
+        }
+    }
+
+    fn withdraw_source(&mut self, source: &str) -> Result<u64, StoreError> {
+        let Some(source_id) = self.source_id(source, false)? else { return Ok(0) };
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .tx
+                .prepare("SELECT entry_id FROM assertions WHERE source_id = ?1")?;
+            let rows = stmt.query_map([source_id], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut n = 0;
+        for id in ids {
+            if self.withdraw_id(id, source_id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn remove_matching(&mut self, criteria: &Criteria) -> Result<u64, StoreError> {
+        let mut ids = Vec::new();
+        search_conn(&self.tx, criteria, &mut |e| {
+            ids.push(e.id);
+            true
+        })?;
+        let mut n = 0;
+        for id in ids {
+            if self.remove_id(id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn commit(self) -> Result<u64, StoreError> {
+        self.tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",
+            [self.seq as i64],
+        )?;
+        self.tx.commit()?;
+        Ok(self.seq)
+    }
+}

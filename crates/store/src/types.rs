@@ -1,0 +1,101 @@
+use rephub_model::{Entry, Kind, Tags};
+
+/// The source of manual and SMS Web API writes (what SMS `criteria=user` deletes).
+pub const USER_SOURCE: &str = "user";
+
+/// How an upsert combines with what the source asserted before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// SMS "merge and overwrite": named categories are replaced, the others kept.
+    Merge,
+    /// The source's assertion becomes exactly these tags (feeds that own what they bring).
+    Replace,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new entry.
+    Added,
+    /// An existing entry whose assertion was added or changed.
+    Updated,
+    /// The source already asserted exactly this.
+    Unchanged,
+}
+
+/// One source's report of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    pub source: String,
+    pub tags: Tags,
+    /// From the `Reputation Entries TTL` tag; `None`: never expires.
+    pub expires_at: Option<i64>,
+    /// Sequence number of the source's last write; later writes win per category.
+    pub seq: u64,
+    pub updated_at: i64,
+}
+
+/// An entry as stored: its value, its effective tags and expiry, and the assertions behind them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub id: i64,
+    pub entry: Entry,
+    pub tags: Tags,
+    pub expires_at: Option<i64>,
+    pub assertions: Vec<Assertion>,
+}
+
+impl StoredEntry {
+    pub fn has_source(&self, name: &str) -> bool {
+        self.assertions.iter().any(|a| a.source == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Insert = 1,
+    Update = 2,
+    Delete = 3,
+}
+
+impl ChangeOp {
+    pub(crate) fn from_code(c: i64) -> Option<ChangeOp> {
+        match c {
+            1 => Some(ChangeOp::Insert),
+            2 => Some(ChangeOp::Update),
+            3 => Some(ChangeOp::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One change-log record. For inserts and updates `entry` is the entry's current value; read its
+/// current tags with [`crate::ReputationStore::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: u64,
+    pub op: ChangeOp,
+    pub entry: Entry,
+}
+
+/// An answer to [`crate::ReputationStore::changes_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangePage {
+    /// The changes after the cursor (maybe none), and the cursor to ask with next.
+    Delta { changes: Vec<Change>, next: u64 },
+    /// The cursor is older than the compaction horizon: start again from a snapshot.
+    SnapshotRequired { horizon: u64, last_seq: u64 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: u64,
+    pub per_kind: Vec<(Kind, u64)>,
+    pub per_source: Vec<(String, u64)>,
+    pub categories: usize,
+    pub last_seq: u64,
+    pub horizon: u64,
+    pub changes: u64,
+    pub expiring: u64,
+    pub db_bytes: u64,
+}
