@@ -40,33 +40,27 @@ pub struct RawRecord {
     pub pairs: Vec<(String, String)>,
 }
 
-/// Reads an SMS CSV import file record by record; never fails on content, only reports.
-///
-/// Line-oriented on purpose: an SMS file holds one entry a line, and every error must carry the
-/// exact line number, comment and blank lines included.
-pub struct SmsCsvReader<R: BufRead> {
+/// The lines of an import file that carry data: numbered from 1, without line terminators; blank
+/// lines and `#` comment lines are skipped but counted. A line that is not UTF-8 is reported with its
+/// number and the reading goes on.
+pub struct Lines<R: BufRead> {
     input: R,
-    separator: char,
     line: u64,
     position: u64,
     buf: Vec<u8>,
     done: bool,
 }
 
-impl<R: BufRead> fmt::Debug for SmsCsvReader<R> {
+impl<R: BufRead> fmt::Debug for Lines<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsCsvReader")
-            .field("line", &self.line)
-            .finish_non_exhaustive()
+        f.debug_struct("Lines").field("line", &self.line).finish_non_exhaustive()
     }
 }
 
-impl<R: BufRead> SmsCsvReader<R> {
-    /// `separator` is `,`, or `|` for URL files.
-    pub fn new(input: R, separator: char) -> SmsCsvReader<R> {
-        SmsCsvReader {
+impl<R: BufRead> Lines<R> {
+    pub fn new(input: R) -> Lines<R> {
+        Lines {
             input,
-            separator,
             line: 0,
             position: 0,
             buf: Vec::with_capacity(256),
@@ -80,8 +74,8 @@ impl<R: BufRead> SmsCsvReader<R> {
     }
 }
 
-impl<R: BufRead> Iterator for SmsCsvReader<R> {
-    type Item = Result<RawRecord, LineError>;
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = Result<(u64, String), LineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
@@ -116,13 +110,55 @@ impl<R: BufRead> Iterator for SmsCsvReader<R> {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            return Some(
-                split_fields(text, self.separator)
-                    .map_err(|reason| LineError { line, reason })
-                    .map(|fields| to_record(fields, line)),
-            );
+            return Some(Ok((line, text.to_string())));
         }
         None
+    }
+}
+
+/// Reads an SMS CSV import file record by record; never fails on content, only reports.
+///
+/// Line-oriented on purpose: an SMS file holds one entry a line, and every error must carry the
+/// exact line number, comment and blank lines included.
+pub struct SmsCsvReader<R: BufRead> {
+    lines: Lines<R>,
+    separator: char,
+}
+
+impl<R: BufRead> fmt::Debug for SmsCsvReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmsCsvReader").field("lines", &self.lines).finish_non_exhaustive()
+    }
+}
+
+impl<R: BufRead> SmsCsvReader<R> {
+    /// `separator` is `,`, or `|` for URL files.
+    pub fn new(input: R, separator: char) -> SmsCsvReader<R> {
+        SmsCsvReader {
+            lines: Lines::new(input),
+            separator,
+        }
+    }
+
+    /// Bytes consumed so far (for progress).
+    pub fn position(&self) -> u64 {
+        self.lines.position()
+    }
+}
+
+impl<R: BufRead> Iterator for SmsCsvReader<R> {
+    type Item = Result<RawRecord, LineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, text) = match self.lines.next()? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            split_fields(&text, self.separator)
+                .map_err(|reason| LineError { line, reason })
+                .map(|fields| to_record(fields, line)),
+        )
     }
 }
 

@@ -1,0 +1,269 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// rephub — an open reputation hub for IP addresses, networks, domains, URLs and file hashes.
+#[derive(Debug, Parser)]
+#[command(name = "rephub", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Data directory; the database is `rephub.db` inside it.
+    #[arg(long, global = true, env = "REPHUB_DATA_DIR", default_value = "rephub-data")]
+    pub data_dir: PathBuf,
+
+    /// Database file (overrides --data-dir).
+    #[arg(long, global = true, env = "REPHUB_DB")]
+    pub db: Option<PathBuf>,
+
+    /// No progress bars and no summary lines.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Args {
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("rephub.db"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import entries from files (SMS CSV, plain lists, JSON lines); `-` reads standard input.
+    Import(ImportArgs),
+    /// Look up entries by value; prints each found entry as an SMS query line.
+    Query(QueryArgs),
+    /// Search with SMS Entry Criteria and tag criteria.
+    Search(SearchArgs),
+    /// Write entries (all, or those matching criteria) to a file or standard output.
+    Export(ExportArgs),
+    /// Delete entries by value, by file, by source, or by criteria.
+    Delete(DeleteArgs),
+    /// Counts per kind and source, change-log cursor, database size.
+    Stats,
+    /// List or add tag categories.
+    #[command(subcommand)]
+    Categories(CategoriesCommand),
+    /// Remove expired entries now (the TTL sweeper).
+    Sweep,
+    /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
+    Compact {
+        /// Keep this many most recent changes.
+        #[arg(long, default_value_t = 1_000_000)]
+        keep: u64,
+    },
+}
+
+/// Entry kinds as the command line names them; `dns` is the SMS spelling of `domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Auto,
+    Ipv4,
+    Ipv6,
+    #[value(alias = "dns")]
+    Domain,
+    Url,
+    Sha1,
+    Sha256,
+}
+
+impl KindArg {
+    pub(crate) fn kind(self) -> Option<rephub_model::Kind> {
+        use rephub_model::Kind;
+        match self {
+            KindArg::Auto => None,
+            KindArg::Ipv4 => Some(Kind::Ipv4),
+            KindArg::Ipv6 => Some(Kind::Ipv6),
+            KindArg::Domain => Some(Kind::Domain),
+            KindArg::Url => Some(Kind::Url),
+            KindArg::Sha1 => Some(Kind::Sha1),
+            KindArg::Sha256 => Some(Kind::Sha256),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Guess from the file name (.jsonl, .ndjson, .json → jsonl; .txt, .lst → plain) and contents.
+    Auto,
+    /// SMS CSV import format: address, then category,value pairs (`|` for --type url).
+    Sms,
+    /// One value per line.
+    Plain,
+    /// JSON lines: {"value": ..., "kind": ..., "tags": {...}}.
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Files to import; `-` is standard input.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Kind of every entry in the files (SMS `type`); auto detects it per line.
+    #[arg(long = "type", short = 't', value_enum, default_value = "auto")]
+    pub kind: KindArg,
+    #[arg(long, short = 'f', value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Import nothing if any line is bad.
+    #[arg(long)]
+    pub strict: bool,
+    /// The source the entries are attributed to; `user` is manual and SMS API writes.
+    #[arg(long, default_value = rephub_store::USER_SOURCE)]
+    pub source: String,
+    /// Replace the source's tags of each entry instead of merging (SMS merge: named categories are
+    /// overwritten, others kept).
+    #[arg(long)]
+    pub replace: bool,
+    /// Write every rejected line with its reason to this file (the terminal shows the first 100).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Values to look up.
+    #[arg(required = true)]
+    pub values: Vec<String>,
+    #[arg(long = "type", short = 't', value_enum, default_value = "auto")]
+    pub kind: KindArg,
+    #[arg(long, short = 'f', value_enum, default_value = "sms")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// SMS CSV lines (the SMS query answer format).
+    Sms,
+    /// JSON lines with tags and sources.
+    Jsonl,
+    /// Values only.
+    Plain,
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub struct CriteriaArgs {
+    /// IP address or prefix: entries inside it.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Domain: the name and the names below it.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// With --domain: the name only.
+    #[arg(long, requires = "domain")]
+    pub exact: bool,
+    /// URL, with at most one `*` wildcard.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Part of a hash, optionally prefixed `sha1:` or `sha256:`.
+    #[arg(long)]
+    pub hash: Option<String>,
+    /// Only these kinds (repeatable).
+    #[arg(long = "kind", value_enum)]
+    pub kinds: Vec<KindArg>,
+    /// Tag criterion (repeatable, all must hold): `Category=Value[~~~Value]`, `Category=min..max`,
+    /// `Category` (has the tag) or `!Category` (does not).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only entries asserted by this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only entries without tags.
+    #[arg(long, conflicts_with = "tagged_only")]
+    pub untagged_only: bool,
+    /// Only entries with tags.
+    #[arg(long)]
+    pub tagged_only: bool,
+    /// Only user entries (manual and SMS API writes).
+    #[arg(long, conflicts_with = "feed_only")]
+    pub user_only: bool,
+    /// Only feed entries (any other source).
+    #[arg(long)]
+    pub feed_only: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub criteria: CriteriaArgs,
+    /// At most this many results (0: all).
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    #[arg(long, short = 'f', value_enum, default_value = "sms")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub criteria: CriteriaArgs,
+    #[arg(long, short = 'f', value_enum, default_value = "sms")]
+    pub format: OutputFormat,
+    /// Output file (default: standard output). Written to a temporary file and renamed when complete.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// Values to delete.
+    pub values: Vec<String>,
+    #[arg(long = "type", short = 't', value_enum, default_value = "auto")]
+    pub kind: KindArg,
+    /// Delete every value listed in this file (SMS CSV or plain; tags are ignored).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Only withdraw this source's assertions (of the values given, or all of them when no values,
+    /// file or criteria are given); other sources' assertions stay.
+    #[arg(long)]
+    pub from_source: Option<String>,
+    /// Delete every entry matching these criteria.
+    #[command(flatten)]
+    pub criteria: CriteriaArgs,
+    /// Delete every entry (SMS `criteria=all`).
+    #[arg(long)]
+    pub all: bool,
+    /// Required to delete by criteria or everything.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CategoriesCommand {
+    /// List tag categories.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a tag category. Its type cannot change later.
+    Add {
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: CategoryKindArg,
+        /// Allowed values of a list category, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        values: Vec<String>,
+        /// A list category that takes several values at once (joined with ~~~).
+        #[arg(long)]
+        multiple: bool,
+        #[arg(long, allow_hyphen_values = true)]
+        min: Option<i64>,
+        #[arg(long, allow_hyphen_values = true)]
+        max: Option<i64>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CategoryKindArg {
+    Text,
+    List,
+    Date,
+    #[value(alias = "yes-no", alias = "bool")]
+    Yesno,
+    #[value(alias = "numeric")]
+    Range,
+}

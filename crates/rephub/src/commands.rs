@@ -1,0 +1,526 @@
+//! One function per subcommand.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rephub_model::{
+    CategoryType, Clock, Criteria, Entry, Include, Kind, LineError, NewCategory, Query,
+    SystemClock, TagCriterion,
+};
+use rephub_store::{ReputationStore, SqliteStore, WriteMode, WriteTx};
+
+use crate::Status;
+use crate::args::{
+    Args, CategoriesCommand, CategoryKindArg, Command, CriteriaArgs, DeleteArgs, ExportArgs,
+    FormatArg, ImportArgs, KindArg, QueryArgs, SearchArgs,
+};
+use crate::import::{ImportOptions, InputFormat, import_reader};
+use crate::output::write_entry;
+use crate::progress;
+
+/// Bad lines shown on the terminal; `--rejects FILE` keeps them all.
+const SHOWN_REJECTS: u64 = 100;
+
+pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
+    let path = args.db_path();
+    let mut store = SqliteStore::open(&path)
+        .with_context(|| format!("opening the reputation database {}", path.display()))?;
+    let quiet = args.quiet;
+    match args.command {
+        Command::Import(a) => import(&mut store, a, quiet),
+        Command::Query(a) => {
+            sweep(&mut store, quiet)?;
+            query(&store, a)
+        }
+        Command::Search(a) => {
+            sweep(&mut store, quiet)?;
+            search(&store, a, quiet)
+        }
+        Command::Export(a) => {
+            sweep(&mut store, quiet)?;
+            export(&store, a, quiet)
+        }
+        Command::Delete(a) => delete(&mut store, a, quiet),
+        Command::Stats => {
+            sweep(&mut store, quiet)?;
+            stats(&store)
+        }
+        Command::Categories(c) => categories(&mut store, c),
+        Command::Sweep => {
+            let n = store.sweep_expired(SystemClock.now())?;
+            println!("removed {n} expired assertions");
+            Ok(Status::Ok)
+        }
+        Command::Compact { keep } => {
+            let last = store.stats()?.last_seq;
+            let n = store.compact(last.saturating_sub(keep))?;
+            println!("dropped {n} change-log records");
+            Ok(Status::Ok)
+        }
+    }
+}
+
+/// Reads see the database as the TTL sweeper leaves it: expired entries are gone, not shown.
+fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
+    let n = store.sweep_expired(SystemClock.now())?;
+    if n > 0 && !quiet {
+        eprintln!("removed {n} expired assertions");
+    }
+    Ok(())
+}
+
+fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(BufReader::new(std::io::stdin())), None));
+    }
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, f)), len))
+}
+
+/// The format of an import file: from `--format`, else the file name, else the first data line.
+fn detect_format(arg: FormatArg, path: &Path, input: &mut dyn BufRead) -> InputFormat {
+    match arg {
+        FormatArg::Sms => return InputFormat::Sms,
+        FormatArg::Plain => return InputFormat::Plain,
+        FormatArg::Jsonl => return InputFormat::Jsonl,
+        FormatArg::Auto => {}
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jsonl" | "ndjson" | "json") => return InputFormat::Jsonl,
+        Some("txt" | "lst" | "list") => return InputFormat::Plain,
+        _ => {}
+    }
+    let head = input.fill_buf().unwrap_or_default();
+    let first = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .find(|l| !l.is_empty() && !l.starts_with(b"#"));
+    match first {
+        Some(l) if l.starts_with(b"{") => InputFormat::Jsonl,
+        _ => InputFormat::Sms,
+    }
+}
+
+fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
+    let mut rejects_file = match &a.rejects {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut status = Status::Ok;
+    for path in &a.files {
+        let (mut input, len) = open_input(path)?;
+        let format = detect_format(a.format, path, &mut input);
+        let opts = ImportOptions {
+            kind: a.kind.kind(),
+            format,
+            strict: a.strict,
+            source: a.source.clone(),
+            mode: if a.replace { WriteMode::Replace } else { WriteMode::Merge },
+        };
+        let bar = progress::bytes(len.unwrap_or(0), quiet || len.is_none());
+        let name = path.display().to_string();
+        let started = std::time::Instant::now();
+        let mut shown = 0u64;
+        let mut write_err: Option<std::io::Error> = None;
+        let mut on_reject = |e: &LineError| {
+            if let Some(w) = rejects_file.as_mut() {
+                if let Err(err) = writeln!(w, "{name}:{}: {}", e.line, e.reason) {
+                    write_err.get_or_insert(err);
+                }
+            }
+            if shown < SHOWN_REJECTS {
+                bar.suspend(|| eprintln!("{name}:{}: {}", e.line, e.reason));
+            } else if shown == SHOWN_REJECTS {
+                bar.suspend(|| eprintln!("{name}: more rejected lines not shown (use --rejects FILE)"));
+            }
+            shown += 1;
+        };
+        let summary = import_reader(store, input, &opts, &|pos| bar.set_position(pos), &mut on_reject)
+            .with_context(|| format!("importing {name}"))?;
+        bar.finish_and_clear();
+        if let Some(e) = write_err {
+            return Err(e).context("writing the rejects file");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if !summary.committed {
+            eprintln!(
+                "{name}: {} rejected line(s); nothing imported (--strict)",
+                summary.rejected
+            );
+            return Ok(Status::Failed);
+        }
+        if !quiet {
+            eprintln!(
+                "{name}: {} accepted ({} added, {} merged, {} unchanged), {} rejected, {} empty value(s) dropped; cursor {}; {:.2} s ({:.0} entries/s)",
+                summary.accepted,
+                summary.added,
+                summary.updated,
+                summary.unchanged,
+                summary.rejected,
+                summary.dropped_pairs,
+                summary.last_seq,
+                secs,
+                summary.accepted as f64 / secs.max(1e-9)
+            );
+        }
+        if summary.rejected > 0 {
+            status = Status::Partial;
+        }
+    }
+    if let Some(mut w) = rejects_file {
+        w.flush().context("writing the rejects file")?;
+    }
+    Ok(status)
+}
+
+fn parse_value(kind: KindArg, s: &str) -> Result<Entry, rephub_model::EntryError> {
+    match kind.kind() {
+        Some(k) => Entry::parse(k, s),
+        None => Entry::parse_auto(s),
+    }
+}
+
+fn query(store: &SqliteStore, a: QueryArgs) -> anyhow::Result<Status> {
+    let catalog = store.catalog()?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut status = Status::Ok;
+    for v in &a.values {
+        let entry = match parse_value(a.kind, v) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{v}: {e}");
+                status = Status::Partial;
+                continue;
+            }
+        };
+        match store.get(&entry)? {
+            Some(found) => write_entry(&mut out, &catalog, &found, a.format)?,
+            None => {
+                eprintln!("{entry}: not found");
+                status = Status::Partial;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(status)
+}
+
+fn criteria(store: &SqliteStore, c: &CriteriaArgs) -> anyhow::Result<Criteria> {
+    let mut queries = Vec::new();
+    if let Some(ip) = &c.ip {
+        queries.push(Query::ip(ip)?);
+    }
+    if let Some(d) = &c.domain {
+        queries.push(Query::domain(d, c.exact)?);
+    }
+    if let Some(u) = &c.url {
+        queries.push(Query::url(u)?);
+    }
+    if let Some(h) = &c.hash {
+        queries.push(Query::hash(h)?);
+    }
+    if queries.len() > 1 {
+        bail!("give at most one of --ip, --domain, --url, --hash");
+    }
+    let catalog = store.catalog()?;
+    let tags = c
+        .tags
+        .iter()
+        .map(|t| TagCriterion::parse(&catalog, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut kinds = Vec::new();
+    for k in &c.kinds {
+        match k.kind() {
+            Some(k) => kinds.push(k),
+            None => kinds.extend(Kind::ALL),
+        }
+    }
+    Ok(Criteria {
+        query: queries.pop(),
+        kinds,
+        tags,
+        include: Include {
+            tagged: !c.untagged_only,
+            untagged: !c.tagged_only,
+            user: !c.feed_only,
+            feed: !c.user_only,
+        },
+        source: c.source.clone(),
+    })
+}
+
+fn has_criteria(c: &CriteriaArgs) -> bool {
+    c.ip.is_some()
+        || c.domain.is_some()
+        || c.url.is_some()
+        || c.hash.is_some()
+        || !c.kinds.is_empty()
+        || !c.tags.is_empty()
+        || c.source.is_some()
+        || c.untagged_only
+        || c.tagged_only
+        || c.user_only
+        || c.feed_only
+}
+
+fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Status> {
+    let crit = criteria(store, &a.criteria)?;
+    let catalog = store.catalog()?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut n = 0usize;
+    let mut err = None;
+    store.search_each(&crit, &mut |e| {
+        if let Err(x) = write_entry(&mut out, &catalog, &e, a.format) {
+            err = Some(x);
+            return false;
+        }
+        n += 1;
+        a.limit == 0 || n < a.limit
+    })?;
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    out.flush()?;
+    if !quiet {
+        let more = if a.limit != 0 && n == a.limit { " (limit reached; --limit 0 for all)" } else { "" };
+        eprintln!("{n} entries{more}");
+    }
+    Ok(Status::Ok)
+}
+
+fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+    let crit = criteria(store, &a.criteria)?;
+    let catalog = store.catalog()?;
+    let bar = progress::count(quiet);
+    let mut n = 0u64;
+    let mut err = None;
+    let mut write = |out: &mut dyn Write| -> anyhow::Result<()> {
+        store.search_each(&crit, &mut |e| {
+            if let Err(x) = write_entry(out, &catalog, &e, a.format) {
+                err = Some(x);
+                return false;
+            }
+            n += 1;
+            if n % 10_000 == 0 {
+                bar.set_position(n);
+            }
+            true
+        })?;
+        match err.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    };
+    match &a.output {
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            write(&mut out)?;
+            out.flush()?;
+        }
+        Some(path) => {
+            // A partial export never replaces a good file: write beside it, rename when complete.
+            let tmp = temp_beside(path);
+            let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut out = BufWriter::with_capacity(1 << 16, f);
+            let res = write(&mut out).and_then(|()| {
+                let f = out.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            });
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.context(format!("writing {}", path.display())));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if !quiet {
+        eprintln!("exported {n} entries");
+    }
+    Ok(Status::Ok)
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result<Status> {
+    let by_criteria = has_criteria(&a.criteria) || a.all;
+    let by_values = !a.values.is_empty() || a.file.is_some();
+    if by_criteria && by_values {
+        bail!("give either values (or --file) or criteria, not both");
+    }
+    if !by_criteria && !by_values && a.from_source.is_none() {
+        bail!("nothing to delete: give values, --file, --from-source, criteria, or --all");
+    }
+    if by_criteria && !a.yes {
+        bail!("deleting by criteria removes every matching entry; add --yes to confirm");
+    }
+    let mut status = Status::Ok;
+    let mut entries = Vec::new();
+    for v in &a.values {
+        match parse_value(a.kind, v) {
+            Ok(e) => entries.push(e),
+            Err(e) => {
+                eprintln!("{v}: {e}");
+                status = Status::Partial;
+            }
+        }
+    }
+    if let Some(path) = &a.file {
+        let (mut input, _) = open_input(path)?;
+        let format = detect_format(FormatArg::Auto, path, &mut input);
+        let sep = if a.kind == KindArg::Url { '|' } else { ',' };
+        let values: Vec<Result<(u64, String), LineError>> = match format {
+            InputFormat::Sms => rephub_model::SmsCsvReader::new(input, sep)
+                .map(|r| r.map(|r| (r.line, r.address)))
+                .collect(),
+            InputFormat::Plain => rephub_model::Lines::new(input).collect(),
+            InputFormat::Jsonl => rephub_model::Lines::new(input)
+                .map(|l| {
+                    l.and_then(|(line, text)| {
+                        rephub_model::parse_json_line(&text)
+                            .map(|(_, v, _)| (line, v))
+                            .map_err(|reason| LineError { line, reason })
+                    })
+                })
+                .collect(),
+        };
+        for v in values {
+            match v.and_then(|(line, s)| {
+                parse_value(a.kind, &s).map_err(|e| LineError {
+                    line,
+                    reason: e.to_string(),
+                })
+            }) {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    eprintln!("{}:{}: {}", path.display(), e.line, e.reason);
+                    status = Status::Partial;
+                }
+            }
+        }
+    }
+    let crit = if by_criteria { Some(criteria(store, &a.criteria)?) } else { None };
+    // Withdrawing a source's assertions of matching entries needs the matches first.
+    if let (Some(c), Some(_)) = (&crit, &a.from_source) {
+        entries = store.search(c, 0)?.into_iter().map(|s| s.entry).collect();
+    }
+    let mut tx = store.begin()?;
+    let mut removed = 0u64;
+    let mut missing = 0u64;
+    match (&a.from_source, &crit) {
+        (Some(src), None) if !by_values => removed = tx.withdraw_source(src)?,
+        // With criteria, the source's withdrawal became the list of matching entries above.
+        (Some(src), _) => {
+            for e in &entries {
+                if tx.withdraw(src, e)? { removed += 1 } else { missing += 1 }
+            }
+        }
+        (None, Some(c)) => removed = tx.remove_matching(c)?,
+        (None, None) => {
+            for e in &entries {
+                if tx.remove(e)? { removed += 1 } else { missing += 1 }
+            }
+        }
+    }
+    let seq = tx.commit()?;
+    if !quiet {
+        let what = if a.from_source.is_some() { "withdrawn" } else { "deleted" };
+        eprintln!("{removed} {what}, {missing} not found; cursor {seq}");
+    }
+    if missing > 0 {
+        status = Status::Partial;
+    }
+    Ok(status)
+}
+
+fn stats(store: &SqliteStore) -> anyhow::Result<Status> {
+    let s = store.stats()?;
+    println!("database     {}", store.path().display());
+    println!("entries      {}", s.entries);
+    for (k, n) in &s.per_kind {
+        println!("  {:<10} {n}", k.as_str());
+    }
+    println!("sources");
+    for (name, n) in &s.per_source {
+        println!("  {name:<10} {n}");
+    }
+    println!("expiring     {}", s.expiring);
+    println!("categories   {}", s.categories);
+    println!("cursor       {} (change log holds {}, horizon {})", s.last_seq, s.changes, s.horizon);
+    println!(
+        "size         {:.1} MiB ({:.0} bytes/entry)",
+        s.db_bytes as f64 / 1048576.0,
+        s.db_bytes as f64 / (s.entries.max(1) as f64)
+    );
+    Ok(Status::Ok)
+}
+
+fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<Status> {
+    match c {
+        CategoriesCommand::List { json } => {
+            let catalog = store.catalog()?;
+            for cat in catalog.categories() {
+                if json {
+                    println!("{}", serde_json::to_string(cat)?);
+                    continue;
+                }
+                let detail = match &cat.kind {
+                    CategoryType::List { values, multiple } => format!(
+                        "list{} [{}]",
+                        if *multiple { " (multiple)" } else { "" },
+                        values.join(", ")
+                    ),
+                    CategoryType::Range { min, max } => format!("range {min}..{max}"),
+                    other => other.name().to_string(),
+                };
+                let b = if cat.builtin { " (built-in)" } else { "" };
+                println!("{:>3}  {}{b}: {detail}", cat.id, cat.name);
+            }
+            Ok(Status::Ok)
+        }
+        CategoriesCommand::Add {
+            name,
+            kind,
+            values,
+            multiple,
+            min,
+            max,
+            description,
+        } => {
+            let kind = match kind {
+                CategoryKindArg::Text => CategoryType::Text,
+                CategoryKindArg::Date => CategoryType::Date,
+                CategoryKindArg::Yesno => CategoryType::YesNo,
+                CategoryKindArg::List => CategoryType::List { values, multiple },
+                CategoryKindArg::Range => match (min, max) {
+                    (Some(min), Some(max)) => CategoryType::Range { min, max },
+                    _ => bail!("a range category needs --min and --max"),
+                },
+            };
+            let cat = store.add_category(&NewCategory {
+                name,
+                kind,
+                description,
+            })?;
+            println!("added category {} ({}) with id {}", cat.name, cat.kind.name(), cat.id);
+            Ok(Status::Ok)
+        }
+    }
+}

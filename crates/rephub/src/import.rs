@@ -1,0 +1,199 @@
+//! The import pipeline: one thread reads and validates lines, the calling thread writes them into
+//! one transaction. A bad line is reported with its number and reason and skipped; `strict` rolls
+//! the whole import back if any line is bad. Nothing is visible (or durable) before the commit, so
+//! a crash or kill during an import leaves the database as it was before.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+
+use rephub_model::{Catalog, Entry, Kind, LineError, Lines, SmsCsvReader, Tags, parse_json_line};
+use rephub_store::{Outcome, ReputationStore, StoreError, WriteMode, WriteTx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Sms,
+    Plain,
+    Jsonl,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Every entry's kind (SMS `type`); `None` detects it per line.
+    pub kind: Option<Kind>,
+    pub format: InputFormat,
+    pub strict: bool,
+    pub source: String,
+    pub mode: WriteMode,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Valid lines.
+    pub accepted: u64,
+    /// Of those: new entries,
+    pub added: u64,
+    /// existing entries whose tags changed (merged),
+    pub updated: u64,
+    /// and entries that already held exactly this.
+    pub unchanged: u64,
+    pub rejected: u64,
+    /// `category,value` pairs dropped because the value was empty.
+    pub dropped_pairs: u64,
+    /// Whether the import was committed (false: strict import with bad lines).
+    pub committed: bool,
+    /// The change-log cursor after the import.
+    pub last_seq: u64,
+}
+
+struct Parsed {
+    entry: Entry,
+    tags: Tags,
+    dropped: usize,
+}
+
+type Item = Result<Parsed, LineError>;
+
+/// Lines are handed from the parser to the writer in chunks, to keep channel overhead off the
+/// per-line cost.
+const CHUNK: usize = 1024;
+
+/// Import everything `input` holds into `store`. `progress` gets the bytes read so far; `reject` is
+/// called for every bad line, in order.
+pub fn import_reader<S, R>(
+    store: &mut S,
+    input: R,
+    opts: &ImportOptions,
+    progress: &dyn Fn(u64),
+    reject: &mut dyn FnMut(&LineError),
+) -> Result<ImportSummary, StoreError>
+where
+    S: ReputationStore,
+    R: BufRead + Send,
+{
+    let catalog = store.catalog()?;
+    let (send, recv) = mpsc::sync_channel::<(Vec<Item>, u64)>(16);
+    std::thread::scope(|scope| {
+        let catalog = &catalog;
+        scope.spawn(move || parse_all(input, opts, catalog, send));
+        write_all(store, recv, opts, progress, reject)
+    })
+}
+
+fn parse_all<R: BufRead>(
+    input: R,
+    opts: &ImportOptions,
+    catalog: &Catalog,
+    send: mpsc::SyncSender<(Vec<Item>, u64)>,
+) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let flush = |chunk: &mut Vec<Item>, pos: u64| -> bool {
+        send.send((std::mem::replace(chunk, Vec::with_capacity(CHUNK)), pos))
+            .is_ok()
+    };
+    match opts.format {
+        InputFormat::Sms => {
+            let sep = if opts.kind == Some(Kind::Url) { '|' } else { ',' };
+            let mut reader = SmsCsvReader::new(input, sep);
+            while let Some(rec) = reader.next() {
+                chunk.push(rec.and_then(|r| {
+                    let pairs = r.pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
+                    convert(catalog, opts.kind, &r.address, pairs, r.line)
+                }));
+                if chunk.len() == CHUNK && !flush(&mut chunk, reader.position()) {
+                    return;
+                }
+            }
+            flush(&mut chunk, reader.position());
+        }
+        InputFormat::Plain | InputFormat::Jsonl => {
+            let mut lines = Lines::new(input);
+            while let Some(l) = lines.next() {
+                chunk.push(l.and_then(|(line, text)| {
+                    if opts.format == InputFormat::Plain {
+                        return convert(catalog, opts.kind, &text, std::iter::empty(), line);
+                    }
+                    let (kind, value, pairs) =
+                        parse_json_line(&text).map_err(|reason| LineError { line, reason })?;
+                    let pairs = pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
+                    convert(catalog, kind.or(opts.kind), &value, pairs, line)
+                }));
+                if chunk.len() == CHUNK && !flush(&mut chunk, lines.position()) {
+                    return;
+                }
+            }
+            flush(&mut chunk, lines.position());
+        }
+    }
+}
+
+fn convert<'a>(
+    catalog: &Catalog,
+    kind: Option<Kind>,
+    address: &str,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    line: u64,
+) -> Result<Parsed, LineError> {
+    let entry = match kind {
+        Some(k) => Entry::parse(k, address),
+        None => Entry::parse_auto(address),
+    }
+    .map_err(|e| LineError {
+        line,
+        reason: e.to_string(),
+    })?;
+    let (tags, dropped) = catalog.parse_pairs(pairs).map_err(|e| LineError {
+        line,
+        reason: e.to_string(),
+    })?;
+    Ok(Parsed {
+        entry,
+        tags,
+        dropped: dropped.len(),
+    })
+}
+
+fn write_all<S: ReputationStore>(
+    store: &mut S,
+    recv: mpsc::Receiver<(Vec<Item>, u64)>,
+    opts: &ImportOptions,
+    progress: &dyn Fn(u64),
+    reject: &mut dyn FnMut(&LineError),
+) -> Result<ImportSummary, StoreError> {
+    let mut summary = ImportSummary::default();
+    let mut tx = store.begin()?;
+    for (chunk, pos) in recv {
+        for item in chunk {
+            match item {
+                Ok(p) => {
+                    summary.accepted += 1;
+                    summary.dropped_pairs += p.dropped as u64;
+                    // After a strict failure, lines are still validated (to report every bad
+                    // one) but no longer written.
+                    if opts.strict && summary.rejected > 0 {
+                        continue;
+                    }
+                    match tx.upsert(&opts.source, &p.entry, &p.tags, opts.mode)? {
+                        Outcome::Added => summary.added += 1,
+                        Outcome::Updated => summary.updated += 1,
+                        Outcome::Unchanged => summary.unchanged += 1,
+                    }
+                }
+                Err(e) => {
+                    summary.rejected += 1;
+                    reject(&e);
+                }
+            }
+        }
+        progress(pos);
+    }
+    if opts.strict && summary.rejected > 0 {
+        drop(tx);
+        summary.added = 0;
+        summary.updated = 0;
+        summary.unchanged = 0;
+        return Ok(summary);
+    }
+    summary.last_seq = tx.commit()?;
+    summary.committed = true;
+    Ok(summary)
+}
