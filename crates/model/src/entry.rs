@@ -126,15 +126,44 @@ impl Entry {
         }
     }
 
-    /// The ordered search key of the entry: the start address for IP entries, the reversed labels for
-    /// domains (see [`Domain::reversed_key`]), none for the others.
-    pub fn search_key(&self) -> Option<Vec<u8>> {
+    /// The storage key: unique per entry (like the canonical value) and ordered so that searches
+    /// are range scans:
+    /// - IP: start address (4 or 16 bytes, big-endian) then the prefix length, so "entries inside
+    ///   this prefix" is the key range from its first to its last address;
+    /// - domain: labels reversed, each followed by a dot, then 0 (below) or 1 (exact), so the names
+    ///   below `foo.com` all start with `com.foo.`;
+    /// - URL: the canonical text; hashes: the raw digest bytes.
+    pub fn store_key(&self) -> Vec<u8> {
         match self {
-            Entry::Ipv4(_) | Entry::Ipv6(_) => self.ip_range().map(|r| r.start_key()),
-            Entry::Domain(d) => Some(d.reversed_key().into_bytes()),
-            _ => None,
+            Entry::Ipv4(n) => {
+                let mut k = n.network().octets().to_vec();
+                k.push(n.prefix_len());
+                k
+            }
+            Entry::Ipv6(n) => {
+                let mut k = n.network().octets().to_vec();
+                k.push(n.prefix_len());
+                k
+            }
+            Entry::Domain(d) => {
+                let mut k = d.reversed_key().into_bytes();
+                k.push(u8::from(d.is_exact()));
+                k
+            }
+            Entry::Url { .. } => self.to_string().into_bytes(),
+            Entry::Sha1(h) | Entry::Sha256(h) => hex_bytes(h),
         }
     }
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    h.as_bytes()
+        .chunks(2)
+        .map(|p| {
+            let v = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            v(p[0]) << 4 | p.get(1).map_or(0, |&c| v(c))
+        })
+        .collect()
 }
 
 impl fmt::Display for Entry {
@@ -326,7 +355,12 @@ mod tests {
         let r = e.ip_range().unwrap();
         assert_eq!(r.start_key(), vec![10, 0, 0, 0]);
         assert_eq!(r.end_key(), vec![10, 255, 255, 255]);
+        assert_eq!(e.store_key(), vec![10, 0, 0, 0, 8]);
         let d = Entry::parse(Kind::Domain, "www.foo.com").unwrap();
-        assert_eq!(d.search_key().unwrap(), b"com.foo.www.".to_vec());
+        assert_eq!(d.store_key(), b"com.foo.www.\0".to_vec());
+        let x = Entry::parse(Kind::Domain, "[www.foo.com]").unwrap();
+        assert_eq!(x.store_key(), b"com.foo.www.\x01".to_vec());
+        let h = Entry::parse(Kind::Sha1, &"0a".repeat(20)).unwrap();
+        assert_eq!(h.store_key(), vec![10u8; 20]);
     }
 }

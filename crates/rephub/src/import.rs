@@ -6,8 +6,8 @@
 use std::io::BufRead;
 use std::sync::mpsc;
 
-use rephub_model::{Catalog, Entry, Kind, LineError, Lines, SmsCsvReader, Tags, parse_json_line};
-use rephub_store::{Outcome, ReputationStore, StoreError, WriteMode, WriteTx};
+use rephub_model::{Catalog, Entry, Kind, LineError, Lines, SmsCsvReader, parse_json_line};
+use rephub_store::{Outcome, ReputationStore, StoreError, Upsert, WriteMode, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
@@ -46,8 +46,7 @@ pub struct ImportSummary {
 }
 
 struct Parsed {
-    entry: Entry,
-    tags: Tags,
+    item: Upsert,
     dropped: usize,
 }
 
@@ -146,8 +145,7 @@ fn convert<'a>(
         reason: e.to_string(),
     })?;
     Ok(Parsed {
-        entry,
-        tags,
+        item: Upsert::new(entry, tags, catalog),
         dropped: dropped.len(),
     })
 }
@@ -172,7 +170,7 @@ fn write_all<S: ReputationStore>(
                     if opts.strict && summary.rejected > 0 {
                         continue;
                     }
-                    match tx.upsert(&opts.source, &p.entry, &p.tags, opts.mode)? {
+                    match tx.upsert(&opts.source, &p.item, opts.mode)? {
                         Outcome::Added => summary.added += 1,
                         Outcome::Updated => summary.updated += 1,
                         Outcome::Unchanged => summary.unchanged += 1,

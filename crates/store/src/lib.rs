@@ -21,10 +21,11 @@ pub use error::StoreError;
 pub use merge::effective;
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
+    WriteMode,
 };
 
-use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory, Tags};
+use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
 
 /// Reads and administration of a reputation database.
 pub trait ReputationStore {
@@ -75,15 +76,10 @@ pub trait ReputationStore {
 
 /// One write transaction. All methods take a source name; `USER_SOURCE` is manual and SMS API writes.
 pub trait WriteTx {
-    /// Add or update `source`'s assertion of `entry`. With [`WriteMode::Merge`] the categories named in
-    /// `tags` are overwritten and the others kept (an empty `tags` keeps them all).
-    fn upsert(
-        &mut self,
-        source: &str,
-        entry: &Entry,
-        tags: &Tags,
-        mode: WriteMode,
-    ) -> Result<Outcome, StoreError>;
+    /// Add or update `source`'s assertion of the entry. With [`WriteMode::Merge`] the categories
+    /// named in the tags are overwritten and the others kept (no tags keeps them all).
+    fn upsert(&mut self, source: &str, item: &Upsert, mode: WriteMode)
+    -> Result<Outcome, StoreError>;
 
     /// Remove `source`'s assertion of `entry`; the entry goes when no assertion is left.
     /// Returns whether the source had asserted it.

@@ -2,8 +2,12 @@
 //! `PRAGMA user_version`.
 //!
 //! Layout and why:
-//! - `entries`: one row per (kind, canonical value). Ids are never reused (AUTOINCREMENT), so a
-//!   change-log record can never point at a later entry that took a deleted entry's id. `key` is the ordered search key (start address
+//! - `entries`: one row per (kind, canonical value). `key` is `Entry::store_key`: unique like the
+//!   value and ordered (start address then prefix length for IP entries, reversed labels for
+//!   domains), so the one unique index serves point lookups, "entries inside this prefix" and "names
+//!   below this domain" as range scans. `key_end` is the last address of an IP entry. Ids come from
+//!   `meta.next_entry_id` and are never reused, so a change-log record can never point at a later
+//!   entry that took a deleted entry's id (and inserts append to the table). `key` is the ordered search key (start address
 //!   as big-endian bytes for IP entries, reversed labels for domains) and `key_end` the last address,
 //!   so that "entries inside this prefix" and "names below this domain" are range scans of
 //!   `entries_key` rather than table scans.
@@ -11,8 +15,8 @@
 //!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags`.
 //! - `changes`: the append-only change log; `value` is only kept for deletes, when the entry row is
 //!   gone. Inserts and updates point at the entry.
-//! - `meta`: `last_seq` (the newest sequence number, kept even when the log is compacted) and
-//!   `horizon` (the highest compacted sequence number).
+//! - `meta`: `last_seq` (the newest sequence number, kept even when the log is compacted),
+//!   `horizon` (the highest compacted sequence number) and `next_entry_id`.
 
 use rusqlite::{Connection, params};
 
@@ -24,7 +28,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: initial schema.
     r#"
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-    INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('horizon', 0);
+    INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('horizon', 0), ('next_entry_id', 1);
     CREATE TABLE categories (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -39,15 +43,14 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     CREATE TABLE entries (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         kind INTEGER NOT NULL,
-        value TEXT NOT NULL,
-        key BLOB,
+        key BLOB NOT NULL,
         key_end BLOB,
+        value TEXT NOT NULL,
         created_at INTEGER NOT NULL,
-        UNIQUE (kind, value)
+        UNIQUE (kind, key)
     );
-    CREATE INDEX entries_key ON entries (kind, key) WHERE key IS NOT NULL;
     CREATE TABLE assertions (
         entry_id INTEGER NOT NULL,
         source_id INTEGER NOT NULL,

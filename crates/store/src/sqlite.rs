@@ -22,7 +22,8 @@ use crate::error::StoreError;
 use crate::merge::effective;
 use crate::schema;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
+    WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
 
@@ -38,7 +39,7 @@ pub struct OpenOptions {
 impl Default for OpenOptions {
     fn default() -> OpenOptions {
         OpenOptions {
-            cache_mib: 256,
+            cache_mib: 512,
             clock: Arc::new(SystemClock),
         }
     }
@@ -65,6 +66,9 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        // Only takes effect on a new database. 16 KiB pages measured faster than 4 KiB for bulk
+        // imports (fewer tree levels and splits) and suit range scans.
+        conn.execute_batch("PRAGMA page_size = 16384")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!(
@@ -205,15 +209,16 @@ fn build(
 
 fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
     let id: Option<i64> = conn
-        .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND value = ?2")?
-        .query_row(params![entry.kind().code(), entry.to_string()], |r| r.get(0))
+        .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
+        .query_row(params![entry.kind().code(), entry.store_key()], |r| r.get(0))
         .optional()?;
     let Some(id) = id else { return Ok(None) };
     let assertions = load_assertions(conn, id)?;
     Ok(Some(build(id, entry.clone(), assertions, ttl_id(conn)?)))
 }
 
-/// The SQL narrowing for a query: a range of the search-key index where there is one.
+/// The SQL narrowing for a query: a range of the unique key index where there is one (see
+/// `Entry::store_key` for the key layout).
 fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
     match q {
         Query::Ip(net) => {
@@ -221,9 +226,11 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
                 ipnet::IpNet::V4(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
                 ipnet::IpNet::V6(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
             };
+            let mut hi = end.clone();
+            hi.push(0xff);
             sql.push_str(" AND e.key >= ? AND e.key <= ? AND e.key_end <= ?");
             args.push(Value::Blob(start));
-            args.push(Value::Blob(end.clone()));
+            args.push(Value::Blob(hi));
             args.push(Value::Blob(end));
         }
         Query::Domain { name, exact } => {
@@ -231,19 +238,20 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
                 .map(|d| d.reversed_key())
                 .unwrap_or_default()
                 .into_bytes();
+            let mut upper = key.clone();
             if *exact {
-                sql.push_str(" AND e.key = ?");
-                args.push(Value::Blob(key));
+                // `com.foo.` then 0 (below) or 1 (exact): both spellings of this very name.
+                upper.push(1);
+                sql.push_str(" AND e.key >= ? AND e.key <= ?");
             } else {
                 // Every key below `com.foo.` starts with it; '/' is the byte after '.'.
-                let mut upper = key.clone();
                 if let Some(last) = upper.last_mut() {
                     *last = b'/';
                 }
                 sql.push_str(" AND e.key >= ? AND e.key < ?");
-                args.push(Value::Blob(key));
-                args.push(Value::Blob(upper));
             }
+            args.push(Value::Blob(key));
+            args.push(Value::Blob(upper));
         }
         Query::Url {
             prefix,
@@ -252,9 +260,11 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
         } if !prefix.is_empty() => {
             // Canonical URLs are ASCII below 0x7f, so prefix + DEL bounds everything that starts
             // with the prefix.
-            sql.push_str(" AND e.value >= ? AND e.value < ?");
-            args.push(Value::Text(prefix.clone()));
-            args.push(Value::Text(format!("{prefix}\u{7f}")));
+            let mut upper = prefix.as_bytes().to_vec();
+            upper.push(0x7f);
+            sql.push_str(" AND e.key >= ? AND e.key < ?");
+            args.push(Value::Blob(prefix.as_bytes().to_vec()));
+            args.push(Value::Blob(upper));
         }
         Query::Url { .. } => {}
         Query::Hash { partial, .. } => {
@@ -367,9 +377,12 @@ impl ReputationStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let seq = meta(&tx, "last_seq")?;
         let ttl = ttl_id(&tx)?;
+        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))?;
+        let next_id = (meta(&tx, "next_entry_id")? as i64).max(max_id + 1);
         Ok(SqliteTx {
             tx,
             seq,
+            next_id,
             now,
             ttl,
             sources: HashMap::new(),
@@ -565,6 +578,8 @@ pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
     /// The last sequence number handed out.
     seq: u64,
+    /// The id the next new entry gets.
+    next_id: i64,
     now: i64,
     ttl: Option<CategoryId>,
     sources: HashMap<String, i64>,
@@ -607,28 +622,28 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
-    fn put_assertion(&self, entry_id: i64, source_id: i64, tags: &Tags, seq: u64) -> Result<(), StoreError> {
+    fn put_assertion(
+        &self,
+        entry_id: i64,
+        source_id: i64,
+        encoded: &[u8],
+        expires_at: Option<i64>,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![
-                entry_id,
-                source_id,
-                tags.encode(),
-                expiry_of(tags, self.ttl),
-                seq as i64,
-                self.now
-            ])?;
+            .execute(params![entry_id, source_id, encoded, expires_at, seq as i64, self.now])?;
         Ok(())
     }
 
     fn entry_id(&self, entry: &Entry) -> Result<Option<i64>, StoreError> {
         Ok(self
             .tx
-            .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND value = ?2")?
-            .query_row(params![entry.kind().code(), entry.to_string()], |r| r.get(0))
+            .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
+            .query_row(params![entry.kind().code(), entry.store_key()], |r| r.get(0))
             .optional()?)
     }
 
@@ -677,37 +692,35 @@ impl SqliteTx<'_> {
 }
 
 impl WriteTx for SqliteTx<'_> {
-    fn upsert(
-        &mut self,
-        source: &str,
-        entry: &Entry,
-        tags: &Tags,
-        mode: WriteMode,
-    ) -> Result<Outcome, StoreError> {
+    fn upsert(&mut self, source: &str, item: &Upsert, mode: WriteMode) -> Result<Outcome, StoreError> {
         let source_id = self
             .source_id(source, true)?
             .ok_or_else(|| StoreError::Corrupt("source vanished".into()))?;
-        let value = entry.to_string();
-        let kind = i64::from(entry.kind().code());
-        let key = entry.search_key();
-        let key_end = entry.ip_range().map(|r| r.end_key());
         let inserted = self
             .tx
             .prepare_cached(
-                "INSERT INTO entries (kind, value, key, key_end, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (kind, value) DO NOTHING",
+                "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind, key) DO NOTHING",
             )?
-            .execute(params![kind, value, key, key_end, self.now])?;
+            .execute(params![
+                self.next_id,
+                item.kind,
+                item.key,
+                item.key_end,
+                item.value,
+                self.now
+            ])?;
         if inserted == 1 {
-            let id = self.tx.last_insert_rowid();
+            let id = self.next_id;
+            self.next_id += 1;
             let seq = self.next_seq();
-            self.put_assertion(id, source_id, tags, seq)?;
-            self.log(seq, ChangeOp::Insert, id, kind, None)?;
+            self.put_assertion(id, source_id, &item.encoded, item.expires_at, seq)?;
+            self.log(seq, ChangeOp::Insert, id, item.kind, None)?;
             return Ok(Outcome::Added);
         }
-        let id = self
-            .entry_id(entry)?
-            .ok_or_else(|| StoreError::Corrupt(format!("{value}: conflict without a row")))?;
+        let id = self.entry_id(&item.entry)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
+        })?;
         let old: Option<Vec<u8>> = self
             .tx
             .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
@@ -717,17 +730,17 @@ impl WriteTx for SqliteTx<'_> {
         let new = match (mode, &old) {
             (WriteMode::Merge, Some(old)) => {
                 let mut t = old.clone();
-                t.overwrite_with(tags);
+                t.overwrite_with(&item.tags);
                 t
             }
-            _ => tags.clone(),
+            _ => item.tags.clone(),
         };
         if old.as_ref() == Some(&new) {
             return Ok(Outcome::Unchanged);
         }
         let seq = self.next_seq();
-        self.put_assertion(id, source_id, &new, seq)?;
-        self.log(seq, ChangeOp::Update, id, kind, None)?;
+        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, self.ttl), seq)?;
+        self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)
     }
 
@@ -781,6 +794,10 @@ impl WriteTx for SqliteTx<'_> {
         self.tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",
             [self.seq as i64],
+        )?;
+        self.tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'next_entry_id'",
+            [self.next_id],
         )?;
         self.tx.commit()?;
         Ok(self.seq)

@@ -1,4 +1,4 @@
-use rephub_model::{Entry, Kind, Tags};
+use rephub_model::{Catalog, Entry, Kind, TagValue, Tags};
 
 /// The source of manual and SMS Web API writes (what SMS `criteria=user` deletes).
 pub const USER_SOURCE: &str = "user";
@@ -98,4 +98,37 @@ pub struct Stats {
     pub changes: u64,
     pub expiring: u64,
     pub db_bytes: u64,
+}
+
+/// An entry and its tags, with everything the store derives from them computed once: callers that
+/// write in bulk build these on another thread than the writer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    pub entry: Entry,
+    pub tags: Tags,
+    pub(crate) kind: i64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) key_end: Option<Vec<u8>>,
+    pub(crate) value: String,
+    pub(crate) encoded: Vec<u8>,
+    pub(crate) expires_at: Option<i64>,
+}
+
+impl Upsert {
+    pub fn new(entry: Entry, tags: Tags, catalog: &Catalog) -> Upsert {
+        let expires_at = match catalog.ttl_id().and_then(|id| tags.get(id)) {
+            Some(TagValue::Date(t)) => Some(*t),
+            _ => None,
+        };
+        Upsert {
+            kind: i64::from(entry.kind().code()),
+            key: entry.store_key(),
+            key_end: entry.ip_range().map(|r| r.end_key()),
+            value: entry.to_string(),
+            encoded: tags.encode(),
+            expires_at,
+            entry,
+            tags,
+        }
+    }
 }

@@ -8,7 +8,7 @@ use rephub_model::{
 };
 use rephub_store::{
     ChangeOp, ChangePage, OpenOptions, Outcome, ReputationStore, SqliteStore, StoreError,
-    USER_SOURCE, WriteMode, WriteTx,
+    USER_SOURCE, Upsert, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -35,6 +35,17 @@ fn db() -> Db {
         clock,
         _dir: dir,
     }
+}
+
+fn put(
+    tx: &mut impl WriteTx,
+    cat: &Catalog,
+    source: &str,
+    entry: &Entry,
+    tags: &Tags,
+    mode: WriteMode,
+) -> Result<Outcome, StoreError> {
+    tx.upsert(source, &Upsert::new(entry.clone(), tags.clone(), cat), mode)
 }
 
 fn e(kind: Kind, s: &str) -> Entry {
@@ -77,12 +88,12 @@ fn sms_merge_semantics() {
     let ip = e(Kind::Ipv4, "1.2.3.4");
     let mut tx = d.store.begin().unwrap();
     let first = tags(&cat, &[("Trend Micro Severity", "High"), ("Trend Micro Source", "ddd")]);
-    assert_eq!(tx.upsert(USER_SOURCE, &ip, &first, WriteMode::Merge).unwrap(), Outcome::Added);
+    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &first, WriteMode::Merge).unwrap(), Outcome::Added);
     // Untagged write keeps the tags.
-    assert_eq!(tx.upsert(USER_SOURCE, &ip, &Tags::new(), WriteMode::Merge).unwrap(), Outcome::Unchanged);
+    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &Tags::new(), WriteMode::Merge).unwrap(), Outcome::Unchanged);
     // Tagged write overwrites only the categories it names.
     let second = tags(&cat, &[("Trend Micro Severity", "Low")]);
-    assert_eq!(tx.upsert(USER_SOURCE, &ip, &second, WriteMode::Merge).unwrap(), Outcome::Updated);
+    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &second, WriteMode::Merge).unwrap(), Outcome::Updated);
     tx.commit().unwrap();
     let got = d.store.get(&ip).unwrap().unwrap();
     assert_eq!(sev(&cat, &got.tags).as_deref(), Some("Low"));
@@ -90,7 +101,7 @@ fn sms_merge_semantics() {
     assert_eq!(got.tags.get(src), Some(&TagValue::Text("ddd".into())));
     // Replace mode drops what is not named.
     let mut tx = d.store.begin().unwrap();
-    tx.upsert(USER_SOURCE, &ip, &second, WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, USER_SOURCE, &ip, &second, WriteMode::Replace).unwrap();
     tx.commit().unwrap();
     assert_eq!(d.store.get(&ip).unwrap().unwrap().tags.get(src), None);
 }
@@ -101,8 +112,8 @@ fn sources_keep_their_own_assertions() {
     let cat = d.store.catalog().unwrap();
     let dom = e(Kind::Domain, "evil.example");
     let mut tx = d.store.begin().unwrap();
-    tx.upsert("visionone", &dom, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Replace).unwrap();
-    tx.upsert("taxii", &dom, &tags(&cat, &[("Trend Micro Severity", "Low")]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "visionone", &dom, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "taxii", &dom, &tags(&cat, &[("Trend Micro Severity", "Low")]), WriteMode::Replace).unwrap();
     tx.commit().unwrap();
     let got = d.store.get(&dom).unwrap().unwrap();
     assert_eq!(got.assertions.len(), 2);
@@ -131,11 +142,11 @@ fn change_log_and_compaction() {
     let b = e(Kind::Ipv6, "2001:db8::/48");
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
-    tx.upsert(USER_SOURCE, &a, &Tags::new(), WriteMode::Merge).unwrap();
-    tx.upsert(USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+    put(&mut tx, &cat, USER_SOURCE, &a, &Tags::new(), WriteMode::Merge).unwrap();
+    put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
     assert_eq!(tx.commit().unwrap(), 2);
     let mut tx = d.store.begin().unwrap();
-    tx.upsert(USER_SOURCE, &a, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Merge).unwrap();
+    put(&mut tx, &cat, USER_SOURCE, &a, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Merge).unwrap();
     tx.remove(&b).unwrap();
     assert_eq!(tx.commit().unwrap(), 4);
 
@@ -160,7 +171,7 @@ fn change_log_and_compaction() {
     // A rolled-back transaction leaves no trace, not even a sequence number.
     {
         let mut tx = d.store.begin().unwrap();
-        tx.upsert(USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+        put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
     }
     assert!(d.store.get(&b).unwrap().is_none());
     assert_eq!(d.store.stats().unwrap().last_seq, 4);
@@ -171,7 +182,7 @@ fn change_log_and_compaction() {
     assert_eq!(changes.len(), 1);
     // The sequence goes on after compaction.
     let mut tx = d.store.begin().unwrap();
-    tx.upsert(USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+    put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
     assert_eq!(tx.commit().unwrap(), 5);
 }
 
@@ -185,10 +196,10 @@ fn ttl_sweeper_uses_the_clock() {
     let in_1h = rephub_model::format_utc(T0 + 3600);
     let in_2h = rephub_model::format_utc(T0 + 7200);
     let mut tx = d.store.begin().unwrap();
-    tx.upsert("feed", &soon, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
-    tx.upsert("feed", &later, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
-    tx.upsert("feed", &both, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
-    tx.upsert("other", &both, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "feed", &soon, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "feed", &later, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "feed", &both, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "other", &both, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
     tx.commit().unwrap();
     assert_eq!(d.store.get(&both).unwrap().unwrap().expires_at, Some(T0 + 7200));
 
@@ -218,7 +229,7 @@ fn load(d: &mut Db, source: &str, items: &[(Kind, &str, &[(&str, &str)])]) {
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for (k, v, t) in items {
-        tx.upsert(source, &e(*k, v), &tags(&cat, t), WriteMode::Merge).unwrap();
+        put(&mut tx, &cat, source, &e(*k, v), &tags(&cat, t), WriteMode::Merge).unwrap();
     }
     tx.commit().unwrap();
 }
@@ -330,8 +341,9 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
     let path = dir.path().join("sub/rep.db");
     {
         let mut s = SqliteStore::open(&path).unwrap();
+        let cat = s.catalog().unwrap();
         let mut tx = s.begin().unwrap();
-        tx.upsert(USER_SOURCE, &e(Kind::Domain, "keep.example"), &Tags::new(), WriteMode::Merge).unwrap();
+        put(&mut tx, &cat, USER_SOURCE, &e(Kind::Domain, "keep.example"), &Tags::new(), WriteMode::Merge).unwrap();
         tx.commit().unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
