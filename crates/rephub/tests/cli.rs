@@ -1,0 +1,402 @@
+//! The `rephub` binary against real files and a real database: what a user types, what they see.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rephub_model::{Entry, Kind};
+use rephub_store::{ReputationStore, SqliteStore};
+
+struct Hub {
+    dir: tempfile::TempDir,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        Hub {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("rephub.db")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rephub"));
+        c.arg("--db").arg(self.db());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.db()).unwrap()
+    }
+
+    fn count(&self) -> u64 {
+        self.store().stats().unwrap().entries
+    }
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data_lines(path: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .count()
+}
+
+#[test]
+fn examples_import_search_and_export_round_trip() {
+    let hub = Hub::new();
+    let files = [
+        ("ipv4.csv", "ipv4"),
+        ("ipv6.csv", "ipv6"),
+        ("domains.csv", "dns"),
+        ("urls.csv", "url"),
+        ("hashes.csv", "auto"),
+    ];
+    let mut lines = 0;
+    for (f, t) in files {
+        let o = hub.run(&["import", "--type", t, &example(f)]);
+        assert!(o.status.success(), "{f}: {}", stderr(&o));
+        assert!(stderr(&o).contains("0 rejected"), "{f}: {}", stderr(&o));
+        lines += data_lines(&example(f));
+    }
+    let o = hub.run(&["import", &example("mixed.jsonl")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    lines += data_lines(&example("mixed.jsonl"));
+    let o = hub.run(&["import", "--format", "plain", &example("plain-ips.txt")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    lines += data_lines(&example("plain-ips.txt"));
+    // Every line is one entry (the examples hold no duplicates after canonicalisation).
+    assert_eq!(hub.count() as usize, lines);
+
+    // Search: IP containment, domain suffix, tag criteria.
+    let o = hub.run(&["search", "--ip", "198.51.100.0/24", "--limit", "0", "-f", "plain"]);
+    assert!(o.status.success());
+    for l in stdout(&o).lines() {
+        let e = Entry::parse(Kind::Ipv4, l).unwrap();
+        let net: ipnet::Ipv4Net = "198.51.100.0/24".parse().unwrap();
+        let Entry::Ipv4(n) = e else { panic!() };
+        assert!(net.contains(&n), "{l} is not inside 198.51.100.0/24");
+    }
+    let o = hub.run(&["search", "--tag", "Trend Micro Severity=High", "--kind", "domain", "--limit", "0", "-f", "jsonl"]);
+    let found: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!found.is_empty());
+    for f in &found {
+        assert_eq!(f["kind"], "domain");
+        assert_eq!(f["tags"]["Trend Micro Severity"], "High");
+    }
+
+    // Export everything as SMS CSV, import it into a new database: the same entries and tags.
+    let out = hub.dir.path().join("all.csv");
+    let o = hub.run(&["export", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = Hub::new();
+    let o = other.run(&["import", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = stdout(&hub.run(&["export", "-f", "jsonl"]));
+    let b = stdout(&other.run(&["export", "-f", "jsonl"]));
+    let mut a: Vec<&str> = a.lines().collect();
+    let mut b: Vec<&str> = b.lines().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a.len(), lines);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bad_lines_are_reported_and_the_rest_is_kept() {
+    let hub = Hub::new();
+    let f = hub.file(
+        "bad.csv",
+        "# header\n\
+         1.1.1.1,Trend Micro Severity,High\n\
+         1.1.1.2,Country,China\n\
+         1.1.1.3,Trend Micro Severity,Critical\n\
+         300.1.2.3,Trend Micro Severity,High\n\
+         1.1.1.4,,High\n\
+         \n\
+         1.1.1.5,Trend Micro Severity,,Trend Micro Source,ddd\n\
+         1.1.1.6,Reputation Entries TTL,not-a-date\n\
+         1.1.1.7,Trend Micro Source,\"unterminated\n\
+         1.1.1.8,STIX - Confidence,101\n\
+         1.1.1.9,Trend Micro Severity,High~~~Low\n\
+         1.1.1.10\n",
+    );
+    let o = hub.run(&["import", "--type", "ipv4", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "partial import exits 3");
+    let err = stderr(&o);
+    for (line, reason) in [
+        (3, "unknown category \"Country\""),
+        (4, "\"Critical\" is not allowed"),
+        (5, "bad IPv4 address"),
+        (6, "empty category field"),
+        (9, "not a date"),
+        (10, "missing closing quote"),
+        (11, "outside the range 0..=100"),
+        (12, "takes one value"),
+    ] {
+        let want = format!("bad.csv:{line}: ");
+        let hit = err.lines().find(|l| l.contains(&want));
+        assert!(hit.is_some_and(|l| l.contains(reason)), "line {line}: want {reason:?} in\n{err}");
+    }
+    assert!(err.contains("3 accepted"), "{err}");
+    assert!(err.contains("8 rejected"), "{err}");
+    assert!(err.contains("1 empty value(s) dropped"), "{err}");
+    let got: Vec<String> = stdout(&hub.run(&["export", "-f", "plain"])).lines().map(String::from).collect();
+    assert_eq!(got, vec!["1.1.1.1", "1.1.1.5", "1.1.1.10"]);
+    // The empty value dropped only its own pair.
+    let q = stdout(&hub.run(&["query", "1.1.1.5"]));
+    assert_eq!(q, "1.1.1.5,Trend Micro Source,ddd\n");
+}
+
+#[test]
+fn strict_imports_nothing_when_a_line_is_bad() {
+    let hub = Hub::new();
+    hub.run(&["import", "--type", "ipv4", &example("ipv4.csv")]);
+    let before = stdout(&hub.run(&["export", "-f", "jsonl"]));
+    let o = hub.run(&["import", "--strict", "--type", "ipv4", &example("bad.csv")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nothing imported (--strict)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.csv:"), "every bad line is still reported");
+    assert_eq!(stdout(&hub.run(&["export", "-f", "jsonl"])), before);
+    // Without --strict the same file imports its good lines.
+    let o = hub.run(&["import", "--type", "ipv4", &example("bad.csv")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&hub.run(&["export", "-f", "jsonl"])).len() > before.len());
+}
+
+#[test]
+fn jsonl_plain_stdin_and_encoding_errors() {
+    let hub = Hub::new();
+    let o = hub.run_stdin(
+        &["import", "--format", "jsonl", "-"],
+        "{\"value\": \"a.example\", \"tags\": {\"Trend Micro Severity\": \"Low\"}}\n\
+         {\"value\": \"b.example\", \"colour\": \"red\"}\n\
+         not json\n\
+         {\"value\": \"10.0.0.0/8\", \"kind\": \"ipv6\"}\n",
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert!(err.contains("-:2: bad JSON: unknown field `colour`"), "{err}");
+    assert!(err.contains("-:3: bad JSON"), "{err}");
+    assert!(err.contains("-:4: bad IPv6 address"), "{err}");
+    assert_eq!(hub.count(), 1);
+
+    let mut bytes = b"2.2.2.2\n3.3.3.".to_vec();
+    bytes.extend_from_slice(&[0xff, b'\n']);
+    bytes.extend_from_slice(b"4.4.4.4\n");
+    let p = hub.dir.path().join("latin1.txt");
+    std::fs::write(&p, bytes).unwrap();
+    let o = hub.run(&["import", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("latin1.txt:2: not valid UTF-8"), "{}", stderr(&o));
+    assert_eq!(hub.count(), 3);
+}
+
+#[test]
+fn url_files_use_pipes() {
+    let hub = Hub::new();
+    let f = hub.file(
+        "u.csv",
+        "HTTP://Evil.Example:80/a/./b/../c?x=1,2|Trend Micro Severity|High\n\
+         \"http://q.example/|odd\"|Trend Micro Severity|Low\n\
+         http://dir.example/files/*\n",
+    );
+    let o = hub.run(&["import", "--type", "url", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = stdout(&hub.run(&["query", "--type", "url", "http://evil.example/a/c?x=1,2", "http://dir.example/files/*"]));
+    assert_eq!(
+        q,
+        "\"http://evil.example/a/c?x=1,2\",Trend Micro Severity,High\nhttp://dir.example/files/*\n"
+    );
+    let o = hub.run(&["search", "--url", "*|odd", "-f", "plain"]);
+    assert_eq!(stdout(&o), "http://q.example/|odd\n");
+}
+
+#[test]
+fn categories_and_merge_semantics() {
+    let hub = Hub::new();
+    let o = hub.run(&["categories", "add", "Country", "--type", "list", "--values", "China,United States", "--multiple"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hub.run(&["categories", "add", "Country", "--type", "text"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"));
+    let o = hub.run(&["categories", "add", "Score", "--type", "range", "--min", "-5", "--max", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&hub.run(&["categories", "list"]));
+    assert!(list.contains("Country: list (multiple) [China, United States]"), "{list}");
+    assert!(list.contains("Score: range -5..5"), "{list}");
+    assert!(list.contains("Reputation Entries TTL (built-in): date"), "{list}");
+
+    // The SMS example file.
+    let f = hub.file(
+        "sms.csv",
+        "1.2.3.0/24,Country,United States,Score,-5\n\
+         3.4.5.0/24,Score,1,Country,China~~~United States\n\
+         1.2.3.77/24,Country,China\n\
+         2.3.0.0/16\n",
+    );
+    let o = hub.run(&["import", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 accepted (3 added, 1 merged, 0 unchanged)"), "{}", stderr(&o));
+    // A tagged write overwrote only the category it named; the SMS query answer is ordered by address.
+    let q = stdout(&hub.run(&["query", "3.4.5.0/24", "1.2.3.0/24", "2.3.0.0/16"]));
+    assert_eq!(
+        q,
+        "3.4.5.0/24,Country,China~~~United States,Score,1\n1.2.3.0/24,Country,China,Score,-5\n2.3.0.0/16\n"
+    );
+    // An untagged write keeps the tags.
+    hub.run_stdin(&["import", "-"], "1.2.3.0/24\n");
+    assert_eq!(stdout(&hub.run(&["query", "1.2.3.0/24"])), "1.2.3.0/24,Country,China,Score,-5\n");
+    // Not found: exit 3, named on stderr.
+    let o = hub.run(&["query", "9.9.9.9"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("9.9.9.9: not found"));
+}
+
+#[test]
+fn delete_by_value_file_source_and_criteria() {
+    let hub = Hub::new();
+    hub.run(&["import", "--type", "dns", &example("domains.csv")]);
+    hub.run_stdin(&["import", "--source", "taxii", "-"], "shared.example\nonly-taxii.example\n");
+    hub.run_stdin(&["import", "-"], "shared.example\n");
+    let total = hub.count();
+
+    // By value.
+    let o = hub.run(&["delete", "only-taxii.example", "nope.example"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("1 deleted, 1 not found"), "{}", stderr(&o));
+    // A source withdraws only its own assertion.
+    let o = hub.run(&["delete", "--from-source", "taxii"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 withdrawn"), "{}", stderr(&o));
+    assert!(stdout(&hub.run(&["query", "shared.example", "-f", "jsonl"])).contains("\"sources\":[\"user\"]"));
+    assert_eq!(hub.count(), total - 1);
+    // By criteria needs --yes.
+    let o = hub.run(&["delete", "--domain", "example.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    let below = stdout(&hub.run(&["search", "--domain", "example.com", "--limit", "0", "-f", "plain"]));
+    let n = below.lines().count() as u64;
+    assert!(n > 0);
+    let o = hub.run(&["delete", "--domain", "example.com", "--yes"]);
+    assert!(stderr(&o).contains(&format!("{n} deleted")), "{}", stderr(&o));
+    assert_eq!(hub.count(), total - 1 - n);
+    // By file: every address listed.
+    let o = hub.run(&["delete", "--type", "dns", "--file", &example("domains.csv")]);
+    assert_eq!(o.status.code(), Some(3), "the example.com names are gone already");
+    assert_eq!(hub.count(), 1);
+    let o = hub.run(&["delete", "--all", "--yes"]);
+    assert!(o.status.success());
+    assert_eq!(hub.count(), 0);
+}
+
+#[test]
+fn kill_during_import_leaves_no_half_applied_transaction() {
+    let hub = Hub::new();
+    hub.run_stdin(&["import", "-"], "192.0.2.1\n");
+    // Large enough that the import is still writing when it gets killed.
+    let mut big = String::with_capacity(20_000_000);
+    for i in 0..400_000u32 {
+        let [_, b, c, d] = i.to_be_bytes();
+        big.push_str(&format!(
+            "10.{b}.{c}.{d},Trend Micro Severity,High,Trend Micro Source,feed-{i}\n"
+        ));
+    }
+    let f = hub.file("big.csv", &big);
+    let mut child = hub
+        .cmd()
+        .args(["import", "--type", "ipv4", f.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the transaction has spilled pages into the WAL (the import is mid-way), then kill.
+    let wal = PathBuf::from(format!("{}-wal", hub.db().display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut finished = false;
+    while Instant::now() < deadline {
+        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 4 << 20 {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    eprintln!("killed mid-import: {}", !finished);
+    let store = hub.store();
+    store.check_integrity().unwrap();
+    let n = store.stats().unwrap().entries;
+    if finished {
+        assert_eq!(n, 400_001);
+    } else {
+        assert_eq!(n, 1, "a killed import must leave nothing behind");
+        assert!(store.get(&Entry::parse(Kind::Ipv4, "192.0.2.1").unwrap()).unwrap().is_some());
+        drop(store);
+        // And the same import then succeeds.
+        let o = hub.run(&["import", "--type", "ipv4", f.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(hub.count(), 400_001);
+    }
+}
+
+#[test]
+fn stats_and_expired_entries() {
+    let hub = Hub::new();
+    hub.run_stdin(
+        &["import", "-"],
+        "1.1.1.1,Reputation Entries TTL,2001-01-01 00:00:00 UTC\n1.1.1.2,Reputation Entries TTL,2999-01-01 00:00:00 UTC\n",
+    );
+    // Reads run the TTL sweeper first: the expired entry is gone.
+    let o = hub.run(&["search", "-f", "plain"]);
+    assert_eq!(stdout(&o), "1.1.1.2\n");
+    assert!(stderr(&o).contains("removed 1 expired"), "{}", stderr(&o));
+    let s = stdout(&hub.run(&["stats"]));
+    assert!(s.contains("entries      1"), "{s}");
+    assert!(s.contains("cursor       3"), "{s}");
+}
