@@ -7,7 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "rephub", version, about, max_term_width = 100)]
 pub struct Args {
     /// Data directory; the database is `rephub.db` inside it.
-    #[arg(long, global = true, env = "REPHUB_DATA_DIR", default_value = "rephub-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "REPHUB_DATA_DIR",
+        default_value = "rephub-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Database file (overrides --data-dir).

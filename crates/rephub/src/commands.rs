@@ -124,7 +124,11 @@ fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result
             format,
             strict: a.strict,
             source: a.source.clone(),
-            mode: if a.replace { WriteMode::Replace } else { WriteMode::Merge },
+            mode: if a.replace {
+                WriteMode::Replace
+            } else {
+                WriteMode::Merge
+            },
         };
         let bar = progress::bytes(len.unwrap_or(0), quiet || len.is_none());
         let name = path.display().to_string();
@@ -140,12 +144,20 @@ fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result
             if shown < SHOWN_REJECTS {
                 bar.suspend(|| eprintln!("{name}:{}: {}", e.line, e.reason));
             } else if shown == SHOWN_REJECTS {
-                bar.suspend(|| eprintln!("{name}: more rejected lines not shown (use --rejects FILE)"));
+                bar.suspend(|| {
+                    eprintln!("{name}: more rejected lines not shown (use --rejects FILE)")
+                });
             }
             shown += 1;
         };
-        let summary = import_reader(store, input, &opts, &|pos| bar.set_position(pos), &mut on_reject)
-            .with_context(|| format!("importing {name}"))?;
+        let summary = import_reader(
+            store,
+            input,
+            &opts,
+            &|pos| bar.set_position(pos),
+            &mut on_reject,
+        )
+        .with_context(|| format!("importing {name}"))?;
         bar.finish_and_clear();
         if let Some(e) = write_err {
             return Err(e).context("writing the rejects file");
@@ -293,7 +305,11 @@ fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Sta
     }
     out.flush()?;
     if !quiet {
-        let more = if a.limit != 0 && n == a.limit { " (limit reached; --limit 0 for all)" } else { "" };
+        let more = if a.limit != 0 && n == a.limit {
+            " (limit reached; --limit 0 for all)"
+        } else {
+            ""
+        };
         eprintln!("{n} entries{more}");
     }
     Ok(Status::Ok)
@@ -416,7 +432,11 @@ fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result
             }
         }
     }
-    let crit = if by_criteria { Some(criteria(store, &a.criteria)?) } else { None };
+    let crit = if by_criteria {
+        Some(criteria(store, &a.criteria)?)
+    } else {
+        None
+    };
     // Withdrawing a source's assertions of matching entries needs the matches first.
     if let (Some(c), Some(_)) = (&crit, &a.from_source) {
         entries = store.search(c, 0)?.into_iter().map(|s| s.entry).collect();
@@ -429,19 +449,31 @@ fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result
         // With criteria, the source's withdrawal became the list of matching entries above.
         (Some(src), _) => {
             for e in &entries {
-                if tx.withdraw(src, e)? { removed += 1 } else { missing += 1 }
+                if tx.withdraw(src, e)? {
+                    removed += 1
+                } else {
+                    missing += 1
+                }
             }
         }
         (None, Some(c)) => removed = tx.remove_matching(c)?,
         (None, None) => {
             for e in &entries {
-                if tx.remove(e)? { removed += 1 } else { missing += 1 }
+                if tx.remove(e)? {
+                    removed += 1
+                } else {
+                    missing += 1
+                }
             }
         }
     }
     let seq = tx.commit()?;
     if !quiet {
-        let what = if a.from_source.is_some() { "withdrawn" } else { "deleted" };
+        let what = if a.from_source.is_some() {
+            "withdrawn"
+        } else {
+            "deleted"
+        };
         eprintln!("{removed} {what}, {missing} not found; cursor {seq}");
     }
     if missing > 0 {
@@ -463,7 +495,10 @@ fn stats(store: &SqliteStore) -> anyhow::Result<Status> {
     }
     println!("expiring     {}", s.expiring);
     println!("categories   {}", s.categories);
-    println!("cursor       {} (change log holds {}, horizon {})", s.last_seq, s.changes, s.horizon);
+    println!(
+        "cursor       {} (change log holds {}, horizon {})",
+        s.last_seq, s.changes, s.horizon
+    );
     println!(
         "size         {:.1} MiB ({:.0} bytes/entry)",
         s.db_bytes as f64 / 1048576.0,
@@ -519,7 +554,12 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
                 kind,
                 description,
             })?;
-            println!("added category {} ({}) with id {}", cat.name, cat.kind.name(), cat.id);
+            println!(
+                "added category {} ({}) with id {}",
+                cat.name,
+                cat.kind.name(),
+                cat.id
+            );
             Ok(Status::Ok)
         }
     }

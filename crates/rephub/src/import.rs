@@ -91,7 +91,11 @@ fn parse_all<R: BufRead>(
     };
     match opts.format {
         InputFormat::Sms => {
-            let sep = if opts.kind == Some(Kind::Url) { '|' } else { ',' };
+            let sep = if opts.kind == Some(Kind::Url) {
+                '|'
+            } else {
+                ','
+            };
             let mut reader = SmsCsvReader::new(input, sep);
             while let Some(rec) = reader.next() {
                 chunk.push(rec.and_then(|r| {

@@ -1,4 +1,5 @@
 //! The `rephub` binary against real files and a real database: what a user types, what they see.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,12 @@ impl Hub {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -112,7 +118,15 @@ fn examples_import_search_and_export_round_trip() {
     assert_eq!(hub.count() as usize, lines);
 
     // Search: IP containment, domain suffix, tag criteria.
-    let o = hub.run(&["search", "--ip", "198.51.100.0/24", "--limit", "0", "-f", "plain"]);
+    let o = hub.run(&[
+        "search",
+        "--ip",
+        "198.51.100.0/24",
+        "--limit",
+        "0",
+        "-f",
+        "plain",
+    ]);
     assert!(o.status.success());
     for l in stdout(&o).lines() {
         let e = Entry::parse(Kind::Ipv4, l).unwrap();
@@ -120,8 +134,21 @@ fn examples_import_search_and_export_round_trip() {
         let Entry::Ipv4(n) = e else { panic!() };
         assert!(net.contains(&n), "{l} is not inside 198.51.100.0/24");
     }
-    let o = hub.run(&["search", "--tag", "Trend Micro Severity=High", "--kind", "domain", "--limit", "0", "-f", "jsonl"]);
-    let found: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let o = hub.run(&[
+        "search",
+        "--tag",
+        "Trend Micro Severity=High",
+        "--kind",
+        "domain",
+        "--limit",
+        "0",
+        "-f",
+        "jsonl",
+    ]);
+    let found: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!found.is_empty());
     for f in &found {
         assert_eq!(f["kind"], "domain");
@@ -179,12 +206,18 @@ fn bad_lines_are_reported_and_the_rest_is_kept() {
     ] {
         let want = format!("bad.csv:{line}: ");
         let hit = err.lines().find(|l| l.contains(&want));
-        assert!(hit.is_some_and(|l| l.contains(reason)), "line {line}: want {reason:?} in\n{err}");
+        assert!(
+            hit.is_some_and(|l| l.contains(reason)),
+            "line {line}: want {reason:?} in\n{err}"
+        );
     }
     assert!(err.contains("3 accepted"), "{err}");
     assert!(err.contains("8 rejected"), "{err}");
     assert!(err.contains("1 empty value(s) dropped"), "{err}");
-    let got: Vec<String> = stdout(&hub.run(&["export", "-f", "plain"])).lines().map(String::from).collect();
+    let got: Vec<String> = stdout(&hub.run(&["export", "-f", "plain"]))
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(got, vec!["1.1.1.1", "1.1.1.5", "1.1.1.10"]);
     // The empty value dropped only its own pair.
     let q = stdout(&hub.run(&["query", "1.1.1.5"]));
@@ -198,8 +231,15 @@ fn strict_imports_nothing_when_a_line_is_bad() {
     let before = stdout(&hub.run(&["export", "-f", "jsonl"]));
     let o = hub.run(&["import", "--strict", "--type", "ipv4", &example("bad.csv")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("nothing imported (--strict)"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("bad.csv:"), "every bad line is still reported");
+    assert!(
+        stderr(&o).contains("nothing imported (--strict)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("bad.csv:"),
+        "every bad line is still reported"
+    );
     assert_eq!(stdout(&hub.run(&["export", "-f", "jsonl"])), before);
     // Without --strict the same file imports its good lines.
     let o = hub.run(&["import", "--type", "ipv4", &example("bad.csv")]);
@@ -219,7 +259,10 @@ fn jsonl_plain_stdin_and_encoding_errors() {
     );
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
-    assert!(err.contains("-:2: bad JSON: unknown field `colour`"), "{err}");
+    assert!(
+        err.contains("-:2: bad JSON: unknown field `colour`"),
+        "{err}"
+    );
     assert!(err.contains("-:3: bad JSON"), "{err}");
     assert!(err.contains("-:4: bad IPv6 address"), "{err}");
     assert_eq!(hub.count(), 1);
@@ -231,7 +274,11 @@ fn jsonl_plain_stdin_and_encoding_errors() {
     std::fs::write(&p, bytes).unwrap();
     let o = hub.run(&["import", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("latin1.txt:2: not valid UTF-8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("latin1.txt:2: not valid UTF-8"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(hub.count(), 3);
 }
 
@@ -246,7 +293,13 @@ fn url_files_use_pipes() {
     );
     let o = hub.run(&["import", "--type", "url", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let q = stdout(&hub.run(&["query", "--type", "url", "http://evil.example/a/c?x=1,2", "http://dir.example/files/*"]));
+    let q = stdout(&hub.run(&[
+        "query",
+        "--type",
+        "url",
+        "http://evil.example/a/c?x=1,2",
+        "http://dir.example/files/*",
+    ]));
     assert_eq!(
         q,
         "\"http://evil.example/a/c?x=1,2\",Trend Micro Severity,High\nhttp://dir.example/files/*\n"
@@ -258,17 +311,42 @@ fn url_files_use_pipes() {
 #[test]
 fn categories_and_merge_semantics() {
     let hub = Hub::new();
-    let o = hub.run(&["categories", "add", "Country", "--type", "list", "--values", "China,United States", "--multiple"]);
+    let o = hub.run(&[
+        "categories",
+        "add",
+        "Country",
+        "--type",
+        "list",
+        "--values",
+        "China,United States",
+        "--multiple",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = hub.run(&["categories", "add", "Country", "--type", "text"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("already exists"));
-    let o = hub.run(&["categories", "add", "Score", "--type", "range", "--min", "-5", "--max", "5"]);
+    let o = hub.run(&[
+        "categories",
+        "add",
+        "Score",
+        "--type",
+        "range",
+        "--min",
+        "-5",
+        "--max",
+        "5",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let list = stdout(&hub.run(&["categories", "list"]));
-    assert!(list.contains("Country: list (multiple) [China, United States]"), "{list}");
+    assert!(
+        list.contains("Country: list (multiple) [China, United States]"),
+        "{list}"
+    );
     assert!(list.contains("Score: range -5..5"), "{list}");
-    assert!(list.contains("Reputation Entries TTL (built-in): date"), "{list}");
+    assert!(
+        list.contains("Reputation Entries TTL (built-in): date"),
+        "{list}"
+    );
 
     // The SMS example file.
     let f = hub.file(
@@ -280,7 +358,11 @@ fn categories_and_merge_semantics() {
     );
     let o = hub.run(&["import", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("4 accepted (3 added, 1 merged, 0 unchanged)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 accepted (3 added, 1 merged, 0 unchanged)"),
+        "{}",
+        stderr(&o)
+    );
     // A tagged write overwrote only the category it named; the SMS query answer is ordered by address.
     let q = stdout(&hub.run(&["query", "3.4.5.0/24", "1.2.3.0/24", "2.3.0.0/16"]));
     assert_eq!(
@@ -289,7 +371,10 @@ fn categories_and_merge_semantics() {
     );
     // An untagged write keeps the tags.
     hub.run_stdin(&["import", "-"], "1.2.3.0/24\n");
-    assert_eq!(stdout(&hub.run(&["query", "1.2.3.0/24"])), "1.2.3.0/24,Country,China,Score,-5\n");
+    assert_eq!(
+        stdout(&hub.run(&["query", "1.2.3.0/24"])),
+        "1.2.3.0/24,Country,China,Score,-5\n"
+    );
     // Not found: exit 3, named on stderr.
     let o = hub.run(&["query", "9.9.9.9"]);
     assert_eq!(o.status.code(), Some(3));
@@ -300,32 +385,58 @@ fn categories_and_merge_semantics() {
 fn delete_by_value_file_source_and_criteria() {
     let hub = Hub::new();
     hub.run(&["import", "--type", "dns", &example("domains.csv")]);
-    hub.run_stdin(&["import", "--source", "taxii", "-"], "shared.example\nonly-taxii.example\n");
+    hub.run_stdin(
+        &["import", "--source", "taxii", "-"],
+        "shared.example\nonly-taxii.example\n",
+    );
     hub.run_stdin(&["import", "-"], "shared.example\n");
     let total = hub.count();
 
     // By value.
     let o = hub.run(&["delete", "only-taxii.example", "nope.example"]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("1 deleted, 1 not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 deleted, 1 not found"),
+        "{}",
+        stderr(&o)
+    );
     // A source withdraws only its own assertion.
     let o = hub.run(&["delete", "--from-source", "taxii"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 withdrawn"), "{}", stderr(&o));
-    assert!(stdout(&hub.run(&["query", "shared.example", "-f", "jsonl"])).contains("\"sources\":[\"user\"]"));
+    assert!(
+        stdout(&hub.run(&["query", "shared.example", "-f", "jsonl"]))
+            .contains("\"sources\":[\"user\"]")
+    );
     assert_eq!(hub.count(), total - 1);
     // By criteria needs --yes.
     let o = hub.run(&["delete", "--domain", "example.com"]);
     assert_eq!(o.status.code(), Some(1));
-    let below = stdout(&hub.run(&["search", "--domain", "example.com", "--limit", "0", "-f", "plain"]));
+    let below = stdout(&hub.run(&[
+        "search",
+        "--domain",
+        "example.com",
+        "--limit",
+        "0",
+        "-f",
+        "plain",
+    ]));
     let n = below.lines().count() as u64;
     assert!(n > 0);
     let o = hub.run(&["delete", "--domain", "example.com", "--yes"]);
-    assert!(stderr(&o).contains(&format!("{n} deleted")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{n} deleted")),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(hub.count(), total - 1 - n);
     // By file: every address listed.
     let o = hub.run(&["delete", "--type", "dns", "--file", &example("domains.csv")]);
-    assert_eq!(o.status.code(), Some(3), "the example.com names are gone already");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the example.com names are gone already"
+    );
     assert_eq!(hub.count(), 1);
     let o = hub.run(&["delete", "--all", "--yes"]);
     assert!(o.status.success());
@@ -376,7 +487,12 @@ fn kill_during_import_leaves_no_half_applied_transaction() {
         assert_eq!(n, 400_001);
     } else {
         assert_eq!(n, 1, "a killed import must leave nothing behind");
-        assert!(store.get(&Entry::parse(Kind::Ipv4, "192.0.2.1").unwrap()).unwrap().is_some());
+        assert!(
+            store
+                .get(&Entry::parse(Kind::Ipv4, "192.0.2.1").unwrap())
+                .unwrap()
+                .is_some()
+        );
         drop(store);
         // And the same import then succeeds.
         let o = hub.run(&["import", "--type", "ipv4", f.to_str().unwrap()]);

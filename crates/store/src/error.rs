@@ -9,7 +9,11 @@ pub enum StoreError {
     #[error(transparent)]
     Category(#[from] CategoryError),
     #[error("database at {path} has schema version {found}; this rephub knows up to {known}")]
-    TooNew { path: String, found: i64, known: i64 },
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("corrupt record in the database: {0}")]
     Corrupt(String),
     #[error("cannot create {path}: {source}")]

@@ -78,8 +78,12 @@ pub trait ReputationStore {
 pub trait WriteTx {
     /// Add or update `source`'s assertion of the entry. With [`WriteMode::Merge`] the categories
     /// named in the tags are overwritten and the others kept (no tags keeps them all).
-    fn upsert(&mut self, source: &str, item: &Upsert, mode: WriteMode)
-    -> Result<Outcome, StoreError>;
+    fn upsert(
+        &mut self,
+        source: &str,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError>;
 
     /// Remove `source`'s assertion of `entry`; the entry goes when no assertion is left.
     /// Returns whether the source had asserted it.

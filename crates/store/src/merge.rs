@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn latest_write_wins_per_category() {
-        let list = [a(5, &[(1, "new"), (2, "x")], Some(10)), a(3, &[(1, "old"), (3, "y")], Some(20))];
+        let list = [
+            a(5, &[(1, "new"), (2, "x")], Some(10)),
+            a(3, &[(1, "old"), (3, "y")], Some(20)),
+        ];
         let (tags, exp) = effective(&list, Some(9));
         assert_eq!(tags.get(1), Some(&TagValue::Text("new".into())));
         assert_eq!(tags.get(2), Some(&TagValue::Text("x".into())));

@@ -106,7 +106,11 @@ impl SqliteStore {
         let r: String = self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if r == "ok" { Ok(()) } else { Err(StoreError::Corrupt(r)) }
+        if r == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(r))
+        }
     }
 }
 
@@ -210,7 +214,9 @@ fn build(
 fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
     let id: Option<i64> = conn
         .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
-        .query_row(params![entry.kind().code(), entry.store_key()], |r| r.get(0))
+        .query_row(params![entry.kind().code(), entry.store_key()], |r| {
+            r.get(0)
+        })
         .optional()?;
     let Some(id) = id else { return Ok(None) };
     let assertions = load_assertions(conn, id)?;
@@ -223,8 +229,14 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
     match q {
         Query::Ip(net) => {
             let (start, end) = match net {
-                ipnet::IpNet::V4(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
-                ipnet::IpNet::V6(n) => (n.network().octets().to_vec(), n.broadcast().octets().to_vec()),
+                ipnet::IpNet::V4(n) => (
+                    n.network().octets().to_vec(),
+                    n.broadcast().octets().to_vec(),
+                ),
+                ipnet::IpNet::V6(n) => (
+                    n.network().octets().to_vec(),
+                    n.broadcast().octets().to_vec(),
+                ),
             };
             let mut hi = end.clone();
             hi.push(0xff);
@@ -377,7 +389,8 @@ impl ReputationStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let seq = meta(&tx, "last_seq")?;
         let ttl = ttl_id(&tx)?;
-        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))?;
+        let max_id: i64 =
+            tx.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))?;
         let next_id = (meta(&tx, "next_entry_id")? as i64).max(max_id + 1);
         Ok(SqliteTx {
             tx,
@@ -464,11 +477,17 @@ impl ReputationStore for SqliteStore {
             let op = ChangeOp::from_code(r.get(1)?)
                 .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
             // An insert or update whose entry is gone since: its delete comes later in the log.
-            let Some(value) = r.get::<_, Option<String>>(3)? else { continue };
+            let Some(value) = r.get::<_, Option<String>>(3)? else {
+                continue;
+            };
             let entry = parse_stored(r.get(2)?, &value)?;
             changes.push(Change { seq, op, entry });
         }
-        let next = if read < limit { last.max(last_seq) } else { last };
+        let next = if read < limit {
+            last.max(last_seq)
+        } else {
+            last
+        };
         drop(rows);
         drop(stmt);
         tx.finish()?;
@@ -480,7 +499,8 @@ impl ReputationStore for SqliteStore {
         let mut per_kind = Vec::new();
         let mut total = 0;
         {
-            let mut stmt = tx.prepare("SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")?;
+            let mut stmt =
+                tx.prepare("SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let code: i64 = r.get(0)?;
@@ -615,9 +635,18 @@ impl SqliteTx<'_> {
         Ok(Some(id))
     }
 
-    fn log(&self, seq: u64, op: ChangeOp, entry_id: i64, kind: i64, value: Option<&str>) -> Result<(), StoreError> {
+    fn log(
+        &self,
+        seq: u64,
+        op: ChangeOp,
+        entry_id: i64,
+        kind: i64,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached("INSERT INTO changes (seq, op, entry_id, kind, value) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .prepare_cached(
+                "INSERT INTO changes (seq, op, entry_id, kind, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
             .execute(params![seq as i64, op as i64, entry_id, kind, value])?;
         Ok(())
     }
@@ -643,7 +672,9 @@ impl SqliteTx<'_> {
         Ok(self
             .tx
             .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
-            .query_row(params![entry.kind().code(), entry.store_key()], |r| r.get(0))
+            .query_row(params![entry.kind().code(), entry.store_key()], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -653,7 +684,9 @@ impl SqliteTx<'_> {
             .prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((kind, value)) = row else { return Ok(false) };
+        let Some((kind, value)) = row else {
+            return Ok(false);
+        };
         self.tx
             .prepare_cached("DELETE FROM assertions WHERE entry_id = ?1")?
             .execute([id])?;
@@ -692,7 +725,12 @@ impl SqliteTx<'_> {
 }
 
 impl WriteTx for SqliteTx<'_> {
-    fn upsert(&mut self, source: &str, item: &Upsert, mode: WriteMode) -> Result<Outcome, StoreError> {
+    fn upsert(
+        &mut self,
+        source: &str,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
         let source_id = self
             .source_id(source, true)?
             .ok_or_else(|| StoreError::Corrupt("source vanished".into()))?;
@@ -745,8 +783,12 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {
-        let Some(source_id) = self.source_id(source, false)? else { return Ok(false) };
-        let Some(id) = self.entry_id(entry)? else { return Ok(false) };
+        let Some(source_id) = self.source_id(source, false)? else {
+            return Ok(false);
+        };
+        let Some(id) = self.entry_id(entry)? else {
+            return Ok(false);
+        };
         self.withdraw_id(id, source_id)
     }
 
@@ -758,7 +800,9 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn withdraw_source(&mut self, source: &str) -> Result<u64, StoreError> {
-        let Some(source_id) = self.source_id(source, false)? else { return Ok(0) };
+        let Some(source_id) = self.source_id(source, false)? else {
+            return Ok(0);
+        };
         let ids: Vec<i64> = {
             let mut stmt = self
                 .tx

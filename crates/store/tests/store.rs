@@ -1,4 +1,5 @@
 //! The storage suite: every behaviour callers rely on, against a real SQLite file.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::sync::Arc;
 
@@ -87,13 +88,36 @@ fn sms_merge_semantics() {
     let cat = d.store.catalog().unwrap();
     let ip = e(Kind::Ipv4, "1.2.3.4");
     let mut tx = d.store.begin().unwrap();
-    let first = tags(&cat, &[("Trend Micro Severity", "High"), ("Trend Micro Source", "ddd")]);
-    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &first, WriteMode::Merge).unwrap(), Outcome::Added);
+    let first = tags(
+        &cat,
+        &[
+            ("Trend Micro Severity", "High"),
+            ("Trend Micro Source", "ddd"),
+        ],
+    );
+    assert_eq!(
+        put(&mut tx, &cat, USER_SOURCE, &ip, &first, WriteMode::Merge).unwrap(),
+        Outcome::Added
+    );
     // Untagged write keeps the tags.
-    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &Tags::new(), WriteMode::Merge).unwrap(), Outcome::Unchanged);
+    assert_eq!(
+        put(
+            &mut tx,
+            &cat,
+            USER_SOURCE,
+            &ip,
+            &Tags::new(),
+            WriteMode::Merge
+        )
+        .unwrap(),
+        Outcome::Unchanged
+    );
     // Tagged write overwrites only the categories it names.
     let second = tags(&cat, &[("Trend Micro Severity", "Low")]);
-    assert_eq!(put(&mut tx, &cat, USER_SOURCE, &ip, &second, WriteMode::Merge).unwrap(), Outcome::Updated);
+    assert_eq!(
+        put(&mut tx, &cat, USER_SOURCE, &ip, &second, WriteMode::Merge).unwrap(),
+        Outcome::Updated
+    );
     tx.commit().unwrap();
     let got = d.store.get(&ip).unwrap().unwrap();
     assert_eq!(sev(&cat, &got.tags).as_deref(), Some("Low"));
@@ -112,8 +136,24 @@ fn sources_keep_their_own_assertions() {
     let cat = d.store.catalog().unwrap();
     let dom = e(Kind::Domain, "evil.example");
     let mut tx = d.store.begin().unwrap();
-    put(&mut tx, &cat, "visionone", &dom, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Replace).unwrap();
-    put(&mut tx, &cat, "taxii", &dom, &tags(&cat, &[("Trend Micro Severity", "Low")]), WriteMode::Replace).unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "visionone",
+        &dom,
+        &tags(&cat, &[("Trend Micro Severity", "High")]),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "taxii",
+        &dom,
+        &tags(&cat, &[("Trend Micro Severity", "Low")]),
+        WriteMode::Replace,
+    )
+    .unwrap();
     tx.commit().unwrap();
     let got = d.store.get(&dom).unwrap().unwrap();
     assert_eq!(got.assertions.len(), 2);
@@ -142,16 +182,45 @@ fn change_log_and_compaction() {
     let b = e(Kind::Ipv6, "2001:db8::/48");
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
-    put(&mut tx, &cat, USER_SOURCE, &a, &Tags::new(), WriteMode::Merge).unwrap();
-    put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+    put(
+        &mut tx,
+        &cat,
+        USER_SOURCE,
+        &a,
+        &Tags::new(),
+        WriteMode::Merge,
+    )
+    .unwrap();
+    put(
+        &mut tx,
+        &cat,
+        USER_SOURCE,
+        &b,
+        &Tags::new(),
+        WriteMode::Merge,
+    )
+    .unwrap();
     assert_eq!(tx.commit().unwrap(), 2);
     let mut tx = d.store.begin().unwrap();
-    put(&mut tx, &cat, USER_SOURCE, &a, &tags(&cat, &[("Trend Micro Severity", "High")]), WriteMode::Merge).unwrap();
+    put(
+        &mut tx,
+        &cat,
+        USER_SOURCE,
+        &a,
+        &tags(&cat, &[("Trend Micro Severity", "High")]),
+        WriteMode::Merge,
+    )
+    .unwrap();
     tx.remove(&b).unwrap();
     assert_eq!(tx.commit().unwrap(), 4);
 
-    let ChangePage::Delta { changes, next } = d.store.changes_since(0, 100).unwrap() else { panic!() };
-    let ops: Vec<(u64, ChangeOp, String)> = changes.iter().map(|c| (c.seq, c.op, c.entry.to_string())).collect();
+    let ChangePage::Delta { changes, next } = d.store.changes_since(0, 100).unwrap() else {
+        panic!()
+    };
+    let ops: Vec<(u64, ChangeOp, String)> = changes
+        .iter()
+        .map(|c| (c.seq, c.op, c.entry.to_string()))
+        .collect();
     // The insert of an entry deleted since is skipped: its delete follows and says all there is.
     assert_eq!(
         ops,
@@ -162,27 +231,55 @@ fn change_log_and_compaction() {
         ]
     );
     assert_eq!(next, 4);
-    let ChangePage::Delta { changes, next } = d.store.changes_since(0, 2).unwrap() else { panic!() };
+    let ChangePage::Delta { changes, next } = d.store.changes_since(0, 2).unwrap() else {
+        panic!()
+    };
     assert_eq!(changes.len(), 1);
     assert_eq!(next, 2);
-    let ChangePage::Delta { changes, next } = d.store.changes_since(2, 2).unwrap() else { panic!() };
+    let ChangePage::Delta { changes, next } = d.store.changes_since(2, 2).unwrap() else {
+        panic!()
+    };
     assert_eq!(changes.len(), 2);
     assert_eq!(next, 4);
     // A rolled-back transaction leaves no trace, not even a sequence number.
     {
         let mut tx = d.store.begin().unwrap();
-        put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+        put(
+            &mut tx,
+            &cat,
+            USER_SOURCE,
+            &b,
+            &Tags::new(),
+            WriteMode::Merge,
+        )
+        .unwrap();
     }
     assert!(d.store.get(&b).unwrap().is_none());
     assert_eq!(d.store.stats().unwrap().last_seq, 4);
 
     assert_eq!(d.store.compact(3).unwrap(), 3);
-    assert!(matches!(d.store.changes_since(2, 10).unwrap(), ChangePage::SnapshotRequired { horizon: 3, last_seq: 4 }));
-    let ChangePage::Delta { changes, .. } = d.store.changes_since(3, 10).unwrap() else { panic!() };
+    assert!(matches!(
+        d.store.changes_since(2, 10).unwrap(),
+        ChangePage::SnapshotRequired {
+            horizon: 3,
+            last_seq: 4
+        }
+    ));
+    let ChangePage::Delta { changes, .. } = d.store.changes_since(3, 10).unwrap() else {
+        panic!()
+    };
     assert_eq!(changes.len(), 1);
     // The sequence goes on after compaction.
     let mut tx = d.store.begin().unwrap();
-    put(&mut tx, &cat, USER_SOURCE, &b, &Tags::new(), WriteMode::Merge).unwrap();
+    put(
+        &mut tx,
+        &cat,
+        USER_SOURCE,
+        &b,
+        &Tags::new(),
+        WriteMode::Merge,
+    )
+    .unwrap();
     assert_eq!(tx.commit().unwrap(), 5);
 }
 
@@ -196,12 +293,47 @@ fn ttl_sweeper_uses_the_clock() {
     let in_1h = rephub_model::format_utc(T0 + 3600);
     let in_2h = rephub_model::format_utc(T0 + 7200);
     let mut tx = d.store.begin().unwrap();
-    put(&mut tx, &cat, "feed", &soon, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
-    put(&mut tx, &cat, "feed", &later, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
-    put(&mut tx, &cat, "feed", &both, &tags(&cat, &[("Reputation Entries TTL", &in_1h)]), WriteMode::Replace).unwrap();
-    put(&mut tx, &cat, "other", &both, &tags(&cat, &[("Reputation Entries TTL", &in_2h)]), WriteMode::Replace).unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "feed",
+        &soon,
+        &tags(&cat, &[("Reputation Entries TTL", &in_1h)]),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "feed",
+        &later,
+        &tags(&cat, &[("Reputation Entries TTL", &in_2h)]),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "feed",
+        &both,
+        &tags(&cat, &[("Reputation Entries TTL", &in_1h)]),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    put(
+        &mut tx,
+        &cat,
+        "other",
+        &both,
+        &tags(&cat, &[("Reputation Entries TTL", &in_2h)]),
+        WriteMode::Replace,
+    )
+    .unwrap();
     tx.commit().unwrap();
-    assert_eq!(d.store.get(&both).unwrap().unwrap().expires_at, Some(T0 + 7200));
+    assert_eq!(
+        d.store.get(&both).unwrap().unwrap().expires_at,
+        Some(T0 + 7200)
+    );
 
     assert_eq!(d.store.sweep_expired(d.clock_now()).unwrap(), 0);
     d.clock.advance(3600);
@@ -214,8 +346,13 @@ fn ttl_sweeper_uses_the_clock() {
     assert_eq!(d.store.sweep_expired(d.clock_now()).unwrap(), 2);
     assert_eq!(d.store.stats().unwrap().entries, 0);
     // Deletions by the sweeper are changes like any other.
-    let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100).unwrap() else { panic!() };
-    assert_eq!(changes.iter().filter(|c| c.op == ChangeOp::Delete).count(), 3);
+    let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        changes.iter().filter(|c| c.op == ChangeOp::Delete).count(),
+        3
+    );
 }
 
 impl Db {
@@ -225,17 +362,32 @@ impl Db {
     }
 }
 
-fn load(d: &mut Db, source: &str, items: &[(Kind, &str, &[(&str, &str)])]) {
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+fn load(d: &mut Db, source: &str, items: &[(Kind, &str, Pairs)]) {
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for (k, v, t) in items {
-        put(&mut tx, &cat, source, &e(*k, v), &tags(&cat, t), WriteMode::Merge).unwrap();
+        put(
+            &mut tx,
+            &cat,
+            source,
+            &e(*k, v),
+            &tags(&cat, t),
+            WriteMode::Merge,
+        )
+        .unwrap();
     }
     tx.commit().unwrap();
 }
 
 fn found(d: &Db, c: &Criteria) -> Vec<String> {
-    d.store.search(c, 0).unwrap().into_iter().map(|s| s.entry.to_string()).collect()
+    d.store
+        .search(c, 0)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.entry.to_string())
+        .collect()
 }
 
 fn q(query: Query) -> Criteria {
@@ -271,51 +423,101 @@ fn search_entry_criteria() {
     );
     load(&mut d, "feed", &[(Kind::Ipv4, "10.200.0.1", high)]);
 
-    assert_eq!(found(&d, &q(Query::ip("10.1.0.0/16").unwrap())), vec!["10.1.0.0/16", "10.1.2.3"]);
+    assert_eq!(
+        found(&d, &q(Query::ip("10.1.0.0/16").unwrap())),
+        vec!["10.1.0.0/16", "10.1.2.3"]
+    );
     assert_eq!(
         found(&d, &q(Query::ip("10.0.0.0/8").unwrap())),
         vec!["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "10.200.0.1"]
     );
-    assert_eq!(found(&d, &q(Query::ip("10.1.2.3").unwrap())), vec!["10.1.2.3"]);
-    assert_eq!(found(&d, &q(Query::ip("2001:db8::/32").unwrap())), vec!["2001:db8::1"]);
+    assert_eq!(
+        found(&d, &q(Query::ip("10.1.2.3").unwrap())),
+        vec!["10.1.2.3"]
+    );
+    assert_eq!(
+        found(&d, &q(Query::ip("2001:db8::/32").unwrap())),
+        vec!["2001:db8::1"]
+    );
     assert_eq!(
         found(&d, &q(Query::domain("foo.com", false).unwrap())),
         vec!["foo.com", "[a.b.foo.com]", "www.foo.com"]
     );
-    assert_eq!(found(&d, &q(Query::domain("foo.com", true).unwrap())), vec!["foo.com"]);
-    assert_eq!(found(&d, &q(Query::url("http://evil.example/*").unwrap())), vec!["http://evil.example/dl/a.exe"]);
+    assert_eq!(
+        found(&d, &q(Query::domain("foo.com", true).unwrap())),
+        vec!["foo.com"]
+    );
+    assert_eq!(
+        found(&d, &q(Query::url("http://evil.example/*").unwrap())),
+        vec!["http://evil.example/dl/a.exe"]
+    );
     assert_eq!(
         found(&d, &q(Query::url("evil.example/dl/*").unwrap())),
-        vec!["http://evil.example/dl/a.exe", "https://evil.example/dl/b.zip"]
+        vec![
+            "http://evil.example/dl/a.exe",
+            "https://evil.example/dl/b.zip"
+        ]
     );
-    assert_eq!(found(&d, &q(Query::url("*.zip").unwrap())), vec!["https://evil.example/dl/b.zip"]);
-    assert_eq!(found(&d, &q(Query::hash("sha256:BABA").unwrap())), vec!["ab".repeat(32)]);
-    assert_eq!(found(&d, &q(Query::hash("dcdc").unwrap())), vec!["cd".repeat(20)]);
+    assert_eq!(
+        found(&d, &q(Query::url("*.zip").unwrap())),
+        vec!["https://evil.example/dl/b.zip"]
+    );
+    assert_eq!(
+        found(&d, &q(Query::hash("sha256:BABA").unwrap())),
+        vec!["ab".repeat(32)]
+    );
+    assert_eq!(
+        found(&d, &q(Query::hash("dcdc").unwrap())),
+        vec!["cd".repeat(20)]
+    );
 
     // Tag criteria and include options.
     let cat = d.store.catalog().unwrap();
     let mut c = q(Query::ip("10.0.0.0/8").unwrap());
-    c.tags.push(TagCriterion::parse(&cat, "Trend Micro Severity=High").unwrap());
+    c.tags
+        .push(TagCriterion::parse(&cat, "Trend Micro Severity=High").unwrap());
     assert_eq!(found(&d, &c), vec!["10.0.0.0/8", "10.1.2.3", "10.200.0.1"]);
-    c.include = Include { feed: false, ..Include::default() };
+    c.include = Include {
+        feed: false,
+        ..Include::default()
+    };
     assert_eq!(found(&d, &c), vec!["10.0.0.0/8", "10.1.2.3"]);
     let untagged = Criteria {
-        include: Include { tagged: false, ..Include::default() },
+        include: Include {
+            tagged: false,
+            ..Include::default()
+        },
         ..Criteria::default()
     };
     assert_eq!(found(&d, &untagged).len(), 5);
-    let by_source = Criteria { source: Some("feed".into()), ..Criteria::default() };
+    let by_source = Criteria {
+        source: Some("feed".into()),
+        ..Criteria::default()
+    };
     assert_eq!(found(&d, &by_source), vec!["10.200.0.1"]);
-    let by_kind = Criteria { kinds: vec![Kind::Sha1, Kind::Sha256], ..Criteria::default() };
+    let by_kind = Criteria {
+        kinds: vec![Kind::Sha1, Kind::Sha256],
+        ..Criteria::default()
+    };
     assert_eq!(found(&d, &by_kind).len(), 2);
     assert_eq!(d.store.search(&Criteria::default(), 3).unwrap().len(), 3);
 
     // Delete by criteria.
     let mut tx = d.store.begin().unwrap();
-    assert_eq!(tx.remove_matching(&q(Query::domain("foo.com", false).unwrap())).unwrap(), 3);
+    assert_eq!(
+        tx.remove_matching(&q(Query::domain("foo.com", false).unwrap()))
+            .unwrap(),
+        3
+    );
     tx.commit().unwrap();
-    assert_eq!(found(&d, &q(Query::domain("foo.com", false).unwrap())), Vec::<String>::new());
-    assert_eq!(found(&d, &q(Query::domain("barfoo.com", false).unwrap())), vec!["barfoo.com"]);
+    assert_eq!(
+        found(&d, &q(Query::domain("foo.com", false).unwrap())),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(&d, &q(Query::domain("barfoo.com", false).unwrap())),
+        vec!["barfoo.com"]
+    );
 }
 
 #[test]
@@ -323,13 +525,23 @@ fn categories_can_be_added_once() {
     let mut d = db();
     let new = NewCategory {
         name: "Country".into(),
-        kind: CategoryType::List { values: vec!["China".into(), "United States".into()], multiple: true },
+        kind: CategoryType::List {
+            values: vec!["China".into(), "United States".into()],
+            multiple: true,
+        },
         description: String::new(),
     };
     let c = d.store.add_category(&new).unwrap();
     assert!(!c.builtin);
-    assert!(matches!(d.store.add_category(&new), Err(StoreError::Category(_))));
-    let bad = NewCategory { name: "X".into(), kind: CategoryType::Range { min: 3, max: 1 }, description: String::new() };
+    assert!(matches!(
+        d.store.add_category(&new),
+        Err(StoreError::Category(_))
+    ));
+    let bad = NewCategory {
+        name: "X".into(),
+        kind: CategoryType::Range { min: 3, max: 1 },
+        description: String::new(),
+    };
     assert!(d.store.add_category(&bad).is_err());
     let cat = d.store.catalog().unwrap();
     assert_eq!(cat.by_name("Country").unwrap().id, c.id);
@@ -343,13 +555,26 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
         let mut s = SqliteStore::open(&path).unwrap();
         let cat = s.catalog().unwrap();
         let mut tx = s.begin().unwrap();
-        put(&mut tx, &cat, USER_SOURCE, &e(Kind::Domain, "keep.example"), &Tags::new(), WriteMode::Merge).unwrap();
+        put(
+            &mut tx,
+            &cat,
+            USER_SOURCE,
+            &e(Kind::Domain, "keep.example"),
+            &Tags::new(),
+            WriteMode::Merge,
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     assert!(s.get(&e(Kind::Domain, "keep.example")).unwrap().is_some());
     s.check_integrity().unwrap();
-    s.connection().pragma_update(None, "user_version", 99).unwrap();
+    s.connection()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
     drop(s);
-    assert!(matches!(SqliteStore::open(&path), Err(StoreError::TooNew { found: 99, .. })));
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::TooNew { found: 99, .. })
+    ));
 }
