@@ -255,6 +255,9 @@ pub fn parse_tag_data(s: &str) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
+/// Raw `(category, value)` pairs, before validation against the catalog.
+pub type Pairs = Vec<(String, String)>;
+
 /// One line of the JSON lines import format.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,7 +275,7 @@ pub struct JsonLine {
 }
 
 /// Parse one JSON line into its kind (if given), value and raw `(category, value)` pairs.
-pub fn parse_json_line(line: &str) -> Result<(Option<Kind>, String, Vec<(String, String)>), String> {
+pub fn parse_json_line(line: &str) -> Result<(Option<Kind>, String, Pairs), String> {
     let j: JsonLine = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
     let kind = match j.kind.as_deref() {
         None | Some("auto") => None,

@@ -25,7 +25,7 @@ pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, EntryError, IpRange};
 pub use formats::{
-    ExportRecord, JsonLine, LineError, Lines, RawRecord, SmsCsvReader, format_sms_line, parse_json_line,
+    ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line, parse_json_line,
     parse_tag_data,
 };
 pub use kind::{Kind, UnknownKind};
