@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Import benchmark: generate N mixed entries (3-5 tags each) as an SMS CSV file, import them through
+# the CLI into a new database (durable when the command returns), then report entries/s, database
+# size per entry and peak memory. Then time a point lookup and a containment search through the CLI.
+#
+#   scripts/bench-import.sh [N] [WORKDIR]      (defaults: 1000000, ./bench-data)
+set -euo pipefail
+n=${1:-1000000}
+work=${2:-bench-data}
+cd "$(dirname "$0")/.."
+mkdir -p "$work"
+cargo build --release -q -p rephub
+bin=target/release/rephub
+csv="$work/mixed-$n.csv"
+[ -s "$csv" ] || python3 scripts/gen_dataset.py --count "$n" --seed 1 --out "$csv"
+db="$work/import-$n"
+rm -rf "$db"
+sync
+log=$(mktemp)
+/usr/bin/time -v "$bin" --data-dir "$db" import "$csv" 2>"$log" || { cat "$log"; exit 1; }
+secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")
+rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
+bytes=$(du -cb "$db"/rephub.db* | tail -1 | cut -f1)
+grep accepted "$log"
+printf '| entries | wall s | entries/s | DB bytes/entry | peak RSS MiB |\n|---|---|---|---|---|\n'
+awk -v n="$n" -v s="$secs" -v b="$bytes" -v r="$rss" 'BEGIN { printf "| %d | %.2f | %.0f | %.0f | %.0f |\n", n, s, n/s, b/n, r/1024 }'
+rm -f "$log"
+# One lookup and one search through the whole CLI (process start and database open included).
+probe=$(sed -n '1000p' "$csv" | cut -d, -f1)
+for cmd in "query $probe" "search --ip 49.0.0.0/16 --limit 0 -f plain"; do
+    start=$(date +%s.%N)
+    "$bin" --data-dir "$db" -q $cmd >/dev/null || true
+    end=$(date +%s.%N)
+    awk -v a="$start" -v b="$end" -v c="$cmd" 'BEGIN { printf "rephub %s: %.1f ms (whole process)\n", c, (b-a)*1000 }'
+done
