@@ -263,6 +263,12 @@ fn parse_url(s: &str) -> Result<Entry, EntryError> {
         ));
     }
     let url = url::canonicalize(body)?;
+    // `%2A` unescapes to '*', which the printed form could not tell from the prefix mark.
+    if url.contains('*') {
+        return Err(EntryError::Url(
+            "'*' (also written %2A) is only allowed as the last character (prefix entry)".into(),
+        ));
+    }
     Ok(Entry::Url { url, prefix })
 }
 
@@ -324,6 +330,10 @@ mod tests {
         let e = Entry::parse(Kind::Url, "HTTP://X.example/dir/*").unwrap();
         assert_eq!(e.to_string(), "http://x.example/dir/*");
         assert!(Entry::parse(Kind::Url, "http://x.example/*/y").is_err());
+        // `%2A` is a '*' too: "http://a/%2A" printed as "http://a/*", which read back as a prefix.
+        for bad in ["http://a/%2A", "http://a/%2a*", "%2Ahttp://a/", "http://a/?q=%2A"] {
+            assert!(Entry::parse(Kind::Url, bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -212,7 +212,41 @@ fn canonical_host(host: &[u8]) -> Result<String, EntryError> {
             })?;
         return Ok(format!("[{inner}]"));
     }
-    // Leading and trailing dots go, runs of dots collapse.
+    let mut h = collapse_dots(host);
+    // IDNA maps look-alikes to ASCII (`。` to `.`, fullwidth digits to digits), so its output goes
+    // through the same dot, IPv4 and character rules as an ASCII host. Forbidden host code points
+    // (`%`, `/`, `:`, space, controls, ...) make the mapping fail: the host is then escaped as is.
+    if let Ok(s) = std::str::from_utf8(&h) {
+        if !s.is_ascii() {
+            if let Ok(ascii) = idna::domain_to_ascii_cow(s.as_bytes(), idna::AsciiDenyList::URL) {
+                let mapped = collapse_dots(ascii.as_bytes());
+                if !mapped.is_empty() {
+                    h = mapped;
+                }
+            }
+        }
+    }
+    if h.is_empty() {
+        return Err(EntryError::Url("empty host".into()));
+    }
+    // A ':' would be read as the port separator and a leading '[' as an IPv6 literal when the
+    // canonical form is parsed again.
+    if h.contains(&b':') || h.first() == Some(&b'[') {
+        return Err(EntryError::Url(format!(
+            "bad host {:?}",
+            String::from_utf8_lossy(&h)
+        )));
+    }
+    if let Some(ip) = parse_ipv4_loose(&h) {
+        return Ok(ip.to_string());
+    }
+    let mut out = String::with_capacity(h.len());
+    escape_into(&h, &mut out);
+    Ok(out)
+}
+
+/// Lowercase ASCII letters; drop leading and trailing dots; collapse runs of dots.
+fn collapse_dots(host: &[u8]) -> Vec<u8> {
     let mut h: Vec<u8> = Vec::with_capacity(host.len());
     for &b in host {
         if b == b'.' && (h.is_empty() || h.last() == Some(&b'.')) {
@@ -223,24 +257,7 @@ fn canonical_host(host: &[u8]) -> Result<String, EntryError> {
     if h.last() == Some(&b'.') {
         h.pop();
     }
-    if h.is_empty() {
-        return Err(EntryError::Url("empty host".into()));
-    }
-    if let Some(ip) = parse_ipv4_loose(&h) {
-        return Ok(ip.to_string());
-    }
-    if let Ok(s) = std::str::from_utf8(&h) {
-        if !s.is_ascii() {
-            if let Ok(ascii) = idna::domain_to_ascii(s) {
-                if !ascii.is_empty() {
-                    return Ok(ascii);
-                }
-            }
-        }
-    }
-    let mut out = String::with_capacity(h.len());
-    escape_into(&h, &mut out);
-    Ok(out)
+    h
 }
 
 /// IPv4 in any form `inet_aton` accepts: 1 to 4 parts, each decimal, octal (leading 0) or hex (0x);
@@ -410,6 +427,34 @@ mod tests {
     #[test]
     fn rejects_bad_urls() {
         for bad in ["http://", "http:///path", "http://a.com:99999/", "http://[::1/", "http://a.com:8x/"] {
+            assert!(canonicalize(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// Found by the property tests: these canonicalised to a form that canonicalised differently
+    /// (or failed) the second time.
+    #[test]
+    fn hosts_that_were_not_idempotent() {
+        let cases = [
+            // IDNA ran without the URL deny list and its output skipped escaping: raw '%'.
+            ("a%\u{ae}", "http://a%25%C2%AE/"),
+            // IDNA output skipped the dot rules: "。" became the host ".".
+            ("\u{3002}", "http://%E3%80%82/"),
+            ("http://a\u{3002}\u{3002}b\u{3002}/", "http://a.b/"),
+            // ... and the IPv4 rules: fullwidth "0x7f.1" became "0x7f.1", not 127.0.0.1.
+            ("http://\u{ff10}\u{ff58}\u{ff17}\u{ff46}\u{ff0e}\u{ff11}/", "http://127.0.0.1/"),
+            ("http://\u{ff11}/", "http://0.0.0.1/"),
+            // Fullwidth '/' in a host is a forbidden code point after mapping: escaped, not a path.
+            ("http://a\u{ff0f}b.com/", "http://a%EF%BC%8Fb.com/"),
+        ];
+        for (input, want) in cases {
+            let once = canonicalize(input).unwrap();
+            assert_eq!(once, want, "input {input:?}");
+            assert_eq!(canonicalize(&once).unwrap(), once, "input {input:?}");
+        }
+        // A ':' left in the host ("a:b" of "a:b:80", ":http" of ":http://a/") or a leading '['
+        // read back as a port or an IPv6 literal.
+        for bad in ["http://a:b:80/", "http://a:b:/", ":http://a/", "http://.[a]/"] {
             assert!(canonicalize(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -19,6 +19,11 @@ pub struct Args {
     #[arg(long, global = true, env = "REPHUB_DB")]
     pub db: Option<PathBuf>,
 
+    /// SQLite page cache in MiB. A bulk import into a large database runs faster with a larger
+    /// cache; memory use grows up to it.
+    #[arg(long, global = true, env = "REPHUB_CACHE_MIB", default_value_t = 512)]
+    pub cache_mib: u32,
+
     /// No progress bars and no summary lines.
     #[arg(long, short, global = true)]
     pub quiet: bool,

@@ -3,13 +3,14 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rephub_model::{
     CategoryType, Clock, Criteria, Entry, Include, Kind, LineError, NewCategory, Query,
     SystemClock, TagCriterion,
 };
-use rephub_store::{ReputationStore, SqliteStore, WriteMode, WriteTx};
+use rephub_store::{OpenOptions, ReputationStore, SqliteStore, StoreError, WriteMode, WriteTx};
 
 use crate::Status;
 use crate::args::{
@@ -25,7 +26,11 @@ const SHOWN_REJECTS: u64 = 100;
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
     let path = args.db_path();
-    let mut store = SqliteStore::open(&path)
+    let opts = OpenOptions {
+        cache_mib: args.cache_mib,
+        ..OpenOptions::default()
+    };
+    let mut store = SqliteStore::open_with(&path, opts)
         .with_context(|| format!("opening the reputation database {}", path.display()))?;
     let quiet = args.quiet;
     match args.command {
@@ -62,13 +67,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
     }
 }
 
-/// Reads see the database as the TTL sweeper leaves it: expired entries are gone, not shown.
+/// Reads see the database as the TTL sweeper leaves it: expired entries are gone, not shown. A read
+/// never waits for a writer (a long import in another process): then the sweep is left for later.
 fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
-    let n = store.sweep_expired(SystemClock.now())?;
-    if n > 0 && !quiet {
-        eprintln!("removed {n} expired assertions");
+    store.set_busy_timeout(Duration::from_millis(200))?;
+    let swept = store.sweep_expired(SystemClock.now());
+    store.set_busy_timeout(Duration::from_secs(30))?;
+    match swept {
+        Ok(n) if n > 0 && !quiet => eprintln!("removed {n} expired assertions"),
+        Ok(_) => {}
+        Err(StoreError::Sqlite(e)) if is_busy(&e) => {
+            if !quiet {
+                eprintln!("another writer is busy; expired entries are swept later");
+            }
+        }
+        Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {

@@ -163,26 +163,30 @@ fn write_all<S: ReputationStore>(
 ) -> Result<ImportSummary, StoreError> {
     let mut summary = ImportSummary::default();
     let mut tx = store.begin()?;
+    let mut batch: Vec<Upsert> = Vec::with_capacity(CHUNK);
     for (chunk, pos) in recv {
+        batch.clear();
         for item in chunk {
             match item {
                 Ok(p) => {
                     summary.accepted += 1;
                     summary.dropped_pairs += p.dropped as u64;
-                    // After a strict failure, lines are still validated (to report every bad
-                    // one) but no longer written.
-                    if opts.strict && summary.rejected > 0 {
-                        continue;
-                    }
-                    match tx.upsert(&opts.source, &p.item, opts.mode)? {
-                        Outcome::Added => summary.added += 1,
-                        Outcome::Updated => summary.updated += 1,
-                        Outcome::Unchanged => summary.unchanged += 1,
-                    }
+                    batch.push(p.item);
                 }
                 Err(e) => {
                     summary.rejected += 1;
                     reject(&e);
+                }
+            }
+        }
+        // After a strict failure, lines are still validated (to report every bad one) but no
+        // longer written.
+        if !(opts.strict && summary.rejected > 0) {
+            for outcome in tx.upsert_batch(&opts.source, &batch, opts.mode)? {
+                match outcome {
+                    Outcome::Added => summary.added += 1,
+                    Outcome::Updated => summary.updated += 1,
+                    Outcome::Unchanged => summary.unchanged += 1,
                 }
             }
         }

@@ -443,40 +443,99 @@ fn delete_by_value_file_source_and_criteria() {
     assert_eq!(hub.count(), 0);
 }
 
-#[test]
-fn kill_during_import_leaves_no_half_applied_transaction() {
-    let hub = Hub::new();
-    hub.run_stdin(&["import", "-"], "192.0.2.1\n");
-    // Large enough that the import is still writing when it gets killed.
-    let mut big = String::with_capacity(20_000_000);
-    for i in 0..400_000u32 {
+/// An SMS CSV file of `n` distinct IPv4 entries, large enough that importing it takes a while.
+fn big_file(hub: &Hub, n: u32) -> PathBuf {
+    let mut big = String::with_capacity(n as usize * 60);
+    for i in 0..n {
         let [_, b, c, d] = i.to_be_bytes();
         big.push_str(&format!(
             "10.{b}.{c}.{d},Trend Micro Severity,High,Trend Micro Source,feed-{i}\n"
         ));
     }
-    let f = hub.file("big.csv", &big);
+    hub.file("big.csv", &big)
+}
+
+/// Wait (at most 60 s) until the import `child` is writing its transaction: its pages have
+/// spilled into the WAL. False if it finished first.
+fn wait_until_writing(hub: &Hub, child: &mut std::process::Child) -> bool {
+    let wal = PathBuf::from(format!("{}-wal", hub.db().display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 4 << 20 {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn reads_do_not_wait_for_a_long_import() {
+    let hub = Hub::new();
+    hub.run_stdin(
+        &["import", "-"],
+        "1.1.1.1,Reputation Entries TTL,2001-01-01 00:00:00 UTC\n192.0.2.1\n",
+    );
+    let f = big_file(&hub, 400_000);
     let mut child = hub
         .cmd()
-        .args(["import", "--type", "ipv4", f.to_str().unwrap()])
+        // A small page cache makes the transaction spill into the WAL as it goes, so a growing WAL
+        // shows the import is mid-way (not committing).
+        .args([
+            "--cache-mib",
+            "2",
+            "import",
+            "--type",
+            "ipv4",
+            f.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the transaction has spilled pages into the WAL (the import is mid-way), then kill.
-    let wal = PathBuf::from(format!("{}-wal", hub.db().display()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut finished = false;
-    while Instant::now() < deadline {
-        if std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 4 << 20 {
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            finished = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let writing = wait_until_writing(&hub, &mut child);
+    let o = hub.run(&["search", "--ip", "192.0.2.0/24", "-f", "plain"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if !writing {
+        eprintln!("the import finished before the read; nothing to check");
+        return;
     }
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The read saw the committed state, not the import's, and left the sweep for later.
+    assert_eq!(stdout(&o), "192.0.2.1\n");
+    assert!(
+        stderr(&o).contains("another writer is busy"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn kill_during_import_leaves_no_half_applied_transaction() {
+    let hub = Hub::new();
+    hub.run_stdin(&["import", "-"], "192.0.2.1\n");
+    let f = big_file(&hub, 400_000);
+    let mut child = hub
+        .cmd()
+        // A small page cache makes the transaction spill into the WAL as it goes, so a growing WAL
+        // shows the import is mid-way (not committing).
+        .args([
+            "--cache-mib",
+            "2",
+            "import",
+            "--type",
+            "ipv4",
+            f.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let finished = !wait_until_writing(&hub, &mut child);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     eprintln!("killed mid-import: {}", !finished);

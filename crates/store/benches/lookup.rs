@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rephub_model::{Criteria, Entry, Kind, Query};
-use rephub_store::{OpenOptions, ReputationStore, SqliteStore, USER_SOURCE, Upsert, WriteMode, WriteTx};
+use rephub_store::{
+    OpenOptions, ReputationStore, SqliteStore, USER_SOURCE, Upsert, WriteMode, WriteTx,
+};
 
 const N: u64 = 1_000_000;
 
@@ -17,12 +19,48 @@ const N: u64 = 1_000_000;
 fn entry(i: u64) -> Entry {
     let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let (kind, text) = match i % 10 {
-        0..=3 => (Kind::Ipv4, format!("{}.{}.{}.{}", 11 + (i >> 24) % 200, (i >> 16) & 255, (i >> 8) & 255, i & 255)),
-        4 => (Kind::Ipv4, format!("{}.{}.{}.0/24", 100 + (i >> 16) % 100, (i >> 8) & 255, i & 255)),
-        5 => (Kind::Ipv6, format!("2001:db8:{:x}:{:x}::{:x}", (i >> 16) & 0xffff, i & 0xffff, h & 0xffff)),
+        0..=3 => (
+            Kind::Ipv4,
+            format!(
+                "{}.{}.{}.{}",
+                11 + (i >> 24) % 200,
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            ),
+        ),
+        4 => (
+            Kind::Ipv4,
+            format!(
+                "{}.{}.{}.0/24",
+                100 + (i >> 16) % 100,
+                (i >> 8) & 255,
+                i & 255
+            ),
+        ),
+        5 => (
+            Kind::Ipv6,
+            format!(
+                "2001:db8:{:x}:{:x}::{:x}",
+                (i >> 16) & 0xffff,
+                i & 0xffff,
+                h & 0xffff
+            ),
+        ),
         6 | 7 => (Kind::Domain, format!("host{}.zone{}.example", i, h % 5000)),
-        8 => (Kind::Url, format!("http://site{}.example/path/{}/index.php?id={}", h % 100_000, i, h % 977)),
-        _ => (Kind::Sha256, format!("{:016x}{:016x}{:016x}{:016x}", h, i, h ^ i, !h)),
+        8 => (
+            Kind::Url,
+            format!(
+                "http://site{}.example/path/{}/index.php?id={}",
+                h % 100_000,
+                i,
+                h % 977
+            ),
+        ),
+        _ => (
+            Kind::Sha256,
+            format!("{:016x}{:016x}{:016x}{:016x}", h, i, h ^ i, !h),
+        ),
     };
     Entry::parse(kind, &text).expect("benchmark entries are valid")
 }
@@ -49,7 +87,8 @@ fn database() -> SqliteStore {
     let mut tx = store.begin().expect("begin");
     for i in 0..N {
         let u = Upsert::new(entry(i), tags.clone(), &catalog);
-        tx.upsert(USER_SOURCE, &u, WriteMode::Merge).expect("upsert");
+        tx.upsert(USER_SOURCE, &u, WriteMode::Merge)
+            .expect("upsert");
     }
     tx.commit().expect("commit");
     store

@@ -85,6 +85,17 @@ pub trait WriteTx {
         mode: WriteMode,
     ) -> Result<Outcome, StoreError>;
 
+    /// [`WriteTx::upsert`] for many items at once, in order; one outcome per item. Implementations
+    /// may be much faster than one call per item.
+    fn upsert_batch(
+        &mut self,
+        source: &str,
+        items: &[Upsert],
+        mode: WriteMode,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        items.iter().map(|i| self.upsert(source, i, mode)).collect()
+    }
+
     /// Remove `source`'s assertion of `entry`; the entry goes when no assertion is left.
     /// Returns whether the source had asserted it.
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError>;

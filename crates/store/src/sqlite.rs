@@ -96,6 +96,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// How long a write waits for another writer (another process importing, say) before failing
+    /// with "database is locked". 30 s by default.
+    pub fn set_busy_timeout(&self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait)?;
+        Ok(())
+    }
+
     /// A read-only view of the connection, for checks in tests and tools.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -545,6 +552,15 @@ impl ReputationStore for SqliteStore {
     }
 
     fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError> {
+        // A plain read first: when nothing is due (the usual case), no write lock is taken.
+        let due: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM assertions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+            [now],
+            |r| r.get(0),
+        )?;
+        if !due {
+            return Ok(0);
+        }
         let mut total = 0;
         loop {
             let mut tx = self.begin()?;
@@ -590,6 +606,16 @@ fn wal_path(p: &Path) -> PathBuf {
 
 fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Rows per multi-row INSERT in [`WriteTx::upsert_batch`]: 100 × 6 parameters stays far below
+/// SQLite's parameter limit, and larger batches measured no faster.
+const BATCH: usize = 100;
+
+/// `head` then `BATCH` groups of `width` placeholders, then `tail`.
+fn multi_row_sql(head: &str, width: usize, tail: &str) -> String {
+    let group = format!("({})", vec!["?"; width].join(","));
+    format!("{head}{}{tail}", vec![group; BATCH].join(","))
 }
 
 /// A write transaction on a [`SqliteStore`].
@@ -668,6 +694,44 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
+    fn writing_source(&mut self, source: &str) -> Result<i64, StoreError> {
+        self.source_id(source, true)?
+            .ok_or_else(|| StoreError::Corrupt("source vanished".into()))
+    }
+
+    /// Merge `item` into the existing entry with the same key.
+    fn upsert_existing(
+        &mut self,
+        source_id: i64,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
+        let id = self.entry_id(&item.entry)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
+        })?;
+        let old: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
+            .query_row([id, source_id], |r| r.get(0))
+            .optional()?;
+        let old = old.map(|b| decode_tags(&b)).transpose()?;
+        let new = match (mode, &old) {
+            (WriteMode::Merge, Some(old)) => {
+                let mut t = old.clone();
+                t.overwrite_with(&item.tags);
+                t
+            }
+            _ => item.tags.clone(),
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(Outcome::Unchanged);
+        }
+        let seq = self.next_seq();
+        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, self.ttl), seq)?;
+        self.log(seq, ChangeOp::Update, id, item.kind, None)?;
+        Ok(Outcome::Updated)
+    }
+
     fn entry_id(&self, entry: &Entry) -> Result<Option<i64>, StoreError> {
         Ok(self
             .tx
@@ -731,9 +795,7 @@ impl WriteTx for SqliteTx<'_> {
         item: &Upsert,
         mode: WriteMode,
     ) -> Result<Outcome, StoreError> {
-        let source_id = self
-            .source_id(source, true)?
-            .ok_or_else(|| StoreError::Corrupt("source vanished".into()))?;
+        let source_id = self.writing_source(source)?;
         let inserted = self
             .tx
             .prepare_cached(
@@ -756,30 +818,102 @@ impl WriteTx for SqliteTx<'_> {
             self.log(seq, ChangeOp::Insert, id, item.kind, None)?;
             return Ok(Outcome::Added);
         }
-        let id = self.entry_id(&item.entry)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
-        })?;
-        let old: Option<Vec<u8>> = self
-            .tx
-            .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
-            .query_row([id, source_id], |r| r.get(0))
-            .optional()?;
-        let old = old.map(|b| decode_tags(&b)).transpose()?;
-        let new = match (mode, &old) {
-            (WriteMode::Merge, Some(old)) => {
-                let mut t = old.clone();
-                t.overwrite_with(&item.tags);
-                t
+        self.upsert_existing(source_id, item, mode)
+    }
+
+    /// Bulk path: new entries go in with one multi-row INSERT per [`BATCH`] items (and their
+    /// assertions and change records likewise), which saves most of SQLite's per-statement work;
+    /// items whose entry exists already take the one-by-one merge path, in input order.
+    fn upsert_batch(
+        &mut self,
+        source: &str,
+        items: &[Upsert],
+        mode: WriteMode,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let source_id = self.writing_source(source)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for chunk in items.chunks(BATCH) {
+            if chunk.len() < BATCH {
+                for item in chunk {
+                    outcomes.push(self.upsert(source, item, mode)?);
+                }
+                continue;
             }
-            _ => item.tags.clone(),
-        };
-        if old.as_ref() == Some(&new) {
-            return Ok(Outcome::Unchanged);
+            let first_id = self.next_id;
+            self.next_id += BATCH as i64;
+            let mut inserted = vec![false; BATCH];
+            {
+                let mut stmt = self.tx.prepare_cached(&multi_row_sql(
+                    "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES ",
+                    6,
+                    " ON CONFLICT (kind, key) DO NOTHING RETURNING id",
+                ))?;
+                let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6 * BATCH);
+                let ids: Vec<i64> = (0..BATCH as i64).map(|i| first_id + i).collect();
+                for (item, id) in chunk.iter().zip(&ids) {
+                    args.extend_from_slice(&[
+                        id,
+                        &item.kind,
+                        &item.key,
+                        &item.key_end,
+                        &item.value,
+                        &self.now,
+                    ]);
+                }
+                let mut rows = stmt.query(args.as_slice())?;
+                while let Some(r) = rows.next()? {
+                    let id: i64 = r.get(0)?;
+                    if let Some(slot) = usize::try_from(id - first_id)
+                        .ok()
+                        .and_then(|i| inserted.get_mut(i))
+                    {
+                        *slot = true;
+                    }
+                }
+            }
+            let new: Vec<usize> = (0..BATCH).filter(|&i| inserted[i]).collect();
+            let seqs: Vec<u64> = new.iter().map(|_| self.next_seq()).collect();
+            let ids: Vec<i64> = new.iter().map(|&i| first_id + i as i64).collect();
+            {
+                let mut a_sql = String::from(
+                    "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at) VALUES ",
+                );
+                let mut c_sql =
+                    String::from("INSERT INTO changes (seq, op, entry_id, kind, value) VALUES ");
+                let mut a_args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6 * new.len());
+                let mut c_args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * new.len());
+                let seq_vals: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
+                for (n, &i) in new.iter().enumerate() {
+                    let sep = if n == 0 { "" } else { "," };
+                    a_sql.push_str(sep);
+                    a_sql.push_str("(?,?,?,?,?,?)");
+                    c_sql.push_str(sep);
+                    c_sql.push_str("(?,1,?,?,NULL)");
+                    let item = &chunk[i];
+                    a_args.extend_from_slice(&[
+                        &ids[n],
+                        &source_id,
+                        &item.encoded,
+                        &item.expires_at,
+                        &seq_vals[n],
+                        &self.now,
+                    ]);
+                    c_args.extend_from_slice(&[&seq_vals[n], &ids[n], &item.kind]);
+                }
+                if !new.is_empty() {
+                    self.tx.prepare_cached(&a_sql)?.execute(a_args.as_slice())?;
+                    self.tx.prepare_cached(&c_sql)?.execute(c_args.as_slice())?;
+                }
+            }
+            for (i, item) in chunk.iter().enumerate() {
+                outcomes.push(if inserted[i] {
+                    Outcome::Added
+                } else {
+                    self.upsert_existing(source_id, item, mode)?
+                });
+            }
         }
-        let seq = self.next_seq();
-        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, self.ttl), seq)?;
-        self.log(seq, ChangeOp::Update, id, item.kind, None)?;
-        Ok(Outcome::Updated)
+        Ok(outcomes)
     }
 
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {

@@ -578,3 +578,110 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
         Err(StoreError::TooNew { found: 99, .. })
     ));
 }
+
+/// The batched write path must do exactly what one upsert after another does: same outcomes, same
+/// entries and tags, same change log — with duplicates inside a batch and entries that exist already.
+#[test]
+fn batched_upserts_equal_single_upserts() {
+    let mut single = db();
+    let mut batched = db();
+    let cat = single.store.catalog().unwrap();
+    let sev = ["High", "Medium", "Low"];
+    let mut items = Vec::new();
+    for i in 0..1000u32 {
+        // Every 7th value repeats an earlier one; the 3rd tag varies so repeats are merges.
+        let n = if i % 7 == 0 { i / 3 } else { i };
+        let t = tags(
+            &cat,
+            &[
+                ("Trend Micro Severity", sev[(i % 3) as usize]),
+                ("Trend Micro Source", &format!("s{}", n % 5)),
+            ],
+        );
+        let t = if i % 11 == 0 { Tags::new() } else { t };
+        items.push(Upsert::new(
+            e(Kind::Ipv4, &format!("10.0.{}.{}", n / 256, n % 256)),
+            t,
+            &cat,
+        ));
+    }
+    // Some entries exist before the batch, from this source and from another one.
+    for d in [&mut single, &mut batched] {
+        let mut tx = d.store.begin().unwrap();
+        for it in items.iter().step_by(13) {
+            put(
+                &mut tx,
+                &cat,
+                "other",
+                &it.entry,
+                &it.tags,
+                WriteMode::Merge,
+            )
+            .unwrap();
+        }
+        for it in items.iter().step_by(17) {
+            put(
+                &mut tx,
+                &cat,
+                USER_SOURCE,
+                &it.entry,
+                &Tags::new(),
+                WriteMode::Merge,
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut tx = single.store.begin().unwrap();
+    let a: Vec<Outcome> = items
+        .iter()
+        .map(|i| tx.upsert(USER_SOURCE, i, WriteMode::Merge).unwrap())
+        .collect();
+    let seq_a = tx.commit().unwrap();
+    let mut tx = batched.store.begin().unwrap();
+    let mut b = Vec::new();
+    for chunk in items.chunks(300) {
+        b.extend(
+            tx.upsert_batch(USER_SOURCE, chunk, WriteMode::Merge)
+                .unwrap(),
+        );
+    }
+    let seq_b = tx.commit().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(seq_a, seq_b);
+    assert!(
+        a.contains(&Outcome::Added)
+            && a.contains(&Outcome::Updated)
+            && a.contains(&Outcome::Unchanged)
+    );
+    let dump = |d: &Db| -> Vec<(String, Tags, Vec<String>)> {
+        d.store
+            .search(&Criteria::default(), 0)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.entry.to_string(),
+                    s.tags,
+                    s.assertions.iter().map(|a| a.source.clone()).collect(),
+                )
+            })
+            .collect()
+    };
+    let (mut da, mut db_) = (dump(&single), dump(&batched));
+    da.sort_by(|x, y| x.0.cmp(&y.0));
+    db_.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(da, db_);
+    let ops = |d: &Db| -> Vec<(ChangeOp, String)> {
+        let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
+            panic!()
+        };
+        let mut v: Vec<(ChangeOp, String)> = changes
+            .into_iter()
+            .map(|c| (c.op, c.entry.to_string()))
+            .collect();
+        v.sort_by(|x, y| x.1.cmp(&y.1).then((x.0 as u8).cmp(&(y.0 as u8))));
+        v
+    };
+    assert_eq!(ops(&single), ops(&batched));
+}
