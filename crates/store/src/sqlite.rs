@@ -841,7 +841,7 @@ impl WriteTx for SqliteTx<'_> {
             }
             let first_id = self.next_id;
             self.next_id += BATCH as i64;
-            let mut inserted = vec![false; BATCH];
+            let mut inserted = [false; BATCH];
             {
                 let mut stmt = self.tx.prepare_cached(&multi_row_sql(
                     "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES ",
