@@ -109,7 +109,10 @@ impl Query {
         } else {
             (None, lower)
         };
-        if partial.is_empty() || partial.len() > 64 || !partial.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if partial.is_empty()
+            || partial.len() > 64
+            || !partial.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(CriteriaError::Hash(s.to_string()));
         }
         Ok(Query::Hash { kind, partial })
@@ -155,7 +158,11 @@ impl Query {
                 },
                 Entry::Url { url: u, .. },
             ) => {
-                let text = if *with_scheme { u.as_str() } else { url::match_key(u) };
+                let text = if *with_scheme {
+                    u.as_str()
+                } else {
+                    url::match_key(u)
+                };
                 match suffix {
                     None => text == prefix,
                     Some(sfx) => {
@@ -201,7 +208,11 @@ impl TagCriterion {
             .by_name(name)
             .ok_or_else(|| CriteriaError::UnknownCategory(name.to_string()))?;
         let Some(value) = value else {
-            return Ok(if negate { TagCriterion::HasNot(cat.id) } else { TagCriterion::Has(cat.id) });
+            return Ok(if negate {
+                TagCriterion::HasNot(cat.id)
+            } else {
+                TagCriterion::Has(cat.id)
+            });
         };
         if negate {
             return Err(bad("'!' takes a category name only"));
@@ -209,7 +220,10 @@ impl TagCriterion {
         if let Some((lo, hi)) = value.split_once("..") {
             let parse = |t: &str| -> Result<i64, CriteriaError> {
                 match cat.kind {
-                    CategoryType::Range { .. } => t.trim().parse().map_err(|_| bad("bounds must be whole numbers")),
+                    CategoryType::Range { .. } => t
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("bounds must be whole numbers")),
                     CategoryType::Date => parse_datetime(t).map_err(|e| bad(&e.to_string())),
                     _ => Err(bad("ranges apply to numeric and date categories only")),
                 }
@@ -289,7 +303,11 @@ impl Criteria {
         (self.kinds.is_empty() || self.kinds.contains(&entry.kind()))
             && self.query.as_ref().is_none_or(|q| q.matches(entry))
             && self.tags.iter().all(|t| t.matches(tags))
-            && (if tags.is_empty() { self.include.untagged } else { self.include.tagged })
+            && (if tags.is_empty() {
+                self.include.untagged
+            } else {
+                self.include.tagged
+            })
     }
 }
 
@@ -331,7 +349,11 @@ mod tests {
         assert!(Query::url("https://evil.example/dl/*").unwrap().matches(&u));
         assert!(Query::url("evil.example/*.exe").unwrap().matches(&u));
         assert!(Query::url("*.exe").unwrap().matches(&u));
-        assert!(Query::url("HTTPS://EVIL.example/dl/payload.exe").unwrap().matches(&u));
+        assert!(
+            Query::url("HTTPS://EVIL.example/dl/payload.exe")
+                .unwrap()
+                .matches(&u)
+        );
         assert!(!Query::url("http://evil.example/dl/*").unwrap().matches(&u));
         assert!(Query::url("a*b*").is_err());
     }
@@ -360,7 +382,10 @@ mod tests {
             .collect();
         let cat = Catalog::new(cats);
         let (tags, _) = cat
-            .parse_pairs([("Trend Micro Severity", "High"), ("STIX - Confidence", "70")])
+            .parse_pairs([
+                ("Trend Micro Severity", "High"),
+                ("STIX - Confidence", "70"),
+            ])
             .unwrap();
         let t = |s: &str| TagCriterion::parse(&cat, s).unwrap();
         assert!(t("Trend Micro Severity=High~~~Medium").matches(&tags));

@@ -35,6 +35,12 @@ impl Domain {
             inner.strip_prefix("*.").unwrap_or(inner)
         };
         let name = canonical_name(inner)?;
+        // Otherwise `*.1.2.3.4` would become a domain that prints as, and reads back as, an address.
+        if name.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(EntryError::Domain(format!(
+                "{name} is an IPv4 address, not a domain name"
+            )));
+        }
         Ok(Domain { name, exact })
     }
 
@@ -94,8 +100,9 @@ pub(crate) fn canonical_name(input: &str) -> Result<String, EntryError> {
     let name = if s.is_ascii() {
         s.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii(s)
-            .map_err(|_| EntryError::Domain(format!("{s:?} is not a valid internationalised name")))?
+        idna::domain_to_ascii(s).map_err(|_| {
+            EntryError::Domain(format!("{s:?} is not a valid internationalised name"))
+        })?
     };
     check_labels(&name)?;
     Ok(name)
@@ -151,7 +158,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", ".", "a..b", "foo com", "[foo.com", "a/b.com", "*.", "x".repeat(64).as_str()] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "foo com",
+            "[foo.com",
+            "a/b.com",
+            "*.",
+            "*.1.2.3.4",
+            "[10.0.0.1]",
+            "x".repeat(64).as_str(),
+        ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

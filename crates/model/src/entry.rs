@@ -42,7 +42,10 @@ pub enum Entry {
     Domain(Domain),
     /// A canonical URL; `prefix` entries (written with a trailing `*`) match every URL that starts
     /// with it.
-    Url { url: String, prefix: bool },
+    Url {
+        url: String,
+        prefix: bool,
+    },
     /// Lowercase hex.
     Sha1(String),
     Sha256(String),
@@ -253,6 +256,8 @@ fn parse_prefix_len(s: &str, max: u8) -> Option<u8> {
 }
 
 fn parse_url(s: &str) -> Result<Entry, EntryError> {
+    // Canonicalisation drops the fragment anyway; a '*' in it must not make a prefix entry.
+    let s = s.split('#').next().unwrap_or(s);
     let (body, prefix) = match s.strip_suffix('*') {
         Some(b) => (b, true),
         None => (s, false),
@@ -301,13 +306,24 @@ mod tests {
         assert_eq!(canon(Kind::Ipv4, "192.168.66.127/24"), "192.168.66.0/24");
         assert_eq!(canon(Kind::Ipv4, "10.1.2.3/32"), "10.1.2.3");
         assert_eq!(canon(Kind::Ipv4, " 10.1.2.3 "), "10.1.2.3");
-        assert_eq!(canon(Kind::Ipv6, "2001:DB8:0:0:1::FFFF/64"), "2001:db8::/64");
+        assert_eq!(
+            canon(Kind::Ipv6, "2001:DB8:0:0:1::FFFF/64"),
+            "2001:db8::/64"
+        );
         assert_eq!(canon(Kind::Ipv6, "2001:0db8::0001"), "2001:db8::1");
     }
 
     #[test]
     fn bad_addresses_are_rejected() {
-        for bad in ["300.1.2.3", "1.2.3", "1.2.3.4/33", "1.2.3.4/", "1.2.3.4/-1", "01.2.3.4", "1.2.3.4/+8"] {
+        for bad in [
+            "300.1.2.3",
+            "1.2.3",
+            "1.2.3.4/33",
+            "1.2.3.4/",
+            "1.2.3.4/-1",
+            "01.2.3.4",
+            "1.2.3.4/+8",
+        ] {
             assert!(Entry::parse(Kind::Ipv4, bad).is_err(), "{bad:?} accepted");
         }
         for bad in ["::g", "1::2::3", "::1/129", "fe80::1%eth0"] {
@@ -320,7 +336,10 @@ mod tests {
         let h = "A".repeat(40);
         assert_eq!(canon(Kind::Sha1, &h), "a".repeat(40));
         assert_eq!(canon(Kind::Sha1, &format!("SHA1:{h}")), "a".repeat(40));
-        assert_eq!(canon(Kind::Sha256, &format!("sha256:{}", "0F".repeat(32))), "0f".repeat(32));
+        assert_eq!(
+            canon(Kind::Sha256, &format!("sha256:{}", "0F".repeat(32))),
+            "0f".repeat(32)
+        );
         assert!(Entry::parse(Kind::Sha1, &"a".repeat(39)).is_err());
         assert!(Entry::parse(Kind::Sha256, &"g".repeat(64)).is_err());
     }
@@ -330,8 +349,15 @@ mod tests {
         let e = Entry::parse(Kind::Url, "HTTP://X.example/dir/*").unwrap();
         assert_eq!(e.to_string(), "http://x.example/dir/*");
         assert!(Entry::parse(Kind::Url, "http://x.example/*/y").is_err());
+        let frag = Entry::parse(Kind::Url, "http://a.example/x#f*").unwrap();
+        assert_eq!(frag.to_string(), "http://a.example/x");
         // `%2A` is a '*' too: "http://a/%2A" printed as "http://a/*", which read back as a prefix.
-        for bad in ["http://a/%2A", "http://a/%2a*", "%2Ahttp://a/", "http://a/?q=%2A"] {
+        for bad in [
+            "http://a/%2A",
+            "http://a/%2a*",
+            "%2Ahttp://a/",
+            "http://a/?q=%2A",
+        ] {
             assert!(Entry::parse(Kind::Url, bad).is_err(), "{bad:?} accepted");
         }
     }

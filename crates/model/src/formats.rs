@@ -53,7 +53,9 @@ pub struct Lines<R: BufRead> {
 
 impl<R: BufRead> fmt::Debug for Lines<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lines").field("line", &self.line).finish_non_exhaustive()
+        f.debug_struct("Lines")
+            .field("line", &self.line)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +129,9 @@ pub struct SmsCsvReader<R: BufRead> {
 
 impl<R: BufRead> fmt::Debug for SmsCsvReader<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsCsvReader").field("lines", &self.lines).finish_non_exhaustive()
+        f.debug_struct("SmsCsvReader")
+            .field("lines", &self.lines)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +196,9 @@ pub(crate) fn split_fields(line: &str, sep: char) -> Result<Vec<String>, String>
             chars.next();
             loop {
                 match chars.next() {
-                    None => return Err(format!("field {}: missing closing quote", fields.len() + 1)),
+                    None => {
+                        return Err(format!("field {}: missing closing quote", fields.len() + 1));
+                    }
                     Some('"') if chars.peek() == Some(&'"') => {
                         chars.next();
                         field.push('"');
@@ -293,7 +299,11 @@ pub fn parse_json_line(line: &str) -> Result<(Option<Kind>, String, Pairs), Stri
                 for i in items {
                     match i {
                         serde_json::Value::String(s) => parts.push(s),
-                        other => return Err(format!("tag {cat:?}: list items must be strings, got {other}")),
+                        other => {
+                            return Err(format!(
+                                "tag {cat:?}: list items must be strings, got {other}"
+                            ));
+                        }
                     }
                 }
                 parts.join(LIST_SEPARATOR)
@@ -380,14 +390,20 @@ mod tests {
         assert_eq!(recs[0].line, 2);
         assert_eq!(recs[1].line, 3);
         assert_eq!(recs[0].address, "1.2.3.0/24");
-        assert_eq!(recs[2].pairs[2], ("Comment".into(), "This comment, contains a comma".into()));
+        assert_eq!(
+            recs[2].pairs[2],
+            ("Comment".into(), "This comment, contains a comma".into())
+        );
         assert_eq!(recs[3].pairs, vec![]);
         assert_eq!(recs[3].line, 5);
     }
 
     #[test]
     fn url_files_use_pipes_and_quotes() {
-        let recs = read("http://a.com/x,y|Trend Micro Severity|High\n\"http://b.com/|q\"|C|\"say \"\"hi\"\"\"\n", '|');
+        let recs = read(
+            "http://a.com/x,y|Trend Micro Severity|High\n\"http://b.com/|q\"|C|\"say \"\"hi\"\"\"\n",
+            '|',
+        );
         let r0 = recs[0].as_ref().unwrap();
         assert_eq!(r0.address, "http://a.com/x,y");
         let r1 = recs[1].as_ref().unwrap();
@@ -398,7 +414,10 @@ mod tests {
     #[test]
     fn missing_value_and_bad_utf8() {
         let recs = read("1.1.1.1,Country\n", ',');
-        assert_eq!(recs[0].as_ref().unwrap().pairs, vec![("Country".into(), String::new())]);
+        assert_eq!(
+            recs[0].as_ref().unwrap().pairs,
+            vec![("Country".into(), String::new())]
+        );
         let mut bytes = b"1.1.1.1,C,ok\n2.2.2.2,C,".to_vec();
         bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
         bytes.extend_from_slice(b"3.3.3.3\n");
@@ -441,7 +460,11 @@ mod tests {
                 ("E".into(), String::new())
             ]
         );
-        assert!(parse_json_line(r#"{"value":"x","colour":"red"}"#).unwrap_err().contains("colour"));
+        assert!(
+            parse_json_line(r#"{"value":"x","colour":"red"}"#)
+                .unwrap_err()
+                .contains("colour")
+        );
         assert!(parse_json_line(r#"{"value":"x","kind":"mac"}"#).is_err());
         assert!(parse_json_line("not json").is_err());
     }
@@ -450,10 +473,16 @@ mod tests {
     fn formatting_round_trips() {
         let line = format_sms_line(
             "1.2.3.4",
-            [("Comment", "a, \"b\"".to_string()), ("Trend Micro Severity", "High".to_string())],
+            [
+                ("Comment", "a, \"b\"".to_string()),
+                ("Trend Micro Severity", "High".to_string()),
+            ],
             ',',
         );
-        assert_eq!(line, "1.2.3.4,Comment,\"a, \"\"b\"\"\",Trend Micro Severity,High");
+        assert_eq!(
+            line,
+            "1.2.3.4,Comment,\"a, \"\"b\"\"\",Trend Micro Severity,High"
+        );
         let rec = read(&line, ',').remove(0).unwrap();
         assert_eq!(rec.pairs[0].1, "a, \"b\"");
     }

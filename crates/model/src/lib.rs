@@ -25,8 +25,8 @@ pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, EntryError, IpRange};
 pub use formats::{
-    ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line, parse_json_line,
-    parse_tag_data,
+    ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,
+    parse_json_line, parse_tag_data,
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};
@@ -34,4 +34,6 @@ pub use tags::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, LIST_SEPARATOR, MAX_TEXT,
     NewCategory, TagError, TagValue, Tags, builtin,
 };
-pub use time::{Clock, FixedClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime};
+pub use time::{
+    Clock, FixedClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime,
+};

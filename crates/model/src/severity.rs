@@ -37,7 +37,9 @@ impl FromStr for Severity {
             "high" => Ok(Severity::High),
             "medium" => Ok(Severity::Medium),
             "low" => Ok(Severity::Low),
-            _ => Err(format!("unknown severity {s:?} (expected high, medium or low)")),
+            _ => Err(format!(
+                "unknown severity {s:?} (expected high, medium or low)"
+            )),
         }
     }
 }

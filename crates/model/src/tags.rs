@@ -103,7 +103,9 @@ impl NewCategory {
                     return Err(CategoryError::NoValues(self.name.clone()));
                 }
                 if let Some(v) = values.iter().find(|v| {
-                    v.trim().is_empty() || v.chars().count() > MAX_TEXT || v.contains(LIST_SEPARATOR)
+                    v.trim().is_empty()
+                        || v.chars().count() > MAX_TEXT
+                        || v.contains(LIST_SEPARATOR)
                 }) {
                     return Err(CategoryError::BadListValue(v.clone()));
                 }
@@ -216,16 +218,21 @@ impl Category {
                 }
                 Ok(TagValue::List(out))
             }
-            CategoryType::Date => parse_datetime(raw)
-                .map(TagValue::Date)
-                .map_err(|e| TagError::BadDate {
-                    category: name(),
-                    reason: e.to_string(),
-                }),
+            CategoryType::Date => {
+                parse_datetime(raw)
+                    .map(TagValue::Date)
+                    .map_err(|e| TagError::BadDate {
+                        category: name(),
+                        reason: e.to_string(),
+                    })
+            }
             CategoryType::YesNo => {
                 let v = raw.trim().to_ascii_lowercase();
                 // SMS rule: yes (any case) is yes, anything else is no; the user help adds these.
-                Ok(TagValue::YesNo(matches!(v.as_str(), "yes" | "true" | "t" | "y")))
+                Ok(TagValue::YesNo(matches!(
+                    v.as_str(),
+                    "yes" | "true" | "t" | "y"
+                )))
             }
             CategoryType::Range { min, max } => {
                 let t = raw.trim();
@@ -314,7 +321,11 @@ impl Catalog {
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
-        let by_id = categories.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        let by_id = categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
         Catalog {
             categories,
             by_name,
@@ -423,8 +434,16 @@ pub mod builtin {
                 list(&[SUSPICIOUS_OBJECT, CNC_CALLBACK]),
                 "The detection type of the threat.",
             ),
-            c(PUBLISHER, CategoryType::Text, "The product name of the producer."),
-            c(SEVERITY, list(&["High", "Medium", "Low"]), "Risk level of the object."),
+            c(
+                PUBLISHER,
+                CategoryType::Text,
+                "The product name of the producer.",
+            ),
+            c(
+                SEVERITY,
+                list(&["High", "Medium", "Low"]),
+                "Risk level of the object.",
+            ),
             c(SOURCE, CategoryType::Text, "The host name of the producer."),
             c(
                 TTL,
@@ -432,7 +451,11 @@ pub mod builtin {
                 "The time the entry is removed, YYYY-MM-DD hh:mm:ss TZ.",
             ),
             c(STIX_ID, CategoryType::Text, "The id of the STIX indicator."),
-            c(STIX_SEVERITY, list(&["High", "Medium", "Low"]), "Severity label of the STIX indicator."),
+            c(
+                STIX_SEVERITY,
+                list(&["High", "Medium", "Low"]),
+                "Severity label of the STIX indicator.",
+            ),
             c(
                 STIX_CONFIDENCE,
                 CategoryType::Range { min: 0, max: 100 },
@@ -443,7 +466,11 @@ pub mod builtin {
                 list(&["UDSO", "VASO"]),
                 "Vision One suspicious-object list the object came from.",
             ),
-            c(SCAN_ACTION, list(&["log", "block"]), "Suggested action: log or block."),
+            c(
+                SCAN_ACTION,
+                list(&["log", "block"]),
+                "Suggested action: log or block.",
+            ),
         ]
     }
 }
@@ -500,12 +527,19 @@ mod tests {
             Err(TagError::NotMultiple { .. })
         ));
         assert_eq!(
-            c.parse_pair("Country", "China~~~United States~~~China").unwrap(),
-            Some((100, TagValue::List(vec!["China".into(), "United States".into()])))
+            c.parse_pair("Country", "China~~~United States~~~China")
+                .unwrap(),
+            Some((
+                100,
+                TagValue::List(vec!["China".into(), "United States".into()])
+            ))
         );
         assert_eq!(c.parse_pair("Trend Micro Severity", "  ").unwrap(), None);
         assert_eq!(c.parse_pair("", "x"), Err(TagError::EmptyCategory));
-        assert!(matches!(c.parse_pair("Nope", "x"), Err(TagError::UnknownCategory(_))));
+        assert!(matches!(
+            c.parse_pair("Nope", "x"),
+            Err(TagError::UnknownCategory(_))
+        ));
         assert!(matches!(
             c.parse_pair("STIX - Confidence", "101"),
             Err(TagError::OutOfRange { .. })
@@ -527,8 +561,18 @@ mod tests {
     #[test]
     fn yes_no_follows_sms_rule() {
         let c = catalog();
-        for (raw, want) in [("YES", true), ("True", true), ("t", true), ("y", true), ("no", false), ("maybe", false)] {
-            assert_eq!(c.parse_pair("Approved", raw).unwrap(), Some((101, TagValue::YesNo(want))));
+        for (raw, want) in [
+            ("YES", true),
+            ("True", true),
+            ("t", true),
+            ("y", true),
+            ("no", false),
+            ("maybe", false),
+        ] {
+            assert_eq!(
+                c.parse_pair("Approved", raw).unwrap(),
+                Some((101, TagValue::YesNo(want)))
+            );
         }
     }
 

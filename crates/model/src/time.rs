@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a date (expected YYYY-MM-DD hh:mm:ss TZ, e.g. 2027-10-25 07:15:00 UTC or 2027-10-25 07:15:00-0400, or RFC 3339)")]
+#[error(
+    "{0:?} is not a date (expected YYYY-MM-DD hh:mm:ss TZ, e.g. 2027-10-25 07:15:00 UTC or 2027-10-25 07:15:00-0400, or RFC 3339)"
+)]
 pub struct TimeError(pub String);
 
 /// Parse the date forms rephub accepts, returning seconds since the epoch (UTC):
@@ -144,13 +146,24 @@ mod tests {
 
     #[test]
     fn rejected_forms() {
-        for s in ["", "2018-13-01", "2018-10-25 25:00:00", "2018-10-25 07:15:00 EST", "2018-10-25 07:15:00+9999", "tomorrow", "2018-10-25 07:15"] {
+        for s in [
+            "",
+            "2018-13-01",
+            "2018-10-25 25:00:00",
+            "2018-10-25 07:15:00 EST",
+            "2018-10-25 07:15:00+9999",
+            "tomorrow",
+            "2018-10-25 07:15",
+        ] {
             assert!(parse_datetime(s).is_err(), "{s:?} accepted");
         }
     }
 
     #[test]
     fn ten_years() {
-        assert_eq!(format_utc(default_ttl(1_540_466_100)), "2028-10-25 11:15:00 UTC");
+        assert_eq!(
+            format_utc(default_ttl(1_540_466_100)),
+            "2028-10-25 11:15:00 UTC"
+        );
     }
 }

@@ -205,10 +205,7 @@ fn canonical_host(host: &[u8]) -> Result<String, EntryError> {
             .ok()
             .and_then(|s| s.parse::<Ipv6Addr>().ok())
             .ok_or_else(|| {
-                EntryError::Url(format!(
-                    "bad IPv6 host {:?}",
-                    String::from_utf8_lossy(host)
-                ))
+                EntryError::Url(format!("bad IPv6 host {:?}", String::from_utf8_lossy(host)))
             })?;
         return Ok(format!("[{inner}]"));
     }
@@ -366,7 +363,10 @@ mod tests {
             ("http://host/%25%32%35%25%32%35", "http://host/%25%25"),
             ("http://host/%2525252525252525", "http://host/%25"),
             ("http://host/asdf%25%32%35asd", "http://host/asdf%25asd"),
-            ("http://host/%%%25%32%35asd%%", "http://host/%25%25%25asd%25%25"),
+            (
+                "http://host/%%%25%32%35asd%%",
+                "http://host/%25%25%25asd%25%25",
+            ),
             ("http://www.google.com/", "http://www.google.com/"),
             (
                 "http://%31%36%38%2e%31%38%38%2e%39%39%2e%32%36/%2E%73%65%63%75%72%65/%77%77%77%2E%65%62%61%79%2E%63%6F%6D/",
@@ -383,7 +383,10 @@ mod tests {
             ("http://www.evil.com/blah#frag", "http://www.evil.com/blah"),
             ("http://www.GOOgle.com/", "http://www.google.com/"),
             ("http://www.google.com.../", "http://www.google.com/"),
-            ("http://www.google.com/foo\tbar\rbaz\n2", "http://www.google.com/foobarbaz2"),
+            (
+                "http://www.google.com/foo\tbar\rbaz\n2",
+                "http://www.google.com/foobarbaz2",
+            ),
             ("http://www.google.com/q?", "http://www.google.com/q?"),
             ("http://www.google.com/q?r?", "http://www.google.com/q?r?"),
             ("http://www.google.com/q?r?s", "http://www.google.com/q?r?s"),
@@ -392,21 +395,30 @@ mod tests {
             ("http://evil.com/foo?bar;", "http://evil.com/foo?bar;"),
             ("http://\u{1}\u{80}.com/", "http://%01%C2%80.com/"),
             ("http://notrailingslash.com", "http://notrailingslash.com/"),
-            ("http://www.gotaport.com:1234/", "http://www.gotaport.com:1234/"),
+            (
+                "http://www.gotaport.com:1234/",
+                "http://www.gotaport.com:1234/",
+            ),
             ("  http://www.google.com/  ", "http://www.google.com/"),
             ("http:// leadingspace.com/", "http://%20leadingspace.com/"),
             ("http://%20leadingspace.com/", "http://%20leadingspace.com/"),
             ("%20leadingspace.com/", "http://%20leadingspace.com/"),
             ("https://www.securesite.com/", "https://www.securesite.com/"),
             ("http://host.com/ab%23cd", "http://host.com/ab%23cd"),
-            ("http://host.com//twoslashes?more//slashes", "http://host.com/twoslashes?more//slashes"),
+            (
+                "http://host.com//twoslashes?more//slashes",
+                "http://host.com/twoslashes?more//slashes",
+            ),
             // rephub: default ports go, credentials go, IDN becomes punycode, IPv6 is compressed.
             ("http://example.com:80/a", "http://example.com/a"),
             ("HTTPS://Example.com:443", "https://example.com/"),
             ("https://example.com:80/", "https://example.com:80/"),
             ("http://user:pw@example.com/x", "http://example.com/x"),
             ("http://bücher.example/", "http://xn--bcher-kva.example/"),
-            ("http://[2001:DB8:0:0::1]:8080/x", "http://[2001:db8::1]:8080/x"),
+            (
+                "http://[2001:DB8:0:0::1]:8080/x",
+                "http://[2001:db8::1]:8080/x",
+            ),
             ("http://0x7f.1/", "http://127.0.0.1/"),
             ("http://017700000001/", "http://127.0.0.1/"),
             ("http://a.com/./b/../c/", "http://a.com/c/"),
@@ -418,7 +430,11 @@ mod tests {
 
     #[test]
     fn idempotent_on_examples() {
-        for u in ["http://host/%25%32%35", "http://\u{1}\u{80}.com/", "http://a.com/a%20b?x=%23"] {
+        for u in [
+            "http://host/%25%32%35",
+            "http://\u{1}\u{80}.com/",
+            "http://a.com/a%20b?x=%23",
+        ] {
             let once = canonicalize(u).unwrap();
             assert_eq!(canonicalize(&once).unwrap(), once);
         }
@@ -426,7 +442,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in ["http://", "http:///path", "http://a.com:99999/", "http://[::1/", "http://a.com:8x/"] {
+        for bad in [
+            "http://",
+            "http:///path",
+            "http://a.com:99999/",
+            "http://[::1/",
+            "http://a.com:8x/",
+        ] {
             assert!(canonicalize(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -442,7 +464,10 @@ mod tests {
             ("\u{3002}", "http://%E3%80%82/"),
             ("http://a\u{3002}\u{3002}b\u{3002}/", "http://a.b/"),
             // ... and the IPv4 rules: fullwidth "0x7f.1" became "0x7f.1", not 127.0.0.1.
-            ("http://\u{ff10}\u{ff58}\u{ff17}\u{ff46}\u{ff0e}\u{ff11}/", "http://127.0.0.1/"),
+            (
+                "http://\u{ff10}\u{ff58}\u{ff17}\u{ff46}\u{ff0e}\u{ff11}/",
+                "http://127.0.0.1/",
+            ),
             ("http://\u{ff11}/", "http://0.0.0.1/"),
             // Fullwidth '/' in a host is a forbidden code point after mapping: escaped, not a path.
             ("http://a\u{ff0f}b.com/", "http://a%EF%BC%8Fb.com/"),
@@ -454,7 +479,12 @@ mod tests {
         }
         // A ':' left in the host ("a:b" of "a:b:80", ":http" of ":http://a/") or a leading '['
         // read back as a port or an IPv6 literal.
-        for bad in ["http://a:b:80/", "http://a:b:/", ":http://a/", "http://.[a]/"] {
+        for bad in [
+            "http://a:b:80/",
+            "http://a:b:/",
+            ":http://a/",
+            "http://.[a]/",
+        ] {
             assert!(canonicalize(bad).is_err(), "{bad:?} accepted");
         }
     }
