@@ -85,8 +85,10 @@ pub trait WriteTx {
         mode: WriteMode,
     ) -> Result<Outcome, StoreError>;
 
-    /// [`WriteTx::upsert`] for many items at once, in order; one outcome per item. Implementations
-    /// may be much faster than one call per item.
+    /// [`WriteTx::upsert`] for many items at once, in order; one outcome per item. A backend with a
+    /// bulk path (PostgreSQL `COPY`, say) overrides it. SQLite keeps the default: multi-row INSERTs
+    /// measured slower there, because a statement that writes several rows keeps a statement
+    /// journal (a copy of every page it touches).
     fn upsert_batch(
         &mut self,
         source: &str,

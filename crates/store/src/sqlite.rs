@@ -80,7 +80,8 @@ impl SqliteStore {
             "PRAGMA synchronous = FULL;
              PRAGMA cache_size = -{};
              PRAGMA mmap_size = 268435456;
-             PRAGMA foreign_keys = OFF;",
+             PRAGMA foreign_keys = OFF;
+             PRAGMA temp_store = MEMORY;",
             u64::from(opts.cache_mib) * 1024
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -608,16 +609,6 @@ fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Rows per multi-row INSERT in [`WriteTx::upsert_batch`]: 100 × 6 parameters stays far below
-/// SQLite's parameter limit, and larger batches measured no faster.
-const BATCH: usize = 100;
-
-/// `head` then `BATCH` groups of `width` placeholders, then `tail`.
-fn multi_row_sql(head: &str, width: usize, tail: &str) -> String {
-    let group = format!("({})", vec!["?"; width].join(","));
-    format!("{head}{}{tail}", vec![group; BATCH].join(","))
-}
-
 /// A write transaction on a [`SqliteStore`].
 #[derive(Debug)]
 pub struct SqliteTx<'a> {
@@ -819,101 +810,6 @@ impl WriteTx for SqliteTx<'_> {
             return Ok(Outcome::Added);
         }
         self.upsert_existing(source_id, item, mode)
-    }
-
-    /// Bulk path: new entries go in with one multi-row INSERT per [`BATCH`] items (and their
-    /// assertions and change records likewise), which saves most of SQLite's per-statement work;
-    /// items whose entry exists already take the one-by-one merge path, in input order.
-    fn upsert_batch(
-        &mut self,
-        source: &str,
-        items: &[Upsert],
-        mode: WriteMode,
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let source_id = self.writing_source(source)?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for chunk in items.chunks(BATCH) {
-            if chunk.len() < BATCH {
-                for item in chunk {
-                    outcomes.push(self.upsert(source, item, mode)?);
-                }
-                continue;
-            }
-            let first_id = self.next_id;
-            self.next_id += BATCH as i64;
-            let mut inserted = [false; BATCH];
-            {
-                let mut stmt = self.tx.prepare_cached(&multi_row_sql(
-                    "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES ",
-                    6,
-                    " ON CONFLICT (kind, key) DO NOTHING RETURNING id",
-                ))?;
-                let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6 * BATCH);
-                let ids: Vec<i64> = (0..BATCH as i64).map(|i| first_id + i).collect();
-                for (item, id) in chunk.iter().zip(&ids) {
-                    args.extend_from_slice(&[
-                        id,
-                        &item.kind,
-                        &item.key,
-                        &item.key_end,
-                        &item.value,
-                        &self.now,
-                    ]);
-                }
-                let mut rows = stmt.query(args.as_slice())?;
-                while let Some(r) = rows.next()? {
-                    let id: i64 = r.get(0)?;
-                    if let Some(slot) = usize::try_from(id - first_id)
-                        .ok()
-                        .and_then(|i| inserted.get_mut(i))
-                    {
-                        *slot = true;
-                    }
-                }
-            }
-            let new: Vec<usize> = (0..BATCH).filter(|&i| inserted[i]).collect();
-            let seqs: Vec<u64> = new.iter().map(|_| self.next_seq()).collect();
-            let ids: Vec<i64> = new.iter().map(|&i| first_id + i as i64).collect();
-            {
-                let mut a_sql = String::from(
-                    "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at) VALUES ",
-                );
-                let mut c_sql =
-                    String::from("INSERT INTO changes (seq, op, entry_id, kind, value) VALUES ");
-                let mut a_args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6 * new.len());
-                let mut c_args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * new.len());
-                let seq_vals: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
-                for (n, &i) in new.iter().enumerate() {
-                    let sep = if n == 0 { "" } else { "," };
-                    a_sql.push_str(sep);
-                    a_sql.push_str("(?,?,?,?,?,?)");
-                    c_sql.push_str(sep);
-                    c_sql.push_str("(?,1,?,?,NULL)");
-                    let item = &chunk[i];
-                    a_args.extend_from_slice(&[
-                        &ids[n],
-                        &source_id,
-                        &item.encoded,
-                        &item.expires_at,
-                        &seq_vals[n],
-                        &self.now,
-                    ]);
-                    c_args.extend_from_slice(&[&seq_vals[n], &ids[n], &item.kind]);
-                }
-                if !new.is_empty() {
-                    self.tx.prepare_cached(&a_sql)?.execute(a_args.as_slice())?;
-                    self.tx.prepare_cached(&c_sql)?.execute(c_args.as_slice())?;
-                }
-            }
-            for (i, item) in chunk.iter().enumerate() {
-                outcomes.push(if inserted[i] {
-                    Outcome::Added
-                } else {
-                    self.upsert_existing(source_id, item, mode)?
-                });
-            }
-        }
-        Ok(outcomes)
     }
 
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {
