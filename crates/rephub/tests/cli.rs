@@ -455,6 +455,18 @@ fn big_file(hub: &Hub, n: u32) -> PathBuf {
     hub.file("big.csv", &big)
 }
 
+/// Start importing `f` in the background. A small page cache makes the transaction spill into the
+/// WAL as it goes, so a growing WAL shows the import is mid-way (not committing).
+fn spawn_import(hub: &Hub, f: &Path) -> std::process::Child {
+    hub.cmd()
+        .args(["--cache-mib", "2", "import", "--type", "ipv4"])
+        .arg(f)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Wait (at most 60 s) until the import `child` is writing its transaction: its pages have
 /// spilled into the WAL. False if it finished first.
 fn wait_until_writing(hub: &Hub, child: &mut std::process::Child) -> bool {
@@ -480,22 +492,7 @@ fn reads_do_not_wait_for_a_long_import() {
         "1.1.1.1,Reputation Entries TTL,2001-01-01 00:00:00 UTC\n192.0.2.1\n",
     );
     let f = big_file(&hub, 400_000);
-    let mut child = hub
-        .cmd()
-        // A small page cache makes the transaction spill into the WAL as it goes, so a growing WAL
-        // shows the import is mid-way (not committing).
-        .args([
-            "--cache-mib",
-            "2",
-            "import",
-            "--type",
-            "ipv4",
-            f.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_import(&hub, &f);
     let writing = wait_until_writing(&hub, &mut child);
     let o = hub.run(&["search", "--ip", "192.0.2.0/24", "-f", "plain"]);
     child.kill().unwrap();
@@ -519,22 +516,7 @@ fn kill_during_import_leaves_no_half_applied_transaction() {
     let hub = Hub::new();
     hub.run_stdin(&["import", "-"], "192.0.2.1\n");
     let f = big_file(&hub, 400_000);
-    let mut child = hub
-        .cmd()
-        // A small page cache makes the transaction spill into the WAL as it goes, so a growing WAL
-        // shows the import is mid-way (not committing).
-        .args([
-            "--cache-mib",
-            "2",
-            "import",
-            "--type",
-            "ipv4",
-            f.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_import(&hub, &f);
     let finished = !wait_until_writing(&hub, &mut child);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -49,6 +49,11 @@ fn put(
     tx.upsert(source, &Upsert::new(entry.clone(), tags.clone(), cat), mode)
 }
 
+/// A user write without tags.
+fn add(tx: &mut impl WriteTx, cat: &Catalog, entry: &Entry) {
+    put(tx, cat, USER_SOURCE, entry, &Tags::new(), WriteMode::Merge).unwrap();
+}
+
 fn e(kind: Kind, s: &str) -> Entry {
     Entry::parse(kind, s).unwrap()
 }
@@ -182,24 +187,8 @@ fn change_log_and_compaction() {
     let b = e(Kind::Ipv6, "2001:db8::/48");
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
-    put(
-        &mut tx,
-        &cat,
-        USER_SOURCE,
-        &a,
-        &Tags::new(),
-        WriteMode::Merge,
-    )
-    .unwrap();
-    put(
-        &mut tx,
-        &cat,
-        USER_SOURCE,
-        &b,
-        &Tags::new(),
-        WriteMode::Merge,
-    )
-    .unwrap();
+    add(&mut tx, &cat, &a);
+    add(&mut tx, &cat, &b);
     assert_eq!(tx.commit().unwrap(), 2);
     let mut tx = d.store.begin().unwrap();
     put(
@@ -244,15 +233,7 @@ fn change_log_and_compaction() {
     // A rolled-back transaction leaves no trace, not even a sequence number.
     {
         let mut tx = d.store.begin().unwrap();
-        put(
-            &mut tx,
-            &cat,
-            USER_SOURCE,
-            &b,
-            &Tags::new(),
-            WriteMode::Merge,
-        )
-        .unwrap();
+        add(&mut tx, &cat, &b);
     }
     assert!(d.store.get(&b).unwrap().is_none());
     assert_eq!(d.store.stats().unwrap().last_seq, 4);
@@ -271,15 +252,7 @@ fn change_log_and_compaction() {
     assert_eq!(changes.len(), 1);
     // The sequence goes on after compaction.
     let mut tx = d.store.begin().unwrap();
-    put(
-        &mut tx,
-        &cat,
-        USER_SOURCE,
-        &b,
-        &Tags::new(),
-        WriteMode::Merge,
-    )
-    .unwrap();
+    add(&mut tx, &cat, &b);
     assert_eq!(tx.commit().unwrap(), 5);
 }
 
