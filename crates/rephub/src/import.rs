@@ -1,5 +1,5 @@
-//! The import pipeline: one thread reads and validates lines and sorts them into the store's index
-//! order in large runs, the calling thread writes them into one transaction. A bad line is reported with its number and reason and skipped; `strict` rolls
+//! The import pipeline: one thread reads and validates lines, the calling thread writes them into
+//! one transaction. A bad line is reported with its number and reason and skipped; `strict` rolls
 //! the whole import back if any line is bad. Nothing is visible (or durable) before the commit, so
 //! a crash or kill during an import leaves the database as it was before.
 
@@ -56,10 +56,6 @@ type Item = Result<Parsed, LineError>;
 /// per-line cost.
 const CHUNK: usize = 1024;
 
-/// Lines are sorted into the store's index order in runs of this many before they are written:
-/// B-tree inserts in key order measured much faster than in file order.
-const RUN: usize = 1 << 17;
-
 /// Import everything `input` holds into `store`. `progress` gets the bytes read so far; `reject` is
 /// called for every bad line, in order.
 pub fn import_reader<S, R>(
@@ -88,7 +84,11 @@ fn parse_all<R: BufRead>(
     catalog: &Catalog,
     send: mpsc::SyncSender<(Vec<Item>, u64)>,
 ) {
-    let mut run = Vec::with_capacity(RUN);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let flush = |chunk: &mut Vec<Item>, pos: u64| -> bool {
+        send.send((std::mem::replace(chunk, Vec::with_capacity(CHUNK)), pos))
+            .is_ok()
+    };
     match opts.format {
         InputFormat::Sms => {
             let sep = if opts.kind == Some(Kind::Url) {
@@ -98,20 +98,20 @@ fn parse_all<R: BufRead>(
             };
             let mut reader = SmsCsvReader::new(input, sep);
             while let Some(rec) = reader.next() {
-                run.push(rec.and_then(|r| {
+                chunk.push(rec.and_then(|r| {
                     let pairs = r.pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
                     convert(catalog, opts.kind, &r.address, pairs, r.line)
                 }));
-                if run.len() == RUN && !flush(&send, &mut run, reader.position()) {
+                if chunk.len() == CHUNK && !flush(&mut chunk, reader.position()) {
                     return;
                 }
             }
-            flush(&send, &mut run, reader.position());
+            flush(&mut chunk, reader.position());
         }
         InputFormat::Plain | InputFormat::Jsonl => {
             let mut lines = Lines::new(input);
             while let Some(l) = lines.next() {
-                run.push(l.and_then(|(line, text)| {
+                chunk.push(l.and_then(|(line, text)| {
                     if opts.format == InputFormat::Plain {
                         return convert(catalog, opts.kind, &text, std::iter::empty(), line);
                     }
@@ -120,33 +120,13 @@ fn parse_all<R: BufRead>(
                     let pairs = pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
                     convert(catalog, kind.or(opts.kind), &value, pairs, line)
                 }));
-                if run.len() == RUN && !flush(&send, &mut run, lines.position()) {
+                if chunk.len() == CHUNK && !flush(&mut chunk, lines.position()) {
                     return;
                 }
             }
-            flush(&send, &mut run, lines.position());
+            flush(&mut chunk, lines.position());
         }
     }
-}
-
-/// Hand a run of parsed lines to the writer: the bad ones first, in line order, then the good ones
-/// sorted into the store's index order (a stable sort, so repeats of one entry keep their order and
-/// the later line still wins). Returns false when the writer has stopped.
-fn flush(send: &mpsc::SyncSender<(Vec<Item>, u64)>, run: &mut Vec<Item>, pos: u64) -> bool {
-    run.sort_by(|a, b| match (a, b) {
-        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
-        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
-        (Ok(x), Ok(y)) => x.item.write_order().cmp(&y.item.write_order()),
-    });
-    let mut items = run.drain(..).peekable();
-    while items.peek().is_some() {
-        let chunk: Vec<Item> = items.by_ref().take(CHUNK).collect();
-        if send.send((chunk, pos)).is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 fn convert<'a>(

@@ -115,12 +115,6 @@ pub struct Upsert {
 }
 
 impl Upsert {
-    /// The order of the store's unique index. Writing many entries in this order is much faster
-    /// than in random order: each insert lands next to the previous one, on pages already in cache.
-    pub fn write_order(&self) -> (i64, &[u8]) {
-        (self.kind, &self.key)
-    }
-
     pub fn new(entry: Entry, tags: Tags, catalog: &Catalog) -> Upsert {
         let expires_at = match catalog.ttl_id().and_then(|id| tags.get(id)) {
             Some(TagValue::Date(t)) => Some(*t),
