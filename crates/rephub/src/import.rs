@@ -73,7 +73,14 @@ where
     let (send, recv) = mpsc::sync_channel::<(Vec<Item>, u64)>(16);
     std::thread::scope(|scope| {
         let catalog = &catalog;
-        scope.spawn(move || parse_all(input, opts, catalog, send));
+        // Named, so that profiles tell parsing from writing.
+        std::thread::Builder::new()
+            .name("rephub-parse".into())
+            .spawn_scoped(scope, move || parse_all(input, opts, catalog, send))
+            .map_err(|e| StoreError::Io {
+                path: "parser thread".into(),
+                source: e,
+            })?;
         write_all(store, recv, opts, progress, reject)
     })
 }
