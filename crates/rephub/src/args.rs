@@ -6,14 +6,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "rephub", version, about, max_term_width = 100)]
 pub struct Args {
-    /// Data directory; the database is `rephub.db` inside it.
-    #[arg(
-        long,
-        global = true,
-        env = "REPHUB_DATA_DIR",
-        default_value = "rephub-data"
-    )]
-    pub data_dir: PathBuf,
+    /// Data directory; the database is `rephub.db` inside it [default: rephub-data].
+    #[arg(long, global = true, env = "REPHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Database file (overrides --data-dir).
     #[arg(long, global = true, env = "REPHUB_DB")]
@@ -34,14 +29,30 @@ pub struct Args {
 
 impl Args {
     pub(crate) fn db_path(&self) -> PathBuf {
-        self.db
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("rephub.db"))
+        self.db.clone().unwrap_or_else(|| {
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("rephub-data"))
+                .join("rephub.db")
+        })
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the hub: the SMS-compatible Web API (and, to come, the REST API and distribution).
+    /// On first start it creates an admin API key and prints it once.
+    Serve {
+        /// TOML configuration file (see docs/hub.md); environment variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the configuration).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage API keys (stored hashed; a new key is shown once).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Import entries from files (SMS CSV, plain lists, JSON lines); `-` reads standard input.
     Import(ImportArgs),
     /// Look up entries by value; prints each found entry as an SMS query line.
@@ -276,4 +287,19 @@ pub enum CategoryKindArg {
     Yesno,
     #[value(alias = "numeric")]
     Range,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once).
+    Add {
+        name: String,
+        /// admin, producer (may write entries) or read-only.
+        #[arg(long, default_value = "producer")]
+        role: String,
+    },
+    /// List keys (names and roles; keys themselves are not stored).
+    List,
+    /// Delete a key.
+    Delete { name: String },
 }

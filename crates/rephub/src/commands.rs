@@ -15,16 +15,24 @@ use rephub_store::{OpenOptions, ReputationStore, SqliteStore, StoreError, WriteM
 use crate::Status;
 use crate::args::{
     Args, CategoriesCommand, CategoryKindArg, Command, CriteriaArgs, DeleteArgs, ExportArgs,
-    FormatArg, ImportArgs, KindArg, QueryArgs, SearchArgs,
+    FormatArg, ImportArgs, KeysCommand, KindArg, QueryArgs, SearchArgs,
 };
-use crate::import::{ImportOptions, InputFormat, import_reader};
 use crate::output::write_entry;
 use crate::progress;
+use rephub_store::import::{ImportOptions, InputFormat, import_reader};
 
 /// Bad lines shown on the terminal; `--rejects FILE` keeps them all.
 const SHOWN_REJECTS: u64 = 100;
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
+    if let Command::Serve { config, listen } = &args.command {
+        return serve(
+            config.as_deref(),
+            *listen,
+            args.data_dir.clone(),
+            args.cache_mib,
+        );
+    }
     let path = args.db_path();
     let opts = OpenOptions {
         cache_mib: args.cache_mib,
@@ -53,6 +61,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             stats(&store)
         }
         Command::Categories(c) => categories(&mut store, c),
+        Command::Keys(k) => keys(&mut store, k),
+        Command::Serve { .. } => unreachable!("handled before the database is opened"),
         Command::Sweep => {
             let n = store.sweep_expired(SystemClock.now())?;
             println!("removed {n} expired assertions");
@@ -585,4 +595,74 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
             Ok(Status::Ok)
         }
     }
+}
+
+fn serve(
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    cache_mib: u32,
+) -> anyhow::Result<Status> {
+    let mut cfg = rephub_hub::Config::load(config)?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    cfg.cache_mib = cache_mib;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cfg.log)
+                .with_context(|| format!("log filter {:?}", cfg.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let hub = rephub_hub::start(cfg).await?;
+        if let Some(key) = &hub.initial_admin_key {
+            println!(
+                "created the admin API key; it is shown this once, only its hash is stored:\n  {key}"
+            );
+        }
+        println!("rephub hub listening on http://{}", hub.addr);
+        hub.wait_for_signal().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(Status::Ok)
+}
+
+fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
+    use rephub_store::KeyStore;
+    match k {
+        KeysCommand::Add { name, role } => {
+            let role = rephub_hub::Role::parse(&role)
+                .with_context(|| format!("role {role:?}: expected admin, producer or read-only"))?;
+            let key = rephub_hub::new_key();
+            store.add_api_key(&name, role.as_str(), &rephub_hub::hash_key(&key))?;
+            println!("{key}");
+            eprintln!(
+                "created key {name:?} ({}); it is shown this once",
+                role.as_str()
+            );
+        }
+        KeysCommand::List => {
+            for key in store.api_keys()? {
+                println!(
+                    "{:<20} {:<10} created {}",
+                    key.name,
+                    key.role,
+                    rephub_model::format_utc(key.created_at)
+                );
+            }
+        }
+        KeysCommand::Delete { name } => {
+            if !store.delete_api_key(&name)? {
+                bail!("no key named {name:?}");
+            }
+            eprintln!("deleted key {name:?}");
+        }
+    }
+    Ok(Status::Ok)
 }

@@ -3,12 +3,10 @@
 
 mod args;
 mod commands;
-mod import;
 mod output;
 mod progress;
 
 pub use args::Args;
-pub use import::{ImportOptions, ImportSummary, InputFormat, import_reader};
 
 /// How a command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("{0} already exists")]
+    Exists(String),
     #[error("corrupt record in the database: {0}")]
     Corrupt(String),
     #[error("cannot create {path}: {source}")]

@@ -12,12 +12,15 @@
 //! implement the same two traits.
 
 mod error;
+pub mod import;
+mod keys;
 mod merge;
 mod schema;
 mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
 pub use types::{

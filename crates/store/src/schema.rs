@@ -70,6 +70,16 @@ const MIGRATIONS: &[&str] = &[
         value TEXT
     );
     "#,
+    // 2: API keys of users, producers and read-only clients; only a hash of each key is kept.
+    r#"
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -104,7 +104,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// A read-only view of the connection, for checks in tests and tools.
+    /// Now, by the store's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The connection, for checks in tests and tools, and for the other tables of this crate.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

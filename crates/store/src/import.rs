@@ -6,8 +6,8 @@
 use std::io::BufRead;
 use std::sync::mpsc;
 
+use crate::{Outcome, ReputationStore, StoreError, Upsert, WriteMode, WriteTx};
 use rephub_model::{Catalog, Entry, Kind, LineError, Lines, SmsCsvReader, parse_json_line};
-use rephub_store::{Outcome, ReputationStore, StoreError, Upsert, WriteMode, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {

@@ -1,0 +1,178 @@
+//! The hub's configuration: a TOML file (every field optional, unknown fields refused), then
+//! environment overrides, then defaults. With no file at all the hub runs on `./rephub-data` and
+//! listens on loopback.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database (`rephub.db`) lives.
+    pub data_dir: PathBuf,
+    /// Address to listen on. Loopback by default: expose it deliberately.
+    pub listen: SocketAddr,
+    /// Log filter, as in `RUST_LOG` (`info`, `rephub_hub=debug`, ...).
+    pub log: String,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout_secs: u64,
+    /// Largest request body (SMS import files included), in MiB.
+    pub max_body_mib: usize,
+    /// SQLite page cache, in MiB.
+    pub cache_mib: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("rephub-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log: "info".into(),
+            request_timeout_secs: 60,
+            max_body_mib: 64,
+            cache_mib: 512,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name}: {reason}")]
+    Env { name: &'static str, reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    /// The file (if any), then `REPHUB_DATA_DIR`, `REPHUB_LISTEN`, `REPHUB_LOG`.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("REPHUB_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("REPHUB_LISTEN") {
+            self.listen = v.parse().map_err(|e| ConfigError::Env {
+                name: "REPHUB_LISTEN",
+                reason: format!("{v:?} is not an address:port ({e})"),
+            })?;
+        }
+        if let Some(v) = get("REPHUB_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+
+    /// Checks that need no I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "request_timeout_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(1..=4096).contains(&self.max_body_mib) {
+            return Err(ConfigError::Invalid {
+                field: "max_body_mib",
+                reason: "must be between 1 and 4096".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("rephub.db")
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_mib << 20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in docs/hub.md parses and means what it says.
+    #[test]
+    fn documented_example_parses() {
+        let c = Config::parse(
+            r#"
+            data_dir = "/var/lib/rephub"
+            listen = "0.0.0.0:8080"
+            log = "info,rephub_hub=debug"
+            request_timeout_secs = 30
+            max_body_mib = 128
+            cache_mib = 1024
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.max_body_bytes(), 128 << 20);
+        c.validate().unwrap();
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let e = Config::parse("listen_addr = \"1.2.3.4:1\"").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        assert!(Config::parse("listen = \"nowhere\"").is_err());
+        let c = Config {
+            max_body_mib: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c = Config::default();
+        c.apply_env(|n| match n {
+            "REPHUB_LISTEN" => Some("127.0.0.1:9999".into()),
+            "REPHUB_DATA_DIR" => Some("/tmp/x".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(
+            c.apply_env(|n| (n == "REPHUB_LISTEN").then(|| "bad".into()))
+                .is_err()
+        );
+    }
+}

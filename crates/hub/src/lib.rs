@@ -1,0 +1,129 @@
+//! The rephub hub (`rephub serve`): the reputation database behind HTTP APIs.
+//!
+//! This crate holds the server: configuration, API keys and roles, and the APIs. Implemented so far:
+//! the SMS-compatible Web API (`/repEntries/{add,delete,query,import}`, see
+//! `shared/reference/sms-webapi.md`) and `/healthz`. The REST API, reputation filters and delta
+//! distribution come next (issue 3).
+//!
+//! Invariants: credentials are never logged (request logs carry the method and path only, never the
+//! query string, where SMS clients put `smspass`); keys are stored as SHA-256 hashes and compared in
+//! constant time; every request that changes state is authenticated; a request that fails
+//! validation changes nothing.
+
+mod auth;
+pub mod config;
+mod error;
+mod sms;
+mod state;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Role, hash_key, new_key};
+pub use config::{Config, ConfigError};
+pub use error::HubError;
+pub use state::AppState;
+
+/// The whole application: every route, with limits, timeouts and request logs.
+pub fn app(state: AppState) -> Router {
+    let config = state.config();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(sms::router())
+        .layer(DefaultBodyLimit::max(config.max_body_bytes()))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(
+            // Method and path only: SMS clients send `smsuser`/`smspass` in the query string.
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// A hub that is listening.
+#[derive(Debug)]
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    /// The admin key created on first start (shown once; only its hash is kept).
+    pub initial_admin_key: Option<String>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), HubError>>,
+}
+
+impl RunningHub {
+    /// Stop accepting, finish the requests in flight, and return.
+    pub async fn stop(self) -> Result<(), HubError> {
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))?
+    }
+
+    /// Run until Ctrl-C or SIGTERM, then shut down gracefully.
+    pub async fn wait_for_signal(self) -> Result<(), HubError> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Open the database (creating the first admin key if there is none), bind, and serve in the
+/// background.
+pub async fn start(config: Config) -> Result<RunningHub, HubError> {
+    let listen = config.listen;
+    let (state, initial_admin_key) = AppState::open(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| HubError::Bind(listen.to_string(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| HubError::Bind(listen.to_string(), e))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))
+    });
+    tracing::info!(%addr, "rephub hub listening");
+    Ok(RunningHub {
+        addr,
+        initial_admin_key,
+        shutdown: tx,
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
