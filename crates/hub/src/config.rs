@@ -130,19 +130,14 @@ mod tests {
     /// The example in docs/hub.md parses and means what it says.
     #[test]
     fn documented_example_parses() {
-        let c = Config::parse(
-            r#"
-            data_dir = "/var/lib/rephub"
-            listen = "0.0.0.0:8080"
-            log = "info,rephub_hub=debug"
-            request_timeout_secs = 30
-            max_body_mib = 128
-            cache_mib = 1024
-            "#,
-        )
-        .unwrap();
+        let doc = include_str!("../../../docs/hub.md");
+        let start = doc.find("```toml\n").expect("docs/hub.md has a toml block") + 8;
+        let len = doc[start..].find("```").expect("the block ends");
+        let c = Config::parse(&doc[start..start + len]).unwrap();
         assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/rephub"));
         assert_eq!(c.max_body_bytes(), 128 << 20);
+        assert_eq!(c.request_timeout_secs, 30);
         c.validate().unwrap();
         assert_eq!(Config::parse("").unwrap(), Config::default());
     }
