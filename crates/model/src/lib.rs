@@ -14,6 +14,7 @@
 mod criteria;
 mod domain;
 mod entry;
+mod filter;
 mod formats;
 mod kind;
 mod severity;
@@ -24,6 +25,7 @@ pub mod url;
 pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, EntryError, IpRange};
+pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,
     parse_json_line, parse_tag_data,
