@@ -13,6 +13,7 @@
 
 mod error;
 pub mod import;
+mod dist;
 mod keys;
 mod merge;
 mod schema;
@@ -20,6 +21,7 @@ mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use dist::{DeviceRow, DistributionStore, FilterRow, ProfileRow};
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
@@ -45,6 +47,9 @@ pub trait ReputationStore {
 
     /// The entry with this canonical value, with its assertions.
     fn get(&self, entry: &Entry) -> Result<Option<StoredEntry>, StoreError>;
+
+    /// The entry with this id (ids come with search results and change records).
+    fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError>;
 
     /// Every entry matching `criteria`, in search-key order for IP and domain queries, insertion
     /// order otherwise. `f` returns `false` to stop early.
@@ -113,6 +118,11 @@ pub trait WriteTx {
 
     /// Remove every entry matching `criteria`. Returns how many were removed.
     fn remove_matching(&mut self, criteria: &Criteria) -> Result<u64, StoreError>;
+
+    /// Log an update of these entries without changing them, so that every consumer of the change
+    /// log looks at them again (after a reputation filter changed what they mean). Returns how many
+    /// existed.
+    fn touch(&mut self, entry_ids: &[i64]) -> Result<u64, StoreError>;
 
     /// Make everything durable. Returns the last sequence number.
     fn commit(self) -> Result<u64, StoreError>;

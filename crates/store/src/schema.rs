@@ -80,6 +80,31 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 3: distribution: reputation filters, profiles (a set of filters), devices (a token hash and
+    // the profile distributed to them, and the cursor they last reported).
+    r#"
+    CREATE TABLE filters (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        filters TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_hash BLOB NOT NULL UNIQUE,
+        profile_id INTEGER,
+        applied_cursor INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -454,6 +454,20 @@ impl ReputationStore for SqliteStore {
         get_entry(&self.conn, entry)
     }
 
+    fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((kind, value)) = row else {
+            return Ok(None);
+        };
+        let entry = parse_stored(kind, &value)?;
+        let assertions = load_assertions(&self.conn, id)?;
+        Ok(Some(build(id, entry, assertions, ttl_id(&self.conn)?)))
+    }
+
     fn search_each(
         &self,
         criteria: &Criteria,
@@ -474,7 +488,7 @@ impl ReputationStore for SqliteStore {
             return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
         }
         let mut stmt = tx.prepare_cached(
-            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value)
+            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value), c.entry_id
              FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
              WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
         )?;
@@ -494,7 +508,12 @@ impl ReputationStore for SqliteStore {
                 continue;
             };
             let entry = parse_stored(r.get(2)?, &value)?;
-            changes.push(Change { seq, op, entry });
+            changes.push(Change {
+                seq,
+                op,
+                entry_id: r.get(4)?,
+                entry,
+            });
         }
         let next = if read < limit {
             last.max(last_seq)
@@ -863,6 +882,23 @@ impl WriteTx for SqliteTx<'_> {
         let mut n = 0;
         for id in ids {
             if self.remove_id(id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn touch(&mut self, entry_ids: &[i64]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for &id in entry_ids {
+            let kind: Option<i64> = self
+                .tx
+                .prepare_cached("SELECT kind FROM entries WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            if let Some(kind) = kind {
+                let seq = self.next_seq();
+                self.log(seq, ChangeOp::Update, id, kind, None)?;
                 n += 1;
             }
         }

@@ -75,6 +75,7 @@ impl ChangeOp {
 pub struct Change {
     pub seq: u64,
     pub op: ChangeOp,
+    pub entry_id: i64,
     pub entry: Entry,
 }
 

@@ -1,0 +1,238 @@
+//! Distribution settings: reputation filters, profiles and devices. The store keeps definitions as
+//! the hub gives them (a filter's definition is JSON the hub validates); devices are kept with a
+//! hash of their token, never the token.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::StoreError;
+use crate::sqlite::SqliteStore;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterRow {
+    pub id: i64,
+    pub name: String,
+    /// JSON, validated by the hub.
+    pub definition: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRow {
+    pub id: i64,
+    pub name: String,
+    pub filters: Vec<i64>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub name: String,
+    pub token_hash: Vec<u8>,
+    pub profile_id: Option<i64>,
+    pub applied_cursor: u64,
+    pub last_seen: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Storage of filters, profiles and devices.
+pub trait DistributionStore {
+    fn filters(&self) -> Result<Vec<FilterRow>, StoreError>;
+    /// Insert (`id` 0) or replace; returns the id. Names are unique.
+    fn put_filter(&mut self, id: i64, name: &str, definition: &str) -> Result<i64, StoreError>;
+    fn delete_filter(&mut self, id: i64) -> Result<bool, StoreError>;
+    fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError>;
+    fn put_profile(&mut self, id: i64, name: &str, filters: &[i64]) -> Result<i64, StoreError>;
+    fn delete_profile(&mut self, id: i64) -> Result<bool, StoreError>;
+    fn devices(&self) -> Result<Vec<DeviceRow>, StoreError>;
+    fn add_device(
+        &mut self,
+        name: &str,
+        token_hash: &[u8],
+        profile_id: Option<i64>,
+    ) -> Result<DeviceRow, StoreError>;
+    fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError>;
+    /// Record what devices reported: `(device id, applied cursor, seen at)`, in one transaction.
+    fn record_device_progress(&mut self, progress: &[(i64, u64, i64)]) -> Result<(), StoreError>;
+    fn delete_device(&mut self, id: i64) -> Result<bool, StoreError>;
+}
+
+fn unique(e: rusqlite::Error, what: String) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Exists(what),
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+fn device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        token_hash: r.get(2)?,
+        profile_id: r.get(3)?,
+        applied_cursor: r.get::<_, i64>(4)? as u64,
+        last_seen: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at";
+
+impl DistributionStore for SqliteStore {
+    fn filters(&self) -> Result<Vec<FilterRow>, StoreError> {
+        let conn = self.connection();
+        let mut stmt =
+            conn.prepare("SELECT id, name, definition, updated_at FROM filters ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FilterRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                definition: r.get(2)?,
+                updated_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_filter(&mut self, id: i64, name: &str, definition: &str) -> Result<i64, StoreError> {
+        let now = self.now();
+        let conn = self.connection();
+        let what = || format!("filter {name:?}");
+        if id == 0 {
+            conn.execute(
+                "INSERT INTO filters (name, definition, updated_at) VALUES (?1, ?2, ?3)",
+                params![name, definition, now],
+            )
+            .map_err(|e| unique(e, what()))?;
+            return Ok(conn.last_insert_rowid());
+        }
+        conn.execute(
+            "UPDATE filters SET name = ?2, definition = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, name, definition, now],
+        )
+        .map_err(|e| unique(e, what()))?;
+        Ok(id)
+    }
+
+    fn delete_filter(&mut self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .connection()
+            .execute("DELETE FROM filters WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError> {
+        let conn = self.connection();
+        let mut stmt =
+            conn.prepare("SELECT id, name, filters, updated_at FROM profiles ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, filters, updated_at) = row?;
+            let filters: Vec<i64> = serde_json::from_str(&filters)
+                .map_err(|e| StoreError::Corrupt(format!("profile {name:?}: {e}")))?;
+            out.push(ProfileRow {
+                id,
+                name,
+                filters,
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_profile(&mut self, id: i64, name: &str, filters: &[i64]) -> Result<i64, StoreError> {
+        let now = self.now();
+        let list = serde_json::to_string(filters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let conn = self.connection();
+        let what = || format!("profile {name:?}");
+        if id == 0 {
+            conn.execute(
+                "INSERT INTO profiles (name, filters, updated_at) VALUES (?1, ?2, ?3)",
+                params![name, list, now],
+            )
+            .map_err(|e| unique(e, what()))?;
+            return Ok(conn.last_insert_rowid());
+        }
+        conn.execute(
+            "UPDATE profiles SET name = ?2, filters = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, name, list, now],
+        )
+        .map_err(|e| unique(e, what()))?;
+        Ok(id)
+    }
+
+    fn delete_profile(&mut self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.connection();
+        conn.execute(
+            "UPDATE devices SET profile_id = NULL WHERE profile_id = ?1",
+            [id],
+        )?;
+        Ok(conn.execute("DELETE FROM profiles WHERE id = ?1", [id])? > 0)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let conn = self.connection();
+        let mut stmt = conn.prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY name"))?;
+        let rows = stmt.query_map([], device)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_device(
+        &mut self,
+        name: &str,
+        token_hash: &[u8],
+        profile_id: Option<i64>,
+    ) -> Result<DeviceRow, StoreError> {
+        let now = self.now();
+        let conn = self.connection();
+        conn.execute(
+            "INSERT INTO devices (name, token_hash, profile_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, token_hash, profile_id, now],
+        )
+        .map_err(|e| unique(e, format!("device {name:?}")))?;
+        let id = conn.last_insert_rowid();
+        Ok(conn
+            .prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"))?
+            .query_row([id], device)
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt("device vanished".into()))?)
+    }
+
+    fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError> {
+        Ok(self.connection().execute(
+            "UPDATE devices SET profile_id = ?2, applied_cursor = 0 WHERE id = ?1",
+            params![id, profile_id],
+        )? > 0)
+    }
+
+    fn record_device_progress(&mut self, progress: &[(i64, u64, i64)]) -> Result<(), StoreError> {
+        let conn = self.connection();
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE devices SET applied_cursor = ?2, last_seen = ?3 WHERE id = ?1",
+            )?;
+            for (id, cursor, seen) in progress {
+                stmt.execute(params![id, *cursor as i64, seen])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_device(&mut self, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .connection()
+            .execute("DELETE FROM devices WHERE id = ?1", [id])?
+            > 0)
+    }
+}
