@@ -1,9 +1,9 @@
 //! The rephub hub (`rephub serve`): the reputation database behind HTTP APIs.
 //!
-//! This crate holds the server: configuration, API keys and roles, and the APIs. Implemented so far:
-//! the SMS-compatible Web API (`/repEntries/{add,delete,query,import}`, see
-//! `shared/reference/sms-webapi.md`) and `/healthz`. The REST API, reputation filters and delta
-//! distribution come next (issue 3).
+//! This crate holds the server: configuration, API keys and roles, the SMS-compatible Web API
+//! (`/repEntries/{add,delete,query,import}`, see `shared/reference/sms-webapi.md`), the REST API
+//! (`/api/v1`: filters, profiles, devices, distributions, entries) and the devices' long-poll sync,
+//! fed by the filter-set engine (`engine.rs`).
 //!
 //! Invariants: credentials are never logged (request logs carry the method and path only, never the
 //! query string, where SMS clients put `smspass`); keys are stored as SHA-256 hashes and compared in
@@ -12,7 +12,9 @@
 
 mod auth;
 pub mod config;
+mod engine;
 mod error;
+mod rest;
 mod sms;
 mod state;
 
@@ -37,7 +39,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(sms::router())
+        .merge(rest::router())
         .layer(DefaultBodyLimit::max(config.max_body_bytes()))
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
@@ -90,13 +94,30 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
         .local_addr()
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn(state.engine().follow());
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.flush_progress().await {
+                    tracing::warn!(error = %e, "recording device progress failed");
+                }
+            }
+        })
+    };
     let task = tokio::spawn(async move {
-        axum::serve(listener, app(state))
+        let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })
             .await
-            .map_err(|e| HubError::Internal(e.to_string()))
+            .map_err(|e| HubError::Internal(e.to_string()));
+        follower.abort();
+        flusher.abort();
+        state.flush_progress().await?;
+        served
     });
     tracing::info!(%addr, "rephub hub listening");
     Ok(RunningHub {

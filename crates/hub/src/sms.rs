@@ -292,6 +292,7 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
             Ok(Ok(outcome))
         })
         .await???;
+    state.written();
     Ok(match outcome {
         Outcome::Added => "added 1\n",
         Outcome::Updated => "updated 1\n",
@@ -365,6 +366,7 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
             )));
         }
     };
+    state.written();
     Ok(format!("deleted {deleted}\n"))
 }
 
@@ -497,6 +499,7 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
             Ok::<_, StoreError>((summary, rejects))
         })
         .await??;
+    state.written();
     let mut body = format!(
         "imported {}: added {}, updated {}, unchanged {}; rejected {}\n",
         summary.accepted, summary.added, summary.updated, summary.unchanged, summary.rejected

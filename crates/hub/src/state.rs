@@ -1,12 +1,14 @@
 //! Shared state of the handlers. The store is synchronous (SQLite); handlers reach it through
 //! `spawn_blocking` so that a long write never stalls the async workers.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rephub_store::{KeyStore, OpenOptions, SqliteStore};
+use rephub_store::{DistributionStore, KeyStore, OpenOptions, SqliteStore};
 
 use crate::auth::{Role, hash_key, new_key};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::HubError;
 
 #[derive(Debug, Clone)]
@@ -14,35 +16,54 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// What the hub needs to know of a device on every sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) profile: Option<i64>,
+}
+
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    // One connection for now: writes are serialised anyway (one SQLite writer); a pool of read
-    // connections comes with the distribution endpoints.
+    // The writing connection (and the reads of the APIs). Writes are serialised anyway: SQLite has
+    // one writer. The engine has its own reading connection.
     store: Mutex<SqliteStore>,
+    engine: Arc<Engine>,
+    /// Devices by token hash.
+    devices: Mutex<HashMap<Vec<u8>, Device>>,
+    /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
+    /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
+    progress: Mutex<HashMap<i64, (u64, i64)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these leaves SQLite consistent (an open transaction rolls back
+    // when dropped) and the maps whole, so a poisoned lock is safe to take over.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl AppState {
     /// Open the database; on first start create an admin key and return it (the only time it is
-    /// ever visible).
+    /// ever visible). Builds the filter sets.
     pub async fn open(config: Config) -> Result<(AppState, Option<String>), HubError> {
         let path = config.db_path();
         let cache_mib = config.cache_mib;
-        let (store, key) = tokio::task::spawn_blocking(move || {
-            let mut store = SqliteStore::open_with(
-                &path,
-                OpenOptions {
-                    cache_mib,
-                    ..OpenOptions::default()
-                },
-            )?;
+        let (store, engine, key) = tokio::task::spawn_blocking(move || {
+            let opts = || OpenOptions {
+                cache_mib,
+                ..OpenOptions::default()
+            };
+            let mut store = SqliteStore::open_with(&path, opts())?;
             let mut key = None;
             if store.api_keys()?.is_empty() {
                 let secret = new_key();
                 store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret))?;
                 key = Some(secret);
             }
-            Ok::<_, HubError>((store, key))
+            let engine = Engine::build(SqliteStore::open_with(&path, opts())?)?;
+            Ok::<_, HubError>((store, engine, key))
         })
         .await
         .map_err(|e| HubError::Internal(e.to_string()))??;
@@ -50,13 +71,26 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 store: Mutex::new(store),
+                engine,
+                devices: Mutex::new(HashMap::new()),
+                progress: Mutex::new(HashMap::new()),
             }),
         };
+        state.reload_devices().await?;
         Ok((state, key))
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn engine(&self) -> Arc<Engine> {
+        self.inner.engine.clone()
+    }
+
+    /// Entries were written: let the follower look now rather than at its next poll.
+    pub(crate) fn written(&self) {
+        self.inner.engine.wake();
     }
 
     /// Run `f` with the store on the blocking pool.
@@ -73,10 +107,48 @@ impl AppState {
         .await
         .map_err(|e| HubError::Internal(e.to_string()))
     }
-}
 
-/// A panic while holding the lock leaves SQLite consistent (the transaction rolls back when the
-/// `SqliteTx` is dropped), so a poisoned lock is safe to take over.
-fn lock(m: &Mutex<SqliteStore>) -> MutexGuard<'_, SqliteStore> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) async fn reload_devices(&self) -> Result<(), HubError> {
+        let rows = self.with_store(|s| s.devices()).await??;
+        let map = rows
+            .into_iter()
+            .map(|d| {
+                (
+                    d.token_hash,
+                    Device {
+                        id: d.id,
+                        name: d.name,
+                        profile: d.profile_id,
+                    },
+                )
+            })
+            .collect();
+        *lock(&self.inner.devices) = map;
+        Ok(())
+    }
+
+    pub(crate) fn device(&self, token_hash: &[u8]) -> Option<Device> {
+        lock(&self.inner.devices).get(token_hash).cloned()
+    }
+
+    pub(crate) fn record_progress(&self, device: i64, cursor: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        lock(&self.inner.progress).insert(device, (cursor, now));
+    }
+
+    /// Write the reported cursors to the database.
+    pub(crate) async fn flush_progress(&self) -> Result<(), HubError> {
+        let pending: Vec<(i64, u64, i64)> = lock(&self.inner.progress)
+            .drain()
+            .map(|(id, (c, t))| (id, c, t))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.with_store(move |s| s.record_device_progress(&pending))
+            .await??;
+        Ok(())
+    }
 }

@@ -183,8 +183,25 @@ mod tests {
         )
     }
 
-    fn f(cat: &Catalog, id: i64, prec: i64, action: ActionSet, kinds: Vec<Kind>, crit: &[&str]) -> Filter {
-        Filter::new(cat, id, &format!("f{id}"), true, prec, action, kinds, crit.iter().map(|s| s.to_string()).collect()).unwrap()
+    fn f(
+        cat: &Catalog,
+        id: i64,
+        prec: i64,
+        action: ActionSet,
+        kinds: Vec<Kind>,
+        crit: &[&str],
+    ) -> Filter {
+        Filter::new(
+            cat,
+            id,
+            &format!("f{id}"),
+            true,
+            prec,
+            action,
+            kinds,
+            crit.iter().map(|s| s.to_string()).collect(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -192,24 +209,86 @@ mod tests {
         let cat = catalog();
         let mut filters = vec![
             f(&cat, 1, 20, ActionSet::Notify, vec![], &[]),
-            f(&cat, 2, 10, ActionSet::Block, vec![Kind::Ipv4], &["Trend Micro Severity=High"]),
-            f(&cat, 3, 10, ActionSet::Permit, vec![], &["Trend Micro Scan Action=log"]),
+            f(
+                &cat,
+                2,
+                10,
+                ActionSet::Block,
+                vec![Kind::Ipv4],
+                &["Trend Micro Severity=High"],
+            ),
+            f(
+                &cat,
+                3,
+                10,
+                ActionSet::Permit,
+                vec![],
+                &["Trend Micro Scan Action=log"],
+            ),
         ];
         sort_filters(&mut filters);
         let ip = Entry::parse(Kind::Ipv4, "1.2.3.4").unwrap();
         let dom = Entry::parse(Kind::Domain, "a.example").unwrap();
-        let high = cat.parse_pairs([("Trend Micro Severity", "High")]).unwrap().0;
-        let low = cat.parse_pairs([("Trend Micro Severity", "Low")]).unwrap().0;
-        let log = cat.parse_pairs([("Trend Micro Scan Action", "log"), ("Trend Micro Severity", "High")]).unwrap().0;
-        assert_eq!(decide(&filters, &ip, &high), Some(Decision { filter: 2, action: ActionSet::Block }));
-        assert_eq!(decide(&filters, &dom, &high), Some(Decision { filter: 1, action: ActionSet::Notify }));
-        assert_eq!(decide(&filters, &ip, &low), Some(Decision { filter: 1, action: ActionSet::Notify }));
-        assert_eq!(decide(&filters, &ip, &log), Some(Decision { filter: 2, action: ActionSet::Block }));
+        let high = cat
+            .parse_pairs([("Trend Micro Severity", "High")])
+            .unwrap()
+            .0;
+        let low = cat
+            .parse_pairs([("Trend Micro Severity", "Low")])
+            .unwrap()
+            .0;
+        let log = cat
+            .parse_pairs([
+                ("Trend Micro Scan Action", "log"),
+                ("Trend Micro Severity", "High"),
+            ])
+            .unwrap()
+            .0;
+        assert_eq!(
+            decide(&filters, &ip, &high),
+            Some(Decision {
+                filter: 2,
+                action: ActionSet::Block
+            })
+        );
+        assert_eq!(
+            decide(&filters, &dom, &high),
+            Some(Decision {
+                filter: 1,
+                action: ActionSet::Notify
+            })
+        );
+        assert_eq!(
+            decide(&filters, &ip, &low),
+            Some(Decision {
+                filter: 1,
+                action: ActionSet::Notify
+            })
+        );
+        assert_eq!(
+            decide(&filters, &ip, &log),
+            Some(Decision {
+                filter: 2,
+                action: ActionSet::Block
+            })
+        );
         // Sorted: f2 (10), f3 (10), f1 (20). A disabled filter is skipped.
         assert_eq!(filters[0].id, 2);
         filters[0].enabled = false;
-        assert_eq!(decide(&filters, &ip, &high), Some(Decision { filter: 1, action: ActionSet::Notify }));
-        assert_eq!(decide(&filters, &ip, &log), Some(Decision { filter: 3, action: ActionSet::Permit }));
+        assert_eq!(
+            decide(&filters, &ip, &high),
+            Some(Decision {
+                filter: 1,
+                action: ActionSet::Notify
+            })
+        );
+        assert_eq!(
+            decide(&filters, &ip, &log),
+            Some(Decision {
+                filter: 3,
+                action: ActionSet::Permit
+            })
+        );
         filters.retain(|f| f.id == 2);
         assert_eq!(decide(&filters, &ip, &low), None);
     }
@@ -217,14 +296,26 @@ mod tests {
     #[test]
     fn definitions_are_validated() {
         let cat = catalog();
-        let bad = Filter::new(&cat, 1, "x", true, 0, ActionSet::Block, vec![], vec!["Nope=1".into()]);
+        let bad = Filter::new(
+            &cat,
+            1,
+            "x",
+            true,
+            0,
+            ActionSet::Block,
+            vec![],
+            vec!["Nope=1".into()],
+        );
         assert_eq!(bad.unwrap_err().field, "criteria");
         let bad = Filter::new(&cat, 1, " ", true, 0, ActionSet::Block, vec![], vec![]);
         assert_eq!(bad.unwrap_err().field, "name");
         for a in ActionSet::ALL {
             assert_eq!(a.as_str().parse::<ActionSet>(), Ok(a));
         }
-        assert_eq!("Block + Notify".parse::<ActionSet>(), Ok(ActionSet::BlockNotify));
+        assert_eq!(
+            "Block + Notify".parse::<ActionSet>(),
+            Ok(ActionSet::BlockNotify)
+        );
         assert!("drop".parse::<ActionSet>().is_err());
     }
 }

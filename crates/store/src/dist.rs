@@ -151,7 +151,8 @@ impl DistributionStore for SqliteStore {
 
     fn put_profile(&mut self, id: i64, name: &str, filters: &[i64]) -> Result<i64, StoreError> {
         let now = self.now();
-        let list = serde_json::to_string(filters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let list =
+            serde_json::to_string(filters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let conn = self.connection();
         let what = || format!("profile {name:?}");
         if id == 0 {
@@ -181,7 +182,9 @@ impl DistributionStore for SqliteStore {
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         let conn = self.connection();
-        let mut stmt = conn.prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY name"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY name"
+        ))?;
         let rows = stmt.query_map([], device)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -200,11 +203,12 @@ impl DistributionStore for SqliteStore {
         )
         .map_err(|e| unique(e, format!("device {name:?}")))?;
         let id = conn.last_insert_rowid();
-        Ok(conn
-            .prepare(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"))?
-            .query_row([id], device)
-            .optional()?
-            .ok_or_else(|| StoreError::Corrupt("device vanished".into()))?)
+        conn.prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+        ))?
+        .query_row([id], device)
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt("device vanished".into()))
     }
 
     fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError> {

@@ -11,17 +11,17 @@
 //! implementation (SQLite in WAL mode, one writer, durable on commit). A PostgreSQL backend would
 //! implement the same two traits.
 
+mod dist;
 mod error;
 pub mod import;
-mod dist;
 mod keys;
 mod merge;
 mod schema;
 mod sqlite;
 mod types;
 
-pub use error::StoreError;
 pub use dist::{DeviceRow, DistributionStore, FilterRow, ProfileRow};
+pub use error::StoreError;
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
@@ -73,6 +73,9 @@ pub trait ReputationStore {
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
     fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// The newest sequence number (cheap, unlike [`ReputationStore::stats`]).
+    fn last_seq(&self) -> Result<u64, StoreError>;
 
     /// Remove every assertion whose expiry is at or before `now`, and the entries left without one.
     /// Returns the number of assertions removed.

@@ -576,6 +576,10 @@ impl ReputationStore for SqliteStore {
         Ok(stats)
     }
 
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        meta(&self.conn, "last_seq")
+    }
+
     fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError> {
         // A plain read first: when nothing is due (the usual case), no write lock is taken.
         let due: bool = self.conn.query_row(

@@ -1,0 +1,402 @@
+//! Filter sets: for every profile, which entries it selects and with which action set, kept up to
+//! date incrementally, and the long-poll that tells devices about changes.
+//!
+//! Design (and why it survives restarts):
+//! - Cursors are the store's change-log sequence numbers, which are persistent.
+//! - One follower task tails the change log: after each write through the hub it is woken at once,
+//!   and it also polls, which catches writes by other processes (the CLI). For every changed entry
+//!   it re-evaluates each profile's filters; a changed decision (selected, unselected, other action
+//!   or filter) goes into the profile's decision map and its log `(seq, entry)`.
+//! - A filter or profile edit does not patch the maps itself: the hub computes which entries'
+//!   decisions change and *touches* them in the change log; the follower then handles them like any
+//!   other change. So edits cost only the difference, and reach devices the same way entries do.
+//! - A device without a cursor (or with one from the future) gets a snapshot; at cursor N, a delta from the
+//!   profile's log; if the log no longer reaches back to N (after a restart, or trimmed), a delta
+//!   recomputed from the store's change log (it may then name deletions of entries the device never
+//!   had, which it ignores); below the compaction horizon, a snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rephub_model::{Catalog, Criteria, Decision, Entry, Filter, decide, sort_filters};
+use rephub_store::{ChangePage, DistributionStore, ReputationStore, SqliteStore};
+use tokio::sync::{Notify, watch};
+
+use crate::error::HubError;
+
+/// Changes read from the store per follower step.
+const PAGE: usize = 10_000;
+/// How often the follower looks for writes made by other processes.
+const POLL: Duration = Duration::from_millis(250);
+
+/// One profile's filter set.
+#[derive(Debug, Default)]
+pub(crate) struct FilterSet {
+    pub(crate) name: String,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) decisions: HashMap<i64, (Entry, Decision)>,
+    /// Decision changes `(seq, entry id, entry)`, ascending; complete from `log_start` on.
+    log: Vec<(u64, i64, Entry)>,
+    log_start: u64,
+    /// Sequence number of the newest decision change.
+    pub(crate) last_change: u64,
+}
+
+/// What a device gets.
+#[derive(Debug)]
+pub(crate) enum SyncAnswer {
+    Snapshot {
+        cursor: u64,
+        items: Vec<(Entry, Decision)>,
+    },
+    Delta {
+        cursor: u64,
+        upserts: Vec<(Entry, Decision)>,
+        deletes: Vec<Entry>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The change-log position the filter sets reflect.
+    applied: u64,
+    profiles: HashMap<i64, FilterSet>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Engine {
+    state: Mutex<State>,
+    /// The reading connection of the follower and of snapshots (WAL: reads never wait).
+    reader: Mutex<SqliteStore>,
+    wake: Notify,
+    applied_tx: watch::Sender<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State is only replaced whole under the lock; a panic elsewhere cannot leave it half-written.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Filters of a profile, parsed and in evaluation order.
+pub(crate) fn profile_filters(
+    catalog: &Catalog,
+    ids: &[i64],
+    rows: &[rephub_store::FilterRow],
+) -> Result<Vec<Filter>, HubError> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(row) = rows.iter().find(|r| r.id == *id) {
+            let def: crate::rest::FilterDef = serde_json::from_str(&row.definition)
+                .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?;
+            out.push(
+                def.build(catalog, row.id, &row.name)
+                    .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?,
+            );
+        }
+    }
+    sort_filters(&mut out);
+    Ok(out)
+}
+
+impl Engine {
+    /// Build every profile's filter set from the store.
+    pub(crate) fn build(reader: SqliteStore) -> Result<Arc<Engine>, HubError> {
+        let state = Engine::build_state(&reader)?;
+        let (applied_tx, _) = watch::channel(state.applied);
+        Ok(Arc::new(Engine {
+            state: Mutex::new(state),
+            reader: Mutex::new(reader),
+            wake: Notify::new(),
+            applied_tx,
+        }))
+    }
+
+    /// Something was written: look at the change log now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    pub(crate) fn applied(&self) -> u64 {
+        lock(&self.state).applied
+    }
+
+    /// `(profile id, name, selected entries, last change)` for status pages.
+    pub(crate) fn summary(&self) -> Vec<(i64, String, usize, u64)> {
+        let st = lock(&self.state);
+        let mut v: Vec<_> = st
+            .profiles
+            .iter()
+            .map(|(id, s)| (*id, s.name.clone(), s.decisions.len(), s.last_change))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn last_change(&self, profile: i64) -> Option<u64> {
+        lock(&self.state)
+            .profiles
+            .get(&profile)
+            .map(|s| s.last_change)
+    }
+
+    /// The follower: runs until the hub stops.
+    pub(crate) async fn follow(self: Arc<Self>) {
+        loop {
+            let engine = self.clone();
+            let step = tokio::task::spawn_blocking(move || engine.step()).await;
+            match step {
+                Ok(Ok(true)) => continue,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "following the change log failed"),
+                Err(e) => tracing::error!(error = %e, "follower task failed"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {},
+                () = tokio::time::sleep(POLL) => {},
+            }
+        }
+    }
+
+    /// Apply one page of changes. Returns whether there may be more.
+    pub(crate) fn step(&self) -> Result<bool, HubError> {
+        let reader = lock(&self.reader);
+        let from = self.applied();
+        let page = reader.changes_since(from, PAGE)?;
+        let (changes, next) = match page {
+            ChangePage::Delta { changes, next } => (changes, next),
+            ChangePage::SnapshotRequired { .. } => {
+                // The log was compacted past us (a long stop): rebuild from the entries.
+                drop(reader);
+                return self.rebuild().map(|()| false);
+            }
+        };
+        if next == from {
+            return Ok(false);
+        }
+        // Current state of every changed entry, read before taking the state lock.
+        let mut current: Vec<(u64, i64, Entry, Option<rephub_store::StoredEntry>)> =
+            Vec::with_capacity(changes.len());
+        for c in changes {
+            let stored = reader.get_by_id(c.entry_id)?;
+            current.push((c.seq, c.entry_id, c.entry, stored));
+        }
+        drop(reader);
+        let mut st = lock(&self.state);
+        for set in st.profiles.values_mut() {
+            for (seq, id, entry, stored) in &current {
+                let now = stored
+                    .as_ref()
+                    .and_then(|s| decide(&set.filters, &s.entry, &s.tags));
+                let before = set.decisions.get(id).map(|(_, d)| *d);
+                if now == before {
+                    continue;
+                }
+                match now {
+                    Some(d) => {
+                        set.decisions.insert(*id, (entry.clone(), d));
+                    }
+                    None => {
+                        set.decisions.remove(id);
+                    }
+                }
+                set.log.push((*seq, *id, entry.clone()));
+                set.last_change = *seq;
+            }
+            trim(set);
+        }
+        st.applied = next;
+        drop(st);
+        self.applied_tx.send_replace(next);
+        Ok(true)
+    }
+
+    fn rebuild(&self) -> Result<(), HubError> {
+        let reader = lock(&self.reader);
+        let fresh = Engine::build_state(&reader)?;
+        drop(reader);
+        let applied = fresh.applied;
+        *lock(&self.state) = fresh;
+        self.applied_tx.send_replace(applied);
+        Ok(())
+    }
+
+    fn build_state(reader: &SqliteStore) -> Result<State, HubError> {
+        let catalog = reader.catalog()?;
+        let rows = reader.filters()?;
+        // `applied` is read first: anything written during the scan below is also in the change
+        // log after it, and evaluating an entry twice gives the same decision.
+        let applied = reader.stats()?.last_seq;
+        let mut profiles = HashMap::new();
+        for p in reader.profiles()? {
+            profiles.insert(
+                p.id,
+                FilterSet {
+                    name: p.name,
+                    filters: profile_filters(&catalog, &p.filters, &rows)?,
+                    log_start: applied,
+                    last_change: applied,
+                    ..FilterSet::default()
+                },
+            );
+        }
+        reader.search_each(&Criteria::default(), &mut |e| {
+            for set in profiles.values_mut() {
+                if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
+                    set.decisions.insert(e.id, (e.entry.clone(), d));
+                }
+            }
+            true
+        })?;
+        Ok(State { applied, profiles })
+    }
+
+    /// A profile was created or its filters changed: install the new filters and return the
+    /// entries whose decision changes (to be touched in the change log, see the module docs).
+    pub(crate) fn set_profile(
+        &self,
+        id: i64,
+        name: &str,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<i64>, HubError> {
+        // The reader stays locked until the new filters are installed, so the follower cannot apply
+        // a change between the scan and the install.
+        let reader = lock(&self.reader);
+        let mut fresh: HashMap<i64, Decision> = HashMap::new();
+        reader.search_each(&Criteria::default(), &mut |e| {
+            if let Some(d) = decide(&filters, &e.entry, &e.tags) {
+                fresh.insert(e.id, d);
+            }
+            true
+        })?;
+        let mut st = lock(&self.state);
+        let applied = st.applied;
+        let set = st.profiles.entry(id).or_insert_with(|| FilterSet {
+            log_start: applied,
+            last_change: applied,
+            ..FilterSet::default()
+        });
+        set.name = name.to_string();
+        set.filters = filters;
+        let mut changed: HashSet<i64> = set
+            .decisions
+            .iter()
+            .filter(|(id, (_, d))| fresh.get(id) != Some(d))
+            .map(|(id, _)| *id)
+            .collect();
+        changed.extend(fresh.keys().filter(|id| !set.decisions.contains_key(id)));
+        drop(st);
+        drop(reader);
+        Ok(changed.into_iter().collect())
+    }
+
+    pub(crate) fn remove_profile(&self, id: i64) {
+        lock(&self.state).profiles.remove(&id);
+    }
+
+    /// Names of a profile's filters by id, for answers.
+    pub(crate) fn filter_names(&self, profile: i64) -> HashMap<i64, String> {
+        lock(&self.state)
+            .profiles
+            .get(&profile)
+            .map(|s| s.filters.iter().map(|f| (f.id, f.name.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// What a device of `profile` at `cursor` (`None`: it has nothing) needs, or `None` when
+    /// nothing changed since.
+    pub(crate) fn answer(
+        &self,
+        profile: i64,
+        cursor: Option<u64>,
+    ) -> Result<Option<SyncAnswer>, HubError> {
+        let st = lock(&self.state);
+        let Some(set) = st.profiles.get(&profile) else {
+            return Ok(None);
+        };
+        let applied = st.applied;
+        // A cursor from the future: the database was replaced under the device; start again.
+        let cursor = match cursor {
+            Some(c) if c <= applied => c,
+            _ => {
+                return Ok(Some(SyncAnswer::Snapshot {
+                    cursor: applied,
+                    items: set.decisions.values().cloned().collect(),
+                }));
+            }
+        };
+        if set.last_change <= cursor {
+            return Ok(None);
+        }
+        if cursor >= set.log_start {
+            let start = set.log.partition_point(|(seq, _, _)| *seq <= cursor);
+            let mut seen = HashSet::new();
+            let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+            for (_, id, entry) in set.log[start..].iter().rev() {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                match set.decisions.get(id) {
+                    Some(current) => upserts.push(current.clone()),
+                    None => deletes.push(entry.clone()),
+                }
+            }
+            return Ok(Some(SyncAnswer::Delta {
+                cursor: applied,
+                upserts,
+                deletes,
+            }));
+        }
+        // The log does not reach back that far: recompute from the store's change log.
+        let decisions: HashMap<i64, (Entry, Decision)> = set.decisions.clone();
+        drop(st);
+        let reader = lock(&self.reader);
+        let mut seen = HashSet::new();
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let mut from = cursor;
+        while from < applied {
+            match reader.changes_since(from, PAGE)? {
+                ChangePage::SnapshotRequired { .. } => {
+                    return Ok(Some(SyncAnswer::Snapshot {
+                        cursor: applied,
+                        items: decisions.into_values().collect(),
+                    }));
+                }
+                ChangePage::Delta { changes, next } => {
+                    for c in changes.into_iter().filter(|c| c.seq <= applied) {
+                        if seen.insert(c.entry_id) {
+                            match decisions.get(&c.entry_id) {
+                                Some(current) => upserts.push(current.clone()),
+                                None => deletes.push(c.entry),
+                            }
+                        }
+                    }
+                    if next == from {
+                        break;
+                    }
+                    from = next;
+                }
+            }
+        }
+        Ok(Some(SyncAnswer::Delta {
+            cursor: applied,
+            upserts,
+            deletes,
+        }))
+    }
+}
+
+/// Keep a log at most twice as long as the set (and at least 100,000 records): older cursors are
+/// served from the store's change log.
+fn trim(set: &mut FilterSet) {
+    let max = (2 * set.decisions.len()).max(100_000);
+    if set.log.len() > max {
+        let cut = set.log.len() - max / 2;
+        set.log_start = set.log[cut - 1].0;
+        set.log.drain(..cut);
+    }
+}

@@ -1,0 +1,915 @@
+//! The REST API under `/api/v1` (JSON): reputation filters, profiles, devices and distributions,
+//! entry writes, and the devices' sync (see `docs/sync-protocol.md`).
+//!
+//! Authentication: `Authorization: Bearer <API key>` (or `X-Api-Key`) for users and producers;
+//! `Authorization: Bearer <device token>` for `/api/v1/sync`. Errors are
+//! `{"error": {"field": ..., "message": ...}}` with 400 (malformed), 401, 403, 404, 409 (conflict),
+//! 413; a request that fails changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use rephub_model::{ActionSet, Catalog, Decision, Entry, Filter, FilterError, Kind};
+use rephub_store::{
+    DistributionStore, ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx,
+};
+
+use crate::auth::{Caller, Role, hash_key, new_key, verify};
+use crate::engine::{SyncAnswer, profile_filters};
+use crate::error::HubError;
+use crate::state::AppState;
+
+/// Longest a sync request may wait for a change.
+const MAX_WAIT_SECS: u64 = 300;
+const DEFAULT_WAIT_SECS: u64 = 30;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/filters", get(list_filters).post(create_filter))
+        .route(
+            "/api/v1/filters/{id}",
+            put(update_filter).delete(delete_filter),
+        )
+        .route("/api/v1/profiles", get(list_profiles).post(create_profile))
+        .route(
+            "/api/v1/profiles/{id}",
+            put(update_profile).delete(delete_profile),
+        )
+        .route("/api/v1/devices", get(list_devices).post(register_device))
+        .route("/api/v1/devices/{id}", axum::routing::delete(delete_device))
+        .route("/api/v1/distributions", get(distributions).post(distribute))
+        .route(
+            "/api/v1/entries",
+            axum::routing::post(add_entries).delete(delete_entries),
+        )
+        .route("/api/v1/sync", get(sync))
+}
+
+/// A REST failure: status, the field at fault (if one), a message.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    field: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    fn bad(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, Some(field), message)
+    }
+
+    fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, None, format!("no such {what}"))
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> ApiError {
+        tracing::error!(error = %e, "REST request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Exists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                Some("name"),
+                format!("{what} already exists"),
+            ),
+            other => HubError::from(other).into(),
+        }
+    }
+}
+
+impl From<FilterError> for ApiError {
+    fn from(e: FilterError) -> ApiError {
+        ApiError::bad(e.field, e.reason)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"field": self.field, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API key of a REST call.
+async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Caller> {
+    let key = bearer(headers)
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_string())
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                Some("authorization"),
+                "an API key is required (Authorization: Bearer <key>)",
+            )
+        })?;
+    let found = state.with_store(move |s| verify(s, None, &key)).await??;
+    let caller = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            Some("authorization"),
+            "unknown API key",
+        )
+    })?;
+    let allowed = match need {
+        Role::Admin => caller.role == Role::Admin,
+        Role::Producer => caller.role.may_write_entries(),
+        Role::ReadOnly => true,
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            format!("{} ({}) may not do this", caller.name, caller.role.as_str()),
+        ));
+    }
+    Ok(caller)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// JSON bodies are parsed here rather than by the extractor, so that every error has our shape.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad("body", e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+
+/// A filter as the API and the store write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilterDef {
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
+    #[serde(default)]
+    pub(crate) precedence: i64,
+    pub(crate) action: String,
+    #[serde(default)]
+    pub(crate) kinds: Vec<String>,
+    #[serde(default)]
+    pub(crate) criteria: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FilterDef {
+    pub(crate) fn build(
+        &self,
+        catalog: &Catalog,
+        id: i64,
+        name: &str,
+    ) -> Result<Filter, FilterError> {
+        let action: ActionSet = self.action.parse().map_err(|reason| FilterError {
+            field: "action",
+            reason,
+        })?;
+        let mut kinds = Vec::new();
+        for (i, k) in self.kinds.iter().enumerate() {
+            kinds.push(k.parse::<Kind>().map_err(|e| FilterError {
+                field: "kinds",
+                reason: format!("[{i}] {e}"),
+            })?);
+        }
+        Filter::new(
+            catalog,
+            id,
+            name,
+            self.enabled,
+            self.precedence,
+            action,
+            kinds,
+            self.criteria.clone(),
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterBody {
+    name: String,
+    #[serde(flatten)]
+    def: FilterDef,
+}
+
+fn filter_json(id: i64, name: &str, def: &FilterDef) -> Value {
+    json!({"id": id, "name": name, "enabled": def.enabled, "precedence": def.precedence,
+           "action": def.action, "kinds": def.kinds, "criteria": def.criteria})
+}
+
+async fn list_filters(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.filters()).await??;
+    let mut out = Vec::new();
+    for r in rows {
+        let def: FilterDef =
+            serde_json::from_str(&r.definition).map_err(|e| HubError::Internal(e.to_string()))?;
+        out.push(filter_json(r.id, &r.name, &def));
+    }
+    Ok(Json(json!({"filters": out})))
+}
+
+async fn create_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let f: FilterBody = body(&b)?;
+    save_filter(&state, 0, f)
+        .await
+        .map(|v| (StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn update_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let f: FilterBody = body(&b)?;
+    let exists = state
+        .with_store(move |s| s.filters().map(|v| v.iter().any(|r| r.id == id)))
+        .await??;
+    if !exists {
+        return Err(ApiError::not_found("filter"));
+    }
+    save_filter(&state, id, f).await.map(Json)
+}
+
+async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Value> {
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let name = f.name.trim().to_string();
+    f.def.build(&catalog, id, &name)?;
+    let text = serde_json::to_string(&f.def).map_err(|e| HubError::Internal(e.to_string()))?;
+    let (n, t) = (name.clone(), text);
+    let id = state
+        .with_store(move |s| s.put_filter(id, &n, &t))
+        .await??;
+    refresh_profiles_using(state, Some(id)).await?;
+    Ok(filter_json(id, &name, &f.def))
+}
+
+async fn delete_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    caller(&state, &headers, Role::Admin).await?;
+    let gone = state.with_store(move |s| s.delete_filter(id)).await??;
+    if !gone {
+        return Err(ApiError::not_found("filter"));
+    }
+    refresh_profiles_using(&state, Some(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-install the filters of every profile that uses `filter` (all profiles when `None`).
+async fn refresh_profiles_using(state: &AppState, filter: Option<i64>) -> ApiResult<()> {
+    let profiles = state.with_store(|s| s.profiles()).await??;
+    for p in profiles {
+        if filter.is_none_or(|f| p.filters.contains(&f)) {
+            install_profile(state, p.id, &p.name, &p.filters).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Give the engine a profile's filters and touch the entries whose decision changes (see
+/// `engine.rs`): the follower then delivers exactly the difference to the profile's devices.
+async fn install_profile(
+    state: &AppState,
+    id: i64,
+    name: &str,
+    filter_ids: &[i64],
+) -> ApiResult<()> {
+    let ids = filter_ids.to_vec();
+    let (catalog, rows) = state
+        .with_store(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
+        .await??;
+    let filters = profile_filters(&catalog, &ids, &rows)?;
+    let engine = state.engine();
+    let name = name.to_string();
+    let changed = tokio::task::spawn_blocking(move || engine.set_profile(id, &name, filters))
+        .await
+        .map_err(|e| HubError::Internal(e.to_string()))??;
+    if !changed.is_empty() {
+        state
+            .with_store(move |s| -> Result<u64, StoreError> {
+                let mut tx = s.begin()?;
+                tx.touch(&changed)?;
+                tx.commit()
+            })
+            .await??;
+    }
+    state.written();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    name: String,
+    /// Filter names or ids.
+    #[serde(default)]
+    filters: Vec<Value>,
+}
+
+async fn resolve_filters(state: &AppState, wanted: &[Value]) -> ApiResult<Vec<i64>> {
+    let rows = state.with_store(|s| s.filters()).await??;
+    let mut ids = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let id = match w {
+            Value::Number(n) => n.as_i64().filter(|id| rows.iter().any(|r| r.id == *id)),
+            Value::String(name) => rows.iter().find(|r| &r.name == name).map(|r| r.id),
+            _ => None,
+        };
+        ids.push(id.ok_or_else(|| ApiError::bad("filters", format!("[{i}] {w}: no such filter")))?);
+    }
+    ids.dedup();
+    Ok(ids)
+}
+
+async fn list_profiles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.profiles()).await??;
+    let summary: HashMap<i64, (usize, u64)> = state
+        .engine()
+        .summary()
+        .into_iter()
+        .map(|(id, _, n, c)| (id, (n, c)))
+        .collect();
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            let (n, c) = summary.get(&p.id).copied().unwrap_or_default();
+            json!({"id": p.id, "name": p.name, "filters": p.filters, "selected": n, "cursor": c})
+        })
+        .collect();
+    Ok(Json(json!({"profiles": out})))
+}
+
+async fn create_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let p: ProfileBody = body(&b)?;
+    let v = save_profile(&state, 0, p).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let p: ProfileBody = body(&b)?;
+    let exists = state
+        .with_store(move |s| s.profiles().map(|v| v.iter().any(|r| r.id == id)))
+        .await??;
+    if !exists {
+        return Err(ApiError::not_found("profile"));
+    }
+    save_profile(&state, id, p).await.map(Json)
+}
+
+async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Value> {
+    let name = p.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::bad("name", "must be 1 to 255 characters"));
+    }
+    let filters = resolve_filters(state, &p.filters).await?;
+    let (n, f) = (name.clone(), filters.clone());
+    let id = state
+        .with_store(move |s| s.put_profile(id, &n, &f))
+        .await??;
+    install_profile(state, id, &name, &filters).await?;
+    Ok(json!({"id": id, "name": name, "filters": filters}))
+}
+
+async fn delete_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    caller(&state, &headers, Role::Admin).await?;
+    if !state.with_store(move |s| s.delete_profile(id)).await?? {
+        return Err(ApiError::not_found("profile"));
+    }
+    state.engine().remove_profile(id);
+    state.reload_devices().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and distributions
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceBody {
+    name: String,
+    #[serde(default)]
+    profile: Option<String>,
+}
+
+async fn profile_id(state: &AppState, name: Option<String>) -> ApiResult<Option<i64>> {
+    let Some(name) = name else { return Ok(None) };
+    let rows = state.with_store(|s| s.profiles()).await??;
+    rows.iter()
+        .find(|p| p.name == name)
+        .map(|p| Some(p.id))
+        .ok_or_else(|| ApiError::bad("profile", format!("{name:?}: no such profile")))
+}
+
+async fn register_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let d: DeviceBody = body(&b)?;
+    let name = d.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::bad("name", "must be 1 to 255 characters"));
+    }
+    let profile = profile_id(&state, d.profile.clone()).await?;
+    let token = new_key().replacen("rh_", "rhd_", 1);
+    let hash = hash_key(&token);
+    let n = name.clone();
+    let row = state
+        .with_store(move |s| s.add_device(&n, &hash, profile))
+        .await??;
+    state.reload_devices().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": row.id, "name": name, "profile": d.profile, "token": token})),
+    )
+        .into_response())
+}
+
+async fn delete_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    caller(&state, &headers, Role::Admin).await?;
+    if !state.with_store(move |s| s.delete_device(id)).await?? {
+        return Err(ApiError::not_found("device"));
+    }
+    state.reload_devices().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every device with its distribution status.
+async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
+    state.flush_progress().await?;
+    let (devices, profiles) = state
+        .with_store(|s| Ok::<_, StoreError>((s.devices()?, s.profiles()?)))
+        .await??;
+    let engine = state.engine();
+    Ok(devices
+        .iter()
+        .map(|d| {
+            let profile = d
+                .profile_id
+                .and_then(|p| profiles.iter().find(|r| r.id == p));
+            let last_change = d.profile_id.and_then(|p| engine.last_change(p));
+            let status = match (profile, d.last_seen, last_change) {
+                (None, _, _) => "no profile",
+                (_, None, _) => "pending",
+                (_, _, Some(c)) if d.applied_cursor >= c => "in sync",
+                _ => "behind",
+            };
+            json!({"id": d.id, "name": d.name, "profile": profile.map(|p| &p.name),
+                   "status": status, "applied_cursor": d.applied_cursor,
+                   "profile_cursor": last_change, "last_seen": d.last_seen})
+        })
+        .collect())
+}
+
+async fn list_devices(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    Ok(Json(json!({"devices": device_status(&state).await?})))
+}
+
+async fn distributions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let devices = device_status(&state).await?;
+    let mut by_profile: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for d in devices {
+        if let Some(p) = d["profile"].as_str() {
+            by_profile.entry(p.to_string()).or_default().push(d);
+        }
+    }
+    let out: Vec<Value> = by_profile
+        .into_iter()
+        .map(|(p, ds)| json!({"profile": p, "devices": ds}))
+        .collect();
+    Ok(Json(json!({"distributions": out})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistributeBody {
+    profile: String,
+    devices: Vec<String>,
+}
+
+/// Distribute a profile to devices: from now on they sync its filter set (from a snapshot).
+async fn distribute(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let d: DistributeBody = body(&b)?;
+    let profile = profile_id(&state, Some(d.profile.clone())).await?;
+    let all = state.with_store(|s| s.devices()).await??;
+    let mut ids = Vec::new();
+    for (i, name) in d.devices.iter().enumerate() {
+        let dev = all
+            .iter()
+            .find(|x| &x.name == name)
+            .ok_or_else(|| ApiError::bad("devices", format!("[{i}] {name:?}: no such device")))?;
+        ids.push(dev.id);
+    }
+    state
+        .with_store(move |s| -> Result<(), StoreError> {
+            for id in ids {
+                s.set_device_profile(id, profile)?;
+            }
+            Ok(())
+        })
+        .await??;
+    state.reload_devices().await?;
+    Ok(Json(json!({"profile": d.profile, "devices": d.devices})))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entries
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesBody {
+    entries: Vec<EntryBody>,
+    /// The source the entries are attributed to (default `user`).
+    #[serde(default)]
+    source: Option<String>,
+    /// `merge` (default, SMS semantics) or `replace`.
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryBody {
+    value: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, Value>,
+}
+
+fn parse_entry(i: usize, e: &EntryBody) -> ApiResult<Entry> {
+    let field = format!("entries[{i}]");
+    let parsed = match e.kind.as_deref() {
+        None | Some("auto") => Entry::parse_auto(&e.value),
+        Some(k) => {
+            let kind: Kind = k.parse().map_err(|err: rephub_model::UnknownKind| {
+                ApiError::bad(&format!("{field}.kind"), err.to_string())
+            })?;
+            Entry::parse(kind, &e.value)
+        }
+    };
+    parsed.map_err(|err| ApiError::bad(&format!("{field}.value"), err.to_string()))
+}
+
+fn raw_tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some(String::new()),
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(if *b { "yes" } else { "no" }.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join("~~~")),
+        Value::Object(_) => None,
+    }
+}
+
+async fn add_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let req: EntriesBody = body(&b)?;
+    let mode = match req.mode.as_deref() {
+        None | Some("merge") => WriteMode::Merge,
+        Some("replace") => WriteMode::Replace,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "mode",
+                format!("{other:?} is not merge or replace"),
+            ));
+        }
+    };
+    let source = req
+        .source
+        .clone()
+        .unwrap_or_else(|| USER_SOURCE.to_string());
+    if source.trim().is_empty() {
+        return Err(ApiError::bad("source", "must not be empty"));
+    }
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    // Everything is validated before anything is written.
+    let mut items = Vec::with_capacity(req.entries.len());
+    for (i, e) in req.entries.iter().enumerate() {
+        let entry = parse_entry(i, e)?;
+        let mut pairs = Vec::new();
+        for (cat, v) in &e.tags {
+            let raw = raw_tag(v).ok_or_else(|| {
+                ApiError::bad(
+                    &format!("entries[{i}].tags.{cat}"),
+                    "must be a string, number, boolean or list of strings",
+                )
+            })?;
+            pairs.push((cat.clone(), raw));
+        }
+        let (tags, _) = catalog
+            .parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str())))
+            .map_err(|err| ApiError::bad(&format!("entries[{i}].tags"), err.to_string()))?;
+        items.push(Upsert::new(entry, tags, &catalog));
+    }
+    let (added, updated, unchanged, cursor) = state
+        .with_store(move |s| -> Result<(u64, u64, u64, u64), StoreError> {
+            let mut tx = s.begin()?;
+            let (mut a, mut u, mut n) = (0, 0, 0);
+            for o in tx.upsert_batch(&source, &items, mode)? {
+                match o {
+                    rephub_store::Outcome::Added => a += 1,
+                    rephub_store::Outcome::Updated => u += 1,
+                    rephub_store::Outcome::Unchanged => n += 1,
+                }
+            }
+            Ok((a, u, n, tx.commit()?))
+        })
+        .await??;
+    state.written();
+    Ok(Json(
+        json!({"added": added, "updated": updated, "unchanged": unchanged, "cursor": cursor}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    entries: Vec<EntryBody>,
+    /// Only withdraw this source's assertions; without it the entries are deleted for every source.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+async fn delete_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let req: DeleteBody = body(&b)?;
+    let entries = req
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| parse_entry(i, e))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let source = req.source;
+    let (deleted, cursor) = state
+        .with_store(move |s| -> Result<(u64, u64), StoreError> {
+            let mut tx = s.begin()?;
+            let mut n = 0;
+            for e in &entries {
+                let gone = match &source {
+                    Some(src) => tx.withdraw(src, e)?,
+                    None => tx.remove(e)?,
+                };
+                n += u64::from(gone);
+            }
+            Ok((n, tx.commit()?))
+        })
+        .await??;
+    state.written();
+    Ok(Json(json!({"deleted": deleted, "cursor": cursor})))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync
+
+#[derive(Debug, Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+/// `GET /api/v1/sync?cursor=N&wait=S`, see docs/sync-protocol.md.
+async fn sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SyncQuery>,
+) -> ApiResult<Response> {
+    let token = bearer(&headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            Some("authorization"),
+            "a device token is required (Authorization: Bearer <token>)",
+        )
+    })?;
+    let device = state.device(&hash_key(&token)).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            Some("authorization"),
+            "unknown device token",
+        )
+    })?;
+    // No cursor: the device has nothing and wants a snapshot.
+    let cursor: Option<u64> = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse()
+                .map_err(|_| ApiError::bad("cursor", format!("{c:?} is not a whole number")))?,
+        ),
+    };
+    let wait: u64 = match q.wait.as_deref() {
+        None | Some("") => DEFAULT_WAIT_SECS,
+        Some(w) => w
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::bad("wait", format!("{w:?}: seconds from 0 to {MAX_WAIT_SECS}"))
+            })?,
+    };
+    let Some(profile) = device.profile else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            None,
+            format!(
+                "device {} has no profile: distribute one to it",
+                device.name
+            ),
+        ));
+    };
+    // What the device asks from is what it has applied.
+    state.record_progress(device.id, cursor.unwrap_or(0));
+    let engine = state.engine();
+    let mut changes = engine.subscribe();
+    // Read-your-writes: the answer includes everything committed before this request, so wait
+    // (briefly) for the follower to reach it.
+    let target = state.with_store(|s| s.last_seq()).await??;
+    let catch_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.applied() < target {
+        engine.wake();
+        if tokio::time::timeout_at(catch_up, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let answer = loop {
+        let e = engine.clone();
+        let a = tokio::task::spawn_blocking(move || e.answer(profile, cursor))
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))??;
+        if let Some(a) = a {
+            break a;
+        }
+        // Nothing new for this profile: wait for the follower to apply more, or the deadline.
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                break SyncAnswer::Delta {
+                    cursor: engine.applied().max(cursor.unwrap_or(0)),
+                    upserts: Vec::new(),
+                    deletes: Vec::new(),
+                };
+            }
+        }
+    };
+    let names = engine.filter_names(profile);
+    let body = tokio::task::spawn_blocking(move || render(&answer, &names))
+        .await
+        .map_err(|e| HubError::Internal(e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from(body),
+    )
+        .into_response())
+}
+
+/// NDJSON: a header line, then one line per upsert and per delete.
+fn render(answer: &SyncAnswer, names: &HashMap<i64, String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let line = |out: &mut Vec<u8>, v: Value| {
+        // Serialising a Value to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &v);
+        out.push(b'\n');
+    };
+    let upsert = |out: &mut Vec<u8>, (e, d): &(Entry, Decision)| {
+        line(
+            out,
+            json!({"op": "upsert", "kind": e.kind().as_str(), "value": e.to_string(),
+                          "action": d.action.as_str(), "filter": names.get(&d.filter)}),
+        );
+    };
+    match answer {
+        SyncAnswer::Snapshot { cursor, items } => {
+            line(
+                &mut out,
+                json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
+            );
+            for i in items {
+                upsert(&mut out, i);
+            }
+        }
+        SyncAnswer::Delta {
+            cursor,
+            upserts,
+            deletes,
+        } => {
+            line(
+                &mut out,
+                json!({"cursor": cursor, "snapshot": false, "upserts": upserts.len(), "deletes": deletes.len()}),
+            );
+            for i in upserts {
+                upsert(&mut out, i);
+            }
+            for e in deletes {
+                line(
+                    &mut out,
+                    json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}),
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,540 @@
+//! Filters, profiles, devices and the long-poll sync, over real HTTP against a hub on a real SQLite
+//! file: what an operator and a device see.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::time::{Duration, Instant};
+
+use rephub_hub::{Config, Role, RunningHub, hash_key};
+use rephub_model::{Entry, Kind};
+use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "rh_admin";
+const READER: &str = "rh_reader";
+
+struct Hub {
+    dir: tempfile::TempDir,
+    hub: Option<RunningHub>,
+    http: reqwest::Client,
+    base: String,
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    }
+}
+
+async fn hub() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
+        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
+            .unwrap();
+        s.add_api_key("soc", Role::ReadOnly.as_str(), &hash_key(READER))
+            .unwrap();
+    }
+    let hub = rephub_hub::start(config(dir.path())).await.unwrap();
+    let base = format!("http://{}", hub.addr);
+    Hub {
+        dir,
+        hub: Some(hub),
+        http: reqwest::Client::new(),
+        base,
+    }
+}
+
+/// One sync answer: the header and the operations.
+#[derive(Debug)]
+struct Sync {
+    cursor: u64,
+    snapshot: bool,
+    ops: Vec<Value>,
+}
+
+impl Sync {
+    fn values(&self, op: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ops
+            .iter()
+            .filter(|o| o["op"] == op)
+            .map(|o| o["value"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Hub {
+    fn url(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self
+            .call(reqwest::Method::POST, path, ADMIN, Some(body))
+            .await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    async fn sync(&self, token: &str, cursor: Option<u64>, wait: u64) -> Sync {
+        let q = match cursor {
+            Some(c) => format!("/api/v1/sync?cursor={c}&wait={wait}"),
+            None => format!("/api/v1/sync?wait={wait}"),
+        };
+        let r = self
+            .http
+            .get(self.url(&q))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let text = r.text().await.unwrap();
+        let mut lines = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap());
+        let head = lines.next().unwrap();
+        let ops: Vec<Value> = lines.collect();
+        assert_eq!(
+            head["upserts"].as_u64().unwrap() + head["deletes"].as_u64().unwrap(),
+            ops.len() as u64
+        );
+        Sync {
+            cursor: head["cursor"].as_u64().unwrap(),
+            snapshot: head["snapshot"].as_bool().unwrap(),
+            ops,
+        }
+    }
+
+    /// A "block High" filter, a "notify Medium" filter, a profile with both, and a device.
+    async fn setup(&self) -> String {
+        self.post(
+            "/api/v1/filters",
+            json!({"name": "block High", "action": "block", "precedence": 1,
+                                             "criteria": ["Trend Micro Severity=High"]}),
+        )
+        .await;
+        self.post("/api/v1/filters", json!({"name": "notify Medium", "action": "notify", "precedence": 2,
+                                             "kinds": ["domain"], "criteria": ["Trend Micro Severity=Medium"]})).await;
+        self.post(
+            "/api/v1/profiles",
+            json!({"name": "perimeter", "filters": ["block High", "notify Medium"]}),
+        )
+        .await;
+        let d = self
+            .post(
+                "/api/v1/devices",
+                json!({"name": "fw1", "profile": "perimeter"}),
+            )
+            .await;
+        d["token"].as_str().unwrap().to_string()
+    }
+
+    async fn add(&self, entries: Value) -> u64 {
+        self.post("/api/v1/entries", json!({"entries": entries}))
+            .await["cursor"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_reach_a_long_polling_device() {
+    let h = hub().await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    assert!(snap.snapshot);
+    assert!(snap.ops.is_empty());
+
+    // The device waits; an SMS API write and a REST write arrive while it waits.
+    let waiting = {
+        let (http, url, token) = (
+            h.http.clone(),
+            h.url(&format!("/api/v1/sync?cursor={}&wait=20", snap.cursor)),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let text = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (start.elapsed(), text)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = h
+        .http
+        .get(h.url("/repEntries/add?ip=203.0.113.9&TagData=Trend%20Micro%20Severity,High"))
+        .header("X-SMS-API-KEY", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (elapsed, text) = waiting.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "answered on the change, not at the deadline"
+    );
+    assert!(
+        text.contains("\"value\":\"203.0.113.9\"") && text.contains("\"action\":\"block\""),
+        "{text}"
+    );
+
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let cursor = first["cursor"].as_u64().unwrap();
+    h.add(json!([
+        {"value": "evil.example", "tags": {"Trend Micro Severity": "Medium"}},
+        {"value": "198.51.100.7", "tags": {"Trend Micro Severity": "Medium"}},
+        {"value": "low.example", "tags": {"Trend Micro Severity": "Low"}},
+        {"value": "high.example", "kind": "domain", "tags": {"Trend Micro Severity": "High"}}
+    ]))
+    .await;
+    let d = h.sync(&token, Some(cursor), 10).await;
+    assert!(!d.snapshot);
+    // Medium selects domains only; Low nothing.
+    assert_eq!(d.values("upsert"), vec!["evil.example", "high.example"]);
+    let actions: Vec<(&str, &str)> = d
+        .ops
+        .iter()
+        .map(|o| (o["value"].as_str().unwrap(), o["action"].as_str().unwrap()))
+        .collect();
+    assert!(
+        actions.contains(&("evil.example", "notify"))
+            && actions.contains(&("high.example", "block"))
+    );
+
+    // A deletion reaches the device as a delete; an entry that leaves the selection too.
+    h.call(
+        reqwest::Method::DELETE,
+        "/api/v1/entries",
+        ADMIN,
+        Some(json!({"entries": [{"value": "evil.example"}]})),
+    )
+    .await;
+    h.add(json!([{"value": "high.example", "tags": {"Trend Micro Severity": "Low"}}]))
+        .await;
+    let d2 = h.sync(&token, Some(d.cursor), 10).await;
+    assert_eq!(d2.values("delete"), vec!["evil.example", "high.example"]);
+    assert!(d2.values("upsert").is_empty());
+
+    // Nothing new: the poll waits its time and answers an empty delta.
+    let start = Instant::now();
+    let idle = h.sync(&token, Some(d2.cursor), 1).await;
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert!(idle.ops.is_empty() && !idle.snapshot);
+
+    // Distribution status: the device reported its cursor.
+    h.sync(&token, Some(idle.cursor), 0).await;
+    let (_, devices) = h
+        .call(reqwest::Method::GET, "/api/v1/devices", READER, None)
+        .await;
+    assert_eq!(devices["devices"][0]["status"], "in sync", "{devices}");
+    let (_, dist) = h
+        .call(reqwest::Method::GET, "/api/v1/distributions", READER, None)
+        .await;
+    assert_eq!(dist["distributions"][0]["profile"], "perimeter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_edit_sends_only_the_difference() {
+    let h = hub().await;
+    let token = h.setup().await;
+    let mut entries = Vec::new();
+    for i in 0..50 {
+        entries.push(json!({"value": format!("10.0.0.{i}"), "tags": {"Trend Micro Severity": if i % 2 == 0 { "High" } else { "Low" }}}));
+    }
+    h.add(Value::Array(entries)).await;
+    let snap = h.sync(&token, None, 0).await;
+    assert_eq!(snap.values("upsert").len(), 25);
+
+    // Change the action of "block High": its 25 entries change, nothing else.
+    let (s, _) = h.call(reqwest::Method::PUT, "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High"]}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let d = h.sync(&token, Some(snap.cursor), 10).await;
+    assert!(!d.snapshot);
+    assert_eq!(d.values("upsert").len(), 25);
+    assert!(d.ops.iter().all(|o| o["action"] == "block+notify"));
+    // Widen it to Low as well: only the 25 Low entries are new.
+    h.call(reqwest::Method::PUT, "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High~~~Low"]}))).await;
+    let d2 = h.sync(&token, Some(d.cursor), 10).await;
+    assert_eq!(d2.values("upsert").len(), 25);
+    assert!(d2.values("delete").is_empty());
+    // Take the filter out of the profile: all 50 go.
+    h.call(
+        reqwest::Method::PUT,
+        "/api/v1/profiles/1",
+        ADMIN,
+        Some(json!({"name": "perimeter", "filters": ["notify Medium"]})),
+    )
+    .await;
+    let d3 = h.sync(&token, Some(d2.cursor), 10).await;
+    assert_eq!(d3.values("delete").len(), 50);
+    assert!(d3.values("upsert").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_by_other_processes_and_restarts_reach_devices() {
+    let mut h = hub().await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    // Another process (the CLI, say) writes into the same database while the hub runs.
+    let write = |dir: &std::path::Path, value: &str| {
+        let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
+        let cat = s.catalog().unwrap();
+        let tags = cat
+            .parse_pairs([("Trend Micro Severity", "High")])
+            .unwrap()
+            .0;
+        let mut tx = s.begin().unwrap();
+        tx.upsert(
+            "cli",
+            &Upsert::new(Entry::parse(Kind::Ipv4, value).unwrap(), tags, &cat),
+            WriteMode::Merge,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    };
+    write(h.dir.path(), "192.0.2.1");
+    let d = h.sync(&token, Some(snap.cursor), 10).await;
+    assert_eq!(d.values("upsert"), vec!["192.0.2.1"]);
+
+    // The hub stops; entries arrive meanwhile; after the restart the device resumes from its
+    // cursor with a delta, not a snapshot, and nothing is lost.
+    h.hub.take().unwrap().stop().await.unwrap();
+    write(h.dir.path(), "192.0.2.2");
+    let hub = rephub_hub::start(config(h.dir.path())).await.unwrap();
+    h.base = format!("http://{}", hub.addr);
+    h.hub = Some(hub);
+    let d2 = h.sync(&token, Some(d.cursor), 10).await;
+    assert!(!d2.snapshot);
+    assert_eq!(d2.values("upsert"), vec!["192.0.2.2"]);
+    let snap2 = h.sync(&token, None, 0).await;
+    assert_eq!(snap2.values("upsert"), vec!["192.0.2.1", "192.0.2.2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_json_errors_and_change_nothing() {
+    let h = hub().await;
+    let token = h.setup().await;
+    let cases: Vec<(&str, &str, Value, StatusCode, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "x", "action": "drop"}),
+            StatusCode::BAD_REQUEST,
+            "action",
+        ),
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "x", "action": "block", "criteria": ["Nope=1"]}),
+            StatusCode::BAD_REQUEST,
+            "criteria",
+        ),
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "x", "action": "block", "kinds": ["mac"]}),
+            StatusCode::BAD_REQUEST,
+            "kinds",
+        ),
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "", "action": "block"}),
+            StatusCode::BAD_REQUEST,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "x", "action": "block", "colour": 1}),
+            StatusCode::BAD_REQUEST,
+            "body",
+        ),
+        (
+            "POST",
+            "/api/v1/filters",
+            json!({"name": "block High", "action": "block"}),
+            StatusCode::CONFLICT,
+            "name",
+        ),
+        (
+            "PUT",
+            "/api/v1/filters/99",
+            json!({"name": "x", "action": "block"}),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            "POST",
+            "/api/v1/profiles",
+            json!({"name": "p", "filters": ["nope"]}),
+            StatusCode::BAD_REQUEST,
+            "filters",
+        ),
+        (
+            "POST",
+            "/api/v1/devices",
+            json!({"name": "fw2", "profile": "nope"}),
+            StatusCode::BAD_REQUEST,
+            "profile",
+        ),
+        (
+            "POST",
+            "/api/v1/devices",
+            json!({"name": "fw1"}),
+            StatusCode::CONFLICT,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/entries",
+            json!({"entries": [{"value": "1.1.1.1"}, {"value": "300.1.1.1", "kind": "ipv4"}]}),
+            StatusCode::BAD_REQUEST,
+            "entries[1].value",
+        ),
+        (
+            "POST",
+            "/api/v1/entries",
+            json!({"entries": [{"value": "1.1.1.1", "tags": {"Trend Micro Severity": "Critical"}}]}),
+            StatusCode::BAD_REQUEST,
+            "entries[0].tags",
+        ),
+        (
+            "POST",
+            "/api/v1/entries",
+            json!({"entries": [{"value": "1.1.1.1", "kind": "mac"}]}),
+            StatusCode::BAD_REQUEST,
+            "entries[0].kind",
+        ),
+        (
+            "POST",
+            "/api/v1/entries",
+            json!({"entries": [], "mode": "sometimes"}),
+            StatusCode::BAD_REQUEST,
+            "mode",
+        ),
+    ];
+    for (method, path, body, status, field) in cases {
+        let (s, v) = h
+            .call(method.parse().unwrap(), path, ADMIN, Some(body.clone()))
+            .await;
+        assert_eq!(s, status, "{method} {path} {body}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{method} {path} {body}: {v}");
+        }
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+    }
+    let r = h
+        .http
+        .post(h.url("/api/v1/filters"))
+        .bearer_auth(ADMIN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // 401 without a key, 403 for a read-only key that writes.
+    let (s, _) = h
+        .call(reqwest::Method::GET, "/api/v1/filters", "rh_nobody", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/entries",
+            READER,
+            Some(json!({"entries": [{"value": "1.1.1.1"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = h
+        .call(reqwest::Method::GET, "/api/v1/filters", READER, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["filters"].as_array().unwrap().len(),
+        2,
+        "no filter was added by the failures"
+    );
+    // Sync: no token, a wrong token, a bad cursor, a device without a profile.
+    let r = h.http.get(h.url("/api/v1/sync")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = h
+        .http
+        .get(h.url("/api/v1/sync"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "an API key is not a device token"
+    );
+    let r = h
+        .http
+        .get(h.url("/api/v1/sync?cursor=x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = h
+        .http
+        .get(h.url("/api/v1/sync?cursor=0&wait=9999"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let lone = h.post("/api/v1/devices", json!({"name": "lonely"})).await;
+    let r = h
+        .http
+        .get(h.url("/api/v1/sync"))
+        .bearer_auth(lone["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    // Nothing of the refused entries was written.
+    let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    assert_eq!(s.stats().unwrap().entries, 0);
+}
