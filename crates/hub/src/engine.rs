@@ -307,6 +307,32 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The cheap cases of [`Engine::answer`], answered without leaving the async worker: nothing
+    /// new, or a small delta from the profile's log. `Err(())`: needs [`Engine::answer`] on the
+    /// blocking pool (a snapshot, a large delta, or the store's change log).
+    pub(crate) fn quick(
+        &self,
+        profile: i64,
+        cursor: Option<u64>,
+    ) -> Result<Option<SyncAnswer>, ()> {
+        const SMALL: usize = 10_000;
+        let st = lock(&self.state);
+        let Some(set) = st.profiles.get(&profile) else {
+            return Ok(None);
+        };
+        match cursor {
+            Some(c) if c <= st.applied && set.last_change <= c => Ok(None),
+            Some(c) if c <= st.applied && c >= set.log_start => {
+                let start = set.log.partition_point(|(seq, _, _)| *seq <= c);
+                if set.log.len() - start > SMALL {
+                    return Err(());
+                }
+                Ok(Some(delta_from_log(set, start, st.applied)))
+            }
+            _ => Err(()),
+        }
+    }
+
     /// What a device of `profile` at `cursor` (`None`: it has nothing) needs, or `None` when
     /// nothing changed since.
     pub(crate) fn answer(
@@ -334,22 +360,7 @@ impl Engine {
         }
         if cursor >= set.log_start {
             let start = set.log.partition_point(|(seq, _, _)| *seq <= cursor);
-            let mut seen = HashSet::new();
-            let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-            for (_, id, entry) in set.log[start..].iter().rev() {
-                if !seen.insert(*id) {
-                    continue;
-                }
-                match set.decisions.get(id) {
-                    Some(current) => upserts.push(current.clone()),
-                    None => deletes.push(entry.clone()),
-                }
-            }
-            return Ok(Some(SyncAnswer::Delta {
-                cursor: applied,
-                upserts,
-                deletes,
-            }));
+            return Ok(Some(delta_from_log(set, start, applied)));
         }
         // The log does not reach back that far: recompute from the store's change log.
         let decisions: HashMap<i64, (Entry, Decision)> = set.decisions.clone();
@@ -387,6 +398,26 @@ impl Engine {
             upserts,
             deletes,
         }))
+    }
+}
+
+/// The current state of every entry in the log from `start` on (each once, newest first).
+fn delta_from_log(set: &FilterSet, start: usize, applied: u64) -> SyncAnswer {
+    let mut seen = HashSet::new();
+    let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+    for (_, id, entry) in set.log[start..].iter().rev() {
+        if !seen.insert(*id) {
+            continue;
+        }
+        match set.decisions.get(id) {
+            Some(current) => upserts.push(current.clone()),
+            None => deletes.push(entry.clone()),
+        }
+    }
+    SyncAnswer::Delta {
+        cursor: applied,
+        upserts,
+        deletes,
     }
 }
 

@@ -836,10 +836,15 @@ async fn sync(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let answer = loop {
-        let e = engine.clone();
-        let a = tokio::task::spawn_blocking(move || e.answer(profile, cursor))
-            .await
-            .map_err(|e| HubError::Internal(e.to_string()))??;
+        let a = match engine.quick(profile, cursor) {
+            Ok(a) => a,
+            Err(()) => {
+                let e = engine.clone();
+                tokio::task::spawn_blocking(move || e.answer(profile, cursor))
+                    .await
+                    .map_err(|e| HubError::Internal(e.to_string()))??
+            }
+        };
         if let Some(a) = a {
             break a;
         }
@@ -856,9 +861,17 @@ async fn sync(
         }
     };
     let names = engine.filter_names(profile);
-    let body = tokio::task::spawn_blocking(move || render(&answer, &names))
-        .await
-        .map_err(|e| HubError::Internal(e.to_string()))?;
+    let small = match &answer {
+        SyncAnswer::Snapshot { items, .. } => items.len() < 1000,
+        SyncAnswer::Delta { upserts, deletes, .. } => upserts.len() + deletes.len() < 1000,
+    };
+    let body = if small {
+        render(&answer, &names)
+    } else {
+        tokio::task::spawn_blocking(move || render(&answer, &names))
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))?
+    };
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from(body),

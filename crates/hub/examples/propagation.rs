@@ -1,0 +1,127 @@
+//! Propagation benchmark: N devices long-poll a hub (a separate `rephub serve` process); one entry
+//! is added through the REST API; how long until each device has it? Also the hub's CPU time for
+//! that, and while idle with all devices connected.
+//!
+//! `scripts/bench-propagation.sh 1000` (raises the file-descriptor limit, builds, runs this).
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn cpu_seconds(pid: u32) -> f64 {
+    // utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat), 100 ticks/s on Linux.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let rounds: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let bin = std::env::var("REPHUB_BIN").unwrap_or_else(|_| "target/release/rephub".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    let mut hub = Command::new(&bin)
+        .args(["--data-dir", dir.path().to_str().expect("utf-8"), "serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("REPHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rephub serve");
+    let mut lines = std::io::BufReader::new(hub.stdout.take().expect("stdout")).lines();
+    let key = loop {
+        let l = lines.next().expect("hub output").expect("line");
+        if let Some(k) = l.trim().strip_prefix("rh_") {
+            break format!("rh_{k}");
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().expect("client");
+    let post = |path: &str, body: Value| {
+        let (http, url, key) = (http.clone(), format!("{base}{path}"), key.clone());
+        async move {
+            let r = http.post(url).bearer_auth(key).json(&body).send().await.expect("post");
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    post("/api/v1/filters", json!({"name": "block High", "action": "block", "criteria": ["Trend Micro Severity=High"]})).await;
+    post("/api/v1/profiles", json!({"name": "p", "filters": ["block High"]})).await;
+    let mut tokens = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = post("/api/v1/devices", json!({"name": format!("dev{i}"), "profile": "p"})).await;
+        tokens.push(d["token"].as_str().expect("token").to_string());
+    }
+    let mut cursor = 0u64;
+    println!("| devices | round | p50 ms | p99 ms | max ms | hub CPU s for the write |");
+    println!("|---|---|---|---|---|---|");
+    for round in 0..rounds {
+        // Every device waits on the current cursor.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        for t in &tokens {
+            let (http, tx, url, t) = (
+                http.clone(),
+                tx.clone(),
+                format!("{base}/api/v1/sync?cursor={cursor}&wait=120"),
+                t.clone(),
+            );
+            tokio::spawn(async move {
+                let r = http.get(url).bearer_auth(t).send().await.expect("sync");
+                let body = r.text().await.expect("body");
+                assert!(body.contains("\"op\":\"upsert\""), "{body}");
+                let _ = tx.send(Instant::now());
+            });
+        }
+        drop(tx);
+        // Let every poll reach the hub and park.
+        tokio::time::sleep(Duration::from_millis(1000 + n as u64 / 2)).await;
+        let cpu0 = cpu_seconds(hub.id());
+        let t0 = Instant::now();
+        let r = post("/api/v1/entries", json!({"entries": [{"value": format!("198.51.100.{round}"), "tags": {"Trend Micro Severity": "High"}}]})).await;
+        cursor = r["cursor"].as_u64().expect("cursor");
+        let mut lat = Vec::with_capacity(n);
+        while let Some(t) = rx.recv().await {
+            lat.push(t.duration_since(t0));
+        }
+        let cpu = cpu_seconds(hub.id()) - cpu0;
+        lat.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {n} | {} | {:.1} | {:.1} | {:.1} | {cpu:.2} |",
+            round + 1,
+            ms(pct(&lat, 0.5)),
+            ms(pct(&lat, 0.99)),
+            ms(*lat.last().expect("answers"))
+        );
+    }
+    // Idle: every device parked, nothing changes.
+    for t in &tokens {
+        let (http, url, t) = (http.clone(), format!("{base}/api/v1/sync?cursor={cursor}&wait=60"), t.clone());
+        tokio::spawn(async move {
+            let _ = http.get(url).bearer_auth(t).send().await;
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu0 = cpu_seconds(hub.id());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!("\nidle with {n} parked long-polls: hub CPU {:.2} s in 10 s", cpu_seconds(hub.id()) - cpu0);
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", hub.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    println!("hub {rss}");
+    let _ = hub.kill();
+}
