@@ -26,13 +26,24 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let rounds: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let bin = std::env::var("REPHUB_BIN").unwrap_or_else(|_| "target/release/rephub".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let port = 18000 + (std::process::id() % 1000) as u16;
     let mut hub = Command::new(&bin)
-        .args(["--data-dir", dir.path().to_str().expect("utf-8"), "serve", "--listen"])
+        .args([
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "serve",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .env("REPHUB_LOG", "warn")
         .stdout(Stdio::piped())
@@ -47,20 +58,41 @@ async fn main() {
         }
     };
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .build()
+        .expect("client");
     let post = |path: &str, body: Value| {
         let (http, url, key) = (http.clone(), format!("{base}{path}"), key.clone());
         async move {
-            let r = http.post(url).bearer_auth(key).json(&body).send().await.expect("post");
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
             assert!(r.status().is_success(), "{}", r.status());
             r.json::<Value>().await.expect("json")
         }
     };
-    post("/api/v1/filters", json!({"name": "block High", "action": "block", "criteria": ["Trend Micro Severity=High"]})).await;
-    post("/api/v1/profiles", json!({"name": "p", "filters": ["block High"]})).await;
+    post(
+        "/api/v1/filters",
+        json!({"name": "block High", "action": "block", "criteria": ["Trend Micro Severity=High"]}),
+    )
+    .await;
+    post(
+        "/api/v1/profiles",
+        json!({"name": "p", "filters": ["block High"]}),
+    )
+    .await;
     let mut tokens = Vec::with_capacity(n);
     for i in 0..n {
-        let d = post("/api/v1/devices", json!({"name": format!("dev{i}"), "profile": "p"})).await;
+        let d = post(
+            "/api/v1/devices",
+            json!({"name": format!("dev{i}"), "profile": "p"}),
+        )
+        .await;
         tokens.push(d["token"].as_str().expect("token").to_string());
     }
     let mut cursor = 0u64;
@@ -107,7 +139,11 @@ async fn main() {
     }
     // Idle: every device parked, nothing changes.
     for t in &tokens {
-        let (http, url, t) = (http.clone(), format!("{base}/api/v1/sync?cursor={cursor}&wait=60"), t.clone());
+        let (http, url, t) = (
+            http.clone(),
+            format!("{base}/api/v1/sync?cursor={cursor}&wait=60"),
+            t.clone(),
+        );
         tokio::spawn(async move {
             let _ = http.get(url).bearer_auth(t).send().await;
         });
@@ -115,7 +151,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu0 = cpu_seconds(hub.id());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    println!("\nidle with {n} parked long-polls: hub CPU {:.2} s in 10 s", cpu_seconds(hub.id()) - cpu0);
+    println!(
+        "\nidle with {n} parked long-polls: hub CPU {:.2} s in 10 s",
+        cpu_seconds(hub.id()) - cpu0
+    );
     let rss = std::fs::read_to_string(format!("/proc/{}/status", hub.id()))
         .unwrap_or_default()
         .lines()
@@ -124,4 +163,5 @@ async fn main() {
         .unwrap_or_default();
     println!("hub {rss}");
     let _ = hub.kill();
+    let _ = hub.wait();
 }

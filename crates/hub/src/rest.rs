@@ -697,21 +697,13 @@ async fn add_entries(
             .map_err(|err| ApiError::bad(&format!("entries[{i}].tags"), err.to_string()))?;
         items.push(Upsert::new(entry, tags, &catalog));
     }
-    let (added, updated, unchanged, cursor) = state
-        .with_store(move |s| -> Result<(u64, u64, u64, u64), StoreError> {
-            let mut tx = s.begin()?;
-            let (mut a, mut u, mut n) = (0, 0, 0);
-            for o in tx.upsert_batch(&source, &items, mode)? {
-                match o {
-                    rephub_store::Outcome::Added => a += 1,
-                    rephub_store::Outcome::Updated => u += 1,
-                    rephub_store::Outcome::Unchanged => n += 1,
-                }
-            }
-            Ok((a, u, n, tx.commit()?))
-        })
-        .await??;
-    state.written();
+    let (outcomes, cursor) = state.write_entries(source, items, mode).await?;
+    let count = |o: rephub_store::Outcome| outcomes.iter().filter(|x| **x == o).count();
+    let (added, updated, unchanged) = (
+        count(rephub_store::Outcome::Added),
+        count(rephub_store::Outcome::Updated),
+        count(rephub_store::Outcome::Unchanged),
+    );
     Ok(Json(
         json!({"added": added, "updated": updated, "unchanged": unchanged, "cursor": cursor}),
     ))
@@ -863,7 +855,9 @@ async fn sync(
     let names = engine.filter_names(profile);
     let small = match &answer {
         SyncAnswer::Snapshot { items, .. } => items.len() < 1000,
-        SyncAnswer::Delta { upserts, deletes, .. } => upserts.len() + deletes.len() < 1000,
+        SyncAnswer::Delta {
+            upserts, deletes, ..
+        } => upserts.len() + deletes.len() < 1000,
     };
     let body = if small {
         render(&answer, &names)

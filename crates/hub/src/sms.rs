@@ -274,25 +274,16 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
         Some(t) => parse_tag_data(t).map_err(SmsError::bad)?,
         None => Vec::new(),
     };
-    let outcome = state
-        .with_store(move |s| -> Result<Result<Outcome, SmsError>, StoreError> {
-            let catalog = s.catalog()?;
-            let tags =
-                match catalog.parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()))) {
-                    Ok((tags, _dropped)) => tags,
-                    Err(e) => return Ok(Err(SmsError::precondition(format!("TagData: {e}")))),
-                };
-            let mut tx = s.begin()?;
-            let outcome = tx.upsert(
-                USER_SOURCE,
-                &Upsert::new(entry, tags, &catalog),
-                WriteMode::Merge,
-            )?;
-            tx.commit()?;
-            Ok(Ok(outcome))
-        })
-        .await???;
-    state.written();
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let tags = match catalog.parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()))) {
+        Ok((tags, _dropped)) => tags,
+        Err(e) => return Err(SmsError::precondition(format!("TagData: {e}"))),
+    };
+    let item = Upsert::new(entry, tags, &catalog);
+    let (outcomes, _) = state
+        .write_entries(USER_SOURCE.to_string(), vec![item], WriteMode::Merge)
+        .await?;
+    let outcome = outcomes.first().copied().unwrap_or(Outcome::Unchanged);
     Ok(match outcome {
         Outcome::Added => "added 1\n",
         Outcome::Updated => "updated 1\n",

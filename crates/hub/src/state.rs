@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rephub_store::{DistributionStore, KeyStore, OpenOptions, SqliteStore};
+use rephub_store::{
+    DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, SqliteStore, Upsert,
+    WriteMode, WriteTx,
+};
+use tokio::sync::oneshot;
 
 use crate::auth::{Role, hash_key, new_key};
 use crate::config::Config;
@@ -24,6 +28,18 @@ pub(crate) struct Device {
     pub(crate) profile: Option<i64>,
 }
 
+/// Validated entries to write, and where to say it is done.
+#[derive(Debug)]
+struct WriteJob {
+    source: String,
+    items: Vec<Upsert>,
+    mode: WriteMode,
+    done: oneshot::Sender<Result<(Vec<Outcome>, u64), String>>,
+}
+
+/// Most jobs in one transaction.
+const GROUP: usize = 4096;
+
 #[derive(Debug)]
 struct Inner {
     config: Config,
@@ -33,6 +49,8 @@ struct Inner {
     engine: Arc<Engine>,
     /// Devices by token hash.
     devices: Mutex<HashMap<Vec<u8>, Device>>,
+    /// Entry writes for the group committer.
+    writes: std::sync::mpsc::Sender<WriteJob>,
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
     progress: Mutex<HashMap<i64, (u64, i64)>>,
@@ -67,15 +85,22 @@ impl AppState {
         })
         .await
         .map_err(|e| HubError::Internal(e.to_string()))??;
+        let (writes, jobs) = std::sync::mpsc::channel();
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
                 store: Mutex::new(store),
                 engine,
+                writes,
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
             }),
         };
+        let weak = Arc::downgrade(&state.inner);
+        std::thread::Builder::new()
+            .name("rephub-writer".into())
+            .spawn(move || group_commit(&weak, &jobs))
+            .map_err(|e| HubError::Internal(format!("starting the writer: {e}")))?;
         state.reload_devices().await?;
         Ok((state, key))
     }
@@ -91,6 +116,32 @@ impl AppState {
     /// Entries were written: let the follower look now rather than at its next poll.
     pub(crate) fn written(&self) {
         self.inner.engine.wake();
+    }
+
+    /// Write validated entries: durable when this returns. Concurrent calls share one transaction
+    /// (group commit), which is what makes thousands of single-entry writes a second possible.
+    pub(crate) async fn write_entries(
+        &self,
+        source: String,
+        items: Vec<Upsert>,
+        mode: WriteMode,
+    ) -> Result<(Vec<Outcome>, u64), HubError> {
+        let (done, result) = oneshot::channel();
+        self.inner
+            .writes
+            .send(WriteJob {
+                source,
+                items,
+                mode,
+                done,
+            })
+            .map_err(|_| HubError::Internal("the writer has stopped".into()))?;
+        let outcome = result
+            .await
+            .map_err(|_| HubError::Internal("the writer has stopped".into()))?
+            .map_err(HubError::Internal)?;
+        self.written();
+        Ok(outcome)
     }
 
     /// Run `f` with the store on the blocking pool.
@@ -151,4 +202,50 @@ impl AppState {
             .await??;
         Ok(())
     }
+}
+
+/// The writer thread: takes every job waiting, writes them in one transaction, commits once, then
+/// answers each. While one commit is on its way to disk the next jobs queue up, so the batch size
+/// follows the load by itself. Ends when the hub is gone.
+fn group_commit(inner: &std::sync::Weak<Inner>, jobs: &std::sync::mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let result = {
+            let mut store = lock(&inner.store);
+            write_batch(&mut store, &batch)
+        };
+        match result {
+            Ok((outcomes, seq)) => {
+                for (job, o) in batch.into_iter().zip(outcomes) {
+                    let _ = job.done.send(Ok((o, seq)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing entries failed");
+                for job in batch {
+                    let _ = job.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(
+    store: &mut SqliteStore,
+    batch: &[WriteJob],
+) -> Result<(Vec<Vec<Outcome>>, u64), rephub_store::StoreError> {
+    let mut tx = store.begin()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        outcomes.push(tx.upsert_batch(&job.source, &job.items, job.mode)?);
+    }
+    let seq = tx.commit()?;
+    Ok((outcomes, seq))
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# SMS Web API benchmark against a release hub on loopback:
+#  1. /repEntries/import of a 10,000-line SMS file (server time as curl sees it);
+#  2. sustained /repEntries/add with wrk (each request a new IPv4 entry with one tag).
+#   scripts/bench-sms.sh [SECONDS] [CONNECTIONS]     (defaults: 10, 64); needs wrk (apt-get install wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+conns=${2:-64}
+cargo build --release -q -p rephub
+work=$(mktemp -d)
+trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
+port=$((19000 + $$ % 1000))
+target/release/rephub --data-dir "$work/data" serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
+hub=$!
+for _ in $(seq 50); do grep -q rh_ "$work/out" 2>/dev/null && break; sleep 0.1; done
+key=$(grep -oE 'rh_[0-9a-f]{64}' "$work/out")
+url="http://127.0.0.1:$port"
+
+echo "## import of 10,000 lines"
+for i in 1 2 3; do
+    python3 scripts/gen_dataset.py --count 10000 --seed "$i" --kind ipv4 --out "$work/f$i.csv"
+    curl -s -o /dev/null -w "import $i: %{time_total} s (HTTP %{http_code})\n" \
+        -H "X-SMS-API-KEY: $key" -F type=ipv4 -F "file=@$work/f$i.csv" "$url/repEntries/import"
+done
+
+echo "## sustained add ($conns connections, ${secs}s)"
+cat >"$work/add.lua" <<LUA
+counter = 0
+request = function()
+    counter = counter + 1
+    local n = counter * 7919 + math.random(0, 7918)
+    local ip = string.format("100.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+    return wrk.format("GET", "/repEntries/add?ip=" .. ip .. "&TagData=Trend%20Micro%20Severity,High",
+                      { ["X-SMS-API-KEY"] = "$key" })
+end
+LUA
+wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$work/add.lua" "$url" | sed -n '1,20p'
