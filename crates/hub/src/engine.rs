@@ -266,26 +266,37 @@ impl Engine {
         // The reader stays locked until the new filters are installed, so the follower cannot apply
         // a change between the scan and the install.
         let reader = lock(&self.reader);
-        let mut fresh: HashMap<i64, Decision> = HashMap::new();
+        let mut fresh: HashMap<i64, (Entry, Decision)> = HashMap::new();
         reader.search_each(&Criteria::default(), &mut |e| {
             if let Some(d) = decide(&filters, &e.entry, &e.tags) {
-                fresh.insert(e.id, d);
+                fresh.insert(e.id, (e.entry, d));
             }
             true
         })?;
         let mut st = lock(&self.state);
         let applied = st.applied;
-        let set = st.profiles.entry(id).or_insert_with(|| FilterSet {
-            log_start: applied,
-            last_change: applied,
-            ..FilterSet::default()
-        });
+        let Some(set) = st.profiles.get_mut(&id) else {
+            // A new profile has no devices yet, so there is no difference to deliver: its devices
+            // start from a snapshot.
+            st.profiles.insert(
+                id,
+                FilterSet {
+                    name: name.to_string(),
+                    filters,
+                    decisions: fresh,
+                    log_start: applied,
+                    last_change: applied,
+                    ..FilterSet::default()
+                },
+            );
+            return Ok(Vec::new());
+        };
         set.name = name.to_string();
         set.filters = filters;
         let mut changed: HashSet<i64> = set
             .decisions
             .iter()
-            .filter(|(id, (_, d))| fresh.get(id) != Some(d))
+            .filter(|(id, (_, d))| fresh.get(id).map(|(_, f)| f) != Some(d))
             .map(|(id, _)| *id)
             .collect();
         changed.extend(fresh.keys().filter(|id| !set.decisions.contains_key(id)));

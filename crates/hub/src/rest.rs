@@ -587,6 +587,7 @@ async fn distribute(
             .ok_or_else(|| ApiError::bad("devices", format!("[{i}] {name:?}: no such device")))?;
         ids.push(dev.id);
     }
+    state.forget_progress(&ids);
     state
         .with_store(move |s| -> Result<(), StoreError> {
             for id in ids {
@@ -774,7 +775,8 @@ async fn sync(
             "a device token is required (Authorization: Bearer <token>)",
         )
     })?;
-    let device = state.device(&hash_key(&token)).ok_or_else(|| {
+    let token_hash = hash_key(&token);
+    let device = state.device(&token_hash).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             Some("authorization"),
@@ -811,6 +813,7 @@ async fn sync(
     };
     // What the device asks from is what it has applied.
     state.record_progress(device.id, cursor.unwrap_or(0));
+    let cursor = if device.pending { None } else { cursor };
     let engine = state.engine();
     let mut changes = engine.subscribe();
     // Read-your-writes: the answer includes everything committed before this request, so wait
@@ -852,6 +855,9 @@ async fn sync(
             }
         }
     };
+    if device.pending {
+        state.mark_synced(&token_hash);
+    }
     let names = engine.filter_names(profile);
     let small = match &answer {
         SyncAnswer::Snapshot { items, .. } => items.len() < 1000,

@@ -26,6 +26,9 @@ pub(crate) struct Device {
     pub(crate) id: i64,
     pub(crate) name: String,
     pub(crate) profile: Option<i64>,
+    /// Never synced since its profile was distributed: whatever cursor it sends belongs to another
+    /// filter set, so it gets a snapshot.
+    pub(crate) pending: bool,
 }
 
 /// Validated entries to write, and where to say it is done.
@@ -170,6 +173,7 @@ impl AppState {
                         id: d.id,
                         name: d.name,
                         profile: d.profile_id,
+                        pending: d.last_seen.is_none(),
                     },
                 )
             })
@@ -180,6 +184,21 @@ impl AppState {
 
     pub(crate) fn device(&self, token_hash: &[u8]) -> Option<Device> {
         lock(&self.inner.devices).get(token_hash).cloned()
+    }
+
+    /// The device has synced (so its cursor is one of its profile's).
+    pub(crate) fn mark_synced(&self, token_hash: &[u8]) {
+        if let Some(d) = lock(&self.inner.devices).get_mut(token_hash) {
+            d.pending = false;
+        }
+    }
+
+    /// Forget unflushed progress of these devices (their profile changed: it is stale).
+    pub(crate) fn forget_progress(&self, devices: &[i64]) {
+        let mut p = lock(&self.inner.progress);
+        for d in devices {
+            p.remove(d);
+        }
     }
 
     pub(crate) fn record_progress(&self, device: i64, cursor: u64) {

@@ -301,6 +301,28 @@ async fn a_filter_edit_sends_only_the_difference() {
     let d3 = h.sync(&token, Some(d2.cursor), 10).await;
     assert_eq!(d3.values("delete").len(), 50);
     assert!(d3.values("upsert").is_empty());
+
+    // Another profile distributed to the device: its cursor belongs to the old filter set, so it
+    // gets a snapshot of the new one, whatever it sends.
+    h.post(
+        "/api/v1/profiles",
+        json!({"name": "everything high", "filters": ["block High"]}),
+    )
+    .await;
+    h.post(
+        "/api/v1/distributions",
+        json!({"profile": "everything high", "devices": ["fw1"]}),
+    )
+    .await;
+    let (_, devices) = h
+        .call(reqwest::Method::GET, "/api/v1/devices", ADMIN, None)
+        .await;
+    assert_eq!(devices["devices"][0]["status"], "pending");
+    let s4 = h.sync(&token, Some(d3.cursor), 0).await;
+    assert!(s4.snapshot);
+    assert_eq!(s4.values("upsert").len(), 50);
+    let d5 = h.sync(&token, Some(s4.cursor), 0).await;
+    assert!(!d5.snapshot && d5.ops.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

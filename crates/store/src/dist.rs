@@ -51,6 +51,7 @@ pub trait DistributionStore {
         token_hash: &[u8],
         profile_id: Option<i64>,
     ) -> Result<DeviceRow, StoreError>;
+    /// Distribute a profile to a device: it is pending again (its next sync is a snapshot).
     fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError>;
     /// Record what devices reported: `(device id, applied cursor, seen at)`, in one transaction.
     fn record_device_progress(&mut self, progress: &[(i64, u64, i64)]) -> Result<(), StoreError>;
@@ -213,7 +214,7 @@ impl DistributionStore for SqliteStore {
 
     fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError> {
         Ok(self.connection().execute(
-            "UPDATE devices SET profile_id = ?2, applied_cursor = 0 WHERE id = ?1",
+            "UPDATE devices SET profile_id = ?2, applied_cursor = 0, last_seen = NULL WHERE id = ?1",
             params![id, profile_id],
         )? > 0)
     }
