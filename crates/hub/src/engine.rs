@@ -230,7 +230,7 @@ impl Engine {
         let rows = reader.filters()?;
         // `applied` is read first: anything written during the scan below is also in the change
         // log after it, and evaluating an entry twice gives the same decision.
-        let applied = reader.stats()?.last_seq;
+        let applied = reader.last_seq()?;
         let mut profiles = HashMap::new();
         for p in reader.profiles()? {
             profiles.insert(
@@ -244,14 +244,16 @@ impl Engine {
                 },
             );
         }
-        reader.search_each(&Criteria::default(), &mut |e| {
-            for set in profiles.values_mut() {
-                if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
-                    set.decisions.insert(e.id, (e.entry.clone(), d));
+        if !profiles.is_empty() {
+            reader.search_each(&Criteria::default(), &mut |e| {
+                for set in profiles.values_mut() {
+                    if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
+                        set.decisions.insert(e.id, (e.entry.clone(), d));
+                    }
                 }
-            }
-            true
-        })?;
+                true
+            })?;
+        }
         Ok(State { applied, profiles })
     }
 
