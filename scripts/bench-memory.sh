@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Hub memory with two profiles ("all" selects every entry, "high only" the High ones) on a copy of
+# DATABASE_FILE, and the time to restart with them.  scripts/bench-memory.sh DATABASE_FILE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p rephub
+bin=$PWD/target/release/rephub
+db=${1:?usage: $0 DATABASE_FILE}
+work=$(mktemp -d)
+trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
+mkdir -p $work/data
+cp "$db" $work/data/rephub.db
+key=$($bin --data-dir $work/data keys add bench --role admin 2>/dev/null)
+port=19777
+start=$(date +%s.%N)
+$bin --data-dir $work/data serve --listen 127.0.0.1:$port > $work/out 2> $work/err &
+hub=$!
+url=http://127.0.0.1:$port
+until curl -sf $url/healthz >/dev/null; do sleep 0.2; done
+echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s"
+H="Authorization: Bearer $key"
+curl -sf -H "$H" -d '{"name": "everything", "action": "block"}' $url/api/v1/filters >/dev/null
+curl -sf -H "$H" -d '{"name": "high", "action": "block", "criteria": ["Trend Micro Severity=High"]}' $url/api/v1/filters >/dev/null
+t0=$(date +%s.%N)
+curl -sf -H "$H" -d '{"name": "all", "filters": ["everything"]}' $url/api/v1/profiles >/dev/null
+curl -sf -H "$H" -d '{"name": "high only", "filters": ["high"]}' $url/api/v1/profiles >/dev/null
+echo "two profiles in $(echo "$(date +%s.%N) - $t0" | bc) s"
+curl -sf -H "$H" $url/api/v1/profiles
+echo
+grep -E 'VmRSS|VmHWM' /proc/$hub/status
+kill $hub; wait $hub 2>/dev/null || true
+start=$(date +%s.%N)
+$bin --data-dir $work/data serve --listen 127.0.0.1:$port > $work/out2 2> $work/err2 &
+hub=$!
+until curl -sf $url/healthz >/dev/null; do sleep 0.2; done
+echo "restart with two profiles: ready after $(echo "$(date +%s.%N) - $start" | bc) s"
+grep -E 'VmRSS|VmHWM' /proc/$hub/status
+kill $hub; wait $hub 2>/dev/null || true
