@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Where the database (`rephub.db`) lives.
     pub data_dir: PathBuf,
+    /// The database file, if not `rephub.db` in `data_dir`.
+    pub db: Option<PathBuf>,
     /// Address to listen on. Loopback by default: expose it deliberately.
     pub listen: SocketAddr,
     /// Log filter, as in `RUST_LOG` (`info`, `rephub_hub=debug`, ...).
@@ -28,6 +30,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("rephub-data"),
+            db: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log: "info".into(),
             request_timeout_secs: 60,
@@ -115,7 +118,9 @@ impl Config {
     }
 
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("rephub.db")
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("rephub.db"))
     }
 
     pub fn max_body_bytes(&self) -> usize {

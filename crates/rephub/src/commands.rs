@@ -30,6 +30,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             config.as_deref(),
             *listen,
             args.data_dir.clone(),
+            args.db.clone(),
             args.cache_mib,
         );
     }
@@ -601,11 +602,15 @@ fn serve(
     config: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
+    db: Option<PathBuf>,
     cache_mib: u32,
 ) -> anyhow::Result<Status> {
     let mut cfg = rephub_hub::Config::load(config)?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
+    }
+    if db.is_some() {
+        cfg.db = db;
     }
     if let Some(l) = listen {
         cfg.listen = l;

@@ -557,3 +557,91 @@ fn stats_and_expired_entries() {
     assert!(s.contains("entries      1"), "{s}");
     assert!(s.contains("cursor       3"), "{s}");
 }
+
+/// Plain HTTP/1.1 GET on loopback; the status code, or None if the connection failed.
+fn http_get(addr: &str, path: &str, key: &str) -> Option<u16> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-SMS-API-KEY: {key}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
+    use std::io::BufRead;
+    let hub = Hub::new();
+    let mut child = hub
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("REPHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = String::new();
+    let addr = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(k) = l.trim().strip_prefix("rh_") {
+            key = format!("rh_{k}");
+        }
+        if let Some(a) = l.strip_prefix("rephub hub listening on http://") {
+            break a.to_string();
+        }
+    };
+    // Eight writers, each adding its own addresses one request at a time; the hub group-commits
+    // them. Every 200 is a promise that the entry is on disk.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..8u32)
+        .map(|w| {
+            let (addr, key, acked) = (addr.clone(), key.clone(), acknowledged.clone());
+            std::thread::spawn(move || {
+                for i in 0..2000u32 {
+                    let ip = format!("10.{w}.{}.{}", i / 256, i % 256);
+                    match http_get(&addr, &format!("/repEntries/add?ip={ip}"), &key) {
+                        Some(200) => acked.lock().unwrap().push(ip),
+                        Some(other) => panic!("{ip}: HTTP {other}"),
+                        None => return, // the hub is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 500 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, in the middle of the stream
+    child.wait().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 500,
+        "the writers got going ({} acknowledged)",
+        acked.len()
+    );
+    assert!(
+        acked.len() < 16_000,
+        "the kill came while writes were still arriving"
+    );
+    let store = hub.store();
+    store.check_integrity().unwrap();
+    for ip in &acked {
+        assert!(
+            store
+                .get(&Entry::parse(Kind::Ipv4, ip).unwrap())
+                .unwrap()
+                .is_some(),
+            "{ip} was acknowledged but is not in the database"
+        );
+    }
+}
