@@ -14,6 +14,7 @@ mod auth;
 pub mod config;
 mod engine;
 mod error;
+mod metrics;
 mod rest;
 mod sms;
 mod state;
@@ -38,8 +39,13 @@ pub fn app(state: AppState) -> Router {
     let config = state.config();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::metrics))
         .merge(sms::router())
         .merge(rest::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes()))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(

@@ -830,6 +830,7 @@ async fn sync(
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let _parked = crate::metrics::Parked::new(&state.metrics().parked_polls);
     let answer = loop {
         let a = match engine.quick(profile, cursor) {
             Ok(a) => a,

@@ -52,6 +52,7 @@ struct Inner {
     engine: Arc<Engine>,
     /// Devices by token hash.
     devices: Mutex<HashMap<Vec<u8>, Device>>,
+    metrics: crate::metrics::Metrics,
     /// Entry writes for the group committer.
     writes: std::sync::mpsc::Sender<WriteJob>,
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
@@ -94,6 +95,7 @@ impl AppState {
                 config,
                 store: Mutex::new(store),
                 engine,
+                metrics: crate::metrics::Metrics::default(),
                 writes,
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
@@ -110,6 +112,10 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn engine(&self) -> Arc<Engine> {

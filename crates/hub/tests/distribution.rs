@@ -560,3 +560,60 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
     assert_eq!(s.stats().unwrap().entries, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_what_happened() {
+    let h = hub().await;
+    let token = h.setup().await;
+    h.add(json!([
+        {"value": "192.0.2.1", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "192.0.2.2", "tags": {"Trend Micro Severity": "Low"}},
+        {"value": "a.example", "tags": {"Trend Micro Severity": "Medium"}}
+    ]))
+    .await;
+    let s = h.sync(&token, None, 0).await;
+    h.sync(&token, Some(s.cursor), 0).await;
+    h.http
+        .get(h.url("/repEntries/query?ip=192.0.2.1&smspass=secret-in-query"))
+        .send()
+        .await
+        .unwrap();
+    let text = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(value("rephub_entries{kind=\"ipv4\"}"), "2");
+    assert_eq!(value("rephub_entries{kind=\"domain\"}"), "1");
+    assert_eq!(
+        value("rephub_filter_set_entries{profile=\"perimeter\"}"),
+        "2"
+    );
+    assert_eq!(value("rephub_change_log_seq"), "3");
+    assert_eq!(value("rephub_devices{status=\"in_sync\"}"), "1");
+    assert_eq!(value("rephub_sync_polls_waiting"), "0");
+    assert_eq!(
+        value("rephub_http_requests_total{method=\"GET\",route=\"/api/v1/sync\",status=\"200\"}"),
+        "2"
+    );
+    assert_eq!(
+        value(
+            "rephub_http_requests_total{method=\"GET\",route=\"/repEntries/query\",status=\"401\"}"
+        ),
+        "1"
+    );
+    assert!(!text.contains("secret-in-query") && !text.contains("rh_") && !text.contains(&token));
+}

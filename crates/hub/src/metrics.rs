@@ -1,0 +1,193 @@
+//! `/metrics` in the Prometheus text format: entries per kind, filter-set sizes, change-log and
+//! follower positions, devices by status, parked long-polls, requests by route and status.
+//! Aggregates only (no device names, no keys), so it needs no credentials, like `/healthz`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use rephub_model::Kind;
+use rephub_store::{DistributionStore, ReputationStore};
+
+use crate::state::AppState;
+
+/// Counting entries per kind scans an index; scrapes within this time reuse the last count.
+const COUNT_TTL: Duration = Duration::from_secs(60);
+
+/// Entries per kind, and when they were counted.
+type KindCounts = Option<(Instant, Vec<(Kind, u64)>)>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// `(method, route, status) → count`.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    pub(crate) parked_polls: AtomicI64,
+    per_kind: Mutex<KindCounts>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counts every request by its route (the pattern, not the path: no values, no credentials).
+pub(crate) async fn count_requests(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let resp = next.run(req).await;
+    let key = (method, route, resp.status().as_u16());
+    *lock(&state.metrics().requests).entry(key).or_default() += 1;
+    resp
+}
+
+/// Decrements the parked-poll gauge when a sync request ends, however it ends.
+pub(crate) struct Parked<'a>(&'a AtomicI64);
+
+impl<'a> Parked<'a> {
+    pub(crate) fn new(gauge: &'a AtomicI64) -> Parked<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Parked(gauge)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match render(&state).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
+    let m = state.metrics();
+    let cached = lock(&m.per_kind)
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < COUNT_TTL)
+        .map(|(_, v)| v.clone());
+    let per_kind = match cached {
+        Some(v) => v,
+        None => {
+            let v = state
+                .with_store(|s| s.stats().map(|st| st.per_kind))
+                .await??;
+            *lock(&m.per_kind) = Some((Instant::now(), v.clone()));
+            v
+        }
+    };
+    state.flush_progress().await?;
+    let (last_seq, devices) = state
+        .with_store(|s| Ok::<_, rephub_store::StoreError>((s.last_seq()?, s.devices()?)))
+        .await??;
+    let engine = state.engine();
+    let summary = engine.summary();
+    let mut out = String::with_capacity(4096);
+    let mut gauge = |name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        name.to_string()
+    };
+    let n = gauge(
+        "rephub_entries",
+        "Reputation entries by kind (counted at most once a minute).",
+    );
+    let mut lines = String::new();
+    for k in Kind::ALL {
+        let c = per_kind
+            .iter()
+            .find(|(x, _)| *x == k)
+            .map_or(0, |(_, c)| *c);
+        let _ = writeln!(lines, "{n}{{kind=\"{k}\"}} {c}");
+    }
+    let n2 = gauge(
+        "rephub_change_log_seq",
+        "Newest change-log sequence number.",
+    );
+    let _ = writeln!(lines, "{n2} {last_seq}");
+    let n3 = gauge(
+        "rephub_filter_sets_applied_seq",
+        "Change-log position the filter sets reflect.",
+    );
+    let _ = writeln!(lines, "{n3} {}", engine.applied());
+    let n4 = gauge(
+        "rephub_filter_set_entries",
+        "Entries selected by each profile's filter set.",
+    );
+    for (_, name, size, _) in &summary {
+        let _ = writeln!(lines, "{n4}{{profile=\"{}\"}} {size}", escape(name));
+    }
+    let n5 = gauge("rephub_devices", "Devices by distribution status.");
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    for d in &devices {
+        let last = d.profile_id.and_then(|p| engine.last_change(p));
+        let s = match (d.profile_id, d.last_seen, last) {
+            (None, _, _) => "no_profile",
+            (_, None, _) => "pending",
+            (_, _, Some(c)) if d.applied_cursor >= c => "in_sync",
+            _ => "behind",
+        };
+        *by_status.entry(s).or_default() += 1;
+    }
+    for s in ["in_sync", "behind", "pending", "no_profile"] {
+        let _ = writeln!(
+            lines,
+            "{n5}{{status=\"{s}\"}} {}",
+            by_status.get(s).copied().unwrap_or(0)
+        );
+    }
+    let n6 = gauge(
+        "rephub_sync_polls_waiting",
+        "Device sync requests waiting for a change.",
+    );
+    let _ = writeln!(lines, "{n6} {}", m.parked_polls.load(Ordering::Relaxed));
+    out.push_str(&lines);
+    let _ = writeln!(
+        out,
+        "# HELP rephub_http_requests_total HTTP requests by route and status.\n# TYPE rephub_http_requests_total counter"
+    );
+    for ((method, route, status), c) in lock(&m.requests).iter() {
+        let _ = writeln!(
+            out,
+            "rephub_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {c}",
+            escape(route)
+        );
+    }
+    Ok(out)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
