@@ -13,7 +13,7 @@ cp "$db" $work/data/rephub.db
 key=$($bin --data-dir $work/data keys add bench --role admin 2>/dev/null)
 port=19777
 start=$(date +%s.%N)
-$bin --data-dir $work/data serve --listen 127.0.0.1:$port > $work/out 2> $work/err &
+$bin --data-dir $work/data serve --listen 127.0.0.1:$port --tls-listen 127.0.0.1:0 > $work/out 2> $work/err &
 hub=$!
 url=http://127.0.0.1:$port
 until curl -sf $url/healthz >/dev/null; do sleep 0.2; done
@@ -30,7 +30,7 @@ echo
 grep -E 'VmRSS|VmHWM' /proc/$hub/status
 kill $hub; wait $hub 2>/dev/null || true
 start=$(date +%s.%N)
-$bin --data-dir $work/data serve --listen 127.0.0.1:$port > $work/out2 2> $work/err2 &
+$bin --data-dir $work/data serve --listen 127.0.0.1:$port --tls-listen 127.0.0.1:0 > $work/out2 2> $work/err2 &
 hub=$!
 until curl -sf $url/healthz >/dev/null; do sleep 0.2; done
 echo "restart with two profiles: ready after $(echo "$(date +%s.%N) - $start" | bc) s"

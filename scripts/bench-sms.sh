@@ -11,7 +11,7 @@ cargo build --release -q -p rephub
 work=$(mktemp -d)
 trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
 port=$((19000 + $$ % 1000))
-target/release/rephub --data-dir "$work/data" serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
+target/release/rephub --data-dir "$work/data" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!
 for _ in $(seq 50); do grep -q rh_ "$work/out" 2>/dev/null && break; sleep 0.1; done
 key=$(grep -oE 'rh_[0-9a-f]{64}' "$work/out")

@@ -14,7 +14,7 @@ cp "$db" "$work/data/rephub.db"
 key=$("$bin" --data-dir "$work/data" keys add bench --role admin 2>/dev/null)
 port=$((19500 + $$ % 400))
 start=$(date +%s.%N)
-"$bin" --data-dir "$work/data" serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
+"$bin" --data-dir "$work/data" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!
 url="http://127.0.0.1:$port"
 until curl -sf "$url/healthz" >/dev/null; do sleep 0.1; done

@@ -45,6 +45,7 @@ async fn main() {
             "--listen",
         ])
         .arg(format!("127.0.0.1:{port}"))
+        .args(["--tls-listen", "127.0.0.1:0"])
         .env("REPHUB_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -14,8 +14,16 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database file, if not `rephub.db` in `data_dir`.
     pub db: Option<PathBuf>,
-    /// Address to listen on. Loopback by default: expose it deliberately.
+    /// Address to listen on (plain HTTP). Loopback by default: expose it deliberately.
     pub listen: SocketAddr,
+    /// Serve HTTPS too.
+    pub tls: bool,
+    /// Address of the HTTPS listener.
+    pub tls_listen: SocketAddr,
+    /// PEM certificate chain and private key; without them a self-signed certificate is made on
+    /// first start and kept in `data_dir/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Log filter, as in `RUST_LOG` (`info`, `rephub_hub=debug`, ...).
     pub log: String,
     /// Longest a request may take before it is answered 408.
@@ -32,6 +40,10 @@ impl Default for Config {
             data_dir: PathBuf::from("rephub-data"),
             db: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: true,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
             log: "info".into(),
             request_timeout_secs: 60,
             max_body_mib: 64,
@@ -106,6 +118,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "request_timeout_secs",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "tls_cert",
+                reason: "tls_cert and tls_key go together".into(),
             });
         }
         if !(1..=4096).contains(&self.max_body_mib) {

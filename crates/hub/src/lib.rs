@@ -18,6 +18,7 @@ mod metrics;
 mod rest;
 mod sms;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,6 +66,8 @@ pub fn app(state: AppState) -> Router {
 #[derive(Debug)]
 pub struct RunningHub {
     pub addr: SocketAddr,
+    /// The HTTPS listener, if enabled.
+    pub tls_addr: Option<SocketAddr>,
     /// The admin key created on first start (shown once; only its hash is kept).
     pub initial_admin_key: Option<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -99,6 +102,31 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
     let addr = listener
         .local_addr()
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;
+    let tls_handle = axum_server::Handle::new();
+    let tls_addr = if state.config().tls {
+        let rustls = tls::server_config(state.config()).await?;
+        let std_listener = std::net::TcpListener::bind(state.config().tls_listen)
+            .map_err(|e| HubError::Bind(state.config().tls_listen.to_string(), e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| HubError::Bind(state.config().tls_listen.to_string(), e))?;
+        let tls_addr = std_listener
+            .local_addr()
+            .map_err(|e| HubError::Bind(state.config().tls_listen.to_string(), e))?;
+        let server = axum_server::from_tcp_rustls(std_listener, rustls)
+            .map_err(|e| HubError::Bind(tls_addr.to_string(), e))?
+            .handle(tls_handle.clone());
+        let app = app(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(app.into_make_service()).await {
+                tracing::error!(error = %e, "HTTPS listener failed");
+            }
+        });
+        tracing::info!(addr = %tls_addr, "rephub hub listening (HTTPS)");
+        Some(tls_addr)
+    } else {
+        None
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(state.engine().follow());
     let flusher = {
@@ -120,6 +148,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
             })
             .await
             .map_err(|e| HubError::Internal(e.to_string()));
+        tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         flusher.abort();
         state.flush_progress().await?;
@@ -128,6 +157,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
     tracing::info!(%addr, "rephub hub listening");
     Ok(RunningHub {
         addr,
+        tls_addr,
         initial_admin_key,
         shutdown: tx,
         task,

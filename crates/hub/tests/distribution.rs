@@ -24,6 +24,7 @@ fn config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        tls_listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     }
 }

@@ -24,6 +24,7 @@ fn config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        tls_listen: "127.0.0.1:0".parse().unwrap(),
         max_body_mib: 1,
         ..Config::default()
     }
@@ -534,4 +535,55 @@ async fn credentials_never_reach_the_log() {
 
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_self_signed_certificate() {
+    let h = hub().await;
+    let tls = h
+        .hub
+        .as_ref()
+        .unwrap()
+        .tls_addr
+        .expect("HTTPS is on by default");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // SMS API clients in the wild call https:// with verification off.
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/repEntries/add?ip=10.20.30.40",
+        tls.port()
+    );
+    let r = insecure
+        .get(&url)
+        .header("X-SMS-API-KEY", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "added 1\n");
+    // The certificate is kept in the data directory, with a private key only its owner can read.
+    let key = h.dir.path().join("tls/key.pem");
+    assert!(h.dir.path().join("tls/cert.pem").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // A client that verifies refuses it (it is self-signed), and plain HTTP on the TLS port fails.
+    let strict = reqwest::Client::new();
+    assert!(strict.get(&url).send().await.is_err());
+    assert!(
+        insecure
+            .get(format!("http://127.0.0.1:{}/healthz", tls.port()))
+            .send()
+            .await
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+    );
 }

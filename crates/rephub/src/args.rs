@@ -49,6 +49,9 @@ pub enum Command {
         /// Address to listen on (overrides the configuration).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the HTTPS listener (overrides the configuration).
+        #[arg(long)]
+        tls_listen: Option<std::net::SocketAddr>,
     },
     /// Manage API keys (stored hashed; a new key is shown once).
     #[command(subcommand)]

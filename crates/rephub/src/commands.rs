@@ -25,10 +25,15 @@ use rephub_store::import::{ImportOptions, InputFormat, import_reader};
 const SHOWN_REJECTS: u64 = 100;
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
-    if let Command::Serve { config, listen } = &args.command {
+    if let Command::Serve {
+        config,
+        listen,
+        tls_listen,
+    } = &args.command
+    {
         return serve(
             config.as_deref(),
-            *listen,
+            (*listen, *tls_listen),
             args.data_dir.clone(),
             args.db.clone(),
             args.cache_mib,
@@ -600,7 +605,7 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
 
 fn serve(
     config: Option<&Path>,
-    listen: Option<std::net::SocketAddr>,
+    (listen, tls_listen): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
     data_dir: Option<PathBuf>,
     db: Option<PathBuf>,
     cache_mib: u32,
@@ -614,6 +619,9 @@ fn serve(
     }
     if let Some(l) = listen {
         cfg.listen = l;
+    }
+    if let Some(l) = tls_listen {
+        cfg.tls_listen = l;
     }
     cfg.cache_mib = cache_mib;
     tracing_subscriber::fmt()
@@ -632,6 +640,9 @@ fn serve(
             );
         }
         println!("rephub hub listening on http://{}", hub.addr);
+        if let Some(tls) = hub.tls_addr {
+            println!("rephub hub listening on https://{tls}");
+        }
         hub.wait_for_signal().await?;
         Ok::<_, anyhow::Error>(())
     })?;

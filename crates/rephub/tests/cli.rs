@@ -579,7 +579,13 @@ fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
     let hub = Hub::new();
     let mut child = hub
         .cmd()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ])
         .env("REPHUB_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
