@@ -50,8 +50,15 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/distributions", get(distributions).post(distribute))
         .route(
             "/api/v1/entries",
-            axum::routing::post(add_entries).delete(delete_entries),
+            get(search_entries).post(add_entries).delete(delete_entries),
         )
+        .route("/api/v1/import", axum::routing::post(import_file))
+        .route(
+            "/api/v1/categories",
+            get(list_categories).post(add_category),
+        )
+        .route("/api/v1/keys", get(list_keys).post(add_key))
+        .route("/api/v1/keys/{name}", axum::routing::delete(delete_key))
         .route("/api/v1/sync", get(sync))
 }
 
@@ -749,6 +756,277 @@ async fn delete_entries(
         .await??;
     state.written();
     Ok(Json(json!({"deleted": deleted, "cursor": cursor})))
+}
+
+/// Search parameters: the SMS Entry Criteria and tag criteria, as the CLI's `search` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    ip: Option<String>,
+    domain: Option<String>,
+    #[serde(default)]
+    exact: bool,
+    url: Option<String>,
+    hash: Option<String>,
+    kind: Option<String>,
+    /// `Category=Value~~~Value`, `Category=min..max`, `Category`, `!Category`; several joined by `;`.
+    tag: Option<String>,
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 100_000;
+
+async fn search_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let mut queries = Vec::new();
+    if let Some(v) = &q.ip {
+        queries.push(Query_::ip(v).map_err(|e| ApiError::bad("ip", e.to_string()))?);
+    }
+    if let Some(v) = &q.domain {
+        queries
+            .push(Query_::domain(v, q.exact).map_err(|e| ApiError::bad("domain", e.to_string()))?);
+    }
+    if let Some(v) = &q.url {
+        queries.push(Query_::url(v).map_err(|e| ApiError::bad("url", e.to_string()))?);
+    }
+    if let Some(v) = &q.hash {
+        queries.push(Query_::hash(v).map_err(|e| ApiError::bad("hash", e.to_string()))?);
+    }
+    if queries.len() > 1 {
+        return Err(ApiError::bad(
+            "ip",
+            "give at most one of ip, domain, url, hash",
+        ));
+    }
+    let mut criteria = rephub_model::Criteria {
+        query: queries.pop(),
+        source: q.source.clone(),
+        ..rephub_model::Criteria::default()
+    };
+    if let Some(k) = &q.kind {
+        criteria.kinds.push(
+            k.parse::<Kind>()
+                .map_err(|e| ApiError::bad("kind", e.to_string()))?,
+        );
+    }
+    for t in q
+        .tag
+        .iter()
+        .flat_map(|t| t.split(';'))
+        .filter(|t| !t.trim().is_empty())
+    {
+        criteria.tags.push(
+            rephub_model::TagCriterion::parse(&catalog, t)
+                .map_err(|e| ApiError::bad("tag", e.to_string()))?,
+        );
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
+    }
+    let found = state
+        .with_store(move |s| s.search(&criteria, limit + 1))
+        .await??;
+    let more = found.len() > limit;
+    let entries: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|e| entry_json(&catalog, e))
+        .collect();
+    Ok(Json(json!({"entries": entries, "more": more})))
+}
+
+/// Not to be confused with axum's `Query` extractor.
+use rephub_model::Query as Query_;
+
+fn entry_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
+    let tags: BTreeMap<&str, Value> = catalog
+        .named(&e.tags)
+        .map(|(n, v)| (n, rephub_model::ExportRecord::tag_json(v)))
+        .collect();
+    json!({"kind": e.entry.kind().as_str(), "value": e.entry.to_string(), "tags": tags,
+           "sources": e.assertions.iter().map(|a| a.source.as_str()).collect::<Vec<_>>(),
+           "expires": e.expires_at.map(rephub_model::format_utc)})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    /// `auto` (default), `ipv4`, `ipv6`, `domain`/`dns`, `url`, `sha1`, `sha256`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// `sms` (default), `plain`, `jsonl`.
+    format: Option<String>,
+    #[serde(default)]
+    strict: bool,
+    source: Option<String>,
+}
+
+/// `POST /api/v1/import?type=…&format=…` with the file as the body.
+async fn import_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ImportQuery>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    use rephub_store::import::{ImportOptions, InputFormat, import_reader};
+    caller(&state, &headers, Role::Producer).await?;
+    let kind = match q.kind.as_deref() {
+        None | Some("auto") => None,
+        Some(k) => Some(
+            k.parse::<Kind>()
+                .map_err(|e| ApiError::bad("type", e.to_string()))?,
+        ),
+    };
+    let format = match q.format.as_deref() {
+        None | Some("sms") => InputFormat::Sms,
+        Some("plain") => InputFormat::Plain,
+        Some("jsonl") => InputFormat::Jsonl,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "format",
+                format!("{other:?} is not sms, plain or jsonl"),
+            ));
+        }
+    };
+    let opts = ImportOptions {
+        kind,
+        format,
+        strict: q.strict,
+        source: q.source.unwrap_or_else(|| USER_SOURCE.to_string()),
+        mode: WriteMode::Merge,
+    };
+    let (summary, rejects) = state
+        .with_store(move |s| {
+            let mut rejects = Vec::new();
+            let summary = import_reader(s, std::io::Cursor::new(b), &opts, &|_| {}, &mut |e| {
+                if rejects.len() < 1000 {
+                    rejects.push(json!({"line": e.line, "reason": e.reason}));
+                }
+            })?;
+            Ok::<_, StoreError>((summary, rejects))
+        })
+        .await??;
+    state.written();
+    Ok(Json(json!({
+        "committed": summary.committed, "accepted": summary.accepted, "added": summary.added,
+        "updated": summary.updated, "unchanged": summary.unchanged, "rejected": summary.rejected,
+        "dropped_pairs": summary.dropped_pairs, "cursor": summary.last_seq, "rejects": rejects
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Categories and API keys
+
+async fn list_categories(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    Ok(Json(json!({"categories": catalog.categories()})))
+}
+
+async fn add_category(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let new: rephub_model::NewCategory = body(&b)?;
+    new.validate()
+        .map_err(|e| ApiError::bad("category", e.to_string()))?;
+    let made = state
+        .with_store(move |s| s.add_category(&new))
+        .await?
+        .map_err(|e| match e {
+            StoreError::Category(rephub_model::CategoryError::Exists(n)) => ApiError::new(
+                StatusCode::CONFLICT,
+                Some("name"),
+                format!("category {n:?} already exists"),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(json!(made))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    name: String,
+    role: String,
+}
+
+async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    use rephub_store::KeyStore;
+    caller(&state, &headers, Role::Admin).await?;
+    let keys = state.with_store(|s| s.api_keys()).await??;
+    let out: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"name": k.name, "role": k.role, "created": rephub_model::format_utc(k.created_at)}))
+        .collect();
+    Ok(Json(json!({"keys": out})))
+}
+
+async fn add_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    use rephub_store::KeyStore;
+    caller(&state, &headers, Role::Admin).await?;
+    let k: KeyBody = body(&b)?;
+    let role = Role::parse(&k.role).ok_or_else(|| {
+        ApiError::bad(
+            "role",
+            format!("{:?}: admin, producer or read-only", k.role),
+        )
+    })?;
+    let name = k.name.trim().to_string();
+    if name.is_empty() || name.contains(':') || name.chars().count() > 255 {
+        return Err(ApiError::bad(
+            "name",
+            "1 to 255 characters, no ':' (it is the Basic user name)",
+        ));
+    }
+    let key = new_key();
+    let hash = hash_key(&key);
+    let n = name.clone();
+    state
+        .with_store(move |s| s.add_api_key(&n, role.as_str(), &hash))
+        .await??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "role": role.as_str(), "key": key})),
+    )
+        .into_response())
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    use rephub_store::KeyStore;
+    let me = caller(&state, &headers, Role::Admin).await?;
+    if me.name == name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("name"),
+            "a key cannot delete itself",
+        ));
+    }
+    if !state.with_store(move |s| s.delete_api_key(&name)).await?? {
+        return Err(ApiError::not_found("key"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -156,6 +156,10 @@ impl Hub {
         d["token"].as_str().unwrap().to_string()
     }
 
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, ADMIN, None).await
+    }
+
     async fn add(&self, entries: Value) -> u64 {
         self.post("/api/v1/entries", json!({"entries": entries}))
             .await["cursor"]
@@ -617,4 +621,187 @@ async fn metrics_count_what_happened() {
         "1"
     );
     assert!(!text.contains("secret-in-query") && !text.contains("rh_") && !text.contains(&token));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_import_categories_and_keys() {
+    let h = hub().await;
+    // Import a file upload: bad lines listed with their numbers, the rest kept.
+    let file = "10.1.0.0/16,Trend Micro Severity,High\n10.1.2.3,Trend Micro Severity,Low\n300.1.1.1\n10.9.9.9,Nope,1\n";
+    let r = h
+        .http
+        .post(h.url("/api/v1/import?type=ipv4"))
+        .bearer_auth(ADMIN)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            v["accepted"].as_u64(),
+            v["rejected"].as_u64(),
+            v["committed"].as_bool()
+        ),
+        (Some(2), Some(2), Some(true))
+    );
+    assert_eq!(v["rejects"][0]["line"], 3);
+    assert_eq!(v["rejects"][1]["line"], 4);
+    let r = h
+        .http
+        .post(h.url("/api/v1/import?type=ipv4&strict=true"))
+        .bearer_auth(ADMIN)
+        .body("10.2.0.1\nbad\n")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["committed"], false);
+    let (s, v) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/import?format=xml",
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("format"))
+    );
+
+    // Search with Entry Criteria and tag criteria.
+    let (s, v) = h.get("/api/v1/entries?ip=10.0.0.0/8").await;
+    assert_eq!(s, StatusCode::OK);
+    let values: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec!["10.1.0.0/16", "10.1.2.3"],
+        "10.2.0.1 came from the refused strict import"
+    );
+    let (_, v) = h
+        .get("/api/v1/entries?ip=10.0.0.0/8&tag=Trend%20Micro%20Severity%3DHigh")
+        .await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["entries"][0]["tags"]["Trend Micro Severity"], "High");
+    let (_, v) = h.get("/api/v1/entries?limit=1").await;
+    assert_eq!(
+        (v["entries"].as_array().unwrap().len(), v["more"].as_bool()),
+        (1, Some(true))
+    );
+    for (q, field) in [
+        ("ip=10.0.0.0/33", "ip"),
+        ("limit=0", "limit"),
+        ("tag=Nope", "tag"),
+        ("kind=mac", "kind"),
+        ("colour=red", ""),
+    ] {
+        let (s, v) = h.get(&format!("/api/v1/entries?{q}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{q}: {v}");
+        }
+    }
+
+    // Categories.
+    let (s, _) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/categories",
+            ADMIN,
+            Some(json!({"name": "Country", "type": "list", "values": ["China"], "multiple": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/categories",
+            ADMIN,
+            Some(json!({"name": "Country", "type": "text"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/categories",
+            ADMIN,
+            Some(json!({"name": "Empty", "type": "list", "values": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (_, v) = h.get("/api/v1/categories").await;
+    assert_eq!(v["categories"].as_array().unwrap().len(), 11);
+
+    // API keys: made through the API, usable at once, gone when deleted; an admin cannot delete
+    // itself; a read-only key cannot make keys.
+    let (s, v) = h
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            ADMIN,
+            Some(json!({"name": "ddd02", "role": "producer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let key = v["key"].as_str().unwrap().to_string();
+    let r = h
+        .http
+        .get(h.url("/repEntries/add?dns=new.example"))
+        .basic_auth("ddd02", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, v) = h.get("/api/v1/keys").await;
+    assert!(!v.to_string().contains(&key), "keys are never shown again");
+    assert_eq!(
+        h.call(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            READER,
+            Some(json!({"name": "x", "role": "admin"}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        h.call(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            ADMIN,
+            Some(json!({"name": "y", "role": "root"}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        h.call(reqwest::Method::DELETE, "/api/v1/keys/admin", ADMIN, None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        h.call(reqwest::Method::DELETE, "/api/v1/keys/ddd02", ADMIN, None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let r = h
+        .http
+        .get(h.url("/repEntries/add?dns=new2.example"))
+        .basic_auth("ddd02", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
