@@ -762,6 +762,8 @@ async fn delete_entries(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SearchQuery {
+    /// Exact lookup of one entry (its kind detected, or given with `kind`).
+    value: Option<String>,
     ip: Option<String>,
     domain: Option<String>,
     #[serde(default)]
@@ -785,6 +787,20 @@ async fn search_entries(
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
     let catalog = state.with_store(|s| s.catalog()).await??;
+    if let Some(v) = &q.value {
+        let entry = parse_entry(
+            0,
+            &EntryBody {
+                value: v.clone(),
+                kind: q.kind.clone(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .map_err(|_| ApiError::bad("value", format!("{v:?} is not a valid entry")))?;
+        let found = state.with_store(move |s| s.get(&entry)).await??;
+        let entries: Vec<Value> = found.iter().map(|e| entry_json(&catalog, e)).collect();
+        return Ok(Json(json!({"entries": entries, "more": false})));
+    }
     let mut queries = Vec::new();
     if let Some(v) = &q.ip {
         queries.push(Query_::ip(v).map_err(|e| ApiError::bad("ip", e.to_string()))?);

@@ -690,6 +690,14 @@ async fn search_import_categories_and_keys() {
         .await;
     assert_eq!(v["entries"].as_array().unwrap().len(), 1);
     assert_eq!(v["entries"][0]["tags"]["Trend Micro Severity"], "High");
+    let (_, v) = h.get("/api/v1/entries?value=10.1.2.3").await;
+    assert_eq!(v["entries"][0]["value"], "10.1.2.3");
+    let (_, v) = h.get("/api/v1/entries?value=10.1.0.0/24").await;
+    assert_eq!(
+        v["entries"].as_array().unwrap().len(),
+        0,
+        "exact: not the /16"
+    );
     let (_, v) = h.get("/api/v1/entries?limit=1").await;
     assert_eq!(
         (v["entries"].as_array().unwrap().len(), v["more"].as_bool()),

@@ -19,6 +19,19 @@ pub struct Args {
     #[arg(long, global = true, env = "REPHUB_CACHE_MIB", default_value_t = 512)]
     pub cache_mib: u32,
 
+    /// Work against a running hub (`https://hub:8443`) instead of the database file: import,
+    /// query, search, delete and categories.
+    #[arg(long, global = true, env = "REPHUB_HUB")]
+    pub hub: Option<String>,
+
+    /// API key for --hub.
+    #[arg(long, global = true, env = "REPHUB_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+
+    /// With --hub over HTTPS: accept the hub's self-signed certificate.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
     /// No progress bars and no summary lines.
     #[arg(long, short, global = true)]
     pub quiet: bool,

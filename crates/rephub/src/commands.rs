@@ -25,6 +25,14 @@ use rephub_store::import::{ImportOptions, InputFormat, import_reader};
 const SHOWN_REJECTS: u64 = 100;
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
+    if let Some(hub) = &args.hub {
+        let key = args
+            .key
+            .clone()
+            .context("--hub needs an API key: --key or REPHUB_KEY")?;
+        let remote = crate::remote::Remote::new(hub, &key, args.insecure)?;
+        return crate::remote::run(&remote, args.command, args.quiet);
+    }
     if let Command::Serve {
         config,
         listen,
@@ -109,7 +117,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+pub(crate) fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     if path.as_os_str() == "-" {
         return Ok((Box::new(BufReader::new(std::io::stdin())), None));
     }
@@ -119,7 +127,7 @@ fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u6
 }
 
 /// The format of an import file: from `--format`, else the file name, else the first data line.
-fn detect_format(arg: FormatArg, path: &Path, input: &mut dyn BufRead) -> InputFormat {
+pub(crate) fn detect_format(arg: FormatArg, path: &Path, input: &mut dyn BufRead) -> InputFormat {
     match arg {
         FormatArg::Sms => return InputFormat::Sms,
         FormatArg::Plain => return InputFormat::Plain,

@@ -573,10 +573,9 @@ fn http_get(addr: &str, path: &str, key: &str) -> Option<u16> {
     answer.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[test]
-fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
+/// `rephub serve` on the test's database, on free ports: the process, its address, the admin key.
+fn start_hub(hub: &Hub) -> (std::process::Child, String, String) {
     use std::io::BufRead;
-    let hub = Hub::new();
     let mut child = hub
         .cmd()
         .args([
@@ -602,6 +601,100 @@ fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
             break a.to_string();
         }
     };
+    // Keep reading the hub's output so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr, key)
+}
+
+#[test]
+fn the_cli_works_against_a_running_hub() {
+    let hub = Hub::new();
+    let (mut child, addr, key) = start_hub(&hub);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |args: &[&str]| -> Output {
+        // No --db: a remote command must not touch any local database.
+        Command::new(env!("CARGO_BIN_EXE_rephub"))
+            .current_dir(elsewhere.path())
+            .args(["--hub", &format!("http://{addr}"), "--key", &key])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = remote(&["import", "--type", "ipv4", &example("bad.csv")]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.csv:7: unknown category \"Country\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("9 accepted"), "{}", stderr(&o));
+    let o = remote(&["import", "--type", "dns", &example("domains.csv")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = remote(&["query", "192.0.2.10", "203.0.113.250"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).starts_with("192.0.2.10,"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("203.0.113.250: not found"));
+    let o = remote(&[
+        "search",
+        "--domain",
+        "example.com",
+        "--limit",
+        "0",
+        "-f",
+        "plain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local = stdout(&hub.run(&[
+        "search",
+        "--domain",
+        "example.com",
+        "--limit",
+        "0",
+        "-f",
+        "plain",
+    ]));
+    assert!(!local.is_empty());
+    assert_eq!(stdout(&o), local, "the same answer as on the hub's machine");
+    let o = remote(&["delete", "192.0.2.10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(remote(&["query", "192.0.2.10"]).status.code(), Some(3));
+    let o = remote(&[
+        "categories",
+        "add",
+        "Country",
+        "--type",
+        "list",
+        "--values",
+        "China",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&remote(&["categories", "list"])).contains("Country: list"));
+    // A wrong key, and commands that need the database itself, fail clearly.
+    let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args([
+            "--hub",
+            &format!("http://{addr}"),
+            "--key",
+            "rh_wrong",
+            "query",
+            "1.1.1.1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    let o = remote(&["compact"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not with --hub"), "{}", stderr(&o));
+    assert!(!elsewhere.path().join("rephub-data").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
+    let hub = Hub::new();
+    let (mut child, addr, key) = start_hub(&hub);
     // Eight writers, each adding its own addresses one request at a time; the hub group-commits
     // them. Every 200 is a promise that the entry is on disk.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

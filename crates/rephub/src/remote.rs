@@ -1,0 +1,357 @@
+//! The command line against a running hub (`--hub URL --key KEY`): the same commands, sent to the
+//! hub's REST API, so that operators never need the hub's machine or to stop it.
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, bail};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+use crate::Status;
+use crate::args::{CategoriesCommand, Command, CriteriaArgs, KindArg, OutputFormat};
+use crate::commands::{detect_format, open_input};
+use rephub_store::import::InputFormat;
+
+#[derive(Debug)]
+pub(crate) struct Remote {
+    base: String,
+    key: String,
+    http: Client,
+}
+
+impl Remote {
+    pub(crate) fn new(url: &str, key: &str, insecure: bool) -> anyhow::Result<Remote> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = Client::builder()
+            .danger_accept_invalid_certs(insecure)
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .context("making the HTTP client")?;
+        Ok(Remote {
+            base: url.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            http,
+        })
+    }
+
+    fn send(&self, r: RequestBuilder) -> anyhow::Result<Value> {
+        let resp: Response = r.bearer_auth(&self.key).send().context("calling the hub")?;
+        let status = resp.status();
+        let text = resp.text().context("reading the hub's answer")?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = v["error"]["message"].as_str().unwrap_or("");
+            match v["error"]["field"].as_str() {
+                Some(f) => bail!("hub answered {status}: {f}: {msg}"),
+                None => bail!("hub answered {status}: {msg}"),
+            }
+        }
+        Ok(v)
+    }
+
+    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+    }
+}
+
+fn kind_name(k: KindArg) -> Option<String> {
+    k.kind().map(|k| k.as_str().to_string())
+}
+
+pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Result<Status> {
+    match command {
+        Command::Import(a) => {
+            if a.replace {
+                bail!("--replace is not available with --hub");
+            }
+            let mut rejects = match &a.rejects {
+                Some(p) => Some(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let mut status = Status::Ok;
+            for path in &a.files {
+                let (mut input, _) = open_input(path)?;
+                let format = detect_format(a.format, path, &mut input);
+                let mut body = Vec::new();
+                input
+                    .read_to_end(&mut body)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let mut q = vec![
+                    ("type", kind_name(a.kind).unwrap_or_else(|| "auto".into())),
+                    (
+                        "format",
+                        match format {
+                            InputFormat::Sms => "sms",
+                            InputFormat::Plain => "plain",
+                            InputFormat::Jsonl => "jsonl",
+                        }
+                        .to_string(),
+                    ),
+                    ("source", a.source.clone()),
+                ];
+                if a.strict {
+                    q.push(("strict", "true".into()));
+                }
+                let v = remote.send(
+                    remote
+                        .http
+                        .post(format!("{}/api/v1/import", remote.base))
+                        .query(&q)
+                        .body(body),
+                )?;
+                let name = path.display().to_string();
+                for r in v["rejects"].as_array().into_iter().flatten() {
+                    let line = format!(
+                        "{name}:{}: {}",
+                        r["line"],
+                        r["reason"].as_str().unwrap_or("")
+                    );
+                    eprintln!("{line}");
+                    if let Some(f) = rejects.as_mut() {
+                        writeln!(f, "{line}")?;
+                    }
+                }
+                if v["committed"] == false {
+                    eprintln!(
+                        "{name}: {} rejected line(s); nothing imported (--strict)",
+                        v["rejected"]
+                    );
+                    return Ok(Status::Failed);
+                }
+                if !quiet {
+                    eprintln!(
+                        "{name}: {} accepted ({} added, {} merged, {} unchanged), {} rejected; cursor {}",
+                        v["accepted"],
+                        v["added"],
+                        v["updated"],
+                        v["unchanged"],
+                        v["rejected"],
+                        v["cursor"]
+                    );
+                }
+                if v["rejected"].as_u64().unwrap_or(0) > 0 {
+                    status = Status::Partial;
+                }
+            }
+            Ok(status)
+        }
+        Command::Query(a) => {
+            let mut status = Status::Ok;
+            let mut out = std::io::stdout().lock();
+            for value in &a.values {
+                let mut q = vec![("value", value.clone())];
+                if let Some(k) = kind_name(a.kind) {
+                    q.push(("kind", k));
+                }
+                let v = remote.get("/api/v1/entries", &q)?;
+                let found = v["entries"].as_array().cloned().unwrap_or_default();
+                if found.is_empty() {
+                    eprintln!("{value}: not found");
+                    status = Status::Partial;
+                }
+                for e in &found {
+                    print_entry(&mut out, e, a.format)?;
+                }
+            }
+            Ok(status)
+        }
+        Command::Search(a) => {
+            let mut q = criteria_query(&a.criteria)?;
+            q.push((
+                "limit",
+                if a.limit == 0 { 100_000 } else { a.limit }.to_string(),
+            ));
+            let v = remote.get("/api/v1/entries", &q)?;
+            let found = v["entries"].as_array().cloned().unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            for e in &found {
+                print_entry(&mut out, e, a.format)?;
+            }
+            if !quiet {
+                let more = if v["more"] == true {
+                    " (more: raise --limit)"
+                } else {
+                    ""
+                };
+                eprintln!("{} entries{more}", found.len());
+            }
+            Ok(Status::Ok)
+        }
+        Command::Delete(a) => {
+            if a.all
+                || a.file.is_some()
+                || criteria_query(&a.criteria)
+                    .map(|q| !q.is_empty())
+                    .unwrap_or(true)
+            {
+                bail!(
+                    "with --hub, delete takes values (and --from-source); --file, --all and criteria work on the database itself"
+                );
+            }
+            if a.values.is_empty() {
+                bail!("nothing to delete: give values");
+            }
+            let entries: Vec<Value> = a
+                .values
+                .iter()
+                .map(|v| match kind_name(a.kind) {
+                    Some(k) => json!({"value": v, "kind": k}),
+                    None => json!({"value": v}),
+                })
+                .collect();
+            let mut body = json!({"entries": entries});
+            if let Some(s) = &a.from_source {
+                body["source"] = json!(s);
+            }
+            let v = remote.send(
+                remote
+                    .http
+                    .delete(format!("{}/api/v1/entries", remote.base))
+                    .json(&body),
+            )?;
+            let n = v["deleted"].as_u64().unwrap_or(0);
+            if !quiet {
+                eprintln!(
+                    "{n} deleted, {} not found; cursor {}",
+                    a.values.len() as u64 - n,
+                    v["cursor"]
+                );
+            }
+            Ok(if n < a.values.len() as u64 {
+                Status::Partial
+            } else {
+                Status::Ok
+            })
+        }
+        Command::Categories(CategoriesCommand::List { json: as_json }) => {
+            let v = remote.get("/api/v1/categories", &[])?;
+            for c in v["categories"].as_array().into_iter().flatten() {
+                if as_json {
+                    println!("{c}");
+                } else {
+                    println!(
+                        "{:>3}  {}: {}",
+                        c["id"],
+                        c["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(Status::Ok)
+        }
+        Command::Categories(CategoriesCommand::Add {
+            name,
+            kind,
+            values,
+            multiple,
+            min,
+            max,
+            description,
+        }) => {
+            let mut body = json!({"name": name, "type": format!("{kind:?}").to_ascii_lowercase(), "description": description});
+            match kind {
+                crate::args::CategoryKindArg::List => {
+                    body["values"] = json!(values);
+                    body["multiple"] = json!(multiple);
+                }
+                crate::args::CategoryKindArg::Range => {
+                    body["min"] = json!(min.context("a range category needs --min and --max")?);
+                    body["max"] = json!(max.context("a range category needs --min and --max")?);
+                }
+                _ => {}
+            }
+            let v = remote.send(
+                remote
+                    .http
+                    .post(format!("{}/api/v1/categories", remote.base))
+                    .json(&body),
+            )?;
+            println!(
+                "added category {} with id {}",
+                v["name"].as_str().unwrap_or(""),
+                v["id"]
+            );
+            Ok(Status::Ok)
+        }
+        other => bail!(
+            "{} works on the database itself, not with --hub",
+            format!("{other:?}")
+                .split([' ', '(', '{'])
+                .next()
+                .unwrap_or("this command")
+                .to_ascii_lowercase()
+        ),
+    }
+}
+
+fn criteria_query(c: &CriteriaArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut q = Vec::new();
+    if let Some(v) = &c.ip {
+        q.push(("ip", v.clone()));
+    }
+    if let Some(v) = &c.domain {
+        q.push(("domain", v.clone()));
+        if c.exact {
+            q.push(("exact", "true".into()));
+        }
+    }
+    if let Some(v) = &c.url {
+        q.push(("url", v.clone()));
+    }
+    if let Some(v) = &c.hash {
+        q.push(("hash", v.clone()));
+    }
+    match c.kinds.as_slice() {
+        [] => {}
+        [k] => {
+            if let Some(k) = kind_name(*k) {
+                q.push(("kind", k));
+            }
+        }
+        _ => bail!("with --hub, give at most one --kind"),
+    }
+    if !c.tags.is_empty() {
+        q.push(("tag", c.tags.join(";")));
+    }
+    if let Some(s) = &c.source {
+        q.push(("source", s.clone()));
+    }
+    if c.untagged_only || c.tagged_only || c.user_only || c.feed_only {
+        bail!("with --hub, the --*-only options are not available yet");
+    }
+    Ok(q)
+}
+
+fn print_entry(out: &mut dyn Write, e: &Value, format: OutputFormat) -> anyhow::Result<()> {
+    let value = e["value"].as_str().unwrap_or("");
+    match format {
+        OutputFormat::Plain => writeln!(out, "{value}")?,
+        OutputFormat::Jsonl => writeln!(out, "{e}")?,
+        OutputFormat::Sms => {
+            let pairs: Vec<(&str, String)> = e["tags"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), tag_text(v)))
+                .collect();
+            writeln!(out, "{}", rephub_model::format_sms_line(value, pairs, ','))?;
+        }
+    }
+    Ok(())
+}
+
+fn tag_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("~~~"),
+        other => other.to_string(),
+    }
+}
