@@ -15,6 +15,7 @@ pub mod config;
 mod engine;
 mod error;
 mod metrics;
+mod openapi;
 mod rest;
 mod sms;
 mod state;
@@ -41,6 +42,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .merge(sms::router())
         .merge(rest::router())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,122 @@
+//! The OpenAPI 3.1 document of the hub's HTTP APIs, served at `/api/v1/openapi.json`. A test
+//! checks that every operation it lists is routed.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, security: &str, extra: Value) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "security": [{ security: [] }],
+        "responses": {
+            "200": {"description": "done"},
+            "400": {"description": "malformed request; the body names the field", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "401": {"description": "missing or unknown credentials"},
+            "403": {"description": "the key's role may not do this"}
+        }
+    });
+    if let (Some(o), Some(extra)) = (o.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    o
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({"requestBody": {"required": true, "content": {"application/json": {"schema": schema}}}})
+}
+
+fn query(names: &[&str]) -> Value {
+    let params: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"name": n, "in": "query", "required": false, "schema": {"type": "string"}}))
+        .collect();
+    json!({"parameters": params})
+}
+
+fn path_id(name: &str) -> Value {
+    json!({"parameters": [{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]})
+}
+
+pub(crate) fn document() -> Value {
+    let sms = |summary: &str| {
+        let o = op(
+            summary,
+            "smsKey",
+            query(&[
+                "ip", "dns", "url", "TagData", "criteria", "type", "smsuser", "smspass",
+            ]),
+        );
+        json!({"get": o.clone(), "post": o})
+    };
+    let filter = json!({"type": "object", "required": ["name", "action"], "properties": {
+        "name": {"type": "string"}, "enabled": {"type": "boolean"}, "precedence": {"type": "integer"},
+        "action": {"enum": ["block", "block+notify", "permit", "notify", "trace"]},
+        "kinds": {"type": "array", "items": {"enum": ["ipv4", "ipv6", "domain", "url", "sha1", "sha256"]}},
+        "criteria": {"type": "array", "items": {"type": "string"}, "description": "Category=Value~~~Value, Category=min..max, Category, !Category"}}});
+    let entries = json!({"type": "object", "required": ["entries"], "properties": {
+        "entries": {"type": "array", "items": {"type": "object", "required": ["value"], "properties": {
+            "value": {"type": "string"}, "kind": {"type": "string"}, "tags": {"type": "object"}}}},
+        "source": {"type": "string"}, "mode": {"enum": ["merge", "replace"]}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "rephub hub", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Reputation hub: SMS-compatible Web API, REST API, device sync. See docs/hub.md and docs/sync-protocol.md."},
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "API key (rh_…); X-Api-Key also accepted"},
+                "deviceToken": {"type": "http", "scheme": "bearer", "description": "device token (rhd_…)"},
+                "smsKey": {"type": "apiKey", "in": "header", "name": "X-SMS-API-KEY", "description": "or HTTP Basic (key name, key), or smsuser/smspass"}
+            },
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}}}}
+        },
+        "paths": {
+            "/repEntries/add": sms("SMS: add or update one entry (ip, dns or url; TagData)"),
+            "/repEntries/delete": sms("SMS: delete entries (criteria=all|user|repdv|entry)"),
+            "/repEntries/query": sms("SMS: query user entries (plain text, ordered by address)"),
+            "/repEntries/import": sms("SMS: import an SMS CSV file (multipart file, type)"),
+            "/api/v1/filters": {
+                "get": op("list reputation filters", "apiKey", json!({})),
+                "post": op("create a reputation filter (admin)", "apiKey", json_body(filter.clone()))},
+            "/api/v1/filters/{id}": {
+                "put": op("replace a filter (admin)", "apiKey", merge(json_body(filter), path_id("id"))),
+                "delete": op("delete a filter (admin)", "apiKey", path_id("id"))},
+            "/api/v1/profiles": {
+                "get": op("list profiles with their filter-set sizes and cursors", "apiKey", json!({})),
+                "post": op("create a profile (admin): {name, filters: [name or id]}", "apiKey", json_body(json!({"type": "object"})))},
+            "/api/v1/profiles/{id}": {
+                "put": op("replace a profile (admin)", "apiKey", merge(json_body(json!({"type": "object"})), path_id("id"))),
+                "delete": op("delete a profile (admin)", "apiKey", path_id("id"))},
+            "/api/v1/devices": {
+                "get": op("devices and their distribution status", "apiKey", json!({})),
+                "post": op("register a device (admin); answers its token once", "apiKey", json_body(json!({"type": "object", "properties": {"name": {"type": "string"}, "profile": {"type": "string"}}})))},
+            "/api/v1/devices/{id}": {"delete": op("delete a device (admin)", "apiKey", path_id("id"))},
+            "/api/v1/distributions": {
+                "get": op("per profile, its devices and their status", "apiKey", json!({})),
+                "post": op("distribute a profile to devices (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"profile": {"type": "string"}, "devices": {"type": "array", "items": {"type": "string"}}}})))},
+            "/api/v1/entries": {
+                "get": op("search entries (Entry Criteria, tags) or look one up (value)", "apiKey", query(&["value", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source", "limit"])),
+                "post": op("add or update entries (producer)", "apiKey", json_body(entries.clone())),
+                "delete": op("delete entries, or a source's assertions of them (producer)", "apiKey", json_body(entries))},
+            "/api/v1/import": {"post": op("import a file given as the body (producer)", "apiKey", query(&["type", "format", "strict", "source"]))},
+            "/api/v1/categories": {
+                "get": op("tag categories", "apiKey", json!({})),
+                "post": op("add a tag category (admin)", "apiKey", json_body(json!({"type": "object"})))},
+            "/api/v1/keys": {
+                "get": op("API keys (names and roles only)", "apiKey", json!({})),
+                "post": op("create an API key (admin); answers the key once", "apiKey", json_body(json!({"type": "object", "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "producer", "read-only"]}}})))},
+            "/api/v1/keys/{name}": {"delete": op("delete an API key (admin)", "apiKey", path_id("name"))},
+            "/api/v1/sync": {"get": op("the device's filter set: snapshot or delta, long-poll; NDJSON (docs/sync-protocol.md)", "deviceToken", query(&["cursor", "wait"]))}
+        }
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
+        for (k, v) in b {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    a
+}
