@@ -1161,63 +1161,86 @@ async fn sync(
         } => upserts.len() + deletes.len() < 1000,
     };
     let body = if small {
-        render(&answer, &names)
+        let mut all = Vec::new();
+        render(&answer, &names, &mut |chunk| {
+            all.extend_from_slice(&chunk);
+            true
+        });
+        Body::from(all)
     } else {
-        tokio::task::spawn_blocking(move || render(&answer, &names))
-            .await
-            .map_err(|e| HubError::Internal(e.to_string()))?
+        // Large answers are streamed as they are rendered: the first bytes leave at once and the
+        // hub never holds the whole answer.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+        tokio::task::spawn_blocking(move || {
+            render(&answer, &names, &mut |chunk| {
+                tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
+            });
+        });
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
     };
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from(body),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
-/// NDJSON: a header line, then one line per upsert and per delete.
-fn render(answer: &SyncAnswer, names: &HashMap<i64, String>) -> Vec<u8> {
-    let mut out = Vec::new();
-    let line = |out: &mut Vec<u8>, v: Value| {
+/// Bytes per streamed chunk of a large answer.
+const CHUNK_BYTES: usize = 1 << 16;
+
+/// NDJSON: a header line, then one line per upsert and per delete. `emit` gets chunks of about
+/// [`CHUNK_BYTES`]; it returns false when the client is gone, which stops the rendering.
+fn render(
+    answer: &SyncAnswer,
+    names: &HashMap<i64, String>,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+) {
+    let mut out = Vec::with_capacity(CHUNK_BYTES + 1024);
+    let mut line = |out: &mut Vec<u8>, v: Value| -> bool {
         // Serialising a Value to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, &v);
         out.push(b'\n');
-    };
-    let upsert = |out: &mut Vec<u8>, (e, d): &(Entry, Decision)| {
-        line(
-            out,
-            json!({"op": "upsert", "kind": e.kind().as_str(), "value": e.to_string(),
-                          "action": d.action.as_str(), "filter": names.get(&d.filter)}),
-        );
-    };
-    match answer {
-        SyncAnswer::Snapshot { cursor, items } => {
-            line(
-                &mut out,
-                json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
-            );
-            for i in items {
-                upsert(&mut out, i);
-            }
+        if out.len() >= CHUNK_BYTES {
+            return emit(std::mem::replace(
+                out,
+                Vec::with_capacity(CHUNK_BYTES + 1024),
+            ));
         }
+        true
+    };
+    let upsert = |(e, d): &(Entry, Decision)| {
+        json!({"op": "upsert", "kind": e.kind().as_str(), "value": e.to_string(),
+               "action": d.action.as_str(), "filter": names.get(&d.filter)})
+    };
+    let (head, upserts, deletes): (Value, &[(Entry, Decision)], &[Entry]) = match answer {
+        SyncAnswer::Snapshot { cursor, items } => (
+            json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
+            items,
+            &[],
+        ),
         SyncAnswer::Delta {
             cursor,
             upserts,
             deletes,
-        } => {
-            line(
-                &mut out,
-                json!({"cursor": cursor, "snapshot": false, "upserts": upserts.len(), "deletes": deletes.len()}),
-            );
-            for i in upserts {
-                upsert(&mut out, i);
-            }
-            for e in deletes {
-                line(
-                    &mut out,
-                    json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}),
-                );
-            }
+        } => (
+            json!({"cursor": cursor, "snapshot": false, "upserts": upserts.len(), "deletes": deletes.len()}),
+            upserts,
+            deletes,
+        ),
+    };
+    if !line(&mut out, head) {
+        return;
+    }
+    for u in upserts {
+        if !line(&mut out, upsert(u)) {
+            return;
         }
     }
-    out
+    for e in deletes {
+        if !line(
+            &mut out,
+            json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}),
+        ) {
+            return;
+        }
+    }
+    if !out.is_empty() {
+        emit(out);
+    }
 }

@@ -861,3 +861,40 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_answers_are_streamed_whole() {
+    let h = hub().await;
+    let token = h.setup().await;
+    let entries: Vec<Value> = (0..5000)
+        .map(|i| json!({"value": format!("10.{}.{}.1", i / 256, i % 256), "tags": {"Trend Micro Severity": "High"}}))
+        .collect();
+    h.add(Value::Array(entries)).await;
+    // 5,000 lines: the streamed path; `sync` checks the header's counts against the lines.
+    let snap = h.sync(&token, None, 0).await;
+    assert!(snap.snapshot);
+    let values = snap.values("upsert");
+    assert_eq!(values.len(), 5000);
+    assert_eq!(
+        values
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        5000
+    );
+    // Also compressed.
+    let r = h
+        .http
+        .get(h.url("/api/v1/sync?wait=0"))
+        .bearer_auth(&token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+}
