@@ -154,12 +154,13 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
         let s = match (d.profile_id, d.last_seen, last) {
             (None, _, _) => "no_profile",
             (_, None, _) => "pending",
+            _ if d.last_error.is_some() => "failed",
             (_, _, Some(c)) if d.applied_cursor >= c => "in_sync",
             _ => "behind",
         };
         *by_status.entry(s).or_default() += 1;
     }
-    for s in ["in_sync", "behind", "pending", "no_profile"] {
+    for s in ["in_sync", "behind", "failed", "pending", "no_profile"] {
         let _ = writeln!(
             lines,
             "{n5}{{status=\"{s}\"}} {}",

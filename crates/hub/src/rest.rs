@@ -535,12 +535,13 @@ async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
             let status = match (profile, d.last_seen, last_change) {
                 (None, _, _) => "no profile",
                 (_, None, _) => "pending",
+                _ if d.last_error.is_some() => "failed",
                 (_, _, Some(c)) if d.applied_cursor >= c => "in sync",
                 _ => "behind",
             };
             json!({"id": d.id, "name": d.name, "profile": profile.map(|p| &p.name),
                    "status": status, "applied_cursor": d.applied_cursor,
-                   "profile_cursor": last_change, "last_seen": d.last_seen})
+                   "profile_cursor": last_change, "last_seen": d.last_seen, "error": d.last_error})
         })
         .collect())
 }
@@ -1052,6 +1053,9 @@ async fn delete_key(
 struct SyncQuery {
     #[serde(default)]
     cursor: Option<String>,
+    /// The device could not apply what it got after `cursor`: why.
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     wait: Option<String>,
 }
@@ -1105,8 +1109,15 @@ async fn sync(
             ),
         ));
     };
+    let error = match q.error.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) if e.chars().count() > 1000 => {
+            return Err(ApiError::bad("error", "at most 1000 characters"));
+        }
+        Some(e) => Some(e.to_string()),
+    };
     // What the device asks from is what it has applied.
-    state.record_progress(device.id, cursor.unwrap_or(0));
+    state.record_progress(device.id, cursor.unwrap_or(0), error);
     let cursor = if device.pending { None } else { cursor };
     let engine = state.engine();
     let mut changes = engine.subscribe();

@@ -57,7 +57,7 @@ struct Inner {
     writes: std::sync::mpsc::Sender<WriteJob>,
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
-    progress: Mutex<HashMap<i64, (u64, i64)>>,
+    progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,19 +207,23 @@ impl AppState {
         }
     }
 
-    pub(crate) fn record_progress(&self, device: i64, cursor: u64) {
-        let now = std::time::SystemTime::now()
+    pub(crate) fn record_progress(&self, device: i64, cursor: u64, error: Option<String>) {
+        let seen = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        lock(&self.inner.progress).insert(device, (cursor, now));
+        let p = rephub_store::DeviceProgress {
+            device,
+            cursor,
+            seen,
+            error,
+        };
+        lock(&self.inner.progress).insert(device, p);
     }
 
     /// Write the reported cursors to the database.
     pub(crate) async fn flush_progress(&self) -> Result<(), HubError> {
-        let pending: Vec<(i64, u64, i64)> = lock(&self.inner.progress)
-            .drain()
-            .map(|(id, (c, t))| (id, c, t))
-            .collect();
+        let pending: Vec<rephub_store::DeviceProgress> =
+            lock(&self.inner.progress).drain().map(|(_, p)| p).collect();
         if pending.is_empty() {
             return Ok(());
         }

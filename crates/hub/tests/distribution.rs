@@ -259,6 +259,24 @@ async fn entries_reach_a_long_polling_device() {
     assert!(start.elapsed() >= Duration::from_millis(900));
     assert!(idle.ops.is_empty() && !idle.snapshot);
 
+    // A device that could not apply an answer says so; it shows as failed until it syncs again
+    // without an error.
+    let r = h
+        .http
+        .get(h.url(&format!(
+            "/api/v1/sync?cursor={}&wait=0&error=nft%20-f%20failed",
+            d2.cursor
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, devices) = h
+        .call(reqwest::Method::GET, "/api/v1/devices", READER, None)
+        .await;
+    assert_eq!(devices["devices"][0]["status"], "failed", "{devices}");
+    assert_eq!(devices["devices"][0]["error"], "nft -f failed");
     // Distribution status: the device reported its cursor.
     h.sync(&token, Some(idle.cursor), 0).await;
     let (_, devices) = h

@@ -33,6 +33,19 @@ pub struct DeviceRow {
     pub applied_cursor: u64,
     pub last_seen: Option<i64>,
     pub created_at: i64,
+    /// What the device last reported it could not apply; cleared by a sync without an error.
+    pub last_error: Option<String>,
+}
+
+/// What a device reported with a sync request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceProgress {
+    pub device: i64,
+    /// The cursor it has applied.
+    pub cursor: u64,
+    pub seen: i64,
+    /// What it could not apply, if anything.
+    pub error: Option<String>,
 }
 
 /// Storage of filters, profiles and devices.
@@ -53,8 +66,9 @@ pub trait DistributionStore {
     ) -> Result<DeviceRow, StoreError>;
     /// Distribute a profile to a device: it is pending again (its next sync is a snapshot).
     fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError>;
-    /// Record what devices reported: `(device id, applied cursor, seen at)`, in one transaction.
-    fn record_device_progress(&mut self, progress: &[(i64, u64, i64)]) -> Result<(), StoreError>;
+    /// Record what devices reported: `(device id, applied cursor, seen at, error)`, in one
+    /// transaction.
+    fn record_device_progress(&mut self, progress: &[DeviceProgress]) -> Result<(), StoreError>;
     fn delete_device(&mut self, id: i64) -> Result<bool, StoreError>;
 }
 
@@ -74,11 +88,12 @@ fn device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         applied_cursor: r.get::<_, i64>(4)? as u64,
         last_seen: r.get(5)?,
         created_at: r.get(6)?,
+        last_error: r.get(7)?,
     })
 }
 
 const DEVICE_COLUMNS: &str =
-    "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at";
+    "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at, last_error";
 
 impl DistributionStore for SqliteStore {
     fn filters(&self) -> Result<Vec<FilterRow>, StoreError> {
@@ -219,15 +234,15 @@ impl DistributionStore for SqliteStore {
         )? > 0)
     }
 
-    fn record_device_progress(&mut self, progress: &[(i64, u64, i64)]) -> Result<(), StoreError> {
+    fn record_device_progress(&mut self, progress: &[DeviceProgress]) -> Result<(), StoreError> {
         let conn = self.connection();
         let tx = conn.unchecked_transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "UPDATE devices SET applied_cursor = ?2, last_seen = ?3 WHERE id = ?1",
+                "UPDATE devices SET applied_cursor = ?2, last_seen = ?3, last_error = ?4 WHERE id = ?1",
             )?;
-            for (id, cursor, seen) in progress {
-                stmt.execute(params![id, *cursor as i64, seen])?;
+            for p in progress {
+                stmt.execute(params![p.device, p.cursor as i64, p.seen, p.error])?;
             }
         }
         tx.commit()?;

@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 4: what a device reported it could not apply.
+    r#"
+    ALTER TABLE devices ADD COLUMN last_error TEXT;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
