@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -53,6 +53,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(search_entries).post(add_entries).delete(delete_entries),
         )
         .route("/api/v1/import", axum::routing::post(import_file))
+        .route("/api/v1/export", get(export))
         .route(
             "/api/v1/categories",
             get(list_categories).post(add_category),
@@ -125,6 +126,27 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Query parameters, with a malformed query answered in this API's JSON error shape.
+struct Q<T>(T);
+
+impl<T, S> FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| Q(t))
+            .map_err(|e| ApiError::bad("query", e.body_text()))
+    }
+}
 
 /// The API key of a REST call.
 async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Caller> {
@@ -775,7 +797,9 @@ struct SearchQuery {
     /// `Category=Value~~~Value`, `Category=min..max`, `Category`, `!Category`; several joined by `;`.
     tag: Option<String>,
     source: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
+    /// Export only: `sms` (default), `jsonl`, `plain`.
+    format: Option<String>,
 }
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -784,7 +808,7 @@ const MAX_LIMIT: usize = 100_000;
 async fn search_entries(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<SearchQuery>,
+    Q(q): Q<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
     let catalog = state.with_store(|s| s.catalog()).await??;
@@ -802,6 +826,31 @@ async fn search_entries(
         let entries: Vec<Value> = found.iter().map(|e| entry_json(&catalog, e)).collect();
         return Ok(Json(json!({"entries": entries, "more": false})));
     }
+    let criteria = criteria_from(&q, &catalog)?;
+    if q.format.is_some() {
+        return Err(ApiError::bad("format", "only for /api/v1/export"));
+    }
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l.parse().unwrap_or(0),
+    };
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
+    }
+    let found = state
+        .with_store(move |s| s.search(&criteria, limit + 1))
+        .await??;
+    let more = found.len() > limit;
+    let entries: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|e| entry_json(&catalog, e))
+        .collect();
+    Ok(Json(json!({"entries": entries, "more": more})))
+}
+
+/// The criteria of a search or export request.
+fn criteria_from(q: &SearchQuery, catalog: &Catalog) -> ApiResult<rephub_model::Criteria> {
     let mut queries = Vec::new();
     if let Some(v) = &q.ip {
         queries.push(Query_::ip(v).map_err(|e| ApiError::bad("ip", e.to_string()))?);
@@ -840,24 +889,11 @@ async fn search_entries(
         .filter(|t| !t.trim().is_empty())
     {
         criteria.tags.push(
-            rephub_model::TagCriterion::parse(&catalog, t)
+            rephub_model::TagCriterion::parse(catalog, t)
                 .map_err(|e| ApiError::bad("tag", e.to_string()))?,
         );
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
-    }
-    let found = state
-        .with_store(move |s| s.search(&criteria, limit + 1))
-        .await??;
-    let more = found.len() > limit;
-    let entries: Vec<Value> = found
-        .iter()
-        .take(limit)
-        .map(|e| entry_json(&catalog, e))
-        .collect();
-    Ok(Json(json!({"entries": entries, "more": more})))
+    Ok(criteria)
 }
 
 /// Not to be confused with axum's `Query` extractor.
@@ -871,6 +907,73 @@ fn entry_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
     json!({"kind": e.entry.kind().as_str(), "value": e.entry.to_string(), "tags": tags,
            "sources": e.assertions.iter().map(|a| a.source.as_str()).collect::<Vec<_>>(),
            "expires": e.expires_at.map(rephub_model::format_utc)})
+}
+
+/// `GET /api/v1/export?format=…&<search criteria>`: every matching entry, streamed as it is read.
+async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<SearchQuery>,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let format = q.format.clone().unwrap_or_else(|| "sms".into());
+    if !matches!(format.as_str(), "sms" | "jsonl" | "plain") {
+        return Err(ApiError::bad(
+            "format",
+            format!("{format:?} is not sms, jsonl or plain"),
+        ));
+    }
+    if q.value.is_some() || q.limit.is_some() {
+        return Err(ApiError::bad(
+            "value",
+            "export takes search criteria, not value or limit",
+        ));
+    }
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let criteria = criteria_from(&q, &catalog)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let content_type = if format == "jsonl" {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    state.spawn_read(move |s| {
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
+        let mut open = true;
+        let res = s.search_each(&criteria, &mut |e| {
+            let line = match format.as_str() {
+                "jsonl" => entry_json(&catalog, &e).to_string(),
+                "plain" => e.entry.to_string(),
+                _ => rephub_model::format_sms_line(
+                    &e.entry.to_string(),
+                    catalog.named(&e.tags).map(|(n, v)| (n, v.to_string())),
+                    ',',
+                ),
+            };
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            if buf.len() >= CHUNK_BYTES {
+                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + 1024));
+                open = tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+            }
+            open
+        });
+        match res {
+            Ok(()) if !buf.is_empty() => {
+                let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+            }
+            Ok(()) => {}
+            // The client sees a cut-off answer (no final chunk): never a silently short export.
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -890,7 +993,7 @@ struct ImportQuery {
 async fn import_file(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ImportQuery>,
+    Q(q): Q<ImportQuery>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     use rephub_store::import::{ImportOptions, InputFormat, import_reader};
@@ -1064,7 +1167,7 @@ struct SyncQuery {
 async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<SyncQuery>,
+    Q(q): Q<SyncQuery>,
 ) -> ApiResult<Response> {
     let token = bearer(&headers).ok_or_else(|| {
         ApiError::new(

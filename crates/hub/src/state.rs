@@ -153,6 +153,19 @@ impl AppState {
         Ok(outcome)
     }
 
+    /// Run `f` in the background with a reading connection of its own (a long export must not hold
+    /// the writing connection).
+    pub(crate) fn spawn_read<F>(&self, f: F)
+    where
+        F: FnOnce(&SqliteStore) + Send + 'static,
+    {
+        let path = self.inner.config.db_path();
+        tokio::task::spawn_blocking(move || match SqliteStore::open(&path) {
+            Ok(s) => f(&s),
+            Err(e) => tracing::error!(error = %e, "opening a reading connection"),
+        });
+    }
+
     /// Run `f` with the store on the blocking pool.
     pub(crate) async fn with_store<T, F>(&self, f: F) -> Result<T, HubError>
     where

@@ -735,6 +735,28 @@ async fn search_import_categories_and_keys() {
         }
     }
 
+    // Export: streamed, in the asked format; bad parameters refused.
+    let r = h
+        .http
+        .get(h.url("/api/v1/export?format=plain&ip=10.0.0.0/8"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "10.1.0.0/16\n10.1.2.3\n");
+    for (q, field) in [
+        ("format=xml", "format"),
+        ("limit=5", "value"),
+        ("ip=nope", "ip"),
+        ("colour=red", ""),
+    ] {
+        let (s, v) = h.get(&format!("/api/v1/export?{q}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["error"]["field"], field, "{q}: {v}");
+        }
+    }
+
     // Categories.
     let (s, _) = h
         .call(

@@ -415,7 +415,7 @@ fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Sta
     Ok(Status::Ok)
 }
 
-fn temp_beside(path: &Path) -> PathBuf {
+pub(crate) fn temp_beside(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)

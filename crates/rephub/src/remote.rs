@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Status;
 use crate::args::{CategoriesCommand, Command, CriteriaArgs, KindArg, OutputFormat};
-use crate::commands::{detect_format, open_input};
+use crate::commands::{detect_format, open_input, temp_beside};
 use rephub_store::import::InputFormat;
 
 #[derive(Debug)]
@@ -274,6 +274,71 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
                 v["name"].as_str().unwrap_or(""),
                 v["id"]
             );
+            Ok(Status::Ok)
+        }
+        Command::Export(a) => {
+            let mut q = criteria_query(&a.criteria)?;
+            q.push((
+                "format",
+                match a.format {
+                    OutputFormat::Sms => "sms",
+                    OutputFormat::Jsonl => "jsonl",
+                    OutputFormat::Plain => "plain",
+                }
+                .to_string(),
+            ));
+            let mut resp = remote
+                .http
+                .get(format!("{}/api/v1/export", remote.base))
+                .query(&q)
+                .bearer_auth(&remote.key)
+                .send()
+                .context("calling the hub")?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let v: Value = resp.json().unwrap_or(Value::Null);
+                bail!(
+                    "hub answered {status}: {}",
+                    v["error"]["message"].as_str().unwrap_or("")
+                );
+            }
+            let n = match &a.output {
+                None => std::io::copy(&mut resp, &mut std::io::stdout().lock())
+                    .context("reading the export")?,
+                Some(path) => {
+                    // As locally: a partial export never replaces a good file.
+                    let tmp = temp_beside(path);
+                    let res = (|| -> anyhow::Result<u64> {
+                        let mut f = std::fs::File::create(&tmp)?;
+                        let n = std::io::copy(&mut resp, &mut f).context("reading the export")?;
+                        f.sync_all()?;
+                        std::fs::rename(&tmp, path)?;
+                        Ok(n)
+                    })();
+                    if res.is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    res.with_context(|| format!("writing {}", path.display()))?
+                }
+            };
+            if !quiet {
+                eprintln!("exported {n} bytes");
+            }
+            Ok(Status::Ok)
+        }
+        Command::Stats => {
+            let text = remote
+                .http
+                .get(format!("{}/metrics", remote.base))
+                .send()
+                .and_then(Response::text)
+                .context("calling the hub")?;
+            for l in text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("rephub_http"))
+            {
+                println!("{l}");
+            }
             Ok(Status::Ok)
         }
         other => bail!(

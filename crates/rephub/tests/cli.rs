@@ -683,6 +683,28 @@ fn the_cli_works_against_a_running_hub() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    // Export through the hub equals export on the hub's machine.
+    let o = remote(&["export", "-f", "jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local = stdout(&hub.run(&["export", "-f", "plain"]));
+    let remote_values: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(remote_values.join("\n") + "\n", local);
+    let out = elsewhere.path().join("dns.csv");
+    let o = remote(&["export", "--kind", "domain", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        stdout(&hub.run(&["export", "--kind", "domain"]))
+    );
+    assert!(stdout(&remote(&["stats"])).contains("rephub_entries{kind=\"domain\"}"));
     let o = remote(&["compact"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not with --hub"), "{}", stderr(&o));
