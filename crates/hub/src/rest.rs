@@ -127,6 +127,27 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A path parameter, with a malformed one answered in this API's JSON error shape.
+struct P<T>(T);
+
+impl<T, S> FromRequestParts<S> for P<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| P(t))
+            .map_err(|e| ApiError::bad("id", e.body_text()))
+    }
+}
+
 /// Query parameters, with a malformed query answered in this API's JSON error shape.
 struct Q<T>(T);
 
@@ -293,7 +314,7 @@ async fn create_filter(
 async fn update_filter(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Admin).await?;
@@ -323,7 +344,7 @@ async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Valu
 async fn delete_filter(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
     let gone = state.with_store(move |s| s.delete_filter(id)).await??;
@@ -439,7 +460,7 @@ async fn create_profile(
 async fn update_profile(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Admin).await?;
@@ -470,7 +491,7 @@ async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Va
 async fn delete_profile(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
     if !state.with_store(move |s| s.delete_profile(id)).await?? {
@@ -530,7 +551,7 @@ async fn register_device(
 async fn delete_device(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
     if !state.with_store(move |s| s.delete_device(id)).await?? {
