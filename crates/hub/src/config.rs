@@ -32,6 +32,8 @@ pub struct Config {
     pub max_body_mib: usize,
     /// SQLite page cache, in MiB.
     pub cache_mib: u32,
+    /// How often expired entries are removed (and the removal distributed), in seconds.
+    pub sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             request_timeout_secs: 60,
             max_body_mib: 64,
             cache_mib: 512,
+            sweep_secs: 30,
         }
     }
 }
@@ -117,6 +120,12 @@ impl Config {
         if self.request_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 field: "request_timeout_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.sweep_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "sweep_secs",
                 reason: "must be at least 1".into(),
             });
         }

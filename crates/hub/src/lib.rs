@@ -146,6 +146,20 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
             }
         })
     };
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(state.config().sweep_secs));
+            loop {
+                tick.tick().await;
+                match state.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(assertions = n, "removed expired entries"),
+                    Err(e) => tracing::warn!(error = %e, "TTL sweep failed"),
+                }
+            }
+        })
+    };
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(async {
@@ -156,6 +170,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         flusher.abort();
+        sweeper.abort();
         state.flush_progress().await?;
         served
     });

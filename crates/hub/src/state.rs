@@ -153,6 +153,19 @@ impl AppState {
         Ok(outcome)
     }
 
+    /// The TTL sweeper: remove expired assertions (and entries left without one), then let the
+    /// follower distribute the removals.
+    pub(crate) async fn sweep(&self) -> Result<u64, HubError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let n = self.with_store(move |s| s.sweep_expired(now)).await??;
+        if n > 0 {
+            self.written();
+        }
+        Ok(n)
+    }
+
     /// Run `f` in the background with a reading connection of its own (a long export must not hold
     /// the writing connection).
     pub(crate) fn spawn_read<F>(&self, f: F)

@@ -938,3 +938,46 @@ async fn large_answers_are_streamed_whole() {
         Some("gzip")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_entries_leave_the_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
+        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
+            .unwrap();
+    }
+    let hub = rephub_hub::start(Config {
+        sweep_secs: 1,
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", hub.addr);
+    let h = Hub {
+        dir,
+        hub: Some(hub),
+        http: reqwest::Client::new(),
+        base,
+    };
+    let token = h.setup().await;
+    let soon = rephub_model::format_utc(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 2,
+    );
+    h.add(json!([
+        {"value": "192.0.2.50", "tags": {"Trend Micro Severity": "High", "Reputation Entries TTL": soon}},
+        {"value": "192.0.2.51", "tags": {"Trend Micro Severity": "High"}}
+    ]))
+    .await;
+    let snap = h.sync(&token, None, 0).await;
+    assert_eq!(snap.values("upsert"), vec!["192.0.2.50", "192.0.2.51"]);
+    // The TTL passes; the hub's sweeper removes the entry and the waiting device hears of it.
+    let d = h.sync(&token, Some(snap.cursor), 15).await;
+    assert_eq!(d.values("delete"), vec!["192.0.2.50"]);
+    let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    assert_eq!(s.stats().unwrap().entries, 1);
+}
