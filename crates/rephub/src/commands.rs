@@ -576,30 +576,8 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
             }
             Ok(Status::Ok)
         }
-        CategoriesCommand::Add {
-            name,
-            kind,
-            values,
-            multiple,
-            min,
-            max,
-            description,
-        } => {
-            let kind = match kind {
-                CategoryKindArg::Text => CategoryType::Text,
-                CategoryKindArg::Date => CategoryType::Date,
-                CategoryKindArg::Yesno => CategoryType::YesNo,
-                CategoryKindArg::List => CategoryType::List { values, multiple },
-                CategoryKindArg::Range => match (min, max) {
-                    (Some(min), Some(max)) => CategoryType::Range { min, max },
-                    _ => bail!("a range category needs --min and --max"),
-                },
-            };
-            let cat = store.add_category(&NewCategory {
-                name,
-                kind,
-                description,
-            })?;
+        add @ CategoriesCommand::Add { .. } => {
+            let cat = store.add_category(&new_category(add)?)?;
             println!(
                 "added category {} ({}) with id {}",
                 cat.name,
@@ -689,4 +667,35 @@ fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
         }
     }
     Ok(Status::Ok)
+}
+
+/// The category `categories add` describes (locally or through `--hub`).
+pub(crate) fn new_category(c: CategoriesCommand) -> anyhow::Result<NewCategory> {
+    let CategoriesCommand::Add {
+        name,
+        kind,
+        values,
+        multiple,
+        min,
+        max,
+        description,
+    } = c
+    else {
+        bail!("not a category to add");
+    };
+    let kind = match kind {
+        CategoryKindArg::Text => CategoryType::Text,
+        CategoryKindArg::Date => CategoryType::Date,
+        CategoryKindArg::Yesno => CategoryType::YesNo,
+        CategoryKindArg::List => CategoryType::List { values, multiple },
+        CategoryKindArg::Range => match (min, max) {
+            (Some(min), Some(max)) => CategoryType::Range { min, max },
+            _ => bail!("a range category needs --min and --max"),
+        },
+    };
+    Ok(NewCategory {
+        name,
+        kind,
+        description,
+    })
 }

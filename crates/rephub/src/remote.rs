@@ -242,27 +242,8 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             }
             Ok(Status::Ok)
         }
-        Command::Categories(CategoriesCommand::Add {
-            name,
-            kind,
-            values,
-            multiple,
-            min,
-            max,
-            description,
-        }) => {
-            let mut body = json!({"name": name, "type": format!("{kind:?}").to_ascii_lowercase(), "description": description});
-            match kind {
-                crate::args::CategoryKindArg::List => {
-                    body["values"] = json!(values);
-                    body["multiple"] = json!(multiple);
-                }
-                crate::args::CategoryKindArg::Range => {
-                    body["min"] = json!(min.context("a range category needs --min and --max")?);
-                    body["max"] = json!(max.context("a range category needs --min and --max")?);
-                }
-                _ => {}
-            }
+        Command::Categories(add @ CategoriesCommand::Add { .. }) => {
+            let body = serde_json::to_value(crate::commands::new_category(add)?)?;
             let v = remote.send(
                 remote
                     .http
