@@ -178,19 +178,21 @@ impl Engine {
         if next == from {
             return Ok(false);
         }
-        // Current state of every changed entry, read before taking the state lock.
-        let mut current: Vec<(u64, i64, Entry, Option<rephub_store::StoredEntry>)> =
-            Vec::with_capacity(changes.len());
-        for c in changes {
-            let stored = reader.get_by_id(c.entry_id)?;
-            current.push((c.seq, c.entry_id, c.entry, stored));
-        }
+        // Current state of every changed entry, read in one query before taking the state lock.
+        let ids: Vec<i64> = changes.iter().map(|c| c.entry_id).collect();
+        let stored: HashMap<i64, rephub_store::StoredEntry> = reader
+            .get_many(&ids)?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
         drop(reader);
         let mut st = lock(&self.state);
         for set in st.profiles.values_mut() {
-            for (seq, id, entry, stored) in &current {
+            // Several changes of one entry in a page all see its current state.
+            for c in &changes {
+                let (seq, id, entry) = (&c.seq, &c.entry_id, &c.entry);
                 let now = stored
-                    .as_ref()
+                    .get(id)
                     .and_then(|s| decide(&set.filters, &s.entry, &s.tags));
                 let before = set.decisions.get(id).map(|(_, d)| *d);
                 if now == before {

@@ -51,6 +51,16 @@ pub trait ReputationStore {
     /// The entry with this id (ids come with search results and change records).
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError>;
 
+    /// The entries with these ids that exist, in no particular order: one query for a whole page of
+    /// change records.
+    fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.extend(self.get_by_id(id)?);
+        }
+        Ok(out)
+    }
+
     /// Every entry matching `criteria`, in search-key order for IP and domain queries, insertion
     /// order otherwise. `f` returns `false` to stop early.
     fn search_each(

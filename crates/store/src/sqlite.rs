@@ -468,6 +468,48 @@ impl ReputationStore for SqliteStore {
         Ok(Some(build(id, entry, assertions, ttl_id(&self.conn)?)))
     }
 
+    fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
+        let ttl = ttl_id(&self.conn)?;
+        let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // json_each hands SQLite the whole list at once; the join keeps an entry's assertions
+        // together (entries outer, by CROSS JOIN).
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+             FROM json_each(?1) j JOIN entries e ON e.id = j.value
+             CROSS JOIN assertions a ON a.entry_id = e.id
+             JOIN sources s ON s.id = a.source_id",
+        )?;
+        let mut rows = stmt.query([list])?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut current: Option<(i64, i64, String, Vec<Assertion>)> = None;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let tags: Vec<u8> = r.get(4)?;
+            let a = Assertion {
+                source: r.get(3)?,
+                tags: decode_tags(&tags)?,
+                expires_at: r.get(5)?,
+                seq: r.get::<_, i64>(6)? as u64,
+                updated_at: r.get(7)?,
+            };
+            match &mut current {
+                Some((cid, _, _, list)) if *cid == id => list.push(a),
+                _ => {
+                    if let Some((cid, kind, value, mut list)) = current.take() {
+                        list.sort_by_key(|a| a.seq);
+                        out.push(build(cid, parse_stored(kind, &value)?, list, ttl));
+                    }
+                    current = Some((id, r.get(1)?, r.get(2)?, vec![a]));
+                }
+            }
+        }
+        if let Some((cid, kind, value, mut list)) = current.take() {
+            list.sort_by_key(|a| a.seq);
+            out.push(build(cid, parse_stored(kind, &value)?, list, ttl));
+        }
+        Ok(out)
+    }
+
     fn search_each(
         &self,
         criteria: &Criteria,

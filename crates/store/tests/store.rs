@@ -551,3 +551,45 @@ fn data_survives_reopen_and_newer_schema_is_refused() {
         Err(StoreError::TooNew { found: 99, .. })
     ));
 }
+
+#[test]
+fn get_many_equals_one_by_one() {
+    let mut d = db();
+    let cat = d.store.catalog().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    for i in 0..300u32 {
+        let e = e(Kind::Ipv4, &format!("10.1.{}.{}", i / 256, i % 256));
+        put(
+            &mut tx,
+            &cat,
+            "feed",
+            &e,
+            &tags(&cat, &[("Trend Micro Severity", "High")]),
+            WriteMode::Merge,
+        )
+        .unwrap();
+        if i % 3 == 0 {
+            put(
+                &mut tx,
+                &cat,
+                USER_SOURCE,
+                &e,
+                &tags(&cat, &[("Trend Micro Severity", "Low")]),
+                WriteMode::Merge,
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let all = d.store.search(&Criteria::default(), 0).unwrap();
+    let mut ids: Vec<i64> = all.iter().map(|s| s.id).step_by(2).collect();
+    ids.push(999_999); // missing ids are skipped
+    let mut many = d.store.get_many(&ids).unwrap();
+    many.sort_by_key(|s| s.id);
+    let one_by_one: Vec<_> = ids
+        .iter()
+        .filter_map(|id| d.store.get_by_id(*id).unwrap())
+        .collect();
+    assert_eq!(many.len(), 150);
+    assert_eq!(many, one_by_one);
+}
