@@ -248,7 +248,7 @@ fn parse_address(param: &str, value: &str) -> Result<Entry, SmsError> {
     Entry::parse(kind, value).map_err(|e| SmsError::bad(format!("{param}: {e}")))
 }
 
-async fn respond(result: Result<String, SmsError>) -> Response {
+fn respond(result: Result<String, SmsError>) -> Response {
     match result {
         Ok(body) => text(StatusCode::OK, body),
         Err(e) => e.into_response(),
@@ -256,7 +256,7 @@ async fn respond(result: Result<String, SmsError>) -> Response {
 }
 
 async fn add(State(state): State<AppState>, req: Request) -> Response {
-    respond(add_inner(state, req).await).await
+    respond(add_inner(state, req).await)
 }
 
 async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
@@ -293,7 +293,7 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
 }
 
 async fn delete(State(state): State<AppState>, req: Request) -> Response {
-    respond(delete_inner(state, req).await).await
+    respond(delete_inner(state, req).await)
 }
 
 async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError> {
@@ -406,7 +406,7 @@ fn file_addresses(file: &[u8], kind: Kind) -> Result<Vec<Entry>, SmsError> {
 }
 
 async fn query(State(state): State<AppState>, req: Request) -> Response {
-    respond(query_inner(state, req).await).await
+    respond(query_inner(state, req).await)
 }
 
 async fn query_inner(state: AppState, req: Request) -> Result<String, SmsError> {
@@ -462,7 +462,7 @@ fn line(catalog: &Catalog, e: &rephub_store::StoredEntry) -> String {
 }
 
 async fn import(State(state): State<AppState>, req: Request) -> Response {
-    respond(import_inner(state, req).await).await
+    respond(import_inner(state, req).await)
 }
 
 async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError> {
