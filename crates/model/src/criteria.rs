@@ -314,7 +314,6 @@ impl Criteria {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tags::{Category, builtin};
 
     fn e(kind: Kind, s: &str) -> Entry {
         Entry::parse(kind, s).unwrap()
@@ -369,18 +368,7 @@ mod tests {
 
     #[test]
     fn tag_criteria() {
-        let cats: Vec<Category> = builtin::all()
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| Category {
-                id: i as u32 + 1,
-                name: n.name,
-                kind: n.kind,
-                description: n.description,
-                builtin: true,
-            })
-            .collect();
-        let cat = Catalog::new(cats);
+        let cat = Catalog::new(crate::tags::builtin_categories());
         let (tags, _) = cat
             .parse_pairs([
                 ("Trend Micro Severity", "High"),

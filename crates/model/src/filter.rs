@@ -165,22 +165,9 @@ pub fn sort_filters(filters: &mut [Filter]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tags::{Category, builtin};
 
     fn catalog() -> Catalog {
-        Catalog::new(
-            builtin::all()
-                .into_iter()
-                .enumerate()
-                .map(|(i, n)| Category {
-                    id: i as u32 + 1,
-                    name: n.name,
-                    kind: n.kind,
-                    description: n.description,
-                    builtin: true,
-                })
-                .collect(),
-        )
+        Catalog::new(crate::tags::builtin_categories())
     }
 
     fn f(

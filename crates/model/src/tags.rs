@@ -475,22 +475,29 @@ pub mod builtin {
     }
 }
 
+/// The built-in categories with ids 1.. in their fixed order, as a new database has them (for unit
+/// tests of this crate).
+#[cfg(test)]
+pub(crate) fn builtin_categories() -> Vec<Category> {
+    builtin::all()
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| Category {
+            id: i as u32 + 1,
+            name: n.name,
+            kind: n.kind,
+            description: n.description,
+            builtin: true,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn catalog() -> Catalog {
-        let mut cats: Vec<Category> = builtin::all()
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| Category {
-                id: i as u32 + 1,
-                name: n.name,
-                kind: n.kind,
-                description: n.description,
-                builtin: true,
-            })
-            .collect();
+        let mut cats = builtin_categories();
         cats.push(Category {
             id: 100,
             name: "Country".into(),
