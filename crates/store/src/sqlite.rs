@@ -187,6 +187,47 @@ fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
     }
 }
 
+/// The assertion in columns `first..first + 5` of `r`: source name, tags, expiry, seq, updated.
+fn assertion_at(r: &rusqlite::Row<'_>, first: usize) -> Result<Assertion, StoreError> {
+    let tags: Vec<u8> = r.get(first + 1)?;
+    Ok(Assertion {
+        source: r.get(first)?,
+        tags: decode_tags(&tags)?,
+        expires_at: r.get(first + 2)?,
+        seq: r.get::<_, i64>(first + 3)? as u64,
+        updated_at: r.get(first + 4)?,
+    })
+}
+
+/// Rows `(entry id, kind, value, assertion columns…)` in which an entry's assertions are adjacent
+/// (entries the outer loop of a CROSS JOIN): hands each entry with its assertions to `f`, which
+/// returns whether to go on.
+fn for_each_grouped(
+    rows: &mut rusqlite::Rows<'_>,
+    f: &mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let mut current: Option<(i64, i64, String, Vec<Assertion>)> = None;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let a = assertion_at(r, 3)?;
+        match &mut current {
+            Some((cid, _, _, list)) if *cid == id => list.push(a),
+            _ => {
+                if let Some((cid, kind, value, list)) = current.take() {
+                    if !f(cid, kind, value, list)? {
+                        return Ok(());
+                    }
+                }
+                current = Some((id, r.get(1)?, r.get(2)?, vec![a]));
+            }
+        }
+    }
+    if let Some((cid, kind, value, list)) = current.take() {
+        f(cid, kind, value, list)?;
+    }
+    Ok(())
+}
+
 fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
@@ -196,14 +237,7 @@ fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreEr
     let mut rows = stmt.query([id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let tags: Vec<u8> = r.get(1)?;
-        out.push(Assertion {
-            source: r.get(0)?,
-            tags: decode_tags(&tags)?,
-            expires_at: r.get(2)?,
-            seq: r.get::<_, i64>(3)? as u64,
-            updated_at: r.get(4)?,
-        });
+        out.push(assertion_at(r, 0)?);
     }
     Ok(out)
 }
@@ -318,7 +352,7 @@ fn search_conn(
     for kind in kinds {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
         let mut sql = String::from(
-            "SELECT e.id, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
              FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
              WHERE e.kind = ?",
@@ -329,36 +363,11 @@ fn search_conn(
         }
         let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
-        let mut current: Option<(i64, String, Vec<Assertion>)> = None;
         let mut keep_going = true;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let tags: Vec<u8> = r.get(3)?;
-            let a = Assertion {
-                source: r.get(2)?,
-                tags: decode_tags(&tags)?,
-                expires_at: r.get(4)?,
-                seq: r.get::<_, i64>(5)? as u64,
-                updated_at: r.get(6)?,
-            };
-            match &mut current {
-                Some((cid, _, list)) if *cid == id => list.push(a),
-                _ => {
-                    if let Some((cid, value, list)) = current.take() {
-                        keep_going = emit(kind, cid, &value, list, ttl, criteria, f)?;
-                        if !keep_going {
-                            break;
-                        }
-                    }
-                    current = Some((id, r.get(1)?, vec![a]));
-                }
-            }
-        }
-        if keep_going {
-            if let Some((cid, value, list)) = current.take() {
-                keep_going = emit(kind, cid, &value, list, ttl, criteria, f)?;
-            }
-        }
+        for_each_grouped(&mut rows, &mut |id, _, value, list| {
+            keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
+            Ok(keep_going)
+        })?;
         if !keep_going {
             break;
         }
@@ -481,32 +490,11 @@ impl ReputationStore for SqliteStore {
         )?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
-        let mut current: Option<(i64, i64, String, Vec<Assertion>)> = None;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let tags: Vec<u8> = r.get(4)?;
-            let a = Assertion {
-                source: r.get(3)?,
-                tags: decode_tags(&tags)?,
-                expires_at: r.get(5)?,
-                seq: r.get::<_, i64>(6)? as u64,
-                updated_at: r.get(7)?,
-            };
-            match &mut current {
-                Some((cid, _, _, list)) if *cid == id => list.push(a),
-                _ => {
-                    if let Some((cid, kind, value, mut list)) = current.take() {
-                        list.sort_by_key(|a| a.seq);
-                        out.push(build(cid, parse_stored(kind, &value)?, list, ttl));
-                    }
-                    current = Some((id, r.get(1)?, r.get(2)?, vec![a]));
-                }
-            }
-        }
-        if let Some((cid, kind, value, mut list)) = current.take() {
+        for_each_grouped(&mut rows, &mut |id, kind, value, mut list| {
             list.sort_by_key(|a| a.seq);
-            out.push(build(cid, parse_stored(kind, &value)?, list, ttl));
-        }
+            out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
