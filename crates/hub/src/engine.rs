@@ -30,12 +30,33 @@ const PAGE: usize = 10_000;
 /// How often the follower looks for writes made by other processes.
 const POLL: Duration = Duration::from_millis(250);
 
+/// One entry a profile selects, as devices get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Selected {
+    pub(crate) id: i64,
+    pub(crate) entry: Entry,
+    pub(crate) decision: Decision,
+    /// Unix seconds; devices expire the entry themselves (nftables element timeouts).
+    pub(crate) expires: Option<i64>,
+}
+
+impl Selected {
+    fn of(s: &rephub_store::StoredEntry, decision: Decision) -> Selected {
+        Selected {
+            id: s.id,
+            entry: s.entry.clone(),
+            decision,
+            expires: s.expires_at,
+        }
+    }
+}
+
 /// One profile's filter set.
 #[derive(Debug, Default)]
 pub(crate) struct FilterSet {
     pub(crate) name: String,
     pub(crate) filters: Vec<Filter>,
-    pub(crate) decisions: HashMap<i64, (Entry, Decision)>,
+    pub(crate) decisions: HashMap<i64, Selected>,
     /// Decision changes `(seq, entry id, entry)`, ascending; complete from `log_start` on.
     log: Vec<(u64, i64, Entry)>,
     log_start: u64,
@@ -48,12 +69,13 @@ pub(crate) struct FilterSet {
 pub(crate) enum SyncAnswer {
     Snapshot {
         cursor: u64,
-        items: Vec<(Entry, Decision)>,
+        items: Vec<Selected>,
     },
     Delta {
         cursor: u64,
-        upserts: Vec<(Entry, Decision)>,
-        deletes: Vec<Entry>,
+        upserts: Vec<Selected>,
+        /// `(entry id, entry)`
+        deletes: Vec<(i64, Entry)>,
     },
 }
 
@@ -191,16 +213,16 @@ impl Engine {
             // Several changes of one entry in a page all see its current state.
             for c in &changes {
                 let (seq, id, entry) = (&c.seq, &c.entry_id, &c.entry);
-                let now = stored
-                    .get(id)
-                    .and_then(|s| decide(&set.filters, &s.entry, &s.tags));
-                let before = set.decisions.get(id).map(|(_, d)| *d);
-                if now == before {
+                let now = stored.get(id).and_then(|s| {
+                    decide(&set.filters, &s.entry, &s.tags).map(|d| Selected::of(s, d))
+                });
+                // A new expiry is a change too: devices time entries out themselves.
+                if now.as_ref() == set.decisions.get(id) {
                     continue;
                 }
                 match now {
-                    Some(d) => {
-                        set.decisions.insert(*id, (entry.clone(), d));
+                    Some(sel) => {
+                        set.decisions.insert(*id, sel);
                     }
                     None => {
                         set.decisions.remove(id);
@@ -250,7 +272,7 @@ impl Engine {
             reader.search_each(&Criteria::default(), &mut |e| {
                 for set in profiles.values_mut() {
                     if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
-                        set.decisions.insert(e.id, (e.entry.clone(), d));
+                        set.decisions.insert(e.id, Selected::of(&e, d));
                     }
                 }
                 true
@@ -270,10 +292,10 @@ impl Engine {
         // The reader stays locked until the new filters are installed, so the follower cannot apply
         // a change between the scan and the install.
         let reader = lock(&self.reader);
-        let mut fresh: HashMap<i64, (Entry, Decision)> = HashMap::new();
+        let mut fresh: HashMap<i64, Selected> = HashMap::new();
         reader.search_each(&Criteria::default(), &mut |e| {
             if let Some(d) = decide(&filters, &e.entry, &e.tags) {
-                fresh.insert(e.id, (e.entry, d));
+                fresh.insert(e.id, Selected::of(&e, d));
             }
             true
         })?;
@@ -300,7 +322,7 @@ impl Engine {
         let mut changed: HashSet<i64> = set
             .decisions
             .iter()
-            .filter(|(id, (_, d))| fresh.get(id).map(|(_, f)| f) != Some(d))
+            .filter(|(id, sel)| fresh.get(id) != Some(sel))
             .map(|(id, _)| *id)
             .collect();
         changed.extend(fresh.keys().filter(|id| !set.decisions.contains_key(id)));
@@ -378,7 +400,7 @@ impl Engine {
             return Ok(Some(delta_from_log(set, start, applied)));
         }
         // The log does not reach back that far: recompute from the store's change log.
-        let decisions: HashMap<i64, (Entry, Decision)> = set.decisions.clone();
+        let decisions: HashMap<i64, Selected> = set.decisions.clone();
         drop(st);
         let reader = lock(&self.reader);
         let mut seen = HashSet::new();
@@ -397,7 +419,7 @@ impl Engine {
                         if seen.insert(c.entry_id) {
                             match decisions.get(&c.entry_id) {
                                 Some(current) => upserts.push(current.clone()),
-                                None => deletes.push(c.entry),
+                                None => deletes.push((c.entry_id, c.entry)),
                             }
                         }
                     }
@@ -426,7 +448,7 @@ fn delta_from_log(set: &FilterSet, start: usize, applied: u64) -> SyncAnswer {
         }
         match set.decisions.get(id) {
             Some(current) => upserts.push(current.clone()),
-            None => deletes.push(entry.clone()),
+            None => deletes.push((*id, entry.clone())),
         }
     }
     SyncAnswer::Delta {

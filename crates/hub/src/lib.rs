@@ -11,6 +11,7 @@
 //! validation changes nothing.
 
 mod auth;
+mod chunked;
 pub mod config;
 mod engine;
 mod error;

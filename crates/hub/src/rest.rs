@@ -19,13 +19,13 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use rephub_model::{ActionSet, Catalog, Decision, Entry, Filter, FilterError, Kind};
+use rephub_model::{ActionSet, Catalog, Entry, Filter, FilterError, Kind};
 use rephub_store::{
     DistributionStore, ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx,
 };
 
 use crate::auth::{Caller, Role, hash_key, new_key, verify};
-use crate::engine::{SyncAnswer, profile_filters};
+use crate::engine::{Selected, SyncAnswer, profile_filters};
 use crate::error::HubError;
 use crate::state::AppState;
 
@@ -959,7 +959,7 @@ async fn export(
         "text/plain; charset=utf-8"
     };
     state.spawn_read(move |s| {
-        let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
+        let mut buf = Vec::with_capacity(crate::chunked::CHUNK_BYTES + 1024);
         let mut open = true;
         let res = s.search_each(&criteria, &mut |e| {
             let line = match format.as_str() {
@@ -973,8 +973,11 @@ async fn export(
             };
             buf.extend_from_slice(line.as_bytes());
             buf.push(b'\n');
-            if buf.len() >= CHUNK_BYTES {
-                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + 1024));
+            if buf.len() >= crate::chunked::CHUNK_BYTES {
+                let chunk = std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(crate::chunked::CHUNK_BYTES + 1024),
+                );
                 open = tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
             }
             open
@@ -1289,61 +1292,21 @@ async fn sync(
         state.mark_synced(&token_hash);
     }
     let names = engine.filter_names(profile);
-    let small = match &answer {
-        SyncAnswer::Snapshot { items, .. } => items.len() < 1000,
-        SyncAnswer::Delta {
-            upserts, deletes, ..
-        } => upserts.len() + deletes.len() < 1000,
-    };
-    let body = if small {
-        let mut all = Vec::new();
-        render(&answer, &names, &mut |chunk| {
-            all.extend_from_slice(&chunk);
-            true
-        });
-        Body::from(all)
-    } else {
-        // Large answers are streamed as they are rendered: the first bytes leave at once and the
-        // hub never holds the whole answer.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-        tokio::task::spawn_blocking(move || {
-            render(&answer, &names, &mut |chunk| {
-                tx.blocking_send(Ok(Bytes::from(chunk))).is_ok()
-            });
-        });
-        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
-    };
+    let body = crate::chunked::body(move |out| render(&answer, &names, out), || {});
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
-/// Bytes per streamed chunk of a large answer.
-const CHUNK_BYTES: usize = 1 << 16;
-
-/// NDJSON: a header line, then one line per upsert and per delete. `emit` gets chunks of about
-/// [`CHUNK_BYTES`]; it returns false when the client is gone, which stops the rendering.
-fn render(
-    answer: &SyncAnswer,
-    names: &HashMap<i64, String>,
-    emit: &mut dyn FnMut(Vec<u8>) -> bool,
-) {
-    let mut out = Vec::with_capacity(CHUNK_BYTES + 1024);
-    let mut line = |out: &mut Vec<u8>, v: Value| -> bool {
-        // Serialising a Value to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &v);
-        out.push(b'\n');
-        if out.len() >= CHUNK_BYTES {
-            return emit(std::mem::replace(
-                out,
-                Vec::with_capacity(CHUNK_BYTES + 1024),
-            ));
+/// NDJSON: a header line, then one line per upsert and per delete.
+fn render(answer: &SyncAnswer, names: &HashMap<i64, String>, out: &mut crate::chunked::Chunks<'_>) {
+    let upsert = |s: &Selected| {
+        let mut v = json!({"op": "upsert", "kind": s.entry.kind().as_str(), "value": s.entry.to_string(),
+               "action": s.decision.action.as_str(), "filter": names.get(&s.decision.filter)});
+        if let Some(t) = s.expires {
+            v["expires"] = json!(t);
         }
-        true
+        v
     };
-    let upsert = |(e, d): &(Entry, Decision)| {
-        json!({"op": "upsert", "kind": e.kind().as_str(), "value": e.to_string(),
-               "action": d.action.as_str(), "filter": names.get(&d.filter)})
-    };
-    let (head, upserts, deletes): (Value, &[(Entry, Decision)], &[Entry]) = match answer {
+    let (head, upserts, deletes): (Value, &[Selected], &[(i64, Entry)]) = match answer {
         SyncAnswer::Snapshot { cursor, items } => (
             json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
             items,
@@ -1359,23 +1322,19 @@ fn render(
             deletes,
         ),
     };
-    if !line(&mut out, head) {
+    if !out.json_line(&head) {
         return;
     }
     for u in upserts {
-        if !line(&mut out, upsert(u)) {
+        if !out.json_line(&upsert(u)) {
             return;
         }
     }
-    for e in deletes {
-        if !line(
-            &mut out,
-            json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}),
-        ) {
+    for (_, e) in deletes {
+        if !out
+            .json_line(&json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}))
+        {
             return;
         }
-    }
-    if !out.is_empty() {
-        emit(out);
     }
 }

@@ -35,6 +35,9 @@ pub struct DeviceRow {
     pub created_at: i64,
     /// What the device last reported it could not apply; cleared by a sync without an error.
     pub last_error: Option<String>,
+    /// The device's last report (inventory and backend state, JSON as the hub accepted it).
+    pub report: Option<String>,
+    pub reported_at: Option<i64>,
 }
 
 /// What a device reported with a sync request.
@@ -70,6 +73,42 @@ pub trait DistributionStore {
     /// transaction.
     fn record_device_progress(&mut self, progress: &[DeviceProgress]) -> Result<(), StoreError>;
     fn delete_device(&mut self, id: i64) -> Result<bool, StoreError>;
+    /// Keep a device's report (inventory and backend state). Returns whether the device exists.
+    fn set_device_report(&mut self, id: i64, report: &str) -> Result<bool, StoreError>;
+    /// Store detection events of a device; an event whose `device_event` id was stored before is
+    /// skipped (a retried batch). Returns how many were new.
+    fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError>;
+    /// Events with an id above `after`, oldest first, optionally of one device.
+    fn events(
+        &self,
+        after: i64,
+        limit: usize,
+        device: Option<i64>,
+    ) -> Result<Vec<EventRow>, StoreError>;
+}
+
+/// A detection event as a device sends it: hits on one entry, aggregated over a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The device's own id for the event, unique per device (retries send the same id).
+    pub device_event: i64,
+    pub kind: String,
+    pub value: String,
+    pub action: String,
+    pub filter: Option<String>,
+    pub hits: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// What matched, e.g. the address inside a network entry.
+    pub sample: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: i64,
+    pub device_id: i64,
+    pub event: NewEvent,
+    pub received_at: i64,
 }
 
 fn unique(e: rusqlite::Error, what: String) -> StoreError {
@@ -89,11 +128,12 @@ fn device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         last_seen: r.get(5)?,
         created_at: r.get(6)?,
         last_error: r.get(7)?,
+        report: r.get(8)?,
+        reported_at: r.get(9)?,
     })
 }
 
-const DEVICE_COLUMNS: &str =
-    "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at, last_error";
+const DEVICE_COLUMNS: &str = "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at, last_error, report, reported_at";
 
 impl DistributionStore for SqliteStore {
     fn filters(&self) -> Result<Vec<FilterRow>, StoreError> {
@@ -254,5 +294,79 @@ impl DistributionStore for SqliteStore {
             .connection()
             .execute("DELETE FROM devices WHERE id = ?1", [id])?
             > 0)
+    }
+
+    fn set_device_report(&mut self, id: i64, report: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        Ok(self.connection().execute(
+            "UPDATE devices SET report = ?2, reported_at = ?3 WHERE id = ?1",
+            params![id, report, now],
+        )? > 0)
+    }
+
+    fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError> {
+        let now = self.now();
+        let conn = self.connection();
+        let tx = conn.unchecked_transaction()?;
+        let mut added = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (device_id, device_event, kind, value, action, filter, \
+                 hits, first_seen, last_seen, sample, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for e in events {
+                added += stmt.execute(params![
+                    device,
+                    e.device_event,
+                    e.kind,
+                    e.value,
+                    e.action,
+                    e.filter,
+                    i64::try_from(e.hits).unwrap_or(i64::MAX),
+                    e.first_seen,
+                    e.last_seen,
+                    e.sample,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn events(
+        &self,
+        after: i64,
+        limit: usize,
+        device: Option<i64>,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT id, device_id, device_event, kind, value, action, filter, hits, first_seen, \
+             last_seen, sample, received_at FROM events \
+             WHERE id > ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![after, device, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    device_id: r.get(1)?,
+                    event: NewEvent {
+                        device_event: r.get(2)?,
+                        kind: r.get(3)?,
+                        value: r.get(4)?,
+                        action: r.get(5)?,
+                        filter: r.get(6)?,
+                        hits: r.get::<_, i64>(7)?.max(0) as u64,
+                        first_seen: r.get(8)?,
+                        last_seen: r.get(9)?,
+                        sample: r.get(10)?,
+                    },
+                    received_at: r.get(11)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -20,7 +20,9 @@ mod schema;
 mod sqlite;
 mod types;
 
-pub use dist::{DeviceProgress, DeviceRow, DistributionStore, FilterRow, ProfileRow};
+pub use dist::{
+    DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
+};
 pub use error::StoreError;
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;

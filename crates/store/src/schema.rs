@@ -109,6 +109,27 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE devices ADD COLUMN last_error TEXT;
     "#,
+    // 5: what agents report: inventory and backend state (JSON), and detection events. An event is
+    // unique per device by the id the device gave it, so a batch sent twice is stored once.
+    r#"
+    ALTER TABLE devices ADD COLUMN report TEXT;
+    ALTER TABLE devices ADD COLUMN reported_at INTEGER;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        device_event INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        action TEXT NOT NULL,
+        filter TEXT,
+        hits INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        sample TEXT,
+        received_at INTEGER NOT NULL,
+        UNIQUE (device_id, device_event)
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

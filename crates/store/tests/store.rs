@@ -593,3 +593,47 @@ fn get_many_equals_one_by_one() {
     assert_eq!(many.len(), 150);
     assert_eq!(many, one_by_one);
 }
+
+fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {
+    rephub_store::NewEvent {
+        device_event,
+        kind: "ipv4".into(),
+        value: value.into(),
+        action: "block".into(),
+        filter: Some("block High".into()),
+        hits,
+        first_seen: T0 - 10,
+        last_seen: T0,
+        sample: Some("203.0.113.7".into()),
+    }
+}
+
+#[test]
+fn device_reports_and_events_survive_retries() {
+    use rephub_store::DistributionStore;
+    let mut d = db();
+    let dev = d.store.add_device("fw1", b"hash", None).unwrap();
+    assert!(
+        d.store
+            .set_device_report(dev.id, r#"{"model":"x"}"#)
+            .unwrap()
+    );
+    assert!(!d.store.set_device_report(dev.id + 1, "{}").unwrap());
+    let row = &d.store.devices().unwrap()[0];
+    assert_eq!(row.report.as_deref(), Some(r#"{"model":"x"}"#));
+    assert_eq!(row.reported_at, Some(T0));
+
+    let batch = [event(1, "203.0.113.0/24", 5), event(2, "198.51.100.1", 1)];
+    assert_eq!(d.store.add_events(dev.id, &batch).unwrap(), 2);
+    // The same batch again (the device did not see the answer): nothing new.
+    assert_eq!(d.store.add_events(dev.id, &batch).unwrap(), 0);
+    assert_eq!(d.store.add_events(dev.id, &[event(3, "x", 2)]).unwrap(), 1);
+    let all = d.store.events(0, 100, None).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].event, batch[0]);
+    assert_eq!(all[0].device_id, dev.id);
+    let after = d.store.events(all[1].id, 100, Some(dev.id)).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].event.value, "x");
+    assert!(d.store.events(0, 100, Some(dev.id + 1)).unwrap().is_empty());
+}
