@@ -64,23 +64,6 @@ impl Chunks<'_> {
     }
 }
 
-/// Render into a vector (small answers and tests).
-pub(crate) fn render_to_vec(render: impl FnOnce(&mut Chunks<'_>)) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut emit = |c: Vec<u8>| {
-        all.extend_from_slice(&c);
-        true
-    };
-    let mut chunks = Chunks {
-        out: Vec::new(),
-        emit: &mut emit,
-        alive: true,
-    };
-    render(&mut chunks);
-    chunks.finish();
-    all
-}
-
 /// A body rendered by `render` on the blocking pool. `done` runs once the whole answer has been
 /// handed to the connection — not when the client went away or the renderer failed first — so
 /// that a bouncer's "last pull" moves only after a complete answer.

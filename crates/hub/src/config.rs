@@ -34,6 +34,9 @@ pub struct Config {
     pub cache_mib: u32,
     /// How often expired entries are removed (and the removal distributed), in seconds.
     pub sweep_secs: u64,
+    /// SOA refresh of the RPZ zones (`/rpz/<profile>.zone`): how often a resolver that fetches
+    /// them by URL downloads them again, in seconds.
+    pub rpz_refresh_secs: u32,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             max_body_mib: 64,
             cache_mib: 512,
             sweep_secs: 30,
+            rpz_refresh_secs: 60,
         }
     }
 }
@@ -126,6 +130,12 @@ impl Config {
         if self.sweep_secs == 0 {
             return Err(ConfigError::Invalid {
                 field: "sweep_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.rpz_refresh_secs == 0 {
+            return Err(ConfigError::Invalid {
+                field: "rpz_refresh_secs",
                 reason: "must be at least 1".into(),
             });
         }

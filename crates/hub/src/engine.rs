@@ -331,6 +331,24 @@ impl Engine {
         Ok(changed.into_iter().collect())
     }
 
+    /// The IP entries of a profile's filter set that contain `ip` (CrowdSec's
+    /// `/v1/decisions?ip=`). A scan: bouncers in stream mode, the common case, never ask this.
+    pub(crate) fn containing(&self, profile: i64, ip: std::net::IpAddr) -> Vec<Selected> {
+        let st = lock(&self.state);
+        let Some(set) = st.profiles.get(&profile) else {
+            return Vec::new();
+        };
+        set.decisions
+            .values()
+            .filter(|s| match (&s.entry, ip) {
+                (Entry::Ipv4(n), std::net::IpAddr::V4(a)) => n.contains(&a),
+                (Entry::Ipv6(n), std::net::IpAddr::V6(a)) => n.contains(&a),
+                _ => false,
+            })
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn remove_profile(&self, id: i64) {
         lock(&self.state).profiles.remove(&id);
     }

@@ -13,11 +13,14 @@
 mod auth;
 mod chunked;
 pub mod config;
+mod crowdsec;
 mod engine;
 mod error;
 mod metrics;
 mod openapi;
+mod reports;
 mod rest;
+mod rpz;
 mod sms;
 mod state;
 mod tls;
@@ -49,6 +52,9 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(sms::router())
         .merge(rest::router())
+        .merge(reports::router())
+        .merge(crowdsec::router())
+        .merge(rpz::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

@@ -29,6 +29,8 @@ pub(crate) struct Metrics {
     /// `(method, route, status) → count`.
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     pub(crate) parked_polls: AtomicI64,
+    /// Detection events stored since the hub started.
+    pub(crate) events: std::sync::atomic::AtomicU64,
     per_kind: Mutex<KindCounts>,
 }
 
@@ -173,6 +175,11 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
     );
     let _ = writeln!(lines, "{n6} {}", m.parked_polls.load(Ordering::Relaxed));
     out.push_str(&lines);
+    let _ = writeln!(
+        out,
+        "# HELP rephub_detection_events_total Detection events stored since the hub started.\n# TYPE rephub_detection_events_total counter\nrephub_detection_events_total {}",
+        m.events.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP rephub_http_requests_total HTTP requests by route and status.\n# TYPE rephub_http_requests_total counter"

@@ -72,7 +72,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, field: Option<&str>, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             field: field.map(str::to_string),
@@ -80,7 +84,7 @@ impl ApiError {
         }
     }
 
-    fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(field: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, Some(field), message)
     }
 
@@ -125,7 +129,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A path parameter, with a malformed one answered in this API's JSON error shape.
 struct P<T>(T);
@@ -149,7 +153,7 @@ where
 }
 
 /// Query parameters, with a malformed query answered in this API's JSON error shape.
-struct Q<T>(T);
+pub(crate) struct Q<T>(pub(crate) T);
 
 impl<T, S> FromRequestParts<S> for Q<T>
 where
@@ -170,7 +174,7 @@ where
 }
 
 /// The API key of a REST call.
-async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Caller> {
+pub(crate) async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Caller> {
     let key = bearer(headers)
         .or_else(|| {
             headers
@@ -208,7 +212,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<
     Ok(caller)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme
@@ -217,7 +221,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// JSON bodies are parsed here rather than by the extractor, so that every error has our shape.
-fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> ApiResult<T> {
+pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad("body", e.to_string()))
 }
 
@@ -584,7 +588,9 @@ async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
             };
             json!({"id": d.id, "name": d.name, "profile": profile.map(|p| &p.name),
                    "status": status, "applied_cursor": d.applied_cursor,
-                   "profile_cursor": last_change, "last_seen": d.last_seen, "error": d.last_error})
+                   "profile_cursor": last_change, "last_seen": d.last_seen, "error": d.last_error,
+                   "report": d.report.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+                   "reported_at": d.reported_at})
         })
         .collect())
 }
@@ -1188,12 +1194,12 @@ struct SyncQuery {
 }
 
 /// `GET /api/v1/sync?cursor=N&wait=S`, see docs/sync-protocol.md.
-async fn sync(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Q(q): Q<SyncQuery>,
-) -> ApiResult<Response> {
-    let token = bearer(&headers).ok_or_else(|| {
+/// The device presenting its token (`Authorization: Bearer rhd_…`), and the token's hash.
+pub(crate) fn device_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<(Vec<u8>, crate::state::Device)> {
+    let token = bearer(headers).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             Some("authorization"),
@@ -1208,6 +1214,15 @@ async fn sync(
             "unknown device token",
         )
     })?;
+    Ok((token_hash, device))
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<SyncQuery>,
+) -> ApiResult<Response> {
+    let (token_hash, device) = device_caller(&state, &headers)?;
     // No cursor: the device has nothing and wants a snapshot.
     let cursor: Option<u64> = match q.cursor.as_deref() {
         None | Some("") => None,

@@ -29,6 +29,8 @@ pub(crate) struct Device {
     /// Never synced since its profile was distributed: whatever cursor it sends belongs to another
     /// filter set, so it gets a snapshot.
     pub(crate) pending: bool,
+    /// The cursor it last applied (for CrowdSec bouncers: of their last complete pull).
+    pub(crate) cursor: u64,
 }
 
 /// Validated entries to write, and where to say it is done.
@@ -206,6 +208,7 @@ impl AppState {
                         name: d.name,
                         profile: d.profile_id,
                         pending: d.last_seen.is_none(),
+                        cursor: d.applied_cursor,
                     },
                 )
             })
@@ -244,6 +247,12 @@ impl AppState {
             error,
         };
         lock(&self.inner.progress).insert(device, p);
+        if let Some(d) = lock(&self.inner.devices)
+            .values_mut()
+            .find(|d| d.id == device)
+        {
+            d.cursor = cursor;
+        }
     }
 
     /// Write the reported cursors to the database.

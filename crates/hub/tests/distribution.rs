@@ -981,3 +981,363 @@ async fn expired_entries_leave_the_devices() {
     let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
     assert_eq!(s.stats().unwrap().entries, 1);
 }
+
+impl Hub {
+    /// A bouncer: a device of profile "perimeter" whose token is its CrowdSec API key.
+    async fn bouncer(&self, name: &str) -> String {
+        let d = self
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "profile": "perimeter"}),
+            )
+            .await;
+        d["token"].as_str().unwrap().to_string()
+    }
+
+    async fn stream(&self, key: &str, query: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/decisions/stream{query}")))
+            .header("X-Api-Key", key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `(scope, value)` of the decisions in a list (null is empty).
+fn decisions(v: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    assert_eq!(d["type"], "ban");
+                    assert_eq!(d["origin"], "rephub");
+                    assert!(d["id"].as_i64().is_some() && d["duration"].is_string());
+                    (
+                        d["scope"].as_str().unwrap().to_string(),
+                        d["value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn pair(scope: &str, value: &str) -> (String, String) {
+    (scope.to_string(), value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crowdsec_bouncers_pull_the_profile() {
+    let h = hub().await;
+    h.setup().await;
+    let key = h.bouncer("cs1").await;
+    h.add(json!([
+        {"value": "203.0.113.9", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "198.51.100.0/24", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "2001:db8::/32", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "evil.example", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "192.0.2.50", "tags": {"Trend Micro Severity": "Low"}}
+    ]))
+    .await;
+
+    assert_eq!(
+        h.stream("wrong", "?startup=true").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let r = h
+        .http
+        .get(h.url("/v1/decisions/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let (s, v) = h.stream(&key, "?startup=true").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        decisions(&v["new"]),
+        vec![
+            pair("Ip", "203.0.113.9"),
+            pair("Range", "198.51.100.0/24"),
+            pair("Range", "2001:db8::/32")
+        ]
+    );
+    assert!(v["deleted"].is_null());
+    assert!(
+        v["new"][0]["scenario"]
+            .as_str()
+            .unwrap()
+            .starts_with("rephub/")
+    );
+    // The pull was complete: nothing new since.
+    let (_, v) = h.stream(&key, "").await;
+    assert!(v["new"].is_null() && v["deleted"].is_null(), "{v}");
+
+    // A deletion and an addition reach the next pull; `scopes` narrows it.
+    let (s, _) = h
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/entries",
+            ADMIN,
+            Some(json!({"entries": [{"value": "203.0.113.9"}]})),
+        )
+        .await;
+    assert!(s.is_success());
+    h.add(
+        json!([{"value": "192.0.2.0/28", "tags": {"Trend Micro Severity": "High"}},
+                 {"value": "192.0.2.77", "tags": {"Trend Micro Severity": "High"}}]),
+    )
+    .await;
+    let (_, v) = h.stream(&key, "?scopes=ip").await;
+    assert_eq!(decisions(&v["new"]), vec![pair("Ip", "192.0.2.77")]);
+    assert_eq!(decisions(&v["deleted"]), vec![pair("Ip", "203.0.113.9")]);
+    // Live mode: what applies to one address.
+    let live = |q: &'static str| {
+        let (http, url, key) = (
+            h.http.clone(),
+            h.url(&format!("/v1/decisions?{q}")),
+            key.clone(),
+        );
+        async move {
+            http.get(url)
+                .header("X-Api-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        decisions(&live("ip=198.51.100.7").await),
+        vec![pair("Range", "198.51.100.0/24")]
+    );
+    assert!(live("ip=192.0.2.50").await.is_null(), "Low is not selected");
+    assert!(live("ip=8.8.8.8").await.is_null());
+    let r = h
+        .http
+        .head(h.url("/v1/decisions/stream"))
+        .header("X-Api-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _) = h.stream(&key, "?startup=maybe").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bouncer_pull_that_breaks_off_is_given_again() {
+    let h = hub().await;
+    h.setup().await;
+    let key = h.bouncer("cs1").await;
+    let entries: Vec<Value> = (0..20_000)
+        .map(|i| json!({"value": format!("10.{}.{}.1", i / 256, i % 256), "tags": {"Trend Micro Severity": "High"}}))
+        .collect();
+    h.add(Value::Array(entries)).await;
+    let (_, v) = h.stream(&key, "?startup=true").await;
+    assert_eq!(decisions(&v["new"]).len(), 20_000);
+    h.add(json!([{"value": "192.0.2.1", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    // A new bouncer reads the beginning of its first pull and goes away.
+    let key2 = h.bouncer("cs2").await;
+    let mut r = h
+        .http
+        .get(h.url("/v1/decisions/stream"))
+        .header("X-Api-Key", &key2)
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(first.len() < 1_000_000, "the answer is streamed");
+    drop(r);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its last pull did not move: the next one is the whole set again.
+    let (_, v) = h.stream(&key2, "").await;
+    assert_eq!(decisions(&v["new"]).len(), 20_001);
+    let (_, v) = h.stream(&key2, "").await;
+    assert!(v["new"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpz_zones_of_a_profile() {
+    let h = hub().await;
+    let token = h.setup().await;
+    h.post(
+        "/api/v1/filters",
+        json!({"name": "allow partners", "action": "permit", "precedence": 0,
+               "criteria": ["Trend Micro Severity=Low"]}),
+    )
+    .await;
+    let (s, _) = h
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/profiles/1",
+            ADMIN,
+            Some(json!({"name": "perimeter", "filters": ["allow partners", "block High", "notify Medium"]})),
+        )
+        .await;
+    assert!(s.is_success(), "{s}");
+    h.add(json!([
+        {"value": "evil.example", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "[only.example]", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "good.evil.example", "tags": {"Trend Micro Severity": "Low"}},
+        {"value": "noisy.example", "tags": {"Trend Micro Severity": "Medium"}},
+        {"value": "203.0.113.0/24", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "http://evil.example/x", "tags": {"Trend Micro Severity": "High"}}
+    ]))
+    .await;
+    let zone = |q: String| {
+        let (http, url) = (h.http.clone(), h.url(&q));
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        zone("/rpz/perimeter.zone".into()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        zone("/rpz/perimeter.zone?key=nope".into()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        zone(format!("/rpz/other.zone?key={READER}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, text) = zone(format!("/rpz/perimeter.zone?key={READER}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();
+    let soa: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(soa[..2], ["@", "SOA"]);
+    let serial: u64 = soa[4].parse().unwrap();
+    let records: Vec<&str> = lines[3..].to_vec();
+    assert_eq!(
+        records,
+        vec![
+            "*.evil.example CNAME .",
+            "*.good.evil.example CNAME rpz-passthru.",
+            "24.0.113.0.203.rpz-ip CNAME .",
+            "evil.example CNAME .",
+            "good.evil.example CNAME rpz-passthru.",
+            "only.example CNAME .",
+        ]
+    );
+    // A device token of the profile works too, and the serial grows with the next change.
+    h.add(json!([{"value": "new.example", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let r = h
+        .http
+        .get(h.url("/rpz/perimeter.zone"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    let soa_line = text.lines().find(|l| l.starts_with("@ SOA")).unwrap();
+    let serial2: u64 = soa_line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(serial2 > serial);
+    assert!(text.contains("\n*.new.example CNAME .\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_report_and_send_events() {
+    let h = hub().await;
+    let token = h.setup().await;
+    let post = |path: &'static str, key: String, body: Value| {
+        let (http, url) = (h.http.clone(), h.url(path));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let report = json!({"name": "fw1", "address": "192.0.2.10", "model": "rephub-agent",
+                        "version": "0.1.0", "applied_cursor": 3, "entries": 2,
+                        "backend": {"kind": "nftables", "state": "ok", "elements": 2}});
+    let (s, _) = post("/api/v1/agent/report", ADMIN.into(), report.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "an API key is not a device");
+    let (s, v) = post(
+        "/api/v1/agent/report",
+        token.clone(),
+        json!({"name": "fw1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = post("/api/v1/agent/report", token.clone(), report).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, devices) = h.get("/api/v1/devices").await;
+    assert_eq!(
+        devices["devices"][0]["report"]["backend"]["kind"],
+        "nftables"
+    );
+    assert!(devices["devices"][0]["reported_at"].is_i64());
+
+    let events = json!({"events": [
+        {"id": 1, "kind": "ipv4", "value": "203.0.113.0/24", "action": "block", "filter": "block High",
+         "hits": 12, "first_seen": 1800000000, "last_seen": 1800000060, "sample": "203.0.113.7"},
+        {"id": 2, "kind": "ipv4", "value": "not an address", "action": "block",
+         "hits": 1, "first_seen": 1, "last_seen": 1},
+        {"id": 3, "kind": "ipv4", "value": "198.51.100.1", "action": "explode",
+         "hits": 1, "first_seen": 1, "last_seen": 1}
+    ]});
+    let (s, v) = post("/api/v1/agent/events", token.clone(), events.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], 1);
+    let rejected: Vec<(u64, String)> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected, vec![(1, "value".into()), (2, "action".into())]);
+    // The agent did not get the answer and sends the batch again: stored once.
+    let (_, v) = post("/api/v1/agent/events", token.clone(), events).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let (s, v) = h
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/events?device=fw1",
+            READER,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let list = v["events"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["value"], "203.0.113.0/24");
+    assert_eq!(list[0]["hits"], 12);
+    assert_eq!(list[0]["device"], "fw1");
+    let (_, v) = h
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/events?after={}", v["next"]),
+            READER,
+            None,
+        )
+        .await;
+    assert!(v["events"].as_array().unwrap().is_empty());
+}

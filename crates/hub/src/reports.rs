@@ -1,0 +1,251 @@
+//! What agents send back to the hub: their report (inventory and backend state) and detection
+//! events (hits on entries, aggregated by the agent). Both authenticate with the device token.
+//! Events are kept in the database, unique per device by the id the agent gave them, so an agent
+//! that resends a batch after a lost answer does not duplicate anything.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use rephub_model::{ActionSet, Entry, Kind};
+use rephub_store::{DistributionStore, NewEvent};
+
+use crate::auth::Role;
+use crate::rest::{ApiError, ApiResult, Q, body, caller, device_caller};
+use crate::state::AppState;
+
+/// Most events in one request.
+const MAX_EVENTS: usize = 10_000;
+/// Longest text field of a report.
+const MAX_TEXT: usize = 256;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agent/report", post(report))
+        .route("/api/v1/agent/events", post(post_events))
+        .route("/api/v1/events", get(list_events))
+}
+
+/// A device's report. Unknown fields are refused, so a typo is an error rather than lost data.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    /// The name the agent runs as (host name by default).
+    name: String,
+    /// Its management address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    model: String,
+    version: String,
+    /// The cursor of the filter set it enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied_cursor: Option<u64>,
+    /// Entries it enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<u64>,
+    backend: BackendState,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct BackendState {
+    /// `nftables`, `none`, …
+    kind: String,
+    /// `ok` or `failed`.
+    state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Elements loaded in the firewall, if it counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    elements: Option<u64>,
+}
+
+fn text(field: &str, v: &str) -> ApiResult<()> {
+    if v.chars().count() > MAX_TEXT {
+        return Err(ApiError::bad(
+            field,
+            format!("at most {MAX_TEXT} characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (_, device) = device_caller(&state, &headers)?;
+    let r: Report = body(&b)?;
+    text("name", &r.name)?;
+    text("model", &r.model)?;
+    text("version", &r.version)?;
+    text("backend.kind", &r.backend.kind)?;
+    if let Some(a) = &r.address {
+        text("address", a)?;
+    }
+    if !matches!(r.backend.state.as_str(), "ok" | "failed") {
+        return Err(ApiError::bad("backend.state", "ok or failed"));
+    }
+    if let Some(e) = &r.backend.error {
+        if e.chars().count() > 1000 {
+            return Err(ApiError::bad("backend.error", "at most 1000 characters"));
+        }
+    }
+    let stored = serde_json::to_string(&r).map_err(|e| crate::HubError::Internal(e.to_string()))?;
+    let id = device.id;
+    state
+        .with_store(move |s| s.set_device_report(id, &stored))
+        .await??;
+    Ok(Json(json!({"device": device.name})))
+}
+
+/// One event as agents send it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn {
+    id: i64,
+    kind: String,
+    value: String,
+    action: String,
+    #[serde(default)]
+    filter: Option<String>,
+    hits: u64,
+    first_seen: i64,
+    last_seen: i64,
+    #[serde(default)]
+    sample: Option<String>,
+}
+
+impl EventIn {
+    /// Checked and in canonical form, or why not (the field and the reason).
+    fn check(self) -> Result<NewEvent, (&'static str, String)> {
+        let kind: Kind = self
+            .kind
+            .parse()
+            .map_err(|e: rephub_model::UnknownKind| ("kind", e.to_string()))?;
+        let entry = Entry::parse(kind, &self.value).map_err(|e| ("value", e.to_string()))?;
+        let action: ActionSet = self.action.parse().map_err(|e: String| ("action", e))?;
+        if self.hits == 0 {
+            return Err(("hits", "at least 1".into()));
+        }
+        if self.first_seen > self.last_seen {
+            return Err(("first_seen", "after last_seen".into()));
+        }
+        for (field, v) in [("filter", &self.filter), ("sample", &self.sample)] {
+            if v.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT) {
+                return Err((field, format!("at most {MAX_TEXT} characters")));
+            }
+        }
+        Ok(NewEvent {
+            device_event: self.id,
+            kind: kind.as_str().to_string(),
+            value: entry.to_string(),
+            action: action.as_str().to_string(),
+            filter: self.filter,
+            hits: self.hits,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            sample: self.sample,
+        })
+    }
+}
+
+/// `{"events": [...]}`: the valid events are kept, each invalid one is answered with its index
+/// and the reason.
+async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (_, device) = device_caller(&state, &headers)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        events: Vec<Value>,
+    }
+    let batch: Batch = body(&b)?;
+    if batch.events.len() > MAX_EVENTS {
+        return Err(ApiError::bad(
+            "events",
+            format!("at most {MAX_EVENTS} per request"),
+        ));
+    }
+    let mut good = Vec::with_capacity(batch.events.len());
+    let mut rejected = Vec::new();
+    for (i, v) in batch.events.into_iter().enumerate() {
+        match serde_json::from_value::<EventIn>(v) {
+            Ok(e) => match e.check() {
+                Ok(e) => good.push(e),
+                Err((field, message)) => {
+                    rejected.push(json!({"index": i, "field": field, "message": message}));
+                }
+            },
+            Err(e) => rejected.push(json!({"index": i, "field": null, "message": e.to_string()})),
+        }
+    }
+    let total = good.len();
+    let id = device.id;
+    let added = state.with_store(move |s| s.add_events(id, &good)).await??;
+    state
+        .metrics()
+        .events
+        .fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(
+        json!({"accepted": added, "duplicates": total - added, "rejected": rejected}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// Events in the order they arrived; page with `after` = the last id seen.
+async fn list_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<EventQuery>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = q.after.unwrap_or(0);
+    let devices = state.with_store(|s| s.devices()).await??;
+    let device = match &q.device {
+        None => None,
+        Some(name) => Some(
+            devices
+                .iter()
+                .find(|d| &d.name == name)
+                .map(|d| d.id)
+                .ok_or_else(|| ApiError::bad("device", format!("no device named {name:?}")))?,
+        ),
+    };
+    let rows = state
+        .with_store(move |s| s.events(after, limit, device))
+        .await??;
+    let name = |id: i64| devices.iter().find(|d| d.id == id).map(|d| d.name.clone());
+    let next = rows.last().map_or(after, |r| r.id);
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "device": name(r.device_id), "kind": r.event.kind,
+                   "value": r.event.value, "action": r.event.action, "filter": r.event.filter,
+                   "hits": r.event.hits, "first_seen": r.event.first_seen,
+                   "last_seen": r.event.last_seen, "sample": r.event.sample,
+                   "received_at": r.received_at})
+        })
+        .collect();
+    Ok(Json(json!({"events": events, "next": next})))
+}

@@ -1,0 +1,232 @@
+//! DNS Response Policy Zones: `GET /rpz/<profile>.zone` is the profile's filter set as an RPZ
+//! zone, for resolvers that load RPZ by URL (unbound's `rpz:` with `url:`).
+//!
+//! - A domain entry `evil.example` blocks the name and every name below it: `evil.example CNAME .`
+//!   and `*.evil.example CNAME .` (NXDOMAIN); an exact entry `[evil.example]` only the first.
+//! - An IP entry is a response-IP trigger: `24.0.113.0.203.rpz-ip CNAME .`.
+//! - `block` and `block+notify` answer NXDOMAIN; `permit` is `rpz-passthru.` (an exception that
+//!   wins over a block in a less specific entry). `notify` and `trace` change no answer, so they
+//!   are not in the zone; URL and hash entries have no DNS form.
+//! - Owner names are relative: the zone works under whatever name the resolver gives it.
+//! - The SOA serial is the profile's cursor (the change-log number of its newest change), so it
+//!   grows with every change of the filter set and only then.
+//!
+//! Authentication: a device token (a resolver registered as a device of the profile, which then
+//! shows its fetches in the distribution status) or an API key, as `Authorization: Bearer`, or as
+//! `?key=` because resolvers fetching by URL cannot send headers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use rephub_model::{ActionSet, Entry};
+use rephub_store::DistributionStore;
+
+use crate::auth::{hash_key, verify};
+use crate::engine::{Selected, SyncAnswer};
+use crate::rest::bearer;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/rpz/{file}", get(zone))
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+/// The owner name of an IPv4 trigger: prefix length, then the octets reversed.
+fn ipv4_trigger(n: &Ipv4Net) -> String {
+    let o = n.network().octets();
+    format!(
+        "{}.{}.{}.{}.{}.rpz-ip",
+        n.prefix_len(),
+        o[3],
+        o[2],
+        o[1],
+        o[0]
+    )
+}
+
+/// IPv6: prefix length, then the 16-bit groups reversed, the longest run of zero groups (two or
+/// more) written `zz`.
+fn ipv6_trigger(n: &Ipv6Net) -> String {
+    let g = n.network().segments();
+    // The longest run of zero groups, as the textual form would compress it.
+    let (mut best, mut run) = ((0usize, 0usize), (0usize, 0usize));
+    for (i, x) in g.iter().enumerate() {
+        if *x == 0 {
+            if run.1 == 0 {
+                run.0 = i;
+            }
+            run.1 += 1;
+            if run.1 > best.1 {
+                best = run;
+            }
+        } else {
+            run.1 = 0;
+        }
+    }
+    let mut labels: Vec<String> = Vec::with_capacity(9);
+    let mut i = 0;
+    while i < 8 {
+        if best.1 >= 2 && i == best.0 {
+            labels.push("zz".into());
+            i += best.1;
+        } else {
+            labels.push(format!("{:x}", g[i]));
+            i += 1;
+        }
+    }
+    labels.reverse();
+    format!("{}.{}.rpz-ip", n.prefix_len(), labels.join("."))
+}
+
+/// Owner names and their policy, more specific entries winning on the same owner.
+fn records(items: &[Selected]) -> BTreeMap<String, (u8, &'static str)> {
+    let mut out: BTreeMap<String, (u8, &'static str)> = BTreeMap::new();
+    let mut put = |owner: String, rank: u8, target: &'static str| {
+        let slot = out.entry(owner).or_insert((rank, target));
+        if rank > slot.0 {
+            *slot = (rank, target);
+        }
+    };
+    for s in items {
+        let target = match s.decision.action {
+            ActionSet::Block | ActionSet::BlockNotify => ".",
+            ActionSet::Permit => "rpz-passthru.",
+            ActionSet::Notify | ActionSet::Trace => continue,
+        };
+        match &s.entry {
+            Entry::Domain(d) if d.is_exact() => put(d.name().to_string(), 2, target),
+            Entry::Domain(d) => {
+                put(d.name().to_string(), 1, target);
+                put(format!("*.{}", d.name()), 1, target);
+            }
+            Entry::Ipv4(n) => put(ipv4_trigger(n), 1, target),
+            Entry::Ipv6(n) => put(ipv6_trigger(n), 1, target),
+            Entry::Url { .. } | Entry::Sha1(_) | Entry::Sha256(_) => {}
+        }
+    }
+    out
+}
+
+async fn zone(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(name) = file.strip_suffix(".zone") else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("{file}: zones are <profile>.zone"),
+        );
+    };
+    let name = name.to_string();
+    let Some(secret) = bearer(&headers).or_else(|| q.get("key").cloned()) else {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "a device token or API key is required (Authorization: Bearer, or ?key=)".into(),
+        );
+    };
+    let profiles = match state.with_store(|s| s.profiles()).await {
+        Ok(Ok(p)) => p,
+        _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+    };
+    let Some(profile) = profiles.iter().find(|p| p.name == name).map(|p| p.id) else {
+        return text(StatusCode::NOT_FOUND, format!("no profile named {name:?}"));
+    };
+    // A device token of this profile, or any API key.
+    let hash = hash_key(&secret);
+    let device = state.device(&hash);
+    match &device {
+        Some(d) if d.profile == Some(profile) => {}
+        Some(d) => {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("device {} is not given profile {name:?}", d.name),
+            );
+        }
+        None => match state.with_store(move |s| verify(s, None, &secret)).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => return text(StatusCode::UNAUTHORIZED, "unknown key".into()),
+            _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+        },
+    }
+    let engine = state.engine();
+    let e = engine.clone();
+    let items = match tokio::task::spawn_blocking(move || e.answer(profile, None)).await {
+        Ok(Ok(Some(SyncAnswer::Snapshot { items, .. }))) => items,
+        Ok(Ok(_)) => Vec::new(),
+        _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+    };
+    let serial = engine.last_change(profile).unwrap_or(0);
+    if let Some(d) = device {
+        state.record_progress(d.id, serial, None);
+        state.mark_synced(&hash);
+    }
+    let refresh = state.config().rpz_refresh_secs;
+    let body = crate::chunked::body(
+        move |out| {
+            let mut head = String::new();
+            // Serial arithmetic (RFC 1982) works modulo 2^32.
+            let _ = write!(
+                head,
+                "; rephub RPZ zone of profile {name:?}: {} triggers\n$TTL 60\n\
+                 @ SOA localhost. hostmaster.localhost. {} {refresh} {} 604800 30\n@ NS localhost.\n",
+                items.len(),
+                serial as u32,
+                (refresh / 2).max(1),
+            );
+            if !out.push(head.as_bytes()) {
+                return;
+            }
+            for (owner, (_, target)) in records(&items) {
+                let line = format!("{owner} CNAME {target}\n");
+                if !out.push(line.as_bytes()) {
+                    return;
+                }
+            }
+        },
+        || {},
+    );
+    ([(header::CONTENT_TYPE, "text/dns; charset=utf-8")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_triggers() {
+        assert_eq!(
+            ipv4_trigger(&"203.0.113.0/24".parse().unwrap_or_else(|_| unreachable!())),
+            "24.0.113.0.203.rpz-ip"
+        );
+        assert_eq!(
+            ipv4_trigger(&"1.2.3.4/32".parse().unwrap_or_else(|_| unreachable!())),
+            "32.4.3.2.1.rpz-ip"
+        );
+        let v6 = |s: &str| ipv6_trigger(&s.parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(v6("2001:db8::/32"), "32.zz.db8.2001.rpz-ip");
+        assert_eq!(v6("2001:db8::1/128"), "128.1.zz.db8.2001.rpz-ip");
+        assert_eq!(v6("::/0"), "0.zz.rpz-ip");
+        // A single zero group is written out.
+        assert_eq!(
+            v6("2001:db8:0:1:1:1:1:1/128"),
+            "128.1.1.1.1.1.0.db8.2001.rpz-ip"
+        );
+    }
+}
