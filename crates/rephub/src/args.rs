@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(long)]
         tls_listen: Option<std::net::SocketAddr>,
     },
+    /// Run the device agent: keep a profile's filter set from the hub (--hub) and enforce it with
+    /// nftables and/or a local check endpoint (see docs/agent.md).
+    Agent(AgentArgs),
     /// Manage API keys (stored hashed; a new key is shown once).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -318,4 +321,41 @@ pub enum KeysCommand {
     List,
     /// Delete a key.
     Delete { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// TOML configuration file (see docs/agent.md); the flags below override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The device token (`rhd_…`).
+    #[arg(long, env = "REPHUB_DEVICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the device token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Where the agent keeps its filter set and event spool [default: rephub-agent-data].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// `nftables` (default) or `none` (the check endpoint only).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Serve `GET /check?ip=…` here (e.g. 127.0.0.1:8081).
+    #[arg(long)]
+    pub check_listen: Option<std::net::SocketAddr>,
+    /// The nftables table the agent owns [default: rephub].
+    #[arg(long)]
+    pub nft_table: Option<String>,
+    /// The name reported to the hub [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seconds each sync request waits for a change [default: 30].
+    #[arg(long)]
+    pub wait: Option<u64>,
+    /// Seconds between detection-event collections [default: 10].
+    #[arg(long)]
+    pub events_secs: Option<u64>,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, default_value = "info")]
+    pub log: String,
 }

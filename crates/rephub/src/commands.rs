@@ -47,6 +47,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             args.cache_mib,
         );
     }
+    if let Command::Agent(a) = &args.command {
+        return agent(a, args.hub.clone(), args.insecure);
+    }
     let path = args.db_path();
     let opts = OpenOptions {
         cache_mib: args.cache_mib,
@@ -76,7 +79,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         }
         Command::Categories(c) => categories(&mut store, c),
         Command::Keys(k) => keys(&mut store, k),
-        Command::Serve { .. } => unreachable!("handled before the database is opened"),
+        Command::Serve { .. } | Command::Agent(_) => {
+            unreachable!("handled before the database is opened")
+        }
         Command::Sweep => {
             let n = store.sweep_expired(SystemClock.now())?;
             println!("removed {n} expired assertions");
@@ -698,4 +703,66 @@ pub(crate) fn new_category(c: CategoriesCommand) -> anyhow::Result<NewCategory> 
         kind,
         description,
     })
+}
+
+fn agent(
+    a: &crate::args::AgentArgs,
+    hub: Option<String>,
+    insecure: bool,
+) -> anyhow::Result<Status> {
+    let mut cfg = match &a.config {
+        Some(p) => rephub_agent::AgentConfig::load(p)?,
+        None => rephub_agent::AgentConfig::default(),
+    };
+    if let Some(h) = hub {
+        cfg.hub = h;
+    }
+    if a.token.is_some() {
+        cfg.token.clone_from(&a.token);
+    }
+    if a.token_file.is_some() {
+        cfg.token_file.clone_from(&a.token_file);
+    }
+    if let Some(d) = &a.state_dir {
+        cfg.data_dir.clone_from(d);
+    }
+    if let Some(b) = &a.backend {
+        cfg.backend = match b.as_str() {
+            "nftables" => rephub_agent::Backend::Nftables,
+            "none" => rephub_agent::Backend::None,
+            other => anyhow::bail!("--backend: {other:?} is not nftables or none"),
+        };
+    }
+    if a.check_listen.is_some() {
+        cfg.check_listen = a.check_listen;
+    }
+    if let Some(t) = &a.nft_table {
+        cfg.nft_table.clone_from(t);
+    }
+    if a.name.is_some() {
+        cfg.name.clone_from(&a.name);
+    }
+    if let Some(w) = a.wait {
+        cfg.wait_secs = w;
+    }
+    if let Some(e) = a.events_secs {
+        cfg.events_secs = e;
+    }
+    cfg.insecure |= insecure;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&a.log)
+                .with_context(|| format!("log filter {:?}", a.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(rephub_agent::run(cfg, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+    }))?;
+    Ok(Status::Ok)
 }

@@ -1,0 +1,187 @@
+//! The agent's configuration: a TOML file (unknown fields refused), flags override it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The hub, e.g. `https://hub.example:8443`.
+    pub hub: String,
+    /// The device token (`rhd_…`), or…
+    pub token: Option<String>,
+    /// …a file holding it (mode 0600), so that it is not in the config or the process list.
+    pub token_file: Option<PathBuf>,
+    /// Where the filter set and the event spool are kept.
+    pub data_dir: PathBuf,
+    /// The name reported to the hub (the host name by default).
+    pub name: Option<String>,
+    /// The management address reported to the hub.
+    pub address: Option<String>,
+    /// `nftables` or `none` (the check endpoint only).
+    pub backend: Backend,
+    /// The nftables table rephub owns (family `inet`).
+    pub nft_table: String,
+    pub nft_bin: String,
+    /// The local check endpoint (`GET /check?ip=…`); none if unset.
+    pub check_listen: Option<SocketAddr>,
+    /// Seconds a sync request waits for a change (the long poll).
+    pub wait_secs: u64,
+    /// How often detection events are collected and sent.
+    pub events_secs: u64,
+    /// How often the agent reports its state to the hub.
+    pub report_secs: u64,
+    /// Accept any certificate from the hub (self-signed test hubs only).
+    pub insecure: bool,
+    /// A CA certificate (PEM) to verify the hub with, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Longest pause between retries after failures.
+    pub max_backoff_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Nftables,
+    None,
+}
+
+impl Default for AgentConfig {
+    fn default() -> AgentConfig {
+        AgentConfig {
+            hub: "http://127.0.0.1:8080".into(),
+            token: None,
+            token_file: None,
+            data_dir: PathBuf::from("rephub-agent-data"),
+            name: None,
+            address: None,
+            backend: Backend::Nftables,
+            nft_table: "rephub".into(),
+            nft_bin: "nft".into(),
+            check_listen: None,
+            wait_secs: 30,
+            events_secs: 10,
+            report_secs: 60,
+            insecure: false,
+            ca_file: None,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The token, from the config or its file.
+    pub fn token(&self) -> Result<String, ConfigError> {
+        let t = match (&self.token, &self.token_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    field: "token",
+                    reason: "a device token is required (token, token_file or --token)".into(),
+                });
+            }
+        };
+        if t.is_empty() || t.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                field: "token",
+                reason: "empty or contains spaces".into(),
+            });
+        }
+        Ok(t)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.hub.starts_with("http://") || self.hub.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                field: "hub",
+                reason: format!("{:?} is not an http:// or https:// URL", self.hub),
+            });
+        }
+        if self.wait_secs > 300 {
+            return Err(ConfigError::Invalid {
+                field: "wait_secs",
+                reason: "at most 300".into(),
+            });
+        }
+        for (field, v) in [
+            ("events_secs", self.events_secs),
+            ("report_secs", self.report_secs),
+            ("max_backoff_secs", self.max_backoff_secs),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.nft_table.is_empty()
+            || !self
+                .nft_table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::Invalid {
+                field: "nft_table",
+                reason: "letters, digits, '_' and '-' only".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses_and_typos_are_refused() {
+        let doc = include_str!("../../../docs/agent.md");
+        let start = doc.find("```toml\n").map(|i| i + 8).unwrap_or(0);
+        let len = doc[start..].find("```").unwrap_or(0);
+        let c: AgentConfig = toml::from_str(&doc[start..start + len]).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.backend, Backend::Nftables);
+        assert!(c.check_listen.is_some());
+        assert!(toml::from_str::<AgentConfig>("hub_url = \"x\"").is_err());
+        assert!(toml::from_str::<AgentConfig>("backend = \"iptables\"").is_err());
+        let bad = AgentConfig {
+            nft_table: "x; flush ruleset".into(),
+            ..AgentConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

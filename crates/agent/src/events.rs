@@ -1,0 +1,239 @@
+//! Detection events: the agent reads the hit sets of its nftables table (addresses the rules
+//! dropped, with packet counters), turns the new packets into events per entry (the address is
+//! looked up in the filter set: a /24 entry gets the hits of all its addresses), and spools them on
+//! disk until the hub has acknowledged them. Events survive agent restarts and hub outages; the
+//! hub stores an event once even when a batch is sent twice (ids are unique per device).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rephub_matcher::Matcher;
+use serde::{Deserialize, Serialize};
+
+use crate::answer::Rule;
+
+/// One event as the hub takes it (`POST /api/v1/agent/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    pub kind: String,
+    pub value: String,
+    pub action: String,
+    pub filter: Option<String>,
+    pub hits: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub sample: Option<String>,
+}
+
+/// Packet counters seen at the previous reading, per address.
+#[derive(Debug, Default)]
+pub struct HitCounter {
+    last: HashMap<IpAddr, u64>,
+    since: i64,
+}
+
+impl HitCounter {
+    pub fn new(now: i64) -> HitCounter {
+        HitCounter {
+            last: HashMap::new(),
+            since: now,
+        }
+    }
+
+    /// New packets since the previous reading, as events per entry (ids not yet assigned).
+    pub fn events(&mut self, hits: &[(IpAddr, u64)], set: &Matcher<Rule>, now: i64) -> Vec<Event> {
+        let mut per_entry: BTreeMap<String, Event> = BTreeMap::new();
+        let mut seen = HashMap::with_capacity(hits.len());
+        for &(addr, packets) in hits {
+            let before = self.last.get(&addr).copied().unwrap_or(0);
+            // A lower counter: the element expired and came back, or the table was recreated.
+            let new = if packets >= before {
+                packets - before
+            } else {
+                packets
+            };
+            seen.insert(addr, packets);
+            if new == 0 {
+                continue;
+            }
+            let Some(hit) = set.lookup_ip(addr) else {
+                continue;
+            };
+            let key = hit.entry.to_string();
+            let e = per_entry.entry(key.clone()).or_insert_with(|| Event {
+                id: 0,
+                kind: hit.entry.kind().as_str().to_string(),
+                value: key,
+                action: hit.value.action.as_str().to_string(),
+                filter: Some(hit.value.filter.to_string()),
+                hits: 0,
+                first_seen: self.since,
+                last_seen: now,
+                sample: Some(addr.to_string()),
+            });
+            e.hits += new;
+        }
+        self.last = seen;
+        self.since = now;
+        per_entry.into_values().collect()
+    }
+}
+
+/// Events not yet acknowledged by the hub, one JSON line each, synced on every append.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    pending: Vec<Event>,
+    next_id: i64,
+}
+
+impl Spool {
+    /// Open the spool; lines that do not parse (a torn last write) are dropped with a warning.
+    pub fn open(path: &Path, now_ms: i64) -> std::io::Result<Spool> {
+        let mut pending = Vec::new();
+        let mut rewrite = false;
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                rewrite = !text.is_empty() && !text.ends_with('\n');
+                for (i, line) in text.lines().enumerate() {
+                    match serde_json::from_str::<Event>(line) {
+                        Ok(e) => pending.push(e),
+                        Err(e) => {
+                            rewrite = true;
+                            tracing::warn!(line = i + 1, error = %e, "dropping a torn event line");
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // Ids only grow, across restarts too: the hub takes an id it has seen as a retry.
+        let next_id = pending
+            .iter()
+            .map(|e| e.id + 1)
+            .max()
+            .unwrap_or(0)
+            .max(now_ms.saturating_mul(1000));
+        let mut spool = Spool {
+            path: path.to_path_buf(),
+            pending,
+            next_id,
+        };
+        if rewrite {
+            // Appends must not continue a torn line.
+            spool.acknowledge(0)?;
+        }
+        Ok(spool)
+    }
+
+    pub fn pending(&self) -> &[Event] {
+        &self.pending
+    }
+
+    /// Give the events ids and keep them durably.
+    pub fn push(&mut self, mut events: Vec<Event>) -> std::io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for e in &mut events {
+            e.id = self.next_id;
+            self.next_id += 1;
+            let _ = serde_json::to_writer(&mut out, &*e);
+            out.push(b'\n');
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(&out)?;
+        f.sync_data()?;
+        self.pending.extend(events);
+        Ok(())
+    }
+
+    /// The hub has the first `n` pending events.
+    pub fn acknowledge(&mut self, n: usize) -> std::io::Result<()> {
+        self.pending.drain(..n.min(self.pending.len()));
+        let mut out = Vec::new();
+        for e in &self.pending {
+            let _ = serde_json::to_writer(&mut out, e);
+            out.push(b'\n');
+        }
+        let tmp = self.path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rephub_model::{ActionSet, Entry};
+    use std::sync::Arc;
+
+    #[test]
+    fn hits_become_events_per_entry_and_survive_restarts() {
+        let set = Matcher::build(vec![(
+            Entry::parse_auto("203.0.113.0/24").unwrap(),
+            Rule {
+                action: ActionSet::Block,
+                filter: Arc::from("block High"),
+                expires: None,
+            },
+        )]);
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.8".parse().unwrap();
+        let mut c = HitCounter::new(100);
+        let ev = c.events(
+            &[(a, 3), (b, 2), ("8.8.8.8".parse().unwrap(), 1)],
+            &set,
+            110,
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].hits, ev[0].first_seen, ev[0].last_seen),
+            (5, 100, 110)
+        );
+        assert_eq!(ev[0].value, "203.0.113.0/24");
+        // Only new packets count; a counter that went down started again.
+        let ev2 = c.events(&[(a, 4), (b, 1)], &set, 120);
+        assert_eq!(ev2[0].hits, 2);
+        assert!(c.events(&[(a, 4), (b, 1)], &set, 130).is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut s = Spool::open(&path, 1).unwrap();
+        s.push(ev).unwrap();
+        s.push(ev2).unwrap();
+        let ids: Vec<i64> = s.pending().iter().map(|e| e.id).collect();
+        assert!(ids[0] < ids[1]);
+        // A restart keeps what the hub has not acknowledged, and new ids stay above old ones.
+        let mut s = Spool::open(&path, 0).unwrap();
+        assert_eq!(s.pending().len(), 2);
+        s.acknowledge(1).unwrap();
+        let mut s = Spool::open(&path, 0).unwrap();
+        assert_eq!(
+            s.pending().iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![ids[1]]
+        );
+        s.push(vec![s.pending()[0].clone()]).unwrap();
+        assert!(s.pending()[1].id > ids[1]);
+        // A torn last line is dropped, the rest kept.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"id\": 5, \"kin").unwrap();
+        let mut s = Spool::open(&path, 0).unwrap();
+        assert_eq!(s.pending().len(), 2);
+        s.push(vec![s.pending()[0].clone()]).unwrap();
+        assert_eq!(Spool::open(&path, 0).unwrap().pending().len(), 3);
+    }
+}

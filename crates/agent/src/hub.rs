@@ -1,0 +1,145 @@
+//! Talking to the hub: the sync long poll, reports and events (docs/sync-protocol.md).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::answer::{self, Answer, AnswerError};
+use crate::events::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("cannot reach the hub: {0}")]
+    Transport(String),
+    #[error("the hub refused the device token (401): the device was deleted or the token is wrong")]
+    Unauthorized,
+    #[error("the device has no profile yet (409)")]
+    NoProfile,
+    #[error("the hub answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the hub's answer is unusable: {0}")]
+    Garbage(#[from] AnswerError),
+}
+
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+fn transport(e: reqwest::Error) -> HubError {
+    // Without the URL: it may hold query parameters; the token is a header and never printed.
+    HubError::Transport(e.without_url().to_string())
+}
+
+impl HubClient {
+    pub fn new(
+        base: &str,
+        token: String,
+        insecure: bool,
+        ca: Option<&std::path::Path>,
+        wait: Duration,
+    ) -> Result<HubClient, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
+            .connect_timeout(Duration::from_secs(10))
+            // A long poll lasts `wait`; a hub that says nothing for much longer is stuck.
+            .read_timeout(wait + Duration::from_secs(60));
+        if let Some(p) = ca {
+            let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b.build().map_err(|e| e.to_string())?;
+        Ok(HubClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    async fn check(r: reqwest::Response) -> Result<reqwest::Response, HubError> {
+        match r.status() {
+            s if s.is_success() => Ok(r),
+            StatusCode::UNAUTHORIZED => Err(HubError::Unauthorized),
+            StatusCode::CONFLICT => Err(HubError::NoProfile),
+            s => {
+                let body: String = r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
+                Err(HubError::Status {
+                    status: s.as_u16(),
+                    body,
+                })
+            }
+        }
+    }
+
+    /// One long poll: what changed after `cursor` (`None`: a snapshot).
+    pub async fn sync(
+        &self,
+        cursor: Option<u64>,
+        wait: u64,
+        error: Option<&str>,
+    ) -> Result<Answer, HubError> {
+        let mut q: Vec<(&str, String)> = vec![("wait", wait.to_string())];
+        if let Some(c) = cursor {
+            q.push(("cursor", c.to_string()));
+        }
+        if let Some(e) = error {
+            q.push(("error", e.chars().take(1000).collect()));
+        }
+        let r = self
+            .http
+            .get(format!("{}/api/v1/sync", self.base))
+            .query(&q)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let r = Self::check(r).await?;
+        // Compressed on the wire (reqwest asks for gzip and decompresses).
+        let body = r.bytes().await.map_err(transport)?;
+        Ok(answer::parse(&body)?)
+    }
+
+    pub async fn report(&self, report: &serde_json::Value) -> Result<(), HubError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/agent/report", self.base))
+            .bearer_auth(&self.token)
+            .json(report)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(transport)?;
+        Self::check(r).await.map(|_| ())
+    }
+
+    /// Send events; the hub has all of them when this returns Ok (rejected ones are logged: they
+    /// would be rejected again).
+    pub async fn events(&self, events: &[Event]) -> Result<(), HubError> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/agent/events", self.base))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"events": events}))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(transport)?;
+        let r = Self::check(r).await?;
+        let v: serde_json::Value = r.json().await.map_err(transport)?;
+        if let Some(rej) = v["rejected"].as_array().filter(|a| !a.is_empty()) {
+            tracing::warn!(rejected = %serde_json::Value::Array(rej.clone()), "the hub rejected events");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,455 @@
+//! The rephub device agent: keeps one profile's filter set in step with the hub and enforces it.
+//!
+//! - **Sync**: long polls `GET /api/v1/sync` with the cursor it has applied; applies snapshots and
+//!   deltas first to the firewall, then to its in-memory [`Matcher`], then to disk; only then asks
+//!   from the new cursor. If the firewall refuses a change, nothing moves: the agent keeps
+//!   enforcing the last good set, reports the error with its next request (the hub shows the
+//!   device as `failed` and sends the same change again), and retries with backoff.
+//! - **Disk** ([`state`]): the set and its cursor survive restarts; an agent started while the
+//!   hub is down enforces from disk and resumes from its cursor when the hub is back.
+//! - **Backends**: nftables ([`nft`]) and the check endpoint ([`check`]).
+//! - **Back to the hub**: a report (inventory and backend state) and detection events
+//!   ([`events`]), spooled on disk until acknowledged.
+
+pub mod answer;
+pub mod check;
+pub mod config;
+pub mod events;
+pub mod hub;
+pub mod nft;
+pub mod state;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rephub_matcher::Matcher;
+use tokio::sync::Notify;
+
+pub use config::{AgentConfig, Backend, ConfigError};
+
+use crate::answer::Answer;
+use crate::check::SharedSet;
+use crate::hub::{HubClient, HubError};
+use crate::nft::Nft;
+use crate::state::StateDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Exponential backoff with jitter, 1 s up to the configured maximum.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max_secs: u64) -> Backoff {
+        Backoff {
+            next: Duration::from_secs(1),
+            max: Duration::from_secs(max_secs),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_secs(1);
+    }
+
+    fn step(&mut self) -> Duration {
+        let base = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        // Up to a quarter more, so that many agents do not retry in step.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+    }
+}
+
+/// What the tasks share: the set (for the check endpoint and the events), and the state to report.
+#[derive(Debug)]
+struct Shared {
+    set: SharedSet,
+    cursor: Mutex<Option<u64>>,
+    /// The backend's last error, `None` when the firewall holds the applied set.
+    backend_error: Mutex<Option<String>>,
+    elements: Mutex<u64>,
+    changed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run the agent until `shutdown` resolves.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    config.validate()?;
+    let token = config.token()?;
+    let hub = HubClient::new(
+        &config.hub,
+        token,
+        config.insecure,
+        config.ca_file.as_deref(),
+        Duration::from_secs(config.wait_secs),
+    )
+    .map_err(AgentError::Setup)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| AgentError::Setup(format!("{}: {e}", config.data_dir.display())))?;
+    let mut state = StateDir::open(&config.data_dir.join("state"))?;
+    let mut nft = (config.backend == Backend::Nftables).then(|| {
+        Nft::new(
+            &config.nft_bin,
+            &config.nft_table,
+            config.data_dir.join("apply.nft"),
+        )
+    });
+
+    let shared = Arc::new(Shared {
+        set: Arc::new(RwLock::new(Matcher::new())),
+        cursor: Mutex::new(None),
+        backend_error: Mutex::new(None),
+        elements: Mutex::new(0),
+        changed: Notify::new(),
+    });
+    // The firewall must be loaded from this state before deltas can be applied to it.
+    let mut backend_fresh = false;
+    match state.load() {
+        Ok(Some(loaded)) => {
+            if let Some(t) = &loaded.torn_tail {
+                tracing::warn!(detail = %t, "the state journal ended in a torn write; resuming from the last complete delta");
+            }
+            tracing::info!(
+                cursor = loaded.cursor,
+                entries = loaded.set.len(),
+                "enforcing the filter set from disk"
+            );
+            *lock(&shared.cursor) = Some(loaded.cursor);
+            *shared.set.write().unwrap_or_else(|p| p.into_inner()) = loaded.set;
+            backend_fresh = true;
+        }
+        Ok(None) => tracing::info!("no filter set on disk yet: waiting for the hub's snapshot"),
+        Err(e) => {
+            // Keep whatever the firewall holds (the last good rules) until the hub sends a snapshot.
+            tracing::error!(error = %e, "the state on disk is unusable; keeping the firewall as it is until the hub sends a snapshot");
+            if let Ok(p) = state.set_aside() {
+                tracing::warn!(path = %p.display(), "moved the corrupt state aside");
+            }
+        }
+    }
+    if backend_fresh {
+        load_backend(&mut nft, &shared);
+    }
+
+    if let Some(addr) = config.check_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AgentError::Setup(format!("check endpoint {addr}: {e}")))?;
+        tracing::info!(%addr, "check endpoint listening");
+        let app = check::router(shared.set.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "check endpoint failed");
+            }
+        });
+    }
+    tokio::spawn(report_task(hub.clone(), config.clone(), shared.clone()));
+    if config.backend == Backend::Nftables {
+        let spool = events::Spool::open(&config.data_dir.join("events.ndjson"), now() * 1000)
+            .map_err(|e| AgentError::Setup(format!("event spool: {e}")))?;
+        tokio::spawn(events_task(
+            hub.clone(),
+            config.clone(),
+            shared.clone(),
+            spool,
+        ));
+    }
+
+    let sync = sync_loop(&config, &hub, &mut state, &mut nft, &shared);
+    tokio::select! {
+        () = sync => {},
+        () = shutdown => tracing::info!("stopping; the firewall keeps the applied set"),
+    }
+    Ok(())
+}
+
+/// (Re)load the whole set into the firewall.
+fn load_backend(nft: &mut Option<Nft>, shared: &Shared) -> bool {
+    let Some(n) = nft else {
+        return true;
+    };
+    let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+    let result = n.full_load(set.iter(), now());
+    drop(set);
+    match result {
+        Ok(()) => {
+            *lock(&shared.backend_error) = None;
+            *lock(&shared.elements) = n.counts().elements;
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "loading the firewall failed; it keeps its previous rules");
+            *lock(&shared.backend_error) = Some(e.to_string());
+            false
+        }
+    }
+}
+
+async fn sync_loop(
+    config: &AgentConfig,
+    hub: &HubClient,
+    state: &mut StateDir,
+    nft: &mut Option<Nft>,
+    shared: &Shared,
+) {
+    let mut backoff = Backoff::new(config.max_backoff_secs);
+    let mut error: Option<String> = lock(&shared.backend_error).clone();
+    // Whether the firewall holds the in-memory set (false after a failed full load).
+    let mut backend_ok = error.is_none();
+    let mut snapshot_due = false;
+    loop {
+        let cursor = *lock(&shared.cursor);
+        let answer = match hub.sync(cursor, config.wait_secs, error.as_deref()).await {
+            Ok(a) => a,
+            Err(e) => {
+                let pause = match e {
+                    HubError::Unauthorized => Duration::from_secs(config.max_backoff_secs),
+                    _ => backoff.step(),
+                };
+                tracing::warn!(error = %e, retry_in = ?pause, "sync failed; enforcing the last applied set");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        match apply(answer, state, nft, shared, backend_ok, &mut snapshot_due) {
+            Ok(()) => {
+                error = None;
+                backend_ok = true;
+                backoff.reset();
+            }
+            Err(e) => {
+                let pause = backoff.step();
+                tracing::error!(error = %e, retry_in = ?pause, "could not apply the hub's answer; keeping the last good rules");
+                error = Some(e);
+                backend_ok = nft.is_none() || lock(&shared.backend_error).is_none();
+                tokio::time::sleep(pause).await;
+            }
+        }
+        shared.changed.notify_one();
+    }
+}
+
+/// Apply one answer: firewall first, then memory, then disk. `Err`: nothing was applied.
+fn apply(
+    answer: Answer,
+    state: &mut StateDir,
+    nft: &mut Option<Nft>,
+    shared: &Shared,
+    backend_ok: bool,
+    snapshot_due: &mut bool,
+) -> Result<(), String> {
+    let now = now();
+    if answer.snapshot {
+        let set = Matcher::build(answer.upserts);
+        if let Some(n) = nft {
+            n.full_load(set.iter(), now).map_err(|e| {
+                *lock(&shared.backend_error) = Some(e.to_string());
+                e.to_string()
+            })?;
+            *lock(&shared.elements) = n.counts().elements;
+        }
+        tracing::info!(
+            cursor = answer.cursor,
+            entries = set.len(),
+            "applied a snapshot"
+        );
+        *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+        *lock(&shared.cursor) = Some(answer.cursor);
+        *lock(&shared.backend_error) = None;
+        let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = state.save_snapshot(answer.cursor, &set) {
+            tracing::error!(error = %e, "could not save the filter set; will retry");
+            *snapshot_due = true;
+        } else {
+            *snapshot_due = false;
+        }
+        return Ok(());
+    }
+    if answer.is_empty() && backend_ok {
+        *lock(&shared.cursor) = Some(answer.cursor);
+        return Ok(());
+    }
+    if !backend_ok {
+        // The firewall does not hold the in-memory set: load it whole (with the delta) instead.
+        let mut set = shared.set.read().unwrap_or_else(|p| p.into_inner()).clone();
+        set.apply(answer.upserts.clone(), answer.deletes.clone());
+        if let Some(n) = nft {
+            n.full_load(set.iter(), now).map_err(|e| {
+                *lock(&shared.backend_error) = Some(e.to_string());
+                e.to_string()
+            })?;
+            *lock(&shared.elements) = n.counts().elements;
+        }
+        *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+    } else {
+        if let Some(n) = nft {
+            let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+            let before = |e: &rephub_model::Entry| set.get(e).cloned();
+            n.apply(&answer.upserts, &answer.deletes, &before, now)
+                .map_err(|e| {
+                    *lock(&shared.backend_error) = Some(e.to_string());
+                    e.to_string()
+                })?;
+            *lock(&shared.elements) = n.counts().elements;
+        }
+        shared
+            .set
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(answer.upserts.clone(), answer.deletes.clone());
+    }
+    *lock(&shared.backend_error) = None;
+    *lock(&shared.cursor) = Some(answer.cursor);
+    tracing::debug!(
+        cursor = answer.cursor,
+        upserts = answer.upserts.len(),
+        deletes = answer.deletes.len(),
+        "applied a delta"
+    );
+    let saved = if *snapshot_due {
+        Ok(true)
+    } else {
+        state.append(&answer)
+    };
+    match saved {
+        Ok(false) => {}
+        Ok(true) => {
+            let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+            match state.save_snapshot(answer.cursor, &set) {
+                Ok(()) => *snapshot_due = false,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not save the filter set; will retry");
+                    *snapshot_due = true;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not journal the delta; a snapshot will be saved");
+            *snapshot_due = true;
+        }
+    }
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "rephub-agent".into())
+}
+
+fn report(config: &AgentConfig, shared: &Shared) -> serde_json::Value {
+    let error = lock(&shared.backend_error).clone();
+    let kind = match config.backend {
+        Backend::Nftables => "nftables",
+        Backend::None => "none",
+    };
+    let mut backend =
+        serde_json::json!({"kind": kind, "state": if error.is_some() { "failed" } else { "ok" }});
+    if let Some(e) = error {
+        backend["error"] = serde_json::json!(e.chars().take(1000).collect::<String>());
+    }
+    if config.backend == Backend::Nftables {
+        backend["elements"] = serde_json::json!(*lock(&shared.elements));
+    }
+    let mut r = serde_json::json!({
+        "name": config.name.clone().unwrap_or_else(host_name),
+        "model": "rephub-agent",
+        "version": env!("CARGO_PKG_VERSION"),
+        "entries": shared.set.read().unwrap_or_else(|p| p.into_inner()).len(),
+        "backend": backend,
+    });
+    if let Some(c) = *lock(&shared.cursor) {
+        r["applied_cursor"] = serde_json::json!(c);
+    }
+    if let Some(a) = &config.address {
+        r["address"] = serde_json::json!(a);
+    }
+    r
+}
+
+/// Report at start, every `report_secs`, and soon after each change (at most every 2 s).
+async fn report_task(hub: HubClient, config: AgentConfig, shared: Arc<Shared>) {
+    let every = Duration::from_secs(config.report_secs);
+    loop {
+        let r = report(&config, &shared);
+        if let Err(e) = hub.report(&r).await {
+            tracing::debug!(error = %e, "report not delivered; will retry");
+        }
+        tokio::select! {
+            () = shared.changed.notified() => tokio::time::sleep(Duration::from_secs(2)).await,
+            () = tokio::time::sleep(every) => {},
+        }
+    }
+}
+
+/// Read the hit sets, spool new events, send the spool.
+async fn events_task(
+    hub: HubClient,
+    config: AgentConfig,
+    shared: Arc<Shared>,
+    mut spool: events::Spool,
+) {
+    let mut counter = events::HitCounter::new(now());
+    let every = Duration::from_secs(config.events_secs);
+    loop {
+        tokio::time::sleep(every).await;
+        let (bin, table) = (config.nft_bin.clone(), config.nft_table.clone());
+        let hits = tokio::task::spawn_blocking(move || nft::hits(&bin, &table)).await;
+        match hits {
+            Ok(Ok(hits)) => {
+                let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+                let new = counter.events(&hits, &set, now());
+                drop(set);
+                if let Err(e) = spool.push(new) {
+                    tracing::error!(error = %e, "could not spool detection events");
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "no hit counters (table not loaded yet?)"),
+            Err(e) => tracing::error!(error = %e, "reading hit counters failed"),
+        }
+        // In batches the hub takes; stop at the first failure and keep the rest for later.
+        while !spool.pending().is_empty() {
+            let n = spool.pending().len().min(5000);
+            match hub.events(&spool.pending()[..n]).await {
+                Ok(()) => {
+                    if let Err(e) = spool.acknowledge(n) {
+                        tracing::error!(error = %e, "could not update the event spool");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, pending = spool.pending().len(), "events not delivered; kept for later");
+                    break;
+                }
+            }
+        }
+    }
+}

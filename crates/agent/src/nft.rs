@@ -1,0 +1,536 @@
+//! The nftables backend: one table owned by rephub (`inet rephub` by default) with interval sets
+//! for blocked and permitted IPv4 and IPv6 networks, rules that drop and accept by them in the
+//! input, output and forward hooks, and small dynamic "hit" sets that record which addresses were
+//! dropped (the source of detection events).
+//!
+//! Why it is built this way (measured with nftables 1.0.6, see docs/agent.md):
+//! - An interval set refuses overlapping elements ("interval overlaps with an existing one") and
+//!   `auto-merge` loses element identity and timeouts. So the backend loads only the *widest*
+//!   networks of each set: a /32 inside a blocked /24 is not an element while the /24 is. It keeps
+//!   every entry (`all`) and what the kernel holds (`applied`), and a change recomputes only the
+//!   region under the widest prefix it touches.
+//! - `nft -f` applies a whole file as one transaction: a full load recreates the table (the old
+//!   one stays if anything fails) and a delta is one file too. The firewall is never half updated.
+//! - Deleting an element that is not there fails the whole transaction, and the kernel removes
+//!   elements whose timeout passed on its own. So a delete is written as `add` then `delete` of the
+//!   same element, which succeeds whether or not the kernel still has it.
+//! - Element timeouts above 2^32 ms (49 days) are refused: such entries get no timeout and leave
+//!   when the hub says so (its sweeper distributes expiries).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use rephub_model::{ActionSet, Entry};
+
+use crate::answer::Rule;
+
+/// Longest element timeout the kernel takes, in seconds.
+const MAX_TIMEOUT: i64 = 4_294_967;
+/// Elements per `add element` statement.
+const BATCH: usize = 10_000;
+
+const SETS: [&str; 4] = ["block4", "block6", "permit4", "permit6"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("running {bin}: {source}")]
+    Run { bin: String, source: std::io::Error },
+    #[error("nft -f failed: {0}")]
+    Apply(String),
+    #[error("writing the nft script: {0}")]
+    Script(std::io::Error),
+    #[error("reading hit counters: {0}")]
+    Hits(String),
+}
+
+/// Prefix start and length, IPv4 as the low 32 bits.
+type Key = (u128, u8);
+
+#[derive(Debug, Default, Clone)]
+struct IpSet {
+    bits: u8,
+    /// Every entry of the set and its expiry.
+    all: BTreeMap<Key, Option<i64>>,
+    /// What the kernel holds: non-overlapping, by start.
+    applied: BTreeMap<u128, (u8, Option<i64>)>,
+}
+
+fn end_of(start: u128, len: u8, bits: u8) -> u128 {
+    let host = bits - len;
+    if host >= 128 {
+        u128::MAX
+    } else {
+        start | ((1u128 << host) - 1)
+    }
+}
+
+fn mask(start: u128, len: u8, bits: u8) -> u128 {
+    let host = bits - len;
+    if host >= 128 {
+        0
+    } else {
+        start & !((1u128 << host) - 1)
+    }
+}
+
+impl IpSet {
+    fn new(bits: u8) -> IpSet {
+        IpSet {
+            bits,
+            ..IpSet::default()
+        }
+    }
+
+    /// The widest entry covering `(start, len)` (itself included), as a range.
+    fn region(&self, start: u128, len: u8) -> (u128, u128) {
+        for l in 0..len {
+            let s = mask(start, l, self.bits);
+            if self.all.contains_key(&(s, l)) {
+                return (s, end_of(s, l, self.bits));
+            }
+        }
+        (start, end_of(start, len, self.bits))
+    }
+
+    /// The widest live entries with a start in `lo..=hi`.
+    fn desired(&self, lo: u128, hi: u128, now: i64) -> Vec<(u128, u8, Option<i64>)> {
+        let mut out = Vec::new();
+        let mut cover: Option<u128> = None;
+        for (&(s, l), &exp) in self.all.range((lo, 0)..=(hi, u8::MAX)) {
+            if exp.is_some_and(|t| t <= now) {
+                continue;
+            }
+            if cover.is_some_and(|c| s <= c) {
+                continue;
+            }
+            cover = Some(end_of(s, l, self.bits));
+            out.push((s, l, exp));
+        }
+        out
+    }
+}
+
+fn key_of(e: &Entry) -> Option<(usize, Key)> {
+    match e {
+        Entry::Ipv4(n) => Some((0, (u128::from(u32::from(n.network())), n.prefix_len()))),
+        Entry::Ipv6(n) => Some((1, (u128::from(n.network()), n.prefix_len()))),
+        _ => None,
+    }
+}
+
+/// Which set an entry belongs in: `None` for other kinds and for actions that do not filter.
+fn set_of(e: &Entry, r: &Rule) -> Option<(usize, Key)> {
+    let (family, key) = key_of(e)?;
+    match r.action {
+        ActionSet::Block | ActionSet::BlockNotify => Some((family, key)),
+        ActionSet::Permit => Some((2 + family, key)),
+        ActionSet::Notify | ActionSet::Trace => None,
+    }
+}
+
+/// One undoable change, so that a failed `nft -f` leaves the backend's books as the kernel is.
+#[derive(Debug)]
+enum Undo {
+    All(usize, Key, Option<Option<i64>>),
+    Applied(usize, u128, Option<(u8, Option<i64>)>),
+}
+
+#[derive(Debug)]
+pub struct Nft {
+    bin: String,
+    table: String,
+    script: PathBuf,
+    sets: [IpSet; 4],
+}
+
+/// Elements the kernel holds, per set (for reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub elements: u64,
+}
+
+impl Nft {
+    pub fn new(bin: &str, table: &str, script: PathBuf) -> Nft {
+        Nft {
+            bin: bin.to_string(),
+            table: table.to_string(),
+            script,
+            sets: [
+                IpSet::new(32),
+                IpSet::new(128),
+                IpSet::new(32),
+                IpSet::new(128),
+            ],
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            elements: self.sets.iter().map(|s| s.applied.len() as u64).sum(),
+        }
+    }
+
+    fn element(&self, set: usize, start: u128, len: u8, exp: Option<i64>, now: i64) -> String {
+        let bits = self.sets[set].bits;
+        let addr = if bits == 32 {
+            IpAddr::V4(Ipv4Addr::from(start as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(start))
+        };
+        let mut s = if len == bits {
+            addr.to_string()
+        } else {
+            format!("{addr}/{len}")
+        };
+        if let Some(t) = exp {
+            let left = (t - now).max(1);
+            if left <= MAX_TIMEOUT {
+                let _ = write!(s, " timeout {left}s");
+            }
+        }
+        s
+    }
+
+    fn statements(&self, out: &mut String, verb: &str, set: usize, elems: &[String]) {
+        for chunk in elems.chunks(BATCH) {
+            let _ = writeln!(
+                out,
+                "{verb} element inet {} {} {{ {} }}",
+                self.table,
+                SETS[set],
+                chunk.join(", ")
+            );
+        }
+    }
+
+    /// The table: sets, hit sets and rules.
+    fn table_definition(&self) -> String {
+        let t = &self.table;
+        format!(
+            "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{
+  set block4 {{ type ipv4_addr; flags interval, timeout; }}
+  set block6 {{ type ipv6_addr; flags interval, timeout; }}
+  set permit4 {{ type ipv4_addr; flags interval, timeout; }}
+  set permit6 {{ type ipv6_addr; flags interval, timeout; }}
+  set hit4 {{ type ipv4_addr; size 65535; flags dynamic, timeout; timeout 1h; counter; }}
+  set hit6 {{ type ipv6_addr; size 65535; flags dynamic, timeout; timeout 1h; counter; }}
+  chain input {{
+    type filter hook input priority filter - 10; policy accept;
+    ip saddr @permit4 accept
+    ip6 saddr @permit6 accept
+    ip saddr @block4 update @hit4 {{ ip saddr }} drop
+    ip6 saddr @block6 update @hit6 {{ ip6 saddr }} drop
+  }}
+  chain output {{
+    type filter hook output priority filter - 10; policy accept;
+    ip daddr @permit4 accept
+    ip6 daddr @permit6 accept
+    ip daddr @block4 update @hit4 {{ ip daddr }} drop
+    ip6 daddr @block6 update @hit6 {{ ip6 daddr }} drop
+  }}
+  chain forward {{
+    type filter hook forward priority filter - 10; policy accept;
+    ip saddr @permit4 accept
+    ip daddr @permit4 accept
+    ip6 saddr @permit6 accept
+    ip6 daddr @permit6 accept
+    ip saddr @block4 update @hit4 {{ ip saddr }} drop
+    ip daddr @block4 update @hit4 {{ ip daddr }} drop
+    ip6 saddr @block6 update @hit6 {{ ip6 saddr }} drop
+    ip6 daddr @block6 update @hit6 {{ ip6 daddr }} drop
+  }}
+}}\n"
+        )
+    }
+
+    /// Replace everything with this filter set, atomically: the table is recreated in one
+    /// transaction, and the old one stays if it fails.
+    pub fn full_load<'a>(
+        &mut self,
+        items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
+        now: i64,
+    ) -> Result<(), NftError> {
+        let mut sets = [
+            IpSet::new(32),
+            IpSet::new(128),
+            IpSet::new(32),
+            IpSet::new(128),
+        ];
+        for (e, r) in items {
+            if let Some((set, key)) = set_of(e, r) {
+                sets[set].all.insert(key, r.expires);
+            }
+        }
+        let mut script = self.table_definition();
+        for (i, set) in sets.iter_mut().enumerate() {
+            let desired = set.desired(0, u128::MAX, now);
+            set.applied = desired.iter().map(|&(s, l, e)| (s, (l, e))).collect();
+            let elems: Vec<String> = desired
+                .iter()
+                .map(|&(s, l, e)| self.element(i, s, l, e, now))
+                .collect();
+            self.statements(&mut script, "add", i, &elems);
+        }
+        self.run(&script)?;
+        self.sets = sets;
+        Ok(())
+    }
+
+    /// Apply a delta. On failure nothing changed, in the kernel or here.
+    pub fn apply(
+        &mut self,
+        upserts: &[(Entry, Rule)],
+        deletes: &[Entry],
+        before: &dyn Fn(&Entry) -> Option<Rule>,
+        now: i64,
+    ) -> Result<(), NftError> {
+        let mut undo: Vec<Undo> = Vec::new();
+        let mut regions: Vec<(usize, u128, u128)> = Vec::new();
+        // Take every changed entry out of the set it was in, and put upserts in their new one.
+        let changed = upserts
+            .iter()
+            .map(|(e, r)| (e, Some(r)))
+            .chain(deletes.iter().map(|e| (e, None)));
+        for (e, new) in changed {
+            if let Some(old) = before(e) {
+                if let Some((set, key)) = set_of(e, &old) {
+                    let (lo, hi) = self.sets[set].region(key.0, key.1);
+                    regions.push((set, lo, hi));
+                    let prev = self.sets[set].all.remove(&key);
+                    undo.push(Undo::All(set, key, prev));
+                }
+            }
+            if let Some(r) = new {
+                if let Some((set, key)) = set_of(e, r) {
+                    let prev = self.sets[set].all.insert(key, r.expires);
+                    undo.push(Undo::All(set, key, prev));
+                    let (lo, hi) = self.sets[set].region(key.0, key.1);
+                    regions.push((set, lo, hi));
+                }
+            }
+        }
+        regions.sort_unstable();
+        regions.dedup();
+        let mut removes: [Vec<String>; 4] = Default::default();
+        let mut adds: [Vec<String>; 4] = Default::default();
+        for (set, lo, hi) in regions {
+            let desired = self.sets[set].desired(lo, hi, now);
+            let current: Vec<(u128, (u8, Option<i64>))> = self.sets[set]
+                .applied
+                .range(lo..=hi)
+                .map(|(s, v)| (*s, *v))
+                .collect();
+            for (s, (l, e)) in &current {
+                if !desired.contains(&(*s, *l, *e)) {
+                    removes[set].push(self.element(set, *s, *l, None, now));
+                    let prev = self.sets[set].applied.remove(s);
+                    undo.push(Undo::Applied(set, *s, prev));
+                }
+            }
+            for &(s, l, e) in &desired {
+                if self.sets[set].applied.get(&s) != Some(&(l, e)) {
+                    adds[set].push(self.element(set, s, l, e, now));
+                    let prev = self.sets[set].applied.insert(s, (l, e));
+                    undo.push(Undo::Applied(set, s, prev));
+                }
+            }
+        }
+        let mut script = String::new();
+        for set in 0..4 {
+            removes[set].sort_unstable();
+            removes[set].dedup();
+            // `add` first: the delete then succeeds even if the kernel timed the element out.
+            self.statements(&mut script, "add", set, &removes[set]);
+            self.statements(&mut script, "delete", set, &removes[set]);
+        }
+        for (set, elems) in adds.iter().enumerate() {
+            self.statements(&mut script, "add", set, elems);
+        }
+        if script.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.run(&script) {
+            for u in undo.into_iter().rev() {
+                match u {
+                    Undo::All(set, key, Some(v)) => {
+                        self.sets[set].all.insert(key, v);
+                    }
+                    Undo::All(set, key, None) => {
+                        self.sets[set].all.remove(&key);
+                    }
+                    Undo::Applied(set, s, Some(v)) => {
+                        self.sets[set].applied.insert(s, v);
+                    }
+                    Undo::Applied(set, s, None) => {
+                        self.sets[set].applied.remove(&s);
+                    }
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn run(&self, script: &str) -> Result<(), NftError> {
+        std::fs::write(&self.script, script).map_err(NftError::Script)?;
+        let out = std::process::Command::new(&self.bin)
+            .arg("-f")
+            .arg(&self.script)
+            .output()
+            .map_err(|source| NftError::Run {
+                bin: self.bin.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The first lines say what; nft echoes the (possibly huge) statement after them.
+        let msg: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("Error"))
+            .take(3)
+            .collect();
+        let msg = if msg.is_empty() {
+            err.lines().take(3).collect::<Vec<_>>().join(" | ")
+        } else {
+            msg.join(" | ")
+        };
+        Err(NftError::Apply(msg.chars().take(500).collect()))
+    }
+
+    /// Remove the table (on request only: a stopped agent keeps enforcing).
+    pub fn remove(&self) -> Result<(), NftError> {
+        let t = &self.table;
+        self.run(&format!("add table inet {t}\ndelete table inet {t}\n"))
+    }
+}
+
+/// Addresses the rules of `table` dropped, with their packet counters (cumulative per address,
+/// until the address stays quiet for an hour or the table is recreated).
+pub fn hits(bin: &str, table: &str) -> Result<Vec<(IpAddr, u64)>, NftError> {
+    let mut out = Vec::new();
+    for set in ["hit4", "hit6"] {
+        let o = std::process::Command::new(bin)
+            .args(["-j", "list", "set", "inet", table, set])
+            .output()
+            .map_err(|source| NftError::Run {
+                bin: bin.to_string(),
+                source,
+            })?;
+        if !o.status.success() {
+            return Err(NftError::Hits(
+                String::from_utf8_lossy(&o.stderr).lines().take(2).collect(),
+            ));
+        }
+        out.extend(parse_hits(&o.stdout).map_err(NftError::Hits)?);
+    }
+    Ok(out)
+}
+
+/// `nft -j list set` of a hit set: `[(address, packets)]`.
+fn parse_hits(json: &[u8]) -> Result<Vec<(IpAddr, u64)>, String> {
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let items = v["nftables"].as_array().ok_or("no nftables array")?;
+    for item in items {
+        let Some(elems) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for e in elems {
+            let e = &e["elem"];
+            let (Some(val), Some(packets)) = (e["val"].as_str(), e["counter"]["packets"].as_u64())
+            else {
+                continue;
+            };
+            if let Ok(a) = val.parse::<IpAddr>() {
+                out.push((a, packets));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn rule(action: ActionSet, expires: Option<i64>) -> Rule {
+        Rule {
+            action,
+            filter: Arc::from("f"),
+            expires,
+        }
+    }
+
+    fn ip(s: &str) -> Entry {
+        Entry::parse_auto(s).unwrap()
+    }
+
+    #[test]
+    fn only_the_widest_networks_are_elements() {
+        let mut s = IpSet::new(32);
+        let k = |e: &str| key_of(&ip(e)).map(|(_, k)| k).unwrap_or_default();
+        for e in [
+            "10.0.0.0/24",
+            "10.0.0.5",
+            "10.0.1.7",
+            "10.0.0.0/16",
+            "192.0.2.1",
+        ] {
+            s.all.insert(k(e), None);
+        }
+        let d = s.desired(0, u128::MAX, 0);
+        assert_eq!(
+            d,
+            vec![(k("10.0.0.0/16").0, 16, None), (k("192.0.2.1").0, 32, None)]
+        );
+        // Expired entries do not count, and no longer hide what they covered.
+        s.all.insert(k("10.0.0.0/16"), Some(5));
+        let d = s.desired(0, u128::MAX, 10);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(
+            s.region(k("10.0.0.5").0, 32),
+            (k("10.0.0.0/16").0, k("10.0.255.255").0)
+        );
+    }
+
+    #[test]
+    fn elements_and_timeouts() {
+        let n = Nft::new("nft", "rephub", PathBuf::from("/nonexistent"));
+        assert_eq!(
+            n.element(0, 0x0a00_0000, 8, Some(100), 40),
+            "10.0.0.0/8 timeout 60s"
+        );
+        assert_eq!(n.element(0, 0x0a00_0001, 32, None, 0), "10.0.0.1");
+        // Beyond what the kernel takes: no timeout, the hub's delete removes it.
+        assert_eq!(n.element(0, 1, 32, Some(10_000_000), 0), "0.0.0.1");
+        assert_eq!(n.element(1, 1, 128, None, 0), "::1");
+        let r = rule(ActionSet::Permit, None);
+        assert_eq!(set_of(&ip("2001:db8::/32"), &r).map(|s| s.0), Some(3));
+        assert_eq!(set_of(&ip("evil.example"), &r), None);
+        assert_eq!(set_of(&ip("1.2.3.4"), &rule(ActionSet::Notify, None)), None);
+    }
+
+    #[test]
+    fn hit_sets_parse() {
+        let j = br#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "hit4", "elem": [{"elem": {"val": "10.99.0.2", "expires": 3598, "counter": {"packets": 5, "bytes": 420}}}]}}]}"#;
+        assert_eq!(
+            parse_hits(j),
+            Ok(vec![(
+                "10.99.0.2"
+                    .parse()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                5
+            )])
+        );
+        assert_eq!(
+            parse_hits(br#"{"nftables": [{"set": {"name": "hit4"}}]}"#),
+            Ok(vec![])
+        );
+        assert!(parse_hits(b"garbage").is_err());
+    }
+}
