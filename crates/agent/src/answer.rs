@@ -140,6 +140,13 @@ pub fn parse_one(text: &[u8]) -> Result<(Answer, usize), AnswerError> {
         }
         found += 1;
     }
+    // An upsert replaces whatever the device had for that value; a delete of the same value in the
+    // same answer (an entry deleted and written again) must not undo it.
+    if !answer.deletes.is_empty() && !answer.upserts.is_empty() {
+        let written: std::collections::HashSet<&Entry> =
+            answer.upserts.iter().map(|(e, _)| e).collect();
+        answer.deletes.retain(|e| !written.contains(e));
+    }
     Ok((answer, lines.pos))
 }
 

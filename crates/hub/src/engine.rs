@@ -448,11 +448,21 @@ impl Engine {
                 }
             }
         }
-        Ok(Some(SyncAnswer::Delta {
-            cursor: applied,
-            upserts,
-            deletes,
-        }))
+        Ok(Some(delta(applied, upserts, deletes)))
+    }
+}
+
+/// A delta where no value is both upserted and deleted: an entry deleted and written again gets
+/// a new id, and the device must end with the new one whatever order it applies lines in.
+fn delta(cursor: u64, upserts: Vec<Selected>, mut deletes: Vec<(i64, Entry)>) -> SyncAnswer {
+    if !deletes.is_empty() && !upserts.is_empty() {
+        let written: HashSet<&Entry> = upserts.iter().map(|s| &s.entry).collect();
+        deletes.retain(|(_, e)| !written.contains(e));
+    }
+    SyncAnswer::Delta {
+        cursor,
+        upserts,
+        deletes,
     }
 }
 
@@ -469,11 +479,7 @@ fn delta_from_log(set: &FilterSet, start: usize, applied: u64) -> SyncAnswer {
             None => deletes.push((*id, entry.clone())),
         }
     }
-    SyncAnswer::Delta {
-        cursor: applied,
-        upserts,
-        deletes,
-    }
+    delta(applied, upserts, deletes)
 }
 
 /// Keep a log at most twice as long as the set (and at least 100,000 records): older cursors are

@@ -25,6 +25,10 @@ use rephub_store::import::{ImportOptions, InputFormat, import_reader};
 const SHOWN_REJECTS: u64 = 100;
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
+    // The agent talks to a hub with a device token, not an API key.
+    if let Command::Agent(a) = &args.command {
+        return agent(a, args.hub.clone(), args.insecure);
+    }
     if let Some(hub) = &args.hub {
         let key = args
             .key
@@ -46,9 +50,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             args.db.clone(),
             args.cache_mib,
         );
-    }
-    if let Command::Agent(a) = &args.command {
-        return agent(a, args.hub.clone(), args.insecure);
     }
     let path = args.db_path();
     let opts = OpenOptions {
