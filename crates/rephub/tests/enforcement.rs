@@ -442,3 +442,160 @@ fn the_agent_enforces_with_nftables_in_a_namespace() {
     assert_eq!(report["name"], "fw1");
     drop(agent_proc);
 }
+
+#[test]
+fn crowdsecs_firewall_bouncer_enforces_a_rephub_profile() {
+    let net = Net::new("c", 73);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(&net.hub_ip());
+    let hub_addr = format!("{}:{port}", net.hub_ip());
+    let (_hub, key) = serve(&dir.path().join("hub"), &hub_addr);
+    let api = api(format!("http://{hub_addr}"), key.unwrap());
+    let bouncer_key = api.setup("cs-bouncer");
+    let target = format!("10.{}.0.5", net.n);
+    assert!(net.ping(&target));
+    api.add(&target, json!({}));
+    let config = dir.path().join("bouncer.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mode: nftables\npid_dir: {dir}\nupdate_frequency: 1s\ndaemonize: true\nlog_mode: stdout\nlog_level: info\n\
+             api_url: http://{hub_addr}/\napi_key: {bouncer_key}\ndeny_action: DROP\ndeny_log: false\n\
+             supported_decisions_types:\n  - ban\nnftables:\n  ipv4:\n    enabled: true\n    set-only: false\n    table: crowdsec\n    chain: crowdsec-chain\n  ipv6:\n    enabled: false\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("bouncer.log")).unwrap();
+    let bouncer = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.ns, "crowdsec-firewall-bouncer", "-c"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("crowdsec-firewall-bouncer (apt-get install --no-install-recommends crowdsec-firewall-bouncer)"),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("bouncer.log")).unwrap_or_default();
+    // Its startup pull gets the profile; replies from the banned address are dropped.
+    assert!(net.ping_becomes(&target, false, 20), "banned: {}", log());
+    // A later addition and a deletion arrive through its stream pulls.
+    let other = format!("10.{}.0.7", net.n + 1);
+    assert!(net.ping(&other));
+    api.add(&other, json!({}));
+    assert!(
+        net.ping_becomes(&other, false, 15),
+        "new decision: {}",
+        log()
+    );
+    api.delete(&target);
+    assert!(
+        net.ping_becomes(&target, true, 15),
+        "deleted decision: {}",
+        log()
+    );
+    // The hub shows the bouncer as a device in sync with the profile.
+    assert!(eventually(10, || api.device_status("cs-bouncer")["status"]
+        == "in sync"));
+    drop(bouncer);
+}
+
+#[test]
+fn unbound_enforces_the_rpz_zone_of_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let port = free_port("127.0.0.1");
+    let (_hub, key) = serve(&dir.path().join("hub"), &format!("127.0.0.1:{port}"));
+    let api = api(format!("http://127.0.0.1:{port}"), key.unwrap());
+    // The resolver fetches the zone with a read-only key (it cannot send headers: `?key=`).
+    let reader = api.post(
+        "/api/v1/keys",
+        json!({"name": "resolver", "role": "read-only"}),
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.setup("resolver1");
+    api.add("bad.example", json!({}));
+    api.add("1.2.3.4", json!({}));
+
+    // A fake root (the "internet") and the resolver under test, on loopback.
+    let (up, res) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    std::fs::write(
+        dir.path().join("root.zone"),
+        "$TTL 300\n. IN SOA ns.root. admin.root. 1 3600 600 86400 300\n. IN NS ns.root.\nns.root. IN A 127.0.0.1\n\
+         bad.example. IN A 192.0.2.10\nwww.bad.example. IN A 192.0.2.11\ngood.example. IN A 192.0.2.20\nip1.example. IN A 1.2.3.4\n",
+    )
+    .unwrap();
+    let common = format!(
+        "  do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  pidfile: \"\"\n  directory: \"{d}\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n"
+    );
+    std::fs::write(
+        dir.path().join("upstream.conf"),
+        format!("server:\n  interface: 127.0.0.1@{up}\n{common}  module-config: \"iterator\"\nauth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: no\n  for-downstream: yes\n"),
+    )
+    .unwrap();
+    let conf = dir.path().join("resolver.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  interface: 127.0.0.1@{res}\n{common}  do-not-query-localhost: no\n  module-config: \"respip validator iterator\"\n\
+             remote-control:\n  control-enable: yes\n  control-interface: {d}/unbound.ctl\n  control-use-cert: no\n\
+             forward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@{up}\n\
+             rpz:\n  name: rpz.rephub.\n  url: http://127.0.0.1:{port}/rpz/perimeter.zone?key={reader}\n  rpz-log: yes\n"
+        ),
+    )
+    .unwrap();
+    let unbound = |conf: PathBuf| {
+        Proc(
+            Command::new("unbound")
+                .args(["-d", "-c"])
+                .arg(conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("unbound (apt-get install unbound)"),
+        )
+    };
+    let _upstream = unbound(dir.path().join("upstream.conf"));
+    let _resolver = unbound(conf.clone());
+    let dig = |name: &str| -> String {
+        let o = sh(&format!(
+            "dig +time=1 +tries=1 @127.0.0.1 -p {res} {name} A"
+        ));
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        text.split("status: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap_or("no answer")
+            .to_string()
+    };
+    let transfer = || {
+        sh(&format!(
+            "unbound-control -c {} auth_zone_transfer rpz.rephub.",
+            conf.display()
+        ))
+    };
+    assert!(
+        eventually(20, || dig("bad.example") == "NXDOMAIN"),
+        "blocked name: {}",
+        dig("bad.example")
+    );
+    assert_eq!(dig("www.bad.example"), "NXDOMAIN", "and the names below it");
+    assert_eq!(dig("good.example"), "NOERROR");
+    assert_eq!(
+        dig("ip1.example"),
+        "NXDOMAIN",
+        "an answer with a blocked address"
+    );
+    // Removed from the hub: a normal answer once the resolver reloads the zone.
+    api.delete("bad.example");
+    assert!(
+        eventually(20, || {
+            transfer();
+            dig("bad.example") == "NOERROR"
+        }),
+        "unblocked"
+    );
+    assert_eq!(dig("www.bad.example"), "NOERROR");
+}
