@@ -338,12 +338,12 @@ impl Nft {
             }
         }
         let mut script = String::new();
-        for set in 0..4 {
-            removes[set].sort_unstable();
-            removes[set].dedup();
+        for (set, elems) in removes.iter_mut().enumerate() {
+            elems.sort_unstable();
+            elems.dedup();
             // `add` first: the delete then succeeds even if the kernel timed the element out.
-            self.statements(&mut script, "add", set, &removes[set]);
-            self.statements(&mut script, "delete", set, &removes[set]);
+            self.statements(&mut script, "add", set, elems);
+            self.statements(&mut script, "delete", set, elems);
         }
         for (set, elems) in adds.iter().enumerate() {
             self.statements(&mut script, "add", set, elems);
