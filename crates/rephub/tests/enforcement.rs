@@ -352,7 +352,7 @@ fn the_agent_enforces_with_nftables_in_a_namespace() {
     );
     assert!(net.ping(&target), "nothing else is blocked");
     assert!(
-        net.nft("list set inet rephub block4")
+        net.nft("list set inet rephub block4net")
             .contains(&format!("10.{}.0.0/24", net.n + 1))
     );
 
