@@ -66,6 +66,7 @@ pub(crate) fn document() -> Value {
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "API key (rh_…); X-Api-Key also accepted"},
                 "deviceToken": {"type": "http", "scheme": "bearer", "description": "device token (rhd_…)"},
+                "bouncerKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key", "description": "a device token used as a CrowdSec bouncer key"},
                 "smsKey": {"type": "apiKey", "in": "header", "name": "X-SMS-API-KEY", "description": "or HTTP Basic (key name, key), or smsuser/smspass"}
             },
             "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
@@ -108,7 +109,17 @@ pub(crate) fn document() -> Value {
                 "get": op("API keys (names and roles only)", "apiKey", json!({})),
                 "post": op("create an API key (admin); answers the key once", "apiKey", json_body(json!({"type": "object", "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "producer", "read-only"]}}})))},
             "/api/v1/keys/{name}": {"delete": op("delete an API key (admin)", "apiKey", path_id("name"))},
-            "/api/v1/sync": {"get": op("the device's filter set: snapshot or delta, long-poll; NDJSON (docs/sync-protocol.md)", "deviceToken", query(&["cursor", "wait"]))}
+            "/api/v1/sync": {"get": op("the device's filter set: snapshot or delta, long-poll; NDJSON (docs/sync-protocol.md)", "deviceToken", query(&["cursor", "wait", "error"]))},
+            "/api/v1/agent/report": {"post": op("a device's report: inventory and backend state (docs/agent.md)", "deviceToken", json_body(json!({"type": "object", "required": ["name", "model", "version", "backend"]})))},
+            "/api/v1/agent/events": {"post": op("detection events of a device; the valid ones are kept, each invalid one answered with its index", "deviceToken", json_body(json!({"type": "object", "required": ["events"]})))},
+            "/api/v1/events": {"get": op("detection events, oldest first; page with after", "apiKey", query(&["after", "limit", "device"]))},
+            "/rpz/{file}": {"get": op("a profile's filter set as a DNS RPZ zone (<profile>.zone); key also as ?key=", "apiKey", merge(path_id("file"), query(&["key"])))},
+            "/v1/decisions/stream": {
+                "get": op("CrowdSec bouncer API: decisions of the bouncer's profile, {new, deleted}", "bouncerKey", query(&["startup", "scopes", "origins", "scenarios_containing", "scenarios_not_containing"])),
+                "head": op("CrowdSec bouncer API: health check", "bouncerKey", json!({}))},
+            "/v1/decisions": {
+                "get": op("CrowdSec bouncer API: decisions that apply to an address or range, or null", "bouncerKey", query(&["ip", "range", "scope", "value"])),
+                "head": op("CrowdSec bouncer API: health check", "bouncerKey", json!({}))}
         }
     })
 }
