@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Enforcement benchmarks, rephub agent and CrowdSec's firewall bouncer side by side, on one hub.
 
-  latency [N]     entry written through the hub API -> present in the agent's nftables set (in a
-                  network namespace), and in the bouncer's set (in another), N samples each.
+  latency [N [PRESENT]]  entry written through the hub API -> present in the agent's nftables set
+                  (in a network namespace), and in the bouncer's set (in another), N samples each;
+                  with PRESENT, that many entries are loaded first (the agent only).
   load COUNT [agent]  full load of COUNT IPv4 addresses into nftables: the agent (snapshot from
                   the sync API) and the bouncer (startup pull from the hub's bouncer API); with
                   `agent`, the agent only (the bouncer's load time grows with the square of COUNT).
@@ -33,6 +34,10 @@ class Lab:
             sh(f"ip link set v{ns}i netns {ns}")
             sh(f"ip addr add 10.240.{n}.1/24 dev v{ns}; ip link set v{ns} up")
             sh(f"ip -n {ns} addr add 10.240.{n}.2/24 dev v{ns}i; ip -n {ns} link set v{ns}i up; ip -n {ns} link set lo up")
+            # Probe addresses outside (the hub listens on all of them): blocking one stops TCP
+            # connections from inside the namespace to it.
+            for i in range(100, 251):
+                sh(f"ip addr add 10.240.{n}.{i}/32 dev v{ns}")
         self.hub = None
 
     def start_hub(self):
@@ -104,9 +109,44 @@ nftables:
         self.procs.append(p)
         return p
 
-    def present(self, ns, table, s, ip):
-        return subprocess.run(["ip", "netns", "exec", ns, "nft", "get", "element", *table.split(), s,
-                               "{ " + ip + " }"], capture_output=True).returncode == 0
+    def probe(self, ns):
+        """A process in the namespace that, given an address, connects to it over and over and
+        prints the (system-wide monotonic) time of the first attempt that no longer gets through:
+        enforcement measured with packets. (`nft get element` on a set of a million elements takes
+        about a minute, so it cannot be the probe.)"""
+        code = r'''
+import socket, sys, time
+for line in sys.stdin:
+    addr = line.strip()
+    t0 = time.monotonic()
+    while True:
+        start = time.monotonic()
+        s = socket.socket()
+        s.settimeout(0.05)
+        try:
+            s.connect((addr, 18080))
+            blocked = False
+        except socket.timeout:
+            blocked = True
+        except OSError:
+            blocked = False
+        finally:
+            s.close()
+        if blocked or start - t0 > 900:
+            break
+        time.sleep(0.002)
+    print(start if blocked else -1, flush=True)
+'''
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def blocked_at(self, probe, ip):
+        """Start watching `ip`; returns a function that waits for the time it was blocked."""
+        probe.stdin.write(ip + "\n")
+        probe.stdin.flush()
+        return lambda: float(probe.stdout.readline())
 
     def close(self):
         for p in self.procs:
@@ -126,35 +166,9 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def latency(lab, n):
-    lab.start_agent()
-    lab.start_bouncer("1s")
-    time.sleep(3)
-    rows = {"rephub agent (long poll)": [], "crowdsec-firewall-bouncer (update_frequency 1s)": []}
-    for i in range(n):
-        ip = f"10.250.{i // 250}.{i % 250 + 1}"
-        t0 = time.monotonic()
-        lab.api("POST", "/api/v1/entries", {"entries": [{"value": ip, "tags": {"Trend Micro Severity": "High"}}]})
-        pending = {"rephub agent (long poll)": ("rhbA", "inet rephub", "block4"),
-                   "crowdsec-firewall-bouncer (update_frequency 1s)": ("rhbB", "ip crowdsec", "crowdsec-blacklists")}
-        deadline = t0 + 30
-        while pending and time.monotonic() < deadline:
-            for name, (ns, table, s) in list(pending.items()):
-                if lab.present(ns, table, s, ip):
-                    rows[name].append(time.monotonic() - t0)
-                    del pending[name]
-            time.sleep(0.002)
-        for name in pending:
-            rows[name].append(float("inf"))
-        time.sleep(random.uniform(0.2, 1.2))  # writes at random phases of the bouncer's poll
-    print(f"write through the hub API -> element in the nftables set, {n} samples")
-    print("| enforcer | p50 | p90 | p99 | max |\n|---|---|---|---|---|")
-    for name, xs in rows.items():
-        print(f"| {name} | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
-
-
-def load(lab, count, agent_only=False):
-    # Addresses imported with the CLI into the hub's database while the hub runs.
+def preload(lab, count):
+    """COUNT random public IPv4 addresses, imported with the CLI while the hub runs; returns when the
+    hub's filter set holds them all."""
     path = os.path.join(lab.dir, "list.csv")
     with open(path, "w") as f:
         seen = set()
@@ -168,28 +182,65 @@ def load(lab, count, agent_only=False):
     t = time.monotonic()
     sh(f"{BIN} import --data-dir {lab.dir}/hub -q {path}")
     print(f"imported {count} entries into the hub in {time.monotonic() - t:.1f} s")
+    t = time.monotonic()
+    while lab.api("GET", "/api/v1/profiles")["profiles"][0]["selected"] < count:
+        time.sleep(0.5)
+    print(f"the hub's filter set selected them {time.monotonic() - t:.1f} s after the import")
+
+
+def latency(lab, n, present=0):
+    if present:
+        preload(lab, present)
+    lab.start_agent()
+    rows = {"rephub agent (long poll)": []}
+    if not present:
+        # The bouncer's full load grows with the square of the count: compared on an empty set.
+        lab.start_bouncer("1s")
+        rows["crowdsec-firewall-bouncer (update_frequency 1s)"] = []
+    probes = {"rephub agent (long poll)": (lab.probe("rhbA"), 2),
+              "crowdsec-firewall-bouncer (update_frequency 1s)": (lab.probe("rhbB"), 3)}
+    # Wait until the enforcers run: one entry, blocked for both.
+    first = {name: lab.blocked_at(p, f"10.240.{k}.250") for name, (p, k) in probes.items() if name in rows}
+    for k in (2, 3):
+        lab.api("POST", "/api/v1/entries", {"entries": [{"value": f"10.240.{k}.250", "tags": {"Trend Micro Severity": "High"}}]})
+    for w in first.values():
+        w()
     time.sleep(2)
-    probe = "10.250.250.250"
-    lab.api("POST", "/api/v1/entries", {"entries": [{"value": probe, "tags": {"Trend Micro Severity": "High"}}]})
-    print(f"full load of {count + 1} IPv4 addresses into nftables")
-    print("| enforcer | time to the last element | CPU seconds |\n|---|---|---|")
-    runs = [("rephub agent (sync snapshot, nft -f)", lab.start_agent, "rhbA", "inet rephub", "block4"),
-            ("crowdsec-firewall-bouncer (startup stream)", lambda: lab.start_bouncer("10s"), "rhbB", "ip crowdsec", "crowdsec-blacklists")]
-    for name, start, ns, table, s in runs[:1] if agent_only else runs:
+    for i in range(n):
+        pending = {name: lab.blocked_at(probes[name][0], f"10.240.{probes[name][1]}.{100 + i}") for name in rows}
+        time.sleep(0.05)
         t0 = time.monotonic()
-        c0 = os.times()
+        lab.api("POST", "/api/v1/entries", {"entries": [
+            {"value": f"10.240.{k}.{100 + i}", "tags": {"Trend Micro Severity": "High"}} for k in (2, 3)]})
+        for name, wait in pending.items():
+            t = wait()
+            rows[name].append(t - t0 if t > 0 else float("inf"))
+        time.sleep(random.uniform(0.1, 1.1))  # writes at random phases of the bouncer's poll
+    print(f"write through the hub API -> element in the nftables set, {n} samples, {present} entries present")
+    print("| enforcer | p50 | p90 | p99 | max |\n|---|---|---|---|---|")
+    for name, xs in rows.items():
+        print(f"| {name} | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
+
+
+def load(lab, count, agent_only=False):
+    preload(lab, count)
+    for k in (2, 3):
+        lab.api("POST", "/api/v1/entries", {"entries": [{"value": f"10.240.{k}.250", "tags": {"Trend Micro Severity": "High"}}]})
+    print(f"full load of {count + 2} IPv4 addresses into nftables (time until traffic to the last one is blocked)")
+    print("| enforcer | time to enforcement | CPU seconds (with children) |\n|---|---|---|")
+    runs = [("rephub agent (sync snapshot, nft -f)", lab.start_agent, "rhbA", 2),
+            ("crowdsec-firewall-bouncer (startup stream)", lambda: lab.start_bouncer("10s"), "rhbB", 3)]
+    for name, start, ns, k in runs[:1] if agent_only else runs:
+        probe = lab.probe(ns)
+        t0 = time.monotonic()
+        wait = lab.blocked_at(probe, f"10.240.{k}.250")
         p = start()
-        ok = False
-        while time.monotonic() - t0 < 900:
-            if lab.present(ns, table, s, probe):
-                ok = True
-                break
-            time.sleep(0.05)
-        dt = time.monotonic() - t0
+        t = wait()
+        dt = t - t0
         # utime, stime, and those of waited-for children (the agent's nft runs).
         fields = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()
         cpu = sum(float(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        print(f"| {name} | {dt:.1f} s{'' if ok else ' (gave up)'} | {cpu:.1f} |")
+        print(f"| {name} | {dt:.1f} s{'' if t > 0 else ' (gave up)'} | {cpu:.1f} |")
 
 
 def main():
@@ -202,7 +253,7 @@ def main():
         lab.start_hub()
         lab.setup()
         if mode == "latency":
-            latency(lab, int(args[1]) if len(args) > 1 else 50)
+            latency(lab, int(args[1]) if len(args) > 1 else 50, int(args[2]) if len(args) > 2 else 0)
         else:
             load(lab, int(args[1]) if len(args) > 1 else 100_000, "agent" in args[2:])
     finally:
