@@ -25,6 +25,8 @@ type Prefix<A> = (A, u8, u32);
 /// No entry.
 pub(crate) const NONE: u32 = u32::MAX;
 const CHUNKS: usize = 1 << 16;
+/// Addresses per stage of [`IpTable::lookup_batch`].
+pub(crate) const BATCH: usize = 32;
 /// Prefixes up to this length cover whole chunks.
 const SHORT: u8 = 16;
 
@@ -158,6 +160,62 @@ impl<A: Addr> IpTable<A> {
             n -= half;
         }
         vals[base]
+    }
+
+    /// [`IpTable::lookup`] for up to [`BATCH`] addresses at once, in stages so that the cache
+    /// misses of different addresses overlap: every top-level entry, then the first search step of
+    /// every run, then the rest of each search, then every answer.
+    #[inline]
+    pub(crate) fn lookup_batch(&self, addrs: &[A], out: &mut [u32; BATCH]) {
+        let n = addrs.len().min(BATCH);
+        let addrs = &addrs[..n];
+        let mut top = [(NONE, 0u32); BATCH];
+        if self.top.is_empty() {
+            out.fill(NONE);
+            return;
+        }
+        for (t, a) in top.iter_mut().zip(addrs) {
+            *t = self.top.get(a.chunk()).copied().unwrap_or((NONE, 0));
+        }
+        let mut mid = [None; BATCH];
+        for (m, &(off, len)) in mid.iter_mut().zip(&top) {
+            if len > 1 {
+                *m = self.starts.get(off as usize + len as usize / 2).copied();
+            }
+        }
+        let mut pos = [usize::MAX; BATCH];
+        for k in 0..n {
+            let (off, len) = top[k];
+            if len == 0 {
+                out[k] = off;
+                continue;
+            }
+            let (off, len) = (off as usize, len as usize);
+            let keys = &self.starts[off..off + len];
+            let r = addrs[k].rest();
+            let mut base = 0;
+            let mut n = len;
+            if let Some(m) = mid[k] {
+                let half = n / 2;
+                base = if m <= r { half } else { 0 };
+                n -= half;
+            }
+            while n > 1 {
+                let half = n / 2;
+                base = if keys[base + half] <= r {
+                    base + half
+                } else {
+                    base
+                };
+                n -= half;
+            }
+            pos[k] = off + base;
+        }
+        for (o, &p) in out.iter_mut().zip(&pos).take(n) {
+            if p != usize::MAX {
+                *o = self.vals.get(p).copied().unwrap_or(NONE);
+            }
+        }
     }
 
     pub(crate) fn get(&self, net: A, len: u8) -> Option<u32> {

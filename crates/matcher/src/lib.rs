@@ -12,12 +12,17 @@
 //!   final answer or a run of flattened, non-overlapping interval starts searched branch-free.
 //!   Most lookups touch one top-level entry and one or two cache lines of starts. A change rebuilds
 //!   only the /16 chunks it touches.
-//! - **Domains, URLs, hashes** (`table` module): open-addressing tables of 8-byte slots
-//!   (32-bit hash fingerprint + arena index). A miss reads one cache line and compares no string.
-//!   Hash digests are kept beside their slots, so a hash lookup reads only the table.
-//!   A domain query hashes each label-boundary suffix in one right-to-left pass, lowercasing ASCII
-//!   eight bytes at a time, without allocating. Prefix URLs are grouped by authority, so a query
-//!   visits one small sorted group (`url` module).
+//! - **Domains** (`names` module): one table for `[name]` and plain entries, a control byte per
+//!   slot (a miss reads only that 2 MiB-per-million array) and 32-byte slots holding the name
+//!   itself when it fits, so a hit reads one slot and no `Entry`. A query hashes every
+//!   label-boundary suffix in one right-to-left pass without allocating, skips label counts no
+//!   entry has, and probes longest first, one run per suffix for both kinds.
+//! - **URLs, hashes** (`table` module): open-addressing tables of 8-byte slots (32-bit hash
+//!   fingerprint + arena index). A miss reads one cache line and compares no string. Hash digests
+//!   are kept beside their slots, so a hash lookup reads only the table. Prefix URLs are grouped
+//!   by authority, so a query visits one small sorted group (`url` module).
+//! - **Batches**: [`Matcher::lookup_ipv4_batch`] and [`Matcher::lookup_domain_batch`] run many
+//!   queries in stages so that their cache misses overlap.
 //!
 //! Semantics are the model's: [`rephub_model::Domain::matches`] for names, the URL match key
 //! ([`rephub_model::url::match_key`], scheme ignored) for URLs, containment for IP prefixes; when
@@ -32,6 +37,7 @@
 //! (slowly, from a side list) rather than being rejected.
 
 mod ip;
+mod names;
 mod table;
 mod url;
 
@@ -42,6 +48,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rephub_model::{Domain, Entry};
 
 use ip::{IpTable, NONE};
+use names::NameTable;
 use table::{RawTable, hash_bytes, hash_digest};
 use url::{Group, auth_of, match_key, prefix_key};
 
@@ -77,9 +84,8 @@ pub struct Matcher<V> {
     seed: u64,
     v4: IpTable<u32>,
     v6: IpTable<u128>,
-    /// Domain entries by name: `[name]` entries and the others.
-    exact_names: RawTable,
-    names: RawTable,
+    /// Domain entries by name, `[name]` entries and the others in one table.
+    names: NameTable,
     /// Exact URL entries by match key.
     urls: RawTable,
     /// Prefix URL entries by their full text (to find one for an update), and by authority.
@@ -108,7 +114,7 @@ impl<V> fmt::Debug for Matcher<V> {
             .field("len", &self.entries.len())
             .field("ipv4", &self.v4.len())
             .field("ipv6", &self.v6.len())
-            .field("domains", &(self.names.len() + self.exact_names.len()))
+            .field("domains", &self.names.len())
             .field(
                 "urls",
                 &(self.urls.len() + self.prefix_urls.len() + self.odd_prefixes.len()),
@@ -141,8 +147,7 @@ impl<V> Matcher<V> {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1,
             v4: IpTable::default(),
             v6: IpTable::default(),
-            exact_names: RawTable::default(),
-            names: RawTable::default(),
+            names: NameTable::default(),
             urls: RawTable::default(),
             prefix_urls: RawTable::default(),
             group_index: RawTable::default(),
@@ -256,6 +261,28 @@ impl<V> Matcher<V> {
         self.hit(self.v4.lookup(u32::from(ip)))
     }
 
+    /// [`Matcher::lookup_ipv4`] for many addresses: `out[k]` is the answer for `ips[k]`. Works in
+    /// groups of 32, each in stages (all top-level reads, then all searches, then all answers), so
+    /// that the cache misses of different addresses are in flight together: higher throughput
+    /// than one lookup at a time when the filter set does not fit in cache.
+    ///
+    /// # Panics
+    /// If `out` and `ips` differ in length.
+    pub fn lookup_ipv4_batch<'a>(&'a self, ips: &[Ipv4Addr], out: &mut [Option<Hit<'a, V>>]) {
+        assert_eq!(ips.len(), out.len(), "one answer per address");
+        let mut addrs = [0u32; ip::BATCH];
+        let mut idx = [NONE; ip::BATCH];
+        for (ips, out) in ips.chunks(ip::BATCH).zip(out.chunks_mut(ip::BATCH)) {
+            for (a, ip) in addrs.iter_mut().zip(ips) {
+                *a = u32::from(*ip);
+            }
+            self.v4.lookup_batch(&addrs[..ips.len()], &mut idx);
+            for (o, &i) in out.iter_mut().zip(&idx) {
+                *o = self.hit(i);
+            }
+        }
+    }
+
     /// The most specific IPv6 entry containing `ip` (IPv6 entries only; see [`Matcher::lookup_ip`]).
     #[inline]
     pub fn lookup_ipv6(&self, ip: Ipv6Addr) -> Option<Hit<'_, V>> {
@@ -291,46 +318,62 @@ impl<V> Matcher<V> {
         }
     }
 
-    fn lookup_name(&self, q: &[u8]) -> Option<Hit<'_, V>> {
-        let q = q.strip_suffix(b".").unwrap_or(q);
-        if q.is_empty() || (self.names.len() == 0 && self.exact_names.len() == 0) {
-            return None;
-        }
-        let mut h = self.seed;
-        let mut best = NONE;
-        let mut end = q.len();
-        loop {
-            let start = q[..end]
-                .iter()
-                .rposition(|&b| b == b'.')
-                .map_or(0, |p| p + 1);
-            let label = &q[start..end];
-            if label.len() > 63 {
-                // No entry has such a label: neither this suffix nor any longer one can match.
-                return self.hit(best);
+    /// [`Matcher::lookup_domain`] for many names: `out[k]` is the answer for `names[k]`. Works in
+    /// groups of 8 names: all suffix hashes, then the home control byte of every suffix, then
+    /// the first candidate slot of every name, then the decisions, so that the cache misses of different names are in flight together.
+    ///
+    /// # Panics
+    /// If `out` and `names` differ in length.
+    pub fn lookup_domain_batch<'a, S: AsRef<str>>(
+        &'a self,
+        names: &[S],
+        out: &mut [Option<Hit<'a, V>>],
+    ) {
+        const G: usize = 8;
+        assert_eq!(names.len(), out.len(), "one answer per name");
+        let mut sufs: [names::Suffixes; G] = Default::default();
+        let mut qs: [&[u8]; G] = [&[]; G];
+        let mut first = [[0u8; names::MAX_FAST]; G];
+        for (names, out) in names.chunks(G).zip(out.chunks_mut(G)) {
+            let mut fast = [false; G];
+            for k in 0..names.len() {
+                let name = names[k].as_ref();
+                let q = name.as_bytes();
+                let q = q.strip_suffix(b".").unwrap_or(q);
+                fast[k] = name.is_ascii()
+                    && !q.is_empty()
+                    && self.names.len() > 0
+                    && NameTable::suffixes_into(self.seed, q, &mut sufs[k]);
+                qs[k] = q;
+                if !fast[k] {
+                    out[k] = self.lookup_domain(name);
+                }
             }
-            h = hash_bytes::<true>(h, label);
-            let suffix = &q[start..];
-            if let Some(i) = self.names.find(h, |i, _| self.name_is(i, suffix)) {
-                best = i;
+            for k in 0..names.len() {
+                if fast[k] {
+                    first[k] = self.names.load(&sufs[k]);
+                }
             }
-            if start == 0 {
-                break;
+            for k in 0..names.len() {
+                if fast[k] {
+                    self.names.touch(&sufs[k], &first[k]);
+                }
             }
-            end = start - 1;
-        }
-        match self.exact_names.find(h, |i, _| self.name_is(i, q)) {
-            Some(i) => self.hit(i),
-            None => self.hit(best),
+            for k in 0..names.len() {
+                if fast[k] {
+                    out[k] = self.hit(self.names.decide(qs[k], &sufs[k], &first[k]));
+                }
+            }
         }
     }
 
     #[inline]
-    fn name_is(&self, i: u32, q: &[u8]) -> bool {
-        match self.entries.get(i as usize) {
-            Some(Entry::Domain(d)) => d.name().as_bytes().eq_ignore_ascii_case(q),
-            _ => false,
+    fn lookup_name(&self, q: &[u8]) -> Option<Hit<'_, V>> {
+        let q = q.strip_suffix(b".").unwrap_or(q);
+        if q.is_empty() {
+            return None;
         }
+        self.hit(self.names.lookup(self.seed, q))
     }
 
     /// A URL already in canonical form (as [`rephub_model::url::canonicalize`] returns it).
@@ -448,16 +491,11 @@ impl<V> Matcher<V> {
             + strings
             + self.v4.memory_bytes()
             + self.v6.memory_bytes()
-            + [
-                &self.exact_names,
-                &self.names,
-                &self.urls,
-                &self.prefix_urls,
-                &self.group_index,
-            ]
-            .iter()
-            .map(|t| t.memory_bytes())
-            .sum::<usize>()
+            + [&self.urls, &self.prefix_urls, &self.group_index]
+                .iter()
+                .map(|t| t.memory_bytes())
+                .sum::<usize>()
+            + self.names.memory_bytes()
             + self.sha1.memory_bytes()
             + self.sha256.memory_bytes()
             + self.groups.iter().map(Group::memory_bytes).sum::<usize>()
@@ -512,11 +550,8 @@ impl<V> Matcher<V> {
         match key {
             Key::V4(n, l) => self.v4.set(n, l, to),
             Key::V6(n, l) => self.v6.set(n, l, to),
-            Key::Name { exact: true, .. } => {
-                self.exact_names.set(hash, from, to);
-            }
-            Key::Name { exact: false, .. } => {
-                self.names.set(hash, from, to);
+            Key::Name { exact, .. } => {
+                self.names.set(hash, exact, from, to);
             }
             Key::Url(_) => {
                 self.urls.set(hash, from, to);
@@ -571,9 +606,7 @@ impl<V> Matcher<V> {
     }
 
     fn name_hash(&self, name: &str) -> u64 {
-        name.as_bytes()
-            .rsplit(|&b| b == b'.')
-            .fold(self.seed, hash_bytes::<true>)
+        names::name_hash(self.seed, name.as_bytes())
     }
 
     fn is(&self, i: u32, e: &Entry) -> bool {
@@ -585,14 +618,9 @@ impl<V> Matcher<V> {
         match *key {
             Key::V4(n, l) => self.v4.get(n, l),
             Key::V6(n, l) => self.v6.get(n, l),
-            Key::Name { name, exact } => {
-                let t = if exact {
-                    &self.exact_names
-                } else {
-                    &self.names
-                };
-                t.find(self.name_hash(name), |i, _| self.is(i, e))
-            }
+            Key::Name { name, exact } => self
+                .names
+                .find(self.name_hash(name), exact, |i| self.is(i, e)),
             Key::Url(k) => self
                 .urls
                 .find(self.url_hashes(k, auth_of(k)).1, |i, _| self.is(i, e)),
@@ -633,8 +661,11 @@ impl<V> Matcher<V> {
         match kind {
             KeyKind::V4(n, l) => self.v4.insert(n, l, i),
             KeyKind::V6(n, l) => self.v6.insert(n, l, i),
-            KeyKind::Name(true) => self.exact_names.insert(hash, i, ()),
-            KeyKind::Name(false) => self.names.insert(hash, i, ()),
+            KeyKind::Name(exact) => {
+                if let Some(Entry::Domain(d)) = self.entries.get(i as usize) {
+                    self.names.insert(hash, exact, i, d.name().as_bytes());
+                }
+            }
             KeyKind::Url => self.urls.insert(hash, i, ()),
             KeyKind::PrefixUrl => {
                 self.prefix_urls.insert(hash, i, ());
@@ -710,11 +741,8 @@ impl<V> Matcher<V> {
             Key::V6(n, l) => {
                 self.v6.remove(n, l);
             }
-            Key::Name { exact: true, .. } => {
-                self.exact_names.remove(hash, i);
-            }
-            Key::Name { exact: false, .. } => {
-                self.names.remove(hash, i);
+            Key::Name { exact, .. } => {
+                self.names.remove(hash, exact, i);
             }
             Key::Url(_) => {
                 self.urls.remove(hash, i);
@@ -960,6 +988,57 @@ mod tests {
                 .map(|h| *h.value),
             Some(3)
         );
+    }
+
+    #[test]
+    fn domains_deep_long_and_after_many_removals() {
+        let d = |s: &str| e(Kind::Domain, s);
+        // Deeper than the stack fast path, names longer than a slot holds, both kinds of one name.
+        let deep = "a.b.c.d.e.f.g.h.i.j.k.example";
+        let long = format!("{}.{}.org", "l".repeat(40), "m".repeat(30));
+        let mut m = Matcher::build([
+            (d(deep), 1),
+            (d("g.h.i.j.k.example"), 2),
+            (d(&long), 3),
+            (d(&format!("[{long}]")), 4),
+            (d("[short.org]"), 5),
+        ]);
+        let l = |m: &Matcher<i32>, s: &str| m.lookup_domain(s).map(|h| *h.value);
+        assert_eq!(l(&m, deep), Some(1));
+        assert_eq!(l(&m, &format!("x.y.z.{deep}")), Some(1));
+        assert_eq!(l(&m, "z.f.g.h.i.j.k.example"), Some(2));
+        assert_eq!(l(&m, &long.to_uppercase()), Some(4));
+        assert_eq!(l(&m, &format!("www.{long}")), Some(3));
+        assert_eq!(l(&m, "short.org"), Some(5));
+        assert_eq!(l(&m, "www.short.org"), None);
+        let out = &mut [None; 5];
+        m.lookup_domain_batch(
+            &[
+                deep,
+                "www.short.org",
+                &long,
+                "z.f.g.h.i.j.k.example",
+                "Bücher.de",
+            ],
+            out,
+        );
+        let got: Vec<_> = out.iter().map(|h| h.map(|h| *h.value)).collect();
+        assert_eq!(got, [Some(1), None, Some(4), Some(2), None]);
+        // Enough long names come and go to compact the byte arena.
+        let many: Vec<Entry> = (0..3000)
+            .map(|i| d(&format!("{i:040}.{}.net", "n".repeat(20))))
+            .collect();
+        m.apply(many.iter().map(|x| (x.clone(), 7)), []);
+        m.apply([], many[..2900].iter().cloned());
+        assert_eq!(
+            l(&m, &format!("q.{:040}.{}.net", 2950, "n".repeat(20))),
+            Some(7)
+        );
+        assert_eq!(l(&m, &format!("{:040}.{}.net", 5, "n".repeat(20))), None);
+        assert_eq!(l(&m, &format!("www.{long}")), Some(3));
+        assert_eq!(l(&m, &long), Some(4));
+        assert_eq!(m.remove(&d(&format!("[{long}]"))), Some(4));
+        assert_eq!(l(&m, &long), Some(3));
     }
 
     #[test]

@@ -269,6 +269,29 @@ pub(crate) fn hash_bytes<const LOWER: bool>(seed: u64, b: &[u8]) -> u64 {
     fold_mul(low(x) ^ s ^ P1, low(y) ^ P2 ^ (len as u64).rotate_left(40))
 }
 
+/// The hash of the label `buf[start..start + len]` continuing from `seed`, with few branches (the
+/// lengths of labels are too random to predict): `buf` is already lowercase and has at least 16
+/// readable bytes after the label, whose values do not matter.
+#[inline]
+pub(crate) fn hash_label(seed: u64, buf: &[u8], start: usize, len: usize) -> u64 {
+    /// The low `n` bytes (all eight when `n` ≥ 8).
+    #[inline]
+    fn low_bytes(w: u64, n: usize) -> u64 {
+        w & u64::MAX.checked_shr(64 - 8 * n.min(8) as u32).unwrap_or(0)
+    }
+    let mut s = seed;
+    let mut i = start;
+    let mut rem = len;
+    while rem > 16 {
+        s = fold_mul(rd8(buf, i) ^ P0, rd8(buf, i + 8) ^ s);
+        i += 16;
+        rem -= 16;
+    }
+    let x = low_bytes(rd8(buf, i), rem);
+    let y = low_bytes(rd8(buf, i + 8), rem.saturating_sub(8));
+    fold_mul(x ^ s ^ P1, y ^ P2 ^ (len as u64).rotate_left(40))
+}
+
 /// Hash of a 20- or 32-byte digest: its bytes are uniform already, the seed keeps chosen digests
 /// from piling up.
 #[inline]

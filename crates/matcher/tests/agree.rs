@@ -303,6 +303,44 @@ fn check(
         let want = want.map(|e| (e, model[e]));
         prop_assert_eq!(got, want, "query {:?}", q);
     }
+    // The batch lookups agree with the single ones (on all queries of their kind at once, so that
+    // the groups of 32 and 8 are exercised, partial last group included).
+    let qs: Vec<Q> = queries.iter().map(|q| resolve(q, pool)).collect();
+    let v4: Vec<Ipv4Addr> = qs
+        .iter()
+        .filter_map(|q| match q {
+            Q::Ip(IpAddr::V4(a)) => Some(*a),
+            _ => None,
+        })
+        .chain((0..70u32).map(|i| Ipv4Addr::from(i.wrapping_mul(0x9e37_79b9))))
+        .collect();
+    let mut out = vec![None; v4.len()];
+    m.lookup_ipv4_batch(&v4, &mut out);
+    for (a, o) in v4.iter().zip(&out) {
+        prop_assert_eq!(
+            o.map(|h| h.entry),
+            m.lookup_ipv4(*a).map(|h| h.entry),
+            "batch {}",
+            a
+        );
+    }
+    let names: Vec<&str> = qs
+        .iter()
+        .filter_map(|q| match q {
+            Q::Domain(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out = vec![None; names.len()];
+    m.lookup_domain_batch(&names, &mut out);
+    for (n, o) in names.iter().zip(&out) {
+        prop_assert_eq!(
+            o.map(|h| h.entry),
+            m.lookup_domain(n).map(|h| h.entry),
+            "batch {}",
+            n
+        );
+    }
     Ok(())
 }
 
