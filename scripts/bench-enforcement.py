@@ -236,6 +236,13 @@ def load(lab, count, agent_only=False):
         wait = lab.blocked_at(probe, f"10.240.{k}.250")
         p = start()
         t = wait()
+        if ns == "rhbB":
+            # The bouncer adds decisions in batches as it reads them: the probe address may come
+            # early. Its load is done when it logs the count it added.
+            log = os.path.join(lab.dir, "bouncer.log")
+            while time.monotonic() - t0 < 900 and "decisions added" not in open(log).read():
+                time.sleep(0.05)
+            t = time.monotonic()
         dt = t - t0
         # utime, stime, and those of waited-for children (the agent's nft runs).
         fields = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()

@@ -265,7 +265,9 @@ fn apply(
 ) -> Result<(), String> {
     let now = now();
     if answer.snapshot {
+        let started = std::time::Instant::now();
         let set = Matcher::build(answer.upserts);
+        let built = started.elapsed();
         if let Some(n) = nft {
             n.full_load(set.iter(), now).map_err(|e| {
                 *lock(&shared.backend_error) = Some(e.to_string());
@@ -276,6 +278,8 @@ fn apply(
         tracing::info!(
             cursor = answer.cursor,
             entries = set.len(),
+            matcher = ?built,
+            firewall = ?(started.elapsed() - built),
             "applied a snapshot"
         );
         *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;
