@@ -365,32 +365,12 @@ fn bench_domains(c: &mut Criterion, out: &mut Vec<Summary>) {
         let want = map_domain(&sip_exact, &sip_below, q);
         assert_eq!(m.lookup_domain(q).map(|h| *h.value), want, "{q}");
     }
-    let mut out = vec![None; queries.len()];
-    m.lookup_domain_batch(&queries, &mut out);
-    for (q, o) in queries.iter().zip(&out) {
-        assert_eq!(
-            o.map(|h| *h.value),
-            m.lookup_domain(q).map(|h| *h.value),
-            "{q}"
-        );
-    }
     let mut g = group(c, "domains");
     g.bench_function("rephub-matcher", |b| {
         b.iter(|| {
             let mut sum = 0u32;
             for q in &queries {
                 sum = sum.wrapping_add(m.lookup_domain(black_box(q)).map_or(0, |h| *h.value));
-            }
-            sum
-        })
-    });
-    let mut out = vec![None; queries.len()];
-    g.bench_function("rephub-matcher batch", |b| {
-        b.iter(|| {
-            m.lookup_domain_batch(black_box(&queries), &mut out);
-            let mut sum = 0u32;
-            for h in &out {
-                sum = sum.wrapping_add(h.map_or(0, |h| *h.value));
             }
             sum
         })

@@ -24,7 +24,7 @@ use crate::table::hash_label;
 
 const MIN_CAPACITY: usize = 16;
 /// Suffixes handled on the stack; deeper names take a slower path that allocates.
-pub(crate) const MAX_FAST: usize = 8;
+const MAX_FAST: usize = 8;
 /// No entry has a label longer than this.
 const MAX_LABEL: usize = 63;
 
@@ -34,7 +34,7 @@ const INLINE: usize = 22;
 /// One cache line holds two slots (the alignment keeps a slot from straddling two).
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(32))]
-pub(crate) struct Slot {
+struct Slot {
     /// The top 32 bits of the name's hash (the home slot is their top bits).
     hash: u32,
     /// Arena index, `NONE` for a free slot.
@@ -45,7 +45,7 @@ pub(crate) struct Slot {
     name: [u8; INLINE],
 }
 
-pub(crate) const FREE: Slot = Slot {
+const FREE: Slot = Slot {
     hash: 0,
     idx: NONE,
     len: 0,
@@ -93,7 +93,7 @@ fn labels(name: &[u8]) -> usize {
 
 /// A query's suffixes, most specific last: (hash, start offset in the query).
 #[derive(Default)]
-pub(crate) struct Suffixes {
+struct Suffixes {
     hash: [u64; MAX_FAST],
     start: [u32; MAX_FAST],
     n: usize,
@@ -304,15 +304,8 @@ impl NameTable {
     /// first, stopping before a label no entry can have. `None` if there are more than fit on the
     /// stack.
     #[inline]
-    pub(crate) fn suffixes(seed: u64, q: &[u8]) -> Option<Suffixes> {
+    fn suffixes(seed: u64, q: &[u8]) -> Option<Suffixes> {
         let mut s = Suffixes::default();
-        Self::suffixes_into(seed, q, &mut s).then_some(s)
-    }
-
-    /// [`NameTable::suffixes`] into `s`; false if they do not fit.
-    #[inline]
-    pub(crate) fn suffixes_into(seed: u64, q: &[u8], s: &mut Suffixes) -> bool {
-        s.n = 0;
         let mut fits = true;
         for_each_suffix(seed, q, true, |h, start| {
             if s.n == MAX_FAST {
@@ -324,7 +317,7 @@ impl NameTable {
             s.n += 1;
             true
         });
-        fits
+        fits.then_some(s)
     }
 
     /// The arena index of the most specific entry matching `q`, or `NONE`.
@@ -344,7 +337,7 @@ impl NameTable {
 
     /// The home control byte of every suffix: independent loads, issued before any is needed.
     #[inline]
-    pub(crate) fn load(&self, s: &Suffixes) -> [u8; MAX_FAST] {
+    fn load(&self, s: &Suffixes) -> [u8; MAX_FAST] {
         let mut first = [0; MAX_FAST];
         if self.ctrl.is_empty() {
             return first;
@@ -357,36 +350,10 @@ impl NameTable {
         first
     }
 
-    /// Loads the slot that [`NameTable::decide`] will read first (the first control-byte match of
-    /// the longest suffix that has one), so that a batch can have these loads in flight together.
-    #[inline]
-    pub(crate) fn touch(&self, s: &Suffixes, first: &[u8; MAX_FAST]) {
-        let mask = self.ctrl.len().wrapping_sub(1);
-        for k in (0..s.n).rev() {
-            if self.depths & depth_bit(k + 1) == 0 {
-                continue;
-            }
-            let h = hash32(s.hash[k]);
-            let c = ctrl_of(h);
-            let mut i = self.home(h);
-            let mut b = first[k];
-            while b != 0 {
-                if b == c {
-                    if let Some(slot) = self.slots.get(i) {
-                        std::hint::black_box(slot.hash);
-                    }
-                    return;
-                }
-                i = (i + 1) & mask;
-                b = self.ctrl[i];
-            }
-        }
-    }
-
     /// Most specific first: the exact entry of the whole name, then the plain entry of each
     /// suffix, longest first.
     #[inline]
-    pub(crate) fn decide(&self, q: &[u8], s: &Suffixes, first: &[u8; MAX_FAST]) -> u32 {
+    fn decide(&self, q: &[u8], s: &Suffixes, first: &[u8; MAX_FAST]) -> u32 {
         for k in (0..s.n).rev() {
             if self.depths & depth_bit(k + 1) == 0 {
                 continue;

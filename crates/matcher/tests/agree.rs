@@ -303,8 +303,8 @@ fn check(
         let want = want.map(|e| (e, model[e]));
         prop_assert_eq!(got, want, "query {:?}", q);
     }
-    // The batch lookups agree with the single ones (on all queries of their kind at once, so that
-    // the groups of 32 and 8 are exercised, partial last group included).
+    // The batch lookup agrees with the single one (on all IPv4 queries at once, so that the groups
+    // of 32 are exercised, partial last group included).
     let qs: Vec<Q> = queries.iter().map(|q| resolve(q, pool)).collect();
     let v4: Vec<Ipv4Addr> = qs
         .iter()
@@ -322,23 +322,6 @@ fn check(
             m.lookup_ipv4(*a).map(|h| h.entry),
             "batch {}",
             a
-        );
-    }
-    let names: Vec<&str> = qs
-        .iter()
-        .filter_map(|q| match q {
-            Q::Domain(n) => Some(n.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut out = vec![None; names.len()];
-    m.lookup_domain_batch(&names, &mut out);
-    for (n, o) in names.iter().zip(&out) {
-        prop_assert_eq!(
-            o.map(|h| h.entry),
-            m.lookup_domain(n).map(|h| h.entry),
-            "batch {}",
-            n
         );
     }
     Ok(())
