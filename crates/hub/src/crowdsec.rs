@@ -22,7 +22,6 @@ use axum::routing::get;
 use serde_json::json;
 
 use rephub_model::{ActionSet, Entry};
-use rephub_store::ReputationStore;
 
 use crate::auth::hash_key;
 use crate::chunked::Chunks;
@@ -263,18 +262,9 @@ async fn stream(
     };
     let engine = state.engine();
     // Everything written before this request is in the answer.
-    if let Ok(Ok(target)) = state.with_store(|s| s.last_seq()).await {
-        let mut changes = engine.subscribe();
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while engine.applied() < target {
-            engine.wake();
-            if tokio::time::timeout_at(until, changes.changed())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
+    if let Err(e) = state.catch_up().await {
+        tracing::error!(error = %e, "bouncer stream failed");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     }
     let e = engine.clone();
     let answer = match tokio::task::spawn_blocking(move || e.answer(profile, cursor)).await {

@@ -1263,19 +1263,7 @@ async fn sync(
     let cursor = if device.pending { None } else { cursor };
     let engine = state.engine();
     let mut changes = engine.subscribe();
-    // Read-your-writes: the answer includes everything committed before this request, so wait
-    // (briefly) for the follower to reach it.
-    let target = state.with_store(|s| s.last_seq()).await??;
-    let catch_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while engine.applied() < target {
-        engine.wake();
-        if tokio::time::timeout_at(catch_up, changes.changed())
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
+    state.catch_up().await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let _parked = crate::metrics::Parked::new(&state.metrics().parked_polls);
     let answer = loop {

@@ -165,6 +165,10 @@ async fn zone(
             _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
         },
     }
+    // The zone includes everything written before the request (read-your-writes).
+    if state.catch_up().await.is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into());
+    }
     let engine = state.engine();
     let e = engine.clone();
     let items = match tokio::task::spawn_blocking(move || e.answer(profile, None)).await {

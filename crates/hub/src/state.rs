@@ -217,6 +217,25 @@ impl AppState {
         Ok(())
     }
 
+    /// Wait (at most 5 s) until the filter sets include every write committed before this call,
+    /// so that an answer built after it reads the caller's own writes.
+    pub(crate) async fn catch_up(&self) -> Result<(), HubError> {
+        let engine = self.engine();
+        let mut changes = engine.subscribe();
+        let target = self.with_store(|s| s.last_seq()).await??;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while engine.applied() < target {
+            engine.wake();
+            if tokio::time::timeout_at(until, changes.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn device(&self, token_hash: &[u8]) -> Option<Device> {
         lock(&self.inner.devices).get(token_hash).cloned()
     }

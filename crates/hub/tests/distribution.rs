@@ -43,7 +43,9 @@ async fn hub() -> Hub {
     Hub {
         dir,
         hub: Some(hub),
-        http: reqwest::Client::new(),
+        // No automatic decompression (another crate of the workspace turns reqwest's gzip on): the
+        // tests see what the hub sends.
+        http: reqwest::Client::builder().no_gzip().build().unwrap(),
         base,
     }
 }
@@ -957,7 +959,9 @@ async fn expired_entries_leave_the_devices() {
     let h = Hub {
         dir,
         hub: Some(hub),
-        http: reqwest::Client::new(),
+        // No automatic decompression (another crate of the workspace turns reqwest's gzip on): the
+        // tests see what the hub sends.
+        http: reqwest::Client::builder().no_gzip().build().unwrap(),
         base,
     };
     let token = h.setup().await;
