@@ -44,6 +44,37 @@ impl HitCounter {
         }
     }
 
+    /// The counters of the previous reading, saved by [`HitCounter::save`], so that an agent
+    /// restart neither counts the same packets twice nor loses those since the last reading.
+    /// Missing or unreadable: start afresh.
+    pub fn load(path: &Path, now: i64) -> HitCounter {
+        let Ok(text) = fs::read_to_string(path) else {
+            return HitCounter::new(now);
+        };
+        match serde_json::from_str::<(i64, Vec<(IpAddr, u64)>)>(&text) {
+            Ok((since, last)) => HitCounter {
+                last: last.into_iter().collect(),
+                since,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "hit counters on disk unreadable; starting afresh");
+                HitCounter::new(now)
+            }
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let last: Vec<(&IpAddr, &u64)> = self.last.iter().collect();
+        let text = serde_json::to_vec(&(self.since, last)).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)
+    }
+
     /// New packets since the previous reading, as events per entry (ids not yet assigned).
     pub fn events(&mut self, hits: &[(IpAddr, u64)], set: &Matcher<Rule>, now: i64) -> Vec<Event> {
         let mut per_entry: BTreeMap<String, Event> = BTreeMap::new();
@@ -209,6 +240,15 @@ mod tests {
         let ev2 = c.events(&[(a, 4), (b, 1)], &set, 120);
         assert_eq!(ev2[0].hits, 2);
         assert!(c.events(&[(a, 4), (b, 1)], &set, 130).is_empty());
+        // Saved and loaded (an agent restart): the same counters are not new packets.
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("hits.json");
+        c.save(&saved).unwrap();
+        let mut c2 = HitCounter::load(&saved, 999);
+        assert!(c2.events(&[(a, 4), (b, 1)], &set, 140).is_empty());
+        assert_eq!(c2.events(&[(a, 6), (b, 1)], &set, 150)[0].hits, 2);
+        std::fs::write(&saved, b"garbage").unwrap();
+        assert_eq!(HitCounter::load(&saved, 7).since, 7);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.ndjson");

@@ -152,6 +152,17 @@ pub async fn run(
             }
         }
     }
+    // Hits the rules counted while the agent was stopped are read before a full load recreates
+    // the table (and its counters).
+    let mut spool_and_counter = None;
+    if config.backend == Backend::Nftables {
+        let mut spool = events::Spool::open(&config.data_dir.join("events.ndjson"), now() * 1000)
+            .map_err(|e| AgentError::Setup(format!("event spool: {e}")))?;
+        let counters = config.data_dir.join("hits.json");
+        let mut counter = events::HitCounter::load(&counters, now());
+        collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+        spool_and_counter = Some((spool, counter));
+    }
     if backend_fresh {
         load_backend(&mut nft, &shared);
     }
@@ -169,14 +180,13 @@ pub async fn run(
         });
     }
     tokio::spawn(report_task(hub.clone(), config.clone(), shared.clone()));
-    if config.backend == Backend::Nftables {
-        let spool = events::Spool::open(&config.data_dir.join("events.ndjson"), now() * 1000)
-            .map_err(|e| AgentError::Setup(format!("event spool: {e}")))?;
+    if let Some((spool, counter)) = spool_and_counter {
         tokio::spawn(events_task(
             hub.clone(),
             config.clone(),
             shared.clone(),
             spool,
+            counter,
         ));
     }
 
@@ -414,31 +424,49 @@ async fn report_task(hub: HubClient, config: AgentConfig, shared: Arc<Shared>) {
     }
 }
 
-/// Read the hit sets, spool new events, send the spool.
+/// Read the hit sets once: new packets become spooled events, then the counters are saved.
+fn collect_hits(
+    config: &AgentConfig,
+    shared: &Shared,
+    counter: &mut events::HitCounter,
+    spool: &mut events::Spool,
+    counters: &std::path::Path,
+) {
+    match nft::hits(&config.nft_bin, &config.nft_table) {
+        Ok(hits) => {
+            let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+            let new = counter.events(&hits, &set, now());
+            drop(set);
+            // Spooled first, then the counters: a crash between the two reports an interval twice
+            // (the hub keeps both), never loses one.
+            match spool.push(new) {
+                Ok(()) => {
+                    if let Err(e) = counter.save(counters) {
+                        tracing::error!(error = %e, "could not save the hit counters");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not spool detection events"),
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no hit counters (table not loaded yet?)"),
+    }
+}
+
+/// Every `events_secs`: read the hit sets, spool new events, send the spool.
 async fn events_task(
     hub: HubClient,
     config: AgentConfig,
     shared: Arc<Shared>,
     mut spool: events::Spool,
+    mut counter: events::HitCounter,
 ) {
-    let mut counter = events::HitCounter::new(now());
     let every = Duration::from_secs(config.events_secs);
+    let counters = config.data_dir.join("hits.json");
     loop {
         tokio::time::sleep(every).await;
-        let (bin, table) = (config.nft_bin.clone(), config.nft_table.clone());
-        let hits = tokio::task::spawn_blocking(move || nft::hits(&bin, &table)).await;
-        match hits {
-            Ok(Ok(hits)) => {
-                let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
-                let new = counter.events(&hits, &set, now());
-                drop(set);
-                if let Err(e) = spool.push(new) {
-                    tracing::error!(error = %e, "could not spool detection events");
-                }
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "no hit counters (table not loaded yet?)"),
-            Err(e) => tracing::error!(error = %e, "reading hit counters failed"),
-        }
+        tokio::task::block_in_place(|| {
+            collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+        });
         // In batches the hub takes; stop at the first failure and keep the rest for later.
         while !spool.pending().is_empty() {
             let n = spool.pending().len().min(5000);
