@@ -599,3 +599,61 @@ fn unbound_enforces_the_rpz_zone_of_a_profile() {
     );
     assert_eq!(dig("www.bad.example"), "NOERROR");
 }
+
+#[test]
+fn crowdsecs_custom_bouncer_runs_its_script_for_rephub_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port("127.0.0.1");
+    let (_hub, key) = serve(&dir.path().join("hub"), &format!("127.0.0.1:{port}"));
+    let api = api(format!("http://127.0.0.1:{port}"), key.unwrap());
+    let bouncer_key = api.setup("custom-bouncer");
+    api.add("192.0.2.77", json!({}));
+    api.add("198.51.100.0/24", json!({}));
+    let out = dir.path().join("calls.txt");
+    let script = dir.path().join("on-decision.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1 $2\" >> {}\n", out.display()),
+    )
+    .unwrap();
+    must(&format!("chmod +x {}", script.display()));
+    let config = dir.path().join("custom.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "bin_path: {}\nfeed_via_stdin: false\ntotal_retries: 0\npiddir: {d}\nupdate_frequency: 1s\n\
+             cache_retention_duration: 1s\ndaemonize: false\nlog_mode: stdout\nlog_level: info\n\
+             api_url: http://127.0.0.1:{port}/\napi_key: {bouncer_key}\nprometheus:\n  enabled: false\n",
+            script.display(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("custom.log")).unwrap();
+    let _bouncer = Proc(
+        Command::new("crowdsec-custom-bouncer")
+            .arg("-c")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("crowdsec-custom-bouncer (apt-get install --no-install-recommends crowdsec-custom-bouncer)"),
+    );
+    let calls = || std::fs::read_to_string(&out).unwrap_or_default();
+    let log = || std::fs::read_to_string(dir.path().join("custom.log")).unwrap_or_default();
+    // Networks reach a custom bouncer whole (its script decides what to do with them).
+    assert!(
+        eventually(20, || calls().contains("add 192.0.2.77")
+            && calls().contains("add 198.51.100.0/24")),
+        "{}\n{}",
+        calls(),
+        log()
+    );
+    api.delete("192.0.2.77");
+    assert!(
+        eventually(20, || calls().contains("del 192.0.2.77")),
+        "{}\n{}",
+        calls(),
+        log()
+    );
+}
