@@ -20,7 +20,7 @@ pub struct Args {
     pub cache_mib: u32,
 
     /// Work against a running hub (`https://hub:8443`) instead of the database file: import,
-    /// query, search, delete and categories.
+    /// query, search, delete and categories. For `agent`: the hub it syncs from.
     #[arg(long, global = true, env = "REPHUB_HUB")]
     pub hub: Option<String>,
 
