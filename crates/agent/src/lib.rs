@@ -44,9 +44,7 @@ pub enum AgentError {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    rephub_model::Clock::now(&rephub_model::SystemClock)
 }
 
 /// Exponential backoff with jitter, 1 s up to the configured maximum.
@@ -198,25 +196,35 @@ pub async fn run(
     Ok(())
 }
 
-/// (Re)load the whole set into the firewall.
-fn load_backend(nft: &mut Option<Nft>, shared: &Shared) -> bool {
-    let Some(n) = nft else {
-        return true;
-    };
-    let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
-    let result = n.full_load(set.iter(), now());
-    drop(set);
+/// Record what a firewall change did, for reports: its elements, or why it failed.
+fn backend_outcome(
+    shared: &Shared,
+    n: &Nft,
+    result: Result<(), nft::NftError>,
+) -> Result<(), String> {
     match result {
         Ok(()) => {
             *lock(&shared.backend_error) = None;
             *lock(&shared.elements) = n.counts().elements;
-            true
+            Ok(())
         }
         Err(e) => {
-            tracing::error!(error = %e, "loading the firewall failed; it keeps its previous rules");
             *lock(&shared.backend_error) = Some(e.to_string());
-            false
+            Err(e.to_string())
         }
+    }
+}
+
+/// (Re)load the whole set into the firewall.
+fn load_backend(nft: &mut Option<Nft>, shared: &Shared) {
+    let Some(n) = nft else {
+        return;
+    };
+    let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+    let result = n.full_load(set.iter(), now());
+    drop(set);
+    if let Err(e) = backend_outcome(shared, n, result) {
+        tracing::error!(error = %e, "loading the firewall failed; it keeps its previous rules");
     }
 }
 
@@ -279,11 +287,8 @@ fn apply(
         let set = Matcher::build(answer.upserts);
         let built = started.elapsed();
         if let Some(n) = nft {
-            n.full_load(set.iter(), now).map_err(|e| {
-                *lock(&shared.backend_error) = Some(e.to_string());
-                e.to_string()
-            })?;
-            *lock(&shared.elements) = n.counts().elements;
+            let result = n.full_load(set.iter(), now);
+            backend_outcome(shared, n, result)?;
         }
         tracing::info!(
             cursor = answer.cursor,
@@ -294,7 +299,6 @@ fn apply(
         );
         *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;
         *lock(&shared.cursor) = Some(answer.cursor);
-        *lock(&shared.backend_error) = None;
         let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = state.save_snapshot(answer.cursor, &set) {
             tracing::error!(error = %e, "could not save the filter set; will retry");
@@ -313,23 +317,16 @@ fn apply(
         let mut set = shared.set.read().unwrap_or_else(|p| p.into_inner()).clone();
         set.apply(answer.upserts.clone(), answer.deletes.clone());
         if let Some(n) = nft {
-            n.full_load(set.iter(), now).map_err(|e| {
-                *lock(&shared.backend_error) = Some(e.to_string());
-                e.to_string()
-            })?;
-            *lock(&shared.elements) = n.counts().elements;
+            let result = n.full_load(set.iter(), now);
+            backend_outcome(shared, n, result)?;
         }
         *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;
     } else {
         if let Some(n) = nft {
             let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
             let before = |e: &rephub_model::Entry| set.get(e).cloned();
-            n.apply(&answer.upserts, &answer.deletes, &before, now)
-                .map_err(|e| {
-                    *lock(&shared.backend_error) = Some(e.to_string());
-                    e.to_string()
-                })?;
-            *lock(&shared.elements) = n.counts().elements;
+            let result = n.apply(&answer.upserts, &answer.deletes, &before, now);
+            backend_outcome(shared, n, result)?;
         }
         shared
             .set
@@ -337,7 +334,6 @@ fn apply(
             .unwrap_or_else(|p| p.into_inner())
             .apply(answer.upserts.clone(), answer.deletes.clone());
     }
-    *lock(&shared.backend_error) = None;
     *lock(&shared.cursor) = Some(answer.cursor);
     tracing::debug!(
         cursor = answer.cursor,

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use rephub_model::{ActionSet, Entry};
+use rephub_model::{ActionSet, Clock, Entry, SystemClock};
 
 use crate::auth::hash_key;
 use crate::chunked::Chunks;
@@ -130,10 +130,12 @@ pub(crate) fn go_duration(secs: i64) -> String {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The scenario of a decision: `rephub/<the filter that selected it>`.
+fn scenario(names: &HashMap<i64, String>, filter: i64) -> String {
+    match names.get(&filter) {
+        Some(n) => format!("{ORIGIN}/{n}"),
+        None => format!("{ORIGIN}/filter"),
+    }
 }
 
 /// One decision, appended to `out` as JSON.
@@ -169,7 +171,7 @@ fn render(d: &Decisions, out: &mut Chunks<'_>) {
             .and_then(|f| d.scenarios.get(&f))
             .map_or(unknown.as_str(), String::as_str)
     };
-    let now = now();
+    let now = SystemClock.now();
     out.buf().extend_from_slice(b"{\"new\":");
     if d.new.is_empty() {
         out.buf().extend_from_slice(b"null");
@@ -279,21 +281,14 @@ async fn stream(
         }
     };
     let names = engine.filter_names(profile);
+    // JSON-encoded once per filter: a snapshot has a million decisions and a few filters.
     let scenarios: HashMap<i64, String> = names
-        .iter()
-        .map(|(id, n)| {
-            let s = format!("{ORIGIN}/{n}");
-            (*id, serde_json::to_string(&s).unwrap_or_default())
-        })
+        .keys()
+        .map(|id| (*id, serde_json::json!(scenario(&names, *id)).to_string()))
         .collect();
-    let scenario_of = |f: i64| {
-        names
-            .get(&f)
-            .map_or_else(|| format!("{ORIGIN}/filter"), |n| format!("{ORIGIN}/{n}"))
-    };
     let wanted = |s: &Selected| {
         scope_value(&s.entry)
-            .is_some_and(|(scope, _)| filter.wants(scope, &scenario_of(s.decision.filter)))
+            .is_some_and(|(scope, _)| filter.wants(scope, &scenario(&names, s.decision.filter)))
     };
     let (next, decisions) = match answer {
         None => (
@@ -419,14 +414,12 @@ async fn decisions(
         return ([(header::CONTENT_TYPE, "application/json")], "null").into_response();
     }
     let names = engine.filter_names(profile);
-    let now = now();
+    let now = SystemClock.now();
     let items: Vec<serde_json::Value> = hits
         .iter()
         .filter_map(|s| {
             let (scope, value) = scope_value(&s.entry)?;
-            let scenario = names
-                .get(&s.decision.filter)
-                .map_or_else(|| format!("{ORIGIN}/filter"), |n| format!("{ORIGIN}/{n}"));
+            let scenario = scenario(&names, s.decision.filter);
             let duration = s
                 .expires
                 .map_or_else(|| FOREVER.to_string(), |t| go_duration((t - now).max(1)));

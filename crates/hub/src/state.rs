@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rephub_model::{Clock, SystemClock};
 use rephub_store::{
     DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, SqliteStore, Upsert,
     WriteMode, WriteTx,
@@ -158,9 +159,7 @@ impl AppState {
     /// The TTL sweeper: remove expired assertions (and entries left without one), then let the
     /// follower distribute the removals.
     pub(crate) async fn sweep(&self) -> Result<u64, HubError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = SystemClock.now();
         let n = self.with_store(move |s| s.sweep_expired(now)).await??;
         if n > 0 {
             self.written();
@@ -256,9 +255,7 @@ impl AppState {
     }
 
     pub(crate) fn record_progress(&self, device: i64, cursor: u64, error: Option<String>) {
-        let seen = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let seen = SystemClock.now();
         let p = rephub_store::DeviceProgress {
             device,
             cursor,
