@@ -410,6 +410,8 @@ pub mod builtin {
     pub const STIX_ID: &str = "STIX - ID";
     pub const STIX_SEVERITY: &str = "STIX - Severity";
     pub const STIX_CONFIDENCE: &str = "STIX - Confidence";
+    /// Free text about the object (Vision One's `description`).
+    pub const DESCRIPTION: &str = "Description";
 
     pub const SUSPICIOUS_OBJECT: &str = "Suspicious Object";
     pub const CNC_CALLBACK: &str = "C&C Callback Address";
@@ -470,6 +472,11 @@ pub mod builtin {
                 SCAN_ACTION,
                 list(&["log", "block"]),
                 "Suggested action: log or block.",
+            ),
+            c(
+                DESCRIPTION,
+                CategoryType::Text,
+                "Free text about the object.",
             ),
         ]
     }

@@ -17,6 +17,7 @@ pub mod import;
 mod keys;
 mod merge;
 mod schema;
+mod sources;
 mod sqlite;
 mod types;
 
@@ -26,6 +27,10 @@ pub use dist::{
 pub use error::StoreError;
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
+pub use sources::{
+    ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,
+    UpstreamStore,
+};
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
 pub use types::{
     Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,

@@ -130,6 +130,30 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (device_id, device_event)
     );
     "#,
+    // 6: threat-intelligence sources. The Vision One-compatible API pages and selects entries by
+    // the time they last changed, which is the newest `updated_at` of their assertions: indexed.
+    // The exception list (objects never distributed), and the configured sources with their state
+    // (config and state are JSON the hub validates).
+    r#"
+    CREATE INDEX assertions_updated ON assertions (updated_at, entry_id);
+    CREATE TABLE exceptions (
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        value TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        modified_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE source_configs (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -147,7 +171,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str, now: i64) -> Result<(),
         let version = i as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        if version == 1 {
+        if version == 1 || version == 6 {
+            // 6 added the `Description` built-in; seeding again adds what is missing.
             seed_builtin_categories(&tx, now)?;
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -158,7 +183,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str, now: i64) -> Result<(),
 
 fn seed_builtin_categories(conn: &Connection, now: i64) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
-        "INSERT INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+        "INSERT OR IGNORE INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
     )?;
     for c in builtin::all() {
         let def = serde_json::to_string(&c.kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;

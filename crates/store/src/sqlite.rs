@@ -114,6 +114,11 @@ impl SqliteStore {
         &self.conn
     }
 
+    /// A transaction on the connection, for the other tables of this crate.
+    pub(crate) fn transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        Ok(self.conn.transaction()?)
+    }
+
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
     pub fn check_integrity(&self) -> Result<(), StoreError> {
         let r: String = self
@@ -168,7 +173,7 @@ fn load_catalog(conn: &Connection) -> Result<Catalog, StoreError> {
     Ok(Catalog::new(cats))
 }
 
-fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
+pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
     let k = u8::try_from(kind)
         .ok()
         .and_then(Kind::from_code)
@@ -824,6 +829,11 @@ impl SqliteTx<'_> {
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM assertions WHERE entry_id = ?1)")?
             .query_row([entry_id], |r| r.get(0))?;
         if left {
+            // The entry's effective tags changed: it was modified now, for everyone who selects
+            // entries by modification time (the Vision One-compatible API).
+            self.tx
+                .prepare_cached("UPDATE assertions SET updated_at = ?2 WHERE entry_id = ?1")?
+                .execute([entry_id, self.now])?;
             let kind: i64 = self
                 .tx
                 .prepare_cached("SELECT kind FROM entries WHERE id = ?1")?

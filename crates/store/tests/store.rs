@@ -637,3 +637,139 @@ fn device_reports_and_events_survive_retries() {
     assert_eq!(after[0].event.value, "x");
     assert!(d.store.events(0, 100, Some(dev.id + 1)).unwrap().is_empty());
 }
+
+mod sources {
+    use super::*;
+    use rephub_store::{ModifiedKey, ModifiedQuery, SourceStore, UpstreamStore};
+
+    fn write(d: &mut Db, source: &str, entries: &[Entry]) {
+        let cat = d.store.catalog().unwrap();
+        let mut tx = d.store.begin().unwrap();
+        for en in entries {
+            put(&mut tx, &cat, source, en, &Tags::new(), WriteMode::Replace).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn page(d: &Db, q: &ModifiedQuery) -> Vec<String> {
+        let p = d.store.modified_entries(q).unwrap();
+        p.items.iter().map(|(_, e)| e.entry.to_string()).collect()
+    }
+
+    #[test]
+    fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification() {
+        let mut d = db();
+        let a = e(Kind::Ipv4, "1.1.1.1");
+        let b = e(Kind::Domain, "b.example");
+        let c = e(Kind::Ipv4, "3.3.3.3");
+        write(&mut d, "feed", &[a.clone(), b.clone()]);
+        d.clock.advance(10);
+        write(&mut d, USER_SOURCE, &[c.clone()]);
+        d.clock.advance(10);
+        // b is also asserted by the user; withdrawing the feed's assertion modifies b (T0 + 30).
+        write(&mut d, USER_SOURCE, &[b.clone()]);
+        d.clock.advance(10);
+        let mut tx = d.store.begin().unwrap();
+        assert!(tx.withdraw("feed", &b).unwrap());
+        tx.commit().unwrap();
+
+        let all = ModifiedQuery {
+            limit: 10,
+            ..ModifiedQuery::default()
+        };
+        assert_eq!(page(&d, &all), ["1.1.1.1", "3.3.3.3", "b.example"]);
+        let since = ModifiedQuery {
+            start: Some(T0 + 10),
+            ..all.clone()
+        };
+        assert_eq!(page(&d, &since), ["3.3.3.3", "b.example"]);
+        let until = ModifiedQuery {
+            end: Some(T0 + 10),
+            ..all.clone()
+        };
+        assert_eq!(page(&d, &until), ["1.1.1.1", "3.3.3.3"]);
+        let ipv4 = ModifiedQuery {
+            kinds: vec![Kind::Ipv4],
+            descending: true,
+            ..all.clone()
+        };
+        assert_eq!(page(&d, &ipv4), ["3.3.3.3", "1.1.1.1"]);
+
+        // Paging one at a time visits every entry.
+        let mut seen = Vec::new();
+        let mut after: Option<ModifiedKey> = None;
+        loop {
+            let p = d
+                .store
+                .modified_entries(&ModifiedQuery {
+                    after,
+                    limit: 1,
+                    ..ModifiedQuery::default()
+                })
+                .unwrap();
+            seen.extend(p.items.iter().map(|(_, e)| e.entry.to_string()));
+            if !p.more {
+                break;
+            }
+            after = p.last;
+        }
+        assert_eq!(seen, ["1.1.1.1", "3.3.3.3", "b.example"]);
+    }
+
+    #[test]
+    fn exceptions_are_kept_once_and_listed_in_order() {
+        let mut d = db();
+        let x = e(Kind::Domain, "x.example");
+        let y = e(Kind::Ipv4, "9.9.9.9");
+        assert_eq!(
+            d.store
+                .put_exceptions(&[(x.clone(), "fp".into()), (y.clone(), String::new())])
+                .unwrap(),
+            [true, true]
+        );
+        assert_eq!(
+            d.store.put_exceptions(&[(x.clone(), "fp".into())]).unwrap(),
+            [false]
+        );
+        let list = d.store.exceptions(0, 10).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].entry, y, "IPv4 sorts before domains");
+        assert_eq!(list[1].description, "fp");
+        assert_eq!(d.store.exceptions(1, 10).unwrap().len(), 1);
+        assert_eq!(
+            d.store.delete_exceptions(&[x.clone(), x]).unwrap(),
+            [true, false]
+        );
+    }
+
+    #[test]
+    fn source_configs_keep_their_state_and_renaming_keeps_the_entries() {
+        let mut d = db();
+        d.store
+            .put_source_config("v1", "visionone", "{}", "api")
+            .unwrap();
+        assert!(d.store.save_source_state("v1", r#"{"cursor":1}"#).unwrap());
+        assert!(!d.store.save_source_state("nope", "{}").unwrap());
+        d.store
+            .put_source_config("v1", "visionone", r#"{"url":"x"}"#, "api")
+            .unwrap();
+        let rows = d.store.source_configs().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, r#"{"cursor":1}"#);
+        assert_eq!(rows[0].config, r#"{"url":"x"}"#);
+
+        let a = e(Kind::Ipv4, "1.1.1.1");
+        write(&mut d, "v1", &[a.clone()]);
+        assert_eq!(d.store.source_entries("v1").unwrap().len(), 1);
+        assert!(d.store.rename_source("v1", "v1@old").unwrap());
+        assert!(d.store.source_entries("v1").unwrap().is_empty());
+        assert!(d.store.get(&a).unwrap().unwrap().has_source("v1@old"));
+        write(&mut d, USER_SOURCE, &[e(Kind::Ipv4, "2.2.2.2")]);
+        assert!(matches!(
+            d.store.rename_source("v1@old", USER_SOURCE),
+            Err(StoreError::Exists(_))
+        ));
+        assert!(d.store.delete_source_config("v1").unwrap());
+        assert!(!d.store.delete_source_config("v1").unwrap());
+    }
+}
