@@ -37,6 +37,12 @@ pub struct Config {
     /// SOA refresh of the RPZ zones (`/rpz/<profile>.zone`): how often a resolver that fetches
     /// them by URL downloads them again, in seconds.
     pub rpz_refresh_secs: u32,
+    /// The URL clients reach this hub at (`https://hub.example:8443`), for the absolute links of
+    /// the Vision One-compatible API; by default taken from each request's `Host`.
+    pub public_url: Option<String>,
+    /// Threat-intelligence sources kept in this file (see docs/sources.md); sources can also be
+    /// managed through the REST API.
+    pub sources: Vec<crate::sources::SourceSpec>,
 }
 
 impl Default for Config {
@@ -55,6 +61,8 @@ impl Default for Config {
             cache_mib: 512,
             sweep_secs: 30,
             rpz_refresh_secs: 60,
+            public_url: None,
+            sources: Vec::new(),
         }
     }
 }

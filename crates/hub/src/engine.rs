@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rephub_model::{Catalog, Criteria, Decision, Entry, Filter, decide, sort_filters};
-use rephub_store::{ChangePage, DistributionStore, ReputationStore, SqliteStore};
+use rephub_store::{ChangePage, DistributionStore, ReputationStore, SqliteStore, UpstreamStore};
 use tokio::sync::{Notify, watch};
 
 use crate::error::HubError;
@@ -93,6 +93,17 @@ pub(crate) struct Engine {
     reader: Mutex<SqliteStore>,
     wake: Notify,
     applied_tx: watch::Sender<u64>,
+    /// The exception list: objects never selected, whatever the filters say.
+    exceptions: Mutex<HashSet<Entry>>,
+}
+
+/// The exception list as a set.
+pub(crate) fn exception_set(reader: &SqliteStore) -> Result<HashSet<Entry>, HubError> {
+    Ok(reader
+        .exceptions(0, usize::MAX)?
+        .into_iter()
+        .map(|e| e.entry)
+        .collect())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,14 +135,22 @@ pub(crate) fn profile_filters(
 impl Engine {
     /// Build every profile's filter set from the store.
     pub(crate) fn build(reader: SqliteStore) -> Result<Arc<Engine>, HubError> {
-        let state = Engine::build_state(&reader)?;
+        let exceptions = exception_set(&reader)?;
+        let state = Engine::build_state(&reader, &exceptions)?;
         let (applied_tx, _) = watch::channel(state.applied);
         Ok(Arc::new(Engine {
             state: Mutex::new(state),
             reader: Mutex::new(reader),
             wake: Notify::new(),
             applied_tx,
+            exceptions: Mutex::new(exceptions),
         }))
+    }
+
+    /// Install a new exception list. The caller then touches the entries whose standing changed,
+    /// so that the follower re-decides them like any other change.
+    pub(crate) fn set_exceptions(&self, list: HashSet<Entry>) {
+        *lock(&self.exceptions) = list;
     }
 
     /// Something was written: look at the change log now.
@@ -208,14 +227,18 @@ impl Engine {
             .map(|s| (s.id, s))
             .collect();
         drop(reader);
+        let exceptions = lock(&self.exceptions);
         let mut st = lock(&self.state);
         for set in st.profiles.values_mut() {
             // Several changes of one entry in a page all see its current state.
             for c in &changes {
                 let (seq, id, entry) = (&c.seq, &c.entry_id, &c.entry);
-                let now = stored.get(id).and_then(|s| {
-                    decide(&set.filters, &s.entry, &s.tags).map(|d| Selected::of(s, d))
-                });
+                let now = stored
+                    .get(id)
+                    .filter(|s| !exceptions.contains(&s.entry))
+                    .and_then(|s| {
+                        decide(&set.filters, &s.entry, &s.tags).map(|d| Selected::of(s, d))
+                    });
                 // A new expiry is a change too: devices time entries out themselves.
                 if now.as_ref() == set.decisions.get(id) {
                     continue;
@@ -235,13 +258,14 @@ impl Engine {
         }
         st.applied = next;
         drop(st);
+        drop(exceptions);
         self.applied_tx.send_replace(next);
         Ok(true)
     }
 
     fn rebuild(&self) -> Result<(), HubError> {
         let reader = lock(&self.reader);
-        let fresh = Engine::build_state(&reader)?;
+        let fresh = Engine::build_state(&reader, &lock(&self.exceptions))?;
         drop(reader);
         let applied = fresh.applied;
         *lock(&self.state) = fresh;
@@ -249,7 +273,7 @@ impl Engine {
         Ok(())
     }
 
-    fn build_state(reader: &SqliteStore) -> Result<State, HubError> {
+    fn build_state(reader: &SqliteStore, exceptions: &HashSet<Entry>) -> Result<State, HubError> {
         let catalog = reader.catalog()?;
         let rows = reader.filters()?;
         // `applied` is read first: anything written during the scan below is also in the change
@@ -270,6 +294,9 @@ impl Engine {
         }
         if !profiles.is_empty() {
             reader.search_each(&Criteria::default(), &mut |e| {
+                if exceptions.contains(&e.entry) {
+                    return true;
+                }
                 for set in profiles.values_mut() {
                     if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
                         set.decisions.insert(e.id, Selected::of(&e, d));
@@ -293,7 +320,11 @@ impl Engine {
         // a change between the scan and the install.
         let reader = lock(&self.reader);
         let mut fresh: HashMap<i64, Selected> = HashMap::new();
+        let exceptions = lock(&self.exceptions);
         reader.search_each(&Criteria::default(), &mut |e| {
+            if exceptions.contains(&e.entry) {
+                return true;
+            }
             if let Some(d) = decide(&filters, &e.entry, &e.tags) {
                 fresh.insert(e.id, Selected::of(&e, d));
             }

@@ -22,8 +22,11 @@ mod reports;
 mod rest;
 mod rpz;
 mod sms;
+mod sources;
 mod state;
+mod stix;
 mod tls;
+mod visionone;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +41,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Role, hash_key, new_key};
 pub use config::{Config, ConfigError};
 pub use error::HubError;
+pub use sources::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;
 
 /// The whole application: every route, with limits, timeouts and request logs.
@@ -55,6 +59,9 @@ pub fn app(state: AppState) -> Router {
         .merge(reports::router())
         .merge(crowdsec::router())
         .merge(rpz::router())
+        .merge(visionone::router())
+        .merge(sources::api::router())
+        .merge(stix::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,
@@ -141,6 +148,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(state.engine().follow());
+    sources::start_all(&state).await?;
     let flusher = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -176,6 +184,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
             .map_err(|e| HubError::Internal(e.to_string()));
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
+        state.sources().stop_all();
         flusher.abort();
         sweeper.abort();
         state.flush_progress().await?;

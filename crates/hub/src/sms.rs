@@ -188,7 +188,7 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
     Ok(p)
 }
 
-fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(header).ok()?;
     let (scheme, rest) = text.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

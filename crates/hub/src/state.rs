@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rephub_model::{Clock, SystemClock};
+use rephub_model::{Clock, Entry, SystemClock};
 use rephub_store::{
     DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, SqliteStore, Upsert,
     WriteMode, WriteTx,
@@ -61,6 +61,10 @@ struct Inner {
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
     progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
+    /// The running threat-intelligence sources.
+    sources: crate::sources::Registry,
+    /// Status resources of STIX pushes.
+    stix_statuses: crate::stix::Statuses,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +106,8 @@ impl AppState {
                 writes,
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
+                sources: crate::sources::Registry::default(),
+                stix_statuses: crate::stix::Statuses::default(),
             }),
         };
         let weak = Arc::downgrade(&state.inner);
@@ -115,6 +121,14 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn sources(&self) -> &crate::sources::Registry {
+        &self.inner.sources
+    }
+
+    pub(crate) fn stix_statuses(&self) -> &crate::stix::Statuses {
+        &self.inner.stix_statuses
     }
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
@@ -154,6 +168,31 @@ impl AppState {
             .map_err(HubError::Internal)?;
         self.written();
         Ok(outcome)
+    }
+
+    /// The exception list changed for these entries: install the new list in the filter sets
+    /// and have the follower re-decide the entries (an object added to the list leaves every
+    /// device; one taken off comes back).
+    pub(crate) async fn exceptions_changed(&self, entries: Vec<Entry>) -> Result<(), HubError> {
+        let engine = self.engine();
+        self.with_store(move |s| -> Result<(), HubError> {
+            engine.set_exceptions(crate::engine::exception_set(s)?);
+            let mut ids = Vec::new();
+            for e in &entries {
+                if let Some(found) = s.get(e)? {
+                    ids.push(found.id);
+                }
+            }
+            if !ids.is_empty() {
+                let mut tx = s.begin()?;
+                tx.touch(&ids)?;
+                tx.commit()?;
+            }
+            Ok(())
+        })
+        .await??;
+        self.written();
+        Ok(())
     }
 
     /// The TTL sweeper: remove expired assertions (and entries left without one), then let the

@@ -1,0 +1,215 @@
+//! `/api/v1/sources`: list, create, show, replace, delete, run now, test connectivity.
+//! Secrets are never shown (see [`super::spec::REDACTED`]). Sources from the configuration file
+//! are shown and can be run and tested, but are changed in the file.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use rephub_store::{ReputationStore, SourceStore, WriteTx};
+
+use super::{SourceSpec, SourceState, load_state, spawn};
+use crate::auth::Role;
+use crate::error::HubError;
+use crate::rest::{ApiError, ApiResult, body, caller};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sources", get(list).post(create))
+        .route(
+            "/api/v1/sources/{name}",
+            get(show).put(replace).delete(delete),
+        )
+        .route("/api/v1/sources/{name}/sync", post(sync_now))
+        .route("/api/v1/sources/{name}/test", post(test))
+}
+
+fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
+    let status = if !spec.enabled() {
+        "Disabled"
+    } else if st.status.is_empty() {
+        "Never synced"
+    } else {
+        st.status.as_str()
+    };
+    json!({
+        "name": spec.name(),
+        "kind": spec.kind(),
+        "origin": origin,
+        "enabled": spec.enabled(),
+        "config": spec.redacted(),
+        "status": status,
+        "state": st,
+    })
+}
+
+/// Save a validated config (its state is kept).
+pub(crate) async fn store_spec(
+    state: &AppState,
+    spec: &SourceSpec,
+    origin: &str,
+) -> Result<(), HubError> {
+    let json = serde_json::to_string(spec).map_err(|e| HubError::Internal(e.to_string()))?;
+    let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
+    state
+        .with_store(move |s| s.put_source_config(&name, kind, &json, &origin))
+        .await??;
+    Ok(())
+}
+
+/// Stop a source, forget it, and withdraw what it brought. Returns how many entries it held.
+pub(crate) async fn remove(state: &AppState, name: &str) -> Result<u64, HubError> {
+    state.sources().stop(name);
+    let name = name.to_string();
+    let n = state
+        .with_store(move |s| -> Result<u64, HubError> {
+            s.delete_source_config(&name)?;
+            let mut tx = s.begin()?;
+            let n = tx.withdraw_source(&name)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await??;
+    state.written();
+    Ok(n)
+}
+
+fn parse_spec(b: &Bytes) -> ApiResult<SourceSpec> {
+    let spec: SourceSpec = body(b)?;
+    spec.validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    Ok(spec)
+}
+
+async fn found(state: &AppState, name: &str) -> ApiResult<(SourceSpec, SourceState, String)> {
+    load_state(state, name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, None, format!("no source {name:?}")))
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.source_configs()).await??;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Ok(spec) = serde_json::from_str::<SourceSpec>(&row.config) {
+            let st: SourceState = serde_json::from_str(&row.state).unwrap_or_default();
+            out.push(view(&spec, &st, &row.origin));
+        }
+    }
+    Ok(Json(json!({ "sources": out })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let (spec, st, origin) = found(&state, &name).await?;
+    Ok(Json(view(&spec, &st, &origin)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller(&state, &headers, Role::Admin).await?;
+    let spec = parse_spec(&b)?;
+    if load_state(&state, spec.name()).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("name"),
+            format!("source {:?} already exists", spec.name()),
+        ));
+    }
+    store_spec(&state, &spec, "api").await?;
+    spawn(&state, spec.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&spec, &SourceState::default(), "api")),
+    ))
+}
+
+fn file_managed(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        Some("name"),
+        format!("source {name:?} is set in the configuration file: change it there"),
+    )
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let (old, st, origin) = found(&state, &name).await?;
+    if origin == "file" {
+        return Err(file_managed(&name));
+    }
+    let mut spec: SourceSpec = body(&b)?;
+    if spec.name() != name || spec.kind() != old.kind() {
+        return Err(ApiError::bad(
+            "name",
+            "the name and kind of a source cannot change (delete it and create another)",
+        ));
+    }
+    spec.keep_secrets_of(&old);
+    spec.validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    store_spec(&state, &spec, "api").await?;
+    spawn(&state, spec.clone());
+    Ok(Json(view(&spec, &st, "api")))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let (_, _, origin) = found(&state, &name).await?;
+    if origin == "file" {
+        return Err(file_managed(&name));
+    }
+    let withdrawn = remove(&state, &name).await?;
+    Ok(Json(json!({ "deleted": name, "withdrawn": withdrawn })))
+}
+
+async fn sync_now(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller(&state, &headers, Role::Producer).await?;
+    let (spec, _, _) = found(&state, &name).await?;
+    if !spec.enabled() || !state.sources().kick(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            None,
+            format!("source {name:?} is disabled"),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "sync": name }))))
+}
+
+async fn test(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let (spec, _, _) = found(&state, &name).await?;
+    Ok(Json(match super::test(&spec).await {
+        Ok(checks) => json!({ "ok": true, "checks": checks }),
+        Err(e) => json!({ "ok": false, "error": e.to_string() }),
+    }))
+}

@@ -1,0 +1,171 @@
+//! HTTP for sources: one client per run with the source's TLS settings, and GETs that retry what
+//! is worth retrying (connection failures, 429, 5xx) with backoff, honouring `Retry-After`.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+
+use super::SyncError;
+
+/// Tries per request (the first and the retries).
+const TRIES: u32 = 5;
+/// Longest single wait between tries.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Longest a request may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn client(
+    ca_file: Option<&std::path::PathBuf>,
+    insecure: bool,
+) -> Result<Client, SyncError> {
+    // Idempotent: the process-wide provider may already be installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = Client::builder()
+        .user_agent(concat!("rephub/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(TIMEOUT)
+        .no_gzip();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| SyncError::Config(format!("ca_file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| SyncError::Config(format!("ca_file {}: {e}", path.display())))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if insecure {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| SyncError::Config(format!("HTTP client: {e}")))
+}
+
+/// How long to wait before try `n` (1-based): `Retry-After` when the server gave one (seconds or
+/// an HTTP date), else 1 s doubling, with up to 25 % jitter; never more than [`MAX_WAIT`].
+fn wait_before(n: u32, headers: Option<&HeaderMap>) -> Duration {
+    if let Some(v) = headers
+        .and_then(|h| h.get(RETRY_AFTER))
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Ok(secs) = v.trim().parse::<u64>() {
+            return Duration::from_secs(secs).min(MAX_WAIT);
+        }
+        if let Ok(t) = chrono::DateTime::parse_from_rfc2822(v.trim()) {
+            let secs = (t.timestamp() - chrono::Utc::now().timestamp()).max(0) as u64;
+            return Duration::from_secs(secs).min(MAX_WAIT);
+        }
+    }
+    let base = Duration::from_secs(1u64 << (n - 1).min(6));
+    let mut r = [0u8; 1];
+    let _ = getrandom::fill(&mut r);
+    let jitter = base.mul_f64(f64::from(r[0]) / 1024.0);
+    (base + jitter).min(MAX_WAIT)
+}
+
+fn worth_retrying(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Send (a fresh copy of) `req` until it gets an answer that is not worth retrying, and return
+/// it whatever its status. Connection failures and 429/5xx are retried [`TRIES`] times in all.
+pub(crate) async fn send(
+    req: impl Fn() -> RequestBuilder,
+    what: &str,
+) -> Result<Response, SyncError> {
+    let mut last = String::new();
+    for n in 1..=TRIES {
+        match req().send().await {
+            Ok(resp) if worth_retrying(resp.status()) && n < TRIES => {
+                last = format!("{what}: HTTP {}", resp.status());
+                let wait = wait_before(n, Some(resp.headers()));
+                tracing::info!(%what, status = %resp.status(), wait_ms = wait.as_millis() as u64, "upstream busy or failing; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Ok(resp) => return Ok(resp),
+            Err(e) if n < TRIES => {
+                last = format!("{what}: {}", error_text(&e));
+                tokio::time::sleep(wait_before(n, None)).await;
+            }
+            Err(e) => return Err(SyncError::Upstream(format!("{what}: {}", error_text(&e)))),
+        }
+    }
+    Err(SyncError::Upstream(last))
+}
+
+/// A reqwest error with its causes (the top level alone says little: "error sending request").
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
+    // The URL may carry a feed's credentials in its query: leave it out.
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<url>");
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// The body of a successful answer as JSON; any other status is an error naming it (and the
+/// upstream's error message when it sent one).
+pub(crate) async fn json(
+    resp: Response,
+    what: &str,
+) -> Result<(serde_json::Value, HeaderMap), SyncError> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.map_err(|e| {
+        SyncError::Upstream(format!("{what}: reading the answer: {}", error_text(&e)))
+    })?;
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .or_else(|| v.get("description"))
+                    .or_else(|| v.get("title"))
+                    .and_then(|m| m.as_str().map(str::to_string))
+            })
+            .unwrap_or_default();
+        return Err(SyncError::Upstream(
+            format!("{what}: HTTP {status} {detail}")
+                .trim_end()
+                .to_string(),
+        ));
+    }
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| SyncError::Upstream(format!("{what}: the answer is not JSON: {e}")))?;
+    Ok((v, headers))
+}
+
+/// A header value for a secret, marked sensitive so that it never reaches a log.
+pub(crate) fn secret(v: &str) -> Result<HeaderValue, SyncError> {
+    let mut h = HeaderValue::from_str(v)
+        .map_err(|_| SyncError::Config("the credential holds characters a header cannot".into()))?;
+    h.set_sensitive(true);
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(wait_before(1, Some(&h)), Duration::from_secs(7));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("100000"));
+        assert_eq!(wait_before(1, Some(&h)), MAX_WAIT);
+        let w = wait_before(3, None);
+        assert!(
+            w >= Duration::from_secs(4) && w <= Duration::from_secs(5),
+            "{w:?}"
+        );
+        assert!(wait_before(30, None) <= MAX_WAIT);
+    }
+}

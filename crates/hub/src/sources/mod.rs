@@ -1,0 +1,406 @@
+//! Threat-intelligence sources that the hub pulls from: Vision One suspicious objects (or another
+//! hub's Vision One-compatible API), TAXII 2.1 collections, and lists over HTTP.
+//!
+//! Every source has a config ([`SourceSpec`], from the configuration file or the REST API), a
+//! schedule, and a state kept in the store after every run ([`SourceState`]). A source *owns*
+//! what it brought: its writes are assertions under its own name, so an object that disappears
+//! upstream is withdrawn here without touching what other sources or users asserted.
+//!
+//! Rules every kind keeps:
+//! - a bad object is counted and logged with its reason, and the rest of the run goes on;
+//! - the cursor advances only past what was stored;
+//! - an upstream that is down, slow or answering 429/5xx never causes a deletion here: removals
+//!   come only from a complete, successful listing (or an explicit revocation).
+
+pub(crate) mod api;
+mod feed;
+mod http;
+mod spec;
+mod taxii;
+mod visionone;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use rephub_model::{Clock, Entry, SystemClock};
+use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode, WriteTx};
+
+use crate::error::HubError;
+use crate::state::AppState;
+
+pub use spec::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
+
+impl From<rephub_store::StoreError> for SyncError {
+    fn from(e: rephub_store::StoreError) -> SyncError {
+        SyncError::Hub(e.into())
+    }
+}
+
+/// Counts of one run (and, summed, of a source's life).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub(crate) added: u64,
+    pub(crate) updated: u64,
+    pub(crate) unchanged: u64,
+    pub(crate) removed: u64,
+    pub(crate) rejected: u64,
+    pub(crate) skipped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.added += o.added;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.removed += o.removed;
+        self.rejected += o.rejected;
+        self.skipped += o.skipped;
+    }
+}
+
+pub(crate) const IN_SYNC: &str = "In sync";
+pub(crate) const OUT_OF_SYNC: &str = "Out of sync";
+
+/// What the hub remembers of a source between runs (JSON in the store).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct SourceState {
+    /// `In sync`, `Out of sync` (the last run failed), `Never synced`, `Disabled`.
+    pub(crate) status: String,
+    /// Where the next delta starts (kind-specific: a time, a TAXII `added_after`).
+    pub(crate) cursor: Option<String>,
+    /// Which account the cursor and the owned entries belong to (a hash of URL and token).
+    pub(crate) account: Option<String>,
+    /// Feeds: validators of the last download.
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+    pub(crate) last_run: Option<i64>,
+    pub(crate) last_success: Option<i64>,
+    pub(crate) last_full_sync: Option<i64>,
+    pub(crate) next_run: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    /// Failed runs in a row (the retry interval grows with it).
+    pub(crate) failures: u32,
+    /// The last run's counts, and the sum over all runs.
+    pub(crate) last: Counts,
+    pub(crate) total: Counts,
+    /// Reasons of the last run's rejected objects (the first few).
+    pub(crate) rejects: Vec<String>,
+}
+
+/// Reasons kept per run.
+const KEEP_REJECTS: usize = 20;
+
+/// The result of one run, and what the run writes through.
+pub(crate) struct Run {
+    pub(crate) state: AppState,
+    pub(crate) source: String,
+    pub(crate) counts: Counts,
+    pub(crate) rejects: Vec<String>,
+}
+
+impl Run {
+    fn new(state: AppState, source: &str) -> Run {
+        Run {
+            state,
+            source: source.to_string(),
+            counts: Counts::default(),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// A bad object: counted, logged, kept for the state (the first few).
+    pub(crate) fn reject(&mut self, reason: String) {
+        tracing::warn!(source = %self.source, %reason, "object rejected");
+        self.counts.rejected += 1;
+        if self.rejects.len() < KEEP_REJECTS {
+            self.rejects.push(reason);
+        }
+    }
+
+    pub(crate) fn skip(&mut self) {
+        self.counts.skipped += 1;
+    }
+
+    /// Write this source's assertions (its tags exactly): durable when this returns.
+    pub(crate) async fn upsert(&mut self, items: Vec<Upsert>) -> Result<(), HubError> {
+        for chunk in items.chunks(10_000) {
+            let (outcomes, _) = self
+                .state
+                .write_entries(self.source.clone(), chunk.to_vec(), WriteMode::Replace)
+                .await?;
+            for o in outcomes {
+                match o {
+                    Outcome::Added => self.counts.added += 1,
+                    Outcome::Updated => self.counts.updated += 1,
+                    Outcome::Unchanged => self.counts.unchanged += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraw this source's assertions of these entries (others' stay).
+    pub(crate) async fn withdraw(&mut self, entries: Vec<Entry>) -> Result<(), HubError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let source = self.source.clone();
+        let n = self
+            .state
+            .with_store(move |s| -> Result<u64, HubError> {
+                let mut tx = s.begin()?;
+                let mut n = 0;
+                for e in &entries {
+                    n += u64::from(tx.withdraw(&source, e)?);
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await??;
+        self.counts.removed += n;
+        self.state.written();
+        Ok(())
+    }
+
+    /// What this source asserts now, with the expiry of each assertion.
+    pub(crate) async fn owned(&self) -> Result<HashMap<Entry, Option<i64>>, HubError> {
+        let source = self.source.clone();
+        Ok(self
+            .state
+            .with_store(move |s| s.source_entries(&source))
+            .await??)
+    }
+
+    /// The expiry of this source's assertion of each of `entries` that it asserts.
+    pub(crate) async fn expiries(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<HashMap<Entry, Option<i64>>, HubError> {
+        let source = self.source.clone();
+        self.state
+            .with_store(move |s| -> Result<_, HubError> {
+                let mut out = HashMap::new();
+                for e in entries {
+                    if let Some(found) = s.get(&e)? {
+                        if let Some(a) = found.assertions.iter().find(|a| a.source == source) {
+                            out.insert(e, a.expires_at);
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?
+    }
+}
+
+/// Why a run stopped. Whatever it stored before stays stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+/// A running source: its task and a way to make it run now.
+#[derive(Debug)]
+struct Handle {
+    now: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The running sources of a hub.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    running: Mutex<HashMap<String, Handle>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop a source's task (a run in progress is dropped: what it stored stays, its cursor is
+    /// where the last stored page left it).
+    pub(crate) fn stop(&self, name: &str) {
+        if let Some(h) = self.lock().remove(name) {
+            h.task.abort();
+        }
+    }
+
+    /// Ask a source to run now. Returns whether it is running.
+    pub(crate) fn kick(&self, name: &str) -> bool {
+        match self.lock().get(name) {
+            Some(h) => {
+                h.now.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn stop_all(&self) {
+        for (_, h) in self.lock().drain() {
+            h.task.abort();
+        }
+    }
+}
+
+/// Start (or restart) the task of a source.
+pub(crate) fn spawn(state: &AppState, spec: SourceSpec) {
+    let name = spec.name().to_string();
+    state.sources().stop(&name);
+    if !spec.enabled() {
+        return;
+    }
+    let now = Arc::new(Notify::new());
+    let task = tokio::spawn(run_forever(state.clone(), spec, now.clone()));
+    state.sources().lock().insert(name, Handle { now, task });
+}
+
+/// Load the state of a source (default when never run).
+pub(crate) async fn load_state(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<(SourceSpec, SourceState, String)>, HubError> {
+    let name = name.to_string();
+    let row = state
+        .with_store(move |s| {
+            s.source_configs()
+                .map(|rows| rows.into_iter().find(|r| r.name == name))
+        })
+        .await??;
+    let Some(row) = row else { return Ok(None) };
+    let spec: SourceSpec = serde_json::from_str(&row.config)
+        .map_err(|e| HubError::Internal(format!("source {}: stored config: {e}", row.name)))?;
+    let st: SourceState = serde_json::from_str(&row.state).unwrap_or_default();
+    Ok(Some((spec, st, row.origin)))
+}
+
+async fn save_state(state: &AppState, name: &str, st: &SourceState) -> Result<(), HubError> {
+    let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
+    let name = name.to_string();
+    state
+        .with_store(move |s| s.save_source_state(&name, &json))
+        .await??;
+    Ok(())
+}
+
+/// Longest wait after failures (and the cap of `Retry-After`).
+const MAX_BACKOFF: u64 = 300;
+
+async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
+    let name = spec.name().to_string();
+    loop {
+        let st = match load_state(&state, &name).await {
+            Ok(Some((_, st, _))) => st,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(source = %name, error = %e, "reading source state");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        let wait = st
+            .next_run
+            .map_or(0, |t| t.saturating_sub(SystemClock.now()).max(0)) as u64;
+        if wait > 0 {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+                () = now.notified() => {}
+            }
+        }
+        if let Err(e) = run_once(&state, &spec, st).await {
+            tracing::error!(source = %name, error = %e, "saving source state");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// One run: sync, then record the outcome. Returns the new state.
+pub(crate) async fn run_once(
+    state: &AppState,
+    spec: &SourceSpec,
+    mut st: SourceState,
+) -> Result<SourceState, HubError> {
+    let name = spec.name();
+    let started = SystemClock.now();
+    let mut run = Run::new(state.clone(), name);
+    let result = match spec {
+        SourceSpec::Visionone(s) => visionone::sync(s, &mut st, &mut run).await,
+        SourceSpec::Taxii(s) => taxii::sync(s, &mut st, &mut run).await,
+        SourceSpec::Feed(s) => feed::sync(s, &mut st, &mut run).await,
+    };
+    st.last_run = Some(started);
+    st.last = run.counts;
+    st.total.add(&run.counts);
+    st.rejects = std::mem::take(&mut run.rejects);
+    let interval = spec.interval_secs() as i64;
+    match result {
+        Ok(()) => {
+            st.status = IN_SYNC.into();
+            st.last_success = Some(started);
+            st.last_error = None;
+            st.failures = 0;
+            st.next_run = Some(started + interval);
+            tracing::info!(source = %name, counts = ?run.counts, "source synced");
+        }
+        Err(e) => {
+            st.status = OUT_OF_SYNC.into();
+            st.last_error = Some(e.to_string());
+            st.failures = st.failures.saturating_add(1);
+            // Retry sooner than the interval at first, then back off.
+            let backoff = (1u64 << st.failures.min(9)).min(MAX_BACKOFF) as i64;
+            st.next_run = Some(SystemClock.now() + backoff.min(interval.max(1)));
+            tracing::warn!(source = %name, error = %e, counts = ?run.counts, "source sync failed");
+        }
+    }
+    save_state(state, name, &st).await?;
+    Ok(st)
+}
+
+/// Test connectivity: reach the upstream with the config's credentials, change nothing.
+pub(crate) async fn test(spec: &SourceSpec) -> Result<Vec<String>, SyncError> {
+    match spec {
+        SourceSpec::Visionone(s) => visionone::test(s).await,
+        SourceSpec::Taxii(s) => taxii::test(s).await,
+        SourceSpec::Feed(s) => feed::test(s).await,
+    }
+}
+
+/// Install the configuration file's sources (they replace API-made ones of the same name; ones
+/// removed from the file are removed, with what they brought) and start every enabled source.
+pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
+    let from_file = state.config().sources.clone();
+    for spec in &from_file {
+        spec.validate()
+            .map_err(|e| HubError::Internal(format!("source {}: {e}", spec.name())))?;
+    }
+    let rows = state.with_store(|s| s.source_configs()).await??;
+    for row in rows.iter().filter(|r| r.origin == "file") {
+        if !from_file.iter().any(|s| s.name() == row.name) {
+            tracing::warn!(source = %row.name, "source removed from the configuration file: removing it and what it brought");
+            api::remove(state, &row.name).await?;
+        }
+    }
+    for spec in from_file {
+        api::store_spec(state, &spec, "file").await?;
+    }
+    let rows = state.with_store(|s| s.source_configs()).await??;
+    for row in rows {
+        match serde_json::from_str::<SourceSpec>(&row.config) {
+            Ok(spec) => spawn(state, spec),
+            Err(e) => {
+                tracing::error!(source = %row.name, error = %e, "stored source config unreadable")
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,466 @@
+//! Source configurations: what the configuration file's `[[sources]]` tables and the REST API's
+//! bodies hold. Unknown fields are refused; `validate` checks what serde cannot.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Written in place of a secret when a config is shown; given back in an update, it keeps the
+/// stored secret.
+pub(crate) const REDACTED: &str = "********";
+
+fn yes() -> bool {
+    true
+}
+
+/// One configured source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceSpec {
+    /// Vision One suspicious objects (or another rephub hub's Vision One-compatible API).
+    Visionone(VisionOneSpec),
+    /// A TAXII 2.1 collection.
+    Taxii(TaxiiSpec),
+    /// A list over HTTP: one value a line, or CSV.
+    Feed(FeedSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionOneSpec {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A region (`us`, `eu`, `jp`, `sg`, `au`, `in`, `uk`, `mea`, `usgov`) or a base URL
+    /// (`https://api.xdr.trendmicro.com`, or another hub's `https://hub.example:8443`).
+    pub url: String,
+    /// The API token (bearer), or `token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds between delta syncs (seed 002: 60 by default).
+    #[serde(default = "VisionOneSpec::interval")]
+    pub interval_secs: u64,
+    /// Seconds between full reconciliations, which remove objects deleted upstream.
+    #[serde(default = "VisionOneSpec::full")]
+    pub full_sync_secs: u64,
+    /// How far before the last object seen a delta sync asks from, so that objects committed
+    /// upstream late, or stamped by a clock a little behind, are not missed.
+    #[serde(default = "VisionOneSpec::overlap")]
+    pub overlap_secs: u64,
+    /// PEM file of a CA (or self-signed certificate) to trust besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (labs and tests only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+impl VisionOneSpec {
+    fn interval() -> u64 {
+        60
+    }
+    fn full() -> u64 {
+        3600
+    }
+    fn overlap() -> u64 {
+        300
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxiiSpec {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The discovery URL (`https://taxii.example/taxii2/`) or an API root URL.
+    pub url: String,
+    /// The collection's id or title.
+    pub collection: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A bearer token instead of a user name and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default = "TaxiiSpec::interval")]
+    pub interval_secs: u64,
+    /// Objects asked for per request (`limit`); the server may send fewer.
+    #[serde(default = "TaxiiSpec::page")]
+    pub page_size: u32,
+    /// Only objects added after this time on the first poll (RFC 3339); all by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_after: Option<String>,
+    /// PEM file of a CA (or self-signed certificate) to trust besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (labs and tests only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+impl TaxiiSpec {
+    fn interval() -> u64 {
+        300
+    }
+    fn page() -> u32 {
+        1000
+    }
+}
+
+/// The layout of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFormat {
+    /// One value a line; `#` starts a comment; anything after the first blank is ignored.
+    #[default]
+    Plain,
+    /// CSV with a column mapping.
+    Csv,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSpec {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub url: String,
+    #[serde(default)]
+    pub format: FeedFormat,
+    /// The kind of every value (`ipv4`, `ipv6`, `domain`, `url`, `sha1`, `sha256`); detected per
+    /// value when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_kind: Option<String>,
+    /// CSV: the column of the value, by header name or 1-based number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_column: Option<String>,
+    /// CSV: tag category → column (header name or 1-based number).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tag_columns: BTreeMap<String, String>,
+    /// CSV: the first line names the columns.
+    #[serde(default)]
+    pub header: bool,
+    /// CSV: the field separator (one character).
+    #[serde(default = "FeedSpec::delimiter")]
+    pub delimiter: String,
+    /// Tags every entry of the feed gets: category → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// A bearer token or a `user:password` for Basic auth, if the feed needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<String>,
+    #[serde(default = "FeedSpec::interval")]
+    pub interval_secs: u64,
+    /// Accept a download without a single valid value as "the feed is empty now" (and remove
+    /// what it brought). Off by default: an empty or garbled download is far more often a broken
+    /// feed than an emptied one.
+    #[serde(default)]
+    pub allow_empty: bool,
+    /// PEM file of a CA (or self-signed certificate) to trust besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (labs and tests only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+impl FeedSpec {
+    fn interval() -> u64 {
+        3600
+    }
+    fn delimiter() -> String {
+        ",".into()
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SpecError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Region names and their base URLs (visionone-api.md).
+pub(crate) const REGIONS: [(&str, &str); 9] = [
+    ("us", "https://api.xdr.trendmicro.com"),
+    ("eu", "https://api.eu.xdr.trendmicro.com"),
+    ("jp", "https://api.xdr.trendmicro.co.jp"),
+    ("sg", "https://api.sg.xdr.trendmicro.com"),
+    ("au", "https://api.au.xdr.trendmicro.com"),
+    ("in", "https://api.in.xdr.trendmicro.com"),
+    ("uk", "https://api.uk.xdr.trendmicro.com"),
+    ("mea", "https://api.mea.xdr.trendmicro.com"),
+    ("usgov", "https://api.usgov.xdr.trendmicro.com"),
+];
+
+fn check_url(field: &str, u: &str) -> Result<(), SpecError> {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        return Err(bad(field, format!("{u:?} is not an http(s) URL")));
+    }
+    reqwest::Url::parse(u).map_err(|e| bad(field, format!("{u:?}: {e}")))?;
+    Ok(())
+}
+
+impl SourceSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSpec::Visionone(s) => &s.name,
+            SourceSpec::Taxii(s) => &s.name,
+            SourceSpec::Feed(s) => &s.name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Visionone(_) => "visionone",
+            SourceSpec::Taxii(_) => "taxii",
+            SourceSpec::Feed(_) => "feed",
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        match self {
+            SourceSpec::Visionone(s) => s.enabled,
+            SourceSpec::Taxii(s) => s.enabled,
+            SourceSpec::Feed(s) => s.enabled,
+        }
+    }
+
+    pub fn interval_secs(&self) -> u64 {
+        match self {
+            SourceSpec::Visionone(s) => s.interval_secs,
+            SourceSpec::Taxii(s) => s.interval_secs,
+            SourceSpec::Feed(s) => s.interval_secs,
+        }
+    }
+
+    /// Checks serde cannot make. Source names become assertion sources: `user` and names with
+    /// `@` (kept for what earlier accounts brought) are taken.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(
+                "name",
+                "1 to 64 characters: letters, digits, '-', '_', '.'",
+            ));
+        }
+        if name == rephub_store::USER_SOURCE || name == crate::stix::PUSH_SOURCE {
+            return Err(bad("name", format!("{name:?} is reserved")));
+        }
+        if self.interval_secs() == 0 {
+            return Err(bad("interval_secs", "must be at least 1"));
+        }
+        match self {
+            SourceSpec::Visionone(s) => {
+                if !REGIONS.iter().any(|(r, _)| *r == s.url) {
+                    check_url("url", &s.url)?;
+                }
+                match (&s.token, &s.token_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(bad("token", "give token or token_file, not both"));
+                    }
+                    (None, None) => return Err(bad("token", "a token or token_file is required")),
+                    _ => {}
+                }
+                if s.full_sync_secs < s.interval_secs {
+                    return Err(bad("full_sync_secs", "must be at least interval_secs"));
+                }
+            }
+            SourceSpec::Taxii(s) => {
+                check_url("url", &s.url)?;
+                if s.collection.trim().is_empty() {
+                    return Err(bad("collection", "required"));
+                }
+                if s.token.is_some() && (s.username.is_some() || s.password.is_some()) {
+                    return Err(bad(
+                        "token",
+                        "give a token or a user name and password, not both",
+                    ));
+                }
+                if s.username.is_some() != s.password.is_some() {
+                    return Err(bad(
+                        "password",
+                        "a user name needs a password and the other way round",
+                    ));
+                }
+                if s.page_size == 0 {
+                    return Err(bad("page_size", "must be at least 1"));
+                }
+                if let Some(t) = &s.added_after {
+                    rephub_model::parse_datetime(t)
+                        .map_err(|e| bad("added_after", e.to_string()))?;
+                }
+            }
+            SourceSpec::Feed(s) => {
+                check_url("url", &s.url)?;
+                if let Some(k) = &s.entry_kind {
+                    k.parse::<rephub_model::Kind>()
+                        .map_err(|e| bad("entry_kind", e.to_string()))?;
+                }
+                if s.delimiter.chars().count() != 1 {
+                    return Err(bad("delimiter", "one character"));
+                }
+                match s.format {
+                    FeedFormat::Plain => {
+                        if s.value_column.is_some() || !s.tag_columns.is_empty() || s.header {
+                            return Err(bad(
+                                "format",
+                                "value_column, tag_columns and header are for csv feeds",
+                            ));
+                        }
+                    }
+                    FeedFormat::Csv => {
+                        if s.value_column.is_none() {
+                            return Err(bad("value_column", "required for csv feeds"));
+                        }
+                    }
+                }
+                if s.token.is_some() && s.basic_auth.is_some() {
+                    return Err(bad("token", "give token or basic_auth, not both"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The config with its secrets replaced by [`REDACTED`], for showing.
+    pub(crate) fn redacted(&self) -> SourceSpec {
+        let hide = |s: &Option<String>| s.as_ref().map(|_| REDACTED.to_string());
+        let mut out = self.clone();
+        match &mut out {
+            SourceSpec::Visionone(s) => s.token = hide(&s.token),
+            SourceSpec::Taxii(s) => {
+                s.password = hide(&s.password);
+                s.token = hide(&s.token);
+            }
+            SourceSpec::Feed(s) => {
+                s.token = hide(&s.token);
+                s.basic_auth = hide(&s.basic_auth);
+            }
+        }
+        out
+    }
+
+    /// Secrets given as [`REDACTED`] (or left out) in an update keep their stored values.
+    pub(crate) fn keep_secrets_of(&mut self, old: &SourceSpec) {
+        fn keep(new: &mut Option<String>, old: &Option<String>) {
+            if new.is_none() || new.as_deref() == Some(REDACTED) {
+                new.clone_from(old);
+            }
+        }
+        match (self, old) {
+            (SourceSpec::Visionone(n), SourceSpec::Visionone(o)) if n.token_file.is_none() => {
+                keep(&mut n.token, &o.token);
+            }
+            (SourceSpec::Taxii(n), SourceSpec::Taxii(o)) => {
+                keep(&mut n.password, &o.password);
+                if n.username.is_none() {
+                    keep(&mut n.token, &o.token);
+                }
+            }
+            (SourceSpec::Feed(n), SourceSpec::Feed(o)) => {
+                if n.basic_auth.is_none() {
+                    keep(&mut n.token, &o.token);
+                }
+                if n.token.is_none() {
+                    keep(&mut n.basic_auth, &o.basic_auth);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_tables_parse_and_unknown_fields_are_refused() {
+        #[derive(Deserialize)]
+        struct F {
+            sources: Vec<SourceSpec>,
+        }
+        let f: F = toml::from_str(
+            r#"
+            [[sources]]
+            kind = "visionone"
+            name = "v1"
+            url = "eu"
+            token = "t"
+
+            [[sources]]
+            kind = "feed"
+            name = "blocklist"
+            url = "https://lists.example/ips.txt"
+            tags = { "Trend Micro Severity" = "High" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.sources.len(), 2);
+        assert!(f.sources.iter().all(|s| s.validate().is_ok()));
+        assert_eq!(f.sources[0].interval_secs(), 60);
+        let bad: Result<F, _> = toml::from_str(
+            r#"
+            [[sources]]
+            kind = "visionone"
+            name = "v1"
+            url = "eu"
+            token = "t"
+            colour = "red"
+            "#,
+        );
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let v1 = |url: &str, name: &str| {
+            SourceSpec::Visionone(VisionOneSpec {
+                name: name.into(),
+                enabled: true,
+                url: url.into(),
+                token: Some("t".into()),
+                token_file: None,
+                interval_secs: 60,
+                full_sync_secs: 3600,
+                overlap_secs: 300,
+                ca_file: None,
+                insecure: false,
+            })
+        };
+        assert!(v1("us", "a").validate().is_ok());
+        assert!(v1("https://hub.example:8443", "a").validate().is_ok());
+        assert_eq!(v1("mars", "a").validate().unwrap_err().field, "url");
+        assert_eq!(v1("us", "user").validate().unwrap_err().field, "name");
+        assert_eq!(v1("us", "a@b").validate().unwrap_err().field, "name");
+        let shown = v1("us", "a").redacted();
+        let SourceSpec::Visionone(s) = &shown else {
+            unreachable!()
+        };
+        assert_eq!(s.token.as_deref(), Some(REDACTED));
+        let mut again = shown.clone();
+        again.keep_secrets_of(&v1("us", "a"));
+        assert_eq!(again, v1("us", "a"));
+    }
+}

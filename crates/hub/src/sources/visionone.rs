@@ -1,0 +1,350 @@
+//! Vision One suspicious-object sync (seed 002, chapters 2, 3 and 5), against Vision One itself or
+//! any server of its API (another rephub hub among them).
+//!
+//! - The first run is a full listing (every page, by `nextLink`); later runs ask only for objects
+//!   modified since the newest one stored, minus an overlap (`startDateTime`, oldest first, so
+//!   that the cursor can follow the pages). Every `full_sync_secs` a full listing runs again and,
+//!   if it completed, withdraws what this source brought that upstream no longer lists.
+//! - Objects in the exception list (the list itself, or `inExceptionList`) are not kept; one that
+//!   was kept before is withdrawn.
+//! - Tags as in seed 002 chapter 5; an object that never expires gets a TTL ten years from the
+//!   sync that first brought it (kept on later syncs, so it does not change every run).
+//! - Another account (URL or token) starts afresh with a full sync; what the earlier account
+//!   brought is kept, under the source name with `@<time>` appended (seed 002, chapter 2 note),
+//!   and leaves by its TTL or by hand.
+
+use std::collections::{HashMap, HashSet};
+
+use reqwest::Client;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use rephub_model::{Catalog, Clock, Entry, SystemClock, Tags, builtin, default_ttl};
+use rephub_store::{ReputationStore, SourceStore, Upsert};
+
+use super::http::{self, secret};
+use super::spec::{REGIONS, VisionOneSpec};
+use super::{Run, SourceState, SyncError};
+use crate::visionone::item;
+
+/// Seed 002, chapter 5: the publisher and source of every object.
+const PUBLISHER: &str = "Trend Vision One Threat Intelligence";
+const OBJECTS: &str = "/v3.0/threatintel/suspiciousObjects";
+const EXCEPTIONS: &str = "/v3.0/threatintel/suspiciousObjectExceptions";
+/// Pages followed at most in one listing (200 objects each: 20 million objects).
+const MAX_PAGES: usize = 100_000;
+
+fn base_url(spec: &VisionOneSpec) -> String {
+    REGIONS
+        .iter()
+        .find(|(r, _)| *r == spec.url)
+        .map_or(spec.url.as_str(), |(_, u)| u)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn token(spec: &VisionOneSpec) -> Result<String, SyncError> {
+    match (&spec.token, &spec.token_file) {
+        (Some(t), _) => Ok(t.trim().to_string()),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| SyncError::Config(format!("token_file {}: {e}", path.display()))),
+        (None, None) => Err(SyncError::Config("no token".into())),
+    }
+}
+
+/// Which account a URL and token are (a hash, so the token itself is not kept in the state).
+fn account(base: &str, token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    h.update([0]);
+    h.update(token.as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+struct Upstream {
+    client: Client,
+    base: String,
+    token: String,
+}
+
+impl Upstream {
+    fn new(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
+        Ok(Upstream {
+            client: http::client(spec.ca_file.as_ref(), spec.insecure)?,
+            base: base_url(spec),
+            token: token(spec)?,
+        })
+    }
+
+    /// GET a page (a path and query on the base URL, or a `nextLink`).
+    async fn page(&self, url: &str) -> Result<Value, SyncError> {
+        let auth = secret(&format!("Bearer {}", self.token))?;
+        let resp = http::send(
+            || {
+                self.client
+                    .get(url)
+                    .header(reqwest::header::AUTHORIZATION, auth.clone())
+                    .header(reqwest::header::ACCEPT, "application/json")
+            },
+            "Vision One",
+        )
+        .await?;
+        Ok(http::json(resp, "Vision One").await?.0)
+    }
+
+    /// A `nextLink` is followed only on the same scheme, host and port: the token goes with it.
+    fn next_link(&self, v: &Value) -> Result<Option<String>, SyncError> {
+        let Some(next) = v.get("nextLink").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let same = reqwest::Url::parse(next)
+            .ok()
+            .zip(reqwest::Url::parse(&self.base).ok())
+            .is_some_and(|(n, b)| {
+                n.scheme() == b.scheme()
+                    && n.host_str() == b.host_str()
+                    && n.port_or_known_default() == b.port_or_known_default()
+            });
+        if !same {
+            return Err(SyncError::Upstream(format!(
+                "nextLink {next:?} leaves {}: not followed",
+                self.base
+            )));
+        }
+        Ok(Some(next.to_string()))
+    }
+
+    /// Every page of a listing; `f` gets each page's items.
+    async fn exceptions(&self, run: &mut Run) -> Result<HashSet<Entry>, SyncError> {
+        let mut out = HashSet::new();
+        let mut url = format!("{}{EXCEPTIONS}?top=200", self.base);
+        for _ in 0..MAX_PAGES {
+            let v = self.page(&url).await?;
+            let items = v.get("items").and_then(Value::as_array).ok_or_else(|| {
+                SyncError::Upstream("exception list: a page without items".into())
+            })?;
+            for it in items {
+                match it.as_object().map(item::entry_of) {
+                    Some(Ok(e)) => {
+                        out.insert(e);
+                    }
+                    // An exception rephub cannot represent (a sender address) excludes nothing.
+                    Some(Err(e)) if e.field == "senderMailAddress" => {}
+                    Some(Err(e)) => run.reject(format!("exception list: {e}")),
+                    None => run.reject("exception list: an item that is not an object".into()),
+                }
+            }
+            match self.next_link(&v)? {
+                Some(next) => url = next,
+                None => return Ok(out),
+            }
+        }
+        Err(SyncError::Upstream("exception list: too many pages".into()))
+    }
+}
+
+pub(super) async fn test(spec: &VisionOneSpec) -> Result<Vec<String>, SyncError> {
+    let up = Upstream::new(spec)?;
+    let mut done = Vec::new();
+    let v = up
+        .page(&format!("{}/v3.0/healthcheck/connectivity", up.base))
+        .await?;
+    done.push(format!(
+        "connectivity: {}",
+        v.get("status").and_then(Value::as_str).unwrap_or("?")
+    ));
+    let v = up.page(&format!("{}{OBJECTS}?top=50", up.base)).await?;
+    let n = v.get("items").and_then(Value::as_array).map_or(0, Vec::len);
+    done.push(format!(
+        "suspicious objects readable ({n} on the first page)"
+    ));
+    up.page(&format!("{}{EXCEPTIONS}?top=50", up.base)).await?;
+    done.push("exception list readable".into());
+    Ok(done)
+}
+
+/// One object as this source's upsert, or why not.
+enum Taken {
+    Keep(Upsert, Option<i64>),
+    /// Excepted, already expired, or a kind rephub does not keep: withdrawn if held.
+    Drop(Option<Entry>),
+    Bad(String),
+}
+
+fn take(
+    it: &Value,
+    catalog: &Catalog,
+    exceptions: &HashSet<Entry>,
+    held: &HashMap<Entry, Option<i64>>,
+    now: i64,
+) -> Taken {
+    let Some(m) = it.as_object() else {
+        return Taken::Bad("an item that is not an object".into());
+    };
+    let entry = match item::entry_of(m) {
+        Ok(e) => e,
+        Err(e) if e.field == "senderMailAddress" => return Taken::Drop(None),
+        Err(e) => return Taken::Bad(e.to_string()),
+    };
+    if m.get("inExceptionList").and_then(Value::as_bool) == Some(true)
+        || exceptions.contains(&entry)
+    {
+        return Taken::Drop(Some(entry));
+    }
+    let risk = match item::parse_risk(m) {
+        Ok(r) => r,
+        Err(_) if m.get("riskLevel").and_then(Value::as_str) == Some("noRisk") => {
+            return Taken::Drop(Some(entry));
+        }
+        Err(e) => return Taken::Bad(format!("{entry}: {e}")),
+    };
+    let parsed = item::parse_action(m)
+        .and_then(|a| Ok((a, item::parse_expiry(m)?, item::parse_modified(m)?)));
+    let (action, expiry, modified) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Taken::Bad(format!("{entry}: {e}")),
+    };
+    if expiry.is_some_and(|t| t <= now) {
+        return Taken::Drop(Some(entry));
+    }
+    // Never expires: ten years from the sync that first brought it.
+    let ttl = expiry.unwrap_or_else(|| match held.get(&entry) {
+        Some(Some(t)) if *t > now => *t,
+        _ => default_ttl(now),
+    });
+    let mut tags = Tags::new();
+    item::set(
+        &mut tags,
+        catalog,
+        builtin::DETECTION_CATEGORY,
+        builtin::SUSPICIOUS_OBJECT,
+    );
+    item::set(&mut tags, catalog, builtin::PUBLISHER, PUBLISHER);
+    item::set(&mut tags, catalog, builtin::SOURCE, PUBLISHER);
+    // Objects from sandbox analysis carry their analysis; the rest are user-defined.
+    let vaso = m.contains_key("rootSha1") || m.contains_key("analysisCompletionDateTime");
+    item::set(
+        &mut tags,
+        catalog,
+        builtin::SO_SOURCE,
+        if vaso { "VASO" } else { "UDSO" },
+    );
+    if let Some(a) = action {
+        item::set(&mut tags, catalog, builtin::SCAN_ACTION, a.tag_value());
+    }
+    if let Some(r) = risk {
+        item::set(&mut tags, catalog, builtin::SEVERITY, r.tag_value());
+    }
+    item::set_date(&mut tags, catalog, builtin::TTL, ttl);
+    Taken::Keep(Upsert::new(entry, tags, catalog), modified)
+}
+
+pub(super) async fn sync(
+    spec: &VisionOneSpec,
+    st: &mut SourceState,
+    run: &mut Run,
+) -> Result<(), SyncError> {
+    let up = Upstream::new(spec)?;
+    let acct = account(&up.base, &up.token);
+    if st.account.as_deref() != Some(acct.as_str()) {
+        if st.account.is_some() {
+            let keep = format!("{}@{}", run.source, SystemClock.now());
+            let (from, to) = (run.source.clone(), keep.clone());
+            run.state
+                .with_store(move |s| s.rename_source(&from, &to))
+                .await??;
+            tracing::info!(source = %run.source, kept_as = %keep, "another account: starting afresh, keeping what the earlier one brought");
+            st.cursor = None;
+            st.last_full_sync = None;
+        }
+        st.account = Some(acct);
+    }
+    let catalog = run.state.with_store(|s| s.catalog()).await??;
+    let exceptions = up.exceptions(run).await?;
+    let now = SystemClock.now();
+    let cursor: Option<i64> = st.cursor.as_deref().and_then(|c| c.parse().ok());
+    let full = cursor.is_none()
+        || st
+            .last_full_sync
+            .is_none_or(|t| now - t >= spec.full_sync_secs as i64);
+    let mut held = if full {
+        run.owned().await?
+    } else {
+        HashMap::new()
+    };
+    let mut seen: HashSet<Entry> = HashSet::new();
+    let mut newest = cursor.unwrap_or(0);
+    let mut url = format!(
+        "{}{OBJECTS}?top=200&orderBy={}",
+        up.base, "lastModifiedDateTime%20asc"
+    );
+    if let (false, Some(c)) = (full, cursor) {
+        let from = (c - spec.overlap_secs as i64).max(0);
+        url.push_str("&startDateTime=");
+        url.push_str(&item::datetime(from));
+    }
+    let mut page_no = 0;
+    loop {
+        page_no += 1;
+        if page_no > MAX_PAGES {
+            return Err(SyncError::Upstream("too many pages".into()));
+        }
+        let v = up.page(&url).await?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SyncError::Upstream(format!("page {page_no}: no items array")))?;
+        if !full {
+            // A delta page: what this source holds of it (for TTLs of never-expiring objects).
+            let ids: Vec<Entry> = items
+                .iter()
+                .filter_map(|i| i.as_object().and_then(|m| item::entry_of(m).ok()))
+                .collect();
+            held = run.expiries(ids).await?;
+        }
+        let mut ups = Vec::with_capacity(items.len());
+        let mut drop = Vec::new();
+        let mut page_newest = newest;
+        for (i, it) in items.iter().enumerate() {
+            match take(it, &catalog, &exceptions, &held, now) {
+                Taken::Keep(u, modified) => {
+                    seen.insert(u.entry.clone());
+                    if let Some(m) = modified {
+                        page_newest = page_newest.max(m);
+                    }
+                    ups.push(u);
+                }
+                Taken::Drop(Some(e)) => {
+                    run.skip();
+                    if held.contains_key(&e) || !full {
+                        drop.push(e);
+                    }
+                }
+                Taken::Drop(None) => run.skip(),
+                Taken::Bad(reason) => {
+                    run.reject(format!("page {page_no}, item {}: {reason}", i + 1))
+                }
+            }
+        }
+        run.upsert(ups).await?;
+        run.withdraw(drop).await?;
+        // Stored: the cursor may pass this page (pages come oldest first).
+        newest = page_newest;
+        if !full {
+            st.cursor = Some(newest.to_string());
+        }
+        match up.next_link(&v)? {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    if full {
+        // The listing completed: what this source holds and upstream no longer lists is gone.
+        let gone: Vec<Entry> = held.into_keys().filter(|e| !seen.contains(e)).collect();
+        run.withdraw(gone).await?;
+        st.last_full_sync = Some(now);
+        st.cursor = Some(newest.to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! STIX push, as the SMS accepts it (sms-webapi.md, "STIX/TAXII 2.0 ingest"): `POST` a STIX 2.0 or
+//! 2.1 bundle to `/taxii/feeds/collections/<id>/objects/`; the answer is `202` with a TAXII status
+//! resource, which stays readable at `/taxii/feeds/status/<id>/` for the last 1,000 pushes.
+//!
+//! Indicators go in as the `stix` source (tags `STIX - ID`, `STIX - Severity`, `STIX - Confidence`,
+//! `Reputation Entries TTL` from `valid_until`); `revoked` withdraws the entry; a `benign` label
+//! skips the object; other objects and patterns are counted as skipped, malformed ones fail with
+//! their reason. Auth: an API key as a bearer token, or HTTP Basic (key name, key).
+
+use std::collections::VecDeque;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use rephub_model::{Clock, SystemClock};
+use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
+use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+
+use crate::auth::verify;
+use crate::state::AppState;
+
+/// The assertion source of pushed indicators.
+pub(crate) const PUSH_SOURCE: &str = "stix";
+/// Status resources kept.
+const KEEP: usize = 1000;
+const MEDIA: &str = "application/taxii+json;version=2.1";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/taxii/feeds/collections/{id}/objects/", post(push))
+        .route("/taxii/feeds/status/{id}/", get(status))
+}
+
+/// The last pushes' status resources, newest last.
+#[derive(Debug, Default)]
+pub(crate) struct Statuses(std::sync::Mutex<VecDeque<(String, Value)>>);
+
+impl Statuses {
+    fn put(&self, id: String, v: Value) {
+        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() == KEEP {
+            q.pop_front();
+        }
+        q.push_back((id, v));
+    }
+
+    fn get(&self, id: &str) -> Option<Value> {
+        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
+    }
+}
+
+fn error(status: StatusCode, title: &str, description: impl Into<String>) -> Response {
+    let body = json!({"title": title, "description": description.into(), "http_status": status.as_u16().to_string()});
+    (status, [(header::CONTENT_TYPE, MEDIA)], body.to_string()).into_response()
+}
+
+fn taxii(status: StatusCode, v: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, MEDIA)], v.to_string()).into_response()
+}
+
+async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let creds = if let Some(key) = crate::rest::bearer(headers) {
+        Some((None, key))
+    } else {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            })
+            .and_then(|b| crate::sms::basic_credentials(b.trim().as_bytes()))
+            .map(|(u, p)| (Some(u), p))
+    };
+    let Some((name, key)) = creds else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "an API key is required (Bearer, or Basic with the key's name and the key)",
+        ));
+    };
+    let found = state
+        .with_store(move |s| verify(s, name.as_deref(), &key))
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "internal error",
+            )
+        })?
+        .map_err(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "internal error",
+            )
+        })?;
+    match found {
+        Some(c) if c.role.may_write_entries() => Ok(()),
+        Some(c) => Err(error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{} ({}) may not write", c.name, c.role.as_str()),
+        )),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "unknown API key",
+        )),
+    }
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(_collection): Path<String>,
+    b: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers).await {
+        return r;
+    }
+    let parsed = serde_json::from_slice::<Value>(&b)
+        .map_err(|e| e.to_string())
+        .and_then(|v| read_bundle(&v).map_err(|e| e.to_string()));
+    let outcomes = match parsed {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "Bad request", e),
+    };
+    let catalog = match state.with_store(|s| s.catalog()).await {
+        Ok(Ok(c)) => c,
+        _ => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "internal error",
+            );
+        }
+    };
+    let now = SystemClock.now();
+    let (mut successes, mut failures, mut skipped) = (Vec::new(), Vec::new(), 0u64);
+    let mut ups = Vec::new();
+    let mut gone = Vec::new();
+    for o in outcomes {
+        match o {
+            ObjectOutcome::Indicator(ind)
+                if ind.benign || ind.valid_until.is_some_and(|t| t <= now) =>
+            {
+                skipped += 1
+            }
+            ObjectOutcome::Indicator(ind) => {
+                successes.push(json!({"id": ind.id}));
+                let tags = indicator_tags(&ind, &catalog);
+                ups.push(Upsert::new(ind.entry, tags, &catalog));
+            }
+            ObjectOutcome::Revoked { id, entry, .. } => {
+                successes.push(json!({"id": id}));
+                if let Some(e) = entry {
+                    gone.push(e);
+                }
+            }
+            ObjectOutcome::Skipped { .. } => skipped += 1,
+            ObjectOutcome::Invalid { id, reason } => {
+                failures.push(json!({"id": id.unwrap_or_default(), "message": reason}));
+            }
+        }
+    }
+    if !ups.is_empty() {
+        if let Err(e) = state
+            .write_entries(PUSH_SOURCE.into(), ups, WriteMode::Replace)
+            .await
+        {
+            tracing::error!(error = %e, "STIX push: writing failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "writing failed: nothing of this bundle's indicators was stored",
+            );
+        }
+    }
+    if !gone.is_empty() {
+        let done = state
+            .with_store(move |s| -> Result<u64, rephub_store::StoreError> {
+                let mut tx = s.begin()?;
+                for e in &gone {
+                    tx.withdraw(PUSH_SOURCE, e)?;
+                }
+                tx.commit()
+            })
+            .await;
+        if !matches!(done, Ok(Ok(_))) {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "removing revoked indicators failed",
+            );
+        }
+        state.written();
+    }
+    let id = new_id();
+    let resource = json!({
+        "id": id,
+        "status": "complete",
+        "request_timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "total_count": successes.len() + failures.len() + skipped as usize,
+        "success_count": successes.len(),
+        "successes": successes,
+        "failure_count": failures.len(),
+        "failures": failures,
+        "pending_count": 0,
+        "skipped_count": skipped,
+    });
+    state.stix_statuses().put(id, resource.clone());
+    taxii(StatusCode::ACCEPTED, &resource)
+}
+
+async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers).await {
+        return r;
+    }
+    match state.stix_statuses().get(&id) {
+        Some(v) => taxii(StatusCode::OK, &v),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("no status {id}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_ids_are_uuid_v4() {
+        let id = super::new_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, super::new_id());
+    }
+}

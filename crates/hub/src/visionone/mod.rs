@@ -1,0 +1,715 @@
+//! The Vision One-compatible API (`/v3.0`): the hub as the threat-intelligence upstream of other
+//! hubs and of anything that speaks Vision One's suspicious-object API (the official SDK `pytmv1`
+//! among them). Facts in `shared/reference/visionone-api.md`; decisions in `docs/sources.md`.
+//!
+//! The suspicious-object list is the reputation database: every entry is served, in the order of
+//! its last modification, with its risk level from `Trend Micro Severity` and its action from
+//! `Trend Micro Scan Action`. Objects posted here are the "user" source's (UDSO), like SMS API
+//! writes. Every error answer uses the `{"error": {"code", "message"}}` envelope: the SDK fails
+//! on any other shape.
+
+pub(crate) mod filter;
+pub(crate) mod item;
+
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_model::{Catalog, Clock, Entry, SystemClock, Tags, builtin, parse_datetime};
+use rephub_store::{
+    ModifiedKey, ModifiedQuery, ReputationStore, StoreError, USER_SOURCE, Upsert, UpstreamStore,
+    WriteMode, WriteTx,
+};
+
+use crate::auth::{Caller, Role, verify};
+use crate::error::HubError;
+use crate::rest::bearer;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v3.0/healthcheck/connectivity", get(connectivity))
+        .route(
+            "/v3.0/threatintel/suspiciousObjects",
+            get(list_objects).post(add_objects),
+        )
+        .route(
+            "/v3.0/threatintel/suspiciousObjects/delete",
+            post(delete_objects),
+        )
+        .route(
+            "/v3.0/threatintel/suspiciousObjectExceptions",
+            get(list_exceptions).post(add_exceptions),
+        )
+        .route(
+            "/v3.0/threatintel/suspiciousObjectExceptions/delete",
+            post(delete_exceptions),
+        )
+}
+
+/// A failure in Vision One's shape.
+#[derive(Debug)]
+pub(crate) struct V1Error {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl V1Error {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> V1Error {
+        V1Error {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> V1Error {
+        V1Error::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    fn body(&self) -> Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<HubError> for V1Error {
+    fn from(e: HubError) -> V1Error {
+        tracing::error!(error = %e, "Vision One API request failed");
+        V1Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "internal error",
+        )
+    }
+}
+
+impl From<StoreError> for V1Error {
+    fn from(e: StoreError) -> V1Error {
+        HubError::from(e).into()
+    }
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+type V1Result<T> = Result<T, V1Error>;
+
+async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> V1Result<Caller> {
+    let Some(key) = bearer(headers) else {
+        return Err(V1Error::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidCredentials",
+            "an API key is required (Authorization: Bearer <key>)",
+        ));
+    };
+    let found = state.with_store(move |s| verify(s, None, &key)).await??;
+    let caller = found.ok_or_else(|| {
+        V1Error::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidCredentials",
+            "unknown API key",
+        )
+    })?;
+    let allowed = match need {
+        Role::Admin => caller.role == Role::Admin,
+        Role::Producer => caller.role.may_write_entries(),
+        Role::ReadOnly => true,
+    };
+    if !allowed {
+        return Err(V1Error::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!("{} ({}) may not do this", caller.name, caller.role.as_str()),
+        ));
+    }
+    Ok(caller)
+}
+
+async fn connectivity(State(state): State<AppState>, headers: HeaderMap) -> V1Result<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    Ok(Json(json!({"status": "available"})))
+}
+
+/// The scheme and host this request reached us at, for absolute `nextLink`s: the configured
+/// public URL, else the `Host` header (with `https` when it names the HTTPS listener's port or a
+/// proxy says so).
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.config().public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok());
+    let tls_port = format!(":{}", state.config().tls_listen.port());
+    let https = forwarded == Some("https") || (state.config().tls && host.ends_with(&tls_port));
+    format!("{}://{host}", if https { "https" } else { "http" })
+}
+
+fn link(base: &str, path: &str, params: &[(&str, String)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        q.append_pair(k, v);
+    }
+    format!("{base}{path}?{}", q.finish())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    top: Option<String>,
+    order_by: Option<String>,
+    start_date_time: Option<String>,
+    end_date_time: Option<String>,
+    skip_token: Option<String>,
+}
+
+/// Sort orders of the suspicious-object list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Modified { descending: bool },
+    Risk { descending: bool },
+    Expiry { descending: bool },
+}
+
+fn parse_top(top: Option<&str>) -> V1Result<usize> {
+    match top {
+        None => Ok(100),
+        Some(t) => match t.parse::<usize>() {
+            Ok(n @ (50 | 100 | 200)) => Ok(n),
+            _ => Err(V1Error::bad(format!("top {t:?}: expected 50, 100 or 200"))),
+        },
+    }
+}
+
+fn parse_order(o: Option<&str>) -> V1Result<Order> {
+    let Some(o) = o else {
+        return Ok(Order::Modified { descending: false });
+    };
+    let mut words = o.split_whitespace();
+    let field = words.next().unwrap_or("");
+    let descending = match words.next() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(d) => {
+            return Err(V1Error::bad(format!(
+                "orderBy direction {d:?}: asc or desc"
+            )));
+        }
+    };
+    if words.next().is_some() {
+        return Err(V1Error::bad(format!("orderBy {o:?}")));
+    }
+    match field {
+        "lastModifiedDateTime" => Ok(Order::Modified { descending }),
+        "riskLevel" => Ok(Order::Risk { descending }),
+        "expiredDateTime" => Ok(Order::Expiry { descending }),
+        f => Err(V1Error::bad(format!(
+            "orderBy {f:?}: expected riskLevel, lastModifiedDateTime or expiredDateTime"
+        ))),
+    }
+}
+
+fn parse_time(name: &str, v: Option<&str>) -> V1Result<Option<i64>> {
+    v.map(|s| parse_datetime(s).map_err(|e| V1Error::bad(format!("{name}: {e}"))))
+        .transpose()
+}
+
+/// Rows looked at per request at most when a filter discards most of them: the answer then has
+/// fewer items than `top` and a `nextLink` to go on.
+const SCAN_LIMIT: usize = 20_000;
+/// Orders other than by modification time sort in memory, up to this many objects.
+const SORT_LIMIT: usize = 200_000;
+
+async fn list_objects(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> V1Result<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let top = parse_top(q.top.as_deref())?;
+    let order = parse_order(q.order_by.as_deref())?;
+    let start = parse_time("startDateTime", q.start_date_time.as_deref())?;
+    let end = parse_time("endDateTime", q.end_date_time.as_deref())?;
+    let filter = match headers.get("tmv1-filter") {
+        None => None,
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| V1Error::bad("TMV1-Filter: not text"))?;
+            Some(filter::parse(s).map_err(|e| V1Error::bad(format!("TMV1-Filter: {e}")))?)
+        }
+    };
+    let skip = q.skip_token.clone();
+    let (items, next) = state
+        .with_store(move |s| -> V1Result<(Vec<Value>, Option<String>)> {
+            let catalog = s.catalog()?;
+            let exceptions = exception_set(s)?;
+            let keep = |item: &Value| match (&filter, item) {
+                (Some(f), Value::Object(m)) => f.matches(m),
+                _ => true,
+            };
+            match order {
+                Order::Modified { descending } => {
+                    let after = skip.as_deref().map(parse_key_token).transpose()?;
+                    modified_page(
+                        s,
+                        &catalog,
+                        &exceptions,
+                        &keep,
+                        descending,
+                        after,
+                        start,
+                        end,
+                        top,
+                    )
+                }
+                _ => {
+                    let offset = skip
+                        .as_deref()
+                        .map(|t| t.parse::<usize>().map_err(|_| V1Error::bad("skipToken")))
+                        .transpose()?
+                        .unwrap_or(0);
+                    sorted_page(
+                        s,
+                        &catalog,
+                        &exceptions,
+                        &keep,
+                        order,
+                        start,
+                        end,
+                        offset,
+                        top,
+                    )
+                }
+            }
+        })
+        .await??;
+    let mut answer = json!({ "items": items });
+    if let Some(token) = next {
+        let mut params = vec![("top", top.to_string())];
+        for (k, v) in [
+            ("orderBy", &q.order_by),
+            ("startDateTime", &q.start_date_time),
+            ("endDateTime", &q.end_date_time),
+        ] {
+            if let Some(v) = v {
+                params.push((k, v.clone()));
+            }
+        }
+        params.push(("skipToken", token));
+        answer["nextLink"] = link(
+            &base_url(&state, &headers),
+            "/v3.0/threatintel/suspiciousObjects",
+            &params,
+        )
+        .into();
+    }
+    Ok(Json(answer))
+}
+
+fn exception_set(s: &rephub_store::SqliteStore) -> Result<HashSet<Entry>, StoreError> {
+    Ok(s.exceptions(0, usize::MAX)?
+        .into_iter()
+        .map(|e| e.entry)
+        .collect())
+}
+
+fn parse_key_token(t: &str) -> V1Result<ModifiedKey> {
+    let bad = || V1Error::bad(format!("skipToken {t:?}"));
+    let (at, id) = t.split_once('.').ok_or_else(bad)?;
+    Ok(ModifiedKey {
+        at: at.parse().map_err(|_| bad())?,
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn modified_page(
+    s: &rephub_store::SqliteStore,
+    catalog: &Catalog,
+    exceptions: &HashSet<Entry>,
+    keep: &dyn Fn(&Value) -> bool,
+    descending: bool,
+    mut after: Option<ModifiedKey>,
+    start: Option<i64>,
+    end: Option<i64>,
+    top: usize,
+) -> V1Result<(Vec<Value>, Option<String>)> {
+    let mut items = Vec::with_capacity(top);
+    let mut scanned = 0;
+    loop {
+        let page = s.modified_entries(&ModifiedQuery {
+            after,
+            descending,
+            start,
+            end,
+            kinds: Vec::new(),
+            limit: top.max(500),
+        })?;
+        for (key, e) in &page.items {
+            let modified = e
+                .assertions
+                .iter()
+                .map(|a| a.updated_at)
+                .max()
+                .unwrap_or(key.at);
+            let item = item::item_of(e, modified, catalog, exceptions.contains(&e.entry));
+            if keep(&item) {
+                items.push(item);
+                if items.len() == top {
+                    return Ok((items, Some(format!("{}.{}", key.at, key.id))));
+                }
+            }
+        }
+        scanned += page.items.len();
+        match page.last {
+            Some(last) if page.more => {
+                after = Some(last);
+                if scanned >= SCAN_LIMIT {
+                    return Ok((items, Some(format!("{}.{}", last.at, last.id))));
+                }
+            }
+            _ => return Ok((items, None)),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sorted_page(
+    s: &rephub_store::SqliteStore,
+    catalog: &Catalog,
+    exceptions: &HashSet<Entry>,
+    keep: &dyn Fn(&Value) -> bool,
+    order: Order,
+    start: Option<i64>,
+    end: Option<i64>,
+    offset: usize,
+    top: usize,
+) -> V1Result<(Vec<Value>, Option<String>)> {
+    let page = s.modified_entries(&ModifiedQuery {
+        start,
+        end,
+        limit: SORT_LIMIT + 1,
+        ..ModifiedQuery::default()
+    })?;
+    if page.more {
+        return Err(V1Error::new(
+            StatusCode::BAD_REQUEST,
+            "ParameterNotAccepted",
+            format!(
+                "this orderBy sorts in memory, up to {SORT_LIMIT} objects; narrow the range or order by lastModifiedDateTime"
+            ),
+        ));
+    }
+    let mut all: Vec<(i64, i64, Value)> = Vec::new();
+    for (key, e) in &page.items {
+        let modified = e
+            .assertions
+            .iter()
+            .map(|a| a.updated_at)
+            .max()
+            .unwrap_or(key.at);
+        let item = item::item_of(e, modified, catalog, exceptions.contains(&e.entry));
+        if !keep(&item) {
+            continue;
+        }
+        let rank = match order {
+            Order::Risk { .. } => match item["riskLevel"].as_str() {
+                Some("high") => 3,
+                Some("medium") => 2,
+                _ => 1,
+            },
+            _ => e.expires_at.unwrap_or(i64::MAX),
+        };
+        all.push((rank, key.id, item));
+    }
+    let descending = matches!(
+        order,
+        Order::Risk { descending: true } | Order::Expiry { descending: true }
+    );
+    all.sort_by(|a, b| {
+        let o = a.0.cmp(&b.0).then(a.1.cmp(&b.1));
+        if descending { o.reverse() } else { o }
+    });
+    let total = all.len();
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip(offset)
+        .take(top)
+        .map(|t| t.2)
+        .collect();
+    let next = (offset + top < total).then(|| (offset + top).to_string());
+    Ok((items, next))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adding and deleting
+
+/// The objects of a POST body: a JSON array of objects.
+fn items(b: &Bytes) -> V1Result<Vec<Value>> {
+    match serde_json::from_slice::<Value>(b) {
+        Ok(Value::Array(items)) if !items.is_empty() => Ok(items),
+        Ok(Value::Array(_)) => Err(V1Error::bad("the body is an empty array")),
+        Ok(_) => Err(V1Error::bad("the body must be a JSON array of objects")),
+        Err(e) => Err(V1Error::bad(format!("the body is not JSON: {e}"))),
+    }
+}
+
+fn failed(e: &item::ItemError) -> Value {
+    json!({"status": 400, "body": {"error": {"code": "BadRequest", "message": e.to_string()}}})
+}
+
+fn multi(results: Vec<Value>) -> Response {
+    (StatusCode::MULTI_STATUS, Json(Value::Array(results))).into_response()
+}
+
+/// Default life of a posted object without `daysToExpiration` (Vision One's default).
+const DEFAULT_DAYS: i64 = 30;
+
+/// A posted suspicious object as an upsert of the user source.
+fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemError> {
+    let bad = |field: &str, reason: &str| item::ItemError {
+        field: field.into(),
+        reason: reason.into(),
+    };
+    let Value::Object(m) = v else {
+        return Err(bad("item", "must be an object"));
+    };
+    let entry = item::entry_of(m)?;
+    let risk = item::parse_risk(m)?.unwrap_or(rephub_model::Severity::High);
+    let action = item::parse_action(m)?.unwrap_or(rephub_model::ScanAction::Block);
+    let days = match m.get("daysToExpiration") {
+        None | Some(Value::Null) => DEFAULT_DAYS,
+        Some(d) => match d.as_i64() {
+            Some(n @ (-1 | 1..=36_500)) => n,
+            _ => return Err(bad("daysToExpiration", "expected -1 (never) or 1 to 36500")),
+        },
+    };
+    let description = item::opt_str(m, "description")?.unwrap_or("");
+    if description.chars().count() > rephub_model::MAX_TEXT {
+        return Err(bad("description", "longer than 255 characters"));
+    }
+    let mut tags = Tags::new();
+    item::set(
+        &mut tags,
+        catalog,
+        builtin::DETECTION_CATEGORY,
+        builtin::SUSPICIOUS_OBJECT,
+    );
+    item::set(&mut tags, catalog, builtin::SO_SOURCE, "UDSO");
+    item::set(&mut tags, catalog, builtin::SEVERITY, risk.tag_value());
+    item::set(&mut tags, catalog, builtin::SCAN_ACTION, action.tag_value());
+    item::set(&mut tags, catalog, builtin::DESCRIPTION, description);
+    if days > 0 {
+        item::set_date(&mut tags, catalog, builtin::TTL, now + days * 86_400);
+    }
+    Ok(Upsert::new(entry, tags, catalog))
+}
+
+async fn add_objects(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> V1Result<Response> {
+    caller(&state, &headers, Role::Producer).await?;
+    let list = items(&b)?;
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let now = SystemClock.now();
+    let mut results = Vec::with_capacity(list.len());
+    let mut ups = Vec::new();
+    for v in &list {
+        match posted(v, &catalog, now) {
+            Ok(u) => {
+                ups.push(u);
+                results.push(json!({"status": 201}));
+            }
+            Err(e) => results.push(failed(&e)),
+        }
+    }
+    if !ups.is_empty() {
+        state
+            .write_entries(USER_SOURCE.to_string(), ups, WriteMode::Replace)
+            .await?;
+    }
+    Ok(multi(results))
+}
+
+/// The entries a delete body names; per item the entry or the reason it names none.
+fn named(list: &[Value]) -> Vec<Result<Entry, item::ItemError>> {
+    list.iter()
+        .map(|v| match v {
+            Value::Object(m) => item::entry_of(m),
+            _ => Err(item::ItemError {
+                field: "item".into(),
+                reason: "must be an object".into(),
+            }),
+        })
+        .collect()
+}
+
+fn deleted(found: Vec<Result<bool, item::ItemError>>) -> Response {
+    multi(
+        found
+            .into_iter()
+            .map(|r| match r {
+                Ok(true) => json!({"status": 204}),
+                Ok(false) => json!({"status": 404, "body": {"error": {"code": "NotFound", "message": "no such object"}}}),
+                Err(e) => failed(&e),
+            })
+            .collect(),
+    )
+}
+
+async fn delete_objects(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> V1Result<Response> {
+    caller(&state, &headers, Role::Producer).await?;
+    let wanted = named(&items(&b)?);
+    let found = state
+        .with_store(
+            move |s| -> Result<Vec<Result<bool, item::ItemError>>, StoreError> {
+                let mut tx = s.begin()?;
+                let mut out = Vec::with_capacity(wanted.len());
+                for w in wanted {
+                    out.push(match w {
+                        Ok(e) => Ok(tx.remove(&e)?),
+                        Err(e) => Err(e),
+                    });
+                }
+                tx.commit()?;
+                Ok(out)
+            },
+        )
+        .await??;
+    state.written();
+    Ok(deleted(found))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exceptions
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExceptionQuery {
+    top: Option<String>,
+    skip_token: Option<String>,
+}
+
+async fn list_exceptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ExceptionQuery>,
+) -> V1Result<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let top = parse_top(q.top.as_deref())?;
+    let offset = q
+        .skip_token
+        .as_deref()
+        .map(|t| t.parse::<usize>().map_err(|_| V1Error::bad("skipToken")))
+        .transpose()?
+        .unwrap_or(0);
+    let rows = state
+        .with_store(move |s| s.exceptions(offset, top + 1))
+        .await??;
+    let more = rows.len() > top;
+    let items: Vec<Value> = rows
+        .iter()
+        .take(top)
+        .map(|r| item::exception_item(&r.entry, &r.description, r.modified_at))
+        .collect();
+    let mut answer = json!({ "items": items });
+    if more {
+        answer["nextLink"] = link(
+            &base_url(&state, &headers),
+            "/v3.0/threatintel/suspiciousObjectExceptions",
+            &[
+                ("top", top.to_string()),
+                ("skipToken", (offset + top).to_string()),
+            ],
+        )
+        .into();
+    }
+    Ok(Json(answer))
+}
+
+async fn add_exceptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> V1Result<Response> {
+    caller(&state, &headers, Role::Producer).await?;
+    let list = items(&b)?;
+    let mut results = Vec::with_capacity(list.len());
+    let mut good = Vec::new();
+    for v in &list {
+        let parsed = match v {
+            Value::Object(m) => item::entry_of(m).and_then(|e| {
+                let d = item::opt_str(m, "description")?.unwrap_or("").to_string();
+                Ok((e, d))
+            }),
+            _ => Err(item::ItemError {
+                field: "item".into(),
+                reason: "must be an object".into(),
+            }),
+        };
+        match parsed {
+            Ok(p) => {
+                good.push(p);
+                results.push(json!({"status": 201}));
+            }
+            Err(e) => results.push(failed(&e)),
+        }
+    }
+    if !good.is_empty() {
+        let entries: Vec<Entry> = good.iter().map(|(e, _)| e.clone()).collect();
+        state.with_store(move |s| s.put_exceptions(&good)).await??;
+        state.exceptions_changed(entries).await?;
+    }
+    Ok(multi(results))
+}
+
+async fn delete_exceptions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> V1Result<Response> {
+    caller(&state, &headers, Role::Producer).await?;
+    let wanted = named(&items(&b)?);
+    let entries: Vec<Entry> = wanted
+        .iter()
+        .filter_map(|w| w.as_ref().ok().cloned())
+        .collect();
+    let gone = {
+        let entries = entries.clone();
+        state
+            .with_store(move |s| s.delete_exceptions(&entries))
+            .await??
+    };
+    state.exceptions_changed(entries).await?;
+    let mut gone = gone.into_iter();
+    let found = wanted
+        .into_iter()
+        .map(|w| w.map(|_| gone.next().unwrap_or(false)))
+        .collect();
+    Ok(deleted(found))
+}
