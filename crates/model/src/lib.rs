@@ -1,5 +1,5 @@
 //! The reputation entry model of rephub: entry kinds and their canonical forms, tag categories and
-//! their values, search criteria, and the import file formats.
+//! their values, search criteria, the import file formats, and STIX indicators (patterns, bundles).
 //!
 //! Invariants this crate guarantees to every caller:
 //! - An [`Entry`] is always in canonical form: two spellings of the same address, name, URL or hash
@@ -18,6 +18,7 @@ mod filter;
 mod formats;
 mod kind;
 mod severity;
+mod stix;
 mod tags;
 mod time;
 pub mod url;
@@ -32,6 +33,10 @@ pub use formats::{
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};
+pub use stix::{
+    Indicator, ObjectOutcome, PatternError, StixError, confidence_label, indicator_tags,
+    parse_bundle, parse_pattern, read_bundle, read_object, severity_label,
+};
 pub use tags::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, LIST_SEPARATOR, MAX_TEXT,
     NewCategory, TagError, TagValue, Tags, builtin,
