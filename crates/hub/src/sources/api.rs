@@ -14,7 +14,7 @@ use rephub_store::{ReputationStore, SourceStore, WriteTx};
 use super::{SourceSpec, SourceState, load_state, spawn};
 use crate::auth::Role;
 use crate::error::HubError;
-use crate::rest::{ApiError, ApiResult, body, caller};
+use crate::rest::{ApiError, ApiResult, Q, body, caller};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -166,6 +166,10 @@ async fn replace(
     spec.validate()
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     store_spec(&state, &spec, "api").await?;
+    // A changed source runs at once (with another account: its fresh full sync).
+    let mut st = st;
+    st.next_run = None;
+    super::save_state(&state, &name, &st).await?;
     spawn(&state, spec.clone());
     Ok(Json(view(&spec, &st, "api")))
 }
@@ -184,13 +188,26 @@ async fn delete(
     Ok(Json(json!({ "deleted": name, "withdrawn": withdrawn })))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncQuery {
+    /// Reconcile now (a full listing that removes what upstream no longer has).
+    #[serde(default)]
+    full: bool,
+}
+
 async fn sync_now(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Q(q): Q<SyncQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller(&state, &headers, Role::Producer).await?;
-    let (spec, _, _) = found(&state, &name).await?;
+    let (spec, mut st, _) = found(&state, &name).await?;
+    if q.full && spec.enabled() {
+        st.last_full_sync = None;
+        super::save_state(&state, &name, &st).await?;
+    }
     if !spec.enabled() || !state.sources().kick(&name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

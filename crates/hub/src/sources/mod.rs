@@ -284,7 +284,11 @@ pub(crate) async fn load_state(
     Ok(Some((spec, st, row.origin)))
 }
 
-async fn save_state(state: &AppState, name: &str, st: &SourceState) -> Result<(), HubError> {
+pub(crate) async fn save_state(
+    state: &AppState,
+    name: &str,
+    st: &SourceState,
+) -> Result<(), HubError> {
     let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
     let name = name.to_string();
     state
@@ -317,6 +321,12 @@ async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
                 () = now.notified() => {}
             }
         }
+        // Read again: the API may have changed it while this task waited (a full sync asked for).
+        let st = match load_state(&state, &name).await {
+            Ok(Some((_, st, _))) => st,
+            Ok(None) => return,
+            Err(_) => st,
+        };
         if let Err(e) = run_once(&state, &spec, st).await {
             tracing::error!(source = %name, error = %e, "saving source state");
             tokio::time::sleep(Duration::from_secs(5)).await;

@@ -1,0 +1,587 @@
+//! Threat-intelligence sources and the Vision One-compatible upstream API, over real HTTP: a hub
+//! as the upstream of another, misbehaving upstreams written here, HTTP feeds, STIX push.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode as AxStatus};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use rephub_hub::{Config, Role, RunningHub, hash_key};
+use rephub_store::{KeyStore, SqliteStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "rh_admin";
+const PRODUCER: &str = "rh_producer";
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    hub: Option<RunningHub>,
+    http: reqwest::Client,
+    base: String,
+}
+
+async fn hub() -> Hub {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
+        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
+            .unwrap();
+        s.add_api_key("producer", Role::Producer.as_str(), &hash_key(PRODUCER))
+            .unwrap();
+    }
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: false,
+        ..Config::default()
+    };
+    let hub = rephub_hub::start(config).await.unwrap();
+    let base = format!("http://{}", hub.addr);
+    Hub {
+        _dir: dir,
+        hub: Some(hub),
+        http: reqwest::Client::builder().no_gzip().build().unwrap(),
+        base,
+    }
+}
+
+impl Hub {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.send("GET", path, ADMIN, None).await;
+        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    /// Values of the entries `source` asserts, sorted.
+    async fn owned(&self, source: &str) -> BTreeSet<String> {
+        let v = self
+            .get(&format!("/api/v1/entries?source={source}&limit=100000"))
+            .await;
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn entry(&self, value: &str) -> Option<Value> {
+        let v = self
+            .get(&format!("/api/v1/entries?value={}", urlenc(value)))
+            .await;
+        v["entries"].as_array().unwrap().first().cloned()
+    }
+
+    async fn source(&self, name: &str) -> Value {
+        self.get(&format!("/api/v1/sources/{name}")).await
+    }
+
+    /// Wait (bounded) until `f` holds for the source's view.
+    async fn wait_source(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            let v = self.source(name).await;
+            if f(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("source {name}: {what}: {}", self.source(name).await);
+    }
+
+    /// Run a source now and wait for that run to finish.
+    async fn run(&self, name: &str) -> Value {
+        self.run_with(name, "").await
+    }
+
+    async fn run_full(&self, name: &str) -> Value {
+        self.run_with(name, "?full=true").await
+    }
+
+    async fn run_with(&self, name: &str, query: &str) -> Value {
+        let before = self.source(name).await["state"]["last_run"].as_i64();
+        let runs = self.source(name).await["state"]["total"].clone();
+        let (s, v) = self
+            .send(
+                "POST",
+                &format!("/api/v1/sources/{name}/sync{query}"),
+                ADMIN,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        // `last_run` has a one-second resolution: wait for the state to be written again.
+        self.wait_source(name, "a new run", |v| {
+            v["state"]["last_run"].as_i64() != before || v["state"]["total"] != runs
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.source(name).await
+    }
+}
+
+fn urlenc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn v1_source(name: &str, url: &str, token: &str) -> Value {
+    json!({"kind": "visionone", "name": name, "url": url, "token": token,
+           "interval_secs": 3600, "full_sync_secs": 3600, "overlap_secs": 5})
+}
+
+// -------------------------------------------------------------------------------------------
+// The hub as upstream
+
+#[tokio::test]
+async fn the_upstream_api_pages_filters_and_answers_per_item() {
+    let a = hub().await;
+    let mut items = vec![
+        json!({"url": "http://bad.example/x", "riskLevel": "medium", "scanAction": "log", "description": "phish", "daysToExpiration": 5}),
+        json!({"domain": "evil.example", "daysToExpiration": -1}),
+        json!({"fileSha256": "A".repeat(64)}),
+        json!({"ip": "not an ip"}),
+        json!({"ip": "1.1.1.1", "riskLevel": "severe"}),
+        json!({"url": "http://x.example/", "domain": "x.example"}),
+    ];
+    for i in 0..120 {
+        items.push(json!({"ip": format!("10.0.{}.{}", i / 250, i % 250 + 1), "riskLevel": "high"}));
+    }
+    let (s, v) = a
+        .send(
+            "POST",
+            "/v3.0/threatintel/suspiciousObjects",
+            PRODUCER,
+            Some(Value::Array(items)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::MULTI_STATUS);
+    let st: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(&st[..6], [201, 201, 201, 400, 400, 400]);
+    assert_eq!(v[3]["body"]["error"]["code"], "BadRequest");
+    assert!(
+        v[4]["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("riskLevel")
+    );
+
+    // Every object, 50 a page, by absolute nextLinks.
+    let mut url = format!("{}/v3.0/threatintel/suspiciousObjects?top=50", a.base);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let resp = a.http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        pages += 1;
+        seen.extend(v["items"].as_array().unwrap().iter().cloned());
+        match v["nextLink"].as_str() {
+            Some(n) => {
+                assert!(n.starts_with(&format!("{}/v3.0/", a.base)), "{n}");
+                url = n.to_string();
+            }
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(seen.len(), 123);
+    assert_eq!(pages, 3);
+    let url_item = seen.iter().find(|i| i["type"] == "url").unwrap();
+    assert_eq!(url_item["url"], "http://bad.example/x");
+    assert_eq!(url_item["riskLevel"], "medium");
+    assert_eq!(url_item["scanAction"], "log");
+    assert_eq!(url_item["description"], "phish");
+    assert_eq!(url_item["inExceptionList"], false);
+    let dom = seen.iter().find(|i| i["type"] == "domain").unwrap();
+    assert_eq!(dom["expiredDateTime"], "9999-12-31T23:59:59Z");
+    assert_eq!(dom["riskLevel"], "high");
+    let hash = seen.iter().find(|i| i["type"] == "fileSha256").unwrap();
+    assert_eq!(hash["fileSha256"], "a".repeat(64));
+
+    // TMV1-Filter.
+    let resp = a
+        .http
+        .get(format!("{}/v3.0/threatintel/suspiciousObjects", a.base))
+        .bearer_auth(ADMIN)
+        .header(
+            "TMV1-Filter",
+            "type eq 'url' or (type eq 'domain' and riskLevel eq 'high')",
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    let types: BTreeSet<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, BTreeSet::from(["domain", "url"]));
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+
+    // startDateTime in the future: nothing; bad parameters: the error envelope.
+    let v = a
+        .get("/v3.0/threatintel/suspiciousObjects?startDateTime=2099-01-01T00:00:00Z")
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+    for bad in [
+        "top=7",
+        "orderBy=colour%20asc",
+        "startDateTime=soon",
+        "skipToken=zz",
+    ] {
+        let (s, v) = a
+            .send(
+                "GET",
+                &format!("/v3.0/threatintel/suspiciousObjects?{bad}"),
+                ADMIN,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(v["error"]["code"], "BadRequest", "{bad}: {v}");
+    }
+    let (s, v) = a
+        .send("GET", "/v3.0/healthcheck/connectivity", "rh_wrong", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"]["code"].is_string());
+    let v = a.get("/v3.0/healthcheck/connectivity").await;
+    assert_eq!(v["status"], "available");
+    let v = a
+        .get("/v3.0/threatintel/suspiciousObjects?orderBy=riskLevel%20asc&top=50")
+        .await;
+    assert_eq!(v["items"][0]["riskLevel"], "medium");
+
+    // Exceptions: listed, flagged on the object, kept out of filter sets; deletes per item.
+    let (s, v) = a
+        .send(
+            "POST",
+            "/v3.0/threatintel/suspiciousObjectExceptions",
+            PRODUCER,
+            Some(json!([{"domain": "evil.example", "description": "ours"}, {"ip": "nope"}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::MULTI_STATUS);
+    assert_eq!(v[0]["status"], 201);
+    assert_eq!(v[1]["status"], 400);
+    let v = a.get("/v3.0/threatintel/suspiciousObjectExceptions").await;
+    assert_eq!(v["items"][0]["domain"], "evil.example");
+    assert_eq!(v["items"][0]["type"], "domain");
+    let v = a.get("/v3.0/threatintel/suspiciousObjects?top=200").await;
+    let dom = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "domain")
+        .unwrap()
+        .clone();
+    assert_eq!(dom["inExceptionList"], true);
+    let (s, v) = a
+        .send("POST", "/v3.0/threatintel/suspiciousObjects/delete", PRODUCER,
+              Some(json!([{"url": "http://bad.example/x"}, {"url": "http://bad.example/x"}, {"colour": "red"}])))
+        .await;
+    assert_eq!(s, StatusCode::MULTI_STATUS);
+    let st: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(st, [204, 404, 400]);
+    assert!(a.entry("http://bad.example/x").await.is_none());
+    let (s, _) = a
+        .send(
+            "POST",
+            "/v3.0/threatintel/suspiciousObjects",
+            "rh_wrong",
+            Some(json!([{"ip": "2.2.2.2"}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    a.hub.unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
+    let a = hub().await;
+    let (s, f) = a
+        .send(
+            "POST",
+            "/api/v1/filters",
+            ADMIN,
+            Some(json!({"name": "all", "action": "block"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{f}");
+    let (s, p) = a
+        .send(
+            "POST",
+            "/api/v1/profiles",
+            ADMIN,
+            Some(json!({"name": "edge", "filters": [f["id"]]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjects",
+        PRODUCER,
+        Some(json!([{"ip": "6.6.6.6"}, {"ip": "7.7.7.7"}])),
+    )
+    .await;
+    let values = |v: &Value| -> BTreeSet<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ip"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let rpz = |a: &Hub| {
+        let url = format!("{}/rpz/edge.zone", a.base);
+        let http = a.http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let zone = rpz(&a).await;
+    assert!(zone.contains("32.6.6.6.6.rpz-ip"), "{zone}");
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjectExceptions",
+        PRODUCER,
+        Some(json!([{"ip": "6.6.6.6"}])),
+    )
+    .await;
+    let zone = rpz(&a).await;
+    assert!(
+        !zone.contains("32.6.6.6.6.rpz-ip") && zone.contains("32.7.7.7.7.rpz-ip"),
+        "{zone}"
+    );
+    // Still an object of the list, flagged.
+    let v = a.get("/v3.0/threatintel/suspiciousObjects").await;
+    assert_eq!(values(&v).len(), 2);
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjectExceptions/delete",
+        PRODUCER,
+        Some(json!([{"ip": "6.6.6.6"}])),
+    )
+    .await;
+    let zone = rpz(&a).await;
+    assert!(zone.contains("32.6.6.6.6.rpz-ip"), "{zone}");
+    a.hub.unwrap().stop().await.unwrap();
+}
+
+// -------------------------------------------------------------------------------------------
+// Vision One sync, hub to hub
+
+#[tokio::test]
+async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
+    let a = hub().await;
+    let b = hub().await;
+    let mut items = Vec::new();
+    for i in 0..450 {
+        items.push(json!({"ip": format!("10.1.{}.{}", i / 200, i % 200 + 1), "riskLevel": if i % 2 == 0 {"high"} else {"low"}, "daysToExpiration": 30}));
+    }
+    items.push(json!({"domain": "forever.example", "daysToExpiration": -1, "scanAction": "log"}));
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjects",
+        PRODUCER,
+        Some(Value::Array(items)),
+    )
+    .await;
+    // b's own user entry for a value a also has: b keeps it whatever a does.
+    let (s, _) = b
+        .send(
+            "POST",
+            "/api/v1/entries",
+            ADMIN,
+            Some(json!({"entries": [{"value": "10.1.0.1"}]})),
+        )
+        .await;
+    assert!(s.is_success());
+
+    let (s, v) = b
+        .send(
+            "POST",
+            "/api/v1/sources",
+            ADMIN,
+            Some(v1_source("v1", &a.base, PRODUCER)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["config"]["token"], "********");
+    let v = b
+        .wait_source("v1", "first sync", |v| v["status"] == "In sync")
+        .await;
+    assert_eq!(v["state"]["last"]["added"], 450, "{v}");
+    assert_eq!(b.owned("v1").await.len(), 451);
+    let e = b.entry("10.1.0.2").await.unwrap();
+    assert_eq!(
+        e["tags"]["Trend Micro Detection Category"],
+        "Suspicious Object"
+    );
+    assert_eq!(
+        e["tags"]["Trend Micro Publisher"],
+        "Trend Vision One Threat Intelligence"
+    );
+    assert_eq!(
+        e["tags"]["Trend Micro Source"],
+        "Trend Vision One Threat Intelligence"
+    );
+    assert_eq!(e["tags"]["Trend Micro Suspicious Object Source"], "UDSO");
+    assert_eq!(e["tags"]["Trend Micro Scan Action"], "block");
+    assert_eq!(e["tags"]["Trend Micro Severity"], "Low");
+    assert!(e["tags"]["Reputation Entries TTL"].is_string());
+    let forever = b.entry("forever.example").await.unwrap();
+    let ttl = forever["expires"].as_str().unwrap().to_string();
+    assert!(
+        ttl.starts_with(&format!("{}", 2026 + 10)) || ttl.starts_with(&format!("{}", 2027 + 10)),
+        "{ttl}"
+    );
+
+    // Changes upstream: one added, one re-rated, one deleted, one made an exception.
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjects",
+        PRODUCER,
+        Some(json!([{"ip": "10.9.9.9"}, {"ip": "10.1.0.2", "riskLevel": "medium"}])),
+    )
+    .await;
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjects/delete",
+        PRODUCER,
+        Some(json!([{"ip": "10.1.0.3"}, {"ip": "10.1.0.1"}])),
+    )
+    .await;
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjectExceptions",
+        PRODUCER,
+        Some(json!([{"ip": "10.1.0.4"}])),
+    )
+    .await;
+    let v = b.run("v1").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    assert_eq!(
+        b.entry("10.1.0.2").await.unwrap()["tags"]["Trend Micro Severity"],
+        "Medium"
+    );
+    assert!(b.entry("10.9.9.9").await.is_some());
+    assert!(
+        b.entry("10.1.0.4").await.is_none(),
+        "an exception upstream is withdrawn"
+    );
+    // A delta cannot see deletions: 10.1.0.3 stays until the full reconciliation.
+    assert!(b.entry("10.1.0.3").await.is_some());
+    // The never-expiring object keeps its TTL across syncs.
+    assert_eq!(b.entry("forever.example").await.unwrap()["expires"], ttl);
+
+    // A full reconciliation (asked for; otherwise every full_sync_secs): deletions arrive, and
+    // b's own assertion of 10.1.0.1 stays.
+    let v = b.run_full("v1").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    assert!(v["state"]["last"]["removed"].as_u64().unwrap() >= 2, "{v}");
+    assert!(b.entry("10.1.0.3").await.is_none());
+    let mine = b.entry("10.1.0.1").await.unwrap();
+    assert_eq!(mine["sources"], json!(["user"]));
+
+    // Another account (another key): a fresh full sync; what the first account brought stays.
+    a.send(
+        "POST",
+        "/v3.0/threatintel/suspiciousObjects/delete",
+        PRODUCER,
+        Some(json!([{"ip": "10.1.0.5"}])),
+    )
+    .await;
+    let old_account = b.source("v1").await["state"]["account"].clone();
+    let (s, v) = b
+        .send(
+            "PUT",
+            "/api/v1/sources/v1",
+            ADMIN,
+            Some(v1_source("v1", &a.base, ADMIN)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = b
+        .wait_source("v1", "the new account's sync", |v| {
+            v["status"] == "In sync" && v["state"]["account"] != old_account
+        })
+        .await;
+    assert_eq!(v["state"]["last"]["removed"], 0, "{v}");
+    let kept = b.entry("10.1.0.5").await.unwrap();
+    let sources = kept["sources"].as_array().unwrap();
+    assert!(
+        sources.len() == 1 && sources[0].as_str().unwrap().starts_with("v1@"),
+        "{kept}"
+    );
+    assert!(!b.owned("v1").await.contains("10.1.0.5"));
+    assert!(b.owned("v1").await.contains("10.9.9.9"));
+
+    // Deleting the source withdraws what it brought (and only that).
+    let (s, v) = b.send("DELETE", "/api/v1/sources/v1", ADMIN, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // (What the first account brought is still kept under its retained name.)
+    assert!(b.owned("v1").await.is_empty());
+    let left = b.entry("10.9.9.9").await.unwrap();
+    assert!(
+        left["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.as_str().unwrap().starts_with("v1@")),
+        "{left}"
+    );
+    assert!(b.entry("10.1.0.1").await.is_some());
+    assert!(b.entry("10.1.0.5").await.is_some());
+    a.hub.unwrap().stop().await.unwrap();
+    b.hub.unwrap().stop().await.unwrap();
+}
