@@ -585,3 +585,161 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
     a.hub.unwrap().stop().await.unwrap();
     b.hub.unwrap().stop().await.unwrap();
 }
+
+// -------------------------------------------------------------------------------------------
+// A misbehaving upstream
+
+/// What the fake upstream's second page does.
+const OK: usize = 0;
+const FAIL_500: usize = 1;
+const BUSY_TWICE: usize = 2;
+const GARBAGE: usize = 3;
+
+#[derive(Default)]
+struct Fake {
+    mode: AtomicUsize,
+    /// Whether 1.0.0.1 is still listed upstream.
+    first_gone: AtomicUsize,
+    page2_calls: AtomicUsize,
+}
+
+async fn fake_v1(fake: Arc<Fake>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let link = format!("{base}/v3.0/threatintel/suspiciousObjects?top=200&skipToken=2");
+    let objects = {
+        let fake = fake.clone();
+        move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+            let fake = fake.clone();
+            let link = link.clone();
+            async move {
+                if q.get("skipToken").is_none() {
+                    let mut items = vec![
+                        json!({"ip": "x", "type": "ip"}),
+                        json!({"type": "weird", "weird": "x"}),
+                        json!("not an object"),
+                        json!({"fileSha1": "a".repeat(40), "riskLevel": "noRisk", "lastModifiedDateTime": "2026-01-01T00:00:00Z"}),
+                    ];
+                    if fake.first_gone.load(Ordering::SeqCst) == 0 {
+                        items.push(json!({"ip": "1.0.0.1", "riskLevel": "high", "scanAction": "block", "lastModifiedDateTime": "2026-01-01T00:00:01Z", "expiredDateTime": "2099-01-01T00:00:00Z"}));
+                    }
+                    if fake.first_gone.load(Ordering::SeqCst) == 2 {
+                        items.push(json!({"ip": "1.0.0.4", "lastModifiedDateTime": "2026-01-01T00:00:10Z", "expiredDateTime": "2099-01-01T00:00:00Z"}));
+                    }
+                    items.push(json!({"ip": "1.0.0.3", "riskLevel": "low", "scanAction": "log", "lastModifiedDateTime": "2026-01-01T00:00:02Z", "expiredDateTime": "2099-01-01T00:00:00Z"}));
+                    return axum::Json(json!({"items": items, "nextLink": link})).into_response();
+                }
+                let n = fake.page2_calls.fetch_add(1, Ordering::SeqCst);
+                let mut h = HeaderMap::new();
+                h.insert("retry-after", "0".parse().unwrap());
+                match fake.mode.load(Ordering::SeqCst) {
+                    FAIL_500 => (AxStatus::INTERNAL_SERVER_ERROR, h, axum::Json(json!({"error": {"code": "InternalServerError", "message": "boom"}}))).into_response(),
+                    BUSY_TWICE if n % 3 != 2 => {
+                        let mut h = HeaderMap::new();
+                        h.insert("retry-after", "1".parse().unwrap());
+                        (AxStatus::TOO_MANY_REQUESTS, h, axum::Json(json!({"error": {"code": "TooManyRequests", "message": "slow down"}}))).into_response()
+                    }
+                    GARBAGE => (AxStatus::OK, "<html>maintenance</html>").into_response(),
+                    _ => axum::Json(json!({"items": [{"ip": "1.0.0.2", "lastModifiedDateTime": "2026-01-01T00:00:05Z", "expiredDateTime": "2099-01-01T00:00:00Z"}]})).into_response(),
+                }
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/v3.0/threatintel/suspiciousObjects", get(objects))
+        .route(
+            "/v3.0/threatintel/suspiciousObjectExceptions",
+            get(|| async { axum::Json(json!({"items": [{"type": "senderMailAddress", "senderMailAddress": "a@b.example"}]})) }),
+        )
+        .route("/v3.0/healthcheck/connectivity", get(|| async { axum::Json(json!({"status": "available"})) }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_was_stored() {
+    let fake = Arc::new(Fake::default());
+    let up = fake_v1(fake.clone()).await;
+    let b = hub().await;
+    let (s, v) = b
+        .send(
+            "POST",
+            "/api/v1/sources",
+            ADMIN,
+            Some(v1_source("v1", &up, "t0ken")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = b
+        .wait_source("v1", "first sync", |v| v["status"] == "In sync")
+        .await;
+    assert_eq!(
+        b.owned("v1").await,
+        BTreeSet::from(["1.0.0.1".into(), "1.0.0.2".into(), "1.0.0.3".into()])
+    );
+    // Three malformed objects, each with its reason; a noRisk object skipped.
+    assert_eq!(v["state"]["last"]["rejected"], 3, "{v}");
+    assert_eq!(v["state"]["last"]["skipped"], 1, "{v}");
+    let rejects = v["state"]["rejects"].to_string();
+    assert!(
+        rejects.contains("page 1, item 1") && rejects.contains("ip"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("item 3") && rejects.contains("not an object"),
+        "{rejects}"
+    );
+    let e = b.entry("1.0.0.3").await.unwrap();
+    assert_eq!(e["tags"]["Trend Micro Scan Action"], "log");
+    assert_eq!(e["expires"], "2099-01-01 00:00:00 UTC");
+    let test = b
+        .send("POST", "/api/v1/sources/v1/test", ADMIN, None)
+        .await
+        .1;
+    assert_eq!(test["ok"], true, "{test}");
+
+    // Upstream drops 1.0.0.1, but its second page fails: the listing is incomplete, nothing goes.
+    fake.first_gone.store(1, Ordering::SeqCst);
+    fake.mode.store(FAIL_500, Ordering::SeqCst);
+    let v = b.run_full("v1").await;
+    assert_eq!(v["status"], "Out of sync", "{v}");
+    assert!(
+        v["state"]["last_error"].as_str().unwrap().contains("500"),
+        "{v}"
+    );
+    assert!(b.entry("1.0.0.1").await.is_some());
+    assert_eq!(b.owned("v1").await.len(), 3);
+
+    fake.mode.store(GARBAGE, Ordering::SeqCst);
+    let v = b.run_full("v1").await;
+    assert_eq!(v["status"], "Out of sync", "{v}");
+    assert!(
+        v["state"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON"),
+        "{v}"
+    );
+    assert!(b.entry("1.0.0.1").await.is_some());
+
+    // Busy twice (429, Retry-After: 1), then fine: the run waits, completes, and only now
+    // withdraws what upstream no longer lists.
+    fake.page2_calls.store(0, Ordering::SeqCst);
+    fake.mode.store(BUSY_TWICE, Ordering::SeqCst);
+    let v = b.run_full("v1").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    assert_eq!(fake.page2_calls.load(Ordering::SeqCst), 3);
+    assert!(b.entry("1.0.0.1").await.is_none());
+    assert_eq!(b.owned("v1").await.len(), 2);
+
+    // A delta whose second page fails keeps what the first page brought, and its cursor stops
+    // at the newest object stored (page 1's), not at page 2's.
+    assert_eq!(v["state"]["cursor"], json!("1767225605"), "{v}"); // page 2's, 00:00:05
+    fake.first_gone.store(2, Ordering::SeqCst);
+    fake.mode.store(FAIL_500, Ordering::SeqCst);
+    let v = b.run("v1").await;
+    assert_eq!(v["status"], "Out of sync", "{v}");
+    assert_eq!(v["state"]["cursor"], json!("1767225610"), "{v}"); // page 1's 1.0.0.4, 00:00:10
+    assert_eq!(b.owned("v1").await.len(), 3);
+    b.hub.unwrap().stop().await.unwrap();
+}
