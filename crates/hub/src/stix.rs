@@ -70,12 +70,7 @@ async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Respons
     } else {
         headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Basic ")
-                    .or_else(|| v.strip_prefix("basic "))
-            })
-            .and_then(|b| crate::sms::basic_credentials(b.trim().as_bytes()))
+            .and_then(|v| crate::sms::basic_credentials(v.as_bytes()))
             .map(|(u, p)| (Some(u), p))
     };
     let Some((name, key)) = creds else {

@@ -78,6 +78,8 @@ pub(crate) struct SourceState {
     /// Feeds: validators of the last download.
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
+    /// Runs so far (successful or not).
+    pub(crate) runs: u64,
     pub(crate) last_run: Option<i64>,
     pub(crate) last_success: Option<i64>,
     pub(crate) last_full_sync: Option<i64>,
@@ -349,6 +351,7 @@ pub(crate) async fn run_once(
         SourceSpec::Feed(s) => feed::sync(s, &mut st, &mut run).await,
     };
     st.last_run = Some(started);
+    st.runs += 1;
     st.last = run.counts;
     st.total.add(&run.counts);
     st.rejects = std::mem::take(&mut run.rejects);
