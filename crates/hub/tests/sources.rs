@@ -586,6 +586,7 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
 // A misbehaving upstream
 
 /// What the fake upstream's second page does.
+#[allow(dead_code)] // The default mode, named for the reader.
 const OK: usize = 0;
 const FAIL_500: usize = 1;
 const BUSY_TWICE: usize = 2;
