@@ -78,6 +78,8 @@ pub(crate) struct SourceState {
     /// Feeds: validators of the last download.
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
+    /// How long the last run took, in milliseconds.
+    pub(crate) last_duration_ms: u64,
     /// Runs so far (successful or not).
     pub(crate) runs: u64,
     pub(crate) last_run: Option<i64>,
@@ -344,6 +346,7 @@ pub(crate) async fn run_once(
 ) -> Result<SourceState, HubError> {
     let name = spec.name();
     let started = SystemClock.now();
+    let clock = std::time::Instant::now();
     let mut run = Run::new(state.clone(), name);
     let result = match spec {
         SourceSpec::Visionone(s) => visionone::sync(s, &mut st, &mut run).await,
@@ -352,6 +355,7 @@ pub(crate) async fn run_once(
     };
     st.last_run = Some(started);
     st.runs += 1;
+    st.last_duration_ms = clock.elapsed().as_millis() as u64;
     st.last = run.counts;
     st.total.add(&run.counts);
     st.rejects = std::mem::take(&mut run.rejects);

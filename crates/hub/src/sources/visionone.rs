@@ -79,6 +79,11 @@ impl Upstream {
 
     /// GET a page (a path and query on the base URL, or a `nextLink`).
     async fn page(&self, url: &str) -> Result<Value, SyncError> {
+        Ok(self.page_dated(url).await?.0)
+    }
+
+    /// A page, and the upstream's clock when it answered (its `Date` header), if it said.
+    async fn page_dated(&self, url: &str) -> Result<(Value, Option<i64>), SyncError> {
         let auth = secret(&format!("Bearer {}", self.token))?;
         let resp = http::send(
             || {
@@ -90,7 +95,13 @@ impl Upstream {
             "Vision One",
         )
         .await?;
-        Ok(http::json(resp, "Vision One").await?.0)
+        let (v, headers) = http::json(resp, "Vision One").await?;
+        let date = headers
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.timestamp());
+        Ok((v, date))
     }
 
     /// A `nextLink` is followed only on the same scheme, host and port: the token goes with it.
@@ -284,13 +295,12 @@ pub(super) async fn sync(
         url.push_str("&startDateTime=");
         url.push_str(&item::datetime(from));
     }
-    let mut page_no = 0;
+    let mut page_no = 1;
+    // Every object modified after the upstream answered the first page has a later time than
+    // that answer: once the whole listing is stored, the next delta can start there (less the
+    // overlap) even if no object was newer, so that a quiet upstream costs a small page a run.
+    let (mut v, started_upstream) = up.page_dated(&url).await?;
     loop {
-        page_no += 1;
-        if page_no > MAX_PAGES {
-            return Err(SyncError::Upstream("too many pages".into()));
-        }
-        let v = up.page(&url).await?;
         let items = v
             .get("items")
             .and_then(Value::as_array)
@@ -304,7 +314,7 @@ pub(super) async fn sync(
             held = run.expiries(ids).await?;
         }
         let mut ups = Vec::with_capacity(items.len());
-        let mut drop = Vec::new();
+        let mut dropped = Vec::new();
         let mut page_newest = newest;
         for (i, it) in items.iter().enumerate() {
             match take(it, &catalog, &exceptions, &held, now) {
@@ -318,7 +328,7 @@ pub(super) async fn sync(
                 Taken::Drop(Some(e)) => {
                     run.skip();
                     if held.contains_key(&e) || !full {
-                        drop.push(e);
+                        dropped.push(e);
                     }
                 }
                 Taken::Drop(None) => run.skip(),
@@ -327,24 +337,43 @@ pub(super) async fn sync(
                 }
             }
         }
-        run.upsert(ups).await?;
-        run.withdraw(drop).await?;
+        let next = up.next_link(&v)?;
+        if page_no >= MAX_PAGES && next.is_some() {
+            return Err(SyncError::Upstream("too many pages".into()));
+        }
+        // Write this page while the next one is on its way.
+        let write = async {
+            run.upsert(ups).await?;
+            run.withdraw(dropped).await
+        };
+        let fetch = async {
+            match &next {
+                Some(n) => up.page(n).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (written, fetched) = tokio::join!(write, fetch);
+        written?;
         // Stored: the cursor may pass this page (pages come oldest first).
         newest = page_newest;
         if !full {
             st.cursor = Some(newest.to_string());
         }
-        match up.next_link(&v)? {
-            Some(next) => url = next,
+        match fetched? {
+            Some(page) => {
+                v = page;
+                page_no += 1;
+            }
             None => break,
         }
     }
+    let complete = newest.max(started_upstream.unwrap_or(newest));
+    st.cursor = Some(complete.to_string());
     if full {
         // The listing completed: what this source holds and upstream no longer lists is gone.
         let gone: Vec<Entry> = held.into_keys().filter(|e| !seen.contains(e)).collect();
         run.withdraw(gone).await?;
         st.last_full_sync = Some(now);
-        st.cursor = Some(newest.to_string());
     }
     Ok(())
 }

@@ -258,6 +258,7 @@ async fn list_objects(
         }
     };
     let skip = q.skip_token.clone();
+    let filtered = filter.is_some();
     let (items, next) = state
         .with_store(move |s| -> V1Result<(Vec<Value>, Option<String>)> {
             let catalog = s.catalog()?;
@@ -274,6 +275,7 @@ async fn list_objects(
                         &catalog,
                         &exceptions,
                         &keep,
+                        filtered,
                         descending,
                         after,
                         start,
@@ -347,6 +349,7 @@ fn modified_page(
     catalog: &Catalog,
     exceptions: &HashSet<Entry>,
     keep: &dyn Fn(&Value) -> bool,
+    filtered: bool,
     descending: bool,
     mut after: Option<ModifiedKey>,
     start: Option<i64>,
@@ -362,7 +365,8 @@ fn modified_page(
             start,
             end,
             kinds: Vec::new(),
-            limit: top.max(500),
+            // Without a filter every row is served: read just a page. With one, read ahead.
+            limit: if filtered { top.max(1000) } else { top },
         })?;
         for (key, e) in &page.items {
             let modified = e
