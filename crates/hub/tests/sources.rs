@@ -672,11 +672,20 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
         .await;
     assert_eq!(
         b.owned("v1").await,
-        BTreeSet::from(["1.0.0.1".into(), "1.0.0.2".into(), "1.0.0.3".into()])
+        BTreeSet::from([
+            "1.0.0.1".into(),
+            "1.0.0.2".into(),
+            "1.0.0.3".into(),
+            "a".repeat(40)
+        ])
     );
-    // Three malformed objects, each with its reason; a noRisk object skipped.
+    // Three malformed objects, each with its reason. A noRisk object is kept without a severity,
+    // and with the ten-year TTL of objects that never expire.
     assert_eq!(v["state"]["last"]["rejected"], 3, "{v}");
-    assert_eq!(v["state"]["last"]["skipped"], 1, "{v}");
+    assert_eq!(v["state"]["last"]["skipped"], 0, "{v}");
+    let sha1 = b.entry(&"a".repeat(40)).await.unwrap();
+    assert!(sha1["tags"].get("Trend Micro Severity").is_none(), "{sha1}");
+    assert!(sha1["expires"].as_str().unwrap() > "2035", "{sha1}");
     let rejects = v["state"]["rejects"].to_string();
     assert!(
         rejects.contains("page 1, item 1") && rejects.contains("ip"),
@@ -705,7 +714,7 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
         "{v}"
     );
     assert!(b.entry("1.0.0.1").await.is_some());
-    assert_eq!(b.owned("v1").await.len(), 3);
+    assert_eq!(b.owned("v1").await.len(), 4);
 
     fake.mode.store(GARBAGE, Ordering::SeqCst);
     let v = b.run_full("v1").await;
@@ -727,7 +736,7 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(fake.page2_calls.load(Ordering::SeqCst), 3);
     assert!(b.entry("1.0.0.1").await.is_none());
-    assert_eq!(b.owned("v1").await.len(), 2);
+    assert_eq!(b.owned("v1").await.len(), 3);
 
     // A delta whose second page fails keeps what the first page brought, and its cursor stops
     // at the newest object stored (page 1's), not at page 2's.
@@ -743,7 +752,7 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     let v = b.run("v1").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert_eq!(v["state"]["cursor"], json!("4070908810"), "{v}"); // page 1's 1.0.0.4
-    assert_eq!(b.owned("v1").await.len(), 3);
+    assert_eq!(b.owned("v1").await.len(), 4);
     b.hub.unwrap().stop().await.unwrap();
 }
 

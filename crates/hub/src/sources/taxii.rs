@@ -45,6 +45,30 @@ impl Server {
     }
 
     async fn get(&self, url: &str) -> Result<(Value, reqwest::header::HeaderMap), SyncError> {
+        self.get_with(url, true).await
+    }
+
+    /// `retry: false` for requests that must not be sent twice: a TAXII `next` token may be
+    /// consumed by a request whose answer was lost, and sending it again would skip a page.
+    async fn get_with(
+        &self,
+        url: &str,
+        retry: bool,
+    ) -> Result<(Value, reqwest::header::HeaderMap), SyncError> {
+        let request = || {
+            let r = self.client.get(url).header(ACCEPT, MEDIA);
+            match &self.auth {
+                Some(a) => r.header(AUTHORIZATION, a.clone()),
+                None => r,
+            }
+        };
+        if !retry {
+            let resp = request()
+                .send()
+                .await
+                .map_err(|e| SyncError::Upstream(format!("TAXII: {}", http::error_text(&e))))?;
+            return http::json(resp, "TAXII").await;
+        }
         let resp = http::send(
             || {
                 let r = self.client.get(url).header(ACCEPT, MEDIA);
@@ -172,7 +196,9 @@ pub(super) async fn sync(
             added_after.as_deref(),
             next.as_deref(),
         );
-        let (v, headers) = server.get(&url).await?;
+        // A failed `next` request is not repeated: the run ends, and the next one starts again
+        // from the cursor, which only ever names stored pages.
+        let (v, headers) = server.get_with(&url, next.is_none()).await?;
         let objects = match v.get("objects") {
             Some(Value::Array(a)) => a.as_slice(),
             // An empty envelope may leave `objects` out.

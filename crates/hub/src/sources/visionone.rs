@@ -203,11 +203,9 @@ fn take(
     {
         return Taken::Drop(Some(entry));
     }
+    // Absent or noRisk: no severity tag (filters on severity leave it alone).
     let risk = match item::parse_risk(m) {
-        Ok(r) => r,
-        Err(_) if m.get("riskLevel").and_then(Value::as_str) == Some("noRisk") => {
-            return Taken::Drop(Some(entry));
-        }
+        Ok(r) => r.flatten(),
         Err(e) => return Taken::Bad(format!("{entry}: {e}")),
     };
     let parsed = item::parse_action(m)

@@ -57,12 +57,13 @@ fn list_value<'a>(tags: &'a Tags, catalog: &Catalog, name: &str) -> Option<&'a s
     }
 }
 
-/// An entry served as a suspicious object. Without a severity tag the risk is high (what Vision
-/// One assumes when none is given); without a scan action, block.
+/// An entry served as a suspicious object. Without a severity tag its risk is `noRisk` (none
+/// known; a posted object without `riskLevel` is stored High, as Vision One does); without a scan
+/// action, block.
 pub(crate) fn item_of(e: &StoredEntry, modified: i64, catalog: &Catalog, exception: bool) -> Value {
     let risk = list_value(&e.tags, catalog, builtin::SEVERITY)
         .and_then(|s| s.parse::<Severity>().ok())
-        .map_or("high", risk_level);
+        .map_or("noRisk", risk_level);
     let action = list_value(&e.tags, catalog, builtin::SCAN_ACTION)
         .and_then(|s| s.parse::<ScanAction>().ok())
         .map_or("block", ScanAction::tag_value);
@@ -160,16 +161,18 @@ pub(crate) fn opt_str<'a>(
     }
 }
 
-pub(crate) fn parse_risk(item: &Map<String, Value>) -> Result<Option<Severity>, ItemError> {
+/// `riskLevel`: `None` when absent, `Some(None)` for `noRisk` (kept without a severity tag, and
+/// served back as `noRisk`), else the severity.
+pub(crate) fn parse_risk(item: &Map<String, Value>) -> Result<Option<Option<Severity>>, ItemError> {
     match opt_str(item, "riskLevel")? {
         None => Ok(None),
-        Some("high") => Ok(Some(Severity::High)),
-        Some("medium") => Ok(Some(Severity::Medium)),
-        Some("low") => Ok(Some(Severity::Low)),
-        Some("noRisk") => Err(bad("riskLevel", "noRisk objects are not suspicious")),
+        Some("high") => Ok(Some(Some(Severity::High))),
+        Some("medium") => Ok(Some(Some(Severity::Medium))),
+        Some("low") => Ok(Some(Some(Severity::Low))),
+        Some("noRisk") => Ok(Some(None)),
         Some(o) => Err(bad(
             "riskLevel",
-            format!("{o:?}: expected high, medium or low"),
+            format!("{o:?}: expected high, medium, low or noRisk"),
         )),
     }
 }
@@ -292,10 +295,14 @@ mod tests {
     fn risk_and_action() {
         assert_eq!(
             parse_risk(&obj(json!({"riskLevel": "medium"}))).unwrap(),
-            Some(Severity::Medium)
+            Some(Some(Severity::Medium))
         );
         assert!(parse_risk(&obj(json!({"riskLevel": "High"}))).is_err());
-        assert!(parse_risk(&obj(json!({"riskLevel": "noRisk"}))).is_err());
+        assert_eq!(
+            parse_risk(&obj(json!({"riskLevel": "noRisk"}))).unwrap(),
+            Some(None)
+        );
+        assert_eq!(parse_risk(&obj(json!({}))).unwrap(), None);
         assert_eq!(
             parse_action(&obj(json!({"scanAction": "log"}))).unwrap(),
             Some(ScanAction::Log)

@@ -439,7 +439,8 @@ fn sorted_page(
             Order::Risk { .. } => match item["riskLevel"].as_str() {
                 Some("high") => 3,
                 Some("medium") => 2,
-                _ => 1,
+                Some("low") => 1,
+                _ => 0,
             },
             _ => e.expires_at.unwrap_or(i64::MAX),
         };
@@ -498,7 +499,7 @@ fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemEr
         return Err(bad("item", "must be an object"));
     };
     let entry = item::entry_of(m)?;
-    let risk = item::parse_risk(m)?.unwrap_or(rephub_model::Severity::High);
+    let risk = item::parse_risk(m)?.unwrap_or(Some(rephub_model::Severity::High));
     let action = item::parse_action(m)?.unwrap_or(rephub_model::ScanAction::Block);
     let days = match m.get("daysToExpiration") {
         None | Some(Value::Null) => DEFAULT_DAYS,
@@ -519,7 +520,9 @@ fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemEr
         builtin::SUSPICIOUS_OBJECT,
     );
     item::set(&mut tags, catalog, builtin::SO_SOURCE, "UDSO");
-    item::set(&mut tags, catalog, builtin::SEVERITY, risk.tag_value());
+    if let Some(r) = risk {
+        item::set(&mut tags, catalog, builtin::SEVERITY, r.tag_value());
+    }
     item::set(&mut tags, catalog, builtin::SCAN_ACTION, action.tag_value());
     item::set(&mut tags, catalog, builtin::DESCRIPTION, description);
     if days > 0 {

@@ -1,0 +1,320 @@
+//! Real peers: a TAXII 2.1 server (`medallion`, loaded with indicators made by the `stix2`
+//! package) as a source of the hub, and the official Vision One SDK (`pytmv1`) as a client of the
+//! hub's Vision One-compatible API. `.ci/run` installs both from PyPI; the scripts that drive them
+//! are in `tests/peers/`.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rephub_hub::{Config, Role, RunningHub, hash_key};
+use rephub_store::{KeyStore, SqliteStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "rh_admin";
+const PRODUCER: &str = "rh_producer";
+
+fn peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
+}
+
+async fn hub(dir: &Path) -> RunningHub {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    {
+        let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
+        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
+            .unwrap();
+        s.add_api_key("producer", Role::Producer.as_str(), &hash_key(PRODUCER))
+            .unwrap();
+    }
+    rephub_hub::start(Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: false,
+        ..Config::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http.get(url).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{url}");
+    resp.json().await.unwrap()
+}
+
+async fn wait_runs(http: &reqwest::Client, base: &str, name: &str, more_than: u64) -> Value {
+    for _ in 0..600 {
+        let v = get(http, &format!("{base}/api/v1/sources/{name}")).await;
+        if v["state"]["runs"].as_u64().unwrap_or(0) > more_than {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("source {name} did not run");
+}
+
+#[tokio::test]
+async fn a_taxii_collection_on_medallion_fills_the_database() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = Command::new("python3")
+        .arg(peers().join("taxii_data.py"))
+        .args([
+            "--out",
+            data.path().to_str().unwrap(),
+            "--count",
+            "250",
+            "--mix",
+        ])
+        .args(["--port", &port.to_string(), "--backend", "memory"])
+        .output()
+        .expect("python3 (with stix2: see .ci/run)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("expected.json")).unwrap()).unwrap();
+    let _medallion = Kill(
+        // As a module: the `medallion` script may not be on PATH (pyenv shims, user installs).
+        Command::new("python3")
+            .args(["-m", "medallion.scripts.run"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg(data.path().join("medallion.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("medallion (pip install medallion: see .ci/run)"),
+    );
+    wait_port(port).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = hub(dir.path()).await;
+    let base = format!("http://{}", h.addr);
+    let http = reqwest::Client::builder().no_gzip().build().unwrap();
+    // Stock medallion serves at most 100 objects a page: 3 pages and more.
+    let spec = json!({"kind": "taxii", "name": "medallion", "url": expected["discovery_url"],
+                      "collection": expected["collection_id"], "username": "user", "password": "pass",
+                      "page_size": 100, "interval_secs": 3600});
+    let test = http
+        .post(format!("{base}/api/v1/sources"))
+        .bearer_auth(ADMIN)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(test.status(), StatusCode::CREATED);
+    let v = wait_runs(&http, &base, "medallion", 0).await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    assert_eq!(
+        v["state"]["last"]["rejected"], expected["rejected"]["count"],
+        "{v}"
+    );
+    // Skipped: unsupported patterns, non-indicators, the expired one and the revoked one.
+    let skipped = expected["skipped"]["count"].as_u64().unwrap()
+        + expected["non_indicators"]["count"].as_u64().unwrap();
+    assert!(
+        v["state"]["last"]["skipped"].as_u64().unwrap() >= skipped,
+        "{v}"
+    );
+    assert!(
+        v["state"]["cursor"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-01-01T00:00:00."),
+        "{v}"
+    );
+
+    let all = get(
+        &http,
+        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
+    )
+    .await;
+    let have: std::collections::HashMap<String, Value> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["value"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    let want = expected["entries"].as_array().unwrap();
+    assert_eq!(
+        have.len(),
+        want.len(),
+        "entries: {:?}",
+        have.keys().collect::<Vec<_>>()
+    );
+    for w in want {
+        let value = w["value"].as_str().unwrap();
+        let e = have.get(value).unwrap_or_else(|| panic!("{value} missing"));
+        assert_eq!(e["kind"], w["kind"], "{value}");
+        let tags = &w["tags"];
+        assert_eq!(e["tags"]["STIX - ID"], tags["STIX - ID"], "{value}");
+        assert_eq!(
+            e["tags"].get("STIX - Severity").unwrap_or(&Value::Null),
+            &tags["STIX - Severity"],
+            "{value}"
+        );
+        assert_eq!(
+            e["tags"].get("STIX - Confidence").unwrap_or(&Value::Null),
+            &tags["STIX - Confidence"],
+            "{value}"
+        );
+        match tags["Reputation Entries TTL"].as_i64() {
+            Some(t) => assert_eq!(e["expires"], rephub_model::format_utc(t), "{value}"),
+            None => assert!(e["expires"].is_null(), "{value}"),
+        }
+    }
+    for gone in expected["absent"]["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(expected["absent"]["expired"].as_array().unwrap())
+    {
+        assert!(
+            !have.contains_key(gone.as_str().unwrap()),
+            "{gone} must be absent"
+        );
+    }
+
+    // New objects upstream (a revocation and an addition) arrive with the next poll.
+    let later = std::fs::read(data.path().join("later.json")).unwrap();
+    let resp = http
+        .post(expected["objects_url"].as_str().unwrap())
+        .basic_auth("user", Some("pass"))
+        .header("Accept", "application/taxii+json;version=2.1")
+        .header("Content-Type", "application/taxii+json;version=2.1")
+        .body(later)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let runs = v["state"]["runs"].as_u64().unwrap();
+    http.post(format!("{base}/api/v1/sources/medallion/sync"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let v = wait_runs(&http, &base, "medallion", runs).await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    let all = get(
+        &http,
+        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
+    )
+    .await;
+    let values: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    for added in expected["after_later"]["added"].as_array().unwrap() {
+        assert!(
+            values.contains(&added["value"].as_str().unwrap()),
+            "{added}"
+        );
+    }
+    for removed in expected["after_later"]["removed"].as_array().unwrap() {
+        assert!(!values.contains(&removed.as_str().unwrap()), "{removed}");
+    }
+    assert_eq!(
+        v["state"]["last"]["added"], 1,
+        "only the new objects were read: {v}"
+    );
+
+    // Wrong credentials: out of sync with the reason, nothing removed; test connectivity says so.
+    let mut bad = spec.clone();
+    bad["password"] = json!("wrong");
+    let resp = http
+        .put(format!("{base}/api/v1/sources/medallion"))
+        .bearer_auth(ADMIN)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let test: Value = http
+        .post(format!("{base}/api/v1/sources/medallion/test"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(test["ok"], false, "{test}");
+    assert!(test["error"].as_str().unwrap().contains("401"), "{test}");
+    let v = wait_runs(
+        &http,
+        &base,
+        "medallion",
+        v["state"]["runs"].as_u64().unwrap(),
+    )
+    .await;
+    assert_eq!(v["status"], "Out of sync", "{v}");
+    let again = get(
+        &http,
+        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
+    )
+    .await;
+    assert_eq!(again["entries"].as_array().unwrap().len(), values.len());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_official_vision_one_sdk_works_against_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = hub(dir.path()).await;
+    let url = format!("http://{}", h.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(peers().join("pytmv1_check.py"))
+            .args(["--url", &url, "--token", PRODUCER])
+            .output()
+            .expect("python3 (with pytmv1: see .ci/run)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pytmv1_check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("OK"), "{stdout}");
+    h.stop().await.unwrap();
+}
