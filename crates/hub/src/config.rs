@@ -141,6 +141,19 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            s.validate().map_err(|e| ConfigError::Invalid {
+                field: "sources",
+                reason: format!("{}: {e}", s.name()),
+            })?;
+            if !names.insert(s.name()) {
+                return Err(ConfigError::Invalid {
+                    field: "sources",
+                    reason: format!("{}: two sources of that name", s.name()),
+                });
+            }
+        }
         if self.rpz_refresh_secs == 0 {
             return Err(ConfigError::Invalid {
                 field: "rpz_refresh_secs",
@@ -188,7 +201,15 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/rephub"));
         assert_eq!(c.max_body_bytes(), 128 << 20);
         assert_eq!(c.request_timeout_secs, 30);
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.sources[0].kind(), "visionone");
+        assert_eq!(c.sources[1].interval_secs(), 3600);
         c.validate().unwrap();
+        let twice = Config {
+            sources: vec![c.sources[1].clone(), c.sources[1].clone()],
+            ..Config::default()
+        };
+        assert!(twice.validate().is_err());
         assert_eq!(Config::parse("").unwrap(), Config::default());
     }
 

@@ -58,7 +58,7 @@ pub(crate) fn document() -> Value {
         "entries": {"type": "array", "items": {"type": "object", "required": ["value"], "properties": {
             "value": {"type": "string"}, "kind": {"type": "string"}, "tags": {"type": "object"}}}},
         "source": {"type": "string"}, "mode": {"enum": ["merge", "replace"]}}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "rephub hub", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Reputation hub: SMS-compatible Web API, REST API, device sync. See docs/hub.md and docs/sync-protocol.md."},
@@ -121,6 +121,41 @@ pub(crate) fn document() -> Value {
                 "get": op("CrowdSec bouncer API: decisions that apply to an address or range, or null", "bouncerKey", query(&["ip", "range", "scope", "value"])),
                 "head": op("CrowdSec bouncer API: health check", "bouncerKey", json!({}))}
         }
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), sources_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// Sources, the Vision One-compatible API and STIX push (a second `json!`: one would exceed the
+/// macro's recursion limit).
+fn sources_paths() -> Value {
+    let source = json!({"type": "object", "required": ["kind", "name", "url"], "properties": {
+        "kind": {"enum": ["visionone", "taxii", "feed"]}, "name": {"type": "string"}, "url": {"type": "string"},
+        "enabled": {"type": "boolean"}, "interval_secs": {"type": "integer"}}});
+    let items = json!({"type": "array", "items": {"type": "object"}});
+    json!({
+            "/api/v1/sources": {
+                "get": op("threat-intelligence sources with their state (docs/sources.md)", "apiKey", json!({})),
+                "post": op("create a source (admin): visionone, taxii or feed", "apiKey", json_body(source.clone()))},
+            "/api/v1/sources/{name}": {
+                "get": op("one source and its state", "apiKey", path_id("name")),
+                "put": op("replace a source's config (admin); secrets given as ******** are kept; runs at once", "apiKey", merge(path_id("name"), json_body(source))),
+                "delete": op("stop a source and withdraw what it brought (admin)", "apiKey", path_id("name"))},
+            "/api/v1/sources/{name}/sync": {"post": op("run a source now (202); full=true reconciles", "apiKey", merge(path_id("name"), query(&["full"])))},
+            "/api/v1/sources/{name}/test": {"post": op("test connectivity with the source's config; changes nothing", "apiKey", path_id("name"))},
+            "/v3.0/healthcheck/connectivity": {"get": op("Vision One-compatible: connectivity", "apiKey", json!({}))},
+            "/v3.0/threatintel/suspiciousObjects": {
+                "get": op("Vision One-compatible: suspicious objects, paged by nextLink; header TMV1-Filter", "apiKey", query(&["top", "orderBy", "startDateTime", "endDateTime", "skipToken"])),
+                "post": op("Vision One-compatible: add suspicious objects (producer); 207 per item", "apiKey", json_body(items.clone()))},
+            "/v3.0/threatintel/suspiciousObjects/delete": {"post": op("Vision One-compatible: remove suspicious objects (producer); 207 per item", "apiKey", json_body(items.clone()))},
+            "/v3.0/threatintel/suspiciousObjectExceptions": {
+                "get": op("Vision One-compatible: the exception list, paged", "apiKey", query(&["top", "skipToken"])),
+                "post": op("Vision One-compatible: add exceptions (producer); never distributed", "apiKey", json_body(items.clone()))},
+            "/v3.0/threatintel/suspiciousObjectExceptions/delete": {"post": op("Vision One-compatible: remove exceptions (producer)", "apiKey", json_body(items.clone()))},
+            "/taxii/feeds/collections/{id}/objects/": {"post": op("STIX 2.0/2.1 bundle push (producer), answered 202 with a TAXII status", "apiKey", merge(path_id("id"), json_body(json!({"type": "object", "required": ["type", "objects"]}))))},
+            "/taxii/feeds/status/{id}/": {"get": op("the status resource of a STIX push", "apiKey", path_id("id"))}
     })
 }
 

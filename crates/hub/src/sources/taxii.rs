@@ -188,17 +188,10 @@ pub(super) async fn sync(
     let base = server.collection(spec).await?;
     let catalog = run.state.with_store(|s| s.catalog()).await??;
     let mut added_after = st.cursor.clone().or_else(|| spec.added_after.clone());
-    let mut next: Option<String> = None;
+    let first = objects_url(&base, spec.page_size, added_after.as_deref(), None);
+    let mut fetched = server.get(&first).await?;
     for page in 1..=MAX_PAGES {
-        let url = objects_url(
-            &base,
-            spec.page_size,
-            added_after.as_deref(),
-            next.as_deref(),
-        );
-        // A failed `next` request is not repeated: the run ends, and the next one starts again
-        // from the cursor, which only ever names stored pages.
-        let (v, headers) = server.get_with(&url, next.is_none()).await?;
+        let (v, headers) = fetched;
         let objects = match v.get("objects") {
             Some(Value::Array(a)) => a.as_slice(),
             // An empty envelope may leave `objects` out.
@@ -251,32 +244,55 @@ pub(super) async fn sync(
                 None => {}
             }
         }
-        run.upsert(ups).await?;
-        run.withdraw(gone).await?;
-        // Stored: the cursor may move past this page.
         let last_added = headers
             .get("x-taxii-date-added-last")
             .and_then(|h| h.to_str().ok())
             .map(str::to_string);
-        if let Some(t) = &last_added {
-            st.cursor = Some(t.clone());
-        }
         let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
         let token = v.get("next").and_then(Value::as_str).map(str::to_string);
-        match (more, token) {
-            (true, Some(t)) => next = Some(t),
-            (true, None) => match last_added {
+        // The next request: with `next` while the server gives one (never repeated: a failed
+        // `next` request ends the run, and the next run starts again from the cursor, which only
+        // ever names stored pages), else from the last `date_added` of this page.
+        let following = match (more, token) {
+            (true, Some(t)) => Ok(Some((
+                objects_url(&base, spec.page_size, added_after.as_deref(), Some(&t)),
+                false,
+            ))),
+            (true, None) => match &last_added {
                 Some(t) => {
-                    added_after = Some(t);
-                    next = None;
+                    added_after = Some(t.clone());
+                    Ok(Some((
+                        objects_url(&base, spec.page_size, Some(t), None),
+                        true,
+                    )))
                 }
-                None => {
-                    return Err(SyncError::Upstream(
-                        "TAXII: more objects, but neither next nor X-TAXII-Date-Added-Last".into(),
-                    ));
-                }
+                None => Err(SyncError::Upstream(
+                    "TAXII: more objects, but neither next nor X-TAXII-Date-Added-Last".into(),
+                )),
             },
-            (false, _) => return Ok(()),
+            (false, _) => Ok(None),
+        };
+        // Write this page while the next one is on its way.
+        let write = async {
+            run.upsert(ups).await?;
+            run.withdraw(gone).await
+        };
+        let fetch = async {
+            match &following {
+                Ok(Some((url, retry))) => server.get_with(url, *retry).await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let (written, got) = tokio::join!(write, fetch);
+        written?;
+        // Stored: the cursor may move past this page.
+        if let Some(t) = last_added {
+            st.cursor = Some(t);
+        }
+        following?;
+        match got? {
+            Some(p) => fetched = p,
+            None => return Ok(()),
         }
     }
     Ok(())

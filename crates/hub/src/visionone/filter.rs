@@ -248,4 +248,25 @@ mod tests {
         assert!(parse(&nots).is_err());
         assert!(parse(&"x".repeat(MAX_LEN + 1)).is_err());
     }
+
+    proptest::proptest! {
+        /// A header is untrusted input: any text parses or is refused, never panics.
+        #[test]
+        fn any_text_is_parsed_or_refused(s in "\\PC{0,300}") {
+            let _ = parse(&s);
+        }
+
+        /// Sequences of the grammar's own pieces: parsed or refused; a parsed filter evaluates.
+        #[test]
+        fn any_sequence_of_tokens(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "type", "eq", "'url'", "and", "or", "not", "(", ")", "'it''s'", "ip", "riskLevel", "'high'", "''",
+        ]), 0..80)) {
+            if let Ok(e) = parse(&parts.join(" ")) {
+                let item = json!({"type": "url", "url": "it's", "riskLevel": "high"});
+                if let Value::Object(m) = item {
+                    let _ = e.matches(&m);
+                }
+            }
+        }
+    }
 }
