@@ -664,10 +664,10 @@ mod sources {
         let c = e(Kind::Ipv4, "3.3.3.3");
         write(&mut d, "feed", &[a.clone(), b.clone()]);
         d.clock.advance(10);
-        write(&mut d, USER_SOURCE, &[c.clone()]);
+        write(&mut d, USER_SOURCE, std::slice::from_ref(&c));
         d.clock.advance(10);
         // b is also asserted by the user; withdrawing the feed's assertion modifies b (T0 + 30).
-        write(&mut d, USER_SOURCE, &[b.clone()]);
+        write(&mut d, USER_SOURCE, std::slice::from_ref(&b));
         d.clock.advance(10);
         let mut tx = d.store.begin().unwrap();
         assert!(tx.withdraw("feed", &b).unwrap());
@@ -759,7 +759,7 @@ mod sources {
         assert_eq!(rows[0].config, r#"{"url":"x"}"#);
 
         let a = e(Kind::Ipv4, "1.1.1.1");
-        write(&mut d, "v1", &[a.clone()]);
+        write(&mut d, "v1", std::slice::from_ref(&a));
         assert_eq!(d.store.source_entries("v1").unwrap().len(), 1);
         assert!(d.store.rename_source("v1", "v1@old").unwrap());
         assert!(d.store.source_entries("v1").unwrap().is_empty());
