@@ -1051,3 +1051,69 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     b.hub.unwrap().stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn sources_of_the_configuration_file_start_with_the_hub_and_leave_with_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let f = Arc::new(FeedServer::default());
+    *f.body.lock().unwrap() = ("192.0.2.1\n192.0.2.2\n".into(), 200);
+    let url = feed_server(f.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
+        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
+            .unwrap();
+    }
+    let toml = format!(
+        "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\ntls = false\n\n[[sources]]\nkind = \"feed\"\nname = \"file-feed\"\nurl = \"{url}\"\n",
+        dir.path()
+    );
+    let config = Config::parse(&toml).unwrap();
+    config.validate().unwrap();
+    let started = rephub_hub::start(config.clone()).await.unwrap();
+    let h = Hub {
+        _dir: tempfile::tempdir().unwrap(),
+        base: format!("http://{}", started.addr),
+        hub: Some(started),
+        http: reqwest::Client::builder().no_gzip().build().unwrap(),
+    };
+    let v = h
+        .wait_source("file-feed", "first download", |v| v["status"] == "In sync")
+        .await;
+    assert_eq!(v["origin"], "file");
+    assert_eq!(h.owned("file-feed").await.len(), 2);
+    for method in ["PUT", "DELETE"] {
+        let body =
+            (method == "PUT").then(|| json!({"kind": "feed", "name": "file-feed", "url": url}));
+        let (s, v) = h
+            .send(method, "/api/v1/sources/file-feed", ADMIN, body)
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{method}: {v}");
+    }
+    // It can still be run and tested.
+    let (s, _) = h
+        .send("POST", "/api/v1/sources/file-feed/test", ADMIN, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    h.hub.unwrap().stop().await.unwrap();
+
+    // Started again without it: it is gone, and so is what it brought.
+    let again = rephub_hub::start(Config {
+        sources: Vec::new(),
+        ..config
+    })
+    .await
+    .unwrap();
+    let h = Hub {
+        _dir: tempfile::tempdir().unwrap(),
+        base: format!("http://{}", again.addr),
+        hub: Some(again),
+        http: reqwest::Client::builder().no_gzip().build().unwrap(),
+    };
+    let (s, _) = h
+        .send("GET", "/api/v1/sources/file-feed", ADMIN, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(h.entry("192.0.2.1").await.is_none());
+    h.hub.unwrap().stop().await.unwrap();
+}
