@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use rephub_model::Kind;
+use rephub_store::SourceStore;
 use rephub_store::{DistributionStore, ReputationStore};
 
 use crate::state::AppState;
@@ -191,7 +192,64 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
             escape(route)
         );
     }
+    sources(state, &mut out).await?;
     Ok(out)
+}
+
+/// Threat-intelligence sources, from their stored state (docs/sources.md).
+async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
+    let rows = state.with_store(|s| s.source_configs()).await??;
+    let _ = writeln!(
+        out,
+        "# HELP rephub_source_in_sync 1 when the source's last run succeeded, else 0.\n# TYPE rephub_source_in_sync gauge"
+    );
+    let states: Vec<(String, String, crate::sources::SourceState)> = rows
+        .into_iter()
+        .map(|r| {
+            let st = serde_json::from_str(&r.state).unwrap_or_default();
+            (escape(&r.name), r.kind, st)
+        })
+        .collect();
+    for (name, kind, st) in &states {
+        let ok = u8::from(st.status == crate::sources::IN_SYNC);
+        let _ = writeln!(
+            out,
+            "rephub_source_in_sync{{source=\"{name}\",kind=\"{kind}\"}} {ok}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rephub_source_last_success_timestamp_seconds When the source's last successful run began.\n# TYPE rephub_source_last_success_timestamp_seconds gauge"
+    );
+    for (name, _, st) in &states {
+        if let Some(t) = st.last_success {
+            let _ = writeln!(
+                out,
+                "rephub_source_last_success_timestamp_seconds{{source=\"{name}\"}} {t}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rephub_source_objects_total Objects a source's runs handled, by outcome.\n# TYPE rephub_source_objects_total counter"
+    );
+    for (name, _, st) in &states {
+        let t = &st.total;
+        for (outcome, n) in [
+            ("added", t.added),
+            ("updated", t.updated),
+            ("unchanged", t.unchanged),
+            ("removed", t.removed),
+            ("rejected", t.rejected),
+            ("skipped", t.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "rephub_source_objects_total{{source=\"{name}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn escape(s: &str) -> String {

@@ -828,6 +828,24 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
         "High"
     );
 
+    let metrics = b
+        .http
+        .get(format!("{}/metrics", b.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rephub_source_in_sync{source=\"list\",kind=\"feed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rephub_source_objects_total{source=\"list\",outcome=\"rejected\"} 2"),
+        "{metrics}"
+    );
+
     // Unchanged: one 304, nothing written.
     let v = b.run("list").await;
     assert_eq!(f.not_modified.load(Ordering::SeqCst), 1);
