@@ -39,6 +39,15 @@ impl Role {
     pub fn may_write_entries(self) -> bool {
         matches!(self, Role::Admin | Role::Producer)
     }
+
+    /// Whether a key of this role may do what needs `need`.
+    pub fn allows(self, need: Role) -> bool {
+        match need {
+            Role::Admin => self == Role::Admin,
+            Role::Producer => self.may_write_entries(),
+            Role::ReadOnly => true,
+        }
+    }
 }
 
 /// A new random key.

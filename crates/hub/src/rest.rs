@@ -197,12 +197,7 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap, need: Role) ->
             "unknown API key",
         )
     })?;
-    let allowed = match need {
-        Role::Admin => caller.role == Role::Admin,
-        Role::Producer => caller.role.may_write_entries(),
-        Role::ReadOnly => true,
-    };
-    if !allowed {
+    if !caller.role.allows(need) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             None,

@@ -121,12 +121,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> V1Result<C
             "unknown API key",
         )
     })?;
-    let allowed = match need {
-        Role::Admin => caller.role == Role::Admin,
-        Role::Producer => caller.role.may_write_entries(),
-        Role::ReadOnly => true,
-    };
-    if !allowed {
+    if !caller.role.allows(need) {
         return Err(V1Error::new(
             StatusCode::FORBIDDEN,
             "AccessDenied",
@@ -343,6 +338,22 @@ fn parse_key_token(t: &str) -> V1Result<ModifiedKey> {
     })
 }
 
+/// An entry as an item of the list: modified when its newest assertion was written.
+fn served(
+    key: &ModifiedKey,
+    e: &rephub_store::StoredEntry,
+    catalog: &Catalog,
+    exceptions: &HashSet<Entry>,
+) -> Value {
+    let modified = e
+        .assertions
+        .iter()
+        .map(|a| a.updated_at)
+        .max()
+        .unwrap_or(key.at);
+    item::item_of(e, modified, catalog, exceptions.contains(&e.entry))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn modified_page(
     s: &rephub_store::SqliteStore,
@@ -369,13 +380,7 @@ fn modified_page(
             limit: if filtered { top.max(1000) } else { top },
         })?;
         for (key, e) in &page.items {
-            let modified = e
-                .assertions
-                .iter()
-                .map(|a| a.updated_at)
-                .max()
-                .unwrap_or(key.at);
-            let item = item::item_of(e, modified, catalog, exceptions.contains(&e.entry));
+            let item = served(key, e, catalog, exceptions);
             if keep(&item) {
                 items.push(item);
                 if items.len() == top {
@@ -425,13 +430,7 @@ fn sorted_page(
     }
     let mut all: Vec<(i64, i64, Value)> = Vec::new();
     for (key, e) in &page.items {
-        let modified = e
-            .assertions
-            .iter()
-            .map(|a| a.updated_at)
-            .max()
-            .unwrap_or(key.at);
-        let item = item::item_of(e, modified, catalog, exceptions.contains(&e.entry));
+        let item = served(key, e, catalog, exceptions);
         if !keep(&item) {
             continue;
         }
