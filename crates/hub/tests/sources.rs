@@ -591,6 +591,7 @@ const OK: usize = 0;
 const FAIL_500: usize = 1;
 const BUSY_TWICE: usize = 2;
 const GARBAGE: usize = 3;
+const SLOW: usize = 4;
 
 #[derive(Default)]
 struct Fake {
@@ -637,6 +638,10 @@ async fn fake_v1(fake: Arc<Fake>) -> String {
                         (AxStatus::TOO_MANY_REQUESTS, h, axum::Json(json!({"error": {"code": "TooManyRequests", "message": "slow down"}}))).into_response()
                     }
                     GARBAGE => (AxStatus::OK, "<html>maintenance</html>").into_response(),
+                    SLOW => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        axum::Json(json!({"items": []})).into_response()
+                    }
                     _ => axum::Json(json!({"items": [{"ip": "1.0.0.2", "lastModifiedDateTime": "2026-01-01T00:00:05Z", "expiredDateTime": "2099-01-01T00:00:00Z"}]})).into_response(),
                 }
             }
@@ -1055,6 +1060,23 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert!(b.entry("9.9.9.0/24").await.is_none());
 
+    // A STIX 2.0 bundle (spec_version on the bundle, labels required on indicators).
+    let v20 = json!({"type": "bundle", "id": "bundle--6a6b0c1e-1c1a-4f1e-9e0a-3b3c3d3e3f42", "spec_version": "2.0", "objects": [
+        {"type": "indicator", "id": "indicator--55555555-5555-4555-8555-555555555555",
+         "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z", "valid_from": "2026-01-01T00:00:00Z",
+         "labels": ["malicious-activity", "tlp-severity-low"], "pattern": "[url:value = 'http://v20.example/x']"}]});
+    let resp = b
+        .http
+        .post(&url)
+        .basic_auth("producer", Some(PRODUCER))
+        .json(&v20)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let e = b.entry("http://v20.example/x").await.unwrap();
+    assert_eq!(e["tags"]["STIX - Severity"], "Low");
+
     // Not a bundle, no key, a read-only key.
     let resp = b
         .http
@@ -1134,4 +1156,33 @@ async fn sources_of_the_configuration_file_start_with_the_hub_and_leave_with_it(
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(h.entry("192.0.2.1").await.is_none());
     h.hub.unwrap().stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_upstream_times_out_and_nothing_is_removed() {
+    let fake = Arc::new(Fake::default());
+    let up = fake_v1(fake.clone()).await;
+    let b = hub().await;
+    let mut spec = v1_source("v1", &up, "t0ken");
+    spec["timeout_secs"] = json!(1);
+    let (s, v) = b.send("POST", "/api/v1/sources", ADMIN, Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    b.wait_source("v1", "first sync", |v| v["status"] == "In sync")
+        .await;
+    let held = b.owned("v1").await;
+    assert!(held.contains("1.0.0.1"));
+    // Upstream drops 1.0.0.1 but takes 3 s for its second page: every try times out (1 s).
+    fake.first_gone.store(1, Ordering::SeqCst);
+    fake.mode.store(SLOW, Ordering::SeqCst);
+    let v = b.run_full("v1").await;
+    assert_eq!(v["status"], "Out of sync", "{v}");
+    assert!(
+        v["state"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{v}"
+    );
+    assert_eq!(b.owned("v1").await, held);
+    b.hub.unwrap().stop().await.unwrap();
 }

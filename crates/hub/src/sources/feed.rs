@@ -50,7 +50,7 @@ fn request(
 }
 
 pub(super) async fn test(spec: &FeedSpec) -> Result<Vec<String>, SyncError> {
-    let client = http::client(spec.ca_file.as_ref(), spec.insecure)?;
+    let client = http::client(spec.ca_file.as_ref(), spec.insecure, spec.timeout_secs)?;
     let resp = http::send(request(spec, &client, None)?, "feed").await?;
     let status = resp.status();
     if !status.is_success() {
@@ -240,7 +240,7 @@ pub(super) async fn sync(
     st: &mut SourceState,
     run: &mut Run,
 ) -> Result<(), SyncError> {
-    let client = http::client(spec.ca_file.as_ref(), spec.insecure)?;
+    let client = http::client(spec.ca_file.as_ref(), spec.insecure, spec.timeout_secs)?;
     let resp = http::send(request(spec, &client, Some(st))?, "feed").await?;
     let status = resp.status();
     if status == StatusCode::NOT_MODIFIED {

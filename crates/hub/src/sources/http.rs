@@ -12,19 +12,18 @@ use super::SyncError;
 const TRIES: u32 = 5;
 /// Longest single wait between tries.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-/// Longest a request may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn client(
     ca_file: Option<&std::path::PathBuf>,
     insecure: bool,
+    timeout_secs: u64,
 ) -> Result<Client, SyncError> {
     // Idempotent: the process-wide provider may already be installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = Client::builder()
         .user_agent(concat!("rephub/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
+        .timeout(Duration::from_secs(timeout_secs))
         .no_gzip();
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)

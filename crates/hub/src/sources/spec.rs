@@ -14,6 +14,10 @@ fn yes() -> bool {
     true
 }
 
+fn timeout() -> u64 {
+    60
+}
+
 /// One configured source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -43,6 +47,9 @@ pub struct VisionOneSpec {
     /// Seconds between delta syncs (seed 002: 60 by default).
     #[serde(default = "VisionOneSpec::interval")]
     pub interval_secs: u64,
+    /// Longest one request may take, connecting and reading the answer included.
+    #[serde(default = "timeout")]
+    pub timeout_secs: u64,
     /// Seconds between full reconciliations, which remove objects deleted upstream.
     #[serde(default = "VisionOneSpec::full")]
     pub full_sync_secs: u64,
@@ -89,6 +96,9 @@ pub struct TaxiiSpec {
     pub token: Option<String>,
     #[serde(default = "TaxiiSpec::interval")]
     pub interval_secs: u64,
+    /// Longest one request may take, connecting and reading the answer included.
+    #[serde(default = "timeout")]
+    pub timeout_secs: u64,
     /// Objects asked for per request (`limit`); the server may send fewer.
     #[serde(default = "TaxiiSpec::page")]
     pub page_size: u32,
@@ -158,6 +168,9 @@ pub struct FeedSpec {
     pub basic_auth: Option<String>,
     #[serde(default = "FeedSpec::interval")]
     pub interval_secs: u64,
+    /// Longest one request may take, connecting and reading the answer included.
+    #[serde(default = "timeout")]
+    pub timeout_secs: u64,
     /// Accept a download without a single valid value as "the feed is empty now" (and remove
     /// what it brought). Off by default: an empty or garbled download is far more often a broken
     /// feed than an emptied one.
@@ -241,6 +254,14 @@ impl SourceSpec {
         }
     }
 
+    pub fn timeout_secs(&self) -> u64 {
+        match self {
+            SourceSpec::Visionone(s) => s.timeout_secs,
+            SourceSpec::Taxii(s) => s.timeout_secs,
+            SourceSpec::Feed(s) => s.timeout_secs,
+        }
+    }
+
     pub fn interval_secs(&self) -> u64 {
         match self {
             SourceSpec::Visionone(s) => s.interval_secs,
@@ -269,6 +290,9 @@ impl SourceSpec {
         }
         if self.interval_secs() == 0 {
             return Err(bad("interval_secs", "must be at least 1"));
+        }
+        if self.timeout_secs() == 0 {
+            return Err(bad("timeout_secs", "must be at least 1"));
         }
         match self {
             SourceSpec::Visionone(s) => {
@@ -443,6 +467,7 @@ mod tests {
                 token: Some("t".into()),
                 token_file: None,
                 interval_secs: 60,
+                timeout_secs: 60,
                 full_sync_secs: 3600,
                 overlap_secs: 300,
                 ca_file: None,

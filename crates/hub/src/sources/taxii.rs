@@ -39,7 +39,7 @@ impl Server {
             _ => None,
         };
         Ok(Server {
-            client: http::client(spec.ca_file.as_ref(), spec.insecure)?,
+            client: http::client(spec.ca_file.as_ref(), spec.insecure, spec.timeout_secs)?,
             auth,
         })
     }

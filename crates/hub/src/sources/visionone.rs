@@ -71,7 +71,7 @@ struct Upstream {
 impl Upstream {
     fn new(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
         Ok(Upstream {
-            client: http::client(spec.ca_file.as_ref(), spec.insecure)?,
+            client: http::client(spec.ca_file.as_ref(), spec.insecure, spec.timeout_secs)?,
             base: base_url(spec),
             token: token(spec)?,
         })
