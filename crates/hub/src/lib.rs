@@ -25,6 +25,7 @@ mod sms;
 mod sources;
 mod state;
 mod stix;
+mod targets;
 mod tls;
 mod visionone;
 
@@ -43,6 +44,7 @@ pub use config::{Config, ConfigError};
 pub use error::HubError;
 pub use sources::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;
+pub use targets::{ObjectTypes, Risk, TargetSpec};
 
 /// The whole application: every route, with limits, timeouts and request logs.
 pub fn app(state: AppState) -> Router {
@@ -62,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(visionone::router())
         .merge(sources::api::router())
         .merge(stix::router())
+        .merge(targets::api::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,
@@ -149,6 +152,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(state.engine().follow());
     sources::start_all(&state).await?;
+    targets::start_all(&state).await?;
     let flusher = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -185,6 +189,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         state.sources().stop_all();
+        state.targets().stop_all();
         flusher.abort();
         sweeper.abort();
         state.flush_progress().await?;

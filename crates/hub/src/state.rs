@@ -63,6 +63,8 @@ struct Inner {
     progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
     /// The running threat-intelligence sources.
     sources: crate::sources::Registry,
+    /// The running distribution targets.
+    targets: crate::sources::Registry,
     /// Status resources of STIX pushes.
     stix_statuses: crate::stix::Statuses,
 }
@@ -107,6 +109,7 @@ impl AppState {
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
                 sources: crate::sources::Registry::default(),
+                targets: crate::sources::Registry::default(),
                 stix_statuses: crate::stix::Statuses::default(),
             }),
         };
@@ -125,6 +128,10 @@ impl AppState {
 
     pub(crate) fn sources(&self) -> &crate::sources::Registry {
         &self.inner.sources
+    }
+
+    pub(crate) fn targets(&self) -> &crate::sources::Registry {
+        &self.inner.targets
     }
 
     pub(crate) fn stix_statuses(&self) -> &crate::stix::Statuses {

@@ -19,6 +19,7 @@ mod merge;
 mod schema;
 mod sources;
 mod sqlite;
+mod targets;
 mod types;
 
 pub use dist::{
@@ -32,6 +33,7 @@ pub use sources::{
     UpstreamStore,
 };
 pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
+pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
     Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
     WriteMode,

@@ -154,6 +154,36 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 7: distribution to SMS-compatible targets (seed 000): their config and state (JSON the hub
+    // validates), what each target was sent and holds now (a digest of the line sent, so that a
+    // tag change is sent again), and the history of runs.
+    r#"
+    CREATE TABLE targets (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE target_entries (
+        target TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        digest BLOB NOT NULL,
+        PRIMARY KEY (target, kind, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_runs (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX target_runs_target ON target_runs (target, id);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -14,7 +14,7 @@
 
 pub(crate) mod api;
 mod feed;
-mod http;
+pub(crate) mod http;
 mod spec;
 mod taxii;
 mod visionone;
@@ -32,6 +32,7 @@ use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode, Wri
 use crate::error::HubError;
 use crate::state::AppState;
 
+pub(crate) use spec::REDACTED;
 pub use spec::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
 
 impl From<rephub_store::StoreError> for SyncError {
@@ -250,6 +251,18 @@ impl Registry {
         }
     }
 
+    /// Run `make`'s task under `name` (replacing any), with a way to make it run now.
+    pub(crate) fn start(
+        &self,
+        name: &str,
+        make: impl FnOnce(Arc<Notify>) -> tokio::task::JoinHandle<()>,
+    ) {
+        self.stop(name);
+        let now = Arc::new(Notify::new());
+        let task = make(now.clone());
+        self.lock().insert(name.to_string(), Handle { now, task });
+    }
+
     pub(crate) fn stop_all(&self) {
         for (_, h) in self.lock().drain() {
             h.task.abort();
@@ -260,13 +273,14 @@ impl Registry {
 /// Start (or restart) the task of a source.
 pub(crate) fn spawn(state: &AppState, spec: SourceSpec) {
     let name = spec.name().to_string();
-    state.sources().stop(&name);
     if !spec.enabled() {
+        state.sources().stop(&name);
         return;
     }
-    let now = Arc::new(Notify::new());
-    let task = tokio::spawn(run_forever(state.clone(), spec, now.clone()));
-    state.sources().lock().insert(name, Handle { now, task });
+    let st = state.clone();
+    state
+        .sources()
+        .start(&name, move |now| tokio::spawn(run_forever(st, spec, now)));
 }
 
 /// Load the state of a source (default when never run).

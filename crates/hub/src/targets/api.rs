@@ -1,0 +1,208 @@
+//! `/api/v1/targets`: the auxiliary products a hub distributes to (seed 000). List, create, show,
+//! replace, delete, run now, test the connection, and each target's distribution history.
+//! Passwords and API keys are never shown.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use rephub_store::TargetStore;
+
+use super::{TargetSpec, TargetState, load, save, spawn};
+use crate::auth::Role;
+use crate::rest::{ApiError, ApiResult, Q, body, caller};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/targets", get(list).post(create))
+        .route(
+            "/api/v1/targets/{name}",
+            get(show).put(replace).delete(delete),
+        )
+        .route("/api/v1/targets/{name}/run", post(run_now))
+        .route("/api/v1/targets/{name}/test", post(test))
+        .route("/api/v1/targets/{name}/history", get(history))
+}
+
+fn view(spec: &TargetSpec, st: &TargetState) -> Value {
+    let status = if !spec.enabled {
+        "Disabled"
+    } else if st.status.is_empty() {
+        "Never run"
+    } else {
+        st.status.as_str()
+    };
+    json!({
+        "name": spec.name,
+        "config": spec.redacted(),
+        "capabilities": {"urls": spec.urls(), "ttl_tag": spec.ttl()},
+        "status": status,
+        "state": st,
+    })
+}
+
+fn parse(b: &Bytes) -> ApiResult<TargetSpec> {
+    let spec: TargetSpec = body(b)?;
+    spec.validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    Ok(spec)
+}
+
+async fn found(state: &AppState, name: &str) -> ApiResult<(TargetSpec, TargetState)> {
+    load(state, name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, None, format!("no target {name:?}")))
+}
+
+async fn store(state: &AppState, spec: &TargetSpec) -> ApiResult<()> {
+    let json = serde_json::to_string(spec).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let name = spec.name.clone();
+    state
+        .with_store(move |s| s.put_target(&name, &json))
+        .await??;
+    Ok(())
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.targets()).await??;
+    let out: Vec<Value> = rows
+        .iter()
+        .filter_map(|r| {
+            let spec: TargetSpec = serde_json::from_str(&r.config).ok()?;
+            let st: TargetState = serde_json::from_str(&r.state).unwrap_or_default();
+            Some(view(&spec, &st))
+        })
+        .collect();
+    Ok(Json(json!({ "targets": out })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let (spec, st) = found(&state, &name).await?;
+    Ok(Json(view(&spec, &st)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller(&state, &headers, Role::Admin).await?;
+    let spec = parse(&b)?;
+    if load(&state, &spec.name).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("name"),
+            format!("target {:?} already exists", spec.name),
+        ));
+    }
+    store(&state, &spec).await?;
+    spawn(&state, &spec);
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&spec, &TargetState::default())),
+    ))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let (old, mut st) = found(&state, &name).await?;
+    let mut spec: TargetSpec = body(&b)?;
+    if spec.name != name {
+        return Err(ApiError::bad("name", "a target's name cannot change"));
+    }
+    spec.keep_secrets_of(&old);
+    spec.validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    store(&state, &spec).await?;
+    // A changed target runs at once (new criteria: a full comparison).
+    st.next_run = None;
+    save(&state, &name, &st).await?;
+    spawn(&state, &spec);
+    Ok(Json(view(&spec, &st)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    found(&state, &name).await?;
+    state.targets().stop(&name);
+    let n = name.clone();
+    state.with_store(move |s| s.delete_target(&n)).await??;
+    Ok(Json(json!({ "deleted": name })))
+}
+
+async fn run_now(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller(&state, &headers, Role::Producer).await?;
+    let (spec, _) = found(&state, &name).await?;
+    if !spec.enabled || !state.targets().kick(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            None,
+            format!("target {name:?} is disabled"),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run": name }))))
+}
+
+async fn test(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let (spec, _) = found(&state, &name).await?;
+    Ok(Json(match super::test(&spec).await {
+        Ok(checks) => json!({ "ok": true, "checks": checks }),
+        Err(e) => json!({ "ok": false, "error": e.0 }),
+    }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Q(q): Q<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    found(&state, &name).await?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let runs = state
+        .with_store(move |s| s.target_runs(&name, limit))
+        .await??;
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({"id": r.id, "started": rephub_model::format_utc(r.started_at), "finished": rephub_model::format_utc(r.finished_at),
+                   "added": r.added, "removed": r.removed, "failed": r.failed, "error": r.error})
+        })
+        .collect();
+    Ok(Json(json!({ "runs": runs })))
+}
