@@ -21,6 +21,7 @@ mod openapi;
 mod reports;
 mod rest;
 mod rpz;
+mod secrets;
 mod sms;
 mod sources;
 mod state;

@@ -63,6 +63,8 @@ struct Inner {
     progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
     /// The running threat-intelligence sources.
     sources: crate::sources::Registry,
+    /// Encrypts the credentials the hub sends elsewhere.
+    secrets: crate::secrets::Secrets,
     /// The running distribution targets.
     targets: crate::sources::Registry,
     /// Status resources of STIX pushes.
@@ -98,6 +100,7 @@ impl AppState {
         })
         .await
         .map_err(|e| HubError::Internal(e.to_string()))??;
+        let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
         let (writes, jobs) = std::sync::mpsc::channel();
         let state = AppState {
             inner: Arc::new(Inner {
@@ -110,6 +113,7 @@ impl AppState {
                 progress: Mutex::new(HashMap::new()),
                 sources: crate::sources::Registry::default(),
                 targets: crate::sources::Registry::default(),
+                secrets,
                 stix_statuses: crate::stix::Statuses::default(),
             }),
         };
@@ -128,6 +132,10 @@ impl AppState {
 
     pub(crate) fn sources(&self) -> &crate::sources::Registry {
         &self.inner.sources
+    }
+
+    pub(crate) fn secrets(&self) -> &crate::secrets::Secrets {
+        &self.inner.secrets
     }
 
     pub(crate) fn targets(&self) -> &crate::sources::Registry {

@@ -53,7 +53,9 @@ pub(crate) async fn store_spec(
     spec: &SourceSpec,
     origin: &str,
 ) -> Result<(), HubError> {
-    let json = serde_json::to_string(spec).map_err(|e| HubError::Internal(e.to_string()))?;
+    let mut sealed = spec.clone();
+    state.secrets().apply(&mut sealed.secrets_mut(), true)?;
+    let json = serde_json::to_string(&sealed).map_err(|e| HubError::Internal(e.to_string()))?;
     let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
     state
         .with_store(move |s| s.put_source_config(&name, kind, &json, &origin))

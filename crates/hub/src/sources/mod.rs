@@ -296,8 +296,9 @@ pub(crate) async fn load_state(
         })
         .await??;
     let Some(row) = row else { return Ok(None) };
-    let spec: SourceSpec = serde_json::from_str(&row.config)
+    let mut spec: SourceSpec = serde_json::from_str(&row.config)
         .map_err(|e| HubError::Internal(format!("source {}: stored config: {e}", row.name)))?;
+    state.secrets().apply(&mut spec.secrets_mut(), false)?;
     let st: SourceState = serde_json::from_str(&row.state).unwrap_or_default();
     Ok(Some((spec, st, row.origin)))
 }
@@ -426,8 +427,9 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
     }
     let rows = state.with_store(|s| s.source_configs()).await??;
     for row in rows {
-        match serde_json::from_str::<SourceSpec>(&row.config) {
-            Ok(spec) => spawn(state, spec),
+        match load_state(state, &row.name).await {
+            Ok(Some((spec, _, _))) => spawn(state, spec),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(source = %row.name, error = %e, "stored source config unreadable")
             }

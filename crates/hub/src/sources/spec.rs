@@ -367,6 +367,15 @@ impl SourceSpec {
         Ok(())
     }
 
+    /// The credentials of the config (stored encrypted).
+    pub(crate) fn secrets_mut(&mut self) -> Vec<&mut Option<String>> {
+        match self {
+            SourceSpec::Visionone(s) => vec![&mut s.token],
+            SourceSpec::Taxii(s) => vec![&mut s.password, &mut s.token],
+            SourceSpec::Feed(s) => vec![&mut s.token, &mut s.basic_auth],
+        }
+    }
+
     /// The config with its secrets replaced by [`REDACTED`], for showing.
     pub(crate) fn redacted(&self) -> SourceSpec {
         let hide = |s: &Option<String>| s.as_ref().map(|_| REDACTED.to_string());

@@ -59,7 +59,9 @@ async fn found(state: &AppState, name: &str) -> ApiResult<(TargetSpec, TargetSta
 }
 
 async fn store(state: &AppState, spec: &TargetSpec) -> ApiResult<()> {
-    let json = serde_json::to_string(spec).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let mut sealed = spec.clone();
+    state.secrets().apply(&mut sealed.secrets_mut(), true)?;
+    let json = serde_json::to_string(&sealed).map_err(|e| ApiError::bad("body", e.to_string()))?;
     let name = spec.name.clone();
     state
         .with_store(move |s| s.put_target(&name, &json))

@@ -230,6 +230,11 @@ impl TargetSpec {
         Ok(())
     }
 
+    /// The credentials of the config (stored encrypted).
+    pub(crate) fn secrets_mut(&mut self) -> Vec<&mut Option<String>> {
+        vec![&mut self.password, &mut self.api_key]
+    }
+
     fn redacted(&self) -> TargetSpec {
         let hide = |s: &Option<String>| s.as_ref().map(|_| crate::sources::REDACTED.to_string());
         TargetSpec {
@@ -655,8 +660,9 @@ pub(crate) async fn load(
     let Some(row) = state.with_store(move |s| s.target(&name)).await?? else {
         return Ok(None);
     };
-    let spec: TargetSpec = serde_json::from_str(&row.config)
+    let mut spec: TargetSpec = serde_json::from_str(&row.config)
         .map_err(|e| HubError::Internal(format!("target {}: stored config: {e}", row.name)))?;
+    state.secrets().apply(&mut spec.secrets_mut(), false)?;
     let st: TargetState = serde_json::from_str(&row.state).unwrap_or_default();
     Ok(Some((spec, st)))
 }

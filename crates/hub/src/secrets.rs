@@ -1,0 +1,169 @@
+//! Credentials the hub must send elsewhere (a source's token, a target's password or API key)
+//! cannot be hashed like the keys that callers present; they are kept encrypted instead
+//! (ChaCha20-Poly1305) with a key of the data directory (`secret.key`, 32 random bytes, mode 0600),
+//! so that a copy of the database alone does not give them away. Back the key file up with the
+//! database: without it the stored credentials must be entered again.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+use crate::error::HubError;
+
+/// Marks an encrypted value: `enc:v1:` + base64(nonce ‖ ciphertext).
+const PREFIX: &str = "enc:v1:";
+
+#[derive(Clone)]
+pub(crate) struct Secrets {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+impl Secrets {
+    /// The data directory's key, made on first use.
+    pub(crate) fn open(data_dir: &Path) -> Result<Secrets, HubError> {
+        let path = data_dir.join("secret.key");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir)
+                    .map_err(|e| HubError::Internal(format!("{}: {e}", data_dir.display())))?;
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key)
+                    .map_err(|e| HubError::Internal(format!("no OS randomness: {e}")))?;
+                write_private(&path, &key)?;
+                key.to_vec()
+            }
+            Err(e) => return Err(HubError::Internal(format!("{}: {e}", path.display()))),
+        };
+        if bytes.len() != 32 {
+            return Err(HubError::Internal(format!(
+                "{}: not a 32-byte key",
+                path.display()
+            )));
+        }
+        Ok(Secrets {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+        })
+    }
+
+    pub(crate) fn seal(&self, plain: &str) -> String {
+        let mut nonce = [0u8; 12];
+        // Without randomness no nonce can be trusted; the process cannot go on safely.
+        if let Err(e) = getrandom::fill(&mut nonce) {
+            panic!("no OS randomness for a nonce: {e}");
+        }
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        )
+    }
+
+    /// The plain value of a sealed one; a value that is not sealed is returned as it is (stored
+    /// before encryption existed).
+    pub(crate) fn open_value(&self, stored: &str) -> Result<String, HubError> {
+        let Some(b64) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_string());
+        };
+        let bad = || {
+            HubError::Internal(
+                "a stored credential cannot be decrypted with this data directory's secret.key: enter it again".into(),
+            )
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| bad())?;
+        if raw.len() < 12 {
+            return Err(bad());
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| bad())?;
+        String::from_utf8(plain).map_err(|_| bad())
+    }
+
+    /// Seal (`true`) or open every present field of `fields`.
+    pub(crate) fn apply(
+        &self,
+        fields: &mut [&mut Option<String>],
+        seal: bool,
+    ) -> Result<(), HubError> {
+        for f in fields.iter_mut() {
+            if let Some(v) = f.as_mut() {
+                *v = if seal {
+                    self.seal(v)
+                } else {
+                    self.open_value(v)?
+                };
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| HubError::Internal(format!("{}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| HubError::Internal(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_with_the_same_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Secrets::open(dir.path()).unwrap();
+        let sealed = s.seal("hunter2");
+        assert!(sealed.starts_with(PREFIX) && !sealed.contains("hunter2"));
+        assert_ne!(sealed, s.seal("hunter2"), "a fresh nonce each time");
+        assert_eq!(s.open_value(&sealed).unwrap(), "hunter2");
+        assert_eq!(
+            Secrets::open(dir.path())
+                .unwrap()
+                .open_value(&sealed)
+                .unwrap(),
+            "hunter2"
+        );
+        assert_eq!(s.open_value("plain").unwrap(), "plain");
+        let other = Secrets::open(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(other.open_value(&sealed).is_err());
+        assert!(s.open_value("enc:v1:!!").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("secret.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
