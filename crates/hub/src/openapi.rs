@@ -155,7 +155,17 @@ fn sources_paths() -> Value {
                 "post": op("Vision One-compatible: add exceptions (producer); never distributed", "apiKey", json_body(items.clone()))},
             "/v3.0/threatintel/suspiciousObjectExceptions/delete": {"post": op("Vision One-compatible: remove exceptions (producer)", "apiKey", json_body(items.clone()))},
             "/taxii/feeds/collections/{id}/objects/": {"post": op("STIX 2.0/2.1 bundle push (producer), answered 202 with a TAXII status", "apiKey", merge(path_id("id"), json_body(json!({"type": "object", "required": ["type", "objects"]}))))},
-            "/taxii/feeds/status/{id}/": {"get": op("the status resource of a STIX push", "apiKey", path_id("id"))}
+            "/taxii/feeds/status/{id}/": {"get": op("the status resource of a STIX push", "apiKey", path_id("id"))},
+            "/api/v1/targets": {
+                "get": op("SMS-compatible targets the hub distributes to, with their state (docs/targets.md)", "apiKey", json!({})),
+                "post": op("create a target (admin)", "apiKey", json_body(json!({"type": "object", "required": ["name", "address", "version"]})))},
+            "/api/v1/targets/{name}": {
+                "get": op("one target and its state", "apiKey", path_id("name")),
+                "put": op("replace a target's config (admin); secrets given as ******** are kept; runs at once", "apiKey", merge(path_id("name"), json_body(json!({"type": "object"})))),
+                "delete": op("remove a target (admin)", "apiKey", path_id("name"))},
+            "/api/v1/targets/{name}/run": {"post": op("distribute now (202)", "apiKey", path_id("name"))},
+            "/api/v1/targets/{name}/test": {"post": op("Test Connection: reachability, credentials, tag categories", "apiKey", path_id("name"))},
+            "/api/v1/targets/{name}/history": {"get": op("the target's runs, newest first", "apiKey", merge(path_id("name"), query(&["limit"])))}
     })
 }
 
