@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use rephub_model::{
-    Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, SystemClock, TagValue, builtin,
+    Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, SystemClock, builtin,
     format_utc,
 };
 use rephub_store::{
@@ -350,15 +350,6 @@ fn key_of(e: &Entry) -> (u8, String) {
     (e.kind().code(), e.to_string())
 }
 
-fn list_value<'a>(tags: &'a rephub_model::Tags, catalog: &Catalog, name: &str) -> Option<&'a str> {
-    let id = catalog.by_name(name)?.id;
-    match tags.get(id)? {
-        TagValue::List(v) => v.first().map(String::as_str),
-        TagValue::Text(s) => Some(s.as_str()),
-        _ => None,
-    }
-}
-
 struct Chooser<'a> {
     spec: &'a TargetSpec,
     catalog: &'a Catalog,
@@ -379,7 +370,8 @@ impl Chooser<'_> {
         if e.expires_at.is_some_and(|t| t <= self.now) || self.exceptions.contains(&e.entry) {
             return None;
         }
-        let category = list_value(&e.tags, self.catalog, builtin::DETECTION_CATEGORY)?;
+        let category =
+            crate::visionone::item::list_value(&e.tags, self.catalog, builtin::DETECTION_CATEGORY)?;
         let wanted = match category {
             builtin::CNC_CALLBACK => &self.spec.objects.cnc,
             builtin::SUSPICIOUS_OBJECT => &self.spec.objects.suspicious,
@@ -388,9 +380,10 @@ impl Chooser<'_> {
         if !wanted.iter().any(|t| t == ty) {
             return None;
         }
-        let severity: Severity = list_value(&e.tags, self.catalog, builtin::SEVERITY)?
-            .parse()
-            .ok()?;
+        let severity: Severity =
+            crate::visionone::item::list_value(&e.tags, self.catalog, builtin::SEVERITY)?
+                .parse()
+                .ok()?;
         if !self.spec.risk.threshold().includes(severity) {
             return None;
         }

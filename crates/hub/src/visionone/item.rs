@@ -48,7 +48,8 @@ pub(crate) fn datetime(t: i64) -> String {
         .unwrap_or_else(|| NEVER.to_string())
 }
 
-fn list_value<'a>(tags: &'a Tags, catalog: &Catalog, name: &str) -> Option<&'a str> {
+/// The (first) value of a list or text tag, by category name.
+pub(crate) fn list_value<'a>(tags: &'a Tags, catalog: &Catalog, name: &str) -> Option<&'a str> {
     let id = catalog.by_name(name)?.id;
     match tags.get(id)? {
         TagValue::List(v) => v.first().map(String::as_str),
