@@ -319,6 +319,8 @@ pub(crate) struct TargetState {
     pub(crate) last_error: Option<String>,
     pub(crate) failures: u32,
     pub(crate) runs: u64,
+    /// How long the last run took, in milliseconds.
+    pub(crate) last_duration_ms: u64,
     /// Values the target holds, as far as the hub knows.
     pub(crate) holds: u64,
 }
@@ -676,6 +678,7 @@ pub(crate) async fn run_once(
     mut st: TargetState,
 ) -> Result<TargetState, HubError> {
     let started = SystemClock.now();
+    let clock = std::time::Instant::now();
     let mut counts = Counts::default();
     let source = spec.source_name.clone().unwrap_or_else(host_name);
     let result = async {
@@ -693,6 +696,7 @@ pub(crate) async fn run_once(
     .await;
     st.last_run = Some(started);
     st.runs += 1;
+    st.last_duration_ms = clock.elapsed().as_millis() as u64;
     let interval = spec.interval_secs as i64;
     let error = match result {
         Ok(upto) => {
