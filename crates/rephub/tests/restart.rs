@@ -1,0 +1,170 @@
+//! Outbound data survives a hub killed with SIGKILL: a distribution to an SMS-compatible target
+//! cut off in the middle goes on after a restart, and the target ends up with everything, once.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A hub process, killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rephub serve` on `port`; the admin key if this start made one.
+fn serve(data: &Path, port: u16) -> (Proc, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--tls-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("REPHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = None;
+    loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(k) = l.trim().strip_prefix("rh_") {
+            key = Some(format!("rh_{k}"));
+        }
+        if l.starts_with("rephub hub listening on http://") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (Proc(child), key)
+}
+
+fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> Value {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut r = http.request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
+}
+
+/// How many entries a hub has in 10.0.0.0/8.
+fn count(base: &str, key: &str) -> usize {
+    let v = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/entries?ip=10.0.0.0/8&limit=100000"),
+        key,
+        None,
+    );
+    v["entries"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_distribution_cut_off_by_sigkill_goes_on_after_the_restart() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    const N: usize = 20_000;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let (_b, key_b) = serve(db.path(), pb);
+    let key_b = key_b.unwrap();
+    let b = format!("http://127.0.0.1:{pb}");
+    let (a_proc, key_a) = serve(da.path(), pa);
+    let key_a = key_a.unwrap();
+    let a = format!("http://127.0.0.1:{pa}");
+
+    // N Suspicious Objects on A, by one SMS CSV import.
+    let mut csv = String::new();
+    for i in 0..N {
+        csv.push_str(&format!(
+            "10.{}.{}.{},Trend Micro Detection Category,Suspicious Object,Trend Micro Severity,High\n",
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255
+        ));
+    }
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{a}/api/v1/import?type=ipv4"))
+        .bearer_auth(&key_a)
+        .body(csv)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+
+    // A target with small files, so that the run takes many requests.
+    call(
+        reqwest::Method::POST,
+        &format!("{a}/api/v1/targets"),
+        &key_a,
+        Some(
+            json!({"name": "b", "address": format!("127.0.0.1:{pb}"), "https": false,
+                    "username": "admin", "password": key_b, "version": "5.1",
+                    "batch_size": 100, "interval_secs": 3600}),
+        ),
+    );
+    // Kill A as soon as B has some of the objects.
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut at_kill = 0;
+    while Instant::now() < end {
+        at_kill = count(&b, &key_b);
+        if at_kill > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(a_proc);
+    assert!(at_kill > 0, "B got nothing within a minute");
+    eprintln!("A killed with {at_kill} of {N} objects on B");
+
+    // A again, on the same data: the target runs at start and finishes the job.
+    let (_a, none) = serve(da.path(), pa);
+    assert!(none.is_none(), "the admin key already exists");
+    let mut last = Value::Null;
+    let ok = (0..600).any(|_| {
+        last = call(
+            reqwest::Method::GET,
+            &format!("{a}/api/v1/targets/b"),
+            &key_a,
+            None,
+        );
+        if last["status"] == "In sync" && last["state"]["holds"] == N {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(ok, "{last}");
+    assert_eq!(count(&b, &key_b), N);
+    // Each value once on B, from the one producer.
+    let v = call(
+        reqwest::Method::GET,
+        &format!("{b}/api/v1/entries?ip=10.0.0.0/8&limit=5"),
+        &key_b,
+        None,
+    );
+    for e in v["entries"].as_array().unwrap() {
+        assert_eq!(e["sources"], json!(["user"]), "{e}");
+        assert_eq!(e["tags"]["Trend Micro Publisher"], "rephub", "{e}");
+    }
+}
