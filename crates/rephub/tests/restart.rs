@@ -168,3 +168,80 @@ fn a_distribution_cut_off_by_sigkill_goes_on_after_the_restart() {
         assert_eq!(e["tags"]["Trend Micro Publisher"], "rephub", "{e}");
     }
 }
+
+#[test]
+fn a_source_sync_cut_off_by_sigkill_goes_on_after_the_restart() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    const N: usize = 20_000;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    // A: the upstream, with N objects.
+    let (_a, key_a) = serve(da.path(), pa);
+    let key_a = key_a.unwrap();
+    let a = format!("http://127.0.0.1:{pa}");
+    let mut csv = String::new();
+    for i in 0..N {
+        csv.push_str(&format!(
+            "10.{}.{}.{},Trend Micro Severity,High\n",
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255
+        ));
+    }
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{a}/api/v1/import?type=ipv4"))
+        .bearer_auth(&key_a)
+        .body(csv)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // B syncs from A (Vision One-compatible API, pages of 200); killed once it has some.
+    let (b_proc, key_b) = serve(db.path(), pb);
+    let key_b = key_b.unwrap();
+    let b = format!("http://127.0.0.1:{pb}");
+    call(
+        reqwest::Method::POST,
+        &format!("{b}/api/v1/sources"),
+        &key_b,
+        Some(
+            json!({"kind": "visionone", "name": "a", "url": a, "token": key_a,
+                    "interval_secs": 3600}),
+        ),
+    );
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut at_kill = 0;
+    while Instant::now() < end {
+        at_kill = count(&b, &key_b);
+        if at_kill > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(b_proc);
+    assert!(at_kill > 0, "B got nothing within a minute");
+    eprintln!("B killed with {at_kill} of {N} objects");
+
+    // B again: what it stored is there, and the sync (never completed, so full) finishes.
+    let (_b, _) = serve(db.path(), pb);
+    assert!(
+        count(&b, &key_b) >= at_kill,
+        "stored pages survive the kill"
+    );
+    let mut last = Value::Null;
+    let ok = (0..600).any(|_| {
+        last = call(
+            reqwest::Method::GET,
+            &format!("{b}/api/v1/sources/a"),
+            &key_b,
+            None,
+        );
+        if last["status"] == "In sync" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(ok, "{last}");
+    assert_eq!(count(&b, &key_b), N);
+}
