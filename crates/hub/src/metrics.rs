@@ -14,8 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use rephub_model::Kind;
-use rephub_store::SourceStore;
 use rephub_store::{DistributionStore, ReputationStore};
+use rephub_store::{SourceStore, TargetStore};
 
 use crate::state::AppState;
 
@@ -193,6 +193,7 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
         );
     }
     sources(state, &mut out).await?;
+    targets(state, &mut out).await?;
     Ok(out)
 }
 
@@ -248,6 +249,40 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
                 "rephub_source_objects_total{{source=\"{name}\",outcome=\"{outcome}\"}} {n}"
             );
         }
+    }
+    Ok(())
+}
+
+/// Distribution targets, from their stored state (docs/targets.md).
+async fn targets(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
+    let rows = state.with_store(|s| s.targets()).await??;
+    let states: Vec<(String, crate::targets::TargetState)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                escape(&r.name),
+                serde_json::from_str(&r.state).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "# HELP rephub_target_in_sync 1 when the target's last distribution run succeeded, else 0.\n# TYPE rephub_target_in_sync gauge"
+    );
+    for (name, st) in &states {
+        let ok = u8::from(st.status == crate::targets::IN_SYNC);
+        let _ = writeln!(out, "rephub_target_in_sync{{target=\"{name}\"}} {ok}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rephub_target_entries Values a target holds, as far as the hub knows.\n# TYPE rephub_target_entries gauge"
+    );
+    for (name, st) in &states {
+        let _ = writeln!(
+            out,
+            "rephub_target_entries{{target=\"{name}\"}} {}",
+            st.holds
+        );
     }
     Ok(())
 }

@@ -231,6 +231,24 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
         .await;
     assert_eq!(found["entries"].as_array().unwrap().len(), 3);
 
+    let metrics = b
+        .http
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rephub_target_in_sync{target=\"b\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rephub_target_entries{target=\"b\"} 3"),
+        "{metrics}"
+    );
+
     // Nothing changed: nothing is sent.
     let v = a.run("b").await;
     let runs = a.get("/api/v1/targets/b/history").await;
