@@ -158,6 +158,7 @@ async fn push(
     let (mut successes, mut failures, mut skipped) = (Vec::new(), Vec::new(), 0u64);
     let mut ups = Vec::new();
     let mut gone = Vec::new();
+    let mut revoked = Vec::new();
     for o in outcomes {
         match o {
             ObjectOutcome::Indicator(ind)
@@ -175,6 +176,7 @@ async fn push(
                 if let Some(e) = entry {
                     gone.push(e);
                 }
+                revoked.push(id);
             }
             ObjectOutcome::Skipped { .. } => skipped += 1,
             ObjectOutcome::Invalid { id, reason } => {
@@ -213,6 +215,17 @@ async fn push(
             );
         }
         state.written();
+    }
+    // A revoked indicator removes every entry pushed under its id, whatever its pattern now says.
+    if crate::sources::withdraw_stix_ids(&state, PUSH_SOURCE, revoked)
+        .await
+        .is_err()
+    {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "removing revoked indicators failed",
+        );
     }
     let id = new_id();
     let resource = json!({

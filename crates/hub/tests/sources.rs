@@ -1060,6 +1060,23 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert!(b.entry("9.9.9.0/24").await.is_none());
 
+    // Revoked with a pattern rephub does not take: what was pushed under that id goes anyway.
+    assert!(b.entry("pushed.example").await.is_some());
+    let revoke2 = json!({"type": "bundle", "id": "bundle--6a6b0c1e-1c1a-4f1e-9e0a-3b3c3d3e3f43", "objects": [
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--11111111-1111-4111-8111-111111111111",
+         "created": "2026-01-01T00:00:00Z", "modified": "2026-03-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z",
+         "pattern": "[domain-name:value = 'pushed.example'] AND [ipv4-addr:value = '1.2.3.4']", "pattern_type": "stix", "revoked": true}]});
+    let resp = b
+        .http
+        .post(&url)
+        .bearer_auth(PRODUCER)
+        .json(&revoke2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(b.entry("pushed.example").await.is_none());
+
     // A STIX 2.0 bundle (spec_version on the bundle, labels required on indicators).
     let v20 = json!({"type": "bundle", "id": "bundle--6a6b0c1e-1c1a-4f1e-9e0a-3b3c3d3e3f42", "spec_version": "2.0", "objects": [
         {"type": "indicator", "id": "indicator--55555555-5555-4555-8555-555555555555",

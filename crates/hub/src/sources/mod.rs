@@ -203,6 +203,59 @@ impl Run {
     }
 }
 
+/// Withdraw `source`'s assertions whose `STIX - ID` is one of `ids`: a revoked STIX indicator
+/// removes "the entry with that STIX id" (reference/sms-webapi.md), whatever its last pattern
+/// names. Looks at the source's own assertions, not the merged tags. Returns how many.
+pub(crate) async fn withdraw_stix_ids(
+    state: &AppState,
+    source: &str,
+    ids: Vec<String>,
+) -> Result<u64, HubError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let source = source.to_string();
+    let n = state
+        .with_store(move |s| -> Result<u64, HubError> {
+            let catalog = s.catalog()?;
+            let Some(cat) = catalog.by_name(rephub_model::builtin::STIX_ID) else {
+                return Ok(0);
+            };
+            let want: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let mut hit = Vec::new();
+            let mine = rephub_model::Criteria {
+                source: Some(source.clone()),
+                ..rephub_model::Criteria::default()
+            };
+            s.search_each(&mine, &mut |e| {
+                let tagged = e
+                    .assertions
+                    .iter()
+                    .find(|a| a.source == source)
+                    .and_then(|a| match a.tags.get(cat.id) {
+                        Some(rephub_model::TagValue::Text(t)) => Some(want.contains(t.as_str())),
+                        _ => None,
+                    });
+                if tagged == Some(true) {
+                    hit.push(e.entry);
+                }
+                true
+            })?;
+            let mut tx = s.begin()?;
+            let mut n = 0;
+            for e in &hit {
+                n += u64::from(tx.withdraw(&source, e)?);
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await??;
+    if n > 0 {
+        state.written();
+    }
+    Ok(n)
+}
+
 /// Why a run stopped. Whatever it stored before stays stored.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SyncError {

@@ -203,6 +203,7 @@ pub(super) async fn sync(
             }
         };
         let now = SystemClock.now();
+        let mut revoked: Vec<String> = Vec::new();
         let mut ops: HashMap<Entry, Op> = HashMap::new();
         let mut order: Vec<Entry> = Vec::new();
         let mut put = |e: Entry, op: Op| {
@@ -224,10 +225,13 @@ pub(super) async fn sync(
                         );
                     }
                 }
-                ObjectOutcome::Revoked { entry: Some(e), .. } => put(e, Op::Withdraw),
-                ObjectOutcome::Revoked { entry: None, .. } | ObjectOutcome::Skipped { .. } => {
-                    run.skip()
+                ObjectOutcome::Revoked { id, entry, .. } => {
+                    revoked.push(id);
+                    if let Some(e) = entry {
+                        put(e, Op::Withdraw);
+                    }
                 }
+                ObjectOutcome::Skipped { .. } => run.skip(),
                 ObjectOutcome::Invalid { id, reason } => run.reject(format!(
                     "page {page}, object {} ({}): {reason}",
                     i + 1,
@@ -285,6 +289,8 @@ pub(super) async fn sync(
         };
         let (written, got) = tokio::join!(write, fetch);
         written?;
+        // Whatever else this source holds under a revoked indicator's id goes too.
+        run.counts.removed += super::withdraw_stix_ids(&run.state, &run.source, revoked).await?;
         // Stored: the cursor may move past this page.
         if let Some(t) = last_added {
             st.cursor = Some(t);
