@@ -162,7 +162,7 @@ fn sources_paths() -> Value {
             "/api/v1/targets/{name}": {
                 "get": op("one target and its state", "apiKey", path_id("name")),
                 "put": op("replace a target's config (admin); secrets given as ******** are kept; runs at once", "apiKey", merge(path_id("name"), json_body(json!({"type": "object"})))),
-                "delete": op("remove a target (admin)", "apiKey", path_id("name"))},
+                "delete": op("remove a target (admin); purge=true deletes what it was sent from it first", "apiKey", merge(path_id("name"), query(&["purge"])))},
             "/api/v1/targets/{name}/run": {"post": op("distribute now (202)", "apiKey", path_id("name"))},
             "/api/v1/targets/{name}/test": {"post": op("Test Connection: reachability, credentials, tag categories", "apiKey", path_id("name"))},
             "/api/v1/targets/{name}/history": {"get": op("the target's runs, newest first", "apiKey", merge(path_id("name"), query(&["limit"])))}

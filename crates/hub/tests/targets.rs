@@ -306,6 +306,15 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     let runs = a.get("/api/v1/targets/b/history").await;
     assert_eq!(runs["runs"][0]["removed"], 1, "{runs}");
     assert_eq!(runs["runs"][1]["removed"], 2, "{runs}");
+
+    // Removing the target with purge=true deletes what it was sent first; B's own entries stay.
+    b.add("203.0.113.50", json!({})).await;
+    let (s, v) = a.send("DELETE", "/api/v1/targets/b?purge=true", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["purged"], 1);
+    assert_eq!(b.values().await, BTreeSet::from(["203.0.113.50".into()]));
+    let (s, _) = a.send("GET", "/api/v1/targets/b", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     a.hub.unwrap().stop().await.unwrap();
     b.hub.unwrap().stop().await.unwrap();
 }

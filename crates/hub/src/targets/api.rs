@@ -138,17 +138,37 @@ async fn replace(
     Ok(Json(view(&spec, &st)))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    /// Delete from the target everything this hub sent it first.
+    #[serde(default)]
+    purge: bool,
+}
+
 async fn delete(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Q(q): Q<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Admin).await?;
-    found(&state, &name).await?;
+    let (spec, _) = found(&state, &name).await?;
     state.targets().stop(&name);
+    let mut purged = 0;
+    if q.purge {
+        // If the target cannot be reached, nothing is forgotten: the target stays (stopped).
+        purged = super::purge(&state, &spec).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                None,
+                format!("purging the target failed, it is kept (stopped): {}", e.0),
+            )
+        })?;
+    }
     let n = name.clone();
     state.with_store(move |s| s.delete_target(&n)).await??;
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(json!({ "deleted": name, "purged": purged })))
 }
 
 async fn run_now(

@@ -555,11 +555,7 @@ fn plan(
             (Some(l), Some(d)) if *d == digest(&l.text) => {}
             (Some(l), _) => plan.send.push(l),
             (None, Some(_)) => {
-                let param = match Kind::from_code(key.0) {
-                    Some(Kind::Url) => "url",
-                    Some(Kind::Domain) => "dns",
-                    _ => "ip",
-                };
+                let param = param_of(key.0);
                 plan.drop.push((key.0, key.1, param));
             }
             (None, None) => {}
@@ -569,6 +565,15 @@ fn plan(
         .sort_by(|a, b| (a.file, &a.value).cmp(&(b.file, &b.value)));
     plan.drop.sort();
     Ok(plan)
+}
+
+/// The SMS API parameter of an entry kind (`ip`, `dns`, `url`).
+fn param_of(kind: u8) -> &'static str {
+    match Kind::from_code(kind) {
+        Some(Kind::Url) => "url",
+        Some(Kind::Domain) => "dns",
+        _ => "ip",
+    }
 }
 
 fn code_of(file: &str) -> u8 {
@@ -645,6 +650,31 @@ async fn carry_out(
         )));
     }
     Ok(())
+}
+
+/// Delete from the target everything it holds from this hub (before the target is removed).
+/// Returns how many values were deleted.
+pub(crate) async fn purge(state: &AppState, spec: &TargetSpec) -> Result<u64, SmsError> {
+    let sms = client(spec)?;
+    let name = spec.name.clone();
+    let held = state
+        .with_store(move |s| s.target_entries(&name))
+        .await
+        .map_err(|e| SmsError(e.to_string()))?
+        .map_err(|e| SmsError(e.to_string()))?;
+    let plan = Plan {
+        drop: held
+            .into_keys()
+            .map(|(kind, value)| {
+                let param = param_of(kind);
+                (kind, value, param)
+            })
+            .collect(),
+        ..Plan::default()
+    };
+    let mut counts = Counts::default();
+    carry_out(state, spec, &sms, plan, &mut counts).await?;
+    Ok(counts.removed)
 }
 
 pub(crate) async fn load(
