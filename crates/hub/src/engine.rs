@@ -94,7 +94,7 @@ pub(crate) struct Engine {
     wake: Notify,
     applied_tx: watch::Sender<u64>,
     /// The exception list: objects never selected, whatever the filters say.
-    exceptions: Mutex<HashSet<Entry>>,
+    exceptions: Mutex<Arc<HashSet<Entry>>>,
 }
 
 /// The exception list as a set.
@@ -143,14 +143,19 @@ impl Engine {
             reader: Mutex::new(reader),
             wake: Notify::new(),
             applied_tx,
-            exceptions: Mutex::new(exceptions),
+            exceptions: Mutex::new(Arc::new(exceptions)),
         }))
     }
 
     /// Install a new exception list. The caller then touches the entries whose standing changed,
     /// so that the follower re-decides them like any other change.
     pub(crate) fn set_exceptions(&self, list: HashSet<Entry>) {
-        *lock(&self.exceptions) = list;
+        *lock(&self.exceptions) = Arc::new(list);
+    }
+
+    /// The exception list as the filter sets use it (a snapshot; no database read).
+    pub(crate) fn exceptions(&self) -> Arc<HashSet<Entry>> {
+        lock(&self.exceptions).clone()
     }
 
     /// Something was written: look at the change log now.
@@ -227,7 +232,7 @@ impl Engine {
             .map(|s| (s.id, s))
             .collect();
         drop(reader);
-        let exceptions = lock(&self.exceptions);
+        let exceptions = self.exceptions();
         let mut st = lock(&self.state);
         for set in st.profiles.values_mut() {
             // Several changes of one entry in a page all see its current state.
@@ -258,14 +263,13 @@ impl Engine {
         }
         st.applied = next;
         drop(st);
-        drop(exceptions);
         self.applied_tx.send_replace(next);
         Ok(true)
     }
 
     fn rebuild(&self) -> Result<(), HubError> {
         let reader = lock(&self.reader);
-        let fresh = Engine::build_state(&reader, &lock(&self.exceptions))?;
+        let fresh = Engine::build_state(&reader, &self.exceptions())?;
         drop(reader);
         let applied = fresh.applied;
         *lock(&self.state) = fresh;
@@ -320,7 +324,7 @@ impl Engine {
         // a change between the scan and the install.
         let reader = lock(&self.reader);
         let mut fresh: HashMap<i64, Selected> = HashMap::new();
-        let exceptions = lock(&self.exceptions);
+        let exceptions = self.exceptions();
         reader.search_each(&Criteria::default(), &mut |e| {
             if exceptions.contains(&e.entry) {
                 return true;

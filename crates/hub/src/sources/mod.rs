@@ -372,6 +372,18 @@ pub(crate) async fn save_state(
 /// Longest wait after failures (and the cap of `Retry-After`).
 const MAX_BACKOFF: u64 = 300;
 
+/// Wait until `next_run` (none: at once), or until asked to run now. Shared by the scheduled
+/// tasks of sources and distribution targets.
+pub(crate) async fn wait_turn(next_run: Option<i64>, now: &Notify) {
+    let wait = next_run.map_or(0, |t| t.saturating_sub(SystemClock.now()).max(0)) as u64;
+    if wait > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = now.notified() => {}
+        }
+    }
+}
+
 async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
     let name = spec.name().to_string();
     loop {
@@ -384,15 +396,7 @@ async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
                 continue;
             }
         };
-        let wait = st
-            .next_run
-            .map_or(0, |t| t.saturating_sub(SystemClock.now()).max(0)) as u64;
-        if wait > 0 {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(wait)) => {}
-                () = now.notified() => {}
-            }
-        }
+        wait_turn(st.next_run, &now).await;
         // Read again: the API may have changed it while this task waited (a full sync asked for).
         let st = match load_state(&state, &name).await {
             Ok(Some((_, st, _))) => st,

@@ -29,9 +29,7 @@ use rephub_model::{
     Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, SystemClock, builtin,
     format_utc,
 };
-use rephub_store::{
-    ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore, UpstreamStore,
-};
+use rephub_store::{ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore};
 
 use crate::error::HubError;
 use crate::sources::{Registry, http};
@@ -488,17 +486,13 @@ fn plan(
     spec: &TargetSpec,
     st: &TargetState,
     source: String,
+    exceptions: &HashSet<Entry>,
 ) -> Result<Plan, HubError> {
     let catalog = s.catalog()?;
-    let exceptions: HashSet<Entry> = s
-        .exceptions(0, usize::MAX)?
-        .into_iter()
-        .map(|e| e.entry)
-        .collect();
     let chooser = Chooser {
         spec,
         catalog: &catalog,
-        exceptions: &exceptions,
+        exceptions,
         source,
         now: SystemClock.now(),
     };
@@ -714,8 +708,9 @@ pub(crate) async fn run_once(
     let result = async {
         let sms = client(spec)?;
         let (spec2, st2) = (spec.clone(), st.clone());
+        let exceptions = state.engine().exceptions();
         let plan = state
-            .with_store(move |s| plan(s, &spec2, &st2, source))
+            .with_store(move |s| plan(s, &spec2, &st2, source, &exceptions))
             .await
             .map_err(|e| SmsError(e.to_string()))?
             .map_err(|e| SmsError(e.to_string()))?;
@@ -774,15 +769,7 @@ async fn run_forever(state: AppState, name: String, now: Arc<Notify>) {
         let Ok(Some((_, st))) = load(&state, &name).await else {
             return;
         };
-        let wait = st
-            .next_run
-            .map_or(0, |t| t.saturating_sub(SystemClock.now()).max(0)) as u64;
-        if wait > 0 {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(wait)) => {}
-                () = now.notified() => {}
-            }
-        }
+        crate::sources::wait_turn(st.next_run, &now).await;
         let Ok(Some((spec, st))) = load(&state, &name).await else {
             return;
         };

@@ -254,10 +254,10 @@ async fn list_objects(
     };
     let skip = q.skip_token.clone();
     let filtered = filter.is_some();
+    let exceptions = state.engine().exceptions();
     let (items, next) = state
         .with_store(move |s| -> V1Result<(Vec<Value>, Option<String>)> {
             let catalog = s.catalog()?;
-            let exceptions = exception_set(s)?;
             let keep = |item: &Value| match (&filter, item) {
                 (Some(f), Value::Object(m)) => f.matches(m),
                 _ => true,
@@ -320,13 +320,6 @@ async fn list_objects(
         .into();
     }
     Ok(Json(answer))
-}
-
-fn exception_set(s: &rephub_store::SqliteStore) -> Result<HashSet<Entry>, StoreError> {
-    Ok(s.exceptions(0, usize::MAX)?
-        .into_iter()
-        .map(|e| e.entry)
-        .collect())
 }
 
 fn parse_key_token(t: &str) -> V1Result<ModifiedKey> {
