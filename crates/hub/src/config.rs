@@ -42,7 +42,7 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Threat-intelligence sources kept in this file (see docs/sources.md); sources can also be
     /// managed through the REST API.
-    pub sources: Vec<crate::sources::SourceSpec>,
+    pub sources: Vec<crate::sources::spec::SourceSpec>,
 }
 
 impl Default for Config {

@@ -1,34 +1,42 @@
 //! The rephub hub (`rephub serve`): the reputation database behind HTTP APIs.
 //!
-//! This crate holds the server: configuration, API keys and roles, the SMS-compatible Web API
-//! (`/repEntries/{add,delete,query,import}`, see `shared/reference/sms-webapi.md`), the REST API
-//! (`/api/v1`: filters, profiles, devices, distributions, entries) and the devices' long-poll sync,
-//! fed by the filter-set engine (`engine.rs`).
+//! The folders follow the data flow, and imports point one way (down this list):
+//!
+//! ```text
+//!  sources/ (pull: Vision One, TAXII, feeds) ─┐
+//!  ingest/  (push: SMS API, /v3.0, STIX, REST) ┴─► store (one writer) ─► distribution/engine
+//!                                                                   │        (filter sets)
+//!  admin/   (keys, categories, filters, profiles, devices)          │            │
+//!                                                                   ▼            ▼
+//!                                 targets/ (SMS-compatible products)   distribution/ (device sync,
+//!                                                                        CrowdSec, RPZ, reports)
+//! ```
+//!
+//! Underneath: `http/` (the one API error, extractors, authentication, the outbound client),
+//! `state.rs` (what handlers share), `scheduler.rs` (everything that runs on an interval),
+//! `keys.rs`, `secrets.rs`, `config.rs`, `tls.rs`. See `docs/architecture.md`.
 //!
 //! Invariants: credentials are never logged (request logs carry the method and path only, never the
 //! query string, where SMS clients put `smspass`); keys are stored as SHA-256 hashes and compared in
 //! constant time; every request that changes state is authenticated; a request that fails
 //! validation changes nothing.
 
-mod auth;
-mod chunked;
+mod admin;
 pub mod config;
-mod crowdsec;
-mod engine;
+mod distribution;
 mod error;
+mod http;
+mod ingest;
+mod keys;
 mod metrics;
-mod openapi;
-mod reports;
-mod rest;
-mod rpz;
+mod scheduler;
 mod secrets;
-mod sms;
 mod sources;
 mod state;
-mod stix;
+mod suspicious_object;
 mod targets;
 mod tls;
-mod visionone;
+mod validate;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,35 +48,32 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Role, hash_key, new_key};
 pub use config::{Config, ConfigError};
 pub use error::HubError;
-pub use sources::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
+pub use keys::{Role, hash_key, new_key};
+pub use sources::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;
 pub use targets::{ObjectTypes, Risk, TargetSpec};
+pub use validate::SpecError;
 
 /// The whole application: every route, with limits, timeouts and request logs.
 pub fn app(state: AppState) -> Router {
     let config = state.config();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", get(admin::metrics::metrics))
         .route(
             "/api/v1/openapi.json",
-            get(|| async { axum::Json(openapi::document()) }),
+            get(|| async { axum::Json(http::openapi::document()) }),
         )
-        .merge(sms::router())
-        .merge(rest::router())
-        .merge(reports::router())
-        .merge(crowdsec::router())
-        .merge(rpz::router())
-        .merge(visionone::router())
+        .merge(ingest::router())
+        .merge(admin::router())
+        .merge(distribution::router())
         .merge(sources::api::router())
-        .merge(stix::router())
         .merge(targets::api::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::count_requests,
+            admin::metrics::count_requests,
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes()))
         .layer(tower_http::compression::CompressionLayer::new())

@@ -11,10 +11,10 @@ use rephub_store::{
 };
 use tokio::sync::oneshot;
 
-use crate::auth::{Role, hash_key, new_key};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::distribution::engine::Engine;
 use crate::error::HubError;
+use crate::keys::{Role, hash_key, new_key};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -62,13 +62,13 @@ struct Inner {
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
     progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
     /// The running threat-intelligence sources.
-    sources: crate::sources::Registry,
+    sources: crate::scheduler::Registry,
     /// Encrypts the credentials the hub sends elsewhere.
     secrets: crate::secrets::Secrets,
     /// The running distribution targets.
-    targets: crate::sources::Registry,
+    targets: crate::scheduler::Registry,
     /// Status resources of STIX pushes.
-    stix_statuses: crate::stix::Statuses,
+    stix_statuses: crate::ingest::stix_status::Statuses,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,10 +111,10 @@ impl AppState {
                 writes,
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
-                sources: crate::sources::Registry::default(),
-                targets: crate::sources::Registry::default(),
+                sources: crate::scheduler::Registry::default(),
+                targets: crate::scheduler::Registry::default(),
                 secrets,
-                stix_statuses: crate::stix::Statuses::default(),
+                stix_statuses: crate::ingest::stix_status::Statuses::default(),
             }),
         };
         let weak = Arc::downgrade(&state.inner);
@@ -130,7 +130,7 @@ impl AppState {
         &self.inner.config
     }
 
-    pub(crate) fn sources(&self) -> &crate::sources::Registry {
+    pub(crate) fn sources(&self) -> &crate::scheduler::Registry {
         &self.inner.sources
     }
 
@@ -138,11 +138,11 @@ impl AppState {
         &self.inner.secrets
     }
 
-    pub(crate) fn targets(&self) -> &crate::sources::Registry {
+    pub(crate) fn targets(&self) -> &crate::scheduler::Registry {
         &self.inner.targets
     }
 
-    pub(crate) fn stix_statuses(&self) -> &crate::stix::Statuses {
+    pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
     }
 
@@ -191,7 +191,7 @@ impl AppState {
     pub(crate) async fn exceptions_changed(&self, entries: Vec<Entry>) -> Result<(), HubError> {
         let engine = self.engine();
         self.with_store(move |s| -> Result<(), HubError> {
-            engine.set_exceptions(crate::engine::exception_set(s)?);
+            engine.set_exceptions(crate::distribution::engine::exception_set(s)?);
             let mut ids = Vec::new();
             for e in &entries {
                 if let Some(found) = s.get(e)? {

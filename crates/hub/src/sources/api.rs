@@ -1,5 +1,5 @@
 //! `/api/v1/sources`: list, create, show, replace, delete, run now, test connectivity.
-//! Secrets are never shown (see [`super::spec::REDACTED`]). Sources from the configuration file
+//! Secrets are never shown (see [`crate::validate::REDACTED`]). Sources from the configuration file
 //! are shown and can be run and tested, but are changed in the file.
 
 use axum::body::Bytes;
@@ -9,12 +9,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use rephub_store::{ReputationStore, SourceStore, WriteTx};
+use rephub_store::SourceStore;
 
-use super::{SourceSpec, SourceState, load_state, spawn};
-use crate::auth::Role;
-use crate::error::HubError;
-use crate::rest::{ApiError, ApiResult, Q, body, caller};
+use super::{SourceSpec, SourceState, load_state, remove, spawn, store_spec};
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Q, body};
+use crate::keys::Role;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -45,39 +46,6 @@ fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
         "status": status,
         "state": st,
     })
-}
-
-/// Save a validated config (its state is kept).
-pub(crate) async fn store_spec(
-    state: &AppState,
-    spec: &SourceSpec,
-    origin: &str,
-) -> Result<(), HubError> {
-    let mut sealed = spec.clone();
-    state.secrets().apply(&mut sealed.secrets_mut(), true)?;
-    let json = serde_json::to_string(&sealed).map_err(|e| HubError::Internal(e.to_string()))?;
-    let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
-    state
-        .with_store(move |s| s.put_source_config(&name, kind, &json, &origin))
-        .await??;
-    Ok(())
-}
-
-/// Stop a source, forget it, and withdraw what it brought. Returns how many entries it held.
-pub(crate) async fn remove(state: &AppState, name: &str) -> Result<u64, HubError> {
-    state.sources().stop(name);
-    let name = name.to_string();
-    let n = state
-        .with_store(move |s| -> Result<u64, HubError> {
-            s.delete_source_config(&name)?;
-            let mut tx = s.begin()?;
-            let n = tx.withdraw_source(&name)?;
-            tx.commit()?;
-            Ok(n)
-        })
-        .await??;
-    state.written();
-    Ok(n)
 }
 
 fn parse_spec(b: &Bytes) -> ApiResult<SourceSpec> {

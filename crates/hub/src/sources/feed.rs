@@ -10,9 +10,9 @@ use reqwest::header::{AUTHORIZATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAS
 use rephub_model::{Catalog, Entry, Kind, Tags};
 use rephub_store::{ReputationStore, Upsert};
 
-use super::http::{self, secret};
 use super::spec::{FeedFormat, FeedSpec};
 use super::{Run, SourceState, SyncError};
+use crate::http::client::{self as http, secret};
 
 fn request(
     spec: &FeedSpec,

@@ -14,13 +14,12 @@
 
 pub(crate) mod api;
 mod feed;
-pub(crate) mod http;
-mod spec;
+pub(crate) mod spec;
 mod taxii;
 mod visionone;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,8 +31,17 @@ use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode, Wri
 use crate::error::HubError;
 use crate::state::AppState;
 
-pub(crate) use spec::REDACTED;
-pub use spec::{FeedFormat, FeedSpec, SourceSpec, SpecError, TaxiiSpec, VisionOneSpec};
+pub(crate) use spec::STIX_PUSH_SOURCE;
+pub use spec::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
+
+impl From<crate::http::client::FetchError> for SyncError {
+    fn from(e: crate::http::client::FetchError) -> SyncError {
+        match e {
+            crate::http::client::FetchError::Upstream(m) => SyncError::Upstream(m),
+            crate::http::client::FetchError::Config(m) => SyncError::Config(m),
+        }
+    }
+}
 
 impl From<rephub_store::StoreError> for SyncError {
     fn from(e: rephub_store::StoreError) -> SyncError {
@@ -267,62 +275,6 @@ pub(crate) enum SyncError {
     Hub(#[from] HubError),
 }
 
-/// A running source: its task and a way to make it run now.
-#[derive(Debug)]
-struct Handle {
-    now: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// The running sources of a hub.
-#[derive(Debug, Default)]
-pub(crate) struct Registry {
-    running: Mutex<HashMap<String, Handle>>,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stop a source's task (a run in progress is dropped: what it stored stays, its cursor is
-    /// where the last stored page left it).
-    pub(crate) fn stop(&self, name: &str) {
-        if let Some(h) = self.lock().remove(name) {
-            h.task.abort();
-        }
-    }
-
-    /// Ask a source to run now. Returns whether it is running.
-    pub(crate) fn kick(&self, name: &str) -> bool {
-        match self.lock().get(name) {
-            Some(h) => {
-                h.now.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Run `make`'s task under `name` (replacing any), with a way to make it run now.
-    pub(crate) fn start(
-        &self,
-        name: &str,
-        make: impl FnOnce(Arc<Notify>) -> tokio::task::JoinHandle<()>,
-    ) {
-        self.stop(name);
-        let now = Arc::new(Notify::new());
-        let task = make(now.clone());
-        self.lock().insert(name.to_string(), Handle { now, task });
-    }
-
-    pub(crate) fn stop_all(&self) {
-        for (_, h) in self.lock().drain() {
-            h.task.abort();
-        }
-    }
-}
-
 /// Start (or restart) the task of a source.
 pub(crate) fn spawn(state: &AppState, spec: SourceSpec) {
     let name = spec.name().to_string();
@@ -369,21 +321,6 @@ pub(crate) async fn save_state(
     Ok(())
 }
 
-/// Longest wait after failures (and the cap of `Retry-After`).
-const MAX_BACKOFF: u64 = 300;
-
-/// Wait until `next_run` (none: at once), or until asked to run now. Shared by the scheduled
-/// tasks of sources and distribution targets.
-pub(crate) async fn wait_turn(next_run: Option<i64>, now: &Notify) {
-    let wait = next_run.map_or(0, |t| t.saturating_sub(SystemClock.now()).max(0)) as u64;
-    if wait > 0 {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
-            () = now.notified() => {}
-        }
-    }
-}
-
 async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
     let name = spec.name().to_string();
     loop {
@@ -396,7 +333,7 @@ async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
                 continue;
             }
         };
-        wait_turn(st.next_run, &now).await;
+        crate::scheduler::wait_turn(st.next_run, &now).await;
         // Read again: the API may have changed it while this task waited (a full sync asked for).
         let st = match load_state(&state, &name).await {
             Ok(Some((_, st, _))) => st,
@@ -446,7 +383,7 @@ pub(crate) async fn run_once(
             st.last_error = Some(e.to_string());
             st.failures = st.failures.saturating_add(1);
             // Retry sooner than the interval at first, then back off.
-            let backoff = (1u64 << st.failures.min(9)).min(MAX_BACKOFF) as i64;
+            let backoff = (1u64 << st.failures.min(9)).min(crate::scheduler::MAX_BACKOFF) as i64;
             st.next_run = Some(SystemClock.now() + backoff.min(interval.max(1)));
             tracing::warn!(source = %name, error = %e, counts = ?run.counts, "source sync failed");
         }
@@ -476,11 +413,11 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
     for row in rows.iter().filter(|r| r.origin == "file") {
         if !from_file.iter().any(|s| s.name() == row.name) {
             tracing::warn!(source = %row.name, "source removed from the configuration file: removing it and what it brought");
-            api::remove(state, &row.name).await?;
+            remove(state, &row.name).await?;
         }
     }
     for spec in from_file {
-        api::store_spec(state, &spec, "file").await?;
+        store_spec(state, &spec, "file").await?;
     }
     let rows = state.with_store(|s| s.source_configs()).await??;
     for row in rows {
@@ -493,4 +430,37 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
         }
     }
     Ok(())
+}
+
+/// Save a validated config (its state is kept).
+pub(crate) async fn store_spec(
+    state: &AppState,
+    spec: &SourceSpec,
+    origin: &str,
+) -> Result<(), HubError> {
+    let mut sealed = spec.clone();
+    state.secrets().apply(&mut sealed.secrets_mut(), true)?;
+    let json = serde_json::to_string(&sealed).map_err(|e| HubError::Internal(e.to_string()))?;
+    let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
+    state
+        .with_store(move |s| s.put_source_config(&name, kind, &json, &origin))
+        .await??;
+    Ok(())
+}
+
+/// Stop a source, forget it, and withdraw what it brought. Returns how many entries it held.
+pub(crate) async fn remove(state: &AppState, name: &str) -> Result<u64, HubError> {
+    state.sources().stop(name);
+    let name = name.to_string();
+    let n = state
+        .with_store(move |s| -> Result<u64, HubError> {
+            s.delete_source_config(&name)?;
+            let mut tx = s.begin()?;
+            let n = tx.withdraw_source(&name)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await??;
+    state.written();
+    Ok(n)
 }

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Written in place of a secret when a config is shown; given back in an update, it keeps the
-/// stored secret.
-pub(crate) const REDACTED: &str = "********";
+use crate::validate::{REDACTED, SpecError, bad};
+
+/// The assertion source of STIX indicators pushed to the hub (`/taxii/feeds/…`): not a
+/// source name an admin may take.
+pub(crate) const STIX_PUSH_SOURCE: &str = "stix";
 
 fn yes() -> bool {
     true
@@ -194,19 +196,6 @@ impl FeedSpec {
 }
 
 /// A configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct SpecError {
-    pub field: String,
-    pub reason: String,
-}
-
-fn bad(field: &str, reason: impl Into<String>) -> SpecError {
-    SpecError {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
 
 /// Region names and their base URLs (visionone-api.md).
 pub(crate) const REGIONS: [(&str, &str); 9] = [
@@ -285,7 +274,7 @@ impl SourceSpec {
                 "1 to 64 characters: letters, digits, '-', '_', '.'",
             ));
         }
-        if name == rephub_store::USER_SOURCE || name == crate::stix::PUSH_SOURCE {
+        if name == rephub_store::USER_SOURCE || name == STIX_PUSH_SOURCE {
             return Err(bad("name", format!("{name:?} is reserved")));
         }
         if self.interval_secs() == 0 {

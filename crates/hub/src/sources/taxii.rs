@@ -14,9 +14,9 @@ use rephub_model::{Clock, Entry, SystemClock};
 use rephub_model::{ObjectOutcome, indicator_tags, read_object};
 use rephub_store::{ReputationStore, Upsert};
 
-use super::http::{self, secret};
 use super::spec::TaxiiSpec;
 use super::{Run, SourceState, SyncError};
+use crate::http::client::{self as http, secret};
 
 const MEDIA: &str = "application/taxii+json;version=2.1";
 /// Pages read at most in one run; the next run goes on from the cursor.
@@ -67,7 +67,7 @@ impl Server {
                 .send()
                 .await
                 .map_err(|e| SyncError::Upstream(format!("TAXII: {}", http::error_text(&e))))?;
-            return http::json(resp, "TAXII").await;
+            return Ok(http::json(resp, "TAXII").await?);
         }
         let resp = http::send(
             || {
@@ -80,7 +80,7 @@ impl Server {
             "TAXII",
         )
         .await?;
-        http::json(resp, "TAXII").await
+        Ok(http::json(resp, "TAXII").await?)
     }
 
     /// The API root: the discovery document's default (or only) root, or `url` itself when it

@@ -22,10 +22,10 @@ use sha2::{Digest, Sha256};
 use rephub_model::{Catalog, Clock, Entry, SystemClock, Tags, builtin, default_ttl};
 use rephub_store::{ReputationStore, SourceStore, Upsert};
 
-use super::http::{self, secret};
 use super::spec::{REGIONS, VisionOneSpec};
 use super::{Run, SourceState, SyncError};
-use crate::visionone::item;
+use crate::http::client::{self as http, secret};
+use crate::suspicious_object as item;
 
 /// Seed 002, chapter 5: the publisher and source of every object.
 const PUBLISHER: &str = "Trend Vision One Threat Intelligence";

@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use rephub_store::TargetStore;
 
 use super::{TargetSpec, TargetState, load, save, spawn};
-use crate::auth::Role;
-use crate::rest::{ApiError, ApiResult, Q, body, caller};
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Q, body};
+use crate::keys::Role;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {

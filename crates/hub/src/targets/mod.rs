@@ -32,7 +32,8 @@ use rephub_model::{
 use rephub_store::{ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore};
 
 use crate::error::HubError;
-use crate::sources::{Registry, http};
+use crate::http::client as http;
+use crate::scheduler::Registry;
 use crate::state::AppState;
 use sms::{Auth, Sms, SmsError};
 
@@ -163,8 +164,8 @@ impl TargetSpec {
         self.version().is_some_and(|v| v >= (5, 1))
     }
 
-    pub fn validate(&self) -> Result<(), crate::sources::SpecError> {
-        let bad = |field: &str, reason: String| crate::sources::SpecError {
+    pub fn validate(&self) -> Result<(), crate::validate::SpecError> {
+        let bad = |field: &str, reason: String| crate::validate::SpecError {
             field: field.into(),
             reason,
         };
@@ -234,7 +235,7 @@ impl TargetSpec {
     }
 
     fn redacted(&self) -> TargetSpec {
-        let hide = |s: &Option<String>| s.as_ref().map(|_| crate::sources::REDACTED.to_string());
+        let hide = |s: &Option<String>| s.as_ref().map(|_| crate::validate::REDACTED.to_string());
         TargetSpec {
             password: hide(&self.password),
             api_key: hide(&self.api_key),
@@ -243,7 +244,7 @@ impl TargetSpec {
     }
 
     fn keep_secrets_of(&mut self, old: &TargetSpec) {
-        let redacted = Some(crate::sources::REDACTED.to_string());
+        let redacted = Some(crate::validate::REDACTED.to_string());
         if self.password == redacted || (self.password.is_none() && self.username.is_some()) {
             self.password.clone_from(&old.password);
         }
@@ -370,8 +371,11 @@ impl Chooser<'_> {
         if e.expires_at.is_some_and(|t| t <= self.now) || self.exceptions.contains(&e.entry) {
             return None;
         }
-        let category =
-            crate::visionone::item::list_value(&e.tags, self.catalog, builtin::DETECTION_CATEGORY)?;
+        let category = crate::suspicious_object::list_value(
+            &e.tags,
+            self.catalog,
+            builtin::DETECTION_CATEGORY,
+        )?;
         let wanted = match category {
             builtin::CNC_CALLBACK => &self.spec.objects.cnc,
             builtin::SUSPICIOUS_OBJECT => &self.spec.objects.suspicious,
@@ -381,7 +385,7 @@ impl Chooser<'_> {
             return None;
         }
         let severity: Severity =
-            crate::visionone::item::list_value(&e.tags, self.catalog, builtin::SEVERITY)?
+            crate::suspicious_object::list_value(&e.tags, self.catalog, builtin::SEVERITY)?
                 .parse()
                 .ok()?;
         if !self.spec.risk.threshold().includes(severity) {
@@ -769,7 +773,7 @@ async fn run_forever(state: AppState, name: String, now: Arc<Notify>) {
         let Ok(Some((_, st))) = load(&state, &name).await else {
             return;
         };
-        crate::sources::wait_turn(st.next_run, &now).await;
+        crate::scheduler::wait_turn(st.next_run, &now).await;
         let Ok(Some((spec, st))) = load(&state, &name).await else {
             return;
         };

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, StatusCode};
 
-use crate::sources::http;
+use crate::http::client as http;
 
 /// How a target is authenticated.
 #[derive(Debug, Clone)]

@@ -23,9 +23,9 @@ use serde_json::json;
 
 use rephub_model::{ActionSet, Clock, Entry, SystemClock};
 
-use crate::auth::hash_key;
-use crate::chunked::Chunks;
-use crate::engine::{Selected, SyncAnswer};
+use crate::distribution::engine::{Selected, SyncAnswer};
+use crate::http::chunked::Chunks;
+use crate::keys::hash_key;
 use crate::state::{AppState, Device};
 
 /// Origin of every decision rephub hands out.
@@ -342,7 +342,7 @@ async fn stream(
     };
     let done_state = state.clone();
     let id = device.id;
-    let body = crate::chunked::body(
+    let body = crate::http::chunked::body(
         move |out| render(&decisions, out),
         move || {
             done_state.record_progress(id, next, None);

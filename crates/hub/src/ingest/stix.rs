@@ -7,8 +7,6 @@
 //! skips the object; other objects and patterns are counted as skipped, malformed ones fail with
 //! their reason. Auth: an API key as a bearer token, or HTTP Basic (key name, key).
 
-use std::collections::VecDeque;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,38 +19,17 @@ use rephub_model::{Clock, SystemClock};
 use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
 use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
 
-use crate::auth::verify;
+use crate::keys::verify;
 use crate::state::AppState;
 
 /// The assertion source of pushed indicators.
-pub(crate) const PUSH_SOURCE: &str = "stix";
-/// Status resources kept.
-const KEEP: usize = 1000;
+const PUSH_SOURCE: &str = crate::sources::STIX_PUSH_SOURCE;
 const MEDIA: &str = "application/taxii+json;version=2.1";
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/taxii/feeds/collections/{id}/objects/", post(push))
         .route("/taxii/feeds/status/{id}/", get(status))
-}
-
-/// The last pushes' status resources, newest last.
-#[derive(Debug, Default)]
-pub(crate) struct Statuses(std::sync::Mutex<VecDeque<(String, Value)>>);
-
-impl Statuses {
-    fn put(&self, id: String, v: Value) {
-        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() == KEEP {
-            q.pop_front();
-        }
-        q.push_back((id, v));
-    }
-
-    fn get(&self, id: &str) -> Option<Value> {
-        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        q.iter().find(|(i, _)| i == id).map(|(_, v)| v.clone())
-    }
 }
 
 fn error(status: StatusCode, title: &str, description: impl Into<String>) -> Response {
@@ -65,12 +42,12 @@ fn taxii(status: StatusCode, v: &Value) -> Response {
 }
 
 async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let creds = if let Some(key) = crate::rest::bearer(headers) {
+    let creds = if let Some(key) = crate::http::extract::bearer(headers) {
         Some((None, key))
     } else {
         headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| crate::sms::basic_credentials(v.as_bytes()))
+            .and_then(|v| crate::http::auth::basic_credentials(v.as_bytes()))
             .map(|(u, p)| (Some(u), p))
     };
     let Some((name, key)) = creds else {

@@ -1,12 +1,22 @@
-//! HTTP for sources: one client per run with the source's TLS settings, and GETs that retry what
-//! is worth retrying (connection failures, 429, 5xx) with backoff, honouring `Retry-After`.
+//! Outbound HTTP (sources, targets): one client per run with the component's TLS settings, and
+//! requests that retry what is worth retrying (connection failures, 429, 5xx) with backoff,
+//! honouring `Retry-After`.
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
-use super::SyncError;
+/// Why an outbound request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// The other side is unreachable, slow, or answered an error.
+    #[error("{0}")]
+    Upstream(String),
+    /// Our own settings are unusable (a CA file, say).
+    #[error("{0}")]
+    Config(String),
+}
 
 /// Tries per request (the first and the retries).
 const TRIES: u32 = 5;
@@ -17,7 +27,7 @@ pub(crate) fn client(
     ca_file: Option<&std::path::PathBuf>,
     insecure: bool,
     timeout_secs: u64,
-) -> Result<Client, SyncError> {
+) -> Result<Client, FetchError> {
     // Idempotent: the process-wide provider may already be installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = Client::builder()
@@ -27,9 +37,9 @@ pub(crate) fn client(
         .no_gzip();
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
-            .map_err(|e| SyncError::Config(format!("ca_file {}: {e}", path.display())))?;
+            .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| SyncError::Config(format!("ca_file {}: {e}", path.display())))?;
+            .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
         for c in certs {
             b = b.add_root_certificate(c);
         }
@@ -38,7 +48,7 @@ pub(crate) fn client(
         b = b.danger_accept_invalid_certs(true);
     }
     b.build()
-        .map_err(|e| SyncError::Config(format!("HTTP client: {e}")))
+        .map_err(|e| FetchError::Config(format!("HTTP client: {e}")))
 }
 
 /// How long to wait before try `n` (1-based): `Retry-After` when the server gave one (seconds or
@@ -72,7 +82,7 @@ fn worth_retrying(status: StatusCode) -> bool {
 pub(crate) async fn send(
     req: impl Fn() -> RequestBuilder,
     what: &str,
-) -> Result<Response, SyncError> {
+) -> Result<Response, FetchError> {
     let mut last = String::new();
     for n in 1..=TRIES {
         match req().send().await {
@@ -87,10 +97,10 @@ pub(crate) async fn send(
                 last = format!("{what}: {}", error_text(&e));
                 tokio::time::sleep(wait_before(n, None)).await;
             }
-            Err(e) => return Err(SyncError::Upstream(format!("{what}: {}", error_text(&e)))),
+            Err(e) => return Err(FetchError::Upstream(format!("{what}: {}", error_text(&e)))),
         }
     }
-    Err(SyncError::Upstream(last))
+    Err(FetchError::Upstream(last))
 }
 
 /// A reqwest error with its causes (the top level alone says little: "error sending request").
@@ -114,11 +124,11 @@ pub(crate) fn error_text(e: &reqwest::Error) -> String {
 pub(crate) async fn json(
     resp: Response,
     what: &str,
-) -> Result<(serde_json::Value, HeaderMap), SyncError> {
+) -> Result<(serde_json::Value, HeaderMap), FetchError> {
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.map_err(|e| {
-        SyncError::Upstream(format!("{what}: reading the answer: {}", error_text(&e)))
+        FetchError::Upstream(format!("{what}: reading the answer: {}", error_text(&e)))
     })?;
     if !status.is_success() {
         let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -130,21 +140,22 @@ pub(crate) async fn json(
                     .and_then(|m| m.as_str().map(str::to_string))
             })
             .unwrap_or_default();
-        return Err(SyncError::Upstream(
+        return Err(FetchError::Upstream(
             format!("{what}: HTTP {status} {detail}")
                 .trim_end()
                 .to_string(),
         ));
     }
     let v = serde_json::from_slice(&bytes)
-        .map_err(|e| SyncError::Upstream(format!("{what}: the answer is not JSON: {e}")))?;
+        .map_err(|e| FetchError::Upstream(format!("{what}: the answer is not JSON: {e}")))?;
     Ok((v, headers))
 }
 
 /// A header value for a secret, marked sensitive so that it never reaches a log.
-pub(crate) fn secret(v: &str) -> Result<HeaderValue, SyncError> {
-    let mut h = HeaderValue::from_str(v)
-        .map_err(|_| SyncError::Config("the credential holds characters a header cannot".into()))?;
+pub(crate) fn secret(v: &str) -> Result<HeaderValue, FetchError> {
+    let mut h = HeaderValue::from_str(v).map_err(|_| {
+        FetchError::Config("the credential holds characters a header cannot".into())
+    })?;
     h.set_sensitive(true);
     Ok(h)
 }

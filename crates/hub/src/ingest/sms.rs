@@ -18,7 +18,6 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
 
 use rephub_model::{Catalog, Criteria, Entry, Kind, SmsCsvReader, format_sms_line, parse_tag_data};
 use rephub_store::import::{ImportOptions, InputFormat, import_reader};
@@ -26,8 +25,8 @@ use rephub_store::{
     Outcome, ReputationStore, SqliteStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx,
 };
 
-use crate::auth::{Caller, verify};
 use crate::error::HubError;
+use crate::keys::{Caller, verify};
 use crate::state::AppState;
 
 /// The most values one query may ask for (SMS limit).
@@ -132,7 +131,7 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
         p.api_key = Some(key.trim().to_string());
     }
     if let Some(v) = headers.get(header::AUTHORIZATION) {
-        p.basic = basic_credentials(v.as_bytes());
+        p.basic = crate::http::auth::basic_credentials(v.as_bytes());
     }
     if let Some(q) = req.uri().query() {
         p.pairs.extend(
@@ -186,20 +185,6 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
             .extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
     Ok(p)
-}
-
-pub(crate) fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
-    let text = std::str::from_utf8(header).ok()?;
-    let (scheme, rest) = text.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, pass) = decoded.split_once(':')?;
-    Some((user.to_string(), pass.to_string()))
 }
 
 /// Authenticate; `write`: the key must be allowed to change entries.

@@ -9,7 +9,6 @@
 //! on any other shape.
 
 pub(crate) mod filter;
-pub(crate) mod item;
 
 use std::collections::HashSet;
 
@@ -28,10 +27,11 @@ use rephub_store::{
     WriteMode, WriteTx,
 };
 
-use crate::auth::{Caller, Role, verify};
 use crate::error::HubError;
-use crate::rest::bearer;
+use crate::http::extract::bearer;
+use crate::keys::{Caller, Role, verify};
 use crate::state::AppState;
+use crate::suspicious_object as item;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

@@ -15,8 +15,10 @@ use serde_json::{Value, json};
 use rephub_model::{ActionSet, Entry, Kind};
 use rephub_store::{DistributionStore, NewEvent};
 
-use crate::auth::Role;
-use crate::rest::{ApiError, ApiResult, Q, body, caller, device_caller};
+use crate::http::auth::{caller, device_caller};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Q, body};
+use crate::keys::Role;
 use crate::state::AppState;
 
 /// Most events in one request.

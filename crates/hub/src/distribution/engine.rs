@@ -120,8 +120,9 @@ pub(crate) fn profile_filters(
     let mut out = Vec::new();
     for id in ids {
         if let Some(row) = rows.iter().find(|r| r.id == *id) {
-            let def: crate::rest::FilterDef = serde_json::from_str(&row.definition)
-                .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?;
+            let def: crate::distribution::filter_def::FilterDef =
+                serde_json::from_str(&row.definition)
+                    .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?;
             out.push(
                 def.build(catalog, row.id, &row.name)
                     .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?,

@@ -28,9 +28,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use rephub_model::{ActionSet, Entry};
 use rephub_store::DistributionStore;
 
-use crate::auth::{hash_key, verify};
-use crate::engine::{Selected, SyncAnswer};
-use crate::rest::bearer;
+use crate::distribution::engine::{Selected, SyncAnswer};
+use crate::http::extract::bearer;
+use crate::keys::{hash_key, verify};
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -182,7 +182,7 @@ async fn zone(
         state.mark_synced(&hash);
     }
     let refresh = state.config().rpz_refresh_secs;
-    let body = crate::chunked::body(
+    let body = crate::http::chunked::body(
         move |out| {
             let mut head = String::new();
             // Serial arithmetic (RFC 1982) works modulo 2^32.

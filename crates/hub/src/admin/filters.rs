@@ -1,0 +1,122 @@
+//! `/api/v1/filters`: reputation filters. A change re-installs every profile that uses the filter.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_store::{DistributionStore, ReputationStore};
+
+use super::profiles::install_profile;
+use crate::distribution::filter_def::FilterDef;
+use crate::error::HubError;
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{P, body};
+use crate::keys::Role;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/filters", get(list_filters).post(create_filter))
+        .route(
+            "/api/v1/filters/{id}",
+            put(update_filter).delete(delete_filter),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterBody {
+    name: String,
+    #[serde(flatten)]
+    def: FilterDef,
+}
+
+fn filter_json(id: i64, name: &str, def: &FilterDef) -> Value {
+    json!({"id": id, "name": name, "enabled": def.enabled, "precedence": def.precedence,
+           "action": def.action, "kinds": def.kinds, "criteria": def.criteria})
+}
+
+async fn list_filters(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.filters()).await??;
+    let mut out = Vec::new();
+    for r in rows {
+        let def: FilterDef =
+            serde_json::from_str(&r.definition).map_err(|e| HubError::Internal(e.to_string()))?;
+        out.push(filter_json(r.id, &r.name, &def));
+    }
+    Ok(Json(json!({"filters": out})))
+}
+
+async fn create_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let f: FilterBody = body(&b)?;
+    save_filter(&state, 0, f)
+        .await
+        .map(|v| (StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn update_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    P(id): P<i64>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let f: FilterBody = body(&b)?;
+    let exists = state
+        .with_store(move |s| s.filters().map(|v| v.iter().any(|r| r.id == id)))
+        .await??;
+    if !exists {
+        return Err(ApiError::not_found("filter"));
+    }
+    save_filter(&state, id, f).await.map(Json)
+}
+
+async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Value> {
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let name = f.name.trim().to_string();
+    f.def.build(&catalog, id, &name)?;
+    let text = serde_json::to_string(&f.def).map_err(|e| HubError::Internal(e.to_string()))?;
+    let (n, t) = (name.clone(), text);
+    let id = state
+        .with_store(move |s| s.put_filter(id, &n, &t))
+        .await??;
+    refresh_profiles_using(state, Some(id)).await?;
+    Ok(filter_json(id, &name, &f.def))
+}
+
+async fn delete_filter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    P(id): P<i64>,
+) -> ApiResult<StatusCode> {
+    caller(&state, &headers, Role::Admin).await?;
+    let gone = state.with_store(move |s| s.delete_filter(id)).await??;
+    if !gone {
+        return Err(ApiError::not_found("filter"));
+    }
+    refresh_profiles_using(&state, Some(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-install the filters of every profile that uses `filter` (all profiles when `None`).
+async fn refresh_profiles_using(state: &AppState, filter: Option<i64>) -> ApiResult<()> {
+    let profiles = state.with_store(|s| s.profiles()).await??;
+    for p in profiles {
+        if filter.is_none_or(|f| p.filters.contains(&f)) {
+            install_profile(state, p.id, &p.name, &p.filters).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `/api/v1/keys`: API keys (shown once, kept hashed).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::body;
+use crate::keys::{Role, hash_key, new_key};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/keys", get(list_keys).post(add_key))
+        .route("/api/v1/keys/{name}", axum::routing::delete(delete_key))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    name: String,
+    role: String,
+}
+
+async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    use rephub_store::KeyStore;
+    caller(&state, &headers, Role::Admin).await?;
+    let keys = state.with_store(|s| s.api_keys()).await??;
+    let out: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"name": k.name, "role": k.role, "created": rephub_model::format_utc(k.created_at)}))
+        .collect();
+    Ok(Json(json!({"keys": out})))
+}
+
+async fn add_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    use rephub_store::KeyStore;
+    caller(&state, &headers, Role::Admin).await?;
+    let k: KeyBody = body(&b)?;
+    let role = Role::parse(&k.role).ok_or_else(|| {
+        ApiError::bad(
+            "role",
+            format!("{:?}: admin, producer or read-only", k.role),
+        )
+    })?;
+    let name = k.name.trim().to_string();
+    if name.is_empty() || name.contains(':') || name.chars().count() > 255 {
+        return Err(ApiError::bad(
+            "name",
+            "1 to 255 characters, no ':' (it is the Basic user name)",
+        ));
+    }
+    let key = new_key();
+    let hash = hash_key(&key);
+    let n = name.clone();
+    state
+        .with_store(move |s| s.add_api_key(&n, role.as_str(), &hash))
+        .await??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "role": role.as_str(), "key": key})),
+    )
+        .into_response())
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    use rephub_store::KeyStore;
+    let me = caller(&state, &headers, Role::Admin).await?;
+    if me.name == name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("name"),
+            "a key cannot delete itself",
+        ));
+    }
+    if !state.with_store(move |s| s.delete_api_key(&name)).await?? {
+        return Err(ApiError::not_found("key"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

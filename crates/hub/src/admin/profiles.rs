@@ -1,0 +1,164 @@
+//! `/api/v1/profiles`: ordered lists of reputation filters, installed in the engine.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_store::{DistributionStore, ReputationStore, StoreError, WriteTx};
+
+use crate::distribution::engine::profile_filters;
+use crate::error::HubError;
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{P, body};
+use crate::keys::Role;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/profiles", get(list_profiles).post(create_profile))
+        .route(
+            "/api/v1/profiles/{id}",
+            put(update_profile).delete(delete_profile),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    name: String,
+    /// Filter names or ids.
+    #[serde(default)]
+    filters: Vec<Value>,
+}
+
+async fn resolve_filters(state: &AppState, wanted: &[Value]) -> ApiResult<Vec<i64>> {
+    let rows = state.with_store(|s| s.filters()).await??;
+    let mut ids = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let id = match w {
+            Value::Number(n) => n.as_i64().filter(|id| rows.iter().any(|r| r.id == *id)),
+            Value::String(name) => rows.iter().find(|r| &r.name == name).map(|r| r.id),
+            _ => None,
+        };
+        ids.push(id.ok_or_else(|| ApiError::bad("filters", format!("[{i}] {w}: no such filter")))?);
+    }
+    ids.dedup();
+    Ok(ids)
+}
+
+async fn list_profiles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let rows = state.with_store(|s| s.profiles()).await??;
+    let summary: HashMap<i64, (usize, u64)> = state
+        .engine()
+        .summary()
+        .into_iter()
+        .map(|(id, _, n, c)| (id, (n, c)))
+        .collect();
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            let (n, c) = summary.get(&p.id).copied().unwrap_or_default();
+            json!({"id": p.id, "name": p.name, "filters": p.filters, "selected": n, "cursor": c})
+        })
+        .collect();
+    Ok(Json(json!({"profiles": out})))
+}
+
+async fn create_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::Admin).await?;
+    let p: ProfileBody = body(&b)?;
+    let v = save_profile(&state, 0, p).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    P(id): P<i64>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Admin).await?;
+    let p: ProfileBody = body(&b)?;
+    let exists = state
+        .with_store(move |s| s.profiles().map(|v| v.iter().any(|r| r.id == id)))
+        .await??;
+    if !exists {
+        return Err(ApiError::not_found("profile"));
+    }
+    save_profile(&state, id, p).await.map(Json)
+}
+
+async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Value> {
+    let name = p.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::bad("name", "must be 1 to 255 characters"));
+    }
+    let filters = resolve_filters(state, &p.filters).await?;
+    let (n, f) = (name.clone(), filters.clone());
+    let id = state
+        .with_store(move |s| s.put_profile(id, &n, &f))
+        .await??;
+    install_profile(state, id, &name, &filters).await?;
+    Ok(json!({"id": id, "name": name, "filters": filters}))
+}
+
+async fn delete_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    P(id): P<i64>,
+) -> ApiResult<StatusCode> {
+    caller(&state, &headers, Role::Admin).await?;
+    if !state.with_store(move |s| s.delete_profile(id)).await?? {
+        return Err(ApiError::not_found("profile"));
+    }
+    state.engine().remove_profile(id);
+    state.reload_devices().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Give the engine a profile's filters and touch the entries whose decision changes (see
+/// `engine.rs`): the follower then delivers exactly the difference to the profile's devices.
+pub(crate) async fn install_profile(
+    state: &AppState,
+    id: i64,
+    name: &str,
+    filter_ids: &[i64],
+) -> ApiResult<()> {
+    let ids = filter_ids.to_vec();
+    let (catalog, rows) = state
+        .with_store(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
+        .await??;
+    let filters = profile_filters(&catalog, &ids, &rows)?;
+    let engine = state.engine();
+    let name = name.to_string();
+    let changed = tokio::task::spawn_blocking(move || engine.set_profile(id, &name, filters))
+        .await
+        .map_err(|e| HubError::Internal(e.to_string()))??;
+    if !changed.is_empty() {
+        state
+            .with_store(move |s| -> Result<u64, StoreError> {
+                let mut tx = s.begin()?;
+                tx.touch(&changed)?;
+                tx.commit()
+            })
+            .await??;
+    }
+    state.written();
+    Ok(())
+}

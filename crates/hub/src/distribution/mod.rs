@@ -1,0 +1,22 @@
+//! Where filter sets leave the hub: the engine that keeps every profile's filter set, the
+//! devices' long-poll sync, CrowdSec's bouncer API, RPZ zones for resolvers, and what agents
+//! report back (health and detection events).
+
+pub(crate) mod crowdsec;
+pub(crate) mod engine;
+pub(crate) mod filter_def;
+pub(crate) mod reports;
+pub(crate) mod rpz;
+pub(crate) mod sync;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .merge(sync::router())
+        .merge(reports::router())
+        .merge(crowdsec::router())
+        .merge(rpz::router())
+}

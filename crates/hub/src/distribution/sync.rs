@@ -1,0 +1,170 @@
+//! `GET /api/v1/sync`: the devices' long-poll of their profile's filter set (see
+//! `docs/sync-protocol.md`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_model::Entry;
+
+use super::engine::{Selected, SyncAnswer};
+use crate::error::HubError;
+use crate::http::auth::device_caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Q;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/sync", get(sync))
+}
+
+/// Longest a sync request may wait for a change.
+const MAX_WAIT_SECS: u64 = 300;
+const DEFAULT_WAIT_SECS: u64 = 30;
+
+#[derive(Debug, Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    cursor: Option<String>,
+    /// The device could not apply what it got after `cursor`: why.
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<SyncQuery>,
+) -> ApiResult<Response> {
+    let (token_hash, device) = device_caller(&state, &headers)?;
+    // No cursor: the device has nothing and wants a snapshot.
+    let cursor: Option<u64> = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse()
+                .map_err(|_| ApiError::bad("cursor", format!("{c:?} is not a whole number")))?,
+        ),
+    };
+    let wait: u64 = match q.wait.as_deref() {
+        None | Some("") => DEFAULT_WAIT_SECS,
+        Some(w) => w
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::bad("wait", format!("{w:?}: seconds from 0 to {MAX_WAIT_SECS}"))
+            })?,
+    };
+    let Some(profile) = device.profile else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            None,
+            format!(
+                "device {} has no profile: distribute one to it",
+                device.name
+            ),
+        ));
+    };
+    let error = match q.error.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) if e.chars().count() > 1000 => {
+            return Err(ApiError::bad("error", "at most 1000 characters"));
+        }
+        Some(e) => Some(e.to_string()),
+    };
+    // What the device asks from is what it has applied.
+    state.record_progress(device.id, cursor.unwrap_or(0), error);
+    let cursor = if device.pending { None } else { cursor };
+    let engine = state.engine();
+    let mut changes = engine.subscribe();
+    state.catch_up().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let _parked = crate::metrics::Parked::new(&state.metrics().parked_polls);
+    let answer = loop {
+        let a = match engine.quick(profile, cursor) {
+            Ok(a) => a,
+            Err(()) => {
+                let e = engine.clone();
+                tokio::task::spawn_blocking(move || e.answer(profile, cursor))
+                    .await
+                    .map_err(|e| HubError::Internal(e.to_string()))??
+            }
+        };
+        if let Some(a) = a {
+            break a;
+        }
+        // Nothing new for this profile: wait for the follower to apply more, or the deadline.
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                break SyncAnswer::Delta {
+                    cursor: engine.applied().max(cursor.unwrap_or(0)),
+                    upserts: Vec::new(),
+                    deletes: Vec::new(),
+                };
+            }
+        }
+    };
+    if device.pending {
+        state.mark_synced(&token_hash);
+    }
+    let names = engine.filter_names(profile);
+    let body = crate::http::chunked::body(move |out| render(&answer, &names, out), || {});
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// NDJSON: a header line, then one line per upsert and per delete.
+fn render(
+    answer: &SyncAnswer,
+    names: &HashMap<i64, String>,
+    out: &mut crate::http::chunked::Chunks<'_>,
+) {
+    let upsert = |s: &Selected| {
+        let mut v = json!({"op": "upsert", "kind": s.entry.kind().as_str(), "value": s.entry.to_string(),
+               "action": s.decision.action.as_str(), "filter": names.get(&s.decision.filter)});
+        if let Some(t) = s.expires {
+            v["expires"] = json!(t);
+        }
+        v
+    };
+    let (head, upserts, deletes): (Value, &[Selected], &[(i64, Entry)]) = match answer {
+        SyncAnswer::Snapshot { cursor, items } => (
+            json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
+            items,
+            &[],
+        ),
+        SyncAnswer::Delta {
+            cursor,
+            upserts,
+            deletes,
+        } => (
+            json!({"cursor": cursor, "snapshot": false, "upserts": upserts.len(), "deletes": deletes.len()}),
+            upserts,
+            deletes,
+        ),
+    };
+    if !out.json_line(&head) {
+        return;
+    }
+    for u in upserts {
+        if !out.json_line(&upsert(u)) {
+            return;
+        }
+    }
+    for (_, e) in deletes {
+        if !out
+            .json_line(&json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}))
+        {
+            return;
+        }
+    }
+}

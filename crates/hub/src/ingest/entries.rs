@@ -1,0 +1,444 @@
+//! `/api/v1/entries`, `/api/v1/import`, `/api/v1/export`: entry writes, searches and bulk
+//! transfer in the REST API.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_model::{Catalog, Entry, Kind};
+use rephub_store::{ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx};
+
+use crate::http::auth::caller;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Q, body};
+use crate::keys::Role;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/entries",
+            get(search_entries).post(add_entries).delete(delete_entries),
+        )
+        .route("/api/v1/import", axum::routing::post(import_file))
+        .route("/api/v1/export", get(export))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesBody {
+    entries: Vec<EntryBody>,
+    /// The source the entries are attributed to (default `user`).
+    #[serde(default)]
+    source: Option<String>,
+    /// `merge` (default, SMS semantics) or `replace`.
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryBody {
+    value: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, Value>,
+}
+
+fn parse_entry(i: usize, e: &EntryBody) -> ApiResult<Entry> {
+    let field = format!("entries[{i}]");
+    let parsed = match e.kind.as_deref() {
+        None | Some("auto") => Entry::parse_auto(&e.value),
+        Some(k) => {
+            let kind: Kind = k.parse().map_err(|err: rephub_model::UnknownKind| {
+                ApiError::bad(&format!("{field}.kind"), err.to_string())
+            })?;
+            Entry::parse(kind, &e.value)
+        }
+    };
+    parsed.map_err(|err| ApiError::bad(&format!("{field}.value"), err.to_string()))
+}
+
+fn raw_tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => Some(String::new()),
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(if *b { "yes" } else { "no" }.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join("~~~")),
+        Value::Object(_) => None,
+    }
+}
+
+async fn add_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let req: EntriesBody = body(&b)?;
+    let mode = match req.mode.as_deref() {
+        None | Some("merge") => WriteMode::Merge,
+        Some("replace") => WriteMode::Replace,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "mode",
+                format!("{other:?} is not merge or replace"),
+            ));
+        }
+    };
+    let source = req
+        .source
+        .clone()
+        .unwrap_or_else(|| USER_SOURCE.to_string());
+    if source.trim().is_empty() {
+        return Err(ApiError::bad("source", "must not be empty"));
+    }
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    // Everything is validated before anything is written.
+    let mut items = Vec::with_capacity(req.entries.len());
+    for (i, e) in req.entries.iter().enumerate() {
+        let entry = parse_entry(i, e)?;
+        let mut pairs = Vec::new();
+        for (cat, v) in &e.tags {
+            let raw = raw_tag(v).ok_or_else(|| {
+                ApiError::bad(
+                    &format!("entries[{i}].tags.{cat}"),
+                    "must be a string, number, boolean or list of strings",
+                )
+            })?;
+            pairs.push((cat.clone(), raw));
+        }
+        let (tags, _) = catalog
+            .parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str())))
+            .map_err(|err| ApiError::bad(&format!("entries[{i}].tags"), err.to_string()))?;
+        items.push(Upsert::new(entry, tags, &catalog));
+    }
+    let (outcomes, cursor) = state.write_entries(source, items, mode).await?;
+    let count = |o: rephub_store::Outcome| outcomes.iter().filter(|x| **x == o).count();
+    let (added, updated, unchanged) = (
+        count(rephub_store::Outcome::Added),
+        count(rephub_store::Outcome::Updated),
+        count(rephub_store::Outcome::Unchanged),
+    );
+    Ok(Json(
+        json!({"added": added, "updated": updated, "unchanged": unchanged, "cursor": cursor}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    entries: Vec<EntryBody>,
+    /// Only withdraw this source's assertions; without it the entries are deleted for every source.
+    #[serde(default)]
+    source: Option<String>,
+}
+
+async fn delete_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::Producer).await?;
+    let req: DeleteBody = body(&b)?;
+    let entries = req
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| parse_entry(i, e))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let source = req.source;
+    let (deleted, cursor) = state
+        .with_store(move |s| -> Result<(u64, u64), StoreError> {
+            let mut tx = s.begin()?;
+            let mut n = 0;
+            for e in &entries {
+                let gone = match &source {
+                    Some(src) => tx.withdraw(src, e)?,
+                    None => tx.remove(e)?,
+                };
+                n += u64::from(gone);
+            }
+            Ok((n, tx.commit()?))
+        })
+        .await??;
+    state.written();
+    Ok(Json(json!({"deleted": deleted, "cursor": cursor})))
+}
+
+/// Search parameters: the SMS Entry Criteria and tag criteria, as the CLI's `search` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    /// Exact lookup of one entry (its kind detected, or given with `kind`).
+    value: Option<String>,
+    ip: Option<String>,
+    domain: Option<String>,
+    #[serde(default)]
+    exact: bool,
+    url: Option<String>,
+    hash: Option<String>,
+    kind: Option<String>,
+    /// `Category=Value~~~Value`, `Category=min..max`, `Category`, `!Category`; several joined by `;`.
+    tag: Option<String>,
+    source: Option<String>,
+    limit: Option<String>,
+    /// Export only: `sms` (default), `jsonl`, `plain`.
+    format: Option<String>,
+}
+
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 100_000;
+
+async fn search_entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<SearchQuery>,
+) -> ApiResult<Json<Value>> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    if let Some(v) = &q.value {
+        let entry = parse_entry(
+            0,
+            &EntryBody {
+                value: v.clone(),
+                kind: q.kind.clone(),
+                tags: BTreeMap::new(),
+            },
+        )
+        .map_err(|_| ApiError::bad("value", format!("{v:?} is not a valid entry")))?;
+        let found = state.with_store(move |s| s.get(&entry)).await??;
+        let entries: Vec<Value> = found.iter().map(|e| entry_json(&catalog, e)).collect();
+        return Ok(Json(json!({"entries": entries, "more": false})));
+    }
+    let criteria = criteria_from(&q, &catalog)?;
+    if q.format.is_some() {
+        return Err(ApiError::bad("format", "only for /api/v1/export"));
+    }
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l.parse().unwrap_or(0),
+    };
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
+    }
+    let found = state
+        .with_store(move |s| s.search(&criteria, limit + 1))
+        .await??;
+    let more = found.len() > limit;
+    let entries: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|e| entry_json(&catalog, e))
+        .collect();
+    Ok(Json(json!({"entries": entries, "more": more})))
+}
+
+/// The criteria of a search or export request.
+fn criteria_from(q: &SearchQuery, catalog: &Catalog) -> ApiResult<rephub_model::Criteria> {
+    let mut queries = Vec::new();
+    if let Some(v) = &q.ip {
+        queries.push(Query_::ip(v).map_err(|e| ApiError::bad("ip", e.to_string()))?);
+    }
+    if let Some(v) = &q.domain {
+        queries
+            .push(Query_::domain(v, q.exact).map_err(|e| ApiError::bad("domain", e.to_string()))?);
+    }
+    if let Some(v) = &q.url {
+        queries.push(Query_::url(v).map_err(|e| ApiError::bad("url", e.to_string()))?);
+    }
+    if let Some(v) = &q.hash {
+        queries.push(Query_::hash(v).map_err(|e| ApiError::bad("hash", e.to_string()))?);
+    }
+    if queries.len() > 1 {
+        return Err(ApiError::bad(
+            "ip",
+            "give at most one of ip, domain, url, hash",
+        ));
+    }
+    let mut criteria = rephub_model::Criteria {
+        query: queries.pop(),
+        source: q.source.clone(),
+        ..rephub_model::Criteria::default()
+    };
+    if let Some(k) = &q.kind {
+        criteria.kinds.push(
+            k.parse::<Kind>()
+                .map_err(|e| ApiError::bad("kind", e.to_string()))?,
+        );
+    }
+    for t in q
+        .tag
+        .iter()
+        .flat_map(|t| t.split(';'))
+        .filter(|t| !t.trim().is_empty())
+    {
+        criteria.tags.push(
+            rephub_model::TagCriterion::parse(catalog, t)
+                .map_err(|e| ApiError::bad("tag", e.to_string()))?,
+        );
+    }
+    Ok(criteria)
+}
+
+/// Not to be confused with axum's `Query` extractor.
+use rephub_model::Query as Query_;
+
+fn entry_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
+    let tags: BTreeMap<&str, Value> = catalog
+        .named(&e.tags)
+        .map(|(n, v)| (n, rephub_model::ExportRecord::tag_json(v)))
+        .collect();
+    json!({"kind": e.entry.kind().as_str(), "value": e.entry.to_string(), "tags": tags,
+           "sources": e.assertions.iter().map(|a| a.source.as_str()).collect::<Vec<_>>(),
+           "expires": e.expires_at.map(rephub_model::format_utc)})
+}
+
+/// `GET /api/v1/export?format=…&<search criteria>`: every matching entry, streamed as it is read.
+async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<SearchQuery>,
+) -> ApiResult<Response> {
+    caller(&state, &headers, Role::ReadOnly).await?;
+    let format = q.format.clone().unwrap_or_else(|| "sms".into());
+    if !matches!(format.as_str(), "sms" | "jsonl" | "plain") {
+        return Err(ApiError::bad(
+            "format",
+            format!("{format:?} is not sms, jsonl or plain"),
+        ));
+    }
+    if q.value.is_some() || q.limit.is_some() {
+        return Err(ApiError::bad(
+            "value",
+            "export takes search criteria, not value or limit",
+        ));
+    }
+    let catalog = state.with_store(|s| s.catalog()).await??;
+    let criteria = criteria_from(&q, &catalog)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let content_type = if format == "jsonl" {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    state.spawn_read(move |s| {
+        let mut buf = Vec::with_capacity(crate::http::chunked::CHUNK_BYTES + 1024);
+        let mut open = true;
+        let res = s.search_each(&criteria, &mut |e| {
+            let line = match format.as_str() {
+                "jsonl" => entry_json(&catalog, &e).to_string(),
+                "plain" => e.entry.to_string(),
+                _ => rephub_model::format_sms_line(
+                    &e.entry.to_string(),
+                    catalog.named(&e.tags).map(|(n, v)| (n, v.to_string())),
+                    ',',
+                ),
+            };
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            if buf.len() >= crate::http::chunked::CHUNK_BYTES {
+                let chunk = std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(crate::http::chunked::CHUNK_BYTES + 1024),
+                );
+                open = tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+            }
+            open
+        });
+        match res {
+            Ok(()) if !buf.is_empty() => {
+                let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+            }
+            Ok(()) => {}
+            // The client sees a cut-off answer (no final chunk): never a silently short export.
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    /// `auto` (default), `ipv4`, `ipv6`, `domain`/`dns`, `url`, `sha1`, `sha256`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// `sms` (default), `plain`, `jsonl`.
+    format: Option<String>,
+    #[serde(default)]
+    strict: bool,
+    source: Option<String>,
+}
+
+/// `POST /api/v1/import?type=…&format=…` with the file as the body.
+async fn import_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Q(q): Q<ImportQuery>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    use rephub_store::import::{ImportOptions, InputFormat, import_reader};
+    caller(&state, &headers, Role::Producer).await?;
+    let kind = match q.kind.as_deref() {
+        None | Some("auto") => None,
+        Some(k) => Some(
+            k.parse::<Kind>()
+                .map_err(|e| ApiError::bad("type", e.to_string()))?,
+        ),
+    };
+    let format = match q.format.as_deref() {
+        None | Some("sms") => InputFormat::Sms,
+        Some("plain") => InputFormat::Plain,
+        Some("jsonl") => InputFormat::Jsonl,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "format",
+                format!("{other:?} is not sms, plain or jsonl"),
+            ));
+        }
+    };
+    let opts = ImportOptions {
+        kind,
+        format,
+        strict: q.strict,
+        source: q.source.unwrap_or_else(|| USER_SOURCE.to_string()),
+        mode: WriteMode::Merge,
+    };
+    let (summary, rejects) = state
+        .with_store(move |s| {
+            let mut rejects = Vec::new();
+            let summary = import_reader(s, std::io::Cursor::new(b), &opts, &|_| {}, &mut |e| {
+                if rejects.len() < 1000 {
+                    rejects.push(json!({"line": e.line, "reason": e.reason}));
+                }
+            })?;
+            Ok::<_, StoreError>((summary, rejects))
+        })
+        .await??;
+    state.written();
+    Ok(Json(json!({
+        "committed": summary.committed, "accepted": summary.accepted, "added": summary.added,
+        "updated": summary.updated, "unchanged": summary.unchanged, "rejected": summary.rejected,
+        "dropped_pairs": summary.dropped_pairs, "cursor": summary.last_seq, "rejects": rejects
+    })))
+}
