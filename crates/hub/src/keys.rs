@@ -6,7 +6,11 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use rephub_store::{ApiKey, KeyStore, SqliteStore, StoreError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rephub_store::ApiKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -71,31 +75,64 @@ pub(crate) struct Caller {
     pub(crate) role: Role,
 }
 
-/// Check a presented key, and the name it was presented with (SMS `smsuser`, Basic user) if any.
-/// `None`: not a valid key (or not that key's name).
-pub(crate) fn verify(
-    store: &SqliteStore,
-    name: Option<&str>,
-    secret: &str,
-) -> Result<Option<Caller>, StoreError> {
-    let hash = hash_key(secret);
-    let Some(ApiKey {
-        name: key_name,
-        role,
-        hash: stored,
-        ..
-    }) = store.api_key_by_hash(&hash)?
-    else {
-        return Ok(None);
-    };
-    let hash_ok: bool = stored.ct_eq(&hash).into();
-    let name_ok: bool = name.is_none_or(|n| bool::from(n.as_bytes().ct_eq(key_name.as_bytes())));
-    match Role::parse(&role) {
-        Some(role) if hash_ok && name_ok => Ok(Some(Caller {
-            name: key_name,
+/// Whether `key` is the stored key of the presented secret's `hash`, presented with the right
+/// name (SMS `smsuser`, Basic user) if any. Constant-time comparisons.
+pub(crate) fn check(key: &ApiKey, name: Option<&str>, hash: &[u8]) -> Option<Caller> {
+    let hash_ok: bool = key.hash.ct_eq(hash).into();
+    let name_ok: bool = name.is_none_or(|n| bool::from(n.as_bytes().ct_eq(key.name.as_bytes())));
+    match Role::parse(&key.role) {
+        Some(role) if hash_ok && name_ok => Some(Caller {
+            name: key.name.clone(),
             role,
-        })),
-        _ => Ok(None),
+        }),
+        _ => None,
+    }
+}
+
+/// How long a key read from the database is trusted without reading it again. Keys changed
+/// through the API take effect at once (the cache is reloaded); keys changed by another process
+/// (the CLI on the same database) within this time.
+const KEY_TTL: Duration = Duration::from_secs(10);
+
+/// API keys by hash, in memory: checking a key is a map lookup, never a wait for the writer.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    by_hash: Mutex<HashMap<Vec<u8>, (ApiKey, Instant)>>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (ApiKey, Instant)>> {
+        self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every key, as just read from the database.
+    pub(crate) fn replace(&self, keys: Vec<ApiKey>) {
+        let now = Instant::now();
+        *self.lock() = keys
+            .into_iter()
+            .map(|k| (k.hash.clone(), (k, now)))
+            .collect();
+    }
+
+    /// The key of this hash, if known and fresh.
+    pub(crate) fn get(&self, hash: &[u8]) -> Option<ApiKey> {
+        self.lock()
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// A key just read from the database (`None`: there is no such key).
+    pub(crate) fn put(&self, hash: &[u8], key: Option<ApiKey>) {
+        let mut map = self.lock();
+        match key {
+            Some(k) => {
+                map.insert(hash.to_vec(), (k, Instant::now()));
+            }
+            None => {
+                map.remove(hash);
+            }
+        }
     }
 }
 

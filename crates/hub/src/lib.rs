@@ -23,6 +23,7 @@
 
 mod admin;
 pub mod config;
+mod db;
 mod distribution;
 mod error;
 mod http;

@@ -6,15 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rephub_model::{Clock, Entry, SystemClock};
 use rephub_store::{
-    DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, SqliteStore, Upsert,
-    WriteMode, WriteTx,
+    DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, Upsert, WriteMode,
 };
-use tokio::sync::oneshot;
 
 use crate::config::Config;
+use crate::db::{Backend, Change, Db};
 use crate::distribution::engine::Engine;
 use crate::error::HubError;
-use crate::keys::{Role, hash_key, new_key};
+use crate::keys::{KeyCache, Role, hash_key, new_key};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -34,30 +33,19 @@ pub(crate) struct Device {
     pub(crate) cursor: u64,
 }
 
-/// Validated entries to write, and where to say it is done.
-#[derive(Debug)]
-struct WriteJob {
-    source: String,
-    items: Vec<Upsert>,
-    mode: WriteMode,
-    done: oneshot::Sender<Result<(Vec<Outcome>, u64), String>>,
-}
-
-/// Most jobs in one transaction.
-const GROUP: usize = 4096;
-
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    // The writing connection (and the reads of the APIs). Writes are serialised anyway: SQLite has
-    // one writer. The engine has its own reading connection.
-    store: Mutex<SqliteStore>,
+    /// The writer and the readers (`db.rs`). The engine has its own reading connection.
+    db: Db,
+    /// Where the hub reads the time (injectable: expiry and schedules are tested without sleeping).
+    clock: Arc<dyn Clock>,
+    /// API keys by hash, so that checking a key never waits for a write.
+    keys: KeyCache,
     engine: Arc<Engine>,
     /// Devices by token hash.
     devices: Mutex<HashMap<Vec<u8>, Device>>,
     metrics: crate::metrics::Metrics,
-    /// Entry writes for the group committer.
-    writes: std::sync::mpsc::Sender<WriteJob>,
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
     progress: Mutex<HashMap<i64, rephub_store::DeviceProgress>>,
@@ -81,34 +69,46 @@ impl AppState {
     /// Open the database; on first start create an admin key and return it (the only time it is
     /// ever visible). Builds the filter sets.
     pub async fn open(config: Config) -> Result<(AppState, Option<String>), HubError> {
+        AppState::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`AppState::open`] with the time read from `clock`.
+    pub async fn open_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AppState, Option<String>), HubError> {
         let path = config.db_path();
-        let cache_mib = config.cache_mib;
-        let (store, engine, key) = tokio::task::spawn_blocking(move || {
-            let opts = || OpenOptions {
-                cache_mib,
-                ..OpenOptions::default()
-            };
-            let mut store = SqliteStore::open_with(&path, opts())?;
-            let mut key = None;
-            if store.api_keys()?.is_empty() {
-                let secret = new_key();
-                store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret))?;
-                key = Some(secret);
-            }
-            let engine = Engine::build(SqliteStore::open_with(&path, opts())?)?;
-            Ok::<_, HubError>((store, engine, key))
-        })
-        .await
-        .map_err(|e| HubError::Internal(e.to_string()))??;
+        let opts = OpenOptions {
+            cache_mib: config.cache_mib,
+            clock: clock.clone(),
+        };
+        let (store, engine, key) = {
+            let (path, opts) = (path.clone(), opts.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut store = Backend::open_with(&path, opts.clone())?;
+                let mut key = None;
+                if store.api_keys()?.is_empty() {
+                    let secret = new_key();
+                    store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret))?;
+                    key = Some(secret);
+                }
+                let engine = Engine::build(Backend::open_with(&path, opts)?)?;
+                Ok::<_, HubError>((store, engine, key))
+            })
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))??
+        };
         let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
-        let (writes, jobs) = std::sync::mpsc::channel();
+        let wake = engine.clone();
+        let db = Db::start(store, path, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
-                store: Mutex::new(store),
+                db,
+                clock,
+                keys: KeyCache::default(),
                 engine,
                 metrics: crate::metrics::Metrics::default(),
-                writes,
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
                 sources: crate::scheduler::Registry::default(),
@@ -117,12 +117,8 @@ impl AppState {
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
             }),
         };
-        let weak = Arc::downgrade(&state.inner);
-        std::thread::Builder::new()
-            .name("rephub-writer".into())
-            .spawn(move || group_commit(&weak, &jobs))
-            .map_err(|e| HubError::Internal(format!("starting the writer: {e}")))?;
         state.reload_devices().await?;
+        state.reload_keys().await?;
         Ok((state, key))
     }
 
@@ -154,9 +150,28 @@ impl AppState {
         self.inner.engine.clone()
     }
 
-    /// Entries were written: let the follower look now rather than at its next poll.
-    pub(crate) fn written(&self) {
-        self.inner.engine.wake();
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The time now, from the hub's clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    pub(crate) fn keys(&self) -> &KeyCache {
+        &self.inner.keys
+    }
+
+    /// Read API keys again (after one was added or deleted).
+    pub(crate) async fn reload_keys(&self) -> Result<(), HubError> {
+        let keys = self.read(|s| s.api_keys()).await??;
+        self.inner.keys.replace(keys);
+        Ok(())
     }
 
     /// Write validated entries: durable when this returns. Concurrent calls share one transaction
@@ -167,22 +182,7 @@ impl AppState {
         items: Vec<Upsert>,
         mode: WriteMode,
     ) -> Result<(Vec<Outcome>, u64), HubError> {
-        let (done, result) = oneshot::channel();
-        self.inner
-            .writes
-            .send(WriteJob {
-                source,
-                items,
-                mode,
-                done,
-            })
-            .map_err(|_| HubError::Internal("the writer has stopped".into()))?;
-        let outcome = result
-            .await
-            .map_err(|_| HubError::Internal("the writer has stopped".into()))?
-            .map_err(HubError::Internal)?;
-        self.written();
-        Ok(outcome)
+        self.inner.db.upsert(source, items, mode).await
     }
 
     /// The exception list changed for these entries: install the new list in the filter sets
@@ -190,67 +190,65 @@ impl AppState {
     /// device; one taken off comes back).
     pub(crate) async fn exceptions_changed(&self, entries: Vec<Entry>) -> Result<(), HubError> {
         let engine = self.engine();
-        self.with_store(move |s| -> Result<(), HubError> {
-            engine.set_exceptions(crate::distribution::engine::exception_set(s)?);
-            let mut ids = Vec::new();
-            for e in &entries {
-                if let Some(found) = s.get(e)? {
-                    ids.push(found.id);
+        let ids = self
+            .read(move |s| -> Result<Vec<i64>, HubError> {
+                engine.set_exceptions(crate::distribution::engine::exception_set(s)?);
+                let mut ids = Vec::new();
+                for e in &entries {
+                    if let Some(found) = s.get(e)? {
+                        ids.push(found.id);
+                    }
                 }
-            }
-            if !ids.is_empty() {
-                let mut tx = s.begin()?;
-                tx.touch(&ids)?;
-                tx.commit()?;
-            }
-            Ok(())
-        })
-        .await??;
-        self.written();
+                Ok(ids)
+            })
+            .await??;
+        if !ids.is_empty() {
+            self.inner.db.change(Change::Touch { ids }).await?;
+        }
         Ok(())
     }
 
-    /// The TTL sweeper: remove expired assertions (and entries left without one), then let the
-    /// follower distribute the removals.
+    /// The TTL sweeper: remove expired assertions (and entries left without one); the writer
+    /// wakes the follower, which distributes the removals.
     pub(crate) async fn sweep(&self) -> Result<u64, HubError> {
-        let now = SystemClock.now();
-        let n = self.with_store(move |s| s.sweep_expired(now)).await??;
-        if n > 0 {
-            self.written();
-        }
-        Ok(n)
+        let now = self.now();
+        Ok(self.exec(move |s| s.sweep_expired(now)).await??)
     }
 
-    /// Run `f` in the background with a reading connection of its own (a long export must not hold
-    /// the writing connection).
+    /// Run `f` in the background with a reading connection of its own (a long export must not
+    /// hold one of the pool's).
     pub(crate) fn spawn_read<F>(&self, f: F)
     where
-        F: FnOnce(&SqliteStore) + Send + 'static,
+        F: FnOnce(&Backend) + Send + 'static,
     {
-        let path = self.inner.config.db_path();
-        tokio::task::spawn_blocking(move || match SqliteStore::open(&path) {
-            Ok(s) => f(&s),
+        match self.inner.db.reader() {
+            Ok(s) => {
+                tokio::task::spawn_blocking(move || f(&s));
+            }
             Err(e) => tracing::error!(error = %e, "opening a reading connection"),
-        });
+        }
     }
 
-    /// Run `f` with the store on the blocking pool.
-    pub(crate) async fn with_store<T, F>(&self, f: F) -> Result<T, HubError>
+    /// Run `f` with a reading connection of the pool (never waits for the writer).
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, HubError>
     where
-        F: FnOnce(&mut SqliteStore) -> T + Send + 'static,
+        F: FnOnce(&Backend) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = lock(&inner.store);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| HubError::Internal(e.to_string()))
+        self.inner.db.read(f).await
+    }
+
+    /// Run `f` on the writer's connection, in order with every other write.
+    pub(crate) async fn exec<T, F>(&self, f: F) -> Result<T, HubError>
+    where
+        F: FnOnce(&mut Backend) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.db.exec(f).await
     }
 
     pub(crate) async fn reload_devices(&self) -> Result<(), HubError> {
-        let rows = self.with_store(|s| s.devices()).await??;
+        let rows = self.read(|s| s.devices()).await??;
         let map = rows
             .into_iter()
             .map(|d| {
@@ -275,7 +273,7 @@ impl AppState {
     pub(crate) async fn catch_up(&self) -> Result<(), HubError> {
         let engine = self.engine();
         let mut changes = engine.subscribe();
-        let target = self.with_store(|s| s.last_seq()).await??;
+        let target = self.read(|s| s.last_seq()).await??;
         let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while engine.applied() < target {
             engine.wake();
@@ -309,7 +307,7 @@ impl AppState {
     }
 
     pub(crate) fn record_progress(&self, device: i64, cursor: u64, error: Option<String>) {
-        let seen = SystemClock.now();
+        let seen = self.now();
         let p = rephub_store::DeviceProgress {
             device,
             cursor,
@@ -332,54 +330,8 @@ impl AppState {
         if pending.is_empty() {
             return Ok(());
         }
-        self.with_store(move |s| s.record_device_progress(&pending))
+        self.exec(move |s| s.record_device_progress(&pending))
             .await??;
         Ok(())
     }
-}
-
-/// The writer thread: takes every job waiting, writes them in one transaction, commits once, then
-/// answers each. While one commit is on its way to disk the next jobs queue up, so the batch size
-/// follows the load by itself. Ends when the hub is gone.
-fn group_commit(inner: &std::sync::Weak<Inner>, jobs: &std::sync::mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < GROUP {
-            match jobs.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let result = {
-            let mut store = lock(&inner.store);
-            write_batch(&mut store, &batch)
-        };
-        match result {
-            Ok((outcomes, seq)) => {
-                for (job, o) in batch.into_iter().zip(outcomes) {
-                    let _ = job.done.send(Ok((o, seq)));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "writing entries failed");
-                for job in batch {
-                    let _ = job.done.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
-}
-
-fn write_batch(
-    store: &mut SqliteStore,
-    batch: &[WriteJob],
-) -> Result<(Vec<Vec<Outcome>>, u64), rephub_store::StoreError> {
-    let mut tx = store.begin()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        outcomes.push(tx.upsert_batch(&job.source, &job.items, job.mode)?);
-    }
-    let seq = tx.commit()?;
-    Ok((outcomes, seq))
 }

@@ -28,7 +28,7 @@ async fn list_categories(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.exec(|s| s.catalog()).await??;
     Ok(Json(json!({"categories": catalog.categories()})))
 }
 
@@ -42,7 +42,7 @@ async fn add_category(
     new.validate()
         .map_err(|e| ApiError::bad("category", e.to_string()))?;
     let made = state
-        .with_store(move |s| s.add_category(&new))
+        .exec(move |s| s.add_category(&new))
         .await?
         .map_err(|e| match e {
             StoreError::Category(rephub_model::CategoryError::Exists(n)) => ApiError::new(

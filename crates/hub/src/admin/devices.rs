@@ -37,7 +37,7 @@ struct DeviceBody {
 
 async fn profile_id(state: &AppState, name: Option<String>) -> ApiResult<Option<i64>> {
     let Some(name) = name else { return Ok(None) };
-    let rows = state.with_store(|s| s.profiles()).await??;
+    let rows = state.read(|s| s.profiles()).await??;
     rows.iter()
         .find(|p| p.name == name)
         .map(|p| Some(p.id))
@@ -60,7 +60,7 @@ async fn register_device(
     let hash = hash_key(&token);
     let n = name.clone();
     let row = state
-        .with_store(move |s| s.add_device(&n, &hash, profile))
+        .exec(move |s| s.add_device(&n, &hash, profile))
         .await??;
     state.reload_devices().await?;
     Ok((
@@ -76,7 +76,7 @@ async fn delete_device(
     P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
-    if !state.with_store(move |s| s.delete_device(id)).await?? {
+    if !state.exec(move |s| s.delete_device(id)).await?? {
         return Err(ApiError::not_found("device"));
     }
     state.reload_devices().await?;
@@ -87,7 +87,7 @@ async fn delete_device(
 async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
     state.flush_progress().await?;
     let (devices, profiles) = state
-        .with_store(|s| Ok::<_, StoreError>((s.devices()?, s.profiles()?)))
+        .read(|s| Ok::<_, StoreError>((s.devices()?, s.profiles()?)))
         .await??;
     let engine = state.engine();
     Ok(devices
@@ -153,7 +153,7 @@ async fn distribute(
     caller(&state, &headers, Role::Admin).await?;
     let d: DistributeBody = body(&b)?;
     let profile = profile_id(&state, Some(d.profile.clone())).await?;
-    let all = state.with_store(|s| s.devices()).await??;
+    let all = state.exec(|s| s.devices()).await??;
     let mut ids = Vec::new();
     for (i, name) in d.devices.iter().enumerate() {
         let dev = all
@@ -164,7 +164,7 @@ async fn distribute(
     }
     state.forget_progress(&ids);
     state
-        .with_store(move |s| -> Result<(), StoreError> {
+        .exec(move |s| -> Result<(), StoreError> {
             for id in ids {
                 s.set_device_profile(id, profile)?;
             }

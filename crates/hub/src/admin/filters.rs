@@ -44,7 +44,7 @@ fn filter_json(id: i64, name: &str, def: &FilterDef) -> Value {
 
 async fn list_filters(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let rows = state.with_store(|s| s.filters()).await??;
+    let rows = state.read(|s| s.filters()).await??;
     let mut out = Vec::new();
     for r in rows {
         let def: FilterDef =
@@ -75,7 +75,7 @@ async fn update_filter(
     caller(&state, &headers, Role::Admin).await?;
     let f: FilterBody = body(&b)?;
     let exists = state
-        .with_store(move |s| s.filters().map(|v| v.iter().any(|r| r.id == id)))
+        .read(move |s| s.filters().map(|v| v.iter().any(|r| r.id == id)))
         .await??;
     if !exists {
         return Err(ApiError::not_found("filter"));
@@ -84,14 +84,12 @@ async fn update_filter(
 }
 
 async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Value> {
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.exec(|s| s.catalog()).await??;
     let name = f.name.trim().to_string();
     f.def.build(&catalog, id, &name)?;
     let text = serde_json::to_string(&f.def).map_err(|e| HubError::Internal(e.to_string()))?;
     let (n, t) = (name.clone(), text);
-    let id = state
-        .with_store(move |s| s.put_filter(id, &n, &t))
-        .await??;
+    let id = state.exec(move |s| s.put_filter(id, &n, &t)).await??;
     refresh_profiles_using(state, Some(id)).await?;
     Ok(filter_json(id, &name, &f.def))
 }
@@ -102,7 +100,7 @@ async fn delete_filter(
     P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
-    let gone = state.with_store(move |s| s.delete_filter(id)).await??;
+    let gone = state.exec(move |s| s.delete_filter(id)).await??;
     if !gone {
         return Err(ApiError::not_found("filter"));
     }
@@ -112,7 +110,7 @@ async fn delete_filter(
 
 /// Re-install the filters of every profile that uses `filter` (all profiles when `None`).
 async fn refresh_profiles_using(state: &AppState, filter: Option<i64>) -> ApiResult<()> {
-    let profiles = state.with_store(|s| s.profiles()).await??;
+    let profiles = state.read(|s| s.profiles()).await??;
     for p in profiles {
         if filter.is_none_or(|f| p.filters.contains(&f)) {
             install_profile(state, p.id, &p.name, &p.filters).await?;

@@ -31,7 +31,7 @@ struct KeyBody {
 async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     use rephub_store::KeyStore;
     caller(&state, &headers, Role::Admin).await?;
-    let keys = state.with_store(|s| s.api_keys()).await??;
+    let keys = state.read(|s| s.api_keys()).await??;
     let out: Vec<Value> = keys
         .iter()
         .map(|k| json!({"name": k.name, "role": k.role, "created": rephub_model::format_utc(k.created_at)}))
@@ -64,8 +64,9 @@ async fn add_key(
     let hash = hash_key(&key);
     let n = name.clone();
     state
-        .with_store(move |s| s.add_api_key(&n, role.as_str(), &hash))
+        .exec(move |s| s.add_api_key(&n, role.as_str(), &hash))
         .await??;
+    state.reload_keys().await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": name, "role": role.as_str(), "key": key})),
@@ -87,8 +88,10 @@ async fn delete_key(
             "a key cannot delete itself",
         ));
     }
-    if !state.with_store(move |s| s.delete_api_key(&name)).await?? {
+    if !state.exec(move |s| s.delete_api_key(&name)).await?? {
         return Err(ApiError::not_found("key"));
     }
+    // At once: a deleted key must stop working with this answer, not when the cache ages.
+    state.reload_keys().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -70,16 +70,14 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
     let per_kind = match cached {
         Some(v) => v,
         None => {
-            let v = state
-                .with_store(|s| s.stats().map(|st| st.per_kind))
-                .await??;
+            let v = state.read(|s| s.stats().map(|st| st.per_kind)).await??;
             *lock(&m.per_kind) = Some((Instant::now(), v.clone()));
             v
         }
     };
     state.flush_progress().await?;
     let (last_seq, devices) = state
-        .with_store(|s| Ok::<_, rephub_store::StoreError>((s.last_seq()?, s.devices()?)))
+        .read(|s| Ok::<_, rephub_store::StoreError>((s.last_seq()?, s.devices()?)))
         .await??;
     let engine = state.engine();
     let summary = engine.summary();
@@ -166,7 +164,7 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
 
 /// Threat-intelligence sources, from their stored state (docs/sources.md).
 async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
-    let rows = state.with_store(|s| s.source_configs()).await??;
+    let rows = state.read(|s| s.source_configs()).await??;
     let _ = writeln!(
         out,
         "# HELP rephub_source_in_sync 1 when the source's last run succeeded, else 0.\n# TYPE rephub_source_in_sync gauge"
@@ -222,7 +220,7 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
 
 /// Distribution targets, from their stored state (docs/targets.md).
 async fn targets(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
-    let rows = state.with_store(|s| s.targets()).await??;
+    let rows = state.read(|s| s.targets()).await??;
     let states: Vec<(String, crate::targets::TargetState)> = rows
         .into_iter()
         .map(|r| {

@@ -11,8 +11,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use rephub_store::{DistributionStore, ReputationStore, StoreError, WriteTx};
+use rephub_store::{DistributionStore, ReputationStore, StoreError};
 
+use crate::db::Change;
 use crate::distribution::engine::profile_filters;
 use crate::error::HubError;
 use crate::http::auth::caller;
@@ -40,7 +41,7 @@ struct ProfileBody {
 }
 
 async fn resolve_filters(state: &AppState, wanted: &[Value]) -> ApiResult<Vec<i64>> {
-    let rows = state.with_store(|s| s.filters()).await??;
+    let rows = state.read(|s| s.filters()).await??;
     let mut ids = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let id = match w {
@@ -59,7 +60,7 @@ async fn list_profiles(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let rows = state.with_store(|s| s.profiles()).await??;
+    let rows = state.read(|s| s.profiles()).await??;
     let summary: HashMap<i64, (usize, u64)> = state
         .engine()
         .summary()
@@ -96,7 +97,7 @@ async fn update_profile(
     caller(&state, &headers, Role::Admin).await?;
     let p: ProfileBody = body(&b)?;
     let exists = state
-        .with_store(move |s| s.profiles().map(|v| v.iter().any(|r| r.id == id)))
+        .read(move |s| s.profiles().map(|v| v.iter().any(|r| r.id == id)))
         .await??;
     if !exists {
         return Err(ApiError::not_found("profile"));
@@ -111,9 +112,7 @@ async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Va
     }
     let filters = resolve_filters(state, &p.filters).await?;
     let (n, f) = (name.clone(), filters.clone());
-    let id = state
-        .with_store(move |s| s.put_profile(id, &n, &f))
-        .await??;
+    let id = state.exec(move |s| s.put_profile(id, &n, &f)).await??;
     install_profile(state, id, &name, &filters).await?;
     Ok(json!({"id": id, "name": name, "filters": filters}))
 }
@@ -124,7 +123,7 @@ async fn delete_profile(
     P(id): P<i64>,
 ) -> ApiResult<StatusCode> {
     caller(&state, &headers, Role::Admin).await?;
-    if !state.with_store(move |s| s.delete_profile(id)).await?? {
+    if !state.exec(move |s| s.delete_profile(id)).await?? {
         return Err(ApiError::not_found("profile"));
     }
     state.engine().remove_profile(id);
@@ -142,7 +141,7 @@ pub(crate) async fn install_profile(
 ) -> ApiResult<()> {
     let ids = filter_ids.to_vec();
     let (catalog, rows) = state
-        .with_store(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
+        .read(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
         .await??;
     let filters = profile_filters(&catalog, &ids, &rows)?;
     let engine = state.engine();
@@ -151,14 +150,7 @@ pub(crate) async fn install_profile(
         .await
         .map_err(|e| HubError::Internal(e.to_string()))??;
     if !changed.is_empty() {
-        state
-            .with_store(move |s| -> Result<u64, StoreError> {
-                let mut tx = s.begin()?;
-                tx.touch(&changed)?;
-                tx.commit()
-            })
-            .await??;
+        state.db().change(Change::Touch { ids: changed }).await?;
     }
-    state.written();
     Ok(())
 }

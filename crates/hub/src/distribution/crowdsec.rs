@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use rephub_model::{ActionSet, Clock, Entry, SystemClock};
+use rephub_model::{ActionSet, Clock, Entry};
 
 use crate::distribution::engine::{Selected, SyncAnswer};
 use crate::http::chunked::Chunks;
@@ -159,6 +159,8 @@ fn write_decision(
 
 /// What a stream answer holds, ready to render.
 struct Decisions {
+    /// When the answer is made: durations count from here.
+    now: i64,
     new: Vec<Selected>,
     deleted: Vec<(i64, Entry)>,
     scenarios: HashMap<i64, String>,
@@ -171,7 +173,7 @@ fn render(d: &Decisions, out: &mut Chunks<'_>) {
             .and_then(|f| d.scenarios.get(&f))
             .map_or(unknown.as_str(), String::as_str)
     };
-    let now = SystemClock.now();
+    let now = d.now;
     out.buf().extend_from_slice(b"{\"new\":");
     if d.new.is_empty() {
         out.buf().extend_from_slice(b"null");
@@ -294,6 +296,7 @@ async fn stream(
         None => (
             device.cursor.max(engine.applied()),
             Decisions {
+                now: state.now(),
                 new: Vec::new(),
                 deleted: Vec::new(),
                 scenarios,
@@ -302,6 +305,7 @@ async fn stream(
         Some(SyncAnswer::Snapshot { cursor, items }) => (
             cursor,
             Decisions {
+                now: state.now(),
                 new: items
                     .into_iter()
                     .filter(|s| blocks(s.decision.action) && wanted(s))
@@ -333,6 +337,7 @@ async fn stream(
             (
                 cursor,
                 Decisions {
+                    now: state.now(),
                     new: new.into_iter().filter(|s| wanted(s)).collect(),
                     deleted,
                     scenarios,
@@ -414,7 +419,7 @@ async fn decisions(
         return ([(header::CONTENT_TYPE, "application/json")], "null").into_response();
     }
     let names = engine.filter_names(profile);
-    let now = SystemClock.now();
+    let now = state.now();
     let items: Vec<serde_json::Value> = hits
         .iter()
         .filter_map(|s| {

@@ -102,7 +102,7 @@ async fn report(
     let stored = serde_json::to_string(&r).map_err(|e| crate::HubError::Internal(e.to_string()))?;
     let id = device.id;
     state
-        .with_store(move |s| s.set_device_report(id, &stored))
+        .exec(move |s| s.set_device_report(id, &stored))
         .await??;
     Ok(Json(json!({"device": device.name})))
 }
@@ -193,7 +193,7 @@ async fn post_events(
     }
     let total = good.len();
     let id = device.id;
-    let added = state.with_store(move |s| s.add_events(id, &good)).await??;
+    let added = state.exec(move |s| s.add_events(id, &good)).await??;
     state
         .metrics()
         .events
@@ -223,7 +223,7 @@ async fn list_events(
     caller(&state, &headers, Role::ReadOnly).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = q.after.unwrap_or(0);
-    let devices = state.with_store(|s| s.devices()).await??;
+    let devices = state.read(|s| s.devices()).await??;
     let device = match &q.device {
         None => None,
         Some(name) => Some(
@@ -235,7 +235,7 @@ async fn list_events(
         ),
     };
     let rows = state
-        .with_store(move |s| s.events(after, limit, device))
+        .read(move |s| s.events(after, limit, device))
         .await??;
     let name = |id: i64| devices.iter().find(|d| d.id == id).map(|d| d.name.clone());
     let next = rows.last().map_or(after, |r| r.id);

@@ -29,8 +29,9 @@ use rephub_model::{ActionSet, Entry};
 use rephub_store::DistributionStore;
 
 use crate::distribution::engine::{Selected, SyncAnswer};
+use crate::http::auth::verify;
 use crate::http::extract::bearer;
-use crate::keys::{hash_key, verify};
+use crate::keys::hash_key;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -141,7 +142,7 @@ async fn zone(
             "a device token or API key is required (Authorization: Bearer, or ?key=)".into(),
         );
     };
-    let profiles = match state.with_store(|s| s.profiles()).await {
+    let profiles = match state.read(|s| s.profiles()).await {
         Ok(Ok(p)) => p,
         _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
     };
@@ -159,9 +160,9 @@ async fn zone(
                 format!("device {} is not given profile {name:?}", d.name),
             );
         }
-        None => match state.with_store(move |s| verify(s, None, &secret)).await {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => return text(StatusCode::UNAUTHORIZED, "unknown key".into()),
+        None => match verify(&state, None, &secret).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return text(StatusCode::UNAUTHORIZED, "unknown key".into()),
             _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
         },
     }

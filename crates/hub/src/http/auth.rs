@@ -5,7 +5,10 @@ use base64::Engine as _;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::bearer;
-use crate::keys::{Caller, Role, hash_key, verify};
+use rephub_store::KeyStore;
+
+use crate::error::HubError;
+use crate::keys::{Caller, Role, check, hash_key};
 use crate::state::AppState;
 
 /// The API key of a REST call.
@@ -24,7 +27,7 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap, need: Role) ->
                 "an API key is required (Authorization: Bearer <key>)",
             )
         })?;
-    let found = state.with_store(move |s| verify(s, None, &key)).await??;
+    let found = verify(state, None, &key).await?;
     let caller = found.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -79,4 +82,24 @@ pub(crate) fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
+}
+
+/// Check a presented API key (and the name it came with, if any): from the key cache, or read
+/// from the database when the cache does not know it. `None`: not a valid key.
+pub(crate) async fn verify(
+    state: &AppState,
+    name: Option<&str>,
+    secret: &str,
+) -> Result<Option<Caller>, HubError> {
+    let hash = hash_key(secret);
+    let key = match state.keys().get(&hash) {
+        Some(k) => Some(k),
+        None => {
+            let h = hash.clone();
+            let found = state.read(move |s| s.api_key_by_hash(&h)).await??;
+            state.keys().put(&hash, found.clone());
+            found
+        }
+    };
+    Ok(key.and_then(|k| check(&k, name, &hash)))
 }

@@ -13,8 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use rephub_model::{Catalog, Entry, Kind};
-use rephub_store::{ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx};
+use rephub_store::{ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode};
 
+use crate::db::Change;
 use crate::http::auth::caller;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
@@ -106,7 +107,7 @@ async fn add_entries(
     if source.trim().is_empty() {
         return Err(ApiError::bad("source", "must not be empty"));
     }
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.read(|s| s.catalog()).await??;
     // Everything is validated before anything is written.
     let mut items = Vec::with_capacity(req.entries.len());
     for (i, e) in req.entries.iter().enumerate() {
@@ -160,22 +161,12 @@ async fn delete_entries(
         .enumerate()
         .map(|(i, e)| parse_entry(i, e))
         .collect::<ApiResult<Vec<_>>>()?;
-    let source = req.source;
-    let (deleted, cursor) = state
-        .with_store(move |s| -> Result<(u64, u64), StoreError> {
-            let mut tx = s.begin()?;
-            let mut n = 0;
-            for e in &entries {
-                let gone = match &source {
-                    Some(src) => tx.withdraw(src, e)?,
-                    None => tx.remove(e)?,
-                };
-                n += u64::from(gone);
-            }
-            Ok((n, tx.commit()?))
-        })
-        .await??;
-    state.written();
+    let change = match req.source {
+        Some(source) => Change::Withdraw { source, entries },
+        None => Change::Remove { entries },
+    };
+    let (done, cursor) = state.db().change(change).await?;
+    let deleted = done.count();
     Ok(Json(json!({"deleted": deleted, "cursor": cursor})))
 }
 
@@ -209,7 +200,7 @@ async fn search_entries(
     Q(q): Q<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.read(|s| s.catalog()).await??;
     if let Some(v) = &q.value {
         let entry = parse_entry(
             0,
@@ -220,7 +211,7 @@ async fn search_entries(
             },
         )
         .map_err(|_| ApiError::bad("value", format!("{v:?} is not a valid entry")))?;
-        let found = state.with_store(move |s| s.get(&entry)).await??;
+        let found = state.read(move |s| s.get(&entry)).await??;
         let entries: Vec<Value> = found.iter().map(|e| entry_json(&catalog, e)).collect();
         return Ok(Json(json!({"entries": entries, "more": false})));
     }
@@ -236,7 +227,7 @@ async fn search_entries(
         return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
     }
     let found = state
-        .with_store(move |s| s.search(&criteria, limit + 1))
+        .read(move |s| s.search(&criteria, limit + 1))
         .await??;
     let more = found.len() > limit;
     let entries: Vec<Value> = found
@@ -327,7 +318,7 @@ async fn export(
             "export takes search criteria, not value or limit",
         ));
     }
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.read(|s| s.catalog()).await??;
     let criteria = criteria_from(&q, &catalog)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let content_type = if format == "jsonl" {
@@ -425,7 +416,7 @@ async fn import_file(
         mode: WriteMode::Merge,
     };
     let (summary, rejects) = state
-        .with_store(move |s| {
+        .exec(move |s| {
             let mut rejects = Vec::new();
             let summary = import_reader(s, std::io::Cursor::new(b), &opts, &|_| {}, &mut |e| {
                 if rejects.len() < 1000 {
@@ -435,7 +426,6 @@ async fn import_file(
             Ok::<_, StoreError>((summary, rejects))
         })
         .await??;
-    state.written();
     Ok(Json(json!({
         "committed": summary.committed, "accepted": summary.accepted, "added": summary.added,
         "updated": summary.updated, "unchanged": summary.unchanged, "rejected": summary.rejected,

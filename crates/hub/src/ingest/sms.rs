@@ -21,12 +21,12 @@ use axum::routing::get;
 
 use rephub_model::{Catalog, Criteria, Entry, Kind, SmsCsvReader, format_sms_line, parse_tag_data};
 use rephub_store::import::{ImportOptions, InputFormat, import_reader};
-use rephub_store::{
-    Outcome, ReputationStore, SqliteStore, StoreError, USER_SOURCE, Upsert, WriteMode, WriteTx,
-};
+use rephub_store::{Outcome, ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode};
 
+use crate::db::Change;
 use crate::error::HubError;
-use crate::keys::{Caller, verify};
+use crate::http::auth::verify;
+use crate::keys::Caller;
 use crate::state::AppState;
 
 /// The most values one query may ask for (SMS limit).
@@ -201,9 +201,7 @@ async fn authorize(state: &AppState, p: &Params, write: bool) -> Result<Caller, 
             "credentials required: X-SMS-API-KEY, HTTP Basic, or smsuser and smspass".into(),
         ));
     };
-    let caller = state
-        .with_store(move |s| verify(s, name.as_deref(), &secret))
-        .await??;
+    let caller = verify(state, name.as_deref(), &secret).await?;
     let Some(caller) = caller else {
         return Err(SmsError(
             StatusCode::UNAUTHORIZED,
@@ -259,7 +257,7 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
         Some(t) => parse_tag_data(t).map_err(SmsError::bad)?,
         None => Vec::new(),
     };
-    let catalog = state.with_store(|s| s.catalog()).await??;
+    let catalog = state.read(|s| s.catalog()).await??;
     let tags = match catalog.parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()))) {
         Ok((tags, _dropped)) => tags,
         Err(e) => return Err(SmsError::precondition(format!("TagData: {e}"))),
@@ -288,7 +286,7 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
         .one("criteria")?
         .ok_or_else(|| SmsError::bad("criteria: required (all, user, repdv or entry)"))?
         .to_ascii_lowercase();
-    let deleted = match criteria.as_str() {
+    let change = match criteria.as_str() {
         "entry" => {
             let mut entries = Vec::new();
             for (param, value) in p.addresses() {
@@ -303,65 +301,26 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
                     "criteria=entry: give ip, dns or url values, or a file",
                 ));
             }
-            state
-                .with_store(move |s| -> Result<u64, StoreError> {
-                    let mut tx = s.begin()?;
-                    let mut n = 0;
-                    for e in &entries {
-                        n += u64::from(tx.withdraw(USER_SOURCE, e)?);
-                    }
-                    tx.commit()?;
-                    Ok(n)
-                })
-                .await??
+            Change::Withdraw {
+                source: USER_SOURCE.into(),
+                entries,
+            }
         }
-        "user" => {
-            state
-                .with_store(|s| -> Result<u64, StoreError> {
-                    let mut tx = s.begin()?;
-                    let n = tx.withdraw_source(USER_SOURCE)?;
-                    tx.commit()?;
-                    Ok(n)
-                })
-                .await??
-        }
-        "repdv" => state.with_store(withdraw_feeds).await??,
-        "all" => {
-            state
-                .with_store(|s| -> Result<u64, StoreError> {
-                    let mut tx = s.begin()?;
-                    let n = tx.remove_matching(&Criteria::default())?;
-                    tx.commit()?;
-                    Ok(n)
-                })
-                .await??
-        }
+        "user" => Change::WithdrawSources {
+            sources: vec![USER_SOURCE.into()],
+        },
+        "repdv" => Change::WithdrawFeeds,
+        "all" => Change::RemoveMatching {
+            criteria: Criteria::default(),
+        },
         other => {
             return Err(SmsError::bad(format!(
                 "criteria: {other:?} is not one of all, user, repdv, entry"
             )));
         }
     };
-    state.written();
+    let deleted = state.db().change(change).await?.0.count();
     Ok(format!("deleted {deleted}\n"))
-}
-
-/// `criteria=repdv`: what the feeds brought (every source but `user`).
-fn withdraw_feeds(s: &mut SqliteStore) -> Result<u64, StoreError> {
-    let sources: Vec<String> = s
-        .stats()?
-        .per_source
-        .into_iter()
-        .map(|(name, _)| name)
-        .filter(|n| n != USER_SOURCE)
-        .collect();
-    let mut tx = s.begin()?;
-    let mut n = 0;
-    for src in &sources {
-        n += tx.withdraw_source(src)?;
-    }
-    tx.commit()?;
-    Ok(n)
 }
 
 /// The `type` of an import or delete file: `ipv4` (default), `ipv6`, `dns`, `url`.
@@ -415,7 +374,7 @@ async fn query_inner(state: AppState, req: Request) -> Result<String, SmsError> 
         .map(|(k, v)| parse_address(k, v))
         .collect::<Result<Vec<_>, _>>()?;
     let body = state
-        .with_store(move |s| -> Result<String, StoreError> {
+        .read(move |s| -> Result<String, StoreError> {
             let catalog = s.catalog()?;
             let mut found = Vec::new();
             for e in &entries {
@@ -458,7 +417,7 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
         .file
         .ok_or_else(|| SmsError::bad("file: required (multipart/form-data field \"file\")"))?;
     let (summary, rejects) = state
-        .with_store(move |s| {
+        .exec(move |s| {
             let opts = ImportOptions {
                 kind: Some(kind),
                 format: InputFormat::Sms,
@@ -475,7 +434,6 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
             Ok::<_, StoreError>((summary, rejects))
         })
         .await??;
-    state.written();
     let mut body = format!(
         "imported {}: added {}, updated {}, unchanged {}; rejected {}\n",
         summary.accepted, summary.added, summary.updated, summary.unchanged, summary.rejected

@@ -15,11 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use rephub_model::{Clock, SystemClock};
+use rephub_model::Clock;
 use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
-use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+use rephub_store::{ReputationStore, Upsert, WriteMode};
 
-use crate::keys::verify;
+use crate::db::Change;
+use crate::http::auth::verify;
 use crate::state::AppState;
 
 /// The assertion source of pushed indicators.
@@ -57,23 +58,13 @@ async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Respons
             "an API key is required (Bearer, or Basic with the key's name and the key)",
         ));
     };
-    let found = state
-        .with_store(move |s| verify(s, name.as_deref(), &key))
-        .await
-        .map_err(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                "internal error",
-            )
-        })?
-        .map_err(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                "internal error",
-            )
-        })?;
+    let found = verify(state, name.as_deref(), &key).await.map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error",
+            "internal error",
+        )
+    })?;
     match found {
         Some(c) if c.role.may_write_entries() => Ok(()),
         Some(c) => Err(error(
@@ -121,7 +112,7 @@ async fn push(
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, "Bad request", e),
     };
-    let catalog = match state.with_store(|s| s.catalog()).await {
+    let catalog = match state.read(|s| s.catalog()).await {
         Ok(Ok(c)) => c,
         _ => {
             return error(
@@ -131,7 +122,7 @@ async fn push(
             );
         }
     };
-    let now = SystemClock.now();
+    let now = state.now();
     let (mut successes, mut failures, mut skipped) = (Vec::new(), Vec::new(), 0u64);
     let mut ups = Vec::new();
     let mut gone = Vec::new();
@@ -176,25 +167,27 @@ async fn push(
     }
     if !gone.is_empty() {
         let done = state
-            .with_store(move |s| -> Result<u64, rephub_store::StoreError> {
-                let mut tx = s.begin()?;
-                for e in &gone {
-                    tx.withdraw(PUSH_SOURCE, e)?;
-                }
-                tx.commit()
+            .db()
+            .change(Change::Withdraw {
+                source: PUSH_SOURCE.into(),
+                entries: gone,
             })
             .await;
-        if !matches!(done, Ok(Ok(_))) {
+        if done.is_err() {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error",
                 "removing revoked indicators failed",
             );
         }
-        state.written();
     }
     // A revoked indicator removes every entry pushed under its id, whatever its pattern now says.
-    if crate::sources::withdraw_stix_ids(&state, PUSH_SOURCE, revoked)
+    if state
+        .db()
+        .change(Change::WithdrawStixIds {
+            source: PUSH_SOURCE.into(),
+            ids: revoked,
+        })
         .await
         .is_err()
     {

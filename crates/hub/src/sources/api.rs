@@ -63,7 +63,7 @@ async fn found(state: &AppState, name: &str) -> ApiResult<(SourceSpec, SourceSta
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let rows = state.with_store(|s| s.source_configs()).await??;
+    let rows = state.read(|s| s.source_configs()).await??;
     let mut out = Vec::new();
     for row in rows {
         if let Ok(spec) = serde_json::from_str::<SourceSpec>(&row.config) {

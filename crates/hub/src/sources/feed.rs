@@ -259,7 +259,7 @@ pub(super) async fn sync(
     let body = resp.text().await.map_err(|e| {
         SyncError::Upstream(format!("feed: reading the body: {}", http::error_text(&e)))
     })?;
-    let catalog = run.state.with_store(|s| s.catalog()).await??;
+    let catalog = run.state.read(|s| s.catalog()).await??;
     let items = parse(spec, &body, &catalog, run)?;
     let held = run.owned().await?;
     if items.is_empty() && !held.is_empty() && !spec.allow_empty {

@@ -25,9 +25,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use rephub_model::{Clock, Entry, SystemClock};
-use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode, WriteTx};
+use rephub_model::{Clock, Entry};
+use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode};
 
+use crate::db::Change;
 use crate::error::HubError;
 use crate::state::AppState;
 
@@ -162,21 +163,15 @@ impl Run {
         if entries.is_empty() {
             return Ok(());
         }
-        let source = self.source.clone();
-        let n = self
+        let (done, _) = self
             .state
-            .with_store(move |s| -> Result<u64, HubError> {
-                let mut tx = s.begin()?;
-                let mut n = 0;
-                for e in &entries {
-                    n += u64::from(tx.withdraw(&source, e)?);
-                }
-                tx.commit()?;
-                Ok(n)
+            .db()
+            .change(Change::Withdraw {
+                source: self.source.clone(),
+                entries,
             })
-            .await??;
-        self.counts.removed += n;
-        self.state.written();
+            .await?;
+        self.counts.removed += done.count();
         Ok(())
     }
 
@@ -185,7 +180,7 @@ impl Run {
         let source = self.source.clone();
         Ok(self
             .state
-            .with_store(move |s| s.source_entries(&source))
+            .read(move |s| s.source_entries(&source))
             .await??)
     }
 
@@ -196,7 +191,7 @@ impl Run {
     ) -> Result<HashMap<Entry, Option<i64>>, HubError> {
         let source = self.source.clone();
         self.state
-            .with_store(move |s| -> Result<_, HubError> {
+            .read(move |s| -> Result<_, HubError> {
                 let mut out = HashMap::new();
                 for e in entries {
                     if let Some(found) = s.get(&e)? {
@@ -213,7 +208,7 @@ impl Run {
 
 /// Withdraw `source`'s assertions whose `STIX - ID` is one of `ids`: a revoked STIX indicator
 /// removes "the entry with that STIX id" (reference/sms-webapi.md), whatever its last pattern
-/// names. Looks at the source's own assertions, not the merged tags. Returns how many.
+/// names. Returns how many.
 pub(crate) async fn withdraw_stix_ids(
     state: &AppState,
     source: &str,
@@ -222,46 +217,11 @@ pub(crate) async fn withdraw_stix_ids(
     if ids.is_empty() {
         return Ok(0);
     }
-    let source = source.to_string();
-    let n = state
-        .with_store(move |s| -> Result<u64, HubError> {
-            let catalog = s.catalog()?;
-            let Some(cat) = catalog.by_name(rephub_model::builtin::STIX_ID) else {
-                return Ok(0);
-            };
-            let want: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-            let mut hit = Vec::new();
-            let mine = rephub_model::Criteria {
-                source: Some(source.clone()),
-                ..rephub_model::Criteria::default()
-            };
-            s.search_each(&mine, &mut |e| {
-                let tagged = e
-                    .assertions
-                    .iter()
-                    .find(|a| a.source == source)
-                    .and_then(|a| match a.tags.get(cat.id) {
-                        Some(rephub_model::TagValue::Text(t)) => Some(want.contains(t.as_str())),
-                        _ => None,
-                    });
-                if tagged == Some(true) {
-                    hit.push(e.entry);
-                }
-                true
-            })?;
-            let mut tx = s.begin()?;
-            let mut n = 0;
-            for e in &hit {
-                n += u64::from(tx.withdraw(&source, e)?);
-            }
-            tx.commit()?;
-            Ok(n)
-        })
-        .await??;
-    if n > 0 {
-        state.written();
-    }
-    Ok(n)
+    let change = Change::WithdrawStixIds {
+        source: source.to_string(),
+        ids,
+    };
+    Ok(state.db().change(change).await?.0.count())
 }
 
 /// Why a run stopped. Whatever it stored before stays stored.
@@ -295,7 +255,7 @@ pub(crate) async fn load_state(
 ) -> Result<Option<(SourceSpec, SourceState, String)>, HubError> {
     let name = name.to_string();
     let row = state
-        .with_store(move |s| {
+        .read(move |s| {
             s.source_configs()
                 .map(|rows| rows.into_iter().find(|r| r.name == name))
         })
@@ -316,7 +276,7 @@ pub(crate) async fn save_state(
     let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
     let name = name.to_string();
     state
-        .with_store(move |s| s.save_source_state(&name, &json))
+        .exec(move |s| s.save_source_state(&name, &json))
         .await??;
     Ok(())
 }
@@ -354,7 +314,7 @@ pub(crate) async fn run_once(
     mut st: SourceState,
 ) -> Result<SourceState, HubError> {
     let name = spec.name();
-    let started = SystemClock.now();
+    let started = state.now();
     let clock = std::time::Instant::now();
     let mut run = Run::new(state.clone(), name);
     let result = match spec {
@@ -384,7 +344,7 @@ pub(crate) async fn run_once(
             st.failures = st.failures.saturating_add(1);
             // Retry sooner than the interval at first, then back off.
             let backoff = (1u64 << st.failures.min(9)).min(crate::scheduler::MAX_BACKOFF) as i64;
-            st.next_run = Some(SystemClock.now() + backoff.min(interval.max(1)));
+            st.next_run = Some(state.now() + backoff.min(interval.max(1)));
             tracing::warn!(source = %name, error = %e, counts = ?run.counts, "source sync failed");
         }
     }
@@ -409,7 +369,7 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
         spec.validate()
             .map_err(|e| HubError::Internal(format!("source {}: {e}", spec.name())))?;
     }
-    let rows = state.with_store(|s| s.source_configs()).await??;
+    let rows = state.read(|s| s.source_configs()).await??;
     for row in rows.iter().filter(|r| r.origin == "file") {
         if !from_file.iter().any(|s| s.name() == row.name) {
             tracing::warn!(source = %row.name, "source removed from the configuration file: removing it and what it brought");
@@ -419,7 +379,7 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
     for spec in from_file {
         store_spec(state, &spec, "file").await?;
     }
-    let rows = state.with_store(|s| s.source_configs()).await??;
+    let rows = state.read(|s| s.source_configs()).await??;
     for row in rows {
         match load_state(state, &row.name).await {
             Ok(Some((spec, _, _))) => spawn(state, spec),
@@ -443,7 +403,7 @@ pub(crate) async fn store_spec(
     let json = serde_json::to_string(&sealed).map_err(|e| HubError::Internal(e.to_string()))?;
     let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
     state
-        .with_store(move |s| s.put_source_config(&name, kind, &json, &origin))
+        .exec(move |s| s.put_source_config(&name, kind, &json, &origin))
         .await??;
     Ok(())
 }
@@ -452,15 +412,12 @@ pub(crate) async fn store_spec(
 pub(crate) async fn remove(state: &AppState, name: &str) -> Result<u64, HubError> {
     state.sources().stop(name);
     let name = name.to_string();
-    let n = state
-        .with_store(move |s| -> Result<u64, HubError> {
-            s.delete_source_config(&name)?;
-            let mut tx = s.begin()?;
-            let n = tx.withdraw_source(&name)?;
-            tx.commit()?;
-            Ok(n)
+    let (done, _) = state
+        .db()
+        .change(Change::WithdrawSources {
+            sources: vec![name.clone()],
         })
-        .await??;
-    state.written();
-    Ok(n)
+        .await?;
+    state.exec(move |s| s.delete_source_config(&name)).await??;
+    Ok(done.count())
 }

@@ -10,7 +10,7 @@ use reqwest::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
-use rephub_model::{Clock, Entry, SystemClock};
+use rephub_model::{Clock, Entry};
 use rephub_model::{ObjectOutcome, indicator_tags, read_object};
 use rephub_store::{ReputationStore, Upsert};
 
@@ -186,7 +186,7 @@ pub(super) async fn sync(
 ) -> Result<(), SyncError> {
     let server = Server::new(spec)?;
     let base = server.collection(spec).await?;
-    let catalog = run.state.with_store(|s| s.catalog()).await??;
+    let catalog = run.state.read(|s| s.catalog()).await??;
     let mut added_after = st.cursor.clone().or_else(|| spec.added_after.clone());
     let first = objects_url(&base, spec.page_size, added_after.as_deref(), None);
     let mut fetched = server.get(&first).await?;
@@ -202,7 +202,7 @@ pub(super) async fn sync(
                 )));
             }
         };
-        let now = SystemClock.now();
+        let now = run.state.now();
         let mut revoked: Vec<String> = Vec::new();
         let mut ops: HashMap<Entry, Op> = HashMap::new();
         let mut order: Vec<Entry> = Vec::new();

@@ -19,7 +19,7 @@ use reqwest::Client;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use rephub_model::{Catalog, Clock, Entry, SystemClock, Tags, builtin, default_ttl};
+use rephub_model::{Catalog, Clock, Entry, Tags, builtin, default_ttl};
 use rephub_store::{ReputationStore, SourceStore, Upsert};
 
 use super::spec::{REGIONS, VisionOneSpec};
@@ -258,10 +258,10 @@ pub(super) async fn sync(
     let acct = account(&up.base, &up.token);
     if st.account.as_deref() != Some(acct.as_str()) {
         if st.account.is_some() {
-            let keep = format!("{}@{}", run.source, SystemClock.now());
+            let keep = format!("{}@{}", run.source, run.state.now());
             let (from, to) = (run.source.clone(), keep.clone());
             run.state
-                .with_store(move |s| s.rename_source(&from, &to))
+                .exec(move |s| s.rename_source(&from, &to))
                 .await??;
             tracing::info!(source = %run.source, kept_as = %keep, "another account: starting afresh, keeping what the earlier one brought");
             st.cursor = None;
@@ -269,9 +269,9 @@ pub(super) async fn sync(
         }
         st.account = Some(acct);
     }
-    let catalog = run.state.with_store(|s| s.catalog()).await??;
+    let catalog = run.state.read(|s| s.catalog()).await??;
     let exceptions = up.exceptions(run).await?;
-    let now = SystemClock.now();
+    let now = run.state.now();
     let cursor: Option<i64> = st.cursor.as_deref().and_then(|c| c.parse().ok());
     let full = cursor.is_none()
         || st

@@ -65,15 +65,13 @@ async fn store(state: &AppState, spec: &TargetSpec) -> ApiResult<()> {
     state.secrets().apply(&mut sealed.secrets_mut(), true)?;
     let json = serde_json::to_string(&sealed).map_err(|e| ApiError::bad("body", e.to_string()))?;
     let name = spec.name.clone();
-    state
-        .with_store(move |s| s.put_target(&name, &json))
-        .await??;
+    state.exec(move |s| s.put_target(&name, &json)).await??;
     Ok(())
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::ReadOnly).await?;
-    let rows = state.with_store(|s| s.targets()).await??;
+    let rows = state.read(|s| s.targets()).await??;
     let out: Vec<Value> = rows
         .iter()
         .filter_map(|r| {
@@ -169,7 +167,7 @@ async fn delete(
         })?;
     }
     let n = name.clone();
-    state.with_store(move |s| s.delete_target(&n)).await??;
+    state.exec(move |s| s.delete_target(&n)).await??;
     Ok(Json(json!({ "deleted": name, "purged": purged })))
 }
 
@@ -197,7 +195,7 @@ async fn test(
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Producer).await?;
     let (spec, _) = found(&state, &name).await?;
-    Ok(Json(match super::test(&spec).await {
+    Ok(Json(match super::test(&spec, state.now()).await {
         Ok(checks) => json!({ "ok": true, "checks": checks }),
         Err(e) => json!({ "ok": false, "error": e.0 }),
     }))
@@ -218,9 +216,7 @@ async fn history(
     caller(&state, &headers, Role::ReadOnly).await?;
     found(&state, &name).await?;
     let limit = q.limit.unwrap_or(100).min(1000);
-    let runs = state
-        .with_store(move |s| s.target_runs(&name, limit))
-        .await??;
+    let runs = state.read(move |s| s.target_runs(&name, limit)).await??;
     let runs: Vec<Value> = runs
         .iter()
         .map(|r| {

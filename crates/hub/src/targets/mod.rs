@@ -26,8 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use rephub_model::{
-    Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, SystemClock, builtin,
-    format_utc,
+    Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, builtin, format_utc,
 };
 use rephub_store::{ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore};
 
@@ -439,7 +438,7 @@ const PROBE: &str = "192.0.2.255";
 
 /// "Test Connection": reachability, credentials and write access, and the tag categories the
 /// target must have (a probe entry is added with every tag rephub writes, then deleted).
-pub(crate) async fn test(spec: &TargetSpec) -> Result<Vec<String>, SmsError> {
+pub(crate) async fn test(spec: &TargetSpec, now: i64) -> Result<Vec<String>, SmsError> {
     let sms = client(spec)?;
     let mut done = Vec::new();
     sms.query("ip", &[PROBE.to_string()]).await?;
@@ -454,7 +453,7 @@ pub(crate) async fn test(spec: &TargetSpec) -> Result<Vec<String>, SmsError> {
         ),
     ];
     if spec.ttl() {
-        tags.push((builtin::TTL, format_utc(SystemClock.now() + 3600)));
+        tags.push((builtin::TTL, format_utc(now + 3600)));
     }
     let tag_data =
         rephub_model::format_sms_line("", tags.iter().map(|(c, v)| (*c, v.clone())), ',');
@@ -491,6 +490,7 @@ fn plan(
     st: &TargetState,
     source: String,
     exceptions: &HashSet<Entry>,
+    now: i64,
 ) -> Result<Plan, HubError> {
     let catalog = s.catalog()?;
     let chooser = Chooser {
@@ -498,7 +498,7 @@ fn plan(
         catalog: &catalog,
         exceptions,
         source,
-        now: SystemClock.now(),
+        now,
     };
     let held = s.target_entries(&spec.name)?;
     let upto = s.last_seq()?;
@@ -596,7 +596,7 @@ async fn carry_out(
         let name = name.clone();
         async move {
             state
-                .with_store(move |s| s.record_sent(&name, &took, &dropped))
+                .exec(move |s| s.record_sent(&name, &took, &dropped))
                 .await
                 .map_err(|e| SmsError(e.to_string()))?
                 .map_err(|e| SmsError(e.to_string()))
@@ -656,7 +656,7 @@ pub(crate) async fn purge(state: &AppState, spec: &TargetSpec) -> Result<u64, Sm
     let sms = client(spec)?;
     let name = spec.name.clone();
     let held = state
-        .with_store(move |s| s.target_entries(&name))
+        .read(move |s| s.target_entries(&name))
         .await
         .map_err(|e| SmsError(e.to_string()))?
         .map_err(|e| SmsError(e.to_string()))?;
@@ -680,7 +680,7 @@ pub(crate) async fn load(
     name: &str,
 ) -> Result<Option<(TargetSpec, TargetState)>, HubError> {
     let name = name.to_string();
-    let Some(row) = state.with_store(move |s| s.target(&name)).await?? else {
+    let Some(row) = state.exec(move |s| s.target(&name)).await?? else {
         return Ok(None);
     };
     let mut spec: TargetSpec = serde_json::from_str(&row.config)
@@ -694,7 +694,7 @@ pub(crate) async fn save(state: &AppState, name: &str, st: &TargetState) -> Resu
     let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
     let name = name.to_string();
     state
-        .with_store(move |s| s.save_target_state(&name, &json))
+        .exec(move |s| s.save_target_state(&name, &json))
         .await??;
     Ok(())
 }
@@ -705,7 +705,7 @@ pub(crate) async fn run_once(
     spec: &TargetSpec,
     mut st: TargetState,
 ) -> Result<TargetState, HubError> {
-    let started = SystemClock.now();
+    let started = state.now();
     let clock = std::time::Instant::now();
     let mut counts = Counts::default();
     let source = spec.source_name.clone().unwrap_or_else(host_name);
@@ -713,8 +713,9 @@ pub(crate) async fn run_once(
         let sms = client(spec)?;
         let (spec2, st2) = (spec.clone(), st.clone());
         let exceptions = state.engine().exceptions();
+        let now = state.now();
         let plan = state
-            .with_store(move |s| plan(s, &spec2, &st2, source, &exceptions))
+            .read(move |s| plan(s, &spec2, &st2, source, &exceptions, now))
             .await
             .map_err(|e| SmsError(e.to_string()))?
             .map_err(|e| SmsError(e.to_string()))?;
@@ -743,7 +744,7 @@ pub(crate) async fn run_once(
             st.last_error = Some(e.0.clone());
             st.failures = st.failures.saturating_add(1);
             let backoff = (1i64 << st.failures.min(9)).min(300);
-            st.next_run = Some(SystemClock.now() + backoff.min(interval));
+            st.next_run = Some(state.now() + backoff.min(interval));
             tracing::warn!(target = %spec.name, error = %e, "distribution failed");
             Some(e.0)
         }
@@ -752,14 +753,14 @@ pub(crate) async fn run_once(
     let run = TargetRunRow {
         id: 0,
         started_at: started,
-        finished_at: SystemClock.now(),
+        finished_at: state.now(),
         added: counts.added,
         removed: counts.removed,
         failed: counts.failed,
         error,
     };
     st.holds = state
-        .with_store(move |s| -> Result<u64, HubError> {
+        .exec(move |s| -> Result<u64, HubError> {
             s.add_target_run(&name, &run)?;
             Ok(s.target_entries(&name)?.len() as u64)
         })
@@ -798,7 +799,7 @@ pub(crate) fn spawn(state: &AppState, spec: &TargetSpec) {
 
 /// Start every enabled target (at hub start).
 pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
-    let rows = state.with_store(|s| s.targets()).await??;
+    let rows = state.read(|s| s.targets()).await??;
     for row in rows {
         match serde_json::from_str::<TargetSpec>(&row.config) {
             Ok(spec) => spawn(state, &spec),

@@ -21,15 +21,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use rephub_model::{Catalog, Clock, Entry, SystemClock, Tags, builtin, parse_datetime};
+use rephub_model::{Catalog, Clock, Entry, Tags, builtin, parse_datetime};
 use rephub_store::{
     ModifiedKey, ModifiedQuery, ReputationStore, StoreError, USER_SOURCE, Upsert, UpstreamStore,
-    WriteMode, WriteTx,
+    WriteMode,
 };
 
+use crate::db::{Change, Done};
 use crate::error::HubError;
+use crate::http::auth::verify;
 use crate::http::extract::bearer;
-use crate::keys::{Caller, Role, verify};
+use crate::keys::{Caller, Role};
 use crate::state::AppState;
 use crate::suspicious_object as item;
 
@@ -113,7 +115,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> V1Result<C
             "an API key is required (Authorization: Bearer <key>)",
         ));
     };
-    let found = state.with_store(move |s| verify(s, None, &key)).await??;
+    let found = verify(state, None, &key).await?;
     let caller = found.ok_or_else(|| {
         V1Error::new(
             StatusCode::UNAUTHORIZED,
@@ -256,7 +258,7 @@ async fn list_objects(
     let filtered = filter.is_some();
     let exceptions = state.engine().exceptions();
     let (items, next) = state
-        .with_store(move |s| -> V1Result<(Vec<Value>, Option<String>)> {
+        .read(move |s| -> V1Result<(Vec<Value>, Option<String>)> {
             let catalog = s.catalog()?;
             let keep = |item: &Value| match (&filter, item) {
                 (Some(f), Value::Object(m)) => f.matches(m),
@@ -530,8 +532,8 @@ async fn add_objects(
 ) -> V1Result<Response> {
     caller(&state, &headers, Role::Producer).await?;
     let list = items(&b)?;
-    let catalog = state.with_store(|s| s.catalog()).await??;
-    let now = SystemClock.now();
+    let catalog = state.read(|s| s.catalog()).await??;
+    let now = state.now();
     let mut results = Vec::with_capacity(list.len());
     let mut ups = Vec::new();
     for v in &list {
@@ -584,23 +586,19 @@ async fn delete_objects(
 ) -> V1Result<Response> {
     caller(&state, &headers, Role::Producer).await?;
     let wanted = named(&items(&b)?);
-    let found = state
-        .with_store(
-            move |s| -> Result<Vec<Result<bool, item::ItemError>>, StoreError> {
-                let mut tx = s.begin()?;
-                let mut out = Vec::with_capacity(wanted.len());
-                for w in wanted {
-                    out.push(match w {
-                        Ok(e) => Ok(tx.remove(&e)?),
-                        Err(e) => Err(e),
-                    });
-                }
-                tx.commit()?;
-                Ok(out)
-            },
-        )
-        .await??;
-    state.written();
+    let entries: Vec<Entry> = wanted
+        .iter()
+        .filter_map(|w| w.as_ref().ok())
+        .cloned()
+        .collect();
+    let mut gone = match state.db().change(Change::Remove { entries }).await? {
+        (Done::Each(gone), _) => gone.into_iter(),
+        (other, _) => return Err(HubError::Internal(format!("remove answered {other:?}")).into()),
+    };
+    let found = wanted
+        .into_iter()
+        .map(|w| w.map(|_| gone.next().unwrap_or(false)))
+        .collect();
     Ok(deleted(found))
 }
 
@@ -627,9 +625,7 @@ async fn list_exceptions(
         .map(|t| t.parse::<usize>().map_err(|_| V1Error::bad("skipToken")))
         .transpose()?
         .unwrap_or(0);
-    let rows = state
-        .with_store(move |s| s.exceptions(offset, top + 1))
-        .await??;
+    let rows = state.read(move |s| s.exceptions(offset, top + 1)).await??;
     let more = rows.len() > top;
     let items: Vec<Value> = rows
         .iter()
@@ -681,7 +677,7 @@ async fn add_exceptions(
     }
     if !good.is_empty() {
         let entries: Vec<Entry> = good.iter().map(|(e, _)| e.clone()).collect();
-        state.with_store(move |s| s.put_exceptions(&good)).await??;
+        state.exec(move |s| s.put_exceptions(&good)).await??;
         state.exceptions_changed(entries).await?;
     }
     Ok(multi(results))
@@ -700,9 +696,7 @@ async fn delete_exceptions(
         .collect();
     let gone = {
         let entries = entries.clone();
-        state
-            .with_store(move |s| s.delete_exceptions(&entries))
-            .await??
+        state.exec(move |s| s.delete_exceptions(&entries)).await??
     };
     state.exceptions_changed(entries).await?;
     let mut gone = gone.into_iter();
