@@ -16,7 +16,6 @@ mod error;
 pub mod import;
 mod keys;
 mod merge;
-mod schema;
 mod sources;
 mod sqlite;
 mod targets;

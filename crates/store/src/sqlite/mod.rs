@@ -4,6 +4,16 @@
 //! one writer at a time holds the lock and sequence numbers are allocated without races. WAL mode
 //! lets readers in other connections (and processes) read while a long import runs; with
 //! `synchronous = FULL` a commit is on disk when `commit` returns.
+//!
+//! This folder is the whole SQLite backend: the entries and the change log here, the other tables
+//! of the crate's traits in one file each (`dist`, `keys`, `sources`, `targets`), the migrations in
+//! `schema`.
+
+mod dist;
+mod keys;
+mod schema;
+mod sources;
+mod targets;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +30,6 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::merge::effective;
-use crate::schema;
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
     WriteMode,
