@@ -767,9 +767,54 @@ mod sources {
         write(&mut d, USER_SOURCE, &[e(Kind::Ipv4, "2.2.2.2")]);
         assert!(matches!(
             d.store.rename_source("v1@old", USER_SOURCE),
-            Err(StoreError::Exists(_))
+            Err(StoreError::Conflict(_))
         ));
         assert!(d.store.delete_source_config("v1").unwrap());
         assert!(!d.store.delete_source_config("v1").unwrap());
     }
+}
+
+#[test]
+fn taken_names_are_conflicts() {
+    use rephub_store::{DistributionStore, KeyStore};
+    let mut d = db();
+    let f = d.store.put_filter(0, "block", "{}").unwrap();
+    let err = d.store.put_filter(0, "block", "{}").unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(w) if w == "filter \"block\""));
+    assert_eq!(err.to_string(), "filter \"block\" already exists");
+    let g = d.store.put_filter(0, "other", "{}").unwrap();
+    assert!(matches!(
+        d.store.put_filter(g, "block", "{}"),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.put_profile(0, "p", &[f]).unwrap();
+    assert!(matches!(
+        d.store.put_profile(0, "p", &[]),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.add_device("fw1", b"h1", None).unwrap();
+    assert!(matches!(
+        d.store.add_device("fw1", b"h2", None),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.add_api_key("k", "admin", b"h").unwrap();
+    assert!(matches!(
+        d.store.add_api_key("k", "admin", b"h2"),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_writer_that_waits_too_long_gets_busy() {
+    let d = db();
+    let path = d._dir.path().join("rep.db");
+    let mut holder = SqliteStore::open(&path).unwrap();
+    let tx = holder.begin().unwrap();
+    let mut other = SqliteStore::open(&path).unwrap();
+    other
+        .set_busy_timeout(std::time::Duration::from_millis(10))
+        .unwrap();
+    assert!(matches!(other.begin(), Err(StoreError::Busy)));
+    drop(tx);
+    other.begin().unwrap();
 }

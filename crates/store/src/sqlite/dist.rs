@@ -3,17 +3,11 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use super::error::unique;
 use crate::dist::{
     DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
 };
 use crate::error::StoreError;
-
-fn unique(e: rusqlite::Error, what: String) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Exists(what),
-        _ => StoreError::Sqlite(e),
-    }
-}
 
 fn device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {

@@ -26,7 +26,7 @@ impl KeyStore for SqliteStore {
             |r| r.get(0),
         )?;
         if exists {
-            return Err(StoreError::Exists(format!("API key {name:?}")));
+            return Err(StoreError::Conflict(format!("API key {name:?}")));
         }
         conn.execute(
             "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",

@@ -7,9 +7,11 @@
 //!
 //! This folder is the whole SQLite backend: the entries and the change log here, the other tables
 //! of the crate's traits in one file each (`dist`, `keys`, `sources`, `targets`), the migrations in
-//! `schema`.
+//! `schema`, and the conversion of SQLite's errors in `error`. Nothing outside this folder names
+//! `rusqlite`.
 
 mod dist;
+mod error;
 mod keys;
 mod schema;
 mod sources;

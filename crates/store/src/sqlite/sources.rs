@@ -89,7 +89,7 @@ impl SourceStore for SqliteStore {
             |r| r.get(0),
         )?;
         if taken {
-            return Err(StoreError::Exists(format!("source {new:?}")));
+            return Err(StoreError::Conflict(format!("source {new:?}")));
         }
         let n = conn.execute("UPDATE sources SET name = ?2 WHERE name = ?1", [old, new])?;
         Ok(n > 0)
