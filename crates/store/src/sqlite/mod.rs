@@ -120,8 +120,8 @@ impl SqliteStore {
         self.clock.now()
     }
 
-    /// The connection, for checks in tests and tools, and for the other tables of this crate.
-    pub fn connection(&self) -> &Connection {
+    /// The connection, for the other tables of this backend.
+    pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
 

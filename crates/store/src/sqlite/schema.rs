@@ -221,3 +221,30 @@ fn seed_builtin_categories(conn: &Connection, now: i64) -> Result<(), StoreError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.connection()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(s);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew {
+                found: 99,
+                known: VERSION,
+                ..
+            })
+        ));
+    }
+}
