@@ -15,6 +15,9 @@ pub enum StoreError {
     /// What the text names does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A write through a read-only handle ([`crate::SqliteStore::open_reader`]).
+    #[error("the database is open read-only")]
+    ReadOnly,
     /// Any other failure of the backend, with its own error as the source.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -810,3 +810,72 @@ fn a_writer_that_waits_too_long_gets_busy() {
     drop(tx);
     other.begin().unwrap();
 }
+
+#[test]
+fn a_reader_sees_commits_never_waits_and_refuses_writes() {
+    use rephub_store::{DistributionStore, KeyStore};
+    let mut d = db();
+    let path = d._dir.path().join("rep.db");
+    let cat = d.store.catalog().unwrap();
+    let a = e(Kind::Ipv4, "10.0.0.1");
+    let b = e(Kind::Ipv4, "10.0.0.2");
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &a);
+    tx.commit().unwrap();
+
+    let mut reader = SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
+    assert!(reader.get(&a).unwrap().is_some());
+    assert_eq!(reader.last_seq().unwrap(), 1);
+
+    // While the writer holds an open transaction, the reader answers at once with the last commit.
+    reader
+        .set_busy_timeout(std::time::Duration::from_millis(1))
+        .unwrap();
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &b);
+    assert!(reader.get(&b).unwrap().is_none());
+    assert_eq!(reader.last_seq().unwrap(), 1);
+    tx.commit().unwrap();
+    // And sees the commit as soon as it is made.
+    assert!(reader.get(&b).unwrap().is_some());
+    let ChangePage::Delta { changes, next } = reader.changes_since(0, 10).unwrap() else {
+        panic!()
+    };
+    assert_eq!((changes.len(), next), (2, 2));
+    d.store.put_filter(0, "f", "{}").unwrap();
+    assert_eq!(reader.filters().unwrap().len(), 1);
+
+    // Writes are refused, and refusing them takes no lock: the writer goes on.
+    assert!(matches!(reader.begin(), Err(StoreError::ReadOnly)));
+    assert!(matches!(reader.compact(1), Err(StoreError::ReadOnly)));
+    assert!(matches!(
+        reader.sweep_expired(T0),
+        Err(StoreError::ReadOnly)
+    ));
+    assert!(matches!(
+        reader.put_filter(0, "g", "{}"),
+        Err(StoreError::ReadOnly)
+    ));
+    assert!(matches!(
+        reader.add_api_key("k", "admin", b"h"),
+        Err(StoreError::ReadOnly)
+    ));
+    d.store
+        .set_busy_timeout(std::time::Duration::from_millis(1))
+        .unwrap();
+    let mut tx = d.store.begin().unwrap();
+    tx.remove(&a).unwrap();
+    assert_eq!(tx.commit().unwrap(), 3);
+    assert!(reader.get(&a).unwrap().is_none());
+    assert_eq!(reader.last_seq().unwrap(), 3);
+}
+
+#[test]
+fn a_reader_needs_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        SqliteStore::open_reader(&dir.path().join("none.db"), OpenOptions::default()),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!dir.path().join("none.db").exists());
+}

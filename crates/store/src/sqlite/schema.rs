@@ -211,6 +211,28 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str, now: i64) -> Result<(),
     Ok(())
 }
 
+/// Refuse a database whose schema is not this rephub's (for readers, which do not migrate).
+pub(crate) fn check_current(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_string(),
+            found,
+            known: VERSION,
+        });
+    }
+    if found < VERSION {
+        return Err(StoreError::Backend(
+            format!(
+                "database at {path} has schema version {found}, not {VERSION}: open it for writing \
+                 first, which migrates it"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn seed_builtin_categories(conn: &Connection, now: i64) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "INSERT OR IGNORE INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
@@ -246,5 +268,21 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_reader_does_not_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let opened = SqliteStore::open_reader(&path, crate::sqlite::OpenOptions::default());
+        assert!(matches!(opened, Err(StoreError::Backend(_))));
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, 3);
     }
 }
