@@ -1,7 +1,10 @@
 //! The embedded SQLite implementation of [`ReputationStore`].
 //!
 //! One connection per `SqliteStore`; writes go through [`SqliteTx`], an IMMEDIATE transaction, so
-//! one writer at a time holds the lock and sequence numbers are allocated without races. WAL mode
+//! one writer at a time holds the lock and sequence numbers are allocated without races. The next
+//! number is read from `meta.last_seq` after the lock is taken and written back in the same
+//! transaction, so transactions commit in the order of their numbers: the crate's contract that
+//! numbers become visible in order holds without more work. WAL mode
 //! lets readers in other connections (and processes) read while a long import runs; with
 //! `synchronous = FULL` a commit is on disk when `commit` returns.
 //!
