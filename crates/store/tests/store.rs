@@ -68,6 +68,7 @@ macro_rules! backend_suite {
                 exceptions_are_kept_once_and_listed_in_order,
                 source_configs_keep_their_state_and_renaming_keeps_the_entries,
                 taken_names_are_conflicts,
+                ids_are_never_reused,
             );
         }
     };
@@ -835,6 +836,69 @@ fn taken_names_are_conflicts<S: TestBackend>() {
         d.store.add_api_key("k", "admin", b"h2"),
         Err(StoreError::Conflict(_))
     ));
+}
+
+/// A deleted row's id is never handed out again: a new filter must not silently join the profiles
+/// that listed a deleted one, nor a new device inherit a deleted one's events.
+fn ids_are_never_reused<S: TestBackend>() {
+    let mut d = db::<S>();
+    let filters: Vec<i64> = (1..=3)
+        .map(|i| d.store.put_filter(0, &format!("f{i}"), "{}").unwrap())
+        .collect();
+    assert_eq!(filters, [1, 2, 3]);
+    let p = d.store.put_profile(0, "p", &[1, 3]).unwrap();
+    assert!(d.store.delete_filter(3).unwrap());
+    assert_eq!(d.store.put_filter(0, "f4", "{}").unwrap(), 4);
+    let profile = d.store.profiles().unwrap().into_iter().find(|r| r.id == p);
+    assert_eq!(profile.unwrap().filters, [1, 3]);
+
+    let profiles: Vec<i64> = (2..=3)
+        .map(|i| d.store.put_profile(0, &format!("p{i}"), &[]).unwrap())
+        .collect();
+    assert_eq!(profiles, [2, 3]);
+    assert!(d.store.delete_profile(3).unwrap());
+    assert_eq!(d.store.put_profile(0, "p4", &[]).unwrap(), 4);
+
+    let devices: Vec<i64> = (1..=3)
+        .map(|i| {
+            let name = format!("d{i}");
+            d.store.add_device(&name, name.as_bytes(), None).unwrap().id
+        })
+        .collect();
+    assert_eq!(devices, [1, 2, 3]);
+    assert!(d.store.delete_device(3).unwrap());
+    assert_eq!(d.store.add_device("d4", b"d4", None).unwrap().id, 4);
+
+    let keys: Vec<i64> = (1..=3)
+        .map(|i| {
+            let name = format!("k{i}");
+            d.store
+                .add_api_key(&name, "admin", name.as_bytes())
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(keys, [1, 2, 3]);
+    assert!(d.store.delete_api_key("k3").unwrap());
+    assert_eq!(d.store.add_api_key("k4", "admin", b"k4").unwrap().id, 4);
+
+    let run = rephub_store::TargetRunRow {
+        id: 0,
+        started_at: T0,
+        finished_at: T0,
+        added: 0,
+        removed: 0,
+        failed: 0,
+        error: None,
+    };
+    d.store.put_target("t", "{}").unwrap();
+    for want in 1..=3 {
+        assert_eq!(d.store.add_target_run("t", &run).unwrap(), want);
+    }
+    assert!(d.store.delete_target("t").unwrap());
+    d.store.put_target("t", "{}").unwrap();
+    assert_eq!(d.store.add_target_run("t", &run).unwrap(), 4);
+    assert_eq!(d.store.target_runs("t", 10).unwrap().len(), 1);
 }
 
 // What only SQLite has: its file, concurrent handles on it, read-only handles.
