@@ -106,7 +106,7 @@ fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
     match swept {
         Ok(n) if n > 0 && !quiet => eprintln!("removed {n} expired assertions"),
         Ok(_) => {}
-        Err(StoreError::Sqlite(e)) if is_busy(&e) => {
+        Err(StoreError::Busy) => {
             if !quiet {
                 eprintln!("another writer is busy; expired entries are swept later");
             }
@@ -114,13 +114,6 @@ fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
 }
 
 pub(crate) fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {

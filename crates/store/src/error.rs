@@ -1,11 +1,26 @@
 use rephub_model::CategoryError;
 
-/// Errors of the reputation database.
+/// Errors of the reputation database, the same for every backend: callers match on what happened
+/// (busy, conflict, not found), never on a backend's own error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// Another writer holds the database and did not let go in time (SQLite: `SQLITE_BUSY`,
+    /// `SQLITE_LOCKED`). Worth retrying later; nothing was changed.
+    #[error("the database is busy: another writer holds it")]
+    Busy,
+    /// A name that must be unique is taken; the text says what (`filter "x"`).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// What the text names does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A write through a read-only handle ([`crate::SqliteStore::open_reader`]).
+    #[error("the database is open read-only")]
+    ReadOnly,
+    /// Any other failure of the backend, with its own error as the source.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Category(#[from] CategoryError),
     #[error("database at {path} has schema version {found}; this rephub knows up to {known}")]
@@ -14,8 +29,6 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("{0} already exists")]
-    Exists(String),
     #[error("corrupt record in the database: {0}")]
     Corrupt(String),
     #[error("cannot create {path}: {source}")]

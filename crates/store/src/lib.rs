@@ -7,16 +7,43 @@
 //! cursors of every delta sync. The log is compacted up to a *horizon*; a cursor below the horizon
 //! must start again from a snapshot.
 //!
-//! Callers use the [`ReputationStore`] and [`WriteTx`] traits; [`SqliteStore`] is the embedded
-//! implementation (SQLite in WAL mode, one writer, durable on commit). A PostgreSQL backend would
-//! implement the same two traits.
+//! Callers use the [`ReputationStore`] and [`WriteTx`] traits (and [`DistributionStore`],
+//! [`KeyStore`], [`SourceStore`], [`UpstreamStore`], [`TargetStore`] for the other tables);
+//! [`SqliteStore`] is the embedded implementation (SQLite in WAL mode, one writer, durable on
+//! commit), all of it in `src/sqlite/`. A PostgreSQL backend would implement the same traits, return
+//! the same [`StoreError`]s, and pass the same suite (`tests/store.rs`, one line per backend).
+//!
+//! # The write contract: sequence numbers become visible in order
+//!
+//! Every backend must guarantee that **a reader that has seen sequence number N already sees every
+//! change with a smaller number**. Devices, targets and peers keep a cursor (the last sequence
+//! number they applied) and ask for what comes after it; if a change with a smaller number could
+//! become visible *after* a larger one, a cursor would move past it and the change would never be
+//! delivered: the device would silently keep a stale entry forever. Gaps are allowed (numbers
+//! are never reused, and a rolled-back transaction's numbers may vanish); late arrivals are not.
+//! The same holds for every cursor the store hands out: [`ReputationStore::last_seq`], the
+//! `next` of [`ChangePage::Delta`], and the `last_seq` of a commit.
+//!
+//! - **SQLite** keeps it by construction: there is one writer at a time ([`ReputationStore::begin`]
+//!   takes the write lock at once, `BEGIN IMMEDIATE`), the next number is read and assigned inside
+//!   that transaction, and a commit makes all of its numbers visible at once. So commits happen in
+//!   sequence order and any read snapshot ends at a commit boundary. A read that pages the change
+//!   log reads the horizon, the last number and the records in one read transaction.
+//! - **PostgreSQL** does not give it for free: a `SEQUENCE` hands out numbers outside
+//!   transactions, so transaction A can take 10, B take 11 and commit first, and a reader see 11
+//!   before 10 exists. A backend must do one of two things. Either serialize the allocation with
+//!   the commit: take the next number from a counter row (or under a transaction-scoped advisory
+//!   lock) locked `FOR UPDATE` until commit, so writers that log changes commit one after the other
+//!   (what SQLite does). Or let writers run concurrently and expose only numbers below the oldest
+//!   transaction still in flight: record each change's transaction id (`pg_current_xact_id()`)
+//!   and have readers stop below the first change of any transaction older than their snapshot's
+//!   `xmin` (`pg_snapshot_xmin(pg_current_snapshot())`), and never report a cursor beyond it.
 
 mod dist;
 mod error;
 pub mod import;
 mod keys;
 mod merge;
-mod schema;
 mod sources;
 mod sqlite;
 mod targets;
@@ -42,6 +69,10 @@ pub use types::{
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
 
 /// Reads and administration of a reputation database.
+///
+/// Implementations keep the write contract of the crate (see the [crate docs](crate)): a change
+/// sequence number becomes visible only when every smaller one is visible, so a cursor never skips
+/// a change.
 pub trait ReputationStore {
     type Tx<'a>: WriteTx
     where
@@ -49,6 +80,11 @@ pub trait ReputationStore {
 
     /// Start a write transaction. Nothing is visible to readers until [`WriteTx::commit`]; dropping
     /// the transaction rolls it back.
+    ///
+    /// The sequence numbers the transaction's changes get must not become visible before every
+    /// smaller number has (see the [crate docs](crate)); SQLite ensures it by taking the write lock
+    /// here, so at most one transaction at a time assigns numbers. [`StoreError::Busy`] when
+    /// another writer holds the lock past the busy timeout.
     fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
 
     fn catalog(&self) -> Result<Catalog, StoreError>;
@@ -88,12 +124,15 @@ pub trait ReputationStore {
         Ok(out)
     }
 
-    /// Changes with a sequence number above `cursor`, at most `limit`.
+    /// Changes with a sequence number above `cursor`, at most `limit`, in order. Everything below
+    /// the `next` it returns is visible and was returned (or compacted away): a caller can store
+    /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
     fn stats(&self) -> Result<Stats, StoreError>;
 
-    /// The newest sequence number (cheap, unlike [`ReputationStore::stats`]).
+    /// The newest sequence number (cheap, unlike [`ReputationStore::stats`]). Every change up to
+    /// it is visible to this handle.
     fn last_seq(&self) -> Result<u64, StoreError>;
 
     /// Remove every assertion whose expiry is at or before `now`, and the entries left without one.
@@ -105,6 +144,18 @@ pub trait ReputationStore {
 }
 
 /// One write transaction. All methods take a source name; `USER_SOURCE` is manual and SMS API writes.
+///
+/// # Contract
+///
+/// - Every change (insert, update, delete of an entry) gets the next sequence number, strictly
+///   increasing within the transaction and above every number committed before it.
+/// - All of the transaction's changes become visible together at [`WriteTx::commit`], durable when
+///   it returns, or none of them (drop = rollback).
+/// - **Sequence numbers become visible in order**: once a reader can see number N it can see every
+///   change numbered below N. A device cursor must never skip a change committed later with a
+///   smaller number. SQLite: one writer at a time, numbers assigned inside the write transaction
+///   (so commits come in number order). PostgreSQL: allocate under a lock held to commit, or expose
+///   only numbers below the oldest transaction in flight; see the [crate docs](crate).
 pub trait WriteTx {
     /// Add or update `source`'s assertion of the entry. With [`WriteMode::Merge`] the categories
     /// named in the tags are overwritten and the others kept (no tags keeps them all).
@@ -146,6 +197,7 @@ pub trait WriteTx {
     /// existed.
     fn touch(&mut self, entry_ids: &[i64]) -> Result<u64, StoreError>;
 
-    /// Make everything durable. Returns the last sequence number.
+    /// Make everything durable and visible at once. Returns the last sequence number, a cursor
+    /// that covers this transaction and every one before it.
     fn commit(self) -> Result<u64, StoreError>;
 }

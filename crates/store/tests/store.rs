@@ -1,40 +1,103 @@
-//! The storage suite: every behaviour callers rely on, against a real SQLite file.
+//! The storage suite: every behaviour callers rely on, written once against the store traits and
+//! run against every backend (one `backend_suite!` line each), then what only SQLite has.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::sync::Arc;
 
 use rephub_model::{
-    Catalog, CategoryType, Criteria, Entry, FixedClock, Include, Kind, NewCategory, Query,
+    Catalog, CategoryType, Clock, Criteria, Entry, FixedClock, Include, Kind, NewCategory, Query,
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, OpenOptions, Outcome, ReputationStore, SqliteStore, StoreError,
-    USER_SOURCE, Upsert, WriteMode, WriteTx,
+    ChangeOp, ChangePage, DistributionStore, KeyStore, ModifiedKey, ModifiedQuery, OpenOptions,
+    Outcome, ReputationStore, SourceStore, SqliteStore, StoreError, TargetStore, USER_SOURCE,
+    Upsert, UpstreamStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
 
-struct Db {
-    store: SqliteStore,
-    clock: Arc<FixedClock>,
-    _dir: tempfile::TempDir,
+/// A backend the suite runs against.
+trait TestBackend:
+    ReputationStore + DistributionStore + KeyStore + SourceStore + UpstreamStore + TargetStore + Sized
+{
+    /// Keeps the database alive; dropping it removes the database (a temporary directory, a
+    /// throw-away schema).
+    type Guard;
+    /// A new, empty, migrated database whose time is `clock`.
+    fn fresh(clock: Arc<dyn Clock>) -> (Self::Guard, Self);
+    /// The database of `guard` opened again, as after a restart.
+    fn reopen(guard: &Self::Guard, clock: Arc<dyn Clock>) -> Self;
 }
 
-fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(FixedClock::new(T0));
-    let store = SqliteStore::open_with(
-        &dir.path().join("rep.db"),
-        OpenOptions {
+impl TestBackend for SqliteStore {
+    type Guard = tempfile::TempDir;
+
+    fn fresh(clock: Arc<dyn Clock>) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::reopen(&dir, clock);
+        (dir, store)
+    }
+
+    fn reopen(dir: &tempfile::TempDir, clock: Arc<dyn Clock>) -> SqliteStore {
+        let opts = OpenOptions {
             cache_mib: 16,
-            clock: clock.clone(),
-        },
-    )
-    .unwrap();
+            clock,
+        };
+        SqliteStore::open_with(&dir.path().join("rep.db"), opts).unwrap()
+    }
+}
+
+/// Every test of the suite, for one backend: `backend_suite!(module name, store type)`.
+macro_rules! backend_suite {
+    ($name:ident, $backend:ty) => {
+        mod $name {
+            use super::*;
+
+            backend_suite!(@tests $backend;
+                builtin_categories_exist_from_the_start,
+                sms_merge_semantics,
+                sources_keep_their_own_assertions,
+                change_log_and_compaction,
+                ttl_sweeper_uses_the_clock,
+                search_entry_criteria,
+                categories_can_be_added_once,
+                data_survives_reopen,
+                get_many_equals_one_by_one,
+                device_reports_and_events_survive_retries,
+                entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
+                exceptions_are_kept_once_and_listed_in_order,
+                source_configs_keep_their_state_and_renaming_keeps_the_entries,
+                taken_names_are_conflicts,
+                ids_are_never_reused,
+            );
+        }
+    };
+    (@tests $backend:ty; $($test:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                super::$test::<$backend>()
+            }
+        )+
+    };
+}
+
+backend_suite!(sqlite, SqliteStore);
+
+struct Db<S: TestBackend> {
+    // Dropped before the guard: the store is closed before its database goes.
+    store: S,
+    clock: Arc<FixedClock>,
+    guard: S::Guard,
+}
+
+fn db<S: TestBackend>() -> Db<S> {
+    let clock = Arc::new(FixedClock::new(T0));
+    let (guard, store) = S::fresh(clock.clone());
     Db {
         store,
         clock,
-        _dir: dir,
+        guard,
     }
 }
 
@@ -67,9 +130,8 @@ fn sev(cat: &Catalog, t: &Tags) -> Option<String> {
     t.get(id).map(|v| v.to_string())
 }
 
-#[test]
-fn builtin_categories_exist_from_the_start() {
-    let d = db();
+fn builtin_categories_exist_from_the_start<S: TestBackend>() {
+    let d = db::<S>();
     let cat = d.store.catalog().unwrap();
     for name in [
         builtin::DETECTION_CATEGORY,
@@ -87,9 +149,8 @@ fn builtin_categories_exist_from_the_start() {
     }
 }
 
-#[test]
-fn sms_merge_semantics() {
-    let mut d = db();
+fn sms_merge_semantics<S: TestBackend>() {
+    let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let ip = e(Kind::Ipv4, "1.2.3.4");
     let mut tx = d.store.begin().unwrap();
@@ -135,9 +196,8 @@ fn sms_merge_semantics() {
     assert_eq!(d.store.get(&ip).unwrap().unwrap().tags.get(src), None);
 }
 
-#[test]
-fn sources_keep_their_own_assertions() {
-    let mut d = db();
+fn sources_keep_their_own_assertions<S: TestBackend>() {
+    let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let dom = e(Kind::Domain, "evil.example");
     let mut tx = d.store.begin().unwrap();
@@ -180,9 +240,8 @@ fn sources_keep_their_own_assertions() {
     assert!(d.store.get(&dom).unwrap().is_none());
 }
 
-#[test]
-fn change_log_and_compaction() {
-    let mut d = db();
+fn change_log_and_compaction<S: TestBackend>() {
+    let mut d = db::<S>();
     let a = e(Kind::Ipv4, "10.0.0.1");
     let b = e(Kind::Ipv6, "2001:db8::/48");
     let cat = d.store.catalog().unwrap();
@@ -256,9 +315,8 @@ fn change_log_and_compaction() {
     assert_eq!(tx.commit().unwrap(), 5);
 }
 
-#[test]
-fn ttl_sweeper_uses_the_clock() {
-    let mut d = db();
+fn ttl_sweeper_uses_the_clock<S: TestBackend>() {
+    let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let soon = e(Kind::Sha1, &"a".repeat(40));
     let later = e(Kind::Sha1, &"b".repeat(40));
@@ -328,7 +386,7 @@ fn ttl_sweeper_uses_the_clock() {
     );
 }
 
-impl Db {
+impl<S: TestBackend> Db<S> {
     fn clock_now(&self) -> i64 {
         use rephub_model::Clock;
         self.clock.now()
@@ -337,7 +395,7 @@ impl Db {
 
 type Pairs<'a> = &'a [(&'a str, &'a str)];
 
-fn load(d: &mut Db, source: &str, items: &[(Kind, &str, Pairs)]) {
+fn load<S: TestBackend>(d: &mut Db<S>, source: &str, items: &[(Kind, &str, Pairs)]) {
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for (k, v, t) in items {
@@ -354,7 +412,7 @@ fn load(d: &mut Db, source: &str, items: &[(Kind, &str, Pairs)]) {
     tx.commit().unwrap();
 }
 
-fn found(d: &Db, c: &Criteria) -> Vec<String> {
+fn found<S: TestBackend>(d: &Db<S>, c: &Criteria) -> Vec<String> {
     d.store
         .search(c, 0)
         .unwrap()
@@ -370,9 +428,8 @@ fn q(query: Query) -> Criteria {
     }
 }
 
-#[test]
-fn search_entry_criteria() {
-    let mut d = db();
+fn search_entry_criteria<S: TestBackend>() {
+    let mut d = db::<S>();
     let high: &[(&str, &str)] = &[("Trend Micro Severity", "High")];
     let none: &[(&str, &str)] = &[];
     load(
@@ -493,9 +550,8 @@ fn search_entry_criteria() {
     );
 }
 
-#[test]
-fn categories_can_be_added_once() {
-    let mut d = db();
+fn categories_can_be_added_once<S: TestBackend>() {
+    let mut d = db::<S>();
     let new = NewCategory {
         name: "Country".into(),
         kind: CategoryType::List {
@@ -520,41 +576,31 @@ fn categories_can_be_added_once() {
     assert_eq!(cat.by_name("Country").unwrap().id, c.id);
 }
 
-#[test]
-fn data_survives_reopen_and_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sub/rep.db");
-    {
-        let mut s = SqliteStore::open(&path).unwrap();
-        let cat = s.catalog().unwrap();
-        let mut tx = s.begin().unwrap();
-        put(
-            &mut tx,
-            &cat,
-            USER_SOURCE,
-            &e(Kind::Domain, "keep.example"),
-            &Tags::new(),
-            WriteMode::Merge,
-        )
-        .unwrap();
-        tx.commit().unwrap();
-    }
-    let s = SqliteStore::open(&path).unwrap();
+fn data_survives_reopen<S: TestBackend>() {
+    let Db {
+        mut store,
+        clock,
+        guard,
+    } = db::<S>();
+    let cat = store.catalog().unwrap();
+    let mut tx = store.begin().unwrap();
+    put(
+        &mut tx,
+        &cat,
+        USER_SOURCE,
+        &e(Kind::Domain, "keep.example"),
+        &Tags::new(),
+        WriteMode::Merge,
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    let s = S::reopen(&guard, clock);
     assert!(s.get(&e(Kind::Domain, "keep.example")).unwrap().is_some());
-    s.check_integrity().unwrap();
-    s.connection()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
-    drop(s);
-    assert!(matches!(
-        SqliteStore::open(&path),
-        Err(StoreError::TooNew { found: 99, .. })
-    ));
 }
 
-#[test]
-fn get_many_equals_one_by_one() {
-    let mut d = db();
+fn get_many_equals_one_by_one<S: TestBackend>() {
+    let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for i in 0..300u32 {
@@ -608,10 +654,8 @@ fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {
     }
 }
 
-#[test]
-fn device_reports_and_events_survive_retries() {
-    use rephub_store::DistributionStore;
-    let mut d = db();
+fn device_reports_and_events_survive_retries<S: TestBackend>() {
+    let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     assert!(
         d.store
@@ -638,138 +682,330 @@ fn device_reports_and_events_survive_retries() {
     assert!(d.store.events(0, 100, Some(dev.id + 1)).unwrap().is_empty());
 }
 
-mod sources {
-    use super::*;
-    use rephub_store::{ModifiedKey, ModifiedQuery, SourceStore, UpstreamStore};
+fn write<S: TestBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {
+    let cat = d.store.catalog().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    for en in entries {
+        put(&mut tx, &cat, source, en, &Tags::new(), WriteMode::Replace).unwrap();
+    }
+    tx.commit().unwrap();
+}
 
-    fn write(d: &mut Db, source: &str, entries: &[Entry]) {
-        let cat = d.store.catalog().unwrap();
-        let mut tx = d.store.begin().unwrap();
-        for en in entries {
-            put(&mut tx, &cat, source, en, &Tags::new(), WriteMode::Replace).unwrap();
+fn page<S: TestBackend>(d: &Db<S>, q: &ModifiedQuery) -> Vec<String> {
+    let p = d.store.modified_entries(q).unwrap();
+    p.items.iter().map(|(_, e)| e.entry.to_string()).collect()
+}
+
+fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification<S: TestBackend>() {
+    let mut d = db::<S>();
+    let a = e(Kind::Ipv4, "1.1.1.1");
+    let b = e(Kind::Domain, "b.example");
+    let c = e(Kind::Ipv4, "3.3.3.3");
+    write(&mut d, "feed", &[a.clone(), b.clone()]);
+    d.clock.advance(10);
+    write(&mut d, USER_SOURCE, std::slice::from_ref(&c));
+    d.clock.advance(10);
+    // b is also asserted by the user; withdrawing the feed's assertion modifies b (T0 + 30).
+    write(&mut d, USER_SOURCE, std::slice::from_ref(&b));
+    d.clock.advance(10);
+    let mut tx = d.store.begin().unwrap();
+    assert!(tx.withdraw("feed", &b).unwrap());
+    tx.commit().unwrap();
+
+    let all = ModifiedQuery {
+        limit: 10,
+        ..ModifiedQuery::default()
+    };
+    assert_eq!(page(&d, &all), ["1.1.1.1", "3.3.3.3", "b.example"]);
+    let since = ModifiedQuery {
+        start: Some(T0 + 10),
+        ..all.clone()
+    };
+    assert_eq!(page(&d, &since), ["3.3.3.3", "b.example"]);
+    let until = ModifiedQuery {
+        end: Some(T0 + 10),
+        ..all.clone()
+    };
+    assert_eq!(page(&d, &until), ["1.1.1.1", "3.3.3.3"]);
+    let ipv4 = ModifiedQuery {
+        kinds: vec![Kind::Ipv4],
+        descending: true,
+        ..all.clone()
+    };
+    assert_eq!(page(&d, &ipv4), ["3.3.3.3", "1.1.1.1"]);
+
+    // Paging one at a time visits every entry.
+    let mut seen = Vec::new();
+    let mut after: Option<ModifiedKey> = None;
+    loop {
+        let p = d
+            .store
+            .modified_entries(&ModifiedQuery {
+                after,
+                limit: 1,
+                ..ModifiedQuery::default()
+            })
+            .unwrap();
+        seen.extend(p.items.iter().map(|(_, e)| e.entry.to_string()));
+        if !p.more {
+            break;
         }
-        tx.commit().unwrap();
+        after = p.last;
     }
+    assert_eq!(seen, ["1.1.1.1", "3.3.3.3", "b.example"]);
+}
 
-    fn page(d: &Db, q: &ModifiedQuery) -> Vec<String> {
-        let p = d.store.modified_entries(q).unwrap();
-        p.items.iter().map(|(_, e)| e.entry.to_string()).collect()
-    }
+fn exceptions_are_kept_once_and_listed_in_order<S: TestBackend>() {
+    let mut d = db::<S>();
+    let x = e(Kind::Domain, "x.example");
+    let y = e(Kind::Ipv4, "9.9.9.9");
+    assert_eq!(
+        d.store
+            .put_exceptions(&[(x.clone(), "fp".into()), (y.clone(), String::new())])
+            .unwrap(),
+        [true, true]
+    );
+    assert_eq!(
+        d.store.put_exceptions(&[(x.clone(), "fp".into())]).unwrap(),
+        [false]
+    );
+    let list = d.store.exceptions(0, 10).unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].entry, y, "IPv4 sorts before domains");
+    assert_eq!(list[1].description, "fp");
+    assert_eq!(d.store.exceptions(1, 10).unwrap().len(), 1);
+    assert_eq!(
+        d.store.delete_exceptions(&[x.clone(), x]).unwrap(),
+        [true, false]
+    );
+}
 
-    #[test]
-    fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification() {
-        let mut d = db();
-        let a = e(Kind::Ipv4, "1.1.1.1");
-        let b = e(Kind::Domain, "b.example");
-        let c = e(Kind::Ipv4, "3.3.3.3");
-        write(&mut d, "feed", &[a.clone(), b.clone()]);
-        d.clock.advance(10);
-        write(&mut d, USER_SOURCE, std::slice::from_ref(&c));
-        d.clock.advance(10);
-        // b is also asserted by the user; withdrawing the feed's assertion modifies b (T0 + 30).
-        write(&mut d, USER_SOURCE, std::slice::from_ref(&b));
-        d.clock.advance(10);
-        let mut tx = d.store.begin().unwrap();
-        assert!(tx.withdraw("feed", &b).unwrap());
-        tx.commit().unwrap();
+fn source_configs_keep_their_state_and_renaming_keeps_the_entries<S: TestBackend>() {
+    let mut d = db::<S>();
+    d.store
+        .put_source_config("v1", "visionone", "{}", "api")
+        .unwrap();
+    assert!(d.store.save_source_state("v1", r#"{"cursor":1}"#).unwrap());
+    assert!(!d.store.save_source_state("nope", "{}").unwrap());
+    d.store
+        .put_source_config("v1", "visionone", r#"{"url":"x"}"#, "api")
+        .unwrap();
+    let rows = d.store.source_configs().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, r#"{"cursor":1}"#);
+    assert_eq!(rows[0].config, r#"{"url":"x"}"#);
 
-        let all = ModifiedQuery {
-            limit: 10,
-            ..ModifiedQuery::default()
-        };
-        assert_eq!(page(&d, &all), ["1.1.1.1", "3.3.3.3", "b.example"]);
-        let since = ModifiedQuery {
-            start: Some(T0 + 10),
-            ..all.clone()
-        };
-        assert_eq!(page(&d, &since), ["3.3.3.3", "b.example"]);
-        let until = ModifiedQuery {
-            end: Some(T0 + 10),
-            ..all.clone()
-        };
-        assert_eq!(page(&d, &until), ["1.1.1.1", "3.3.3.3"]);
-        let ipv4 = ModifiedQuery {
-            kinds: vec![Kind::Ipv4],
-            descending: true,
-            ..all.clone()
-        };
-        assert_eq!(page(&d, &ipv4), ["3.3.3.3", "1.1.1.1"]);
+    let a = e(Kind::Ipv4, "1.1.1.1");
+    write(&mut d, "v1", std::slice::from_ref(&a));
+    assert_eq!(d.store.source_entries("v1").unwrap().len(), 1);
+    assert!(d.store.rename_source("v1", "v1@old").unwrap());
+    assert!(d.store.source_entries("v1").unwrap().is_empty());
+    assert!(d.store.get(&a).unwrap().unwrap().has_source("v1@old"));
+    write(&mut d, USER_SOURCE, &[e(Kind::Ipv4, "2.2.2.2")]);
+    assert!(matches!(
+        d.store.rename_source("v1@old", USER_SOURCE),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(d.store.delete_source_config("v1").unwrap());
+    assert!(!d.store.delete_source_config("v1").unwrap());
+}
 
-        // Paging one at a time visits every entry.
-        let mut seen = Vec::new();
-        let mut after: Option<ModifiedKey> = None;
-        loop {
-            let p = d
-                .store
-                .modified_entries(&ModifiedQuery {
-                    after,
-                    limit: 1,
-                    ..ModifiedQuery::default()
-                })
-                .unwrap();
-            seen.extend(p.items.iter().map(|(_, e)| e.entry.to_string()));
-            if !p.more {
-                break;
-            }
-            after = p.last;
-        }
-        assert_eq!(seen, ["1.1.1.1", "3.3.3.3", "b.example"]);
-    }
+fn taken_names_are_conflicts<S: TestBackend>() {
+    let mut d = db::<S>();
+    let f = d.store.put_filter(0, "block", "{}").unwrap();
+    let err = d.store.put_filter(0, "block", "{}").unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(w) if w == "filter \"block\""));
+    assert_eq!(err.to_string(), "filter \"block\" already exists");
+    let g = d.store.put_filter(0, "other", "{}").unwrap();
+    assert!(matches!(
+        d.store.put_filter(g, "block", "{}"),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.put_profile(0, "p", &[f]).unwrap();
+    assert!(matches!(
+        d.store.put_profile(0, "p", &[]),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.add_device("fw1", b"h1", None).unwrap();
+    assert!(matches!(
+        d.store.add_device("fw1", b"h2", None),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.add_api_key("k", "admin", b"h").unwrap();
+    assert!(matches!(
+        d.store.add_api_key("k", "admin", b"h2"),
+        Err(StoreError::Conflict(_))
+    ));
+}
 
-    #[test]
-    fn exceptions_are_kept_once_and_listed_in_order() {
-        let mut d = db();
-        let x = e(Kind::Domain, "x.example");
-        let y = e(Kind::Ipv4, "9.9.9.9");
-        assert_eq!(
+/// A deleted row's id is never handed out again: a new filter must not silently join the profiles
+/// that listed a deleted one, nor a new device inherit a deleted one's events.
+fn ids_are_never_reused<S: TestBackend>() {
+    let mut d = db::<S>();
+    let filters: Vec<i64> = (1..=3)
+        .map(|i| d.store.put_filter(0, &format!("f{i}"), "{}").unwrap())
+        .collect();
+    assert_eq!(filters, [1, 2, 3]);
+    let p = d.store.put_profile(0, "p", &[1, 3]).unwrap();
+    assert!(d.store.delete_filter(3).unwrap());
+    assert_eq!(d.store.put_filter(0, "f4", "{}").unwrap(), 4);
+    let profile = d.store.profiles().unwrap().into_iter().find(|r| r.id == p);
+    assert_eq!(profile.unwrap().filters, [1, 3]);
+
+    let profiles: Vec<i64> = (2..=3)
+        .map(|i| d.store.put_profile(0, &format!("p{i}"), &[]).unwrap())
+        .collect();
+    assert_eq!(profiles, [2, 3]);
+    assert!(d.store.delete_profile(3).unwrap());
+    assert_eq!(d.store.put_profile(0, "p4", &[]).unwrap(), 4);
+
+    let devices: Vec<i64> = (1..=3)
+        .map(|i| {
+            let name = format!("d{i}");
+            d.store.add_device(&name, name.as_bytes(), None).unwrap().id
+        })
+        .collect();
+    assert_eq!(devices, [1, 2, 3]);
+    assert!(d.store.delete_device(3).unwrap());
+    assert_eq!(d.store.add_device("d4", b"d4", None).unwrap().id, 4);
+
+    let keys: Vec<i64> = (1..=3)
+        .map(|i| {
+            let name = format!("k{i}");
             d.store
-                .put_exceptions(&[(x.clone(), "fp".into()), (y.clone(), String::new())])
-                .unwrap(),
-            [true, true]
-        );
-        assert_eq!(
-            d.store.put_exceptions(&[(x.clone(), "fp".into())]).unwrap(),
-            [false]
-        );
-        let list = d.store.exceptions(0, 10).unwrap();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].entry, y, "IPv4 sorts before domains");
-        assert_eq!(list[1].description, "fp");
-        assert_eq!(d.store.exceptions(1, 10).unwrap().len(), 1);
-        assert_eq!(
-            d.store.delete_exceptions(&[x.clone(), x]).unwrap(),
-            [true, false]
-        );
-    }
+                .add_api_key(&name, "admin", name.as_bytes())
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(keys, [1, 2, 3]);
+    assert!(d.store.delete_api_key("k3").unwrap());
+    assert_eq!(d.store.add_api_key("k4", "admin", b"k4").unwrap().id, 4);
 
-    #[test]
-    fn source_configs_keep_their_state_and_renaming_keeps_the_entries() {
-        let mut d = db();
-        d.store
-            .put_source_config("v1", "visionone", "{}", "api")
-            .unwrap();
-        assert!(d.store.save_source_state("v1", r#"{"cursor":1}"#).unwrap());
-        assert!(!d.store.save_source_state("nope", "{}").unwrap());
-        d.store
-            .put_source_config("v1", "visionone", r#"{"url":"x"}"#, "api")
-            .unwrap();
-        let rows = d.store.source_configs().unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].state, r#"{"cursor":1}"#);
-        assert_eq!(rows[0].config, r#"{"url":"x"}"#);
-
-        let a = e(Kind::Ipv4, "1.1.1.1");
-        write(&mut d, "v1", std::slice::from_ref(&a));
-        assert_eq!(d.store.source_entries("v1").unwrap().len(), 1);
-        assert!(d.store.rename_source("v1", "v1@old").unwrap());
-        assert!(d.store.source_entries("v1").unwrap().is_empty());
-        assert!(d.store.get(&a).unwrap().unwrap().has_source("v1@old"));
-        write(&mut d, USER_SOURCE, &[e(Kind::Ipv4, "2.2.2.2")]);
-        assert!(matches!(
-            d.store.rename_source("v1@old", USER_SOURCE),
-            Err(StoreError::Exists(_))
-        ));
-        assert!(d.store.delete_source_config("v1").unwrap());
-        assert!(!d.store.delete_source_config("v1").unwrap());
+    let run = rephub_store::TargetRunRow {
+        id: 0,
+        started_at: T0,
+        finished_at: T0,
+        added: 0,
+        removed: 0,
+        failed: 0,
+        error: None,
+    };
+    d.store.put_target("t", "{}").unwrap();
+    for want in 1..=3 {
+        assert_eq!(d.store.add_target_run("t", &run).unwrap(), want);
     }
+    assert!(d.store.delete_target("t").unwrap());
+    d.store.put_target("t", "{}").unwrap();
+    assert_eq!(d.store.add_target_run("t", &run).unwrap(), 4);
+    assert_eq!(d.store.target_runs("t", 10).unwrap().len(), 1);
+}
+
+// What only SQLite has: its file, concurrent handles on it, read-only handles.
+
+#[test]
+fn sqlite_creates_the_directory_and_stays_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/rep.db");
+    {
+        let mut s = SqliteStore::open(&path).unwrap();
+        let cat = s.catalog().unwrap();
+        let mut tx = s.begin().unwrap();
+        put(
+            &mut tx,
+            &cat,
+            USER_SOURCE,
+            &e(Kind::Domain, "keep.example"),
+            &Tags::new(),
+            WriteMode::Merge,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(s.get(&e(Kind::Domain, "keep.example")).unwrap().is_some());
+    s.check_integrity().unwrap();
+}
+
+#[test]
+fn a_writer_that_waits_too_long_gets_busy() {
+    let d = db::<SqliteStore>();
+    let path = d.guard.path().join("rep.db");
+    let mut holder = SqliteStore::open(&path).unwrap();
+    let tx = holder.begin().unwrap();
+    let mut other = SqliteStore::open(&path).unwrap();
+    other
+        .set_busy_timeout(std::time::Duration::from_millis(10))
+        .unwrap();
+    assert!(matches!(other.begin(), Err(StoreError::Busy)));
+    drop(tx);
+    other.begin().unwrap();
+}
+
+#[test]
+fn a_reader_sees_commits_never_waits_and_refuses_writes() {
+    let mut d = db::<SqliteStore>();
+    let path = d.guard.path().join("rep.db");
+    let cat = d.store.catalog().unwrap();
+    let a = e(Kind::Ipv4, "10.0.0.1");
+    let b = e(Kind::Ipv4, "10.0.0.2");
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &a);
+    tx.commit().unwrap();
+
+    let mut reader = SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
+    assert!(reader.get(&a).unwrap().is_some());
+    assert_eq!(reader.last_seq().unwrap(), 1);
+
+    // While the writer holds an open transaction, the reader answers at once with the last commit.
+    reader
+        .set_busy_timeout(std::time::Duration::from_millis(1))
+        .unwrap();
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &b);
+    assert!(reader.get(&b).unwrap().is_none());
+    assert_eq!(reader.last_seq().unwrap(), 1);
+    tx.commit().unwrap();
+    // And sees the commit as soon as it is made.
+    assert!(reader.get(&b).unwrap().is_some());
+    let ChangePage::Delta { changes, next } = reader.changes_since(0, 10).unwrap() else {
+        panic!()
+    };
+    assert_eq!((changes.len(), next), (2, 2));
+    d.store.put_filter(0, "f", "{}").unwrap();
+    assert_eq!(reader.filters().unwrap().len(), 1);
+
+    // Writes are refused, and refusing them takes no lock: the writer goes on.
+    assert!(matches!(reader.begin(), Err(StoreError::ReadOnly)));
+    assert!(matches!(reader.compact(1), Err(StoreError::ReadOnly)));
+    assert!(matches!(
+        reader.sweep_expired(T0),
+        Err(StoreError::ReadOnly)
+    ));
+    assert!(matches!(
+        reader.put_filter(0, "g", "{}"),
+        Err(StoreError::ReadOnly)
+    ));
+    assert!(matches!(
+        reader.add_api_key("k", "admin", b"h"),
+        Err(StoreError::ReadOnly)
+    ));
+    d.store
+        .set_busy_timeout(std::time::Duration::from_millis(1))
+        .unwrap();
+    let mut tx = d.store.begin().unwrap();
+    tx.remove(&a).unwrap();
+    assert_eq!(tx.commit().unwrap(), 3);
+    assert!(reader.get(&a).unwrap().is_none());
+    assert_eq!(reader.last_seq().unwrap(), 3);
+}
+
+#[test]
+fn a_reader_needs_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        SqliteStore::open_reader(&dir.path().join("none.db"), OpenOptions::default()),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!dir.path().join("none.db").exists());
 }

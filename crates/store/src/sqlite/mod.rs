@@ -1,9 +1,24 @@
 //! The embedded SQLite implementation of [`ReputationStore`].
 //!
 //! One connection per `SqliteStore`; writes go through [`SqliteTx`], an IMMEDIATE transaction, so
-//! one writer at a time holds the lock and sequence numbers are allocated without races. WAL mode
+//! one writer at a time holds the lock and sequence numbers are allocated without races. The next
+//! number is read from `meta.last_seq` after the lock is taken and written back in the same
+//! transaction, so transactions commit in the order of their numbers: the crate's contract that
+//! numbers become visible in order holds without more work. WAL mode
 //! lets readers in other connections (and processes) read while a long import runs; with
 //! `synchronous = FULL` a commit is on disk when `commit` returns.
+//!
+//! This folder is the whole SQLite backend: the entries and the change log here, the other tables
+//! of the crate's traits in one file each (`dist`, `keys`, `sources`, `targets`), the migrations in
+//! `schema`, and the conversion of SQLite's errors in `error`. Nothing outside this folder names
+//! `rusqlite`.
+
+mod dist;
+mod error;
+mod keys;
+mod schema;
+mod sources;
+mod targets;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
+};
 
 use rephub_model::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
@@ -20,7 +37,6 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::merge::effective;
-use crate::schema;
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
     WriteMode,
@@ -45,11 +61,19 @@ impl Default for OpenOptions {
     }
 }
 
+/// How long a connection waits for a lock before failing with [`StoreError::Busy`], unless
+/// [`SqliteStore::set_busy_timeout`] says otherwise.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A database, through one connection: the writer ([`SqliteStore::open`]) or a reader
+/// ([`SqliteStore::open_reader`]).
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     clock: Arc<dyn Clock>,
+    /// Opened by [`SqliteStore::open_reader`]: every write fails with [`StoreError::ReadOnly`].
+    read_only: bool,
 }
 
 impl SqliteStore {
@@ -65,7 +89,7 @@ impl SqliteStore {
             })?;
         }
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Only takes effect on a new database. 16 KiB pages measured faster than 4 KiB for bulk
         // imports (fewer tree levels and splits) and suit range scans.
         conn.execute_batch("PRAGMA page_size = 16384")?;
@@ -76,20 +100,55 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL;
-             PRAGMA cache_size = -{};
-             PRAGMA mmap_size = 268435456;
-             PRAGMA foreign_keys = OFF;
-             PRAGMA temp_store = MEMORY;",
-            u64::from(opts.cache_mib) * 1024
-        ))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
+        tune(&conn, &opts)?;
         schema::migrate(&mut conn, &path.display().to_string(), opts.clock.now())?;
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             clock: opts.clock,
+            read_only: false,
+        })
+    }
+
+    /// Open an existing database for reading only: one connection of a pool of readers beside the
+    /// writer. In WAL mode a reader never waits for the writer (it reads the last commit before its
+    /// read began) and the writer never waits for readers. The database must exist and be migrated
+    /// (by [`SqliteStore::open`]); this never changes the schema. Every write through a reader fails
+    /// with [`StoreError::ReadOnly`] (`PRAGMA query_only`, and the store refuses to begin a write
+    /// transaction, so that a reader can never take the write lock).
+    pub fn open_reader(path: &Path, opts: OpenOptions) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NotFound(format!("database {}", path.display())));
+        }
+        // Read-write without create rather than SQLITE_OPEN_READ_ONLY: a read-only connection
+        // cannot recover a WAL left by a crash nor create a missing `-wal`/`-shm`, so it could fail
+        // where a reader should work. `query_only` keeps it from writing.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(
+                format!(
+                    "{} is not in WAL mode (got {mode}): open it for writing first",
+                    path.display()
+                )
+                .into(),
+            ));
+        }
+        schema::check_current(&conn, &path.display().to_string())?;
+        tune(&conn, &opts)?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            clock: opts.clock,
+            read_only: true,
         })
     }
 
@@ -109,14 +168,34 @@ impl SqliteStore {
         self.clock.now()
     }
 
-    /// The connection, for checks in tests and tools, and for the other tables of this crate.
-    pub fn connection(&self) -> &Connection {
+    /// The connection, for the other tables of this backend.
+    pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
 
     /// A transaction on the connection, for the other tables of this crate.
     pub(crate) fn transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        self.writable()?;
         Ok(self.conn.transaction()?)
+    }
+
+    /// The write lock, taken now (not at the first write), so that sequence numbers are read and
+    /// assigned under it.
+    fn write_transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        self.writable()?;
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// Refuse a write on a reader before it takes any lock: `query_only` lets `BEGIN IMMEDIATE`
+    /// through, and a reader holding the write lock would stall the writer.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
     }
 
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
@@ -130,6 +209,18 @@ impl SqliteStore {
             Err(StoreError::Corrupt(r))
         }
     }
+}
+
+/// Cache and memory settings, the same for the writer and the readers.
+fn tune(conn: &Connection, opts: &OpenOptions) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{};
+         PRAGMA mmap_size = 268435456;
+         PRAGMA temp_store = MEMORY;",
+        u64::from(opts.cache_mib) * 1024
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<u64, StoreError> {
@@ -411,9 +502,7 @@ impl ReputationStore for SqliteStore {
 
     fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
         let now = self.clock.now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_transaction()?;
         let seq = meta(&tx, "last_seq")?;
         let ttl = ttl_id(&tx)?;
         let max_id: i64 =
@@ -436,9 +525,8 @@ impl ReputationStore for SqliteStore {
     fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError> {
         category.validate()?;
         let name = category.name.trim().to_string();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = self.clock.now();
+        let tx = self.write_transaction()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM categories WHERE name = ?1)",
             [&name],
@@ -451,7 +539,7 @@ impl ReputationStore for SqliteStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
             "INSERT INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 0, ?4)",
-            params![name, def, category.description, self.clock.now()],
+            params![name, def, category.description, now],
         )?;
         let id = tx.last_insert_rowid() as CategoryId;
         tx.commit()?;
@@ -616,6 +704,7 @@ impl ReputationStore for SqliteStore {
     }
 
     fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError> {
+        self.writable()?;
         // A plain read first: when nothing is due (the usual case), no write lock is taken.
         let due: bool = self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM assertions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
@@ -648,9 +737,7 @@ impl ReputationStore for SqliteStore {
     }
 
     fn compact(&mut self, upto: u64) -> Result<u64, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.write_transaction()?;
         let upto = upto.min(meta(&tx, "last_seq")?);
         let removed = tx.execute("DELETE FROM changes WHERE seq <= ?1", [upto as i64])?;
         tx.execute(

@@ -1,0 +1,594 @@
+//! Versioned schema migrations, applied in order inside one transaction each; the version lives in
+//! `PRAGMA user_version`.
+//!
+//! Layout and why:
+//! - `entries`: one row per (kind, canonical value). `key` is `Entry::store_key`: unique like the
+//!   value and ordered (start address then prefix length for IP entries, reversed labels for
+//!   domains), so the one unique index serves point lookups, "entries inside this prefix" and "names
+//!   below this domain" as range scans. `key_end` is the last address of an IP entry. Ids come from
+//!   `meta.next_entry_id` and are never reused, so a change-log record can never point at a later
+//!   entry that took a deleted entry's id (and inserts append to the table).
+//! - `assertions`: one row per (entry, source), clustered by entry (WITHOUT ROWID) so an entry's
+//!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags`.
+//! - `changes`: the append-only change log; `value` is only kept for deletes, when the entry row is
+//!   gone. Inserts and updates point at the entry.
+//! - `meta`: `last_seq` (the newest sequence number, kept even when the log is compacted),
+//!   `horizon` (the highest compacted sequence number) and `next_entry_id`.
+//! - Every other table with an integer id (`categories`, `sources`, `api_keys`, `filters`,
+//!   `profiles`, `devices`, `events`, `target_runs`) declares it AUTOINCREMENT (since migration 8):
+//!   an id is never handed out twice, even after the newest row is deleted, because ids are
+//!   referred to (a profile lists filter ids, events name their device, clients page events by id).
+//!   Tables keyed by name (`source_configs`, `targets`) have no id to reuse.
+
+use rusqlite::{Connection, params};
+
+use rephub_model::builtin;
+
+use crate::error::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('horizon', 0), ('next_entry_id', 1);
+    CREATE TABLE categories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        builtin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        key_end BLOB,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (kind, key)
+    );
+    CREATE TABLE assertions (
+        entry_id INTEGER NOT NULL,
+        source_id INTEGER NOT NULL,
+        tags BLOB NOT NULL,
+        expires_at INTEGER,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (entry_id, source_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX assertions_source ON assertions (source_id, entry_id);
+    CREATE INDEX assertions_expiry ON assertions (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY,
+        op INTEGER NOT NULL,
+        entry_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT
+    );
+    "#,
+    // 2: API keys of users, producers and read-only clients; only a hash of each key is kept.
+    r#"
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    "#,
+    // 3: distribution: reputation filters, profiles (a set of filters), devices (a token hash and
+    // the profile distributed to them, and the cursor they last reported).
+    r#"
+    CREATE TABLE filters (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        filters TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        token_hash BLOB NOT NULL UNIQUE,
+        profile_id INTEGER,
+        applied_cursor INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    "#,
+    // 4: what a device reported it could not apply.
+    r#"
+    ALTER TABLE devices ADD COLUMN last_error TEXT;
+    "#,
+    // 5: what agents report: inventory and backend state (JSON), and detection events. An event is
+    // unique per device by the id the device gave it, so a batch sent twice is stored once.
+    r#"
+    ALTER TABLE devices ADD COLUMN report TEXT;
+    ALTER TABLE devices ADD COLUMN reported_at INTEGER;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        device_event INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        action TEXT NOT NULL,
+        filter TEXT,
+        hits INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        sample TEXT,
+        received_at INTEGER NOT NULL,
+        UNIQUE (device_id, device_event)
+    );
+    "#,
+    // 6: threat-intelligence sources. The Vision One-compatible API pages and selects entries by
+    // the time they last changed, which is the newest `updated_at` of their assertions: indexed.
+    // The exception list (objects never distributed), and the configured sources with their state
+    // (config and state are JSON the hub validates).
+    r#"
+    CREATE INDEX assertions_updated ON assertions (updated_at, entry_id);
+    CREATE TABLE exceptions (
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        value TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        modified_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE source_configs (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
+    // 7: distribution to SMS-compatible targets (seed 000): their config and state (JSON the hub
+    // validates), what each target was sent and holds now (a digest of the line sent, so that a
+    // tag change is sent again), and the history of runs.
+    r#"
+    CREATE TABLE targets (
+        name TEXT PRIMARY KEY,
+        config TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE target_entries (
+        target TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        digest BLOB NOT NULL,
+        PRIMARY KEY (target, kind, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_runs (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX target_runs_target ON target_runs (target, id);
+    "#,
+    // 8: ids are never reused. Without AUTOINCREMENT SQLite hands out max(id) + 1, so deleting the
+    // newest filter and creating another gave the new one the old id, and it silently joined every
+    // profile that still listed the old one (likewise a new device and a deleted one's events).
+    // SQLite can only add AUTOINCREMENT by rebuilding a table: new table, copy (ids kept), drop,
+    // rename, indexes again. `sqlite_sequence` is then seeded with the highest id in use *or still
+    // referred to*, so an id a profile, device, event or assertion points at is never handed out.
+    r#"
+    CREATE TABLE categories_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        builtin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    INSERT INTO categories_v8 (id, name, definition, description, builtin, created_at)
+        SELECT id, name, definition, description, builtin, created_at FROM categories;
+    DROP TABLE categories;
+    ALTER TABLE categories_v8 RENAME TO categories;
+
+    CREATE TABLE sources_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    INSERT INTO sources_v8 (id, name, created_at) SELECT id, name, created_at FROM sources;
+    DROP TABLE sources;
+    ALTER TABLE sources_v8 RENAME TO sources;
+
+    CREATE TABLE api_keys_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    INSERT INTO api_keys_v8 (id, name, role, hash, created_at)
+        SELECT id, name, role, hash, created_at FROM api_keys;
+    DROP TABLE api_keys;
+    ALTER TABLE api_keys_v8 RENAME TO api_keys;
+
+    CREATE TABLE filters_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        definition TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO filters_v8 (id, name, definition, updated_at)
+        SELECT id, name, definition, updated_at FROM filters;
+    DROP TABLE filters;
+    ALTER TABLE filters_v8 RENAME TO filters;
+
+    CREATE TABLE profiles_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        filters TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO profiles_v8 (id, name, filters, updated_at)
+        SELECT id, name, filters, updated_at FROM profiles;
+    DROP TABLE profiles;
+    ALTER TABLE profiles_v8 RENAME TO profiles;
+
+    CREATE TABLE devices_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        token_hash BLOB NOT NULL UNIQUE,
+        profile_id INTEGER,
+        applied_cursor INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER,
+        created_at INTEGER NOT NULL,
+        last_error TEXT,
+        report TEXT,
+        reported_at INTEGER
+    );
+    INSERT INTO devices_v8 (id, name, token_hash, profile_id, applied_cursor, last_seen, created_at,
+                            last_error, report, reported_at)
+        SELECT id, name, token_hash, profile_id, applied_cursor, last_seen, created_at,
+               last_error, report, reported_at FROM devices;
+    DROP TABLE devices;
+    ALTER TABLE devices_v8 RENAME TO devices;
+
+    CREATE TABLE events_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id INTEGER NOT NULL,
+        device_event INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        action TEXT NOT NULL,
+        filter TEXT,
+        hits INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        sample TEXT,
+        received_at INTEGER NOT NULL,
+        UNIQUE (device_id, device_event)
+    );
+    INSERT INTO events_v8 (id, device_id, device_event, kind, value, action, filter, hits,
+                           first_seen, last_seen, sample, received_at)
+        SELECT id, device_id, device_event, kind, value, action, filter, hits,
+               first_seen, last_seen, sample, received_at FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v8 RENAME TO events;
+
+    CREATE TABLE target_runs_v8 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        target TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT
+    );
+    INSERT INTO target_runs_v8 (id, target, started_at, finished_at, added, removed, failed, error)
+        SELECT id, target, started_at, finished_at, added, removed, failed, error FROM target_runs;
+    DROP TABLE target_runs;
+    ALTER TABLE target_runs_v8 RENAME TO target_runs;
+    CREATE INDEX target_runs_target ON target_runs (target, id);
+
+    DELETE FROM sqlite_sequence WHERE name IN ('categories', 'sources', 'api_keys', 'filters',
+        'profiles', 'devices', 'events', 'target_runs');
+    INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'categories', coalesce(max(id), 0) FROM categories
+    UNION ALL
+    SELECT 'sources', max(coalesce((SELECT max(id) FROM sources), 0),
+                          coalesce((SELECT max(source_id) FROM assertions), 0))
+    UNION ALL
+    SELECT 'api_keys', coalesce(max(id), 0) FROM api_keys
+    UNION ALL
+    SELECT 'filters', max(coalesce((SELECT max(id) FROM filters), 0),
+                          coalesce((SELECT max(j.value)
+                                    FROM profiles p, json_each(CASE WHEN json_valid(p.filters)
+                                                              THEN p.filters ELSE '[]' END) j
+                                    WHERE j.type = 'integer'), 0))
+    UNION ALL
+    SELECT 'profiles', max(coalesce((SELECT max(id) FROM profiles), 0),
+                           coalesce((SELECT max(profile_id) FROM devices), 0))
+    UNION ALL
+    SELECT 'devices', max(coalesce((SELECT max(id) FROM devices), 0),
+                          coalesce((SELECT max(device_id) FROM events), 0))
+    UNION ALL
+    SELECT 'events', coalesce(max(id), 0) FROM events
+    UNION ALL
+    SELECT 'target_runs', coalesce(max(id), 0) FROM target_runs;
+    "#,
+];
+
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection, path: &str, now: i64) -> Result<(), StoreError> {
+    migrate_to(conn, path, now, VERSION)
+}
+
+/// Migrate up to `target` (tests build databases of older versions with it).
+fn migrate_to(conn: &mut Connection, path: &str, now: i64, target: i64) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_string(),
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(found as usize)
+    {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        if version == 1 || version == 6 {
+            // 6 added the `Description` built-in; seeding again adds what is missing.
+            seed_builtin_categories(&tx, now)?;
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Refuse a database whose schema is not this rephub's (for readers, which do not migrate).
+pub(crate) fn check_current(conn: &Connection, path: &str) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_string(),
+            found,
+            known: VERSION,
+        });
+    }
+    if found < VERSION {
+        return Err(StoreError::Backend(
+            format!(
+                "database at {path} has schema version {found}, not {VERSION}: open it for writing \
+                 first, which migrates it"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn seed_builtin_categories(conn: &Connection, now: i64) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "INSERT OR IGNORE INTO categories (name, definition, description, builtin, created_at) VALUES (?1, ?2, ?3, 1, ?4)",
+    )?;
+    for c in builtin::all() {
+        let def = serde_json::to_string(&c.kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        stmt.execute(params![c.name, def, c.description, now])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.connection()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(s);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew {
+                found: 99,
+                known: VERSION,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_reader_does_not_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let opened = SqliteStore::open_reader(&path, crate::sqlite::OpenOptions::default());
+        assert!(matches!(opened, Err(StoreError::Backend(_))));
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, 3);
+    }
+
+    /// Every row of `table`, in id order, as SQLite holds it.
+    fn rows(conn: &Connection, table: &str) -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY id"))
+            .unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    const REBUILT: [&str; 8] = [
+        "categories",
+        "sources",
+        "api_keys",
+        "filters",
+        "profiles",
+        "devices",
+        "events",
+        "target_runs",
+    ];
+
+    #[test]
+    fn migration_8_keeps_rows_and_ids_and_hands_out_no_id_still_referred_to() {
+        use crate::{DistributionStore, KeyStore, ReputationStore, TargetRunRow, TargetStore};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .unwrap();
+        migrate_to(&mut conn, "test", 1000, 7).unwrap();
+        // A version-7 database that has seen deletions: filter 3 is gone but profile 1 still lists
+        // it (and a 5 deleted long ago), device 2 is gone but its events stay.
+        conn.execute_batch(
+            r#"
+            INSERT INTO categories (name, definition, description, builtin, created_at)
+                SELECT 'Country', definition, 'mine', 0, 5 FROM categories LIMIT 1;
+            INSERT INTO sources (id, name, created_at) VALUES (1, 'user', 1), (2, 'feed', 2);
+            INSERT INTO api_keys (id, name, role, hash, created_at)
+                VALUES (1, 'k1', 'admin', x'01', 3), (2, 'k2', 'read-only', x'02', 4);
+            INSERT INTO filters (id, name, definition, updated_at)
+                VALUES (1, 'f1', '{}', 5), (2, 'f2', '{"a":1}', 6), (3, 'f3', '{}', 7);
+            DELETE FROM filters WHERE id = 3;
+            INSERT INTO profiles (id, name, filters, updated_at)
+                VALUES (1, 'p1', '[1,3,5]', 8), (2, 'p2', '[]', 9);
+            INSERT INTO devices (id, name, token_hash, profile_id, applied_cursor, last_seen,
+                                 created_at, last_error, report, reported_at)
+                VALUES (1, 'd1', x'aa', 2, 17, 20, 10, 'oops', '{"m":1}', 21),
+                       (2, 'd2', x'bb', NULL, 0, NULL, 11, NULL, NULL, NULL);
+            INSERT INTO events (id, device_id, device_event, kind, value, action, filter, hits,
+                                first_seen, last_seen, sample, received_at)
+                VALUES (1, 2, 1, 'ipv4', '1.2.3.4', 'block', 'f1', 3, 1, 2, '1.2.3.4', 22),
+                       (2, 1, 1, 'domain', 'x.example', 'block', NULL, 1, 1, 1, NULL, 23);
+            DELETE FROM devices WHERE id = 2;
+            INSERT INTO target_runs (id, target, started_at, finished_at, added, removed, failed, error)
+                VALUES (1, 't', 1, 2, 3, 4, 5, NULL), (2, 't', 3, 4, 0, 0, 1, 'down'),
+                       (3, 'u', 5, 6, 1, 0, 0, NULL);
+            "#,
+        )
+        .unwrap();
+        let before: Vec<_> = REBUILT.iter().map(|t| rows(&conn, t)).collect();
+        let max_category: i64 = conn
+            .query_row("SELECT max(id) FROM categories", [], |r| r.get(0))
+            .unwrap();
+        drop(conn);
+
+        let mut s = SqliteStore::open(&path).unwrap();
+        let conn = s.connection();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+        for (table, rows_before) in REBUILT.iter().zip(&before) {
+            assert_eq!(&rows(conn, table), rows_before, "{table}");
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(sql.contains("AUTOINCREMENT"), "{table}: {sql}");
+        }
+        let index: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'target_runs_target')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(index);
+        s.check_integrity().unwrap();
+
+        // What the store reads is what it read before.
+        let profiles = s.profiles().unwrap();
+        assert_eq!(profiles[0].filters, [1, 3, 5]);
+        assert_eq!(s.devices().unwrap()[0].applied_cursor, 17);
+        assert_eq!(
+            s.catalog().unwrap().by_name("Country").unwrap().id as i64,
+            max_category
+        );
+        // Unique constraints came along.
+        assert!(matches!(
+            s.put_filter(0, "f1", "{}"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(s.add_events(1, &[]).unwrap(), 0);
+
+        // New ids start above every id in use or referred to.
+        assert_eq!(s.put_filter(0, "f6", "{}").unwrap(), 6);
+        assert_eq!(s.put_profile(0, "p3", &[]).unwrap(), 3);
+        assert_eq!(s.add_device("d3", b"cc", None).unwrap().id, 3);
+        assert_eq!(s.add_api_key("k3", "admin", b"03").unwrap().id, 3);
+        let run = TargetRunRow {
+            id: 0,
+            started_at: 7,
+            finished_at: 8,
+            added: 0,
+            removed: 0,
+            failed: 0,
+            error: None,
+        };
+        assert_eq!(s.add_target_run("u", &run).unwrap(), 4);
+        let c = s
+            .add_category(&rephub_model::NewCategory {
+                name: "Region".into(),
+                kind: rephub_model::CategoryType::Text,
+                description: String::new(),
+            })
+            .unwrap();
+        assert_eq!(i64::from(c.id), max_category + 1);
+        let source: i64 = s
+            .transaction()
+            .and_then(|tx| {
+                tx.execute(
+                    "INSERT INTO sources (name, created_at) VALUES ('new', 0)",
+                    [],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.commit()?;
+                Ok(id)
+            })
+            .unwrap();
+        assert_eq!(source, 3);
+    }
+}
