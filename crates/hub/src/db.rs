@@ -202,7 +202,7 @@ impl Db {
         if let Some(r) = lock(&self.idle).pop() {
             return Ok(r);
         }
-        Ok(Backend::open_with(&self.path, self.opts.clone())?)
+        Ok(Backend::open_reader(&self.path, self.opts.clone())?)
     }
 
     fn give(&self, reader: Backend) {

@@ -52,7 +52,7 @@ impl From<HubError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Exists(what) => ApiError::new(
+            StoreError::Conflict(what) => ApiError::new(
                 StatusCode::CONFLICT,
                 Some("name"),
                 format!("{what} already exists"),
