@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::entry::EntryError;
+use crate::error::EntryError;
 
 /// Longest DNS name in presentation form (RFC 1035 limits the wire form to 255 octets).
 const MAX_NAME: usize = 253;

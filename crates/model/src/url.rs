@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::entry::EntryError;
+use crate::error::EntryError;
 
 /// Longest URL accepted, before and after canonicalisation. The SMS search caps URLs at 4 KB; entries
 /// get some slack for escaping.
