@@ -188,6 +188,11 @@ impl Kind {
         if addr.parse::<Ipv4Addr>().is_ok() {
             return Some(Kind::Ipv4);
         }
+        // Only digits and dots (`1.2.3.999`, `10.1.1.300/24`): a mistyped address, which the IPv4
+        // parser then refuses, rather than a domain or a URL.
+        if addr.contains('.') && addr.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Some(Kind::Ipv4);
+        }
         if s.contains("://") || s.contains('/') {
             return Some(Kind::Url);
         }
@@ -360,6 +365,36 @@ mod tests {
         }
         assert!(Entry::parse_auto("nodots").is_err());
         assert!(Entry::parse_auto("").is_err());
+    }
+
+    /// Dotted numbers that are not addresses used to be guessed as domains and stored as such.
+    #[test]
+    fn mistyped_addresses_are_not_guessed_as_domains() {
+        for typo in [
+            "999.999.999.999",
+            "1.2.3.999",
+            "10.1.1.300",
+            "10.1.1.300/24",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.04",
+        ] {
+            assert_eq!(Kind::detect(typo), Some(Kind::Ipv4), "{typo}");
+            assert_eq!(
+                Entry::parse_auto(typo),
+                Err(EntryError::Ipv4(typo.to_string())),
+                "{typo}"
+            );
+        }
+        // A name ending in a number is taken as a name, and its parser says why it is refused.
+        let err = Entry::parse_auto("example.123").unwrap_err().to_string();
+        assert!(err.contains("is a number"), "{err}");
+        for bad in ["1.2.3.999", "10.1.1.300"] {
+            let err = Entry::parse(Kind::Domain, bad).unwrap_err().to_string();
+            assert!(err.contains("mistyped IPv4 address"), "{err}");
+            let err = Entry::parse(Kind::Url, &format!("http://{bad}/x")).unwrap_err();
+            assert!(err.to_string().contains("mistyped IPv4 address"), "{err}");
+        }
     }
 
     #[test]
