@@ -31,7 +31,7 @@ pub use error::EntryError;
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,
-    parse_json_line, parse_tag_data,
+    parse_json_line, parse_tag_data, strip_bom,
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};

@@ -38,6 +38,8 @@ pub(crate) fn detect_format(arg: FormatArg, path: &Path, input: &mut dyn BufRead
         _ => {}
     }
     let head = input.fill_buf().unwrap_or_default();
+    // The readers drop a byte-order mark before line 1 (rephub_model::strip_bom); so does the guess.
+    let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(head);
     let first = head
         .split(|&b| b == b'\n')
         .map(|l| l.trim_ascii())
@@ -54,4 +56,32 @@ pub(crate) fn temp_beside(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_is_read_behind_a_byte_order_mark() {
+        let guess = |text: &str| {
+            detect_format(
+                FormatArg::Auto,
+                Path::new("upload.csv"),
+                &mut text.as_bytes(),
+            )
+        };
+        assert_eq!(
+            guess("\u{feff}{\"value\":\"1.2.3.4\"}\n"),
+            InputFormat::Jsonl
+        );
+        assert_eq!(
+            guess("\u{feff}# note\n{\"value\":\"1.2.3.4\"}\n"),
+            InputFormat::Jsonl
+        );
+        assert_eq!(
+            guess("\u{feff}1.2.3.4,Trend Micro Severity,High\n"),
+            InputFormat::Sms
+        );
+    }
 }
