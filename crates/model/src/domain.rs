@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::entry::EntryError;
+use crate::error::EntryError;
 
 /// Longest DNS name in presentation form (RFC 1035 limits the wire form to 255 octets).
 const MAX_NAME: usize = 253;
@@ -41,7 +41,18 @@ impl Domain {
                 "{name} is an IPv4 address, not a domain name"
             )));
         }
+        if let Some(why) = numeric_last_label(name.as_bytes()) {
+            return Err(EntryError::Domain(why));
+        }
         Ok(Domain { name, exact })
+    }
+
+    /// A name as a database holds it (see [`crate::Entry::from_stored`]).
+    pub(crate) fn stored(name: &str, exact: bool) -> Domain {
+        Domain {
+            name: name.to_string(),
+            exact,
+        }
     }
 
     /// The canonical name without brackets.
@@ -89,6 +100,35 @@ impl fmt::Display for Domain {
             f.write_str(&self.name)
         }
     }
+}
+
+/// Why a name (or URL host) whose last label is a number is not a name. The WHATWG URL host
+/// parser ("ends in a number") reads such a host as an IPv4 address and fails when it is not one,
+/// so no browser ever looks it up by name; in a feed, `1.2.3.999` is a mistyped address that would
+/// otherwise be kept as a domain. A number is all decimal digits, or `0x` and hexadecimal digits.
+/// `name` is lowercase and has no trailing dot; `None` when its last label is not a number.
+pub(crate) fn numeric_last_label(name: &[u8]) -> Option<String> {
+    let last = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
+    let decimal = !last.is_empty() && last.iter().all(u8::is_ascii_digit);
+    let hex = last
+        .strip_prefix(b"0x")
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    if !decimal && !hex {
+        return None;
+    }
+    let shown = String::from_utf8_lossy(name);
+    Some(if name.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        format!(
+            "{shown}: the last label is all digits, so this is a mistyped IPv4 address, not a \
+             domain"
+        )
+    } else {
+        format!(
+            "{shown}: the last label {:?} is a number, which makes URL parsers read the name as \
+             an IPv4 address, so it is not a domain",
+            String::from_utf8_lossy(last)
+        )
+    })
 }
 
 /// Lowercase, IDNA to ASCII, trailing dot removed, labels checked.
@@ -171,6 +211,49 @@ mod tests {
             "x".repeat(64).as_str(),
         ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// `1.2.3.999` is a mistyped address, not a name: the WHATWG URL host parser reads a host whose
+    /// last label is a number as IPv4 and fails, so no browser would ever look it up.
+    #[test]
+    fn numeric_last_label_is_not_a_domain() {
+        for bad in [
+            "999.999.999.999",
+            "1.2.3.999",
+            "10.1.1.300",
+            "1.2.3.999.",
+            "*.1.2.3.999",
+            "[10.1.1.300]",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "\u{ff11}.\u{ff12}.\u{ff13}.\u{ff19}\u{ff19}\u{ff19}",
+        ] {
+            let err = Domain::parse(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("the last label is all digits, so this is a mistyped IPv4 address"),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = Domain::parse("1.2.3.999").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "bad domain name: 1.2.3.999: the last label is all digits, so this is a mistyped \
+             IPv4 address, not a domain"
+        );
+        for bad in ["example.123", "a.b.0", "host.0x1f", "host.0X"] {
+            let err = Domain::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("is a number"), "{bad:?}: {err}");
+        }
+        // Digits elsewhere are fine, and so is a last label that is not only a number.
+        for good in [
+            "123.example",
+            "1.2.3.4.example",
+            "1.2.3.999x",
+            "example.0xg",
+            "x.123-4",
+        ] {
+            assert!(Domain::parse(good).is_ok(), "{good:?} refused");
         }
     }
 

@@ -6,32 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::domain::Domain;
+use crate::error::EntryError;
 use crate::kind::Kind;
 use crate::url;
-
-/// Why a value is not a valid entry. The message names the problem; the caller adds the line or field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EntryError {
-    #[error("empty value")]
-    Empty,
-    #[error("bad IPv4 address or CIDR {0:?}")]
-    Ipv4(String),
-    #[error("bad IPv6 address or CIDR {0:?}")]
-    Ipv6(String),
-    #[error("bad domain name: {0}")]
-    Domain(String),
-    #[error("bad URL: {0}")]
-    Url(String),
-    #[error("bad {kind} hash {value:?}: expected {len} hexadecimal digits")]
-    Hash {
-        kind: Kind,
-        value: String,
-        len: usize,
-    },
-    #[error("cannot tell what kind of entry {0:?} is")]
-    Unrecognised(String),
-}
 
 /// One reputation entry: unique by its kind and canonical value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +67,34 @@ impl Entry {
             Kind::Url => parse_url(s),
             Kind::Sha1 => parse_hash(Kind::Sha1, s, 40).map(Entry::Sha1),
             Kind::Sha256 => parse_hash(Kind::Sha256, s, 64).map(Entry::Sha256),
+        }
+    }
+
+    /// An entry read back from a database. Values there were canonical when written, but an
+    /// older rephub accepted names that this one refuses (a last label that is a number, like
+    /// `1.2.3.999`): such a stored domain or URL is taken as it was written, so that the row
+    /// stays readable, searchable and deletable instead of making the database look corrupt.
+    pub fn from_stored(kind: Kind, value: &str) -> Result<Entry, EntryError> {
+        match Entry::parse(kind, value) {
+            Ok(e) => Ok(e),
+            Err(e) => match kind {
+                Kind::Domain if !value.is_empty() => {
+                    let (name, exact) =
+                        match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+                            Some(inner) => (inner, true),
+                            None => (value, false),
+                        };
+                    Ok(Entry::Domain(Domain::stored(name, exact)))
+                }
+                Kind::Url if !value.is_empty() => {
+                    let (url, prefix) = match value.strip_suffix('*') {
+                        Some(u) => (u.to_string(), true),
+                        None => (value.to_string(), false),
+                    };
+                    Ok(Entry::Url { url, prefix })
+                }
+                _ => Err(e),
+            },
         }
     }
 
@@ -211,6 +216,11 @@ impl Kind {
         if addr.parse::<Ipv4Addr>().is_ok() {
             return Some(Kind::Ipv4);
         }
+        // Only digits and dots (`1.2.3.999`, `10.1.1.300/24`): a mistyped address, which the IPv4
+        // parser then refuses, rather than a domain or a URL.
+        if addr.contains('.') && addr.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Some(Kind::Ipv4);
+        }
         if s.contains("://") || s.contains('/') {
             return Some(Kind::Url);
         }
@@ -296,6 +306,31 @@ fn parse_hash(kind: Kind, s: &str, len: usize) -> Result<String, EntryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_stored_by_an_older_rephub_stay_readable() {
+        for (kind, v) in [
+            (Kind::Domain, "1.2.3.999"),
+            (Kind::Domain, "[10.1.1.300]"),
+            (Kind::Url, "http://1.2.3.999/x"),
+            (Kind::Url, "http://a.0x1f/*"),
+        ] {
+            assert!(
+                Entry::parse(kind, v).is_err(),
+                "{v} is refused as new input"
+            );
+            let e = Entry::from_stored(kind, v).expect(v);
+            assert_eq!(e.to_string(), v);
+            assert_eq!(e.kind(), kind);
+        }
+        assert!(Entry::from_stored(Kind::Ipv4, "1.2.3.999").is_err());
+        assert_eq!(
+            Entry::from_stored(Kind::Domain, "Example.COM")
+                .unwrap()
+                .to_string(),
+            "example.com"
+        );
+    }
 
     fn canon(kind: Kind, s: &str) -> String {
         Entry::parse(kind, s).unwrap().to_string()
@@ -383,6 +418,36 @@ mod tests {
         }
         assert!(Entry::parse_auto("nodots").is_err());
         assert!(Entry::parse_auto("").is_err());
+    }
+
+    /// Dotted numbers that are not addresses used to be guessed as domains and stored as such.
+    #[test]
+    fn mistyped_addresses_are_not_guessed_as_domains() {
+        for typo in [
+            "999.999.999.999",
+            "1.2.3.999",
+            "10.1.1.300",
+            "10.1.1.300/24",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.04",
+        ] {
+            assert_eq!(Kind::detect(typo), Some(Kind::Ipv4), "{typo}");
+            assert_eq!(
+                Entry::parse_auto(typo),
+                Err(EntryError::Ipv4(typo.to_string())),
+                "{typo}"
+            );
+        }
+        // A name ending in a number is taken as a name, and its parser says why it is refused.
+        let err = Entry::parse_auto("example.123").unwrap_err().to_string();
+        assert!(err.contains("is a number"), "{err}");
+        for bad in ["1.2.3.999", "10.1.1.300"] {
+            let err = Entry::parse(Kind::Domain, bad).unwrap_err().to_string();
+            assert!(err.contains("mistyped IPv4 address"), "{err}");
+            let err = Entry::parse(Kind::Url, &format!("http://{bad}/x")).unwrap_err();
+            assert!(err.to_string().contains("mistyped IPv4 address"), "{err}");
+        }
     }
 
     #[test]

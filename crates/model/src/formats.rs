@@ -40,9 +40,16 @@ pub struct RawRecord {
     pub pairs: Vec<(String, String)>,
 }
 
+/// `text` without the byte-order mark (U+FEFF) that Excel and Notepad write at the start of a UTF-8
+/// file. Readers of import text call it on the start of the input only (the first line): a U+FEFF
+/// anywhere else is data, and an address or name holding one is rejected like any bad value.
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// The lines of an import file that carry data: numbered from 1, without line terminators; blank
 /// lines and `#` comment lines are skipped but counted. A line that is not UTF-8 is reported with its
-/// number and the reading goes on.
+/// number and the reading goes on. A byte-order mark before line 1 is dropped ([`strip_bom`]).
 pub struct Lines<R: BufRead> {
     input: R,
     line: u64,
@@ -106,6 +113,7 @@ impl<R: BufRead> Iterator for Lines<R> {
                     }));
                 }
             };
+            let text = if line == 1 { strip_bom(text) } else { text };
             let text = text.strip_suffix('\n').unwrap_or(text);
             let text = text.strip_suffix('\r').unwrap_or(text);
             let trimmed = text.trim_start();
@@ -363,6 +371,8 @@ fn push_field(out: &mut String, f: &str, sep: char) {
     let needs = f.contains(sep)
         || f.contains(['"', '\n', '\r'])
         || f.starts_with('#')
+        // On line 1 the reader would take it for a byte-order mark and drop it.
+        || f.starts_with('\u{feff}')
         || f.starts_with(' ')
         || f.ends_with(' ');
     if needs {
@@ -427,6 +437,50 @@ mod tests {
         assert_eq!(err.line, 2);
         assert!(err.reason.contains("UTF-8"), "{}", err.reason);
         assert_eq!(recs[2].as_ref().unwrap().line, 3);
+    }
+
+    /// Excel and Notepad start UTF-8 files with a byte-order mark; line 1 used to be rejected.
+    #[test]
+    fn byte_order_mark_keeps_line_1() {
+        let recs = read("\u{feff}1.2.3.4,Country,China\n5.6.7.8\n", ',');
+        let r0 = recs[0].as_ref().unwrap();
+        assert_eq!((r0.line, r0.address.as_str()), (1, "1.2.3.4"));
+        assert_eq!(r0.pairs, vec![("Country".into(), "China".into())]);
+        assert_eq!(recs.len(), 2);
+
+        let plain: Vec<_> = Lines::new("\u{feff}evil.example\r\nb.example\n".as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            plain,
+            vec![(1, "evil.example".into()), (2, "b.example".into())]
+        );
+        // A comment or a JSON line behind the mark is still one.
+        let recs = read("\u{feff}# exported by Excel\n1.2.3.4\n", ',');
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].as_ref().unwrap().line, 2);
+        let (line, text) = Lines::new("\u{feff}{\"value\":\"1.2.3.4\"}\n".as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(line, 1);
+        assert_eq!(parse_json_line(&text).unwrap().1, "1.2.3.4");
+        // Only the very start of the input is a byte-order mark.
+        let recs = read("a.example\n\u{feff}b.example\n", ',');
+        assert_eq!(recs[1].as_ref().unwrap().address, "\u{feff}b.example");
+        // The writer quotes a field that starts with one, so that it is read back on line 1 too.
+        let line = format_sms_line("\u{feff}x", [], ',');
+        assert_eq!(line, "\"\u{feff}x\"");
+        assert_eq!(read(&line, ',')[0].as_ref().unwrap().address, "\u{feff}x");
+    }
+
+    #[test]
+    fn strip_bom_only_strips_one_leading_mark() {
+        assert_eq!(strip_bom("\u{feff}1.2.3.4"), "1.2.3.4");
+        assert_eq!(strip_bom("1.2.3.4"), "1.2.3.4");
+        assert_eq!(strip_bom("\u{feff}\u{feff}x"), "\u{feff}x");
+        assert_eq!(strip_bom("x\u{feff}"), "x\u{feff}");
+        assert_eq!(strip_bom(""), "");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod criteria;
 mod domain;
 mod entry;
+mod error;
 mod filter;
 mod formats;
 mod kind;
@@ -25,11 +26,12 @@ pub mod url;
 
 pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
-pub use entry::{Entry, EntryError, IpRange};
+pub use entry::{Entry, IpRange};
+pub use error::EntryError;
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,
-    parse_json_line, parse_tag_data,
+    parse_json_line, parse_tag_data, strip_bom,
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};

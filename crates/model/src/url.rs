@@ -7,7 +7,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::entry::EntryError;
+use crate::domain::numeric_last_label;
+use crate::error::EntryError;
 
 /// Longest URL accepted, before and after canonicalisation. The SMS search caps URLs at 4 KB; entries
 /// get some slack for escaping.
@@ -237,6 +238,9 @@ fn canonical_host(host: &[u8]) -> Result<String, EntryError> {
     if let Some(ip) = parse_ipv4_loose(&h) {
         return Ok(ip.to_string());
     }
+    if let Some(why) = numeric_last_label(&h) {
+        return Err(EntryError::Url(format!("host {why}")));
+    }
     let mut out = String::with_capacity(h.len());
     escape_into(&h, &mut out);
     Ok(out)
@@ -450,6 +454,40 @@ mod tests {
             "http://a.com:8x/",
         ] {
             assert!(canonicalize(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// A host whose last label is a number is an IPv4 address to the WHATWG URL parser, which
+    /// fails when it is not a valid one; such URLs used to be kept with the host as a name.
+    #[test]
+    fn hosts_ending_in_a_number_must_be_addresses() {
+        for bad in [
+            "http://1.2.3.999/",
+            "https://10.1.1.300:8443/x",
+            "999.999.999.999/path",
+            "http://1.2.3.4.5/",
+            "http://1.2.3.999./",
+            "http://%31.2.3.999/",
+        ] {
+            let err = canonicalize(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("the last label is all digits, so this is a mistyped IPv4 address"),
+                "{bad:?}: {err}"
+            );
+        }
+        for bad in ["http://example.123/", "http://a.0x1ff1ff1ff1/"] {
+            let err = canonicalize(bad).expect_err(bad).to_string();
+            assert!(err.contains("is a number"), "{bad:?}: {err}");
+        }
+        // Every form of an address that inet_aton takes is still an address.
+        for (input, want) in [
+            ("http://1.2.3.4/", "http://1.2.3.4/"),
+            ("http://0x7f.1/", "http://127.0.0.1/"),
+            ("http://3279880203/", "http://195.127.0.11/"),
+            ("http://123.example/", "http://123.example/"),
+            ("http://1.2.3.999x/", "http://1.2.3.999x/"),
+        ] {
+            assert_eq!(canonicalize(input).as_deref(), Ok(want), "{input:?}");
         }
     }
 

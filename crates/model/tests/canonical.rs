@@ -213,12 +213,18 @@ fn label() -> impl Strategy<Value = String> {
 }
 
 fn domain_name() -> impl Strategy<Value = String> {
-    // Names that are IPv4 addresses are refused as domains (see domain.rs), so none are generated.
-    vec(label(), 1..5)
-        .prop_map(|l| l.join("."))
-        .prop_filter("an IPv4 address is not a domain", |n| {
-            n.parse::<std::net::Ipv4Addr>().is_err()
-        })
+    // Names whose last label is a number (`1.2.3.4`, `1.2.3.999`, `x.0`, `x.0x1f`) are IPv4 to URL
+    // parsers and refused as domains (see domain.rs), so none are generated.
+    vec(label(), 1..5).prop_map(|l| l.join(".")).prop_filter(
+        "a name ending in a number is not a domain",
+        |n| {
+            let last = n.rsplit('.').next().unwrap_or(n);
+            !(last.bytes().all(|b| b.is_ascii_digit())
+                || last
+                    .strip_prefix("0x")
+                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+        },
+    )
 }
 
 fn domain_text() -> impl Strategy<Value = String> {

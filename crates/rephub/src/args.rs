@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
+use rephub_model::{CategoryType, NewCategory};
 
 /// rephub — an open reputation hub for IP addresses, networks, domains, URLs and file hashes.
 #[derive(Debug, Parser)]
@@ -358,4 +360,35 @@ pub struct AgentArgs {
     /// Log filter (RUST_LOG syntax).
     #[arg(long, default_value = "info")]
     pub log: String,
+}
+
+/// The category `categories add` describes (locally or through `--hub`).
+pub(crate) fn new_category(c: CategoriesCommand) -> anyhow::Result<NewCategory> {
+    let CategoriesCommand::Add {
+        name,
+        kind,
+        values,
+        multiple,
+        min,
+        max,
+        description,
+    } = c
+    else {
+        bail!("not a category to add");
+    };
+    let kind = match kind {
+        CategoryKindArg::Text => CategoryType::Text,
+        CategoryKindArg::Date => CategoryType::Date,
+        CategoryKindArg::Yesno => CategoryType::YesNo,
+        CategoryKindArg::List => CategoryType::List { values, multiple },
+        CategoryKindArg::Range => match (min, max) {
+            (Some(min), Some(max)) => CategoryType::Range { min, max },
+            _ => bail!("a range category needs --min and --max"),
+        },
+    };
+    Ok(NewCategory {
+        name,
+        kind,
+        description,
+    })
 }

@@ -1,22 +1,23 @@
 //! One function per subcommand.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rephub_model::{
-    CategoryType, Clock, Criteria, Entry, Include, Kind, LineError, NewCategory, Query,
-    SystemClock, TagCriterion,
+    CategoryType, Clock, Criteria, Entry, Include, Kind, LineError, Query, SystemClock,
+    TagCriterion,
 };
 use rephub_store::{OpenOptions, ReputationStore, SqliteStore, StoreError, WriteMode, WriteTx};
 
 use crate::Status;
 use crate::args::{
-    Args, CategoriesCommand, CategoryKindArg, Command, CriteriaArgs, DeleteArgs, ExportArgs,
-    FormatArg, ImportArgs, KeysCommand, KindArg, QueryArgs, SearchArgs,
+    Args, CategoriesCommand, Command, CriteriaArgs, DeleteArgs, ExportArgs, FormatArg, ImportArgs,
+    KeysCommand, KindArg, QueryArgs, SearchArgs, new_category,
 };
+use crate::files::{detect_format, open_input, temp_beside};
 use crate::output::write_entry;
 use crate::progress;
 use rephub_store::import::{ImportOptions, InputFormat, import_reader};
@@ -114,43 +115,6 @@ fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
-}
-
-pub(crate) fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
-    if path.as_os_str() == "-" {
-        return Ok((Box::new(BufReader::new(std::io::stdin())), None));
-    }
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(BufReader::with_capacity(1 << 16, f)), len))
-}
-
-/// The format of an import file: from `--format`, else the file name, else the first data line.
-pub(crate) fn detect_format(arg: FormatArg, path: &Path, input: &mut dyn BufRead) -> InputFormat {
-    match arg {
-        FormatArg::Sms => return InputFormat::Sms,
-        FormatArg::Plain => return InputFormat::Plain,
-        FormatArg::Jsonl => return InputFormat::Jsonl,
-        FormatArg::Auto => {}
-    }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("jsonl" | "ndjson" | "json") => return InputFormat::Jsonl,
-        Some("txt" | "lst" | "list") => return InputFormat::Plain,
-        _ => {}
-    }
-    let head = input.fill_buf().unwrap_or_default();
-    let first = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty() && !l.starts_with(b"#"));
-    match first {
-        Some(l) if l.starts_with(b"{") => InputFormat::Jsonl,
-        _ => InputFormat::Sms,
-    }
 }
 
 fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
@@ -414,12 +378,6 @@ fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Sta
     Ok(Status::Ok)
 }
 
-pub(crate) fn temp_beside(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
-}
-
 fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result<Status> {
     let by_criteria = has_criteria(&a.criteria) || a.all;
     let by_values = !a.values.is_empty() || a.file.is_some();
@@ -666,37 +624,6 @@ fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
         }
     }
     Ok(Status::Ok)
-}
-
-/// The category `categories add` describes (locally or through `--hub`).
-pub(crate) fn new_category(c: CategoriesCommand) -> anyhow::Result<NewCategory> {
-    let CategoriesCommand::Add {
-        name,
-        kind,
-        values,
-        multiple,
-        min,
-        max,
-        description,
-    } = c
-    else {
-        bail!("not a category to add");
-    };
-    let kind = match kind {
-        CategoryKindArg::Text => CategoryType::Text,
-        CategoryKindArg::Date => CategoryType::Date,
-        CategoryKindArg::Yesno => CategoryType::YesNo,
-        CategoryKindArg::List => CategoryType::List { values, multiple },
-        CategoryKindArg::Range => match (min, max) {
-            (Some(min), Some(max)) => CategoryType::Range { min, max },
-            _ => bail!("a range category needs --min and --max"),
-        },
-    };
-    Ok(NewCategory {
-        name,
-        kind,
-        description,
-    })
 }
 
 fn agent(

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod files;
 mod output;
 mod progress;
 mod remote;

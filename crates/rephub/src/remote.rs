@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Status;
 use crate::args::{CategoriesCommand, Command, CriteriaArgs, KindArg, OutputFormat};
-use crate::commands::{detect_format, open_input, temp_beside};
+use crate::files::{detect_format, open_input, temp_beside};
 use rephub_store::import::InputFormat;
 
 #[derive(Debug)]
@@ -243,7 +243,7 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             Ok(Status::Ok)
         }
         Command::Categories(add @ CategoriesCommand::Add { .. }) => {
-            let body = serde_json::to_value(crate::commands::new_category(add)?)?;
+            let body = serde_json::to_value(crate::args::new_category(add)?)?;
             let v = remote.send(
                 remote
                     .http

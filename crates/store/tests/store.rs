@@ -1009,3 +1009,41 @@ fn a_reader_needs_an_existing_database() {
     ));
     assert!(!dir.path().join("none.db").exists());
 }
+
+/// A byte-order mark (Excel writes one) before line 1 used to get that line rejected.
+#[test]
+fn import_keeps_line_1_after_a_byte_order_mark() {
+    use rephub_store::import::{ImportOptions, InputFormat, import_reader};
+    let mut d = db::<SqliteStore>();
+    for (format, text) in [
+        (
+            InputFormat::Sms,
+            "\u{feff}1.2.3.4,Trend Micro Severity,High\n5.6.7.8\n",
+        ),
+        (InputFormat::Plain, "\u{feff}evil.example\r\nb.example\r\n"),
+    ] {
+        let opts = ImportOptions {
+            kind: None,
+            format,
+            strict: true,
+            source: USER_SOURCE.into(),
+            mode: WriteMode::Merge,
+        };
+        let mut rejected = Vec::new();
+        let sum = import_reader(&mut d.store, text.as_bytes(), &opts, &|_| {}, &mut |e| {
+            rejected.push(e.to_string())
+        })
+        .unwrap();
+        assert_eq!(rejected, Vec::<String>::new(), "{format:?}");
+        assert_eq!((sum.accepted, sum.committed), (2, true), "{format:?}");
+    }
+    let cat = d.store.catalog().unwrap();
+    let first = d.store.get(&e(Kind::Ipv4, "1.2.3.4")).unwrap().unwrap();
+    assert_eq!(sev(&cat, &first.tags).as_deref(), Some("High"));
+    assert!(
+        d.store
+            .get(&e(Kind::Domain, "evil.example"))
+            .unwrap()
+            .is_some()
+    );
+}

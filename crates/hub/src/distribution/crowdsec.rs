@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use rephub_model::{ActionSet, Clock, Entry};
+use rephub_model::{ActionSet, Entry};
 
 use crate::distribution::engine::{Selected, SyncAnswer};
 use crate::http::chunked::Chunks;

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use rephub_model::Clock;
 use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
 use rephub_store::{ReputationStore, Upsert, WriteMode};
 

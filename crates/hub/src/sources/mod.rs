@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use rephub_model::{Clock, Entry};
+use rephub_model::Entry;
 use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode};
 
 use crate::db::Change;

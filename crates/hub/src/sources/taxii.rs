@@ -10,7 +10,7 @@ use reqwest::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
-use rephub_model::{Clock, Entry};
+use rephub_model::Entry;
 use rephub_model::{ObjectOutcome, indicator_tags, read_object};
 use rephub_store::{ReputationStore, Upsert};
 

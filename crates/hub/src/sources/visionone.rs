@@ -19,7 +19,7 @@ use reqwest::Client;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use rephub_model::{Catalog, Clock, Entry, Tags, builtin, default_ttl};
+use rephub_model::{Catalog, Entry, Tags, builtin, default_ttl};
 use rephub_store::{ReputationStore, SourceStore, Upsert};
 
 use super::spec::{REGIONS, VisionOneSpec};

@@ -25,9 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use rephub_model::{
-    Catalog, Clock, Criteria, Entry, Kind, RiskThreshold, Severity, builtin, format_utc,
-};
+use rephub_model::{Catalog, Criteria, Entry, Kind, RiskThreshold, Severity, builtin, format_utc};
 use rephub_store::{ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore};
 
 use crate::error::HubError;

@@ -269,7 +269,7 @@ pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> 
         .ok()
         .and_then(Kind::from_code)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
-    Entry::parse(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
+    Entry::from_stored(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
 }
 
 fn decode_tags(bytes: &[u8]) -> Result<Tags, StoreError> {

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use rephub_model::{Catalog, Clock, Entry, Tags, builtin, parse_datetime};
+use rephub_model::{Catalog, Entry, Tags, builtin, parse_datetime};
 use rephub_store::{
     ModifiedKey, ModifiedQuery, ReputationStore, StoreError, USER_SOURCE, Upsert, UpstreamStore,
     WriteMode,
