@@ -160,32 +160,33 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
     let follower = tokio::spawn(state.engine().follow());
     sources::start_all(&state).await?;
     targets::start_all(&state).await?;
-    let flusher = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                tick.tick().await;
-                if let Err(e) = state.flush_progress().await {
+    // The hub's own chores run in the scheduler like sources and targets.
+    let chores = scheduler::Registry::default();
+    {
+        let s = state.clone();
+        let flush = scheduler::Every::new(Duration::from_secs(2), state.clock(), move || {
+            let s = s.clone();
+            async move {
+                if let Err(e) = s.flush_progress().await {
                     tracing::warn!(error = %e, "recording device progress failed");
                 }
             }
-        })
-    };
-    let sweeper = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(state.config().sweep_secs));
-            loop {
-                tick.tick().await;
-                match state.sweep().await {
+        });
+        scheduler::spawn(&chores, "device progress", state.clock(), flush);
+        let s = state.clone();
+        let every = Duration::from_secs(state.config().sweep_secs);
+        let sweep = scheduler::Every::new(every, state.clock(), move || {
+            let s = s.clone();
+            async move {
+                match s.sweep().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(assertions = n, "removed expired entries"),
                     Err(e) => tracing::warn!(error = %e, "TTL sweep failed"),
                 }
             }
-        })
-    };
+        });
+        scheduler::spawn(&chores, "sweeper", state.clock(), sweep);
+    }
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(async {
@@ -197,8 +198,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
         follower.abort();
         state.sources().stop_all();
         state.targets().stop_all();
-        flusher.abort();
-        sweeper.abort();
+        chores.stop_all();
         state.flush_progress().await?;
         served
     });

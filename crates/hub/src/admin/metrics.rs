@@ -177,7 +177,7 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
         })
         .collect();
     for (name, kind, st) in &states {
-        let ok = u8::from(st.status == crate::sources::IN_SYNC);
+        let ok = u8::from(st.run.status == crate::scheduler::IN_SYNC);
         let _ = writeln!(
             out,
             "rephub_source_in_sync{{source=\"{name}\",kind=\"{kind}\"}} {ok}"
@@ -188,7 +188,7 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
         "# HELP rephub_source_last_success_timestamp_seconds When the source's last successful run began.\n# TYPE rephub_source_last_success_timestamp_seconds gauge"
     );
     for (name, _, st) in &states {
-        if let Some(t) = st.last_success {
+        if let Some(t) = st.run.last_success {
             let _ = writeln!(
                 out,
                 "rephub_source_last_success_timestamp_seconds{{source=\"{name}\"}} {t}"
@@ -235,7 +235,7 @@ async fn targets(state: &AppState, out: &mut String) -> Result<(), crate::error:
         "# HELP rephub_target_in_sync 1 when the target's last distribution run succeeded, else 0.\n# TYPE rephub_target_in_sync gauge"
     );
     for (name, st) in &states {
-        let ok = u8::from(st.status == crate::targets::IN_SYNC);
+        let ok = u8::from(st.run.status == crate::scheduler::IN_SYNC);
         let _ = writeln!(out, "rephub_target_in_sync{{target=\"{name}\"}} {ok}");
     }
     let _ = writeln!(

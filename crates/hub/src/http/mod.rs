@@ -7,4 +7,5 @@ pub(crate) mod chunked;
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod jobs;
 pub(crate) mod openapi;

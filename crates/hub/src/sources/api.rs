@@ -15,6 +15,7 @@ use super::{SourceSpec, SourceState, load_state, remove, spawn, store_spec};
 use crate::http::auth::caller;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
+use crate::http::jobs;
 use crate::keys::Role;
 use crate::state::AppState;
 
@@ -30,13 +31,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
-    let status = if !spec.enabled() {
-        "Disabled"
-    } else if st.status.is_empty() {
-        "Never synced"
-    } else {
-        st.status.as_str()
-    };
+    let status = jobs::status(spec.enabled(), &st.run, "Never synced");
     json!({
         "name": spec.name(),
         "kind": spec.kind(),
@@ -138,7 +133,7 @@ async fn replace(
     store_spec(&state, &spec, "api").await?;
     // A changed source runs at once (with another account: its fresh full sync).
     let mut st = st;
-    st.next_run = None;
+    st.run.next_run = None;
     super::save_state(&state, &name, &st).await?;
     spawn(&state, spec.clone());
     Ok(Json(view(&spec, &st, "api")))
@@ -178,14 +173,7 @@ async fn sync_now(
         st.last_full_sync = None;
         super::save_state(&state, &name, &st).await?;
     }
-    if !spec.enabled() || !state.sources().kick(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            None,
-            format!("source {name:?} is disabled"),
-        ));
-    }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "sync": name }))))
+    jobs::run_now(state.sources(), spec.enabled(), "source", &name, "sync")
 }
 
 async fn test(
@@ -195,8 +183,5 @@ async fn test(
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Producer).await?;
     let (spec, _, _) = found(&state, &name).await?;
-    Ok(Json(match super::test(&spec).await {
-        Ok(checks) => json!({ "ok": true, "checks": checks }),
-        Err(e) => json!({ "ok": false, "error": e.to_string() }),
-    }))
+    Ok(jobs::tested(super::test(&spec).await))
 }

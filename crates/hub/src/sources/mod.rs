@@ -19,17 +19,15 @@ mod taxii;
 mod visionone;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 use rephub_model::Entry;
 use rephub_store::{Outcome, ReputationStore, SourceStore, Upsert, WriteMode};
 
 use crate::db::Change;
 use crate::error::HubError;
+use crate::scheduler::{Job, RunState, Turn};
 use crate::state::AppState;
 
 pub(crate) use spec::STIX_PUSH_SOURCE;
@@ -72,15 +70,14 @@ impl Counts {
     }
 }
 
-pub(crate) const IN_SYNC: &str = "In sync";
-pub(crate) const OUT_OF_SYNC: &str = "Out of sync";
-
 /// What the hub remembers of a source between runs (JSON in the store).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct SourceState {
-    /// `In sync`, `Out of sync` (the last run failed), `Never synced`, `Disabled`.
-    pub(crate) status: String,
+    /// Status, runs, last success, next run, last error, failures (shown as `Never synced` before
+    /// the first run and `Disabled` when disabled).
+    #[serde(flatten)]
+    pub(crate) run: RunState,
     /// Where the next delta starts (kind-specific: a time, a TAXII `added_after`).
     pub(crate) cursor: Option<String>,
     /// Which account the cursor and the owned entries belong to (a hash of URL and token).
@@ -88,17 +85,7 @@ pub(crate) struct SourceState {
     /// Feeds: validators of the last download.
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
-    /// How long the last run took, in milliseconds.
-    pub(crate) last_duration_ms: u64,
-    /// Runs so far (successful or not).
-    pub(crate) runs: u64,
-    pub(crate) last_run: Option<i64>,
-    pub(crate) last_success: Option<i64>,
     pub(crate) last_full_sync: Option<i64>,
-    pub(crate) next_run: Option<i64>,
-    pub(crate) last_error: Option<String>,
-    /// Failed runs in a row (the retry interval grows with it).
-    pub(crate) failures: u32,
     /// The last run's counts, and the sum over all runs.
     pub(crate) last: Counts,
     pub(crate) total: Counts,
@@ -242,10 +229,11 @@ pub(crate) fn spawn(state: &AppState, spec: SourceSpec) {
         state.sources().stop(&name);
         return;
     }
-    let st = state.clone();
-    state
-        .sources()
-        .start(&name, move |now| tokio::spawn(run_forever(st, spec, now)));
+    let job = SourceJob {
+        state: state.clone(),
+        spec,
+    };
+    crate::scheduler::spawn(state.sources(), &name, state.clock(), job);
 }
 
 /// Load the state of a source (default when never run).
@@ -281,28 +269,25 @@ pub(crate) async fn save_state(
     Ok(())
 }
 
-async fn run_forever(state: AppState, spec: SourceSpec, now: Arc<Notify>) {
-    let name = spec.name().to_string();
-    loop {
-        let st = match load_state(&state, &name).await {
-            Ok(Some((_, st, _))) => st,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(source = %name, error = %e, "reading source state");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-        };
-        crate::scheduler::wait_turn(st.next_run, &now).await;
-        // Read again: the API may have changed it while this task waited (a full sync asked for).
-        let st = match load_state(&state, &name).await {
-            Ok(Some((_, st, _))) => st,
-            Ok(None) => return,
-            Err(_) => st,
-        };
-        if let Err(e) = run_once(&state, &spec, st).await {
-            tracing::error!(source = %name, error = %e, "saving source state");
-            tokio::time::sleep(Duration::from_secs(5)).await;
+/// A source as the scheduler runs it.
+struct SourceJob {
+    state: AppState,
+    spec: SourceSpec,
+}
+
+impl Job for SourceJob {
+    async fn turn(&self) -> Result<Turn, HubError> {
+        Ok(match load_state(&self.state, self.spec.name()).await? {
+            Some((_, st, _)) => Turn::At(st.run.next_run),
+            None => Turn::Gone,
+        })
+    }
+
+    async fn run(&self) -> Result<(), HubError> {
+        // Read again: the API may have changed it while the task waited (a full sync asked for).
+        match load_state(&self.state, self.spec.name()).await? {
+            Some((_, st, _)) => run_once(&self.state, &self.spec, st).await.map(|_| ()),
+            None => Ok(()),
         }
     }
 }
@@ -322,32 +307,22 @@ pub(crate) async fn run_once(
         SourceSpec::Taxii(s) => taxii::sync(s, &mut st, &mut run).await,
         SourceSpec::Feed(s) => feed::sync(s, &mut st, &mut run).await,
     };
-    st.last_run = Some(started);
-    st.runs += 1;
-    st.last_duration_ms = clock.elapsed().as_millis() as u64;
     st.last = run.counts;
     st.total.add(&run.counts);
     st.rejects = std::mem::take(&mut run.rejects);
-    let interval = spec.interval_secs() as i64;
-    match result {
-        Ok(()) => {
-            st.status = IN_SYNC.into();
-            st.last_success = Some(started);
-            st.last_error = None;
-            st.failures = 0;
-            st.next_run = Some(started + interval);
-            tracing::info!(source = %name, counts = ?run.counts, "source synced");
-        }
+    match &result {
+        Ok(()) => tracing::info!(source = %name, counts = ?run.counts, "source synced"),
         Err(e) => {
-            st.status = OUT_OF_SYNC.into();
-            st.last_error = Some(e.to_string());
-            st.failures = st.failures.saturating_add(1);
-            // Retry sooner than the interval at first, then back off.
-            let backoff = (1u64 << st.failures.min(9)).min(crate::scheduler::MAX_BACKOFF) as i64;
-            st.next_run = Some(state.now() + backoff.min(interval.max(1)));
-            tracing::warn!(source = %name, error = %e, counts = ?run.counts, "source sync failed");
+            tracing::warn!(source = %name, error = %e, counts = ?run.counts, "source sync failed")
         }
     }
+    st.run.record(
+        result.map_err(|e| e.to_string()),
+        started,
+        clock.elapsed(),
+        spec.interval_secs(),
+        state.now(),
+    );
     save_state(state, name, &st).await?;
     Ok(st)
 }

@@ -15,6 +15,7 @@ use super::{TargetSpec, TargetState, load, save, spawn};
 use crate::http::auth::caller;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
+use crate::http::jobs;
 use crate::keys::Role;
 use crate::state::AppState;
 
@@ -31,13 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 fn view(spec: &TargetSpec, st: &TargetState) -> Value {
-    let status = if !spec.enabled {
-        "Disabled"
-    } else if st.status.is_empty() {
-        "Never run"
-    } else {
-        st.status.as_str()
-    };
+    let status = jobs::status(spec.enabled, &st.run, "Never run");
     json!({
         "name": spec.name,
         "config": spec.redacted(),
@@ -132,7 +127,7 @@ async fn replace(
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     store(&state, &spec).await?;
     // A changed target runs at once (new criteria: a full comparison).
-    st.next_run = None;
+    st.run.next_run = None;
     save(&state, &name, &st).await?;
     spawn(&state, &spec);
     Ok(Json(view(&spec, &st)))
@@ -178,14 +173,7 @@ async fn run_now(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller(&state, &headers, Role::Producer).await?;
     let (spec, _) = found(&state, &name).await?;
-    if !spec.enabled || !state.targets().kick(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            None,
-            format!("target {name:?} is disabled"),
-        ));
-    }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run": name }))))
+    jobs::run_now(state.targets(), spec.enabled, "target", &name, "run")
 }
 
 async fn test(
@@ -195,10 +183,7 @@ async fn test(
 ) -> ApiResult<Json<Value>> {
     caller(&state, &headers, Role::Producer).await?;
     let (spec, _) = found(&state, &name).await?;
-    Ok(Json(match super::test(&spec, state.now()).await {
-        Ok(checks) => json!({ "ok": true, "checks": checks }),
-        Err(e) => json!({ "ok": false, "error": e.0 }),
-    }))
+    Ok(jobs::tested(super::test(&spec, state.now()).await))
 }
 
 #[derive(Debug, serde::Deserialize)]

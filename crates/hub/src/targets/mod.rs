@@ -18,19 +18,16 @@ mod sms;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
 use rephub_model::{Catalog, Criteria, Entry, Kind, RiskThreshold, Severity, builtin, format_utc};
 use rephub_store::{ChangePage, ReputationStore, StoredEntry, TargetRunRow, TargetStore};
 
 use crate::error::HubError;
 use crate::http::client as http;
-use crate::scheduler::Registry;
+use crate::scheduler::{Job, RunState, Turn};
 use crate::state::AppState;
 use sms::{Auth, Sms, SmsError};
 
@@ -304,25 +301,16 @@ fn check_address(a: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct TargetState {
-    pub(crate) status: String,
+    /// Status, runs, last success, next run, last error, failures.
+    #[serde(flatten)]
+    pub(crate) run: RunState,
     /// The change-log position the target is up to date with.
     pub(crate) cursor: Option<u64>,
     /// The digest of the criteria the target's holdings were chosen by.
     pub(crate) criteria: Option<String>,
-    pub(crate) last_run: Option<i64>,
-    pub(crate) last_success: Option<i64>,
-    pub(crate) next_run: Option<i64>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) failures: u32,
-    pub(crate) runs: u64,
-    /// How long the last run took, in milliseconds.
-    pub(crate) last_duration_ms: u64,
     /// Values the target holds, as far as the hub knows.
     pub(crate) holds: u64,
 }
-
-pub(crate) const IN_SYNC: &str = "In sync";
-pub(crate) const OUT_OF_SYNC: &str = "Out of sync";
 
 /// This machine's host name (`Trend Micro Source`, seed 000 step 9).
 fn host_name() -> String {
@@ -722,31 +710,24 @@ pub(crate) async fn run_once(
         Ok::<u64, SmsError>(upto)
     }
     .await;
-    st.last_run = Some(started);
-    st.runs += 1;
-    st.last_duration_ms = clock.elapsed().as_millis() as u64;
-    let interval = spec.interval_secs as i64;
-    let error = match result {
+    let error = match &result {
         Ok(upto) => {
-            st.status = IN_SYNC.into();
-            st.cursor = Some(upto);
+            st.cursor = Some(*upto);
             st.criteria = Some(spec.digest());
-            st.last_success = Some(started);
-            st.last_error = None;
-            st.failures = 0;
-            st.next_run = Some(started + interval);
             None
         }
         Err(e) => {
-            st.status = OUT_OF_SYNC.into();
-            st.last_error = Some(e.0.clone());
-            st.failures = st.failures.saturating_add(1);
-            let backoff = (1i64 << st.failures.min(9)).min(300);
-            st.next_run = Some(state.now() + backoff.min(interval));
             tracing::warn!(target = %spec.name, error = %e, "distribution failed");
-            Some(e.0)
+            Some(e.0.clone())
         }
     };
+    st.run.record(
+        result.map(|_| ()).map_err(|e| e.0),
+        started,
+        clock.elapsed(),
+        spec.interval_secs,
+        state.now(),
+    );
     let name = spec.name.clone();
     let run = TargetRunRow {
         id: 0,
@@ -767,31 +748,38 @@ pub(crate) async fn run_once(
     Ok(st)
 }
 
-async fn run_forever(state: AppState, name: String, now: Arc<Notify>) {
-    loop {
-        let Ok(Some((_, st))) = load(&state, &name).await else {
-            return;
-        };
-        crate::scheduler::wait_turn(st.next_run, &now).await;
-        let Ok(Some((spec, st))) = load(&state, &name).await else {
-            return;
-        };
-        if let Err(e) = run_once(&state, &spec, st).await {
-            tracing::error!(target = %name, error = %e, "recording a distribution run");
-            tokio::time::sleep(Duration::from_secs(5)).await;
+/// A target as the scheduler runs it (its config is read again before every run).
+struct TargetJob {
+    state: AppState,
+    name: String,
+}
+
+impl Job for TargetJob {
+    async fn turn(&self) -> Result<Turn, HubError> {
+        Ok(match load(&self.state, &self.name).await? {
+            Some((_, st)) => Turn::At(st.run.next_run),
+            None => Turn::Gone,
+        })
+    }
+
+    async fn run(&self) -> Result<(), HubError> {
+        match load(&self.state, &self.name).await? {
+            Some((spec, st)) => run_once(&self.state, &spec, st).await.map(|_| ()),
+            None => Ok(()),
         }
     }
 }
 
 /// Start (or restart) a target's task.
 pub(crate) fn spawn(state: &AppState, spec: &TargetSpec) {
-    let reg: &Registry = state.targets();
     if spec.enabled {
-        reg.start(&spec.name, |now| {
-            tokio::spawn(run_forever(state.clone(), spec.name.clone(), now))
-        });
+        let job = TargetJob {
+            state: state.clone(),
+            name: spec.name.clone(),
+        };
+        crate::scheduler::spawn(state.targets(), &spec.name, state.clock(), job);
     } else {
-        reg.stop(&spec.name);
+        state.targets().stop(&spec.name);
     }
 }
 
