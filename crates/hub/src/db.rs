@@ -119,7 +119,7 @@ impl Db {
         std::thread::Builder::new()
             .name("rephub-writer".into())
             .spawn(move || writer(store, &rx, &*written))
-            .map_err(|e| HubError::Internal(format!("starting the writer: {e}")))?;
+            .map_err(HubError::file(std::path::Path::new("the writer thread")))?;
         Ok(Db {
             jobs,
             path,
@@ -185,9 +185,7 @@ impl Db {
         T: Send + 'static,
     {
         let reader = self.take()?;
-        let (out, reader) = tokio::task::spawn_blocking(move || (f(&reader), reader))
-            .await
-            .map_err(|e| HubError::Internal(e.to_string()))?;
+        let (out, reader) = tokio::task::spawn_blocking(move || (f(&reader), reader)).await?;
         self.give(reader);
         Ok(out)
     }
@@ -214,7 +212,7 @@ impl Db {
 }
 
 fn stopped() -> HubError {
-    HubError::Internal("the writer has stopped".into())
+    HubError::WriterStopped
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

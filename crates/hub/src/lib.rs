@@ -67,11 +67,11 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/openapi.json",
             get(|| async { axum::Json(http::openapi::document()) }),
         )
-        .merge(ingest::router())
-        .merge(admin::router())
-        .merge(distribution::router())
-        .merge(sources::api::router())
-        .merge(targets::api::router())
+        .merge(ingest::router(&state))
+        .merge(admin::router(&state))
+        .merge(distribution::router(&state))
+        .merge(sources::api::router(&state))
+        .merge(targets::api::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,
@@ -107,9 +107,7 @@ impl RunningHub {
     /// Stop accepting, finish the requests in flight, and return.
     pub async fn stop(self) -> Result<(), HubError> {
         let _ = self.shutdown.send(());
-        self.task
-            .await
-            .map_err(|e| HubError::Internal(e.to_string()))?
+        self.task.await?
     }
 
     /// Run until Ctrl-C or SIGTERM, then shut down gracefully.
@@ -193,7 +191,7 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
                 let _ = rx.await;
             })
             .await
-            .map_err(|e| HubError::Internal(e.to_string()));
+            .map_err(|e| HubError::Bind(addr.to_string(), e));
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         state.sources().stop_all();

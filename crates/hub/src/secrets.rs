@@ -33,18 +33,17 @@ impl Secrets {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir)
-                    .map_err(|e| HubError::Internal(format!("{}: {e}", data_dir.display())))?;
+                std::fs::create_dir_all(data_dir).map_err(HubError::file(data_dir))?;
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key)
-                    .map_err(|e| HubError::Internal(format!("no OS randomness: {e}")))?;
+                    .map_err(|e| HubError::Crypto(format!("no OS randomness: {e}")))?;
                 write_private(&path, &key)?;
                 key.to_vec()
             }
-            Err(e) => return Err(HubError::Internal(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(HubError::file(&path)(e)),
         };
         if bytes.len() != 32 {
-            return Err(HubError::Internal(format!(
+            return Err(HubError::Crypto(format!(
                 "{}: not a 32-byte key",
                 path.display()
             )));
@@ -79,7 +78,7 @@ impl Secrets {
             return Ok(stored.to_string());
         };
         let bad = || {
-            HubError::Internal(
+            HubError::Crypto(
                 "a stored credential cannot be decrypted with this data directory's secret.key: enter it again".into(),
             )
         };
@@ -125,12 +124,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| HubError::Internal(format!("{}: {e}", path.display())))?;
+    let mut f = opts.open(path).map_err(HubError::file(path))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|e| HubError::Internal(format!("{}: {e}", path.display())))
+        .map_err(HubError::file(path))
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl AppState {
                 Ok::<_, HubError>((store, engine, key))
             })
             .await
-            .map_err(|e| HubError::Internal(e.to_string()))??
+            .map_err(HubError::from)??
         };
         let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
         let wake = engine.clone();

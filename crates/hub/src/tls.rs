@@ -16,13 +16,13 @@ pub(crate) async fn server_config(cfg: &Config) -> Result<RustlsConfig, HubError
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => self_signed(&cfg.data_dir)?,
         _ => {
-            return Err(HubError::Internal(
+            return Err(HubError::Config(
                 "tls_cert and tls_key must be given together".into(),
             ));
         }
     };
     RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| {
-        HubError::Internal(format!(
+        HubError::Crypto(format!(
             "loading the TLS certificate {} and key {}: {e}",
             cert.display(),
             key.display()
@@ -37,7 +37,7 @@ fn self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), HubError> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    let io = |e: std::io::Error| HubError::Internal(format!("writing {}: {e}", dir.display()));
+    let io = |e: std::io::Error| HubError::file(&dir)(e);
     std::fs::create_dir_all(&dir).map_err(io)?;
     let names = vec![
         "localhost".to_string(),
@@ -45,7 +45,7 @@ fn self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), HubError> {
         "::1".to_string(),
     ];
     let made = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| HubError::Internal(format!("making a self-signed certificate: {e}")))?;
+        .map_err(|e| HubError::Crypto(format!("making a self-signed certificate: {e}")))?;
     write_private(&key, made.signing_key.serialize_pem().as_bytes()).map_err(io)?;
     std::fs::write(&cert, made.cert.pem()).map_err(io)?;
     tracing::info!(cert = %cert.display(), "made a self-signed TLS certificate");

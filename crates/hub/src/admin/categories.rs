@@ -2,42 +2,38 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use rephub_store::{ReputationStore, StoreError};
 
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/categories",
-        get(list_categories).post(add_category),
-    )
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new().route("/api/v1/categories", get(list_categories));
+    let admin = Router::new().route("/api/v1/categories", post(add_category));
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
+        admin,
+        state,
+        Who::User(Role::Admin),
+        Dialect::Rest,
+    ))
 }
 
-async fn list_categories(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list_categories(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let catalog = state.exec(|s| s.catalog()).await??;
     Ok(Json(json!({"categories": catalog.categories()})))
 }
 
-async fn add_category(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Response> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn add_category(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     let new: rephub_model::NewCategory = body(&b)?;
     new.validate()
         .map_err(|e| ApiError::bad("category", e.to_string()))?;

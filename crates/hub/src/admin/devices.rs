@@ -5,26 +5,36 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use rephub_store::{DistributionStore, StoreError};
 
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::{Role, hash_key, new_key};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/devices", get(list_devices).post(register_device))
-        .route("/api/v1/devices/{id}", axum::routing::delete(delete_device))
-        .route("/api/v1/distributions", get(distributions).post(distribute))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new()
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/distributions", get(distributions));
+    let admin = Router::new()
+        .route("/api/v1/devices", post(register_device))
+        .route("/api/v1/devices/{id}", delete(delete_device))
+        .route("/api/v1/distributions", post(distribute));
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
+        admin,
+        state,
+        Who::User(Role::Admin),
+        Dialect::Rest,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,12 +54,7 @@ async fn profile_id(state: &AppState, name: Option<String>) -> ApiResult<Option<
         .ok_or_else(|| ApiError::bad("profile", format!("{name:?}: no such profile")))
 }
 
-async fn register_device(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Response> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn register_device(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     let d: DeviceBody = body(&b)?;
     let name = d.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 255 {
@@ -70,12 +75,7 @@ async fn register_device(
         .into_response())
 }
 
-async fn delete_device(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    P(id): P<i64>,
-) -> ApiResult<StatusCode> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn delete_device(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {
     if !state.exec(move |s| s.delete_device(id)).await?? {
         return Err(ApiError::not_found("device"));
     }
@@ -113,16 +113,11 @@ async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
         .collect())
 }
 
-async fn list_devices(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list_devices(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"devices": device_status(&state).await?})))
 }
 
-async fn distributions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn distributions(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let devices = device_status(&state).await?;
     let mut by_profile: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for d in devices {
@@ -145,12 +140,7 @@ struct DistributeBody {
 }
 
 /// Distribute a profile to devices: from now on they sync its filter set (from a snapshot).
-async fn distribute(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn distribute(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
     let d: DistributeBody = body(&b)?;
     let profile = profile_id(&state, Some(d.profile.clone())).await?;
     let all = state.exec(|s| s.devices()).await??;

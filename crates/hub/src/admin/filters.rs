@@ -2,9 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,19 +14,27 @@ use rephub_store::{DistributionStore, ReputationStore};
 use super::profiles::install_profile;
 use crate::distribution::filter_def::FilterDef;
 use crate::error::HubError;
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/filters", get(list_filters).post(create_filter))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new().route("/api/v1/filters", get(list_filters));
+    let admin = Router::new()
+        .route("/api/v1/filters", post(create_filter))
         .route(
             "/api/v1/filters/{id}",
             put(update_filter).delete(delete_filter),
-        )
+        );
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
+        admin,
+        state,
+        Who::User(Role::Admin),
+        Dialect::Rest,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,24 +50,18 @@ fn filter_json(id: i64, name: &str, def: &FilterDef) -> Value {
            "action": def.action, "kinds": def.kinds, "criteria": def.criteria})
 }
 
-async fn list_filters(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list_filters(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.read(|s| s.filters()).await??;
     let mut out = Vec::new();
     for r in rows {
-        let def: FilterDef =
-            serde_json::from_str(&r.definition).map_err(|e| HubError::Internal(e.to_string()))?;
+        let def: FilterDef = serde_json::from_str(&r.definition)
+            .map_err(HubError::record(format!("filter {}", r.name)))?;
         out.push(filter_json(r.id, &r.name, &def));
     }
     Ok(Json(json!({"filters": out})))
 }
 
-async fn create_filter(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Response> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn create_filter(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     let f: FilterBody = body(&b)?;
     save_filter(&state, 0, f)
         .await
@@ -68,11 +70,9 @@ async fn create_filter(
 
 async fn update_filter(
     State(state): State<AppState>,
-    headers: HeaderMap,
     P(id): P<i64>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
     let f: FilterBody = body(&b)?;
     let exists = state
         .read(move |s| s.filters().map(|v| v.iter().any(|r| r.id == id)))
@@ -87,19 +87,14 @@ async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Valu
     let catalog = state.exec(|s| s.catalog()).await??;
     let name = f.name.trim().to_string();
     f.def.build(&catalog, id, &name)?;
-    let text = serde_json::to_string(&f.def).map_err(|e| HubError::Internal(e.to_string()))?;
+    let text = serde_json::to_string(&f.def).map_err(HubError::record("filter"))?;
     let (n, t) = (name.clone(), text);
     let id = state.exec(move |s| s.put_filter(id, &n, &t)).await??;
     refresh_profiles_using(state, Some(id)).await?;
     Ok(filter_json(id, &name, &f.def))
 }
 
-async fn delete_filter(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    P(id): P<i64>,
-) -> ApiResult<StatusCode> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn delete_filter(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {
     let gone = state.exec(move |s| s.delete_filter(id)).await??;
     if !gone {
         return Err(ApiError::not_found("filter"));

@@ -1,24 +1,27 @@
 //! `/api/v1/keys`: API keys (shown once, kept hashed).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::auth::caller;
+use crate::http::auth::Principal;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::{Role, hash_key, new_key};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let admin = Router::new()
         .route("/api/v1/keys", get(list_keys).post(add_key))
-        .route("/api/v1/keys/{name}", axum::routing::delete(delete_key))
+        .route("/api/v1/keys/{name}", delete(delete_key));
+    guard(admin, state, Who::User(Role::Admin), Dialect::Rest)
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,9 +31,8 @@ struct KeyBody {
     role: String,
 }
 
-async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     use rephub_store::KeyStore;
-    caller(&state, &headers, Role::Admin).await?;
     let keys = state.read(|s| s.api_keys()).await??;
     let out: Vec<Value> = keys
         .iter()
@@ -39,13 +41,8 @@ async fn list_keys(State(state): State<AppState>, headers: HeaderMap) -> ApiResu
     Ok(Json(json!({"keys": out})))
 }
 
-async fn add_key(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Response> {
+async fn add_key(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     use rephub_store::KeyStore;
-    caller(&state, &headers, Role::Admin).await?;
     let k: KeyBody = body(&b)?;
     let role = Role::parse(&k.role).ok_or_else(|| {
         ApiError::bad(
@@ -76,11 +73,11 @@ async fn add_key(
 
 async fn delete_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     use rephub_store::KeyStore;
-    let me = caller(&state, &headers, Role::Admin).await?;
+    let me = who.user()?;
     if me.name == name {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

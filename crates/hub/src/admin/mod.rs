@@ -12,11 +12,11 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .merge(filters::router())
-        .merge(profiles::router())
-        .merge(devices::router())
-        .merge(categories::router())
-        .merge(keys::router())
+        .merge(filters::router(state))
+        .merge(profiles::router(state))
+        .merge(devices::router(state))
+        .merge(categories::router(state))
+        .merge(keys::router(state))
 }

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,19 +16,27 @@ use rephub_store::{DistributionStore, ReputationStore, StoreError};
 use crate::db::Change;
 use crate::distribution::engine::profile_filters;
 use crate::error::HubError;
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/profiles", get(list_profiles).post(create_profile))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new().route("/api/v1/profiles", get(list_profiles));
+    let admin = Router::new()
+        .route("/api/v1/profiles", post(create_profile))
         .route(
             "/api/v1/profiles/{id}",
             put(update_profile).delete(delete_profile),
-        )
+        );
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
+        admin,
+        state,
+        Who::User(Role::Admin),
+        Dialect::Rest,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,11 +63,7 @@ async fn resolve_filters(state: &AppState, wanted: &[Value]) -> ApiResult<Vec<i6
     Ok(ids)
 }
 
-async fn list_profiles(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list_profiles(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.read(|s| s.profiles()).await??;
     let summary: HashMap<i64, (usize, u64)> = state
         .engine()
@@ -77,12 +81,7 @@ async fn list_profiles(
     Ok(Json(json!({"profiles": out})))
 }
 
-async fn create_profile(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Response> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn create_profile(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     let p: ProfileBody = body(&b)?;
     let v = save_profile(&state, 0, p).await?;
     Ok((StatusCode::CREATED, Json(v)).into_response())
@@ -90,11 +89,9 @@ async fn create_profile(
 
 async fn update_profile(
     State(state): State<AppState>,
-    headers: HeaderMap,
     P(id): P<i64>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
     let p: ProfileBody = body(&b)?;
     let exists = state
         .read(move |s| s.profiles().map(|v| v.iter().any(|r| r.id == id)))
@@ -117,12 +114,7 @@ async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Va
     Ok(json!({"id": id, "name": name, "filters": filters}))
 }
 
-async fn delete_profile(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    P(id): P<i64>,
-) -> ApiResult<StatusCode> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn delete_profile(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {
     if !state.exec(move |s| s.delete_profile(id)).await?? {
         return Err(ApiError::not_found("profile"));
     }
@@ -148,7 +140,7 @@ pub(crate) async fn install_profile(
     let name = name.to_string();
     let changed = tokio::task::spawn_blocking(move || engine.set_profile(id, &name, filters))
         .await
-        .map_err(|e| HubError::Internal(e.to_string()))??;
+        .map_err(HubError::from)??;
     if !changed.is_empty() {
         state.db().change(Change::Touch { ids: changed }).await?;
     }

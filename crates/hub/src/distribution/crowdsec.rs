@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{Extension, Query, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -24,36 +24,26 @@ use serde_json::json;
 use rephub_model::{ActionSet, Entry};
 
 use crate::distribution::engine::{Selected, SyncAnswer};
+use crate::http::auth::{Principal, Who, guard};
 use crate::http::chunked::Chunks;
-use crate::keys::hash_key;
-use crate::state::{AppState, Device};
+use crate::http::error::{ApiError, Dialect};
+use crate::state::AppState;
 
 /// Origin of every decision rephub hands out.
 const ORIGIN: &str = "rephub";
 /// Entries that never expire are given this long (ten years), in Go duration syntax.
 const FOREVER: &str = "87600h0m0s";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let bouncers = Router::new()
         .route("/v1/decisions/stream", get(stream).head(stream))
-        .route("/v1/decisions", get(decisions).head(decisions))
+        .route("/v1/decisions", get(decisions).head(decisions));
+    guard(bouncers, state, Who::Bouncer, Dialect::CrowdSec)
 }
 
 /// CrowdSec answers errors as `{"message": ...}`.
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({"message": message}))).into_response()
-}
-
-/// The bouncer presenting its key (a device token), and the key's hash; `None` answers 403.
-fn bouncer(state: &AppState, headers: &HeaderMap) -> Option<(Vec<u8>, Device)> {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())?;
-    let hash = hash_key(key);
-    let device = state.device(&hash)?;
-    Some((hash, device))
+    ApiError::status(status, message).render(Dialect::CrowdSec)
 }
 
 /// The query parameters bouncers send; unknown ones are ignored, as the reference server does.
@@ -230,11 +220,11 @@ fn render(d: &Decisions, out: &mut Chunks<'_>) {
 async fn stream(
     State(state): State<AppState>,
     method: Method,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((hash, device)) = bouncer(&state, &headers) else {
-        return error(StatusCode::FORBIDDEN, "access forbidden");
+    let Ok((hash, device)) = who.device() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let Some(profile) = device.profile else {
         return error(
@@ -362,11 +352,11 @@ async fn stream(
 async fn decisions(
     State(state): State<AppState>,
     method: Method,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((_, device)) = bouncer(&state, &headers) else {
-        return error(StatusCode::FORBIDDEN, "access forbidden");
+    let Ok((_, device)) = who.device() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     if method == Method::HEAD {
         return StatusCode::OK.into_response();

@@ -122,10 +122,10 @@ pub(crate) fn profile_filters(
         if let Some(row) = rows.iter().find(|r| r.id == *id) {
             let def: crate::distribution::filter_def::FilterDef =
                 serde_json::from_str(&row.definition)
-                    .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?;
+                    .map_err(HubError::record(format!("filter {}", row.name)))?;
             out.push(
                 def.build(catalog, row.id, &row.name)
-                    .map_err(|e| HubError::Internal(format!("filter {}: {e}", row.name)))?,
+                    .map_err(|e| HubError::Config(format!("stored filter {}: {e}", row.name)))?,
             );
         }
     }

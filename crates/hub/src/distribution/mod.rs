@@ -13,10 +13,10 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .merge(sync::router())
-        .merge(reports::router())
-        .merge(crowdsec::router())
-        .merge(rpz::router())
+        .merge(sync::router(state))
+        .merge(reports::router(state))
+        .merge(crowdsec::router(state))
+        .merge(rpz::router(state))
 }

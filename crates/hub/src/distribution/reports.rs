@@ -6,8 +6,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Extension, State};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,7 +14,8 @@ use serde_json::{Value, json};
 use rephub_model::{ActionSet, Entry, Kind};
 use rephub_store::{DistributionStore, NewEvent};
 
-use crate::http::auth::{caller, device_caller};
+use crate::http::auth::{Principal, Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::keys::Role;
@@ -26,11 +26,17 @@ const MAX_EVENTS: usize = 10_000;
 /// Longest text field of a report.
 const MAX_TEXT: usize = 256;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let devices = Router::new()
         .route("/api/v1/agent/report", post(report))
-        .route("/api/v1/agent/events", post(post_events))
-        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/agent/events", post(post_events));
+    let read = Router::new().route("/api/v1/events", get(list_events));
+    guard(devices, state, Who::Device, Dialect::Rest).merge(guard(
+        read,
+        state,
+        Who::User(Role::ReadOnly),
+        Dialect::Rest,
+    ))
 }
 
 /// A device's report. Unknown fields are refused, so a typo is an error rather than lost data.
@@ -79,10 +85,10 @@ fn text(field: &str, v: &str) -> ApiResult<()> {
 
 async fn report(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let (_, device) = device_caller(&state, &headers)?;
+    let (_, device) = who.device()?;
     let r: Report = body(&b)?;
     text("name", &r.name)?;
     text("model", &r.model)?;
@@ -99,7 +105,7 @@ async fn report(
             return Err(ApiError::bad("backend.error", "at most 1000 characters"));
         }
     }
-    let stored = serde_json::to_string(&r).map_err(|e| crate::HubError::Internal(e.to_string()))?;
+    let stored = serde_json::to_string(&r).map_err(crate::HubError::record("device report"))?;
     let id = device.id;
     state
         .exec(move |s| s.set_device_report(id, &stored))
@@ -162,10 +168,10 @@ impl EventIn {
 /// and the reason.
 async fn post_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let (_, device) = device_caller(&state, &headers)?;
+    let (_, device) = who.device()?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
@@ -215,12 +221,7 @@ struct EventQuery {
 }
 
 /// Events in the order they arrived; page with `after` = the last id seen.
-async fn list_events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Q(q): Q<EventQuery>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = q.after.unwrap_or(0);
     let devices = state.read(|s| s.devices()).await??;

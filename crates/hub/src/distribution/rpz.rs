@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -29,22 +29,21 @@ use rephub_model::{ActionSet, Entry};
 use rephub_store::DistributionStore;
 
 use crate::distribution::engine::{Selected, SyncAnswer};
-use crate::http::auth::verify;
-use crate::http::extract::bearer;
-use crate::keys::hash_key;
+use crate::http::auth::{Principal, Who, guard};
+use crate::http::error::{ApiError, Dialect};
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/rpz/{file}", get(zone))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    guard(
+        Router::new().route("/rpz/{file}", get(zone)),
+        state,
+        Who::DeviceOrUser,
+        Dialect::Text,
+    )
 }
 
 fn text(status: StatusCode, message: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        message + "\n",
-    )
-        .into_response()
+    ApiError::status(status, message).render(Dialect::Text)
 }
 
 /// The owner name of an IPv4 trigger: prefix length, then the octets reversed.
@@ -126,8 +125,7 @@ fn records(items: &[Selected]) -> BTreeMap<String, (u8, &'static str)> {
 async fn zone(
     State(state): State<AppState>,
     Path(file): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Extension(who): Extension<Principal>,
 ) -> Response {
     let Some(name) = file.strip_suffix(".zone") else {
         return text(
@@ -136,12 +134,6 @@ async fn zone(
         );
     };
     let name = name.to_string();
-    let Some(secret) = bearer(&headers).or_else(|| q.get("key").cloned()) else {
-        return text(
-            StatusCode::UNAUTHORIZED,
-            "a device token or API key is required (Authorization: Bearer, or ?key=)".into(),
-        );
-    };
     let profiles = match state.read(|s| s.profiles()).await {
         Ok(Ok(p)) => p,
         _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
@@ -150,21 +142,13 @@ async fn zone(
         return text(StatusCode::NOT_FOUND, format!("no profile named {name:?}"));
     };
     // A device token of this profile, or any API key.
-    let hash = hash_key(&secret);
-    let device = state.device(&hash);
-    match &device {
-        Some(d) if d.profile == Some(profile) => {}
-        Some(d) => {
+    if let Principal::Device(_, d) = &who {
+        if d.profile != Some(profile) {
             return text(
                 StatusCode::FORBIDDEN,
                 format!("device {} is not given profile {name:?}", d.name),
             );
         }
-        None => match verify(&state, None, &secret).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return text(StatusCode::UNAUTHORIZED, "unknown key".into()),
-            _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
-        },
     }
     // The zone includes everything written before the request (read-your-writes).
     if state.catch_up().await.is_err() {
@@ -178,9 +162,9 @@ async fn zone(
         _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
     };
     let serial = engine.last_change(profile).unwrap_or(0);
-    if let Some(d) = device {
+    if let Principal::Device(hash, d) = &who {
         state.record_progress(d.id, serial, None);
-        state.mark_synced(&hash);
+        state.mark_synced(hash);
     }
     let refresh = state.config().rpz_refresh_secs;
     let body = crate::http::chunked::body(

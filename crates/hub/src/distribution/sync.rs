@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Extension, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -16,13 +16,19 @@ use rephub_model::Entry;
 
 use super::engine::{Selected, SyncAnswer};
 use crate::error::HubError;
-use crate::http::auth::device_caller;
+use crate::http::auth::{Principal, Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Q;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/sync", get(sync))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    guard(
+        Router::new().route("/api/v1/sync", get(sync)),
+        state,
+        Who::Device,
+        Dialect::Rest,
+    )
 }
 
 /// Longest a sync request may wait for a change.
@@ -42,10 +48,10 @@ struct SyncQuery {
 
 async fn sync(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(who): Extension<Principal>,
     Q(q): Q<SyncQuery>,
 ) -> ApiResult<Response> {
-    let (token_hash, device) = device_caller(&state, &headers)?;
+    let (token_hash, device) = who.device()?;
     // No cursor: the device has nothing and wants a snapshot.
     let cursor: Option<u64> = match q.cursor.as_deref() {
         None | Some("") => None,
@@ -96,7 +102,7 @@ async fn sync(
                 let e = engine.clone();
                 tokio::task::spawn_blocking(move || e.answer(profile, cursor))
                     .await
-                    .map_err(|e| HubError::Internal(e.to_string()))??
+                    .map_err(HubError::from)??
             }
         };
         if let Some(a) = a {

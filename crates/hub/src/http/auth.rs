@@ -1,72 +1,213 @@
-//! Who is calling: API keys (users and producers, with a role) and device tokens.
+//! Who is calling. Each caller type has one credential parser here, and each route group declares
+//! once who may call it ([`guard`], as CrowdSec declares its groups): users and producers with an
+//! API key and a role, devices with their token, CrowdSec bouncers with theirs, resolvers with
+//! either. The SMS Web API, whose credentials may come in the body, checks them with
+//! [`sms_caller`].
+//!
+//! Credentials are checked before anything else of a request is looked at: a caller without them
+//! learns nothing (no 400 for a bad query, no 404 for a name that does not exist).
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::{Router, middleware};
 use base64::Engine as _;
 
-use super::error::{ApiError, ApiResult};
-use super::extract::bearer;
 use rephub_store::KeyStore;
 
+use super::error::{ApiError, Dialect};
 use crate::error::HubError;
 use crate::keys::{Caller, Role, check, hash_key};
-use crate::state::AppState;
+use crate::state::{AppState, Device};
 
-/// The API key of a REST call.
-pub(crate) async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Caller> {
-    let key = bearer(headers)
-        .or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.trim().to_string())
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                Some("authorization"),
-                "an API key is required (Authorization: Bearer <key>)",
-            )
-        })?;
-    let found = verify(state, None, &key).await?;
-    let caller = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            Some("authorization"),
-            "unknown API key",
-        )
-    })?;
-    if !caller.role.allows(need) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            None,
-            format!("{} ({}) may not do this", caller.name, caller.role.as_str()),
-        ));
-    }
-    Ok(caller)
+/// Who a route group lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Who {
+    /// An API key with at least this role: `Authorization: Bearer` or `X-Api-Key`.
+    User(Role),
+    /// An API key with at least this role: Bearer, or HTTP Basic with the key's name (TAXII
+    /// clients speak Basic).
+    UserOrBasic(Role),
+    /// A device token: `Authorization: Bearer`.
+    Device,
+    /// A CrowdSec bouncer: its device token in `X-Api-Key`.
+    Bouncer,
+    /// A device token or any API key: Bearer, or `?key=` for resolvers that fetch by URL.
+    DeviceOrUser,
 }
 
-/// `GET /api/v1/sync?cursor=N&wait=S`, see docs/sync-protocol.md.
-/// The device presenting its token (`Authorization: Bearer rhd_…`), and the token's hash.
-pub(crate) fn device_caller(
+/// The caller a guard let in, for the handler (a request extension).
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    User(Caller),
+    /// A device (or bouncer), with its token's hash.
+    Device(Vec<u8>, Device),
+}
+
+impl Principal {
+    /// The device that called (its token's hash and what the hub knows of it), in a route group
+    /// guarded for devices.
+    pub(crate) fn device(&self) -> Result<(Vec<u8>, Device), ApiError> {
+        match self {
+            Principal::Device(h, d) => Ok((h.clone(), d.clone())),
+            Principal::User(_) => Err(ApiError::internal("a device route without a device")),
+        }
+    }
+
+    /// The user that called, in a route group guarded for users.
+    pub(crate) fn user(&self) -> Result<&Caller, ApiError> {
+        match self {
+            Principal::User(c) => Ok(c),
+            Principal::Device(..) => Err(ApiError::internal("a user route without a user")),
+        }
+    }
+}
+
+/// Answer every request of `router` that `who` does not cover, in `dialect`'s words, before its
+/// handler (and its extractors) run.
+pub(crate) fn guard(
+    router: Router<AppState>,
     state: &AppState,
+    who: Who,
+    dialect: Dialect,
+) -> Router<AppState> {
+    router.route_layer(middleware::from_fn_with_state(
+        (state.clone(), who, dialect),
+        check_request,
+    ))
+}
+
+async fn check_request(
+    State((state, who, dialect)): State<(AppState, Who, Dialect)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&state, who, dialect, req.headers(), req.uri().query()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.render(dialect),
+    }
+}
+
+/// The caller of a request, or why it is refused.
+async fn authenticate(
+    state: &AppState,
+    who: Who,
+    dialect: Dialect,
     headers: &HeaderMap,
-) -> ApiResult<(Vec<u8>, crate::state::Device)> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            Some("authorization"),
-            "a device token is required (Authorization: Bearer <token>)",
-        )
-    })?;
-    let token_hash = hash_key(&token);
-    let device = state.device(&token_hash).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            Some("authorization"),
-            "unknown device token",
-        )
-    })?;
-    Ok((token_hash, device))
+    query: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let refuse = |status: StatusCode, message: &str| {
+        // CrowdSec's bouncers only know one refusal.
+        if dialect == Dialect::CrowdSec {
+            return ApiError::status(StatusCode::FORBIDDEN, "access forbidden");
+        }
+        let field = (dialect == Dialect::Rest && status == StatusCode::UNAUTHORIZED)
+            .then_some("authorization");
+        ApiError::new(status, field, message)
+    };
+    match who {
+        Who::User(need) => {
+            let key = bearer(headers)
+                .or_else(|| header_text(headers, "x-api-key"))
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "an API key is required (Authorization: Bearer <key>)",
+                    )
+                })?;
+            let caller = verify(state, None, &key)
+                .await?
+                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown API key"))?;
+            allowed(caller, need, "may not do this").map_err(|m| refuse(StatusCode::FORBIDDEN, &m))
+        }
+        Who::UserOrBasic(need) => {
+            let (name, key) = match bearer(headers) {
+                Some(k) => (None, k),
+                None => headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| basic_credentials(v.as_bytes()))
+                    .map(|(u, p)| (Some(u), p))
+                    .ok_or_else(|| {
+                        refuse(
+                            StatusCode::UNAUTHORIZED,
+                            "an API key is required (Bearer, or Basic with the key's name and the key)",
+                        )
+                    })?,
+            };
+            let caller = verify(state, name.as_deref(), &key)
+                .await?
+                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown API key"))?;
+            allowed(caller, need, "may not write").map_err(|m| refuse(StatusCode::FORBIDDEN, &m))
+        }
+        Who::Device => {
+            let token = bearer(headers).ok_or_else(|| {
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "a device token is required (Authorization: Bearer <token>)",
+                )
+            })?;
+            device(state, &token)
+                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown device token"))
+        }
+        Who::Bouncer => header_text(headers, "x-api-key")
+            .filter(|k| !k.is_empty())
+            .and_then(|k| device(state, &k))
+            .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "access forbidden")),
+        Who::DeviceOrUser => {
+            let from_query = || {
+                form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                    .find(|(k, _)| k == "key")
+                    .map(|(_, v)| v.into_owned())
+            };
+            let secret = bearer(headers).or_else(from_query).ok_or_else(|| {
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "a device token or API key is required (Authorization: Bearer, or ?key=)",
+                )
+            })?;
+            if let Some(d) = device(state, &secret) {
+                return Ok(d);
+            }
+            verify(state, None, &secret)
+                .await?
+                .map(Principal::User)
+                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown key"))
+        }
+    }
+}
+
+fn allowed(caller: Caller, need: Role, verb: &str) -> Result<Principal, String> {
+    if caller.role.allows(need) {
+        Ok(Principal::User(caller))
+    } else {
+        Err(format!("{} ({}) {verb}", caller.name, caller.role.as_str()))
+    }
+}
+
+fn device(state: &AppState, token: &str) -> Option<Principal> {
+    let hash = hash_key(token);
+    let d = state.device(&hash)?;
+    Some(Principal::Device(hash, d))
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// `Authorization: Bearer …`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// `Authorization: Basic …` as (user, password).
@@ -82,6 +223,53 @@ pub(crate) fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
+}
+
+/// The credentials an SMS Web API request carried, in the order they are taken.
+#[derive(Debug, Default)]
+pub(crate) struct SmsCredentials {
+    /// `X-SMS-API-KEY`.
+    pub(crate) api_key: Option<String>,
+    /// HTTP Basic: the key's name and the key.
+    pub(crate) basic: Option<(String, String)>,
+    /// `smsuser` and `smspass` (query string or form).
+    pub(crate) params: Option<(Option<String>, String)>,
+}
+
+/// The caller of an SMS Web API request; `write`: the key must be allowed to change entries.
+pub(crate) async fn sms_caller(
+    state: &AppState,
+    creds: SmsCredentials,
+    write: bool,
+) -> Result<Caller, ApiError> {
+    let (name, secret) = if let Some(k) = creds.api_key {
+        (None, k)
+    } else if let Some((user, pass)) = creds.basic {
+        (Some(user), pass)
+    } else if let Some((user, pass)) = creds.params {
+        (user, pass)
+    } else {
+        return Err(ApiError::status(
+            StatusCode::UNAUTHORIZED,
+            "credentials required: X-SMS-API-KEY, HTTP Basic, or smsuser and smspass",
+        ));
+    };
+    let Some(caller) = verify(state, name.as_deref(), &secret).await? else {
+        return Err(ApiError::status(
+            StatusCode::UNAUTHORIZED,
+            "authentication failed",
+        ));
+    };
+    if write && !caller.role.may_write_entries() {
+        return Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} has no right to change the reputation database",
+                caller.name
+            ),
+        ));
+    }
+    Ok(caller)
 }
 
 /// Check a presented API key (and the name it came with, if any): from the key cache, or read

@@ -2,7 +2,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query};
-use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
@@ -47,14 +46,6 @@ where
             .map(|Query(t)| Q(t))
             .map_err(|e| ApiError::bad("query", e.body_text()))
     }
-}
-
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
 }
 
 /// JSON bodies are parsed here rather than by the extractor, so that every error has our shape.

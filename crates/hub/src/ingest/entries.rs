@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,20 +16,26 @@ use rephub_model::{Catalog, Entry, Kind};
 use rephub_store::{ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode};
 
 use crate::db::Change;
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/entries",
-            get(search_entries).post(add_entries).delete(delete_entries),
-        )
-        .route("/api/v1/import", axum::routing::post(import_file))
-        .route("/api/v1/export", get(export))
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new()
+        .route("/api/v1/entries", get(search_entries))
+        .route("/api/v1/export", get(export));
+    let write = Router::new()
+        .route("/api/v1/entries", post(add_entries).delete(delete_entries))
+        .route("/api/v1/import", post(import_file));
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
+        write,
+        state,
+        Who::User(Role::Producer),
+        Dialect::Rest,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,12 +89,7 @@ fn raw_tag(v: &Value) -> Option<String> {
     }
 }
 
-async fn add_entries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn add_entries(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
     let req: EntriesBody = body(&b)?;
     let mode = match req.mode.as_deref() {
         None | Some("merge") => WriteMode::Merge,
@@ -148,12 +149,7 @@ struct DeleteBody {
     source: Option<String>,
 }
 
-async fn delete_entries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn delete_entries(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
     let req: DeleteBody = body(&b)?;
     let entries = req
         .entries
@@ -196,10 +192,8 @@ const MAX_LIMIT: usize = 100_000;
 
 async fn search_entries(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Q(q): Q<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
     let catalog = state.read(|s| s.catalog()).await??;
     if let Some(v) = &q.value {
         let entry = parse_entry(
@@ -299,12 +293,7 @@ fn entry_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
 }
 
 /// `GET /api/v1/export?format=…&<search criteria>`: every matching entry, streamed as it is read.
-async fn export(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Q(q): Q<SearchQuery>,
-) -> ApiResult<Response> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResult<Response> {
     let format = q.format.clone().unwrap_or_else(|| "sms".into());
     if !matches!(format.as_str(), "sms" | "jsonl" | "plain") {
         return Err(ApiError::bad(
@@ -384,12 +373,10 @@ struct ImportQuery {
 /// `POST /api/v1/import?type=…&format=…` with the file as the body.
 async fn import_file(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Q(q): Q<ImportQuery>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     use rephub_store::import::{ImportOptions, InputFormat, import_reader};
-    caller(&state, &headers, Role::Producer).await?;
     let kind = match q.kind.as_deref() {
         None | Some("auto") => None,
         Some(k) => Some(

@@ -12,10 +12,11 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
+        // SMS credentials may come in the body: its handlers check them (http::auth::sms_caller).
         .merge(sms::router())
-        .merge(visionone::router())
-        .merge(stix::router())
-        .merge(entries::router())
+        .merge(visionone::router(state))
+        .merge(stix::router(state))
+        .merge(entries::router(state))
 }

@@ -24,8 +24,8 @@ use rephub_store::import::{ImportOptions, InputFormat, import_reader};
 use rephub_store::{Outcome, ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode};
 
 use crate::db::Change;
-use crate::error::HubError;
-use crate::http::auth::verify;
+use crate::http::auth::{SmsCredentials, sms_caller};
+use crate::http::error::{ApiError, Dialect};
 use crate::keys::Caller;
 use crate::state::AppState;
 
@@ -42,37 +42,16 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/repEntries/import", get(import).post(import))
 }
 
-/// An SMS API failure: a status code and a plain-text reason.
-#[derive(Debug)]
-struct SmsError(StatusCode, String);
+/// An SMS API failure: the hub's one error, answered as a line of plain text with the SMS status
+/// codes.
+type SmsError = ApiError;
 
-impl SmsError {
-    fn bad(msg: impl Into<String>) -> SmsError {
-        SmsError(StatusCode::BAD_REQUEST, msg.into())
-    }
-
-    fn precondition(msg: impl Into<String>) -> SmsError {
-        SmsError(StatusCode::PRECONDITION_FAILED, msg.into())
-    }
+fn bad(msg: impl Into<String>) -> SmsError {
+    ApiError::status(StatusCode::BAD_REQUEST, msg)
 }
 
-impl From<HubError> for SmsError {
-    fn from(e: HubError) -> SmsError {
-        tracing::error!(error = %e, "SMS API request failed");
-        SmsError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-    }
-}
-
-impl From<StoreError> for SmsError {
-    fn from(e: StoreError) -> SmsError {
-        HubError::from(e).into()
-    }
-}
-
-impl IntoResponse for SmsError {
-    fn into_response(self) -> Response {
-        text(self.0, format!("{}\n", self.1))
-    }
+fn precondition(msg: impl Into<String>) -> SmsError {
+    ApiError::status(StatusCode::PRECONDITION_FAILED, msg)
 }
 
 fn text(status: StatusCode, body: String) -> Response {
@@ -106,7 +85,7 @@ impl Params {
         let mut it = self.all(name);
         let first = it.next();
         if it.next().is_some() {
-            return Err(SmsError::bad(format!("{name}: given more than once")));
+            return Err(bad(format!("{name}: given more than once")));
         }
         Ok(first)
     }
@@ -125,9 +104,7 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
     let mut p = Params::default();
     let headers: &HeaderMap = req.headers();
     if let Some(v) = headers.get("x-sms-api-key") {
-        let key = v
-            .to_str()
-            .map_err(|_| SmsError::bad("X-SMS-API-KEY: not ASCII"))?;
+        let key = v.to_str().map_err(|_| bad("X-SMS-API-KEY: not ASCII"))?;
         p.api_key = Some(key.trim().to_string());
     }
     if let Some(v) = headers.get(header::AUTHORIZATION) {
@@ -149,25 +126,25 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
     if content_type.starts_with("multipart/form-data") {
         let mut mp = Multipart::from_request(req, state)
             .await
-            .map_err(|e| SmsError(e.status(), e.body_text()))?;
+            .map_err(|e| ApiError::status(e.status(), e.body_text()))?;
         while let Some(field) = mp
             .next_field()
             .await
-            .map_err(|e| SmsError(e.status(), e.body_text()))?
+            .map_err(|e| ApiError::status(e.status(), e.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_string();
             let data = field
                 .bytes()
                 .await
-                .map_err(|e| SmsError(e.status(), e.body_text()))?;
+                .map_err(|e| ApiError::status(e.status(), e.body_text()))?;
             if name == "file" {
                 if p.file.is_some() {
-                    return Err(SmsError::bad("file: given more than once"));
+                    return Err(bad("file: given more than once"));
                 }
                 p.file = Some(data.to_vec());
             } else {
                 let value = String::from_utf8(data.to_vec())
-                    .map_err(|_| SmsError::bad(format!("{name}: not UTF-8")))?;
+                    .map_err(|_| bad(format!("{name}: not UTF-8")))?;
                 p.pairs.push((name, value));
             }
         }
@@ -176,7 +153,7 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
         let body = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| {
-                SmsError(
+                ApiError::status(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body larger than {limit} bytes"),
                 )
@@ -189,35 +166,21 @@ async fn read_params(state: &AppState, req: Request) -> Result<Params, SmsError>
 
 /// Authenticate; `write`: the key must be allowed to change entries.
 async fn authorize(state: &AppState, p: &Params, write: bool) -> Result<Caller, SmsError> {
-    let (name, secret) = if let Some(k) = &p.api_key {
-        (None, k.clone())
-    } else if let Some((user, pass)) = &p.basic {
-        (Some(user.clone()), pass.clone())
-    } else if let Some(pass) = p.one("smspass")? {
-        (p.one("smsuser")?.map(str::to_string), pass.to_string())
+    // The parameters count only without a header credential (and only then must be single).
+    let params = if p.api_key.is_none() && p.basic.is_none() {
+        match p.one("smspass")? {
+            Some(pass) => Some((p.one("smsuser")?.map(str::to_string), pass.to_string())),
+            None => None,
+        }
     } else {
-        return Err(SmsError(
-            StatusCode::UNAUTHORIZED,
-            "credentials required: X-SMS-API-KEY, HTTP Basic, or smsuser and smspass".into(),
-        ));
+        None
     };
-    let caller = verify(state, name.as_deref(), &secret).await?;
-    let Some(caller) = caller else {
-        return Err(SmsError(
-            StatusCode::UNAUTHORIZED,
-            "authentication failed".into(),
-        ));
+    let creds = SmsCredentials {
+        api_key: p.api_key.clone(),
+        basic: p.basic.clone(),
+        params,
     };
-    if write && !caller.role.may_write_entries() {
-        return Err(SmsError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} has no right to change the reputation database",
-                caller.name
-            ),
-        ));
-    }
-    Ok(caller)
+    sms_caller(state, creds, write).await
 }
 
 /// `ip` takes IPv4 and IPv6, `dns` domains, `url` URLs.
@@ -228,13 +191,13 @@ fn parse_address(param: &str, value: &str) -> Result<Entry, SmsError> {
         "dns" => Kind::Domain,
         _ => Kind::Url,
     };
-    Entry::parse(kind, value).map_err(|e| SmsError::bad(format!("{param}: {e}")))
+    Entry::parse(kind, value).map_err(|e| bad(format!("{param}: {e}")))
 }
 
 fn respond(result: Result<String, SmsError>) -> Response {
     match result {
         Ok(body) => text(StatusCode::OK, body),
-        Err(e) => e.into_response(),
+        Err(e) => e.render(Dialect::Text),
     }
 }
 
@@ -247,20 +210,20 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
     authorize(&state, &p, true).await?;
     let addresses = p.addresses();
     let [(param, value)] = addresses.as_slice() else {
-        return Err(SmsError::bad(format!(
+        return Err(bad(format!(
             "give exactly one of ip, dns, url (got {})",
             addresses.len()
         )));
     };
     let entry = parse_address(param, value)?;
     let pairs = match p.one("TagData")? {
-        Some(t) => parse_tag_data(t).map_err(SmsError::bad)?,
+        Some(t) => parse_tag_data(t).map_err(bad)?,
         None => Vec::new(),
     };
     let catalog = state.read(|s| s.catalog()).await??;
     let tags = match catalog.parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()))) {
         Ok((tags, _dropped)) => tags,
-        Err(e) => return Err(SmsError::precondition(format!("TagData: {e}"))),
+        Err(e) => return Err(precondition(format!("TagData: {e}"))),
     };
     let item = Upsert::new(entry, tags, &catalog);
     let (outcomes, _) = state
@@ -284,7 +247,7 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
     authorize(&state, &p, true).await?;
     let criteria = p
         .one("criteria")?
-        .ok_or_else(|| SmsError::bad("criteria: required (all, user, repdv or entry)"))?
+        .ok_or_else(|| bad("criteria: required (all, user, repdv or entry)"))?
         .to_ascii_lowercase();
     let change = match criteria.as_str() {
         "entry" => {
@@ -297,9 +260,7 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
                 entries.extend(file_addresses(file, kind)?);
             }
             if entries.is_empty() {
-                return Err(SmsError::bad(
-                    "criteria=entry: give ip, dns or url values, or a file",
-                ));
+                return Err(bad("criteria=entry: give ip, dns or url values, or a file"));
             }
             Change::Withdraw {
                 source: USER_SOURCE.into(),
@@ -314,7 +275,7 @@ async fn delete_inner(state: AppState, req: Request) -> Result<String, SmsError>
             criteria: Criteria::default(),
         },
         other => {
-            return Err(SmsError::bad(format!(
+            return Err(bad(format!(
                 "criteria: {other:?} is not one of all, user, repdv, entry"
             )));
         }
@@ -330,7 +291,7 @@ fn import_type(p: &Params) -> Result<Kind, SmsError> {
         Some("ipv6") => Ok(Kind::Ipv6),
         Some("dns") => Ok(Kind::Domain),
         Some("url") => Ok(Kind::Url),
-        Some(other) => Err(SmsError::bad(format!(
+        Some(other) => Err(bad(format!(
             "type: {other:?} is not one of ipv4, ipv6, dns, url"
         ))),
     }
@@ -341,9 +302,9 @@ fn file_addresses(file: &[u8], kind: Kind) -> Result<Vec<Entry>, SmsError> {
     let sep = if kind == Kind::Url { '|' } else { ',' };
     let mut out = Vec::new();
     for rec in SmsCsvReader::new(file, sep) {
-        let rec = rec.map_err(|e| SmsError::bad(format!("file: {e}")))?;
+        let rec = rec.map_err(|e| bad(format!("file: {e}")))?;
         let entry = Entry::parse(kind, &rec.address)
-            .map_err(|e| SmsError::bad(format!("file: line {}: {e}", rec.line)))?;
+            .map_err(|e| bad(format!("file: line {}: {e}", rec.line)))?;
         out.push(entry);
     }
     Ok(out)
@@ -358,13 +319,13 @@ async fn query_inner(state: AppState, req: Request) -> Result<String, SmsError> 
     authorize(&state, &p, false).await?;
     let addresses = p.addresses();
     if addresses.is_empty() {
-        return Err(SmsError::bad("give ip, dns or url values"));
+        return Err(bad("give ip, dns or url values"));
     }
     if addresses.iter().any(|(k, _)| *k != addresses[0].0) {
-        return Err(SmsError::bad("one kind per request: ip, dns or url"));
+        return Err(bad("one kind per request: ip, dns or url"));
     }
     if addresses.len() > MAX_QUERY_VALUES {
-        return Err(SmsError::bad(format!(
+        return Err(bad(format!(
             "at most {MAX_QUERY_VALUES} values per query (got {})",
             addresses.len()
         )));
@@ -415,7 +376,7 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
     let kind = import_type(&p)?;
     let file = p
         .file
-        .ok_or_else(|| SmsError::bad("file: required (multipart/form-data field \"file\")"))?;
+        .ok_or_else(|| bad("file: required (multipart/form-data field \"file\")"))?;
     let (summary, rejects) = state
         .exec(move |s| {
             let opts = ImportOptions {

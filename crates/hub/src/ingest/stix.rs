@@ -10,7 +10,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -19,64 +19,35 @@ use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
 use rephub_store::{ReputationStore, Upsert, WriteMode};
 
 use crate::db::Change;
-use crate::http::auth::verify;
+use crate::http::auth::{Who, guard};
+use crate::http::error::{ApiError, Dialect, TAXII_MEDIA};
+use crate::keys::Role;
 use crate::state::AppState;
 
 /// The assertion source of pushed indicators.
 const PUSH_SOURCE: &str = crate::sources::STIX_PUSH_SOURCE;
-const MEDIA: &str = "application/taxii+json;version=2.1";
+const MEDIA: &str = TAXII_MEDIA;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let push_and_status = Router::new()
         .route("/taxii/feeds/collections/{id}/objects/", post(push))
-        .route("/taxii/feeds/status/{id}/", get(status))
+        .route("/taxii/feeds/status/{id}/", get(status));
+    guard(
+        push_and_status,
+        state,
+        Who::UserOrBasic(Role::Producer),
+        Dialect::Taxii,
+    )
 }
 
-fn error(status: StatusCode, title: &str, description: impl Into<String>) -> Response {
-    let body = json!({"title": title, "description": description.into(), "http_status": status.as_u16().to_string()});
-    (status, [(header::CONTENT_TYPE, MEDIA)], body.to_string()).into_response()
+fn error(status: StatusCode, title: &'static str, description: impl Into<String>) -> Response {
+    ApiError::status(status, description)
+        .with_code(title)
+        .render(Dialect::Taxii)
 }
 
 fn taxii(status: StatusCode, v: &Value) -> Response {
     (status, [(header::CONTENT_TYPE, MEDIA)], v.to_string()).into_response()
-}
-
-async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let creds = if let Some(key) = crate::http::extract::bearer(headers) {
-        Some((None, key))
-    } else {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| crate::http::auth::basic_credentials(v.as_bytes()))
-            .map(|(u, p)| (Some(u), p))
-    };
-    let Some((name, key)) = creds else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "an API key is required (Bearer, or Basic with the key's name and the key)",
-        ));
-    };
-    let found = verify(state, name.as_deref(), &key).await.map_err(|_| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal error",
-            "internal error",
-        )
-    })?;
-    match found {
-        Some(c) if c.role.may_write_entries() => Ok(()),
-        Some(c) => Err(error(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!("{} ({}) may not write", c.name, c.role.as_str()),
-        )),
-        None => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "unknown API key",
-        )),
-    }
 }
 
 fn new_id() -> String {
@@ -97,13 +68,9 @@ fn new_id() -> String {
 
 async fn push(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(_collection): Path<String>,
     b: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers).await {
-        return r;
-    }
     let parsed = serde_json::from_slice::<Value>(&b)
         .map_err(|e| e.to_string())
         .and_then(|v| read_bundle(&v).map_err(|e| e.to_string()));
@@ -213,14 +180,7 @@ async fn push(
     taxii(StatusCode::ACCEPTED, &resource)
 }
 
-async fn status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorized(&state, &headers).await {
-        return r;
-    }
+async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.stix_statuses().get(&id) {
         Some(v) => taxii(StatusCode::OK, &v),
         None => error(

@@ -4,30 +4,35 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use rephub_store::SourceStore;
 
 use super::{SourceSpec, SourceState, load_state, remove, spawn, store_spec};
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::http::jobs;
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sources", get(list).post(create))
-        .route(
-            "/api/v1/sources/{name}",
-            get(show).put(replace).delete(delete),
-        )
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new()
+        .route("/api/v1/sources", get(list))
+        .route("/api/v1/sources/{name}", get(show));
+    let admin = Router::new()
+        .route("/api/v1/sources", post(create))
+        .route("/api/v1/sources/{name}", put(replace).delete(delete));
+    let run = Router::new()
         .route("/api/v1/sources/{name}/sync", post(sync_now))
-        .route("/api/v1/sources/{name}/test", post(test))
+        .route("/api/v1/sources/{name}/test", post(test));
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest)
+        .merge(guard(admin, state, Who::User(Role::Admin), Dialect::Rest))
+        .merge(guard(run, state, Who::User(Role::Producer), Dialect::Rest))
 }
 
 fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
@@ -56,8 +61,7 @@ async fn found(state: &AppState, name: &str) -> ApiResult<(SourceSpec, SourceSta
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, None, format!("no source {name:?}")))
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.read(|s| s.source_configs()).await??;
     let mut out = Vec::new();
     for row in rows {
@@ -69,22 +73,12 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Js
     Ok(Json(json!({ "sources": out })))
 }
 
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (spec, st, origin) = found(&state, &name).await?;
     Ok(Json(view(&spec, &st, &origin)))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn create(State(state): State<AppState>, b: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let spec = parse_spec(&b)?;
     if load_state(&state, spec.name()).await?.is_some() {
         return Err(ApiError::new(
@@ -111,11 +105,9 @@ fn file_managed(name: &str) -> ApiError {
 
 async fn replace(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
     let (old, st, origin) = found(&state, &name).await?;
     if origin == "file" {
         return Err(file_managed(&name));
@@ -139,12 +131,7 @@ async fn replace(
     Ok(Json(view(&spec, &st, "api")))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (_, _, origin) = found(&state, &name).await?;
     if origin == "file" {
         return Err(file_managed(&name));
@@ -163,11 +150,9 @@ struct SyncQuery {
 
 async fn sync_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Q(q): Q<SyncQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller(&state, &headers, Role::Producer).await?;
     let (spec, mut st, _) = found(&state, &name).await?;
     if q.full && spec.enabled() {
         st.last_full_sync = None;
@@ -176,12 +161,7 @@ async fn sync_now(
     jobs::run_now(state.sources(), spec.enabled(), "source", &name, "sync")
 }
 
-async fn test(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn test(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (spec, _, _) = found(&state, &name).await?;
     Ok(jobs::tested(super::test(&spec).await))
 }

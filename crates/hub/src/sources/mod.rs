@@ -249,8 +249,9 @@ pub(crate) async fn load_state(
         })
         .await??;
     let Some(row) = row else { return Ok(None) };
-    let mut spec: SourceSpec = serde_json::from_str(&row.config)
-        .map_err(|e| HubError::Internal(format!("source {}: stored config: {e}", row.name)))?;
+    let mut spec: SourceSpec = serde_json::from_str(&row.config).map_err(HubError::record(
+        format!("source {}: stored config", row.name),
+    ))?;
     state.secrets().apply(&mut spec.secrets_mut(), false)?;
     let st: SourceState = serde_json::from_str(&row.state).unwrap_or_default();
     Ok(Some((spec, st, row.origin)))
@@ -261,7 +262,7 @@ pub(crate) async fn save_state(
     name: &str,
     st: &SourceState,
 ) -> Result<(), HubError> {
-    let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(st).map_err(HubError::record("source state"))?;
     let name = name.to_string();
     state
         .exec(move |s| s.save_source_state(&name, &json))
@@ -342,7 +343,7 @@ pub(crate) async fn start_all(state: &AppState) -> Result<(), HubError> {
     let from_file = state.config().sources.clone();
     for spec in &from_file {
         spec.validate()
-            .map_err(|e| HubError::Internal(format!("source {}: {e}", spec.name())))?;
+            .map_err(|e| HubError::Config(format!("source {}: {e}", spec.name())))?;
     }
     let rows = state.read(|s| s.source_configs()).await??;
     for row in rows.iter().filter(|r| r.origin == "file") {
@@ -375,7 +376,7 @@ pub(crate) async fn store_spec(
 ) -> Result<(), HubError> {
     let mut sealed = spec.clone();
     state.secrets().apply(&mut sealed.secrets_mut(), true)?;
-    let json = serde_json::to_string(&sealed).map_err(|e| HubError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&sealed).map_err(HubError::record("source config"))?;
     let (name, kind, origin) = (spec.name().to_string(), spec.kind(), origin.to_string());
     state
         .exec(move |s| s.put_source_config(&name, kind, &json, &origin))

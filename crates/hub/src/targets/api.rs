@@ -4,31 +4,36 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use rephub_store::TargetStore;
 
 use super::{TargetSpec, TargetState, load, save, spawn};
-use crate::http::auth::caller;
+use crate::http::auth::{Who, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::http::jobs;
 use crate::keys::Role;
 use crate::state::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/targets", get(list).post(create))
-        .route(
-            "/api/v1/targets/{name}",
-            get(show).put(replace).delete(delete),
-        )
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new()
+        .route("/api/v1/targets", get(list))
+        .route("/api/v1/targets/{name}", get(show))
+        .route("/api/v1/targets/{name}/history", get(history));
+    let admin = Router::new()
+        .route("/api/v1/targets", post(create))
+        .route("/api/v1/targets/{name}", put(replace).delete(delete));
+    let run = Router::new()
         .route("/api/v1/targets/{name}/run", post(run_now))
-        .route("/api/v1/targets/{name}/test", post(test))
-        .route("/api/v1/targets/{name}/history", get(history))
+        .route("/api/v1/targets/{name}/test", post(test));
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest)
+        .merge(guard(admin, state, Who::User(Role::Admin), Dialect::Rest))
+        .merge(guard(run, state, Who::User(Role::Producer), Dialect::Rest))
 }
 
 fn view(spec: &TargetSpec, st: &TargetState) -> Value {
@@ -64,8 +69,7 @@ async fn store(state: &AppState, spec: &TargetSpec) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.read(|s| s.targets()).await??;
     let out: Vec<Value> = rows
         .iter()
@@ -78,22 +82,12 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Js
     Ok(Json(json!({ "targets": out })))
 }
 
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (spec, st) = found(&state, &name).await?;
     Ok(Json(view(&spec, &st)))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller(&state, &headers, Role::Admin).await?;
+async fn create(State(state): State<AppState>, b: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
     let spec = parse(&b)?;
     if load(&state, &spec.name).await?.is_some() {
         return Err(ApiError::new(
@@ -112,11 +106,9 @@ async fn create(
 
 async fn replace(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
     let (old, mut st) = found(&state, &name).await?;
     let mut spec: TargetSpec = body(&b)?;
     if spec.name != name {
@@ -143,11 +135,9 @@ struct DeleteQuery {
 
 async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Q(q): Q<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Admin).await?;
     let (spec, _) = found(&state, &name).await?;
     state.targets().stop(&name);
     let mut purged = 0;
@@ -168,20 +158,13 @@ async fn delete(
 
 async fn run_now(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller(&state, &headers, Role::Producer).await?;
     let (spec, _) = found(&state, &name).await?;
     jobs::run_now(state.targets(), spec.enabled, "target", &name, "run")
 }
 
-async fn test(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn test(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (spec, _) = found(&state, &name).await?;
     Ok(jobs::tested(super::test(&spec, state.now()).await))
 }
@@ -194,11 +177,9 @@ struct HistoryQuery {
 
 async fn history(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     Q(q): Q<HistoryQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
     found(&state, &name).await?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let runs = state.read(move |s| s.target_runs(&name, limit)).await??;

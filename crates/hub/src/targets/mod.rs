@@ -669,15 +669,16 @@ pub(crate) async fn load(
     let Some(row) = state.exec(move |s| s.target(&name)).await?? else {
         return Ok(None);
     };
-    let mut spec: TargetSpec = serde_json::from_str(&row.config)
-        .map_err(|e| HubError::Internal(format!("target {}: stored config: {e}", row.name)))?;
+    let mut spec: TargetSpec = serde_json::from_str(&row.config).map_err(HubError::record(
+        format!("target {}: stored config", row.name),
+    ))?;
     state.secrets().apply(&mut spec.secrets_mut(), false)?;
     let st: TargetState = serde_json::from_str(&row.state).unwrap_or_default();
     Ok(Some((spec, st)))
 }
 
 pub(crate) async fn save(state: &AppState, name: &str, st: &TargetState) -> Result<(), HubError> {
-    let json = serde_json::to_string(st).map_err(|e| HubError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(st).map_err(HubError::record("target state"))?;
     let name = name.to_string();
     state
         .exec(move |s| s.save_target_state(&name, &json))

@@ -23,118 +23,80 @@ use serde_json::{Value, json};
 
 use rephub_model::{Catalog, Entry, Tags, builtin, parse_datetime};
 use rephub_store::{
-    ModifiedKey, ModifiedQuery, ReputationStore, StoreError, USER_SOURCE, Upsert, UpstreamStore,
-    WriteMode,
+    ModifiedKey, ModifiedQuery, ReputationStore, USER_SOURCE, Upsert, UpstreamStore, WriteMode,
 };
 
 use crate::db::{Change, Done};
 use crate::error::HubError;
-use crate::http::auth::verify;
-use crate::http::extract::bearer;
-use crate::keys::{Caller, Role};
+use crate::http::auth::{Who, guard};
+use crate::http::error::{ApiError, Dialect};
+use crate::keys::Role;
 use crate::state::AppState;
 use crate::suspicious_object as item;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let read = Router::new()
         .route("/v3.0/healthcheck/connectivity", get(connectivity))
+        .route("/v3.0/threatintel/suspiciousObjects", get(list_objects))
         .route(
-            "/v3.0/threatintel/suspiciousObjects",
-            get(list_objects).post(add_objects),
-        )
+            "/v3.0/threatintel/suspiciousObjectExceptions",
+            get(list_exceptions),
+        );
+    let write = Router::new()
+        .route("/v3.0/threatintel/suspiciousObjects", post(add_objects))
         .route(
             "/v3.0/threatintel/suspiciousObjects/delete",
             post(delete_objects),
         )
         .route(
             "/v3.0/threatintel/suspiciousObjectExceptions",
-            get(list_exceptions).post(add_exceptions),
+            post(add_exceptions),
         )
         .route(
             "/v3.0/threatintel/suspiciousObjectExceptions/delete",
             post(delete_exceptions),
-        )
+        );
+    guard(read, state, Who::User(Role::ReadOnly), Dialect::VisionOne).merge(guard(
+        write,
+        state,
+        Who::User(Role::Producer),
+        Dialect::VisionOne,
+    ))
 }
 
-/// A failure in Vision One's shape.
+/// A failure in Vision One's shape: the hub's one error, rendered as `{"error": {"code",
+/// "message"}}`.
 #[derive(Debug)]
-pub(crate) struct V1Error {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
+pub(crate) struct V1Error(ApiError);
 
 impl V1Error {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> V1Error {
-        V1Error {
-            status,
-            code,
-            message: message.into(),
-        }
+        V1Error(ApiError::status(status, message).with_code(code))
     }
 
     fn bad(message: impl Into<String>) -> V1Error {
-        V1Error::new(StatusCode::BAD_REQUEST, "BadRequest", message)
-    }
-
-    fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        V1Error(ApiError::status(StatusCode::BAD_REQUEST, message))
     }
 }
 
-impl From<HubError> for V1Error {
-    fn from(e: HubError) -> V1Error {
-        tracing::error!(error = %e, "Vision One API request failed");
-        V1Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "internal error",
-        )
-    }
-}
-
-impl From<StoreError> for V1Error {
-    fn from(e: StoreError) -> V1Error {
-        HubError::from(e).into()
+impl<E: Into<ApiError>> From<E> for V1Error {
+    fn from(e: E) -> V1Error {
+        V1Error(e.into())
     }
 }
 
 impl IntoResponse for V1Error {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        self.0.render(Dialect::VisionOne)
     }
 }
 
 type V1Result<T> = Result<T, V1Error>;
 
-async fn caller(state: &AppState, headers: &HeaderMap, need: Role) -> V1Result<Caller> {
-    let Some(key) = bearer(headers) else {
-        return Err(V1Error::new(
-            StatusCode::UNAUTHORIZED,
-            "InvalidCredentials",
-            "an API key is required (Authorization: Bearer <key>)",
-        ));
-    };
-    let found = verify(state, None, &key).await?;
-    let caller = found.ok_or_else(|| {
-        V1Error::new(
-            StatusCode::UNAUTHORIZED,
-            "InvalidCredentials",
-            "unknown API key",
-        )
-    })?;
-    if !caller.role.allows(need) {
-        return Err(V1Error::new(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            format!("{} ({}) may not do this", caller.name, caller.role.as_str()),
-        ));
-    }
-    Ok(caller)
-}
-
-async fn connectivity(State(state): State<AppState>, headers: HeaderMap) -> V1Result<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
+async fn connectivity(
+    State(_state): State<AppState>,
+    _headers: HeaderMap,
+) -> V1Result<Json<Value>> {
     Ok(Json(json!({"status": "available"})))
 }
 
@@ -240,7 +202,6 @@ async fn list_objects(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> V1Result<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
     let top = parse_top(q.top.as_deref())?;
     let order = parse_order(q.order_by.as_deref())?;
     let start = parse_time("startDateTime", q.start_date_time.as_deref())?;
@@ -525,12 +486,7 @@ fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemEr
     Ok(Upsert::new(entry, tags, catalog))
 }
 
-async fn add_objects(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> V1Result<Response> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn add_objects(State(state): State<AppState>, b: Bytes) -> V1Result<Response> {
     let list = items(&b)?;
     let catalog = state.read(|s| s.catalog()).await??;
     let now = state.now();
@@ -579,12 +535,7 @@ fn deleted(found: Vec<Result<bool, item::ItemError>>) -> Response {
     )
 }
 
-async fn delete_objects(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> V1Result<Response> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn delete_objects(State(state): State<AppState>, b: Bytes) -> V1Result<Response> {
     let wanted = named(&items(&b)?);
     let entries: Vec<Entry> = wanted
         .iter()
@@ -617,7 +568,6 @@ async fn list_exceptions(
     headers: HeaderMap,
     Query(q): Query<ExceptionQuery>,
 ) -> V1Result<Json<Value>> {
-    caller(&state, &headers, Role::ReadOnly).await?;
     let top = parse_top(q.top.as_deref())?;
     let offset = q
         .skip_token
@@ -647,12 +597,7 @@ async fn list_exceptions(
     Ok(Json(answer))
 }
 
-async fn add_exceptions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> V1Result<Response> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn add_exceptions(State(state): State<AppState>, b: Bytes) -> V1Result<Response> {
     let list = items(&b)?;
     let mut results = Vec::with_capacity(list.len());
     let mut good = Vec::new();
@@ -683,12 +628,7 @@ async fn add_exceptions(
     Ok(multi(results))
 }
 
-async fn delete_exceptions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Bytes,
-) -> V1Result<Response> {
-    caller(&state, &headers, Role::Producer).await?;
+async fn delete_exceptions(State(state): State<AppState>, b: Bytes) -> V1Result<Response> {
     let wanted = named(&items(&b)?);
     let entries: Vec<Entry> = wanted
         .iter()
