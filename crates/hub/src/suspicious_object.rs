@@ -1,6 +1,6 @@
 //! Vision One suspicious objects as JSON items, both ways: an entry of this hub served as an item
 //! (the hub as upstream), and an item read from an upstream (the hub as consumer). The facts are in
-//! `shared/reference/visionone-api.md`.
+//! Trend Vision One's public API (v3.0) documentation.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};

@@ -1,5 +1,5 @@
 //! URL canonical form, as in Google Safe Browsing v4 ("URLs and hashing"), see
-//! `shared/reference/url-canonicalization.md`.
+//! the WHATWG URL Standard and Safe Browsing's URL canonicalization.
 //!
 //! The canonical form is `scheme://host[:port]path[?query]`, ASCII only: every byte ≤ 0x20, ≥ 0x7F,
 //! `#` and `%` is percent-escaped with uppercase hex. The scheme is kept (stored) but the reputation

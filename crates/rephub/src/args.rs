@@ -55,7 +55,7 @@ impl Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the hub: the SMS-compatible Web API (and, to come, the REST API and distribution).
+    /// Run the hub: the reputation database behind its APIs (SMS, REST, Vision One, STIX, CrowdSec, RPZ), sources, distribution and targets.
     /// On first start it creates an admin API key and prints it once.
     Serve {
         /// TOML configuration file (see docs/hub.md); environment variables override it.

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rephub_model::{Catalog, Criteria, Decision, Entry, Filter, decide, sort_filters};
-use rephub_store::{ChangePage, DistributionStore, ReputationStore, SqliteStore, UpstreamStore};
+use rephub_store::{ChangePage, DistributionStore, ReputationStore, UpstreamStore};
+
+use crate::db::Backend;
 use tokio::sync::{Notify, watch};
 
 use crate::error::HubError;
@@ -90,7 +92,7 @@ struct State {
 pub(crate) struct Engine {
     state: Mutex<State>,
     /// The reading connection of the follower and of snapshots (WAL: reads never wait).
-    reader: Mutex<SqliteStore>,
+    reader: Mutex<Backend>,
     wake: Notify,
     applied_tx: watch::Sender<u64>,
     /// The exception list: objects never selected, whatever the filters say.
@@ -98,7 +100,7 @@ pub(crate) struct Engine {
 }
 
 /// The exception list as a set.
-pub(crate) fn exception_set(reader: &SqliteStore) -> Result<HashSet<Entry>, HubError> {
+pub(crate) fn exception_set(reader: &Backend) -> Result<HashSet<Entry>, HubError> {
     Ok(reader
         .exceptions(0, usize::MAX)?
         .into_iter()
@@ -135,7 +137,7 @@ pub(crate) fn profile_filters(
 
 impl Engine {
     /// Build every profile's filter set from the store.
-    pub(crate) fn build(reader: SqliteStore) -> Result<Arc<Engine>, HubError> {
+    pub(crate) fn build(reader: Backend) -> Result<Arc<Engine>, HubError> {
         let exceptions = exception_set(&reader)?;
         let state = Engine::build_state(&reader, &exceptions)?;
         let (applied_tx, _) = watch::channel(state.applied);
@@ -278,7 +280,7 @@ impl Engine {
         Ok(())
     }
 
-    fn build_state(reader: &SqliteStore, exceptions: &HashSet<Entry>) -> Result<State, HubError> {
+    fn build_state(reader: &Backend, exceptions: &HashSet<Entry>) -> Result<State, HubError> {
         let catalog = reader.catalog()?;
         let rows = reader.filters()?;
         // `applied` is read first: anything written during the scan below is also in the change

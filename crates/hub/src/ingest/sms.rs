@@ -1,5 +1,5 @@
 //! The SMS-compatible Web API: `/repEntries/{add,delete,query,import}`, as the TippingPoint SMS
-//! answers it (shared/reference/sms-webapi.md), so that existing SMS API scripts and SOAR connectors
+//! answers it (the TippingPoint SMS Web API guide), so that existing SMS API scripts and SOAR connectors
 //! work unchanged.
 //!
 //! - Credentials: `X-SMS-API-KEY: <key>`, or HTTP Basic (user = key name, password = key), or the

@@ -194,7 +194,7 @@ impl Run {
 }
 
 /// Withdraw `source`'s assertions whose `STIX - ID` is one of `ids`: a revoked STIX indicator
-/// removes "the entry with that STIX id" (reference/sms-webapi.md), whatever its last pattern
+/// removes "the entry with that STIX id" (the TippingPoint SMS Web API guide), whatever its last pattern
 /// names. Returns how many.
 pub(crate) async fn withdraw_stix_ids(
     state: &AppState,

@@ -1,4 +1,4 @@
-//! TAXII 2.1 collections (`shared/reference/taxii-stix.md`): discovery, the collection by id or
+//! TAXII 2.1 collections (OASIS TAXII 2.1 and STIX 2.1): discovery, the collection by id or
 //! title, then the objects added since the cursor, page by page (`next` while the server gives
 //! one, else `added_after` = the last page's `X-TAXII-Date-Added-Last`). STIX indicators become
 //! entries through `rephub_model::stix`; revoked or expired ones are withdrawn; everything else is

@@ -471,7 +471,7 @@ struct Plan {
 
 /// Work out the plan in the store (blocking).
 fn plan(
-    s: &rephub_store::SqliteStore,
+    s: &crate::db::Backend,
     spec: &TargetSpec,
     st: &TargetState,
     source: String,

@@ -1,4 +1,4 @@
-//! A client of the SMS Web API (`/repEntries/{import,delete,query,add}`, reference/sms-webapi.md),
+//! A client of the SMS Web API (`/repEntries/{import,delete,query,add}`, the TippingPoint SMS Web API guide),
 //! as a producer uses it: bulk `import` of CSV files, `delete` with `criteria=entry`, `query` to
 //! confirm what the target took.
 

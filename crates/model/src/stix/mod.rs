@@ -5,7 +5,7 @@
 //! indicator whose `valid_until` has passed is still reported; the caller compares it with its
 //! [`Clock`](crate::Clock).
 //!
-//! What is taken (`shared/reference/sms-webapi.md`, "STIX/TAXII 2.0 ingest on the SMS"):
+//! What is taken (the TippingPoint SMS Web API guide, "STIX/TAXII 2.0 ingest on the SMS"):
 //! - an `indicator` whose pattern is one observation holding one comparison `=` (or `==`) on
 //!   `ipv4-addr:value`, `ipv6-addr:value`, `domain-name:value`, `url:value`, or, beyond the SMS 2.0
 //!   ingest, `file:hashes.'SHA-256'` / `file:hashes.'SHA-1'`;

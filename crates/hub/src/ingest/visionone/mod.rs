@@ -1,6 +1,6 @@
 //! The Vision One-compatible API (`/v3.0`): the hub as the threat-intelligence upstream of other
 //! hubs and of anything that speaks Vision One's suspicious-object API (the official SDK `pytmv1`
-//! among them). Facts in `shared/reference/visionone-api.md`; decisions in `docs/sources.md`.
+//! among them). Facts in Trend Vision One's public API (v3.0) documentation; decisions in `docs/sources.md`.
 //!
 //! The suspicious-object list is the reputation database: every entry is served, in the order of
 //! its last modification, with its risk level from `Trend Micro Severity` and its action from
@@ -312,7 +312,7 @@ fn served(
 
 #[allow(clippy::too_many_arguments)]
 fn modified_page(
-    s: &rephub_store::SqliteStore,
+    s: &crate::db::Backend,
     catalog: &Catalog,
     exceptions: &HashSet<Entry>,
     keep: &dyn Fn(&Value) -> bool,
@@ -359,7 +359,7 @@ fn modified_page(
 
 #[allow(clippy::too_many_arguments)]
 fn sorted_page(
-    s: &rephub_store::SqliteStore,
+    s: &crate::db::Backend,
     catalog: &Catalog,
     exceptions: &HashSet<Entry>,
     keep: &dyn Fn(&Value) -> bool,
