@@ -128,10 +128,16 @@ impl IpSet {
     }
 }
 
+/// The set family and key of an address entry. A /0 is never put in a set: the hub refuses it
+/// without `force`, and even forced, blocking every address would cut the device off its hub.
 fn key_of(e: &Entry) -> Option<(usize, Key)> {
     match e {
-        Entry::Ipv4(n) => Some((0, (u128::from(u32::from(n.network())), n.prefix_len()))),
-        Entry::Ipv6(n) => Some((1, (u128::from(n.network()), n.prefix_len()))),
+        Entry::Ipv4(n) if n.prefix_len() > 0 => {
+            Some((0, (u128::from(u32::from(n.network())), n.prefix_len())))
+        }
+        Entry::Ipv6(n) if n.prefix_len() > 0 => {
+            Some((1, (u128::from(n.network()), n.prefix_len())))
+        }
         _ => None,
     }
 }
@@ -552,6 +558,10 @@ mod tests {
         );
         assert_eq!(set_of(&ip("10.0.0.1"), &b).map(|s| s.0), Some(0), "block4");
         assert_eq!(set_of(&ip("evil.example"), &r), None);
+        // Never everything, whatever the hub sent.
+        assert_eq!(set_of(&ip("0.0.0.0/0"), &b), None);
+        assert_eq!(set_of(&ip("::/0"), &b), None);
+        assert_eq!(set_of(&ip("0.0.0.0/1"), &b).map(|s| s.0), Some(4));
         assert_eq!(set_of(&ip("1.2.3.4"), &rule(ActionSet::Notify, None)), None);
     }
 

@@ -40,6 +40,10 @@ pub struct Config {
     /// The URL clients reach this hub at (`https://hub.example:8443`), for the absolute links of
     /// the Vision One-compatible API; by default taken from each request's `Host`.
     pub public_url: Option<String>,
+    /// The shortest IPv4 and IPv6 prefixes a write may carry without `force` (default /8 and
+    /// /16): broader networks would block everything on every device.
+    pub min_prefix_v4: u8,
+    pub min_prefix_v6: u8,
     /// Threat-intelligence sources kept in this file (see docs/sources.md); sources can also be
     /// managed through the REST API.
     pub sources: Vec<crate::sources::spec::SourceSpec>,
@@ -62,7 +66,19 @@ impl Default for Config {
             sweep_secs: 30,
             rpz_refresh_secs: 60,
             public_url: None,
+            min_prefix_v4: 8,
+            min_prefix_v6: 16,
             sources: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The breadth limit of writes.
+    pub fn min_prefix(&self) -> rephub_model::MinPrefix {
+        rephub_model::MinPrefix {
+            v4: self.min_prefix_v4,
+            v6: self.min_prefix_v6,
         }
     }
 }
@@ -129,18 +145,18 @@ impl Config {
 
     /// Checks that need no I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.request_timeout_secs == 0 {
-            return Err(ConfigError::Invalid {
+        crate::validate::secs("request_timeout_secs", self.request_timeout_secs, 1).map_err(
+            |e| ConfigError::Invalid {
                 field: "request_timeout_secs",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.sweep_secs == 0 {
-            return Err(ConfigError::Invalid {
+                reason: e.reason,
+            },
+        )?;
+        crate::validate::secs("sweep_secs", self.sweep_secs, 1).map_err(|e| {
+            ConfigError::Invalid {
                 field: "sweep_secs",
-                reason: "must be at least 1".into(),
-            });
-        }
+                reason: e.reason,
+            }
+        })?;
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {
             s.validate().map_err(|e| ConfigError::Invalid {
@@ -154,10 +170,16 @@ impl Config {
                 });
             }
         }
-        if self.rpz_refresh_secs == 0 {
-            return Err(ConfigError::Invalid {
+        crate::validate::secs("rpz_refresh_secs", u64::from(self.rpz_refresh_secs), 1).map_err(
+            |e| ConfigError::Invalid {
                 field: "rpz_refresh_secs",
-                reason: "must be at least 1".into(),
+                reason: e.reason,
+            },
+        )?;
+        if self.min_prefix_v4 > 32 || self.min_prefix_v6 > 128 {
+            return Err(ConfigError::Invalid {
+                field: "min_prefix_v4",
+                reason: "min_prefix_v4 is 0 to 32, min_prefix_v6 0 to 128".into(),
             });
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {

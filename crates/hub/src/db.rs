@@ -378,3 +378,47 @@ fn tagged_stix_ids(
     })?;
     Ok(hit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read does not wait for the writer: with the writer held by a long job (a large import,
+    /// say), a read still answers. Found by probing: a query took 1.08 s during a 1.4 s import.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rephub.db");
+        let opts = OpenOptions::default();
+        let store = Backend::open_with(&path, opts.clone()).unwrap();
+        let db = Arc::new(Db::start(store, path, opts, Arc::new(|| {})).unwrap());
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        let writer = db.clone();
+        let busy = tokio::spawn(async move {
+            writer
+                .exec(move |_| {
+                    let _ = started.send(());
+                    // Held until the read below has answered (at most 30 s: a failure cannot
+                    // hang the suite).
+                    let _ = held.recv_timeout(std::time::Duration::from_secs(30));
+                })
+                .await
+        });
+        running.await.unwrap();
+        let seq = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            db.read(|s| s.last_seq()),
+        )
+        .await
+        .expect("the read answered while the writer was busy")
+        .unwrap()
+        .unwrap();
+        assert_eq!(seq, 0);
+        release.send(()).unwrap();
+        // Writes still go through, in order, after the long job.
+        let (done, _) = db.change(Change::Touch { ids: Vec::new() }).await.unwrap();
+        assert_eq!(done, Done::Count(0));
+        busy.await.unwrap().unwrap();
+    }
+}

@@ -9,6 +9,8 @@ use std::path::Path;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
 use crate::error::HubError;
 
@@ -18,6 +20,9 @@ const PREFIX: &str = "enc:v1:";
 #[derive(Clone)]
 pub(crate) struct Secrets {
     cipher: ChaCha20Poly1305,
+    /// Key of [`Secrets::mac`], derived from the data directory's key (never the cipher key
+    /// itself).
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -48,8 +53,13 @@ impl Secrets {
                 path.display()
             )));
         }
+        let mut mac_key = [0u8; 32];
+        mac_key.copy_from_slice(&Sha256::digest(
+            [b"rephub mac key\0".as_slice(), &bytes].concat(),
+        ));
         Ok(Secrets {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+            mac_key,
         })
     }
 
@@ -69,6 +79,19 @@ impl Secrets {
             "{PREFIX}{}",
             base64::engine::general_purpose::STANDARD.encode(out)
         )
+    }
+
+    /// HMAC-SHA-256 of `parts` (each length-prefixed, so the parts cannot be shifted into each
+    /// other) under this data directory's key: an identifier of secret material (which account a
+    /// URL and token are) that nobody without `secret.key` can test guesses against.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.mac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
     }
 
     /// The plain value of a sealed one; a value that is not sealed is returned as it is (stored
@@ -133,6 +156,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_are_keyed_by_the_data_directory() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (
+            Secrets::open(a.path()).unwrap(),
+            Secrets::open(b.path()).unwrap(),
+        );
+        let parts: [&[u8]; 2] = [b"https://api.xdr.trendmicro.com", b"token"];
+        assert_eq!(sa.mac(&parts), Secrets::open(a.path()).unwrap().mac(&parts));
+        assert_ne!(
+            sa.mac(&parts),
+            sb.mac(&parts),
+            "another data directory, another key"
+        );
+        // Without the key, the unkeyed digest of the same parts says nothing.
+        let unkeyed = Sha256::digest(b"https://api.xdr.trendmicro.com\0token");
+        assert_ne!(sa.mac(&parts).as_slice(), unkeyed.as_slice());
+        // Parts cannot be shifted into each other.
+        assert_ne!(sa.mac(&[b"ab", b"c"]), sa.mac(&[b"a", b"bc"]));
+    }
 
     #[test]
     fn sealed_values_open_with_the_same_key_only() {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rephub_model::{Clock, Entry, SystemClock};
+use rephub_model::{Catalog, Clock, Entry, SystemClock};
 use rephub_store::{
     DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, Upsert, WriteMode,
 };
@@ -14,6 +14,9 @@ use crate::db::{Backend, Change, Db};
 use crate::distribution::engine::Engine;
 use crate::error::HubError;
 use crate::keys::{KeyCache, Role, hash_key, new_key};
+
+/// How long the cached tag catalog is trusted without reading it again.
+const CATALOG_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -42,6 +45,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// API keys by hash, so that checking a key never waits for a write.
     keys: KeyCache,
+    /// The tag catalog, parsed once (a list category may hold thousands of values): reloaded when
+    /// a category is added through the API, and read again after [`CATALOG_TTL`] in case another
+    /// process (the CLI) added one.
+    catalog: Mutex<Option<(Arc<Catalog>, std::time::Instant)>>,
     engine: Arc<Engine>,
     /// Devices by token hash.
     devices: Mutex<HashMap<Vec<u8>, Device>>,
@@ -107,6 +114,7 @@ impl AppState {
                 db,
                 clock,
                 keys: KeyCache::default(),
+                catalog: Mutex::new(None),
                 engine,
                 metrics: crate::metrics::Metrics::default(),
                 devices: Mutex::new(HashMap::new()),
@@ -165,6 +173,23 @@ impl AppState {
 
     pub(crate) fn keys(&self) -> &KeyCache {
         &self.inner.keys
+    }
+
+    /// The tag catalog (from memory).
+    pub(crate) async fn catalog(&self) -> Result<Arc<Catalog>, HubError> {
+        if let Some((c, at)) = lock(&self.inner.catalog).as_ref() {
+            if at.elapsed() < CATALOG_TTL {
+                return Ok(c.clone());
+            }
+        }
+        self.reload_catalog().await
+    }
+
+    /// Read the tag catalog again (after a category was added).
+    pub(crate) async fn reload_catalog(&self) -> Result<Arc<Catalog>, HubError> {
+        let c = Arc::new(self.read(|s| s.catalog()).await??);
+        *lock(&self.inner.catalog) = Some((c.clone(), std::time::Instant::now()));
+        Ok(c)
     }
 
     /// Read API keys again (after one was added or deleted).

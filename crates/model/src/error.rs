@@ -25,4 +25,9 @@ pub enum EntryError {
     },
     #[error("cannot tell what kind of entry {0:?} is")]
     Unrecognised(String),
+    #[error(
+        "{value} covers too much: networks broader than /{min} are refused (they would block \
+         everything on every device); say force to take it anyway"
+    )]
+    TooBroad { value: String, min: u8 },
 }

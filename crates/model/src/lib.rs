@@ -11,6 +11,7 @@
 //!
 //! The crate is pure: no I/O, no clock reads (time comes from a [`Clock`]).
 
+mod breadth;
 mod criteria;
 mod domain;
 mod entry;
@@ -24,6 +25,7 @@ mod tags;
 mod time;
 pub mod url;
 
+pub use breadth::MinPrefix;
 pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, IpRange};
@@ -40,8 +42,8 @@ pub use stix::{
     parse_bundle, parse_pattern, read_bundle, read_object, severity_label,
 };
 pub use tags::{
-    Catalog, Category, CategoryError, CategoryId, CategoryType, LIST_SEPARATOR, MAX_TEXT,
-    NewCategory, TagError, TagValue, Tags, builtin,
+    Catalog, Category, CategoryError, CategoryId, CategoryType, LIST_SEPARATOR, MAX_LIST_VALUES,
+    MAX_TEXT, NewCategory, TagError, TagValue, Tags, builtin,
 };
 pub use time::{
     Clock, FixedClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime,

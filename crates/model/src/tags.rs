@@ -85,6 +85,25 @@ pub enum CategoryError {
     BadListValue(String),
     #[error("range minimum {min} is greater than maximum {max}")]
     BadRange { min: i64, max: i64 },
+    #[error("list category {name:?} has {count} allowed values; at most {MAX_LIST_VALUES}")]
+    TooManyValues { name: String, count: usize },
+}
+
+/// Most allowed values of a list category. Every tag written is checked against the list, and
+/// a refusal names the allowed values.
+pub const MAX_LIST_VALUES: usize = 10_000;
+
+/// The allowed values of a list, for a message: the first 20 and how many there are.
+fn shown(values: &[String]) -> String {
+    const SHOWN: usize = 20;
+    if values.len() <= SHOWN {
+        return values.join(", ");
+    }
+    format!(
+        "{}, … ({} in all)",
+        values[..SHOWN].join(", "),
+        values.len()
+    )
 }
 
 impl NewCategory {
@@ -101,6 +120,12 @@ impl NewCategory {
             CategoryType::List { values, .. } => {
                 if values.is_empty() {
                     return Err(CategoryError::NoValues(self.name.clone()));
+                }
+                if values.len() > MAX_LIST_VALUES {
+                    return Err(CategoryError::TooManyValues {
+                        name: self.name.clone(),
+                        count: values.len(),
+                    });
                 }
                 if let Some(v) = values.iter().find(|v| {
                     v.trim().is_empty()
@@ -209,7 +234,7 @@ impl Category {
                         return Err(TagError::NotAllowed {
                             category: name(),
                             value: p.to_string(),
-                            allowed: values.join(", "),
+                            allowed: shown(values),
                         });
                     };
                     if !out.contains(v) {

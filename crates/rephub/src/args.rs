@@ -152,6 +152,9 @@ pub struct ImportArgs {
     /// Import nothing if any line is bad.
     #[arg(long)]
     pub strict: bool,
+    /// Take networks broader than /8 (IPv4) or /16 (IPv6) too; without it they are rejected.
+    #[arg(long)]
+    pub force: bool,
     /// The source the entries are attributed to; `user` is manual and SMS API writes.
     #[arg(long, default_value = rephub_store::USER_SOURCE)]
     pub source: String,

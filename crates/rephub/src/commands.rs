@@ -133,6 +133,7 @@ fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result
             format,
             strict: a.strict,
             source: a.source.clone(),
+            min_prefix: (!a.force).then(rephub_model::MinPrefix::default),
             mode: if a.replace {
                 WriteMode::Replace
             } else {

@@ -7,7 +7,9 @@ use std::io::BufRead;
 use std::sync::mpsc;
 
 use crate::{Outcome, ReputationStore, StoreError, Upsert, WriteMode, WriteTx};
-use rephub_model::{Catalog, Entry, Kind, LineError, Lines, SmsCsvReader, parse_json_line};
+use rephub_model::{
+    Catalog, Entry, Kind, LineError, Lines, MinPrefix, SmsCsvReader, parse_json_line,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
@@ -24,6 +26,8 @@ pub struct ImportOptions {
     pub strict: bool,
     pub source: String,
     pub mode: WriteMode,
+    /// Networks broader than this are rejected with the reason (`None`: any prefix, `force`).
+    pub min_prefix: Option<MinPrefix>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +111,7 @@ fn parse_all<R: BufRead>(
             while let Some(rec) = reader.next() {
                 chunk.push(rec.and_then(|r| {
                     let pairs = r.pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
-                    convert(catalog, opts.kind, &r.address, pairs, r.line)
+                    convert(catalog, opts, opts.kind, &r.address, pairs, r.line)
                 }));
                 if chunk.len() == CHUNK && !flush(&mut chunk, reader.position()) {
                     return;
@@ -120,12 +124,12 @@ fn parse_all<R: BufRead>(
             while let Some(l) = lines.next() {
                 chunk.push(l.and_then(|(line, text)| {
                     if opts.format == InputFormat::Plain {
-                        return convert(catalog, opts.kind, &text, std::iter::empty(), line);
+                        return convert(catalog, opts, opts.kind, &text, std::iter::empty(), line);
                     }
                     let (kind, value, pairs) =
                         parse_json_line(&text).map_err(|reason| LineError { line, reason })?;
                     let pairs = pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
-                    convert(catalog, kind.or(opts.kind), &value, pairs, line)
+                    convert(catalog, opts, kind.or(opts.kind), &value, pairs, line)
                 }));
                 if chunk.len() == CHUNK && !flush(&mut chunk, lines.position()) {
                     return;
@@ -138,6 +142,7 @@ fn parse_all<R: BufRead>(
 
 fn convert<'a>(
     catalog: &Catalog,
+    opts: &ImportOptions,
     kind: Option<Kind>,
     address: &str,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
@@ -147,6 +152,10 @@ fn convert<'a>(
         Some(k) => Entry::parse(k, address),
         None => Entry::parse_auto(address),
     }
+    .and_then(|e| match opts.min_prefix {
+        Some(min) => min.check(&e).map(|()| e),
+        None => Ok(e),
+    })
     .map_err(|e| LineError {
         line,
         reason: e.to_string(),

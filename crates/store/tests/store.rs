@@ -1028,6 +1028,7 @@ fn import_keeps_line_1_after_a_byte_order_mark() {
             strict: true,
             source: USER_SOURCE.into(),
             mode: WriteMode::Merge,
+            min_prefix: None,
         };
         let mut rejected = Vec::new();
         let sum = import_reader(&mut d.store, text.as_bytes(), &opts, &|_| {}, &mut |e| {

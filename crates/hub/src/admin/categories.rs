@@ -29,7 +29,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 }
 
 async fn list_categories(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let catalog = state.exec(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
     Ok(Json(json!({"categories": catalog.categories()})))
 }
 
@@ -48,5 +48,6 @@ async fn add_category(State(state): State<AppState>, b: Bytes) -> ApiResult<Resp
             ),
             other => other.into(),
         })?;
+    state.reload_catalog().await?;
     Ok((StatusCode::CREATED, Json(json!(made))).into_response())
 }

@@ -143,7 +143,7 @@ struct DistributeBody {
 async fn distribute(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
     let d: DistributeBody = body(&b)?;
     let profile = profile_id(&state, Some(d.profile.clone())).await?;
-    let all = state.exec(|s| s.devices()).await??;
+    let all = state.read(|s| s.devices()).await??;
     let mut ids = Vec::new();
     for (i, name) in d.devices.iter().enumerate() {
         let dev = all

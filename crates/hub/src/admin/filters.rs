@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use rephub_store::{DistributionStore, ReputationStore};
+use rephub_store::{DistributionStore, StoreError};
 
 use super::profiles::install_profile;
 use crate::distribution::filter_def::FilterDef;
@@ -84,7 +84,8 @@ async fn update_filter(
 }
 
 async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Value> {
-    let catalog = state.exec(|s| s.catalog()).await??;
+    // Fresh: a filter may name a category another process just added.
+    let catalog = state.reload_catalog().await?;
     let name = f.name.trim().to_string();
     f.def.build(&catalog, id, &name)?;
     let text = serde_json::to_string(&f.def).map_err(HubError::record("filter"))?;
@@ -94,13 +95,36 @@ async fn save_filter(state: &AppState, id: i64, f: FilterBody) -> ApiResult<Valu
     Ok(filter_json(id, &name, &f.def))
 }
 
+/// A filter that profiles use is not deleted (409, naming them): a profile must never change what
+/// its devices enforce without being edited. Checked and deleted in one writer job, so no profile
+/// can take the filter in between.
 async fn delete_filter(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {
-    let gone = state.exec(move |s| s.delete_filter(id)).await??;
-    if !gone {
-        return Err(ApiError::not_found("filter"));
+    let outcome = state
+        .exec(move |s| -> Result<Result<bool, Vec<String>>, StoreError> {
+            let users: Vec<String> = s
+                .profiles()?
+                .into_iter()
+                .filter(|p| p.filters.contains(&id))
+                .map(|p| p.name)
+                .collect();
+            if !users.is_empty() {
+                return Ok(Err(users));
+            }
+            Ok(Ok(s.delete_filter(id)?))
+        })
+        .await??;
+    match outcome {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("filter")),
+        Err(users) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("id"),
+            format!(
+                "filter {id} is used by profile(s) {}: take it out of them first",
+                super::quoted(&users)
+            ),
+        )),
     }
-    refresh_profiles_using(&state, Some(id)).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Re-install the filters of every profile that uses `filter` (all profiles when `None`).

@@ -20,3 +20,12 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(categories::router(state))
         .merge(keys::router(state))
 }
+
+/// Names for a message: `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

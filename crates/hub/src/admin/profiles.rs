@@ -114,9 +114,36 @@ async fn save_profile(state: &AppState, id: i64, p: ProfileBody) -> ApiResult<Va
     Ok(json!({"id": id, "name": name, "filters": filters}))
 }
 
+/// A profile given to devices is not deleted (409, naming them): its devices would silently stop
+/// enforcing anything. Checked and deleted in one writer job.
 async fn delete_profile(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {
-    if !state.exec(move |s| s.delete_profile(id)).await?? {
-        return Err(ApiError::not_found("profile"));
+    let outcome = state
+        .exec(move |s| -> Result<Result<bool, Vec<String>>, StoreError> {
+            let users: Vec<String> = s
+                .devices()?
+                .into_iter()
+                .filter(|d| d.profile_id == Some(id))
+                .map(|d| d.name)
+                .collect();
+            if !users.is_empty() {
+                return Ok(Err(users));
+            }
+            Ok(Ok(s.delete_profile(id)?))
+        })
+        .await??;
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::not_found("profile")),
+        Err(users) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                Some("id"),
+                format!(
+                    "profile {id} is given to device(s) {}: distribute another profile to them, or delete them, first",
+                    super::quoted(&users)
+                ),
+            ));
+        }
     }
     state.engine().remove_profile(id);
     state.reload_devices().await?;

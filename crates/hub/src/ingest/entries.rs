@@ -48,6 +48,9 @@ struct EntriesBody {
     /// `merge` (default, SMS semantics) or `replace`.
     #[serde(default)]
     mode: Option<String>,
+    /// Take networks broader than the configured minimum prefix too.
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,11 +111,17 @@ async fn add_entries(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<
     if source.trim().is_empty() {
         return Err(ApiError::bad("source", "must not be empty"));
     }
-    let catalog = state.read(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
+    let min_prefix = state.config().min_prefix();
     // Everything is validated before anything is written.
     let mut items = Vec::with_capacity(req.entries.len());
     for (i, e) in req.entries.iter().enumerate() {
         let entry = parse_entry(i, e)?;
+        if !req.force {
+            min_prefix
+                .check(&entry)
+                .map_err(|err| ApiError::bad(&format!("entries[{i}].value"), err.to_string()))?;
+        }
         let mut pairs = Vec::new();
         for (cat, v) in &e.tags {
             let raw = raw_tag(v).ok_or_else(|| {
@@ -194,7 +203,7 @@ async fn search_entries(
     State(state): State<AppState>,
     Q(q): Q<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
-    let catalog = state.read(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
     if let Some(v) = &q.value {
         let entry = parse_entry(
             0,
@@ -307,7 +316,7 @@ async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
             "export takes search criteria, not value or limit",
         ));
     }
-    let catalog = state.read(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
     let criteria = criteria_from(&q, &catalog)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let content_type = if format == "jsonl" {
@@ -368,6 +377,9 @@ struct ImportQuery {
     #[serde(default)]
     strict: bool,
     source: Option<String>,
+    /// Take networks broader than the configured minimum prefix too.
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /api/v1/import?type=…&format=…` with the file as the body.
@@ -399,8 +411,15 @@ async fn import_file(
         kind,
         format,
         strict: q.strict,
-        source: q.source.unwrap_or_else(|| USER_SOURCE.to_string()),
+        source: match q.source {
+            None => USER_SOURCE.to_string(),
+            Some(s) if s.trim().is_empty() => {
+                return Err(ApiError::bad("source", "must not be empty"));
+            }
+            Some(s) => s,
+        },
         mode: WriteMode::Merge,
+        min_prefix: (!q.force).then(|| state.config().min_prefix()),
     };
     let (summary, rejects) = state
         .exec(move |s| {

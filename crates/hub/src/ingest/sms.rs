@@ -216,11 +216,16 @@ async fn add_inner(state: AppState, req: Request) -> Result<String, SmsError> {
         )));
     };
     let entry = parse_address(param, value)?;
+    state
+        .config()
+        .min_prefix()
+        .check(&entry)
+        .map_err(|e| bad(format!("{param}: {e}")))?;
     let pairs = match p.one("TagData")? {
         Some(t) => parse_tag_data(t).map_err(bad)?,
         None => Vec::new(),
     };
-    let catalog = state.read(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
     let tags = match catalog.parse_pairs(pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()))) {
         Ok((tags, _dropped)) => tags,
         Err(e) => return Err(precondition(format!("TagData: {e}"))),
@@ -377,6 +382,7 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
     let file = p
         .file
         .ok_or_else(|| bad("file: required (multipart/form-data field \"file\")"))?;
+    let min_prefix = state.config().min_prefix();
     let (summary, rejects) = state
         .exec(move |s| {
             let opts = ImportOptions {
@@ -385,6 +391,7 @@ async fn import_inner(state: AppState, req: Request) -> Result<String, SmsError>
                 strict: false,
                 source: USER_SOURCE.to_string(),
                 mode: WriteMode::Merge,
+                min_prefix: Some(min_prefix),
             };
             let mut rejects = Vec::new();
             let summary = import_reader(s, Cursor::new(file), &opts, &|_| {}, &mut |e| {

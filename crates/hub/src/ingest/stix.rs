@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use rephub_model::{ObjectOutcome, indicator_tags, read_bundle};
-use rephub_store::{ReputationStore, Upsert, WriteMode};
+use rephub_store::{Upsert, WriteMode};
 
 use crate::db::Change;
 use crate::http::auth::{Who, guard};
@@ -78,8 +78,8 @@ async fn push(
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, "Bad request", e),
     };
-    let catalog = match state.read(|s| s.catalog()).await {
-        Ok(Ok(c)) => c,
+    let catalog = match state.catalog().await {
+        Ok(c) => c,
         _ => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +89,7 @@ async fn push(
         }
     };
     let now = state.now();
+    let min_prefix = state.config().min_prefix();
     let (mut successes, mut failures, mut skipped) = (Vec::new(), Vec::new(), 0u64);
     let mut ups = Vec::new();
     let mut gone = Vec::new();
@@ -100,11 +101,14 @@ async fn push(
             {
                 skipped += 1
             }
-            ObjectOutcome::Indicator(ind) => {
-                successes.push(json!({"id": ind.id}));
-                let tags = indicator_tags(&ind, &catalog);
-                ups.push(Upsert::new(ind.entry, tags, &catalog));
-            }
+            ObjectOutcome::Indicator(ind) => match min_prefix.check(&ind.entry) {
+                Err(e) => failures.push(json!({"id": ind.id, "message": e.to_string()})),
+                Ok(()) => {
+                    successes.push(json!({"id": ind.id}));
+                    let tags = indicator_tags(&ind, &catalog);
+                    ups.push(Upsert::new(ind.entry, tags, &catalog));
+                }
+            },
             ObjectOutcome::Revoked { id, entry, .. } => {
                 successes.push(json!({"id": id}));
                 if let Some(e) = entry {

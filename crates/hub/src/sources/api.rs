@@ -50,9 +50,22 @@ fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
 
 fn parse_spec(b: &Bytes) -> ApiResult<SourceSpec> {
     let spec: SourceSpec = body(b)?;
+    api_may_set(&spec)?;
     spec.validate()
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     Ok(spec)
+}
+
+/// `token_file` makes the hub read a local file and send it upstream: only the configuration file
+/// (written by whoever runs the hub) may name one, not an API caller.
+fn api_may_set(spec: &SourceSpec) -> ApiResult<()> {
+    match spec {
+        SourceSpec::Visionone(s) if s.token_file.is_some() => Err(ApiError::bad(
+            "token_file",
+            "only the configuration file may name a token file; give the token itself",
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn found(state: &AppState, name: &str) -> ApiResult<(SourceSpec, SourceState, String)> {
@@ -113,13 +126,15 @@ async fn replace(
         return Err(file_managed(&name));
     }
     let mut spec: SourceSpec = body(&b)?;
+    api_may_set(&spec)?;
     if spec.name() != name || spec.kind() != old.kind() {
         return Err(ApiError::bad(
             "name",
             "the name and kind of a source cannot change (delete it and create another)",
         ));
     }
-    spec.keep_secrets_of(&old);
+    spec.keep_secrets_of(&old)
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     spec.validate()
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     store_spec(&state, &spec, "api").await?;

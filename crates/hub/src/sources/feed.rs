@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 
 use rephub_model::{Catalog, Entry, Kind, Tags};
-use rephub_store::{ReputationStore, Upsert};
+use rephub_store::Upsert;
 
 use super::spec::{FeedFormat, FeedSpec};
 use super::{Run, SourceState, SyncError};
@@ -154,14 +154,14 @@ pub(super) fn parse(
         .map_err(|e| SyncError::Config(format!("entry_kind: {e}")))?;
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut lines = body.lines().enumerate();
+    // Lists saved by Excel and some Windows tools start with a byte-order mark.
+    let mut lines = rephub_model::strip_bom(body).lines().enumerate();
     let sep = spec.delimiter.chars().next().unwrap_or(',');
     let (value_col, tag_cols) = if spec.format == FeedFormat::Csv {
         let header = if spec.header {
             match lines.next() {
                 Some((_, h)) => Some(
-                    csv_fields(h.trim_start_matches('\u{feff}'), sep)
-                        .map_err(|e| SyncError::Upstream(format!("line 1: {e}")))?,
+                    csv_fields(h, sep).map_err(|e| SyncError::Upstream(format!("line 1: {e}")))?,
                 ),
                 None => None,
             }
@@ -259,7 +259,7 @@ pub(super) async fn sync(
     let body = resp.text().await.map_err(|e| {
         SyncError::Upstream(format!("feed: reading the body: {}", http::error_text(&e)))
     })?;
-    let catalog = run.state.read(|s| s.catalog()).await??;
+    let catalog = run.state.catalog().await?;
     let items = parse(spec, &body, &catalog, run)?;
     let held = run.owned().await?;
     if items.is_empty() && !held.is_empty() && !spec.allow_empty {

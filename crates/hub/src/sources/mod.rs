@@ -128,8 +128,18 @@ impl Run {
     }
 
     /// Write this source's assertions (its tags exactly): durable when this returns.
+    /// Networks broader than the hub's minimum prefix are rejected (never force: a feed is not
+    /// trusted to block everything).
     pub(crate) async fn upsert(&mut self, items: Vec<Upsert>) -> Result<(), HubError> {
-        for chunk in items.chunks(10_000) {
+        let min_prefix = self.state.config().min_prefix();
+        let mut narrow = Vec::with_capacity(items.len());
+        for u in items {
+            match min_prefix.check(&u.entry) {
+                Ok(()) => narrow.push(u),
+                Err(e) => self.reject(e.to_string()),
+            }
+        }
+        for chunk in narrow.chunks(10_000) {
             let (outcomes, _) = self
                 .state
                 .write_entries(self.source.clone(), chunk.to_vec(), WriteMode::Replace)

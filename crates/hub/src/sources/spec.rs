@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::validate::{REDACTED, SpecError, bad};
+use crate::validate::{REDACTED, SpecError, bad, redact_url, secs};
 
 /// The assertion source of STIX indicators pushed to the hub (`/taxii/feeds/…`): not a
 /// source name an admin may take.
@@ -277,12 +277,8 @@ impl SourceSpec {
         if name == rephub_store::USER_SOURCE || name == STIX_PUSH_SOURCE {
             return Err(bad("name", format!("{name:?} is reserved")));
         }
-        if self.interval_secs() == 0 {
-            return Err(bad("interval_secs", "must be at least 1"));
-        }
-        if self.timeout_secs() == 0 {
-            return Err(bad("timeout_secs", "must be at least 1"));
-        }
+        secs("interval_secs", self.interval_secs(), 1)?;
+        secs("timeout_secs", self.timeout_secs(), 1)?;
         match self {
             SourceSpec::Visionone(s) => {
                 if !REGIONS.iter().any(|(r, _)| *r == s.url) {
@@ -295,6 +291,8 @@ impl SourceSpec {
                     (None, None) => return Err(bad("token", "a token or token_file is required")),
                     _ => {}
                 }
+                secs("full_sync_secs", s.full_sync_secs, 1)?;
+                secs("overlap_secs", s.overlap_secs, 0)?;
                 if s.full_sync_secs < s.interval_secs {
                     return Err(bad("full_sync_secs", "must be at least interval_secs"));
                 }
@@ -370,21 +368,70 @@ impl SourceSpec {
         let hide = |s: &Option<String>| s.as_ref().map(|_| REDACTED.to_string());
         let mut out = self.clone();
         match &mut out {
-            SourceSpec::Visionone(s) => s.token = hide(&s.token),
+            SourceSpec::Visionone(s) => {
+                s.token = hide(&s.token);
+                s.url = redact_url(&s.url);
+            }
             SourceSpec::Taxii(s) => {
                 s.password = hide(&s.password);
                 s.token = hide(&s.token);
+                s.url = redact_url(&s.url);
             }
             SourceSpec::Feed(s) => {
                 s.token = hide(&s.token);
                 s.basic_auth = hide(&s.basic_auth);
+                s.url = redact_url(&s.url);
             }
         }
         out
     }
 
-    /// Secrets given as [`REDACTED`] (or left out) in an update keep their stored values.
-    pub(crate) fn keep_secrets_of(&mut self, old: &SourceSpec) {
+    /// Where the source's secrets go.
+    fn url_mut(&mut self) -> &mut String {
+        match self {
+            SourceSpec::Visionone(s) => &mut s.url,
+            SourceSpec::Taxii(s) => &mut s.url,
+            SourceSpec::Feed(s) => &mut s.url,
+        }
+    }
+
+    /// The secrets of the config with their field names.
+    fn named_secrets(&self) -> Vec<(&'static str, &Option<String>)> {
+        match self {
+            SourceSpec::Visionone(s) => vec![("token", &s.token)],
+            SourceSpec::Taxii(s) => vec![("password", &s.password), ("token", &s.token)],
+            SourceSpec::Feed(s) => vec![("token", &s.token), ("basic_auth", &s.basic_auth)],
+        }
+    }
+
+    /// Secrets given as [`REDACTED`] (or left out) in an update keep their stored values, and a
+    /// URL given back as it was shown (credentials redacted) is the stored one — as long as the
+    /// URL stays where it was. A stored secret is never sent to a new destination: with another
+    /// URL, every secret must be given again.
+    pub(crate) fn keep_secrets_of(&mut self, old: &SourceSpec) -> Result<(), SpecError> {
+        let mut old_url = old.clone();
+        let old_url = old_url.url_mut().clone();
+        if *self.url_mut() == redact_url(&old_url) {
+            *self.url_mut() = old_url.clone();
+        }
+        if *self.url_mut() != old_url {
+            if let Some((field, _)) = self
+                .named_secrets()
+                .into_iter()
+                .find(|(_, v)| v.as_deref() == Some(REDACTED))
+            {
+                return Err(bad(
+                    field,
+                    "the url changed: give this secret again (a stored secret is never sent to another destination)",
+                ));
+            }
+            return Ok(());
+        }
+        self.keep_stored_secrets(old);
+        Ok(())
+    }
+
+    fn keep_stored_secrets(&mut self, old: &SourceSpec) {
         fn keep(new: &mut Option<String>, old: &Option<String>) {
             if new.is_none() || new.as_deref() == Some(REDACTED) {
                 new.clone_from(old);
@@ -483,7 +530,71 @@ mod tests {
         };
         assert_eq!(s.token.as_deref(), Some(REDACTED));
         let mut again = shown.clone();
-        again.keep_secrets_of(&v1("us", "a"));
+        again.keep_secrets_of(&v1("us", "a")).unwrap();
         assert_eq!(again, v1("us", "a"));
+        // Another destination: the stored token is not carried there.
+        let mut moved = shown.clone();
+        if let SourceSpec::Visionone(s) = &mut moved {
+            s.url = "https://elsewhere.example".into();
+        }
+        assert_eq!(
+            moved.keep_secrets_of(&v1("us", "a")).unwrap_err().field,
+            "token"
+        );
+    }
+
+    fn feed(url: &str) -> SourceSpec {
+        serde_json::from_value(serde_json::json!({
+            "kind": "feed", "name": "f", "url": url, "token": "t0ken"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn credentials_in_a_feed_url_are_never_shown_nor_sent_elsewhere() {
+        let secret = "https://bob:PASSWORD@lists.example/ips.txt?apikey=SECRET&list=botnet&X-Amz-Signature=SIG";
+        let shown = feed(secret).redacted();
+        let SourceSpec::Feed(s) = &shown else {
+            unreachable!()
+        };
+        for hidden in ["bob", "PASSWORD", "SECRET", "SIG"] {
+            assert!(!s.url.contains(hidden), "{hidden} in {}", s.url);
+        }
+        assert!(s.url.contains("list=botnet") && s.url.contains("lists.example/ips.txt"));
+        // Given back as shown, the stored URL and token are kept.
+        let mut back = shown.clone();
+        back.keep_secrets_of(&feed(secret)).unwrap();
+        assert_eq!(back, feed(secret));
+        // Pointed elsewhere with the shown token: refused, naming the field.
+        let mut moved = shown;
+        if let SourceSpec::Feed(s) = &mut moved {
+            s.url = "https://attacker.example/collect".into();
+        }
+        assert_eq!(
+            moved.keep_secrets_of(&feed(secret)).unwrap_err().field,
+            "token"
+        );
+        // A URL without secrets is shown as it is.
+        let plain = "https://lists.example/ips.txt?list=botnet";
+        assert_eq!(crate::validate::redact_url(plain), plain);
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused_with_their_field() {
+        for (field, value) in [
+            ("interval_secs", serde_json::json!(u64::MAX)),
+            ("interval_secs", serde_json::json!(0)),
+            ("timeout_secs", serde_json::json!(2_592_001)),
+        ] {
+            let mut v =
+                serde_json::json!({"kind": "feed", "name": "f", "url": "https://l.example/x"});
+            v[field] = value;
+            let s: SourceSpec = serde_json::from_value(v).unwrap();
+            assert_eq!(s.validate().unwrap_err().field, field);
+        }
+        let mut v =
+            serde_json::json!({"kind": "visionone", "name": "v", "url": "us", "token": "t"});
+        v["full_sync_secs"] = serde_json::json!(u64::MAX);
+        let s: SourceSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(s.validate().unwrap_err().field, "full_sync_secs");
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use rephub_model::Entry;
 use rephub_model::{ObjectOutcome, indicator_tags, read_object};
-use rephub_store::{ReputationStore, Upsert};
+use rephub_store::Upsert;
 
 use super::spec::TaxiiSpec;
 use super::{Run, SourceState, SyncError};
@@ -186,7 +186,7 @@ pub(super) async fn sync(
 ) -> Result<(), SyncError> {
     let server = Server::new(spec)?;
     let base = server.collection(spec).await?;
-    let catalog = run.state.read(|s| s.catalog()).await??;
+    let catalog = run.state.catalog().await?;
     let mut added_after = st.cursor.clone().or_else(|| spec.added_after.clone());
     let first = objects_url(&base, spec.page_size, added_after.as_deref(), None);
     let mut fetched = server.get(&first).await?;

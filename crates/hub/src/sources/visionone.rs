@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use rephub_model::{Catalog, Entry, Tags, builtin, default_ttl};
-use rephub_store::{ReputationStore, SourceStore, Upsert};
+use rephub_store::{SourceStore, Upsert};
 
 use super::spec::{REGIONS, VisionOneSpec};
 use super::{Run, SourceState, SyncError};
@@ -53,8 +53,18 @@ fn token(spec: &VisionOneSpec) -> Result<String, SyncError> {
     }
 }
 
-/// Which account a URL and token are (a hash, so the token itself is not kept in the state).
-fn account(base: &str, token: &str) -> String {
+/// Which account a URL and token are: an HMAC under the data directory's key, so the state
+/// (which read-only keys may see) neither holds the token nor lets anyone test guesses of it.
+fn account(secrets: &crate::secrets::Secrets, base: &str, token: &str) -> String {
+    format!(
+        "k1:{}",
+        hex::encode(&secrets.mac(&[base.as_bytes(), token.as_bytes()])[..16])
+    )
+}
+
+/// The unkeyed account hash of rephub before `k1:` (a state that holds it is the same account,
+/// not a switch).
+fn legacy_account(base: &str, token: &str) -> String {
     let mut h = Sha256::new();
     h.update(base.as_bytes());
     h.update([0]);
@@ -255,7 +265,10 @@ pub(super) async fn sync(
     run: &mut Run,
 ) -> Result<(), SyncError> {
     let up = Upstream::new(spec)?;
-    let acct = account(&up.base, &up.token);
+    let acct = account(run.state.secrets(), &up.base, &up.token);
+    if st.account.as_deref() == Some(legacy_account(&up.base, &up.token).as_str()) {
+        st.account = Some(acct.clone());
+    }
     if st.account.as_deref() != Some(acct.as_str()) {
         if st.account.is_some() {
             let keep = format!("{}@{}", run.source, run.state.now());
@@ -269,7 +282,7 @@ pub(super) async fn sync(
         }
         st.account = Some(acct);
     }
-    let catalog = run.state.read(|s| s.catalog()).await??;
+    let catalog = run.state.catalog().await?;
     let exceptions = up.exceptions(run).await?;
     let now = run.state.now();
     let cursor: Option<i64> = st.cursor.as_deref().and_then(|c| c.parse().ok());

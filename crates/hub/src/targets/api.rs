@@ -114,7 +114,8 @@ async fn replace(
     if spec.name != name {
         return Err(ApiError::bad("name", "a target's name cannot change"));
     }
-    spec.keep_secrets_of(&old);
+    spec.keep_secrets_of(&old)
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     spec.validate()
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     store(&state, &spec).await?;

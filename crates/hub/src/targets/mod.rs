@@ -211,12 +211,8 @@ impl TargetSpec {
                 return Err(bad(field, format!("{t:?}: expected ipv4, domain or url")));
             }
         }
-        if self.interval_secs == 0 || self.timeout_secs == 0 {
-            return Err(bad(
-                "interval_secs",
-                "interval_secs and timeout_secs must be at least 1".into(),
-            ));
-        }
+        crate::validate::secs("interval_secs", self.interval_secs, 1)?;
+        crate::validate::secs("timeout_secs", self.timeout_secs, 1)?;
         if !(1..=10_000).contains(&self.batch_size) {
             return Err(bad("batch_size", "1 to 10,000 lines per file".into()));
         }
@@ -237,14 +233,29 @@ impl TargetSpec {
         }
     }
 
-    fn keep_secrets_of(&mut self, old: &TargetSpec) {
+    /// Secrets given as [`crate::validate::REDACTED`] (or left out) keep their stored values while
+    /// the target stays where it was; a stored secret is never sent to another address (or
+    /// scheme): with another, every secret must be given again.
+    fn keep_secrets_of(&mut self, old: &TargetSpec) -> Result<(), crate::validate::SpecError> {
         let redacted = Some(crate::validate::REDACTED.to_string());
+        if (self.address.as_str(), self.https) != (old.address.as_str(), old.https) {
+            for (field, v) in [("password", &self.password), ("api_key", &self.api_key)] {
+                if *v == redacted {
+                    return Err(crate::validate::bad(
+                        field,
+                        "the address changed: give this secret again (a stored secret is never sent to another destination)",
+                    ));
+                }
+            }
+            return Ok(());
+        }
         if self.password == redacted || (self.password.is_none() && self.username.is_some()) {
             self.password.clone_from(&old.password);
         }
         if self.api_key == redacted || (self.api_key.is_none() && self.username.is_none()) {
             self.api_key.clone_from(&old.api_key);
         }
+        Ok(())
     }
 
     /// What decides which lines the target should hold: when it changes, every entry is compared.
@@ -666,7 +677,7 @@ pub(crate) async fn load(
     name: &str,
 ) -> Result<Option<(TargetSpec, TargetState)>, HubError> {
     let name = name.to_string();
-    let Some(row) = state.exec(move |s| s.target(&name)).await?? else {
+    let Some(row) = state.read(move |s| s.target(&name)).await?? else {
         return Ok(None);
     };
     let mut spec: TargetSpec = serde_json::from_str(&row.config).map_err(HubError::record(

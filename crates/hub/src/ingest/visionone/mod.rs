@@ -445,7 +445,12 @@ fn multi(results: Vec<Value>) -> Response {
 const DEFAULT_DAYS: i64 = 30;
 
 /// A posted suspicious object as an upsert of the user source.
-fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemError> {
+fn posted(
+    v: &Value,
+    catalog: &Catalog,
+    now: i64,
+    min_prefix: rephub_model::MinPrefix,
+) -> Result<Upsert, item::ItemError> {
     let bad = |field: &str, reason: &str| item::ItemError {
         field: field.into(),
         reason: reason.into(),
@@ -454,6 +459,9 @@ fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemEr
         return Err(bad("item", "must be an object"));
     };
     let entry = item::entry_of(m)?;
+    min_prefix
+        .check(&entry)
+        .map_err(|e| bad("ip", &e.to_string()))?;
     let risk = item::parse_risk(m)?.unwrap_or(Some(rephub_model::Severity::High));
     let action = item::parse_action(m)?.unwrap_or(rephub_model::ScanAction::Block);
     let days = match m.get("daysToExpiration") {
@@ -488,12 +496,12 @@ fn posted(v: &Value, catalog: &Catalog, now: i64) -> Result<Upsert, item::ItemEr
 
 async fn add_objects(State(state): State<AppState>, b: Bytes) -> V1Result<Response> {
     let list = items(&b)?;
-    let catalog = state.read(|s| s.catalog()).await??;
+    let catalog = state.catalog().await?;
     let now = state.now();
     let mut results = Vec::with_capacity(list.len());
     let mut ups = Vec::new();
     for v in &list {
-        match posted(v, &catalog, now) {
+        match posted(v, &catalog, now, state.config().min_prefix()) {
             Ok(u) => {
                 ups.push(u);
                 results.push(json!({"status": 201}));
