@@ -23,6 +23,7 @@ const KEYS: [(&str, Role, &str); 3] = [
     ("soc", Role::ReadOnly, READER),
 ];
 
+/// A hub under test, and a client for it.
 pub(crate) struct Hub {
     pub(crate) dir: tempfile::TempDir,
     /// What `restart` starts the hub with.
