@@ -2,53 +2,15 @@
 //! file: what an operator and a device see.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use rephub_hub::{Config, Role, RunningHub, hash_key};
+use common::{ADMIN, Hub, READER, text};
 use rephub_model::{Entry, Kind};
-use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
+use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "rh_admin";
-const READER: &str = "rh_reader";
-
-struct Hub {
-    dir: tempfile::TempDir,
-    hub: Option<RunningHub>,
-    http: reqwest::Client,
-    base: String,
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    }
-}
-
-async fn hub() -> Hub {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-        s.add_api_key("soc", Role::ReadOnly.as_str(), &hash_key(READER))
-            .unwrap();
-    }
-    let hub = rephub_hub::start(config(dir.path())).await.unwrap();
-    let base = format!("http://{}", hub.addr);
-    Hub {
-        dir,
-        hub: Some(hub),
-        // No automatic decompression (another crate of the workspace turns reqwest's gzip on): the
-        // tests see what the hub sends.
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-        base,
-    }
-}
 
 /// One sync answer: the header and the operations.
 #[derive(Debug)]
@@ -72,53 +34,14 @@ impl Sync {
 }
 
 impl Hub {
-    fn url(&self, p: &str) -> String {
-        format!("{}{p}", self.base)
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, self.url(path)).bearer_auth(key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self
-            .call(reqwest::Method::POST, path, ADMIN, Some(body))
-            .await;
-        assert!(s.is_success(), "{path}: {s} {v}");
-        v
-    }
-
     async fn sync(&self, token: &str, cursor: Option<u64>, wait: u64) -> Sync {
         let q = match cursor {
             Some(c) => format!("/api/v1/sync?cursor={c}&wait={wait}"),
             None => format!("/api/v1/sync?wait={wait}"),
         };
-        let r = self
-            .http
-            .get(self.url(&q))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let text = r.text().await.unwrap();
-        let mut lines = text
+        let (s, body) = text(self.http.get(self.url(&q)).bearer_auth(token)).await;
+        assert_eq!(s, StatusCode::OK);
+        let mut lines = body
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap());
         let head = lines.next().unwrap();
@@ -157,22 +80,11 @@ impl Hub {
             .await;
         d["token"].as_str().unwrap().to_string()
     }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, ADMIN, None).await
-    }
-
-    async fn add(&self, entries: Value) -> u64 {
-        self.post("/api/v1/entries", json!({"entries": entries}))
-            .await["cursor"]
-            .as_u64()
-            .unwrap()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn entries_reach_a_long_polling_device() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     let snap = h.sync(&token, None, 0).await;
     assert!(snap.snapshot);
@@ -200,14 +112,13 @@ async fn entries_reach_a_long_polling_device() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = h
-        .http
-        .get(h.url("/repEntries/add?ip=203.0.113.9&TagData=Trend%20Micro%20Severity,High"))
-        .header("X-SMS-API-KEY", ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _) = h
+        .sms(
+            "/repEntries/add?ip=203.0.113.9&TagData=Trend%20Micro%20Severity,High",
+            ADMIN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
     let (elapsed, text) = waiting.await.unwrap();
     assert!(
         elapsed < Duration::from_secs(20),
@@ -243,7 +154,7 @@ async fn entries_reach_a_long_polling_device() {
 
     // A deletion reaches the device as a delete; an entry that leaves the selection too.
     h.call(
-        reqwest::Method::DELETE,
+        "DELETE",
         "/api/v1/entries",
         ADMIN,
         Some(json!({"entries": [{"value": "evil.example"}]})),
@@ -263,37 +174,30 @@ async fn entries_reach_a_long_polling_device() {
 
     // A device that could not apply an answer says so; it shows as failed until it syncs again
     // without an error.
-    let r = h
-        .http
-        .get(h.url(&format!(
-            "/api/v1/sync?cursor={}&wait=0&error=nft%20-f%20failed",
-            d2.cursor
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (_, devices) = h
-        .call(reqwest::Method::GET, "/api/v1/devices", READER, None)
-        .await;
+    let (s, _) = common::text(
+        h.http
+            .get(h.url(&format!(
+                "/api/v1/sync?cursor={}&wait=0&error=nft%20-f%20failed",
+                d2.cursor
+            )))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, devices) = h.call("GET", "/api/v1/devices", READER, None).await;
     assert_eq!(devices["devices"][0]["status"], "failed", "{devices}");
     assert_eq!(devices["devices"][0]["error"], "nft -f failed");
     // Distribution status: the device reported its cursor.
     h.sync(&token, Some(idle.cursor), 0).await;
-    let (_, devices) = h
-        .call(reqwest::Method::GET, "/api/v1/devices", READER, None)
-        .await;
+    let (_, devices) = h.call("GET", "/api/v1/devices", READER, None).await;
     assert_eq!(devices["devices"][0]["status"], "in sync", "{devices}");
-    let (_, dist) = h
-        .call(reqwest::Method::GET, "/api/v1/distributions", READER, None)
-        .await;
+    let (_, dist) = h.call("GET", "/api/v1/distributions", READER, None).await;
     assert_eq!(dist["distributions"][0]["profile"], "perimeter");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_edit_sends_only_the_difference() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     let mut entries = Vec::new();
     for i in 0..50 {
@@ -304,20 +208,20 @@ async fn a_filter_edit_sends_only_the_difference() {
     assert_eq!(snap.values("upsert").len(), 25);
 
     // Change the action of "block High": its 25 entries change, nothing else.
-    let (s, _) = h.call(reqwest::Method::PUT, "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High"]}))).await;
+    let (s, _) = h.call("PUT", "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High"]}))).await;
     assert_eq!(s, StatusCode::OK);
     let d = h.sync(&token, Some(snap.cursor), 10).await;
     assert!(!d.snapshot);
     assert_eq!(d.values("upsert").len(), 25);
     assert!(d.ops.iter().all(|o| o["action"] == "block+notify"));
     // Widen it to Low as well: only the 25 Low entries are new.
-    h.call(reqwest::Method::PUT, "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High~~~Low"]}))).await;
+    h.call("PUT", "/api/v1/filters/1", ADMIN, Some(json!({"name": "block High", "action": "block+notify", "precedence": 1, "criteria": ["Trend Micro Severity=High~~~Low"]}))).await;
     let d2 = h.sync(&token, Some(d.cursor), 10).await;
     assert_eq!(d2.values("upsert").len(), 25);
     assert!(d2.values("delete").is_empty());
     // Take the filter out of the profile: all 50 go.
     h.call(
-        reqwest::Method::PUT,
+        "PUT",
         "/api/v1/profiles/1",
         ADMIN,
         Some(json!({"name": "perimeter", "filters": ["notify Medium"]})),
@@ -339,9 +243,7 @@ async fn a_filter_edit_sends_only_the_difference() {
         json!({"profile": "everything high", "devices": ["fw1"]}),
     )
     .await;
-    let (_, devices) = h
-        .call(reqwest::Method::GET, "/api/v1/devices", ADMIN, None)
-        .await;
+    let (_, devices) = h.call("GET", "/api/v1/devices", ADMIN, None).await;
     assert_eq!(devices["devices"][0]["status"], "pending");
     let s4 = h.sync(&token, Some(d3.cursor), 0).await;
     assert!(s4.snapshot);
@@ -352,12 +254,12 @@ async fn a_filter_edit_sends_only_the_difference() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_by_other_processes_and_restarts_reach_devices() {
-    let mut h = hub().await;
+    let mut h = Hub::start().await;
     let token = h.setup().await;
     let snap = h.sync(&token, None, 0).await;
     // Another process (the CLI, say) writes into the same database while the hub runs.
-    let write = |dir: &std::path::Path, value: &str| {
-        let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
+    let write = |h: &Hub, value: &str| {
+        let mut s = h.store();
         let cat = s.catalog().unwrap();
         let tags = cat
             .parse_pairs([("Trend Micro Severity", "High")])
@@ -372,17 +274,15 @@ async fn writes_by_other_processes_and_restarts_reach_devices() {
         .unwrap();
         tx.commit().unwrap();
     };
-    write(h.dir.path(), "192.0.2.1");
+    write(&h, "192.0.2.1");
     let d = h.sync(&token, Some(snap.cursor), 10).await;
     assert_eq!(d.values("upsert"), vec!["192.0.2.1"]);
 
     // The hub stops; entries arrive meanwhile; after the restart the device resumes from its
     // cursor with a delta, not a snapshot, and nothing is lost.
-    h.hub.take().unwrap().stop().await.unwrap();
-    write(h.dir.path(), "192.0.2.2");
-    let hub = rephub_hub::start(config(h.dir.path())).await.unwrap();
-    h.base = format!("http://{}", hub.addr);
-    h.hub = Some(hub);
+    h.stop().await;
+    write(&h, "192.0.2.2");
+    h.restart().await;
     let d2 = h.sync(&token, Some(d.cursor), 10).await;
     assert!(!d2.snapshot);
     assert_eq!(d2.values("upsert"), vec!["192.0.2.2"]);
@@ -392,7 +292,7 @@ async fn writes_by_other_processes_and_restarts_reach_devices() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_json_errors_and_change_nothing() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     let cases: Vec<(&str, &str, Value, StatusCode, &str)> = vec![
         (
@@ -495,9 +395,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         ),
     ];
     for (method, path, body, status, field) in cases {
-        let (s, v) = h
-            .call(method.parse().unwrap(), path, ADMIN, Some(body.clone()))
-            .await;
+        let (s, v) = h.call(method, path, ADMIN, Some(body.clone())).await;
         assert_eq!(s, status, "{method} {path} {body}: {v}");
         if !field.is_empty() {
             assert_eq!(v["error"]["field"], field, "{method} {path} {body}: {v}");
@@ -509,32 +407,27 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             "{v}"
         );
     }
-    let r = h
-        .http
-        .post(h.url("/api/v1/filters"))
-        .bearer_auth(ADMIN)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = text(
+        h.http
+            .post(h.url("/api/v1/filters"))
+            .bearer_auth(ADMIN)
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     // 401 without a key, 403 for a read-only key that writes.
-    let (s, _) = h
-        .call(reqwest::Method::GET, "/api/v1/filters", "rh_nobody", None)
-        .await;
+    let (s, _) = h.call("GET", "/api/v1/filters", "rh_nobody", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = h
         .call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/entries",
             READER,
             Some(json!({"entries": [{"value": "1.1.1.1"}]})),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, v) = h
-        .call(reqwest::Method::GET, "/api/v1/filters", READER, None)
-        .await;
+    let (s, v) = h.call("GET", "/api/v1/filters", READER, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         v["filters"].as_array().unwrap().len(),
@@ -544,51 +437,42 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     // Sync: no token, a wrong token, a bad cursor, a device without a profile.
     let r = h.http.get(h.url("/api/v1/sync")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = h
-        .http
-        .get(h.url("/api/v1/sync"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let (s, _) = text(h.http.get(h.url("/api/v1/sync")).bearer_auth(ADMIN)).await;
     assert_eq!(
-        r.status(),
+        s,
         StatusCode::UNAUTHORIZED,
         "an API key is not a device token"
     );
-    let r = h
-        .http
-        .get(h.url("/api/v1/sync?cursor=x"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = h
-        .http
-        .get(h.url("/api/v1/sync?cursor=0&wait=9999"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = text(
+        h.http
+            .get(h.url("/api/v1/sync?cursor=x"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = text(
+        h.http
+            .get(h.url("/api/v1/sync?cursor=0&wait=9999"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     let lone = h.post("/api/v1/devices", json!({"name": "lonely"})).await;
-    let r = h
-        .http
-        .get(h.url("/api/v1/sync"))
-        .bearer_auth(lone["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let (s, _) = text(
+        h.http
+            .get(h.url("/api/v1/sync"))
+            .bearer_auth(lone["token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
     // Nothing of the refused entries was written.
-    let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    let s = h.store();
     assert_eq!(s.stats().unwrap().entries, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_what_happened() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     h.add(json!([
         {"value": "192.0.2.1", "tags": {"Trend Micro Severity": "High"}},
@@ -603,15 +487,7 @@ async fn metrics_count_what_happened() {
         .send()
         .await
         .unwrap();
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     let value = |line: &str| -> String {
         text.lines()
             .find(|l| l.starts_with(line))
@@ -645,7 +521,7 @@ async fn metrics_count_what_happened() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn search_import_categories_and_keys() {
-    let h = hub().await;
+    let h = Hub::start().await;
     // Import a file upload: bad lines listed with their numbers, the rest kept.
     let file = "10.1.0.0/16,Trend Micro Severity,High\n10.1.2.3,Trend Micro Severity,Low\n300.1.1.1\n10.9.9.9,Nope,1\n";
     let r = h
@@ -679,12 +555,7 @@ async fn search_import_categories_and_keys() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["committed"], false);
     let (s, v) = h
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/import?format=xml",
-            ADMIN,
-            None,
-        )
+        .call("POST", "/api/v1/import?format=xml", ADMIN, None)
         .await;
     assert_eq!(
         (s, v["error"]["field"].as_str()),
@@ -692,7 +563,7 @@ async fn search_import_categories_and_keys() {
     );
 
     // Search with Entry Criteria and tag criteria.
-    let (s, v) = h.get("/api/v1/entries?ip=10.0.0.0/8").await;
+    let (s, v) = h.send("GET", "/api/v1/entries?ip=10.0.0.0/8", None).await;
     assert_eq!(s, StatusCode::OK);
     let values: Vec<&str> = v["entries"]
         .as_array()
@@ -706,19 +577,25 @@ async fn search_import_categories_and_keys() {
         "10.2.0.1 came from the refused strict import"
     );
     let (_, v) = h
-        .get("/api/v1/entries?ip=10.0.0.0/8&tag=Trend%20Micro%20Severity%3DHigh")
+        .send(
+            "GET",
+            "/api/v1/entries?ip=10.0.0.0/8&tag=Trend%20Micro%20Severity%3DHigh",
+            None,
+        )
         .await;
     assert_eq!(v["entries"].as_array().unwrap().len(), 1);
     assert_eq!(v["entries"][0]["tags"]["Trend Micro Severity"], "High");
-    let (_, v) = h.get("/api/v1/entries?value=10.1.2.3").await;
+    let (_, v) = h.send("GET", "/api/v1/entries?value=10.1.2.3", None).await;
     assert_eq!(v["entries"][0]["value"], "10.1.2.3");
-    let (_, v) = h.get("/api/v1/entries?value=10.1.0.0/24").await;
+    let (_, v) = h
+        .send("GET", "/api/v1/entries?value=10.1.0.0/24", None)
+        .await;
     assert_eq!(
         v["entries"].as_array().unwrap().len(),
         0,
         "exact: not the /16"
     );
-    let (_, v) = h.get("/api/v1/entries?limit=1").await;
+    let (_, v) = h.send("GET", "/api/v1/entries?limit=1", None).await;
     assert_eq!(
         (v["entries"].as_array().unwrap().len(), v["more"].as_bool()),
         (1, Some(true))
@@ -730,7 +607,7 @@ async fn search_import_categories_and_keys() {
         ("kind=mac", "kind"),
         ("colour=red", ""),
     ] {
-        let (s, v) = h.get(&format!("/api/v1/entries?{q}")).await;
+        let (s, v) = h.send("GET", &format!("/api/v1/entries?{q}"), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
         if !field.is_empty() {
             assert_eq!(v["error"]["field"], field, "{q}: {v}");
@@ -752,7 +629,7 @@ async fn search_import_categories_and_keys() {
         ("ip=nope", "ip"),
         ("colour=red", ""),
     ] {
-        let (s, v) = h.get(&format!("/api/v1/export?{q}")).await;
+        let (s, v) = h.send("GET", &format!("/api/v1/export?{q}"), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
         if !field.is_empty() {
             assert_eq!(v["error"]["field"], field, "{q}: {v}");
@@ -762,7 +639,7 @@ async fn search_import_categories_and_keys() {
     // Categories.
     let (s, _) = h
         .call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/categories",
             ADMIN,
             Some(json!({"name": "Country", "type": "list", "values": ["China"], "multiple": true})),
@@ -771,7 +648,7 @@ async fn search_import_categories_and_keys() {
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = h
         .call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/categories",
             ADMIN,
             Some(json!({"name": "Country", "type": "text"})),
@@ -780,21 +657,21 @@ async fn search_import_categories_and_keys() {
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = h
         .call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/categories",
             ADMIN,
             Some(json!({"name": "Empty", "type": "list", "values": []})),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (_, v) = h.get("/api/v1/categories").await;
+    let (_, v) = h.send("GET", "/api/v1/categories", None).await;
     assert_eq!(v["categories"].as_array().unwrap().len(), 12); // 11 built-in, 1 made here
 
     // API keys: made through the API, usable at once, gone when deleted; an admin cannot delete
     // itself; a read-only key cannot make keys.
     let (s, v) = h
         .call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/keys",
             ADMIN,
             Some(json!({"name": "ddd02", "role": "producer"})),
@@ -802,19 +679,18 @@ async fn search_import_categories_and_keys() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let key = v["key"].as_str().unwrap().to_string();
-    let r = h
-        .http
-        .get(h.url("/repEntries/add?dns=new.example"))
-        .basic_auth("ddd02", Some(&key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (_, v) = h.get("/api/v1/keys").await;
+    let (s, _) = text(
+        h.http
+            .get(h.url("/repEntries/add?dns=new.example"))
+            .basic_auth("ddd02", Some(&key)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = h.send("GET", "/api/v1/keys", None).await;
     assert!(!v.to_string().contains(&key), "keys are never shown again");
     assert_eq!(
         h.call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/keys",
             READER,
             Some(json!({"name": "x", "role": "admin"}))
@@ -825,7 +701,7 @@ async fn search_import_categories_and_keys() {
     );
     assert_eq!(
         h.call(
-            reqwest::Method::POST,
+            "POST",
             "/api/v1/keys",
             ADMIN,
             Some(json!({"name": "y", "role": "root"}))
@@ -835,32 +711,27 @@ async fn search_import_categories_and_keys() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        h.call(reqwest::Method::DELETE, "/api/v1/keys/admin", ADMIN, None)
-            .await
-            .0,
+        h.call("DELETE", "/api/v1/keys/admin", ADMIN, None).await.0,
         StatusCode::CONFLICT
     );
     assert_eq!(
-        h.call(reqwest::Method::DELETE, "/api/v1/keys/ddd02", ADMIN, None)
-            .await
-            .0,
+        h.call("DELETE", "/api/v1/keys/ddd02", ADMIN, None).await.0,
         StatusCode::NO_CONTENT
     );
-    let r = h
-        .http
-        .get(h.url("/repEntries/add?dns=new2.example"))
-        .basic_auth("ddd02", Some(&key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (s, _) = text(
+        h.http
+            .get(h.url("/repEntries/add?dns=new2.example"))
+            .basic_auth("ddd02", Some(&key)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
 /// Every operation the OpenAPI document lists is routed (the router's own 404 and 405 have empty
 /// bodies; ours always say why).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_matches_the_routes() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let doc: Value = h
         .http
         .get(h.url("/api/v1/openapi.json"))
@@ -906,7 +777,7 @@ async fn the_openapi_document_matches_the_routes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_answers_are_streamed_whole() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     let entries: Vec<Value> = (0..5000)
         .map(|i| json!({"value": format!("10.{}.{}.1", i / 256, i % 256), "tags": {"Trend Micro Severity": "High"}}))
@@ -943,35 +814,9 @@ async fn large_answers_are_streamed_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_entries_leave_the_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-    }
-    let hub = rephub_hub::start(Config {
-        sweep_secs: 1,
-        ..config(dir.path())
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", hub.addr);
-    let h = Hub {
-        dir,
-        hub: Some(hub),
-        // No automatic decompression (another crate of the workspace turns reqwest's gzip on): the
-        // tests see what the hub sends.
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-        base,
-    };
+    let h = Hub::start_with(|c, _| c.sweep_secs = 1).await;
     let token = h.setup().await;
-    let soon = rephub_model::format_utc(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-            + 2,
-    );
+    let soon = rephub_model::format_utc(common::now() + 2);
     h.add(json!([
         {"value": "192.0.2.50", "tags": {"Trend Micro Severity": "High", "Reputation Entries TTL": soon}},
         {"value": "192.0.2.51", "tags": {"Trend Micro Severity": "High"}}
@@ -982,7 +827,7 @@ async fn expired_entries_leave_the_devices() {
     // The TTL passes; the hub's sweeper removes the entry and the waiting device hears of it.
     let d = h.sync(&token, Some(snap.cursor), 15).await;
     assert_eq!(d.values("delete"), vec!["192.0.2.50"]);
-    let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    let s = h.store();
     assert_eq!(s.stats().unwrap().entries, 1);
 }
 
@@ -1039,7 +884,7 @@ fn pair(scope: &str, value: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crowdsec_bouncers_pull_the_profile() {
-    let h = hub().await;
+    let h = Hub::start().await;
     h.setup().await;
     let key = h.bouncer("cs1").await;
     h.add(json!([
@@ -1055,13 +900,8 @@ async fn crowdsec_bouncers_pull_the_profile() {
         h.stream("wrong", "?startup=true").await.0,
         StatusCode::FORBIDDEN
     );
-    let r = h
-        .http
-        .get(h.url("/v1/decisions/stream"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (s, _) = text(h.http.get(h.url("/v1/decisions/stream"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 
     let (s, v) = h.stream(&key, "?startup=true").await;
     assert_eq!(s, StatusCode::OK);
@@ -1087,7 +927,7 @@ async fn crowdsec_bouncers_pull_the_profile() {
     // A deletion and an addition reach the next pull; `scopes` narrows it.
     let (s, _) = h
         .call(
-            reqwest::Method::DELETE,
+            "DELETE",
             "/api/v1/entries",
             ADMIN,
             Some(json!({"entries": [{"value": "203.0.113.9"}]})),
@@ -1126,21 +966,20 @@ async fn crowdsec_bouncers_pull_the_profile() {
     );
     assert!(live("ip=192.0.2.50").await.is_null(), "Low is not selected");
     assert!(live("ip=8.8.8.8").await.is_null());
-    let r = h
-        .http
-        .head(h.url("/v1/decisions/stream"))
-        .header("X-Api-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _) = text(
+        h.http
+            .head(h.url("/v1/decisions/stream"))
+            .header("X-Api-Key", &key),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
     let (s, _) = h.stream(&key, "?startup=maybe").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bouncer_pull_that_breaks_off_is_given_again() {
-    let h = hub().await;
+    let h = Hub::start().await;
     h.setup().await;
     let key = h.bouncer("cs1").await;
     let entries: Vec<Value> = (0..20_000)
@@ -1173,7 +1012,7 @@ async fn a_bouncer_pull_that_breaks_off_is_given_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rpz_zones_of_a_profile() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     h.post(
         "/api/v1/filters",
@@ -1183,7 +1022,7 @@ async fn rpz_zones_of_a_profile() {
     .await;
     let (s, _) = h
         .call(
-            reqwest::Method::PUT,
+            "PUT",
             "/api/v1/profiles/1",
             ADMIN,
             Some(json!({"name": "perimeter", "filters": ["allow partners", "block High", "notify Medium"]})),
@@ -1256,7 +1095,7 @@ async fn rpz_zones_of_a_profile() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_report_and_send_events() {
-    let h = hub().await;
+    let h = Hub::start().await;
     let token = h.setup().await;
     let post = |path: &'static str, key: String, body: Value| {
         let (http, url) = (h.http.clone(), h.url(path));
@@ -1285,7 +1124,7 @@ async fn agents_report_and_send_events() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, _) = post("/api/v1/agent/report", token.clone(), report).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, devices) = h.get("/api/v1/devices").await;
+    let (_, devices) = h.send("GET", "/api/v1/devices", None).await;
     assert_eq!(
         devices["devices"][0]["report"]["backend"]["kind"],
         "nftables"
@@ -1322,12 +1161,7 @@ async fn agents_report_and_send_events() {
         (Some(0), Some(1))
     );
     let (s, v) = h
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/events?device=fw1",
-            READER,
-            None,
-        )
+        .call("GET", "/api/v1/events?device=fw1", READER, None)
         .await;
     assert_eq!(s, StatusCode::OK);
     let list = v["events"].as_array().unwrap();
@@ -1337,7 +1171,7 @@ async fn agents_report_and_send_events() {
     assert_eq!(list[0]["device"], "fw1");
     let (_, v) = h
         .call(
-            reqwest::Method::GET,
+            "GET",
             &format!("/api/v1/events?after={}", v["next"]),
             READER,
             None,

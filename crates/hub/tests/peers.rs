@@ -4,39 +4,18 @@
 //! are in `tests/peers/`.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rephub_hub::{Config, Role, RunningHub, hash_key};
-use rephub_store::{KeyStore, SqliteStore};
+use common::{Hub, PRODUCER, http_only};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "rh_admin";
-const PRODUCER: &str = "rh_producer";
-
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
-}
-
-async fn hub(dir: &Path) -> RunningHub {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    {
-        let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-        s.add_api_key("producer", Role::Producer.as_str(), &hash_key(PRODUCER))
-            .unwrap();
-    }
-    rephub_hub::start(Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
-        ..Config::default()
-    })
-    .await
-    .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -68,23 +47,6 @@ async fn wait_port(port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing listens on {port}");
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> Value {
-    let resp = http.get(url).bearer_auth(ADMIN).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{url}");
-    resp.json().await.unwrap()
-}
-
-async fn wait_runs(http: &reqwest::Client, base: &str, name: &str, more_than: u64) -> Value {
-    for _ in 0..600 {
-        let v = get(http, &format!("{base}/api/v1/sources/{name}")).await;
-        if v["state"]["runs"].as_u64().unwrap_or(0) > more_than {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("source {name} did not run");
 }
 
 #[tokio::test]
@@ -123,23 +85,14 @@ async fn a_taxii_collection_on_medallion_fills_the_database() {
     );
     wait_port(port).await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let h = hub(dir.path()).await;
-    let base = format!("http://{}", h.addr);
-    let http = reqwest::Client::builder().no_gzip().build().unwrap();
+    let h = Hub::start_with(http_only).await;
     // Stock medallion serves at most 100 objects a page: 3 pages and more.
     let spec = json!({"kind": "taxii", "name": "medallion", "url": expected["discovery_url"],
                       "collection": expected["collection_id"], "username": "user", "password": "pass",
                       "page_size": 100, "interval_secs": 3600});
-    let test = http
-        .post(format!("{base}/api/v1/sources"))
-        .bearer_auth(ADMIN)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(test.status(), StatusCode::CREATED);
-    let v = wait_runs(&http, &base, "medallion", 0).await;
+    let (s, _) = h.send("POST", "/api/v1/sources", Some(spec.clone())).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let v = h.wait_runs("/api/v1/sources/medallion", 0).await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(
         v["state"]["last"]["rejected"], expected["rejected"]["count"],
@@ -160,11 +113,7 @@ async fn a_taxii_collection_on_medallion_fills_the_database() {
         "{v}"
     );
 
-    let all = get(
-        &http,
-        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
-    )
-    .await;
+    let all = h.get("/api/v1/entries?source=medallion&limit=100000").await;
     let have: std::collections::HashMap<String, Value> = all["entries"]
         .as_array()
         .unwrap()
@@ -213,7 +162,8 @@ async fn a_taxii_collection_on_medallion_fills_the_database() {
 
     // New objects upstream (a revocation and an addition) arrive with the next poll.
     let later = std::fs::read(data.path().join("later.json")).unwrap();
-    let resp = http
+    let resp = h
+        .http
         .post(expected["objects_url"].as_str().unwrap())
         .basic_auth("user", Some("pass"))
         .header("Accept", "application/taxii+json;version=2.1")
@@ -224,18 +174,10 @@ async fn a_taxii_collection_on_medallion_fills_the_database() {
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     let runs = v["state"]["runs"].as_u64().unwrap();
-    http.post(format!("{base}/api/v1/sources/medallion/sync"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    let v = wait_runs(&http, &base, "medallion", runs).await;
+    h.send("POST", "/api/v1/sources/medallion/sync", None).await;
+    let v = h.wait_runs("/api/v1/sources/medallion", runs).await;
     assert_eq!(v["status"], "In sync", "{v}");
-    let all = get(
-        &http,
-        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
-    )
-    .await;
+    let all = h.get("/api/v1/entries?source=medallion&limit=100000").await;
     let values: Vec<&str> = all["entries"]
         .as_array()
         .unwrap()
@@ -259,47 +201,27 @@ async fn a_taxii_collection_on_medallion_fills_the_database() {
     // Wrong credentials: out of sync with the reason, nothing removed; test connectivity says so.
     let mut bad = spec.clone();
     bad["password"] = json!("wrong");
-    let resp = http
-        .put(format!("{base}/api/v1/sources/medallion"))
-        .bearer_auth(ADMIN)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let test: Value = http
-        .post(format!("{base}/api/v1/sources/medallion/test"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, _) = h.send("PUT", "/api/v1/sources/medallion", Some(bad)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, test) = h.send("POST", "/api/v1/sources/medallion/test", None).await;
     assert_eq!(test["ok"], false, "{test}");
     assert!(test["error"].as_str().unwrap().contains("401"), "{test}");
-    let v = wait_runs(
-        &http,
-        &base,
-        "medallion",
-        v["state"]["runs"].as_u64().unwrap(),
-    )
-    .await;
+    let v = h
+        .wait_runs(
+            "/api/v1/sources/medallion",
+            v["state"]["runs"].as_u64().unwrap(),
+        )
+        .await;
     assert_eq!(v["status"], "Out of sync", "{v}");
-    let again = get(
-        &http,
-        &format!("{base}/api/v1/entries?source=medallion&limit=100000"),
-    )
-    .await;
+    let again = h.get("/api/v1/entries?source=medallion&limit=100000").await;
     assert_eq!(again["entries"].as_array().unwrap().len(), values.len());
-    h.stop().await.unwrap();
+    h.hub.unwrap().stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_official_vision_one_sdk_works_against_the_hub() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = hub(dir.path()).await;
-    let url = format!("http://{}", h.addr);
+    let h = Hub::start_with(http_only).await;
+    let url = h.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(peers().join("pytmv1_check.py"))
@@ -316,5 +238,5 @@ async fn the_official_vision_one_sdk_works_against_the_hub() {
         "pytmv1_check failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("OK"), "{stdout}");
-    h.stop().await.unwrap();
+    h.hub.unwrap().stop().await.unwrap();
 }

@@ -1,46 +1,20 @@
 //! The SMS-compatible Web API over real HTTP, against a hub on a real SQLite file.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rephub_hub::{Config, Role, RunningHub, hash_key};
+use common::{ADMIN, Hub, PRODUCER, READER, text, urlenc};
 use rephub_model::{CategoryType, Entry, Kind, NewCategory};
-use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
+use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
 use reqwest::StatusCode;
 
-const ADMIN: &str = "rh_admin_test_key";
-const PRODUCER: &str = "rh_producer_test_key";
-const READER: &str = "rh_reader_test_key";
-
-struct Hub {
-    dir: tempfile::TempDir,
-    hub: Option<RunningHub>,
-    http: reqwest::Client,
-    base: String,
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_listen: "127.0.0.1:0".parse().unwrap(),
-        max_body_mib: 1,
-        ..Config::default()
-    }
-}
-
-/// A hub whose database already holds three keys, a multi-value category and one feed entry.
+/// A hub whose database already holds a multi-value category and one feed entry.
 async fn hub() -> Hub {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-        s.add_api_key("ddd01", Role::Producer.as_str(), &hash_key(PRODUCER))
-            .unwrap();
-        s.add_api_key("soc", Role::ReadOnly.as_str(), &hash_key(READER))
-            .unwrap();
+    Hub::start_with(|c, s| {
+        c.max_body_mib = 1;
         s.add_category(&NewCategory {
             name: "Country".into(),
             kind: CategoryType::List {
@@ -60,52 +34,16 @@ async fn hub() -> Hub {
         )
         .unwrap();
         tx.commit().unwrap();
-    }
-    let hub = rephub_hub::start(config(dir.path())).await.unwrap();
-    assert_eq!(hub.initial_admin_key, None, "keys exist: no new admin key");
-    let base = format!("http://{}", hub.addr);
-    Hub {
-        dir,
-        hub: Some(hub),
-        http: reqwest::Client::new(),
-        base,
-    }
+    })
+    .await
 }
 
 impl Hub {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path_and_query: &str, key: &str) -> (StatusCode, String) {
-        let r = self
-            .http
-            .get(self.url(path_and_query))
-            .header("X-SMS-API-KEY", key)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    }
-
     async fn query(&self, q: &str) -> String {
-        let (status, body) = self.get(&format!("/repEntries/query?{q}"), ADMIN).await;
+        let (status, body) = self.sms(&format!("/repEntries/query?{q}"), ADMIN).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
-
-    async fn restart(&mut self) {
-        self.hub.take().unwrap().stop().await.unwrap();
-        let hub = rephub_hub::start(config(self.dir.path())).await.unwrap();
-        assert_eq!(hub.initial_admin_key, None);
-        self.base = format!("http://{}", hub.addr);
-        self.hub = Some(hub);
-    }
-}
-
-async fn send(r: reqwest::RequestBuilder) -> (StatusCode, String) {
-    let r = r.send().await.unwrap();
-    (r.status(), r.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,12 +51,12 @@ async fn every_way_of_authenticating() {
     let h = hub().await;
     let add = h.url("/repEntries/add");
     // Query parameters smsuser/smspass (GET), HTTP Basic (POST form), X-SMS-API-KEY (POST multipart).
-    let (s, b) = send(h.http.get(format!(
+    let (s, b) = text(h.http.get(format!(
         "{add}?smsuser=ddd01&smspass={PRODUCER}&ip=10.0.0.1"
     )))
     .await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "added 1\n"));
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(&add)
             .basic_auth("ddd01", Some(PRODUCER))
@@ -127,7 +65,7 @@ async fn every_way_of_authenticating() {
     .await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "added 1\n"));
     let form = reqwest::multipart::Form::new().text("dns", "evil.example");
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(&add)
             .header("X-SMS-API-KEY", PRODUCER)
@@ -137,9 +75,9 @@ async fn every_way_of_authenticating() {
     assert_eq!((s, b.as_str()), (StatusCode::OK, "added 1\n"));
 
     // 401: nothing, a wrong key, a right key under another name.
-    let (s, _) = send(h.http.get(format!("{add}?ip=10.0.0.3"))).await;
+    let (s, _) = text(h.http.get(format!("{add}?ip=10.0.0.3"))).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .get(format!("{add}?ip=10.0.0.3"))
             .header("X-SMS-API-KEY", "rh_wrong"),
@@ -149,12 +87,12 @@ async fn every_way_of_authenticating() {
         (s, b.as_str()),
         (StatusCode::UNAUTHORIZED, "authentication failed\n")
     );
-    let (s, _) = send(h.http.get(format!(
+    let (s, _) = text(h.http.get(format!(
         "{add}?smsuser=admin&smspass={PRODUCER}&ip=10.0.0.3"
     )))
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = send(
+    let (s, _) = text(
         h.http
             .post(&add)
             .basic_auth("ddd01", Some("nope"))
@@ -163,9 +101,9 @@ async fn every_way_of_authenticating() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // 403: a read-only key may query but not write.
-    let (s, b) = h.get("/repEntries/add?ip=10.0.0.3", READER).await;
+    let (s, b) = h.sms("/repEntries/add?ip=10.0.0.3", READER).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let (s, _) = h.get("/repEntries/query?ip=10.0.0.1", READER).await;
+    let (s, _) = h.sms("/repEntries/query?ip=10.0.0.1", READER).await;
     assert_eq!(s, StatusCode::OK);
     // None of the refused calls wrote anything.
     assert_eq!(h.query("ip=10.0.0.3").await, "");
@@ -174,25 +112,25 @@ async fn every_way_of_authenticating() {
 #[tokio::test(flavor = "multi_thread")]
 async fn add_with_tag_data_and_merge_semantics() {
     let h = hub().await;
-    let tag = |t: &str| format!("/repEntries/add?ip=192.0.2.0/24&TagData={}", urlencode(t));
+    let tag = |t: &str| format!("/repEntries/add?ip=192.0.2.0/24&TagData={}", urlenc(t));
     let (s, b) = h
-        .get(
+        .sms(
             &tag("Country,China~~~United States,Trend Micro Source,\"ddd01, site 2\""),
             ADMIN,
         )
         .await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "added 1\n"));
-    let (s, b) = h.get(&tag("Trend Micro Severity,High"), ADMIN).await;
+    let (s, b) = h.sms(&tag("Trend Micro Severity,High"), ADMIN).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "updated 1\n"));
     // An untagged add keeps everything; the same add again changes nothing.
-    let (s, b) = h.get("/repEntries/add?ip=192.0.2.77/24", ADMIN).await;
+    let (s, b) = h.sms("/repEntries/add?ip=192.0.2.77/24", ADMIN).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "unchanged 1\n"));
     assert_eq!(
         h.query("ip=192.0.2.0/24").await,
         "192.0.2.0/24,Trend Micro Severity,High,Trend Micro Source,\"ddd01, site 2\",Country,China~~~United States\n"
     );
     // A tagged add overwrites only the category it names.
-    h.get(&tag("Country,China"), ADMIN).await;
+    h.sms(&tag("Country,China"), ADMIN).await;
     assert!(h.query("ip=192.0.2.0/24").await.contains("Country,China\n"));
 }
 
@@ -297,7 +235,7 @@ async fn bad_requests_change_nothing() {
         ),
     ];
     for (path, status, reason) in cases {
-        let (s, b) = h.get(path, ADMIN).await;
+        let (s, b) = h.sms(path, ADMIN).await;
         assert_eq!(s, *status, "{path}: {b}");
         assert!(b.contains(reason), "{path}: {b:?} lacks {reason:?}");
         assert!(b.ends_with('\n'), "plain-text reason: {b:?}");
@@ -305,7 +243,7 @@ async fn bad_requests_change_nothing() {
     let many: String = (0..10_001)
         .map(|i| format!("ip=10.{}.{}.1&", i / 256, i % 256))
         .collect();
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(h.url("/repEntries/query"))
             .header("X-SMS-API-KEY", ADMIN)
@@ -317,7 +255,7 @@ async fn bad_requests_change_nothing() {
     assert!(b.contains("at most 10000 values"), "{b}");
     // Nothing was written by any of them: 1.1.1.1 does not exist, the feed entry is still there.
     assert_eq!(h.query("ip=1.1.1.1").await, "");
-    let s = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    let s = h.store();
     assert_eq!(s.stats().unwrap().entries, 1);
 }
 
@@ -349,9 +287,9 @@ async fn oversized_bodies_are_refused() {
         }
     }
     // A new client: the pooled connection may be the one the hub closed.
-    let (s, _) = send(reqwest::Client::new().get(h.url("/healthz"))).await;
+    let (s, _) = text(reqwest::Client::new().get(h.url("/healthz"))).await;
     assert_eq!(s, StatusCode::OK);
-    let store = SqliteStore::open(&h.dir.path().join("rephub.db")).unwrap();
+    let store = h.store();
     assert_eq!(store.stats().unwrap().entries, 1, "only the feed entry");
 }
 
@@ -360,7 +298,7 @@ async fn query_answers_user_entries_ordered_by_address() {
     let h = hub().await;
     for ip in ["10.0.0.10", "9.0.0.1", "10.0.0.2", "2001:db8::1"] {
         assert_eq!(
-            h.get(&format!("/repEntries/add?ip={ip}"), ADMIN).await.0,
+            h.sms(&format!("/repEntries/add?ip={ip}"), ADMIN).await.0,
             StatusCode::OK
         );
     }
@@ -371,7 +309,7 @@ async fn query_answers_user_entries_ordered_by_address() {
         "9.0.0.1\n10.0.0.2\n10.0.0.10\n"
     );
     assert_eq!(h.query("ip=2001:DB8:0::1").await, "2001:db8::1\n");
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(h.url("/repEntries/query"))
             .basic_auth("admin", Some(ADMIN))
@@ -389,7 +327,7 @@ async fn import_and_delete_files() {
         "file",
         reqwest::multipart::Part::text(file).file_name("f.csv"),
     );
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(h.url("/repEntries/import"))
             .header("X-SMS-API-KEY", PRODUCER)
@@ -406,7 +344,7 @@ async fn import_and_delete_files() {
         "file",
         reqwest::multipart::Part::text(urls).file_name("u.csv"),
     );
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(h.url("/repEntries/import?type=url"))
             .header("X-SMS-API-KEY", ADMIN)
@@ -439,7 +377,7 @@ async fn import_and_delete_files() {
             "file",
             reqwest::multipart::Part::text("3.4.5.0/24\n").file_name("d.csv"),
         );
-    let (s, b) = send(
+    let (s, b) = text(
         h.http
             .post(h.url("/repEntries/delete"))
             .header("X-SMS-API-KEY", ADMIN)
@@ -447,22 +385,22 @@ async fn import_and_delete_files() {
     )
     .await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "deleted 1\n"));
-    let (s, b) = h.get("/repEntries/delete?criteria=entry&ip=1.2.3.0/24&url=http://b.example/dir/*&dns=never.example", ADMIN).await;
+    let (s, b) = h.sms("/repEntries/delete?criteria=entry&ip=1.2.3.0/24&url=http://b.example/dir/*&dns=never.example", ADMIN).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "deleted 2\n"));
-    let (s, b) = h.get("/repEntries/delete?criteria=repdv", ADMIN).await;
+    let (s, b) = h.sms("/repEntries/delete?criteria=repdv", ADMIN).await;
     assert_eq!(
         (s, b.as_str()),
         (StatusCode::OK, "deleted 1\n"),
         "the visionone entry"
     );
-    let (s, b) = h.get("/repEntries/delete?criteria=user", ADMIN).await;
+    let (s, b) = h.sms("/repEntries/delete?criteria=user", ADMIN).await;
     assert_eq!(
         (s, b.as_str()),
         (StatusCode::OK, "deleted 1\n"),
         "http://a.example/x"
     );
-    h.get("/repEntries/add?dns=z.example", ADMIN).await;
-    let (s, b) = h.get("/repEntries/delete?criteria=all", ADMIN).await;
+    h.sms("/repEntries/add?dns=z.example", ADMIN).await;
+    let (s, b) = h.sms("/repEntries/delete?criteria=all", ADMIN).await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "deleted 1\n"));
 }
 
@@ -496,30 +434,22 @@ impl Write for Capture {
 async fn credentials_never_reach_the_log() {
     let log = captured().clone();
     let h = hub().await;
-    h.http
-        .get(h.url(&format!(
-            "/repEntries/add?smsuser=ddd01&smspass={PRODUCER}&ip=10.9.9.9"
-        )))
-        .send()
-        .await
-        .unwrap();
-    h.http
-        .get(h.url("/repEntries/add?smsuser=ddd01&smspass=rh_a_wrong_guess&ip=10.9.9.9"))
-        .send()
-        .await
-        .unwrap();
-    h.http
-        .get(h.url("/repEntries/query?ip=10.9.9.9"))
-        .header("X-SMS-API-KEY", READER)
-        .send()
-        .await
-        .unwrap();
-    h.http
-        .get(h.url("/repEntries/query?ip=10.9.9.9"))
-        .basic_auth("soc", Some(READER))
-        .send()
-        .await
-        .unwrap();
+    text(h.http.get(h.url(&format!(
+        "/repEntries/add?smsuser=ddd01&smspass={PRODUCER}&ip=10.9.9.9"
+    ))))
+    .await;
+    text(
+        h.http
+            .get(h.url("/repEntries/add?smsuser=ddd01&smspass=rh_a_wrong_guess&ip=10.9.9.9")),
+    )
+    .await;
+    h.sms("/repEntries/query?ip=10.9.9.9", READER).await;
+    text(
+        h.http
+            .get(h.url("/repEntries/query?ip=10.9.9.9"))
+            .basic_auth("soc", Some(READER)),
+    )
+    .await;
     let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     assert!(
         text.contains("/repEntries/add"),
@@ -533,10 +463,6 @@ async fn credentials_never_reach_the_log() {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn https_with_a_self_signed_certificate() {
     let h = hub().await;
@@ -546,7 +472,6 @@ async fn https_with_a_self_signed_certificate() {
         .unwrap()
         .tls_addr
         .expect("HTTPS is on by default");
-    let _ = rustls::crypto::ring::default_provider().install_default();
     // SMS API clients in the wild call https:// with verification off.
     let insecure = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)

@@ -2,7 +2,10 @@
 //! as the upstream of another, misbehaving upstreams written here, HTTP feeds, STIX push.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,144 +14,10 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use rephub_hub::{Config, Role, RunningHub, hash_key};
-use rephub_store::{KeyStore, SqliteStore};
+use common::{ADMIN, Hub, PRODUCER, http_only, text};
+use rephub_hub::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const ADMIN: &str = "rh_admin";
-const PRODUCER: &str = "rh_producer";
-
-struct Hub {
-    _dir: tempfile::TempDir,
-    hub: Option<RunningHub>,
-    http: reqwest::Client,
-    base: String,
-}
-
-async fn hub() -> Hub {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-        s.add_api_key("producer", Role::Producer.as_str(), &hash_key(PRODUCER))
-            .unwrap();
-    }
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
-        ..Config::default()
-    };
-    let hub = rephub_hub::start(config).await.unwrap();
-    let base = format!("http://{}", hub.addr);
-    Hub {
-        _dir: dir,
-        hub: Some(hub),
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-        base,
-    }
-}
-
-impl Hub {
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut r = self
-            .http
-            .request(method.parse().unwrap(), url)
-            .bearer_auth(key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.send("GET", path, ADMIN, None).await;
-        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
-        v
-    }
-
-    /// Values of the entries `source` asserts, sorted.
-    async fn owned(&self, source: &str) -> BTreeSet<String> {
-        let v = self
-            .get(&format!("/api/v1/entries?source={source}&limit=100000"))
-            .await;
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["value"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    async fn entry(&self, value: &str) -> Option<Value> {
-        let v = self
-            .get(&format!("/api/v1/entries?value={}", urlenc(value)))
-            .await;
-        v["entries"].as_array().unwrap().first().cloned()
-    }
-
-    async fn source(&self, name: &str) -> Value {
-        self.get(&format!("/api/v1/sources/{name}")).await
-    }
-
-    /// Wait (bounded) until `f` holds for the source's view.
-    async fn wait_source(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..300 {
-            let v = self.source(name).await;
-            if f(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("source {name}: {what}: {}", self.source(name).await);
-    }
-
-    /// Run a source now and wait for that run to finish.
-    async fn run(&self, name: &str) -> Value {
-        self.run_with(name, "").await
-    }
-
-    async fn run_full(&self, name: &str) -> Value {
-        self.run_with(name, "?full=true").await
-    }
-
-    async fn run_with(&self, name: &str, query: &str) -> Value {
-        let runs = self.source(name).await["state"]["runs"].as_u64().unwrap();
-        let (s, v) = self
-            .send(
-                "POST",
-                &format!("/api/v1/sources/{name}/sync{query}"),
-                ADMIN,
-                None,
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        self.wait_source(name, "a new run", |v| {
-            v["state"]["runs"].as_u64().unwrap() > runs
-        })
-        .await
-    }
-}
-
-fn urlenc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 fn v1_source(name: &str, url: &str, token: &str) -> Value {
     json!({"kind": "visionone", "name": name, "url": url, "token": token,
@@ -160,7 +29,7 @@ fn v1_source(name: &str, url: &str, token: &str) -> Value {
 
 #[tokio::test]
 async fn the_upstream_api_pages_filters_and_answers_per_item() {
-    let a = hub().await;
+    let a = Hub::start_with(http_only).await;
     let mut items = vec![
         json!({"url": "http://bad.example/x", "riskLevel": "medium", "scanAction": "log", "description": "phish", "daysToExpiration": 5}),
         json!({"domain": "evil.example", "daysToExpiration": -1}),
@@ -173,7 +42,7 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
         items.push(json!({"ip": format!("10.0.{}.{}", i / 250, i % 250 + 1), "riskLevel": "high"}));
     }
     let (s, v) = a
-        .send(
+        .call(
             "POST",
             "/v3.0/threatintel/suspiciousObjects",
             PRODUCER,
@@ -266,7 +135,6 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
             .send(
                 "GET",
                 &format!("/v3.0/threatintel/suspiciousObjects?{bad}"),
-                ADMIN,
                 None,
             )
             .await;
@@ -274,7 +142,7 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
         assert_eq!(v["error"]["code"], "BadRequest", "{bad}: {v}");
     }
     let (s, v) = a
-        .send("GET", "/v3.0/healthcheck/connectivity", "rh_wrong", None)
+        .call("GET", "/v3.0/healthcheck/connectivity", "rh_wrong", None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(v["error"]["code"].is_string());
@@ -287,7 +155,7 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
 
     // Exceptions: listed, flagged on the object, kept out of filter sets; deletes per item.
     let (s, v) = a
-        .send(
+        .call(
             "POST",
             "/v3.0/threatintel/suspiciousObjectExceptions",
             PRODUCER,
@@ -310,7 +178,7 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
         .clone();
     assert_eq!(dom["inExceptionList"], true);
     let (s, v) = a
-        .send("POST", "/v3.0/threatintel/suspiciousObjects/delete", PRODUCER,
+        .call("POST", "/v3.0/threatintel/suspiciousObjects/delete", PRODUCER,
               Some(json!([{"url": "http://bad.example/x"}, {"url": "http://bad.example/x"}, {"colour": "red"}])))
         .await;
     assert_eq!(s, StatusCode::MULTI_STATUS);
@@ -323,7 +191,7 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
     assert_eq!(st, [204, 404, 400]);
     assert!(a.entry("http://bad.example/x").await.is_none());
     let (s, _) = a
-        .send(
+        .call(
             "POST",
             "/v3.0/threatintel/suspiciousObjects",
             "rh_wrong",
@@ -336,12 +204,11 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
 
 #[tokio::test]
 async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
-    let a = hub().await;
+    let a = Hub::start_with(http_only).await;
     let (s, f) = a
         .send(
             "POST",
             "/api/v1/filters",
-            ADMIN,
             Some(json!({"name": "all", "action": "block"})),
         )
         .await;
@@ -350,12 +217,11 @@ async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
         .send(
             "POST",
             "/api/v1/profiles",
-            ADMIN,
             Some(json!({"name": "edge", "filters": [f["id"]]})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjects",
         PRODUCER,
@@ -370,30 +236,17 @@ async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
             .map(|i| i["ip"].as_str().unwrap_or("").to_string())
             .collect()
     };
-    let rpz = |a: &Hub| {
-        let url = format!("{}/rpz/edge.zone", a.base);
-        let http = a.http.clone();
-        async move {
-            http.get(url)
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let zone = rpz(&a).await;
+    let rpz = |a: &Hub| text(a.http.get(a.url("/rpz/edge.zone")).bearer_auth(ADMIN));
+    let zone = rpz(&a).await.1;
     assert!(zone.contains("32.6.6.6.6.rpz-ip"), "{zone}");
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjectExceptions",
         PRODUCER,
         Some(json!([{"ip": "6.6.6.6"}])),
     )
     .await;
-    let zone = rpz(&a).await;
+    let zone = rpz(&a).await.1;
     assert!(
         !zone.contains("32.6.6.6.6.rpz-ip") && zone.contains("32.7.7.7.7.rpz-ip"),
         "{zone}"
@@ -401,14 +254,14 @@ async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
     // Still an object of the list, flagged.
     let v = a.get("/v3.0/threatintel/suspiciousObjects").await;
     assert_eq!(values(&v).len(), 2);
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjectExceptions/delete",
         PRODUCER,
         Some(json!([{"ip": "6.6.6.6"}])),
     )
     .await;
-    let zone = rpz(&a).await;
+    let zone = rpz(&a).await.1;
     assert!(zone.contains("32.6.6.6.6.rpz-ip"), "{zone}");
     a.hub.unwrap().stop().await.unwrap();
 }
@@ -418,14 +271,14 @@ async fn an_exception_leaves_every_device_and_comes_back_when_lifted() {
 
 #[tokio::test]
 async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
-    let a = hub().await;
-    let b = hub().await;
+    let a = Hub::start_with(http_only).await;
+    let b = Hub::start_with(http_only).await;
     let mut items = Vec::new();
     for i in 0..450 {
         items.push(json!({"ip": format!("10.1.{}.{}", i / 200, i % 200 + 1), "riskLevel": if i % 2 == 0 {"high"} else {"low"}, "daysToExpiration": 30}));
     }
     items.push(json!({"domain": "forever.example", "daysToExpiration": -1, "scanAction": "log"}));
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjects",
         PRODUCER,
@@ -437,7 +290,6 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
         .send(
             "POST",
             "/api/v1/entries",
-            ADMIN,
             Some(json!({"entries": [{"value": "10.1.0.1"}]})),
         )
         .await;
@@ -447,14 +299,15 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
         .send(
             "POST",
             "/api/v1/sources",
-            ADMIN,
             Some(v1_source("v1", &a.base, PRODUCER)),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["config"]["token"], "********");
     let v = b
-        .wait_source("v1", "first sync", |v| v["status"] == "In sync")
+        .wait_until("/api/v1/sources/v1", "first sync", |v| {
+            v["status"] == "In sync"
+        })
         .await;
     assert_eq!(v["state"]["last"]["added"], 450, "{v}");
     assert_eq!(b.owned("v1").await.len(), 451);
@@ -483,28 +336,28 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
     );
 
     // Changes upstream: one added, one re-rated, one deleted, one made an exception.
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjects",
         PRODUCER,
         Some(json!([{"ip": "10.9.9.9"}, {"ip": "10.1.0.2", "riskLevel": "medium"}])),
     )
     .await;
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjects/delete",
         PRODUCER,
         Some(json!([{"ip": "10.1.0.3"}, {"ip": "10.1.0.1"}])),
     )
     .await;
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjectExceptions",
         PRODUCER,
         Some(json!([{"ip": "10.1.0.4"}])),
     )
     .await;
-    let v = b.run("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(
         b.entry("10.1.0.2").await.unwrap()["tags"]["Trend Micro Severity"],
@@ -522,7 +375,7 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
 
     // A full reconciliation (asked for; otherwise every full_sync_secs): deletions arrive, and
     // b's own assertion of 10.1.0.1 stays.
-    let v = b.run_full("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync?full=true").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert!(v["state"]["last"]["removed"].as_u64().unwrap() >= 2, "{v}");
     assert!(b.entry("10.1.0.3").await.is_none());
@@ -530,25 +383,24 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
     assert_eq!(mine["sources"], json!(["user"]));
 
     // Another account (another key): a fresh full sync; what the first account brought stays.
-    a.send(
+    a.call(
         "POST",
         "/v3.0/threatintel/suspiciousObjects/delete",
         PRODUCER,
         Some(json!([{"ip": "10.1.0.5"}])),
     )
     .await;
-    let old_account = b.source("v1").await["state"]["account"].clone();
+    let old_account = b.get("/api/v1/sources/v1").await["state"]["account"].clone();
     let (s, v) = b
         .send(
             "PUT",
             "/api/v1/sources/v1",
-            ADMIN,
             Some(v1_source("v1", &a.base, ADMIN)),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let v = b
-        .wait_source("v1", "the new account's sync", |v| {
+        .wait_until("/api/v1/sources/v1", "the new account's sync", |v| {
             v["status"] == "In sync" && v["state"]["account"] != old_account
         })
         .await;
@@ -563,7 +415,7 @@ async fn a_hub_syncs_suspicious_objects_from_another_and_owns_them() {
     assert!(b.owned("v1").await.contains("10.9.9.9"));
 
     // Deleting the source withdraws what it brought (and only that).
-    let (s, v) = b.send("DELETE", "/api/v1/sources/v1", ADMIN, None).await;
+    let (s, v) = b.send("DELETE", "/api/v1/sources/v1", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // (What the first account brought is still kept under its retained name.)
     assert!(b.owned("v1").await.is_empty());
@@ -602,8 +454,11 @@ struct Fake {
 }
 
 async fn fake_v1(fake: Arc<Fake>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let addr = common::serve(|addr| fake_v1_app(fake, format!("http://{addr}"))).await;
+    format!("http://{addr}")
+}
+
+fn fake_v1_app(fake: Arc<Fake>, base: String) -> Router {
     let link = format!("{base}/v3.0/threatintel/suspiciousObjects?top=200&skipToken=2");
     let objects = {
         let fake = fake.clone();
@@ -647,33 +502,32 @@ async fn fake_v1(fake: Arc<Fake>) -> String {
             }
         }
     };
-    let app = Router::new()
+    Router::new()
         .route("/v3.0/threatintel/suspiciousObjects", get(objects))
         .route(
             "/v3.0/threatintel/suspiciousObjectExceptions",
             get(|| async { axum::Json(json!({"items": [{"type": "senderMailAddress", "senderMailAddress": "a@b.example"}]})) }),
         )
-        .route("/v3.0/healthcheck/connectivity", get(|| async { axum::Json(json!({"status": "available"})) }));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+        .route("/v3.0/healthcheck/connectivity", get(|| async { axum::Json(json!({"status": "available"})) }))
 }
 
 #[tokio::test]
 async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_was_stored() {
     let fake = Arc::new(Fake::default());
     let up = fake_v1(fake.clone()).await;
-    let b = hub().await;
+    let b = Hub::start_with(http_only).await;
     let (s, v) = b
         .send(
             "POST",
             "/api/v1/sources",
-            ADMIN,
             Some(v1_source("v1", &up, "t0ken")),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let v = b
-        .wait_source("v1", "first sync", |v| v["status"] == "In sync")
+        .wait_until("/api/v1/sources/v1", "first sync", |v| {
+            v["status"] == "In sync"
+        })
         .await;
     assert_eq!(
         b.owned("v1").await,
@@ -703,16 +557,13 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     let e = b.entry("1.0.0.3").await.unwrap();
     assert_eq!(e["tags"]["Trend Micro Scan Action"], "log");
     assert_eq!(e["expires"], "2099-01-01 00:00:00 UTC");
-    let test = b
-        .send("POST", "/api/v1/sources/v1/test", ADMIN, None)
-        .await
-        .1;
+    let test = b.send("POST", "/api/v1/sources/v1/test", None).await.1;
     assert_eq!(test["ok"], true, "{test}");
 
     // Upstream drops 1.0.0.1, but its second page fails: the listing is incomplete, nothing goes.
     fake.first_gone.store(1, Ordering::SeqCst);
     fake.mode.store(FAIL_500, Ordering::SeqCst);
-    let v = b.run_full("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync?full=true").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert!(
         v["state"]["last_error"].as_str().unwrap().contains("500"),
@@ -722,7 +573,7 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     assert_eq!(b.owned("v1").await.len(), 4);
 
     fake.mode.store(GARBAGE, Ordering::SeqCst);
-    let v = b.run_full("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync?full=true").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert!(
         v["state"]["last_error"]
@@ -737,7 +588,7 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     // withdraws what upstream no longer lists.
     fake.page2_calls.store(0, Ordering::SeqCst);
     fake.mode.store(BUSY_TWICE, Ordering::SeqCst);
-    let v = b.run_full("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync?full=true").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(fake.page2_calls.load(Ordering::SeqCst), 3);
     assert!(b.entry("1.0.0.1").await.is_none());
@@ -747,14 +598,11 @@ async fn a_failing_upstream_never_causes_deletions_and_the_cursor_follows_what_w
     // at the newest object stored (page 1's), not at page 2's.
     // A complete listing: the cursor is the upstream's clock (its Date) when the listing began.
     let cursor: i64 = v["state"]["cursor"].as_str().unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = common::now();
     assert!((now - 30..=now).contains(&cursor), "{v}");
     fake.first_gone.store(2, Ordering::SeqCst);
     fake.mode.store(FAIL_500, Ordering::SeqCst);
-    let v = b.run("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert_eq!(v["state"]["cursor"], json!("4070908810"), "{v}"); // page 1's 1.0.0.4
     assert_eq!(b.owned("v1").await.len(), 4);
@@ -772,8 +620,6 @@ struct FeedServer {
 }
 
 async fn feed_server(f: Arc<FeedServer>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let handler = move |headers: HeaderMap| {
         let f = f.clone();
         async move {
@@ -797,9 +643,8 @@ async fn feed_server(f: Arc<FeedServer>) -> String {
             (AxStatus::OK, h, body).into_response()
         }
     };
-    let app = Router::new().route("/list", get(handler));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("{base}/list")
+    let addr: SocketAddr = common::serve(|_| Router::new().route("/list", get(handler))).await;
+    format!("http://{addr}/list")
 }
 
 #[tokio::test]
@@ -810,13 +655,15 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
         200,
     );
     let url = feed_server(f.clone()).await;
-    let b = hub().await;
+    let b = Hub::start_with(http_only).await;
     let spec = json!({"kind": "feed", "name": "list", "url": url, "interval_secs": 3600,
                       "tags": {"Trend Micro Severity": "High", "Trend Micro Publisher": "lists.example"}});
-    let (s, v) = b.send("POST", "/api/v1/sources", ADMIN, Some(spec)).await;
+    let (s, v) = b.send("POST", "/api/v1/sources", Some(spec)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let v = b
-        .wait_source("list", "first download", |v| v["status"] == "In sync")
+        .wait_until("/api/v1/sources/list", "first download", |v| {
+            v["status"] == "In sync"
+        })
         .await;
     assert_eq!(
         b.owned("list").await,
@@ -833,15 +680,7 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
         "High"
     );
 
-    let metrics = b
-        .http
-        .get(format!("{}/metrics", b.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = b.metrics().await;
     assert!(
         metrics.contains("rephub_source_in_sync{source=\"list\",kind=\"feed\"} 1"),
         "{metrics}"
@@ -852,7 +691,7 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
     );
 
     // Unchanged: one 304, nothing written.
-    let v = b.run("list").await;
+    let v = b.run("/api/v1/sources/list/sync").await;
     assert_eq!(f.not_modified.load(Ordering::SeqCst), 1);
     assert_eq!(
         v["state"]["last"],
@@ -863,12 +702,11 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
     b.send(
         "POST",
         "/api/v1/entries",
-        ADMIN,
         Some(json!({"entries": [{"value": "evil.example"}]})),
     )
     .await;
     f.body.lock().unwrap().0 = "1.2.3.4\nnew.example\n".into();
-    let v = b.run("list").await;
+    let v = b.run("/api/v1/sources/list/sync").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(
         b.owned("list").await,
@@ -882,13 +720,13 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
 
     // Down, then garbage, then empty: nothing is removed, the source is out of sync.
     f.body.lock().unwrap().1 = 503;
-    let v = b.run("list").await;
+    let v = b.run("/api/v1/sources/list/sync").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     *f.body.lock().unwrap() = (
         "<html><body>Service unavailable</body></html>\n".into(),
         200,
     );
-    let v = b.run("list").await;
+    let v = b.run("/api/v1/sources/list/sync").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert!(
         v["state"]["last_error"]
@@ -898,7 +736,7 @@ async fn a_plain_feed_is_fetched_conditionally_and_owns_its_entries() {
         "{v}"
     );
     *f.body.lock().unwrap() = (String::new(), 200);
-    let v = b.run("list").await;
+    let v = b.run("/api/v1/sources/list/sync").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert_eq!(b.owned("list").await.len(), 2);
     b.hub.unwrap().stop().await.unwrap();
@@ -912,13 +750,15 @@ async fn a_csv_feed_maps_columns_to_tags() {
         200,
     );
     let url = feed_server(f.clone()).await;
-    let b = hub().await;
+    let b = Hub::start_with(http_only).await;
     let spec = json!({"kind": "feed", "name": "csv", "url": url, "format": "csv", "header": true,
                       "value_column": "indicator", "tag_columns": {"STIX - Confidence": "confidence"}});
-    let (s, v) = b.send("POST", "/api/v1/sources", ADMIN, Some(spec)).await;
+    let (s, v) = b.send("POST", "/api/v1/sources", Some(spec)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let v = b
-        .wait_source("csv", "first download", |v| v["status"] == "In sync")
+        .wait_until("/api/v1/sources/csv", "first download", |v| {
+            v["status"] == "In sync"
+        })
         .await;
     assert_eq!(
         b.owned("csv").await,
@@ -957,14 +797,12 @@ async fn a_csv_feed_maps_columns_to_tags() {
             "url",
         ),
     ] {
-        let (s, v) = b
-            .send("POST", "/api/v1/sources", ADMIN, Some(bad.clone()))
-            .await;
+        let (s, v) = b.send("POST", "/api/v1/sources", Some(bad.clone())).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
         assert_eq!(v["error"]["field"], field, "{bad}: {v}");
     }
     let (s, _) = b
-        .send(
+        .call(
             "POST",
             "/api/v1/sources",
             PRODUCER,
@@ -980,7 +818,7 @@ async fn a_csv_feed_maps_columns_to_tags() {
 
 #[tokio::test]
 async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
-    let b = hub().await;
+    let b = Hub::start_with(http_only).await;
     let bundle = json!({"type": "bundle", "id": "bundle--6a6b0c1e-1c1a-4f1e-9e0a-3b3c3d3e3f40", "objects": [
         {"type": "indicator", "spec_version": "2.1", "id": "indicator--11111111-1111-4111-8111-111111111111",
          "created": "2026-01-01T00:00:00Z", "modified": "2026-01-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z",
@@ -1035,7 +873,7 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
             b.base,
             st["id"].as_str().unwrap()
         ))
-        .basic_auth("producer", Some(PRODUCER))
+        .basic_auth("ddd01", Some(PRODUCER))
         .send()
         .await
         .unwrap()
@@ -1049,15 +887,8 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
         {"type": "indicator", "spec_version": "2.1", "id": "indicator--22222222-2222-4222-8222-222222222222",
          "created": "2026-01-01T00:00:00Z", "modified": "2026-02-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z",
          "pattern": "[ipv4-addr:value = '9.9.9.0/24']", "pattern_type": "stix", "revoked": true}]});
-    let resp = b
-        .http
-        .post(&url)
-        .bearer_auth(PRODUCER)
-        .json(&revoke)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (s, _) = text(b.http.post(&url).bearer_auth(PRODUCER).json(&revoke)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
     assert!(b.entry("9.9.9.0/24").await.is_none());
 
     // Revoked with a pattern rephub does not take: what was pushed under that id goes anyway.
@@ -1066,15 +897,8 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
         {"type": "indicator", "spec_version": "2.1", "id": "indicator--11111111-1111-4111-8111-111111111111",
          "created": "2026-01-01T00:00:00Z", "modified": "2026-03-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z",
          "pattern": "[domain-name:value = 'pushed.example'] AND [ipv4-addr:value = '1.2.3.4']", "pattern_type": "stix", "revoked": true}]});
-    let resp = b
-        .http
-        .post(&url)
-        .bearer_auth(PRODUCER)
-        .json(&revoke2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (s, _) = text(b.http.post(&url).bearer_auth(PRODUCER).json(&revoke2)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
     assert!(b.entry("pushed.example").await.is_none());
 
     // A STIX 2.0 bundle (spec_version on the bundle, labels required on indicators).
@@ -1082,28 +906,26 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
         {"type": "indicator", "id": "indicator--55555555-5555-4555-8555-555555555555",
          "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z", "valid_from": "2026-01-01T00:00:00Z",
          "labels": ["malicious-activity", "tlp-severity-low"], "pattern": "[url:value = 'http://v20.example/x']"}]});
-    let resp = b
-        .http
-        .post(&url)
-        .basic_auth("producer", Some(PRODUCER))
-        .json(&v20)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (s, _) = text(
+        b.http
+            .post(&url)
+            .basic_auth("ddd01", Some(PRODUCER))
+            .json(&v20),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
     let e = b.entry("http://v20.example/x").await.unwrap();
     assert_eq!(e["tags"]["STIX - Severity"], "Low");
 
     // Not a bundle, no key, a read-only key.
-    let resp = b
-        .http
-        .post(&url)
-        .bearer_auth(PRODUCER)
-        .body("{\"type\": \"indicator\"}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = text(
+        b.http
+            .post(&url)
+            .bearer_auth(PRODUCER)
+            .body("{\"type\": \"indicator\"}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     let resp = b.http.post(&url).json(&bundle).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     b.hub.unwrap().stop().await.unwrap();
@@ -1111,65 +933,40 @@ async fn a_stix_bundle_is_pushed_and_answered_with_a_status() {
 
 #[tokio::test]
 async fn sources_of_the_configuration_file_start_with_the_hub_and_leave_with_it() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let f = Arc::new(FeedServer::default());
     *f.body.lock().unwrap() = ("192.0.2.1\n192.0.2.2\n".into(), 200);
     let url = feed_server(f.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-    }
-    let toml = format!(
-        "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\ntls = false\n\n[[sources]]\nkind = \"feed\"\nname = \"file-feed\"\nurl = \"{url}\"\n",
-        dir.path()
-    );
-    let config = Config::parse(&toml).unwrap();
-    config.validate().unwrap();
-    let started = rephub_hub::start(config.clone()).await.unwrap();
-    let h = Hub {
-        _dir: tempfile::tempdir().unwrap(),
-        base: format!("http://{}", started.addr),
-        hub: Some(started),
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-    };
+    let mut h = Hub::start_with(|c, _| {
+        let toml = format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\ntls = false\n\n[[sources]]\nkind = \"feed\"\nname = \"file-feed\"\nurl = \"{url}\"\n",
+            c.data_dir
+        );
+        *c = Config::parse(&toml).unwrap();
+        c.validate().unwrap();
+    })
+    .await;
     let v = h
-        .wait_source("file-feed", "first download", |v| v["status"] == "In sync")
+        .wait_until("/api/v1/sources/file-feed", "first download", |v| {
+            v["status"] == "In sync"
+        })
         .await;
     assert_eq!(v["origin"], "file");
     assert_eq!(h.owned("file-feed").await.len(), 2);
     for method in ["PUT", "DELETE"] {
         let body =
             (method == "PUT").then(|| json!({"kind": "feed", "name": "file-feed", "url": url}));
-        let (s, v) = h
-            .send(method, "/api/v1/sources/file-feed", ADMIN, body)
-            .await;
+        let (s, v) = h.send(method, "/api/v1/sources/file-feed", body).await;
         assert_eq!(s, StatusCode::CONFLICT, "{method}: {v}");
     }
     // It can still be run and tested.
-    let (s, _) = h
-        .send("POST", "/api/v1/sources/file-feed/test", ADMIN, None)
-        .await;
+    let (s, _) = h.send("POST", "/api/v1/sources/file-feed/test", None).await;
     assert_eq!(s, StatusCode::OK);
-    h.hub.unwrap().stop().await.unwrap();
+    h.stop().await;
 
     // Started again without it: it is gone, and so is what it brought.
-    let again = rephub_hub::start(Config {
-        sources: Vec::new(),
-        ..config
-    })
-    .await
-    .unwrap();
-    let h = Hub {
-        _dir: tempfile::tempdir().unwrap(),
-        base: format!("http://{}", again.addr),
-        hub: Some(again),
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-    };
-    let (s, _) = h
-        .send("GET", "/api/v1/sources/file-feed", ADMIN, None)
-        .await;
+    h.config.sources.clear();
+    h.restart().await;
+    let (s, _) = h.send("GET", "/api/v1/sources/file-feed", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(h.entry("192.0.2.1").await.is_none());
     h.hub.unwrap().stop().await.unwrap();
@@ -1179,19 +976,21 @@ async fn sources_of_the_configuration_file_start_with_the_hub_and_leave_with_it(
 async fn a_slow_upstream_times_out_and_nothing_is_removed() {
     let fake = Arc::new(Fake::default());
     let up = fake_v1(fake.clone()).await;
-    let b = hub().await;
+    let b = Hub::start_with(http_only).await;
     let mut spec = v1_source("v1", &up, "t0ken");
     spec["timeout_secs"] = json!(1);
-    let (s, v) = b.send("POST", "/api/v1/sources", ADMIN, Some(spec)).await;
+    let (s, v) = b.send("POST", "/api/v1/sources", Some(spec)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    b.wait_source("v1", "first sync", |v| v["status"] == "In sync")
-        .await;
+    b.wait_until("/api/v1/sources/v1", "first sync", |v| {
+        v["status"] == "In sync"
+    })
+    .await;
     let held = b.owned("v1").await;
     assert!(held.contains("1.0.0.1"));
     // Upstream drops 1.0.0.1 but takes 3 s for its second page: every try times out (1 s).
     fake.first_gone.store(1, Ordering::SeqCst);
     fake.mode.store(SLOW, Ordering::SeqCst);
-    let v = b.run_full("v1").await;
+    let v = b.run("/api/v1/sources/v1/sync?full=true").await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert!(
         v["state"]["last_error"]

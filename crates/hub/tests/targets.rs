@@ -2,6 +2,8 @@
 //! Web API, over real HTTP; misbehaving targets are written here.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,136 +13,23 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode as AxStatus;
 use axum::response::IntoResponse;
-use rephub_hub::{Config, Role, RunningHub, hash_key};
-use rephub_store::{KeyStore, SqliteStore};
+use common::{Hub, PRODUCER, urlenc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const ADMIN: &str = "rh_admin";
-const DDD: &str = "rh_ddd_producer";
-
-struct Hub {
-    dir: tempfile::TempDir,
-    hub: Option<RunningHub>,
-    http: reqwest::Client,
-    base: String,
-    addr: SocketAddr,
-}
-
-fn config(dir: &std::path::Path, listen: SocketAddr) -> Config {
-    Config {
-        data_dir: dir.to_path_buf(),
-        listen,
-        tls: false,
-        sweep_secs: 1,
-        ..Config::default()
-    }
-}
-
+/// Plain HTTP; expired entries swept every second.
 async fn hub() -> Hub {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut s = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        s.add_api_key("admin", Role::Admin.as_str(), &hash_key(ADMIN))
-            .unwrap();
-        s.add_api_key("ddd", Role::Producer.as_str(), &hash_key(DDD))
-            .unwrap();
-    }
-    let hub = rephub_hub::start(config(dir.path(), "127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    Hub {
-        base: format!("http://{}", hub.addr),
-        addr: hub.addr,
-        dir,
-        hub: Some(hub),
-        http: reqwest::Client::builder().no_gzip().build().unwrap(),
-    }
+    Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sweep_secs = 1;
+    })
+    .await
 }
 
 impl Hub {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut r = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .bearer_auth(ADMIN);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+    async fn add_one(&self, value: &str, tags: Value) {
+        self.add(json!([{"value": value, "tags": tags}])).await;
     }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.send("GET", path, None).await;
-        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
-        v
-    }
-
-    async fn entry(&self, value: &str) -> Option<Value> {
-        let v = self
-            .get(&format!("/api/v1/entries?value={}", urlenc(value)))
-            .await;
-        v["entries"].as_array().unwrap().first().cloned()
-    }
-
-    async fn values(&self) -> BTreeSet<String> {
-        let v = self.get("/api/v1/entries?limit=100000").await;
-        v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["value"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    async fn add(&self, value: &str, tags: Value) {
-        let (s, v) = self
-            .send(
-                "POST",
-                "/api/v1/entries",
-                Some(json!({"entries": [{"value": value, "tags": tags}]})),
-            )
-            .await;
-        assert!(s.is_success(), "{v}");
-    }
-
-    async fn target(&self, name: &str) -> Value {
-        self.get(&format!("/api/v1/targets/{name}")).await
-    }
-
-    /// Run a target now and wait (bounded) for the run to be recorded.
-    async fn run(&self, name: &str) -> Value {
-        let runs = self.target(name).await["state"]["runs"]
-            .as_u64()
-            .unwrap_or(0);
-        let (s, v) = self
-            .send("POST", &format!("/api/v1/targets/{name}/run"), None)
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        self.wait_runs(name, runs).await
-    }
-
-    async fn wait_runs(&self, name: &str, more_than: u64) -> Value {
-        for _ in 0..300 {
-            let v = self.target(name).await;
-            if v["state"]["runs"].as_u64().unwrap_or(0) > more_than {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("target {name} did not run: {}", self.target(name).await);
-    }
-}
-
-fn urlenc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn so(severity: &str) -> Value {
@@ -148,7 +37,7 @@ fn so(severity: &str) -> Value {
 }
 
 fn target(name: &str, address: &str, version: &str) -> Value {
-    json!({"name": name, "address": address, "https": false, "username": "ddd", "password": DDD,
+    json!({"name": name, "address": address, "https": false, "username": "ddd01", "password": PRODUCER,
            "version": version, "risk": "high_medium", "interval_secs": 3600, "source_name": "hub-a"})
 }
 
@@ -156,18 +45,18 @@ fn target(name: &str, address: &str, version: &str) -> Value {
 async fn fill(a: &Hub) {
     let mut high = so("High");
     high["Reputation Entries TTL"] = json!("2099-01-01 00:00:00 UTC");
-    a.add("198.51.100.1", high).await;
-    a.add(
+    a.add_one("198.51.100.1", high).await;
+    a.add_one(
         "cnc.example",
         json!({"Trend Micro Detection Category": "C&C Callback Address", "Trend Micro Severity": "Medium"}),
     )
     .await;
-    a.add("http://so.example/x", so("High")).await;
-    a.add("http://low.example/y", so("Low")).await;
-    a.add("2001:db8::1", so("High")).await; // IPv6: not a seed 000 type
-    a.add("198.51.100.3", json!({"Trend Micro Severity": "High"}))
+    a.add_one("http://so.example/x", so("High")).await;
+    a.add_one("http://low.example/y", so("Low")).await;
+    a.add_one("2001:db8::1", so("High")).await; // IPv6: not a seed 000 type
+    a.add_one("198.51.100.3", json!({"Trend Micro Severity": "High"}))
         .await; // no detection type
-    a.add(&"a".repeat(64), so("High")).await; // hashes: not a seed 000 type
+    a.add_one(&"a".repeat(64), so("High")).await; // hashes: not a seed 000 type
 }
 
 #[tokio::test]
@@ -188,7 +77,9 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     for f in ["rephub.db", "rephub.db-wal"] {
         let bytes = std::fs::read(a.dir.path().join(f)).unwrap_or_default();
         assert!(
-            !bytes.windows(DDD.len()).any(|w| w == DDD.as_bytes()),
+            !bytes
+                .windows(PRODUCER.len())
+                .any(|w| w == PRODUCER.as_bytes()),
             "{f} holds the password"
         );
     }
@@ -199,7 +90,7 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
         "the probe is removed"
     );
 
-    let v = a.wait_runs("b", 0).await;
+    let v = a.wait_runs("/api/v1/targets/b", 0).await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(
         b.values().await,
@@ -231,15 +122,7 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
         .await;
     assert_eq!(found["entries"].as_array().unwrap().len(), 3);
 
-    let metrics = b
-        .http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics().await;
     assert!(
         metrics.contains("rephub_target_in_sync{target=\"b\"} 1"),
         "{metrics}"
@@ -250,7 +133,7 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     );
 
     // Nothing changed: nothing is sent.
-    let v = a.run("b").await;
+    let v = a.run("/api/v1/targets/b/run").await;
     let runs = a.get("/api/v1/targets/b/history").await;
     assert_eq!(runs["runs"][0]["added"], 0, "{runs}");
     assert_eq!(runs["runs"][1]["added"], 3, "{runs}");
@@ -263,7 +146,8 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     t["objects"] = json!({"cnc": ["ipv4", "url"], "suspicious": ["ipv4", "domain", "url"]});
     let (s, v) = a.send("PUT", "/api/v1/targets/b", Some(t)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    a.wait_runs("b", v["state"]["runs"].as_u64().unwrap()).await;
+    a.wait_runs("/api/v1/targets/b", v["state"]["runs"].as_u64().unwrap())
+        .await;
     assert_eq!(
         b.values().await,
         BTreeSet::from([
@@ -287,20 +171,15 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     )
     .await;
     let mut short = so("High");
-    let soon = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2;
-    short["Reputation Entries TTL"] = json!(rephub_model::format_utc(soon as i64));
-    a.add("198.51.100.9", short).await;
-    a.run("b").await;
+    short["Reputation Entries TTL"] = json!(rephub_model::format_utc(common::now() + 2));
+    a.add_one("198.51.100.9", short).await;
+    a.run("/api/v1/targets/b/run").await;
     assert_eq!(
         b.values().await,
         BTreeSet::from(["198.51.100.1".into(), "198.51.100.9".into()])
     );
     tokio::time::sleep(Duration::from_secs(4)).await; // past the TTL; A sweeps every second
-    let v = a.run("b").await;
+    let v = a.run("/api/v1/targets/b/run").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(b.values().await, BTreeSet::from(["198.51.100.1".into()]));
     let runs = a.get("/api/v1/targets/b/history").await;
@@ -308,7 +187,7 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     assert_eq!(runs["runs"][1]["removed"], 2, "{runs}");
 
     // Removing the target with purge=true deletes what it was sent first; B's own entries stay.
-    b.add("203.0.113.50", json!({})).await;
+    b.add_one("203.0.113.50", json!({})).await;
     let (s, v) = a.send("DELETE", "/api/v1/targets/b?purge=true", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["purged"], 1);
@@ -333,7 +212,7 @@ async fn an_sms_4x_target_gets_no_urls_and_no_ttl() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["capabilities"], json!({"urls": false, "ttl_tag": false}));
-    let v = a.wait_runs("old", 0).await;
+    let v = a.wait_runs("/api/v1/targets/old", 0).await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(
         b.values().await,
@@ -351,7 +230,7 @@ async fn a_target_that_is_down_is_retried_without_loss_or_duplicates() {
     let a = hub().await;
     let mut b = hub().await;
     let addr = b.addr;
-    b.hub.take().unwrap().stop().await.unwrap();
+    b.stop().await;
     fill(&a).await;
     let (s, _) = a
         .send(
@@ -361,7 +240,7 @@ async fn a_target_that_is_down_is_retried_without_loss_or_duplicates() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let v = a.wait_runs("b", 0).await;
+    let v = a.wait_runs("/api/v1/targets/b", 0).await;
     assert_eq!(v["status"], "Out of sync", "{v}");
     assert!(
         v["state"]["last_error"]
@@ -381,12 +260,12 @@ async fn a_target_that_is_down_is_retried_without_loss_or_duplicates() {
     );
 
     // B is back on the same address: the next run sends everything, once.
-    let again = rephub_hub::start(config(b.dir.path(), addr)).await.unwrap();
-    b.hub = Some(again);
-    let v = a.run("b").await;
+    b.config.listen = addr;
+    b.restart().await;
+    let v = a.run("/api/v1/targets/b/run").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(v["state"]["holds"], 3);
-    let v = a.run("b").await;
+    let v = a.run("/api/v1/targets/b/run").await;
     assert_eq!(v["status"], "In sync", "{v}");
     let hist = a.get("/api/v1/targets/b/history").await;
     let added: u64 = hist["runs"]
@@ -414,8 +293,6 @@ const SKIPS_LINES: usize = 3;
 
 /// Anything else: 200.
 async fn fake_sms(mode: Arc<AtomicUsize>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let handler = move |axum::extract::Path(op): axum::extract::Path<String>| {
         let mode = mode.clone();
         async move {
@@ -434,9 +311,7 @@ async fn fake_sms(mode: Arc<AtomicUsize>) -> SocketAddr {
             }
         }
     };
-    let app = Router::new().route("/repEntries/{op}", axum::routing::any(handler));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(|_| Router::new().route("/repEntries/{op}", axum::routing::any(handler))).await
 }
 
 #[tokio::test]
@@ -476,7 +351,7 @@ async fn bad_targets_get_a_clear_error_and_nothing_is_marked_distributed() {
     let mut wrong = target("wrong", &b.addr.to_string(), "5.1");
     wrong["password"] = json!("rh_not_the_key");
     a.send("POST", "/api/v1/targets", Some(wrong)).await;
-    let v = a.wait_runs("wrong", 0).await;
+    let v = a.wait_runs("/api/v1/targets/wrong", 0).await;
     assert_eq!(v["status"], "Out of sync");
     assert!(
         v["state"]["last_error"]
@@ -498,7 +373,7 @@ async fn bad_targets_get_a_clear_error_and_nothing_is_marked_distributed() {
         Some(target("fake", &fake.to_string(), "5.1")),
     )
     .await;
-    let v = a.wait_runs("fake", 0).await;
+    let v = a.wait_runs("/api/v1/targets/fake", 0).await;
     assert_eq!(v["status"], "Out of sync");
     assert!(
         v["state"]["last_error"].as_str().unwrap().contains("412"),
@@ -511,14 +386,14 @@ async fn bad_targets_get_a_clear_error_and_nothing_is_marked_distributed() {
     );
     assert_eq!(v["state"]["holds"], 0);
     mode.store(FAIL_500, Ordering::SeqCst);
-    let v = a.run("fake").await;
+    let v = a.run("/api/v1/targets/fake/run").await;
     assert!(
         v["state"]["last_error"].as_str().unwrap().contains("500"),
         "{v}"
     );
     assert_eq!(v["state"]["holds"], 0);
     mode.store(SKIPS_LINES, Ordering::SeqCst);
-    let v = a.run("fake").await;
+    let v = a.run("/api/v1/targets/fake/run").await;
     assert_eq!(v["status"], "Out of sync");
     assert!(
         v["state"]["last_error"]

@@ -195,8 +195,6 @@ impl FeedSpec {
     }
 }
 
-/// A configuration that cannot work.
-
 /// Region names and their base URLs (visionone-api.md).
 pub(crate) const REGIONS: [(&str, &str); 9] = [
     ("us", "https://api.xdr.trendmicro.com"),

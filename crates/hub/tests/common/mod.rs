@@ -1,0 +1,269 @@
+//! The harness of the hub's integration tests: a hub on a temporary SQLite file and ephemeral
+//! ports whose database holds known API keys, and the calls the tests make to it. In
+//! `common/mod.rs` so that Cargo does not build it as a test binary of its own.
+// Every test binary includes this module and uses a part of it; the rest would warn.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rephub_hub::{Config, Role, RunningHub, hash_key};
+use rephub_store::{KeyStore, SqliteStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub(crate) const ADMIN: &str = "rh_admin";
+pub(crate) const PRODUCER: &str = "rh_producer";
+pub(crate) const READER: &str = "rh_reader";
+/// The keys every hub starts with, by name (SMS clients log in with name and key).
+const KEYS: [(&str, Role, &str); 3] = [
+    ("admin", Role::Admin, ADMIN),
+    ("ddd01", Role::Producer, PRODUCER),
+    ("soc", Role::ReadOnly, READER),
+];
+
+/// A hub under test, and a client for it.
+pub(crate) struct Hub {
+    pub(crate) dir: tempfile::TempDir,
+    /// What `restart` starts the hub with.
+    pub(crate) config: Config,
+    pub(crate) hub: Option<RunningHub>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) addr: SocketAddr,
+    pub(crate) base: String,
+}
+
+/// A `start_with` hook for the tests that need no HTTPS listener.
+pub(crate) fn http_only(c: &mut Config, _: &mut SqliteStore) {
+    c.tls = false;
+}
+
+impl Hub {
+    /// A hub as configured by default (HTTPS too), but for its data directory and ports.
+    pub(crate) async fn start() -> Hub {
+        Hub::start_with(|_, _| {}).await
+    }
+
+    /// A hub whose configuration and database (keys already added) `tune` changes first.
+    pub(crate) async fn start_with(tune: impl FnOnce(&mut Config, &mut SqliteStore)) -> Hub {
+        // reqwest is built without a crypto provider: the hub's own clients need one installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let mut store = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
+        for (name, role, key) in KEYS {
+            store
+                .add_api_key(name, role.as_str(), &hash_key(key))
+                .unwrap();
+        }
+        tune(&mut config, &mut store);
+        drop(store);
+        let mut h = Hub {
+            dir,
+            config,
+            hub: None,
+            // No automatic decompression (another crate of the workspace turns reqwest's gzip
+            // on): the tests see what the hub sends.
+            http: reqwest::Client::builder().no_gzip().build().unwrap(),
+            addr: ([127, 0, 0, 1], 0).into(),
+            base: String::new(),
+        };
+        h.restart().await;
+        h
+    }
+
+    /// Starts the hub again (stopped first if it runs) on the same data, with `config`.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        let hub = rephub_hub::start(self.config.clone()).await.unwrap();
+        assert_eq!(hub.initial_admin_key, None, "keys exist: no new admin key");
+        self.addr = hub.addr;
+        self.base = format!("http://{}", hub.addr);
+        self.hub = Some(hub);
+    }
+
+    /// Stops the hub, if it runs.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.stop().await.unwrap();
+        }
+    }
+
+    /// The database, opened as another process would.
+    pub(crate) fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join("rephub.db")).unwrap()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A call with a bearer key and a JSON body: the status and the answer, as a JSON string if
+    /// it is not JSON.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let (status, text) = text(r).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `call` as the admin.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, ADMIN, body).await
+    }
+
+    /// A GET as the admin that must answer 200.
+    pub(crate) async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.send("GET", path, None).await;
+        assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    /// A POST as the admin that must succeed.
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.send("POST", path, Some(body)).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    /// Adds (merges) `entries` through the REST API: the change log's cursor after them.
+    pub(crate) async fn add(&self, entries: Value) -> u64 {
+        self.post("/api/v1/entries", json!({"entries": entries}))
+            .await["cursor"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The entry of exactly `value`, if there is one.
+    pub(crate) async fn entry(&self, value: &str) -> Option<Value> {
+        let v = self
+            .get(&format!("/api/v1/entries?value={}", urlenc(value)))
+            .await;
+        v["entries"].as_array().unwrap().first().cloned()
+    }
+
+    /// The values of all entries.
+    pub(crate) async fn values(&self) -> BTreeSet<String> {
+        self.values_where("").await
+    }
+
+    /// The values of the entries `source` asserts.
+    pub(crate) async fn owned(&self, source: &str) -> BTreeSet<String> {
+        self.values_where(&format!("&source={source}")).await
+    }
+
+    async fn values_where(&self, criteria: &str) -> BTreeSet<String> {
+        let v = self
+            .get(&format!("/api/v1/entries?limit=100000{criteria}"))
+            .await;
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// An SMS API GET with the key in X-SMS-API-KEY: the status and the plain-text answer.
+    pub(crate) async fn sms(&self, path_and_query: &str, key: &str) -> (StatusCode, String) {
+        text(
+            self.http
+                .get(self.url(path_and_query))
+                .header("X-SMS-API-KEY", key),
+        )
+        .await
+    }
+
+    /// The Prometheus text, which needs no key.
+    pub(crate) async fn metrics(&self) -> String {
+        text(self.http.get(self.url("/metrics"))).await.1
+    }
+
+    /// Polls `path` (bounded: a minute) until `done` holds for its answer.
+    pub(crate) async fn wait_until(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        for _ in 0..600 {
+            let v = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path}: {what}: {}", self.get(path).await);
+    }
+
+    /// Waits until the source or target at `path` has recorded more than `runs` runs.
+    pub(crate) async fn wait_runs(&self, path: &str, runs: u64) -> Value {
+        self.wait_until(path, "a new run", |v| {
+            v["state"]["runs"].as_u64().unwrap_or(0) > runs
+        })
+        .await
+    }
+
+    /// Runs a source or target now through its route (".../sources/NAME/sync?full=true",
+    /// ".../targets/NAME/run"), which must accept, and waits for that run to be recorded.
+    pub(crate) async fn run(&self, route: &str) -> Value {
+        let job = route.rsplit_once('/').unwrap().0;
+        let runs = self.get(job).await["state"]["runs"].as_u64().unwrap_or(0);
+        let (s, v) = self.send("POST", route, None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        self.wait_runs(job, runs).await
+    }
+}
+
+/// Sends a request: the status and the answer's text.
+pub(crate) async fn text(r: reqwest::RequestBuilder) -> (StatusCode, String) {
+    let r = r.send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+pub(crate) fn urlenc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Serves the app `make` builds (given the address it will listen on) on an ephemeral port, for
+/// as long as the test's runtime lives.
+pub(crate) async fn serve(make: impl FnOnce(SocketAddr) -> axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = make(addr);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
