@@ -1,0 +1,401 @@
+//! Defects found by probing the hub as a hostile user and a careless admin would, each pinned by
+//! a test that failed before its fix (issue 12).
+
+mod common;
+
+use axum::routing::get;
+use common::{ADMIN, Hub, PRODUCER, READER, http_only, serve, text};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn hub() -> Hub {
+    Hub::start_with(http_only).await
+}
+
+fn filter(name: &str) -> Value {
+    json!({"name": name, "action": "block", "criteria": ["Trend Micro Severity=High"]})
+}
+
+/// A deleted filter's id used to be handed to the next filter, which silently joined every
+/// profile that had named the old one. Ids are never reused, and a filter (or profile) in use is
+/// not deleted.
+#[tokio::test]
+async fn deleting_what_others_use_is_refused_and_ids_are_never_reused() {
+    let h = hub().await;
+    let a = h.post("/api/v1/filters", filter("a")).await["id"]
+        .as_i64()
+        .unwrap();
+    let b = h.post("/api/v1/filters", filter("b")).await["id"]
+        .as_i64()
+        .unwrap();
+    h.post("/api/v1/profiles", json!({"name": "p", "filters": [b]}))
+        .await;
+    h.post("/api/v1/devices", json!({"name": "fw1", "profile": "p"}))
+        .await;
+
+    // In use: refused, naming who uses it.
+    let (s, v) = h
+        .send("DELETE", &format!("/api/v1/filters/{b}"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["field"], "id");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("\"p\""),
+        "{v}"
+    );
+    let (s, v) = h.send("DELETE", "/api/v1/profiles/1", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("\"fw1\""),
+        "{v}"
+    );
+
+    // Unused: deleted; the next filter gets a new id, and the profile keeps only what it chose.
+    let (s, _) = h
+        .send("DELETE", &format!("/api/v1/filters/{a}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h
+        .send(
+            "PUT",
+            "/api/v1/profiles/1",
+            Some(json!({"name": "p", "filters": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = h
+        .send("DELETE", &format!("/api/v1/filters/{b}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "no longer used");
+    let c = h.post("/api/v1/filters", filter("c")).await["id"]
+        .as_i64()
+        .unwrap();
+    assert!(c > b, "filter id {c} reused (highest deleted {b})");
+    let profiles = h.get("/api/v1/profiles").await;
+    assert_eq!(profiles["profiles"][0]["filters"], json!([]));
+    // The device's profile can go once the device does.
+    let (s, _) = h.send("DELETE", "/api/v1/devices/1", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h.send("DELETE", "/api/v1/profiles/1", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+/// `interval_secs = 2^64 − 1` made `next_run` wrap negative: hundreds of runs a second.
+#[tokio::test]
+async fn durations_out_of_range_get_a_400_naming_the_field() {
+    let h = hub().await;
+    for (field, value) in [
+        ("interval_secs", json!(u64::MAX)),
+        ("timeout_secs", json!(0)),
+        ("interval_secs", json!(30 * 24 * 3600 + 1)),
+    ] {
+        let mut spec = json!({"kind": "feed", "name": "f", "url": "http://127.0.0.1:9/x"});
+        spec[field] = value;
+        let (s, v) = h.send("POST", "/api/v1/sources", Some(spec)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(v["error"]["field"], field);
+    }
+    let target = json!({"name": "t", "address": "10.0.0.1", "api_key": "k", "version": "5.1",
+                        "interval_secs": u64::MAX});
+    let (s, v) = h.send("POST", "/api/v1/targets", Some(target)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "interval_secs");
+    assert!(
+        h.get("/api/v1/sources").await["sources"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A 100,000-value list category slowed every write 30 times (the catalog was read and parsed
+/// on every request). Lists are bounded; refusals stay short; writes use the cached catalog.
+#[tokio::test]
+async fn list_categories_are_bounded_and_refusals_stay_short() {
+    let h = hub().await;
+    let values = |n: usize| (0..n).map(|i| format!("v{i}")).collect::<Vec<_>>();
+    let too_many = json!({"name": "Huge", "type": "list", "values": values(10_001)});
+    let (s, v) = h.send("POST", "/api/v1/categories", Some(too_many)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000"),
+        "{v}"
+    );
+
+    let big = json!({"name": "Big", "type": "list", "values": values(10_000)});
+    let (s, v) = h.send("POST", "/api/v1/categories", Some(big)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The new category is usable at once (the cache was reloaded), by the SMS API too.
+    let (s, body) = h
+        .sms("/repEntries/add?ip=192.0.2.7&TagData=Big,v9999", PRODUCER)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = h
+        .sms("/repEntries/add?ip=192.0.2.8&TagData=Big,nope", PRODUCER)
+        .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED);
+    assert!(
+        body.contains("(10000 in all)") && body.len() < 1000,
+        "{body}"
+    );
+}
+
+/// `GET /api/v1/sources` showed `http://user:PASSWORD@host/path?apikey=SECRET` to read-only keys.
+/// Changing the URL kept the stored token and sent it to the new host. `token_file` let an API
+/// caller make the hub read any local file and send it upstream.
+#[tokio::test]
+async fn feed_credentials_are_redacted_and_never_follow_a_new_url() {
+    let h = hub().await;
+    let url = "http://bob:PASSWORD@127.0.0.1:9/list.txt?apikey=SECRET&list=botnet";
+    let spec = json!({"kind": "feed", "name": "list", "url": url, "token": "TOKEN",
+                      "interval_secs": 3600});
+    let (s, v) = h.send("POST", "/api/v1/sources", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for key in [READER, ADMIN] {
+        let (_, v) = h.call("GET", "/api/v1/sources", key, None).await;
+        let (_, one) = h.call("GET", "/api/v1/sources/list", key, None).await;
+        for shown in [v.to_string(), one.to_string()] {
+            for secret in ["PASSWORD", "SECRET", "TOKEN", "bob"] {
+                assert!(!shown.contains(secret), "{secret} shown: {shown}");
+            }
+            assert!(shown.contains("list=botnet"), "{shown}");
+        }
+    }
+    // Given back as shown: kept (same URL, same token).
+    let shown = h.get("/api/v1/sources/list").await["config"].clone();
+    let (s, v) = h
+        .send("PUT", "/api/v1/sources/list", Some(shown.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Pointed elsewhere with the redacted token: refused, naming the secret.
+    let mut moved = shown;
+    moved["url"] = json!("http://127.0.0.1:9/elsewhere.txt");
+    let (s, v) = h.send("PUT", "/api/v1/sources/list", Some(moved)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "token");
+    // token_file: configuration file only.
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/sources",
+            Some(json!({"kind": "visionone", "name": "v1", "url": "us",
+                        "token_file": "/etc/shadow"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "token_file");
+}
+
+/// A target moved to another address kept its stored password and sent it there.
+#[tokio::test]
+async fn a_target_moved_elsewhere_needs_its_password_again() {
+    let h = hub().await;
+    let t = json!({"name": "sms1", "address": "127.0.0.1:9", "https": false, "username": "u",
+                   "password": "PASSWORD", "version": "5.1", "enabled": false});
+    let (s, v) = h.send("POST", "/api/v1/targets", Some(t)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut shown = h.get("/api/v1/targets/sms1").await["config"].clone();
+    assert_eq!(shown["password"], "********");
+    let (s, v) = h
+        .send("PUT", "/api/v1/targets/sms1", Some(shown.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "same address: kept: {v}");
+    shown["address"] = json!("198.51.100.9");
+    let (s, v) = h
+        .send("PUT", "/api/v1/targets/sms1", Some(shown.clone()))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "password");
+    shown["password"] = json!("NEW");
+    let (s, v) = h.send("PUT", "/api/v1/targets/sms1", Some(shown)).await;
+    assert_eq!(s, StatusCode::OK, "given again: {v}");
+}
+
+/// `999.999.999.999`, `1.2.3.999` and `10.1.1.300` were stored as domains; `?source=` (empty)
+/// created a source named "".
+#[tokio::test]
+async fn mistyped_addresses_and_empty_sources_are_refused() {
+    let h = hub().await;
+    for bad in ["999.999.999.999", "1.2.3.999", "10.1.1.300"] {
+        let (s, v) = h
+            .send(
+                "POST",
+                "/api/v1/entries",
+                Some(json!({"entries": [{"value": bad}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_eq!(v["error"]["field"], "entries[0].value");
+        let (s, body) = h.sms(&format!("/repEntries/add?dns={bad}"), PRODUCER).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let r = h
+        .http
+        .post(h.url("/api/v1/import?source=&format=plain"))
+        .bearer_auth(PRODUCER)
+        .body("192.0.2.1\n");
+    let (s, body) = text(r).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("\"source\""), "{body}");
+    assert!(h.values().await.is_empty());
+}
+
+/// `0.0.0.0/0` tagged for blocking would block everything on every device.
+#[tokio::test]
+async fn networks_that_cover_too_much_need_force() {
+    let h = hub().await;
+    for (bad, field) in [
+        ("0.0.0.0/0", "entries[0].value"),
+        ("::/0", "entries[0].value"),
+        ("10.0.0.0/7", "entries[0].value"),
+    ] {
+        let (s, v) = h
+            .send(
+                "POST",
+                "/api/v1/entries",
+                Some(json!({"entries": [{"value": bad}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+        assert_eq!(v["error"]["field"], field);
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("force"),
+            "{v}"
+        );
+    }
+    let (s, body) = h.sms("/repEntries/add?ip=0.0.0.0/0", PRODUCER).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v3.0/threatintel/suspiciousObjects",
+            PRODUCER,
+            Some(json!([{"ip": "0.0.0.0/0"}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::MULTI_STATUS, "{v}");
+    assert_eq!(v[0]["status"], 400, "{v}");
+    // An import keeps the good lines and names the bad one.
+    let r = h
+        .http
+        .post(h.url("/api/v1/import?format=plain"))
+        .bearer_auth(PRODUCER)
+        .body("192.0.2.1\n0.0.0.0/0\n10.0.0.0/8\n");
+    let (s, body) = text(r).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["rejects"][0]["line"], 2);
+    // Said with force, it is taken.
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/entries",
+            Some(json!({"entries": [{"value": "0.0.0.0/0"}], "force": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(h.values().await.contains("0.0.0.0/0"));
+}
+
+/// `/rpz/<name>.zone?key=garbage` answered 404 for unknown profiles and 401 for known ones (an
+/// existence oracle); some routes answered 400 for a bad query before 401.
+#[tokio::test]
+async fn credentials_are_checked_before_anything_else() {
+    let h = hub().await;
+    h.post("/api/v1/profiles", json!({"name": "known", "filters": []}))
+        .await;
+    for name in ["known", "unknown"] {
+        let (s, body) = text(h.http.get(h.url(&format!("/rpz/{name}.zone?key=garbage")))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        let (s, _) = text(h.http.get(h.url(&format!("/rpz/{name}.zone")))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    for path in [
+        "/api/v1/entries?nonsense=1",
+        "/api/v1/entries?limit=0",
+        "/api/v1/export?format=nope",
+        "/api/v1/targets/x/history?limit=nope",
+    ] {
+        let (s, body) = text(h.http.get(h.url(path))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (s, body) = text(h.http.get(h.url(path)).bearer_auth("rh_garbage")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
+    let (s, _) = text(h.http.get(h.url("/v1/decisions/stream?startup=maybe"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "CrowdSec's refusal");
+}
+
+/// Excel writes a byte-order mark: the SMS import and feeds rejected line 1.
+#[tokio::test]
+async fn a_byte_order_mark_does_not_cost_line_1() {
+    let h = hub().await;
+    let file = "\u{feff}192.0.2.10,Trend Micro Severity,High\n192.0.2.11\n";
+    let form = reqwest::multipart::Form::new().text("type", "ipv4").part(
+        "file",
+        reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("l.csv"),
+    );
+    let (s, body) = text(
+        h.http
+            .post(h.url("/repEntries/import"))
+            .header("X-SMS-API-KEY", PRODUCER)
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains("rejected 0"), "{body}");
+
+    let addr = serve(|_| {
+        axum::Router::new().route(
+            "/list.txt",
+            get(|| async { "\u{feff}192.0.2.20\n192.0.2.21\n" }),
+        )
+    })
+    .await;
+    let spec = json!({"kind": "feed", "name": "bom", "url": format!("http://{addr}/list.txt"),
+                      "interval_secs": 3600});
+    h.post("/api/v1/sources", spec).await;
+    let st = h
+        .wait_until("/api/v1/sources/bom", "a run", |v| {
+            v["state"]["runs"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(st["state"]["last"]["rejected"], 0, "{st}");
+    let owned = h.owned("bom").await;
+    assert!(
+        owned.contains("192.0.2.20") && owned.contains("192.0.2.21"),
+        "{owned:?}"
+    );
+}
+
+/// A read-only key saw `state.account`, an unsalted SHA-256 of (url, token) cut to 8 bytes: enough
+/// to test guessed tokens offline.
+#[tokio::test]
+async fn the_account_id_of_a_vision_one_source_cannot_test_guesses() {
+    use sha2::Digest as _;
+    let upstream = Hub::start_with(http_only).await;
+    let h = hub().await;
+    let spec = json!({"kind": "visionone", "name": "up", "url": upstream.base, "token": READER,
+                      "interval_secs": 3600});
+    h.post("/api/v1/sources", spec).await;
+    let st = h
+        .wait_until("/api/v1/sources/up", "a run", |v| {
+            v["state"]["runs"].as_u64() >= Some(1)
+        })
+        .await;
+    let account = st["state"]["account"].as_str().unwrap().to_string();
+    let mut unkeyed = sha2::Sha256::new();
+    unkeyed.update(upstream.base.as_bytes());
+    unkeyed.update([0]);
+    unkeyed.update(READER.as_bytes());
+    let guess = hex::encode(&unkeyed.finalize()[..8]);
+    assert!(!account.contains(&guess), "{account} is the unkeyed hash");
+    assert!(account.starts_with("k1:"), "{account}");
+}
