@@ -1,5 +1,6 @@
 //! Defects found by probing the hub as a hostile user and a careless admin would, each pinned by
 //! a test that failed before its fix (issue 12).
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
