@@ -58,6 +58,9 @@ pub(crate) fn document() -> Value {
         "entries": {"type": "array", "items": {"type": "object", "required": ["value"], "properties": {
             "value": {"type": "string"}, "kind": {"type": "string"}, "tags": {"type": "object"}}}},
         "source": {"type": "string"}, "mode": {"enum": ["merge", "replace"]}}});
+    let mut add = entries.clone();
+    add["properties"]["force"] = json!({"type": "boolean",
+        "description": "take networks broader than the configured minimum prefix too"});
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "rephub hub", "version": env!("CARGO_PKG_VERSION"),
@@ -98,10 +101,10 @@ pub(crate) fn document() -> Value {
                 "post": op("distribute a profile to devices (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"profile": {"type": "string"}, "devices": {"type": "array", "items": {"type": "string"}}}})))},
             "/api/v1/entries": {
                 "get": op("search entries (Entry Criteria, tags) or look one up (value)", "apiKey", query(&["value", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source", "limit"])),
-                "post": op("add or update entries (producer)", "apiKey", json_body(entries.clone())),
+                "post": op("add or update entries (producer)", "apiKey", json_body(add)),
                 "delete": op("delete entries, or a source's assertions of them (producer)", "apiKey", json_body(entries))},
             "/api/v1/export": {"get": op("every matching entry, streamed (sms, jsonl or plain)", "apiKey", query(&["format", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source"]))},
-            "/api/v1/import": {"post": op("import a file given as the body (producer)", "apiKey", query(&["type", "format", "strict", "source"]))},
+            "/api/v1/import": {"post": op("import a file given as the body (producer)", "apiKey", query(&["type", "format", "strict", "source", "force"]))},
             "/api/v1/categories": {
                 "get": op("tag categories", "apiKey", json!({})),
                 "post": op("add a tag category (admin)", "apiKey", json_body(json!({"type": "object"})))},
