@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use rephub_store::{ReputationStore, StoreError};
 
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::Role;
@@ -20,12 +19,7 @@ use crate::state::AppState;
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/api/v1/categories", get(list_categories));
     let admin = Router::new().route("/api/v1/categories", post(add_category));
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
-        admin,
-        state,
-        Who::User(Role::Admin),
-        Dialect::Rest,
-    ))
+    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
 async fn list_categories(State(state): State<AppState>) -> ApiResult<Json<Value>> {

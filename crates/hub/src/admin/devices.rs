@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 
 use rephub_store::{DistributionStore, StoreError};
 
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::{Role, hash_key, new_key};
@@ -29,12 +28,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/devices", post(register_device))
         .route("/api/v1/devices/{id}", delete(delete_device))
         .route("/api/v1/distributions", post(distribute));
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
-        admin,
-        state,
-        Who::User(Role::Admin),
-        Dialect::Rest,
-    ))
+    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,7 @@ use rephub_store::{DistributionStore, StoreError};
 use super::profiles::install_profile;
 use crate::distribution::filter_def::FilterDef;
 use crate::error::HubError;
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::Role;
@@ -29,12 +28,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/filters/{id}",
             put(update_filter).delete(delete_filter),
         );
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
-        admin,
-        state,
-        Who::User(Role::Admin),
-        Dialect::Rest,
-    ))
+    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
 #[derive(Debug, Deserialize)]

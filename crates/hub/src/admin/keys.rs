@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::auth::Principal;
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::{Role, hash_key, new_key};
@@ -21,7 +20,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let admin = Router::new()
         .route("/api/v1/keys", get(list_keys).post(add_key))
         .route("/api/v1/keys/{name}", delete(delete_key));
-    guard(admin, state, Who::User(Role::Admin), Dialect::Rest)
+    by_role(state, [(Role::Admin, admin)])
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,8 +16,7 @@ use rephub_store::{DistributionStore, ReputationStore, StoreError};
 use crate::db::Change;
 use crate::distribution::engine::profile_filters;
 use crate::error::HubError;
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::Role;
@@ -31,12 +30,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/profiles/{id}",
             put(update_profile).delete(delete_profile),
         );
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
-        admin,
-        state,
-        Who::User(Role::Admin),
-        Dialect::Rest,
-    ))
+    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
 #[derive(Debug, Deserialize)]

@@ -78,6 +78,18 @@ pub(crate) fn guard(
     ))
 }
 
+/// REST route groups, each open to API keys of at least its role.
+pub(crate) fn by_role<const N: usize>(
+    state: &AppState,
+    groups: [(Role, Router<AppState>); N],
+) -> Router<AppState> {
+    groups
+        .into_iter()
+        .fold(Router::new(), |all, (role, group)| {
+            all.merge(guard(group, state, Who::User(role), Dialect::Rest))
+        })
+}
+
 async fn check_request(
     State((state, who, dialect)): State<(AppState, Who, Dialect)>,
     mut req: Request,

@@ -16,8 +16,7 @@ use rephub_model::{Catalog, Entry, Kind};
 use rephub_store::{ReputationStore, StoreError, USER_SOURCE, Upsert, WriteMode};
 
 use crate::db::Change;
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::keys::Role;
@@ -30,12 +29,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let write = Router::new()
         .route("/api/v1/entries", post(add_entries).delete(delete_entries))
         .route("/api/v1/import", post(import_file));
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest).merge(guard(
-        write,
-        state,
-        Who::User(Role::Producer),
-        Dialect::Rest,
-    ))
+    by_role(state, [(Role::ReadOnly, read), (Role::Producer, write)])
 }
 
 #[derive(Debug, Deserialize)]

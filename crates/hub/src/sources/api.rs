@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use rephub_store::SourceStore;
 
 use super::{SourceSpec, SourceState, load_state, remove, spawn, store_spec};
-use crate::http::auth::{Who, guard};
-use crate::http::error::Dialect;
+use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::http::jobs;
@@ -30,9 +29,14 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let run = Router::new()
         .route("/api/v1/sources/{name}/sync", post(sync_now))
         .route("/api/v1/sources/{name}/test", post(test));
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest)
-        .merge(guard(admin, state, Who::User(Role::Admin), Dialect::Rest))
-        .merge(guard(run, state, Who::User(Role::Producer), Dialect::Rest))
+    by_role(
+        state,
+        [
+            (Role::ReadOnly, read),
+            (Role::Admin, admin),
+            (Role::Producer, run),
+        ],
+    )
 }
 
 fn view(spec: &SourceSpec, st: &SourceState, origin: &str) -> Value {
