@@ -39,6 +39,7 @@
 //!   and have readers stop below the first change of any transaction older than their snapshot's
 //!   `xmin` (`pg_snapshot_xmin(pg_current_snapshot())`), and never report a cursor beyond it.
 
+mod connections;
 mod dist;
 mod error;
 pub mod import;
@@ -49,6 +50,7 @@ mod sqlite;
 mod targets;
 mod types;
 
+pub use connections::{ActiveCertificate, ConnectionStore, Downstream, EnrollmentToken};
 pub use dist::{
     DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
 };

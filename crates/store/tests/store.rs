@@ -9,16 +9,23 @@ use rephub_model::{
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, DistributionStore, KeyStore, ModifiedKey, ModifiedQuery, OpenOptions,
-    Outcome, ReputationStore, SourceStore, SqliteStore, StoreError, TargetStore, USER_SOURCE,
-    Upsert, UpstreamStore, WriteMode, WriteTx,
+    ChangeOp, ChangePage, ConnectionStore, DistributionStore, KeyStore, ModifiedKey, ModifiedQuery,
+    OpenOptions, Outcome, ReputationStore, SourceStore, SqliteStore, StoreError, TargetStore,
+    USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
 
 /// A backend the suite runs against.
 trait TestBackend:
-    ReputationStore + DistributionStore + KeyStore + SourceStore + UpstreamStore + TargetStore + Sized
+    ReputationStore
+    + DistributionStore
+    + KeyStore
+    + SourceStore
+    + UpstreamStore
+    + TargetStore
+    + ConnectionStore
+    + Sized
 {
     /// Keeps the database alive; dropping it removes the database (a temporary directory, a
     /// throw-away schema).
@@ -69,6 +76,7 @@ macro_rules! backend_suite {
                 source_configs_keep_their_state_and_renaming_keeps_the_entries,
                 taken_names_are_conflicts,
                 ids_are_never_reused,
+                enrollment_tokens_are_used_once_and_certificates_follow_revocation,
             );
         }
     };
@@ -834,6 +842,78 @@ fn taken_names_are_conflicts<S: TestBackend>() {
     d.store.add_api_key("k", "admin", b"h").unwrap();
     assert!(matches!(
         d.store.add_api_key("k", "admin", b"h2"),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// A token enrolls once; a reconnection with a new token keeps the downstream's id; revoking a
+/// downstream retires every certificate it holds; expired certificates are not active.
+fn enrollment_tokens_are_used_once_and_certificates_follow_revocation<S: TestBackend>() {
+    let mut d = db::<S>();
+    let s = &mut d.store;
+    let t = s
+        .add_enrollment_token("branch-1", b"h1", T0 + 86_400)
+        .unwrap();
+    assert!(matches!(
+        s.add_enrollment_token("other", b"h1", T0 + 86_400),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.enrollment_token_by_hash(b"h1").unwrap().unwrap().id, t.id);
+    assert_eq!(s.enrollment_token_by_hash(b"nope").unwrap(), None);
+    let ds = s
+        .enroll(t.id, Some("192.0.2.1"), b"serial-1", T0 + 365 * 86_400)
+        .unwrap();
+    assert_eq!(
+        (ds.name.as_str(), ds.serial.as_slice()),
+        ("branch-1", &b"serial-1"[..])
+    );
+    assert!(
+        matches!(
+            s.enroll(t.id, None, b"serial-x", T0 + 10),
+            Err(StoreError::Conflict(_))
+        ),
+        "a token enrolls once"
+    );
+    assert!(s.enrollment_tokens().unwrap()[0].used_at.is_some());
+    // Renewal, then a second downstream whose certificate has expired.
+    s.add_certificate(ds.id, b"serial-2", T0 + 400 * 86_400)
+        .unwrap();
+    let t2 = s
+        .add_enrollment_token("branch-2", b"h2", T0 + 86_400)
+        .unwrap();
+    s.enroll(t2.id, None, b"serial-3", T0 + 5).unwrap();
+    let active: Vec<Vec<u8>> = s
+        .active_certificates(T0 + 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(active, vec![b"serial-1".to_vec(), b"serial-2".to_vec()]);
+    assert_eq!(s.downstreams().unwrap()[0].serial, b"serial-2");
+    // Revoked: no certificate of it is active, and it cannot renew.
+    assert!(s.revoke_downstream(ds.id).unwrap());
+    assert!(s.active_certificates(T0 + 10).unwrap().is_empty());
+    assert!(matches!(
+        s.add_certificate(ds.id, b"serial-4", T0 + 500),
+        Err(StoreError::NotFound(_))
+    ));
+    // A new token for the same name reconnects it under its id.
+    let t3 = s
+        .add_enrollment_token("branch-1", b"h3", T0 + 86_400)
+        .unwrap();
+    let again = s
+        .enroll(t3.id, None, b"serial-5", T0 + 365 * 86_400)
+        .unwrap();
+    assert_eq!((again.id, again.revoked_at), (ds.id, None));
+    // A revoked or used token cannot be revoked again; an unused one can.
+    let t4 = s
+        .add_enrollment_token("branch-3", b"h4", T0 + 86_400)
+        .unwrap();
+    assert!(s.revoke_enrollment_token(t4.id).unwrap());
+    assert!(!s.revoke_enrollment_token(t4.id).unwrap());
+    assert!(!s.revoke_enrollment_token(t3.id).unwrap());
+    assert!(matches!(
+        s.enroll(t4.id, None, b"serial-6", T0),
         Err(StoreError::Conflict(_))
     ));
 }

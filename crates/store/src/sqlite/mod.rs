@@ -13,6 +13,7 @@
 //! `schema`, and the conversion of SQLite's errors in `error`. Nothing outside this folder names
 //! `rusqlite`.
 
+mod connections;
 mod dist;
 mod error;
 mod keys;

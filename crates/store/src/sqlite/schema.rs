@@ -332,6 +332,35 @@ const MIGRATIONS: &[&str] = &[
     UNION ALL
     SELECT 'target_runs', coalesce(max(id), 0) FROM target_runs;
     "#,
+    // 9: connections between hubs (upstream side): enrollment tokens (hashed, single use), the
+    // downstreams that enrolled, and the client certificates issued to them, by serial.
+    r#"
+    CREATE TABLE enrollment_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        revoked_at INTEGER
+    );
+    CREATE TABLE downstreams (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        address TEXT,
+        enrolled_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE downstream_certificates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        downstream_id INTEGER NOT NULL REFERENCES downstreams (id),
+        serial BLOB NOT NULL UNIQUE,
+        issued_at INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX downstream_certificates_downstream ON downstream_certificates (downstream_id, id);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,78 @@
+//! Connections between hubs, on the upstream's side: single-use enrollment tokens (kept hashed,
+//! like API keys), the downstream hubs that enrolled with one, and the client certificates issued
+//! to them (by serial; a certificate whose serial is not active here is refused).
+
+use crate::error::StoreError;
+
+/// An enrollment token as stored (its hash, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentToken {
+    pub id: i64,
+    /// The name the downstream will have.
+    pub name: String,
+    pub hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A downstream hub that enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downstream {
+    pub id: i64,
+    pub name: String,
+    /// Where it enrolled from.
+    pub address: Option<String>,
+    pub enrolled_at: i64,
+    /// Its newest certificate.
+    pub serial: Vec<u8>,
+    pub not_after: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// An issued client certificate that is still good: not expired, its downstream not revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCertificate {
+    pub serial: Vec<u8>,
+    pub downstream_id: i64,
+    pub downstream: String,
+    pub not_after: i64,
+}
+
+/// Storage of enrollment tokens, downstreams and their certificates.
+pub trait ConnectionStore {
+    /// Fails with [`StoreError::Conflict`] if a token of that hash exists.
+    fn add_enrollment_token(
+        &mut self,
+        name: &str,
+        hash: &[u8],
+        expires_at: i64,
+    ) -> Result<EnrollmentToken, StoreError>;
+    fn enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError>;
+    /// Returns whether an unused, unrevoked token of that id existed.
+    fn revoke_enrollment_token(&mut self, id: i64) -> Result<bool, StoreError>;
+    fn enrollment_token_by_hash(&self, hash: &[u8]) -> Result<Option<EnrollmentToken>, StoreError>;
+    /// Record an enrollment, in one transaction: the token (unused, unrevoked) becomes used, the
+    /// downstream of the token's name is recorded (again: a reconnection keeps its id), and its
+    /// certificate is recorded. [`StoreError::Conflict`] if the token was used or revoked meanwhile.
+    fn enroll(
+        &mut self,
+        token_id: i64,
+        address: Option<&str>,
+        serial: &[u8],
+        not_after: i64,
+    ) -> Result<Downstream, StoreError>;
+    fn downstreams(&self) -> Result<Vec<Downstream>, StoreError>;
+    /// Revoke a downstream and every certificate it holds. Returns whether it existed.
+    fn revoke_downstream(&mut self, id: i64) -> Result<bool, StoreError>;
+    /// Record a renewed certificate of an active downstream.
+    fn add_certificate(
+        &mut self,
+        downstream_id: i64,
+        serial: &[u8],
+        not_after: i64,
+    ) -> Result<(), StoreError>;
+    /// Certificates that are good at `now`.
+    fn active_certificates(&self, now: i64) -> Result<Vec<ActiveCertificate>, StoreError>;
+}
