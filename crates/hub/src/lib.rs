@@ -23,9 +23,11 @@
 
 mod admin;
 pub mod config;
+pub(crate) mod connection;
 mod db;
 mod distribution;
 mod error;
+mod files;
 mod http;
 mod ingest;
 mod keys;
@@ -50,6 +52,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use config::{Config, ConfigError};
+pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
 pub use sources::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
@@ -72,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(distribution::router(&state))
         .merge(sources::api::router(&state))
         .merge(targets::api::router(&state))
+        .merge(connection::api::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,
@@ -131,7 +135,13 @@ pub async fn start(config: Config) -> Result<RunningHub, HubError> {
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;
     let tls_handle = axum_server::Handle::new();
     let tls_addr = if state.config().tls {
-        let rustls = tls::server_config(state.config()).await?;
+        let rustls = tls::server_config(
+            state.config(),
+            state.ca(),
+            state.enrolled().clone(),
+            state.now(),
+        )
+        .await?;
         let std_listener = std::net::TcpListener::bind(state.config().tls_listen)
             .map_err(|e| HubError::Bind(state.config().tls_listen.to_string(), e))?;
         std_listener

@@ -139,18 +139,7 @@ impl Secrets {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(HubError::file(path))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(HubError::file(path))
+    crate::files::write_private(path, bytes, true).map_err(HubError::file(path))
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rephub_model::{Catalog, Clock, Entry, SystemClock};
 use rephub_store::{
-    DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, Upsert, WriteMode,
+    ConnectionStore, DistributionStore, KeyStore, OpenOptions, Outcome, ReputationStore, Upsert,
+    WriteMode,
 };
 
 use crate::config::Config;
@@ -45,6 +46,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// API keys by hash, so that checking a key never waits for a write.
     keys: KeyCache,
+    /// The enrollment CA (upstream side of connections).
+    ca: crate::connection::ca::Ca,
+    /// The client certificates of enrolled downstreams that are good.
+    enrolled: crate::connection::Enrolled,
     /// The tag catalog, parsed once (a list category may hold thousands of values): reloaded when
     /// a category is added through the API, and read again after [`CATALOG_TTL`] in case another
     /// process (the CLI) added one.
@@ -106,6 +111,7 @@ impl AppState {
             .map_err(HubError::from)??
         };
         let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
+        let ca = crate::connection::ca::Ca::open(&config.data_dir, clock.now())?;
         let wake = engine.clone();
         let db = Db::start(store, path, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
@@ -114,6 +120,8 @@ impl AppState {
                 db,
                 clock,
                 keys: KeyCache::default(),
+                ca,
+                enrolled: crate::connection::Enrolled::default(),
                 catalog: Mutex::new(None),
                 engine,
                 metrics: crate::metrics::Metrics::default(),
@@ -127,6 +135,7 @@ impl AppState {
         };
         state.reload_devices().await?;
         state.reload_keys().await?;
+        state.reload_enrolled().await?;
         Ok((state, key))
     }
 
@@ -190,6 +199,22 @@ impl AppState {
         let c = Arc::new(self.read(|s| s.catalog()).await??);
         *lock(&self.inner.catalog) = Some((c.clone(), std::time::Instant::now()));
         Ok(c)
+    }
+
+    pub(crate) fn ca(&self) -> &crate::connection::ca::Ca {
+        &self.inner.ca
+    }
+
+    pub(crate) fn enrolled(&self) -> &crate::connection::Enrolled {
+        &self.inner.enrolled
+    }
+
+    /// Read the good client certificates again (after an enrollment, renewal or revocation).
+    pub(crate) async fn reload_enrolled(&self) -> Result<(), HubError> {
+        let now = self.now();
+        let certs = self.read(move |s| s.active_certificates(now)).await??;
+        self.inner.enrolled.replace(certs);
+        Ok(())
     }
 
     /// Read API keys again (after one was added or deleted).

@@ -16,7 +16,12 @@ use base64::Engine as _;
 
 use rephub_store::KeyStore;
 
+use std::sync::Arc;
+
+use axum_server::tls::TlsInfo;
+
 use super::error::{ApiError, Dialect};
+use crate::connection::DownstreamId;
 use crate::error::HubError;
 use crate::keys::{Caller, Role, check, hash_key};
 use crate::state::{AppState, Device};
@@ -35,6 +40,9 @@ pub(crate) enum Who {
     Bouncer,
     /// A device token or any API key: Bearer, or `?key=` for resolvers that fetch by URL.
     DeviceOrUser,
+    /// An enrolled downstream hub (its client certificate, on the HTTPS listener), else an API key
+    /// with at least this role.
+    DownstreamOrUser(Role),
 }
 
 /// The caller a guard let in, for the handler (a request extension).
@@ -43,6 +51,8 @@ pub(crate) enum Principal {
     User(Caller),
     /// A device (or bouncer), with its token's hash.
     Device(Vec<u8>, Device),
+    /// An enrolled downstream hub.
+    Downstream(DownstreamId),
 }
 
 impl Principal {
@@ -51,7 +61,7 @@ impl Principal {
     pub(crate) fn device(&self) -> Result<(Vec<u8>, Device), ApiError> {
         match self {
             Principal::Device(h, d) => Ok((h.clone(), d.clone())),
-            Principal::User(_) => Err(ApiError::internal("a device route without a device")),
+            _ => Err(ApiError::internal("a device route without a device")),
         }
     }
 
@@ -59,7 +69,7 @@ impl Principal {
     pub(crate) fn user(&self) -> Result<&Caller, ApiError> {
         match self {
             Principal::User(c) => Ok(c),
-            Principal::Device(..) => Err(ApiError::internal("a user route without a user")),
+            _ => Err(ApiError::internal("a user route without a user")),
         }
     }
 }
@@ -95,8 +105,15 @@ async fn check_request(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match authenticate(&state, who, dialect, req.headers(), req.uri().query()).await {
+    let peer = req
+        .extensions()
+        .get::<Arc<TlsInfo>>()
+        .and_then(|t| t.peer_certificates.first().cloned());
+    match authenticate(&state, who, dialect, req.headers(), req.uri().query(), peer).await {
         Ok(p) => {
+            if let Principal::Downstream(d) = &p {
+                tracing::debug!(downstream = %d.name, "request from an enrolled downstream");
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
@@ -111,6 +128,7 @@ async fn authenticate(
     dialect: Dialect,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: Option<Vec<u8>>,
 ) -> Result<Principal, ApiError> {
     let refuse = |status: StatusCode, message: &str| {
         // CrowdSec's bouncers only know one refusal.
@@ -122,6 +140,30 @@ async fn authenticate(
         ApiError::new(status, field, message)
     };
     match who {
+        Who::DownstreamOrUser(need) => match peer {
+            // Checked again here: a kept-alive or resumed connection skips the handshake's check.
+            Some(der) => state
+                .enrolled()
+                .lookup(&der, state.now())
+                .map(Principal::Downstream)
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::FORBIDDEN,
+                        "this client certificate is revoked, expired or unknown: enroll again",
+                    )
+                }),
+            None => {
+                Box::pin(authenticate(
+                    state,
+                    Who::User(need),
+                    dialect,
+                    headers,
+                    query,
+                    None,
+                ))
+                .await
+            }
+        },
         Who::User(need) => {
             let key = bearer(headers)
                 .or_else(|| header_text(headers, "x-api-key"))

@@ -56,7 +56,14 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             "/v3.0/threatintel/suspiciousObjectExceptions/delete",
             post(delete_exceptions),
         );
-    guard(read, state, Who::User(Role::ReadOnly), Dialect::VisionOne).merge(guard(
+    // Enrolled downstream hubs read with their client certificate.
+    guard(
+        read,
+        state,
+        Who::DownstreamOrUser(Role::ReadOnly),
+        Dialect::VisionOne,
+    )
+    .merge(guard(
         write,
         state,
         Who::User(Role::Producer),

@@ -1,0 +1,224 @@
+//! Connections between hubs, upstream side: enrollment tokens, enrollment with a certificate
+//! signing request, mutually authenticated TLS with the issued certificate, revocation.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::{ADMIN, Hub, READER};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+const OBJECTS: &str = "/v3.0/threatintel/suspiciousObjects";
+
+/// A client of the upstream's HTTPS listener that pins `ca` and presents `identity` (if any).
+fn client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .no_proxy();
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+fn https(h: &Hub, path: &str) -> String {
+    let addr = h.hub.as_ref().unwrap().tls_addr.unwrap();
+    format!("https://127.0.0.1:{}{path}", addr.port())
+}
+
+async fn token(h: &Hub, name: &str) -> Value {
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn enroll(h: &Hub, token: &str, csr: &str) -> (StatusCode, Value) {
+    let r = h
+        .http
+        .post(h.url("/api/v1/enroll"))
+        .json(&json!({"token": token, "csr": csr}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap())
+}
+
+/// Everything an error chain says (reqwest hides the TLS alert in its sources).
+fn chain(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(" | ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[tokio::test]
+async fn a_downstream_enrolls_once_and_calls_with_its_certificate_until_revoked() {
+    let h = Hub::start().await;
+    let t = token(&h, "branch-1").await;
+    let secret = t["token"].as_str().unwrap();
+    assert!(secret.starts_with("rhe_"));
+    // The token is shown once: listed without it, by status.
+    let list = h.get("/api/v1/enrollment-tokens").await;
+    assert!(!list.to_string().contains(secret), "{list}");
+    assert_eq!(list["tokens"][0]["status"], "unused");
+    // The CA is public, and its fingerprint is the one given with the token.
+    let ca = common::text(h.http.get(h.url("/api/v1/ca.pem"))).await.1;
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca.as_bytes())
+        .map(|d: rustls::pki_types::CertificateDer<'_>| d.as_ref().to_vec())
+        .unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&der)), t["ca_fingerprint"]);
+
+    // Enrollment: the downstream's key never leaves it, only its request.
+    let (key, csr) = rephub_hub::make_csr("whatever-it-asks").unwrap();
+    let (s, v) = enroll(&h, secret, &csr).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["name"], "branch-1");
+    assert_eq!(v["ca"].as_str().unwrap(), ca);
+    let cert = v["certificate"].as_str().unwrap().to_string();
+    let (s, v) = enroll(&h, secret, &csr).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["field"], "token");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{v}"
+    );
+    let listed = h.get("/api/v1/downstreams").await;
+    assert_eq!(listed["downstreams"][0]["name"], "branch-1");
+    assert_eq!(
+        h.get("/api/v1/enrollment-tokens").await["tokens"][0]["status"],
+        "used"
+    );
+
+    // mTLS: the certificate alone reads the suspicious objects; the pinned CA checks the server.
+    h.add(json!([{"value": "198.51.100.7", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let mtls = client(&ca, Some((&cert, &key)));
+    let r = mtls.get(https(&h, OBJECTS)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let objects: Value = r.json().await.unwrap();
+    assert_eq!(objects["items"][0]["ip"], "198.51.100.7", "{objects}");
+    // Without a certificate: an API key as before, or nothing.
+    let anon = client(&ca, None);
+    let r = anon.get(https(&h, OBJECTS)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = anon
+        .get(https(&h, OBJECTS))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A certificate is not an admin: the rest of the API still wants a key.
+    let r = mtls
+        .get(https(&h, "/api/v1/downstreams"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Revoked: refused on the kept-alive connection, and at the next handshake.
+    let id = listed["downstreams"][0]["id"].as_i64().unwrap();
+    let (s, _) = h
+        .call("DELETE", &format!("/api/v1/downstreams/{id}"), ADMIN, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = mtls.get(https(&h, OBJECTS)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "AccessDenied", "{v}");
+    let fresh = client(&ca, Some((&cert, &key)));
+    let e = fresh.get(https(&h, OBJECTS)).send().await.unwrap_err();
+    assert!(chain(&e).contains("CertificateRevoked"), "{}", chain(&e));
+    assert!(h.get("/api/v1/downstreams").await["downstreams"][0]["revoked"].is_string());
+
+    // A new token reconnects it under the same id.
+    let t2 = token(&h, "branch-1").await;
+    let (key2, csr2) = rephub_hub::make_csr("branch-1").unwrap();
+    let (s, v) = enroll(&h, t2["token"].as_str().unwrap(), &csr2).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["id"].as_i64(), Some(id));
+    let again = client(&ca, Some((v["certificate"].as_str().unwrap(), &key2)));
+    let r = again.get(https(&h, OBJECTS)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_tokens_requests_and_certificates_are_refused_with_the_reason() {
+    let h = Hub::start().await;
+    let (_, csr) = rephub_hub::make_csr("x").unwrap();
+    let (s, v) = enroll(&h, "rhe_nope", &csr).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("unknown"),
+        "{v}"
+    );
+    // Revoked before use.
+    let t = token(&h, "b").await;
+    let (s, _) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/enrollment-tokens/{}", t["id"]),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = enroll(&h, t["token"].as_str().unwrap(), &csr).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{v}"
+    );
+    // A broken request does not use the token up.
+    let t = token(&h, "c").await;
+    let (s, v) = enroll(&h, t["token"].as_str().unwrap(), "not a csr").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["field"], "csr");
+    let (s, v) = enroll(&h, t["token"].as_str().unwrap(), &csr).await;
+    assert_eq!(s, StatusCode::CREATED, "still usable: {v}");
+    // Names and lives are checked.
+    for body in [
+        json!({"name": "has space"}),
+        json!({"name": "ok", "ttl_secs": 10}),
+        json!({"name": "ok", "ttl_secs": u64::MAX}),
+    ] {
+        let (s, v) = h
+            .send("POST", "/api/v1/enrollment-tokens", Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+    // Only admins make tokens.
+    let (s, _) = h
+        .call(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            READER,
+            Some(json!({"name": "d"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A certificate from another CA fails the handshake.
+    let ca = common::text(h.http.get(h.url("/api/v1/ca.pem"))).await.1;
+    let foreign = rcgen::generate_simple_self_signed(vec!["branch".to_string()]).unwrap();
+    let c = client(
+        &ca,
+        Some((&foreign.cert.pem(), &foreign.signing_key.serialize_pem())),
+    );
+    let e = c.get(https(&h, OBJECTS)).send().await.unwrap_err();
+    assert!(!chain(&e).is_empty());
+}
