@@ -222,3 +222,79 @@ async fn bad_tokens_requests_and_certificates_are_refused_with_the_reason() {
     let e = c.get(https(&h, OBJECTS)).send().await.unwrap_err();
     assert!(!chain(&e).is_empty());
 }
+
+/// A downstream hub syncs suspicious objects from its upstream with the issued certificate and no
+/// API key; revoked, its next sync fails with the reason and keeps what it had.
+#[tokio::test]
+async fn suspicious_objects_flow_down_over_mutual_tls() {
+    let up = Hub::start().await;
+    up.add(
+        json!([{"value": "203.0.113.9", "tags": {"Trend Micro Severity": "High"}},
+                  {"value": "evil.example", "tags": {"Trend Micro Severity": "Medium"}}]),
+    )
+    .await;
+    let t = token(&up, "branch-7").await;
+    let (key, csr) = rephub_hub::make_csr("branch-7").unwrap();
+    let (s, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert, key, ca) = (
+        write("client.pem", v["certificate"].as_str().unwrap()),
+        write("client.key", &key),
+        write("ca.pem", v["ca"].as_str().unwrap()),
+    );
+    let url = format!(
+        "https://localhost:{}",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    let spec: rephub_hub::SourceSpec = serde_json::from_value(json!({
+        "kind": "visionone", "name": "upstream", "url": url, "interval_secs": 3600,
+        "client_cert_file": cert, "client_key_file": key, "ca_file": ca}))
+    .unwrap();
+    let down = Hub::start_with(move |c, _| {
+        c.tls = false;
+        c.sources.push(spec);
+    })
+    .await;
+    let st = down
+        .wait_until("/api/v1/sources/upstream", "a successful sync", |v| {
+            v["status"] == "In sync"
+        })
+        .await;
+    assert_eq!(st["state"]["last"]["added"], 2, "{st}");
+    assert!(down.owned("upstream").await.contains("evil.example"));
+
+    // Revoked upstream: the next run fails, says why, and removes nothing.
+    let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (s, _) = up
+        .call("DELETE", &format!("/api/v1/downstreams/{id}"), ADMIN, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let st = down.run("/api/v1/sources/upstream/sync").await;
+    assert_eq!(st["status"], "Out of sync", "{st}");
+    let why = st["state"]["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("CertificateRevoked") || why.contains("403"),
+        "{why}"
+    );
+    assert_eq!(down.owned("upstream").await.len(), 2);
+    // Through the API, certificate files are refused: the configuration file only.
+    let (s, v) = down
+        .send(
+            "POST",
+            "/api/v1/sources",
+            Some(json!({"kind": "visionone", "name": "x", "url": "us",
+                        "client_cert_file": "/etc/ssl/private/x.pem",
+                        "client_key_file": "/etc/ssl/private/x.key"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "client_cert_file");
+}

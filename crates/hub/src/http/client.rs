@@ -28,6 +28,16 @@ pub(crate) fn client(
     insecure: bool,
     timeout_secs: u64,
 ) -> Result<Client, FetchError> {
+    client_with_identity(ca_file, None, insecure, timeout_secs)
+}
+
+/// [`client`] presenting a client certificate: its PEM and its key's PEM, concatenated.
+pub(crate) fn client_with_identity(
+    ca_file: Option<&std::path::PathBuf>,
+    identity: Option<&[u8]>,
+    insecure: bool,
+    timeout_secs: u64,
+) -> Result<Client, FetchError> {
     // Idempotent: the process-wide provider may already be installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = Client::builder()
@@ -43,6 +53,11 @@ pub(crate) fn client(
         for c in certs {
             b = b.add_root_certificate(c);
         }
+    }
+    if let Some(pem) = identity {
+        let id = reqwest::Identity::from_pem(pem)
+            .map_err(|e| FetchError::Config(format!("client certificate: {}", error_text(&e))))?;
+        b = b.identity(id);
     }
     if insecure {
         b = b.danger_accept_invalid_certs(true);

@@ -68,6 +68,12 @@ fn api_may_set(spec: &SourceSpec) -> ApiResult<()> {
             "token_file",
             "only the configuration file may name a token file; give the token itself",
         )),
+        SourceSpec::Visionone(s) if s.client_cert_file.is_some() || s.client_key_file.is_some() => {
+            Err(ApiError::bad(
+                "client_cert_file",
+                "only the configuration file may name certificate and key files",
+            ))
+        }
         _ => Ok(()),
     }
 }

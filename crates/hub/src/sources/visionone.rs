@@ -24,6 +24,8 @@ use rephub_store::{SourceStore, Upsert};
 
 use super::spec::{REGIONS, VisionOneSpec};
 use super::{Run, SourceState, SyncError};
+use rustls::pki_types::pem::PemObject as _;
+
 use crate::http::client::{self as http, secret};
 use crate::suspicious_object as item;
 
@@ -43,14 +45,28 @@ fn base_url(spec: &VisionOneSpec) -> String {
         .to_string()
 }
 
-fn token(spec: &VisionOneSpec) -> Result<String, SyncError> {
+fn token(spec: &VisionOneSpec) -> Result<Option<String>, SyncError> {
     match (&spec.token, &spec.token_file) {
-        (Some(t), _) => Ok(t.trim().to_string()),
+        (Some(t), _) => Ok(Some(t.trim().to_string())),
         (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
+            .map(|t| Some(t.trim().to_string()))
             .map_err(|e| SyncError::Config(format!("token_file {}: {e}", path.display()))),
-        (None, None) => Err(SyncError::Config("no token".into())),
+        (None, None) => Ok(None),
     }
+}
+
+/// The client certificate and key (PEM, concatenated) of a source that connects with one.
+fn identity(spec: &VisionOneSpec) -> Result<Option<Vec<u8>>, SyncError> {
+    let (Some(cert), Some(key)) = (&spec.client_cert_file, &spec.client_key_file) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| SyncError::Config(format!("{}: {e}", p.display())))
+    };
+    let mut pem = read(cert)?;
+    pem.push(b'\n');
+    pem.extend(read(key)?);
+    Ok(Some(pem))
 }
 
 /// Which account a URL and token are: an HMAC under the data directory's key, so the state
@@ -75,15 +91,42 @@ fn legacy_account(base: &str, token: &str) -> String {
 struct Upstream {
     client: Client,
     base: String,
-    token: String,
+    token: Option<String>,
+    /// What identifies the account at `base`: the token, or the certificate's subject.
+    credential: String,
 }
 
 impl Upstream {
     fn new(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
+        let identity = identity(spec)?;
+        let token = token(spec)?;
+        // Which account: the token, else the name the certificate was issued to (the same
+        // after a renewal or a re-enrollment under that name, so neither starts afresh).
+        let credential = match (&token, &identity) {
+            (Some(t), _) => t.clone(),
+            (None, Some(pem)) => {
+                let der = rustls::pki_types::CertificateDer::from_pem_slice(pem)
+                    .map_err(|e| SyncError::Config(format!("client certificate: {e}")))?;
+                let (_, name) = crate::connection::ca::serial_and_name(der.as_ref())
+                    .ok_or_else(|| SyncError::Config("client certificate: unreadable".into()))?;
+                format!("client certificate of {name}")
+            }
+            (None, None) => {
+                return Err(SyncError::Config(
+                    "no token and no client certificate".into(),
+                ));
+            }
+        };
         Ok(Upstream {
-            client: http::client(spec.ca_file.as_ref(), spec.insecure, spec.timeout_secs)?,
+            client: http::client_with_identity(
+                spec.ca_file.as_ref(),
+                identity.as_deref(),
+                spec.insecure,
+                spec.timeout_secs,
+            )?,
             base: base_url(spec),
-            token: token(spec)?,
+            token,
+            credential,
         })
     }
 
@@ -94,13 +137,20 @@ impl Upstream {
 
     /// A page, and the upstream's clock when it answered (its `Date` header), if it said.
     async fn page_dated(&self, url: &str) -> Result<(Value, Option<i64>), SyncError> {
-        let auth = secret(&format!("Bearer {}", self.token))?;
+        let auth = match &self.token {
+            Some(t) => Some(secret(&format!("Bearer {t}"))?),
+            None => None,
+        };
         let resp = http::send(
             || {
-                self.client
+                let r = self
+                    .client
                     .get(url)
-                    .header(reqwest::header::AUTHORIZATION, auth.clone())
-                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header(reqwest::header::ACCEPT, "application/json");
+                match &auth {
+                    Some(a) => r.header(reqwest::header::AUTHORIZATION, a.clone()),
+                    None => r,
+                }
             },
             "Vision One",
         )
@@ -265,8 +315,8 @@ pub(super) async fn sync(
     run: &mut Run,
 ) -> Result<(), SyncError> {
     let up = Upstream::new(spec)?;
-    let acct = account(run.state.secrets(), &up.base, &up.token);
-    if st.account.as_deref() == Some(legacy_account(&up.base, &up.token).as_str()) {
+    let acct = account(run.state.secrets(), &up.base, &up.credential);
+    if st.account.as_deref() == Some(legacy_account(&up.base, &up.credential).as_str()) {
         st.account = Some(acct.clone());
     }
     if st.account.as_deref() != Some(acct.as_str()) {
