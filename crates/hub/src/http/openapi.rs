@@ -22,6 +22,13 @@ fn op(summary: &str, security: &str, extra: Value) -> Value {
     o
 }
 
+/// An operation without credentials (its body or nothing is the credential).
+fn open_op(summary: &str, extra: Value) -> Value {
+    let mut o = op(summary, "apiKey", extra);
+    o["security"] = json!([]);
+    o
+}
+
 fn json_body(schema: Value) -> Value {
     json!({"requestBody": {"required": true, "content": {"application/json": {"schema": schema}}}})
 }
@@ -168,7 +175,15 @@ fn sources_paths() -> Value {
                 "delete": op("remove a target (admin); purge=true deletes what it was sent from it first", "apiKey", merge(path_id("name"), query(&["purge"])))},
             "/api/v1/targets/{name}/run": {"post": op("distribute now (202)", "apiKey", path_id("name"))},
             "/api/v1/targets/{name}/test": {"post": op("Test Connection: reachability, credentials, tag categories", "apiKey", path_id("name"))},
-            "/api/v1/targets/{name}/history": {"get": op("the target's runs, newest first", "apiKey", merge(path_id("name"), query(&["limit"])))}
+            "/api/v1/targets/{name}/history": {"get": op("the target's runs, newest first", "apiKey", merge(path_id("name"), query(&["limit"])))},
+            "/api/v1/enrollment-tokens": {
+                "get": op("enrollment tokens and their status (admin)", "apiKey", json!({})),
+                "post": op("a single-use enrollment token for a downstream hub, shown once (admin)", "apiKey", json_body(json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "ttl_secs": {"type": "integer"}}})))},
+            "/api/v1/enrollment-tokens/{id}": {"delete": op("revoke an unused enrollment token (admin)", "apiKey", path_id("id"))},
+            "/api/v1/enroll": {"post": open_op("enroll a downstream hub: token and certificate signing request in, client certificate and CA out", json_body(json!({"type": "object", "required": ["token", "csr"], "properties": {"token": {"type": "string"}, "csr": {"type": "string"}, "address": {"type": "string"}}})))},
+            "/api/v1/ca.pem": {"get": open_op("the enrollment CA certificate (public)", json!({}))},
+            "/api/v1/downstreams": {"get": op("enrolled downstream hubs", "apiKey", json!({}))},
+            "/api/v1/downstreams/{id}": {"delete": op("revoke a downstream hub (admin)", "apiKey", path_id("id"))}
     })
 }
 
