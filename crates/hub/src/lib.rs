@@ -125,8 +125,16 @@ impl RunningHub {
 /// Open the database (creating the first admin key if there is none), bind, and serve in the
 /// background.
 pub async fn start(config: Config) -> Result<RunningHub, HubError> {
+    start_with_clock(config, std::sync::Arc::new(rephub_model::SystemClock)).await
+}
+
+/// [`start`] with the time read from `clock` (expiry, schedules, certificate renewal).
+pub async fn start_with_clock(
+    config: Config,
+    clock: std::sync::Arc<dyn rephub_model::Clock>,
+) -> Result<RunningHub, HubError> {
     let listen = config.listen;
-    let (state, initial_admin_key) = AppState::open(config).await?;
+    let (state, initial_admin_key) = AppState::open_with_clock(config, clock).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;

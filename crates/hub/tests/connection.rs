@@ -298,3 +298,85 @@ async fn suspicious_objects_flow_down_over_mutual_tls() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["field"], "client_cert_file");
 }
+
+/// A year later by the downstream's clock, within 30 days of expiry: the source renews its
+/// certificate (a new key, authenticated by the current certificate), writes the new pair, and
+/// goes on syncing with it; the upstream lists the new serial.
+#[tokio::test]
+async fn the_certificate_is_renewed_before_it_expires_and_syncs_go_on() {
+    let up = Hub::start().await;
+    up.add(json!([{"value": "203.0.113.10", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let t = token(&up, "branch-9").await;
+    let (key, csr) = rephub_hub::make_csr("branch-9").unwrap();
+    let (_, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let first = v["certificate"].as_str().unwrap().to_string();
+    let (cert, key, ca) = (
+        write("client.pem", &first),
+        write("client.key", &key),
+        write("ca.pem", v["ca"].as_str().unwrap()),
+    );
+    let url = format!(
+        "https://localhost:{}",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    let spec: rephub_hub::SourceSpec = serde_json::from_value(json!({
+        "kind": "visionone", "name": "upstream", "url": url, "interval_secs": 3600,
+        "client_cert_file": cert.clone(), "client_key_file": key.clone(), "ca_file": ca}))
+    .unwrap();
+    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let down = Hub::start_with_clock(clock.clone(), move |c, _| {
+        c.tls = false;
+        c.sources.push(spec);
+    })
+    .await;
+    let st = down
+        .wait_until("/api/v1/sources/upstream", "a sync", |v| {
+            v["status"] == "In sync"
+        })
+        .await;
+    let expires = st["state"]["certificate_expires"].as_i64().unwrap();
+    assert!(expires > common::now() + 300 * 86_400, "{st}");
+    assert_eq!(
+        std::fs::read_to_string(&cert).unwrap(),
+        first,
+        "not due yet"
+    );
+
+    // 340 days later: due.
+    clock.advance(340 * 86_400);
+    let st = down.run("/api/v1/sources/upstream/sync").await;
+    assert_eq!(st["status"], "In sync", "{st}");
+    assert!(st["state"]["renewal_error"].is_null(), "{st}");
+    let renewed = std::fs::read_to_string(&cert).unwrap();
+    assert_ne!(renewed, first, "a new certificate in the file");
+    assert!(!std::fs::read_to_string(&key).unwrap().is_empty());
+    let listed = up.get("/api/v1/downstreams").await;
+    let serial = listed["downstreams"][0]["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(renewed.as_bytes())
+        .map(|d: rustls::pki_types::CertificateDer<'_>| d.as_ref().to_vec())
+        .unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        hex::encode(parsed.raw_serial()),
+        serial,
+        "the upstream knows the new one"
+    );
+    // Syncs go on with the new pair (the run after renewal used it; another one too).
+    up.add(json!([{"value": "203.0.113.11", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    clock.set(common::now());
+    let st = down.run("/api/v1/sources/upstream/sync").await;
+    assert_eq!(st["status"], "In sync", "{st}");
+    assert!(down.owned("upstream").await.contains("203.0.113.11"));
+    assert!(!files.path().join("client.pem.new").exists());
+}

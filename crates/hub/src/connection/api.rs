@@ -9,7 +9,7 @@
 //!   the fingerprint given with its token before trusting it.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -21,7 +21,8 @@ use rephub_model::format_utc;
 use rephub_store::{ConnectionStore, EnrollmentToken, StoreError};
 
 use super::ca::CsrError;
-use crate::http::auth::by_role;
+use crate::http::auth::{Principal, Who, by_role, guard};
+use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
 use crate::keys::{Role, hash_key, new_key};
@@ -40,7 +41,15 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let open = Router::new()
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/ca.pem", get(ca_pem));
-    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)]).merge(open)
+    let downstreams_only = guard(
+        Router::new().route("/api/v1/renew", post(renew)),
+        state,
+        Who::Downstream,
+        Dialect::Rest,
+    );
+    by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
+        .merge(open)
+        .merge(downstreams_only)
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +216,46 @@ async fn enroll(
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": d.name, "id": d.id, "certificate": issued.pem, "ca": ca_pem,
+                    "serial": hex::encode(&issued.serial), "not_after": format_utc(issued.not_after)})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    /// A new certificate signing request (a new key: renewal rotates it).
+    csr: String,
+}
+
+/// `POST /api/v1/renew`, authenticated by the current certificate: a new one for the same
+/// downstream. The current one stays good until it expires, so requests in flight are not cut.
+async fn renew(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Response> {
+    let d = who.downstream()?.clone();
+    let r: RenewBody = body(&b)?;
+    let issued = state
+        .ca()
+        .issue(&r.csr, &d.name, state.now())
+        .map_err(|e| ApiError::bad("csr", e.0))?;
+    let (serial, not_after) = (issued.serial.clone(), issued.not_after);
+    state
+        .exec(move |s| s.add_certificate(d.id, &serial, not_after))
+        .await?
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, None, "this downstream was revoked")
+            }
+            other => other.into(),
+        })?;
+    state.reload_enrolled().await?;
+    tracing::info!(downstream = %who.downstream()?.name, serial = %hex::encode(&issued.serial), "certificate renewed");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": who.downstream()?.name, "certificate": issued.pem,
                     "serial": hex::encode(&issued.serial), "not_after": format_utc(issued.not_after)})),
     )
         .into_response())

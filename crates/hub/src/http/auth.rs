@@ -43,6 +43,8 @@ pub(crate) enum Who {
     /// An enrolled downstream hub (its client certificate, on the HTTPS listener), else an API key
     /// with at least this role.
     DownstreamOrUser(Role),
+    /// An enrolled downstream hub only.
+    Downstream,
 }
 
 /// The caller a guard let in, for the handler (a request extension).
@@ -62,6 +64,16 @@ impl Principal {
         match self {
             Principal::Device(h, d) => Ok((h.clone(), d.clone())),
             _ => Err(ApiError::internal("a device route without a device")),
+        }
+    }
+
+    /// The downstream that called, in a route group guarded for downstreams.
+    pub(crate) fn downstream(&self) -> Result<&DownstreamId, ApiError> {
+        match self {
+            Principal::Downstream(d) => Ok(d),
+            _ => Err(ApiError::internal(
+                "a downstream route without a downstream",
+            )),
         }
     }
 
@@ -164,6 +176,15 @@ async fn authenticate(
                 .await
             }
         },
+        Who::Downstream => peer
+            .and_then(|der| state.enrolled().lookup(&der, state.now()))
+            .map(Principal::Downstream)
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "an enrolled client certificate is required (HTTPS)",
+                )
+            }),
         Who::User(need) => {
             let key = bearer(headers)
                 .or_else(|| header_text(headers, "x-api-key"))

@@ -86,6 +86,12 @@ pub(crate) struct SourceState {
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
     pub(crate) last_full_sync: Option<i64>,
+    /// A source that connects with a client certificate: when it expires, and why the last
+    /// renewal failed (renewal is retried every run until it works).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certificate_expires: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) renewal_error: Option<String>,
     /// The last run's counts, and the sum over all runs.
     pub(crate) last: Counts,
     pub(crate) total: Counts,

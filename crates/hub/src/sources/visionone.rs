@@ -314,6 +314,21 @@ pub(super) async fn sync(
     st: &mut SourceState,
     run: &mut Run,
 ) -> Result<(), SyncError> {
+    if let (Some(cert), Some(key)) = (&spec.client_cert_file, &spec.client_key_file) {
+        let files = renewal::Files::new(cert, key);
+        files.finish_swap().map_err(SyncError::Config)?;
+        match renewal::renew_if_due(spec, &files, run.state.now()).await {
+            Ok(expires) => {
+                st.certificate_expires = Some(expires);
+                st.renewal_error = None;
+            }
+            Err(e) => {
+                // The current certificate may still be good: sync with it, and say why.
+                tracing::warn!(source = %run.source, error = %e, "certificate renewal failed");
+                st.renewal_error = Some(e);
+            }
+        }
+    }
     let up = Upstream::new(spec)?;
     let acct = account(run.state.secrets(), &up.base, &up.credential);
     if st.account.as_deref() == Some(legacy_account(&up.base, &up.credential).as_str()) {
@@ -437,4 +452,175 @@ pub(super) async fn sync(
         st.last_full_sync = Some(now);
     }
     Ok(())
+}
+
+/// Renewal of a source's client certificate, 30 days before it expires: a new key and signing
+/// request, sent to the upstream's `/api/v1/renew` with the current certificate; the new pair
+/// replaces the files for the next request (each run builds its client from the files).
+mod renewal {
+    use std::path::{Path, PathBuf};
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    use super::{Upstream, VisionOneSpec};
+    use crate::http::client as http;
+
+    /// Renew this long before expiry.
+    pub(super) const RENEW_BEFORE_SECS: i64 = 30 * 86_400;
+
+    /// The certificate and key files, and where a new pair is put before it replaces them.
+    pub(super) struct Files {
+        cert: PathBuf,
+        key: PathBuf,
+        new_cert: PathBuf,
+        new_key: PathBuf,
+    }
+
+    fn with_suffix(p: &Path) -> PathBuf {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".new");
+        PathBuf::from(s)
+    }
+
+    fn not_after(pem: &[u8]) -> Option<i64> {
+        let der = CertificateDer::from_pem_slice(pem).ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
+    impl Files {
+        pub(super) fn new(cert: &Path, key: &Path) -> Files {
+            Files {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                new_cert: with_suffix(cert),
+                new_key: with_suffix(key),
+            }
+        }
+
+        /// Complete a swap a crash interrupted. Renames start only once both new files are on
+        /// disk whole, so: a new certificate that reads is finished (its key first, if still
+        /// there); a new key alone is an unfinished renewal, dropped (the old pair is intact).
+        pub(super) fn finish_swap(&self) -> Result<(), String> {
+            let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+            let new_cert_ok = std::fs::read(&self.new_cert)
+                .ok()
+                .and_then(|pem| not_after(&pem))
+                .is_some();
+            if new_cert_ok {
+                if self.new_key.exists() {
+                    std::fs::rename(&self.new_key, &self.key).map_err(|e| io(&self.key, e))?;
+                }
+                std::fs::rename(&self.new_cert, &self.cert).map_err(|e| io(&self.cert, e))?;
+            } else {
+                let _ = std::fs::remove_file(&self.new_key);
+                let _ = std::fs::remove_file(&self.new_cert);
+            }
+            Ok(())
+        }
+
+        fn install(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+            let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+            crate::files::write_private(&self.new_key, key_pem.as_bytes(), false)
+                .map_err(|e| io(&self.new_key, e))?;
+            crate::files::write_private(&self.new_cert, cert_pem.as_bytes(), false)
+                .map_err(|e| io(&self.new_cert, e))?;
+            self.finish_swap()
+        }
+    }
+
+    /// Renew if the certificate expires within [`RENEW_BEFORE_SECS`] of `now` (the hub's clock).
+    /// Returns when the certificate in the files expires.
+    pub(super) async fn renew_if_due(
+        spec: &VisionOneSpec,
+        files: &Files,
+        now: i64,
+    ) -> Result<i64, String> {
+        let pem =
+            std::fs::read(&files.cert).map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        let expires = not_after(&pem)
+            .ok_or_else(|| format!("{}: not a certificate", files.cert.display()))?;
+        if expires.saturating_sub(now) > RENEW_BEFORE_SECS {
+            return Ok(expires);
+        }
+        let der = CertificateDer::from_pem_slice(&pem).map_err(|e| e.to_string())?;
+        let (_, name) = crate::connection::ca::serial_and_name(der.as_ref())
+            .ok_or("the client certificate has no name")?;
+        let (key_pem, csr) = crate::connection::ca::make_csr(&name).map_err(|e| e.to_string())?;
+        let up = Upstream::new(spec).map_err(|e| e.to_string())?;
+        let url = format!("{}/api/v1/renew", up.base);
+        let resp = up
+            .client
+            .post(&url)
+            .json(&serde_json::json!({ "csr": csr }))
+            .send()
+            .await
+            .map_err(|e| format!("renewing at {}: {}", up.base, http::error_text(&e)))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.map_err(|e| http::error_text(&e))?;
+        if !status.is_success() {
+            return Err(format!(
+                "renewal refused ({status}): {}",
+                v["error"]["message"]
+            ));
+        }
+        let cert_pem = v["certificate"]
+            .as_str()
+            .ok_or("renewal answered no certificate")?;
+        let renewed = not_after(cert_pem.as_bytes()).ok_or("renewal answered a bad certificate")?;
+        files.install(cert_pem, &key_pem)?;
+        tracing::info!(%name, expires = renewed, "client certificate renewed");
+        Ok(renewed)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// A crash anywhere in a swap leaves a matching pair: the new one if both new files were
+        /// whole, else the old one.
+        #[test]
+        fn an_interrupted_swap_is_finished_or_dropped() {
+            let dir = tempfile::tempdir().unwrap();
+            let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+            let f = Files::new(&cert, &key);
+            let ca = crate::connection::ca::Ca::open(dir.path(), 1_800_000_000).unwrap();
+            let (_, csr) = crate::connection::ca::make_csr("x").unwrap();
+            let pem = ca.issue(&csr, "x", 1_800_000_000).unwrap().pem;
+            let reset = || {
+                std::fs::write(&cert, "OLD CERT").unwrap();
+                std::fs::write(&key, "OLD KEY").unwrap();
+            };
+            let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+            // Both new files whole: finished.
+            reset();
+            std::fs::write(&f.new_key, "NEW KEY").unwrap();
+            std::fs::write(&f.new_cert, &pem).unwrap();
+            f.finish_swap().unwrap();
+            assert_eq!(
+                (read(&cert), read(&key)),
+                (pem.clone(), "NEW KEY".to_string())
+            );
+            // The key was already renamed: the certificate follows.
+            reset();
+            std::fs::write(&key, "NEW KEY").unwrap();
+            std::fs::write(&f.new_cert, &pem).unwrap();
+            f.finish_swap().unwrap();
+            assert_eq!(
+                (read(&cert), read(&key)),
+                (pem.clone(), "NEW KEY".to_string())
+            );
+            // Cut while the certificate was written: the old pair stays.
+            reset();
+            std::fs::write(&f.new_key, "NEW KEY").unwrap();
+            std::fs::write(&f.new_cert, &pem[..40]).unwrap();
+            f.finish_swap().unwrap();
+            assert_eq!(
+                (read(&cert), read(&key)),
+                ("OLD CERT".into(), "OLD KEY".into())
+            );
+            assert!(!f.new_key.exists() && !f.new_cert.exists());
+        }
+    }
 }

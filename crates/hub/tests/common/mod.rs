@@ -32,6 +32,8 @@ pub(crate) struct Hub {
     pub(crate) http: reqwest::Client,
     pub(crate) addr: SocketAddr,
     pub(crate) base: String,
+    /// Where the hub reads the time (the system's, unless a test gave another).
+    pub(crate) clock: std::sync::Arc<dyn rephub_model::Clock>,
 }
 
 /// A `start_with` hook for the tests that need no HTTPS listener.
@@ -47,6 +49,14 @@ impl Hub {
 
     /// A hub whose configuration and database (keys already added) `tune` changes first.
     pub(crate) async fn start_with(tune: impl FnOnce(&mut Config, &mut SqliteStore)) -> Hub {
+        Hub::start_with_clock(std::sync::Arc::new(rephub_model::SystemClock), tune).await
+    }
+
+    /// [`Hub::start_with`] reading the time from `clock`.
+    pub(crate) async fn start_with_clock(
+        clock: std::sync::Arc<dyn rephub_model::Clock>,
+        tune: impl FnOnce(&mut Config, &mut SqliteStore),
+    ) -> Hub {
         // reqwest is built without a crypto provider: the hub's own clients need one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -73,6 +83,7 @@ impl Hub {
             http: reqwest::Client::builder().no_gzip().build().unwrap(),
             addr: ([127, 0, 0, 1], 0).into(),
             base: String::new(),
+            clock,
         };
         h.restart().await;
         h
@@ -81,7 +92,9 @@ impl Hub {
     /// Starts the hub again (stopped first if it runs) on the same data, with `config`.
     pub(crate) async fn restart(&mut self) {
         self.stop().await;
-        let hub = rephub_hub::start(self.config.clone()).await.unwrap();
+        let hub = rephub_hub::start_with_clock(self.config.clone(), self.clock.clone())
+            .await
+            .unwrap();
         assert_eq!(hub.initial_admin_key, None, "keys exist: no new admin key");
         self.addr = hub.addr;
         self.base = format!("http://{}", hub.addr);
