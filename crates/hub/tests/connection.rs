@@ -380,3 +380,90 @@ async fn the_certificate_is_renewed_before_it_expires_and_syncs_go_on() {
     assert!(down.owned("upstream").await.contains("203.0.113.11"));
     assert!(!files.path().join("client.pem.new").exists());
 }
+
+/// The downstream's side as one resource: connect with a token and the CA fingerprint (nothing is
+/// saved when the fingerprint or the token is wrong), see the status, disconnect (objects kept),
+/// reconnect with a new token and the previous settings.
+#[tokio::test]
+async fn a_hub_connects_disconnects_and_reconnects_with_its_previous_settings() {
+    let up = Hub::start().await;
+    up.add(json!([{"value": "203.0.113.20", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let down = Hub::start_with(common::http_only).await;
+    let upstream = format!(
+        "https://localhost:{}",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    assert_eq!(down.get("/api/v1/connection").await["onboarded"], false);
+    let t = token(&up, "branch-2").await;
+    let body = |token: &Value, fingerprint: &str| {
+        json!({"upstream": upstream, "token": token["token"], "ca_fingerprint": fingerprint,
+               "interval_secs": 3600})
+    };
+    // A fingerprint that is not the upstream's CA: refused before the token is spent.
+    let (s, v) = down
+        .send("PUT", "/api/v1/connection", Some(body(&t, &"0".repeat(64))))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "ca_fingerprint");
+    assert_eq!(down.get("/api/v1/connection").await["onboarded"], false);
+    let fp = t["ca_fingerprint"].as_str().unwrap().to_string();
+    let (s, v) = down
+        .send("PUT", "/api/v1/connection", Some(body(&t, &fp)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["onboarded"], true);
+    let c = down
+        .wait_until("/api/v1/connection", "in sync", |v| {
+            v["suspicious_object_sync"]["status"] == "In sync"
+        })
+        .await;
+    assert!(c["certificate"]["expires"].is_i64(), "{c}");
+    assert!(down.owned("upstream").await.contains("203.0.113.20"));
+    // The same token again: the upstream's refusal, relayed; the connection stays as it was.
+    let (s, v) = down
+        .send("PUT", "/api/v1/connection", Some(body(&t, &fp)))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{v}"
+    );
+    assert_eq!(down.get("/api/v1/connection").await["onboarded"], true);
+    // The source is the connection's: not changed through /api/v1/sources.
+    let (s, _) = down.send("DELETE", "/api/v1/sources/upstream", None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Disconnect: Out of sync, objects kept.
+    let (s, v) = down.send("DELETE", "/api/v1/connection", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["onboarded"], false);
+    assert_eq!(v["suspicious_object_sync"]["status"], "Out of sync");
+    assert!(down.owned("upstream").await.contains("203.0.113.20"));
+    // A new token reconnects with the previous settings (upstream and interval).
+    let t2 = token(&up, "branch-2").await;
+    let (s, v) = down
+        .send(
+            "PUT",
+            "/api/v1/connection",
+            Some(json!({"token": t2["token"], "ca_fingerprint": fp})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["onboarded"], true);
+    assert_eq!(v["upstream"], upstream);
+    assert_eq!(v["suspicious_object_sync"]["interval_secs"], 3600);
+    // Only admins connect.
+    let (s, _) = down
+        .call(
+            "PUT",
+            "/api/v1/connection",
+            READER,
+            Some(json!({"token": "x", "ca_fingerprint": "y"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -50,6 +50,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
         .merge(open)
         .merge(downstreams_only)
+        .merge(super::downstream::router(state))
 }
 
 #[derive(Debug, Deserialize)]

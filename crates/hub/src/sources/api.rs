@@ -122,7 +122,9 @@ fn file_managed(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         Some("name"),
-        format!("source {name:?} is set in the configuration file: change it there"),
+        format!(
+            "source {name:?} is set in the configuration file (or by /api/v1/connection): change it there"
+        ),
     )
 }
 
@@ -132,7 +134,7 @@ async fn replace(
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     let (old, st, origin) = found(&state, &name).await?;
-    if origin == "file" {
+    if origin != "api" {
         return Err(file_managed(&name));
     }
     let mut spec: SourceSpec = body(&b)?;
@@ -158,7 +160,7 @@ async fn replace(
 
 async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (_, _, origin) = found(&state, &name).await?;
-    if origin == "file" {
+    if origin != "api" {
         return Err(file_managed(&name));
     }
     let withdrawn = remove(&state, &name).await?;
