@@ -91,6 +91,25 @@ pub enum Command {
     Categories(CategoriesCommand),
     /// Remove expired entries now (the TTL sweeper).
     Sweep,
+    /// Connect this hub (--hub) to its upstream with an enrollment token (see docs/connection.md).
+    Connect {
+        /// The upstream hub's HTTPS URL (the previous one when reconnecting).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// The enrollment token made on the upstream.
+        #[arg(long)]
+        token: String,
+        /// The SHA-256 of the upstream's CA, given with the token.
+        #[arg(long)]
+        fingerprint: String,
+        /// Suspicious-object download interval, seconds (default 60, or the previous setting).
+        #[arg(long)]
+        interval_secs: Option<u64>,
+    },
+    /// Disconnect this hub (--hub) from its upstream; what it synced is kept.
+    Disconnect,
+    /// Show this hub's (--hub) connection to its upstream and its status.
+    Connection,
     /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
     Compact {
         /// Keep this many most recent changes.

@@ -307,6 +307,42 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             }
             Ok(Status::Ok)
         }
+        Command::Connect {
+            upstream,
+            token,
+            fingerprint,
+            interval_secs,
+        } => {
+            let mut body = serde_json::json!({"token": token, "ca_fingerprint": fingerprint});
+            if let Some(u) = upstream {
+                body["upstream"] = serde_json::json!(u);
+            }
+            if let Some(i) = interval_secs {
+                body["interval_secs"] = serde_json::json!(i);
+            }
+            let v = remote.send(
+                remote
+                    .http
+                    .put(format!("{}/api/v1/connection", remote.base))
+                    .json(&body),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(Status::Ok)
+        }
+        Command::Disconnect => {
+            let v = remote.send(
+                remote
+                    .http
+                    .delete(format!("{}/api/v1/connection", remote.base)),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(Status::Ok)
+        }
+        Command::Connection => {
+            let v = remote.get("/api/v1/connection", &[])?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(Status::Ok)
+        }
         Command::Stats => {
             let text = remote
                 .http
