@@ -437,6 +437,29 @@ async fn a_hub_connects_disconnects_and_reconnects_with_its_previous_settings() 
     let (s, _) = down.send("DELETE", "/api/v1/sources/upstream", None).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
+    // Test connectivity: every check passes; revoked by the upstream, the sync's check says so.
+    let (s, v) = down.send("POST", "/api/v1/connection/test", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    up.call("DELETE", &format!("/api/v1/downstreams/{id}"), ADMIN, None)
+        .await;
+    let (_, v) = down.send("POST", "/api/v1/connection/test", None).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(
+        v["checks"][0]["ok"], true,
+        "the certificate itself is fine: {v}"
+    );
+    assert!(
+        v["checks"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CertificateRevoked"),
+        "{v}"
+    );
+
     // Disconnect: Out of sync, objects kept.
     let (s, v) = down.send("DELETE", "/api/v1/connection", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");

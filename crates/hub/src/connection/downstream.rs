@@ -37,10 +37,12 @@ pub(crate) const ORIGIN: &str = "connection";
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/api/v1/connection", get(show));
-    let admin = Router::new().route(
-        "/api/v1/connection",
-        axum::routing::put(connect).delete(disconnect),
-    );
+    let admin = Router::new()
+        .route(
+            "/api/v1/connection",
+            axum::routing::put(connect).delete(disconnect),
+        )
+        .route("/api/v1/connection/test", axum::routing::post(test));
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
@@ -240,4 +242,89 @@ async fn disconnect(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         let _ = std::fs::remove_file(p);
     }
     show(State(state)).await
+}
+
+/// "Test connectivity": each enabled feature against the upstream, saying which failed and why.
+/// Changes nothing.
+async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let Some((SourceSpec::Visionone(s), _, origin)) = load_state(&state, SOURCE).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
+    };
+    if origin != ORIGIN {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
+    }
+    let mut checks = Vec::new();
+    let mut ok = true;
+    let mut check = |name: &str, result: Result<String, String>| {
+        ok &= result.is_ok();
+        checks.push(match result {
+            Ok(detail) => json!({"check": name, "ok": true, "detail": detail}),
+            Err(why) => json!({"check": name, "ok": false, "error": why}),
+        });
+    };
+    // The certificate on disk, and how long it has.
+    let now = state.now();
+    let expires = s
+        .client_cert_file
+        .as_ref()
+        .ok_or_else(|| "no certificate: connect with a token".to_string())
+        .and_then(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+        .and_then(|pem| {
+            let der = CertificateDer::from_pem_slice(&pem).map_err(|e| e.to_string())?;
+            let (_, c) =
+                x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+            Ok(c.validity().not_after.timestamp())
+        });
+    check(
+        "certificate",
+        match expires {
+            Ok(t) if t > now => Ok(format!("valid until {}", rephub_model::format_utc(t))),
+            Ok(t) => Err(format!(
+                "expired {}: connect again",
+                rephub_model::format_utc(t)
+            )),
+            Err(e) => Err(e),
+        },
+    );
+    // The suspicious-object sync: a mutually authenticated call of the upstream's API.
+    let sync = if s.enabled {
+        reach(&s).await
+    } else {
+        Ok("disabled".to_string())
+    };
+    check("suspicious_object_sync", sync);
+    Ok(Json(json!({ "ok": ok, "checks": checks })))
+}
+
+/// `GET /v3.0/healthcheck/connectivity` with the connection's certificate.
+async fn reach(s: &VisionOneSpec) -> Result<String, String> {
+    let identity = match (&s.client_cert_file, &s.client_key_file) {
+        (Some(c), Some(k)) => {
+            let mut pem = std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?;
+            pem.push(b'\n');
+            pem.extend(std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?);
+            pem
+        }
+        _ => return Err("no certificate: connect with a token".into()),
+    };
+    let client = crate::http::client::client_with_identity(
+        s.ca_file.as_ref(),
+        Some(&identity),
+        false,
+        s.timeout_secs.min(30),
+    )
+    .map_err(|e| e.to_string())?;
+    let url = format!("{}/v3.0/healthcheck/connectivity", s.url);
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("the upstream is unreachable: {}", error_text(&e)))?;
+    match resp.status() {
+        st if st.is_success() => Ok(format!("{} answered {st} to this hub's certificate", s.url)),
+        st => Err(format!(
+            "{} refused this hub's certificate ({st}): revoked? connect again with a new token",
+            s.url
+        )),
+    }
 }
