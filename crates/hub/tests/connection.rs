@@ -233,6 +233,12 @@ async fn suspicious_objects_flow_down_over_mutual_tls() {
                   {"value": "evil.example", "tags": {"Trend Micro Severity": "Medium"}}]),
     )
     .await;
+    // More than a page (200): the next links must stay on https (they once said http when the
+    // HTTPS listener's configured port was 0, and were not followed).
+    let many: Vec<Value> = (0..300)
+        .map(|i| json!({"value": format!("10.9.{}.{}", i / 256, i % 256)}))
+        .collect();
+    up.add(Value::Array(many)).await;
     let t = token(&up, "branch-7").await;
     let (key, csr) = rephub_hub::make_csr("branch-7").unwrap();
     let (s, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
@@ -266,7 +272,7 @@ async fn suspicious_objects_flow_down_over_mutual_tls() {
             v["status"] == "In sync"
         })
         .await;
-    assert_eq!(st["state"]["last"]["added"], 2, "{st}");
+    assert_eq!(st["state"]["last"]["added"], 302, "{st}");
     assert!(down.owned("upstream").await.contains("evil.example"));
 
     // Revoked upstream: the next run fails, says why, and removes nothing.
@@ -284,7 +290,7 @@ async fn suspicious_objects_flow_down_over_mutual_tls() {
         why.contains("CertificateRevoked") || why.contains("403"),
         "{why}"
     );
-    assert_eq!(down.owned("upstream").await.len(), 2);
+    assert_eq!(down.owned("upstream").await.len(), 302);
     // Through the API, certificate files are refused: the configuration file only.
     let (s, v) = down
         .send(

@@ -11,9 +11,12 @@
 pub(crate) mod filter;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum_server::tls::TlsInfo;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -110,7 +113,10 @@ async fn connectivity(
 /// The scheme and host this request reached us at, for absolute `nextLink`s: the configured
 /// public URL, else the `Host` header (with `https` when it names the HTTPS listener's port or a
 /// proxy says so).
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// The base of absolute links: `public_url`, else the scheme the request came by (the HTTPS
+/// listener marks its requests with their TLS session; a proxy says `X-Forwarded-Proto`) and its
+/// `Host`.
+fn base_url(state: &AppState, headers: &HeaderMap, came_by_tls: bool) -> String {
     if let Some(u) = &state.config().public_url {
         return u.trim_end_matches('/').to_string();
     }
@@ -121,8 +127,7 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     let forwarded = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok());
-    let tls_port = format!(":{}", state.config().tls_listen.port());
-    let https = forwarded == Some("https") || (state.config().tls && host.ends_with(&tls_port));
+    let https = came_by_tls || forwarded == Some("https");
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
@@ -207,6 +212,7 @@ const SORT_LIMIT: usize = 200_000;
 async fn list_objects(
     State(state): State<AppState>,
     headers: HeaderMap,
+    tls: Option<Extension<Arc<TlsInfo>>>,
     Query(q): Query<ListQuery>,
 ) -> V1Result<Json<Value>> {
     let top = parse_top(q.top.as_deref())?;
@@ -283,7 +289,7 @@ async fn list_objects(
         }
         params.push(("skipToken", token));
         answer["nextLink"] = link(
-            &base_url(&state, &headers),
+            &base_url(&state, &headers, tls.is_some()),
             "/v3.0/threatintel/suspiciousObjects",
             &params,
         )
@@ -581,6 +587,7 @@ struct ExceptionQuery {
 async fn list_exceptions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    tls: Option<Extension<Arc<TlsInfo>>>,
     Query(q): Query<ExceptionQuery>,
 ) -> V1Result<Json<Value>> {
     let top = parse_top(q.top.as_deref())?;
@@ -600,7 +607,7 @@ async fn list_exceptions(
     let mut answer = json!({ "items": items });
     if more {
         answer["nextLink"] = link(
-            &base_url(&state, &headers),
+            &base_url(&state, &headers, tls.is_some()),
             "/v3.0/threatintel/suspiciousObjectExceptions",
             &[
                 ("top", top.to_string()),
