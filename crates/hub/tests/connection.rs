@@ -348,6 +348,13 @@ async fn the_certificate_is_renewed_before_it_expires_and_syncs_go_on() {
         })
         .await;
     let expires = st["state"]["certificate_expires"].as_i64().unwrap();
+    let metrics = down.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "rephub_source_certificate_expiry_timestamp_seconds{{source=\"upstream\"}} {expires}"
+        )) && metrics.contains("rephub_source_certificate_renewal_failing{source=\"upstream\"} 0"),
+        "{metrics}"
+    );
     assert!(expires > common::now() + 300 * 86_400, "{st}");
     assert_eq!(
         std::fs::read_to_string(&cert).unwrap(),

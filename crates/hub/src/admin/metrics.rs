@@ -197,6 +197,19 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
     }
     let _ = writeln!(
         out,
+        "# HELP rephub_source_certificate_expiry_timestamp_seconds When the client certificate of a source that connects with one expires.\n# TYPE rephub_source_certificate_expiry_timestamp_seconds gauge\n# HELP rephub_source_certificate_renewal_failing 1 while renewing the source's client certificate fails.\n# TYPE rephub_source_certificate_renewal_failing gauge"
+    );
+    for (name, _, st) in &states {
+        if let Some(t) = st.certificate_expires {
+            let failing = u8::from(st.renewal_error.is_some());
+            let _ = writeln!(
+                out,
+                "rephub_source_certificate_expiry_timestamp_seconds{{source=\"{name}\"}} {t}\nrephub_source_certificate_renewal_failing{{source=\"{name}\"}} {failing}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP rephub_source_objects_total Objects a source's runs handled, by outcome.\n# TYPE rephub_source_objects_total counter"
     );
     for (name, _, st) in &states {
