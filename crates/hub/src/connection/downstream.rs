@@ -60,6 +60,36 @@ struct ConnectBody {
     interval_secs: Option<u64>,
     #[serde(default)]
     sync_enabled: Option<bool>,
+    /// Service gateway: `{"enabled": true, "url": "http://gw:3128", "api_key": "…"}`.
+    #[serde(default)]
+    gateway: Option<Gateway>,
+    /// HTTP proxy: `{"url": "http://proxy:3128", "username": "…", "password": "…"}`.
+    #[serde(default)]
+    proxy: Option<Proxy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Gateway {
+    #[serde(default = "yes")]
+    enabled: bool,
+    url: String,
+    #[serde(default)]
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Proxy {
+    url: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn dir(state: &AppState) -> PathBuf {
@@ -96,6 +126,7 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
         .or_else(|| previous.as_ref().map(|p| p.enabled))
         .unwrap_or(true);
 
+    let (gateway, proxy) = (c.gateway, c.proxy);
     // 1. The upstream's CA, trusted only if it is the one the token's issuer named.
     let timeout = std::time::Duration::from_secs(30);
     let fetch = reqwest::Client::builder()
@@ -191,6 +222,30 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
         insecure: false,
         client_cert_file: Some(cert_file),
         client_key_file: Some(key_file),
+        // Not given: the previous settings.
+        gateway: gateway
+            .as_ref()
+            .map(|g| g.url.clone())
+            .or_else(|| previous.as_ref().and_then(|p| p.gateway.clone())),
+        gateway_api_key: gateway
+            .as_ref()
+            .map(|g| g.api_key.clone())
+            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.gateway_api_key.clone())),
+        gateway_enabled: gateway
+            .as_ref()
+            .map_or_else(|| previous.as_ref().is_none_or(|p| p.gateway_enabled), |g| g.enabled),
+        proxy: proxy
+            .as_ref()
+            .map(|p| p.url.clone())
+            .or_else(|| previous.as_ref().and_then(|p| p.proxy.clone())),
+        proxy_username: proxy
+            .as_ref()
+            .map(|p| p.username.clone())
+            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.proxy_username.clone())),
+        proxy_password: proxy
+            .as_ref()
+            .map(|p| p.password.clone())
+            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.proxy_password.clone())),
     });
     spec.validate()
         .map_err(|e| ApiError::bad(&e.field, e.reason))?;
@@ -221,6 +276,11 @@ async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "last_success": st.run.last_success, "last_error": st.run.last_error,
         },
         "certificate": {"expires": st.certificate_expires, "renewal_error": st.renewal_error},
+        "gateway": {"url": s.gateway, "enabled": s.gateway_enabled,
+                    "api_key": s.gateway_api_key.as_ref().map(|_| crate::validate::REDACTED)},
+        "proxy": {"url": s.proxy, "username": s.proxy_username,
+                  "password": s.proxy_password.as_ref().map(|_| crate::validate::REDACTED)},
+        "route": st.route,
         // The next features of the connection (sharing, policy, telemetry, sandbox) come here.
     })))
 }

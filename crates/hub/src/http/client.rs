@@ -31,12 +31,51 @@ pub(crate) fn client(
     client_with_identity(ca_file, None, insecure, timeout_secs)
 }
 
+/// How requests reach the other side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Through a service gateway: a forward proxy that takes an API key (`X-Gateway-Key`).
+    Gateway {
+        url: String,
+        key: Option<String>,
+    },
+    /// Through an HTTP proxy (CONNECT), with optional credentials.
+    Proxy {
+        url: String,
+        username: Option<String>,
+        password: Option<String>,
+    },
+    Direct,
+}
+
+impl Route {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Route::Gateway { .. } => "gateway",
+            Route::Proxy { .. } => "proxy",
+            Route::Direct => "direct",
+        }
+    }
+}
+
 /// [`client`] presenting a client certificate: its PEM and its key's PEM, concatenated.
 pub(crate) fn client_with_identity(
     ca_file: Option<&std::path::PathBuf>,
     identity: Option<&[u8]>,
     insecure: bool,
     timeout_secs: u64,
+) -> Result<Client, FetchError> {
+    client_by(ca_file, identity, insecure, timeout_secs, &Route::Direct)
+}
+
+/// [`client_with_identity`] on a route. TLS runs end to end through a gateway or proxy (CONNECT):
+/// a client certificate reaches the other side, never the proxy.
+pub(crate) fn client_by(
+    ca_file: Option<&std::path::PathBuf>,
+    identity: Option<&[u8]>,
+    insecure: bool,
+    timeout_secs: u64,
+    route: &Route,
 ) -> Result<Client, FetchError> {
     // Idempotent: the process-wide provider may already be installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -53,6 +92,37 @@ pub(crate) fn client_with_identity(
         for c in certs {
             b = b.add_root_certificate(c);
         }
+    }
+    // Never the environment's proxy settings: the route is what the configuration says.
+    b = b.no_proxy();
+    let bad =
+        |e: reqwest::Error| FetchError::Config(format!("{}: {}", route.name(), error_text(&e)));
+    match route {
+        Route::Gateway { url, key } => {
+            let mut p = reqwest::Proxy::all(url.as_str()).map_err(bad)?;
+            if let Some(k) = key {
+                let mut h = reqwest::header::HeaderMap::new();
+                let mut v = HeaderValue::from_str(k).map_err(|_| {
+                    FetchError::Config("gateway_api_key: not a header value".into())
+                })?;
+                v.set_sensitive(true);
+                h.insert("x-gateway-key", v);
+                p = p.headers(h);
+            }
+            b = b.proxy(p);
+        }
+        Route::Proxy {
+            url,
+            username,
+            password,
+        } => {
+            let mut p = reqwest::Proxy::all(url.as_str()).map_err(bad)?;
+            if let Some(u) = username {
+                p = p.basic_auth(u, password.as_deref().unwrap_or(""));
+            }
+            b = b.proxy(p);
+        }
+        Route::Direct => {}
     }
     if let Some(pem) = identity {
         let id = reqwest::Identity::from_pem(pem)

@@ -92,6 +92,10 @@ pub(crate) struct SourceState {
     pub(crate) certificate_expires: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) renewal_error: Option<String>,
+    /// Which way the last run reached the upstream (`gateway`, `proxy`, `direct`), for sources
+    /// that have a gateway or proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) route: Option<String>,
     /// The last run's counts, and the sum over all runs.
     pub(crate) last: Counts,
     pub(crate) total: Counts,

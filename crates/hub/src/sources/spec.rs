@@ -71,6 +71,22 @@ pub struct VisionOneSpec {
     pub client_cert_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<PathBuf>,
+    /// A service gateway: an HTTP forward proxy (CONNECT) that takes an API key in the
+    /// `X-Gateway-Key` header. Tried first when set and enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api_key: Option<String>,
+    #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
+    pub gateway_enabled: bool,
+    /// An HTTP proxy (CONNECT), with optional credentials: used when there is no gateway or it is
+    /// unreachable; without one, the upstream is called directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password: Option<String>,
 }
 
 impl VisionOneSpec {
@@ -288,6 +304,11 @@ impl SourceSpec {
                 if !REGIONS.iter().any(|(r, _)| *r == s.url) {
                     check_url("url", &s.url)?;
                 }
+                for (field, u) in [("gateway", &s.gateway), ("proxy", &s.proxy)] {
+                    if let Some(u) = u {
+                        check_url(field, u)?;
+                    }
+                }
                 let certified = match (&s.client_cert_file, &s.client_key_file) {
                     (Some(_), Some(_)) => true,
                     (None, None) => false,
@@ -376,7 +397,9 @@ impl SourceSpec {
     /// The credentials of the config (stored encrypted).
     pub(crate) fn secrets_mut(&mut self) -> Vec<&mut Option<String>> {
         match self {
-            SourceSpec::Visionone(s) => vec![&mut s.token],
+            SourceSpec::Visionone(s) => {
+                vec![&mut s.token, &mut s.gateway_api_key, &mut s.proxy_password]
+            }
             SourceSpec::Taxii(s) => vec![&mut s.password, &mut s.token],
             SourceSpec::Feed(s) => vec![&mut s.token, &mut s.basic_auth],
         }
@@ -390,6 +413,8 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => {
                 s.token = hide(&s.token);
                 s.url = redact_url(&s.url);
+                s.gateway_api_key = hide(&s.gateway_api_key);
+                s.proxy_password = hide(&s.proxy_password);
             }
             SourceSpec::Taxii(s) => {
                 s.password = hide(&s.password);
@@ -417,7 +442,11 @@ impl SourceSpec {
     /// The secrets of the config with their field names.
     fn named_secrets(&self) -> Vec<(&'static str, &Option<String>)> {
         match self {
-            SourceSpec::Visionone(s) => vec![("token", &s.token)],
+            SourceSpec::Visionone(s) => vec![
+                ("token", &s.token),
+                ("gateway_api_key", &s.gateway_api_key),
+                ("proxy_password", &s.proxy_password),
+            ],
             SourceSpec::Taxii(s) => vec![("password", &s.password), ("token", &s.token)],
             SourceSpec::Feed(s) => vec![("token", &s.token), ("basic_auth", &s.basic_auth)],
         }
@@ -457,8 +486,16 @@ impl SourceSpec {
             }
         }
         match (self, old) {
-            (SourceSpec::Visionone(n), SourceSpec::Visionone(o)) if n.token_file.is_none() => {
-                keep(&mut n.token, &o.token);
+            (SourceSpec::Visionone(n), SourceSpec::Visionone(o)) => {
+                if n.token_file.is_none() {
+                    keep(&mut n.token, &o.token);
+                }
+                if n.gateway == o.gateway {
+                    keep(&mut n.gateway_api_key, &o.gateway_api_key);
+                }
+                if n.proxy == o.proxy {
+                    keep(&mut n.proxy_password, &o.proxy_password);
+                }
             }
             (SourceSpec::Taxii(n), SourceSpec::Taxii(o)) => {
                 keep(&mut n.password, &o.password);
@@ -538,6 +575,12 @@ mod tests {
                 insecure: false,
                 client_cert_file: None,
                 client_key_file: None,
+                gateway: None,
+                gateway_api_key: None,
+                gateway_enabled: true,
+                proxy: None,
+                proxy_username: None,
+                proxy_password: None,
             })
         };
         assert!(v1("us", "a").validate().is_ok());

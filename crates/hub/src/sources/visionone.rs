@@ -90,6 +90,8 @@ fn legacy_account(base: &str, token: &str) -> String {
 
 struct Upstream {
     client: Client,
+    /// Which way requests go (gateway, proxy, direct).
+    route: http::Route,
     base: String,
     token: Option<String>,
     /// What identifies the account at `base`: the token, or the certificate's subject.
@@ -97,6 +99,58 @@ struct Upstream {
 }
 
 impl Upstream {
+    /// The upstream on the first route that reaches it: the gateway (when set and enabled), then
+    /// the proxy, else direct. A route that cannot connect (down, refusing) gives way to the
+    /// next; when none does, the error names each.
+    async fn connect(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
+        let mut up = Upstream::new(spec)?;
+        let mut routes = Vec::new();
+        if let (Some(url), true) = (&spec.gateway, spec.gateway_enabled) {
+            routes.push(http::Route::Gateway {
+                url: url.clone(),
+                key: spec.gateway_api_key.clone(),
+            });
+        }
+        routes.push(match &spec.proxy {
+            Some(url) => http::Route::Proxy {
+                url: url.clone(),
+                username: spec.proxy_username.clone(),
+                password: spec.proxy_password.clone(),
+            },
+            None => http::Route::Direct,
+        });
+        if routes == [http::Route::Direct] {
+            return Ok(up);
+        }
+        let identity = identity(spec)?;
+        let mut failures = Vec::new();
+        for route in routes {
+            let client = http::client_by(
+                spec.ca_file.as_ref(),
+                identity.as_deref(),
+                spec.insecure,
+                spec.timeout_secs.min(30),
+                &route,
+            )?;
+            let probe = client
+                .get(format!("{}/v3.0/healthcheck/connectivity", up.base))
+                .send()
+                .await;
+            match probe {
+                Ok(_) => {
+                    up.client = client;
+                    up.route = route;
+                    return Ok(up);
+                }
+                Err(e) => failures.push(format!("{}: {}", route.name(), http::error_text(&e))),
+            }
+        }
+        Err(SyncError::Upstream(format!(
+            "no route reaches the upstream: {}",
+            failures.join("; ")
+        )))
+    }
+
     fn new(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
         let identity = identity(spec)?;
         let token = token(spec)?;
@@ -124,6 +178,7 @@ impl Upstream {
                 spec.insecure,
                 spec.timeout_secs,
             )?,
+            route: http::Route::Direct,
             base: base_url(spec),
             token,
             credential,
@@ -216,8 +271,8 @@ impl Upstream {
 }
 
 pub(super) async fn test(spec: &VisionOneSpec) -> Result<Vec<String>, SyncError> {
-    let up = Upstream::new(spec)?;
-    let mut done = Vec::new();
+    let up = Upstream::connect(spec).await?;
+    let mut done = vec![format!("route: {}", up.route.name())];
     let v = up
         .page(&format!("{}/v3.0/healthcheck/connectivity", up.base))
         .await?;
@@ -329,7 +384,10 @@ pub(super) async fn sync(
             }
         }
     }
-    let up = Upstream::new(spec)?;
+    let up = Upstream::connect(spec).await?;
+    if spec.gateway.is_some() || spec.proxy.is_some() {
+        st.route = Some(up.route.name().to_string());
+    }
     let acct = account(run.state.secrets(), &up.base, &up.credential);
     if st.account.as_deref() == Some(legacy_account(&up.base, &up.credential).as_str()) {
         st.account = Some(acct.clone());
@@ -548,7 +606,7 @@ mod renewal {
         let (_, name) = crate::connection::ca::serial_and_name(der.as_ref())
             .ok_or("the client certificate has no name")?;
         let (key_pem, csr) = crate::connection::ca::make_csr(&name).map_err(|e| e.to_string())?;
-        let up = Upstream::new(spec).map_err(|e| e.to_string())?;
+        let up = Upstream::connect(spec).await.map_err(|e| e.to_string())?;
         let url = format!("{}/api/v1/renew", up.base);
         let resp = up
             .client
