@@ -503,3 +503,108 @@ async fn a_hub_connects_disconnects_and_reconnects_with_its_previous_settings() 
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// Faults: an expired token; an upstream whose CA is not the pinned one; the upstream down while
+/// renewal is due (the error is in the state, and renewal works once it is back).
+#[tokio::test]
+async fn expired_tokens_foreign_servers_and_an_unreachable_upstream_during_renewal() {
+    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let mut up = Hub::start_with_clock(clock.clone(), |_, _| {}).await;
+    let (s, t) = up
+        .send(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({"name": "late", "ttl_secs": 60})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    clock.advance(120);
+    let (_, csr) = rephub_hub::make_csr("late").unwrap();
+    let (s, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+    assert_eq!(
+        up.get("/api/v1/enrollment-tokens").await["tokens"][0]["status"],
+        "expired"
+    );
+    clock.set(common::now());
+
+    // Enrolled, but pinned to another hub's CA: the upstream's server is refused.
+    let other = Hub::start().await;
+    let other_ca = common::text(other.http.get(other.url("/api/v1/ca.pem")))
+        .await
+        .1;
+    let t = token(&up, "branch-3").await;
+    let (key, csr) = rephub_hub::make_csr("branch-3").unwrap();
+    let (_, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert, key) = (
+        write("client.pem", v["certificate"].as_str().unwrap()),
+        write("client.key", &key),
+    );
+    let (ca, wrong_ca) = (
+        write("ca.pem", v["ca"].as_str().unwrap()),
+        write("other.pem", &other_ca),
+    );
+    let tls = up.hub.as_ref().unwrap().tls_addr.unwrap();
+    let url = format!("https://localhost:{}", tls.port());
+    let source = |name: &str, ca: &std::path::Path| -> rephub_hub::SourceSpec {
+        serde_json::from_value(json!({
+            "kind": "visionone", "name": name, "url": url, "interval_secs": 3600,
+            "client_cert_file": cert, "client_key_file": key, "ca_file": ca}))
+        .unwrap()
+    };
+    let (pinned_wrong, pinned) = (source("wrong", &wrong_ca), source("right", &ca));
+    let down_clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let down = Hub::start_with_clock(down_clock.clone(), move |c, _| {
+        c.tls = false;
+        c.sources.push(pinned_wrong);
+        c.sources.push(pinned);
+    })
+    .await;
+    let st = down
+        .wait_until("/api/v1/sources/wrong", "a run", |v| {
+            v["state"]["runs"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(st["status"], "Out of sync");
+    assert!(
+        st["state"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid peer certificate"),
+        "{st}"
+    );
+    down.wait_until("/api/v1/sources/right", "in sync", |v| {
+        v["status"] == "In sync"
+    })
+    .await;
+
+    // Renewal due while the upstream is down: said in the state, the certificate kept.
+    let before = std::fs::read_to_string(&cert).unwrap();
+    up.stop().await;
+    down_clock.advance(340 * 86_400);
+    let st = down.run("/api/v1/sources/right/sync").await;
+    assert!(st["state"]["renewal_error"].is_string(), "{st}");
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), before);
+    assert!(
+        down.metrics()
+            .await
+            .contains("rephub_source_certificate_renewal_failing{source=\"right\"} 1")
+    );
+    // Back on the same addresses: the next run renews.
+    up.config.listen = up.addr;
+    up.config.tls_listen = tls;
+    up.restart().await;
+    let st = down.run("/api/v1/sources/right/sync").await;
+    assert!(st["state"]["renewal_error"].is_null(), "{st}");
+    assert_ne!(std::fs::read_to_string(&cert).unwrap(), before);
+}

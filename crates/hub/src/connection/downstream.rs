@@ -231,9 +231,10 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
             .as_ref()
             .map(|g| g.api_key.clone())
             .unwrap_or_else(|| previous.as_ref().and_then(|p| p.gateway_api_key.clone())),
-        gateway_enabled: gateway
-            .as_ref()
-            .map_or_else(|| previous.as_ref().is_none_or(|p| p.gateway_enabled), |g| g.enabled),
+        gateway_enabled: gateway.as_ref().map_or_else(
+            || previous.as_ref().is_none_or(|p| p.gateway_enabled),
+            |g| g.enabled,
+        ),
         proxy: proxy
             .as_ref()
             .map(|p| p.url.clone())
