@@ -7,7 +7,7 @@
 #
 # Environment: REPHUB_BIN (binary; otherwise target/release/rephub is built), LABEL (first column of
 # the table; default the binary's `git describe`-free path), CLIENTS (read clients, default 4),
-# BASELINE_SECS (default 10), READ_PATH (default /api/v1/entries?value=<an address of the file>),
+# BASELINE_SECS (default 10), PROBE_RATE (default 100), READ_PATH (default /api/v1/entries?value=<an address of the file>),
 # BENCH_DATA (where the generated file is kept, default ./bench-data).
 #
 # Each run, on loopback only:
@@ -16,7 +16,10 @@
 #     import alone. The hub is stopped.
 #  B. a new hub on a new empty data dir; CLIENTS processes send GET READ_PATH with
 #     `Authorization: Bearer <admin key>` back to back (scripts/read_load.py): BASELINE_SECS with
-#     nothing else running, then the same import as in A, then BASELINE_SECS more.
+#     nothing else running, then the same import as in A, then BASELINE_SECS more. One more
+#     process sends the same GET open-loop, PROBE_RATE (default 100) a second on a schedule, each
+#     on a new connection: its latency, from when it was due, is what a reader arriving at any
+#     moment sees (closed-loop clients stuck behind the import send nothing, hiding the stall).
 # The hub gets max_body_mib = 512 (the file is ~176 MB for 1M lines; the default is 64) and
 # request_timeout_secs = 900 from a config file. Prints one markdown row per run, then the table.
 set -euo pipefail
@@ -41,6 +44,7 @@ csv="$data/ipv4-$n.csv"
 probe=$(awk -F, 'NR >= 1000 && $1 !~ /\// {print $1; exit}' "$csv")
 path=${READ_PATH:-/api/v1/entries?value=$probe}
 
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # the hub and the probe may hold many connections
 work=$(mktemp -d)
 hub=""
 stop_hub() {
@@ -103,7 +107,7 @@ for run in $(seq "$runs"); do
     start_hub "$work/b$run"
     import_cmd "$work/b$run/import"
     python3 scripts/read_load.py --url "$url" --path "$path" --key "$key" --clients "$clients" \
-        --baseline "$baseline" --workdir "$work/b$run" -- "${cmd[@]}" \
+        --baseline "$baseline" --probe-rate "${PROBE_RATE:-100}" --workdir "$work/b$run" -- "${cmd[@]}" \
         >"$work/b$run/result.json"
     echo "run $run, import with reads: $(head -1 "$work/b$run/import")" >&2
     stop_hub
@@ -112,12 +116,14 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 label, run, load, alone = sys.argv[2:6]
 code, secs = alone.split()
-b, d, a, i = r["before"], r["during"], r["after"], r["import"]
+b, d, a, i, p = r["before"], r["during"], r["after"], r["import"], r["probe"]
 imp_code = i["stdout"].split()[0] if i["stdout"] else "?"
 ok = code == "200" and imp_code == "200"
-print(f"| {label} | {run} | {load} | {float(secs):.2f} | {i['wall_s']:.2f} | {b['reads_per_s']:,.0f} "
-      f"| {d['reads_per_s']:,.0f} | {d['p50_ms']} | {d['p99_ms']} | {d['max_ms']} "
-      f"| {d['longest_no_read_ms']} | {a['reads_per_s']:,.0f} | {b['errors'] + d['errors'] + a['errors']}"
+errors = sum(x["errors"] for x in (b, d, a, p["before"], p["during"], p["after"]))
+print(f"| {label} | {run} | {load} | {float(secs):.2f} | {i['wall_s']:.2f} "
+      f"| {b['reads_per_s']:,.0f} | **{d['reads_per_s']:,.0f}** | {a['reads_per_s']:,.0f} "
+      f"| {p['during']['p50_ms']} | **{p['during']['p99_ms']}** | {p['during']['max_ms']} "
+      f"| {p['before']['p99_ms']} | {d['p99_ms']} / {d['max_ms']} | {d['longest_no_read_ms']} | {errors}"
       f"{'' if ok else ' (import HTTP ' + code + '/' + imp_code + ')'} |")
 PY
 )
@@ -128,8 +134,8 @@ PY
 done
 
 echo
-echo "N = $n lines ($(basename "$csv")), $clients read clients, GET $path"
+echo "N = $n lines ($(basename "$csv")), $clients closed-loop read clients + an open-loop probe at ${PROBE_RATE:-100}/s, GET $path"
 echo
-echo "| binary | run | before the run: load (1 min), CPU busy | import alone s | import with reads s | reads/s, no import (empty DB, before it) | reads/s during import | p50 ms during | p99 ms during | max ms during | longest gap without a read, ms | reads/s, no import (after it) | non-200 |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | run | before the run: load (1 min), CPU busy | import alone s | import with reads s | reads/s, no import (before it) | reads/s during import | reads/s, no import (after it) | probe p50 ms during | probe p99 ms during | probe max ms during | probe p99 ms, no import | clients' p99 / max ms during | longest time without a completed read, ms | non-200 |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -16,14 +16,22 @@ p99 and max over the requests that STARTED inside the phase, however long they t
 behind the import counts with its whole wait, even if it ends after the import); non-200 answers;
 and for the import phase the longest time with no read completing. Prints one JSON object.
 
+Closed-loop clients hide stalls: a client stuck 7 s behind an import sends one request in those
+7 s, so its wait is one sample among thousands (coordinated omission). So one more process, the
+probe, sends the same GET open-loop: on a fixed schedule (--probe-rate a second, each on a new
+connection, never waiting for earlier answers); a probe's latency is measured from the moment it was
+due. Its p50, p99 and max per phase are the latency a reader arriving at a random moment sees.
+
 Every loop is bounded: by the stop signal, by --max-secs and by a request count.
 """
 
 import argparse
+import asyncio
 import http.client
 import json
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -61,6 +69,59 @@ def client(i, url, path, headers, stop, max_secs, out):
         recs.extend((t0, time.monotonic(), float(status)))
         n += 1
     conn.close()
+    with open(out, "wb") as f:
+        recs.tofile(f)
+
+
+def probe(url, path, key, rate, stop, max_secs, out):
+    """Open loop: request k is due at t0 + k / rate, sent then on its own connection."""
+    u = urlsplit(url)
+    assert u.hostname in ("127.0.0.1", "localhost", "::1"), "loopback only"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    max_outstanding = max(16, min(hard, 65536) - 64)
+    req = (f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {key}\r\n"
+           "Connection: close\r\n\r\n").encode()
+    recs = array("d")
+
+    async def one(due):
+        status = 0
+        try:
+            r, w = await asyncio.open_connection(u.hostname, u.port)
+            w.write(req)
+            await w.drain()
+            line = await r.readline()
+            parts = line.split()
+            status = int(parts[1]) if len(parts) > 1 else 0
+            await r.read()  # until the hub closes (Connection: close)
+            w.close()
+        except (OSError, ValueError):
+            pass
+        recs.extend((due, time.monotonic(), float(status)))
+
+    async def run():
+        t0 = time.monotonic()
+        deadline = t0 + max_secs
+        tasks = set()
+        k = 0
+        while not stop.is_set() and k < rate * max_secs:
+            due = t0 + k / rate
+            now = time.monotonic()
+            if due > deadline:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            if len(tasks) >= max_outstanding:
+                recs.extend((due, due, -1.0))  # not sent: too many open; counted as an error
+            else:
+                t = asyncio.ensure_future(one(due))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            k += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=max_secs)
+
+    asyncio.run(run())
     with open(out, "wb") as f:
         recs.tofile(f)
 
@@ -103,6 +164,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--baseline", type=float, default=10.0)
     ap.add_argument("--max-secs", type=float, default=900.0)
+    ap.add_argument("--probe-rate", type=float, default=100.0)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("import_cmd", nargs=argparse.REMAINDER, help="-- command to run in the import phase")
     a = ap.parse_args()
@@ -118,6 +180,8 @@ def main():
         mp.Process(target=client, args=(i, a.url, a.path, headers, stop, bound, outs[i]))
         for i in range(a.clients)
     ]
+    probe_out = os.path.join(a.workdir, "probe.bin")
+    procs.append(mp.Process(target=probe, args=(a.url, a.path, a.key, a.probe_rate, stop, bound, probe_out)))
     for p in procs:
         p.start()
     time.sleep(1.0)  # warm-up: connections open, first answers
@@ -134,12 +198,14 @@ def main():
         if p.is_alive():
             p.terminate()
             p.join(5)
-    recs = []
-    for o in outs:
+    def load(path):
         arr = array("d")
-        with open(o, "rb") as f:
+        with open(path, "rb") as f:
             arr.frombytes(f.read())
-        recs.extend(zip(arr[0::3], arr[1::3], arr[2::3]))
+        return list(zip(arr[0::3], arr[1::3], arr[2::3]))
+
+    recs = [r for o in outs for r in load(o)]
+    probes = load(probe_out)
     print(json.dumps({
         "clients": a.clients,
         "import": {
@@ -151,6 +217,12 @@ def main():
         "before": phase_stats(recs, t_b0, t_i0),
         "during": phase_stats(recs, t_i0, t_i1),
         "after": phase_stats(recs, t_i1, t_a1),
+        "probe_rate": a.probe_rate,
+        "probe": {
+            "before": phase_stats(probes, t_b0, t_i0),
+            "during": phase_stats(probes, t_i0, t_i1),
+            "after": phase_stats(probes, t_i1, t_a1),
+        },
     }))
 
 
