@@ -218,6 +218,13 @@ def main():
         "during": phase_stats(recs, t_i0, t_i1),
         "after": phase_stats(recs, t_i1, t_a1),
         "probe_rate": a.probe_rate,
+        # Every probe from 1 s before the import to 1 s after it: [due ms, latency ms, status],
+        # times from the import's start, to see when in the import the slow ones were due.
+        "probe_timeline": [
+            [round((s - t_i0) * 1000, 1), round((e - s) * 1000, 2), int(st)]
+            for (s, e, st) in sorted(probes)
+            if t_i0 - 1 <= s < t_i1 + 1
+        ],
         "probe": {
             "before": phase_stats(probes, t_b0, t_i0),
             "during": phase_stats(probes, t_i0, t_i1),
