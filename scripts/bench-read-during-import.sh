@@ -5,10 +5,11 @@
 #   scripts/bench-read-during-import.sh [N] [RUNS]       (defaults: 1000000, 2)
 #   REPHUB_BIN=/path/to/rephub scripts/bench-read-during-import.sh    (that binary, no build)
 #
-# Environment: REPHUB_BIN (binary; otherwise target/release/rephub is built), LABEL (first column of
-# the table; default the binary's `git describe`-free path), CLIENTS (read clients, default 4),
-# BASELINE_SECS (default 10), PROBE_RATE (default 100), READ_PATH (default /api/v1/entries?value=<an address of the file>),
-# BENCH_DATA (where the generated file is kept, default ./bench-data).
+# Environment: REPHUB_BIN (binary; otherwise target/release/rephub is built), LABEL (first column
+# of the table; default the binary's path), CLIENTS (closed-loop read clients, default 4; 0: the
+# probe only), BASELINE_SECS (default 10), PROBE_RATE (default 100), READ_PATH (default
+# /api/v1/entries?value=<an address of the file>), BENCH_DATA (where the generated file and each
+# run's result JSON are kept, default ./bench-data).
 #
 # Each run, on loopback only:
 #  A. a hub on an empty data dir; POST /repEntries/import (multipart, X-SMS-API-KEY, type=ipv4) of
