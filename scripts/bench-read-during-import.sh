@@ -130,7 +130,7 @@ PY
 )
     echo "$row" >&2
     rows+=("$row")
-    cp "$work/b$run/result.json" "$data/read-during-import-$(basename "$label")-$run.json" 2>/dev/null || true
+    cp "$work/b$run/result.json" "$data/read-during-import-$(basename "$label")-$(date +%Y%m%d-%H%M%S)-$run.json" 2>/dev/null || true
     rm -rf "$work/b$run"
 done
 
