@@ -4,10 +4,13 @@
 # applied every entry (its cursor reaches the import's last sequence number)?
 #   scripts/bench-bulk-propagation.sh FILE.csv       (e.g. a file from scripts/gen_dataset.py)
 set -euo pipefail
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 file=${1:?usage: $0 FILE.csv}
-cargo build --release -q -p rephub
-bin=$PWD/target/release/rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 work=$(mktemp -d)
 trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
 port=$((19300 + $$ % 200))

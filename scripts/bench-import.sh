@@ -7,10 +7,13 @@
 set -euo pipefail
 n=${1:-1000000}
 work=${2:-bench-data}
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 mkdir -p "$work"
-cargo build --release -q -p rephub
-bin=target/release/rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 csv="$work/mixed-$n.csv"
 [ -s "$csv" ] || python3 scripts/gen_dataset.py --count "$n" --seed 1 --out "$csv"
 db="$work/import-$n"

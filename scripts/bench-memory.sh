@@ -2,9 +2,12 @@
 # Hub memory with two profiles ("all" selects every entry, "high only" the High ones) on a copy of
 # DATABASE_FILE, and the time to restart with them.  scripts/bench-memory.sh DATABASE_FILE
 set -euo pipefail
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
-cargo build --release -q -p rephub
-bin=$PWD/target/release/rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 db=${1:?usage: $0 DATABASE_FILE}
 work=$(mktemp -d)
 trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT

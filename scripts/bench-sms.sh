@@ -4,14 +4,18 @@
 #  2. sustained /repEntries/add with wrk (each request a new IPv4 entry with one tag).
 #   scripts/bench-sms.sh [SECONDS] [CONNECTIONS]     (defaults: 10, 64); needs wrk (apt-get install wrk)
 set -euo pipefail
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
-cargo build --release -q -p rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 work=$(mktemp -d)
 trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
 port=$((19000 + $$ % 1000))
-target/release/rephub --data-dir "$work/data" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+"$bin" --data-dir "$work/data" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!
 for _ in $(seq 50); do grep -q rh_ "$work/out" 2>/dev/null && break; sleep 0.1; done
 key=$(grep -oE 'rh_[0-9a-f]{64}' "$work/out")

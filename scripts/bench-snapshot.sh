@@ -3,10 +3,13 @@
 # selecting every entry, one device; time its full snapshot (plain and gzip) and report hub memory.
 #   scripts/bench-snapshot.sh DATABASE_FILE
 set -euo pipefail
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 db=${1:?usage: $0 DATABASE_FILE (e.g. bench-data/import-1000000/rephub.db)}
-cargo build --release -q -p rephub
-bin=$PWD/target/release/rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 work=$(mktemp -d)
 trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/data"

@@ -9,6 +9,7 @@
 # memory backend. Stock medallion (`memory`) is quadratic in the collection size on every request:
 # see tests/peers/README.md for its figures (no answer within 15 minutes at 100,000).
 set -euo pipefail
+[ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 n=${1:-100000}
 backend=${2:-fast}
@@ -19,7 +20,10 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 pids=()
 trap cleanup EXIT
 
-cargo build --release --quiet -p rephub
+if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
+    cargo build --release -q -p rephub
+    bin=$PWD/target/release/rephub
+fi
 t0=$(date +%s.%N)
 python3 tests/peers/taxii_data.py --out "$work/taxii" --count "$n" --port "$port" --backend "$backend" >/dev/null
 echo "generated $n indicators in $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s"
@@ -55,7 +59,7 @@ page_size = 100
 interval_secs = 3600
 EOF
 t0=$(date +%s.%N)
-./target/release/rephub serve --config "$work/hub.toml" >"$work/hub.log" 2>&1 &
+"$bin" serve --config "$work/hub.toml" >"$work/hub.log" 2>&1 &
 pids+=($!)
 key=""
 for _ in $(seq 100); do
