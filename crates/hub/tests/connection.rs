@@ -63,6 +63,53 @@ fn chain(e: &reqwest::Error) -> String {
     s
 }
 
+/// A downstream enrolled with `up` as `name`, its certificate, key and the CA written to files as
+/// a downstream keeps them, and the upstream's HTTPS URL.
+struct Enrolled {
+    dir: tempfile::TempDir,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    url: String,
+}
+
+async fn enrolled(up: &Hub, name: &str) -> Enrolled {
+    let t = token(up, name).await;
+    let (key, csr) = rephub_hub::make_csr(name).unwrap();
+    let (s, v) = enroll(up, t["token"].as_str().unwrap(), &csr).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: &str| {
+        let p = dir.path().join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert, key, ca) = (
+        write("client.pem", v["certificate"].as_str().unwrap()),
+        write("client.key", &key),
+        write("ca.pem", v["ca"].as_str().unwrap()),
+    );
+    let url = format!(
+        "https://localhost:{}",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    Enrolled {
+        dir,
+        cert,
+        key,
+        ca,
+        url,
+    }
+}
+
+/// A `visionone` source `name` that connects with `e`'s certificate, trusting `ca`.
+fn mtls_source(name: &str, e: &Enrolled, ca: &std::path::Path) -> rephub_hub::SourceSpec {
+    serde_json::from_value(json!({
+        "kind": "visionone", "name": name, "url": e.url, "interval_secs": 3600,
+        "client_cert_file": e.cert, "client_key_file": e.key, "ca_file": ca}))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_downstream_enrolls_once_and_calls_with_its_certificate_until_revoked() {
     let h = Hub::start().await;
@@ -239,29 +286,8 @@ async fn suspicious_objects_flow_down_over_mutual_tls() {
         .map(|i| json!({"value": format!("10.9.{}.{}", i / 256, i % 256)}))
         .collect();
     up.add(Value::Array(many)).await;
-    let t = token(&up, "branch-7").await;
-    let (key, csr) = rephub_hub::make_csr("branch-7").unwrap();
-    let (s, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let files = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = files.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let (cert, key, ca) = (
-        write("client.pem", v["certificate"].as_str().unwrap()),
-        write("client.key", &key),
-        write("ca.pem", v["ca"].as_str().unwrap()),
-    );
-    let url = format!(
-        "https://localhost:{}",
-        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
-    );
-    let spec: rephub_hub::SourceSpec = serde_json::from_value(json!({
-        "kind": "visionone", "name": "upstream", "url": url, "interval_secs": 3600,
-        "client_cert_file": cert, "client_key_file": key, "ca_file": ca}))
-    .unwrap();
+    let e = enrolled(&up, "branch-7").await;
+    let spec = mtls_source("upstream", &e, &e.ca);
     let down = Hub::start_with(move |c, _| {
         c.tls = false;
         c.sources.push(spec);
@@ -313,29 +339,10 @@ async fn the_certificate_is_renewed_before_it_expires_and_syncs_go_on() {
     let up = Hub::start().await;
     up.add(json!([{"value": "203.0.113.10", "tags": {"Trend Micro Severity": "High"}}]))
         .await;
-    let t = token(&up, "branch-9").await;
-    let (key, csr) = rephub_hub::make_csr("branch-9").unwrap();
-    let (_, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
-    let files = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = files.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let first = v["certificate"].as_str().unwrap().to_string();
-    let (cert, key, ca) = (
-        write("client.pem", &first),
-        write("client.key", &key),
-        write("ca.pem", v["ca"].as_str().unwrap()),
-    );
-    let url = format!(
-        "https://localhost:{}",
-        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
-    );
-    let spec: rephub_hub::SourceSpec = serde_json::from_value(json!({
-        "kind": "visionone", "name": "upstream", "url": url, "interval_secs": 3600,
-        "client_cert_file": cert.clone(), "client_key_file": key.clone(), "ca_file": ca}))
-    .unwrap();
+    let e = enrolled(&up, "branch-9").await;
+    let (cert, key) = (e.cert.clone(), e.key.clone());
+    let first = std::fs::read_to_string(&cert).unwrap();
+    let spec = mtls_source("upstream", &e, &e.ca);
     let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
     let down = Hub::start_with_clock(clock.clone(), move |c, _| {
         c.tls = false;
@@ -391,7 +398,7 @@ async fn the_certificate_is_renewed_before_it_expires_and_syncs_go_on() {
     let st = down.run("/api/v1/sources/upstream/sync").await;
     assert_eq!(st["status"], "In sync", "{st}");
     assert!(down.owned("upstream").await.contains("203.0.113.11"));
-    assert!(!files.path().join("client.pem.new").exists());
+    assert!(!e.dir.path().join("client.pem.new").exists());
 }
 
 /// The downstream's side as one resource: connect with a token and the CA fingerprint (nothing is
@@ -537,32 +544,14 @@ async fn expired_tokens_foreign_servers_and_an_unreachable_upstream_during_renew
     let other_ca = common::text(other.http.get(other.url("/api/v1/ca.pem")))
         .await
         .1;
-    let t = token(&up, "branch-3").await;
-    let (key, csr) = rephub_hub::make_csr("branch-3").unwrap();
-    let (_, v) = enroll(&up, t["token"].as_str().unwrap(), &csr).await;
-    let files = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = files.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let (cert, key) = (
-        write("client.pem", v["certificate"].as_str().unwrap()),
-        write("client.key", &key),
+    let e = enrolled(&up, "branch-3").await;
+    let wrong_ca = e.dir.path().join("other.pem");
+    std::fs::write(&wrong_ca, &other_ca).unwrap();
+    let (cert, tls) = (e.cert.clone(), up.hub.as_ref().unwrap().tls_addr.unwrap());
+    let (pinned_wrong, pinned) = (
+        mtls_source("wrong", &e, &wrong_ca),
+        mtls_source("right", &e, &e.ca),
     );
-    let (ca, wrong_ca) = (
-        write("ca.pem", v["ca"].as_str().unwrap()),
-        write("other.pem", &other_ca),
-    );
-    let tls = up.hub.as_ref().unwrap().tls_addr.unwrap();
-    let url = format!("https://localhost:{}", tls.port());
-    let source = |name: &str, ca: &std::path::Path| -> rephub_hub::SourceSpec {
-        serde_json::from_value(json!({
-            "kind": "visionone", "name": name, "url": url, "interval_secs": 3600,
-            "client_cert_file": cert, "client_key_file": key, "ca_file": ca}))
-        .unwrap()
-    };
-    let (pinned_wrong, pinned) = (source("wrong", &wrong_ca), source("right", &ca));
     let down_clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
     let down = Hub::start_with_clock(down_clock.clone(), move |c, _| {
         c.tls = false;

@@ -6,12 +6,15 @@
 //! Traffic stays inside namespaces the tests create and on loopback; every wait is bounded.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::io::BufRead;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use common::Proc;
 
 fn sh(cmd: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(cmd).output().unwrap()
@@ -97,16 +100,6 @@ impl Drop for Net {
     }
 }
 
-/// A child process killed when the test ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind((ip, 0))
         .unwrap()
@@ -115,36 +108,9 @@ fn free_port(ip: &str) -> u16 {
         .port()
 }
 
-/// `rephub serve` on `addr`; returns the process and, on first start, the admin key.
+/// `rephub serve` on `addr`; the admin key if this start made one.
 fn serve(data: &Path, addr: &str) -> (Proc, Option<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
-        .args([
-            "serve",
-            "--listen",
-            addr,
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("REPHUB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut key = None;
-    loop {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(k) = l.trim().strip_prefix("rh_") {
-            key = Some(format!("rh_{k}"));
-        }
-        if l.starts_with("rephub hub listening on http://") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (Proc(child), key)
+    common::serve(data, addr, "127.0.0.1:0")
 }
 
 struct Api {

@@ -2,71 +2,18 @@
 //! cut off in the middle goes on after a restart, and the target ends up with everything, once.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::io::BufRead;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A hub process, killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Proc, call, free_port};
 
 /// `rephub serve` on `port`; the admin key if this start made one.
 fn serve(data: &Path, port: u16) -> (Proc, Option<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--tls-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("REPHUB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut key = None;
-    loop {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(k) = l.trim().strip_prefix("rh_") {
-            key = Some(format!("rh_{k}"));
-        }
-        if l.starts_with("rephub hub listening on http://") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    (Proc(child), key)
-}
-
-fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> Value {
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let mut r = http.request(method, url).bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().unwrap();
-    let status = r.status();
-    let v: Value = r.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
+    common::serve(data, &format!("127.0.0.1:{port}"), "127.0.0.1:0")
 }
 
 /// How many entries a hub has in 10.0.0.0/8.

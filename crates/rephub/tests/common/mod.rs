@@ -1,0 +1,72 @@
+//! What the binary's integration tests share: a `rephub serve` process, and JSON calls to it.
+// Every test binary includes this module and uses a part of it; the rest would warn.
+#![allow(dead_code)]
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A hub process, killed (SIGKILL) when dropped.
+pub(crate) struct Proc(pub(crate) Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rephub serve` on `listen` (HTTPS on `tls_listen`); the admin key if this start made one.
+/// Returns once the hub listens.
+pub(crate) fn serve(data: &Path, listen: &str, tls_listen: &str) -> (Proc, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args(["serve", "--listen", listen, "--tls-listen", tls_listen])
+        .arg("--data-dir")
+        .arg(data)
+        .env("REPHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = None;
+    loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(k) = l.trim().strip_prefix("rh_") {
+            key = Some(format!("rh_{k}"));
+        }
+        if l.starts_with("rephub hub listening on http://") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (Proc(child), key)
+}
+
+/// A call with a bearer key that must succeed: the answer (JSON, or null).
+pub(crate) fn call(method: reqwest::Method, url: &str, key: &str, body: Option<Value>) -> Value {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut r = http.request(method, url).bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{url}: {status} {v}");
+    v
+}
