@@ -127,8 +127,21 @@ async fn a_downstream_enrolls_once_and_calls_with_its_certificate_until_revoked(
         .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&der)), t["ca_fingerprint"]);
 
-    // Enrollment: the downstream's key never leaves it, only its request.
-    let (key, csr) = rephub_hub::make_csr("whatever-it-asks").unwrap();
+    // A request for another name is refused, and does not use the token up.
+    let (_, other) = rephub_hub::make_csr("whatever-it-asks").unwrap();
+    let (s, v) = enroll(&h, secret, &other).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "csr");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"whatever-it-asks\" but the token was made for \"branch-1\""),
+        "{v}"
+    );
+    // Enrollment: the downstream's key never leaves it, only its request (subject left empty:
+    // the upstream names it).
+    let (key, csr) = rephub_hub::make_csr("").unwrap();
     let (s, v) = enroll(&h, secret, &csr).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["name"], "branch-1");
@@ -207,7 +220,7 @@ async fn a_downstream_enrolls_once_and_calls_with_its_certificate_until_revoked(
 #[tokio::test]
 async fn bad_tokens_requests_and_certificates_are_refused_with_the_reason() {
     let h = Hub::start().await;
-    let (_, csr) = rephub_hub::make_csr("x").unwrap();
+    let (_, csr) = rephub_hub::make_csr("").unwrap();
     let (s, v) = enroll(&h, "rhe_nope", &csr).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(

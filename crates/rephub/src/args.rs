@@ -102,14 +102,20 @@ pub enum Command {
         /// The SHA-256 of the upstream's CA, given with the token.
         #[arg(long)]
         fingerprint: String,
-        /// Suspicious-object download interval, seconds (default 60, or the previous setting).
-        #[arg(long)]
-        interval_secs: Option<u64>,
+        #[command(flatten)]
+        settings: ConnectionSettings,
     },
     /// Disconnect this hub (--hub) from its upstream; what it synced is kept.
     Disconnect,
-    /// Show this hub's (--hub) connection to its upstream and its status.
-    Connection,
+    /// Show this hub's (--hub) connection to its upstream and its status; with settings, change
+    /// them first (no token needed); with --test, run Test Connectivity.
+    Connection {
+        #[command(flatten)]
+        settings: ConnectionSettings,
+        /// Check each enabled feature against the upstream (changes nothing).
+        #[arg(long)]
+        test: bool,
+    },
     /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
     Compact {
         /// Keep this many most recent changes.
@@ -413,4 +419,49 @@ pub(crate) fn new_category(c: CategoriesCommand) -> anyhow::Result<NewCategory> 
         kind,
         description,
     })
+}
+
+/// Settings of a connection (`rephub connect`, `rephub connection`). Absent: the previous one.
+#[derive(Debug, Default, clap::Args)]
+pub struct ConnectionSettings {
+    /// Suspicious-object download interval, seconds (default 60).
+    #[arg(long)]
+    pub interval_secs: Option<u64>,
+    /// Switch features on: suspicious_object_sync, policy_inventory, event_sharing,
+    /// filter_status_sharing, network_telemetry (repeatable).
+    #[arg(long, value_name = "FEATURE")]
+    pub enable: Vec<String>,
+    /// Switch features off (repeatable).
+    #[arg(long, value_name = "FEATURE")]
+    pub disable: Vec<String>,
+    /// Service gateway URL (an HTTP forward proxy that takes an API key).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// File holding the gateway's API key (kept out of the process list).
+    #[arg(long, requires = "gateway")]
+    pub gateway_key_file: Option<PathBuf>,
+    /// Use the gateway (default) or not.
+    #[arg(long)]
+    pub gateway_enabled: Option<bool>,
+    /// HTTP proxy URL (CONNECT).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Proxy user name.
+    #[arg(long, requires = "proxy")]
+    pub proxy_username: Option<String>,
+    /// File holding the proxy password.
+    #[arg(long, requires = "proxy")]
+    pub proxy_password_file: Option<PathBuf>,
+}
+
+impl ConnectionSettings {
+    /// Whether anything is set.
+    pub fn any(&self) -> bool {
+        self.interval_secs.is_some()
+            || !self.enable.is_empty()
+            || !self.disable.is_empty()
+            || self.gateway.is_some()
+            || self.gateway_enabled.is_some()
+            || self.proxy.is_some()
+    }
 }

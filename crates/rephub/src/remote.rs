@@ -311,14 +311,13 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             upstream,
             token,
             fingerprint,
-            interval_secs,
+            settings,
         } => {
-            let mut body = serde_json::json!({"token": token, "ca_fingerprint": fingerprint});
+            let mut body = settings_json(&settings)?;
+            body["token"] = serde_json::json!(token);
+            body["ca_fingerprint"] = serde_json::json!(fingerprint);
             if let Some(u) = upstream {
                 body["upstream"] = serde_json::json!(u);
-            }
-            if let Some(i) = interval_secs {
-                body["interval_secs"] = serde_json::json!(i);
             }
             let v = remote.send(
                 remote
@@ -338,9 +337,29 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(Status::Ok)
         }
-        Command::Connection => {
-            let v = remote.get("/api/v1/connection", &[])?;
+        Command::Connection { settings, test } => {
+            if settings.any() {
+                remote.send(
+                    remote
+                        .http
+                        .patch(format!("{}/api/v1/connection", remote.base))
+                        .json(&settings_json(&settings)?),
+                )?;
+            }
+            let v = if test {
+                remote.send(
+                    remote
+                        .http
+                        .post(format!("{}/api/v1/connection/test", remote.base)),
+                )?
+            } else {
+                remote.get("/api/v1/connection", &[])?
+            };
             println!("{}", serde_json::to_string_pretty(&v)?);
+            // Test Connectivity that found a failure is a failing command.
+            if test && v["ok"] == serde_json::json!(false) {
+                return Ok(Status::Failed);
+            }
             Ok(Status::Ok)
         }
         Command::Stats => {
@@ -436,4 +455,48 @@ fn tag_text(v: &Value) -> String {
             .join("~~~"),
         other => other.to_string(),
     }
+}
+
+/// The body of `PUT`/`PATCH /api/v1/connection` for `s`; secrets are read from their files.
+fn settings_json(s: &crate::args::ConnectionSettings) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let read = |p: &std::path::Path| -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .trim()
+            .to_string())
+    };
+    let mut body = serde_json::json!({});
+    if let Some(i) = s.interval_secs {
+        body["interval_secs"] = serde_json::json!(i);
+    }
+    let mut features = serde_json::Map::new();
+    for (names, on) in [(&s.enable, true), (&s.disable, false)] {
+        for n in names {
+            features.insert(n.clone(), serde_json::json!(on));
+        }
+    }
+    if !features.is_empty() {
+        body["features"] = serde_json::Value::Object(features);
+    }
+    if let Some(url) = &s.gateway {
+        let mut g = serde_json::json!({"url": url, "enabled": s.gateway_enabled.unwrap_or(true)});
+        if let Some(f) = &s.gateway_key_file {
+            g["api_key"] = serde_json::json!(read(f)?);
+        }
+        body["gateway"] = g;
+    } else if s.gateway_enabled.is_some() {
+        anyhow::bail!("--gateway-enabled needs --gateway (the gateway's URL)");
+    }
+    if let Some(url) = &s.proxy {
+        let mut p = serde_json::json!({"url": url});
+        if let Some(u) = &s.proxy_username {
+            p["username"] = serde_json::json!(u);
+        }
+        if let Some(f) = &s.proxy_password_file {
+            p["password"] = serde_json::json!(read(f)?);
+        }
+        body["proxy"] = p;
+    }
+    Ok(body)
 }

@@ -29,6 +29,8 @@ pub struct Downstream {
     pub serial: Vec<u8>,
     pub not_after: i64,
     pub revoked_at: Option<i64>,
+    /// Sandbox URL analysis, switched on for it by the upstream's admin.
+    pub sandbox: bool,
 }
 
 /// An issued client certificate that is still good: not expired, its downstream not revoked.
@@ -75,4 +77,11 @@ pub trait ConnectionStore {
     ) -> Result<(), StoreError>;
     /// Certificates that are good at `now`.
     fn active_certificates(&self, now: i64) -> Result<Vec<ActiveCertificate>, StoreError>;
+    /// Switch sandbox URL analysis on or off for a downstream. Returns whether it exists.
+    fn set_downstream_sandbox(&mut self, id: i64, on: bool) -> Result<bool, StoreError>;
+
+    /// The downstream's side: the connection's features that were ever set, by name.
+    fn connection_features(&self) -> Result<Vec<(String, bool)>, StoreError>;
+    /// Set features (others keep their state), in one transaction.
+    fn set_connection_features(&mut self, features: &[(String, bool)]) -> Result<(), StoreError>;
 }

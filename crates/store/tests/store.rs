@@ -77,6 +77,7 @@ macro_rules! backend_suite {
                 taken_names_are_conflicts,
                 ids_are_never_reused,
                 enrollment_tokens_are_used_once_and_certificates_follow_revocation,
+                connection_features_are_kept_and_sandbox_is_granted_per_downstream,
             );
         }
     };
@@ -916,6 +917,32 @@ fn enrollment_tokens_are_used_once_and_certificates_follow_revocation<S: TestBac
         s.enroll(t4.id, None, b"serial-6", T0),
         Err(StoreError::Conflict(_))
     ));
+}
+
+/// The downstream's feature switches are set together and kept; the upstream grants sandbox URL
+/// analysis per downstream, and a reconnection keeps the grant.
+fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<S: TestBackend>() {
+    let mut d = db::<S>();
+    let s = &mut d.store;
+    assert!(s.connection_features().unwrap().is_empty());
+    let set = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+        v.iter().map(|(f, on)| ((*f).to_string(), *on)).collect()
+    };
+    s.set_connection_features(&set(&[("event_sharing", true), ("network_telemetry", true)]))
+        .unwrap();
+    s.set_connection_features(&set(&[("network_telemetry", false)]))
+        .unwrap();
+    assert_eq!(
+        s.connection_features().unwrap(),
+        set(&[("event_sharing", true), ("network_telemetry", false)])
+    );
+    let t = s.add_enrollment_token("b", b"h1", T0 + 86_400).unwrap();
+    let ds = s.enroll(t.id, None, b"serial-1", T0 + 86_400).unwrap();
+    assert!(!ds.sandbox);
+    assert!(s.set_downstream_sandbox(ds.id, true).unwrap());
+    assert!(!s.set_downstream_sandbox(ds.id + 100, true).unwrap());
+    let t2 = s.add_enrollment_token("b", b"h2", T0 + 86_400).unwrap();
+    assert!(s.enroll(t2.id, None, b"serial-2", T0 + 86_400).unwrap().sandbox);
 }
 
 /// A deleted row's id is never handed out again: a new filter must not silently join the profiles

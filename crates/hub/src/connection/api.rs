@@ -4,7 +4,9 @@
 //!   life (default 24 h), shown once, kept hashed; revocable until used.
 //! - `POST /api/v1/enroll` (the token is the credential): a downstream sends its token and a
 //!   certificate signing request; it gets a client certificate for a year and the CA to pin.
-//! - `GET /api/v1/downstreams`, `DELETE …/{id}` (revoke: its next request is refused).
+//! - `GET /api/v1/downstreams`, `DELETE …/{id}` (revoke: its next request is refused),
+//!   `PATCH …/{id}` (`{"sandbox_url_analysis": true}`: switched on from this side).
+//! - `GET /api/v1/downstream` (a downstream's certificate): its own record, what it was granted.
 //! - `GET /api/v1/ca.pem`: the CA certificate (public), whose SHA-256 a downstream compares with
 //!   the fingerprint given with its token before trusting it.
 
@@ -18,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use rephub_model::format_utc;
-use rephub_store::{ConnectionStore, EnrollmentToken, StoreError};
+use rephub_store::{ConnectionStore, Downstream, EnrollmentToken, StoreError};
 
 use super::ca::CsrError;
 use crate::http::auth::{Principal, Who, by_role, guard};
@@ -36,13 +38,18 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let admin = Router::new()
         .route("/api/v1/enrollment-tokens", get(tokens).post(create_token))
         .route("/api/v1/enrollment-tokens/{id}", delete(revoke_token))
-        .route("/api/v1/downstreams/{id}", delete(revoke_downstream));
+        .route(
+            "/api/v1/downstreams/{id}",
+            delete(revoke_downstream).patch(grant),
+        );
     // The token is the enrollment's credential; the CA certificate is public.
     let open = Router::new()
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/ca.pem", get(ca_pem));
     let downstreams_only = guard(
-        Router::new().route("/api/v1/renew", post(renew)),
+        Router::new()
+            .route("/api/v1/renew", post(renew))
+            .route("/api/v1/downstream", get(own_record)),
         state,
         Who::Downstream,
         Dialect::Rest,
@@ -262,17 +269,58 @@ async fn renew(
         .into_response())
 }
 
+fn downstream_json(d: &Downstream) -> Value {
+    json!({"id": d.id, "name": d.name, "address": d.address,
+           "enrolled": format_utc(d.enrolled_at), "serial": hex::encode(&d.serial),
+           "not_after": format_utc(d.not_after), "revoked": d.revoked_at.map(format_utc),
+           "sandbox_url_analysis": d.sandbox})
+}
+
 async fn downstreams(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let rows = state.read(|s| s.downstreams()).await??;
-    let out: Vec<Value> = rows
-        .iter()
-        .map(|d| {
-            json!({"id": d.id, "name": d.name, "address": d.address,
-                   "enrolled": format_utc(d.enrolled_at), "serial": hex::encode(&d.serial),
-                   "not_after": format_utc(d.not_after), "revoked": d.revoked_at.map(format_utc)})
-        })
-        .collect();
+    let out: Vec<Value> = rows.iter().map(downstream_json).collect();
     Ok(Json(json!({ "downstreams": out })))
+}
+
+/// A downstream's own record, read with its certificate: how it learns what it was granted.
+async fn own_record(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let id = who.downstream()?.id;
+    let rows = state.read(|s| s.downstreams()).await??;
+    let d = rows
+        .iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| ApiError::not_found("downstream"))?;
+    Ok(Json(downstream_json(d)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    sandbox_url_analysis: bool,
+}
+
+/// `PATCH /api/v1/downstreams/{id}`: what the upstream switches on for a downstream.
+async fn grant(
+    State(state): State<AppState>,
+    P(id): P<i64>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let g: GrantBody = body(&b)?;
+    if !state
+        .exec(move |s| s.set_downstream_sandbox(id, g.sandbox_url_analysis))
+        .await??
+    {
+        return Err(ApiError::not_found("downstream"));
+    }
+    let rows = state.read(|s| s.downstreams()).await??;
+    let d = rows
+        .iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| ApiError::not_found("downstream"))?;
+    Ok(Json(downstream_json(d)))
 }
 
 async fn revoke_downstream(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<StatusCode> {

@@ -86,14 +86,16 @@ impl Ca {
         hex::encode(sha2::Sha256::digest(self.der.as_ref()))
     }
 
-    /// A client certificate for `name` from a downstream's CSR. The subject is `name` whatever the
-    /// CSR asked for; only client authentication; valid a year from `now`.
+    /// A client certificate for `name` from a downstream's CSR: only client authentication;
+    /// valid a year from `now`. The request may leave its subject empty (the downstream need not
+    /// know the name it was given) or name `name`; a request for any other name is refused.
     pub(crate) fn issue(&self, csr_pem: &str, name: &str, now: i64) -> Result<Issued, CsrError> {
         let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
             .map_err(|e| CsrError(format!("not a PEM certificate signing request: {e}")))?;
         let mut csr = CertificateSigningRequestParams::from_der(&der)
             .map_err(|e| CsrError(format!("unusable certificate signing request: {e}")))?;
         check_key(&der, &csr)?;
+        check_names(&der, name)?;
         let serial = random_serial().map_err(|e| CsrError(e.to_string()))?;
         let p = &mut csr.params;
         p.distinguished_name = common_name(name);
@@ -232,12 +234,51 @@ fn check_key(
     ))
 }
 
-/// A key and a certificate signing request for `name` (the downstream's side): (key PEM, CSR PEM).
+/// The names a request asks for (its subject's common names and its DNS, e-mail and URI
+/// alternative names) must all be `name`.
+fn check_names(der: &CertificateSigningRequestDer<'_>, name: &str) -> Result<(), CsrError> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+    let (_, req) = X509CertificationRequest::from_der(der.as_ref())
+        .map_err(|e| CsrError(format!("unreadable certificate signing request: {e}")))?;
+    let info = &req.certification_request_info;
+    let mut asked: Vec<String> = info
+        .subject
+        .iter_common_name()
+        .map(|cn| cn.as_str().unwrap_or("(unreadable)").to_string())
+        .collect();
+    for ext in req.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for g in &san.general_names {
+                match g {
+                    GeneralName::DNSName(n) | GeneralName::RFC822Name(n) | GeneralName::URI(n) => {
+                        asked.push((*n).to_string());
+                    }
+                    other => asked.push(other.to_string()),
+                }
+            }
+        }
+    }
+    match asked.into_iter().find(|a| a != name) {
+        None => Ok(()),
+        Some(other) => Err(CsrError(format!(
+            "the request is for {other:?} but the token was made for {name:?}: leave the subject empty or name {name:?}"
+        ))),
+    }
+}
+
+/// A key and a certificate signing request (the downstream's side): (key PEM, CSR PEM). `name`
+/// is the subject's common name; empty leaves the subject empty (the upstream names it).
 pub fn make_csr(name: &str) -> Result<(String, String), HubError> {
     let crypto = |e: rcgen::Error| HubError::Crypto(format!("making a signing request: {e}"));
     let key = KeyPair::generate().map_err(crypto)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = common_name(name);
+    p.distinguished_name = if name.is_empty() {
+        DistinguishedName::new()
+    } else {
+        common_name(name)
+    };
     let csr = p.serialize_request(&key).map_err(crypto)?;
     Ok((key.serialize_pem(), csr.pem().map_err(crypto)?))
 }
@@ -281,7 +322,15 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (key, csr) = make_csr("asked-for-another-name").unwrap();
+        let (_, other) = make_csr("asked-for-another-name").unwrap();
+        let refused = ca.issue(&other, "branch-1", NOW).unwrap_err().0;
+        assert!(
+            refused.contains("\"asked-for-another-name\"") && refused.contains("\"branch-1\""),
+            "{refused}"
+        );
+        let (_, named) = make_csr("branch-1").unwrap();
+        assert!(ca.issue(&named, "branch-1", NOW).is_ok());
+        let (key, csr) = make_csr("").unwrap();
         assert!(key.contains("PRIVATE KEY") && !csr.contains("PRIVATE"));
         let issued = ca.issue(&csr, "branch-1", NOW).unwrap();
         assert_eq!(issued.not_after, NOW + 365 * 86_400);

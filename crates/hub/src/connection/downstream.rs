@@ -1,13 +1,20 @@
-//! The downstream's side: `/api/v1/connection`, the connectivity settings as one resource.
+//! The downstream's side: `/api/v1/connection`, the connectivity settings as one resource (the
+//! seed's "Connectivity Settings" dialog).
 //!
 //! `PUT` with the upstream's address, an enrollment token and the CA fingerprint that came with it
 //! connects: the hub fetches the upstream's CA and checks its fingerprint, makes a key and a
-//! signing request, enrolls (over TLS pinned to that CA), keeps the pair in the data directory
-//! (`connection/`, the key mode 0600), and runs the suspicious-object sync as a `visionone`
-//! source named `upstream` with that certificate (which renews itself). Nothing is saved unless
-//! every step worked. `GET` shows the settings and the status; `DELETE` disconnects: the sync
+//! signing request, enrolls (over TLS pinned to that CA, by the gateway or proxy when set), keeps
+//! the pair in the data directory (`connection/`, the key mode 0600), and runs the
+//! suspicious-object sync as a `visionone` source named `upstream` with that certificate (which
+//! renews itself). Nothing is saved unless every step worked. `PATCH` changes settings without a
+//! token. `GET` shows the settings and the status of each feature; `DELETE` disconnects: the sync
 //! stops, what it brought is kept, and a new token reconnects with the previous settings.
+//!
+//! The features' switches are kept in the store (`connection_features`); the sync's own settings
+//! (interval, routes) are the source's. The source is enabled exactly when the hub is connected
+//! and the sync is switched on, so a restart after a disconnect starts nothing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use axum::body::Bytes;
@@ -22,11 +29,14 @@ use sha2::Digest as _;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
+use rephub_store::ConnectionStore;
+
 use crate::http::auth::by_role;
-use crate::http::client::error_text;
+use crate::http::client::{self as http, FetchError, Trust, error_text};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::Role;
+use crate::sources::visionone::routes;
 use crate::sources::{SourceSpec, VisionOneSpec, load_state, spawn, store_spec};
 use crate::state::AppState;
 
@@ -35,31 +45,48 @@ pub(crate) const SOURCE: &str = "upstream";
 /// Its origin: changed through this resource only.
 pub(crate) const ORIGIN: &str = "connection";
 
+/// The suspicious-object sync: the one feature built so far (it is the source).
+const SYNC: &str = "suspicious_object_sync";
+/// The features a downstream switches, as the seed's dialog lists them. Each is switched on when
+/// a hub first connects. Only the sync does anything yet; the others are kept for the sharing,
+/// policy and telemetry features to come.
+const SWITCHED_HERE: [&str; 5] = [
+    SYNC,
+    "policy_inventory",
+    "event_sharing",
+    "filter_status_sharing",
+    "network_telemetry",
+];
+/// Switched on from the upstream's side (`PATCH /api/v1/downstreams/{id}` there); the downstream
+/// learns it when it connects and at every Test Connectivity.
+const SANDBOX: &str = "sandbox_url_analysis";
+
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/api/v1/connection", get(show));
     let admin = Router::new()
         .route(
             "/api/v1/connection",
-            axum::routing::put(connect).delete(disconnect),
+            axum::routing::put(connect)
+                .patch(change)
+                .delete(disconnect),
         )
         .route("/api/v1/connection/test", axum::routing::post(test));
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
-#[derive(Debug, Deserialize)]
+/// What `PUT` and `PATCH` may set besides the token. Absent: the previous setting.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConnectBody {
-    /// The upstream hub's HTTPS base URL; the previous one when reconnecting.
-    #[serde(default)]
-    upstream: Option<String>,
-    token: String,
-    /// The SHA-256 of the upstream's CA certificate, given with the token.
-    ca_fingerprint: String,
-    /// Suspicious-object sync: download interval (default 60 s) and state.
+struct Settings {
+    /// Suspicious-object sync: download interval (default 60 s).
     #[serde(default)]
     interval_secs: Option<u64>,
+    /// The same as `features.suspicious_object_sync`.
     #[serde(default)]
     sync_enabled: Option<bool>,
+    /// Feature switches by name.
+    #[serde(default)]
+    features: BTreeMap<String, bool>,
     /// Service gateway: `{"enabled": true, "url": "http://gw:3128", "api_key": "…"}`.
     #[serde(default)]
     gateway: Option<Gateway>,
@@ -101,76 +128,199 @@ fn refused(field: &str, why: impl Into<String>) -> ApiError {
     ApiError::bad(field, why.into())
 }
 
-async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
-    let c: ConnectBody = body(&b)?;
-    let previous = match load_state(&state, SOURCE).await? {
-        Some((SourceSpec::Visionone(s), _, _)) => Some(s),
+fn not_connected() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        None,
+        "not connected: PUT /api/v1/connection with an enrollment token first",
+    )
+}
+
+/// The connection's source as stored, if this hub ever connected.
+async fn previous(state: &AppState) -> ApiResult<Option<VisionOneSpec>> {
+    Ok(match load_state(state, SOURCE).await? {
+        Some((SourceSpec::Visionone(s), _, origin)) if origin == ORIGIN => Some(s),
         _ => None,
+    })
+}
+
+fn onboarded(s: &VisionOneSpec) -> bool {
+    s.client_cert_file.as_ref().is_some_and(|p| p.exists())
+}
+
+/// The feature switches: stored ones over the defaults (all on, sandbox off).
+async fn features(state: &AppState) -> ApiResult<BTreeMap<String, bool>> {
+    let mut out: BTreeMap<String, bool> = SWITCHED_HERE.iter().map(|f| (f.to_string(), true)).collect();
+    out.insert(SANDBOX.into(), false);
+    for (f, on) in state.read(|s| s.connection_features()).await?? {
+        out.insert(f, on);
+    }
+    Ok(out)
+}
+
+/// The switches `settings` asks for, checked (names, and sandbox is not switched here).
+fn switches(settings: &Settings) -> ApiResult<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    for (f, on) in &settings.features {
+        if f == SANDBOX {
+            return Err(refused(
+                "features",
+                "sandbox_url_analysis is switched on from the upstream's side",
+            ));
+        }
+        if !SWITCHED_HERE.contains(&f.as_str()) {
+            return Err(refused(
+                "features",
+                format!("unknown feature {f:?}: one of {}", SWITCHED_HERE.join(", ")),
+            ));
+        }
+        out.push((f.clone(), *on));
+    }
+    if let Some(on) = settings.sync_enabled {
+        if settings.features.get(SYNC).is_some_and(|f| *f != on) {
+            return Err(refused(
+                "sync_enabled",
+                "contradicts features.suspicious_object_sync",
+            ));
+        }
+        out.push((SYNC.into(), on));
+    }
+    Ok(out)
+}
+
+/// The source of the connection from `settings` over the previous one. `sync` says whether it
+/// runs (connected, and the sync switched on).
+fn spec_of(
+    state: &AppState,
+    upstream: String,
+    settings: Settings,
+    previous: Option<&VisionOneSpec>,
+    sync: bool,
+) -> ApiResult<VisionOneSpec> {
+    let interval = settings
+        .interval_secs
+        .or_else(|| previous.map(|p| p.interval_secs))
+        .unwrap_or(60);
+    crate::validate::secs("interval_secs", interval, 1)
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    let dir = dir(state);
+    let (gateway, proxy) = (settings.gateway, settings.proxy);
+    let spec = VisionOneSpec {
+        name: SOURCE.into(),
+        enabled: sync,
+        url: upstream,
+        token: None,
+        token_file: None,
+        interval_secs: interval,
+        timeout_secs: previous.map_or(60, |p| p.timeout_secs),
+        full_sync_secs: previous
+            .map_or(3600, |p| p.full_sync_secs)
+            .max(interval),
+        overlap_secs: previous.map_or(300, |p| p.overlap_secs),
+        ca_file: Some(dir.join("ca.pem")),
+        insecure: false,
+        client_cert_file: Some(dir.join("client.pem")),
+        client_key_file: Some(dir.join("client.key")),
+        // Not given: the previous settings.
+        gateway: gateway
+            .as_ref()
+            .map(|g| g.url.clone())
+            .or_else(|| previous.and_then(|p| p.gateway.clone())),
+        gateway_api_key: gateway
+            .as_ref()
+            .map(|g| g.api_key.clone())
+            .unwrap_or_else(|| previous.and_then(|p| p.gateway_api_key.clone())),
+        gateway_enabled: gateway
+            .as_ref()
+            .map_or_else(|| previous.is_none_or(|p| p.gateway_enabled), |g| g.enabled),
+        proxy: proxy
+            .as_ref()
+            .map(|p| p.url.clone())
+            .or_else(|| previous.and_then(|p| p.proxy.clone())),
+        proxy_username: proxy
+            .as_ref()
+            .map(|p| p.username.clone())
+            .unwrap_or_else(|| previous.and_then(|p| p.proxy_username.clone())),
+        proxy_password: proxy
+            .as_ref()
+            .map(|p| p.password.clone())
+            .unwrap_or_else(|| previous.and_then(|p| p.proxy_password.clone())),
     };
-    let upstream = c
-        .upstream
+    SourceSpec::Visionone(spec.clone())
+        .validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    Ok(spec)
+}
+
+/// A string field taken out of a JSON object body.
+fn take_str(v: &mut Value, field: &str) -> ApiResult<Option<String>> {
+    match v.as_object_mut().and_then(|o| o.remove(field)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(refused(field, "must be a string")),
+    }
+}
+
+async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
+    let mut v: Value = body(&b)?;
+    if !v.is_object() {
+        return Err(refused("body", "a JSON object"));
+    }
+    let token = take_str(&mut v, "token")?.ok_or_else(|| refused("token", "required"))?;
+    let fingerprint =
+        take_str(&mut v, "ca_fingerprint")?.ok_or_else(|| refused("ca_fingerprint", "required"))?;
+    let upstream = take_str(&mut v, "upstream")?;
+    let settings: Settings =
+        serde_json::from_value(v).map_err(|e| refused("body", e.to_string()))?;
+
+    let previous = previous(&state).await?;
+    let upstream = upstream
         .or_else(|| previous.as_ref().map(|p| p.url.clone()))
         .ok_or_else(|| refused("upstream", "required on the first connection"))?;
     let upstream = upstream.trim_end_matches('/').to_string();
     if !upstream.starts_with("https://") {
         return Err(refused("upstream", "an https:// URL of the upstream hub"));
     }
-    let interval = c
-        .interval_secs
-        .or_else(|| previous.as_ref().map(|p| p.interval_secs))
-        .unwrap_or(60);
-    crate::validate::secs("interval_secs", interval, 1)
-        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
-    let enabled = c
-        .sync_enabled
-        .or_else(|| previous.as_ref().map(|p| p.enabled))
-        .unwrap_or(true);
+    let asked = switches(&settings)?;
+    let mut on = features(&state).await?;
+    on.extend(asked.iter().cloned());
+    let spec = spec_of(&state, upstream.clone(), settings, previous.as_ref(), on[SYNC])?;
+    let routes = routes(&spec);
 
-    let (gateway, proxy) = (c.gateway, c.proxy);
-    // 1. The upstream's CA, trusted only if it is the one the token's issuer named.
-    let timeout = std::time::Duration::from_secs(30);
-    let fetch = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(timeout)
-        .no_proxy()
-        .build()
-        .map_err(|e| ApiError::internal(error_text(&e)))?;
-    let ca_pem = fetch
-        .get(format!("{upstream}/api/v1/ca.pem"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| {
-            refused(
-                "upstream",
-                format!("the upstream is unreachable: {}", error_text(&e)),
-            )
-        })?
+    // 1. The upstream's CA, trusted only if it is the one the token's issuer named. The first
+    //    route that reaches the upstream is the one enrollment takes.
+    let timeout = 30;
+    let (_, route, resp) = http::first_reaching(
+        &routes,
+        &format!("{upstream}/api/v1/ca.pem"),
+        |route| http::client_trusting(Trust::Any, None, timeout, route),
+    )
+    .await
+    .map_err(|e| refused("upstream", e.to_string()))?;
+    let ca_pem = resp
+        .error_for_status()
+        .map_err(|e| refused("upstream", format!("fetching the CA: {}", error_text(&e))))?
         .text()
         .await
         .map_err(|e| refused("upstream", error_text(&e)))?;
     let der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
         .map_err(|_| refused("upstream", "the upstream did not answer a CA certificate"))?;
-    let fingerprint = hex::encode(sha2::Sha256::digest(der.as_ref()));
-    if !fingerprint.eq_ignore_ascii_case(c.ca_fingerprint.trim()) {
+    let fingerprint_found = hex::encode(sha2::Sha256::digest(der.as_ref()));
+    if !fingerprint_found.eq_ignore_ascii_case(fingerprint.trim()) {
         return Err(refused(
             "ca_fingerprint",
             "the upstream's CA does not match this fingerprint: not connecting",
         ));
     }
 
-    // 2. Enroll, over TLS pinned to that CA.
-    let pinned = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())
-            .map_err(|e| ApiError::internal(error_text(&e)))?])
-        .timeout(timeout)
-        .no_proxy()
-        .build()
-        .map_err(|e| ApiError::internal(error_text(&e)))?;
-    let (key_pem, csr) = super::ca::make_csr("rephub downstream")?;
+    // 2. Enroll, over TLS pinned to that CA. The request leaves the subject empty: the upstream
+    //    names the certificate after the token.
+    let pinned = http::client_trusting(Trust::Only(ca_pem.as_bytes()), None, timeout, &route)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (key_pem, csr) = super::ca::make_csr("")?;
     let resp = pinned
         .post(format!("{upstream}/api/v1/enroll"))
-        .json(&json!({"token": c.token.trim(), "csr": csr}))
+        .json(&json!({"token": token.trim(), "csr": csr}))
         .send()
         .await
         .map_err(|e| refused("upstream", format!("enrolling: {}", error_text(&e))))?;
@@ -193,67 +343,67 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
         .as_str()
         .ok_or_else(|| refused("upstream", "the upstream answered no certificate"))?;
 
-    // 3. Keep the pair, then the source.
+    // 3. Keep the pair, the switches, then the source.
     let dir = dir(&state);
     std::fs::create_dir_all(&dir).map_err(crate::error::HubError::file(&dir))?;
-    let (ca_file, cert_file, key_file) = (
-        dir.join("ca.pem"),
-        dir.join("client.pem"),
-        dir.join("client.key"),
-    );
-    crate::files::write_private(&key_file, key_pem.as_bytes(), false)
-        .map_err(crate::error::HubError::file(&key_file))?;
-    std::fs::write(&cert_file, cert_pem).map_err(crate::error::HubError::file(&cert_file))?;
-    std::fs::write(&ca_file, &ca_pem).map_err(crate::error::HubError::file(&ca_file))?;
-    let spec = SourceSpec::Visionone(VisionOneSpec {
-        name: SOURCE.into(),
-        enabled,
-        url: upstream,
-        token: None,
-        token_file: None,
-        interval_secs: interval,
-        timeout_secs: previous.as_ref().map_or(60, |p| p.timeout_secs),
-        full_sync_secs: previous
-            .as_ref()
-            .map_or(3600, |p| p.full_sync_secs)
-            .max(interval),
-        overlap_secs: previous.as_ref().map_or(300, |p| p.overlap_secs),
-        ca_file: Some(ca_file),
-        insecure: false,
-        client_cert_file: Some(cert_file),
-        client_key_file: Some(key_file),
-        // Not given: the previous settings.
-        gateway: gateway
-            .as_ref()
-            .map(|g| g.url.clone())
-            .or_else(|| previous.as_ref().and_then(|p| p.gateway.clone())),
-        gateway_api_key: gateway
-            .as_ref()
-            .map(|g| g.api_key.clone())
-            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.gateway_api_key.clone())),
-        gateway_enabled: gateway.as_ref().map_or_else(
-            || previous.as_ref().is_none_or(|p| p.gateway_enabled),
-            |g| g.enabled,
-        ),
-        proxy: proxy
-            .as_ref()
-            .map(|p| p.url.clone())
-            .or_else(|| previous.as_ref().and_then(|p| p.proxy.clone())),
-        proxy_username: proxy
-            .as_ref()
-            .map(|p| p.username.clone())
-            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.proxy_username.clone())),
-        proxy_password: proxy
-            .as_ref()
-            .map(|p| p.password.clone())
-            .unwrap_or_else(|| previous.as_ref().and_then(|p| p.proxy_password.clone())),
-    });
-    spec.validate()
-        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    let (Some(ca_file), Some(cert_file), Some(key_file)) =
+        (&spec.ca_file, &spec.client_cert_file, &spec.client_key_file)
+    else {
+        return Err(ApiError::internal("the connection's files are not named"));
+    };
+    crate::files::write_private(key_file, key_pem.as_bytes(), false)
+        .map_err(crate::error::HubError::file(key_file))?;
+    std::fs::write(cert_file, cert_pem).map_err(crate::error::HubError::file(cert_file))?;
+    std::fs::write(ca_file, &ca_pem).map_err(crate::error::HubError::file(ca_file))?;
+    let mut switched: Vec<(String, bool)> = SWITCHED_HERE
+        .iter()
+        .map(|f| (f.to_string(), on[*f]))
+        .collect();
+    if let Ok(sandbox) = granted(&spec).await {
+        switched.push((SANDBOX.into(), sandbox));
+    }
+    state
+        .exec(move |s| s.set_connection_features(&switched))
+        .await??;
+    let spec = SourceSpec::Visionone(spec);
     store_spec(&state, &spec, ORIGIN).await?;
     spawn(&state, spec);
-    tracing::info!(name = ?answer["name"], "connected to the upstream");
+    tracing::info!(name = ?answer["name"], route = route.name(), "connected to the upstream");
     show(State(state)).await
+}
+
+/// `PATCH`: change settings of a connection (connected or not) without a token.
+async fn change(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
+    let settings: Settings = body(&b)?;
+    let previous = previous(&state).await?.ok_or_else(not_connected)?;
+    let asked = switches(&settings)?;
+    let mut on = features(&state).await?;
+    on.extend(asked.iter().cloned());
+    let spec = spec_of(
+        &state,
+        previous.url.clone(),
+        settings,
+        Some(&previous),
+        onboarded(&previous) && on[SYNC],
+    )?;
+    state
+        .exec(move |s| s.set_connection_features(&asked))
+        .await??;
+    let spec = SourceSpec::Visionone(spec);
+    store_spec(&state, &spec, ORIGIN).await?;
+    spawn(&state, spec);
+    show(State(state)).await
+}
+
+/// One feature's status: connected, switched on, and (for the sync) how its runs went.
+fn feature_status(onboarded: bool, enabled: bool) -> &'static str {
+    if !onboarded {
+        "Out of sync"
+    } else if !enabled {
+        "Disabled"
+    } else {
+        "Not built yet"
+    }
 }
 
 async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -263,38 +413,46 @@ async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if origin != ORIGIN {
         return Ok(Json(json!({"onboarded": false})));
     }
-    let onboarded = s.client_cert_file.as_ref().is_some_and(|p| p.exists());
+    let onboarded = onboarded(&s);
+    let on = features(&state).await?;
     let sync_status = if !onboarded {
         "Out of sync"
     } else {
-        crate::http::jobs::status(s.enabled, &st.run, "Never synced")
+        crate::http::jobs::status(on[SYNC], &st.run, "Never synced")
     };
+    let mut others = serde_json::Map::new();
+    for f in SWITCHED_HERE.iter().filter(|f| **f != SYNC) {
+        others.insert(
+            f.to_string(),
+            json!({"enabled": on[*f], "status": feature_status(onboarded, on[*f])}),
+        );
+    }
+    others.insert(
+        SANDBOX.into(),
+        json!({"enabled": on[SANDBOX], "status": feature_status(onboarded, on[SANDBOX]),
+               "switched": "from the upstream's side"}),
+    );
     Ok(Json(json!({
         "onboarded": onboarded,
         "upstream": s.url,
         "suspicious_object_sync": {
-            "enabled": s.enabled, "interval_secs": s.interval_secs, "status": sync_status,
+            "enabled": on[SYNC], "interval_secs": s.interval_secs, "status": sync_status,
             "last_success": st.run.last_success, "last_error": st.run.last_error,
         },
+        "features": others,
         "certificate": {"expires": st.certificate_expires, "renewal_error": st.renewal_error},
         "gateway": {"url": s.gateway, "enabled": s.gateway_enabled,
                     "api_key": s.gateway_api_key.as_ref().map(|_| crate::validate::REDACTED)},
         "proxy": {"url": s.proxy, "username": s.proxy_username,
                   "password": s.proxy_password.as_ref().map(|_| crate::validate::REDACTED)},
         "route": st.route,
-        // The next features of the connection (sharing, policy, telemetry, sandbox) come here.
     })))
 }
 
 /// Disconnect: the sync stops and the certificate goes; what was synced stays; the settings stay
 /// for the next connection (a new token reconnects with them).
 async fn disconnect(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let Some((SourceSpec::Visionone(s), _, origin)) = load_state(&state, SOURCE).await? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
-    };
-    if origin != ORIGIN {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
-    }
+    let mut s = previous(&state).await?.ok_or_else(not_connected)?;
     state.sources().stop(SOURCE);
     for p in [&s.client_cert_file, &s.client_key_file]
         .into_iter()
@@ -302,18 +460,17 @@ async fn disconnect(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     {
         let _ = std::fs::remove_file(p);
     }
+    // Stored as not running, so that a restart does not start it.
+    s.enabled = false;
+    store_spec(&state, &SourceSpec::Visionone(s), ORIGIN).await?;
     show(State(state)).await
 }
 
 /// "Test connectivity": each enabled feature against the upstream, saying which failed and why.
-/// Changes nothing.
+/// Changes no setting; what the upstream grants (sandbox) is read again.
 async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let Some((SourceSpec::Visionone(s), _, origin)) = load_state(&state, SOURCE).await? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
-    };
-    if origin != ORIGIN {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, None, "not connected"));
-    }
+    let s = previous(&state).await?.ok_or_else(not_connected)?;
+    let on = features(&state).await?;
     let mut checks = Vec::new();
     let mut ok = true;
     let mut check = |name: &str, result: Result<String, String>| {
@@ -328,6 +485,7 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let expires = s
         .client_cert_file
         .as_ref()
+        .filter(|p| p.exists())
         .ok_or_else(|| "no certificate: connect with a token".to_string())
         .and_then(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
         .and_then(|pem| {
@@ -336,6 +494,7 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
                 x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
             Ok(c.validity().not_after.timestamp())
         });
+    let have_cert = expires.is_ok();
     check(
         "certificate",
         match expires {
@@ -347,18 +506,60 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             Err(e) => Err(e),
         },
     );
-    // The suspicious-object sync: a mutually authenticated call of the upstream's API.
-    let sync = if s.enabled {
-        reach(&s).await
-    } else {
-        Ok("disabled".to_string())
-    };
-    check("suspicious_object_sync", sync);
+    if have_cert {
+        // The enrollment as the upstream sees it (and what it grants), over the sync's route.
+        let record = own_record(&s).await;
+        check(
+            "enrollment",
+            record.as_ref().map(|v| {
+                format!(
+                    "enrolled as {} (id {}) at {}",
+                    v["name"].as_str().unwrap_or("?"),
+                    v["id"],
+                    s.url
+                )
+            }).map_err(Clone::clone),
+        );
+        if let Ok(v) = &record {
+            let sandbox = v["sandbox_url_analysis"].as_bool().unwrap_or(false);
+            state
+                .exec(move |st| st.set_connection_features(&[(SANDBOX.into(), sandbox)]))
+                .await??;
+        }
+        // The suspicious-object sync: the call its runs make.
+        check(
+            SYNC,
+            if on[SYNC] {
+                reach(&s, "/v3.0/healthcheck/connectivity").await.map(|route| {
+                    format!("{} answered this hub's certificate (route: {route})", s.url)
+                })
+            } else {
+                Ok("disabled".into())
+            },
+        );
+    }
+    // The features to come: nothing to check yet, and said so.
+    let pending: Vec<Value> = SWITCHED_HERE
+        .iter()
+        .chain([&SANDBOX])
+        .filter(|f| **f != SYNC && on[**f])
+        .map(|f| json!({"check": f, "ok": null, "detail": "not built yet: nothing to check"}))
+        .collect();
+    checks.extend(pending);
     Ok(Json(json!({ "ok": ok, "checks": checks })))
 }
 
-/// `GET /v3.0/healthcheck/connectivity` with the connection's certificate.
-async fn reach(s: &VisionOneSpec) -> Result<String, String> {
+/// The connection's client, on the first route of its settings that reaches the upstream, and
+/// the answer to a GET of `path` with its certificate: Ok(route name) on a 2xx.
+async fn reach(s: &VisionOneSpec, path: &str) -> Result<&'static str, String> {
+    get_with_certificate(s, path).await.map(|(route, _)| route)
+}
+
+/// GET `path` on the upstream with the connection's certificate: (route name, JSON answer).
+async fn get_with_certificate(
+    s: &VisionOneSpec,
+    path: &str,
+) -> Result<(&'static str, Value), String> {
     let identity = match (&s.client_cert_file, &s.client_key_file) {
         (Some(c), Some(k)) => {
             let mut pem = std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?;
@@ -368,24 +569,40 @@ async fn reach(s: &VisionOneSpec) -> Result<String, String> {
         }
         _ => return Err("no certificate: connect with a token".into()),
     };
-    let client = crate::http::client::client_with_identity(
-        s.ca_file.as_ref(),
-        Some(&identity),
-        false,
-        s.timeout_secs.min(30),
-    )
-    .map_err(|e| e.to_string())?;
-    let url = format!("{}/v3.0/healthcheck/connectivity", s.url);
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("the upstream is unreachable: {}", error_text(&e)))?;
+    let url = format!("{}{path}", s.url);
+    let (_, route, resp) = http::first_reaching(&routes(s), &url, |route| {
+        http::client_by(
+            s.ca_file.as_ref(),
+            Some(&identity),
+            false,
+            s.timeout_secs.min(30),
+            route,
+        )
+    })
+    .await
+    .map_err(|e: FetchError| e.to_string())?;
     match resp.status() {
-        st if st.is_success() => Ok(format!("{} answered {st} to this hub's certificate", s.url)),
+        st if st.is_success() => Ok((
+            route.name(),
+            resp.json().await.unwrap_or(Value::Null),
+        )),
         st => Err(format!(
             "{} refused this hub's certificate ({st}): revoked? connect again with a new token",
             s.url
         )),
     }
+}
+
+/// This downstream's record on the upstream.
+async fn own_record(s: &VisionOneSpec) -> Result<Value, String> {
+    get_with_certificate(s, "/api/v1/downstream")
+        .await
+        .map(|(_, v)| v)
+}
+
+/// Whether the upstream granted sandbox URL analysis to this downstream.
+async fn granted(s: &VisionOneSpec) -> Result<bool, String> {
+    Ok(own_record(s).await?["sandbox_url_analysis"]
+        .as_bool()
+        .unwrap_or(false))
 }

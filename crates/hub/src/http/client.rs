@@ -68,12 +68,39 @@ pub(crate) fn client_with_identity(
     client_by(ca_file, identity, insecure, timeout_secs, &Route::Direct)
 }
 
+/// What a client trusts for the other side's certificate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trust<'a> {
+    /// The system's roots, and those of a CA file if one is named.
+    System(Option<&'a std::path::PathBuf>),
+    /// Only this CA (PEM): a pinned upstream.
+    Only(&'a [u8]),
+    /// Anything (`insecure`, or fetching the CA whose fingerprint is checked afterwards).
+    Any,
+}
+
 /// [`client_with_identity`] on a route. TLS runs end to end through a gateway or proxy (CONNECT):
 /// a client certificate reaches the other side, never the proxy.
 pub(crate) fn client_by(
     ca_file: Option<&std::path::PathBuf>,
     identity: Option<&[u8]>,
     insecure: bool,
+    timeout_secs: u64,
+    route: &Route,
+) -> Result<Client, FetchError> {
+    let trust = if insecure {
+        Trust::Any
+    } else {
+        Trust::System(ca_file)
+    };
+    client_trusting(trust, identity, timeout_secs, route)
+}
+
+/// A client that trusts `trust`, presents `identity` (certificate and key PEM) if given, and
+/// goes by `route`.
+pub(crate) fn client_trusting(
+    trust: Trust<'_>,
+    identity: Option<&[u8]>,
     timeout_secs: u64,
     route: &Route,
 ) -> Result<Client, FetchError> {
@@ -84,14 +111,23 @@ pub(crate) fn client_by(
         .connect_timeout(Duration::from_secs(timeout_secs.min(10)))
         .timeout(Duration::from_secs(timeout_secs))
         .no_gzip();
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
-        for c in certs {
-            b = b.add_root_certificate(c);
+    match trust {
+        Trust::System(Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", path.display())))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
         }
+        Trust::System(None) => {}
+        Trust::Only(pem) => {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| FetchError::Config(format!("the upstream's CA: {e}")))?;
+            b = b.tls_certs_only(certs);
+        }
+        Trust::Any => b = b.danger_accept_invalid_certs(true),
     }
     // Never the environment's proxy settings: the route is what the configuration says.
     b = b.no_proxy();
@@ -129,11 +165,31 @@ pub(crate) fn client_by(
             .map_err(|e| FetchError::Config(format!("client certificate: {}", error_text(&e))))?;
         b = b.identity(id);
     }
-    if insecure {
-        b = b.danger_accept_invalid_certs(true);
-    }
     b.build()
         .map_err(|e| FetchError::Config(format!("HTTP client: {e}")))
+}
+
+/// The first of `routes` on which a GET of `probe` gets an answer (any status): its client, the
+/// route and the answer. A route that cannot connect (down, refusing) gives way to the next;
+/// when none does, the error names each.
+pub(crate) async fn first_reaching(
+    routes: &[Route],
+    probe: &str,
+    make: impl Fn(&Route) -> Result<Client, FetchError>,
+) -> Result<(Client, Route, Response), FetchError> {
+    let mut failures = Vec::new();
+    for route in routes {
+        let client = make(route)?;
+        match client.get(probe).send().await {
+            Ok(resp) => return Ok((client, route.clone(), resp)),
+            Err(e) => failures.push(format!("{}: {}", route.name(), error_text(&e))),
+        }
+    }
+    Err(FetchError::Upstream(if routes.len() == 1 {
+        format!("the upstream is unreachable: {}", failures.join("; "))
+    } else {
+        format!("no route reaches the upstream: {}", failures.join("; "))
+    }))
 }
 
 /// How long to wait before try `n` (1-based): `Retry-After` when the server gave one (seconds or

@@ -16,7 +16,7 @@ pub(crate) mod api;
 mod feed;
 pub(crate) mod spec;
 mod taxii;
-mod visionone;
+pub(crate) mod visionone;
 
 use std::collections::HashMap;
 

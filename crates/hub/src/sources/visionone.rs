@@ -88,6 +88,27 @@ fn legacy_account(base: &str, token: &str) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// The routes a source names, in the order they are tried: the gateway (when set and enabled),
+/// then the proxy when one is set, else direct.
+pub(crate) fn routes(spec: &VisionOneSpec) -> Vec<http::Route> {
+    let mut routes = Vec::new();
+    if let (Some(url), true) = (&spec.gateway, spec.gateway_enabled) {
+        routes.push(http::Route::Gateway {
+            url: url.clone(),
+            key: spec.gateway_api_key.clone(),
+        });
+    }
+    routes.push(match &spec.proxy {
+        Some(url) => http::Route::Proxy {
+            url: url.clone(),
+            username: spec.proxy_username.clone(),
+            password: spec.proxy_password.clone(),
+        },
+        None => http::Route::Direct,
+    });
+    routes
+}
+
 struct Upstream {
     client: Client,
     /// Which way requests go (gateway, proxy, direct).
@@ -104,51 +125,28 @@ impl Upstream {
     /// next; when none does, the error names each.
     async fn connect(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {
         let mut up = Upstream::new(spec)?;
-        let mut routes = Vec::new();
-        if let (Some(url), true) = (&spec.gateway, spec.gateway_enabled) {
-            routes.push(http::Route::Gateway {
-                url: url.clone(),
-                key: spec.gateway_api_key.clone(),
-            });
-        }
-        routes.push(match &spec.proxy {
-            Some(url) => http::Route::Proxy {
-                url: url.clone(),
-                username: spec.proxy_username.clone(),
-                password: spec.proxy_password.clone(),
-            },
-            None => http::Route::Direct,
-        });
+        let routes = routes(spec);
         if routes == [http::Route::Direct] {
             return Ok(up);
         }
         let identity = identity(spec)?;
-        let mut failures = Vec::new();
-        for route in routes {
-            let client = http::client_by(
-                spec.ca_file.as_ref(),
-                identity.as_deref(),
-                spec.insecure,
-                spec.timeout_secs.min(30),
-                &route,
-            )?;
-            let probe = client
-                .get(format!("{}/v3.0/healthcheck/connectivity", up.base))
-                .send()
-                .await;
-            match probe {
-                Ok(_) => {
-                    up.client = client;
-                    up.route = route;
-                    return Ok(up);
-                }
-                Err(e) => failures.push(format!("{}: {}", route.name(), http::error_text(&e))),
-            }
-        }
-        Err(SyncError::Upstream(format!(
-            "no route reaches the upstream: {}",
-            failures.join("; ")
-        )))
+        let (client, route, _) = http::first_reaching(
+            &routes,
+            &format!("{}/v3.0/healthcheck/connectivity", up.base),
+            |route| {
+                http::client_by(
+                    spec.ca_file.as_ref(),
+                    identity.as_deref(),
+                    spec.insecure,
+                    spec.timeout_secs.min(30),
+                    route,
+                )
+            },
+        )
+        .await?;
+        up.client = client;
+        up.route = route;
+        Ok(up)
     }
 
     fn new(spec: &VisionOneSpec) -> Result<Upstream, SyncError> {

@@ -22,7 +22,7 @@ fn token(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnrollmentToken> {
 
 /// A downstream with its newest certificate.
 const DOWNSTREAM: &str = "SELECT d.id, d.name, d.address, d.enrolled_at, c.serial, c.not_after, \
-     d.revoked_at FROM downstreams d JOIN downstream_certificates c ON c.id = \
+     d.revoked_at, d.sandbox FROM downstreams d JOIN downstream_certificates c ON c.id = \
      (SELECT max(id) FROM downstream_certificates WHERE downstream_id = d.id)";
 
 fn downstream(r: &rusqlite::Row<'_>) -> rusqlite::Result<Downstream> {
@@ -34,6 +34,7 @@ fn downstream(r: &rusqlite::Row<'_>) -> rusqlite::Result<Downstream> {
         serial: r.get(4)?,
         not_after: r.get(5)?,
         revoked_at: r.get(6)?,
+        sandbox: r.get(7)?,
     })
 }
 
@@ -208,5 +209,38 @@ impl ConnectionStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_downstream_sandbox(&mut self, id: i64, on: bool) -> Result<bool, StoreError> {
+        let tx = self.transaction()?;
+        let n = tx.execute(
+            "UPDATE downstreams SET sandbox = ?2 WHERE id = ?1",
+            params![id, on],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn connection_features(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let mut stmt = self
+            .connection()
+            .prepare("SELECT feature, enabled FROM connection_features ORDER BY feature")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_connection_features(&mut self, features: &[(String, bool)]) -> Result<(), StoreError> {
+        let now = self.now();
+        let tx = self.transaction()?;
+        for (feature, on) in features {
+            tx.execute(
+                "INSERT INTO connection_features (feature, enabled, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (feature) DO UPDATE SET enabled = excluded.enabled,
+                     updated_at = excluded.updated_at",
+                params![feature, on, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }

@@ -361,6 +361,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX downstream_certificates_downstream ON downstream_certificates (downstream_id, id);
     "#,
+    // 10: connection features. On the upstream, what it grants a downstream (sandbox URL
+    // analysis is switched on from this side); on the downstream, which features of its
+    // connection are switched on (kept across disconnects, so a reconnection has them again).
+    r#"
+    ALTER TABLE downstreams ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE connection_features (
+        feature TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
