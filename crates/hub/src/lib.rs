@@ -147,7 +147,7 @@ pub async fn start_with_clock(
             state.config(),
             state.ca(),
             state.enrolled().clone(),
-            state.now(),
+            state.clock(),
         )
         .await?;
         let std_listener = std::net::TcpListener::bind(state.config().tls_listen)

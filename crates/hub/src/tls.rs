@@ -23,8 +23,9 @@ pub(crate) async fn server_config(
     cfg: &Config,
     ca: &Ca,
     enrolled: Enrolled,
-    now: i64,
+    clock: Arc<dyn rephub_model::Clock>,
 ) -> Result<RustlsConfig, HubError> {
+    let now = clock.now();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Several hubs in one process (tests) install it once; a second install is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -49,7 +50,7 @@ pub(crate) async fn server_config(
         .collect::<Result<_, _>>()
         .map_err(|e| bad(&e))?;
     let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| bad(&e))?;
-    let verifier = EnrolledOnly::new(ca.der().clone(), enrolled, provider.clone())?;
+    let verifier = EnrolledOnly::new(ca.der().clone(), enrolled, provider.clone(), clock)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?

@@ -4,94 +4,15 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
+#[path = "peers/squid.rs"]
+mod squid;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Hub, READER};
 use serde_json::{Value, json};
-
-/// squid on a loopback port with `access` rules, logging to a directory of its own; killed and
-/// cleaned up when dropped.
-struct Squid {
-    port: u16,
-    dir: tempfile::TempDir,
-    name: String,
-    child: Child,
-}
-
-impl Squid {
-    fn start(access: &str) -> Squid {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        let conf = format!(
-            "http_port 127.0.0.1:{port}\nvisible_hostname rephub-test\n\\
-             acl localnet src 127.0.0.1/32 ::1\n{access}\ncache deny all\ncache_mem 0 MB\n\\
-             access_log stdio:{d}/access.log\ncache_log {d}/cache.log\ncache_store_log none\n\\
-             pid_filename {d}/squid.pid\ncoredump_dir {d}\nlogfile_rotate 0\n\\
-             shutdown_lifetime 0 seconds\npinger_enable off\nicp_port 0\nhtcp_port 0\n\\
-             netdb_filename none\n"
-        );
-        std::fs::write(dir.path().join("squid.conf"), conf).unwrap();
-        // As root squid drops to the user `proxy`, which must be able to write its logs.
-        if nix_is_root() {
-            let _ = Command::new("chown")
-                .args(["-R", "proxy:proxy"])
-                .arg(dir.path())
-                .status();
-        }
-        let name = format!("rephub{port}");
-        let child = Command::new("squid")
-            .args(["-N", "-n", &name, "-f"])
-            .arg(dir.path().join("squid.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("squid (apt-get install squid)");
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "squid did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Squid {
-            port,
-            dir,
-            name,
-            child,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for suffix in ["metadata", "queues", "readers"] {
-            let _ = std::fs::remove_file(format!("/dev/shm/{}-cf__{suffix}.shm", self.name));
-        }
-    }
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
+use squid::Squid;
 
 /// A downstream hub with a `visionone` source (API key) on the upstream's HTTPS listener, with
 /// `extra` settings (gateway, proxy).
@@ -184,4 +105,102 @@ async fn a_gateway_first_then_a_proxy_and_a_refusing_proxy_says_so() {
         "{}",
         refusing.log()
     );
+}
+
+/// A proxy that wants credentials: without them the sync says so; with them it goes through.
+#[tokio::test]
+async fn a_proxy_that_wants_credentials() {
+    let up = Hub::start().await;
+    up.add(json!([{"value": "203.0.113.41", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let ca_pem = common::text(up.http.get(up.url("/api/v1/ca.pem"))).await.1;
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let proxy = Squid::with_credentials("rephub", "pr0xy-pass");
+
+    let down = downstream(&up, &ca, json!({"proxy": proxy.url()})).await;
+    let st = first_run(&down).await;
+    assert_eq!(st["status"], "Out of sync", "{st}");
+    let why = st["state"]["last_error"].as_str().unwrap();
+    assert!(why.contains("proxy"), "{why}");
+    assert!(
+        why.to_lowercase().contains("auth"),
+        "names the missing credentials: {why}"
+    );
+    assert!(proxy.log().contains("TCP_DENIED/407"), "{}", proxy.log());
+    drop(down);
+
+    let down = downstream(
+        &up,
+        &ca,
+        json!({"proxy": proxy.url(), "proxy_username": "rephub", "proxy_password": "wrong"}),
+    )
+    .await;
+    assert_eq!(first_run(&down).await["status"], "Out of sync");
+    drop(down);
+
+    let down = downstream(
+        &up,
+        &ca,
+        json!({"proxy": proxy.url(), "proxy_username": "rephub", "proxy_password": "pr0xy-pass"}),
+    )
+    .await;
+    let st = first_run(&down).await;
+    assert_eq!(st["status"], "In sync", "{st}");
+    assert_eq!(st["state"]["route"], "proxy");
+    assert_eq!(st["config"]["proxy_password"], "********");
+    assert!(down.owned("up").await.contains("203.0.113.41"));
+    assert!(
+        proxy.log().contains(" rephub HIER_"),
+        "the user is logged: {}",
+        proxy.log()
+    );
+}
+
+/// Connecting (`PUT /api/v1/connection`) through a service gateway: the CA fetch and the
+/// enrollment go through it too, and so does the sync.
+#[tokio::test]
+async fn a_connection_enrolls_and_syncs_through_the_gateway() {
+    let up = Hub::start().await;
+    up.add(json!([{"value": "203.0.113.42", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let (s, t) = up
+        .send(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({"name": "behind-gw"})),
+        )
+        .await;
+    assert!(s.is_success(), "{t}");
+    let gateway = Squid::start(
+        "acl gwkey req_header X-Gateway-Key ^gw-secret-2$\nhttp_access allow localnet gwkey\nhttp_access deny all",
+    );
+    let tls_port = up.hub.as_ref().unwrap().tls_addr.unwrap().port();
+    let down = Hub::start_with(common::http_only).await;
+    let (s, v) = down
+        .send(
+            "PUT",
+            "/api/v1/connection",
+            Some(json!({"upstream": format!("https://localhost:{tls_port}"),
+                        "token": t["token"], "ca_fingerprint": t["ca_fingerprint"],
+                        "interval_secs": 1,
+                        "gateway": {"url": gateway.url(), "api_key": "gw-secret-2"}})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    assert_eq!(v["gateway"]["api_key"], "********");
+    let v = down
+        .wait_until("/api/v1/connection", "in sync", |v| {
+            v["suspicious_object_sync"]["status"] == "In sync"
+        })
+        .await;
+    assert_eq!(v["route"], "gateway", "{v}");
+    assert!(down.owned("upstream").await.contains("203.0.113.42"));
+    // The CA fetch, the enrollment and the sync: each a CONNECT through the gateway.
+    let connects = gateway
+        .log()
+        .matches(&format!("CONNECT localhost:{tls_port}"))
+        .count();
+    assert!(connects >= 3, "{}", gateway.log());
 }

@@ -46,5 +46,5 @@ pub use tags::{
     MAX_TEXT, NewCategory, TagError, TagValue, Tags, builtin,
 };
 pub use time::{
-    Clock, FixedClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime,
+    Clock, FixedClock, OffsetClock, SystemClock, TimeError, default_ttl, format_utc, parse_datetime,
 };

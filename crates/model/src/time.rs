@@ -96,6 +96,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock moved by a fixed number of seconds: a hub run "as if it were later" (drills
+/// and tests of what happens in a year, with real processes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OffsetClock(pub i64);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> i64 {
+        Utc::now().timestamp().saturating_add(self.0)
+    }
+}
+
 /// A clock that only moves when told to.
 #[derive(Debug, Default)]
 pub struct FixedClock(AtomicI64);

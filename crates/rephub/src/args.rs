@@ -67,6 +67,10 @@ pub enum Command {
         /// Address of the HTTPS listener (overrides the configuration).
         #[arg(long)]
         tls_listen: Option<std::net::SocketAddr>,
+        /// Run as if the time were this many seconds later (drills and tests: certificate
+        /// renewal, expiry). Never in production.
+        #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+        clock_offset_secs: i64,
     },
     /// Run the device agent: keep a profile's filter set from the hub (--hub) and enforce it with
     /// nftables and/or a local check endpoint (see docs/agent.md).

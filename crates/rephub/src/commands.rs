@@ -42,11 +42,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         config,
         listen,
         tls_listen,
+        clock_offset_secs,
     } = &args.command
     {
         return serve(
             config.as_deref(),
             (*listen, *tls_listen),
+            *clock_offset_secs,
             args.data_dir.clone(),
             args.db.clone(),
             args.cache_mib,
@@ -555,6 +557,7 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
 fn serve(
     config: Option<&Path>,
     (listen, tls_listen): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    clock_offset_secs: i64,
     data_dir: Option<PathBuf>,
     db: Option<PathBuf>,
     cache_mib: u32,
@@ -582,7 +585,18 @@ fn serve(
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let hub = rephub_hub::start(cfg).await?;
+        let hub = if clock_offset_secs == 0 {
+            rephub_hub::start(cfg).await?
+        } else {
+            eprintln!(
+                "warning: running {clock_offset_secs} s ahead of the system clock (--clock-offset-secs): for drills and tests only"
+            );
+            rephub_hub::start_with_clock(
+                cfg,
+                std::sync::Arc::new(rephub_model::OffsetClock(clock_offset_secs)),
+            )
+            .await?
+        };
         if let Some(key) = &hub.initial_admin_key {
             println!(
                 "created the admin API key; it is shown this once, only its hash is stored:\n  {key}"

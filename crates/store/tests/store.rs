@@ -928,8 +928,11 @@ fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<S: TestBac
     let set = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
         v.iter().map(|(f, on)| ((*f).to_string(), *on)).collect()
     };
-    s.set_connection_features(&set(&[("event_sharing", true), ("network_telemetry", true)]))
-        .unwrap();
+    s.set_connection_features(&set(&[
+        ("event_sharing", true),
+        ("network_telemetry", true),
+    ]))
+    .unwrap();
     s.set_connection_features(&set(&[("network_telemetry", false)]))
         .unwrap();
     assert_eq!(
@@ -942,7 +945,11 @@ fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<S: TestBac
     assert!(s.set_downstream_sandbox(ds.id, true).unwrap());
     assert!(!s.set_downstream_sandbox(ds.id + 100, true).unwrap());
     let t2 = s.add_enrollment_token("b", b"h2", T0 + 86_400).unwrap();
-    assert!(s.enroll(t2.id, None, b"serial-2", T0 + 86_400).unwrap().sandbox);
+    assert!(
+        s.enroll(t2.id, None, b"serial-2", T0 + 86_400)
+            .unwrap()
+            .sandbox
+    );
 }
 
 /// A deleted row's id is never handed out again: a new filter must not silently join the profiles

@@ -303,11 +303,7 @@ struct GrantBody {
 }
 
 /// `PATCH /api/v1/downstreams/{id}`: what the upstream switches on for a downstream.
-async fn grant(
-    State(state): State<AppState>,
-    P(id): P<i64>,
-    b: Bytes,
-) -> ApiResult<Json<Value>> {
+async fn grant(State(state): State<AppState>, P(id): P<i64>, b: Bytes) -> ApiResult<Json<Value>> {
     let g: GrantBody = body(&b)?;
     if !state
         .exec(move |s| s.set_downstream_sandbox(id, g.sandbox_url_analysis))

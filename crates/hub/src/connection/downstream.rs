@@ -66,9 +66,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let admin = Router::new()
         .route(
             "/api/v1/connection",
-            axum::routing::put(connect)
-                .patch(change)
-                .delete(disconnect),
+            axum::routing::put(connect).patch(change).delete(disconnect),
         )
         .route("/api/v1/connection/test", axum::routing::post(test));
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
@@ -150,7 +148,10 @@ fn onboarded(s: &VisionOneSpec) -> bool {
 
 /// The feature switches: stored ones over the defaults (all on, sandbox off).
 async fn features(state: &AppState) -> ApiResult<BTreeMap<String, bool>> {
-    let mut out: BTreeMap<String, bool> = SWITCHED_HERE.iter().map(|f| (f.to_string(), true)).collect();
+    let mut out: BTreeMap<String, bool> = SWITCHED_HERE
+        .iter()
+        .map(|f| (f.to_string(), true))
+        .collect();
     out.insert(SANDBOX.into(), false);
     for (f, on) in state.read(|s| s.connection_features()).await?? {
         out.insert(f, on);
@@ -213,9 +214,7 @@ fn spec_of(
         token_file: None,
         interval_secs: interval,
         timeout_secs: previous.map_or(60, |p| p.timeout_secs),
-        full_sync_secs: previous
-            .map_or(3600, |p| p.full_sync_secs)
-            .max(interval),
+        full_sync_secs: previous.map_or(3600, |p| p.full_sync_secs).max(interval),
         overlap_secs: previous.map_or(300, |p| p.overlap_secs),
         ca_file: Some(dir.join("ca.pem")),
         insecure: false,
@@ -284,19 +283,24 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
     let asked = switches(&settings)?;
     let mut on = features(&state).await?;
     on.extend(asked.iter().cloned());
-    let spec = spec_of(&state, upstream.clone(), settings, previous.as_ref(), on[SYNC])?;
+    let spec = spec_of(
+        &state,
+        upstream.clone(),
+        settings,
+        previous.as_ref(),
+        on[SYNC],
+    )?;
     let routes = routes(&spec);
 
     // 1. The upstream's CA, trusted only if it is the one the token's issuer named. The first
     //    route that reaches the upstream is the one enrollment takes.
     let timeout = 30;
-    let (_, route, resp) = http::first_reaching(
-        &routes,
-        &format!("{upstream}/api/v1/ca.pem"),
-        |route| http::client_trusting(Trust::Any, None, timeout, route),
-    )
-    .await
-    .map_err(|e| refused("upstream", e.to_string()))?;
+    let (_, route, resp) =
+        http::first_reaching(&routes, &format!("{upstream}/api/v1/ca.pem"), |route| {
+            http::client_trusting(Trust::Any, None, timeout, route)
+        })
+        .await
+        .map_err(|e| refused("upstream", e.to_string()))?;
     let ca_pem = resp
         .error_for_status()
         .map_err(|e| refused("upstream", format!("fetching the CA: {}", error_text(&e))))?
@@ -511,14 +515,17 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         let record = own_record(&s).await;
         check(
             "enrollment",
-            record.as_ref().map(|v| {
-                format!(
-                    "enrolled as {} (id {}) at {}",
-                    v["name"].as_str().unwrap_or("?"),
-                    v["id"],
-                    s.url
-                )
-            }).map_err(Clone::clone),
+            record
+                .as_ref()
+                .map(|v| {
+                    format!(
+                        "enrolled as {} (id {}) at {}",
+                        v["name"].as_str().unwrap_or("?"),
+                        v["id"],
+                        s.url
+                    )
+                })
+                .map_err(Clone::clone),
         );
         if let Ok(v) = &record {
             let sandbox = v["sandbox_url_analysis"].as_bool().unwrap_or(false);
@@ -530,9 +537,11 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         check(
             SYNC,
             if on[SYNC] {
-                reach(&s, "/v3.0/healthcheck/connectivity").await.map(|route| {
-                    format!("{} answered this hub's certificate (route: {route})", s.url)
-                })
+                reach(&s, "/v3.0/healthcheck/connectivity")
+                    .await
+                    .map(|route| {
+                        format!("{} answered this hub's certificate (route: {route})", s.url)
+                    })
             } else {
                 Ok("disabled".into())
             },
@@ -582,10 +591,7 @@ async fn get_with_certificate(
     .await
     .map_err(|e: FetchError| e.to_string())?;
     match resp.status() {
-        st if st.is_success() => Ok((
-            route.name(),
-            resp.json().await.unwrap_or(Value::Null),
-        )),
+        st if st.is_success() => Ok((route.name(), resp.json().await.unwrap_or(Value::Null))),
         st => Err(format!(
             "{} refused this hub's certificate ({st}): revoked? connect again with a new token",
             s.url

@@ -17,6 +17,8 @@ use crate::error::HubError;
 pub(crate) struct EnrolledOnly {
     inner: Arc<dyn ClientCertVerifier>,
     enrolled: Enrolled,
+    /// The hub's clock, not the system's: validity is judged by the time the hub issues by.
+    clock: Arc<dyn rephub_model::Clock>,
 }
 
 impl EnrolledOnly {
@@ -24,6 +26,7 @@ impl EnrolledOnly {
         ca: CertificateDer<'static>,
         enrolled: Enrolled,
         provider: Arc<rustls::crypto::CryptoProvider>,
+        clock: Arc<dyn rephub_model::Clock>,
     ) -> Result<EnrolledOnly, HubError> {
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -33,7 +36,11 @@ impl EnrolledOnly {
             .allow_unauthenticated()
             .build()
             .map_err(|e| HubError::Crypto(format!("client certificate verifier: {e}")))?;
-        Ok(EnrolledOnly { inner, enrolled })
+        Ok(EnrolledOnly {
+            inner,
+            enrolled,
+            clock,
+        })
     }
 }
 
@@ -54,12 +61,15 @@ impl ClientCertVerifier for EnrolledOnly {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
+        _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        let secs = self.clock.now();
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(secs).unwrap_or(0),
+        ));
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         match self.enrolled.lookup(end_entity.as_ref(), secs) {
             Some(_) => Ok(verified),
             None => Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)),
