@@ -524,6 +524,201 @@ async fn a_hub_connects_disconnects_and_reconnects_with_its_previous_settings() 
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+/// The connection's features, as the seed's dialog has them: all switched on when a hub connects
+/// except sandbox URL analysis, which the upstream grants; switched with `PATCH` (no token);
+/// kept across a disconnect; Out of sync while disconnected, and a restart then starts nothing.
+#[tokio::test]
+async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
+    let up = Hub::start().await;
+    let mut down = Hub::start_with(common::http_only).await;
+    let upstream = format!(
+        "https://localhost:{}",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    let t = token(&up, "branch-9").await;
+    let connect = |t: &Value, extra: Value| {
+        let mut b = json!({"upstream": upstream, "token": t["token"],
+                           "ca_fingerprint": t["ca_fingerprint"], "interval_secs": 3600});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // Sandbox is not switched here; unknown features are named.
+    for (extra, says) in [
+        (
+            json!({"features": {"sandbox_url_analysis": true}}),
+            "upstream's side",
+        ),
+        (
+            json!({"features": {"telepathy": true}}),
+            "unknown feature \"telepathy\"",
+        ),
+    ] {
+        let (s, v) = down
+            .send("PUT", "/api/v1/connection", Some(connect(&t, extra)))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{v}"
+        );
+    }
+    assert_eq!(down.get("/api/v1/connection").await["onboarded"], false);
+    // Before any connection there is nothing to change.
+    let (s, _) = down
+        .send(
+            "PATCH",
+            "/api/v1/connection",
+            Some(json!({"interval_secs": 5})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, v) = down
+        .send("PUT", "/api/v1/connection", Some(connect(&t, json!({}))))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for f in [
+        "policy_inventory",
+        "event_sharing",
+        "filter_status_sharing",
+        "network_telemetry",
+    ] {
+        assert_eq!(v["features"][f]["enabled"], true, "{f}: {v}");
+        assert_eq!(v["features"][f]["status"], "Not built yet", "{f}: {v}");
+    }
+    assert_eq!(
+        v["features"]["sandbox_url_analysis"]["enabled"], false,
+        "{v}"
+    );
+
+    // Switched off and on without a token; the sync too (the source stops).
+    let (s, v) = down
+        .send(
+            "PATCH",
+            "/api/v1/connection",
+            Some(
+                json!({"features": {"event_sharing": false, "suspicious_object_sync": false},
+                        "interval_secs": 120}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["features"]["event_sharing"]["status"], "Disabled");
+    assert_eq!(v["suspicious_object_sync"]["status"], "Disabled");
+    assert_eq!(v["suspicious_object_sync"]["interval_secs"], 120);
+    assert_eq!(
+        down.get("/api/v1/sources/upstream").await["config"]["enabled"],
+        false
+    );
+    let (s, v) = down
+        .send(
+            "PATCH",
+            "/api/v1/connection",
+            Some(json!({"sync_enabled": true, "features": {"suspicious_object_sync": false}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "contradictory: {v}");
+    let (_, v) = down
+        .send(
+            "PATCH",
+            "/api/v1/connection",
+            Some(json!({"sync_enabled": true})),
+        )
+        .await;
+    assert_eq!(v["suspicious_object_sync"]["enabled"], true, "{v}");
+
+    // The upstream grants sandbox URL analysis; the downstream learns it at Test Connectivity.
+    let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (s, g) = up
+        .send(
+            "PATCH",
+            &format!("/api/v1/downstreams/{id}"),
+            Some(json!({"sandbox_url_analysis": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["sandbox_url_analysis"], true);
+    let (_, v) = down.send("POST", "/api/v1/connection/test", None).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "certificate",
+            "enrollment",
+            "suspicious_object_sync",
+            "policy_inventory",
+            "filter_status_sharing",
+            "network_telemetry",
+            "sandbox_url_analysis"
+        ],
+        "event sharing is off: not checked; {v}"
+    );
+    assert!(
+        v["checks"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("branch-9"),
+        "{v}"
+    );
+    assert_eq!(
+        v["checks"][3]["ok"],
+        Value::Null,
+        "not built yet: not a pass"
+    );
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(
+        c["features"]["sandbox_url_analysis"]["enabled"], true,
+        "{c}"
+    );
+
+    // Disconnected: every feature Out of sync; after a restart the sync is not started.
+    let (_, v) = down.send("DELETE", "/api/v1/connection", None).await;
+    for f in [
+        "policy_inventory",
+        "network_telemetry",
+        "sandbox_url_analysis",
+    ] {
+        assert_eq!(v["features"][f]["status"], "Out of sync", "{f}: {v}");
+    }
+    let runs = down.get("/api/v1/sources/upstream").await["state"]["runs"].clone();
+    down.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let src = down.get("/api/v1/sources/upstream").await;
+    assert_eq!(
+        src["state"]["runs"], runs,
+        "no run after the restart: {src}"
+    );
+    assert_eq!(src["config"]["enabled"], false, "{src}");
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(c["suspicious_object_sync"]["status"], "Out of sync", "{c}");
+    // A new token reconnects with the switches as they were.
+    let t2 = token(&up, "branch-9").await;
+    let (s, v) = down
+        .send(
+            "PUT",
+            "/api/v1/connection",
+            Some(json!({"token": t2["token"], "ca_fingerprint": t2["ca_fingerprint"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["features"]["event_sharing"]["enabled"], false, "{v}");
+    assert_eq!(
+        v["features"]["sandbox_url_analysis"]["enabled"], true,
+        "{v}"
+    );
+    assert_eq!(v["suspicious_object_sync"]["interval_secs"], 120);
+}
+
 /// Faults: an expired token; an upstream whose CA is not the pinned one; the upstream down while
 /// renewal is due (the error is in the state, and renewal works once it is back).
 #[tokio::test]

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
+#[path = "../../hub/tests/peers/squid.rs"]
+mod squid;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::{Proc, call, free_port};
+use squid::Squid;
 
 /// `rephub serve` on `port` (HTTPS on `tls`); the admin key if this start made one.
 fn serve(data: &Path, port: u16, tls: u16) -> (Proc, Option<String>) {
@@ -151,4 +154,197 @@ fn rephub_connect_links_two_hubs_over_mutual_tls() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["onboarded"], false);
+}
+
+/// `GET url` until `ok` holds (bounded: a minute).
+fn wait_for(url: &str, key: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = call(reqwest::Method::GET, url, key, None);
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The whole life of a connection with the real binaries: connected through an HTTP proxy
+/// (squid's log shows it), revoked by the upstream, disconnected and reconnected with a new token
+/// and the previous settings, and a year later (both hubs' clocks moved) the certificate renews
+/// itself while objects keep flowing.
+#[test]
+fn a_connection_through_a_proxy_revoked_reconnected_and_renewed_a_year_later() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, ta, pb, tb) = (free_port(), free_port(), free_port(), free_port());
+    let (a_proc, key_a) = serve(da.path(), pa, ta);
+    let key_a = key_a.unwrap();
+    let (b_proc, key_b) = serve(db.path(), pb, tb);
+    let key_b = key_b.unwrap();
+    let (a, down) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let add = |value: &str| {
+        call(
+            reqwest::Method::POST,
+            &format!("{a}/api/v1/entries"),
+            &key_a,
+            Some(json!({"entries": [{"value": value, "tags": {"Trend Micro Severity": "High"}}]})),
+        );
+    };
+    let arrives = |value: &str| {
+        wait_for(
+            &format!("{down}/api/v1/entries?value={value}"),
+            &key_b,
+            &format!("{value} never arrived"),
+            |v| !v["entries"].as_array().unwrap().is_empty(),
+        );
+    };
+    let new_token = || {
+        call(
+            reqwest::Method::POST,
+            &format!("{a}/api/v1/enrollment-tokens"),
+            &key_a,
+            Some(json!({"name": "branch-7"})),
+        )
+    };
+    let proxy = Squid::start("http_access allow localnet\nhttp_access deny all");
+    add("203.0.113.50");
+
+    // Connected through the proxy, syncing every second.
+    let t = new_token();
+    let o = cli(
+        &down,
+        &key_b,
+        &[
+            "connect",
+            "--upstream",
+            &format!("https://localhost:{ta}"),
+            "--token",
+            t["token"].as_str().unwrap(),
+            "--fingerprint",
+            t["ca_fingerprint"].as_str().unwrap(),
+            "--interval-secs",
+            "1",
+            "--proxy",
+            &proxy.url(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = wait_in_sync(&down, &key_b);
+    assert_eq!(c["route"], "proxy", "{c}");
+    arrives("203.0.113.50");
+    assert!(
+        proxy.log().contains(&format!("CONNECT localhost:{ta}")),
+        "{}",
+        proxy.log()
+    );
+
+    // Revoked on the upstream: the downstream goes Out of sync saying why, keeping its objects;
+    // Test Connectivity fails (exit code) and names the check.
+    let listed = call(
+        reqwest::Method::GET,
+        &format!("{a}/api/v1/downstreams"),
+        &key_a,
+        None,
+    );
+    let id = listed["downstreams"][0]["id"].as_i64().unwrap();
+    call(
+        reqwest::Method::DELETE,
+        &format!("{a}/api/v1/downstreams/{id}"),
+        &key_a,
+        None,
+    );
+    let c = wait_for(
+        &format!("{down}/api/v1/connection"),
+        &key_b,
+        "never out of sync after the revocation",
+        |v| v["suspicious_object_sync"]["status"] == "Out of sync",
+    );
+    assert!(
+        c["suspicious_object_sync"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("CertificateRevoked"),
+        "{c}"
+    );
+    arrives("203.0.113.50");
+    let o = cli(&down, &key_b, &["connection", "--test"]);
+    assert!(!o.status.success(), "a failed test is a failed command");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checks"][1]["check"], "enrollment", "{v}");
+    assert_eq!(v["checks"][1]["ok"], false, "{v}");
+
+    // Disconnect, then a new token with nothing else: the previous settings (interval, proxy).
+    let o = cli(&down, &key_b, &["disconnect"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = new_token();
+    let o = cli(
+        &down,
+        &key_b,
+        &[
+            "connect",
+            "--token",
+            t["token"].as_str().unwrap(),
+            "--fingerprint",
+            t["ca_fingerprint"].as_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["suspicious_object_sync"]["interval_secs"], 1, "{v}");
+    assert_eq!(v["proxy"]["url"], proxy.url(), "{v}");
+    let c = wait_in_sync(&down, &key_b);
+    assert_eq!(c["route"], "proxy");
+    add("203.0.113.51");
+    arrives("203.0.113.51");
+    let before = call(
+        reqwest::Method::GET,
+        &format!("{a}/api/v1/downstreams"),
+        &key_a,
+        None,
+    )["downstreams"][0]
+        .clone();
+    let expires_before = c["certificate"]["expires"].as_i64().unwrap();
+
+    // A year later (340 days: within the 30 days before expiry), both hubs restarted with their
+    // clocks moved: the downstream renews by itself and the sync goes on with the new certificate.
+    drop((a_proc, b_proc));
+    let later = (340 * 86_400).to_string();
+    let offset = ["--clock-offset-secs", later.as_str()];
+    let (_a, _) = common::serve_with(
+        da.path(),
+        &format!("127.0.0.1:{pa}"),
+        &format!("127.0.0.1:{ta}"),
+        &offset,
+    );
+    let (_b, _) = common::serve_with(
+        db.path(),
+        &format!("127.0.0.1:{pb}"),
+        &format!("127.0.0.1:{tb}"),
+        &offset,
+    );
+    let after = wait_for(
+        &format!("{a}/api/v1/downstreams"),
+        &key_a,
+        "never renewed",
+        |v| v["downstreams"][0]["serial"] != before["serial"],
+    )["downstreams"][0]
+        .clone();
+    assert_eq!(after["id"], before["id"], "the same downstream");
+    assert!(after["not_after"].as_str() > before["not_after"].as_str());
+    let c = wait_for(
+        &format!("{down}/api/v1/connection"),
+        &key_b,
+        "the renewed certificate is not in use",
+        |v| {
+            v["certificate"]["expires"].as_i64() > Some(expires_before + 300 * 86_400)
+                && v["suspicious_object_sync"]["status"] == "In sync"
+        },
+    );
+    assert!(c["certificate"]["renewal_error"].is_null(), "{c}");
+    add("203.0.113.52");
+    arrives("203.0.113.52");
 }

@@ -474,7 +474,7 @@ async fn disconnect(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 /// Changes no setting; what the upstream grants (sandbox) is read again.
 async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let s = previous(&state).await?.ok_or_else(not_connected)?;
-    let on = features(&state).await?;
+    let mut on = features(&state).await?;
     let mut checks = Vec::new();
     let mut ok = true;
     let mut check = |name: &str, result: Result<String, String>| {
@@ -529,6 +529,7 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         );
         if let Ok(v) = &record {
             let sandbox = v["sandbox_url_analysis"].as_bool().unwrap_or(false);
+            on.insert(SANDBOX.into(), sandbox);
             state
                 .exec(move |st| st.set_connection_features(&[(SANDBOX.into(), sandbox)]))
                 .await??;

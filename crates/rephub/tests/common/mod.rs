@@ -30,8 +30,19 @@ pub(crate) fn free_port() -> u16 {
 /// `rephub serve` on `listen` (HTTPS on `tls_listen`); the admin key if this start made one.
 /// Returns once the hub listens.
 pub(crate) fn serve(data: &Path, listen: &str, tls_listen: &str) -> (Proc, Option<String>) {
+    serve_with(data, listen, tls_listen, &[])
+}
+
+/// [`serve`] with more arguments of `rephub serve`.
+pub(crate) fn serve_with(
+    data: &Path,
+    listen: &str,
+    tls_listen: &str,
+    more: &[&str],
+) -> (Proc, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
         .args(["serve", "--listen", listen, "--tls-listen", tls_listen])
+        .args(more)
         .arg("--data-dir")
         .arg(data)
         .env("REPHUB_LOG", "warn")
