@@ -20,6 +20,8 @@
 //! query string, where SMS clients put `smspass`); keys are stored as SHA-256 hashes and compared in
 //! constant time; every request that changes state is authenticated; a request that fails
 //! validation changes nothing.
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
 
 mod admin;
 pub mod config;

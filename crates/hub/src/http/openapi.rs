@@ -183,11 +183,15 @@ fn sources_paths() -> Value {
             "/api/v1/enroll": {"post": open_op("enroll a downstream hub: token and certificate signing request in, client certificate and CA out", json_body(json!({"type": "object", "required": ["token", "csr"], "properties": {"token": {"type": "string"}, "csr": {"type": "string"}, "address": {"type": "string"}}})))},
             "/api/v1/ca.pem": {"get": open_op("the enrollment CA certificate (public)", json!({}))},
             "/api/v1/downstreams": {"get": op("enrolled downstream hubs", "apiKey", json!({}))},
-            "/api/v1/downstreams/{id}": {"delete": op("revoke a downstream hub (admin)", "apiKey", path_id("id"))},
+            "/api/v1/downstreams/{id}": {
+                "delete": op("revoke a downstream hub (admin)", "apiKey", path_id("id")),
+                "patch": op("grant a downstream hub features switched on from this side: sandbox URL analysis (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sandbox_url_analysis"], "properties": {"sandbox_url_analysis": {"type": "boolean"}}})))},
+            "/api/v1/downstream": {"get": open_op("a downstream's own record, read with its client certificate (mutual TLS)", json!({}))},
             "/api/v1/renew": {"post": open_op("renew a downstream's client certificate, authenticated by the current one (mutual TLS)", json_body(json!({"type": "object", "required": ["csr"], "properties": {"csr": {"type": "string"}}})))},
             "/api/v1/connection": {
                 "get": op("this hub's connection to its upstream, and its status", "apiKey", json!({})),
-                "put": op("connect (or reconnect) to an upstream with an enrollment token and its CA fingerprint (admin)", "apiKey", json_body(json!({"type": "object", "required": ["token", "ca_fingerprint"], "properties": {"upstream": {"type": "string"}, "token": {"type": "string"}, "ca_fingerprint": {"type": "string"}, "interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}}}))),
+                "put": op("connect (or reconnect) to an upstream with an enrollment token and its CA fingerprint (admin)", "apiKey", json_body(json!({"type": "object", "required": ["token", "ca_fingerprint"], "properties": {"upstream": {"type": "string"}, "token": {"type": "string"}, "ca_fingerprint": {"type": "string"}, "interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}, "features": {"type": "object", "additionalProperties": {"type": "boolean"}}, "gateway": {"type": "object"}, "proxy": {"type": "object"}}}))),
+                "patch": op("change the connection's settings without a token: interval, feature switches, gateway, proxy (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}, "features": {"type": "object", "additionalProperties": {"type": "boolean"}}, "gateway": {"type": "object", "required": ["url"], "properties": {"enabled": {"type": "boolean"}, "url": {"type": "string"}, "api_key": {"type": "string"}}}, "proxy": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}}}}}))),
                 "delete": op("disconnect from the upstream, keeping what was synced (admin)", "apiKey", json!({}))},
             "/api/v1/connection/test": {"post": op("test connectivity of each enabled feature (admin)", "apiKey", json!({}))}
     })
