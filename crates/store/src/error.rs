@@ -15,6 +15,10 @@ pub enum StoreError {
     /// What the text names does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The spool is full and its policy is to refuse: the text says how full. Nothing was
+    /// written; retry when sinks have caught up.
+    #[error("the spool is full: {0}")]
+    Full(String),
     /// A write through a read-only handle ([`crate::SqliteStore::open_reader`]).
     #[error("the database is open read-only")]
     ReadOnly,

@@ -46,6 +46,7 @@ pub mod import;
 mod keys;
 mod merge;
 mod sources;
+pub mod spool;
 mod sqlite;
 mod targets;
 mod types;
@@ -61,7 +62,8 @@ pub use sources::{
     ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,
     UpstreamStore,
 };
-pub use sqlite::{OpenOptions, SqliteStore, SqliteTx};
+pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimits, SpoolRecord};
+pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
     Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// squid on a loopback port with `access` rules, logging to a directory of its own; killed and
 /// cleaned up when dropped.
-pub struct Squid {
+pub(crate) struct Squid {
     port: u16,
     dir: tempfile::TempDir,
     name: String,
@@ -19,12 +19,12 @@ pub struct Squid {
 
 impl Squid {
     /// squid whose `http_access` rules are `access` (the ACL `localnet` is loopback).
-    pub fn start(access: &str) -> Squid {
+    pub(crate) fn start(access: &str) -> Squid {
         Squid::start_with(access, "")
     }
 
     /// squid that wants Basic proxy credentials: `user` with `password`.
-    pub fn with_credentials(user: &str, password: &str) -> Squid {
+    pub(crate) fn with_credentials(user: &str, password: &str) -> Squid {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("openssl")
             .args(["passwd", "-apr1", password])
@@ -99,11 +99,11 @@ impl Squid {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 }

@@ -19,6 +19,8 @@ mod error;
 mod keys;
 mod schema;
 mod sources;
+mod spool;
+pub use spool::SqliteSpool;
 mod targets;
 
 use std::collections::HashMap;
