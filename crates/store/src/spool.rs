@@ -28,15 +28,19 @@
 //! 4. **Bounded.** The records kept (count and payload bytes) stay within [`SpoolLimits`]; when
 //!    an append would pass them, the policy decides: [`FullPolicy::Block`] refuses the append
 //!    ([`StoreError::Full`]: the producer keeps its data and retries), [`FullPolicy::DropOldest`]
-//!    deletes the oldest records, moves the cursors that had not passed them, and counts them as
-//!    dropped per sink.
+//!    deletes the oldest segments, moves the cursors that had not passed them, and counts the
+//!    records they skipped as dropped per sink.
 //! 5. **Appends to a stream nobody subscribed to are not kept** (a switched-off feature spools
 //!    nothing); a sink subscribing later starts at the end of its stream.
 //!
 //! # On disk (SQLite, a file of its own: `spool.db` beside the reputation database)
 //!
 //! - `spool_meta (key, value)`: `next_id`, `spool_id`, `bytes` (payload bytes kept).
-//! - `spool_records (stream, id, created_at, payload)`, primary key `(stream, id)`: the logs.
+//! - `spool_segments (stream, first_id, last_id, created_at, bytes, frames)`, primary key
+//!   `(stream, first_id)`: the logs, in segments of up to 4,096 records appended together (ids
+//!   `first_id..=last_id`), their payloads framed in one blob (a little-endian `u32` length, then
+//!   the bytes, each). A segment is deleted when every cursor of its stream has passed its last
+//!   record, so the limits count the records of the segments still held.
 //! - `spool_cursors (sink, stream, cursor, delivered, retried, parked, dropped, last_error,
 //!   last_success)`: one row per subscription, with its counters.
 //! - `spool_parked (sink, stream, id, created_at, payload, reason, parked_at, replay)`: parked

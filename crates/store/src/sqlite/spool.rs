@@ -1,5 +1,12 @@
 //! The spool in SQLite: a database file of its own (see [`crate::spool`] for the layout and the
 //! invariants).
+//!
+//! Records are stored in *segments*: one row per run of up to [`SEGMENT`] records appended
+//! together (consecutive ids `first_id..=last_id` of one stream), their payloads framed in one
+//! blob (each a little-endian `u32` length, then the bytes). One row per segment instead of one
+//! per record is what lets an fsynced append take hundreds of thousands of records a second. A
+//! segment is deleted when every cursor of its stream has passed its last record; the full
+//! policy drops whole segments, oldest first.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,13 +22,15 @@ use crate::spool::{
 
 const SCHEMA: &str = r#"
     CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS spool_records (
+    CREATE TABLE IF NOT EXISTS spool_segments (
         stream TEXT NOT NULL,
-        id INTEGER NOT NULL,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
         created_at INTEGER NOT NULL,
-        payload BLOB NOT NULL,
-        PRIMARY KEY (stream, id)
-    ) WITHOUT ROWID;
+        bytes INTEGER NOT NULL,
+        frames BLOB NOT NULL,
+        PRIMARY KEY (stream, first_id)
+    );
     CREATE TABLE IF NOT EXISTS spool_cursors (
         sink TEXT NOT NULL,
         stream TEXT NOT NULL,
@@ -137,77 +146,176 @@ fn cursor(tx: &Connection, sink: &str, stream: &str) -> Result<i64, StoreError> 
         .ok_or_else(|| StoreError::NotFound(format!("spool subscription {sink}/{stream}")))
 }
 
-/// Delete the records of `stream` every subscriber has passed (all of them when nobody
+/// Records per segment at most.
+const SEGMENT: usize = 4096;
+
+/// Frame payloads into a segment's blob.
+fn frame(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payloads.iter().map(|p| p.len() + 4).sum());
+    for p in payloads {
+        out.extend_from_slice(&u32::try_from(p.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The payloads of a segment's blob.
+fn unframe(frames: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    let mut out = Vec::new();
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| StoreError::Corrupt("spool segment: a cut length".into()))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(StoreError::Corrupt("spool segment: a cut record".into()));
+        }
+        let (p, tail) = tail.split_at(len);
+        out.push(p);
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// A segment as read.
+struct Segment {
+    first: i64,
+    created_at: i64,
+    frames: Vec<u8>,
+}
+
+/// The segments of `stream` holding records after `after`, oldest first (at most `max`).
+fn segments_after(
+    tx: &Connection,
+    stream: &str,
+    after: i64,
+    max: usize,
+) -> Result<Vec<Segment>, StoreError> {
+    // The segment holding `after + 1` starts at or before it: seek there, then scan on.
+    let start: i64 = tx
+        .prepare_cached(
+            "SELECT coalesce(max(first_id), 0) FROM spool_segments WHERE stream = ?1 AND first_id <= ?2",
+        )?
+        .query_row(params![stream, after.saturating_add(1)], |r| r.get(0))?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT first_id, created_at, frames FROM spool_segments
+         WHERE stream = ?1 AND first_id >= ?2 AND last_id > ?3 ORDER BY first_id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![stream, start, after, i64::try_from(max).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(Segment {
+                first: r.get(0)?,
+                created_at: r.get(1)?,
+                frames: r.get(2)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many records of `stream` have ids in `(after, through]`.
+fn count_between(
+    tx: &Connection,
+    stream: &str,
+    after: i64,
+    through: i64,
+) -> Result<i64, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT coalesce(sum(min(last_id, ?3) - max(first_id, ?2 + 1) + 1), 0)
+             FROM spool_segments WHERE stream = ?1 AND last_id > ?2 AND first_id <= ?3",
+        )?
+        .query_row(params![stream, after, through], |r| r.get(0))?)
+}
+
+/// Records of `stream` with ids in `(after, ...)`, at most `max`, oldest first.
+fn records_after(
+    tx: &Connection,
+    stream: &str,
+    after: i64,
+    max: usize,
+) -> Result<Vec<SpoolRecord>, StoreError> {
+    let mut out = Vec::new();
+    // A record per segment at least: `max` segments always hold `max` records if there are.
+    for seg in segments_after(tx, stream, after, max)? {
+        for (i, p) in unframe(&seg.frames)?.into_iter().enumerate() {
+            let id = seg.first + i as i64;
+            if id > after && out.len() < max {
+                out.push(SpoolRecord {
+                    id,
+                    created_at: seg.created_at,
+                    payload: p.to_vec(),
+                });
+            }
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Delete the segments of `stream` every subscriber has passed (all of them when nobody
 /// subscribes), keeping the counters.
 fn collect(tx: &Connection, stream: &str) -> Result<(), StoreError> {
     let min: Option<i64> = tx
         .prepare_cached("SELECT min(cursor) FROM spool_cursors WHERE stream = ?1")?
         .query_row([stream], |r| r.get(0))?;
     let upto = min.unwrap_or(i64::MAX);
-    let (n, bytes): (i64, Option<i64>) = tx
+    let (n, bytes): (i64, i64) = tx
         .prepare_cached(
-            "SELECT count(*), sum(length(payload)) FROM spool_records WHERE stream = ?1 AND id <= ?2",
+            "SELECT coalesce(sum(last_id - first_id + 1), 0), coalesce(sum(bytes), 0)
+             FROM spool_segments WHERE stream = ?1 AND last_id <= ?2",
         )?
         .query_row(params![stream, upto], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if n > 0 {
-        tx.prepare_cached("DELETE FROM spool_records WHERE stream = ?1 AND id <= ?2")?
+        tx.prepare_cached("DELETE FROM spool_segments WHERE stream = ?1 AND last_id <= ?2")?
             .execute(params![stream, upto])?;
         add_meta(tx, "records", -n)?;
-        add_meta(tx, "bytes", -bytes.unwrap_or(0))?;
+        add_meta(tx, "bytes", -bytes)?;
     }
     Ok(())
 }
 
-/// Drop the oldest records (of any stream) until `records` and `bytes` more fit. The cursors that
-/// had not passed a dropped record move past it, and count it as dropped.
+/// Drop the oldest segments (of any stream) until `need_records` and `need_bytes` more fit. The
+/// cursors that had not passed a dropped record move past it, and count what they skipped.
 fn drop_oldest(tx: &Connection, need_records: i64, need_bytes: i64) -> Result<u64, StoreError> {
-    let mut freed_records = 0i64;
-    let mut freed_bytes = 0i64;
-    let mut dropped = 0u64;
+    let (mut freed_records, mut freed_bytes, mut dropped) = (0i64, 0i64, 0u64);
     while freed_records < need_records || freed_bytes < need_bytes {
-        // The stream whose first record is the oldest.
-        let oldest: Option<(String, i64)> = tx
+        let oldest: Option<(String, i64, i64, i64)> = tx
             .prepare_cached(
-                "SELECT stream, min(id) FROM spool_records GROUP BY stream ORDER BY min(id) LIMIT 1",
+                "SELECT stream, first_id, last_id, bytes FROM spool_segments
+                 ORDER BY first_id LIMIT 1",
             )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let Some((stream, _)) = oldest else { break };
-        let chunk: Vec<(i64, i64)> = tx
-            .prepare_cached(
-                "SELECT id, length(payload) FROM spool_records WHERE stream = ?1 ORDER BY id LIMIT 1024",
-            )?
-            .query_map([&stream], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut upto = 0;
-        for (id, len) in chunk {
-            if freed_records >= need_records && freed_bytes >= need_bytes {
-                break;
-            }
-            upto = id;
-            freed_records += 1;
-            freed_bytes += len;
-            dropped += 1;
-        }
-        // Every cursor behind `upto` skips what it had not delivered, and counts it.
+        let Some((stream, first, last, bytes)) = oldest else {
+            break;
+        };
         let behind: Vec<(String, i64)> = tx
             .prepare_cached(
                 "SELECT sink, cursor FROM spool_cursors WHERE stream = ?1 AND cursor < ?2",
             )?
-            .query_map(params![stream, upto], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![stream, last], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (sink, c) in behind {
-            let skipped: i64 = tx
-                .prepare_cached(
-                    "SELECT count(*) FROM spool_records WHERE stream = ?1 AND id > ?2 AND id <= ?3",
-                )?
-                .query_row(params![stream, c, upto], |r| r.get(0))?;
+            let skipped = last - c.max(first - 1);
             tx.prepare_cached(
-                "UPDATE spool_cursors SET cursor = ?3, dropped = dropped + ?4 WHERE sink = ?1 AND stream = ?2",
+                "UPDATE spool_cursors SET cursor = ?3, dropped = dropped + ?4
+                 WHERE sink = ?1 AND stream = ?2",
             )?
-            .execute(params![sink, stream, upto, skipped])?;
+            .execute(params![sink, stream, last, skipped])?;
         }
-        collect(tx, &stream)?;
+        tx.prepare_cached("DELETE FROM spool_segments WHERE stream = ?1 AND first_id = ?2")?
+            .execute(params![stream, first])?;
+        let n = last - first + 1;
+        add_meta(tx, "records", -n)?;
+        add_meta(tx, "bytes", -bytes)?;
+        freed_records += n;
+        freed_bytes += bytes;
+        dropped += n as u64;
     }
     Ok(dropped)
 }
@@ -309,10 +417,22 @@ impl Spool for SqliteSpool {
         let first = meta(&tx, "next_id")?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO spool_records (stream, id, created_at, payload) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO spool_segments (stream, first_id, last_id, created_at, bytes, frames)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for (i, p) in payloads.iter().enumerate() {
-                insert.execute(params![stream, first + i as i64, now, p])?;
+            let mut id = first;
+            for chunk in payloads.chunks(SEGMENT) {
+                let n = chunk.len() as i64;
+                let bytes: usize = chunk.iter().map(Vec::len).sum();
+                insert.execute(params![
+                    stream,
+                    id,
+                    id + n - 1,
+                    now,
+                    bytes as i64,
+                    frame(chunk)
+                ])?;
+                id += n;
             }
         }
         set_meta(&tx, "next_id", first + n)?;
@@ -332,15 +452,7 @@ impl Spool for SqliteSpool {
         max: usize,
     ) -> Result<Vec<SpoolRecord>, StoreError> {
         let c = cursor(&self.conn, sink, stream)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, created_at, payload FROM spool_records WHERE stream = ?1 AND id > ?2
-             ORDER BY id LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(
-            params![stream, c, i64::try_from(max).unwrap_or(i64::MAX)],
-            record,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        records_after(&self.conn, stream, c, max)
     }
 
     fn ack(
@@ -360,20 +472,29 @@ impl Spool for SqliteSpool {
         }
         let mut n_parked = 0i64;
         for (id, reason) in parked.iter().filter(|(id, _)| *id > c && *id <= through) {
+            let Some(r) = records_after(&tx, stream, id - 1, 1)?
+                .into_iter()
+                .find(|r| r.id == *id)
+            else {
+                continue;
+            };
             n_parked += tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO spool_parked
                         (sink, stream, id, created_at, payload, reason, parked_at)
-                     SELECT ?1, stream, id, created_at, payload, ?4, ?5 FROM spool_records
-                     WHERE stream = ?2 AND id = ?3",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![sink, stream, id, reason, now])? as i64;
+                .execute(params![
+                    sink,
+                    stream,
+                    id,
+                    r.created_at,
+                    r.payload,
+                    reason,
+                    now
+                ])? as i64;
         }
-        let handed: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM spool_records WHERE stream = ?1 AND id > ?2 AND id <= ?3",
-            )?
-            .query_row(params![stream, c, through], |r| r.get(0))?;
+        let handed = count_between(&tx, stream, c, through)?;
         tx.prepare_cached(
             "UPDATE spool_cursors SET cursor = ?3, delivered = delivered + ?4,
                  parked = parked + ?5, last_success = ?6, last_error = NULL
@@ -523,9 +644,10 @@ impl Spool for SqliteSpool {
         let mut stmt = self.conn.prepare(
             "SELECT c.sink, c.stream, c.cursor, c.delivered, c.retried, c.parked, c.dropped,
                     c.last_success, c.last_error,
-                    (SELECT count(*) FROM spool_records r WHERE r.stream = c.stream AND r.id > c.cursor),
-                    (SELECT r.created_at FROM spool_records r WHERE r.stream = c.stream AND r.id > c.cursor
-                     ORDER BY r.id LIMIT 1),
+                    (SELECT coalesce(sum(s.last_id - max(s.first_id, c.cursor + 1) + 1), 0)
+                     FROM spool_segments s WHERE s.stream = c.stream AND s.last_id > c.cursor),
+                    (SELECT s.created_at FROM spool_segments s
+                     WHERE s.stream = c.stream AND s.last_id > c.cursor ORDER BY s.first_id LIMIT 1),
                     (SELECT count(*) FROM spool_parked p WHERE p.sink = c.sink AND p.stream = c.stream)
              FROM spool_cursors c ORDER BY c.sink, c.stream",
         )?;
