@@ -47,6 +47,8 @@ pub struct Config {
     /// Threat-intelligence sources kept in this file (see docs/sources.md); sources can also be
     /// managed through the REST API.
     pub sources: Vec<crate::sources::spec::SourceSpec>,
+    /// Sharing: the spool's limits and the sinks (see docs/sharing.md).
+    pub sharing: crate::sharing::SharingConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             min_prefix_v4: 8,
             min_prefix_v6: 16,
             sources: Vec::new(),
+            sharing: crate::sharing::SharingConfig::default(),
         }
     }
 }
@@ -182,6 +185,12 @@ impl Config {
                 reason: "min_prefix_v4 is 0 to 32, min_prefix_v6 0 to 128".into(),
             });
         }
+        self.sharing
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                field: "sharing",
+                reason,
+            })?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 field: "tls_cert",

@@ -10,6 +10,8 @@
 //!                                                                   ▼            ▼
 //!                                 targets/ (SMS-compatible products)   distribution/ (device sync,
 //!                                                                        CrowdSec, RPZ, reports)
+//!                                                                              │ events
+//!  connection/ (enrollment, mTLS to the upstream) ◄── sharing/ (durable spool ─► sinks) ◄┘
 //! ```
 //!
 //! Underneath: `http/` (the one API error, extractors, authentication, the outbound client),
@@ -36,6 +38,7 @@ mod keys;
 mod metrics;
 mod scheduler;
 mod secrets;
+mod sharing;
 mod sources;
 mod state;
 mod suspicious_object;
@@ -57,6 +60,9 @@ pub use config::{Config, ConfigError};
 pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
+pub use sharing::sink::SinkSpec;
+pub use sharing::sinks::{file::FileSpec, syslog::SyslogSpec};
+pub use sharing::{FullPolicyName, SharingConfig};
 pub use sources::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;
 pub use targets::{ObjectTypes, Risk, TargetSpec};
@@ -78,6 +84,8 @@ pub fn app(state: AppState) -> Router {
         .merge(sources::api::router(&state))
         .merge(targets::api::router(&state))
         .merge(connection::api::router(&state))
+        .merge(sharing::api::router(&state))
+        .merge(sharing::receiver::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,
@@ -178,6 +186,7 @@ pub async fn start_with_clock(
     let follower = tokio::spawn(state.engine().follow());
     sources::start_all(&state).await?;
     targets::start_all(&state).await?;
+    sharing::start(&state).await?;
     // The hub's own chores run in the scheduler like sources and targets.
     let chores = scheduler::Registry::default();
     {
@@ -216,6 +225,7 @@ pub async fn start_with_clock(
         follower.abort();
         state.sources().stop_all();
         state.targets().stop_all();
+        state.spool().sinks().stop_all();
         chores.stop_all();
         state.flush_progress().await?;
         served

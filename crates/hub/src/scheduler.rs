@@ -90,7 +90,7 @@ pub(crate) fn backoff(failures: u32, random: &mut impl FnMut() -> u64) -> i64 {
     i64::try_from(full - jitter).unwrap_or(1).max(1)
 }
 
-fn jitter_source() -> impl FnMut() -> u64 {
+pub(crate) fn jitter_source() -> impl FnMut() -> u64 {
     || {
         let mut b = [0u8; 8];
         // Without OS randomness the retry is merely not jittered.

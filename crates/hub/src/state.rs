@@ -69,6 +69,8 @@ struct Inner {
     targets: crate::scheduler::Registry,
     /// Status resources of STIX pushes.
     stix_statuses: crate::ingest::stix_status::Statuses,
+    /// The durable spool of what is shared, and its sinks' tasks.
+    spool: crate::sharing::spool::SpoolHandle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +114,11 @@ impl AppState {
         };
         let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
         let ca = crate::connection::ca::Ca::open(&config.data_dir, clock.now())?;
+        let spool = crate::sharing::spool::SpoolHandle::open(
+            &config.data_dir.join("spool.db"),
+            config.sharing.limits(),
+            clock.clone(),
+        )?;
         let wake = engine.clone();
         let db = Db::start(store, path, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
@@ -131,6 +138,7 @@ impl AppState {
                 targets: crate::scheduler::Registry::default(),
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
+                spool,
             }),
         };
         state.reload_devices().await?;
@@ -157,6 +165,10 @@ impl AppState {
 
     pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
+    }
+
+    pub(crate) fn spool(&self) -> &crate::sharing::spool::SpoolHandle {
+        &self.inner.spool
     }
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {

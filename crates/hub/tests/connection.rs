@@ -581,13 +581,17 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
     assert_eq!(s, StatusCode::OK, "{v}");
     for f in [
         "policy_inventory",
-        "event_sharing",
         "filter_status_sharing",
         "network_telemetry",
     ] {
         assert_eq!(v["features"][f]["enabled"], true, "{f}: {v}");
         assert_eq!(v["features"][f]["status"], "Not built yet", "{f}: {v}");
     }
+    // Event sharing is built: the spool's upstream sink, nothing sent yet.
+    assert_eq!(
+        v["features"]["event_sharing"]["status"], "Never synced",
+        "{v}"
+    );
     assert_eq!(
         v["features"]["sandbox_url_analysis"]["enabled"], false,
         "{v}"

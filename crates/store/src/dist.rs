@@ -75,6 +75,8 @@ pub trait DistributionStore {
     /// Store detection events of a device; an event whose `device_event` id was stored before is
     /// skipped (a retried batch). Returns how many were new.
     fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError>;
+    /// Which of these `device_event` ids of a device are stored already.
+    fn known_events(&self, device: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
     /// Events with an id above `after`, oldest first, optionally of one device.
     fn events(
         &self,

@@ -45,6 +45,7 @@ mod error;
 pub mod import;
 mod keys;
 mod merge;
+mod shared;
 mod sources;
 pub mod spool;
 mod sqlite;
@@ -58,6 +59,7 @@ pub use dist::{
 pub use error::StoreError;
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
+pub use shared::{SharedQuery, SharedRow, SharedStore};
 pub use sources::{
     ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,
     UpstreamStore,

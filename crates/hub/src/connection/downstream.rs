@@ -32,7 +32,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rephub_store::ConnectionStore;
 
 use crate::http::auth::by_role;
-use crate::http::client::{self as http, FetchError, Trust, error_text};
+use crate::http::client::{self as http, Trust, error_text};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
 use crate::keys::Role;
@@ -40,26 +40,7 @@ use crate::sources::visionone::routes;
 use crate::sources::{SourceSpec, VisionOneSpec, load_state, spawn, store_spec};
 use crate::state::AppState;
 
-/// The source that syncs suspicious objects from the upstream.
-pub(crate) const SOURCE: &str = "upstream";
-/// Its origin: changed through this resource only.
-pub(crate) const ORIGIN: &str = "connection";
-
-/// The suspicious-object sync: the one feature built so far (it is the source).
-const SYNC: &str = "suspicious_object_sync";
-/// The features a downstream switches, as the seed's dialog lists them. Each is switched on when
-/// a hub first connects. Only the sync does anything yet; the others are kept for the sharing,
-/// policy and telemetry features to come.
-const SWITCHED_HERE: [&str; 5] = [
-    SYNC,
-    "policy_inventory",
-    "event_sharing",
-    "filter_status_sharing",
-    "network_telemetry",
-];
-/// Switched on from the upstream's side (`PATCH /api/v1/downstreams/{id}` there); the downstream
-/// learns it when it connects and at every Test Connectivity.
-const SANDBOX: &str = "sandbox_url_analysis";
+use super::client::{ORIGIN, SANDBOX, SOURCE, SWITCHED_HERE, SYNC, features};
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/api/v1/connection", get(show));
@@ -144,19 +125,6 @@ async fn previous(state: &AppState) -> ApiResult<Option<VisionOneSpec>> {
 
 fn onboarded(s: &VisionOneSpec) -> bool {
     s.client_cert_file.as_ref().is_some_and(|p| p.exists())
-}
-
-/// The feature switches: stored ones over the defaults (all on, sandbox off).
-async fn features(state: &AppState) -> ApiResult<BTreeMap<String, bool>> {
-    let mut out: BTreeMap<String, bool> = SWITCHED_HERE
-        .iter()
-        .map(|f| (f.to_string(), true))
-        .collect();
-    out.insert(SANDBOX.into(), false);
-    for (f, on) in state.read(|s| s.connection_features()).await?? {
-        out.insert(f, on);
-    }
-    Ok(out)
 }
 
 /// The switches `settings` asks for, checked (names, and sandbox is not switched here).
@@ -372,6 +340,7 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
     let spec = SourceSpec::Visionone(spec);
     store_spec(&state, &spec, ORIGIN).await?;
     spawn(&state, spec);
+    crate::sharing::sync_upstream(&state).await?;
     tracing::info!(name = ?answer["name"], route = route.name(), "connected to the upstream");
     show(State(state)).await
 }
@@ -396,8 +365,12 @@ async fn change(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value
     let spec = SourceSpec::Visionone(spec);
     store_spec(&state, &spec, ORIGIN).await?;
     spawn(&state, spec);
+    crate::sharing::sync_upstream(&state).await?;
     show(State(state)).await
 }
+
+/// The feature that is the spool's upstream sink.
+const EVENTS_FEATURE: &str = "event_sharing";
 
 /// One feature's status: connected, switched on, and (for the sync) how its runs went.
 fn feature_status(onboarded: bool, enabled: bool) -> &'static str {
@@ -429,6 +402,24 @@ async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         others.insert(
             f.to_string(),
             json!({"enabled": on[*f], "status": feature_status(onboarded, on[*f])}),
+        );
+    }
+    // Event sharing is the spool's upstream sink: its status is the sink's.
+    let sink =
+        state.spool().stats().await?.into_iter().find(|x| {
+            x.sink == crate::sharing::UPSTREAM_SINK && x.stream == crate::sharing::EVENTS
+        });
+    if let (true, true, Some(x)) = (onboarded, on[EVENTS_FEATURE], &sink) {
+        let status = match (&x.last_error, x.last_success) {
+            (Some(_), _) => "Out of sync",
+            (None, Some(_)) => "In sync",
+            (None, None) => "Never synced",
+        };
+        others.insert(
+            EVENTS_FEATURE.into(),
+            json!({"enabled": true, "status": status, "pending": x.depth,
+                   "delivered": x.delivered, "parked": x.parked_now,
+                   "last_success": x.last_success, "last_error": x.last_error}),
         );
     }
     others.insert(
@@ -548,11 +539,15 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             },
         );
     }
+    // Event sharing: an empty batch to the upstream's receiver, with the certificate.
+    if have_cert && on[EVENTS_FEATURE] {
+        check(EVENTS_FEATURE, post_empty_batch(&s).await);
+    }
     // The features to come: nothing to check yet, and said so.
     let pending: Vec<Value> = SWITCHED_HERE
         .iter()
         .chain([&SANDBOX])
-        .filter(|f| **f != SYNC && on[**f])
+        .filter(|f| **f != SYNC && **f != EVENTS_FEATURE && on[**f])
         .map(|f| json!({"check": f, "ok": null, "detail": "not built yet: nothing to check"}))
         .collect();
     checks.extend(pending);
@@ -570,33 +565,30 @@ async fn get_with_certificate(
     s: &VisionOneSpec,
     path: &str,
 ) -> Result<(&'static str, Value), String> {
-    let identity = match (&s.client_cert_file, &s.client_key_file) {
-        (Some(c), Some(k)) => {
-            let mut pem = std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?;
-            pem.push(b'\n');
-            pem.extend(std::fs::read(k).map_err(|e| format!("{}: {e}", k.display()))?);
-            pem
-        }
-        _ => return Err("no certificate: connect with a token".into()),
-    };
-    let url = format!("{}{path}", s.url);
-    let (_, route, resp) = http::first_reaching(&routes(s), &url, |route| {
-        http::client_by(
-            s.ca_file.as_ref(),
-            Some(&identity),
-            false,
-            s.timeout_secs.min(30),
-            route,
-        )
-    })
-    .await
-    .map_err(|e: FetchError| e.to_string())?;
+    let (_, route, resp) = super::client::reach(s, path, s.timeout_secs.min(30)).await?;
     match resp.status() {
-        st if st.is_success() => Ok((route.name(), resp.json().await.unwrap_or(Value::Null))),
+        st if st.is_success() => Ok((route, resp.json().await.unwrap_or(Value::Null))),
         st => Err(format!(
             "{} refused this hub's certificate ({st}): revoked? connect again with a new token",
             s.url
         )),
+    }
+}
+
+/// `POST /api/v1/shared/events` with no events: whether the upstream takes what this hub shares.
+async fn post_empty_batch(s: &VisionOneSpec) -> Result<String, String> {
+    let (client, route, _) =
+        super::client::reach(s, "/v3.0/healthcheck/connectivity", s.timeout_secs.min(30)).await?;
+    let url = format!("{}/api/v1/shared/events", s.url);
+    let resp = client
+        .post(&url)
+        .json(&json!({"events": []}))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", error_text(&e)))?;
+    match resp.status() {
+        st if st.is_success() => Ok(format!("{url} takes this hub's events (route: {route})")),
+        st => Err(format!("{url} answered {st}")),
     }
 }
 

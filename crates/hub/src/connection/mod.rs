@@ -9,6 +9,7 @@
 
 pub(crate) mod api;
 pub(crate) mod ca;
+pub(crate) mod client;
 pub(crate) mod downstream;
 pub(crate) mod verifier;
 

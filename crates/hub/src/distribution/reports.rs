@@ -19,7 +19,10 @@ use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Q, body};
 use crate::keys::Role;
+use crate::sharing::EVENTS;
+use crate::sharing::event::{Envelope, SharedEvent};
 use crate::state::AppState;
+use crate::state::Device;
 
 /// Most events in one request.
 const MAX_EVENTS: usize = 10_000;
@@ -199,6 +202,7 @@ async fn post_events(
     }
     let total = good.len();
     let id = device.id;
+    share(&state, &device, &good).await?;
     let added = state.exec(move |s| s.add_events(id, &good)).await??;
     state
         .metrics()
@@ -207,6 +211,37 @@ async fn post_events(
     Ok(Json(
         json!({"accepted": added, "duplicates": total - added, "rejected": rejected}),
     ))
+}
+
+/// Spool the events not stored before (a batch an agent sends again after a lost answer is not
+/// shared twice), before they are stored: once stored they would not be spooled on a retry, so
+/// a crash in between must find them not stored. The key names the event for every receiver.
+/// A full spool that refuses answers 503: the agent keeps the batch and sends it again.
+async fn share(state: &AppState, device: &Device, events: &[NewEvent]) -> ApiResult<()> {
+    let ids: Vec<i64> = events.iter().map(|e| e.device_event).collect();
+    let id = device.id;
+    let known = state.read(move |s| s.known_events(id, &ids)).await??;
+    let spool = state.spool();
+    let mut payloads = Vec::new();
+    for e in events.iter().filter(|e| !known.contains(&e.device_event)) {
+        let envelope = Envelope {
+            key: format!("{}:{}:{}", spool.id(), device.id, e.device_event),
+            event: SharedEvent::from_reputation(&device.name, device.profile, e),
+        };
+        payloads.push(serde_json::to_vec(&envelope).map_err(crate::HubError::record("event"))?);
+    }
+    match spool.append(EVENTS, payloads).await {
+        Ok(_) => Ok(()),
+        Err(crate::HubError::Store(rephub_store::StoreError::Full(why))) => {
+            tracing::warn!(device = %device.name, reason = %why, "spool full: events refused");
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                format!("the spool of shared events is full ({why}): send them again later"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -226,6 +226,19 @@ impl DistributionStore for SqliteStore {
         Ok(added)
     }
 
+    fn known_events(&self, device: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached("SELECT 1 FROM events WHERE device_id = ?1 AND device_event = ?2")?;
+        let mut known = Vec::new();
+        for id in ids {
+            if stmt.exists(params![device, id])? {
+                known.push(*id);
+            }
+        }
+        Ok(known)
+    }
+
     fn events(
         &self,
         after: i64,

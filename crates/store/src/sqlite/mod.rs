@@ -18,6 +18,7 @@ mod dist;
 mod error;
 mod keys;
 mod schema;
+mod shared;
 mod sources;
 mod spool;
 pub use spool::SqliteSpool;

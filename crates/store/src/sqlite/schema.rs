@@ -372,6 +372,20 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 11: what downstream hubs share (the upstream's side): records of a stream, once per
+    // downstream and idempotency key; listed in the order they arrived.
+    r#"
+    CREATE TABLE shared_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        downstream_id INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        UNIQUE (downstream_id, stream, key)
+    );
+    CREATE INDEX shared_records_stream ON shared_records (stream, id);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

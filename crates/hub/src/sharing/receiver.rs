@@ -1,0 +1,191 @@
+//! The upstream's side of sharing: downstream hubs send what they share over their connection
+//! (mutual TLS, their enrolled certificate); the upstream keeps each record once per downstream
+//! and key, answers which records it refused and why (the sender parks those), and shows them
+//! through its API, per downstream.
+//!
+//! - `POST /api/v1/shared/events` (a downstream's certificate): `{"events": [{"key", "event"}]}`
+//!   → `{"accepted", "duplicates", "refused": [{"index", "field", "message"}]}`.
+//! - `GET /api/v1/shared/events` (any key): filters `downstream` (name), `since`/`until` (Unix
+//!   seconds received), `device` (dvchost), `rule` (ruleName), `cve`, `ip` (src, dst,
+//!   interestedIp or endpointIp), `after` (the last id seen), `limit`.
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use rephub_store::{ConnectionStore, SharedQuery, SharedStore};
+
+use super::EVENTS;
+use super::event::Envelope;
+use crate::http::auth::{Principal, Who, guard};
+use crate::http::error::{ApiError, ApiResult, Dialect};
+use crate::http::extract::{Q, body};
+use crate::keys::Role;
+use crate::state::AppState;
+
+/// Most records in one request.
+const MAX_RECORDS: usize = 100_000;
+/// Longest key.
+const MAX_KEY: usize = 200;
+
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let downstreams = Router::new().route("/api/v1/shared/events", post(receive));
+    let read = Router::new().route("/api/v1/shared/events", get(list));
+    guard(downstreams, state, Who::Downstream, Dialect::Rest).merge(guard(
+        read,
+        state,
+        Who::User(Role::ReadOnly),
+        Dialect::Rest,
+    ))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let d = who.downstream()?.clone();
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        events: Vec<Value>,
+    }
+    let batch: Batch = body(&b)?;
+    if batch.events.len() > MAX_RECORDS {
+        return Err(ApiError::bad(
+            "events",
+            format!("at most {MAX_RECORDS} per request"),
+        ));
+    }
+    let mut good = Vec::with_capacity(batch.events.len());
+    let mut refused = Vec::new();
+    for (i, v) in batch.events.into_iter().enumerate() {
+        let checked = serde_json::from_value::<Envelope>(v)
+            .map_err(|e| ("event", e.to_string()))
+            .and_then(|e| {
+                if e.key.is_empty() || e.key.len() > MAX_KEY {
+                    return Err(("key", format!("1 to {MAX_KEY} characters")));
+                }
+                e.event.check().map_err(|(f, why)| (f, why))?;
+                Ok(e)
+            });
+        match checked {
+            Ok(e) => {
+                let text =
+                    serde_json::to_string(&e.event).map_err(crate::HubError::record("event"))?;
+                good.push((e.key, text));
+            }
+            Err((field, message)) => {
+                refused.push(json!({"index": i, "field": field, "message": message}));
+            }
+        }
+    }
+    let total = good.len() as u64;
+    let added = state
+        .exec(move |s| s.add_shared(d.id, EVENTS, &good))
+        .await??;
+    Ok(Json(
+        json!({"accepted": added, "duplicates": total - added, "refused": refused}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    downstream: Option<String>,
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    cve: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+}
+
+async fn list(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Json<Value>> {
+    let downstreams = state.read(|s| s.downstreams()).await??;
+    let downstream_id = match &q.downstream {
+        None => None,
+        Some(name) => Some(
+            downstreams
+                .iter()
+                .find(|d| &d.name == name)
+                .map(|d| d.id)
+                .ok_or_else(|| {
+                    ApiError::bad("downstream", format!("no downstream named {name:?}"))
+                })?,
+        ),
+    };
+    let mut equal = Vec::new();
+    if let Some(d) = q.device {
+        equal.push(("$.dvchost".to_string(), d));
+    }
+    if let Some(r) = q.rule {
+        equal.push(("$.ruleName".to_string(), r));
+    }
+    let mut contains = Vec::new();
+    if let Some(c) = q.cve {
+        contains.push(("$.cves".to_string(), c));
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = q.after.unwrap_or(0);
+    let query = |extra: Option<(String, String)>| SharedQuery {
+        stream: EVENTS.into(),
+        after,
+        limit,
+        downstream_id,
+        since: q.since,
+        until: q.until,
+        equal: equal.iter().cloned().chain(extra).collect(),
+        contains: contains.clone(),
+    };
+    // An address may be in any of four keys: one query each, merged by id.
+    let queries: Vec<SharedQuery> = match &q.ip {
+        None => vec![query(None)],
+        Some(ip) => ["$.src", "$.dst", "$.interestedIp", "$.endpointIp"]
+            .iter()
+            .map(|p| query(Some((p.to_string(), ip.clone()))))
+            .collect(),
+    };
+    let mut rows = state
+        .read(move |s| {
+            let mut all = Vec::new();
+            for q in &queries {
+                all.extend(s.shared(q)?);
+            }
+            Ok::<_, rephub_store::StoreError>(all)
+        })
+        .await??;
+    rows.sort_by_key(|r| r.id);
+    rows.dedup_by_key(|r| r.id);
+    rows.truncate(limit);
+    let name = |id: i64| {
+        downstreams
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.name.clone())
+    };
+    let next = rows.last().map_or(after, |r| r.id);
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "downstream": name(r.downstream_id), "key": r.key,
+                   "received_at": r.received_at,
+                   "event": serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null)})
+        })
+        .collect();
+    Ok(Json(json!({"events": events, "next": next})))
+}
