@@ -159,6 +159,7 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
     }
     sources(state, &mut out).await?;
     targets(state, &mut out).await?;
+    spool(state, &mut out).await?;
     Ok(out)
 }
 
@@ -225,6 +226,69 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
             let _ = writeln!(
                 out,
                 "rephub_source_objects_total{{source=\"{name}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The sharing spool, per sink and stream (docs/sharing.md).
+async fn spool(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
+    let now = state.now();
+    let stats = state.spool().stats().await?;
+    let families: [(&str, &str, &str, fn(&rephub_store::SinkStats, i64) -> u64); 7] = [
+        (
+            "rephub_spool_depth",
+            "gauge",
+            "Records waiting for a sink.",
+            |s, _| s.depth,
+        ),
+        (
+            "rephub_spool_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest record waiting for a sink.",
+            |s, now| s.oldest.map_or(0, |t| u64::try_from(now - t).unwrap_or(0)),
+        ),
+        (
+            "rephub_spool_delivered_total",
+            "counter",
+            "Records a sink's receiver confirmed.",
+            |s, _| s.delivered,
+        ),
+        (
+            "rephub_spool_retried_total",
+            "counter",
+            "Deliveries that failed and were retried.",
+            |s, _| s.retried,
+        ),
+        (
+            "rephub_spool_parked_total",
+            "counter",
+            "Records a receiver refused, parked.",
+            |s, _| s.parked,
+        ),
+        (
+            "rephub_spool_parked",
+            "gauge",
+            "Records parked now.",
+            |s, _| s.parked_now,
+        ),
+        (
+            "rephub_spool_dropped_total",
+            "counter",
+            "Records dropped by the full policy before a sink had them.",
+            |s, _| s.dropped,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in &stats {
+            let _ = writeln!(
+                out,
+                "{name}{{sink=\"{}\",stream=\"{}\"}} {}",
+                s.sink,
+                s.stream,
+                value(s, now)
             );
         }
     }

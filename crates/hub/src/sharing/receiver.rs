@@ -30,6 +30,8 @@ use crate::state::AppState;
 const MAX_RECORDS: usize = 100_000;
 /// Longest key.
 const MAX_KEY: usize = 200;
+/// How far ahead of this hub's clock an event may be (clocks drift a little; more is an error).
+const MAX_AHEAD_SECS: i64 = 600;
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let downstreams = Router::new().route("/api/v1/shared/events", post(receive));
@@ -62,6 +64,10 @@ async fn receive(
     }
     let mut good = Vec::with_capacity(batch.events.len());
     let mut refused = Vec::new();
+    let latest = state
+        .now()
+        .saturating_add(MAX_AHEAD_SECS)
+        .saturating_mul(1000);
     for (i, v) in batch.events.into_iter().enumerate() {
         let checked = serde_json::from_value::<Envelope>(v)
             .map_err(|e| ("event", e.to_string()))
@@ -69,7 +75,17 @@ async fn receive(
                 if e.key.is_empty() || e.key.len() > MAX_KEY {
                     return Err(("key", format!("1 to {MAX_KEY} characters")));
                 }
-                e.event.check().map_err(|(f, why)| (f, why))?;
+                e.event.check()?;
+                let rt: i64 = e.event.rt.parse().unwrap_or(i64::MAX);
+                if rt > latest {
+                    return Err((
+                        "rt",
+                        format!(
+                            "{} s ahead of this hub's clock: a device or hub clock is wrong",
+                            (rt - latest) / 1000 + MAX_AHEAD_SECS
+                        ),
+                    ));
+                }
                 Ok(e)
             });
         match checked {

@@ -1,0 +1,364 @@
+//! Sharing upstream: events from an agent go through the durable spool to the upstream hub over
+//! the connection (exactly once after de-duplication, through an outage of the upstream), to a
+//! JSON-lines file; a refused record is parked and replayed; a full spool blocks or drops.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Hub, READER};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Events as an agent sends them: ids `ids`, each with `hits` = its id, last seen at `at`.
+fn events(ids: std::ops::Range<i64>, at: i64) -> Value {
+    let list: Vec<Value> = ids
+        .map(|i| {
+            json!({"id": i, "kind": "ipv4", "value": format!("203.0.113.{}", i % 250),
+                   "action": "block", "filter": "block High", "hits": i,
+                   "first_seen": at - 5, "last_seen": at})
+        })
+        .collect();
+    json!({ "events": list })
+}
+
+/// An agent's POST of events: the status and the answer.
+async fn post_events(h: &Hub, token: &str, body: Value) -> (StatusCode, Value) {
+    h.call("POST", "/api/v1/agent/events", token, Some(body))
+        .await
+}
+
+/// A device on `h`: its token.
+async fn device(h: &Hub, name: &str) -> String {
+    h.post("/api/v1/devices", json!({ "name": name })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `down` connected to `up` (suspicious-object sync quiet: once an hour).
+async fn connect(up: &Hub, down: &Hub, name: &str) {
+    let (s, t) = up
+        .send(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert!(s.is_success(), "{t}");
+    let port = up.hub.as_ref().unwrap().tls_addr.unwrap().port();
+    let (s, v) = down
+        .send(
+            "PUT",
+            "/api/v1/connection",
+            Some(
+                json!({"upstream": format!("https://localhost:{port}"), "token": t["token"],
+                        "ca_fingerprint": t["ca_fingerprint"], "interval_secs": 3600}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// Every event the upstream holds (paged).
+async fn received(up: &Hub) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let v = up
+            .get(&format!("/api/v1/shared/events?after={after}&limit=10000"))
+            .await;
+        let page = v["events"].as_array().unwrap().clone();
+        if page.is_empty() {
+            return all;
+        }
+        after = v["next"].as_i64().unwrap();
+        all.extend(page);
+    }
+}
+
+async fn wait_received(up: &Hub, n: usize) -> Vec<Value> {
+    for _ in 0..600 {
+        let all = received(up).await;
+        if all.len() >= n {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the upstream has {} events, not {n}",
+        received(up).await.len()
+    );
+}
+
+fn upstream_sink(sharing: &Value) -> Value {
+    sharing["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sink"] == "upstream")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_the_upstream_once_each_through_an_outage() {
+    let mut up = Hub::start().await;
+    // The same HTTPS port after a restart: the downstream's settings name it.
+    up.config.tls_listen = up.hub.as_ref().unwrap().tls_addr.unwrap();
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+        c.sharing.upstream_batch_max = 40;
+    })
+    .await;
+    connect(&up, &down, "branch-1").await;
+    let token = device(&down, "fw1").await;
+    let now = common::now();
+
+    let (s, v) = post_events(&down, &token, events(1..51, now)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The agent sends the batch again (a lost answer): stored once, shared once.
+    let (_, v) = post_events(&down, &token, events(1..51, now)).await;
+    assert_eq!(v["duplicates"], 50, "{v}");
+    let got = wait_received(&up, 50).await;
+    assert_eq!(got[0]["downstream"], "branch-1");
+    let e = &got[0]["event"];
+    assert_eq!(e["dvchost"], "fw1");
+    assert_eq!(e["act"], "block");
+    assert_eq!(e["rt"], (now * 1000).to_string());
+    assert_eq!(e["mpname"], "rephub");
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(c["features"]["event_sharing"]["status"], "In sync", "{c}");
+
+    // The upstream goes away; events keep coming and wait in the spool, retried.
+    up.stop().await;
+    for batch in [51..91, 91..121] {
+        let (s, v) = post_events(&down, &token, events(batch, now)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let st = down
+        .wait_until("/api/v1/sharing", "retried twice", |v| {
+            upstream_sink(v)["retried"].as_u64() >= Some(2)
+        })
+        .await;
+    let sink = upstream_sink(&st);
+    assert_eq!(sink["depth"], 70, "{st}");
+    assert!(
+        sink["last_error"].as_str().unwrap().contains("unreachable"),
+        "{st}"
+    );
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(
+        c["features"]["event_sharing"]["status"], "Out of sync",
+        "{c}"
+    );
+    assert!(
+        down.metrics()
+            .await
+            .contains("rephub_spool_depth{sink=\"upstream\",stream=\"events\"} 70"),
+        "{}",
+        down.metrics().await
+    );
+
+    // Back: everything arrives, each event once (de-duplicated by key), counts intact.
+    up.restart().await;
+    let got = wait_received(&up, 120).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_again = received(&up).await;
+    assert_eq!(got_again.len(), 120, "nothing more arrives");
+    let keys: BTreeSet<&str> = got.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 120);
+    let hits: u64 = got
+        .iter()
+        .map(|e| {
+            e["event"]["aggregatedCount"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(hits, (1..121).sum::<u64>());
+    let st = down
+        .wait_until("/api/v1/sharing", "drained", |v| {
+            upstream_sink(v)["depth"] == 0
+        })
+        .await;
+    assert_eq!(upstream_sink(&st)["delivered"], 120, "{st}");
+
+    // The upstream searches them: by device, address, rule.
+    let v = up
+        .get("/api/v1/shared/events?device=fw1&ip=203.0.113.7&limit=100")
+        .await;
+    let n = v["events"].as_array().unwrap().len();
+    assert_eq!(n, (1..121).filter(|i| i % 250 == 7).count(), "{v}");
+    let (s, _) = up
+        .call(
+            "GET",
+            "/api/v1/shared/events?downstream=nobody",
+            READER,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Only a downstream's certificate sends: a key does not.
+    let (s, _) = up
+        .call(
+            "POST",
+            "/api/v1/shared/events",
+            common::ADMIN,
+            Some(json!({"events": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_record_is_parked_the_rest_flows_and_a_replay_delivers_it() {
+    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let up = Hub::start_with_clock(clock.clone(), |_, _| {}).await;
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("events.jsonl");
+    let down = {
+        let path = path.clone();
+        Hub::start_with(move |c, _| {
+            c.tls = false;
+            c.sharing.upstream_batch_secs = 1;
+            c.sharing.sinks = vec![
+                serde_json::from_value(json!({
+                "kind": "file", "name": "archive", "path": path, "batch_secs": 1}))
+                .unwrap(),
+            ];
+        })
+        .await
+    };
+    connect(&up, &down, "branch-2").await;
+    let token = device(&down, "fw2").await;
+    let now = common::now();
+    // Five events now, one from a device whose clock is an hour ahead.
+    let mut body = events(1..6, now);
+    body["events"].as_array_mut().unwrap().extend(
+        events(6..7, now + 3600)["events"]
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
+    let (s, v) = post_events(&down, &token, body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_received(&up, 5).await;
+    let st = down
+        .wait_until("/api/v1/sharing", "one parked", |v| {
+            upstream_sink(v)["parked_now"] == 1
+        })
+        .await;
+    assert_eq!(upstream_sink(&st)["delivered"], 5, "{st}");
+    let parked = down.get("/api/v1/sharing/parked?sink=upstream").await;
+    let p = &parked["parked"][0];
+    assert!(
+        p["reason"].as_str().unwrap().contains("rt")
+            && p["reason"].as_str().unwrap().contains("ahead"),
+        "{parked}"
+    );
+    assert_eq!(p["record"]["event"]["aggregatedCount"], "6");
+    // The file took all six (it refuses nothing): one line each, with the key.
+    let lines = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["key"].is_string() && l["event"]["dvchost"] == "fw2")
+    );
+
+    // Replay needs an admin and a known sink; the upstream's clock catches up; replayed.
+    let (s, _) = down
+        .call(
+            "POST",
+            "/api/v1/sharing/parked/replay",
+            READER,
+            Some(json!({"sink": "upstream"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = down
+        .send(
+            "POST",
+            "/api/v1/sharing/parked/replay",
+            Some(json!({"sink": "nowhere"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    clock.advance(7200);
+    let v = down
+        .post("/api/v1/sharing/parked/replay", json!({"sink": "upstream"}))
+        .await;
+    assert_eq!(v["replayed"], 1);
+    wait_received(&up, 6).await;
+    let st = down
+        .wait_until("/api/v1/sharing", "nothing parked", |v| {
+            upstream_sink(v)["parked_now"] == 0
+        })
+        .await;
+    assert_eq!(upstream_sink(&st)["delivered"], 6, "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_refuses_new_events_or_drops_the_oldest_as_configured() {
+    let file = tempfile::tempdir().unwrap();
+    // A file sink that cannot write (its directory does not exist): everything waits.
+    let sink = json!({"kind": "file", "name": "stuck",
+                      "path": file.path().join("missing/events.jsonl"), "batch_secs": 1});
+    let block = {
+        let sink = sink.clone();
+        Hub::start_with(move |c, _| {
+            c.tls = false;
+            c.sharing.spool_max_records = 5;
+            c.sharing.sinks = vec![serde_json::from_value(sink).unwrap()];
+        })
+        .await
+    };
+    let token = device(&block, "fw").await;
+    let now = common::now();
+    let (s, v) = post_events(&block, &token, events(1..6, now)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post_events(&block, &token, events(6..9, now)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("full"),
+        "{v}"
+    );
+    // Refused means not kept at all: the agent sends them again later.
+    let kept = block.get("/api/v1/events?limit=100").await;
+    assert_eq!(kept["events"].as_array().unwrap().len(), 5);
+
+    let drop = Hub::start_with(move |c, _| {
+        c.tls = false;
+        c.sharing.spool_max_records = 5;
+        c.sharing.spool_full = rephub_hub::FullPolicyName::DropOldest;
+        c.sharing.sinks = vec![serde_json::from_value(sink).unwrap()];
+    })
+    .await;
+    let token = device(&drop, "fw").await;
+    for (batch, i) in [(1..6, 0), (6..9, 1)] {
+        let (s, v) = post_events(&drop, &token, events(batch, now + i)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let st = drop.get("/api/v1/sharing").await;
+    let stuck = &st["sinks"][0];
+    assert_eq!(
+        (stuck["dropped"].as_u64(), stuck["depth"].as_u64()),
+        (Some(5), Some(3)),
+        "{st}"
+    );
+    assert!(
+        drop.metrics()
+            .await
+            .contains("rephub_spool_dropped_total{sink=\"stuck\",stream=\"events\"} 5")
+    );
+}
