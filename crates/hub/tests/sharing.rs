@@ -1,15 +1,19 @@
 //! Sharing upstream: events from an agent go through the durable spool to the upstream hub over
 //! the connection (exactly once after de-duplication, through an outage of the upstream), to a
-//! JSON-lines file; a refused record is parked and replayed; a full spool blocks or drops.
+//! JSON-lines file and to rsyslog (restarted mid-stream); a refused record is parked and
+//! replayed; a full spool blocks or drops. Needs rsyslog (`.ci/run` installs it).
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
+#[path = "peers/rsyslog.rs"]
+mod rsyslog;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Hub, READER};
 use reqwest::StatusCode;
+use rsyslog::Rsyslog;
 use serde_json::{Value, json};
 
 /// Events as an agent sends them: ids `ids`, each with `hits` = its id, last seen at `at`.
@@ -361,4 +365,88 @@ async fn a_full_spool_refuses_new_events_or_drops_the_oldest_as_configured() {
             .await
             .contains("rephub_spool_dropped_total{sink=\"stuck\",stream=\"events\"} 5")
     );
+}
+
+/// The keys of the RFC 5424 messages rsyslog wrote (`[rephub@32473 key="…"]`).
+fn syslog_keys(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.split_once("[rephub@32473 key=\"")?.1;
+            Some(rest.split_once('"')?.0.to_string())
+        })
+        .collect()
+}
+
+/// Events to rsyslog over TCP, RFC 5424 with CEF: rsyslog down for a while and restarted over
+/// and over while batches flow; every event arrives (a resent batch may repeat some, with the
+/// same keys).
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_restarting_mid_stream_loses_nothing() {
+    let mut rsyslog = Rsyslog::start();
+    let address = rsyslog.address();
+    let h = Hub::start_with(move |c, _| {
+        c.tls = false;
+        c.sharing.sinks = vec![
+            serde_json::from_value(json!({
+            "kind": "syslog", "name": "siem", "address": address,
+            "batch_secs": 1, "batch_max": 25}))
+            .unwrap(),
+        ];
+    })
+    .await;
+    let token = device(&h, "fw3").await;
+    let now = common::now();
+    let (s, _) = post_events(&h, &token, events(1..51, now)).await;
+    assert_eq!(s, StatusCode::OK);
+    for _ in 0..600 {
+        if syslog_keys(&rsyslog.received()).len() >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = rsyslog.received();
+    let first = log.lines().next().unwrap().to_string();
+    assert!(first.starts_with("<131>1 "), "{first}");
+    assert!(
+        first.contains(" fw3 rephub - event [rephub@32473 key=\""),
+        "{first}"
+    );
+    assert!(first.contains("CEF:0|rephub|rephub|"), "{first}");
+    assert!(first.contains("act=block"), "{first}");
+
+    // Down: batches fail and wait.
+    rsyslog.down();
+    let (s, _) = post_events(&h, &token, events(51..151, now)).await;
+    assert_eq!(s, StatusCode::OK);
+    h.wait_until("/api/v1/sharing", "a failed delivery", |v| {
+        v["sinks"][0]["retried"].as_u64() >= Some(1)
+    })
+    .await;
+    rsyslog.up();
+    // Restarted again and again while more batches flow.
+    for round in 0..4 {
+        let from = 151 + round * 100;
+        let (s, _) = post_events(&h, &token, events(from..from + 100, now)).await;
+        assert_eq!(s, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        rsyslog.down();
+        rsyslog.up();
+    }
+    let want: BTreeSet<String> = (1..551).map(|i| format!("{}:", i)).collect::<BTreeSet<_>>();
+    let mut keys = BTreeSet::new();
+    for _ in 0..600 {
+        keys = syslog_keys(&rsyslog.received()).into_iter().collect();
+        let st = h.get("/api/v1/sharing").await;
+        if keys.len() >= 550 && st["sinks"][0]["depth"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(keys.len(), 550, "every event, by key");
+    // The key ends with the agent's event id: each of 1..=550 once.
+    let ids: BTreeSet<String> = keys
+        .iter()
+        .map(|k| format!("{}:", k.rsplit(':').next().unwrap()))
+        .collect();
+    assert_eq!(ids, want);
 }

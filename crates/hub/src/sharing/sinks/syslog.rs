@@ -215,6 +215,91 @@ mod tests {
     use super::*;
     use crate::sharing::event::SharedEvent;
 
+    fn record(i: i64) -> SpoolRecord {
+        let e = Envelope {
+            key: format!("k:{i}"),
+            event: SharedEvent::from_reputation(
+                "fw",
+                None,
+                &rephub_store::NewEvent {
+                    device_event: i,
+                    kind: "ipv4".into(),
+                    value: "192.0.2.1".into(),
+                    action: "block".into(),
+                    filter: None,
+                    hits: 1,
+                    first_seen: 1_800_000_000,
+                    last_seen: 1_800_000_000,
+                    sample: None,
+                },
+            ),
+        };
+        SpoolRecord {
+            id: i,
+            created_at: 0,
+            payload: serde_json::to_vec(&e).unwrap(),
+        }
+    }
+
+    fn sink(port: u16) -> SyslogSink {
+        SyslogSink {
+            spec: serde_json::from_value(serde_json::json!({
+                "name": "t", "address": format!("127.0.0.1:{port}")}))
+            .unwrap(),
+        }
+    }
+
+    /// A batch counts as delivered only when the receiver read it all and closed; one that
+    /// drops the connection halfway (a crash, a restart) makes the batch go again, though every
+    /// write succeeded.
+    #[tokio::test]
+    async fn a_batch_is_confirmed_by_the_receivers_close_not_by_the_writes() {
+        use std::io::Read as _;
+        let records: Vec<SpoolRecord> = (1..=200).map(record).collect();
+        // Reads a little, then goes away with data unread: the kernel resets the connection.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let rude = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut some = [0u8; 64];
+            c.read_exact(&mut some).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        });
+        let out = sink(port).deliver(&records).await;
+        rude.join().unwrap();
+        assert!(matches!(out, Outcome::Retry(_)), "{out:?}");
+        // Reads everything, then closes: delivered, every frame there.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let polite = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut all = Vec::new();
+            c.read_to_end(&mut all).unwrap();
+            all
+        });
+        let out = sink(port).deliver(&records).await;
+        let got = String::from_utf8(polite.join().unwrap()).unwrap();
+        assert!(
+            matches!(out, Outcome::Delivered(ref r) if r.is_empty()),
+            "{out:?}"
+        );
+        assert_eq!(got.matches("[rephub@32473 key=\"k:").count(), 200);
+        // Octet-counted: the first frame's length is the length of its message.
+        let (len, rest) = got.split_once(' ').unwrap();
+        let len: usize = len.parse().unwrap();
+        assert!(rest[len..].starts_with(|c: char| c.is_ascii_digit()));
+        // Nobody listening: retried.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(matches!(
+            sink(port).deliver(&records).await,
+            Outcome::Retry(_)
+        ));
+    }
+
     #[test]
     fn a_message_is_rfc5424_with_the_key_and_cef() {
         let e = Envelope {
