@@ -193,7 +193,15 @@ fn sources_paths() -> Value {
                 "put": op("connect (or reconnect) to an upstream with an enrollment token and its CA fingerprint (admin)", "apiKey", json_body(json!({"type": "object", "required": ["token", "ca_fingerprint"], "properties": {"upstream": {"type": "string"}, "token": {"type": "string"}, "ca_fingerprint": {"type": "string"}, "interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}, "features": {"type": "object", "additionalProperties": {"type": "boolean"}}, "gateway": {"type": "object"}, "proxy": {"type": "object"}}}))),
                 "patch": op("change the connection's settings without a token: interval, feature switches, gateway, proxy (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}, "features": {"type": "object", "additionalProperties": {"type": "boolean"}}, "gateway": {"type": "object", "required": ["url"], "properties": {"enabled": {"type": "boolean"}, "url": {"type": "string"}, "api_key": {"type": "string"}}}, "proxy": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}}}}}))),
                 "delete": op("disconnect from the upstream, keeping what was synced (admin)", "apiKey", json!({}))},
-            "/api/v1/connection/test": {"post": op("test connectivity of each enabled feature (admin)", "apiKey", json!({}))}
+            "/api/v1/connection/test": {"post": op("test connectivity of each enabled feature (admin)", "apiKey", json!({}))},
+            "/api/v1/sharing": {"get": op("the sharing spool: limits, and per sink its depth, oldest record, delivered, retried, parked and dropped", "apiKey", json!({}))},
+            "/api/v1/sharing/parked": {"get": op("records a receiver refused, with the reason (sink, limit)", "apiKey", json!({}))},
+            "/api/v1/sharing/parked/replay": {"post": op("deliver parked records again: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},
+            "/api/v1/sharing/parked/discard": {"post": op("forget parked records: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},
+            "/api/v1/sharing/sinks/{name}/flush": {"post": op("deliver a sink's waiting records now (admin)", "apiKey", json!({}))},
+            "/api/v1/shared/events": {
+                "get": op("events downstream hubs shared (downstream, since, until, device, rule, cve, ip, after, limit)", "apiKey", json!({})),
+                "post": open_op("a downstream shares events: {events: [{key, event}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["events"]})))}
     })
 }
 

@@ -6,6 +6,8 @@
 //! - `POST /api/v1/sharing/parked/replay` (admin) `{"sink": "upstream", "ids": [3]}` (no `ids`:
 //!   all of the sink's): delivered again at the sink's next turn (which comes at once).
 //! - `POST /api/v1/sharing/parked/discard` (admin), the same body: forgotten.
+//! - `POST /api/v1/sharing/sinks/{name}/flush` (admin): deliver now rather than at the next
+//!   batch time (after fixing a receiver, say); 202.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,7 +30,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/sharing/parked", get(parked));
     let admin = Router::new()
         .route("/api/v1/sharing/parked/replay", post(replay))
-        .route("/api/v1/sharing/parked/discard", post(discard));
+        .route("/api/v1/sharing/parked/discard", post(discard))
+        .route("/api/v1/sharing/sinks/{name}/flush", post(flush));
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
@@ -116,4 +119,22 @@ async fn discard(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
         .with(move |s| s.discard(&sel.sink, sel.ids.as_deref()))
         .await?;
     Ok(Json(json!({ "discarded": n })))
+}
+
+async fn flush(
+    State(state): State<AppState>,
+    crate::http::extract::P(name): crate::http::extract::P<String>,
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+    known_sink(&state, &name).await?;
+    if !state.spool().sinks().kick(&name) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            None,
+            format!("sink {name} is not running"),
+        ));
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({ "flushing": name })),
+    ))
 }

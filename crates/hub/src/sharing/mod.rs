@@ -171,7 +171,7 @@ pub(crate) async fn sync_upstream(state: &AppState) -> Result<(), HubError> {
             state.clone(),
             UPSTREAM_SINK.to_string(),
             EVENTS,
-            Kind::Upstream(sinks::upstream::UpstreamSink),
+            Kind::Upstream(sinks::upstream::UpstreamSink::default()),
             (cfg.upstream_batch_max, cfg.upstream_batch_secs),
         );
         crate::scheduler::spawn(spool.sinks(), UPSTREAM_SINK, state.clock(), job);

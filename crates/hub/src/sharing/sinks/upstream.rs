@@ -11,23 +11,51 @@ use rephub_store::SpoolRecord;
 
 use crate::connection::client::{connected, reach};
 use crate::sharing::sink::Outcome;
+use crate::sources::VisionOneSpec;
 use crate::state::AppState;
 
-#[derive(Debug)]
-pub(crate) struct UpstreamSink;
+/// The client of the last delivery that worked (its connection stays open between batches),
+/// for the connection's settings it was made with; made again after any failure.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamSink {
+    client: std::sync::Mutex<Option<(VisionOneSpec, reqwest::Client)>>,
+}
 
 impl UpstreamSink {
+    async fn client(&self, spec: &VisionOneSpec) -> Result<reqwest::Client, String> {
+        if let Some((s, c)) = &*self.lock() {
+            if s == spec {
+                return Ok(c.clone());
+            }
+        }
+        let (client, _, _) =
+            reach(spec, "/v3.0/healthcheck/connectivity", spec.timeout_secs).await?;
+        *self.lock() = Some((spec.clone(), client.clone()));
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(VisionOneSpec, reqwest::Client)>> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) async fn deliver(&self, state: &AppState, records: &[SpoolRecord]) -> Outcome {
+        let out = self.send(state, records).await;
+        if matches!(out, Outcome::Retry(_)) {
+            *self.lock() = None;
+        }
+        out
+    }
+
+    async fn send(&self, state: &AppState, records: &[SpoolRecord]) -> Outcome {
         let spec = match connected(state).await {
             Ok(Some(s)) => s,
             Ok(None) => return Outcome::Retry("not connected to an upstream".into()),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
-        let (client, _, _) =
-            match reach(&spec, "/v3.0/healthcheck/connectivity", spec.timeout_secs).await {
-                Ok(c) => c,
-                Err(e) => return Outcome::Retry(e),
-            };
+        let client = match self.client(&spec).await {
+            Ok(c) => c,
+            Err(e) => return Outcome::Retry(e),
+        };
         // The records are the envelopes' JSON already: joined, not parsed again.
         let mut body =
             Vec::with_capacity(records.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 16);
