@@ -142,11 +142,13 @@ async fn drain(http: &reqwest::Client, base: &str, name: &str, n: u64) -> f64 {
     }
 }
 
-fn rss_mib() -> f64 {
+/// A line of `/proc/self/status` in MiB (`VmRSS`, `RssAnon`: the heap and stacks, `RssFile`:
+/// pages of mapped files, SQLite's memory-mapped databases among them, which the kernel can drop).
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -200,23 +202,33 @@ async fn main() {
         let mut next_report = 0;
         while start.elapsed().as_secs() < secs {
             let tick = Instant::now();
-            call(
-                &http,
-                "POST",
-                &format!("{down_base}/api/v1/agent/events"),
-                &token,
-                Some(batch(id, 1000, now)),
-            )
-            .await;
+            let r = http
+                .post(format!("{down_base}/api/v1/agent/events"))
+                .bearer_auth(&token)
+                .json(&batch(id, 1000, now))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                println!(
+                    "{:>6} the spool is full ({} events): the block policy refuses more",
+                    start.elapsed().as_secs(),
+                    id - 1
+                );
+                break;
+            }
+            assert!(r.status().is_success(), "{}", r.status());
             id += 1000;
             if start.elapsed().as_secs() >= next_report {
                 let s = sink(&http, &down_base, "upstream").await;
                 println!(
-                    "{:>6} {:>10} {:>10} {:>9.1}",
+                    "{:>6} {:>10} {:>10} {:>9.1} {:>9.1} {:>9.1}",
                     start.elapsed().as_secs(),
                     id - 1,
                     s["depth"],
-                    rss_mib()
+                    status_mib("VmRSS"),
+                    status_mib("RssAnon"),
+                    status_mib("RssFile")
                 );
                 next_report += 10;
             }
