@@ -11,7 +11,7 @@
 //!   process's resident memory and the spool's depth every 10 s.
 //!
 //! `cargo bench -p rephub-hub --bench sharing [-- N]` (200,000 by default) or
-//! `cargo bench -p rephub-hub --bench sharing -- memory 600`
+//! `[CACHE_MIB=64] cargo bench -p rephub-hub --bench sharing -- memory 600`
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/peers/rsyslog.rs"]
@@ -41,6 +41,10 @@ fn config(dir: &std::path::Path, tls: bool) -> Config {
     };
     c.sharing.upstream_batch_max = 10_000;
     c.sharing.upstream_batch_secs = 1;
+    // The writer's page cache (default 512 MiB): `CACHE_MIB=64` shows what of the memory is cache.
+    if let Some(mib) = std::env::var("CACHE_MIB").ok().and_then(|v| v.parse().ok()) {
+        c.cache_mib = mib;
+    }
     c
 }
 
