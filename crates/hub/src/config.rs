@@ -48,7 +48,7 @@ pub struct Config {
     /// managed through the REST API.
     pub sources: Vec<crate::sources::spec::SourceSpec>,
     /// Sharing: the spool's limits and the sinks (see docs/sharing.md).
-    pub sharing: crate::sharing::SharingConfig,
+    pub sharing: crate::sharing::spec::SharingConfig,
 }
 
 impl Default for Config {
@@ -71,7 +71,7 @@ impl Default for Config {
             min_prefix_v4: 8,
             min_prefix_v6: 16,
             sources: Vec::new(),
-            sharing: crate::sharing::SharingConfig::default(),
+            sharing: crate::sharing::spec::SharingConfig::default(),
         }
     }
 }

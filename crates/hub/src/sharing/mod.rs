@@ -14,99 +14,18 @@ pub(crate) mod event;
 pub(crate) mod receiver;
 pub(crate) mod sink;
 pub(crate) mod sinks;
+pub(crate) mod spec;
 pub(crate) mod spool;
 
-use serde::{Deserialize, Serialize};
-
-use rephub_store::{FullPolicy, Spool, SpoolLimits};
+use rephub_store::Spool;
 
 use crate::error::HubError;
 use crate::state::AppState;
-use sink::{Kind, SinkJob, SinkSpec};
+use sink::{Kind, SinkJob};
+use spec::SinkSpec;
 
-/// The stream of detection events.
-pub(crate) const EVENTS: &str = "events";
-/// The sink that is the upstream hub.
-pub(crate) const UPSTREAM_SINK: &str = "upstream";
-
-/// `[sharing]` in the configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SharingConfig {
-    /// Most records the spool keeps (every stream, every sink).
-    pub spool_max_records: u64,
-    /// Most payload the spool keeps, in MiB.
-    pub spool_max_mib: u64,
-    /// When full: `block` (refuse new records: agents get 503 and send them again later) or
-    /// `drop_oldest` (make room; what is dropped is counted per sink).
-    pub spool_full: FullPolicyName,
-    /// How often events go to the upstream hub (seed 002: every 60 s), and most per batch.
-    pub upstream_batch_secs: u64,
-    pub upstream_batch_max: usize,
-    pub sinks: Vec<SinkSpec>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FullPolicyName {
-    Block,
-    DropOldest,
-}
-
-impl Default for SharingConfig {
-    fn default() -> SharingConfig {
-        SharingConfig {
-            spool_max_records: 10_000_000,
-            spool_max_mib: 2048,
-            spool_full: FullPolicyName::Block,
-            upstream_batch_secs: 60,
-            upstream_batch_max: 5000,
-            sinks: Vec::new(),
-        }
-    }
-}
-
-impl SharingConfig {
-    pub(crate) fn limits(&self) -> SpoolLimits {
-        SpoolLimits {
-            max_records: self.spool_max_records,
-            max_bytes: self.spool_max_mib.saturating_mul(1 << 20),
-            policy: match self.spool_full {
-                FullPolicyName::Block => FullPolicy::Block,
-                FullPolicyName::DropOldest => FullPolicy::DropOldest,
-            },
-        }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.spool_max_records == 0 || self.spool_max_mib == 0 {
-            return Err("spool_max_records and spool_max_mib must be positive".into());
-        }
-        if !(1..=100_000).contains(&self.upstream_batch_max) {
-            return Err("upstream_batch_max is 1 to 100000".into());
-        }
-        crate::validate::secs("upstream_batch_secs", self.upstream_batch_secs, 1)
-            .map_err(|e| e.to_string())?;
-        let mut names = std::collections::HashSet::new();
-        for s in &self.sinks {
-            s.validate()?;
-            if !names.insert(s.name()) {
-                return Err(format!("two sinks named {}", s.name()));
-            }
-            let streams = match s {
-                SinkSpec::Syslog(x) => &x.streams,
-                SinkSpec::File(x) => &x.streams,
-            };
-            if let Some(bad) = streams.iter().find(|st| st.as_str() != EVENTS) {
-                return Err(format!(
-                    "sink {}: unknown stream {bad:?} (streams: {EVENTS})",
-                    s.name()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub(crate) use spec::{EVENTS, UPSTREAM_SINK};
+pub use spec::{FullPolicyName, SharingConfig};
 
 /// Subscribe the configured sinks (a sink taken out of the file is unsubscribed, its backlog
 /// freed), start their tasks, and the upstream sink as the connection says.

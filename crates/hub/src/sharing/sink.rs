@@ -6,27 +6,13 @@
 
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use rephub_store::{Spool, SpoolRecord};
 
-use super::sinks::{file::FileSink, syslog::SyslogSink, upstream::UpstreamSink};
+use super::sinks::{Outcome, file::FileSink, syslog::SyslogSink, upstream::UpstreamSink};
 use super::spool::SpoolHandle;
 use crate::error::HubError;
 use crate::scheduler::{Job, Turn};
 use crate::state::AppState;
-
-/// Defaults of a sink's batching.
-pub(crate) const BATCH_MAX: usize = 1000;
-
-/// What a delivery came to.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// The receiver took the batch, except these records (index in the batch, reason): parked.
-    Delivered(Vec<(usize, String)>),
-    /// Nothing was confirmed: try the whole batch again later.
-    Retry(String),
-}
 
 /// The kinds of sinks.
 #[derive(Debug)]
@@ -42,59 +28,6 @@ impl Kind {
             Kind::Upstream(s) => s.deliver(state, records).await,
             Kind::Syslog(s) => s.deliver(records).await,
             Kind::File(s) => s.deliver(records).await,
-        }
-    }
-}
-
-/// A sink configured in `[[sharing.sinks]]` (the upstream hub is a sink of its own, switched by
-/// the connection's `event_sharing`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkSpec {
-    /// RFC 5424 syslog over TCP (octet-counted frames, RFC 6587) or TLS, a CEF message each.
-    Syslog(super::sinks::syslog::SyslogSpec),
-    /// JSON lines appended to a file, `{"key": …, "event": {…}}` each.
-    File(super::sinks::file::FileSpec),
-}
-
-impl SinkSpec {
-    pub(crate) fn name(&self) -> &str {
-        match self {
-            SinkSpec::Syslog(s) => &s.name,
-            SinkSpec::File(s) => &s.name,
-        }
-    }
-
-    pub(crate) fn batch(&self) -> (usize, u64) {
-        match self {
-            SinkSpec::Syslog(s) => (s.batch_max, s.batch_secs),
-            SinkSpec::File(s) => (s.batch_max, s.batch_secs),
-        }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        let name = self.name();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(format!(
-                "sink name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
-            ));
-        }
-        if name == super::UPSTREAM_SINK {
-            return Err(format!("sink name {name:?} is the upstream hub's"));
-        }
-        let (max, secs) = self.batch();
-        if !(1..=100_000).contains(&max) {
-            return Err(format!("sink {name}: batch_max is 1 to 100000"));
-        }
-        crate::validate::secs("batch_secs", secs, 1).map_err(|e| format!("sink {name}: {e}"))?;
-        match self {
-            SinkSpec::Syslog(s) => s.validate(),
-            SinkSpec::File(_) => Ok(()),
         }
     }
 }

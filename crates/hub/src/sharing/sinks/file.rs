@@ -6,25 +6,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use rephub_store::SpoolRecord;
 
-use crate::sharing::sink::Outcome;
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSpec {
-    pub name: String,
-    pub path: PathBuf,
-    /// The streams it takes (`events`).
-    #[serde(default = "super::events")]
-    pub streams: Vec<String>,
-    #[serde(default = "super::batch_max")]
-    pub batch_max: usize,
-    #[serde(default = "super::batch_secs")]
-    pub batch_secs: u64,
-}
+use super::Outcome;
 
 #[derive(Debug)]
 pub(crate) struct FileSink {

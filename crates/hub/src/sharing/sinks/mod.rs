@@ -4,15 +4,11 @@ pub(crate) mod file;
 pub(crate) mod syslog;
 pub(crate) mod upstream;
 
-fn batch_max() -> usize {
-    super::sink::BATCH_MAX
-}
-
-/// Seed 002, chapter 7: events are sent every 60 seconds.
-fn batch_secs() -> u64 {
-    60
-}
-
-fn events() -> Vec<String> {
-    vec![super::EVENTS.to_string()]
+/// What a delivery came to.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The receiver took the batch, except these records (index in the batch, reason): parked.
+    Delivered(Vec<(usize, String)>),
+    /// Nothing was confirmed: try the whole batch again later.
+    Retry(String),
 }

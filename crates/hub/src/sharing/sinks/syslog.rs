@@ -8,69 +8,16 @@
 //! again). Every message carries its idempotency key (`[rephub@32473 key="…"]` and CEF
 //! `externalId`), so a resent batch can be de-duplicated downstream.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use rephub_store::SpoolRecord;
 
+use super::Outcome;
 use crate::sharing::event::Envelope;
-use crate::sharing::sink::Outcome;
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogSpec {
-    pub name: String,
-    /// `host:port` of the receiver.
-    pub address: String,
-    /// TLS (RFC 5425) instead of plain TCP.
-    #[serde(default)]
-    pub tls: bool,
-    /// The CA that signed the receiver's certificate (TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// The name in the receiver's certificate, if not the host of `address`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// Syslog facility, 0 to 23 (default 16, local0).
-    #[serde(default = "local0")]
-    pub facility: u8,
-    #[serde(default = "super::events")]
-    pub streams: Vec<String>,
-    #[serde(default = "super::batch_max")]
-    pub batch_max: usize,
-    #[serde(default = "super::batch_secs")]
-    pub batch_secs: u64,
-}
-
-fn local0() -> u8 {
-    16
-}
-
-impl SyslogSpec {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.facility > 23 {
-            return Err(format!("sink {}: facility is 0 to 23", self.name));
-        }
-        if self
-            .address
-            .rsplit_once(':')
-            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        {
-            return Err(format!("sink {}: address is host:port", self.name));
-        }
-        if self.tls && self.ca_file.is_none() {
-            return Err(format!(
-                "sink {}: tls needs ca_file (the CA of the receiver's certificate)",
-                self.name
-            ));
-        }
-        Ok(())
-    }
-}
+use crate::sharing::spec::SyslogSpec;
 
 /// Longest wait for the receiver: to connect, to take the batch, to close.
 const TIMEOUT: Duration = Duration::from_secs(30);

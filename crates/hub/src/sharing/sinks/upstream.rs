@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use rephub_store::SpoolRecord;
 
+use super::Outcome;
 use crate::connection::client::{connected, reach};
-use crate::sharing::sink::Outcome;
 use crate::sources::VisionOneSpec;
 use crate::state::AppState;
 

@@ -1,0 +1,227 @@
+//! What `[sharing]` in the configuration file says: the spool's limits and the sinks. Plain data
+//! with its checks, below everything else of `sharing/` (the configuration reads it).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use rephub_store::{FullPolicy, SpoolLimits};
+
+/// The stream of detection events.
+pub(crate) const EVENTS: &str = "events";
+/// The sink that is the upstream hub.
+pub(crate) const UPSTREAM_SINK: &str = "upstream";
+
+/// `[sharing]` in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharingConfig {
+    /// Most records the spool keeps (every stream, every sink).
+    pub spool_max_records: u64,
+    /// Most payload the spool keeps, in MiB.
+    pub spool_max_mib: u64,
+    /// When full: `block` (refuse new records: agents get 503 and send them again later) or
+    /// `drop_oldest` (make room; what is dropped is counted per sink).
+    pub spool_full: FullPolicyName,
+    /// How often events go to the upstream hub (seed 002: every 60 s), and most per batch.
+    pub upstream_batch_secs: u64,
+    pub upstream_batch_max: usize,
+    pub sinks: Vec<SinkSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicyName {
+    Block,
+    DropOldest,
+}
+
+impl Default for SharingConfig {
+    fn default() -> SharingConfig {
+        SharingConfig {
+            spool_max_records: 10_000_000,
+            spool_max_mib: 2048,
+            spool_full: FullPolicyName::Block,
+            upstream_batch_secs: 60,
+            upstream_batch_max: 5000,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl SharingConfig {
+    pub(crate) fn limits(&self) -> SpoolLimits {
+        SpoolLimits {
+            max_records: self.spool_max_records,
+            max_bytes: self.spool_max_mib.saturating_mul(1 << 20),
+            policy: match self.spool_full {
+                FullPolicyName::Block => FullPolicy::Block,
+                FullPolicyName::DropOldest => FullPolicy::DropOldest,
+            },
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.spool_max_records == 0 || self.spool_max_mib == 0 {
+            return Err("spool_max_records and spool_max_mib must be positive".into());
+        }
+        if !(1..=100_000).contains(&self.upstream_batch_max) {
+            return Err("upstream_batch_max is 1 to 100000".into());
+        }
+        crate::validate::secs("upstream_batch_secs", self.upstream_batch_secs, 1)
+            .map_err(|e| e.to_string())?;
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sinks {
+            s.validate()?;
+            if !names.insert(s.name()) {
+                return Err(format!("two sinks named {}", s.name()));
+            }
+            let streams = match s {
+                SinkSpec::Syslog(x) => &x.streams,
+                SinkSpec::File(x) => &x.streams,
+            };
+            if let Some(bad) = streams.iter().find(|st| st.as_str() != EVENTS) {
+                return Err(format!(
+                    "sink {}: unknown stream {bad:?} (streams: {EVENTS})",
+                    s.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sink configured in `[[sharing.sinks]]` (the upstream hub is a sink of its own, switched by
+/// the connection's `event_sharing`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkSpec {
+    /// RFC 5424 syslog over TCP (octet-counted frames, RFC 6587) or TLS, a CEF message each.
+    Syslog(SyslogSpec),
+    /// JSON lines appended to a file, `{"key": …, "event": {…}}` each.
+    File(FileSpec),
+}
+
+impl SinkSpec {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            SinkSpec::Syslog(s) => &s.name,
+            SinkSpec::File(s) => &s.name,
+        }
+    }
+
+    pub(crate) fn batch(&self) -> (usize, u64) {
+        match self {
+            SinkSpec::Syslog(s) => (s.batch_max, s.batch_secs),
+            SinkSpec::File(s) => (s.batch_max, s.batch_secs),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "sink name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if name == UPSTREAM_SINK {
+            return Err(format!("sink name {name:?} is the upstream hub's"));
+        }
+        let (max, secs) = self.batch();
+        if !(1..=100_000).contains(&max) {
+            return Err(format!("sink {name}: batch_max is 1 to 100000"));
+        }
+        crate::validate::secs("batch_secs", secs, 1).map_err(|e| format!("sink {name}: {e}"))?;
+        match self {
+            SinkSpec::Syslog(s) => s.validate(),
+            SinkSpec::File(_) => Ok(()),
+        }
+    }
+}
+
+/// Defaults of a sink's batching.
+pub(crate) const BATCH_MAX: usize = 1000;
+
+fn batch_max() -> usize {
+    BATCH_MAX
+}
+
+/// Seed 002, chapter 7: events are sent every 60 seconds.
+fn batch_secs() -> u64 {
+    60
+}
+
+fn events() -> Vec<String> {
+    vec![EVENTS.to_string()]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSpec {
+    pub name: String,
+    /// `host:port` of the receiver.
+    pub address: String,
+    /// TLS (RFC 5425) instead of plain TCP.
+    #[serde(default)]
+    pub tls: bool,
+    /// The CA that signed the receiver's certificate (TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The name in the receiver's certificate, if not the host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Syslog facility, 0 to 23 (default 16, local0).
+    #[serde(default = "local0")]
+    pub facility: u8,
+    #[serde(default = "events")]
+    pub streams: Vec<String>,
+    #[serde(default = "batch_max")]
+    pub batch_max: usize,
+    #[serde(default = "batch_secs")]
+    pub batch_secs: u64,
+}
+
+fn local0() -> u8 {
+    16
+}
+
+impl SyslogSpec {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.facility > 23 {
+            return Err(format!("sink {}: facility is 0 to 23", self.name));
+        }
+        if self
+            .address
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(format!("sink {}: address is host:port", self.name));
+        }
+        if self.tls && self.ca_file.is_none() {
+            return Err(format!(
+                "sink {}: tls needs ca_file (the CA of the receiver's certificate)",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub name: String,
+    pub path: PathBuf,
+    /// The streams it takes (`events`).
+    #[serde(default = "events")]
+    pub streams: Vec<String>,
+    #[serde(default = "batch_max")]
+    pub batch_max: usize,
+    #[serde(default = "batch_secs")]
+    pub batch_secs: u64,
+}
