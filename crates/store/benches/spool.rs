@@ -3,6 +3,7 @@
 //!
 //! `cargo bench -p rephub-store --bench spool`. Records are ~330-byte shared events (the seed's
 //! keys, as the hub spools them), in batches of 1,000 and 10,000, into a spool with one sink.
+#![allow(clippy::unwrap_used)] // A benchmark fails loudly.
 
 use std::hint::black_box;
 use std::sync::Arc;

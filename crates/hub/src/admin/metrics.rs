@@ -232,11 +232,19 @@ async fn sources(state: &AppState, out: &mut String) -> Result<(), crate::error:
     Ok(())
 }
 
+/// A metric family of the spool: name, type, help, and its value for a sink at a time.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&rephub_store::SinkStats, i64) -> u64,
+);
+
 /// The sharing spool, per sink and stream (docs/sharing.md).
 async fn spool(state: &AppState, out: &mut String) -> Result<(), crate::error::HubError> {
     let now = state.now();
     let stats = state.spool().stats().await?;
-    let families: [(&str, &str, &str, fn(&rephub_store::SinkStats, i64) -> u64); 7] = [
+    let families: [Family; 7] = [
         (
             "rephub_spool_depth",
             "gauge",
