@@ -334,4 +334,44 @@ mod tests {
         );
         assert!(!cef.contains('\n'));
     }
+
+    proptest::proptest! {
+        /// What a downstream sends is parsed, checked and rendered without a panic, whatever it
+        /// is: text, or an event with any strings in any of its fields.
+        #[test]
+        fn any_input_is_refused_or_rendered_never_a_panic(
+            text in ".{0,300}",
+            fields in proptest::collection::vec(".{0,40}", 12),
+            severity in 0u8..=255,
+        ) {
+            let _ = serde_json::from_str::<Envelope>(&text);
+            let e = SharedEvent {
+                rt: fields[0].clone(),
+                dvchost: fields[1].clone(),
+                rule_name: fields[2].clone(),
+                policy_id: Some(fields[3].clone()),
+                severity,
+                rule_uuid: Some(fields[4].clone()),
+                app: None,
+                src: Some(fields[5].clone()),
+                spt: Some(fields[6].clone()),
+                dst: None,
+                dpt: None,
+                aggregated_count: fields[7].clone(),
+                act: fields[8].clone(),
+                endpoint_ip: Some(fields[9].clone()),
+                over_ssl: None,
+                mpname: MPNAME.into(),
+                cves: vec![fields[10].clone()],
+                technique_id: Vec::new(),
+                interested_ip: None,
+                request: Some(fields[11].clone()),
+            };
+            let _ = e.check();
+            let cef = e.cef(&fields[0]);
+            proptest::prop_assert!(!cef.contains('\n') && !cef.contains('\r'));
+            let json = serde_json::to_string(&Envelope { key: "k".into(), event: e.clone() }).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap().event, e);
+        }
+    }
 }
