@@ -18,6 +18,7 @@ mod entry;
 mod error;
 mod filter;
 mod formats;
+mod ips;
 mod kind;
 mod severity;
 mod stix;
@@ -34,6 +35,9 @@ pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters}
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,
     parse_json_line, parse_tag_data, strip_bom,
+};
+pub use ips::{
+    FilterQuery, IpsAction, IpsFilter, RuleError, RuleLineError, parse_rule, parse_rules,
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};
