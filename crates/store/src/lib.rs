@@ -43,6 +43,7 @@ mod connections;
 mod dist;
 mod error;
 pub mod import;
+mod ips;
 mod keys;
 mod merge;
 mod shared;
@@ -57,6 +58,7 @@ pub use dist::{
     DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
 };
 pub use error::StoreError;
+pub use ips::{IpsImport, IpsSetting, IpsStore};
 pub use keys::{ApiKey, KeyStore};
 pub use merge::effective;
 pub use shared::{SharedQuery, SharedRow, SharedStore};

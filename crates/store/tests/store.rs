@@ -9,9 +9,9 @@ use rephub_model::{
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, ConnectionStore, DistributionStore, KeyStore, ModifiedKey, ModifiedQuery,
-    OpenOptions, Outcome, ReputationStore, SourceStore, SqliteStore, StoreError, TargetStore,
-    USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
+    ChangeOp, ChangePage, ConnectionStore, DistributionStore, IpsSetting, IpsStore, KeyStore,
+    ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore, SqliteStore,
+    StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -25,6 +25,7 @@ trait TestBackend:
     + UpstreamStore
     + TargetStore
     + ConnectionStore
+    + IpsStore
     + Sized
 {
     /// Keeps the database alive; dropping it removes the database (a temporary directory, a
@@ -78,6 +79,7 @@ macro_rules! backend_suite {
                 ids_are_never_reused,
                 enrollment_tokens_are_used_once_and_certificates_follow_revocation,
                 connection_features_are_kept_and_sandbox_is_granted_per_downstream,
+                ips_filters_and_profile_settings,
             );
         }
     };
@@ -1161,4 +1163,48 @@ fn import_keeps_line_1_after_a_byte_order_mark() {
             .unwrap()
             .is_some()
     );
+}
+
+/// The IPS catalog imports by number (added, updated, unchanged); a profile's overrides need the
+/// profile and the filter, and go with the profile.
+fn ips_filters_and_profile_settings<S: TestBackend>() {
+    let mut d = db::<S>();
+    let s = &mut d.store;
+    let rule = |sid: u64, msg: &str| {
+        rephub_model::parse_rule(&format!(
+            "alert http any any -> any any (msg:\"{msg}\"; reference:cve,2021-44228; sid:{sid}; rev:1;)"
+        ))
+        .unwrap()
+    };
+    let r = s
+        .import_ips_filters(&[rule(3316, "3316: a"), rule(13629, "b")])
+        .unwrap();
+    assert_eq!((r.added, r.updated, r.unchanged), (2, 0, 0));
+    let r = s
+        .import_ips_filters(&[rule(3316, "3316: a"), rule(13629, "b changed")])
+        .unwrap();
+    assert_eq!((r.added, r.updated, r.unchanged), (0, 1, 1));
+    let all = s.ips_filters().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].name, "b changed");
+    assert_eq!(all[0].cves, ["CVE-2021-44228"]);
+    assert_eq!(all[0].action, rephub_model::IpsAction::Notify);
+    let p = s.put_profile(0, "p", &[]).unwrap();
+    let block = |n| IpsSetting {
+        number: n,
+        enabled: true,
+        action: rephub_model::IpsAction::Block,
+    };
+    s.set_profile_ips(p, &[block(3316)]).unwrap();
+    assert!(matches!(
+        s.set_profile_ips(p, &[block(99)]),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.set_profile_ips(p + 10, &[block(3316)]),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.profile_ips(p).unwrap(), vec![block(3316)]);
+    assert!(s.delete_profile(p).unwrap());
+    assert!(s.profile_ips(p).unwrap().is_empty());
 }

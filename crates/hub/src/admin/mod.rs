@@ -4,6 +4,7 @@
 pub(crate) mod categories;
 pub(crate) mod devices;
 pub(crate) mod filters;
+pub(crate) mod ips;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod profiles;
@@ -16,6 +17,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(filters::router(state))
         .merge(profiles::router(state))
+        .merge(ips::router(state))
         .merge(devices::router(state))
         .merge(categories::router(state))
         .merge(keys::router(state))

@@ -194,6 +194,11 @@ fn sources_paths() -> Value {
                 "patch": op("change the connection's settings without a token: interval, feature switches, gateway, proxy (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"interval_secs": {"type": "integer"}, "sync_enabled": {"type": "boolean"}, "features": {"type": "object", "additionalProperties": {"type": "boolean"}}, "gateway": {"type": "object", "required": ["url"], "properties": {"enabled": {"type": "boolean"}, "url": {"type": "string"}, "api_key": {"type": "string"}}}, "proxy": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"}}}}}))),
                 "delete": op("disconnect from the upstream, keeping what was synced (admin)", "apiKey", json!({}))},
             "/api/v1/connection/test": {"post": op("test connectivity of each enabled feature (admin)", "apiKey", json!({}))},
+            "/api/v1/ips-filters": {"get": op("the IPS filter catalog (query in the seed's syntax: ^3316: , !13629; cve; technique; limit)", "apiKey", json!({}))},
+            "/api/v1/ips-filters/import": {"post": op("import a Suricata rule file (text) or a JSON catalog {filters: [...]}; bad lines by number, the rest kept (admin)", "apiKey", json!({}))},
+            "/api/v1/profiles/{id}/ips": {
+                "get": op("a profile's state and action of each IPS filter (query, cve, technique)", "apiKey", path_id("id")),
+                "patch": op("bulk edit a profile's IPS filters: {query|cve|technique, enabled?, action?} (admin)", "apiKey", path_id("id"))},
             "/api/v1/sharing": {"get": op("the sharing spool: limits, and per sink its depth, oldest record, delivered, retried, parked and dropped", "apiKey", json!({}))},
             "/api/v1/sharing/parked": {"get": op("records a receiver refused, with the reason (sink, limit)", "apiKey", json!({}))},
             "/api/v1/sharing/parked/replay": {"post": op("deliver parked records again: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},

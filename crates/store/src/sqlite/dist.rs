@@ -124,6 +124,7 @@ impl DistributionStore for SqliteStore {
             "UPDATE devices SET profile_id = NULL WHERE profile_id = ?1",
             [id],
         )?;
+        conn.execute("DELETE FROM profile_ips WHERE profile_id = ?1", [id])?;
         Ok(conn.execute("DELETE FROM profiles WHERE id = ?1", [id])? > 0)
     }
 

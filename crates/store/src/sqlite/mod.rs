@@ -16,6 +16,7 @@
 mod connections;
 mod dist;
 mod error;
+mod ips;
 mod keys;
 mod schema;
 mod shared;

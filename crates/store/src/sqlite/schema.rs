@@ -386,6 +386,32 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (downstream_id, stream, key)
     );
     "#,
+    // 12: the IPS filter catalog (Suricata rules as filters, by number = sid; lists as JSON
+    // arrays) and each profile's overrides of their state and action.
+    r#"
+    CREATE TABLE ips_filters (
+        number INTEGER PRIMARY KEY,
+        rev INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        classtype TEXT,
+        severity INTEGER NOT NULL,
+        cves TEXT NOT NULL,
+        techniques TEXT NOT NULL,
+        tactics TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE profile_ips (
+        profile_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (profile_id, number)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
