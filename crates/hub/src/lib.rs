@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .merge(connection::api::router(&state))
         .merge(sharing::api::router(&state))
         .merge(sharing::receiver::router(&state))
+        .merge(sharing::filter_status::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,

@@ -579,19 +579,14 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
         .send("PUT", "/api/v1/connection", Some(connect(&t, json!({}))))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    for f in [
-        "policy_inventory",
-        "filter_status_sharing",
-        "network_telemetry",
-    ] {
+    for f in ["policy_inventory", "network_telemetry"] {
         assert_eq!(v["features"][f]["enabled"], true, "{f}: {v}");
         assert_eq!(v["features"][f]["status"], "Not built yet", "{f}: {v}");
     }
-    // Event sharing is built: the spool's upstream sink, nothing sent yet.
-    assert_eq!(
-        v["features"]["event_sharing"]["status"], "Never synced",
-        "{v}"
-    );
+    // Event and filter-status sharing are built: the spool's upstream sink, nothing sent yet.
+    for f in ["event_sharing", "filter_status_sharing"] {
+        assert_eq!(v["features"][f]["status"], "Never synced", "{f}: {v}");
+    }
     assert_eq!(
         v["features"]["sandbox_url_analysis"]["enabled"], false,
         "{v}"
@@ -660,8 +655,8 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
             "certificate",
             "enrollment",
             "suspicious_object_sync",
-            "policy_inventory",
             "filter_status_sharing",
+            "policy_inventory",
             "network_telemetry",
             "sandbox_url_analysis"
         ],
@@ -674,8 +669,9 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
             .contains("branch-9"),
         "{v}"
     );
+    assert_eq!(v["checks"][3]["ok"], true, "{v}");
     assert_eq!(
-        v["checks"][3]["ok"],
+        v["checks"][4]["ok"],
         Value::Null,
         "not built yet: not a pass"
     );

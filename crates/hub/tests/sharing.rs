@@ -450,3 +450,112 @@ async fn rsyslog_restarting_mid_stream_loses_nothing() {
         .collect();
     assert_eq!(ids, want);
 }
+
+/// Filter status (seed 002, chapter 8): counted only from profiles distributed to devices, as
+/// they were distributed; shared after each distribution and kept, newest per downstream, by the
+/// upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_status_counts_distributed_profiles_and_reaches_the_upstream() {
+    let up = Hub::start().await;
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+    })
+    .await;
+    connect(&up, &down, "branch-fs").await;
+    let rules = "drop http any any -> any any (msg:\"3316: HTTP: Log4j\"; reference:cve,2021-44228; sid:3316; rev:1;)\n\
+                 alert http any any -> any any (msg:\"13629: HTTP: Shellshock\"; reference:cve,2014-6271; sid:13629; rev:1;)\n";
+    let r = down
+        .http
+        .post(down.url("/api/v1/ips-filters/import"))
+        .bearer_auth(common::ADMIN)
+        .body(rules)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let mut profiles = Vec::new();
+    for name in ["edge", "core"] {
+        let p = down.post("/api/v1/profiles", json!({ "name": name })).await["id"]
+            .as_i64()
+            .unwrap();
+        down.post(
+            "/api/v1/devices",
+            json!({"name": format!("fw-{name}"), "profile": name}),
+        )
+        .await;
+        profiles.push(p);
+    }
+    let status = |v: &Value, n: u64| -> String {
+        v["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["number"] == n)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Nothing distributed yet: nothing blocks (3316's rule drops, but no profile was given it).
+    let v = down.get("/api/v1/filter-status").await;
+    assert_eq!(status(&v, 3316), "Not blocked on any profile", "{v}");
+    let (s, _) = down
+        .send(
+            "PATCH",
+            &format!("/api/v1/profiles/{}/ips", profiles[1]),
+            Some(json!({"query": "!3316", "action": "Notify"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for p in &profiles {
+        down.post(&format!("/api/v1/profiles/{p}/ips/distribute"), json!({}))
+            .await;
+    }
+    let v = down.get("/api/v1/filter-status").await;
+    assert_eq!(v["profiles"], 2);
+    assert_eq!(status(&v, 3316), "Blocked on some profiles", "{v}");
+    assert_eq!(status(&v, 13629), "Not blocked on any profile");
+    // Changed without a distribution: counts as it was.
+    down.send(
+        "PATCH",
+        &format!("/api/v1/profiles/{}/ips", profiles[1]),
+        Some(json!({"cve": "CVE-2021-44228", "action": "Block"})),
+    )
+    .await;
+    assert_eq!(
+        status(&down.get("/api/v1/filter-status").await, 3316),
+        "Blocked on some profiles"
+    );
+    down.post(
+        &format!("/api/v1/profiles/{}/ips/distribute", profiles[1]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        status(&down.get("/api/v1/filter-status").await, 3316),
+        "Blocked on all profiles"
+    );
+    // The upstream has the newest, per downstream; by CVE.
+    let v = up
+        .wait_until(
+            "/api/v1/shared/filter-status?cve=CVE-2021-44228",
+            "the newest status",
+            |v| v["downstreams"][0]["status"]["filters"][0]["status"] == "Blocked on all profiles",
+        )
+        .await;
+    assert_eq!(v["downstreams"][0]["downstream"], "branch-fs");
+    assert_eq!(v["downstreams"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["downstreams"][0]["status"]["filters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(
+        c["features"]["filter_status_sharing"]["status"], "In sync",
+        "{c}"
+    );
+}

@@ -37,4 +37,9 @@ pub trait IpsStore {
         profile_id: i64,
         settings: &[IpsSetting],
     ) -> Result<(), StoreError>;
+    /// Record a profile's IPS policy as distributed now: every catalog filter's effective state
+    /// and action (the profile's override, else the catalog's default), replacing the last one.
+    fn distribute_profile_ips(&mut self, profile_id: i64) -> Result<(), StoreError>;
+    /// The IPS policies as last distributed: (profile id, when, settings), by profile.
+    fn distributed_ips(&self) -> Result<Vec<(i64, i64, Vec<IpsSetting>)>, StoreError>;
 }

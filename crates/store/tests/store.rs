@@ -1205,6 +1205,23 @@ fn ips_filters_and_profile_settings<S: TestBackend>() {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.profile_ips(p).unwrap(), vec![block(3316)]);
+    // Distributed: every filter as it is now; later changes wait for the next distribution.
+    s.distribute_profile_ips(p).unwrap();
+    s.set_profile_ips(p, &[block(13629)]).unwrap();
+    let d = s.distributed_ips().unwrap();
+    assert_eq!(d.len(), 1);
+    let notify = |n| IpsSetting {
+        number: n,
+        enabled: true,
+        action: rephub_model::IpsAction::Notify,
+    };
+    assert_eq!(d[0].2, vec![block(3316), notify(13629)]);
+    s.distribute_profile_ips(p).unwrap();
+    assert_eq!(
+        s.distributed_ips().unwrap()[0].2,
+        vec![block(3316), block(13629)]
+    );
     assert!(s.delete_profile(p).unwrap());
+    assert!(s.distributed_ips().unwrap().is_empty());
     assert!(s.profile_ips(p).unwrap().is_empty());
 }

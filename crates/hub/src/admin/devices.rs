@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use rephub_store::{DistributionStore, StoreError};
+use rephub_store::{DistributionStore, IpsStore, StoreError};
 
 use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
@@ -152,9 +152,14 @@ async fn distribute(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<V
             for id in ids {
                 s.set_device_profile(id, profile)?;
             }
+            // The profile's IPS policy as it is now is what these devices get.
+            if let Some(p) = profile {
+                s.distribute_profile_ips(p)?;
+            }
             Ok(())
         })
         .await??;
     state.reload_devices().await?;
+    crate::sharing::filter_status::after_distribution(&state).await;
     Ok(Json(json!({"profile": d.profile, "devices": d.devices})))
 }

@@ -13,6 +13,10 @@
 //! - `PATCH /api/v1/profiles/{id}/ips` (admin): a bulk edit, the seed's "Edit Multiple Filters":
 //!   `{"query": "^3316: , !13629", "cve": "CVE-2021-44228", "enabled": true, "action": "Block"}`
 //!   sets every selected filter; at least one selector; nothing is written if one is wrong.
+//! - `POST /api/v1/profiles/{id}/ips/distribute` (admin): the seed's "Distribute": the profile's
+//!   IPS policy as it is now becomes what its devices have (and what filter status counts);
+//!   filter status is shared after it. `POST /api/v1/distributions` does the same for the
+//!   profile it distributes.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,7 +41,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/profiles/{id}/ips", get(profile_settings));
     let admin = Router::new()
         .route("/api/v1/ips-filters/import", post(import))
-        .route("/api/v1/profiles/{id}/ips", axum::routing::patch(bulk_edit));
+        .route("/api/v1/profiles/{id}/ips", axum::routing::patch(bulk_edit))
+        .route("/api/v1/profiles/{id}/ips/distribute", post(distribute));
     by_role(state, [(Role::ReadOnly, read), (Role::Admin, admin)])
 }
 
@@ -332,4 +337,11 @@ async fn bulk_edit(
     Ok(Json(
         json!({"profile": id, "changed": numbers.len(), "filters": numbers}),
     ))
+}
+
+async fn distribute(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<Json<Value>> {
+    profile_exists(&state, id).await?;
+    state.exec(move |s| s.distribute_profile_ips(id)).await??;
+    crate::sharing::filter_status::after_distribution(&state).await;
+    Ok(Json(json!({"profile": id, "distributed_at": state.now()})))
 }

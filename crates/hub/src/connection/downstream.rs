@@ -369,9 +369,6 @@ async fn change(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value
     show(State(state)).await
 }
 
-/// The feature that is the spool's upstream sink.
-const EVENTS_FEATURE: &str = "event_sharing";
-
 /// One feature's status: connected, switched on, and (for the sync) how its runs went.
 fn feature_status(onboarded: bool, enabled: bool) -> &'static str {
     if !onboarded {
@@ -404,29 +401,31 @@ async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             json!({"enabled": on[*f], "status": feature_status(onboarded, on[*f])}),
         );
     }
-    // Event sharing is the spool's upstream sink: its status is the sink's.
-    let sink =
-        state.spool().stats().await?.into_iter().find(|x| {
-            x.sink == crate::sharing::UPSTREAM_SINK && x.stream == crate::sharing::EVENTS
-        });
-    if let (true, true, Some(x)) = (onboarded, on[EVENTS_FEATURE], &sink) {
-        let status = match (&x.last_error, x.last_success) {
-            (Some(_), _) => "Out of sync",
-            (None, Some(_)) => "In sync",
-            (None, None) => "Never synced",
-        };
-        others.insert(
-            EVENTS_FEATURE.into(),
-            json!({"enabled": true, "status": status, "pending": x.depth,
-                   "delivered": x.delivered, "parked": x.parked_now,
-                   "last_success": x.last_success, "last_error": x.last_error}),
-        );
-    }
     others.insert(
         SANDBOX.into(),
         json!({"enabled": on[SANDBOX], "status": feature_status(onboarded, on[SANDBOX]),
                "switched": "from the upstream's side"}),
     );
+    // Event and filter-status sharing are the spool's upstream sink: their status is the sink's.
+    let stats = state.spool().stats().await?;
+    for (feature, stream) in crate::sharing::UPSTREAM_STREAMS {
+        let sink = stats
+            .iter()
+            .find(|x| x.sink == crate::sharing::UPSTREAM_SINK && x.stream == stream);
+        if let (true, true, Some(x)) = (onboarded, on[feature], sink) {
+            let status = match (&x.last_error, x.last_success) {
+                (Some(_), _) => "Out of sync",
+                (None, Some(_)) => "In sync",
+                (None, None) => "Never synced",
+            };
+            others.insert(
+                feature.into(),
+                json!({"enabled": true, "status": status, "pending": x.depth,
+                       "delivered": x.delivered, "parked": x.parked_now,
+                       "last_success": x.last_success, "last_error": x.last_error}),
+            );
+        }
+    }
     Ok(Json(json!({
         "onboarded": onboarded,
         "upstream": s.url,
@@ -539,15 +538,23 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             },
         );
     }
-    // Event sharing: an empty batch to the upstream's receiver, with the certificate.
-    if have_cert && on[EVENTS_FEATURE] {
-        check(EVENTS_FEATURE, post_empty_batch(&s).await);
+    // Event and filter-status sharing: an empty batch to the upstream's receiver.
+    for (feature, stream) in crate::sharing::UPSTREAM_STREAMS {
+        if have_cert && on[feature] {
+            check(feature, post_empty_batch(&s, stream).await);
+        }
     }
     // The features to come: nothing to check yet, and said so.
     let pending: Vec<Value> = SWITCHED_HERE
         .iter()
         .chain([&SANDBOX])
-        .filter(|f| **f != SYNC && **f != EVENTS_FEATURE && on[**f])
+        .filter(|f| {
+            **f != SYNC
+                && !crate::sharing::UPSTREAM_STREAMS
+                    .iter()
+                    .any(|(x, _)| x == *f)
+                && on[**f]
+        })
         .map(|f| json!({"check": f, "ok": null, "detail": "not built yet: nothing to check"}))
         .collect();
     checks.extend(pending);
@@ -575,19 +582,24 @@ async fn get_with_certificate(
     }
 }
 
-/// `POST /api/v1/shared/events` with no events: whether the upstream takes what this hub shares.
-async fn post_empty_batch(s: &VisionOneSpec) -> Result<String, String> {
+/// An empty batch of `stream` to the upstream's receiver: whether it takes what this hub shares.
+async fn post_empty_batch(s: &VisionOneSpec, stream: &str) -> Result<String, String> {
     let (client, route, _) =
         super::client::reach(s, "/v3.0/healthcheck/connectivity", s.timeout_secs.min(30)).await?;
-    let url = format!("{}/api/v1/shared/events", s.url);
+    let (path, list) = if stream == crate::sharing::FILTER_STATUS {
+        ("/api/v1/shared/filter-status", "statuses")
+    } else {
+        ("/api/v1/shared/events", "events")
+    };
+    let url = format!("{}{path}", s.url);
     let resp = client
         .post(&url)
-        .json(&json!({"events": []}))
+        .json(&json!({ list: [] }))
         .send()
         .await
         .map_err(|e| format!("{url}: {}", error_text(&e)))?;
     match resp.status() {
-        st if st.is_success() => Ok(format!("{url} takes this hub's events (route: {route})")),
+        st if st.is_success() => Ok(format!("{url} takes what this hub shares (route: {route})")),
         st => Err(format!("{url} answered {st}")),
     }
 }

@@ -199,6 +199,11 @@ fn sources_paths() -> Value {
             "/api/v1/profiles/{id}/ips": {
                 "get": op("a profile's state and action of each IPS filter (query, cve, technique)", "apiKey", path_id("id")),
                 "patch": op("bulk edit a profile's IPS filters: {query|cve|technique, enabled?, action?} (admin)", "apiKey", path_id("id"))},
+            "/api/v1/profiles/{id}/ips/distribute": {"post": op("distribute a profile's IPS policy to its devices (what filter status counts); shares filter status (admin)", "apiKey", path_id("id"))},
+            "/api/v1/filter-status": {"get": op("every IPS filter: blocked on all, some or no distributed profiles, with its CVEs (cve, status, limit)", "apiKey", json!({}))},
+            "/api/v1/shared/filter-status": {
+                "get": op("each downstream's newest filter status (downstream, cve)", "apiKey", json!({})),
+                "post": open_op("a downstream shares filter status: {statuses: [{key, status}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["statuses"]})))},
             "/api/v1/sharing": {"get": op("the sharing spool: limits, and per sink its depth, oldest record, delivered, retried, parked and dropped", "apiKey", json!({}))},
             "/api/v1/sharing/parked": {"get": op("records a receiver refused, with the reason (sink, limit)", "apiKey", json!({}))},
             "/api/v1/sharing/parked/replay": {"post": op("deliver parked records again: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},

@@ -90,24 +90,30 @@ struct Select {
     ids: Option<Vec<i64>>,
 }
 
-async fn known_sink(state: &AppState, sink: &str) -> ApiResult<()> {
+/// The streams of a sink that exists.
+async fn known_sink(state: &AppState, sink: &str) -> ApiResult<Vec<String>> {
     let subs = state.spool().with(|s| s.subscriptions()).await?;
-    if subs.iter().any(|(s, _)| s == sink) {
-        Ok(())
-    } else {
+    let streams: Vec<String> = subs
+        .into_iter()
+        .filter(|(s, _)| s == sink)
+        .map(|(_, st)| st)
+        .collect();
+    if streams.is_empty() {
         Err(ApiError::bad("sink", format!("no sink named {sink:?}")))
+    } else {
+        Ok(streams)
     }
 }
 
 async fn replay(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
     let sel: Select = body(&b)?;
-    known_sink(&state, &sel.sink).await?;
+    let streams = known_sink(&state, &sel.sink).await?;
     let sink = sel.sink.clone();
     let n = state
         .spool()
         .with(move |s| s.replay(&sink, sel.ids.as_deref()))
         .await?;
-    state.spool().sinks().kick(&sel.sink);
+    super::kick(&state, &sel.sink, &streams);
     Ok(Json(json!({ "replayed": n })))
 }
 
@@ -125,8 +131,8 @@ async fn flush(
     State(state): State<AppState>,
     crate::http::extract::P(name): crate::http::extract::P<String>,
 ) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
-    known_sink(&state, &name).await?;
-    if !state.spool().sinks().kick(&name) {
+    let streams = known_sink(&state, &name).await?;
+    if !super::kick(&state, &name, &streams) {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             None,

@@ -11,6 +11,7 @@
 
 pub(crate) mod api;
 pub(crate) mod event;
+pub(crate) mod filter_status;
 pub(crate) mod receiver;
 pub(crate) mod sink;
 pub(crate) mod sinks;
@@ -24,7 +25,7 @@ use crate::state::AppState;
 use sink::{Kind, SinkJob};
 use spec::SinkSpec;
 
-pub(crate) use spec::{EVENTS, UPSTREAM_SINK};
+pub(crate) use spec::{EVENTS, FILTER_STATUS, UPSTREAM_SINK, UPSTREAM_STREAMS};
 pub use spec::{FullPolicyName, SharingConfig};
 
 /// Subscribe the configured sinks (a sink taken out of the file is unsubscribed, its backlog
@@ -34,7 +35,11 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
     let wanted: Vec<(String, String)> = cfg
         .sinks
         .iter()
-        .map(|s| (s.name().to_string(), EVENTS.to_string()))
+        .flat_map(|s| {
+            s.streams()
+                .iter()
+                .map(|st| (s.name().to_string(), st.clone()))
+        })
         .collect();
     let spool = state.spool().clone();
     {
@@ -55,47 +60,71 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
             .await?;
     }
     for spec in cfg.sinks {
-        let kind = match &spec {
-            SinkSpec::Syslog(s) => Kind::Syslog(sinks::syslog::SyslogSink { spec: s.clone() }),
-            SinkSpec::File(s) => Kind::File(sinks::file::FileSink {
-                path: s.path.clone(),
-            }),
-        };
-        let name = spec.name().to_string();
-        let job = SinkJob::new(state.clone(), name.clone(), EVENTS, kind, spec.batch());
-        crate::scheduler::spawn(spool.sinks(), &name, state.clock(), job);
+        for stream in spec.streams() {
+            let stream = if stream == FILTER_STATUS {
+                FILTER_STATUS
+            } else {
+                EVENTS
+            };
+            let kind = match &spec {
+                SinkSpec::Syslog(s) => Kind::Syslog(sinks::syslog::SyslogSink { spec: s.clone() }),
+                SinkSpec::File(s) => Kind::File(sinks::file::FileSink {
+                    path: s.path.clone(),
+                }),
+            };
+            let job = SinkJob::new(
+                state.clone(),
+                spec.name().to_string(),
+                stream,
+                kind,
+                spec.batch(),
+            );
+            crate::scheduler::spawn(spool.sinks(), &job.task(), state.clock(), job);
+        }
     }
+    filter_status::start(state);
     sync_upstream(state).await
 }
 
-/// The upstream sink follows the connection: subscribed while the hub has a connection (even
-/// disconnected for now: what waits is sent after a reconnection) with event sharing switched
-/// on; unsubscribed (its backlog freed) when event sharing is switched off.
+/// The upstream sink follows the connection: per stream, subscribed while the hub has a
+/// connection (even disconnected for now: what waits is sent after a reconnection) with the
+/// stream's feature switched on; unsubscribed (its backlog freed) when it is switched off.
 pub(crate) async fn sync_upstream(state: &AppState) -> Result<(), HubError> {
-    let on = crate::connection::client::configured(state).await?
-        && crate::connection::client::feature(state, "event_sharing").await?;
-    let spool = state.spool().clone();
-    spool
-        .with(move |s| {
-            if on {
-                s.subscribe(UPSTREAM_SINK, EVENTS)
-            } else {
-                s.unsubscribe(UPSTREAM_SINK, EVENTS)
-            }
-        })
-        .await?;
-    if on {
+    let configured = crate::connection::client::configured(state).await?;
+    for (feature, stream) in UPSTREAM_STREAMS {
+        let on = configured && crate::connection::client::feature(state, feature).await?;
+        let spool = state.spool().clone();
+        spool
+            .with(move |s| {
+                if on {
+                    s.subscribe(UPSTREAM_SINK, stream)
+                } else {
+                    s.unsubscribe(UPSTREAM_SINK, stream)
+                }
+            })
+            .await?;
         let cfg = &state.config().sharing;
         let job = SinkJob::new(
             state.clone(),
             UPSTREAM_SINK.to_string(),
-            EVENTS,
+            stream,
             Kind::Upstream(sinks::upstream::UpstreamSink::default()),
             (cfg.upstream_batch_max, cfg.upstream_batch_secs),
         );
-        crate::scheduler::spawn(spool.sinks(), UPSTREAM_SINK, state.clock(), job);
-    } else {
-        spool.sinks().stop(UPSTREAM_SINK);
+        if on {
+            crate::scheduler::spawn(spool.sinks(), &job.task(), state.clock(), job);
+        } else {
+            spool.sinks().stop(&job.task());
+        }
     }
     Ok(())
+}
+
+/// Ask every task of a sink to deliver now. Returns whether one runs.
+pub(crate) fn kick(state: &AppState, sink: &str, streams: &[String]) -> bool {
+    let mut any = false;
+    for stream in streams {
+        any |= state.spool().sinks().kick(&sink::task_name(sink, stream));
+    }
+    any
 }

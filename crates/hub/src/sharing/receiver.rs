@@ -5,6 +5,10 @@
 //!
 //! - `POST /api/v1/shared/events` (a downstream's certificate): `{"events": [{"key", "event"}]}`
 //!   → `{"accepted", "duplicates", "refused": [{"index", "field", "message"}]}`.
+//! - `POST /api/v1/shared/filter-status` (a downstream's certificate): `{"statuses": [{"key",
+//!   "status": {computed_at, profiles, filters: [{number, name, cves, status}]}}]}`, kept like
+//!   events; `GET /api/v1/shared/filter-status` (any key; `downstream`, `cve`): each downstream's
+//!   newest.
 //! - `GET /api/v1/shared/events` (any key): filters `downstream` (name), `since`/`until` (Unix
 //!   seconds received), `device` (dvchost), `rule` (ruleName), `cve`, `ip` (src, dst,
 //!   interestedIp or endpointIp), `after` (the last id seen), `limit`.
@@ -18,8 +22,9 @@ use serde_json::{Value, json};
 
 use rephub_store::{ConnectionStore, SharedQuery, SharedStore};
 
-use super::EVENTS;
 use super::event::Envelope;
+use super::filter_status::Envelope as StatusEnvelope;
+use super::{EVENTS, FILTER_STATUS};
 use crate::http::auth::{Principal, Who, guard};
 use crate::http::error::{ApiError, ApiResult, Dialect};
 use crate::http::extract::Q;
@@ -34,8 +39,12 @@ const MAX_KEY: usize = 200;
 const MAX_AHEAD_SECS: i64 = 600;
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
-    let downstreams = Router::new().route("/api/v1/shared/events", post(receive));
-    let read = Router::new().route("/api/v1/shared/events", get(list));
+    let downstreams = Router::new()
+        .route("/api/v1/shared/events", post(receive))
+        .route("/api/v1/shared/filter-status", post(receive_status));
+    let read = Router::new()
+        .route("/api/v1/shared/events", get(list))
+        .route("/api/v1/shared/filter-status", get(list_status));
     guard(downstreams, state, Who::Downstream, Dialect::Rest).merge(guard(
         read,
         state,
@@ -207,4 +216,115 @@ async fn list(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Js
         })
         .collect();
     Ok(Json(json!({"events": events, "next": next})))
+}
+
+async fn receive_status(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let d = who.downstream()?.clone();
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        statuses: Vec<&'a serde_json::value::RawValue>,
+    }
+    let batch: Batch<'_> =
+        serde_json::from_slice(&b).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let mut good = Vec::new();
+    let mut refused = Vec::new();
+    for (i, raw) in batch.statuses.into_iter().enumerate() {
+        let checked = serde_json::from_str::<StatusEnvelope>(raw.get())
+            .map_err(|e| ("status", e.to_string()))
+            .and_then(|e| {
+                if e.key.is_empty() || e.key.len() > MAX_KEY {
+                    return Err(("key", format!("1 to {MAX_KEY} characters")));
+                }
+                e.status.check()?;
+                Ok(e)
+            });
+        match checked {
+            Ok(e) => {
+                let text = serde_json::to_string(&e.status)
+                    .map_err(crate::HubError::record("filter status"))?;
+                good.push((e.key, text));
+            }
+            Err((field, message)) => {
+                refused.push(json!({"index": i, "field": field, "message": message}));
+            }
+        }
+    }
+    let total = good.len() as u64;
+    let added = state
+        .exec(move |s| s.add_shared(d.id, FILTER_STATUS, &good))
+        .await??;
+    Ok(Json(
+        json!({"accepted": added, "duplicates": total - added, "refused": refused}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    #[serde(default)]
+    downstream: Option<String>,
+    #[serde(default)]
+    cve: Option<String>,
+}
+
+/// Each downstream's newest filter status.
+async fn list_status(
+    State(state): State<AppState>,
+    Q(q): Q<StatusQuery>,
+) -> ApiResult<Json<Value>> {
+    let downstreams = state.read(|s| s.downstreams()).await??;
+    let wanted = match &q.downstream {
+        None => None,
+        Some(name) => Some(
+            downstreams
+                .iter()
+                .find(|d| &d.name == name)
+                .map(|d| d.id)
+                .ok_or_else(|| {
+                    ApiError::bad("downstream", format!("no downstream named {name:?}"))
+                })?,
+        ),
+    };
+    let mut newest: std::collections::BTreeMap<i64, rephub_store::SharedRow> =
+        std::collections::BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let query = SharedQuery {
+            stream: FILTER_STATUS.into(),
+            after,
+            limit: 1000,
+            downstream_id: wanted,
+            ..SharedQuery::default()
+        };
+        let rows = state.read(move |s| s.shared(&query)).await??;
+        let Some(last) = rows.last().map(|r| r.id) else {
+            break;
+        };
+        after = last;
+        for r in rows {
+            newest.insert(r.downstream_id, r);
+        }
+    }
+    let out: Vec<Value> = newest
+        .into_values()
+        .map(|r| {
+            let mut status: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            if let (Some(cve), Some(list)) = (&q.cve, status["filters"].as_array_mut()) {
+                list.retain(|f| {
+                    f["cves"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(cve))))
+                });
+            }
+            let name = downstreams.iter().find(|d| d.id == r.downstream_id).map(|d| d.name.clone());
+            json!({"downstream": name, "received_at": r.received_at, "key": r.key, "status": status})
+        })
+        .collect();
+    Ok(Json(json!({ "downstreams": out })))
 }

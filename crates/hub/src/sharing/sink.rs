@@ -22,10 +22,15 @@ pub(crate) enum Kind {
     File(FileSink),
 }
 
+/// The scheduler's name of a sink's task for a stream.
+pub(crate) fn task_name(sink: &str, stream: &str) -> String {
+    format!("{sink}/{stream}")
+}
+
 impl Kind {
-    async fn deliver(&self, state: &AppState, records: &[SpoolRecord]) -> Outcome {
+    async fn deliver(&self, state: &AppState, stream: &str, records: &[SpoolRecord]) -> Outcome {
         match self {
-            Kind::Upstream(s) => s.deliver(state, records).await,
+            Kind::Upstream(s) => s.deliver(state, stream, records).await,
             Kind::Syslog(s) => s.deliver(records).await,
             Kind::File(s) => s.deliver(records).await,
         }
@@ -82,6 +87,11 @@ impl SinkJob {
         }
     }
 
+    /// Its task's name in the scheduler.
+    pub(crate) fn task(&self) -> String {
+        task_name(&self.name, self.stream)
+    }
+
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -91,7 +101,7 @@ impl SinkJob {
         &self,
         records: &[SpoolRecord],
     ) -> Result<(Vec<i64>, Vec<(i64, String)>), String> {
-        match self.kind.deliver(&self.state, records).await {
+        match self.kind.deliver(&self.state, self.stream, records).await {
             Outcome::Delivered(refused) => {
                 let refused: Vec<(i64, String)> = refused
                     .into_iter()

@@ -9,6 +9,13 @@ use rephub_store::{FullPolicy, SpoolLimits};
 
 /// The stream of detection events.
 pub(crate) const EVENTS: &str = "events";
+/// The stream of filter-status snapshots (seed 002, chapter 8).
+pub(crate) const FILTER_STATUS: &str = "filter_status";
+/// What the upstream hub is sent, by the connection's feature that switches each.
+pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 2] = [
+    ("event_sharing", EVENTS),
+    ("filter_status_sharing", FILTER_STATUS),
+];
 /// The sink that is the upstream hub.
 pub(crate) const UPSTREAM_SINK: &str = "upstream";
 
@@ -26,6 +33,9 @@ pub struct SharingConfig {
     /// How often events go to the upstream hub (seed 002: every 60 s), and most per batch.
     pub upstream_batch_secs: u64,
     pub upstream_batch_max: usize,
+    /// How often filter status is computed and shared (seed 002: every 3 hours), besides after
+    /// every distribution.
+    pub filter_status_secs: u64,
     pub sinks: Vec<SinkSpec>,
 }
 
@@ -44,6 +54,7 @@ impl Default for SharingConfig {
             spool_full: FullPolicyName::Block,
             upstream_batch_secs: 60,
             upstream_batch_max: 5000,
+            filter_status_secs: 3 * 3600,
             sinks: Vec::new(),
         }
     }
@@ -70,6 +81,8 @@ impl SharingConfig {
         }
         crate::validate::secs("upstream_batch_secs", self.upstream_batch_secs, 1)
             .map_err(|e| e.to_string())?;
+        crate::validate::secs("filter_status_secs", self.filter_status_secs, 1)
+            .map_err(|e| e.to_string())?;
         let mut names = std::collections::HashSet::new();
         for s in &self.sinks {
             s.validate()?;
@@ -80,9 +93,12 @@ impl SharingConfig {
                 SinkSpec::Syslog(x) => &x.streams,
                 SinkSpec::File(x) => &x.streams,
             };
-            if let Some(bad) = streams.iter().find(|st| st.as_str() != EVENTS) {
+            if let Some(bad) = streams
+                .iter()
+                .find(|st| st.as_str() != EVENTS && st.as_str() != FILTER_STATUS)
+            {
                 return Err(format!(
-                    "sink {}: unknown stream {bad:?} (streams: {EVENTS})",
+                    "sink {}: unknown stream {bad:?} (streams: {EVENTS}, {FILTER_STATUS})",
                     s.name()
                 ));
             }
@@ -107,6 +123,13 @@ impl SinkSpec {
         match self {
             SinkSpec::Syslog(s) => &s.name,
             SinkSpec::File(s) => &s.name,
+        }
+    }
+
+    pub(crate) fn streams(&self) -> &[String] {
+        match self {
+            SinkSpec::Syslog(s) => &s.streams,
+            SinkSpec::File(s) => &s.streams,
         }
     }
 

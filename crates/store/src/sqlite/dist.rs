@@ -125,6 +125,14 @@ impl DistributionStore for SqliteStore {
             [id],
         )?;
         conn.execute("DELETE FROM profile_ips WHERE profile_id = ?1", [id])?;
+        conn.execute(
+            "DELETE FROM profile_ips_distributed WHERE profile_id = ?1",
+            [id],
+        )?;
+        conn.execute(
+            "DELETE FROM profile_ips_distributions WHERE profile_id = ?1",
+            [id],
+        )?;
         Ok(conn.execute("DELETE FROM profiles WHERE id = ?1", [id])? > 0)
     }
 

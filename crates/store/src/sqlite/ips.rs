@@ -193,4 +193,52 @@ impl IpsStore for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+
+    fn distribute_profile_ips(&mut self, profile_id: i64) -> Result<(), StoreError> {
+        let now = self.now();
+        let tx = self.transaction()?;
+        tx.execute(
+            "DELETE FROM profile_ips_distributed WHERE profile_id = ?1",
+            [profile_id],
+        )?;
+        tx.execute(
+            "INSERT INTO profile_ips_distributed (profile_id, number, enabled, action)
+             SELECT ?1, f.number, coalesce(o.enabled, f.enabled), coalesce(o.action, f.action)
+             FROM ips_filters f
+             LEFT JOIN profile_ips o ON o.profile_id = ?1 AND o.number = f.number",
+            [profile_id],
+        )?;
+        tx.execute(
+            "INSERT INTO profile_ips_distributions (profile_id, distributed_at) VALUES (?1, ?2)
+             ON CONFLICT (profile_id) DO UPDATE SET distributed_at = excluded.distributed_at",
+            params![profile_id, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn distributed_ips(&self) -> Result<Vec<(i64, i64, Vec<IpsSetting>)>, StoreError> {
+        let mut out: Vec<(i64, i64, Vec<IpsSetting>)> = Vec::new();
+        let mut stmt = self.connection().prepare(
+            "SELECT d.profile_id, d.distributed_at, s.number, s.enabled, s.action
+             FROM profile_ips_distributions d
+             JOIN profile_ips_distributed s ON s.profile_id = d.profile_id
+             ORDER BY d.profile_id, s.number",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (profile, at, number, enabled, act): (i64, i64, i64, bool, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let setting = IpsSetting {
+                number: number as u64,
+                enabled,
+                action: action(&act)?,
+            };
+            match out.last_mut() {
+                Some((p, _, list)) if *p == profile => list.push(setting),
+                _ => out.push((profile, at, vec![setting])),
+            }
+        }
+        Ok(out)
+    }
 }

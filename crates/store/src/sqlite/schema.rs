@@ -412,6 +412,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (profile_id, number)
     ) WITHOUT ROWID;
     "#,
+    // 13: what each profile's IPS policy was when it was last distributed (every filter's
+    // effective state and action then): filter status counts only what devices were given.
+    r#"
+    CREATE TABLE profile_ips_distributed (
+        profile_id INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        PRIMARY KEY (profile_id, number)
+    ) WITHOUT ROWID;
+    CREATE TABLE profile_ips_distributions (
+        profile_id INTEGER PRIMARY KEY,
+        distributed_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,5 +1,6 @@
 //! The upstream hub, over the connection (mutual TLS, the connection's route): `POST
-//! /api/v1/shared/events` with `{"events": [{"key": …, "event": {…}}, …]}`. The upstream keeps
+//! /api/v1/shared/events` with `{"events": [{"key": …, "event": {…}}, …]}`, and `POST
+//! /api/v1/shared/filter-status` with `{"statuses": [{"key": …, "status": {…}}]}`. The upstream keeps
 //! each key once per downstream and answers which records it refused and why; those are parked,
 //! the rest is confirmed. A refused certificate (revoked, not yet reconnected), an unreachable
 //! upstream or a 5xx: the batch waits and is retried.
@@ -38,15 +39,25 @@ impl UpstreamSink {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) async fn deliver(&self, state: &AppState, records: &[SpoolRecord]) -> Outcome {
-        let out = self.send(state, records).await;
+    pub(crate) async fn deliver(
+        &self,
+        state: &AppState,
+        stream: &str,
+        records: &[SpoolRecord],
+    ) -> Outcome {
+        let out = self.send(state, stream, records).await;
         if matches!(out, Outcome::Retry(_)) {
             *self.lock() = None;
         }
         out
     }
 
-    async fn send(&self, state: &AppState, records: &[SpoolRecord]) -> Outcome {
+    async fn send(&self, state: &AppState, stream: &str, records: &[SpoolRecord]) -> Outcome {
+        // Where each stream goes, and the key of its list in the body.
+        let (path, list) = match stream {
+            crate::sharing::FILTER_STATUS => ("/api/v1/shared/filter-status", "statuses"),
+            _ => ("/api/v1/shared/events", "events"),
+        };
         let spec = match connected(state).await {
             Ok(Some(s)) => s,
             Ok(None) => return Outcome::Retry("not connected to an upstream".into()),
@@ -59,7 +70,7 @@ impl UpstreamSink {
         // The records are the envelopes' JSON already: joined, not parsed again.
         let mut body =
             Vec::with_capacity(records.iter().map(|r| r.payload.len() + 1).sum::<usize>() + 16);
-        body.extend_from_slice(b"{\"events\":[");
+        body.extend_from_slice(format!("{{\"{list}\":[").as_bytes());
         for (i, r) in records.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
@@ -67,7 +78,7 @@ impl UpstreamSink {
             body.extend_from_slice(&r.payload);
         }
         body.extend_from_slice(b"]}");
-        let url = format!("{}/api/v1/shared/events", spec.url);
+        let url = format!("{}{path}", spec.url);
         let resp = match client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
