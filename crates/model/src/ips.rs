@@ -190,15 +190,11 @@ pub fn parse_rule(text: &str) -> Result<IpsFilter, RuleError> {
                                 cves.insert(c);
                             }
                         }
-                        "mitre_technique_id" => {
-                            if technique(value) {
-                                techniques.insert(value.to_string());
-                            }
+                        "mitre_technique_id" if technique(value) => {
+                            techniques.insert(value.to_string());
                         }
-                        "mitre_tactic_id" => {
-                            if tactic(value) {
-                                tactics.insert(value.to_string());
-                            }
+                        "mitre_tactic_id" if tactic(value) => {
+                            tactics.insert(value.to_string());
                         }
                         _ => {}
                     }
@@ -280,7 +276,7 @@ fn options(body: &str) -> Result<Vec<(String, String)>, RuleError> {
         let mut value = String::new();
         let mut has_value = false;
         let mut ended = false;
-        while let Some(c) = chars.next() {
+        for c in chars.by_ref() {
             match c {
                 ';' => {
                     ended = true;
