@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sharing::api::router(&state))
         .merge(sharing::receiver::router(&state))
         .merge(sharing::filter_status::router(&state))
+        .merge(sharing::inventory::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,

@@ -579,12 +579,14 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
         .send("PUT", "/api/v1/connection", Some(connect(&t, json!({}))))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    for f in ["policy_inventory", "network_telemetry"] {
-        assert_eq!(v["features"][f]["enabled"], true, "{f}: {v}");
-        assert_eq!(v["features"][f]["status"], "Not built yet", "{f}: {v}");
-    }
-    // Event and filter-status sharing are built: the spool's upstream sink, nothing sent yet.
-    for f in ["event_sharing", "filter_status_sharing"] {
+    assert_eq!(v["features"]["network_telemetry"]["enabled"], true, "{v}");
+    assert_eq!(
+        v["features"]["network_telemetry"]["status"], "Not built yet",
+        "{v}"
+    );
+    // Event, filter-status and inventory sharing are built: the spool's upstream sink, nothing
+    // sent yet.
+    for f in ["event_sharing", "filter_status_sharing", "policy_inventory"] {
         assert_eq!(v["features"][f]["status"], "Never synced", "{f}: {v}");
     }
     assert_eq!(
@@ -670,8 +672,9 @@ async fn features_are_switched_here_except_sandbox_which_the_upstream_grants() {
         "{v}"
     );
     assert_eq!(v["checks"][3]["ok"], true, "{v}");
+    assert_eq!(v["checks"][4]["ok"], true, "{v}");
     assert_eq!(
-        v["checks"][4]["ok"],
+        v["checks"][5]["ok"],
         Value::Null,
         "not built yet: not a pass"
     );

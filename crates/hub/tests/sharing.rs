@@ -460,6 +460,7 @@ async fn filter_status_counts_distributed_profiles_and_reaches_the_upstream() {
     let down = Hub::start_with(|c, _| {
         c.tls = false;
         c.sharing.upstream_batch_secs = 1;
+        c.sharing.inventory_secs = 1;
     })
     .await;
     connect(&up, &down, "branch-fs").await;

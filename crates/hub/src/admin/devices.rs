@@ -78,7 +78,7 @@ async fn delete_device(State(state): State<AppState>, P(id): P<i64>) -> ApiResul
 }
 
 /// Every device with its distribution status.
-async fn device_status(state: &AppState) -> ApiResult<Vec<Value>> {
+pub(crate) async fn device_status(state: &AppState) -> Result<Vec<Value>, crate::error::HubError> {
     state.flush_progress().await?;
     let (devices, profiles) = state
         .read(|s| Ok::<_, StoreError>((s.devices()?, s.profiles()?)))

@@ -406,7 +406,8 @@ async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         json!({"enabled": on[SANDBOX], "status": feature_status(onboarded, on[SANDBOX]),
                "switched": "from the upstream's side"}),
     );
-    // Event and filter-status sharing are the spool's upstream sink: their status is the sink's.
+    // Event, filter-status and inventory sharing are the spool's upstream sink: their status is
+    // the sink's.
     let stats = state.spool().stats().await?;
     for (feature, stream) in crate::sharing::UPSTREAM_STREAMS {
         let sink = stats
@@ -538,7 +539,7 @@ async fn test(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             },
         );
     }
-    // Event and filter-status sharing: an empty batch to the upstream's receiver.
+    // Sharing: an empty batch to each of the upstream's receivers.
     for (feature, stream) in crate::sharing::UPSTREAM_STREAMS {
         if have_cert && on[feature] {
             check(feature, post_empty_batch(&s, stream).await);
@@ -586,11 +587,7 @@ async fn get_with_certificate(
 async fn post_empty_batch(s: &VisionOneSpec, stream: &str) -> Result<String, String> {
     let (client, route, _) =
         super::client::reach(s, "/v3.0/healthcheck/connectivity", s.timeout_secs.min(30)).await?;
-    let (path, list) = if stream == crate::sharing::FILTER_STATUS {
-        ("/api/v1/shared/filter-status", "statuses")
-    } else {
-        ("/api/v1/shared/events", "events")
-    };
+    let (path, list) = crate::sharing::upstream_path(stream);
     let url = format!("{}{path}", s.url);
     let resp = client
         .post(&url)

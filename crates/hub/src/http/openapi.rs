@@ -204,6 +204,10 @@ fn sources_paths() -> Value {
             "/api/v1/shared/filter-status": {
                 "get": op("each downstream's newest filter status (downstream, cve)", "apiKey", json!({})),
                 "post": open_op("a downstream shares filter status: {statuses: [{key, status}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["statuses"]})))},
+            "/api/v1/inventory": {"get": op("policy and inventory now: devices, action sets, profiles, distributions", "apiKey", json!({}))},
+            "/api/v1/shared/inventory": {
+                "get": op("each downstream's newest policy and inventory (downstream)", "apiKey", json!({})),
+                "post": open_op("a downstream shares policy and inventory: {inventories: [{key, inventory}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["inventories"]})))},
             "/api/v1/sharing": {"get": op("the sharing spool: limits, and per sink its depth, oldest record, delivered, retried, parked and dropped", "apiKey", json!({}))},
             "/api/v1/sharing/parked": {"get": op("records a receiver refused, with the reason (sink, limit)", "apiKey", json!({}))},
             "/api/v1/sharing/parked/replay": {"post": op("deliver parked records again: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},

@@ -12,6 +12,7 @@
 pub(crate) mod api;
 pub(crate) mod event;
 pub(crate) mod filter_status;
+pub(crate) mod inventory;
 pub(crate) mod receiver;
 pub(crate) mod sink;
 pub(crate) mod sinks;
@@ -25,7 +26,9 @@ use crate::state::AppState;
 use sink::{Kind, SinkJob};
 use spec::SinkSpec;
 
-pub(crate) use spec::{EVENTS, FILTER_STATUS, UPSTREAM_SINK, UPSTREAM_STREAMS};
+pub(crate) use spec::{
+    EVENTS, FILTER_STATUS, INVENTORY, UPSTREAM_SINK, UPSTREAM_STREAMS, upstream_path,
+};
 pub use spec::{FullPolicyName, SharingConfig};
 
 /// Subscribe the configured sinks (a sink taken out of the file is unsubscribed, its backlog
@@ -83,6 +86,7 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
         }
     }
     filter_status::start(state);
+    inventory::start(state);
     sync_upstream(state).await
 }
 

@@ -8,7 +8,8 @@
 //! - `POST /api/v1/shared/filter-status` (a downstream's certificate): `{"statuses": [{"key",
 //!   "status": {computed_at, profiles, filters: [{number, name, cves, status}]}}]}`, kept like
 //!   events; `GET /api/v1/shared/filter-status` (any key; `downstream`, `cve`): each downstream's
-//!   newest.
+//!   newest. `POST/GET /api/v1/shared/inventory` the same for policy and inventory
+//!   (`{"inventories": [{"key", "inventory": {…}}]}`).
 //! - `GET /api/v1/shared/events` (any key): filters `downstream` (name), `since`/`until` (Unix
 //!   seconds received), `device` (dvchost), `rule` (ruleName), `cve`, `ip` (src, dst,
 //!   interestedIp or endpointIp), `after` (the last id seen), `limit`.
@@ -23,8 +24,7 @@ use serde_json::{Value, json};
 use rephub_store::{ConnectionStore, SharedQuery, SharedStore};
 
 use super::event::Envelope;
-use super::filter_status::Envelope as StatusEnvelope;
-use super::{EVENTS, FILTER_STATUS};
+use super::{EVENTS, FILTER_STATUS, INVENTORY};
 use crate::http::auth::{Principal, Who, guard};
 use crate::http::error::{ApiError, ApiResult, Dialect};
 use crate::http::extract::Q;
@@ -41,10 +41,12 @@ const MAX_AHEAD_SECS: i64 = 600;
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let downstreams = Router::new()
         .route("/api/v1/shared/events", post(receive))
-        .route("/api/v1/shared/filter-status", post(receive_status));
+        .route("/api/v1/shared/filter-status", post(receive_status))
+        .route("/api/v1/shared/inventory", post(receive_inventory));
     let read = Router::new()
         .route("/api/v1/shared/events", get(list))
-        .route("/api/v1/shared/filter-status", get(list_status));
+        .route("/api/v1/shared/filter-status", get(list_status))
+        .route("/api/v1/shared/inventory", get(list_inventory));
     guard(downstreams, state, Who::Downstream, Dialect::Rest).merge(guard(
         read,
         state,
@@ -218,46 +220,97 @@ async fn list(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Js
     Ok(Json(json!({"events": events, "next": next})))
 }
 
+/// A stream of snapshots (filter status, inventory): each record kept once per key; listed as
+/// each downstream's newest.
+struct Snapshots {
+    stream: &'static str,
+    /// The key of the list in a request's body, and of the snapshot in a record.
+    list: &'static str,
+    field: &'static str,
+    /// What a snapshot must be: (field, reason) when not.
+    check: fn(&Value) -> Result<(), (&'static str, String)>,
+}
+
+const FILTER_STATUSES: Snapshots = Snapshots {
+    stream: FILTER_STATUS,
+    list: "statuses",
+    field: "status",
+    check: |v| {
+        serde_json::from_value::<super::filter_status::Snapshot>(v.clone())
+            .map_err(|e| ("status", e.to_string()))?
+            .check()
+    },
+};
+
+const INVENTORIES: Snapshots = Snapshots {
+    stream: INVENTORY,
+    list: "inventories",
+    field: "inventory",
+    check: super::inventory::check,
+};
+
 async fn receive_status(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
+    receive_snapshots(&state, &who, &b, &FILTER_STATUSES).await
+}
+
+async fn receive_inventory(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    receive_snapshots(&state, &who, &b, &INVENTORIES).await
+}
+
+async fn receive_snapshots(
+    state: &AppState,
+    who: &Principal,
+    b: &Bytes,
+    kind: &Snapshots,
+) -> ApiResult<Json<Value>> {
     let d = who.downstream()?.clone();
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Batch<'a> {
-        #[serde(borrow)]
-        statuses: Vec<&'a serde_json::value::RawValue>,
-    }
-    let batch: Batch<'_> =
-        serde_json::from_slice(&b).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let body: Value =
+        serde_json::from_slice(b).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    let list = body
+        .get(kind.list)
+        .and_then(Value::as_array)
+        .filter(|_| body.as_object().is_some_and(|o| o.len() == 1))
+        .ok_or_else(|| ApiError::bad("body", format!("{{\"{}\": [...]}}", kind.list)))?;
     let mut good = Vec::new();
     let mut refused = Vec::new();
-    for (i, raw) in batch.statuses.into_iter().enumerate() {
-        let checked = serde_json::from_str::<StatusEnvelope>(raw.get())
-            .map_err(|e| ("status", e.to_string()))
-            .and_then(|e| {
-                if e.key.is_empty() || e.key.len() > MAX_KEY {
-                    return Err(("key", format!("1 to {MAX_KEY} characters")));
-                }
-                e.status.check()?;
-                Ok(e)
-            });
+    for (i, v) in list.iter().enumerate() {
+        let checked = (|| {
+            let o = v.as_object().filter(|o| o.len() == 2).ok_or_else(|| {
+                (
+                    "record",
+                    format!("{{\"key\": …, \"{}\": {{…}}}}", kind.field),
+                )
+            })?;
+            let key = o
+                .get("key")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_KEY)
+                .ok_or_else(|| ("key", format!("1 to {MAX_KEY} characters")))?;
+            let snapshot = o
+                .get(kind.field)
+                .ok_or_else(|| (kind.field, "required".to_string()))?;
+            (kind.check)(snapshot)?;
+            Ok::<_, (&str, String)>((key.to_string(), snapshot.to_string()))
+        })();
         match checked {
-            Ok(e) => {
-                let text = serde_json::to_string(&e.status)
-                    .map_err(crate::HubError::record("filter status"))?;
-                good.push((e.key, text));
-            }
+            Ok(record) => good.push(record),
             Err((field, message)) => {
                 refused.push(json!({"index": i, "field": field, "message": message}));
             }
         }
     }
     let total = good.len() as u64;
+    let stream = kind.stream;
     let added = state
-        .exec(move |s| s.add_shared(d.id, FILTER_STATUS, &good))
+        .exec(move |s| s.add_shared(d.id, stream, &good))
         .await??;
     Ok(Json(
         json!({"accepted": added, "duplicates": total - added, "refused": refused}),
@@ -273,18 +326,56 @@ struct StatusQuery {
     cve: Option<String>,
 }
 
-/// Each downstream's newest filter status.
+/// Each downstream's newest filter status (its filters of a CVE, with `cve`).
 async fn list_status(
     State(state): State<AppState>,
     Q(q): Q<StatusQuery>,
 ) -> ApiResult<Json<Value>> {
+    let mut out = newest(&state, q.downstream.as_deref(), &FILTER_STATUSES).await?;
+    if let Some(cve) = &q.cve {
+        for d in &mut out {
+            if let Some(list) = d["status"]["filters"].as_array_mut() {
+                list.retain(|f| {
+                    f["cves"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(cve)))
+                    })
+                });
+            }
+        }
+    }
+    Ok(Json(json!({ "downstreams": out })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryQuery {
+    #[serde(default)]
+    downstream: Option<String>,
+}
+
+/// Each downstream's newest policy and inventory.
+async fn list_inventory(
+    State(state): State<AppState>,
+    Q(q): Q<InventoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let out = newest(&state, q.downstream.as_deref(), &INVENTORIES).await?;
+    Ok(Json(json!({ "downstreams": out })))
+}
+
+/// The newest snapshot of `kind` of each downstream (or of the one named).
+async fn newest(
+    state: &AppState,
+    downstream: Option<&str>,
+    kind: &Snapshots,
+) -> ApiResult<Vec<Value>> {
     let downstreams = state.read(|s| s.downstreams()).await??;
-    let wanted = match &q.downstream {
+    let wanted = match downstream {
         None => None,
         Some(name) => Some(
             downstreams
                 .iter()
-                .find(|d| &d.name == name)
+                .find(|d| d.name == name)
                 .map(|d| d.id)
                 .ok_or_else(|| {
                     ApiError::bad("downstream", format!("no downstream named {name:?}"))
@@ -296,7 +387,7 @@ async fn list_status(
     let mut after = 0;
     loop {
         let query = SharedQuery {
-            stream: FILTER_STATUS.into(),
+            stream: kind.stream.into(),
             after,
             limit: 1000,
             downstream_id: wanted,
@@ -311,20 +402,15 @@ async fn list_status(
             newest.insert(r.downstream_id, r);
         }
     }
-    let out: Vec<Value> = newest
+    Ok(newest
         .into_values()
         .map(|r| {
-            let mut status: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-            if let (Some(cve), Some(list)) = (&q.cve, status["filters"].as_array_mut()) {
-                list.retain(|f| {
-                    f["cves"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(cve))))
-                });
-            }
-            let name = downstreams.iter().find(|d| d.id == r.downstream_id).map(|d| d.name.clone());
-            json!({"downstream": name, "received_at": r.received_at, "key": r.key, "status": status})
+            let name = downstreams
+                .iter()
+                .find(|d| d.id == r.downstream_id)
+                .map(|d| d.name.clone());
+            json!({"downstream": name, "received_at": r.received_at, "key": r.key,
+                   kind.field: serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null)})
         })
-        .collect();
-    Ok(Json(json!({ "downstreams": out })))
+        .collect())
 }

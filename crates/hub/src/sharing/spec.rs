@@ -11,11 +11,23 @@ use rephub_store::{FullPolicy, SpoolLimits};
 pub(crate) const EVENTS: &str = "events";
 /// The stream of filter-status snapshots (seed 002, chapter 8).
 pub(crate) const FILTER_STATUS: &str = "filter_status";
+/// The stream of policy and inventory snapshots (seed 002, chapter 6).
+pub(crate) const INVENTORY: &str = "inventory";
 /// What the upstream hub is sent, by the connection's feature that switches each.
-pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 2] = [
+pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 3] = [
     ("event_sharing", EVENTS),
     ("filter_status_sharing", FILTER_STATUS),
+    ("policy_inventory", INVENTORY),
 ];
+
+/// Where the upstream hub takes a stream, and the key of the list in the body.
+pub(crate) fn upstream_path(stream: &str) -> (&'static str, &'static str) {
+    match stream {
+        FILTER_STATUS => ("/api/v1/shared/filter-status", "statuses"),
+        INVENTORY => ("/api/v1/shared/inventory", "inventories"),
+        _ => ("/api/v1/shared/events", "events"),
+    }
+}
 /// The sink that is the upstream hub.
 pub(crate) const UPSTREAM_SINK: &str = "upstream";
 
@@ -36,6 +48,8 @@ pub struct SharingConfig {
     /// How often filter status is computed and shared (seed 002: every 3 hours), besides after
     /// every distribution.
     pub filter_status_secs: u64,
+    /// How often policy and inventory are shared (seed 002: every 5 minutes).
+    pub inventory_secs: u64,
     pub sinks: Vec<SinkSpec>,
 }
 
@@ -55,6 +69,7 @@ impl Default for SharingConfig {
             upstream_batch_secs: 60,
             upstream_batch_max: 5000,
             filter_status_secs: 3 * 3600,
+            inventory_secs: 300,
             sinks: Vec::new(),
         }
     }
@@ -83,6 +98,8 @@ impl SharingConfig {
             .map_err(|e| e.to_string())?;
         crate::validate::secs("filter_status_secs", self.filter_status_secs, 1)
             .map_err(|e| e.to_string())?;
+        crate::validate::secs("inventory_secs", self.inventory_secs, 1)
+            .map_err(|e| e.to_string())?;
         let mut names = std::collections::HashSet::new();
         for s in &self.sinks {
             s.validate()?;
@@ -95,10 +112,10 @@ impl SharingConfig {
             };
             if let Some(bad) = streams
                 .iter()
-                .find(|st| st.as_str() != EVENTS && st.as_str() != FILTER_STATUS)
+                .find(|st| ![EVENTS, FILTER_STATUS, INVENTORY].contains(&st.as_str()))
             {
                 return Err(format!(
-                    "sink {}: unknown stream {bad:?} (streams: {EVENTS}, {FILTER_STATUS})",
+                    "sink {}: unknown stream {bad:?} (streams: {EVENTS}, {FILTER_STATUS}, {INVENTORY})",
                     s.name()
                 ));
             }

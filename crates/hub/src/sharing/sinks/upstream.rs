@@ -53,11 +53,7 @@ impl UpstreamSink {
     }
 
     async fn send(&self, state: &AppState, stream: &str, records: &[SpoolRecord]) -> Outcome {
-        // Where each stream goes, and the key of its list in the body.
-        let (path, list) = match stream {
-            crate::sharing::FILTER_STATUS => ("/api/v1/shared/filter-status", "statuses"),
-            _ => ("/api/v1/shared/events", "events"),
-        };
+        let (path, list) = crate::sharing::upstream_path(stream);
         let spec = match connected(state).await {
             Ok(Some(s)) => s,
             Ok(None) => return Outcome::Retry("not connected to an upstream".into()),
