@@ -87,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sharing::receiver::router(&state))
         .merge(sharing::filter_status::router(&state))
         .merge(sharing::inventory::router(&state))
+        .merge(sharing::deploy::router(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,

@@ -560,3 +560,114 @@ async fn filter_status_counts_distributed_profiles_and_reaches_the_upstream() {
         "{c}"
     );
 }
+
+/// Policy deployment from the upstream (seed 002, chapter 6): the upstream asks one downstream to
+/// block every filter of a CVE in a named profile and distribute it; the downstream applies it,
+/// reports back, and its filter status — shared after the distribution — says so upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_deploys_a_policy_to_a_downstream_and_sees_the_result() {
+    let up = Hub::start().await;
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+        c.sharing.deployment_poll_secs = 1;
+    })
+    .await;
+    connect(&up, &down, "branch-dp").await;
+    let rules = "alert http any any -> any any (msg:\"3316: HTTP: Log4j\"; reference:cve,2021-44228; sid:3316; rev:1;)\n\
+                 alert http any any -> any any (msg:\"13629: HTTP: Shellshock\"; reference:cve,2014-6271; sid:13629; rev:1;)\n";
+    let r = down
+        .http
+        .post(down.url("/api/v1/ips-filters/import"))
+        .bearer_auth(common::ADMIN)
+        .body(rules)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let p = down.post("/api/v1/profiles", json!({"name": "edge"})).await["id"]
+        .as_i64()
+        .unwrap();
+    down.post(
+        "/api/v1/devices",
+        json!({"name": "fw-dp", "profile": "edge"}),
+    )
+    .await;
+    let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/downstreams/{id}/deployments");
+
+    // Refused as asked: no selector, a bad action, an unknown downstream.
+    for (body, field) in [
+        (json!({"profile": "edge", "action": "Block"}), "query"),
+        (
+            json!({"profile": "edge", "cve": "CVE-2021-44228", "action": "Explode"}),
+            "action",
+        ),
+    ] {
+        let (s, v) = up.send("POST", &path, Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["field"], field);
+    }
+    let (s, _) = up
+        .send(
+            "POST",
+            "/api/v1/downstreams/999/deployments",
+            Some(json!({"profile": "edge", "cve": "CVE-2021-44228", "action": "Block"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, v) = up
+        .send(
+            "POST",
+            &path,
+            Some(json!({"profile": "edge", "cve": "CVE-2021-44228", "enabled": true, "action": "Block"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = up
+        .send(
+            "POST",
+            &path,
+            Some(json!({"profile": "no such profile", "query": "!13629", "action": "Block"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let v = up
+        .wait_until(&path, "both reported", |v| {
+            v["deployments"]
+                .as_array()
+                .is_some_and(|d| d.iter().all(|d| d["status"] != "pending"))
+        })
+        .await;
+    let (failed, applied) = (&v["deployments"][0], &v["deployments"][1]);
+    assert_eq!(applied["status"], "applied", "{v}");
+    assert_eq!(applied["result"]["filters"], json!([3316]));
+    assert_eq!(applied["result"]["distributed"], true);
+    assert_eq!(failed["status"], "failed", "{v}");
+    assert!(
+        failed["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no profile named"),
+        "{v}"
+    );
+    // Applied on the downstream, and its filter status upstream says so.
+    let s = down
+        .get(&format!("/api/v1/profiles/{p}/ips?query=!3316"))
+        .await;
+    assert_eq!(s["filters"][0]["action"], "Block", "{s}");
+    up.wait_until(
+        "/api/v1/shared/filter-status?downstream=branch-dp&cve=CVE-2021-44228",
+        "blocked upstream",
+        |v| v["downstreams"][0]["status"]["filters"][0]["status"] == "Blocked on all profiles",
+    )
+    .await;
+    // The downstream-facing routes take a certificate only.
+    let (s, _) = up
+        .call("GET", "/api/v1/downstream/deployments", common::ADMIN, None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -42,6 +42,21 @@ pub struct ActiveCertificate {
     pub not_after: i64,
 }
 
+/// A policy deployment the upstream asked of a downstream (seed 002, chapter 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: i64,
+    pub downstream_id: i64,
+    /// What to do (JSON, as the hub accepted it).
+    pub request: String,
+    /// `pending`, `applied` or `failed`.
+    pub status: String,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+    /// What the downstream reported (JSON).
+    pub result: Option<String>,
+}
+
 /// Storage of enrollment tokens, downstreams and their certificates.
 pub trait ConnectionStore {
     /// Fails with [`StoreError::Conflict`] if a token of that hash exists.
@@ -79,6 +94,24 @@ pub trait ConnectionStore {
     fn active_certificates(&self, now: i64) -> Result<Vec<ActiveCertificate>, StoreError>;
     /// Switch sandbox URL analysis on or off for a downstream. Returns whether it exists.
     fn set_downstream_sandbox(&mut self, id: i64, on: bool) -> Result<bool, StoreError>;
+
+    /// Ask a downstream for a policy deployment: its id.
+    fn add_deployment(&mut self, downstream_id: i64, request: &str) -> Result<i64, StoreError>;
+    /// A downstream's deployments, newest first (`pending` only, if asked).
+    fn deployments(
+        &self,
+        downstream_id: i64,
+        pending_only: bool,
+    ) -> Result<Vec<Deployment>, StoreError>;
+    /// Record what a downstream reported for one of its pending deployments. Returns whether
+    /// there was such a pending deployment (a second report changes nothing).
+    fn finish_deployment(
+        &mut self,
+        id: i64,
+        downstream_id: i64,
+        applied: bool,
+        result: &str,
+    ) -> Result<bool, StoreError>;
 
     /// The downstream's side: the connection's features that were ever set, by name.
     fn connection_features(&self) -> Result<Vec<(String, bool)>, StoreError>;

@@ -53,7 +53,9 @@ mod sqlite;
 mod targets;
 mod types;
 
-pub use connections::{ActiveCertificate, ConnectionStore, Downstream, EnrollmentToken};
+pub use connections::{
+    ActiveCertificate, ConnectionStore, Deployment, Downstream, EnrollmentToken,
+};
 pub use dist::{
     DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
 };

@@ -266,19 +266,20 @@ async fn profile_settings(
     Ok(Json(json!({"profile": id, "filters": out, "total": total})))
 }
 
-#[derive(Debug, Deserialize)]
+/// The seed's "Edit Multiple Filters": which filters, and what to set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct BulkEdit {
-    #[serde(default)]
-    query: Option<String>,
-    #[serde(default)]
-    cve: Option<String>,
-    #[serde(default)]
-    technique: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-    #[serde(default)]
-    action: Option<String>,
+pub(crate) struct BulkEdit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cve: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) technique: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) action: Option<String>,
 }
 
 async fn bulk_edit(
@@ -287,6 +288,15 @@ async fn bulk_edit(
     b: Bytes,
 ) -> ApiResult<Json<Value>> {
     let e: BulkEdit = body(&b)?;
+    let numbers = edit(&state, id, e).await?;
+    Ok(Json(
+        json!({"profile": id, "changed": numbers.len(), "filters": numbers}),
+    ))
+}
+
+/// Apply a bulk edit to profile `id`: the numbers of the filters it set. Nothing is written when
+/// the edit is wrong (400 naming the field) or the profile does not exist (404).
+pub(crate) async fn edit(state: &AppState, id: i64, e: BulkEdit) -> ApiResult<Vec<u64>> {
     let sel = Selector {
         query: e.query,
         cve: e.cve,
@@ -312,7 +322,7 @@ async fn bulk_edit(
         ),
         None => None,
     };
-    profile_exists(&state, id).await?;
+    profile_exists(state, id).await?;
     let (all, overrides) = state
         .read(move |s| Ok::<_, rephub_store::StoreError>((s.ips_filters()?, s.profile_ips(id)?)))
         .await??;
@@ -334,14 +344,18 @@ async fn bulk_edit(
     state
         .exec(move |s| s.set_profile_ips(id, &settings))
         .await??;
-    Ok(Json(
-        json!({"profile": id, "changed": numbers.len(), "filters": numbers}),
-    ))
+    Ok(numbers)
 }
 
 async fn distribute(State(state): State<AppState>, P(id): P<i64>) -> ApiResult<Json<Value>> {
-    profile_exists(&state, id).await?;
-    state.exec(move |s| s.distribute_profile_ips(id)).await??;
-    crate::sharing::filter_status::after_distribution(&state).await;
+    distribute_profile(&state, id).await?;
     Ok(Json(json!({"profile": id, "distributed_at": state.now()})))
+}
+
+/// Distribute profile `id`'s IPS policy, then share filter status.
+pub(crate) async fn distribute_profile(state: &AppState, id: i64) -> ApiResult<()> {
+    profile_exists(state, id).await?;
+    state.exec(move |s| s.distribute_profile_ips(id)).await??;
+    crate::sharing::filter_status::after_distribution(state).await;
+    Ok(())
 }

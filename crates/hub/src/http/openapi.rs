@@ -208,6 +208,11 @@ fn sources_paths() -> Value {
             "/api/v1/shared/inventory": {
                 "get": op("each downstream's newest policy and inventory (downstream)", "apiKey", json!({})),
                 "post": open_op("a downstream shares policy and inventory: {inventories: [{key, inventory}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["inventories"]})))},
+            "/api/v1/downstreams/{id}/deployments": {
+                "get": op("policy deployments asked of a downstream, with their status and result", "apiKey", path_id("id")),
+                "post": op("ask a downstream to set IPS filters in a named profile and distribute it: {profile, query|cve|technique, enabled?, action?, distribute?} (admin)", "apiKey", path_id("id"))},
+            "/api/v1/downstream/deployments": {"get": open_op("a downstream's pending policy deployments (its client certificate, mutual TLS)", json!({}))},
+            "/api/v1/downstream/deployments/{id}": {"post": open_op("a downstream reports a deployment: {applied, filters, distributed, error?} (its client certificate)", json!({}))},
             "/api/v1/sharing": {"get": op("the sharing spool: limits, and per sink its depth, oldest record, delivered, retried, parked and dropped", "apiKey", json!({}))},
             "/api/v1/sharing/parked": {"get": op("records a receiver refused, with the reason (sink, limit)", "apiKey", json!({}))},
             "/api/v1/sharing/parked/replay": {"post": op("deliver parked records again: {sink, ids?} (admin)", "apiKey", json_body(json!({"type": "object", "required": ["sink"], "properties": {"sink": {"type": "string"}, "ids": {"type": "array", "items": {"type": "integer"}}}})))},

@@ -10,6 +10,7 @@
 //! policy and inventory come next, as streams of the same spool.
 
 pub(crate) mod api;
+pub(crate) mod deploy;
 pub(crate) mod event;
 pub(crate) mod filter_status;
 pub(crate) mod inventory;
@@ -87,6 +88,7 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
     }
     filter_status::start(state);
     inventory::start(state);
+    deploy::start(state);
     sync_upstream(state).await
 }
 

@@ -50,6 +50,8 @@ pub struct SharingConfig {
     pub filter_status_secs: u64,
     /// How often policy and inventory are shared (seed 002: every 5 minutes).
     pub inventory_secs: u64,
+    /// How often a downstream asks its upstream for policy deployments (default 60 s).
+    pub deployment_poll_secs: u64,
     pub sinks: Vec<SinkSpec>,
 }
 
@@ -70,6 +72,7 @@ impl Default for SharingConfig {
             upstream_batch_max: 5000,
             filter_status_secs: 3 * 3600,
             inventory_secs: 300,
+            deployment_poll_secs: 60,
             sinks: Vec::new(),
         }
     }
@@ -99,6 +102,8 @@ impl SharingConfig {
         crate::validate::secs("filter_status_secs", self.filter_status_secs, 1)
             .map_err(|e| e.to_string())?;
         crate::validate::secs("inventory_secs", self.inventory_secs, 1)
+            .map_err(|e| e.to_string())?;
+        crate::validate::secs("deployment_poll_secs", self.deployment_poll_secs, 1)
             .map_err(|e| e.to_string())?;
         let mut names = std::collections::HashSet::new();
         for s in &self.sinks {

@@ -3,7 +3,9 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::connections::{ActiveCertificate, ConnectionStore, Downstream, EnrollmentToken};
+use crate::connections::{
+    ActiveCertificate, ConnectionStore, Deployment, Downstream, EnrollmentToken,
+};
 use crate::error::StoreError;
 
 const TOKEN_COLUMNS: &str = "id, name, hash, created_at, expires_at, used_at, revoked_at";
@@ -242,5 +244,74 @@ impl ConnectionStore for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn add_deployment(&mut self, downstream_id: i64, request: &str) -> Result<i64, StoreError> {
+        let now = self.now();
+        let tx = self.transaction()?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM downstreams WHERE id = ?1)",
+            [downstream_id],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Err(StoreError::NotFound(format!("downstream {downstream_id}")));
+        }
+        tx.execute(
+            "INSERT INTO deployments (downstream_id, request, status, created_at)
+             VALUES (?1, ?2, 'pending', ?3)",
+            params![downstream_id, request, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn deployments(
+        &self,
+        downstream_id: i64,
+        pending_only: bool,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let mut stmt = self.connection().prepare(
+            "SELECT id, downstream_id, request, status, created_at, done_at, result
+             FROM deployments WHERE downstream_id = ?1 AND (?2 = 0 OR status = 'pending')
+             ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map(params![downstream_id, pending_only], |r| {
+            Ok(Deployment {
+                id: r.get(0)?,
+                downstream_id: r.get(1)?,
+                request: r.get(2)?,
+                status: r.get(3)?,
+                created_at: r.get(4)?,
+                done_at: r.get(5)?,
+                result: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn finish_deployment(
+        &mut self,
+        id: i64,
+        downstream_id: i64,
+        applied: bool,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let tx = self.transaction()?;
+        let n = tx.execute(
+            "UPDATE deployments SET status = ?3, done_at = ?4, result = ?5
+             WHERE id = ?1 AND downstream_id = ?2 AND status = 'pending'",
+            params![
+                id,
+                downstream_id,
+                if applied { "applied" } else { "failed" },
+                now,
+                result
+            ],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
     }
 }

@@ -427,6 +427,19 @@ const MIGRATIONS: &[&str] = &[
         distributed_at INTEGER NOT NULL
     );
     "#,
+    // 14: policy deployments the upstream asks of its downstreams, and what they reported.
+    r#"
+    CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        downstream_id INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        done_at INTEGER,
+        result TEXT
+    );
+    CREATE INDEX deployments_downstream ON deployments (downstream_id, id);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
