@@ -1178,4 +1178,21 @@ async fn agents_report_and_send_events() {
         )
         .await;
     assert!(v["events"].as_array().unwrap().is_empty());
+    // Searched by the address that matched, the filter, the time.
+    for (query, n) in [
+        ("value=203.0.113.7", 1),
+        ("value=203.0.113.8", 0),
+        ("filter=block%20High", 1),
+        ("filter=other", 0),
+        ("since=1800000060", 1),
+        ("since=1800000061", 0),
+        ("until=1800000060", 0),
+        ("action=block&device=fw1", 1),
+    ] {
+        let (s, v) = h
+            .call("GET", &format!("/api/v1/events?{query}"), READER, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{query}: {v}");
+        assert_eq!(v["events"].as_array().unwrap().len(), n, "{query}: {v}");
+    }
 }

@@ -77,13 +77,24 @@ pub trait DistributionStore {
     fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError>;
     /// Which of these `device_event` ids of a device are stored already.
     fn known_events(&self, device: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
-    /// Events with an id above `after`, oldest first, optionally of one device.
-    fn events(
-        &self,
-        after: i64,
-        limit: usize,
-        device: Option<i64>,
-    ) -> Result<Vec<EventRow>, StoreError>;
+    /// Events with an id above `q.after`, oldest first, that match every criterion given.
+    fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError>;
+}
+
+/// What [`DistributionStore::events`] selects; `None` selects anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub after: i64,
+    pub limit: usize,
+    pub device: Option<i64>,
+    /// Last seen at or after / before (Unix seconds).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// The filter that matched.
+    pub filter: Option<String>,
+    /// The entry's value, or the address that matched inside it (`sample`).
+    pub value: Option<String>,
+    pub action: Option<String>,
 }
 
 /// A detection event as a device sends it: hits on one entry, aggregated over a period.

@@ -9,9 +9,9 @@ use rephub_model::{
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, ConnectionStore, DistributionStore, IpsSetting, IpsStore, KeyStore,
-    ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore, SqliteStore,
-    StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
+    ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
+    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore,
+    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -683,14 +683,38 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
     // The same batch again (the device did not see the answer): nothing new.
     assert_eq!(d.store.add_events(dev.id, &batch).unwrap(), 0);
     assert_eq!(d.store.add_events(dev.id, &[event(3, "x", 2)]).unwrap(), 1);
-    let all = d.store.events(0, 100, None).unwrap();
+    let q = |after, device| EventQuery {
+        after,
+        limit: 100,
+        device,
+        ..EventQuery::default()
+    };
+    let all = d.store.events(&q(0, None)).unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].event, batch[0]);
     assert_eq!(all[0].device_id, dev.id);
-    let after = d.store.events(all[1].id, 100, Some(dev.id)).unwrap();
+    let after = d.store.events(&q(all[1].id, Some(dev.id))).unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].event.value, "x");
-    assert!(d.store.events(0, 100, Some(dev.id + 1)).unwrap().is_empty());
+    assert!(d.store.events(&q(0, Some(dev.id + 1))).unwrap().is_empty());
+    // By the value or the address that matched inside it, and by time.
+    let by = |value: &str| EventQuery {
+        value: Some(value.into()),
+        ..q(0, None)
+    };
+    assert_eq!(d.store.events(&by("198.51.100.1")).unwrap().len(), 1);
+    assert_eq!(d.store.events(&by("203.0.113.0/24")).unwrap().len(), 1);
+    let late = EventQuery {
+        since: Some(all[0].event.last_seen + 1),
+        ..q(0, None)
+    };
+    assert!(
+        d.store
+            .events(&late)
+            .unwrap()
+            .iter()
+            .all(|e| e.event.last_seen > all[0].event.last_seen)
+    );
 }
 
 fn write<S: TestBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {

@@ -253,9 +253,24 @@ struct EventQuery {
     limit: Option<usize>,
     #[serde(default)]
     device: Option<String>,
+    /// Last seen at or after / before (Unix seconds).
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+    /// The filter that matched.
+    #[serde(default)]
+    filter: Option<String>,
+    /// The entry, or the address that matched inside it (source or destination).
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
 }
 
-/// Events in the order they arrived; page with `after` = the last id seen.
+/// Events in the order they arrived; page with `after` = the last id seen. Filters: `device`,
+/// `since`/`until` (last seen), `filter`, `value` (the entry or the address that matched),
+/// `action`.
 async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = q.after.unwrap_or(0);
@@ -270,9 +285,17 @@ async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiR
                 .ok_or_else(|| ApiError::bad("device", format!("no device named {name:?}")))?,
         ),
     };
-    let rows = state
-        .read(move |s| s.events(after, limit, device))
-        .await??;
+    let query = rephub_store::EventQuery {
+        after,
+        limit,
+        device,
+        since: q.since,
+        until: q.until,
+        filter: q.filter,
+        value: q.value,
+        action: q.action,
+    };
+    let rows = state.read(move |s| s.events(&query)).await??;
     let name = |id: i64| devices.iter().find(|d| d.id == id).map(|d| d.name.clone());
     let next = rows.last().map_or(after, |r| r.id);
     let events: Vec<Value> = rows

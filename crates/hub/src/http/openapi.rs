@@ -122,7 +122,7 @@ pub(crate) fn document() -> Value {
             "/api/v1/sync": {"get": op("the device's filter set: snapshot or delta, long-poll; NDJSON (docs/sync-protocol.md)", "deviceToken", query(&["cursor", "wait", "error"]))},
             "/api/v1/agent/report": {"post": op("a device's report: inventory and backend state (docs/agent.md)", "deviceToken", json_body(json!({"type": "object", "required": ["name", "model", "version", "backend"]})))},
             "/api/v1/agent/events": {"post": op("detection events of a device; the valid ones are kept, each invalid one answered with its index", "deviceToken", json_body(json!({"type": "object", "required": ["events"]})))},
-            "/api/v1/events": {"get": op("detection events, oldest first; page with after", "apiKey", query(&["after", "limit", "device"]))},
+            "/api/v1/events": {"get": op("detection events, oldest first; page with after", "apiKey", query(&["after", "limit", "device", "since", "until", "filter", "value", "action"]))},
             "/rpz/{file}": {"get": op("a profile's filter set as a DNS RPZ zone (<profile>.zone); key also as ?key=", "apiKey", merge(path_id("file"), query(&["key"])))},
             "/v1/decisions/stream": {
                 "get": op("CrowdSec bouncer API: decisions of the bouncer's profile, {new, deleted}", "bouncerKey", query(&["startup", "scopes", "origins", "scenarios_containing", "scenarios_not_containing"])),

@@ -5,7 +5,8 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::error::unique;
 use crate::dist::{
-    DeviceProgress, DeviceRow, DistributionStore, EventRow, FilterRow, NewEvent, ProfileRow,
+    DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, NewEvent,
+    ProfileRow,
 };
 use crate::error::StoreError;
 
@@ -248,19 +249,27 @@ impl DistributionStore for SqliteStore {
         Ok(known)
     }
 
-    fn events(
-        &self,
-        after: i64,
-        limit: usize,
-        device: Option<i64>,
-    ) -> Result<Vec<EventRow>, StoreError> {
+    fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
         let mut stmt = self.connection().prepare_cached(
             "SELECT id, device_id, device_event, kind, value, action, filter, hits, first_seen, \
              last_seen, sample, received_at FROM events \
-             WHERE id > ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY id LIMIT ?3",
+             WHERE id > ?1 AND (?2 IS NULL OR device_id = ?2) \
+               AND (?4 IS NULL OR last_seen >= ?4) AND (?5 IS NULL OR last_seen < ?5) \
+               AND (?6 IS NULL OR filter = ?6) AND (?7 IS NULL OR value = ?7 OR sample = ?7) \
+               AND (?8 IS NULL OR action = ?8) \
+             ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![after, device, i64::try_from(limit).unwrap_or(i64::MAX)],
+            params![
+                q.after,
+                q.device,
+                i64::try_from(q.limit).unwrap_or(i64::MAX),
+                q.since,
+                q.until,
+                q.filter,
+                q.value,
+                q.action
+            ],
             |r| {
                 Ok(EventRow {
                     id: r.get(0)?,
