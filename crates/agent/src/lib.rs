@@ -14,6 +14,7 @@
 pub mod answer;
 pub mod check;
 pub mod config;
+pub mod eve;
 pub mod events;
 pub mod hub;
 pub mod nft;
