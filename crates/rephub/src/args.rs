@@ -111,6 +111,9 @@ pub enum Command {
     },
     /// Disconnect this hub (--hub) from its upstream; what it synced is kept.
     Disconnect,
+    /// What this hub (--hub) shares: the spool and its sinks, parked records (see docs/sharing.md).
+    #[command(subcommand)]
+    Sharing(SharingCommand),
     /// Show this hub's (--hub) connection to its upstream and its status; with settings, change
     /// them first (no token needed); with --test, run Test Connectivity.
     Connection {
@@ -468,4 +471,32 @@ impl ConnectionSettings {
             || self.gateway_enabled.is_some()
             || self.proxy.is_some()
     }
+}
+
+/// `rephub sharing …`
+#[derive(Debug, Subcommand)]
+pub enum SharingCommand {
+    /// The spool's limits and each sink's depth, oldest record and counters.
+    Status,
+    /// Records a receiver refused, with the reason.
+    Parked {
+        #[arg(long)]
+        sink: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Deliver a sink's parked records again (all, or --id …).
+    Replay {
+        sink: String,
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+    },
+    /// Forget a sink's parked records (all, or --id …).
+    Discard {
+        sink: String,
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+    },
+    /// Deliver a sink's waiting records now.
+    Flush { sink: String },
 }

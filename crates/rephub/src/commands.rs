@@ -86,9 +86,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         Command::Serve { .. } | Command::Agent(_) => {
             unreachable!("handled before the database is opened")
         }
-        Command::Connect { .. } | Command::Disconnect | Command::Connection { .. } => {
+        Command::Connect { .. }
+        | Command::Disconnect
+        | Command::Connection { .. }
+        | Command::Sharing(_) => {
             anyhow::bail!(
-                "connect, disconnect and connection talk to a running hub: give --hub and --key"
+                "connect, disconnect, connection and sharing talk to a running hub: give --hub and --key"
             )
         }
         Command::Sweep => {

@@ -337,6 +337,46 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(Status::Ok)
         }
+        Command::Sharing(c) => {
+            use crate::args::SharingCommand as S;
+            let post = |path: String, body: serde_json::Value| {
+                remote.send(
+                    remote
+                        .http
+                        .post(format!("{}{path}", remote.base))
+                        .json(&body),
+                )
+            };
+            let select = |sink: &str, ids: &[i64]| {
+                let mut b = serde_json::json!({ "sink": sink });
+                if !ids.is_empty() {
+                    b["ids"] = serde_json::json!(ids);
+                }
+                b
+            };
+            let v = match c {
+                S::Status => remote.get("/api/v1/sharing", &[])?,
+                S::Parked { sink, limit } => {
+                    let mut q = vec![("limit", limit.to_string())];
+                    if let Some(s) = sink {
+                        q.push(("sink", s));
+                    }
+                    remote.get("/api/v1/sharing/parked", &q)?
+                }
+                S::Replay { sink, ids } => {
+                    post("/api/v1/sharing/parked/replay".into(), select(&sink, &ids))?
+                }
+                S::Discard { sink, ids } => {
+                    post("/api/v1/sharing/parked/discard".into(), select(&sink, &ids))?
+                }
+                S::Flush { sink } => post(
+                    format!("/api/v1/sharing/sinks/{sink}/flush"),
+                    serde_json::json!({}),
+                )?,
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(Status::Ok)
+        }
         Command::Connection { settings, test } => {
             if settings.any() {
                 remote.send(

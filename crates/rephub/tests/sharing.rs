@@ -174,5 +174,33 @@ fn a_downstream_killed_mid_batch_loses_nothing_and_duplicates_nothing() {
         after = v["next"].as_i64().unwrap();
     }
     assert_eq!(kept, total);
+
+    // The CLI shows the spool: everything delivered, nothing waiting; a flush is taken; an
+    // unknown sink is an error that says so.
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rephub"))
+            .args(["--hub", &down, "--key", &key_b, "sharing"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["status"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let up = v["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sink"] == "upstream" && s["stream"] == "events")
+        .unwrap()
+        .clone();
+    assert_eq!(up["depth"], 0, "{v}");
+    assert!(up["delivered"].as_u64().unwrap() >= total as u64, "{v}");
+    assert!(cli(&["flush", "upstream"]).status.success());
+    let o = cli(&["parked", "--sink", "upstream"]);
+    assert!(o.status.success());
+    let o = cli(&["replay", "nowhere"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no sink named"));
     drop(b);
 }
