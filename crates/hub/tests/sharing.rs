@@ -42,6 +42,19 @@ async fn device(h: &Hub, name: &str) -> String {
         .to_string()
 }
 
+/// A Suricata rule file imported into `h`'s IPS catalog.
+async fn import_rules(h: &Hub, rules: &str) {
+    let r = h
+        .http
+        .post(h.url("/api/v1/ips-filters/import"))
+        .bearer_auth(common::ADMIN)
+        .body(rules.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
 /// `down` connected to `up` (suspicious-object sync quiet: once an hour).
 async fn connect(up: &Hub, down: &Hub, name: &str) {
     let (s, t) = up
@@ -466,15 +479,7 @@ async fn filter_status_counts_distributed_profiles_and_reaches_the_upstream() {
     connect(&up, &down, "branch-fs").await;
     let rules = "drop http any any -> any any (msg:\"3316: HTTP: Log4j\"; reference:cve,2021-44228; sid:3316; rev:1;)\n\
                  alert http any any -> any any (msg:\"13629: HTTP: Shellshock\"; reference:cve,2014-6271; sid:13629; rev:1;)\n";
-    let r = down
-        .http
-        .post(down.url("/api/v1/ips-filters/import"))
-        .bearer_auth(common::ADMIN)
-        .body(rules)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    import_rules(&down, rules).await;
     let mut profiles = Vec::new();
     for name in ["edge", "core"] {
         let p = down.post("/api/v1/profiles", json!({ "name": name })).await["id"]
@@ -576,15 +581,7 @@ async fn the_upstream_deploys_a_policy_to_a_downstream_and_sees_the_result() {
     connect(&up, &down, "branch-dp").await;
     let rules = "alert http any any -> any any (msg:\"3316: HTTP: Log4j\"; reference:cve,2021-44228; sid:3316; rev:1;)\n\
                  alert http any any -> any any (msg:\"13629: HTTP: Shellshock\"; reference:cve,2014-6271; sid:13629; rev:1;)\n";
-    let r = down
-        .http
-        .post(down.url("/api/v1/ips-filters/import"))
-        .bearer_auth(common::ADMIN)
-        .body(rules)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    import_rules(&down, rules).await;
     let p = down.post("/api/v1/profiles", json!({"name": "edge"})).await["id"]
         .as_i64()
         .unwrap();

@@ -24,6 +24,28 @@ fn serve(data: &Path, port: u16, tls: u16) -> (Proc, Option<String>) {
     )
 }
 
+/// Data directories and ports of an upstream (a) and a downstream (b).
+struct Two {
+    da: tempfile::TempDir,
+    db: tempfile::TempDir,
+    pa: u16,
+    ta: u16,
+    pb: u16,
+    tb: u16,
+}
+
+fn two() -> Two {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Two {
+        da: tempfile::tempdir().unwrap(),
+        db: tempfile::tempdir().unwrap(),
+        pa: free_port(),
+        ta: free_port(),
+        pb: free_port(),
+        tb: free_port(),
+    }
+}
+
 fn cli(hub: &str, key: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rephub"))
         .args(["--hub", hub, "--key", key])
@@ -49,9 +71,14 @@ fn wait_in_sync(hub: &str, key: &str) -> Value {
 
 #[test]
 fn rephub_connect_links_two_hubs_over_mutual_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pa, ta, pb, tb) = (free_port(), free_port(), free_port(), free_port());
+    let Two {
+        da,
+        db,
+        pa,
+        ta,
+        pb,
+        tb,
+    } = two();
     let (_a, key_a) = serve(da.path(), pa, ta);
     let key_a = key_a.unwrap();
     let (b, key_b) = serve(db.path(), pb, tb);
@@ -175,9 +202,14 @@ fn wait_for(url: &str, key: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Va
 /// itself while objects keep flowing.
 #[test]
 fn a_connection_through_a_proxy_revoked_reconnected_and_renewed_a_year_later() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pa, ta, pb, tb) = (free_port(), free_port(), free_port(), free_port());
+    let Two {
+        da,
+        db,
+        pa,
+        ta,
+        pb,
+        tb,
+    } = two();
     let (a_proc, key_a) = serve(da.path(), pa, ta);
     let key_a = key_a.unwrap();
     let (b_proc, key_b) = serve(db.path(), pb, tb);

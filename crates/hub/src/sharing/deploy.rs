@@ -259,14 +259,13 @@ pub(crate) async fn poll(state: &AppState) -> Result<usize, String> {
 /// Every `deployment_poll_secs`.
 pub(crate) fn start(state: &AppState) {
     let s = state.clone();
-    let every = std::time::Duration::from_secs(state.config().sharing.deployment_poll_secs);
-    let job = crate::scheduler::Every::new(every, state.clock(), move || {
-        let s = s.clone();
-        async move {
-            if let Err(e) = poll(&s).await {
-                tracing::warn!(error = %e, "reading policy deployments from the upstream failed");
-            }
-        }
-    });
-    crate::scheduler::spawn(state.spool().sinks(), "deployments", state.clock(), job);
+    state.spool().every(
+        "deployments",
+        state.config().sharing.deployment_poll_secs,
+        state.clock(),
+        move || {
+            let s = s.clone();
+            async move { poll(&s).await.map(|_| ()) }
+        },
+    );
 }

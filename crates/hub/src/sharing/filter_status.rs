@@ -47,14 +47,6 @@ pub(crate) struct Snapshot {
     pub(crate) filters: Vec<FilterStatus>,
 }
 
-/// What is spooled and sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Envelope {
-    pub(crate) key: String,
-    pub(crate) status: Snapshot,
-}
-
 impl Snapshot {
     /// What a receiver checks (field, reason).
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
@@ -138,20 +130,12 @@ pub(crate) async fn compute(state: &AppState) -> Result<Snapshot, HubError> {
 /// Compute and spool a snapshot for whoever takes the stream.
 pub(crate) async fn share(state: &AppState) -> Result<(), HubError> {
     let status = compute(state).await?;
-    let mut nonce = [0u8; 4];
-    let _ = getrandom::fill(&mut nonce);
-    let envelope = Envelope {
-        key: format!(
-            "{}:fs:{}:{}",
-            state.spool().id(),
-            status.computed_at,
-            hex::encode(nonce)
-        ),
-        status,
-    };
-    let payload = serde_json::to_vec(&envelope).map_err(HubError::record("filter status"))?;
-    state.spool().append(FILTER_STATUS, vec![payload]).await?;
-    Ok(())
+    let at = status.computed_at;
+    let value = serde_json::to_value(status).map_err(HubError::record("filter status"))?;
+    state
+        .spool()
+        .append_snapshot(FILTER_STATUS, "fs", at, "status", value)
+        .await
 }
 
 /// Share after a distribution; a failure is logged (the next one, or the 3-hourly one, sends it).
@@ -164,16 +148,15 @@ pub(crate) async fn after_distribution(state: &AppState) {
 /// Every `filter_status_secs`.
 pub(crate) fn start(state: &AppState) {
     let s = state.clone();
-    let every = std::time::Duration::from_secs(state.config().sharing.filter_status_secs);
-    let job = crate::scheduler::Every::new(every, state.clock(), move || {
-        let s = s.clone();
-        async move {
-            if let Err(e) = share(&s).await {
-                tracing::warn!(error = %e, "sharing filter status failed");
-            }
-        }
-    });
-    crate::scheduler::spawn(state.spool().sinks(), "filter status", state.clock(), job);
+    state.spool().every(
+        "filter status",
+        state.config().sharing.filter_status_secs,
+        state.clock(),
+        move || {
+            let s = s.clone();
+            async move { share(&s).await.map_err(|e| e.to_string()) }
+        },
+    );
 }
 
 #[derive(Debug, Deserialize)]

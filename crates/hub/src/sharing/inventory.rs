@@ -123,33 +123,25 @@ pub(crate) fn check(v: &Value) -> Result<(), (&'static str, String)> {
 /// Compute and spool a snapshot for whoever takes the stream.
 pub(crate) async fn share(state: &AppState) -> Result<(), HubError> {
     let inventory = compute(state).await?;
-    let mut nonce = [0u8; 4];
-    let _ = getrandom::fill(&mut nonce);
-    let key = format!(
-        "{}:inv:{}:{}",
-        state.spool().id(),
-        inventory["computed_at"],
-        hex::encode(nonce)
-    );
-    let payload = serde_json::to_vec(&json!({"key": key, "inventory": inventory}))
-        .map_err(HubError::record("inventory"))?;
-    state.spool().append(INVENTORY, vec![payload]).await?;
-    Ok(())
+    let at = inventory["computed_at"].as_i64().unwrap_or_default();
+    state
+        .spool()
+        .append_snapshot(INVENTORY, "inv", at, "inventory", inventory)
+        .await
 }
 
 /// Every `inventory_secs`.
 pub(crate) fn start(state: &AppState) {
     let s = state.clone();
-    let every = std::time::Duration::from_secs(state.config().sharing.inventory_secs);
-    let job = crate::scheduler::Every::new(every, state.clock(), move || {
-        let s = s.clone();
-        async move {
-            if let Err(e) = share(&s).await {
-                tracing::warn!(error = %e, "sharing policy and inventory failed");
-            }
-        }
-    });
-    crate::scheduler::spawn(state.spool().sinks(), "inventory", state.clock(), job);
+    state.spool().every(
+        "inventory",
+        state.config().sharing.inventory_secs,
+        state.clock(),
+        move || {
+            let s = s.clone();
+            async move { share(&s).await.map_err(|e| e.to_string()) }
+        },
+    );
 }
 
 async fn show(State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -97,8 +97,9 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
 /// stream's feature switched on; unsubscribed (its backlog freed) when it is switched off.
 pub(crate) async fn sync_upstream(state: &AppState) -> Result<(), HubError> {
     let configured = crate::connection::client::configured(state).await?;
+    let features = crate::connection::client::features(state).await?;
     for (feature, stream) in UPSTREAM_STREAMS {
-        let on = configured && crate::connection::client::feature(state, feature).await?;
+        let on = configured && features.get(feature).copied().unwrap_or(false);
         let spool = state.spool().clone();
         spool
             .with(move |s| {
@@ -109,18 +110,18 @@ pub(crate) async fn sync_upstream(state: &AppState) -> Result<(), HubError> {
                 }
             })
             .await?;
-        let cfg = &state.config().sharing;
-        let job = SinkJob::new(
-            state.clone(),
-            UPSTREAM_SINK.to_string(),
-            stream,
-            Kind::Upstream(sinks::upstream::UpstreamSink::default()),
-            (cfg.upstream_batch_max, cfg.upstream_batch_secs),
-        );
         if on {
+            let cfg = &state.config().sharing;
+            let job = SinkJob::new(
+                state.clone(),
+                UPSTREAM_SINK.to_string(),
+                stream,
+                Kind::Upstream(sinks::upstream::UpstreamSink::default()),
+                (cfg.upstream_batch_max, cfg.upstream_batch_secs),
+            );
             crate::scheduler::spawn(spool.sinks(), &job.task(), state.clock(), job);
         } else {
-            spool.sinks().stop(&job.task());
+            spool.sinks().stop(&sink::task_name(UPSTREAM_SINK, stream));
         }
     }
     Ok(())

@@ -66,6 +66,51 @@ impl SpoolHandle {
         self.with(move |s| s.append(stream, &payloads)).await
     }
 
+    /// Spool one snapshot (filter status, inventory) as `{"key": …, field: snapshot}`, keyed
+    /// `<spool id>:<tag>:<at>:<random>` (two snapshots in the same second keep apart).
+    pub(crate) async fn append_snapshot(
+        &self,
+        stream: &'static str,
+        tag: &str,
+        at: i64,
+        field: &str,
+        snapshot: serde_json::Value,
+    ) -> Result<(), HubError> {
+        let mut nonce = [0u8; 4];
+        let _ = getrandom::fill(&mut nonce);
+        let key = format!("{}:{tag}:{at}:{}", self.id, hex::encode(nonce));
+        let payload = serde_json::to_vec(&serde_json::json!({"key": key, field: snapshot}))
+            .map_err(HubError::record("snapshot"))?;
+        self.append(stream, vec![payload]).await?;
+        Ok(())
+    }
+
+    /// Run `chore` every `secs` among the sinks' tasks (logged, not stopped, when it fails).
+    pub(crate) fn every<F, Fut>(
+        &self,
+        name: &'static str,
+        secs: u64,
+        clock: Arc<dyn rephub_model::Clock>,
+        chore: F,
+    ) where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let job = crate::scheduler::Every::new(
+            std::time::Duration::from_secs(secs),
+            clock.clone(),
+            move || {
+                let run = chore();
+                async move {
+                    if let Err(e) = run.await {
+                        tracing::warn!(chore = name, error = %e, "a sharing chore failed");
+                    }
+                }
+            },
+        );
+        crate::scheduler::spawn(&self.sinks, name, clock, job);
+    }
+
     pub(crate) async fn pending(
         &self,
         sink: String,
