@@ -1,22 +1,20 @@
 //! Suricata's `eve.json`: its alerts read as IPS events, and a tailer that survives rotation and
 //! restarts without losing or repeating a line.
 //!
-//! The tailer hands out complete lines from a *position* (the file's inode and a byte offset)
-//! and only remembers a position when told the lines before it were delivered
-//! ([`Tailer::commit`], written to a state file and synced). After a crash it starts again from
-//! the last committed position: lines read but not confirmed are read again, with the same
-//! [`Position`]s, so a receiver that keys events by position (the hub keys agents' events by
-//! their id) stores each once. Rotation: after reading the current file to its end, a different
-//! file at the path (logrotate's rename-and-create) is followed from its start; a file shorter
-//! than the position (`copytruncate`, seen when the tailer reads it shorter, so it must read
-//! more often than the file is rotated and refilled) is read again from its start. A file rotated away while the
-//! agent was stopped is found again by its inode in the same directory (`eve.json.1`) and
-//! finished first.
-//!
-//! Not wired into the agent yet (issue 14): the agent driving Suricata comes next.
+//! The tailer hands out complete lines from a *position* (the file's inode and a byte offset).
+//! It does not remember anything itself: the caller keeps the position after the lines it has
+//! made durable, in the same write as what it made of them (the agent's event spool holds it,
+//! see [`crate::events::Spool::push_marked`]), and opens the tailer there after a restart.
+//! So a crash either kept the events and the position or neither: a line is read again only if
+//! what was made of it was lost. Rotation: after reading the current file to its end, a
+//! different file at the path (logrotate's rename-and-create) is followed from its start; a
+//! file shorter than the position (`copytruncate`, seen when the tailer reads it shorter, so it
+//! must read more often than the file is rotated and refilled) is read again from its start. A
+//! file rotated away while the agent was stopped is found again by its inode in the same
+//! directory (`eve.json.1`) and finished first.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -125,6 +123,15 @@ struct RawHttp {
     xff: Option<String>,
     #[serde(default)]
     true_client_ip: Option<String>,
+    /// Headers logged by `custom:` in the `http` output (`True-Client-IP` here).
+    #[serde(default)]
+    request_headers: Vec<RawHeader>,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    name: String,
+    value: String,
 }
 
 /// One line of `eve.json`.
@@ -155,15 +162,29 @@ pub fn parse_line(line: &str) -> Line {
             .cloned()
             .unwrap_or_default()
     };
-    let cves = meta("cve")
-        .into_iter()
-        .map(|c| c.replace('_', "-").to_uppercase())
-        .filter(|c| c.starts_with("CVE-"))
+    let mut cves: Vec<String> = meta("cve")
+        .iter()
+        .filter_map(|c| rephub_model::cve(c))
         .collect();
+    cves.sort();
+    cves.dedup();
     let http = raw.http.as_ref();
-    // X-Forwarded-For may list several: the first is the client.
+    let header = |h: &RawHttp, name: &str| {
+        h.request_headers
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case(name))
+            .map(|x| x.value.clone())
+    };
+    // True-Client-IP names the client; X-Forwarded-For may list several: the first is it.
     let endpoint = http
-        .and_then(|h| h.true_client_ip.as_deref().or(h.xff.as_deref()))
+        .and_then(|h| {
+            h.true_client_ip
+                .clone()
+                .or_else(|| header(h, "True-Client-IP"))
+                .or_else(|| h.xff.clone())
+                .or_else(|| header(h, "X-Forwarded-For"))
+        })
+        .as_deref()
         .and_then(|v| v.split(',').next())
         .and_then(|v| v.trim().parse().ok());
     let request = http.and_then(|h| match (&h.hostname, &h.url) {
@@ -205,25 +226,17 @@ pub struct EveLine {
 #[derive(Debug)]
 pub struct Tailer {
     path: PathBuf,
-    state: PathBuf,
     file: Option<File>,
     /// Where the next read starts.
     at: Position,
 }
 
 impl Tailer {
-    /// Follow `path`, remembering committed positions in `state`.
-    pub fn open(path: &Path, state: &Path) -> std::io::Result<Tailer> {
-        let saved = std::fs::read_to_string(state).ok().and_then(|s| {
-            let (i, o) = s.trim().split_once(' ')?;
-            Some(Position {
-                inode: i.parse().ok()?,
-                offset: o.parse().ok()?,
-            })
-        });
+    /// Follow `path` from `saved` (the position after the lines already made durable), or from
+    /// the start of the file at `path`.
+    pub fn open(path: &Path, saved: Option<Position>) -> Tailer {
         let mut t = Tailer {
             path: path.to_path_buf(),
-            state: state.to_path_buf(),
             file: None,
             at: Position::default(),
         };
@@ -234,7 +247,7 @@ impl Tailer {
                 t.at = p;
             }
         }
-        Ok(t)
+        t
     }
 
     /// The file of `inode` at the path, or among its siblings.
@@ -321,23 +334,6 @@ impl Tailer {
             return Ok((out, self.at));
         }
     }
-
-    /// Remember `at` (the lines before it were delivered): written and synced before it returns.
-    pub fn commit(&mut self, at: Position) -> std::io::Result<()> {
-        let tmp = self.state.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            writeln!(f, "{} {}", at.inode, at.offset)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.state)?;
-        if let Some(dir) = self.state.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -363,6 +359,16 @@ mod tests {
             Some("http://shop.example/?q=${jndi:ldap://x}")
         );
         assert!(!a.over_tls);
+        // As Suricata 7.0.10 wrote it in the end-to-end test (af-packet IPS mode, `xff` in
+        // extra-data mode), and a header logged with `dump-all-headers`.
+        let real = r#"{"timestamp":"2026-12-02T02:27:04.975696+0000","flow_id":248555496142716,"in_iface":"c1","event_type":"alert","src_ip":"10.250.1.1","src_port":40116,"dest_ip":"10.250.1.2","dest_port":8080,"proto":"TCP","pkt_src":"wire/pcap","tx_id":0,"alert":{"action":"allowed","gid":1,"signature_id":1000001,"rev":1,"signature":"3316: HTTP: rephub test exploit","category":"Web Application Attack","severity":1,"metadata":{"cve":["CVE_2099_0001"],"mitre_technique_id":["T1190"]},"xff":"192.0.2.55"},"http":{"hostname":"10.250.1.2","http_port":8080,"url":"/?q=rephub-exploit","http_user_agent":"curl/7.88.1","xff":"192.0.2.55","http_method":"GET","protocol":"HTTP/1.1","length":0,"request_headers":[{"name":"True-Client-IP","value":"192.0.2.66"}]},"app_proto":"http","direction":"to_server"}"#;
+        let Line::Alert(a) = parse_line(real) else {
+            panic!("not an alert");
+        };
+        assert_eq!((a.sid, a.blocked, a.dest_port), (1000001, false, Some(8080)));
+        assert_eq!(a.cves, ["CVE-2099-0001"]);
+        assert_eq!(a.endpoint, Some("192.0.2.66".parse().unwrap()));
+        assert_eq!(a.request.as_deref(), Some("http://10.250.1.2/?q=rephub-exploit"));
         assert_eq!(parse_line(r#"{"event_type":"flow"}"#), Line::Other);
         assert!(matches!(parse_line("not json"), Line::Invalid(_)));
         assert!(matches!(
@@ -372,6 +378,7 @@ mod tests {
     }
 
     fn append(path: &Path, text: &str) {
+        use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -387,23 +394,25 @@ mod tests {
     #[test]
     fn lines_once_each_through_partial_writes_restarts_and_rotations() {
         let dir = tempfile::tempdir().unwrap();
-        let (eve, state) = (dir.path().join("eve.json"), dir.path().join("eve.pos"));
-        let mut t = Tailer::open(&eve, &state).unwrap();
+        let eve = dir.path().join("eve.json");
+        // What the caller keeps durably with what it made of the lines (the agent's spool).
+        let mut saved = None;
+        let mut t = Tailer::open(&eve, saved);
         assert!(t.read(10).unwrap().0.is_empty(), "no file yet");
         append(&eve, "a\nb\nc");
         let (got, at) = t.read(10).unwrap();
         assert_eq!(texts(&got), ["a", "b"], "c is being written");
         assert_eq!(got[1].at.offset, 2);
-        t.commit(at).unwrap();
+        saved = Some(at);
         append(&eve, "\nd\n");
         let (got, _) = t.read(1).unwrap();
         assert_eq!(texts(&got), ["c"]);
-        // A crash before the commit: the restarted tailer reads c again, at the same position.
-        let mut t = Tailer::open(&eve, &state).unwrap();
-        let (got, at) = t.read(10).unwrap();
+        // A crash before what was made of c was kept: the restarted tailer reads c again, at
+        // the same position.
+        let mut t = Tailer::open(&eve, saved);
+        let (got, _) = t.read(10).unwrap();
         assert_eq!(texts(&got), ["c", "d"]);
         let c_at = got[0].at;
-        t.commit(at).unwrap();
 
         // logrotate: renamed, more lines came to the old file, then a new file.
         append(&eve, "e\n");
@@ -413,19 +422,18 @@ mod tests {
         let (got, at) = t.read(10).unwrap();
         assert_eq!(texts(&got), ["e", "f", "g"]);
         assert_ne!(got[2].at.inode, c_at.inode);
-        t.commit(at).unwrap();
+        saved = Some(at);
 
         // Rotated while stopped: the rest of the old file first, then the new one.
         append(&eve, "h\n");
-        let mut t2 = Tailer::open(&eve, &state).unwrap();
+        let mut t2 = Tailer::open(&eve, saved);
         std::fs::rename(&eve, dir.path().join("eve.json.2")).unwrap();
         append(&dir.path().join("eve.json.2"), "i\n");
         append(&eve, "j\n");
         drop(t2);
-        t2 = Tailer::open(&eve, &state).unwrap();
-        let (got, at) = t2.read(10).unwrap();
+        t2 = Tailer::open(&eve, saved);
+        let (got, _) = t2.read(10).unwrap();
         assert_eq!(texts(&got), ["h", "i", "j"]);
-        t2.commit(at).unwrap();
 
         // copytruncate: the same file, emptied (seen shorter than the position): from its start.
         std::fs::OpenOptions::new()

@@ -1,8 +1,10 @@
 //! Detection events: the agent reads the hit sets of its nftables table (addresses the rules
 //! dropped, with packet counters), turns the new packets into events per entry (the address is
 //! looked up in the filter set: a /24 entry gets the hits of all its addresses), and spools them on
-//! disk until the hub has acknowledged them. Events survive agent restarts and hub outages; the
-//! hub stores an event once even when a batch is sent twice (ids are unique per device).
+//! disk until the hub has acknowledged them. Suricata's alerts ([`crate::eve`]) join the same
+//! spool, with the position in `eve.json` after them. Events survive agent restarts and hub
+//! outages; the hub stores an event once even when a batch is sent twice (ids are unique per
+//! device).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -11,6 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rephub_matcher::Matcher;
+use rephub_model::IpsAlert;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Rule;
@@ -27,6 +30,9 @@ pub struct Event {
     pub first_seen: i64,
     pub last_seen: i64,
     pub sample: Option<String>,
+    /// An IPS alert's detail (`kind` = `ips`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ips: Option<IpsAlert>,
 }
 
 /// Packet counters seen at the previous reading, per address.
@@ -105,6 +111,7 @@ impl HitCounter {
                 first_seen: self.since,
                 last_seen: now,
                 sample: Some(addr.to_string()),
+                ips: None,
             });
             e.hits += new;
         }
@@ -114,23 +121,37 @@ impl HitCounter {
     }
 }
 
-/// Events not yet acknowledged by the hub, one JSON line each, synced on every append.
+/// Events not yet acknowledged by the hub, one JSON line each, synced on every append; and a
+/// line `{"mark":[inode,offset]}` after the events read from `eve.json`: the position after
+/// the lines they came from, written in the same append, so that a crash keeps both or neither.
 #[derive(Debug)]
 pub struct Spool {
     path: PathBuf,
     pending: Vec<Event>,
     next_id: i64,
+    mark: Option<(u64, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mark {
+    mark: (u64, u64),
 }
 
 impl Spool {
     /// Open the spool; lines that do not parse (a torn last write) are dropped with a warning.
     pub fn open(path: &Path, now_ms: i64) -> std::io::Result<Spool> {
         let mut pending = Vec::new();
+        let mut mark = None;
         let mut rewrite = false;
         match fs::read_to_string(path) {
             Ok(text) => {
                 rewrite = !text.is_empty() && !text.ends_with('\n');
                 for (i, line) in text.lines().enumerate() {
+                    if let Ok(m) = serde_json::from_str::<Mark>(line) {
+                        mark = Some(m.mark);
+                        continue;
+                    }
                     match serde_json::from_str::<Event>(line) {
                         Ok(e) => pending.push(e),
                         Err(e) => {
@@ -154,6 +175,7 @@ impl Spool {
             path: path.to_path_buf(),
             pending,
             next_id,
+            mark,
         };
         if rewrite {
             // Appends must not continue a torn line.
@@ -166,9 +188,24 @@ impl Spool {
         &self.pending
     }
 
+    /// The position in `eve.json` after the lines whose events are kept.
+    pub fn mark(&self) -> Option<(u64, u64)> {
+        self.mark
+    }
+
     /// Give the events ids and keep them durably.
-    pub fn push(&mut self, mut events: Vec<Event>) -> std::io::Result<()> {
-        if events.is_empty() {
+    pub fn push(&mut self, events: Vec<Event>) -> std::io::Result<()> {
+        self.push_marked(events, None)
+    }
+
+    /// [`Spool::push`], and `mark` (see [`Spool::mark`]) in the same synced append.
+    pub fn push_marked(
+        &mut self,
+        mut events: Vec<Event>,
+        mark: Option<(u64, u64)>,
+    ) -> std::io::Result<()> {
+        let mark = mark.filter(|m| Some(*m) != self.mark);
+        if events.is_empty() && mark.is_none() {
             return Ok(());
         }
         let mut out = Vec::new();
@@ -178,6 +215,10 @@ impl Spool {
             let _ = serde_json::to_writer(&mut out, &*e);
             out.push(b'\n');
         }
+        if let Some(m) = mark {
+            let _ = serde_json::to_writer(&mut out, &Mark { mark: m });
+            out.push(b'\n');
+        }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -185,6 +226,9 @@ impl Spool {
         f.write_all(&out)?;
         f.sync_data()?;
         self.pending.extend(events);
+        if mark.is_some() {
+            self.mark = mark;
+        }
         Ok(())
     }
 
@@ -194,6 +238,10 @@ impl Spool {
         let mut out = Vec::new();
         for e in &self.pending {
             let _ = serde_json::to_writer(&mut out, e);
+            out.push(b'\n');
+        }
+        if let Some(m) = self.mark {
+            let _ = serde_json::to_writer(&mut out, &Mark { mark: m });
             out.push(b'\n');
         }
         let tmp = self.path.with_extension("tmp");
@@ -275,5 +323,21 @@ mod tests {
         assert_eq!(s.pending().len(), 2);
         s.push(vec![s.pending()[0].clone()]).unwrap();
         assert_eq!(Spool::open(&path, 0).unwrap().pending().len(), 3);
+
+        // A mark goes with the events of its append, survives acknowledgements and restarts,
+        // and is lost with them when the append is torn.
+        s.push_marked(vec![s.pending()[0].clone()], Some((7, 100)))
+            .unwrap();
+        s.acknowledge(4).unwrap();
+        let mut s = Spool::open(&path, 0).unwrap();
+        assert_eq!((s.pending().len(), s.mark()), (0, Some((7, 100))));
+        s.push_marked(Vec::new(), Some((7, 200))).unwrap();
+        assert_eq!(Spool::open(&path, 0).unwrap().mark(), Some((7, 200)));
+        // Torn: an event and the mark after it, half written.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"id\":9,\"kind\":\"ips\",\"value\":\"1\"}\n{\"mark\":[7,3")
+            .unwrap();
+        let s = Spool::open(&path, 0).unwrap();
+        assert_eq!(s.mark(), Some((7, 200)));
     }
 }

@@ -354,7 +354,7 @@ fn unquote(v: &str) -> Result<String, RuleError> {
 }
 
 /// `CVE_2021_44228`, `CVE-2021-44228`, `2021-44228` → `CVE-2021-44228`.
-fn cve(v: &str) -> Option<String> {
+pub fn cve(v: &str) -> Option<String> {
     let v = v.trim();
     let v = v
         .strip_prefix("CVE")
@@ -497,9 +497,127 @@ impl FilterQuery {
     }
 }
 
+/// `rule` (as [`IpsFilter::rule`] holds it) with its action replaced by `action`'s: how a
+/// profile's setting of a filter becomes the rule a device loads.
+pub fn with_action(rule: &str, action: IpsAction) -> String {
+    let rule = rule.trim_start();
+    let rest = rule
+        .split_once(char::is_whitespace)
+        .map_or("", |(_, rest)| rest.trim_start());
+    format!("{} {rest}", action.suricata())
+}
+
+/// What an IPS alert adds to an event a device reports (`kind` = `ips`, `value` = the filter
+/// number, `filter` = its name, `action` = Block or Notify): the wire format between agent and
+/// hub, and what the hub keeps of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpsAlert {
+    /// 1 Low, 2 Minor, 3 Major, 4 Critical (from Suricata's 1 = high … 4).
+    pub severity: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spt: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpt: Option<u16>,
+    /// `TCP`, `UDP`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    /// The application protocol: `http`, `tls`, `dns`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// `CVE-YYYY-NNNN`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
+    /// MITRE ATT&CK technique ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub techniques: Vec<String>,
+    /// The client behind a proxy (`X-Forwarded-For`, `True-Client-IP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<std::net::IpAddr>,
+    /// Seen inside a TLS session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_ssl: bool,
+    /// The URL of an HTTP alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// Most CVEs or techniques on one alert.
+const MAX_IDS: usize = 64;
+
+impl IpsAlert {
+    /// What a receiver checks (the parser checked addresses and ports): (field, reason).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=4).contains(&self.severity) {
+            return Err(("severity", "1 (Low) to 4 (Critical)".into()));
+        }
+        if self.cves.len() > MAX_IDS || !self.cves.iter().all(|c| cve(c).as_deref() == Some(c)) {
+            return Err(("cves", format!("at most {MAX_IDS} of CVE-YYYY-NNNN")));
+        }
+        if self.techniques.len() > MAX_IDS || !self.techniques.iter().all(|t| technique(t)) {
+            return Err((
+                "techniques",
+                format!("at most {MAX_IDS} of T1234 or T1234.001"),
+            ));
+        }
+        for (field, v, max) in [
+            ("proto", &self.proto, 16),
+            ("app", &self.app, 32),
+            ("request", &self.request, 2048),
+        ] {
+            if v.as_ref().is_some_and(|v| v.is_empty() || v.chars().count() > max) {
+                return Err((field, format!("1 to {max} characters")));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_replaces_the_rules_action() {
+        let f = parse_rule(LOG4J).unwrap();
+        let alert = with_action(&f.rule, IpsAction::Notify);
+        assert!(alert.starts_with("alert http $EXTERNAL_NET"), "{alert}");
+        let back = parse_rule(&alert).unwrap();
+        assert_eq!((back.action, back.number), (IpsAction::Notify, f.number));
+        assert!(with_action(&alert, IpsAction::Block).starts_with("drop http "));
+        assert!(with_action(&alert, IpsAction::Permit).starts_with("pass http "));
+    }
+
+    #[test]
+    fn an_alert_detail_is_checked_field_by_field() {
+        let ok = IpsAlert {
+            severity: 4,
+            cves: vec!["CVE-2021-44228".into()],
+            techniques: vec!["T1190".into(), "T1059.001".into()],
+            request: Some("http://a/".into()),
+            ..IpsAlert::default()
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let bad = |f: &dyn Fn(&mut IpsAlert)| {
+            let mut a = ok.clone();
+            f(&mut a);
+            a.check().unwrap_err().0
+        };
+        assert_eq!(bad(&|a| a.severity = 0), "severity");
+        assert_eq!(bad(&|a| a.cves = vec!["CVE_2021_44228".into()]), "cves");
+        assert_eq!(bad(&|a| a.cves = vec!["CVE-21-1".into()]), "cves");
+        assert_eq!(bad(&|a| a.techniques = vec!["T19".into()]), "techniques");
+        assert_eq!(bad(&|a| a.request = Some(String::new())), "request");
+        let text = serde_json::to_string(&ok).unwrap();
+        assert!(!text.contains("src"), "absent keys are left out: {text}");
+        assert_eq!(serde_json::from_str::<IpsAlert>(&text).unwrap(), ok);
+        assert!(serde_json::from_str::<IpsAlert>(r#"{"severity":1,"colour":1}"#).is_err());
+        assert!(serde_json::from_str::<IpsAlert>(r#"{"severity":1,"src":"10.0.0.300"}"#).is_err());
+    }
 
     const LOG4J: &str = r#"drop http $EXTERNAL_NET any -> $HOME_NET any (msg:"3316: HTTP: Apache Log4j \"JNDI\" injection; CVE-2021-44228"; flow:established,to_server; content:"${jndi:"; nocase; reference:cve,2021-44228; classtype:attempted-admin; sid:2034647; rev:3; priority:1; metadata:cve CVE_2021_44228, mitre_technique_id T1190, mitre_tactic_id TA0001, created_at 2021_12_10;)"#;
 

@@ -37,7 +37,8 @@ pub use formats::{
     parse_json_line, parse_tag_data, strip_bom,
 };
 pub use ips::{
-    FilterQuery, IpsAction, IpsFilter, RuleError, RuleLineError, parse_rule, parse_rules,
+    FilterQuery, IpsAction, IpsAlert, IpsFilter, RuleError, RuleLineError, cve, parse_rule,
+    parse_rules, with_action,
 };
 pub use kind::{Kind, UnknownKind};
 pub use severity::{RiskThreshold, ScanAction, Severity};

@@ -92,9 +92,13 @@ pub struct EventQuery {
     pub until: Option<i64>,
     /// The filter that matched.
     pub filter: Option<String>,
-    /// The entry's value, or the address that matched inside it (`sample`).
+    /// The entry's value, or the address that matched inside it (`sample`), or the source or
+    /// destination address of the detail.
     pub value: Option<String>,
     pub action: Option<String>,
+    /// A CVE among the detail's `cves`.
+    pub cve: Option<String>,
+    pub kind: Option<String>,
 }
 
 /// A detection event as a device sends it: hits on one entry, aggregated over a period.
@@ -111,6 +115,9 @@ pub struct NewEvent {
     pub last_seen: i64,
     /// What matched, e.g. the address inside a network entry.
     pub sample: Option<String>,
+    /// More of the event as a JSON object (an IPS alert's filter number, endpoints, CVEs …); the
+    /// store searches its `src`, `dst` and `cves` keys.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

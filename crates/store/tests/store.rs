@@ -662,6 +662,7 @@ fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {
         first_seen: T0 - 10,
         last_seen: T0,
         sample: Some("203.0.113.7".into()),
+        detail: None,
     }
 }
 
@@ -715,6 +716,37 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
             .iter()
             .all(|e| e.event.last_seen > all[0].event.last_seen)
     );
+
+    // An IPS alert: its detail is kept as given and searched by CVE and by its endpoints.
+    let ips = rephub_store::NewEvent {
+        kind: "ips".into(),
+        value: "1000001".into(),
+        filter: Some("3316: HTTP: test".into()),
+        sample: None,
+        detail: Some(
+            r#"{"src":"10.0.0.1","dst":"10.0.0.2","cves":["CVE-2099-0001","CVE-2099-0002"]}"#
+                .into(),
+        ),
+        ..event(4, "", 2)
+    };
+    assert_eq!(d.store.add_events(dev.id, std::slice::from_ref(&ips)).unwrap(), 1);
+    let cve = |c: &str| EventQuery {
+        cve: Some(c.into()),
+        ..q(0, None)
+    };
+    let found = d.store.events(&cve("CVE-2099-0002")).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].event, ips);
+    assert!(d.store.events(&cve("CVE-2099-000")).unwrap().is_empty());
+    assert_eq!(d.store.events(&by("10.0.0.2")).unwrap().len(), 1);
+    assert_eq!(d.store.events(&by("10.0.0.1")).unwrap().len(), 1);
+    assert!(d.store.events(&by("10.0.0.3")).unwrap().is_empty());
+    let kind = |k: &str| EventQuery {
+        kind: Some(k.into()),
+        ..q(0, None)
+    };
+    assert_eq!(d.store.events(&kind("ips")).unwrap().len(), 1);
+    assert_eq!(d.store.events(&kind("ipv4")).unwrap().len(), 3);
 }
 
 fn write<S: TestBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {

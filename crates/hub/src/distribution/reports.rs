@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use rephub_model::{ActionSet, Entry, Kind};
+use rephub_model::{ActionSet, Entry, IpsAction, IpsAlert, Kind};
 use rephub_store::{DistributionStore, NewEvent};
 
 use crate::http::auth::{Principal, Who, guard};
@@ -60,6 +60,37 @@ struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     entries: Option<u64>,
     backend: BackendState,
+    /// The IPS engine it drives, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ips: Option<IpsState>,
+}
+
+/// What an agent applied of its IPS policy (`GET /api/v1/agent/ips`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct IpsState {
+    /// `suricata`.
+    engine: String,
+    /// `ok` or `failed` (the last policy could not be loaded; the engine keeps the one before).
+    state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The policy version the engine runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    /// Filters loaded, by action (`drop`, `alert`, `pass`).
+    #[serde(default)]
+    loaded: std::collections::BTreeMap<String, u64>,
+    /// Filters the engine refused, with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<FailedFilter>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct FailedFilter {
+    number: u64,
+    reason: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -108,6 +139,24 @@ async fn report(
             return Err(ApiError::bad("backend.error", "at most 1000 characters"));
         }
     }
+    if let Some(ips) = &r.ips {
+        text("ips.engine", &ips.engine)?;
+        if !matches!(ips.state.as_str(), "ok" | "failed") {
+            return Err(ApiError::bad("ips.state", "ok or failed"));
+        }
+        if let Some(v) = &ips.version {
+            text("ips.version", v)?;
+        }
+        if ips.error.as_ref().is_some_and(|e| e.chars().count() > 1000)
+            || ips.failed.len() > 10_000
+            || ips.failed.iter().any(|f| f.reason.chars().count() > 1000)
+        {
+            return Err(ApiError::bad(
+                "ips",
+                "errors of at most 1000 characters, at most 10000 failed filters",
+            ));
+        }
+    }
     let stored = serde_json::to_string(&r).map_err(crate::HubError::record("device report"))?;
     let id = device.id;
     state
@@ -131,11 +180,23 @@ struct EventIn {
     last_seen: i64,
     #[serde(default)]
     sample: Option<String>,
+    /// An IPS alert's detail (`kind` = `ips`).
+    #[serde(default)]
+    ips: Option<IpsAlert>,
 }
+
+/// The kind of an IPS alert (a reputation hit has an entry's kind).
+const IPS: &str = "ips";
 
 impl EventIn {
     /// Checked and in canonical form, or why not (the field and the reason).
     fn check(self) -> Result<NewEvent, (&'static str, String)> {
+        if self.kind == IPS {
+            return self.check_ips();
+        }
+        if self.ips.is_some() {
+            return Err(("ips", "only on an event of kind \"ips\"".into()));
+        }
         let kind: Kind = self
             .kind
             .parse()
@@ -163,6 +224,47 @@ impl EventIn {
             first_seen: self.first_seen,
             last_seen: self.last_seen,
             sample: self.sample,
+            detail: None,
+        })
+    }
+
+    /// An IPS alert: `value` is the filter number, `filter` its name, `action` Block or Notify.
+    fn check_ips(self) -> Result<NewEvent, (&'static str, String)> {
+        let Some(ips) = self.ips else {
+            return Err(("ips", "an event of kind \"ips\" needs its detail".into()));
+        };
+        let number: u64 = self
+            .value
+            .parse()
+            .map_err(|_| ("value", format!("{:?} is not a filter number", self.value)))?;
+        let action = IpsAction::parse(&self.action)
+            .ok_or(("action", "Block, Notify or Permit".to_string()))?;
+        ips.check()?;
+        if self.hits == 0 {
+            return Err(("hits", "at least 1".into()));
+        }
+        if self.first_seen > self.last_seen {
+            return Err(("first_seen", "after last_seen".into()));
+        }
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > MAX_TEXT * 4)
+        {
+            return Err(("filter", format!("at most {} characters", MAX_TEXT * 4)));
+        }
+        let detail = serde_json::to_string(&ips).map_err(|e| ("ips", e.to_string()))?;
+        Ok(NewEvent {
+            device_event: self.id,
+            kind: IPS.into(),
+            value: number.to_string(),
+            action: action.as_str().into(),
+            filter: self.filter,
+            hits: self.hits,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            sample: ips.src.map(|a| a.to_string()),
+            detail: Some(detail),
         })
     }
 }
@@ -224,9 +326,13 @@ async fn share(state: &AppState, device: &Device, events: &[NewEvent]) -> ApiRes
     let spool = state.spool();
     let mut payloads = Vec::new();
     for e in events.iter().filter(|e| !known.contains(&e.device_event)) {
+        let event = match e.detail.as_deref().map(serde_json::from_str::<IpsAlert>) {
+            Some(Ok(ips)) => SharedEvent::from_ips(&device.name, device.profile, e, &ips),
+            _ => SharedEvent::from_reputation(&device.name, device.profile, e),
+        };
         let envelope = Envelope {
             key: format!("{}:{}:{}", spool.id(), device.id, e.device_event),
-            event: SharedEvent::from_reputation(&device.name, device.profile, e),
+            event,
         };
         payloads.push(serde_json::to_vec(&envelope).map_err(crate::HubError::record("event"))?);
     }
@@ -266,11 +372,17 @@ struct EventQuery {
     value: Option<String>,
     #[serde(default)]
     action: Option<String>,
+    /// A CVE of an IPS alert.
+    #[serde(default)]
+    cve: Option<String>,
+    /// `ips`, `ipv4`, `domain`, …
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// Events in the order they arrived; page with `after` = the last id seen. Filters: `device`,
-/// `since`/`until` (last seen), `filter`, `value` (the entry or the address that matched),
-/// `action`.
+/// `since`/`until` (last seen), `filter`, `value` (the entry or the address that matched, or an
+/// IPS alert's filter number, source or destination), `action`, `cve`, `kind`.
 async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = q.after.unwrap_or(0);
@@ -294,6 +406,14 @@ async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiR
         filter: q.filter,
         value: q.value,
         action: q.action,
+        kind: q.kind,
+        cve: match q.cve.as_deref() {
+            None => None,
+            Some(c) => Some(
+                rephub_model::cve(c)
+                    .ok_or_else(|| ApiError::bad("cve", format!("{c:?} is not a CVE id")))?,
+            ),
+        },
     };
     let rows = state.read(move |s| s.events(&query)).await??;
     let name = |id: i64| devices.iter().find(|d| d.id == id).map(|d| d.name.clone());
@@ -301,11 +421,15 @@ async fn list_events(State(state): State<AppState>, Q(q): Q<EventQuery>) -> ApiR
     let events: Vec<Value> = rows
         .into_iter()
         .map(|r| {
-            json!({"id": r.id, "device": name(r.device_id), "kind": r.event.kind,
+            let mut v = json!({"id": r.id, "device": name(r.device_id), "kind": r.event.kind,
                    "value": r.event.value, "action": r.event.action, "filter": r.event.filter,
                    "hits": r.event.hits, "first_seen": r.event.first_seen,
                    "last_seen": r.event.last_seen, "sample": r.event.sample,
-                   "received_at": r.received_at})
+                   "received_at": r.received_at});
+            if let Some(d) = r.event.detail.as_deref() {
+                v["ips"] = serde_json::from_str(d).unwrap_or(Value::Null);
+            }
+            v
         })
         .collect();
     Ok(Json(json!({"events": events, "next": next})))

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use rephub_model::IpsAlert;
 use rephub_store::NewEvent;
 
 /// Seed 002, chapter 7. A key the event has no value for is left out.
@@ -111,6 +112,40 @@ impl SharedEvent {
             technique_id: Vec::new(),
             interested_ip: ip.then(|| matched.clone()),
             request: (e.kind == "url").then(|| e.value.clone()),
+        }
+    }
+
+    /// An IPS alert an agent reported (`e.value` is the filter number, `e.filter` its name).
+    pub(crate) fn from_ips(
+        device: &str,
+        profile: Option<i64>,
+        e: &NewEvent,
+        a: &IpsAlert,
+    ) -> SharedEvent {
+        let text = |v: Option<std::net::IpAddr>| v.map(|v| v.to_string());
+        SharedEvent {
+            rt: (e.last_seen.saturating_mul(1000)).to_string(),
+            dvchost: device.to_string(),
+            rule_name: e.filter.clone().unwrap_or_else(|| format!("IPS filter {}", e.value)),
+            policy_id: profile.map(|p| format!("profile-{p}")),
+            // The seed's 0 Info … 4 Critical; the filter's 1 Low … 4 Critical.
+            severity: a.severity.min(4),
+            rule_uuid: Some(e.value.clone()),
+            app: a.app.clone().or_else(|| a.proto.clone()),
+            src: text(a.src),
+            spt: a.spt.map(|p| p.to_string()),
+            dst: text(a.dst),
+            dpt: a.dpt.map(|p| p.to_string()),
+            aggregated_count: e.hits.to_string(),
+            act: e.action.clone(),
+            endpoint_ip: text(a.endpoint),
+            over_ssl: Some(if a.over_ssl { "1" } else { "0" }.into()),
+            mpname: MPNAME.into(),
+            cves: a.cves.clone(),
+            technique_id: a.techniques.clone(),
+            // The client the alert is about: behind a proxy, the one the proxy named.
+            interested_ip: text(a.endpoint.or(a.src)),
+            request: a.request.clone(),
         }
     }
 
@@ -269,6 +304,7 @@ mod tests {
             first_seen: 1_800_000_000,
             last_seen: 1_800_000_010,
             sample: None,
+            detail: None,
         }
     }
 
@@ -293,6 +329,41 @@ mod tests {
             SharedEvent::from_reputation("x", None, &hit("url", "http://a.example/b", "permit"));
         assert_eq!(url.request.as_deref(), Some("http://a.example/b"));
         assert_eq!((url.severity, url.app.as_deref()), (1, Some("http")));
+    }
+
+    #[test]
+    fn an_ips_alert_has_the_seeds_keys_with_its_cves_and_endpoints() {
+        let alert = IpsAlert {
+            severity: 4,
+            src: Some("10.0.0.1".parse().unwrap()),
+            spt: Some(40000),
+            dst: Some("10.0.0.2".parse().unwrap()),
+            dpt: Some(8080),
+            proto: Some("TCP".into()),
+            app: Some("http".into()),
+            cves: vec!["CVE-2021-44228".into()],
+            techniques: vec!["T1190".into()],
+            endpoint: Some("192.0.2.55".parse().unwrap()),
+            over_ssl: false,
+            request: Some("http://shop.example/?q=x".into()),
+        };
+        let mut e = hit("ips", "2034647", "Block");
+        e.filter = Some("3316: HTTP: Log4j".into());
+        let s = SharedEvent::from_ips("edge-1", Some(3), &e, &alert);
+        assert!(s.check().is_ok());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["ruleName"], "3316: HTTP: Log4j");
+        assert_eq!(v["ruleUuid"], "2034647");
+        assert_eq!((v["severity"].as_u64(), v["act"].as_str()), (Some(4), Some("Block")));
+        assert_eq!((v["src"].as_str(), v["spt"].as_str()), (Some("10.0.0.1"), Some("40000")));
+        assert_eq!((v["dst"].as_str(), v["dpt"].as_str()), (Some("10.0.0.2"), Some("8080")));
+        assert_eq!(v["endpointIp"], "192.0.2.55");
+        assert_eq!(v["interestedIp"], "192.0.2.55");
+        assert_eq!(v["overSsl"], "0");
+        assert_eq!(v["cves"], serde_json::json!(["CVE-2021-44228"]));
+        assert_eq!(v["techniqueId"], serde_json::json!(["T1190"]));
+        assert_eq!(v["aggregatedCount"], "5");
+        assert!(s.cef("k").contains("cs4Label=cves cs4=CVE-2021-44228"), "{}", s.cef("k"));
     }
 
     #[test]

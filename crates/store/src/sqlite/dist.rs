@@ -213,8 +213,8 @@ impl DistributionStore for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (device_id, device_event, kind, value, action, filter, \
-                 hits, first_seen, last_seen, sample, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 hits, first_seen, last_seen, sample, received_at, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for e in events {
                 added += stmt.execute(params![
@@ -228,7 +228,8 @@ impl DistributionStore for SqliteStore {
                     e.first_seen,
                     e.last_seen,
                     e.sample,
-                    now
+                    now,
+                    e.detail
                 ])?;
             }
         }
@@ -252,11 +253,17 @@ impl DistributionStore for SqliteStore {
     fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
         let mut stmt = self.connection().prepare_cached(
             "SELECT id, device_id, device_event, kind, value, action, filter, hits, first_seen, \
-             last_seen, sample, received_at FROM events \
+             last_seen, sample, received_at, detail FROM events \
              WHERE id > ?1 AND (?2 IS NULL OR device_id = ?2) \
                AND (?4 IS NULL OR last_seen >= ?4) AND (?5 IS NULL OR last_seen < ?5) \
-               AND (?6 IS NULL OR filter = ?6) AND (?7 IS NULL OR value = ?7 OR sample = ?7) \
+               AND (?6 IS NULL OR filter = ?6) \
+               AND (?7 IS NULL OR value = ?7 OR sample = ?7 \
+                    OR (detail IS NOT NULL AND (json_extract(detail, '$.src') = ?7 \
+                                                OR json_extract(detail, '$.dst') = ?7))) \
                AND (?8 IS NULL OR action = ?8) \
+               AND (?9 IS NULL OR (detail IS NOT NULL AND EXISTS \
+                    (SELECT 1 FROM json_each(detail, '$.cves') WHERE json_each.value = ?9))) \
+               AND (?10 IS NULL OR kind = ?10) \
              ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt.query_map(
@@ -268,7 +275,9 @@ impl DistributionStore for SqliteStore {
                 q.until,
                 q.filter,
                 q.value,
-                q.action
+                q.action,
+                q.cve,
+                q.kind
             ],
             |r| {
                 Ok(EventRow {
@@ -284,6 +293,7 @@ impl DistributionStore for SqliteStore {
                         first_seen: r.get(8)?,
                         last_seen: r.get(9)?,
                         sample: r.get(10)?,
+                        detail: r.get(12)?,
                     },
                     received_at: r.get(11)?,
                 })

@@ -440,6 +440,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX deployments_downstream ON deployments (downstream_id, id);
     "#,
+    // 15: what an IPS event carries besides the reputation columns (filter number, endpoints,
+    // CVEs, techniques, request), as JSON; NULL for reputation hits.
+    r#"
+    ALTER TABLE events ADD COLUMN detail TEXT;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -178,6 +178,7 @@ mod tests {
                     first_seen: 1_800_000_000,
                     last_seen: 1_800_000_000,
                     sample: None,
+                    detail: None,
                 },
             ),
         };
@@ -264,6 +265,7 @@ mod tests {
                     first_seen: 1_800_000_000,
                     last_seen: 1_800_000_000,
                     sample: None,
+                    detail: None,
                 },
             ),
         };
