@@ -39,6 +39,35 @@ pub struct AgentConfig {
     pub ca_file: Option<PathBuf>,
     /// Longest pause between retries after failures.
     pub max_backoff_secs: u64,
+    /// A Suricata to drive (docs/suricata.md); none if unset.
+    pub suricata: Option<SuricataConfig>,
+}
+
+/// `[suricata]`: the rules file the agent writes, the command socket it reloads through, the
+/// `eve.json` it reads alerts from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuricataConfig {
+    /// The rules file, listed in suricata.yaml's `rule-files`; the agent owns it.
+    pub rules_file: PathBuf,
+    /// Suricata's `unix-command` socket.
+    pub socket: PathBuf,
+    /// Suricata's `eve.json` (with `alert` records).
+    pub eve: PathBuf,
+    /// How often the hub is asked for a new IPS policy.
+    #[serde(default = "default_policy_secs")]
+    pub policy_secs: u64,
+    /// Longest wait for Suricata to reload its rules.
+    #[serde(default = "default_reload_timeout_secs")]
+    pub reload_timeout_secs: u64,
+}
+
+fn default_policy_secs() -> u64 {
+    30
+}
+
+fn default_reload_timeout_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,6 +96,7 @@ impl Default for AgentConfig {
             insecure: false,
             ca_file: None,
             max_backoff_secs: 60,
+            suricata: None,
         }
     }
 }
@@ -146,6 +176,19 @@ impl AgentConfig {
                     field,
                     reason: "must be at least 1".into(),
                 });
+            }
+        }
+        if let Some(s) = &self.suricata {
+            for (field, v) in [
+                ("suricata.policy_secs", s.policy_secs),
+                ("suricata.reload_timeout_secs", s.reload_timeout_secs),
+            ] {
+                if v == 0 {
+                    return Err(ConfigError::Invalid {
+                        field,
+                        reason: "must be at least 1".into(),
+                    });
+                }
             }
         }
         if self.nft_table.is_empty()

@@ -212,6 +212,76 @@ pub fn parse_line(line: &str) -> Line {
     }))
 }
 
+/// Alerts of one reading as IPS events: identical alerts (same filter, action, addresses,
+/// destination port, client and request; the source port differs per connection) become one
+/// event with their count as `hits`, the first one's source port, and the first and last time.
+pub fn events(alerts: Vec<Alert>) -> Vec<crate::events::Event> {
+    type Key = (
+        u64,
+        bool,
+        Option<IpAddr>,
+        Option<IpAddr>,
+        Option<u16>,
+        Option<IpAddr>,
+        Option<String>,
+    );
+    let mut out: Vec<crate::events::Event> = Vec::new();
+    let mut index: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    for a in alerts {
+        let key = (
+            a.sid,
+            a.blocked,
+            a.src,
+            a.dest,
+            a.dest_port,
+            a.endpoint,
+            a.request.clone(),
+        );
+        let secs = a.at_ms.div_euclid(1000);
+        if let Some(&i) = index.get(&key) {
+            let e = &mut out[i];
+            e.hits += 1;
+            e.first_seen = e.first_seen.min(secs);
+            e.last_seen = e.last_seen.max(secs);
+            continue;
+        }
+        let mut detail = rephub_model::IpsAlert {
+            // Suricata's 1 is the highest; the seed's 4 is Critical.
+            severity: 5u8.saturating_sub(a.severity.clamp(1, 4)),
+            src: a.src,
+            spt: a.src_port,
+            dst: a.dest,
+            dpt: a.dest_port,
+            proto: a.proto,
+            app: a.app_proto,
+            cves: a.cves,
+            techniques: a.techniques,
+            endpoint: a.endpoint,
+            over_ssl: a.over_tls,
+            request: a.request,
+        };
+        detail.tidy();
+        let mut name = a.signature;
+        if let Some((i, _)) = name.char_indices().nth(1024) {
+            name.truncate(i);
+        }
+        index.insert(key, out.len());
+        out.push(crate::events::Event {
+            id: 0,
+            kind: "ips".into(),
+            value: a.sid.to_string(),
+            action: if a.blocked { "Block" } else { "Notify" }.into(),
+            filter: (!name.is_empty()).then_some(name),
+            hits: 1,
+            first_seen: secs,
+            last_seen: secs,
+            sample: None,
+            ips: Some(detail),
+        });
+    }
+    out
+}
+
 /// Longest line kept (Suricata's records stay far below); a longer one is skipped as invalid.
 const MAX_LINE: usize = 1 << 20;
 
@@ -265,6 +335,11 @@ impl Tailer {
             }
         }
         None
+    }
+
+    /// The path it follows.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Complete lines available now, at most `max`, each with its position; and the position
@@ -447,6 +522,28 @@ mod tests {
         assert_eq!(texts(&got), ["k"]);
         // Ids of lines at different positions differ.
         assert_ne!(got[0].at.id(), c_at.id());
+    }
+
+    #[test]
+    fn identical_alerts_aggregate_and_differing_ones_do_not() {
+        let Line::Alert(a) = parse_line(ALERT) else {
+            panic!("not an alert");
+        };
+        let mut b = (*a).clone();
+        b.src_port = Some(5555);
+        b.at_ms += 4000;
+        let mut c = (*a).clone();
+        c.blocked = false;
+        let ev = events(vec![*a.clone(), b, c]);
+        assert_eq!(ev.len(), 2);
+        assert_eq!((ev[0].hits, ev[0].action.as_str()), (2, "Block"));
+        assert_eq!((ev[0].first_seen, ev[0].last_seen), (1_800_000_000, 1_800_000_004));
+        let d = ev[0].ips.as_ref().unwrap();
+        assert_eq!((d.severity, d.spt), (4, Some(41234)));
+        assert_eq!(d.cves, ["CVE-2021-44228"]);
+        assert_eq!(d.check(), Ok(()));
+        assert_eq!((ev[1].hits, ev[1].action.as_str()), (1, "Notify"));
+        assert_eq!(ev[1].value, "3316");
     }
 
     proptest::proptest! {

@@ -19,6 +19,8 @@ pub enum HubError {
     Status { status: u16, body: String },
     #[error("the hub's answer is unusable: {0}")]
     Garbage(#[from] AnswerError),
+    #[error("the hub's IPS policy is unusable: {0}")]
+    Policy(String),
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +110,30 @@ impl HubClient {
         // Compressed on the wire (reqwest asks for gzip and decompresses).
         let body = r.bytes().await.map_err(transport)?;
         Ok(answer::parse(&body)?)
+    }
+
+    /// The device's IPS policy; `None` when it is still `etag` (the version applied).
+    pub async fn ips_policy(
+        &self,
+        etag: Option<&str>,
+    ) -> Result<Option<crate::suricata::Policy>, HubError> {
+        let mut r = self
+            .http
+            .get(format!("{}/api/v1/agent/ips", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(60));
+        if let Some(v) = etag {
+            r = r.header(reqwest::header::IF_NONE_MATCH, format!("\"{v}\""));
+        }
+        let r = r.send().await.map_err(transport)?;
+        if r.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let r = Self::check(r).await?;
+        let body = r.bytes().await.map_err(transport)?;
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| HubError::Policy(e.to_string()))
     }
 
     pub async fn report(&self, report: &serde_json::Value) -> Result<(), HubError> {

@@ -8,7 +8,9 @@
 //! - **Disk** ([`state`]): the set and its cursor survive restarts; an agent started while the
 //!   hub is down enforces from disk and resumes from its cursor when the hub is back.
 //! - **Backends**: nftables ([`nft`]) and the check endpoint ([`check`]).
-//! - **Back to the hub**: a report (inventory and backend state) and detection events
+//! - **IPS**: a Suricata next to them ([`suricata`]): the profile's IPS policy rendered into its
+//!   rules and reloaded; its alerts ([`eve`]) become events.
+//! - **Back to the hub**: a report (inventory, backend and IPS state) and detection events
 //!   ([`events`]), spooled on disk until acknowledged.
 
 pub mod answer;
@@ -19,7 +21,9 @@ pub mod events;
 pub mod hub;
 pub mod nft;
 pub mod state;
+pub mod suricata;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -87,6 +91,10 @@ struct Shared {
     backend_error: Mutex<Option<String>>,
     elements: Mutex<u64>,
     changed: Notify,
+    /// What Suricata runs, when the agent drives one.
+    ips: Mutex<Option<suricata::IpsState>>,
+    eve_alerts: AtomicU64,
+    eve_invalid: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,6 +133,9 @@ pub async fn run(
         backend_error: Mutex::new(None),
         elements: Mutex::new(0),
         changed: Notify::new(),
+        ips: Mutex::new(None),
+        eve_alerts: AtomicU64::new(0),
+        eve_invalid: AtomicU64::new(0),
     });
     // The firewall must be loaded from this state before deltas can be applied to it.
     let mut backend_fresh = false;
@@ -154,12 +165,14 @@ pub async fn run(
     // Hits the rules counted while the agent was stopped are read before a full load recreates
     // the table (and its counters).
     let mut spool_and_counter = None;
-    if config.backend == Backend::Nftables {
+    if config.backend == Backend::Nftables || config.suricata.is_some() {
         let mut spool = events::Spool::open(&config.data_dir.join("events.ndjson"), now() * 1000)
             .map_err(|e| AgentError::Setup(format!("event spool: {e}")))?;
         let counters = config.data_dir.join("hits.json");
         let mut counter = events::HitCounter::load(&counters, now());
-        collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+        if config.backend == Backend::Nftables {
+            collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+        }
         spool_and_counter = Some((spool, counter));
     }
     if backend_fresh {
@@ -179,6 +192,9 @@ pub async fn run(
         });
     }
     tokio::spawn(report_task(hub.clone(), config.clone(), shared.clone()));
+    if let Some(s) = &config.suricata {
+        tokio::spawn(ips_task(hub.clone(), s.clone(), shared.clone()));
+    }
     if let Some((spool, counter)) = spool_and_counter {
         tokio::spawn(events_task(
             hub.clone(),
@@ -400,6 +416,17 @@ fn report(config: &AgentConfig, shared: &Shared) -> serde_json::Value {
     if let Some(c) = *lock(&shared.cursor) {
         r["applied_cursor"] = serde_json::json!(c);
     }
+    if config.suricata.is_some() {
+        let mut ips = lock(&shared.ips).clone().unwrap_or(suricata::IpsState {
+            engine: "suricata",
+            state: "failed",
+            error: Some("no IPS policy applied yet".into()),
+            ..suricata::IpsState::default()
+        });
+        ips.alerts = shared.eve_alerts.load(Ordering::Relaxed);
+        ips.invalid_lines = shared.eve_invalid.load(Ordering::Relaxed);
+        r["ips"] = serde_json::json!(ips);
+    }
     if let Some(a) = &config.address {
         r["address"] = serde_json::json!(a);
     }
@@ -449,7 +476,56 @@ fn collect_hits(
     }
 }
 
-/// Every `events_secs`: read the hit sets, spool new events, send the spool.
+/// Read what `eve.json` has after the spool's mark: its alerts become events, spooled with the
+/// position after them in one append.
+fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &Shared) {
+    const BATCH: usize = 20_000;
+    loop {
+        let (lines, at) = match tailer.read(BATCH) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read eve.json; will retry");
+                return;
+            }
+        };
+        let mut alerts = Vec::new();
+        for l in &lines {
+            match eve::parse_line(&l.text) {
+                eve::Line::Alert(a) => alerts.push(*a),
+                eve::Line::Other => {}
+                eve::Line::Invalid(why) => {
+                    let n = shared.eve_invalid.fetch_add(1, Ordering::Relaxed);
+                    // The first few with the reason; then only counted (reported to the hub).
+                    if n < 10 {
+                        tracing::warn!(inode = l.at.inode, offset = l.at.offset, reason = %why, "skipping a line of eve.json");
+                    }
+                }
+            }
+        }
+        shared
+            .eve_alerts
+            .fetch_add(alerts.len() as u64, Ordering::Relaxed);
+        if let Err(e) = spool.push_marked(eve::events(alerts), Some((at.inode, at.offset))) {
+            // Neither the events nor the position were kept: read again next time.
+            tracing::error!(error = %e, "could not spool IPS events; will read them again");
+            let path = tailer.path().to_path_buf();
+            *tailer = eve::Tailer::open(&path, spool_position(spool));
+            return;
+        }
+        if lines.len() < BATCH {
+            return;
+        }
+    }
+}
+
+fn spool_position(spool: &events::Spool) -> Option<eve::Position> {
+    spool
+        .mark()
+        .map(|(inode, offset)| eve::Position { inode, offset })
+}
+
+/// Every `events_secs`: read the hit sets and Suricata's alerts, spool new events, send the
+/// spool.
 async fn events_task(
     hub: HubClient,
     config: AgentConfig,
@@ -459,10 +535,19 @@ async fn events_task(
 ) {
     let every = Duration::from_secs(config.events_secs);
     let counters = config.data_dir.join("hits.json");
+    let mut tailer = config
+        .suricata
+        .as_ref()
+        .map(|s| eve::Tailer::open(&s.eve, spool_position(&spool)));
     loop {
         tokio::time::sleep(every).await;
         tokio::task::block_in_place(|| {
-            collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+            if config.backend == Backend::Nftables {
+                collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
+            }
+            if let Some(t) = tailer.as_mut() {
+                collect_alerts(t, &mut spool, &shared);
+            }
         });
         // In batches the hub takes; stop at the first failure and keep the rest for later.
         while !spool.pending().is_empty() {
@@ -480,5 +565,57 @@ async fn events_task(
                 }
             }
         }
+    }
+}
+
+/// Every `policy_secs`: ask the hub for the IPS policy (a 304 when it is the one applied) and
+/// load a new one into Suricata. A failed load is reported and tried again next time.
+async fn ips_task(hub: HubClient, config: config::SuricataConfig, shared: Arc<Shared>) {
+    let every = Duration::from_secs(config.policy_secs);
+    let socket = suricata::Socket::new(
+        &config.socket,
+        Duration::from_secs(config.reload_timeout_secs),
+    );
+    // The version Suricata runs; none at start, so that a restarted Suricata gets it again.
+    let mut applied: Option<String> = None;
+    loop {
+        match hub.ips_policy(applied.as_deref()).await {
+            Ok(None) => {}
+            Ok(Some(policy)) => {
+                let (rules, socket) = (config.rules_file.clone(), socket.clone());
+                let result =
+                    tokio::task::spawn_blocking(move || suricata::apply(&policy, &rules, &socket))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(suricata::SuricataError::Socket {
+                                path: config.socket.clone(),
+                                message: e.to_string(),
+                            })
+                        });
+                let state = match result {
+                    Ok(state) => {
+                        tracing::info!(version = ?state.version, loaded = ?state.loaded, failed = state.failed.len(), "Suricata runs the IPS policy");
+                        applied.clone_from(&state.version);
+                        state
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not load the IPS policy into Suricata; it keeps its rules");
+                        let before = lock(&shared.ips).clone();
+                        suricata::IpsState {
+                            engine: "suricata",
+                            state: "failed",
+                            error: Some(e.to_string().chars().take(1000).collect()),
+                            version: before.as_ref().and_then(|b| b.version.clone()),
+                            loaded: before.map(|b| b.loaded).unwrap_or_default(),
+                            ..suricata::IpsState::default()
+                        }
+                    }
+                };
+                *lock(&shared.ips) = Some(state);
+                shared.changed.notify_one();
+            }
+            Err(e) => tracing::debug!(error = %e, "no IPS policy from the hub; will ask again"),
+        }
+        tokio::time::sleep(every).await;
     }
 }

@@ -549,7 +549,36 @@ pub struct IpsAlert {
 /// Most CVEs or techniques on one alert.
 const MAX_IDS: usize = 64;
 
+/// Longest texts: `proto`, `app`, `request`.
+const MAX_PROTO: usize = 16;
+const MAX_APP: usize = 32;
+const MAX_REQUEST: usize = 2048;
+
 impl IpsAlert {
+    /// What a device saw, made acceptable to [`IpsAlert::check`] without refusing the alert:
+    /// ids that are not CVEs or techniques left out, lists and texts cut to their limits.
+    pub fn tidy(&mut self) {
+        self.severity = self.severity.clamp(1, 4);
+        self.cves.retain(|c| cve(c).as_deref() == Some(c.as_str()));
+        self.cves.truncate(MAX_IDS);
+        self.techniques.retain(|t| technique(t));
+        self.techniques.truncate(MAX_IDS);
+        for (v, max) in [
+            (&mut self.proto, MAX_PROTO),
+            (&mut self.app, MAX_APP),
+            (&mut self.request, MAX_REQUEST),
+        ] {
+            if v.as_ref().is_some_and(String::is_empty) {
+                *v = None;
+            }
+            if let Some(t) = v.as_mut() {
+                if let Some((i, _)) = t.char_indices().nth(max) {
+                    t.truncate(i);
+                }
+            }
+        }
+    }
+
     /// What a receiver checks (the parser checked addresses and ports): (field, reason).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if !(1..=4).contains(&self.severity) {
@@ -565,9 +594,9 @@ impl IpsAlert {
             ));
         }
         for (field, v, max) in [
-            ("proto", &self.proto, 16),
-            ("app", &self.app, 32),
-            ("request", &self.request, 2048),
+            ("proto", &self.proto, MAX_PROTO),
+            ("app", &self.app, MAX_APP),
+            ("request", &self.request, MAX_REQUEST),
         ] {
             if v.as_ref().is_some_and(|v| v.is_empty() || v.chars().count() > max) {
                 return Err((field, format!("1 to {max} characters")));
@@ -616,6 +645,18 @@ mod tests {
         assert!(!text.contains("src"), "absent keys are left out: {text}");
         assert_eq!(serde_json::from_str::<IpsAlert>(&text).unwrap(), ok);
         assert!(serde_json::from_str::<IpsAlert>(r#"{"severity":1,"colour":1}"#).is_err());
+        let mut messy = IpsAlert {
+            severity: 9,
+            cves: vec!["CVE-2021-44228".into(), "CVE_2021_1".into()],
+            techniques: vec!["T1190".into(), "nope".into()],
+            app: Some(String::new()),
+            request: Some("é".repeat(3000)),
+            ..IpsAlert::default()
+        };
+        messy.tidy();
+        assert_eq!(messy.check(), Ok(()));
+        assert_eq!((messy.cves.len(), messy.techniques.len()), (1, 1));
+        assert_eq!(messy.request.map(|r| r.chars().count()), Some(2048));
         assert!(serde_json::from_str::<IpsAlert>(r#"{"severity":1,"src":"10.0.0.300"}"#).is_err());
     }
 

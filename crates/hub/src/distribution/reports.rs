@@ -84,6 +84,12 @@ struct IpsState {
     /// Filters the engine refused, with its reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     failed: Vec<FailedFilter>,
+    /// Alerts the agent read since it started.
+    #[serde(default)]
+    alerts: u64,
+    /// Lines of the engine's log that were not records, skipped.
+    #[serde(default)]
+    invalid_lines: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
