@@ -440,10 +440,16 @@ mod tests {
         let Line::Alert(a) = parse_line(real) else {
             panic!("not an alert");
         };
-        assert_eq!((a.sid, a.blocked, a.dest_port), (1000001, false, Some(8080)));
+        assert_eq!(
+            (a.sid, a.blocked, a.dest_port),
+            (1000001, false, Some(8080))
+        );
         assert_eq!(a.cves, ["CVE-2099-0001"]);
         assert_eq!(a.endpoint, Some("192.0.2.66".parse().unwrap()));
-        assert_eq!(a.request.as_deref(), Some("http://10.250.1.2/?q=rephub-exploit"));
+        assert_eq!(
+            a.request.as_deref(),
+            Some("http://10.250.1.2/?q=rephub-exploit")
+        );
         assert_eq!(parse_line(r#"{"event_type":"flow"}"#), Line::Other);
         assert!(matches!(parse_line("not json"), Line::Invalid(_)));
         assert!(matches!(
@@ -537,7 +543,10 @@ mod tests {
         let ev = events(vec![*a.clone(), b, c]);
         assert_eq!(ev.len(), 2);
         assert_eq!((ev[0].hits, ev[0].action.as_str()), (2, "Block"));
-        assert_eq!((ev[0].first_seen, ev[0].last_seen), (1_800_000_000, 1_800_000_004));
+        assert_eq!(
+            (ev[0].first_seen, ev[0].last_seen),
+            (1_800_000_000, 1_800_000_004)
+        );
         let d = ev[0].ips.as_ref().unwrap();
         assert_eq!((d.severity, d.spt), (4, Some(41234)));
         assert_eq!(d.cves, ["CVE-2021-44228"]);

@@ -505,7 +505,9 @@ fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &
         shared
             .eve_alerts
             .fetch_add(alerts.len() as u64, Ordering::Relaxed);
-        if let Err(e) = spool.push_marked(eve::events(alerts), Some((at.inode, at.offset))) {
+        // No file yet: nothing to remember.
+        let mark = (at.inode != 0).then_some((at.inode, at.offset));
+        if let Err(e) = spool.push_marked(eve::events(alerts), mark) {
             // Neither the events nor the position were kept: read again next time.
             tracing::error!(error = %e, "could not spool IPS events; will read them again");
             let path = tailer.path().to_path_buf();
@@ -539,6 +541,10 @@ async fn events_task(
         .suricata
         .as_ref()
         .map(|s| eve::Tailer::open(&s.eve, spool_position(&spool)));
+    // At once, so that the file being read is marked before it can be rotated away.
+    if let Some(t) = tailer.as_mut() {
+        tokio::task::block_in_place(|| collect_alerts(t, &mut spool, &shared));
+    }
     loop {
         tokio::time::sleep(every).await;
         tokio::task::block_in_place(|| {

@@ -10,8 +10,8 @@
 //! setting gives (Block `drop`, Notify `alert`, Permit `pass`); disabled ones are left out.
 //! `drop` only drops when Suricata runs inline (af-packet `copy-mode: ips`, or NFQUEUE).
 //!
-//! The socket speaks JSON: the client says `{"version": "0.2"}`, Suricata answers
-//! `{"return": "OK"}`, then each command `{"command": …}` gets one JSON answer
+//! The socket speaks JSON, one message per line: the client says `{"version": "0.2"}`,
+//! Suricata answers `{"return": "OK"}`, then each command `{"command": …}` gets one JSON answer
 //! `{"return": "OK" | "NOK", "message": …}`, as `suricatasc` does it.
 
 use std::collections::BTreeMap;
@@ -158,7 +158,8 @@ impl Socket {
     /// Send one JSON message and read one JSON answer (it has no delimiter: read until it
     /// parses).
     fn exchange(&self, s: &mut UnixStream, msg: &Value) -> Result<Value, SuricataError> {
-        s.write_all(msg.to_string().as_bytes())
+        // Protocol 0.2 ends each message with a line break.
+        s.write_all(format!("{msg}\n").as_bytes())
             .map_err(|e| self.err(e))?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 64 * 1024];
@@ -193,7 +194,11 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), SuricataError> {
 }
 
 /// Load `policy` into Suricata: the rules file, a reload, and what Suricata refused.
-pub fn apply(policy: &Policy, rules_file: &Path, socket: &Socket) -> Result<IpsState, SuricataError> {
+pub fn apply(
+    policy: &Policy,
+    rules_file: &Path,
+    socket: &Socket,
+) -> Result<IpsState, SuricataError> {
     let (text, lines) = render(policy);
     write_atomic(rules_file, &text)?;
     socket.command("reload-rules")?;
@@ -290,6 +295,7 @@ mod tests {
                     if n == 0 {
                         break;
                     }
+                    assert_eq!(buf[n - 1], b'\n', "a message ends with a line break");
                     let msg: Value = serde_json::from_slice(&buf[..n]).unwrap();
                     let answer = match msg["command"].as_str() {
                         None => json!({"return": "OK"}),
@@ -298,7 +304,9 @@ mod tests {
                             {"tenant_id": 0, "rule": "x", "filename": rules, "line": failed_line},
                             {"tenant_id": 0, "rule": "y", "filename": "/etc/other.rules", "line": 5}
                         ]}),
-                        Some(other) => json!({"return": "NOK", "message": format!("Unknown command {other}")}),
+                        Some(other) => {
+                            json!({"return": "NOK", "message": format!("Unknown command {other}")})
+                        }
                     };
                     // In two writes, as a large answer arrives.
                     let text = answer.to_string();
@@ -335,7 +343,11 @@ mod tests {
         );
         assert_eq!(state.loaded.get("drop"), Some(&1));
         assert_eq!(state.loaded.get("alert"), None);
-        assert!(std::fs::read_to_string(&rules).unwrap().contains("sid:1000001"));
+        assert!(
+            std::fs::read_to_string(&rules)
+                .unwrap()
+                .contains("sid:1000001")
+        );
         match socket.command("shutdown-everything") {
             Err(SuricataError::Refused { message, .. }) => assert!(message.contains("Unknown")),
             other => panic!("{other:?}"),

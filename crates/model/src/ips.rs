@@ -598,7 +598,9 @@ impl IpsAlert {
             ("app", &self.app, MAX_APP),
             ("request", &self.request, MAX_REQUEST),
         ] {
-            if v.as_ref().is_some_and(|v| v.is_empty() || v.chars().count() > max) {
+            if v.as_ref()
+                .is_some_and(|v| v.is_empty() || v.chars().count() > max)
+            {
                 return Err((field, format!("1 to {max} characters")));
             }
         }

@@ -729,7 +729,12 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
         ),
         ..event(4, "", 2)
     };
-    assert_eq!(d.store.add_events(dev.id, std::slice::from_ref(&ips)).unwrap(), 1);
+    assert_eq!(
+        d.store
+            .add_events(dev.id, std::slice::from_ref(&ips))
+            .unwrap(),
+        1
+    );
     let cve = |c: &str| EventQuery {
         cve: Some(c.into()),
         ..q(0, None)

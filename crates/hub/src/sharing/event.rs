@@ -126,7 +126,10 @@ impl SharedEvent {
         SharedEvent {
             rt: (e.last_seen.saturating_mul(1000)).to_string(),
             dvchost: device.to_string(),
-            rule_name: e.filter.clone().unwrap_or_else(|| format!("IPS filter {}", e.value)),
+            rule_name: e
+                .filter
+                .clone()
+                .unwrap_or_else(|| format!("IPS filter {}", e.value)),
             policy_id: profile.map(|p| format!("profile-{p}")),
             // The seed's 0 Info … 4 Critical; the filter's 1 Low … 4 Critical.
             severity: a.severity.min(4),
@@ -354,16 +357,29 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["ruleName"], "3316: HTTP: Log4j");
         assert_eq!(v["ruleUuid"], "2034647");
-        assert_eq!((v["severity"].as_u64(), v["act"].as_str()), (Some(4), Some("Block")));
-        assert_eq!((v["src"].as_str(), v["spt"].as_str()), (Some("10.0.0.1"), Some("40000")));
-        assert_eq!((v["dst"].as_str(), v["dpt"].as_str()), (Some("10.0.0.2"), Some("8080")));
+        assert_eq!(
+            (v["severity"].as_u64(), v["act"].as_str()),
+            (Some(4), Some("Block"))
+        );
+        assert_eq!(
+            (v["src"].as_str(), v["spt"].as_str()),
+            (Some("10.0.0.1"), Some("40000"))
+        );
+        assert_eq!(
+            (v["dst"].as_str(), v["dpt"].as_str()),
+            (Some("10.0.0.2"), Some("8080"))
+        );
         assert_eq!(v["endpointIp"], "192.0.2.55");
         assert_eq!(v["interestedIp"], "192.0.2.55");
         assert_eq!(v["overSsl"], "0");
         assert_eq!(v["cves"], serde_json::json!(["CVE-2021-44228"]));
         assert_eq!(v["techniqueId"], serde_json::json!(["T1190"]));
         assert_eq!(v["aggregatedCount"], "5");
-        assert!(s.cef("k").contains("cs4Label=cves cs4=CVE-2021-44228"), "{}", s.cef("k"));
+        assert!(
+            s.cef("k").contains("cs4Label=cves cs4=CVE-2021-44228"),
+            "{}",
+            s.cef("k")
+        );
     }
 
     #[test]

@@ -1,0 +1,609 @@
+//! The IPS with real processes: Suricata 7 inline (af-packet IPS mode) between two network
+//! namespaces, driven by the rephub agent; a downstream hub connected to an upstream hub by
+//! enrollment, with Debian's rsyslog as its syslog sink. And the agent killed with SIGKILL again
+//! and again while it reads a growing, rotated `eve.json`.
+//!
+//! Needs root, iproute2, ethtool, Suricata and rsyslog (`.ci/run` installs them); without them
+//! the tests say why and pass.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+#[path = "../../hub/tests/peers/rsyslog.rs"]
+mod rsyslog;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use common::{Proc, call, free_port};
+
+fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+fn must(cmd: &str) {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Why these tests cannot run here, if they cannot.
+fn missing() -> Option<String> {
+    if !sh("id -u").stdout.starts_with(b"0") {
+        return Some("not root (network namespaces)".into());
+    }
+    for tool in ["ip", "ethtool", "suricata", "rsyslogd", "python3", "curl"] {
+        if !sh(&format!("command -v {tool}")).status.success() {
+            return Some(format!("{tool} is not installed (.ci/run installs it)"));
+        }
+    }
+    None
+}
+
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// A client and a server namespace with an IPS namespace between them: `c0` (10.251.1.1) —
+/// `c1` | IPS | `s1` — `s0` (10.251.1.2). Nothing passes between c1 and s1 but what Suricata
+/// copies. Offloads are off so that the frames Suricata copies carry real checksums.
+struct Net {
+    client: String,
+    ips: String,
+    server: String,
+}
+
+const SERVER: &str = "10.251.1.2";
+
+impl Net {
+    fn new() -> Net {
+        let id = std::process::id() % 100_000;
+        let n = Net {
+            client: format!("rhc{id}"),
+            ips: format!("rhi{id}"),
+            server: format!("rhs{id}"),
+        };
+        n.remove();
+        for ns in [&n.client, &n.ips, &n.server] {
+            must(&format!("ip netns add {ns}"));
+            must(&format!("ip -n {ns} link set lo up"));
+        }
+        must(&format!(
+            "ip link add c0 netns {} type veth peer name c1 netns {}",
+            n.client, n.ips
+        ));
+        must(&format!(
+            "ip link add s0 netns {} type veth peer name s1 netns {}",
+            n.server, n.ips
+        ));
+        must(&format!("ip -n {} addr add 10.251.1.1/24 dev c0", n.client));
+        must(&format!("ip -n {} addr add {SERVER}/24 dev s0", n.server));
+        for (ns, dev) in [
+            (&n.client, "c0"),
+            (&n.ips, "c1"),
+            (&n.ips, "s1"),
+            (&n.server, "s0"),
+        ] {
+            must(&format!("ip -n {ns} link set {dev} up"));
+            must(&format!(
+                "ip netns exec {ns} ethtool -K {dev} tx off rx off gro off gso off tso off >/dev/null"
+            ));
+        }
+        n
+    }
+
+    fn remove(&self) {
+        for ns in [&self.client, &self.ips, &self.server] {
+            let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
+        }
+    }
+
+    /// The HTTP status of a request from the client to the server, `000` when nothing came back
+    /// within 3 s.
+    fn get(&self, path: &str) -> String {
+        let o = sh(&format!(
+            "ip netns exec {} curl -s -m 3 -o /dev/null -w '%{{http_code}}' \
+             -H 'X-Forwarded-For: 192.0.2.55' 'http://{SERVER}:8080{path}'",
+            self.client
+        ));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Suricata's configuration: inline between c1 and s1, the agent's rules file, `eve.json` with
+/// alerts (their metadata, and X-Forwarded-For as the client behind a proxy), the command socket.
+fn suricata_yaml(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"%YAML 1.1
+---
+vars:
+  address-groups:
+    HOME_NET: "any"
+    EXTERNAL_NET: "any"
+  port-groups:
+    HTTP_PORTS: "80"
+default-log-dir: {d}
+default-rule-path: {d}
+rule-files:
+  - rephub.rules
+classification-file: /etc/suricata/classification.config
+reference-config-file: /etc/suricata/reference.config
+unix-command:
+  enabled: yes
+  filename: {d}/suricata.socket
+outputs:
+  - eve-log:
+      enabled: yes
+      filetype: regular
+      filename: eve.json
+      types:
+        - alert:
+            metadata: yes
+            xff:
+              enabled: yes
+              mode: extra-data
+              deployment: reverse
+              header: X-Forwarded-For
+af-packet:
+  - interface: c1
+    copy-mode: ips
+    copy-iface: s1
+    cluster-id: 98
+    cluster-type: cluster_flow
+  - interface: s1
+    copy-mode: ips
+    copy-iface: c1
+    cluster-id: 97
+    cluster-type: cluster_flow
+runmode: workers
+logging:
+  outputs:
+    - file:
+        enabled: yes
+        level: info
+        filename: {d}/suricata.log
+"#
+    )
+}
+
+fn agent(hub: &str, token: &str, state: &Path, config: &Path) -> Proc {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(state.with_extension("log"))
+        .unwrap();
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_rephub"))
+            .args(["agent", "--hub", hub, "--token", token, "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--log", "info,rephub_agent=debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn agent_log(state: &Path) -> String {
+    std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
+}
+
+/// Every page of a listing (`events`, paged with `after` = `next`).
+fn all_events(url: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let v = call(
+            Method::GET,
+            &format!("{url}{sep}after={after}&limit=10000"),
+            key,
+            None,
+        );
+        let page = v["events"].as_array().unwrap().clone();
+        if page.is_empty() {
+            return out;
+        }
+        after = v["next"].as_i64().unwrap();
+        out.extend(page);
+    }
+}
+
+const RULES: &str = "\
+alert http any any -> any any (msg:\"3316: HTTP: rephub test exploit\"; flow:established,to_server; http.uri; content:\"rephub-exploit\"; classtype:web-application-attack; priority:1; metadata: cve CVE_2099_0001, mitre_technique_id T1190; sid:1000001; rev:1;)
+alert http any any -> any any (msg:\"13629: HTTP: rephub test probe\"; flow:established,to_server; http.uri; content:\"rephub-probe\"; classtype:web-application-activity; priority:3; sid:1000002; rev:1;)
+";
+
+/// The seed's story with a real IPS: a request that matches a filter with a CVE passes and is
+/// reported (Notify); the upstream deploys "Block" for that CVE to the downstream's profile;
+/// the downstream applies and distributes it, the agent loads it into Suricata, the same
+/// request is dropped, and its event — with the CVE, the technique, the client behind the proxy
+/// — arrives at the upstream and in rsyslog.
+#[test]
+fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
+    if let Some(why) = missing() {
+        eprintln!("SKIPPED the_upstream_blocks_a_cve_and_suricata_drops_it: {why}");
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+
+    // The web server, and Suricata between it and the client.
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let _http = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.server, "python3", "-m", "http.server"])
+            .args(["8080", "--bind", SERVER, "--directory"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sdir = dir.path().join("suricata");
+    std::fs::create_dir(&sdir).unwrap();
+    std::fs::write(sdir.join("suricata.yaml"), suricata_yaml(&sdir)).unwrap();
+    std::fs::write(sdir.join("rephub.rules"), "").unwrap();
+    let _suricata = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.ips, "suricata", "-c"])
+            .arg(sdir.join("suricata.yaml"))
+            .args(["--af-packet", "-k", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let log = sdir.join("suricata.log");
+    assert!(
+        eventually(60, || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("Engine started"))),
+        "Suricata did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        eventually(20, || net.get("/") == "200"),
+        "no traffic through Suricata"
+    );
+
+    // The upstream, rsyslog, and the downstream that shares with both.
+    let (du, dd) = (dir.path().join("up"), dir.path().join("down"));
+    let (pu, tu, pd, td) = (free_port(), free_port(), free_port(), free_port());
+    let (_up, key_u) = common::serve(&du, &format!("127.0.0.1:{pu}"), &format!("127.0.0.1:{tu}"));
+    let key_u = key_u.unwrap();
+    let syslog = rsyslog::Rsyslog::start();
+    let config = dir.path().join("down.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sharing]\nupstream_batch_secs = 1\ndeployment_poll_secs = 1\n\n\
+             [[sharing.sinks]]\nkind = \"syslog\"\nname = \"siem\"\n\
+             address = \"127.0.0.1:{}\"\nbatch_secs = 1\n",
+            syslog.port
+        ),
+    )
+    .unwrap();
+    let (_down, key_d) = common::serve_with(
+        &dd,
+        &format!("127.0.0.1:{pd}"),
+        &format!("127.0.0.1:{td}"),
+        &["--config", &config.display().to_string()],
+    );
+    let key_d = key_d.unwrap();
+    let (up, down) = (
+        format!("http://127.0.0.1:{pu}"),
+        format!("http://127.0.0.1:{pd}"),
+    );
+    let t = call(
+        Method::POST,
+        &format!("{up}/api/v1/enrollment-tokens"),
+        &key_u,
+        Some(json!({"name": "branch-ips"})),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args(["--hub", &down, "--key", &key_d, "connect", "--upstream"])
+        .arg(format!("https://localhost:{tu}"))
+        .args(["--token", t["token"].as_str().unwrap()])
+        .args(["--fingerprint", t["ca_fingerprint"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The downstream's IPS filters, a profile that notifies on them, distributed to the agent.
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{down}/api/v1/ips-filters/import"))
+        .bearer_auth(&key_d)
+        .header("content-type", "text/plain")
+        .body(RULES)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let profile = call(
+        Method::POST,
+        &format!("{down}/api/v1/profiles"),
+        &key_d,
+        Some(json!({"name": "edge"})),
+    )["id"]
+        .as_i64()
+        .unwrap();
+    call(
+        Method::POST,
+        &format!("{down}/api/v1/profiles/{profile}/ips/distribute"),
+        &key_d,
+        Some(json!({})),
+    );
+    let device = call(
+        Method::POST,
+        &format!("{down}/api/v1/devices"),
+        &key_d,
+        Some(json!({"name": "ips-1", "profile": "edge"})),
+    );
+    let token = device["token"].as_str().unwrap();
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\n\
+             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
+             eve = \"{d}/eve.json\"\npolicy_secs = 1\n",
+            d = sdir.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = agent(&down, token, &state, &agent_toml);
+    let ips_state = || {
+        let v = call(Method::GET, &format!("{down}/api/v1/devices"), &key_d, None);
+        v["devices"][0]["report"]["ips"].clone()
+    };
+    assert!(
+        eventually(60, || ips_state()["loaded"]["alert"] == 2),
+        "the agent did not load the policy: {} {}",
+        ips_state(),
+        agent_log(&state)
+    );
+    let first_version = ips_state()["version"].clone();
+
+    // Notify: the exploit passes, and is reported.
+    assert_eq!(net.get("/?q=rephub-exploit"), "200");
+    assert_eq!(net.get("/?q=rephub-probe"), "200");
+
+    // The upstream deploys Block for the CVE to the profile "edge" of this downstream.
+    let id = call(
+        Method::GET,
+        &format!("{up}/api/v1/downstreams"),
+        &key_u,
+        None,
+    )["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    call(
+        Method::POST,
+        &format!("{up}/api/v1/downstreams/{id}/deployments"),
+        &key_u,
+        Some(json!({"profile": "edge", "cve": "CVE-2099-0001", "action": "Block"})),
+    );
+    assert!(
+        eventually(60, || {
+            let s = ips_state();
+            s["version"] != first_version && s["loaded"]["drop"] == 1 && s["loaded"]["alert"] == 1
+        }),
+        "the deployment did not reach Suricata: {} {}",
+        ips_state(),
+        agent_log(&state)
+    );
+    let rules = std::fs::read_to_string(sdir.join("rephub.rules")).unwrap();
+    assert!(rules.contains("\ndrop http any any"), "{rules}");
+    // Dropped now; the other filter still only notifies.
+    assert!(
+        eventually(20, || net.get("/?q=rephub-exploit") == "000"),
+        "the exploit still passes"
+    );
+    assert_eq!(net.get("/?q=rephub-probe"), "200");
+    assert_eq!(net.get("/?q=harmless"), "200");
+
+    // The events: at the downstream by CVE, at the upstream with the seed's keys, in rsyslog.
+    let blocked = |e: &Value| e["act"] == "Block" && e["ruleUuid"] == "1000001";
+    assert!(
+        eventually(60, || {
+            all_events(&format!("{up}/api/v1/shared/events"), &key_u)
+                .iter()
+                .any(|e| blocked(&e["event"]))
+        }),
+        "no blocked event upstream: {:?} {}",
+        all_events(&format!("{down}/api/v1/events"), &key_d),
+        agent_log(&state)
+    );
+    let shared = all_events(&format!("{up}/api/v1/shared/events"), &key_u);
+    let e = &shared.iter().find(|e| blocked(&e["event"])).unwrap()["event"];
+    assert_eq!(e["cves"], json!(["CVE-2099-0001"]), "{e}");
+    assert_eq!(e["techniqueId"], json!(["T1190"]));
+    assert_eq!(e["ruleName"], "3316: HTTP: rephub test exploit");
+    assert_eq!(e["dvchost"], "ips-1");
+    assert_eq!(e["severity"], 4);
+    assert_eq!(
+        (e["src"].as_str(), e["dst"].as_str()),
+        (Some("10.251.1.1"), Some(SERVER))
+    );
+    assert_eq!(e["dpt"], "8080");
+    assert_eq!(e["endpointIp"], "192.0.2.55");
+    assert_eq!(e["app"], "http");
+    assert!(
+        e["request"]
+            .as_str()
+            .unwrap()
+            .ends_with("/?q=rephub-exploit"),
+        "{e}"
+    );
+    let notified: Vec<&Value> = shared
+        .iter()
+        .map(|e| &e["event"])
+        .filter(|e| e["act"] == "Notify")
+        .collect();
+    assert!(
+        notified.iter().any(|e| e["ruleUuid"] == "1000001")
+            && notified.iter().any(|e| e["ruleUuid"] == "1000002"),
+        "{notified:?}"
+    );
+    let by_cve = all_events(
+        &format!("{down}/api/v1/events?cve=CVE-2099-0001&action=Block"),
+        &key_d,
+    );
+    assert!(!by_cve.is_empty());
+    assert!(
+        by_cve
+            .iter()
+            .all(|e| e["kind"] == "ips" && e["value"] == "1000001")
+    );
+    assert!(
+        eventually(30, || syslog
+            .received()
+            .lines()
+            .any(|l| l.contains("act=Block") && l.contains("CVE-2099-0001"))),
+        "not in rsyslog: {}",
+        syslog.received()
+    );
+}
+
+/// An alert line as Suricata writes it; `n` makes each one distinct (its source port).
+fn alert_line(n: u64) -> String {
+    format!(
+        r#"{{"timestamp":"2027-01-15T08:00:00.000000+0000","flow_id":{n},"event_type":"alert","src_ip":"198.51.100.{}","src_port":{},"dest_ip":"203.0.113.10","dest_port":80,"proto":"TCP","app_proto":"http","alert":{{"action":"blocked","gid":1,"signature_id":{},"rev":1,"signature":"3316: HTTP: test {n}","severity":2,"metadata":{{"cve":["CVE_2099_0001"]}}}},"http":{{"hostname":"shop.example","url":"/p?id={n}"}}}}"#,
+        n % 200,
+        1024 + n % 60_000,
+        1_000_000 + n % 7
+    )
+}
+
+/// kill -9 of the agent while it reads `eve.json`, again and again, with a rotation in the
+/// middle and a line that is not JSON: the hub ends with every alert exactly once (the hits of
+/// all its IPS events add up to the lines written), and the bad line was counted, not sent.
+#[test]
+fn an_agent_killed_while_tailing_eve_json_loses_and_repeats_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_hub, key) = common::serve(
+        &dir.path().join("hub"),
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let key = key.unwrap();
+    let hub = format!("http://127.0.0.1:{port}");
+    call(
+        Method::POST,
+        &format!("{hub}/api/v1/profiles"),
+        &key,
+        Some(json!({"name": "edge"})),
+    );
+    let device = call(
+        Method::POST,
+        &format!("{hub}/api/v1/devices"),
+        &key,
+        Some(json!({"name": "sensor-1", "profile": "edge"})),
+    );
+    let token = device["token"].as_str().unwrap();
+    let eve = dir.path().join("eve.json");
+    let agent_toml = dir.path().join("agent.toml");
+    // No Suricata to reload: only the eve.json side runs (the policy load fails and is retried).
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "backend = \"none\"\nevents_secs = 1\nwait_secs = 5\n\n[suricata]\n\
+             rules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/no.socket\"\neve = \"{e}\"\n",
+            d = dir.path().display(),
+            e = eve.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let mut a = agent(&hub, token, &state, &agent_toml);
+
+    let write = |text: &str| {
+        use std::io::Write;
+        let mut f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&eve)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let lines = |from: u64, to: u64| {
+        let mut text = String::new();
+        for n in from..to {
+            text.push_str(&alert_line(n));
+            text.push('\n');
+            if n % 50 == 0 {
+                text.push_str("{\"event_type\":\"flow\",\"flow_id\":1}\n");
+            }
+        }
+        text
+    };
+    let (rounds, per_round) = (8u64, 2_500u64);
+    for r in 0..rounds {
+        // Written in two pieces, the agent reading meanwhile; the first ends mid-line.
+        let (from, mid) = (r * per_round, r * per_round + per_round / 2);
+        let cut = alert_line(mid);
+        let (head, tail) = cut.split_at(cut.len() / 2);
+        write(&format!("{}{head}", lines(from, mid)));
+        std::thread::sleep(Duration::from_millis(150 + 100 * (r % 4)));
+        write(&format!("{tail}\n{}", lines(mid + 1, from + per_round)));
+        if r == 3 {
+            // logrotate: the file renamed away, a new one created; a line that is not JSON.
+            std::fs::rename(&eve, dir.path().join("eve.json.1")).unwrap();
+            write("this line is not JSON\n");
+        }
+        // Killed after 0.2 to 1.8 s: before its first reading, between readings, or in one.
+        std::thread::sleep(Duration::from_millis(200 + 400 * (r % 5)));
+        // SIGKILL, and a new agent on the same state.
+        drop(a);
+        a = agent(&hub, token, &state, &agent_toml);
+    }
+    let total = rounds * per_round;
+    let hits = || -> u64 {
+        all_events(&format!("{hub}/api/v1/events?kind=ips"), &key)
+            .iter()
+            .map(|e| e["hits"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(
+        eventually(90, || hits() >= total),
+        "{} of {total} alerts at the hub: {}",
+        hits(),
+        agent_log(&state)
+    );
+    // And nothing more comes (a duplicate would add hits).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(hits(), total);
+    assert!(
+        agent_log(&state).contains("skipping a line of eve.json"),
+        "the line that is not JSON was not reported"
+    );
+    drop(a);
+}
