@@ -183,3 +183,202 @@ async fn a_rule_file_a_catalog_the_filter_query_and_a_bulk_edit() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// What a device gets of its profile's IPS policy (`GET /api/v1/agent/ips`): only what was
+/// distributed, enabled filters with their rule under the profile's action, a version that
+/// answers 304 while it holds; and the IPS alerts it reports, checked field by field.
+#[tokio::test]
+async fn a_device_gets_its_distributed_ips_policy_and_reports_alerts() {
+    let h = Hub::start_with(common::http_only).await;
+    import_text(&h, RULES).await;
+    let p = h.post("/api/v1/profiles", json!({"name": "edge"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let token = h
+        .post(
+            "/api/v1/devices",
+            json!({"name": "ips-1", "profile": "edge"}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lone = h.post("/api/v1/devices", json!({"name": "lone"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let policy = |etag: Option<String>| {
+        let (h, token) = (&h, token.clone());
+        async move {
+            let mut r = h.http.get(h.url("/api/v1/agent/ips")).bearer_auth(token);
+            if let Some(e) = etag {
+                r = r.header("if-none-match", e);
+            }
+            let r = r.send().await.unwrap();
+            let (s, etag) = (
+                r.status(),
+                r.headers()
+                    .get("etag")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            );
+            (s, etag, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Keys and devices without a profile are refused.
+    let (s, _) = h.call("GET", "/api/v1/agent/ips", ADMIN, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = h.call("GET", "/api/v1/agent/ips", &lone, None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Nothing distributed yet: an empty policy.
+    let (s, _, v) = policy(None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["filters"], json!([]), "{v}");
+    // Distributed: the enabled filters (24036 is disabled by default), with their rules.
+    h.post(&format!("/api/v1/profiles/{p}/ips/distribute"), json!({}))
+        .await;
+    let (_, etag, v) = policy(None).await;
+    let numbers: Vec<u64> = v["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3316, 13629, 20356]);
+    assert_eq!(v["filters"][1]["action"], "Notify");
+    assert!(
+        v["filters"][1]["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("alert http")
+    );
+    let etag = etag.unwrap();
+    assert_eq!(policy(Some(etag.clone())).await.0, StatusCode::NOT_MODIFIED);
+    // Changed but not distributed: the same; distributed: a new version with the new action.
+    let (s, v) = h
+        .send(
+            "PATCH",
+            &format!("/api/v1/profiles/{p}/ips"),
+            Some(json!({"cve": "CVE-2014-6271", "action": "Block"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(policy(Some(etag.clone())).await.0, StatusCode::NOT_MODIFIED);
+    h.post(&format!("/api/v1/profiles/{p}/ips/distribute"), json!({}))
+        .await;
+    let (s, etag2, v) = policy(Some(etag.clone())).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_ne!(etag2.unwrap(), etag);
+    assert!(
+        v["filters"][1]["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("drop http"),
+        "{v}"
+    );
+
+    // Alerts: good ones kept (searchable by CVE and address), bad ones refused with the field.
+    let alert = |id: i64, value: &str, action: &str, ips: Value| {
+        json!({"id": id, "kind": "ips", "value": value, "action": action,
+               "filter": "13629: HTTP: Shellshock", "hits": 3,
+               "first_seen": common::now() - 5, "last_seen": common::now(), "ips": ips})
+    };
+    let detail = json!({"severity": 3, "src": "198.51.100.7", "spt": 40000,
+                        "dst": "203.0.113.10", "dpt": 80, "proto": "TCP", "app": "http",
+                        "cves": ["CVE-2014-6271"], "techniques": ["T1190"],
+                        "endpoint": "192.0.2.55", "request": "http://shop.example/cgi-bin/x"});
+    let mut bad_cve = detail.clone();
+    bad_cve["cves"] = json!(["CVE_2014_6271"]);
+    let mut bad_key = detail.clone();
+    bad_key["colour"] = json!("red");
+    let batch = json!({"events": [
+        alert(1, "13629", "Block", detail.clone()),
+        alert(2, "not-a-number", "Block", detail.clone()),
+        alert(3, "13629", "Explode", detail.clone()),
+        alert(4, "13629", "Block", bad_cve),
+        alert(5, "13629", "Block", bad_key),
+        {"id": 6, "kind": "ips", "value": "13629", "action": "Block", "hits": 1,
+         "first_seen": 1, "last_seen": 1},
+        {"id": 7, "kind": "ipv4", "value": "198.51.100.7", "action": "block", "hits": 1,
+         "first_seen": 1, "last_seen": 1, "ips": detail.clone()},
+    ]});
+    let (s, v) = h
+        .call("POST", "/api/v1/agent/events", &token, Some(batch.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], 1, "{v}");
+    let fields: Vec<&str> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["field"].as_str().unwrap_or("(parse)"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["value", "action", "cves", "(parse)", "ips", "ips"],
+        "{v}"
+    );
+    let (_, v) = h
+        .call("POST", "/api/v1/agent/events", &token, Some(batch))
+        .await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    for q in [
+        "cve=CVE-2014-6271",
+        "cve=cve_2014_6271",
+        "value=203.0.113.10",
+        "kind=ips",
+        "value=13629",
+    ] {
+        let v = h.get(&format!("/api/v1/events?{q}")).await;
+        assert_eq!(v["events"].as_array().unwrap().len(), 1, "{q}: {v}");
+        let e = &v["events"][0];
+        assert_eq!(e["ips"]["endpoint"], "192.0.2.55");
+        assert_eq!(e["action"], "Block");
+    }
+    assert!(
+        h.get("/api/v1/events?cve=CVE-2021-44228").await["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (s, _) = h.send("GET", "/api/v1/events?cve=nonsense", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Its report says what the engine runs; a wrong state is refused.
+    let report = |state: &str| {
+        json!({"name": "ips-1", "model": "rephub-agent", "version": "1",
+               "backend": {"kind": "none", "state": "ok"},
+               "ips": {"engine": "suricata", "state": state, "version": "x",
+                       "loaded": {"drop": 1, "alert": 2},
+                       "failed": [{"number": 20356, "reason": "refused"}],
+                       "alerts": 4, "invalid_lines": 1}})
+    };
+    let (s, _) = h
+        .call("POST", "/api/v1/agent/report", &token, Some(report("ok")))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/agent/report",
+            &token,
+            Some(report("great")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ips.state"))
+    );
+    let d = h.get("/api/v1/devices").await;
+    let ips1 = d["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "ips-1")
+        .unwrap()
+        .clone();
+    assert_eq!(ips1["report"]["ips"]["failed"][0]["number"], 20356);
+}
