@@ -360,6 +360,57 @@ async fn a_device_gets_its_distributed_ips_policy_and_reports_alerts() {
         .call("POST", "/api/v1/agent/report", &token, Some(report("ok")))
         .await;
     assert_eq!(s, StatusCode::OK);
+    let devices = h.get("/api/v1/devices").await;
+    let id = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "ips-1")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // Another version runs: every filter pending.
+    let v = h.get(&format!("/api/v1/devices/{id}/ips")).await;
+    assert_eq!(v["in_sync"], false, "{v}");
+    assert!(
+        v["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["applied"] == "pending")
+    );
+    // The current version: per filter what the engine does, or why it refused it.
+    let current = v["version"].as_str().unwrap().to_string();
+    let mut r = report("ok");
+    r["ips"]["version"] = json!(current);
+    let (s, _) = h
+        .call("POST", "/api/v1/agent/report", &token, Some(r))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let v = h.get(&format!("/api/v1/devices/{id}/ips")).await;
+    let applied: Vec<(u64, &str)> = v["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["number"].as_u64().unwrap(),
+                f["applied"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        applied,
+        [(3316, "drop"), (13629, "drop"), (20356, "failed")],
+        "{v}"
+    );
+    assert_eq!(v["filters"][2]["reason"], "refused");
+    let (s, _) = h
+        .call("GET", &format!("/api/v1/devices/{id}/ips"), READER, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = h.send("GET", "/api/v1/devices/999/ips", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, v) = h
         .call(
             "POST",

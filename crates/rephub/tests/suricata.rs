@@ -418,6 +418,16 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
         ips_state(),
         agent_log(&state)
     );
+    let device_id = device["id"].as_i64().unwrap();
+    let v = call(
+        Method::GET,
+        &format!("{down}/api/v1/devices/{device_id}/ips"),
+        &key_d,
+        None,
+    );
+    assert_eq!(v["in_sync"], true, "{v}");
+    assert_eq!(v["filters"][0]["applied"], "drop", "{v}");
+    assert_eq!(v["filters"][1]["applied"], "alert", "{v}");
     let rules = std::fs::read_to_string(sdir.join("rephub.rules")).unwrap();
     assert!(rules.contains("\ndrop http any any"), "{rules}");
     // Dropped now; the other filter still only notifies.
