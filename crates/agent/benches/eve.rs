@@ -1,6 +1,8 @@
-//! `eve.json` tailing and parsing on one core: Suricata records (70 % alerts, 30 % flow
-//! records, as a busy sensor writes them) read by the tailer in batches of 10,000 and parsed into
-//! alerts. Lines per second, over a file of N lines (200,000 by default), five rounds.
+//! `eve.json` tailing and normalisation on one core: Suricata records (70 % alerts, 30 % flow
+//! records, as a busy sensor writes them) read by the tailer in batches of 10,000, parsed into
+//! alerts, and the alerts of each batch aggregated into the IPS events the agent sends (what the
+//! agent does per reading, without the spool's write). Lines per second, over a file of N lines
+//! (200,000 by default), five rounds.
 //!
 //! `cargo bench -p rephub-agent --bench eve [-- N]`
 #![allow(clippy::unwrap_used)]
@@ -8,7 +10,7 @@
 use std::io::Write as _;
 use std::time::Instant;
 
-use rephub_agent::eve::{Line, Tailer, parse_line};
+use rephub_agent::eve::{Line, Tailer, events, parse_line};
 
 fn main() {
     let n: usize = std::env::args()
@@ -34,23 +36,26 @@ fn main() {
         // From the start each round.
         let mut t = Tailer::open(&eve, None);
         let start = Instant::now();
-        let (mut lines, mut alerts) = (0, 0);
+        let (mut lines, mut alerts, mut made) = (0, 0, 0);
         loop {
             let (got, _) = t.read(10_000).unwrap();
             if got.is_empty() {
                 break;
             }
             lines += got.len();
+            let mut batch = Vec::new();
             for l in &got {
-                if let Line::Alert(_) = parse_line(&l.text) {
-                    alerts += 1;
+                if let Line::Alert(a) = parse_line(&l.text) {
+                    batch.push(*a);
                 }
             }
+            alerts += batch.len();
+            made += events(batch).len();
         }
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(lines, n);
         println!(
-            "round {round}: {lines} lines ({alerts} alerts) in {secs:.3} s: {:.0} lines/s",
+            "round {round}: {lines} lines ({alerts} alerts, {made} events) in {secs:.3} s: {:.0} lines/s",
             lines as f64 / secs
         );
     }

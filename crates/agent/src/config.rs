@@ -220,6 +220,15 @@ mod tests {
         assert_eq!(c.backend, Backend::Nftables);
         assert!(c.check_listen.is_some());
         assert!(toml::from_str::<AgentConfig>("hub_url = \"x\"").is_err());
+        // And the one of docs/suricata.md.
+        let doc = include_str!("../../../docs/suricata.md");
+        let start = doc.find("```toml\n").map(|i| i + 8).unwrap_or(0);
+        let len = doc[start..].find("```").unwrap_or(0);
+        let c: AgentConfig = toml::from_str(&doc[start..start + len]).unwrap();
+        c.validate().unwrap();
+        let s = c.suricata.unwrap();
+        assert_eq!((s.policy_secs, s.reload_timeout_secs), (30, 300));
+        assert!(toml::from_str::<AgentConfig>("[suricata]\nrules = \"x\"").is_err());
         assert!(toml::from_str::<AgentConfig>("backend = \"iptables\"").is_err());
         let bad = AgentConfig {
             nft_table: "x; flush ruleset".into(),
