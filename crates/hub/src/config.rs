@@ -26,6 +26,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Log filter, as in `RUST_LOG` (`info`, `rephub_hub=debug`, ...).
     pub log: String,
+    /// `text` (colours only on a terminal) or `json` (one object per line, for log shippers).
+    pub log_format: LogFormat,
     /// Longest a request may take before it is answered 408.
     pub request_timeout_secs: u64,
     /// Largest request body (SMS import files included), in MiB.
@@ -62,6 +64,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log: "info".into(),
+            log_format: LogFormat::Text,
             request_timeout_secs: 60,
             max_body_mib: 64,
             cache_mib: 512,
@@ -105,8 +108,20 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: colours when the output is a terminal, plain text otherwise.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the request it belongs to.
+    Json,
+}
+
 impl Config {
-    /// The file (if any), then `REPHUB_DATA_DIR`, `REPHUB_LISTEN`, `REPHUB_LOG`.
+    /// The file (if any), then `REPHUB_DATA_DIR`, `REPHUB_LISTEN`, `REPHUB_LOG`,
+    /// `REPHUB_LOG_FORMAT`.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
             Some(path) => {
@@ -142,6 +157,18 @@ impl Config {
         }
         if let Some(v) = get("REPHUB_LOG") {
             self.log = v;
+        }
+        if let Some(v) = get("REPHUB_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "REPHUB_LOG_FORMAT",
+                        reason: format!("{v:?}: text or json"),
+                    });
+                }
+            };
         }
         Ok(())
     }

@@ -53,10 +53,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, LogFormat};
 pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
@@ -101,10 +104,42 @@ pub fn app(state: AppState) -> Router {
         .layer(
             // Method and path only: SMS clients send `smsuser`/`smspass` in the query string.
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
             }),
         )
+        // Outside the trace layer, so that its span has the id; the answer carries it back.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
         .with_state(state)
+}
+
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// Request ids: the client's `X-Request-Id` if it sent one (kept by the layer), else a new one
+/// unique in this process and unlikely to repeat across restarts (start time and a counter).
+#[derive(Clone, Default)]
+struct RequestIds {
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        });
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{start:x}-{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// A hub that is listening.

@@ -71,6 +71,9 @@ pub enum Command {
         /// renewal, expiry). Never in production.
         #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
         clock_offset_secs: i64,
+        /// Log lines as text or JSON (overrides the configuration's `log_format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
     },
     /// Run the device agent: keep a profile's filter set from the hub (--hub) and enforce it with
     /// nftables and/or a local check endpoint (see docs/agent.md).
@@ -395,6 +398,16 @@ pub struct AgentArgs {
     /// Log filter (RUST_LOG syntax).
     #[arg(long, default_value = "info")]
     pub log: String,
+    /// Log lines as text (colours only on a terminal) or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 /// The category `categories add` describes (locally or through `--hub`).

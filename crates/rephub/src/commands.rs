@@ -15,7 +15,7 @@ use rephub_store::{OpenOptions, ReputationStore, SqliteStore, StoreError, WriteM
 use crate::Status;
 use crate::args::{
     Args, CategoriesCommand, Command, CriteriaArgs, DeleteArgs, ExportArgs, FormatArg, ImportArgs,
-    KeysCommand, KindArg, QueryArgs, SearchArgs, new_category,
+    KeysCommand, KindArg, LogFormatArg, QueryArgs, SearchArgs, new_category,
 };
 use crate::files::{detect_format, open_input, temp_beside};
 use crate::output::write_entry;
@@ -43,12 +43,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         listen,
         tls_listen,
         clock_offset_secs,
+        log_format,
     } = &args.command
     {
         return serve(
             config.as_deref(),
             (*listen, *tls_listen),
-            *clock_offset_secs,
+            (*clock_offset_secs, *log_format),
             args.data_dir.clone(),
             args.db.clone(),
             args.cache_mib,
@@ -560,7 +561,7 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
 fn serve(
     config: Option<&Path>,
     (listen, tls_listen): (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
-    clock_offset_secs: i64,
+    (clock_offset_secs, log_format): (i64, Option<LogFormatArg>),
     data_dir: Option<PathBuf>,
     db: Option<PathBuf>,
     cache_mib: u32,
@@ -579,13 +580,11 @@ fn serve(
         cfg.tls_listen = l;
     }
     cfg.cache_mib = cache_mib;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log)
-                .with_context(|| format!("log filter {:?}", cfg.log))?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = log_format.unwrap_or(match cfg.log_format {
+        rephub_hub::LogFormat::Text => LogFormatArg::Text,
+        rephub_hub::LogFormat::Json => LogFormatArg::Json,
+    });
+    crate::logs::init(&cfg.log, format)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let hub = if clock_offset_secs == 0 {
@@ -693,13 +692,7 @@ fn agent(
         cfg.events_secs = e;
     }
     cfg.insecure |= insecure;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&a.log)
-                .with_context(|| format!("log filter {:?}", a.log))?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logs::init(&a.log, a.log_format)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(rephub_agent::run(cfg, async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

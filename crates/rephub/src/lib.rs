@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod files;
+mod logs;
 mod output;
 mod progress;
 mod remote;
