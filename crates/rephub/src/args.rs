@@ -22,13 +22,19 @@ pub struct Args {
     pub cache_mib: u32,
 
     /// Work against a running hub (`https://hub:8443`) instead of the database file: import,
-    /// query, search, delete and categories. For `agent`: the hub it syncs from.
+    /// query, search, delete and categories. For `agent`: the hub it syncs from. Filters,
+    /// profiles, devices, distributions, sources, targets, events and status always talk to a hub:
+    /// this one, or the hub on this machine (http://127.0.0.1:8080).
     #[arg(long, global = true, env = "REPHUB_HUB")]
     pub hub: Option<String>,
 
     /// API key for --hub.
     #[arg(long, global = true, env = "REPHUB_KEY", hide_env_values = true)]
     pub key: Option<String>,
+
+    /// A file holding the API key (mode 0600; e.g. /etc/rephub/cli.key), instead of --key.
+    #[arg(long, global = true, env = "REPHUB_KEY_FILE", conflicts_with = "key")]
+    pub key_file: Option<PathBuf>,
 
     /// With --hub over HTTPS: accept the hub's self-signed certificate.
     #[arg(long, global = true)]
@@ -125,6 +131,62 @@ pub enum Command {
         /// Check each enabled feature against the upstream (changes nothing).
         #[arg(long)]
         test: bool,
+    },
+    /// Reputation filters: list, show, add, edit, delete (through the hub's API).
+    Filters {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::FiltersCommand,
+    },
+    /// Profiles: ordered lists of filters that devices enforce.
+    Profiles {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::ProfilesCommand,
+    },
+    /// Devices: register (prints the token), list with sync status, delete, IPS state.
+    Devices {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::DevicesCommand,
+    },
+    /// Distribute a profile to devices, and see what each device runs.
+    Distributions {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::DistributionsCommand,
+    },
+    /// Threat-intelligence sources: list, show, add/edit from a spec file, delete, run (sync),
+    /// test.
+    Sources {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::JobsCommand,
+    },
+    /// Distribution targets (SMS-compatible products): list, show, add/edit, delete, run, test,
+    /// history.
+    Targets {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(subcommand)]
+        command: crate::admin::JobsCommand,
+    },
+    /// Detection events the devices reported (reputation hits, IPS alerts), oldest first.
+    Events {
+        #[command(flatten)]
+        view: crate::admin::View,
+        #[command(flatten)]
+        args: crate::admin::EventsArgs,
+    },
+    /// The hub at a glance: devices by status, profiles, sources, targets, sharing sinks.
+    Status {
+        #[command(flatten)]
+        view: crate::admin::View,
     },
     /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
     Compact {

@@ -30,12 +30,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
     if let Command::Agent(a) = &args.command {
         return agent(a, args.hub.clone(), args.insecure);
     }
+    if let Some((cmd, out)) = admin_command(&args.command) {
+        let hub = args.hub.as_deref().unwrap_or(LOCAL_HUB);
+        let remote = crate::remote::Remote::new(hub, &api_key(&args)?, args.insecure)?;
+        return crate::admin::run(&remote, cmd, out);
+    }
     if let Some(hub) = &args.hub {
-        let key = args
-            .key
-            .clone()
-            .context("--hub needs an API key: --key or REPHUB_KEY")?;
-        let remote = crate::remote::Remote::new(hub, &key, args.insecure)?;
+        let remote = crate::remote::Remote::new(hub, &api_key(&args)?, args.insecure)?;
         return crate::remote::run(&remote, args.command, args.quiet);
     }
     if let Command::Serve {
@@ -84,7 +85,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         }
         Command::Categories(c) => categories(&mut store, c),
         Command::Keys(k) => keys(&mut store, k),
-        Command::Serve { .. } | Command::Agent(_) => {
+        Command::Serve { .. }
+        | Command::Agent(_)
+        | Command::Filters { .. }
+        | Command::Profiles { .. }
+        | Command::Devices { .. }
+        | Command::Distributions { .. }
+        | Command::Sources { .. }
+        | Command::Targets { .. }
+        | Command::Events { .. }
+        | Command::Status { .. } => {
             unreachable!("handled before the database is opened")
         }
         Command::Connect { .. }
@@ -556,6 +566,45 @@ fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<S
             Ok(Status::Ok)
         }
     }
+}
+
+/// Where the administration commands go without `--hub`: the hub's default listener.
+const LOCAL_HUB: &str = "http://127.0.0.1:8080";
+
+/// The API key: `--key`/`REPHUB_KEY`, or the first line of `--key-file`/`REPHUB_KEY_FILE`.
+fn api_key(args: &Args) -> anyhow::Result<String> {
+    if let Some(k) = &args.key {
+        return Ok(k.clone());
+    }
+    let Some(path) = &args.key_file else {
+        bail!("a hub needs an API key: --key, --key-file, REPHUB_KEY or REPHUB_KEY_FILE");
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the key file {}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim().to_string();
+    if key.is_empty() {
+        bail!("the key file {} is empty", path.display());
+    }
+    Ok(key)
+}
+
+/// The administration commands (always through a hub's API), taken out of `cmd`.
+fn admin_command(cmd: &Command) -> Option<(crate::admin::AdminCommand, crate::admin::Output)> {
+    use crate::admin::AdminCommand as A;
+    let pair = match cmd {
+        Command::Filters { view, command } => (A::Filters(command.clone()), view.output),
+        Command::Profiles { view, command } => (A::Profiles(command.clone()), view.output),
+        Command::Devices { view, command } => (A::Devices(command.clone()), view.output),
+        Command::Distributions { view, command } => {
+            (A::Distributions(command.clone()), view.output)
+        }
+        Command::Sources { view, command } => (A::Sources(command.clone()), view.output),
+        Command::Targets { view, command } => (A::Targets(command.clone()), view.output),
+        Command::Events { view, args } => (A::Events(args.clone()), view.output),
+        Command::Status { view } => (A::Status, view.output),
+        _ => return None,
+    };
+    Some(pair)
 }
 
 fn serve(

@@ -1,6 +1,7 @@
 //! The rephub command line: import, query, search, export and delete reputation entries, and
 //! administer tag categories, against the embedded reputation database.
 
+mod admin;
 mod args;
 mod commands;
 mod files;

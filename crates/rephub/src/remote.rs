@@ -34,6 +34,21 @@ impl Remote {
         })
     }
 
+    /// A call of the REST API with an optional JSON body: the answer, or the hub's error (with
+    /// the field it names).
+    pub(crate) fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        self.send(r)
+    }
+
     fn send(&self, r: RequestBuilder) -> anyhow::Result<Value> {
         let resp: Response = r.bearer_auth(&self.key).send().context("calling the hub")?;
         let status = resp.status();
@@ -49,7 +64,7 @@ impl Remote {
         Ok(v)
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
     }
 }
