@@ -188,6 +188,13 @@ pub enum Command {
         #[command(flatten)]
         view: crate::admin::View,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (rephub.1 and one per command) into a directory.
+    Man { dir: PathBuf },
     /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
     Compact {
         /// Keep this many most recent changes.

@@ -30,6 +30,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
     if let Command::Agent(a) = &args.command {
         return agent(a, args.hub.clone(), args.insecure);
     }
+    match &args.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "rephub", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("writing the completion script")?;
+            return Ok(Status::Ok);
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(<Args as clap::CommandFactory>::command(), dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+            return Ok(Status::Ok);
+        }
+        _ => {}
+    }
     if let Some((cmd, out)) = admin_command(&args.command) {
         let hub = args.hub.as_deref().unwrap_or(LOCAL_HUB);
         let remote = crate::remote::Remote::new(hub, &api_key(&args)?, args.insecure)?;
@@ -94,7 +113,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         | Command::Sources { .. }
         | Command::Targets { .. }
         | Command::Events { .. }
-        | Command::Status { .. } => {
+        | Command::Status { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled before the database is opened")
         }
         Command::Connect { .. }

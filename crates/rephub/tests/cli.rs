@@ -765,3 +765,44 @@ fn hub_killed_mid_stream_keeps_every_acknowledged_write() {
         );
     }
 }
+
+/// Completions and manual pages come from the command line's own definitions, so they know every
+/// command (the administration ones included); a closed pipe is an error, not a panic.
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    let rephub = env!("CARGO_BIN_EXE_rephub");
+    for shell in ["bash", "zsh", "fish"] {
+        let o = std::process::Command::new(rephub)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let script = String::from_utf8_lossy(&o.stdout);
+        for word in ["filters", "profiles", "devices", "sources", "output"] {
+            assert!(script.contains(word), "{shell}: {word}");
+        }
+    }
+    let o = std::process::Command::new(rephub)
+        .args(["completions", "elvish-not"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(rephub)
+        .arg("man")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for page in [
+        "rephub.1",
+        "rephub-filters-add.1",
+        "rephub-serve.1",
+        "rephub-agent.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is a manual page");
+    }
+    let filters = std::fs::read_to_string(dir.path().join("rephub-filters-add.1")).unwrap();
+    assert!(filters.contains("criterion"));
+}
