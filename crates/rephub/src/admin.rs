@@ -679,7 +679,7 @@ fn spec_file(path: &std::path::Path) -> anyhow::Result<Value> {
 }
 
 fn jobs(remote: &Remote, c: &Collection, cmd: JobsCommand, out: Output) -> anyhow::Result<Status> {
-    let one = |name: &str| format!("{}/{name}", c.path);
+    let one = |name: &str| format!("{}/{}", c.path, crate::remote::segment(name));
     match cmd {
         JobsCommand::List => c.print_list(&c.list(remote)?, out)?,
         JobsCommand::Show { name } => print_one(&remote.get(&one(&name), &[])?, out)?,
@@ -869,6 +869,15 @@ mod tests {
         assert_eq!(cell(&json!([])), "-");
         assert_eq!(cell(&json!(3)), "3");
         assert_eq!(cell(&json!("x")), "x");
+    }
+
+    #[test]
+    fn names_are_one_path_segment() {
+        assert_eq!(crate::remote::segment("sms-hq_1.x~"), "sms-hq_1.x~");
+        assert_eq!(
+            crate::remote::segment("a b/c?d#é"),
+            "a%20b%2Fc%3Fd%23%C3%A9"
+        );
     }
 
     #[test]

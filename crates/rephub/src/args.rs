@@ -22,7 +22,7 @@ pub struct Args {
     pub cache_mib: u32,
 
     /// Work against a running hub (`https://hub:8443`) instead of the database file: import,
-    /// query, search, delete and categories. For `agent`: the hub it syncs from. Filters,
+    /// query, search, delete, categories and keys. For `agent`: the hub it syncs from. Filters,
     /// profiles, devices, distributions, sources, targets, events and status always talk to a hub:
     /// this one, or the hub on this machine (http://127.0.0.1:8080).
     #[arg(long, global = true, env = "REPHUB_HUB")]

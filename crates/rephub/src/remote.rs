@@ -69,6 +69,19 @@ impl Remote {
     }
 }
 
+/// `name` as one path segment: everything but unreserved characters percent-encoded.
+pub(crate) fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn kind_name(k: KindArg) -> Option<String> {
     k.kind().map(|k| k.as_str().to_string())
 }
@@ -414,6 +427,40 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             // Test Connectivity that found a failure is a failing command.
             if test && v["ok"] == serde_json::json!(false) {
                 return Ok(Status::Failed);
+            }
+            Ok(Status::Ok)
+        }
+        Command::Keys(k) => {
+            use crate::args::KeysCommand as K;
+            match k {
+                K::Add { name, role } => {
+                    let v = remote.call(
+                        reqwest::Method::POST,
+                        "/api/v1/keys",
+                        Some(json!({"name": name, "role": role})),
+                    )?;
+                    println!("{}", v["key"].as_str().unwrap_or_default());
+                    eprintln!("created key {name:?} ({role}); it is shown this once");
+                }
+                K::List => {
+                    let v = remote.get("/api/v1/keys", &[])?;
+                    for k in v["keys"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<20} {:<10} created {}",
+                            k["name"].as_str().unwrap_or_default(),
+                            k["role"].as_str().unwrap_or_default(),
+                            k["created"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                K::Delete { name } => {
+                    remote.call(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/keys/{}", segment(&name)),
+                        None,
+                    )?;
+                    eprintln!("deleted key {name:?}");
+                }
             }
             Ok(Status::Ok)
         }

@@ -192,6 +192,21 @@ fn an_operator_sets_up_a_hub_from_the_command_line() {
     assert_eq!(s["devices"]["pending"], 2, "{s}");
     assert!(cli.ok(&["status"]).contains("2 pending"));
 
+    // API keys through the hub: made (shown once), listed, used, deleted.
+    let out = cli.ok(&["keys", "add", "ops team", "--role", "read-only"]);
+    let reader = out.trim().to_string();
+    assert!(reader.starts_with("rh_"), "{out}");
+    assert!(cli.ok(&["keys", "list"]).contains("ops team"));
+    let ro = Cli {
+        hub: cli.hub.clone(),
+        key: reader,
+    };
+    ro.ok(&["filters", "list"]);
+    ro.fails(&["filters", "delete", "block High"], "403");
+    cli.fails(&["keys", "add", "x", "--role", "god"], "role");
+    cli.ok(&["keys", "delete", "ops team"]);
+    ro.fails(&["filters", "list"], "401");
+
     // Cleaned up in order; the key from a file works too; no key is a clear error.
     let key_file = dir.path().join("cli.key");
     std::fs::write(&key_file, format!("{}\n", cli.key)).unwrap();
