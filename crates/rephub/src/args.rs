@@ -135,58 +135,58 @@ pub enum Command {
     /// Reputation filters: list, show, add, edit, delete (through the hub's API).
     Filters {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::FiltersCommand,
+        command: crate::admin_args::FiltersCommand,
     },
     /// Profiles: ordered lists of filters that devices enforce.
     Profiles {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::ProfilesCommand,
+        command: crate::admin_args::ProfilesCommand,
     },
     /// Devices: register (prints the token), list with sync status, delete, IPS state.
     Devices {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::DevicesCommand,
+        command: crate::admin_args::DevicesCommand,
     },
     /// Distribute a profile to devices, and see what each device runs.
     Distributions {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::DistributionsCommand,
+        command: crate::admin_args::DistributionsCommand,
     },
     /// Threat-intelligence sources: list, show, add/edit from a spec file, delete, run (sync),
     /// test.
     Sources {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::JobsCommand,
+        command: crate::admin_args::JobsCommand,
     },
     /// Distribution targets (SMS-compatible products): list, show, add/edit, delete, run, test,
     /// history.
     Targets {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(subcommand)]
-        command: crate::admin::JobsCommand,
+        command: crate::admin_args::JobsCommand,
     },
     /// Detection events the devices reported (reputation hits, IPS alerts), oldest first.
     Events {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
         #[command(flatten)]
-        args: crate::admin::EventsArgs,
+        args: crate::admin_args::EventsArgs,
     },
     /// The hub at a glance: devices by status, profiles, sources, targets, sharing sinks.
     Status {
         #[command(flatten)]
-        view: crate::admin::View,
+        view: crate::admin_args::View,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {

@@ -2,6 +2,7 @@
 //! administer tag categories, against the embedded reputation database.
 
 mod admin;
+mod admin_args;
 mod args;
 mod commands;
 mod files;
