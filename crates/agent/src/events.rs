@@ -1,8 +1,8 @@
 //! Detection events: the agent reads the hit sets of its nftables table (addresses the rules
 //! dropped, with packet counters), turns the new packets into events per entry (the address is
 //! looked up in the filter set: a /24 entry gets the hits of all its addresses), and spools them on
-//! disk until the hub has acknowledged them. Suricata's alerts (read by the `eve` module) join the same
-//! spool, with the position in `eve.json` after them. Events survive agent restarts and hub
+//! disk until the hub has acknowledged them. Suricata's alerts (read by the `eve` module) join the
+//! same spool, with the position in `eve.json` after them. Events survive agent restarts and hub
 //! outages; the hub stores an event once even when a batch is sent twice (ids are unique per
 //! device).
 
