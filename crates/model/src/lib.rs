@@ -16,6 +16,7 @@ mod criteria;
 mod domain;
 mod entry;
 mod error;
+mod export;
 mod filter;
 mod formats;
 mod ips;
@@ -31,6 +32,7 @@ pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, IpRange};
 pub use error::EntryError;
+pub use export::{ExportFormat, ExportItem, Exporter, stix_pattern};
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,

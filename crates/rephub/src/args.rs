@@ -349,10 +349,61 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub criteria: CriteriaArgs,
     #[arg(long, short = 'f', value_enum, default_value = "sms")]
-    pub format: OutputFormat,
-    /// Output file (default: standard output). Written to a temporary file and renamed when complete.
+    pub format: ExportFormatArg,
+    /// Output file (default: standard output). Written to a temporary file and renamed when
+    /// complete. For `-f suricata`: a directory, which gets every Suricata list and the rules.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+}
+
+/// What `export` writes (docs/interchange.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    /// SMS CSV lines (the SMS query answer format).
+    Sms,
+    /// JSON lines with tags and sources.
+    Jsonl,
+    /// Values only.
+    Plain,
+    /// CSV with a header line: kind, value, expires, tags.
+    Csv,
+    /// A STIX 2.1 bundle of indicators.
+    Stix,
+    /// Every Suricata list and the rules that use them, into the directory -o.
+    Suricata,
+    /// Suricata IP reputation (addresses and networks).
+    SuricataIprep,
+    /// A Suricata string dataset of the domain names (base64).
+    SuricataDomains,
+    /// A Suricata filesha1 list.
+    SuricataSha1,
+    /// A Suricata filesha256 list.
+    SuricataSha256,
+    /// Suricata's reputation categories file.
+    SuricataCategories,
+    /// Suricata rules that use the lists.
+    SuricataRules,
+}
+
+impl ExportFormatArg {
+    /// The line formats the query commands share, or the interchange format.
+    pub(crate) fn kind(self) -> Result<OutputFormat, Option<rephub_model::ExportFormat>> {
+        use rephub_model::ExportFormat as X;
+        match self {
+            ExportFormatArg::Sms => Ok(OutputFormat::Sms),
+            ExportFormatArg::Jsonl => Ok(OutputFormat::Jsonl),
+            ExportFormatArg::Plain => Ok(OutputFormat::Plain),
+            ExportFormatArg::Csv => Err(Some(X::Csv)),
+            ExportFormatArg::Stix => Err(Some(X::Stix)),
+            ExportFormatArg::Suricata => Err(None),
+            ExportFormatArg::SuricataIprep => Err(Some(X::SuricataIprep)),
+            ExportFormatArg::SuricataDomains => Err(Some(X::SuricataDomains)),
+            ExportFormatArg::SuricataSha1 => Err(Some(X::SuricataSha1)),
+            ExportFormatArg::SuricataSha256 => Err(Some(X::SuricataSha256)),
+            ExportFormatArg::SuricataCategories => Err(Some(X::SuricataCategories)),
+            ExportFormatArg::SuricataRules => Err(Some(X::SuricataRules)),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -367,30 +367,12 @@ fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Sta
     Ok(Status::Ok)
 }
 
-fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
-    let crit = criteria(store, &a.criteria)?;
-    let catalog = store.catalog()?;
-    let bar = progress::count(quiet);
-    let mut n = 0u64;
-    let mut err = None;
-    let mut write = |out: &mut dyn Write| -> anyhow::Result<()> {
-        store.search_each(&crit, &mut |e| {
-            if let Err(x) = write_entry(out, &catalog, &e, a.format) {
-                err = Some(x);
-                return false;
-            }
-            n += 1;
-            if n % 10_000 == 0 {
-                bar.set_position(n);
-            }
-            true
-        })?;
-        match err.take() {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
-    };
-    match &a.output {
+/// Where an export goes: a file (written beside it, renamed when complete) or standard output.
+fn export_to(
+    path: Option<&Path>,
+    write: &mut dyn FnMut(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match path {
         None => {
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
@@ -414,6 +396,96 @@ fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Sta
             }
         }
     }
+    Ok(())
+}
+
+/// An interchange export (docs/interchange.md): one format to a file or standard output, or
+/// every Suricata piece into a directory.
+fn export_interchange(
+    store: &SqliteStore,
+    a: &ExportArgs,
+    format: Option<rephub_model::ExportFormat>,
+    quiet: bool,
+) -> anyhow::Result<Status> {
+    let crit = criteria(store, &a.criteria)?;
+    let catalog = store.catalog()?;
+    let now = SystemClock.now();
+    let pieces: Vec<(rephub_model::ExportFormat, Option<PathBuf>)> = match format {
+        Some(f) => vec![(f, a.output.clone())],
+        None => {
+            let dir = a
+                .output
+                .as_ref()
+                .context("-f suricata writes several files: give the directory with -o")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            rephub_model::ExportFormat::SURICATA
+                .iter()
+                .map(|f| (*f, Some(dir.join(f.file_name()))))
+                .collect()
+        }
+    };
+    let mut total = 0u64;
+    for (format, path) in pieces {
+        let mut n = 0u64;
+        let mut x = rephub_model::Exporter::new(format, now);
+        export_to(path.as_deref(), &mut |out| {
+            out.write_all(x.header().as_bytes())?;
+            let mut err = None;
+            store.search_each(&crit, &mut |e| {
+                if let Some(piece) = x.item(&e.export_item(&catalog)) {
+                    if let Err(w) = out.write_all(piece.as_bytes()) {
+                        err = Some(w);
+                        return false;
+                    }
+                    n += 1;
+                }
+                true
+            })?;
+            if let Some(e) = err {
+                return Err(e.into());
+            }
+            out.write_all(x.footer().as_bytes())?;
+            Ok(())
+        })?;
+        if !quiet && path.is_some() {
+            eprintln!("{}: {n} entries", format.name());
+        }
+        total += n;
+    }
+    if !quiet {
+        eprintln!("exported {total} entries");
+    }
+    Ok(Status::Ok)
+}
+
+fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+    let line_format = match a.format.kind() {
+        Ok(f) => f,
+        Err(interchange) => return export_interchange(store, &a, interchange, quiet),
+    };
+    let crit = criteria(store, &a.criteria)?;
+    let catalog = store.catalog()?;
+    let bar = progress::count(quiet);
+    let mut n = 0u64;
+    let mut err = None;
+    let mut write = |out: &mut dyn Write| -> anyhow::Result<()> {
+        store.search_each(&crit, &mut |e| {
+            if let Err(x) = write_entry(out, &catalog, &e, line_format) {
+                err = Some(x);
+                return false;
+            }
+            n += 1;
+            if n % 10_000 == 0 {
+                bar.set_position(n);
+            }
+            true
+        })?;
+        match err.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    };
+    export_to(a.output.as_deref(), &mut write)?;
     bar.finish_and_clear();
     if !quiet {
         eprintln!("exported {n} entries");

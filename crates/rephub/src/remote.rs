@@ -69,6 +69,50 @@ impl Remote {
     }
 }
 
+/// One `/api/v1/export` answer to a file (written beside it, renamed when complete) or standard
+/// output; its size.
+fn export_one(
+    remote: &Remote,
+    q: &[(&str, String)],
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<u64> {
+    let mut resp = remote
+        .http
+        .get(format!("{}/api/v1/export", remote.base))
+        .query(q)
+        .bearer_auth(&remote.key)
+        .send()
+        .context("calling the hub")?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let v: Value = resp.json().unwrap_or(Value::Null);
+        bail!(
+            "hub answered {status}: {}",
+            v["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(match output {
+        None => {
+            std::io::copy(&mut resp, &mut std::io::stdout().lock()).context("reading the export")?
+        }
+        Some(path) => {
+            // As locally: a partial export never replaces a good file.
+            let tmp = temp_beside(path);
+            let res = (|| -> anyhow::Result<u64> {
+                let mut f = std::fs::File::create(&tmp)?;
+                let n = std::io::copy(&mut resp, &mut f).context("reading the export")?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(n)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res.with_context(|| format!("writing {}", path.display()))?
+        }
+    })
+}
+
 /// `name` as one path segment: everything but unreserved characters percent-encoded.
 pub(crate) fn segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -286,52 +330,38 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             Ok(Status::Ok)
         }
         Command::Export(a) => {
-            let mut q = criteria_query(&a.criteria)?;
-            q.push((
-                "format",
-                match a.format {
-                    OutputFormat::Sms => "sms",
-                    OutputFormat::Jsonl => "jsonl",
-                    OutputFormat::Plain => "plain",
-                }
-                .to_string(),
-            ));
-            let mut resp = remote
-                .http
-                .get(format!("{}/api/v1/export", remote.base))
-                .query(&q)
-                .bearer_auth(&remote.key)
-                .send()
-                .context("calling the hub")?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                let v: Value = resp.json().unwrap_or(Value::Null);
-                bail!(
-                    "hub answered {status}: {}",
-                    v["error"]["message"].as_str().unwrap_or("")
-                );
-            }
-            let n = match &a.output {
-                None => std::io::copy(&mut resp, &mut std::io::stdout().lock())
-                    .context("reading the export")?,
-                Some(path) => {
-                    // As locally: a partial export never replaces a good file.
-                    let tmp = temp_beside(path);
-                    let res = (|| -> anyhow::Result<u64> {
-                        let mut f = std::fs::File::create(&tmp)?;
-                        let n = std::io::copy(&mut resp, &mut f).context("reading the export")?;
-                        f.sync_all()?;
-                        std::fs::rename(&tmp, path)?;
-                        Ok(n)
-                    })();
-                    if res.is_err() {
-                        let _ = std::fs::remove_file(&tmp);
+            // Every Suricata piece into a directory: one request each.
+            let pieces: Vec<(String, Option<std::path::PathBuf>)> = match a.format.kind() {
+                Ok(f) => vec![(
+                    match f {
+                        OutputFormat::Sms => "sms",
+                        OutputFormat::Jsonl => "jsonl",
+                        OutputFormat::Plain => "plain",
                     }
-                    res.with_context(|| format!("writing {}", path.display()))?
+                    .to_string(),
+                    a.output.clone(),
+                )],
+                Err(Some(f)) => vec![(f.name().to_string(), a.output.clone())],
+                Err(None) => {
+                    let dir = a
+                        .output
+                        .as_ref()
+                        .context("-f suricata writes several files: give the directory with -o")?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    rephub_model::ExportFormat::SURICATA
+                        .iter()
+                        .map(|f| (f.name().to_string(), Some(dir.join(f.file_name()))))
+                        .collect()
                 }
             };
-            if !quiet {
-                eprintln!("exported {n} bytes");
+            for (format, output) in pieces {
+                let mut q = criteria_query(&a.criteria)?;
+                q.push(("format", format));
+                let n = export_one(remote, &q, output.as_deref())?;
+                if !quiet {
+                    eprintln!("exported {n} bytes");
+                }
             }
             Ok(Status::Ok)
         }

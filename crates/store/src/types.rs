@@ -49,6 +49,25 @@ impl StoredEntry {
     pub fn has_source(&self, name: &str) -> bool {
         self.assertions.iter().any(|a| a.source == name)
     }
+
+    /// What an interchange export needs of the entry: its tags by name, when its sources first
+    /// and last asserted it, its expiry.
+    pub fn export_item<'a>(
+        &'a self,
+        catalog: &'a rephub_model::Catalog,
+    ) -> rephub_model::ExportItem<'a> {
+        let times = self.assertions.iter().map(|a| a.updated_at);
+        rephub_model::ExportItem {
+            entry: &self.entry,
+            tags: catalog
+                .named(&self.tags)
+                .map(|(n, v)| (n, v.to_string()))
+                .collect(),
+            created: times.clone().min().unwrap_or(0),
+            modified: times.max().unwrap_or(0),
+            expires: self.expires_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

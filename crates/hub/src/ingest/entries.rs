@@ -298,10 +298,15 @@ fn entry_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
 /// `GET /api/v1/export?format=…&<search criteria>`: every matching entry, streamed as it is read.
 async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResult<Response> {
     let format = q.format.clone().unwrap_or_else(|| "sms".into());
-    if !matches!(format.as_str(), "sms" | "jsonl" | "plain") {
+    let interchange = rephub_model::ExportFormat::parse(&format);
+    if !matches!(format.as_str(), "sms" | "jsonl" | "plain") && interchange.is_none() {
+        let others: Vec<&str> = rephub_model::ExportFormat::ALL
+            .iter()
+            .map(|f| f.name())
+            .collect();
         return Err(ApiError::bad(
             "format",
-            format!("{format:?} is not sms, jsonl or plain"),
+            format!("{format:?} is not sms, jsonl, plain, {}", others.join(", ")),
         ));
     }
     if q.value.is_some() || q.limit.is_some() {
@@ -313,26 +318,40 @@ async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
     let catalog = state.catalog().await?;
     let criteria = criteria_from(&q, &catalog)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let content_type = if format == "jsonl" {
-        "application/x-ndjson"
-    } else {
-        "text/plain; charset=utf-8"
+    let content_type = match (interchange, format.as_str()) {
+        (Some(f), _) => f.content_type(),
+        (None, "jsonl") => "application/x-ndjson",
+        _ => "text/plain; charset=utf-8",
     };
+    let now = state.now();
     state.spawn_read(move |s| {
         let mut buf = Vec::with_capacity(crate::http::chunked::CHUNK_BYTES + 1024);
         let mut open = true;
+        let mut exporter = interchange.map(|f| rephub_model::Exporter::new(f, now));
+        if let Some(x) = &exporter {
+            buf.extend_from_slice(x.header().as_bytes());
+        }
         let res = s.search_each(&criteria, &mut |e| {
-            let line = match format.as_str() {
-                "jsonl" => entry_json(&catalog, &e).to_string(),
-                "plain" => e.entry.to_string(),
-                _ => rephub_model::format_sms_line(
-                    &e.entry.to_string(),
-                    catalog.named(&e.tags).map(|(n, v)| (n, v.to_string())),
-                    ',',
-                ),
-            };
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
+            match exporter.as_mut() {
+                Some(x) => {
+                    if let Some(piece) = x.item(&e.export_item(&catalog)) {
+                        buf.extend_from_slice(piece.as_bytes());
+                    }
+                }
+                None => {
+                    let line = match format.as_str() {
+                        "jsonl" => entry_json(&catalog, &e).to_string(),
+                        "plain" => e.entry.to_string(),
+                        _ => rephub_model::format_sms_line(
+                            &e.entry.to_string(),
+                            catalog.named(&e.tags).map(|(n, v)| (n, v.to_string())),
+                            ',',
+                        ),
+                    };
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+            }
             if buf.len() >= crate::http::chunked::CHUNK_BYTES {
                 let chunk = std::mem::replace(
                     &mut buf,
@@ -342,6 +361,9 @@ async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
             }
             open
         });
+        if let (Ok(()), Some(x)) = (&res, &exporter) {
+            buf.extend_from_slice(x.footer().as_bytes());
+        }
         match res {
             Ok(()) if !buf.is_empty() => {
                 let _ = tx.blocking_send(Ok(Bytes::from(buf)));
