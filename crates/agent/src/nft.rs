@@ -287,6 +287,18 @@ impl Nft {
         items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
         now: i64,
     ) -> Result<(), NftError> {
+        let (sets, script) = self.load_script(items, now);
+        self.run(&script)?;
+        self.sets = sets;
+        Ok(())
+    }
+
+    /// The script that recreates the table with these entries, and the sets it loads.
+    fn load_script<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
+        now: i64,
+    ) -> ([IpSet; 8], String) {
         let mut sets = empty_sets();
         for (e, r) in items {
             if let Some((set, key)) = set_of(e, r) {
@@ -303,9 +315,19 @@ impl Nft {
                 .collect();
             self.statements(&mut script, "add", i, &elems);
         }
-        self.run(&script)?;
-        self.sets = sets;
-        Ok(())
+        (sets, script)
+    }
+
+    /// The agent's table with these entries as an `nft -f` script, for hosts without the agent
+    /// (`rephub export -f nft`): the same sets and rules, loaded in one transaction.
+    pub fn export_script<'a>(
+        table: &str,
+        items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
+        now: i64,
+    ) -> String {
+        Nft::new("nft", table, PathBuf::new())
+            .load_script(items, now)
+            .1
     }
 
     /// Apply a delta. On failure nothing changed, in the kernel or here.

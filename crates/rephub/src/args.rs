@@ -383,6 +383,9 @@ pub enum ExportFormatArg {
     SuricataCategories,
     /// Suricata rules that use the lists.
     SuricataRules,
+    /// An nftables script: the agent's table (`inet rephub`) dropping the exported addresses and
+    /// networks, for hosts without the agent (`nft -f`).
+    Nft,
 }
 
 impl ExportFormatArg {
@@ -402,6 +405,8 @@ impl ExportFormatArg {
             ExportFormatArg::SuricataSha256 => Err(Some(X::SuricataSha256)),
             ExportFormatArg::SuricataCategories => Err(Some(X::SuricataCategories)),
             ExportFormatArg::SuricataRules => Err(Some(X::SuricataRules)),
+            // Rendered by the agent's nftables backend, not by an `Exporter`.
+            ExportFormatArg::Nft => Err(None),
         }
     }
 }

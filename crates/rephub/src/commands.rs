@@ -458,7 +458,43 @@ fn export_interchange(
     Ok(Status::Ok)
 }
 
+/// `export -f nft`: the exported addresses and networks in the agent's table, dropped.
+fn export_nft(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+    let crit = criteria(store, &a.criteria)?;
+    let mut items = Vec::new();
+    store.search_each(&crit, &mut |e| {
+        if matches!(
+            e.entry.kind(),
+            rephub_model::Kind::Ipv4 | rephub_model::Kind::Ipv6
+        ) {
+            let rule = rephub_agent::answer::Rule {
+                action: rephub_model::ActionSet::Block,
+                filter: std::sync::Arc::from("export"),
+                expires: e.expires_at,
+            };
+            items.push((e.entry, rule));
+        }
+        true
+    })?;
+    let script = rephub_agent::nft::Nft::export_script(
+        "rephub",
+        items.iter().map(|(e, r)| (e, r)),
+        SystemClock.now(),
+    );
+    export_to(a.output.as_deref(), &mut |out| {
+        out.write_all(script.as_bytes())?;
+        Ok(())
+    })?;
+    if !quiet {
+        eprintln!("exported {} addresses and networks", items.len());
+    }
+    Ok(Status::Ok)
+}
+
 fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+    if a.format == crate::args::ExportFormatArg::Nft {
+        return export_nft(store, &a, quiet);
+    }
     let line_format = match a.format.kind() {
         Ok(f) => f,
         Err(interchange) => return export_interchange(store, &a, interchange, quiet),

@@ -235,3 +235,60 @@ fn the_same_exports_through_a_running_hub() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("-o"));
 }
+
+/// `export -f nft` for hosts without the agent: nftables checks it (`nft -c -f`) and loads it in
+/// a network namespace made for the test; the table drops what was exported.
+#[test]
+fn nftables_loads_the_exported_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = database(dir.path());
+    let script = dir.path().join("rephub.nft");
+    rephub(
+        &data,
+        &["export", "-f", "nft", "-o", script.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.contains("table inet rephub"), "{text}");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        .starts_with(b"0");
+    if !root || !has("nft") || !has("ip") {
+        eprintln!("SKIPPED nft -c: needs root, nft and ip");
+        return;
+    }
+    let ns = format!("rhx{}", std::process::id() % 100_000);
+    let sh = |c: &str| Command::new("sh").arg("-c").arg(c).output().unwrap();
+    let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
+    assert!(sh(&format!("ip netns add {ns}")).status.success());
+    let check = sh(&format!(
+        "ip netns exec {ns} nft -c -f {}",
+        script.display()
+    ));
+    let load = sh(&format!("ip netns exec {ns} nft -f {}", script.display()));
+    let listed = sh(&format!(
+        "ip netns exec {ns} nft list set inet rephub block4"
+    ));
+    let _ = sh(&format!("ip netns del {ns}"));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let plain =
+        String::from_utf8(rephub(&data, &["export", "-f", "plain", "--kind", "ipv4"]).stdout)
+            .unwrap();
+    let single = plain.lines().find(|l| !l.contains('/')).unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(single),
+        "{single} not in {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+}
