@@ -110,7 +110,7 @@ pub(crate) fn document() -> Value {
                 "get": op("search entries (Entry Criteria, tags) or look one up (value)", "apiKey", query(&["value", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source", "limit"])),
                 "post": op("add or update entries (producer)", "apiKey", json_body(add)),
                 "delete": op("delete entries, or a source's assertions of them (producer)", "apiKey", json_body(entries))},
-            "/api/v1/export": {"get": op("every matching entry, streamed (sms, jsonl or plain)", "apiKey", query(&["format", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source"]))},
+            "/api/v1/export": {"get": op("every matching entry, streamed (sms, jsonl, plain, csv, stix, suricata-*: docs/interchange.md)", "apiKey", query(&["format", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source"]))},
             "/api/v1/import": {"post": op("import a file given as the body (producer)", "apiKey", query(&["type", "format", "strict", "source", "force"]))},
             "/api/v1/categories": {
                 "get": op("tag categories", "apiKey", json!({})),
