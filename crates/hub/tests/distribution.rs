@@ -1196,3 +1196,189 @@ async fn agents_report_and_send_events() {
         assert_eq!(v["events"].as_array().unwrap().len(), n, "{query}: {v}");
     }
 }
+
+/// Lists for firewalls that poll (`/lists/<profile>/<list>`), fetched as the products fetch them:
+/// PAN-OS and FortiGate with HTTP Basic, pfBlockerNG with the key in the URL, Check Point's CSV;
+/// a 5-minute poll of an unchanged list is a 304; a product's limit cuts with a warning; a device
+/// of another profile learns nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_for_firewalls_that_poll() {
+    let h = Hub::start().await;
+    let token = h.setup().await;
+    let other = h
+        .post("/api/v1/profiles", json!({"name": "other", "filters": []}))
+        .await;
+    assert!(other["id"].is_i64());
+    let stranger = h
+        .post(
+            "/api/v1/devices",
+            json!({"name": "fw9", "profile": "other"}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.add(json!([
+        {"value": "203.0.113.0/24", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "198.51.100.7", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "2001:db8::/48", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "evil.example", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "noisy.example", "tags": {"Trend Micro Severity": "Medium"}},
+        {"value": "http://evil.example/x", "tags": {"Trend Micro Severity": "High"}}
+    ]))
+    .await;
+    let get = |path: String, auth: Option<(&'static str, String)>, etag: Option<String>| {
+        let (http, url) = (h.http.clone(), h.url(&path));
+        async move {
+            let mut r = http.get(url);
+            match auth {
+                Some(("basic", secret)) => r = r.basic_auth("firewall", Some(secret)),
+                Some((_, secret)) => r = r.bearer_auth(secret),
+                None => {}
+            }
+            if let Some(e) = etag {
+                r = r.header("if-none-match", e);
+            }
+            let r = r.send().await.unwrap();
+            let status = r.status();
+            let etag = r
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_string());
+            let warning = r
+                .headers()
+                .get("x-rephub-warning")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, etag, warning, r.text().await.unwrap())
+        }
+    };
+    // PAN-OS: Basic, an IP list every line of which is an address or a network.
+    let (s, etag, _, body) = get(
+        "/lists/perimeter/ip.txt?product=panos".into(),
+        Some(("basic", token.clone())),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ips: Vec<&str> = body.lines().collect();
+    assert_eq!(ips, ["198.51.100.7", "2001:db8::/48", "203.0.113.0/24"]);
+    for l in &ips {
+        assert!(
+            l.parse::<std::net::IpAddr>().is_ok() || l.parse::<ipnet::IpNet>().is_ok(),
+            "{l}"
+        );
+    }
+    // The next poll of an unchanged list costs nothing; a change makes a new list.
+    let (s, _, _, body) = get(
+        "/lists/perimeter/ip.txt?product=panos".into(),
+        Some(("basic", token.clone())),
+        etag.clone(),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    h.add(json!([{"value": "192.0.2.99", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let (s, etag2, _, body) = get(
+        "/lists/perimeter/ip.txt?product=panos".into(),
+        Some(("basic", token.clone())),
+        etag.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_ne!(etag, etag2);
+    assert!(body.contains("192.0.2.99"));
+    // Domains with their wildcard for PAN-OS and FortiGate; URLs without scheme; only blocked.
+    let (_, _, _, body) = get(
+        "/lists/perimeter/domain.txt?product=fortigate".into(),
+        Some(("basic", token.clone())),
+        None,
+    )
+    .await;
+    assert_eq!(body, "*.evil.example\nevil.example\n");
+    let (_, _, _, body) = get(
+        "/lists/perimeter/url.txt?product=panos".into(),
+        Some(("bearer", token.clone())),
+        None,
+    )
+    .await;
+    assert_eq!(body, "evil.example/x\n");
+    // pfBlockerNG: the key in the URL, plain lines.
+    let (s, _, _, body) = get(
+        format!("/lists/perimeter/domain.txt?product=pfblocker&key={token}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "evil.example\n"));
+    // Check Point: its CSV with the header; IPv6 left out, and said so.
+    let (_, _, warning, body) = get(
+        "/lists/perimeter/ip.txt?product=checkpoint".into(),
+        Some(("basic", token.clone())),
+        None,
+    )
+    .await;
+    let mut rows = body.lines();
+    assert_eq!(
+        rows.next(),
+        Some("# UNIQ-NAME,VALUE,TYPE,CONFIDENCE,SEVERITY,PRODUCT,COMMENT")
+    );
+    assert!(rows.all(|r| r.split(',').count() == 7), "{body}");
+    assert!(
+        body.contains(",203.0.113.0-203.0.113.255,IP Range,"),
+        "{body}"
+    );
+    assert!(warning.unwrap().contains("1 entries"));
+    // A limit cuts with a warning.
+    let (_, _, warning, body) = get(
+        "/lists/perimeter/ip.txt?limit=2".into(),
+        Some(("bearer", token.clone())),
+        None,
+    )
+    .await;
+    assert_eq!(body.lines().count(), 2);
+    assert!(warning.unwrap().contains("the first 2 served"));
+    // Who may read what: another profile's device gets 403 whether the profile exists or not; an
+    // API key reads every profile; nothing is 401; bad requests are named.
+    for path in ["/lists/perimeter/ip.txt", "/lists/nonexistent/ip.txt"] {
+        let (s, _, _, _) = get(path.into(), Some(("basic", stranger.clone())), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (s, _, _, _) = get("/lists/perimeter/ip.txt".into(), None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _, _) = get(
+        "/lists/perimeter/ip.txt".into(),
+        Some(("basic", "rhd_wrong".into())),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _, body) = get(
+        "/lists/perimeter/ip.txt".into(),
+        Some(("bearer", READER.into())),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _, _, _) = get(
+        "/lists/nonexistent/ip.txt".into(),
+        Some(("bearer", READER.into())),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for (path, want) in [
+        (
+            "/lists/perimeter/ip.txt?product=sonicwall",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/lists/perimeter/hash.txt", StatusCode::NOT_FOUND),
+        (
+            "/lists/perimeter/ip.txt?action=allow",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/lists/perimeter/ip.txt?limit=0", StatusCode::BAD_REQUEST),
+    ] {
+        let (s, _, _, _) = get(path.into(), Some(("bearer", token.clone())), None).await;
+        assert_eq!(s, want, "{path}");
+    }
+}

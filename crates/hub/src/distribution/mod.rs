@@ -1,11 +1,12 @@
 //! Where filter sets leave the hub: the engine that keeps every profile's filter set, the
-//! devices' long-poll sync, their IPS policy, CrowdSec's bouncer API, RPZ zones for resolvers, and what agents
+//! devices' long-poll sync, their IPS policy, lists for firewalls that poll, CrowdSec's bouncer API, RPZ zones for resolvers, and what agents
 //! report back (health and detection events).
 
 pub(crate) mod crowdsec;
 pub(crate) mod engine;
 pub(crate) mod filter_def;
 pub(crate) mod ips;
+pub(crate) mod lists;
 pub(crate) mod reports;
 pub(crate) mod rpz;
 pub(crate) mod sync;
@@ -21,4 +22,5 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(ips::router(state))
         .merge(crowdsec::router(state))
         .merge(rpz::router(state))
+        .merge(lists::router(state))
 }

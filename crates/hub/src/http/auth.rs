@@ -38,7 +38,8 @@ pub(crate) enum Who {
     Device,
     /// A CrowdSec bouncer: its device token in `X-Api-Key`.
     Bouncer,
-    /// A device token or any API key: Bearer, or `?key=` for resolvers that fetch by URL.
+    /// A device token or any API key: Bearer, HTTP Basic (the password), or `?key=` for
+    /// resolvers and firewalls that fetch by URL.
     DeviceOrUser,
     /// An enrolled downstream hub (its client certificate, on the HTTPS listener), else an API key
     /// with at least this role.
@@ -238,12 +239,22 @@ async fn authenticate(
                     .find(|(k, _)| k == "key")
                     .map(|(_, v)| v.into_owned())
             };
-            let secret = bearer(headers).or_else(from_query).ok_or_else(|| {
-                refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "a device token or API key is required (Authorization: Bearer, or ?key=)",
-                )
-            })?;
+            // Firewalls that poll lists send HTTP Basic: the password is the token or key.
+            let from_basic = || {
+                headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|h| basic_credentials(h.as_bytes()))
+                    .map(|(_, password)| password)
+            };
+            let secret = bearer(headers)
+                .or_else(from_basic)
+                .or_else(from_query)
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "a device token or API key is required (Authorization: Bearer or Basic, or ?key=)",
+                    )
+                })?;
             if let Some(d) = device(state, &secret) {
                 return Ok(d);
             }
