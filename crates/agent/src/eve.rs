@@ -6,8 +6,10 @@
 //! made durable, in the same write as what it made of them (the agent's event spool holds it,
 //! see [`crate::events::Spool::push_marked`]), and opens the tailer there after a restart.
 //! So a crash either kept the events and the position or neither: a line is read again only if
-//! what was made of it was lost. Rotation: after reading the current file to its end, a
-//! different file at the path (logrotate's rename-and-create) is followed from its start; a
+//! what was made of it was lost. Rotation: a different file at the path (logrotate's
+//! rename-and-create) is followed from its start once the old file, read to its end, gave
+//! nothing new for a whole reading after the rename was seen (Suricata writes on to the renamed
+//! file until logrotate's HUP makes it reopen); a
 //! file shorter than the position (`copytruncate`, seen when the tailer reads it shorter, so it
 //! must read more often than the file is rotated and refilled) is read again from its start. A
 //! file rotated away while the agent was stopped is found again by its inode in the same
@@ -297,6 +299,8 @@ pub struct EveLine {
 pub struct Tailer {
     path: PathBuf,
     file: Option<File>,
+    /// The path was seen naming another file while this one was read to its end.
+    rotated: bool,
     /// Where the next read starts.
     at: Position,
 }
@@ -308,6 +312,7 @@ impl Tailer {
         let mut t = Tailer {
             path: path.to_path_buf(),
             file: None,
+            rotated: false,
             at: Position::default(),
         };
         if let Some(p) = saved {
@@ -343,9 +348,13 @@ impl Tailer {
     }
 
     /// Complete lines available now, at most `max`, each with its position; and the position
-    /// after them (what to commit once they are delivered).
+    /// after them (what to keep once they are made durable). Reads on through the file until it
+    /// has `max` lines or reaches the end (a line still being written stays for later).
     pub fn read(&mut self, max: usize) -> std::io::Result<(Vec<EveLine>, Position)> {
+        const BUF: usize = MAX_LINE * 4;
         let mut out = Vec::new();
+        // Whether the current file gave anything in this call (a file still written to).
+        let mut grew = false;
         loop {
             if self.file.is_none() {
                 match File::open(&self.path) {
@@ -355,6 +364,8 @@ impl Tailer {
                             offset: 0,
                         };
                         self.file = Some(f);
+                        self.rotated = false;
+                        grew = false;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Ok((out, self.at));
@@ -372,7 +383,7 @@ impl Tailer {
             }
             f.seek(SeekFrom::Start(self.at.offset))?;
             let mut buf = Vec::new();
-            f.take((MAX_LINE * 4) as u64).read_to_end(&mut buf)?;
+            f.take(BUF as u64).read_to_end(&mut buf)?;
             let mut start = 0;
             while out.len() < max {
                 let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') else {
@@ -392,19 +403,38 @@ impl Tailer {
                 start += nl + 1;
             }
             self.at.offset += start as u64;
-            if out.len() >= max || buf.len() > start {
-                // More to read, or a line being written: its end comes later.
-                if buf.len() - start > MAX_LINE {
-                    // A line longer than any record: skip what there is of it.
-                    self.at.offset += (buf.len() - start) as u64;
-                }
+            grew |= start > 0;
+            if out.len() >= max {
+                // The rest (of the buffer too) is read by the next call.
                 return Ok((out, self.at));
             }
-            // At the end of this file: has it been rotated away?
+            // No line end in the rest of the buffer.
+            let rest = buf.len() - start;
+            if rest > MAX_LINE {
+                // A line longer than any record: skip what there is of it (its tail, read as
+                // a line of its own, is not a record and is counted as such).
+                self.at.offset += rest as u64;
+                grew = true;
+                continue;
+            }
+            if buf.len() == BUF {
+                // The buffer ended inside a line: the file goes on.
+                continue;
+            }
+            if rest > 0 {
+                // A line being written at the end of the file: its end comes later.
+                return Ok((out, self.at));
+            }
+            // At the end of this file: has it been rotated away? logrotate renames the file
+            // and Suricata writes on to it until it reopens (its postrotate HUP): the old file
+            // is left only when a whole call found nothing new in it after the rename was seen.
             let now = std::fs::metadata(&self.path).ok().map(|m| m.ino());
             if now.is_some() && now != Some(self.at.inode) {
-                self.file = None;
-                continue;
+                if self.rotated && !grew {
+                    self.file = None;
+                    continue;
+                }
+                self.rotated = true;
             }
             return Ok((out, self.at));
         }
@@ -495,14 +525,20 @@ mod tests {
         assert_eq!(texts(&got), ["c", "d"]);
         let c_at = got[0].at;
 
-        // logrotate: renamed, more lines came to the old file, then a new file.
+        // logrotate: renamed, more lines came to the old file, then a new file; Suricata writes
+        // on to the old one until it reopens: the old file is left only once it stays quiet.
         append(&eve, "e\n");
         std::fs::rename(&eve, dir.path().join("eve.json.1")).unwrap();
         append(&dir.path().join("eve.json.1"), "f\n");
         append(&eve, "g\n");
+        let (got, _) = t.read(10).unwrap();
+        assert_eq!(texts(&got), ["e", "f"], "the old file first");
+        append(&dir.path().join("eve.json.1"), "f2\n");
+        let (got, _) = t.read(10).unwrap();
+        assert_eq!(texts(&got), ["f2"], "still written to: not left yet");
         let (got, at) = t.read(10).unwrap();
-        assert_eq!(texts(&got), ["e", "f", "g"]);
-        assert_ne!(got[2].at.inode, c_at.inode);
+        assert_eq!(texts(&got), ["g"], "quiet for a reading: the new file");
+        assert_ne!(got[0].at.inode, c_at.inode);
         saved = Some(at);
 
         // Rotated while stopped: the rest of the old file first, then the new one.
@@ -513,7 +549,8 @@ mod tests {
         append(&eve, "j\n");
         drop(t2);
         t2 = Tailer::open(&eve, saved);
-        let (got, _) = t2.read(10).unwrap();
+        let (mut got, _) = t2.read(10).unwrap();
+        got.extend(t2.read(10).unwrap().0);
         assert_eq!(texts(&got), ["h", "i", "j"]);
 
         // copytruncate: the same file, emptied (seen shorter than the position): from its start.
@@ -528,6 +565,31 @@ mod tests {
         assert_eq!(texts(&got), ["k"]);
         // Ids of lines at different positions differ.
         assert_ne!(got[0].at.id(), c_at.id());
+    }
+
+    /// Reading in small batches never skips what is left in the buffer, and a file larger than
+    /// the read buffer is read to its end in one call when the batch allows.
+    #[test]
+    fn small_batches_and_large_backlogs_lose_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let eve = dir.path().join("eve.json");
+        let n = 120_000; // ~6 MiB of short records: more than one read buffer
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!("{{\"event_type\":\"flow\",\"flow_id\":{i:09}}}\n"));
+        }
+        append(&eve, &text);
+        let mut t = Tailer::open(&eve, None);
+        let (first, _) = t.read(7).unwrap();
+        assert_eq!(first.len(), 7);
+        let (rest, at) = t.read(usize::MAX).unwrap();
+        assert_eq!(first.len() + rest.len(), n, "every line, once");
+        assert_eq!(at.offset, text.len() as u64);
+        assert!(rest[0].text.contains("000000007"));
+        // A line longer than any record is skipped; the lines after it are not.
+        append(&eve, &format!("{}\nafter\n", "x".repeat(MAX_LINE + 10)));
+        let (got, _) = t.read(10).unwrap();
+        assert_eq!(texts(&got), ["after"]);
     }
 
     #[test]

@@ -121,9 +121,11 @@ impl HitCounter {
     }
 }
 
-/// Events not yet acknowledged by the hub, one JSON line each, synced on every append; and a
-/// line `{"mark":[inode,offset]}` after the events read from `eve.json`: the position after
-/// the lines they came from, written in the same append, so that a crash keeps both or neither.
+/// Events not yet acknowledged by the hub, one JSON line each, synced on every append. Events
+/// read from `eve.json` are appended as one line `{"events":[…],"mark":[inode,offset]}` with
+/// the position after the lines they came from: a torn append loses the whole line, so a crash
+/// keeps the events and the position or neither. A rewrite (after an acknowledgement) writes
+/// the pending events and a line `{"mark":[…]}`.
 #[derive(Debug)]
 pub struct Spool {
     path: PathBuf,
@@ -138,6 +140,14 @@ struct Mark {
     mark: (u64, u64),
 }
 
+/// Events and the mark after them, in one line.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Marked {
+    events: Vec<Event>,
+    mark: (u64, u64),
+}
+
 impl Spool {
     /// Open the spool; lines that do not parse (a torn last write) are dropped with a warning.
     pub fn open(path: &Path, now_ms: i64) -> std::io::Result<Spool> {
@@ -149,6 +159,11 @@ impl Spool {
                 rewrite = !text.is_empty() && !text.ends_with('\n');
                 for (i, line) in text.lines().enumerate() {
                     if let Ok(m) = serde_json::from_str::<Mark>(line) {
+                        mark = Some(m.mark);
+                        continue;
+                    }
+                    if let Ok(m) = serde_json::from_str::<Marked>(line) {
+                        pending.extend(m.events);
                         mark = Some(m.mark);
                         continue;
                     }
@@ -208,16 +223,30 @@ impl Spool {
         if events.is_empty() && mark.is_none() {
             return Ok(());
         }
-        let mut out = Vec::new();
         for e in &mut events {
             e.id = self.next_id;
             self.next_id += 1;
-            let _ = serde_json::to_writer(&mut out, &*e);
-            out.push(b'\n');
         }
-        if let Some(m) = mark {
-            let _ = serde_json::to_writer(&mut out, &Mark { mark: m });
-            out.push(b'\n');
+        if events.is_empty() && self.pending.is_empty() {
+            // Only the mark moved (eve.json grows with records that are not alerts): rewrite
+            // the file instead of appending, so that it does not grow a line a reading.
+            self.mark = mark;
+            return self.acknowledge(0);
+        }
+        let mut out = Vec::new();
+        match mark {
+            Some(m) => {
+                let marked = Marked { events, mark: m };
+                let _ = serde_json::to_writer(&mut out, &marked);
+                out.push(b'\n');
+                events = marked.events;
+            }
+            None => {
+                for e in &events {
+                    let _ = serde_json::to_writer(&mut out, e);
+                    out.push(b'\n');
+                }
+            }
         }
         let mut f = OpenOptions::new()
             .create(true)
@@ -326,18 +355,31 @@ mod tests {
 
         // A mark goes with the events of its append, survives acknowledgements and restarts,
         // and is lost with them when the append is torn.
-        s.push_marked(vec![s.pending()[0].clone()], Some((7, 100)))
-            .unwrap();
+        let ev_one = s.pending()[0].clone();
+        s.push_marked(vec![ev_one.clone()], Some((7, 100))).unwrap();
         s.acknowledge(4).unwrap();
         let mut s = Spool::open(&path, 0).unwrap();
         assert_eq!((s.pending().len(), s.mark()), (0, Some((7, 100))));
-        s.push_marked(Vec::new(), Some((7, 200))).unwrap();
+        // A mark alone, with nothing pending, rewrites the file rather than growing it.
+        for at in [150, 160, 170, 200] {
+            s.push_marked(Vec::new(), Some((7, at))).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         assert_eq!(Spool::open(&path, 0).unwrap().mark(), Some((7, 200)));
-        // Torn: an event and the mark after it, half written.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"id\":9,\"kind\":\"ips\",\"value\":\"1\"}\n{\"mark\":[7,3")
+        // Events with their mark are one line: torn, both are lost, never the mark alone.
+        let mut s = Spool::open(&path, 0).unwrap();
+        s.push_marked(vec![ev_one.clone(), ev_one.clone()], Some((7, 300)))
             .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "the mark line and one marked line: {text}"
+        );
         let s = Spool::open(&path, 0).unwrap();
-        assert_eq!(s.mark(), Some((7, 200)));
+        assert_eq!((s.pending().len(), s.mark()), (2, Some((7, 300))));
+        std::fs::write(&path, &text[..text.len() - 10]).unwrap();
+        let s = Spool::open(&path, 0).unwrap();
+        assert_eq!((s.pending().len(), s.mark()), (0, Some((7, 200))));
     }
 }

@@ -514,7 +514,7 @@ fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &
             *tailer = eve::Tailer::open(&path, spool_position(spool));
             return;
         }
-        if lines.len() < BATCH {
+        if lines.is_empty() {
             return;
         }
     }

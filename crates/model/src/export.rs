@@ -165,7 +165,13 @@ impl Exporter {
         if !self.format.takes(kind) {
             return None;
         }
-        let value = it.entry.to_string();
+        // What other tools call the value: a domain's name without rephub's `[…]` of an exact
+        // entry (CSV keeps rephub's own form, which reads back).
+        let value = match (self.format, it.entry) {
+            (ExportFormat::Csv, _) => it.entry.to_string(),
+            (_, Entry::Domain(d)) => d.name().to_string(),
+            _ => it.entry.to_string(),
+        };
         let mut out = String::new();
         match self.format {
             ExportFormat::Csv => {
@@ -261,7 +267,10 @@ fn literal(v: &str) -> String {
 
 /// The STIX 2.1 pattern that matches the entry.
 pub fn stix_pattern(entry: &Entry) -> String {
-    let v = literal(&entry.to_string());
+    let v = match entry {
+        Entry::Domain(d) => literal(d.name()),
+        _ => literal(&entry.to_string()),
+    };
     match entry.kind() {
         Kind::Ipv4 => format!("[ipv4-addr:value = {v}]"),
         Kind::Ipv6 => format!("[ipv6-addr:value = {v}]"),
@@ -385,10 +394,11 @@ mod tests {
         out
     }
 
-    const VALUES: [&str; 6] = [
+    const VALUES: [&str; 7] = [
         "203.0.113.0/24",
         "2001:db8::1",
         "evil.example",
+        "[only.example]",
         "http://evil.example/a,b?x='1'",
         "0123456789abcdef0123456789abcdef01234567",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -403,14 +413,21 @@ mod tests {
             let crate::stix::ObjectOutcome::Indicator(ind) = o else {
                 panic!("{v}: {o:?}");
             };
-            assert_eq!(ind.entry, Entry::parse_auto(v).unwrap());
+            // STIX has no exact-name form: `[only.example]` reads back as the name.
+            let want = Entry::parse_auto(v.trim_start_matches('[').trim_end_matches(']'));
+            assert_eq!(ind.entry, want.unwrap());
             assert_eq!(ind.valid_until, Some(1_900_000_000));
         }
         let again = export(ExportFormat::Stix, &VALUES);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let w: serde_json::Value = serde_json::from_str(&again).unwrap();
         assert_eq!(v["objects"][0]["id"], w["objects"][0]["id"], "stable ids");
-        let o = &v["objects"][3];
+        assert_eq!(
+            v["objects"][3]["pattern"],
+            "[domain-name:value = 'only.example']"
+        );
+        assert_eq!(v["objects"][3]["name"], "only.example");
+        let o = &v["objects"][4];
         assert_eq!(
             o["pattern"],
             "[url:value = 'http://evil.example/a,b?x=\\'1\\'']"
@@ -418,7 +435,7 @@ mod tests {
         assert_eq!(o["valid_until"], "2030-03-17T17:46:40.000Z");
         assert_eq!(o["labels"][0], "Trend Micro Severity: High");
         assert!(
-            v["objects"][4]["pattern"]
+            v["objects"][5]["pattern"]
                 .as_str()
                 .unwrap()
                 .contains("'SHA-1'")
@@ -436,9 +453,14 @@ mod tests {
             lines[1]
         );
         assert!(
-            lines[4].starts_with("url,\"http://evil.example/a,b?x='1'\","),
+            lines[4].starts_with("domain,[only.example],"),
             "{}",
             lines[4]
+        );
+        assert!(
+            lines[5].starts_with("url,\"http://evil.example/a,b?x='1'\","),
+            "{}",
+            lines[5]
         );
     }
 
@@ -450,7 +472,8 @@ mod tests {
         );
         assert_eq!(
             export(ExportFormat::SuricataDomains, &VALUES),
-            "ZXZpbC5leGFtcGxl\n"
+            "ZXZpbC5leGFtcGxl\nb25seS5leGFtcGxl\n",
+            "names without rephub's brackets"
         );
         assert_eq!(
             export(ExportFormat::SuricataSha1, &VALUES).lines().count(),

@@ -189,13 +189,16 @@ fn checkpoint_line(value: &str, ty: &str) -> String {
     } else {
         value.to_string()
     };
-    // The name must be unique in the feed: derived from the value.
+    // The name must be unique in the feed: readable from the value, made unique by a digest of
+    // it (values differing only in punctuation, or after 40 characters, would collide).
+    use sha2::Digest as _;
     let name: String = value
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(60)
+        .take(40)
         .collect();
-    format!("rephub_{name},{quoted},{ty},high,high,AB,rephub")
+    let digest = hex::encode(&sha2::Sha256::digest(value.as_bytes())[..4]);
+    format!("rephub_{name}_{digest},{quoted},{ty},high,high,AB,rephub")
 }
 
 async fn list(
@@ -370,13 +373,22 @@ mod tests {
         );
         let (cp, unfit) = ip(Product::CheckPoint);
         assert_eq!(unfit, 1, "IPv6 has no Check Point IP observable");
-        assert_eq!(
-            cp,
-            [
-                "rephub_198_51_100_7,198.51.100.7,IP,high,high,AB,rephub",
-                "rephub_203_0_113_0_203_0_113_255,203.0.113.0-203.0.113.255,IP Range,high,high,AB,rephub"
-            ]
+        assert_eq!(cp.len(), 2);
+        assert!(cp[0].starts_with("rephub_198_51_100_7_"), "{}", cp[0]);
+        assert!(
+            cp[0].ends_with(",198.51.100.7,IP,high,high,AB,rephub"),
+            "{}",
+            cp[0]
         );
+        assert!(
+            cp[1].ends_with(",203.0.113.0-203.0.113.255,IP Range,high,high,AB,rephub"),
+            "{}",
+            cp[1]
+        );
+        // Values that differ only in punctuation get different names.
+        let a = checkpoint_line("a-b.example", "Domain");
+        let b = checkpoint_line("a.b.example", "Domain");
+        assert_ne!(a.split(',').next(), b.split(',').next());
         assert_eq!(
             lines(&items, List::Domain, Product::PanOs).0,
             ["*.evil.example", "evil.example", "exact.example"]

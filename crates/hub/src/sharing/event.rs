@@ -146,8 +146,10 @@ impl SharedEvent {
             mpname: MPNAME.into(),
             cves: a.cves.clone(),
             technique_id: a.techniques.clone(),
-            // The client the alert is about: behind a proxy, the one the proxy named.
-            interested_ip: text(a.endpoint.or(a.src)),
+            // The address the connection came from. `endpointIp` is what a proxy header
+            // claims, which the client itself may have written: it is shared as such, never as
+            // the address of interest.
+            interested_ip: text(a.src),
             request: a.request.clone(),
         }
     }
@@ -370,7 +372,10 @@ mod tests {
             (Some("10.0.0.2"), Some("8080"))
         );
         assert_eq!(v["endpointIp"], "192.0.2.55");
-        assert_eq!(v["interestedIp"], "192.0.2.55");
+        assert_eq!(
+            v["interestedIp"], "10.0.0.1",
+            "the connection's source, not the header"
+        );
         assert_eq!(v["overSsl"], "0");
         assert_eq!(v["cves"], serde_json::json!(["CVE-2021-44228"]));
         assert_eq!(v["techniqueId"], serde_json::json!(["T1190"]));
