@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deb="$(scripts/package-deb.sh | tail -1)"
+# From a clean machine's state, even when an earlier run was interrupted.
+dpkg --purge rephub >/dev/null 2>&1 || true
 echo "=== installing $deb"
 dpkg -i "$deb"
 trap 'dpkg --purge rephub >/dev/null 2>&1 || true' EXIT
@@ -49,8 +51,10 @@ for _ in $(seq 1 100); do
 done
 curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$log"; fail "the hub did not start"; }
 
-rephub --hub "http://127.0.0.1:$port" --key "$key" filters add "block High" --action block \
+rephub --hub "http://127.0.0.1:$port" --key "$key" filters add "block High $$" --action block \
     --criterion "Trend Micro Severity=High" >/dev/null
+rephub --hub "http://127.0.0.1:$port" --key "$key" filters list | grep -q "block High $$" \
+    || fail "the packaged CLI does not see the filter it made"
 rephub --hub "http://127.0.0.1:$port" --key "$key" status
 curl -sf "http://127.0.0.1:$port/metrics" | promtool check metrics \
     || fail "promtool check metrics refused /metrics"
@@ -59,4 +63,7 @@ if grep -q $'\e\[' "$log"; then
 fi
 kill $hub
 wait $hub 2>/dev/null || true
+dpkg --purge rephub
+[ ! -e /var/lib/rephub ] || fail "purging left /var/lib/rephub"
+trap - EXIT
 echo "package test: ok"
