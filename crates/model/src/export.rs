@@ -115,6 +115,8 @@ pub struct ExportItem<'a> {
     pub entry: &'a Entry,
     /// Tags by category name, as written.
     pub tags: Vec<(&'a str, String)>,
+    /// The sources that assert it.
+    pub sources: Vec<&'a str>,
     /// When it was first and last asserted (Unix seconds).
     pub created: i64,
     pub modified: i64,
@@ -243,7 +245,7 @@ fn score(tags: &[(&str, String)]) -> u8 {
 }
 
 /// A UUID (version 5 layout) from a name: the same name, the same UUID.
-fn uuid_of(name: &str) -> String {
+pub(crate) fn uuid_of(name: &str) -> String {
     let d = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
@@ -382,6 +384,7 @@ mod tests {
             let it = ExportItem {
                 entry: &e,
                 tags,
+                sources: vec!["user"],
                 created: 1_700_000_000,
                 modified: 1_700_000_100,
                 expires: Some(1_900_000_000),

@@ -21,6 +21,7 @@ mod filter;
 mod formats;
 mod ips;
 mod kind;
+mod misp;
 mod severity;
 mod stix;
 mod tags;
@@ -43,6 +44,7 @@ pub use ips::{
     parse_rules, with_action,
 };
 pub use kind::{Kind, UnknownKind};
+pub use misp::{FeedFiles, MispFeed};
 pub use severity::{RiskThreshold, ScanAction, Severity};
 pub use stix::{
     Indicator, ObjectOutcome, PatternError, StixError, confidence_label, indicator_tags,

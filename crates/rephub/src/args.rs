@@ -386,6 +386,8 @@ pub enum ExportFormatArg {
     /// An nftables script: the agent's table (`inet rephub`) dropping the exported addresses and
     /// networks, for hosts without the agent (`nft -f`).
     Nft,
+    /// A MISP feed (manifest.json, an event per source, hashes.csv) into the directory -o.
+    Misp,
 }
 
 impl ExportFormatArg {
@@ -405,8 +407,8 @@ impl ExportFormatArg {
             ExportFormatArg::SuricataSha256 => Err(Some(X::SuricataSha256)),
             ExportFormatArg::SuricataCategories => Err(Some(X::SuricataCategories)),
             ExportFormatArg::SuricataRules => Err(Some(X::SuricataRules)),
-            // Rendered by the agent's nftables backend, not by an `Exporter`.
-            ExportFormatArg::Nft => Err(None),
+            // Written by their own code, not by an `Exporter`.
+            ExportFormatArg::Nft | ExportFormatArg::Misp => Err(None),
         }
     }
 }

@@ -491,9 +491,56 @@ fn export_nft(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Resul
     Ok(Status::Ok)
 }
 
+/// `export -f misp -o DIR`: the entries as a MISP feed directory.
+fn export_misp(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+    let dir = a
+        .output
+        .as_ref()
+        .context("-f misp writes a feed directory: give it with -o")?;
+    let crit = criteria(store, &a.criteria)?;
+    let catalog = store.catalog()?;
+    let mut feed = rephub_model::MispFeed::new();
+    let mut n = 0u64;
+    store.search_each(&crit, &mut |e| {
+        feed.add(&e.export_item(&catalog));
+        n += 1;
+        true
+    })?;
+    let files = feed.finish();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The events first, the manifest last: a MISP instance polling meanwhile never finds an
+    // event in the manifest that is not there yet.
+    for (uuid, event) in &files.events {
+        let path = dir.join(format!("{uuid}.json"));
+        export_to(Some(&path), &mut |out| {
+            serde_json::to_writer(&mut *out, event)?;
+            Ok(())
+        })?;
+    }
+    export_to(Some(&dir.join("hashes.csv")), &mut |out| {
+        out.write_all(files.hashes.as_bytes())?;
+        Ok(())
+    })?;
+    export_to(Some(&dir.join("manifest.json")), &mut |out| {
+        serde_json::to_writer(&mut *out, &files.manifest)?;
+        Ok(())
+    })?;
+    if !quiet {
+        eprintln!(
+            "exported {n} entries as {} MISP events into {}",
+            files.events.len(),
+            dir.display()
+        );
+    }
+    Ok(Status::Ok)
+}
+
 fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
     if a.format == crate::args::ExportFormatArg::Nft {
         return export_nft(store, &a, quiet);
+    }
+    if a.format == crate::args::ExportFormatArg::Misp {
+        return export_misp(store, &a, quiet);
     }
     let line_format = match a.format.kind() {
         Ok(f) => f,

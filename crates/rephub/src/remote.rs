@@ -330,8 +330,13 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             Ok(Status::Ok)
         }
         Command::Export(a) => {
-            if a.format == crate::args::ExportFormatArg::Nft {
-                bail!("-f nft works on the database itself for now; through a hub, export csv");
+            if matches!(
+                a.format,
+                crate::args::ExportFormatArg::Nft | crate::args::ExportFormatArg::Misp
+            ) {
+                bail!(
+                    "-f nft and -f misp work on the database itself for now; through a hub, export csv or stix"
+                );
             }
             // Every Suricata piece into a directory: one request each.
             let pieces: Vec<(String, Option<std::path::PathBuf>)> = match a.format.kind() {

@@ -292,3 +292,55 @@ fn nftables_loads_the_exported_table() {
         String::from_utf8_lossy(&listed.stdout)
     );
 }
+
+/// `export -f misp`: a MISP feed directory that PyMISP loads with MISP's event schema
+/// validation, every event in the manifest with its timestamp, hashes.csv naming every
+/// attribute.
+#[test]
+fn pymisp_loads_the_exported_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = database(dir.path());
+    let feed = dir.path().join("feed");
+    rephub(
+        &data,
+        &["export", "-f", "misp", "-o", feed.to_str().unwrap()],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(feed.join("manifest.json")).unwrap())
+            .unwrap();
+    let uuids: Vec<&String> = manifest.as_object().unwrap().keys().collect();
+    assert!(!uuids.is_empty());
+    let plain = String::from_utf8(rephub(&data, &["export", "-f", "plain"]).stdout).unwrap();
+    let hashes = std::fs::read_to_string(feed.join("hashes.csv")).unwrap();
+    assert_eq!(hashes.lines().count(), plain.lines().count());
+    let check = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, sys, os\n\
+             from pymisp import MISPEvent\n\
+             d = sys.argv[1]\n\
+             m = json.load(open(os.path.join(d, 'manifest.json')))\n\
+             n = 0\n\
+             for uuid, meta in m.items():\n\
+             \x20   e = MISPEvent()\n\
+             \x20   e.load_file(os.path.join(d, uuid + '.json'), validate=True)\n\
+             \x20   assert e.uuid == uuid, (e.uuid, uuid)\n\
+             \x20   assert int(e.timestamp.timestamp()) == int(meta['timestamp'])\n\
+             \x20   assert all(a.to_ids for a in e.attributes)\n\
+             \x20   n += len(e.attributes)\n\
+             print(n)\n",
+        )
+        .arg(&feed)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    if err.contains("ModuleNotFoundError") {
+        eprintln!("SKIPPED the PyMISP check: {err}");
+        return;
+    }
+    assert!(check.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        plain.lines().count().to_string()
+    );
+}

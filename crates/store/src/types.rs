@@ -63,6 +63,7 @@ impl StoredEntry {
                 .named(&self.tags)
                 .map(|(n, v)| (n, v.to_string()))
                 .collect(),
+            sources: self.assertions.iter().map(|a| a.source.as_str()).collect(),
             created: times.clone().min().unwrap_or(0),
             modified: times.max().unwrap_or(0),
             expires: self.expires_at,
