@@ -249,7 +249,13 @@ pub(crate) fn uuid_of(name: &str) -> String {
     let d = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x50;
+    uuid_text(b, 5)
+}
+
+/// 16 bytes as a UUID of `version` (RFC 9562 layout: version and variant bits set), in its
+/// text form.
+pub fn uuid_text(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(

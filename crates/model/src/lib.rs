@@ -33,7 +33,7 @@ pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, IpRange};
 pub use error::EntryError;
-pub use export::{ExportFormat, ExportItem, Exporter, stix_pattern};
+pub use export::{ExportFormat, ExportItem, Exporter, stix_pattern, uuid_text};
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,

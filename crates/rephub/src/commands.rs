@@ -17,7 +17,7 @@ use crate::args::{
     Args, CategoriesCommand, Command, CriteriaArgs, DeleteArgs, ExportArgs, FormatArg, ImportArgs,
     KeysCommand, KindArg, LogFormatArg, QueryArgs, SearchArgs, new_category,
 };
-use crate::files::{detect_format, open_input, temp_beside};
+use crate::files::{detect_format, export_to, open_input};
 use crate::output::write_entry;
 use crate::progress;
 use rephub_store::import::{ImportOptions, InputFormat, import_reader};
@@ -365,38 +365,6 @@ fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Sta
         eprintln!("{n} entries{more}");
     }
     Ok(Status::Ok)
-}
-
-/// Where an export goes: a file (written beside it, renamed when complete) or standard output.
-fn export_to(
-    path: Option<&Path>,
-    write: &mut dyn FnMut(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    match path {
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            write(&mut out)?;
-            out.flush()?;
-        }
-        Some(path) => {
-            // A partial export never replaces a good file: write beside it, rename when complete.
-            let tmp = temp_beside(path);
-            let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let mut out = BufWriter::with_capacity(1 << 16, f);
-            let res = write(&mut out).and_then(|()| {
-                let f = out.into_inner().map_err(|e| e.into_error())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                Ok(())
-            });
-            if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.context(format!("writing {}", path.display())));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// An interchange export (docs/interchange.md): one format to a file or standard output, or

@@ -2,7 +2,7 @@
 //! format, and the temporary name an output is written under before it replaces the file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -56,6 +56,38 @@ pub(crate) fn temp_beside(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Where an export goes: a file (written beside it, renamed when complete) or standard output.
+pub(crate) fn export_to(
+    path: Option<&Path>,
+    write: &mut dyn FnMut(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match path {
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            write(&mut out)?;
+            out.flush()?;
+        }
+        Some(path) => {
+            // A partial export never replaces a good file: write beside it, rename when complete.
+            let tmp = temp_beside(path);
+            let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut out = BufWriter::with_capacity(1 << 16, f);
+            let res = write(&mut out).and_then(|()| {
+                let f = out.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            });
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.context(format!("writing {}", path.display())));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

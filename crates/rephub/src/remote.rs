@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Status;
 use crate::args::{CategoriesCommand, Command, CriteriaArgs, KindArg, OutputFormat};
-use crate::files::{detect_format, open_input, temp_beside};
+use crate::files::{detect_format, export_to, open_input};
 use rephub_store::import::InputFormat;
 
 #[derive(Debug)]
@@ -91,26 +91,13 @@ fn export_one(
             v["error"]["message"].as_str().unwrap_or("")
         );
     }
-    Ok(match output {
-        None => {
-            std::io::copy(&mut resp, &mut std::io::stdout().lock()).context("reading the export")?
-        }
-        Some(path) => {
-            // As locally: a partial export never replaces a good file.
-            let tmp = temp_beside(path);
-            let res = (|| -> anyhow::Result<u64> {
-                let mut f = std::fs::File::create(&tmp)?;
-                let n = std::io::copy(&mut resp, &mut f).context("reading the export")?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                Ok(n)
-            })();
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            res.with_context(|| format!("writing {}", path.display()))?
-        }
-    })
+    // As locally: a partial export never replaces a good file.
+    let mut n = 0;
+    export_to(output, &mut |out| {
+        n = std::io::copy(&mut resp, out).context("reading the export")?;
+        Ok(())
+    })?;
+    Ok(n)
 }
 
 /// `name` as one path segment: everything but unreserved characters percent-encoded.

@@ -37,6 +37,29 @@ fn has(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Run a Python check on `path` that prints a count: the count, or `None` (said on stderr) when
+/// the Python library it needs (`what`) is not installed. Any other failure fails the test.
+fn python_count(script: &str, path: &Path, what: &str) -> Option<usize> {
+    let check = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    if err.contains("ModuleNotFoundError") {
+        eprintln!("SKIPPED the {what} check: {err}");
+        return None;
+    }
+    assert!(check.status.success(), "{what}: {err}");
+    Some(
+        String::from_utf8_lossy(&check.stdout)
+            .trim()
+            .parse()
+            .unwrap(),
+    )
+}
+
 /// A database with every kind: the examples.
 fn database(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
@@ -150,29 +173,15 @@ fn the_stix_bundle_is_valid_stix_2_1_and_csv_has_its_header() {
     assert!(csv.starts_with("kind,value,expires,tags\r\n"));
     assert_eq!(csv.lines().count(), plain.lines().count() + 1);
 
-    let check = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import json, sys, stix2\n\
+    let script = "import json, sys, stix2\n\
              from stix2patterns.validator import validate\n\
              b = stix2.parse(open(sys.argv[1]).read(), allow_custom=False)\n\
              bad = [o.pattern for o in b.objects if not validate(o.pattern, ret_errs=False, stix_version='2.1')]\n\
              assert not bad, bad\n\
-             print(len(b.objects))\n",
-        )
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&check.stderr);
-    if err.contains("ModuleNotFoundError") {
-        eprintln!("SKIPPED the stix2 check: {err}");
-        return;
+             print(len(b.objects))\n";
+    if let Some(n) = python_count(script, &bundle, "stix2") {
+        assert_eq!(n, objects.len());
     }
-    assert!(check.status.success(), "{err}");
-    assert_eq!(
-        String::from_utf8_lossy(&check.stdout).trim(),
-        objects.len().to_string()
-    );
 }
 
 #[test]
@@ -313,10 +322,7 @@ fn pymisp_loads_the_exported_feed() {
     let plain = String::from_utf8(rephub(&data, &["export", "-f", "plain"]).stdout).unwrap();
     let hashes = std::fs::read_to_string(feed.join("hashes.csv")).unwrap();
     assert_eq!(hashes.lines().count(), plain.lines().count());
-    let check = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import json, sys, os\n\
+    let script = "import json, sys, os\n\
              from pymisp import MISPEvent\n\
              d = sys.argv[1]\n\
              m = json.load(open(os.path.join(d, 'manifest.json')))\n\
@@ -328,19 +334,8 @@ fn pymisp_loads_the_exported_feed() {
              \x20   assert int(e.timestamp.timestamp()) == int(meta['timestamp'])\n\
              \x20   assert all(a.to_ids for a in e.attributes)\n\
              \x20   n += len(e.attributes)\n\
-             print(n)\n",
-        )
-        .arg(&feed)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&check.stderr);
-    if err.contains("ModuleNotFoundError") {
-        eprintln!("SKIPPED the PyMISP check: {err}");
-        return;
+             print(n)\n";
+    if let Some(n) = python_count(script, &feed, "PyMISP") {
+        assert_eq!(n, plain.lines().count());
     }
-    assert!(check.status.success(), "{err}");
-    assert_eq!(
-        String::from_utf8_lossy(&check.stdout).trim(),
-        plain.lines().count().to_string()
-    );
 }

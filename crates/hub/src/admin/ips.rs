@@ -188,10 +188,6 @@ struct Selector {
 }
 
 impl Selector {
-    fn any(&self) -> bool {
-        self.query.is_some() || self.cve.is_some() || self.technique.is_some()
-    }
-
     /// The filters of `all` it selects (all of them when it selects nothing).
     fn select<'a>(&self, all: &'a [IpsFilter]) -> ApiResult<Vec<&'a IpsFilter>> {
         let query = match &self.query {
@@ -282,6 +278,36 @@ pub(crate) struct BulkEdit {
     pub(crate) action: Option<String>,
 }
 
+impl BulkEdit {
+    /// What can be checked without the catalog: filters chosen, something to set, a known
+    /// action, a query that parses. The action, parsed. (A downstream checks again when it
+    /// applies an upstream's deployment; the upstream checks before it stores one.)
+    pub(crate) fn check(&self) -> ApiResult<Option<IpsAction>> {
+        if self.query.is_none() && self.cve.is_none() && self.technique.is_none() {
+            return Err(ApiError::bad(
+                "query",
+                "say which filters: query, cve or technique",
+            ));
+        }
+        if self.enabled.is_none() && self.action.is_none() {
+            return Err(ApiError::bad(
+                "enabled",
+                "say what to set: enabled and/or action",
+            ));
+        }
+        if let Some(q) = &self.query {
+            FilterQuery::parse(q).map_err(|e| ApiError::bad("query", e.0))?;
+        }
+        self.action
+            .as_deref()
+            .map(|a| {
+                IpsAction::parse(a)
+                    .ok_or_else(|| ApiError::bad("action", "Block, Notify or Permit"))
+            })
+            .transpose()
+    }
+}
+
 async fn bulk_edit(
     State(state): State<AppState>,
     P(id): P<i64>,
@@ -297,30 +323,12 @@ async fn bulk_edit(
 /// Apply a bulk edit to profile `id`: the numbers of the filters it set. Nothing is written when
 /// the edit is wrong (400 naming the field) or the profile does not exist (404).
 pub(crate) async fn edit(state: &AppState, id: i64, e: BulkEdit) -> ApiResult<Vec<u64>> {
+    let action = e.check()?;
     let sel = Selector {
         query: e.query,
         cve: e.cve,
         technique: e.technique,
         limit: None,
-    };
-    if !sel.any() {
-        return Err(ApiError::bad(
-            "query",
-            "say which filters: query, cve or technique",
-        ));
-    }
-    if e.enabled.is_none() && e.action.is_none() {
-        return Err(ApiError::bad(
-            "enabled",
-            "say what to set: enabled and/or action",
-        ));
-    }
-    let action = match &e.action {
-        Some(a) => Some(
-            IpsAction::parse(a)
-                .ok_or_else(|| ApiError::bad("action", "Block, Notify or Permit"))?,
-        ),
-        None => None,
     };
     profile_exists(state, id).await?;
     let (all, overrides) = state

@@ -100,26 +100,7 @@ async fn create(State(state): State<AppState>, P(id): P<i64>, b: Bytes) -> ApiRe
             "the downstream's profile, by name",
         ));
     }
-    let e = r.edit();
-    if e.query.is_none() && e.cve.is_none() && e.technique.is_none() {
-        return Err(ApiError::bad(
-            "query",
-            "say which filters: query, cve or technique",
-        ));
-    }
-    if e.enabled.is_none() && e.action.is_none() {
-        return Err(ApiError::bad(
-            "enabled",
-            "say what to set: enabled and/or action",
-        ));
-    }
-    if let Some(a) = &e.action {
-        rephub_model::IpsAction::parse(a)
-            .ok_or_else(|| ApiError::bad("action", "Block, Notify or Permit"))?;
-    }
-    if let Some(q) = &e.query {
-        rephub_model::FilterQuery::parse(q).map_err(|e| ApiError::bad("query", e.0))?;
-    }
+    r.edit().check()?;
     let text = serde_json::to_string(&r).map_err(HubError::record("deployment"))?;
     let created = state
         .exec(move |s| s.add_deployment(id, &text))
