@@ -69,6 +69,8 @@ struct Inner {
     targets: crate::scheduler::Registry,
     /// Status resources of STIX pushes.
     stix_statuses: crate::ingest::stix_status::Statuses,
+    /// TAXII passes being paged through.
+    taxii_passes: crate::distribution::taxii::Passes,
     /// The durable spool of what is shared, and its sinks' tasks.
     spool: crate::sharing::spool::SpoolHandle,
 }
@@ -138,6 +140,7 @@ impl AppState {
                 targets: crate::scheduler::Registry::default(),
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
+                taxii_passes: crate::distribution::taxii::Passes::default(),
                 spool,
             }),
         };
@@ -165,6 +168,10 @@ impl AppState {
 
     pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
+    }
+
+    pub(crate) fn taxii_passes(&self) -> &crate::distribution::taxii::Passes {
+        &self.inner.taxii_passes
     }
 
     pub(crate) fn spool(&self) -> &crate::sharing::spool::SpoolHandle {

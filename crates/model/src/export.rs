@@ -169,10 +169,9 @@ impl Exporter {
         }
         // What other tools call the value: a domain's name without rephub's `[…]` of an exact
         // entry (CSV keeps rephub's own form, which reads back).
-        let value = match (self.format, it.entry) {
-            (ExportFormat::Csv, _) => it.entry.to_string(),
-            (_, Entry::Domain(d)) => d.name().to_string(),
-            _ => it.entry.to_string(),
+        let value = match self.format {
+            ExportFormat::Csv => it.entry.to_string(),
+            _ => display_value(it.entry),
         };
         let mut out = String::new();
         match self.format {
@@ -245,7 +244,7 @@ fn score(tags: &[(&str, String)]) -> u8 {
 }
 
 /// A UUID (version 5 layout) from a name: the same name, the same UUID.
-pub(crate) fn uuid_of(name: &str) -> String {
+pub fn uuid_of(name: &str) -> String {
     let d = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
@@ -297,13 +296,56 @@ fn stix_time(t: i64) -> String {
         .to_string()
 }
 
+/// The value as other tools write it: a domain's name without rephub's `[…]` of an exact entry.
+fn display_value(entry: &Entry) -> String {
+    match entry {
+        Entry::Domain(d) => d.name().to_string(),
+        _ => entry.to_string(),
+    }
+}
+
+/// The id of an entry's STIX indicator, derived from its kind and value: the same in every export
+/// and every TAXII answer, so a consumer updates instead of duplicating.
+pub fn stix_indicator_id(entry: &Entry) -> String {
+    let value = display_value(entry);
+    format!(
+        "indicator--{}",
+        uuid_of(&format!("{}:{value}", entry.kind().as_str()))
+    )
+}
+
+/// The STIX 2.1 indicator of an entry, as the bundle export writes it; `now` stands in for a
+/// creation time the entry does not have.
+pub fn stix_indicator(it: &ExportItem, now: i64) -> serde_json::Value {
+    indicator(it, &display_value(it.entry), now)
+}
+
+/// The indicator of an entry that is gone, revoked at `at` (a STIX timestamp): what tells a
+/// TAXII poller to remove it. Its creation time is not kept after the entry, so it is `at` too.
+pub fn stix_indicator_revoked(entry: &Entry, at: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix_indicator_id(entry),
+        "created": at,
+        "modified": at,
+        "name": display_value(entry),
+        "indicator_types": ["malicious-activity"],
+        "pattern": stix_pattern(entry),
+        "pattern_type": "stix",
+        "pattern_version": "2.1",
+        "valid_from": at,
+        "revoked": true,
+    })
+}
+
 fn indicator(it: &ExportItem, value: &str, now: i64) -> serde_json::Value {
     let created = if it.created > 0 { it.created } else { now };
     let modified = it.modified.max(created);
     let mut o = serde_json::json!({
         "type": "indicator",
         "spec_version": "2.1",
-        "id": format!("indicator--{}", uuid_of(&format!("{}:{value}", it.entry.kind().as_str()))),
+        "id": stix_indicator_id(it.entry),
         "created": stix_time(created),
         "modified": stix_time(modified),
         "name": value,

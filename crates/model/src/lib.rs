@@ -33,7 +33,10 @@ pub use criteria::{Criteria, CriteriaError, Include, Query, TagCriterion};
 pub use domain::Domain;
 pub use entry::{Entry, IpRange};
 pub use error::EntryError;
-pub use export::{ExportFormat, ExportItem, Exporter, stix_pattern, uuid_text};
+pub use export::{
+    ExportFormat, ExportItem, Exporter, stix_indicator, stix_indicator_id, stix_indicator_revoked,
+    stix_pattern, uuid_of, uuid_text,
+};
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{
     ExportRecord, JsonLine, LineError, Lines, Pairs, RawRecord, SmsCsvReader, format_sms_line,

@@ -73,8 +73,8 @@ pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimit
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
-    WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, Outcome, Stats, StoredEntry, USER_SOURCE,
+    Upsert, WriteMode,
 };
 
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
@@ -139,6 +139,18 @@ pub trait ReputationStore {
     /// the `next` it returns is visible and was returned (or compacted away): a caller can store
     /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
+
+    /// Up to `limit` entries with an id above `after`, by id (a reader that pages through the
+    /// whole database and resumes where it stopped).
+    fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
+
+    /// The last commit made at or before `at_us` (microseconds), if any is still recorded: a
+    /// reader that has seen everything committed up to a time resumes after its `seq`.
+    fn commit_at_or_before(&self, at_us: i64) -> Result<Option<CommitMark>, StoreError>;
+
+    /// The last commit whose sequence number is at or below `seq`: the newest point up to which
+    /// every commit is whole (a follower may stand inside a large commit).
+    fn commit_through(&self, seq: u64) -> Result<Option<CommitMark>, StoreError>;
 
     fn stats(&self) -> Result<Stats, StoreError>;
 

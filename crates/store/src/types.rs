@@ -108,6 +108,14 @@ pub enum ChangePage {
     SnapshotRequired { horizon: u64, last_seq: u64 },
 }
 
+/// A commit that changed entries: the last sequence number it assigned and when it was committed,
+/// in microseconds since the Unix epoch (strictly increasing from commit to commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitMark {
+    pub seq: u64,
+    pub at_us: i64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub entries: u64,

@@ -66,6 +66,7 @@ macro_rules! backend_suite {
                 sms_merge_semantics,
                 sources_keep_their_own_assertions,
                 change_log_and_compaction,
+                commits_are_marked_in_time_and_entries_page_by_id,
                 ttl_sweeper_uses_the_clock,
                 search_entry_criteria,
                 categories_can_be_added_once,
@@ -324,6 +325,71 @@ fn change_log_and_compaction<S: TestBackend>() {
     let mut tx = d.store.begin().unwrap();
     add(&mut tx, &cat, &b);
     assert_eq!(tx.commit().unwrap(), 5);
+}
+
+fn commits_are_marked_in_time_and_entries_page_by_id<S: TestBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    assert_eq!(d.store.commit_through(u64::MAX).unwrap(), None);
+    let values = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
+    // Three commits in the same second (the clock is fixed): 2 entries, a transaction that
+    // changes nothing, then 2 and 1.
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &e(Kind::Ipv4, values[0]));
+    add(&mut tx, &cat, &e(Kind::Ipv4, values[1]));
+    tx.commit().unwrap();
+    d.store.begin().unwrap().commit().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &e(Kind::Ipv4, values[2]));
+    add(&mut tx, &cat, &e(Kind::Ipv4, values[3]));
+    tx.commit().unwrap();
+    d.clock.advance(10);
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &e(Kind::Ipv4, values[4]));
+    tx.commit().unwrap();
+
+    let marks: Vec<_> = [2, 3, 4, 5]
+        .iter()
+        .map(|s| d.store.commit_through(*s).unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        marks.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![2, 2, 4, 5],
+        "a sequence inside a commit belongs to the commit before it"
+    );
+    // Strictly increasing even within one second; the clock's second is kept.
+    assert!(marks[0].at_us < marks[2].at_us && marks[2].at_us < marks[3].at_us);
+    assert_eq!(marks[0].at_us / 1_000_000, T0);
+    assert_eq!(marks[3].at_us / 1_000_000, T0 + 10);
+    // A time maps to the last commit made by then.
+    fn seq_at(s: &impl ReputationStore, t: i64) -> Option<u64> {
+        s.commit_at_or_before(t).unwrap().map(|m| m.seq)
+    }
+    assert_eq!(seq_at(&d.store, marks[0].at_us - 1), None);
+    assert_eq!(seq_at(&d.store, marks[0].at_us), Some(2));
+    assert_eq!(seq_at(&d.store, marks[2].at_us), Some(4));
+    assert_eq!(seq_at(&d.store, marks[3].at_us - 1), Some(4));
+    assert_eq!(seq_at(&d.store, i64::MAX), Some(5));
+
+    // Paging by id, in id order, resuming after the last id.
+    let first = d.store.entries_after(0, 3).unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first.windows(2).all(|w| w[0].id < w[1].id));
+    let rest = d.store.entries_after(first[2].id, 10).unwrap();
+    let all: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|s| s.entry.to_string())
+        .collect();
+    assert_eq!(all, values);
+
+    // Compaction keeps the commit that maps times up to the horizon.
+    d.store.compact(3).unwrap();
+    assert_eq!(d.store.commit_through(3).unwrap().map(|m| m.seq), Some(2));
+    assert_eq!(seq_at(&d.store, marks[2].at_us), Some(4));
+    d.store.compact(4).unwrap();
+    assert_eq!(d.store.commit_through(3).unwrap(), None);
+    assert_eq!(seq_at(&d.store, i64::MAX), Some(5));
 }
 
 fn ttl_sweeper_uses_the_clock<S: TestBackend>() {

@@ -1,6 +1,7 @@
 //! Where filter sets leave the hub: the engine that keeps every profile's filter set, the
-//! devices' long-poll sync, their IPS policy, lists for firewalls that poll, CrowdSec's bouncer API, RPZ zones for resolvers, and what agents
-//! report back (health and detection events).
+//! devices' long-poll sync, their IPS policy, lists for firewalls that poll, CrowdSec's bouncer
+//! API, RPZ zones for resolvers, a TAXII 2.1 server for TAXII clients, and what agents report back
+//! (health and detection events).
 
 pub(crate) mod crowdsec;
 pub(crate) mod engine;
@@ -10,6 +11,7 @@ pub(crate) mod lists;
 pub(crate) mod reports;
 pub(crate) mod rpz;
 pub(crate) mod sync;
+pub(crate) mod taxii;
 
 use axum::Router;
 
@@ -23,4 +25,5 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(crowdsec::router(state))
         .merge(rpz::router(state))
         .merge(lists::router(state))
+        .merge(taxii::router(state))
 }

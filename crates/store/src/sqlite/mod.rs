@@ -43,8 +43,8 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, Outcome, Stats, StoredEntry, USER_SOURCE, Upsert,
-    WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, Outcome, Stats, StoredEntry, USER_SOURCE,
+    Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
 
@@ -516,6 +516,7 @@ impl ReputationStore for SqliteStore {
         Ok(SqliteTx {
             tx,
             seq,
+            first_seq: seq,
             next_id,
             now,
             ttl,
@@ -654,6 +655,36 @@ impl ReputationStore for SqliteStore {
         Ok(ChangePage::Delta { changes, next })
     }
 
+    fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id FROM entries WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            stmt.query_map(params![after, limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = self.get_many(&ids)?;
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    fn commit_at_or_before(&self, at_us: i64) -> Result<Option<CommitMark>, StoreError> {
+        mark(
+            &self.conn,
+            "SELECT seq, at FROM commit_times WHERE at <= ?1 ORDER BY at DESC LIMIT 1",
+            at_us,
+        )
+    }
+
+    fn commit_through(&self, seq: u64) -> Result<Option<CommitMark>, StoreError> {
+        mark(
+            &self.conn,
+            "SELECT seq, at FROM commit_times WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
+            i64::try_from(seq).unwrap_or(i64::MAX),
+        )
+    }
+
     fn stats(&self) -> Result<Stats, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let mut per_kind = Vec::new();
@@ -745,6 +776,12 @@ impl ReputationStore for SqliteStore {
         let tx = self.write_transaction()?;
         let upto = upto.min(meta(&tx, "last_seq")?);
         let removed = tx.execute("DELETE FROM changes WHERE seq <= ?1", [upto as i64])?;
+        // The commit at or below the horizon stays: it still maps a time to a cursor.
+        tx.execute(
+            "DELETE FROM commit_times
+             WHERE seq < (SELECT max(seq) FROM commit_times WHERE seq <= ?1)",
+            [upto as i64],
+        )?;
         tx.execute(
             "UPDATE meta SET value = max(value, ?1) WHERE key = 'horizon'",
             [upto as i64],
@@ -752,6 +789,18 @@ impl ReputationStore for SqliteStore {
         tx.commit()?;
         Ok(removed as u64)
     }
+}
+
+fn mark(conn: &Connection, sql: &str, arg: i64) -> Result<Option<CommitMark>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([arg])?;
+    Ok(match rows.next()? {
+        Some(r) => Some(CommitMark {
+            seq: r.get::<_, i64>(0)? as u64,
+            at_us: r.get(1)?,
+        }),
+        None => None,
+    })
 }
 
 fn wal_path(p: &Path) -> PathBuf {
@@ -770,6 +819,8 @@ pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
     /// The last sequence number handed out.
     seq: u64,
+    /// The last sequence number before this transaction.
+    first_seq: u64,
     /// The id the next new entry gets.
     next_id: i64,
     now: i64,
@@ -1042,6 +1093,19 @@ impl WriteTx for SqliteTx<'_> {
     }
 
     fn commit(self) -> Result<u64, StoreError> {
+        if self.seq > self.first_seq {
+            // Strictly increasing, so a time names one point of the log: commits within the
+            // same microsecond (or under a clock set back) get the next microsecond.
+            let subsec = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::from(d.subsec_micros()));
+            let at = self.now.saturating_mul(1_000_000).saturating_add(subsec);
+            self.tx.execute(
+                "INSERT INTO commit_times (seq, at)
+                 SELECT ?1, max(?2, coalesce((SELECT at FROM commit_times ORDER BY seq DESC LIMIT 1), 0) + 1)",
+                params![self.seq as i64, at],
+            )?;
+        }
         self.tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",
             [self.seq as i64],

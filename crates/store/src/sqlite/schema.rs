@@ -12,6 +12,9 @@
 //!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags`.
 //! - `changes`: the append-only change log; `value` is only kept for deletes, when the entry row is
 //!   gone. Inserts and updates point at the entry.
+//! - `commit_times`: one row per commit that changed entries: its last sequence number and when
+//!   it was committed (microseconds, strictly increasing), for readers that page by time (TAXII).
+//!   Compaction keeps the row at or below the horizon and everything after.
 //! - `meta`: `last_seq` (the newest sequence number, kept even when the log is compacted),
 //!   `horizon` (the highest compacted sequence number) and `next_entry_id`.
 //! - Every other table with an integer id (`categories`, `sources`, `api_keys`, `filters`,
@@ -444,6 +447,16 @@ const MIGRATIONS: &[&str] = &[
     // CVEs, techniques, request), as JSON; NULL for reputation hits.
     r#"
     ALTER TABLE events ADD COLUMN detail TEXT;
+    "#,
+    // 16: when each commit became visible (its last sequence number and a time in microseconds,
+    // strictly increasing), so a TAXII poller's `added_after` time maps to a change-log cursor.
+    // Commits made before this migration count as made at the migration.
+    r#"
+    CREATE TABLE commit_times (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE INDEX commit_times_at ON commit_times (at);
+    INSERT INTO commit_times (seq, at)
+        SELECT value, CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM meta
+        WHERE key = 'last_seq' AND value > 0;
     "#,
 ];
 
