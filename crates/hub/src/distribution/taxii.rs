@@ -71,12 +71,12 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     )
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    ApiError::status(status, message).render(Dialect::Taxii)
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::status(status, message)
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    ApiError::internal(e).render(Dialect::Taxii)
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e)
 }
 
 fn taxii(body: Value) -> Response {
@@ -88,7 +88,7 @@ fn taxii(body: Value) -> Response {
 
 /// TAXII clients must ask for `application/taxii+json` (version 2.1, or no version); a client that
 /// asks for nothing, or anything, gets it too.
-fn accepts(headers: &HeaderMap) -> Result<(), Response> {
+fn accepts(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
@@ -112,7 +112,7 @@ fn accepts(headers: &HeaderMap) -> Result<(), Response> {
 
 async fn discovery(headers: HeaderMap) -> Response {
     if let Err(r) = accepts(&headers) {
-        return r;
+        return r.render(Dialect::Taxii);
     }
     taxii(json!({
         "title": "rephub",
@@ -124,7 +124,7 @@ async fn discovery(headers: HeaderMap) -> Response {
 
 async fn api_root(headers: HeaderMap) -> Response {
     if let Err(r) = accepts(&headers) {
-        return r;
+        return r.render(Dialect::Taxii);
     }
     taxii(json!({
         "title": "rephub",
@@ -170,7 +170,7 @@ fn collection_id(scope: Scope) -> String {
 }
 
 /// The collections this caller may read.
-async fn readable(state: &AppState, who: &Principal) -> Result<Vec<Collection>, Response> {
+async fn readable(state: &AppState, who: &Principal) -> Result<Vec<Collection>, ApiError> {
     let profiles = read(state, |s| s.profiles()).await?;
     let device_profile = match who {
         Principal::Device(_, d) => Some(d.profile),
@@ -201,7 +201,7 @@ async fn readable(state: &AppState, who: &Principal) -> Result<Vec<Collection>, 
 
 /// The collection `id`: 404 when it does not exist for an API key; 403 for a device token
 /// whatever it is, so a device learns nothing about other profiles.
-async fn find(state: &AppState, who: &Principal, id: &str) -> Result<Collection, Response> {
+async fn find(state: &AppState, who: &Principal, id: &str) -> Result<Collection, ApiError> {
     let found = readable(state, who).await?.into_iter().find(|c| c.id == id);
     match (found, who) {
         (Some(c), _) => Ok(c),
@@ -222,13 +222,13 @@ async fn collections(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = accepts(&headers) {
-        return r;
+        return r.render(Dialect::Taxii);
     }
     match readable(&state, &who).await {
         Ok(list) => taxii(json!({
             "collections": list.iter().map(Collection::json).collect::<Vec<_>>()
         })),
-        Err(r) => r,
+        Err(r) => r.render(Dialect::Taxii),
     }
 }
 
@@ -239,11 +239,11 @@ async fn collection(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = accepts(&headers) {
-        return r;
+        return r.render(Dialect::Taxii);
     }
     match find(&state, &who, &id).await {
         Ok(c) => taxii(c.json()),
-        Err(r) => r,
+        Err(r) => r.render(Dialect::Taxii),
     }
 }
 
@@ -314,12 +314,12 @@ struct Params {
     versions: Option<Vec<i64>>,
 }
 
-fn bad(message: impl Into<String>) -> Response {
+fn bad(message: impl Into<String>) -> ApiError {
     error(StatusCode::BAD_REQUEST, message)
 }
 
 /// A TAXII timestamp (RFC 3339) in microseconds.
-fn parse_time(field: &str, v: &str) -> Result<i64, Response> {
+fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_micros())
         .map_err(|e| bad(format!("{field}: {v:?} is not an RFC 3339 timestamp ({e})")))
@@ -348,7 +348,7 @@ fn parse_next(v: &str) -> Option<(u64, u64, i64)> {
     (it.next().is_none() && from <= to).then_some((from, to, last))
 }
 
-fn params(raw: Option<&str>) -> Result<Params, Response> {
+fn params(raw: Option<&str>) -> Result<Params, ApiError> {
     let mut p = Params {
         limit: DEFAULT_PAGE,
         ..Params::default()
@@ -402,7 +402,7 @@ fn params(raw: Option<&str>) -> Result<Params, Response> {
 
 /// The pass a request reads: the one its `next` names (rebuilt if it left the cache), or a new one
 /// from `added_after`.
-async fn pass(state: &AppState, scope: Scope, p: &Params) -> Result<Option<Arc<Pass>>, Response> {
+async fn pass(state: &AppState, scope: Scope, p: &Params) -> Result<Option<Arc<Pass>>, ApiError> {
     let (from, to) = match p.next {
         Some((from, to, _)) => (from, Some(to)),
         None => {
@@ -451,7 +451,7 @@ async fn pass(state: &AppState, scope: Scope, p: &Params) -> Result<Option<Arc<P
     Ok(Some(pass))
 }
 
-async fn read<T, F>(state: &AppState, f: F) -> Result<T, Response>
+async fn read<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&crate::db::Backend) -> Result<T, rephub_store::StoreError> + Send + 'static,
     T: Send + 'static,
@@ -477,7 +477,7 @@ async fn objects_of(
     scope: Scope,
     from: u64,
     to: u64,
-) -> Result<Objects, Response> {
+) -> Result<Objects, ApiError> {
     let mut items: Vec<Item> = match scope {
         Scope::Profile(id) => {
             let engine = state.engine();
@@ -541,7 +541,7 @@ async fn page(
     pass: &Arc<Pass>,
     after: i64,
     p: &Params,
-) -> Result<(Vec<(Entry, Option<StoredEntry>)>, i64, bool), Response> {
+) -> Result<(Vec<(Entry, Option<StoredEntry>)>, i64, bool), ApiError> {
     let wanted = |e: &Entry| {
         p.ids
             .as_ref()
@@ -648,7 +648,7 @@ async fn answer(
     raw: Option<&str>,
     headers: &HeaderMap,
     object: Option<&str>,
-) -> Result<Answer, Response> {
+) -> Result<Answer, ApiError> {
     accepts(headers)?;
     let mut p = params(raw)?;
     let c = find(state, who, id).await?;
@@ -693,7 +693,7 @@ async fn objects(
 ) -> Response {
     let a = match answer(&state, &who, &id, raw.as_deref(), &headers, None).await {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.render(Dialect::Taxii),
     };
     envelope(&state, a).await
 }
@@ -701,7 +701,7 @@ async fn objects(
 async fn envelope(state: &AppState, a: Answer) -> Response {
     let catalog = match state.catalog().await {
         Ok(c) => c,
-        Err(e) => return internal(e),
+        Err(e) => return internal(e).render(Dialect::Taxii),
     };
     let objects: Vec<Value> = match &a.pass {
         Some(pass) => a
@@ -732,13 +732,14 @@ async fn object(
 ) -> Response {
     let a = match answer(&state, &who, &id, raw.as_deref(), &headers, Some(&object)).await {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.render(Dialect::Taxii),
     };
     if a.page.is_empty() {
         return error(
             StatusCode::NOT_FOUND,
             format!("no object {object} in collection {id}"),
-        );
+        )
+        .render(Dialect::Taxii);
     }
     envelope(&state, a).await
 }
@@ -752,13 +753,14 @@ async fn versions(
 ) -> Response {
     let a = match answer(&state, &who, &id, raw.as_deref(), &headers, Some(&object)).await {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.render(Dialect::Taxii),
     };
     let Some(pass) = a.pass.as_deref().filter(|_| !a.page.is_empty()) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no object {object} in collection {id}"),
-        );
+        )
+        .render(Dialect::Taxii);
     };
     let mut r = taxii(json!({"more": false, "versions": [stix_time(pass.at_us)]}));
     range_headers(&mut r, Some(pass), true);
@@ -774,7 +776,7 @@ async fn manifest(
 ) -> Response {
     let a = match answer(&state, &who, &id, raw.as_deref(), &headers, None).await {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.render(Dialect::Taxii),
     };
     let records: Vec<Value> = match &a.pass {
         Some(pass) => a
