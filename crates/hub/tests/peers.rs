@@ -240,3 +240,123 @@ async fn the_official_vision_one_sdk_works_against_the_hub() {
     assert!(stdout.contains("OK"), "{stdout}");
     h.hub.unwrap().stop().await.unwrap();
 }
+
+/// The official TAXII client (`taxii2-client`, as MISP's and OpenCTI's connectors use it) pages
+/// through a 100,000-indicator collection, polls again from its last `X-TAXII-Date-Added-Last`
+/// and sees exactly what changed, removals revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
+    use rephub_model::{Entry, Kind};
+    use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+    const N: u32 = 100_000;
+    let h = Hub::start_with(http_only).await;
+    h.post(
+        "/api/v1/filters",
+        json!({"name": "block High", "action": "block", "precedence": 1,
+               "criteria": ["Trend Micro Severity=High"]}),
+    )
+    .await;
+    h.post(
+        "/api/v1/profiles",
+        json!({"name": "perimeter", "filters": ["block High"]}),
+    )
+    .await;
+    {
+        let mut s = h.store();
+        let cat = s.catalog().unwrap();
+        let tags = cat
+            .parse_pairs([("Trend Micro Severity", "High")])
+            .unwrap()
+            .0;
+        let mut tx = s.begin().unwrap();
+        for i in 0..N {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let e = Entry::parse(Kind::Ipv4, &ip.to_string()).unwrap();
+            tx.upsert(
+                "feed",
+                &Upsert::new(e, tags.clone(), &cat),
+                WriteMode::Merge,
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    h.wait_until("/api/v1/profiles", "the profile selects all", |v| {
+        v["profiles"][0]["selected"].as_u64() == Some(u64::from(N))
+    })
+    .await;
+    let client = |added_after: Option<String>, names: bool| {
+        let url = h.url("/taxii2/");
+        async move {
+            let mut args = vec![
+                peers()
+                    .join("taxii_client.py")
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+                url,
+                "perimeter".into(),
+                "soc".into(),
+                common::READER.into(),
+                "5000".into(),
+            ];
+            args.extend(added_after);
+            if names {
+                args.push("--names".into());
+            }
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new("python3")
+                    .args(&args)
+                    .output()
+                    .expect("python3 (with taxii2-client: see .ci/run)")
+            })
+            .await
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let all = client(None, false).await;
+    assert_eq!(all["objects"], N, "{all}");
+    assert_eq!(all["distinct"], N, "{all}");
+    assert_eq!(all["pages"], N / 5000, "{all}");
+    assert_eq!(all["revoked"], 0);
+    eprintln!(
+        "taxii2-client paged {N} indicators in {:.2} s",
+        all["seconds"].as_f64().unwrap()
+    );
+    let last = all["last"].as_str().unwrap().to_string();
+
+    // Nothing changed: nothing again.
+    let again = client(Some(last.clone()), false).await;
+    assert_eq!(again["objects"], 0, "{again}");
+
+    // Two removed, one new: exactly these, the removed ones revoked.
+    h.call(
+        "DELETE",
+        "/api/v1/entries",
+        common::ADMIN,
+        Some(json!({"entries": [{"value": "10.0.0.5"}, {"value": "10.1.134.159"}]})),
+    )
+    .await;
+    h.post(
+        "/api/v1/entries",
+        json!({"entries": [{"value": "192.0.2.77", "tags": {"Trend Micro Severity": "High"}}]}),
+    )
+    .await;
+    let delta = client(Some(last), true).await;
+    assert_eq!(delta["objects"], 3, "{delta}");
+    assert_eq!(delta["revoked"], 2, "{delta}");
+    let mut names: Vec<&str> = delta["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["10.0.0.5", "10.1.134.159", "192.0.2.77"]);
+}
