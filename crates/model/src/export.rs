@@ -134,12 +134,14 @@ pub struct Exporter {
     format: ExportFormat,
     now: i64,
     first: bool,
+    stix: StixWriter,
 }
 
 impl Exporter {
     /// `now`: the export's time (the bundle's id and the indicators' `modified` fallback).
     pub fn new(format: ExportFormat, now: i64) -> Exporter {
         Exporter {
+            stix: StixWriter::default(),
             format,
             now,
             first: true,
@@ -191,7 +193,7 @@ impl Exporter {
                 if !self.first {
                     out.push_str(",\n");
                 }
-                out.push_str(&indicator(it, &value, self.now).to_string());
+                self.stix.indicator(&mut out, it, self.now, None);
             }
             ExportFormat::SuricataIprep => {
                 let _ = writeln!(out, "{value},{CATEGORY},{}", score(&it.tags));
@@ -256,7 +258,12 @@ pub fn uuid_of(name: &str) -> String {
 pub fn uuid_text(mut b: [u8; 16], version: u8) -> String {
     b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h: String = b
+        .iter()
+        .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 15)]])
+        .map(char::from)
+        .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -314,55 +321,101 @@ pub fn stix_indicator_id(entry: &Entry) -> String {
     )
 }
 
-/// The STIX 2.1 indicator of an entry, as the bundle export writes it; `now` stands in for a
-/// creation time the entry does not have.
-pub fn stix_indicator(it: &ExportItem, now: i64) -> serde_json::Value {
-    indicator(it, &display_value(it.entry), now)
+/// Writes STIX 2.1 indicators as JSON text straight into a buffer: exports and TAXII pages of
+/// many thousands of objects, without a JSON tree (and its allocations) per object. Keeps the
+/// last timestamp it formatted, since entries loaded together share their times.
+#[derive(Debug, Default)]
+pub struct StixWriter {
+    last_time: Option<(i64, String)>,
 }
 
-/// The indicator of an entry that is gone, revoked at `at` (a STIX timestamp): what tells a
-/// TAXII poller to remove it. Its creation time is not kept after the entry, so it is `at` too.
-pub fn stix_indicator_revoked(entry: &Entry, at: &str) -> serde_json::Value {
-    serde_json::json!({
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": stix_indicator_id(entry),
-        "created": at,
-        "modified": at,
-        "name": display_value(entry),
-        "indicator_types": ["malicious-activity"],
-        "pattern": stix_pattern(entry),
-        "pattern_type": "stix",
-        "pattern_version": "2.1",
-        "valid_from": at,
-        "revoked": true,
-    })
+/// `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
-fn indicator(it: &ExportItem, value: &str, now: i64) -> serde_json::Value {
-    let created = if it.created > 0 { it.created } else { now };
-    let modified = it.modified.max(created);
-    let mut o = serde_json::json!({
-        "type": "indicator",
-        "spec_version": "2.1",
-        "id": stix_indicator_id(it.entry),
-        "created": stix_time(created),
-        "modified": stix_time(modified),
-        "name": value,
-        "indicator_types": ["malicious-activity"],
-        "pattern": stix_pattern(it.entry),
-        "pattern_type": "stix",
-        "pattern_version": "2.1",
-        "valid_from": stix_time(created),
-    });
-    if let Some(t) = it.expires.filter(|t| *t > created) {
-        o["valid_until"] = serde_json::json!(stix_time(t));
+impl StixWriter {
+    fn time(&mut self, t: i64) -> &str {
+        if self.last_time.as_ref().is_none_or(|(at, _)| *at != t) {
+            self.last_time = Some((t, stix_time(t)));
+        }
+        self.last_time.as_ref().map_or("", |(_, s)| s.as_str())
     }
-    if !it.tags.is_empty() {
-        let labels: Vec<String> = it.tags.iter().map(|(c, v)| format!("{c}: {v}")).collect();
-        o["labels"] = serde_json::json!(labels);
+
+    /// The fields every indicator of an entry has, after `{`, up to `valid_from` (excluded).
+    fn head(out: &mut String, entry: &Entry, created: &str, modified: &str) {
+        out.push_str("\"type\":\"indicator\",\"spec_version\":\"2.1\",\"id\":\"");
+        out.push_str(&stix_indicator_id(entry));
+        out.push_str("\",\"created\":\"");
+        out.push_str(created);
+        out.push_str("\",\"modified\":\"");
+        out.push_str(modified);
+        out.push_str("\",\"name\":");
+        push_json_str(out, &display_value(entry));
+        out.push_str(",\"indicator_types\":[\"malicious-activity\"],\"pattern\":");
+        push_json_str(out, &stix_pattern(entry));
+        out.push_str(",\"pattern_type\":\"stix\",\"pattern_version\":\"2.1\"");
     }
-    o
+
+    /// One indicator, as a JSON object, appended to `out`; `modified` replaces the entry's own
+    /// modification time (a TAXII server's version of the object).
+    pub fn indicator(
+        &mut self,
+        out: &mut String,
+        it: &ExportItem,
+        now: i64,
+        modified: Option<&str>,
+    ) {
+        let created = if it.created > 0 { it.created } else { now };
+        let created_s = self.time(created).to_string();
+        let modified_s = match modified {
+            Some(m) => m.to_string(),
+            None => self.time(it.modified.max(created)).to_string(),
+        };
+        out.push('{');
+        Self::head(out, it.entry, &created_s, &modified_s);
+        out.push_str(",\"valid_from\":\"");
+        out.push_str(&created_s);
+        out.push('"');
+        if let Some(t) = it.expires.filter(|t| *t > created) {
+            out.push_str(",\"valid_until\":\"");
+            out.push_str(self.time(t));
+            out.push('"');
+        }
+        if !it.tags.is_empty() {
+            out.push_str(",\"labels\":[");
+            for (i, (c, v)) in it.tags.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, &format!("{c}: {v}"));
+            }
+            out.push(']');
+        }
+        out.push('}');
+    }
+
+    /// The indicator of an entry that is gone, revoked at `at` (a STIX timestamp): what tells a
+    /// TAXII poller to remove it. Its creation time is not kept after the entry, so it is `at`
+    /// too.
+    pub fn revoked(&mut self, out: &mut String, entry: &Entry, at: &str) {
+        out.push('{');
+        Self::head(out, entry, at, at);
+        out.push_str(",\"valid_from\":\"");
+        out.push_str(at);
+        out.push_str("\",\"revoked\":true}");
+    }
 }
 
 /// The rules that use the Suricata lists (loaded from the rule directory by their file names).
@@ -422,6 +475,38 @@ mod tests {
             Entry::parse_auto(v).unwrap(),
             vec![("Trend Micro Severity", "High".into())],
         )
+    }
+
+    #[test]
+    fn written_indicators_are_json_whatever_the_text() {
+        let e = Entry::parse_auto("http://evil.example/a?b=c").unwrap();
+        let odd = "quote \" backslash \\ tab \t nul \u{0} é";
+        let it = ExportItem {
+            entry: &e,
+            tags: vec![("Note", odd.to_string())],
+            sources: vec!["user"],
+            created: 1_800_000_000,
+            modified: 1_800_000_100,
+            expires: Some(1_900_000_000),
+        };
+        let mut out = String::new();
+        let mut w = StixWriter::default();
+        w.indicator(&mut out, &it, 0, None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["labels"][0], format!("Note: {odd}"));
+        assert_eq!(v["pattern"], "[url:value = 'http://evil.example/a?b=c']");
+        assert_eq!(v["modified"], "2027-01-15T08:01:40.000Z");
+        assert_eq!(v["valid_until"], "2030-03-17T17:46:40.000Z");
+        assert_eq!(v["id"], stix_indicator_id(&e));
+        let mut out = String::new();
+        w.indicator(&mut out, &it, 0, Some("2030-01-01T00:00:00.000Z"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["modified"], "2030-01-01T00:00:00.000Z");
+        let mut out = String::new();
+        w.revoked(&mut out, &e, "2030-01-01T00:00:00.000Z");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!((r["revoked"].as_bool(), &r["id"]), (Some(true), &v["id"]));
+        assert_eq!(r["created"], "2030-01-01T00:00:00.000Z");
     }
 
     fn export(format: ExportFormat, values: &[&str]) -> String {

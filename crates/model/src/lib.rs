@@ -34,8 +34,8 @@ pub use domain::Domain;
 pub use entry::{Entry, IpRange};
 pub use error::EntryError;
 pub use export::{
-    ExportFormat, ExportItem, Exporter, stix_indicator, stix_indicator_id, stix_indicator_revoked,
-    stix_pattern, uuid_of, uuid_text,
+    ExportFormat, ExportItem, Exporter, StixWriter, stix_indicator_id, stix_pattern, uuid_of,
+    uuid_text,
 };
 pub use filter::{ActionSet, Decision, Filter, FilterError, decide, sort_filters};
 pub use formats::{

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use rephub_model::{Entry, stix_indicator, stix_indicator_id, stix_indicator_revoked, uuid_of};
+use rephub_model::{Entry, StixWriter, stix_indicator_id, uuid_of};
 use rephub_store::{ChangePage, DistributionStore, ReputationStore, StoredEntry};
 
 use crate::distribution::engine::SyncAnswer;
@@ -605,24 +605,6 @@ async fn page(
     }
 }
 
-/// The STIX object of an entry in a pass.
-fn stix(
-    entry: &Entry,
-    stored: Option<&StoredEntry>,
-    pass: &Pass,
-    catalog: &rephub_model::Catalog,
-) -> Value {
-    let at = stix_time(pass.at_us);
-    match stored {
-        Some(s) => {
-            let mut o = stix_indicator(&s.export_item(catalog), pass.at_us / 1_000_000);
-            o["modified"] = Value::String(at);
-            o
-        }
-        None => stix_indicator_revoked(entry, &at),
-    }
-}
-
 fn range_headers(r: &mut Response, pass: Option<&Pass>, any: bool) {
     if let (Some(pass), true) = (pass, any) {
         let t = taxii_time(pass.at_us);
@@ -703,22 +685,45 @@ async fn envelope(state: &AppState, a: Answer) -> Response {
         Ok(c) => c,
         Err(e) => return internal(e).render(Dialect::Taxii),
     };
-    let objects: Vec<Value> = match &a.pass {
-        Some(pass) => a
-            .page
-            .iter()
-            .map(|(e, s)| stix(e, s.as_ref(), pass, &catalog))
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut body = json!({"more": a.next.is_some()});
+    // Written as text: pages of thousands of objects, no JSON tree per object.
+    let mut body = String::with_capacity(64 + a.page.len() * 640);
+    body.push_str(if a.next.is_some() {
+        "{\"more\":true"
+    } else {
+        "{\"more\":false"
+    });
     if let Some(n) = &a.next {
-        body["next"] = json!(n);
+        // A token is digits and dots.
+        body.push_str(",\"next\":\"");
+        body.push_str(n);
+        body.push('"');
     }
-    if !objects.is_empty() {
-        body["objects"] = Value::Array(objects);
+    if let (Some(pass), false) = (&a.pass, a.page.is_empty()) {
+        let at = stix_time(pass.at_us);
+        let mut w = StixWriter::default();
+        body.push_str(",\"objects\":[");
+        for (i, (e, s)) in a.page.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            match s {
+                Some(s) => w.indicator(
+                    &mut body,
+                    &s.export_item(&catalog),
+                    pass.at_us / 1_000_000,
+                    Some(&at),
+                ),
+                None => w.revoked(&mut body, e, &at),
+            }
+        }
+        body.push(']');
     }
-    let mut r = taxii(body);
+    body.push('}');
+    let mut r = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(TAXII_MEDIA))],
+        body,
+    )
+        .into_response();
     range_headers(&mut r, a.pass.as_deref(), !a.page.is_empty());
     r
 }
