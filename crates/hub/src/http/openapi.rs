@@ -166,6 +166,11 @@ fn sources_paths() -> Value {
             "/v3.0/threatintel/suspiciousObjectExceptions/delete": {"post": op("Vision One-compatible: remove exceptions (producer)", "apiKey", json_body(items.clone()))},
             "/taxii/feeds/collections/{id}/objects/": {"post": op("STIX 2.0/2.1 bundle push (producer), answered 202 with a TAXII status", "apiKey", merge(path_id("id"), json_body(json!({"type": "object", "required": ["type", "objects"]}))))},
             "/taxii/feeds/status/{id}/": {"get": op("the status resource of a STIX push", "apiKey", path_id("id"))},
+            "/taxii2/": {"get": op("TAXII 2.1 discovery (docs/taxii-server.md)", "apiKey", json!({}))},
+            "/taxii2/rephub/": {"get": op("the TAXII 2.1 API root", "apiKey", json!({}))},
+            "/taxii2/rephub/collections/": {"get": op("TAXII collections: all, and one per profile (read-only; a device token sees its profile's)", "apiKey", json!({}))},
+            "/taxii2/rephub/collections/{id}/objects/": {"get": op("STIX 2.1 indicators of a collection, paged by next; removals revoked", "apiKey", merge(path_id("id"), query(&["added_after", "limit", "next", "match[id]", "match[type]", "match[version]", "match[spec_version]"])))},
+            "/taxii2/rephub/collections/{id}/manifest/": {"get": op("the manifest of a collection, paged like its objects", "apiKey", merge(path_id("id"), query(&["added_after", "limit", "next", "match[id]", "match[type]", "match[version]"])))},
             "/api/v1/targets": {
                 "get": op("SMS-compatible targets the hub distributes to, with their state (docs/targets.md)", "apiKey", json!({})),
                 "post": op("create a target (admin)", "apiKey", json_body(json!({"type": "object", "required": ["name", "address", "version"]})))},
