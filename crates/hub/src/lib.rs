@@ -65,7 +65,7 @@ pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
 pub use sharing::spec::{FileSpec, SinkSpec, SyslogSpec};
 pub use sharing::{FullPolicyName, SharingConfig};
-pub use sources::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
+pub use sources::{FeedFormat, FeedSpec, MispSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;
 pub use targets::{ObjectTypes, Risk, TargetSpec};
 pub use validate::SpecError;

@@ -360,3 +360,206 @@ async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
     names.sort();
     assert_eq!(names, ["10.0.0.5", "10.1.134.159", "192.0.2.77"]);
 }
+
+/// Writes a MISP feed with PyMISP (`tests/peers/misp_feed.py`) into `dir`.
+fn misp_feed(dir: &Path, spec: &Value) {
+    let spec_file = dir.join("spec.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(peers().join("misp_feed.py"))
+        .arg(dir.join("feed"))
+        .arg(&spec_file)
+        .output()
+        .expect("python3 (with pymisp: see .ci/run)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A static server of `dir/feed` (as a web server serves a MISP feed): the manifest with an
+/// `ETag`; counts the requests per file.
+async fn serve_feed(
+    dir: PathBuf,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+) {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, StatusCode as S};
+    use axum::response::IntoResponse;
+    type Hits = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+    let hits: Hits = Default::default();
+    async fn file(
+        State((dir, hits)): State<(PathBuf, Hits)>,
+        UrlPath(name): UrlPath<String>,
+        headers: HeaderMap,
+    ) -> axum::response::Response {
+        *hits.lock().unwrap().entry(name.clone()).or_default() += 1;
+        let Ok(body) = std::fs::read(dir.join("feed").join(&name)) else {
+            return S::NOT_FOUND.into_response();
+        };
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let etag = format!("\"{:x}\"", h.finish());
+        if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+            return S::NOT_MODIFIED.into_response();
+        }
+        (
+            [("etag", etag), ("content-type", "application/json".into())],
+            body,
+        )
+            .into_response()
+    }
+    let state = (dir, hits.clone());
+    let addr = common::serve(move |_| {
+        axum::Router::new()
+            .route("/feed/{name}", axum::routing::get(file))
+            .with_state(state)
+    })
+    .await;
+    (addr, hits)
+}
+
+/// A MISP feed made by PyMISP, served over HTTP: read, tags mapped, `to_ids` honoured, a broken
+/// event rejected by name while the rest is kept; then an update (an event changed, one removed,
+/// the broken one fixed) withdraws exactly what no event has any more; an unchanged feed costs
+/// one 304.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misp_feed_made_by_pymisp_fills_the_database_and_follows_its_changes() {
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    const C: &str = "cccccccc-0000-4000-8000-000000000003";
+    let sha = "ab".repeat(32);
+    let dir = tempfile::tempdir().unwrap();
+    let event_a = |ts: u64, attributes: Value| {
+        json!({"uuid": A, "info": "campaign", "threat_level": 2, "timestamp": ts,
+               "tags": ["tlp:amber"], "attributes": attributes,
+               "objects": [{"name": "domain-ip", "attributes": [
+                   {"relation": "ip", "value": "203.0.113.5", "to_ids": true}]}]})
+    };
+    let a1 = event_a(
+        1_700_000_000,
+        json!([
+            {"type": "ip-dst", "value": "198.51.100.1", "to_ids": true},
+            {"type": "domain", "value": "evil.example", "to_ids": true,
+             "tags": ["rephub:Trend Micro Severity=\"High\""]},
+            {"type": "url", "value": "http://evil.example/payload", "to_ids": true},
+            {"type": "sha256", "value": sha, "to_ids": true},
+            {"type": "ip-src", "value": "198.51.100.2", "to_ids": false},
+            {"type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e", "to_ids": true},
+            {"type": "ip-dst", "value": "not-an-address", "to_ids": true}
+        ]),
+    );
+    let b1 = json!({"uuid": B, "info": "other", "threat_level": 3, "timestamp": 1_700_000_000,
+                    "attributes": [
+                        {"type": "hostname", "value": "shared.example", "to_ids": true},
+                        {"type": "ip-dst", "value": "198.51.100.1", "to_ids": true}]});
+    misp_feed(dir.path(), &json!({"events": [a1, b1], "broken": [C]}));
+    let (addr, hits) = serve_feed(dir.path().to_path_buf()).await;
+
+    let h = Hub::start_with(http_only).await;
+    let spec = json!({"kind": "misp", "name": "misp", "url": format!("http://{addr}/feed/"),
+                      "interval_secs": 3600,
+                      "tag_map": {"tlp:amber": "Description=TLP:AMBER"}});
+    let (s, v) = h.send("POST", "/api/v1/sources", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = h.wait_runs("/api/v1/sources/misp", 0).await;
+    let mut want: Vec<String> = [
+        "198.51.100.1",
+        "evil.example",
+        "http://evil.example/payload",
+        &sha,
+        "203.0.113.5",
+        "shared.example",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    want.sort();
+    let got: Vec<String> = h.owned("misp").await.into_iter().collect();
+    assert_eq!(got, want, "{v}");
+    // The broken event and the bad attribute are named; to_ids false and md5 are skipped.
+    let rejects = v["state"]["rejects"].to_string();
+    assert_eq!(v["state"]["last"]["rejected"], 2, "{v}");
+    assert!(
+        rejects.contains(C) && rejects.contains("not-an-address"),
+        "{rejects}"
+    );
+    assert_eq!(v["state"]["last"]["skipped"], 2, "{v}");
+    // Tags: the event's threat level, the attribute's machine tag over it, the tag map.
+    let tags = |e: &Value| e["tags"].clone();
+    let evil = h.entry("evil.example").await.unwrap();
+    assert_eq!(tags(&evil)["Trend Micro Severity"], "High", "{evil}");
+    let ip = h.entry("203.0.113.5").await.unwrap();
+    assert_eq!(tags(&ip)["Trend Micro Severity"], "Medium", "{ip}");
+    assert_eq!(tags(&ip)["Description"], "TLP:AMBER", "{ip}");
+    let shared = h.entry("shared.example").await.unwrap();
+    assert_eq!(tags(&shared)["Trend Micro Severity"], "Low", "{shared}");
+
+    // The update: A loses 198.51.100.1 and evil.example, B leaves the feed, C is fixed.
+    let a2 = event_a(
+        1_700_000_100,
+        json!([
+            {"type": "url", "value": "http://evil.example/payload", "to_ids": true},
+            {"type": "sha256", "value": sha, "to_ids": true}
+        ]),
+    );
+    let c = json!({"uuid": C, "threat_level": 1, "timestamp": 1_700_000_050,
+                   "attributes": [{"type": "ip-dst|port", "value": "192.0.2.9|8443", "to_ids": true}]});
+    std::fs::remove_dir_all(dir.path().join("feed")).unwrap();
+    misp_feed(dir.path(), &json!({"events": [a2, c]}));
+    let before = hits.lock().unwrap().clone();
+    let v = h.run("/api/v1/sources/misp/sync").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    let got: Vec<String> = h.owned("misp").await.into_iter().collect();
+    let mut want: Vec<String> = [
+        "http://evil.example/payload",
+        &sha,
+        "203.0.113.5",
+        "192.0.2.9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "{v}");
+    assert_eq!(v["state"]["last"]["removed"], 3, "{v}");
+    // Only the changed events were read again.
+    let after = hits.lock().unwrap().clone();
+    let read = |f: &str| after.get(f).copied().unwrap_or(0) - before.get(f).copied().unwrap_or(0);
+    assert_eq!(
+        (read(&format!("{A}.json")), read(&format!("{C}.json"))),
+        (1, 1)
+    );
+    assert_eq!(read(&format!("{B}.json")), 0);
+
+    // Nothing changed: one conditional request, answered 304, and nothing written.
+    let v = h.run("/api/v1/sources/misp/sync").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    let last = &v["state"]["last"];
+    assert_eq!(
+        (
+            last["added"].as_u64(),
+            last["updated"].as_u64(),
+            last["removed"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{v}"
+    );
+    let again = hits.lock().unwrap().clone();
+    assert_eq!(again.values().sum::<u32>(), after.values().sum::<u32>() + 1);
+    assert_eq!(h.owned("misp").await.len(), 4);
+
+    // The memory of what each event brought is lost (a restored backup, a wiped disk): the next
+    // run reads the whole feed again and ends with the same entries, nothing withdrawn.
+    let memory = h.dir.path().join("sources/misp.misp.json");
+    std::fs::remove_file(&memory).unwrap();
+    let v = h.run("/api/v1/sources/misp/sync").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    assert_eq!(v["state"]["last"]["removed"], 0, "{v}");
+    assert_eq!(h.owned("misp").await.len(), 4);
+    assert!(memory.exists());
+}

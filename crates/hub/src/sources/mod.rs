@@ -1,5 +1,5 @@
 //! Threat-intelligence sources that the hub pulls from: Vision One suspicious objects (or another
-//! hub's Vision One-compatible API), TAXII 2.1 collections, and lists over HTTP.
+//! hub's Vision One-compatible API), TAXII 2.1 collections, MISP feeds, and lists over HTTP.
 //!
 //! Every source has a config ([`SourceSpec`], from the configuration file or the REST API), a
 //! schedule, and a state kept in the store after every run ([`SourceState`]). A source *owns*
@@ -14,6 +14,7 @@
 
 pub(crate) mod api;
 mod feed;
+mod misp;
 pub(crate) mod spec;
 mod taxii;
 pub(crate) mod visionone;
@@ -31,7 +32,7 @@ use crate::scheduler::{Job, RunState, Turn};
 use crate::state::AppState;
 
 pub(crate) use spec::STIX_PUSH_SOURCE;
-pub use spec::{FeedFormat, FeedSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
+pub use spec::{FeedFormat, FeedSpec, MispSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
 
 impl From<crate::http::client::FetchError> for SyncError {
     fn from(e: crate::http::client::FetchError) -> SyncError {
@@ -327,6 +328,7 @@ pub(crate) async fn run_once(
         SourceSpec::Visionone(s) => visionone::sync(s, &mut st, &mut run).await,
         SourceSpec::Taxii(s) => taxii::sync(s, &mut st, &mut run).await,
         SourceSpec::Feed(s) => feed::sync(s, &mut st, &mut run).await,
+        SourceSpec::Misp(s) => misp::sync(s, &mut st, &mut run).await,
     };
     st.last = run.counts;
     st.total.add(&run.counts);
@@ -354,6 +356,7 @@ pub(crate) async fn test(spec: &SourceSpec) -> Result<Vec<String>, SyncError> {
         SourceSpec::Visionone(s) => visionone::test(s).await,
         SourceSpec::Taxii(s) => taxii::test(s).await,
         SourceSpec::Feed(s) => feed::test(s).await,
+        SourceSpec::Misp(s) => misp::test(s).await,
     }
 }
 
@@ -414,6 +417,7 @@ pub(crate) async fn remove(state: &AppState, name: &str) -> Result<u64, HubError
             sources: vec![name.clone()],
         })
         .await?;
+    misp::forget(&state.config().data_dir, &name);
     state.exec(move |s| s.delete_source_config(&name)).await??;
     Ok(done.count())
 }

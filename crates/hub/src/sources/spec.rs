@@ -30,6 +30,51 @@ pub enum SourceSpec {
     Taxii(TaxiiSpec),
     /// A list over HTTP: one value a line, or CSV.
     Feed(FeedSpec),
+    /// A MISP feed: `manifest.json` and one file per event.
+    Misp(MispSpec),
+}
+
+/// A MISP feed (the format MISP's "feeds" publish and read: docs/sources.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MispSpec {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The feed's base URL: `manifest.json` and `<event uuid>.json` are below it.
+    pub url: String,
+    /// Sent as `Authorization: <token>` (a MISP instance's auth key), if the feed needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Or `user:password` for HTTP Basic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<String>,
+    /// Only attributes marked `to_ids` (what MISP itself exports for detection). On by default.
+    #[serde(default = "yes")]
+    pub to_ids_only: bool,
+    /// Tags every entry of the feed gets: category → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// MISP tag names mapped to rephub tags: `"tlp:red" = "Trend Micro Severity=High"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tag_map: BTreeMap<String, String>,
+    #[serde(default = "MispSpec::interval")]
+    pub interval_secs: u64,
+    /// Longest one request may take, connecting and reading the answer included.
+    #[serde(default = "timeout")]
+    pub timeout_secs: u64,
+    /// PEM file of a CA (or self-signed certificate) to trust besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (labs and tests only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+impl MispSpec {
+    fn interval() -> u64 {
+        3600
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +289,7 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => &s.name,
             SourceSpec::Taxii(s) => &s.name,
             SourceSpec::Feed(s) => &s.name,
+            SourceSpec::Misp(s) => &s.name,
         }
     }
 
@@ -252,6 +298,7 @@ impl SourceSpec {
             SourceSpec::Visionone(_) => "visionone",
             SourceSpec::Taxii(_) => "taxii",
             SourceSpec::Feed(_) => "feed",
+            SourceSpec::Misp(_) => "misp",
         }
     }
 
@@ -260,6 +307,7 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => s.enabled,
             SourceSpec::Taxii(s) => s.enabled,
             SourceSpec::Feed(s) => s.enabled,
+            SourceSpec::Misp(s) => s.enabled,
         }
     }
 
@@ -268,6 +316,7 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => s.timeout_secs,
             SourceSpec::Taxii(s) => s.timeout_secs,
             SourceSpec::Feed(s) => s.timeout_secs,
+            SourceSpec::Misp(s) => s.timeout_secs,
         }
     }
 
@@ -276,6 +325,7 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => s.interval_secs,
             SourceSpec::Taxii(s) => s.interval_secs,
             SourceSpec::Feed(s) => s.interval_secs,
+            SourceSpec::Misp(s) => s.interval_secs,
         }
     }
 
@@ -390,6 +440,26 @@ impl SourceSpec {
                     return Err(bad("token", "give token or basic_auth, not both"));
                 }
             }
+            SourceSpec::Misp(s) => {
+                check_url("url", &s.url)?;
+                if s.token.is_some() && s.basic_auth.is_some() {
+                    return Err(bad("token", "give token or basic_auth, not both"));
+                }
+                for (tag, to) in &s.tag_map {
+                    if tag.trim().is_empty() {
+                        return Err(bad("tag_map", "an empty MISP tag name"));
+                    }
+                    if to
+                        .split_once('=')
+                        .is_none_or(|(c, v)| c.trim().is_empty() || v.trim().is_empty())
+                    {
+                        return Err(bad(
+                            "tag_map",
+                            format!("{tag:?} maps to {to:?}: give Category=Value"),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -402,6 +472,7 @@ impl SourceSpec {
             }
             SourceSpec::Taxii(s) => vec![&mut s.password, &mut s.token],
             SourceSpec::Feed(s) => vec![&mut s.token, &mut s.basic_auth],
+            SourceSpec::Misp(s) => vec![&mut s.token, &mut s.basic_auth],
         }
     }
 
@@ -426,6 +497,11 @@ impl SourceSpec {
                 s.basic_auth = hide(&s.basic_auth);
                 s.url = redact_url(&s.url);
             }
+            SourceSpec::Misp(s) => {
+                s.token = hide(&s.token);
+                s.basic_auth = hide(&s.basic_auth);
+                s.url = redact_url(&s.url);
+            }
         }
         out
     }
@@ -436,6 +512,7 @@ impl SourceSpec {
             SourceSpec::Visionone(s) => &mut s.url,
             SourceSpec::Taxii(s) => &mut s.url,
             SourceSpec::Feed(s) => &mut s.url,
+            SourceSpec::Misp(s) => &mut s.url,
         }
     }
 
@@ -449,6 +526,7 @@ impl SourceSpec {
             ],
             SourceSpec::Taxii(s) => vec![("password", &s.password), ("token", &s.token)],
             SourceSpec::Feed(s) => vec![("token", &s.token), ("basic_auth", &s.basic_auth)],
+            SourceSpec::Misp(s) => vec![("token", &s.token), ("basic_auth", &s.basic_auth)],
         }
     }
 
