@@ -563,3 +563,55 @@ async fn a_misp_feed_made_by_pymisp_fills_the_database_and_follows_its_changes()
     assert_eq!(h.owned("misp").await.len(), 4);
     assert!(memory.exists());
 }
+
+/// Writes rephub's own MISP feed export (`rephub_model::MispFeed`, what `rephub export -f misp`
+/// writes) of `items` `(value, source, severity)` into `dir/feed`.
+fn rephub_misp_feed(dir: &Path, items: &[(&str, &str, &str)]) {
+    let mut feed = rephub_model::MispFeed::new();
+    for (value, source, severity) in items {
+        let e = rephub_model::Entry::parse_auto(value).unwrap();
+        feed.add(&rephub_model::ExportItem {
+            entry: &e,
+            tags: vec![("Trend Micro Severity", severity.to_string())],
+            sources: vec![source],
+            created: 1_700_000_000,
+            modified: 1_700_000_000,
+            expires: None,
+        });
+    }
+    let files = feed.finish();
+    let out = dir.join("feed");
+    std::fs::create_dir_all(&out).unwrap();
+    for (uuid, event) in &files.events {
+        std::fs::write(out.join(format!("{uuid}.json")), event.to_string()).unwrap();
+    }
+    std::fs::write(out.join("hashes.csv"), &files.hashes).unwrap();
+    std::fs::write(out.join("manifest.json"), files.manifest.to_string()).unwrap();
+}
+
+/// rephub reads its own MISP export: every entry, with its tags (the export's machine tags
+/// `rephub:<category>="<value>"`; its `rephub:source` tag is not a category here and is left).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misp_source_reads_rephubs_own_misp_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = [
+        ("198.51.100.1", "feed-a", "High"),
+        ("evil.example", "feed-a", "Medium"),
+        ("http://evil.example/x", "feed-b", "Low"),
+        ("2001:db8::/48", "feed-b", "High"),
+    ];
+    rephub_misp_feed(dir.path(), &items);
+    let (addr, _) = serve_feed(dir.path().to_path_buf()).await;
+    let h = Hub::start_with(http_only).await;
+    let spec = json!({"kind": "misp", "name": "other-hub", "url": format!("http://{addr}/feed"),
+                      "interval_secs": 3600});
+    let (s, v) = h.send("POST", "/api/v1/sources", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = h.wait_runs("/api/v1/sources/other-hub", 0).await;
+    assert_eq!(v["state"]["last"]["rejected"], 0, "{v}");
+    assert_eq!(h.owned("other-hub").await.len(), items.len(), "{v}");
+    for (value, _, severity) in items {
+        let e = h.entry(value).await.unwrap();
+        assert_eq!(e["tags"]["Trend Micro Severity"], severity, "{e}");
+    }
+}

@@ -138,7 +138,7 @@ pub enum DistributionsCommand {
     },
 }
 
-/// Sources (Vision One, TAXII, feeds) or targets (SMS-compatible products): both are
+/// Sources (Vision One, TAXII, MISP feeds, lists) or targets (SMS-compatible products): both are
 /// configured by a spec, the same fields as in the hub's configuration file.
 #[derive(Debug, Clone, Subcommand)]
 pub enum JobsCommand {

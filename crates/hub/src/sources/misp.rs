@@ -11,7 +11,8 @@
 //!   otherwise; deleted ones and other types are skipped and counted.
 //! - Tags: the event's threat level gives `Trend Micro Severity` (1 High, 2 Medium, 3 Low); MISP
 //!   tags of the event and the attribute map to rephub tags through `tag_map`, and machine tags
-//!   `rephub:<Category>="<Value>"` map directly; the source's `tags` apply to every entry.
+//!   `rephub:<Category>="<Value>"` (what rephub's own MISP export writes) map directly when the
+//!   category exists here; the source's `tags` apply to every entry.
 //! - What an event brought is remembered (`<data dir>/sources/<name>.misp.json`, written after
 //!   the store): when an event changes or leaves the manifest, the entries it no longer has are
 //!   withdrawn — unless another event of the feed still has them.
@@ -277,7 +278,11 @@ impl Tagging<'_> {
             if let Some((c, v)) = self.map.get(n).and_then(|to| to.split_once('=')) {
                 out.push((c.trim().to_string(), v.trim().to_string()));
             } else if let Some((c, v)) = n.strip_prefix("rephub:").and_then(|r| r.split_once('=')) {
-                out.push((c.trim().to_string(), v.trim().trim_matches('"').to_string()));
+                // Machine tags of categories this database does not have (`rephub:source`, a
+                // category of another hub) are not rephub tags here.
+                if self.catalog.by_name(c.trim()).is_some() {
+                    out.push((c.trim().to_string(), v.trim().trim_matches('"').to_string()));
+                }
             }
         }
     }
