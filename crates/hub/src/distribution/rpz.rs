@@ -93,30 +93,34 @@ fn ipv6_trigger(n: &Ipv6Net) -> String {
     format!("{}.{}.rpz-ip", n.prefix_len(), labels.join("."))
 }
 
+/// The RPZ records of one selected entry: `(owner relative to the zone, rank, CNAME target)`. On
+/// an owner two entries share (an exact `[evil.example]` and `evil.example`), the higher rank
+/// wins.
+pub(crate) fn contributions(s: &Selected) -> Vec<(String, u8, &'static str)> {
+    let target = match s.decision.action {
+        ActionSet::Block | ActionSet::BlockNotify => ".",
+        ActionSet::Permit => "rpz-passthru.",
+        ActionSet::Notify | ActionSet::Trace => return Vec::new(),
+    };
+    match &s.entry {
+        Entry::Domain(d) if d.is_exact() => vec![(d.name().to_string(), 2, target)],
+        Entry::Domain(d) => vec![
+            (d.name().to_string(), 1, target),
+            (format!("*.{}", d.name()), 1, target),
+        ],
+        Entry::Ipv4(n) => vec![(ipv4_trigger(n), 1, target)],
+        Entry::Ipv6(n) => vec![(ipv6_trigger(n), 1, target)],
+        Entry::Url { .. } | Entry::Sha1(_) | Entry::Sha256(_) => Vec::new(),
+    }
+}
+
 /// Owner names and their policy, more specific entries winning on the same owner.
 fn records(items: &[Selected]) -> BTreeMap<String, (u8, &'static str)> {
     let mut out: BTreeMap<String, (u8, &'static str)> = BTreeMap::new();
-    let mut put = |owner: String, rank: u8, target: &'static str| {
+    for (owner, rank, target) in items.iter().flat_map(contributions) {
         let slot = out.entry(owner).or_insert((rank, target));
         if rank > slot.0 {
             *slot = (rank, target);
-        }
-    };
-    for s in items {
-        let target = match s.decision.action {
-            ActionSet::Block | ActionSet::BlockNotify => ".",
-            ActionSet::Permit => "rpz-passthru.",
-            ActionSet::Notify | ActionSet::Trace => continue,
-        };
-        match &s.entry {
-            Entry::Domain(d) if d.is_exact() => put(d.name().to_string(), 2, target),
-            Entry::Domain(d) => {
-                put(d.name().to_string(), 1, target);
-                put(format!("*.{}", d.name()), 1, target);
-            }
-            Entry::Ipv4(n) => put(ipv4_trigger(n), 1, target),
-            Entry::Ipv6(n) => put(ipv6_trigger(n), 1, target),
-            Entry::Url { .. } | Entry::Sha1(_) | Entry::Sha256(_) => {}
         }
     }
     out
