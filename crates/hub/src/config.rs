@@ -51,6 +51,47 @@ pub struct Config {
     pub sources: Vec<crate::sources::spec::SourceSpec>,
     /// Sharing: the spool's limits and the sinks (see docs/sharing.md).
     pub sharing: crate::sharing::spec::SharingConfig,
+    /// RPZ zones over DNS: AXFR, IXFR and NOTIFY for BIND, Knot and PowerDNS secondaries (see
+    /// docs/rpz-transfer.md). Off unless `listen` is set.
+    pub rpz_dns: RpzDnsConfig,
+}
+
+/// RPZ zones served over DNS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpzDnsConfig {
+    /// Address for DNS over TCP (transfers) and UDP (SOA queries, NOTIFY); off when unset.
+    pub listen: Option<SocketAddr>,
+    /// The zone of profile `P` is `P.<zone_suffix>`.
+    pub zone_suffix: String,
+    /// Secondaries to NOTIFY when a zone changes (`address:port`).
+    pub notify: Vec<SocketAddr>,
+    /// A TSIG key (RFC 8945): when set, every request must be signed with it (unless it comes
+    /// from `allow_unsigned`), answers are signed, and so are NOTIFYs.
+    pub tsig_name: Option<String>,
+    /// `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    pub tsig_algorithm: String,
+    /// The key, base64 (as `tsig-keygen` prints it), or a file holding it.
+    pub tsig_secret: Option<String>,
+    pub tsig_secret_file: Option<PathBuf>,
+    /// Networks that may ask without TSIG. Default: loopback when no key is set, nobody when one
+    /// is.
+    pub allow_unsigned: Option<Vec<ipnet::IpNet>>,
+}
+
+impl Default for RpzDnsConfig {
+    fn default() -> RpzDnsConfig {
+        RpzDnsConfig {
+            listen: None,
+            zone_suffix: "rpz.rephub".into(),
+            notify: Vec::new(),
+            tsig_name: None,
+            tsig_algorithm: "hmac-sha256".into(),
+            tsig_secret: None,
+            tsig_secret_file: None,
+            allow_unsigned: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -75,6 +116,7 @@ impl Default for Config {
             min_prefix_v6: 16,
             sources: Vec::new(),
             sharing: crate::sharing::spec::SharingConfig::default(),
+            rpz_dns: RpzDnsConfig::default(),
         }
     }
 }
@@ -206,6 +248,33 @@ impl Config {
                 reason: e.reason,
             },
         )?;
+        let d = &self.rpz_dns;
+        let dns = |reason: String| ConfigError::Invalid {
+            field: "rpz_dns",
+            reason,
+        };
+        if hickory_proto::rr::Name::from_ascii(&d.zone_suffix).is_err() || d.zone_suffix.is_empty()
+        {
+            return Err(dns(format!(
+                "zone_suffix: {:?} is not a domain name",
+                d.zone_suffix
+            )));
+        }
+        if d.tsig_secret.is_some() && d.tsig_secret_file.is_some() {
+            return Err(dns("give tsig_secret or tsig_secret_file, not both".into()));
+        }
+        if d.tsig_name.is_some() != (d.tsig_secret.is_some() || d.tsig_secret_file.is_some()) {
+            return Err(dns("tsig_name and a tsig secret go together".into()));
+        }
+        if !matches!(
+            d.tsig_algorithm.as_str(),
+            "hmac-sha256" | "hmac-sha384" | "hmac-sha512"
+        ) {
+            return Err(dns(format!(
+                "tsig_algorithm: {:?}: hmac-sha256, hmac-sha384 or hmac-sha512",
+                d.tsig_algorithm
+            )));
+        }
         if self.min_prefix_v4 > 32 || self.min_prefix_v6 > 128 {
             return Err(ConfigError::Invalid {
                 field: "min_prefix_v4",

@@ -59,7 +59,7 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use config::{Config, ConfigError, LogFormat};
+pub use config::{Config, ConfigError, LogFormat, RpzDnsConfig};
 pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
@@ -148,6 +148,8 @@ pub struct RunningHub {
     pub addr: SocketAddr,
     /// The HTTPS listener, if enabled.
     pub tls_addr: Option<SocketAddr>,
+    /// The DNS listener of the RPZ zones (TCP and UDP), if enabled.
+    pub rpz_dns_addr: Option<SocketAddr>,
     /// The admin key created on first start (shown once; only its hash is kept).
     pub initial_admin_key: Option<String>,
     shutdown: tokio::sync::oneshot::Sender<()>,
@@ -224,6 +226,14 @@ pub async fn start_with_clock(
     sources::start_all(&state).await?;
     targets::start_all(&state).await?;
     sharing::start(&state).await?;
+    let (rpz_dns_addr, dns_tasks) = match state.config().rpz_dns.listen {
+        Some(listen) => {
+            let cfg = state.config().rpz_dns.clone();
+            let (a, t) = distribution::rpz_dns::start(&state, &cfg, listen).await?;
+            (Some(a), t)
+        }
+        None => (None, Vec::new()),
+    };
     // The hub's own chores run in the scheduler like sources and targets.
     let chores = scheduler::Registry::default();
     {
@@ -260,6 +270,9 @@ pub async fn start_with_clock(
             .map_err(|e| HubError::Bind(addr.to_string(), e));
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
+        for t in dns_tasks {
+            t.abort();
+        }
         state.sources().stop_all();
         state.targets().stop_all();
         state.spool().sinks().stop_all();
@@ -271,6 +284,7 @@ pub async fn start_with_clock(
     Ok(RunningHub {
         addr,
         tls_addr,
+        rpz_dns_addr,
         initial_admin_key,
         shutdown: tx,
         task,

@@ -69,6 +69,8 @@ struct Inner {
     targets: crate::scheduler::Registry,
     /// Status resources of STIX pushes.
     stix_statuses: crate::ingest::stix_status::Statuses,
+    /// The RPZ zones over DNS, when served.
+    rpz_dns: std::sync::OnceLock<Arc<crate::distribution::rpz_dns::RpzDns>>,
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::taxii::Passes,
     /// The durable spool of what is shared, and its sinks' tasks.
@@ -140,6 +142,7 @@ impl AppState {
                 targets: crate::scheduler::Registry::default(),
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
+                rpz_dns: std::sync::OnceLock::new(),
                 taxii_passes: crate::distribution::taxii::Passes::default(),
                 spool,
             }),
@@ -168,6 +171,14 @@ impl AppState {
 
     pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
+    }
+
+    pub(crate) fn set_rpz_dns(&self, dns: Arc<crate::distribution::rpz_dns::RpzDns>) {
+        let _ = self.inner.rpz_dns.set(dns);
+    }
+
+    pub(crate) fn rpz_dns(&self) -> Option<&Arc<crate::distribution::rpz_dns::RpzDns>> {
+        self.inner.rpz_dns.get()
     }
 
     pub(crate) fn taxii_passes(&self) -> &crate::distribution::taxii::Passes {

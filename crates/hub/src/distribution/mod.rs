@@ -10,6 +10,7 @@ pub(crate) mod ips;
 pub(crate) mod lists;
 pub(crate) mod reports;
 pub(crate) mod rpz;
+pub(crate) mod rpz_dns;
 pub(crate) mod rpz_zone;
 pub(crate) mod sync;
 pub(crate) mod taxii;

@@ -57,7 +57,9 @@ pub(crate) struct Zone {
 
 /// The record an owner has: the contribution of the highest rank.
 fn effective(list: &[(i64, u8, &'static str)]) -> Option<&'static str> {
-    list.iter().max_by_key(|(_, rank, _)| *rank).map(|(_, _, t)| *t)
+    list.iter()
+        .max_by_key(|(_, rank, _)| *rank)
+        .map(|(_, _, t)| *t)
 }
 
 impl Zone {
@@ -136,11 +138,15 @@ impl Zone {
                 cursor,
                 upserts,
                 deletes,
-            } => (cursor, upserts, deletes.into_iter().map(|(id, _)| id).collect()),
+            } => (
+                cursor,
+                upserts,
+                deletes.into_iter().map(|(id, _)| id).collect(),
+            ),
         };
         // The owners touched, with their record before.
         let mut before: HashMap<Arc<str>, Option<&'static str>> = HashMap::new();
-        let mut touch = |z: &Zone, owners: &[Arc<str>], before: &mut HashMap<_, _>| {
+        let touch = |z: &Zone, owners: &[Arc<str>], before: &mut HashMap<_, _>| {
             for o in owners {
                 before
                     .entry(o.clone())
@@ -212,10 +218,7 @@ mod tests {
         Selected {
             id,
             entry: Entry::parse_auto(v).unwrap_or_else(|_| unreachable!()),
-            decision: Decision {
-                action,
-                filter: 1,
-            },
+            decision: Decision { action, filter: 1 },
             expires: None,
         }
     }
@@ -253,22 +256,43 @@ mod tests {
         let delta = SyncAnswer::Delta {
             cursor: 12,
             upserts: vec![sel(5, "[evil.example]", ActionSet::Permit)],
-            deletes: vec![(2, Entry::parse_auto("198.51.100.7").unwrap_or_else(|_| unreachable!()))],
+            deletes: vec![(
+                2,
+                Entry::parse_auto("198.51.100.7").unwrap_or_else(|_| unreachable!()),
+            )],
         };
-        let d = z.apply(delta, 12).cloned().unwrap_or_else(|| unreachable!());
+        let d = z
+            .apply(delta, 12)
+            .cloned()
+            .unwrap_or_else(|| unreachable!());
         assert_eq!(
             sorted(d.deleted),
-            vec![("32.7.100.51.198.rpz-ip".into(), "."), ("evil.example".into(), ".")]
+            vec![
+                ("32.7.100.51.198.rpz-ip".into(), "."),
+                ("evil.example".into(), ".")
+            ]
         );
-        assert_eq!(sorted(d.added), vec![("evil.example".into(), "rpz-passthru.")]);
+        assert_eq!(
+            sorted(d.added),
+            vec![("evil.example".into(), "rpz-passthru.")]
+        );
         // The exact entry goes again: the wider one's record comes back.
         let delta = SyncAnswer::Delta {
             cursor: 13,
             upserts: vec![],
-            deletes: vec![(5, Entry::parse_auto("[evil.example]").unwrap_or_else(|_| unreachable!()))],
+            deletes: vec![(
+                5,
+                Entry::parse_auto("[evil.example]").unwrap_or_else(|_| unreachable!()),
+            )],
         };
-        let d = z.apply(delta, 13).cloned().unwrap_or_else(|| unreachable!());
-        assert_eq!(sorted(d.deleted), vec![("evil.example".into(), "rpz-passthru.")]);
+        let d = z
+            .apply(delta, 13)
+            .cloned()
+            .unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            sorted(d.deleted),
+            vec![("evil.example".into(), "rpz-passthru.")]
+        );
         assert_eq!(sorted(d.added), vec![("evil.example".into(), ".")]);
         // A change DNS does not see keeps the serial.
         let delta = SyncAnswer::Delta {
@@ -283,7 +307,10 @@ mod tests {
         assert_eq!(z.transfer(13), Transfer::Current);
         match z.transfer(10) {
             Transfer::Incremental(d) => {
-                assert_eq!(d.iter().map(|d| (d.from, d.to)).collect::<Vec<_>>(), [(10, 12), (12, 13)]);
+                assert_eq!(
+                    d.iter().map(|d| (d.from, d.to)).collect::<Vec<_>>(),
+                    [(10, 12), (12, 13)]
+                );
             }
             other => unreachable!("{other:?}"),
         }
@@ -294,10 +321,16 @@ mod tests {
             items: vec![sel(1, "evil.example", ActionSet::Block)],
         };
         let d = z.apply(snap, 20).cloned().unwrap_or_else(|| unreachable!());
-        assert_eq!(sorted(d.deleted), vec![("good.example".into(), "rpz-passthru.")]);
+        assert_eq!(
+            sorted(d.deleted),
+            vec![("good.example".into(), "rpz-passthru.")]
+        );
         assert!(d.added.is_empty());
         let mut now = sorted(z.records().collect());
         now.sort();
-        assert_eq!(now, vec![("*.evil.example".into(), "."), ("evil.example".into(), ".")]);
+        assert_eq!(
+            now,
+            vec![("*.evil.example".into(), "."), ("evil.example".into(), ".")]
+        );
     }
 }

@@ -1,0 +1,671 @@
+//! RPZ zones over DNS, for resolvers that take RPZ as a secondary zone (BIND 9, Knot Resolver,
+//! PowerDNS Recursor): SOA queries over UDP and TCP, AXFR (RFC 5936) and IXFR (RFC 1995) over TCP,
+//! NOTIFY (RFC 1996) to the configured secondaries when a zone changes, TSIG (RFC 8945) on all of
+//! it when a key is configured. docs/rpz-transfer.md says how to point BIND at it.
+//!
+//! - The zone of profile `P` is `P.<zone_suffix>`; its records are those of `/rpz/P.zone`
+//!   (distribution/rpz.rs) under that origin, with `SOA` and `NS localhost.` at the apex. The serial
+//!   is the profile's cursor (see rpz_zone.rs); IXFR answers from the zone's journal, or with the
+//!   whole zone when the journal does not reach back to the secondary's serial.
+//! - Who may ask: with a TSIG key, requests signed with it (a bad signature is NOTAUTH/BADSIG, an
+//!   unknown key NOTAUTH/BADKEY, a time outside the fudge NOTAUTH/BADTIME, each unsigned as the
+//!   RFC says); unsigned requests only from `allow_unsigned` (loopback by default when no key is
+//!   set). Others get REFUSED, whether or not the zone exists.
+//! - Transfers are streamed in messages of at most `PER_MESSAGE` records, every one signed (the
+//!   first with the request's MAC, the others chained on the previous MAC, timers only).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, make_tsig_record};
+use hickory_proto::rr::rdata::{CNAME, NS, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigResponseContext, TSigner};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use rephub_store::DistributionStore;
+
+use crate::config::RpzDnsConfig;
+use crate::distribution::rpz_zone::{Diff, Rr, Transfer, Zone};
+use crate::error::HubError;
+use crate::state::AppState;
+
+/// Records per message of a transfer (well under 64 KiB with the longest owner names).
+const PER_MESSAGE: usize = 200;
+const TTL: u32 = 60;
+const FUDGE: u16 = 300;
+/// NOTIFY: tries per secondary and change, and how long each waits for the answer.
+const NOTIFY_TRIES: u32 = 5;
+const NOTIFY_WAIT: Duration = Duration::from_secs(1);
+/// A TCP connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A profile's zone and its name.
+struct Served {
+    apex: Name,
+    zone: Zone,
+}
+
+/// The DNS side of the RPZ zones.
+pub(crate) struct RpzDns {
+    state: AppState,
+    suffix: Name,
+    signer: Option<TSigner>,
+    unsigned: Vec<ipnet::IpNet>,
+    refresh: u32,
+    zones: Mutex<HashMap<i64, Served>>,
+    /// NOTIFYs waiting for their answer, by message id.
+    pending: Mutex<HashMap<u16, tokio::sync::oneshot::Sender<()>>>,
+    /// Transfers served: `(whole, incremental)`.
+    served: Mutex<(u64, u64)>,
+}
+
+impl std::fmt::Debug for RpzDns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The TSIG key stays out of logs.
+        f.debug_struct("RpzDns")
+            .field("suffix", &self.suffix)
+            .field(
+                "tsig",
+                &self.signer.as_ref().map(|s| s.signer_name().to_string()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn algorithm(name: &str) -> TsigAlgorithm {
+    match name {
+        "hmac-sha384" => TsigAlgorithm::HmacSha384,
+        "hmac-sha512" => TsigAlgorithm::HmacSha512,
+        _ => TsigAlgorithm::HmacSha256,
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_id() -> u16 {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    u16::from_be_bytes(b)
+}
+
+fn config_error(e: impl std::fmt::Display) -> HubError {
+    HubError::Config(format!("rpz_dns: {e}"))
+}
+
+impl RpzDns {
+    pub(crate) fn new(state: &AppState, cfg: &RpzDnsConfig) -> Result<RpzDns, HubError> {
+        use base64::Engine as _;
+        let suffix = Name::from_ascii(&cfg.zone_suffix)
+            .map_err(config_error)?
+            .to_lowercase();
+        let secret = match (&cfg.tsig_secret, &cfg.tsig_secret_file) {
+            (Some(s), _) => Some(s.trim().to_string()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(HubError::file(f))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let signer = match (&cfg.tsig_name, secret) {
+            (Some(name), Some(secret)) => {
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .map_err(|e| config_error(format!("tsig secret: not base64: {e}")))?;
+                let name = Name::from_ascii(name).map_err(config_error)?;
+                Some(
+                    TSigner::new(key, algorithm(&cfg.tsig_algorithm), name, FUDGE)
+                        .map_err(config_error)?,
+                )
+            }
+            _ => None,
+        };
+        let unsigned = match (&cfg.allow_unsigned, &signer) {
+            (Some(list), _) => list.clone(),
+            (None, Some(_)) => Vec::new(),
+            (None, None) => vec![
+                "127.0.0.0/8".parse().map_err(config_error)?,
+                "::1/128".parse().map_err(config_error)?,
+            ],
+        };
+        Ok(RpzDns {
+            state: state.clone(),
+            suffix,
+            signer,
+            unsigned,
+            refresh: state.config().rpz_refresh_secs,
+            zones: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            served: Mutex::new((0, 0)),
+        })
+    }
+
+    fn serial_of(&self, apex: &Name) -> Option<u32> {
+        lock(&self.zones)
+            .values()
+            .find(|s| &s.apex == apex)
+            .map(|s| s.zone.serial)
+    }
+
+    /// Transfers served so far: `(whole, incremental)`.
+    pub(crate) fn transfers(&self) -> (u64, u64) {
+        *lock(&self.served)
+    }
+
+    /// Bring every profile's zone up to its filter set. Returns the zones whose serial moved:
+    /// `(apex, serial)`.
+    async fn refresh(&self) -> Result<Vec<(Name, u32)>, HubError> {
+        let profiles = self.state.read(|s| s.profiles()).await??;
+        let engine = self.state.engine();
+        let mut moved = Vec::new();
+        let mut keep = Vec::new();
+        for p in profiles {
+            keep.push(p.id);
+            let Ok(label) = Name::from_ascii(&p.name) else {
+                tracing::warn!(profile = %p.name, "profile name is not a DNS name: no RPZ zone over DNS");
+                continue;
+            };
+            let Ok(apex) = label.append_domain(&self.suffix) else {
+                tracing::warn!(profile = %p.name, "zone name too long: no RPZ zone over DNS");
+                continue;
+            };
+            let apex = apex.to_lowercase();
+            let (cursor, fresh) = {
+                let mut zones = lock(&self.zones);
+                let served = zones.entry(p.id).or_insert_with(|| Served {
+                    apex: apex.clone(),
+                    zone: Zone::default(),
+                });
+                served.apex = apex.clone();
+                (
+                    served.zone.cursor,
+                    served.zone.len() == 0 && served.zone.cursor == 0,
+                )
+            };
+            let last = engine.last_change(p.id).unwrap_or(0);
+            if !fresh && last <= cursor {
+                continue;
+            }
+            let e = engine.clone();
+            let id = p.id;
+            let from = (!fresh).then_some(cursor);
+            let answer = tokio::task::spawn_blocking(move || e.answer(id, from)).await??;
+            let mut zones = lock(&self.zones);
+            let Some(served) = zones.get_mut(&p.id) else {
+                continue;
+            };
+            match answer {
+                Some(a) => {
+                    if served.zone.apply(a, last).is_some() {
+                        moved.push((served.apex.clone(), served.zone.serial));
+                    }
+                }
+                None => served.zone.cursor = served.zone.cursor.max(last),
+            }
+        }
+        lock(&self.zones).retain(|id, _| keep.contains(id));
+        Ok(moved)
+    }
+
+    fn soa(&self, apex: &Name, serial: u32) -> Record {
+        let host = Name::from_ascii("localhost.").unwrap_or_else(|_| Name::root());
+        let mail = Name::from_ascii("hostmaster.localhost.").unwrap_or_else(|_| Name::root());
+        let refresh = i32::try_from(self.refresh).unwrap_or(i32::MAX);
+        Record::from_rdata(
+            apex.clone(),
+            TTL,
+            RData::SOA(SOA::new(
+                host,
+                mail,
+                serial,
+                refresh,
+                (refresh / 2).max(1),
+                604_800,
+                30,
+            )),
+        )
+    }
+
+    fn ns(apex: &Name) -> Record {
+        let host = Name::from_ascii("localhost.").unwrap_or_else(|_| Name::root());
+        Record::from_rdata(apex.clone(), TTL, RData::NS(NS(host)))
+    }
+
+    fn rr(apex: &Name, (owner, target): &Rr) -> Option<Record> {
+        let name = Name::from_ascii(owner).ok()?.append_domain(apex).ok()?;
+        let target = Name::from_ascii(target).ok()?;
+        Some(Record::from_rdata(name, TTL, RData::CNAME(CNAME(target))))
+    }
+
+    /// The records of an answer to a query for `qtype` at `apex`, or `None` when the zone is not
+    /// served here. For transfers, the records in order.
+    fn answer_records(
+        &self,
+        apex: &Name,
+        qtype: RecordType,
+        client_serial: Option<u32>,
+        tcp: bool,
+    ) -> Option<Vec<Record>> {
+        let zones = lock(&self.zones);
+        let served = zones.values().find(|s| &s.apex == apex)?;
+        let z = &served.zone;
+        let soa = self.soa(apex, z.serial);
+        let whole = |out: &mut Vec<Record>| {
+            out.push(soa.clone());
+            out.push(Self::ns(apex));
+            out.extend(z.records().filter_map(|r| Self::rr(apex, &r)));
+            out.push(soa.clone());
+        };
+        let mut out = Vec::new();
+        match qtype {
+            RecordType::SOA => out.push(soa.clone()),
+            RecordType::NS => out.push(Self::ns(apex)),
+            RecordType::AXFR if tcp => {
+                whole(&mut out);
+                lock(&self.served).0 += 1;
+            }
+            // Over UDP an IXFR gets the current SOA: the secondary then asks over TCP.
+            RecordType::IXFR if !tcp => out.push(soa.clone()),
+            RecordType::IXFR => match client_serial.map(|s| z.transfer(s)) {
+                Some(Transfer::Current) => out.push(soa.clone()),
+                Some(Transfer::Incremental(diffs)) => {
+                    out.push(soa.clone());
+                    for d in diffs {
+                        incremental(&mut out, d, apex, |s| self.soa(apex, s));
+                    }
+                    out.push(soa.clone());
+                    lock(&self.served).1 += 1;
+                }
+                Some(Transfer::Whole) | None => {
+                    whole(&mut out);
+                    lock(&self.served).0 += 1;
+                }
+            },
+            _ => {}
+        }
+        Some(out)
+    }
+
+    /// Whether an unsigned request from `peer` may be answered.
+    fn unsigned_ok(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.unsigned.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Answer one request: the messages to send back (several for a transfer).
+    pub(crate) fn handle(&self, bytes: &[u8], peer: SocketAddr, tcp: bool) -> Vec<Vec<u8>> {
+        let req = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                // FORMERR, if there is an id to answer to.
+                if bytes.len() < 12 {
+                    return Vec::new();
+                }
+                let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+                return encode(&Message::error_msg(
+                    id,
+                    OpCode::Query,
+                    ResponseCode::FormErr,
+                ))
+                .into_iter()
+                .collect();
+            }
+        };
+        if req.metadata.message_type == MessageType::Response {
+            // The answer to one of our NOTIFYs.
+            if req.metadata.op_code == OpCode::Notify {
+                if let Some(tx) = lock(&self.pending).remove(&req.metadata.id) {
+                    let _ = tx.send(());
+                }
+            }
+            return Vec::new();
+        }
+        let id = req.metadata.id;
+        let op = req.metadata.op_code;
+        // TSIG first: nothing is said to a request that fails it.
+        let mut request_mac = None;
+        if let Some(sig) = &req.signature {
+            let Some(signer) = &self.signer else {
+                return self.unsigned_error(
+                    id,
+                    op,
+                    TSigResponseContext::unknown_key(id, now(), sig.name.clone()),
+                );
+            };
+            if sig.name != *signer.signer_name() || sig.data.algorithm != *signer.algorithm() {
+                return self.unsigned_error(
+                    id,
+                    op,
+                    TSigResponseContext::unknown_key(id, now(), sig.name.clone()),
+                );
+            }
+            match signer.verify_message_byte(bytes, None, true) {
+                Ok((mac, _, window)) => {
+                    if !window.contains(&now()) {
+                        let ctx = TSigResponseContext::new(
+                            id,
+                            now(),
+                            signer.clone(),
+                            mac,
+                            Some(hickory_proto::rr::rdata::tsig::TsigError::BadTime),
+                        );
+                        let mut m = Message::error_msg(id, op, ResponseCode::NotAuth);
+                        return sign_one(&mut m, ctx).into_iter().collect();
+                    }
+                    request_mac = Some(mac);
+                }
+                Err(_) => {
+                    return self.unsigned_error(
+                        id,
+                        op,
+                        TSigResponseContext::bad_signature(id, now(), signer.clone()),
+                    );
+                }
+            }
+        } else if !self.unsigned_ok(peer.ip()) {
+            return encode(&Message::error_msg(id, op, ResponseCode::Refused))
+                .into_iter()
+                .collect();
+        }
+        let mut head = Message::response(id, op);
+        head.metadata.authoritative = true;
+        head.add_queries(req.queries.iter().cloned());
+        let question = match (op, req.queries.as_slice()) {
+            (OpCode::Query, [q]) if q.query_class() == DNSClass::IN => q.clone(),
+            (OpCode::Query, _) => {
+                head.metadata.response_code = ResponseCode::FormErr;
+                head.metadata.authoritative = false;
+                return self.sign_all(vec![head], id, request_mac);
+            }
+            _ => {
+                head.metadata.response_code = ResponseCode::NotImp;
+                head.metadata.authoritative = false;
+                return self.sign_all(vec![head], id, request_mac);
+            }
+        };
+        let apex = question.name().to_lowercase();
+        let client_serial = req.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(s) => Some(s.serial),
+            _ => None,
+        });
+        let Some(records) = self.answer_records(&apex, question.query_type(), client_serial, tcp)
+        else {
+            head.metadata.response_code = ResponseCode::Refused;
+            head.metadata.authoritative = false;
+            return self.sign_all(vec![head], id, request_mac);
+        };
+        let mut messages = Vec::new();
+        let mut chunks = records.chunks(PER_MESSAGE).peekable();
+        if chunks.peek().is_none() {
+            messages.push(head);
+        }
+        for (i, chunk) in chunks.enumerate() {
+            let mut m = Message::response(id, op);
+            m.metadata.authoritative = true;
+            if i == 0 {
+                m.add_queries(req.queries.iter().cloned());
+            }
+            m.add_answers(chunk.iter().cloned());
+            messages.push(m);
+        }
+        self.sign_all(messages, id, request_mac)
+    }
+
+    fn unsigned_error(&self, id: u16, op: OpCode, ctx: TSigResponseContext) -> Vec<Vec<u8>> {
+        let mut m = Message::error_msg(id, op, ResponseCode::NotAuth);
+        sign_one(&mut m, ctx).into_iter().collect()
+    }
+
+    /// Encode the messages of an answer, signed when the request was.
+    fn sign_all(
+        &self,
+        messages: Vec<Message>,
+        id: u16,
+        request_mac: Option<Vec<u8>>,
+    ) -> Vec<Vec<u8>> {
+        let (Some(signer), Some(mut prev)) = (&self.signer, request_mac) else {
+            return messages.iter().filter_map(encode).collect();
+        };
+        let time = now();
+        let mut out = Vec::with_capacity(messages.len());
+        for (i, mut m) in messages.into_iter().enumerate() {
+            let Some(bytes) = encode(&m) else { break };
+            let record = if i == 0 {
+                TSigResponseContext::new(id, time, signer.clone(), prev.clone(), None).sign(&bytes)
+            } else {
+                // RFC 8945 5.3.1: the previous MAC, the message, and the timers only.
+                let mut tbs = Vec::with_capacity(prev.len() + bytes.len() + 10);
+                tbs.extend_from_slice(&(prev.len() as u16).to_be_bytes());
+                tbs.extend_from_slice(&prev);
+                tbs.extend_from_slice(&bytes);
+                tbs.extend_from_slice(&((time >> 32) as u16).to_be_bytes());
+                tbs.extend_from_slice(&(time as u32).to_be_bytes());
+                tbs.extend_from_slice(&FUDGE.to_be_bytes());
+                signer
+                    .sign(&tbs)
+                    .map(|mac| {
+                        Box::new(make_tsig_record(
+                            signer.signer_name().clone(),
+                            TSIG::new(
+                                signer.algorithm().clone(),
+                                time,
+                                FUDGE,
+                                mac,
+                                id,
+                                None,
+                                Vec::new(),
+                            ),
+                        ))
+                    })
+                    .map_err(|e| hickory_proto::ProtoError::from(e.to_string()))
+            };
+            let Ok(record) = record else {
+                tracing::error!("signing a DNS answer failed");
+                break;
+            };
+            prev = record.data.mac.clone();
+            m.set_signature(record);
+            match encode(&m) {
+                Some(b) => out.push(b),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// NOTIFY every secondary of a zone (in the background; retried, bounded).
+    fn notify(
+        self: &Arc<Self>,
+        socket: &Arc<UdpSocket>,
+        targets: &[SocketAddr],
+        apex: Name,
+        serial: u32,
+    ) {
+        for target in targets.iter().copied() {
+            let (me, socket, apex) = (self.clone(), socket.clone(), apex.clone());
+            tokio::spawn(async move {
+                for attempt in 1..=NOTIFY_TRIES {
+                    // A newer serial has its own NOTIFY: stop repeating this one.
+                    if me.serial_of(&apex) != Some(serial) {
+                        return;
+                    }
+                    let mut m = Message::new(random_id(), MessageType::Query, OpCode::Notify);
+                    m.metadata.authoritative = true;
+                    m.add_query(Query::query(apex.clone(), RecordType::SOA));
+                    m.add_answer(me.soa(&apex, serial));
+                    if let Some(signer) = &me.signer {
+                        if m.finalize(signer, now()).is_err() {
+                            tracing::error!("signing a NOTIFY failed");
+                            return;
+                        }
+                    }
+                    let Some(bytes) = encode(&m) else { return };
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    lock(&me.pending).insert(m.metadata.id, tx);
+                    if let Err(e) = socket.send_to(&bytes, target).await {
+                        tracing::warn!(%target, error = %e, "sending NOTIFY failed");
+                    }
+                    let answered = tokio::time::timeout(NOTIFY_WAIT * attempt, rx).await;
+                    lock(&me.pending).remove(&m.metadata.id);
+                    if matches!(answered, Ok(Ok(()))) {
+                        tracing::debug!(%target, zone = %apex, serial, "NOTIFY acknowledged");
+                        return;
+                    }
+                }
+                tracing::warn!(%target, zone = %apex, serial, "NOTIFY not acknowledged; the secondary will find the change at its next refresh");
+            });
+        }
+    }
+}
+
+/// IXFR's difference sequence: the old SOA, what goes, the new SOA, what comes.
+fn incremental(out: &mut Vec<Record>, d: &Diff, apex: &Name, soa: impl Fn(u32) -> Record) {
+    out.push(soa(d.from));
+    out.extend(d.deleted.iter().filter_map(|r| RpzDns::rr(apex, r)));
+    out.push(soa(d.to));
+    out.extend(d.added.iter().filter_map(|r| RpzDns::rr(apex, r)));
+}
+
+fn encode(m: &Message) -> Option<Vec<u8>> {
+    match m.to_vec() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a DNS answer failed");
+            None
+        }
+    }
+}
+
+fn sign_one(m: &mut Message, ctx: TSigResponseContext) -> Option<Vec<u8>> {
+    let bytes = encode(m)?;
+    match ctx.sign(&bytes) {
+        Ok(record) => {
+            m.set_signature(record);
+            encode(m)
+        }
+        Err(_) => Some(bytes),
+    }
+}
+
+/// Bind the DNS listeners (TCP and UDP on one port) and serve; NOTIFY secondaries as zones
+/// change. Returns the bound address.
+pub(crate) async fn start(
+    state: &AppState,
+    cfg: &RpzDnsConfig,
+    listen: SocketAddr,
+) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>), HubError> {
+    let dns = Arc::new(RpzDns::new(state, cfg)?);
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|e| HubError::Bind(listen.to_string(), e))?;
+    let addr = tcp
+        .local_addr()
+        .map_err(|e| HubError::Bind(listen.to_string(), e))?;
+    let udp = Arc::new(
+        UdpSocket::bind(addr)
+            .await
+            .map_err(|e| HubError::Bind(addr.to_string(), e))?,
+    );
+    dns.refresh().await?;
+    state.set_rpz_dns(dns.clone());
+    let mut tasks = Vec::new();
+    {
+        let dns = dns.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DNS accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let dns = dns.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_tcp(&dns, stream, peer).await {
+                        tracing::debug!(%peer, error = %e, "DNS connection ended");
+                    }
+                });
+            }
+        }));
+    }
+    {
+        let (dns, udp) = (dns.clone(), udp.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let (n, peer) = match udp.recv_from(&mut buf).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "DNS receive failed");
+                        continue;
+                    }
+                };
+                for answer in dns.handle(&buf[..n], peer, false) {
+                    let _ = udp.send_to(&answer, peer).await;
+                }
+            }
+        }));
+    }
+    {
+        let targets = cfg.notify.clone();
+        let mut changes = state.engine().subscribe();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                // Every change of the filter sets, and a slow tick for profiles made or renamed.
+                let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+                match dns.refresh().await {
+                    Ok(moved) => {
+                        for (apex, serial) in moved {
+                            dns.notify(&udp, &targets, apex, serial);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "refreshing the RPZ zones failed"),
+                }
+            }
+        }));
+    }
+    tracing::info!(%addr, "RPZ zones served over DNS (AXFR, IXFR, NOTIFY)");
+    Ok((addr, tasks))
+}
+
+async fn serve_tcp(dns: &RpzDns, mut stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(IDLE, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tokio::time::timeout(IDLE, stream.read_exact(&mut msg))
+            .await
+            .map_err(|_| std::io::Error::other("request not sent in time"))??;
+        for answer in dns.handle(&msg, peer, true) {
+            let Ok(n) = u16::try_from(answer.len()) else {
+                return Err(std::io::Error::other("answer over 64 KiB"));
+            };
+            stream.write_all(&n.to_be_bytes()).await?;
+            stream.write_all(&answer).await?;
+        }
+        stream.flush().await?;
+    }
+}
