@@ -55,7 +55,6 @@ struct Served {
 
 /// The DNS side of the RPZ zones.
 pub(crate) struct RpzDns {
-    state: AppState,
     suffix: Name,
     signer: Option<TSigner>,
     unsigned: Vec<ipnet::IpNet>,
@@ -105,7 +104,8 @@ fn config_error(e: impl std::fmt::Display) -> HubError {
 }
 
 impl RpzDns {
-    pub(crate) fn new(state: &AppState, cfg: &RpzDnsConfig) -> Result<RpzDns, HubError> {
+    /// `refresh`: the SOA refresh the zones announce (seconds).
+    pub(crate) fn new(cfg: &RpzDnsConfig, refresh: u32) -> Result<RpzDns, HubError> {
         use base64::Engine as _;
         let suffix = Name::from_ascii(&cfg.zone_suffix)
             .map_err(config_error)?
@@ -142,11 +142,10 @@ impl RpzDns {
             ],
         };
         Ok(RpzDns {
-            state: state.clone(),
             suffix,
             signer,
             unsigned,
-            refresh: state.config().rpz_refresh_secs,
+            refresh,
             zones: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             served: Mutex::new((0, 0)),
@@ -167,9 +166,9 @@ impl RpzDns {
 
     /// Bring every profile's zone up to its filter set. Returns the zones whose serial moved:
     /// `(apex, serial)`.
-    async fn refresh(&self) -> Result<Vec<(Name, u32)>, HubError> {
-        let profiles = self.state.read(|s| s.profiles()).await??;
-        let engine = self.state.engine();
+    async fn refresh(&self, state: &AppState) -> Result<Vec<(Name, u32)>, HubError> {
+        let profiles = state.read(|s| s.profiles()).await??;
+        let engine = state.engine();
         let mut moved = Vec::new();
         let mut keep = Vec::new();
         for p in profiles {
@@ -570,7 +569,7 @@ pub(crate) async fn start(
     cfg: &RpzDnsConfig,
     listen: SocketAddr,
 ) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>), HubError> {
-    let dns = Arc::new(RpzDns::new(state, cfg)?);
+    let dns = Arc::new(RpzDns::new(cfg, state.config().rpz_refresh_secs)?);
     let tcp = TcpListener::bind(listen)
         .await
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;
@@ -582,7 +581,7 @@ pub(crate) async fn start(
             .await
             .map_err(|e| HubError::Bind(addr.to_string(), e))?,
     );
-    dns.refresh().await?;
+    dns.refresh(state).await?;
     state.set_rpz_dns(dns.clone());
     let mut tasks = Vec::new();
     {
@@ -626,12 +625,13 @@ pub(crate) async fn start(
     }
     {
         let targets = cfg.notify.clone();
+        let state = state.clone();
         let mut changes = state.engine().subscribe();
         tasks.push(tokio::spawn(async move {
             loop {
                 // Every change of the filter sets, and a slow tick for profiles made or renamed.
                 let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
-                match dns.refresh().await {
+                match dns.refresh(&state).await {
                     Ok(moved) => {
                         for (apex, serial) in moved {
                             dns.notify(&udp, &targets, apex, serial);
@@ -667,5 +667,165 @@ async fn serve_tcp(dns: &RpzDns, mut stream: TcpStream, peer: SocketAddr) -> std
             stream.write_all(&answer).await?;
         }
         stream.flush().await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::engine::{Selected, SyncAnswer};
+    use proptest::prelude::*;
+    use rephub_model::{ActionSet, Decision, Entry};
+
+    const SECRET: &str = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    /// A server with one zone `perimeter.rpz.rephub.` of 452 entries (a transfer of three
+    /// messages).
+    fn server(tsig: bool) -> RpzDns {
+        let mut cfg = RpzDnsConfig::default();
+        if tsig {
+            cfg.tsig_name = Some("k".into());
+            cfg.tsig_secret = Some(SECRET.into());
+        }
+        let dns = RpzDns::new(&cfg, 60).unwrap_or_else(|e| unreachable!("{e}"));
+        let mut zone = Zone::default();
+        let sel = |id, v: &str| Selected {
+            id,
+            entry: Entry::parse_auto(v).unwrap_or_else(|_| unreachable!()),
+            decision: Decision {
+                filter: 1,
+                action: ActionSet::Block,
+            },
+            expires: None,
+        };
+        zone.apply(
+            SyncAnswer::Snapshot {
+                cursor: 7,
+                items: [sel(1, "evil.example"), sel(2, "198.51.100.7")]
+                    .into_iter()
+                    .chain((0..450).map(|i| sel(10 + i, &format!("10.0.{}.{}", i / 200, i % 200))))
+                    .collect(),
+            },
+            7,
+        );
+        let apex = Name::from_ascii("perimeter.rpz.rephub.").unwrap_or_else(|_| unreachable!());
+        lock(&dns.zones).insert(1, Served { apex, zone });
+        dns
+    }
+
+    fn query(qtype: RecordType) -> Message {
+        let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("perimeter.rpz.rephub.").unwrap_or_else(|_| unreachable!()),
+            qtype,
+        ));
+        m
+    }
+
+    fn answers(out: &[Vec<u8>]) -> Vec<Message> {
+        out.iter()
+            .map(|b| Message::from_vec(b).unwrap_or_else(|e| unreachable!("{e}")))
+            .collect()
+    }
+
+    const LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5353);
+    const REMOTE: SocketAddr =
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9)), 5353);
+
+    #[test]
+    fn axfr_soa_and_who_may_ask() {
+        let dns = server(false);
+        let q = query(RecordType::AXFR).to_vec().unwrap_or_default();
+        let out = answers(&dns.handle(&q, LOCAL, true));
+        let records: Vec<&Record> = out.iter().flat_map(|m| &m.answers).collect();
+        // SOA, NS, evil.example, *.evil.example, 451 IP triggers, SOA; in messages of 200.
+        assert_eq!(records.len(), 456);
+        assert_eq!(out.len(), 3);
+        assert_eq!(records[0].record_type(), RecordType::SOA);
+        assert_eq!(records[455].record_type(), RecordType::SOA);
+        // Not over UDP; not from elsewhere unsigned; not for another zone.
+        assert!(answers(&dns.handle(&q, LOCAL, false))[0].answers.is_empty());
+        let far = answers(&dns.handle(&q, REMOTE, true));
+        assert_eq!(far[0].metadata.response_code, ResponseCode::Refused);
+        let mut other = Message::new(1, MessageType::Query, OpCode::Query);
+        other.add_query(Query::query(
+            Name::from_ascii("other.rpz.rephub.").unwrap_or_else(|_| unreachable!()),
+            RecordType::SOA,
+        ));
+        let out = answers(&dns.handle(&other.to_vec().unwrap_or_default(), LOCAL, false));
+        assert_eq!(out[0].metadata.response_code, ResponseCode::Refused);
+        // IXFR from the current serial: one SOA.
+        let mut ixfr = query(RecordType::IXFR);
+        ixfr.add_authority(dns.soa(
+            &Name::from_ascii("perimeter.rpz.rephub.").unwrap_or_else(|_| unreachable!()),
+            7,
+        ));
+        let out = answers(&dns.handle(&ixfr.to_vec().unwrap_or_default(), LOCAL, true));
+        assert_eq!(out[0].answers.len(), 1);
+    }
+
+    #[test]
+    fn with_a_key_only_signed_requests_are_answered_and_answers_are_signed() {
+        use base64::Engine as _;
+        let dns = server(true);
+        let q = query(RecordType::AXFR);
+        // Unsigned, even from loopback: refused.
+        let out = answers(&dns.handle(&q.to_vec().unwrap_or_default(), LOCAL, true));
+        assert_eq!(out[0].metadata.response_code, ResponseCode::Refused);
+        // Signed with the key: answered, every message signed, verifiable as a chain.
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(SECRET)
+            .unwrap_or_default();
+        let name = Name::from_ascii("k").unwrap_or_else(|_| unreachable!());
+        let signer = TSigner::new(key, TsigAlgorithm::HmacSha256, name, FUDGE)
+            .unwrap_or_else(|_| unreachable!());
+        let mut signed = q.clone();
+        let verifier = signed
+            .finalize(&signer, now())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let out = dns.handle(&signed.to_vec().unwrap_or_default(), REMOTE, true);
+        assert_eq!(out.len(), 3);
+        let mut verifier = verifier.unwrap_or_else(|| unreachable!());
+        for b in &out {
+            verifier
+                .verify(b)
+                .unwrap_or_else(|e| unreachable!("answer does not verify: {e}"));
+        }
+        // Signed with another key: NOTAUTH.
+        let other = TSigner::new(
+            vec![7; 32],
+            TsigAlgorithm::HmacSha256,
+            Name::from_ascii("k").unwrap_or_else(|_| unreachable!()),
+            FUDGE,
+        )
+        .unwrap_or_else(|_| unreachable!());
+        let mut forged = q;
+        let _ = forged.finalize(&other, now());
+        let out = answers(&dns.handle(&forged.to_vec().unwrap_or_default(), REMOTE, true));
+        assert_eq!(out[0].metadata.response_code, ResponseCode::NotAuth);
+        assert!(out[0].answers.is_empty());
+    }
+
+    proptest! {
+        /// Whatever arrives — bytes, or a valid request cut or flipped — the server answers or
+        /// stays silent; it never panics.
+        #[test]
+        fn requests_never_panic(
+            noise in proptest::collection::vec(any::<u8>(), 0..600),
+            cut in 0usize..200,
+            flip in 0usize..200,
+            tsig in any::<bool>(),
+        ) {
+            let dns = server(tsig);
+            let _ = dns.handle(&noise, LOCAL, true);
+            let _ = dns.handle(&noise, REMOTE, false);
+            let mut q = query(RecordType::IXFR).to_vec().unwrap_or_default();
+            let at = flip % q.len().max(1);
+            if let Some(b) = q.get_mut(at) {
+                *b ^= 0x5a;
+            }
+            q.truncate(cut.max(1));
+            let _ = dns.handle(&q, LOCAL, true);
+        }
     }
 }
