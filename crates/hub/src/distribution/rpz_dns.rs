@@ -182,17 +182,17 @@ impl RpzDns {
                 continue;
             };
             let apex = apex.to_lowercase();
+            // A zone is served from its first complete build on: before it, a secondary would
+            // take an empty zone.
             let (cursor, fresh) = {
                 let mut zones = lock(&self.zones);
-                let served = zones.entry(p.id).or_insert_with(|| Served {
-                    apex: apex.clone(),
-                    zone: Zone::default(),
-                });
-                served.apex = apex.clone();
-                (
-                    served.zone.cursor,
-                    served.zone.len() == 0 && served.zone.cursor == 0,
-                )
+                match zones.get_mut(&p.id) {
+                    Some(served) => {
+                        served.apex = apex.clone();
+                        (served.zone.cursor, false)
+                    }
+                    None => (0, true),
+                }
             };
             let last = engine.last_change(p.id).unwrap_or(0);
             if !fresh && last <= cursor {
@@ -202,10 +202,15 @@ impl RpzDns {
             let id = p.id;
             let from = (!fresh).then_some(cursor);
             let answer = tokio::task::spawn_blocking(move || e.answer(id, from)).await??;
-            let mut zones = lock(&self.zones);
-            let Some(served) = zones.get_mut(&p.id) else {
+            if fresh && answer.is_none() {
+                // The profile is not in the filter sets yet (just made): next time.
                 continue;
-            };
+            }
+            let mut zones = lock(&self.zones);
+            let served = zones.entry(p.id).or_insert_with(|| Served {
+                apex: apex.clone(),
+                zone: Zone::default(),
+            });
             match answer {
                 Some(a) => {
                     if served.zone.apply(a, last).is_some() {
@@ -629,8 +634,8 @@ pub(crate) async fn start(
         let mut changes = state.engine().subscribe();
         tasks.push(tokio::spawn(async move {
             loop {
-                // Every change of the filter sets, and a slow tick for profiles made or renamed.
-                let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+                // Every change of the filter sets, and a tick for profiles made or renamed.
+                let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
                 match dns.refresh(&state).await {
                     Ok(moved) => {
                         for (apex, serial) in moved {

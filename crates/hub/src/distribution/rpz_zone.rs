@@ -70,10 +70,6 @@ impl Zone {
             .filter_map(|(o, list)| effective(list).map(|t| (o.clone(), t)))
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.owners.len()
-    }
-
     /// What a secondary at `serial` needs.
     pub(crate) fn transfer(&self, serial: u32) -> Transfer<'_> {
         if serial == self.serial {
@@ -242,7 +238,7 @@ mod tests {
         };
         let d = z.apply(snap, 10).cloned().unwrap_or_else(|| unreachable!());
         assert_eq!((d.from, d.to), (0, 10));
-        assert_eq!(z.len(), 4);
+        assert_eq!(z.records().count(), 4);
         assert_eq!(
             sorted(d.added),
             vec![
