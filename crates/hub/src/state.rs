@@ -71,6 +71,8 @@ struct Inner {
     stix_statuses: crate::ingest::stix_status::Statuses,
     /// The RPZ zones over DNS, when served.
     rpz_dns: std::sync::OnceLock<Arc<crate::distribution::rpz_dns::RpzDns>>,
+    /// MISP feeds rendered, by scope.
+    misp_feeds: crate::distribution::misp_feed::Feeds,
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::taxii::Passes,
     /// The durable spool of what is shared, and its sinks' tasks.
@@ -144,6 +146,7 @@ impl AppState {
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
                 rpz_dns: std::sync::OnceLock::new(),
                 taxii_passes: crate::distribution::taxii::Passes::default(),
+                misp_feeds: crate::distribution::misp_feed::Feeds::default(),
                 spool,
             }),
         };
@@ -179,6 +182,10 @@ impl AppState {
 
     pub(crate) fn rpz_dns(&self) -> Option<&Arc<crate::distribution::rpz_dns::RpzDns>> {
         self.inner.rpz_dns.get()
+    }
+
+    pub(crate) fn misp_feeds(&self) -> &crate::distribution::misp_feed::Feeds {
+        &self.inner.misp_feeds
     }
 
     pub(crate) fn taxii_passes(&self) -> &crate::distribution::taxii::Passes {

@@ -615,3 +615,98 @@ async fn a_misp_source_reads_rephubs_own_misp_export() {
         assert_eq!(e["tags"]["Trend Micro Severity"], severity, "{e}");
     }
 }
+
+/// A hub serves its entries as a MISP feed (`/misp/<profile>/…`) and another hub's MISP source
+/// follows it: entries arrive, a removal on the first hub is withdrawn on the second (the events'
+/// timestamps move with the removal), an unchanged feed writes nothing; a device token reads its
+/// own profile's feed only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misp_source_follows_the_misp_feed_another_hub_serves() {
+    let a = Hub::start_with(http_only).await;
+    a.post(
+        "/api/v1/filters",
+        json!({"name": "block High", "action": "block", "precedence": 1,
+               "criteria": ["Trend Micro Severity=High"]}),
+    )
+    .await;
+    a.post(
+        "/api/v1/profiles",
+        json!({"name": "perimeter", "filters": ["block High"]}),
+    )
+    .await;
+    let other = a
+        .post(
+            "/api/v1/devices",
+            json!({"name": "elsewhere", "profile": null}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let high = json!({"Trend Micro Severity": "High"});
+    a.add(json!([
+        {"value": "198.51.100.1", "tags": high},
+        {"value": "evil.example", "tags": high},
+        {"value": "low.example", "tags": {"Trend Micro Severity": "Low"}}
+    ]))
+    .await;
+    // What MISP fetches: the manifest and each event.
+    let r = a
+        .http
+        .get(a.url("/misp/perimeter/manifest.json"))
+        .bearer_auth(common::READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let manifest: Value = r.json().await.unwrap();
+    assert_eq!(
+        manifest.as_object().unwrap().len(),
+        1,
+        "one event per source: {manifest}"
+    );
+    for path in [
+        "/misp/perimeter/manifest.json",
+        "/misp/all/manifest.json",
+        "/misp/nowhere/manifest.json",
+    ] {
+        let r = a
+            .http
+            .get(a.url(path))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+
+    let b = Hub::start_with(http_only).await;
+    let spec = json!({"kind": "misp", "name": "hub-a", "url": a.url("/misp/perimeter/"),
+                      "basic_auth": format!("misp:{}", common::READER), "interval_secs": 3600});
+    let (s, v) = b.send("POST", "/api/v1/sources", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = b.wait_runs("/api/v1/sources/hub-a", 0).await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    let got: Vec<String> = b.owned("hub-a").await.into_iter().collect();
+    assert_eq!(got, ["198.51.100.1", "evil.example"], "{v}");
+    let e = b.entry("evil.example").await.unwrap();
+    assert_eq!(e["tags"]["Trend Micro Severity"], "High", "{e}");
+
+    // A removal on A (within the same second): the event's timestamp moves, B reads it again
+    // and withdraws.
+    a.call(
+        "DELETE",
+        "/api/v1/entries",
+        common::ADMIN,
+        Some(json!({"entries": [{"value": "198.51.100.1"}]})),
+    )
+    .await;
+    let v = b.run("/api/v1/sources/hub-a/sync").await;
+    assert_eq!(v["status"], "In sync", "{v}");
+    let got: Vec<String> = b.owned("hub-a").await.into_iter().collect();
+    assert_eq!(got, ["evil.example"], "{v}");
+    // Nothing changed: nothing written.
+    let v = b.run("/api/v1/sources/hub-a/sync").await;
+    assert_eq!(v["state"]["last"]["added"], 0, "{v}");
+    assert_eq!(v["state"]["last"]["removed"], 0, "{v}");
+}

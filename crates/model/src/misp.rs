@@ -31,6 +31,8 @@ struct Event {
 #[derive(Debug, Default)]
 pub struct MispFeed {
     events: BTreeMap<String, Event>,
+    /// The least timestamp of every event (see [`MispFeed::at_least`]).
+    floor: i64,
 }
 
 /// What a feed directory holds.
@@ -62,6 +64,14 @@ fn machine_tag(category: &str, value: &str) -> Value {
 impl MispFeed {
     pub fn new() -> MispFeed {
         MispFeed::default()
+    }
+
+    /// Every event's timestamp is at least `t`: a feed served as the database changes gives the
+    /// time of its last change here, so that a removal (which leaves no newer attribute behind)
+    /// still moves the timestamps a MISP instance compares, and the events are fetched again.
+    pub fn at_least(mut self, t: i64) -> MispFeed {
+        self.floor = t;
+        self
     }
 
     pub fn add(&mut self, it: &ExportItem) {
@@ -99,7 +109,9 @@ impl MispFeed {
         let mut events = Vec::new();
         let mut hashes = String::new();
         let org = json!({"name": ORG, "uuid": uuid_of("misp-org:rephub")});
-        for (source, ev) in self.events {
+        let floor = self.floor;
+        for (source, mut ev) in self.events {
+            ev.timestamp = ev.timestamp.max(floor);
             let uuid = uuid_of(&format!("misp-event:{source}"));
             let info = format!("rephub: {source}");
             let date = chrono::DateTime::from_timestamp(ev.timestamp, 0)

@@ -1,6 +1,7 @@
 //! Where filter sets leave the hub: the engine that keeps every profile's filter set, the
 //! devices' long-poll sync, their IPS policy, lists for firewalls that poll, CrowdSec's bouncer
-//! API, RPZ zones for resolvers, a TAXII 2.1 server for TAXII clients, and what agents report back
+//! API, RPZ zones for resolvers (over HTTP and by zone transfer), a TAXII 2.1 server and MISP
+//! feeds for threat-intelligence platforms, and what agents report back
 //! (health and detection events).
 
 pub(crate) mod crowdsec;
@@ -8,6 +9,7 @@ pub(crate) mod engine;
 pub(crate) mod filter_def;
 pub(crate) mod ips;
 pub(crate) mod lists;
+pub(crate) mod misp_feed;
 pub(crate) mod reports;
 pub(crate) mod rpz;
 pub(crate) mod rpz_dns;
@@ -28,4 +30,5 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(rpz::router(state))
         .merge(lists::router(state))
         .merge(taxii::router(state))
+        .merge(misp_feed::router(state))
 }
