@@ -41,10 +41,12 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     )
 }
 
-/// Feeds rendered, by scope (`None`: all): the position they reflect, the events' least
-/// timestamp, and the files.
+/// A feed rendered: the position it reflects, its events' least timestamp, and the files.
+type Rendered = (u64, i64, Arc<FeedFiles>);
+
+/// Feeds rendered, by scope (`None`: all).
 #[derive(Debug, Default)]
-pub(crate) struct Feeds(Mutex<HashMap<Option<i64>, (u64, i64, Arc<FeedFiles>)>>);
+pub(crate) struct Feeds(Mutex<HashMap<Option<i64>, Rendered>>);
 
 fn text(status: StatusCode, message: String) -> Response {
     ApiError::status(status, message).render(Dialect::Text)
