@@ -167,6 +167,7 @@ fn sources_paths() -> Value {
             "/taxii/feeds/collections/{id}/objects/": {"post": op("STIX 2.0/2.1 bundle push (producer), answered 202 with a TAXII status", "apiKey", merge(path_id("id"), json_body(json!({"type": "object", "required": ["type", "objects"]}))))},
             "/taxii/feeds/status/{id}/": {"get": op("the status resource of a STIX push", "apiKey", path_id("id"))},
             "/taxii2/": {"get": op("TAXII 2.1 discovery (docs/taxii-server.md)", "apiKey", json!({}))},
+            "/misp/{id}/manifest.json": {"get": op("a MISP feed of all entries or of a profile's filter set (docs/interchange.md); events at /misp/{id}/<uuid>.json", "apiKey", path_id("id"))},
             "/taxii2/rephub/": {"get": op("the TAXII 2.1 API root", "apiKey", json!({}))},
             "/taxii2/rephub/collections/": {"get": op("TAXII collections: all, and one per profile (read-only; a device token sees its profile's)", "apiKey", json!({}))},
             "/taxii2/rephub/collections/{id}/objects/": {"get": op("STIX 2.1 indicators of a collection, paged by next; removals revoked", "apiKey", merge(path_id("id"), query(&["added_after", "limit", "next", "match[id]", "match[type]", "match[version]", "match[spec_version]"])))},
