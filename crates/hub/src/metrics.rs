@@ -19,6 +19,15 @@ pub(crate) struct Metrics {
     /// Detection events stored since the hub started.
     pub(crate) events: std::sync::atomic::AtomicU64,
     pub(crate) per_kind: Mutex<KindCounts>,
+    /// RPZ zone transfers served over DNS, when the DNS side runs.
+    pub(crate) rpz: std::sync::OnceLock<std::sync::Arc<RpzTransfers>>,
+}
+
+/// Zone transfers served: whole (AXFR, or IXFR answered whole) and incremental.
+#[derive(Debug, Default)]
+pub(crate) struct RpzTransfers {
+    pub(crate) whole: std::sync::atomic::AtomicU64,
+    pub(crate) incremental: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -69,12 +69,10 @@ struct Inner {
     targets: crate::scheduler::Registry,
     /// Status resources of STIX pushes.
     stix_statuses: crate::ingest::stix_status::Statuses,
-    /// The RPZ zones over DNS, when served.
-    rpz_dns: std::sync::OnceLock<Arc<crate::distribution::rpz_dns::RpzDns>>,
     /// MISP feeds rendered, by scope.
-    misp_feeds: crate::distribution::misp_feed::Feeds,
+    misp_feeds: crate::distribution::caches::Feeds,
     /// TAXII passes being paged through.
-    taxii_passes: crate::distribution::taxii::Passes,
+    taxii_passes: crate::distribution::caches::Passes,
     /// The durable spool of what is shared, and its sinks' tasks.
     spool: crate::sharing::spool::SpoolHandle,
 }
@@ -144,9 +142,8 @@ impl AppState {
                 targets: crate::scheduler::Registry::default(),
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
-                rpz_dns: std::sync::OnceLock::new(),
-                taxii_passes: crate::distribution::taxii::Passes::default(),
-                misp_feeds: crate::distribution::misp_feed::Feeds::default(),
+                taxii_passes: crate::distribution::caches::Passes::default(),
+                misp_feeds: crate::distribution::caches::Feeds::default(),
                 spool,
             }),
         };
@@ -176,19 +173,11 @@ impl AppState {
         &self.inner.stix_statuses
     }
 
-    pub(crate) fn set_rpz_dns(&self, dns: Arc<crate::distribution::rpz_dns::RpzDns>) {
-        let _ = self.inner.rpz_dns.set(dns);
-    }
-
-    pub(crate) fn rpz_dns(&self) -> Option<&Arc<crate::distribution::rpz_dns::RpzDns>> {
-        self.inner.rpz_dns.get()
-    }
-
-    pub(crate) fn misp_feeds(&self) -> &crate::distribution::misp_feed::Feeds {
+    pub(crate) fn misp_feeds(&self) -> &crate::distribution::caches::Feeds {
         &self.inner.misp_feeds
     }
 
-    pub(crate) fn taxii_passes(&self) -> &crate::distribution::taxii::Passes {
+    pub(crate) fn taxii_passes(&self) -> &crate::distribution::caches::Passes {
         &self.inner.taxii_passes
     }
 

@@ -157,8 +157,9 @@ async fn render(state: &AppState) -> Result<String, crate::error::HubError> {
             escape(route)
         );
     }
-    if let Some(dns) = state.rpz_dns() {
-        let (whole, incremental) = dns.transfers();
+    if let Some(t) = m.rpz.get() {
+        let whole = t.whole.load(Ordering::Relaxed);
+        let incremental = t.incremental.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
             "# HELP rephub_rpz_transfers_total RPZ zone transfers served over DNS, whole (AXFR, or IXFR answered whole) or incremental.\n# TYPE rephub_rpz_transfers_total counter\nrephub_rpz_transfers_total{{kind=\"whole\"}} {whole}\nrephub_rpz_transfers_total{{kind=\"incremental\"}} {incremental}"

@@ -11,8 +11,7 @@
 //! - Rendered once per scope and position, kept until the next change.
 //! - A device token reads its own profile's feed only; 403 for any other name, existing or not.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Extension, Path, State};
@@ -40,13 +39,6 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         Dialect::Text,
     )
 }
-
-/// A feed rendered: the position it reflects, its events' least timestamp, and the files.
-type Rendered = (u64, i64, Arc<FeedFiles>);
-
-/// Feeds rendered, by scope (`None`: all).
-#[derive(Debug, Default)]
-pub(crate) struct Feeds(Mutex<HashMap<Option<i64>, Rendered>>);
 
 fn text(status: StatusCode, message: String) -> Response {
     ApiError::status(status, message).render(Dialect::Text)
@@ -129,13 +121,7 @@ async fn feed(state: &AppState, scope: Option<i64>) -> Result<Arc<FeedFiles>, Hu
         Some(id) => engine.last_change(id).unwrap_or(0),
         None => state.read(|s| s.last_seq()).await??,
     };
-    let before = state
-        .misp_feeds()
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&scope)
-        .cloned();
+    let before = state.misp_feeds().get(scope);
     if let Some((at, _, files)) = &before {
         if *at == cursor {
             return Ok(files.clone());
@@ -185,9 +171,6 @@ async fn feed(state: &AppState, scope: Option<i64>) -> Result<Arc<FeedFiles>, Hu
     let files = Arc::new(files);
     state
         .misp_feeds()
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(scope, (cursor, changed_at, files.clone()));
+        .put(scope, (cursor, changed_at, files.clone()));
     Ok(files)
 }

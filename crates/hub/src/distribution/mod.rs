@@ -4,6 +4,7 @@
 //! feeds for threat-intelligence platforms, and what agents report back
 //! (health and detection events).
 
+pub(crate) mod caches;
 pub(crate) mod crowdsec;
 pub(crate) mod engine;
 pub(crate) mod filter_def;

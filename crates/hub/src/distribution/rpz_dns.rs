@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use rephub_store::DistributionStore;
 use crate::config::RpzDnsConfig;
 use crate::distribution::rpz_zone::{Diff, Rr, Transfer, Zone};
 use crate::error::HubError;
+use crate::metrics::RpzTransfers;
 use crate::state::AppState;
 
 /// Records per message of a transfer (well under 64 KiB with the longest owner names).
@@ -62,8 +64,8 @@ pub(crate) struct RpzDns {
     zones: Mutex<HashMap<i64, Served>>,
     /// NOTIFYs waiting for their answer, by message id.
     pending: Mutex<HashMap<u16, tokio::sync::oneshot::Sender<()>>>,
-    /// Transfers served: `(whole, incremental)`.
-    served: Mutex<(u64, u64)>,
+    /// Transfers served (shown on `/metrics`).
+    served: Arc<RpzTransfers>,
 }
 
 impl std::fmt::Debug for RpzDns {
@@ -148,7 +150,7 @@ impl RpzDns {
             refresh,
             zones: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
-            served: Mutex::new((0, 0)),
+            served: Arc::default(),
         })
     }
 
@@ -157,11 +159,6 @@ impl RpzDns {
             .values()
             .find(|s| &s.apex == apex)
             .map(|s| s.zone.serial)
-    }
-
-    /// Transfers served so far: `(whole, incremental)`.
-    pub(crate) fn transfers(&self) -> (u64, u64) {
-        *lock(&self.served)
     }
 
     /// Bring every profile's zone up to its filter set. Returns the zones whose serial moved:
@@ -279,7 +276,7 @@ impl RpzDns {
             RecordType::NS => out.push(Self::ns(apex)),
             RecordType::AXFR if tcp => {
                 whole(&mut out);
-                lock(&self.served).0 += 1;
+                self.served.whole.fetch_add(1, Ordering::Relaxed);
             }
             // Over UDP an IXFR gets the current SOA: the secondary then asks over TCP.
             RecordType::IXFR if !tcp => out.push(soa.clone()),
@@ -291,11 +288,11 @@ impl RpzDns {
                         incremental(&mut out, d, apex, |s| self.soa(apex, s));
                     }
                     out.push(soa.clone());
-                    lock(&self.served).1 += 1;
+                    self.served.incremental.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(Transfer::Whole) | None => {
                     whole(&mut out);
-                    lock(&self.served).0 += 1;
+                    self.served.whole.fetch_add(1, Ordering::Relaxed);
                 }
             },
             _ => {}
@@ -587,7 +584,7 @@ pub(crate) async fn start(
             .map_err(|e| HubError::Bind(addr.to_string(), e))?,
     );
     dns.refresh(state).await?;
-    state.set_rpz_dns(dns.clone());
+    let _ = state.metrics().rpz.set(dns.served.clone());
     let mut tasks = Vec::new();
     {
         let dns = dns.clone();

@@ -20,7 +20,7 @@
 //! - Passes are kept in a small cache, so paging through one costs the pass once, not per page.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Extension, Path, RawQuery, State};
@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use rephub_model::{Entry, StixWriter, stix_indicator_id, uuid_of};
 use rephub_store::{ChangePage, DistributionStore, ReputationStore, StoredEntry};
 
+use crate::distribution::caches::{Item, Objects, Pass, Scope};
 use crate::distribution::engine::SyncAnswer;
 use crate::http::auth::{Principal, Who, guard};
 use crate::http::error::{ApiError, Dialect, TAXII_MEDIA};
@@ -43,8 +44,6 @@ const STIX_MEDIA: &str = "application/stix+json;version=2.1";
 /// Objects per page when the client does not say, and at most.
 const DEFAULT_PAGE: usize = 1_000;
 const MAX_PAGE: usize = 10_000;
-/// Passes kept for paging (a few pollers paging at once).
-const CACHED_PASSES: usize = 8;
 /// Changes read per step when a pass is built from the store's change log.
 const LOG_PAGE: usize = 10_000;
 
@@ -132,13 +131,6 @@ async fn api_root(headers: HeaderMap) -> Response {
         "versions": [TAXII_MEDIA],
         "max_content_length": 0,
     }))
-}
-
-/// What a collection holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Scope {
-    All,
-    Profile(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -244,58 +236,6 @@ async fn collection(
     match find(&state, &who, &id).await {
         Ok(c) => taxii(c.json()),
         Err(r) => r.render(Dialect::Taxii),
-    }
-}
-
-/// One object of a pass: an entry in its state as of the pass.
-#[derive(Debug, Clone)]
-struct Item {
-    id: i64,
-    entry: Entry,
-    /// Whether the collection still holds it (else it is served revoked).
-    live: bool,
-}
-
-/// What a pass reads its objects from.
-#[derive(Debug)]
-enum Objects {
-    /// Entries changed in the pass, by id.
-    Items(Vec<Item>),
-    /// Every entry of the database, paged from the store by id (the `all` collection from the
-    /// start: too many to hold).
-    Everything,
-}
-
-#[derive(Debug)]
-struct Pass {
-    scope: Scope,
-    from: u64,
-    to: u64,
-    /// The commit time of `to`, microseconds.
-    at_us: i64,
-    objects: Objects,
-}
-
-/// The passes being paged through, newest last.
-#[derive(Debug, Default)]
-pub(crate) struct Passes(Mutex<Vec<Arc<Pass>>>);
-
-impl Passes {
-    fn get(&self, scope: Scope, from: u64, to: u64) -> Option<Arc<Pass>> {
-        let list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.iter()
-            .rev()
-            .find(|p| p.scope == scope && p.from == from && p.to == to)
-            .cloned()
-    }
-
-    fn put(&self, pass: Arc<Pass>) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.retain(|p| !(p.scope == pass.scope && p.from == pass.from && p.to == pass.to));
-        list.push(pass);
-        if list.len() > CACHED_PASSES {
-            list.remove(0);
-        }
     }
 }
 
