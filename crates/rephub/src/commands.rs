@@ -429,32 +429,14 @@ fn export_interchange(
 /// `export -f nft`: the exported addresses and networks in the agent's table, dropped.
 fn export_nft(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
     let crit = criteria(store, &a.criteria)?;
-    let mut items = Vec::new();
+    let mut entries = Vec::new();
     store.search_each(&crit, &mut |e| {
-        if matches!(
-            e.entry.kind(),
-            rephub_model::Kind::Ipv4 | rephub_model::Kind::Ipv6
-        ) {
-            let rule = rephub_agent::answer::Rule {
-                action: rephub_model::ActionSet::Block,
-                filter: std::sync::Arc::from("export"),
-                expires: e.expires_at,
-            };
-            items.push((e.entry, rule));
-        }
+        entries.push((e.entry, e.expires_at));
         true
     })?;
-    let script = rephub_agent::nft::Nft::export_script(
-        "rephub",
-        items.iter().map(|(e, r)| (e, r)),
-        SystemClock.now(),
-    );
-    export_to(a.output.as_deref(), &mut |out| {
-        out.write_all(script.as_bytes())?;
-        Ok(())
-    })?;
+    let n = crate::interchange::write_nft(entries, a.output.as_deref())?;
     if !quiet {
-        eprintln!("exported {} addresses and networks", items.len());
+        eprintln!("exported {n} addresses and networks");
     }
     Ok(Status::Ok)
 }
@@ -475,24 +457,7 @@ fn export_misp(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Resu
         true
     })?;
     let files = feed.finish();
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // The events first, the manifest last: a MISP instance polling meanwhile never finds an
-    // event in the manifest that is not there yet.
-    for (uuid, event) in &files.events {
-        let path = dir.join(format!("{uuid}.json"));
-        export_to(Some(&path), &mut |out| {
-            serde_json::to_writer(&mut *out, event)?;
-            Ok(())
-        })?;
-    }
-    export_to(Some(&dir.join("hashes.csv")), &mut |out| {
-        out.write_all(files.hashes.as_bytes())?;
-        Ok(())
-    })?;
-    export_to(Some(&dir.join("manifest.json")), &mut |out| {
-        serde_json::to_writer(&mut *out, &files.manifest)?;
-        Ok(())
-    })?;
+    crate::interchange::write_misp(&files, dir)?;
     if !quiet {
         eprintln!(
             "exported {n} entries as {} MISP events into {}",

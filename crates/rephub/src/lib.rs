@@ -6,6 +6,7 @@ mod admin_args;
 mod args;
 mod commands;
 mod files;
+mod interchange;
 mod logs;
 mod output;
 mod progress;

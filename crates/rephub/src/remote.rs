@@ -76,7 +76,19 @@ fn export_one(
     q: &[(&str, String)],
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<u64> {
-    let mut resp = remote
+    let mut resp = export_request(remote, q)?;
+    // As locally: a partial export never replaces a good file.
+    let mut n = 0;
+    export_to(output, &mut |out| {
+        n = std::io::copy(&mut resp, out).context("reading the export")?;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// `GET /api/v1/export` with `q`: the answer, if the hub said yes.
+fn export_request(remote: &Remote, q: &[(&str, String)]) -> anyhow::Result<Response> {
+    let resp = remote
         .http
         .get(format!("{}/api/v1/export", remote.base))
         .query(q)
@@ -91,13 +103,15 @@ fn export_one(
             v["error"]["message"].as_str().unwrap_or("")
         );
     }
-    // As locally: a partial export never replaces a good file.
-    let mut n = 0;
-    export_to(output, &mut |out| {
-        n = std::io::copy(&mut resp, out).context("reading the export")?;
-        Ok(())
-    })?;
-    Ok(n)
+    Ok(resp)
+}
+
+/// An export of the hub into memory (for the formats made here from the hub's entries).
+fn export_to_vec(remote: &Remote, q: &[(&str, String)], out: &mut Vec<u8>) -> anyhow::Result<()> {
+    export_request(remote, q)?
+        .read_to_end(out)
+        .context("reading the export")?;
+    Ok(())
 }
 
 /// `name` as one path segment: everything but unreserved characters percent-encoded.
@@ -317,13 +331,87 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             Ok(Status::Ok)
         }
         Command::Export(a) => {
-            if matches!(
-                a.format,
-                crate::args::ExportFormatArg::Nft | crate::args::ExportFormatArg::Misp
-            ) {
-                bail!(
-                    "-f nft and -f misp work on the database itself for now; through a hub, export csv or stix"
-                );
+            if a.format == crate::args::ExportFormatArg::Nft {
+                // The entries as JSON lines, the script made here as from a local database.
+                let mut q = criteria_query(&a.criteria)?;
+                q.push(("format", "jsonl".into()));
+                let mut lines = Vec::new();
+                export_to_vec(remote, &q, &mut lines)?;
+                let mut entries = Vec::new();
+                for (i, line) in lines.split(|b| *b == b'\n').enumerate() {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let v: Value = serde_json::from_slice(line)
+                        .with_context(|| format!("the hub's export, line {}", i + 1))?;
+                    let (Some(kind), Some(value)) = (v["kind"].as_str(), v["value"].as_str())
+                    else {
+                        bail!("the hub's export, line {}: no kind or value", i + 1);
+                    };
+                    let entry = rephub_model::Entry::parse(kind.parse()?, value)
+                        .with_context(|| format!("the hub's export, line {}", i + 1))?;
+                    let expires = match v["expires"].as_str() {
+                        Some(t) => Some(rephub_model::parse_datetime(t)?),
+                        None => None,
+                    };
+                    entries.push((entry, expires));
+                }
+                let n = crate::interchange::write_nft(entries, a.output.as_deref())?;
+                if !quiet {
+                    eprintln!("exported {n} addresses and networks");
+                }
+                return Ok(Status::Ok);
+            }
+            if a.format == crate::args::ExportFormatArg::Misp {
+                // The hub's own feed of every entry (/misp/all/), into a directory.
+                if !criteria_query(&a.criteria)?.is_empty() {
+                    bail!(
+                        "through a hub, -f misp exports the hub's whole feed (/misp/all/): leave the search criteria out, or export locally"
+                    );
+                }
+                let dir = a
+                    .output
+                    .as_ref()
+                    .context("-f misp writes a feed directory: give it with -o")?;
+                let get = |file: &str| -> anyhow::Result<Vec<u8>> {
+                    let mut buf = Vec::new();
+                    let mut resp = remote
+                        .http
+                        .get(format!("{}/misp/all/{file}", remote.base))
+                        .bearer_auth(&remote.key)
+                        .send()
+                        .context("calling the hub")?;
+                    if !resp.status().is_success() {
+                        bail!("hub answered {} for /misp/all/{file}", resp.status());
+                    }
+                    resp.read_to_end(&mut buf)
+                        .context("reading the hub's answer")?;
+                    Ok(buf)
+                };
+                let manifest: Value = serde_json::from_slice(&get("manifest.json")?)
+                    .context("the hub's MISP manifest")?;
+                let mut events = Vec::new();
+                for uuid in manifest.as_object().into_iter().flat_map(|m| m.keys()) {
+                    let event: Value = serde_json::from_slice(&get(&format!("{uuid}.json"))?)
+                        .with_context(|| format!("the hub's MISP event {uuid}"))?;
+                    events.push((uuid.clone(), event));
+                }
+                let hashes =
+                    String::from_utf8(get("hashes.csv")?).context("the hub's hashes.csv")?;
+                let files = rephub_model::FeedFiles {
+                    manifest,
+                    events,
+                    hashes,
+                };
+                crate::interchange::write_misp(&files, dir)?;
+                if !quiet {
+                    eprintln!(
+                        "exported {} MISP events into {}",
+                        files.events.len(),
+                        dir.display()
+                    );
+                }
+                return Ok(Status::Ok);
             }
             // Every Suricata piece into a directory: one request each.
             let pieces: Vec<(String, Option<std::path::PathBuf>)> = match a.format.kind() {

@@ -228,6 +228,112 @@ fn the_same_exports_through_a_running_hub() {
         ],
     );
     assert!(out.join("rephub.rules").exists());
+    // The nftables script, made from the hub's entries: the same as locally (but for the seconds
+    // left of a timeout, counted when each was made).
+    let strip = |b: Vec<u8>| {
+        let t = String::from_utf8(b).unwrap();
+        t.split(" timeout ")
+            .map(|p| p.trim_start_matches(|c: char| c.is_ascii_digit() || c == 's'))
+            .collect::<Vec<_>>()
+            .join(" timeout ")
+    };
+    let local = strip(rephub(&data, &["export", "-f", "nft"]).stdout);
+    let remote = strip(
+        rephub(
+            &data,
+            &["--hub", &hub, "--key", key.trim(), "export", "-f", "nft"],
+        )
+        .stdout,
+    );
+    assert!(local.contains("table inet rephub"), "{local}");
+    assert_eq!(local, remote);
+    // The MISP feed: the hub's own (/misp/all/) into a directory; the same events, attributes
+    // and hashes as a local export (the hub's timestamps follow its last change).
+    let (mine, theirs) = (
+        dir.path().join("misp-local"),
+        dir.path().join("misp-remote"),
+    );
+    rephub(
+        &data,
+        &["export", "-f", "misp", "-o", mine.to_str().unwrap()],
+    );
+    rephub(
+        &data,
+        &[
+            "--hub",
+            &hub,
+            "--key",
+            key.trim(),
+            "export",
+            "-f",
+            "misp",
+            "-o",
+            theirs.to_str().unwrap(),
+        ],
+    );
+    let read = |d: &std::path::Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let manifest = |d: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&read(d, "manifest.json")).unwrap()
+    };
+    let events: Vec<String> = manifest(&mine)
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(!events.is_empty());
+    assert_eq!(
+        events,
+        manifest(&theirs)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    for uuid in &events {
+        let attrs = |d: &std::path::Path| -> Vec<String> {
+            let e: serde_json::Value =
+                serde_json::from_str(&read(d, &format!("{uuid}.json"))).unwrap();
+            let mut v: Vec<String> = e["Event"]["Attribute"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| format!("{} {}", a["uuid"], a["value"]))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(attrs(&mine), attrs(&theirs), "{uuid}");
+    }
+    let sorted = |t: String| {
+        let mut l: Vec<String> = t.lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(
+        sorted(read(&mine, "hashes.csv")),
+        sorted(read(&theirs, "hashes.csv"))
+    );
+    // Search criteria cannot narrow the hub's feed: refused with the reason.
+    let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args([
+            "--hub",
+            &hub,
+            "--key",
+            key.trim(),
+            "export",
+            "-f",
+            "misp",
+            "--kind",
+            "ipv4",
+            "-o",
+        ])
+        .arg(dir.path().join("misp-narrow"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("whole feed"));
     // A format the hub does not know is refused, naming the field.
     let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
         .args([
