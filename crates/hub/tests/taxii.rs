@@ -456,3 +456,33 @@ async fn a_rephub_taxii_source_pulls_from_another_rephub() {
     assert!(!owned.contains("10.9.0.7") && !owned.contains("evil.example"));
     assert!(owned.contains("10.9.9.9"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_token_whose_position_was_compacted_is_refused_not_ended() {
+    use rephub_store::ReputationStore;
+    let mut h = Hub::start().await;
+    let token = h.profile_and_device().await;
+    let high = json!({"Trend Micro Severity": "High"});
+    let first: Vec<Value> = (0..30)
+        .map(|i| json!({"value": format!("192.0.2.{i}"), "tags": high}))
+        .collect();
+    h.add(Value::Array(first)).await;
+    let perimeter = collections(&h, &token).await["perimeter"].clone();
+    let base = format!("/taxii2/rephub/collections/{perimeter}/objects/?limit=10");
+    let (_, page1, _) = taxii(&h, &base, &token).await;
+    let next = page1["next"].as_str().unwrap().to_string();
+    // Another commit, then the change log compacted past the pass's end; a restart empties the
+    // pass cache.
+    h.add(json!([{"value": "203.0.113.1", "tags": high}])).await;
+    let mut store = h.store();
+    let last = store.last_seq().unwrap();
+    store.compact(last).unwrap();
+    drop(store);
+    h.restart().await;
+    let (s, e, _) = taxii(&h, &format!("{base}&next={next}"), &token).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e["description"].as_str().unwrap().contains("next"), "{e}");
+    // Polling again from the start gives the whole collection.
+    let (all, _, _) = poll(&h, &perimeter, &token, "", 100).await;
+    assert_eq!(all.len(), 31);
+}

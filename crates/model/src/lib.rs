@@ -47,7 +47,7 @@ pub use ips::{
     parse_rules, with_action,
 };
 pub use kind::{Kind, UnknownKind};
-pub use misp::{FeedFiles, MispFeed};
+pub use misp::{FeedFiles, MispFeed, is_uuid};
 pub use severity::{RiskThreshold, ScanAction, Severity};
 pub use stix::{
     Indicator, ObjectOutcome, PatternError, StixError, confidence_label, indicator_tags,

@@ -148,6 +148,16 @@ impl MispFeed {
     }
 }
 
+/// Whether `s` is a uuid as MISP writes them (`8-4-4-4-12` hexadecimal digits): event uuids
+/// become file names and URL path segments, so nothing else may pass.
+pub fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -155,6 +165,20 @@ fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_uuids_are_checked() {
+        assert!(is_uuid("aaaaaaaa-0000-4000-8000-000000000001"));
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "aaaaaaaa-0000-4000-8000-00000000000",
+            "aaaaaaaa-0000-4000-8000-00000000000g",
+            "/aaaaaaa-0000-4000-8000-000000000001",
+        ] {
+            assert!(!is_uuid(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn one_event_per_source_with_stable_ids_and_md5_hashes() {

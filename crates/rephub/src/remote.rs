@@ -392,6 +392,10 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
                     .context("the hub's MISP manifest")?;
                 let mut events = Vec::new();
                 for uuid in manifest.as_object().into_iter().flat_map(|m| m.keys()) {
+                    // A uuid becomes a file name in DIR: nothing else is taken.
+                    if !rephub_model::is_uuid(uuid) {
+                        bail!("the hub's MISP manifest names {uuid:?}, which is not an event uuid");
+                    }
                     let event: Value = serde_json::from_slice(&get(&format!("{uuid}.json"))?)
                         .with_context(|| format!("the hub's MISP event {uuid}"))?;
                     events.push((uuid.clone(), event));

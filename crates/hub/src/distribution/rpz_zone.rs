@@ -188,8 +188,10 @@ impl Zone {
             return None;
         }
         if to == self.serial {
-            // The serial cannot name a new state (the cursor wrapped onto it): secondaries must
-            // not think they are current, so the journal cannot help them either.
+            // The serial cannot name a new state (the cursor wrapped onto it after 2^32 changes):
+            // the journal is dropped, and a secondary at this serial stays as it is until the
+            // next change moves the serial (rare enough to accept; a restart of the secondary's
+            // zone also helps).
             self.journal.clear();
             self.journal_records = 0;
             return None;

@@ -355,6 +355,12 @@ async fn pass(state: &AppState, scope: Scope, p: &Params) -> Result<Option<Arc<P
             (from, None)
         }
     };
+    // A pass being paged through is served as it began.
+    if let Some(to) = to {
+        if let Some(hit) = state.taxii_passes().get(scope, from, to) {
+            return Ok(Some(hit));
+        }
+    }
     if state.catch_up().await.is_err() {
         return Err(internal("the filter sets are behind the database"));
     }
@@ -362,17 +368,20 @@ async fn pass(state: &AppState, scope: Scope, p: &Params) -> Result<Option<Arc<P
     // The last whole commit the filter sets reflect.
     let applied = engine.applied();
     let through = to.unwrap_or(applied);
-    let Some(mark) = read(state, move |s| s.commit_through(through)).await? else {
-        // Nothing committed yet, or a `next` from before a compaction: nothing to page.
-        return Ok(None);
-    };
-    if let Some(to) = to {
-        if mark.seq != to || to > applied {
+    let mark = read(state, move |s| s.commit_through(through)).await?;
+    let mark = match (mark, to) {
+        (Some(m), Some(to)) if m.seq == to && to <= applied => m,
+        // The token's position is gone (compacted since, or another database): saying "no
+        // more" would end the pass early, so the client is told to start again.
+        (_, Some(_)) => {
             return Err(bad(
-                "next: not a token this server gave (or from before a restart with another database)",
+                "next: this token's position is no longer kept (compacted, or another database): poll again with added_after",
             ));
         }
-    }
+        (Some(m), None) => m,
+        // Nothing committed yet.
+        (None, None) => return Ok(None),
+    };
     if from >= mark.seq {
         return Ok(None);
     }
@@ -446,14 +455,15 @@ async fn objects_of(
         Scope::All => {
             // The entries changed after `from`, each once; whether each is still there is looked
             // up when a page is served.
-            let mut last: HashMap<i64, Entry> = HashMap::new();
+            let mut last: HashMap<i64, (Entry, bool)> = HashMap::new();
             let mut cursor = from;
             loop {
                 match read(state, move |s| s.changes_since(cursor, LOG_PAGE)).await? {
                     ChangePage::SnapshotRequired { .. } => return Ok(Objects::Everything),
                     ChangePage::Delta { changes, next } => {
                         for c in changes {
-                            last.insert(c.entry_id, c.entry);
+                            let live = c.op != rephub_store::ChangeOp::Delete;
+                            last.insert(c.entry_id, (c.entry, live));
                         }
                         if next == cursor || next >= to {
                             break;
@@ -462,12 +472,16 @@ async fn objects_of(
                     }
                 }
             }
+            // A value deleted and written again has a new id: its old id is not served revoked
+            // beside the new one (both have the same STIX id).
+            let written: HashSet<Entry> = last
+                .values()
+                .filter(|(_, live)| *live)
+                .map(|(e, _)| e.clone())
+                .collect();
             last.into_iter()
-                .map(|(id, entry)| Item {
-                    id,
-                    entry,
-                    live: true,
-                })
+                .filter(|(_, (e, live))| *live || !written.contains(e))
+                .map(|(id, (entry, live))| Item { id, entry, live })
                 .collect()
         }
     };
@@ -647,12 +661,14 @@ async fn envelope(state: &AppState, a: Answer) -> Response {
                 body.push(',');
             }
             match s {
-                Some(s) => w.indicator(
-                    &mut body,
-                    &s.export_item(&catalog),
-                    pass.at_us / 1_000_000,
-                    Some(&at),
-                ),
+                Some(s) => {
+                    // The entry's state is read now, possibly written after the pass's time:
+                    // `created` never comes after `modified` (STIX requires it).
+                    let secs = pass.at_us / 1_000_000;
+                    let mut item = s.export_item(&catalog);
+                    item.created = item.created.min(secs);
+                    w.indicator(&mut body, &item, secs, Some(&at))
+                }
                 None => w.revoked(&mut body, e, &at),
             }
         }

@@ -41,6 +41,10 @@ const BATCH: usize = 10_000;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Memory {
     events: BTreeMap<String, Remembered>,
+    /// Whether a run has read the whole feed without a failed event and withdrawn what this
+    /// source held beyond it. Until then every run reads everything and reconciles.
+    #[serde(default)]
+    reconciled: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -385,9 +389,13 @@ pub(super) async fn sync(
     let feed = Feed::new(spec)?;
     let path = memory_path(&run.state.config().data_dir, &spec.name);
     let mut memory = load_memory(&path)?;
-    // Without a memory (first run, or lost) nothing may be assumed about what this source holds:
-    // the run reads every event, and what the source owns beyond them is withdrawn at the end.
-    let reconcile = memory.events.is_empty();
+    // Without a memory (first run, lost, or no complete run yet) nothing may be assumed about
+    // what this source holds: the run reads every event, and what the source owns beyond them is
+    // withdrawn at the end.
+    if !memory.reconciled {
+        memory.events.clear();
+    }
+    let reconcile = !memory.reconciled;
     let cached = if reconcile { None } else { Some(&*st) };
     let Some((manifest, validators)) = feed.manifest(cached).await? else {
         return Ok(());
@@ -415,6 +423,11 @@ pub(super) async fn sync(
 
     let mut changed: Vec<(String, i64)> = Vec::new();
     for (uuid, meta) in &manifest {
+        // The uuid becomes a file name in the event's URL.
+        if !rephub_model::is_uuid(uuid) {
+            run.reject(format!("manifest: {uuid:?} is not an event uuid"));
+            continue;
+        }
         let Some(ts) = timestamp(meta.get("timestamp")) else {
             run.reject(format!("manifest: event {uuid}: no timestamp"));
             continue;
@@ -477,6 +490,7 @@ pub(super) async fn sync(
     if reconcile && !failed {
         let held: HashSet<Entry> = held.iter().filter_map(|k| from_key(k)).collect();
         withdraw.extend(run.owned().await?.into_keys().filter(|e| !held.contains(e)));
+        memory.reconciled = true;
     }
     run.withdraw(withdraw).await?;
     // Stored: remember what each event brought, then the manifest's validators (not when an

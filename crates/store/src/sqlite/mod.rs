@@ -656,6 +656,9 @@ impl ReputationStore for SqliteStore {
     }
 
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        // One read transaction: the ids and their entries from the same snapshot (an entry
+        // deleted in between would otherwise shorten the page, and a reader take it for the end).
+        let tx = self.conn.unchecked_transaction()?;
         let ids: Vec<i64> = {
             let mut stmt = self
                 .conn
@@ -665,6 +668,7 @@ impl ReputationStore for SqliteStore {
                 .collect::<Result<_, _>>()?
         };
         let mut out = self.get_many(&ids)?;
+        tx.finish()?;
         out.sort_by_key(|e| e.id);
         Ok(out)
     }
