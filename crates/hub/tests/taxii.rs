@@ -365,20 +365,28 @@ async fn a_taxii_client_pages_polls_again_and_sees_removals() {
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
+/// A hub whose profile "perimeter" holds `n` High entries `192.0.2.<i>`, and the first page
+/// (10 objects) of its collection: `(hub, device token, collection id, objects URL, page)`.
+async fn first_page(n: usize) -> (Hub, String, String, String, Value) {
+    let h = Hub::start().await;
+    let token = h.profile_and_device().await;
+    let high = json!({"Trend Micro Severity": "High"});
+    let entries: Vec<Value> = (0..n)
+        .map(|i| json!({"value": format!("192.0.2.{i}"), "tags": high}))
+        .collect();
+    h.add(Value::Array(entries)).await;
+    let perimeter = collections(&h, &token).await["perimeter"].clone();
+    let base = format!("/taxii2/rephub/collections/{perimeter}/objects/?limit=10");
+    let (_, page1, _) = taxii(&h, &base, &token).await;
+    (h, token, perimeter, base, page1)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_of_a_pass_survive_writes_in_between() {
     // Writes while a client pages through a pass move nothing under it: the pass is the state
     // when it began, and what changed meanwhile comes in the next poll. Nothing is lost.
-    let h = Hub::start().await;
-    let token = h.profile_and_device().await;
+    let (h, token, perimeter, base, page1) = first_page(40).await;
     let high = json!({"Trend Micro Severity": "High"});
-    let first: Vec<Value> = (0..40)
-        .map(|i| json!({"value": format!("192.0.2.{i}"), "tags": high}))
-        .collect();
-    h.add(Value::Array(first)).await;
-    let perimeter = collections(&h, &token).await["perimeter"].clone();
-    let base = format!("/taxii2/rephub/collections/{perimeter}/objects/?limit=10");
-    let (_, page1, _) = taxii(&h, &base, &token).await;
     let mut seen: Vec<String> = names(page1["objects"].as_array().unwrap(), false);
     // Meanwhile: ten more.
     let more: Vec<Value> = (0..10)
@@ -460,16 +468,8 @@ async fn a_rephub_taxii_source_pulls_from_another_rephub() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_next_token_whose_position_was_compacted_is_refused_not_ended() {
     use rephub_store::ReputationStore;
-    let mut h = Hub::start().await;
-    let token = h.profile_and_device().await;
+    let (mut h, token, perimeter, base, page1) = first_page(30).await;
     let high = json!({"Trend Micro Severity": "High"});
-    let first: Vec<Value> = (0..30)
-        .map(|i| json!({"value": format!("192.0.2.{i}"), "tags": high}))
-        .collect();
-    h.add(Value::Array(first)).await;
-    let perimeter = collections(&h, &token).await["perimeter"].clone();
-    let base = format!("/taxii2/rephub/collections/{perimeter}/objects/?limit=10");
-    let (_, page1, _) = taxii(&h, &base, &token).await;
     let next = page1["next"].as_str().unwrap().to_string();
     // Another commit, then the change log compacted past the pass's end; a restart empties the
     // pass cache.
