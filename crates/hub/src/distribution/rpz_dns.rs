@@ -46,6 +46,8 @@ const NOTIFY_TRIES: u32 = 5;
 const NOTIFY_WAIT: Duration = Duration::from_secs(1);
 /// A TCP connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// TCP connections served at once.
+const MAX_CONNECTIONS: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -598,8 +600,14 @@ pub(crate) async fn start(
     let mut tasks = Vec::new();
     {
         let dns = dns.clone();
+        // Secondaries are few: a bounded number of connections at once, the others wait in the
+        // listen queue.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tasks.push(tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(s) => s,
                     Err(e) => {
@@ -613,6 +621,7 @@ pub(crate) async fn start(
                     if let Err(e) = serve_tcp(&dns, stream, peer).await {
                         tracing::debug!(%peer, error = %e, "DNS connection ended");
                     }
+                    drop(slot);
                 });
             }
         }));
