@@ -9,15 +9,15 @@
 //! on fresh hubs for the full import.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rephub_hub::{Config, Role, hash_key};
+use common::{call, seed, start};
 use rephub_model::{Entry, ExportItem, MispFeed};
-use rephub_store::{KeyStore, SqliteStore};
 use serde_json::{Value, json};
 
-const KEY: &str = "rh_bench";
 const EVENTS: u32 = 100;
 
 /// The feed of `n` IPv4 attributes in `EVENTS` events; `changed`: every attribute of event 0 is
@@ -84,35 +84,6 @@ async fn serve(dir: PathBuf) -> std::net::SocketAddr {
     addr
 }
 
-async fn hub(dir: &Path) -> rephub_hub::RunningHub {
-    let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
-    s.add_api_key("bench", Role::Admin.as_str(), &hash_key(KEY))
-        .unwrap();
-    drop(s);
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
-        log: "warn".into(),
-        ..Config::default()
-    };
-    rephub_hub::start(config).await.unwrap()
-}
-
-async fn call(http: &reqwest::Client, method: &str, url: &str, body: Option<Value>) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(KEY);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {url}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap_or(Value::Null)
-}
-
 /// Waits for run number `runs + 1` of the source: its state.
 async fn next_run(http: &reqwest::Client, base: &str, runs: u64) -> Value {
     let t = Instant::now();
@@ -140,7 +111,8 @@ async fn main() {
     println!("MISP feed of {n} attributes in {EVENTS} events");
     for round in 1..=3 {
         let data = tempfile::tempdir().unwrap();
-        let h = hub(data.path()).await;
+        seed(data.path(), 0);
+        let h = start(data.path()).await;
         let base = format!("http://{}", h.addr);
         call(
             &http,

@@ -8,15 +8,15 @@
 //! Wall-clock figures of a real BIND: not a criterion benchmark.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rephub_hub::{Config, Role, RpzDnsConfig, hash_key};
-use rephub_model::{Entry, Kind, Tags, builtin};
-use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
-use serde_json::{Value, json};
+use common::{call, seed};
+use rephub_hub::RpzDnsConfig;
+use serde_json::json;
 
-const KEY: &str = "rh_bench";
 const ZONE: &str = "perimeter.rpz.rephub";
 const SECRET: &str = "3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 const WRITES: usize = 100;
@@ -38,28 +38,6 @@ fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-fn seed(dir: &std::path::Path, n: u32) {
-    let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
-    s.add_api_key("bench", Role::Admin.as_str(), &hash_key(KEY))
-        .unwrap();
-    let cat = s.catalog().unwrap();
-    let (id, v) = cat.parse_pair(builtin::SEVERITY, "High").unwrap().unwrap();
-    let mut tags = Tags::new();
-    tags.insert(id, v);
-    let mut tx = s.begin().unwrap();
-    for i in 0..n {
-        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-        let e = Entry::parse(Kind::Ipv4, &ip).unwrap();
-        tx.upsert(
-            "feed",
-            &Upsert::new(e, tags.clone(), &cat),
-            WriteMode::Merge,
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
 }
 
 fn status(port: u16, name: &str) -> String {
@@ -94,20 +72,6 @@ fn soa_serial(port: u16, key: Option<&str>) -> Option<u64> {
         .nth(2)?
         .parse()
         .ok()
-}
-
-async fn call(http: &reqwest::Client, method: &str, url: &str, body: Option<Value>) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(KEY);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {url}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap_or(Value::Null)
 }
 
 async fn transfers(http: &reqwest::Client, base: &str) -> (u64, u64) {
@@ -150,11 +114,7 @@ async fn main() {
     seed(data.path(), n);
     println!("seeded {n} entries in {:.1} s", t.elapsed().as_secs_f64());
     let (bind_port, dns_port) = (free_port(), free_port());
-    let config = Config {
-        data_dir: data.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
-        log: "warn".into(),
+    let config = rephub_hub::Config {
         rpz_dns: RpzDnsConfig {
             listen: Some(([127, 0, 0, 1], dns_port).into()),
             notify: vec![([127, 0, 0, 1], bind_port).into()],
@@ -162,7 +122,7 @@ async fn main() {
             tsig_secret: Some(SECRET.into()),
             ..RpzDnsConfig::default()
         },
-        ..Config::default()
+        ..common::config(data.path())
     };
     let hub = rephub_hub::start(config).await.unwrap();
     let http = reqwest::Client::new();

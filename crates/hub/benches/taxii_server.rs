@@ -12,62 +12,12 @@
 //! Wall-clock figures of whole runs, three each: not a criterion benchmark.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use rephub_hub::{Config, Role, hash_key};
-use rephub_model::{Entry, Kind, Tags, builtin};
-use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
+use common::{KEY, call, seed, start};
 use serde_json::{Value, json};
-
-const KEY: &str = "rh_bench";
-
-async fn start(dir: &std::path::Path) -> rephub_hub::RunningHub {
-    let config = Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
-        log: "warn".into(),
-        ..Config::default()
-    };
-    rephub_hub::start(config).await.unwrap()
-}
-
-/// An admin key and, if `n > 0`, n High IPv4 entries in one commit.
-fn seed(dir: &std::path::Path, n: u32) {
-    let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
-    s.add_api_key("bench", Role::Admin.as_str(), &hash_key(KEY))
-        .unwrap();
-    let cat = s.catalog().unwrap();
-    let (id, v) = cat.parse_pair(builtin::SEVERITY, "High").unwrap().unwrap();
-    let mut tags = Tags::new();
-    tags.insert(id, v);
-    let mut tx = s.begin().unwrap();
-    for i in 0..n {
-        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-        let e = Entry::parse(Kind::Ipv4, &ip).unwrap();
-        tx.upsert(
-            "feed",
-            &Upsert::new(e, tags.clone(), &cat),
-            WriteMode::Merge,
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-}
-
-async fn call(http: &reqwest::Client, method: &str, url: &str, body: Option<Value>) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(KEY);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {url}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap_or(Value::Null)
-}
 
 /// Pages through a collection: (objects, seconds).
 async fn page_through(http: &reqwest::Client, objects_url: &str, limit: usize) -> (usize, f64) {
