@@ -79,6 +79,9 @@ pub trait DistributionStore {
     fn known_events(&self, device: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
     /// Events with an id above `q.after`, oldest first, that match every criterion given.
     fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError>;
+    /// Events received since `since` (Unix seconds), per hour: (start of the hour, events, hits),
+    /// oldest first, hours without events left out.
+    fn event_hours(&self, since: i64) -> Result<Vec<(i64, u64, u64)>, StoreError>;
 }
 
 /// What [`DistributionStore::events`] selects; `None` selects anything.

@@ -62,7 +62,7 @@ pub use dist::{
 };
 pub use error::StoreError;
 pub use ips::{IpsImport, IpsSetting, IpsStore};
-pub use keys::{ApiKey, KeyStore};
+pub use keys::{ApiKey, KeyStore, User, UserStore};
 pub use merge::effective;
 pub use shared::{SharedQuery, SharedRow, SharedStore};
 pub use sources::{
@@ -73,8 +73,8 @@ pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimit
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, Outcome, Stats, StoredEntry, USER_SOURCE,
-    Upsert, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats, StoredEntry,
+    USER_SOURCE, Upsert, WriteMode,
 };
 
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
@@ -151,6 +151,10 @@ pub trait ReputationStore {
     /// The last commit whose sequence number is at or below `seq`: the newest point up to which
     /// every commit is whole (a follower may stand inside a large commit).
     fn commit_through(&self, seq: u64) -> Result<Option<CommitMark>, StoreError>;
+
+    /// The change-log records of one entry, newest first, at most `limit`, each with the time of
+    /// its commit when that is still recorded (what compaction dropped is gone).
+    fn entry_history(&self, entry_id: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError>;
 
     fn stats(&self) -> Result<Stats, StoreError>;
 

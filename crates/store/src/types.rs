@@ -108,6 +108,15 @@ pub enum ChangePage {
     SnapshotRequired { horizon: u64, last_seq: u64 },
 }
 
+/// One change of an entry, as its history shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub seq: u64,
+    pub op: ChangeOp,
+    /// When the change was committed (microseconds since the Unix epoch), if recorded.
+    pub at_us: Option<i64>,
+}
+
 /// A commit that changed entries: the last sequence number it assigned and when it was committed,
 /// in microseconds since the Unix epoch (strictly increasing from commit to commit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use rephub_model::{
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
     KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore,
-    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, WriteMode, WriteTx,
+    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -26,6 +26,7 @@ trait TestBackend:
     + TargetStore
     + ConnectionStore
     + IpsStore
+    + UserStore
     + Sized
 {
     /// Keeps the database alive; dropping it removes the database (a temporary directory, a
@@ -81,6 +82,9 @@ macro_rules! backend_suite {
                 enrollment_tokens_are_used_once_and_certificates_follow_revocation,
                 connection_features_are_kept_and_sandbox_is_granted_per_downstream,
                 ips_filters_and_profile_settings,
+                users_are_unique_by_name_and_keep_only_a_hash,
+                an_entry_has_its_history_with_commit_times,
+                events_are_counted_per_hour,
             );
         }
     };
@@ -1351,4 +1355,79 @@ fn ips_filters_and_profile_settings<S: TestBackend>() {
     assert!(s.delete_profile(p).unwrap());
     assert!(s.distributed_ips().unwrap().is_empty());
     assert!(s.profile_ips(p).unwrap().is_empty());
+}
+
+fn users_are_unique_by_name_and_keep_only_a_hash<S: TestBackend>() {
+    let mut d = db::<S>();
+    let u = d.store.add_user("alice", "admin", "$argon2id$x").unwrap();
+    assert_eq!((u.name.as_str(), u.created_at), ("alice", T0));
+    assert!(matches!(
+        d.store.add_user("alice", "read-only", "$argon2id$y"),
+        Err(StoreError::Conflict(_))
+    ));
+    d.store.add_user("bob", "read-only", "$argon2id$b").unwrap();
+    d.clock.advance(5);
+    assert!(d.store.update_user("bob", Some("producer"), None).unwrap());
+    assert!(!d.store.update_user("carol", Some("admin"), None).unwrap());
+    assert!(d.store.update_user("alice", None, Some("$argon2id$z")).unwrap());
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    let bob = d2.user("bob").unwrap().unwrap();
+    assert_eq!((bob.role.as_str(), bob.password_hash.as_str()), ("producer", "$argon2id$b"));
+    assert_eq!((bob.created_at, bob.updated_at), (T0, T0 + 5));
+    assert_eq!(d2.user("alice").unwrap().unwrap().password_hash, "$argon2id$z");
+    assert_eq!(d2.user("carol").unwrap(), None);
+    drop(d2);
+    assert!(d.store.delete_user("alice").unwrap());
+    assert!(!d.store.delete_user("alice").unwrap());
+    let names: Vec<String> = d.store.users().unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, vec!["bob"]);
+}
+
+fn an_entry_has_its_history_with_commit_times<S: TestBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let ip = e(Kind::Ipv4, "192.0.2.7");
+    let other = e(Kind::Ipv4, "192.0.2.8");
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &ip);
+    add(&mut tx, &cat, &other);
+    tx.commit().unwrap();
+    d.clock.advance(60);
+    let mut tx = d.store.begin().unwrap();
+    let high = tags(&cat, &[("Trend Micro Severity", "High")]);
+    put(&mut tx, &cat, "feed", &ip, &high, WriteMode::Merge).unwrap();
+    tx.commit().unwrap();
+    let id = d.store.get(&ip).unwrap().unwrap().id;
+    d.clock.advance(60);
+    let mut tx = d.store.begin().unwrap();
+    tx.remove(&ip).unwrap();
+    tx.commit().unwrap();
+
+    let h = d.store.entry_history(id, 10).unwrap();
+    let ops: Vec<ChangeOp> = h.iter().map(|r| r.op).collect();
+    assert_eq!(ops, vec![ChangeOp::Delete, ChangeOp::Update, ChangeOp::Insert]);
+    let secs: Vec<i64> = h.iter().map(|r| r.at_us.unwrap() / 1_000_000).collect();
+    assert_eq!(secs, vec![T0 + 120, T0 + 60, T0]);
+    assert!(h[0].seq > h[1].seq && h[1].seq > h[2].seq);
+    assert_eq!(d.store.entry_history(id, 1).unwrap().len(), 1);
+    // Compaction takes the history with it; the other entry's is its own.
+    d.store.compact(h[1].seq).unwrap();
+    assert_eq!(d.store.entry_history(id, 10).unwrap().len(), 1);
+    assert!(d.store.entry_history(id + 1000, 10).unwrap().is_empty());
+}
+
+fn events_are_counted_per_hour<S: TestBackend>() {
+    let mut d = db::<S>();
+    let dev = d.store.add_device("fw1", b"hash", None).unwrap();
+    d.store
+        .add_events(dev.id, &[event(1, "192.0.2.1", 5), event(2, "192.0.2.2", 1)])
+        .unwrap();
+    d.clock.advance(3600);
+    d.store.add_events(dev.id, &[event(3, "192.0.2.3", 2)]).unwrap();
+    let hour = |t: i64| t / 3600 * 3600;
+    assert_eq!(
+        d.store.event_hours(0).unwrap(),
+        vec![(hour(T0), 2, 6), (hour(T0 + 3600), 1, 2)]
+    );
+    assert_eq!(d.store.event_hours(T0 + 1).unwrap(), vec![(hour(T0 + 3600), 1, 2)]);
 }

@@ -250,6 +250,21 @@ impl DistributionStore for SqliteStore {
         Ok(known)
     }
 
+    fn event_hours(&self, since: i64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT (received_at / 3600) * 3600 AS h, count(*), sum(hits) FROM events
+             WHERE received_at >= ?1 GROUP BY h ORDER BY h",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?.max(0) as u64,
+                r.get::<_, i64>(2)?.max(0) as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
         let mut stmt = self.connection().prepare_cached(
             "SELECT id, device_id, device_event, kind, value, action, filter, hits, first_seen, \

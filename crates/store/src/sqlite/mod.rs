@@ -43,7 +43,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, Outcome, Stats, StoredEntry, USER_SOURCE,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats, StoredEntry, USER_SOURCE,
     Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
@@ -687,6 +687,29 @@ impl ReputationStore for SqliteStore {
             "SELECT seq, at FROM commit_times WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1",
             i64::try_from(seq).unwrap_or(i64::MAX),
         )
+    }
+
+    fn entry_history(&self, entry_id: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+        // A change's commit is the first commit mark at or after its number.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.seq, c.op,
+                    (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
+             FROM changes c WHERE c.entry_id = ?1 ORDER BY c.seq DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![entry_id, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)? as u64;
+            let op = ChangeOp::from_code(r.get(1)?)
+                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            out.push(HistoryRecord {
+                seq,
+                op,
+                at_us: r.get(2)?,
+            });
+        }
+        Ok(out)
     }
 
     fn stats(&self) -> Result<Stats, StoreError> {

@@ -458,6 +458,20 @@ const MIGRATIONS: &[&str] = &[
         SELECT value, CAST(strftime('%s', 'now') AS INTEGER) * 1000000 FROM meta
         WHERE key = 'last_seq' AND value > 0;
     "#,
+    // 17: the web console: users who sign in with a name and a password (an argon2 PHC string,
+    // never the password), an entry's change history (the change log by entry; new entries get
+    // increasing ids, so a bulk load appends to this index), and events per hour.
+    r#"
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX changes_entry ON changes (entry_id, seq);
+    CREATE INDEX events_received ON events (received_at);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
