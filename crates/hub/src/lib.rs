@@ -27,6 +27,7 @@
 
 mod admin;
 pub mod config;
+mod console;
 pub(crate) mod connection;
 mod db;
 mod distribution;
@@ -36,6 +37,7 @@ mod http;
 mod ingest;
 mod keys;
 mod metrics;
+mod passwords;
 mod scheduler;
 mod secrets;
 mod sharing;
@@ -73,24 +75,11 @@ pub use validate::SpecError;
 /// The whole application: every route, with limits, timeouts and request logs.
 pub fn app(state: AppState) -> Router {
     let config = state.config();
+    // The console sends its requests to the API in-process (see `console/mod.rs`).
+    let api = api(&state).with_state(state.clone());
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(admin::metrics::metrics))
-        .route(
-            "/api/v1/openapi.json",
-            get(|| async { axum::Json(http::openapi::document()) }),
-        )
-        .merge(ingest::router(&state))
-        .merge(admin::router(&state))
-        .merge(distribution::router(&state))
-        .merge(sources::api::router(&state))
-        .merge(targets::api::router(&state))
-        .merge(connection::api::router(&state))
-        .merge(sharing::api::router(&state))
-        .merge(sharing::receiver::router(&state))
-        .merge(sharing::filter_status::router(&state))
-        .merge(sharing::inventory::router(&state))
-        .merge(sharing::deploy::router(&state))
+        .merge(api.clone())
+        .merge(console::router(&state, api).with_state(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::metrics::count_requests,
@@ -115,7 +104,28 @@ pub fn app(state: AppState) -> Router {
         // Outside the trace layer, so that its span has the id; the answer carries it back.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
-        .with_state(state)
+}
+
+/// Every API route (everything but the console).
+fn api(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(admin::metrics::metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(http::openapi::document()) }),
+        )
+        .merge(ingest::router(state))
+        .merge(admin::router(state))
+        .merge(distribution::router(state))
+        .merge(sources::api::router(state))
+        .merge(targets::api::router(state))
+        .merge(connection::api::router(state))
+        .merge(sharing::api::router(state))
+        .merge(sharing::receiver::router(state))
+        .merge(sharing::filter_status::router(state))
+        .merge(sharing::inventory::router(state))
+        .merge(sharing::deploy::router(state))
 }
 
 const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");

@@ -73,6 +73,12 @@ struct Inner {
     misp_feeds: crate::distribution::caches::Feeds,
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::caches::Passes,
+    /// Signed-in console users.
+    console_sessions: crate::console::sessions::Sessions,
+    /// Console imports running or finished lately, with their progress.
+    console_imports: crate::console::jobs::Imports,
+    /// The dashboard's last count of entries.
+    console_counts: crate::console::jobs::Counts,
     /// The durable spool of what is shared, and its sinks' tasks.
     spool: crate::sharing::spool::SpoolHandle,
 }
@@ -143,6 +149,9 @@ impl AppState {
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
                 taxii_passes: crate::distribution::caches::Passes::default(),
+                console_sessions: Default::default(),
+                console_imports: Default::default(),
+                console_counts: Default::default(),
                 misp_feeds: crate::distribution::caches::Feeds::default(),
                 spool,
             }),
@@ -179,6 +188,18 @@ impl AppState {
 
     pub(crate) fn taxii_passes(&self) -> &crate::distribution::caches::Passes {
         &self.inner.taxii_passes
+    }
+
+    pub(crate) fn console_sessions(&self) -> &crate::console::sessions::Sessions {
+        &self.inner.console_sessions
+    }
+
+    pub(crate) fn console_counts(&self) -> &crate::console::jobs::Counts {
+        &self.inner.console_counts
+    }
+
+    pub(crate) fn console_imports(&self) -> &crate::console::jobs::Imports {
+        &self.inner.console_imports
     }
 
     pub(crate) fn spool(&self) -> &crate::sharing::spool::SpoolHandle {

@@ -8,6 +8,7 @@ pub(crate) mod ips;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod profiles;
+pub(crate) mod users;
 
 use axum::Router;
 
@@ -21,6 +22,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(devices::router(state))
         .merge(categories::router(state))
         .merge(keys::router(state))
+        .merge(users::router(state))
 }
 
 /// Names for a message: `"a", "b"`.

@@ -113,11 +113,39 @@ pub(crate) fn by_role<const N: usize>(
         })
 }
 
+/// A console user, signed in with a session: the console calls the REST API in-process with this
+/// as a request extension instead of a key. Extensions are made only inside the process, never
+/// from a request's bytes, so nothing from the network can claim to be one.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsoleCaller(pub(crate) Caller);
+
 async fn check_request(
     State((state, who, dialect)): State<(AppState, Who, Dialect)>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    if let Some(ConsoleCaller(caller)) = req.extensions().get::<ConsoleCaller>().cloned() {
+        let need = match who {
+            Who::User(r) | Who::UserOrBasic(r) | Who::DownstreamOrUser(r) => Some(r),
+            Who::DeviceOrUser => Some(Role::ReadOnly),
+            Who::Device | Who::Bouncer | Who::Downstream => None,
+        };
+        let verdict = match need {
+            Some(need) => allowed(caller, need, "may not do this")
+                .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, None, m)),
+            None => Err(ApiError::status(
+                StatusCode::FORBIDDEN,
+                "not for console users",
+            )),
+        };
+        return match verdict {
+            Ok(p) => {
+                req.extensions_mut().insert(p);
+                next.run(req).await
+            }
+            Err(e) => e.render(dialect),
+        };
+    }
     let peer = req
         .extensions()
         .get::<Arc<TlsInfo>>()

@@ -186,6 +186,14 @@ struct SearchQuery {
     tag: Option<String>,
     source: Option<String>,
     limit: Option<String>,
+    /// Skip this many matches first (paging; at most 1,000,000).
+    offset: Option<String>,
+    /// Only count the matches (up to 10,000,000): what a filter with these criteria would select.
+    #[serde(default)]
+    count: bool,
+    /// With `value`: each source's assertion and the entry's change history.
+    #[serde(default)]
+    detail: bool,
     /// Export only: `sms` (default), `jsonl`, `plain`.
     format: Option<String>,
 }
@@ -208,13 +216,55 @@ async fn search_entries(
             },
         )
         .map_err(|_| ApiError::bad("value", format!("{v:?} is not a valid entry")))?;
-        let found = state.read(move |s| s.get(&entry)).await??;
-        let entries: Vec<Value> = found.iter().map(|e| entry_json(&catalog, e)).collect();
+        let detail = q.detail;
+        let found = state
+            .read(move |s| {
+                let Some(e) = s.get(&entry)? else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let history = if detail {
+                    s.entry_history(e.id, HISTORY_LIMIT)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((e, history)))
+            })
+            .await??;
+        let entries: Vec<Value> = found
+            .iter()
+            .map(|(e, history)| {
+                let mut v = entry_json(&catalog, e);
+                if detail {
+                    v["assertions"] = assertions_json(&catalog, e);
+                    v["history"] = history_json(history);
+                }
+                v
+            })
+            .collect();
         return Ok(Json(json!({"entries": entries, "more": false})));
+    }
+    if q.detail {
+        return Err(ApiError::bad("detail", "only with value"));
     }
     let criteria = criteria_from(&q, &catalog)?;
     if q.format.is_some() {
         return Err(ApiError::bad("format", "only for /api/v1/export"));
+    }
+    if q.count {
+        if q.limit.is_some() || q.offset.is_some() {
+            return Err(ApiError::bad("count", "counts every match: no limit or offset"));
+        }
+        let (n, capped) = state
+            .read(move |s| {
+                let mut n = 0u64;
+                s.search_each(&criteria, &mut |_| {
+                    n += 1;
+                    n < COUNT_CAP
+                })?;
+                Ok::<_, StoreError>((n, n >= COUNT_CAP))
+            })
+            .await??;
+        return Ok(Json(json!({"count": n, "capped": capped})));
     }
     let limit = match q.limit.as_deref() {
         None => DEFAULT_LIMIT,
@@ -223,8 +273,28 @@ async fn search_entries(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad("limit", format!("from 1 to {MAX_LIMIT}")));
     }
+    let offset = match q.offset.as_deref() {
+        None => 0,
+        Some(o) => o
+            .parse::<usize>()
+            .ok()
+            .filter(|o| *o <= MAX_OFFSET)
+            .ok_or_else(|| ApiError::bad("offset", format!("from 0 to {MAX_OFFSET}")))?,
+    };
     let found = state
-        .read(move |s| s.search(&criteria, limit + 1))
+        .read(move |s| {
+            let mut out = Vec::new();
+            let mut skipped = 0;
+            s.search_each(&criteria, &mut |e| {
+                if skipped < offset {
+                    skipped += 1;
+                } else {
+                    out.push(e);
+                }
+                out.len() <= limit
+            })?;
+            Ok::<_, StoreError>(out)
+        })
         .await??;
     let more = found.len() > limit;
     let entries: Vec<Value> = found
@@ -233,6 +303,43 @@ async fn search_entries(
         .map(|e| entry_json(&catalog, e))
         .collect();
     Ok(Json(json!({"entries": entries, "more": more})))
+}
+
+const MAX_OFFSET: usize = 1_000_000;
+const COUNT_CAP: u64 = 10_000_000;
+const HISTORY_LIMIT: usize = 100;
+
+fn assertions_json(catalog: &Catalog, e: &rephub_store::StoredEntry) -> Value {
+    let items: Vec<Value> = e
+        .assertions
+        .iter()
+        .map(|a| {
+            let tags: BTreeMap<&str, Value> = catalog
+                .named(&a.tags)
+                .map(|(n, v)| (n, rephub_model::ExportRecord::tag_json(v)))
+                .collect();
+            json!({"source": a.source, "tags": tags, "seq": a.seq,
+                   "updated": rephub_model::format_utc(a.updated_at),
+                   "expires": a.expires_at.map(rephub_model::format_utc)})
+        })
+        .collect();
+    Value::Array(items)
+}
+
+fn history_json(history: &[rephub_store::HistoryRecord]) -> Value {
+    let items: Vec<Value> = history
+        .iter()
+        .map(|h| {
+            let op = match h.op {
+                rephub_store::ChangeOp::Insert => "added",
+                rephub_store::ChangeOp::Update => "changed",
+                rephub_store::ChangeOp::Delete => "deleted",
+            };
+            json!({"seq": h.seq, "op": op,
+                   "at": h.at_us.map(|us| rephub_model::format_utc(us.div_euclid(1_000_000)))})
+        })
+        .collect();
+    Value::Array(items)
 }
 
 /// The criteria of a search or export request.
@@ -309,10 +416,10 @@ async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
             format!("{format:?} is not sms, jsonl, plain, {}", others.join(", ")),
         ));
     }
-    if q.value.is_some() || q.limit.is_some() {
+    if q.value.is_some() || q.limit.is_some() || q.offset.is_some() || q.count || q.detail {
         return Err(ApiError::bad(
             "value",
-            "export takes search criteria, not value or limit",
+            "export takes search criteria, not value, limit, offset, count or detail",
         ));
     }
     let catalog = state.catalog().await?;
@@ -384,7 +491,7 @@ async fn export(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportQuery {
+pub(crate) struct ImportQuery {
     /// `auto` (default), `ipv4`, `ipv6`, `domain`/`dns`, `url`, `sha1`, `sha256`.
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -398,15 +505,14 @@ struct ImportQuery {
     force: bool,
 }
 
-/// `POST /api/v1/import?type=…&format=…` with the file as the body.
-async fn import_file(
-    State(state): State<AppState>,
-    Q(q): Q<ImportQuery>,
-    b: Bytes,
-) -> ApiResult<Json<Value>> {
-    use rephub_store::import::{ImportOptions, InputFormat, import_reader};
+/// What an import request asks for, checked (the console's import takes the same parameters).
+pub(crate) fn import_options(
+    state: &AppState,
+    q: ImportQuery,
+) -> ApiResult<rephub_store::import::ImportOptions> {
+    use rephub_store::import::{ImportOptions, InputFormat};
     let kind = match q.kind.as_deref() {
-        None | Some("auto") => None,
+        None | Some("auto") | Some("") => None,
         Some(k) => Some(
             k.parse::<Kind>()
                 .map_err(|e| ApiError::bad("type", e.to_string()))?,
@@ -423,7 +529,7 @@ async fn import_file(
             ));
         }
     };
-    let opts = ImportOptions {
+    Ok(ImportOptions {
         kind,
         format,
         strict: q.strict,
@@ -436,11 +542,22 @@ async fn import_file(
         },
         mode: WriteMode::Merge,
         min_prefix: (!q.force).then(|| state.config().min_prefix()),
-    };
+    })
+}
+
+/// Import `file` on the writer; `read` follows the bytes parsed so far (a progress bar).
+pub(crate) async fn run_import(
+    state: &AppState,
+    opts: rephub_store::import::ImportOptions,
+    file: Bytes,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> ApiResult<Value> {
+    use rephub_store::import::import_reader;
     let (summary, rejects) = state
         .exec(move |s| {
             let mut rejects = Vec::new();
-            let summary = import_reader(s, std::io::Cursor::new(b), &opts, &|_| {}, &mut |e| {
+            let progress = |pos: u64| read.store(pos, std::sync::atomic::Ordering::Relaxed);
+            let summary = import_reader(s, std::io::Cursor::new(file), &opts, &progress, &mut |e| {
                 if rejects.len() < 1000 {
                     rejects.push(json!({"line": e.line, "reason": e.reason}));
                 }
@@ -448,9 +565,19 @@ async fn import_file(
             Ok::<_, StoreError>((summary, rejects))
         })
         .await??;
-    Ok(Json(json!({
+    Ok(json!({
         "committed": summary.committed, "accepted": summary.accepted, "added": summary.added,
         "updated": summary.updated, "unchanged": summary.unchanged, "rejected": summary.rejected,
         "dropped_pairs": summary.dropped_pairs, "cursor": summary.last_seq, "rejects": rejects
-    })))
+    }))
+}
+
+/// `POST /api/v1/import?type=…&format=…` with the file as the body.
+async fn import_file(
+    State(state): State<AppState>,
+    Q(q): Q<ImportQuery>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let opts = import_options(&state, q)?;
+    run_import(&state, opts, b, Default::default()).await.map(Json)
 }

@@ -29,7 +29,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/targets/{name}", put(replace).delete(delete));
     let run = Router::new()
         .route("/api/v1/targets/{name}/run", post(run_now))
-        .route("/api/v1/targets/{name}/test", post(test));
+        .route("/api/v1/targets/{name}/test", post(test))
+        .route("/api/v1/targets/test", post(test_unsaved));
     by_role(
         state,
         [
@@ -171,6 +172,20 @@ async fn run_now(
 
 async fn test(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (spec, _) = found(&state, &name).await?;
+    Ok(jobs::tested(super::test(&spec, state.now()).await))
+}
+
+/// Test Connection before Save (seed 000, step 6): a whole target configuration, validated and
+/// tested, nothing stored. A configuration that names a saved target and leaves the password or
+/// key out is tested with the saved one.
+async fn test_unsaved(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Value>> {
+    let mut spec: TargetSpec = body(&b)?;
+    if let Some((old, _)) = load(&state, &spec.name).await? {
+        spec.keep_secrets_of(&old)
+            .map_err(|e| ApiError::bad(&e.field, e.reason))?;
+    }
+    spec.validate()
+        .map_err(|e| ApiError::bad(&e.field, e.reason))?;
     Ok(jobs::tested(super::test(&spec, state.now()).await))
 }
 
