@@ -375,36 +375,44 @@ struct MoveTo {
 
 /// The new precedences that move the filter at `from` just past its neighbour (`up`: before the
 /// one above; else after the one below), in evaluation order `(precedence, id)`. One filter's
-/// precedence changes when a number fits between its new neighbours (the usual case); when none
-/// does, every filter is renumbered 10, 20, 30… in the new order.
+/// precedence changes when a number fits — the moving filter's, or else the neighbour's moving
+/// the other way (the usual case); when none does, every filter is renumbered 10, 20, 30… in the
+/// new order.
 fn moved(order: &[(i64, i64)], from: usize, up: bool) -> Vec<(i64, i64)> {
     let n = order.len();
-    let (Some(&(_, id)), true) = (order.get(from), if up { from > 0 } else { from + 1 < n }) else {
+    if from >= n || (up && from == 0) || (!up && from + 1 >= n) {
         return Vec::new();
-    };
-    let mut rest: Vec<(i64, i64)> = order.to_vec();
-    rest.remove(from);
-    // Where the filter goes in `rest`: between `before` and `after`.
-    let at = if up { from - 1 } else { from + 1 };
-    let before = at.checked_sub(1).and_then(|i| rest.get(i)).copied();
-    let after = rest.get(at).copied();
-    let fits = |p: i64| before.is_none_or(|b| (p, id) > b) && after.is_none_or(|a| (p, id) < a);
-    let near = if up { after } else { before };
-    if let Some((p, _)) = near {
-        for candidate in [p, p.saturating_sub(1), p.saturating_add(1)] {
-            if fits(candidate) {
-                return vec![(id, candidate)];
-            }
-        }
     }
-    rest.insert(at, (0, id));
-    rest.iter()
+    let to = if up { from - 1 } else { from + 1 };
+    if let Some(one) = single(order, from, up).or_else(|| single(order, to, !up)) {
+        return vec![one];
+    }
+    let mut ids: Vec<(i64, i64)> = order.to_vec();
+    ids.swap(from, to);
+    ids.iter()
         .enumerate()
         .filter_map(|(i, &(p, fid))| {
             let new = (i as i64 + 1) * 10;
-            (new != p || fid == id).then_some((fid, new))
+            (new != p).then_some((fid, new))
         })
         .collect()
+}
+
+/// A precedence for the filter at `from` that puts it just past its neighbour, if one fits.
+fn single(order: &[(i64, i64)], from: usize, up: bool) -> Option<(i64, i64)> {
+    let (_, id) = *order.get(from)?;
+    let mut rest: Vec<(i64, i64)> = order.to_vec();
+    rest.remove(from);
+    // Where the filter goes in `rest`: between `before` and `after`.
+    let at = if up { from.checked_sub(1)? } else { from + 1 };
+    let before = at.checked_sub(1).and_then(|i| rest.get(i)).copied();
+    let after = rest.get(at).copied();
+    let fits = |p: i64| before.is_none_or(|b| (p, id) > b) && after.is_none_or(|a| (p, id) < a);
+    let (p, _) = if up { after? } else { before? };
+    [p, p.saturating_sub(1), p.saturating_add(1)]
+        .into_iter()
+        .find(|c| fits(*c))
+        .map(|c| (id, c))
 }
 
 async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: Bytes) -> Response {

@@ -1,0 +1,510 @@
+//! The web console over HTTP, as a browser speaks to it (forms, cookies, redirects): sign-in,
+//! sessions, CSRF, roles, forms that fail with the API's messages and change nothing, the import
+//! job's progress. `crates/rephub/tests/console_browser.rs` drives a real browser.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use common::{ADMIN, Hub, PRODUCER, http_only};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+
+/// A browser's side of a session: no redirects followed, the session cookie kept by hand.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+/// A page's answer: status, headers, body.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        let at = self.body.find(r#"name="csrf" value=""#).expect("a form with a CSRF token");
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+impl Browser {
+    fn new(hub: &Hub) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: hub.base.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = match &self.cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        };
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        if let Some(c) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = c.split(';').next().unwrap().to_string();
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        Page {
+            status,
+            headers,
+            body: res.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.http.get(format!("{}{path}", self.base));
+        self.send(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(r).await
+    }
+
+    async fn sign_in(&mut self, name: &str, password: &str) -> Page {
+        self.post("/ui/login", &[("name", name), ("password", password), ("next", "/ui/")])
+            .await
+    }
+
+    /// A CSRF token of the session (from a page with a form).
+    async fn csrf(&mut self) -> String {
+        self.get("/ui/").await.csrf()
+    }
+}
+
+async fn hub_with_users() -> Hub {
+    let hub = Hub::start_with(http_only).await;
+    for (name, role) in [("alice", "admin"), ("pat", "producer"), ("rita", "read-only")] {
+        let (s, v) = hub
+            .call(
+                "POST",
+                "/api/v1/users",
+                ADMIN,
+                Some(json!({"name": name, "role": role, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert!(v.get("password").is_none());
+    }
+    hub
+}
+
+#[tokio::test]
+async fn sign_in_sessions_and_security_headers() {
+    let hub = hub_with_users().await;
+    let mut b = Browser::new(&hub);
+    // Not signed in: to the sign-in page, with the way back.
+    let p = b.get("/ui/entries?ip=10.0.0.0%2F8").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location(), "/ui/login?next=%2Fui%2Fentries%3Fip%3D10.0.0.0%252F8");
+    // Wrong password, unknown user: the same refusal, no cookie.
+    for (name, pw) in [("alice", "wrong password!"), ("nobody", "correct horse battery")] {
+        let p = b.sign_in(name, pw).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert!(p.body.contains("wrong user name or password"));
+        assert!(b.cookie.is_none());
+    }
+    // The right one: a session cookie, HttpOnly and SameSite=Strict (no Secure on plain HTTP).
+    let p = b.sign_in("alice", "correct horse battery").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/ui/");
+    let set = p.headers[SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && !set.contains("Secure"), "{set}");
+    let page = b.get("/ui/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("alice (admin)"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    // No inline script anywhere (the CSP would block it).
+    assert!(!page.body.contains("<script>"));
+    // A cross-site sign-in form is refused.
+    let r = b
+        .http
+        .post(format!("{}/ui/login", b.base))
+        .header("origin", "http://evil.example")
+        .form(&[("name", "alice"), ("password", "correct horse battery")]);
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Sign out: the cookie no longer opens anything.
+    let kept = b.cookie.clone();
+    let csrf = b.csrf().await;
+    let p = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(p.location(), "/ui/login");
+    b.cookie = kept;
+    assert_eq!(b.get("/ui/").await.status, StatusCode::SEE_OTHER);
+    // An API key signs in too, with its role.
+    let p = b.post("/ui/login", &[("key", PRODUCER)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(b.get("/ui/").await.body.contains("ddd01 (producer)"));
+}
+
+#[tokio::test]
+async fn names_that_fail_five_times_wait_and_changed_users_are_signed_out() {
+    let hub = hub_with_users().await;
+    let mut b = Browser::new(&hub);
+    for _ in 0..5 {
+        assert_eq!(b.sign_in("pat", "not the password").await.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password waits now.
+    assert_eq!(
+        b.sign_in("pat", "correct horse battery").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another name is not held up.
+    assert_eq!(b.sign_in("rita", "correct horse battery").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+    // Rita's password changes: her session ends.
+    let (s, _) = hub
+        .call("PUT", "/api/v1/users/rita", ADMIN, Some(json!({"password": "another long password"})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b.get("/ui/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.sign_in("rita", "another long password").await.status, StatusCode::SEE_OTHER);
+    // Deleted: signed out at once.
+    hub.call("DELETE", "/api/v1/users/rita", ADMIN, None).await;
+    assert_eq!(b.get("/ui/").await.status, StatusCode::SEE_OTHER);
+    // The users API checks what it is given.
+    for (body, field) in [
+        (json!({"name": "x", "role": "admin", "password": "short"}), "password"),
+        (json!({"name": "bad name", "role": "admin", "password": "long enough password"}), "name"),
+        (json!({"name": "y", "role": "boss", "password": "long enough password"}), "role"),
+        (json!({"name": "alice", "role": "admin", "password": "long enough password"}), "name"),
+    ] {
+        let (s, v) = hub.call("POST", "/api/v1/users", ADMIN, Some(body)).await;
+        assert!(s.is_client_error(), "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    // Passwords are kept as argon2id hashes only.
+    let store = hub.store();
+    let alice = rephub_store::UserStore::user(&store, "alice").unwrap().unwrap();
+    assert!(alice.password_hash.starts_with("$argon2id$"));
+    assert!(!alice.password_hash.contains("correct horse"));
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_the_role() {
+    let hub = hub_with_users().await;
+    let mut reader = Browser::new(&hub);
+    reader.sign_in("rita", "correct horse battery").await;
+    // A read-only user is shown no write button…
+    let page = reader.get("/ui/entries").await;
+    assert!(!page.body.contains("Add entry"));
+    assert!(!reader.get("/ui/filters").await.body.contains("New filter"));
+    // …and the server refuses the write anyway (the API's guard), with its reason.
+    let csrf = page.csrf();
+    let p = reader
+        .post("/ui/entries/new", &[("csrf", &csrf), ("value", "192.0.2.1"), ("kind", "auto"), ("tags", "")])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.body.contains("rita (read-only) may not do this"), "{}", p.body);
+    assert!(hub.entry("192.0.2.1").await.is_none());
+
+    let mut admin = Browser::new(&hub);
+    admin.sign_in("alice", "correct horse battery").await;
+    // Without the token, or with another session's: refused, nothing written.
+    for token in ["", csrf.as_str()] {
+        let p = admin
+            .post("/ui/entries/new", &[("csrf", token), ("value", "192.0.2.2"), ("kind", "auto"), ("tags", "")])
+            .await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        assert!(p.body.contains("security token"));
+    }
+    assert!(hub.entry("192.0.2.2").await.is_none());
+    // With it: written.
+    let csrf = admin.csrf().await;
+    let p = admin
+        .post(
+            "/ui/entries/new",
+            &[("csrf", &csrf), ("value", "192.0.2.2"), ("kind", "auto"), ("tags", "Trend Micro Severity=High")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(hub.entry("192.0.2.2").await.is_some());
+    // The flash message says so, once.
+    assert!(admin.get("/ui/entries").await.body.contains("Added 192.0.2.2."));
+    assert!(!admin.get("/ui/entries").await.body.contains("Added 192.0.2.2."));
+}
+
+#[tokio::test]
+async fn bad_forms_show_the_apis_message_beside_the_field_and_save_nothing() {
+    let hub = hub_with_users().await;
+    let mut b = Browser::new(&hub);
+    b.sign_in("alice", "correct horse battery").await;
+    let csrf = b.csrf().await;
+    // An entry that is none.
+    let p = b
+        .post("/ui/entries/new", &[("csrf", &csrf), ("value", "300.1.2.3"), ("kind", "ipv4"), ("tags", "")])
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains(r#"id="e-value""#), "{}", p.body);
+    assert!(p.body.contains(r#"value="300.1.2.3""#), "what was typed is kept");
+    // A tag line the form cannot read, and a category the API does not know.
+    let p = b
+        .post("/ui/entries/new", &[("csrf", &csrf), ("value", "192.0.2.9"), ("kind", "auto"), ("tags", "Severity High")])
+        .await;
+    assert!(p.body.contains(r#"id="e-tags""#) && p.body.contains("line 1"), "{}", p.body);
+    let p = b
+        .post("/ui/entries/new", &[("csrf", &csrf), ("value", "192.0.2.9"), ("kind", "auto"), ("tags", "No Such Category=x")])
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains(r#"id="e-tags""#), "{}", p.body);
+    assert!(hub.entry("192.0.2.9").await.is_none());
+    // A filter with a bad criterion and a bad action: the API's messages, no filter saved.
+    let p = b
+        .post(
+            "/ui/filters/new",
+            &[("csrf", &csrf), ("name", "f1"), ("action", "explode"), ("criteria", "Trend Micro Severity=High"), ("precedence", "1"), ("enabled", "true"), ("do", "save")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains(r#"id="e-action""#) && p.body.contains("unknown action set"), "{}", p.body);
+    let p = b
+        .post(
+            "/ui/filters/new",
+            &[("csrf", &csrf), ("name", "f1"), ("action", "block"), ("criteria", "Nope=1"), ("precedence", "x"), ("do", "save")],
+        )
+        .await;
+    assert!(p.body.contains(r#"id="e-precedence""#), "{}", p.body);
+    assert_eq!(hub.get("/api/v1/filters").await["filters"], json!([]));
+    // An auxiliary product with a bad address.
+    let p = b
+        .post(
+            "/ui/targets/new",
+            &[("csrf", &csrf), ("name", "sms1"), ("address", "not an address!"), ("version", "6.0"), ("risk", "high"), ("interval_secs", "300"), ("do", "save")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains(r#"id="e-address""#), "{}", p.body);
+    assert_eq!(hub.get("/api/v1/targets").await["targets"], json!([]));
+}
+
+#[tokio::test]
+async fn search_entry_page_filters_in_order_and_devices() {
+    let hub = hub_with_users().await;
+    hub.add(json!([
+        {"value": "198.51.100.7", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "evil.example", "tags": {"Trend Micro Severity": "Low"}},
+    ]))
+    .await;
+    let mut b = Browser::new(&hub);
+    b.sign_in("alice", "correct horse battery").await;
+    // Entry Criteria by tag.
+    let p = b.get("/ui/entries?tag=Trend+Micro+Severity%3DHigh").await;
+    assert!(p.body.contains("198.51.100.7") && !p.body.contains("evil.example"), "{}", p.body);
+    // A bad criterion: the API's message beside the field.
+    let p = b.get("/ui/entries?tag=Nope%3Dx").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains(r#"id="e-tag""#));
+    // The entry's page: its assertion per source and its history.
+    let p = b.get("/ui/entries/view?kind=ipv4&value=198.51.100.7").await;
+    assert!(p.body.contains(r#"id="assertions""#) && p.body.contains("Trend Micro Severity=High"));
+    assert!(p.body.contains("<td>added</td>"), "{}", p.body);
+    // Edit the tags (the user's assertion), then the history has the change.
+    let csrf = p.csrf();
+    let r = b
+        .post("/ui/entries/edit", &[("csrf", &csrf), ("kind", "ipv4"), ("value", "198.51.100.7"), ("tags", "Trend Micro Severity=Medium")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let p = b.get("/ui/entries/view?kind=ipv4&value=198.51.100.7").await;
+    assert!(p.body.contains("Trend Micro Severity=Medium") && p.body.contains("<td>changed</td>"));
+
+    // Two filters, a preview, and the order changed with a button.
+    for (name, sev) in [("high", "High"), ("low", "Low")] {
+        let crit = format!("Trend Micro Severity={sev}");
+        let p = b
+            .post("/ui/filters/new", &[("csrf", &csrf), ("name", name), ("action", "block"), ("criteria", &crit), ("precedence", "0"), ("enabled", "true"), ("do", "save")])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    }
+    let p = b
+        .post("/ui/filters/new", &[("csrf", &csrf), ("name", "x"), ("action", "block"), ("criteria", "Trend Micro Severity=Low"), ("do", "preview")])
+        .await;
+    assert!(p.body.contains("This filter selects <strong>1</strong> entries"), "{}", p.body);
+    assert_eq!(filter_order(&hub).await, vec!["high", "low"]);
+    let low = hub.get("/api/v1/filters").await["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "low")
+        .unwrap()["id"]
+        .clone();
+    let p = b.post(&format!("/ui/filters/{low}/move?to=up"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(filter_order(&hub).await, vec!["low", "high"]);
+
+    // A profile and a device: the token is shown once.
+    let p = b.post("/ui/profiles", &[("csrf", &csrf), ("name", "edge"), ("filters", "high")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = b.post("/ui/devices", &[("csrf", &csrf), ("name", "fw1"), ("profile", "edge")]).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains(r#"id="device-token""#));
+    assert!(!b.get("/ui/devices").await.body.contains(r#"id="device-token""#));
+    // The dashboard counts them.
+    let p = b.get("/ui/").await;
+    assert!(p.body.contains(r#"id="filter-sets""#) && p.body.contains("edge"));
+    assert!(p.body.contains(r#"id="events-chart""#));
+    assert!(p.body.contains(r#"id="per-kind""#), "{}", p.body);
+}
+
+#[tokio::test]
+async fn an_import_reports_its_progress_and_its_rejects() {
+    let hub = hub_with_users().await;
+    let mut b = Browser::new(&hub);
+    b.sign_in("pat", "correct horse battery").await;
+    let csrf = b.csrf().await;
+    let mut file = String::new();
+    for i in 0..20_000 {
+        file.push_str(&format!("10.{}.{}.{},Trend Micro Severity,High\n", i / 65536, (i / 256) % 256, i % 256));
+    }
+    file.push_str("not-an-address,Trend Micro Severity,High\n");
+    // Without the token: refused.
+    let r = b
+        .http
+        .post(format!("{}/ui/import?format=sms&type=auto&source=user", b.base))
+        .header("cookie", b.cookie.clone().unwrap())
+        .body(file.clone());
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // A bad parameter: the API's message.
+    let r = b
+        .http
+        .post(format!("{}/ui/import?format=xml", b.base))
+        .header("cookie", b.cookie.clone().unwrap())
+        .header("x-csrf-token", &csrf)
+        .body(file.clone());
+    let res = r.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"]["field"], "format");
+    let r = b
+        .http
+        .post(format!("{}/ui/import?format=sms&type=auto&source=user", b.base))
+        .header("cookie", b.cookie.clone().unwrap())
+        .header("x-csrf-token", &csrf)
+        .header("x-file-name", "list.csv")
+        .body(file);
+    let res = r.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let job: Value = res.json().await.unwrap();
+    let url = format!("{}{}", b.base, job["progress"].as_str().unwrap());
+    let mut seen = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = b
+            .http
+            .get(&url)
+            .header("cookie", b.cookie.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.push(last["percent"].as_u64().unwrap());
+        if last["done"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(last["done"], true, "{last}");
+    assert_eq!(last["percent"], 100);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {seen:?}");
+    assert_eq!(last["result"]["accepted"], 20_000);
+    assert_eq!(last["result"]["rejected"], 1);
+    assert_eq!(last["result"]["rejects"][0]["line"], 20_001);
+    assert!(hub.entry("10.0.78.31").await.is_some());
+    // Another user does not see it.
+    let mut other = Browser::new(&hub);
+    other.sign_in("alice", "correct horse battery").await;
+    assert_eq!(other.get(job["progress"].as_str().unwrap()).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn test_connection_of_an_auxiliary_product_before_saving() {
+    // The product is a second hub (it speaks the SMS Web API).
+    let sms = Hub::start_with(http_only).await;
+    let hub = hub_with_users().await;
+    let mut b = Browser::new(&hub);
+    b.sign_in("alice", "correct horse battery").await;
+    let csrf = b.csrf().await;
+    let address = sms.addr.to_string();
+    let form = |password: &'static str, act: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "sms1".into()),
+            ("enabled", "true".into()),
+            ("address", address.clone()),
+            ("version", "6.3".into()),
+            ("username", "ddd01".into()),
+            ("password", password.into()),
+            ("cnc", "ipv4".into()),
+            ("suspicious", "domain".into()),
+            ("risk", "high_medium".into()),
+            ("interval_secs", "3600".into()),
+            ("do", act.into()),
+        ]
+    };
+    let p = post_to(&mut b, "/ui/targets/new", form("wrong password", "test")).await;
+    assert!(p.body.contains(r#"id="test-result""#) && p.body.contains("Connection failed"), "{}", p.body);
+    assert_eq!(hub.get("/api/v1/targets").await["targets"], json!([]), "a test saves nothing");
+    let p = post_to(&mut b, "/ui/targets/new", form(PRODUCER, "test")).await;
+    assert!(p.body.contains("Connection OK"), "{}", p.body);
+    let p = post_to(&mut b, "/ui/targets/new", form(PRODUCER, "save")).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let t = hub.get("/api/v1/targets/sms1").await;
+    assert_eq!(t["config"]["objects"], json!({"cnc": ["ipv4"], "suspicious": ["domain"]}));
+    assert_eq!(t["config"]["risk"], "high_medium");
+    // Its page shows the saved fields and the history; the password is not in it.
+    let p = b.get("/ui/targets/sms1").await;
+    assert!(p.body.contains(r#"id="history""#) || p.body.contains("None."));
+    assert!(!p.body.contains(PRODUCER));
+}
+
+/// Filter names in evaluation order.
+async fn filter_order(hub: &Hub) -> Vec<String> {
+    let mut f: Vec<(i64, i64, String)> = hub.get("/api/v1/filters").await["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["precedence"].as_i64().unwrap(),
+                f["id"].as_i64().unwrap(),
+                f["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    f.sort();
+    f.into_iter().map(|x| x.2).collect()
+}
+
+async fn post_to(b: &mut Browser, path: &str, f: Vec<(&'static str, String)>) -> Page {
+    let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post(path, &pairs).await
+}
