@@ -65,6 +65,18 @@ pub use config::{Config, ConfigError, LogFormat, RpzDnsConfig};
 pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
+
+/// A console password as the hub stores it (an argon2id PHC string), after the hub's rules for a
+/// new password: `Err` says what is wrong with it.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    passwords::check_new(password)?;
+    passwords::hash(password)
+}
+
+/// Whether a console user name follows the hub's rule (`Err` says the rule).
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    passwords::check_name(name)
+}
 pub use sharing::spec::{FileSpec, SinkSpec, SyslogSpec};
 pub use sharing::{FullPolicyName, SharingConfig};
 pub use sources::{FeedFormat, FeedSpec, MispSpec, SourceSpec, TaxiiSpec, VisionOneSpec};

@@ -20,6 +20,20 @@ pub(crate) fn check_new(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a user name is not taken: what people type at the sign-in page.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err("1 to 64 letters, digits, '.', '_', '-' or '@'".into())
+    }
+}
+
 /// A PHC string of `password` with a fresh random salt. Slow on purpose: call on a blocking thread.
 pub(crate) fn hash(password: &str) -> Result<String, String> {
     Argon2::default()

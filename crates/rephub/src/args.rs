@@ -87,6 +87,10 @@ pub enum Command {
     /// Manage API keys (stored hashed; a new key is shown once).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the web console's users (name, role, password; passwords are read from standard
+    /// input and stored as argon2id hashes).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Import entries from files (SMS CSV, plain lists, JSON lines); `-` reads standard input.
     Import(ImportArgs),
     /// Look up entries by value; prints each found entry as an SMS query line.
@@ -487,6 +491,30 @@ pub enum KeysCommand {
     /// List keys (names and roles; keys themselves are not stored).
     List,
     /// Delete a key.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; the password is the first line of standard input (at least 12 characters).
+    Add {
+        name: String,
+        /// admin, producer (may write entries) or read-only.
+        #[arg(long, default_value = "read-only")]
+        role: String,
+    },
+    /// List users (names and roles).
+    List,
+    /// Change a user's role, or password (--password: the first line of standard input). The
+    /// user's console sessions end.
+    Set {
+        name: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        password: bool,
+    },
+    /// Delete a user.
     Delete { name: String },
 }
 

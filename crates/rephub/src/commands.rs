@@ -104,6 +104,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         }
         Command::Categories(c) => categories(&mut store, c),
         Command::Keys(k) => keys(&mut store, k),
+        Command::Users(u) => users(&mut store, u),
         Command::Serve { .. }
         | Command::Agent(_)
         | Command::Filters { .. }
@@ -801,6 +802,81 @@ fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
                 bail!("no key named {name:?}");
             }
             eprintln!("deleted key {name:?}");
+        }
+    }
+    Ok(Status::Ok)
+}
+
+/// A password: the first line of standard input (asked for on a terminal).
+pub(crate) fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(pw)
+}
+
+fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Result<Status> {
+    use crate::args::UsersCommand as U;
+    use rephub_store::UserStore;
+    let role_of = |r: &str| {
+        rephub_hub::Role::parse(r)
+            .with_context(|| format!("role {r:?}: expected admin, producer or read-only"))
+    };
+    match u {
+        U::Add { name, role } => {
+            rephub_hub::check_user_name(&name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
+            let role = role_of(&role)?;
+            let hash = rephub_hub::hash_password(&read_password()?)
+                .map_err(|e| anyhow::anyhow!("password: {e}"))?;
+            store.add_user(&name, role.as_str(), &hash)?;
+            eprintln!("added user {name:?} ({})", role.as_str());
+        }
+        U::List => {
+            for u in store.users()? {
+                println!(
+                    "{:<20} {:<10} created {}",
+                    u.name,
+                    u.role,
+                    rephub_model::format_utc(u.created_at)
+                );
+            }
+        }
+        U::Set {
+            name,
+            role,
+            password,
+        } => {
+            let role = role.as_deref().map(role_of).transpose()?;
+            let hash = if password {
+                Some(
+                    rephub_hub::hash_password(&read_password()?)
+                        .map_err(|e| anyhow::anyhow!("password: {e}"))?,
+                )
+            } else {
+                None
+            };
+            if role.is_none() && hash.is_none() {
+                bail!("nothing to change: give --role or --password");
+            }
+            if !store.update_user(&name, role.map(|r| r.as_str()), hash.as_deref())? {
+                bail!("no user named {name:?}");
+            }
+            eprintln!("changed user {name:?} (sessions of a running hub end within its next request)");
+        }
+        U::Delete { name } => {
+            if !store.delete_user(&name)? {
+                bail!("no user named {name:?}");
+            }
+            eprintln!("deleted user {name:?}");
         }
     }
     Ok(Status::Ok)

@@ -581,6 +581,62 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             }
             Ok(Status::Ok)
         }
+        Command::Users(u) => {
+            use crate::args::UsersCommand as U;
+            match u {
+                U::Add { name, role } => {
+                    let password = crate::commands::read_password()?;
+                    remote.call(
+                        reqwest::Method::POST,
+                        "/api/v1/users",
+                        Some(json!({"name": name, "role": role, "password": password})),
+                    )?;
+                    eprintln!("added user {name:?} ({role})");
+                }
+                U::List => {
+                    let v = remote.get("/api/v1/users", &[])?;
+                    for u in v["users"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<20} {:<10} created {}",
+                            u["name"].as_str().unwrap_or_default(),
+                            u["role"].as_str().unwrap_or_default(),
+                            u["created"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                U::Set {
+                    name,
+                    role,
+                    password,
+                } => {
+                    let mut body = json!({});
+                    if let Some(r) = role {
+                        body["role"] = json!(r);
+                    }
+                    if password {
+                        body["password"] = json!(crate::commands::read_password()?);
+                    }
+                    if body == json!({}) {
+                        bail!("nothing to change: give --role or --password");
+                    }
+                    remote.call(
+                        reqwest::Method::PUT,
+                        &format!("/api/v1/users/{}", segment(&name)),
+                        Some(body),
+                    )?;
+                    eprintln!("changed user {name:?}; their console sessions ended");
+                }
+                U::Delete { name } => {
+                    remote.call(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/users/{}", segment(&name)),
+                        None,
+                    )?;
+                    eprintln!("deleted user {name:?}");
+                }
+            }
+            Ok(Status::Ok)
+        }
         Command::Stats => {
             let text = remote
                 .http

@@ -48,23 +48,6 @@ fn role(text: &str) -> ApiResult<Role> {
         .ok_or_else(|| ApiError::bad("role", format!("{text:?}: admin, producer or read-only")))
 }
 
-/// A user name: what people type at the sign-in page.
-pub(crate) fn check_name(name: &str) -> ApiResult<()> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad(
-            "name",
-            "1 to 64 letters, digits, '.', '_', '-' or '@'",
-        ))
-    }
-}
-
 async fn hashed(password: String) -> ApiResult<String> {
     passwords::check_new(&password).map_err(|m| ApiError::bad("password", m))?;
     tokio::task::spawn_blocking(move || passwords::hash(&password))
@@ -89,7 +72,7 @@ async fn list_users(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 async fn add_user(State(state): State<AppState>, b: Bytes) -> ApiResult<Response> {
     let u: NewUser = body(&b)?;
     let name = u.name.trim().to_string();
-    check_name(&name)?;
+    passwords::check_name(&name).map_err(|m| ApiError::bad("name", m))?;
     let role = role(&u.role)?;
     let hash = hashed(u.password).await?;
     let n = name.clone();

@@ -70,7 +70,8 @@ pub(crate) fn router(state: &AppState, api: Router) -> Router<AppState> {
 }
 
 /// What every console answer carries: a strict Content-Security-Policy (scripts, styles and
-/// images from the hub only, no inline script, no framing), no sniffing, no referrer, no cache.
+/// images from the hub only, no inline script, no framing), no sniffing, no referrer to other
+/// sites, no cache.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -86,7 +87,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

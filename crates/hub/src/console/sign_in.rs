@@ -72,18 +72,14 @@ async fn sign_in_page(Query(q): Query<Next>) -> Response {
     Html(sign_in_form(next, "", None).into_string()).into_response()
 }
 
-/// A sign-in posted from another site is refused (login CSRF): browsers say where a form came
-/// from in `Sec-Fetch-Site` and `Origin`.
+/// A sign-in posted from another site is refused (login CSRF). Browsers say where a request came
+/// from in `Sec-Fetch-Site` (which scripts cannot set); older ones only in `Origin`.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
-    if matches!(fetch_site, Some("cross-site" | "same-site")) {
-        return false;
+    let text = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
     }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
+    match (text("origin"), text("host")) {
         (Some("null"), _) => false,
         (Some(o), Some(h)) => o.split_once("://").is_some_and(|(_, rest)| rest == h),
         _ => true,
@@ -210,5 +206,9 @@ mod tests {
         let mut h2 = HeaderMap::new();
         h2.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h2));
+        // A browser's own form: same-origin, whatever `Origin` says.
+        h2.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h2.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(same_origin(&h2));
     }
 }
