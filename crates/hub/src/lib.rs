@@ -245,6 +245,7 @@ pub async fn start_with_clock(
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(state.engine().follow());
+    console::warm(&state);
     sources::start_all(&state).await?;
     targets::start_all(&state).await?;
     sharing::start(&state).await?;

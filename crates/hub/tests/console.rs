@@ -508,3 +508,74 @@ async fn post_to(b: &mut Browser, path: &str, f: Vec<(&'static str, String)>) ->
     let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
     b.post(path, &pairs).await
 }
+
+#[tokio::test]
+async fn on_https_the_session_cookie_is_secure() {
+    let hub = Hub::start().await;
+    let ca = hub.http.get(hub.url("/api/v1/ca.pem")).send().await.unwrap().text().await.unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let port = hub.hub.as_ref().unwrap().tls_addr.unwrap().port();
+    let res = client
+        .post(format!("https://127.0.0.1:{port}/ui/login"))
+        .form(&[("key", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set = res.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+}
+
+#[tokio::test]
+async fn an_unselective_search_reads_a_bounded_piece_per_page_and_goes_on() {
+    use rephub_model::{Entry, Kind};
+    use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+    let hub = hub_with_users().await;
+    // 70,000 Low entries, then one High: a search for High reads 30,000 entries a page.
+    {
+        let mut s = hub.store();
+        let cat = s.catalog().unwrap();
+        let low = cat.parse_pairs([("Trend Micro Severity", "Low")]).unwrap().0;
+        let high = cat.parse_pairs([("Trend Micro Severity", "High")]).unwrap().0;
+        let mut tx = s.begin().unwrap();
+        for i in 0..70_001u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            let tags = if i == 70_000 { high.clone() } else { low.clone() };
+            let e = Entry::parse(Kind::Ipv4, &ip).unwrap();
+            tx.upsert("feed", &Upsert::new(e, tags, &cat), WriteMode::Merge).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut b = Browser::new(&hub);
+    b.sign_in("rita", "correct horse battery").await;
+    let mut path = "/ui/entries?tag=Trend+Micro+Severity%3DHigh".to_string();
+    let mut pages = 0;
+    let found = loop {
+        pages += 1;
+        let p = b.get(&path).await;
+        assert_eq!(p.status, StatusCode::OK);
+        if p.body.contains(r#"id="results""#) {
+            break p.body;
+        }
+        assert!(p.body.contains(r#"id="partial""#), "{}", p.body);
+        let at = p.body.find(r#"href="/ui/entries?"#).unwrap();
+        let next_at = p.body[..].find(r#"id="next""#).unwrap();
+        // The next link is the last link before id="next".
+        let start = p.body[..next_at].rfind("href=\"").unwrap() + 6;
+        assert!(start > at);
+        let end = start + p.body[start..].find('"').unwrap();
+        path = p.body[start..end].replace("&amp;", "&");
+        assert!(pages < 5);
+    };
+    assert_eq!(pages, 3, "30,000 + 30,000 + the rest");
+    assert!(found.contains("10.1.17.112"), "the 70,001st entry");
+    // The API's cursor says the same.
+    let v = hub.get("/api/v1/entries?tag=Trend+Micro+Severity%3DHigh&after=0").await;
+    assert_eq!((v["entries"].as_array().unwrap().len(), v["more"].as_bool()), (0, Some(true)));
+    assert!(v["next"].as_i64().unwrap() > 0);
+}

@@ -125,6 +125,18 @@ pub trait ReputationStore {
         f: &mut dyn FnMut(StoredEntry) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Matches in entry-id (insertion) order, starting after the id `after`, reading at most
+    /// `budget` entries whatever they are; `f` returns `false` to stop. Returns the id to go on
+    /// after, or `None` once every entry has been read: a reader can page through an unselective
+    /// search a bounded piece at a time (the console's pages).
+    fn scan_each(
+        &self,
+        criteria: &Criteria,
+        after: i64,
+        budget: u64,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// Up to `limit` matches (0: no limit).
     fn search(&self, criteria: &Criteria, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
         let mut out = Vec::new();

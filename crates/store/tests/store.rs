@@ -85,6 +85,7 @@ macro_rules! backend_suite {
                 users_are_unique_by_name_and_keep_only_a_hash,
                 an_entry_has_its_history_with_commit_times,
                 events_are_counted_per_hour,
+                scans_go_on_where_they_stopped,
             );
         }
     };
@@ -1430,4 +1431,69 @@ fn events_are_counted_per_hour<S: TestBackend>() {
         vec![(hour(T0), 2, 6), (hour(T0 + 3600), 1, 2)]
     );
     assert_eq!(d.store.event_hours(T0 + 1).unwrap(), vec![(hour(T0 + 3600), 1, 2)]);
+}
+
+fn scans_go_on_where_they_stopped<S: TestBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let high = tags(&cat, &[("Trend Micro Severity", "High")]);
+    let low = tags(&cat, &[("Trend Micro Severity", "Low")]);
+    let mut tx = d.store.begin().unwrap();
+    for i in 0..100 {
+        let t = if i % 10 == 0 { &high } else { &low };
+        let entry = if i % 2 == 0 {
+            e(Kind::Ipv4, &format!("192.0.2.{i}"))
+        } else {
+            e(Kind::Domain, &format!("d{i}.example"))
+        };
+        put(&mut tx, &cat, "feed", &entry, t, WriteMode::Merge).unwrap();
+    }
+    tx.commit().unwrap();
+    let crit = Criteria {
+        tags: vec![TagCriterion::parse(&cat, "Trend Micro Severity=High").unwrap()],
+        ..Criteria::default()
+    };
+    // Pieces of 7 entries read: every match once, in the order they were made, and the end said.
+    let mut found = Vec::new();
+    let mut after = 0;
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let next = d
+            .store
+            .scan_each(&crit, after, 7, &mut |s| {
+                found.push(s.entry.to_string());
+                true
+            })
+            .unwrap();
+        match next {
+            Some(n) => after = n,
+            None => break,
+        }
+        assert!(calls < 100);
+    }
+    let want: Vec<String> = (0..100).step_by(10).map(|i| format!("192.0.2.{i}")).collect();
+    assert_eq!(found, want);
+    assert_eq!(calls, 15, "100 entries, 7 at a time, and the end");
+    // A full page stops at once and says where to go on.
+    let mut page = Vec::new();
+    let next = d
+        .store
+        .scan_each(&crit, 0, 1000, &mut |s| {
+            page.push(s.id);
+            page.len() < 3
+        })
+        .unwrap();
+    assert_eq!(next, Some(page[2]));
+    let mut rest = 0;
+    assert_eq!(
+        d.store
+            .scan_each(&crit, page[2], 1000, &mut |_| {
+                rest += 1;
+                true
+            })
+            .unwrap(),
+        None
+    );
+    assert_eq!(rest, 7);
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::page::{
     csrf, failure, general_error, input, page, page_with, post_button, select, table, text,
-    text_field,
+    text_field, when,
 };
 use super::{Failure, Form, Ui, see, seg, with_query};
 use crate::keys::Role;
@@ -46,7 +46,7 @@ async fn sources(mut ui: Ui) -> Response {
                             @let name = text(&s["name"]);
                             tr {
                                 td { (name) } td { (text(&s["kind"])) } td { (text(&s["status"])) }
-                                td { (text(&s["state"]["last_success"])) } td { (text(&s["state"]["next_run"])) } td { (text(&s["state"]["last_error"])) }
+                                td { (when(&s["state"]["last_success"])) } td { (when(&s["state"]["next_run"])) } td { (text(&s["state"]["last_error"])) }
                                 @if admin {
                                     td.actions {
                                         (post_button(&ui, &format!("/ui/sources/{}/run", seg(&name)), "Sync now", &format!("run-{name}")))
@@ -166,9 +166,9 @@ async fn inventory(mut ui: Ui) -> Response {
         Err(e) => failure(e),
         Ok(v) => html! {
             h2 { "Devices" }
-            (table(v["devices"].as_array().map_or(&[][..], Vec::as_slice), &[("name", "Name"), ("model", "Model"), ("version", "Version"), ("profile", "Profile"), ("status", "Status")], "inventory-devices"))
+            (table(v["devices"].as_array().map_or(&[][..], Vec::as_slice), &[("name", "Name"), ("address", "Address"), ("model", "Model"), ("version", "Version"), ("health", "Health"), ("managed_by", "Managed by")], "inventory-devices"))
             h2 { "Profiles" }
-            (table(v["profiles"].as_array().map_or(&[][..], Vec::as_slice), &[("name", "Name"), ("filters", "Filters")], "inventory-profiles"))
+            (table(v["profiles"].as_array().map_or(&[][..], Vec::as_slice), &[("name", "Name"), ("reputation_filters", "Reputation filters")], "inventory-profiles"))
         },
     };
     page(&mut ui, "Inventory", "/ui/inventory", body)
@@ -179,7 +179,7 @@ async fn sharing(mut ui: Ui) -> Response {
     let body = match &found {
         Err(e) => failure(e),
         Ok(v) => html! {
-            (table(v["sinks"].as_array().map_or(&[][..], Vec::as_slice), &[("name", "Sink"), ("depth", "Waiting"), ("oldest", "Oldest"), ("delivered", "Delivered"), ("retried", "Retried"), ("parked", "Parked"), ("dropped", "Dropped"), ("last_error", "Last error")], "sinks"))
+            (table(v["sinks"].as_array().map_or(&[][..], Vec::as_slice), &[("sink", "Sink"), ("stream", "Stream"), ("depth", "Waiting"), ("oldest_age_secs", "Oldest (s)"), ("delivered", "Delivered"), ("retried", "Retried"), ("parked_now", "Parked"), ("dropped", "Dropped"), ("last_error", "Last error")], "sinks"))
             h2 { "Sandbox Analysis" }
             p.note { "Sandbox URL analysis is not built yet (issue: sandbox and telemetry); its table (object, status, submitter, submitted, SHA-1, risk level, threat type, threat name) will show here." }
         },

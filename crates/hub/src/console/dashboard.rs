@@ -23,42 +23,50 @@ pub(super) fn router() -> Router<AppState> {
 /// A device not seen for this long is unreachable.
 const UNREACHABLE_SECS: i64 = 600;
 
-async fn counts(ui: &Ui) -> Option<std::sync::Arc<Counted>> {
-    let state = &ui.state;
+/// Count the database once at start, so that the first view of the dashboard need not wait.
+pub(crate) fn warm(state: &AppState) {
     let last_seq = state.engine().applied();
-    let (current, start) = state.console_counts().current(last_seq);
-    if !start {
-        return current;
+    if state.console_counts().current(last_seq).1 {
+        tokio::spawn(recount(state.clone(), last_seq));
     }
-    let s = state.clone();
+}
+
+/// One count of the database, recorded for the views that follow.
+async fn recount(state: AppState, last_seq: u64) {
     let now = state.now();
-    let task = tokio::spawn(async move {
-        let counted = s
-            .read(move |db| db.stats())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|st| Counted {
-                entries: st.entries,
-                per_kind: st
-                    .per_kind
-                    .iter()
-                    .map(|(k, n)| (k.as_str().to_string(), *n))
-                    .collect(),
-                per_source: st.per_source,
-                at: now,
-            });
-        s.console_counts().done(last_seq, counted);
-    });
-    match current {
-        // The count goes on in the background; this view shows the last one.
-        Some(c) => Some(c),
-        // The very first view waits for it.
-        None => {
-            let _ = task.await;
-            state.console_counts().current(last_seq).0
+    let counted = state
+        .read(move |db| db.stats())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|st| Counted {
+            entries: st.entries,
+            per_kind: st
+                .per_kind
+                .iter()
+                .map(|(k, n)| (k.as_str().to_string(), *n))
+                .collect(),
+            per_source: st.per_source,
+            at: now,
+        });
+    state.console_counts().done(last_seq, counted);
+}
+
+/// The last count; a new one starts in the background when it is old and something changed.
+/// Only a view before any count has finished waits (for at most 5 s).
+async fn counts(ui: &Ui) -> Option<std::sync::Arc<Counted>> {
+    let last_seq = ui.state.engine().applied();
+    for _ in 0..250 {
+        let (current, start) = ui.state.console_counts().current(last_seq);
+        if start {
+            tokio::spawn(recount(ui.state.clone(), last_seq));
         }
+        if current.is_some() {
+            return current;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    None
 }
 
 async fn dashboard(mut ui: Ui) -> Response {
@@ -129,7 +137,7 @@ async fn dashboard(mut ui: Ui) -> Response {
                         table.small id="sinks" {
                             tr { th { "sink" } th { "waiting" } th { "delivered" } th { "parked" } }
                             @for s in v["sinks"].as_array().into_iter().flatten() {
-                                tr { td { (text(&s["name"])) } td.num { (text(&s["depth"])) } td.num { (text(&s["delivered"])) } td.num { (text(&s["parked"])) } }
+                                tr { td { (text(&s["sink"])) " " (text(&s["stream"])) } td.num { (text(&s["depth"])) } td.num { (text(&s["delivered"])) } td.num { (text(&s["parked_now"])) } }
                             }
                         }
                     }
@@ -205,7 +213,7 @@ fn chart(hours: &[(i64, u64, u64)], now: i64) -> Markup {
                     text x=(x + 2) y=(H + 15) class="axis" { (format!("{:02}:00", (first + i as i64 * 3600).rem_euclid(86400) / 3600)) }
                 }
             }
-            text x=(W - 4) y="12" text-anchor="end" class="axis" { "max " (top) }
+            text x="4" y="12" class="axis" { "max " (top) }
         }
     }
 }

@@ -68,6 +68,9 @@ struct Criteria {
     source: String,
     #[serde(default)]
     page: Option<usize>,
+    /// The cursor of a search without an address, domain, URL or hash (insertion order).
+    #[serde(default)]
+    after: Option<i64>,
     #[serde(default)]
     format: String,
 }
@@ -107,19 +110,44 @@ fn criteria_form(c: &Criteria, err: Option<&Failure>) -> Markup {
     }
 }
 
+/// Pages of a search by address, network, domain, URL or hash (the index's order): at most this
+/// many, so that no page view reads more than 10,000 entries; narrower criteria or an export go
+/// further.
+const MAX_PAGE: usize = 200;
+
+impl Criteria {
+    /// Whether the search goes by the index (address, domain, URL, hash): paged by offset; else
+    /// by cursor, in insertion order, a bounded piece of the database per page.
+    fn indexed(&self) -> bool {
+        [&self.ip, &self.domain, &self.url, &self.hash]
+            .iter()
+            .any(|v| !v.trim().is_empty())
+    }
+}
+
 async fn search(mut ui: Ui, Query(c): Query<Criteria>) -> Response {
-    let page_no = c.page.unwrap_or(0);
-    let offset = (page_no * PAGE).to_string();
+    let page_no = c.page.unwrap_or(0).min(MAX_PAGE);
     let limit = PAGE.to_string();
+    let offset = (page_no * PAGE).to_string();
+    let after = c.after.unwrap_or(0).max(0).to_string();
     let mut pairs = c.pairs();
-    pairs.push(("offset", &offset));
     pairs.push(("limit", &limit));
+    if c.indexed() {
+        pairs.push(("offset", &offset));
+    } else {
+        pairs.push(("after", &after));
+    }
     let found = ui.get(&with_query("/api/v1/entries", pairs)).await;
     let here = c.pairs();
-    let link = |p: usize| {
+    let page_link = |p: usize| {
         let p = p.to_string();
         let mut q = here.clone();
         q.push(("page", &p));
+        with_query("/ui/entries", q)
+    };
+    let after_link = |a: &str| {
+        let mut q = here.clone();
+        q.push(("after", a));
         with_query("/ui/entries", q)
     };
     let export_link = |format: &'static str| {
@@ -135,9 +163,10 @@ async fn search(mut ui: Ui, Query(c): Query<Criteria>) -> Response {
         }
         @if let Ok(v) = &found {
             @let rows = v["entries"].as_array().cloned().unwrap_or_default();
-            @if rows.is_empty() {
+            @let more = v["more"].as_bool() == Some(true);
+            @if rows.is_empty() && !more {
                 p.empty id="no-results" { "No entry matches." }
-            } @else {
+            } @else if !rows.is_empty() {
                 table id="results" {
                     thead { tr { th { "Entry" } th { "Kind" } th { "Tags" } th { "Sources" } th { "Expires" } } }
                     tbody {
@@ -152,10 +181,19 @@ async fn search(mut ui: Ui, Query(c): Query<Criteria>) -> Response {
                         }
                     }
                 }
-                p.pager {
-                    "Entries " (count((page_no * PAGE + 1) as u64)) "–" (count((page_no * PAGE + rows.len()) as u64))
-                    @if page_no > 0 { " " a href=(link(page_no - 1)) id="prev" { "← previous" } }
-                    @if v["more"].as_bool() == Some(true) { " " a href=(link(page_no + 1)) id="next" { "next →" } }
+            }
+            p.pager {
+                @if c.indexed() {
+                    @if !rows.is_empty() { "Entries " (count((page_no * PAGE + 1) as u64)) "–" (count((page_no * PAGE + rows.len()) as u64)) }
+                    @if page_no > 0 { " " a href=(page_link(page_no - 1)) id="prev" { "← previous" } }
+                    @if more && page_no < MAX_PAGE { " " a href=(page_link(page_no + 1)) id="next" { "next →" } }
+                    @if more && page_no >= MAX_PAGE { " " span.note { "More match: narrow the criteria, or export them." } }
+                } @else {
+                    @if c.after.is_some_and(|a| a > 0) { a href=(after_link("0")) id="first" { "← first page" } " " }
+                    @if let (true, Some(next)) = (more, v["next"].as_i64()) {
+                        @if rows.len() < PAGE { span.note id="partial" { "Not every entry has been searched yet. " } }
+                        a href=(after_link(&next.to_string())) id="next" { "next →" }
+                    }
                 }
             }
             p { "Export these entries: "

@@ -50,6 +50,11 @@ const COOKIE: &str = "rephub_session";
 #[derive(Clone)]
 pub(crate) struct Api(pub(crate) Router);
 
+/// Work the console does once when the hub starts (the dashboard's first count).
+pub(crate) fn warm(state: &AppState) {
+    dashboard::warm(state);
+}
+
 /// The console's routes; `api` is the hub's API router (with its state).
 pub(crate) fn router(state: &AppState, api: Router) -> Router<AppState> {
     Router::new()

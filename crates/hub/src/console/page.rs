@@ -204,6 +204,11 @@ pub(super) fn text(v: &Value) -> String {
     }
 }
 
+/// A time in Unix seconds as UTC text (other values as they are).
+pub(super) fn when(v: &Value) -> String {
+    v.as_i64().map_or_else(|| text(v), rephub_model::format_utc)
+}
+
 /// A table of JSON objects: the given columns (key, heading).
 pub(super) fn table(rows: &[Value], columns: &[(&str, &str)], id: &str) -> Markup {
     html! {

@@ -55,7 +55,7 @@ async fn targets(mut ui: Ui) -> Response {
             Ok(v) => {
                 @let rows: Vec<Value> = v["targets"].as_array().cloned().unwrap_or_default().into_iter().map(|t| json!({
                     "name": t["name"], "address": t["config"]["address"], "version": t["config"]["version"],
-                    "status": t["status"], "last": t["state"]["last_success"], "error": t["state"]["last_error"],
+                    "status": t["status"], "error": t["state"]["last_error"],
                 })).collect();
                 table id="targets" {
                     thead { tr { th { "Name" } th { "Server address" } th { "SMS version" } th { "Status" } th { "Last error" } } }
@@ -247,7 +247,7 @@ async fn submit(mut ui: Ui, b: Bytes, existing: Option<String>) -> Response {
         .map_or("/ui/targets/new".to_string(), |n| format!("/ui/targets/{}", seg(n)));
     let spec = spec_of(&f);
     if f.get("do") == "test" {
-        let tested = ui.send(Method::POST, "/api/v1/targets/test", Some(spec)).await;
+        let tested = ui.send(Method::POST, "/api/v1/target-tests", Some(spec)).await;
         let err = tested.as_ref().err().cloned();
         let body = target_form(&ui, &action, &f, existing.is_some(), err.as_ref(), Some(&tested));
         return page(&mut ui, "Auxiliary product", "/ui/targets", body);

@@ -107,7 +107,7 @@ pub(crate) fn document() -> Value {
                 "get": op("per profile, its devices and their status", "apiKey", json!({})),
                 "post": op("distribute a profile to devices (admin)", "apiKey", json_body(json!({"type": "object", "properties": {"profile": {"type": "string"}, "devices": {"type": "array", "items": {"type": "string"}}}})))},
             "/api/v1/entries": {
-                "get": op("search entries (Entry Criteria, tags) or look one up (value)", "apiKey", query(&["value", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source", "limit"])),
+                "get": op("search entries (Entry Criteria, tags; paged with limit and offset, or with the cursor after=0 then next; count=true counts) or look one up (value; detail=true adds each source's assertion and the history)", "apiKey", query(&["value", "detail", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source", "limit", "offset", "after", "count"])),
                 "post": op("add or update entries (producer)", "apiKey", json_body(add)),
                 "delete": op("delete entries, or a source's assertions of them (producer)", "apiKey", json_body(entries))},
             "/api/v1/export": {"get": op("every matching entry, streamed (sms, jsonl, plain, csv, stix, suricata-*: docs/interchange.md)", "apiKey", query(&["format", "ip", "domain", "exact", "url", "hash", "kind", "tag", "source"]))},
@@ -119,6 +119,12 @@ pub(crate) fn document() -> Value {
                 "get": op("API keys (names and roles only)", "apiKey", json!({})),
                 "post": op("create an API key (admin); answers the key once", "apiKey", json_body(json!({"type": "object", "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "producer", "read-only"]}}})))},
             "/api/v1/keys/{name}": {"delete": op("delete an API key (admin)", "apiKey", path_id("name"))},
+            "/api/v1/users": {
+                "get": op("the web console's users (names and roles; admin)", "apiKey", json!({})),
+                "post": op("add a console user (admin); the password is stored as an argon2id hash", "apiKey", json_body(json!({"type": "object", "required": ["name", "role", "password"], "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "producer", "read-only"]}, "password": {"type": "string", "minLength": 12}}})))},
+            "/api/v1/users/{name}": {
+                "put": op("change a console user's role or password (admin); their sessions end", "apiKey", merge(path_id("name"), json_body(json!({"type": "object", "properties": {"role": {"enum": ["admin", "producer", "read-only"]}, "password": {"type": "string", "minLength": 12}}})))),
+                "delete": op("delete a console user (admin)", "apiKey", path_id("name"))},
             "/api/v1/sync": {"get": op("the device's filter set: snapshot or delta, long-poll; NDJSON (docs/sync-protocol.md)", "deviceToken", query(&["cursor", "wait", "error"]))},
             "/api/v1/agent/report": {"post": op("a device's report: inventory and backend state (docs/agent.md)", "deviceToken", json_body(json!({"type": "object", "required": ["name", "model", "version", "backend"]})))},
             "/api/v1/agent/events": {"post": op("detection events of a device; the valid ones are kept, each invalid one answered with its index", "deviceToken", json_body(json!({"type": "object", "required": ["events"]})))},
@@ -175,6 +181,7 @@ fn sources_paths() -> Value {
             "/api/v1/targets": {
                 "get": op("SMS-compatible targets the hub distributes to, with their state (docs/targets.md)", "apiKey", json!({})),
                 "post": op("create a target (admin)", "apiKey", json_body(json!({"type": "object", "required": ["name", "address", "version"]})))},
+            "/api/v1/target-tests": {"post": op("Test Connection with a target configuration before saving it (admin); nothing is stored", "apiKey", json_body(json!({"type": "object", "required": ["name", "address", "version"]})))},
             "/api/v1/targets/{name}": {
                 "get": op("one target and its state", "apiKey", path_id("name")),
                 "put": op("replace a target's config (admin); secrets given as ******** are kept; runs at once", "apiKey", merge(path_id("name"), json_body(json!({"type": "object"})))),

@@ -30,7 +30,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let run = Router::new()
         .route("/api/v1/targets/{name}/run", post(run_now))
         .route("/api/v1/targets/{name}/test", post(test))
-        .route("/api/v1/targets/test", post(test_unsaved));
+        .route("/api/v1/target-tests", post(test_unsaved));
     by_role(
         state,
         [

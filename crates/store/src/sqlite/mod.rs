@@ -609,6 +609,44 @@ impl ReputationStore for SqliteStore {
         Ok(())
     }
 
+    fn scan_each(
+        &self,
+        criteria: &Criteria,
+        after: i64,
+        budget: u64,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<Option<i64>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let ttl = ttl_id(&tx)?;
+        let mut read = 0u64;
+        let mut last = after;
+        let mut stopped = false;
+        {
+            // By rowid from `after`: every entry of every kind, in the order they were made.
+            let mut stmt = tx.prepare_cached(
+                "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                 FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
+                 JOIN sources s ON s.id = a.source_id
+                 WHERE e.id > ?1 ORDER BY e.id",
+            )?;
+            let mut rows = stmt.query([after])?;
+            for_each_grouped(&mut rows, &mut |id, code, value, list| {
+                read += 1;
+                last = id;
+                let kind = u8::try_from(code)
+                    .ok()
+                    .and_then(Kind::from_code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
+                if !emit(kind, id, &value, list, ttl, criteria, f)? {
+                    stopped = true;
+                }
+                Ok(!stopped && read < budget)
+            })?;
+        }
+        tx.finish()?;
+        Ok((stopped || read >= budget).then_some(last))
+    }
+
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let horizon = meta(&tx, "horizon")?;
