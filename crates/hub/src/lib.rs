@@ -27,8 +27,8 @@
 
 mod admin;
 pub mod config;
-mod console;
 pub(crate) mod connection;
+mod console;
 mod db;
 mod distribution;
 mod error;

@@ -2,9 +2,9 @@
 //! strings (`$argon2id$v=19$m=…`), so the cost can be raised later without breaking old hashes.
 //! Unlike API keys, passwords are chosen by people and guessable, hence a slow, salted hash.
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 
 /// The shortest password accepted.
 pub(crate) const MIN_LEN: usize = 12;
@@ -45,8 +45,11 @@ pub(crate) fn hash(password: &str) -> Result<String, String> {
 /// Whether `password` is the one `phc` was made from (constant time inside the crate). A broken
 /// stored hash verifies nothing. Slow on purpose: call on a blocking thread.
 pub(crate) fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A hash no password matches in practice, verified against when a user name is unknown, so that

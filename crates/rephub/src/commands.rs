@@ -807,23 +807,6 @@ fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// A password: the first line of standard input (asked for on a terminal).
-pub(crate) fn read_password() -> anyhow::Result<String> {
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        eprint!("password: ");
-    }
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
-    if pw.is_empty() {
-        bail!("no password on standard input");
-    }
-    Ok(pw)
-}
-
 fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Result<Status> {
     use crate::args::UsersCommand as U;
     use rephub_store::UserStore;
@@ -835,7 +818,7 @@ fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Resul
         U::Add { name, role } => {
             rephub_hub::check_user_name(&name).map_err(|e| anyhow::anyhow!("name: {e}"))?;
             let role = role_of(&role)?;
-            let hash = rephub_hub::hash_password(&read_password()?)
+            let hash = rephub_hub::hash_password(&crate::password::read()?)
                 .map_err(|e| anyhow::anyhow!("password: {e}"))?;
             store.add_user(&name, role.as_str(), &hash)?;
             eprintln!("added user {name:?} ({})", role.as_str());
@@ -858,7 +841,7 @@ fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Resul
             let role = role.as_deref().map(role_of).transpose()?;
             let hash = if password {
                 Some(
-                    rephub_hub::hash_password(&read_password()?)
+                    rephub_hub::hash_password(&crate::password::read()?)
                         .map_err(|e| anyhow::anyhow!("password: {e}"))?,
                 )
             } else {
@@ -870,7 +853,9 @@ fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Resul
             if !store.update_user(&name, role.map(|r| r.as_str()), hash.as_deref())? {
                 bail!("no user named {name:?}");
             }
-            eprintln!("changed user {name:?} (sessions of a running hub end within its next request)");
+            eprintln!(
+                "changed user {name:?} (sessions of a running hub end within its next request)"
+            );
         }
         U::Delete { name } => {
             if !store.delete_user(&name)? {

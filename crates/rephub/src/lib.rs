@@ -9,6 +9,7 @@ mod files;
 mod interchange;
 mod logs;
 mod output;
+mod password;
 mod progress;
 mod remote;
 

@@ -585,7 +585,7 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
             use crate::args::UsersCommand as U;
             match u {
                 U::Add { name, role } => {
-                    let password = crate::commands::read_password()?;
+                    let password = crate::password::read()?;
                     remote.call(
                         reqwest::Method::POST,
                         "/api/v1/users",
@@ -614,7 +614,7 @@ pub(crate) fn run(remote: &Remote, command: Command, quiet: bool) -> anyhow::Res
                         body["role"] = json!(r);
                     }
                     if password {
-                        body["password"] = json!(crate::commands::read_password()?);
+                        body["password"] = json!(crate::password::read()?);
                     }
                     if body == json!({}) {
                         bail!("nothing to change: give --role or --password");

@@ -806,3 +806,89 @@ fn completions_and_manual_pages_cover_every_command() {
     let filters = std::fs::read_to_string(dir.path().join("rephub-filters-add.1")).unwrap();
     assert!(filters.contains("criterion"));
 }
+
+#[test]
+fn console_users_on_the_database_and_through_a_hub() {
+    use rephub_store::UserStore;
+    let hub = Hub::new();
+    // On the database: the password from standard input, kept as an argon2id hash.
+    let o = hub.run_stdin(
+        &["users", "add", "alice", "--role", "admin"],
+        "a long pass phrase\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alice = hub.store().user("alice").unwrap().unwrap();
+    assert_eq!(alice.role, "admin");
+    assert!(alice.password_hash.starts_with("$argon2id$"));
+    // Refused with the reason: short password, bad name, bad role, taken name; nothing stored.
+    for (args, input, says) in [
+        (
+            &["users", "add", "bob"][..],
+            "short\n",
+            "password: at least 12 characters",
+        ),
+        (
+            &["users", "add", "b b"][..],
+            "a long pass phrase\n",
+            "name: 1 to 64",
+        ),
+        (
+            &["users", "add", "bob", "--role", "boss"][..],
+            "a long pass phrase\n",
+            "role \"boss\"",
+        ),
+        (
+            &["users", "add", "alice"][..],
+            "a long pass phrase\n",
+            "alice",
+        ),
+        (
+            &["users", "set", "nobody", "--role", "admin"][..],
+            "",
+            "no user named \"nobody\"",
+        ),
+    ] {
+        let o = hub.run_stdin(args, input);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(hub.store().users().unwrap().len(), 1);
+    let o = hub.run(&["users", "set", "alice", "--role", "producer"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(hub.store().user("alice").unwrap().unwrap().role, "producer");
+
+    // Through a running hub: the same verbs over the API.
+    let (mut child, addr, key) = start_hub(&hub);
+    let remote = |args: &[&str], input: &str| -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rephub"))
+            .args(["--hub", &format!("http://{addr}"), "--key", &key])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let o = remote(
+        &["users", "add", "rita", "--role", "read-only"],
+        "another pass phrase\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = remote(&["users", "add", "sam"], "short\n");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("password"), "{}", stderr(&o));
+    let o = remote(&["users", "list"], "");
+    let out = stdout(&o);
+    assert!(
+        out.contains("alice") && out.contains("producer") && out.contains("rita"),
+        "{out}"
+    );
+    assert!(!out.contains("argon2"));
+    let o = remote(&["users", "delete", "rita"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(hub.store().user("rita").unwrap().is_none());
+}

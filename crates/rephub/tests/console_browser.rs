@@ -102,7 +102,12 @@ async fn fill(c: &Client, css: &str, text: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Click what loads a new page, and wait until the old page is gone.
@@ -119,20 +124,28 @@ async fn submit(c: &Client, css: &str) {
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn exists(c: &Client, css: &str) -> bool {
-    c.find_all(Locator::Css(css)).await.unwrap().len() > 0
+    !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
 }
 
 /// The import progress bar's value.
 async fn progress(c: &Client) -> f64 {
-    c.execute("return document.getElementById('import-progress').value", vec![])
-        .await
-        .unwrap()
-        .as_f64()
-        .unwrap()
+    c.execute(
+        "return document.getElementById('import-progress').value",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .as_f64()
+    .unwrap()
 }
 
 async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
@@ -168,7 +181,12 @@ async fn the_console_in_a_real_browser() {
     let sms_data = tempfile::tempdir().unwrap();
     let (_sms, sms_base, sms_key) = hub(sms_data.path());
 
-    let (b2, a2, base2, key2) = (base.clone(), admin.clone(), sms_base.clone(), sms_key.clone());
+    let (b2, a2, base2, key2) = (
+        base.clone(),
+        admin.clone(),
+        sms_base.clone(),
+        sms_key.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         let api = |m: Method, p: &str, body| call(m, &format!("{b2}{p}"), &a2, body);
         for (name, role) in [("alice", "admin"), ("rita", "read-only")] {
@@ -215,17 +233,29 @@ async fn the_console_in_a_real_browser() {
     fill(&c, "#f-tag", "Trend Micro Severity=High").await;
     submit(&c, "#search").await;
     let results = text_of(&c, "#results").await;
-    assert!(results.contains("198.51.100.7") && results.contains("http://evil.example/dropper"), "{results}");
+    assert!(
+        results.contains("198.51.100.7") && results.contains("http://evil.example/dropper"),
+        "{results}"
+    );
     assert!(!results.contains("\nevil.example"), "{results}");
     shot(&c, "entries").await;
     submit(&c, "#results a").await;
-    assert!(text_of(&c, "#assertions").await.contains("Trend Micro Source=ddd01"));
+    assert!(
+        text_of(&c, "#assertions")
+            .await
+            .contains("Trend Micro Source=ddd01")
+    );
     assert!(text_of(&c, "#history").await.contains("added"));
     shot(&c, "entry").await;
 
     // A form without its CSRF token is refused, and nothing is written.
     c.goto(&format!("{base}/ui/entries/new")).await.unwrap();
-    c.execute("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())", vec![]).await.unwrap();
+    c.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())",
+        vec![],
+    )
+    .await
+    .unwrap();
     fill(&c, "#f-value", "192.0.2.66").await;
     submit(&c, "#save").await;
     let body = text_of(&c, "body").await;
@@ -235,19 +265,35 @@ async fn the_console_in_a_real_browser() {
     fill(&c, "#f-value", "300.1.2.3").await;
     submit(&c, "#save").await;
     assert!(exists(&c, "#e-value").await);
-    let typed = c.find(Locator::Css("#f-value")).await.unwrap().prop("value").await.unwrap();
+    let typed = c
+        .find(Locator::Css("#f-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
     assert_eq!(typed.as_deref(), Some("300.1.2.3"));
 
     // Import a file and watch the progress bar reach 100 %.
     let file = data.path().join("import.csv");
     let mut lines = String::new();
     for i in 0..200_000u32 {
-        lines.push_str(&format!("10.{}.{}.{},Trend Micro Severity,Low\n", i >> 16, (i >> 8) & 255, i & 255));
+        lines.push_str(&format!(
+            "10.{}.{}.{},Trend Micro Severity,Low\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
     }
     lines.push_str("not an address,Trend Micro Severity,Low\n");
     std::fs::write(&file, lines).unwrap();
     c.goto(&format!("{base}/ui/import")).await.unwrap();
-    c.find(Locator::Css("#f-file")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
+    c.find(Locator::Css("#f-file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
     click(&c, "#start-import").await;
     let mut seen = Vec::new();
     for _ in 0..600 {
@@ -258,9 +304,17 @@ async fn the_console_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let done = text_of(&c, "#import-done").await;
-    assert!(done.contains("200000 accepted") && done.contains("1 rejected") && done.contains("line 200001"), "{done}");
+    assert!(
+        done.contains("200000 accepted")
+            && done.contains("1 rejected")
+            && done.contains("line 200001"),
+        "{done}"
+    );
     assert_eq!(progress(&c).await, 100.0);
-    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "the bar never goes back: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the bar never goes back: {seen:?}"
+    );
     assert_eq!(text_of(&c, "#import-percent").await, "100 %");
     shot(&c, "import").await;
 
@@ -281,7 +335,12 @@ async fn the_console_in_a_real_browser() {
     shot(&c, "profiles").await;
     c.goto(&format!("{base}/ui/devices")).await.unwrap();
     fill(&c, "#f-name", "branch-fw").await;
-    c.find(Locator::Css("#f-profile option[value=edge]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#f-profile option[value=edge]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     submit(&c, "#add-device").await;
     assert!(text_of(&c, "#device-token code").await.starts_with("rhd_"));
     assert!(text_of(&c, "#devices").await.contains("branch-fw"));
@@ -334,7 +393,12 @@ async fn the_console_in_a_real_browser() {
     for value in ["192.0.2.66", "192.0.2.77"] {
         let (b, a) = (base.clone(), admin.clone());
         let found = tokio::task::spawn_blocking(move || {
-            call(Method::GET, &format!("{b}/api/v1/entries?value={value}"), &a, None)
+            call(
+                Method::GET,
+                &format!("{b}/api/v1/entries?value={value}"),
+                &a,
+                None,
+            )
         })
         .await
         .unwrap();

@@ -73,8 +73,8 @@ pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimit
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats, StoredEntry,
-    USER_SOURCE, Upsert, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats,
+    StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};

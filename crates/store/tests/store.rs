@@ -11,7 +11,8 @@ use rephub_model::{
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
     KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore,
-    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode, WriteTx,
+    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode,
+    WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -1370,17 +1371,33 @@ fn users_are_unique_by_name_and_keep_only_a_hash<S: TestBackend>() {
     d.clock.advance(5);
     assert!(d.store.update_user("bob", Some("producer"), None).unwrap());
     assert!(!d.store.update_user("carol", Some("admin"), None).unwrap());
-    assert!(d.store.update_user("alice", None, Some("$argon2id$z")).unwrap());
+    assert!(
+        d.store
+            .update_user("alice", None, Some("$argon2id$z"))
+            .unwrap()
+    );
     let d2 = S::reopen(&d.guard, d.clock.clone());
     let bob = d2.user("bob").unwrap().unwrap();
-    assert_eq!((bob.role.as_str(), bob.password_hash.as_str()), ("producer", "$argon2id$b"));
+    assert_eq!(
+        (bob.role.as_str(), bob.password_hash.as_str()),
+        ("producer", "$argon2id$b")
+    );
     assert_eq!((bob.created_at, bob.updated_at), (T0, T0 + 5));
-    assert_eq!(d2.user("alice").unwrap().unwrap().password_hash, "$argon2id$z");
+    assert_eq!(
+        d2.user("alice").unwrap().unwrap().password_hash,
+        "$argon2id$z"
+    );
     assert_eq!(d2.user("carol").unwrap(), None);
     drop(d2);
     assert!(d.store.delete_user("alice").unwrap());
     assert!(!d.store.delete_user("alice").unwrap());
-    let names: Vec<String> = d.store.users().unwrap().into_iter().map(|u| u.name).collect();
+    let names: Vec<String> = d
+        .store
+        .users()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     assert_eq!(names, vec!["bob"]);
 }
 
@@ -1406,7 +1423,10 @@ fn an_entry_has_its_history_with_commit_times<S: TestBackend>() {
 
     let h = d.store.entry_history(id, 10).unwrap();
     let ops: Vec<ChangeOp> = h.iter().map(|r| r.op).collect();
-    assert_eq!(ops, vec![ChangeOp::Delete, ChangeOp::Update, ChangeOp::Insert]);
+    assert_eq!(
+        ops,
+        vec![ChangeOp::Delete, ChangeOp::Update, ChangeOp::Insert]
+    );
     let secs: Vec<i64> = h.iter().map(|r| r.at_us.unwrap() / 1_000_000).collect();
     assert_eq!(secs, vec![T0 + 120, T0 + 60, T0]);
     assert!(h[0].seq > h[1].seq && h[1].seq > h[2].seq);
@@ -1421,16 +1441,24 @@ fn events_are_counted_per_hour<S: TestBackend>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     d.store
-        .add_events(dev.id, &[event(1, "192.0.2.1", 5), event(2, "192.0.2.2", 1)])
+        .add_events(
+            dev.id,
+            &[event(1, "192.0.2.1", 5), event(2, "192.0.2.2", 1)],
+        )
         .unwrap();
     d.clock.advance(3600);
-    d.store.add_events(dev.id, &[event(3, "192.0.2.3", 2)]).unwrap();
+    d.store
+        .add_events(dev.id, &[event(3, "192.0.2.3", 2)])
+        .unwrap();
     let hour = |t: i64| t / 3600 * 3600;
     assert_eq!(
         d.store.event_hours(0).unwrap(),
         vec![(hour(T0), 2, 6), (hour(T0 + 3600), 1, 2)]
     );
-    assert_eq!(d.store.event_hours(T0 + 1).unwrap(), vec![(hour(T0 + 3600), 1, 2)]);
+    assert_eq!(
+        d.store.event_hours(T0 + 1).unwrap(),
+        vec![(hour(T0 + 3600), 1, 2)]
+    );
 }
 
 fn scans_go_on_where_they_stopped<S: TestBackend>() {
@@ -1472,7 +1500,10 @@ fn scans_go_on_where_they_stopped<S: TestBackend>() {
         }
         assert!(calls < 100);
     }
-    let want: Vec<String> = (0..100).step_by(10).map(|i| format!("192.0.2.{i}")).collect();
+    let want: Vec<String> = (0..100)
+        .step_by(10)
+        .map(|i| format!("192.0.2.{i}"))
+        .collect();
     assert_eq!(found, want);
     assert_eq!(calls, 15, "100 entries, 7 at a time, and the end");
     // A full page stops at once and says where to go on.

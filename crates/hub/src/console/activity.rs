@@ -5,7 +5,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::html;
 use serde::Deserialize;
@@ -66,9 +66,16 @@ async fn sources(mut ui: Ui) -> Response {
 
 async fn run_source(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::POST, &format!("/api/v1/sources/{}/sync", seg(&name)), None).await {
+    match ui
+        .send(
+            Method::POST,
+            &format!("/api/v1/sources/{}/sync", seg(&name)),
+            None,
+        )
+        .await
+    {
         Ok(_) => ui.flash(format!("Source {name}: sync started.")),
         Err(e) => ui.flash(format!("Source {name}: {}", e.message)),
     }
@@ -77,9 +84,16 @@ async fn run_source(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
 
 async fn test_source(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::POST, &format!("/api/v1/sources/{}/test", seg(&name)), None).await {
+    match ui
+        .send(
+            Method::POST,
+            &format!("/api/v1/sources/{}/test", seg(&name)),
+            None,
+        )
+        .await
+    {
         Ok(v) if v["ok"] == true => ui.flash(format!("Source {name}: connection OK.")),
         Ok(v) => ui.flash(format!("Source {name}: test failed: {}", text(&v["error"]))),
         Err(e) => ui.flash(format!("Source {name}: {}", e.message)),
@@ -226,7 +240,7 @@ async fn users(ui: Ui) -> Response {
 async fn add_user(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = json!({"name": f.get("name"), "role": f.get("role"), "password": f.get("password")});
     match ui.send(Method::POST, "/api/v1/users", Some(body)).await {
@@ -240,9 +254,16 @@ async fn add_user(ui: Ui, b: Bytes) -> Response {
 
 async fn delete_user(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/users/{}", seg(&name)), None).await {
+    match ui
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", seg(&name)),
+            None,
+        )
+        .await
+    {
         Ok(_) => ui.flash(format!("User {name} deleted.")),
         Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
     }

@@ -7,14 +7,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::page::{
-    checkbox, csrf, failure, general_error, input, page_with, post_button, table, text,
-    text_field,
+    checkbox, csrf, failure, general_error, input, page_with, post_button, table, text, text_field,
 };
 use super::{Failure, Form, Ui, see};
 use crate::state::AppState;
@@ -89,10 +88,25 @@ fn status_table(c: &Value) -> Markup {
         rows.push(json!({"feature": k, "state": if v["enabled"] == true { "Enabled" } else { "Disabled" },
                          "status": v["status"], "last": v["last_success"], "error": v["last_error"]}));
     }
-    table(&rows, &[("feature", "Feature"), ("state", "State"), ("status", "Sync status"), ("last", "Last success"), ("error", "Last error")], "features")
+    table(
+        &rows,
+        &[
+            ("feature", "Feature"),
+            ("state", "State"),
+            ("status", "Sync status"),
+            ("last", "Last success"),
+            ("error", "Last error"),
+        ],
+        "features",
+    )
 }
 
-async fn status_page(mut ui: Ui, f: Option<&Form>, err: Option<&Failure>, tested: Option<&Result<Value, Failure>>) -> Response {
+async fn status_page(
+    mut ui: Ui,
+    f: Option<&Form>,
+    err: Option<&Failure>,
+    tested: Option<&Result<Value, Failure>>,
+) -> Response {
     let conn = ui.get("/api/v1/connection").await;
     let sources = ui.get("/api/v1/sources").await;
     let body = match &conn {
@@ -169,19 +183,30 @@ fn settings(f: &Form) -> Result<Value, Failure> {
     let interval = if minutes.is_empty() {
         60
     } else {
-        minutes.parse::<u64>().ok().filter(|m| *m >= 1).ok_or_else(|| Failure {
-            status: axum::http::StatusCode::BAD_REQUEST,
-            field: Some("interval_minutes".into()),
-            message: "whole minutes, at least 1".into(),
-        })? * 60
+        minutes
+            .parse::<u64>()
+            .ok()
+            .filter(|m| *m >= 1)
+            .ok_or_else(|| Failure {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                field: Some("interval_minutes".into()),
+                message: "whole minutes, at least 1".into(),
+            })?
+            * 60
     };
     let mut features = serde_json::Map::new();
-    features.insert("suspicious_object_sync".into(), f.has("suspicious_object_sync").into());
+    features.insert(
+        "suspicious_object_sync".into(),
+        f.has("suspicious_object_sync").into(),
+    );
     for (k, _) in FEATURES {
         features.insert((*k).into(), f.has(k).into());
     }
     // One switch in the dialog for both.
-    features.insert("filter_status_sharing".into(), f.has("event_sharing").into());
+    features.insert(
+        "filter_status_sharing".into(),
+        f.has("event_sharing").into(),
+    );
     let mut body = json!({"interval_secs": interval, "features": features});
     if !f.get("gateway_url").is_empty() {
         let mut gw = json!({"enabled": f.has("gateway_enabled"), "url": f.get("gateway_url")});
@@ -203,11 +228,15 @@ fn settings(f: &Form) -> Result<Value, Failure> {
 async fn save(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = match settings(&f) {
         Ok(body) => {
-            let method = if f.get("token").is_empty() { Method::PATCH } else { Method::PUT };
+            let method = if f.get("token").is_empty() {
+                Method::PATCH
+            } else {
+                Method::PUT
+            };
             ui.send(method, "/api/v1/connection", Some(body)).await
         }
         Err(e) => Err(e),
@@ -223,7 +252,7 @@ async fn save(ui: Ui, b: Bytes) -> Response {
 
 async fn test(ui: Ui, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
     let tested = ui.send(Method::POST, "/api/v1/connection/test", None).await;
     status_page(ui, None, None, Some(&tested)).await
@@ -231,7 +260,7 @@ async fn test(ui: Ui, b: Bytes) -> Response {
 
 async fn disconnect(ui: Ui, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
     match ui.send(Method::DELETE, "/api/v1/connection", None).await {
         Ok(_) => ui.flash("Disconnected. A new enrollment token reconnects with these settings."),
@@ -240,7 +269,12 @@ async fn disconnect(ui: Ui, b: Bytes) -> Response {
     see("/ui/upstream")
 }
 
-async fn enrollment_page(mut ui: Ui, made: Option<&Value>, f: &Form, err: Option<&Failure>) -> Response {
+async fn enrollment_page(
+    mut ui: Ui,
+    made: Option<&Value>,
+    f: &Form,
+    err: Option<&Failure>,
+) -> Response {
     let tokens = ui.get("/api/v1/enrollment-tokens").await;
     let downstreams = ui.get("/api/v1/downstreams").await;
     let body = html! {
@@ -307,7 +341,7 @@ async fn enrollment(ui: Ui) -> Response {
 async fn make_token(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let hours = match f.get("hours").parse::<u64>() {
         Ok(h) => h,
@@ -321,7 +355,10 @@ async fn make_token(ui: Ui, b: Bytes) -> Response {
         }
     };
     let body = json!({"name": f.get("name"), "ttl_secs": hours.saturating_mul(3600)});
-    match ui.send(Method::POST, "/api/v1/enrollment-tokens", Some(body)).await {
+    match ui
+        .send(Method::POST, "/api/v1/enrollment-tokens", Some(body))
+        .await
+    {
         Ok(t) => enrollment_page(ui, Some(&t), &Form::default(), None).await,
         Err(mut e) => {
             if e.field.as_deref() == Some("ttl_secs") {
@@ -334,9 +371,16 @@ async fn make_token(ui: Ui, b: Bytes) -> Response {
 
 async fn revoke_token(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/enrollment-tokens/{id}"), None).await {
+    match ui
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{id}"),
+            None,
+        )
+        .await
+    {
         Ok(_) => ui.flash("Token revoked."),
         Err(e) => ui.flash(format!("Not revoked: {}", e.message)),
     }
@@ -345,27 +389,31 @@ async fn revoke_token(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
 
 async fn grant_sandbox(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    let current = ui
-        .get("/api/v1/downstreams")
-        .await
-        .ok()
-        .and_then(|v| {
-            v["downstreams"]
-                .as_array()
-                .and_then(|a| a.iter().find(|d| d["id"] == id).cloned())
-        });
+    let current = ui.get("/api/v1/downstreams").await.ok().and_then(|v| {
+        v["downstreams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["id"] == id).cloned())
+    });
     let Some(d) = current else {
         ui.flash("No such downstream.");
         return see("/ui/enrollment");
     };
     let on = d["sandbox_url_analysis"] != true;
     match ui
-        .send(Method::PATCH, &format!("/api/v1/downstreams/{id}"), Some(json!({"sandbox_url_analysis": on})))
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/downstreams/{id}"),
+            Some(json!({"sandbox_url_analysis": on})),
+        )
         .await
     {
-        Ok(_) => ui.flash(format!("Sandbox URL analysis {} for {}.", if on { "enabled" } else { "disabled" }, text(&d["name"]))),
+        Ok(_) => ui.flash(format!(
+            "Sandbox URL analysis {} for {}.",
+            if on { "enabled" } else { "disabled" },
+            text(&d["name"])
+        )),
         Err(e) => ui.flash(format!("Not changed: {}", e.message)),
     }
     see("/ui/enrollment")

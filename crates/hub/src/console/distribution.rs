@@ -5,7 +5,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -78,7 +78,13 @@ async fn categories_page(mut ui: Ui, f: &Form, err: Option<&Failure>) -> Respons
         }
         (category_form(&ui, f, err))
     };
-    page_with(status_of(err), &mut ui, "Tag categories", "/ui/categories", body)
+    page_with(
+        status_of(err),
+        &mut ui,
+        "Tag categories",
+        "/ui/categories",
+        body,
+    )
 }
 
 async fn categories(ui: Ui) -> Response {
@@ -88,9 +94,10 @@ async fn categories(ui: Ui) -> Response {
 async fn add_category(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let mut body = json!({"name": f.get("name"), "type": f.get("type"), "description": f.get("description")});
+    let mut body =
+        json!({"name": f.get("name"), "type": f.get("type"), "description": f.get("description")});
     match f.get("type") {
         "list" => {
             body["values"] = f
@@ -119,7 +126,10 @@ async fn add_category(ui: Ui, b: Bytes) -> Response {
         }
         _ => {}
     }
-    match ui.send(Method::POST, "/api/v1/categories", Some(body)).await {
+    match ui
+        .send(Method::POST, "/api/v1/categories", Some(body))
+        .await
+    {
         Ok(_) => {
             ui.flash(format!("Category {} added.", f.get("name")));
             see("/ui/categories")
@@ -143,7 +153,12 @@ const ACTIONS: &[(&str, &str)] = &[
 async fn filter_list(ui: &Ui) -> Result<Vec<Value>, Failure> {
     let v = ui.get("/api/v1/filters").await?;
     let mut rows = v["filters"].as_array().cloned().unwrap_or_default();
-    rows.sort_by_key(|f| (f["precedence"].as_i64().unwrap_or(0), f["id"].as_i64().unwrap_or(0)));
+    rows.sort_by_key(|f| {
+        (
+            f["precedence"].as_i64().unwrap_or(0),
+            f["id"].as_i64().unwrap_or(0),
+        )
+    });
     Ok(rows)
 }
 
@@ -249,12 +264,20 @@ impl FilterForm {
                 message: "a whole number (lower goes first)".into(),
             })?
         };
-        Ok(json!({"name": self.name, "action": self.action, "kinds": self.kinds,
-                  "criteria": self.criteria(), "precedence": precedence, "enabled": self.enabled}))
+        Ok(
+            json!({"name": self.name, "action": self.action, "kinds": self.kinds,
+                  "criteria": self.criteria(), "precedence": precedence, "enabled": self.enabled}),
+        )
     }
 }
 
-fn filter_form(ui: &Ui, action: &str, f: &FilterForm, err: Option<&Failure>, preview: Option<&Result<u64, Failure>>) -> Markup {
+fn filter_form(
+    ui: &Ui,
+    action: &str,
+    f: &FilterForm,
+    err: Option<&Failure>,
+    preview: Option<&Result<u64, Failure>>,
+) -> Markup {
     html! {
         form method="post" action=(action) id="filter-form" {
             (csrf(ui))
@@ -297,7 +320,10 @@ async fn preview(ui: &Ui, f: &FilterForm) -> Result<u64, Failure> {
     let mut n = 0;
     for k in kinds {
         let v = ui
-            .get(&with_query("/api/v1/entries", [("count", "true"), ("tag", tag.as_str()), ("kind", k)]))
+            .get(&with_query(
+                "/api/v1/entries",
+                [("count", "true"), ("tag", tag.as_str()), ("kind", k)],
+            ))
             .await
             .map_err(|mut e| {
                 // The search calls them `tag`; the form `criteria`.
@@ -324,7 +350,13 @@ async fn edit_filter(mut ui: Ui, Path(id): Path<i64>) -> Response {
     let body = match &found {
         Err(e) => failure(e),
         Ok(None) => html! { p.error { "No such filter." } },
-        Ok(Some(f)) => filter_form(&ui, &format!("/ui/filters/{id}"), &FilterForm::from_json(f), None, None),
+        Ok(Some(f)) => filter_form(
+            &ui,
+            &format!("/ui/filters/{id}"),
+            &FilterForm::from_json(f),
+            None,
+            None,
+        ),
     };
     page(&mut ui, "Filter", "/ui/filters", body)
 }
@@ -340,10 +372,12 @@ async fn save_filter(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
 async fn submit_filter(mut ui: Ui, b: Bytes, id: Option<i64>) -> Response {
     let form = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let f = FilterForm::from_form(&form);
-    let action = id.map_or("/ui/filters/new".to_string(), |id| format!("/ui/filters/{id}"));
+    let action = id.map_or("/ui/filters/new".to_string(), |id| {
+        format!("/ui/filters/{id}")
+    });
     if form.get("do") == "preview" {
         let p = preview(&ui, &f).await;
         let body = filter_form(&ui, &action, &f, p.as_ref().err(), Some(&p));
@@ -352,7 +386,10 @@ async fn submit_filter(mut ui: Ui, b: Bytes, id: Option<i64>) -> Response {
     let result = match f.body() {
         Ok(body) => match id {
             None => ui.send(Method::POST, "/api/v1/filters", Some(body)).await,
-            Some(id) => ui.send(Method::PUT, &format!("/api/v1/filters/{id}"), Some(body)).await,
+            Some(id) => {
+                ui.send(Method::PUT, &format!("/api/v1/filters/{id}"), Some(body))
+                    .await
+            }
         },
         Err(e) => Err(e),
     };
@@ -417,7 +454,7 @@ fn single(order: &[(i64, i64)], from: usize, up: bool) -> Option<(i64, i64)> {
 
 async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
     let rows = match filter_list(&ui).await {
         Ok(r) => r,
@@ -428,17 +465,27 @@ async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: By
     };
     let order: Vec<(i64, i64)> = rows
         .iter()
-        .map(|f| (f["precedence"].as_i64().unwrap_or(0), f["id"].as_i64().unwrap_or(0)))
+        .map(|f| {
+            (
+                f["precedence"].as_i64().unwrap_or(0),
+                f["id"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
     let Some(from) = order.iter().position(|(_, fid)| *fid == id) else {
         ui.flash("No such filter.");
         return see("/ui/filters");
     };
     for (fid, precedence) in moved(&order, from, m.to == "up") {
-        let Some(f) = rows.iter().find(|f| f["id"] == fid) else { continue };
+        let Some(f) = rows.iter().find(|f| f["id"] == fid) else {
+            continue;
+        };
         let body = json!({"name": f["name"], "action": f["action"], "kinds": f["kinds"],
                           "criteria": f["criteria"], "precedence": precedence, "enabled": f["enabled"]});
-        if let Err(e) = ui.send(Method::PUT, &format!("/api/v1/filters/{fid}"), Some(body)).await {
+        if let Err(e) = ui
+            .send(Method::PUT, &format!("/api/v1/filters/{fid}"), Some(body))
+            .await
+        {
             ui.flash(format!("Not moved: {}", e.message));
             return see("/ui/filters");
         }
@@ -448,9 +495,12 @@ async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: By
 
 async fn delete_filter(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/filters/{id}"), None).await {
+    match ui
+        .send(Method::DELETE, &format!("/api/v1/filters/{id}"), None)
+        .await
+    {
         Ok(_) => ui.flash("Filter deleted."),
         Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
     }
@@ -459,7 +509,15 @@ async fn delete_filter(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
 
 // ---- profiles ----
 
-fn profile_form(ui: &Ui, action: &str, name: &str, chosen: &[String], filters: &[Value], err: Option<&Failure>, id: &str) -> Markup {
+fn profile_form(
+    ui: &Ui,
+    action: &str,
+    name: &str,
+    chosen: &[String],
+    filters: &[Value],
+    err: Option<&Failure>,
+    id: &str,
+) -> Markup {
     html! {
         form method="post" action=(action) id=(id) {
             (csrf(ui))
@@ -485,7 +543,12 @@ async fn profiles_page(mut ui: Ui, f: &Form, err: Option<&Failure>) -> Response 
         ids.as_array()
             .into_iter()
             .flatten()
-            .filter_map(|i| filters.iter().find(|f| f["id"] == *i).map(|f| text(&f["name"])))
+            .filter_map(|i| {
+                filters
+                    .iter()
+                    .find(|f| f["id"] == *i)
+                    .map(|f| text(&f["name"]))
+            })
             .collect()
     };
     let admin = ui.may(Role::Admin);
@@ -533,7 +596,7 @@ async fn profiles(ui: Ui) -> Response {
 async fn add_profile(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = json!({"name": f.get("name"), "filters": f.all("filters")});
     match ui.send(Method::POST, "/api/v1/profiles", Some(body)).await {
@@ -548,10 +611,13 @@ async fn add_profile(ui: Ui, b: Bytes) -> Response {
 async fn save_profile(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = json!({"name": f.get("name"), "filters": f.all("filters")});
-    match ui.send(Method::PUT, &format!("/api/v1/profiles/{id}"), Some(body)).await {
+    match ui
+        .send(Method::PUT, &format!("/api/v1/profiles/{id}"), Some(body))
+        .await
+    {
         Ok(_) => {
             ui.flash(format!("Profile {} saved.", f.get("name")));
             see("/ui/profiles")
@@ -562,9 +628,12 @@ async fn save_profile(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
 
 async fn delete_profile(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/profiles/{id}"), None).await {
+    match ui
+        .send(Method::DELETE, &format!("/api/v1/profiles/{id}"), None)
+        .await
+    {
         Ok(_) => ui.flash("Profile deleted."),
         Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
     }
@@ -588,7 +657,12 @@ async fn profile_names(ui: &Ui) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn devices_page(mut ui: Ui, f: &Form, err: Option<&Failure>, token: Option<(String, String)>) -> Response {
+async fn devices_page(
+    mut ui: Ui,
+    f: &Form,
+    err: Option<&Failure>,
+    token: Option<(String, String)>,
+) -> Response {
     let list = ui.get("/api/v1/devices").await;
     let profiles = profile_names(&ui).await;
     let mut options: Vec<(&str, &str)> = vec![("", "none")];
@@ -644,7 +718,7 @@ async fn devices(ui: Ui) -> Response {
 async fn add_device(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut body = json!({"name": f.get("name")});
     if !f.get("profile").is_empty() {
@@ -652,16 +726,27 @@ async fn add_device(ui: Ui, b: Bytes) -> Response {
     }
     match ui.send(Method::POST, "/api/v1/devices", Some(body)).await {
         // The token is shown on this answer only (not after a redirect: it is not kept).
-        Ok(v) => devices_page(ui, &Form::default(), None, Some((text(&v["name"]), text(&v["token"])))).await,
+        Ok(v) => {
+            devices_page(
+                ui,
+                &Form::default(),
+                None,
+                Some((text(&v["name"]), text(&v["token"]))),
+            )
+            .await
+        }
         Err(e) => devices_page(ui, &f, Some(&e), None).await,
     }
 }
 
 async fn delete_device(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/devices/{id}"), None).await {
+    match ui
+        .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None)
+        .await
+    {
         Ok(_) => ui.flash("Device deleted."),
         Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
     }
@@ -702,7 +787,13 @@ async fn distributions_page(mut ui: Ui, f: &Form, err: Option<&Failure>) -> Resp
             }
         }
     };
-    page_with(status_of(err), &mut ui, "Distributions", "/ui/distributions", body)
+    page_with(
+        status_of(err),
+        &mut ui,
+        "Distributions",
+        "/ui/distributions",
+        body,
+    )
 }
 
 async fn distributions(ui: Ui) -> Response {
@@ -712,10 +803,13 @@ async fn distributions(ui: Ui) -> Response {
 async fn distribute(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = json!({"profile": f.get("profile"), "devices": f.all("devices")});
-    match ui.send(Method::POST, "/api/v1/distributions", Some(body)).await {
+    match ui
+        .send(Method::POST, "/api/v1/distributions", Some(body))
+        .await
+    {
         Ok(_) => {
             ui.flash(format!("Profile {} distributed.", f.get("profile")));
             see("/ui/distributions")
@@ -767,7 +861,11 @@ mod tests {
                 let order = [(1, 7), (1, 8), (2, 3), (2, 4)];
                 let changes = moved(&order, i, up);
                 let mut ids: Vec<i64> = order.iter().map(|o| o.1).collect();
-                let j = if up { i.checked_sub(1) } else { Some(i + 1).filter(|j| *j < 4) };
+                let j = if up {
+                    i.checked_sub(1)
+                } else {
+                    Some(i + 1).filter(|j| *j < 4)
+                };
                 if let Some(j) = j {
                     ids.swap(i, j);
                 }

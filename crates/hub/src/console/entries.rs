@@ -4,20 +4,19 @@
 
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::page::{
-    checkbox, count, csrf, failure, general_error, input, page, page_with, select, text,
-    text_field,
+    checkbox, count, csrf, failure, general_error, input, page, page_with, select, text, text_field,
 };
 use super::{Failure, Form, Ui, see, with_query};
 use crate::keys::Role;
@@ -204,7 +203,11 @@ async fn search(mut ui: Ui, Query(c): Query<Criteria>) -> Response {
             }
         }
     };
-    let status = if err.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if err.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     page_with(status, &mut ui, "Reputation database", "/ui/entries", body)
 }
 
@@ -261,7 +264,11 @@ struct One {
 async fn view(mut ui: Ui, Query(one): Query<One>) -> Response {
     let uri = with_query(
         "/api/v1/entries",
-        [("value", one.value.as_str()), ("kind", one.kind.as_str()), ("detail", "true")],
+        [
+            ("value", one.value.as_str()),
+            ("kind", one.kind.as_str()),
+            ("detail", "true"),
+        ],
     );
     let found = ui.get(&uri).await;
     let entry = found
@@ -270,7 +277,9 @@ async fn view(mut ui: Ui, Query(one): Query<One>) -> Response {
         .and_then(|v| v["entries"].as_array().and_then(|a| a.first()).cloned());
     let body = match (&found, &entry) {
         (Err(e), _) => failure(e),
-        (Ok(_), None) => html! { p.empty id="not-found" { "No such entry (it may have been deleted or expired)." } },
+        (Ok(_), None) => {
+            html! { p.empty id="not-found" { "No such entry (it may have been deleted or expired)." } }
+        }
         (Ok(_), Some(e)) => entry_page(&ui, e, None, None),
     };
     page(&mut ui, &one.value, "/ui/entries", body)
@@ -360,7 +369,7 @@ async fn new_form(mut ui: Ui) -> Response {
 async fn add(mut ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = match parse_tags(f.get("tags")) {
         Ok(tags) => {
@@ -392,7 +401,7 @@ fn entry_link(kind: &str, value: &str) -> String {
 async fn edit(mut ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (kind, value) = (f.get("kind").to_string(), f.get("value").to_string());
     let result = match parse_tags(f.get("tags")) {
@@ -411,7 +420,11 @@ async fn edit(mut ui: Ui, b: Bytes) -> Response {
         Err(e) => {
             let uri = with_query(
                 "/api/v1/entries",
-                [("value", value.as_str()), ("kind", kind.as_str()), ("detail", "true")],
+                [
+                    ("value", value.as_str()),
+                    ("kind", kind.as_str()),
+                    ("detail", "true"),
+                ],
             );
             let entry = ui
                 .get(&uri)
@@ -428,7 +441,7 @@ async fn edit(mut ui: Ui, b: Bytes) -> Response {
 async fn delete(ui: Ui, b: Bytes) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let body = json!({"entries": [{"value": f.get("value"), "kind": f.get("kind")}]});
     match ui.send(Method::DELETE, "/api/v1/entries", Some(body)).await {
@@ -488,7 +501,11 @@ async fn import_start(
         return super::csrf_refused();
     }
     let fail = |status: StatusCode, field: Option<&str>, message: String| {
-        (status, Json(json!({"error": {"field": field, "message": message}}))).into_response()
+        (
+            status,
+            Json(json!({"error": {"field": field, "message": message}})),
+        )
+            .into_response()
     };
     if !ui.may(Role::Producer) {
         return fail(
@@ -524,32 +541,56 @@ async fn import_start(
         job.read.store(job.total, Ordering::Relaxed);
         job.finish(outcome);
     });
-    (StatusCode::ACCEPTED, Json(json!({"id": id, "progress": format!("/ui/import/{id}")}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "progress": format!("/ui/import/{id}")})),
+    )
+        .into_response()
 }
 
 async fn import_progress(ui: Ui, Path(id): Path<u64>) -> Response {
     let Some(job) = ui.state.console_imports().get(id, &ui.caller.name) else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": {"message": "no such import"}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"message": "no such import"}})),
+        )
+            .into_response();
     };
     let (done, result, error) = match job.outcome() {
         None => (false, Value::Null, Value::Null),
         Some(Ok(v)) => (true, v, Value::Null),
-        Some(Err((field, message))) => (true, Value::Null, json!({"field": field, "message": message})),
+        Some(Err((field, message))) => (
+            true,
+            Value::Null,
+            json!({"field": field, "message": message}),
+        ),
     };
-    let percent = if job.total == 0 { 100 } else { job.done_bytes() * 100 / job.total };
-    Json(json!({"file": job.file, "bytes": job.total, "read": job.done_bytes(),
+    let percent = (job.done_bytes().saturating_mul(100))
+        .checked_div(job.total)
+        .unwrap_or(100);
+    Json(
+        json!({"file": job.file, "bytes": job.total, "read": job.done_bytes(),
                 "percent": if done { 100 } else { percent.min(99) },
-                "done": done, "result": result, "error": error}))
+                "done": done, "result": result, "error": error}),
+    )
     .into_response()
 }
 
 /// An export, streamed from the API as a download.
 async fn export(ui: Ui, Query(c): Query<Criteria>) -> Response {
-    let format = if c.format.is_empty() { "sms" } else { c.format.as_str() };
+    let format = if c.format.is_empty() {
+        "sms"
+    } else {
+        c.format.as_str()
+    };
     let mut pairs = c.pairs();
     pairs.push(("format", format));
     let mut res = ui
-        .raw(Method::GET, &with_query("/api/v1/export", pairs), Body::empty())
+        .raw(
+            Method::GET,
+            &with_query("/api/v1/export", pairs),
+            Body::empty(),
+        )
         .await;
     if res.status().is_success() {
         let ext = match format {
@@ -558,7 +599,9 @@ async fn export(ui: Ui, Query(c): Query<Criteria>) -> Response {
             "csv" => "csv",
             _ => "txt",
         };
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"rephub-export.{ext}\"")) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("attachment; filename=\"rephub-export.{ext}\""))
+        {
             res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
     }

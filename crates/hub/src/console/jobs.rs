@@ -12,6 +12,9 @@ use serde_json::Value;
 
 const KEPT: usize = 32;
 
+/// How an import ended: its summary, or the error (the field it names, the message).
+pub(crate) type Outcome = Result<Value, (Option<String>, String)>;
+
 /// One import: who started it, how far it is, and how it ended.
 #[derive(Debug)]
 pub(crate) struct ImportJob {
@@ -20,15 +23,15 @@ pub(crate) struct ImportJob {
     pub(crate) total: u64,
     pub(crate) read: Arc<AtomicU64>,
     /// `None` while it runs; then the summary, or the error (field, message).
-    outcome: Mutex<Option<Result<Value, (Option<String>, String)>>>,
+    outcome: Mutex<Option<Outcome>>,
 }
 
 impl ImportJob {
-    pub(crate) fn finish(&self, outcome: Result<Value, (Option<String>, String)>) {
+    pub(crate) fn finish(&self, outcome: Outcome) {
         *lock(&self.outcome) = Some(outcome);
     }
 
-    pub(crate) fn outcome(&self) -> Option<Result<Value, (Option<String>, String)>> {
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
         lock(&self.outcome).clone()
     }
 

@@ -92,7 +92,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -157,7 +160,11 @@ async fn resolve(state: &AppState, who: &Identity) -> Option<Caller> {
                 None => {
                     use rephub_store::KeyStore;
                     let h = hash.clone();
-                    state.read(move |s| s.api_key_by_hash(&h)).await.ok()?.ok()?
+                    state
+                        .read(move |s| s.api_key_by_hash(&h))
+                        .await
+                        .ok()?
+                        .ok()?
                 }
             }?;
             crate::keys::check(&key, None, hash)
@@ -230,7 +237,7 @@ impl Ui {
     }
 
     /// A posted form, if it carries this session's CSRF token; else the answer to give.
-    pub(crate) fn form(&self, body: &Bytes) -> Result<Form, Response> {
+    pub(crate) fn form(&self, body: &Bytes) -> Result<Form, CsrfRefused> {
         let form = Form(
             form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -239,7 +246,7 @@ impl Ui {
         if sessions::csrf_matches(&self.csrf, form.get("csrf")) {
             Ok(form)
         } else {
-            Err(csrf_refused())
+            Err(CsrfRefused)
         }
     }
 
@@ -326,6 +333,16 @@ impl Ui {
     }
 }
 
+/// A form without this session's CSRF token.
+#[derive(Debug)]
+pub(crate) struct CsrfRefused;
+
+impl IntoResponse for CsrfRefused {
+    fn into_response(self) -> Response {
+        csrf_refused()
+    }
+}
+
 /// The answer to a form without this session's CSRF token.
 fn csrf_refused() -> Response {
     (
@@ -363,7 +380,10 @@ impl Form {
 }
 
 /// `path?k=v&…` with the values encoded; empty values left out.
-pub(crate) fn with_query<'a>(path: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub(crate) fn with_query<'a>(
+    path: &str,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     let mut any = false;
     for (k, v) in pairs {

@@ -175,7 +175,13 @@ pub(super) fn select(
 }
 
 /// A checkbox.
-pub(super) fn checkbox(label: &str, name: &str, value: &str, checked: bool, disabled: bool) -> Markup {
+pub(super) fn checkbox(
+    label: &str,
+    name: &str,
+    value: &str,
+    checked: bool,
+    disabled: bool,
+) -> Markup {
     html! {
         label.check {
             input type="checkbox" name=(name) value=(value) checked[checked] disabled[disabled];

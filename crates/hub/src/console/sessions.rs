@@ -169,7 +169,10 @@ mod tests {
         let s = Sessions::default();
         let (token, csrf) = s.open(Identity::User("alice".into()));
         let (who, c) = s.get(&token).unwrap();
-        assert_eq!((who, c.as_str()), (Identity::User("alice".into()), csrf.as_str()));
+        assert_eq!(
+            (who, c.as_str()),
+            (Identity::User("alice".into()), csrf.as_str())
+        );
         assert!(s.get(&format!("{token}x")).is_none());
         assert!(csrf_matches(&csrf, &csrf));
         assert!(!csrf_matches(&csrf, &token));

@@ -118,7 +118,10 @@ async fn sign_in(
         }
     } else {
         if name.is_empty() {
-            return refuse(StatusCode::UNAUTHORIZED, "give a user name and password, or an API key");
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "give a user name and password, or an API key",
+            );
         }
         let sessions = state.console_sessions();
         if sessions.locked_out(&name) {
@@ -140,9 +143,10 @@ async fn sign_in(
             }
         };
         let password = form.get("password").to_string();
-        let phc = user
-            .as_ref()
-            .map_or_else(|| passwords::decoy().to_string(), |u| u.password_hash.clone());
+        let phc = user.as_ref().map_or_else(
+            || passwords::decoy().to_string(),
+            |u| u.password_hash.clone(),
+        );
         let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &phc))
             .await
             .unwrap_or(false);
@@ -155,7 +159,10 @@ async fn sign_in(
         }
     };
     let Some(who) = who else {
-        return refuse(StatusCode::UNAUTHORIZED, "wrong user name or password, or unknown key");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password, or unknown key",
+        );
     };
     let (token, _) = state.console_sessions().open(who);
     let mut res = see(&next);
@@ -165,13 +172,9 @@ async fn sign_in(
     res
 }
 
-async fn sign_out(
-    ui: Ui,
-    tls: Option<axum::Extension<Arc<TlsInfo>>>,
-    b: Bytes,
-) -> Response {
+async fn sign_out(ui: Ui, tls: Option<axum::Extension<Arc<TlsInfo>>>, b: Bytes) -> Response {
     if let Err(refused) = ui.form(&b) {
-        return refused;
+        return refused.into_response();
     }
     ui.sign_out();
     let mut res = see("/ui/login");
@@ -187,7 +190,10 @@ mod tests {
 
     #[test]
     fn next_stays_on_the_console() {
-        assert_eq!(safe_next(Some("/ui/entries?ip=1.2.3.4")), "/ui/entries?ip=1.2.3.4");
+        assert_eq!(
+            safe_next(Some("/ui/entries?ip=1.2.3.4")),
+            "/ui/entries?ip=1.2.3.4"
+        );
         assert_eq!(safe_next(Some("//evil.example/ui/")), "/ui/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/ui/");
         assert_eq!(safe_next(Some("/ui/\\evil")), "/ui/");
@@ -201,7 +207,10 @@ mod tests {
         assert!(same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://hub:8080"));
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h));
         let mut h2 = HeaderMap::new();
         h2.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde_json::{Value, json};
@@ -45,7 +45,11 @@ const RISKS: &[(&str, &str)] = &[
     ("all", "High, medium, and low"),
 ];
 
-const TYPES: &[(&str, &str)] = &[("ipv4", "IPv4 address"), ("domain", "Domain"), ("url", "URL")];
+const TYPES: &[(&str, &str)] = &[
+    ("ipv4", "IPv4 address"),
+    ("domain", "Domain"),
+    ("url", "URL"),
+];
 
 async fn targets(mut ui: Ui) -> Response {
     let list = ui.get("/api/v1/targets").await;
@@ -106,10 +110,25 @@ fn urls_supported(version: &str) -> bool {
     major.is_some_and(|m| m >= 5)
 }
 
-fn target_form(ui: &Ui, action: &str, f: &Form, existing: bool, err: Option<&Failure>, tested: Option<&Result<Value, Failure>>) -> Markup {
+fn target_form(
+    ui: &Ui,
+    action: &str,
+    f: &Form,
+    existing: bool,
+    err: Option<&Failure>,
+    tested: Option<&Result<Value, Failure>>,
+) -> Markup {
     let urls = urls_supported(f.get("version"));
-    let risk = if f.get("risk").is_empty() { "high" } else { f.get("risk") };
-    let interval = if f.get("interval_secs").is_empty() { "300" } else { f.get("interval_secs") };
+    let risk = if f.get("risk").is_empty() {
+        "high"
+    } else {
+        f.get("risk")
+    };
+    let interval = if f.get("interval_secs").is_empty() {
+        "300"
+    } else {
+        f.get("interval_secs")
+    };
     html! {
         form method="post" action=(action) id="target-form" {
             (csrf(ui))
@@ -187,7 +206,10 @@ fn spec_of(f: &Form) -> Value {
 }
 
 async fn history(ui: &Ui, name: &str) -> Markup {
-    match ui.get(&format!("/api/v1/targets/{}/history?limit=20", seg(name))).await {
+    match ui
+        .get(&format!("/api/v1/targets/{}/history?limit=20", seg(name)))
+        .await
+    {
         Err(e) => failure(&e),
         Ok(v) => html! {
             h2 { "History" }
@@ -213,7 +235,10 @@ async fn edit_target(mut ui: Ui, Path(name): Path<String>) -> Response {
     let body = match &found {
         Err(e) => failure(e),
         Ok(t) => {
-            let f = values_of(&t["config"], t["config"]["enabled"].as_bool() != Some(false));
+            let f = values_of(
+                &t["config"],
+                t["config"]["enabled"].as_bool() != Some(false),
+            );
             let admin = ui.may(Role::Admin);
             html! {
                 p { "Status: " strong id="target-status" { (text(&t["status"])) } }
@@ -226,7 +251,12 @@ async fn edit_target(mut ui: Ui, Path(name): Path<String>) -> Response {
             }
         }
     };
-    page(&mut ui, &format!("Auxiliary product {name}"), "/ui/targets", body)
+    page(
+        &mut ui,
+        &format!("Auxiliary product {name}"),
+        "/ui/targets",
+        body,
+    )
 }
 
 async fn save_new(ui: Ui, b: Bytes) -> Response {
@@ -240,21 +270,39 @@ async fn save_existing(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
 async fn submit(mut ui: Ui, b: Bytes, existing: Option<String>) -> Response {
     let f = match ui.form(&b) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let action = existing
         .as_deref()
-        .map_or("/ui/targets/new".to_string(), |n| format!("/ui/targets/{}", seg(n)));
+        .map_or("/ui/targets/new".to_string(), |n| {
+            format!("/ui/targets/{}", seg(n))
+        });
     let spec = spec_of(&f);
     if f.get("do") == "test" {
-        let tested = ui.send(Method::POST, "/api/v1/target-tests", Some(spec)).await;
+        let tested = ui
+            .send(Method::POST, "/api/v1/target-tests", Some(spec))
+            .await;
         let err = tested.as_ref().err().cloned();
-        let body = target_form(&ui, &action, &f, existing.is_some(), err.as_ref(), Some(&tested));
+        let body = target_form(
+            &ui,
+            &action,
+            &f,
+            existing.is_some(),
+            err.as_ref(),
+            Some(&tested),
+        );
         return page(&mut ui, "Auxiliary product", "/ui/targets", body);
     }
     let result = match &existing {
         None => ui.send(Method::POST, "/api/v1/targets", Some(spec)).await,
-        Some(n) => ui.send(Method::PUT, &format!("/api/v1/targets/{}", seg(n)), Some(spec)).await,
+        Some(n) => {
+            ui.send(
+                Method::PUT,
+                &format!("/api/v1/targets/{}", seg(n)),
+                Some(spec),
+            )
+            .await
+        }
     };
     match result {
         Ok(_) => {
@@ -270,9 +318,16 @@ async fn submit(mut ui: Ui, b: Bytes, existing: Option<String>) -> Response {
 
 async fn run_now(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::POST, &format!("/api/v1/targets/{}/run", seg(&name)), None).await {
+    match ui
+        .send(
+            Method::POST,
+            &format!("/api/v1/targets/{}/run", seg(&name)),
+            None,
+        )
+        .await
+    {
         Ok(_) => ui.flash("Distribution started."),
         Err(e) => ui.flash(format!("Not started: {}", e.message)),
     }
@@ -281,9 +336,16 @@ async fn run_now(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
 
 async fn delete_target(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
     if let Err(r) = ui.form(&b) {
-        return r;
+        return r.into_response();
     }
-    match ui.send(Method::DELETE, &format!("/api/v1/targets/{}", seg(&name)), None).await {
+    match ui
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/targets/{}", seg(&name)),
+            None,
+        )
+        .await
+    {
         Ok(_) => {
             ui.flash(format!("Auxiliary product {name} deleted."));
             see("/ui/targets")
@@ -323,8 +385,14 @@ mod tests {
         let s = spec_of(&f);
         assert_eq!(s["objects"]["cnc"], json!(["ipv4"]));
         assert_eq!(s["objects"]["suspicious"], json!(["url"]));
-        assert_eq!((s["enabled"].as_bool(), s["https"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(
+            (s["enabled"].as_bool(), s["https"].as_bool()),
+            (Some(true), Some(false))
+        );
         assert_eq!(s["interval_secs"], 900);
-        assert!(s.get("password").is_none(), "an empty password keeps the saved one");
+        assert!(
+            s.get("password").is_none(),
+            "an empty password keeps the saved one"
+        );
     }
 }

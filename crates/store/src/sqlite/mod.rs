@@ -43,8 +43,8 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats, StoredEntry, USER_SOURCE,
-    Upsert, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats,
+    StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
 
