@@ -16,18 +16,9 @@ use std::time::Instant;
 use common::{KEY, call, seed, start};
 use serde_json::json;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let n: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: u32 = common::size_arg(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     seed(dir.path(), n);
@@ -131,8 +122,8 @@ async fn main() {
         ms.sort_by(f64::total_cmp);
         println!(
             "{p:<52} {:>9.2} {:>9.2}",
-            percentile(&ms, 0.5),
-            percentile(&ms, 0.99)
+            common::percentile(&ms, 0.5),
+            common::percentile(&ms, 0.99)
         );
     }
     hub.stop().await.unwrap();

@@ -99,11 +99,7 @@ async fn next_run(http: &reqwest::Client, base: &str, runs: u64) -> Value {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let n: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let n: u32 = common::size_arg(100_000);
     let feed = tempfile::tempdir().unwrap();
     write_feed(feed.path(), n, false);
     let addr = serve(feed.path().to_path_buf()).await;

@@ -93,18 +93,9 @@ async fn transfers(http: &reqwest::Client, base: &str) -> (u64, u64) {
     (get("whole"), get("incremental"))
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let n: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let n: u32 = common::size_arg(1_000_000);
     if Command::new("named").arg("-v").output().is_err() {
         println!("named (bind9) is not installed: nothing measured");
         return;
@@ -239,9 +230,9 @@ controls {{ }};
     let (whole2, incremental) = transfers(&http, &base).await;
     println!(
         "write -> BIND answer over {WRITES} writes: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        pct(&lat, 0.5),
-        pct(&lat, 0.9),
-        pct(&lat, 0.99),
+        common::percentile(&lat, 0.5),
+        common::percentile(&lat, 0.9),
+        common::percentile(&lat, 0.99),
         lat[lat.len() - 1]
     );
     println!("transfers: whole {whole2}, incremental {incremental}");

@@ -55,11 +55,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let n: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let n: u32 = common::size_arg(100_000);
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     seed(da.path(), n);
     seed(db.path(), 0);

@@ -91,6 +91,20 @@ impl Browser {
         self.send(r).await
     }
 
+    /// The "Add an entry" form.
+    async fn add_entry(&mut self, csrf: &str, value: &str, kind: &str, tags: &str) -> Page {
+        self.post(
+            "/ui/entries/new",
+            &[
+                ("csrf", csrf),
+                ("value", value),
+                ("kind", kind),
+                ("tags", tags),
+            ],
+        )
+        .await
+    }
+
     async fn sign_in(&mut self, name: &str, password: &str) -> Page {
         self.post(
             "/ui/login",
@@ -271,17 +285,7 @@ async fn forms_need_the_csrf_token_and_the_role() {
     assert!(!reader.get("/ui/filters").await.body.contains("New filter"));
     // …and the server refuses the write anyway (the API's guard), with its reason.
     let csrf = page.csrf();
-    let p = reader
-        .post(
-            "/ui/entries/new",
-            &[
-                ("csrf", &csrf),
-                ("value", "192.0.2.1"),
-                ("kind", "auto"),
-                ("tags", ""),
-            ],
-        )
-        .await;
+    let p = reader.add_entry(&csrf, "192.0.2.1", "auto", "").await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(
         p.body.contains("rita (read-only) may not do this"),
@@ -294,17 +298,7 @@ async fn forms_need_the_csrf_token_and_the_role() {
     admin.sign_in("alice", "correct horse battery").await;
     // Without the token, or with another session's: refused, nothing written.
     for token in ["", csrf.as_str()] {
-        let p = admin
-            .post(
-                "/ui/entries/new",
-                &[
-                    ("csrf", token),
-                    ("value", "192.0.2.2"),
-                    ("kind", "auto"),
-                    ("tags", ""),
-                ],
-            )
-            .await;
+        let p = admin.add_entry(token, "192.0.2.2", "auto", "").await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
         assert!(p.body.contains("security token"));
     }
@@ -312,15 +306,7 @@ async fn forms_need_the_csrf_token_and_the_role() {
     // With it: written.
     let csrf = admin.csrf().await;
     let p = admin
-        .post(
-            "/ui/entries/new",
-            &[
-                ("csrf", &csrf),
-                ("value", "192.0.2.2"),
-                ("kind", "auto"),
-                ("tags", "Trend Micro Severity=High"),
-            ],
-        )
+        .add_entry(&csrf, "192.0.2.2", "auto", "Trend Micro Severity=High")
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert!(hub.entry("192.0.2.2").await.is_some());
@@ -348,17 +334,7 @@ async fn bad_forms_show_the_apis_message_beside_the_field_and_save_nothing() {
     b.sign_in("alice", "correct horse battery").await;
     let csrf = b.csrf().await;
     // An entry that is none.
-    let p = b
-        .post(
-            "/ui/entries/new",
-            &[
-                ("csrf", &csrf),
-                ("value", "300.1.2.3"),
-                ("kind", "ipv4"),
-                ("tags", ""),
-            ],
-        )
-        .await;
+    let p = b.add_entry(&csrf, "300.1.2.3", "ipv4", "").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains(r#"id="e-value""#), "{}", p.body);
     assert!(
@@ -367,15 +343,7 @@ async fn bad_forms_show_the_apis_message_beside_the_field_and_save_nothing() {
     );
     // A tag line the form cannot read, and a category the API does not know.
     let p = b
-        .post(
-            "/ui/entries/new",
-            &[
-                ("csrf", &csrf),
-                ("value", "192.0.2.9"),
-                ("kind", "auto"),
-                ("tags", "Severity High"),
-            ],
-        )
+        .add_entry(&csrf, "192.0.2.9", "auto", "Severity High")
         .await;
     assert!(
         p.body.contains(r#"id="e-tags""#) && p.body.contains("line 1"),
@@ -383,15 +351,7 @@ async fn bad_forms_show_the_apis_message_beside_the_field_and_save_nothing() {
         p.body
     );
     let p = b
-        .post(
-            "/ui/entries/new",
-            &[
-                ("csrf", &csrf),
-                ("value", "192.0.2.9"),
-                ("kind", "auto"),
-                ("tags", "No Such Category=x"),
-            ],
-        )
+        .add_entry(&csrf, "192.0.2.9", "auto", "No Such Category=x")
         .await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains(r#"id="e-tags""#), "{}", p.body);

@@ -67,3 +67,19 @@ pub(crate) async fn call(
     );
     resp.json().await.unwrap_or(Value::Null)
 }
+
+/// What every benchmark does first: a crypto provider for the clients, and N from the command
+/// line (`cargo bench … -- N`), else `default`.
+pub(crate) fn size_arg(default: u32) -> u32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The value at fraction `p` (0.5: the median) of sorted figures.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::page::{
-    checkbox, count, csrf, failure, general_error, input, page, page_with, post_button, select,
-    table, text, text_field,
+    checkbox, count, csrf, failure, field, general_error, input, page, page_with, post_button,
+    select, table, text, text_field,
 };
 use super::{Failure, Form, Ui, see, seg, with_query};
 use crate::keys::Role;
@@ -288,11 +288,8 @@ fn filter_form(
                 @for k in KINDS { (checkbox(k, "kinds", k, f.kinds.iter().any(|x| x == k), false)) }
                 @if let Some(m) = err.and_then(|e| e.about("kinds")) { span.error id="e-kinds" { (m) } }
             }
-            div.field class=[err.and_then(|e| e.about("criteria")).map(|_| "invalid")] {
-                label for="f-criteria" { "Tag criteria, one a line (all must hold): Category=Value~~~Value, Category=1..5, Category, !Category" }
-                textarea id="f-criteria" name="criteria" rows="4" { (f.criteria) }
-                @if let Some(m) = err.and_then(|e| e.about("criteria")) { span.error id="e-criteria" { (m) } }
-            }
+            (field("Tag criteria, one a line (all must hold): Category=Value~~~Value, Category=1..5, Category, !Category", "criteria", err,
+                |id, _| html! { textarea id=(id) name="criteria" rows="4" { (f.criteria) } }))
             (input("number", "Precedence (lower goes first)", "precedence", &f.precedence, err))
             (checkbox("enabled", "enabled", "true", f.enabled, false))
             (general_error(err, &["name", "action", "kinds", "criteria", "precedence"]))

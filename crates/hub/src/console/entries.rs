@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::page::{
-    checkbox, count, csrf, failure, general_error, input, page, page_with, select, text, text_field,
+    checkbox, count, csrf, failure, field, general_error, input, page, page_with, select, text,
+    text_field,
 };
 use super::{Failure, Form, Ui, see, with_query};
 use crate::keys::Role;
@@ -338,14 +339,12 @@ fn entry_page(ui: &Ui, e: &Value, tags_typed: Option<&str>, err: Option<&Failure
 }
 
 fn tags_area(value: &str, err: Option<&Failure>) -> Markup {
-    let message = err.and_then(|e| e.about("tags"));
-    html! {
-        div.field class=[message.map(|_| "invalid")] {
-            label for="f-tags" { "Tags, one Category=Value a line (several values: Value~~~Value)" }
-            textarea id="f-tags" name="tags" rows="5" { (value) }
-            @if let Some(m) = message { span.error id="e-tags" { (m) } }
-        }
-    }
+    field(
+        "Tags, one Category=Value a line (several values: Value~~~Value)",
+        "tags",
+        err,
+        |id, _| html! { textarea id=(id) name="tags" rows="5" { (value) } },
+    )
 }
 
 fn new_entry_form(ui: &Ui, f: &Form, err: Option<&Failure>) -> Markup {

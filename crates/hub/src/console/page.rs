@@ -139,16 +139,11 @@ pub(super) fn input(
     value: &str,
     err: Option<&Failure>,
 ) -> Markup {
-    let message = err.and_then(|e| e.about(name));
-    let id = format!("f-{name}");
-    html! {
-        div.field class=[message.map(|_| "invalid")] {
-            label for=(id) { (label) }
-            input id=(id) name=(name) value=(value) type=(kind)
-                aria-invalid=[message.map(|_| "true")];
-            @if let Some(m) = message { span.error id={"e-" (name)} { (m) } }
+    field(label, name, err, |id, invalid| {
+        html! {
+            input id=(id) name=(name) value=(value) type=(kind) aria-invalid=[invalid.then_some("true")];
         }
-    }
+    })
 }
 
 /// A select of (value, label) with `selected` chosen.
@@ -159,16 +154,31 @@ pub(super) fn select(
     selected: &str,
     err: Option<&Failure>,
 ) -> Markup {
-    let message = err.and_then(|e| e.about(name));
-    let id = format!("f-{name}");
-    html! {
-        div.field class=[message.map(|_| "invalid")] {
-            label for=(id) { (label) }
+    field(label, name, err, |id, _| {
+        html! {
             select id=(id) name=(name) {
                 @for (v, l) in options {
                     option value=(v) selected[*v == selected] { (l) }
                 }
             }
+        }
+    })
+}
+
+/// A form field: its label, its control (made with the control's id and whether it is
+/// invalid), and the API's message about it (`#e-<name>`).
+pub(super) fn field(
+    label: &str,
+    name: &str,
+    err: Option<&Failure>,
+    control: impl FnOnce(&str, bool) -> Markup,
+) -> Markup {
+    let message = err.and_then(|e| e.about(name));
+    let id = format!("f-{name}");
+    html! {
+        div.field class=[message.map(|_| "invalid")] {
+            label for=(id) { (label) }
+            (control(&id, message.is_some()))
             @if let Some(m) = message { span.error id={"e-" (name)} { (m) } }
         }
     }
