@@ -266,12 +266,22 @@ async fn names_that_fail_five_times_wait_and_changed_users_are_signed_out() {
         assert_eq!(v["error"]["field"], field, "{v}");
     }
     // Passwords are kept as argon2id hashes only.
-    let store = hub.store();
+    let mut store = hub.store();
     let alice = rephub_store::UserStore::user(&store, "alice")
         .unwrap()
         .unwrap();
     assert!(alice.password_hash.starts_with("$argon2id$"));
     assert!(!alice.password_hash.contains("correct horse"));
+    // A password changed on the database itself (the CLI without --hub) ends the session too.
+    let mut a = Browser::new(&hub);
+    assert_eq!(
+        a.sign_in("alice", "correct horse battery").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(a.get("/ui/").await.status, StatusCode::OK);
+    let other = rephub_hub::hash_password("a different pass phrase").unwrap();
+    rephub_store::UserStore::update_user(&mut store, "alice", None, Some(&other)).unwrap();
+    assert_eq!(a.get("/ui/").await.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -96,8 +96,10 @@ fn criteria_form(c: &Criteria, err: Option<&Failure>) -> Markup {
             fieldset {
                 legend { "Entry Criteria" }
                 (text_field("Address or network (IPv4/IPv6, CIDR)", "ip", &c.ip, err))
-                (text_field("Domain (and its subdomains)", "domain", &c.domain, err))
-                (checkbox("exact domain only", "exact", "true", c.exact.is_some(), false))
+                (field("Domain (and its subdomains)", "domain", err, |id, _| html! {
+                    input id=(id) name="domain" value=(c.domain) type="text";
+                    (checkbox("exact domain only", "exact", "true", c.exact.is_some(), false))
+                }))
                 (text_field("URL (* matches any text)", "url", &c.url, err))
                 (text_field("Hash (SHA-1 or SHA-256)", "hash", &c.hash, err))
                 (select("Kind", "kind", KINDS, &c.kind, err))

@@ -146,9 +146,13 @@ pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// The caller a session stands for now: a deleted user or key, or a changed role, shows at once.
 async fn resolve(state: &AppState, who: &Identity) -> Option<Caller> {
     match who {
-        Identity::User(name) => {
+        Identity::User(name, stamp) => {
             let n = name.clone();
             let user = state.read(move |s| s.user(&n)).await.ok()?.ok()??;
+            // A password changed since the sign-in ends the session.
+            if sessions::password_stamp(&user.password_hash) != *stamp {
+                return None;
+            }
             Some(Caller {
                 name: user.name,
                 role: Role::parse(&user.role)?,

@@ -24,8 +24,10 @@ const LOCKOUT: Duration = Duration::from_secs(60);
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
-    /// A console user, by name (the role is read again on every request).
-    User(String),
+    /// A console user, by name (the role is read again on every request), and the stamp of the
+    /// password they signed in with ([`password_stamp`]): a changed password ends the session,
+    /// whoever changed it (the API, the console, the CLI on the database).
+    User(String, u64),
     /// Signed in with an API key: the key's hash (checked again on every request).
     Key(Vec<u8>),
 }
@@ -44,6 +46,12 @@ struct Session {
 pub(crate) struct Sessions {
     live: Mutex<HashMap<[u8; 32], Session>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// What a session remembers of a user's password: 8 bytes of the SHA-256 of its stored hash.
+pub(crate) fn password_stamp(password_hash: &str) -> u64 {
+    let d = Sha256::digest(password_hash.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -116,7 +124,7 @@ impl Sessions {
 
     /// End every session of a user (changed role or password, deleted).
     pub(crate) fn forget_user(&self, name: &str) {
-        lock(&self.live).retain(|_, s| s.who != Identity::User(name.to_string()));
+        lock(&self.live).retain(|_, s| !matches!(&s.who, Identity::User(n, _) if n == name));
     }
 
     /// Whether a sign-in as `name` must wait (too many recent failures).
@@ -167,17 +175,17 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_token_only_and_ends() {
         let s = Sessions::default();
-        let (token, csrf) = s.open(Identity::User("alice".into()));
+        let (token, csrf) = s.open(Identity::User("alice".into(), 1));
         let (who, c) = s.get(&token).unwrap();
         assert_eq!(
             (who, c.as_str()),
-            (Identity::User("alice".into()), csrf.as_str())
+            (Identity::User("alice".into(), 1), csrf.as_str())
         );
         assert!(s.get(&format!("{token}x")).is_none());
         assert!(csrf_matches(&csrf, &csrf));
         assert!(!csrf_matches(&csrf, &token));
         assert!(!csrf_matches(&csrf, ""));
-        let (other, _) = s.open(Identity::User("bob".into()));
+        let (other, _) = s.open(Identity::User("bob".into(), 2));
         s.forget_user("alice");
         assert!(s.get(&token).is_none());
         assert!(s.get(&other).is_some());

@@ -150,9 +150,12 @@ async fn sign_in(
         let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &phc))
             .await
             .unwrap_or(false);
-        if ok && user.is_some() {
+        if let (true, Some(u)) = (ok, &user) {
             sessions.succeeded(&name);
-            Some(Identity::User(name.clone()))
+            Some(Identity::User(
+                name.clone(),
+                super::sessions::password_stamp(&u.password_hash),
+            ))
         } else {
             sessions.failed(&name);
             None

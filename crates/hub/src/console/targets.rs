@@ -181,9 +181,16 @@ fn target_form(
     }
 }
 
-/// The API's body from the form. Unticked URL boxes of an SMS before 5.0 are simply not sent.
-fn spec_of(f: &Form) -> Value {
-    let mut spec = json!({
+/// The API's body: the saved configuration of an existing target (`base`, secrets redacted: the
+/// API keeps the stored ones), with the form's fields over it — so what the form does not show
+/// (a CA file, batch size, timeout, source name) stays as it was. Unticked URL boxes of an SMS
+/// before 5.0 are simply not sent.
+fn spec_of(f: &Form, base: Option<&Value>) -> Value {
+    let mut spec = base
+        .filter(|b| b.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let fields = json!({
         "name": f.get("name"),
         "kind": "sms",
         "enabled": f.has("enabled"),
@@ -193,8 +200,16 @@ fn spec_of(f: &Form) -> Value {
         "objects": {"cnc": f.all("cnc"), "suspicious": f.all("suspicious")},
         "risk": if f.get("risk").is_empty() { "high" } else { f.get("risk") },
     });
-    if !f.get("username").is_empty() {
-        spec["username"] = f.get("username").into();
+    for (k, v) in fields.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    match f.get("username") {
+        "" => {
+            if let Some(o) = spec.as_object_mut() {
+                o.remove("username");
+            }
+        }
+        u => spec["username"] = u.into(),
     }
     if !f.get("password").is_empty() {
         spec["password"] = f.get("password").into();
@@ -277,7 +292,16 @@ async fn submit(mut ui: Ui, b: Bytes, existing: Option<String>) -> Response {
         .map_or("/ui/targets/new".to_string(), |n| {
             format!("/ui/targets/{}", seg(n))
         });
-    let spec = spec_of(&f);
+    // An existing target's saved configuration: what the form does not show is kept.
+    let base = match &existing {
+        Some(n) => ui
+            .get(&format!("/api/v1/targets/{}", seg(n)))
+            .await
+            .ok()
+            .map(|t| t["config"].clone()),
+        None => None,
+    };
+    let spec = spec_of(&f, base.as_ref());
     if f.get("do") == "test" {
         let tested = ui
             .send(Method::POST, "/api/v1/target-tests", Some(spec))
@@ -382,7 +406,7 @@ mod tests {
             ("interval_secs".into(), "900".into()),
             ("username".into(), "admin".into()),
         ]);
-        let s = spec_of(&f);
+        let s = spec_of(&f, None);
         assert_eq!(s["objects"]["cnc"], json!(["ipv4"]));
         assert_eq!(s["objects"]["suspicious"], json!(["url"]));
         assert_eq!(
