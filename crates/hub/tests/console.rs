@@ -807,3 +807,107 @@ async fn an_unselective_search_reads_a_bounded_piece_per_page_and_goes_on() {
     );
     assert!(v["next"].as_i64().unwrap() > 0);
 }
+
+/// Seed 002 chapter 2 in the console: the upstream's admin makes an enrollment token, the
+/// downstream's admin types it into the Connectivity Settings dialog; a wrong fingerprint is
+/// refused beside its field and nothing is saved; then the hub is onboarded and its features In
+/// sync; Disconnect makes it False again.
+#[tokio::test]
+async fn connect_to_upstream_with_a_token_made_in_the_upstreams_console() {
+    // The upstream needs its HTTPS listener: a hub with the default configuration.
+    let up_tls = Hub::start().await;
+    let (s, _) = up_tls
+        .call(
+            "POST",
+            "/api/v1/users",
+            ADMIN,
+            Some(json!({"name": "uma", "role": "admin", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    up_tls
+        .add(json!([{"value": "203.0.113.20", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let mut ub = Browser::new(&up_tls);
+    ub.sign_in("uma", "correct horse battery").await;
+    let csrf = ub.csrf().await;
+    let p = ub
+        .post(
+            "/ui/enrollment",
+            &[("csrf", &csrf), ("name", "branch-1"), ("hours", "1")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let code = |body: &str, after: &str| {
+        let at = body.find(after).unwrap() + after.len();
+        let start = at + body[at..].find("<code>").unwrap() + 6;
+        body[start..start + body[start..].find("</code>").unwrap()].to_string()
+    };
+    let token = code(&p.body, "Enrollment token: ");
+    let fingerprint = code(&p.body, "CA fingerprint: ");
+    assert!(token.starts_with("rhe_"), "{token}");
+    assert!(ub.get("/ui/enrollment").await.body.contains("unused"));
+
+    let down = hub_with_users().await;
+    let mut b = Browser::new(&down);
+    b.sign_in("alice", "correct horse battery").await;
+    let page = b.get("/ui/upstream").await;
+    assert!(page.body.contains(r#"id="onboarded">False"#));
+    assert_eq!(
+        page.body.matches("Out of sync").count(),
+        6,
+        "every feature before onboarding"
+    );
+    let csrf = page.csrf();
+    let upstream = format!(
+        "https://localhost:{}",
+        up_tls.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    let dialog = |fp: String| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("token", token.clone()),
+            ("upstream", upstream.clone()),
+            ("ca_fingerprint", fp),
+            ("suspicious_object_sync", "true".to_string()),
+            ("interval_minutes", "60".to_string()),
+            ("policy_inventory", "true".to_string()),
+            ("event_sharing", "true".to_string()),
+        ]
+    };
+    let p = post_to(&mut b, "/ui/upstream", dialog("0".repeat(64))).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains(r#"id="e-ca_fingerprint""#), "{}", p.body);
+    assert!(
+        p.body.contains("<dialog open"),
+        "the dialog stays open with what was typed"
+    );
+    assert!(
+        b.get("/ui/upstream")
+            .await
+            .body
+            .contains(r#"id="onboarded">False"#)
+    );
+    let p = post_to(&mut b, "/ui/upstream", dialog(fingerprint.clone())).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let page = b.get("/ui/upstream").await;
+    assert!(
+        page.body.contains(r#"id="onboarded">True"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Connectivity settings saved."));
+    // The upstream's console lists the new downstream; the token is used.
+    let e = ub.get("/ui/enrollment").await.body;
+    assert!(e.contains("branch-1") && e.contains("used"), "{e}");
+    // Disconnect.
+    let csrf = b.csrf().await;
+    let p = b.post("/ui/upstream/disconnect", &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(
+        b.get("/ui/upstream")
+            .await
+            .body
+            .contains(r#"id="onboarded">False"#)
+    );
+}

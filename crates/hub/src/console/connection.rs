@@ -79,14 +79,28 @@ fn dialog(ui: &Ui, c: &Value, f: Option<&Form>, err: Option<&Failure>) -> Markup
     }
 }
 
+/// Every feature of the dialog with its state and sync status; before the first connection, all
+/// of them Disabled and Out of sync (seed 002: "all options disabled by default").
 fn status_table(c: &Value) -> Markup {
+    let onboarded = c["onboarded"] == true;
+    let sync = &c["suspicious_object_sync"];
     let mut rows = vec![json!({"feature": "Suspicious Object Sync",
-        "state": if feature_on(c, "suspicious_object_sync") { "Enabled" } else { "Disabled" },
-        "status": c["suspicious_object_sync"]["status"], "last": c["suspicious_object_sync"]["last_success"],
-        "error": c["suspicious_object_sync"]["last_error"]})];
-    for (k, v) in c["features"].as_object().into_iter().flatten() {
-        rows.push(json!({"feature": k, "state": if v["enabled"] == true { "Enabled" } else { "Disabled" },
-                         "status": v["status"], "last": v["last_success"], "error": v["last_error"]}));
+        "state": if onboarded && feature_on(c, "suspicious_object_sync") { "Enabled" } else { "Disabled" },
+        "status": if onboarded { sync["status"].clone() } else { json!("Out of sync") },
+        "last": sync["last_success"], "error": sync["last_error"]})];
+    let features = [
+        ("policy_inventory", "Security Policy and Inventory"),
+        ("event_sharing", "Event Sharing"),
+        ("filter_status_sharing", "Filter Status Sharing"),
+        ("network_telemetry", "TLS Network Telemetry"),
+        ("sandbox_url_analysis", "Cloud Sandbox URL Analysis"),
+    ];
+    for (k, label) in features {
+        let v = &c["features"][k];
+        rows.push(json!({"feature": label,
+            "state": if onboarded && v["enabled"] == true { "Enabled" } else { "Disabled" },
+            "status": if onboarded { v["status"].clone() } else { json!("Out of sync") },
+            "last": v["last_success"], "error": v["last_error"]}));
     }
     table(
         &rows,
