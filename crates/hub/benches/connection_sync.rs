@@ -15,7 +15,9 @@ use rephub_model::{Entry, Kind, Tags, builtin};
 use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
 use serde_json::{Value, json};
 
-const KEY: &str = "rh_bench";
+mod common;
+
+use common::{KEY, call};
 
 fn seed(dir: &std::path::Path, n: usize) {
     let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
@@ -47,20 +49,6 @@ async fn start(dir: &std::path::Path, tls: bool) -> rephub_hub::RunningHub {
         ..Config::default()
     };
     rephub_hub::start(config).await.unwrap()
-}
-
-async fn call(http: &reqwest::Client, method: &str, url: &str, body: Option<Value>) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(KEY);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {url}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap_or(Value::Null)
 }
 
 /// A fresh downstream hub with one source `src` made by `connect`; the seconds of its first (full)

@@ -23,7 +23,9 @@ use rephub_hub::{Config, Role, hash_key};
 use rephub_store::{KeyStore, SqliteStore};
 use serde_json::{Value, json};
 
-const KEY: &str = "rh_bench";
+mod common;
+
+use common::{KEY, call_as as call};
 
 fn config(dir: &std::path::Path, tls: bool) -> Config {
     let mut s = SqliteStore::open(&dir.join("rephub.db")).unwrap();
@@ -46,26 +48,6 @@ fn config(dir: &std::path::Path, tls: bool) -> Config {
         c.cache_mib = mib;
     }
     c
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: &str,
-    url: &str,
-    key: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{method} {url}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap_or(Value::Null)
 }
 
 fn batch(from: u64, n: u64, now: u64) -> Value {

@@ -55,7 +55,18 @@ pub(crate) async fn call(
     url: &str,
     body: Option<Value>,
 ) -> Value {
-    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(KEY);
+    call_as(http, method, url, KEY, body).await
+}
+
+/// [`call`] with another key.
+pub(crate) async fn call_as(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    key: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut r = http.request(method.parse().unwrap(), url).bearer_auth(key);
     if let Some(b) = body {
         r = r.json(&b);
     }

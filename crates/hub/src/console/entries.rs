@@ -20,6 +20,7 @@ use super::page::{
     text_field,
 };
 use super::{Failure, Form, Ui, see, with_query};
+use crate::http::error::{ApiError, Dialect};
 use crate::keys::Role;
 use crate::state::AppState;
 
@@ -501,29 +502,22 @@ async fn import_start(
     if !ui.csrf_header_ok(&headers) {
         return super::csrf_refused();
     }
-    let fail = |status: StatusCode, field: Option<&str>, message: String| {
-        (
-            status,
-            Json(json!({"error": {"field": field, "message": message}})),
-        )
-            .into_response()
-    };
+    let fail = |e: ApiError| e.render(Dialect::Rest);
     if !ui.may(Role::Producer) {
-        return fail(
+        return fail(ApiError::status(
             StatusCode::FORBIDDEN,
-            None,
             format!("{} ({}) may not import", ui.caller.name, ui.role().as_str()),
-        );
+        ));
     }
     let q: crate::ingest::entries::ImportQuery = match serde_json::from_value(json!({
         "format": p.format, "type": p.kind, "source": p.source,
     })) {
         Ok(q) => q,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, None, e.to_string()),
+        Err(e) => return fail(ApiError::status(StatusCode::BAD_REQUEST, e.to_string())),
     };
     let opts = match crate::ingest::entries::import_options(&ui.state, q) {
         Ok(o) => o,
-        Err(e) => return e.render(crate::http::error::Dialect::Rest),
+        Err(e) => return fail(e),
     };
     let file = headers
         .get("x-file-name")
@@ -551,11 +545,7 @@ async fn import_start(
 
 async fn import_progress(ui: Ui, Path(id): Path<u64>) -> Response {
     let Some(job) = ui.state.console_imports().get(id, &ui.caller.name) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": {"message": "no such import"}})),
-        )
-            .into_response();
+        return ApiError::not_found("import").render(Dialect::Rest);
     };
     let (done, result, error) = match job.outcome() {
         None => (false, Value::Null, Value::Null),

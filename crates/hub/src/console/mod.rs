@@ -432,7 +432,7 @@ fn expired_cookie(secure: bool) -> String {
     )
 }
 
-/// Whether a key or user of `hash_of` may sign in: the identity for a presented API key.
+/// The session identity of a presented API key (its hash; the key itself is not kept).
 pub(crate) fn key_identity(key: &str) -> Identity {
     Identity::Key(hash_key(key))
 }

@@ -131,12 +131,12 @@ async fn sign_in(
             );
         }
         let n = name.clone();
-        let user = match state.read(move |s| s.user(&n)).await {
-            Ok(Ok(u)) => u,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "console sign-in");
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-            }
+        let read = state.read(move |s| s.user(&n)).await;
+        let user = match read
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "console sign-in");
                 return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
