@@ -1382,3 +1382,78 @@ async fn lists_for_firewalls_that_poll() {
         assert_eq!(s, want, "{path}");
     }
 }
+
+/// Devices and bouncers that pull back to back while entries are written and deleted one request
+/// at a time end with exactly what the profile selects: a pull that finds nothing new must not
+/// move the device past a change applied while it was being answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_racing_writes_miss_nothing() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let h = Hub::start().await;
+    let token = h.setup().await;
+    let key = h.bouncer("cs1").await;
+    let done = AtomicBool::new(false);
+    let writer = async {
+        for i in 0..300u32 {
+            let v = format!("10.9.{}.{}", i / 256, i % 256);
+            h.add(json!([{"value": v, "tags": {"Trend Micro Severity": "High"}}]))
+                .await;
+            if i % 3 == 0 {
+                let (s, _) = h
+                    .call(
+                        "DELETE",
+                        "/api/v1/entries",
+                        ADMIN,
+                        Some(json!({"entries": [{"value": v}]})),
+                    )
+                    .await;
+                assert!(s.is_success());
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    };
+    // The device asks with wait=0: every answer with nothing in it is the deadline's answer.
+    let device = async {
+        let (mut have, mut cursor) = (BTreeSet::new(), None);
+        for _ in 0..100_000 {
+            let finished = done.load(Ordering::SeqCst);
+            let a = h.sync(&token, cursor, 0).await;
+            if a.snapshot {
+                have.clear();
+            }
+            have.extend(a.values("upsert"));
+            for v in a.values("delete") {
+                have.remove(&v);
+            }
+            cursor = Some(a.cursor);
+            if finished {
+                break;
+            }
+        }
+        have
+    };
+    let bouncer = async {
+        let mut have = BTreeSet::new();
+        for _ in 0..100_000 {
+            let finished = done.load(Ordering::SeqCst);
+            let (s, v) = h.stream(&key, "").await;
+            assert_eq!(s, StatusCode::OK);
+            have.extend(decisions(&v["new"]).into_iter().map(|(_, v)| v));
+            for (_, v) in decisions(&v["deleted"]) {
+                have.remove(&v);
+            }
+            if finished {
+                break;
+            }
+        }
+        have
+    };
+    let ((), device, bouncer) = tokio::join!(writer, device, bouncer);
+    let want: BTreeSet<String> = (0..300u32)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("10.9.{}.{}", i / 256, i % 256))
+        .collect();
+    assert_eq!(device, want, "the device");
+    assert_eq!(bouncer, want, "the bouncer");
+}

@@ -261,7 +261,7 @@ async fn stream(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     }
     let e = engine.clone();
-    let answer = match tokio::task::spawn_blocking(move || e.answer(profile, cursor)).await {
+    let answer = match tokio::task::spawn_blocking(move || e.answer_now(profile, cursor)).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "bouncer stream failed");
@@ -283,16 +283,7 @@ async fn stream(
             .is_some_and(|(scope, _)| filter.wants(scope, &scenario(&names, s.decision.filter)))
     };
     let (next, decisions) = match answer {
-        None => (
-            device.cursor.max(engine.applied()),
-            Decisions {
-                now: state.now(),
-                new: Vec::new(),
-                deleted: Vec::new(),
-                scenarios,
-            },
-        ),
-        Some(SyncAnswer::Snapshot { cursor, items }) => (
+        SyncAnswer::Snapshot { cursor, items } => (
             cursor,
             Decisions {
                 now: state.now(),
@@ -304,11 +295,11 @@ async fn stream(
                 scenarios,
             },
         ),
-        Some(SyncAnswer::Delta {
+        SyncAnswer::Delta {
             cursor,
             upserts,
             deletes,
-        }) => {
+        } => {
             let (new, unblocked): (Vec<Selected>, Vec<Selected>) = upserts
                 .into_iter()
                 .filter(|s| scope_value(&s.entry).is_some())

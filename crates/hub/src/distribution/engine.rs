@@ -433,27 +433,57 @@ impl Engine {
         profile: i64,
         cursor: Option<u64>,
     ) -> Result<Option<SyncAnswer>, HubError> {
+        Ok(self.answer_at(profile, cursor)?.1)
+    }
+
+    /// Like [`Engine::answer`], but never `None`: when nothing changed, an empty delta whose
+    /// cursor is the position the filter sets had *when that was decided*. Reading
+    /// [`Engine::applied`] afterwards instead could take in a change of this profile applied in
+    /// between, and a device moved past it would never get it.
+    pub(crate) fn answer_now(
+        &self,
+        profile: i64,
+        cursor: Option<u64>,
+    ) -> Result<SyncAnswer, HubError> {
+        let (applied, answer) = self.answer_at(profile, cursor)?;
+        Ok(answer.unwrap_or(SyncAnswer::Delta {
+            cursor: applied.max(cursor.unwrap_or(0)),
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+        }))
+    }
+
+    /// The answer and the filter sets' position it was decided at (for a profile not in the
+    /// filter sets yet: the cursor asked from, nothing is known past it).
+    fn answer_at(
+        &self,
+        profile: i64,
+        cursor: Option<u64>,
+    ) -> Result<(u64, Option<SyncAnswer>), HubError> {
         let st = lock(&self.state);
         let Some(set) = st.profiles.get(&profile) else {
-            return Ok(None);
+            return Ok((cursor.unwrap_or(0), None));
         };
         let applied = st.applied;
         // A cursor from the future: the database was replaced under the device; start again.
         let cursor = match cursor {
             Some(c) if c <= applied => c,
             _ => {
-                return Ok(Some(SyncAnswer::Snapshot {
-                    cursor: applied,
-                    items: set.decisions.values().cloned().collect(),
-                }));
+                return Ok((
+                    applied,
+                    Some(SyncAnswer::Snapshot {
+                        cursor: applied,
+                        items: set.decisions.values().cloned().collect(),
+                    }),
+                ));
             }
         };
         if set.last_change <= cursor {
-            return Ok(None);
+            return Ok((applied, None));
         }
         if cursor >= set.log_start {
             let start = set.log.partition_point(|(seq, _, _)| *seq <= cursor);
-            return Ok(Some(delta_from_log(set, start, applied)));
+            return Ok((applied, Some(delta_from_log(set, start, applied))));
         }
         // The log does not reach back that far: recompute from the store's change log.
         let decisions: HashMap<i64, Selected> = set.decisions.clone();
@@ -465,10 +495,13 @@ impl Engine {
         while from < applied {
             match reader.changes_since(from, PAGE)? {
                 ChangePage::SnapshotRequired { .. } => {
-                    return Ok(Some(SyncAnswer::Snapshot {
-                        cursor: applied,
-                        items: decisions.into_values().collect(),
-                    }));
+                    return Ok((
+                        applied,
+                        Some(SyncAnswer::Snapshot {
+                            cursor: applied,
+                            items: decisions.into_values().collect(),
+                        }),
+                    ));
                 }
                 ChangePage::Delta { changes, next } => {
                     for c in changes.into_iter().filter(|c| c.seq <= applied) {
@@ -486,7 +519,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Some(delta(applied, upserts, deletes)))
+        Ok((applied, Some(delta(applied, upserts, deletes))))
     }
 }
 

@@ -111,12 +111,13 @@ async fn sync(
         // Nothing new for this profile: wait for the follower to apply more, or the deadline.
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => continue,
+            // The deadline: one last look, which says how far the device may move on when
+            // nothing is there (decided under the engine's lock, with what it had applied).
             _ => {
-                break SyncAnswer::Delta {
-                    cursor: engine.applied().max(cursor.unwrap_or(0)),
-                    upserts: Vec::new(),
-                    deletes: Vec::new(),
-                };
+                let e = engine.clone();
+                break tokio::task::spawn_blocking(move || e.answer_now(profile, cursor))
+                    .await
+                    .map_err(HubError::from)??;
             }
         }
     };
