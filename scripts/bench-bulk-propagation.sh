@@ -12,7 +12,9 @@ if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
     bin=$PWD/target/release/rephub
 fi
 work=$(mktemp -d)
-trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
+hub=""
+# Stops the hub however the script ends (under set -e a failing kill in the trap would skip the rm).
+trap '[ -z "$hub" ] || kill "$hub" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((19300 + $$ % 200))
 "$bin" --data-dir "$work" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!

@@ -14,7 +14,8 @@ Everything runs in namespaces this script creates (removed at the end) and on th
 import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/rephub")
+# REPHUB_BIN: use that binary and build nothing; otherwise target/release/rephub, built here.
+BIN = os.path.abspath(os.environ.get("REPHUB_BIN") or os.path.join(ROOT, "target/release/rephub"))
 HUB_IP = "10.240.0.1"
 
 
@@ -251,7 +252,7 @@ def load(lab, count, agent_only=False):
 
 
 def main():
-    if not os.path.exists(BIN) or "--no-build" not in sys.argv:
+    if not os.environ.get("REPHUB_BIN") and (not os.path.exists(BIN) or "--no-build" not in sys.argv):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "rephub"], cwd=ROOT, check=True)
     args = [a for a in sys.argv[1:] if a != "--no-build"]
     mode = args[0] if args else "latency"

@@ -11,7 +11,9 @@ if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
     bin=$PWD/target/release/rephub
 fi
 work=$(mktemp -d)
-trap 'kill $hub 2>/dev/null; rm -rf "$work"' EXIT
+hub=""
+# Stops the hub however the script ends (under set -e a failing kill in the trap would skip the rm).
+trap '[ -z "$hub" ] || kill "$hub" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/data"
 cp "$db" "$work/data/rephub.db"
 key=$("$bin" --data-dir "$work/data" keys add bench --role admin 2>/dev/null)

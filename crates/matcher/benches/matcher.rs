@@ -20,7 +20,13 @@ use prefix_trie::PrefixMap;
 use rephub_matcher::Matcher;
 use rephub_model::{Domain, Entry, url};
 
-const N: usize = 1_000_000;
+/// Entries of each kind: 1,000,000, or `BENCH_N` (the CI smoke run uses a small set).
+fn n() -> usize {
+    std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 const BATCH: usize = 4096;
 
 /// SplitMix64: deterministic, no dependency.
@@ -130,7 +136,7 @@ fn ipv4_net(rng: &mut Rng, i: usize) -> Ipv4Net {
 
 fn bench_ipv4(c: &mut Criterion, out: &mut Vec<Summary>) {
     let mut rng = Rng(1);
-    let nets: Vec<Ipv4Net> = (0..N).map(|i| ipv4_net(&mut rng, i)).collect();
+    let nets: Vec<Ipv4Net> = (0..n()).map(|i| ipv4_net(&mut rng, i)).collect();
     let items: Vec<(Entry, u32)> = nets
         .iter()
         .enumerate()
@@ -145,7 +151,7 @@ fn bench_ipv4(c: &mut Criterion, out: &mut Vec<Summary>) {
     let queries: Vec<Ipv4Addr> = (0..BATCH)
         .map(|i| {
             if i % 2 == 0 {
-                let n = nets[rng.below(N as u64) as usize];
+                let n = nets[rng.below(n() as u64) as usize];
                 let host = u32::MAX.checked_shr(u32::from(n.prefix_len())).unwrap_or(0);
                 Ipv4Addr::from(u32::from(n.network()) | (rng.next() as u32 & host))
             } else {
@@ -229,7 +235,7 @@ fn global6(rng: &mut Rng) -> Ipv6Addr {
 
 fn bench_ipv6(c: &mut Criterion, out: &mut Vec<Summary>) {
     let mut rng = Rng(2);
-    let nets: Vec<Ipv6Net> = (0..N).map(|_| ipv6_net(&mut rng)).collect();
+    let nets: Vec<Ipv6Net> = (0..n()).map(|_| ipv6_net(&mut rng)).collect();
     let items: Vec<(Entry, u32)> = nets
         .iter()
         .enumerate()
@@ -244,7 +250,7 @@ fn bench_ipv6(c: &mut Criterion, out: &mut Vec<Summary>) {
     let queries: Vec<Ipv6Addr> = (0..BATCH)
         .map(|i| {
             if i % 2 == 0 {
-                let n = nets[rng.below(N as u64) as usize];
+                let n = nets[rng.below(n() as u64) as usize];
                 let host = u128::MAX
                     .checked_shr(u32::from(n.prefix_len()))
                     .unwrap_or(0);
@@ -316,7 +322,7 @@ fn map_domain<S: BuildHasher>(
 
 fn bench_domains(c: &mut Criterion, out: &mut Vec<Summary>) {
     let mut rng = Rng(3);
-    let names: Vec<(String, bool)> = (0..N)
+    let names: Vec<(String, bool)> = (0..n())
         .map(|_| (random_name(&mut rng), rng.below(10) == 0))
         .collect();
     let items: Vec<(Entry, u32)> = names
@@ -338,7 +344,7 @@ fn bench_domains(c: &mut Criterion, out: &mut Vec<Summary>) {
     let queries: Vec<String> = (0..BATCH)
         .map(|i| {
             if i % 2 == 0 {
-                let (n, exact) = &names[rng.below(N as u64) as usize];
+                let (n, exact) = &names[rng.below(n() as u64) as usize];
                 match (exact, rng.below(3)) {
                     (true, _) | (false, 0) => n.clone(),
                     (false, 1) => format!("www.{n}"),
@@ -435,7 +441,7 @@ fn map_url<S: BuildHasher>(
 fn bench_urls(c: &mut Criterion, out: &mut Vec<Summary>) {
     let mut rng = Rng(4);
     let hosts: Vec<String> = (0..100_000).map(|_| random_name(&mut rng)).collect();
-    let urls: Vec<(String, bool)> = (0..N).map(|_| random_url(&mut rng, &hosts)).collect();
+    let urls: Vec<(String, bool)> = (0..n()).map(|_| random_url(&mut rng, &hosts)).collect();
     let items: Vec<(Entry, u32)> = urls
         .iter()
         .enumerate()
@@ -458,7 +464,7 @@ fn bench_urls(c: &mut Criterion, out: &mut Vec<Summary>) {
     let queries: Vec<String> = (0..BATCH)
         .map(|i| {
             if i % 2 == 0 {
-                let (u, prefix) = &urls[rng.below(N as u64) as usize];
+                let (u, prefix) = &urls[rng.below(n() as u64) as usize];
                 if *prefix {
                     format!("{u}{}/index.html", rng.label(2, 8))
                 } else {
@@ -552,7 +558,7 @@ fn hex(d: &[u8]) -> String {
 
 fn bench_hashes(c: &mut Criterion, out: &mut Vec<Summary>) {
     let mut rng = Rng(5);
-    let digests: Vec<[u8; 32]> = (0..N).map(|_| digest(&mut rng)).collect();
+    let digests: Vec<[u8; 32]> = (0..n()).map(|_| digest(&mut rng)).collect();
     let items: Vec<(Entry, u32)> = digests
         .iter()
         .enumerate()
@@ -563,7 +569,7 @@ fn bench_hashes(c: &mut Criterion, out: &mut Vec<Summary>) {
     let queries: Vec<[u8; 32]> = (0..BATCH)
         .map(|i| {
             if i % 2 == 0 {
-                digests[rng.below(N as u64) as usize]
+                digests[rng.below(n() as u64) as usize]
             } else {
                 digest(&mut rng)
             }

@@ -13,7 +13,13 @@ use rephub_store::{
     OpenOptions, ReputationStore, SqliteStore, USER_SOURCE, Upsert, WriteMode, WriteTx,
 };
 
-const N: u64 = 1_000_000;
+/// Entries: 1,000,000, or `BENCH_N` (the CI smoke run uses a small set).
+fn n() -> u64 {
+    std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 
 /// The i-th entry of the benchmark set: distinct for distinct i.
 fn entry(i: u64) -> Entry {
@@ -67,9 +73,10 @@ fn entry(i: u64) -> Entry {
 
 fn database() -> SqliteStore {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
-    let path = dir.join("lookup-1m.db");
+    let n = n();
+    let path = dir.join(format!("lookup-{n}.db"));
     let store = SqliteStore::open_with(&path, OpenOptions::default()).expect("open");
-    if store.stats().expect("stats").entries == N {
+    if store.stats().expect("stats").entries == n {
         return store;
     }
     drop(store);
@@ -85,7 +92,7 @@ fn database() -> SqliteStore {
         .expect("tags")
         .0;
     let mut tx = store.begin().expect("begin");
-    for i in 0..N {
+    for i in 0..n {
         let u = Upsert::new(entry(i), tags.clone(), &catalog);
         tx.upsert(USER_SOURCE, &u, WriteMode::Merge)
             .expect("upsert");
@@ -97,7 +104,7 @@ fn database() -> SqliteStore {
 fn lookups(c: &mut Criterion) {
     let store = database();
     let mut g = c.benchmark_group("1M entries");
-    let probes: Vec<Entry> = (0..1000).map(|i| entry(i * 997 % N)).collect();
+    let probes: Vec<Entry> = (0..1000).map(|i| entry(i * 997 % n())).collect();
     let mut k = 0;
     g.bench_function("point lookup (hit, mixed kinds)", |b| {
         b.iter(|| {

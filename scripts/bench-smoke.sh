@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Smoke run of every benchmark command of BENCHMARKS.md at a tiny size, with debug builds: does each
+# still run to its end and print its table? It never looks at a timing (a debug build on a busy CI
+# machine says nothing about speed). Run by .ci/run after the test suite, whose build it reuses.
+#
+#   scripts/bench-smoke.sh            (needs what .ci/run installs: wrk, bind9, crowdsec bouncers, medallion)
+#
+# Each command gets at most LIMIT seconds (default 300); every failure is printed with the end of
+# the command's output, and the script exits 1 if any failed. ONLY=REGEX runs the matching names only. Benchmarks stop what they start (hubs,
+# servers, namespaces) on their own, failing or not; this script checks that too: a benchmark that
+# leaves a `rephub serve` or a network namespace behind fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+limit=${LIMIT:-300}
+cargo build -q --locked --workspace --bins --examples --benches || exit 1
+export REPHUB_BIN=$PWD/target/debug/rephub
+export PROPAGATION_BIN=$PWD/target/debug/examples/propagation
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failed=()
+
+# check NAME PATTERN CMD...: run CMD, and it must exit 0, print PATTERN (an extended regular
+# expression) and leave no process or namespace of its own behind.
+check() {
+    local name=$1 pattern=$2 out="$work/out" before after
+    shift 2
+    [ -z "${ONLY:-}" ] || [[ $name =~ $ONLY ]] || return 0
+    before=$(pgrep -c -f "$REPHUB_BIN( |$)" || true)
+    local t0=$SECONDS
+    if timeout -k 10 "$limit" "$@" >"$out" 2>&1 </dev/null && grep -Eq -- "$pattern" "$out"; then
+        status=ok
+    else
+        status=FAILED
+    fi
+    sleep 0.5
+    after=$(pgrep -c -f "$REPHUB_BIN( |$)" || true)
+    if [ "$after" -gt "$before" ]; then
+        status="FAILED (left $((after - before)) rephub process(es) running)"
+        pkill -f "$REPHUB_BIN( |$)" || true
+    fi
+    if ip netns list 2>/dev/null | grep -q '^rhb'; then
+        status="FAILED (left a network namespace)"
+    fi
+    echo "bench smoke: $name: $status ($((SECONDS - t0)) s)"
+    if [ "$status" != ok ]; then
+        failed+=("$name")
+        tail -30 "$out" | sed 's/^/    /'
+    fi
+}
+
+# Criterion benchmarks without --bench run each measurement once (criterion's test mode).
+export BENCH_N=2000
+check "matcher" "Success" cargo test -q --locked -p rephub-matcher --bench matcher
+check "store lookup" "Success" cargo test -q --locked -p rephub-store --bench lookup
+check "store spool" "Success" cargo test -q --locked -p rephub-store --bench spool
+unset BENCH_N
+
+# The scripts (they take REPHUB_BIN and PROPAGATION_BIN instead of building).
+check "bench-import.sh" '^\| 2000 \|' scripts/bench-import.sh 2000 "$work/data"
+check "bench-snapshot.sh" 'snapshot \(gzip\)' scripts/bench-snapshot.sh "$work/data/import-2000/rephub.db"
+check "bench-memory.sh" 'restart with two profiles: ready' scripts/bench-memory.sh "$work/data/import-2000/rephub.db"
+check "bench-bulk-propagation.sh" 'after the import.s commit' scripts/bench-bulk-propagation.sh "$work/data/mixed-2000.csv"
+check "bench-propagation.sh" '^\| 20 \| 1 \|' scripts/bench-propagation.sh 20 2
+check "bench-sms.sh" 'Requests/sec' scripts/bench-sms.sh 2 4
+check "bench-read-during-import.sh" '^\| .* \| 1 \|' env BENCH_DATA="$work/data" BASELINE_SECS=1 CLIENTS=1 PROBE_RATE=10 \
+    scripts/bench-read-during-import.sh 2000 1
+check "bench-taxii.sh" '^status: ' scripts/bench-taxii.sh 300 fast
+check "bench-enforcement.py latency" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py latency 2
+check "bench-enforcement.py load" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py load 500
+
+# The harness-less benchmarks take their size as an argument.
+cb=(cargo bench -q --locked --profile dev)
+check "eve" 'round 5: .* lines/s' "${cb[@]}" -p rephub-agent --bench eve -- 2000
+check "source_sync" 'an empty delta' "${cb[@]}" -p rephub-hub --bench source_sync -- 300
+check "target_sync" 'a run with nothing to send' "${cb[@]}" -p rephub-hub --bench target_sync -- 300
+check "connection_sync" '\|---' "${cb[@]}" -p rephub-hub --bench connection_sync -- 300 1
+check "sharing" 'forwarded to rsyslog' "${cb[@]}" -p rephub-hub --bench sharing -- 2000
+check "sharing memory" 'RSS' "${cb[@]}" -p rephub-hub --bench sharing -- memory 10
+check "taxii_server" 'taxii2-client' "${cb[@]}" -p rephub-hub --bench taxii_server -- 300
+check "misp_feed" 'one event of' "${cb[@]}" -p rephub-hub --bench misp_feed -- 300
+check "rpz_transfer" 'transfers: whole 1, incremental' "${cb[@]}" -p rephub-hub --bench rpz_transfer -- 100
+check "console" '/ui/users ' "${cb[@]}" -p rephub-hub --bench console -- 2000
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "bench smoke: ${#failed[@]} failed: ${failed[*]}"
+    exit 1
+fi
+echo "bench smoke: every benchmark ran"
