@@ -803,8 +803,8 @@ fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     // As 16-bit lanes, (high nibble, low nibble) are the (low, high) byte of each: shift both
     // into the low byte (vector shifts, or, pack).
     let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(value.as_chunks::<2>().0) {
-        let lane = u16::from_le_bytes(*pair);
+    for (i, o) in out.iter_mut().enumerate() {
+        let lane = u16::from(value[2 * i]) | u16::from(value[2 * i + 1]) << 8;
         *o = ((lane << 4) | (lane >> 8)) as u8;
     }
     (bad == 0).then_some(out)
