@@ -520,6 +520,37 @@ fn bench_urls(c: &mut Criterion, out: &mut Vec<Summary>) {
             sum
         })
     });
+    // Canonicalisation alone: of these canonical URLs (a device's own logs, mostly), and of the
+    // same URLs made non-canonical (host in capitals, the default port, a fragment).
+    g.bench_function("canonicalize, canonical already", |b| {
+        b.iter(|| {
+            let mut sum = 0usize;
+            for q in &queries {
+                sum = sum.wrapping_add(url::canonicalize_cow(black_box(q)).map_or(0, |c| c.len()));
+            }
+            sum
+        })
+    });
+    let raw: Vec<String> = queries
+        .iter()
+        .map(|q| {
+            let rest = q.strip_prefix("http://").expect("http");
+            let (host, path) = rest.split_once('/').expect("path");
+            format!("http://{}:80/{path}#top", host.to_uppercase())
+        })
+        .collect();
+    for (r, q) in raw.iter().zip(&queries) {
+        assert_eq!(url::canonicalize(r).as_deref(), Ok(q.as_str()));
+    }
+    g.bench_function("canonicalize, not canonical", |b| {
+        b.iter(|| {
+            let mut sum = 0usize;
+            for r in &raw {
+                sum = sum.wrapping_add(url::canonicalize_cow(black_box(r)).map_or(0, |c| c.len()));
+            }
+            sum
+        })
+    });
     g.bench_function("HashMap SipHash", |b| {
         b.iter(|| {
             let mut sum = 0u32;

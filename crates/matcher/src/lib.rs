@@ -401,7 +401,7 @@ impl<V> Matcher<V> {
 
     /// Canonicalises `raw` first; `None` if it is not a URL.
     pub fn lookup_url(&self, raw: &str) -> Option<Hit<'_, V>> {
-        let c = rephub_model::url::canonicalize(raw).ok()?;
+        let c = rephub_model::url::canonicalize_cow(raw).ok()?;
         self.lookup_url_canonical(&c)
     }
 

@@ -5,6 +5,7 @@
 //! `#` and `%` is percent-escaped with uppercase hex. The scheme is kept (stored) but the reputation
 //! match compares host, port, path and query only; see [`match_key`].
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::domain::numeric_last_label;
@@ -16,6 +17,172 @@ pub const MAX_LEN: usize = 8192;
 
 /// Canonicalise `input`. A missing scheme means `http`.
 pub fn canonicalize(input: &str) -> Result<String, EntryError> {
+    canonicalize_cow(input).map(Cow::into_owned)
+}
+
+/// [`canonicalize`], borrowing `input` when it is canonical already: what a device looks up
+/// mostly is (URLs from its own logs, written by software), and then nothing is allocated.
+pub fn canonicalize_cow(input: &str) -> Result<Cow<'_, str>, EntryError> {
+    if is_canonical(input) {
+        Ok(Cow::Borrowed(input))
+    } else {
+        rewrite(input).map(Cow::Owned)
+    }
+}
+
+/// Whether `s` is certainly its own canonical form, read in one pass. Conservative: `false` for
+/// anything unusual (escapes in the host, IPv6, a number as the last label, letters that are not
+/// lowercase in the host), which [`rewrite`] then settles. `true` only when `rewrite(s) == s`
+/// (a property test checks it on URLs made to be close to canonical).
+fn is_canonical(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() > MAX_LEN {
+        return false;
+    }
+    // scheme "://": lowercase, a letter first.
+    let Some(colon) = b.iter().position(|&c| c == b':') else {
+        return false;
+    };
+    let scheme = &b[..colon];
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_lowercase)
+        && scheme.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.')
+        });
+    if !scheme_ok || !b[colon..].starts_with(b"://") {
+        return false;
+    }
+    let rest = &b[colon + 3..];
+    // Authority: a plain lowercase host name or dotted quad, an optional port, then the path's '/'.
+    let Some(slash) = rest.iter().position(|&c| c == b'/' || c == b'?') else {
+        return false;
+    };
+    if rest[slash] != b'/' {
+        return false;
+    }
+    let authority = &rest[..slash];
+    let (host, port) = match authority.iter().position(|&c| c == b':') {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
+    };
+    if !canonical_plain_host(host) {
+        return false;
+    }
+    if let Some(p) = port {
+        let n = match std::str::from_utf8(p)
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+        {
+            Some(n) => n,
+            None => return false,
+        };
+        // No sign, no leading zero, not the scheme's default.
+        if p[0] == b'0' || p[0] == b'+' || default_port_of(scheme) == Some(n) {
+            return false;
+        }
+    }
+    escaped_path_and_query(&rest[slash..])
+}
+
+/// One pass over the path (from its '/') and the query: segments are not empty, "." or ".."
+/// (the last may be empty: a trailing '/'); every byte is printable ASCII but '#'; a '%' is an
+/// uppercase escape of a byte that must be escaped (an escape of anything else would be undone
+/// by canonicalisation), and "%25" is not before two hex digits (the '%' it decodes to would
+/// make a new escape with them).
+fn escaped_path_and_query(b: &[u8]) -> bool {
+    let dot_segment = |seg: &[u8]| matches!(seg, b"." | b"..");
+    let mut in_query = false;
+    let mut seg_start = 1;
+    let mut i = 1;
+    while i < b.len() {
+        let c = b[i];
+        if c > 0x20 && c < 0x7f && !matches!(c, b'#' | b'%' | b'/' | b'?') {
+            i += 1;
+            continue;
+        }
+        match c {
+            b'/' if !in_query => {
+                if i == seg_start || dot_segment(&b[seg_start..i]) {
+                    return false;
+                }
+                seg_start = i + 1;
+            }
+            b'?' if !in_query => {
+                if dot_segment(&b[seg_start..i]) {
+                    return false;
+                }
+                in_query = true;
+            }
+            b'/' | b'?' => {}
+            b'%' => {
+                let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2)) else {
+                    return false;
+                };
+                let upper_hex = |c: u8| c.is_ascii_digit() || (b'A'..=b'F').contains(&c);
+                if !upper_hex(h) || !upper_hex(l) {
+                    return false;
+                }
+                let v = hex_val(h).unwrap_or(0) << 4 | hex_val(l).unwrap_or(0);
+                if !(v <= 0x20 || v >= 0x7f || v == b'#' || v == b'%') {
+                    return false;
+                }
+                let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+                if v == b'%' && hex(i + 3) && hex(i + 4) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    in_query || !dot_segment(&b[seg_start.min(b.len())..])
+}
+
+/// A host name of lowercase letters, digits, '-' and '_' in dot-separated non-empty labels whose
+/// last one starts with a letter, or a dotted quad in its shortest decimal form.
+fn canonical_plain_host(h: &[u8]) -> bool {
+    if h.is_empty() {
+        return false;
+    }
+    let last = h.rsplit(|&c| c == b'.').next().unwrap_or(h);
+    if last.first().is_some_and(u8::is_ascii_digit) {
+        let mut parts = 0;
+        for part in h.split(|&c| c == b'.') {
+            parts += 1;
+            let ok = !part.is_empty()
+                && part.len() <= 3
+                && part.iter().all(u8::is_ascii_digit)
+                && (part.len() == 1 || part[0] != b'0')
+                && std::str::from_utf8(part)
+                    .ok()
+                    .and_then(|p| p.parse::<u8>().ok())
+                    .is_some();
+            if !ok {
+                return false;
+            }
+        }
+        return parts == 4;
+    }
+    h.split(|&c| c == b'.').all(|label| {
+        !label.is_empty()
+            && label
+                .iter()
+                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+    })
+}
+
+fn default_port_of(scheme: &[u8]) -> Option<u16> {
+    match scheme {
+        b"http" => Some(80),
+        b"https" => Some(443),
+        b"ftp" => Some(21),
+        _ => None,
+    }
+}
+
+/// The canonical form, built step by step (the reference steps of the module's documentation).
+fn rewrite(input: &str) -> Result<String, EntryError> {
     if input.len() > MAX_LEN {
         return Err(EntryError::Url(format!(
             "URL is {} bytes long (at most {MAX_LEN})",
@@ -35,7 +202,7 @@ pub fn canonicalize(input: &str) -> Result<String, EntryError> {
     // 2. Unescape until nothing changes. Each round that changes something shortens the input, so
     // this ends after at most len/3 rounds.
     let mut bytes = cleaned.to_vec();
-    loop {
+    while bytes.contains(&b'%') {
         let next = unescape_once(&bytes);
         if next.len() == bytes.len() {
             break;
@@ -152,12 +319,7 @@ fn split_scheme(b: &[u8]) -> (String, &[u8]) {
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        "ftp" => Some(21),
-        _ => None,
-    }
+    default_port_of(scheme.as_bytes())
 }
 
 fn split_host_port(authority: &[u8]) -> Result<(&[u8], Option<u16>), EntryError> {
@@ -358,6 +520,136 @@ fn escape_into(b: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass check says "canonical" only for strings that canonicalisation leaves alone,
+    /// on URLs built from pieces that are canonical, nearly canonical, or not at all.
+    mod fast_path {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn piece(options: &'static [&'static str]) -> impl Strategy<Value = String> {
+            proptest::sample::select(options).prop_map(str::to_string)
+        }
+
+        fn url() -> impl Strategy<Value = String> {
+            let scheme = piece(&[
+                "http://",
+                "https://",
+                "ftp://",
+                "git+ssh://",
+                "HTTP://",
+                "",
+                "h%74tp://",
+                "1x://",
+            ]);
+            let label = piece(&[
+                "a",
+                "ex-ample",
+                "b_c",
+                "Ex",
+                "xn--bcher-kva",
+                "123",
+                "0x1f",
+                "",
+                "%20",
+                "é",
+                "a@b",
+                "[::1]",
+                "0",
+                "01",
+                "255",
+                "256",
+            ]);
+            let host = proptest::collection::vec(label, 1..5).prop_map(|l| l.join("."));
+            let port = piece(&[
+                "", ":80", ":443", ":8080", ":0", ":08080", ":65535", ":65536", ":", ":+1", ":21",
+            ]);
+            let seg = piece(&[
+                "a", "b.php", ".", "..", "", "%20", "%2E", "%25", "%7e", "%7E", "%C3%A9", "%23",
+                "x%", "x%2", " ", "é", "#f", "?", ";", "~",
+            ]);
+            let path =
+                proptest::collection::vec(seg, 0..5).prop_map(|s| format!("/{}", s.join("/")));
+            let query = piece(&[
+                "",
+                "?",
+                "?a=1&b=2",
+                "?x//y/../z",
+                "?%20",
+                "?%41",
+                "?%3F",
+                "?a#b",
+                "?é",
+            ]);
+            (
+                scheme,
+                host,
+                port,
+                proptest::bool::weighted(0.9),
+                path,
+                query,
+            )
+                .prop_map(|(scheme, host, port, slash, path, query)| {
+                    let path = if slash { path } else { String::new() };
+                    format!("{scheme}{host}{port}{path}{query}")
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+            #[test]
+            fn borrowed_only_when_unchanged(u in url()) {
+                if is_canonical(&u) {
+                    let again = rewrite(&u).ok();
+                    prop_assert_eq!(again.as_deref(), Some(u.as_str()));
+                }
+            }
+
+            /// Canonical forms of plain URLs are recognised as such (the fast path is taken).
+            #[test]
+            fn plain_canonical_forms_are_recognised(
+                host in "[a-z][a-z0-9-]{0,8}(\\.[a-z][a-z0-9-]{0,8}){0,3}",
+                path in "(/[a-zA-Z0-9._~-]{1,8}){0,4}/?",
+                query in proptest::option::of("[a-zA-Z0-9=&/._-]{0,12}"),
+            ) {
+                let raw = format!("http://{host}{path}{}", query.map(|q| format!("?{q}")).unwrap_or_default());
+                let c = canonicalize(&raw).unwrap();
+                if !c.split('/').any(|s| s == "." || s == "..") {
+                    prop_assert!(is_canonical(&c), "{}", c);
+                    prop_assert!(matches!(canonicalize_cow(&c), Ok(Cow::Borrowed(_))));
+                }
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for yes in [
+                "http://a.example/",
+                "https://1.2.3.4:8080/x/y/?q=%20",
+                "http://a/b%C3%A9/",
+            ] {
+                assert!(is_canonical(yes), "{yes}");
+            }
+            for no in [
+                "http://A.example/",
+                "http://a.example",
+                "http://a.example:80/",
+                "http://a/%41",
+                "http://a//b",
+                "http://a/./b",
+                "http://01.2.3.4/",
+                "http://1.2.3/",
+                "a.example/",
+                "http://a/b#c",
+                "http://a/b%c3",
+                "http://u@a/",
+                "http://[::1]/",
+                "http://a/b c",
+            ] {
+                assert!(!is_canonical(no), "{no}");
+            }
+        }
+    }
 
     /// The examples of the Safe Browsing v4 documentation, plus rephub's own decisions.
     #[test]
