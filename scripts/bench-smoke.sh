@@ -79,6 +79,7 @@ check "sharing memory" 'RSS' "${cb[@]}" -p rephub-hub --bench sharing -- memory 
 check "taxii_server" 'taxii2-client' "${cb[@]}" -p rephub-hub --bench taxii_server -- 300
 check "misp_feed" 'one event of' "${cb[@]}" -p rephub-hub --bench misp_feed -- 300
 check "rpz_transfer" 'transfers: whole 1, incremental' "${cb[@]}" -p rephub-hub --bench rpz_transfer -- 100
+check "crowdsec_live" '^\| 2000 \| 2000 \|' "${cb[@]}" -p rephub-hub --bench crowdsec_live -- 2000
 check "console" '/ui/users ' "${cb[@]}" -p rephub-hub --bench console -- 2000
 
 if [ "${#failed[@]}" -gt 0 ]; then

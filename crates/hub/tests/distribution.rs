@@ -966,6 +966,41 @@ async fn crowdsec_bouncers_pull_the_profile() {
     );
     assert!(live("ip=192.0.2.50").await.is_null(), "Low is not selected");
     assert!(live("ip=8.8.8.8").await.is_null());
+    assert_eq!(
+        decisions(&live("range=198.51.100.128/25").await),
+        vec![pair("Range", "198.51.100.0/24")]
+    );
+    assert!(
+        live("range=198.51.0.0/16").await.is_null(),
+        "wider than the entry"
+    );
+    assert_eq!(
+        decisions(&live("ip=2001:db8::1").await),
+        vec![pair("Range", "2001:db8::/32")]
+    );
+    // Live answers follow writes: a deleted range goes, a new wider one and an address come.
+    let (s, _) = h
+        .call(
+            "DELETE",
+            "/api/v1/entries",
+            ADMIN,
+            Some(json!({"entries": [{"value": "198.51.100.0/24"}]})),
+        )
+        .await;
+    assert!(s.is_success());
+    h.add(
+        json!([{"value": "198.51.0.0/16", "tags": {"Trend Micro Severity": "High"}},
+                 {"value": "198.51.100.7", "tags": {"Trend Micro Severity": "High"}}]),
+    )
+    .await;
+    assert_eq!(
+        decisions(&live("ip=198.51.100.7").await),
+        vec![pair("Ip", "198.51.100.7"), pair("Range", "198.51.0.0/16")]
+    );
+    assert_eq!(
+        decisions(&live("ip=198.51.100.8").await),
+        vec![pair("Range", "198.51.0.0/16")]
+    );
     let (s, _) = text(
         h.http
             .head(h.url("/v1/decisions/stream"))

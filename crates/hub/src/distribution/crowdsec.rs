@@ -385,16 +385,16 @@ async fn decisions(
     let Some(target) = target else {
         return error(StatusCode::BAD_REQUEST, "ip, range or value is required");
     };
+    // What was written before this request is in the answer.
+    if let Err(e) = state.catch_up().await {
+        tracing::error!(error = %e, "bouncer live query failed");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    }
     let engine = state.engine();
     let hits: Vec<Selected> = engine
-        .containing(profile, target.network())
+        .containing(profile, target)
         .into_iter()
         .filter(|s| blocks(s.decision.action))
-        .filter(|s| match &s.entry {
-            Entry::Ipv4(n) => ipnet::IpNet::V4(*n).contains(&target),
-            Entry::Ipv6(n) => ipnet::IpNet::V6(*n).contains(&target),
-            _ => false,
-        })
         .collect();
     if hits.is_empty() {
         return ([(header::CONTENT_TYPE, "application/json")], "null").into_response();

@@ -23,6 +23,7 @@ use rephub_model::{Catalog, Criteria, Decision, Entry, Filter, decide, sort_filt
 use rephub_store::{ChangePage, DistributionStore, ReputationStore, UpstreamStore};
 
 use crate::db::Backend;
+use crate::distribution::ip_index::IpIndex;
 use tokio::sync::{Notify, watch};
 
 use crate::error::HubError;
@@ -64,6 +65,8 @@ pub(crate) struct FilterSet {
     log_start: u64,
     /// Sequence number of the newest decision change.
     pub(crate) last_change: u64,
+    /// The IP entries by network, once CrowdSec's live mode has asked (see [`IpIndex`]).
+    ip_index: Option<IpIndex>,
 }
 
 /// What a device gets.
@@ -253,9 +256,15 @@ impl Engine {
                 }
                 match now {
                     Some(sel) => {
+                        if let Some(ix) = &mut set.ip_index {
+                            ix.insert(*id, &sel.entry);
+                        }
                         set.decisions.insert(*id, sel);
                     }
                     None => {
+                        if let (Some(ix), Some(old)) = (&mut set.ip_index, set.decisions.get(id)) {
+                            ix.remove(&old.entry);
+                        }
                         set.decisions.remove(id);
                     }
                 }
@@ -369,21 +378,21 @@ impl Engine {
         Ok(changed.into_iter().collect())
     }
 
-    /// The IP entries of a profile's filter set that contain `ip` (CrowdSec's
-    /// `/v1/decisions?ip=`). A scan: bouncers in stream mode, the common case, never ask this.
-    pub(crate) fn containing(&self, profile: i64, ip: std::net::IpAddr) -> Vec<Selected> {
-        let st = lock(&self.state);
-        let Some(set) = st.profiles.get(&profile) else {
+    /// The IP entries of a profile's filter set that contain `target`, an address or a range
+    /// (CrowdSec's live mode), widest first: from the profile's [`IpIndex`], built on first use.
+    pub(crate) fn containing(&self, profile: i64, target: ipnet::IpNet) -> Vec<Selected> {
+        let mut st = lock(&self.state);
+        let Some(set) = st.profiles.get_mut(&profile) else {
             return Vec::new();
         };
-        set.decisions
-            .values()
-            .filter(|s| match (&s.entry, ip) {
-                (Entry::Ipv4(n), std::net::IpAddr::V4(a)) => n.contains(&a),
-                (Entry::Ipv6(n), std::net::IpAddr::V6(a)) => n.contains(&a),
-                _ => false,
-            })
-            .cloned()
+        let decisions = &set.decisions;
+        let index = set
+            .ip_index
+            .get_or_insert_with(|| IpIndex::build(decisions.iter().map(|(id, s)| (*id, &s.entry))));
+        index
+            .containing(target)
+            .into_iter()
+            .filter_map(|id| decisions.get(&id).cloned())
             .collect()
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod caches;
 pub(crate) mod crowdsec;
 pub(crate) mod engine;
 pub(crate) mod filter_def;
+pub(crate) mod ip_index;
 pub(crate) mod ips;
 pub(crate) mod lists;
 pub(crate) mod misp_feed;
