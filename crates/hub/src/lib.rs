@@ -54,6 +54,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -229,8 +230,11 @@ pub async fn start_with_clock(
         let tls_addr = std_listener
             .local_addr()
             .map_err(|e| HubError::Bind(state.config().tls_listen.to_string(), e))?;
-        let server = axum_server::from_tcp_rustls(std_listener, rustls)
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let server = axum_server::from_tcp(std_listener)
             .map_err(|e| HubError::Bind(tls_addr.to_string(), e))?
+            .acceptor(acceptor)
             .handle(tls_handle.clone());
         let app = app(state.clone());
         tokio::spawn(async move {
@@ -285,6 +289,14 @@ pub async fn start_with_clock(
         scheduler::spawn(&chores, "sweeper", state.clock(), sweep);
     }
     let task = tokio::spawn(async move {
+        // TCP_NODELAY: a long-poll answer is small and written in parts (head, then chunks);
+        // with Nagle's algorithm a part waits for the ACK of the previous one, which the device
+        // delays by up to 40 ms. Measured: write → enforced p90 55 ms with it, see BENCHMARKS.md.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(async {
                 let _ = rx.await;
