@@ -3,7 +3,8 @@
 # still run to its end and print its table? It never looks at a timing (a debug build on a busy CI
 # machine says nothing about speed). Run by .ci/run after the test suite, whose build it reuses.
 #
-#   scripts/bench-smoke.sh            (needs what .ci/run installs: wrk, bind9, crowdsec bouncers, medallion)
+#   scripts/bench-smoke.sh            (needs what .ci/run installs: wrk, bind9, crowdsec bouncers, medallion, PyYAML;
+#                                      bench-vs-crowdsec.sh downloads the crowdsec package with apt-get)
 #
 # Each command gets at most LIMIT seconds (default 300); every failure is printed with the end of
 # the command's output, and the script exits 1 if any failed. ONLY=REGEX runs the matching names only. Benchmarks stop what they start (hubs,
@@ -65,6 +66,7 @@ check "bench-sms.sh" 'Requests/sec' scripts/bench-sms.sh 2 4
 check "bench-read-during-import.sh" '^\| .* \| 1 \|' env BENCH_DATA="$work/data" BASELINE_SECS=1 CLIENTS=1 PROBE_RATE=10 \
     scripts/bench-read-during-import.sh 2000 1
 check "bench-taxii.sh" '^status: ' scripts/bench-taxii.sh 300 fast
+check "bench-vs-crowdsec.sh" 'rephub better by' env SKIP_ENFORCEMENT=1 scripts/bench-vs-crowdsec.sh 1000
 check "bench-enforcement.py latency" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py latency 2
 check "bench-enforcement.py load" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py load 500
 
