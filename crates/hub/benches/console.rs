@@ -26,26 +26,8 @@ async fn main() {
     let hub = start(dir.path()).await;
     let base = format!("http://{}", hub.addr);
     let api = reqwest::Client::new();
-    call(
-        &api,
-        "POST",
-        &format!("{base}/api/v1/filters"),
-        Some(json!({
-        "name": "high", "action": "block", "criteria": ["Trend Micro Severity=High"]})),
-    )
-    .await;
-    let t = Instant::now();
-    call(
-        &api,
-        "POST",
-        &format!("{base}/api/v1/profiles"),
-        Some(json!({"name": "edge", "filters": ["high"]})),
-    )
-    .await;
-    eprintln!(
-        "profile selecting {n} built in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let secs = common::block_high_profile(&api, &base, "edge").await;
+    eprintln!("profile selecting {n} built in {secs:.1} s");
     call(
         &api,
         "POST",

@@ -23,20 +23,7 @@ async fn main() {
     let hub = start(dir.path()).await;
     let base = format!("http://{}", hub.addr);
     let api = reqwest::Client::new();
-    call(
-        &api,
-        "POST",
-        &format!("{base}/api/v1/filters"),
-        Some(json!({"name": "high", "action": "block", "criteria": ["Trend Micro Severity=High"]})),
-    )
-    .await;
-    call(
-        &api,
-        "POST",
-        &format!("{base}/api/v1/profiles"),
-        Some(json!({"name": "edge", "filters": ["high"]})),
-    )
-    .await;
+    common::block_high_profile(&api, &base, "edge").await;
     let bouncer = call(
         &api,
         "POST",

@@ -118,28 +118,8 @@ async fn main() {
     let hub = rephub_hub::start(config).await.unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://{}", hub.addr);
-    call(
-        &http,
-        "POST",
-        &format!("{base}/api/v1/filters"),
-        Some(
-            json!({"name": "block High", "action": "block", "precedence": 1,
-                    "criteria": ["Trend Micro Severity=High"]}),
-        ),
-    )
-    .await;
-    let t = Instant::now();
-    call(
-        &http,
-        "POST",
-        &format!("{base}/api/v1/profiles"),
-        Some(json!({"name": "perimeter", "filters": ["block High"]})),
-    )
-    .await;
-    println!(
-        "profile selecting {n} created in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let secs = common::block_high_profile(&http, &base, "perimeter").await;
+    println!("profile selecting {n} created in {secs:.1} s");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

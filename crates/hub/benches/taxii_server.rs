@@ -62,23 +62,7 @@ async fn main() {
     let (a, b) = (start(da.path()).await, start(db.path()).await);
     let http = reqwest::Client::builder().no_gzip().build().unwrap();
     let base = format!("http://{}", a.addr);
-    call(
-        &http,
-        "POST",
-        &format!("{base}/api/v1/filters"),
-        Some(
-            json!({"name": "block High", "action": "block", "precedence": 1,
-                    "criteria": ["Trend Micro Severity=High"]}),
-        ),
-    )
-    .await;
-    call(
-        &http,
-        "POST",
-        &format!("{base}/api/v1/profiles"),
-        Some(json!({"name": "perimeter", "filters": ["block High"]})),
-    )
-    .await;
+    common::block_high_profile(&http, &base, "perimeter").await;
     let collections = call(
         &http,
         "GET",

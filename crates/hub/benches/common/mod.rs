@@ -6,7 +6,7 @@
 use rephub_hub::{Config, Role, hash_key};
 use rephub_model::{Entry, Kind, Tags, builtin};
 use rephub_store::{KeyStore, ReputationStore, SqliteStore, Upsert, WriteMode, WriteTx};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub(crate) const KEY: &str = "rh_bench";
 
@@ -77,6 +77,30 @@ pub(crate) async fn call_as(
         resp.status()
     );
     resp.json().await.unwrap_or(Value::Null)
+}
+
+/// A filter "block High" (every High entry) and a profile `profile` with it; the seconds the
+/// profile took to make (its filter set is built before the answer).
+pub(crate) async fn block_high_profile(http: &reqwest::Client, base: &str, profile: &str) -> f64 {
+    call(
+        http,
+        "POST",
+        &format!("{base}/api/v1/filters"),
+        Some(
+            json!({"name": "block High", "action": "block", "precedence": 1,
+                    "criteria": ["Trend Micro Severity=High"]}),
+        ),
+    )
+    .await;
+    let t = std::time::Instant::now();
+    call(
+        http,
+        "POST",
+        &format!("{base}/api/v1/profiles"),
+        Some(json!({"name": profile, "filters": ["block High"]})),
+    )
+    .await;
+    t.elapsed().as_secs_f64()
 }
 
 /// What every benchmark does first: a crypto provider for the clients, and N from the command
