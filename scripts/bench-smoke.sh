@@ -49,11 +49,12 @@ check() {
     fi
 }
 
-# Criterion benchmarks without --bench run each measurement once (criterion's test mode).
+# Criterion benchmarks without --bench run each measurement once (criterion's test mode); built
+# with the test suite's profile and features (--workspace), so by then they mostly are.
 export BENCH_N=2000
-check "matcher" "Success" cargo test -q --locked -p rephub-matcher --bench matcher
-check "store lookup" "Success" cargo test -q --locked -p rephub-store --bench lookup
-check "store spool" "Success" cargo test -q --locked -p rephub-store --bench spool
+check "matcher" "Success" cargo test -q --locked --workspace --bench matcher
+check "store lookup" "Success" cargo test -q --locked --workspace --bench lookup
+check "store spool" "Success" cargo test -q --locked --workspace --bench spool
 unset BENCH_N
 
 # The scripts (they take REPHUB_BIN and PROPAGATION_BIN instead of building).
@@ -71,18 +72,20 @@ check "bench-enforcement.py latency" '^\| crowdsec-firewall-bouncer' python3 scr
 check "bench-enforcement.py load" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py load 500
 
 # The harness-less benchmarks take their size as an argument.
-cb=(cargo bench -q --locked --profile dev)
-check "eve" 'round 5: .* lines/s' "${cb[@]}" -p rephub-agent --bench eve -- 2000
-check "source_sync" 'an empty delta' "${cb[@]}" -p rephub-hub --bench source_sync -- 300
-check "target_sync" 'a run with nothing to send' "${cb[@]}" -p rephub-hub --bench target_sync -- 300
-check "connection_sync" '\|---' "${cb[@]}" -p rephub-hub --bench connection_sync -- 300 1
-check "sharing" 'forwarded to rsyslog' "${cb[@]}" -p rephub-hub --bench sharing -- 2000
-check "sharing memory" 'RSS' "${cb[@]}" -p rephub-hub --bench sharing -- memory 10
-check "taxii_server" 'taxii2-client' "${cb[@]}" -p rephub-hub --bench taxii_server -- 300
-check "misp_feed" 'one event of' "${cb[@]}" -p rephub-hub --bench misp_feed -- 300
-check "rpz_transfer" 'transfers: whole 1, incremental' "${cb[@]}" -p rephub-hub --bench rpz_transfer -- 100
-check "crowdsec_live" '^\| 2000 \| 2000 \|' "${cb[@]}" -p rephub-hub --bench crowdsec_live -- 2000
-check "console" '/ui/users ' "${cb[@]}" -p rephub-hub --bench console -- 2000
+# --workspace, not -p: the features are then those of the build above, so nothing is built again
+# (with -p, cargo resolves one package's features and rebuilds the dependencies: minutes in CI).
+cb=(cargo bench -q --locked --workspace --profile dev)
+check "eve" 'round 5: .* lines/s' "${cb[@]}" --bench eve -- 2000
+check "source_sync" 'an empty delta' "${cb[@]}" --bench source_sync -- 300
+check "target_sync" 'a run with nothing to send' "${cb[@]}" --bench target_sync -- 300
+check "connection_sync" '\|---' "${cb[@]}" --bench connection_sync -- 300 1
+check "sharing" 'forwarded to rsyslog' "${cb[@]}" --bench sharing -- 2000
+check "sharing memory" 'RSS' "${cb[@]}" --bench sharing -- memory 10
+check "taxii_server" 'taxii2-client' "${cb[@]}" --bench taxii_server -- 300
+check "misp_feed" 'one event of' "${cb[@]}" --bench misp_feed -- 300
+check "rpz_transfer" 'transfers: whole 1, incremental' "${cb[@]}" --bench rpz_transfer -- 100
+check "crowdsec_live" '^\| 2000 \| 2000 \|' "${cb[@]}" --bench crowdsec_live -- 2000
+check "console" '/ui/users ' "${cb[@]}" --bench console -- 2000
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "bench smoke: ${#failed[@]} failed: ${failed[*]}"
