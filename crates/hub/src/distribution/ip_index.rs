@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use rephub_model::Entry;
 
-#[derive(Debug, Default)]
+/// Made only by [`IpIndex::build`] (no `Default`: its `lengths` must have a slot per length).
+#[derive(Debug)]
 pub(crate) struct IpIndex {
     ids: HashMap<IpNet, i64>,
     /// Entries per prefix length: IPv4 in 0..=32, IPv6 in 33..=161 (length + 33).
