@@ -974,6 +974,25 @@ async fn crowdsec_bouncers_pull_the_profile() {
         live("range=198.51.0.0/16").await.is_null(),
         "wider than the entry"
     );
+    // Malformed questions: 400 naming the parameter; nothing answered.
+    for (q, named) in [
+        ("ip=198.51.100.300", "ip:"),
+        ("ip=", "ip:"),
+        ("range=10.0.0.0/99", "range:"),
+        ("value=example.com", "range:"),
+        ("scope=ip", "ip, range or value is required"),
+    ] {
+        let r = h
+            .http
+            .get(h.url(&format!("/v1/decisions?{q}")))
+            .header("X-Api-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().unwrap().contains(named), "{q}: {v}");
+    }
     assert_eq!(
         decisions(&live("ip=2001:db8::1").await),
         vec![pair("Range", "2001:db8::/32")]
