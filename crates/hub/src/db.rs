@@ -34,7 +34,7 @@ const GROUP: usize = 4096;
 /// Idle reading connections kept open.
 const IDLE_READERS: usize = 8;
 /// Page cache of a reading connection, MiB (the writer's is the configured `cache_mib`).
-const READER_CACHE_MIB: u32 = 64;
+pub(crate) const READER_CACHE_MIB: u32 = 16;
 
 /// A change of entries, applied by the writer.
 #[derive(Debug)]

@@ -116,7 +116,13 @@ impl AppState {
                     store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret))?;
                     key = Some(secret);
                 }
-                let engine = Engine::build(Backend::open_with(&path, opts)?)?;
+                // The engine's reader scans the whole table now and then (a start, a new
+                // profile): a big page cache would only keep every page of it resident.
+                let engine_opts = OpenOptions {
+                    cache_mib: crate::db::READER_CACHE_MIB,
+                    ..opts
+                };
+                let engine = Engine::build(Backend::open_with(&path, engine_opts)?)?;
                 Ok::<_, HubError>((store, engine, key))
             })
             .await

@@ -1511,3 +1511,103 @@ async fn pulls_racing_writes_miss_nothing() {
     assert_eq!(device, want, "the device");
     assert_eq!(bouncer, want, "the bouncer");
 }
+
+/// `(value, kind, action, expires)` of every upsert of an answer, sorted.
+fn upserts(s: &Sync) -> Vec<(String, String, String, Option<i64>)> {
+    let mut v: Vec<_> = s
+        .ops
+        .iter()
+        .filter(|o| o["op"] == "upsert")
+        .map(|o| {
+            (
+                o["value"].as_str().unwrap().to_string(),
+                o["kind"].as_str().unwrap().to_string(),
+                o["action"].as_str().unwrap().to_string(),
+                o["expires"].as_i64(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Filter sets keep entry ids, not values; the values come back from the store. After a restart
+/// (the in-memory log is empty) a device that is behind gets its delta from the store's change log
+/// and a new device a snapshot: every kind's value, action and expiry must come back right.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_come_back_right_after_a_restart() {
+    let mut h = Hub::start().await;
+    let token = h.setup().await;
+    let later = common::now() + 86_400;
+    let sha1 = "a".repeat(40);
+    let sha256 = "0123456789abcdef".repeat(4);
+    h.add(json!([
+        {"value": "192.0.2.1", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "198.51.100.0/24", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "2001:db8::/48", "tags": {"Trend Micro Severity": "High"}},
+        {"value": "bad.example", "tags": {"Trend Micro Severity": "High",
+                                          "Reputation Entries TTL": rephub_model::format_utc(later)}},
+        {"value": "meh.example", "tags": {"Trend Micro Severity": "Medium"}},
+        {"value": "http://bad.example/path?q=1", "tags": {"Trend Micro Severity": "High"}},
+        {"value": sha1, "tags": {"Trend Micro Severity": "High"}},
+        {"value": sha256, "tags": {"Trend Micro Severity": "High"}},
+        {"value": "192.0.2.99", "tags": {"Trend Micro Severity": "Low"}}
+    ]))
+    .await;
+    let block = |v: &str, kind: &str| (v.to_string(), kind.to_string(), "block".to_string(), None);
+    let mut expected = vec![
+        block("192.0.2.1", "ipv4"),
+        block("198.51.100.0/24", "ipv4"),
+        block("2001:db8::/48", "ipv6"),
+        (
+            "bad.example".into(),
+            "domain".into(),
+            "block".into(),
+            Some(later),
+        ),
+        ("meh.example".into(), "domain".into(), "notify".into(), None),
+        block("http://bad.example/path?q=1", "url"),
+        block(&sha1, "sha1"),
+        block(&sha256, "sha256"),
+    ];
+    expected.sort();
+    let snap = h.sync(&token, None, 0).await;
+    assert!(snap.snapshot);
+    assert_eq!(upserts(&snap), expected);
+
+    // While the hub is stopped another process removes one entry, raises another to High and adds
+    // a third.
+    h.stop().await;
+    {
+        let mut s = h.store();
+        let cat = s.catalog().unwrap();
+        let high = cat
+            .parse_pairs([("Trend Micro Severity", "High")])
+            .unwrap()
+            .0;
+        let mut tx = s.begin().unwrap();
+        tx.remove(&Entry::parse(Kind::Ipv4, "192.0.2.1").unwrap())
+            .unwrap();
+        for (kind, v) in [(Kind::Domain, "meh.example"), (Kind::Ipv4, "203.0.113.7")] {
+            let e = Entry::parse(kind, v).unwrap();
+            tx.upsert("cli", &Upsert::new(e, high.clone(), &cat), WriteMode::Merge)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    h.restart().await;
+    let d = h.sync(&token, Some(snap.cursor), 10).await;
+    assert!(!d.snapshot);
+    assert_eq!(d.values("delete"), vec!["192.0.2.1"]);
+    assert_eq!(
+        upserts(&d),
+        vec![block("203.0.113.7", "ipv4"), block("meh.example", "domain")]
+    );
+    let again = h.sync(&token, None, 0).await;
+    expected.retain(|e| e.0 != "192.0.2.1" && e.0 != "meh.example");
+    expected.push(block("203.0.113.7", "ipv4"));
+    expected.push(block("meh.example", "domain"));
+    expected.sort();
+    assert_eq!(upserts(&again), expected);
+    assert_eq!(again.cursor, d.cursor);
+}

@@ -152,6 +152,11 @@ pub trait ReputationStore {
     /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
+    /// The values of the entries with these ids (ascending) that still exist, in id order: the
+    /// hub's filter sets keep ids only and read values when they answer with a whole set. An id's
+    /// value never changes (an entry deleted and written again gets a new id).
+    fn values_each(&self, ids: &[i64], f: &mut dyn FnMut(i64, Entry)) -> Result<(), StoreError>;
+
     /// Up to `limit` entries with an id above `after`, by id (a reader that pages through the
     /// whole database and resumes where it stopped).
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;

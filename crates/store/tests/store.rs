@@ -74,6 +74,7 @@ macro_rules! backend_suite {
                 categories_can_be_added_once,
                 data_survives_reopen,
                 get_many_equals_one_by_one,
+                values_come_in_id_order_dense_or_sparse,
                 device_reports_and_events_survive_retries,
                 entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
                 exceptions_are_kept_once_and_listed_in_order,
@@ -721,6 +722,53 @@ fn get_many_equals_one_by_one<S: TestBackend>() {
         .collect();
     assert_eq!(many.len(), 150);
     assert_eq!(many, one_by_one);
+}
+
+/// `values_each` reads a dense id list in one pass and a sparse one id by id: both give the
+/// values of the ids that exist, in id order, equal to what `get_by_id` says.
+fn values_come_in_id_order_dense_or_sparse<S: TestBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    for i in 0..400u32 {
+        let entry = match i % 4 {
+            0 => e(Kind::Ipv4, &format!("10.2.{}.{}", i / 256, i % 256)),
+            1 => e(Kind::Domain, &format!("host{i}.example")),
+            2 => e(Kind::Url, &format!("http://u{i}.example/p?q={i}")),
+            _ => e(Kind::Ipv6, &format!("2001:db8::{i:x}")),
+        };
+        add(&mut tx, &cat, &entry);
+    }
+    tx.commit().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    tx.remove(&e(Kind::Domain, "host1.example")).unwrap();
+    tx.commit().unwrap();
+    let all: Vec<i64> = {
+        let mut v: Vec<i64> = d
+            .store
+            .search(&Criteria::default(), 0)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        v.sort();
+        v
+    };
+    let first = all[0];
+    let dense: Vec<i64> = (first - 5..first + 300).collect(); // includes missing ids
+    let sparse: Vec<i64> = all.iter().copied().step_by(50).chain([i64::MAX]).collect();
+    for ids in [dense, sparse, vec![], vec![all[7]]] {
+        let mut got = Vec::new();
+        d.store
+            .values_each(&ids, &mut |id, entry| got.push((id, entry)))
+            .unwrap();
+        let want: Vec<(i64, Entry)> = ids
+            .iter()
+            .filter_map(|id| d.store.get_by_id(*id).unwrap().map(|s| (s.id, s.entry)))
+            .collect();
+        assert!(!want.is_empty() || ids.len() < 2);
+        assert_eq!(got, want);
+    }
 }
 
 fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {

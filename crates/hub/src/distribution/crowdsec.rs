@@ -391,8 +391,19 @@ async fn decisions(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     }
     let engine = state.engine();
-    let hits: Vec<Selected> = engine
-        .containing(profile, target)
+    let e = engine.clone();
+    let found = match tokio::task::spawn_blocking(move || e.containing(profile, target)).await {
+        Ok(found) => found,
+        Err(e) => Err(e.into()),
+    };
+    let hits: Vec<Selected> = match found {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "bouncer live query failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let hits: Vec<Selected> = hits
         .into_iter()
         .filter(|s| blocks(s.decision.action))
         .collect();

@@ -14,8 +14,13 @@
 //!   profile's log; if the log no longer reaches back to N (after a restart, or trimmed), a delta
 //!   recomputed from the store's change log (it may then name deletions of entries the device never
 //!   had, which it ignores); below the compaction horizon, a snapshot.
+//! - A filter set keeps, per selected entry, only its id, expiry and decision (a [`Slot`], about
+//!   26 bytes an entry in a B-tree by id), not its value: values are what makes a set big (a URL
+//!   is tens of bytes), and the store has them. A snapshot reads them back in id order, one pass;
+//!   a delta takes them from the log, which holds the values of recent changes. An entry's value
+//!   never changes under its id, so a value read later is the value selected.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,30 +48,80 @@ pub(crate) struct Selected {
     pub(crate) expires: Option<i64>,
 }
 
-impl Selected {
-    fn of(s: &rephub_store::StoredEntry, decision: Decision) -> Selected {
-        Selected {
-            id: s.id,
-            entry: s.entry.clone(),
-            decision,
-            expires: s.expires_at,
-        }
-    }
+/// What a filter set keeps per selected entry (16 bytes; see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// Unix seconds, or [`NEVER`].
+    expires: i64,
+    /// Index into the set's [`FilterSet::decisions`].
+    decision: u32,
 }
+
+/// No expiry, in a [`Slot`].
+const NEVER: i64 = i64::MIN;
 
 /// One profile's filter set.
 #[derive(Debug, Default)]
-pub(crate) struct FilterSet {
-    pub(crate) name: String,
-    pub(crate) filters: Vec<Filter>,
-    pub(crate) decisions: HashMap<i64, Selected>,
+struct FilterSet {
+    name: String,
+    filters: Vec<Filter>,
+    /// The selected entries by id.
+    slots: BTreeMap<i64, Slot>,
+    /// The decisions slots name: one per filter the profile has had, added to, never reordered
+    /// (a slot decided under the previous filters stays valid until it is decided again).
+    decisions: Vec<Decision>,
     /// Decision changes `(seq, entry id, entry)`, ascending; complete from `log_start` on.
     log: Vec<(u64, i64, Entry)>,
     log_start: u64,
     /// Sequence number of the newest decision change.
-    pub(crate) last_change: u64,
+    last_change: u64,
     /// The IP entries by network, once CrowdSec's live mode has asked (see [`IpIndex`]).
     ip_index: Option<IpIndex>,
+}
+
+impl FilterSet {
+    fn slot(&mut self, expires: Option<i64>, decision: Decision) -> Slot {
+        let ix = match self.decisions.iter().position(|d| *d == decision) {
+            Some(ix) => ix,
+            None => {
+                self.decisions.push(decision);
+                self.decisions.len() - 1
+            }
+        };
+        Slot {
+            expires: expires.unwrap_or(NEVER),
+            // A profile has a handful of filters; an index past u32 cannot happen.
+            decision: u32::try_from(ix).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn decision(&self, slot: Slot) -> Decision {
+        self.decisions[slot.decision as usize]
+    }
+
+    fn selected(&self, id: i64, entry: Entry, slot: Slot) -> Selected {
+        Selected {
+            id,
+            entry,
+            decision: self.decision(slot),
+            expires: (slot.expires != NEVER).then_some(slot.expires),
+        }
+    }
+
+    /// The selected slots in id order, and what they refer to: enough to answer with the whole
+    /// set once values are read from the store (see [`Engine::snapshot`]).
+    fn copy(&self) -> SetCopy {
+        SetCopy {
+            slots: self.slots.iter().map(|(id, s)| (*id, *s)).collect(),
+            decisions: self.decisions.clone(),
+        }
+    }
+}
+
+/// A filter set's slots at one position, taken under the lock and read outside it.
+struct SetCopy {
+    slots: Vec<(i64, Slot)>,
+    decisions: Vec<Decision>,
 }
 
 /// What a device gets.
@@ -183,7 +238,7 @@ impl Engine {
         let mut v: Vec<_> = st
             .profiles
             .iter()
-            .map(|(id, s)| (*id, s.name.clone(), s.decisions.len(), s.last_change))
+            .map(|(id, s)| (*id, s.name.clone(), s.slots.len(), s.last_change))
             .collect();
         v.sort();
         v
@@ -248,24 +303,25 @@ impl Engine {
                     .get(id)
                     .filter(|s| !exceptions.contains(&s.entry))
                     .and_then(|s| {
-                        decide(&set.filters, &s.entry, &s.tags).map(|d| Selected::of(s, d))
+                        let d = decide(&set.filters, &s.entry, &s.tags)?;
+                        Some(set.slot(s.expires_at, d))
                     });
                 // A new expiry is a change too: devices time entries out themselves.
-                if now.as_ref() == set.decisions.get(id) {
+                if now.as_ref() == set.slots.get(id) {
                     continue;
                 }
                 match now {
-                    Some(sel) => {
+                    Some(slot) => {
                         if let Some(ix) = &mut set.ip_index {
-                            ix.insert(*id, &sel.entry);
+                            ix.insert(*id, entry);
                         }
-                        set.decisions.insert(*id, sel);
+                        set.slots.insert(*id, slot);
                     }
                     None => {
-                        if let (Some(ix), Some(old)) = (&mut set.ip_index, set.decisions.get(id)) {
-                            ix.remove(&old.entry);
+                        if let Some(ix) = &mut set.ip_index {
+                            ix.remove(entry);
                         }
-                        set.decisions.remove(id);
+                        set.slots.remove(id);
                     }
                 }
                 set.log.push((*seq, *id, entry.clone()));
@@ -295,31 +351,32 @@ impl Engine {
         // `applied` is read first: anything written during the scan below is also in the change
         // log after it, and evaluating an entry twice gives the same decision.
         let applied = reader.last_seq()?;
-        let mut profiles = HashMap::new();
+        let mut sets = Vec::new();
         for p in reader.profiles()? {
-            profiles.insert(
-                p.id,
-                FilterSet {
-                    name: p.name,
-                    filters: profile_filters(&catalog, &p.filters, &rows)?,
-                    log_start: applied,
-                    last_change: applied,
-                    ..FilterSet::default()
-                },
-            );
+            let set = FilterSet {
+                name: p.name,
+                filters: profile_filters(&catalog, &p.filters, &rows)?,
+                log_start: applied,
+                last_change: applied,
+                ..FilterSet::default()
+            };
+            sets.push((p.id, set));
         }
-        if !profiles.is_empty() {
-            reader.search_each(&Criteria::default(), &mut |e| {
-                if exceptions.contains(&e.entry) {
-                    return true;
-                }
-                for set in profiles.values_mut() {
+        let mut selected: Vec<Vec<(i64, Slot)>> = sets.iter().map(|_| Vec::new()).collect();
+        if !sets.is_empty() {
+            scan_decided(reader, exceptions, &mut |e| {
+                for ((_, set), out) in sets.iter_mut().zip(&mut selected) {
                     if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
-                        set.decisions.insert(e.id, Selected::of(&e, d));
+                        out.push((e.id, set.slot(e.expires_at, d)));
                     }
                 }
-                true
             })?;
+        }
+        let mut profiles = HashMap::new();
+        for ((id, mut set), slots) in sets.into_iter().zip(selected) {
+            // Ids come in ascending order: the tree is built packed, without a split per insert.
+            set.slots = slots.into_iter().collect();
+            profiles.insert(id, set);
         }
         Ok(State { applied, profiles })
     }
@@ -335,65 +392,102 @@ impl Engine {
         // The reader stays locked until the new filters are installed, so the follower cannot apply
         // a change between the scan and the install.
         let reader = lock(&self.reader);
-        let mut fresh: HashMap<i64, Selected> = HashMap::new();
-        let exceptions = self.exceptions();
-        reader.search_each(&Criteria::default(), &mut |e| {
-            if exceptions.contains(&e.entry) {
-                return true;
+        let mut fresh = FilterSet {
+            name: name.to_string(),
+            filters,
+            ..FilterSet::default()
+        };
+        let mut slots = Vec::new();
+        scan_decided(&reader, &self.exceptions(), &mut |e| {
+            if let Some(d) = decide(&fresh.filters, &e.entry, &e.tags) {
+                slots.push((e.id, fresh.slot(e.expires_at, d)));
             }
-            if let Some(d) = decide(&filters, &e.entry, &e.tags) {
-                fresh.insert(e.id, Selected::of(&e, d));
-            }
-            true
         })?;
+        fresh.slots = slots.into_iter().collect();
         let mut st = lock(&self.state);
         let applied = st.applied;
         let Some(set) = st.profiles.get_mut(&id) else {
             // A new profile has no devices yet, so there is no difference to deliver: its devices
             // start from a snapshot.
-            st.profiles.insert(
-                id,
-                FilterSet {
-                    name: name.to_string(),
-                    filters,
-                    decisions: fresh,
-                    log_start: applied,
-                    last_change: applied,
-                    ..FilterSet::default()
-                },
-            );
+            fresh.log_start = applied;
+            fresh.last_change = applied;
+            st.profiles.insert(id, fresh);
             return Ok(Vec::new());
         };
-        set.name = name.to_string();
-        set.filters = filters;
-        let mut changed: HashSet<i64> = set
-            .decisions
+        set.name = fresh.name.clone();
+        let same = |old: Slot, new: Option<&Slot>| {
+            new.is_some_and(|n| n.expires == old.expires && fresh.decision(*n) == set.decision(old))
+        };
+        let mut changed: Vec<i64> = set
+            .slots
             .iter()
-            .filter(|(id, sel)| fresh.get(id) != Some(sel))
+            .filter(|(id, slot)| !same(**slot, fresh.slots.get(id)))
             .map(|(id, _)| *id)
             .collect();
-        changed.extend(fresh.keys().filter(|id| !set.decisions.contains_key(id)));
+        changed.extend(fresh.slots.keys().filter(|id| !set.slots.contains_key(id)));
+        set.filters = std::mem::take(&mut fresh.filters);
         drop(st);
         drop(reader);
-        Ok(changed.into_iter().collect())
+        Ok(changed)
     }
 
     /// The IP entries of a profile's filter set that contain `target`, an address or a range
     /// (CrowdSec's live mode), widest first: from the profile's [`IpIndex`], built on first use.
-    pub(crate) fn containing(&self, profile: i64, target: ipnet::IpNet) -> Vec<Selected> {
-        let mut st = lock(&self.state);
-        let Some(set) = st.profiles.get_mut(&profile) else {
-            return Vec::new();
+    /// Blocking: the first question reads the set's values from the store.
+    pub(crate) fn containing(
+        &self,
+        profile: i64,
+        target: ipnet::IpNet,
+    ) -> Result<Vec<Selected>, HubError> {
+        let hits = |set: &FilterSet, index: &IpIndex| -> Vec<Selected> {
+            index
+                .containing(target)
+                .into_iter()
+                .filter_map(|(id, entry)| Some(set.selected(id, entry, *set.slots.get(&id)?)))
+                .collect()
         };
-        let decisions = &set.decisions;
-        let index = set
-            .ip_index
-            .get_or_insert_with(|| IpIndex::build(decisions.iter().map(|(id, s)| (*id, &s.entry))));
-        index
-            .containing(target)
-            .into_iter()
-            .filter_map(|id| decisions.get(&id).cloned())
-            .collect()
+        {
+            let st = lock(&self.state);
+            match st.profiles.get(&profile) {
+                None => return Ok(Vec::new()),
+                Some(set) => {
+                    if let Some(index) = &set.ip_index {
+                        return Ok(hits(set, index));
+                    }
+                }
+            }
+        }
+        // Build the index from the set's values. The follower reads the change log through the
+        // reader, so while it is held here the follower can apply at most the one page it read
+        // before: if that happened between the copy and the install, the second try is exact.
+        let reader = lock(&self.reader);
+        for _ in 0..3 {
+            let (applied, ids) = {
+                let st = lock(&self.state);
+                let Some(set) = st.profiles.get(&profile) else {
+                    return Ok(Vec::new());
+                };
+                (st.applied, set.slots.keys().copied().collect::<Vec<i64>>())
+            };
+            let mut entries = Vec::new();
+            reader.values_each(&ids, &mut |id, e| entries.push((id, e)))?;
+            let index = IpIndex::build(entries.iter().map(|(id, e)| (*id, e)));
+            let mut st = lock(&self.state);
+            if st.applied != applied {
+                continue;
+            }
+            let Some(set) = st.profiles.get_mut(&profile) else {
+                return Ok(Vec::new());
+            };
+            // Another question may have built it meanwhile: keep that one.
+            let index = set.ip_index.take().unwrap_or(index);
+            let answer = hits(set, &index);
+            set.ip_index = Some(index);
+            return Ok(answer);
+        }
+        Err(HubError::Internal(
+            "the filter set kept changing while its IP index was built".into(),
+        ))
     }
 
     pub(crate) fn remove_profile(&self, id: i64) {
@@ -478,13 +572,9 @@ impl Engine {
         let cursor = match cursor {
             Some(c) if c <= applied => c,
             _ => {
-                return Ok((
-                    applied,
-                    Some(SyncAnswer::Snapshot {
-                        cursor: applied,
-                        items: set.decisions.values().cloned().collect(),
-                    }),
-                ));
+                let copy = set.copy();
+                drop(st);
+                return Ok((applied, Some(self.snapshot(applied, copy)?)));
             }
         };
         if set.last_change <= cursor {
@@ -494,31 +584,29 @@ impl Engine {
             let start = set.log.partition_point(|(seq, _, _)| *seq <= cursor);
             return Ok((applied, Some(delta_from_log(set, start, applied))));
         }
-        // The log does not reach back that far: recompute from the store's change log.
-        let decisions: HashMap<i64, Selected> = set.decisions.clone();
         drop(st);
+        // The log does not reach back that far: the entries changed since, from the store's
+        // change log (with their values), each in its current state.
         let reader = lock(&self.reader);
         let mut seen = HashSet::new();
-        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let mut changed: Vec<(i64, Entry)> = Vec::new();
         let mut from = cursor;
         while from < applied {
             match reader.changes_since(from, PAGE)? {
                 ChangePage::SnapshotRequired { .. } => {
-                    return Ok((
-                        applied,
-                        Some(SyncAnswer::Snapshot {
-                            cursor: applied,
-                            items: decisions.into_values().collect(),
-                        }),
-                    ));
+                    drop(reader);
+                    let st = lock(&self.state);
+                    let Some(set) = st.profiles.get(&profile) else {
+                        return Ok((cursor, None));
+                    };
+                    let (applied, copy) = (st.applied, set.copy());
+                    drop(st);
+                    return Ok((applied, Some(self.snapshot(applied, copy)?)));
                 }
                 ChangePage::Delta { changes, next } => {
                     for c in changes.into_iter().filter(|c| c.seq <= applied) {
                         if seen.insert(c.entry_id) {
-                            match decisions.get(&c.entry_id) {
-                                Some(current) => upserts.push(current.clone()),
-                                None => deletes.push((c.entry_id, c.entry)),
-                            }
+                            changed.push((c.entry_id, c.entry));
                         }
                     }
                     if next == from {
@@ -528,8 +616,60 @@ impl Engine {
                 }
             }
         }
+        // The sets may have moved past `applied` meanwhile: an entry changed again since is
+        // answered in its newer state here and once more in the next delta (never missed).
+        let st = lock(&self.state);
+        drop(reader);
+        let Some(set) = st.profiles.get(&profile) else {
+            return Ok((cursor, None));
+        };
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        for (id, entry) in changed {
+            match set.slots.get(&id) {
+                Some(slot) => upserts.push(set.selected(id, entry, *slot)),
+                None => deletes.push((id, entry)),
+            }
+        }
         Ok((applied, Some(delta(applied, upserts, deletes))))
     }
+
+    /// The whole set as a copy names it, values read from the store in id order. An entry
+    /// deleted since the copy was taken is left out: its deletion comes after `cursor`, and a
+    /// device told to delete what it does not have ignores it.
+    fn snapshot(&self, cursor: u64, copy: SetCopy) -> Result<SyncAnswer, HubError> {
+        let ids: Vec<i64> = copy.slots.iter().map(|(id, _)| *id).collect();
+        let mut items = Vec::with_capacity(ids.len());
+        let mut slots = copy.slots.iter().peekable();
+        lock(&self.reader).values_each(&ids, &mut |id, entry| {
+            while slots.next_if(|(s, _)| *s < id).is_some() {}
+            if let Some((_, slot)) = slots.next_if(|(s, _)| *s == id) {
+                items.push(Selected {
+                    id,
+                    entry,
+                    decision: copy.decisions[slot.decision as usize],
+                    expires: (slot.expires != NEVER).then_some(slot.expires),
+                });
+            }
+        })?;
+        Ok(SyncAnswer::Snapshot { cursor, items })
+    }
+}
+
+/// Every entry not on the exception list, with its tags, in id order: the entries table and the
+/// assertions (keyed by entry id) are then read front to back, not by a random seek per entry as
+/// a search by kind and value would.
+fn scan_decided(
+    reader: &Backend,
+    exceptions: &HashSet<Entry>,
+    f: &mut dyn FnMut(&rephub_store::StoredEntry),
+) -> Result<(), HubError> {
+    reader.scan_each(&Criteria::default(), 0, u64::MAX, &mut |e| {
+        if !exceptions.contains(&e.entry) {
+            f(&e);
+        }
+        true
+    })?;
+    Ok(())
 }
 
 /// A delta where no value is both upserted and deleted: an entry deleted and written again gets
@@ -554,8 +694,8 @@ fn delta_from_log(set: &FilterSet, start: usize, applied: u64) -> SyncAnswer {
         if !seen.insert(*id) {
             continue;
         }
-        match set.decisions.get(id) {
-            Some(current) => upserts.push(current.clone()),
+        match set.slots.get(id) {
+            Some(slot) => upserts.push(set.selected(*id, entry.clone(), *slot)),
             None => deletes.push((*id, entry.clone())),
         }
     }
@@ -565,7 +705,7 @@ fn delta_from_log(set: &FilterSet, start: usize, applied: u64) -> SyncAnswer {
 /// Keep a log at most twice as long as the set (and at least 100,000 records): older cursors are
 /// served from the store's change log.
 fn trim(set: &mut FilterSet) {
-    let max = (2 * set.decisions.len()).max(100_000);
+    let max = (2 * set.slots.len()).max(100_000);
     if set.log.len() > max {
         let cut = set.log.len() - max / 2;
         set.log_start = set.log[cut - 1].0;

@@ -60,8 +60,8 @@ impl IpIndex {
         }
     }
 
-    /// Ids of the entries that contain `target` (an address is a /32 or /128), widest first.
-    pub(crate) fn containing(&self, target: IpNet) -> Vec<i64> {
+    /// The entries that contain `target` (an address is a /32 or /128), widest first.
+    pub(crate) fn containing(&self, target: IpNet) -> Vec<(i64, Entry)> {
         (0..=target.prefix_len())
             .filter_map(|len| {
                 let wider = match target {
@@ -71,7 +71,14 @@ impl IpIndex {
                 if self.lengths[slot(&wider)] == 0 {
                     return None;
                 }
-                self.ids.get(&wider).copied()
+                let id = *self.ids.get(&wider)?;
+                Some((
+                    id,
+                    match wider {
+                        IpNet::V4(n) => Entry::Ipv4(n),
+                        IpNet::V6(n) => Entry::Ipv6(n),
+                    },
+                ))
             })
             .collect()
     }
@@ -103,6 +110,9 @@ mod tests {
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
                 .unwrap();
             ix.containing(t)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
         };
         assert_eq!(q(&ix, "10.1.2.3"), vec![6, 1, 2, 3]);
         assert_eq!(q(&ix, "10.1.9.9"), vec![6, 1, 2]);

@@ -220,7 +220,7 @@ impl SqliteStore {
 fn tune(conn: &Connection, opts: &OpenOptions) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{};
-         PRAGMA mmap_size = 268435456;
+         PRAGMA mmap_size = 0;
          PRAGMA temp_store = MEMORY;",
         u64::from(opts.cache_mib) * 1024
     ))?;
@@ -595,6 +595,48 @@ impl ReputationStore for SqliteStore {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    fn values_each(&self, ids: &[i64], f: &mut dyn FnMut(i64, Entry)) -> Result<(), StoreError> {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return Ok(());
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            // Dense (a profile selecting most entries): one pass over the id range, front to
+            // back. Sparse: a lookup per id (a few page reads each) beats reading every row.
+            let span = u64::try_from(last.saturating_sub(first)).unwrap_or(u64::MAX);
+            if span / 8 <= ids.len() as u64 {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, kind, value FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+                )?;
+                let mut rows = stmt.query([first, last])?;
+                let mut want = ids.iter().peekable();
+                while let Some(row) = rows.next()? {
+                    let id: i64 = row.get(0)?;
+                    while want.next_if(|w| **w < id).is_some() {}
+                    if want.next_if_eq(&&id).is_some() {
+                        let value: String = row.get(2)?;
+                        f(id, parse_stored(row.get(1)?, &value)?);
+                    }
+                    if want.peek().is_none() {
+                        break;
+                    }
+                }
+            } else {
+                let mut stmt =
+                    tx.prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?;
+                for &id in ids {
+                    let mut rows = stmt.query([id])?;
+                    if let Some(row) = rows.next()? {
+                        let value: String = row.get(1)?;
+                        f(id, parse_stored(row.get(0)?, &value)?);
+                    }
+                }
+            }
+        }
+        tx.finish()?;
+        Ok(())
     }
 
     fn search_each(
