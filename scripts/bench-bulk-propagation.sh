@@ -29,12 +29,22 @@ cursor=$(curl -sf -H "Authorization: Bearer $token" "$url/api/v1/sync?wait=0" | 
 "$bin" --data-dir "$work" -q import "$file"
 committed=$(date +%s.%N)
 target=$("$bin" --data-dir "$work" stats | awk '/^cursor/ {print $2}')
-applied=0
-while [ "$cursor" -lt "$target" ]; do
-    curl -sf -o "$work/answer" -H "Authorization: Bearer $token" "$url/api/v1/sync?cursor=$cursor&wait=60"
-    head=$(sed -n 1p "$work/answer")
-    cursor=$(echo "$head" | python3 -c 'import sys, json; print(json.load(sys.stdin)["cursor"])')
-    applied=$((applied + $(($(wc -l < "$work/answer") - 1))))
-done
+# The device: one process long-polling in a loop (a shell loop starting curl and python per answer
+# would measure its own start-up, tens of ms an answer).
+read -r cursor applied answers < <(python3 - "$url" "$token" "$cursor" "$target" <<'PY'
+import json, sys, urllib.request
+url, token, cursor, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+applied = answers = 0
+while cursor < target:
+    req = urllib.request.Request(f"{url}/api/v1/sync?cursor={cursor}&wait=60",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req) as r:
+        lines = r.read().split(b"\n")
+    cursor = json.loads(lines[0])["cursor"]
+    applied += sum(1 for l in lines[1:] if l)
+    answers += 1
+print(cursor, applied, answers)
+PY
+)
 done_at=$(date +%s.%N)
-echo "imported $(basename "$file"): device at cursor $cursor with $applied operations, $(echo "$done_at - $committed" | bc) s after the import's commit"
+echo "imported $(basename "$file"): device at cursor $cursor with $applied operations in $answers answers, $(echo "$done_at - $committed" | bc) s after the import's commit"

@@ -33,6 +33,9 @@ pub(crate) type Backend = SqliteStore;
 const GROUP: usize = 4096;
 /// Idle reading connections kept open.
 const IDLE_READERS: usize = 8;
+/// After this long without a job the writer gives back its page cache (see
+/// `SqliteStore::release_memory`): an import fills it, an idle hub does not need it.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Page cache of a reading connection, MiB (the writer's is the configured `cache_mib`).
 pub(crate) const READER_CACHE_MIB: u32 = 16;
 
@@ -225,7 +228,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// disk the next jobs queue up, so the batch size follows the load by itself. Ends when every
 /// sender is gone (the hub stopped).
 fn writer(mut store: Backend, jobs: &mpsc::Receiver<Job>, written: &(dyn Fn() + Send + Sync)) {
-    while let Ok(first) = jobs.recv() {
+    let mut busy = false;
+    loop {
+        let first = match jobs.recv_timeout(IDLE_RELEASE) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if std::mem::take(&mut busy) {
+                    if let Err(e) = store.release_memory() {
+                        tracing::warn!(error = %e, "releasing the writer's page cache failed");
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        busy = true;
         let mut batch = vec![first];
         while batch.len() < GROUP {
             match jobs.try_recv() {

@@ -280,8 +280,25 @@ impl Category {
 }
 
 /// The tags of one assertion or of one entry: at most one value per category.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Tags(BTreeMap<CategoryId, TagValue>);
+///
+/// A vector sorted by category, not a map: an entry has a handful of tags, and the hub decodes,
+/// merges and drops millions of these (a B-tree costs a node allocation and a walk to drop each).
+/// Its serde form is a map, and its stored form (postcard) is byte for byte what a map's was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Tags(Vec<(CategoryId, TagValue)>);
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tags, D::Error> {
+        let map = BTreeMap::<CategoryId, TagValue>::deserialize(d)?;
+        Ok(Tags(map.into_iter().collect()))
+    }
+}
 
 impl Tags {
     pub fn new() -> Tags {
@@ -296,16 +313,26 @@ impl Tags {
         self.0.len()
     }
 
+    fn find(&self, id: CategoryId) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&id, |(k, _)| *k)
+    }
+
     pub fn get(&self, id: CategoryId) -> Option<&TagValue> {
-        self.0.get(&id)
+        self.find(id).ok().map(|i| &self.0[i].1)
     }
 
     pub fn insert(&mut self, id: CategoryId, value: TagValue) -> Option<TagValue> {
-        self.0.insert(id, value)
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (id, value));
+                None
+            }
+        }
     }
 
     pub fn remove(&mut self, id: CategoryId) -> Option<TagValue> {
-        self.0.remove(&id)
+        self.find(id).ok().map(|i| self.0.remove(i).1)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (CategoryId, &TagValue)> {
@@ -316,18 +343,26 @@ impl Tags {
     /// other categories are kept.
     pub fn overwrite_with(&mut self, other: &Tags) {
         for (k, v) in &other.0 {
-            self.0.insert(*k, v.clone());
+            self.insert(*k, v.clone());
         }
     }
 
-    /// Compact binary form for storage.
+    /// Compact binary form for storage: postcard's map form (a length, then key and value
+    /// pairs), which is also its form of a sequence of pairs.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(&self.0).unwrap_or_default()
     }
 
-    /// Inverse of [`Tags::encode`]; never panics on corrupt input.
+    /// Inverse of [`Tags::encode`]; never panics on corrupt input. Pairs out of order or named
+    /// twice (not written by `encode`) are put in order, the last value of a category kept, as a
+    /// map would have read them.
     pub fn decode(bytes: &[u8]) -> Option<Tags> {
-        postcard::from_bytes(bytes).ok().map(Tags)
+        let mut pairs: Vec<(CategoryId, TagValue)> = postcard::from_bytes(bytes).ok()?;
+        if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            let map: BTreeMap<CategoryId, TagValue> = pairs.into_iter().collect();
+            pairs = map.into_iter().collect();
+        }
+        Some(Tags(pairs))
     }
 }
 
@@ -628,6 +663,42 @@ mod tests {
         assert_eq!(dropped, vec!["Trend Micro Source".to_string()]);
         assert_eq!(Tags::decode(&tags.encode()).unwrap(), tags);
         assert_eq!(Tags::decode(&[0xff, 0xff, 0xff]), None);
+    }
+
+    /// Databases hold tags encoded from a map: the stored bytes are the same, both ways, and
+    /// pairs out of order or repeated read as a map reads them.
+    #[test]
+    fn stored_form_is_the_maps() {
+        let map: BTreeMap<CategoryId, TagValue> = [
+            (2, TagValue::Text("High".into())),
+            (7, TagValue::List(vec!["a".into(), "b".into()])),
+            (9, TagValue::Date(1_800_000_000)),
+        ]
+        .into_iter()
+        .collect();
+        let old = postcard::to_allocvec(&map).unwrap();
+        let tags = Tags::decode(&old).unwrap();
+        assert_eq!(tags.encode(), old);
+        assert_eq!(tags.get(7), map.get(&7));
+        assert_eq!(tags.get(3), None);
+        let pairs = vec![
+            (9, TagValue::YesNo(true)),
+            (2, TagValue::Number(1)),
+            (9, TagValue::Number(5)),
+        ];
+        let odd = Tags::decode(&postcard::to_allocvec(&pairs).unwrap()).unwrap();
+        let as_map: BTreeMap<CategoryId, TagValue> = pairs.into_iter().collect();
+        assert_eq!(
+            odd.iter().map(|(k, v)| (k, v.clone())).collect::<Vec<_>>(),
+            as_map.into_iter().collect::<Vec<_>>()
+        );
+        // The serde form is a map (JSON object), as it was.
+        assert_eq!(
+            serde_json::to_string(&tags).unwrap(),
+            serde_json::to_string(&map).unwrap()
+        );
+        let back: Tags = serde_json::from_str(&serde_json::to_string(&map).unwrap()).unwrap();
+        assert_eq!(back, tags);
     }
 
     #[test]

@@ -203,6 +203,14 @@ impl SqliteStore {
         }
     }
 
+    /// Give back the memory of this connection's page cache (`PRAGMA shrink_memory`): a long
+    /// write fills it up to `cache_mib`, and a process that then sits idle would keep it all.
+    /// Later reads fetch pages again from the operating system's cache.
+    pub fn release_memory(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA shrink_memory;")?;
+        Ok(())
+    }
+
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
     pub fn check_integrity(&self) -> Result<(), StoreError> {
         let r: String = self
