@@ -73,7 +73,7 @@ pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimit
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, Decidable, HistoryRecord, Outcome, Stats,
     StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 
@@ -151,6 +151,12 @@ pub trait ReputationStore {
     /// the `next` it returns is visible and was returned (or compacted away): a caller can store
     /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
+
+    /// Every entry as [`Decidable`], in id order.
+    fn decidable_each(&self, f: &mut dyn FnMut(Decidable)) -> Result<(), StoreError>;
+
+    /// The entries with these ids that exist, as [`Decidable`], in no particular order.
+    fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError>;
 
     /// The values of the entries with these ids (ascending) that still exist, in id order: the
     /// hub's filter sets keep ids only and read values when they answer with a whole set. An id's

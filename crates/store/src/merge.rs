@@ -10,17 +10,32 @@ use rephub_model::{CategoryId, TagValue, Tags};
 use crate::types::Assertion;
 
 pub fn effective(assertions: &[Assertion], ttl: Option<CategoryId>) -> (Tags, Option<i64>) {
-    let mut ordered: Vec<&Assertion> = assertions.iter().collect();
-    ordered.sort_by_key(|a| a.seq);
-    let mut tags = Tags::new();
-    for a in &ordered {
-        tags.overwrite_with(&a.tags);
-    }
-    let expires = if assertions.iter().any(|a| a.expires_at.is_none()) {
+    effective_owned(
+        assertions
+            .iter()
+            .map(|a| (a.seq, a.tags.clone(), a.expires_at))
+            .collect(),
+        ttl,
+    )
+}
+
+/// [`effective`] of assertions given as `(seq, tags, expires_at)`, taking their tags: the common
+/// single assertion's tags become the entry's without a copy.
+pub(crate) fn effective_owned(
+    mut parts: Vec<(u64, Tags, Option<i64>)>,
+    ttl: Option<CategoryId>,
+) -> (Tags, Option<i64>) {
+    parts.sort_by_key(|p| p.0);
+    let expires = if parts.iter().any(|p| p.2.is_none()) {
         None
     } else {
-        assertions.iter().filter_map(|a| a.expires_at).max()
+        parts.iter().filter_map(|p| p.2).max()
     };
+    let mut parts = parts.into_iter();
+    let mut tags = parts.next().map(|p| p.1).unwrap_or_default();
+    for (_, later, _) in parts {
+        tags.overwrite_with(&later);
+    }
     if let Some(id) = ttl {
         match expires {
             Some(t) => {

@@ -35,6 +35,16 @@ pub struct Assertion {
     pub updated_at: i64,
 }
 
+/// What deciding an entry needs: its value and its effective tags and expiry, without the
+/// assertions behind them (the hub's filter sets read millions of these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decidable {
+    pub id: i64,
+    pub entry: Entry,
+    pub tags: Tags,
+    pub expires_at: Option<i64>,
+}
+
 /// An entry as stored: its value, its effective tags and expiry, and the assertions behind them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {

@@ -75,6 +75,7 @@ macro_rules! backend_suite {
                 data_survives_reopen,
                 get_many_equals_one_by_one,
                 values_come_in_id_order_dense_or_sparse,
+                decidable_entries_agree_with_stored_entries,
                 device_reports_and_events_survive_retries,
                 entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
                 exceptions_are_kept_once_and_listed_in_order,
@@ -769,6 +770,69 @@ fn values_come_in_id_order_dense_or_sparse<S: TestBackend>() {
         assert!(!want.is_empty() || ids.len() < 2);
         assert_eq!(got, want);
     }
+}
+
+/// The lean read of the hub's filter sets gives each entry's value, merged tags and expiry exactly
+/// as the full read does: several sources, later writes winning, expiries and the TTL tag.
+fn decidable_entries_agree_with_stored_entries<S: TestBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let ttl = |secs: i64| rephub_model::format_utc(T0 + secs);
+    let mut tx = d.store.begin().unwrap();
+    for i in 0..60u32 {
+        let entry = e(Kind::Ipv4, &format!("10.3.0.{i}"));
+        let first = tags(&cat, &[("Trend Micro Severity", "Low")]);
+        put(&mut tx, &cat, "feed-a", &entry, &first, WriteMode::Merge).unwrap();
+        if i % 2 == 0 {
+            let t = ttl(3600 + i64::from(i));
+            let second = tags(
+                &cat,
+                &[("Trend Micro Severity", "High"), (builtin::TTL, t.as_str())],
+            );
+            put(&mut tx, &cat, "feed-b", &entry, &second, WriteMode::Merge).unwrap();
+        }
+        if i % 3 == 0 {
+            let t = ttl(60);
+            let own = tags(&cat, &[(builtin::TTL, t.as_str())]);
+            put(&mut tx, &cat, "feed-a", &entry, &own, WriteMode::Replace).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let full: Vec<_> = {
+        let mut v = d.store.search(&Criteria::default(), 0).unwrap();
+        v.sort_by_key(|s| s.id);
+        v.into_iter()
+            .map(|s| (s.id, s.entry, s.tags, s.expires_at))
+            .collect()
+    };
+    let mut each = Vec::new();
+    d.store.decidable_each(&mut |x| each.push(x)).unwrap();
+    let lean: Vec<_> = each
+        .into_iter()
+        .map(|x| (x.id, x.entry, x.tags, x.expires_at))
+        .collect();
+    assert_eq!(lean, full);
+    assert!(full.iter().any(|f| f.3.is_some()) && full.iter().any(|f| f.3.is_none()));
+    let ids: Vec<i64> = full
+        .iter()
+        .map(|f| f.0)
+        .step_by(7)
+        .chain([999_999])
+        .collect();
+    let mut many: Vec<_> = d
+        .store
+        .decidable_many(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.id, x.entry, x.tags, x.expires_at))
+        .collect();
+    many.sort_by_key(|m| m.0);
+    let want: Vec<_> = full
+        .iter()
+        .filter(|f| ids.contains(&f.0))
+        .cloned()
+        .collect();
+    assert_eq!(many, want);
 }
 
 fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {

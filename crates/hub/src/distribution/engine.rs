@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rephub_model::{Catalog, Criteria, Decision, Entry, Filter, decide, sort_filters};
+use rephub_model::{Catalog, Decision, Entry, Filter, decide, sort_filters};
 use rephub_store::{ChangePage, DistributionStore, ReputationStore, UpstreamStore};
 
 use crate::db::Backend;
@@ -287,8 +287,8 @@ impl Engine {
         }
         // Current state of every changed entry, read in one query before taking the state lock.
         let ids: Vec<i64> = changes.iter().map(|c| c.entry_id).collect();
-        let stored: HashMap<i64, rephub_store::StoredEntry> = reader
-            .get_many(&ids)?
+        let stored: HashMap<i64, rephub_store::Decidable> = reader
+            .decidable_many(&ids)?
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
@@ -655,19 +655,16 @@ impl Engine {
     }
 }
 
-/// Every entry not on the exception list, with its tags, in id order: the entries table and the
-/// assertions (keyed by entry id) are then read front to back, not by a random seek per entry as
-/// a search by kind and value would.
+/// Every entry not on the exception list, with its tags, in id order.
 fn scan_decided(
     reader: &Backend,
     exceptions: &HashSet<Entry>,
-    f: &mut dyn FnMut(&rephub_store::StoredEntry),
+    f: &mut dyn FnMut(&rephub_store::Decidable),
 ) -> Result<(), HubError> {
-    reader.scan_each(&Criteria::default(), 0, u64::MAX, &mut |e| {
+    reader.decidable_each(&mut |e| {
         if !exceptions.contains(&e.entry) {
             f(&e);
         }
-        true
     })?;
     Ok(())
 }

@@ -43,7 +43,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, HistoryRecord, Outcome, Stats,
+    Assertion, Change, ChangeOp, ChangePage, CommitMark, Decidable, HistoryRecord, Outcome, Stats,
     StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
@@ -337,6 +337,48 @@ fn for_each_grouped(
     Ok(())
 }
 
+/// Rows `(entry id, kind, value, tags, expires_at, seq)`, an entry's assertions adjacent: hands
+/// each entry to `f` as a [`Decidable`] (no source names, no assertion list).
+fn for_each_decidable(
+    rows: &mut rusqlite::Rows<'_>,
+    ttl: Option<CategoryId>,
+    f: &mut dyn FnMut(Decidable),
+) -> Result<(), StoreError> {
+    type Part = (u64, Tags, Option<i64>);
+    let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
+    let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
+        let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
+        f(Decidable {
+            id,
+            entry: parse_stored(kind, &value)?,
+            tags,
+            expires_at,
+        });
+        Ok::<_, StoreError>(())
+    };
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let part: Part = (
+            r.get::<_, i64>(5)? as u64,
+            decode_tags(r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?)?,
+            r.get(4)?,
+        );
+        match &mut current {
+            Some((cid, _, _, parts)) if *cid == id => parts.push(part),
+            _ => {
+                if let Some(done) = current.take() {
+                    finish(done)?;
+                }
+                current = Some((id, r.get(1)?, r.get(2)?, vec![part]));
+            }
+        }
+    }
+    if let Some(done) = current.take() {
+        finish(done)?;
+    }
+    Ok(())
+}
+
 fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
@@ -602,6 +644,35 @@ impl ReputationStore for SqliteStore {
             out.push(build(id, parse_stored(kind, &value)?, list, ttl));
             Ok(true)
         })?;
+        Ok(out)
+    }
+
+    fn decidable_each(&self, f: &mut dyn FnMut(Decidable)) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let ttl = ttl_id(&tx)?;
+            // By id: the entries table and the assertions (keyed by entry id) are read front to
+            // back, not by a random seek per entry.
+            let mut stmt = tx.prepare_cached(
+                "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                 FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id ORDER BY e.id",
+            )?;
+            for_each_decidable(&mut stmt.query([])?, ttl, f)?;
+        }
+        tx.finish()?;
+        Ok(())
+    }
+
+    fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError> {
+        let ttl = ttl_id(&self.conn)?;
+        let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+             FROM json_each(?1) j JOIN entries e ON e.id = j.value
+             CROSS JOIN assertions a ON a.entry_id = e.id",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for_each_decidable(&mut stmt.query([list])?, ttl, &mut |d| out.push(d))?;
         Ok(out)
     }
 
