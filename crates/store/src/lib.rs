@@ -152,8 +152,15 @@ pub trait ReputationStore {
     /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
 
-    /// Every entry as [`Decidable`], in id order.
-    fn decidable_each(&self, f: &mut dyn FnMut(Decidable)) -> Result<(), StoreError>;
+    /// Every entry with an id in `ids` as [`Decidable`], in id order.
+    fn decidable_each(
+        &self,
+        ids: std::ops::RangeInclusive<i64>,
+        f: &mut dyn FnMut(Decidable),
+    ) -> Result<(), StoreError>;
+
+    /// The smallest and largest entry id, `None` when there are no entries.
+    fn id_bounds(&self) -> Result<Option<(i64, i64)>, StoreError>;
 
     /// The entries with these ids that exist, as [`Decidable`], in no particular order.
     fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError>;

@@ -806,7 +806,17 @@ fn decidable_entries_agree_with_stored_entries<S: TestBackend>() {
             .collect()
     };
     let mut each = Vec::new();
-    d.store.decidable_each(&mut |x| each.push(x)).unwrap();
+    d.store
+        .decidable_each(i64::MIN..=i64::MAX, &mut |x| each.push(x))
+        .unwrap();
+    // A range reads only its ids; the bounds are the first and last id.
+    let (lo, hi) = d.store.id_bounds().unwrap().unwrap();
+    assert_eq!((lo, hi), (full[0].0, full[full.len() - 1].0));
+    let mut part = Vec::new();
+    d.store
+        .decidable_each(lo + 10..=lo + 19, &mut |x| part.push(x.id))
+        .unwrap();
+    assert_eq!(part, (lo + 10..=lo + 19).collect::<Vec<_>>());
     let lean: Vec<_> = each
         .into_iter()
         .map(|x| (x.id, x.entry, x.tags, x.expires_at))

@@ -81,18 +81,17 @@ struct FilterSet {
 
 impl FilterSet {
     fn slot(&mut self, expires: Option<i64>, decision: Decision) -> Slot {
-        let ix = match self.decisions.iter().position(|d| *d == decision) {
-            Some(ix) => ix,
-            None => {
-                self.decisions.push(decision);
-                self.decisions.len() - 1
-            }
-        };
         Slot {
             expires: expires.unwrap_or(NEVER),
-            // A profile has a handful of filters; an index past u32 cannot happen.
-            decision: u32::try_from(ix).unwrap_or(u32::MAX),
+            decision: intern(&mut self.decisions, decision),
         }
+    }
+
+    /// The set's entries and decisions from a whole-table scan.
+    fn install(&mut self, decided: Decided) {
+        // Ids come in ascending order: the tree is built packed, without a split per insert.
+        self.slots = decided.slots.into_iter().collect();
+        self.decisions = decided.decisions;
     }
 
     fn decision(&self, slot: Slot) -> Decision {
@@ -116,6 +115,101 @@ impl FilterSet {
             decisions: self.decisions.clone(),
         }
     }
+}
+
+/// The index of `decision` in a set's decision table, added when new.
+fn intern(table: &mut Vec<Decision>, decision: Decision) -> u32 {
+    let ix = match table.iter().position(|d| *d == decision) {
+        Some(ix) => ix,
+        None => {
+            table.push(decision);
+            table.len() - 1
+        }
+    };
+    // A profile has a handful of filters; an index past u32 cannot happen.
+    u32::try_from(ix).unwrap_or(u32::MAX)
+}
+
+/// One profile's selection from a scan of the whole table, in id order.
+#[derive(Default)]
+struct Decided {
+    slots: Vec<(i64, Slot)>,
+    decisions: Vec<Decision>,
+}
+
+impl Decided {
+    fn push(&mut self, id: i64, expires: Option<i64>, decision: Decision) {
+        let decision = intern(&mut self.decisions, decision);
+        let expires = expires.unwrap_or(NEVER);
+        self.slots.push((id, Slot { expires, decision }));
+    }
+
+    /// Append the selection of a later id range (its own decision table mapped onto this one).
+    fn append(&mut self, later: Decided) {
+        let map: Vec<u32> = later
+            .decisions
+            .iter()
+            .map(|d| intern(&mut self.decisions, *d))
+            .collect();
+        self.slots.extend(later.slots.into_iter().map(|(id, s)| {
+            let decision = map[s.decision as usize];
+            (id, Slot { decision, ..s })
+        }));
+    }
+}
+
+/// Below this many ids a whole-table scan is done in one pass, above it in two halves at once.
+const PARALLEL_FROM: i64 = 100_000;
+
+/// Decide every entry not on the exception list for each list of filters (one per profile). The
+/// upper half of the ids is read on a second connection in a second thread (2 cores: about half
+/// the time). Each half reads its own snapshot, later than any position the caller read before:
+/// what changed since is in the change log after it, and deciding an entry twice gives the same.
+fn decide_all(
+    reader: &Backend,
+    exceptions: &HashSet<Entry>,
+    filters: &[&[Filter]],
+    parallel_from: i64,
+) -> Result<Vec<Decided>, HubError> {
+    let scan = |store: &Backend, ids: std::ops::RangeInclusive<i64>| {
+        let mut out: Vec<Decided> = filters.iter().map(|_| Decided::default()).collect();
+        store.decidable_each(ids, &mut |e| {
+            if exceptions.contains(&e.entry) {
+                return;
+            }
+            for (f, o) in filters.iter().zip(&mut out) {
+                if let Some(d) = decide(f, &e.entry, &e.tags) {
+                    o.push(e.id, e.expires_at, d);
+                }
+            }
+        })?;
+        Ok::<_, HubError>(out)
+    };
+    let Some((lo, hi)) = reader.id_bounds()? else {
+        return Ok(filters.iter().map(|_| Decided::default()).collect());
+    };
+    if hi - lo < parallel_from {
+        return scan(reader, lo..=hi);
+    }
+    let mid = lo + (hi - lo) / 2;
+    let second = Backend::open_reader(
+        reader.path(),
+        rephub_store::OpenOptions {
+            cache_mib: crate::db::READER_CACHE_MIB,
+            ..rephub_store::OpenOptions::default()
+        },
+    )?;
+    let scan = &scan;
+    let (lower, upper) = std::thread::scope(|s| {
+        let upper = s.spawn(move || scan(&second, mid + 1..=hi));
+        (scan(reader, lo..=mid), upper.join())
+    });
+    let upper = upper.map_err(|_| HubError::Internal("a scanning thread panicked".into()))??;
+    let mut all = lower?;
+    for (a, b) in all.iter_mut().zip(upper) {
+        a.append(b);
+    }
+    Ok(all)
 }
 
 /// A filter set's slots at one position, taken under the lock and read outside it.
@@ -362,21 +456,14 @@ impl Engine {
             };
             sets.push((p.id, set));
         }
-        let mut selected: Vec<Vec<(i64, Slot)>> = sets.iter().map(|_| Vec::new()).collect();
-        if !sets.is_empty() {
-            scan_decided(reader, exceptions, &mut |e| {
-                for ((_, set), out) in sets.iter_mut().zip(&mut selected) {
-                    if let Some(d) = decide(&set.filters, &e.entry, &e.tags) {
-                        out.push((e.id, set.slot(e.expires_at, d)));
-                    }
-                }
-            })?;
-        }
         let mut profiles = HashMap::new();
-        for ((id, mut set), slots) in sets.into_iter().zip(selected) {
-            // Ids come in ascending order: the tree is built packed, without a split per insert.
-            set.slots = slots.into_iter().collect();
-            profiles.insert(id, set);
+        if !sets.is_empty() {
+            let filters: Vec<&[Filter]> = sets.iter().map(|(_, s)| s.filters.as_slice()).collect();
+            let decided = decide_all(reader, exceptions, &filters, PARALLEL_FROM)?;
+            for ((id, mut set), decided) in sets.into_iter().zip(decided) {
+                set.install(decided);
+                profiles.insert(id, set);
+            }
         }
         Ok(State { applied, profiles })
     }
@@ -397,13 +484,13 @@ impl Engine {
             filters,
             ..FilterSet::default()
         };
-        let mut slots = Vec::new();
-        scan_decided(&reader, &self.exceptions(), &mut |e| {
-            if let Some(d) = decide(&fresh.filters, &e.entry, &e.tags) {
-                slots.push((e.id, fresh.slot(e.expires_at, d)));
-            }
-        })?;
-        fresh.slots = slots.into_iter().collect();
+        let decided = decide_all(
+            &reader,
+            &self.exceptions(),
+            &[fresh.filters.as_slice()],
+            PARALLEL_FROM,
+        )?;
+        fresh.install(decided.into_iter().next().unwrap_or_default());
         let mut st = lock(&self.state);
         let applied = st.applied;
         let Some(set) = st.profiles.get_mut(&id) else {
@@ -655,20 +742,6 @@ impl Engine {
     }
 }
 
-/// Every entry not on the exception list, with its tags, in id order.
-fn scan_decided(
-    reader: &Backend,
-    exceptions: &HashSet<Entry>,
-    f: &mut dyn FnMut(&rephub_store::Decidable),
-) -> Result<(), HubError> {
-    reader.decidable_each(&mut |e| {
-        if !exceptions.contains(&e.entry) {
-            f(&e);
-        }
-    })?;
-    Ok(())
-}
-
 /// A delta where no value is both upserted and deleted: an entry deleted and written again gets
 /// a new id, and the device must end with the new one whatever order it applies lines in.
 fn delta(cursor: u64, upserts: Vec<Selected>, mut deletes: Vec<(i64, Entry)>) -> SyncAnswer {
@@ -707,5 +780,76 @@ fn trim(set: &mut FilterSet) {
         let cut = set.log.len() - max / 2;
         set.log_start = set.log[cut - 1].0;
         set.log.drain(..cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use super::*;
+    use rephub_model::{ActionSet, Kind};
+    use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+
+    /// The scan in two halves (two connections, two threads) decides exactly what one pass
+    /// decides: the same entries in id order, decisions and expiries, with the upper half's
+    /// decision table mapped onto the lower one's (here they list the decisions in another order).
+    #[test]
+    fn a_scan_in_two_halves_equals_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Backend::open(&dir.path().join("rep.db")).unwrap();
+        let cat = store.catalog().unwrap();
+        let mut tx = store.begin().unwrap();
+        for i in 0..500u32 {
+            // The lower half sees Medium first, the upper half High.
+            let sev = match (i < 250, i % 2) {
+                (true, 0) => "Medium",
+                (true, _) => "Low",
+                (false, 0) => "High",
+                (false, _) => "Medium",
+            };
+            let ttl = rephub_model::format_utc(1_900_000_000 + i64::from(i));
+            let mut pairs = vec![("Trend Micro Severity", sev)];
+            if i % 5 == 0 {
+                pairs.push((rephub_model::builtin::TTL, ttl.as_str()));
+            }
+            let (tags, _) = cat.parse_pairs(pairs).unwrap();
+            let value = format!("10.9.{}.{}", i / 256, i % 256);
+            let entry = Entry::parse(Kind::Ipv4, &value).unwrap();
+            tx.upsert("feed", &Upsert::new(entry, tags, &cat), WriteMode::Merge)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let filter = |id: i64, action, criterion: &str| {
+            let crit = vec![criterion.to_string()];
+            Filter::new(&cat, id, &format!("f{id}"), true, id, action, vec![], crit).unwrap()
+        };
+        let first = vec![
+            filter(1, ActionSet::Block, "Trend Micro Severity=High"),
+            filter(2, ActionSet::Notify, "Trend Micro Severity=Medium"),
+        ];
+        let second = vec![filter(3, ActionSet::Block, "Trend Micro Severity=Low")];
+        let exceptions: HashSet<Entry> = [Entry::parse(Kind::Ipv4, "10.9.1.0").unwrap()].into();
+        let lists: [&[Filter]; 2] = [&first, &second];
+        let one = decide_all(&store, &exceptions, &lists, i64::MAX).unwrap();
+        let two = decide_all(&store, &exceptions, &lists, 0).unwrap();
+        let resolved = |d: &Decided| -> Vec<(i64, Decision, i64)> {
+            let v: Vec<_> = d
+                .slots
+                .iter()
+                .map(|(id, s)| (*id, d.decisions[s.decision as usize], s.expires))
+                .collect();
+            assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
+            v
+        };
+        assert_eq!(two[0].decisions.len(), 2);
+        for (x, y) in one.iter().zip(&two) {
+            assert_eq!(resolved(x), resolved(y));
+        }
+        // 125 Medium below, 125 High and 125 Medium above, less the exception (10.9.1.0, i = 256,
+        // High); 125 Low below.
+        assert_eq!(one[0].slots.len(), 374);
+        assert_eq!(one[1].slots.len(), 125);
+        assert!(resolved(&two[0]).iter().any(|r| r.2 != NEVER));
     }
 }

@@ -647,7 +647,11 @@ impl ReputationStore for SqliteStore {
         Ok(out)
     }
 
-    fn decidable_each(&self, f: &mut dyn FnMut(Decidable)) -> Result<(), StoreError> {
+    fn decidable_each(
+        &self,
+        ids: std::ops::RangeInclusive<i64>,
+        f: &mut dyn FnMut(Decidable),
+    ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         {
             let ttl = ttl_id(&tx)?;
@@ -655,12 +659,23 @@ impl ReputationStore for SqliteStore {
             // back, not by a random seek per entry.
             let mut stmt = tx.prepare_cached(
                 "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
-                 FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id ORDER BY e.id",
+                 FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
+                 WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id",
             )?;
-            for_each_decidable(&mut stmt.query([])?, ttl, f)?;
+            let mut rows = stmt.query([*ids.start(), *ids.end()])?;
+            for_each_decidable(&mut rows, ttl, f)?;
         }
         tx.finish()?;
         Ok(())
+    }
+
+    fn id_bounds(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(id), max(id) FROM entries", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        Ok(lo.zip(hi))
     }
 
     fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError> {
