@@ -120,6 +120,13 @@ mod tests {
         assert_eq!(q(&ix, "10.0.0.0/7"), vec![6]);
         assert_eq!(q(&ix, "2001:db8::1"), vec![4]);
         assert_eq!(q(&ix, "2001:db9::1"), Vec::<i64>::new());
+        // The entries come back as they were put in (the filter sets keep no values: live-mode
+        // answers take them from here).
+        let hits = ix.containing("10.1.2.3/32".parse().unwrap());
+        let want: Vec<(i64, Entry)> = [5, 0, 1, 2].iter().map(|&i| entries[i].clone()).collect();
+        assert_eq!(hits, want);
+        let v6 = ix.containing("2001:db8::1/128".parse().unwrap());
+        assert_eq!(v6, vec![entries[3].clone()]);
         ix.remove(&entries[1].1);
         ix.remove(&entries[5].1);
         ix.remove(&entries[4].1); // not an IP entry: nothing happens
