@@ -60,6 +60,26 @@ struct Slot {
 /// No expiry, in a [`Slot`].
 const NEVER: i64 = i64::MIN;
 
+impl Slot {
+    /// A slot naming `decision` in `table` (added there when new).
+    fn new(table: &mut Vec<Decision>, expires: Option<i64>, decision: Decision) -> Slot {
+        Slot {
+            expires: expires.unwrap_or(NEVER),
+            decision: intern(table, decision),
+        }
+    }
+
+    /// The entry as devices get it, with the decision this slot names in `table`.
+    fn selected(self, table: &[Decision], id: i64, entry: Entry) -> Selected {
+        Selected {
+            id,
+            entry,
+            decision: table[self.decision as usize],
+            expires: (self.expires != NEVER).then_some(self.expires),
+        }
+    }
+}
+
 /// One profile's filter set.
 #[derive(Debug, Default)]
 struct FilterSet {
@@ -81,10 +101,7 @@ struct FilterSet {
 
 impl FilterSet {
     fn slot(&mut self, expires: Option<i64>, decision: Decision) -> Slot {
-        Slot {
-            expires: expires.unwrap_or(NEVER),
-            decision: intern(&mut self.decisions, decision),
-        }
+        Slot::new(&mut self.decisions, expires, decision)
     }
 
     /// The set's entries and decisions from a whole-table scan.
@@ -99,18 +116,13 @@ impl FilterSet {
     }
 
     fn selected(&self, id: i64, entry: Entry, slot: Slot) -> Selected {
-        Selected {
-            id,
-            entry,
-            decision: self.decision(slot),
-            expires: (slot.expires != NEVER).then_some(slot.expires),
-        }
+        slot.selected(&self.decisions, id, entry)
     }
 
     /// The selected slots in id order, and what they refer to: enough to answer with the whole
-    /// set once values are read from the store (see [`Engine::snapshot`]).
-    fn copy(&self) -> SetCopy {
-        SetCopy {
+    /// set once values are read from the store (see [`Engine::snapshot`]), outside the lock.
+    fn copy(&self) -> Decided {
+        Decided {
             slots: self.slots.iter().map(|(id, s)| (*id, *s)).collect(),
             decisions: self.decisions.clone(),
         }
@@ -130,7 +142,7 @@ fn intern(table: &mut Vec<Decision>, decision: Decision) -> u32 {
     u32::try_from(ix).unwrap_or(u32::MAX)
 }
 
-/// One profile's selection from a scan of the whole table, in id order.
+/// One profile's selection in id order: from a scan of the whole table, or a filter set's copy.
 #[derive(Default)]
 struct Decided {
     slots: Vec<(i64, Slot)>,
@@ -139,9 +151,8 @@ struct Decided {
 
 impl Decided {
     fn push(&mut self, id: i64, expires: Option<i64>, decision: Decision) {
-        let decision = intern(&mut self.decisions, decision);
-        let expires = expires.unwrap_or(NEVER);
-        self.slots.push((id, Slot { expires, decision }));
+        let slot = Slot::new(&mut self.decisions, expires, decision);
+        self.slots.push((id, slot));
     }
 
     /// Append the selection of a later id range (its own decision table mapped onto this one).
@@ -210,12 +221,6 @@ fn decide_all(
         a.append(b);
     }
     Ok(all)
-}
-
-/// A filter set's slots at one position, taken under the lock and read outside it.
-struct SetCopy {
-    slots: Vec<(i64, Slot)>,
-    decisions: Vec<Decision>,
 }
 
 /// What a device gets.
@@ -723,19 +728,14 @@ impl Engine {
     /// The whole set as a copy names it, values read from the store in id order. An entry
     /// deleted since the copy was taken is left out: its deletion comes after `cursor`, and a
     /// device told to delete what it does not have ignores it.
-    fn snapshot(&self, cursor: u64, copy: SetCopy) -> Result<SyncAnswer, HubError> {
+    fn snapshot(&self, cursor: u64, copy: Decided) -> Result<SyncAnswer, HubError> {
         let ids: Vec<i64> = copy.slots.iter().map(|(id, _)| *id).collect();
         let mut items = Vec::with_capacity(ids.len());
         let mut slots = copy.slots.iter().peekable();
         lock(&self.reader).values_each(&ids, &mut |id, entry| {
             while slots.next_if(|(s, _)| *s < id).is_some() {}
             if let Some((_, slot)) = slots.next_if(|(s, _)| *s == id) {
-                items.push(Selected {
-                    id,
-                    entry,
-                    decision: copy.decisions[slot.decision as usize],
-                    expires: (slot.expires != NEVER).then_some(slot.expires),
-                });
+                items.push(slot.selected(&copy.decisions, id, entry));
             }
         })?;
         Ok(SyncAnswer::Snapshot { cursor, items })
