@@ -28,6 +28,26 @@ grep accepted "$log"
 printf '| entries | wall s | entries/s | DB bytes/entry | peak RSS MiB |\n|---|---|---|---|---|\n'
 awk -v n="$n" -v s="$secs" -v b="$bytes" -v r="$rss" 'BEGIN { printf "| %d | %.2f | %.0f | %.0f | %.0f |\n", n, s, n/s, b/n, r/1024 }'
 rm -f "$log"
+if command -v sqlite3 >/dev/null; then
+    cut -d, -f1 "$csv" >"$work/values-$n.txt"
+    LC_ALL=C sort "$work/values-$n.txt" >"$work/values-$n-sorted.txt"
+    for order in file sorted; do
+        values="$work/values-$n.txt"
+        [ "$order" = file ] || values="$work/values-$n-sorted.txt"
+        ref="$work/reference-$n.db"
+        rm -f "$ref" "$ref-wal" "$ref-shm"
+        sqlite3 "$ref" 'PRAGMA page_size = 16384' 'PRAGMA journal_mode = WAL' \
+            'CREATE TABLE v (value TEXT NOT NULL)' 'CREATE UNIQUE INDEX v_value ON v (value)' >/dev/null
+        start=$(date +%s.%N)
+        sqlite3 -cmd 'PRAGMA synchronous = FULL' -cmd '.mode tabs' "$ref" ".import $values v"
+        end=$(date +%s.%N)
+        awk -v a="$start" -v b="$end" -v n="$n" -v o="$order" \
+            'BEGIN { printf "reference: sqlite3 .import of the %d values in %s order: %.2f s (%.0f entries/s)\n", n, o, b-a, n/(b-a) }'
+    done
+    rm -f "$work/reference-$n.db"* "$work/values-$n.txt" "$work/values-$n-sorted.txt"
+else
+    echo "reference: skipped (sqlite3 is not installed)"
+fi
 # One lookup and one search through the whole CLI (process start and database open included).
 probe=$(sed -n '1000p' "$csv" | cut -d, -f1)
 for cmd in "query $probe" "search --ip 49.0.0.0/16 --limit 0 -f plain"; do

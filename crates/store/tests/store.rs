@@ -74,6 +74,7 @@ macro_rules! backend_suite {
                 categories_can_be_added_once,
                 data_survives_reopen,
                 get_many_equals_one_by_one,
+                a_batch_writes_what_item_by_item_writes,
                 values_come_in_id_order_dense_or_sparse,
                 decidable_entries_agree_with_stored_entries,
                 device_reports_and_events_survive_retries,
@@ -723,6 +724,103 @@ fn get_many_equals_one_by_one<S: TestBackend>() {
         .collect();
     assert_eq!(many.len(), 150);
     assert_eq!(many, one_by_one);
+}
+
+/// The values of a batch of `n` items numbered from `from`: every kind; some repeat an earlier
+/// item of the batch (maybe in the same multi-row statement); a third of the severities differ.
+fn batch_values(cat: &Catalog, from: usize, n: usize) -> Vec<Upsert> {
+    (from..from + n)
+        .map(|i| {
+            // Every fifth item is the entry of the item three before it.
+            let j = if i % 5 == 0 && i >= 3 { i - 3 } else { i };
+            let entry = match j % 5 {
+                0 => e(Kind::Ipv4, &format!("10.{}.{}.0/24", j / 256, j % 256)),
+                1 => e(Kind::Ipv6, &format!("2001:db8::{j:x}")),
+                2 => e(Kind::Domain, &format!("host{j}.example.org")),
+                3 => e(Kind::Url, &format!("http://example.net/{j}/a.php")),
+                _ => e(Kind::Sha256, &format!("{j:064x}")),
+            };
+            let severity = ["High", "Low", "Medium"][i % 3];
+            let mut pairs = vec![("Trend Micro Severity", severity)];
+            if i % 4 == 0 {
+                pairs.push(("Reputation Entries TTL", "2030-01-01 00:00:00"));
+            }
+            Upsert::new(entry, tags(cat, &pairs), cat)
+        })
+        .collect()
+}
+
+/// A batch takes multi-row statements in SQLite: it must write exactly what the same items
+/// written one by one write — outcomes, change log and its sequence numbers, tags, expiries,
+/// assertions — with entries that exist before the batch (of this source and of another), items
+/// that repeat an earlier one of the batch, and batch sizes that split into every group size.
+fn a_batch_writes_what_item_by_item_writes<S: TestBackend>() {
+    let mut batched = db::<S>();
+    let mut single = db::<S>();
+    let cat = batched.store.catalog().unwrap();
+    let before = batch_values(&cat, 0, 700);
+    for d in [&mut batched, &mut single] {
+        let mut tx = d.store.begin().unwrap();
+        for (i, item) in before.iter().enumerate() {
+            // Every seventh of the first 700 exists for "feed", every eleventh for another source.
+            if i % 7 == 0 {
+                tx.upsert("feed", item, WriteMode::Merge).unwrap();
+            } else if i % 11 == 0 {
+                tx.upsert("other", item, WriteMode::Merge).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let mut outcomes = Vec::new();
+    // 300 new items after the 700: the batch mixes both. Sizes: 256 + 16 + 8 singles, and so on.
+    for (from, n, mode) in [
+        (0, 1000, WriteMode::Merge),
+        (650, 280, WriteMode::Replace),
+        (30, 17, WriteMode::Merge),
+    ] {
+        let items = batch_values(&cat, from, n);
+        let mut tx = batched.store.begin().unwrap();
+        let got = tx.upsert_batch("feed", &items, mode).unwrap();
+        let got_seq = tx.commit().unwrap();
+        let mut tx = single.store.begin().unwrap();
+        let want: Vec<Outcome> = items
+            .iter()
+            .map(|i| tx.upsert("feed", i, mode).unwrap())
+            .collect();
+        let want_seq = tx.commit().unwrap();
+        assert_eq!(got, want, "outcomes of {n} items from {from}");
+        assert_eq!(got_seq, want_seq);
+        outcomes.extend(got);
+    }
+    for o in [Outcome::Added, Outcome::Updated, Outcome::Unchanged] {
+        assert!(outcomes.contains(&o), "the batches cover {o:?}");
+    }
+    let log = |d: &Db<S>| {
+        let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
+            panic!("a delta")
+        };
+        changes
+            .iter()
+            .map(|c| (c.seq, c.op, c.entry.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(log(&batched), log(&single));
+    // Ids may differ (a multi-row insert spends the ids of rows that existed); nothing else.
+    let all = |d: &Db<S>| {
+        let mut v: Vec<_> = d
+            .store
+            .search(&Criteria::default(), 0)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.entry.to_string(), s.tags, s.expires_at, s.assertions))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (a, b) = (all(&batched), all(&single));
+    // 1,000 items of which 199 repeat an earlier one (every fifth from the fifth on).
+    assert_eq!(a.len(), 801);
+    assert_eq!(a, b);
 }
 
 /// `values_each` reads a dense id list in one pass and a sparse one id by id: both give the

@@ -13,6 +13,7 @@
 //! `schema`, and the conversion of SQLite's errors in `error`. Nothing outside this folder names
 //! `rusqlite`.
 
+mod bulk;
 mod connections;
 mod dist;
 mod error;
@@ -1107,6 +1108,17 @@ impl SqliteTx<'_> {
         let id = self.entry_id(&item.entry)?.ok_or_else(|| {
             StoreError::Corrupt(format!("{}: conflict without a row", item.value))
         })?;
+        self.merge_into(id, source_id, item, mode)
+    }
+
+    /// Merge `item` into entry `id`, which has the item's key.
+    fn merge_into(
+        &mut self,
+        id: i64,
+        source_id: i64,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
         let old: Option<Vec<u8>> = self
             .tx
             .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
@@ -1128,6 +1140,25 @@ impl SqliteTx<'_> {
         self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, self.ttl), seq)?;
         self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)
+    }
+
+    /// Inserts the item's entry with this id unless its key exists; returns whether it did.
+    fn insert_entry(&self, id: i64, item: &Upsert) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind, key) DO NOTHING",
+            )?
+            .execute(params![
+                id,
+                item.kind,
+                item.key,
+                item.key_end,
+                item.value,
+                self.now
+            ])?;
+        Ok(n == 1)
     }
 
     fn entry_id(&self, entry: &Entry) -> Result<Option<i64>, StoreError> {
@@ -1199,21 +1230,7 @@ impl WriteTx for SqliteTx<'_> {
         mode: WriteMode,
     ) -> Result<Outcome, StoreError> {
         let source_id = self.writing_source(source)?;
-        let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (kind, key) DO NOTHING",
-            )?
-            .execute(params![
-                self.next_id,
-                item.kind,
-                item.key,
-                item.key_end,
-                item.value,
-                self.now
-            ])?;
-        if inserted == 1 {
+        if self.insert_entry(self.next_id, item)? {
             let id = self.next_id;
             self.next_id += 1;
             let seq = self.next_seq();
@@ -1222,6 +1239,30 @@ impl WriteTx for SqliteTx<'_> {
             return Ok(Outcome::Added);
         }
         self.upsert_existing(source_id, item, mode)
+    }
+
+    /// Groups of items go in multi-row statements (see `bulk`), the last few one at a time: the
+    /// same outcomes, change records and sequence numbers as item by item.
+    fn upsert_batch(
+        &mut self,
+        source: &str,
+        items: &[Upsert],
+        mode: WriteMode,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let source_id = self.writing_source(source)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut rest = items;
+        for size in bulk::SIZES {
+            let mut groups = rest.chunks_exact(size);
+            for group in &mut groups {
+                self.upsert_rows(source_id, group, mode, &mut out)?;
+            }
+            rest = groups.remainder();
+        }
+        for item in rest {
+            out.push(self.upsert(source, item, mode)?);
+        }
+        Ok(out)
     }
 
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {

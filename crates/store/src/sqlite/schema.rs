@@ -472,6 +472,37 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX changes_entry ON changes (entry_id, seq);
     CREATE INDEX events_received ON events (received_at);
     "#,
+    // 18: `entries` and `changes` keyed by their integer id without a separate rowid. Bulk writes
+    // insert many rows per statement (see `sqlite/bulk.rs`); SQLite keeps a statement journal
+    // (a copy of every page touched) for any such statement that sets a rowid explicitly, and
+    // these ids are always set by rephub. Same columns, same order, same index.
+    r#"
+    CREATE TABLE entries_v18 (
+        id INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        key_end BLOB,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (kind, key)
+    ) WITHOUT ROWID;
+    INSERT INTO entries_v18 (id, kind, key, key_end, value, created_at)
+        SELECT id, kind, key, key_end, value, created_at FROM entries ORDER BY id;
+    DROP TABLE entries;
+    ALTER TABLE entries_v18 RENAME TO entries;
+    CREATE TABLE changes_v18 (
+        seq INTEGER PRIMARY KEY,
+        op INTEGER NOT NULL,
+        entry_id INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        value TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO changes_v18 (seq, op, entry_id, kind, value)
+        SELECT seq, op, entry_id, kind, value FROM changes ORDER BY seq;
+    DROP TABLE changes;
+    ALTER TABLE changes_v18 RENAME TO changes;
+    CREATE INDEX changes_entry ON changes (entry_id, seq);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
