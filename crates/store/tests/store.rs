@@ -921,26 +921,34 @@ fn decidable_entries_agree_with_stored_entries<S: TestBackend>() {
         .collect();
     assert_eq!(lean, full);
     assert!(full.iter().any(|f| f.3.is_some()) && full.iter().any(|f| f.3.is_none()));
-    let ids: Vec<i64> = full
+    // Sparse ids (a lookup each) and dense ones (one range read), unsorted, repeated, missing.
+    let sparse: Vec<i64> = full
         .iter()
         .map(|f| f.0)
         .step_by(7)
         .chain([999_999])
         .collect();
-    let mut many: Vec<_> = d
-        .store
-        .decidable_many(&ids)
-        .unwrap()
-        .into_iter()
-        .map(|x| (x.id, x.entry, x.tags, x.expires_at))
-        .collect();
-    many.sort_by_key(|m| m.0);
-    let want: Vec<_> = full
-        .iter()
-        .filter(|f| ids.contains(&f.0))
-        .cloned()
-        .collect();
-    assert_eq!(many, want);
+    let mut dense: Vec<i64> = full.iter().map(|f| f.0).filter(|id| id % 3 != 0).collect();
+    dense.reverse();
+    dense.push(dense[0]);
+    dense.push(hi + 1);
+    for ids in [sparse, dense] {
+        let mut many: Vec<_> = d
+            .store
+            .decidable_many(&ids)
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.id, x.entry, x.tags, x.expires_at))
+            .collect();
+        many.sort_by_key(|m| m.0);
+        let want: Vec<_> = full
+            .iter()
+            .filter(|f| ids.contains(&f.0))
+            .cloned()
+            .collect();
+        assert!(want.len() > 5);
+        assert_eq!(many, want);
+    }
 }
 
 fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {

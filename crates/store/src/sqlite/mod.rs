@@ -680,14 +680,35 @@ impl ReputationStore for SqliteStore {
     }
 
     fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError> {
+        let mut want = ids.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        let (Some(&first), Some(&last)) = (want.first(), want.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(want.len());
+        // Dense (a page of the change log after an import: consecutive new ids): one pass over
+        // the id range, as `decidable_each`, keeping the ids asked for. Sparse: a lookup per id.
+        let span = u64::try_from(last.saturating_sub(first)).unwrap_or(u64::MAX);
+        if span / 2 <= want.len() as u64 {
+            let mut at = 0;
+            self.decidable_each(first..=last, &mut |d| {
+                while want.get(at).is_some_and(|&w| w < d.id) {
+                    at += 1;
+                }
+                if want.get(at) == Some(&d.id) {
+                    out.push(d);
+                }
+            })?;
+            return Ok(out);
+        }
         let ttl = ttl_id(&self.conn)?;
-        let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let list = serde_json::to_string(&want).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id",
         )?;
-        let mut out = Vec::with_capacity(ids.len());
         for_each_decidable(&mut stmt.query([list])?, ttl, &mut |d| out.push(d))?;
         Ok(out)
     }
