@@ -73,8 +73,8 @@ pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimit
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, Decidable, HistoryRecord, Outcome, Stats,
-    StoredEntry, USER_SOURCE, Upsert, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
+    Outcome, Stats, StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
@@ -151,6 +151,16 @@ pub trait ReputationStore {
     /// the `next` it returns is visible and was returned (or compacted away): a caller can store
     /// `next` as its cursor.
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError>;
+
+    /// [`ReputationStore::changes_since`] without reading the entries: the same records, the same
+    /// `next`, but inserts and updates give only the entry id (also those whose entry is gone
+    /// since, which `changes_since` skips: its delete comes later in the log). For a follower that
+    /// reads the changed entries anyway ([`ReputationStore::decidable_many`]).
+    fn change_records_since(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage<ChangeRecord>, StoreError>;
 
     /// Every entry with an id in `ids` as [`Decidable`], in id order.
     fn decidable_each(

@@ -109,13 +109,25 @@ pub struct Change {
     pub entry: Entry,
 }
 
-/// An answer to [`crate::ReputationStore::changes_since`].
+/// An answer to [`crate::ReputationStore::changes_since`] (changes with their entries) and to
+/// [`crate::ReputationStore::change_records_since`] (`ChangePage<ChangeRecord>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangePage {
+pub enum ChangePage<C = Change> {
     /// The changes after the cursor (maybe none), and the cursor to ask with next.
-    Delta { changes: Vec<Change>, next: u64 },
+    Delta { changes: Vec<C>, next: u64 },
     /// The cursor is older than the compaction horizon: start again from a snapshot.
     SnapshotRequired { horizon: u64, last_seq: u64 },
+}
+
+/// A change-log record without its entry's value, for a reader that reads the changed entries
+/// anyway: only a delete carries its entry (the row is gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    pub seq: u64,
+    pub op: ChangeOp,
+    pub entry_id: i64,
+    /// The deleted entry, for [`ChangeOp::Delete`]; `None` for the others.
+    pub deleted: Option<Entry>,
 }
 
 /// One change of an entry, as its history shows it.

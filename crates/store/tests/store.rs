@@ -300,6 +300,42 @@ fn change_log_and_compaction<S: TestBackend>() {
         ]
     );
     assert_eq!(next, 4);
+    // The same log without values: ids for inserts and updates (also the insert of an entry
+    // deleted since), the entry for a delete; pages and cursors as above.
+    let ChangePage::Delta {
+        changes: records,
+        next,
+    } = d.store.change_records_since(0, 100).unwrap()
+    else {
+        panic!()
+    };
+    let id = |e: &Entry| d.store.get(e).unwrap().map(|s| s.id);
+    let id_a = id(&a).unwrap();
+    let lean: Vec<(u64, ChangeOp, Option<String>)> = records
+        .iter()
+        .map(|r| (r.seq, r.op, r.deleted.as_ref().map(|e| e.to_string())))
+        .collect();
+    assert_eq!(
+        lean,
+        vec![
+            (1, ChangeOp::Insert, None),
+            (2, ChangeOp::Insert, None),
+            (3, ChangeOp::Update, None),
+            (4, ChangeOp::Delete, Some("2001:db8::/48".into())),
+        ]
+    );
+    assert_eq!((records[0].entry_id, records[2].entry_id), (id_a, id_a));
+    assert_eq!(records[1].entry_id, records[3].entry_id);
+    assert_ne!(records[1].entry_id, id_a);
+    assert_eq!(next, 4);
+    let ChangePage::Delta {
+        changes: records,
+        next,
+    } = d.store.change_records_since(1, 2).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((records.len(), next), (2, 3));
     let ChangePage::Delta { changes, next } = d.store.changes_since(0, 2).unwrap() else {
         panic!()
     };
@@ -321,6 +357,13 @@ fn change_log_and_compaction<S: TestBackend>() {
     assert_eq!(d.store.compact(3).unwrap(), 3);
     assert!(matches!(
         d.store.changes_since(2, 10).unwrap(),
+        ChangePage::SnapshotRequired {
+            horizon: 3,
+            last_seq: 4
+        }
+    ));
+    assert!(matches!(
+        d.store.change_records_since(2, 10).unwrap(),
         ChangePage::SnapshotRequired {
             horizon: 3,
             last_seq: 4

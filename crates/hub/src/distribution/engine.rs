@@ -373,7 +373,7 @@ impl Engine {
         let reader = lock(&self.reader);
         let t0 = std::time::Instant::now();
         let from = self.applied();
-        let page = reader.changes_since(from, PAGE)?;
+        let page = reader.change_records_since(from, PAGE)?;
         let t_records = t0.elapsed();
         let (changes, next) = match page {
             ChangePage::Delta { changes, next } => (changes, next),
@@ -386,8 +386,13 @@ impl Engine {
         if next == from {
             return Ok(false);
         }
-        // Current state of every changed entry, read in one query before taking the state lock.
-        let ids: Vec<i64> = changes.iter().map(|c| c.entry_id).collect();
+        // Current state of every changed entry, read in one query before taking the state lock
+        // (values are parsed once, here; a record gives only the id, or a deleted entry).
+        let ids: Vec<i64> = changes
+            .iter()
+            .filter(|c| c.deleted.is_none())
+            .map(|c| c.entry_id)
+            .collect();
         let stored: HashMap<i64, rephub_store::Decidable> = reader
             .decidable_many(&ids)?
             .into_iter()
@@ -400,14 +405,21 @@ impl Engine {
         for set in st.profiles.values_mut() {
             // Several changes of one entry in a page all see its current state.
             for c in &changes {
-                let (seq, id, entry) = (&c.seq, &c.entry_id, &c.entry);
-                let now = stored
-                    .get(id)
-                    .filter(|s| !exceptions.contains(&s.entry))
-                    .and_then(|s| {
-                        let d = decide(&set.filters, &s.entry, &s.tags)?;
-                        Some(set.slot(s.expires_at, d))
-                    });
+                let (seq, id) = (&c.seq, &c.entry_id);
+                let (entry, now) = match (&c.deleted, stored.get(id)) {
+                    (Some(entry), _) => (entry, None),
+                    (None, Some(s)) => {
+                        let now = if exceptions.contains(&s.entry) {
+                            None
+                        } else {
+                            decide(&set.filters, &s.entry, &s.tags)
+                                .map(|d| set.slot(s.expires_at, d))
+                        };
+                        (&s.entry, now)
+                    }
+                    // Gone since this record was written: its delete comes later in the log.
+                    (None, None) => continue,
+                };
                 // A new expiry is a change too: devices time entries out themselves.
                 if now.as_ref() == set.slots.get(id) {
                     continue;

@@ -44,8 +44,8 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{
-    Assertion, Change, ChangeOp, ChangePage, CommitMark, Decidable, HistoryRecord, Outcome, Stats,
-    StoredEntry, USER_SOURCE, Upsert, WriteMode,
+    Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
+    Outcome, Stats, StoredEntry, USER_SOURCE, Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
 
@@ -841,6 +841,54 @@ impl ReputationStore for SqliteStore {
             });
         }
         let next = if read < limit {
+            last.max(last_seq)
+        } else {
+            last
+        };
+        drop(rows);
+        drop(stmt);
+        tx.finish()?;
+        Ok(ChangePage::Delta { changes, next })
+    }
+
+    fn change_records_since(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage<ChangeRecord>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let horizon = meta(&tx, "horizon")?;
+        let last_seq = meta(&tx, "last_seq")?;
+        if cursor < horizon {
+            return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
+        }
+        let mut stmt = tx.prepare_cached(
+            "SELECT seq, op, kind, value, entry_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![cursor as i64, limit])?;
+        let mut changes = Vec::new();
+        let mut last = cursor;
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)? as u64;
+            last = seq;
+            let op = ChangeOp::from_code(r.get(1)?)
+                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            let deleted = match op {
+                ChangeOp::Delete => {
+                    let value: String = r.get(3)?;
+                    Some(parse_stored(r.get(2)?, &value)?)
+                }
+                _ => None,
+            };
+            changes.push(ChangeRecord {
+                seq,
+                op,
+                entry_id: r.get(4)?,
+                deleted,
+            });
+        }
+        let next = if (changes.len() as i64) < limit {
             last.max(last_seq)
         } else {
             last
