@@ -9,7 +9,7 @@ use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use rephub_model::Entry;
@@ -129,20 +129,41 @@ async fn sync(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
+/// An entry as its text, written straight into the answer (no `String` per line).
+struct Shown<'a>(&'a Entry);
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// One upsert line. Fields in sorted order, as a `json!` object writes them: answers are byte for
+/// byte what they were when each line was built as a `Value` (a map per line, 3× the time).
+#[derive(Serialize)]
+struct UpsertLine<'a> {
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<i64>,
+    filter: Option<&'a String>,
+    kind: &'a str,
+    op: &'static str,
+    value: Shown<'a>,
+}
+
+#[derive(Serialize)]
+struct DeleteLine<'a> {
+    kind: &'a str,
+    op: &'static str,
+    value: Shown<'a>,
+}
+
 /// NDJSON: a header line, then one line per upsert and per delete.
 fn render(
     answer: &SyncAnswer,
     names: &HashMap<i64, String>,
     out: &mut crate::http::chunked::Chunks<'_>,
 ) {
-    let upsert = |s: &Selected| {
-        let mut v = json!({"op": "upsert", "kind": s.entry.kind().as_str(), "value": s.entry.to_string(),
-               "action": s.decision.action.as_str(), "filter": names.get(&s.decision.filter)});
-        if let Some(t) = s.expires {
-            v["expires"] = json!(t);
-        }
-        v
-    };
     let (head, upserts, deletes): (Value, &[Selected], &[(i64, Entry)]) = match answer {
         SyncAnswer::Snapshot { cursor, items } => (
             json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
@@ -162,16 +183,102 @@ fn render(
     if !out.json_line(&head) {
         return;
     }
-    for u in upserts {
-        if !out.json_line(&upsert(u)) {
+    for s in upserts {
+        let line = UpsertLine {
+            action: s.decision.action.as_str(),
+            expires: s.expires,
+            filter: names.get(&s.decision.filter),
+            kind: s.entry.kind().as_str(),
+            op: "upsert",
+            value: Shown(&s.entry),
+        };
+        if !out.json_line(&line) {
             return;
         }
     }
     for (_, e) in deletes {
-        if !out
-            .json_line(&json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()}))
-        {
+        let line = DeleteLine {
+            kind: e.kind().as_str(),
+            op: "delete",
+            value: Shown(e),
+        };
+        if !out.json_line(&line) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use super::*;
+    use rephub_model::{ActionSet, Decision, Kind};
+
+    /// The lines as they were built before (a `json!` object each): the oracle.
+    fn render_as_values(answer: &SyncAnswer, names: &HashMap<i64, String>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (upserts, deletes): (&[Selected], &[(i64, Entry)]) = match answer {
+            SyncAnswer::Snapshot { items, .. } => (items, &[]),
+            SyncAnswer::Delta {
+                upserts, deletes, ..
+            } => (upserts, deletes),
+        };
+        for s in upserts {
+            let mut v = json!({"op": "upsert", "kind": s.entry.kind().as_str(), "value": s.entry.to_string(),
+                   "action": s.decision.action.as_str(), "filter": names.get(&s.decision.filter)});
+            if let Some(t) = s.expires {
+                v["expires"] = json!(t);
+            }
+            serde_json::to_writer(&mut out, &v).unwrap();
+            out.push(b'\n');
+        }
+        for (_, e) in deletes {
+            let v = json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()});
+            serde_json::to_writer(&mut out, &v).unwrap();
+            out.push(b'\n');
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_what_json_values_gave() {
+        let entry = |k, v| Entry::parse(k, v).unwrap();
+        let selected = |e: Entry, filter, action, expires| Selected {
+            id: 1,
+            entry: e,
+            decision: Decision { filter, action },
+            expires,
+        };
+        let names = HashMap::from([(1, "block \"bad\" ones".to_string()), (2, "é".to_string())]);
+        let answer = SyncAnswer::Delta {
+            cursor: 7,
+            upserts: vec![
+                selected(entry(Kind::Ipv4, "10.0.0.0/8"), 1, ActionSet::Block, None),
+                selected(
+                    entry(Kind::Url, "http://example.com/a\"b?q=1"),
+                    2,
+                    ActionSet::Permit,
+                    Some(1_900_000_000),
+                ),
+                // A filter deleted since: no name.
+                selected(
+                    entry(Kind::Domain, "example.org"),
+                    9,
+                    ActionSet::Block,
+                    Some(0),
+                ),
+            ],
+            deletes: vec![(3, entry(Kind::Sha1, &"ab".repeat(20)))],
+        };
+        let got = crate::http::chunked::render_to_vec(|out| render(&answer, &names, out));
+        let text = String::from_utf8(got).unwrap();
+        let (head, lines) = text.split_once('\n').unwrap();
+        assert_eq!(
+            head,
+            r#"{"cursor":7,"deletes":1,"snapshot":false,"upserts":3}"#
+        );
+        assert_eq!(lines.as_bytes(), render_as_values(&answer, &names));
+        assert_eq!(lines.lines().count(), 4);
     }
 }

@@ -35,8 +35,8 @@ impl Chunks<'_> {
     }
 
     /// One JSON value and a newline (NDJSON).
-    pub(crate) fn json_line(&mut self, v: &serde_json::Value) -> bool {
-        // Serialising a Value into a Vec cannot fail.
+    pub(crate) fn json_line<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> bool {
+        // Serialising a Value, or a struct of strings and numbers, into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.out, v);
         self.out.push(b'\n');
         self.flush_full()
@@ -62,6 +62,24 @@ impl Chunks<'_> {
         }
         self.alive
     }
+}
+
+/// What `render` writes, in one buffer (tests of renderers).
+#[cfg(test)]
+pub(crate) fn render_to_vec(render: impl FnOnce(&mut Chunks<'_>)) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut emit = |c: Vec<u8>| {
+        all.extend_from_slice(&c);
+        true
+    };
+    let mut chunks = Chunks {
+        out: Vec::new(),
+        emit: &mut emit,
+        alive: true,
+    };
+    render(&mut chunks);
+    chunks.finish();
+    all
 }
 
 /// A body rendered by `render` on the blocking pool. `done` runs once the whole answer has been
