@@ -380,6 +380,48 @@ fn for_each_decidable(
     Ok(())
 }
 
+/// A page of the change log after `cursor`: `sql` selects (seq, op, kind, value, entry id) with
+/// `?1` the cursor and `?2` the limit; `record` makes an item of a row (`None`: skip the row, which
+/// still moves the cursor). `next` covers every row read, and the whole log when the page was not
+/// full (a reader stores it as its cursor).
+fn change_page<C>(
+    conn: &Connection,
+    cursor: u64,
+    limit: usize,
+    sql: &str,
+    mut record: impl FnMut(&rusqlite::Row<'_>, u64, ChangeOp) -> Result<Option<C>, StoreError>,
+) -> Result<ChangePage<C>, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let horizon = meta(&tx, "horizon")?;
+    let last_seq = meta(&tx, "last_seq")?;
+    if cursor < horizon {
+        return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
+    }
+    let mut changes = Vec::new();
+    let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+    let mut read = 0i64;
+    let mut last = cursor;
+    {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![cursor as i64, limit])?;
+        while let Some(r) = rows.next()? {
+            read += 1;
+            let seq = r.get::<_, i64>(0)? as u64;
+            last = seq;
+            let op = ChangeOp::from_code(r.get(1)?)
+                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            changes.extend(record(r, seq, op)?);
+        }
+    }
+    tx.finish()?;
+    let next = if read < limit {
+        last.max(last_seq)
+    } else {
+        last
+    };
+    Ok(ChangePage::Delta { changes, next })
+}
+
 fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
@@ -806,49 +848,26 @@ impl ReputationStore for SqliteStore {
     }
 
     fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let horizon = meta(&tx, "horizon")?;
-        let last_seq = meta(&tx, "last_seq")?;
-        if cursor < horizon {
-            return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
-        }
-        let mut stmt = tx.prepare_cached(
+        change_page(
+            &self.conn,
+            cursor,
+            limit,
             "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value), c.entry_id
              FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
              WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
-        )?;
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![cursor as i64, limit])?;
-        let mut changes = Vec::new();
-        let mut read = 0i64;
-        let mut last = cursor;
-        while let Some(r) = rows.next()? {
-            read += 1;
-            let seq = r.get::<_, i64>(0)? as u64;
-            last = seq;
-            let op = ChangeOp::from_code(r.get(1)?)
-                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
-            // An insert or update whose entry is gone since: its delete comes later in the log.
-            let Some(value) = r.get::<_, Option<String>>(3)? else {
-                continue;
-            };
-            let entry = parse_stored(r.get(2)?, &value)?;
-            changes.push(Change {
-                seq,
-                op,
-                entry_id: r.get(4)?,
-                entry,
-            });
-        }
-        let next = if read < limit {
-            last.max(last_seq)
-        } else {
-            last
-        };
-        drop(rows);
-        drop(stmt);
-        tx.finish()?;
-        Ok(ChangePage::Delta { changes, next })
+            |r, seq, op| {
+                // An insert or update whose entry is gone since: its delete comes later in the log.
+                let Some(value) = r.get::<_, Option<String>>(3)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Change {
+                    seq,
+                    op,
+                    entry_id: r.get(4)?,
+                    entry: parse_stored(r.get(2)?, &value)?,
+                }))
+            },
+        )
     }
 
     fn change_records_since(
@@ -856,47 +875,27 @@ impl ReputationStore for SqliteStore {
         cursor: u64,
         limit: usize,
     ) -> Result<ChangePage<ChangeRecord>, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let horizon = meta(&tx, "horizon")?;
-        let last_seq = meta(&tx, "last_seq")?;
-        if cursor < horizon {
-            return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
-        }
-        let mut stmt = tx.prepare_cached(
+        change_page(
+            &self.conn,
+            cursor,
+            limit,
             "SELECT seq, op, kind, value, entry_id FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![cursor as i64, limit])?;
-        let mut changes = Vec::new();
-        let mut last = cursor;
-        while let Some(r) = rows.next()? {
-            let seq = r.get::<_, i64>(0)? as u64;
-            last = seq;
-            let op = ChangeOp::from_code(r.get(1)?)
-                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
-            let deleted = match op {
-                ChangeOp::Delete => {
-                    let value: String = r.get(3)?;
-                    Some(parse_stored(r.get(2)?, &value)?)
-                }
-                _ => None,
-            };
-            changes.push(ChangeRecord {
-                seq,
-                op,
-                entry_id: r.get(4)?,
-                deleted,
-            });
-        }
-        let next = if (changes.len() as i64) < limit {
-            last.max(last_seq)
-        } else {
-            last
-        };
-        drop(rows);
-        drop(stmt);
-        tx.finish()?;
-        Ok(ChangePage::Delta { changes, next })
+            |r, seq, op| {
+                let deleted = match op {
+                    ChangeOp::Delete => {
+                        let value: String = r.get(3)?;
+                        Some(parse_stored(r.get(2)?, &value)?)
+                    }
+                    _ => None,
+                };
+                Ok(Some(ChangeRecord {
+                    seq,
+                    op,
+                    entry_id: r.get(4)?,
+                    deleted,
+                }))
+            },
+        )
     }
 
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
