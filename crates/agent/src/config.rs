@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub max_backoff_secs: u64,
     /// A Suricata to drive (docs/suricata.md); none if unset.
     pub suricata: Option<SuricataConfig>,
+    /// FIPS mode: no network telemetry is collected or sent (seed 002, chapter 10).
+    pub fips_mode: bool,
 }
 
 /// `[suricata]`: the rules file the agent writes, the command socket it reloads through, the
@@ -60,6 +62,21 @@ pub struct SuricataConfig {
     /// Longest wait for Suricata to reload its rules.
     #[serde(default = "default_reload_timeout_secs")]
     pub reload_timeout_secs: u64,
+    /// Send the `tls` records of `eve.json` to the hub as network telemetry (docs/telemetry.md);
+    /// off in FIPS mode whatever this says.
+    #[serde(default = "default_telemetry")]
+    pub telemetry: bool,
+    /// Most TLS records kept on disk while the hub cannot be reached; more are counted as lost.
+    #[serde(default = "default_telemetry_max_pending")]
+    pub telemetry_max_pending: usize,
+}
+
+fn default_telemetry() -> bool {
+    true
+}
+
+fn default_telemetry_max_pending() -> usize {
+    crate::events::DEFAULT_MAX_TLS
 }
 
 fn default_policy_secs() -> u64 {
@@ -97,6 +114,7 @@ impl Default for AgentConfig {
             ca_file: None,
             max_backoff_secs: 60,
             suricata: None,
+            fips_mode: false,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Alert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
     Alert(Box<Alert>),
+    /// A TLS handshake (`event_type` `tls`): network telemetry.
+    Tls(Box<rephub_model::telemetry::TlsRecord>),
     /// Another event type (flow, stats, dns, …): not an alert, skipped.
     Other,
     /// Not JSON, or an alert without what an alert has: counted and skipped, with the reason.
@@ -142,18 +144,15 @@ pub fn parse_line(line: &str) -> Line {
         Ok(r) => r,
         Err(e) => return Line::Invalid(format!("not an eve.json record: {e}")),
     };
-    if raw.event_type.as_deref() != Some("alert") {
-        return Line::Other;
+    match raw.event_type.as_deref() {
+        Some("alert") => {}
+        Some("tls") => return tls_line(raw),
+        _ => return Line::Other,
     }
     let Some(alert) = raw.alert else {
         return Line::Invalid("an alert without `alert`".into());
     };
-    let Some(at_ms) = raw
-        .timestamp
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
-        .map(|t| t.timestamp_millis())
-    else {
+    let Some(at_ms) = timestamp_ms(raw.timestamp.as_deref()) else {
         return Line::Invalid("an alert without a readable `timestamp`".into());
     };
     let meta = |key: &str| -> Vec<String> {
@@ -212,6 +211,85 @@ pub fn parse_line(line: &str) -> Line {
         over_tls: raw.tls.is_some(),
         request,
     }))
+}
+
+/// Milliseconds since the epoch of an eve.json `timestamp`.
+fn timestamp_ms(t: Option<&str>) -> Option<i64> {
+    t.and_then(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z").ok())
+        .map(|t| t.timestamp_millis())
+}
+
+/// A `tls` record (Suricata 7 with `extended: yes`, `ja4: on` and `certificate` among its
+/// `custom` fields; see docs/telemetry.md). The chosen cipher is the second field of the JA3S
+/// string. Fields the sensor wrote badly are left out rather than losing the handshake.
+fn tls_line(raw: Raw) -> Line {
+    use rephub_model::telemetry::{TlsRecord, certificate_sha256, cipher_name};
+    let Some(tls) = raw.tls else {
+        return Line::Invalid("a tls record without `tls`".into());
+    };
+    let Some(at_ms) = timestamp_ms(raw.timestamp.as_deref()) else {
+        return Line::Invalid("a tls record without a readable `timestamp`".into());
+    };
+    let text = |key: &str| tls.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let hash = |key: &str| {
+        tls.get(key)
+            .and_then(|v| v.get("hash"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    // Suricata writes validity as UTC without a zone.
+    let time = |key: &str| {
+        tls.get(key)
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").ok())
+            .map(|t| t.and_utc().timestamp())
+    };
+    let cipher = tls
+        .get("ja3s")
+        .and_then(|v| v.get("string"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.split(',').nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .map(cipher_name);
+    let names = |key: &str| -> Vec<String> {
+        tls.get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut alpn = names("server_alpns");
+    if alpn.is_empty() {
+        alpn = names("client_alpns");
+    }
+    let mut record = TlsRecord {
+        at_ms,
+        src: raw.src_ip.as_deref().and_then(|v| v.parse().ok()),
+        spt: raw.src_port,
+        dst: raw.dest_ip.as_deref().and_then(|v| v.parse().ok()),
+        dpt: raw.dest_port,
+        sni: text("sni"),
+        version: text("version"),
+        cipher,
+        alpn,
+        ja3: hash("ja3"),
+        ja3s: hash("ja3s"),
+        ja4: text("ja4"),
+        subject: text("subject"),
+        issuer: text("issuerdn"),
+        serial: text("serial"),
+        not_before: time("notbefore"),
+        not_after: time("notafter"),
+        sha256: text("certificate").and_then(|c| certificate_sha256(&c)),
+        sha1: text("fingerprint"),
+    };
+    if !record.tidy() {
+        return Line::Invalid("a tls record with an impossible time".into());
+    }
+    Line::Tls(Box::new(record))
 }
 
 /// Alerts of one reading as IPS events: identical alerts (same filter, action, addresses,
@@ -446,6 +524,65 @@ mod tests {
     use super::*;
 
     const ALERT: &str = r#"{"timestamp":"2027-01-15T08:00:00.123456+0000","flow_id":1,"event_type":"alert","src_ip":"198.51.100.7","src_port":41234,"dest_ip":"203.0.113.10","dest_port":80,"proto":"TCP","app_proto":"http","alert":{"action":"blocked","gid":1,"signature_id":3316,"rev":1,"signature":"3316: HTTP: Log4j JNDI","category":"Attempted Administrator Privilege Gain","severity":1,"metadata":{"cve":["CVE_2021_44228"],"mitre_technique_id":["T1190"]}},"http":{"hostname":"shop.example","url":"/?q=${jndi:ldap://x}","xff":"192.0.2.55, 10.0.0.1"}}"#;
+
+    /// Two records Suricata 7.0.10 wrote (TLS 1.2 to a self-signed server, then TLS 1.3).
+    const TLS12: &str = r#"{"timestamp":"2026-12-03T06:13:33.563875+0000","flow_id":1558952325322551,"in_iface":"lo","event_type":"tls","src_ip":"127.0.0.1","src_port":55936,"dest_ip":"127.0.0.1","dest_port":443,"proto":"TCP","pkt_src":"wire/pcap","tls":{"subject":"CN=blocked.example, O=Test","issuerdn":"CN=blocked.example, O=Test","serial":"54:C2:35:37:E4:D5:3D:A5:E4:A2:FD:88:65:A7:6D:EB:9F:F8:5A:80","fingerprint":"5a:96:4a:35:06:f2:83:ab:7e:dc:3c:35:83:60:95:04:fd:e6:c4:82","sni":"blocked.example","version":"TLS 1.2","notbefore":"2026-12-03T06:13:21","notafter":"2027-01-02T06:13:21","certificate":"MIIBqDCCAU2gAwIBAgIUVMI1N+TVPaXkov2IZadt65/4WoAwCgYIKoZIzj0EAwIwKTEYMBYGA1UEAwwPYmxvY2tlZC5leGFtcGxlMQ0wCwYDVQQKDARUZXN0MB4XDTI2MTIwMzA2MTMyMVoXDTI3MDEwMjA2MTMyMVowKTEYMBYGA1UEAwwPYmxvY2tlZC5leGFtcGxlMQ0wCwYDVQQKDARUZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEwHgYINgwwCONLuWgs7P3b4EjT3j0z5YTlQZb4bjnzX7Ll2EQnSH0N+VfXtjMZYm4HubsELN2/MrMXGDqUo8/gaNTMFEwHQYDVR0OBBYEFCCnqRr7isn6xj6itQY9mXQbm7n3MB8GA1UdIwQYMBaAFCCnqRr7isn6xj6itQY9mXQbm7n3MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAPGFQc7AtMuXpl3bvOML+xlA1Pz6RkmGCX1LoTBSp/gGAiEA5Smv5V//CGoItovJFtaJFHLOMOMBIwr+b0nBgfWojcQ=","ja3":{"hash":"87b9bfc7da97115ed2276737b09f8d74","string":"771,49196-49200-159-52393-52392-52394-49195-49199-158-49188-49192-107-49187-49191-103-49162-49172-57-49161-49171-51-157-156-61-60-53-47-255,0-11-10-16-22-23-13,29-23-30-25-24,0-1-2"},"ja3s":{"hash":"a548c224ffe85e7076d7897c27f6758c","string":"771,49196,65281-11-23"},"ja4":"t12d2807h2_d943125447b4_a44c6288192a"}}"#;
+    const TLS13: &str = r#"{"timestamp":"2026-12-03T06:13:33.581623+0000","flow_id":1639261960766082,"in_iface":"lo","event_type":"tls","src_ip":"127.0.0.1","src_port":55940,"dest_ip":"127.0.0.1","dest_port":443,"proto":"TCP","pkt_src":"wire/pcap","tls":{"sni":"other.example","version":"TLS 1.3","ja3":{"hash":"0149f47eabf9a20d0893e2a44e5a6323","string":"771,4866-4867-4865-49196-49200-159-52393-52392-52394-49195-49199-158-49188-49192-107-49187-49191-103-49162-49172-57-49161-49171-51-157-156-61-60-53-47-255,0-11-10-16-22-23-49-13-43-45-51-21,29-23-30-25-24-256-257-258-259-260,0-1-2"},"ja3s":{"hash":"15af977ce25de452b96affa2addb1036","string":"771,4866,43-51"},"ja4":"t13d3112h2_e8f1e7e78f70_b26ce05bbdd6"}}"#;
+
+    #[test]
+    fn tls_records_become_telemetry() {
+        let Line::Tls(r) = parse_line(TLS12) else {
+            panic!("{:?}", parse_line(TLS12))
+        };
+        assert_eq!(r.check(), Ok(()));
+        assert_eq!(r.sni.as_deref(), Some("blocked.example"));
+        assert_eq!(r.version.as_deref(), Some("TLS 1.2"));
+        assert_eq!(
+            r.cipher.as_deref(),
+            Some("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")
+        );
+        assert_eq!(
+            r.ja4.as_deref(),
+            Some("t12d2807h2_d943125447b4_a44c6288192a")
+        );
+        assert_eq!(r.ja3.as_deref(), Some("87b9bfc7da97115ed2276737b09f8d74"));
+        assert_eq!(r.subject.as_deref(), Some("CN=blocked.example, O=Test"));
+        assert_eq!(
+            r.sha1.as_deref(),
+            Some("5a964a3506f283ab7edc3c3583609504fde6c482")
+        );
+        // SHA-256 of the logged DER, as `openssl x509 -fingerprint -sha256` prints it.
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some("cdab41ab4e3bfc76758774868cfb04a4913242c34a5aeacc544931f9eab15bf7")
+        );
+        assert_eq!(r.not_before, Some(1_796_278_401));
+        assert_eq!(
+            (r.dpt, r.src.map(|a| a.to_string())),
+            (Some(443), Some("127.0.0.1".into()))
+        );
+        let Line::Tls(r) = parse_line(TLS13) else {
+            panic!("{:?}", parse_line(TLS13))
+        };
+        assert_eq!(r.check(), Ok(()));
+        assert_eq!(r.version.as_deref(), Some("TLS 1.3"));
+        assert_eq!(r.cipher.as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!((r.subject.as_ref(), r.sha256.as_ref()), (None, None));
+        // Bad fields are dropped, the handshake kept; no time is a bad line.
+        let spoiled = TLS12.replace("\"blocked.example\"", "\"bad name!\"");
+        let Line::Tls(r) = parse_line(&spoiled) else {
+            panic!()
+        };
+        assert_eq!((r.sni, r.ja4.is_some()), (None, true));
+        assert!(matches!(
+            parse_line(r#"{"event_type":"tls","tls":{"sni":"a.example"}}"#),
+            Line::Invalid(_)
+        ));
+        assert!(matches!(
+            parse_line(r#"{"event_type":"tls","timestamp":"2026-12-03T06:13:33.563875+0000"}"#),
+            Line::Invalid(_)
+        ));
+    }
 
     #[test]
     fn an_alert_has_what_an_ips_event_needs() {

@@ -121,17 +121,90 @@ impl HitCounter {
     }
 }
 
+/// TLS handshakes of one reading checked against the filter set as they stream: a server name
+/// under a domain entry, or a certificate whose SHA-256 or SHA-1 is a hash entry, is a detection
+/// event (one per entry and reading, `hits` handshakes, the name or fingerprint as sample).
+pub fn tls_events(
+    records: &[rephub_model::telemetry::TlsRecord],
+    set: &Matcher<Rule>,
+) -> Vec<Event> {
+    let mut per_entry: BTreeMap<String, Event> = BTreeMap::new();
+    for r in records {
+        let secs = r.at_ms.div_euclid(1000);
+        let hits = r
+            .sni
+            .as_deref()
+            .and_then(|n| set.lookup_domain(n).map(|h| (h, n)))
+            .into_iter()
+            .chain(
+                [r.sha256.as_deref(), r.sha1.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| set.lookup_hash_hex(h).map(|hit| (hit, h))),
+            );
+        for (hit, sample) in hits {
+            let key = hit.entry.to_string();
+            let e = per_entry.entry(key.clone()).or_insert_with(|| Event {
+                id: 0,
+                kind: hit.entry.kind().as_str().to_string(),
+                value: key,
+                action: hit.value.action.as_str().to_string(),
+                filter: Some(hit.value.filter.to_string()),
+                hits: 0,
+                first_seen: secs,
+                last_seen: secs,
+                sample: Some(sample.to_string()),
+                ips: None,
+            });
+            e.hits += 1;
+            e.first_seen = e.first_seen.min(secs);
+            e.last_seen = e.last_seen.max(secs);
+        }
+    }
+    per_entry.into_values().collect()
+}
+
 /// Events not yet acknowledged by the hub, one JSON line each, synced on every append. Events
 /// read from `eve.json` are appended as one line `{"events":[…],"mark":[inode,offset]}` with
 /// the position after the lines they came from: a torn append loses the whole line, so a crash
 /// keeps the events and the position or neither. A rewrite (after an acknowledgement) writes
 /// the pending events and a line `{"mark":[…]}`.
+///
+/// TLS telemetry read from the same `eve.json` rides in the same lines (`"tls":[…]`), so that it
+/// too is kept exactly once with the mark; it is sent and acknowledged apart from the events
+/// (`POST /api/v1/agent/telemetry`). At most `max_tls` records wait: beyond that, new ones are
+/// counted as lost rather than growing the spool without bound while the hub is away.
 #[derive(Debug)]
 pub struct Spool {
     path: PathBuf,
     pending: Vec<Event>,
+    pending_tls: Vec<Telemetry>,
+    max_tls: usize,
+    tls_lost: u64,
     next_id: i64,
     mark: Option<(u64, u64)>,
+}
+
+/// One TLS handshake as the hub takes it: the spool's id (the hub keeps one record per device
+/// and id) and the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    pub id: i64,
+    pub tls: rephub_model::telemetry::TlsRecord,
+}
+
+/// Pending telemetry alone on a line (a rewrite).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsLine {
+    tls: Vec<Telemetry>,
+}
+
+/// [`TlsLine`] as written, borrowing the records.
+#[derive(Serialize)]
+struct TlsLineOut<'a> {
+    tls: &'a [Telemetry],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +218,8 @@ struct Mark {
 #[serde(deny_unknown_fields)]
 struct Marked {
     events: Vec<Event>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tls: Vec<Telemetry>,
     mark: (u64, u64),
 }
 
@@ -152,6 +227,7 @@ impl Spool {
     /// Open the spool; lines that do not parse (a torn last write) are dropped with a warning.
     pub fn open(path: &Path, now_ms: i64) -> std::io::Result<Spool> {
         let mut pending = Vec::new();
+        let mut pending_tls = Vec::new();
         let mut mark = None;
         let mut rewrite = false;
         match fs::read_to_string(path) {
@@ -164,7 +240,12 @@ impl Spool {
                     }
                     if let Ok(m) = serde_json::from_str::<Marked>(line) {
                         pending.extend(m.events);
+                        pending_tls.extend(m.tls);
                         mark = Some(m.mark);
+                        continue;
+                    }
+                    if let Ok(t) = serde_json::from_str::<TlsLine>(line) {
+                        pending_tls.extend(t.tls);
                         continue;
                     }
                     match serde_json::from_str::<Event>(line) {
@@ -183,12 +264,16 @@ impl Spool {
         let next_id = pending
             .iter()
             .map(|e| e.id + 1)
+            .chain(pending_tls.iter().map(|t| t.id + 1))
             .max()
             .unwrap_or(0)
             .max(now_ms.saturating_mul(1000));
         let mut spool = Spool {
             path: path.to_path_buf(),
             pending,
+            pending_tls,
+            max_tls: DEFAULT_MAX_TLS,
+            tls_lost: 0,
             next_id,
             mark,
         };
@@ -201,6 +286,20 @@ impl Spool {
 
     pub fn pending(&self) -> &[Event] {
         &self.pending
+    }
+
+    pub fn pending_tls(&self) -> &[Telemetry] {
+        &self.pending_tls
+    }
+
+    /// Most TLS records kept waiting for the hub.
+    pub fn set_max_tls(&mut self, max: usize) {
+        self.max_tls = max;
+    }
+
+    /// TLS records not kept because `max_tls` were waiting, since the spool was opened.
+    pub fn tls_lost(&self) -> u64 {
+        self.tls_lost
     }
 
     /// The position in `eve.json` after the lines whose events are kept.
@@ -216,34 +315,70 @@ impl Spool {
     /// [`Spool::push`], and `mark` (see [`Spool::mark`]) in the same synced append.
     pub fn push_marked(
         &mut self,
+        events: Vec<Event>,
+        mark: Option<(u64, u64)>,
+    ) -> std::io::Result<()> {
+        self.push_read(events, Vec::new(), mark)
+    }
+
+    /// What one reading of `eve.json` gave: events and TLS records, with the mark after them,
+    /// in one synced append.
+    pub fn push_read(
+        &mut self,
         mut events: Vec<Event>,
+        tls: Vec<rephub_model::telemetry::TlsRecord>,
         mark: Option<(u64, u64)>,
     ) -> std::io::Result<()> {
         let mark = mark.filter(|m| Some(*m) != self.mark);
-        if events.is_empty() && mark.is_none() {
+        let room = self.max_tls.saturating_sub(self.pending_tls.len());
+        if tls.len() > room {
+            self.tls_lost += (tls.len() - room) as u64;
+        }
+        let mut tls: Vec<Telemetry> = tls
+            .into_iter()
+            .take(room)
+            .map(|tls| Telemetry { id: 0, tls })
+            .collect();
+        if events.is_empty() && tls.is_empty() && mark.is_none() {
             return Ok(());
         }
-        for e in &mut events {
-            e.id = self.next_id;
+        for id in events
+            .iter_mut()
+            .map(|e| &mut e.id)
+            .chain(tls.iter_mut().map(|t| &mut t.id))
+        {
+            *id = self.next_id;
             self.next_id += 1;
         }
-        if events.is_empty() && self.pending.is_empty() {
+        if events.is_empty()
+            && tls.is_empty()
+            && self.pending.is_empty()
+            && self.pending_tls.is_empty()
+        {
             // Only the mark moved (eve.json grows with records that are not alerts): rewrite
             // the file instead of appending, so that it does not grow a line a reading.
             self.mark = mark;
-            return self.acknowledge(0);
+            return self.rewrite();
         }
         let mut out = Vec::new();
         match mark {
             Some(m) => {
-                let marked = Marked { events, mark: m };
+                let marked = Marked {
+                    events,
+                    tls,
+                    mark: m,
+                };
                 let _ = serde_json::to_writer(&mut out, &marked);
                 out.push(b'\n');
-                events = marked.events;
+                (events, tls) = (marked.events, marked.tls);
             }
             None => {
                 for e in &events {
                     let _ = serde_json::to_writer(&mut out, e);
+                    out.push(b'\n');
+                }
+                if !tls.is_empty() {
+                    let _ = serde_json::to_writer(&mut out, &TlsLineOut { tls: &tls });
                     out.push(b'\n');
                 }
             }
@@ -255,6 +390,7 @@ impl Spool {
         f.write_all(&out)?;
         f.sync_data()?;
         self.pending.extend(events);
+        self.pending_tls.extend(tls);
         if mark.is_some() {
             self.mark = mark;
         }
@@ -264,9 +400,25 @@ impl Spool {
     /// The hub has the first `n` pending events.
     pub fn acknowledge(&mut self, n: usize) -> std::io::Result<()> {
         self.pending.drain(..n.min(self.pending.len()));
+        self.rewrite()
+    }
+
+    /// The hub has the first `n` pending TLS records.
+    pub fn acknowledge_tls(&mut self, n: usize) -> std::io::Result<()> {
+        self.pending_tls.drain(..n.min(self.pending_tls.len()));
+        self.rewrite()
+    }
+
+    /// Write what is pending and the mark to a new file and put it in place.
+    fn rewrite(&self) -> std::io::Result<()> {
         let mut out = Vec::new();
         for e in &self.pending {
             let _ = serde_json::to_writer(&mut out, e);
+            out.push(b'\n');
+        }
+        // In lines of a bounded size, so that no line is huge.
+        for chunk in self.pending_tls.chunks(1000) {
+            let _ = serde_json::to_writer(&mut out, &TlsLineOut { tls: chunk });
             out.push(b'\n');
         }
         if let Some(m) = self.mark {
@@ -282,6 +434,9 @@ impl Spool {
         fs::rename(&tmp, &self.path)
     }
 }
+
+/// Most TLS records waiting for the hub, unless the configuration says otherwise.
+pub const DEFAULT_MAX_TLS: usize = 200_000;
 
 #[cfg(test)]
 mod tests {
@@ -381,5 +536,103 @@ mod tests {
         std::fs::write(&path, &text[..text.len() - 10]).unwrap();
         let s = Spool::open(&path, 0).unwrap();
         assert_eq!((s.pending().len(), s.mark()), (0, Some((7, 200))));
+    }
+
+    fn tls(sni: &str, sha256: Option<String>) -> rephub_model::telemetry::TlsRecord {
+        rephub_model::telemetry::TlsRecord {
+            at_ms: 1_790_000_000_000,
+            sni: Some(sni.into()),
+            sha256,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn telemetry_is_spooled_with_the_mark_acknowledged_apart_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let mut s = Spool::open(&path, 1).unwrap();
+        s.set_max_tls(3);
+        s.push_read(
+            Vec::new(),
+            vec![tls("a.example", None), tls("b.example", None)],
+            Some((1, 10)),
+        )
+        .unwrap();
+        // A reading with no mark move (the same position) still keeps its records.
+        s.push_read(
+            Vec::new(),
+            vec![tls("c.example", None), tls("d.example", None)],
+            Some((1, 10)),
+        )
+        .unwrap();
+        assert_eq!((s.pending_tls().len(), s.tls_lost()), (3, 1));
+        let ids: Vec<i64> = s.pending_tls().iter().map(|t| t.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // A restart keeps them and the mark; events and telemetry are acknowledged apart.
+        let mut s = Spool::open(&path, 0).unwrap();
+        assert_eq!((s.pending_tls().len(), s.mark()), (3, Some((1, 10))));
+        let ev = Event {
+            id: 0,
+            kind: "domain".into(),
+            value: "x.example".into(),
+            action: "block".into(),
+            filter: None,
+            hits: 1,
+            first_seen: 1,
+            last_seen: 1,
+            sample: None,
+            ips: None,
+        };
+        s.push(vec![ev]).unwrap();
+        s.acknowledge_tls(2).unwrap();
+        let s = Spool::open(&path, 0).unwrap();
+        assert_eq!((s.pending().len(), s.pending_tls().len()), (1, 1));
+        assert_eq!(s.pending_tls()[0].tls.sni.as_deref(), Some("c.example"));
+        // New ids stay above every id kept.
+        let mut s = Spool::open(&path, 0).unwrap();
+        s.push_read(Vec::new(), vec![tls("e.example", None)], Some((1, 20)))
+            .unwrap();
+        assert!(s.pending_tls()[1].id > ids[2]);
+        // A torn marked line loses its records and its mark together.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 5]).unwrap();
+        let s = Spool::open(&path, 0).unwrap();
+        assert_eq!((s.pending_tls().len(), s.mark()), (1, Some((1, 10))));
+    }
+
+    #[test]
+    fn server_names_and_certificates_hit_the_filter_set() {
+        let rule = |filter: &str| Rule {
+            action: ActionSet::Block,
+            filter: Arc::from(filter),
+            expires: None,
+        };
+        let sha = "ab".repeat(32);
+        let set = Matcher::build(vec![
+            (Entry::parse_auto("evil.example").unwrap(), rule("domains")),
+            (Entry::parse_auto(&sha).unwrap(), rule("hashes")),
+        ]);
+        let mut late = tls("www.evil.example", None);
+        late.at_ms += 5000;
+        let ev = tls_events(
+            &[
+                tls("www.evil.example", None),
+                late,
+                tls("good.example", Some(sha.clone())),
+                tls("good.example", None),
+            ],
+            &set,
+        );
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        let d = ev.iter().find(|e| e.kind == "domain").unwrap();
+        assert_eq!((d.value.as_str(), d.hits), ("evil.example", 2));
+        assert_eq!(d.last_seen - d.first_seen, 5);
+        assert_eq!(d.sample.as_deref(), Some("www.evil.example"));
+        let h = ev.iter().find(|e| e.kind == "sha256").unwrap();
+        assert_eq!(
+            (h.value.as_str(), h.filter.as_deref()),
+            (sha.as_str(), Some("hashes"))
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::answer::{self, Answer, AnswerError};
-use crate::events::Event;
+use crate::events::{Event, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -152,11 +152,26 @@ impl HubClient {
     /// Send events; the hub has all of them when this returns Ok (rejected ones are logged: they
     /// would be rejected again).
     pub async fn events(&self, events: &[Event]) -> Result<(), HubError> {
+        self.send("/api/v1/agent/events", "events", events).await
+    }
+
+    /// Send TLS telemetry, as [`HubClient::events`].
+    pub async fn telemetry(&self, records: &[Telemetry]) -> Result<(), HubError> {
+        self.send("/api/v1/agent/telemetry", "records", records)
+            .await
+    }
+
+    async fn send<T: serde::Serialize>(
+        &self,
+        path: &str,
+        key: &str,
+        items: &[T],
+    ) -> Result<(), HubError> {
         let r = self
             .http
-            .post(format!("{}/api/v1/agent/events", self.base))
+            .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .json(&serde_json::json!({"events": events}))
+            .json(&serde_json::json!({ key: items }))
             .timeout(Duration::from_secs(60))
             .send()
             .await
@@ -164,7 +179,7 @@ impl HubClient {
         let r = Self::check(r).await?;
         let v: serde_json::Value = r.json().await.map_err(transport)?;
         if let Some(rej) = v["rejected"].as_array().filter(|a| !a.is_empty()) {
-            tracing::warn!(rejected = %serde_json::Value::Array(rej.clone()), "the hub rejected events");
+            tracing::warn!(path, rejected = %serde_json::Value::Array(rej.clone()), "the hub rejected records");
         }
         Ok(())
     }

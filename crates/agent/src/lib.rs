@@ -95,6 +95,9 @@ struct Shared {
     ips: Mutex<Option<suricata::IpsState>>,
     eve_alerts: AtomicU64,
     eve_invalid: AtomicU64,
+    /// TLS records read from `eve.json` since the agent started (0 when telemetry is off).
+    tls_records: AtomicU64,
+    tls_lost: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -136,6 +139,8 @@ pub async fn run(
         ips: Mutex::new(None),
         eve_alerts: AtomicU64::new(0),
         eve_invalid: AtomicU64::new(0),
+        tls_records: AtomicU64::new(0),
+        tls_lost: AtomicU64::new(0),
     });
     // The firewall must be loaded from this state before deltas can be applied to it.
     let mut backend_fresh = false;
@@ -425,6 +430,8 @@ fn report(config: &AgentConfig, shared: &Shared) -> serde_json::Value {
         });
         ips.alerts = shared.eve_alerts.load(Ordering::Relaxed);
         ips.invalid_lines = shared.eve_invalid.load(Ordering::Relaxed);
+        ips.tls_records = shared.tls_records.load(Ordering::Relaxed);
+        ips.tls_lost = shared.tls_lost.load(Ordering::Relaxed);
         r["ips"] = serde_json::json!(ips);
     }
     if let Some(a) = &config.address {
@@ -476,9 +483,15 @@ fn collect_hits(
     }
 }
 
-/// Read what `eve.json` has after the spool's mark: its alerts become events, spooled with the
+/// Read what `eve.json` has after the spool's mark: its alerts become events, its TLS records
+/// telemetry (when `telemetry`) and events where they hit the filter set, spooled with the
 /// position after them in one append.
-fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &Shared) {
+fn collect_alerts(
+    tailer: &mut eve::Tailer,
+    spool: &mut events::Spool,
+    shared: &Shared,
+    telemetry: bool,
+) {
     const BATCH: usize = 20_000;
     loop {
         let (lines, at) = match tailer.read(BATCH) {
@@ -489,10 +502,12 @@ fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &
             }
         };
         let mut alerts = Vec::new();
+        let mut tls = Vec::new();
         for l in &lines {
             match eve::parse_line(&l.text) {
                 eve::Line::Alert(a) => alerts.push(*a),
-                eve::Line::Other => {}
+                eve::Line::Tls(r) if telemetry => tls.push(*r),
+                eve::Line::Tls(_) | eve::Line::Other => {}
                 eve::Line::Invalid(why) => {
                     let n = shared.eve_invalid.fetch_add(1, Ordering::Relaxed);
                     // The first few with the reason; then only counted (reported to the hub).
@@ -505,14 +520,32 @@ fn collect_alerts(tailer: &mut eve::Tailer, spool: &mut events::Spool, shared: &
         shared
             .eve_alerts
             .fetch_add(alerts.len() as u64, Ordering::Relaxed);
+        let mut found = eve::events(alerts);
+        if !tls.is_empty() {
+            let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+            found.extend(events::tls_events(&tls, &set));
+        }
+        let read_tls = tls.len() as u64;
         // No file yet: nothing to remember.
         let mark = (at.inode != 0).then_some((at.inode, at.offset));
-        if let Err(e) = spool.push_marked(eve::events(alerts), mark) {
+        let lost_before = spool.tls_lost();
+        if let Err(e) = spool.push_read(found, tls, mark) {
             // Neither the events nor the position were kept: read again next time.
             tracing::error!(error = %e, "could not spool IPS events; will read them again");
             let path = tailer.path().to_path_buf();
             *tailer = eve::Tailer::open(&path, spool_position(spool));
             return;
+        }
+        shared.tls_records.fetch_add(read_tls, Ordering::Relaxed);
+        let lost = spool.tls_lost() - lost_before;
+        if lost > 0 {
+            let before = shared.tls_lost.fetch_add(lost, Ordering::Relaxed);
+            if before == 0 {
+                tracing::warn!(
+                    lost,
+                    "the hub takes TLS telemetry slower than it comes: records dropped (counted in the report)"
+                );
+            }
         }
         if lines.is_empty() {
             return;
@@ -541,9 +574,13 @@ async fn events_task(
         .suricata
         .as_ref()
         .map(|s| eve::Tailer::open(&s.eve, spool_position(&spool)));
+    let telemetry = !config.fips_mode && config.suricata.as_ref().is_some_and(|s| s.telemetry);
+    if let Some(s) = &config.suricata {
+        spool.set_max_tls(s.telemetry_max_pending);
+    }
     // At once, so that the file being read is marked before it can be rotated away.
     if let Some(t) = tailer.as_mut() {
-        tokio::task::block_in_place(|| collect_alerts(t, &mut spool, &shared));
+        tokio::task::block_in_place(|| collect_alerts(t, &mut spool, &shared, telemetry));
     }
     loop {
         tokio::time::sleep(every).await;
@@ -552,7 +589,7 @@ async fn events_task(
                 collect_hits(&config, &shared, &mut counter, &mut spool, &counters);
             }
             if let Some(t) = tailer.as_mut() {
-                collect_alerts(t, &mut spool, &shared);
+                collect_alerts(t, &mut spool, &shared, telemetry);
             }
         });
         // In batches the hub takes; stop at the first failure and keep the rest for later.
@@ -567,6 +604,21 @@ async fn events_task(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, pending = spool.pending().len(), "events not delivered; kept for later");
+                    break;
+                }
+            }
+        }
+        while !spool.pending_tls().is_empty() {
+            let n = spool.pending_tls().len().min(5000);
+            match hub.telemetry(&spool.pending_tls()[..n]).await {
+                Ok(()) => {
+                    if let Err(e) = spool.acknowledge_tls(n) {
+                        tracing::error!(error = %e, "could not update the event spool");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, pending = spool.pending_tls().len(), "telemetry not delivered; kept for later");
                     break;
                 }
             }

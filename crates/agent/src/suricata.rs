@@ -78,6 +78,9 @@ pub struct IpsState {
     pub alerts: u64,
     /// Lines of `eve.json` that were not records, skipped, since the agent started.
     pub invalid_lines: u64,
+    /// TLS records read as telemetry, and those dropped because too many waited for the hub.
+    pub tls_records: u64,
+    pub tls_lost: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,8 +240,7 @@ pub fn apply(
         version: Some(policy.version.clone()),
         loaded,
         failed,
-        alerts: 0,
-        invalid_lines: 0,
+        ..IpsState::default()
     })
 }
 

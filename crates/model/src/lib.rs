@@ -25,6 +25,7 @@ mod misp;
 mod severity;
 mod stix;
 mod tags;
+pub mod telemetry;
 mod time;
 pub mod url;
 
