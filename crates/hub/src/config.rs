@@ -36,6 +36,8 @@ pub struct Config {
     pub cache_mib: u32,
     /// How often expired entries are removed (and the removal distributed), in seconds.
     pub sweep_secs: u64,
+    /// Days TLS telemetry is kept (by handshake time); 0 keeps it forever.
+    pub telemetry_retention_days: u64,
     /// SOA refresh of the RPZ zones (`/rpz/<profile>.zone`): how often a resolver that fetches
     /// them by URL downloads them again, in seconds.
     pub rpz_refresh_secs: u32,
@@ -110,6 +112,7 @@ impl Default for Config {
             max_body_mib: 64,
             cache_mib: 512,
             sweep_secs: 30,
+            telemetry_retention_days: 14,
             rpz_refresh_secs: 60,
             public_url: None,
             min_prefix_v4: 8,

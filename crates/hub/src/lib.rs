@@ -45,6 +45,7 @@ mod sources;
 mod state;
 mod suspicious_object;
 mod targets;
+mod telemetry;
 mod tls;
 mod validate;
 
@@ -139,6 +140,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(sharing::filter_status::router(state))
         .merge(sharing::inventory::router(state))
         .merge(sharing::deploy::router(state))
+        .merge(telemetry::router(state))
 }
 
 const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
@@ -287,6 +289,7 @@ pub async fn start_with_clock(
             }
         });
         scheduler::spawn(&chores, "sweeper", state.clock(), sweep);
+        telemetry::start_retention(&state, &chores);
     }
     let task = tokio::spawn(async move {
         // TCP_NODELAY: a long-poll answer is small and written in parts (head, then chunks);

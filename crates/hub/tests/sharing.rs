@@ -668,3 +668,189 @@ async fn the_upstream_deploys_a_policy_to_a_downstream_and_sees_the_result() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// A TLS handshake as an agent sends it.
+fn handshake(id: i64, at_ms: i64, sni: &str) -> Value {
+    json!({"id": id, "tls": {
+        "at_ms": at_ms, "src": "10.0.0.5", "spt": 50000 + id, "dst": "192.0.2.10", "dpt": 443,
+        "sni": sni, "version": "TLS 1.2", "cipher": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ja3": "87b9bfc7da97115ed2276737b09f8d74", "ja4": "t12d2807h2_d943125447b4_a44c6288192a",
+        "subject": "CN=blocked.example", "issuer": "CN=Test CA", "serial": "54:C2",
+        "not_before": 1_796_278_401, "not_after": 1_798_870_401,
+        "sha256": "cdab41ab4e3bfc76758774868cfb04a4913242c34a5aeacc544931f9eab15bf7",
+        "sha1": "5a964a3506f283ab7edc3c3583609504fde6c482"}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_telemetry_is_kept_searched_and_streams_to_the_upstream() {
+    let up = Hub::start().await;
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.telemetry_batch_secs = 1;
+    })
+    .await;
+    connect(&up, &down, "branch-1").await;
+    let token = device(&down, "fw1").await;
+    let now_ms = common::now() * 1000;
+
+    // Two good handshakes; a bad JA4, a record from the future and one with a field the hub
+    // does not know are refused, each with its index and field.
+    let mut unknown = handshake(5, now_ms, "x.example");
+    unknown["tls"]["cert"] = json!("x");
+    let mut bad_ja4 = handshake(3, now_ms, "c.example");
+    bad_ja4["tls"]["ja4"] = json!("t12_short");
+    let batch = json!({"records": [
+        handshake(1, now_ms, "blocked.example"),
+        handshake(2, now_ms + 1, "other.example"),
+        bad_ja4,
+        handshake(4, now_ms + 3_600_000, "d.example"),
+        unknown,
+    ]});
+    let (s, v) = down
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            &token,
+            Some(batch.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], 2, "{v}");
+    let fields: Vec<(u64, &str)> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(fields, [(2, "ja4"), (3, "at_ms"), (4, "record")], "{v}");
+    // Sent again after a lost answer: kept once, shared once.
+    let (_, v) = down
+        .call("POST", "/api/v1/agent/telemetry", &token, Some(batch))
+        .await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(2)),
+        "{v}"
+    );
+    // Not JSON at all: 400 naming the body; a key is not a device token.
+    let (s, _) = down
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            &token,
+            Some(json!({"events": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = down
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            common::ADMIN,
+            Some(json!({"records": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Searched on the hub: by server name (any case), fingerprint (any spelling), JA4, time.
+    let count = |v: &Value| v["records"].as_array().unwrap().len();
+    let v = down.get("/api/v1/telemetry?sni=Blocked.Example.").await;
+    assert_eq!(count(&v), 1, "{v}");
+    let r = &v["records"][0];
+    assert_eq!(
+        (r["device"].as_str(), r["downstream"].is_null()),
+        (Some("fw1"), true)
+    );
+    assert_eq!(
+        r["tls"]["cipher"],
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+    );
+    let colons = "CD:AB:41:AB:4E:3B:FC:76:75:87:74:86:8C:FB:04:A4:91:32:42:C3:4A:5A:EA:CC:54:49:31:F9:EA:B1:5B:F7";
+    assert_eq!(
+        count(
+            &down
+                .get(&format!("/api/v1/telemetry?fingerprint={colons}"))
+                .await
+        ),
+        2
+    );
+    assert_eq!(
+        count(
+            &down
+                .get("/api/v1/telemetry?ja4=t12d2807h2_d943125447b4_a44c6288192a&downstream=local")
+                .await
+        ),
+        2
+    );
+    let since = now_ms / 1000 + 60;
+    assert_eq!(
+        count(&down.get(&format!("/api/v1/telemetry?since={since}")).await),
+        0
+    );
+    for bad in ["fingerprint=abc", "downstream=nobody", "sni_like=x"] {
+        let (s, v) = down
+            .call("GET", &format!("/api/v1/telemetry?{bad}"), READER, None)
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    // On the upstream, within seconds, each once, under the downstream's name.
+    let mut got = Value::Null;
+    for _ in 0..300 {
+        got = up.get("/api/v1/telemetry?downstream=branch-1").await;
+        if count(&got) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&got), 2, "{got}");
+    assert_eq!(got["records"][0]["downstream"], "branch-1");
+    assert_eq!(got["records"][0]["device"], "fw1");
+    let v = up
+        .get("/api/v1/telemetry?sni=other.example&ja3=87B9BFC7DA97115ED2276737B09F8D74")
+        .await;
+    assert_eq!(count(&v), 1, "{v}");
+    let c = down.get("/api/v1/connection").await;
+    assert_eq!(
+        c["features"]["network_telemetry"]["status"], "In sync",
+        "{c}"
+    );
+    // Only a downstream's certificate shares: a key does not.
+    let (s, _) = up
+        .call(
+            "POST",
+            "/api/v1/shared/telemetry",
+            common::ADMIN,
+            Some(json!({"records": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Switched off: kept here, no longer shared.
+    let (s, v) = down
+        .send(
+            "PATCH",
+            "/api/v1/connection",
+            Some(json!({"features": {"network_telemetry": false}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = down
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            &token,
+            Some(json!({"records": [handshake(9, now_ms, "late.example")]})),
+        )
+        .await;
+    assert_eq!(v["accepted"], 1, "{v}");
+    assert_eq!(
+        count(&down.get("/api/v1/telemetry?sni=late.example").await),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        count(&up.get("/api/v1/telemetry?sni=late.example").await),
+        0
+    );
+}

@@ -51,6 +51,7 @@ mod sources;
 pub mod spool;
 mod sqlite;
 mod targets;
+pub mod telemetry;
 mod types;
 
 pub use connections::{
@@ -72,6 +73,7 @@ pub use sources::{
 pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimits, SpoolRecord};
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
+pub use telemetry::{NewTelemetry, TelemetryQuery, TelemetryRow, TelemetryStore};
 pub use types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
     Outcome, Stats, StoredEntry, USER_SOURCE, Upsert, WriteMode,

@@ -11,8 +11,8 @@ use rephub_model::{
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
     KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore,
-    SqliteStore, StoreError, TargetStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode,
-    WriteTx,
+    SqliteStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert,
+    UpstreamStore, UserStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -28,6 +28,7 @@ trait TestBackend:
     + ConnectionStore
     + IpsStore
     + UserStore
+    + TelemetryStore
     + Sized
 {
     /// Keeps the database alive; dropping it removes the database (a temporary directory, a
@@ -90,6 +91,7 @@ macro_rules! backend_suite {
                 an_entry_has_its_history_with_commit_times,
                 events_are_counted_per_hour,
                 scans_go_on_where_they_stopped,
+                telemetry_is_kept_once_searched_and_swept,
             );
         }
     };
@@ -1007,6 +1009,117 @@ fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {
         sample: Some("203.0.113.7".into()),
         detail: None,
     }
+}
+
+fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
+    use rephub_model::telemetry::TlsRecord;
+    use rephub_store::NewTelemetry;
+    let mut d = db::<S>();
+    let rec = |key: &str, at_ms: i64, sni: &str, sha256: Option<&str>| NewTelemetry {
+        key: key.into(),
+        device: "fw1".into(),
+        record: TlsRecord {
+            at_ms,
+            sni: Some(sni.into()),
+            ja4: Some("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6".into()),
+            sha256: sha256.map(str::to_string),
+            sha1: Some("5a964a3506f283ab7edc3c3583609504fde6c482".into()),
+            ..TlsRecord::default()
+        },
+    };
+    let sha = "ab".repeat(32);
+    let batch = vec![
+        rec("1:1", 1_000, "a.example", Some(&sha)),
+        rec("1:2", 2_000, "b.example", None),
+        rec("1:3", 3_000, "a.example", None),
+    ];
+    assert_eq!(d.store.add_telemetry(0, &batch).unwrap(), 3);
+    // Sent again (a lost answer), and the same keys from a downstream: one more origin.
+    assert_eq!(d.store.add_telemetry(0, &batch).unwrap(), 0);
+    assert_eq!(d.store.add_telemetry(7, &batch[..1]).unwrap(), 1);
+    assert_eq!(
+        d.store
+            .known_telemetry(0, &["1:2".into(), "1:9".into()])
+            .unwrap(),
+        vec!["1:2".to_string()]
+    );
+    let q = |d: &Db<S>, f: &dyn Fn(&mut TelemetryQuery)| {
+        let mut q = TelemetryQuery {
+            limit: 100,
+            ..TelemetryQuery::default()
+        };
+        f(&mut q);
+        d.store
+            .telemetry(&q)
+            .unwrap()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(q(&d, &|_| {}), ["1:1", "1:2", "1:3", "1:1"]);
+    assert_eq!(
+        q(&d, &|q| q.sni = Some("a.example".into())),
+        ["1:1", "1:3", "1:1"]
+    );
+    assert_eq!(
+        q(&d, &|q| {
+            q.sni = Some("a.example".into());
+            q.downstream_id = Some(0);
+        }),
+        ["1:1", "1:3"]
+    );
+    assert_eq!(
+        q(&d, &|q| q.fingerprint = Some(sha.clone())),
+        ["1:1", "1:1"]
+    );
+    assert_eq!(
+        q(&d, &|q| q.fingerprint =
+            Some("5a964a3506f283ab7edc3c3583609504fde6c482".into()))
+        .len(),
+        4
+    );
+    assert_eq!(
+        q(&d, &|q| q.ja4 =
+            Some("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6".into()))
+        .len(),
+        4
+    );
+    assert_eq!(q(&d, &|q| q.ja4 = Some("other".into())).len(), 0);
+    assert_eq!(
+        q(&d, &|q| {
+            q.since_ms = Some(2_000);
+            q.until_ms = Some(3_000);
+        }),
+        ["1:2"]
+    );
+    assert_eq!(q(&d, &|q| q.device = Some("fw2".into())).len(), 0);
+    // Paging by id, and the record comes back as it was put in.
+    let first = d
+        .store
+        .telemetry(&TelemetryQuery {
+            limit: 1,
+            ..TelemetryQuery::default()
+        })
+        .unwrap();
+    assert_eq!(first[0].record, batch[0].record);
+    assert_eq!(
+        (first[0].device.as_str(), first[0].received_at),
+        ("fw1", T0)
+    );
+    assert_eq!(
+        d.store
+            .telemetry(&TelemetryQuery {
+                after: first[0].id,
+                limit: 100,
+                ..TelemetryQuery::default()
+            })
+            .unwrap()
+            .len(),
+        3
+    );
+    // Retention: handshakes before the cut are gone, the rest stay.
+    assert_eq!(d.store.sweep_telemetry(2_000).unwrap(), 2);
+    assert_eq!(q(&d, &|_| {}), ["1:2", "1:3"]);
 }
 
 fn device_reports_and_events_survive_retries<S: TestBackend>() {

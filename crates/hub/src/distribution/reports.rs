@@ -90,6 +90,11 @@ struct IpsState {
     /// Lines of the engine's log that were not records, skipped.
     #[serde(default)]
     invalid_lines: u64,
+    /// TLS handshakes read as telemetry, and those the agent dropped because too many waited.
+    #[serde(default)]
+    tls_records: u64,
+    #[serde(default)]
+    tls_lost: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -233,7 +233,10 @@ fn sources_paths() -> Value {
             "/api/v1/sharing/sinks/{name}/flush": {"post": op("deliver a sink's waiting records now (admin)", "apiKey", json!({}))},
             "/api/v1/shared/events": {
                 "get": op("events downstream hubs shared (downstream, since, until, device, rule, cve, ip, after, limit)", "apiKey", json!({})),
-                "post": open_op("a downstream shares events: {events: [{key, event}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["events"]})))}
+                "post": open_op("a downstream shares events: {events: [{key, event}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["events"]})))},
+            "/api/v1/agent/telemetry": {"post": op("TLS handshakes a device saw: {records: [{id, tls}]}; the valid ones are kept once per device and id, each invalid one answered with its index, field and reason", "deviceToken", json_body(json!({"type": "object", "required": ["records"]})))},
+            "/api/v1/shared/telemetry": {"post": open_op("a downstream shares TLS telemetry: {records: [{key, device, tls}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["records"]})))},
+            "/api/v1/telemetry": {"get": op("TLS handshakes, in the order they arrived; page with after = next", "apiKey", query(&["after", "limit", "downstream", "device", "sni", "ja3", "ja4", "fingerprint", "since", "until"]))}
     })
 }
 

@@ -6,8 +6,8 @@
 //!
 //! `receiver.rs` is the other end: the upstream keeps what its downstreams share, once per key.
 //!
-//! Built so far: the `events` stream (reputation hits reported by agents). Filter status,
-//! policy and inventory come next, as streams of the same spool.
+//! Streams: `events` (detection events), `filter_status`, `inventory` (snapshots) and
+//! `telemetry` (TLS handshakes, `crate::telemetry`).
 
 pub(crate) mod api;
 pub(crate) mod deploy;
@@ -28,7 +28,8 @@ use sink::{Kind, SinkJob};
 use spec::SinkSpec;
 
 pub(crate) use spec::{
-    EVENTS, FILTER_STATUS, INVENTORY, UPSTREAM_SINK, UPSTREAM_STREAMS, upstream_path,
+    EVENTS, FILTER_STATUS, INVENTORY, STREAMS, TELEMETRY, UPSTREAM_SINK, UPSTREAM_STREAMS,
+    upstream_path,
 };
 pub use spec::{FullPolicyName, SharingConfig};
 
@@ -65,10 +66,9 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
     }
     for spec in cfg.sinks {
         for stream in spec.streams() {
-            let stream = if stream == FILTER_STATUS {
-                FILTER_STATUS
-            } else {
-                EVENTS
+            // The configuration was checked: every stream it names is one of these.
+            let Some(stream) = STREAMS.into_iter().find(|s| s == stream) else {
+                continue;
             };
             let kind = match &spec {
                 SinkSpec::Syslog(s) => Kind::Syslog(sinks::syslog::SyslogSink { spec: s.clone() }),
@@ -117,7 +117,11 @@ pub(crate) async fn sync_upstream(state: &AppState) -> Result<(), HubError> {
                 UPSTREAM_SINK.to_string(),
                 stream,
                 Kind::Upstream(sinks::upstream::UpstreamSink::default()),
-                (cfg.upstream_batch_max, cfg.upstream_batch_secs),
+                if stream == TELEMETRY {
+                    (cfg.upstream_batch_max, cfg.telemetry_batch_secs)
+                } else {
+                    (cfg.upstream_batch_max, cfg.upstream_batch_secs)
+                },
             );
             crate::scheduler::spawn(spool.sinks(), &job.task(), state.clock(), job);
         } else {

@@ -13,11 +13,16 @@ pub(crate) const EVENTS: &str = "events";
 pub(crate) const FILTER_STATUS: &str = "filter_status";
 /// The stream of policy and inventory snapshots (seed 002, chapter 6).
 pub(crate) const INVENTORY: &str = "inventory";
+/// The stream of TLS network telemetry (seed 002, chapter 10).
+pub(crate) const TELEMETRY: &str = "telemetry";
+/// Every stream, as sinks name them.
+pub(crate) const STREAMS: [&str; 4] = [EVENTS, FILTER_STATUS, INVENTORY, TELEMETRY];
 /// What the upstream hub is sent, by the connection's feature that switches each.
-pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 3] = [
+pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 4] = [
     ("event_sharing", EVENTS),
     ("filter_status_sharing", FILTER_STATUS),
     ("policy_inventory", INVENTORY),
+    ("network_telemetry", TELEMETRY),
 ];
 
 /// Where the upstream hub takes a stream, and the key of the list in the body.
@@ -25,6 +30,7 @@ pub(crate) fn upstream_path(stream: &str) -> (&'static str, &'static str) {
     match stream {
         FILTER_STATUS => ("/api/v1/shared/filter-status", "statuses"),
         INVENTORY => ("/api/v1/shared/inventory", "inventories"),
+        TELEMETRY => ("/api/v1/shared/telemetry", "records"),
         _ => ("/api/v1/shared/events", "events"),
     }
 }
@@ -45,6 +51,8 @@ pub struct SharingConfig {
     /// How often events go to the upstream hub (seed 002: every 60 s), and most per batch.
     pub upstream_batch_secs: u64,
     pub upstream_batch_max: usize,
+    /// How often TLS telemetry goes to the upstream hub (seconds: it streams).
+    pub telemetry_batch_secs: u64,
     /// How often filter status is computed and shared (seed 002: every 3 hours), besides after
     /// every distribution.
     pub filter_status_secs: u64,
@@ -70,6 +78,7 @@ impl Default for SharingConfig {
             spool_full: FullPolicyName::Block,
             upstream_batch_secs: 60,
             upstream_batch_max: 5000,
+            telemetry_batch_secs: 2,
             filter_status_secs: 3 * 3600,
             inventory_secs: 300,
             deployment_poll_secs: 60,
@@ -99,6 +108,8 @@ impl SharingConfig {
         }
         crate::validate::secs("upstream_batch_secs", self.upstream_batch_secs, 1)
             .map_err(|e| e.to_string())?;
+        crate::validate::secs("telemetry_batch_secs", self.telemetry_batch_secs, 1)
+            .map_err(|e| e.to_string())?;
         crate::validate::secs("filter_status_secs", self.filter_status_secs, 1)
             .map_err(|e| e.to_string())?;
         crate::validate::secs("inventory_secs", self.inventory_secs, 1)
@@ -115,12 +126,19 @@ impl SharingConfig {
                 SinkSpec::Syslog(x) => &x.streams,
                 SinkSpec::File(x) => &x.streams,
             };
-            if let Some(bad) = streams
-                .iter()
-                .find(|st| ![EVENTS, FILTER_STATUS, INVENTORY].contains(&st.as_str()))
+            if let Some(bad) = streams.iter().find(|st| !STREAMS.contains(&st.as_str())) {
+                return Err(format!(
+                    "sink {}: unknown stream {bad:?} (streams: {})",
+                    s.name(),
+                    STREAMS.join(", ")
+                ));
+            }
+            // Syslog carries events as CEF; a snapshot or a handshake has no CEF form.
+            if let (SinkSpec::Syslog(_), Some(st)) =
+                (s, streams.iter().find(|st| st.as_str() != EVENTS))
             {
                 return Err(format!(
-                    "sink {}: unknown stream {bad:?} (streams: {EVENTS}, {FILTER_STATUS}, {INVENTORY})",
+                    "sink {}: a syslog sink takes the {EVENTS} stream only, not {st:?} (a file sink takes every stream)",
                     s.name()
                 ));
             }

@@ -25,6 +25,7 @@ mod sources;
 mod spool;
 pub use spool::SqliteSpool;
 mod targets;
+mod telemetry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

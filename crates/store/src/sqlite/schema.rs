@@ -503,6 +503,32 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE changes_v18 RENAME TO changes;
     CREATE INDEX changes_entry ON changes (entry_id, seq);
     "#,
+    // 19: TLS network telemetry (seed 002, chapter 10): this hub's devices' handshakes
+    // (downstream_id 0) and its downstreams', kept once per origin and key; the searched fields
+    // in columns with partial indexes, the whole record as JSON; swept by handshake time.
+    r#"
+    CREATE TABLE telemetry (
+        id INTEGER PRIMARY KEY,
+        downstream_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        sni TEXT,
+        ja3 TEXT,
+        ja4 TEXT,
+        sha256 TEXT,
+        sha1 TEXT,
+        record TEXT NOT NULL,
+        UNIQUE (downstream_id, key)
+    );
+    CREATE INDEX telemetry_at ON telemetry (at_ms);
+    CREATE INDEX telemetry_sni ON telemetry (sni) WHERE sni IS NOT NULL;
+    CREATE INDEX telemetry_ja3 ON telemetry (ja3) WHERE ja3 IS NOT NULL;
+    CREATE INDEX telemetry_ja4 ON telemetry (ja4) WHERE ja4 IS NOT NULL;
+    CREATE INDEX telemetry_sha256 ON telemetry (sha256) WHERE sha256 IS NOT NULL;
+    CREATE INDEX telemetry_sha1 ON telemetry (sha1) WHERE sha1 IS NOT NULL;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,328 @@
+//! TLS network telemetry (seed 002, chapter 10; docs/telemetry.md): the handshakes devices saw,
+//! from agents (`POST /api/v1/agent/telemetry`), shared upstream through the spool's
+//! `telemetry` stream when the connection's `network_telemetry` is on, taken from downstream
+//! hubs by an upstream (`POST /api/v1/shared/telemetry`), searched by server name, JA3, JA4,
+//! certificate fingerprint, device, downstream and time (`GET /api/v1/telemetry`), and removed
+//! after `telemetry_retention_days`.
+//!
+//! Like events, a record is spooled before it is stored and only when it was not stored before:
+//! an agent that sends a batch again after a lost answer shares nothing twice, and a crash
+//! between the two finds the record not stored and spools it again (receivers keep each key
+//! once).
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use rephub_model::telemetry::{TlsRecord, fingerprint_hex};
+use rephub_store::telemetry::LOCAL;
+use rephub_store::{ConnectionStore, NewTelemetry, StoreError, TelemetryQuery, TelemetryStore};
+
+use crate::http::auth::{Principal, Who, guard};
+use crate::http::error::{ApiError, ApiResult, Dialect};
+use crate::http::extract::Q;
+use crate::keys::Role;
+use crate::sharing::TELEMETRY;
+use crate::state::AppState;
+
+/// Most records in one request.
+const MAX_RECORDS: usize = 20_000;
+/// Longest key and device name a downstream may send.
+const MAX_KEY: usize = 200;
+const MAX_DEVICE: usize = 256;
+/// How far ahead of this hub's clock a handshake may be.
+const MAX_AHEAD_MS: i64 = 600_000;
+
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let devices = Router::new().route("/api/v1/agent/telemetry", post(from_agent));
+    let downstreams = Router::new().route("/api/v1/shared/telemetry", post(from_downstream));
+    let read = Router::new().route("/api/v1/telemetry", get(search));
+    guard(devices, state, Who::Device, Dialect::Rest)
+        .merge(guard(downstreams, state, Who::Downstream, Dialect::Rest))
+        .merge(guard(read, state, Who::User(Role::ReadOnly), Dialect::Rest))
+}
+
+/// What is spooled, sent upstream and written by file sinks: the key names the record for
+/// every receiver.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    key: String,
+    device: String,
+    tls: TlsRecord,
+}
+
+/// A request's records, each parsed from its own text, so that one bad record is refused alone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    records: Vec<&'a serde_json::value::RawValue>,
+}
+
+fn batch(b: &Bytes) -> ApiResult<Batch<'_>> {
+    let batch: Batch<'_> =
+        serde_json::from_slice(b).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    if batch.records.len() > MAX_RECORDS {
+        return Err(ApiError::bad(
+            "records",
+            format!("at most {MAX_RECORDS} per request"),
+        ));
+    }
+    Ok(batch)
+}
+
+/// A record's own checks, and its time against this hub's clock.
+fn check(r: &TlsRecord, now_s: i64) -> Result<(), (&'static str, String)> {
+    r.check()?;
+    if r.at_ms > now_s.saturating_mul(1000).saturating_add(MAX_AHEAD_MS) {
+        return Err((
+            "at_ms",
+            "more than 10 minutes ahead of this hub's clock: a device clock is wrong".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `{"records": [{"id", "tls"}]}` from an agent: the valid ones are kept (once per device and
+/// id), each invalid one answered with its index, field and reason.
+async fn from_agent(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let (_, device) = who.device()?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FromAgent {
+        id: i64,
+        tls: TlsRecord,
+    }
+    let now = state.now();
+    let mut good = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, raw) in batch(&b)?.records.into_iter().enumerate() {
+        let checked = serde_json::from_str::<FromAgent>(raw.get())
+            .map_err(|e| ("record", e.to_string()))
+            .and_then(|r| check(&r.tls, now).map(|()| r));
+        match checked {
+            Ok(r) => good.push(NewTelemetry {
+                key: format!("{}:{}", device.id, r.id),
+                device: device.name.clone(),
+                record: r.tls,
+            }),
+            Err((field, message)) => {
+                rejected.push(json!({"index": i, "field": field, "message": message}));
+            }
+        }
+    }
+    let total = good.len() as u64;
+    share(&state, &good).await?;
+    let added = state.exec(move |s| s.add_telemetry(LOCAL, &good)).await??;
+    Ok(Json(
+        json!({"accepted": added, "duplicates": total - added, "rejected": rejected}),
+    ))
+}
+
+/// Spool the records not stored before (see the module's note). A full spool answers 503: the
+/// agent keeps the batch and sends it again.
+async fn share(state: &AppState, records: &[NewTelemetry]) -> ApiResult<()> {
+    let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
+    let known = state
+        .read(move |s| s.known_telemetry(LOCAL, &keys))
+        .await??;
+    let spool = state.spool();
+    let mut payloads = Vec::new();
+    for r in records.iter().filter(|r| !known.contains(&r.key)) {
+        let envelope = Envelope {
+            key: format!("{}:{}", spool.id(), r.key),
+            device: r.device.clone(),
+            tls: r.record.clone(),
+        };
+        payloads.push(serde_json::to_vec(&envelope).map_err(crate::HubError::record("telemetry"))?);
+    }
+    match spool.append(TELEMETRY, payloads).await {
+        Ok(_) => Ok(()),
+        Err(crate::HubError::Store(StoreError::Full(why))) => {
+            tracing::warn!(reason = %why, "spool full: telemetry refused");
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                format!("the spool of shared records is full ({why}): send them again later"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `{"records": [{"key", "device", "tls"}]}` from a downstream hub (its certificate): kept once
+/// per downstream and key; each refused record answered with its index, field and reason.
+async fn from_downstream(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    b: Bytes,
+) -> ApiResult<Json<Value>> {
+    let d = who.downstream()?.clone();
+    let now = state.now();
+    let mut good = Vec::new();
+    let mut refused = Vec::new();
+    for (i, raw) in batch(&b)?.records.into_iter().enumerate() {
+        let checked = serde_json::from_str::<Envelope>(raw.get())
+            .map_err(|e| ("record", e.to_string()))
+            .and_then(|e| {
+                if e.key.is_empty() || e.key.len() > MAX_KEY {
+                    return Err(("key", format!("1 to {MAX_KEY} characters")));
+                }
+                if e.device.is_empty()
+                    || e.device.chars().count() > MAX_DEVICE
+                    || e.device.chars().any(char::is_control)
+                {
+                    return Err((
+                        "device",
+                        format!("1 to {MAX_DEVICE} characters, no control characters"),
+                    ));
+                }
+                check(&e.tls, now).map(|()| e)
+            });
+        match checked {
+            Ok(e) => good.push(NewTelemetry {
+                key: e.key,
+                device: e.device,
+                record: e.tls,
+            }),
+            Err((field, message)) => {
+                refused.push(json!({"index": i, "field": field, "message": message}));
+            }
+        }
+    }
+    let total = good.len() as u64;
+    let added = state.exec(move |s| s.add_telemetry(d.id, &good)).await??;
+    Ok(Json(
+        json!({"accepted": added, "duplicates": total - added, "refused": refused}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// A downstream hub's name, or `local` for this hub's own devices.
+    #[serde(default)]
+    downstream: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    sni: Option<String>,
+    #[serde(default)]
+    ja3: Option<String>,
+    #[serde(default)]
+    ja4: Option<String>,
+    /// SHA-256 or SHA-1 of the server certificate, with or without `:`, any case.
+    #[serde(default)]
+    fingerprint: Option<String>,
+    /// Handshakes seen at or after / before (Unix seconds).
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
+}
+
+/// Handshakes in the order they arrived; page with `after` = `next`.
+async fn search(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResult<Json<Value>> {
+    let downstreams = state.read(|s| s.downstreams()).await??;
+    let downstream_id = match q.downstream.as_deref() {
+        None => None,
+        Some("local") => Some(LOCAL),
+        Some(name) => Some(
+            downstreams
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.id)
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "downstream",
+                        format!("no downstream named {name:?} (\"local\": this hub's devices)"),
+                    )
+                })?,
+        ),
+    };
+    let fingerprint = match q.fingerprint.as_deref() {
+        None => None,
+        Some(f) => Some(
+            fingerprint_hex(f, 64)
+                .or_else(|| fingerprint_hex(f, 40))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "fingerprint",
+                        "64 (SHA-256) or 40 (SHA-1) hex digits, ':' allowed",
+                    )
+                })?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = q.after.unwrap_or(0);
+    let query = TelemetryQuery {
+        after,
+        limit,
+        downstream_id,
+        device: q.device,
+        sni: q.sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+        ja3: q.ja3.map(|s| s.to_ascii_lowercase()),
+        ja4: q.ja4,
+        fingerprint,
+        since_ms: q.since.map(|t| t.saturating_mul(1000)),
+        until_ms: q.until.map(|t| t.saturating_mul(1000)),
+    };
+    let rows = state.read(move |s| s.telemetry(&query)).await??;
+    let name = |id: i64| {
+        (id != LOCAL)
+            .then(|| {
+                downstreams
+                    .iter()
+                    .find(|d| d.id == id)
+                    .map(|d| d.name.clone())
+            })
+            .flatten()
+    };
+    let next = rows.last().map_or(after, |r| r.id);
+    let records: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({"id": r.id, "downstream": name(r.downstream_id), "device": r.device,
+                   "received_at": r.received_at, "tls": r.record})
+        })
+        .collect();
+    Ok(Json(json!({"records": records, "next": next})))
+}
+
+/// Remove handshakes older than the retention, every hour (none when it is 0).
+pub(crate) fn start_retention(state: &AppState, chores: &crate::scheduler::Registry) {
+    let days = state.config().telemetry_retention_days;
+    if days == 0 {
+        return;
+    }
+    let s = state.clone();
+    let every = std::time::Duration::from_secs(3600);
+    let job = crate::scheduler::Every::new(every, state.clock(), move || {
+        let s = s.clone();
+        async move {
+            let cut = s
+                .now()
+                .saturating_sub(i64::try_from(days).unwrap_or(i64::MAX / 86_400 / 1000) * 86_400)
+                .saturating_mul(1000);
+            match s.exec(move |st| st.sweep_telemetry(cut)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(records = n, days, "removed old TLS telemetry"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "telemetry retention failed"),
+                Err(e) => tracing::warn!(error = %e, "telemetry retention failed"),
+            }
+        }
+    });
+    crate::scheduler::spawn(chores, "telemetry retention", state.clock(), job);
+}
