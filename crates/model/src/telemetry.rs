@@ -304,7 +304,8 @@ mod tests {
             good().sha1.as_deref(),
             Some("5a964a3506f283ab7edc3c3583609504fde6c482")
         );
-        let cases: Vec<(&str, Box<dyn Fn(&mut TlsRecord)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut TlsRecord)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("at_ms", Box::new(|r| r.at_ms = 0)),
             ("sni", Box::new(|r| r.sni = Some("Blocked.Example".into()))),
             ("sni", Box::new(|r| r.sni = Some("a b".into()))),
