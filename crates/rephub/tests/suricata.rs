@@ -39,7 +39,9 @@ fn missing() -> Option<String> {
     if !sh("id -u").stdout.starts_with(b"0") {
         return Some("not root (network namespaces)".into());
     }
-    for tool in ["ip", "ethtool", "suricata", "rsyslogd", "python3", "curl"] {
+    for tool in [
+        "ip", "ethtool", "suricata", "rsyslogd", "python3", "curl", "openssl",
+    ] {
         if !sh(&format!("command -v {tool}")).status.success() {
             return Some(format!("{tool} is not installed (.ci/run installs it)"));
         }
@@ -131,7 +133,8 @@ impl Drop for Net {
 }
 
 /// Suricata's configuration: inline between c1 and s1, the agent's rules file, `eve.json` with
-/// alerts (their metadata, and X-Forwarded-For as the client behind a proxy), the command socket.
+/// alerts (their metadata, and X-Forwarded-For as the client behind a proxy) and TLS handshakes
+/// (with JA3, JA4 and the server certificate, as docs/telemetry.md asks), the command socket.
 fn suricata_yaml(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -165,6 +168,18 @@ outputs:
               mode: extra-data
               deployment: reverse
               header: X-Forwarded-For
+        - tls:
+            extended: yes
+            ja4: on
+            custom: [subject, issuer, serial, fingerprint, sni, version, not_before, not_after, certificate, ja3, ja3s, ja4]
+app-layer:
+  protocols:
+    tls:
+      enabled: yes
+      detection-ports:
+        dp: 443
+      ja3-fingerprints: yes
+      ja4-fingerprints: yes
 af-packet:
   - interface: c1
     copy-mode: ips
@@ -185,6 +200,87 @@ logging:
         filename: {d}/suricata.log
 "#
     )
+}
+
+/// Suricata inline in the IPS namespace, its files in `sdir`, once its engine has started.
+fn start_suricata(net: &Net, sdir: &Path) -> Proc {
+    std::fs::create_dir(sdir).unwrap();
+    std::fs::write(sdir.join("suricata.yaml"), suricata_yaml(sdir)).unwrap();
+    std::fs::write(sdir.join("rephub.rules"), "").unwrap();
+    let suricata = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.ips, "suricata", "-c"])
+            .arg(sdir.join("suricata.yaml"))
+            .args(["--af-packet", "-k", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let log = sdir.join("suricata.log");
+    assert!(
+        eventually(60, || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("Engine started"))),
+        "Suricata did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    suricata
+}
+
+/// An upstream hub and a downstream connected to it by enrollment as `name`, the downstream
+/// configured with `down_config`.
+struct Hubs {
+    up: String,
+    key_u: String,
+    down: String,
+    key_d: String,
+    _procs: (Proc, Proc),
+}
+
+impl Hubs {
+    fn connected(dir: &Path, down_config: &str, name: &str) -> Hubs {
+        let (du, dd) = (dir.join("up"), dir.join("down"));
+        let (pu, tu, pd, td) = (free_port(), free_port(), free_port(), free_port());
+        let (up_proc, key_u) =
+            common::serve(&du, &format!("127.0.0.1:{pu}"), &format!("127.0.0.1:{tu}"));
+        let config = dir.join("down.toml");
+        std::fs::write(&config, down_config).unwrap();
+        let (down_proc, key_d) = common::serve_with(
+            &dd,
+            &format!("127.0.0.1:{pd}"),
+            &format!("127.0.0.1:{td}"),
+            &["--config", &config.display().to_string()],
+        );
+        let hubs = Hubs {
+            up: format!("http://127.0.0.1:{pu}"),
+            key_u: key_u.unwrap(),
+            down: format!("http://127.0.0.1:{pd}"),
+            key_d: key_d.unwrap(),
+            _procs: (up_proc, down_proc),
+        };
+        let t = call(
+            Method::POST,
+            &format!("{}/api/v1/enrollment-tokens", hubs.up),
+            &hubs.key_u,
+            Some(json!({ "name": name })),
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
+            .args([
+                "--hub",
+                &hubs.down,
+                "--key",
+                &hubs.key_d,
+                "connect",
+                "--upstream",
+            ])
+            .arg(format!("https://localhost:{tu}"))
+            .args(["--token", t["token"].as_str().unwrap()])
+            .args(["--fingerprint", t["ca_fingerprint"].as_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        hubs
+    }
 }
 
 fn agent(hub: &str, token: &str, state: &Path, config: &Path) -> Proc {
@@ -266,73 +362,25 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
             .unwrap(),
     );
     let sdir = dir.path().join("suricata");
-    std::fs::create_dir(&sdir).unwrap();
-    std::fs::write(sdir.join("suricata.yaml"), suricata_yaml(&sdir)).unwrap();
-    std::fs::write(sdir.join("rephub.rules"), "").unwrap();
-    let _suricata = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &net.ips, "suricata", "-c"])
-            .arg(sdir.join("suricata.yaml"))
-            .args(["--af-packet", "-k", "none"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let log = sdir.join("suricata.log");
-    assert!(
-        eventually(60, || std::fs::read_to_string(&log)
-            .is_ok_and(|l| l.contains("Engine started"))),
-        "Suricata did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let _suricata = start_suricata(&net, &sdir);
     assert!(
         eventually(20, || net.get("/") == "200"),
         "no traffic through Suricata"
     );
 
     // The upstream, rsyslog, and the downstream that shares with both.
-    let (du, dd) = (dir.path().join("up"), dir.path().join("down"));
-    let (pu, tu, pd, td) = (free_port(), free_port(), free_port(), free_port());
-    let (_up, key_u) = common::serve(&du, &format!("127.0.0.1:{pu}"), &format!("127.0.0.1:{tu}"));
-    let key_u = key_u.unwrap();
     let syslog = rsyslog::Rsyslog::start();
-    let config = dir.path().join("down.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let hubs = Hubs::connected(
+        dir.path(),
+        &format!(
             "[sharing]\nupstream_batch_secs = 1\ndeployment_poll_secs = 1\n\n\
              [[sharing.sinks]]\nkind = \"syslog\"\nname = \"siem\"\n\
              address = \"127.0.0.1:{}\"\nbatch_secs = 1\n",
             syslog.port
         ),
-    )
-    .unwrap();
-    let (_down, key_d) = common::serve_with(
-        &dd,
-        &format!("127.0.0.1:{pd}"),
-        &format!("127.0.0.1:{td}"),
-        &["--config", &config.display().to_string()],
+        "branch-ips",
     );
-    let key_d = key_d.unwrap();
-    let (up, down) = (
-        format!("http://127.0.0.1:{pu}"),
-        format!("http://127.0.0.1:{pd}"),
-    );
-    let t = call(
-        Method::POST,
-        &format!("{up}/api/v1/enrollment-tokens"),
-        &key_u,
-        Some(json!({"name": "branch-ips"})),
-    );
-    let o = Command::new(env!("CARGO_BIN_EXE_rephub"))
-        .args(["--hub", &down, "--key", &key_d, "connect", "--upstream"])
-        .arg(format!("https://localhost:{tu}"))
-        .args(["--token", t["token"].as_str().unwrap()])
-        .args(["--fingerprint", t["ca_fingerprint"].as_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (up, key_u, down, key_d) = (&hubs.up, &hubs.key_u, &hubs.down, &hubs.key_d);
 
     // The downstream's IPS filters, a profile that notifies on them, distributed to the agent.
     let http = reqwest::blocking::Client::new();
@@ -511,9 +559,19 @@ fn alert_line(n: u64) -> String {
     )
 }
 
+/// A `tls` record of `eve.json` at `stamp` (UTC, `%Y-%m-%dT%H:%M:%S`: the hub refuses handshakes
+/// from its future), server name `h<n>.example`.
+fn tls_line(n: u64, stamp: &str) -> String {
+    format!(
+        r#"{{"timestamp":"{stamp}.000000+0000","flow_id":{n},"event_type":"tls","src_ip":"198.51.100.7","src_port":{},"dest_ip":"203.0.113.10","dest_port":443,"proto":"TCP","tls":{{"sni":"h{n}.example","version":"TLS 1.3","ja4":"t13d3112h2_e8f1e7e78f70_b26ce05bbdd6"}}}}"#,
+        1024 + n % 60_000
+    )
+}
+
 /// kill -9 of the agent while it reads `eve.json`, again and again, with a rotation in the
 /// middle and a line that is not JSON: the hub ends with every alert exactly once (the hits of
-/// all its IPS events add up to the lines written), and the bad line was counted, not sent.
+/// all its IPS events add up to the lines written) and every TLS handshake once (telemetry),
+/// and the bad line was counted, not sent.
 #[test]
 fn an_agent_killed_while_tailing_eve_json_loses_and_repeats_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -564,11 +622,17 @@ fn an_agent_killed_while_tailing_eve_json_loses_and_repeats_nothing() {
             .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     };
+    let stamp = String::from_utf8(sh("date -u +%Y-%m-%dT%H:%M:%S").stdout).unwrap();
+    let stamp = stamp.trim().to_string();
     let lines = |from: u64, to: u64| {
         let mut text = String::new();
         for n in from..to {
             text.push_str(&alert_line(n));
             text.push('\n');
+            if n % 10 == 0 {
+                text.push_str(&tls_line(n, &stamp));
+                text.push('\n');
+            }
             if n % 50 == 0 {
                 text.push_str("{\"event_type\":\"flow\",\"flow_id\":1}\n");
             }
@@ -608,12 +672,274 @@ fn an_agent_killed_while_tailing_eve_json_loses_and_repeats_nothing() {
         hits(),
         agent_log(&state)
     );
-    // And nothing more comes (a duplicate would add hits).
+    // Every handshake once: as many records as lines, each name once.
+    let names = || -> Vec<String> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let v = call(
+                Method::GET,
+                &format!("{hub}/api/v1/telemetry?after={after}&limit=10000"),
+                &key,
+                None,
+            );
+            let page = v["records"].as_array().unwrap().clone();
+            if page.is_empty() {
+                return out;
+            }
+            after = v["next"].as_i64().unwrap();
+            out.extend(
+                page.iter()
+                    .map(|r| r["tls"]["sni"].as_str().unwrap().to_string()),
+            );
+        }
+    };
+    // The line cut in two in each round (`mid`) is an alert alone.
+    let handshakes = (0..total)
+        .filter(|n| n % 10 == 0 && n % per_round != per_round / 2)
+        .count();
+    assert!(
+        eventually(60, || names().len() >= handshakes),
+        "{} of {handshakes} handshakes at the hub",
+        names().len()
+    );
+    // And nothing more comes (a duplicate would add hits or records).
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(hits(), total);
+    let mut got = names();
+    assert_eq!(got.len(), handshakes);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), handshakes, "a handshake came twice");
     assert!(
         agent_log(&state).contains("skipping a line of eve.json"),
         "the line that is not JSON was not reported"
     );
     drop(a);
+}
+
+/// TLS network telemetry with real processes: curl in the client namespace makes handshakes
+/// with an OpenSSL server across Suricata; the agent reads Suricata's `tls` records and streams
+/// them to the downstream hub and on to the upstream, with the server name, JA3, JA4 and the
+/// certificate's fields; a server name under a blocked domain raises a detection event.
+#[test]
+fn tls_handshakes_through_suricata_become_telemetry_and_a_blocked_name_an_event() {
+    if let Some(why) = missing() {
+        eprintln!(
+            "SKIPPED tls_handshakes_through_suricata_become_telemetry_and_a_blocked_name_an_event: {why}"
+        );
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+
+    // An OpenSSL TLS server with a certificate for blocked.example, Suricata in front of it.
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    must(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout {} -out {} -days 30 -subj '/CN=blocked.example/O=rephub test' 2>/dev/null",
+        key.display(),
+        cert.display()
+    ));
+    let fingerprint = String::from_utf8(
+        sh(&format!(
+            "openssl x509 -in {} -noout -fingerprint -sha256",
+            cert.display()
+        ))
+        .stdout,
+    )
+    .unwrap();
+    let sha256: String = fingerprint
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(sha256.len(), 64, "{fingerprint}");
+    let _tls_server = Proc(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.server,
+                "openssl",
+                "s_server",
+                "-accept",
+            ])
+            .arg(format!("{SERVER}:443"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .args(["-www", "-quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sdir = dir.path().join("suricata");
+    let _suricata = start_suricata(&net, &sdir);
+    // A handshake from the client: the HTTP status over TLS (`000` when none).
+    let handshake = |name: &str, max: &str| {
+        let o = sh(&format!(
+            "ip netns exec {} curl -sk -m 3 --tls-max {max} -o /dev/null -w '%{{http_code}}' \
+             --resolve {name}:443:{SERVER} https://{name}/",
+            net.client
+        ));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        eventually(20, || handshake("warmup.example", "1.3") == "200"),
+        "no TLS through Suricata"
+    );
+
+    // The hubs; the downstream blocks evil domains for its device.
+    let hubs = Hubs::connected(
+        dir.path(),
+        "[sharing]\ntelemetry_batch_secs = 1\n",
+        "branch-tls",
+    );
+    let (down, key_d) = (&hubs.down, &hubs.key_d);
+    for (path, body) in [
+        (
+            "/api/v1/entries",
+            json!({"entries": [{"value": "blocked.example",
+                                "tags": {"Trend Micro Severity": "High"}}]}),
+        ),
+        (
+            "/api/v1/filters",
+            json!({"name": "block High", "action": "block", "precedence": 1,
+                   "criteria": ["Trend Micro Severity=High"]}),
+        ),
+        (
+            "/api/v1/profiles",
+            json!({"name": "edge", "filters": ["block High"]}),
+        ),
+    ] {
+        call(Method::POST, &format!("{down}{path}"), key_d, Some(body));
+    }
+    let device = call(
+        Method::POST,
+        &format!("{down}/api/v1/devices"),
+        key_d,
+        Some(json!({"name": "sensor-1", "profile": "edge"})),
+    );
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\n\
+             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
+             eve = \"{d}/eve.json\"\npolicy_secs = 1\n",
+            d = sdir.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = agent(down, device["token"].as_str().unwrap(), &state, &agent_toml);
+    let entries = || {
+        let v = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
+        v["devices"][0]["report"]["entries"].as_u64()
+    };
+    assert!(
+        eventually(60, || entries() == Some(1)),
+        "the agent did not get its filter set: {}",
+        agent_log(&state)
+    );
+
+    // TLS 1.2 (the certificate is visible) to the blocked name, TLS 1.3 to another.
+    assert_eq!(handshake("blocked.example", "1.2"), "200");
+    assert_eq!(handshake("other.example", "1.3"), "200");
+    let search = |hub: &str, key: &str, q: &str| {
+        call(
+            Method::GET,
+            &format!("{hub}/api/v1/telemetry?{q}"),
+            key,
+            None,
+        )["records"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        eventually(60, || !search(down, key_d, "sni=other.example").is_empty()),
+        "no telemetry at the hub: {}",
+        agent_log(&state)
+    );
+    let r = search(down, key_d, "sni=blocked.example");
+    assert_eq!(r.len(), 1, "{r:?}");
+    let t = &r[0]["tls"];
+    assert_eq!(r[0]["device"], "sensor-1");
+    assert_eq!(
+        (t["dst"].as_str(), t["dpt"].as_u64()),
+        (Some(SERVER), Some(443))
+    );
+    assert_eq!(t["src"], "10.251.1.1");
+    assert_eq!(t["version"], "TLS 1.2");
+    assert!(t["ja4"].as_str().unwrap().starts_with("t12d"), "{t}");
+    assert_eq!(t["ja3"].as_str().map(str::len), Some(32), "{t}");
+    assert!(t["cipher"].as_str().unwrap().starts_with("TLS_"), "{t}");
+    assert_eq!(t["subject"], "CN=blocked.example, O=rephub test");
+    assert_eq!(t["sha256"], sha256.as_str(), "{t}");
+    assert!(t["not_after"].as_i64() > t["not_before"].as_i64(), "{t}");
+    // Found by the certificate's fingerprint as openssl prints it.
+    let by_fp = search(
+        down,
+        key_d,
+        &format!(
+            "fingerprint={}",
+            fingerprint.trim().rsplit('=').next().unwrap()
+        ),
+    );
+    assert_eq!(by_fp.len(), 1);
+    let t13 = &search(down, key_d, "sni=other.example")[0]["tls"];
+    assert_eq!(t13["version"], "TLS 1.3");
+    assert!(t13["ja4"].as_str().unwrap().starts_with("t13d"), "{t13}");
+    assert!(
+        t13["subject"].is_null(),
+        "TLS 1.3 hides the certificate: {t13}"
+    );
+
+    // The blocked name's handshake is a detection event.
+    let events = call(
+        Method::GET,
+        &format!("{down}/api/v1/events?kind=domain"),
+        key_d,
+        None,
+    );
+    let e = &events["events"][0];
+    assert_eq!(
+        (
+            e["value"].as_str(),
+            e["sample"].as_str(),
+            e["action"].as_str()
+        ),
+        (
+            Some("blocked.example"),
+            Some("blocked.example"),
+            Some("block")
+        ),
+        "{events}"
+    );
+    // And the upstream has the handshakes within seconds, under the downstream's name.
+    assert!(
+        eventually(30, || search(
+            &hubs.up,
+            &hubs.key_u,
+            "downstream=branch-tls&sni=blocked.example"
+        )
+        .len()
+            == 1),
+        "the upstream has no telemetry"
+    );
+    let report = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
+    assert!(
+        eventually(10, || {
+            let v = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
+            v["devices"][0]["report"]["ips"]["tls_records"].as_u64() >= Some(3)
+        }),
+        "{report}"
+    );
 }
