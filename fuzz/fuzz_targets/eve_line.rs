@@ -1,5 +1,6 @@
-//! Lines of Suricata's `eve.json`: `parse_line` never panics, and every alert it reads becomes
-//! an IPS event the hub accepts (the agent must never send what the hub would refuse).
+//! Lines of Suricata's `eve.json`: `parse_line` never panics, every alert it reads becomes
+//! an IPS event the hub accepts, and every TLS record is one the hub accepts (the agent must
+//! never send what the hub would refuse).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,8 +10,10 @@ fuzz_target!(|data: &[u8]| {
     let s = String::from_utf8_lossy(data);
     let mut alerts = Vec::new();
     for line in s.lines() {
-        if let Line::Alert(a) = parse_line(line) {
-            alerts.push(*a);
+        match parse_line(line) {
+            Line::Alert(a) => alerts.push(*a),
+            Line::Tls(t) => assert_eq!(t.check(), Ok(()), "{t:?}"),
+            _ => {}
         }
     }
     for e in events(alerts) {

@@ -144,6 +144,12 @@ impl AgentConfig {
         })
     }
 
+    /// Whether the `tls` records of `eve.json` are sent to the hub: with a Suricata whose
+    /// `telemetry` is on, never in FIPS mode.
+    pub fn telemetry(&self) -> bool {
+        !self.fips_mode && self.suricata.as_ref().is_some_and(|s| s.telemetry)
+    }
+
     /// The token, from the config or its file.
     pub fn token(&self) -> Result<String, ConfigError> {
         let t = match (&self.token, &self.token_file) {
@@ -244,8 +250,19 @@ mod tests {
         let len = doc[start..].find("```").unwrap_or(0);
         let c: AgentConfig = toml::from_str(&doc[start..start + len]).unwrap();
         c.validate().unwrap();
+        assert!(c.telemetry(), "telemetry is on by default with a Suricata");
+        let fips = AgentConfig {
+            fips_mode: true,
+            ..c.clone()
+        };
+        assert!(!fips.telemetry(), "FIPS mode turns it off");
+        assert!(
+            !AgentConfig::default().telemetry(),
+            "no Suricata, no telemetry"
+        );
         let s = c.suricata.unwrap();
         assert_eq!((s.policy_secs, s.reload_timeout_secs), (30, 300));
+        assert_eq!((s.telemetry, s.telemetry_max_pending), (true, 200_000));
         assert!(toml::from_str::<AgentConfig>("[suricata]\nrules = \"x\"").is_err());
         assert!(toml::from_str::<AgentConfig>("backend = \"iptables\"").is_err());
         let bad = AgentConfig {

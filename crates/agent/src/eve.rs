@@ -759,5 +759,35 @@ mod tests {
         fn no_line_panics(line in ".{0,300}") {
             let _ = parse_line(&line);
         }
+
+        /// Whatever a sensor writes in a `tls` record's fields, what the agent makes of it is a
+        /// record the hub accepts (a bad field is left out, the handshake kept).
+        #[test]
+        fn tls_records_always_pass_the_hubs_checks(
+            fields in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    "sni", "version", "ja4", "subject", "issuerdn", "serial", "fingerprint",
+                    "certificate", "notbefore", "notafter",
+                ]), "\\PC{0,80}|[0-9a-fA-F:]{0,70}|[A-Za-z0-9+/=]{0,60}"),
+                0..10,
+            ),
+            ja3 in "[0-9a-fA-F]{30,34}",
+            ja3s in ".{0,40}",
+        ) {
+            let mut tls = serde_json::Map::new();
+            for (k, v) in fields {
+                tls.insert(k.to_string(), serde_json::Value::String(v));
+            }
+            tls.insert("ja3".into(), serde_json::json!({"hash": ja3}));
+            tls.insert("ja3s".into(), serde_json::json!({"string": ja3s}));
+            let line = serde_json::json!({
+                "timestamp": "2026-12-03T06:13:33.563875+0000", "event_type": "tls", "tls": tls,
+            })
+            .to_string();
+            match parse_line(&line) {
+                Line::Tls(r) => proptest::prop_assert_eq!(r.check(), Ok(())),
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
     }
 }

@@ -574,7 +574,7 @@ async fn events_task(
         .suricata
         .as_ref()
         .map(|s| eve::Tailer::open(&s.eve, spool_position(&spool)));
-    let telemetry = !config.fips_mode && config.suricata.as_ref().is_some_and(|s| s.telemetry);
+    let telemetry = config.telemetry();
     if let Some(s) = &config.suricata {
         spool.set_max_tls(s.telemetry_max_pending);
     }

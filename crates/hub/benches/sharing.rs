@@ -7,6 +7,8 @@
 //!   upstream (mutual TLS on loopback, batches of 10,000).
 //! - **forwarded to rsyslog** (if `rsyslogd` is installed): the same with a syslog sink to a
 //!   local rsyslog (TCP, RFC 5424 + CEF), confirmed by close.
+//! - **telemetry**: the same for TLS handshakes (`POST /api/v1/agent/telemetry`, batches of
+//!   5,000 as the agent sends them), accepted and then forwarded to the upstream.
 //! - `memory SECS`: instead, 10,000 events/s for SECS seconds with the upstream down; the
 //!   process's resident memory and the spool's depth every 10 s.
 //!
@@ -95,20 +97,68 @@ async fn accept(http: &reqwest::Client, base: &str, token: &str, n: u64, now: u6
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// The sink's counters on the hub at `base`.
-async fn sink(http: &reqwest::Client, base: &str, name: &str) -> Value {
+/// TLS handshakes as an agent sends them, ids `from..from + n`.
+fn handshakes(from: u64, n: u64, now: u64) -> Value {
+    let list: Vec<Value> = (from..from + n)
+        .map(|id| {
+            json!({"id": id, "tls": {
+                "at_ms": now * 1000 + id % 1000, "src": format!("10.1.{}.{}", id >> 8 & 255, id & 255),
+                "spt": 1024 + id % 60_000, "dst": "203.0.113.10", "dpt": 443,
+                "sni": format!("host{id}.example.com"), "version": "TLS 1.2",
+                "cipher": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                "ja3": "87b9bfc7da97115ed2276737b09f8d74", "ja3s": "a548c224ffe85e7076d7897c27f6758c",
+                "ja4": "t12d2807h2_d943125447b4_a44c6288192a",
+                "subject": format!("CN=host{id}.example.com, O=Example"), "issuer": "CN=Example CA, O=Example",
+                "serial": "54:C2:35:37:E4:D5:3D:A5:E4:A2:FD:88:65:A7:6D:EB:9F:F8:5A:80",
+                "not_before": 1_796_278_401, "not_after": 1_798_870_401,
+                "sha256": format!("{:064x}", id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                "sha1": format!("{:040x}", id)}})
+        })
+        .collect();
+    json!({ "records": list })
+}
+
+/// Post `n` handshakes in batches of 5,000 (the agent's): records per second.
+async fn accept_telemetry(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    n: u64,
+    now: u64,
+) -> f64 {
+    let t = Instant::now();
+    let mut id = 1;
+    while id <= n {
+        let k = 5_000.min(n - id + 1);
+        let v = call(
+            http,
+            "POST",
+            &format!("{base}/api/v1/agent/telemetry"),
+            token,
+            Some(handshakes(id, k, now)),
+        )
+        .await;
+        assert_eq!(v["accepted"].as_u64(), Some(k), "{v}");
+        id += k;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The counters of a sink's stream on the hub at `base`.
+async fn sink(http: &reqwest::Client, base: &str, name: &str, stream: &str) -> Value {
     let v = call(http, "GET", &format!("{base}/api/v1/sharing"), KEY, None).await;
     v["sinks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["sink"] == name)
+        .find(|s| s["sink"] == name && s["stream"] == stream)
         .cloned()
         .unwrap()
 }
 
-/// Flush `name` and wait until `n` records are confirmed: records per second of the drain.
-async fn drain(http: &reqwest::Client, base: &str, name: &str, n: u64) -> f64 {
+/// Flush `name` and wait until `n` records of `stream` are confirmed: records per second of the
+/// drain.
+async fn drain(http: &reqwest::Client, base: &str, name: &str, stream: &str, n: u64) -> f64 {
     let t = Instant::now();
     call(
         http,
@@ -119,7 +169,7 @@ async fn drain(http: &reqwest::Client, base: &str, name: &str, n: u64) -> f64 {
     )
     .await;
     loop {
-        let s = sink(http, base, name).await;
+        let s = sink(http, base, name, stream).await;
         if s["delivered"].as_u64() >= Some(n) {
             return n as f64 / t.elapsed().as_secs_f64();
         }
@@ -206,7 +256,7 @@ async fn main() {
             assert!(r.status().is_success(), "{}", r.status());
             id += 1000;
             if start.elapsed().as_secs() >= next_report {
-                let s = sink(&http, &down_base, "upstream").await;
+                let s = sink(&http, &down_base, "upstream", "events").await;
                 println!(
                     "{:>6} {:>10} {:>10} {:>9.1} {:>9.1} {:>9.1}",
                     start.elapsed().as_secs(),
@@ -230,10 +280,21 @@ async fn main() {
     println!(
         "accepted (agent API → validated, spooled, stored): {n} events, {accepted:.0} events/s"
     );
-    let up = rephub_hub::start(up_config).await.unwrap();
-    let forwarded = drain(&http, &down_base, "upstream", n).await;
+    let up = rephub_hub::start(up_config.clone()).await.unwrap();
+    let forwarded = drain(&http, &down_base, "upstream", "events", n).await;
     println!(
         "forwarded to the upstream hub (mTLS, loopback, batches of 10,000): {forwarded:.0} events/s"
+    );
+    up.stop().await.unwrap();
+    // TLS telemetry the same way: accepted with the upstream down, then drained to it.
+    let accepted = accept_telemetry(&http, &down_base, &token, n, now).await;
+    println!(
+        "telemetry accepted (agent API → validated, spooled, stored with 6 indexes): {n} handshakes, {accepted:.0}/s"
+    );
+    let up = rephub_hub::start(up_config).await.unwrap();
+    let forwarded = drain(&http, &down_base, "upstream", "telemetry", n).await;
+    println!(
+        "telemetry forwarded to the upstream hub (stored there, batches of 10,000): {forwarded:.0} handshakes/s"
     );
     up.stop().await.unwrap();
     down.stop().await.unwrap();
@@ -260,7 +321,7 @@ async fn main() {
     let token = device(&http, &base).await;
     accept(&http, &base, &token, n, now).await;
     rsyslog.up();
-    let forwarded = drain(&http, &base, "siem", n).await;
+    let forwarded = drain(&http, &base, "siem", "events", n).await;
     let lines = rsyslog.received().lines().count();
     println!(
         "forwarded to rsyslog (TCP, RFC 5424 + CEF, batches of 10,000): {forwarded:.0} events/s ({lines} lines written by rsyslog)"

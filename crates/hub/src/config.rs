@@ -338,6 +338,9 @@ mod tests {
         assert_eq!(c.sharing.sinks[0].name(), "siem");
         assert_eq!(c.sharing.sinks[0].batch(), (1000, 10));
         assert_eq!(c.sharing.upstream_batch_secs, 60);
+        assert_eq!(c.sharing.telemetry_batch_secs, 2);
+        assert_eq!(c.telemetry_retention_days, 14);
+        assert_eq!(c.sharing.sinks[1].streams(), ["events", "telemetry"]);
         c.validate().unwrap();
         let twice = Config {
             sources: vec![c.sources[1].clone(), c.sources[1].clone()],
@@ -357,6 +360,38 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn sinks_take_the_streams_they_can_carry() {
+        let sink = |kind: &str, streams: &str| {
+            let extra = if kind == "file" {
+                "path = \"/tmp/x.jsonl\""
+            } else {
+                "address = \"127.0.0.1:514\""
+            };
+            Config::parse(&format!(
+                "[[sharing.sinks]]\nkind = \"{kind}\"\nname = \"s\"\n{extra}\nstreams = {streams}\n"
+            ))
+            .unwrap()
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            sink(
+                "file",
+                r#"["events", "filter_status", "inventory", "telemetry"]"#
+            ),
+            Ok(())
+        );
+        assert_eq!(sink("syslog", r#"["events"]"#), Ok(()));
+        let e = sink("syslog", r#"["events", "telemetry"]"#).unwrap_err();
+        assert!(e.contains("events stream only"), "{e}");
+        let e = sink("file", r#"["tls"]"#).unwrap_err();
+        assert!(
+            e.contains("unknown stream") && e.contains("telemetry"),
+            "{e}"
+        );
     }
 
     #[test]

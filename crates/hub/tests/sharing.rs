@@ -684,9 +684,16 @@ fn handshake(id: i64, at_ms: i64, sni: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_telemetry_is_kept_searched_and_streams_to_the_upstream() {
     let up = Hub::start().await;
+    let lake = tempfile::tempdir().unwrap();
+    let lake_file = lake.path().join("telemetry.jsonl");
     let down = Hub::start_with(|c, _| {
         c.tls = false;
         c.sharing.telemetry_batch_secs = 1;
+        c.sharing.sinks = vec![
+            serde_json::from_value(json!({"kind": "file", "name": "lake",
+                "path": lake_file, "streams": ["telemetry"], "batch_secs": 1}))
+            .unwrap(),
+        ];
     })
     .await;
     connect(&up, &down, "branch-1").await;
