@@ -386,7 +386,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     let http = reqwest::blocking::Client::new();
     let r = http
         .post(format!("{down}/api/v1/ips-filters/import"))
-        .bearer_auth(&key_d)
+        .bearer_auth(key_d)
         .header("content-type", "text/plain")
         .body(RULES)
         .send()
@@ -395,7 +395,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     let profile = call(
         Method::POST,
         &format!("{down}/api/v1/profiles"),
-        &key_d,
+        key_d,
         Some(json!({"name": "edge"})),
     )["id"]
         .as_i64()
@@ -403,13 +403,13 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     call(
         Method::POST,
         &format!("{down}/api/v1/profiles/{profile}/ips/distribute"),
-        &key_d,
+        key_d,
         Some(json!({})),
     );
     let device = call(
         Method::POST,
         &format!("{down}/api/v1/devices"),
-        &key_d,
+        key_d,
         Some(json!({"name": "ips-1", "profile": "edge"})),
     );
     let token = device["token"].as_str().unwrap();
@@ -425,9 +425,9 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     )
     .unwrap();
     let state = dir.path().join("agent");
-    let _agent = agent(&down, token, &state, &agent_toml);
+    let _agent = agent(down, token, &state, &agent_toml);
     let ips_state = || {
-        let v = call(Method::GET, &format!("{down}/api/v1/devices"), &key_d, None);
+        let v = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
         v["devices"][0]["report"]["ips"].clone()
     };
     assert!(
@@ -446,7 +446,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     let id = call(
         Method::GET,
         &format!("{up}/api/v1/downstreams"),
-        &key_u,
+        key_u,
         None,
     )["downstreams"][0]["id"]
         .as_i64()
@@ -454,7 +454,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     call(
         Method::POST,
         &format!("{up}/api/v1/downstreams/{id}/deployments"),
-        &key_u,
+        key_u,
         Some(json!({"profile": "edge", "cve": "CVE-2099-0001", "action": "Block"})),
     );
     assert!(
@@ -470,7 +470,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     let v = call(
         Method::GET,
         &format!("{down}/api/v1/devices/{device_id}/ips"),
-        &key_d,
+        key_d,
         None,
     );
     assert_eq!(v["in_sync"], true, "{v}");
@@ -490,15 +490,15 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     let blocked = |e: &Value| e["act"] == "Block" && e["ruleUuid"] == "1000001";
     assert!(
         eventually(60, || {
-            all_events(&format!("{up}/api/v1/shared/events"), &key_u)
+            all_events(&format!("{up}/api/v1/shared/events"), key_u)
                 .iter()
                 .any(|e| blocked(&e["event"]))
         }),
         "no blocked event upstream: {:?} {}",
-        all_events(&format!("{down}/api/v1/events"), &key_d),
+        all_events(&format!("{down}/api/v1/events"), key_d),
         agent_log(&state)
     );
-    let shared = all_events(&format!("{up}/api/v1/shared/events"), &key_u);
+    let shared = all_events(&format!("{up}/api/v1/shared/events"), key_u);
     let e = &shared.iter().find(|e| blocked(&e["event"])).unwrap()["event"];
     assert_eq!(e["cves"], json!(["CVE-2099-0001"]), "{e}");
     assert_eq!(e["techniqueId"], json!(["T1190"]));
@@ -531,7 +531,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
     );
     let by_cve = all_events(
         &format!("{down}/api/v1/events?cve=CVE-2099-0001&action=Block"),
-        &key_d,
+        key_d,
     );
     assert!(!by_cve.is_empty());
     assert!(
