@@ -7,7 +7,7 @@
 //! `receiver.rs` is the other end: the upstream keeps what its downstreams share, once per key.
 //!
 //! Streams: `events` (detection events), `filter_status`, `inventory` (snapshots) and
-//! `telemetry` (TLS handshakes, `crate::telemetry`).
+//! `telemetry` (TLS handshakes, docs/telemetry.md).
 
 pub(crate) mod api;
 pub(crate) mod deploy;
