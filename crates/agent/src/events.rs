@@ -100,24 +100,30 @@ impl HitCounter {
             let Some(hit) = set.lookup_ip(addr) else {
                 continue;
             };
-            let key = hit.entry.to_string();
-            let e = per_entry.entry(key.clone()).or_insert_with(|| Event {
-                id: 0,
-                kind: hit.entry.kind().as_str().to_string(),
-                value: key,
-                action: hit.value.action.as_str().to_string(),
-                filter: Some(hit.value.filter.to_string()),
-                hits: 0,
-                first_seen: self.since,
-                last_seen: now,
-                sample: Some(addr.to_string()),
-                ips: None,
-            });
+            let e = per_entry
+                .entry(hit.entry.to_string())
+                .or_insert_with(|| hit_event(&hit, self.since, now, addr.to_string()));
             e.hits += new;
         }
         self.last = seen;
         self.since = now;
         per_entry.into_values().collect()
+    }
+}
+
+/// A detection event of `hit` (no hits counted yet, id not assigned).
+fn hit_event(hit: &rephub_matcher::Hit<'_, Rule>, first: i64, last: i64, sample: String) -> Event {
+    Event {
+        id: 0,
+        kind: hit.entry.kind().as_str().to_string(),
+        value: hit.entry.to_string(),
+        action: hit.value.action.as_str().to_string(),
+        filter: Some(hit.value.filter.to_string()),
+        hits: 0,
+        first_seen: first,
+        last_seen: last,
+        sample: Some(sample),
+        ips: None,
     }
 }
 
@@ -143,19 +149,9 @@ pub fn tls_events(
                     .filter_map(|h| set.lookup_hash_hex(h).map(|hit| (hit, h))),
             );
         for (hit, sample) in hits {
-            let key = hit.entry.to_string();
-            let e = per_entry.entry(key.clone()).or_insert_with(|| Event {
-                id: 0,
-                kind: hit.entry.kind().as_str().to_string(),
-                value: key,
-                action: hit.value.action.as_str().to_string(),
-                filter: Some(hit.value.filter.to_string()),
-                hits: 0,
-                first_seen: secs,
-                last_seen: secs,
-                sample: Some(sample.to_string()),
-                ips: None,
-            });
+            let e = per_entry
+                .entry(hit.entry.to_string())
+                .or_insert_with(|| hit_event(&hit, secs, secs, sample.to_string()));
             e.hits += 1;
             e.first_seen = e.first_seen.min(secs);
             e.last_seen = e.last_seen.max(secs);

@@ -12,7 +12,7 @@ mod common;
 #[path = "../../hub/tests/peers/rsyslog.rs"]
 mod rsyslog;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -303,6 +303,25 @@ fn agent(hub: &str, token: &str, state: &Path, config: &Path) -> Proc {
     )
 }
 
+/// The agent of `device` (as `POST /api/v1/devices` answered it) driving the Suricata of `sdir`,
+/// reading and reporting every second or two: the process and its state directory.
+fn suricata_agent(dir: &Path, sdir: &Path, hub: &str, device: &Value) -> (Proc, PathBuf) {
+    let agent_toml = dir.join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\n\
+             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
+             eve = \"{d}/eve.json\"\npolicy_secs = 1\n",
+            d = sdir.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.join("agent");
+    let token = device["token"].as_str().unwrap();
+    (agent(hub, token, &state, &agent_toml), state)
+}
+
 fn agent_log(state: &Path) -> String {
     std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
 }
@@ -412,20 +431,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
         key_d,
         Some(json!({"name": "ips-1", "profile": "edge"})),
     );
-    let token = device["token"].as_str().unwrap();
-    let agent_toml = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\n\
-             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
-             eve = \"{d}/eve.json\"\npolicy_secs = 1\n",
-            d = sdir.display()
-        ),
-    )
-    .unwrap();
-    let state = dir.path().join("agent");
-    let _agent = agent(down, token, &state, &agent_toml);
+    let (_agent, state) = suricata_agent(dir.path(), &sdir, down, &device);
     let ips_state = || {
         let v = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
         v["devices"][0]["report"]["ips"].clone()
@@ -826,19 +832,7 @@ fn tls_handshakes_through_suricata_become_telemetry_and_a_blocked_name_an_event(
         key_d,
         Some(json!({"name": "sensor-1", "profile": "edge"})),
     );
-    let agent_toml = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_toml,
-        format!(
-            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\n\
-             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
-             eve = \"{d}/eve.json\"\npolicy_secs = 1\n",
-            d = sdir.display()
-        ),
-    )
-    .unwrap();
-    let state = dir.path().join("agent");
-    let _agent = agent(down, device["token"].as_str().unwrap(), &state, &agent_toml);
+    let (_agent, state) = suricata_agent(dir.path(), &sdir, down, &device);
     let entries = || {
         let v = call(Method::GET, &format!("{down}/api/v1/devices"), key_d, None);
         v["devices"][0]["report"]["entries"].as_u64()
