@@ -911,3 +911,62 @@ async fn connect_to_upstream_with_a_token_made_in_the_upstreams_console() {
             .contains(r#"id="onboarded">False"#)
     );
 }
+
+#[tokio::test]
+async fn tls_telemetry_is_searched_in_the_console() {
+    let hub = hub_with_users().await;
+    let (_, dev) = hub
+        .call(
+            "POST",
+            "/api/v1/devices",
+            ADMIN,
+            Some(json!({"name": "sensor-1"})),
+        )
+        .await;
+    let token = dev["token"].as_str().unwrap();
+    let now_ms = common::now() * 1000;
+    let record = |id: i64, sni: &str| {
+        json!({"id": id, "tls": {"at_ms": now_ms, "dst": "192.0.2.10", "dpt": 443, "sni": sni,
+               "version": "TLS 1.2", "subject": format!("CN={sni}"),
+               "sha256": "cdab41ab4e3bfc76758774868cfb04a4913242c34a5aeacc544931f9eab15bf7"}})
+    };
+    let (s, v) = hub
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            token,
+            Some(json!({"records": [record(1, "blocked.example"), record(2, "other.example")]})),
+        )
+        .await;
+    assert_eq!((s, &v["accepted"]), (StatusCode::OK, &json!(2)), "{v}");
+    // A read-only user searches by server name and by fingerprint as openssl prints it.
+    let mut b = Browser::new(&hub);
+    b.sign_in("rita", "correct horse battery").await;
+    let p = b.get("/ui/telemetry?sni=blocked.example").await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(
+        p.body.contains("CN=blocked.example") && !p.body.contains("other.example"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(r#"href="/ui/telemetry""#),
+        "in the navigation"
+    );
+    let p = b
+        .get("/ui/telemetry?fingerprint=CD%3AAB%3A41%3AAB%3A4E%3A3B%3AFC%3A76%3A75%3A87%3A74%3A86%3A8C%3AFB%3A04%3AA4%3A91%3A32%3A42%3AC3%3A4A%3A5A%3AEA%3ACC%3A54%3A49%3A31%3AF9%3AEA%3AB1%3A5B%3AF7")
+        .await;
+    assert!(
+        p.body.contains("other.example") && p.body.contains("blocked.example"),
+        "{}",
+        p.body
+    );
+    // A bad filter: the API's message beside the field, the value kept.
+    let p = b.get("/ui/telemetry?fingerprint=xyz").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(
+        p.body.contains("hex digits") && p.body.contains(r#"value="xyz""#),
+        "{}",
+        p.body
+    );
+}

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::Status;
 pub(crate) use crate::admin_args::{
     DevicesCommand, DistributionsCommand, EventsArgs, FilterFields, FiltersCommand, JobsCommand,
-    Output, ProfilesCommand,
+    Output, ProfilesCommand, TelemetryArgs,
 };
 use crate::remote::Remote;
 
@@ -27,6 +27,7 @@ pub(crate) enum AdminCommand {
     Sources(JobsCommand),
     Targets(JobsCommand),
     Events(EventsArgs),
+    Telemetry(TelemetryArgs),
     Status,
 }
 
@@ -39,6 +40,7 @@ pub(crate) fn run(remote: &Remote, cmd: AdminCommand, out: Output) -> anyhow::Re
         AdminCommand::Sources(c) => jobs(remote, &SOURCES, c, out),
         AdminCommand::Targets(c) => jobs(remote, &TARGETS, c, out),
         AdminCommand::Events(a) => events(remote, &a, out),
+        AdminCommand::Telemetry(a) => telemetry(remote, &a, out),
         AdminCommand::Status => status(remote, out),
     }
 }
@@ -563,21 +565,7 @@ fn events(remote: &Remote, a: &EventsArgs, out: Output) -> anyhow::Result<Status
             q.push((k, v.to_string()));
         }
     }
-    // Paged by `after`, up to the limit.
-    let mut all = Vec::new();
-    let mut after = 0i64;
-    while all.len() < a.limit {
-        let mut page_q = q.clone();
-        page_q.push(("after", after.to_string()));
-        page_q.push(("limit", (a.limit - all.len()).min(10_000).to_string()));
-        let v = remote.get("/api/v1/events", &page_q)?;
-        let page = v["events"].as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            break;
-        }
-        after = v["next"].as_i64().unwrap_or(after);
-        all.extend(page);
-    }
+    let all = pages(remote, "/api/v1/events", "events", &q, a.limit)?;
     let v = json!({ "events": all });
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
@@ -592,6 +580,72 @@ fn events(remote: &Remote, a: &EventsArgs, out: Output) -> anyhow::Result<Status
                 ("HITS", "/hits"),
                 ("LAST SEEN", "/last_seen"),
                 ("CVES", "/ips/cves"),
+            ],
+            &all,
+        ),
+    }
+    Ok(Status::Ok)
+}
+
+/// Up to `limit` items of a listing paged by `after` = `next`, oldest first.
+fn pages(
+    remote: &Remote,
+    path: &str,
+    list: &str,
+    q: &[(&str, String)],
+    limit: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    let mut after = 0i64;
+    while all.len() < limit {
+        let mut page_q = q.to_vec();
+        page_q.push(("after", after.to_string()));
+        page_q.push(("limit", (limit - all.len()).min(10_000).to_string()));
+        let v = remote.get(path, &page_q)?;
+        let page = v[list].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        after = v["next"].as_i64().unwrap_or(after);
+        all.extend(page);
+    }
+    Ok(all)
+}
+
+fn telemetry(remote: &Remote, a: &TelemetryArgs, out: Output) -> anyhow::Result<Status> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("sni", &a.sni),
+        ("ja3", &a.ja3),
+        ("ja4", &a.ja4),
+        ("fingerprint", &a.fingerprint),
+        ("device", &a.device),
+        ("downstream", &a.downstream),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    }
+    for (k, v) in [("since", a.since), ("until", a.until)] {
+        if let Some(v) = v {
+            q.push((k, v.to_string()));
+        }
+    }
+    let all = pages(remote, "/api/v1/telemetry", "records", &q, a.limit)?;
+    let v = json!({ "records": all });
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Table => print_table(
+            &[
+                ("ID", "/id"),
+                ("DEVICE", "/device"),
+                ("DOWNSTREAM", "/downstream"),
+                ("SERVER NAME", "/tls/sni"),
+                ("DESTINATION", "/tls/dst"),
+                ("VERSION", "/tls/version"),
+                ("JA4", "/tls/ja4"),
+                ("SUBJECT", "/tls/subject"),
+                ("SHA-256", "/tls/sha256"),
             ],
             &all,
         ),

@@ -178,6 +178,34 @@ pub enum JobsCommand {
     },
 }
 
+/// TLS handshakes: every filter given must match (docs/telemetry.md).
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// The server name (SNI), exactly.
+    #[arg(long)]
+    pub sni: Option<String>,
+    #[arg(long)]
+    pub ja3: Option<String>,
+    #[arg(long)]
+    pub ja4: Option<String>,
+    /// The server certificate's SHA-256 or SHA-1, with or without `:`.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A downstream hub's name, or `local` for this hub's own devices.
+    #[arg(long)]
+    pub downstream: Option<String>,
+    /// Seen at or after / before (Unix seconds).
+    #[arg(long)]
+    pub since: Option<i64>,
+    #[arg(long)]
+    pub until: Option<i64>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
 /// Detection events the devices reported (reputation hits, IPS alerts).
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {

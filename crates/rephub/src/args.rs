@@ -187,6 +187,13 @@ pub enum Command {
         #[command(flatten)]
         args: crate::admin_args::EventsArgs,
     },
+    /// TLS handshakes the devices saw (network telemetry, docs/telemetry.md), oldest first.
+    Telemetry {
+        #[command(flatten)]
+        view: crate::admin_args::View,
+        #[command(flatten)]
+        args: crate::admin_args::TelemetryArgs,
+    },
     /// The hub at a glance: devices by status, profiles, sources, targets, sharing sinks.
     Status {
         #[command(flatten)]

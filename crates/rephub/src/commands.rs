@@ -114,6 +114,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         | Command::Sources { .. }
         | Command::Targets { .. }
         | Command::Events { .. }
+        | Command::Telemetry { .. }
         | Command::Status { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => {
@@ -711,6 +712,7 @@ fn admin_command(cmd: &Command) -> Option<(crate::admin::AdminCommand, crate::ad
         Command::Sources { view, command } => (A::Sources(command.clone()), view.output),
         Command::Targets { view, command } => (A::Targets(command.clone()), view.output),
         Command::Events { view, args } => (A::Events(args.clone()), view.output),
+        Command::Telemetry { view, args } => (A::Telemetry(args.clone()), view.output),
         Command::Status { view } => (A::Status, view.output),
         _ => return None,
     };

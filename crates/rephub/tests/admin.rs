@@ -188,6 +188,41 @@ fn an_operator_sets_up_a_hub_from_the_command_line() {
         cli.json(&["events", "--kind", "ips"])["events"],
         Value::Array(vec![])
     );
+    // TLS telemetry fw1 reported, searched by name and fingerprint; a bad one is named.
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("rhd_"))
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let answer = common::call(
+        reqwest::Method::POST,
+        &format!("{}/api/v1/agent/telemetry", cli.hub),
+        token,
+        Some(
+            serde_json::json!({"records": [{"id": 1, "tls": {"at_ms": now_ms,
+            "sni": "blocked.example", "version": "TLS 1.3",
+            "sha1": "5a964a3506f283ab7edc3c3583609504fde6c482"}}]}),
+        ),
+    );
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let t = cli.json(&["telemetry", "--sni", "blocked.example"]);
+    assert_eq!(t["records"][0]["device"], "fw1", "{t}");
+    assert!(
+        cli.ok(&[
+            "telemetry",
+            "--fingerprint",
+            "5A:96:4A:35:06:F2:83:AB:7E:DC:3C:35:83:60:95:04:FD:E6:C4:82"
+        ])
+        .contains("blocked.example")
+    );
+    assert_eq!(
+        cli.json(&["telemetry", "--sni", "other.example"])["records"],
+        Value::Array(vec![])
+    );
+    cli.fails(&["telemetry", "--fingerprint", "abc"], "fingerprint");
     let s = cli.json(&["status"]);
     assert_eq!(s["devices"]["pending"], 2, "{s}");
     assert!(cli.ok(&["status"]).contains("2 pending"));

@@ -1,5 +1,6 @@
-//! What the hub does and sees: sources (status, run now, test), events (filterable), IPS filter
-//! status, inventory, the sharing spool; and the console's users (admin).
+//! What the hub does and sees: sources (status, run now, test), events (filterable), TLS
+//! telemetry (searchable), IPS filter status, inventory, the sharing spool; and the console's
+//! users (admin).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +26,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/sources/{name}/run", post(run_source))
         .route("/ui/sources/{name}/test", post(test_source))
         .route("/ui/events", get(events))
+        .route("/ui/telemetry", get(telemetry))
         .route("/ui/filter-status", get(filter_status))
         .route("/ui/inventory", get(inventory))
         .route("/ui/sharing", get(sharing))
@@ -158,6 +160,81 @@ async fn events(mut ui: Ui, Query(q): Query<EventFilter>) -> Response {
     };
     let status = err.map_or(StatusCode::OK, |e| e.status);
     page_with(status, &mut ui, "Events", "/ui/events", body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TelemetryFilter {
+    #[serde(default)]
+    sni: String,
+    #[serde(default)]
+    ja4: String,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    downstream: String,
+    #[serde(default)]
+    after: String,
+}
+
+/// TLS handshakes (docs/telemetry.md), searched with the API's filters, 100 a page.
+async fn telemetry(mut ui: Ui, Query(q): Query<TelemetryFilter>) -> Response {
+    let filters = [
+        ("sni", q.sni.as_str()),
+        ("ja4", q.ja4.as_str()),
+        ("fingerprint", q.fingerprint.as_str()),
+        ("device", q.device.as_str()),
+        ("downstream", q.downstream.as_str()),
+    ];
+    let mut pairs = filters.to_vec();
+    pairs.extend([("after", q.after.as_str()), ("limit", "100")]);
+    let found = ui.get(&with_query("/api/v1/telemetry", pairs)).await;
+    let err = found.as_ref().err();
+    let f = Form(
+        filters
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    );
+    // One row a handshake, the record's fields beside where it came from.
+    let rows: Vec<Value> = found
+        .as_ref()
+        .ok()
+        .and_then(|v| v["records"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let t = &r["tls"];
+            let at = t["at_ms"].as_i64().map(|ms| ms.div_euclid(1000));
+            json!({"id": r["id"], "device": r["device"], "downstream": r["downstream"],
+                   "at": at, "src": t["src"], "dst": t["dst"], "dpt": t["dpt"], "sni": t["sni"],
+                   "version": t["version"], "cipher": t["cipher"], "ja4": t["ja4"],
+                   "subject": t["subject"], "issuer": t["issuer"], "sha256": t["sha256"]})
+        })
+        .collect();
+    let body = html! {
+        form.criteria method="get" action="/ui/telemetry" id="telemetry-filter" {
+            (text_field("Server name (SNI)", "sni", f.get("sni"), err))
+            (text_field("JA4", "ja4", f.get("ja4"), err))
+            (text_field("Certificate SHA-256 or SHA-1", "fingerprint", f.get("fingerprint"), err))
+            (text_field("Device", "device", f.get("device"), err))
+            (text_field("Downstream (or local)", "downstream", f.get("downstream"), err))
+            (general_error(err, &["sni", "ja4", "fingerprint", "device", "downstream"]))
+            button type="submit" { "Search" }
+        }
+        (table(&rows, &[("id", "#"), ("at", "Seen"), ("device", "Device"), ("downstream", "Downstream"), ("src", "Source"), ("dst", "Destination"), ("dpt", "Port"), ("sni", "Server name"), ("version", "Version"), ("cipher", "Cipher"), ("ja4", "JA4"), ("subject", "Subject"), ("issuer", "Issuer"), ("sha256", "Certificate SHA-256")], "telemetry"))
+        @if let Some(last) = rows.last().and_then(|r| r["id"].as_i64()) {
+            @if rows.len() == 100 {
+                @let next = last.to_string();
+                @let mut more = filters.to_vec();
+                @let _ = more.push(("after", next.as_str()));
+                p.pager { a id="next" href=(with_query("/ui/telemetry", more)) { "next →" } }
+            }
+        }
+    };
+    let status = err.map_or(StatusCode::OK, |e| e.status);
+    page_with(status, &mut ui, "TLS telemetry", "/ui/telemetry", body)
 }
 
 async fn filter_status(mut ui: Ui) -> Response {

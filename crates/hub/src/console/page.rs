@@ -45,6 +45,7 @@ const NAV: &[(&str, &str, Role)] = &[
     ("/ui/upstream", "Connect to upstream", Role::Admin),
     ("/ui/sources", "Sources", Role::ReadOnly),
     ("/ui/events", "Events", Role::ReadOnly),
+    ("/ui/telemetry", "TLS telemetry", Role::ReadOnly),
     ("/ui/filter-status", "Filter status", Role::ReadOnly),
     ("/ui/inventory", "Inventory", Role::ReadOnly),
     ("/ui/sharing", "Sharing", Role::ReadOnly),
