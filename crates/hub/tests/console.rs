@@ -961,6 +961,34 @@ async fn tls_telemetry_is_searched_in_the_console() {
         "{}",
         p.body
     );
+    // 100 a page, and a link to the next one with the same filter.
+    let many: Vec<Value> = (10..160)
+        .map(|i| record(i, &format!("h{i}.example")))
+        .collect();
+    let (s, _) = hub
+        .call(
+            "POST",
+            "/api/v1/agent/telemetry",
+            token,
+            Some(json!({ "records": many })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let p = b.get("/ui/telemetry?device=sensor-1").await;
+    assert!(
+        p.body.contains("h107.example") && !p.body.contains("h108.example"),
+        "100 a page"
+    );
+    let at = p.body.find(r#"id="next" href=""#).expect("a next link") + r#"id="next" href=""#.len();
+    let next = p.body[at..at + p.body[at..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(next.contains("device=sensor-1"), "{next}");
+    let p = b.get(&next).await;
+    assert!(
+        p.body.contains("h108.example") && p.body.contains("h159.example"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains(r#"id="next""#), "the last page");
     // A bad filter: the API's message beside the field, the value kept.
     let p = b.get("/ui/telemetry?fingerprint=xyz").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);

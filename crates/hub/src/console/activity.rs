@@ -213,6 +213,17 @@ async fn telemetry(mut ui: Ui, Query(q): Query<TelemetryFilter>) -> Response {
                    "subject": t["subject"], "issuer": t["issuer"], "sha256": t["sha256"]})
         })
         .collect();
+    // A full page may have more after it.
+    let next = rows
+        .last()
+        .and_then(|r| r["id"].as_i64())
+        .filter(|_| rows.len() == 100)
+        .map(|last| {
+            let last = last.to_string();
+            let mut more = filters.to_vec();
+            more.push(("after", last.as_str()));
+            with_query("/ui/telemetry", more)
+        });
     let body = html! {
         form.criteria method="get" action="/ui/telemetry" id="telemetry-filter" {
             (text_field("Server name (SNI)", "sni", f.get("sni"), err))
@@ -224,13 +235,8 @@ async fn telemetry(mut ui: Ui, Query(q): Query<TelemetryFilter>) -> Response {
             button type="submit" { "Search" }
         }
         (table(&rows, &[("id", "#"), ("at", "Seen"), ("device", "Device"), ("downstream", "Downstream"), ("src", "Source"), ("dst", "Destination"), ("dpt", "Port"), ("sni", "Server name"), ("version", "Version"), ("cipher", "Cipher"), ("ja4", "JA4"), ("subject", "Subject"), ("issuer", "Issuer"), ("sha256", "Certificate SHA-256")], "telemetry"))
-        @if let Some(last) = rows.last().and_then(|r| r["id"].as_i64()) {
-            @if rows.len() == 100 {
-                @let next = last.to_string();
-                @let mut more = filters.to_vec();
-                @let _ = more.push(("after", next.as_str()));
-                p.pager { a id="next" href=(with_query("/ui/telemetry", more)) { "next →" } }
-            }
+        @if let Some(next) = &next {
+            p.pager { a id="next" href=(next) { "next →" } }
         }
     };
     let status = err.map_or(StatusCode::OK, |e| e.status);
