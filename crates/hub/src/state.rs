@@ -71,6 +71,8 @@ struct Inner {
     stix_statuses: crate::ingest::stix_status::Statuses,
     /// MISP feeds rendered, by scope.
     misp_feeds: crate::distribution::caches::Feeds,
+    /// Rolling enablements of the network sensor.
+    rollouts: crate::distribution::rollouts::Rollouts,
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::caches::Passes,
     /// Signed-in console users.
@@ -159,6 +161,7 @@ impl AppState {
                 console_imports: Default::default(),
                 console_counts: Default::default(),
                 misp_feeds: crate::distribution::caches::Feeds::default(),
+                rollouts: crate::distribution::rollouts::Rollouts::default(),
                 spool,
             }),
         };
@@ -186,6 +189,10 @@ impl AppState {
 
     pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
+    }
+
+    pub(crate) fn rollouts(&self) -> &crate::distribution::rollouts::Rollouts {
+        &self.inner.rollouts
     }
 
     pub(crate) fn misp_feeds(&self) -> &crate::distribution::caches::Feeds {

@@ -35,6 +35,8 @@ pub struct DeviceRow {
     /// The device's last report (inventory and backend state, JSON as the hub accepted it).
     pub report: Option<String>,
     pub reported_at: Option<i64>,
+    /// The network sensor it is asked to run (JSON as the hub wrote it), if ever asked.
+    pub sensor: Option<String>,
 }
 
 /// What a device reported with a sync request.
@@ -72,6 +74,10 @@ pub trait DistributionStore {
     fn delete_device(&mut self, id: i64) -> Result<bool, StoreError>;
     /// Keep a device's report (inventory and backend state). Returns whether the device exists.
     fn set_device_report(&mut self, id: i64, report: &str) -> Result<bool, StoreError>;
+    /// What network sensor a device is asked to run, if it ever was.
+    fn device_sensor(&self, id: i64) -> Result<Option<String>, StoreError>;
+    /// Keep what network sensor a device is asked to run. `false` if there is no such device.
+    fn set_device_sensor(&mut self, id: i64, sensor: &str) -> Result<bool, StoreError>;
     /// Store detection events of a device; an event whose `device_event` id was stored before is
     /// skipped (a retried batch). Returns how many were new.
     fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError>;

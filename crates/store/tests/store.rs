@@ -1133,6 +1133,18 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
     assert!(!d.store.set_device_report(dev.id + 1, "{}").unwrap());
     let row = &d.store.devices().unwrap()[0];
     assert_eq!(row.report.as_deref(), Some(r#"{"model":"x"}"#));
+    assert_eq!(row.sensor, None);
+    assert!(d.store.set_device_sensor(dev.id, r#"{"enabled":true}"#).unwrap());
+    assert!(!d.store.set_device_sensor(dev.id + 1, "{}").unwrap());
+    assert_eq!(
+        d.store.device_sensor(dev.id).unwrap().as_deref(),
+        Some(r#"{"enabled":true}"#)
+    );
+    assert_eq!(d.store.device_sensor(dev.id + 1).unwrap(), None);
+    assert_eq!(
+        d.store.devices().unwrap()[0].sensor.as_deref(),
+        Some(r#"{"enabled":true}"#)
+    );
     assert_eq!(row.reported_at, Some(T0));
 
     let batch = [event(1, "203.0.113.0/24", 5), event(2, "198.51.100.1", 1)];

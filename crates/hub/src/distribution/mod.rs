@@ -15,7 +15,9 @@ pub(crate) mod misp_feed;
 pub(crate) mod reports;
 pub(crate) mod rpz;
 pub(crate) mod rpz_dns;
+pub(crate) mod rollouts;
 pub(crate) mod rpz_zone;
+pub(crate) mod sensor;
 pub(crate) mod sync;
 pub(crate) mod taxii;
 
@@ -27,6 +29,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(sync::router(state))
         .merge(reports::router(state))
+        .merge(sensor::router(state))
         .merge(ips::router(state))
         .merge(crowdsec::router(state))
         .merge(rpz::router(state))

@@ -63,6 +63,9 @@ struct Report {
     /// The IPS engine it drives, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ips: Option<IpsState>,
+    /// Its network sensor, if it has one (`sensor.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sensor: Option<super::sensor::Reported>,
 }
 
 /// What an agent applied of its IPS policy (`GET /api/v1/agent/ips`).
@@ -168,12 +171,19 @@ async fn report(
             ));
         }
     }
+    if let Some(sensor) = &r.sensor {
+        sensor.check()?;
+    }
     let stored = serde_json::to_string(&r).map_err(crate::HubError::record("device report"))?;
     let id = device.id;
     state
         .exec(move |s| s.set_device_report(id, &stored))
         .await??;
-    Ok(Json(json!({"device": device.name})))
+    // The answer says what network sensor the device is to run, once it was ever asked.
+    match super::sensor::desired(&state, id).await? {
+        Some(d) => Ok(Json(json!({"device": device.name, "sensor": d}))),
+        None => Ok(Json(json!({"device": device.name}))),
+    }
 }
 
 /// One event as agents send it.

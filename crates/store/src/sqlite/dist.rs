@@ -22,10 +22,11 @@ fn device(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         last_error: r.get(7)?,
         report: r.get(8)?,
         reported_at: r.get(9)?,
+        sensor: r.get(10)?,
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at, last_error, report, reported_at";
+const DEVICE_COLUMNS: &str = "id, name, token_hash, profile_id, applied_cursor, last_seen, created_at, last_error, report, reported_at, sensor";
 
 impl DistributionStore for SqliteStore {
     fn filters(&self) -> Result<Vec<FilterRow>, StoreError> {
@@ -195,6 +196,22 @@ impl DistributionStore for SqliteStore {
             .connection()
             .execute("DELETE FROM devices WHERE id = ?1", [id])?
             > 0)
+    }
+
+    fn device_sensor(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .connection()
+            .prepare_cached("SELECT sensor FROM devices WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    fn set_device_sensor(&mut self, id: i64, sensor: &str) -> Result<bool, StoreError> {
+        Ok(self.connection().execute(
+            "UPDATE devices SET sensor = ?2 WHERE id = ?1",
+            params![id, sensor],
+        )? > 0)
     }
 
     fn set_device_report(&mut self, id: i64, report: &str) -> Result<bool, StoreError> {

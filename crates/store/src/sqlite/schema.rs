@@ -529,6 +529,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX telemetry_sha256 ON telemetry (sha256) WHERE sha256 IS NOT NULL;
     CREATE INDEX telemetry_sha1 ON telemetry (sha1) WHERE sha1 IS NOT NULL;
     "#,
+    // 20: the network sensor a device is asked to run (JSON: enabled, sandbox, generation),
+    // set by a rolling enablement and sent to the agent with the answer to its report.
+    r#"
+    ALTER TABLE devices ADD COLUMN sensor TEXT;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
