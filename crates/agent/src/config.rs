@@ -43,6 +43,37 @@ pub struct AgentConfig {
     pub suricata: Option<SuricataConfig>,
     /// FIPS mode: no network telemetry is collected or sent (seed 002, chapter 10).
     pub fips_mode: bool,
+    /// The network sensor the hub may switch on (docs/network-sensor.md); none if unset.
+    pub sensor: Option<SensorConfig>,
+}
+
+/// `[sensor]`: how the agent starts and stops the network sensor (Suricata with telemetry) when
+/// the hub asks, and how it knows the sensor inspects traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// The command that starts it, e.g. `["systemctl", "enable", "--now", "suricata"]`.
+    pub enable: Vec<String>,
+    /// The command that stops it, e.g. `["systemctl", "disable", "--now", "suricata"]`.
+    pub disable: Vec<String>,
+    /// A command that succeeds once the sensor inspects traffic; without one, Suricata's command
+    /// socket (of `[suricata]`) must answer `uptime`.
+    #[serde(default)]
+    pub health: Vec<String>,
+    /// How long the sensor may take to become healthy (and a command to end).
+    #[serde(default = "default_health_timeout_secs")]
+    pub health_timeout_secs: u64,
+    /// Where the sensor keeps its data: its free space is reported (the hub wants 50 GB).
+    #[serde(default = "default_sensor_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_health_timeout_secs() -> u64 {
+    300
+}
+
+fn default_sensor_data_dir() -> PathBuf {
+    PathBuf::from("/var/log/suricata")
 }
 
 /// `[suricata]`: the rules file the agent writes, the command socket it reloads through, the
@@ -115,6 +146,7 @@ impl Default for AgentConfig {
             max_backoff_secs: 60,
             suricata: None,
             fips_mode: false,
+            sensor: None,
         }
     }
 }
@@ -213,6 +245,27 @@ impl AgentConfig {
                         reason: "must be at least 1".into(),
                     });
                 }
+            }
+        }
+        if let Some(s) = &self.sensor {
+            if s.enable.is_empty() || s.disable.is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "sensor",
+                    reason: "enable and disable are commands (a program and its arguments)".into(),
+                });
+            }
+            if s.health.is_empty() && self.suricata.is_none() {
+                return Err(ConfigError::Invalid {
+                    field: "sensor.health",
+                    reason: "a health command, or a [suricata] section whose socket is asked"
+                        .into(),
+                });
+            }
+            if s.health_timeout_secs == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "sensor.health_timeout_secs",
+                    reason: "must be at least 1".into(),
+                });
             }
         }
         if self.nft_table.is_empty()

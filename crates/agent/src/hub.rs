@@ -136,7 +136,8 @@ impl HubClient {
             .map_err(|e| HubError::Policy(e.to_string()))
     }
 
-    pub async fn report(&self, report: &serde_json::Value) -> Result<(), HubError> {
+    /// Send the report; the hub's answer (it says what network sensor to run, once asked).
+    pub async fn report(&self, report: &serde_json::Value) -> Result<serde_json::Value, HubError> {
         let r = self
             .http
             .post(format!("{}/api/v1/agent/report", self.base))
@@ -146,7 +147,8 @@ impl HubClient {
             .send()
             .await
             .map_err(transport)?;
-        Self::check(r).await.map(|_| ())
+        let r = Self::check(r).await?;
+        Ok(r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Send events; the hub has all of them when this returns Ok (rejected ones are logged: they

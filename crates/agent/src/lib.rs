@@ -20,6 +20,7 @@ pub mod eve;
 pub mod events;
 pub mod hub;
 pub mod nft;
+pub mod sensor;
 pub mod state;
 pub mod suricata;
 
@@ -98,6 +99,9 @@ struct Shared {
     /// TLS records read from `eve.json` since the agent started (0 when telemetry is off).
     tls_records: AtomicU64,
     tls_lost: AtomicU64,
+    /// The network sensor's last state, and the generation being carried out (if any).
+    sensor: Mutex<sensor::Reported>,
+    sensor_busy: Mutex<Option<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,6 +145,8 @@ pub async fn run(
         eve_invalid: AtomicU64::new(0),
         tls_records: AtomicU64::new(0),
         tls_lost: AtomicU64::new(0),
+        sensor: Mutex::new(sensor::Reported::default()),
+        sensor_busy: Mutex::new(None),
     });
     // The firewall must be loaded from this state before deltas can be applied to it.
     let mut backend_fresh = false;
@@ -437,7 +443,44 @@ fn report(config: &AgentConfig, shared: &Shared) -> serde_json::Value {
     if let Some(a) = &config.address {
         r["address"] = serde_json::json!(a);
     }
+    if let Some(s) = &config.sensor {
+        let mut sensor = lock(&shared.sensor).clone();
+        sensor.free_mib = sensor::free_mib(&s.data_dir);
+        r["sensor"] = serde_json::json!(sensor);
+    }
     r
+}
+
+/// Carry out what the hub asks of the network sensor, unless it is what runs or is being done.
+fn follow_sensor(config: &AgentConfig, shared: &Arc<Shared>, answer: &serde_json::Value) {
+    let Some(cfg) = config.sensor.clone() else {
+        return;
+    };
+    let Ok(want) = serde_json::from_value::<sensor::Desired>(answer["sensor"].clone()) else {
+        return;
+    };
+    {
+        let mut busy = lock(&shared.sensor_busy);
+        if lock(&shared.sensor).generation == want.generation || busy.is_some() {
+            return;
+        }
+        *busy = Some(want.generation);
+    }
+    let socket = config.suricata.as_ref().map(|s| s.socket.clone());
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tracing::info!(
+            enable = want.enabled,
+            generation = want.generation,
+            "the hub asks for the network sensor"
+        );
+        sensor::apply(&cfg, socket.as_deref(), want, |state| {
+            *lock(&shared.sensor) = state;
+            shared.changed.notify_one();
+        })
+        .await;
+        *lock(&shared.sensor_busy) = None;
+    });
 }
 
 /// Report at start, every `report_secs`, and soon after each change (at most every 2 s).
@@ -445,8 +488,9 @@ async fn report_task(hub: HubClient, config: AgentConfig, shared: Arc<Shared>) {
     let every = Duration::from_secs(config.report_secs);
     loop {
         let r = report(&config, &shared);
-        if let Err(e) = hub.report(&r).await {
-            tracing::debug!(error = %e, "report not delivered; will retry");
+        match hub.report(&r).await {
+            Ok(answer) => follow_sensor(&config, &shared, &answer),
+            Err(e) => tracing::debug!(error = %e, "report not delivered; will retry"),
         }
         tokio::select! {
             () = shared.changed.notified() => tokio::time::sleep(Duration::from_secs(2)).await,

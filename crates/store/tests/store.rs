@@ -1134,7 +1134,11 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
     let row = &d.store.devices().unwrap()[0];
     assert_eq!(row.report.as_deref(), Some(r#"{"model":"x"}"#));
     assert_eq!(row.sensor, None);
-    assert!(d.store.set_device_sensor(dev.id, r#"{"enabled":true}"#).unwrap());
+    assert!(
+        d.store
+            .set_device_sensor(dev.id, r#"{"enabled":true}"#)
+            .unwrap()
+    );
     assert!(!d.store.set_device_sensor(dev.id + 1, "{}").unwrap());
     assert_eq!(
         d.store.device_sensor(dev.id).unwrap().as_deref(),

@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 use rephub_store::DistributionStore;
 
 use super::rollouts::{Rollout, Step};
+use crate::error::HubError;
 use crate::http::auth::{Who, guard};
 use crate::http::error::{ApiError, ApiResult, Dialect};
 use crate::http::extract::body;
-use crate::error::HubError;
 use crate::keys::Role;
 use crate::state::AppState;
 
@@ -74,7 +74,11 @@ impl Reported {
                 "off, starting, ready or failed",
             ));
         }
-        if self.error.as_ref().is_some_and(|e| e.chars().count() > 1000) {
+        if self
+            .error
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > 1000)
+        {
             return Err(ApiError::bad("sensor.error", "at most 1000 characters"));
         }
         Ok(())
@@ -160,7 +164,10 @@ async fn start_rollout(
     let mut targets = Vec::new();
     for name in &ask.devices {
         let Some(d) = known.iter().find(|d| &d.name == name) else {
-            return Err(ApiError::bad("devices", format!("no device named {name:?}")));
+            return Err(ApiError::bad(
+                "devices",
+                format!("no device named {name:?}"),
+            ));
         };
         if targets.iter().any(|(id, _)| *id == d.id) {
             return Err(ApiError::bad("devices", format!("{name:?} is named twice")));
@@ -215,10 +222,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResult<J
 /// The hub's own prerequisites for turning sensors on, or why not.
 async fn hub_ready(state: &AppState) -> Result<(), String> {
     use crate::connection::client;
-    let Some(spec) = client::connected(state)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(spec) = client::connected(state).await.map_err(|e| e.to_string())? else {
         return Err("this hub is not connected to an upstream (Connect to upstream)".into());
     };
     if !client::feature(state, "policy_inventory")
@@ -423,7 +427,10 @@ mod tests {
             Some(json!({ "sensor": s }))
         };
         let now = 10_000;
-        assert_eq!(device_ready(&row(sensor(Some(60_000)), Some(now - 5)), now, MIN_FREE_MIB), Ok(()));
+        assert_eq!(
+            device_ready(&row(sensor(Some(60_000)), Some(now - 5)), now, MIN_FREE_MIB),
+            Ok(())
+        );
         let why = |r, at| device_ready(&row(r, at), now, MIN_FREE_MIB).unwrap_err();
         assert!(why(sensor(Some(60_000)), None).contains("not communicating"));
         assert!(why(sensor(Some(60_000)), Some(now - 601)).contains("not communicating"));
