@@ -239,6 +239,12 @@ struct Hubs {
 
 impl Hubs {
     fn connected(dir: &Path, down_config: &str, name: &str) -> Hubs {
+        Hubs::connected_on(dir, down_config, name, "127.0.0.1")
+    }
+
+    /// [`Hubs::connected`] with the downstream listening on `host` (an address of a bridge the
+    /// test made, for agents in namespaces).
+    fn connected_on(dir: &Path, down_config: &str, name: &str, host: &str) -> Hubs {
         let (du, dd) = (dir.join("up"), dir.join("down"));
         let (pu, tu, pd, td) = (free_port(), free_port(), free_port(), free_port());
         let (up_proc, key_u) =
@@ -247,14 +253,14 @@ impl Hubs {
         std::fs::write(&config, down_config).unwrap();
         let (down_proc, key_d) = common::serve_with(
             &dd,
-            &format!("127.0.0.1:{pd}"),
+            &format!("{host}:{pd}"),
             &format!("127.0.0.1:{td}"),
             &["--config", &config.display().to_string()],
         );
         let hubs = Hubs {
             up: format!("http://127.0.0.1:{pu}"),
             key_u: key_u.unwrap(),
-            down: format!("http://127.0.0.1:{pd}"),
+            down: format!("http://{host}:{pd}"),
             key_d: key_d.unwrap(),
             _procs: (up_proc, down_proc),
         };
@@ -936,4 +942,254 @@ fn tls_handshakes_through_suricata_become_telemetry_and_a_blocked_name_an_event(
         }),
         "{report}"
     );
+}
+
+/// Three namespaces, each with an agent, on a bridge to the hub (`10.253.0.1`).
+struct Site {
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+const BRIDGE_ADDR: &str = "10.253.0.1";
+
+impl Site {
+    fn new(n: usize) -> Site {
+        let id = std::process::id() % 100_000;
+        let site = Site {
+            bridge: format!("rsb{id}"),
+            namespaces: (1..=n).map(|k| format!("rsa{k}-{id}")).collect(),
+        };
+        site.remove();
+        must(&format!("ip link add {} type bridge", site.bridge));
+        must(&format!("ip addr add {BRIDGE_ADDR}/24 dev {}", site.bridge));
+        must(&format!("ip link set {} up", site.bridge));
+        for (k, ns) in site.namespaces.iter().enumerate() {
+            let root_end = format!("rsv{}-{id}", k + 1);
+            must(&format!("ip netns add {ns}"));
+            must(&format!("ip -n {ns} link set lo up"));
+            must(&format!(
+                "ip link add {root_end} type veth peer name eth0 netns {ns}"
+            ));
+            must(&format!("ip link set {root_end} master {} up", site.bridge));
+            must(&format!(
+                "ip -n {ns} addr add 10.253.0.{}/24 dev eth0",
+                k + 11
+            ));
+            must(&format!("ip -n {ns} link set eth0 up"));
+        }
+        site
+    }
+
+    fn remove(&self) {
+        for ns in &self.namespaces {
+            let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
+        }
+        let _ = sh(&format!("ip link del {} 2>/dev/null", self.bridge));
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Rolling enablement of the network sensor (seed 002, chapter 6) over three agents in their
+/// own namespaces, one of which fails its health check: nothing is touched while a prerequisite
+/// fails (not enough free disk; policy and inventory sharing off); then one device at a time,
+/// stopping at the failing one and leaving the third untouched; then the third alone.
+#[test]
+fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
+    if let Some(why) = missing() {
+        eprintln!(
+            "SKIPPED the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure: {why}"
+        );
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(3);
+    let hubs = Hubs::connected_on(dir.path(), "", "branch-sensors", BRIDGE_ADDR);
+    let (down, key) = (&hubs.down, &hubs.key_d);
+
+    // Each agent's sensor is a marker file its commands make and remove (standing in for
+    // `systemctl enable --now suricata`); the second one's health check always fails.
+    let mut agents = Vec::new();
+    for (k, ns) in site.namespaces.iter().enumerate() {
+        let name = format!("sensor-{}", k + 1);
+        let d = call(
+            Method::POST,
+            &format!("{down}/api/v1/devices"),
+            key,
+            Some(json!({ "name": name })),
+        );
+        let on = dir.path().join(format!("{name}.on"));
+        let health = if k == 1 {
+            "[\"false\"]".to_string()
+        } else {
+            format!("[\"test\", \"-f\", \"{}\"]", on.display())
+        };
+        let toml = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &toml,
+            format!(
+                "backend = \"none\"\nreport_secs = 1\nwait_secs = 5\nname = \"{name}\"\n\n\
+                 [sensor]\nenable = [\"touch\", \"{on}\"]\ndisable = [\"rm\", \"-f\", \"{on}\"]\n\
+                 health = {health}\nhealth_timeout_secs = 3\ndata_dir = \"{d}\"\n",
+                on = on.display(),
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let state = dir.path().join(&name);
+        let log = std::fs::File::create(state.with_extension("log")).unwrap();
+        agents.push(Proc(
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(env!("CARGO_BIN_EXE_rephub"))
+                .args(["agent", "--hub", down, "--token"])
+                .arg(d["token"].as_str().unwrap())
+                .arg("--config")
+                .arg(&toml)
+                .arg("--state-dir")
+                .arg(&state)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let devices = || call(Method::GET, &format!("{down}/api/v1/devices"), key, None);
+    assert!(
+        eventually(30, || devices()["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["report"]["sensor"]["state"] == "off")),
+        "the agents did not report from their namespaces: {}",
+        devices()
+    );
+    let names = json!(["sensor-1", "sensor-2", "sensor-3"]);
+    let rollout = |body: Value| {
+        let r = call(
+            Method::POST,
+            &format!("{down}/api/v1/sensor-rollouts"),
+            key,
+            Some(body),
+        );
+        let id = r["id"].as_u64().unwrap();
+        let get = || {
+            call(
+                Method::GET,
+                &format!("{down}/api/v1/sensor-rollouts/{id}"),
+                key,
+                None,
+            )
+        };
+        assert!(eventually(60, || get()["status"] != "running"), "{}", get());
+        get()
+    };
+    let on = |k: usize| dir.path().join(format!("sensor-{k}.on")).exists();
+    let statuses = |r: &Value| -> Vec<String> {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Not enough free disk anywhere: every device reported, none touched.
+    let r = rollout(json!({"devices": names, "min_free_mib": 1_000_000_000_000u64}));
+    assert_eq!(statuses(&r), ["skipped", "skipped", "skipped"], "{r}");
+    assert!(
+        r["steps"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MiB free"),
+        "{r}"
+    );
+    assert!(!on(1) && !on(2) && !on(3));
+    // Policy and inventory sharing off: the hub's own prerequisite fails.
+    call(
+        Method::PATCH,
+        &format!("{down}/api/v1/connection"),
+        key,
+        Some(json!({"features": {"policy_inventory": false}})),
+    );
+    let r = rollout(json!({"devices": names, "min_free_mib": 1}));
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("policy and inventory"),
+        "{r}"
+    );
+    assert!(!on(1) && !on(2) && !on(3));
+    call(
+        Method::PATCH,
+        &format!("{down}/api/v1/connection"),
+        key,
+        Some(json!({"features": {"policy_inventory": true}})),
+    );
+
+    // One at a time: the first comes up ready, the second fails its health check, the third is
+    // not touched.
+    let r = rollout(json!({"devices": names, "min_free_mib": 1}));
+    assert_eq!(statuses(&r), ["ready", "failed", "not started"], "{r}");
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("sensor-2: the health check did not pass"),
+        "{r}"
+    );
+    assert!(on(1) && on(2) && !on(3), "the third must be untouched");
+    // The first was ready before the second was asked.
+    let (s1, s2) = (&r["steps"][0], &r["steps"][1]);
+    assert!(
+        s1["finished_at"].as_i64() <= s2["started_at"].as_i64(),
+        "{r}"
+    );
+    let d = devices();
+    let by_name = |n: &str| {
+        d["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap()["report"]["sensor"]
+            .clone()
+    };
+    assert_eq!(by_name("sensor-1")["state"], "ready");
+    assert_eq!(by_name("sensor-2")["state"], "failed");
+    assert_eq!(by_name("sensor-3")["state"], "off");
+
+    // The third alone, then every sensor turned off again.
+    let r = rollout(json!({"devices": ["sensor-3"], "min_free_mib": 1}));
+    assert_eq!(
+        (statuses(&r), &r["status"]),
+        (vec!["ready".to_string()], &json!("done")),
+        "{r}"
+    );
+    assert!(on(3));
+    let r = rollout(json!({"devices": names, "enable": false}));
+    assert_eq!(statuses(&r), ["off", "off", "off"], "{r}");
+    assert!(!on(1) && !on(2) && !on(3));
+    // A name that is not a device: refused, nothing started.
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{down}/api/v1/sensor-rollouts"))
+        .bearer_auth(key)
+        .json(&json!({"devices": ["sensor-9"]}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("sensor-9"),
+        "{v}"
+    );
+    drop(agents);
 }
