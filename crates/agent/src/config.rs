@@ -317,6 +317,23 @@ mod tests {
         assert_eq!((s.policy_secs, s.reload_timeout_secs), (30, 300));
         assert_eq!((s.telemetry, s.telemetry_max_pending), (true, 200_000));
         assert!(toml::from_str::<AgentConfig>("[suricata]\nrules = \"x\"").is_err());
+        // The network sensor: commands, and a health check or a Suricata to ask.
+        let sensor = |extra: &str| {
+            toml::from_str::<AgentConfig>(&format!(
+                "[sensor]\nenable = [\"systemctl\", \"enable\", \"--now\", \"suricata\"]\n\
+                 disable = [\"systemctl\", \"disable\", \"--now\", \"suricata\"]\n{extra}"
+            ))
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+        };
+        let c = sensor("health = [\"true\"]\n").unwrap();
+        let s = c.sensor.unwrap();
+        assert_eq!(
+            (s.health_timeout_secs, s.data_dir),
+            (300, PathBuf::from("/var/log/suricata"))
+        );
+        assert!(sensor("").unwrap_err().contains("sensor.health"));
+        assert!(sensor("health = [\"true\"]\nhealth_timeout = 3\n").is_err());
         assert!(toml::from_str::<AgentConfig>("backend = \"iptables\"").is_err());
         let bad = AgentConfig {
             nft_table: "x; flush ruleset".into(),
