@@ -861,3 +861,131 @@ async fn tls_telemetry_is_kept_searched_and_streams_to_the_upstream() {
         0
     );
 }
+
+/// A device that runs a network sensor as the hub asks, reporting every 200 ms: healthy or not.
+fn sensor_device(
+    hub: &Hub,
+    token: String,
+    name: &'static str,
+    healthy: bool,
+) -> tokio::task::JoinHandle<()> {
+    let (http, base) = (hub.http.clone(), hub.base.clone());
+    tokio::spawn(async move {
+        let mut sensor =
+            json!({"enabled": false, "state": "off", "generation": 0, "free_mib": 100_000});
+        for _ in 0..600 {
+            let r = http
+                .post(format!("{base}/api/v1/agent/report"))
+                .bearer_auth(&token)
+                .json(&json!({"name": name, "model": "test", "version": "1",
+                              "backend": {"kind": "none", "state": "ok"}, "sensor": sensor}))
+                .send()
+                .await;
+            if let Ok(r) = r {
+                let answer: Value = r.json().await.unwrap_or(Value::Null);
+                let want = &answer["sensor"];
+                if want["generation"]
+                    .as_u64()
+                    .is_some_and(|g| Some(g) != sensor["generation"].as_u64())
+                {
+                    let state = match (want["enabled"].as_bool(), healthy) {
+                        (Some(false), _) => "off",
+                        (_, true) => "ready",
+                        (_, false) => "failed",
+                    };
+                    sensor = json!({"enabled": want["enabled"], "state": state,
+                                    "generation": want["generation"], "free_mib": 100_000,
+                                    "error": (!healthy).then_some("the health check did not pass")});
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_deploys_a_sensor_rollout_and_sees_each_devices_step() {
+    let up = Hub::start().await;
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.deployment_poll_secs = 1;
+    })
+    .await;
+    connect(&up, &down, "branch-ns").await;
+    let mut devices = Vec::new();
+    for (name, healthy) in [("ns-1", true), ("ns-2", false), ("ns-3", true)] {
+        let token = device(&down, name).await;
+        devices.push(sensor_device(&down, token, name, healthy));
+    }
+    let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/downstreams/{id}/deployments");
+    // A sensor deployment is not also a filter edit, and names devices.
+    for body in [
+        json!({"sensor": {"devices": ["ns-1"]}, "profile": "edge"}),
+        json!({"sensor": {"devices": []}}),
+    ] {
+        let (s, v) = up.send("POST", &path, Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    }
+    let deploy = |body: Value| {
+        let (up, path) = (&up, path.clone());
+        async move {
+            let (s, v) = up.send("POST", &path, Some(body)).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            let n = v["id"].as_i64().unwrap();
+            for _ in 0..600 {
+                let all = up.get(&path).await;
+                let d = all["deployments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|d| d["id"] == n)
+                    .cloned()
+                    .unwrap();
+                if d["status"] != "pending" {
+                    return d;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("deployment {n} still pending");
+        }
+    };
+    let steps = |d: &Value| -> Vec<String> {
+        d["result"]["rollout"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // One at a time on the downstream: stopped at the device that fails, the third untouched.
+    let d =
+        deploy(json!({"sensor": {"devices": ["ns-1", "ns-2", "ns-3"], "min_free_mib": 1}})).await;
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(steps(&d), ["ready", "failed", "not started"], "{d}");
+    assert!(
+        d["result"]["error"].as_str().unwrap().starts_with("ns-2:"),
+        "{d}"
+    );
+    let local = down.get("/api/v1/sensor-rollouts").await;
+    assert_eq!(local["rollouts"].as_array().unwrap().len(), 1, "{local}");
+    // The third alone: applied.
+    let d = deploy(json!({"sensor": {"devices": ["ns-3"], "min_free_mib": 1}})).await;
+    assert_eq!(
+        (d["status"].as_str(), steps(&d)),
+        (Some("applied"), vec!["ready".to_string()]),
+        "{d}"
+    );
+    // A device the downstream does not have: failed with the reason, nothing started.
+    let d = deploy(json!({"sensor": {"devices": ["ns-9"]}})).await;
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["result"]["error"].as_str().unwrap().contains("ns-9"),
+        "{d}"
+    );
+    for d in devices {
+        d.abort();
+    }
+}

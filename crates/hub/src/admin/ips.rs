@@ -263,7 +263,7 @@ async fn profile_settings(
 }
 
 /// The seed's "Edit Multiple Filters": which filters, and what to set.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkEdit {
     #[serde(default, skip_serializing_if = "Option::is_none")]

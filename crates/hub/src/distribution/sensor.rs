@@ -107,11 +107,13 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A rolling enablement as asked (`POST /api/v1/sensor-rollouts`, or a deployment from the
+/// upstream).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Ask {
+pub(crate) struct Ask {
     /// Device names, in the order they are to be enabled.
-    devices: Vec<String>,
+    pub(crate) devices: Vec<String>,
     /// Turn the sensor on (default) or off.
     #[serde(default = "yes")]
     enable: bool,
@@ -154,6 +156,13 @@ async fn start_rollout(
     b: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let ask: Ask = body(&b)?;
+    let id = begin(&state, &ask).await?;
+    let shown = state.rollouts().get(id).map(|r| json!(r));
+    Ok((StatusCode::ACCEPTED, Json(shown.unwrap_or(Value::Null))))
+}
+
+/// Check `ask` and start it in the background: the rollout's id, or why not (the field named).
+pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
     if ask.devices.is_empty() || ask.devices.len() > 10_000 {
         return Err(ApiError::bad("devices", "1 to 10000 device names"));
     }
@@ -203,8 +212,18 @@ async fn start_rollout(
             });
         }
     });
-    let shown = state.rollouts().get(id).map(|r| json!(r));
-    Ok((StatusCode::ACCEPTED, Json(shown.unwrap_or(Value::Null))))
+    Ok(id)
+}
+
+/// Rollout `id` once it is no longer running (polled every second).
+pub(crate) async fn finished(state: &AppState, id: u64) -> Option<Rollout> {
+    loop {
+        let r = state.rollouts().get(id)?;
+        if r.status != "running" {
+            return Some(r);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {

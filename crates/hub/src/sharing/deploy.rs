@@ -1,7 +1,9 @@
 //! Policy deployment from the upstream (seed 002, chapter 6): the upstream asks one of its
 //! downstream hubs (it keeps everything per downstream and selects which one to act on) to
-//! enable filters and set their action in a named profile, and to distribute it; the downstream
-//! applies it and reports the result back.
+//! enable filters and set their action in a named profile, and to distribute it — or to switch
+//! the network sensor on over some of its devices, one at a time (`{"sensor": {"devices": […]}}`,
+//! a rolling enablement, docs/network-sensor.md); the downstream applies it and reports the
+//! result back.
 //!
 //! The upstream cannot call its downstreams (they may sit behind a gateway or a proxy), so a
 //! downstream asks: while it is connected with `policy_inventory` on, every
@@ -40,7 +42,12 @@ use crate::state::AppState;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Request {
+    /// The profile whose IPS filters are edited (empty for a sensor deployment).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) profile: String,
+    /// A rolling enablement of the network sensor instead of an edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sensor: Option<crate::distribution::sensor::Ask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     query: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,13 +101,31 @@ fn deployment_json(d: &rephub_store::Deployment) -> Value {
 
 async fn create(State(state): State<AppState>, P(id): P<i64>, b: Bytes) -> ApiResult<Response> {
     let r: Request = body(&b)?;
-    if r.profile.trim().is_empty() {
-        return Err(ApiError::bad(
-            "profile",
-            "the downstream's profile, by name",
-        ));
+    match &r.sensor {
+        Some(ask) => {
+            if !r.profile.is_empty() || r.edit() != BulkEdit::default() {
+                return Err(ApiError::bad(
+                    "sensor",
+                    "a sensor deployment has no profile or filter edit: deploy them apart",
+                ));
+            }
+            if ask.devices.is_empty() {
+                return Err(ApiError::bad(
+                    "sensor.devices",
+                    "the downstream's devices, by name",
+                ));
+            }
+        }
+        None => {
+            if r.profile.trim().is_empty() {
+                return Err(ApiError::bad(
+                    "profile",
+                    "the downstream's profile, by name",
+                ));
+            }
+            r.edit().check()?;
+        }
     }
-    r.edit().check()?;
     let text = serde_json::to_string(&r).map_err(HubError::record("deployment"))?;
     let created = state
         .exec(move |s| s.add_deployment(id, &text))
@@ -145,6 +170,9 @@ struct Report {
     distributed: bool,
     #[serde(default)]
     error: Option<String>,
+    /// A sensor deployment's rollout: each device's step.
+    #[serde(default)]
+    rollout: Option<Value>,
 }
 
 async fn report(
@@ -155,9 +183,12 @@ async fn report(
 ) -> ApiResult<Json<Value>> {
     let downstream = who.downstream()?.id;
     let r: Report = body(&b)?;
-    let result = json!({"filters": r.filters, "changed": r.filters.len(),
-                        "distributed": r.distributed, "error": r.error})
-    .to_string();
+    let mut result = json!({"filters": r.filters, "changed": r.filters.len(),
+                            "distributed": r.distributed, "error": r.error});
+    if let Some(rollout) = r.rollout {
+        result["rollout"] = rollout;
+    }
+    let result = result.to_string();
     let applied = r.applied;
     if !state
         .exec(move |s| s.finish_deployment(deployment, downstream, applied, &result))
@@ -172,6 +203,9 @@ async fn report(
 
 /// The downstream's side: apply one deployment, say what came of it.
 async fn apply(state: &AppState, r: &Request) -> Value {
+    if let Some(ask) = &r.sensor {
+        return roll_out(state, ask).await;
+    }
     let profiles = match state.read(|s| s.profiles()).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return json!({"applied": false, "error": e.to_string()}),
@@ -194,6 +228,18 @@ async fn apply(state: &AppState, r: &Request) -> Value {
         distributed = true;
     }
     json!({"applied": true, "filters": filters, "distributed": distributed})
+}
+
+/// A sensor deployment: the rolling enablement run to its end here, and how it went.
+async fn roll_out(state: &AppState, ask: &crate::distribution::sensor::Ask) -> Value {
+    let id = match crate::distribution::sensor::begin(state, ask).await {
+        Ok(id) => id,
+        Err(e) => return json!({"applied": false, "error": e.message()}),
+    };
+    match crate::distribution::sensor::finished(state, id).await {
+        Some(r) => json!({"applied": r.status == "done", "error": r.error, "rollout": r}),
+        None => json!({"applied": false, "error": "the rollout vanished"}),
+    }
 }
 
 /// One poll: the pending deployments, each applied and reported. Errors are the upstream's
