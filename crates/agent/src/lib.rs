@@ -145,7 +145,7 @@ pub async fn run(
         eve_invalid: AtomicU64::new(0),
         tls_records: AtomicU64::new(0),
         tls_lost: AtomicU64::new(0),
-        sensor: Mutex::new(sensor::Reported::default()),
+        sensor: Mutex::new(sensor::load(&config.data_dir.join("sensor.json"))),
         sensor_busy: Mutex::new(None),
     });
     // The firewall must be loaded from this state before deltas can be applied to it.
@@ -467,6 +467,7 @@ fn follow_sensor(config: &AgentConfig, shared: &Arc<Shared>, answer: &serde_json
         *busy = Some(want.generation);
     }
     let socket = config.suricata.as_ref().map(|s| s.socket.clone());
+    let saved = config.data_dir.join("sensor.json");
     let shared = shared.clone();
     tokio::spawn(async move {
         tracing::info!(
@@ -475,6 +476,9 @@ fn follow_sensor(config: &AgentConfig, shared: &Arc<Shared>, answer: &serde_json
             "the hub asks for the network sensor"
         );
         sensor::apply(&cfg, socket.as_deref(), want, |state| {
+            if let Err(e) = sensor::save(&saved, &state) {
+                tracing::error!(error = %e, "could not keep the sensor's state");
+            }
             *lock(&shared.sensor) = state;
             shared.changed.notify_one();
         })
@@ -622,6 +626,17 @@ async fn events_task(
     if let Some(s) = &config.suricata {
         spool.set_max_tls(s.telemetry_max_pending);
     }
+    if !telemetry && !spool.pending_tls().is_empty() {
+        // Switched off (FIPS mode, say) with handshakes still waiting: none is sent.
+        let n = spool.pending_tls().len();
+        tracing::info!(
+            records = n,
+            "telemetry is off: dropping the handshakes that waited"
+        );
+        if let Err(e) = spool.acknowledge_tls(n) {
+            tracing::error!(error = %e, "could not update the event spool");
+        }
+    }
     // At once, so that the file being read is marked before it can be rotated away.
     if let Some(t) = tailer.as_mut() {
         tokio::task::block_in_place(|| collect_alerts(t, &mut spool, &shared, telemetry));
@@ -652,19 +667,23 @@ async fn events_task(
                 }
             }
         }
-        while !spool.pending_tls().is_empty() {
-            let n = spool.pending_tls().len().min(5000);
-            match hub.telemetry(&spool.pending_tls()[..n]).await {
-                Ok(()) => {
-                    if let Err(e) = spool.acknowledge_tls(n) {
-                        tracing::error!(error = %e, "could not update the event spool");
-                        break;
-                    }
-                }
+        // The spool file is rewritten once after the batches the hub took, not after each: a
+        // backlog drains without rewriting it again and again. A crash before the rewrite sends
+        // those batches again; the hub keeps each record once.
+        let mut taken = 0;
+        while taken < spool.pending_tls().len() {
+            let n = (spool.pending_tls().len() - taken).min(5000);
+            match hub.telemetry(&spool.pending_tls()[taken..taken + n]).await {
+                Ok(()) => taken += n,
                 Err(e) => {
-                    tracing::debug!(error = %e, pending = spool.pending_tls().len(), "telemetry not delivered; kept for later");
+                    tracing::debug!(error = %e, pending = spool.pending_tls().len() - taken, "telemetry not delivered; kept for later");
                     break;
                 }
+            }
+        }
+        if taken > 0 {
+            if let Err(e) = tokio::task::block_in_place(|| spool.acknowledge_tls(taken)) {
+                tracing::error!(error = %e, "could not update the event spool");
             }
         }
     }

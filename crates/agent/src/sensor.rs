@@ -49,6 +49,45 @@ impl Default for Reported {
     }
 }
 
+/// The state kept in `path` (`data_dir/sensor.json`), so that a restarted agent neither runs
+/// the sensor's commands again for a request it carried out nor forgets a failure. A request
+/// that was being carried out when the agent stopped (`starting`) is carried out again.
+pub fn load(path: &Path) -> Reported {
+    let Ok(v) = std::fs::read(path).map(|t| serde_json::from_slice::<serde_json::Value>(&t)) else {
+        return Reported::default();
+    };
+    let Ok(v) = v else {
+        tracing::warn!(path = %path.display(), "the sensor's state on disk is unreadable; starting afresh");
+        return Reported::default();
+    };
+    let state = match v["state"].as_str() {
+        Some("ready") => "ready",
+        Some("failed") => "failed",
+        Some("off") => "off",
+        _ => return Reported::default(),
+    };
+    Reported {
+        enabled: v["enabled"].as_bool().unwrap_or(false),
+        sandbox: v["sandbox"].as_bool().unwrap_or(false),
+        state,
+        generation: v["generation"].as_u64().unwrap_or(0),
+        free_mib: None,
+        error: v["error"].as_str().map(str::to_string),
+    }
+}
+
+/// Keep `r` in `path` (written aside, synced, renamed over).
+pub fn save(path: &Path, r: &Reported) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(r).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
 /// Free space at `path` in MiB (what an unprivileged writer may use), `None` if unreadable.
 pub fn free_mib(path: &Path) -> Option<u64> {
     let s = rustix::fs::statvfs(path).ok()?;
@@ -226,6 +265,18 @@ mod tests {
         let s = states(&cfg("true", "false", 2), false).await;
         assert_eq!(s.last().map(|r| r.state), Some("off"));
         assert!(free_mib(&std::env::temp_dir()).is_some_and(|m| m > 0));
+        // Kept across restarts; a request cut short is carried out again (generation 0).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sensor.json");
+        assert_eq!(load(&path), Reported::default());
+        let failed = states(&cfg("false", "true", 5), true).await.pop().unwrap();
+        save(&path, &failed).unwrap();
+        assert_eq!(load(&path), failed);
+        save(&path, &s[0]).unwrap();
+        assert_eq!(s[0].state, "starting");
+        assert_eq!(load(&path).generation, 0);
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(load(&path), Reported::default());
         assert_eq!(free_mib(Path::new("/nonexistent/x")), None);
     }
 }

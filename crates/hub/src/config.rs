@@ -226,6 +226,12 @@ impl Config {
                 reason: e.reason,
             },
         )?;
+        if self.telemetry_retention_days > 36_500 {
+            return Err(ConfigError::Invalid {
+                field: "telemetry_retention_days",
+                reason: "0 (forever) to 36500".into(),
+            });
+        }
         crate::validate::secs("sweep_secs", self.sweep_secs, 1).map_err(|e| {
             ConfigError::Invalid {
                 field: "sweep_secs",

@@ -28,8 +28,13 @@ use crate::keys::Role;
 use crate::sharing::TELEMETRY;
 use crate::state::AppState;
 
-/// Most records in one request.
-const MAX_RECORDS: usize = 20_000;
+/// Most records in one request from an agent (it sends 5,000), and from a downstream hub (its
+/// batches are `upstream_batch_max`, at most 100,000).
+const MAX_FROM_AGENT: usize = 20_000;
+const MAX_FROM_DOWNSTREAM: usize = 100_000;
+/// The part of the spool telemetry may fill (a handshake's record is about 1 KiB), so that a
+/// flood of handshakes while the upstream is away never fills the spool that events need too.
+const SPOOL_SHARE: u64 = 2;
 /// Longest key and device name a downstream may send.
 const MAX_KEY: usize = 200;
 const MAX_DEVICE: usize = 256;
@@ -63,13 +68,13 @@ struct Batch<'a> {
     records: Vec<&'a serde_json::value::RawValue>,
 }
 
-fn batch(b: &Bytes) -> ApiResult<Batch<'_>> {
+fn batch(b: &Bytes, max: usize) -> ApiResult<Batch<'_>> {
     let batch: Batch<'_> =
         serde_json::from_slice(b).map_err(|e| ApiError::bad("body", e.to_string()))?;
-    if batch.records.len() > MAX_RECORDS {
+    if batch.records.len() > max {
         return Err(ApiError::bad(
             "records",
-            format!("at most {MAX_RECORDS} per request"),
+            format!("at most {max} per request"),
         ));
     }
     Ok(batch)
@@ -104,7 +109,7 @@ async fn from_agent(
     let now = state.now();
     let mut good = Vec::new();
     let mut rejected = Vec::new();
-    for (i, raw) in batch(&b)?.records.into_iter().enumerate() {
+    for (i, raw) in batch(&b, MAX_FROM_AGENT)?.records.into_iter().enumerate() {
         let checked = serde_json::from_str::<FromAgent>(raw.get())
             .map_err(|e| ("record", e.to_string()))
             .and_then(|r| check(&r.tls, now).map(|()| r));
@@ -127,16 +132,41 @@ async fn from_agent(
     ))
 }
 
-/// Spool the records not stored before (see the module's note). A full spool answers 503: the
-/// agent keeps the batch and sends it again.
+/// Spool the records not stored before (see the module's note), unless telemetry already fills
+/// its share of the spool: then they are kept here, not shared, and counted (a warning in the
+/// log; the sink's status shows the backlog). A full spool never refuses telemetry, so it never
+/// makes agents hold back — nor makes the hub refuse events.
 async fn share(state: &AppState, records: &[NewTelemetry]) -> ApiResult<()> {
     let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
-    let known = state
+    let known: std::collections::HashSet<String> = state
         .read(move |s| s.known_telemetry(LOCAL, &keys))
-        .await??;
+        .await??
+        .into_iter()
+        .collect();
     let spool = state.spool();
-    let mut payloads = Vec::new();
-    for r in records.iter().filter(|r| !known.contains(&r.key)) {
+    let cfg = &state.config().sharing;
+    let share_max = (cfg.spool_max_records / SPOOL_SHARE)
+        .min(cfg.spool_max_mib.saturating_mul(1024) / SPOOL_SHARE);
+    let waiting = spool
+        .stats()
+        .await?
+        .iter()
+        .filter(|s| s.stream == TELEMETRY)
+        .map(|s| s.depth)
+        .max()
+        .unwrap_or(0);
+    let fresh: Vec<&NewTelemetry> = records.iter().filter(|r| !known.contains(&r.key)).collect();
+    if waiting + fresh.len() as u64 > share_max {
+        tracing::warn!(
+            records = fresh.len(),
+            waiting,
+            share_max,
+            "telemetry fills its share of the spool: these handshakes are kept here, not shared"
+        );
+        return Ok(());
+    }
+    let mut payloads = Vec::with_capacity(fresh.len());
+    for r in fresh {
         let envelope = Envelope {
             key: format!("{}:{}", spool.id(), r.key),
             device: r.device.clone(),
@@ -147,12 +177,8 @@ async fn share(state: &AppState, records: &[NewTelemetry]) -> ApiResult<()> {
     match spool.append(TELEMETRY, payloads).await {
         Ok(_) => Ok(()),
         Err(crate::HubError::Store(StoreError::Full(why))) => {
-            tracing::warn!(reason = %why, "spool full: telemetry refused");
-            Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                format!("the spool of shared records is full ({why}): send them again later"),
-            ))
+            tracing::warn!(reason = %why, "spool full: telemetry kept here, not shared");
+            Ok(())
         }
         Err(e) => Err(e.into()),
     }
@@ -169,7 +195,11 @@ async fn from_downstream(
     let now = state.now();
     let mut good = Vec::new();
     let mut refused = Vec::new();
-    for (i, raw) in batch(&b)?.records.into_iter().enumerate() {
+    for (i, raw) in batch(&b, MAX_FROM_DOWNSTREAM)?
+        .records
+        .into_iter()
+        .enumerate()
+    {
         let checked = serde_json::from_str::<Envelope>(raw.get())
             .map_err(|e| ("record", e.to_string()))
             .and_then(|e| {
@@ -312,10 +342,10 @@ pub(crate) fn start_retention(state: &AppState, chores: &crate::scheduler::Regis
     let job = crate::scheduler::Every::new(every, state.clock(), move || {
         let s = s.clone();
         async move {
-            let cut = s
-                .now()
-                .saturating_sub(i64::try_from(days).unwrap_or(i64::MAX / 86_400 / 1000) * 86_400)
-                .saturating_mul(1000);
+            let keep = i64::try_from(days)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(86_400);
+            let cut = s.now().saturating_sub(keep).saturating_mul(1000);
             match s.exec(move |st| st.sweep_telemetry(cut)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(records = n, days, "removed old TLS telemetry"),

@@ -60,6 +60,10 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// One Suricata at a time: two inline engines and the agents on 2 cores slow each other down past
+/// the tests' waits.
+static ONE_SURICATA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A client and a server namespace with an IPS namespace between them: `c0` (10.251.1.1) —
 /// `c1` | IPS | `s1` — `s0` (10.251.1.2). Nothing passes between c1 and s1 but what Suricata
 /// copies. Offloads are off so that the frames Suricata copies carry real checksums.
@@ -73,7 +77,10 @@ const SERVER: &str = "10.251.1.2";
 
 impl Net {
     fn new() -> Net {
-        let id = std::process::id() % 100_000;
+        // Unique per test too: the tests of this file run in one process.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}{n}", std::process::id() % 10_000);
         let n = Net {
             client: format!("rhc{id}"),
             ips: format!("rhi{id}"),
@@ -369,6 +376,7 @@ fn the_upstream_blocks_a_cve_and_suricata_drops_it() {
         eprintln!("SKIPPED the_upstream_blocks_a_cve_and_suricata_drops_it: {why}");
         return;
     }
+    let _one = ONE_SURICATA.lock().unwrap_or_else(|p| p.into_inner());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();
@@ -742,6 +750,7 @@ fn tls_handshakes_through_suricata_become_telemetry_and_a_blocked_name_an_event(
         );
         return;
     }
+    let _one = ONE_SURICATA.lock().unwrap_or_else(|p| p.into_inner());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();

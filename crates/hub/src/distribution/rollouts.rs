@@ -50,13 +50,33 @@ impl Rollouts {
         self.all.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keep a new rollout; its id.
-    pub(crate) fn add(&self, mut r: Rollout) -> u64 {
+    /// Keep a new rollout, unless one still running has one of its devices: its id, or that
+    /// device. Checked and kept under one lock, so two requests cannot both take a device. The
+    /// oldest finished rollouts are forgotten beyond [`KEEP`].
+    pub(crate) fn add_if_free(&self, mut r: Rollout) -> Result<u64, String> {
         let mut all = self.lock();
+        for s in &r.steps {
+            let taken = all
+                .values()
+                .any(|o| o.status == "running" && o.steps.iter().any(|x| x.device == s.device));
+            if taken {
+                return Err(s.device.clone());
+            }
+        }
         r.id = all.keys().next_back().map_or(1, |k| k + 1);
         let id = r.id;
         all.insert(id, r);
-        id
+        while all.len() > KEEP {
+            let Some(old) = all
+                .iter()
+                .find(|(_, o)| o.status != "running")
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            all.remove(&old);
+        }
+        Ok(id)
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Rollout> {
@@ -73,11 +93,7 @@ impl Rollouts {
             f(r);
         }
     }
-
-    /// Whether a running rollout touches `device`.
-    pub(crate) fn busy(&self, device: &str) -> bool {
-        self.lock()
-            .values()
-            .any(|r| r.status == "running" && r.steps.iter().any(|s| s.device == device))
-    }
 }
+
+/// Rollouts kept (running ones always are).
+const KEEP: usize = 200;

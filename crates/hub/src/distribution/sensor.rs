@@ -34,8 +34,9 @@ use crate::state::AppState;
 
 /// The seed's free space for the sensor's data: 50 GB.
 const MIN_FREE_MIB: u64 = 50 * 1024;
-/// A device that has not reported for this long is not communicating.
-const SILENT_SECS: i64 = 30;
+/// A device that has not reported for this long is not communicating (agents report every
+/// 60 s by default, and within 2 s of a change).
+const SILENT_SECS: i64 = 150;
 /// A device's last report must be this recent for it to be touched.
 const FRESH_REPORT_SECS: i64 = 600;
 
@@ -181,13 +182,6 @@ pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
         if targets.iter().any(|(id, _)| *id == d.id) {
             return Err(ApiError::bad("devices", format!("{name:?} is named twice")));
         }
-        if state.rollouts().busy(name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                Some("devices"),
-                format!("{name:?} is in a rollout that is still running"),
-            ));
-        }
         targets.push((d.id, d.name.clone()));
     }
     let rollout = Rollout {
@@ -201,14 +195,33 @@ pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
         created_at: state.now(),
         steps: targets.iter().map(|(_, n)| step(n, "pending")).collect(),
     };
-    let id = state.rollouts().add(rollout);
+    let id = state.rollouts().add_if_free(rollout).map_err(|name| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            Some("devices"),
+            format!("{name:?} is in a rollout that is still running"),
+        )
+    })?;
     let s = state.clone();
     tokio::spawn(async move {
         if let Err(e) = run(&s, id, &targets).await {
             tracing::error!(rollout = id, error = %e, "sensor rollout stopped");
+            let now = s.now();
             s.rollouts().update(id, |r| {
                 r.status = "failed".into();
                 r.error = Some(e.to_string());
+                for step in &mut r.steps {
+                    if matches!(
+                        step.status.as_str(),
+                        "pending" | "enabling" | "starting" | "not communicating"
+                    ) {
+                        if step.started_at.is_some() {
+                            step.finished_at = Some(now);
+                        }
+                        step.status = "not finished".into();
+                        step.detail = Some(e.to_string());
+                    }
+                }
             });
         }
     });
@@ -302,19 +315,32 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
             let s = &mut r.steps[i];
             s.status = status.into();
             s.detail = detail;
-            if matches!(status, "enabling") {
+            if status == "enabling" && s.started_at.is_none() {
                 s.started_at = Some(now);
             }
-            if matches!(
-                status,
-                "ready" | "off" | "failed" | "timed out" | "skipped" | "not started"
-            ) {
+            if s.started_at.is_some() && matches!(status, "ready" | "off" | "failed" | "timed out")
+            {
                 s.finished_at = Some(now);
             }
         });
     };
     // Prerequisites, before any device is touched. Turning sensors off needs none.
     let mut go = vec![true; targets.len()];
+    if !r.enable {
+        // Turning sensors off needs no prerequisite, but a device without one has nothing to
+        // turn off: skipped rather than waited for.
+        let rows = state.read(|s| s.devices()).await??;
+        for (i, (dev, _)) in targets.iter().enumerate() {
+            let has = rows
+                .iter()
+                .find(|d| d.id == *dev)
+                .is_some_and(|row| last_report(row).1.is_some());
+            if !has {
+                set(i, "skipped", Some("no network sensor reported".into()));
+                go[i] = false;
+            }
+        }
+    }
     if r.enable {
         if let Err(why) = hub_ready(state).await {
             for (i, _) in targets.iter().enumerate() {
@@ -376,10 +402,12 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
                     ));
                 }
                 Some(_) => set(i, "starting", None),
+                // Silent since it was asked (a device restarting its sensor, or rebooting), or
+                // back and not yet at this request.
                 None if now - at.unwrap_or(0).max(asked) > SILENT_SECS => {
                     set(i, "not communicating", None);
                 }
-                None => {}
+                None => set(i, "enabling", None),
             }
             if now - asked > i64::try_from(r.timeout_secs).unwrap_or(i64::MAX) {
                 break Err((

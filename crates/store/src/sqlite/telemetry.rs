@@ -128,8 +128,19 @@ impl TelemetryStore for SqliteStore {
     }
 
     fn sweep_telemetry(&mut self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(self
-            .connection()
-            .execute("DELETE FROM telemetry WHERE at_ms < ?1", [before_ms])? as u64)
+        // In pieces of 10,000 (each its own transaction), so that sweeping millions of records
+        // never holds the writer for long.
+        let mut removed = 0;
+        loop {
+            let n = self.connection().execute(
+                "DELETE FROM telemetry WHERE id IN
+                     (SELECT id FROM telemetry WHERE at_ms < ?1 LIMIT 10000)",
+                [before_ms],
+            )? as u64;
+            removed += n;
+            if n < 10_000 {
+                return Ok(removed);
+            }
+        }
     }
 }
