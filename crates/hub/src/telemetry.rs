@@ -26,6 +26,7 @@ use crate::http::error::{ApiError, ApiResult, Dialect};
 use crate::http::extract::Q;
 use crate::keys::Role;
 use crate::sharing::TELEMETRY;
+use crate::sharing::receiver::downstream_named;
 use crate::state::AppState;
 
 /// Most records in one request from an agent (it sends 5,000), and from a downstream hub (its
@@ -269,18 +270,11 @@ async fn search(State(state): State<AppState>, Q(q): Q<SearchQuery>) -> ApiResul
     let downstream_id = match q.downstream.as_deref() {
         None => None,
         Some("local") => Some(LOCAL),
-        Some(name) => Some(
-            downstreams
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| d.id)
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "downstream",
-                        format!("no downstream named {name:?} (\"local\": this hub's devices)"),
-                    )
-                })?,
-        ),
+        Some(name) => Some(downstream_named(
+            &downstreams,
+            name,
+            " (\"local\": this hub's devices)",
+        )?),
     };
     let fingerprint = match q.fingerprint.as_deref() {
         None => None,

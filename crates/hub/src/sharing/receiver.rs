@@ -145,19 +145,25 @@ struct ListQuery {
     ip: Option<String>,
 }
 
+/// The id of the downstream named `name`, or a 400 naming the `downstream` parameter (with
+/// `hint` after the reason).
+pub(crate) fn downstream_named(
+    downstreams: &[rephub_store::Downstream],
+    name: &str,
+    hint: &str,
+) -> ApiResult<i64> {
+    downstreams
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.id)
+        .ok_or_else(|| ApiError::bad("downstream", format!("no downstream named {name:?}{hint}")))
+}
+
 async fn list(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Json<Value>> {
     let downstreams = state.read(|s| s.downstreams()).await??;
     let downstream_id = match &q.downstream {
         None => None,
-        Some(name) => Some(
-            downstreams
-                .iter()
-                .find(|d| &d.name == name)
-                .map(|d| d.id)
-                .ok_or_else(|| {
-                    ApiError::bad("downstream", format!("no downstream named {name:?}"))
-                })?,
-        ),
+        Some(name) => Some(downstream_named(&downstreams, name, "")?),
     };
     let mut equal = Vec::new();
     if let Some(d) = q.device {
@@ -372,15 +378,7 @@ async fn newest(
     let downstreams = state.read(|s| s.downstreams()).await??;
     let wanted = match downstream {
         None => None,
-        Some(name) => Some(
-            downstreams
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| d.id)
-                .ok_or_else(|| {
-                    ApiError::bad("downstream", format!("no downstream named {name:?}"))
-                })?,
-        ),
+        Some(name) => Some(downstream_named(&downstreams, name, "")?),
     };
     let mut newest: std::collections::BTreeMap<i64, rephub_store::SharedRow> =
         std::collections::BTreeMap::new();

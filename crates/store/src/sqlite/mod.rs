@@ -227,6 +227,30 @@ impl SqliteStore {
 }
 
 /// Cache and memory settings, the same for the writer and the readers.
+/// A statement built clause by clause with numbered parameters: each `?` of a clause becomes the
+/// next `?N`, so optional filters can be added in any combination.
+pub(crate) struct Clauses {
+    pub(crate) sql: String,
+    pub(crate) args: Vec<Value>,
+}
+
+impl Clauses {
+    /// `sql` with its parameters `?1` … `?n` already in it.
+    pub(crate) fn new(sql: &str, args: Vec<Value>) -> Clauses {
+        Clauses {
+            sql: sql.to_string(),
+            args,
+        }
+    }
+
+    /// Add `clause`, whose one `?` takes `v`.
+    pub(crate) fn push(&mut self, clause: &str, v: impl Into<Value>) {
+        self.args.push(v.into());
+        self.sql
+            .push_str(&clause.replace('?', &format!("?{}", self.args.len())));
+    }
+}
+
 fn tune(conn: &Connection, opts: &OpenOptions) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "PRAGMA cache_size = -{};

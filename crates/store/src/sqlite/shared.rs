@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 
-use super::SqliteStore;
+use super::{Clauses, SqliteStore};
 use crate::error::StoreError;
 use crate::shared::{SharedQuery, SharedRow, SharedStore};
 
@@ -41,49 +41,40 @@ impl SharedStore for SqliteStore {
     }
 
     fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError> {
-        let mut sql = String::from(
+        let mut query = Clauses::new(
             "SELECT id, downstream_id, stream, key, body, received_at FROM shared_records
              WHERE stream = ?1 AND id > ?2",
+            vec![q.stream.clone().into(), q.after.into()],
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![q.stream.clone().into(), q.after.into()];
-        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
         if let Some(d) = q.downstream_id {
-            arg(&mut sql, " AND downstream_id = ?", d.into());
+            query.push(" AND downstream_id = ?", d);
         }
         if let Some(t) = q.since {
-            arg(&mut sql, " AND received_at >= ?", t.into());
+            query.push(" AND received_at >= ?", t);
         }
         if let Some(t) = q.until {
-            arg(&mut sql, " AND received_at < ?", t.into());
+            query.push(" AND received_at < ?", t);
         }
         for (path, value) in &q.equal {
             if !path_ok(path) {
                 return Err(StoreError::NotFound(format!("field {path}")));
             }
-            arg(&mut sql, " AND json_extract(body, ?", path.clone().into());
-            arg(&mut sql, ") = ?", value.clone().into());
+            query.push(" AND json_extract(body, ?", path.clone());
+            query.push(") = ?", value.clone());
         }
         for (path, value) in &q.contains {
             if !path_ok(path) {
                 return Err(StoreError::NotFound(format!("field {path}")));
             }
-            arg(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM json_each(body, ?",
-                path.clone().into(),
-            );
-            arg(&mut sql, ") WHERE value = ?)", value.clone().into());
+            query.push(" AND EXISTS (SELECT 1 FROM json_each(body, ?", path.clone());
+            query.push(") WHERE value = ?)", value.clone());
         }
-        arg(
-            &mut sql,
+        query.push(
             " ORDER BY id LIMIT ?",
-            i64::try_from(q.limit).unwrap_or(i64::MAX).into(),
+            i64::try_from(q.limit).unwrap_or(i64::MAX),
         );
-        let mut stmt = self.connection().prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        let mut stmt = self.connection().prepare(&query.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(query.args), |r| {
             Ok(SharedRow {
                 id: r.get(0)?,
                 downstream_id: r.get(1)?,

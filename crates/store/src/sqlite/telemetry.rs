@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::SqliteStore;
+use super::{Clauses, SqliteStore};
 use crate::error::StoreError;
 use crate::telemetry::{NewTelemetry, TelemetryQuery, TelemetryRow, TelemetryStore};
 
@@ -63,16 +63,12 @@ impl TelemetryStore for SqliteStore {
     }
 
     fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>, StoreError> {
-        let mut sql = String::from(
+        let mut query = Clauses::new(
             "SELECT id, downstream_id, key, device, received_at, record FROM telemetry WHERE id > ?1",
+            vec![q.after.into()],
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![q.after.into()];
-        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
         if let Some(d) = q.downstream_id {
-            arg(&mut sql, " AND downstream_id = ?", d.into());
+            query.push(" AND downstream_id = ?", d);
         }
         for (clause, v) in [
             (" AND device = ?", &q.device),
@@ -81,26 +77,25 @@ impl TelemetryStore for SqliteStore {
             (" AND ja4 = ?", &q.ja4),
         ] {
             if let Some(v) = v {
-                arg(&mut sql, clause, v.clone().into());
+                query.push(clause, v.clone());
             }
         }
         if let Some(f) = &q.fingerprint {
             let column = if f.len() == 40 { "sha1" } else { "sha256" };
-            arg(&mut sql, &format!(" AND {column} = ?"), f.clone().into());
+            query.push(&format!(" AND {column} = ?"), f.clone());
         }
         if let Some(t) = q.since_ms {
-            arg(&mut sql, " AND at_ms >= ?", t.into());
+            query.push(" AND at_ms >= ?", t);
         }
         if let Some(t) = q.until_ms {
-            arg(&mut sql, " AND at_ms < ?", t.into());
+            query.push(" AND at_ms < ?", t);
         }
-        arg(
-            &mut sql,
+        query.push(
             " ORDER BY id LIMIT ?",
-            i64::try_from(q.limit).unwrap_or(i64::MAX).into(),
+            i64::try_from(q.limit).unwrap_or(i64::MAX),
         );
-        let mut stmt = self.connection().prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        let mut stmt = self.connection().prepare(&query.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(query.args), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
