@@ -917,6 +917,35 @@ async fn the_upstream_deploys_a_sensor_rollout_and_sees_each_devices_step() {
         let token = device(&down, name).await;
         devices.push(sensor_device(&down, token, name, healthy));
     }
+    // A report with a sensor state the hub does not know: refused naming the field, the
+    // device's last good report kept.
+    let bad = device(&down, "ns-bad").await;
+    let report = |state: &str| {
+        json!({"name": "ns-bad", "model": "test", "version": "1",
+               "backend": {"kind": "none", "state": "ok"},
+               "sensor": {"enabled": false, "state": state, "generation": 0}})
+    };
+    let (s, v) = down
+        .call("POST", "/api/v1/agent/report", &bad, Some(report("off")))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = down
+        .call("POST", "/api/v1/agent/report", &bad, Some(report("bogus")))
+        .await;
+    assert_eq!(
+        (s, &v["error"]["field"]),
+        (StatusCode::BAD_REQUEST, &json!("sensor.state")),
+        "{v}"
+    );
+    let listed = down.get("/api/v1/devices").await;
+    let kept = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "ns-bad")
+        .unwrap()["report"]["sensor"]["state"]
+        .clone();
+    assert_eq!(kept, "off", "{listed}");
     let id = up.get("/api/v1/downstreams").await["downstreams"][0]["id"]
         .as_i64()
         .unwrap();
