@@ -56,6 +56,9 @@ pub struct Config {
     /// RPZ zones over DNS: AXFR, IXFR and NOTIFY for BIND, Knot and PowerDNS secondaries (see
     /// docs/rpz-transfer.md). Off unless `listen` is set.
     pub rpz_dns: RpzDnsConfig,
+    /// Sandbox analysis: the analyzer this hub submits its devices' URLs to, and its own
+    /// analyzer (see docs/sandbox.md).
+    pub sandbox: crate::sandbox::config::SandboxConfig,
 }
 
 /// RPZ zones served over DNS.
@@ -120,6 +123,7 @@ impl Default for Config {
             sources: Vec::new(),
             sharing: crate::sharing::spec::SharingConfig::default(),
             rpz_dns: RpzDnsConfig::default(),
+            sandbox: crate::sandbox::config::SandboxConfig::default(),
         }
     }
 }
@@ -226,6 +230,9 @@ impl Config {
                 reason: e.reason,
             },
         )?;
+        self.sandbox
+            .check()
+            .map_err(|(field, reason)| ConfigError::Invalid { field, reason })?;
         if self.telemetry_retention_days > 36_500 {
             return Err(ConfigError::Invalid {
                 field: "telemetry_retention_days",

@@ -38,6 +38,7 @@ mod ingest;
 mod keys;
 mod metrics;
 mod passwords;
+pub mod sandbox;
 mod scheduler;
 mod secrets;
 mod sharing;
@@ -67,6 +68,7 @@ pub use config::{Config, ConfigError, LogFormat, RpzDnsConfig};
 pub use connection::ca::make_csr;
 pub use error::HubError;
 pub use keys::{Role, hash_key, new_key};
+pub use sandbox::config::{AnalyzerChoice, LocalConfig, SandboxConfig};
 
 /// A console password as the hub stores it (an argon2id PHC string), after the hub's rules for a
 /// new password: `Err` says what is wrong with it.
@@ -141,6 +143,7 @@ fn api(state: &AppState) -> Router<AppState> {
         .merge(sharing::inventory::router(state))
         .merge(sharing::deploy::router(state))
         .merge(telemetry::router(state))
+        .merge(sandbox::router(state))
 }
 
 const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
@@ -290,6 +293,7 @@ pub async fn start_with_clock(
         });
         scheduler::spawn(&chores, "sweeper", state.clock(), sweep);
         telemetry::start_retention(&state, &chores);
+        sandbox::start(&state, &chores)?;
     }
     let task = tokio::spawn(async move {
         // TCP_NODELAY: a long-poll answer is small and written in parts (head, then chunks);

@@ -83,6 +83,8 @@ struct Inner {
     console_counts: crate::console::jobs::Counts,
     /// The durable spool of what is shared, and its sinks' tasks.
     spool: crate::sharing::spool::SpoolHandle,
+    /// Sandbox analysis: the own analyzer's rules, its worker's wake-up, the submitter's view.
+    sandbox: crate::sandbox::runtime::Runtime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,6 +165,7 @@ impl AppState {
                 misp_feeds: crate::distribution::caches::Feeds::default(),
                 rollouts: crate::distribution::rollouts::Rollouts::default(),
                 spool,
+                sandbox: crate::sandbox::runtime::Runtime::default(),
             }),
         };
         state.reload_devices().await?;
@@ -189,6 +192,10 @@ impl AppState {
 
     pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
         &self.inner.stix_statuses
+    }
+
+    pub(crate) fn sandbox(&self) -> &crate::sandbox::runtime::Runtime {
+        &self.inner.sandbox
     }
 
     pub(crate) fn rollouts(&self) -> &crate::distribution::rollouts::Rollouts {

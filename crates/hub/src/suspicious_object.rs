@@ -79,6 +79,13 @@ pub(crate) fn item_of(e: &StoredEntry, modified: i64, catalog: &Catalog, excepti
     m.insert("riskLevel".into(), risk.into());
     m.insert("inExceptionList".into(), exception.into());
     m.insert("lastModifiedDateTime".into(), datetime(modified).into());
+    // Objects of sandbox analysis say so (a downstream tags them VASO).
+    if list_value(&e.tags, catalog, builtin::SO_SOURCE) == Some("VASO") {
+        m.insert(
+            "analysisCompletionDateTime".into(),
+            datetime(modified).into(),
+        );
+    }
     m.insert(
         "expiredDateTime".into(),
         e.expires_at.map_or(NEVER.to_string(), datetime).into(),

@@ -81,6 +81,21 @@ pub enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
     },
+    /// Fetch one URL for the sandbox analyzer and print what happened as JSON (the hub runs
+    /// this inside its isolated network namespace; see docs/sandbox.md).
+    #[command(hide = true)]
+    SandboxFetch {
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(long)]
+        max_bytes: u64,
+        #[arg(long)]
+        max_redirects: u32,
+        /// Where the body goes.
+        #[arg(long)]
+        out: PathBuf,
+        url: String,
+    },
     /// Run the device agent: keep a profile's filter set from the hub (--hub) and enforce it with
     /// nftables and/or a local check endpoint (see docs/agent.md).
     Agent(AgentArgs),

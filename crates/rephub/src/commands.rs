@@ -31,6 +31,29 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         return agent(a, args.hub.clone(), args.insecure);
     }
     match &args.command {
+        Command::SandboxFetch {
+            timeout_ms,
+            max_bytes,
+            max_redirects,
+            out,
+            url,
+        } => {
+            let limits = rephub_sandbox::Limits {
+                timeout: std::time::Duration::from_millis(*timeout_ms),
+                max_bytes: *max_bytes,
+                max_redirects: *max_redirects,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the fetch's runtime")?;
+            let report = rt
+                .block_on(rephub_sandbox::fetch(url, &limits, out))
+                .with_context(|| format!("writing {}", out.display()))?;
+            serde_json::to_writer(std::io::stdout().lock(), &report)
+                .context("writing the report")?;
+            return Ok(Status::Ok);
+        }
         Command::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             // Into memory first: the generator panics on a write error (a closed pipe).
@@ -106,6 +129,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         Command::Keys(k) => keys(&mut store, k),
         Command::Users(u) => users(&mut store, u),
         Command::Serve { .. }
+        | Command::SandboxFetch { .. }
         | Command::Agent(_)
         | Command::Filters { .. }
         | Command::Profiles { .. }

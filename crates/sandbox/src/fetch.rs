@@ -1,7 +1,7 @@
 //! Fetching one URL as the analyzer sees it: redirects followed by hand (each hop recorded, a
 //! loop or too many hops stop it), the body written to a file up to a size limit and hashed on
 //! the way, everything within one deadline. This runs inside the isolated namespace
-//! ([`crate::isolated`]); nothing here decides whether the content is harmful.
+//! (the hub starts it there); nothing here decides whether the content is harmful.
 
 use std::path::Path;
 use std::time::Duration;
@@ -88,10 +88,7 @@ pub async fn fetch(url: &str, limits: &Limits, out: &Path) -> std::io::Result<Re
             break;
         }
         if report.chain.len() > limits.max_redirects as usize {
-            report.error = Some(format!(
-                "more than {} redirects",
-                limits.max_redirects
-            ));
+            report.error = Some(format!("more than {} redirects", limits.max_redirects));
             break;
         }
         let hop = report.chain.len();
@@ -309,7 +306,9 @@ mod tests {
         let base = server().await;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("body");
-        let r = fetch(&format!("{base}/page"), &limits(), &out).await.unwrap();
+        let r = fetch(&format!("{base}/page"), &limits(), &out)
+            .await
+            .unwrap();
         assert_eq!(r.error, None);
         assert_eq!(r.chain.len(), 1);
         assert_eq!(r.chain[0].status, 200);
@@ -327,11 +326,18 @@ mod tests {
         let base = server().await;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("body");
-        let r = fetch(&format!("{base}/loop-a"), &limits(), &out).await.unwrap();
-        assert!(r.error.as_deref().unwrap().contains("redirect loop"), "{r:?}");
+        let r = fetch(&format!("{base}/loop-a"), &limits(), &out)
+            .await
+            .unwrap();
+        assert!(
+            r.error.as_deref().unwrap().contains("redirect loop"),
+            "{r:?}"
+        );
         assert_eq!(r.chain.len(), 2);
         assert_eq!(r.final_url, None);
-        let r = fetch(&format!("{base}/hop/0"), &limits(), &out).await.unwrap();
+        let r = fetch(&format!("{base}/hop/0"), &limits(), &out)
+            .await
+            .unwrap();
         assert!(r.error.as_deref().unwrap().contains("more than 4"), "{r:?}");
         assert_eq!(r.chain.len(), 5);
         assert!(r.chain.iter().all(|h| h.status == 302));
@@ -342,7 +348,9 @@ mod tests {
         let base = server().await;
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("body");
-        let r = fetch(&format!("{base}/huge"), &limits(), &out).await.unwrap();
+        let r = fetch(&format!("{base}/huge"), &limits(), &out)
+            .await
+            .unwrap();
         assert!(r.truncated);
         assert_eq!(r.bytes, 1 << 20);
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 1 << 20);

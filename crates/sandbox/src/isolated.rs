@@ -30,7 +30,10 @@ pub struct Isolation {
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
     #[error("starting the fetch in network namespace {netns}: {error}")]
-    Start { netns: String, error: std::io::Error },
+    Start {
+        netns: String,
+        error: std::io::Error,
+    },
     #[error("the fetch in network namespace {netns} failed: {detail}")]
     Child { netns: String, detail: String },
     #[error("the fetch in network namespace {netns} ran past its limits and was killed")]
@@ -108,7 +111,9 @@ impl Isolation {
             Ok(s) if s.success() => {
                 serde_json::from_slice(&out).map_err(|e| IsolationError::Child {
                     netns: netns(),
-                    detail: format!("an unreadable report ({e}) {err}").trim().to_string(),
+                    detail: format!("an unreadable report ({e}) {err}")
+                        .trim()
+                        .to_string(),
                 })
             }
             Ok(s) => Err(IsolationError::Child {

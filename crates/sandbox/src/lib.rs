@@ -42,7 +42,12 @@ impl RiskLevel {
     /// A rule's `risk_level` metadata: Vision One's names, and the seed's console words
     /// ("No risk"), in any case.
     pub fn parse(s: &str) -> Option<RiskLevel> {
-        match s.trim().to_ascii_lowercase().replace([' ', '_', '-'], "").as_str() {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '_', '-'], "")
+            .as_str()
+        {
             "norisk" | "none" => Some(RiskLevel::NoRisk),
             "low" => Some(RiskLevel::Low),
             "medium" => Some(RiskLevel::Medium),

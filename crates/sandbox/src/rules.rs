@@ -123,9 +123,9 @@ impl Rules {
                 continue;
             }
             compiler.new_namespace(ns);
-            match compiler.add_source(
-                yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()),
-            ) {
+            match compiler
+                .add_source(yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()))
+            {
                 Ok(_) => loaded += 1,
                 Err(e) => problems.push(format!("{origin}: {e}")),
             }

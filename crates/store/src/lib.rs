@@ -46,6 +46,7 @@ pub mod import;
 mod ips;
 mod keys;
 mod merge;
+pub mod sandbox;
 mod shared;
 mod sources;
 pub mod spool;
@@ -65,6 +66,9 @@ pub use error::StoreError;
 pub use ips::{IpsImport, IpsSetting, IpsStore};
 pub use keys::{ApiKey, KeyStore, User, UserStore};
 pub use merge::effective;
+pub use sandbox::{
+    NewSubmission, SandboxStore, SandboxTask, SandboxUsage, SubmissionQuery, SubmissionRow,
+};
 pub use shared::{SharedQuery, SharedRow, SharedStore};
 pub use sources::{
     ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,

@@ -341,7 +341,17 @@ async fn connect(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<Valu
     store_spec(&state, &spec, ORIGIN).await?;
     spawn(&state, spec);
     crate::sharing::sync_upstream(&state).await?;
-    tracing::info!(name = ?answer["name"], route = route.name(), "connected to the upstream");
+    // Seed 002: a new enrollment token moves the index of sandbox URLs to the latest alert:
+    // what waited for submission is not sent.
+    let skipped = state
+        .exec(|s| {
+            rephub_store::SandboxStore::skip_pending_submissions(
+                s,
+                "not submitted: a new enrollment token moved the submission index",
+            )
+        })
+        .await??;
+    tracing::info!(name = ?answer["name"], route = route.name(), sandbox_skipped = skipped, "connected to the upstream");
     show(State(state)).await
 }
 

@@ -326,6 +326,10 @@ async fn post_events(
     let total = good.len();
     let id = device.id;
     share(&state, &device, &good).await?;
+    // URLs of the selected IPS alerts, for sandbox analysis (once per URL, whatever repeats).
+    if let Err(e) = crate::sandbox::submit::collect(&state, &device.name, &good).await {
+        tracing::warn!(device = %device.name, error = %e, "sandbox: collecting URLs failed");
+    }
     let added = state.exec(move |s| s.add_events(id, &good)).await??;
     state
         .metrics()

@@ -24,6 +24,7 @@ mod shared;
 mod sources;
 mod spool;
 pub use spool::SqliteSpool;
+mod sandbox;
 mod targets;
 mod telemetry;
 

@@ -534,6 +534,45 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE devices ADD COLUMN sensor TEXT;
     "#,
+    // 21: sandbox analysis (seed 002, chapter 9). `sandbox_submissions`: the objects this hub's
+    // devices saw (or a user submitted) and what the analyzer said of them, one row per object
+    // (the canonical URL): seen again, it is not submitted again. `sandbox_tasks`: what this
+    // hub's own analyzer was asked, by whom (`origin`) and on which UTC day (the daily reserve),
+    // and its result as JSON.
+    r#"
+    CREATE TABLE sandbox_submissions (
+        id INTEGER PRIMARY KEY,
+        object TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        task_id TEXT,
+        submitted_at INTEGER,
+        sha1 TEXT,
+        risk TEXT,
+        threat_type TEXT,
+        threat_name TEXT,
+        error TEXT
+    );
+    CREATE INDEX sandbox_submissions_status ON sandbox_submissions (status, id);
+    CREATE TABLE sandbox_tasks (
+        id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        object TEXT NOT NULL,
+        status TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        cached INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        result TEXT
+    );
+    CREATE INDEX sandbox_tasks_status ON sandbox_tasks (status, created_at);
+    CREATE INDEX sandbox_tasks_object ON sandbox_tasks (object, updated_at);
+    CREATE INDEX sandbox_tasks_day ON sandbox_tasks (origin, day);
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

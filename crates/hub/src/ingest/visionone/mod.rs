@@ -77,14 +77,18 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 /// A failure in Vision One's shape: the hub's one error, rendered as `{"error": {"code",
 /// "message"}}`.
 #[derive(Debug)]
-pub(crate) struct V1Error(ApiError);
+pub(crate) struct V1Error(pub(crate) ApiError);
 
 impl V1Error {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> V1Error {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> V1Error {
         V1Error(ApiError::status(status, message).with_code(code))
     }
 
-    fn bad(message: impl Into<String>) -> V1Error {
+    pub(crate) fn bad(message: impl Into<String>) -> V1Error {
         V1Error(ApiError::status(StatusCode::BAD_REQUEST, message))
     }
 }
@@ -101,7 +105,7 @@ impl IntoResponse for V1Error {
     }
 }
 
-type V1Result<T> = Result<T, V1Error>;
+pub(crate) type V1Result<T> = Result<T, V1Error>;
 
 async fn connectivity(
     State(_state): State<AppState>,
@@ -116,7 +120,7 @@ async fn connectivity(
 /// The base of absolute links: `public_url`, else the scheme the request came by (the HTTPS
 /// listener marks its requests with their TLS session; a proxy says `X-Forwarded-Proto`) and its
 /// `Host`.
-fn base_url(state: &AppState, headers: &HeaderMap, came_by_tls: bool) -> String {
+pub(crate) fn base_url(state: &AppState, headers: &HeaderMap, came_by_tls: bool) -> String {
     if let Some(u) = &state.config().public_url {
         return u.trim_end_matches('/').to_string();
     }
@@ -437,7 +441,7 @@ fn sorted_page(
 // Adding and deleting
 
 /// The objects of a POST body: a JSON array of objects.
-fn items(b: &Bytes) -> V1Result<Vec<Value>> {
+pub(crate) fn items(b: &Bytes) -> V1Result<Vec<Value>> {
     match serde_json::from_slice::<Value>(b) {
         Ok(Value::Array(items)) if !items.is_empty() => Ok(items),
         Ok(Value::Array(_)) => Err(V1Error::bad("the body is an empty array")),
@@ -450,7 +454,7 @@ fn failed(e: &item::ItemError) -> Value {
     json!({"status": 400, "body": {"error": {"code": "BadRequest", "message": e.to_string()}}})
 }
 
-fn multi(results: Vec<Value>) -> Response {
+pub(crate) fn multi(results: Vec<Value>) -> Response {
     (StatusCode::MULTI_STATUS, Json(Value::Array(results))).into_response()
 }
 

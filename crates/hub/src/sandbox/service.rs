@@ -1,0 +1,379 @@
+//! This hub's own analyzer: tasks kept in the database (`sandbox_tasks`), a daily reserve per
+//! caller, answers from cache for an object analysed lately, and a worker that fetches each
+//! queued URL in the isolated namespace, scans what came back with the YARA rules, and makes a
+//! high-risk object a suspicious object (source `sandbox`, VASO) that flows to filters and
+//! devices, and to downstream hubs through the suspicious-object sync.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha1::Digest;
+
+use rephub_model::{Entry, Kind, Severity, Tags, builtin};
+use rephub_sandbox::{Isolation, Report, RiskLevel, Verdict};
+use rephub_store::{SandboxStore, SandboxTask, SandboxUsage, Upsert, WriteMode};
+
+use crate::error::HubError;
+use crate::state::AppState;
+use crate::suspicious_object as item;
+
+/// The origin of this hub's own submissions (`analyzer = "local"`).
+pub(crate) const LOCAL_ORIGIN: &str = "local";
+/// The source of the suspicious objects the analyzer makes.
+pub(crate) const SOURCE: &str = "sandbox";
+/// Task states (Vision One's names).
+pub(crate) const QUEUED: &str = "queued";
+pub(crate) const RUNNING: &str = "running";
+pub(crate) const SUCCEEDED: &str = "succeeded";
+pub(crate) const FAILED: &str = "failed";
+/// Most objects in one request (the Vision One console's limit).
+pub(crate) const MAX_PER_REQUEST: usize = 10;
+
+/// An analysis, as kept with its task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Analysis {
+    /// None: the object could not be analysed (`error` says why).
+    pub(crate) risk_level: Option<RiskLevel>,
+    pub(crate) detection_names: Vec<String>,
+    pub(crate) threat_types: Vec<String>,
+    pub(crate) true_file_type: Option<String>,
+    pub(crate) completed_at: i64,
+    pub(crate) report: Report,
+    pub(crate) error: Option<String>,
+    /// The objects made suspicious objects (the object, and where it redirected to).
+    pub(crate) suspicious: Vec<String>,
+    pub(crate) expires_at: Option<i64>,
+}
+
+impl Analysis {
+    pub(crate) fn of(task: &SandboxTask) -> Option<Analysis> {
+        task.result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
+}
+
+/// An object refused, in Vision One's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+/// The digests Vision One gives an object: of the URL text itself.
+pub(crate) fn digest(object: &str) -> serde_json::Value {
+    serde_json::json!({
+        "md5": hex::encode(md5::Md5::digest(object.as_bytes())),
+        "sha1": hex::encode(sha1::Sha1::digest(object.as_bytes())),
+        "sha256": hex::encode(sha2::Sha256::digest(object.as_bytes())),
+    })
+}
+
+pub(crate) fn day_of(t: i64) -> i64 {
+    t.div_euclid(86_400)
+}
+
+/// A fresh task id, shaped like Vision One's (a random UUID).
+fn task_id() -> Result<String, HubError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| HubError::Internal(format!("random: {e}")))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// What `origin` used today and may still use.
+pub(crate) async fn usage(state: &AppState, origin: &str) -> Result<(SandboxUsage, u64), HubError> {
+    let (o, day) = (origin.to_string(), day_of(state.now()));
+    let used = state.read(move |s| s.sandbox_usage(&o, day)).await??;
+    Ok((used, state.config().sandbox.local.daily_reserve))
+}
+
+/// Queue URLs for `origin`; per URL its task or why it was refused. An object analysed within
+/// `cache_hours` is answered from that analysis at once (not counted); beyond the daily reserve
+/// an object is refused 429.
+pub(crate) async fn submit_urls(
+    state: &AppState,
+    origin: &str,
+    urls: &[String],
+) -> Result<Vec<Result<SandboxTask, Refusal>>, HubError> {
+    let cfg = &state.config().sandbox.local;
+    let now = state.now();
+    let (used, reserve) = usage(state, origin).await?;
+    let mut counted = used.urls;
+    let mut out = Vec::with_capacity(urls.len());
+    let mut queued = false;
+    for raw in urls {
+        let object = match rephub_sandbox::fetch::checked(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|_| rephub_model::url::canonicalize(raw).map_err(|e| e.to_string()))
+        {
+            Ok(o) => o,
+            Err(e) => {
+                out.push(Err(Refusal {
+                    status: 400,
+                    code: "BadRequest",
+                    message: format!("URL format is not right: {e}"),
+                }));
+                continue;
+            }
+        };
+        let since = now - cfg.cache_hours as i64 * 3600;
+        let o = object.clone();
+        let cached = state.read(move |s| s.analysed_since(&o, since)).await??;
+        let mut task = SandboxTask {
+            id: task_id()?,
+            origin: origin.to_string(),
+            kind: "url".into(),
+            object,
+            status: QUEUED.into(),
+            day: day_of(now),
+            cached: false,
+            created_at: now,
+            updated_at: now,
+            result: None,
+        };
+        if let Some(earlier) = cached {
+            task.status = SUCCEEDED.into();
+            task.cached = true;
+            task.result = earlier.result;
+        } else if counted >= reserve {
+            out.push(Err(Refusal {
+                status: 429,
+                code: "TooManyRequests",
+                message: format!(
+                    "the daily reserve of {reserve} submissions is used up (UTC day); try tomorrow"
+                ),
+            }));
+            continue;
+        } else {
+            counted += 1;
+            queued = true;
+        }
+        let t = task.clone();
+        state.exec(move |s| s.add_sandbox_task(&t)).await??;
+        out.push(Ok(task));
+    }
+    if queued {
+        state.sandbox().wake.notify_one();
+    }
+    Ok(out)
+}
+
+/// The worker: queued tasks, `workers` at a time, until the hub stops. Tasks a crash left
+/// running are queued again first.
+pub(crate) async fn run(state: AppState) {
+    let cfg = state.config().sandbox.local.clone();
+    match state
+        .exec(|s| -> Result<(), HubError> {
+            for mut t in s.sandbox_tasks_in(RUNNING, usize::MAX)? {
+                t.status = QUEUED.into();
+                s.update_sandbox_task(&t)?;
+            }
+            Ok(())
+        })
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => {
+            tracing::warn!(error = %e, "sandbox: requeueing interrupted tasks failed")
+        }
+    }
+    loop {
+        let n = cfg.workers;
+        let queued = match state.read(move |s| s.sandbox_tasks_in(QUEUED, n)).await {
+            Ok(Ok(q)) => q,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sandbox: reading queued tasks failed");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox: reading queued tasks failed");
+                Vec::new()
+            }
+        };
+        if queued.is_empty() {
+            tokio::select! {
+                () = state.sandbox().wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for t in queued {
+            let state = state.clone();
+            set.spawn(async move {
+                let id = t.id.clone();
+                if let Err(e) = analyse(&state, t).await {
+                    tracing::warn!(task = %id, error = %e, "sandbox: analysis failed");
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// Fetch, scan and conclude one task.
+async fn analyse(state: &AppState, mut task: SandboxTask) -> Result<(), HubError> {
+    let cfg = &state.config().sandbox;
+    task.status = RUNNING.into();
+    task.updated_at = state.now();
+    let t = task.clone();
+    state.exec(move |s| s.update_sandbox_task(&t)).await??;
+    let exe = match &cfg.local.exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| HubError::Internal(format!("the hub's own executable: {e}")))?,
+    };
+    let isolation = Isolation::new(cfg.local.netns.clone().unwrap_or_default(), exe);
+    let dir = state.config().data_dir.join("sandbox");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
+    let body = dir.join(format!("{}.body", task.id));
+    let fetched = isolation.fetch(&task.object, &cfg.limits(), &body).await;
+    let mut analysis = Analysis {
+        risk_level: None,
+        detection_names: Vec::new(),
+        threat_types: Vec::new(),
+        true_file_type: None,
+        completed_at: 0,
+        report: Report::default(),
+        error: None,
+        suspicious: Vec::new(),
+        expires_at: None,
+    };
+    match fetched {
+        Err(e) => analysis.error = Some(e.to_string()),
+        Ok(report) if report.final_url.is_none() => {
+            analysis.error = report.error.clone();
+            analysis.report = report;
+        }
+        Ok(report) => {
+            let verdict = scan(state, &body, cfg.local.max_bytes).await;
+            match verdict {
+                Ok(v) => {
+                    analysis.risk_level = Some(v.risk);
+                    analysis.detection_names = v.detection_names;
+                    analysis.threat_types = v.threat_types;
+                }
+                Err(e) => analysis.error = Some(e),
+            }
+            analysis.true_file_type = report.content_type.as_deref().map(file_type);
+            analysis.report = report;
+        }
+    }
+    let _ = tokio::fs::remove_file(&body).await;
+    let now = state.now();
+    analysis.completed_at = now;
+    if analysis.risk_level == Some(RiskLevel::High) {
+        let expires = now + cfg.local.object_days * 86_400;
+        analysis.suspicious = suspicious(state, &task.object, &analysis, expires).await?;
+        analysis.expires_at = Some(expires);
+    }
+    task.status = if analysis.risk_level.is_some() {
+        SUCCEEDED
+    } else {
+        FAILED
+    }
+    .into();
+    task.updated_at = now;
+    task.result =
+        Some(serde_json::to_string(&analysis).map_err(|e| HubError::Internal(e.to_string()))?);
+    tracing::info!(task = %task.id, object = %task.object, status = %task.status,
+        risk = ?analysis.risk_level, "sandbox: analysed");
+    state.exec(move |s| s.update_sandbox_task(&task)).await??;
+    Ok(())
+}
+
+/// The body (as much as the limit keeps) scanned with the rules.
+async fn scan(state: &AppState, body: &std::path::Path, max: u64) -> Result<Verdict, String> {
+    let rules = state
+        .sandbox()
+        .rules()
+        .ok_or_else(|| "no rules loaded".to_string())?;
+    let data = tokio::fs::read(body)
+        .await
+        .map_err(|e| format!("reading the fetched body: {e}"))?;
+    if data.len() as u64 > max {
+        return Err("the fetched body is larger than max_bytes".into());
+    }
+    tokio::task::spawn_blocking(move || rules.scan(&data).map(|d| Verdict::of(&d)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// `text/html; charset=utf-8` → `html`.
+fn file_type(content_type: &str) -> String {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime.rsplit('/').next().unwrap_or(mime).to_ascii_lowercase()
+}
+
+/// Make the object (and the URL it led to) suspicious objects; returns those written.
+async fn suspicious(
+    state: &AppState,
+    object: &str,
+    analysis: &Analysis,
+    expires: i64,
+) -> Result<Vec<String>, HubError> {
+    let catalog = state.catalog().await?;
+    let mut urls = vec![object.to_string()];
+    if let Some(f) = &analysis.report.final_url
+        && let Ok(c) = rephub_model::url::canonicalize(f)
+        && c != object
+    {
+        urls.push(c);
+    }
+    let mut description = format!("sandbox: {}", analysis.detection_names.join(", "));
+    if description.chars().count() > rephub_model::MAX_TEXT {
+        description = description.chars().take(rephub_model::MAX_TEXT).collect();
+    }
+    let mut ups = Vec::new();
+    let mut written = Vec::new();
+    for u in urls {
+        let Ok(entry) = Entry::parse(Kind::Url, &u) else {
+            continue;
+        };
+        let mut tags = Tags::new();
+        item::set(
+            &mut tags,
+            &catalog,
+            builtin::DETECTION_CATEGORY,
+            builtin::SUSPICIOUS_OBJECT,
+        );
+        item::set(&mut tags, &catalog, builtin::SO_SOURCE, "VASO");
+        item::set(
+            &mut tags,
+            &catalog,
+            builtin::SEVERITY,
+            Severity::High.tag_value(),
+        );
+        item::set(
+            &mut tags,
+            &catalog,
+            builtin::SCAN_ACTION,
+            rephub_model::ScanAction::Block.tag_value(),
+        );
+        item::set(&mut tags, &catalog, builtin::DESCRIPTION, &description);
+        item::set_date(&mut tags, &catalog, builtin::TTL, expires);
+        ups.push(Upsert::new(entry, tags, &catalog));
+        written.push(u);
+    }
+    if !ups.is_empty() {
+        state
+            .write_entries(SOURCE.to_string(), ups, WriteMode::Replace)
+            .await?;
+    }
+    Ok(written)
+}
