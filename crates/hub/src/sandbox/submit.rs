@@ -173,20 +173,18 @@ async fn chosen(state: &AppState) -> Result<Chosen, String> {
                 .map_err(|e| e.to_string())?;
         }
     }
+    let Some(u) = usage else {
+        return Ok(Chosen::Off(
+            "the analyzer has not switched sandbox analysis on for this hub".into(),
+        ));
+    };
     state.sandbox().update_submitter(|s| {
-        s.enabled = granted;
-        s.why_not = (!granted)
-            .then(|| "the analyzer has not switched sandbox analysis on for this hub".to_string());
-        if let Some(u) = usage {
-            s.reserve = Some(u.reserve);
-            s.used = Some(u.count);
-        }
+        s.enabled = true;
+        s.why_not = None;
+        s.reserve = Some(u.reserve);
+        s.used = Some(u.count);
     });
-    Ok(if granted {
-        Chosen::Remote(remote)
-    } else {
-        Chosen::Off("not granted".into())
-    })
+    Ok(Chosen::Remote(remote))
 }
 
 async fn rows(state: &AppState, st: &'static str) -> Result<Vec<SubmissionRow>, String> {
@@ -239,6 +237,20 @@ async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
         s.used = Some(usage.count);
     });
     let mut room = usage.remaining as usize;
+    if room == 0 {
+        // Said once on each waiting object (the write happens when the reason is new).
+        let why = format!(
+            "waiting: the analyzer's daily reserve of {} is used up",
+            usage.reserve
+        );
+        for mut row in pending {
+            if row.error.as_deref() != Some(why.as_str()) {
+                row.error = Some(why.clone());
+                save(state, row).await?;
+            }
+        }
+        return Ok(());
+    }
     let now = state.now();
     for chunk in pending.chunks(MAX_PER_REQUEST) {
         if room == 0 {
