@@ -10,9 +10,9 @@ use rephub_model::{
 };
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
-    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SourceStore,
-    SqliteStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert,
-    UpstreamStore, UserStore, WriteMode, WriteTx,
+    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SandboxStore,
+    SourceStore, SqliteStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE,
+    Upsert, UpstreamStore, UserStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -29,6 +29,7 @@ trait TestBackend:
     + IpsStore
     + UserStore
     + TelemetryStore
+    + SandboxStore
     + Sized
 {
     /// Keeps the database alive; dropping it removes the database (a temporary directory, a
@@ -92,6 +93,7 @@ macro_rules! backend_suite {
                 events_are_counted_per_hour,
                 scans_go_on_where_they_stopped,
                 telemetry_is_kept_once_searched_and_swept,
+                sandbox_submissions_are_kept_once_and_tasks_counted_per_day,
             );
         }
     };
@@ -1927,4 +1929,115 @@ fn scans_go_on_where_they_stopped<S: TestBackend>() {
         None
     );
     assert_eq!(rest, 7);
+}
+
+fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: TestBackend>() {
+    use rephub_store::sandbox::status;
+    use rephub_store::{NewSubmission, SandboxTask, SubmissionQuery};
+    let mut d = db::<S>();
+    let sub = |object: &str, by: &str| NewSubmission {
+        object: object.into(),
+        kind: "url".into(),
+        submitter: by.into(),
+    };
+    // Seen a thousand times: one row, the first submitter's.
+    let many: Vec<NewSubmission> = (0..1000)
+        .map(|_| sub("http://a.example/x", "fw1"))
+        .collect();
+    assert_eq!(d.store.collect_submissions(&many).unwrap(), 1);
+    assert_eq!(
+        d.store
+            .collect_submissions(&[
+                sub("http://a.example/x", "fw2"),
+                sub("http://b.example/", "fw2")
+            ])
+            .unwrap(),
+        1
+    );
+    let pending = d.store.submissions_in(status::PENDING, 10).unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].object, "http://a.example/x");
+    assert_eq!(pending[0].submitter, "fw1");
+    // What became of one, written back and found by a word of its threat name.
+    let mut done = pending[0].clone();
+    done.status = status::DONE.into();
+    done.risk = Some("high".into());
+    done.threat_name = Some("EICAR-Test-File".into());
+    d.store.update_submission(&done).unwrap();
+    let q = |text: &str| SubmissionQuery {
+        limit: 10,
+        text: Some(text.into()),
+        ..SubmissionQuery::default()
+    };
+    assert_eq!(d.store.submissions(&q("EICAR")).unwrap().len(), 1);
+    // `_` and `%` are letters in a search, not patterns.
+    assert_eq!(d.store.submissions(&q("%")).unwrap().len(), 0);
+    let high = SubmissionQuery {
+        limit: 10,
+        risk: Some("high".into()),
+        ..SubmissionQuery::default()
+    };
+    assert_eq!(d.store.submissions(&high).unwrap()[0].id, done.id);
+    // A new enrollment skips what waits, and only that.
+    assert_eq!(d.store.skip_pending_submissions("moved").unwrap(), 1);
+    let counts = d.store.submission_counts().unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            (status::DONE.to_string(), 1),
+            (status::SKIPPED.to_string(), 1)
+        ]
+    );
+
+    // Tasks: counted per origin and day; cached and failed ones are exempt.
+    let task = |id: &str, origin: &str, day: i64, state: &str, cached: bool| SandboxTask {
+        id: id.into(),
+        origin: origin.into(),
+        kind: "url".into(),
+        object: format!("http://{id}.example/"),
+        status: state.into(),
+        day,
+        cached,
+        created_at: T0,
+        updated_at: T0,
+        result: None,
+    };
+    for t in [
+        task("t1", "local", 1, "succeeded", false),
+        task("t2", "local", 1, "queued", false),
+        task("t3", "local", 1, "failed", false),
+        task("t4", "local", 1, "succeeded", true),
+        task("t5", "local", 2, "succeeded", false),
+        task("t6", "downstream:b", 1, "succeeded", false),
+    ] {
+        d.store.add_sandbox_task(&t).unwrap();
+    }
+    let u = d.store.sandbox_usage("local", 1).unwrap();
+    assert_eq!((u.urls, u.url_exemptions, u.files), (2, 2, 0));
+    assert_eq!(d.store.sandbox_tasks_in("queued", 10).unwrap()[0].id, "t2");
+    let mut t2 = d.store.sandbox_task("t2").unwrap().unwrap();
+    t2.status = "succeeded".into();
+    t2.updated_at = T0 + 5;
+    t2.result = Some("{}".into());
+    d.store.update_sandbox_task(&t2).unwrap();
+    assert!(d.store.sandbox_tasks_in("queued", 10).unwrap().is_empty());
+    let cached = d
+        .store
+        .analysed_since("http://t2.example/", T0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached.result.as_deref(), Some("{}"));
+    assert!(
+        d.store
+            .analysed_since("http://t2.example/", T0 + 6)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        d.store
+            .analysed_since("http://t3.example/", 0)
+            .unwrap()
+            .is_none()
+    );
+    assert!(d.store.sandbox_task("nope").unwrap().is_none());
 }
