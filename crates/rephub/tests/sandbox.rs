@@ -154,7 +154,7 @@ fn config(dir: &Path, site: &Site, sandbox: &str, reserve: u64) -> PathBuf {
         format!(
             "[sandbox]\n{sandbox}\ninterval_secs = 1\n\n[sandbox.local]\nenabled = true\n\
              netns = \"{}\"\nexe = \"{}\"\ntimeout_secs = 10\nmax_bytes = 1048576\n\
-             daily_reserve = {reserve}\n",
+             daily_reserve = {reserve}\ndaily_file_reserve = 2\n",
             site.analyzer,
             env!("CARGO_BIN_EXE_rephub"),
         ),
@@ -199,6 +199,21 @@ fn pytmv1(base: &str, key: &str, urls: &[String]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+const EICAR_SHA1: &str = "3395856ce81f2b7382dee72602f798b642f14140";
+
+fn pytmv1_file(base: &str, key: &str, path: &Path) -> Value {
+    let o = Command::new("python3")
+        .arg(here().join("pytmv1_file.py"))
+        .args([base, key])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
@@ -369,6 +384,42 @@ fn the_own_analyzer_fetches_in_its_namespace_scans_with_yara_and_answers_pytmv1(
         None,
     );
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("NotFound")));
+
+    // Files (pytmv1's submit_file): the EICAR file is high risk, its SHA-256 and SHA-1 become
+    // suspicious objects; a plain file is no risk; a third file is over the file reserve of 2.
+    let eicar_file = dir.path().join("eicar.com");
+    std::fs::write(&eicar_file, EICAR).unwrap();
+    let f = pytmv1_file(&base, &key, &eicar_file);
+    assert_eq!(f["type"], "file", "{f}");
+    assert_eq!(f["risk_level"], "high", "{f}");
+    assert_eq!(f["detection_names"], json!(["EICAR-Test-File"]), "{f}");
+    assert_eq!(f["sha256"], EICAR_SHA256, "{f}");
+    assert_eq!(
+        f["suspicious"],
+        json!([["fileSha1", EICAR_SHA1], ["fileSha256", EICAR_SHA256]]),
+        "{f}"
+    );
+    let found = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/entries?value={EICAR_SHA256}"),
+        &key,
+        None,
+    );
+    assert_eq!(
+        found["entries"][0]["sources"],
+        json!(["sandbox"]),
+        "{found}"
+    );
+    let plain = dir.path().join("notes.txt");
+    std::fs::write(&plain, "nothing to see").unwrap();
+    assert_eq!(pytmv1_file(&base, &key, &plain)["risk_level"], "noRisk");
+    let third = dir.path().join("third.txt");
+    std::fs::write(&third, "a third file").unwrap();
+    let f = pytmv1_file(&base, &key, &third);
+    assert_eq!(f["error"]["status"], 429, "{f}");
+    let usage = call(reqwest::Method::GET, &usage_url, &key, None);
+    assert_eq!(usage["submissionCountDetail"]["fileCount"], 2, "{usage}");
+    assert_eq!(usage["fileRemainingCount"], 0, "{usage}");
 
     // The status names the rules.
     let st = call(

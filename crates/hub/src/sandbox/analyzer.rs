@@ -15,6 +15,9 @@ pub(crate) struct Usage {
     pub(crate) reserve: u64,
     pub(crate) remaining: u64,
     pub(crate) count: u64,
+    /// Files' own reserve where the analyzer keeps one (rephub's); else the one reserve.
+    pub(crate) file_reserve: Option<u64>,
+    pub(crate) file_remaining: u64,
 }
 
 /// What became of one submitted object.
@@ -52,6 +55,8 @@ pub(crate) trait Analyzer {
     async fn usage(&self) -> Result<Usage, String>;
     /// At most [`service::MAX_PER_REQUEST`] URLs; one answer per URL, in order.
     async fn submit_urls(&self, urls: &[String]) -> Result<Vec<Sent>, String>;
+    /// A file, named `name` (its SHA-256 when the name is not known).
+    async fn submit_file(&self, name: &str, data: Vec<u8>) -> Result<Sent, String>;
     async fn state(&self, task: &str) -> Result<TaskState, String>;
     async fn outcome(&self, task: &str) -> Result<Outcome, String>;
 }
@@ -129,10 +134,16 @@ impl Remote {
 }
 
 fn usage_of(v: &Value) -> Usage {
+    let remaining = count(v, "submissionRemainingCount");
     Usage {
         reserve: count(v, "submissionReserveCount"),
-        remaining: count(v, "submissionRemainingCount"),
+        remaining,
         count: count(v, "submissionCount"),
+        file_reserve: v.get("fileReserveCount").and_then(Value::as_u64),
+        file_remaining: v
+            .get("fileRemainingCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(remaining),
     }
 }
 
@@ -206,6 +217,43 @@ impl Analyzer for Remote {
             .collect())
     }
 
+    async fn submit_file(&self, name: &str, data: Vec<u8>) -> Result<Sent, String> {
+        let part = reqwest::multipart::Part::bytes(data)
+            .file_name(name.to_string())
+            .mime_str("application/octet-stream")
+            .map_err(|e| e.to_string())?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let resp = self
+            .request(reqwest::Method::POST, "/files/analyze")?
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| format!("{}: {}", self.name, crate::http::client::error_text(&e)))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        Ok(match status.as_u16() {
+            200..=299 => match v.get("id").and_then(Value::as_str) {
+                Some(id) => Sent::Accepted {
+                    task: id.to_string(),
+                    sha1: v
+                        .pointer("/digest/sha1")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                },
+                None => Sent::Refused("accepted without a task id".into()),
+            },
+            429 => Sent::OverQuota(message(&v)),
+            400..=499 => Sent::Refused(message(&v)),
+            _ => {
+                return Err(format!(
+                    "{}: submitting a file: HTTP {status} {}",
+                    self.name,
+                    message(&v)
+                ));
+            }
+        })
+    }
+
     async fn state(&self, task: &str) -> Result<TaskState, String> {
         let v = self.get(&format!("/tasks/{task}")).await?;
         Ok(match v.get("status").and_then(Value::as_str) {
@@ -258,13 +306,15 @@ impl Local {
 
 impl Analyzer for Local {
     async fn usage(&self) -> Result<Usage, String> {
-        let (used, reserve) = service::usage(&self.0, LOCAL_ORIGIN)
+        let (used, reserve, file_reserve) = service::usage(&self.0, LOCAL_ORIGIN)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Usage {
             reserve,
-            remaining: reserve.saturating_sub(used.urls + used.files),
+            remaining: reserve.saturating_sub(used.urls),
             count: used.urls + used.files,
+            file_reserve: Some(file_reserve),
+            file_remaining: file_reserve.saturating_sub(used.files),
         })
     }
 
@@ -275,16 +325,24 @@ impl Analyzer for Local {
         Ok(out
             .into_iter()
             .map(|r| match r {
-                Ok(t) => Sent::Accepted {
-                    sha1: service::digest(&t.object)["sha1"]
-                        .as_str()
-                        .map(str::to_string),
-                    task: t.id,
-                },
+                Ok(t) => accepted(&t),
                 Err(r) if r.status == 429 => Sent::OverQuota(r.message),
                 Err(r) => Sent::Refused(r.message),
             })
             .collect())
+    }
+
+    async fn submit_file(&self, _name: &str, data: Vec<u8>) -> Result<Sent, String> {
+        Ok(
+            match service::submit_file(&self.0, LOCAL_ORIGIN, data)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(t) => accepted(&t),
+                Err(r) if r.status == 429 => Sent::OverQuota(r.message),
+                Err(r) => Sent::Refused(r.message),
+            },
+        )
     }
 
     async fn state(&self, task: &str) -> Result<TaskState, String> {
@@ -308,5 +366,12 @@ impl Analyzer for Local {
             threat_type: a.threat_types.first().cloned(),
             threat_name: a.detection_names.first().cloned(),
         })
+    }
+}
+
+fn accepted(t: &rephub_store::SandboxTask) -> Sent {
+    Sent::Accepted {
+        sha1: service::task_digest(t)["sha1"].as_str().map(str::to_string),
+        task: t.id.clone(),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_server::tls::TlsInfo;
@@ -21,13 +21,14 @@ use crate::http::auth::{Principal, Who, guard};
 use crate::http::error::Dialect;
 use crate::ingest::visionone::{V1Error, V1Result, base_url, items, multi};
 use crate::keys::Role;
-use crate::sandbox::service::{self, Analysis, FAILED, MAX_PER_REQUEST, SUCCEEDED};
+use crate::sandbox::service::{self, Analysis, FAILED, FILE, MAX_PER_REQUEST, SUCCEEDED};
 use crate::state::AppState;
 use crate::suspicious_object::datetime;
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let routes = Router::new()
         .route("/v3.0/sandbox/urls/analyze", post(analyze_urls))
+        .route("/v3.0/sandbox/files/analyze", post(analyze_file))
         .route("/v3.0/sandbox/tasks/{id}", get(task))
         .route("/v3.0/sandbox/analysisResults/{id}", get(result))
         .route(
@@ -119,7 +120,7 @@ async fn analyze_urls(
                     "status": 202,
                     "headers": [{"name": "Operation-Location",
                                  "value": format!("{base}/v3.0/sandbox/tasks/{}", t.id)}],
-                    "body": {"url": urls[i], "id": t.id, "digest": service::digest(&t.object)},
+                    "body": {"url": urls[i], "id": t.id, "digest": service::task_digest(t)},
                 }),
                 Err(r) => json!({"status": r.status, "body": {"url": urls[i],
                     "error": {"code": r.code, "message": r.message}}}),
@@ -127,6 +128,50 @@ async fn analyze_urls(
         })
         .collect();
     Ok(multi(out))
+}
+
+/// `multipart/form-data` with the file in `file` (as pytmv1 sends it; `documentPassword`,
+/// `archivePassword` and `arguments` are accepted and not used) → 202 `{id, digest, arguments}`.
+async fn analyze_file(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    tls: Option<Extension<Arc<TlsInfo>>>,
+    mut form: axum::extract::Multipart,
+) -> V1Result<Response> {
+    let origin = origin(&state, &who).await?;
+    let mut data = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| V1Error::bad(format!("the form: {e}")))?
+    {
+        if field.name() == Some("file") {
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| V1Error::bad(format!("the file: {e}")))?;
+            data = Some(bytes.to_vec());
+        }
+    }
+    let data = data.ok_or_else(|| V1Error::bad("no `file` in the form"))?;
+    match service::submit_file(&state, &origin, data).await? {
+        Ok(t) => {
+            let base = base_url(&state, &headers, tls.is_some());
+            let location = format!("{base}/v3.0/sandbox/tasks/{}", t.id);
+            Ok((
+                StatusCode::ACCEPTED,
+                [("Operation-Location", location)],
+                Json(json!({"id": t.id, "digest": service::task_digest(&t), "arguments": ""})),
+            )
+                .into_response())
+        }
+        Err(r) => Err(V1Error::new(
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            r.code,
+            r.message,
+        )),
+    }
 }
 
 async fn find(state: &AppState, id: String) -> V1Result<SandboxTask> {
@@ -148,12 +193,12 @@ async fn task(
     let base = base_url(&state, &headers, tls.is_some());
     let mut v = json!({
         "id": t.id,
-        "action": "analyzeUrl",
+        "action": if t.kind == FILE { "analyzeFile" } else { "analyzeUrl" },
         "status": t.status,
         "createdDateTime": datetime(t.created_at),
         "lastActionDateTime": datetime(t.updated_at),
         "isCached": t.cached,
-        "digest": service::digest(&t.object),
+        "digest": service::task_digest(&t),
         "arguments": "",
     });
     if t.status == SUCCEEDED {
@@ -194,8 +239,8 @@ async fn result(
     let (t, a) = analysis(&state, &who, id).await?;
     Ok(Json(json!({
         "id": t.id,
-        "type": "url",
-        "digest": service::digest(&t.object),
+        "type": t.kind,
+        "digest": service::task_digest(&t),
         "arguments": "",
         "analysisCompletionDateTime": datetime(a.completed_at),
         "riskLevel": a.risk_level.map_or("noRisk", |r| r.as_str()),
@@ -218,17 +263,23 @@ async fn suspicious_objects(
     Path(id): Path<String>,
 ) -> V1Result<Json<Value>> {
     let (t, a) = analysis(&state, &who, id).await?;
-    let root = service::digest(&t.object)["sha1"].clone();
+    let root = service::task_digest(&t)["sha1"].clone();
     let items: Vec<Value> = a
         .suspicious
         .iter()
-        .map(|u| {
+        .map(|o| {
+            // A file's objects are its SHA-256 and SHA-1; a URL's are URLs.
+            let key = match (t.kind.as_str(), o.len()) {
+                (FILE, 64) => "fileSha256",
+                (FILE, _) => "fileSha1",
+                _ => "url",
+            };
             json!({
                 "riskLevel": "high",
                 "analysisCompletionDateTime": datetime(a.completed_at),
                 "expiredDateTime": a.expires_at.map(datetime),
                 "rootSha1": root,
-                "url": u,
+                key: o,
             })
         })
         .collect();
@@ -240,11 +291,12 @@ async fn usage(
     Extension(who): Extension<Principal>,
 ) -> V1Result<Json<Value>> {
     let origin = origin(&state, &who).await?;
-    let (u, reserve) = service::usage(&state, &origin).await?;
+    let (u, reserve, file_reserve) = service::usage(&state, &origin).await?;
     let count = u.urls + u.files;
     Ok(Json(json!({
+        // The reserve of URLs (Vision One counts one reserve; rephub keeps files apart, below).
         "submissionReserveCount": reserve,
-        "submissionRemainingCount": reserve.saturating_sub(count),
+        "submissionRemainingCount": reserve.saturating_sub(u.urls),
         "submissionCount": count,
         "submissionExemptionCount": u.url_exemptions + u.file_exemptions,
         "submissionCountDetail": {
@@ -253,5 +305,8 @@ async fn usage(
             "urlCount": u.urls,
             "urlExemptionCount": u.url_exemptions,
         },
+        // rephub's own: the reserve of files (daily_file_reserve).
+        "fileReserveCount": file_reserve,
+        "fileRemainingCount": file_reserve.saturating_sub(u.files),
     })))
 }

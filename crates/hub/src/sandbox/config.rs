@@ -82,6 +82,9 @@ pub struct LocalConfig {
     /// Objects each caller may have analysed per UTC day (an answer from cache and an object
     /// that could not be analysed do not count).
     pub daily_reserve: u64,
+    /// Files each caller may have analysed per UTC day (seed 002: sending files with the network
+    /// sensor takes 2,000 more credits per 500 Mbps of bandwidth); 0: files are refused.
+    pub daily_file_reserve: u64,
     /// Fetches at a time.
     pub workers: usize,
     /// An object analysed this recently is answered from that analysis.
@@ -101,6 +104,7 @@ impl Default for LocalConfig {
             max_bytes: 16 << 20,
             max_redirects: 10,
             daily_reserve: 50,
+            daily_file_reserve: 0,
             workers: 2,
             cache_hours: 24,
             object_days: 30,

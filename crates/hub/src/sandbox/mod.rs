@@ -10,6 +10,7 @@ pub(crate) mod rest;
 pub(crate) mod runtime;
 pub(crate) mod service;
 pub(crate) mod submit;
+pub(crate) mod upload;
 
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use crate::error::HubError;
 use crate::state::AppState;
 
 pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
-    api::router(state).merge(rest::router(state))
+    api::router(state)
+        .merge(rest::router(state))
+        .merge(upload::router(state))
 }
 
 /// Load the own analyzer's rules and start its worker (when enabled), and the submitter's

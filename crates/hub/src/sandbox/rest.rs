@@ -141,7 +141,7 @@ async fn submit_objects(State(state): State<AppState>, b: Bytes) -> ApiResult<Js
     good.sort();
     good.dedup();
     let n = good.len();
-    let added = submit::add(&state, good, MANUAL).await?;
+    let added = submit::add(&state, good, crate::sandbox::service::URL, MANUAL).await?;
     Ok(Json(json!({
         "accepted": added,
         "known": n as u64 - added,

@@ -24,6 +24,8 @@ pub(crate) struct Submitter {
     /// The analyzer's daily reserve and what is used of it, when it said.
     pub(crate) reserve: Option<u64>,
     pub(crate) used: Option<u64>,
+    /// Files' own reserve, where the analyzer keeps one.
+    pub(crate) file_reserve: Option<u64>,
     /// The last failure to reach the analyzer, cleared by a round that reached it.
     pub(crate) last_error: Option<String>,
     /// When the last round ran (Unix seconds).

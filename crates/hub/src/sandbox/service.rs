@@ -30,7 +30,7 @@ pub(crate) const FAILED: &str = "failed";
 pub(crate) const MAX_PER_REQUEST: usize = 10;
 
 /// An analysis, as kept with its task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Analysis {
     /// None: the object could not be analysed (`error` says why).
@@ -44,6 +44,9 @@ pub(crate) struct Analysis {
     /// The objects made suspicious objects (the object, and where it redirected to).
     pub(crate) suspicious: Vec<String>,
     pub(crate) expires_at: Option<i64>,
+    /// A file's digests (`md5`, `sha1`, `sha256`), kept from its submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) file: Option<serde_json::Value>,
 }
 
 impl Analysis {
@@ -62,13 +65,35 @@ pub(crate) struct Refusal {
     pub(crate) message: String,
 }
 
-/// The digests Vision One gives an object: of the URL text itself.
-pub(crate) fn digest(object: &str) -> serde_json::Value {
+/// The digests Vision One gives an object: of the URL text itself, or of a file's bytes.
+pub(crate) fn digest(object: &[u8]) -> serde_json::Value {
     serde_json::json!({
-        "md5": hex::encode(md5::Md5::digest(object.as_bytes())),
-        "sha1": hex::encode(sha1::Sha1::digest(object.as_bytes())),
-        "sha256": hex::encode(sha2::Sha256::digest(object.as_bytes())),
+        "md5": hex::encode(md5::Md5::digest(object)),
+        "sha1": hex::encode(sha1::Sha1::digest(object)),
+        "sha256": hex::encode(sha2::Sha256::digest(object)),
     })
+}
+
+/// A task's digests: a URL's text, or the file's kept from its submission.
+pub(crate) fn task_digest(t: &SandboxTask) -> serde_json::Value {
+    match Analysis::of(t).and_then(|a| a.file) {
+        Some(d) if t.kind == FILE => d,
+        _ => digest(t.object.as_bytes()),
+    }
+}
+
+/// The kinds of object.
+pub(crate) const URL: &str = "url";
+pub(crate) const FILE: &str = "file";
+
+/// Where a submitted file waits for its analysis.
+fn incoming(state: &AppState, task: &str) -> std::path::PathBuf {
+    state
+        .config()
+        .data_dir
+        .join("sandbox")
+        .join("incoming")
+        .join(task)
 }
 
 pub(crate) fn day_of(t: i64) -> i64 {
@@ -92,11 +117,15 @@ fn task_id() -> Result<String, HubError> {
     ))
 }
 
-/// What `origin` used today and may still use.
-pub(crate) async fn usage(state: &AppState, origin: &str) -> Result<(SandboxUsage, u64), HubError> {
+/// What `origin` used today, and its reserves for URLs and for files.
+pub(crate) async fn usage(
+    state: &AppState,
+    origin: &str,
+) -> Result<(SandboxUsage, u64, u64), HubError> {
     let (o, day) = (origin.to_string(), day_of(state.now()));
     let used = state.read(move |s| s.sandbox_usage(&o, day)).await??;
-    Ok((used, state.config().sandbox.local.daily_reserve))
+    let cfg = &state.config().sandbox.local;
+    Ok((used, cfg.daily_reserve, cfg.daily_file_reserve))
 }
 
 /// Queue URLs for `origin`; per URL its task or why it was refused. An object analysed within
@@ -109,7 +138,7 @@ pub(crate) async fn submit_urls(
 ) -> Result<Vec<Result<SandboxTask, Refusal>>, HubError> {
     let cfg = &state.config().sandbox.local;
     let now = state.now();
-    let (used, reserve) = usage(state, origin).await?;
+    let (used, reserve, _) = usage(state, origin).await?;
     let mut counted = used.urls;
     let mut out = Vec::with_capacity(urls.len());
     let mut queued = false;
@@ -134,7 +163,7 @@ pub(crate) async fn submit_urls(
         let mut task = SandboxTask {
             id: task_id()?,
             origin: origin.to_string(),
-            kind: "url".into(),
+            kind: URL.into(),
             object,
             status: QUEUED.into(),
             day: day_of(now),
@@ -168,6 +197,92 @@ pub(crate) async fn submit_urls(
         state.sandbox().wake.notify_one();
     }
     Ok(out)
+}
+
+/// Queue a file for `origin` (at most `max_bytes`); its task, or why it was refused. Files have
+/// their own daily reserve (`daily_file_reserve`; seed 002: 2,000 credits per 500 Mbps of
+/// sensor bandwidth); a file analysed within `cache_hours` is answered from that analysis.
+pub(crate) async fn submit_file(
+    state: &AppState,
+    origin: &str,
+    data: Vec<u8>,
+) -> Result<Result<SandboxTask, Refusal>, HubError> {
+    let cfg = &state.config().sandbox.local;
+    if data.is_empty() || data.len() as u64 > cfg.max_bytes {
+        return Ok(Err(Refusal {
+            status: 413,
+            code: "RequestEntityTooLarge",
+            message: format!("a file of 1 byte to {} bytes (max_bytes)", cfg.max_bytes),
+        }));
+    }
+    let now = state.now();
+    let file = digest(&data);
+    let object = file["sha256"].as_str().unwrap_or_default().to_string();
+    let since = now - cfg.cache_hours as i64 * 3600;
+    let o = object.clone();
+    let cached = state.read(move |s| s.analysed_since(&o, since)).await??;
+    let mut task = SandboxTask {
+        id: task_id()?,
+        origin: origin.to_string(),
+        kind: FILE.into(),
+        object,
+        status: QUEUED.into(),
+        day: day_of(now),
+        cached: false,
+        created_at: now,
+        updated_at: now,
+        result: None,
+    };
+    if let Some(earlier) = cached {
+        task.status = SUCCEEDED.into();
+        task.cached = true;
+        task.result = earlier.result;
+    } else {
+        let (used, _, reserve) = usage(state, origin).await?;
+        if used.files >= reserve {
+            return Ok(Err(Refusal {
+                status: 429,
+                code: "TooManyRequests",
+                message: format!(
+                    "the daily reserve of {reserve} file submissions is used up (UTC day; daily_file_reserve)"
+                ),
+            }));
+        }
+        let path = incoming(state, &task.id);
+        write_file(&path, &data).await?;
+        task.result = Some(
+            serde_json::to_string(&Analysis {
+                file: Some(file),
+                ..Analysis::default()
+            })
+            .map_err(|e| HubError::Internal(e.to_string()))?,
+        );
+    }
+    let t = task.clone();
+    state.exec(move |s| s.add_sandbox_task(&t)).await??;
+    if task.status == QUEUED {
+        state.sandbox().wake.notify_one();
+    }
+    Ok(Ok(task))
+}
+
+/// `data` at `path`, whole or not at all (a temporary file renamed), synced.
+pub(crate) async fn write_file(path: &std::path::Path, data: &[u8]) -> Result<(), HubError> {
+    let (path, data) = (path.to_path_buf(), data.to_vec());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(|e| HubError::Internal(e.to_string()))?
+    .map_err(|e| HubError::Internal(format!("keeping a file for the sandbox: {e}")))
 }
 
 /// The worker: queued tasks, `workers` at a time, until the hub stops. Tasks a crash left
@@ -230,6 +345,9 @@ async fn analyse(state: &AppState, mut task: SandboxTask) -> Result<(), HubError
     task.updated_at = state.now();
     let t = task.clone();
     state.exec(move |s| s.update_sandbox_task(&t)).await??;
+    if task.kind == FILE {
+        return analyse_file(state, task).await;
+    }
     let exe = match &cfg.local.exe {
         Some(p) => p.clone(),
         None => std::env::current_exe()
@@ -242,17 +360,7 @@ async fn analyse(state: &AppState, mut task: SandboxTask) -> Result<(), HubError
         .map_err(|e| HubError::Internal(format!("{}: {e}", dir.display())))?;
     let body = dir.join(format!("{}.body", task.id));
     let fetched = isolation.fetch(&task.object, &cfg.limits(), &body).await;
-    let mut analysis = Analysis {
-        risk_level: None,
-        detection_names: Vec::new(),
-        threat_types: Vec::new(),
-        true_file_type: None,
-        completed_at: 0,
-        report: Report::default(),
-        error: None,
-        suspicious: Vec::new(),
-        expires_at: None,
-    };
+    let mut analysis = Analysis::default();
     match fetched {
         Err(e) => analysis.error = Some(e.to_string()),
         Ok(report) if report.final_url.is_none() => {
@@ -274,11 +382,38 @@ async fn analyse(state: &AppState, mut task: SandboxTask) -> Result<(), HubError
         }
     }
     let _ = tokio::fs::remove_file(&body).await;
+    conclude(state, task, analysis).await
+}
+
+/// A submitted file: scanned as it is.
+async fn analyse_file(state: &AppState, task: SandboxTask) -> Result<(), HubError> {
+    let path = incoming(state, &task.id);
+    let mut analysis = Analysis::of(&task).unwrap_or_default();
+    match scan(state, &path, state.config().sandbox.local.max_bytes).await {
+        Ok(v) => {
+            analysis.risk_level = Some(v.risk);
+            analysis.detection_names = v.detection_names;
+            analysis.threat_types = v.threat_types;
+            analysis.report.bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        }
+        Err(e) => analysis.error = Some(e),
+    }
+    let _ = tokio::fs::remove_file(&path).await;
+    conclude(state, task, analysis).await
+}
+
+/// Record the analysis; a high-risk object becomes a suspicious object.
+async fn conclude(
+    state: &AppState,
+    mut task: SandboxTask,
+    mut analysis: Analysis,
+) -> Result<(), HubError> {
+    let cfg = &state.config().sandbox;
     let now = state.now();
     analysis.completed_at = now;
     if analysis.risk_level == Some(RiskLevel::High) {
         let expires = now + cfg.local.object_days * 86_400;
-        analysis.suspicious = suspicious(state, &task.object, &analysis, expires).await?;
+        analysis.suspicious = suspicious(state, &task, &analysis, expires).await?;
         analysis.expires_at = Some(expires);
     }
     task.status = if analysis.risk_level.is_some() {
@@ -323,17 +458,25 @@ fn file_type(content_type: &str) -> String {
 /// Make the object (and the URL it led to) suspicious objects; returns those written.
 async fn suspicious(
     state: &AppState,
-    object: &str,
+    task: &SandboxTask,
     analysis: &Analysis,
     expires: i64,
 ) -> Result<Vec<String>, HubError> {
     let catalog = state.catalog().await?;
-    let mut urls = vec![object.to_string()];
-    if let Some(f) = &analysis.report.final_url
-        && let Ok(c) = rephub_model::url::canonicalize(f)
-        && c != object
-    {
-        urls.push(c);
+    let mut objects: Vec<(Kind, String)> = Vec::new();
+    if task.kind == FILE {
+        objects.push((Kind::Sha256, task.object.clone()));
+        if let Some(sha1) = analysis.file.as_ref().and_then(|f| f["sha1"].as_str()) {
+            objects.push((Kind::Sha1, sha1.to_string()));
+        }
+    } else {
+        objects.push((Kind::Url, task.object.clone()));
+        if let Some(f) = &analysis.report.final_url
+            && let Ok(c) = rephub_model::url::canonicalize(f)
+            && c != task.object
+        {
+            objects.push((Kind::Url, c));
+        }
     }
     let mut description = format!("sandbox: {}", analysis.detection_names.join(", "));
     if description.chars().count() > rephub_model::MAX_TEXT {
@@ -341,8 +484,8 @@ async fn suspicious(
     }
     let mut ups = Vec::new();
     let mut written = Vec::new();
-    for u in urls {
-        let Ok(entry) = Entry::parse(Kind::Url, &u) else {
+    for (kind, u) in objects {
+        let Ok(entry) = Entry::parse(kind, &u) else {
             continue;
         };
         let mut tags = Tags::new();

@@ -11,7 +11,7 @@ use crate::connection::client as connection;
 use crate::error::HubError;
 use crate::sandbox::analyzer::{Analyzer, Local, Remote, Sent, TaskState};
 use crate::sandbox::config::{AnalyzerChoice, Selector};
-use crate::sandbox::service::MAX_PER_REQUEST;
+use crate::sandbox::service::{FILE, MAX_PER_REQUEST, URL};
 use crate::state::AppState;
 
 /// The submitter of a manual submission (the seed's word).
@@ -50,23 +50,25 @@ pub(crate) async fn collect(
             urls.insert(u);
         }
     }
-    add(state, urls.into_iter().collect(), device).await
+    add(state, urls.into_iter().collect(), URL, device).await
 }
 
-/// Keep `urls` (canonical) for submission by `submitter`.
+/// Keep `objects` (canonical URLs, or files' SHA-256 for `kind` file) for submission by
+/// `submitter`.
 pub(crate) async fn add(
     state: &AppState,
-    urls: Vec<String>,
+    objects: Vec<String>,
+    kind: &str,
     submitter: &str,
 ) -> Result<u64, HubError> {
-    if urls.is_empty() {
+    if objects.is_empty() {
         return Ok(0);
     }
-    let items: Vec<NewSubmission> = urls
+    let items: Vec<NewSubmission> = objects
         .into_iter()
         .map(|object| NewSubmission {
             object,
-            kind: "url".into(),
+            kind: kind.to_string(),
             submitter: submitter.to_string(),
         })
         .collect();
@@ -224,9 +226,10 @@ async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
             }
         }
         row.status = status::DONE.into();
+        forget_file(state, &row).await;
         save(state, row).await?;
     }
-    // What waits: as much as the reserve (and this side's limit) allows.
+    // What waits: as much as the reserve allows, URLs and files each against their own.
     let pending = rows(state, status::PENDING).await?;
     if pending.is_empty() {
         return Ok(());
@@ -235,53 +238,132 @@ async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
     state.sandbox().update_submitter(|s| {
         s.reserve = Some(usage.reserve);
         s.used = Some(usage.count);
+        s.file_reserve = usage.file_reserve;
     });
-    let mut room = usage.remaining as usize;
-    if room == 0 {
-        // Said once on each waiting object (the write happens when the reason is new).
-        let why = format!(
-            "waiting: the analyzer's daily reserve of {} is used up",
-            usage.reserve
-        );
-        for mut row in pending {
-            if row.error.as_deref() != Some(why.as_str()) {
-                row.error = Some(why.clone());
-                save(state, row).await?;
-            }
+    let (files, urls): (Vec<_>, Vec<_>) = pending.into_iter().partition(|r| r.kind == FILE);
+    send_urls(state, a, urls, usage.remaining as usize, usage.reserve).await?;
+    send_files(
+        state,
+        a,
+        files,
+        usage.file_remaining as usize,
+        usage.file_reserve.unwrap_or(usage.reserve),
+    )
+    .await
+}
+
+/// Mark waiting rows with why they wait (written once, when the reason is new).
+async fn waiting(state: &AppState, rows: Vec<SubmissionRow>, why: String) -> Result<(), String> {
+    for mut row in rows {
+        if row.error.as_deref() != Some(why.as_str()) {
+            row.error = Some(why.clone());
+            save(state, row).await?;
         }
-        return Ok(());
     }
-    let now = state.now();
-    for chunk in pending.chunks(MAX_PER_REQUEST) {
+    Ok(())
+}
+
+/// What the analyzer answered of one object, written to its row. Returns whether the reserve
+/// ran out.
+async fn record(state: &AppState, mut row: SubmissionRow, sent: Sent) -> Result<bool, String> {
+    let mut over = false;
+    match sent {
+        Sent::Accepted { task, sha1 } => {
+            row.status = status::SUBMITTED.into();
+            row.task_id = Some(task);
+            row.sha1 = sha1;
+            row.submitted_at = Some(state.now());
+            row.error = None;
+        }
+        Sent::OverQuota(why) => {
+            // Stays pending: tomorrow's reserve takes it.
+            row.error = Some(why);
+            over = true;
+        }
+        Sent::Refused(why) => {
+            row.status = status::DONE.into();
+            row.risk = Some(NOT_ANALYZED.into());
+            row.error = Some(why);
+            forget_file(state, &row).await;
+        }
+    }
+    save(state, row).await?;
+    Ok(over)
+}
+
+async fn send_urls<A: Analyzer>(
+    state: &AppState,
+    a: &A,
+    rows: Vec<SubmissionRow>,
+    mut room: usize,
+    reserve: u64,
+) -> Result<(), String> {
+    if room == 0 {
+        let why = format!("waiting: the analyzer's daily reserve of {reserve} is used up");
+        return waiting(state, rows, why).await;
+    }
+    for chunk in rows.chunks(MAX_PER_REQUEST) {
         if room == 0 {
             break;
         }
         let chunk = &chunk[..chunk.len().min(room)];
         let urls: Vec<String> = chunk.iter().map(|r| r.object.clone()).collect();
         let answers = a.submit_urls(&urls).await?;
-        for (mut row, sent) in chunk.iter().cloned().zip(answers) {
-            match sent {
-                Sent::Accepted { task, sha1 } => {
-                    row.status = status::SUBMITTED.into();
-                    row.task_id = Some(task);
-                    row.sha1 = sha1;
-                    row.submitted_at = Some(now);
-                    row.error = None;
-                    room = room.saturating_sub(1);
-                }
-                Sent::OverQuota(why) => {
-                    // Stays pending: tomorrow's reserve takes it.
-                    row.error = Some(why);
-                    room = 0;
-                }
-                Sent::Refused(why) => {
-                    row.status = status::DONE.into();
-                    row.risk = Some(NOT_ANALYZED.into());
-                    row.error = Some(why);
-                }
+        for (row, sent) in chunk.iter().cloned().zip(answers) {
+            let accepted = matches!(sent, Sent::Accepted { .. });
+            if record(state, row, sent).await? {
+                room = 0;
+            } else if accepted {
+                room = room.saturating_sub(1);
             }
-            save(state, row).await?;
         }
     }
     Ok(())
+}
+
+async fn send_files<A: Analyzer>(
+    state: &AppState,
+    a: &A,
+    rows: Vec<SubmissionRow>,
+    mut room: usize,
+    reserve: u64,
+) -> Result<(), String> {
+    if room == 0 && !rows.is_empty() {
+        let why = format!("waiting: the analyzer's daily reserve of {reserve} files is used up");
+        return waiting(state, rows, why).await;
+    }
+    for row in rows {
+        if room == 0 {
+            break;
+        }
+        let path = kept_file(state, &row.object);
+        let sent = match tokio::fs::read(&path).await {
+            Ok(data) => a.submit_file(&row.object, data).await?,
+            Err(e) => Sent::Refused(format!("the file is no longer kept here: {e}")),
+        };
+        let accepted = matches!(sent, Sent::Accepted { .. });
+        if record(state, row, sent).await? {
+            room = 0;
+        } else if accepted {
+            room -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// Where a file a device sent waits until it is analysed (by its SHA-256).
+pub(crate) fn kept_file(state: &AppState, sha256: &str) -> std::path::PathBuf {
+    state
+        .config()
+        .data_dir
+        .join("sandbox")
+        .join("files")
+        .join(sha256)
+}
+
+/// A file's bytes are not kept once it is analysed (or refused).
+async fn forget_file(state: &AppState, row: &SubmissionRow) {
+    if row.kind == FILE {
+        let _ = tokio::fs::remove_file(kept_file(state, &row.object)).await;
+    }
 }
