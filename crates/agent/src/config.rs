@@ -100,6 +100,17 @@ pub struct SuricataConfig {
     /// Most TLS records kept on disk while the hub cannot be reached; more are counted as lost.
     #[serde(default = "default_telemetry_max_pending")]
     pub telemetry_max_pending: usize,
+    /// Suricata's file-store (`version: 2`) directory: the files it extracted from traffic are
+    /// sent to the hub for sandbox analysis while Send to Sandbox is on (docs/sandbox.md).
+    #[serde(default)]
+    pub filestore: Option<PathBuf>,
+    /// Larger files are not sent (counted as skipped).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+}
+
+fn default_max_file_bytes() -> u64 {
+    16 << 20
 }
 
 fn default_telemetry() -> bool {

@@ -157,6 +157,24 @@ impl HubClient {
         self.send("/api/v1/agent/events", "events", events).await
     }
 
+    /// Send a file for sandbox analysis (by its SHA-256). `Ok(false)`: the hub did not keep it
+    /// (sandbox analysis is off there); it is not sent again either way.
+    pub async fn file(&self, sha256: &str, data: Vec<u8>) -> Result<bool, HubError> {
+        let r = self
+            .http
+            .put(format!("{}/api/v1/agent/files/{sha256}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(data)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(transport)?;
+        let r = Self::check(r).await?;
+        let v: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+        Ok(v["kept"].as_bool().unwrap_or(false))
+    }
+
     /// Send TLS telemetry, as [`HubClient::events`].
     pub async fn telemetry(&self, records: &[Telemetry]) -> Result<(), HubError> {
         self.send("/api/v1/agent/telemetry", "records", records)

@@ -18,6 +18,7 @@ pub mod check;
 pub mod config;
 pub mod eve;
 pub mod events;
+pub mod files;
 pub mod hub;
 pub mod nft;
 pub mod sensor;
@@ -626,6 +627,7 @@ async fn events_task(
     if let Some(s) = &config.suricata {
         spool.set_max_tls(s.telemetry_max_pending);
     }
+    let mut files_sent = files::Sent::load(&config.data_dir.join("files-sent"));
     if !telemetry && !spool.pending_tls().is_empty() {
         // Switched off (FIPS mode, say) with handshakes still waiting: none is sent.
         let n = spool.pending_tls().len();
@@ -685,6 +687,63 @@ async fn events_task(
             if let Err(e) = tokio::task::block_in_place(|| spool.acknowledge_tls(taken)) {
                 tracing::error!(error = %e, "could not update the event spool");
             }
+        }
+        if let Some(s) = &config.suricata
+            && let Some(store) = &s.filestore
+            && send_to_sandbox(&config, &shared)
+        {
+            send_files(&hub, store, s.max_file_bytes, &mut files_sent).await;
+        }
+    }
+}
+
+/// Send to Sandbox: with a `[sensor]` the hub switches on, while the sensor runs with sandbox
+/// sending; without one, whenever a file-store is configured.
+fn send_to_sandbox(config: &AgentConfig, shared: &Arc<Shared>) -> bool {
+    if config.sensor.is_none() {
+        return true;
+    }
+    let s = lock(&shared.sensor);
+    s.enabled && s.sandbox
+}
+
+/// Files of the store not sent yet, a reading's worth (64), each recorded once the hub has it;
+/// the first failure leaves the rest for the next reading.
+async fn send_files(
+    hub: &HubClient,
+    store: &std::path::Path,
+    max_bytes: u64,
+    sent: &mut files::Sent,
+) {
+    let found = match tokio::task::block_in_place(|| files::candidates(store, sent, 64)) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(error = %e, store = %store.display(), "file-store not readable");
+            return;
+        }
+    };
+    for c in found {
+        if c.size > max_bytes {
+            tracing::info!(sha256 = %c.sha256, size = c.size, "a file larger than max_file_bytes is not sent");
+        } else {
+            let data = match tokio::task::block_in_place(|| files::read(&c)) {
+                Ok(Some(d)) => d,
+                // Being replaced, or gone: looked at again next time.
+                Ok(None) | Err(_) => continue,
+            };
+            match hub.file(&c.sha256, data).await {
+                Ok(kept) => {
+                    tracing::debug!(sha256 = %c.sha256, kept, "file sent for sandbox analysis")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "files not delivered; kept for later");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = tokio::task::block_in_place(|| sent.add(&c.sha256)) {
+            tracing::error!(error = %e, "could not record a file as sent");
+            return;
         }
     }
 }

@@ -74,7 +74,7 @@ impl Site {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("{}{n}", std::process::id() % 10_000);
-        let (analyzer, web) = (format!("rsa{id}"), format!("rsw{id}"));
+        let (analyzer, web) = (format!("sbxa{id}"), format!("sbxw{id}"));
         for ns in [&analyzer, &web] {
             let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
             must(&format!("ip netns add {ns}"));

@@ -179,6 +179,11 @@ outputs:
             extended: yes
             ja4: on
             custom: [subject, issuer, serial, fingerprint, sni, version, not_before, not_after, certificate, ja3, ja3s, ja4]
+  - file-store:
+      version: 2
+      enabled: yes
+      dir: {d}/filestore
+      force-filestore: yes
 app-layer:
   protocols:
     tls:
@@ -1201,4 +1206,147 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
         "{v}"
     );
     drop(agents);
+}
+
+/// Files Suricata extracts from traffic go to the sandbox (seed 002, chapter 6): a client
+/// downloads the EICAR test file through the inline Suricata, whose file-store keeps it; the
+/// agent sends it to the hub once; the hub's own analyzer finds it high risk (the shipped YARA
+/// rule); its SHA-256 becomes a suspicious object and the device's agent blocks it.
+#[test]
+fn a_file_suricata_extracts_is_analysed_and_its_hash_blocked_on_the_device() {
+    if let Some(why) = missing() {
+        eprintln!(
+            "SKIPPED a_file_suricata_extracts_is_analysed_and_its_hash_blocked_on_the_device: {why}"
+        );
+        return;
+    }
+    const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    let _one = ONE_SURICATA.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("eicar.com"), EICAR).unwrap();
+    std::fs::write(www.join("readme.txt"), "nothing to see").unwrap();
+    let _http = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.server, "python3", "-m", "http.server"])
+            .args(["8080", "--bind", SERVER, "--directory"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sdir = dir.path().join("suricata");
+    let _suricata = start_suricata(&net, &sdir);
+    assert!(
+        eventually(20, || net.get("/") == "200"),
+        "no traffic through Suricata"
+    );
+
+    // One hub that analyses for itself: files need no fetch, so the namespace is any.
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sandbox]\nanalyzer = \"local\"\ninterval_secs = 1\n\n[sandbox.local]\n\
+             enabled = true\nnetns = \"{}\"\ndaily_file_reserve = 10\n",
+            net.client
+        ),
+    )
+    .unwrap();
+    let (pd, td) = (free_port(), free_port());
+    let (_hub, key) = common::serve_with(
+        &dir.path().join("hub"),
+        &format!("127.0.0.1:{pd}"),
+        &format!("127.0.0.1:{td}"),
+        &["--config", &config.display().to_string()],
+    );
+    let key = key.unwrap();
+    let hub = format!("http://127.0.0.1:{pd}");
+    let post =
+        |path: &str, body: Value| call(Method::POST, &format!("{hub}{path}"), &key, Some(body));
+    post(
+        "/api/v1/filters",
+        json!({"name": "block High", "action": "block", "precedence": 1,
+               "criteria": ["Trend Micro Severity=High"]}),
+    );
+    post(
+        "/api/v1/profiles",
+        json!({"name": "perimeter", "filters": ["block High"]}),
+    );
+    let device = post(
+        "/api/v1/devices",
+        json!({"name": "fw-files", "profile": "perimeter"}),
+    );
+    let check = free_port();
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "backend = \"none\"\nevents_secs = 1\nreport_secs = 2\nwait_secs = 5\n\
+             check_listen = \"127.0.0.1:{check}\"\n\n\
+             [suricata]\nrules_file = \"{d}/rephub.rules\"\nsocket = \"{d}/suricata.socket\"\n\
+             eve = \"{d}/eve.json\"\npolicy_secs = 1\nfilestore = \"{d}/filestore\"\n",
+            d = sdir.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = agent(&hub, device["token"].as_str().unwrap(), &state, &agent_toml);
+
+    // The downloads, through Suricata (twice the same file: sent and analysed once).
+    for path in ["/eicar.com", "/readme.txt", "/eicar.com"] {
+        assert_eq!(net.get(path), "200", "{path}");
+    }
+    let subs = || {
+        call(
+            Method::GET,
+            &format!("{hub}/api/v1/sandbox/submissions?limit=100"),
+            &key,
+            None,
+        )
+    };
+    assert!(
+        eventually(60, || subs()["submissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["object"] == EICAR_SHA256 && r["status"] == "done")),
+        "{}\n{}",
+        subs(),
+        agent_log(&state)
+    );
+    let v = subs();
+    let rows = v["submissions"].as_array().unwrap();
+    let eicar: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["object"] == EICAR_SHA256)
+        .collect();
+    assert_eq!(eicar.len(), 1, "{v}");
+    assert_eq!(eicar[0]["type"], "file", "{v}");
+    assert_eq!(eicar[0]["risk_level"], "high", "{v}");
+    assert_eq!(eicar[0]["threat_name"], "EICAR-Test-File", "{v}");
+    assert_eq!(eicar[0]["submitter"], "fw-files", "{v}");
+    // The agent blocks the file's hash once the suspicious object reaches it.
+    let http = reqwest::blocking::Client::new();
+    let blocked = || {
+        http.get(format!("http://127.0.0.1:{check}/check"))
+            .query(&[("sha256", EICAR_SHA256)])
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+            == 403
+    };
+    assert!(eventually(60, blocked), "{}", agent_log(&state));
+    // The file's bytes are not kept once analysed.
+    assert!(
+        !dir.path()
+            .join("hub/sandbox/files")
+            .join(EICAR_SHA256)
+            .exists()
+    );
 }
