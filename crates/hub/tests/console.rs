@@ -998,3 +998,67 @@ async fn tls_telemetry_is_searched_in_the_console() {
         p.body
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_page_lists_submissions_and_submits_objects() {
+    let hub = hub_with_users().await;
+    // A producer submits two URLs (one twice) and a bad one.
+    let mut p_user = Browser::new(&hub);
+    p_user.sign_in("pat", "correct horse battery").await;
+    let page = p_user.get("/ui/sandbox").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // This hub is not connected: the default analyzer (the upstream's) is not there.
+    assert!(page.body.contains("Disabled"), "{}", page.body);
+    assert!(page.body.contains("Submissions (Total / Reserve)"));
+    let csrf = page.csrf();
+    let r = p_user
+        .post(
+            "/ui/sandbox",
+            &[
+                ("csrf", csrf.as_str()),
+                (
+                    "urls",
+                    "http://Malware.Example/a\nhttp://malware.example/a\nftp://nope/\nhttps://other.example/x",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = p_user.get("/ui/sandbox").await;
+    assert!(
+        page.body
+            .contains("2 submitted, 0 known already, 1 refused (line 3"),
+        "{}",
+        page.body
+    );
+    // Kept in canonical form, once each, as manual submissions waiting for the analyzer.
+    assert!(
+        page.body.contains("http://malware.example/a"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Malware.Example"));
+    assert_eq!(page.body.matches("Manual Submission").count(), 2);
+    // Filtered by a word of the object.
+    let found = p_user.get("/ui/sandbox?q=other").await;
+    assert!(found.body.contains("https://other.example/x"));
+    assert!(!found.body.contains("http://malware.example/a"));
+    // A read-only user sees the list and no form; posting anyway is refused by the API.
+    let mut reader = Browser::new(&hub);
+    reader.sign_in("rita", "correct horse battery").await;
+    let page = reader.get("/ui/sandbox").await;
+    assert!(page.body.contains("http://malware.example/a"));
+    assert!(!page.body.contains("Submit Object"));
+    let csrf = page.csrf();
+    let r = reader
+        .post(
+            "/ui/sandbox",
+            &[("csrf", csrf.as_str()), ("urls", "http://third.example/")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, v) = hub
+        .call("GET", "/api/v1/sandbox/submissions", ADMIN, None)
+        .await;
+    assert_eq!(v["submissions"].as_array().unwrap().len(), 2, "{v}");
+}

@@ -21,6 +21,7 @@ mod distribution;
 mod entries;
 pub(crate) mod jobs;
 mod page;
+mod sandbox;
 pub(crate) mod sessions;
 mod sign_in;
 mod targets;
@@ -67,6 +68,7 @@ pub(crate) fn router(state: &AppState, api: Router) -> Router<AppState> {
         .merge(targets::router())
         .merge(connection::router())
         .merge(activity::router())
+        .merge(sandbox::router())
         .layer(Extension(Api(api)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

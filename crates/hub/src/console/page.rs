@@ -46,6 +46,7 @@ const NAV: &[(&str, &str, Role)] = &[
     ("/ui/sources", "Sources", Role::ReadOnly),
     ("/ui/events", "Events", Role::ReadOnly),
     ("/ui/telemetry", "TLS telemetry", Role::ReadOnly),
+    ("/ui/sandbox", "Sandbox analysis", Role::ReadOnly),
     ("/ui/filter-status", "Filter status", Role::ReadOnly),
     ("/ui/inventory", "Inventory", Role::ReadOnly),
     ("/ui/sharing", "Sharing", Role::ReadOnly),
