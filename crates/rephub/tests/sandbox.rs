@@ -205,6 +205,21 @@ const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-
 const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 const EICAR_SHA1: &str = "3395856ce81f2b7382dee72602f798b642f14140";
 
+/// `value` is an entry of the hub at `base`, brought by the sandbox alone.
+fn assert_from_sandbox(base: &str, key: &str, value: &str) {
+    let found = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/entries?value={value}"),
+        key,
+        None,
+    );
+    assert_eq!(
+        found["entries"][0]["sources"],
+        json!(["sandbox"]),
+        "{found}"
+    );
+}
+
 fn pytmv1_file(base: &str, key: &str, path: &Path) -> Value {
     let o = Command::new("python3")
         .arg(here().join("pytmv1_file.py"))
@@ -285,17 +300,7 @@ fn the_own_analyzer_fetches_in_its_namespace_scans_with_yara_and_answers_pytmv1(
     assert_eq!(r["contentBytes"], 1_048_576, "{r}");
 
     // The flagged URL is a suspicious object of this hub now (source sandbox, High).
-    let found = call(
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/entries?value={eicar}"),
-        &key,
-        None,
-    );
-    assert_eq!(
-        found["entries"][0]["sources"],
-        json!(["sandbox"]),
-        "{found}"
-    );
+    assert_from_sandbox(&base, &key, &eicar);
 
     // The reserve: 3 counted (the loop was not analysed: exempt), 2 left of 5.
     let usage_url = format!("{base}/v3.0/sandbox/submissionUsage");
@@ -399,17 +404,7 @@ fn the_own_analyzer_fetches_in_its_namespace_scans_with_yara_and_answers_pytmv1(
         json!([["fileSha1", EICAR_SHA1], ["fileSha256", EICAR_SHA256]]),
         "{f}"
     );
-    let found = call(
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/entries?value={EICAR_SHA256}"),
-        &key,
-        None,
-    );
-    assert_eq!(
-        found["entries"][0]["sources"],
-        json!(["sandbox"]),
-        "{found}"
-    );
+    assert_from_sandbox(&base, &key, EICAR_SHA256);
     let plain = dir.path().join("notes.txt");
     std::fs::write(&plain, "nothing to see").unwrap();
     assert_eq!(pytmv1_file(&base, &key, &plain)["risk_level"], "noRisk");

@@ -94,12 +94,26 @@ struct Namespace {
 impl Namespace {
     fn new(www: &Path) -> Option<Namespace> {
         let name = format!("rhbsbx{}", std::process::id());
-        if !sh(&format!("ip netns add {name} && ip -n {name} link set lo up")) {
+        if !sh(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        )) {
             return None;
         }
-        std::fs::write(www.join("page.html"), "<html><body>nothing to see</body></html>").unwrap();
+        std::fs::write(
+            www.join("page.html"),
+            "<html><body>nothing to see</body></html>",
+        )
+        .unwrap();
         let server = Command::new("ip")
-            .args(["netns", "exec", &name, "python3", "-m", "http.server", "8080"])
+            .args([
+                "netns",
+                "exec",
+                &name,
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+            ])
             .args(["--bind", "127.0.0.1", "--directory"])
             .arg(www)
             .stdout(Stdio::null())
@@ -113,7 +127,10 @@ impl Namespace {
         );
         let until = Instant::now() + Duration::from_secs(20);
         while !sh(&probe) {
-            assert!(Instant::now() < until, "the namespace's server never answered");
+            assert!(
+                Instant::now() < until,
+                "the namespace's server never answered"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         Some(ns)
@@ -142,7 +159,13 @@ fn main() {
 
     // The scan.
     let text = "<p>An ordinary paragraph of a page, with a link <a href=\"/x\">here</a>.</p>\n";
-    let data: Vec<u8> = text.as_bytes().iter().copied().cycle().take(16 * MIB).collect();
+    let data: Vec<u8> = text
+        .as_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(16 * MIB)
+        .collect();
     let (shipped, _) = Rules::load(None).unwrap();
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).unwrap();
@@ -242,8 +265,6 @@ fn main() {
                 median(rounds)
             );
         }
-        _ => println!(
-            "| isolated fetch | not measured: needs root and REPHUB_BIN |"
-        ),
+        _ => println!("| isolated fetch | not measured: needs root and REPHUB_BIN |"),
     }
 }

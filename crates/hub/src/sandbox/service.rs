@@ -128,6 +128,32 @@ pub(crate) async fn usage(
     Ok((used, cfg.daily_reserve, cfg.daily_file_reserve))
 }
 
+/// A new task of `origin` for `object`: queued, or answered at once (succeeded, `cached`) from
+/// an analysis of the same object within `cache_hours`.
+async fn new_task(
+    state: &AppState,
+    origin: &str,
+    kind: &str,
+    object: String,
+) -> Result<SandboxTask, HubError> {
+    let now = state.now();
+    let since = now - state.config().sandbox.local.cache_hours as i64 * 3600;
+    let o = object.clone();
+    let earlier = state.read(move |s| s.analysed_since(&o, since)).await??;
+    Ok(SandboxTask {
+        id: task_id()?,
+        origin: origin.to_string(),
+        kind: kind.into(),
+        object,
+        status: if earlier.is_some() { SUCCEEDED } else { QUEUED }.into(),
+        day: day_of(now),
+        cached: earlier.is_some(),
+        created_at: now,
+        updated_at: now,
+        result: earlier.and_then(|t| t.result),
+    })
+}
+
 /// Queue URLs for `origin`; per URL its task or why it was refused. An object analysed within
 /// `cache_hours` is answered from that analysis at once (not counted); beyond the daily reserve
 /// an object is refused 429.
@@ -136,8 +162,6 @@ pub(crate) async fn submit_urls(
     origin: &str,
     urls: &[String],
 ) -> Result<Vec<Result<SandboxTask, Refusal>>, HubError> {
-    let cfg = &state.config().sandbox.local;
-    let now = state.now();
     let (used, reserve, _) = usage(state, origin).await?;
     let mut counted = used.urls;
     let mut out = Vec::with_capacity(urls.len());
@@ -157,26 +181,9 @@ pub(crate) async fn submit_urls(
                 continue;
             }
         };
-        let since = now - cfg.cache_hours as i64 * 3600;
-        let o = object.clone();
-        let cached = state.read(move |s| s.analysed_since(&o, since)).await??;
-        let mut task = SandboxTask {
-            id: task_id()?,
-            origin: origin.to_string(),
-            kind: URL.into(),
-            object,
-            status: QUEUED.into(),
-            day: day_of(now),
-            cached: false,
-            created_at: now,
-            updated_at: now,
-            result: None,
-        };
-        if let Some(earlier) = cached {
-            task.status = SUCCEEDED.into();
-            task.cached = true;
-            task.result = earlier.result;
-        } else if counted >= reserve {
+        let task = new_task(state, origin, URL, object).await?;
+        // An answer from cache costs nothing of the reserve.
+        if !task.cached && counted >= reserve {
             out.push(Err(Refusal {
                 status: 429,
                 code: "TooManyRequests",
@@ -185,7 +192,8 @@ pub(crate) async fn submit_urls(
                 ),
             }));
             continue;
-        } else {
+        }
+        if !task.cached {
             counted += 1;
             queued = true;
         }
@@ -215,29 +223,10 @@ pub(crate) async fn submit_file(
             message: format!("a file of 1 byte to {} bytes (max_bytes)", cfg.max_bytes),
         }));
     }
-    let now = state.now();
     let file = digest(&data);
     let object = file["sha256"].as_str().unwrap_or_default().to_string();
-    let since = now - cfg.cache_hours as i64 * 3600;
-    let o = object.clone();
-    let cached = state.read(move |s| s.analysed_since(&o, since)).await??;
-    let mut task = SandboxTask {
-        id: task_id()?,
-        origin: origin.to_string(),
-        kind: FILE.into(),
-        object,
-        status: QUEUED.into(),
-        day: day_of(now),
-        cached: false,
-        created_at: now,
-        updated_at: now,
-        result: None,
-    };
-    if let Some(earlier) = cached {
-        task.status = SUCCEEDED.into();
-        task.cached = true;
-        task.result = earlier.result;
-    } else {
+    let mut task = new_task(state, origin, FILE, object).await?;
+    if !task.cached {
         let (used, _, reserve) = usage(state, origin).await?;
         if used.files >= reserve {
             return Ok(Err(Refusal {
