@@ -492,6 +492,36 @@ fn a_url_a_device_saw_a_thousand_times_is_analysed_once_upstream_and_blocked_on_
         "{}",
         status(&key_b)
     );
+    // Seed 002: a new enrollment token moves the submission index to the latest alert. What
+    // waited (here a manual submission, kept while nothing is sent) is skipped, not sent.
+    let waited = site.url("/benign?before-reconnect");
+    call(
+        reqwest::Method::POST,
+        &format!("{down}/api/v1/sandbox/submissions"),
+        &key_b,
+        Some(json!({ "urls": [waited] })),
+    );
+    let again = call(
+        reqwest::Method::POST,
+        &format!("{a}/api/v1/enrollment-tokens"),
+        &key_a,
+        Some(json!({"name": "branch-s"})),
+    );
+    connect(&down, &key_b, ta, &again);
+    let skipped = call(
+        reqwest::Method::GET,
+        &format!("{down}/api/v1/sandbox/submissions?status=skipped"),
+        &key_b,
+        None,
+    );
+    assert_eq!(skipped["submissions"][0]["object"], waited, "{skipped}");
+    assert!(
+        skipped["submissions"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("enrollment token"),
+        "{skipped}"
+    );
     let listed = call(
         reqwest::Method::GET,
         &format!("{a}/api/v1/downstreams"),
@@ -591,7 +621,7 @@ fn a_url_a_device_saw_a_thousand_times_is_analysed_once_upstream_and_blocked_on_
     let subs = || {
         call(
             reqwest::Method::GET,
-            &format!("{down}/api/v1/sandbox/submissions"),
+            &format!("{down}/api/v1/sandbox/submissions?status=done"),
             &key_b,
             None,
         )

@@ -166,7 +166,8 @@ fn render(
 ) {
     let (head, upserts, deletes): (Value, &[Selected], &[(i64, Entry)]) = match answer {
         SyncAnswer::Snapshot { cursor, items } => (
-            json!({"cursor": cursor, "snapshot": true, "upserts": items.len(), "deletes": 0}),
+            // Keys in sorted order whatever serde_json's `preserve_order` (see the tests).
+            json!({"cursor": cursor, "deletes": 0, "snapshot": true, "upserts": items.len()}),
             items,
             &[],
         ),
@@ -175,7 +176,7 @@ fn render(
             upserts,
             deletes,
         } => (
-            json!({"cursor": cursor, "snapshot": false, "upserts": upserts.len(), "deletes": deletes.len()}),
+            json!({"cursor": cursor, "deletes": deletes.len(), "snapshot": false, "upserts": upserts.len()}),
             upserts,
             deletes,
         ),
@@ -224,17 +225,29 @@ mod tests {
                 upserts, deletes, ..
             } => (upserts, deletes),
         };
+        // Keys in sorted order, as `Value` maps wrote them before serde_json's
+        // `preserve_order` (which yara-x switches on) kept insertion order: the wire is the same.
+        type Sorted = std::collections::BTreeMap<&'static str, serde_json::Value>;
         for s in upserts {
-            let mut v = json!({"op": "upsert", "kind": s.entry.kind().as_str(), "value": s.entry.to_string(),
-                   "action": s.decision.action.as_str(), "filter": names.get(&s.decision.filter)});
+            let mut v = Sorted::from([
+                ("op", json!("upsert")),
+                ("kind", json!(s.entry.kind().as_str())),
+                ("value", json!(s.entry.to_string())),
+                ("action", json!(s.decision.action.as_str())),
+                ("filter", json!(names.get(&s.decision.filter))),
+            ]);
             if let Some(t) = s.expires {
-                v["expires"] = json!(t);
+                v.insert("expires", json!(t));
             }
             serde_json::to_writer(&mut out, &v).unwrap();
             out.push(b'\n');
         }
         for (_, e) in deletes {
-            let v = json!({"op": "delete", "kind": e.kind().as_str(), "value": e.to_string()});
+            let v = Sorted::from([
+                ("op", json!("delete")),
+                ("kind", json!(e.kind().as_str())),
+                ("value", json!(e.to_string())),
+            ]);
             serde_json::to_writer(&mut out, &v).unwrap();
             out.push(b'\n');
         }

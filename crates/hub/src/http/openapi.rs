@@ -240,7 +240,13 @@ fn sources_paths() -> Value {
                 "get": op("rolling enablements of the network sensor (this process's), with each device's step", "apiKey", json!({})),
                 "post": op("switch the network sensor on (or off) on devices one at a time: {devices, enable?, sandbox?, timeout_secs?, min_free_mib?} (admin); 202, runs in the background", "apiKey", json_body(json!({"type": "object", "required": ["devices"]})))},
             "/api/v1/sensor-rollouts/{id}": {"get": op("one rolling enablement: status, error, each device's step", "apiKey", json!({}))},
-            "/api/v1/telemetry": {"get": op("TLS handshakes, in the order they arrived; page with after = next", "apiKey", query(&["after", "limit", "downstream", "device", "sni", "ja3", "ja4", "fingerprint", "since", "until"]))}
+            "/api/v1/telemetry": {"get": op("TLS handshakes, in the order they arrived; page with after = next", "apiKey", query(&["after", "limit", "downstream", "device", "sni", "ja3", "ja4", "fingerprint", "since", "until"]))},
+            "/api/v1/sandbox": {"get": op("sandbox analysis: enabled or not (and why), the analyzer, Submissions (Total / Reserve), counts per state, the last error, the own analyzer's rules", "apiKey", json!({}))},
+            "/api/v1/sandbox/submissions": {
+                "get": op("objects seen or submitted and what the analyzer said (object, status, submitter, submitted, sha1, risk_level, threat_type, threat_name), newest first; page with before = next", "apiKey", query(&["before", "limit", "status", "risk", "submitter", "q"])),
+                "post": op("Submit Object: {urls: [...]} (producer); each kept once in canonical form, the bad ones answered with their index", "apiKey", json_body(json!({"type": "object", "required": ["urls"]})))},
+            "/api/v1/sandbox/files/{sha256}": {"put": op("submit a file (producer): the body is the file, its SHA-256 the one named", "apiKey", json!({}))},
+            "/api/v1/agent/files/{sha256}": {"put": op("a file the device's Suricata extracted, for sandbox analysis: the body is the file, its SHA-256 the one named", "deviceToken", json!({}))}
     })
 }
 
