@@ -243,4 +243,16 @@ mod tests {
             assert!(Selector::parse(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a user types as the query: an answer, never a panic; and what parses
+        /// decides any filter without one.
+        #[test]
+        fn any_query_is_parsed_or_refused(q in ".{0,80}", number in "[0-9]{1,6}", name in ".{0,20}") {
+            if let Ok(s) = Selector::parse(&q) {
+                let _ = s.selects(&number, Some(&name));
+                let _ = s.selects(&number, None);
+            }
+        }
+    }
 }
