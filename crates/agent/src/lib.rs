@@ -19,6 +19,7 @@ pub mod config;
 pub mod eve;
 pub mod events;
 pub mod files;
+pub mod hello;
 pub mod hub;
 pub mod nft;
 pub mod sensor;
