@@ -14,6 +14,7 @@
 //!   ([`events`]), spooled on disk until acknowledged.
 
 pub mod answer;
+pub mod capture;
 pub mod check;
 pub mod config;
 pub mod eve;

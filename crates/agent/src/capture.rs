@@ -1,0 +1,201 @@
+//! The agent's own TLS capture (work in progress, branch `wip/native-tls`): frames read from an
+//! AF_PACKET socket bound to one interface (through `socket2`'s safe API), each cut into
+//! Ethernet / IP / TCP by `etherparse`, and a TCP payload that starts a TLS handshake record read
+//! as a ClientHello ([`crate::hello`]). Not yet: the server's side (ServerHello, certificate),
+//! segments reassembled, the agent's wiring and spool, a benchmark.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use rephub_model::telemetry::TlsRecord;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// ETH_P_ALL, in network order as AF_PACKET wants the protocol.
+const ETH_P_ALL: u16 = 0x0003;
+
+/// A raw socket on one interface.
+#[derive(Debug)]
+pub struct Capture {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl Capture {
+    /// Every frame of `interface` (root or CAP_NET_RAW), each read waiting at most `timeout`.
+    pub fn open(interface: &str, timeout: Duration) -> std::io::Result<Capture> {
+        let socket = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )?;
+        socket.bind_device(Some(interface.as_bytes()))?;
+        socket.set_read_timeout(Some(timeout))?;
+        Ok(Capture {
+            socket,
+            buf: vec![0; 65_536],
+        })
+    }
+
+    /// The next frame, or `None` when none came within the timeout.
+    pub fn next_frame(&mut self) -> std::io::Result<Option<&[u8]>> {
+        match self.socket.read(&mut self.buf) {
+            Ok(n) => Ok(Some(&self.buf[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The record of a ClientHello carried by an Ethernet `frame` seen at `at_ms`, if it carries
+/// one (whole, in this one segment).
+pub fn client_record(frame: &[u8], at_ms: i64) -> Option<TlsRecord> {
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match p.net? {
+        NetSlice::Ipv4(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        _ => return None,
+    };
+    let TransportSlice::Tcp(tcp) = p.transport? else {
+        return None;
+    };
+    let payload = tcp.payload();
+    // A handshake record (22) of TLS 1.0–1.3's record versions.
+    if payload.len() < 6 || payload[0] != 0x16 || payload[1] != 0x03 || payload[5] != 0x01 {
+        return None;
+    }
+    let hello = crate::hello::client_hello(payload)?;
+    Some(TlsRecord {
+        at_ms,
+        src: Some(src),
+        spt: Some(tcp.source_port()),
+        dst: Some(dst),
+        dpt: Some(tcp.destination_port()),
+        sni: hello.sni,
+        alpn: hello.alpn,
+        ja3: Some(hello.ja3_hash),
+        ja4: Some(hello.ja4),
+        ..TlsRecord::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .tcp(50_000, 443, 1, 64_000);
+        let mut out = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_frame_with_a_client_hello_is_a_record_and_others_are_not() {
+        let hello = include_bytes!("testdata/curl-hello-tls13.bin");
+        let r = client_record(&frame(hello), 7).unwrap();
+        assert_eq!(r.at_ms, 7);
+        assert_eq!(r.src, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!((r.spt, r.dpt), (Some(50_000), Some(443)));
+        assert_eq!(r.sni.as_deref(), Some("rephub.test"));
+        assert_eq!(
+            r.ja4.as_deref(),
+            Some("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6")
+        );
+        assert!(r.check().is_ok(), "{:?}", r.check());
+        assert_eq!(client_record(&frame(b"GET / HTTP/1.1\r\n\r\n"), 7), None);
+        assert_eq!(client_record(&frame(&hello[..100]), 7), None);
+        assert_eq!(client_record(&[0u8; 10], 7), None);
+    }
+
+    /// Root only: curl to `openssl s_server` on loopback, the hello read off `lo`.
+    #[test]
+    fn a_hello_is_read_off_the_loopback_interface() {
+        use std::process::{Command, Stdio};
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if !root || Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("SKIPPED: needs root and openssl");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=capture.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &port.to_string(),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut cap = Capture::open("lo", Duration::from_millis(200)).unwrap();
+        let url = format!("https://capture.test:{port}/");
+        let resolve = format!("capture.test:{port}:127.0.0.1");
+        let _ = Command::new("curl")
+            .args(["-s", "-k", "-m", "3", "--resolve", &resolve, &url])
+            .stdout(Stdio::null())
+            .status();
+        let mut found = None;
+        for _ in 0..5_000 {
+            match cap.next_frame().unwrap() {
+                Some(f) => {
+                    if let Some(r) = client_record(f, 0)
+                        && r.dpt == Some(port)
+                    {
+                        found = Some(r);
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        let _ = server.kill();
+        let r = found.expect("no ClientHello seen on lo");
+        assert_eq!(r.sni.as_deref(), Some("capture.test"));
+        assert!(r.ja4.unwrap().starts_with("t13d"));
+    }
+}
