@@ -194,6 +194,7 @@ mod tests {
             }
         }
         let _ = server.kill();
+        let _ = server.wait();
         let r = found.expect("no ClientHello seen on lo");
         assert_eq!(r.sni.as_deref(), Some("capture.test"));
         assert!(r.ja4.unwrap().starts_with("t13d"));
