@@ -223,3 +223,145 @@ mod tests {
         assert!(grease(0x0a0a) && grease(0xfafa) && !grease(0x0a1a) && !grease(0x1301));
     }
 }
+
+/// What the server's first flight tells: the version and cipher it chose, JA3S, and (TLS 1.2
+/// and older, where it is not encrypted) its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerFlight {
+    pub version: Option<String>,
+    pub cipher: u16,
+    pub ja3s: String,
+    pub ja3s_hash: String,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    /// As Suricata writes it: uppercase hex bytes joined by `:`.
+    pub serial: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub sha256: Option<String>,
+    pub sha1: Option<String>,
+}
+
+/// The server's flight at the start of `data` (one or more TLS records), if it starts with a
+/// ServerHello. A certificate that is cut off (the flight spans more segments than `data`) is
+/// left out.
+pub fn server_flight(data: &[u8]) -> Option<ServerFlight> {
+    let mut out: Option<ServerFlight> = None;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Ok((next, plain)) = tls_parser::parse_tls_plaintext(rest) else {
+            break;
+        };
+        rest = next;
+        for m in &plain.msg {
+            match m {
+                TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)) => {
+                    let exts = sh
+                        .ext
+                        .and_then(|raw| tls_parser::parse_tls_extensions(raw).ok())
+                        .map(|(_, e)| e)
+                        .unwrap_or_default();
+                    let mut version = sh.version.0;
+                    for e in &exts {
+                        if let TlsExtension::SupportedVersions(v) = e
+                            && let Some(v) = v.first()
+                        {
+                            version = v.0;
+                        }
+                    }
+                    let ids: Vec<String> = exts
+                        .iter()
+                        .map(|e| TlsExtensionType::from(e).0)
+                        .filter(|e| !grease(*e))
+                        .map(|e| e.to_string())
+                        .collect();
+                    let ja3s = format!("{},{},{}", sh.version.0, sh.cipher.0, ids.join("-"));
+                    out = Some(ServerFlight {
+                        version: version_name(version),
+                        cipher: sh.cipher.0,
+                        ja3s_hash: hex::encode(md5_digest(ja3s.as_bytes())),
+                        ja3s,
+                        ..ServerFlight::default()
+                    });
+                }
+                TlsMessage::Handshake(TlsMessageHandshake::Certificate(c)) => {
+                    if let (Some(f), Some(first)) = (out.as_mut(), c.cert_chain.first()) {
+                        certificate(f, first.data);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn version_name(v: u16) -> Option<String> {
+    Some(
+        match v {
+            0x0304 => "TLS 1.3",
+            0x0303 => "TLS 1.2",
+            0x0302 => "TLS 1.1",
+            0x0301 => "TLS 1.0",
+            0x0300 => "SSLv3",
+            _ => return None,
+        }
+        .into(),
+    )
+}
+
+/// The certificate's names, serial, validity and fingerprints into `f`.
+fn certificate(f: &mut ServerFlight, der: &[u8]) {
+    f.sha256 = Some(hex::encode(sha2::Sha256::digest(der)));
+    f.sha1 = Some(hex::encode(sha1::Sha1::digest(der)));
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+        f.subject = Some(cert.subject().to_string());
+        f.issuer = Some(cert.issuer().to_string());
+        f.serial = Some(
+            cert.raw_serial()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        );
+        f.not_before = Some(cert.validity().not_before.timestamp());
+        f.not_after = Some(cert.validity().not_after.timestamp());
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+
+    /// openssl s_server's answer to curl's TLS 1.2 hello; Suricata 7.0.10 logged JA3S
+    /// `771,49200,65281-11-23` and the certificate's SHA-1 and serial below for the same exchange;
+    /// the SHA-256 is what `openssl x509 -fingerprint -sha256` printed.
+    #[test]
+    fn openssls_flight_gives_suricatas_ja3s_and_the_certificate() {
+        let f = server_flight(include_bytes!("testdata/openssl-server-flight-tls12.bin")).unwrap();
+        assert_eq!(f.version.as_deref(), Some("TLS 1.2"));
+        assert_eq!(f.cipher, 49200);
+        assert_eq!(f.ja3s, "771,49200,65281-11-23");
+        assert_eq!(f.ja3s_hash, "e54965894d6b45ecb4323c7ea3d6c115");
+        assert_eq!(
+            f.sha1.as_deref(),
+            Some("6bb65a245d42459d0bccac056458ed0f0f2a5ad6")
+        );
+        assert_eq!(
+            f.sha256.as_deref(),
+            Some("a96bf4abf2d8a7b29a8e3c612311c4359669261a3c2443d8a95bcb0f86fcbb14")
+        );
+        assert_eq!(
+            f.serial.as_deref(),
+            Some("14:0C:CD:4A:57:AD:B6:25:1B:DA:E8:D6:65:5F:0C:3F:B9:7A:BA:75")
+        );
+        assert_eq!(f.subject.as_deref(), Some("CN=rephub.test"));
+        assert!(f.not_after.unwrap() > f.not_before.unwrap());
+        // Cut inside the certificate: the hello's part is kept, the certificate left out.
+        let data = include_bytes!("testdata/openssl-server-flight-tls12.bin");
+        let cut = server_flight(&data[..200]).unwrap();
+        assert_eq!(cut.cipher, 49200);
+        assert_eq!(cut.sha256, None);
+        assert_eq!(server_flight(b"not tls"), None);
+    }
+}
