@@ -200,3 +200,163 @@ mod tests {
         assert!(r.ja4.unwrap().starts_with("t13d"));
     }
 }
+
+/// A flow's addresses and ports, client first.
+type FlowKey = (IpAddr, u16, IpAddr, u16);
+
+/// Most handshakes waiting for their server's flight, and bytes kept of a flight.
+const MAX_FLOWS: usize = 100_000;
+const MAX_FLIGHT: usize = 32 * 1024;
+
+/// Handshakes being seen: a ClientHello waits for its server's flight (its segments collected
+/// until the flight is complete), then the record is whole. One that waits too long is given as
+/// it is (the client's side alone).
+#[derive(Debug, Default)]
+pub struct Flows {
+    waiting: std::collections::HashMap<FlowKey, (TlsRecord, Vec<u8>)>,
+    /// Handshakes given without waiting because `MAX_FLOWS` were waiting.
+    pub overflowed: u64,
+}
+
+/// A TCP segment's flow and payload.
+fn segment(frame: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, &[u8])> {
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match p.net? {
+        NetSlice::Ipv4(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        _ => return None,
+    };
+    let TransportSlice::Tcp(tcp) = p.transport? else {
+        return None;
+    };
+    Some((
+        src,
+        tcp.source_port(),
+        dst,
+        tcp.destination_port(),
+        tcp.payload(),
+    ))
+}
+
+impl Flows {
+    /// Take one frame; the handshakes it completes.
+    pub fn push(&mut self, frame: &[u8], at_ms: i64) -> Vec<TlsRecord> {
+        let Some((src, spt, dst, dpt, payload)) = segment(frame) else {
+            return Vec::new();
+        };
+        if payload.is_empty() {
+            return Vec::new();
+        }
+        if let Some(r) = client_record(frame, at_ms) {
+            if self.waiting.len() >= MAX_FLOWS {
+                self.overflowed += 1;
+                return vec![r];
+            }
+            self.waiting.insert((src, spt, dst, dpt), (r, Vec::new()));
+            return Vec::new();
+        }
+        let key = (dst, dpt, src, spt);
+        let Some((_, flight)) = self.waiting.get_mut(&key) else {
+            return Vec::new();
+        };
+        let room = MAX_FLIGHT.saturating_sub(flight.len());
+        flight.extend_from_slice(&payload[..payload.len().min(room)]);
+        if !crate::hello::flight_complete(flight) && flight.len() < MAX_FLIGHT {
+            return Vec::new();
+        }
+        match self.waiting.remove(&key) {
+            Some((r, flight)) => vec![merge(r, &flight)],
+            None => Vec::new(),
+        }
+    }
+
+    /// Handshakes that waited since before `before_ms`, given as they are.
+    pub fn expire(&mut self, before_ms: i64) -> Vec<TlsRecord> {
+        let old: Vec<FlowKey> = self
+            .waiting
+            .iter()
+            .filter(|(_, (r, _))| r.at_ms < before_ms)
+            .map(|(k, _)| *k)
+            .collect();
+        old.into_iter()
+            .filter_map(|k| self.waiting.remove(&k))
+            .map(|(r, flight)| merge(r, &flight))
+            .collect()
+    }
+}
+
+/// The client's record with what the server's flight adds.
+fn merge(mut r: TlsRecord, flight: &[u8]) -> TlsRecord {
+    if let Some(f) = crate::hello::server_flight(flight) {
+        r.version = f.version;
+        r.cipher = Some(rephub_model::telemetry::cipher_name(f.cipher));
+        r.ja3s = Some(f.ja3s_hash);
+        r.subject = f.subject;
+        r.issuer = f.issuer;
+        r.serial = f.serial;
+        r.not_before = f.not_before;
+        r.not_after = f.not_after;
+        r.sha256 = f.sha256;
+        r.sha1 = f.sha1;
+    }
+    r
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn frame(from_client: bool, payload: &[u8]) -> Vec<u8> {
+        let (a, b, pa, pb) = if from_client {
+            ([192, 0, 2, 1], [192, 0, 2, 2], 50_000, 443)
+        } else {
+            ([192, 0, 2, 2], [192, 0, 2, 1], 443, 50_000)
+        };
+        let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(a, b, 64)
+            .tcp(pa, pb, 1, 64_000);
+        let mut out = Vec::new();
+        builder.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_handshake_in_segments_becomes_one_whole_record() {
+        let hello = include_bytes!("testdata/curl-hello-tls12.bin");
+        let flight = include_bytes!("testdata/openssl-server-flight-tls12.bin");
+        let mut flows = Flows::default();
+        assert!(flows.push(&frame(true, hello), 1_000).is_empty());
+        // The flight in three segments, as a 500-byte MSS would cut it.
+        let mut got = Vec::new();
+        for part in flight.chunks(500) {
+            got.extend(flows.push(&frame(false, part), 1_001));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        let r = &got[0];
+        assert_eq!(r.sni.as_deref(), Some("rephub.test"));
+        assert_eq!(
+            r.ja4.as_deref(),
+            Some("t12d2807h2_d943125447b4_a44c6288192a")
+        );
+        assert_eq!(r.version.as_deref(), Some("TLS 1.2"));
+        assert_eq!(r.ja3s.as_deref(), Some("e54965894d6b45ecb4323c7ea3d6c115"));
+        assert_eq!(
+            r.sha1.as_deref(),
+            Some("6bb65a245d42459d0bccac056458ed0f0f2a5ad6")
+        );
+        assert!(r.check().is_ok(), "{:?}", r.check());
+        assert!(flows.waiting.is_empty());
+        // A hello whose server never answers is given, the client's side alone, when it expires.
+        assert!(flows.push(&frame(true, hello), 2_000).is_empty());
+        assert!(flows.expire(2_000).is_empty());
+        let alone = flows.expire(2_001);
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].sha256, None);
+    }
+}

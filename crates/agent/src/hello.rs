@@ -296,6 +296,29 @@ pub fn server_flight(data: &[u8]) -> Option<ServerFlight> {
     out
 }
 
+/// Whether `data` holds the server's whole first flight as far as a record can be made of it:
+/// through ServerHelloDone (TLS 1.2 and older), or up to where it turns encrypted (TLS 1.3:
+/// ChangeCipherSpec or application data after the ServerHello).
+pub fn flight_complete(data: &[u8]) -> bool {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Ok((next, plain)) = tls_parser::parse_tls_plaintext(rest) else {
+            // Encrypted records do not parse as plaintext: the flight turned encrypted.
+            return tls_parser::parse_tls_encrypted(rest).is_ok() && rest.len() < data.len();
+        };
+        for m in &plain.msg {
+            match m {
+                TlsMessage::Handshake(TlsMessageHandshake::ServerDone(_))
+                | TlsMessage::ChangeCipherSpec
+                | TlsMessage::ApplicationData(_) => return true,
+                _ => {}
+            }
+        }
+        rest = next;
+    }
+    false
+}
+
 fn version_name(v: u16) -> Option<String> {
     Some(
         match v {
