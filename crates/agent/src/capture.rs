@@ -360,3 +360,25 @@ mod flow_tests {
         assert_eq!(alone[0].sha256, None);
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever comes off the wire: frames, hellos and flights are read or refused, never a
+        /// panic (a real hello with bytes flipped included).
+        #[test]
+        fn any_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+                     flip in 0usize..517, to in proptest::num::u8::ANY) {
+            let _ = crate::hello::client_hello(&data);
+            let _ = crate::hello::server_flight(&data);
+            let _ = crate::hello::flight_complete(&data);
+            let mut flows = Flows::default();
+            let _ = flows.push(&data, 0);
+            let mut hello = include_bytes!("testdata/curl-hello-tls13.bin").to_vec();
+            hello[flip] = to;
+            let _ = crate::hello::client_hello(&hello);
+        }
+    }
+}

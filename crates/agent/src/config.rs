@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub fips_mode: bool,
     /// The network sensor the hub may switch on (docs/network-sensor.md); none if unset.
     pub sensor: Option<SensorConfig>,
+    /// The agent's own TLS capture on an interface, for hosts without Suricata (work in
+    /// progress; off in FIPS mode); none if unset.
+    pub capture: Option<CaptureConfig>,
 }
 
 /// `[sensor]`: how the agent starts and stops the network sensor (Suricata with telemetry) when
@@ -74,6 +77,14 @@ fn default_health_timeout_secs() -> u64 {
 
 fn default_sensor_data_dir() -> PathBuf {
     PathBuf::from("/var/log/suricata")
+}
+
+/// `[capture]`: TLS handshakes read off an interface by the agent itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The interface (`eth0`); the agent needs root or CAP_NET_RAW.
+    pub interface: String,
 }
 
 /// `[suricata]`: the rules file the agent writes, the command socket it reloads through, the
@@ -158,6 +169,7 @@ impl Default for AgentConfig {
             suricata: None,
             fips_mode: false,
             sensor: None,
+            capture: None,
         }
     }
 }

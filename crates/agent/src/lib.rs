@@ -179,7 +179,8 @@ pub async fn run(
     // Hits the rules counted while the agent was stopped are read before a full load recreates
     // the table (and its counters).
     let mut spool_and_counter = None;
-    if config.backend == Backend::Nftables || config.suricata.is_some() {
+    if config.backend == Backend::Nftables || config.suricata.is_some() || config.capture.is_some()
+    {
         let mut spool = events::Spool::open(&config.data_dir.join("events.ndjson"), now() * 1000)
             .map_err(|e| AgentError::Setup(format!("event spool: {e}")))?;
         let counters = config.data_dir.join("hits.json");
@@ -630,6 +631,10 @@ async fn events_task(
         spool.set_max_tls(s.telemetry_max_pending);
     }
     let mut files_sent = files::Sent::load(&config.data_dir.join("files-sent"));
+    let captured = match &config.capture {
+        Some(c) if !config.fips_mode => Some(start_capture(c.interface.clone())),
+        _ => None,
+    };
     if !telemetry && !spool.pending_tls().is_empty() {
         // Switched off (FIPS mode, say) with handshakes still waiting: none is sent.
         let n = spool.pending_tls().len();
@@ -653,6 +658,20 @@ async fn events_task(
             }
             if let Some(t) = tailer.as_mut() {
                 collect_alerts(t, &mut spool, &shared, telemetry);
+            }
+            if let Some(rx) = &captured {
+                let tls: Vec<_> = rx.try_iter().collect();
+                let n = tls.len() as u64;
+                if n > 0 {
+                    match spool.push_read(Vec::new(), tls, None) {
+                        Ok(()) => {
+                            shared.tls_records.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not spool captured handshakes")
+                        }
+                    }
+                }
             }
         });
         // In batches the hub takes; stop at the first failure and keep the rest for later.
@@ -697,6 +716,63 @@ async fn events_task(
             send_files(&hub, store, s.max_file_bytes, &mut files_sent).await;
         }
     }
+}
+
+/// The agent's own capture in a thread of its own: whole handshakes (and, after 5 s, client
+/// sides never answered) sent to the events task, at most 100,000 waiting (beyond: dropped and
+/// logged). What the channel holds is lost if the agent stops: captured traffic cannot be read
+/// again anyway.
+fn start_capture(
+    interface: String,
+) -> std::sync::mpsc::Receiver<rephub_model::telemetry::TlsRecord> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(100_000);
+    std::thread::spawn(move || {
+        let mut cap = match capture::Capture::open(&interface, Duration::from_millis(500)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(%interface, error = %e, "TLS capture: cannot open the interface");
+                return;
+            }
+        };
+        tracing::info!(%interface, "TLS capture started");
+        let mut flows = capture::Flows::default();
+        let mut dropped = 0u64;
+        let mut expired_at = 0i64;
+        loop {
+            let at = now_ms();
+            let mut done = match cap.next_frame() {
+                Ok(Some(frame)) => flows.push(frame, at),
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS capture: reading failed; stopping");
+                    return;
+                }
+            };
+            // Once a second: the waiting handshakes are looked through whole.
+            if at - expired_at >= 1_000 {
+                done.extend(flows.expire(at - 5_000));
+                expired_at = at;
+            }
+            for r in done {
+                if tx.try_send(r).is_err() {
+                    dropped += 1;
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(
+                            dropped,
+                            "TLS capture: handshakes dropped (the spool is behind)"
+                        );
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Send to Sandbox: with a `[sensor]` the hub switches on, while the sensor runs with sandbox
