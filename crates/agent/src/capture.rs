@@ -58,23 +58,13 @@ impl Capture {
 /// The record of a ClientHello carried by an Ethernet `frame` seen at `at_ms`, if it carries
 /// one (whole, in this one segment).
 pub fn client_record(frame: &[u8], at_ms: i64) -> Option<TlsRecord> {
-    let p = SlicedPacket::from_ethernet(frame).ok()?;
-    let (src, dst): (IpAddr, IpAddr) = match p.net? {
-        NetSlice::Ipv4(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        NetSlice::Ipv6(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        _ => return None,
-    };
-    let TransportSlice::Tcp(tcp) = p.transport? else {
-        return None;
-    };
-    let payload = tcp.payload();
-    // A handshake record (22) of TLS 1.0–1.3's record versions.
+    hello_record(segment(frame)?, at_ms)
+}
+
+/// The record of a ClientHello a TCP segment carries, if it starts one.
+fn hello_record(seg: Segment<'_>, at_ms: i64) -> Option<TlsRecord> {
+    let (src, spt, dst, dpt, payload) = seg;
+    // A handshake record (22) of TLS 1.0–1.3's record versions, holding a ClientHello (1).
     if payload.len() < 6 || payload[0] != 0x16 || payload[1] != 0x03 || payload[5] != 0x01 {
         return None;
     }
@@ -82,9 +72,9 @@ pub fn client_record(frame: &[u8], at_ms: i64) -> Option<TlsRecord> {
     Some(TlsRecord {
         at_ms,
         src: Some(src),
-        spt: Some(tcp.source_port()),
+        spt: Some(spt),
         dst: Some(dst),
-        dpt: Some(tcp.destination_port()),
+        dpt: Some(dpt),
         sni: hello.sni,
         alpn: hello.alpn,
         ja3: Some(hello.ja3_hash),
@@ -218,8 +208,11 @@ pub struct Flows {
     pub overflowed: u64,
 }
 
-/// A TCP segment's flow and payload.
-fn segment(frame: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, &[u8])> {
+/// A TCP segment: source, source port, destination, destination port, payload.
+type Segment<'a> = (IpAddr, u16, IpAddr, u16, &'a [u8]);
+
+/// The TCP segment an Ethernet frame carries.
+fn segment(frame: &[u8]) -> Option<Segment<'_>> {
     let p = SlicedPacket::from_ethernet(frame).ok()?;
     let (src, dst): (IpAddr, IpAddr) = match p.net? {
         NetSlice::Ipv4(ip) => (
@@ -247,13 +240,15 @@ fn segment(frame: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, &[u8])> {
 impl Flows {
     /// Take one frame; the handshakes it completes.
     pub fn push(&mut self, frame: &[u8], at_ms: i64) -> Vec<TlsRecord> {
-        let Some((src, spt, dst, dpt, payload)) = segment(frame) else {
+        // The frame is cut once: the hello's record and the flight are read from that.
+        let Some(seg) = segment(frame) else {
             return Vec::new();
         };
+        let (src, spt, dst, dpt, payload) = seg;
         if payload.is_empty() {
             return Vec::new();
         }
-        if let Some(r) = client_record(frame, at_ms) {
+        if let Some(r) = hello_record(seg, at_ms) {
             if self.waiting.len() >= MAX_FLOWS {
                 self.overflowed += 1;
                 return vec![r];
