@@ -123,6 +123,15 @@ impl Remote {
             .send()
             .await
             .map_err(|e| format!("{}: {}", self.name, crate::http::client::error_text(&e)))?;
+        self.usage_answer(resp).await
+    }
+
+    /// [`Remote::usage_if_granted`] of an answer already in hand (the upstream's, from the
+    /// request that found its route).
+    pub(crate) async fn usage_answer(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<Option<Usage>, String> {
         if resp.status() == reqwest::StatusCode::FORBIDDEN {
             return Ok(None);
         }

@@ -130,12 +130,14 @@ async fn chosen(state: &AppState) -> Result<Chosen, String> {
                 .map_err(|e| format!("{}: {e}", file.display()))?
                 .trim()
                 .to_string();
-            Remote {
+            let remote = Remote {
                 client: crate::http::client::client(None, false, 30).map_err(|e| e.to_string())?,
                 base: url.clone(),
                 token: Some(token),
                 name: "Vision One sandbox",
-            }
+            };
+            let usage = remote.usage_if_granted().await?;
+            (remote, usage)
         }
         AnalyzerChoice::Upstream => {
             let Some(spec) = connection::connected(state)
@@ -144,19 +146,22 @@ async fn chosen(state: &AppState) -> Result<Chosen, String> {
             else {
                 return Ok(Chosen::Off("not connected to an upstream".into()));
             };
-            let (client, _, _) =
+            // The request that finds the route is the usage question itself: asked once.
+            let (client, _, resp) =
                 connection::reach(&spec, "/v3.0/sandbox/submissionUsage", 30).await?;
-            Remote {
+            let remote = Remote {
                 client,
                 base: spec.url.clone(),
                 token: None,
                 name: "the upstream's sandbox",
-            }
+            };
+            let usage = remote.usage_answer(resp).await?;
+            (remote, usage)
         }
     };
     // Granted? The upstream answers 403 until its admin switches sandbox analysis on for this
     // hub (seed 002: enabled from the Vision One side); the switch is kept as the connection's.
-    let usage = remote.usage_if_granted().await?;
+    let (remote, usage) = remote;
     let granted = usage.is_some();
     if cfg.analyzer == AnalyzerChoice::Upstream {
         let was = connection::feature(state, connection::SANDBOX)
