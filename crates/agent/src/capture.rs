@@ -1,8 +1,9 @@
-//! The agent's own TLS capture (work in progress, branch `wip/native-tls`): frames read from an
-//! AF_PACKET socket bound to one interface (through `socket2`'s safe API), each cut into
-//! Ethernet / IP / TCP by `etherparse`, and a TCP payload that starts a TLS handshake record read
-//! as a ClientHello ([`crate::hello`]). Not yet: the server's side (ServerHello, certificate),
-//! segments reassembled, the agent's wiring and spool, a benchmark.
+//! The agent's own TLS capture, for hosts without Suricata (docs/telemetry.md, "Without
+//! Suricata"): frames read from an AF_PACKET socket on one interface (through `socket2`'s safe
+//! API), each cut into Ethernet / IP / TCP by `etherparse`; a TCP payload that starts a TLS
+//! handshake record is read as a ClientHello ([`crate::hello`]), and the server's flight of that
+//! flow (its segments collected, [`Flows`]) completes the record with version, cipher, JA3S and
+//! the certificate. [`Capturer`] is the loop the agent runs in a thread of its own.
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use rephub_model::telemetry::TlsRecord;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 /// ETH_P_ALL, in network order as AF_PACKET wants the protocol.
 const ETH_P_ALL: u16 = 0x0003;
@@ -23,19 +24,47 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Every frame of `interface` (root or CAP_NET_RAW), each read waiting at most `timeout`.
+    /// The TCP segments with a payload of `interface` (root or CAP_NET_RAW), each read waiting
+    /// at most `timeout`.
+    ///
+    /// A packet socket sees every interface of its network namespace: SO_BINDTODEVICE does not
+    /// narrow what it receives (only `bind` with a link-layer address does, which socket2 cannot
+    /// build safely). So a classic BPF program, run by the kernel before a frame is queued, keeps
+    /// the frames of this interface's index alone, and of those only TCP segments that carry
+    /// data ([`filter`]): ACKs, handshakes of TCP itself and other protocols never reach the
+    /// agent. Frames queued before the program was attached are read and dropped.
     pub fn open(interface: &str, timeout: Duration) -> std::io::Result<Capture> {
+        Capture::open_with(interface, timeout, true)
+    }
+
+    /// Every frame of `interface`, as [`Capture::open`] was before it filtered on data: what
+    /// the filter saves is measured against this (`benches/capture_live.rs`).
+    pub fn open_all_frames(interface: &str, timeout: Duration) -> std::io::Result<Capture> {
+        Capture::open_with(interface, timeout, false)
+    }
+
+    fn open_with(interface: &str, timeout: Duration, data_only: bool) -> std::io::Result<Capture> {
+        let index = if_index(interface)?;
         let socket = Socket::new(
             Domain::PACKET,
             Type::RAW,
             Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
         )?;
-        socket.bind_device(Some(interface.as_bytes()))?;
+        socket.attach_filter(&filter(index, data_only))?;
+        let mut buf = vec![0; 65_536];
+        socket.set_nonblocking(true)?;
+        loop {
+            match (&socket).read(&mut buf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        socket.set_nonblocking(false)?;
         socket.set_read_timeout(Some(timeout))?;
-        Ok(Capture {
-            socket,
-            buf: vec![0; 65_536],
-        })
+        // A larger queue rides out bursts (the kernel caps it at net.core.rmem_max).
+        let _ = socket.set_recv_buffer_size(8 << 20);
+        Ok(Capture { socket, buf })
     }
 
     /// The next frame, or `None` when none came within the timeout.
@@ -52,6 +81,166 @@ impl Capture {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The index of `interface` in this network namespace (sysfs shows the namespace's own).
+fn if_index(interface: &str) -> std::io::Result<u32> {
+    if interface.is_empty() || interface.contains('/') || interface.starts_with('.') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{interface:?} is not an interface name"),
+        ));
+    }
+    let path = format!("/sys/class/net/{interface}/ifindex");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("no interface {interface:?} ({path}: {e})"),
+        )
+    })?;
+    text.trim().parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{path}: {text:?} is not an index"),
+        )
+    })
+}
+
+/// The kernel-side filter (classic BPF, `man 7 socket` SO_ATTACH_FILTER): frames of interface
+/// `index` that are IPv4 or IPv6 TCP segments with a payload; other IPv6 frames (extension
+/// headers) and VLAN-tagged ones are kept for the parser to judge. Each accepted frame is kept
+/// whole (the return value is a byte count).
+fn filter(index: u32, data_only: bool) -> Vec<SockFilter> {
+    let prog = if data_only {
+        program(index)
+    } else {
+        vec![
+            (LD_W_ABS, 0, 0, IFINDEX),
+            (JEQ_K, 0, 1, index),
+            (RET_K, 0, 0, KEEP),
+            (RET_K, 0, 0, 0),
+        ]
+    };
+    prog.into_iter()
+        .map(|(code, jt, jf, k)| SockFilter::new(code, jt, jf, k))
+        .collect()
+}
+
+// Opcodes of linux/filter.h.
+const LD_W_ABS: u16 = 0x20;
+const LD_H_ABS: u16 = 0x28;
+const LD_B_ABS: u16 = 0x30;
+const LD_B_IND: u16 = 0x50;
+const LD_MEM: u16 = 0x60;
+const LDX_B_MSH: u16 = 0xb1;
+const ST: u16 = 0x02;
+const ALU_SUB_X: u16 = 0x1c;
+const ALU_AND_K: u16 = 0x54;
+const ALU_RSH_K: u16 = 0x74;
+const TAX: u16 = 0x07;
+const JEQ_K: u16 = 0x15;
+const JGT_X: u16 = 0x2d;
+const RET_K: u16 = 0x06;
+/// SKF_AD_OFF + SKF_AD_IFINDEX: the index of the interface the frame is on.
+const IFINDEX: u32 = 0xffff_f000 + 8;
+const KEEP: u32 = 0x0004_0000;
+
+/// One instruction: code, jump if true, jump if false, constant.
+type Insn = (u16, u8, u8, u32);
+
+/// [`filter`]'s instructions.
+fn program(index: u32) -> Vec<Insn> {
+    let f = |code, jt, jf, k| (code, jt, jf, k);
+    // Jump offsets count from the next instruction; the last two lines are the two ends.
+    vec![
+        /* 0 */ f(LD_W_ABS, 0, 0, IFINDEX),
+        /* 1 */ f(JEQ_K, 0, 26, index),
+        /* 2 */ f(LD_H_ABS, 0, 0, 12), // EtherType
+        /* 3 */ f(JEQ_K, 0, 12, 0x0800),
+        // IPv4: protocol TCP; the IP header's length to X; total length − X, kept in M[0];
+        // the TCP header's length to X; more than that is a payload.
+        /* 4 */
+        f(LD_B_ABS, 0, 0, 23),
+        /* 5 */ f(JEQ_K, 0, 22, 6),
+        /* 6 */ f(LDX_B_MSH, 0, 0, 14),
+        /* 7 */ f(LD_H_ABS, 0, 0, 16),
+        /* 8 */ f(ALU_SUB_X, 0, 0, 0),
+        /* 9 */ f(ST, 0, 0, 0),
+        /* 10 */ f(LD_B_IND, 0, 0, 14 + 12), // the TCP data offset, in its high nibble
+        /* 11 */ f(ALU_AND_K, 0, 0, 0xf0),
+        /* 12 */ f(ALU_RSH_K, 0, 0, 2),
+        /* 13 */ f(TAX, 0, 0, 0),
+        /* 14 */ f(LD_MEM, 0, 0, 0),
+        /* 15 */ f(JGT_X, 11, 12, 0),
+        // IPv6: next header TCP (another, an extension header, is kept for the parser); the
+        // payload length against the TCP header's.
+        /* 16 */
+        f(JEQ_K, 0, 8, 0x86dd),
+        /* 17 */ f(LD_B_ABS, 0, 0, 20),
+        /* 18 */ f(JEQ_K, 0, 8, 6),
+        /* 19 */ f(LD_B_ABS, 0, 0, 14 + 40 + 12),
+        /* 20 */ f(ALU_AND_K, 0, 0, 0xf0),
+        /* 21 */ f(ALU_RSH_K, 0, 0, 2),
+        /* 22 */ f(TAX, 0, 0, 0),
+        /* 23 */ f(LD_H_ABS, 0, 0, 18),
+        /* 24 */ f(JGT_X, 2, 3, 0),
+        // VLAN-tagged (802.1Q, 802.1ad) frames the NIC did not untag: kept.
+        /* 25 */
+        f(JEQ_K, 1, 0, 0x8100),
+        /* 26 */ f(JEQ_K, 0, 1, 0x88a8),
+        /* 27 */ f(RET_K, 0, 0, KEEP),
+        /* 28 */ f(RET_K, 0, 0, 0),
+    ]
+}
+
+/// A capture and the handshakes it is in the middle of: what the agent's capture thread runs.
+#[derive(Debug)]
+pub struct Capturer {
+    capture: Capture,
+    flows: Flows,
+    expired_at: i64,
+    frames: u64,
+}
+
+/// How long a ClientHello waits for its server's flight before it is given alone.
+const FLIGHT_WAIT_MS: i64 = 5_000;
+
+impl Capturer {
+    pub fn new(capture: Capture) -> Capturer {
+        Capturer {
+            capture,
+            flows: Flows::default(),
+            expired_at: 0,
+            frames: 0,
+        }
+    }
+
+    /// Read one frame (or wait out the read timeout) at `now_ms`: the handshakes now whole, and
+    /// once a second those that waited too long for their server.
+    pub fn step(&mut self, now_ms: i64) -> std::io::Result<Vec<TlsRecord>> {
+        let mut done = match self.capture.next_frame()? {
+            Some(frame) => {
+                self.frames += 1;
+                self.flows.push(frame, now_ms)
+            }
+            None => Vec::new(),
+        };
+        if now_ms - self.expired_at >= 1_000 {
+            done.extend(self.flows.expire(now_ms - FLIGHT_WAIT_MS));
+            self.expired_at = now_ms;
+        }
+        Ok(done)
+    }
+
+    /// Frames read so far.
+    pub fn frames_read(&self) -> u64 {
+        self.frames
+    }
+
+    /// Every handshake still waiting, given as it is (at the end of a capture).
+    pub fn finish(&mut self) -> Vec<TlsRecord> {
+        self.flows.expire(i64::MAX)
     }
 }
 
@@ -301,6 +490,128 @@ fn merge(mut r: TlsRecord, flight: &[u8]) -> TlsRecord {
         r.sha1 = f.sha1;
     }
     r
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    /// The classic BPF machine for the instructions [`program`] uses (linux/filter.h): what it
+    /// returns for `frame` on interface `on`. A load past the frame's end rejects it, as the
+    /// kernel's does.
+    fn run(prog: &[Insn], on: u32, frame: &[u8]) -> u32 {
+        let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        let byte = |at: usize| frame.get(at).map(|b| u32::from(*b));
+        let half = |at: usize| Some(byte(at)? << 8 | byte(at + 1)?);
+        loop {
+            let (code, jt, jf, k) = prog[pc];
+            pc += 1;
+            let jump = |cond: bool| usize::from(if cond { jt } else { jf });
+            match code {
+                0x20 if k == 0xffff_f008 => a = on,
+                0x28 => match half(k as usize) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x30 => match byte(k as usize) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x50 => match byte((x + k) as usize) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0xb1 => match byte(k as usize) {
+                    Some(v) => x = (v & 0xf) * 4,
+                    None => return 0,
+                },
+                0x60 => a = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x1c => a = a.wrapping_sub(x),
+                0x54 => a &= k,
+                0x74 => a >>= k,
+                0x07 => x = a,
+                0x15 => pc += jump(a == k),
+                0x2d => pc += jump(a > x),
+                0x06 => return k,
+                _ => panic!("instruction {code:#x} is not modelled"),
+            }
+        }
+    }
+
+    fn tcp4(payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .tcp(50_000, 443, 1, 64_000);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn tcp6(payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0x20; 16], [0x21; 16], 64)
+            .tcp(50_000, 443, 1, 64_000);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_kernel_filter_keeps_tcp_segments_with_data_on_its_interface_alone() {
+        let prog = program(7);
+        let keep = |on: u32, frame: &[u8]| run(&prog, on, frame) > 0;
+        let hello = include_bytes!("testdata/curl-hello-tls12.bin");
+        assert!(keep(7, &tcp4(hello)));
+        assert!(keep(7, &tcp4(b"x")));
+        assert!(keep(7, &tcp6(hello)));
+        // Kept whole.
+        assert_eq!(run(&prog, 7, &tcp4(hello)), 0x0004_0000);
+        // Another interface, an ACK (no data), UDP, ARP, a runt.
+        assert!(!keep(8, &tcp4(hello)));
+        assert!(!keep(7, &tcp4(b"")));
+        assert!(!keep(7, &tcp6(b"")));
+        let mut udp = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [3; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(5000, 53)
+            .write(&mut udp, b"query")
+            .unwrap();
+        assert!(!keep(7, &udp));
+        let mut arp = tcp4(b"");
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!keep(7, &arp));
+        assert!(!keep(7, &[0u8; 10]));
+        // TCP options (a longer header): only what follows them is data.
+        let mut opts = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [3; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .tcp(50_000, 443, 1, 64_000)
+            .options(&[etherparse::TcpOptionElement::Timestamp(1, 2)])
+            .unwrap()
+            .write(&mut opts, b"")
+            .unwrap();
+        assert!(!keep(7, &opts));
+        // IPv6 with an extension header, a VLAN tag: left to the parser.
+        let mut ext = tcp6(b"");
+        ext[14 + 6] = 0; // hop-by-hop options
+        assert!(keep(7, &ext));
+        let mut tagged = tcp4(b"");
+        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert!(keep(7, &tagged));
+    }
+
+    proptest::proptest! {
+        /// Any frame: the program ends (every jump is forward) and keeps or drops it whole.
+        #[test]
+        fn any_frame_is_kept_whole_or_dropped(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            on in 0u32..10,
+        ) {
+            let r = run(&program(3), on, &data);
+            proptest::prop_assert!(r == 0 || r == 0x0004_0000);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,8 +45,8 @@ pub struct AgentConfig {
     pub fips_mode: bool,
     /// The network sensor the hub may switch on (docs/network-sensor.md); none if unset.
     pub sensor: Option<SensorConfig>,
-    /// The agent's own TLS capture on an interface, for hosts without Suricata (work in
-    /// progress; off in FIPS mode); none if unset.
+    /// The agent's own TLS capture on an interface, for hosts without Suricata (off in FIPS
+    /// mode); none if unset.
     pub capture: Option<CaptureConfig>,
 }
 
@@ -205,6 +205,12 @@ impl AgentConfig {
         !self.fips_mode && self.suricata.as_ref().is_some_and(|s| s.telemetry)
     }
 
+    /// Whether the agent collects TLS telemetry at all: from `eve.json`, or its own capture;
+    /// never in FIPS mode.
+    pub fn collects_telemetry(&self) -> bool {
+        self.telemetry() || (!self.fips_mode && self.capture.is_some())
+    }
+
     /// The token, from the config or its file.
     pub fn token(&self) -> Result<String, ConfigError> {
         let t = match (&self.token, &self.token_file) {
@@ -335,6 +341,22 @@ mod tests {
         assert!(
             !AgentConfig::default().telemetry(),
             "no Suricata, no telemetry"
+        );
+        assert!(fips.collects_telemetry() == fips.telemetry() && c.collects_telemetry());
+        // The own capture collects telemetry without a Suricata, but not in FIPS mode.
+        let capture = AgentConfig {
+            capture: Some(CaptureConfig {
+                interface: "eth0".into(),
+            }),
+            ..AgentConfig::default()
+        };
+        assert!(capture.collects_telemetry() && !capture.telemetry());
+        assert!(
+            !AgentConfig {
+                fips_mode: true,
+                ..capture
+            }
+            .collects_telemetry()
         );
         let s = c.suricata.unwrap();
         assert_eq!((s.policy_secs, s.reload_timeout_secs), (30, 300));

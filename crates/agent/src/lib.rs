@@ -105,6 +105,22 @@ struct Shared {
     /// The network sensor's last state, and the generation being carried out (if any).
     sensor: Mutex<sensor::Reported>,
     sensor_busy: Mutex<Option<u64>>,
+    /// The agent's own capture, if it runs one.
+    capture: CaptureCounters,
+}
+
+/// What the agent's own capture did since the agent started (`capture` in its report).
+#[derive(Debug, Default)]
+struct CaptureCounters {
+    /// Frames the kernel handed it (TCP segments with data, of its interface).
+    frames: AtomicU64,
+    /// Handshakes it made records of.
+    handshakes: AtomicU64,
+    /// Records dropped: too many waited for the spool, or the spool held
+    /// `telemetry_max_pending` already.
+    dropped: AtomicU64,
+    /// Why it stopped, if it did.
+    error: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -150,6 +166,7 @@ pub async fn run(
         tls_lost: AtomicU64::new(0),
         sensor: Mutex::new(sensor::load(&config.data_dir.join("sensor.json"))),
         sensor_busy: Mutex::new(None),
+        capture: CaptureCounters::default(),
     });
     // The firewall must be loaded from this state before deltas can be applied to it.
     let mut backend_fresh = false;
@@ -447,6 +464,18 @@ fn report(config: &AgentConfig, shared: &Shared) -> serde_json::Value {
     if let Some(a) = &config.address {
         r["address"] = serde_json::json!(a);
     }
+    if let Some(c) = config.capture.as_ref().filter(|_| !config.fips_mode) {
+        let counters = &shared.capture;
+        let error = lock(&counters.error).clone();
+        r["capture"] = serde_json::json!({
+            "interface": c.interface,
+            "state": if error.is_some() { "failed" } else { "running" },
+            "error": error,
+            "frames": counters.frames.load(Ordering::Relaxed),
+            "handshakes": counters.handshakes.load(Ordering::Relaxed),
+            "dropped": counters.dropped.load(Ordering::Relaxed),
+        });
+    }
     if let Some(s) = &config.sensor {
         let mut sensor = lock(&shared.sensor).clone();
         sensor.free_mib = sensor::free_mib(&s.data_dir);
@@ -632,10 +661,10 @@ async fn events_task(
     }
     let mut files_sent = files::Sent::load(&config.data_dir.join("files-sent"));
     let captured = match &config.capture {
-        Some(c) if !config.fips_mode => Some(start_capture(c.interface.clone())),
+        Some(c) if !config.fips_mode => Some(start_capture(c.interface.clone(), shared.clone())),
         _ => None,
     };
-    if !telemetry && !spool.pending_tls().is_empty() {
+    if !config.collects_telemetry() && !spool.pending_tls().is_empty() {
         // Switched off (FIPS mode, say) with handshakes still waiting: none is sent.
         let n = spool.pending_tls().len();
         tracing::info!(
@@ -660,18 +689,7 @@ async fn events_task(
                 collect_alerts(t, &mut spool, &shared, telemetry);
             }
             if let Some(rx) = &captured {
-                let tls: Vec<_> = rx.try_iter().collect();
-                let n = tls.len() as u64;
-                if n > 0 {
-                    match spool.push_read(Vec::new(), tls, None) {
-                        Ok(()) => {
-                            shared.tls_records.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not spool captured handshakes")
-                        }
-                    }
-                }
+                spool_captured(rx, &mut spool, &shared);
             }
         });
         // In batches the hub takes; stop at the first failure and keep the rest for later.
@@ -718,44 +736,82 @@ async fn events_task(
     }
 }
 
+/// The handshakes the capture made since the last reading, looked up in the filter set as
+/// Suricata's are (a blocked server name or certificate is a detection event), and spooled with
+/// those events in one synced append.
+fn spool_captured(
+    rx: &std::sync::mpsc::Receiver<rephub_model::telemetry::TlsRecord>,
+    spool: &mut events::Spool,
+    shared: &Shared,
+) {
+    let tls: Vec<_> = rx.try_iter().collect();
+    if tls.is_empty() {
+        return;
+    }
+    let found = {
+        let set = shared.set.read().unwrap_or_else(|p| p.into_inner());
+        events::tls_events(&tls, &set)
+    };
+    let n = tls.len() as u64;
+    let lost_before = spool.tls_lost();
+    match spool.push_read(found, tls, None) {
+        Ok(()) => {
+            let lost = spool.tls_lost() - lost_before;
+            shared.tls_records.fetch_add(n - lost, Ordering::Relaxed);
+            if lost > 0 {
+                shared.capture.dropped.fetch_add(lost, Ordering::Relaxed);
+                tracing::warn!(
+                    lost,
+                    "TLS capture: the spool is full (the hub is away): handshakes dropped"
+                );
+            }
+        }
+        Err(e) => {
+            // Captured traffic cannot be read again: these are gone, and counted.
+            shared.capture.dropped.fetch_add(n, Ordering::Relaxed);
+            tracing::error!(error = %e, "could not spool captured handshakes");
+        }
+    }
+}
+
 /// The agent's own capture in a thread of its own: whole handshakes (and, after 5 s, client
 /// sides never answered) sent to the events task, at most 100,000 waiting (beyond: dropped and
-/// logged). What the channel holds is lost if the agent stops: captured traffic cannot be read
+/// counted). What the channel holds is lost if the agent stops: captured traffic cannot be read
 /// again anyway.
 fn start_capture(
     interface: String,
+    shared: Arc<Shared>,
 ) -> std::sync::mpsc::Receiver<rephub_model::telemetry::TlsRecord> {
     let (tx, rx) = std::sync::mpsc::sync_channel(100_000);
     std::thread::spawn(move || {
         let mut cap = match capture::Capture::open(&interface, Duration::from_millis(500)) {
-            Ok(c) => c,
+            Ok(c) => capture::Capturer::new(c),
             Err(e) => {
                 tracing::error!(%interface, error = %e, "TLS capture: cannot open the interface");
+                *lock(&shared.capture.error) = Some(format!("cannot open {interface}: {e}"));
                 return;
             }
         };
         tracing::info!(%interface, "TLS capture started");
-        let mut flows = capture::Flows::default();
+        let counters = &shared.capture;
         let mut dropped = 0u64;
-        let mut expired_at = 0i64;
         loop {
-            let at = now_ms();
-            let mut done = match cap.next_frame() {
-                Ok(Some(frame)) => flows.push(frame, at),
-                Ok(None) => Vec::new(),
+            let done = match cap.step(now_ms()) {
+                Ok(done) => done,
                 Err(e) => {
                     tracing::error!(error = %e, "TLS capture: reading failed; stopping");
+                    *lock(&counters.error) = Some(format!("reading {interface} failed: {e}"));
                     return;
                 }
             };
-            // Once a second: the waiting handshakes are looked through whole.
-            if at - expired_at >= 1_000 {
-                done.extend(flows.expire(at - 5_000));
-                expired_at = at;
-            }
+            counters.frames.store(cap.frames_read(), Ordering::Relaxed);
+            counters
+                .handshakes
+                .fetch_add(done.len() as u64, Ordering::Relaxed);
             for r in done {
                 if tx.try_send(r).is_err() {
                     dropped += 1;
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
                     if dropped.is_power_of_two() {
                         tracing::warn!(
                             dropped,

@@ -1027,8 +1027,32 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
     let (down, key) = (&hubs.down, &hubs.key_d);
 
     // Each agent's sensor is a marker file its commands make and remove (standing in for
-    // `systemctl enable --now suricata`); the second one's health check always fails.
+    // `systemctl enable --now suricata`); the second one's health check always fails; the
+    // third's enable command, the first time, kills its own agent (a device that restarts when
+    // its sensor is switched on) and the test starts it again.
     let mut agents = Vec::new();
+    let spawn = |ns: &str, name: &str, token: &str, toml: &Path| {
+        let state = dir.path().join(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.with_extension("log"))
+            .unwrap();
+        Proc(
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(env!("CARGO_BIN_EXE_rephub"))
+                .args(["agent", "--hub", down, "--token", token, "--config"])
+                .arg(toml)
+                .arg("--state-dir")
+                .arg(&state)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut tokens = Vec::new();
     for (k, ns) in site.namespaces.iter().enumerate() {
         let name = format!("sensor-{}", k + 1);
         let d = call(
@@ -1038,6 +1062,14 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
             Some(json!({ "name": name })),
         );
         let on = dir.path().join(format!("{name}.on"));
+        let enable = if k == 2 {
+            format!(
+                "[\"sh\", \"-c\", \"[ -f {on} ] || {{ touch {on}; kill -9 $PPID; }}\"]",
+                on = on.display()
+            )
+        } else {
+            format!("[\"touch\", \"{}\"]", on.display())
+        };
         let health = if k == 1 {
             "[\"false\"]".to_string()
         } else {
@@ -1048,30 +1080,16 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
             &toml,
             format!(
                 "backend = \"none\"\nreport_secs = 1\nwait_secs = 5\nname = \"{name}\"\n\n\
-                 [sensor]\nenable = [\"touch\", \"{on}\"]\ndisable = [\"rm\", \"-f\", \"{on}\"]\n\
+                 [sensor]\nenable = {enable}\ndisable = [\"rm\", \"-f\", \"{on}\"]\n\
                  health = {health}\nhealth_timeout_secs = 3\ndata_dir = \"{d}\"\n",
                 on = on.display(),
                 d = dir.path().display()
             ),
         )
         .unwrap();
-        let state = dir.path().join(&name);
-        let log = std::fs::File::create(state.with_extension("log")).unwrap();
-        agents.push(Proc(
-            Command::new("ip")
-                .args(["netns", "exec", ns])
-                .arg(env!("CARGO_BIN_EXE_rephub"))
-                .args(["agent", "--hub", down, "--token"])
-                .arg(d["token"].as_str().unwrap())
-                .arg("--config")
-                .arg(&toml)
-                .arg("--state-dir")
-                .arg(&state)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        ));
+        let token = d["token"].as_str().unwrap().to_string();
+        agents.push(spawn(ns, &name, &token, &toml));
+        tokens.push((token, toml));
     }
     let devices = || call(Method::GET, &format!("{down}/api/v1/devices"), key, None);
     assert!(
@@ -1181,12 +1199,52 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
     assert_eq!(by_name("sensor-2")["state"], "failed");
     assert_eq!(by_name("sensor-3")["state"], "off");
 
-    // The third alone, then every sensor turned off again.
-    let r = rollout(json!({"devices": ["sensor-3"], "min_free_mib": 1}));
+    // The third alone: its agent dies as its sensor is switched on, so the step shows `not
+    // communicating` (silent for 2 s); the agent is started again, carries the request out
+    // again (its enable command now just finds the sensor on), and the step ends `ready`.
+    let r = call(
+        Method::POST,
+        &format!("{down}/api/v1/sensor-rollouts"),
+        key,
+        Some(json!({"devices": ["sensor-3"], "min_free_mib": 1, "silent_secs": 2})),
+    );
+    let id = r["id"].as_u64().unwrap();
+    let get = || {
+        call(
+            Method::GET,
+            &format!("{down}/api/v1/sensor-rollouts/{id}"),
+            key,
+            None,
+        )
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut restarted = false;
+    let until = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = get();
+        let now = r["steps"][0]["status"].as_str().unwrap().to_string();
+        if seen.last() != Some(&now) {
+            seen.push(now.clone());
+        }
+        if now == "not communicating" && !restarted {
+            agents[2] = spawn(&site.namespaces[2], "sensor-3", &tokens[2].0, &tokens[2].1);
+            restarted = true;
+        }
+        if r["status"] != "running" || Instant::now() > until {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(restarted, "never shown not communicating: {seen:?} {r}");
     assert_eq!(
         (statuses(&r), &r["status"]),
         (vec!["ready".to_string()], &json!("done")),
-        "{r}"
+        "{seen:?} {r}"
+    );
+    let quiet = seen.iter().position(|s| s == "not communicating").unwrap();
+    assert!(
+        !seen[..quiet].iter().any(|s| s == "ready"),
+        "ready before the agent came back: {seen:?}"
     );
     assert!(on(3));
     let r = rollout(json!({"devices": names, "enable": false}));

@@ -60,6 +60,8 @@ pub trait DistributionStore {
     fn put_profile(&mut self, id: i64, name: &str, filters: &[i64]) -> Result<i64, StoreError>;
     fn delete_profile(&mut self, id: i64) -> Result<bool, StoreError>;
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError>;
+    /// One device, if there is one with this id.
+    fn device(&self, id: i64) -> Result<Option<DeviceRow>, StoreError>;
     fn add_device(
         &mut self,
         name: &str,

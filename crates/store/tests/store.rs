@@ -1151,6 +1151,12 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
         d.store.devices().unwrap()[0].sensor.as_deref(),
         Some(r#"{"enabled":true}"#)
     );
+    // One device by its id: the same row as in the list; none for an id without a device.
+    assert_eq!(
+        d.store.device(dev.id).unwrap().as_ref(),
+        d.store.devices().unwrap().first()
+    );
+    assert_eq!(d.store.device(dev.id + 1).unwrap(), None);
     assert_eq!(row.reported_at, Some(T0));
 
     let batch = [event(1, "203.0.113.0/24", 5), event(2, "198.51.100.1", 1)];

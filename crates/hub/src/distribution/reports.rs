@@ -66,6 +66,28 @@ struct Report {
     /// Its network sensor, if it has one (`sensor.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sensor: Option<super::sensor::Reported>,
+    /// Its own TLS capture, if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capture: Option<CaptureState>,
+}
+
+/// What an agent's own TLS capture did since the agent started.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureState {
+    interface: String,
+    /// `running` or `failed`.
+    state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Frames read (TCP segments with data), handshakes made records of, records dropped
+    /// (too many waiting for the agent's spool, or the spool full).
+    #[serde(default)]
+    frames: u64,
+    #[serde(default)]
+    handshakes: u64,
+    #[serde(default)]
+    dropped: u64,
 }
 
 /// What an agent applied of its IPS policy (`GET /api/v1/agent/ips`).
@@ -173,6 +195,15 @@ async fn report(
     }
     if let Some(sensor) = &r.sensor {
         sensor.check()?;
+    }
+    if let Some(c) = &r.capture {
+        text("capture.interface", &c.interface)?;
+        if !matches!(c.state.as_str(), "running" | "failed") {
+            return Err(ApiError::bad("capture.state", "running or failed"));
+        }
+        if c.error.as_ref().is_some_and(|e| e.chars().count() > 1000) {
+            return Err(ApiError::bad("capture.error", "at most 1000 characters"));
+        }
     }
     let stored = serde_json::to_string(&r).map_err(crate::HubError::record("device report"))?;
     let id = device.id;

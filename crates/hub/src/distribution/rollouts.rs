@@ -32,6 +32,7 @@ pub(crate) struct Rollout {
     pub(crate) sandbox: bool,
     pub(crate) timeout_secs: u64,
     pub(crate) min_free_mib: u64,
+    pub(crate) silent_secs: u64,
     /// `running`, `done`, `failed` (a device failed or timed out: the rest was not touched).
     pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -35,8 +35,8 @@ use crate::state::AppState;
 /// The seed's free space for the sensor's data: 50 GB.
 const MIN_FREE_MIB: u64 = 50 * 1024;
 /// A device that has not reported for this long is not communicating (agents report every
-/// 60 s by default, and within 2 s of a change).
-const SILENT_SECS: i64 = 150;
+/// 60 s by default, and within 2 s of a change), unless the rollout says otherwise.
+const SILENT_SECS: u64 = 150;
 /// A device's last report must be this recent for it to be touched.
 const FRESH_REPORT_SECS: i64 = 600;
 
@@ -127,6 +127,10 @@ pub(crate) struct Ask {
     /// Free space a device needs for the sensor's data.
     #[serde(default = "default_free")]
     min_free_mib: u64,
+    /// How long an asked device may be silent before it is shown `not communicating` (as while
+    /// it restarts): a few of its agents' `report_secs`.
+    #[serde(default = "default_silent")]
+    silent_secs: u64,
 }
 
 fn yes() -> bool {
@@ -139,6 +143,10 @@ fn default_timeout() -> u64 {
 
 fn default_free() -> u64 {
     MIN_FREE_MIB
+}
+
+fn default_silent() -> u64 {
+    SILENT_SECS
 }
 
 fn step(device: &str, status: &str) -> Step {
@@ -170,6 +178,9 @@ pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
     if !(10..=86_400).contains(&ask.timeout_secs) {
         return Err(ApiError::bad("timeout_secs", "10 to 86400"));
     }
+    if !(1..=86_400).contains(&ask.silent_secs) {
+        return Err(ApiError::bad("silent_secs", "1 to 86400"));
+    }
     let known = state.read(|s| s.devices()).await??;
     let mut targets = Vec::new();
     for name in &ask.devices {
@@ -190,6 +201,7 @@ pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
         sandbox: ask.sandbox,
         timeout_secs: ask.timeout_secs,
         min_free_mib: ask.min_free_mib,
+        silent_secs: ask.silent_secs,
         status: "running".into(),
         error: None,
         created_at: state.now(),
@@ -384,15 +396,19 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
         set(i, "enabling", None);
         tracing::info!(rollout = id, device = %name, enable = r.enable, "network sensor requested");
         let asked = state.now();
+        let silent = i64::try_from(r.silent_secs).unwrap_or(i64::MAX);
         let outcome = loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let now = state.now();
-            let rows = state.read(|s| s.devices()).await??;
-            let Some(row) = rows.iter().find(|d| d.id == dev) else {
+            // This device's row alone: a rollout over thousands of devices reads one at a time.
+            let Some(row) = state.read(move |s| s.device(dev)).await?? else {
                 break Err(("failed", "the device was deleted".to_string()));
             };
-            let (at, sensor) = last_report(row);
+            let (at, sensor) = last_report(&row);
             let answered = sensor.filter(|s| s.generation == generation);
+            // Silent since it was asked, or since it last reported: a device restarting its
+            // sensor, or rebooting, whatever it said before it went quiet.
+            let quiet = now - at.unwrap_or(0).max(asked) > silent;
             match answered {
                 Some(s) if s.state == done => break Ok(()),
                 Some(s) if s.state == "failed" => {
@@ -401,12 +417,9 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
                         s.error.unwrap_or_else(|| "the sensor did not start".into()),
                     ));
                 }
+                _ if quiet => set(i, "not communicating", None),
+                // Back, and at this request (or not yet at it).
                 Some(_) => set(i, "starting", None),
-                // Silent since it was asked (a device restarting its sensor, or rebooting), or
-                // back and not yet at this request.
-                None if now - at.unwrap_or(0).max(asked) > SILENT_SECS => {
-                    set(i, "not communicating", None);
-                }
                 None => set(i, "enabling", None),
             }
             if now - asked > i64::try_from(r.timeout_secs).unwrap_or(i64::MAX) {

@@ -238,7 +238,7 @@ fn sources_paths() -> Value {
             "/api/v1/shared/telemetry": {"post": open_op("a downstream shares TLS telemetry: {records: [{key, device, tls}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["records"]})))},
             "/api/v1/sensor-rollouts": {
                 "get": op("rolling enablements of the network sensor (this process's), with each device's step", "apiKey", json!({})),
-                "post": op("switch the network sensor on (or off) on devices one at a time: {devices, enable?, sandbox?, timeout_secs?, min_free_mib?} (admin); 202, runs in the background", "apiKey", json_body(json!({"type": "object", "required": ["devices"]})))},
+                "post": op("switch the network sensor on (or off) on devices one at a time: {devices, enable?, sandbox?, timeout_secs?, min_free_mib?, silent_secs?} (admin); 202, runs in the background", "apiKey", json_body(json!({"type": "object", "required": ["devices"]})))},
             "/api/v1/sensor-rollouts/{id}": {"get": op("one rolling enablement: status, error, each device's step", "apiKey", json!({}))},
             "/api/v1/telemetry": {"get": op("TLS handshakes, in the order they arrived; page with after = next", "apiKey", query(&["after", "limit", "downstream", "device", "sni", "ja3", "ja4", "fingerprint", "since", "until"]))},
             "/api/v1/sandbox": {"get": op("sandbox analysis: enabled or not (and why), the analyzer, Submissions (Total / Reserve), counts per state, the last error, the own analyzer's rules", "apiKey", json!({}))},

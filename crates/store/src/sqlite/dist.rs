@@ -147,6 +147,14 @@ impl DistributionStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn device(&self, id: i64) -> Result<Option<DeviceRow>, StoreError> {
+        let conn = self.connection();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row([id], device).optional()?)
+    }
+
     fn add_device(
         &mut self,
         name: &str,
