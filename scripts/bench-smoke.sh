@@ -78,6 +78,7 @@ cb=(cargo bench -q --locked --workspace --profile dev)
 check "eve" 'round 5: .* lines/s' "${cb[@]}" --bench eve -- 2000
 check "telemetry" 'round 5: .* with the spool' "${cb[@]}" --bench telemetry -- 2000
 check "capture" 'median: .* ClientHellos/s' "${cb[@]}" --bench capture -- 2000
+check "capture live" '^\| 500 \|' "${cb[@]}" --bench capture_live -- 1 500
 check "sandbox analyzer" '^\| isolated fetch' "${cb[@]}" --bench analyzer -- 8
 check "source_sync" 'an empty delta' "${cb[@]}" --bench source_sync -- 300
 check "target_sync" 'a run with nothing to send' "${cb[@]}" --bench target_sync -- 300

@@ -1,4 +1,4 @@
-//! The agent's own TLS capture, the parse alone (branch `wip/native-tls`): Ethernet frames
+//! The agent's own TLS capture, the parse alone (`capture_live` measures it live): Ethernet frames
 //! carrying curl's TLS 1.3 ClientHello cut by etherparse and read by tls-parser into records
 //! with JA3 and JA4, on one core; five rounds of N frames (200,000 by default).
 //!

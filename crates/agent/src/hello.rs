@@ -1,9 +1,8 @@
 //! A TLS ClientHello read natively (rusticata's `tls-parser`), for TLS telemetry on hosts without
 //! Suricata (issue 15; docs/notes/native-tls-capture.md): the server name, the ALPN values, and
 //! the client's JA3 and JA4 fingerprints, computed as Suricata computes them (the tests compare
-//! with Suricata 7's own output for the same hellos).
-//!
-//! Work in progress: the capture (AF_PACKET) and the ServerHello/Certificate side are not built.
+//! with Suricata 7's own output for the same hellos); and the server's first flight (version,
+//! cipher, JA3S, the TLS 1.2 certificate). The capture that finds them is `capture.rs`.
 
 use sha2::Digest;
 use tls_parser::{TlsExtension, TlsExtensionType, TlsMessage, TlsMessageHandshake};
