@@ -400,3 +400,64 @@ async fn the_account_id_of_a_vision_one_source_cannot_test_guesses() {
     assert!(!account.contains(&guess), "{account} is the unkeyed hash");
     assert!(account.starts_with("k1:"), "{account}");
 }
+
+/// A file sent for sandbox analysis must be the file named: a body whose SHA-256 is another is
+/// refused with both digests' story, and nothing of it is kept (neither the bytes nor a
+/// submission); a malformed name or an empty body likewise. The right file is kept once.
+#[tokio::test]
+async fn a_file_whose_body_is_not_the_sha256_named_is_refused_and_nothing_is_kept() {
+    use sha2::Digest;
+    let h = hub().await;
+    let body = b"not the file you named".to_vec();
+    let real = hex::encode(sha2::Sha256::digest(&body));
+    let other = hex::encode(sha2::Sha256::digest(b"another file"));
+    let put = |name: String, body: Vec<u8>, key: &'static str| {
+        let r = h
+            .http
+            .put(h.url(&format!("/api/v1/sandbox/files/{name}")))
+            .bearer_auth(key)
+            .body(body);
+        async move {
+            let (s, t) = text(r).await;
+            (s, serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t)))
+        }
+    };
+    let files = h.dir.path().join("sandbox").join("files");
+    let kept = || {
+        std::fs::read_dir(&files)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let submissions = || async {
+        h.get("/api/v1/sandbox/submissions").await["submissions"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    let (s, v) = put(other.clone(), body.clone(), PRODUCER).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "sha256", "{v}");
+    let why = v["error"]["message"].as_str().unwrap();
+    assert!(why.contains(&real), "the body's digest is named: {v}");
+    for (name, b) in [
+        ("not-hex".to_string(), body.clone()),
+        (real[..63].to_string(), body.clone()),
+        (real.clone(), Vec::new()),
+    ] {
+        let (s, v) = put(name.clone(), b, PRODUCER).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{name}: {v}");
+    }
+    assert_eq!((kept(), submissions().await), (0, 0), "nothing kept");
+    // A reader may not send files; nor may anyone without a key.
+    let (s, _) = put(real.clone(), body.clone(), READER).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The file itself (its name in capitals too): kept once, one submission.
+    let (s, v) = put(real.to_uppercase(), body.clone(), PRODUCER).await;
+    assert_eq!((s, &v["kept"], &v["new"]), (StatusCode::OK, &json!(true), &json!(true)), "{v}");
+    let (s, v) = put(real.clone(), body.clone(), PRODUCER).await;
+    assert_eq!((s, &v["new"]), (StatusCode::OK, &json!(false)), "{v}");
+    assert_eq!((kept(), submissions().await), (1, 1));
+    assert_eq!(std::fs::read(files.join(&real)).unwrap(), body);
+}
