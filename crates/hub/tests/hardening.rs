@@ -419,15 +419,14 @@ async fn a_file_whose_body_is_not_the_sha256_named_is_refused_and_nothing_is_kep
             .body(body);
         async move {
             let (s, t) = text(r).await;
-            (s, serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t)))
+            (
+                s,
+                serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t)),
+            )
         }
     };
     let files = h.dir.path().join("sandbox").join("files");
-    let kept = || {
-        std::fs::read_dir(&files)
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let kept = || std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
     let submissions = || async {
         h.get("/api/v1/sandbox/submissions").await["submissions"]
             .as_array()
@@ -455,7 +454,11 @@ async fn a_file_whose_body_is_not_the_sha256_named_is_refused_and_nothing_is_kep
 
     // The file itself (its name in capitals too): kept once, one submission.
     let (s, v) = put(real.to_uppercase(), body.clone(), PRODUCER).await;
-    assert_eq!((s, &v["kept"], &v["new"]), (StatusCode::OK, &json!(true), &json!(true)), "{v}");
+    assert_eq!(
+        (s, &v["kept"], &v["new"]),
+        (StatusCode::OK, &json!(true), &json!(true)),
+        "{v}"
+    );
     let (s, v) = put(real.clone(), body.clone(), PRODUCER).await;
     assert_eq!((s, &v["new"]), (StatusCode::OK, &json!(false)), "{v}");
     assert_eq!((kept(), submissions().await), (1, 1));

@@ -192,3 +192,92 @@ fn a_source_sync_cut_off_by_sigkill_goes_on_after_the_restart() {
     assert!(ok, "{last}");
     assert_eq!(count(&b, &key_b), N);
 }
+
+/// A rolling enablement of the network sensor is kept in the database: after SIGKILL the
+/// restarted hub lists the finished one as it was and the one it was in the middle of as failed
+/// — not resumed, its open step `not finished` — and that device can be in a new rollout.
+#[test]
+fn a_sensor_rollout_cut_off_by_sigkill_is_listed_after_the_restart_and_says_so() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (hub, key) = serve(dir.path(), port);
+    let key = key.unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let post = |path: &str, body: Value| {
+        call(
+            reqwest::Method::POST,
+            &format!("{base}{path}"),
+            &key,
+            Some(body),
+        )
+    };
+    let sensor = post("/api/v1/devices", json!({"name": "tps-1"}));
+    post("/api/v1/devices", json!({"name": "plain"}));
+    // tps-1 reports a sensor (switched off); `plain` never reports.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/agent/report"))
+        .bearer_auth(sensor["token"].as_str().unwrap())
+        .json(&json!({"name": "tps-1", "model": "test", "version": "1",
+                      "backend": {"kind": "none", "state": "ok"},
+                      "sensor": {"enabled": true, "state": "ready", "generation": 0,
+                                 "free_mib": 100_000}}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let rollout = |id: u64| {
+        call(
+            reqwest::Method::GET,
+            &format!("{base}/api/v1/sensor-rollouts/{id}"),
+            &key,
+            None,
+        )
+    };
+    // One that finishes (nothing to switch off on `plain`) and one that waits for tps-1, which
+    // never answers.
+    let done = post(
+        "/api/v1/sensor-rollouts",
+        json!({"devices": ["plain"], "enable": false}),
+    );
+    let done = done["id"].as_u64().unwrap();
+    let waits = post(
+        "/api/v1/sensor-rollouts",
+        json!({"devices": ["tps-1"], "enable": false}),
+    );
+    let waits = waits["id"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while rollout(done)["status"] == "running" || rollout(waits)["steps"][0]["status"] != "enabling"
+    {
+        assert!(
+            Instant::now() < until,
+            "{} {}",
+            rollout(done),
+            rollout(waits)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = rollout(done);
+    assert_eq!(before["steps"][0]["status"], "skipped", "{before}");
+
+    drop(hub); // SIGKILL
+    let (_hub, again) = serve(dir.path(), port);
+    assert!(again.is_none());
+    assert_eq!(rollout(done), before, "the finished rollout, as it was");
+    let r = rollout(waits);
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("the hub stopped during the rollout"),
+        "{r}"
+    );
+    assert_eq!(r["steps"][0]["status"], "not finished", "{r}");
+    assert!(r["steps"][0]["started_at"].is_i64(), "{r}");
+    // Not running any more: tps-1 is free for a new rollout, numbered after the kept ones.
+    let next = post(
+        "/api/v1/sensor-rollouts",
+        json!({"devices": ["tps-1"], "enable": false}),
+    );
+    assert_eq!(next["id"].as_u64(), Some(waits + 1), "{next}");
+}

@@ -90,6 +90,17 @@ pub trait DistributionStore {
     /// Events received since `since` (Unix seconds), per hour: (start of the hour, events, hits),
     /// oldest first, hours without events left out.
     fn event_hours(&self, since: i64) -> Result<Vec<(i64, u64, u64)>, StoreError>;
+    /// Rolling enablements of the network sensor as kept: (id, JSON), by id.
+    fn rollouts(&self) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Keep rollout `id` as `body` (replacing what was kept of it), then forget the oldest
+    /// finished rollouts beyond the newest `keep`. Running ones are always kept.
+    fn put_rollout(
+        &mut self,
+        id: u64,
+        body: &str,
+        running: bool,
+        keep: usize,
+    ) -> Result<(), StoreError>;
 }
 
 /// What [`DistributionStore::events`] selects; `None` selects anything.

@@ -94,6 +94,7 @@ macro_rules! backend_suite {
                 scans_go_on_where_they_stopped,
                 telemetry_is_kept_once_searched_and_swept,
                 sandbox_submissions_are_kept_once_and_tasks_counted_per_day,
+                rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
             );
         }
     };
@@ -1122,6 +1123,23 @@ fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
     // Retention: handshakes before the cut are gone, the rest stay.
     assert_eq!(d.store.sweep_telemetry(2_000).unwrap(), 2);
     assert_eq!(q(&d, &|_| {}), ["1:2", "1:3"]);
+}
+
+fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>() {
+    let mut d = db::<S>();
+    assert!(d.store.rollouts().unwrap().is_empty());
+    d.store.put_rollout(1, r#"{"v":1}"#, true, 2).unwrap();
+    d.store.put_rollout(1, r#"{"v":2}"#, false, 2).unwrap();
+    assert_eq!(d.store.rollouts().unwrap(), [(1, r#"{"v":2}"#.to_string())]);
+    // Beyond the newest two, finished ones go (oldest first); a running one stays however old.
+    d.store.put_rollout(2, "running", true, 2).unwrap();
+    d.store.put_rollout(3, "c", false, 2).unwrap();
+    d.store.put_rollout(4, "d", false, 2).unwrap();
+    let ids: Vec<u64> = d.store.rollouts().unwrap().iter().map(|r| r.0).collect();
+    assert_eq!(ids, [2, 3, 4]);
+    let again = S::reopen(&d.guard, d.clock.clone());
+    let ids: Vec<u64> = again.rollouts().unwrap().iter().map(|r| r.0).collect();
+    assert_eq!(ids, [2, 3, 4], "kept across a reopen");
 }
 
 fn device_reports_and_events_survive_retries<S: TestBackend>() {

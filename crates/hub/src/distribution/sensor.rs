@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use rephub_store::DistributionStore;
 
-use super::rollouts::{Rollout, Step};
+use super::rollouts::{KEEP, Rollout, Step};
 use crate::error::HubError;
 use crate::http::auth::{Who, guard};
 use crate::http::error::{ApiError, ApiResult, Dialect};
@@ -214,30 +214,88 @@ pub(crate) async fn begin(state: &AppState, ask: &Ask) -> ApiResult<u64> {
             format!("{name:?} is in a rollout that is still running"),
         )
     })?;
+    // Kept before it is answered: an accepted rollout is listed after a restart.
+    if let Err(e) = save(state).await {
+        state.rollouts().remove(id);
+        return Err(e.into());
+    }
     let s = state.clone();
     tokio::spawn(async move {
         if let Err(e) = run(&s, id, &targets).await {
             tracing::error!(rollout = id, error = %e, "sensor rollout stopped");
             let now = s.now();
-            s.rollouts().update(id, |r| {
-                r.status = "failed".into();
-                r.error = Some(e.to_string());
-                for step in &mut r.steps {
-                    if matches!(
-                        step.status.as_str(),
-                        "pending" | "enabling" | "starting" | "not communicating"
-                    ) {
-                        if step.started_at.is_some() {
-                            step.finished_at = Some(now);
-                        }
-                        step.status = "not finished".into();
-                        step.detail = Some(e.to_string());
-                    }
-                }
-            });
+            s.rollouts()
+                .update(id, |r| stop_open_steps(r, &e.to_string(), now));
+        }
+        if let Err(e) = save(&s).await {
+            tracing::warn!(rollout = id, error = %e, "could not keep the rollout's end");
         }
     });
     Ok(id)
+}
+
+/// Mark `r` failed with `why`: its steps still open become `not finished`.
+fn stop_open_steps(r: &mut Rollout, why: &str, now: i64) {
+    r.status = "failed".into();
+    r.error = Some(why.to_string());
+    for step in &mut r.steps {
+        if matches!(
+            step.status.as_str(),
+            "pending" | "enabling" | "starting" | "not communicating"
+        ) {
+            if step.started_at.is_some() {
+                step.finished_at = Some(now);
+            }
+            step.status = "not finished".into();
+            step.detail = Some(why.to_string());
+        }
+    }
+}
+
+/// Write the rollouts changed since the last write (one row each).
+pub(crate) async fn save(state: &AppState) -> Result<(), HubError> {
+    for r in state.rollouts().take_changed() {
+        let (id, running) = (r.id, r.status == "running");
+        let body = serde_json::to_string(&r).map_err(crate::HubError::record("rollout"))?;
+        let written = state
+            .exec(move |s| s.put_rollout(id, &body, running, KEEP))
+            .await
+            .and_then(|r| r.map_err(HubError::from));
+        if let Err(e) = written {
+            state.rollouts().mark_again(id);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// At start: the rollouts the database keeps. One that was running when the hub stopped is not
+/// resumed — devices may have been asked since, by hand — but marked failed, its open steps
+/// `not finished`, so that it says so.
+pub(crate) async fn reload(state: &AppState) -> Result<(), HubError> {
+    let rows = state.read(|s| s.rollouts()).await??;
+    let now = state.now();
+    let mut kept = Vec::new();
+    for (id, body) in rows {
+        let Ok(mut r) = serde_json::from_str::<Rollout>(&body) else {
+            tracing::warn!(
+                rollout = id,
+                "a kept sensor rollout is unreadable; not listed"
+            );
+            continue;
+        };
+        let stopped = r.status == "running";
+        if stopped {
+            stop_open_steps(
+                &mut r,
+                "the hub stopped during the rollout; it was not resumed (start it again)",
+                now,
+            );
+        }
+        kept.push((r, stopped));
+    }
+    state.rollouts().restore(kept);
+    save(state).await
 }
 
 /// Rollout `id` once it is no longer running (polled every second).
@@ -394,6 +452,8 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
             .exec(move |s| s.set_device_sensor(dev, &text))
             .await??;
         set(i, "enabling", None);
+        // The device was asked: kept at once, so that a restart says which one it was.
+        save(state).await?;
         tracing::info!(rollout = id, device = %name, enable = r.enable, "network sensor requested");
         let asked = state.now();
         let silent = i64::try_from(r.silent_secs).unwrap_or(i64::MAX);
@@ -422,6 +482,8 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
                 Some(_) => set(i, "starting", None),
                 None => set(i, "enabling", None),
             }
+            // A step that changed is kept now, not only at the end.
+            save(state).await?;
             if now - asked > i64::try_from(r.timeout_secs).unwrap_or(i64::MAX) {
                 break Err((
                     "timed out",

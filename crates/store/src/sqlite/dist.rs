@@ -341,4 +341,34 @@ impl DistributionStore for SqliteStore {
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn rollouts(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let conn = self.connection();
+        let mut stmt = conn.prepare("SELECT id, body FROM sensor_rollouts ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_rollout(
+        &mut self,
+        id: u64,
+        body: &str,
+        running: bool,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let tx = self.transaction()?;
+        tx.execute(
+            "INSERT INTO sensor_rollouts (id, running, body, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO UPDATE SET running = ?2, body = ?3, updated_at = ?4",
+            params![id as i64, running, body, now],
+        )?;
+        tx.execute(
+            "DELETE FROM sensor_rollouts WHERE running = 0 AND id NOT IN \
+             (SELECT id FROM sensor_rollouts ORDER BY id DESC LIMIT ?1)",
+            [keep as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
 }

@@ -573,6 +573,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sandbox_tasks_object ON sandbox_tasks (object, updated_at);
     CREATE INDEX sandbox_tasks_day ON sandbox_tasks (origin, day);
     "#,
+    // 22: rolling enablements of the network sensor (JSON: what was asked, each device's step),
+    // so that a restarted hub still lists them and says which it stopped in the middle of.
+    r#"
+    CREATE TABLE sensor_rollouts (
+        id INTEGER PRIMARY KEY,
+        running INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
