@@ -18,8 +18,9 @@ case "$profile" in
     *) echo "PACKAGE_PROFILE is release or dev, not $profile" >&2; exit 2 ;;
 esac
 if [ "$profile" = dev ]; then
-    # The workspace's features, as the test suite built it: nothing is built again.
-    cargo build --locked --workspace --bins
+    # The binary the test suite's integration tests ran, with that build's features (a plain
+    # `cargo build` resolves features without the dev-dependencies and builds much again).
+    cargo test --locked --workspace --no-run
 else
     cargo build --release --locked -p rephub
 fi

@@ -21,6 +21,10 @@ const ETH_P_ALL: u16 = 0x0003;
 pub struct Capture {
     socket: Socket,
     buf: Vec<u8>,
+    interface: String,
+    /// The interface's index the filter keeps, and whether it keeps data segments only.
+    index: u32,
+    data_only: bool,
 }
 
 impl Capture {
@@ -64,17 +68,39 @@ impl Capture {
         socket.set_read_timeout(Some(timeout))?;
         // A larger queue rides out bursts (the kernel caps it at net.core.rmem_max).
         let _ = socket.set_recv_buffer_size(8 << 20);
-        Ok(Capture { socket, buf })
+        Ok(Capture {
+            socket,
+            buf,
+            interface: interface.to_string(),
+            index,
+            data_only,
+        })
     }
 
-    /// The next frame, or `None` when none came within the timeout.
+    /// Follow the interface if it was made again (a new index: the filter would match nothing
+    /// any more). An error says it is gone.
+    pub fn refresh(&mut self) -> std::io::Result<()> {
+        let index = if_index(&self.interface)?;
+        if index != self.index {
+            self.socket.attach_filter(&filter(index, self.data_only))?;
+            tracing::info!(interface = %self.interface, index, "TLS capture: the interface was made again; following it");
+            self.index = index;
+        }
+        Ok(())
+    }
+
+    /// The next frame, or `None` when none came within the timeout (or a signal cut the wait
+    /// short: a read with a timeout is not restarted after one, and the agent's children send
+    /// SIGCHLD).
     pub fn next_frame(&mut self) -> std::io::Result<Option<&[u8]>> {
         match self.socket.read(&mut self.buf) {
             Ok(n) => Ok(Some(&self.buf[..n])),
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 Ok(None)
@@ -108,8 +134,8 @@ fn if_index(interface: &str) -> std::io::Result<u32> {
 }
 
 /// The kernel-side filter (classic BPF, `man 7 socket` SO_ATTACH_FILTER): frames of interface
-/// `index` that are IPv4 or IPv6 TCP segments with a payload; other IPv6 frames (extension
-/// headers) and VLAN-tagged ones are kept for the parser to judge. Each accepted frame is kept
+/// `index` that are IPv4 or IPv6 TCP segments with a payload; IPv6 frames with extension
+/// headers and VLAN-tagged ones are kept for the parser to judge; the rest is dropped. Each accepted frame is kept
 /// whole (the return value is a byte count).
 fn filter(index: u32, data_only: bool) -> Vec<SockFilter> {
     let prog = if data_only {
@@ -155,14 +181,14 @@ fn program(index: u32) -> Vec<Insn> {
     // Jump offsets count from the next instruction; the last two lines are the two ends.
     vec![
         /* 0 */ f(LD_W_ABS, 0, 0, IFINDEX),
-        /* 1 */ f(JEQ_K, 0, 26, index),
+        /* 1 */ f(JEQ_K, 0, 31, index),
         /* 2 */ f(LD_H_ABS, 0, 0, 12), // EtherType
         /* 3 */ f(JEQ_K, 0, 12, 0x0800),
         // IPv4: protocol TCP; the IP header's length to X; total length − X, kept in M[0];
         // the TCP header's length to X; more than that is a payload.
         /* 4 */
         f(LD_B_ABS, 0, 0, 23),
-        /* 5 */ f(JEQ_K, 0, 22, 6),
+        /* 5 */ f(JEQ_K, 0, 27, 6),
         /* 6 */ f(LDX_B_MSH, 0, 0, 14),
         /* 7 */ f(LD_H_ABS, 0, 0, 16),
         /* 8 */ f(ALU_SUB_X, 0, 0, 0),
@@ -172,25 +198,31 @@ fn program(index: u32) -> Vec<Insn> {
         /* 12 */ f(ALU_RSH_K, 0, 0, 2),
         /* 13 */ f(TAX, 0, 0, 0),
         /* 14 */ f(LD_MEM, 0, 0, 0),
-        /* 15 */ f(JGT_X, 11, 12, 0),
-        // IPv6: next header TCP (another, an extension header, is kept for the parser); the
-        // payload length against the TCP header's.
+        /* 15 */ f(JGT_X, 16, 17, 0),
+        // IPv6: next header TCP, its payload length against the TCP header's; an extension
+        // header (hop-by-hop, routing, fragment, destination options, AH) is kept for the
+        // parser; anything else (UDP, ICMPv6, …) dropped.
         /* 16 */
-        f(JEQ_K, 0, 8, 0x86dd),
+        f(JEQ_K, 0, 13, 0x86dd),
         /* 17 */ f(LD_B_ABS, 0, 0, 20),
-        /* 18 */ f(JEQ_K, 0, 8, 6),
+        /* 18 */ f(JEQ_K, 0, 6, 6),
         /* 19 */ f(LD_B_ABS, 0, 0, 14 + 40 + 12),
         /* 20 */ f(ALU_AND_K, 0, 0, 0xf0),
         /* 21 */ f(ALU_RSH_K, 0, 0, 2),
         /* 22 */ f(TAX, 0, 0, 0),
         /* 23 */ f(LD_H_ABS, 0, 0, 18),
-        /* 24 */ f(JGT_X, 2, 3, 0),
+        /* 24 */ f(JGT_X, 7, 8, 0),
+        /* 25 */ f(JEQ_K, 6, 0, 0),
+        /* 26 */ f(JEQ_K, 5, 0, 43),
+        /* 27 */ f(JEQ_K, 4, 0, 44),
+        /* 28 */ f(JEQ_K, 3, 0, 60),
+        /* 29 */ f(JEQ_K, 2, 3, 51),
         // VLAN-tagged (802.1Q, 802.1ad) frames the NIC did not untag: kept.
-        /* 25 */
+        /* 30 */
         f(JEQ_K, 1, 0, 0x8100),
-        /* 26 */ f(JEQ_K, 0, 1, 0x88a8),
-        /* 27 */ f(RET_K, 0, 0, KEEP),
-        /* 28 */ f(RET_K, 0, 0, 0),
+        /* 31 */ f(JEQ_K, 0, 1, 0x88a8),
+        /* 32 */ f(RET_K, 0, 0, KEEP),
+        /* 33 */ f(RET_K, 0, 0, 0),
     ]
 }
 
@@ -201,10 +233,15 @@ pub struct Capturer {
     flows: Flows,
     expired_at: i64,
     frames: u64,
+    /// When the interface was last looked up, and why it could not be, if it could not.
+    checked_at: i64,
+    missing: Option<String>,
 }
 
 /// How long a ClientHello waits for its server's flight before it is given alone.
 const FLIGHT_WAIT_MS: i64 = 5_000;
+/// How often the interface's index is looked up again (an interface made again gets a new one).
+const INTERFACE_CHECK_MS: i64 = 5_000;
 
 impl Capturer {
     pub fn new(capture: Capture) -> Capturer {
@@ -213,6 +250,8 @@ impl Capturer {
             flows: Flows::default(),
             expired_at: 0,
             frames: 0,
+            checked_at: 0,
+            missing: None,
         }
     }
 
@@ -230,7 +269,16 @@ impl Capturer {
             done.extend(self.flows.expire(now_ms - FLIGHT_WAIT_MS));
             self.expired_at = now_ms;
         }
+        if now_ms - self.checked_at >= INTERFACE_CHECK_MS {
+            self.checked_at = now_ms;
+            self.missing = self.capture.refresh().err().map(|e| e.to_string());
+        }
         Ok(done)
+    }
+
+    /// Why the interface cannot be captured now (it is gone), if it cannot.
+    pub fn missing(&self) -> Option<&str> {
+        self.missing.as_deref()
     }
 
     /// Frames read so far.
@@ -593,9 +641,28 @@ mod filter_tests {
             .unwrap();
         assert!(!keep(7, &opts));
         // IPv6 with an extension header, a VLAN tag: left to the parser.
-        let mut ext = tcp6(b"");
-        ext[14 + 6] = 0; // hop-by-hop options
-        assert!(keep(7, &ext));
+        for next in [0u8, 43, 44, 60, 51] {
+            let mut ext = tcp6(b"");
+            ext[14 + 6] = next;
+            assert!(keep(7, &ext), "next header {next}");
+        }
+        // IPv6 UDP and ICMPv6: dropped.
+        for next in [17u8, 58] {
+            let mut other = tcp6(b"x");
+            other[14 + 6] = next;
+            assert!(!keep(7, &other), "next header {next}");
+        }
+        // IPv4 with options: the IP header's length is read, not assumed.
+        let with_options = |payload: &[u8]| {
+            let mut f = tcp4(payload);
+            f.splice(14 + 20..14 + 20, [1u8, 1, 1, 0]);
+            f[14] = 0x46;
+            let total = u16::from_be_bytes([f[16], f[17]]) + 4;
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            f
+        };
+        assert!(keep(7, &with_options(b"data")));
+        assert!(!keep(7, &with_options(b"")));
         let mut tagged = tcp4(b"");
         tagged[12..14].copy_from_slice(&[0x81, 0x00]);
         assert!(keep(7, &tagged));

@@ -85,6 +85,10 @@ fn default_sensor_data_dir() -> PathBuf {
 pub struct CaptureConfig {
     /// The interface (`eth0`); the agent needs root or CAP_NET_RAW.
     pub interface: String,
+    /// Most handshakes kept on disk while the hub is away (without a `[suricata]`; with one,
+    /// its `telemetry_max_pending` counts for both).
+    #[serde(default = "default_telemetry_max_pending")]
+    pub max_pending: usize,
 }
 
 /// `[suricata]`: the rules file the agent writes, the command socket it reloads through, the
@@ -347,6 +351,7 @@ mod tests {
         let capture = AgentConfig {
             capture: Some(CaptureConfig {
                 interface: "eth0".into(),
+                max_pending: 10,
             }),
             ..AgentConfig::default()
         };

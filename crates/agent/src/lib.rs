@@ -656,8 +656,10 @@ async fn events_task(
         .as_ref()
         .map(|s| eve::Tailer::open(&s.eve, spool_position(&spool)));
     let telemetry = config.telemetry();
-    if let Some(s) = &config.suricata {
-        spool.set_max_tls(s.telemetry_max_pending);
+    match (&config.suricata, &config.capture) {
+        (Some(s), _) => spool.set_max_tls(s.telemetry_max_pending),
+        (None, Some(c)) => spool.set_max_tls(c.max_pending),
+        (None, None) => {}
     }
     let mut files_sent = files::Sent::load(&config.data_dir.join("files-sent"));
     let captured = match &config.capture {
@@ -805,6 +807,19 @@ fn start_capture(
                 }
             };
             counters.frames.store(cap.frames_read(), Ordering::Relaxed);
+            {
+                let mut error = lock(&counters.error);
+                let now = cap.missing().map(|why| format!("{interface}: {why}"));
+                if now != *error {
+                    match &now {
+                        Some(why) => {
+                            tracing::warn!(%why, "TLS capture: the interface is gone; waiting for it")
+                        }
+                        None => tracing::info!(%interface, "TLS capture: the interface is back"),
+                    }
+                    *error = now;
+                }
+            }
             counters
                 .handshakes
                 .fetch_add(done.len() as u64, Ordering::Relaxed);

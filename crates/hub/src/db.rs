@@ -98,6 +98,8 @@ enum Job {
 /// The writer, the readers, and what to wake after a write.
 pub(crate) struct Db {
     jobs: mpsc::Sender<Job>,
+    /// The writer's thread: finished only if it stopped (it panicked; every write fails then).
+    writer: std::thread::JoinHandle<()>,
     path: PathBuf,
     opts: OpenOptions,
     idle: Mutex<Vec<Backend>>,
@@ -119,12 +121,13 @@ impl Db {
         written: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Db, HubError> {
         let (jobs, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("rephub-writer".into())
             .spawn(move || writer(store, &rx, &*written))
             .map_err(HubError::file(std::path::Path::new("the writer thread")))?;
         Ok(Db {
             jobs,
+            writer,
             path,
             opts: OpenOptions {
                 cache_mib: READER_CACHE_MIB,
@@ -191,6 +194,11 @@ impl Db {
         let (out, reader) = tokio::task::spawn_blocking(move || (f(&reader), reader)).await?;
         self.give(reader);
         Ok(out)
+    }
+
+    /// Whether the writer still runs (its thread ends only with the hub, or by a panic).
+    pub(crate) fn writer_running(&self) -> bool {
+        !self.writer.is_finished()
     }
 
     /// A reading connection of its own, for a long job (an export) that must not hold one of

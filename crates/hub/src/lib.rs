@@ -125,7 +125,8 @@ pub fn app(state: AppState) -> Router {
 /// Every API route (everything but the console).
 fn api(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(admin::health::live))
+        .route("/readyz", get(admin::health::ready))
         .route("/metrics", get(admin::metrics::metrics))
         .route(
             "/api/v1/openapi.json",

@@ -356,6 +356,11 @@ impl AppState {
         self.inner.db.read(f).await
     }
 
+    /// Whether the database's writer still runs.
+    pub(crate) fn writer_running(&self) -> bool {
+        self.inner.db.writer_running()
+    }
+
     /// Run `f` on the writer's connection, in order with every other write.
     pub(crate) async fn exec<T, F>(&self, f: F) -> Result<T, HubError>
     where

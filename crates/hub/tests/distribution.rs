@@ -1611,3 +1611,38 @@ async fn values_come_back_right_after_a_restart() {
     assert_eq!(upserts(&again), expected);
     assert_eq!(again.cursor, d.cursor);
 }
+
+/// `/readyz` (no credentials): ready while the database answers, with the change log's position
+/// and the filter sets' — which catch up with a write.
+#[tokio::test]
+async fn readiness_tells_the_database_answers_and_the_filter_sets_catch_up() {
+    let h = Hub::start_with(common::http_only).await;
+    let ready = || async {
+        let (s, t) = text(reqwest::Client::new().get(h.url("/readyz"))).await;
+        (s, serde_json::from_str::<Value>(&t).unwrap())
+    };
+    let (s, v) = ready().await;
+    assert_eq!(
+        (s, &v["status"], &v["database"]),
+        (StatusCode::OK, &json!("ready"), &json!("ok")),
+        "{v}"
+    );
+    let before = v["latest"].as_u64().unwrap();
+    let cursor = h.add(json!([{"value": "ready.example"}])).await;
+    assert!(cursor > before);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = ready().await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(v["latest"].as_u64().unwrap() >= cursor, "{v}");
+        if v["applied"].as_u64().unwrap() >= cursor {
+            assert_eq!(v["behind"], 0, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the filter sets never caught up: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

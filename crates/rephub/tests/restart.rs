@@ -245,14 +245,44 @@ fn a_sensor_rollout_cut_off_by_sigkill_is_listed_after_the_restart_and_says_so()
         json!({"devices": ["tps-1"], "enable": false}),
     );
     let waits = waits["id"].as_u64().unwrap();
+    // Until the database holds both as the API shows them (the hub writes a change right
+    // after making it): then the kill cannot fall between the two.
+    let db = dir.path().join("rephub.db");
+    let kept = || -> Vec<(Value, Vec<Value>)> {
+        use rephub_store::DistributionStore;
+        let opts = rephub_store::OpenOptions {
+            cache_mib: 1,
+            ..Default::default()
+        };
+        let Ok(store) = rephub_store::SqliteStore::open_reader(&db, opts) else {
+            return Vec::new();
+        };
+        store
+            .rollouts()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, head, steps)| {
+                let steps = steps.iter().map(|s| serde_json::from_str(s).unwrap());
+                (serde_json::from_str(&head).unwrap(), steps.collect())
+            })
+            .collect()
+    };
+    let durable = |k: &[(Value, Vec<Value>)]| {
+        k.len() == 2
+            && k[0].0["status"] == "done"
+            && k[1].1.first().is_some_and(|s| s["status"] == "enabling")
+    };
     let until = Instant::now() + Duration::from_secs(20);
-    while rollout(done)["status"] == "running" || rollout(waits)["steps"][0]["status"] != "enabling"
+    while rollout(done)["status"] == "running"
+        || rollout(waits)["steps"][0]["status"] != "enabling"
+        || !durable(&kept())
     {
         assert!(
             Instant::now() < until,
-            "{} {}",
+            "{} {} {:?}",
             rollout(done),
-            rollout(waits)
+            rollout(waits),
+            kept()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -50,6 +50,9 @@ pub struct DeviceProgress {
     pub error: Option<String>,
 }
 
+/// A kept sensor rollout: id, head JSON, the steps' JSON in order.
+pub type KeptRollout = (u64, String, Vec<String>);
+
 /// Storage of filters, profiles and devices.
 pub trait DistributionStore {
     fn filters(&self) -> Result<Vec<FilterRow>, StoreError>;
@@ -90,15 +93,18 @@ pub trait DistributionStore {
     /// Events received since `since` (Unix seconds), per hour: (start of the hour, events, hits),
     /// oldest first, hours without events left out.
     fn event_hours(&self, since: i64) -> Result<Vec<(i64, u64, u64)>, StoreError>;
-    /// Rolling enablements of the network sensor as kept: (id, JSON), by id.
-    fn rollouts(&self) -> Result<Vec<(u64, String)>, StoreError>;
-    /// Keep rollout `id` as `body` (replacing what was kept of it), then forget the oldest
-    /// finished rollouts beyond the newest `keep`. Running ones are always kept.
+    /// Rolling enablements of the network sensor as kept, by id: (id, head JSON, its steps'
+    /// JSON in order).
+    fn rollouts(&self) -> Result<Vec<KeptRollout>, StoreError>;
+    /// Keep rollout `id`'s head and the given steps (index, JSON), replacing what was kept of
+    /// them, in one transaction; then forget the oldest finished rollouts beyond the newest
+    /// `keep`. Running ones are always kept.
     fn put_rollout(
         &mut self,
         id: u64,
-        body: &str,
+        head: &str,
         running: bool,
+        steps: &[(usize, String)],
         keep: usize,
     ) -> Result<(), StoreError>;
 }

@@ -59,8 +59,8 @@ pub use connections::{
     ActiveCertificate, ConnectionStore, Deployment, Downstream, EnrollmentToken,
 };
 pub use dist::{
-    DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, NewEvent,
-    ProfileRow,
+    DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, KeptRollout,
+    NewEvent, ProfileRow,
 };
 pub use error::StoreError;
 pub use ips::{IpsImport, IpsSetting, IpsStore};

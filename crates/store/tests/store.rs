@@ -1128,18 +1128,43 @@ fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
 fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>() {
     let mut d = db::<S>();
     assert!(d.store.rollouts().unwrap().is_empty());
-    d.store.put_rollout(1, r#"{"v":1}"#, true, 2).unwrap();
-    d.store.put_rollout(1, r#"{"v":2}"#, false, 2).unwrap();
-    assert_eq!(d.store.rollouts().unwrap(), [(1, r#"{"v":2}"#.to_string())]);
-    // Beyond the newest two, finished ones go (oldest first); a running one stays however old.
-    d.store.put_rollout(2, "running", true, 2).unwrap();
-    d.store.put_rollout(3, "c", false, 2).unwrap();
-    d.store.put_rollout(4, "d", false, 2).unwrap();
+    let steps = |v: &[(usize, &str)]| -> Vec<(usize, String)> {
+        v.iter().map(|(i, s)| (*i, s.to_string())).collect()
+    };
+    d.store
+        .put_rollout(1, "h1", true, &steps(&[(0, "a"), (1, "b"), (2, "c")]), 2)
+        .unwrap();
+    // Only the head and the step that changed are written; the others stay.
+    d.store
+        .put_rollout(1, "h1'", false, &steps(&[(1, "B")]), 2)
+        .unwrap();
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        d.store.rollouts().unwrap(),
+        [(1, "h1'".to_string(), v(&["a", "B", "c"]))]
+    );
+    // Beyond the newest two, finished ones go (oldest first), steps and all; a running one
+    // stays however old.
+    d.store
+        .put_rollout(2, "running", true, &steps(&[(0, "x")]), 2)
+        .unwrap();
+    d.store.put_rollout(3, "c", false, &[], 2).unwrap();
+    d.store.put_rollout(4, "d", false, &[], 2).unwrap();
     let ids: Vec<u64> = d.store.rollouts().unwrap().iter().map(|r| r.0).collect();
     assert_eq!(ids, [2, 3, 4]);
     let again = S::reopen(&d.guard, d.clock.clone());
-    let ids: Vec<u64> = again.rollouts().unwrap().iter().map(|r| r.0).collect();
-    assert_eq!(ids, [2, 3, 4], "kept across a reopen");
+    assert_eq!(
+        again.rollouts().unwrap()[0],
+        (2, "running".to_string(), v(&["x"])),
+        "kept across a reopen"
+    );
+    // The forgotten rollout's steps went with it: a new rollout 1 would not inherit them.
+    drop(again);
+    d.store.put_rollout(1, "new", false, &[], 10).unwrap();
+    assert_eq!(
+        d.store.rollouts().unwrap()[0],
+        (1, "new".to_string(), v(&[]))
+    );
 }
 
 fn device_reports_and_events_survive_retries<S: TestBackend>() {

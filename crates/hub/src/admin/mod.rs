@@ -4,6 +4,7 @@
 pub(crate) mod categories;
 pub(crate) mod devices;
 pub(crate) mod filters;
+pub(crate) mod health;
 pub(crate) mod ips;
 pub(crate) mod keys;
 pub(crate) mod metrics;

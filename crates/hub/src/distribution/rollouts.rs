@@ -1,7 +1,8 @@
 //! Rolling enablements of the network sensor (`sensor.rs` runs them): what each one asked and
 //! where it stands. Held in memory, where the running rollout's steps change; each change is
-//! marked and written to the database by [`crate::distribution::sensor::save`] (migration 22),
-//! so a restarted hub lists them and marks the ones it stopped in the middle of.
+//! marked and written to the database by [`crate::distribution::sensor::save`] (migration 22:
+//! a row per rollout and a row per step, so only what changed is written), so a restarted hub
+//! lists them and marks the ones it stopped in the middle of.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -48,11 +49,42 @@ fn silent_default() -> u64 {
     150
 }
 
+/// What of a rollout changed since it was last written: its head (everything but the steps),
+/// and which steps. A step is a row of its own, so a rollout over thousands of devices writes
+/// the steps that change, not all of them each time.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Changed {
+    pub(crate) head: bool,
+    pub(crate) steps: BTreeSet<usize>,
+}
+
+impl Changed {
+    fn merge(&mut self, other: Changed) {
+        self.head |= other.head;
+        self.steps.extend(other.steps);
+    }
+}
+
+/// One rollout's changes, ready to be written: the head as JSON (steps left out), and each
+/// changed step as (index, JSON).
+#[derive(Debug)]
+pub(crate) struct ToWrite {
+    pub(crate) id: u64,
+    pub(crate) running: bool,
+    pub(crate) head: String,
+    pub(crate) steps: Vec<(usize, String)>,
+    /// What this covers, to be marked again if the write fails.
+    pub(crate) changed: Changed,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Rollouts {
     all: Mutex<BTreeMap<u64, Rollout>>,
-    /// Rollouts changed since they were last written to the database.
-    dirty: Mutex<BTreeSet<u64>>,
+    /// What changed since it was last written to the database.
+    dirty: Mutex<BTreeMap<u64, Changed>>,
+    /// One writer at a time (`sensor::save`): each takes the changes and reads the rollout as
+    /// it is then, so an older copy never overwrites a newer one.
+    pub(crate) saving: tokio::sync::Mutex<()>,
 }
 
 impl Rollouts {
@@ -60,32 +92,58 @@ impl Rollouts {
         self.all.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn mark(&self, id: u64) {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+    fn dirty(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Changed>> {
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The rollouts changed since this was last called, to be written; a write that fails marks
-    /// them again ([`Rollouts::mark_again`]).
-    pub(crate) fn take_changed(&self) -> Vec<Rollout> {
-        let ids = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Mark `changed` of rollout `id` to be written.
+    pub(crate) fn mark(&self, id: u64, changed: Changed) {
+        self.dirty().entry(id).or_default().merge(changed);
+    }
+
+    fn mark_all(&self, r: &Rollout) {
+        self.mark(
+            r.id,
+            Changed {
+                head: true,
+                steps: (0..r.steps.len()).collect(),
+            },
+        );
+    }
+
+    /// The changes since this was last called, as they are now, serialised (call it holding
+    /// [`Rollouts::saving`]); a write that fails marks its part again.
+    pub(crate) fn take_changed(&self) -> Vec<ToWrite> {
+        let dirty = std::mem::take(&mut *self.dirty());
         let all = self.lock();
-        ids.iter().filter_map(|id| all.get(id).cloned()).collect()
-    }
-
-    pub(crate) fn mark_again(&self, id: u64) {
-        self.mark(id);
+        dirty
+            .into_iter()
+            .filter_map(|(id, changed)| {
+                let r = all.get(&id)?;
+                let head = r.clone_head();
+                let steps = changed
+                    .steps
+                    .iter()
+                    .filter_map(|&i| Some((i, serde_json::to_string(r.steps.get(i)?).ok()?)))
+                    .collect();
+                Some(ToWrite {
+                    id,
+                    running: r.status == "running",
+                    head: serde_json::to_string(&head).ok()?,
+                    steps,
+                    changed,
+                })
+            })
+            .collect()
     }
 
     /// Rollouts read back from the database at start; changed ones (see `sensor::reload`)
-    /// marked to be written.
+    /// marked to be written whole.
     pub(crate) fn restore(&self, kept: Vec<(Rollout, bool)>) {
         let mut all = self.lock();
         for (r, changed) in kept {
             if changed {
-                self.mark(r.id);
+                self.mark_all(&r);
             }
             all.insert(r.id, r);
         }
@@ -94,6 +152,7 @@ impl Rollouts {
     /// Forget rollout `id` (it could not be written when it was asked for).
     pub(crate) fn remove(&self, id: u64) {
         self.lock().remove(&id);
+        self.dirty().remove(&id);
     }
 
     /// Keep a new rollout, unless one still running has one of its devices: its id, or that
@@ -111,8 +170,8 @@ impl Rollouts {
         }
         r.id = all.keys().next_back().map_or(1, |k| k + 1);
         let id = r.id;
+        self.mark_all(&r);
         all.insert(id, r);
-        self.mark(id);
         while all.len() > KEEP {
             let Some(old) = all
                 .iter()
@@ -134,18 +193,42 @@ impl Rollouts {
         self.lock().values().cloned().collect()
     }
 
-    /// Change rollout `id` (nothing when it is gone); marked to be written if it changed.
+    /// Change rollout `id` (nothing when it is gone); what changed is marked to be written.
     pub(crate) fn update(&self, id: u64, f: impl FnOnce(&mut Rollout)) {
         let changed = match self.lock().get_mut(&id) {
             Some(r) => {
                 let before = r.clone();
                 f(r);
-                *r != before
+                let steps: BTreeSet<usize> = (0..r.steps.len().max(before.steps.len()))
+                    .filter(|&i| r.steps.get(i) != before.steps.get(i))
+                    .collect();
+                Changed {
+                    head: r.clone_head() != before.clone_head(),
+                    steps,
+                }
             }
-            None => false,
+            None => return,
         };
-        if changed {
-            self.mark(id);
+        if changed.head || !changed.steps.is_empty() {
+            self.mark(id, changed);
+        }
+    }
+}
+
+impl Rollout {
+    /// Everything but the steps.
+    fn clone_head(&self) -> Rollout {
+        Rollout {
+            id: self.id,
+            enable: self.enable,
+            sandbox: self.sandbox,
+            timeout_secs: self.timeout_secs,
+            min_free_mib: self.min_free_mib,
+            silent_secs: self.silent_secs,
+            status: self.status.clone(),
+            error: self.error.clone(),
+            created_at: self.created_at,
+            steps: Vec::new(),
         }
     }
 }

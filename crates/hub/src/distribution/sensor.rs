@@ -252,17 +252,25 @@ fn stop_open_steps(r: &mut Rollout, why: &str, now: i64) {
     }
 }
 
-/// Write the rollouts changed since the last write (one row each).
+/// Write what changed of the rollouts since the last write: each rollout's head and its
+/// changed steps, in one transaction per rollout. One save at a time, each reading the rollouts
+/// as they are when it runs: an older copy never overwrites a newer one. What a failed write
+/// covered, and what was not written after it, is marked again for the next save.
 pub(crate) async fn save(state: &AppState) -> Result<(), HubError> {
-    for r in state.rollouts().take_changed() {
-        let (id, running) = (r.id, r.status == "running");
-        let body = serde_json::to_string(&r).map_err(crate::HubError::record("rollout"))?;
+    let rollouts = state.rollouts();
+    let _one = rollouts.saving.lock().await;
+    let mut pending = rollouts.take_changed().into_iter();
+    while let Some(w) = pending.next() {
+        let (id, head, running, steps) = (w.id, w.head, w.running, w.steps);
         let written = state
-            .exec(move |s| s.put_rollout(id, &body, running, KEEP))
+            .exec(move |s| s.put_rollout(id, &head, running, &steps, KEEP))
             .await
             .and_then(|r| r.map_err(HubError::from));
         if let Err(e) = written {
-            state.rollouts().mark_again(id);
+            rollouts.mark(id, w.changed);
+            for rest in pending {
+                rollouts.mark(rest.id, rest.changed);
+            }
             return Err(e);
         }
     }
@@ -276,8 +284,17 @@ pub(crate) async fn reload(state: &AppState) -> Result<(), HubError> {
     let rows = state.read(|s| s.rollouts()).await??;
     let now = state.now();
     let mut kept = Vec::new();
-    for (id, body) in rows {
-        let Ok(mut r) = serde_json::from_str::<Rollout>(&body) else {
+    for (id, head, steps) in rows {
+        let read = serde_json::from_str::<Rollout>(&head)
+            .ok()
+            .and_then(|mut r| {
+                r.steps = steps
+                    .iter()
+                    .map(|s| serde_json::from_str::<Step>(s).ok())
+                    .collect::<Option<Vec<_>>>()?;
+                Some(r)
+            });
+        let Some(mut r) = read else {
             tracing::warn!(
                 rollout = id,
                 "a kept sensor rollout is unreadable; not listed"
@@ -453,7 +470,9 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
             .await??;
         set(i, "enabling", None);
         // The device was asked: kept at once, so that a restart says which one it was.
-        save(state).await?;
+        if let Err(e) = save(state).await {
+            tracing::warn!(rollout = id, error = %e, "could not keep the rollout's progress");
+        }
         tracing::info!(rollout = id, device = %name, enable = r.enable, "network sensor requested");
         let asked = state.now();
         let silent = i64::try_from(r.silent_secs).unwrap_or(i64::MAX);
@@ -482,8 +501,11 @@ async fn run(state: &AppState, id: u64, targets: &[(i64, String)]) -> Result<(),
                 Some(_) => set(i, "starting", None),
                 None => set(i, "enabling", None),
             }
-            // A step that changed is kept now, not only at the end.
-            save(state).await?;
+            // A step that changed is kept now, not only at the end. A write that fails is
+            // tried again at the next save: the rollout itself goes on.
+            if let Err(e) = save(state).await {
+                tracing::warn!(rollout = id, error = %e, "could not keep the rollout's progress");
+            }
             if now - asked > i64::try_from(r.timeout_secs).unwrap_or(i64::MAX) {
                 break Err((
                     "timed out",

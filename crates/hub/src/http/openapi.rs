@@ -237,7 +237,7 @@ fn sources_paths() -> Value {
             "/api/v1/agent/telemetry": {"post": op("TLS handshakes a device saw: {records: [{id, tls}]}; the valid ones are kept once per device and id, each invalid one answered with its index, field and reason", "deviceToken", json_body(json!({"type": "object", "required": ["records"]})))},
             "/api/v1/shared/telemetry": {"post": open_op("a downstream shares TLS telemetry: {records: [{key, device, tls}]} (its client certificate, mutual TLS)", json_body(json!({"type": "object", "required": ["records"]})))},
             "/api/v1/sensor-rollouts": {
-                "get": op("rolling enablements of the network sensor (this process's), with each device's step", "apiKey", json!({})),
+                "get": op("rolling enablements of the network sensor (kept in the database: the last 200 finished and every running one), with each device's step", "apiKey", json!({})),
                 "post": op("switch the network sensor on (or off) on devices one at a time: {devices, enable?, sandbox?, timeout_secs?, min_free_mib?, silent_secs?} (admin); 202, runs in the background", "apiKey", json_body(json!({"type": "object", "required": ["devices"]})))},
             "/api/v1/sensor-rollouts/{id}": {"get": op("one rolling enablement: status, error, each device's step", "apiKey", json!({}))},
             "/api/v1/telemetry": {"get": op("TLS handshakes, in the order they arrived; page with after = next", "apiKey", query(&["after", "limit", "downstream", "device", "sni", "ja3", "ja4", "fingerprint", "since", "until"]))},

@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::error::unique;
 use crate::dist::{
-    DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, NewEvent,
-    ProfileRow,
+    DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, KeptRollout,
+    NewEvent, ProfileRow,
 };
 use crate::error::StoreError;
 
@@ -342,18 +342,31 @@ impl DistributionStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn rollouts(&self) -> Result<Vec<(u64, String)>, StoreError> {
+    fn rollouts(&self) -> Result<Vec<KeptRollout>, StoreError> {
         let conn = self.connection();
-        let mut stmt = conn.prepare("SELECT id, body FROM sensor_rollouts ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut heads = conn.prepare("SELECT id, body FROM sensor_rollouts ORDER BY id")?;
+        let mut steps = conn.prepare_cached(
+            "SELECT body FROM sensor_rollout_steps WHERE rollout_id = ?1 ORDER BY idx",
+        )?;
+        let rows: Vec<(i64, String)> = heads
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, head) in rows {
+            let kept = steps
+                .query_map([id], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            out.push((id as u64, head, kept));
+        }
+        Ok(out)
     }
 
     fn put_rollout(
         &mut self,
         id: u64,
-        body: &str,
+        head: &str,
         running: bool,
+        steps: &[(usize, String)],
         keep: usize,
     ) -> Result<(), StoreError> {
         let now = self.now();
@@ -361,12 +374,25 @@ impl DistributionStore for SqliteStore {
         tx.execute(
             "INSERT INTO sensor_rollouts (id, running, body, updated_at) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (id) DO UPDATE SET running = ?2, body = ?3, updated_at = ?4",
-            params![id as i64, running, body, now],
+            params![id as i64, running, head, now],
         )?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO sensor_rollout_steps (rollout_id, idx, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (rollout_id, idx) DO UPDATE SET body = ?3",
+            )?;
+            for (i, body) in steps {
+                put.execute(params![id as i64, *i as i64, body])?;
+            }
+        }
         tx.execute(
             "DELETE FROM sensor_rollouts WHERE running = 0 AND id NOT IN \
              (SELECT id FROM sensor_rollouts ORDER BY id DESC LIMIT ?1)",
             [keep as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM sensor_rollout_steps WHERE rollout_id NOT IN (SELECT id FROM sensor_rollouts)",
+            [],
         )?;
         tx.commit()?;
         Ok(())

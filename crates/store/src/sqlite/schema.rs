@@ -573,8 +573,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sandbox_tasks_object ON sandbox_tasks (object, updated_at);
     CREATE INDEX sandbox_tasks_day ON sandbox_tasks (origin, day);
     "#,
-    // 22: rolling enablements of the network sensor (JSON: what was asked, each device's step),
-    // so that a restarted hub still lists them and says which it stopped in the middle of.
+    // 22: rolling enablements of the network sensor, so that a restarted hub still lists them
+    // and says which it stopped in the middle of: what was asked and where it stands (JSON), and
+    // each device's step as a row of its own (a step that changes is written alone).
     r#"
     CREATE TABLE sensor_rollouts (
         id INTEGER PRIMARY KEY,
@@ -582,6 +583,12 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );
+    CREATE TABLE sensor_rollout_steps (
+        rollout_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, idx)
+    ) WITHOUT ROWID;
     "#,
 ];
 
