@@ -213,6 +213,8 @@ pub async fn start_with_clock(
 ) -> Result<RunningHub, HubError> {
     let listen = config.listen;
     let (state, initial_admin_key) = AppState::open_with_clock(config, clock).await?;
+    // The sensor rollouts the database keeps, before anyone can ask for them.
+    distribution::sensor::reload(&state).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| HubError::Bind(listen.to_string(), e))?;

@@ -171,7 +171,6 @@ impl AppState {
         state.reload_devices().await?;
         state.reload_keys().await?;
         state.reload_enrolled().await?;
-        crate::distribution::sensor::reload(&state).await?;
         Ok((state, key))
     }
 

@@ -1,6 +1,6 @@
 //! Rolling enablements of the network sensor (`sensor.rs` runs them): what each one asked and
 //! where it stands. Held in memory, where the running rollout's steps change; each change is
-//! marked and written to the database by [`crate::distribution::sensor::save`] (migration 22:
+//! marked and written to the database by `save` in `sensor.rs` (migration 22:
 //! a row per rollout and a row per step, so only what changed is written), so a restarted hub
 //! lists them and marks the ones it stopped in the middle of.
 
