@@ -1102,24 +1102,31 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
         devices()
     );
     let names = json!(["sensor-1", "sensor-2", "sensor-3"]);
-    let rollout = |body: Value| {
+    let start = |body: Value| {
         let r = call(
             Method::POST,
             &format!("{down}/api/v1/sensor-rollouts"),
             key,
             Some(body),
         );
-        let id = r["id"].as_u64().unwrap();
-        let get = || {
-            call(
-                Method::GET,
-                &format!("{down}/api/v1/sensor-rollouts/{id}"),
-                key,
-                None,
-            )
-        };
-        assert!(eventually(60, || get()["status"] != "running"), "{}", get());
-        get()
+        r["id"].as_u64().unwrap()
+    };
+    let show = |id: u64| {
+        call(
+            Method::GET,
+            &format!("{down}/api/v1/sensor-rollouts/{id}"),
+            key,
+            None,
+        )
+    };
+    let rollout = |body: Value| {
+        let id = start(body);
+        assert!(
+            eventually(60, || show(id)["status"] != "running"),
+            "{}",
+            show(id)
+        );
+        show(id)
     };
     let on = |k: usize| dir.path().join(format!("sensor-{k}.on")).exists();
     let statuses = |r: &Value| -> Vec<String> {
@@ -1202,26 +1209,12 @@ fn the_network_sensor_is_enabled_one_device_at_a_time_and_stops_at_a_failure() {
     // The third alone: its agent dies as its sensor is switched on, so the step shows `not
     // communicating` (silent for 2 s); the agent is started again, carries the request out
     // again (its enable command now just finds the sensor on), and the step ends `ready`.
-    let r = call(
-        Method::POST,
-        &format!("{down}/api/v1/sensor-rollouts"),
-        key,
-        Some(json!({"devices": ["sensor-3"], "min_free_mib": 1, "silent_secs": 2})),
-    );
-    let id = r["id"].as_u64().unwrap();
-    let get = || {
-        call(
-            Method::GET,
-            &format!("{down}/api/v1/sensor-rollouts/{id}"),
-            key,
-            None,
-        )
-    };
+    let id = start(json!({"devices": ["sensor-3"], "min_free_mib": 1, "silent_secs": 2}));
     let mut seen: Vec<String> = Vec::new();
     let mut restarted = false;
     let until = Instant::now() + Duration::from_secs(60);
     let r = loop {
-        let r = get();
+        let r = show(id);
         let now = r["steps"][0]["status"].as_str().unwrap().to_string();
         if seen.last() != Some(&now) {
             seen.push(now.clone());
