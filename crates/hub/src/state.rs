@@ -73,6 +73,9 @@ struct Inner {
     misp_feeds: crate::distribution::caches::Feeds,
     /// Rolling enablements of the network sensor.
     rollouts: crate::distribution::rollouts::Rollouts,
+    /// The last read of the change log's position (when it started, what it found): one read
+    /// serves every caller that arrived before it started (see [`AppState::last_seq`]).
+    seq_probe: tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::caches::Passes,
     /// Signed-in console users.
@@ -164,6 +167,7 @@ impl AppState {
                 console_counts: Default::default(),
                 misp_feeds: crate::distribution::caches::Feeds::default(),
                 rollouts: crate::distribution::rollouts::Rollouts::default(),
+                seq_probe: tokio::sync::Mutex::new(None),
                 spool,
                 sandbox: crate::sandbox::runtime::Runtime::default(),
             }),
@@ -395,7 +399,7 @@ impl AppState {
     pub(crate) async fn catch_up(&self) -> Result<(), HubError> {
         let engine = self.engine();
         let mut changes = engine.subscribe();
-        let target = self.read(|s| s.last_seq()).await??;
+        let target = self.last_seq().await?;
         let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while engine.applied() < target {
             engine.wake();
@@ -407,6 +411,26 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// The change log's position as of a read that started after this call: every write
+    /// committed before the call (by this hub or another process on the database) is at or
+    /// below it. One read at a time, shared: when 10,000 long-polling devices ask at once after
+    /// a write, each asking for a read of its own took a blocking thread and a database
+    /// connection apiece (hundreds of threads, gigabytes) for the same number; now those that
+    /// arrived before a read started take its result.
+    pub(crate) async fn last_seq(&self) -> Result<u64, HubError> {
+        let called = tokio::time::Instant::now();
+        let mut probe = self.inner.seq_probe.lock().await;
+        if let Some((started, seq)) = *probe
+            && started > called
+        {
+            return Ok(seq);
+        }
+        let started = tokio::time::Instant::now();
+        let seq = self.read(|s| s.last_seq()).await??;
+        *probe = Some((started, seq));
+        Ok(seq)
     }
 
     pub(crate) fn device(&self, token_hash: &[u8]) -> Option<Device> {

@@ -328,7 +328,9 @@ async fn stream(
     };
     let done_state = state.clone();
     let id = device.id;
-    let body = crate::http::chunked::body(
+    let lines = decisions.new.len() + decisions.deleted.len();
+    let body = crate::http::chunked::sized(
+        lines,
         move |out| render(&decisions, out),
         move || {
             done_state.record_progress(id, next, None);

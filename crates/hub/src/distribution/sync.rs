@@ -125,7 +125,13 @@ async fn sync(
         state.mark_synced(&token_hash);
     }
     let names = engine.filter_names(profile);
-    let body = crate::http::chunked::body(move |out| render(&answer, &names, out), || {});
+    let lines = match &answer {
+        SyncAnswer::Snapshot { items, .. } => items.len(),
+        SyncAnswer::Delta {
+            upserts, deletes, ..
+        } => upserts.len() + deletes.len(),
+    };
+    let body = crate::http::chunked::sized(lines, move |out| render(&answer, &names, out), || {});
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 

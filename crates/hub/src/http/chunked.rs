@@ -1,6 +1,7 @@
 //! Answers rendered while they are sent: sync snapshots, bouncer streams and RPZ zones can be
 //! hundreds of megabytes, so the hub renders them on the blocking pool in chunks of about 64 KiB
-//! and never holds a whole answer.
+//! and never holds a whole answer. Small answers — the deltas that one write sends to every
+//! long-polling device at once — are rendered where they are, in one buffer ([`sized`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,8 +65,36 @@ impl Chunks<'_> {
     }
 }
 
-/// What `render` writes, in one buffer (tests of renderers).
-#[cfg(test)]
+/// Answers of at most this many lines are rendered on the async worker that has them.
+pub(crate) const INLINE_LINES: usize = 1_000;
+
+/// A body for an answer of `lines` lines (about): rendered now into one buffer when it is small,
+/// else while it is sent ([`body`]). One write wakes every long-polling device at once; each
+/// small answer taking a blocking thread (and a 64 KiB buffer) of its own cost, at 10,000
+/// devices, hundreds of threads, seconds of CPU and gigabytes of memory kept by their heaps.
+/// `done` as for [`body`].
+pub(crate) fn sized(
+    lines: usize,
+    render: impl FnOnce(&mut Chunks<'_>) + Send + 'static,
+    done: impl FnOnce() + Send + 'static,
+) -> Body {
+    if lines > INLINE_LINES {
+        return body(render, done);
+    }
+    let all = Bytes::from(render_to_vec(render));
+    let mut done = Some(done);
+    let whole = tokio_stream::iter(std::iter::once(Ok::<_, std::io::Error>(all)));
+    // Polled only after the answer was taken by the connection.
+    let tail = tokio_stream::iter(std::iter::from_fn(move || {
+        if let Some(f) = done.take() {
+            f();
+        }
+        None
+    }));
+    Body::from_stream(whole.chain(tail))
+}
+
+/// What `render` writes, in one buffer.
 pub(crate) fn render_to_vec(render: impl FnOnce(&mut Chunks<'_>)) -> Vec<u8> {
     let mut all = Vec::new();
     let mut emit = |c: Vec<u8>| {
