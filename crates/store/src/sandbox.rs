@@ -125,7 +125,8 @@ pub trait SandboxStore {
     /// Write back a task's state and result (by id).
     fn update_sandbox_task(&mut self, task: &SandboxTask) -> Result<(), StoreError>;
 
-    /// The newest finished task of `object` that succeeded and was updated at or after `since`.
+    /// The newest analysis of `object` — a task that succeeded, not an answer from the cache —
+    /// finished at or after `since`.
     fn analysed_since(&self, object: &str, since: i64) -> Result<Option<SandboxTask>, StoreError>;
 
     /// What `origin` used on `day`.

@@ -2088,5 +2088,13 @@ fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: TestBackend>()
             .unwrap()
             .is_none()
     );
+    // An answer from the cache is not an analysis: a copy made later must not keep the first
+    // verdict alive past the cache's time.
+    assert!(
+        d.store
+            .analysed_since("http://t4.example/", 0)
+            .unwrap()
+            .is_none()
+    );
     assert!(d.store.sandbox_task("nope").unwrap().is_none());
 }

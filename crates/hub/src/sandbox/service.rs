@@ -263,7 +263,11 @@ pub(crate) async fn write_file(path: &std::path::Path, data: &[u8]) -> Result<()
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("tmp");
+        // A name of its own per write: two uploads of one file at once must not write into the
+        // same temporary file and rename a mix into place.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{n}.tmp"));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&data)?;
         f.sync_all()?;

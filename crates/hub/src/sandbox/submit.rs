@@ -210,22 +210,57 @@ async fn save(state: &AppState, row: SubmissionRow) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// One round: poll what was submitted, then send what waits. A row the analyzer could not be
+/// asked about keeps the reason and is asked again next round; the others go on. The round's
+/// error (shown as the submitter's `last_error`) is the first such reason, or the sending's.
 async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
-    // What was submitted: finished yet?
+    let mut trouble = None;
+    poll(state, a, &mut trouble).await?;
+    send(state, a).await?;
+    trouble.map_or(Ok(()), Err)
+}
+
+/// Write `why` on `row` if it is new there.
+async fn note(state: &AppState, mut row: SubmissionRow, why: String) -> Result<(), String> {
+    if row.error.as_deref() != Some(why.as_str()) {
+        row.error = Some(why);
+        save(state, row).await?;
+    }
+    Ok(())
+}
+
+/// What was submitted: finished yet?
+async fn poll<A: Analyzer>(
+    state: &AppState,
+    a: &A,
+    trouble: &mut Option<String>,
+) -> Result<(), String> {
     for mut row in rows(state, status::SUBMITTED).await? {
         let Some(task) = row.task_id.clone() else {
             continue;
         };
-        match a.state(&task).await? {
-            TaskState::Pending => continue,
-            TaskState::Succeeded => {
-                let o = a.outcome(&task).await?;
+        // One row's trouble (a task the analyzer no longer knows, say) is written on that row
+        // and the others go on; it is asked again next round.
+        let asked = match a.state(&task).await {
+            Ok(TaskState::Succeeded) => a.outcome(&task).await.map(|o| Some(Ok(o))),
+            Ok(TaskState::Failed(why)) => Ok(Some(Err(why))),
+            Ok(TaskState::Pending) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match asked {
+            Err(e) => {
+                trouble.get_or_insert_with(|| e.clone());
+                note(state, row, e).await?;
+                continue;
+            }
+            Ok(None) => continue,
+            Ok(Some(Ok(o))) => {
                 row.risk = Some(o.risk);
                 row.threat_type = o.threat_type;
                 row.threat_name = o.threat_name;
                 row.error = None;
             }
-            TaskState::Failed(why) => {
+            Ok(Some(Err(why))) => {
                 row.risk = Some(NOT_ANALYZED.into());
                 row.error = Some(why);
             }
@@ -234,7 +269,11 @@ async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
         forget_file(state, &row).await;
         save(state, row).await?;
     }
-    // What waits: as much as the reserve allows, URLs and files each against their own.
+    Ok(())
+}
+
+/// What waits: as much as the reserve allows, URLs and files each against their own.
+async fn send<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
     let pending = rows(state, status::PENDING).await?;
     if pending.is_empty() {
         return Ok(());
@@ -247,6 +286,15 @@ async fn run<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
     });
     let (files, urls): (Vec<_>, Vec<_>) = pending.into_iter().partition(|r| r.kind == FILE);
     send_urls(state, a, urls, usage.remaining as usize, usage.reserve).await?;
+    if usage.file_reserve == Some(0) {
+        // An analyzer that takes no files at all: waiting would keep them (and their bytes)
+        // forever, and fill the rows read each round so that URLs behind them wait too.
+        for row in files {
+            let why = "the analyzer takes no files (its daily file reserve is 0)".to_string();
+            record(state, row, Sent::Refused(why)).await?;
+        }
+        return Ok(());
+    }
     send_files(
         state,
         a,

@@ -75,20 +75,24 @@ async fn keep(state: &AppState, sha256: &str, body: &[u8], by: &str) -> ApiResul
     }
     let added = submit::add(state, vec![named.clone()], FILE, by).await?;
     if added == 0 {
-        // Known already: its bytes are not needed again.
+        // Known already: its bytes are not needed again. The search finds the digest in any
+        // object (a URL may contain it): only the row of exactly this file counts, and without
+        // it the file is kept.
+        let exact = named.clone();
         let known = state
             .read(move |s| {
                 rephub_store::SandboxStore::submissions(
                     s,
                     &rephub_store::SubmissionQuery {
-                        limit: 1,
+                        limit: 100,
                         text: Some(named),
                         ..Default::default()
                     },
                 )
             })
             .await??;
-        if known.first().is_some_and(|r| r.status != "pending") {
+        let row = known.iter().find(|r| r.object == exact);
+        if row.is_some_and(|r| r.status != "pending") {
             let _ = tokio::fs::remove_file(&path).await;
         }
     }

@@ -202,6 +202,7 @@ impl SandboxStore for SqliteStore {
             .connection()
             .prepare_cached(&format!(
                 "{TASK} WHERE object = ?1 AND updated_at >= ?2 AND status = 'succeeded'
+                   AND cached = 0
                  ORDER BY updated_at DESC LIMIT 1"
             ))?
             .query_row(params![object, since], task)
