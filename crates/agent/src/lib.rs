@@ -797,6 +797,9 @@ fn start_capture(
         tracing::info!(%interface, "TLS capture started");
         let counters = &shared.capture;
         let mut dropped = 0u64;
+        // What was last said of the interface (gone, and why): the report's error changes, and
+        // its lock is taken, only when this does — not for every frame.
+        let mut missing: Option<String> = None;
         loop {
             let done = match cap.step(now_ms()) {
                 Ok(done) => done,
@@ -807,18 +810,16 @@ fn start_capture(
                 }
             };
             counters.frames.store(cap.frames_read(), Ordering::Relaxed);
-            {
-                let mut error = lock(&counters.error);
-                let now = cap.missing().map(|why| format!("{interface}: {why}"));
-                if now != *error {
-                    match &now {
-                        Some(why) => {
-                            tracing::warn!(%why, "TLS capture: the interface is gone; waiting for it")
-                        }
-                        None => tracing::info!(%interface, "TLS capture: the interface is back"),
+            if cap.missing() != missing.as_deref() {
+                missing = cap.missing().map(str::to_string);
+                let now = missing.as_ref().map(|why| format!("{interface}: {why}"));
+                match &now {
+                    Some(why) => {
+                        tracing::warn!(%why, "TLS capture: the interface is gone; waiting for it")
                     }
-                    *error = now;
+                    None => tracing::info!(%interface, "TLS capture: the interface is back"),
                 }
+                *lock(&counters.error) = now;
             }
             counters
                 .handshakes

@@ -82,16 +82,25 @@ pub(crate) fn sized(
         return body(render, done);
     }
     let all = Bytes::from(render_to_vec(render));
-    let mut done = Some(done);
     let whole = tokio_stream::iter(std::iter::once(Ok::<_, std::io::Error>(all)));
-    // Polled only after the answer was taken by the connection.
-    let tail = tokio_stream::iter(std::iter::from_fn(move || {
-        if let Some(f) = done.take() {
-            f();
+    Body::from_stream(whole.chain(then(done, || true)))
+}
+
+/// An empty stream that runs `done` when it is polled — chained after an answer's chunks, that
+/// is once the connection has taken them all — if `complete` says the answer was whole.
+fn then(
+    done: impl FnOnce() + Send + 'static,
+    complete: impl Fn() -> bool + Send + 'static,
+) -> impl tokio_stream::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let mut done = Some(done);
+    tokio_stream::iter(std::iter::from_fn(move || {
+        if complete() {
+            if let Some(f) = done.take() {
+                f();
+            }
         }
         None
-    }));
-    Body::from_stream(whole.chain(tail))
+    }))
 }
 
 /// What `render` writes, in one buffer.
@@ -133,15 +142,6 @@ pub(crate) fn body(
             rendered.store(true, Ordering::Release);
         }
     });
-    let mut done = Some(done);
-    // Polled only after the last chunk was taken by the connection.
-    let tail = tokio_stream::iter(std::iter::from_fn(move || {
-        if complete.load(Ordering::Acquire) {
-            if let Some(f) = done.take() {
-                f();
-            }
-        }
-        None
-    }));
+    let tail = then(done, move || complete.load(Ordering::Acquire));
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).chain(tail))
 }

@@ -307,11 +307,8 @@ async fn send<A: Analyzer>(state: &AppState, a: &A) -> Result<(), String> {
 
 /// Mark waiting rows with why they wait (written once, when the reason is new).
 async fn waiting(state: &AppState, rows: Vec<SubmissionRow>, why: String) -> Result<(), String> {
-    for mut row in rows {
-        if row.error.as_deref() != Some(why.as_str()) {
-            row.error = Some(why.clone());
-            save(state, row).await?;
-        }
+    for row in rows {
+        note(state, row, why.clone()).await?;
     }
     Ok(())
 }
