@@ -432,4 +432,43 @@ async fn a_device_gets_its_distributed_ips_policy_and_reports_alerts() {
         .unwrap()
         .clone();
     assert_eq!(ips1["report"]["ips"]["failed"][0]["number"], 20356);
+
+    // The agent's own capture in the report: kept; a wrong state or an unknown field refused,
+    // naming it, and the report before stays.
+    let mut r = report("ok");
+    r["capture"] = json!({"interface": "eth0", "state": "running", "frames": 10,
+                          "handshakes": 5, "dropped": 0});
+    let (s, v) = h
+        .call("POST", "/api/v1/agent/report", &token, Some(r.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let captured = || async {
+        let d = h.get("/api/v1/devices").await;
+        d["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "ips-1")
+            .unwrap()["report"]["capture"]
+            .clone()
+    };
+    assert_eq!(captured().await["handshakes"], 5);
+    let mut bad = r.clone();
+    bad["capture"]["state"] = json!("sleeping");
+    bad["capture"]["handshakes"] = json!(6);
+    let (s, v) = h
+        .call("POST", "/api/v1/agent/report", &token, Some(bad))
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("capture.state")),
+        "{v}"
+    );
+    let mut unknown = r;
+    unknown["capture"]["lost"] = json!(1);
+    let (s, _) = h
+        .call("POST", "/api/v1/agent/report", &token, Some(unknown))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(captured().await["handshakes"], 5, "the report before stays");
 }
