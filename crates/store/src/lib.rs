@@ -46,6 +46,8 @@ pub mod import;
 mod ips;
 mod keys;
 mod merge;
+mod pg;
+mod rows;
 pub mod sandbox;
 mod shared;
 mod sources;
@@ -66,6 +68,7 @@ pub use error::StoreError;
 pub use ips::{IpsImport, IpsSetting, IpsStore};
 pub use keys::{ApiKey, KeyStore, User, UserStore};
 pub use merge::effective;
+pub use pg::{PgOptions, PgStore, PgTx};
 pub use sandbox::{
     NewSubmission, SandboxStore, SandboxTask, SandboxUsage, SubmissionQuery, SubmissionRow,
 };

@@ -10,16 +10,32 @@ use rephub_model::{
 };
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
-    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, ReputationStore, SandboxStore,
-    SourceStore, SqliteStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE,
-    Upsert, UpstreamStore, UserStore, WriteMode, WriteTx,
+    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, PgOptions, PgStore,
+    ReputationStore, SandboxStore, SourceStore, SqliteStore, StoreError, TargetStore,
+    TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode,
+    WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
 
-/// A backend the suite runs against.
+/// A backend the reputation part of the suite runs against.
+trait RepBackend: ReputationStore + Sized {
+    /// Keeps the database alive; dropping it removes the database (a temporary directory, a
+    /// throw-away database on the test cluster).
+    type Guard;
+    /// A new, empty, migrated database whose time is `clock`.
+    fn fresh(clock: Arc<dyn Clock>) -> (Self::Guard, Self);
+    /// The database of `guard` opened again, as after a restart.
+    fn reopen(guard: &Self::Guard, clock: Arc<dyn Clock>) -> Self;
+    /// Whether the backend can be tested here; when not, says why on the terminal.
+    fn available() -> bool {
+        true
+    }
+}
+
+/// A backend the whole suite runs against.
 trait TestBackend:
-    ReputationStore
+    RepBackend
     + DistributionStore
     + KeyStore
     + SourceStore
@@ -30,18 +46,25 @@ trait TestBackend:
     + UserStore
     + TelemetryStore
     + SandboxStore
-    + Sized
 {
-    /// Keeps the database alive; dropping it removes the database (a temporary directory, a
-    /// throw-away schema).
-    type Guard;
-    /// A new, empty, migrated database whose time is `clock`.
-    fn fresh(clock: Arc<dyn Clock>) -> (Self::Guard, Self);
-    /// The database of `guard` opened again, as after a restart.
-    fn reopen(guard: &Self::Guard, clock: Arc<dyn Clock>) -> Self;
 }
 
-impl TestBackend for SqliteStore {
+impl<S> TestBackend for S where
+    S: RepBackend
+        + DistributionStore
+        + KeyStore
+        + SourceStore
+        + UpstreamStore
+        + TargetStore
+        + ConnectionStore
+        + IpsStore
+        + UserStore
+        + TelemetryStore
+        + SandboxStore
+{
+}
+
+impl RepBackend for SqliteStore {
     type Guard = tempfile::TempDir;
 
     fn fresh(clock: Arc<dyn Clock>) -> (tempfile::TempDir, SqliteStore) {
@@ -59,26 +82,52 @@ impl TestBackend for SqliteStore {
     }
 }
 
+/// `#[test]`s calling these generic tests with one backend (none when it is not available here).
+macro_rules! tests {
+    ($backend:ty; $($test:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                if <$backend as super::RepBackend>::available() {
+                    super::$test::<$backend>()
+                }
+            }
+        )+
+    };
+}
+
+/// The tests of the reputation database (entries, assertions, change log, categories): every
+/// backend runs them.
+macro_rules! reputation_suite {
+    ($backend:ty) => {
+        tests!($backend;
+            builtin_categories_exist_from_the_start,
+            sms_merge_semantics,
+            sources_keep_their_own_assertions,
+            change_log_and_compaction,
+            commits_are_marked_in_time_and_entries_page_by_id,
+            ttl_sweeper_uses_the_clock,
+            search_entry_criteria,
+            categories_can_be_added_once,
+            data_survives_reopen,
+            get_many_equals_one_by_one,
+            a_batch_writes_what_item_by_item_writes,
+            values_come_in_id_order_dense_or_sparse,
+            decidable_entries_agree_with_stored_entries,
+            an_entry_has_its_history_with_commit_times,
+            scans_go_on_where_they_stopped,
+        );
+    };
+}
+
 /// Every test of the suite, for one backend: `backend_suite!(module name, store type)`.
 macro_rules! backend_suite {
     ($name:ident, $backend:ty) => {
         mod $name {
             use super::*;
 
-            backend_suite!(@tests $backend;
-                builtin_categories_exist_from_the_start,
-                sms_merge_semantics,
-                sources_keep_their_own_assertions,
-                change_log_and_compaction,
-                commits_are_marked_in_time_and_entries_page_by_id,
-                ttl_sweeper_uses_the_clock,
-                search_entry_criteria,
-                categories_can_be_added_once,
-                data_survives_reopen,
-                get_many_equals_one_by_one,
-                a_batch_writes_what_item_by_item_writes,
-                values_come_in_id_order_dense_or_sparse,
-                decidable_entries_agree_with_stored_entries,
+            reputation_suite!($backend);
+            tests!($backend;
                 device_reports_and_events_survive_retries,
                 entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
                 exceptions_are_kept_once_and_listed_in_order,
@@ -89,35 +138,56 @@ macro_rules! backend_suite {
                 connection_features_are_kept_and_sandbox_is_granted_per_downstream,
                 ips_filters_and_profile_settings,
                 users_are_unique_by_name_and_keep_only_a_hash,
-                an_entry_has_its_history_with_commit_times,
                 events_are_counted_per_hour,
-                scans_go_on_where_they_stopped,
                 telemetry_is_kept_once_searched_and_swept,
                 sandbox_submissions_are_kept_once_and_tasks_counted_per_day,
                 rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
             );
         }
     };
-    (@tests $backend:ty; $($test:ident),+ $(,)?) => {
-        $(
-            #[test]
-            fn $test() {
-                super::$test::<$backend>()
-            }
-        )+
-    };
 }
 
 backend_suite!(sqlite, SqliteStore);
 
-struct Db<S: TestBackend> {
+mod pg;
+
+impl RepBackend for PgStore {
+    type Guard = pg::TestDb;
+
+    fn fresh(clock: Arc<dyn Clock>) -> (pg::TestDb, PgStore) {
+        let db = pg::TestDb::new().expect("PostgreSQL is available");
+        let store = PgStore::reopen(&db, clock);
+        (db, store)
+    }
+
+    fn reopen(db: &pg::TestDb, clock: Arc<dyn Clock>) -> PgStore {
+        let opts = PgOptions {
+            clock,
+            ..PgOptions::default()
+        };
+        PgStore::connect_with(&db.conninfo(), opts).unwrap()
+    }
+
+    fn available() -> bool {
+        pg::cluster().is_some()
+    }
+}
+
+/// PostgreSQL has the reputation database so far; its other tables come with their stores.
+mod postgres {
+    use super::*;
+
+    reputation_suite!(PgStore);
+}
+
+struct Db<S: RepBackend> {
     // Dropped before the guard: the store is closed before its database goes.
     store: S,
     clock: Arc<FixedClock>,
     guard: S::Guard,
 }
 
-fn db<S: TestBackend>() -> Db<S> {
+fn db<S: RepBackend>() -> Db<S> {
     let clock = Arc::new(FixedClock::new(T0));
     let (guard, store) = S::fresh(clock.clone());
     Db {
@@ -156,7 +226,7 @@ fn sev(cat: &Catalog, t: &Tags) -> Option<String> {
     t.get(id).map(|v| v.to_string())
 }
 
-fn builtin_categories_exist_from_the_start<S: TestBackend>() {
+fn builtin_categories_exist_from_the_start<S: RepBackend>() {
     let d = db::<S>();
     let cat = d.store.catalog().unwrap();
     for name in [
@@ -175,7 +245,7 @@ fn builtin_categories_exist_from_the_start<S: TestBackend>() {
     }
 }
 
-fn sms_merge_semantics<S: TestBackend>() {
+fn sms_merge_semantics<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let ip = e(Kind::Ipv4, "1.2.3.4");
@@ -222,7 +292,7 @@ fn sms_merge_semantics<S: TestBackend>() {
     assert_eq!(d.store.get(&ip).unwrap().unwrap().tags.get(src), None);
 }
 
-fn sources_keep_their_own_assertions<S: TestBackend>() {
+fn sources_keep_their_own_assertions<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let dom = e(Kind::Domain, "evil.example");
@@ -266,7 +336,7 @@ fn sources_keep_their_own_assertions<S: TestBackend>() {
     assert!(d.store.get(&dom).unwrap().is_none());
 }
 
-fn change_log_and_compaction<S: TestBackend>() {
+fn change_log_and_compaction<S: RepBackend>() {
     let mut d = db::<S>();
     let a = e(Kind::Ipv4, "10.0.0.1");
     let b = e(Kind::Ipv6, "2001:db8::/48");
@@ -384,7 +454,7 @@ fn change_log_and_compaction<S: TestBackend>() {
     assert_eq!(tx.commit().unwrap(), 5);
 }
 
-fn commits_are_marked_in_time_and_entries_page_by_id<S: TestBackend>() {
+fn commits_are_marked_in_time_and_entries_page_by_id<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     assert_eq!(d.store.commit_through(u64::MAX).unwrap(), None);
@@ -449,7 +519,7 @@ fn commits_are_marked_in_time_and_entries_page_by_id<S: TestBackend>() {
     assert_eq!(seq_at(&d.store, i64::MAX), Some(5));
 }
 
-fn ttl_sweeper_uses_the_clock<S: TestBackend>() {
+fn ttl_sweeper_uses_the_clock<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let soon = e(Kind::Sha1, &"a".repeat(40));
@@ -520,7 +590,7 @@ fn ttl_sweeper_uses_the_clock<S: TestBackend>() {
     );
 }
 
-impl<S: TestBackend> Db<S> {
+impl<S: RepBackend> Db<S> {
     fn clock_now(&self) -> i64 {
         use rephub_model::Clock;
         self.clock.now()
@@ -529,7 +599,7 @@ impl<S: TestBackend> Db<S> {
 
 type Pairs<'a> = &'a [(&'a str, &'a str)];
 
-fn load<S: TestBackend>(d: &mut Db<S>, source: &str, items: &[(Kind, &str, Pairs)]) {
+fn load<S: RepBackend>(d: &mut Db<S>, source: &str, items: &[(Kind, &str, Pairs)]) {
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for (k, v, t) in items {
@@ -546,7 +616,7 @@ fn load<S: TestBackend>(d: &mut Db<S>, source: &str, items: &[(Kind, &str, Pairs
     tx.commit().unwrap();
 }
 
-fn found<S: TestBackend>(d: &Db<S>, c: &Criteria) -> Vec<String> {
+fn found<S: RepBackend>(d: &Db<S>, c: &Criteria) -> Vec<String> {
     d.store
         .search(c, 0)
         .unwrap()
@@ -562,7 +632,7 @@ fn q(query: Query) -> Criteria {
     }
 }
 
-fn search_entry_criteria<S: TestBackend>() {
+fn search_entry_criteria<S: RepBackend>() {
     let mut d = db::<S>();
     let high: &[(&str, &str)] = &[("Trend Micro Severity", "High")];
     let none: &[(&str, &str)] = &[];
@@ -684,7 +754,7 @@ fn search_entry_criteria<S: TestBackend>() {
     );
 }
 
-fn categories_can_be_added_once<S: TestBackend>() {
+fn categories_can_be_added_once<S: RepBackend>() {
     let mut d = db::<S>();
     let new = NewCategory {
         name: "Country".into(),
@@ -710,7 +780,7 @@ fn categories_can_be_added_once<S: TestBackend>() {
     assert_eq!(cat.by_name("Country").unwrap().id, c.id);
 }
 
-fn data_survives_reopen<S: TestBackend>() {
+fn data_survives_reopen<S: RepBackend>() {
     let Db {
         mut store,
         clock,
@@ -733,7 +803,7 @@ fn data_survives_reopen<S: TestBackend>() {
     assert!(s.get(&e(Kind::Domain, "keep.example")).unwrap().is_some());
 }
 
-fn get_many_equals_one_by_one<S: TestBackend>() {
+fn get_many_equals_one_by_one<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
@@ -802,7 +872,7 @@ fn batch_values(cat: &Catalog, from: usize, n: usize) -> Vec<Upsert> {
 /// written one by one write — outcomes, change log and its sequence numbers, tags, expiries,
 /// assertions — with entries that exist before the batch (of this source and of another), items
 /// that repeat an earlier one of the batch, and batch sizes that split into every group size.
-fn a_batch_writes_what_item_by_item_writes<S: TestBackend>() {
+fn a_batch_writes_what_item_by_item_writes<S: RepBackend>() {
     let mut batched = db::<S>();
     let mut single = db::<S>();
     let cat = batched.store.catalog().unwrap();
@@ -873,7 +943,7 @@ fn a_batch_writes_what_item_by_item_writes<S: TestBackend>() {
 
 /// `values_each` reads a dense id list in one pass and a sparse one id by id: both give the
 /// values of the ids that exist, in id order, equal to what `get_by_id` says.
-fn values_come_in_id_order_dense_or_sparse<S: TestBackend>() {
+fn values_come_in_id_order_dense_or_sparse<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
@@ -920,7 +990,7 @@ fn values_come_in_id_order_dense_or_sparse<S: TestBackend>() {
 
 /// The lean read of the hub's filter sets gives each entry's value, merged tags and expiry exactly
 /// as the full read does: several sources, later writes winning, expiries and the TTL tag.
-fn decidable_entries_agree_with_stored_entries<S: TestBackend>() {
+fn decidable_entries_agree_with_stored_entries<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let ttl = |secs: i64| rephub_model::format_utc(T0 + secs);
@@ -1852,7 +1922,7 @@ fn users_are_unique_by_name_and_keep_only_a_hash<S: TestBackend>() {
     assert_eq!(names, vec!["bob"]);
 }
 
-fn an_entry_has_its_history_with_commit_times<S: TestBackend>() {
+fn an_entry_has_its_history_with_commit_times<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let ip = e(Kind::Ipv4, "192.0.2.7");
@@ -1912,7 +1982,7 @@ fn events_are_counted_per_hour<S: TestBackend>() {
     );
 }
 
-fn scans_go_on_where_they_stopped<S: TestBackend>() {
+fn scans_go_on_where_they_stopped<S: RepBackend>() {
     let mut d = db::<S>();
     let cat = d.store.catalog().unwrap();
     let high = tags(&cat, &[("Trend Micro Severity", "High")]);

@@ -40,14 +40,17 @@ use rusqlite::{
 
 use rephub_model::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
-    NewCategory, Query, SystemClock, TagValue, Tags, builtin,
+    NewCategory, Query, SystemClock, Tags, builtin,
 };
 
 use crate::error::StoreError;
-use crate::merge::effective;
+pub(crate) use crate::rows::parse_stored;
+use crate::rows::{
+    KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, search_kinds,
+};
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
-    Outcome, Stats, StoredEntry, USER_SOURCE, Upsert, WriteMode,
+    Outcome, Stats, StoredEntry, Upsert, WriteMode,
 };
 use crate::{ReputationStore, WriteTx};
 
@@ -304,25 +307,6 @@ fn load_catalog(conn: &Connection) -> Result<Catalog, StoreError> {
     Ok(Catalog::new(cats))
 }
 
-pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
-    let k = u8::try_from(kind)
-        .ok()
-        .and_then(Kind::from_code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
-    Entry::from_stored(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
-}
-
-fn decode_tags(bytes: &[u8]) -> Result<Tags, StoreError> {
-    Tags::decode(bytes).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
-}
-
-fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
-    match ttl.and_then(|id| tags.get(id)) {
-        Some(TagValue::Date(t)) => Some(*t),
-        _ => None,
-    }
-}
-
 /// The assertion in columns `first..first + 5` of `r`: source name, tags, expiry, seq, updated.
 fn assertion_at(r: &rusqlite::Row<'_>, first: usize) -> Result<Assertion, StoreError> {
     let tags: Vec<u8> = r.get(first + 1)?;
@@ -440,11 +424,7 @@ fn change_page<C>(
         }
     }
     tx.finish()?;
-    let next = if read < limit {
-        last.max(last_seq)
-    } else {
-        last
-    };
+    let next = page_next(read as usize, limit as usize, last, last_seq);
     Ok(ChangePage::Delta { changes, next })
 }
 
@@ -462,22 +442,6 @@ fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreEr
     Ok(out)
 }
 
-fn build(
-    id: i64,
-    entry: Entry,
-    assertions: Vec<Assertion>,
-    ttl: Option<CategoryId>,
-) -> StoredEntry {
-    let (tags, expires_at) = effective(&assertions, ttl);
-    StoredEntry {
-        id,
-        entry,
-        tags,
-        expires_at,
-        assertions,
-    }
-}
-
 fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
     let id: Option<i64> = conn
         .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
@@ -490,66 +454,26 @@ fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, St
     Ok(Some(build(id, entry.clone(), assertions, ttl_id(conn)?)))
 }
 
-/// The SQL narrowing for a query: a range of the unique key index where there is one (see
-/// `Entry::store_key` for the key layout).
+/// The SQL narrowing for a query: a range of the unique key index where there is one.
 fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
-    match q {
-        Query::Ip(net) => {
-            let (start, end) = match net {
-                ipnet::IpNet::V4(n) => (
-                    n.network().octets().to_vec(),
-                    n.broadcast().octets().to_vec(),
-                ),
-                ipnet::IpNet::V6(n) => (
-                    n.network().octets().to_vec(),
-                    n.broadcast().octets().to_vec(),
-                ),
-            };
-            let mut hi = end.clone();
-            hi.push(0xff);
+    match key_range(q) {
+        KeyRange::Inside { lo, hi, end } => {
             sql.push_str(" AND e.key >= ? AND e.key <= ? AND e.key_end <= ?");
-            args.push(Value::Blob(start));
-            args.push(Value::Blob(hi));
-            args.push(Value::Blob(end));
+            args.extend([Value::Blob(lo), Value::Blob(hi), Value::Blob(end)]);
         }
-        Query::Domain { name, exact } => {
-            let key = rephub_model::Domain::parse(name)
-                .map(|d| d.reversed_key())
-                .unwrap_or_default()
-                .into_bytes();
-            let mut upper = key.clone();
-            if *exact {
-                // `com.foo.` then 0 (below) or 1 (exact): both spellings of this very name.
-                upper.push(1);
-                sql.push_str(" AND e.key >= ? AND e.key <= ?");
-            } else {
-                // Every key below `com.foo.` starts with it; '/' is the byte after '.'.
-                if let Some(last) = upper.last_mut() {
-                    *last = b'/';
-                }
-                sql.push_str(" AND e.key >= ? AND e.key < ?");
-            }
-            args.push(Value::Blob(key));
-            args.push(Value::Blob(upper));
+        KeyRange::Closed { lo, hi } => {
+            sql.push_str(" AND e.key >= ? AND e.key <= ?");
+            args.extend([Value::Blob(lo), Value::Blob(hi)]);
         }
-        Query::Url {
-            prefix,
-            with_scheme: true,
-            ..
-        } if !prefix.is_empty() => {
-            // Canonical URLs are ASCII below 0x7f, so prefix + DEL bounds everything that starts
-            // with the prefix.
-            let mut upper = prefix.as_bytes().to_vec();
-            upper.push(0x7f);
+        KeyRange::HalfOpen { lo, hi } => {
             sql.push_str(" AND e.key >= ? AND e.key < ?");
-            args.push(Value::Blob(prefix.as_bytes().to_vec()));
-            args.push(Value::Blob(upper));
+            args.extend([Value::Blob(lo), Value::Blob(hi)]);
         }
-        Query::Url { .. } => {}
-        Query::Hash { partial, .. } => {
+        KeyRange::Contains(part) => {
             sql.push_str(" AND instr(e.value, ?) > 0");
-            args.push(Value::Text(partial.clone()));
+            args.push(Value::Text(part));
         }
+        KeyRange::All => {}
     }
 }
 
@@ -559,17 +483,7 @@ fn search_conn(
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<(), StoreError> {
     let ttl = ttl_id(conn)?;
-    let mut kinds: Vec<Kind> = match &criteria.query {
-        Some(q) => q.kinds().to_vec(),
-        None => Kind::ALL.to_vec(),
-    };
-    if !criteria.kinds.is_empty() {
-        kinds.retain(|k| criteria.kinds.contains(k));
-    }
-    if kinds.is_empty() {
-        return Ok(());
-    }
-    for kind in kinds {
+    for kind in search_kinds(criteria) {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
         let mut sql = String::from(
             "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
@@ -593,32 +507,6 @@ fn search_conn(
         }
     }
     Ok(())
-}
-
-/// Apply the parts of the criteria SQL cannot, then hand the entry over. Returns whether to go on.
-fn emit(
-    kind: Kind,
-    id: i64,
-    value: &str,
-    mut assertions: Vec<Assertion>,
-    ttl: Option<CategoryId>,
-    criteria: &Criteria,
-    f: &mut dyn FnMut(StoredEntry) -> bool,
-) -> Result<bool, StoreError> {
-    let entry = parse_stored(i64::from(kind.code()), value)?;
-    assertions.sort_by_key(|a| a.seq);
-    let stored = build(id, entry, assertions, ttl);
-    let has_user = stored.has_source(USER_SOURCE);
-    let has_feed = stored.assertions.iter().any(|a| a.source != USER_SOURCE);
-    let included = (criteria.include.user && has_user) || (criteria.include.feed && has_feed);
-    let source_ok = criteria
-        .source
-        .as_deref()
-        .is_none_or(|s| stored.has_source(s));
-    if included && source_ok && criteria.matches(&stored.entry, &stored.tags) {
-        return Ok(f(stored));
-    }
-    Ok(true)
 }
 
 impl ReputationStore for SqliteStore {

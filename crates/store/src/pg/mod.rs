@@ -1,0 +1,1296 @@
+//! The PostgreSQL implementation of [`ReputationStore`], for several hub replicas on one shared
+//! database (`rephub serve --db postgres://…`).
+//!
+//! # Client
+//! The blocking `postgres` crate (rust-postgres; tokio-postgres underneath): the store's traits
+//! are synchronous and the hub already calls them from its writer thread and its blocking pool,
+//! as it does SQLite's. One connection per `PgStore`, like `SqliteStore`; the hub keeps its own
+//! pool of them. Statements are prepared once per connection and kept.
+//!
+//! # Sequence numbers become visible in order
+//! The crate's write contract (see the [crate docs](crate)) is kept by **serialising the
+//! allocation with the commit**: [`ReputationStore::begin`] locks the `meta` row `last_seq`
+//! (`SELECT … FOR UPDATE`) before it reads the next number, and holds the lock until the
+//! transaction ends. A second writer, on this replica or another, waits at that row; PostgreSQL
+//! makes a commit visible before it releases the commit's row locks, so the second writer's
+//! numbers — read after the first one's commit — are larger, and its commit becomes visible after
+//! the first one's. Every snapshot therefore ends at a commit boundary of the log, as with SQLite's
+//! single writer; a reader that pages the log reads `horizon`, `last_seq` and the records in one
+//! REPEATABLE READ snapshot. Writers that log no changes (admin rows) do not take the row.
+//!
+//! Why not a `SEQUENCE` and a visibility horizon: concurrent writers would commit out of number
+//! order and every reader would have to stop below the oldest transaction in flight, and one
+//! long import would hold every device's cursor back for its whole duration. Serialised writers
+//! cost little here: the hub groups many writes into one transaction (group commit), so the lock
+//! is taken once per group, not once per entry. A writer that waits longer than `lock_timeout`
+//! (30 s) gets [`StoreError::Busy`], as SQLite's busy timeout gives.
+
+mod error;
+mod schema;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
+
+use rephub_model::{
+    Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
+    NewCategory, SystemClock, builtin,
+};
+
+use crate::error::StoreError;
+use crate::rows::{
+    KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, parse_stored, search_kinds,
+};
+use crate::types::{
+    Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
+    Outcome, Stats, StoredEntry, Upsert, WriteMode,
+};
+use crate::{ReputationStore, WriteTx};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub clock: Arc<dyn Clock>,
+    /// How long a writer waits for another writer's transaction before [`StoreError::Busy`].
+    pub lock_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            clock: Arc::new(SystemClock),
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Rows fetched at a time by a long read (a search, a snapshot of a filter set): a reader that
+/// stops early does not pull the rest of the table over the wire.
+const FETCH: i32 = 2048;
+
+type Prepared = RefCell<HashMap<&'static str, Statement>>;
+
+/// A database on a PostgreSQL server, through one connection.
+pub struct PgStore {
+    client: RefCell<Client>,
+    stmts: Prepared,
+    clock: Arc<dyn Clock>,
+    /// Where the database is, without credentials: for messages.
+    place: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connect (`postgres://user@host/db` or `host=… dbname=…`) and migrate the schema.
+    pub fn connect(conninfo: &str) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(conninfo, PgOptions::default())
+    }
+
+    pub fn connect_with(conninfo: &str, opts: PgOptions) -> Result<PgStore, StoreError> {
+        let config: postgres::Config = conninfo.parse().map_err(|e| {
+            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
+        })?;
+        let place = describe(&config);
+        let mut client = config.connect(NoTls)?;
+        client.batch_execute(&format!(
+            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'",
+            opts.lock_timeout.as_millis()
+        ))?;
+        schema::migrate(&mut client, &place, opts.clock.now())?;
+        Ok(PgStore {
+            client: RefCell::new(client),
+            stmts: RefCell::new(HashMap::new()),
+            clock: opts.clock,
+            place,
+        })
+    }
+
+    /// Where the database is (host, port, database; never the password).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    /// Now, by the store's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// A read-only snapshot for reads of several statements that must agree with each other.
+    fn snapshot<T>(
+        &self,
+        read: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let out = read(&mut tx, &self.stmts)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// One statement's rows (one statement is one snapshot).
+    fn rows(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let stmt = prepared(&mut *client, &self.stmts, sql)?;
+        Ok(client.query(&stmt, params)?)
+    }
+}
+
+fn describe(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres {}:{port}/{}",
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// `sql` prepared on this connection, once.
+fn prepared(
+    client: &mut impl GenericClient,
+    cache: &Prepared,
+    sql: &'static str,
+) -> Result<Statement, StoreError> {
+    if let Some(s) = cache.borrow().get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    cache.borrow_mut().insert(sql, s.clone());
+    Ok(s)
+}
+
+/// Every row of a query, fetched [`FETCH`] at a time inside `tx`; `f` returns whether to go on.
+fn each_row(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    f: &mut dyn FnMut(&Row) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let portal = tx.bind(sql, params)?;
+    loop {
+        let rows = tx.query_portal(&portal, FETCH)?;
+        for r in &rows {
+            if !f(r)? {
+                return Ok(());
+            }
+        }
+        if rows.len() < FETCH as usize {
+            return Ok(());
+        }
+    }
+}
+
+fn meta(c: &mut impl GenericClient, key: &str) -> Result<u64, StoreError> {
+    let v: i64 = c
+        .query_one("SELECT value FROM meta WHERE key = $1", &[&key])?
+        .get(0);
+    Ok(v as u64)
+}
+
+fn ttl_id(c: &mut impl GenericClient, cache: &Prepared) -> Result<Option<CategoryId>, StoreError> {
+    let stmt = prepared(c, cache, "SELECT id FROM categories WHERE name = $1")?;
+    Ok(c.query_opt(&stmt, &[&builtin::TTL])?
+        .map(|r| r.get::<_, i32>(0) as CategoryId))
+}
+
+fn kind_at(r: &Row, i: usize) -> i64 {
+    i64::from(r.get::<_, i16>(i))
+}
+
+/// The assertion in columns `first..first + 5`: source name, tags, expiry, seq, updated.
+fn assertion_at(r: &Row, first: usize) -> Result<Assertion, StoreError> {
+    Ok(Assertion {
+        source: r.get(first),
+        tags: decode_tags(r.get(first + 1))?,
+        expires_at: r.get(first + 2),
+        seq: r.get::<_, i64>(first + 3) as u64,
+        updated_at: r.get(first + 4),
+    })
+}
+
+/// Hands each entry of rows `(entry id, kind, value, assertion columns…)`, ordered by entry, with
+/// its assertions to `f`, which returns whether to go on.
+struct Grouped<'f> {
+    current: Option<(i64, i64, String, Vec<Assertion>)>,
+    f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+}
+
+impl<'f> Grouped<'f> {
+    fn new(
+        f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+    ) -> Grouped<'f> {
+        Grouped { current: None, f }
+    }
+
+    fn row(&mut self, r: &Row) -> Result<bool, StoreError> {
+        let id: i64 = r.get(0);
+        let a = assertion_at(r, 3)?;
+        match &mut self.current {
+            Some((cid, _, _, list)) if *cid == id => list.push(a),
+            _ => {
+                let before = self.current.replace((id, kind_at(r, 1), r.get(2), vec![a]));
+                if let Some((cid, kind, value, list)) = before {
+                    return (self.f)(cid, kind, value, list);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(mut self) -> Result<(), StoreError> {
+        if let Some((cid, kind, value, list)) = self.current.take() {
+            (self.f)(cid, kind, value, list)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows `(entry id, kind, value, tags, expires_at, seq)` ordered by entry, as [`Decidable`]s.
+fn for_each_decidable(
+    rows: &mut dyn Iterator<Item = &Row>,
+    ttl: Option<CategoryId>,
+    f: &mut dyn FnMut(Decidable),
+) -> Result<(), StoreError> {
+    type Part = (u64, rephub_model::Tags, Option<i64>);
+    let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
+    let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
+        let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
+        f(Decidable {
+            id,
+            entry: parse_stored(kind, &value)?,
+            tags,
+            expires_at,
+        });
+        Ok::<_, StoreError>(())
+    };
+    for r in rows {
+        let id: i64 = r.get(0);
+        let part: Part = (r.get::<_, i64>(5) as u64, decode_tags(r.get(3))?, r.get(4));
+        match &mut current {
+            Some((cid, _, _, parts)) if *cid == id => parts.push(part),
+            _ => {
+                if let Some(done) = current.replace((id, kind_at(r, 1), r.get(2), vec![part])) {
+                    finish(done)?;
+                }
+            }
+        }
+    }
+    if let Some(done) = current.take() {
+        finish(done)?;
+    }
+    Ok(())
+}
+
+const ASSERTION_COLUMNS: &str =
+    "e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at";
+
+fn load_assertions(
+    c: &mut impl GenericClient,
+    cache: &Prepared,
+    id: i64,
+) -> Result<Vec<Assertion>, StoreError> {
+    let stmt = prepared(
+        c,
+        cache,
+        "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
+         FROM assertions a JOIN sources s ON s.id = a.source_id
+         WHERE a.entry_id = $1 ORDER BY a.seq",
+    )?;
+    c.query(&stmt, &[&id])?
+        .iter()
+        .map(|r| assertion_at(r, 0))
+        .collect()
+}
+
+/// The entry `id` (whose value is known) with its assertions, read in one snapshot.
+fn stored_entry(
+    tx: &mut Transaction<'_>,
+    cache: &Prepared,
+    id: i64,
+    entry: Entry,
+) -> Result<StoredEntry, StoreError> {
+    let assertions = load_assertions(tx, cache, id)?;
+    Ok(build(id, entry, assertions, ttl_id(tx, cache)?))
+}
+
+/// A search of one kind: the SQL and its parameters.
+fn search_sql(kind: Kind, criteria: &Criteria) -> (String, Vec<Box<dyn ToSql + Sync>>) {
+    let mut sql = format!(
+        "SELECT {ASSERTION_COLUMNS}
+         FROM entries e JOIN assertions a ON a.entry_id = e.id
+         JOIN sources s ON s.id = a.source_id
+         WHERE e.kind = $1"
+    );
+    let mut args: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(i16::from(kind.code()))];
+    let range = criteria.query.as_ref().map_or(KeyRange::All, key_range);
+    let keyed = range.keyed();
+    let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    match range {
+        KeyRange::Inside { lo, hi, end } => {
+            push(&mut sql, " AND e.key >= ?", Box::new(lo));
+            push(&mut sql, " AND e.key <= ?", Box::new(hi));
+            push(&mut sql, " AND e.key_end <= ?", Box::new(end));
+        }
+        KeyRange::Closed { lo, hi } => {
+            push(&mut sql, " AND e.key >= ?", Box::new(lo));
+            push(&mut sql, " AND e.key <= ?", Box::new(hi));
+        }
+        KeyRange::HalfOpen { lo, hi } => {
+            push(&mut sql, " AND e.key >= ?", Box::new(lo));
+            push(&mut sql, " AND e.key < ?", Box::new(hi));
+        }
+        KeyRange::Contains(part) => push(&mut sql, " AND strpos(e.value, ?) > 0", Box::new(part)),
+        KeyRange::All => {}
+    }
+    // Key order where the query is a key range (as SQLite's index gives it), insertion order
+    // otherwise; an entry's assertions together either way.
+    sql.push_str(if keyed {
+        " ORDER BY e.key, e.id"
+    } else {
+        " ORDER BY e.id"
+    });
+    (sql, args)
+}
+
+fn search_tx(
+    tx: &mut Transaction<'_>,
+    cache: &Prepared,
+    criteria: &Criteria,
+    f: &mut dyn FnMut(StoredEntry) -> bool,
+) -> Result<(), StoreError> {
+    let ttl = ttl_id(tx, cache)?;
+    for kind in search_kinds(criteria) {
+        let (sql, args) = search_sql(kind, criteria);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+        let mut keep_going = true;
+        let mut emit_one = |id, _kind, value: String, list| {
+            keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
+            Ok(keep_going)
+        };
+        let mut grouped = Grouped::new(&mut emit_one);
+        let mut stopped = false;
+        each_row(tx, &sql, &params, &mut |r| {
+            let go = grouped.row(r)?;
+            stopped = !go;
+            Ok(go)
+        })?;
+        if !stopped {
+            grouped.finish()?;
+        }
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A page of the change log after `cursor` in one snapshot: `sql` selects (seq, op, kind, value,
+/// entry id) with `$1` the cursor and `$2` the limit.
+fn change_page<C>(
+    store: &PgStore,
+    cursor: u64,
+    limit: usize,
+    sql: &'static str,
+    mut record: impl FnMut(&Row, u64, ChangeOp) -> Result<Option<C>, StoreError>,
+) -> Result<ChangePage<C>, StoreError> {
+    store.snapshot(|tx, cache| {
+        let horizon = meta(tx, "horizon")?;
+        let last_seq = meta(tx, "last_seq")?;
+        if cursor < horizon {
+            return Ok(ChangePage::SnapshotRequired { horizon, last_seq });
+        }
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let stmt = prepared(tx, cache, sql)?;
+        let rows = tx.query(&stmt, &[&(cursor as i64), &limit])?;
+        let mut changes = Vec::new();
+        let mut last = cursor;
+        for r in &rows {
+            let seq = r.get::<_, i64>(0) as u64;
+            last = seq;
+            let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
+                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            changes.extend(record(r, seq, op)?);
+        }
+        let next = page_next(rows.len(), limit as usize, last, last_seq);
+        Ok(ChangePage::Delta { changes, next })
+    })
+}
+
+fn mark(store: &PgStore, sql: &'static str, arg: i64) -> Result<Option<CommitMark>, StoreError> {
+    Ok(store.rows(sql, &[&arg])?.first().map(|r| CommitMark {
+        seq: r.get::<_, i64>(0) as u64,
+        at_us: r.get(1),
+    }))
+}
+
+/// Locks the row that orders writers and returns the last sequence number (see the module docs).
+fn lock_sequence(tx: &mut Transaction<'_>) -> Result<u64, StoreError> {
+    let v: i64 = tx
+        .query_one(
+            "SELECT value FROM meta WHERE key = 'last_seq' FOR UPDATE",
+            &[],
+        )?
+        .get(0);
+    Ok(v as u64)
+}
+
+impl ReputationStore for PgStore {
+    type Tx<'a> = PgTx<'a>;
+
+    fn begin(&mut self) -> Result<PgTx<'_>, StoreError> {
+        let now = self.clock.now();
+        let stmts = &self.stmts;
+        let mut tx = self.client.get_mut().transaction()?;
+        let seq = lock_sequence(&mut tx)?;
+        let ttl = ttl_id(&mut tx, stmts)?;
+        let next_id: i64 = tx
+            .query_one(
+                "SELECT greatest((SELECT value FROM meta WHERE key = 'next_entry_id'),
+                                 (SELECT coalesce(max(id), 0) + 1 FROM entries))",
+                &[],
+            )?
+            .get(0);
+        Ok(PgTx {
+            tx,
+            stmts,
+            seq,
+            first_seq: seq,
+            next_id,
+            now,
+            ttl,
+            sources: HashMap::new(),
+        })
+    }
+
+    fn catalog(&self) -> Result<Catalog, StoreError> {
+        let rows = self.rows(
+            "SELECT id, name, definition, description, builtin FROM categories ORDER BY id",
+            &[],
+        )?;
+        let mut cats = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name: String = r.get(1);
+            let kind: CategoryType = serde_json::from_str(r.get(2))
+                .map_err(|e| StoreError::Corrupt(format!("category {name:?}: {e}")))?;
+            cats.push(Category {
+                id: r.get::<_, i32>(0) as CategoryId,
+                name,
+                kind,
+                description: r.get(3),
+                builtin: r.get(4),
+            });
+        }
+        Ok(Catalog::new(cats))
+    }
+
+    fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError> {
+        category.validate()?;
+        let name = category.name.trim().to_string();
+        let now = self.clock.now();
+        let def = serde_json::to_string(&category.kind)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.client.get_mut().transaction()?;
+        let row = tx.query_opt(
+            "INSERT INTO categories (name, definition, description, builtin, created_at)
+             VALUES ($1, $2, $3, false, $4) ON CONFLICT (name) DO NOTHING RETURNING id",
+            &[&name, &def, &category.description, &now],
+        )?;
+        let Some(row) = row else {
+            return Err(CategoryError::Exists(name).into());
+        };
+        tx.commit()?;
+        Ok(Category {
+            id: row.get::<_, i32>(0) as CategoryId,
+            name,
+            kind: category.kind.clone(),
+            description: category.description.clone(),
+            builtin: false,
+        })
+    }
+
+    fn get(&self, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
+        let kind = i16::from(entry.kind().code());
+        let key = entry.store_key();
+        self.snapshot(|tx, cache| {
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT id FROM entries WHERE kind = $1 AND key = $2",
+            )?;
+            let Some(row) = tx.query_opt(&stmt, &[&kind, &key])? else {
+                return Ok(None);
+            };
+            Ok(Some(stored_entry(tx, cache, row.get(0), entry.clone())?))
+        })
+    }
+
+    fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
+        self.snapshot(|tx, cache| {
+            let stmt = prepared(tx, cache, "SELECT kind, value FROM entries WHERE id = $1")?;
+            let Some(row) = tx.query_opt(&stmt, &[&id])? else {
+                return Ok(None);
+            };
+            let entry = parse_stored(kind_at(&row, 0), row.get(1))?;
+            Ok(Some(stored_entry(tx, cache, id, entry)?))
+        })
+    }
+
+    fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
+        self.snapshot(|tx, cache| {
+            let ttl = ttl_id(tx, cache)?;
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                 FROM entries e JOIN assertions a ON a.entry_id = e.id
+                 JOIN sources s ON s.id = a.source_id
+                 WHERE e.id = ANY($1) ORDER BY e.id",
+            )?;
+            let rows = tx.query(&stmt, &[&ids])?;
+            let mut out = Vec::with_capacity(ids.len());
+            let mut collect = |id, kind, value: String, mut list: Vec<Assertion>| {
+                list.sort_by_key(|a| a.seq);
+                out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+                Ok(true)
+            };
+            let mut grouped = Grouped::new(&mut collect);
+            for r in &rows {
+                grouped.row(r)?;
+            }
+            grouped.finish()?;
+            Ok(out)
+        })
+    }
+
+    fn search_each(
+        &self,
+        criteria: &Criteria,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<(), StoreError> {
+        // One snapshot for every kind, so a concurrent writer cannot show half of its work.
+        self.snapshot(|tx, cache| search_tx(tx, cache, criteria, f))
+    }
+
+    fn scan_each(
+        &self,
+        criteria: &Criteria,
+        after: i64,
+        budget: u64,
+        f: &mut dyn FnMut(StoredEntry) -> bool,
+    ) -> Result<Option<i64>, StoreError> {
+        self.snapshot(|tx, cache| {
+            let ttl = ttl_id(tx, cache)?;
+            let stmt = prepared(
+                tx,
+                cache,
+                "WITH page AS (SELECT id, kind, value FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+                 SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                 FROM page e JOIN assertions a ON a.entry_id = e.id
+                 JOIN sources s ON s.id = a.source_id
+                 ORDER BY e.id",
+            )?;
+            let limit = i64::try_from(budget).unwrap_or(i64::MAX);
+            let rows = tx.query(&stmt, &[&after, &limit])?;
+            let mut read = 0u64;
+            let mut last = after;
+            let mut stopped = false;
+            let mut one = |id, code: i64, value: String, list| {
+                read += 1;
+                last = id;
+                let kind = u8::try_from(code)
+                    .ok()
+                    .and_then(Kind::from_code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
+                if !emit(kind, id, &value, list, ttl, criteria, f)? {
+                    stopped = true;
+                }
+                Ok(!stopped)
+            };
+            let mut grouped = Grouped::new(&mut one);
+            let mut go = true;
+            for r in &rows {
+                go = grouped.row(r)?;
+                if !go {
+                    break;
+                }
+            }
+            if go {
+                grouped.finish()?;
+            }
+            Ok((stopped || read >= budget).then_some(last))
+        })
+    }
+
+    fn changes_since(&self, cursor: u64, limit: usize) -> Result<ChangePage, StoreError> {
+        change_page(
+            self,
+            cursor,
+            limit,
+            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value), c.entry_id
+             FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
+             WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+            |r, seq, op| {
+                // An insert or update whose entry is gone since: its delete comes later.
+                let Some(value) = r.get::<_, Option<String>>(3) else {
+                    return Ok(None);
+                };
+                Ok(Some(Change {
+                    seq,
+                    op,
+                    entry_id: r.get(4),
+                    entry: parse_stored(kind_at(r, 2), &value)?,
+                }))
+            },
+        )
+    }
+
+    fn change_records_since(
+        &self,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage<ChangeRecord>, StoreError> {
+        change_page(
+            self,
+            cursor,
+            limit,
+            "SELECT seq, op, kind, value, entry_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            |r, seq, op| {
+                let deleted = match op {
+                    ChangeOp::Delete => {
+                        let value: String = r.get(3);
+                        Some(parse_stored(kind_at(r, 2), &value)?)
+                    }
+                    _ => None,
+                };
+                Ok(Some(ChangeRecord {
+                    seq,
+                    op,
+                    entry_id: r.get(4),
+                    deleted,
+                }))
+            },
+        )
+    }
+
+    fn decidable_each(
+        &self,
+        ids: std::ops::RangeInclusive<i64>,
+        f: &mut dyn FnMut(Decidable),
+    ) -> Result<(), StoreError> {
+        let (lo, hi) = (*ids.start(), *ids.end());
+        self.snapshot(|tx, cache| {
+            let ttl = ttl_id(tx, cache)?;
+            // A page of entries at a time, each page's rows grouped by entry: an entry's
+            // assertions never straddle two pages.
+            let stmt = prepared(
+                tx,
+                cache,
+                "WITH page AS (SELECT id, kind, value FROM entries
+                               WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
+                 SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                 FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id",
+            )?;
+            let mut from = lo;
+            loop {
+                let rows = tx.query(&stmt, &[&from, &hi, &i64::from(FETCH)])?;
+                let Some(last) = rows.last().map(|r| r.get::<_, i64>(0)) else {
+                    return Ok(());
+                };
+                for_each_decidable(&mut rows.iter(), ttl, f)?;
+                if last >= hi {
+                    return Ok(());
+                }
+                from = last + 1;
+            }
+        })
+    }
+
+    fn id_bounds(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let rows = self.rows("SELECT min(id), max(id) FROM entries", &[])?;
+        Ok(rows.first().and_then(|r| {
+            let lo: Option<i64> = r.get(0);
+            let hi: Option<i64> = r.get(1);
+            lo.zip(hi)
+        }))
+    }
+
+    fn decidable_many(&self, ids: &[i64]) -> Result<Vec<Decidable>, StoreError> {
+        let mut want = ids.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        if want.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.snapshot(|tx, cache| {
+            let ttl = ttl_id(tx, cache)?;
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                 FROM entries e JOIN assertions a ON a.entry_id = e.id
+                 WHERE e.id = ANY($1) ORDER BY e.id",
+            )?;
+            let mut out = Vec::with_capacity(want.len());
+            for chunk in want.chunks(10_000) {
+                let rows = tx.query(&stmt, &[&chunk])?;
+                for_each_decidable(&mut rows.iter(), ttl, &mut |d| out.push(d))?;
+            }
+            Ok(out)
+        })
+    }
+
+    fn values_each(&self, ids: &[i64], f: &mut dyn FnMut(i64, Entry)) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.snapshot(|tx, cache| {
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT id, kind, value FROM entries WHERE id = ANY($1) ORDER BY id",
+            )?;
+            for chunk in ids.chunks(10_000) {
+                for r in tx.query(&stmt, &[&chunk])? {
+                    let value: &str = r.get(2);
+                    f(r.get(0), parse_stored(kind_at(&r, 1), value)?);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let ttl = ttl_id(&mut *self.client.borrow_mut(), &self.stmts)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement: the ids and their entries from the same snapshot.
+        let rows = self.rows(
+            "WITH page AS (SELECT id, kind, value FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+             SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+             FROM page e JOIN assertions a ON a.entry_id = e.id
+             JOIN sources s ON s.id = a.source_id
+             ORDER BY e.id",
+            &[&after, &limit],
+        )?;
+        let mut out = Vec::new();
+        let mut collect = |id, kind, value: String, mut list: Vec<Assertion>| {
+            list.sort_by_key(|a| a.seq);
+            out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+            Ok(true)
+        };
+        let mut grouped = Grouped::new(&mut collect);
+        for r in &rows {
+            grouped.row(r)?;
+        }
+        grouped.finish()?;
+        Ok(out)
+    }
+
+    fn commit_at_or_before(&self, at_us: i64) -> Result<Option<CommitMark>, StoreError> {
+        mark(
+            self,
+            "SELECT seq, at FROM commit_times WHERE at <= $1 ORDER BY at DESC LIMIT 1",
+            at_us,
+        )
+    }
+
+    fn commit_through(&self, seq: u64) -> Result<Option<CommitMark>, StoreError> {
+        mark(
+            self,
+            "SELECT seq, at FROM commit_times WHERE seq <= $1 ORDER BY seq DESC LIMIT 1",
+            i64::try_from(seq).unwrap_or(i64::MAX),
+        )
+    }
+
+    fn entry_history(&self, entry_id: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.rows(
+            "SELECT c.seq, c.op,
+                    (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
+             FROM changes c WHERE c.entry_id = $1 ORDER BY c.seq DESC LIMIT $2",
+            &[&entry_id, &limit],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let seq = r.get::<_, i64>(0) as u64;
+                let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
+                    .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+                Ok(HistoryRecord {
+                    seq,
+                    op,
+                    at_us: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        self.snapshot(|tx, _| {
+            let mut per_kind = Vec::new();
+            let mut total = 0;
+            for r in tx.query(
+                "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind",
+                &[],
+            )? {
+                let n = r.get::<_, i64>(1) as u64;
+                total += n;
+                if let Some(k) = u8::try_from(r.get::<_, i16>(0))
+                    .ok()
+                    .and_then(Kind::from_code)
+                {
+                    per_kind.push((k, n));
+                }
+            }
+            let per_source = tx
+                .query(
+                    "SELECT s.name, (SELECT count(*) FROM assertions a WHERE a.source_id = s.id)
+                     FROM sources s ORDER BY s.name",
+                    &[],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+                .collect();
+            let counts = tx.query_one(
+                "SELECT (SELECT count(*) FROM categories), (SELECT count(*) FROM changes),
+                        (SELECT count(*) FROM assertions WHERE expires_at IS NOT NULL),
+                        pg_database_size(current_database())",
+                &[],
+            )?;
+            Ok(Stats {
+                entries: total,
+                per_kind,
+                per_source,
+                categories: counts.get::<_, i64>(0) as usize,
+                last_seq: meta(tx, "last_seq")?,
+                horizon: meta(tx, "horizon")?,
+                changes: counts.get::<_, i64>(1) as u64,
+                expiring: counts.get::<_, i64>(2) as u64,
+                db_bytes: counts.get::<_, i64>(3) as u64,
+            })
+        })
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let rows = self.rows("SELECT value FROM meta WHERE key = 'last_seq'", &[])?;
+        rows.first()
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .ok_or_else(|| StoreError::Corrupt("meta has no last_seq".into()))
+    }
+
+    fn sweep_expired(&mut self, now: i64) -> Result<u64, StoreError> {
+        // A plain read first: when nothing is due (the usual case), no lock is taken.
+        let due = self.rows(
+            "SELECT 1 FROM assertions WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT 1",
+            &[&now],
+        )?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin()?;
+            let due: Vec<(i64, i64)> = tx
+                .tx
+                .query(
+                    "SELECT entry_id, source_id FROM assertions
+                     WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT 10000",
+                    &[&now],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            if due.is_empty() {
+                return Ok(total);
+            }
+            for (entry_id, source_id) in &due {
+                tx.withdraw_id(*entry_id, *source_id)?;
+            }
+            total += due.len() as u64;
+            tx.commit()?;
+        }
+    }
+
+    fn compact(&mut self, upto: u64) -> Result<u64, StoreError> {
+        let mut tx = self.client.get_mut().transaction()?;
+        let upto = upto.min(lock_sequence(&mut tx)?) as i64;
+        let removed = tx.execute("DELETE FROM changes WHERE seq <= $1", &[&upto])?;
+        // The commit at or below the horizon stays: it still maps a time to a cursor.
+        tx.execute(
+            "DELETE FROM commit_times
+             WHERE seq < (SELECT max(seq) FROM commit_times WHERE seq <= $1)",
+            &[&upto],
+        )?;
+        tx.execute(
+            "UPDATE meta SET value = greatest(value, $1) WHERE key = 'horizon'",
+            &[&upto],
+        )?;
+        tx.commit()?;
+        Ok(removed)
+    }
+}
+
+/// A write transaction on a [`PgStore`]: it holds the sequence lock until it ends.
+pub struct PgTx<'a> {
+    tx: Transaction<'a>,
+    stmts: &'a Prepared,
+    /// The last sequence number handed out.
+    seq: u64,
+    /// The last sequence number before this transaction.
+    first_seq: u64,
+    /// The id the next new entry gets.
+    next_id: i64,
+    now: i64,
+    ttl: Option<CategoryId>,
+    sources: HashMap<String, i64>,
+}
+
+impl std::fmt::Debug for PgTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTx")
+            .field("seq", &self.seq)
+            .field("first_seq", &self.first_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTx<'_> {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        prepared(&mut self.tx, self.stmts, sql)
+    }
+
+    fn source_id(&mut self, name: &str, create: bool) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.sources.get(name) {
+            return Ok(Some(*id));
+        }
+        let stmt = self.stmt("SELECT id FROM sources WHERE name = $1")?;
+        let found: Option<i64> = self.tx.query_opt(&stmt, &[&name])?.map(|r| r.get(0));
+        let id = match found {
+            Some(id) => id,
+            None if create => {
+                // The sequence lock is held, so no other writer adds the same name meanwhile.
+                self.tx
+                    .query_one(
+                        "INSERT INTO sources (name, created_at) VALUES ($1, $2) RETURNING id",
+                        &[&name, &self.now],
+                    )?
+                    .get(0)
+            }
+            None => return Ok(None),
+        };
+        self.sources.insert(name.to_string(), id);
+        Ok(Some(id))
+    }
+
+    fn log(
+        &mut self,
+        seq: u64,
+        op: ChangeOp,
+        entry_id: i64,
+        kind: i64,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let stmt = self.stmt(
+            "INSERT INTO changes (seq, op, entry_id, kind, value) VALUES ($1, $2, $3, $4, $5)",
+        )?;
+        self.tx.execute(
+            &stmt,
+            &[
+                &(seq as i64),
+                &(op as i16),
+                &entry_id,
+                &(kind as i16),
+                &value,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn put_assertion(
+        &mut self,
+        entry_id: i64,
+        source_id: i64,
+        encoded: &[u8],
+        expires_at: Option<i64>,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let stmt = self.stmt(
+            "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (entry_id, source_id) DO UPDATE SET tags = excluded.tags,
+                expires_at = excluded.expires_at, seq = excluded.seq,
+                updated_at = excluded.updated_at",
+        )?;
+        let now = self.now;
+        self.tx.execute(
+            &stmt,
+            &[
+                &entry_id,
+                &source_id,
+                &encoded,
+                &expires_at,
+                &(seq as i64),
+                &now,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn writing_source(&mut self, source: &str) -> Result<i64, StoreError> {
+        self.source_id(source, true)?
+            .ok_or_else(|| StoreError::Corrupt("source vanished".into()))
+    }
+
+    /// Merge `item` into entry `id`, which has the item's key.
+    fn merge_into(
+        &mut self,
+        id: i64,
+        source_id: i64,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
+        let stmt =
+            self.stmt("SELECT tags FROM assertions WHERE entry_id = $1 AND source_id = $2")?;
+        let old = self
+            .tx
+            .query_opt(&stmt, &[&id, &source_id])?
+            .map(|r| decode_tags(r.get(0)))
+            .transpose()?;
+        let new = match (mode, &old) {
+            (WriteMode::Merge, Some(old)) => {
+                let mut t = old.clone();
+                t.overwrite_with(&item.tags);
+                t
+            }
+            _ => item.tags.clone(),
+        };
+        if old.as_ref() == Some(&new) {
+            return Ok(Outcome::Unchanged);
+        }
+        let seq = self.next_seq();
+        let ttl = self.ttl;
+        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, ttl), seq)?;
+        self.log(seq, ChangeOp::Update, id, item.kind, None)?;
+        Ok(Outcome::Updated)
+    }
+
+    /// Inserts the item's entry with this id unless its key exists; returns whether it did.
+    fn insert_entry(&mut self, id: i64, item: &Upsert) -> Result<bool, StoreError> {
+        let stmt = self.stmt(
+            "INSERT INTO entries (id, kind, key, key_end, value, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, key) DO NOTHING",
+        )?;
+        let now = self.now;
+        let n = self.tx.execute(
+            &stmt,
+            &[
+                &id,
+                &(item.kind as i16),
+                &item.key,
+                &item.key_end,
+                &item.value,
+                &now,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn entry_id(&mut self, entry: &Entry) -> Result<Option<i64>, StoreError> {
+        let stmt = self.stmt("SELECT id FROM entries WHERE kind = $1 AND key = $2")?;
+        Ok(self
+            .tx
+            .query_opt(
+                &stmt,
+                &[&i16::from(entry.kind().code()), &entry.store_key()],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn remove_id(&mut self, id: i64) -> Result<bool, StoreError> {
+        let stmt = self.stmt("DELETE FROM entries WHERE id = $1 RETURNING kind, value")?;
+        let Some(row) = self.tx.query_opt(&stmt, &[&id])? else {
+            return Ok(false);
+        };
+        let (kind, value): (i64, String) = (kind_at(&row, 0), row.get(1));
+        let stmt = self.stmt("DELETE FROM assertions WHERE entry_id = $1")?;
+        self.tx.execute(&stmt, &[&id])?;
+        let seq = self.next_seq();
+        self.log(seq, ChangeOp::Delete, id, kind, Some(&value))?;
+        Ok(true)
+    }
+
+    fn withdraw_id(&mut self, entry_id: i64, source_id: i64) -> Result<bool, StoreError> {
+        let stmt = self.stmt("DELETE FROM assertions WHERE entry_id = $1 AND source_id = $2")?;
+        if self.tx.execute(&stmt, &[&entry_id, &source_id])? == 0 {
+            return Ok(false);
+        }
+        // The entry's effective tags changed: it was modified now, for everyone who selects
+        // entries by modification time. No row updated: no assertion is left.
+        let stmt = self.stmt(
+            "UPDATE assertions SET updated_at = $2 WHERE entry_id = $1
+             RETURNING (SELECT kind FROM entries WHERE id = $1)",
+        )?;
+        let now = self.now;
+        let rows = self.tx.query(&stmt, &[&entry_id, &now])?;
+        match rows.first() {
+            Some(r) => {
+                let kind = kind_at(r, 0);
+                let seq = self.next_seq();
+                self.log(seq, ChangeOp::Update, entry_id, kind, None)?;
+            }
+            None => {
+                self.remove_id(entry_id)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    fn upsert(
+        &mut self,
+        source: &str,
+        item: &Upsert,
+        mode: WriteMode,
+    ) -> Result<Outcome, StoreError> {
+        let source_id = self.writing_source(source)?;
+        if self.insert_entry(self.next_id, item)? {
+            let id = self.next_id;
+            self.next_id += 1;
+            let seq = self.next_seq();
+            self.put_assertion(id, source_id, &item.encoded, item.expires_at, seq)?;
+            self.log(seq, ChangeOp::Insert, id, item.kind, None)?;
+            return Ok(Outcome::Added);
+        }
+        let id = self.entry_id(&item.entry)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
+        })?;
+        self.merge_into(id, source_id, item, mode)
+    }
+
+    fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {
+        let Some(source_id) = self.source_id(source, false)? else {
+            return Ok(false);
+        };
+        let Some(id) = self.entry_id(entry)? else {
+            return Ok(false);
+        };
+        self.withdraw_id(id, source_id)
+    }
+
+    fn remove(&mut self, entry: &Entry) -> Result<bool, StoreError> {
+        match self.entry_id(entry)? {
+            Some(id) => self.remove_id(id),
+            None => Ok(false),
+        }
+    }
+
+    fn withdraw_source(&mut self, source: &str) -> Result<u64, StoreError> {
+        let Some(source_id) = self.source_id(source, false)? else {
+            return Ok(0);
+        };
+        let ids: Vec<i64> = self
+            .tx
+            .query(
+                "SELECT entry_id FROM assertions WHERE source_id = $1 ORDER BY entry_id",
+                &[&source_id],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            if self.withdraw_id(id, source_id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn remove_matching(&mut self, criteria: &Criteria) -> Result<u64, StoreError> {
+        let mut ids = Vec::new();
+        search_tx(&mut self.tx, self.stmts, criteria, &mut |e| {
+            ids.push(e.id);
+            true
+        })?;
+        let mut n = 0;
+        for id in ids {
+            if self.remove_id(id)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn touch(&mut self, entry_ids: &[i64]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for &id in entry_ids {
+            let stmt = self.stmt("SELECT kind FROM entries WHERE id = $1")?;
+            if let Some(r) = self.tx.query_opt(&stmt, &[&id])? {
+                let kind = kind_at(&r, 0);
+                let seq = self.next_seq();
+                self.log(seq, ChangeOp::Update, id, kind, None)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn commit(mut self) -> Result<u64, StoreError> {
+        if self.seq > self.first_seq {
+            // Strictly increasing, so a time names one point of the log (see SQLite's commit).
+            let subsec = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::from(d.subsec_micros()));
+            let at = self.now.saturating_mul(1_000_000).saturating_add(subsec);
+            self.tx.execute(
+                "INSERT INTO commit_times (seq, at)
+                 SELECT $1, greatest($2, coalesce(
+                     (SELECT at FROM commit_times ORDER BY seq DESC LIMIT 1), 0) + 1)",
+                &[&(self.seq as i64), &at],
+            )?;
+        }
+        self.tx.execute(
+            "UPDATE meta SET value = $1 WHERE key = 'last_seq'",
+            &[&(self.seq as i64)],
+        )?;
+        self.tx.execute(
+            "UPDATE meta SET value = $1 WHERE key = 'next_entry_id'",
+            &[&self.next_id],
+        )?;
+        self.tx.commit()?;
+        Ok(self.seq)
+    }
+}

@@ -1,0 +1,175 @@
+//! What every backend does with the rows it reads, whatever its SQL: stored values back into
+//! entries, tags decoded, an entry built from its assertions, the criteria SQL cannot express
+//! applied, and the key range an index scan reads for a query.
+
+use rephub_model::{CategoryId, Criteria, Entry, Kind, Query, TagValue, Tags};
+
+use crate::error::StoreError;
+use crate::merge::effective;
+use crate::types::{Assertion, StoredEntry, USER_SOURCE};
+
+/// An entry from its stored kind code and value.
+pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
+    let k = u8::try_from(kind)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
+    Entry::from_stored(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
+}
+
+pub(crate) fn decode_tags(bytes: &[u8]) -> Result<Tags, StoreError> {
+    Tags::decode(bytes).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
+}
+
+/// The expiry the TTL category of these tags sets, if any.
+pub(crate) fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
+    match ttl.and_then(|id| tags.get(id)) {
+        Some(TagValue::Date(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+pub(crate) fn build(
+    id: i64,
+    entry: Entry,
+    assertions: Vec<Assertion>,
+    ttl: Option<CategoryId>,
+) -> StoredEntry {
+    let (tags, expires_at) = effective(&assertions, ttl);
+    StoredEntry {
+        id,
+        entry,
+        tags,
+        expires_at,
+        assertions,
+    }
+}
+
+/// The kinds a search reads, each in a scan of its own.
+pub(crate) fn search_kinds(criteria: &Criteria) -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = match &criteria.query {
+        Some(q) => q.kinds().to_vec(),
+        None => Kind::ALL.to_vec(),
+    };
+    if !criteria.kinds.is_empty() {
+        kinds.retain(|k| criteria.kinds.contains(k));
+    }
+    kinds
+}
+
+/// Apply the parts of the criteria SQL cannot, then hand the entry over. Returns whether to go on.
+pub(crate) fn emit(
+    kind: Kind,
+    id: i64,
+    value: &str,
+    mut assertions: Vec<Assertion>,
+    ttl: Option<CategoryId>,
+    criteria: &Criteria,
+    f: &mut dyn FnMut(StoredEntry) -> bool,
+) -> Result<bool, StoreError> {
+    let entry = parse_stored(i64::from(kind.code()), value)?;
+    assertions.sort_by_key(|a| a.seq);
+    let stored = build(id, entry, assertions, ttl);
+    let has_user = stored.has_source(USER_SOURCE);
+    let has_feed = stored.assertions.iter().any(|a| a.source != USER_SOURCE);
+    let included = (criteria.include.user && has_user) || (criteria.include.feed && has_feed);
+    let source_ok = criteria
+        .source
+        .as_deref()
+        .is_none_or(|s| stored.has_source(s));
+    if included && source_ok && criteria.matches(&stored.entry, &stored.tags) {
+        return Ok(f(stored));
+    }
+    Ok(true)
+}
+
+/// What an index on (kind, key) can narrow a query to (see `Entry::store_key` for the key
+/// layout); the rest of the criteria is applied to each row by [`emit`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyRange {
+    /// `lo <= key <= hi AND key_end <= end`: IP entries inside a prefix.
+    Inside {
+        lo: Vec<u8>,
+        hi: Vec<u8>,
+        end: Vec<u8>,
+    },
+    /// `lo <= key <= hi`.
+    Closed { lo: Vec<u8>, hi: Vec<u8> },
+    /// `lo <= key < hi`.
+    HalfOpen { lo: Vec<u8>, hi: Vec<u8> },
+    /// The value contains this text (part of a hash); no index helps.
+    Contains(String),
+    /// Every entry of the kind.
+    All,
+}
+
+impl KeyRange {
+    /// Whether the scan comes in key order (an index range), not in insertion order.
+    pub(crate) fn keyed(&self) -> bool {
+        !matches!(self, KeyRange::Contains(_) | KeyRange::All)
+    }
+}
+
+pub(crate) fn key_range(q: &Query) -> KeyRange {
+    match q {
+        Query::Ip(net) => {
+            let (start, end) = match net {
+                ipnet::IpNet::V4(n) => (
+                    n.network().octets().to_vec(),
+                    n.broadcast().octets().to_vec(),
+                ),
+                ipnet::IpNet::V6(n) => (
+                    n.network().octets().to_vec(),
+                    n.broadcast().octets().to_vec(),
+                ),
+            };
+            let mut hi = end.clone();
+            hi.push(0xff);
+            KeyRange::Inside { lo: start, hi, end }
+        }
+        Query::Domain { name, exact } => {
+            let key = rephub_model::Domain::parse(name)
+                .map(|d| d.reversed_key())
+                .unwrap_or_default()
+                .into_bytes();
+            let mut upper = key.clone();
+            if *exact {
+                // `com.foo.` then 0 (below) or 1 (exact): both spellings of this very name.
+                upper.push(1);
+                KeyRange::Closed { lo: key, hi: upper }
+            } else {
+                // Every key below `com.foo.` starts with it; '/' is the byte after '.'.
+                if let Some(last) = upper.last_mut() {
+                    *last = b'/';
+                }
+                KeyRange::HalfOpen { lo: key, hi: upper }
+            }
+        }
+        Query::Url {
+            prefix,
+            with_scheme: true,
+            ..
+        } if !prefix.is_empty() => {
+            // Canonical URLs are ASCII below 0x7f, so prefix + DEL bounds everything that starts
+            // with the prefix.
+            let mut upper = prefix.as_bytes().to_vec();
+            upper.push(0x7f);
+            KeyRange::HalfOpen {
+                lo: prefix.as_bytes().to_vec(),
+                hi: upper,
+            }
+        }
+        Query::Url { .. } => KeyRange::All,
+        Query::Hash { partial, .. } => KeyRange::Contains(partial.clone()),
+    }
+}
+
+/// The cursor after a page of the change log: past every record read, and past the whole log
+/// when the page was not full (nothing more is visible).
+pub(crate) fn page_next(read: usize, limit: usize, last_read: u64, last_seq: u64) -> u64 {
+    if read < limit {
+        last_read.max(last_seq)
+    } else {
+        last_read
+    }
+}
