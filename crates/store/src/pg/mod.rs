@@ -72,7 +72,8 @@ impl Default for PgOptions {
 /// stops early does not pull the rest of the table over the wire.
 const FETCH: i32 = 2048;
 
-type Prepared = RefCell<HashMap<&'static str, Statement>>;
+/// The statements prepared on a connection, by their text.
+pub(crate) type Prepared = RefCell<HashMap<&'static str, Statement>>;
 
 /// A database on a PostgreSQL server, through one connection.
 pub struct PgStore {
@@ -127,7 +128,7 @@ impl PgStore {
     }
 
     /// A read-only snapshot for reads of several statements that must agree with each other.
-    fn snapshot<T>(
+    pub(crate) fn snapshot<T>(
         &self,
         read: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -142,8 +143,34 @@ impl PgStore {
         Ok(out)
     }
 
+    /// A write transaction that logs no entry changes (admin rows: keys, devices, targets…): it
+    /// does not take the sequence lock. Committed when `write` returns `Ok`, rolled back
+    /// otherwise.
+    #[allow(dead_code)] // For the other tables' stores, ported next.
+    pub(crate) fn write<T>(
+        &mut self,
+        write: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.client.get_mut().transaction()?;
+        let out = write(&mut tx, &self.stmts)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// One statement on the connection, prepared once: the number of rows it changed.
+    #[allow(dead_code)] // For the other tables' stores, ported next.
+    pub(crate) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client.get_mut();
+        let stmt = prepared(client, &self.stmts, sql)?;
+        Ok(client.execute(&stmt, params)?)
+    }
+
     /// One statement's rows (one statement is one snapshot).
-    fn rows(
+    pub(crate) fn rows(
         &self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -151,6 +178,36 @@ impl PgStore {
         let mut client = self.client.borrow_mut();
         let stmt = prepared(&mut *client, &self.stmts, sql)?;
         Ok(client.query(&stmt, params)?)
+    }
+}
+
+/// A statement built clause by clause with numbered parameters: each `?` of a clause becomes the
+/// next `$N`, so optional filters can be added in any combination (SQLite's `Clauses`, in
+/// PostgreSQL's placeholders).
+pub(crate) struct Clauses {
+    pub(crate) sql: String,
+    pub(crate) args: Vec<Box<dyn ToSql + Sync>>,
+}
+
+impl Clauses {
+    /// `sql` with its parameters `$1` … `$n` already in it.
+    pub(crate) fn new(sql: &str, args: Vec<Box<dyn ToSql + Sync>>) -> Clauses {
+        Clauses {
+            sql: sql.to_string(),
+            args,
+        }
+    }
+
+    /// Add `clause`, whose one `?` takes `v`.
+    pub(crate) fn push(&mut self, clause: &str, v: impl ToSql + Sync + 'static) {
+        self.args.push(Box::new(v));
+        self.sql
+            .push_str(&clause.replace('?', &format!("${}", self.args.len())));
+    }
+
+    /// The parameters as the client takes them.
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.args.iter().map(|a| a.as_ref()).collect()
     }
 }
 
@@ -172,7 +229,7 @@ fn describe(config: &postgres::Config) -> String {
 }
 
 /// `sql` prepared on this connection, once.
-fn prepared(
+pub(crate) fn prepared(
     client: &mut impl GenericClient,
     cache: &Prepared,
     sql: &'static str,
@@ -340,45 +397,43 @@ fn stored_entry(
 }
 
 /// A search of one kind: the SQL and its parameters.
-fn search_sql(kind: Kind, criteria: &Criteria) -> (String, Vec<Box<dyn ToSql + Sync>>) {
-    let mut sql = format!(
-        "SELECT {ASSERTION_COLUMNS}
-         FROM entries e JOIN assertions a ON a.entry_id = e.id
-         JOIN sources s ON s.id = a.source_id
-         WHERE e.kind = $1"
+fn search_sql(kind: Kind, criteria: &Criteria) -> Clauses {
+    let mut q = Clauses::new(
+        &format!(
+            "SELECT {ASSERTION_COLUMNS}
+             FROM entries e JOIN assertions a ON a.entry_id = e.id
+             JOIN sources s ON s.id = a.source_id
+             WHERE e.kind = $1"
+        ),
+        vec![Box::new(i16::from(kind.code()))],
     );
-    let mut args: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(i16::from(kind.code()))];
     let range = criteria.query.as_ref().map_or(KeyRange::All, key_range);
     let keyed = range.keyed();
-    let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>| {
-        args.push(v);
-        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-    };
     match range {
         KeyRange::Inside { lo, hi, end } => {
-            push(&mut sql, " AND e.key >= ?", Box::new(lo));
-            push(&mut sql, " AND e.key <= ?", Box::new(hi));
-            push(&mut sql, " AND e.key_end <= ?", Box::new(end));
+            q.push(" AND e.key >= ?", lo);
+            q.push(" AND e.key <= ?", hi);
+            q.push(" AND e.key_end <= ?", end);
         }
         KeyRange::Closed { lo, hi } => {
-            push(&mut sql, " AND e.key >= ?", Box::new(lo));
-            push(&mut sql, " AND e.key <= ?", Box::new(hi));
+            q.push(" AND e.key >= ?", lo);
+            q.push(" AND e.key <= ?", hi);
         }
         KeyRange::HalfOpen { lo, hi } => {
-            push(&mut sql, " AND e.key >= ?", Box::new(lo));
-            push(&mut sql, " AND e.key < ?", Box::new(hi));
+            q.push(" AND e.key >= ?", lo);
+            q.push(" AND e.key < ?", hi);
         }
-        KeyRange::Contains(part) => push(&mut sql, " AND strpos(e.value, ?) > 0", Box::new(part)),
+        KeyRange::Contains(part) => q.push(" AND strpos(e.value, ?) > 0", part),
         KeyRange::All => {}
     }
     // Key order where the query is a key range (as SQLite's index gives it), insertion order
     // otherwise; an entry's assertions together either way.
-    sql.push_str(if keyed {
+    q.sql.push_str(if keyed {
         " ORDER BY e.key, e.id"
     } else {
         " ORDER BY e.id"
     });
-    (sql, args)
+    q
 }
 
 fn search_tx(
@@ -389,8 +444,8 @@ fn search_tx(
 ) -> Result<(), StoreError> {
     let ttl = ttl_id(tx, cache)?;
     for kind in search_kinds(criteria) {
-        let (sql, args) = search_sql(kind, criteria);
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+        let q = search_sql(kind, criteria);
+        let (sql, params) = (&q.sql, q.params());
         let mut keep_going = true;
         let mut emit_one = |id, _kind, value: String, list| {
             keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
@@ -398,7 +453,7 @@ fn search_tx(
         };
         let mut grouped = Grouped::new(&mut emit_one);
         let mut stopped = false;
-        each_row(tx, &sql, &params, &mut |r| {
+        each_row(tx, sql, &params, &mut |r| {
             let go = grouped.row(r)?;
             stopped = !go;
             Ok(go)
