@@ -1,0 +1,183 @@
+//! Cursor safety on PostgreSQL: two connections write concurrently (as two hub replicas do) while
+//! three followers page the change log with their own cursors, as devices do. A cursor must never
+//! move past a change that becomes visible later with a smaller number: at the end every follower's
+//! set of entries must be the database's, and every follower must have seen each sequence number
+//! at most once, in increasing order.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod pg;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rephub_model::{Criteria, Entry, Kind, Tags};
+use rephub_store::{
+    ChangeOp, ChangePage, PgOptions, PgStore, ReputationStore, Upsert, WriteMode, WriteTx,
+};
+
+const WRITERS: usize = 2;
+const FOLLOWERS: usize = 3;
+const COMMITS_PER_WRITER: usize = 150;
+const POOL: u32 = 600;
+
+fn connect(db: &pg::TestDb) -> PgStore {
+    PgStore::connect_with(&db.conninfo(), PgOptions::default()).unwrap()
+}
+
+fn ip(n: u32) -> Entry {
+    Entry::parse(
+        Kind::Ipv4,
+        &format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255),
+    )
+    .unwrap()
+}
+
+/// A small deterministic generator (xorshift): the same run every time.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n)) as u32
+    }
+}
+
+/// What a follower holds: entry id → value, built only from the change log.
+#[derive(Default)]
+struct Follower {
+    cursor: u64,
+    held: BTreeMap<i64, String>,
+    last_seen: u64,
+}
+
+impl Follower {
+    /// One page; returns whether it was a whole page (more may follow).
+    fn step(&mut self, store: &PgStore) -> bool {
+        let ChangePage::Delta { changes, next } = store.changes_since(self.cursor, 100).unwrap()
+        else {
+            panic!("nothing is compacted in this test")
+        };
+        for c in &changes {
+            assert!(
+                c.seq > self.last_seen,
+                "change {} came after {}: the log went backwards",
+                c.seq,
+                self.last_seen
+            );
+            self.last_seen = c.seq;
+            match c.op {
+                ChangeOp::Insert | ChangeOp::Update => {
+                    self.held.insert(c.entry_id, c.entry.to_string());
+                }
+                ChangeOp::Delete => {
+                    self.held.remove(&c.entry_id);
+                }
+            }
+        }
+        assert!(next >= self.cursor, "cursor went back");
+        self.cursor = next;
+        changes.len() == 100
+    }
+}
+
+#[test]
+fn concurrent_writers_never_make_a_follower_skip_a_change() {
+    let Some(db) = pg::TestDb::new() else { return };
+    let catalog = connect(&db).catalog().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (db, catalog) = (&db, &catalog);
+                scope.spawn(move || {
+                    let mut store = connect(db);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
+                    let source = format!("feed-{w}");
+                    for _ in 0..COMMITS_PER_WRITER {
+                        let mut tx = store.begin().unwrap();
+                        for _ in 0..1 + rng.below(12) {
+                            let entry = ip(rng.below(POOL));
+                            match rng.below(10) {
+                                0..=5 => {
+                                    let item = Upsert::new(entry, Tags::default(), catalog);
+                                    tx.upsert(&source, &item, WriteMode::Replace).unwrap();
+                                }
+                                6..=7 => {
+                                    tx.withdraw(&source, &entry).unwrap();
+                                }
+                                _ => {
+                                    tx.remove(&entry).unwrap();
+                                }
+                            }
+                        }
+                        tx.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let followers: Vec<_> = (0..FOLLOWERS)
+            .map(|_| {
+                let (db, done) = (&db, done.clone());
+                scope.spawn(move || {
+                    let store = connect(db);
+                    let mut f = Follower::default();
+                    // Bounded: the writers make at most WRITERS × COMMITS × 12 changes.
+                    for _ in 0..1_000_000 {
+                        if done.load(Ordering::Acquire) {
+                            break;
+                        }
+                        f.step(&store);
+                    }
+                    // Caught up after the writers stopped: everything is visible now.
+                    while f.step(&store) {}
+                    f
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        let reader = connect(&db);
+        let all = Criteria::default();
+        let truth: BTreeMap<i64, String> = reader
+            .search(&all, 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.entry.to_string()))
+            .collect();
+        let last = reader.last_seq().unwrap();
+        assert!(last > 500, "the writers made {last} changes");
+        for (i, f) in followers.into_iter().enumerate() {
+            let f = f.join().unwrap();
+            assert_eq!(f.cursor, last, "follower {i} stopped short");
+            let missing: Vec<_> = truth
+                .iter()
+                .filter(|(id, _)| !f.held.contains_key(id))
+                .collect();
+            let extra: Vec<_> = f
+                .held
+                .iter()
+                .filter(|(id, _)| !truth.contains_key(id))
+                .collect();
+            assert!(
+                missing.is_empty() && extra.is_empty() && f.held == truth,
+                "follower {i} disagrees with the database ({} entries): {} missing (first {:?}), \
+                 {} it should have deleted (first {:?})",
+                truth.len(),
+                missing.len(),
+                missing.first(),
+                extra.len(),
+                extra.first()
+            );
+        }
+    });
+}
