@@ -25,6 +25,7 @@
 //! is taken once per group, not once per entry. A writer that waits longer than `lock_timeout`
 //! (30 s) gets [`StoreError::Busy`], as SQLite's busy timeout gives.
 
+mod bulk;
 mod error;
 mod schema;
 
@@ -1253,6 +1254,16 @@ impl WriteTx for PgTx<'_> {
             StoreError::Corrupt(format!("{}: conflict without a row", item.value))
         })?;
         self.merge_into(id, source_id, item, mode)
+    }
+
+    /// New entries by `COPY`, the others one by one (see `pg/bulk.rs`).
+    fn upsert_batch(
+        &mut self,
+        source: &str,
+        items: &[Upsert],
+        mode: WriteMode,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        self.upsert_copy(source, items, mode)
     }
 
     fn withdraw(&mut self, source: &str, entry: &Entry) -> Result<bool, StoreError> {

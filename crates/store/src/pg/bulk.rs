@@ -1,0 +1,158 @@
+//! Batches of upserts written with `COPY … FROM STDIN BINARY`.
+//!
+//! One statement per row costs a round trip per row (three for a new entry: the entry, its
+//! assertion, its change record). A batch instead asks once which of its keys exist; the new
+//! entries (the bulk of an import) get their ids and sequence numbers in item order and go into
+//! the three tables by one `COPY` each; items whose entry exists, or was made earlier in the same
+//! batch, are merged one by one as [`WriteTx::upsert`] does. Outcomes, ids and sequence numbers are
+//! the same as item by item (the store suite checks it on both backends). No other writer can add
+//! a key in between: the transaction holds the sequence lock (see `pg/mod.rs`).
+
+use std::collections::HashMap;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+
+use super::PgTx;
+use crate::error::StoreError;
+use crate::types::{ChangeOp, Outcome, Upsert, WriteMode};
+
+/// A new entry waiting for the next `COPY`: the item, its id and its sequence number.
+type Born<'i> = (&'i Upsert, i64, u64);
+
+impl PgTx<'_> {
+    pub(super) fn upsert_copy(
+        &mut self,
+        source: &str,
+        items: &[Upsert],
+        mode: WriteMode,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let source_id = self.writing_source(source)?;
+        let mut ids = self.existing(items)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut born: Vec<Born<'_>> = Vec::new();
+        for item in items {
+            let key = (item.kind as i16, item.key.as_slice());
+            if let Some(&id) = ids.get(&key) {
+                // Ids only grow: an id at or above the first waiting one is waiting too.
+                if born.first().is_some_and(|(_, first, _)| id >= *first) {
+                    // Made earlier in this batch: its rows must exist before it is merged.
+                    self.copy(source_id, &born)?;
+                    born.clear();
+                }
+                out.push(self.merge_into(id, source_id, item, mode)?);
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let seq = self.next_seq();
+            ids.insert(key, id);
+            born.push((item, id, seq));
+            out.push(Outcome::Added);
+        }
+        self.copy(source_id, &born)?;
+        Ok(out)
+    }
+
+    /// The ids of the entries that exist with these items' keys.
+    fn existing<'i>(
+        &mut self,
+        items: &'i [Upsert],
+    ) -> Result<HashMap<(i16, &'i [u8]), i64>, StoreError> {
+        let kinds: Vec<i16> = items.iter().map(|i| i.kind as i16).collect();
+        let keys: Vec<&[u8]> = items.iter().map(|i| i.key.as_slice()).collect();
+        let stmt = self.stmt(
+            "SELECT e.kind, e.key, e.id FROM entries e
+             JOIN unnest($1::smallint[], $2::bytea[]) AS u(kind, key)
+               ON e.kind = u.kind AND e.key = u.key",
+        )?;
+        let rows = self.tx.query(&stmt, &[&kinds, &keys])?;
+        // Keyed by the items' own keys, so the map borrows the items, not the rows.
+        let index: HashMap<(i16, &[u8]), usize> = kinds
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (k, key))| ((*k, *key), i))
+            .collect();
+        let mut found = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let (kind, key, id): (i16, &[u8], i64) = (r.get(0), r.get(1), r.get(2));
+            if let Some(&i) = index.get(&(kind, key)) {
+                found.insert((kind, keys[i]), id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The rows of new entries, their assertions and their change records, by one `COPY` each.
+    fn copy(&mut self, source_id: i64, born: &[Born<'_>]) -> Result<(), StoreError> {
+        if born.is_empty() {
+            return Ok(());
+        }
+        let now = self.now;
+        let sink = self.tx.copy_in(
+            "COPY entries (id, kind, key, key_end, value, created_at) FROM STDIN BINARY",
+        )?;
+        let types = [
+            Type::INT8,
+            Type::INT2,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::INT8,
+        ];
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        for (item, id, _) in born {
+            w.write(&[
+                id,
+                &(item.kind as i16),
+                &item.key,
+                &item.key_end,
+                &item.value,
+                &now,
+            ])?;
+        }
+        w.finish()?;
+        let sink = self.tx.copy_in(
+            "COPY assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
+             FROM STDIN BINARY",
+        )?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        for (item, id, seq) in born {
+            w.write(&[
+                id,
+                &source_id,
+                &item.encoded,
+                &item.expires_at,
+                &(*seq as i64),
+                &now,
+            ])?;
+        }
+        w.finish()?;
+        let sink = self
+            .tx
+            .copy_in("COPY changes (seq, op, entry_id, kind, value) FROM STDIN BINARY")?;
+        let types = [Type::INT8, Type::INT2, Type::INT8, Type::INT2, Type::TEXT];
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        let none: Option<&str> = None;
+        for (item, id, seq) in born {
+            w.write(&[
+                &(*seq as i64),
+                &(ChangeOp::Insert as i16),
+                id,
+                &(item.kind as i16),
+                &none,
+            ])?;
+        }
+        w.finish()?;
+        Ok(())
+    }
+}
