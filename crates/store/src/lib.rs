@@ -39,6 +39,7 @@
 //!   and have readers stop below the first change of any transaction older than their snapshot's
 //!   `xmin` (`pg_snapshot_xmin(pg_current_snapshot())`), and never report a cursor beyond it.
 
+mod any;
 mod connections;
 mod dist;
 mod error;
@@ -57,6 +58,7 @@ mod targets;
 pub mod telemetry;
 mod types;
 
+pub use any::{AnyStore, AnyTx, Location};
 pub use connections::{
     ActiveCertificate, ConnectionStore, Deployment, Downstream, EnrollmentToken,
 };

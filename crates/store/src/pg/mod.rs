@@ -83,6 +83,9 @@ pub struct PgStore {
     clock: Arc<dyn Clock>,
     /// Where the database is, without credentials: for messages.
     place: String,
+    /// The connection string, to open more connections to the same database (never logged: it
+    /// may hold a password).
+    conninfo: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -115,7 +118,43 @@ impl PgStore {
             stmts: RefCell::new(HashMap::new()),
             clock: opts.clock,
             place,
+            conninfo: conninfo.to_string(),
         })
+    }
+
+    /// A reading connection: every transaction on it is read-only (a write fails with
+    /// [`StoreError::ReadOnly`]), and it refuses a schema other than this rephub's (readers
+    /// never migrate).
+    pub fn connect_reader(conninfo: &str, opts: PgOptions) -> Result<PgStore, StoreError> {
+        let (mut client, place) = PgStore::session(conninfo, &opts)?;
+        client.batch_execute("SET default_transaction_read_only = on")?;
+        schema::check_current(&mut client, &place)?;
+        Ok(PgStore {
+            client: RefCell::new(client),
+            stmts: RefCell::new(HashMap::new()),
+            clock: opts.clock,
+            place,
+            conninfo: conninfo.to_string(),
+        })
+    }
+
+    /// The connection string this store was opened with.
+    pub fn conninfo(&self) -> &str {
+        &self.conninfo
+    }
+
+    /// A connection with this backend's session settings, and where it goes.
+    fn session(conninfo: &str, opts: &PgOptions) -> Result<(Client, String), StoreError> {
+        let config: postgres::Config = conninfo.parse().map_err(|e| {
+            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
+        })?;
+        let place = describe(&config);
+        let mut client = config.connect(NoTls)?;
+        client.batch_execute(&format!(
+            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'",
+            opts.lock_timeout.as_millis()
+        ))?;
+        Ok((client, place))
     }
 
     /// Where the database is (host, port, database; never the password).
@@ -212,7 +251,7 @@ impl Clauses {
     }
 }
 
-fn describe(config: &postgres::Config) -> String {
+pub(crate) fn describe(config: &postgres::Config) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()

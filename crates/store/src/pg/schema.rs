@@ -106,6 +106,32 @@ pub(crate) fn migrate(client: &mut Client, url: &str, now: i64) -> Result<(), St
     Ok(())
 }
 
+/// Refuse a database whose schema is not this rephub's (for readers, which do not migrate).
+pub(crate) fn check_current(client: &mut Client, place: &str) -> Result<(), StoreError> {
+    let found: i64 = client
+        .query_opt("SELECT version FROM schema_version", &[])
+        .ok()
+        .flatten()
+        .map_or(0, |r| r.get(0));
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: place.to_string(),
+            found,
+            known: VERSION,
+        });
+    }
+    if found < VERSION {
+        return Err(StoreError::Backend(
+            format!(
+                "database at {place} has schema version {found}, not {VERSION}: open it for \
+                 writing first, which migrates it"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn seed_builtin_categories(tx: &mut postgres::Transaction<'_>, now: i64) -> Result<(), StoreError> {
     let stmt = tx.prepare(
         "INSERT INTO categories (name, definition, description, builtin, created_at)
