@@ -134,6 +134,8 @@ macro_rules! backend_suite {
                 source_configs_keep_their_state_and_renaming_keeps_the_entries,
                 taken_names_are_conflicts,
                 ids_are_never_reused,
+                api_keys_are_found_by_hash_and_unique_by_name,
+                targets_keep_their_state_what_they_hold_and_their_runs,
                 enrollment_tokens_are_used_once_and_certificates_follow_revocation,
                 connection_features_are_kept_and_sandbox_is_granted_per_downstream,
                 ips_filters_and_profile_settings,
@@ -173,11 +175,20 @@ impl RepBackend for PgStore {
     }
 }
 
-/// PostgreSQL has the reputation database so far; its other tables come with their stores.
+/// PostgreSQL has the reputation database, keys, users, sources and targets so far; its other
+/// tables come with their stores.
 mod postgres {
     use super::*;
 
     reputation_suite!(PgStore);
+    tests!(PgStore;
+        users_are_unique_by_name_and_keep_only_a_hash,
+        api_keys_are_found_by_hash_and_unique_by_name,
+        entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
+        exceptions_are_kept_once_and_listed_in_order,
+        source_configs_keep_their_state_and_renaming_keeps_the_entries,
+        targets_keep_their_state_what_they_hold_and_their_runs,
+    );
 }
 
 struct Db<S: RepBackend> {
@@ -1347,7 +1358,7 @@ fn device_reports_and_events_survive_retries<S: TestBackend>() {
     assert_eq!(d.store.events(&kind("ipv4")).unwrap().len(), 3);
 }
 
-fn write<S: TestBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {
+fn write<S: RepBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {
     let cat = d.store.catalog().unwrap();
     let mut tx = d.store.begin().unwrap();
     for en in entries {
@@ -1356,12 +1367,14 @@ fn write<S: TestBackend>(d: &mut Db<S>, source: &str, entries: &[Entry]) {
     tx.commit().unwrap();
 }
 
-fn page<S: TestBackend>(d: &Db<S>, q: &ModifiedQuery) -> Vec<String> {
+fn page<S: RepBackend + UpstreamStore>(d: &Db<S>, q: &ModifiedQuery) -> Vec<String> {
     let p = d.store.modified_entries(q).unwrap();
     p.items.iter().map(|(_, e)| e.entry.to_string()).collect()
 }
 
-fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification<S: TestBackend>() {
+fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification<
+    S: RepBackend + UpstreamStore,
+>() {
     let mut d = db::<S>();
     let a = e(Kind::Ipv4, "1.1.1.1");
     let b = e(Kind::Domain, "b.example");
@@ -1420,7 +1433,7 @@ fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification<S: Test
     assert_eq!(seen, ["1.1.1.1", "3.3.3.3", "b.example"]);
 }
 
-fn exceptions_are_kept_once_and_listed_in_order<S: TestBackend>() {
+fn exceptions_are_kept_once_and_listed_in_order<S: RepBackend + UpstreamStore>() {
     let mut d = db::<S>();
     let x = e(Kind::Domain, "x.example");
     let y = e(Kind::Ipv4, "9.9.9.9");
@@ -1440,12 +1453,17 @@ fn exceptions_are_kept_once_and_listed_in_order<S: TestBackend>() {
     assert_eq!(list[1].description, "fp");
     assert_eq!(d.store.exceptions(1, 10).unwrap().len(), 1);
     assert_eq!(
+        d.store.put_exceptions(&[(x.clone(), "tp".into())]).unwrap(),
+        [true]
+    );
+    assert_eq!(d.store.exceptions(1, 1).unwrap()[0].description, "tp");
+    assert_eq!(
         d.store.delete_exceptions(&[x.clone(), x]).unwrap(),
         [true, false]
     );
 }
 
-fn source_configs_keep_their_state_and_renaming_keeps_the_entries<S: TestBackend>() {
+fn source_configs_keep_their_state_and_renaming_keeps_the_entries<S: RepBackend + SourceStore>() {
     let mut d = db::<S>();
     d.store
         .put_source_config("v1", "visionone", "{}", "api")
@@ -1671,6 +1689,151 @@ fn ids_are_never_reused<S: TestBackend>() {
     assert_eq!(d.store.target_runs("t", 10).unwrap().len(), 1);
 }
 
+/// API keys: unique by name (a hash taken by another key is refused too, but is no name
+/// conflict), found by their hash, listed by name byte by byte, and a deleted key's id is not
+/// handed out again.
+fn api_keys_are_found_by_hash_and_unique_by_name<S: RepBackend + KeyStore>() {
+    let mut d = db::<S>();
+    let b = d.store.add_api_key("b", "admin", b"hb").unwrap();
+    assert_eq!((b.name.as_str(), b.created_at), ("b", T0));
+    d.clock.advance(1);
+    let a = d.store.add_api_key("a", "read-only", b"ha").unwrap();
+    assert_eq!(a.created_at, T0 + 1);
+    d.store.add_api_key("B", "producer", b"hB").unwrap();
+    let err = d.store.add_api_key("a", "admin", b"hx").unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(w) if w == "API key \"a\""));
+    assert!(d.store.add_api_key("c", "admin", b"ha").is_err());
+    assert_eq!(d.store.api_key_by_hash(b"ha").unwrap(), Some(a.clone()));
+    assert_eq!(d.store.api_key_by_hash(b"hx").unwrap(), None);
+    let names: Vec<String> = d
+        .store
+        .api_keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["B", "a", "b"]);
+
+    assert!(d.store.delete_api_key("a").unwrap());
+    assert!(!d.store.delete_api_key("a").unwrap());
+    assert_eq!(d.store.api_key_by_hash(b"ha").unwrap(), None);
+    let again = d.store.add_api_key("a", "admin", b"ha").unwrap();
+    assert!(again.id > a.id, "{} after {}", again.id, a.id);
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    assert_eq!(d2.api_key_by_hash(b"ha").unwrap(), Some(again));
+    assert_eq!(d2.api_keys().unwrap().len(), 3);
+}
+
+/// Targets: a new config keeps the state and what the target holds; what it holds is one digest
+/// per (kind, value), the last one sent, until it is dropped (also when taken and dropped in one
+/// record); runs come newest first, the last 1,000 per target are kept, and deleting a target
+/// forgets all of it and nothing of another's.
+fn targets_keep_their_state_what_they_hold_and_their_runs<S: RepBackend + TargetStore>() {
+    let mut d = db::<S>();
+    d.store.put_target("t", r#"{"a":1}"#).unwrap();
+    d.clock.advance(5);
+    d.store.put_target("s", "{}").unwrap();
+    assert!(d.store.save_target_state("t", r#"{"cursor":7}"#).unwrap());
+    assert!(!d.store.save_target_state("nope", "{}").unwrap());
+    d.store.put_target("t", r#"{"a":2}"#).unwrap();
+    let t = d.store.target("t").unwrap().unwrap();
+    assert_eq!(
+        (t.config.as_str(), t.state.as_str()),
+        (r#"{"a":2}"#, r#"{"cursor":7}"#)
+    );
+    assert_eq!((t.created_at, t.updated_at), (T0, T0 + 5));
+    assert_eq!(d.store.target("nope").unwrap(), None);
+    let all = d.store.targets().unwrap();
+    let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["s", "t"]);
+    assert_eq!(all[0].state, "{}");
+
+    let (v4, dns) = (Kind::Ipv4.code(), Kind::Domain.code());
+    let sent = |k: u8, v: &str, digest: &[u8]| ((k, v.to_string()), digest.to_vec());
+    let took = [
+        sent(v4, "1.1.1.1", b"a"),
+        sent(dns, "x.example", b"b"),
+        sent(v4, "1.1.1.1", b"c"),
+    ];
+    d.store.record_sent("t", &took, &[]).unwrap();
+    d.store
+        .record_sent("s", &[sent(v4, "1.1.1.1", b"s")], &[])
+        .unwrap();
+    let held = d.store.target_entries("t").unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[&(v4, "1.1.1.1".to_string())], b"c");
+    let took = [
+        sent(dns, "x.example", b"d"),
+        sent(v4, "2.2.2.2", b"e"),
+        sent(v4, "3.3.3.3", b"f"),
+    ];
+    let dropped = [
+        (v4, "1.1.1.1".to_string()),
+        (dns, "2.2.2.2".to_string()),
+        (v4, "9.9.9.9".to_string()),
+        (v4, "3.3.3.3".to_string()),
+    ];
+    d.store.record_sent("t", &took, &dropped).unwrap();
+    let want: std::collections::HashMap<(u8, String), Vec<u8>> =
+        [sent(dns, "x.example", b"d"), sent(v4, "2.2.2.2", b"e")]
+            .into_iter()
+            .collect();
+    assert_eq!(d.store.target_entries("t").unwrap(), want);
+    assert_eq!(d.store.target_entries("s").unwrap().len(), 1);
+    assert!(d.store.target_entries("nope").unwrap().is_empty());
+
+    let run = |at: i64, error: Option<&str>| rephub_store::TargetRunRow {
+        id: 0,
+        started_at: at,
+        finished_at: at + 1,
+        added: 3,
+        removed: 2,
+        failed: 1,
+        error: error.map(String::from),
+    };
+    let r1 = d.store.add_target_run("t", &run(T0, None)).unwrap();
+    let r2 = d
+        .store
+        .add_target_run("t", &run(T0 + 10, Some("down")))
+        .unwrap();
+    let r3 = d.store.add_target_run("s", &run(T0 + 20, None)).unwrap();
+    assert!(r1 < r2 && r2 < r3);
+    let runs = d.store.target_runs("t", 10).unwrap();
+    let want = vec![
+        rephub_store::TargetRunRow {
+            id: r2,
+            ..run(T0 + 10, Some("down"))
+        },
+        rephub_store::TargetRunRow {
+            id: r1,
+            ..run(T0, None)
+        },
+    ];
+    assert_eq!(runs, want);
+    assert_eq!(d.store.target_runs("t", 1).unwrap(), want[..1]);
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    assert_eq!(d2.target_runs("t", 10).unwrap(), want);
+    assert_eq!(d2.target("t").unwrap(), Some(t));
+    drop(d2);
+
+    for i in 0..1000 {
+        d.store
+            .add_target_run("s", &run(T0 + 30 + i, None))
+            .unwrap();
+    }
+    let kept = d.store.target_runs("s", 2000).unwrap();
+    assert_eq!(kept.len(), 1000);
+    assert_eq!(kept[999].started_at, T0 + 30);
+
+    assert!(d.store.delete_target("t").unwrap());
+    assert!(!d.store.delete_target("t").unwrap());
+    assert_eq!(d.store.target("t").unwrap(), None);
+    assert!(d.store.target_entries("t").unwrap().is_empty());
+    assert!(d.store.target_runs("t", 10).unwrap().is_empty());
+    assert_eq!(d.store.target_entries("s").unwrap().len(), 1);
+    assert_eq!(d.store.target_runs("s", 2000).unwrap().len(), 1000);
+}
+
 // What only SQLite has: its file, concurrent handles on it, read-only handles.
 
 #[test]
@@ -1880,7 +2043,7 @@ fn ips_filters_and_profile_settings<S: TestBackend>() {
     assert!(s.profile_ips(p).unwrap().is_empty());
 }
 
-fn users_are_unique_by_name_and_keep_only_a_hash<S: TestBackend>() {
+fn users_are_unique_by_name_and_keep_only_a_hash<S: RepBackend + UserStore>() {
     let mut d = db::<S>();
     let u = d.store.add_user("alice", "admin", "$argon2id$x").unwrap();
     assert_eq!((u.name.as_str(), u.created_at), ("alice", T0));

@@ -27,7 +27,10 @@
 
 mod bulk;
 mod error;
+mod keys;
 mod schema;
+mod sources;
+mod targets;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -186,7 +189,6 @@ impl PgStore {
     /// A write transaction that logs no entry changes (admin rows: keys, devices, targets…): it
     /// does not take the sequence lock. Committed when `write` returns `Ok`, rolled back
     /// otherwise.
-    #[allow(dead_code)] // For the other tables' stores, ported next.
     pub(crate) fn write<T>(
         &mut self,
         write: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
@@ -198,7 +200,6 @@ impl PgStore {
     }
 
     /// One statement on the connection, prepared once: the number of rows it changed.
-    #[allow(dead_code)] // For the other tables' stores, ported next.
     pub(crate) fn execute(
         &mut self,
         sql: &'static str,
