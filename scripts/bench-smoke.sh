@@ -75,6 +75,7 @@ check "bench-enforcement.py load" '^\| crowdsec-firewall-bouncer' python3 script
 # --workspace, not -p: the features are then those of the build above, so nothing is built again
 # (with -p, cargo resolves one package's features and rebuilds the dependencies: minutes in CI).
 cb=(cargo bench -q --locked --workspace --profile dev)
+check "import_backends" 'median: SQLite .* PostgreSQL' "${cb[@]}" --bench import_backends -- "$work/data/mixed-2000.csv" 1
 check "eve" 'round 5: .* lines/s' "${cb[@]}" --bench eve -- 2000
 check "telemetry" 'round 5: .* with the spool' "${cb[@]}" --bench telemetry -- 2000
 check "capture" 'median: .* ClientHellos/s' "${cb[@]}" --bench capture -- 2000

@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Where the database (`rephub.db`) lives.
     pub data_dir: PathBuf,
-    /// The database file, if not `rephub.db` in `data_dir`.
+    /// The database, if not `rephub.db` in `data_dir`: another file, or a PostgreSQL connection
+    /// string (`postgres://rephub@db.example/rephub`) for several replicas on one database.
     pub db: Option<PathBuf>,
     /// Address to listen on (plain HTTP). Loopback by default: expose it deliberately.
     pub listen: SocketAddr,
@@ -318,10 +319,13 @@ impl Config {
         Ok(())
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.db
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("rephub.db"))
+    /// Where the database is: `db` (a file or a PostgreSQL connection string), else
+    /// `rephub.db` in `data_dir`.
+    pub fn db_location(&self) -> rephub_store::Location {
+        match &self.db {
+            Some(db) => rephub_store::Location::parse(&db.to_string_lossy()),
+            None => rephub_store::Location::Sqlite(self.data_dir.join("rephub.db")),
+        }
     }
 
     pub fn max_body_bytes(&self) -> usize {

@@ -13,28 +13,27 @@
 //! The backend is named in one place, [`Backend`]: the rest of the hub calls the store crate's
 //! traits on it. A second backend (PostgreSQL) turns this alias into an enum that delegates.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use rephub_model::{Criteria, Entry, builtin};
 use rephub_store::{
-    OpenOptions, Outcome, ReputationStore, SqliteStore, StoreError, USER_SOURCE, Upsert, WriteMode,
-    WriteTx,
+    AnyStore, Location, OpenOptions, Outcome, ReputationStore, StoreError, USER_SOURCE, Upsert,
+    WriteMode, WriteTx,
 };
 use tokio::sync::oneshot;
 
 use crate::error::HubError;
 
-/// The store backend of this hub.
-pub(crate) type Backend = SqliteStore;
+/// The store of this hub: SQLite or PostgreSQL, as the configuration says.
+pub(crate) type Backend = AnyStore;
 
 /// Most jobs in one transaction.
 const GROUP: usize = 4096;
 /// Idle reading connections kept open.
 const IDLE_READERS: usize = 8;
 /// After this long without a job the writer gives back its page cache (see
-/// `SqliteStore::release_memory`): an import fills it, an idle hub does not need it.
+/// `AnyStore::release_memory`): an import fills it, an idle hub does not need it.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Page cache of a reading connection, MiB (the writer's is the configured `cache_mib`).
 pub(crate) const READER_CACHE_MIB: u32 = 16;
@@ -100,14 +99,14 @@ pub(crate) struct Db {
     jobs: mpsc::Sender<Job>,
     /// The writer's thread: finished only if it stopped (it panicked; every write fails then).
     writer: std::thread::JoinHandle<()>,
-    path: PathBuf,
+    at: Location,
     opts: OpenOptions,
     idle: Mutex<Vec<Backend>>,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.path).finish()
+        f.debug_struct("Db").field("at", &self.at).finish()
     }
 }
 
@@ -116,7 +115,7 @@ impl Db {
     /// may have changed entries (it wakes the engine).
     pub(crate) fn start(
         store: Backend,
-        path: PathBuf,
+        at: Location,
         opts: OpenOptions,
         written: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Db, HubError> {
@@ -128,7 +127,7 @@ impl Db {
         Ok(Db {
             jobs,
             writer,
-            path,
+            at,
             opts: OpenOptions {
                 cache_mib: READER_CACHE_MIB,
                 ..opts
@@ -211,7 +210,7 @@ impl Db {
         if let Some(r) = lock(&self.idle).pop() {
             return Ok(r);
         }
-        Ok(Backend::open_reader(&self.path, self.opts.clone())?)
+        Ok(Backend::open_reader(&self.at, self.opts.clone())?)
     }
 
     fn give(&self, reader: Backend) {
@@ -413,10 +412,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rephub.db");
+        let at = Location::Sqlite(dir.path().join("rephub.db"));
         let opts = OpenOptions::default();
-        let store = Backend::open_with(&path, opts.clone()).unwrap();
-        let db = Arc::new(Db::start(store, path, opts, Arc::new(|| {})).unwrap());
+        let store = Backend::open_with(&at, opts.clone()).unwrap();
+        let db = Arc::new(Db::start(store, at, opts, Arc::new(|| {})).unwrap());
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = oneshot::channel();
         let writer = db.clone();

@@ -108,15 +108,15 @@ impl AppState {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<(AppState, Option<String>), HubError> {
-        let path = config.db_path();
+        let at = config.db_location();
         let opts = OpenOptions {
             cache_mib: config.cache_mib,
             clock: clock.clone(),
         };
         let (store, engine, key) = {
-            let (path, opts) = (path.clone(), opts.clone());
+            let (at, opts) = (at.clone(), opts.clone());
             tokio::task::spawn_blocking(move || {
-                let mut store = Backend::open_with(&path, opts.clone())?;
+                let mut store = Backend::open_with(&at, opts.clone())?;
                 let mut key = None;
                 if store.api_keys()?.is_empty() {
                     let secret = new_key();
@@ -129,7 +129,7 @@ impl AppState {
                     cache_mib: crate::db::READER_CACHE_MIB,
                     ..opts
                 };
-                let engine = Engine::build(Backend::open_with(&path, engine_opts)?)?;
+                let engine = Engine::build(Backend::open_with(&at, engine_opts)?)?;
                 Ok::<_, HubError>((store, engine, key))
             })
             .await
@@ -143,7 +143,7 @@ impl AppState {
             clock.clone(),
         )?;
         let wake = engine.clone();
-        let db = Db::start(store, path, opts, Arc::new(move || wake.wake()))?;
+        let db = Db::start(store, at, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
             inner: Arc::new(Inner {
                 config,

@@ -12,8 +12,9 @@ pub struct Args {
     #[arg(long, global = true, env = "REPHUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Database file (overrides --data-dir).
-    #[arg(long, global = true, env = "REPHUB_DB")]
+    /// Database file (overrides --data-dir), or a PostgreSQL connection string
+    /// (`postgres://user@host/db`) for a hub of several replicas on one database.
+    #[arg(long, global = true, env = "REPHUB_DB", hide_env_values = true)]
     pub db: Option<PathBuf>,
 
     /// SQLite page cache in MiB. A bulk import into a large database runs faster with a larger
@@ -49,13 +50,16 @@ pub struct Args {
 }
 
 impl Args {
-    pub(crate) fn db_path(&self) -> PathBuf {
-        self.db.clone().unwrap_or_else(|| {
-            self.data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("rephub-data"))
-                .join("rephub.db")
-        })
+    pub(crate) fn db_location(&self) -> rephub_store::Location {
+        match &self.db {
+            Some(db) => rephub_store::Location::parse(&db.to_string_lossy()),
+            None => rephub_store::Location::Sqlite(
+                self.data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("rephub-data"))
+                    .join("rephub.db"),
+            ),
+        }
     }
 }
 

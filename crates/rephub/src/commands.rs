@@ -10,7 +10,7 @@ use rephub_model::{
     CategoryType, Clock, Criteria, Entry, Include, Kind, LineError, Query, SystemClock,
     TagCriterion,
 };
-use rephub_store::{OpenOptions, ReputationStore, SqliteStore, StoreError, WriteMode, WriteTx};
+use rephub_store::{AnyStore, OpenOptions, ReputationStore, StoreError, WriteMode, WriteTx};
 
 use crate::Status;
 use crate::args::{
@@ -98,13 +98,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             args.cache_mib,
         );
     }
-    let path = args.db_path();
+    let at = args.db_location();
     let opts = OpenOptions {
         cache_mib: args.cache_mib,
         ..OpenOptions::default()
     };
-    let mut store = SqliteStore::open_with(&path, opts)
-        .with_context(|| format!("opening the reputation database {}", path.display()))?;
+    let mut store = AnyStore::open_with(&at, opts)
+        .with_context(|| format!("opening the reputation database {at}"))?;
     let quiet = args.quiet;
     match args.command {
         Command::Import(a) => import(&mut store, a, quiet),
@@ -168,7 +168,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
 
 /// Reads see the database as the TTL sweeper leaves it: expired entries are gone, not shown. A read
 /// never waits for a writer (a long import in another process): then the sweep is left for later.
-fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
+fn sweep(store: &mut AnyStore, quiet: bool) -> anyhow::Result<()> {
     store.set_busy_timeout(Duration::from_millis(200))?;
     let swept = store.sweep_expired(SystemClock.now());
     store.set_busy_timeout(Duration::from_secs(30))?;
@@ -185,7 +185,7 @@ fn sweep(store: &mut SqliteStore, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn import(store: &mut SqliteStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
+fn import(store: &mut AnyStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
     let mut rejects_file = match &a.rejects {
         Some(p) => Some(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -279,7 +279,7 @@ fn parse_value(kind: KindArg, s: &str) -> Result<Entry, rephub_model::EntryError
     }
 }
 
-fn query(store: &SqliteStore, a: QueryArgs) -> anyhow::Result<Status> {
+fn query(store: &AnyStore, a: QueryArgs) -> anyhow::Result<Status> {
     let catalog = store.catalog()?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -305,7 +305,7 @@ fn query(store: &SqliteStore, a: QueryArgs) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-fn criteria(store: &SqliteStore, c: &CriteriaArgs) -> anyhow::Result<Criteria> {
+fn criteria(store: &AnyStore, c: &CriteriaArgs) -> anyhow::Result<Criteria> {
     let mut queries = Vec::new();
     if let Some(ip) = &c.ip {
         queries.push(Query::ip(ip)?);
@@ -363,7 +363,7 @@ fn has_criteria(c: &CriteriaArgs) -> bool {
         || c.feed_only
 }
 
-fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Status> {
+fn search(store: &AnyStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Status> {
     let crit = criteria(store, &a.criteria)?;
     let catalog = store.catalog()?;
     let stdout = std::io::stdout();
@@ -396,7 +396,7 @@ fn search(store: &SqliteStore, a: SearchArgs, quiet: bool) -> anyhow::Result<Sta
 /// An interchange export (docs/interchange.md): one format to a file or standard output, or
 /// every Suricata piece into a directory.
 fn export_interchange(
-    store: &SqliteStore,
+    store: &AnyStore,
     a: &ExportArgs,
     format: Option<rephub_model::ExportFormat>,
     quiet: bool,
@@ -453,7 +453,7 @@ fn export_interchange(
 }
 
 /// `export -f nft`: the exported addresses and networks in the agent's table, dropped.
-fn export_nft(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+fn export_nft(store: &AnyStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
     let crit = criteria(store, &a.criteria)?;
     let mut entries = Vec::new();
     store.search_each(&crit, &mut |e| {
@@ -468,7 +468,7 @@ fn export_nft(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Resul
 }
 
 /// `export -f misp -o DIR`: the entries as a MISP feed directory.
-fn export_misp(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+fn export_misp(store: &AnyStore, a: &ExportArgs, quiet: bool) -> anyhow::Result<Status> {
     let dir = a
         .output
         .as_ref()
@@ -494,7 +494,7 @@ fn export_misp(store: &SqliteStore, a: &ExportArgs, quiet: bool) -> anyhow::Resu
     Ok(Status::Ok)
 }
 
-fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
+fn export(store: &AnyStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Status> {
     if a.format == crate::args::ExportFormatArg::Nft {
         return export_nft(store, &a, quiet);
     }
@@ -535,7 +535,7 @@ fn export(store: &SqliteStore, a: ExportArgs, quiet: bool) -> anyhow::Result<Sta
     Ok(Status::Ok)
 }
 
-fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result<Status> {
+fn delete(store: &mut AnyStore, a: DeleteArgs, quiet: bool) -> anyhow::Result<Status> {
     let by_criteria = has_criteria(&a.criteria) || a.all;
     let by_values = !a.values.is_empty() || a.file.is_some();
     if by_criteria && by_values {
@@ -642,9 +642,9 @@ fn delete(store: &mut SqliteStore, a: DeleteArgs, quiet: bool) -> anyhow::Result
     Ok(status)
 }
 
-fn stats(store: &SqliteStore) -> anyhow::Result<Status> {
+fn stats(store: &AnyStore) -> anyhow::Result<Status> {
     let s = store.stats()?;
-    println!("database     {}", store.path().display());
+    println!("database     {}", store.location());
     println!("entries      {}", s.entries);
     for (k, n) in &s.per_kind {
         println!("  {:<10} {n}", k.as_str());
@@ -667,7 +667,7 @@ fn stats(store: &SqliteStore) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-fn categories(store: &mut SqliteStore, c: CategoriesCommand) -> anyhow::Result<Status> {
+fn categories(store: &mut AnyStore, c: CategoriesCommand) -> anyhow::Result<Status> {
     match c {
         CategoriesCommand::List { json } => {
             let catalog = store.catalog()?;
@@ -799,7 +799,7 @@ fn serve(
     Ok(Status::Ok)
 }
 
-fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
+fn keys(store: &mut AnyStore, k: KeysCommand) -> anyhow::Result<Status> {
     use rephub_store::KeyStore;
     match k {
         KeysCommand::Add { name, role } => {
@@ -833,7 +833,7 @@ fn keys(store: &mut SqliteStore, k: KeysCommand) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-fn users(store: &mut SqliteStore, u: crate::args::UsersCommand) -> anyhow::Result<Status> {
+fn users(store: &mut AnyStore, u: crate::args::UsersCommand) -> anyhow::Result<Status> {
     use crate::args::UsersCommand as U;
     use rephub_store::UserStore;
     let role_of = |r: &str| {

@@ -3,18 +3,15 @@
 //! delegated to the backend, method by method, so a backend's own overrides (batches, bulk reads)
 //! are the ones that run.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
 
-use crate::error::StoreError;
-use crate::pg::{PgOptions, PgStore, PgTx};
-use crate::sqlite::{OpenOptions, SqliteStore, SqliteTx};
-use crate::types::{
-    ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord, Outcome, Stats, StoredEntry,
-    Upsert, WriteMode,
-};
-use crate::{ReputationStore, WriteTx};
+use crate::pg::{PgOptions, PgTx};
+use crate::sqlite::SqliteTx;
+// Every trait of the crate and every type their methods name: this file delegates all of them.
+use crate::*;
 
 /// Where a database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,3 +295,130 @@ impl WriteTx for AnyTx<'_> {
         delegate!(self, s => s.commit())
     }
 }
+impl KeyStore for AnyStore {
+    fn add_api_key(&mut self, name: &str, role: &str, hash: &[u8]) -> Result<ApiKey, StoreError> {
+        delegate!(self, s => s.add_api_key(name, role, hash))
+    }
+
+    fn api_key_by_hash(&self, hash: &[u8]) -> Result<Option<ApiKey>, StoreError> {
+        delegate!(self, s => s.api_key_by_hash(hash))
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        delegate!(self, s => s.api_keys())
+    }
+
+    fn delete_api_key(&mut self, name: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_api_key(name))
+    }
+
+}
+
+impl UserStore for AnyStore {
+    fn add_user(&mut self, name: &str, role: &str, password_hash: &str) -> Result<User, StoreError> {
+        delegate!(self, s => s.add_user(name, role, password_hash))
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        delegate!(self, s => s.user(name))
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        delegate!(self, s => s.users())
+    }
+
+    fn update_user( &mut self, name: &str, role: Option<&str>, password_hash: Option<&str>, ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.update_user(name, role, password_hash))
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_user(name))
+    }
+
+}
+
+impl SourceStore for AnyStore {
+    fn source_configs(&self) -> Result<Vec<SourceConfigRow>, StoreError> {
+        delegate!(self, s => s.source_configs())
+    }
+
+    fn put_source_config( &mut self, name: &str, kind: &str, config: &str, origin: &str, ) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_source_config(name, kind, config, origin))
+    }
+
+    fn delete_source_config(&mut self, name: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_source_config(name))
+    }
+
+    fn save_source_state(&mut self, name: &str, state: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.save_source_state(name, state))
+    }
+
+    fn source_entries(&self, source: &str) -> Result<HashMap<Entry, Option<i64>>, StoreError> {
+        delegate!(self, s => s.source_entries(source))
+    }
+
+    fn rename_source(&mut self, old: &str, new: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.rename_source(old, new))
+    }
+
+}
+
+impl UpstreamStore for AnyStore {
+    fn put_exceptions(&mut self, items: &[(Entry, String)]) -> Result<Vec<bool>, StoreError> {
+        delegate!(self, s => s.put_exceptions(items))
+    }
+
+    fn delete_exceptions(&mut self, entries: &[Entry]) -> Result<Vec<bool>, StoreError> {
+        delegate!(self, s => s.delete_exceptions(entries))
+    }
+
+    fn exceptions(&self, offset: usize, limit: usize) -> Result<Vec<ExceptionRow>, StoreError> {
+        delegate!(self, s => s.exceptions(offset, limit))
+    }
+
+    fn modified_entries(&self, query: &ModifiedQuery) -> Result<ModifiedPage, StoreError> {
+        delegate!(self, s => s.modified_entries(query))
+    }
+
+}
+
+impl TargetStore for AnyStore {
+    fn targets(&self) -> Result<Vec<TargetRow>, StoreError> {
+        delegate!(self, s => s.targets())
+    }
+
+    fn target(&self, name: &str) -> Result<Option<TargetRow>, StoreError> {
+        delegate!(self, s => s.target(name))
+    }
+
+    fn put_target(&mut self, name: &str, config: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_target(name, config))
+    }
+
+    fn delete_target(&mut self, name: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_target(name))
+    }
+
+    fn save_target_state(&mut self, name: &str, state: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.save_target_state(name, state))
+    }
+
+    fn target_entries(&self, name: &str) -> Result<HashMap<(u8, String), Vec<u8>>, StoreError> {
+        delegate!(self, s => s.target_entries(name))
+    }
+
+    fn record_sent( &mut self, name: &str, took: &[Sent], dropped: &[(u8, String)], ) -> Result<(), StoreError> {
+        delegate!(self, s => s.record_sent(name, took, dropped))
+    }
+
+    fn add_target_run(&mut self, name: &str, run: &TargetRunRow) -> Result<i64, StoreError> {
+        delegate!(self, s => s.add_target_run(name, run))
+    }
+
+    fn target_runs(&self, name: &str, limit: usize) -> Result<Vec<TargetRunRow>, StoreError> {
+        delegate!(self, s => s.target_runs(name, limit))
+    }
+
+}
+

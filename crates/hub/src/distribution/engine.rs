@@ -204,7 +204,7 @@ fn decide_all(
     }
     let mid = lo + (hi - lo) / 2;
     let second = Backend::open_reader(
-        reader.path(),
+        &reader.location(),
         rephub_store::OpenOptions {
             cache_mib: crate::db::READER_CACHE_MIB,
             ..rephub_store::OpenOptions::default()
@@ -815,7 +815,8 @@ mod tests {
     #[test]
     fn a_scan_in_two_halves_equals_one_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Backend::open(&dir.path().join("rep.db")).unwrap();
+        let at = rephub_store::Location::Sqlite(dir.path().join("rep.db"));
+        let mut store = Backend::open_with(&at, rephub_store::OpenOptions::default()).unwrap();
         let cat = store.catalog().unwrap();
         let mut tx = store.begin().unwrap();
         for i in 0..500u32 {
