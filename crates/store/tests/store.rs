@@ -173,11 +173,18 @@ impl RepBackend for PgStore {
     }
 }
 
-/// PostgreSQL has the reputation database so far; its other tables come with their stores.
+/// PostgreSQL has the reputation database and distribution so far; its other tables come with
+/// their stores.
 mod postgres {
     use super::*;
 
     reputation_suite!(PgStore);
+    tests!(PgStore;
+        device_reports_and_events_survive_retries,
+        ips_filters_and_profile_settings,
+        events_are_counted_per_hour,
+        rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
+    );
 }
 
 struct Db<S: RepBackend> {
@@ -1195,7 +1202,9 @@ fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
     assert_eq!(q(&d, &|_| {}), ["1:2", "1:3"]);
 }
 
-fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>() {
+fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<
+    S: RepBackend + DistributionStore,
+>() {
     let mut d = db::<S>();
     assert!(d.store.rollouts().unwrap().is_empty());
     let steps = |v: &[(usize, &str)]| -> Vec<(usize, String)> {
@@ -1237,7 +1246,7 @@ fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>(
     );
 }
 
-fn device_reports_and_events_survive_retries<S: TestBackend>() {
+fn device_reports_and_events_survive_retries<S: RepBackend + DistributionStore>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     assert!(
@@ -1821,7 +1830,7 @@ fn import_keeps_line_1_after_a_byte_order_mark() {
 
 /// The IPS catalog imports by number (added, updated, unchanged); a profile's overrides need the
 /// profile and the filter, and go with the profile.
-fn ips_filters_and_profile_settings<S: TestBackend>() {
+fn ips_filters_and_profile_settings<S: RepBackend + DistributionStore + IpsStore>() {
     let mut d = db::<S>();
     let s = &mut d.store;
     let rule = |sid: u64, msg: &str| {
@@ -1958,7 +1967,7 @@ fn an_entry_has_its_history_with_commit_times<S: RepBackend>() {
     assert!(d.store.entry_history(id + 1000, 10).unwrap().is_empty());
 }
 
-fn events_are_counted_per_hour<S: TestBackend>() {
+fn events_are_counted_per_hour<S: RepBackend + DistributionStore>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     d.store

@@ -25,7 +25,6 @@ impl From<postgres::Error> for StoreError {
 }
 
 /// `e`, where a unique constraint failing means `what` exists already.
-#[allow(dead_code)] // For the other tables' stores, ported next.
 pub(super) fn unique(e: postgres::Error, what: String) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(what),
