@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rephub_model::{Catalog, Category, Criteria, Entry, NewCategory};
+use rephub_model::{Catalog, Category, Criteria, Entry, IpsFilter, NewCategory};
 
 use crate::pg::{PgOptions, PgTx};
 use crate::sqlite::SqliteTx;
@@ -311,11 +311,15 @@ impl KeyStore for AnyStore {
     fn delete_api_key(&mut self, name: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.delete_api_key(name))
     }
-
 }
 
 impl UserStore for AnyStore {
-    fn add_user(&mut self, name: &str, role: &str, password_hash: &str) -> Result<User, StoreError> {
+    fn add_user(
+        &mut self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
         delegate!(self, s => s.add_user(name, role, password_hash))
     }
 
@@ -327,14 +331,18 @@ impl UserStore for AnyStore {
         delegate!(self, s => s.users())
     }
 
-    fn update_user( &mut self, name: &str, role: Option<&str>, password_hash: Option<&str>, ) -> Result<bool, StoreError> {
+    fn update_user(
+        &mut self,
+        name: &str,
+        role: Option<&str>,
+        password_hash: Option<&str>,
+    ) -> Result<bool, StoreError> {
         delegate!(self, s => s.update_user(name, role, password_hash))
     }
 
     fn delete_user(&mut self, name: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.delete_user(name))
     }
-
 }
 
 impl SourceStore for AnyStore {
@@ -342,7 +350,13 @@ impl SourceStore for AnyStore {
         delegate!(self, s => s.source_configs())
     }
 
-    fn put_source_config( &mut self, name: &str, kind: &str, config: &str, origin: &str, ) -> Result<(), StoreError> {
+    fn put_source_config(
+        &mut self,
+        name: &str,
+        kind: &str,
+        config: &str,
+        origin: &str,
+    ) -> Result<(), StoreError> {
         delegate!(self, s => s.put_source_config(name, kind, config, origin))
     }
 
@@ -361,7 +375,6 @@ impl SourceStore for AnyStore {
     fn rename_source(&mut self, old: &str, new: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.rename_source(old, new))
     }
-
 }
 
 impl UpstreamStore for AnyStore {
@@ -380,7 +393,6 @@ impl UpstreamStore for AnyStore {
     fn modified_entries(&self, query: &ModifiedQuery) -> Result<ModifiedPage, StoreError> {
         delegate!(self, s => s.modified_entries(query))
     }
-
 }
 
 impl TargetStore for AnyStore {
@@ -408,7 +420,12 @@ impl TargetStore for AnyStore {
         delegate!(self, s => s.target_entries(name))
     }
 
-    fn record_sent( &mut self, name: &str, took: &[Sent], dropped: &[(u8, String)], ) -> Result<(), StoreError> {
+    fn record_sent(
+        &mut self,
+        name: &str,
+        took: &[Sent],
+        dropped: &[(u8, String)],
+    ) -> Result<(), StoreError> {
         delegate!(self, s => s.record_sent(name, took, dropped))
     }
 
@@ -419,6 +436,132 @@ impl TargetStore for AnyStore {
     fn target_runs(&self, name: &str, limit: usize) -> Result<Vec<TargetRunRow>, StoreError> {
         delegate!(self, s => s.target_runs(name, limit))
     }
-
 }
 
+impl DistributionStore for AnyStore {
+    fn filters(&self) -> Result<Vec<FilterRow>, StoreError> {
+        delegate!(self, s => s.filters())
+    }
+
+    fn put_filter(&mut self, id: i64, name: &str, definition: &str) -> Result<i64, StoreError> {
+        delegate!(self, s => s.put_filter(id, name, definition))
+    }
+
+    fn delete_filter(&mut self, id: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_filter(id))
+    }
+
+    fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError> {
+        delegate!(self, s => s.profiles())
+    }
+
+    fn put_profile(&mut self, id: i64, name: &str, filters: &[i64]) -> Result<i64, StoreError> {
+        delegate!(self, s => s.put_profile(id, name, filters))
+    }
+
+    fn delete_profile(&mut self, id: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_profile(id))
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        delegate!(self, s => s.devices())
+    }
+
+    fn device(&self, id: i64) -> Result<Option<DeviceRow>, StoreError> {
+        delegate!(self, s => s.device(id))
+    }
+
+    fn add_device(
+        &mut self,
+        name: &str,
+        token_hash: &[u8],
+        profile_id: Option<i64>,
+    ) -> Result<DeviceRow, StoreError> {
+        delegate!(self, s => s.add_device(name, token_hash, profile_id))
+    }
+
+    fn set_device_profile(&mut self, id: i64, profile_id: Option<i64>) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_device_profile(id, profile_id))
+    }
+
+    fn record_device_progress(&mut self, progress: &[DeviceProgress]) -> Result<(), StoreError> {
+        delegate!(self, s => s.record_device_progress(progress))
+    }
+
+    fn delete_device(&mut self, id: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_device(id))
+    }
+
+    fn set_device_report(&mut self, id: i64, report: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_device_report(id, report))
+    }
+
+    fn device_sensor(&self, id: i64) -> Result<Option<String>, StoreError> {
+        delegate!(self, s => s.device_sensor(id))
+    }
+
+    fn set_device_sensor(&mut self, id: i64, sensor: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_device_sensor(id, sensor))
+    }
+
+    fn add_events(&mut self, device: i64, events: &[NewEvent]) -> Result<usize, StoreError> {
+        delegate!(self, s => s.add_events(device, events))
+    }
+
+    fn known_events(&self, device: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        delegate!(self, s => s.known_events(device, ids))
+    }
+
+    fn events(&self, q: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        delegate!(self, s => s.events(q))
+    }
+
+    fn event_hours(&self, since: i64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+        delegate!(self, s => s.event_hours(since))
+    }
+
+    fn rollouts(&self) -> Result<Vec<KeptRollout>, StoreError> {
+        delegate!(self, s => s.rollouts())
+    }
+
+    fn put_rollout(
+        &mut self,
+        id: u64,
+        head: &str,
+        running: bool,
+        steps: &[(usize, String)],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_rollout(id, head, running, steps, keep))
+    }
+}
+
+impl IpsStore for AnyStore {
+    fn import_ips_filters(&mut self, filters: &[IpsFilter]) -> Result<IpsImport, StoreError> {
+        delegate!(self, s => s.import_ips_filters(filters))
+    }
+
+    fn ips_filters(&self) -> Result<Vec<IpsFilter>, StoreError> {
+        delegate!(self, s => s.ips_filters())
+    }
+
+    fn profile_ips(&self, profile_id: i64) -> Result<Vec<IpsSetting>, StoreError> {
+        delegate!(self, s => s.profile_ips(profile_id))
+    }
+
+    fn set_profile_ips(
+        &mut self,
+        profile_id: i64,
+        settings: &[IpsSetting],
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.set_profile_ips(profile_id, settings))
+    }
+
+    fn distribute_profile_ips(&mut self, profile_id: i64) -> Result<(), StoreError> {
+        delegate!(self, s => s.distribute_profile_ips(profile_id))
+    }
+
+    fn distributed_ips(&self) -> Result<Vec<(i64, i64, Vec<IpsSetting>)>, StoreError> {
+        delegate!(self, s => s.distributed_ips())
+    }
+}

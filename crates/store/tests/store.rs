@@ -175,8 +175,8 @@ impl RepBackend for PgStore {
     }
 }
 
-/// PostgreSQL has the reputation database, keys, users, sources and targets so far; its other
-/// tables come with their stores.
+/// PostgreSQL has the reputation database, keys, users, sources, targets and distribution so far;
+/// its other tables come with their stores.
 mod postgres {
     use super::*;
 
@@ -188,6 +188,12 @@ mod postgres {
         exceptions_are_kept_once_and_listed_in_order,
         source_configs_keep_their_state_and_renaming_keeps_the_entries,
         targets_keep_their_state_what_they_hold_and_their_runs,
+        device_reports_and_events_survive_retries,
+        ips_filters_and_profile_settings,
+        events_are_counted_per_hour,
+        rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
+        taken_names_are_conflicts,
+        ids_are_never_reused,
     );
 }
 
@@ -1206,7 +1212,9 @@ fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
     assert_eq!(q(&d, &|_| {}), ["1:2", "1:3"]);
 }
 
-fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>() {
+fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<
+    S: RepBackend + DistributionStore,
+>() {
     let mut d = db::<S>();
     assert!(d.store.rollouts().unwrap().is_empty());
     let steps = |v: &[(usize, &str)]| -> Vec<(usize, String)> {
@@ -1248,7 +1256,7 @@ fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<S: TestBackend>(
     );
 }
 
-fn device_reports_and_events_survive_retries<S: TestBackend>() {
+fn device_reports_and_events_survive_retries<S: RepBackend + DistributionStore>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     assert!(
@@ -1493,7 +1501,7 @@ fn source_configs_keep_their_state_and_renaming_keeps_the_entries<S: RepBackend 
     assert!(!d.store.delete_source_config("v1").unwrap());
 }
 
-fn taken_names_are_conflicts<S: TestBackend>() {
+fn taken_names_are_conflicts<S: RepBackend + DistributionStore + KeyStore>() {
     let mut d = db::<S>();
     let f = d.store.put_filter(0, "block", "{}").unwrap();
     let err = d.store.put_filter(0, "block", "{}").unwrap_err();
@@ -1628,7 +1636,7 @@ fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<S: TestBac
 
 /// A deleted row's id is never handed out again: a new filter must not silently join the profiles
 /// that listed a deleted one, nor a new device inherit a deleted one's events.
-fn ids_are_never_reused<S: TestBackend>() {
+fn ids_are_never_reused<S: RepBackend + DistributionStore + KeyStore + TargetStore>() {
     let mut d = db::<S>();
     let filters: Vec<i64> = (1..=3)
         .map(|i| d.store.put_filter(0, &format!("f{i}"), "{}").unwrap())
@@ -1984,7 +1992,7 @@ fn import_keeps_line_1_after_a_byte_order_mark() {
 
 /// The IPS catalog imports by number (added, updated, unchanged); a profile's overrides need the
 /// profile and the filter, and go with the profile.
-fn ips_filters_and_profile_settings<S: TestBackend>() {
+fn ips_filters_and_profile_settings<S: RepBackend + DistributionStore + IpsStore>() {
     let mut d = db::<S>();
     let s = &mut d.store;
     let rule = |sid: u64, msg: &str| {
@@ -2121,7 +2129,7 @@ fn an_entry_has_its_history_with_commit_times<S: RepBackend>() {
     assert!(d.store.entry_history(id + 1000, 10).unwrap().is_empty());
 }
 
-fn events_are_counted_per_hour<S: TestBackend>() {
+fn events_are_counted_per_hour<S: RepBackend + DistributionStore>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
     d.store

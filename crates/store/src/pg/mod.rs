@@ -26,7 +26,9 @@
 //! (30 s) gets [`StoreError::Busy`], as SQLite's busy timeout gives.
 
 mod bulk;
+mod dist;
 mod error;
+mod ips;
 mod keys;
 mod schema;
 mod sources;
