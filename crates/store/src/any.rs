@@ -56,7 +56,8 @@ impl std::fmt::Display for Location {
 #[derive(Debug)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
-    Postgres(PgStore),
+    // Boxed: a PostgreSQL client is several times the size of a SQLite connection handle.
+    Postgres(Box<PgStore>),
 }
 
 /// A write transaction of either backend.
@@ -81,7 +82,7 @@ impl AnyStore {
         Ok(match at {
             Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_with(path, opts)?),
             Location::Postgres(url) => {
-                AnyStore::Postgres(PgStore::connect_with(url, pg_options(opts))?)
+                AnyStore::Postgres(Box::new(PgStore::connect_with(url, pg_options(opts))?))
             }
         })
     }
@@ -92,7 +93,7 @@ impl AnyStore {
         Ok(match at {
             Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_reader(path, opts)?),
             Location::Postgres(url) => {
-                AnyStore::Postgres(PgStore::connect_reader(url, pg_options(opts))?)
+                AnyStore::Postgres(Box::new(PgStore::connect_reader(url, pg_options(opts))?))
             }
         })
     }
