@@ -181,3 +181,71 @@ fn concurrent_writers_never_make_a_follower_skip_a_change() {
         }
     });
 }
+
+/// Every commit that changed entries is announced to every listening connection (another
+/// replica's engine wakes on it); a transaction that changed nothing, or was rolled back, is not.
+#[test]
+fn commits_are_announced_to_listeners() {
+    let Some(db) = pg::TestDb::new() else { return };
+    let mut store = connect(&db);
+    let catalog = store.catalog().unwrap();
+    let (heard, announcements) = std::sync::mpsc::channel();
+    let conninfo = db.conninfo();
+    let listener = std::thread::spawn(move || {
+        let mut ticks = 0;
+        rephub_store::listen_for_commits(
+            &conninfo,
+            std::time::Duration::from_millis(50),
+            &mut |notified| {
+                if notified {
+                    heard.send(()).is_ok()
+                } else {
+                    // Bounded: at most 10 s without a notification.
+                    ticks += 1;
+                    ticks < 200
+                }
+            },
+        )
+    });
+    // The first call (listening now) counts as one.
+    announcements
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    for i in 0..3u32 {
+        let mut tx = store.begin().unwrap();
+        let item = Upsert::new(ip(i), Tags::default(), &catalog);
+        tx.upsert("feed", &item, WriteMode::Replace).unwrap();
+        tx.commit().unwrap();
+    }
+    store.begin().unwrap().commit().unwrap();
+    let mut tx = store.begin().unwrap();
+    tx.upsert(
+        "feed",
+        &Upsert::new(ip(9), Tags::default(), &catalog),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    drop(tx);
+    for n in 0..3 {
+        announcements
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("commit {n} was not announced"));
+    }
+    assert!(
+        announcements
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "an empty or rolled-back transaction was announced"
+    );
+    drop(announcements);
+    // One more commit makes the listener notice that nobody hears it any more.
+    let mut tx = store.begin().unwrap();
+    tx.upsert(
+        "feed",
+        &Upsert::new(ip(10), Tags::default(), &catalog),
+        WriteMode::Replace,
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    listener.join().unwrap().unwrap();
+}

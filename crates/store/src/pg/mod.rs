@@ -1055,6 +1055,48 @@ impl ReputationStore for PgStore {
     }
 }
 
+/// The channel every commit that changed entries notifies, with its last sequence number.
+const CHANGES_CHANNEL: &str = "rephub_changes";
+
+/// Wait for commits of any connection to this database (another replica's writer included):
+/// `changed(true)` runs once per notification and returns whether to go on; `changed(false)`
+/// after every `idle` without one, so a caller can stop it. Returns
+/// `Ok` when `changed` says stop; an error when the connection fails (the caller connects again,
+/// and should assume it missed commits meanwhile: notifications sent while nobody listens are
+/// lost).
+pub fn listen_for_commits(
+    conninfo: &str,
+    idle: Duration,
+    changed: &mut dyn FnMut(bool) -> bool,
+) -> Result<(), StoreError> {
+    let (mut client, _) = PgStore::session(conninfo, &PgOptions::default())?;
+    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+    // Listening now: whatever was committed before is the caller's to read.
+    if !changed(true) {
+        return Ok(());
+    }
+    loop {
+        {
+            let mut notes = client.notifications();
+            let mut iter = notes.timeout_iter(idle);
+            while postgres::fallible_iterator::FallibleIterator::next(&mut iter)?.is_some() {
+                if !changed(true) {
+                    return Ok(());
+                }
+            }
+        }
+        // The iterator also ends when the server went away.
+        if client.is_closed() {
+            return Err(StoreError::Backend(
+                "the connection listening for commits closed".into(),
+            ));
+        }
+        if !changed(false) {
+            return Ok(());
+        }
+    }
+}
+
 /// A write transaction on a [`PgStore`]: it holds the sequence lock until it ends.
 pub struct PgTx<'a> {
     tx: Transaction<'a>,
@@ -1388,6 +1430,14 @@ impl WriteTx for PgTx<'_> {
                  SELECT $1, greatest($2, coalesce(
                      (SELECT at FROM commit_times ORDER BY seq DESC LIMIT 1), 0) + 1)",
                 &[&(self.seq as i64), &at],
+            )?;
+        }
+        if self.seq > self.first_seq {
+            // Delivered when (and only if) the transaction commits, in commit order: every
+            // replica's engine wakes for this commit (see `listen_for_commits`).
+            self.tx.execute(
+                "SELECT pg_notify('rephub_changes', $1)",
+                &[&self.seq.to_string()],
             )?;
         }
         self.tx.execute(
