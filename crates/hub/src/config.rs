@@ -15,6 +15,10 @@ pub struct Config {
     /// The database, if not `rephub.db` in `data_dir`: another file, or a PostgreSQL connection
     /// string (`postgres://rephub@db.example/rephub`) for several replicas on one database.
     pub db: Option<PathBuf>,
+    /// The key that encrypts stored credentials (32 bytes), if not `secret.key` in `data_dir`
+    /// (made there on first start). Replicas on one PostgreSQL database must share it: give each
+    /// the same file (`REPHUB_SECRET_KEY_FILE`). It is never stored in the database.
+    pub secret_key_file: Option<PathBuf>,
     /// Address to listen on (plain HTTP). Loopback by default: expose it deliberately.
     pub listen: SocketAddr,
     /// Serve HTTPS too.
@@ -105,6 +109,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("rephub-data"),
             db: None,
+            secret_key_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: true,
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
@@ -171,7 +176,7 @@ pub enum LogFormat {
 
 impl Config {
     /// The file (if any), then `REPHUB_DATA_DIR`, `REPHUB_LISTEN`, `REPHUB_LOG`,
-    /// `REPHUB_LOG_FORMAT`.
+    /// `REPHUB_LOG_FORMAT`, `REPHUB_SECRET_KEY_FILE`.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match file {
             Some(path) => {
@@ -204,6 +209,9 @@ impl Config {
                 name: "REPHUB_LISTEN",
                 reason: format!("{v:?} is not an address:port ({e})"),
             })?;
+        }
+        if let Some(v) = get("REPHUB_SECRET_KEY_FILE") {
+            self.secret_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("REPHUB_LOG") {
             self.log = v;

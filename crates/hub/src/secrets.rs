@@ -34,18 +34,24 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// The data directory's key, made on first use.
     pub(crate) fn open(data_dir: &Path) -> Result<Secrets, HubError> {
-        let path = data_dir.join("secret.key");
-        let bytes = match std::fs::read(&path) {
+        Secrets::open_file(&data_dir.join("secret.key"), true)
+    }
+
+    /// The key in `path`; made there when missing and `create` (a configured key file must
+    /// exist: replicas that each made their own could not read each other's credentials).
+    pub(crate) fn open_file(path: &Path, create: bool) -> Result<Secrets, HubError> {
+        let data_dir = path.parent().unwrap_or(Path::new("."));
+        let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 std::fs::create_dir_all(data_dir).map_err(HubError::file(data_dir))?;
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key)
                     .map_err(|e| HubError::Crypto(format!("no OS randomness: {e}")))?;
-                write_private(&path, &key)?;
+                write_private(path, &key)?;
                 key.to_vec()
             }
-            Err(e) => return Err(HubError::file(&path)(e)),
+            Err(e) => return Err(HubError::file(path)(e)),
         };
         if bytes.len() != 32 {
             return Err(HubError::Crypto(format!(

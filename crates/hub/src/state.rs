@@ -135,13 +135,28 @@ impl AppState {
             .await
             .map_err(HubError::from)??
         };
-        let secrets = crate::secrets::Secrets::open(&config.data_dir)?;
+        let secrets = match &config.secret_key_file {
+            Some(file) => crate::secrets::Secrets::open_file(file, false)?,
+            None => {
+                if matches!(at, rephub_store::Location::Postgres(_)) {
+                    tracing::warn!(
+                        "the database is PostgreSQL but secret_key_file is not set: stored \
+                         credentials are encrypted with this replica's own key; give every \
+                         replica the same key file (REPHUB_SECRET_KEY_FILE)"
+                    );
+                }
+                crate::secrets::Secrets::open(&config.data_dir)?
+            }
+        };
         let ca = crate::connection::ca::Ca::open(&config.data_dir, clock.now())?;
         let spool = crate::sharing::spool::SpoolHandle::open(
             &config.data_dir.join("spool.db"),
             config.sharing.limits(),
             clock.clone(),
         )?;
+        if let rephub_store::Location::Postgres(conninfo) = &at {
+            follow_other_replicas(conninfo.clone(), Arc::downgrade(&engine))?;
+        }
         let wake = engine.clone();
         let db = Db::start(store, at, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
@@ -480,4 +495,41 @@ impl AppState {
             .await??;
         Ok(())
     }
+}
+
+/// On PostgreSQL other replicas commit too: their commits wake this replica's engine (LISTEN/
+/// NOTIFY, not polling), so a device parked here hears of them at once. After a lost connection
+/// the engine is woken anyway (commits may have been missed) and the thread listens again. Ends
+/// with the engine.
+fn follow_other_replicas(
+    conninfo: String,
+    engine: std::sync::Weak<Engine>,
+) -> Result<(), HubError> {
+    let listen = move || loop {
+        let heard = rephub_store::listen_for_commits(
+            &conninfo,
+            std::time::Duration::from_secs(1),
+            &mut |notified| match engine.upgrade() {
+                Some(e) => {
+                    if notified {
+                        e.wake();
+                    }
+                    true
+                }
+                None => false,
+            },
+        );
+        match heard {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other replicas' commits failed; again in 1 s");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("rephub-listen".into())
+        .spawn(listen)
+        .map_err(HubError::file(std::path::Path::new("the listening thread")))?;
+    Ok(())
 }
