@@ -25,8 +25,12 @@
 //! is taken once per group, not once per entry. A writer that waits longer than `lock_timeout`
 //! (30 s) gets [`StoreError::Busy`], as SQLite's busy timeout gives.
 
+mod connections;
 mod error;
+mod sandbox;
 mod schema;
+mod shared;
+mod telemetry;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -146,7 +150,6 @@ impl PgStore {
     /// A write transaction that logs no entry changes (admin rows: keys, devices, targets…): it
     /// does not take the sequence lock. Committed when `write` returns `Ok`, rolled back
     /// otherwise.
-    #[allow(dead_code)] // For the other tables' stores, ported next.
     pub(crate) fn write<T>(
         &mut self,
         write: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
@@ -158,7 +161,6 @@ impl PgStore {
     }
 
     /// One statement on the connection, prepared once: the number of rows it changed.
-    #[allow(dead_code)] // For the other tables' stores, ported next.
     pub(crate) fn execute(
         &mut self,
         sql: &'static str,
