@@ -566,3 +566,181 @@ impl IpsStore for AnyStore {
         delegate!(self, s => s.distributed_ips())
     }
 }
+impl ConnectionStore for AnyStore {
+    fn add_enrollment_token(
+        &mut self,
+        name: &str,
+        hash: &[u8],
+        expires_at: i64,
+    ) -> Result<EnrollmentToken, StoreError> {
+        delegate!(self, s => s.add_enrollment_token(name, hash, expires_at))
+    }
+
+    fn enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>, StoreError> {
+        delegate!(self, s => s.enrollment_tokens())
+    }
+
+    fn revoke_enrollment_token(&mut self, id: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.revoke_enrollment_token(id))
+    }
+
+    fn enrollment_token_by_hash(&self, hash: &[u8]) -> Result<Option<EnrollmentToken>, StoreError> {
+        delegate!(self, s => s.enrollment_token_by_hash(hash))
+    }
+
+    fn enroll(
+        &mut self,
+        token_id: i64,
+        address: Option<&str>,
+        serial: &[u8],
+        not_after: i64,
+    ) -> Result<Downstream, StoreError> {
+        delegate!(self, s => s.enroll(token_id, address, serial, not_after))
+    }
+
+    fn downstreams(&self) -> Result<Vec<Downstream>, StoreError> {
+        delegate!(self, s => s.downstreams())
+    }
+
+    fn revoke_downstream(&mut self, id: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.revoke_downstream(id))
+    }
+
+    fn add_certificate(
+        &mut self,
+        downstream_id: i64,
+        serial: &[u8],
+        not_after: i64,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.add_certificate(downstream_id, serial, not_after))
+    }
+
+    fn active_certificates(&self, now: i64) -> Result<Vec<ActiveCertificate>, StoreError> {
+        delegate!(self, s => s.active_certificates(now))
+    }
+
+    fn set_downstream_sandbox(&mut self, id: i64, on: bool) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_downstream_sandbox(id, on))
+    }
+
+    fn add_deployment(&mut self, downstream_id: i64, request: &str) -> Result<i64, StoreError> {
+        delegate!(self, s => s.add_deployment(downstream_id, request))
+    }
+
+    fn deployments(
+        &self,
+        downstream_id: i64,
+        pending_only: bool,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        delegate!(self, s => s.deployments(downstream_id, pending_only))
+    }
+
+    fn finish_deployment(
+        &mut self,
+        id: i64,
+        downstream_id: i64,
+        applied: bool,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.finish_deployment(id, downstream_id, applied, result))
+    }
+
+    fn connection_features(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        delegate!(self, s => s.connection_features())
+    }
+
+    fn set_connection_features(&mut self, features: &[(String, bool)]) -> Result<(), StoreError> {
+        delegate!(self, s => s.set_connection_features(features))
+    }
+}
+
+impl TelemetryStore for AnyStore {
+    fn add_telemetry(
+        &mut self,
+        downstream_id: i64,
+        records: &[NewTelemetry],
+    ) -> Result<u64, StoreError> {
+        delegate!(self, s => s.add_telemetry(downstream_id, records))
+    }
+
+    fn known_telemetry(
+        &self,
+        downstream_id: i64,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.known_telemetry(downstream_id, keys))
+    }
+
+    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>, StoreError> {
+        delegate!(self, s => s.telemetry(q))
+    }
+
+    fn sweep_telemetry(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        delegate!(self, s => s.sweep_telemetry(before_ms))
+    }
+}
+
+impl SandboxStore for AnyStore {
+    fn collect_submissions(&mut self, items: &[NewSubmission]) -> Result<u64, StoreError> {
+        delegate!(self, s => s.collect_submissions(items))
+    }
+
+    fn submissions_in(&self, status: &str, limit: usize) -> Result<Vec<SubmissionRow>, StoreError> {
+        delegate!(self, s => s.submissions_in(status, limit))
+    }
+
+    fn submissions(&self, q: &SubmissionQuery) -> Result<Vec<SubmissionRow>, StoreError> {
+        delegate!(self, s => s.submissions(q))
+    }
+
+    fn update_submission(&mut self, row: &SubmissionRow) -> Result<(), StoreError> {
+        delegate!(self, s => s.update_submission(row))
+    }
+
+    fn skip_pending_submissions(&mut self, reason: &str) -> Result<u64, StoreError> {
+        delegate!(self, s => s.skip_pending_submissions(reason))
+    }
+
+    fn submission_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        delegate!(self, s => s.submission_counts())
+    }
+
+    fn add_sandbox_task(&mut self, task: &SandboxTask) -> Result<(), StoreError> {
+        delegate!(self, s => s.add_sandbox_task(task))
+    }
+
+    fn sandbox_task(&self, id: &str) -> Result<Option<SandboxTask>, StoreError> {
+        delegate!(self, s => s.sandbox_task(id))
+    }
+
+    fn sandbox_tasks_in(&self, status: &str, limit: usize) -> Result<Vec<SandboxTask>, StoreError> {
+        delegate!(self, s => s.sandbox_tasks_in(status, limit))
+    }
+
+    fn update_sandbox_task(&mut self, task: &SandboxTask) -> Result<(), StoreError> {
+        delegate!(self, s => s.update_sandbox_task(task))
+    }
+
+    fn analysed_since(&self, object: &str, since: i64) -> Result<Option<SandboxTask>, StoreError> {
+        delegate!(self, s => s.analysed_since(object, since))
+    }
+
+    fn sandbox_usage(&self, origin: &str, day: i64) -> Result<SandboxUsage, StoreError> {
+        delegate!(self, s => s.sandbox_usage(origin, day))
+    }
+}
+
+impl SharedStore for AnyStore {
+    fn add_shared(
+        &mut self,
+        downstream_id: i64,
+        stream: &str,
+        records: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        delegate!(self, s => s.add_shared(downstream_id, stream, records))
+    }
+
+    fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError> {
+        delegate!(self, s => s.shared(q))
+    }
+}

@@ -11,9 +11,9 @@ use rephub_model::{
 use rephub_store::{
     ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
     KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, PgOptions, PgStore,
-    ReputationStore, SandboxStore, SourceStore, SqliteStore, StoreError, TargetStore,
-    TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode,
-    WriteTx,
+    ReputationStore, SandboxStore, SharedQuery, SharedStore, SourceStore, SqliteStore, StoreError,
+    TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert, UpstreamStore, UserStore,
+    WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -31,37 +31,6 @@ trait RepBackend: ReputationStore + Sized {
     fn available() -> bool {
         true
     }
-}
-
-/// A backend the whole suite runs against.
-trait TestBackend:
-    RepBackend
-    + DistributionStore
-    + KeyStore
-    + SourceStore
-    + UpstreamStore
-    + TargetStore
-    + ConnectionStore
-    + IpsStore
-    + UserStore
-    + TelemetryStore
-    + SandboxStore
-{
-}
-
-impl<S> TestBackend for S where
-    S: RepBackend
-        + DistributionStore
-        + KeyStore
-        + SourceStore
-        + UpstreamStore
-        + TargetStore
-        + ConnectionStore
-        + IpsStore
-        + UserStore
-        + TelemetryStore
-        + SandboxStore
-{
 }
 
 impl RepBackend for SqliteStore {
@@ -144,6 +113,7 @@ macro_rules! backend_suite {
                 telemetry_is_kept_once_searched_and_swept,
                 sandbox_submissions_are_kept_once_and_tasks_counted_per_day,
                 rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
+                shared_records_are_kept_once_and_found_by_field,
             );
         }
     };
@@ -175,26 +145,60 @@ impl RepBackend for PgStore {
     }
 }
 
-/// PostgreSQL has the reputation database, keys, users, sources, targets and distribution so far;
-/// its other tables come with their stores.
-mod postgres {
+backend_suite!(postgres, PgStore);
+
+/// What only several replicas on one PostgreSQL database can do.
+mod postgres_replicas {
     use super::*;
 
-    reputation_suite!(PgStore);
-    tests!(PgStore;
-        users_are_unique_by_name_and_keep_only_a_hash,
-        api_keys_are_found_by_hash_and_unique_by_name,
-        entries_come_in_modification_order_and_a_withdrawal_is_a_modification,
-        exceptions_are_kept_once_and_listed_in_order,
-        source_configs_keep_their_state_and_renaming_keeps_the_entries,
-        targets_keep_their_state_what_they_hold_and_their_runs,
-        device_reports_and_events_survive_retries,
-        ips_filters_and_profile_settings,
-        events_are_counted_per_hour,
-        rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
-        taken_names_are_conflicts,
-        ids_are_never_reused,
-    );
+    /// Two replicas at once on one database: a token enrolls once, an object seen by both is
+    /// kept once, a record both receive is kept once.
+    #[test]
+    fn replicas_at_once_use_a_token_once_and_keep_a_record_once() {
+        use rephub_store::NewSubmission;
+        if !<PgStore as RepBackend>::available() {
+            return;
+        }
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(T0));
+        let (guard, mut first) = <PgStore as RepBackend>::fresh(clock.clone());
+        let token = first.add_enrollment_token("branch", b"h", T0 + 60).unwrap();
+        let second = <PgStore as RepBackend>::reopen(&guard, clock);
+        let barrier = std::sync::Barrier::new(2);
+        let run = |mut s: PgStore, serial: &'static [u8]| {
+            let barrier = &barrier;
+            move || {
+                barrier.wait();
+                let enrolled = s.enroll(token.id, None, serial, T0 + 60);
+                let objects: Vec<NewSubmission> = (0..200)
+                    .map(|i| NewSubmission {
+                        object: format!("http://{i}.example/"),
+                        kind: "url".into(),
+                        submitter: "fw".into(),
+                    })
+                    .collect();
+                let collected = s.collect_submissions(&objects).unwrap();
+                let records: Vec<(String, String)> =
+                    (0..200).map(|i| (format!("k{i}"), "{}".into())).collect();
+                let shared = s.add_shared(1, "events", &records).unwrap();
+                (enrolled, collected, shared, s)
+            }
+        };
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(run(first, b"serial-a"));
+            let b = scope.spawn(run(second, b"serial-b"));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let enrolled = [&a.0, &b.0];
+        assert_eq!(enrolled.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(
+            enrolled
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::Conflict(_))))
+        );
+        assert_eq!(a.1 + b.1, 200);
+        assert_eq!(a.2 + b.2, 200);
+        assert_eq!(a.3.active_certificates(T0).unwrap().len(), 1);
+    }
 }
 
 struct Db<S: RepBackend> {
@@ -1101,7 +1105,7 @@ fn event(device_event: i64, value: &str, hits: u64) -> rephub_store::NewEvent {
     }
 }
 
-fn telemetry_is_kept_once_searched_and_swept<S: TestBackend>() {
+fn telemetry_is_kept_once_searched_and_swept<S: RepBackend + TelemetryStore>() {
     use rephub_model::telemetry::TlsRecord;
     use rephub_store::NewTelemetry;
     let mut d = db::<S>();
@@ -1531,7 +1535,9 @@ fn taken_names_are_conflicts<S: RepBackend + DistributionStore + KeyStore>() {
 
 /// A token enrolls once; a reconnection with a new token keeps the downstream's id; revoking a
 /// downstream retires every certificate it holds; expired certificates are not active.
-fn enrollment_tokens_are_used_once_and_certificates_follow_revocation<S: TestBackend>() {
+fn enrollment_tokens_are_used_once_and_certificates_follow_revocation<
+    S: RepBackend + ConnectionStore,
+>() {
     let mut d = db::<S>();
     let s = &mut d.store;
     let t = s
@@ -1603,7 +1609,9 @@ fn enrollment_tokens_are_used_once_and_certificates_follow_revocation<S: TestBac
 
 /// The downstream's feature switches are set together and kept; the upstream grants sandbox URL
 /// analysis per downstream, and a reconnection keeps the grant.
-fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<S: TestBackend>() {
+fn connection_features_are_kept_and_sandbox_is_granted_per_downstream<
+    S: RepBackend + ConnectionStore,
+>() {
     let mut d = db::<S>();
     let s = &mut d.store;
     assert!(s.connection_features().unwrap().is_empty());
@@ -2221,7 +2229,7 @@ fn scans_go_on_where_they_stopped<S: RepBackend>() {
     assert_eq!(rest, 7);
 }
 
-fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: TestBackend>() {
+fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: RepBackend + SandboxStore>() {
     use rephub_store::sandbox::status;
     use rephub_store::{NewSubmission, SandboxTask, SubmissionQuery};
     let mut d = db::<S>();
@@ -2260,6 +2268,7 @@ fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: TestBackend>()
         ..SubmissionQuery::default()
     };
     assert_eq!(d.store.submissions(&q("EICAR")).unwrap().len(), 1);
+    assert_eq!(d.store.submissions(&q("eicar-test")).unwrap().len(), 1);
     // `_` and `%` are letters in a search, not patterns.
     assert_eq!(d.store.submissions(&q("%")).unwrap().len(), 0);
     let high = SubmissionQuery {
@@ -2338,4 +2347,144 @@ fn sandbox_submissions_are_kept_once_and_tasks_counted_per_day<S: TestBackend>()
             .is_none()
     );
     assert!(d.store.sandbox_task("nope").unwrap().is_none());
+}
+
+/// What downstreams share is kept once per (downstream, stream, key), listed in the order it
+/// arrived and as it was sent, and found by its fields as the hub's sharing API asks: a field
+/// equal to a text, an array field holding one.
+fn shared_records_are_kept_once_and_found_by_field<S: RepBackend + SharedStore>() {
+    let mut d = db::<S>();
+    let rec = |key: &str, body: &str| (key.to_string(), body.to_string());
+    let batch = vec![
+        rec(
+            "e1",
+            concat!(
+                r#"{"dvchost": "edge-1", "ruleName": "r1", "cves": ["CVE-1", "CVE-2"], "#,
+                r#""src": "192.0.2.1"}"#
+            ),
+        ),
+        rec(
+            "e2",
+            r#"{"dvchost":"edge-2","cves":[],"dst":"192.0.2.1","n":5}"#,
+        ),
+        rec(
+            "e3",
+            r#"{"dvchost":"edge-1","cves":"CVE-1","event":{"dvchost":"inner"},"n":"5"}"#,
+        ),
+        rec("e1", r#"{"dvchost":"the same key again"}"#),
+    ];
+    assert_eq!(d.store.add_shared(1, "events", &batch).unwrap(), 3);
+    // Sent again (a lost answer): nothing new. The same keys from another downstream, or in
+    // another stream, are new.
+    assert_eq!(d.store.add_shared(1, "events", &batch).unwrap(), 0);
+    d.clock.advance(60);
+    assert_eq!(d.store.add_shared(2, "events", &batch[..1]).unwrap(), 1);
+    assert_eq!(
+        d.store
+            .add_shared(1, "inventory", &[rec("e1", "{}")])
+            .unwrap(),
+        1
+    );
+    assert_eq!(d.store.add_shared(1, "events", &[]).unwrap(), 0);
+
+    let list = |d: &Db<S>, f: &dyn Fn(&mut SharedQuery)| {
+        let mut q = SharedQuery {
+            stream: "events".into(),
+            limit: 100,
+            ..SharedQuery::default()
+        };
+        f(&mut q);
+        d.store.shared(&q).map(|rows| {
+            rows.iter()
+                .map(|r| format!("{}/{}", r.downstream_id, r.key))
+                .collect::<Vec<_>>()
+        })
+    };
+    let found = |d: &Db<S>, f: &dyn Fn(&mut SharedQuery)| list(d, f).unwrap();
+    let eq = |path: &str, v: &str| (path.to_string(), v.to_string());
+    assert_eq!(found(&d, &|_| {}), ["1/e1", "1/e2", "1/e3", "2/e1"]);
+    let firsts = d
+        .store
+        .shared(&SharedQuery {
+            stream: "events".into(),
+            limit: 1,
+            ..SharedQuery::default()
+        })
+        .unwrap();
+    let first = &firsts[0];
+    assert_eq!(
+        (
+            first.stream.as_str(),
+            first.body.as_str(),
+            first.received_at
+        ),
+        ("events", batch[0].1.as_str(), T0)
+    );
+    assert_eq!(found(&d, &|q| q.stream = "inventory".into()), ["1/e1"]);
+    // Paging, and the plain conditions.
+    assert_eq!(found(&d, &|q| q.after = first.id), ["1/e2", "1/e3", "2/e1"]);
+    assert_eq!(found(&d, &|q| q.limit = 2), ["1/e1", "1/e2"]);
+    assert_eq!(found(&d, &|q| q.downstream_id = Some(2)), ["2/e1"]);
+    assert_eq!(found(&d, &|q| q.since = Some(T0 + 60)), ["2/e1"]);
+    assert_eq!(
+        found(&d, &|q| q.until = Some(T0 + 60)),
+        ["1/e1", "1/e2", "1/e3"]
+    );
+    // Fields equal to a text: top-level, nested, several at once; a number is not its text, a
+    // missing field or a name met on an array matches nothing.
+    assert_eq!(
+        found(&d, &|q| q.equal = vec![eq("$.dvchost", "edge-1")]),
+        ["1/e1", "1/e3", "2/e1"]
+    );
+    assert_eq!(
+        found(&d, &|q| q.equal =
+            vec![eq("$.dvchost", "edge-1"), eq("$.ruleName", "r1")]),
+        ["1/e1", "2/e1"]
+    );
+    assert_eq!(
+        found(&d, &|q| q.equal = vec![eq("$.event.dvchost", "inner")]),
+        ["1/e3"]
+    );
+    assert_eq!(found(&d, &|q| q.equal = vec![eq("$.n", "5")]), ["1/e3"]);
+    assert_eq!(
+        found(&d, &|q| q.equal = vec![eq("$.src", "192.0.2.1")]),
+        ["1/e1", "2/e1"]
+    );
+    assert!(found(&d, &|q| q.equal = vec![eq("$.nothing.here", "x")]).is_empty());
+    assert!(found(&d, &|q| q.equal = vec![eq("$.cves.0", "CVE-1")]).is_empty());
+    // A field holding a text: an array's element, an object's value, or the field itself.
+    assert_eq!(
+        found(&d, &|q| q.contains = vec![eq("$.cves", "CVE-1")]),
+        ["1/e1", "1/e3", "2/e1"]
+    );
+    assert_eq!(
+        found(&d, &|q| {
+            q.contains = vec![eq("$.cves", "CVE-2")];
+            q.equal = vec![eq("$.dvchost", "edge-1")];
+            q.downstream_id = Some(1);
+        }),
+        ["1/e1"]
+    );
+    assert_eq!(
+        found(&d, &|q| q.contains = vec![eq("$.event", "inner")]),
+        ["1/e3"]
+    );
+    assert!(found(&d, &|q| q.contains = vec![eq("$.cves", "CVE-3")]).is_empty());
+    // A path that is not one is an error naming it, not no rows.
+    for bad in ["dvchost", "$.", "$.dvc-host", "$.a[0]"] {
+        assert!(
+            matches!(
+                list(&d, &|q| q.equal = vec![eq(bad, "x")]),
+                Err(StoreError::NotFound(w)) if w == format!("field {bad}")
+            ),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                list(&d, &|q| q.contains = vec![eq(bad, "x")]),
+                Err(StoreError::NotFound(_))
+            ),
+            "{bad}"
+        );
+    }
 }

@@ -26,13 +26,17 @@
 //! (30 s) gets [`StoreError::Busy`], as SQLite's busy timeout gives.
 
 mod bulk;
+mod connections;
 mod dist;
 mod error;
 mod ips;
 mod keys;
+mod sandbox;
 mod schema;
+mod shared;
 mod sources;
 mod targets;
+mod telemetry;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
