@@ -183,14 +183,23 @@ impl Db {
         done.await.map_err(|_| stopped())
     }
 
-    /// Run `f` with a reading connection of the pool, on the blocking pool.
+    /// Run `f` with a reading connection of the pool, on the blocking pool (a new connection is
+    /// made there too: making a PostgreSQL connection blocks, and must not on an async worker).
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, HubError>
     where
         F: FnOnce(&Backend) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let reader = self.take()?;
-        let (out, reader) = tokio::task::spawn_blocking(move || (f(&reader), reader)).await?;
+        let pooled = lock(&self.idle).pop();
+        let open = self.opener();
+        let (out, reader) = tokio::task::spawn_blocking(move || {
+            let reader = match pooled {
+                Some(r) => r,
+                None => open()?,
+            };
+            Ok::<_, HubError>((f(&reader), reader))
+        })
+        .await??;
         self.give(reader);
         Ok(out)
     }
@@ -200,17 +209,11 @@ impl Db {
         !self.writer.is_finished()
     }
 
-    /// A reading connection of its own, for a long job (an export) that must not hold one of
-    /// the pool's.
-    pub(crate) fn reader(&self) -> Result<Backend, HubError> {
-        self.take()
-    }
-
-    fn take(&self) -> Result<Backend, HubError> {
-        if let Some(r) = lock(&self.idle).pop() {
-            return Ok(r);
-        }
-        Ok(Backend::open_reader(&self.at, self.opts.clone())?)
+    /// How to open a reading connection of its own, for a long job (an export) that must not
+    /// hold one of the pool's. Call it on a blocking thread.
+    pub(crate) fn opener(&self) -> impl FnOnce() -> Result<Backend, HubError> + Send + 'static {
+        let (at, opts) = (self.at.clone(), self.opts.clone());
+        move || Ok(Backend::open_reader(&at, opts)?)
     }
 
     fn give(&self, reader: Backend) {

@@ -26,6 +26,7 @@
 #![recursion_limit = "256"]
 
 mod admin;
+mod changed;
 pub mod config;
 pub(crate) mod connection;
 mod console;
@@ -38,6 +39,7 @@ mod ingest;
 mod keys;
 mod metrics;
 mod passwords;
+mod replicas;
 pub mod sandbox;
 mod scheduler;
 mod secrets;
@@ -232,6 +234,9 @@ pub async fn start_with_clock(
     let (state, initial_admin_key) = AppState::open_with_clock(config, clock).await?;
     // The sensor rollouts the database keeps, before anyone can ask for them.
     distribution::sensor::reload(&state).await?;
+    if let rephub_store::Location::Postgres(conninfo) = state.config().db_location() {
+        replicas::follow(&state, conninfo)?;
+    }
     let listener = listen_on(listen).map_err(|e| HubError::Bind(listen.to_string(), e))?;
     let addr = listener
         .local_addr()

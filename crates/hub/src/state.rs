@@ -24,6 +24,16 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+/// An [`AppState`] that does not keep the hub alive (its background threads hold this).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    pub(crate) fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
+    }
+}
+
 /// What the hub needs to know of a device on every sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Device {
@@ -120,8 +130,12 @@ impl AppState {
                 let mut key = None;
                 if store.api_keys()?.is_empty() {
                     let secret = new_key();
-                    store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret))?;
-                    key = Some(secret);
+                    match store.add_api_key("admin", Role::Admin.as_str(), &hash_key(&secret)) {
+                        Ok(_) => key = Some(secret),
+                        // Another replica on the same database made it at the same moment.
+                        Err(rephub_store::StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 // The engine's reader scans the whole table now and then (a start, a new
                 // profile): a big page cache would only keep every page of it resident.
@@ -154,9 +168,6 @@ impl AppState {
             config.sharing.limits(),
             clock.clone(),
         )?;
-        if let rephub_store::Location::Postgres(conninfo) = &at {
-            follow_other_replicas(conninfo.clone(), Arc::downgrade(&engine))?;
-        }
         let wake = engine.clone();
         let db = Db::start(store, at, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
@@ -303,6 +314,32 @@ impl AppState {
         Ok(())
     }
 
+    pub(crate) fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.inner))
+    }
+
+    /// `what` changed here: read it again, and tell the other replicas on the same database
+    /// (PostgreSQL) to read it again too (`replicas.rs`). Profiles are installed by the caller.
+    pub(crate) async fn changed(&self, what: crate::changed::Changed) -> Result<(), HubError> {
+        use crate::changed::Changed;
+        match what {
+            Changed::Devices => self.reload_devices().await?,
+            Changed::Keys => self.reload_keys().await?,
+            Changed::Certificates => self.reload_enrolled().await?,
+            Changed::Catalog => drop(self.reload_catalog().await?),
+            Changed::Profiles => {}
+        }
+        if matches!(
+            self.config().db_location(),
+            rephub_store::Location::Postgres(_)
+        ) {
+            let word = what.word();
+            // Through the writer: the announcement follows the writes it is about.
+            self.exec(move |s| s.announce(word)).await??;
+        }
+        Ok(())
+    }
+
     /// Read API keys again (after one was added or deleted).
     pub(crate) async fn reload_keys(&self) -> Result<(), HubError> {
         let keys = self.read(|s| s.api_keys()).await??;
@@ -357,12 +394,11 @@ impl AppState {
     where
         F: FnOnce(&Backend) + Send + 'static,
     {
-        match self.inner.db.reader() {
-            Ok(s) => {
-                tokio::task::spawn_blocking(move || f(&s));
-            }
+        let open = self.inner.db.opener();
+        tokio::task::spawn_blocking(move || match open() {
+            Ok(s) => f(&s),
             Err(e) => tracing::error!(error = %e, "opening a reading connection"),
-        }
+        });
     }
 
     /// Run `f` with a reading connection of the pool (never waits for the writer).
@@ -495,41 +531,4 @@ impl AppState {
             .await??;
         Ok(())
     }
-}
-
-/// On PostgreSQL other replicas commit too: their commits wake this replica's engine (LISTEN/
-/// NOTIFY, not polling), so a device parked here hears of them at once. After a lost connection
-/// the engine is woken anyway (commits may have been missed) and the thread listens again. Ends
-/// with the engine.
-fn follow_other_replicas(
-    conninfo: String,
-    engine: std::sync::Weak<Engine>,
-) -> Result<(), HubError> {
-    let listen = move || loop {
-        let heard = rephub_store::listen_for_commits(
-            &conninfo,
-            std::time::Duration::from_secs(1),
-            &mut |notified| match engine.upgrade() {
-                Some(e) => {
-                    if notified {
-                        e.wake();
-                    }
-                    true
-                }
-                None => false,
-            },
-        );
-        match heard {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "listening for other replicas' commits failed; again in 1 s");
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        }
-    };
-    std::thread::Builder::new()
-        .name("rephub-listen".into())
-        .spawn(listen)
-        .map_err(HubError::file(std::path::Path::new("the listening thread")))?;
-    Ok(())
 }

@@ -123,6 +123,24 @@ impl AnyStore {
         }
     }
 
+    /// How long a write waits for another writer before [`StoreError::Busy`] (SQLite's busy
+    /// timeout, PostgreSQL's `lock_timeout`).
+    pub fn set_busy_timeout(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.set_busy_timeout(wait),
+            AnyStore::Postgres(s) => s.set_lock_timeout(wait),
+        }
+    }
+
+    /// Tell the other replicas on this database that `what` changed (PostgreSQL; a SQLite
+    /// database has one hub).
+    pub fn announce(&self, what: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(s) => s.announce(what),
+        }
+    }
+
     /// Now, by the store's clock.
     pub fn now(&self) -> i64 {
         delegate!(self, s => s.now())

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rephub_model::{Criteria, Entry, Kind, Tags};
 use rephub_store::{
-    ChangeOp, ChangePage, PgOptions, PgStore, ReputationStore, Upsert, WriteMode, WriteTx,
+    ChangeOp, ChangePage, Notice, PgOptions, PgStore, ReputationStore, Upsert, WriteMode, WriteTx,
 };
 
 const WRITERS: usize = 2;
@@ -184,33 +184,31 @@ fn concurrent_writers_never_make_a_follower_skip_a_change() {
 
 /// Every commit that changed entries is announced to every listening connection (another
 /// replica's engine wakes on it); a transaction that changed nothing, or was rolled back, is not.
+/// What a replica announces reaches the listeners with its word.
 #[test]
-fn commits_are_announced_to_listeners() {
+fn commits_and_announcements_reach_listeners() {
     let Some(db) = pg::TestDb::new() else { return };
     let mut store = connect(&db);
     let catalog = store.catalog().unwrap();
-    let (heard, announcements) = std::sync::mpsc::channel();
+    let (heard, notices) = std::sync::mpsc::channel();
     let conninfo = db.conninfo();
     let listener = std::thread::spawn(move || {
         let mut ticks = 0;
         rephub_store::listen_for_commits(
             &conninfo,
             std::time::Duration::from_millis(50),
-            &mut |notified| {
-                if notified {
-                    heard.send(()).is_ok()
-                } else {
+            &mut |notice| match notice {
+                Notice::Idle => {
                     // Bounded: at most 10 s without a notification.
                     ticks += 1;
                     ticks < 200
                 }
+                other => heard.send(other).is_ok(),
             },
         )
     });
-    // The first call (listening now) counts as one.
-    announcements
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
+    let next = || notices.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(next(), Ok(Notice::Listening));
     for i in 0..3u32 {
         let mut tx = store.begin().unwrap();
         let item = Upsert::new(ip(i), Tags::default(), &catalog);
@@ -226,18 +224,18 @@ fn commits_are_announced_to_listeners() {
     )
     .unwrap();
     drop(tx);
+    store.announce("devices").unwrap();
     for n in 0..3 {
-        announcements
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("commit {n} was not announced"));
+        assert_eq!(next(), Ok(Notice::Changes), "commit {n}");
     }
+    assert_eq!(next(), Ok(Notice::Announced("devices".into())));
     assert!(
-        announcements
+        notices
             .recv_timeout(std::time::Duration::from_millis(500))
             .is_err(),
         "an empty or rolled-back transaction was announced"
     );
-    drop(announcements);
+    drop(notices);
     // One more commit makes the listener notice that nobody hears it any more.
     let mut tx = store.begin().unwrap();
     tx.upsert(

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use rephub_store::{ReputationStore, StoreError};
 
+use crate::changed::Changed;
 use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::body;
@@ -42,6 +43,6 @@ async fn add_category(State(state): State<AppState>, b: Bytes) -> ApiResult<Resp
             ),
             other => other.into(),
         })?;
-    state.reload_catalog().await?;
+    state.changed(Changed::Catalog).await?;
     Ok((StatusCode::CREATED, Json(json!(made))).into_response())
 }

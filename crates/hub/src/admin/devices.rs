@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use rephub_store::{DistributionStore, IpsStore, StoreError};
 
+use crate::changed::Changed;
 use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{P, body};
@@ -61,7 +62,7 @@ async fn register_device(State(state): State<AppState>, b: Bytes) -> ApiResult<R
     let row = state
         .exec(move |s| s.add_device(&n, &hash, profile))
         .await??;
-    state.reload_devices().await?;
+    state.changed(Changed::Devices).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": row.id, "name": name, "profile": d.profile, "token": token})),
@@ -73,7 +74,7 @@ async fn delete_device(State(state): State<AppState>, P(id): P<i64>) -> ApiResul
     if !state.exec(move |s| s.delete_device(id)).await?? {
         return Err(ApiError::not_found("device"));
     }
-    state.reload_devices().await?;
+    state.changed(Changed::Devices).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -159,7 +160,7 @@ async fn distribute(State(state): State<AppState>, b: Bytes) -> ApiResult<Json<V
             Ok(())
         })
         .await??;
-    state.reload_devices().await?;
+    state.changed(Changed::Devices).await?;
     crate::sharing::filter_status::after_distribution(&state).await;
     Ok(Json(json!({"profile": d.profile, "devices": d.devices})))
 }

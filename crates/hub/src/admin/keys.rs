@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::changed::Changed;
 use crate::http::auth::Principal;
 use crate::http::auth::by_role;
 use crate::http::error::{ApiError, ApiResult};
@@ -62,7 +63,7 @@ async fn add_key(State(state): State<AppState>, b: Bytes) -> ApiResult<Response>
     state
         .exec(move |s| s.add_api_key(&n, role.as_str(), &hash))
         .await??;
-    state.reload_keys().await?;
+    state.changed(Changed::Keys).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": name, "role": role.as_str(), "key": key})),
@@ -88,6 +89,6 @@ async fn delete_key(
         return Err(ApiError::not_found("key"));
     }
     // At once: a deleted key must stop working with this answer, not when the cache ages.
-    state.reload_keys().await?;
+    state.changed(Changed::Keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }

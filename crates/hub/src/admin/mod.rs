@@ -15,6 +15,8 @@ use axum::Router;
 
 use crate::state::AppState;
 
+pub(crate) use profiles::install_profile;
+
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(filters::router(state))

@@ -140,7 +140,8 @@ async fn delete_profile(State(state): State<AppState>, P(id): P<i64>) -> ApiResu
         }
     }
     state.engine().remove_profile(id);
-    state.reload_devices().await?;
+    state.changed(crate::changed::Changed::Profiles).await?;
+    state.changed(crate::changed::Changed::Devices).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,7 +152,7 @@ pub(crate) async fn install_profile(
     id: i64,
     name: &str,
     filter_ids: &[i64],
-) -> ApiResult<()> {
+) -> Result<(), HubError> {
     let ids = filter_ids.to_vec();
     let (catalog, rows) = state
         .read(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
@@ -165,5 +166,5 @@ pub(crate) async fn install_profile(
     if !changed.is_empty() {
         state.db().change(Change::Touch { ids: changed }).await?;
     }
-    Ok(())
+    state.changed(crate::changed::Changed::Profiles).await
 }

@@ -23,6 +23,7 @@ use rephub_model::format_utc;
 use rephub_store::{ConnectionStore, Downstream, EnrollmentToken, StoreError};
 
 use super::ca::CsrError;
+use crate::changed::Changed;
 use crate::http::auth::{Principal, Who, by_role, guard};
 use crate::http::error::Dialect;
 use crate::http::error::{ApiError, ApiResult};
@@ -219,7 +220,7 @@ async fn enroll(
         }
         Err(Refused::Csr(why)) => return Err(ApiError::bad("csr", why.0)),
     };
-    state.reload_enrolled().await?;
+    state.changed(Changed::Certificates).await?;
     tracing::info!(downstream = %d.name, serial = %hex::encode(&issued.serial), "downstream enrolled");
     Ok((
         StatusCode::CREATED,
@@ -259,7 +260,7 @@ async fn renew(
             }
             other => other.into(),
         })?;
-    state.reload_enrolled().await?;
+    state.changed(Changed::Certificates).await?;
     tracing::info!(downstream = %who.downstream()?.name, serial = %hex::encode(&issued.serial), "certificate renewed");
     Ok((
         StatusCode::CREATED,
@@ -323,7 +324,7 @@ async fn revoke_downstream(State(state): State<AppState>, P(id): P<i64>) -> ApiR
     if !state.exec(move |s| s.revoke_downstream(id)).await?? {
         return Err(ApiError::not_found("downstream"));
     }
-    state.reload_enrolled().await?;
+    state.changed(Changed::Certificates).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

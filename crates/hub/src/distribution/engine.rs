@@ -604,6 +604,19 @@ impl Engine {
         lock(&self.state).profiles.remove(&id);
     }
 
+    /// The filters a profile's set decides with, if the engine has the profile.
+    pub(crate) fn filters_of(&self, profile: i64) -> Option<Vec<Filter>> {
+        lock(&self.state)
+            .profiles
+            .get(&profile)
+            .map(|s| s.filters.clone())
+    }
+
+    /// The profiles the engine has.
+    pub(crate) fn profile_ids(&self) -> Vec<i64> {
+        lock(&self.state).profiles.keys().copied().collect()
+    }
+
     /// Names of a profile's filters by id, for answers.
     pub(crate) fn filter_names(&self, profile: i64) -> HashMap<i64, String> {
         lock(&self.state)

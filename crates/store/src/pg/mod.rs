@@ -118,7 +118,7 @@ impl PgStore {
         let place = describe(&config);
         let mut client = config.connect(NoTls)?;
         client.batch_execute(&format!(
-            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'",
+            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
             opts.lock_timeout.as_millis()
         ))?;
         schema::migrate(&mut client, &place, opts.clock.now())?;
@@ -164,6 +164,14 @@ impl PgStore {
             opts.lock_timeout.as_millis()
         ))?;
         Ok((client, place))
+    }
+
+    /// How long a writer waits for another writer's transaction before [`StoreError::Busy`].
+    pub fn set_lock_timeout(&self, wait: Duration) -> Result<(), StoreError> {
+        self.client
+            .borrow_mut()
+            .batch_execute(&format!("SET lock_timeout = '{}ms'", wait.as_millis()))?;
+        Ok(())
     }
 
     /// Where the database is (host, port, database; never the password).
@@ -1061,30 +1069,50 @@ impl ReputationStore for PgStore {
 
 /// The channel every commit that changed entries notifies, with its last sequence number.
 const CHANGES_CHANNEL: &str = "rephub_changes";
+/// The channel a replica announces its other changes on (devices, keys, profiles…): a word
+/// saying what to read again.
+const ADMIN_CHANNEL: &str = "rephub_admin";
 
-/// Wait for commits of any connection to this database (another replica's writer included):
-/// `changed(true)` runs once per notification and returns whether to go on; `changed(false)`
-/// after every `idle` without one, so a caller can stop it. Returns
-/// `Ok` when `changed` says stop; an error when the connection fails (the caller connects again,
-/// and should assume it missed commits meanwhile: notifications sent while nobody listens are
-/// lost).
+/// What a listener hears (see [`listen_for_commits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Listening from now on: whatever happened before (while nobody listened, too) is the
+    /// listener's to read.
+    Listening,
+    /// A commit changed entries.
+    Changes,
+    /// Another replica announced that this changed (see [`PgStore::announce`]).
+    Announced(String),
+    /// Nothing for a while.
+    Idle,
+}
+
+/// Wait for commits and announcements of any connection to this database (another replica's
+/// included): `heard` runs once per notification, and after every `idle` without one, and
+/// returns whether to go on. Returns `Ok` when `heard` says stop; an error when the connection
+/// fails (the caller connects again, and is told [`Notice::Listening`] then: notifications sent
+/// while nobody listens are lost).
 pub fn listen_for_commits(
     conninfo: &str,
     idle: Duration,
-    changed: &mut dyn FnMut(bool) -> bool,
+    heard: &mut dyn FnMut(Notice) -> bool,
 ) -> Result<(), StoreError> {
     let (mut client, _) = PgStore::session(conninfo, &PgOptions::default())?;
-    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
-    // Listening now: whatever was committed before is the caller's to read.
-    if !changed(true) {
+    client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {ADMIN_CHANNEL}"))?;
+    if !heard(Notice::Listening) {
         return Ok(());
     }
     loop {
         {
             let mut notes = client.notifications();
             let mut iter = notes.timeout_iter(idle);
-            while postgres::fallible_iterator::FallibleIterator::next(&mut iter)?.is_some() {
-                if !changed(true) {
+            while let Some(n) = postgres::fallible_iterator::FallibleIterator::next(&mut iter)? {
+                let notice = if n.channel() == ADMIN_CHANNEL {
+                    Notice::Announced(n.payload().to_string())
+                } else {
+                    Notice::Changes
+                };
+                if !heard(notice) {
                     return Ok(());
                 }
             }
@@ -1095,9 +1123,19 @@ pub fn listen_for_commits(
                 "the connection listening for commits closed".into(),
             ));
         }
-        if !changed(false) {
+        if !heard(Notice::Idle) {
             return Ok(());
         }
+    }
+}
+
+impl PgStore {
+    /// Tell every listening replica that `what` changed here (they read it again).
+    pub fn announce(&self, what: &str) -> Result<(), StoreError> {
+        self.client
+            .borrow_mut()
+            .execute("SELECT pg_notify($1, $2)", &[&ADMIN_CHANNEL, &what])?;
+        Ok(())
     }
 }
 
