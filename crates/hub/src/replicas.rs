@@ -15,7 +15,6 @@
 //! After the listening connection is lost and made again, everything is read again (the
 //! notifications sent meanwhile are lost).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rephub_store::{DistributionStore, Notice, ReputationStore, StoreError};
@@ -28,14 +27,25 @@ use crate::state::AppState;
 /// Listen to the other replicas (a thread of its own, for as long as the hub runs).
 pub(crate) fn follow(state: &AppState, conninfo: String) -> Result<(), HubError> {
     let weak = state.downgrade();
-    let runtime = tokio::runtime::Handle::current();
-    // Profile updates one at a time: two announcements must not install the same profile twice.
-    let profiles = Arc::new(tokio::sync::Mutex::new(()));
+    // Announcements are handled one at a time, in the order they came: a device announced after
+    // its new profile must not be served before the profile is installed.
+    let (queue, mut work) = tokio::sync::mpsc::unbounded_channel::<Vec<Changed>>();
+    let worker = weak.clone();
+    tokio::spawn(async move {
+        while let Some(what) = work.recv().await {
+            let Some(state) = worker.upgrade() else {
+                return;
+            };
+            for w in what {
+                if let Err(e) = refresh(&state, w).await {
+                    tracing::warn!(error = %e, what = w.word(), "reading another replica's change");
+                }
+            }
+        }
+    });
     let listen = move || loop {
-        let heard = rephub_store::listen_for_commits(
-            &conninfo,
-            Duration::from_secs(1),
-            &mut |notice| {
+        let heard =
+            rephub_store::listen_for_commits(&conninfo, Duration::from_secs(1), &mut |notice| {
                 let Some(state) = weak.upgrade() else {
                     return false;
                 };
@@ -51,17 +61,8 @@ pub(crate) fn follow(state: &AppState, conninfo: String) -> Result<(), HubError>
                     }
                     Notice::Announced(word) => Changed::from_word(&word).into_iter().collect(),
                 };
-                let profiles = profiles.clone();
-                runtime.spawn(async move {
-                    for w in what {
-                        if let Err(e) = refresh(&state, w, &profiles).await {
-                            tracing::warn!(error = %e, what = w.word(), "reading another replica's change");
-                        }
-                    }
-                });
-                true
-            },
-        );
+                queue.send(what).is_ok()
+            });
         match heard {
             Ok(()) => return,
             Err(e) => {
@@ -77,20 +78,13 @@ pub(crate) fn follow(state: &AppState, conninfo: String) -> Result<(), HubError>
     Ok(())
 }
 
-async fn refresh(
-    state: &AppState,
-    what: Changed,
-    profiles: &tokio::sync::Mutex<()>,
-) -> Result<(), HubError> {
+async fn refresh(state: &AppState, what: Changed) -> Result<(), HubError> {
     match what {
         Changed::Devices => state.reload_devices().await,
         Changed::Keys => state.reload_keys().await,
         Changed::Certificates => state.reload_enrolled().await,
         Changed::Catalog => state.reload_catalog().await.map(drop),
-        Changed::Profiles => {
-            let _one = profiles.lock().await;
-            sync_profiles(state).await
-        }
+        Changed::Profiles => sync_profiles(state).await,
     }
 }
 

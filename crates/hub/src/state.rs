@@ -426,22 +426,30 @@ impl AppState {
 
     pub(crate) async fn reload_devices(&self) -> Result<(), HubError> {
         let rows = self.read(|s| s.devices()).await??;
-        let map = rows
+        let mut devices = lock(&self.inner.devices);
+        // A device that synced here with the same profile stays synced, though the database
+        // may not say so yet (progress is written every few seconds): otherwise its next poll
+        // would get a whole snapshot instead of the difference.
+        let synced: std::collections::HashSet<(i64, Option<i64>)> = devices
+            .values()
+            .filter(|d| !d.pending)
+            .map(|d| (d.id, d.profile))
+            .collect();
+        *devices = rows
             .into_iter()
             .map(|d| {
                 (
                     d.token_hash,
                     Device {
+                        pending: d.last_seen.is_none() && !synced.contains(&(d.id, d.profile_id)),
                         id: d.id,
                         name: d.name,
                         profile: d.profile_id,
-                        pending: d.last_seen.is_none(),
                         cursor: d.applied_cursor,
                     },
                 )
             })
             .collect();
-        *lock(&self.inner.devices) = map;
         Ok(())
     }
 

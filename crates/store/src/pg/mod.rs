@@ -85,9 +85,39 @@ const FETCH: i32 = 2048;
 /// The statements prepared on a connection, by their text.
 pub(crate) type Prepared = RefCell<HashMap<&'static str, Statement>>;
 
+/// A connection that can be dropped anywhere. Dropping `postgres::Client` blocks on its own
+/// runtime to say goodbye to the server, which panics on an async worker thread (a hub dropping
+/// its state, a pooled reader let go): the client is dropped on a thread of its own instead.
+struct Conn(Option<Client>);
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("only drop takes the client")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("only drop takes the client")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // If no thread can be made, the connection closes with the process.
+            let _ = std::thread::Builder::new()
+                .name("rephub-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
 /// A database on a PostgreSQL server, through one connection.
 pub struct PgStore {
-    client: RefCell<Client>,
+    client: RefCell<Conn>,
     stmts: Prepared,
     clock: Arc<dyn Clock>,
     /// Where the database is, without credentials: for messages.
@@ -123,7 +153,7 @@ impl PgStore {
         ))?;
         schema::migrate(&mut client, &place, opts.clock.now())?;
         Ok(PgStore {
-            client: RefCell::new(client),
+            client: RefCell::new(Conn(Some(client))),
             stmts: RefCell::new(HashMap::new()),
             clock: opts.clock,
             place,
@@ -139,7 +169,7 @@ impl PgStore {
         client.batch_execute("SET default_transaction_read_only = on")?;
         schema::check_current(&mut client, &place)?;
         Ok(PgStore {
-            client: RefCell::new(client),
+            client: RefCell::new(Conn(Some(client))),
             stmts: RefCell::new(HashMap::new()),
             clock: opts.clock,
             place,
@@ -220,7 +250,7 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let client = self.client.get_mut();
-        let stmt = prepared(client, &self.stmts, sql)?;
+        let stmt = prepared(&mut **client, &self.stmts, sql)?;
         Ok(client.execute(&stmt, params)?)
     }
 
@@ -231,7 +261,7 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let mut client = self.client.borrow_mut();
-        let stmt = prepared(&mut *client, &self.stmts, sql)?;
+        let stmt = prepared(&mut **client, &self.stmts, sql)?;
         Ok(client.query(&stmt, params)?)
     }
 }
@@ -899,7 +929,7 @@ impl ReputationStore for PgStore {
     }
 
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        let ttl = ttl_id(&mut *self.client.borrow_mut(), &self.stmts)?;
+        let ttl = ttl_id(&mut **self.client.borrow_mut(), &self.stmts)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
