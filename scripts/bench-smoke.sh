@@ -63,6 +63,12 @@ check "bench-snapshot.sh" 'snapshot \(gzip\)' scripts/bench-snapshot.sh "$work/d
 check "bench-memory.sh" 'restart with two profiles: ready' scripts/bench-memory.sh "$work/data/import-2000/rephub.db"
 check "bench-bulk-propagation.sh" 'after the import.s commit' scripts/bench-bulk-propagation.sh "$work/data/mixed-2000.csv"
 check "bench-propagation.sh" '^\| 20 \| 1 \|' scripts/bench-propagation.sh 20 2
+# Two replicas on PostgreSQL (the test suite's throw-away cluster; a database of its own).
+pg=$(bash scripts/pg-test-cluster.sh start)
+psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" -c "CREATE DATABASE bench_smoke_replicas" >/dev/null
+check "bench-propagation.sh (replicas)" '^\| 20 \| 1 \|' env PROPAGATION_DB="${pg/dbname=postgres/dbname=bench_smoke_replicas}" \
+    scripts/bench-propagation.sh 20 2
+psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" >/dev/null
 check "bench-sms.sh" 'Requests/sec' scripts/bench-sms.sh 2 4
 check "bench-read-during-import.sh" '^\| .* \| 1 \|' env BENCH_DATA="$work/data" BASELINE_SECS=1 CLIENTS=1 PROBE_RATE=10 \
     scripts/bench-read-during-import.sh 2000 1

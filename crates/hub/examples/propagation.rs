@@ -3,6 +3,10 @@
 //! that, and while idle with all devices connected.
 //!
 //! `scripts/bench-propagation.sh 1000` (raises the file-descriptor limit, builds, runs this).
+//!
+//! With `PROPAGATION_DB` set to a PostgreSQL connection string (an empty database), two hubs run
+//! on it as replicas: the devices long-poll replica A, the entry is written through replica B
+//! (docs/postgresql.md).
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -45,23 +49,27 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(5);
     let bin = std::env::var("REPHUB_BIN").unwrap_or_else(|_| "target/release/rephub".into());
+    let db = std::env::var("PROPAGATION_DB").ok();
     let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("shared-secret.key");
+    std::fs::write(&key_file, [7u8; 32]).expect("key file");
     let port = 18000 + (std::process::id() % 1000) as u16;
-    let hub = Command::new(&bin)
-        .args([
-            "--data-dir",
-            dir.path().to_str().expect("utf-8"),
-            "serve",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--tls-listen", "127.0.0.1:0"])
-        .env("REPHUB_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rephub serve");
-    let mut hub = Hub(hub);
+    let start = |name: &str, port: u16| {
+        let mut c = Command::new(&bin);
+        c.args(["--data-dir", dir.path().join(name).to_str().expect("utf-8"), "serve"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--tls-listen", "127.0.0.1:0"])
+            .env("REPHUB_LOG", "warn")
+            .env("REPHUB_SECRET_KEY_FILE", &key_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(db) = &db {
+            c.arg("--db").arg(db);
+        }
+        Hub(c.spawn().expect("start rephub serve"))
+    };
+    let mut hub = start("a", port);
     let mut lines = std::io::BufReader::new(hub.0.stdout.take().expect("stdout")).lines();
     let key = loop {
         let l = lines.next().expect("hub output").expect("line");
@@ -70,14 +78,35 @@ async fn main() {
         }
     };
     let base = format!("http://127.0.0.1:{port}");
+    // The second replica, where the entry is written (it finds the admin key made by the first).
+    let replica = db.as_ref().map(|_| start("b", port + 1));
+    let write_base = match &replica {
+        Some(_) => format!("http://127.0.0.1:{}", port + 1),
+        None => base.clone(),
+    };
     // reqwest is built with `rustls-no-provider` (the hub installs ring itself): do as the hub does.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
         .build()
         .expect("client");
-    let post = |path: &str, body: Value| {
-        let (http, url, key) = (http.clone(), format!("{base}{path}"), key.clone());
+    if replica.is_some() {
+        // Bounded: the second replica answers within 30 s or the benchmark stops.
+        let ready = async {
+            for _ in 0..300 {
+                if let Ok(r) = http.get(format!("{write_base}/readyz")).send().await {
+                    if r.status().is_success() {
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        };
+        assert!(ready.await, "replica B did not become ready");
+    }
+    let post_to = |at: &str, path: &str, body: Value| {
+        let (http, url, key) = (http.clone(), format!("{at}{path}"), key.clone());
         async move {
             let r = http
                 .post(url)
@@ -90,6 +119,7 @@ async fn main() {
             r.json::<Value>().await.expect("json")
         }
     };
+    let post = |path: &str, body: Value| post_to(&base, path, body);
     post(
         "/api/v1/filters",
         json!({"name": "block High", "action": "block", "criteria": ["Trend Micro Severity=High"]}),
@@ -125,6 +155,9 @@ async fn main() {
         let head: Value = serde_json::from_str(body.lines().next().unwrap_or("{}")).expect("json");
         cursor = cursor.max(head["cursor"].as_u64().expect("cursor"));
     }
+    if replica.is_some() {
+        println!("two replicas on PostgreSQL: devices parked on A, the entry written through B\n");
+    }
     println!("| devices | round | p50 ms | p99 ms | max ms | hub CPU s for the write |");
     println!("|---|---|---|---|---|---|");
     for round in 0..rounds {
@@ -149,7 +182,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(1000 + n as u64 / 2)).await;
         let cpu0 = cpu_seconds(hub.0.id());
         let t0 = Instant::now();
-        let r = post("/api/v1/entries", json!({"entries": [{"value": format!("198.51.100.{round}"), "tags": {"Trend Micro Severity": "High"}}]})).await;
+        let r = post_to(&write_base, "/api/v1/entries", json!({"entries": [{"value": format!("198.51.100.{round}"), "tags": {"Trend Micro Severity": "High"}}]})).await;
         cursor = r["cursor"].as_u64().expect("cursor");
         let mut lat = Vec::with_capacity(n);
         while let Some(t) = rx.recv().await {
