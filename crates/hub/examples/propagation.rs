@@ -56,14 +56,18 @@ async fn main() {
     let port = 18000 + (std::process::id() % 1000) as u16;
     let start = |name: &str, port: u16| {
         let mut c = Command::new(&bin);
-        c.args(["--data-dir", dir.path().join(name).to_str().expect("utf-8"), "serve"])
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["--tls-listen", "127.0.0.1:0"])
-            .env("REPHUB_LOG", "warn")
-            .env("REPHUB_SECRET_KEY_FILE", &key_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        c.args([
+            "--data-dir",
+            dir.path().join(name).to_str().expect("utf-8"),
+            "serve",
+        ])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--tls-listen", "127.0.0.1:0"])
+        .env("REPHUB_LOG", "warn")
+        .env("REPHUB_SECRET_KEY_FILE", &key_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         if let Some(db) = &db {
             c.arg("--db").arg(db);
         }
