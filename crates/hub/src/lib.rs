@@ -37,6 +37,7 @@ mod files;
 mod http;
 mod ingest;
 mod keys;
+mod lease;
 mod metrics;
 mod passwords;
 mod replicas;
@@ -289,8 +290,10 @@ pub async fn start_with_clock(
         }
         None => (None, Vec::new()),
     };
-    // The hub's own chores run in the scheduler like sources and targets.
+    // The hub's own chores run in the scheduler like sources and targets; the sweeper, like them,
+    // on the replica that holds the scheduler lease only (`lease.rs`).
     let chores = scheduler::Registry::default();
+    let led_chores = scheduler::Registry::led(state.lease());
     {
         let s = state.clone();
         let flush = scheduler::Every::new(Duration::from_secs(2), state.clock(), move || {
@@ -314,7 +317,7 @@ pub async fn start_with_clock(
                 }
             }
         });
-        scheduler::spawn(&chores, "sweeper", state.clock(), sweep);
+        scheduler::spawn(&led_chores, "sweeper", state.clock(), sweep);
         telemetry::start_retention(&state, &chores);
         sandbox::start(&state, &chores)?;
     }
@@ -346,6 +349,10 @@ pub async fn start_with_clock(
         state.targets().stop_all();
         state.spool().sinks().stop_all();
         chores.stop_all();
+        led_chores.stop_all();
+        if let Some(lease) = state.lease() {
+            lease.release();
+        }
         state.flush_progress().await?;
         served
     });

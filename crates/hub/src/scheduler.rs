@@ -120,11 +120,25 @@ pub(crate) trait Job: Send + Sync + 'static {
 /// Run `job` in a task of `registry` under `name` (replacing any).
 pub(crate) fn spawn<J: Job>(registry: &Registry, name: &str, clock: Arc<dyn Clock>, job: J) {
     let label = name.to_string();
-    registry.start(name, move |now| tokio::spawn(drive(label, job, clock, now)));
+    let lease = registry.lease.clone();
+    registry.start(name, move |now| {
+        tokio::spawn(drive(label, job, clock, now, lease))
+    });
 }
 
-async fn drive<J: Job>(name: String, job: J, clock: Arc<dyn Clock>, now: Arc<Notify>) {
+async fn drive<J: Job>(
+    name: String,
+    job: J,
+    clock: Arc<dyn Clock>,
+    now: Arc<Notify>,
+    lease: Option<Arc<crate::lease::Lease>>,
+) {
     loop {
+        // Another replica holds the scheduler lease: it runs this job (`lease.rs`).
+        if lease.as_ref().is_some_and(|l| !l.held()) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let at = match job.turn().await {
             Ok(Turn::At(at)) => at,
             Ok(Turn::Gone) => return,
@@ -205,9 +219,20 @@ struct Handle {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     running: Mutex<HashMap<String, Handle>>,
+    /// Its jobs run only while this replica holds the scheduler lease (several replicas on one
+    /// database); `None`: always.
+    lease: Option<Arc<crate::lease::Lease>>,
 }
 
 impl Registry {
+    /// A registry whose jobs run only while `lease` is held here (`None`: always).
+    pub(crate) fn led(lease: Option<Arc<crate::lease::Lease>>) -> Registry {
+        Registry {
+            lease,
+            ..Registry::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }

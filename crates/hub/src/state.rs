@@ -77,6 +77,8 @@ struct Inner {
     secrets: crate::secrets::Secrets,
     /// The running distribution targets.
     targets: crate::scheduler::Registry,
+    /// The scheduler lease, with several replicas on one PostgreSQL database (`lease.rs`).
+    lease: Option<Arc<crate::lease::Lease>>,
     /// Status resources of STIX pushes.
     stix_statuses: crate::ingest::stix_status::Statuses,
     /// MISP feeds rendered, by scope.
@@ -168,6 +170,12 @@ impl AppState {
             config.sharing.limits(),
             clock.clone(),
         )?;
+        let lease = match &at {
+            rephub_store::Location::Postgres(conninfo) => {
+                Some(crate::lease::Lease::hold(conninfo.clone())?)
+            }
+            rephub_store::Location::Sqlite(_) => None,
+        };
         let wake = engine.clone();
         let db = Db::start(store, at, opts, Arc::new(move || wake.wake()))?;
         let state = AppState {
@@ -183,8 +191,9 @@ impl AppState {
                 metrics: crate::metrics::Metrics::default(),
                 devices: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
-                sources: crate::scheduler::Registry::default(),
-                targets: crate::scheduler::Registry::default(),
+                sources: crate::scheduler::Registry::led(lease.clone()),
+                targets: crate::scheduler::Registry::led(lease.clone()),
+                lease,
                 secrets,
                 stix_statuses: crate::ingest::stix_status::Statuses::default(),
                 taxii_passes: crate::distribution::caches::Passes::default(),
@@ -312,6 +321,11 @@ impl AppState {
         let certs = self.read(move |s| s.active_certificates(now)).await??;
         self.inner.enrolled.replace(certs);
         Ok(())
+    }
+
+    /// The scheduler lease, if this hub shares its database with other replicas.
+    pub(crate) fn lease(&self) -> Option<Arc<crate::lease::Lease>> {
+        self.inner.lease.clone()
     }
 
     pub(crate) fn downgrade(&self) -> WeakState {

@@ -292,6 +292,44 @@ async fn a_device_on_one_replica_follows_what_the_other_replica_does() {
         "the device deleted on A is refused on B"
     );
 
-    c.a.hub.stop().await.unwrap();
-    c.b.hub.stop().await.unwrap();
+    // Exactly one replica runs the schedulers; when it stops, the other takes them over.
+    let schedulers = |r: &Replica| {
+        let (http, url) = (c.http.clone(), format!("{}/readyz", r.base));
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v["schedulers"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let mut both = (String::new(), String::new());
+    // Bounded: the lease is tried every 2 s; 100 × 100 ms.
+    for _ in 0..100 {
+        both = (schedulers(a).await, schedulers(b).await);
+        if both.0 == "here" || both.1 == "here" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut names = [both.0.as_str(), both.1.as_str()];
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["elsewhere", "here"],
+        "one replica runs the schedulers"
+    );
+    let (holder, other) = if both.0 == "here" {
+        (c.a, c.b)
+    } else {
+        (c.b, c.a)
+    };
+    holder.hub.stop().await.unwrap();
+    let mut took = String::new();
+    for _ in 0..100 {
+        took = schedulers(&other).await;
+        if took == "here" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(took, "here", "the other replica took the schedulers over");
+    other.hub.stop().await.unwrap();
 }

@@ -247,3 +247,48 @@ fn commits_and_announcements_reach_listeners() {
     tx.commit().unwrap();
     listener.join().unwrap().unwrap();
 }
+
+/// One holder of an advisory lock at a time; when it lets go (its replica stopped), another
+/// connection takes the lock over.
+#[test]
+fn a_lease_is_held_once_and_taken_over() {
+    let Some(db) = pg::TestDb::new() else { return };
+    let tick = std::time::Duration::from_millis(20);
+    let (first_says, first) = std::sync::mpsc::channel();
+    let (stop_first, stopped) = std::sync::mpsc::channel::<()>();
+    let conninfo = db.conninfo();
+    let holder = std::thread::spawn(move || {
+        rephub_store::hold_advisory_lock(&conninfo, 42, tick, &mut |held| {
+            let _ = first_says.send(held);
+            stopped.try_recv().is_err()
+        })
+    });
+    // Bounded: the first connection says so at once.
+    assert_eq!(
+        first.recv_timeout(std::time::Duration::from_secs(10)),
+        Ok(true)
+    );
+    let (second_says, second) = std::sync::mpsc::channel();
+    let conninfo = db.conninfo();
+    let taker = std::thread::spawn(move || {
+        let mut ticks = 0;
+        rephub_store::hold_advisory_lock(&conninfo, 42, tick, &mut |held| {
+            ticks += 1;
+            let _ = second_says.send(held);
+            // Bounded: 500 ticks (10 s), or stop once held.
+            !held && ticks < 500
+        })
+    });
+    for _ in 0..10 {
+        assert_eq!(
+            second.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(false),
+            "two holders at once"
+        );
+    }
+    stop_first.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    let took_over = second.iter().any(|held| held);
+    assert!(took_over, "the lease was not taken over");
+    taker.join().unwrap().unwrap();
+}

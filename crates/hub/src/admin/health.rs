@@ -62,17 +62,19 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Va
         Err(_) => return not_ready("the database did not answer a read within 2 s"),
     };
     let applied = state.engine().applied();
-    (
-        StatusCode::OK,
-        Json(json!({
-            "status": "ready",
-            "database": "ok",
-            "writer": "running",
-            "latest": latest,
-            "applied": applied,
-            "behind": latest.saturating_sub(applied),
-        })),
-    )
+    let mut body = json!({
+        "status": "ready",
+        "database": "ok",
+        "writer": "running",
+        "latest": latest,
+        "applied": applied,
+        "behind": latest.saturating_sub(applied),
+    });
+    // With several replicas: whether this one runs the schedulers (`lease.rs`).
+    if let Some(lease) = state.lease() {
+        body["schedulers"] = json!(if lease.held() { "here" } else { "elsewhere" });
+    }
+    (StatusCode::OK, Json(body))
 }
 
 fn not_ready(error: &str) -> (StatusCode, Json<Value>) {

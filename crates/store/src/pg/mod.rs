@@ -1159,6 +1159,40 @@ pub fn listen_for_commits(
     }
 }
 
+/// Hold the session-level advisory lock `key` on a connection of its own, for as long as `held`
+/// says go on: tries to take it every `every` until it has it, then checks every `every` that the
+/// connection (and so the lock) is still there. `held(true)` while this connection holds it,
+/// `held(false)` while another does. Returns `Ok` when `held` says stop (the lock goes with the
+/// connection); an error when the connection fails (the lock is gone then too: the caller must
+/// act as not holding it, and try again). The server drops the session of a replica that died
+/// within about 15 s (TCP keepalives), so another replica takes the lock over.
+pub fn hold_advisory_lock(
+    conninfo: &str,
+    key: i64,
+    every: Duration,
+    held: &mut dyn FnMut(bool) -> bool,
+) -> Result<(), StoreError> {
+    let (mut client, _) = PgStore::session(conninfo, &PgOptions::default())?;
+    client.batch_execute(
+        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+         SET tcp_keepalives_count = 3",
+    )?;
+    let mut have = false;
+    loop {
+        if have {
+            client.batch_execute("SELECT 1")?;
+        } else {
+            have = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+                .get(0);
+        }
+        if !held(have) {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+}
+
 impl PgStore {
     /// Tell every listening replica that `what` changed here (they read it again).
     pub fn announce(&self, what: &str) -> Result<(), StoreError> {
