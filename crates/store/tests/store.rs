@@ -2140,24 +2140,32 @@ fn an_entry_has_its_history_with_commit_times<S: RepBackend>() {
 fn events_are_counted_per_hour<S: RepBackend + DistributionStore>() {
     let mut d = db::<S>();
     let dev = d.store.add_device("fw1", b"hash", None).unwrap();
+    // Inside an hour (T0 is on an hour's boundary): events minutes apart share their hour.
+    d.clock.advance(1234);
     d.store
         .add_events(
             dev.id,
             &[event(1, "192.0.2.1", 5), event(2, "192.0.2.2", 1)],
         )
         .unwrap();
-    d.clock.advance(3600);
+    d.clock.advance(600);
     d.store
         .add_events(dev.id, &[event(3, "192.0.2.3", 2)])
         .unwrap();
+    d.clock.advance(3600);
+    d.store
+        .add_events(dev.id, &[event(4, "192.0.2.4", 4)])
+        .unwrap();
     let hour = |t: i64| t / 3600 * 3600;
+    assert_eq!(hour(T0 + 1834), T0, "the first three fall in T0's hour");
     assert_eq!(
         d.store.event_hours(0).unwrap(),
-        vec![(hour(T0), 2, 6), (hour(T0 + 3600), 1, 2)]
+        vec![(T0, 3, 8), (T0 + 3600, 1, 4)]
     );
+    // Events received since a time: the first hour's later event only, and the next hour's.
     assert_eq!(
-        d.store.event_hours(T0 + 1).unwrap(),
-        vec![(hour(T0 + 3600), 1, 2)]
+        d.store.event_hours(T0 + 1235).unwrap(),
+        vec![(T0, 1, 2), (T0 + 3600, 1, 4)]
     );
 }
 
