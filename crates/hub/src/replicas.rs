@@ -99,7 +99,7 @@ async fn sync_profiles(state: &AppState) -> Result<(), HubError> {
         kept.push(p.id);
         let want = profile_filters(&catalog, &p.filters, &filters)?;
         if engine.filters_of(p.id).as_ref() != Some(&want) {
-            crate::admin::install_profile(state, p.id, &p.name, &p.filters).await?;
+            crate::admin::install_profile_here(state, p.id, &p.name, &p.filters).await?;
         }
     }
     for id in engine.profile_ids() {

@@ -292,3 +292,32 @@ fn a_lease_is_held_once_and_taken_over() {
     assert!(took_over, "the lease was not taken over");
     taker.join().unwrap().unwrap();
 }
+
+/// A connection string that does not parse is refused saying so; a database whose schema is
+/// newer than this rephub's is refused, not migrated or written.
+#[test]
+fn a_bad_connection_string_or_a_newer_schema_is_refused() {
+    let Some(db) = pg::TestDb::new() else { return };
+    match PgStore::connect("postgres://[bad") {
+        Err(e) => assert!(
+            e.to_string().contains("PostgreSQL connection string"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a malformed connection string was accepted"),
+    }
+    let store = connect(&db);
+    drop(store);
+    let mut admin = postgres::Client::connect(&db.conninfo(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("UPDATE schema_version SET version = 99")
+        .unwrap();
+    match PgStore::connect(&db.conninfo()) {
+        Err(rephub_store::StoreError::TooNew { found: 99, .. }) => {}
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
+    let version: i64 = admin
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 99, "the newer schema was left as it was");
+}

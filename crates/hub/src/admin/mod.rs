@@ -15,7 +15,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub(crate) use profiles::install_profile;
+pub(crate) use profiles::install_profile_here;
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()

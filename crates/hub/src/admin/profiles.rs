@@ -153,6 +153,18 @@ pub(crate) async fn install_profile(
     name: &str,
     filter_ids: &[i64],
 ) -> Result<(), HubError> {
+    install_profile_here(state, id, name, filter_ids).await?;
+    state.changed(crate::changed::Changed::Profiles).await
+}
+
+/// [`install_profile`] without telling the other replicas: for a change another replica made
+/// and announced already (`replicas.rs`).
+pub(crate) async fn install_profile_here(
+    state: &AppState,
+    id: i64,
+    name: &str,
+    filter_ids: &[i64],
+) -> Result<(), HubError> {
     let ids = filter_ids.to_vec();
     let (catalog, rows) = state
         .read(|s| Ok::<_, StoreError>((s.catalog()?, s.filters()?)))
@@ -166,5 +178,5 @@ pub(crate) async fn install_profile(
     if !changed.is_empty() {
         state.db().change(Change::Touch { ids: changed }).await?;
     }
-    state.changed(crate::changed::Changed::Profiles).await
+    Ok(())
 }
