@@ -3,6 +3,7 @@
 #
 #   scripts/pg-test-cluster.sh start   # start it unless it runs; print its connection string
 #   scripts/pg-test-cluster.sh stop    # stop it and remove its files
+#   scripts/pg-test-cluster.sh halt    # stop the server, keep its files (fault tests; `start` again)
 #
 # The cluster lives in $REPHUB_PG_DIR (default /tmp/rephub-pg-test), listens on a Unix socket in
 # that directory only (no TCP port), trusts local connections, and runs as the `postgres` user when
@@ -51,8 +52,11 @@ stop)
     fi
     rm -rf "$dir" "$dir.lock"
     ;;
+halt)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|halt" >&2
     exit 2
     ;;
 esac

@@ -19,6 +19,11 @@ pub enum StoreError {
     /// written; retry when sinks have caught up.
     #[error("the spool is full: {0}")]
     Full(String),
+    /// The database server cannot be reached now (PostgreSQL restarting, a network cut): the
+    /// text says why. Worth retrying later; the operation did not happen (a transaction that
+    /// was cut off is rolled back by the server). The store connects again on its next use.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A write through a read-only handle ([`crate::SqliteStore::open_reader`]).
     #[error("the database is open read-only")]
     ReadOnly,

@@ -321,3 +321,53 @@ fn a_bad_connection_string_or_a_newer_schema_is_refused() {
         .get(0);
     assert_eq!(version, 99, "the newer schema was left as it was");
 }
+
+fn upsert(store: &mut PgStore, n: u32) -> Result<u64, rephub_store::StoreError> {
+    let catalog = store.catalog()?;
+    let mut tx = store.begin()?;
+    let item = Upsert::new(ip(n), Tags::default(), &catalog);
+    tx.upsert("feed", &item, WriteMode::Replace)?;
+    tx.commit()
+}
+
+/// The server stopped and started again: while it is down every call fails with `Unavailable`
+/// (not a generic error, not a hang), and afterwards the same store handles — a writer and a
+/// reader — work again without being opened anew, with what was committed before. A restart
+/// while the handles were idle goes unnoticed: their next call succeeds at once.
+#[test]
+fn a_restarted_server_is_reconnected_to() {
+    let Some(cluster) = pg::PrivateCluster::new() else {
+        return;
+    };
+    let conninfo = cluster.database("faults");
+    let mut writer = PgStore::connect(&conninfo).unwrap();
+    let reader = PgStore::connect_reader(&conninfo, PgOptions::default()).unwrap();
+    upsert(&mut writer, 1).unwrap();
+    assert_eq!(reader.get(&ip(1)).unwrap().map(|e| e.id), Some(1));
+
+    cluster.halt();
+    match upsert(&mut writer, 2) {
+        Err(rephub_store::StoreError::Unavailable(why)) => assert!(!why.is_empty()),
+        other => panic!("a write with the server down: {other:?}"),
+    }
+    match reader.last_seq() {
+        Err(rephub_store::StoreError::Unavailable(_)) => {}
+        other => panic!("a read with the server down: {other:?}"),
+    }
+
+    cluster.start();
+    upsert(&mut writer, 2).unwrap();
+    assert!(reader.get(&ip(1)).unwrap().is_some(), "kept across the restart");
+    assert!(reader.get(&ip(2)).unwrap().is_some());
+
+    // Idle handles across a restart: the first call after it goes through.
+    cluster.halt();
+    cluster.start();
+    upsert(&mut writer, 3).unwrap();
+    assert!(reader.get(&ip(3)).unwrap().is_some());
+    let page = reader.changes_since(0, 100).unwrap();
+    match page {
+        ChangePage::Delta { changes, .. } => assert_eq!(changes.len(), 3),
+        ChangePage::SnapshotRequired { .. } => panic!("the log was compacted"),
+    }
+}

@@ -8,6 +8,15 @@ use crate::error::StoreError;
 #[doc(hidden)]
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
+        if unreachable(&e) {
+            // The client's text is only the kind of failure ("error connecting to server"):
+            // the cause says which (refused, reset, timed out).
+            let why = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            return StoreError::Unavailable(why);
+        }
         match e.code() {
             // A writer that waited for the sequence lock past `lock_timeout`, or lost a
             // serialization or deadlock check: nothing was changed, worth retrying.
@@ -29,5 +38,24 @@ pub(super) fn unique(e: postgres::Error, what: String) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(what),
         _ => e.into(),
+    }
+}
+
+/// Whether `e` says the server is gone or cannot take the connection now, rather than that a
+/// statement failed: the connection closed, a socket error, a connection exception (class 08),
+/// or the server shutting down or starting (57P01–57P03).
+fn unreachable(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(c) => {
+            c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        }
+        // No SQLSTATE: the failure was below the protocol (connect, read, write, timeout).
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }

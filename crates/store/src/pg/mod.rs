@@ -116,16 +116,101 @@ impl Drop for Conn {
 }
 
 /// A database on a PostgreSQL server, through one connection.
+///
+/// # When the server goes away
+/// A connection the server closed (a restart, a failover, a network cut) is made again on the
+/// store's next use, with the same session settings; its prepared statements are prepared again.
+/// An operation the connection breaks under fails with [`StoreError::Unavailable`], and callers
+/// answer "try again" (the hub: 503): a transaction cut off before its commit is rolled back by
+/// the server; one cut off while its commit was on the wire may have committed, which the caller
+/// cannot know — the hub's writes are upserts and removals, so doing one again is harmless.
+/// While the server cannot be reached every use fails so, each after one connection attempt (at
+/// most 5 s).
 pub struct PgStore {
     client: RefCell<Conn>,
     stmts: Prepared,
     clock: Arc<dyn Clock>,
     /// Where the database is, without credentials: for messages.
     place: String,
-    /// The connection string, to open more connections to the same database (never logged: it
-    /// may hold a password).
-    conninfo: String,
+    /// How to make the connection again.
+    session: Session,
 }
+
+/// What a connection is made with (the connection string is never logged: it may hold a
+/// password).
+struct Session {
+    conninfo: String,
+    /// Readers' transactions are read-only.
+    reader: bool,
+    lock_timeout: std::cell::Cell<Duration>,
+}
+
+impl Session {
+    fn new(conninfo: &str, opts: &PgOptions, reader: bool) -> Session {
+        Session {
+            conninfo: conninfo.to_string(),
+            reader,
+            lock_timeout: std::cell::Cell::new(opts.lock_timeout),
+        }
+    }
+
+    /// A new connection with this backend's session settings, and where it goes.
+    fn open(&self) -> Result<(Client, String), StoreError> {
+        let mut config: postgres::Config = self.conninfo.parse().map_err(|e| {
+            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
+        })?;
+        // Without a limit a connection to a host that went silent waits for the kernel's TCP
+        // timeout (minutes), holding a request and a thread.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let place = describe(&config);
+        let mut client = config.connect(NoTls)?;
+        client.batch_execute(&format!(
+            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
+            self.lock_timeout.get().as_millis()
+        ))?;
+        if self.reader {
+            client.batch_execute("SET default_transaction_read_only = on")?;
+        }
+        Ok((client, place))
+    }
+}
+
+/// How long making a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `conn`, made again if the server closed it (its statements then prepared again).
+///
+/// The blocking client reads from its socket only while a call runs, so a connection the server
+/// closed while it was idle looks open until used. Polling for notifications with a zero timeout
+/// reads what the server sent meanwhile (its "terminating connection" error, the end of the
+/// stream) without a round trip: a connection broken while idle is found here, before an
+/// operation's first message, and the operation goes on a new one.
+fn live<'c>(
+    conn: &'c mut Conn,
+    session: &Session,
+    stmts: &Prepared,
+) -> Result<&'c mut Conn, StoreError> {
+    // A zero timeout, not `iter()`: the client's runtime learns that the socket is readable only
+    // when it parks, which a poll that returns at once never does (measured: `iter()` missed it).
+    let idle_break = postgres::fallible_iterator::FallibleIterator::count(
+        conn.notifications().timeout_iter(Duration::ZERO),
+    )
+    .is_err();
+    if idle_break || conn.is_closed() {
+        reopen(conn, session, stmts)?;
+    }
+    Ok(conn)
+}
+
+fn reopen(conn: &mut Conn, session: &Session, stmts: &Prepared) -> Result<(), StoreError> {
+    let (client, _) = session.open()?;
+    *conn = Conn(Some(client));
+    stmts.borrow_mut().clear();
+    Ok(())
+}
+
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,64 +227,53 @@ impl PgStore {
     }
 
     pub fn connect_with(conninfo: &str, opts: PgOptions) -> Result<PgStore, StoreError> {
-        let config: postgres::Config = conninfo.parse().map_err(|e| {
-            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
-        })?;
-        let place = describe(&config);
-        let mut client = config.connect(NoTls)?;
-        client.batch_execute(&format!(
-            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
-            opts.lock_timeout.as_millis()
-        ))?;
+        let session = Session::new(conninfo, &opts, false);
+        let (mut client, place) = session.open()?;
         schema::migrate(&mut client, &place, opts.clock.now())?;
-        Ok(PgStore {
-            client: RefCell::new(Conn(Some(client))),
-            stmts: RefCell::new(HashMap::new()),
-            clock: opts.clock,
-            place,
-            conninfo: conninfo.to_string(),
-        })
+        Ok(PgStore::with(client, place, session, opts))
     }
 
     /// A reading connection: every transaction on it is read-only (a write fails with
     /// [`StoreError::ReadOnly`]), and it refuses a schema other than this rephub's (readers
     /// never migrate).
     pub fn connect_reader(conninfo: &str, opts: PgOptions) -> Result<PgStore, StoreError> {
-        let (mut client, place) = PgStore::session(conninfo, &opts)?;
-        client.batch_execute("SET default_transaction_read_only = on")?;
+        let session = Session::new(conninfo, &opts, true);
+        let (mut client, place) = session.open()?;
         schema::check_current(&mut client, &place)?;
-        Ok(PgStore {
+        Ok(PgStore::with(client, place, session, opts))
+    }
+
+    fn with(client: Client, place: String, session: Session, opts: PgOptions) -> PgStore {
+        PgStore {
             client: RefCell::new(Conn(Some(client))),
             stmts: RefCell::new(HashMap::new()),
             clock: opts.clock,
             place,
-            conninfo: conninfo.to_string(),
-        })
+            session,
+        }
     }
 
     /// The connection string this store was opened with.
     pub fn conninfo(&self) -> &str {
-        &self.conninfo
+        &self.session.conninfo
     }
 
-    /// A connection with this backend's session settings, and where it goes.
-    fn session(conninfo: &str, opts: &PgOptions) -> Result<(Client, String), StoreError> {
-        let config: postgres::Config = conninfo.parse().map_err(|e| {
-            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
-        })?;
-        let place = describe(&config);
-        let mut client = config.connect(NoTls)?;
-        client.batch_execute(&format!(
-            "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'",
-            opts.lock_timeout.as_millis()
-        ))?;
-        Ok((client, place))
+    /// The connection, made again first if the server closed it.
+    fn conn(&self) -> Result<std::cell::RefMut<'_, Conn>, StoreError> {
+        let mut c = self.client.borrow_mut();
+        live(&mut c, &self.session, &self.stmts)?;
+        Ok(c)
+    }
+
+    /// [`PgStore::conn`] for a writer.
+    fn conn_mut(&mut self) -> Result<&mut Conn, StoreError> {
+        live(self.client.get_mut(), &self.session, &self.stmts)
     }
 
     /// How long a writer waits for another writer's transaction before [`StoreError::Busy`].
     pub fn set_lock_timeout(&self, wait: Duration) -> Result<(), StoreError> {
-        self.client
-            .borrow_mut()
+        self.session.lock_timeout.set(wait);
+        self.conn()?
             .batch_execute(&format!("SET lock_timeout = '{}ms'", wait.as_millis()))?;
         Ok(())
     }
@@ -219,7 +293,7 @@ impl PgStore {
         &self,
         read: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = self.client.borrow_mut();
+        let mut client = self.conn()?;
         let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
@@ -237,8 +311,9 @@ impl PgStore {
         &mut self,
         write: impl FnOnce(&mut Transaction<'_>, &Prepared) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tx = self.client.get_mut().transaction()?;
-        let out = write(&mut tx, &self.stmts)?;
+        let stmts = &self.stmts;
+        let mut tx = live(self.client.get_mut(), &self.session, stmts)?.transaction()?;
+        let out = write(&mut tx, stmts)?;
         tx.commit()?;
         Ok(out)
     }
@@ -249,7 +324,7 @@ impl PgStore {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let client = self.client.get_mut();
+        let client = live(self.client.get_mut(), &self.session, &self.stmts)?;
         let stmt = prepared(&mut **client, &self.stmts, sql)?;
         Ok(client.execute(&stmt, params)?)
     }
@@ -260,7 +335,7 @@ impl PgStore {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let mut client = self.client.borrow_mut();
+        let mut client = self.conn()?;
         let stmt = prepared(&mut **client, &self.stmts, sql)?;
         Ok(client.query(&stmt, params)?)
     }
@@ -609,7 +684,7 @@ impl ReputationStore for PgStore {
     fn begin(&mut self) -> Result<PgTx<'_>, StoreError> {
         let now = self.clock.now();
         let stmts = &self.stmts;
-        let mut tx = self.client.get_mut().transaction()?;
+        let mut tx = live(self.client.get_mut(), &self.session, stmts)?.transaction()?;
         let seq = lock_sequence(&mut tx)?;
         let ttl = ttl_id(&mut tx, stmts)?;
         let next_id: i64 = tx
@@ -658,7 +733,7 @@ impl ReputationStore for PgStore {
         let now = self.clock.now();
         let def = serde_json::to_string(&category.kind)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.client.get_mut().transaction()?;
+        let mut tx = self.conn_mut()?.transaction()?;
         let row = tx.query_opt(
             "INSERT INTO categories (name, definition, description, builtin, created_at)
              VALUES ($1, $2, $3, false, $4) ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -929,7 +1004,7 @@ impl ReputationStore for PgStore {
     }
 
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        let ttl = ttl_id(&mut **self.client.borrow_mut(), &self.stmts)?;
+        let ttl = ttl_id(&mut **self.conn()?, &self.stmts)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
@@ -1079,7 +1154,7 @@ impl ReputationStore for PgStore {
     }
 
     fn compact(&mut self, upto: u64) -> Result<u64, StoreError> {
-        let mut tx = self.client.get_mut().transaction()?;
+        let mut tx = self.conn_mut()?.transaction()?;
         let upto = upto.min(lock_sequence(&mut tx)?) as i64;
         let removed = tx.execute("DELETE FROM changes WHERE seq <= $1", &[&upto])?;
         // The commit at or below the horizon stays: it still maps a time to a cursor.
@@ -1127,7 +1202,7 @@ pub fn listen_for_commits(
     idle: Duration,
     heard: &mut dyn FnMut(Notice) -> bool,
 ) -> Result<(), StoreError> {
-    let (mut client, _) = PgStore::session(conninfo, &PgOptions::default())?;
+    let (mut client, _) = Session::new(conninfo, &PgOptions::default(), false).open()?;
     client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}; LISTEN {ADMIN_CHANNEL}"))?;
     if !heard(Notice::Listening) {
         return Ok(());
@@ -1172,7 +1247,7 @@ pub fn hold_advisory_lock(
     every: Duration,
     held: &mut dyn FnMut(bool) -> bool,
 ) -> Result<(), StoreError> {
-    let (mut client, _) = PgStore::session(conninfo, &PgOptions::default())?;
+    let (mut client, _) = Session::new(conninfo, &PgOptions::default(), false).open()?;
     client.batch_execute(
         "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
          SET tcp_keepalives_count = 3",
@@ -1196,8 +1271,7 @@ pub fn hold_advisory_lock(
 impl PgStore {
     /// Tell every listening replica that `what` changed here (they read it again).
     pub fn announce(&self, what: &str) -> Result<(), StoreError> {
-        self.client
-            .borrow_mut()
+        self.conn()?
             .execute("SELECT pg_notify($1, $2)", &[&ADMIN_CHANNEL, &what])?;
         Ok(())
     }

@@ -92,3 +92,76 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A cluster of its own (fault tests stop and restart its server; the shared one must stay up
+/// for the tests running beside them), removed with the guard. `None` when PostgreSQL is not
+/// installed (the shared cluster's check says so).
+#[allow(dead_code)] // Only the fault tests use it.
+pub(crate) struct PrivateCluster {
+    dir: std::path::PathBuf,
+}
+
+#[allow(dead_code)]
+impl PrivateCluster {
+    pub(crate) fn new() -> Option<PrivateCluster> {
+        cluster()?;
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rephub-pg-fault-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let c = PrivateCluster { dir };
+        c.run("start");
+        Some(c)
+    }
+
+    /// Its `postgres` database's connection string.
+    pub(crate) fn conninfo(&self) -> String {
+        format!("host={} user=postgres dbname=postgres", self.dir.display())
+    }
+
+    /// A new database on it, and its connection string.
+    pub(crate) fn database(&self, name: &str) -> String {
+        let mut c = Client::connect(&self.conninfo(), NoTls).expect("connect to the cluster");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a database");
+        format!("host={} user=postgres dbname={name}", self.dir.display())
+    }
+
+    /// Stop the server (fast: sessions are cut off, transactions in flight rolled back).
+    pub(crate) fn halt(&self) {
+        self.run("halt");
+    }
+
+    /// Start it again on the same files.
+    pub(crate) fn start(&self) {
+        self.run("start");
+    }
+
+    fn run(&self, what: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-test-cluster.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(what)
+            .env("REPHUB_PG_DIR", &self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "pg-test-cluster.sh {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-test-cluster.sh");
+        let _ = Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .env("REPHUB_PG_DIR", &self.dir)
+            .output();
+    }
+}
