@@ -86,7 +86,7 @@ impl Done {
     }
 }
 
-type Reply = oneshot::Sender<Result<(Done, u64), String>>;
+type Reply = oneshot::Sender<Result<(Done, u64), StoreError>>;
 type Exec = Box<dyn FnOnce(&mut Backend) + Send>;
 
 enum Job {
@@ -143,9 +143,7 @@ impl Db {
         self.jobs
             .send(Job::Change(change, reply))
             .map_err(|_| stopped())?;
-        done.await
-            .map_err(|_| stopped())?
-            .map_err(HubError::Internal)
+        Ok(done.await.map_err(|_| stopped())??)
     }
 
     /// Upsert `source`'s assertions: one outcome per item, and the cursor after the write.
@@ -291,7 +289,7 @@ fn commit_group(store: &mut Backend, group: Vec<(Change, Reply)>) {
         Err(e) => {
             tracing::error!(error = %e, "writing entries failed");
             for reply in replies {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(e.duplicate()));
             }
         }
     }

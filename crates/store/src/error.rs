@@ -46,3 +46,31 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+impl StoreError {
+    /// Whether the operation may succeed if tried again later, nothing of it having been done:
+    /// another writer held the database, or the server could not be reached.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy | StoreError::Unavailable(_))
+    }
+
+    /// The same error for another caller of one shared operation (a group commit answers each of
+    /// its writers): the variant kept, a backend's own error and an I/O error by their text.
+    pub fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Busy => StoreError::Busy,
+            StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
+            StoreError::NotFound(s) => StoreError::NotFound(s.clone()),
+            StoreError::Full(s) => StoreError::Full(s.clone()),
+            StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+            StoreError::ReadOnly => StoreError::ReadOnly,
+            StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
+            StoreError::TooNew { path, found, known } => StoreError::TooNew {
+                path: path.clone(),
+                found: *found,
+                known: *known,
+            },
+            other => StoreError::Backend(other.to_string().into()),
+        }
+    }
+}

@@ -357,7 +357,10 @@ fn a_restarted_server_is_reconnected_to() {
 
     cluster.start();
     upsert(&mut writer, 2).unwrap();
-    assert!(reader.get(&ip(1)).unwrap().is_some(), "kept across the restart");
+    assert!(
+        reader.get(&ip(1)).unwrap().is_some(),
+        "kept across the restart"
+    );
     assert!(reader.get(&ip(2)).unwrap().is_some());
 
     // Idle handles across a restart: the first call after it goes through.

@@ -149,7 +149,10 @@ impl ApiError {
 
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            HubError::Store(e) => e.into(),
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -161,6 +164,15 @@ impl From<StoreError> for ApiError {
                 Some("name"),
                 format!("{what} already exists"),
             ),
+            // Nothing was done and trying again later can work (a PostgreSQL server restarting,
+            // another writer holding the database): clients, bouncers and agents retry a 503.
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "request refused: the database is unavailable");
+                ApiError::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; try again",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -40,12 +40,24 @@ pub(crate) fn serve_with(
     tls_listen: &str,
     more: &[&str],
 ) -> (Proc, Option<String>) {
+    serve_env(data, listen, tls_listen, more, &[])
+}
+
+/// [`serve_with`] with more environment variables.
+pub(crate) fn serve_env(
+    data: &Path,
+    listen: &str,
+    tls_listen: &str,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rephub"))
         .args(["serve", "--listen", listen, "--tls-listen", tls_listen])
         .args(more)
         .arg("--data-dir")
         .arg(data)
         .env("REPHUB_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

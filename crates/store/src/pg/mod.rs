@@ -211,7 +211,6 @@ fn reopen(conn: &mut Conn, session: &Session, stmts: &Prepared) -> Result<(), St
     Ok(())
 }
 
-
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
