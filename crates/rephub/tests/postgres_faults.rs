@@ -93,12 +93,14 @@ fn until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// Writers adding distinct addresses until told to stop: each keeps `(address, status)`, the
-/// status `None` when the hub could not be reached.
+/// What a writer sent: `(address, status)`, the status `None` when the hub could not be reached.
+type Sent = Vec<(String, Option<u16>)>;
+
+/// Writers adding distinct addresses until told to stop.
 struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<Vec<(String, Option<u16>)>>>,
+    threads: Vec<std::thread::JoinHandle<Sent>>,
 }
 
 impl Load {
@@ -152,7 +154,7 @@ impl Load {
         until(60, || self.acked() >= target)
     }
 
-    fn finish(self) -> Vec<(String, Option<u16>)> {
+    fn finish(self) -> Sent {
         self.stop.store(true, Ordering::Relaxed);
         self.threads
             .into_iter()
