@@ -225,6 +225,15 @@ pub enum Command {
     },
     /// Write the manual pages (rephub.1 and one per command) into a directory.
     Man { dir: PathBuf },
+    /// Copy this SQLite database (--db FILE or --data-dir) into a new PostgreSQL database, every
+    /// table in one transaction, for a hub of several replicas (docs/postgresql.md). Stop the hub
+    /// first: what it writes afterwards is not copied.
+    Migrate {
+        /// The PostgreSQL database to copy into, new and empty: `postgres://user@host/db` or
+        /// `host=… dbname=…`. Give a password through the environment, not the command line.
+        #[arg(long, env = "REPHUB_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+    },
     /// Drop change-log records up to a sequence number; cursors below it get a snapshot.
     Compact {
         /// Keep this many most recent changes.

@@ -70,6 +70,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
                 .with_context(|| format!("writing manual pages into {}", dir.display()))?;
             return Ok(Status::Ok);
         }
+        Command::Migrate { to } => return migrate(&args, to),
         _ => {}
     }
     if let Some((cmd, out)) = admin_command(&args.command) {
@@ -141,6 +142,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
         | Command::Telemetry { .. }
         | Command::Status { .. }
         | Command::Completions { .. }
+        | Command::Migrate { .. }
         | Command::Man { .. } => {
             unreachable!("handled before the database is opened")
         }
@@ -164,6 +166,53 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Status> {
             Ok(Status::Ok)
         }
     }
+}
+
+/// `rephub migrate --to postgres://…`: the SQLite database into a new PostgreSQL database.
+fn migrate(args: &Args, to: &str) -> anyhow::Result<Status> {
+    use rephub_store::Location;
+    let Location::Sqlite(path) = args.db_location() else {
+        bail!(
+            "migrate copies a SQLite database (--db FILE or --data-dir) into PostgreSQL; --db names PostgreSQL already"
+        );
+    };
+    let target = Location::parse(to);
+    let Location::Postgres(conninfo) = &target else {
+        bail!(
+            "--to must be a PostgreSQL connection string (postgres://user@host/db or host=… dbname=…)"
+        );
+    };
+    if !args.quiet {
+        eprintln!("copying {} into {target}", path.display());
+    }
+    let quiet = args.quiet;
+    let report = rephub_store::migrate_sqlite_to_postgres(&path, conninfo, &mut |table, rows| {
+        if !quiet {
+            eprintln!("  {table}: {rows} rows");
+        }
+    })
+    .with_context(|| format!("copying {} into {target}", path.display()))?;
+    let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "copied {} tables, {rows} rows, into {target}",
+        report.tables.len()
+    );
+    if !quiet {
+        // Stored credentials (targets, sources) are encrypted with the data directory's key: the
+        // replicas need that same key.
+        let key = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("rephub-data"))
+            .join("secret.key");
+        eprintln!(
+            "start every replica with --db (or REPHUB_DB) set to that database and \
+             REPHUB_SECRET_KEY_FILE={} (the key the stored credentials are encrypted with; \
+             copy it to each replica's machine). Sharing spools stay in each data directory.",
+            key.display()
+        );
+    }
+    Ok(Status::Ok)
 }
 
 /// Reads see the database as the TTL sweeper leaves it: expired entries are gone, not shown. A read

@@ -70,7 +70,10 @@ pub use error::StoreError;
 pub use ips::{IpsImport, IpsSetting, IpsStore};
 pub use keys::{ApiKey, KeyStore, User, UserStore};
 pub use merge::effective;
-pub use pg::{Notice, PgOptions, PgStore, PgTx, hold_advisory_lock, listen_for_commits};
+pub use pg::{
+    Migrated, Notice, PgOptions, PgStore, PgTx, hold_advisory_lock, listen_for_commits,
+    migrate_sqlite_to_postgres,
+};
 pub use sandbox::{
     NewSubmission, SandboxStore, SandboxTask, SandboxUsage, SubmissionQuery, SubmissionRow,
 };

@@ -31,6 +31,7 @@ mod dist;
 mod error;
 mod ips;
 mod keys;
+mod migrate;
 mod sandbox;
 mod schema;
 mod shared;
@@ -45,6 +46,8 @@ use std::time::Duration;
 
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
+
+pub use migrate::{Migrated, migrate_sqlite_to_postgres};
 
 use rephub_model::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,

@@ -1,5 +1,5 @@
-//! Faults of a PostgreSQL cluster (docs/postgresql.md), with real `rephub serve` processes and a
-//! real server: PostgreSQL restarted under load (requests in flight get 503s, the hub reconnects,
+//! PostgreSQL (docs/postgresql.md) with real `rephub` processes and a real server: `rephub migrate`
+//! moves a SQLite database into PostgreSQL and a hub serves it; PostgreSQL restarted under load (requests in flight get 503s, the hub reconnects,
 //! nothing acknowledged is lost), and one of two replicas killed with SIGKILL under load (its
 //! device moves to the other replica and misses nothing, its scheduler lease moves, nothing it
 //! acknowledged is lost). Skipped, saying so, where PostgreSQL is not installed.
@@ -396,4 +396,126 @@ fn a_replica_killed_under_load_loses_nothing() {
         extra.len(),
         extra.first()
     );
+}
+
+/// `rephub` with `args`: (success, stdout, stderr).
+fn rephub(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rephub"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A hub's SQLite data directory moved into PostgreSQL with `rephub migrate`, then served from
+/// there: the entries, the admin key, and a device's cursor carry over (its next sync is a delta).
+#[test]
+fn a_data_directory_migrated_to_postgresql_is_served_from_there() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(db) = pg::TestDb::new() else {
+        return;
+    };
+    let conninfo = db.conninfo();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+
+    // A SQLite hub with an entry and a device that has synced.
+    let port = free_port();
+    let (hub, admin) = common::serve(data.path(), &format!("127.0.0.1:{port}"), "127.0.0.1:0");
+    let admin = admin.unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    assert_eq!(add(&http, &base, &admin, "198.51.100.7"), Some(200));
+    call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/filters"),
+        &admin,
+        Some(
+            json!({"name": "block High", "action": "block", "precedence": 1,
+                    "criteria": ["Trend Micro Severity=High"]}),
+        ),
+    );
+    call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/profiles"),
+        &admin,
+        Some(json!({"name": "perimeter", "filters": ["block High"]})),
+    );
+    let device = call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/devices"),
+        &admin,
+        Some(json!({"name": "fw1", "profile": "perimeter"})),
+    );
+    let mut dev = Device {
+        token: device["token"].as_str().unwrap().to_string(),
+        bases: vec![base.clone()],
+        at: 0,
+        cursor: None,
+        held: BTreeSet::new(),
+        moves: 0,
+    };
+    dev.sync(&http, 0);
+    assert!(dev.held.contains("198.51.100.7"));
+    // Stopped as an operator stops it before migrating (SIGTERM: it records the devices'
+    // progress on the way out).
+    let mut hub = hub;
+    std::process::Command::new("kill")
+        .args(["-TERM", &hub.0.id().to_string()])
+        .status()
+        .unwrap();
+    hub.0.wait().unwrap();
+
+    // Refused: a target that is not PostgreSQL, a source that is.
+    let (ok, _, err) = rephub(&["--data-dir", dir, "migrate", "--to", "/tmp/x.db"], &[]);
+    assert!(!ok && err.contains("PostgreSQL connection string"), "{err}");
+    let (ok, _, err) = rephub(&["--db", &conninfo, "migrate", "--to", &conninfo], &[]);
+    assert!(!ok && err.contains("SQLite"), "{err}");
+
+    let (ok, out, err) = rephub(
+        &["--data-dir", dir, "migrate"],
+        &[("REPHUB_MIGRATE_TO", &conninfo)],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("copied") && err.contains("entries: 1 rows"),
+        "{out} {err}"
+    );
+    assert!(
+        err.contains("secret.key"),
+        "says which key the replicas need: {err}"
+    );
+
+    // The CLI reads it from PostgreSQL.
+    let (ok, out, err) = rephub(&["--db", &conninfo, "query", "198.51.100.7"], &[]);
+    assert!(ok && out.contains("198.51.100.7"), "{out} {err}");
+
+    // A hub on PostgreSQL (with the data directory's key): the admin key opens it, and the
+    // device goes on from its cursor with a delta.
+    let key_file = data.path().join("secret.key");
+    let port = free_port();
+    let (_pg_hub, made) = replica(data.path(), port, &conninfo, &key_file);
+    assert_eq!(made, None, "the admin key came along: no new one");
+    let base = format!("http://127.0.0.1:{port}");
+    dev.bases = vec![base.clone()];
+    assert_eq!(add(&http, &base, &admin, "198.51.100.8"), Some(200));
+    let url = format!("{base}/api/v1/sync?cursor={}&wait=5", dev.cursor.unwrap());
+    let body = http
+        .get(url)
+        .bearer_auth(&dev.token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let head: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        head["snapshot"], false,
+        "a delta from the migrated cursor: {body}"
+    );
+    assert!(body.contains("198.51.100.8"), "{body}");
 }
