@@ -266,8 +266,8 @@ async fn names_that_fail_five_times_wait_and_changed_users_are_signed_out() {
         assert_eq!(v["error"]["field"], field, "{v}");
     }
     // Passwords are kept as argon2id hashes only.
-    let mut store = hub.store();
-    let alice = rephub_store::UserStore::user(&store, "alice")
+    let alice = hub
+        .with_store(|s| rephub_store::UserStore::user(s, "alice"))
         .unwrap()
         .unwrap();
     assert!(alice.password_hash.starts_with("$argon2id$"));
@@ -280,7 +280,8 @@ async fn names_that_fail_five_times_wait_and_changed_users_are_signed_out() {
     );
     assert_eq!(a.get("/ui/").await.status, StatusCode::OK);
     let other = rephub_hub::hash_password("a different pass phrase").unwrap();
-    rephub_store::UserStore::update_user(&mut store, "alice", None, Some(&other)).unwrap();
+    hub.with_store(|s| rephub_store::UserStore::update_user(s, "alice", None, Some(&other)))
+        .unwrap();
     assert_eq!(a.get("/ui/").await.status, StatusCode::SEE_OTHER);
 }
 
@@ -749,8 +750,7 @@ async fn an_unselective_search_reads_a_bounded_piece_per_page_and_goes_on() {
     use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
     let hub = hub_with_users().await;
     // 70,000 Low entries, then one High: a search for High reads 20,000 entries a page.
-    {
-        let mut s = hub.store();
+    hub.with_store(|s| {
         let cat = s.catalog().unwrap();
         let low = cat
             .parse_pairs([("Trend Micro Severity", "Low")])
@@ -773,7 +773,7 @@ async fn an_unselective_search_reads_a_bounded_piece_per_page_and_goes_on() {
                 .unwrap();
         }
         tx.commit().unwrap();
-    }
+    });
     let mut b = Browser::new(&hub);
     b.sign_in("rita", "correct horse battery").await;
     let mut path = "/ui/entries?tag=Trend+Micro+Severity%3DHigh".to_string();

@@ -259,20 +259,21 @@ async fn writes_by_other_processes_and_restarts_reach_devices() {
     let snap = h.sync(&token, None, 0).await;
     // Another process (the CLI, say) writes into the same database while the hub runs.
     let write = |h: &Hub, value: &str| {
-        let mut s = h.store();
-        let cat = s.catalog().unwrap();
-        let tags = cat
-            .parse_pairs([("Trend Micro Severity", "High")])
-            .unwrap()
-            .0;
-        let mut tx = s.begin().unwrap();
-        tx.upsert(
-            "cli",
-            &Upsert::new(Entry::parse(Kind::Ipv4, value).unwrap(), tags, &cat),
-            WriteMode::Merge,
-        )
-        .unwrap();
-        tx.commit().unwrap();
+        h.with_store(|s| {
+            let cat = s.catalog().unwrap();
+            let tags = cat
+                .parse_pairs([("Trend Micro Severity", "High")])
+                .unwrap()
+                .0;
+            let mut tx = s.begin().unwrap();
+            tx.upsert(
+                "cli",
+                &Upsert::new(Entry::parse(Kind::Ipv4, value).unwrap(), tags, &cat),
+                WriteMode::Merge,
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        })
     };
     write(&h, "192.0.2.1");
     let d = h.sync(&token, Some(snap.cursor), 10).await;
@@ -466,8 +467,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // Nothing of the refused entries was written.
-    let s = h.store();
-    assert_eq!(s.stats().unwrap().entries, 0);
+    assert_eq!(h.with_store(|s| s.stats()).unwrap().entries, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -827,8 +827,7 @@ async fn expired_entries_leave_the_devices() {
     // The TTL passes; the hub's sweeper removes the entry and the waiting device hears of it.
     let d = h.sync(&token, Some(snap.cursor), 15).await;
     assert_eq!(d.values("delete"), vec!["192.0.2.50"]);
-    let s = h.store();
-    assert_eq!(s.stats().unwrap().entries, 1);
+    assert_eq!(h.with_store(|s| s.stats()).unwrap().entries, 1);
 }
 
 impl Hub {
@@ -1578,8 +1577,7 @@ async fn values_come_back_right_after_a_restart() {
     // While the hub is stopped another process removes one entry, raises another to High and adds
     // a third.
     h.stop().await;
-    {
-        let mut s = h.store();
+    h.with_store(|s| {
         let cat = s.catalog().unwrap();
         let high = cat
             .parse_pairs([("Trend Micro Severity", "High")])
@@ -1594,7 +1592,7 @@ async fn values_come_back_right_after_a_restart() {
                 .unwrap();
         }
         tx.commit().unwrap();
-    }
+    });
     h.restart().await;
     let d = h.sync(&token, Some(snap.cursor), 10).await;
     assert!(!d.snapshot);

@@ -261,8 +261,7 @@ async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
         json!({"name": "perimeter", "filters": ["block High"]}),
     )
     .await;
-    {
-        let mut s = h.store();
+    h.with_store(|s| {
         let cat = s.catalog().unwrap();
         let tags = cat
             .parse_pairs([("Trend Micro Severity", "High")])
@@ -280,7 +279,7 @@ async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
             .unwrap();
         }
         tx.commit().unwrap();
-    }
+    });
     h.wait_until("/api/v1/profiles", "the profile selects all", |v| {
         v["profiles"][0]["selected"].as_u64() == Some(u64::from(N))
     })

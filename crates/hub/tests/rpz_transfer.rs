@@ -185,6 +185,12 @@ async fn bind_takes_the_zone_by_transfer_and_follows_writes_through_notify_and_i
         {"value": "http://evil.example/x", "tags": high}
     ]))
     .await;
+    // The zone is the profile's filter set, which follows the write a moment later (on
+    // PostgreSQL, after the commit's notification).
+    h.wait_until("/api/v1/profiles", "the profile selects the three", |v| {
+        v["profiles"][0]["selected"].as_u64() == Some(3)
+    })
+    .await;
 
     // What the hub answers: a signed AXFR has the zone; unsigned and wrongly signed requests
     // are refused.

@@ -255,8 +255,7 @@ async fn bad_requests_change_nothing() {
     assert!(b.contains("at most 10000 values"), "{b}");
     // Nothing was written by any of them: 1.1.1.1 does not exist, the feed entry is still there.
     assert_eq!(h.query("ip=1.1.1.1").await, "");
-    let s = h.store();
-    assert_eq!(s.stats().unwrap().entries, 1);
+    assert_eq!(h.with_store(|s| s.stats()).unwrap().entries, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,8 +288,11 @@ async fn oversized_bodies_are_refused() {
     // A new client: the pooled connection may be the one the hub closed.
     let (s, _) = text(reqwest::Client::new().get(h.url("/healthz"))).await;
     assert_eq!(s, StatusCode::OK);
-    let store = h.store();
-    assert_eq!(store.stats().unwrap().entries, 1, "only the feed entry");
+    assert_eq!(
+        h.with_store(|s| s.stats()).unwrap().entries,
+        1,
+        "only the feed entry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -474,10 +474,10 @@ async fn a_next_token_whose_position_was_compacted_is_refused_not_ended() {
     // Another commit, then the change log compacted past the pass's end; a restart empties the
     // pass cache.
     h.add(json!([{"value": "203.0.113.1", "tags": high}])).await;
-    let mut store = h.store();
-    let last = store.last_seq().unwrap();
-    store.compact(last).unwrap();
-    drop(store);
+    h.with_store(|s| {
+        let last = s.last_seq().unwrap();
+        s.compact(last).unwrap();
+    });
     h.restart().await;
     let (s, e, _) = taxii(&h, &format!("{base}&next={next}"), &token).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");

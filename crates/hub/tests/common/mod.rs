@@ -1,15 +1,23 @@
-//! The harness of the hub's integration tests: a hub on a temporary SQLite file and ephemeral
-//! ports whose database holds known API keys, and the calls the tests make to it. In
-//! `common/mod.rs` so that Cargo does not build it as a test binary of its own.
+//! The harness of the hub's integration tests: a hub on a temporary database and ephemeral ports
+//! whose database holds known API keys, and the calls the tests make to it. In `common/mod.rs` so
+//! that Cargo does not build it as a test binary of its own.
+//!
+//! **Both backends**: the database is a SQLite file, or with `REPHUB_TEST_BACKEND=postgres` a
+//! database of its own on the PostgreSQL test cluster. Every test binary that uses this harness
+//! has the test [`on_postgresql`], which runs the binary once more with that variable set: one
+//! `cargo test` runs every hub API test on both backends.
 // Every test binary includes this module and uses a part of it; the rest would warn.
 #![allow(dead_code)]
+
+#[path = "../../../store/tests/pg/mod.rs"]
+mod pg;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rephub_hub::{Config, Role, RunningHub, hash_key};
-use rephub_store::{KeyStore, SqliteStore};
+use rephub_store::{AnyStore, KeyStore, OpenOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -34,11 +42,49 @@ pub(crate) struct Hub {
     pub(crate) base: String,
     /// Where the hub reads the time (the system's, unless a test gave another).
     pub(crate) clock: std::sync::Arc<dyn rephub_model::Clock>,
+    /// The PostgreSQL database, when the tests run on PostgreSQL (dropped after the hub).
+    pg: Option<pg::TestDb>,
 }
 
 /// A `start_with` hook for the tests that need no HTTPS listener.
-pub(crate) fn http_only(c: &mut Config, _: &mut SqliteStore) {
+pub(crate) fn http_only(c: &mut Config, _: &mut AnyStore) {
     c.tls = false;
+}
+
+/// Whether this run's hubs are on PostgreSQL (see the module docs).
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("REPHUB_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// This test binary once more, every test but this one, with its hubs on PostgreSQL. Skipped,
+/// saying so, where PostgreSQL is not installed; a test run filtered by name leaves it out.
+#[test]
+fn on_postgresql() {
+    if on_postgres() || std::thread::spawn(pg::cluster).join().unwrap().is_none() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("REPHUB_TEST_BACKEND", "postgres")
+        .args(["--skip", "on_postgresql"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the hub's tests on PostgreSQL failed:\n{stdout}\n{stderr}"
+    );
+    let summary = stdout
+        .lines()
+        .rfind(|l| l.starts_with("test result"))
+        .unwrap_or("");
+    // Past the output capture, so that a run shows what the second pass did.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("on PostgreSQL: {summary}\n").as_bytes(),
+    );
 }
 
 impl Hub {
@@ -48,14 +94,14 @@ impl Hub {
     }
 
     /// A hub whose configuration and database (keys already added) `tune` changes first.
-    pub(crate) async fn start_with(tune: impl FnOnce(&mut Config, &mut SqliteStore)) -> Hub {
+    pub(crate) async fn start_with(tune: impl FnOnce(&mut Config, &mut AnyStore) + Send) -> Hub {
         Hub::start_with_clock(std::sync::Arc::new(rephub_model::SystemClock), tune).await
     }
 
     /// [`Hub::start_with`] reading the time from `clock`.
     pub(crate) async fn start_with_clock(
         clock: std::sync::Arc<dyn rephub_model::Clock>,
-        tune: impl FnOnce(&mut Config, &mut SqliteStore),
+        tune: impl FnOnce(&mut Config, &mut AnyStore) + Send,
     ) -> Hub {
         // reqwest is built without a crypto provider: the hub's own clients need one installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -66,14 +112,34 @@ impl Hub {
             tls_listen: "127.0.0.1:0".parse().unwrap(),
             ..Config::default()
         };
-        let mut store = SqliteStore::open(&dir.path().join("rephub.db")).unwrap();
-        for (name, role, key) in KEYS {
-            store
-                .add_api_key(name, role.as_str(), &hash_key(key))
-                .unwrap();
+        // PostgreSQL's client blocks: made, used and dropped on threads of their own.
+        let pg = on_postgres().then(|| {
+            std::thread::spawn(pg::TestDb::new)
+                .join()
+                .unwrap()
+                .expect("the PostgreSQL pass runs only where PostgreSQL is installed")
+        });
+        if let Some(db) = &pg {
+            config.db = Some(std::path::PathBuf::from(db.conninfo()));
         }
-        tune(&mut config, &mut store);
-        drop(store);
+        let at = config.db_location();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut store = AnyStore::open_with(&at, OpenOptions::default()).unwrap();
+                for (name, role, key) in KEYS {
+                    store
+                        .add_api_key(name, role.as_str(), &hash_key(key))
+                        .unwrap();
+                }
+                tune(&mut config, &mut store);
+            })
+            .join()
+            .unwrap()
+        });
+        // A hook may have replaced the whole configuration (parsed a file): the database stays.
+        if let Some(db) = &pg {
+            config.db = Some(std::path::PathBuf::from(db.conninfo()));
+        }
         let mut h = Hub {
             dir,
             config,
@@ -84,6 +150,7 @@ impl Hub {
             addr: ([127, 0, 0, 1], 0).into(),
             base: String::new(),
             clock,
+            pg,
         };
         h.restart().await;
         h
@@ -96,6 +163,12 @@ impl Hub {
             .await
             .unwrap();
         assert_eq!(hub.initial_admin_key, None, "keys exist: no new admin key");
+        if self.pg.is_some() {
+            assert!(
+                !self.dir.path().join("rephub.db").exists(),
+                "the hub runs on PostgreSQL, not on a file of its data directory"
+            );
+        }
         self.addr = hub.addr;
         self.base = format!("http://{}", hub.addr);
         self.hub = Some(hub);
@@ -108,9 +181,54 @@ impl Hub {
         }
     }
 
-    /// The database, opened as another process would.
-    pub(crate) fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.dir.path().join("rephub.db")).unwrap()
+    /// `f` on the database, opened as another process would (on a thread of its own: PostgreSQL's
+    /// client blocks).
+    pub(crate) fn with_store<T: Send>(&self, f: impl FnOnce(&mut AnyStore) -> T + Send) -> T {
+        let at = self.config.db_location();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut store = AnyStore::open_with(&at, OpenOptions::default()).unwrap();
+                f(&mut store)
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Everything the database holds, as bytes to search: the SQLite files, or every row of
+    /// every PostgreSQL table as text.
+    pub(crate) fn database_dump(&self) -> Vec<u8> {
+        let Some(db) = &self.pg else {
+            let mut all = Vec::new();
+            for f in ["rephub.db", "rephub.db-wal"] {
+                all.extend(std::fs::read(self.dir.path().join(f)).unwrap_or_default());
+            }
+            return all;
+        };
+        let conninfo = db.conninfo();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
+            let tables: Vec<String> = c
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = current_schema()",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut all = Vec::new();
+            for t in tables {
+                for r in c.query(&format!("SELECT t::text FROM {t} t"), &[]).unwrap() {
+                    all.extend(r.get::<_, String>(0).into_bytes());
+                    all.push(b'\n');
+                }
+            }
+            all
+        })
+        .join()
+        .unwrap()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
