@@ -451,14 +451,16 @@ pub(crate) fn server_url(url: &str) -> Result<async_nats::ServerAddr, String> {
                 .into(),
         );
     }
-    let addr: async_nats::ServerAddr = url
-        .parse()
-        .map_err(|e: std::io::Error| format!("{url:?}: {e}"))?;
-    if !url.contains("://") || !matches!(addr.scheme(), "nats" | "tls") {
+    // Checked before the client's parser, which would take `host:port` as nats:// and name
+    // only the scheme it refuses.
+    if !(url.starts_with("nats://") || url.starts_with("tls://")) {
         return Err(format!(
             "{url:?}: not a nats://host:port or tls://host:port URL"
         ));
     }
+    let addr: async_nats::ServerAddr = url
+        .parse()
+        .map_err(|e: std::io::Error| format!("{url:?}: {e}"))?;
     if addr.host().is_empty() {
         return Err(format!("{url:?}: no host"));
     }

@@ -6,14 +6,18 @@
 //! PubAck means the stream stored the message (on disk, with file storage), so the spool's
 //! cursor never moves past anything the broker does not hold. A broker that is down, a timeout or
 //! a missing PubAck retries the whole batch; the messages the broker did take are then sent
-//! again, and dropped by the broker as duplicates because each carries `Nats-Msg-Id` = the
-//! record's key (within the stream's duplicate window; beyond it consumers de-duplicate by the
-//! key, as every receiver of the spool may have to).
+//! again, and dropped by the broker as duplicates because each carries the same `Nats-Msg-Id`,
+//! made of the record's key (within the stream's duplicate window; beyond it consumers
+//! de-duplicate by that id, as every receiver of the spool may have to).
+//!
+//! A key names a record within its spool stream only (an event and a handshake of the same
+//! device may have the same), and what an upstream received is keyed per downstream (as its
+//! store keeps it), while one JetStream stream takes them all: so `Nats-Msg-Id` is
+//! `<stream>/<key>`, or `<stream>/<downstream>/<key>`.
 //!
 //! The payload is the spool record as it is (the same JSON a file sink writes). Headers:
 //! `Nats-Msg-Id`, `Rephub-Key`, `Rephub-Stream`, and `Rephub-Downstream` for what an upstream
-//! received from a downstream hub (whose name is then part of `Nats-Msg-Id` too, as the upstream's
-//! store keeps keys per downstream).
+//! received from a downstream hub.
 //!
 //! One connection serves every stream of the sink; it is dropped after any failure and made
 //! again (with the stream checked again) at the next try, so a broker restarted, replaced or
@@ -264,9 +268,9 @@ fn message(
         }
         Some(d) => {
             headers.insert("Rephub-Downstream", d.as_ref());
-            format!("{d}/{}", keyed.key)
+            format!("{stream}/{d}/{}", keyed.key)
         }
-        None => keyed.key.to_string(),
+        None => format!("{stream}/{}", keyed.key),
     };
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     headers.insert("Rephub-Key", keyed.key.as_ref());
@@ -336,11 +340,11 @@ mod tests {
         let (h, p) = message("events", br#"{"key": "ab:1:2", "event": {}}"#, 1 << 20).unwrap();
         assert_eq!(
             h.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(),
-            "ab:1:2"
+            "events/ab:1:2"
         );
         assert_eq!(h.get("Rephub-Stream").unwrap().as_str(), "events");
         assert_eq!(&p[..], br#"{"key": "ab:1:2", "event": {}}"#);
-        // What an upstream received: the downstream is part of the message id.
+        // Keys are per stream, and on an upstream per downstream too: so is the message id.
         let (h, _) = message(
             "received_events",
             br#"{"key": "k", "downstream": "branch-1", "event": {}}"#,
@@ -349,7 +353,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             h.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(),
-            "branch-1/k"
+            "received_events/branch-1/k"
         );
         assert_eq!(h.get("Rephub-Downstream").unwrap().as_str(), "branch-1");
         // A key that would forge a header, no key, not JSON, too large: refused with a reason.
