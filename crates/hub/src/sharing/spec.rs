@@ -466,3 +466,39 @@ pub(crate) fn server_url(url: &str) -> Result<async_nats::ServerAddr, String> {
     }
     Ok(addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of docs/sharing.md's NATS section parses, passes the checks and means what it
+    /// says.
+    #[test]
+    fn the_documented_nats_sink_parses() {
+        let doc = include_str!("../../../../docs/sharing.md");
+        let section = &doc[doc.find("### NATS JetStream").expect("the NATS section")..];
+        let start = section.find("```toml\n").expect("a toml block") + 8;
+        let len = section[start..].find("```").expect("the block ends");
+        let c = crate::config::Config::parse(&section[start..start + len]).unwrap();
+        c.validate().unwrap();
+        let SinkSpec::Nats(n) = &c.sharing.sinks[0] else {
+            panic!("a nats sink: {:?}", c.sharing.sinks)
+        };
+        assert_eq!(n.servers.len(), 2);
+        assert_eq!(n.stream, "REPHUB");
+        assert_eq!(n.subject("received_events"), "rephub.received_events");
+        assert_eq!(n.user.as_deref(), Some("rephub"));
+        assert_eq!(n.token_file, None);
+        assert_eq!(
+            n.streams,
+            [
+                "events",
+                "telemetry",
+                "received_events",
+                "received_telemetry"
+            ]
+        );
+        assert_eq!((n.batch_max, n.batch_secs), (1000, 5));
+        assert_eq!((n.duplicate_window_secs, n.timeout_secs), (120, 10));
+    }
+}
