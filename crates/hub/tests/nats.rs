@@ -421,3 +421,67 @@ fn bad_nats_configurations_are_refused_with_the_reason() {
     let c = rephub_hub::Config::load(Some(&path)).unwrap();
     assert_eq!(c.sharing.sinks.len(), 1);
 }
+
+/// The upstream's spool cannot take what a downstream sends (full, `block`): the downstream is
+/// refused (503) and nothing is kept or acknowledged, so nothing can be in the store without
+/// being on its way to the broker; it sends again, and once there is room everything arrives in
+/// both, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_whose_spool_is_full_refuses_and_the_downstream_sends_again() {
+    let Some(broker) = NatsServer::start("an_upstream_whose_spool_is_full_refuses") else {
+        return;
+    };
+    let mut up = Hub::start_with(|c, _| {
+        c.sharing.spool_max_records = 10;
+        c.sharing.sinks = vec![sink(&broker, &["received_events"])];
+    })
+    .await;
+    // The same HTTPS port after a restart: the downstream's settings name it.
+    up.config.tls_listen = up.hub.as_ref().unwrap().tls_addr.unwrap();
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+        c.sharing.upstream_batch_max = 25;
+    })
+    .await;
+    connect(&up, &down, "branch-1").await;
+    let token = device(&down, "fw1").await;
+    post_events(&down, &token, 1..61).await;
+
+    let upstream = |v: &Value| {
+        v["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sink"] == "upstream" && s["stream"] == "events")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let st = down
+        .wait_until("/api/v1/sharing", "refused by the upstream", |v| {
+            upstream(v)["retried"].as_u64() >= Some(2)
+        })
+        .await;
+    let s = upstream(&st);
+    assert_eq!(s["depth"], 60, "{st}");
+    assert_eq!(
+        s["parked"], 0,
+        "a full spool is not a refusal of the records: {st}"
+    );
+    assert!(s["last_error"].as_str().unwrap().contains("503"), "{st}");
+    let kept = up.get("/api/v1/shared/events?limit=1000").await;
+    assert_eq!(kept["events"].as_array().unwrap().len(), 0, "{kept}");
+
+    // Room again: everything arrives, in the upstream's store and in the broker, each once.
+    up.config.sharing.spool_max_records = 10_000_000;
+    up.restart().await;
+    drained(&up, "received_events", 60).await;
+    down.wait_until("/api/v1/sharing", "delivered upstream", |v| {
+        upstream(v)["depth"] == 0
+    })
+    .await;
+    let kept = up.get("/api/v1/shared/events?limit=1000").await;
+    assert_eq!(kept["events"].as_array().unwrap().len(), 60);
+    let got = consume(&broker, "siem").await;
+    assert_eq!(once_each(&got).len(), 60);
+}
