@@ -52,6 +52,32 @@ fn sink(broker: &NatsServer, streams: &[&str]) -> rephub_hub::SinkSpec {
     .unwrap()
 }
 
+/// A hub whose nats sink takes its agents' events, and the token of a device `fw1` on it.
+async fn hub_to_broker(broker: &NatsServer) -> (Hub, String) {
+    let h = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.sinks = vec![sink(broker, &["events"])];
+    })
+    .await;
+    let token = device(&h, "fw1").await;
+    (h, token)
+}
+
+/// `branch-1`, a downstream of `up` that shares every second, 25 records a batch at most, and
+/// the token of a device `fw1` on it.
+async fn downstream_of(up: &Hub) -> (Hub, String) {
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+        c.sharing.telemetry_batch_secs = 1;
+        c.sharing.upstream_batch_max = 25;
+    })
+    .await;
+    connect(up, &down, "branch-1").await;
+    let token = device(&down, "fw1").await;
+    (down, token)
+}
+
 /// The sink's status for `stream`.
 fn status(sharing: &Value, stream: &str) -> Value {
     sharing["sinks"]
@@ -156,12 +182,7 @@ async fn agent_events_reach_jetstream_once_each_and_a_siem_reads_them() {
     let Some(broker) = NatsServer::start("agent_events_reach_jetstream_once_each") else {
         return;
     };
-    let h = Hub::start_with(|c, _| {
-        c.tls = false;
-        c.sharing.sinks = vec![sink(&broker, &["events"])];
-    })
-    .await;
-    let token = device(&h, "fw1").await;
+    let (h, token) = hub_to_broker(&broker).await;
     post_events(&h, &token, 1..51).await;
     // The agent sends the batch again (a lost answer): spooled once, published once.
     post_events(&h, &token, 1..51).await;
@@ -212,12 +233,7 @@ async fn a_broker_killed_and_restarted_loses_nothing_it_acknowledged() {
     let Some(mut broker) = NatsServer::start("a_broker_killed_and_restarted_loses_nothing") else {
         return;
     };
-    let h = Hub::start_with(|c, _| {
-        c.tls = false;
-        c.sharing.sinks = vec![sink(&broker, &["events"])];
-    })
-    .await;
-    let token = device(&h, "fw1").await;
+    let (h, token) = hub_to_broker(&broker).await;
     post_events(&h, &token, 1..41).await;
     drained(&h, "events", 40).await;
     assert_eq!(held(&broker).await, 40);
@@ -292,15 +308,7 @@ async fn an_upstream_passes_what_downstreams_share_to_the_broker_and_keeps_it() 
         )];
     })
     .await;
-    let down = Hub::start_with(|c, _| {
-        c.tls = false;
-        c.sharing.upstream_batch_secs = 1;
-        c.sharing.telemetry_batch_secs = 1;
-        c.sharing.upstream_batch_max = 25;
-    })
-    .await;
-    connect(&up, &down, "branch-1").await;
-    let token = device(&down, "fw1").await;
+    let (down, token) = downstream_of(&up).await;
     post_events(&down, &token, 1..61).await;
     let now_ms = common::now() * 1000;
     let records: Vec<Value> = (1..31).map(|i| handshake(i, now_ms + i)).collect();
@@ -438,14 +446,7 @@ async fn an_upstream_whose_spool_is_full_refuses_and_the_downstream_sends_again(
     .await;
     // The same HTTPS port after a restart: the downstream's settings name it.
     up.config.tls_listen = up.hub.as_ref().unwrap().tls_addr.unwrap();
-    let down = Hub::start_with(|c, _| {
-        c.tls = false;
-        c.sharing.upstream_batch_secs = 1;
-        c.sharing.upstream_batch_max = 25;
-    })
-    .await;
-    connect(&up, &down, "branch-1").await;
-    let token = device(&down, "fw1").await;
+    let (down, token) = downstream_of(&up).await;
     post_events(&down, &token, 1..61).await;
 
     let upstream = |v: &Value| {
