@@ -84,7 +84,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 pub fn check_user_name(name: &str) -> Result<(), String> {
     passwords::check_name(name)
 }
-pub use sharing::spec::{FileSpec, SinkSpec, SyslogSpec};
+pub use sharing::spec::{FileSpec, NatsSpec, SinkSpec, SyslogSpec};
 pub use sharing::{FullPolicyName, SharingConfig};
 pub use sources::{FeedFormat, FeedSpec, MispSpec, SourceSpec, TaxiiSpec, VisionOneSpec};
 pub use state::AppState;

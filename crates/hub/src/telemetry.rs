@@ -26,7 +26,8 @@ use crate::http::error::{ApiError, ApiResult, Dialect};
 use crate::http::extract::Q;
 use crate::keys::Role;
 use crate::sharing::TELEMETRY;
-use crate::sharing::receiver::downstream_named;
+use crate::sharing::receiver::{downstream_named, received, relay, relays};
+use crate::sharing::spec::RECEIVED_TELEMETRY;
 use crate::state::AppState;
 
 /// Most records in one request from an agent (it sends 5,000), and from a downstream hub (its
@@ -230,10 +231,46 @@ async fn from_downstream(
         }
     }
     let total = good.len() as u64;
+    pass_on(&state, &d, &good).await?;
     let added = state.exec(move |s| s.add_telemetry(d.id, &good)).await??;
     Ok(Json(
         json!({"accepted": added, "duplicates": total - added, "refused": refused}),
     ))
+}
+
+/// On an upstream, spool the records of a downstream not stored before on
+/// `received_telemetry`, before they are stored, for the sinks that name it (a broker, a file;
+/// the reasons in `sharing/receiver.rs`). Unlike an agent's telemetry, a full spool refuses the
+/// batch (503): the downstream keeps it in its own spool and sends it again, so nothing
+/// acknowledged is missing from the broker.
+async fn pass_on(
+    state: &AppState,
+    d: &crate::connection::DownstreamId,
+    records: &[NewTelemetry],
+) -> ApiResult<()> {
+    if !relays(state, RECEIVED_TELEMETRY) {
+        return Ok(());
+    }
+    let (id, keys): (i64, Vec<String>) = (d.id, records.iter().map(|r| r.key.clone()).collect());
+    let known: std::collections::HashSet<String> = state
+        .read(move |s| s.known_telemetry(id, &keys))
+        .await??
+        .into_iter()
+        .collect();
+    let mut payloads = Vec::new();
+    for r in records.iter().filter(|r| !known.contains(&r.key)) {
+        // `{"key", "downstream", "device", "tls"}`: the record as the downstream sent it, and
+        // where from.
+        let device =
+            serde_json::to_string(&r.device).map_err(crate::HubError::record("telemetry"))?;
+        let tls = serde_json::to_string(&r.record).map_err(crate::HubError::record("telemetry"))?;
+        payloads.push(received(
+            &r.key,
+            &d.name,
+            &[("device", &device), ("tls", &tls)],
+        )?);
+    }
+    relay(state, RECEIVED_TELEMETRY, payloads).await
 }
 
 #[derive(Debug, Deserialize)]

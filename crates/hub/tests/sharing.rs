@@ -11,7 +11,7 @@ mod rsyslog;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Hub, READER};
+use common::{Hub, READER, connect, device};
 use reqwest::StatusCode;
 use rsyslog::Rsyslog;
 use serde_json::{Value, json};
@@ -34,14 +34,6 @@ async fn post_events(h: &Hub, token: &str, body: Value) -> (StatusCode, Value) {
         .await
 }
 
-/// A device on `h`: its token.
-async fn device(h: &Hub, name: &str) -> String {
-    h.post("/api/v1/devices", json!({ "name": name })).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// A Suricata rule file imported into `h`'s IPS catalog.
 async fn import_rules(h: &Hub, rules: &str) {
     let r = h
@@ -53,30 +45,6 @@ async fn import_rules(h: &Hub, rules: &str) {
         .await
         .unwrap();
     assert!(r.status().is_success());
-}
-
-/// `down` connected to `up` (suspicious-object sync quiet: once an hour).
-async fn connect(up: &Hub, down: &Hub, name: &str) {
-    let (s, t) = up
-        .send(
-            "POST",
-            "/api/v1/enrollment-tokens",
-            Some(json!({ "name": name })),
-        )
-        .await;
-    assert!(s.is_success(), "{t}");
-    let port = up.hub.as_ref().unwrap().tls_addr.unwrap().port();
-    let (s, v) = down
-        .send(
-            "PUT",
-            "/api/v1/connection",
-            Some(
-                json!({"upstream": format!("https://localhost:{port}"), "token": t["token"],
-                        "ca_fingerprint": t["ca_fingerprint"], "interval_secs": 3600}),
-            ),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
 }
 
 /// Every event the upstream holds (paged).

@@ -1,13 +1,17 @@
 //! Sharing upstream (seed 002, chapters 6 to 8; DESIGN.md "Sharing"): what the hub's devices
 //! detect goes out through one durable spool (`spool.rs`, the format and invariants in
 //! `rephub_store::spool`) to every sink: the upstream hub over the connection (switched by the
-//! connection's `event_sharing`), syslog and JSON-lines files (`[[sharing.sinks]]`). One
-//! forwarding loop (`sink.rs`) batches, retries, parks and confirms for all of them.
+//! connection's `event_sharing`), syslog, JSON-lines files and NATS JetStream
+//! (`[[sharing.sinks]]`). One forwarding loop (`sink.rs`) batches, retries, parks and confirms
+//! for all of them.
 //!
-//! `receiver.rs` is the other end: the upstream keeps what its downstreams share, once per key.
+//! `receiver.rs` is the other end: the upstream keeps what its downstreams share, once per key,
+//! and spools it again on the `received_*` streams for the sinks that name them (a broker
+//! that a SIEM or data lake reads).
 //!
 //! Streams: `events` (detection events), `filter_status`, `inventory` (snapshots) and
-//! `telemetry` (TLS handshakes, docs/telemetry.md).
+//! `telemetry` (TLS handshakes, docs/telemetry.md); on an upstream, `received_events`,
+//! `received_filter_status`, `received_inventory`, `received_telemetry`.
 
 pub(crate) mod api;
 pub(crate) mod deploy;
@@ -65,6 +69,11 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
             .await?;
     }
     for spec in cfg.sinks {
+        // One broker connection for all the streams of a NATS sink.
+        let nats = match &spec {
+            SinkSpec::Nats(s) => Some(std::sync::Arc::new(sinks::nats::NatsSink::new(s.clone()))),
+            _ => None,
+        };
         for stream in spec.streams() {
             // The configuration was checked: every stream it names is one of these.
             let Some(stream) = STREAMS.into_iter().find(|s| s == stream) else {
@@ -75,6 +84,10 @@ pub(crate) async fn start(state: &AppState) -> Result<(), HubError> {
                 SinkSpec::File(s) => Kind::File(sinks::file::FileSink {
                     path: s.path.clone(),
                 }),
+                SinkSpec::Nats(_) => match &nats {
+                    Some(n) => Kind::Nats(n.clone()),
+                    None => continue,
+                },
             };
             let job = SinkJob::new(
                 state.clone(),

@@ -13,6 +13,28 @@
 //! - `GET /api/v1/shared/events` (any key): filters `downstream` (name), `since`/`until` (Unix
 //!   seconds received), `device` (dvchost), `rule` (ruleName), `cve`, `ip` (src, dst,
 //!   interestedIp or endpointIp), `after` (the last id seen), `limit`.
+//!
+//! # Passing on what was received (a broker, a file)
+//!
+//! An upstream that many downstreams report to is where a SIEM or a data lake wants the
+//! records: what it receives is also **spooled again**, on `received_events`,
+//! `received_filter_status`, `received_inventory` and `received_telemetry` (`relay`), and
+//! the sinks that name those streams — a NATS JetStream broker, a file — take them from the
+//! spool with the same batching, retries, parking and acknowledgement as the hub's own records.
+//! The spool rather than a publish from the request: a broker that is down or slow must not
+//! make downstreams wait or fail, and the spool is durable, bounded and observable already.
+//! The upstream sink never subscribes to these streams, so nothing received is sent up again
+//! (no loops in a chain of hubs).
+//!
+//! The record is spooled **before** it is stored and before the downstream is answered, so that
+//! an answer means "kept and on its way": if the append fails (the spool full under `block`, a
+//! disk error) the downstream gets a 503/500 and sends the batch again, and the store, which keeps
+//! each key once, takes it then. A crash between the append and the store spools it again at
+//! the re-send. Telemetry skips the records the store already holds (the store can tell, by key);
+//! for events and snapshots the store has no such query, so a batch a downstream sends again is
+//! spooled again: the broker drops it as a duplicate by `Nats-Msg-Id` (the same key) within its
+//! duplicate window, and consumers de-duplicate by key beyond it — delivery is at least once,
+//! as everywhere in sharing. Appends cost nothing when no sink names the stream.
 
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -24,6 +46,7 @@ use serde_json::{Value, json};
 use rephub_store::{ConnectionStore, SharedQuery, SharedStore};
 
 use super::event::Envelope;
+use super::spec::{RECEIVED_EVENTS, RECEIVED_FILTER_STATUS, RECEIVED_INVENTORY};
 use super::{EVENTS, FILTER_STATUS, INVENTORY};
 use crate::http::auth::{Principal, Who, guard};
 use crate::http::error::{ApiError, ApiResult, Dialect};
@@ -77,6 +100,8 @@ async fn receive(
         ));
     }
     let mut good = Vec::with_capacity(batch.events.len());
+    let mut relayed = Vec::new();
+    let relaying = relays(&state, RECEIVED_EVENTS);
     let mut refused = Vec::new();
     let latest = state
         .now()
@@ -106,6 +131,9 @@ async fn receive(
             Ok(e) => {
                 let text =
                     serde_json::to_string(&e.event).map_err(crate::HubError::record("event"))?;
+                if relaying {
+                    relayed.push(received(&e.key, &d.name, &[("event", &text)])?);
+                }
                 good.push((e.key, text));
             }
             Err((field, message)) => {
@@ -114,12 +142,73 @@ async fn receive(
         }
     }
     let total = good.len() as u64;
+    relay(&state, RECEIVED_EVENTS, relayed).await?;
     let added = state
         .exec(move |s| s.add_shared(d.id, EVENTS, &good))
         .await??;
     Ok(Json(
         json!({"accepted": added, "duplicates": total - added, "refused": refused}),
     ))
+}
+
+/// Whether a configured sink takes `stream` (when none does, nothing is prepared for it).
+pub(crate) fn relays(state: &AppState, stream: &str) -> bool {
+    state
+        .config()
+        .sharing
+        .sinks
+        .iter()
+        .any(|s| s.streams().iter().any(|x| x == stream))
+}
+
+/// A received record as it is spooled again: `{"key", "downstream", <field>: <value>, …}`, each
+/// value JSON text already (kept as it is, not parsed again).
+pub(crate) fn received(key: &str, downstream: &str, fields: &[(&str, &str)]) -> ApiResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(
+        key.len()
+            + downstream.len()
+            + fields
+                .iter()
+                .map(|(f, v)| f.len() + v.len() + 4)
+                .sum::<usize>()
+            + 32,
+    );
+    out.extend_from_slice(b"{\"key\":");
+    serde_json::to_writer(&mut out, key).map_err(crate::HubError::record("record"))?;
+    out.extend_from_slice(b",\"downstream\":");
+    serde_json::to_writer(&mut out, downstream).map_err(crate::HubError::record("record"))?;
+    for (field, value) in fields {
+        out.push(b',');
+        serde_json::to_writer(&mut out, field).map_err(crate::HubError::record("record"))?;
+        out.push(b':');
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// Spool what was received on `stream` (see the module's note), durably, before it is stored.
+/// A full spool answers 503: the downstream keeps the batch and sends it again.
+pub(crate) async fn relay(
+    state: &AppState,
+    stream: &'static str,
+    payloads: Vec<Vec<u8>>,
+) -> ApiResult<()> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    match state.spool().append(stream, payloads).await {
+        Ok(_) => Ok(()),
+        Err(crate::HubError::Store(rephub_store::StoreError::Full(why))) => {
+            tracing::warn!(stream, reason = %why, "spool full: received records refused");
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                format!("the spool of received records is full ({why}): send them again later"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +319,8 @@ async fn list(State(state): State<AppState>, Q(q): Q<ListQuery>) -> ApiResult<Js
 /// each downstream's newest.
 struct Snapshots {
     stream: &'static str,
+    /// Where it is spooled again for the sinks that name it.
+    received: &'static str,
     /// The key of the list in a request's body, and of the snapshot in a record.
     list: &'static str,
     field: &'static str,
@@ -239,6 +330,7 @@ struct Snapshots {
 
 const FILTER_STATUSES: Snapshots = Snapshots {
     stream: FILTER_STATUS,
+    received: RECEIVED_FILTER_STATUS,
     list: "statuses",
     field: "status",
     check: |v| {
@@ -250,6 +342,7 @@ const FILTER_STATUSES: Snapshots = Snapshots {
 
 const INVENTORIES: Snapshots = Snapshots {
     stream: INVENTORY,
+    received: RECEIVED_INVENTORY,
     list: "inventories",
     field: "inventory",
     check: super::inventory::check,
@@ -314,6 +407,13 @@ async fn receive_snapshots(
         }
     }
     let total = good.len() as u64;
+    if relays(state, kind.received) {
+        let relayed = good
+            .iter()
+            .map(|(key, body)| received(key, &d.name, &[(kind.field, body)]))
+            .collect::<ApiResult<Vec<_>>>()?;
+        relay(state, kind.received, relayed).await?;
+    }
     let stream = kind.stream;
     let added = state
         .exec(move |s| s.add_shared(d.id, stream, &good))

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use rephub_store::{Spool, SpoolRecord};
 
-use super::sinks::{Outcome, file::FileSink, syslog::SyslogSink, upstream::UpstreamSink};
+use super::sinks::{
+    Outcome, file::FileSink, nats::NatsSink, syslog::SyslogSink, upstream::UpstreamSink,
+};
 use super::spool::SpoolHandle;
 use crate::error::HubError;
 use crate::scheduler::{Job, Turn};
@@ -20,6 +22,8 @@ pub(crate) enum Kind {
     Upstream(UpstreamSink),
     Syslog(SyslogSink),
     File(FileSink),
+    /// Shared by the sink's streams: one connection to the broker.
+    Nats(std::sync::Arc<NatsSink>),
 }
 
 /// The scheduler's name of a sink's task for a stream.
@@ -33,6 +37,7 @@ impl Kind {
             Kind::Upstream(s) => s.deliver(state, stream, records).await,
             Kind::Syslog(s) => s.deliver(records).await,
             Kind::File(s) => s.deliver(records).await,
+            Kind::Nats(s) => s.deliver(stream, records).await,
         }
     }
 }

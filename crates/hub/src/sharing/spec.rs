@@ -15,8 +15,25 @@ pub(crate) const FILTER_STATUS: &str = "filter_status";
 pub(crate) const INVENTORY: &str = "inventory";
 /// The stream of TLS network telemetry (seed 002, chapter 10).
 pub(crate) const TELEMETRY: &str = "telemetry";
+/// What an upstream received from its downstream hubs and kept (`receiver.rs`): spooled again
+/// for the sinks that name these streams (a broker, a file), never for the upstream sink — so a
+/// hub that is both an upstream and a downstream does not send its downstreams' records up the
+/// chain, and no record can loop.
+pub(crate) const RECEIVED_EVENTS: &str = "received_events";
+pub(crate) const RECEIVED_FILTER_STATUS: &str = "received_filter_status";
+pub(crate) const RECEIVED_INVENTORY: &str = "received_inventory";
+pub(crate) const RECEIVED_TELEMETRY: &str = "received_telemetry";
 /// Every stream, as sinks name them.
-pub(crate) const STREAMS: [&str; 4] = [EVENTS, FILTER_STATUS, INVENTORY, TELEMETRY];
+pub(crate) const STREAMS: [&str; 8] = [
+    EVENTS,
+    FILTER_STATUS,
+    INVENTORY,
+    TELEMETRY,
+    RECEIVED_EVENTS,
+    RECEIVED_FILTER_STATUS,
+    RECEIVED_INVENTORY,
+    RECEIVED_TELEMETRY,
+];
 /// What the upstream hub is sent, by the connection's feature that switches each.
 pub(crate) const UPSTREAM_STREAMS: [(&str, &str); 4] = [
     ("event_sharing", EVENTS),
@@ -122,10 +139,7 @@ impl SharingConfig {
             if !names.insert(s.name()) {
                 return Err(format!("two sinks named {}", s.name()));
             }
-            let streams = match s {
-                SinkSpec::Syslog(x) => &x.streams,
-                SinkSpec::File(x) => &x.streams,
-            };
+            let streams = s.streams();
             if let Some(bad) = streams.iter().find(|st| !STREAMS.contains(&st.as_str())) {
                 return Err(format!(
                     "sink {}: unknown stream {bad:?} (streams: {})",
@@ -156,6 +170,9 @@ pub enum SinkSpec {
     Syslog(SyslogSpec),
     /// JSON lines appended to a file, `{"key": …, "event": {…}}` each.
     File(FileSpec),
+    /// NATS JetStream: each record published to `<subject_prefix>.<stream>`, confirmed by the
+    /// broker's PubAck.
+    Nats(NatsSpec),
 }
 
 impl SinkSpec {
@@ -163,6 +180,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Syslog(s) => &s.name,
             SinkSpec::File(s) => &s.name,
+            SinkSpec::Nats(s) => &s.name,
         }
     }
 
@@ -170,6 +188,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Syslog(s) => &s.streams,
             SinkSpec::File(s) => &s.streams,
+            SinkSpec::Nats(s) => &s.streams,
         }
     }
 
@@ -177,6 +196,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Syslog(s) => (s.batch_max, s.batch_secs),
             SinkSpec::File(s) => (s.batch_max, s.batch_secs),
+            SinkSpec::Nats(s) => (s.batch_max, s.batch_secs),
         }
     }
 
@@ -203,6 +223,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Syslog(s) => s.validate(),
             SinkSpec::File(_) => Ok(()),
+            SinkSpec::Nats(s) => s.validate(),
         }
     }
 }
@@ -287,4 +308,197 @@ pub struct FileSpec {
     pub batch_max: usize,
     #[serde(default = "batch_secs")]
     pub batch_secs: u64,
+}
+
+/// `[[sharing.sinks]]` with `kind = "nats"`: a NATS JetStream stream (docs/sharing.md, "NATS
+/// JetStream"). Secrets are read from files, never written in the configuration, and never
+/// logged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSpec {
+    pub name: String,
+    /// The broker's servers, `nats://host:port` or `tls://host:port` (several for a cluster: the
+    /// client tries them in turn). No credentials in a URL: they would show in errors and logs.
+    pub servers: Vec<String>,
+    /// The JetStream stream. Created when missing (file storage, subjects `<subject_prefix>.>`,
+    /// `duplicate_window_secs`); an existing one is used as it is, if its subjects take ours.
+    pub stream: String,
+    /// Records of spool stream `s` are published on subject `<subject_prefix>.<s>`
+    /// (`rephub.events`, `rephub.received_telemetry` …).
+    #[serde(default = "subject_prefix")]
+    pub subject_prefix: String,
+    /// User and password (the password read from `password_file`), or a token (`token_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// TLS to the broker (also implied by `tls://` servers).
+    #[serde(default)]
+    pub tls: bool,
+    /// The CA of the broker's certificate (TLS; else the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The duplicate window of a stream this sink creates: a record sent again within it (a
+    /// batch retried after a lost PubAck, a crash before the spool's cursor moved) is stored
+    /// once by the broker. JetStream's default, 120 s.
+    #[serde(default = "duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+    /// How long to wait for the broker: to connect, and for each PubAck.
+    #[serde(default = "nats_timeout_secs")]
+    pub timeout_secs: u64,
+    #[serde(default = "events")]
+    pub streams: Vec<String>,
+    #[serde(default = "batch_max")]
+    pub batch_max: usize,
+    /// A broker is there to stream: seconds, not the upstream's minute.
+    #[serde(default = "nats_batch_secs")]
+    pub batch_secs: u64,
+}
+
+fn subject_prefix() -> String {
+    "rephub".into()
+}
+
+fn duplicate_window_secs() -> u64 {
+    120
+}
+
+fn nats_timeout_secs() -> u64 {
+    10
+}
+
+fn nats_batch_secs() -> u64 {
+    5
+}
+
+/// A NATS subject token or stream name: printable, no spaces, none of `.`, `*`, `>` (wildcards
+/// and separators), `/`, `\\` (stream names are file names on the broker).
+fn nats_name_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 255
+        && v.chars()
+            .all(|c| c.is_ascii_graphic() && !".*>/\\".contains(c))
+}
+
+impl NatsSpec {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if self.servers.is_empty() {
+            return Err(format!(
+                "sink {name}: servers: at least one nats:// URL of the broker"
+            ));
+        }
+        for (i, url) in self.servers.iter().enumerate() {
+            server_url(url).map_err(|why| format!("sink {name}: servers[{i}]: {why}"))?;
+        }
+        if !nats_name_ok(&self.stream) {
+            return Err(format!(
+                "sink {name}: stream {:?}: a JetStream stream name, 1 to 255 printable characters without spaces, '.', '*', '>', '/' or '\\'",
+                self.stream
+            ));
+        }
+        if !self.subject_prefix.split('.').all(nats_name_ok) {
+            return Err(format!(
+                "sink {name}: subject_prefix {:?}: NATS subject tokens separated by '.', without spaces or wildcards",
+                self.subject_prefix
+            ));
+        }
+        match (&self.user, &self.password_file, &self.token_file) {
+            (None, None, _) | (Some(_), Some(_), None) => {}
+            (Some(_), None, _) => {
+                return Err(format!("sink {name}: user needs password_file"));
+            }
+            (None, Some(_), _) => {
+                return Err(format!("sink {name}: password_file needs user"));
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err(format!(
+                    "sink {name}: user and password_file, or token_file, not both"
+                ));
+            }
+        }
+        if self.ca_file.is_some()
+            && !self.tls
+            && !self.servers.iter().any(|u| u.starts_with("tls://"))
+        {
+            return Err(format!(
+                "sink {name}: ca_file is for TLS: set tls = true or use tls:// servers"
+            ));
+        }
+        if !(1..=86_400).contains(&self.duplicate_window_secs) {
+            return Err(format!("sink {name}: duplicate_window_secs is 1 to 86400"));
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            return Err(format!("sink {name}: timeout_secs is 1 to 300"));
+        }
+        Ok(())
+    }
+
+    /// The subject of a spool stream's records.
+    pub(crate) fn subject(&self, stream: &str) -> String {
+        format!("{}.{stream}", self.subject_prefix)
+    }
+}
+
+/// A broker's address as the client takes it. A URL with credentials (`user:pass@`, `token@`)
+/// is refused without being repeated: they would show in errors and logs.
+pub(crate) fn server_url(url: &str) -> Result<async_nats::ServerAddr, String> {
+    if url.contains('@') {
+        return Err(
+            "credentials in a URL are refused (they would show in logs): use user and password_file, or token_file"
+                .into(),
+        );
+    }
+    // Checked before the client's parser, which would take `host:port` as nats:// and name
+    // only the scheme it refuses.
+    if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+        return Err(format!(
+            "{url:?}: not a nats://host:port or tls://host:port URL"
+        ));
+    }
+    let addr: async_nats::ServerAddr = url
+        .parse()
+        .map_err(|e: std::io::Error| format!("{url:?}: {e}"))?;
+    if addr.host().is_empty() {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of docs/sharing.md's NATS section parses, passes the checks and means what it
+    /// says.
+    #[test]
+    fn the_documented_nats_sink_parses() {
+        let doc = include_str!("../../../../docs/sharing.md");
+        let section = &doc[doc.find("### NATS JetStream").expect("the NATS section")..];
+        let start = section.find("```toml\n").expect("a toml block") + 8;
+        let len = section[start..].find("```").expect("the block ends");
+        let c = crate::config::Config::parse(&section[start..start + len]).unwrap();
+        c.validate().unwrap();
+        let SinkSpec::Nats(n) = &c.sharing.sinks[0] else {
+            panic!("a nats sink: {:?}", c.sharing.sinks)
+        };
+        assert_eq!(n.servers.len(), 2);
+        assert_eq!(n.stream, "REPHUB");
+        assert_eq!(n.subject("received_events"), "rephub.received_events");
+        assert_eq!(n.user.as_deref(), Some("rephub"));
+        assert_eq!(n.token_file, None);
+        assert_eq!(
+            n.streams,
+            [
+                "events",
+                "telemetry",
+                "received_events",
+                "received_telemetry"
+            ]
+        );
+        assert_eq!((n.batch_max, n.batch_secs), (1000, 5));
+        assert_eq!((n.duplicate_window_secs, n.timeout_secs), (120, 10));
+    }
 }

@@ -398,3 +398,35 @@ pub(crate) async fn serve(make: impl FnOnce(SocketAddr) -> axum::Router) -> Sock
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
+
+/// A device on `h`: its token.
+pub(crate) async fn device(h: &Hub, name: &str) -> String {
+    h.post("/api/v1/devices", json!({ "name": name })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `down` connected to `up` (suspicious-object sync quiet: once an hour).
+pub(crate) async fn connect(up: &Hub, down: &Hub, name: &str) {
+    let (s, t) = up
+        .send(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert!(s.is_success(), "{t}");
+    let port = up.hub.as_ref().unwrap().tls_addr.unwrap().port();
+    let (s, v) = down
+        .send(
+            "PUT",
+            "/api/v1/connection",
+            Some(
+                json!({"upstream": format!("https://localhost:{port}"), "token": t["token"],
+                        "ca_fingerprint": t["ca_fingerprint"], "interval_secs": 3600}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

@@ -1,6 +1,7 @@
-//! The receivers a spool drains into: the upstream hub, syslog, a file.
+//! The receivers a spool drains into: the upstream hub, syslog, a file, NATS JetStream.
 
 pub(crate) mod file;
+pub(crate) mod nats;
 pub(crate) mod syslog;
 pub(crate) mod upstream;
 

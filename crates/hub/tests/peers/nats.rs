@@ -1,0 +1,108 @@
+//! Debian's nats-server as a real JetStream broker on a loopback port, its file store in a
+//! temporary directory; killed (SIGKILL) and started again on the same port and store as a test
+//! asks, and killed when dropped. Needs nats-server (`.ci/run` installs it); without it the tests
+//! say so past the output capture and do nothing — never silently.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) struct NatsServer {
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// A broker with JetStream, started; `None` (and a line on the terminal) when nats-server is
+    /// not installed.
+    pub(crate) fn start(test: &str) -> Option<NatsServer> {
+        if Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            // Straight to the terminal: the test harness captures eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED: nats-server not installed (apt-get install nats-server)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = NatsServer {
+            port,
+            dir,
+            child: None,
+        };
+        n.up();
+        Some(n)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("js")
+    }
+
+    /// Start it (again) on its port and store.
+    pub(crate) fn up(&mut self) {
+        assert!(self.child.is_none(), "nats-server runs already");
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store_dir())
+            .arg("-l")
+            .arg(self.dir.path().join("nats.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        self.child = Some(child);
+        // nats-server takes clients once JetStream is up (it recovers the store first).
+        let until = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "nats-server did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would: no chance to flush anything.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
