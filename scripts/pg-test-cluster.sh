@@ -11,7 +11,8 @@
 # REPHUB_TEST_POSTGRES is not set (crates/store/tests/pg/mod.rs); each test then makes a database of
 # its own and drops it. Test binaries run in parallel: `start` holds a lock while it checks and
 # starts, so one cluster serves them all. fsync is off (the tests kill processes, not machines)
-# unless REPHUB_PG_FSYNC=on (benchmarks of durable writes).
+# unless REPHUB_PG_FSYNC=on (benchmarks of durable writes). REPHUB_PG_OPTS adds server options (the
+# TLS test: a TCP port on loopback, ssl=on and its certificate).
 set -euo pipefail
 
 dir=${REPHUB_PG_DIR:-/tmp/rephub-pg-test}
@@ -41,7 +42,7 @@ start)
         fi
         as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
             -o "-c listen_addresses='' -c unix_socket_directories='$dir' -c fsync=${REPHUB_PG_FSYNC:-off} \
-                -c max_connections=300 -c shared_buffers=128MB" >/dev/null 9>&- \
+                -c max_connections=300 -c shared_buffers=128MB ${REPHUB_PG_OPTS:-}" >/dev/null 9>&- \
             || { tail -20 "$dir/server.log" >&2; exit 1; }
     fi
     echo "$conninfo"

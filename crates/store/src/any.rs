@@ -44,8 +44,8 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(p) => write!(f, "{}", p.display()),
-            Location::Postgres(s) => match s.parse::<postgres::Config>() {
-                Ok(c) => f.write_str(&crate::pg::describe(&c)),
+            Location::Postgres(s) => match crate::pg::parse(s) {
+                Ok((c, _)) => f.write_str(&crate::pg::describe(&c)),
                 Err(_) => f.write_str("postgres (unparsable connection string)"),
             },
         }

@@ -28,8 +28,28 @@ impl From<postgres::Error> for StoreError {
                 StoreError::Busy
             }
             Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => StoreError::ReadOnly,
-            _ => StoreError::Backend(Box::new(e)),
+            _ => StoreError::Backend(Box::new(Described(e))),
         }
+    }
+}
+
+/// The client's error, shown with its cause: its own text is only the kind of failure ("db
+/// error", "error performing TLS handshake"), which says nothing in a log.
+#[derive(Debug)]
+struct Described(postgres::Error);
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&self.0) {
+            Some(cause) => write!(f, "{}: {cause}", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for Described {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
     }
 }
 
@@ -47,6 +67,11 @@ pub(super) fn unique(e: postgres::Error, what: String) -> StoreError {
 fn unreachable(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
+    }
+    // A failed TLS handshake (a certificate of another CA or name) is a setting to fix, not a
+    // server to wait for. The client tells it only by its text.
+    if e.to_string() == "error performing TLS handshake" {
+        return false;
     }
     match e.code() {
         Some(c) => {

@@ -38,6 +38,7 @@ mod shared;
 mod sources;
 mod targets;
 mod telemetry;
+mod tls;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -159,16 +160,19 @@ impl Session {
 
     /// A new connection with this backend's session settings, and where it goes.
     fn open(&self) -> Result<(Client, String), StoreError> {
-        let mut config: postgres::Config = self.conninfo.parse().map_err(|e| {
-            StoreError::Backend(format!("PostgreSQL connection string: {e}").into())
-        })?;
+        let (mut config, tls) = parse(&self.conninfo)?;
         // Without a limit a connection to a host that went silent waits for the kernel's TCP
         // timeout (minutes), holding a request and a thread.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let place = describe(&config);
-        let mut client = config.connect(NoTls)?;
+        let mut client = if tls.mode == tls::Mode::Disable {
+            config.connect(NoTls)?
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&tls)?);
+            config.connect(tls)?
+        };
         client.batch_execute(&format!(
             "SET lock_timeout = '{}ms'; SET TIME ZONE 'UTC'; SET client_min_messages = warning",
             self.lock_timeout.get().as_millis()
@@ -178,6 +182,17 @@ impl Session {
         }
         Ok((client, place))
     }
+}
+
+/// A connection string: the client's configuration, and the TLS settings it does not know
+/// (`tls.rs`).
+pub(crate) fn parse(conninfo: &str) -> Result<(postgres::Config, tls::Settings), StoreError> {
+    let (plain, tls) = tls::split(conninfo)?;
+    let mut config: postgres::Config = plain
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("PostgreSQL connection string: {e}").into()))?;
+    config.ssl_mode(tls::client_mode(&tls));
+    Ok((config, tls))
 }
 
 /// How long making a connection may take.

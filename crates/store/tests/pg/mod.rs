@@ -99,11 +99,21 @@ impl Drop for TestDb {
 #[allow(dead_code)] // Only the fault tests use it.
 pub(crate) struct PrivateCluster {
     dir: std::path::PathBuf,
+    /// Server options it starts with (`-c name=value …`).
+    opts: String,
+    /// Its port, when not the default.
+    port: Option<u16>,
 }
 
 #[allow(dead_code)]
 impl PrivateCluster {
     pub(crate) fn new() -> Option<PrivateCluster> {
+        PrivateCluster::with_tls(None)
+    }
+
+    /// With `Some((certificate PEM, key PEM))`: also listening on a TCP port of loopback, with
+    /// TLS (`ssl = on`) and that certificate.
+    pub(crate) fn with_tls(tls: Option<(&str, &str)>) -> Option<PrivateCluster> {
         cluster()?;
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -111,22 +121,64 @@ impl PrivateCluster {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let c = PrivateCluster { dir };
+        let mut c = PrivateCluster {
+            dir,
+            opts: String::new(),
+            port: None,
+        };
+        if let Some((cert, key)) = tls {
+            let files = c.dir.join("tls");
+            std::fs::create_dir_all(&files).unwrap();
+            let (cert_file, key_file) = (files.join("server.crt"), files.join("server.key"));
+            std::fs::write(&cert_file, cert).unwrap();
+            std::fs::write(&key_file, key).unwrap();
+            // The server refuses a key others can read, and runs as `postgres` when we are root.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:", &c.dir.display().to_string()])
+                .status();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            c.port = Some(port);
+            c.opts = format!(
+                "-c listen_addresses=127.0.0.1 -c port={port} -c ssl=on \
+                 -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_file.display(),
+                key_file.display()
+            );
+        }
         c.run("start");
         Some(c)
     }
 
-    /// Its `postgres` database's connection string.
-    pub(crate) fn conninfo(&self) -> String {
-        format!("host={} user=postgres dbname=postgres", self.dir.display())
+    /// Its TCP port, if it listens on one.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
     }
 
-    /// A new database on it, and its connection string.
+    /// Its `postgres` database's connection string (Unix socket).
+    pub(crate) fn conninfo(&self) -> String {
+        self.socket("postgres")
+    }
+
+    fn socket(&self, db: &str) -> String {
+        let port = self.port.map(|p| format!(" port={p}")).unwrap_or_default();
+        format!(
+            "host={}{port} user=postgres dbname={db}",
+            self.dir.display()
+        )
+    }
+
+    /// A new database on it, and its connection string (Unix socket).
     pub(crate) fn database(&self, name: &str) -> String {
         let mut c = Client::connect(&self.conninfo(), NoTls).expect("connect to the cluster");
         c.batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create a database");
-        format!("host={} user=postgres dbname={name}", self.dir.display())
+        self.socket(name)
     }
 
     /// Stop the server (fast: sessions are cut off, transactions in flight rolled back).
@@ -145,6 +197,7 @@ impl PrivateCluster {
             .arg(&script)
             .arg(what)
             .env("REPHUB_PG_DIR", &self.dir)
+            .env("REPHUB_PG_OPTS", &self.opts)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
         assert!(
