@@ -4,9 +4,10 @@
 //!
 //! `scripts/bench-propagation.sh 1000` (raises the file-descriptor limit, builds, runs this).
 //!
-//! With `PROPAGATION_DB` set to a PostgreSQL connection string (an empty database), two hubs run
-//! on it as replicas: the devices long-poll replica A, the entry is written through replica B
-//! (docs/postgresql.md).
+//! With `PROPAGATION_DB` set to a PostgreSQL connection string (an empty database), hubs run on it
+//! as replicas (docs/postgresql.md): `PROPAGATION_REPLICAS` of them (default 2). With two, the
+//! devices long-poll replica A and the entry is written through replica B; with more, the devices
+//! are spread over every replica and the entry is written through the last one.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -50,6 +51,14 @@ async fn main() {
         .unwrap_or(5);
     let bin = std::env::var("REPHUB_BIN").unwrap_or_else(|_| "target/release/rephub".into());
     let db = std::env::var("PROPAGATION_DB").ok();
+    let replicas: u16 = match &db {
+        Some(_) => std::env::var("PROPAGATION_REPLICAS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(2)
+            .max(2),
+        None => 1,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("shared-secret.key");
     std::fs::write(&key_file, [7u8; 32]).expect("key file");
@@ -82,11 +91,19 @@ async fn main() {
         }
     };
     let base = format!("http://127.0.0.1:{port}");
-    // The second replica, where the entry is written (it finds the admin key made by the first).
-    let replica = db.as_ref().map(|_| start("b", port + 1));
-    let write_base = match &replica {
-        Some(_) => format!("http://127.0.0.1:{}", port + 1),
-        None => base.clone(),
+    // The other replicas (they find the admin key made by the first); the entry is written
+    // through the last.
+    let others: Vec<Hub> = (1..replicas)
+        .map(|i| start(&format!("r{i}"), port + i))
+        .collect();
+    let bases: Vec<String> = (0..replicas)
+        .map(|i| format!("http://127.0.0.1:{}", port + i))
+        .collect();
+    let write_base = bases[bases.len() - 1].clone();
+    // Where device `i` long-polls.
+    let device_base = |i: usize| match replicas {
+        1 | 2 => base.clone(),
+        r => bases[i % usize::from(r)].clone(),
     };
     // reqwest is built with `rustls-no-provider` (the hub installs ring itself): do as the hub does.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -94,11 +111,11 @@ async fn main() {
         .pool_max_idle_per_host(usize::MAX)
         .build()
         .expect("client");
-    if replica.is_some() {
-        // Bounded: the second replica answers within 30 s or the benchmark stops.
+    for other in &bases[1..] {
+        // Bounded: each replica answers within 30 s or the benchmark stops.
         let ready = async {
             for _ in 0..300 {
-                if let Ok(r) = http.get(format!("{write_base}/readyz")).send().await {
+                if let Ok(r) = http.get(format!("{other}/readyz")).send().await {
                     if r.status().is_success() {
                         return true;
                     }
@@ -107,7 +124,7 @@ async fn main() {
             }
             false
         };
-        assert!(ready.await, "replica B did not become ready");
+        assert!(ready.await, "replica {other} did not become ready");
     }
     let post_to = |at: &str, path: &str, body: Value| {
         let (http, url, key) = (http.clone(), format!("{at}{path}"), key.clone());
@@ -146,32 +163,45 @@ async fn main() {
     let mut cursor = 0u64;
     // A device's first sync after its profile is distributed to it is a snapshot, answered at
     // once: take it, so that the rounds below measure parked polls.
-    for t in &tokens {
-        let body = http
-            .get(format!("{base}/api/v1/sync?wait=0"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .expect("first sync")
-            .text()
-            .await
-            .expect("body");
+    for (i, t) in tokens.iter().enumerate() {
+        // Bounded: a device registered on A reaches the other replicas within 30 s.
+        let mut body = String::new();
+        for _ in 0..300 {
+            let r = http
+                .get(format!("{}/api/v1/sync?wait=0", device_base(i)))
+                .bearer_auth(t)
+                .send()
+                .await
+                .expect("first sync");
+            if r.status().is_success() {
+                body = r.text().await.expect("body");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!body.is_empty(), "device {i} never synced");
         let head: Value = serde_json::from_str(body.lines().next().unwrap_or("{}")).expect("json");
         cursor = cursor.max(head["cursor"].as_u64().expect("cursor"));
     }
-    if replica.is_some() {
-        println!("two replicas on PostgreSQL: devices parked on A, the entry written through B\n");
+    match replicas {
+        1 => {}
+        2 => println!(
+            "two replicas on PostgreSQL: devices parked on A, the entry written through B\n"
+        ),
+        r => println!(
+            "{r} replicas on PostgreSQL: devices spread over all, the entry written through the last\n"
+        ),
     }
     println!("| devices | round | p50 ms | p99 ms | max ms | hub CPU s for the write |");
     println!("|---|---|---|---|---|---|");
     for round in 0..rounds {
         // Every device waits on the current cursor.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-        for t in &tokens {
+        for (i, t) in tokens.iter().enumerate() {
             let (http, tx, url, t) = (
                 http.clone(),
                 tx.clone(),
-                format!("{base}/api/v1/sync?cursor={cursor}&wait=120"),
+                format!("{}/api/v1/sync?cursor={cursor}&wait=120", device_base(i)),
                 t.clone(),
             );
             tokio::spawn(async move {
@@ -204,10 +234,10 @@ async fn main() {
         );
     }
     // Idle: every device parked, nothing changes.
-    for t in &tokens {
+    for (i, t) in tokens.iter().enumerate() {
         let (http, url, t) = (
             http.clone(),
-            format!("{base}/api/v1/sync?cursor={cursor}&wait=60"),
+            format!("{}/api/v1/sync?cursor={cursor}&wait=60", device_base(i)),
             t.clone(),
         );
         tokio::spawn(async move {
@@ -228,4 +258,5 @@ async fn main() {
         .map(str::to_string)
         .unwrap_or_default();
     println!("hub {rss}");
+    drop(others);
 }

@@ -90,9 +90,9 @@ impl PgTx<'_> {
             return Ok(());
         }
         let now = self.now;
-        let sink = self.tx.copy_in(
-            "COPY entries (id, kind, key, key_end, value, created_at) FROM STDIN BINARY",
-        )?;
+        let stmt = self
+            .stmt("COPY entries (id, kind, key, key_end, value, created_at) FROM STDIN BINARY")?;
+        let sink = self.tx.copy_in(&stmt)?;
         let types = [
             Type::INT8,
             Type::INT2,
@@ -113,10 +113,11 @@ impl PgTx<'_> {
             ])?;
         }
         w.finish()?;
-        let sink = self.tx.copy_in(
+        let stmt = self.stmt(
             "COPY assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
              FROM STDIN BINARY",
         )?;
+        let sink = self.tx.copy_in(&stmt)?;
         let types = [
             Type::INT8,
             Type::INT8,
@@ -137,9 +138,8 @@ impl PgTx<'_> {
             ])?;
         }
         w.finish()?;
-        let sink = self
-            .tx
-            .copy_in("COPY changes (seq, op, entry_id, kind, value) FROM STDIN BINARY")?;
+        let stmt = self.stmt("COPY changes (seq, op, entry_id, kind, value) FROM STDIN BINARY")?;
+        let sink = self.tx.copy_in(&stmt)?;
         let types = [Type::INT8, Type::INT2, Type::INT8, Type::INT2, Type::TEXT];
         let mut w = BinaryCopyInWriter::new(sink, &types);
         let none: Option<&str> = None;

@@ -85,10 +85,10 @@ impl SourceStore for PgStore {
     }
 
     fn rename_source(&mut self, old: &str, new: &str) -> Result<bool, StoreError> {
-        self.write(|tx, _| {
+        self.write(|tx, cache| {
             // Under the writers' lock, as SQLite's single writer: a write transaction that is
             // about to create `new` (it looked the name up under that lock) cannot collide.
-            lock_sequence(tx)?;
+            lock_sequence(tx, cache)?;
             let taken = tx
                 .query_opt("SELECT 1 FROM sources WHERE name = $1", &[&new])?
                 .is_some();
