@@ -302,15 +302,40 @@ fn apply(store: &mut Backend, changes: Vec<Change>) -> Result<(Vec<Done>, u64), 
         .into_iter()
         .map(|c| resolve(store, c))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut changes = changes;
     let mut tx = store.begin()?;
     let mut done = Vec::with_capacity(changes.len());
-    for c in &changes {
-        done.push(match c {
-            Change::Upsert {
-                source,
+    let mut i = 0;
+    while i < changes.len() {
+        // A run of upserts of one source and mode (many callers each adding one entry, as SMS
+        // clients do) goes as one batch: the same outcomes as one by one (the store's batch
+        // contract), and on PostgreSQL one `COPY` instead of a round trip per row.
+        if let Change::Upsert { source, mode, .. } = &changes[i] {
+            let (source, mode) = (source.clone(), *mode);
+            let (mut sizes, mut all) = (Vec::new(), Vec::new());
+            while let Some(Change::Upsert {
+                source: s,
+                mode: m,
                 items,
-                mode,
-            } => Done::Upserted(tx.upsert_batch(source, items, *mode)?),
+            }) = changes.get_mut(i)
+            {
+                if *s != source || *m != mode {
+                    break;
+                }
+                sizes.push(items.len());
+                all.append(items);
+                i += 1;
+            }
+            let mut outcomes = tx.upsert_batch(&source, &all, mode)?.into_iter();
+            for n in sizes {
+                done.push(Done::Upserted(outcomes.by_ref().take(n).collect()));
+            }
+            continue;
+        }
+        let c = &changes[i];
+        i += 1;
+        done.push(match c {
+            Change::Upsert { .. } => unreachable!("batched above"),
             Change::Withdraw { source, entries } => Done::Each(
                 entries
                     .iter()
