@@ -68,7 +68,11 @@ pg=$(bash scripts/pg-test-cluster.sh start)
 psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" -c "CREATE DATABASE bench_smoke_replicas" >/dev/null
 check "bench-propagation.sh (replicas)" '^\| 20 \| 1 \|' env PROPAGATION_DB="${pg/dbname=postgres/dbname=bench_smoke_replicas}" \
     scripts/bench-propagation.sh 20 2
+psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" -c "CREATE DATABASE bench_smoke_replicas" >/dev/null
+check "bench-propagation.sh (3 replicas)" '^\| 21 \| 1 \|' env PROPAGATION_DB="${pg/dbname=postgres/dbname=bench_smoke_replicas}" \
+    PROPAGATION_REPLICAS=3 scripts/bench-propagation.sh 21 2
 psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" >/dev/null
+check "bench-replicas.sh" 'PostgreSQL, two replicas \| 2 × 2 \|' scripts/bench-replicas.sh 1 4 1
 check "bench-sms.sh" 'Requests/sec' scripts/bench-sms.sh 2 4
 check "bench-read-during-import.sh" '^\| .* \| 1 \|' env BENCH_DATA="$work/data" BASELINE_SECS=1 CLIENTS=1 PROBE_RATE=10 \
     scripts/bench-read-during-import.sh 2000 1
