@@ -221,6 +221,33 @@ fn postgresql_restarted_under_load_loses_nothing_acknowledged() {
     );
 }
 
+/// A filter blocking High, a profile of it, and a device of that profile made on the hub at
+/// `base`: the device's token.
+fn device_of_high(base: &str, admin: &str) -> String {
+    call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/filters"),
+        admin,
+        Some(
+            json!({"name": "block High", "action": "block", "precedence": 1,
+                    "criteria": ["Trend Micro Severity=High"]}),
+        ),
+    );
+    call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/profiles"),
+        admin,
+        Some(json!({"name": "perimeter", "filters": ["block High"]})),
+    );
+    let device = call(
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/devices"),
+        admin,
+        Some(json!({"name": "fw1", "profile": "perimeter"})),
+    );
+    device["token"].as_str().unwrap().to_string()
+}
+
 /// A device following its profile through replicas, as the agent would behind a load balancer:
 /// when its replica cannot be reached it asks the next one, with its cursor.
 struct Device {
@@ -303,29 +330,8 @@ fn a_replica_killed_under_load_loses_nothing() {
     assert_eq!(readyz(&http, &b).1["schedulers"], "elsewhere");
 
     // A device of a profile that selects everything the writers add, synced on A.
-    call(
-        reqwest::Method::POST,
-        &format!("{a}/api/v1/filters"),
-        &admin,
-        Some(
-            json!({"name": "block High", "action": "block", "precedence": 1,
-                    "criteria": ["Trend Micro Severity=High"]}),
-        ),
-    );
-    call(
-        reqwest::Method::POST,
-        &format!("{a}/api/v1/profiles"),
-        &admin,
-        Some(json!({"name": "perimeter", "filters": ["block High"]})),
-    );
-    let device = call(
-        reqwest::Method::POST,
-        &format!("{a}/api/v1/devices"),
-        &admin,
-        Some(json!({"name": "fw1", "profile": "perimeter"})),
-    );
     let mut dev = Device {
-        token: device["token"].as_str().unwrap().to_string(),
+        token: device_of_high(&a, &admin),
         bases: vec![a.clone(), b.clone()],
         at: 0,
         cursor: None,
@@ -431,29 +437,8 @@ fn a_data_directory_migrated_to_postgresql_is_served_from_there() {
     let base = format!("http://127.0.0.1:{port}");
     let http = client();
     assert_eq!(add(&http, &base, &admin, "198.51.100.7"), Some(200));
-    call(
-        reqwest::Method::POST,
-        &format!("{base}/api/v1/filters"),
-        &admin,
-        Some(
-            json!({"name": "block High", "action": "block", "precedence": 1,
-                    "criteria": ["Trend Micro Severity=High"]}),
-        ),
-    );
-    call(
-        reqwest::Method::POST,
-        &format!("{base}/api/v1/profiles"),
-        &admin,
-        Some(json!({"name": "perimeter", "filters": ["block High"]})),
-    );
-    let device = call(
-        reqwest::Method::POST,
-        &format!("{base}/api/v1/devices"),
-        &admin,
-        Some(json!({"name": "fw1", "profile": "perimeter"})),
-    );
     let mut dev = Device {
-        token: device["token"].as_str().unwrap().to_string(),
+        token: device_of_high(&base, &admin),
         bases: vec![base.clone()],
         at: 0,
         cursor: None,
