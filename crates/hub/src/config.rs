@@ -359,8 +359,13 @@ mod tests {
         assert_eq!(c.sources.len(), 2);
         assert_eq!(c.sources[0].kind(), "visionone");
         assert_eq!(c.sources[1].interval_secs(), 3600);
-        assert_eq!(c.sharing.sinks.len(), 2);
+        assert_eq!(c.sharing.sinks.len(), 3);
         assert_eq!(c.sharing.sinks[0].name(), "siem");
+        assert_eq!(c.sharing.sinks[2].name(), "broker");
+        assert_eq!(
+            c.sharing.sinks[2].streams(),
+            ["events", "received_events", "received_telemetry"]
+        );
         assert_eq!(c.sharing.sinks[0].batch(), (1000, 10));
         assert_eq!(c.sharing.upstream_batch_secs, 60);
         assert_eq!(c.sharing.telemetry_batch_secs, 2);
