@@ -9,13 +9,8 @@ use crate::error::StoreError;
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
         if unreachable(&e) {
-            // The client's text is only the kind of failure ("error connecting to server"):
-            // the cause says which (refused, reset, timed out).
-            let why = match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            };
-            return StoreError::Unavailable(why);
+            // With its cause: refused, reset, timed out.
+            return StoreError::Unavailable(Described(e).to_string());
         }
         match e.code() {
             // A writer that waited for the sequence lock past `lock_timeout`, or lost a
