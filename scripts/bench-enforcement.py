@@ -235,6 +235,7 @@ def load(lab, count, agent_only=False):
     print("| enforcer | time to enforcement | CPU seconds (with children) |\n|---|---|---|")
     runs = [("rephub agent (sync snapshot, nft -f)", lab.start_agent, "rhbA", 2),
             ("crowdsec-firewall-bouncer (startup stream)", lambda: lab.start_bouncer("10s"), "rhbB", 3)]
+    notes = []
     for name, start, ns, k in runs[:1] if agent_only else runs:
         probe = lab.probe(ns)
         t0 = time.monotonic()
@@ -253,6 +254,16 @@ def load(lab, count, agent_only=False):
         fields = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()
         cpu = sum(float(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         print(f"| {name} | {dt:.1f} s{'' if t > 0 else ' (gave up)'} | {cpu:.1f} |")
+        if ns == "rhbA":
+            # The agent's own account of the load (answer, parse, matcher, firewall).
+            log = os.path.join(lab.dir, "agent.log")
+            while time.monotonic() - t0 < 900 and "applied a snapshot" not in open(log).read():
+                time.sleep(0.05)
+            for line in open(log):
+                if "a snapshot" in line:
+                    notes.append("agent: " + line.split("INFO", 1)[-1].strip())
+    for n in notes:
+        print(f"- {n}")
 
 
 def main():

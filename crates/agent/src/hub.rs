@@ -98,6 +98,7 @@ impl HubClient {
         if let Some(e) = error {
             q.push(("error", e.chars().take(1000).collect()));
         }
+        let asked = std::time::Instant::now();
         let r = self
             .http
             .get(format!("{}/api/v1/sync", self.base))
@@ -107,9 +108,18 @@ impl HubClient {
             .await
             .map_err(transport)?;
         let r = Self::check(r).await?;
+        let waited = asked.elapsed();
+        let started = std::time::Instant::now();
         // Compressed on the wire (reqwest asks for gzip and decompresses).
         let body = r.bytes().await.map_err(transport)?;
-        Ok(answer::parse(&body)?)
+        let received = started.elapsed();
+        let answer = answer::parse(&body)?;
+        if answer.snapshot {
+            // Where a full load's time goes: the answer, its parse, then (logged after the load)
+            // the matcher and the firewall.
+            tracing::info!(bytes = body.len(), head = ?waited, receive = ?received, parse = ?(started.elapsed() - received), "received a snapshot");
+        }
+        Ok(answer)
     }
 
     /// The device's IPS policy; `None` when it is still `etag` (the version applied).

@@ -333,17 +333,23 @@ fn apply(
     let now = now();
     if answer.snapshot {
         let started = std::time::Instant::now();
+        // nft loads the firewall on one core while the matcher is built on this one.
+        let loading = nft
+            .as_ref()
+            .map(|n| n.start_full_load(answer.upserts.iter().map(|(e, r)| (e, r)), now));
+        let script = started.elapsed();
         let set = Matcher::build(answer.upserts);
-        let built = started.elapsed();
-        if let Some(n) = nft {
-            let result = n.full_load(set.iter(), now);
+        let built = started.elapsed() - script;
+        if let (Some(n), Some(loading)) = (nft.as_mut(), loading) {
+            let result = loading.and_then(|l| n.finish(l));
             backend_outcome(shared, n, result)?;
         }
         tracing::info!(
             cursor = answer.cursor,
             entries = set.len(),
+            script = ?script,
             matcher = ?built,
-            firewall = ?(started.elapsed() - built),
+            firewall = ?(started.elapsed() - script - built),
             "applied a snapshot"
         );
         *shared.set.write().unwrap_or_else(|p| p.into_inner()) = set;

@@ -16,6 +16,10 @@
 //!   same element, which succeeds whether or not the kernel still has it.
 //! - Element timeouts above 2^32 ms (49 days) are refused: such entries get no timeout and leave
 //!   when the hub says so (its sweeper distributes expiries).
+//! - A hash set without a `size` starts small and the kernel rehashes it again and again while a
+//!   full load fills it (a fifth of a 1,000,000-element load, measured). So a full load declares a
+//!   size of twice what it loads, and a delta that would go past it reloads the table instead,
+//!   with room for twice as many again (the kernel refuses elements beyond a set's size).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +34,9 @@ use crate::answer::Rule;
 const MAX_TIMEOUT: i64 = 4_294_967;
 /// Elements per `add element` statement.
 const BATCH: usize = 10_000;
+/// The smallest `size` a hash set is declared with. The kernel sizes its table from it
+/// (4/3 of it, to a power of two, 8 bytes a bucket): 65,536 costs 1 MiB per set.
+const MIN_CAPACITY: usize = 65_536;
 
 /// Single addresses go to hash sets (`flags timeout`), networks to interval sets: measured on a set
 /// of 1,000,000 elements, a delta of 1,000 adds takes 0.5 s in a hash set but minutes in an
@@ -128,6 +135,24 @@ impl IpSet {
     }
 }
 
+/// One element as nft reads it: the address, `/len` for a network, the time left.
+fn write_element(out: &mut String, bits: u8, (start, len, exp): (u128, u8, Option<i64>), now: i64) {
+    let _ = if bits == 32 {
+        write!(out, "{}", Ipv4Addr::from(start as u32))
+    } else {
+        write!(out, "{}", Ipv6Addr::from(start))
+    };
+    if len != bits {
+        let _ = write!(out, "/{len}");
+    }
+    if let Some(t) = exp {
+        let left = (t - now).max(1);
+        if left <= MAX_TIMEOUT {
+            let _ = write!(out, " timeout {left}s");
+        }
+    }
+}
+
 /// The set family and key of an address entry. A /0 is never put in a set: the hub refuses it
 /// without `force`, and even forced, blocking every address would cut the device off its hub.
 fn key_of(e: &Entry) -> Option<(usize, Key)> {
@@ -170,6 +195,34 @@ pub struct Nft {
     table: String,
     script: PathBuf,
     sets: [IpSet; 8],
+    /// The `size` each hash set was declared with (0 for interval sets: no limit).
+    capacity: [usize; 8],
+    /// The least `size` a full load declares (tests make it small).
+    min_capacity: usize,
+}
+
+/// A full load whose `nft` is running (`Nft::start_full_load`).
+#[derive(Debug)]
+pub struct Loading {
+    child: std::process::Child,
+    sets: [IpSet; 8],
+    capacity: [usize; 8],
+}
+
+/// The sets of these entries. Collected, then built sorted: a million random `BTreeMap`
+/// inserts cost several times more. A repeated entry keeps its last rule, as inserts would.
+fn sets_of<'a>(items: impl Iterator<Item = (&'a Entry, &'a Rule)>) -> [IpSet; 8] {
+    let mut keys: [Vec<(Key, Option<i64>)>; 8] = Default::default();
+    for (e, r) in items {
+        if let Some((set, key)) = set_of(e, r) {
+            keys[set].push((key, r.expires));
+        }
+    }
+    let mut sets = empty_sets();
+    for (set, keys) in sets.iter_mut().zip(keys) {
+        set.all = keys.into_iter().collect();
+    }
+    sets
 }
 
 /// Elements the kernel holds, per set (for reports).
@@ -185,6 +238,8 @@ impl Nft {
             table: table.to_string(),
             script,
             sets: empty_sets(),
+            capacity: [0; 8],
+            min_capacity: MIN_CAPACITY,
         }
     }
 
@@ -195,23 +250,8 @@ impl Nft {
     }
 
     fn element(&self, set: usize, start: u128, len: u8, exp: Option<i64>, now: i64) -> String {
-        let bits = self.sets[set].bits;
-        let addr = if bits == 32 {
-            IpAddr::V4(Ipv4Addr::from(start as u32))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(start))
-        };
-        let mut s = if len == bits {
-            addr.to_string()
-        } else {
-            format!("{addr}/{len}")
-        };
-        if let Some(t) = exp {
-            let left = (t - now).max(1);
-            if left <= MAX_TIMEOUT {
-                let _ = write!(s, " timeout {left}s");
-            }
-        }
+        let mut s = String::new();
+        write_element(&mut s, self.sets[set].bits, (start, len, exp), now);
         s
     }
 
@@ -227,8 +267,8 @@ impl Nft {
         }
     }
 
-    /// The table: sets, hit sets and rules.
-    fn table_definition(&self) -> String {
+    /// The table: sets (hash sets with these sizes), hit sets and rules.
+    fn table_definition(&self, capacity: &[usize; 8]) -> String {
         let t = &self.table;
         let mut out = format!("add table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n");
         for (i, name) in SETS.iter().enumerate() {
@@ -238,7 +278,11 @@ impl Nft {
                 (_, false) => ("ipv6_addr", "timeout"),
                 (_, true) => ("ipv6_addr", "interval, timeout"),
             };
-            let _ = writeln!(out, "  set {name} {{ type {ty}; flags {flags}; }}");
+            let size = match capacity[i] {
+                0 => String::new(),
+                n => format!(" size {n};"),
+            };
+            let _ = writeln!(out, "  set {name} {{ type {ty}; flags {flags};{size} }}");
         }
         out.push_str(
             "  set hit4 { type ipv4_addr; size 65535; flags dynamic, timeout; timeout 1h; counter; }\n\
@@ -287,35 +331,72 @@ impl Nft {
         items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
         now: i64,
     ) -> Result<(), NftError> {
-        let (sets, script) = self.load_script(items, now);
-        self.run(&script)?;
-        self.sets = sets;
-        Ok(())
+        let loading = self.start_full_load(items, now)?;
+        self.finish(loading)
     }
 
-    /// The script that recreates the table with these entries, and the sets it loads.
-    fn load_script<'a>(
+    /// `full_load` in two steps: `nft` runs (on another core) between them, while the caller
+    /// does other work (the agent builds its matcher). Nothing changes here until `finish`.
+    pub fn start_full_load<'a>(
         &self,
         items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
         now: i64,
-    ) -> ([IpSet; 8], String) {
-        let mut sets = empty_sets();
-        for (e, r) in items {
-            if let Some((set, key)) = set_of(e, r) {
-                sets[set].all.insert(key, r.expires);
+    ) -> Result<Loading, NftError> {
+        let mut sets = sets_of(items);
+        let (capacity, script) = self.load_script(&mut sets, now);
+        Ok(Loading {
+            child: self.spawn(&script)?,
+            sets,
+            capacity,
+        })
+    }
+
+    /// Wait for a load's `nft`; on success its sets are the backend's.
+    pub fn finish(&mut self, loading: Loading) -> Result<(), NftError> {
+        self.wait(loading.child)?;
+        self.sets = loading.sets;
+        self.capacity = loading.capacity;
+        Ok(())
+    }
+
+    /// Recreate the table with these sets; on success they are the backend's.
+    fn reload(&mut self, mut sets: [IpSet; 8], now: i64) -> Result<(), NftError> {
+        let (capacity, script) = self.load_script(&mut sets, now);
+        self.run(&script)?;
+        self.sets = sets;
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// The script that recreates the table with the live widest entries of `sets` (whose
+    /// `applied` it sets), and the sizes it declares.
+    fn load_script(&self, sets: &mut [IpSet; 8], now: i64) -> ([usize; 8], String) {
+        let desired: Vec<Vec<(u128, u8, Option<i64>)>> =
+            sets.iter().map(|s| s.desired(0, u128::MAX, now)).collect();
+        let mut capacity = [0; 8];
+        for (i, d) in desired.iter().enumerate().take(4) {
+            capacity[i] = d
+                .len()
+                .saturating_mul(2)
+                .clamp(self.min_capacity, u32::MAX as usize);
+        }
+        let mut script = self.table_definition(&capacity);
+        for (i, (set, desired)) in sets.iter_mut().zip(desired).enumerate() {
+            // Written straight into the script: a million small strings joined cost a tenth of
+            // a second more.
+            for chunk in desired.chunks(BATCH) {
+                let _ = write!(script, "add element inet {} {} {{ ", self.table, SETS[i]);
+                for (k, &element) in chunk.iter().enumerate() {
+                    if k > 0 {
+                        script.push_str(", ");
+                    }
+                    write_element(&mut script, set.bits, element, now);
+                }
+                script.push_str(" }\n");
             }
+            set.applied = desired.into_iter().map(|(s, l, e)| (s, (l, e))).collect();
         }
-        let mut script = self.table_definition();
-        for (i, set) in sets.iter_mut().enumerate() {
-            let desired = set.desired(0, u128::MAX, now);
-            set.applied = desired.iter().map(|&(s, l, e)| (s, (l, e))).collect();
-            let elems: Vec<String> = desired
-                .iter()
-                .map(|&(s, l, e)| self.element(i, s, l, e, now))
-                .collect();
-            self.statements(&mut script, "add", i, &elems);
-        }
-        (sets, script)
+        (capacity, script)
     }
 
     /// The agent's table with these entries as an `nft -f` script, for hosts without the agent
@@ -325,8 +406,9 @@ impl Nft {
         items: impl Iterator<Item = (&'a Entry, &'a Rule)>,
         now: i64,
     ) -> String {
+        let mut sets = sets_of(items);
         Nft::new("nft", table, PathBuf::new())
-            .load_script(items, now)
+            .load_script(&mut sets, now)
             .1
     }
 
@@ -389,6 +471,23 @@ impl Nft {
                 }
             }
         }
+        // Past a hash set's declared size the kernel refuses adds: reload the table with room
+        // (counted with the removes, which the script adds back for a moment before deleting).
+        let full = (0..4).any(|i| {
+            self.sets[i].applied.len() + removes[i].len() > self.capacity[i] && self.capacity[i] > 0
+        });
+        if full {
+            tracing::info!(
+                sizes = ?&self.capacity[..4],
+                "a hash set reached its size: reloading the table with room for twice as many"
+            );
+            let sets = self.sets.clone();
+            let result = self.reload(sets, now);
+            if result.is_err() {
+                self.undo(undo);
+            }
+            return result;
+        }
         let mut script = String::new();
         for (set, elems) in removes.iter_mut().enumerate() {
             elems.sort_unstable();
@@ -404,37 +503,55 @@ impl Nft {
             return Ok(());
         }
         if let Err(e) = self.run(&script) {
-            for u in undo.into_iter().rev() {
-                match u {
-                    Undo::All(set, key, Some(v)) => {
-                        self.sets[set].all.insert(key, v);
-                    }
-                    Undo::All(set, key, None) => {
-                        self.sets[set].all.remove(&key);
-                    }
-                    Undo::Applied(set, s, Some(v)) => {
-                        self.sets[set].applied.insert(s, v);
-                    }
-                    Undo::Applied(set, s, None) => {
-                        self.sets[set].applied.remove(&s);
-                    }
-                }
-            }
+            self.undo(undo);
             return Err(e);
         }
         Ok(())
     }
 
+    fn undo(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::All(set, key, Some(v)) => {
+                    self.sets[set].all.insert(key, v);
+                }
+                Undo::All(set, key, None) => {
+                    self.sets[set].all.remove(&key);
+                }
+                Undo::Applied(set, s, Some(v)) => {
+                    self.sets[set].applied.insert(s, v);
+                }
+                Undo::Applied(set, s, None) => {
+                    self.sets[set].applied.remove(&s);
+                }
+            }
+        }
+    }
+
     fn run(&self, script: &str) -> Result<(), NftError> {
+        self.wait(self.spawn(script)?)
+    }
+
+    fn spawn(&self, script: &str) -> Result<std::process::Child, NftError> {
         std::fs::write(&self.script, script).map_err(NftError::Script)?;
-        let out = std::process::Command::new(&self.bin)
+        std::process::Command::new(&self.bin)
             .arg("-f")
             .arg(&self.script)
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|source| NftError::Run {
                 bin: self.bin.clone(),
                 source,
-            })?;
+            })
+    }
+
+    fn wait(&self, child: std::process::Child) -> Result<(), NftError> {
+        let out = child.wait_with_output().map_err(|source| NftError::Run {
+            bin: self.bin.clone(),
+            source,
+        })?;
         if out.status.success() {
             return Ok(());
         }
@@ -585,6 +702,161 @@ mod tests {
         assert_eq!(set_of(&ip("::/0"), &b), None);
         assert_eq!(set_of(&ip("0.0.0.0/1"), &b).map(|s| s.0), Some(4));
         assert_eq!(set_of(&ip("1.2.3.4"), &rule(ActionSet::Notify, None)), None);
+    }
+
+    fn ips(from: u32, n: u32) -> Vec<(Entry, Rule)> {
+        (from..from + n)
+            .map(|i| {
+                let e = Entry::parse_auto(&Ipv4Addr::from(0x0a00_0000 + i).to_string()).unwrap();
+                (e, rule(ActionSet::Block, None))
+            })
+            .collect()
+    }
+
+    fn pairs(v: &[(Entry, Rule)]) -> impl Iterator<Item = (&Entry, &Rule)> {
+        v.iter().map(|(e, r)| (e, r))
+    }
+
+    /// An `nft` that keeps every script it is given, and fails while `fail` exists.
+    fn recording_nft(dir: &std::path::Path) -> Nft {
+        let bin = dir.join("nft");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\n[ -e {d}/fail ] && exit 1\nn=$(ls {d}/run-* 2>/dev/null | wc -l)\ncp \"$2\" {d}/run-$n\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut n = Nft::new(bin.to_str().unwrap(), "rephub", dir.join("script.nft"));
+        n.min_capacity = 4;
+        n
+    }
+
+    fn last_run(dir: &std::path::Path) -> String {
+        let n = std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("run-")
+            })
+            .count();
+        std::fs::read_to_string(dir.join(format!("run-{}", n - 1))).unwrap()
+    }
+
+    #[test]
+    fn hash_sets_are_sized_and_reloaded_before_they_are_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut n = recording_nft(d);
+        let first = ips(0, 3);
+        n.full_load(pairs(&first), 0).unwrap();
+        let s = last_run(d);
+        assert!(
+            s.contains("set block4 { type ipv4_addr; flags timeout; size 6; }"),
+            "{s}"
+        );
+        assert!(
+            s.contains("set block4net { type ipv4_addr; flags interval, timeout; }"),
+            "{s}"
+        );
+        // Up to the size: a delta.
+        n.apply(&ips(3, 3), &[], &|_| None, 0).unwrap();
+        let s = last_run(d);
+        assert!(
+            !s.contains("delete table") && s.contains("add element"),
+            "{s}"
+        );
+        // Deletes are added back for a moment: 6 applied after the delta + 1 removed is past it.
+        let gone = ips(0, 1);
+        let before = |e: &Entry| (e == &gone[0].0).then(|| rule(ActionSet::Block, None));
+        n.apply(&ips(6, 1), &[gone[0].0.clone()], &before, 0)
+            .unwrap();
+        let s = last_run(d);
+        assert!(s.contains("delete table") && s.contains("size 12;"), "{s}");
+        assert!(!s.contains("10.0.0.0 ") && s.contains("10.0.0.6"), "{s}");
+        assert_eq!(n.counts().elements, 6);
+        n.apply(&ips(7, 6), &[], &|_| None, 0).unwrap();
+        assert!(!last_run(d).contains("delete table"));
+        assert_eq!(n.counts().elements, 12);
+        // One past the size, and the reload fails: nothing changed here.
+        std::fs::write(d.join("fail"), "").unwrap();
+        assert!(n.apply(&ips(20, 1), &[], &|_| None, 0).is_err());
+        assert_eq!(n.counts().elements, 12);
+        assert_eq!(n.sets[0].all.len(), 12);
+        std::fs::remove_file(d.join("fail")).unwrap();
+        n.apply(&ips(20, 1), &[], &|_| None, 0).unwrap();
+        let s = last_run(d);
+        assert!(s.contains("delete table") && s.contains("size 26;"), "{s}");
+        assert_eq!(n.counts().elements, 13);
+    }
+
+    /// With the kernel: a hash set refuses elements past its declared size, and the backend
+    /// reloads before that. Needs root, iproute2 and nftables (`.ci/run` installs them); it
+    /// fails, never passes silently, without them. Everything happens in a namespace of its own.
+    #[test]
+    fn the_kernel_refuses_past_the_size_and_the_backend_makes_room() {
+        let ns = format!("rhcap{}", std::process::id() % 100_000);
+        let sh = |cmd: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .unwrap()
+        };
+        let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
+        let made = sh(&format!("ip netns add {ns}"));
+        assert!(made.status.success(), "ip netns add: {made:?}");
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &self.0])
+                    .status();
+            }
+        }
+        let _gone = Gone(ns.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("nft");
+        std::fs::write(
+            &bin,
+            format!("#!/bin/sh\nexec ip netns exec {ns} nft \"$@\"\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut n = Nft::new(bin.to_str().unwrap(), "rephub", dir.path().join("s.nft"));
+        n.min_capacity = 4;
+        n.full_load(pairs(&ips(0, 3)), 0).unwrap();
+        // Size 6: the kernel takes three more, not four.
+        let add = |from: u32, k: u32| {
+            let list: Vec<String> = (from..from + k)
+                .map(|i| Ipv4Addr::from(0x0a00_0000 + i).to_string())
+                .collect();
+            sh(&format!(
+                "{} add element inet rephub block4 '{{ {} }}'",
+                bin.display(),
+                list.join(", ")
+            ))
+        };
+        let refused = add(100, 4);
+        assert!(!refused.status.success(), "{refused:?}");
+        // Through the backend, well past it, in several deltas.
+        for k in 0..4 {
+            n.apply(&ips(3 + 5 * k, 5), &[], &|_| None, 0).unwrap();
+        }
+        let listed = sh(&format!("{} -j list set inet rephub block4", bin.display()));
+        let text = String::from_utf8_lossy(&listed.stdout);
+        let elements = (0..23)
+            .filter(|i| text.contains(&format!("\"{}\"", Ipv4Addr::from(0x0a00_0000 + i))))
+            .count();
+        assert_eq!(elements, 23, "{text}");
+        assert_eq!(n.counts().elements, 23);
     }
 
     #[test]
