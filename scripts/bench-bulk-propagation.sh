@@ -2,11 +2,15 @@
 # Bulk propagation: a device long-polls a running hub; the CLI imports an SMS file of N entries into
 # the hub's database (another process); how long from the import's commit until the device has
 # applied every entry (its cursor reaches the import's last sequence number)?
-#   scripts/bench-bulk-propagation.sh FILE.csv       (e.g. a file from scripts/gen_dataset.py)
+#   scripts/bench-bulk-propagation.sh FILE.csv [parked|after]   (FILE e.g. from scripts/gen_dataset.py)
+#   parked (default)  the device long-polls from before the import, as a device in service does;
+#   after             the device starts polling only after the import's commit.
 set -euo pipefail
 [ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
-file=${1:?usage: $0 FILE.csv}
+file=${1:?usage: $0 FILE.csv [parked|after]}
+mode=${2:-parked}
+case $mode in parked|after) ;; *) echo "mode: parked or after, not $mode" >&2; exit 2 ;; esac
 if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
     cargo build --release -q -p rephub
     bin=$PWD/target/release/rephub
@@ -26,25 +30,43 @@ curl -sf -H "$H" -d '{"name": "everything", "action": "block"}' "$url/api/v1/fil
 curl -sf -H "$H" -d '{"name": "all", "filters": ["everything"]}' "$url/api/v1/profiles" >/dev/null
 token=$(curl -sf -H "$H" -d '{"name": "dev", "profile": "all"}' "$url/api/v1/devices" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
 cursor=$(curl -sf -H "Authorization: Bearer $token" "$url/api/v1/sync?wait=0" | head -1 | python3 -c 'import sys, json; print(json.load(sys.stdin)["cursor"])')
-"$bin" --data-dir "$work" -q import "$file"
-committed=$(date +%s.%N)
-target=$("$bin" --data-dir "$work" stats | awk '/^cursor/ {print $2}')
 # The device: one process long-polling in a loop (a shell loop starting curl and python per answer
-# would measure its own start-up, tens of ms an answer).
-read -r cursor applied answers < <(python3 - "$url" "$token" "$cursor" "$target" <<'PY'
-import json, sys, urllib.request
-url, token, cursor, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+# would measure its own start-up, tens of ms an answer). It prints its cursor, the operations it
+# read, the answers, and the wall-clock time it reached TARGET (read from the file TARGET_FILE,
+# which appears after the import).
+cat >"$work/device.py" <<'PY'
+import json, os, sys, time, urllib.request
+url, token, cursor, target_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 applied = answers = 0
-while cursor < target:
-    req = urllib.request.Request(f"{url}/api/v1/sync?cursor={cursor}&wait=60",
+target = None
+while True:
+    if target is None and os.path.exists(target_file):
+        target = int(open(target_file).read() or 0) or None
+    if target is not None and cursor >= target:
+        break
+    req = urllib.request.Request(f"{url}/api/v1/sync?cursor={cursor}&wait=5",
                                  headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req) as r:
         lines = r.read().split(b"\n")
-    cursor = json.loads(lines[0])["cursor"]
+    head = json.loads(lines[0])
+    if head["cursor"] != cursor:
+        answers += 1
+    cursor = head["cursor"]
     applied += sum(1 for l in lines[1:] if l)
-    answers += 1
-print(cursor, applied, answers)
+print(cursor, applied, answers, f"{time.time():.6f}")
 PY
-)
-done_at=$(date +%s.%N)
-echo "imported $(basename "$file"): device at cursor $cursor with $applied operations in $answers answers, $(echo "$done_at - $committed" | bc) s after the import's commit"
+device=""
+if [ "$mode" = parked ]; then
+    python3 "$work/device.py" "$url" "$token" "$cursor" "$work/target" >"$work/device" &
+    device=$!
+    sleep 1   # parked in its long poll
+fi
+"$bin" --data-dir "$work" -q import "$file"
+committed=$(date +%s.%N)
+"$bin" --data-dir "$work" stats | awk '/^cursor/ {print $2}' >"$work/target.tmp"
+mv "$work/target.tmp" "$work/target"
+if [ -n "$device" ]; then wait "$device"; else
+    python3 "$work/device.py" "$url" "$token" "$cursor" "$work/target" >"$work/device"
+fi
+read -r cursor applied answers done_at <"$work/device"
+echo "imported $(basename "$file"), device $mode: at cursor $cursor with $applied operations in $answers answers, $(echo "$done_at - $committed" | bc) s after the import's commit"

@@ -470,9 +470,21 @@ impl AppState {
     /// Wait (at most 5 s) until the filter sets include every write committed before this call,
     /// so that an answer built after it reads the caller's own writes.
     pub(crate) async fn catch_up(&self) -> Result<(), HubError> {
+        self.catch_up_unless_behind(u64::MAX).await
+    }
+
+    /// Like [`AppState::catch_up`], but without waiting when the filter sets are more than
+    /// `far` changes behind the database (a bulk import being applied): a long-polling device is
+    /// then answered with what is applied so far and gets the rest as it is applied, instead of
+    /// all of it at the end.
+    pub(crate) async fn catch_up_unless_behind(&self, far: u64) -> Result<(), HubError> {
         let engine = self.engine();
         let mut changes = engine.subscribe();
         let target = self.last_seq().await?;
+        if target.saturating_sub(engine.applied()) > far {
+            engine.wake();
+            return Ok(());
+        }
         let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while engine.applied() < target {
             engine.wake();

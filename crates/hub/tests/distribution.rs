@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{ADMIN, Hub, READER, text};
@@ -250,6 +251,93 @@ async fn a_filter_edit_sends_only_the_difference() {
     assert_eq!(s4.values("upsert").len(), 50);
     let d5 = h.sync(&token, Some(s4.cursor), 0).await;
     assert!(!d5.snapshot && d5.ops.is_empty());
+}
+
+/// A bulk import written by another process while a device long-polls: the device ends with
+/// exactly what was written, every answer moving its cursor on. (While the follower is more than
+/// a page behind, a long poll from a cursor is answered with what is applied so far; how many
+/// answers that makes depends on timing, so it is printed, not asserted.) A request with
+/// `wait=0` afterwards still sees everything written before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_import_reaches_a_device_polling_through_it() {
+    const N: u32 = 35_000;
+    let h = Hub::start().await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    let bulk = |h: &Hub, from: u32, n: u32| {
+        h.with_store(|s| {
+            let cat = s.catalog().unwrap();
+            let tags = cat
+                .parse_pairs([("Trend Micro Severity", "High")])
+                .unwrap()
+                .0;
+            let mut tx = s.begin().unwrap();
+            for i in from..from + n {
+                let value = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+                let entry = Entry::parse(Kind::Ipv4, &value).unwrap();
+                tx.upsert(
+                    "cli",
+                    &Upsert::new(entry, tags.clone(), &cat),
+                    WriteMode::Merge,
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+            s.last_seq().unwrap()
+        })
+    };
+    let device = {
+        let (http, base, token) = (h.http.clone(), h.url("/api/v1/sync"), token.clone());
+        let mut cursor = snap.cursor;
+        tokio::spawn(async move {
+            let mut got = BTreeSet::new();
+            let mut answers = 0;
+            // Bounded: at most one answer per change, plus the empty ones of 2 s each.
+            for _ in 0..N + 20 {
+                let body = http
+                    .get(format!("{base}?cursor={cursor}&wait=2"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let mut lines = body
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap());
+                let head = lines.next().unwrap();
+                let next = head["cursor"].as_u64().unwrap();
+                assert!(next >= cursor, "{head}");
+                for op in lines {
+                    assert_eq!(op["op"], "upsert", "{op}");
+                    got.insert(op["value"].as_str().unwrap().to_string());
+                }
+                if next > cursor {
+                    answers += 1;
+                }
+                cursor = next;
+                if got.len() as u32 == N {
+                    break;
+                }
+            }
+            (got, answers, cursor)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let last = bulk(&h, 0, N);
+    let (got, answers, cursor) = tokio::time::timeout(Duration::from_secs(120), device)
+        .await
+        .unwrap()
+        .unwrap();
+    println!("{N} entries reached the device in {answers} answers");
+    assert_eq!(got.len() as u32, N);
+    assert_eq!(cursor, last);
+    // Read-your-writes for a request that does not wait.
+    let last = bulk(&h, N, 20_000);
+    let d = h.sync(&token, Some(cursor), 0).await;
+    assert_eq!(d.cursor, last);
+    assert_eq!(d.values("upsert").len(), 20_000);
 }
 
 #[tokio::test(flavor = "multi_thread")]

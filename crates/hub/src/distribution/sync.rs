@@ -92,7 +92,16 @@ async fn sync(
     let cursor = if device.pending { None } else { cursor };
     let engine = state.engine();
     let mut changes = engine.subscribe();
-    state.catch_up().await?;
+    // Everything written before the request is in the answer — except for a long poll from a
+    // cursor while the follower is more than a page behind (a bulk import): that device gets
+    // what is applied as it is applied, in several answers, rather than all of it at the end.
+    if wait > 0 && cursor.is_some() {
+        state
+            .catch_up_unless_behind(crate::distribution::engine::PAGE as u64)
+            .await?;
+    } else {
+        state.catch_up().await?;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let _parked = crate::metrics::Parked::new(&state.metrics().parked_polls);
     let answer = loop {
