@@ -17,8 +17,10 @@ if [ -n "${REPHUB_BIN:-}" ]; then bin=$REPHUB_BIN; else
 fi
 work=$(mktemp -d)
 hub=""
-# Stops the hub however the script ends (under set -e a failing kill in the trap would skip the rm).
-trap '[ -z "$hub" ] || kill "$hub" 2>/dev/null || true; rm -rf "$work"' EXIT
+device=""
+# Stops the device and the hub however the script ends, and waits for the hub to exit (under set -e
+# a failing kill in the trap would skip the rm).
+trap '[ -z "$device" ] || kill "$device" 2>/dev/null || true; [ -z "$hub" ] || { kill "$hub" 2>/dev/null; wait "$hub"; } || true; rm -rf "$work"' EXIT
 port=$((19300 + $$ % 200))
 "$bin" --data-dir "$work" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!
@@ -39,7 +41,8 @@ import json, os, sys, time, urllib.request
 url, token, cursor, target_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 applied = answers = 0
 target = None
-while True:
+deadline = time.monotonic() + 600   # bounded: a device that never gets there fails the run
+while time.monotonic() < deadline:
     if target is None and os.path.exists(target_file):
         target = int(open(target_file).read() or 0) or None
     if target is not None and cursor >= target:
@@ -53,9 +56,10 @@ while True:
         answers += 1
     cursor = head["cursor"]
     applied += sum(1 for l in lines[1:] if l)
+else:
+    sys.exit(f"gave up at cursor {cursor} (target {target})")
 print(cursor, applied, answers, f"{time.time():.6f}")
 PY
-device=""
 if [ "$mode" = parked ]; then
     python3 "$work/device.py" "$url" "$token" "$cursor" "$work/target" >"$work/device" &
     device=$!

@@ -225,6 +225,11 @@ def latency(lab, n, present=0):
         print(f"| {name} | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
     xs = acked
     print(f"| (of which: the write, until the hub acknowledged it) | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
+    # Per sample, enforced minus acknowledged: what follows the durable commit (the hub's answer to
+    # the parked poll, the agent, nft). Negative when the packet was dropped before the POST's
+    # answer arrived.
+    xs = [t - a for t, a in zip(rows["rephub agent (long poll)"], acked)]
+    print(f"| (rephub agent: enforced minus acknowledged, per sample) | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
 
 
 def load(lab, count, agent_only=False):
