@@ -419,9 +419,10 @@ impl<V> Matcher<V> {
 
     /// 40 (SHA-1) or 64 (SHA-256) hex digits, any case; anything else matches nothing.
     pub fn lookup_hash_hex(&self, hex: &str) -> Option<Hit<'_, V>> {
-        match hex.len() {
-            40 => self.lookup_sha1(&decode_hex(hex)?),
-            64 => self.lookup_sha256(&decode_hex(hex)?),
+        let b = hex.as_bytes();
+        match b.len() {
+            40 => self.lookup_sha1(&decode_hex(b)?),
+            64 => self.lookup_sha256(&decode_hex(b)?),
             _ => None,
         }
     }
@@ -786,8 +787,7 @@ impl KeyKind {
 /// arithmetic, the same for every digit, which the compiler turns into a few vector
 /// instructions (SSE2 on x86-64), and one check at the end.
 #[inline]
-fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
+fn decode_hex<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
     if b.len() != 2 * N || N > 32 {
         return None;
     }
@@ -815,7 +815,7 @@ fn canonical_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
-    decode_hex(s)
+    decode_hex(s.as_bytes())
 }
 
 /// Item positions to arena indexes.
@@ -1048,12 +1048,13 @@ mod tests {
             Some(out)
         }
         fn check(s: &[u8]) {
-            // Only strings reach the decoder: bytes from 0x80 up come in UTF-8 sequences.
-            let Ok(text) = std::str::from_utf8(s) else {
-                return;
-            };
-            assert_eq!(decode_hex::<32>(text), reference::<32>(s), "{text:?}");
-            assert_eq!(decode_hex::<20>(text), reference::<20>(s), "{text:?}");
+            assert_eq!(decode_hex::<32>(s), reference::<32>(s), "{s:?}");
+            assert_eq!(decode_hex::<20>(s), reference::<20>(s), "{s:?}");
+            assert_eq!(
+                decode_hex::<16>(&s[..32]),
+                reference::<16>(&s[..32]),
+                "{s:?}"
+            );
         }
         let base = *b"00112233445566778899aabbccddeeffAABBCCDDEEFF0123456789abcdefABCD";
         for pos in 0..64 {
@@ -1105,6 +1106,22 @@ mod tests {
         assert_eq!(m.lookup_sha1(&[0xab; 20]).map(|h| *h.value), Some(1));
         assert_eq!(m.lookup_sha256(&[0x0f; 32]).map(|h| *h.value), Some(2));
         assert_eq!(m.lookup_sha256(&[0x0e; 32]).map(|h| *h.value), None);
+        // SHA-256 from hex: the first half finds the candidate, the second must agree, in any
+        // case, and be hex.
+        let upper_back = format!("{}{}", &sha256[..32], sha256[32..].to_uppercase());
+        assert_eq!(m.lookup_hash_hex(&upper_back).map(|h| *h.value), Some(2));
+        for bad in ["0g", "0F0", "é"] {
+            let mut s = sha256.clone();
+            s.replace_range(64 - bad.len()..64, bad);
+            assert_eq!(m.lookup_hash_hex(&s).map(|h| *h.value), None, "{s}");
+        }
+        let mut other_back = sha256.clone();
+        other_back.replace_range(62..64, "0e");
+        assert_eq!(m.lookup_hash_hex(&other_back).map(|h| *h.value), None);
+        // A multi-byte character across the halves: no panic, no match.
+        let across = format!("{}é{}", &sha256[..31], &sha256[..31]);
+        assert_eq!(across.len(), 64);
+        assert_eq!(m.lookup_hash_hex(&across).map(|h| *h.value), None);
     }
 
     #[test]
