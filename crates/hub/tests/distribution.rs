@@ -253,6 +253,30 @@ async fn a_filter_edit_sends_only_the_difference() {
     assert!(!d5.snapshot && d5.ops.is_empty());
 }
 
+/// Writes these IPv4 addresses with Severity High straight into the hub's database, in one
+/// transaction, as another process (the CLI) would; the change log's position after it.
+fn write_high(h: &Hub, values: impl IntoIterator<Item = String> + Send) -> u64 {
+    h.with_store(|s| {
+        let cat = s.catalog().unwrap();
+        let tags = cat
+            .parse_pairs([("Trend Micro Severity", "High")])
+            .unwrap()
+            .0;
+        let mut tx = s.begin().unwrap();
+        for value in values {
+            let entry = Entry::parse(Kind::Ipv4, &value).unwrap();
+            tx.upsert(
+                "cli",
+                &Upsert::new(entry, tags.clone(), &cat),
+                WriteMode::Merge,
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        s.last_seq().unwrap()
+    })
+}
+
 /// A bulk import written by another process while a device long-polls: the device ends with
 /// exactly what was written, every answer moving its cursor on. (While the follower is more than
 /// a page behind, a long poll from a cursor is answered with what is applied so far; how many
@@ -265,26 +289,9 @@ async fn a_bulk_import_reaches_a_device_polling_through_it() {
     let token = h.setup().await;
     let snap = h.sync(&token, None, 0).await;
     let bulk = |h: &Hub, from: u32, n: u32| {
-        h.with_store(|s| {
-            let cat = s.catalog().unwrap();
-            let tags = cat
-                .parse_pairs([("Trend Micro Severity", "High")])
-                .unwrap()
-                .0;
-            let mut tx = s.begin().unwrap();
-            for i in from..from + n {
-                let value = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-                let entry = Entry::parse(Kind::Ipv4, &value).unwrap();
-                tx.upsert(
-                    "cli",
-                    &Upsert::new(entry, tags.clone(), &cat),
-                    WriteMode::Merge,
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-            s.last_seq().unwrap()
-        })
+        let values =
+            (from..from + n).map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string());
+        write_high(h, values)
     };
     let device = {
         let (http, base, token) = (h.http.clone(), h.url("/api/v1/sync"), token.clone());
@@ -347,21 +354,7 @@ async fn writes_by_other_processes_and_restarts_reach_devices() {
     let snap = h.sync(&token, None, 0).await;
     // Another process (the CLI, say) writes into the same database while the hub runs.
     let write = |h: &Hub, value: &str| {
-        h.with_store(|s| {
-            let cat = s.catalog().unwrap();
-            let tags = cat
-                .parse_pairs([("Trend Micro Severity", "High")])
-                .unwrap()
-                .0;
-            let mut tx = s.begin().unwrap();
-            tx.upsert(
-                "cli",
-                &Upsert::new(Entry::parse(Kind::Ipv4, value).unwrap(), tags, &cat),
-                WriteMode::Merge,
-            )
-            .unwrap();
-            tx.commit().unwrap();
-        })
+        write_high(h, [value.to_string()]);
     };
     write(&h, "192.0.2.1");
     let d = h.sync(&token, Some(snap.cursor), 10).await;
