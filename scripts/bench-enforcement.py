@@ -11,7 +11,7 @@
 Needs root, nftables, iproute2 and crowdsec-firewall-bouncer; builds rephub in release mode.
 Everything runs in namespaces this script creates (removed at the end) and on their veth links.
 """
-import datetime, json, os, random, shutil, subprocess, sys, tempfile, time, urllib.request
+import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # REPHUB_BIN: use that binary and build nothing; otherwise target/release/rephub, built here.
@@ -77,7 +77,7 @@ class Lab:
         log = open(os.path.join(self.dir, "agent.log"), "w")
         p = subprocess.Popen(["ip", "netns", "exec", "rhbA", BIN, "agent", "--hub", self.base["A"],
                               "--token", self.agent_token, "--state-dir", os.path.join(self.dir, "agent"),
-                              "--log", "info,rephub_agent=debug"], stdout=subprocess.DEVNULL, stderr=log)
+                              "--log", "info"], stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(p)
         return p
 
@@ -208,12 +208,10 @@ def latency(lab, n, present=0):
         w()
     time.sleep(2)
     acked = []  # how long the write itself took (durable in the hub's database when answered)
-    posted = []  # when each write was sent, wall clock (to compare with the agent's log)
     for i in range(n):
         pending = {name: lab.blocked_at(probes[name][0], f"10.240.{probes[name][1]}.{100 + i}") for name in rows}
         time.sleep(0.05)
         t0 = time.monotonic()
-        posted.append(time.time())
         lab.api("POST", "/api/v1/entries", {"entries": [
             {"value": f"10.240.{k}.{100 + i}", "tags": {"Trend Micro Severity": "High"}} for k in (2, 3)]})
         acked.append(time.monotonic() - t0)
@@ -232,20 +230,6 @@ def latency(lab, n, present=0):
     # answer arrived.
     xs = [t - a for t, a in zip(rows["rephub agent (long poll)"], acked)]
     print(f"| (rephub agent: enforced minus acknowledged, per sample) | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
-    # The agent's own account: when it logged the delta applied (nft -f returned), per write. The
-    # packet probe's figure minus this is the probe's own delay (a Python process on a busy core).
-    applied = []
-    for line in open(os.path.join(lab.dir, "agent.log")):
-        if "applied a delta" in line:
-            stamp = line.split()[0].rstrip("Z")
-            applied.append(datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp())
-    xs = []
-    for t in posted:
-        later = [a - t for a in applied if a >= t]
-        if later:
-            xs.append(min(later))
-    if xs:
-        print(f"| (rephub agent: write sent -> delta applied, per the agent's log; {len(xs)} samples) | {pct(xs,50)*1000:.0f} ms | {pct(xs,90)*1000:.0f} ms | {pct(xs,99)*1000:.0f} ms | {max(xs)*1000:.0f} ms |")
 
 
 def load(lab, count, agent_only=False):
