@@ -80,7 +80,6 @@ struct Inner {
     /// The scheduler lease, with several replicas on one PostgreSQL database (`lease.rs`).
     lease: Option<Arc<crate::lease::Lease>>,
     /// Status resources of STIX pushes.
-    stix_statuses: crate::ingest::stix_status::Statuses,
     /// MISP feeds rendered, by scope.
     misp_feeds: crate::distribution::caches::Feeds,
     /// Rolling enablements of the network sensor.
@@ -91,7 +90,6 @@ struct Inner {
     /// TAXII passes being paged through.
     taxii_passes: crate::distribution::caches::Passes,
     /// Signed-in console users.
-    console_sessions: crate::console::sessions::Sessions,
     /// Console imports running or finished lately, with their progress.
     console_imports: crate::console::jobs::Imports,
     /// The dashboard's last count of entries.
@@ -195,9 +193,7 @@ impl AppState {
                 targets: crate::scheduler::Registry::led(lease.clone()),
                 lease,
                 secrets,
-                stix_statuses: crate::ingest::stix_status::Statuses::default(),
                 taxii_passes: crate::distribution::caches::Passes::default(),
-                console_sessions: Default::default(),
                 console_imports: Default::default(),
                 console_counts: Default::default(),
                 misp_feeds: crate::distribution::caches::Feeds::default(),
@@ -229,10 +225,6 @@ impl AppState {
         &self.inner.targets
     }
 
-    pub(crate) fn stix_statuses(&self) -> &crate::ingest::stix_status::Statuses {
-        &self.inner.stix_statuses
-    }
-
     pub(crate) fn sandbox(&self) -> &crate::sandbox::runtime::Runtime {
         &self.inner.sandbox
     }
@@ -247,10 +239,6 @@ impl AppState {
 
     pub(crate) fn taxii_passes(&self) -> &crate::distribution::caches::Passes {
         &self.inner.taxii_passes
-    }
-
-    pub(crate) fn console_sessions(&self) -> &crate::console::sessions::Sessions {
-        &self.inner.console_sessions
     }
 
     pub(crate) fn console_counts(&self) -> &crate::console::jobs::Counts {

@@ -203,6 +203,99 @@ async fn sign_in_sessions_and_security_headers() {
     assert!(b.get("/ui/").await.body.contains("ddd01 (producer)"));
 }
 
+/// Sessions and failed sign-ins are kept in the database: a restarted hub (or another replica,
+/// `replicas.rs`) knows them. Times are the hub's clock.
+#[tokio::test]
+async fn sessions_outlive_a_restart_and_end_when_idle_or_too_old() {
+    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let mut hub = common::Hub::start_with_clock(clock.clone(), |c, s| {
+        http_only(c, s);
+    })
+    .await;
+    let (s, v) = hub
+        .call(
+            "POST",
+            "/api/v1/users",
+            ADMIN,
+            Some(json!({"name": "alice", "role": "admin", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut b = Browser::new(&hub);
+    assert_eq!(
+        b.sign_in("alice", "correct horse battery").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // A form's message is kept for the next page, once.
+    let csrf = b.csrf().await;
+    assert_eq!(
+        b.add_entry(&csrf, "192.0.2.77", "auto", "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // Four failures before the restart; the fifth after it counts with them.
+    let mut m = Browser::new(&hub);
+    for _ in 0..4 {
+        assert_eq!(
+            m.sign_in("alice", "wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    hub.restart().await;
+    b.base = hub.base.clone();
+    m.base = hub.base.clone();
+    let page = b.get("/ui/").await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "still signed in after a restart"
+    );
+    assert!(
+        page.body.contains("Added 192.0.2.77."),
+        "the message survived"
+    );
+    assert!(
+        !b.get("/ui/").await.body.contains("Added 192.0.2.77."),
+        "shown once"
+    );
+    assert_eq!(
+        m.sign_in("alice", "wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        m.sign_in("alice", "correct horse battery").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A minute later the name may try again.
+    clock.advance(61);
+    assert_eq!(
+        m.sign_in("alice", "correct horse battery").await.status,
+        StatusCode::SEE_OTHER
+    );
+    // (A use a minute after the last one is written.)
+    assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+
+    // Used every 29 minutes, a session lives on (its use is written at most once a minute) ...
+    for _ in 0..3 {
+        clock.advance(29 * 60);
+        assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+    }
+    // ... until 30 idle minutes pass.
+    clock.advance(30 * 60);
+    assert_eq!(b.get("/ui/").await.status, StatusCode::SEE_OTHER);
+    // And 12 hours at most, however busy.
+    assert_eq!(
+        m.sign_in("alice", "correct horse battery").await.status,
+        StatusCode::SEE_OTHER
+    );
+    for _ in 0..24 {
+        clock.advance(29 * 60);
+        assert_eq!(m.get("/ui/").await.status, StatusCode::OK);
+    }
+    clock.advance(29 * 60);
+    assert_eq!(m.get("/ui/").await.status, StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn names_that_fail_five_times_wait_and_changed_users_are_signed_out() {
     let hub = hub_with_users().await;

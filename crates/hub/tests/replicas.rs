@@ -333,3 +333,115 @@ async fn a_device_on_one_replica_follows_what_the_other_replica_does() {
     assert_eq!(took, "here", "the other replica took the schedulers over");
     other.hub.stop().await.unwrap();
 }
+
+/// A browser's cookie-keeping client, without following redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(r: &Replica, name: &str, password: &str) -> (StatusCode, Option<String>) {
+    let resp = browser()
+        .post(format!("{}/ui/login", r.base))
+        .form(&[("name", name), ("password", password), ("next", "/ui/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    (resp.status(), cookie)
+}
+
+async fn page(r: &Replica, cookie: &str) -> (StatusCode, String) {
+    let resp = browser()
+        .get(format!("{}/ui/", r.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sessions_and_push_statuses_hold_on_every_replica() {
+    let Some(db) = tokio::task::spawn_blocking(pg::TestDb::new).await.unwrap() else {
+        return;
+    };
+    let c = start(&db).await;
+    let (a, b) = (&c.a, &c.b);
+    c.post(
+        a,
+        "/api/v1/users",
+        json!({"name": "alice", "role": "admin", "password": "correct horse battery"}),
+    )
+    .await;
+
+    // Signed in on A, the session holds on B (a load balancer sends requests anywhere).
+    let (s, cookie) = sign_in(a, "alice", "correct horse battery").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap();
+    let (s, body) = page(b, &cookie).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("alice"), "{body}");
+    // Signed out on B: gone on A too.
+    let at = body.find(r#"name="csrf" value=""#).unwrap() + r#"name="csrf" value=""#.len();
+    let csrf = &body[at..at + body[at..].find('"').unwrap()];
+    let out = browser()
+        .post(format!("{}/ui/logout", b.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page(a, &cookie).await.0, StatusCode::SEE_OTHER);
+
+    // Failed sign-ins count on every replica: three on A and two on B hold the name on both.
+    for r in [a, a, a, b, b] {
+        assert_eq!(
+            sign_in(r, "alice", "wrong").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for r in [a, b] {
+        assert_eq!(
+            sign_in(r, "alice", "correct horse battery").await.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    // A STIX push through A; its status read through B.
+    let bundle = json!({"type": "bundle", "id": "bundle--6a6b0c1e-1c1a-4f1e-9e0a-3b3c3d3e3f40", "objects": [
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--11111111-1111-4111-8111-111111111111",
+         "created": "2026-01-01T00:00:00Z", "modified": "2026-01-01T00:00:00Z", "valid_from": "2026-01-01T00:00:00Z",
+         "pattern": "[domain-name:value = 'pushed.example']", "pattern_type": "stix"}]});
+    let st: Value = c
+        .http
+        .post(format!(
+            "{}/taxii/feeds/collections/rephub/objects/",
+            a.base
+        ))
+        .bearer_auth(&c.admin)
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["success_count"], 1, "{st}");
+    let id = st["id"].as_str().unwrap();
+    let (s, again) = c
+        .call(b, "GET", &format!("/taxii/feeds/status/{id}/"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again, st);
+
+    let (ha, hb) = (c.a.hub, c.b.hub);
+    ha.stop().await.unwrap();
+    hb.stop().await.unwrap();
+}

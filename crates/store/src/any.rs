@@ -762,3 +762,66 @@ impl SharedStore for AnyStore {
         delegate!(self, s => s.shared(q))
     }
 }
+
+impl SessionStore for AnyStore {
+    fn add_session(
+        &mut self,
+        session: &ConsoleSession,
+        idle_before: i64,
+        made_before: i64,
+        most: usize,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.add_session(session, idle_before, made_before, most))
+    }
+
+    fn session(&self, digest: &[u8]) -> Result<Option<ConsoleSession>, StoreError> {
+        delegate!(self, s => s.session(digest))
+    }
+
+    fn touch_session(&mut self, digest: &[u8], at: i64) -> Result<bool, StoreError> {
+        delegate!(self, s => s.touch_session(digest, at))
+    }
+
+    fn set_session_flash(
+        &mut self,
+        digest: &[u8],
+        flash: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.set_session_flash(digest, flash))
+    }
+
+    fn delete_session(&mut self, digest: &[u8]) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_session(digest))
+    }
+
+    fn delete_user_sessions(&mut self, name: &str) -> Result<u64, StoreError> {
+        delegate!(self, s => s.delete_user_sessions(name))
+    }
+
+    fn sign_in_failures(&self, name: &str) -> Result<Option<(u32, i64)>, StoreError> {
+        delegate!(self, s => s.sign_in_failures(name))
+    }
+
+    fn add_sign_in_failure(
+        &mut self,
+        name: &str,
+        at: i64,
+        reset_before: i64,
+    ) -> Result<u32, StoreError> {
+        delegate!(self, s => s.add_sign_in_failure(name, at, reset_before))
+    }
+
+    fn clear_sign_in_failures(&mut self, name: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.clear_sign_in_failures(name))
+    }
+}
+
+impl StatusStore for AnyStore {
+    fn put_status(&mut self, id: &str, body: &str, at: i64, keep: usize) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_status(id, body, at, keep))
+    }
+
+    fn status(&self, id: &str) -> Result<Option<String>, StoreError> {
+        delegate!(self, s => s.status(id))
+    }
+}

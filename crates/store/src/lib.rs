@@ -50,10 +50,12 @@ mod merge;
 mod pg;
 mod rows;
 pub mod sandbox;
+mod sessions;
 mod shared;
 mod sources;
 pub mod spool;
 mod sqlite;
+mod statuses;
 mod targets;
 pub mod telemetry;
 mod types;
@@ -77,6 +79,7 @@ pub use pg::{
 pub use sandbox::{
     NewSubmission, SandboxStore, SandboxTask, SandboxUsage, SubmissionQuery, SubmissionRow,
 };
+pub use sessions::{ConsoleSession, SessionOwner, SessionStore};
 pub use shared::{SharedQuery, SharedRow, SharedStore};
 pub use sources::{
     ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,
@@ -84,6 +87,7 @@ pub use sources::{
 };
 pub use spool::{Appended, FullPolicy, ParkedRecord, SinkStats, Spool, SpoolLimits, SpoolRecord};
 pub use sqlite::{OpenOptions, SqliteSpool, SqliteStore, SqliteTx};
+pub use statuses::StatusStore;
 pub use targets::{Sent, TargetRow, TargetRunRow, TargetStore};
 pub use telemetry::{NewTelemetry, TelemetryQuery, TelemetryRow, TelemetryStore};
 pub use types::{

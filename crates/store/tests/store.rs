@@ -9,11 +9,11 @@ use rephub_model::{
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, ConnectionStore, DistributionStore, EventQuery, IpsSetting, IpsStore,
-    KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, PgOptions, PgStore,
-    ReputationStore, SandboxStore, SharedQuery, SharedStore, SourceStore, SqliteStore, StoreError,
-    TargetStore, TelemetryQuery, TelemetryStore, USER_SOURCE, Upsert, UpstreamStore, UserStore,
-    WriteMode, WriteTx,
+    ChangeOp, ChangePage, ConnectionStore, ConsoleSession, DistributionStore, EventQuery,
+    IpsSetting, IpsStore, KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, PgOptions,
+    PgStore, ReputationStore, SandboxStore, SessionOwner, SessionStore, SharedQuery, SharedStore,
+    SourceStore, SqliteStore, StatusStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore,
+    USER_SOURCE, Upsert, UpstreamStore, UserStore, WriteMode, WriteTx,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -114,6 +114,9 @@ macro_rules! backend_suite {
                 sandbox_submissions_are_kept_once_and_tasks_counted_per_day,
                 rollouts_are_kept_replaced_and_the_oldest_finished_forgotten,
                 shared_records_are_kept_once_and_found_by_field,
+                console_sessions_are_kept_by_digest_and_the_oldest_go,
+                failed_sign_ins_are_counted_per_name_and_start_again,
+                push_statuses_keep_the_newest,
             );
         }
     };
@@ -2495,4 +2498,137 @@ fn shared_records_are_kept_once_and_found_by_field<S: RepBackend + SharedStore>(
             "{bad}"
         );
     }
+}
+
+fn session(digest: u8, owner: SessionOwner, at: i64) -> ConsoleSession {
+    ConsoleSession {
+        digest: vec![digest; 32],
+        owner,
+        csrf: format!("csrf-{digest}"),
+        created_at: at,
+        last_at: at,
+        flash: None,
+    }
+}
+
+fn console_sessions_are_kept_by_digest_and_the_oldest_go<S: RepBackend + SessionStore>() {
+    let mut d = db::<S>();
+    let alice = || SessionOwner::User {
+        name: "alice".into(),
+        stamp: -7,
+    };
+    let key = SessionOwner::Key { hash: vec![9; 32] };
+    d.store
+        .add_session(&session(1, alice(), T0), 0, 0, 10)
+        .unwrap();
+    d.store
+        .add_session(&session(2, key.clone(), T0 + 1), 0, 0, 10)
+        .unwrap();
+    d.store
+        .add_session(&session(3, alice(), T0 + 2), 0, 0, 10)
+        .unwrap();
+    assert_eq!(
+        d.store.session(&[1; 32]).unwrap(),
+        Some(session(1, alice(), T0))
+    );
+    assert_eq!(d.store.session(&[4; 32]).unwrap(), None);
+    // A digest is a key: the same one twice is refused, the first stays.
+    assert!(
+        d.store
+            .add_session(&session(1, key.clone(), T0), 0, 0, 10)
+            .is_err()
+    );
+
+    assert!(d.store.touch_session(&[1; 32], T0 + 50).unwrap());
+    assert!(!d.store.touch_session(&[4; 32], T0 + 50).unwrap());
+    // Never backwards (two replicas touching out of order).
+    assert!(d.store.touch_session(&[1; 32], T0 + 40).unwrap());
+    assert!(d.store.set_session_flash(&[2; 32], Some("saved")).unwrap());
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    let one = d2.session(&[1; 32]).unwrap().unwrap();
+    assert_eq!((one.created_at, one.last_at), (T0, T0 + 50));
+    let two = d2.session(&[2; 32]).unwrap().unwrap();
+    assert_eq!(
+        (two.owner, two.flash.as_deref()),
+        (key.clone(), Some("saved"))
+    );
+    assert!(d.store.set_session_flash(&[2; 32], None).unwrap());
+    assert_eq!(d.store.session(&[2; 32]).unwrap().unwrap().flash, None);
+
+    // A user's sessions end together; others stay.
+    assert_eq!(d.store.delete_user_sessions("alice").unwrap(), 2);
+    assert_eq!(d.store.session(&[1; 32]).unwrap(), None);
+    assert!(d.store.session(&[2; 32]).unwrap().is_some());
+    assert!(d.store.delete_session(&[2; 32]).unwrap());
+    assert!(!d.store.delete_session(&[2; 32]).unwrap());
+
+    // Adding one removes the expired (idle or too old), then the least recently used past `most`.
+    for i in 10..15u8 {
+        let at = T0 + 100 + i64::from(i);
+        d.store
+            .add_session(&session(i, alice(), at), 0, 0, 100)
+            .unwrap();
+    }
+    d.store.touch_session(&[10; 32], T0 + 200).unwrap();
+    // Idle before T0 + 112 (11 goes), made before T0 + 0 (none); at most 3 (12 and 13 go).
+    d.store
+        .add_session(&session(20, key, T0 + 300), T0 + 112, T0, 3)
+        .unwrap();
+    let left: Vec<u8> = (0..=20u8)
+        .filter(|i| d.store.session(&[*i; 32]).unwrap().is_some())
+        .collect();
+    assert_eq!(left, [10, 14, 20]);
+}
+
+fn failed_sign_ins_are_counted_per_name_and_start_again<S: RepBackend + SessionStore>() {
+    let mut d = db::<S>();
+    assert_eq!(d.store.sign_in_failures("mallory").unwrap(), None);
+    assert_eq!(
+        d.store.add_sign_in_failure("mallory", T0, T0 - 60).unwrap(),
+        1
+    );
+    assert_eq!(
+        d.store
+            .add_sign_in_failure("mallory", T0 + 1, T0 - 59)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        d.store.add_sign_in_failure("eve", T0 + 2, T0 - 58).unwrap(),
+        1
+    );
+    assert_eq!(
+        d.store.sign_in_failures("mallory").unwrap(),
+        Some((2, T0 + 1))
+    );
+    // The last failure is older than the window: counting starts again.
+    assert_eq!(
+        d.store
+            .add_sign_in_failure("mallory", T0 + 70, T0 + 10)
+            .unwrap(),
+        1
+    );
+    // ... and names whose last failure is that old are forgotten.
+    assert_eq!(d.store.sign_in_failures("eve").unwrap(), None);
+    d.store.clear_sign_in_failures("mallory").unwrap();
+    assert_eq!(d.store.sign_in_failures("mallory").unwrap(), None);
+}
+
+fn push_statuses_keep_the_newest<S: RepBackend + StatusStore>() {
+    let mut d = db::<S>();
+    for i in 0..5 {
+        d.store
+            .put_status(&format!("s{i}"), &format!("{{\"n\":{i}}}"), T0 + i, 3)
+            .unwrap();
+    }
+    let kept: Vec<String> = (0..5)
+        .filter_map(|i| d.store.status(&format!("s{i}")).unwrap())
+        .collect();
+    assert_eq!(kept, [r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]);
+    // Replacing one keeps its place.
+    d.store.put_status("s3", r#"{"n":33}"#, T0 + 9, 3).unwrap();
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    assert_eq!(d2.status("s3").unwrap().as_deref(), Some(r#"{"n":33}"#));
+    assert_eq!(d2.status("s2").unwrap().as_deref(), Some(r#"{"n":2}"#));
+    assert_eq!(d2.status("nope").unwrap(), None);
 }

@@ -112,7 +112,7 @@ async fn update_user(
     if !found {
         return Err(ApiError::not_found("user"));
     }
-    state.console_sessions().forget_user(&name);
+    crate::console::sessions::forget_user(&state, &name).await?;
     Ok(Json(json!({"name": name, "updated": true})))
 }
 
@@ -128,6 +128,6 @@ async fn delete_user(
     if !state.exec(move |s| s.delete_user(&n)).await?? {
         return Err(ApiError::not_found("user"));
     }
-    state.console_sessions().forget_user(&name);
+    crate::console::sessions::forget_user(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -78,8 +78,8 @@ async fn run_source(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(_) => ui.flash(format!("Source {name}: sync started.")),
-        Err(e) => ui.flash(format!("Source {name}: {}", e.message)),
+        Ok(_) => ui.flash(format!("Source {name}: sync started.")).await,
+        Err(e) => ui.flash(format!("Source {name}: {}", e.message)).await,
     }
     see("/ui/sources")
 }
@@ -96,9 +96,12 @@ async fn test_source(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(v) if v["ok"] == true => ui.flash(format!("Source {name}: connection OK.")),
-        Ok(v) => ui.flash(format!("Source {name}: test failed: {}", text(&v["error"]))),
-        Err(e) => ui.flash(format!("Source {name}: {}", e.message)),
+        Ok(v) if v["ok"] == true => ui.flash(format!("Source {name}: connection OK.")).await,
+        Ok(v) => {
+            ui.flash(format!("Source {name}: test failed: {}", text(&v["error"])))
+                .await
+        }
+        Err(e) => ui.flash(format!("Source {name}: {}", e.message)).await,
     }
     see("/ui/sources")
 }
@@ -328,7 +331,7 @@ async fn add_user(ui: Ui, b: Bytes) -> Response {
     let body = json!({"name": f.get("name"), "role": f.get("role"), "password": f.get("password")});
     match ui.send(Method::POST, "/api/v1/users", Some(body)).await {
         Ok(_) => {
-            ui.flash(format!("User {} added.", f.get("name")));
+            ui.flash(format!("User {} added.", f.get("name"))).await;
             see("/ui/users")
         }
         Err(e) => users_page(ui, &f, Some(&e)).await,
@@ -347,8 +350,8 @@ async fn delete_user(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(_) => ui.flash(format!("User {name} deleted.")),
-        Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
+        Ok(_) => ui.flash(format!("User {name} deleted.")).await,
+        Err(e) => ui.flash(format!("Not deleted: {}", e.message)).await,
     }
     see("/ui/users")
 }

@@ -257,7 +257,7 @@ async fn save(ui: Ui, b: Bytes) -> Response {
     };
     match result {
         Ok(_) => {
-            ui.flash("Connectivity settings saved.");
+            ui.flash("Connectivity settings saved.").await;
             see("/ui/upstream")
         }
         Err(e) => status_page(ui, Some(&f), Some(&e), None).await,
@@ -277,8 +277,11 @@ async fn disconnect(ui: Ui, b: Bytes) -> Response {
         return r.into_response();
     }
     match ui.send(Method::DELETE, "/api/v1/connection", None).await {
-        Ok(_) => ui.flash("Disconnected. A new enrollment token reconnects with these settings."),
-        Err(e) => ui.flash(format!("Not disconnected: {}", e.message)),
+        Ok(_) => {
+            ui.flash("Disconnected. A new enrollment token reconnects with these settings.")
+                .await
+        }
+        Err(e) => ui.flash(format!("Not disconnected: {}", e.message)).await,
     }
     see("/ui/upstream")
 }
@@ -395,8 +398,8 @@ async fn revoke_token(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(_) => ui.flash("Token revoked."),
-        Err(e) => ui.flash(format!("Not revoked: {}", e.message)),
+        Ok(_) => ui.flash("Token revoked.").await,
+        Err(e) => ui.flash(format!("Not revoked: {}", e.message)).await,
     }
     see("/ui/enrollment")
 }
@@ -411,7 +414,7 @@ async fn grant_sandbox(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
             .and_then(|a| a.iter().find(|d| d["id"] == id).cloned())
     });
     let Some(d) = current else {
-        ui.flash("No such downstream.");
+        ui.flash("No such downstream.").await;
         return see("/ui/enrollment");
     };
     let on = d["sandbox_url_analysis"] != true;
@@ -423,12 +426,15 @@ async fn grant_sandbox(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(_) => ui.flash(format!(
-            "Sandbox URL analysis {} for {}.",
-            if on { "enabled" } else { "disabled" },
-            text(&d["name"])
-        )),
-        Err(e) => ui.flash(format!("Not changed: {}", e.message)),
+        Ok(_) => {
+            ui.flash(format!(
+                "Sandbox URL analysis {} for {}.",
+                if on { "enabled" } else { "disabled" },
+                text(&d["name"])
+            ))
+            .await
+        }
+        Err(e) => ui.flash(format!("Not changed: {}", e.message)).await,
     }
     see("/ui/enrollment")
 }

@@ -131,7 +131,7 @@ async fn add_category(ui: Ui, b: Bytes) -> Response {
         .await
     {
         Ok(_) => {
-            ui.flash(format!("Category {} added.", f.get("name")));
+            ui.flash(format!("Category {} added.", f.get("name"))).await;
             see("/ui/categories")
         }
         Err(e) => categories_page(ui, &f, Some(&e)).await,
@@ -392,7 +392,7 @@ async fn submit_filter(mut ui: Ui, b: Bytes, id: Option<i64>) -> Response {
     };
     match result {
         Ok(_) => {
-            ui.flash(format!("Filter {} saved.", f.name));
+            ui.flash(format!("Filter {} saved.", f.name)).await;
             see("/ui/filters")
         }
         Err(e) => {
@@ -456,7 +456,7 @@ async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: By
     let rows = match filter_list(&ui).await {
         Ok(r) => r,
         Err(e) => {
-            ui.flash(e.message);
+            ui.flash(e.message).await;
             return see("/ui/filters");
         }
     };
@@ -470,7 +470,7 @@ async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: By
         })
         .collect();
     let Some(from) = order.iter().position(|(_, fid)| *fid == id) else {
-        ui.flash("No such filter.");
+        ui.flash("No such filter.").await;
         return see("/ui/filters");
     };
     for (fid, precedence) in moved(&order, from, m.to == "up") {
@@ -483,7 +483,7 @@ async fn move_filter(ui: Ui, Path(id): Path<i64>, Query(m): Query<MoveTo>, b: By
             .send(Method::PUT, &format!("/api/v1/filters/{fid}"), Some(body))
             .await
         {
-            ui.flash(format!("Not moved: {}", e.message));
+            ui.flash(format!("Not moved: {}", e.message)).await;
             return see("/ui/filters");
         }
     }
@@ -498,8 +498,8 @@ async fn delete_filter(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         .send(Method::DELETE, &format!("/api/v1/filters/{id}"), None)
         .await
     {
-        Ok(_) => ui.flash("Filter deleted."),
-        Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
+        Ok(_) => ui.flash("Filter deleted.").await,
+        Err(e) => ui.flash(format!("Not deleted: {}", e.message)).await,
     }
     see("/ui/filters")
 }
@@ -598,7 +598,8 @@ async fn add_profile(ui: Ui, b: Bytes) -> Response {
     let body = json!({"name": f.get("name"), "filters": f.all("filters")});
     match ui.send(Method::POST, "/api/v1/profiles", Some(body)).await {
         Ok(_) => {
-            ui.flash(format!("Profile {} created.", f.get("name")));
+            ui.flash(format!("Profile {} created.", f.get("name")))
+                .await;
             see("/ui/profiles")
         }
         Err(e) => profiles_page(ui, &f, Some(&e)).await,
@@ -616,7 +617,7 @@ async fn save_profile(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         .await
     {
         Ok(_) => {
-            ui.flash(format!("Profile {} saved.", f.get("name")));
+            ui.flash(format!("Profile {} saved.", f.get("name"))).await;
             see("/ui/profiles")
         }
         Err(e) => profiles_page(ui, &Form::default(), Some(&e)).await,
@@ -631,8 +632,8 @@ async fn delete_profile(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         .send(Method::DELETE, &format!("/api/v1/profiles/{id}"), None)
         .await
     {
-        Ok(_) => ui.flash("Profile deleted."),
-        Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
+        Ok(_) => ui.flash("Profile deleted.").await,
+        Err(e) => ui.flash(format!("Not deleted: {}", e.message)).await,
     }
     see("/ui/profiles")
 }
@@ -744,8 +745,8 @@ async fn delete_device(ui: Ui, Path(id): Path<i64>, b: Bytes) -> Response {
         .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None)
         .await
     {
-        Ok(_) => ui.flash("Device deleted."),
-        Err(e) => ui.flash(format!("Not deleted: {}", e.message)),
+        Ok(_) => ui.flash("Device deleted.").await,
+        Err(e) => ui.flash(format!("Not deleted: {}", e.message)).await,
     }
     see("/ui/devices")
 }
@@ -808,7 +809,8 @@ async fn distribute(ui: Ui, b: Bytes) -> Response {
         .await
     {
         Ok(_) => {
-            ui.flash(format!("Profile {} distributed.", f.get("profile")));
+            ui.flash(format!("Profile {} distributed.", f.get("profile")))
+                .await;
             see("/ui/distributions")
         }
         Err(e) => distributions_page(ui, &f, Some(&e)).await,

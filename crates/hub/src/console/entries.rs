@@ -386,7 +386,7 @@ async fn add(mut ui: Ui, b: Bytes) -> Response {
     };
     match result {
         Ok(_) => {
-            ui.flash(format!("Added {}.", f.get("value")));
+            ui.flash(format!("Added {}.", f.get("value"))).await;
             see("/ui/entries")
         }
         Err(e) => {
@@ -416,7 +416,7 @@ async fn edit(mut ui: Ui, b: Bytes) -> Response {
     };
     match result {
         Ok(_) => {
-            ui.flash("Tags saved.");
+            ui.flash("Tags saved.").await;
             see(&entry_link(&kind, &value))
         }
         Err(e) => {
@@ -448,11 +448,11 @@ async fn delete(ui: Ui, b: Bytes) -> Response {
     let body = json!({"entries": [{"value": f.get("value"), "kind": f.get("kind")}]});
     match ui.send(Method::DELETE, "/api/v1/entries", Some(body)).await {
         Ok(_) => {
-            ui.flash(format!("Deleted {}.", f.get("value")));
+            ui.flash(format!("Deleted {}.", f.get("value"))).await;
             see("/ui/entries")
         }
         Err(e) => {
-            ui.flash(format!("Not deleted: {}", e.message));
+            ui.flash(format!("Not deleted: {}", e.message)).await;
             see(&entry_link(f.get("kind"), f.get("value")))
         }
     }

@@ -39,6 +39,7 @@ use tower::ServiceExt;
 
 use rephub_store::UserStore;
 
+use crate::error::HubError;
 use crate::http::auth::ConsoleCaller;
 use crate::keys::{Caller, Role, hash_key};
 use crate::state::AppState;
@@ -194,18 +195,26 @@ impl FromRequestParts<AppState> for Ui {
         let Some(token) = cookie(&parts.headers, COOKIE) else {
             return Err(to_sign_in());
         };
-        let sessions = state.console_sessions();
-        let Some((who, csrf)) = sessions.get(&token) else {
+        let unavailable = |e: HubError| {
+            tracing::error!(error = %e, "console session");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub cannot read its database now",
+            )
+                .into_response()
+        };
+        let Some(sessions::Live { who, csrf, flash }) =
+            sessions::get(state, &token).await.map_err(unavailable)?
+        else {
             return Err(to_sign_in());
         };
         let Some(caller) = resolve(state, &who).await else {
-            sessions.close(&token);
+            sessions::close(state, &token).await.map_err(unavailable)?;
             return Err(to_sign_in());
         };
         let Some(Api(api)) = parts.extensions.get::<Api>().cloned() else {
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         };
-        let flash = sessions.take_flash(&token);
         Ok(Ui {
             state: state.clone(),
             caller,
@@ -231,15 +240,16 @@ impl Ui {
         self.flash.take()
     }
 
-    /// A message for the next page (after a redirect).
-    pub(crate) fn flash(&self, message: impl Into<String>) {
-        self.state
-            .console_sessions()
-            .set_flash(&self.token, message.into());
+    /// A message for the next page (after a redirect). Not kept if the database cannot be
+    /// written now (logged): the form's own work is done or refused either way.
+    pub(crate) async fn flash(&self, message: impl Into<String>) {
+        if let Err(e) = sessions::set_flash(&self.state, &self.token, message.into()).await {
+            tracing::warn!(error = %e, "console message not kept");
+        }
     }
 
-    pub(crate) fn sign_out(&self) {
-        self.state.console_sessions().close(&self.token);
+    pub(crate) async fn sign_out(&self) -> Result<(), HubError> {
+        sessions::close(&self.state, &self.token).await
     }
 
     /// A posted form, if it carries this session's CSRF token; else the answer to give.

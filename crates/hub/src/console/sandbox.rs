@@ -179,7 +179,8 @@ async fn submit(ui: Ui, b: Bytes) -> Response {
                         text(&r["message"])
                     ))
                     .unwrap_or_default()
-            ));
+            ))
+            .await;
             see("/ui/sandbox")
         }
         Err(e) => sandbox_page(ui, Filter::default(), &f, Some(&e)).await,

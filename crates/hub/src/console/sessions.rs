@@ -1,25 +1,29 @@
-//! Console sessions, kept in memory: a random token in an `HttpOnly` cookie, of which only the
-//! SHA-256 is kept here, and a CSRF token per session that every form must carry back. A session
-//! ends after 30 idle minutes, 12 hours at most, at sign-out, and when its user is changed or
-//! deleted. Sessions are per process (a restart signs everybody out; replicas do not share them).
+//! Console sessions: a random token in an `HttpOnly` cookie, of which only the SHA-256 is stored,
+//! and a CSRF token per session that every form must carry back. A session ends after 30 idle
+//! minutes, 12 hours at most, at sign-out, and when its user is changed or deleted.
 //!
-//! A leaf module: it knows nothing of the hub's state, so `state.rs` can hold it.
+//! Sessions and failed sign-ins are kept in the database (`SessionStore`), not in this process:
+//! behind a load balancer every replica knows every session, and a restart signs nobody out. The
+//! times are the hub's clock (seconds). A session's last use is written at most once a minute
+//! ([`TOUCH_EVERY`]): a page view is a read, not a write.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
+use rephub_store::{ConsoleSession, SessionOwner, SessionStore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-const IDLE: Duration = Duration::from_secs(30 * 60);
-const LONGEST: Duration = Duration::from_secs(12 * 3600);
+use crate::error::HubError;
+use crate::state::AppState;
+
+const IDLE: i64 = 30 * 60;
+const LONGEST: i64 = 12 * 3600;
+/// A session's last use is stored again once it is this old (the idle limit is minutes).
+const TOUCH_EVERY: i64 = 60;
 /// More sessions than this and the least recently used goes (a flood of sign-ins cannot grow
-/// memory without bound).
+/// the table without bound).
 const MOST: usize = 10_000;
 /// Failed sign-ins per name before that name must wait.
 const FAILURES: u32 = 5;
-const LOCKOUT: Duration = Duration::from_secs(60);
+const LOCKOUT: i64 = 60;
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +36,13 @@ pub(crate) enum Identity {
     Key(Vec<u8>),
 }
 
+/// A live session, as a request finds it.
 #[derive(Debug)]
-struct Session {
-    who: Identity,
-    csrf: String,
-    created: Instant,
-    last: Instant,
-    /// A message for the next page (what the last form did).
-    flash: Option<String>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Sessions {
-    live: Mutex<HashMap<[u8; 32], Session>>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+pub(crate) struct Live {
+    pub(crate) who: Identity,
+    pub(crate) csrf: String,
+    /// The message kept for this page (taken: the next page does not show it again).
+    pub(crate) flash: Option<String>,
 }
 
 /// What a session remembers of a user's password: 8 bytes of the SHA-256 of its stored hash.
@@ -54,105 +51,141 @@ pub(crate) fn password_stamp(password_hash: &str) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn random_hex() -> String {
+fn random_hex() -> Result<String, HubError> {
     let mut bytes = [0u8; 32];
-    if let Err(e) = getrandom::fill(&mut bytes) {
-        panic!("no OS randomness for a session: {e}");
-    }
-    hex::encode(bytes)
+    getrandom::fill(&mut bytes)
+        .map_err(|e| HubError::Crypto(format!("no OS randomness for a session: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
-impl Sessions {
-    /// A new session: its token (for the cookie) and its CSRF token.
-    pub(crate) fn open(&self, who: Identity) -> (String, String) {
-        let token = random_hex();
-        let csrf = random_hex();
-        let now = Instant::now();
-        let mut live = lock(&self.live);
-        live.retain(|_, s| alive(s, now));
-        if live.len() >= MOST {
-            if let Some(oldest) = live.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k) {
-                live.remove(&oldest);
-            }
-        }
-        live.insert(
-            digest(&token),
-            Session {
-                who,
-                csrf: csrf.clone(),
-                created: now,
-                last: now,
-                flash: None,
-            },
-        );
-        (token, csrf)
+fn owner(who: Identity) -> SessionOwner {
+    match who {
+        // The stamp's bits, stored as a signed integer.
+        Identity::User(name, stamp) => SessionOwner::User {
+            name,
+            stamp: stamp as i64,
+        },
+        Identity::Key(hash) => SessionOwner::Key { hash },
     }
+}
 
-    /// The session of a cookie's token, if it is alive: who, and the CSRF token.
-    pub(crate) fn get(&self, token: &str) -> Option<(Identity, String)> {
-        let now = Instant::now();
-        let mut live = lock(&self.live);
-        let key = digest(token);
-        let s = live.get_mut(&key)?;
-        if !alive(s, now) {
-            live.remove(&key);
-            return None;
-        }
-        s.last = now;
-        Some((s.who.clone(), s.csrf.clone()))
+fn identity(owner: SessionOwner) -> Identity {
+    match owner {
+        SessionOwner::User { name, stamp } => Identity::User(name, stamp as u64),
+        SessionOwner::Key { hash } => Identity::Key(hash),
     }
+}
 
-    /// Keep a message for the session's next page.
-    pub(crate) fn set_flash(&self, token: &str, message: String) {
-        if let Some(s) = lock(&self.live).get_mut(&digest(token)) {
-            s.flash = Some(message);
-        }
-    }
+fn alive(s: &ConsoleSession, now: i64) -> bool {
+    now - s.last_at < IDLE && now - s.created_at < LONGEST
+}
 
-    /// The message kept for this page, once.
-    pub(crate) fn take_flash(&self, token: &str) -> Option<String> {
-        lock(&self.live).get_mut(&digest(token))?.flash.take()
-    }
+/// A new session: its token (for the cookie) and its CSRF token.
+pub(crate) async fn open(state: &AppState, who: Identity) -> Result<(String, String), HubError> {
+    let token = random_hex()?;
+    let csrf = random_hex()?;
+    let now = state.now();
+    let session = ConsoleSession {
+        digest: digest(&token),
+        owner: owner(who),
+        csrf: csrf.clone(),
+        created_at: now,
+        last_at: now,
+        flash: None,
+    };
+    state
+        .exec(move |s| s.add_session(&session, now - IDLE, now - LONGEST, MOST))
+        .await??;
+    Ok((token, csrf))
+}
 
-    pub(crate) fn close(&self, token: &str) {
-        lock(&self.live).remove(&digest(token));
+/// The session of a cookie's token, if it is alive; its message for this page is taken.
+pub(crate) async fn get(state: &AppState, token: &str) -> Result<Option<Live>, HubError> {
+    let key = digest(token);
+    let k = key.clone();
+    let Some(s) = state.read(move |s| s.session(&k)).await?? else {
+        return Ok(None);
+    };
+    let now = state.now();
+    if !alive(&s, now) {
+        state.exec(move |s| s.delete_session(&key)).await??;
+        return Ok(None);
     }
+    let touch = now - s.last_at >= TOUCH_EVERY;
+    if touch || s.flash.is_some() {
+        let clear = s.flash.is_some();
+        state
+            .exec(move |s| {
+                if touch {
+                    s.touch_session(&key, now)?;
+                }
+                if clear {
+                    s.set_session_flash(&key, None)?;
+                }
+                Ok::<_, rephub_store::StoreError>(())
+            })
+            .await??;
+    }
+    Ok(Some(Live {
+        who: identity(s.owner),
+        csrf: s.csrf,
+        flash: s.flash,
+    }))
+}
 
-    /// End every session of a user (changed role or password, deleted).
-    pub(crate) fn forget_user(&self, name: &str) {
-        lock(&self.live).retain(|_, s| !matches!(&s.who, Identity::User(n, _) if n == name));
-    }
+/// Keep a message for the session's next page.
+pub(crate) async fn set_flash(
+    state: &AppState,
+    token: &str,
+    message: String,
+) -> Result<(), HubError> {
+    let key = digest(token);
+    state
+        .exec(move |s| s.set_session_flash(&key, Some(&message)))
+        .await??;
+    Ok(())
+}
 
-    /// Whether a sign-in as `name` must wait (too many recent failures).
-    pub(crate) fn locked_out(&self, name: &str) -> bool {
-        let mut f = lock(&self.failures);
-        match f.get(name) {
-            Some((n, at)) if *n >= FAILURES && at.elapsed() < LOCKOUT => true,
-            Some((_, at)) if at.elapsed() >= LOCKOUT => {
-                f.remove(name);
-                false
-            }
-            _ => false,
-        }
-    }
+pub(crate) async fn close(state: &AppState, token: &str) -> Result<(), HubError> {
+    let key = digest(token);
+    state.exec(move |s| s.delete_session(&key)).await??;
+    Ok(())
+}
 
-    pub(crate) fn failed(&self, name: &str) {
-        let mut f = lock(&self.failures);
-        if f.len() > MOST {
-            f.retain(|_, (_, at)| at.elapsed() < LOCKOUT);
-        }
-        let e = f.entry(name.to_string()).or_insert((0, Instant::now()));
-        e.0 += 1;
-        e.1 = Instant::now();
-    }
+/// End every session of a user (changed role or password, deleted).
+pub(crate) async fn forget_user(state: &AppState, name: &str) -> Result<(), HubError> {
+    let n = name.to_string();
+    state.exec(move |s| s.delete_user_sessions(&n)).await??;
+    Ok(())
+}
 
-    pub(crate) fn succeeded(&self, name: &str) {
-        lock(&self.failures).remove(name);
-    }
+/// Whether a sign-in as `name` must wait (too many recent failures, counted by every replica).
+pub(crate) async fn locked_out(state: &AppState, name: &str) -> Result<bool, HubError> {
+    let n = name.to_string();
+    let now = state.now();
+    Ok(match state.read(move |s| s.sign_in_failures(&n)).await?? {
+        Some((count, at)) => count >= FAILURES && now - at < LOCKOUT,
+        None => false,
+    })
+}
+
+pub(crate) async fn failed(state: &AppState, name: &str) -> Result<(), HubError> {
+    let n = name.to_string();
+    let now = state.now();
+    state
+        .exec(move |s| s.add_sign_in_failure(&n, now, now - LOCKOUT))
+        .await??;
+    Ok(())
+}
+
+pub(crate) async fn succeeded(state: &AppState, name: &str) -> Result<(), HubError> {
+    let n = name.to_string();
+    state.exec(move |s| s.clear_sign_in_failures(&n)).await??;
+    Ok(())
 }
 
 /// Whether a presented CSRF token is the session's (constant time).
@@ -160,49 +193,45 @@ pub(crate) fn csrf_matches(expected: &str, presented: &str) -> bool {
     expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
 
-fn alive(s: &Session, now: Instant) -> bool {
-    now.duration_since(s.last) < IDLE && now.duration_since(s.created) < LONGEST
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_session_is_found_by_its_token_only_and_ends() {
-        let s = Sessions::default();
-        let (token, csrf) = s.open(Identity::User("alice".into(), 1));
-        let (who, c) = s.get(&token).unwrap();
-        assert_eq!(
-            (who, c.as_str()),
-            (Identity::User("alice".into(), 1), csrf.as_str())
-        );
-        assert!(s.get(&format!("{token}x")).is_none());
-        assert!(csrf_matches(&csrf, &csrf));
-        assert!(!csrf_matches(&csrf, &token));
-        assert!(!csrf_matches(&csrf, ""));
-        let (other, _) = s.open(Identity::User("bob".into(), 2));
-        s.forget_user("alice");
-        assert!(s.get(&token).is_none());
-        assert!(s.get(&other).is_some());
-        s.close(&other);
-        assert!(s.get(&other).is_none());
+    fn csrf_tokens_match_only_themselves() {
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert!(csrf_matches(&a, &a));
+        assert!(!csrf_matches(&a, &b));
+        assert!(!csrf_matches(&a, ""));
+        assert!(!csrf_matches(&a, &format!("{a}x")));
     }
 
     #[test]
-    fn names_that_fail_too_often_wait() {
-        let s = Sessions::default();
-        for _ in 0..FAILURES {
-            assert!(!s.locked_out("mallory"));
-            s.failed("mallory");
-        }
-        assert!(s.locked_out("mallory"));
-        assert!(!s.locked_out("alice"));
-        s.succeeded("mallory");
-        assert!(!s.locked_out("mallory"));
+    fn a_stamp_survives_the_store() {
+        let stamp = password_stamp("$argon2id$v=19$m=19456,t=2,p=1$x$y");
+        let who = Identity::User("alice".into(), stamp);
+        assert_eq!(identity(owner(who.clone())), who);
+        let key = Identity::Key(vec![1, 2, 3]);
+        assert_eq!(identity(owner(key.clone())), key);
+    }
+
+    #[test]
+    fn a_session_lives_while_used_and_at_most_twelve_hours() {
+        let s = ConsoleSession {
+            digest: vec![],
+            owner: SessionOwner::Key { hash: vec![] },
+            csrf: String::new(),
+            created_at: 1000,
+            last_at: 1000,
+            flash: None,
+        };
+        assert!(alive(&s, 1000 + IDLE - 1));
+        assert!(!alive(&s, 1000 + IDLE));
+        let used = ConsoleSession {
+            last_at: 1000 + LONGEST - 10,
+            ..s
+        };
+        assert!(alive(&used, 1000 + LONGEST - 1));
+        assert!(!alive(&used, 1000 + LONGEST));
     }
 }

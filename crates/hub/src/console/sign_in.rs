@@ -123,8 +123,17 @@ async fn sign_in(
                 "give a user name and password, or an API key",
             );
         }
-        let sessions = state.console_sessions();
-        if sessions.locked_out(&name) {
+        let locked = match super::sessions::locked_out(&state, &name).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "console sign-in");
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the hub cannot read its database now",
+                );
+            }
+        };
+        if locked {
             return refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many failed sign-ins for this name: wait a minute",
@@ -151,13 +160,18 @@ async fn sign_in(
             .await
             .unwrap_or(false);
         if let (true, Some(u)) = (ok, &user) {
-            sessions.succeeded(&name);
+            if let Err(e) = super::sessions::succeeded(&state, &name).await {
+                tracing::warn!(error = %e, "console sign-in: failures not cleared");
+            }
             Some(Identity::User(
                 name.clone(),
                 super::sessions::password_stamp(&u.password_hash),
             ))
         } else {
-            sessions.failed(&name);
+            // A failure that cannot be counted refuses the sign-in as well (it is refused anyway).
+            if let Err(e) = super::sessions::failed(&state, &name).await {
+                tracing::error!(error = %e, "console sign-in: failure not counted");
+            }
             None
         }
     };
@@ -167,7 +181,16 @@ async fn sign_in(
             "wrong user name or password, or unknown key",
         );
     };
-    let (token, _) = state.console_sessions().open(who);
+    let token = match super::sessions::open(&state, who).await {
+        Ok((token, _)) => token,
+        Err(e) => {
+            tracing::error!(error = %e, "console sign-in");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub cannot write its database now",
+            );
+        }
+    };
     let mut res = see(&next);
     if let Ok(v) = HeaderValue::from_str(&session_cookie(&token, tls.is_some())) {
         res.headers_mut().insert(header::SET_COOKIE, v);
@@ -179,7 +202,14 @@ async fn sign_out(ui: Ui, tls: Option<axum::Extension<Arc<TlsInfo>>>, b: Bytes) 
     if let Err(refused) = ui.form(&b) {
         return refused.into_response();
     }
-    ui.sign_out();
+    if let Err(e) = ui.sign_out().await {
+        tracing::error!(error = %e, "console sign-out");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub cannot write its database now: not signed out",
+        )
+            .into_response();
+    }
     let mut res = see("/ui/login");
     if let Ok(v) = HeaderValue::from_str(&expired_cookie(tls.is_some())) {
         res.headers_mut().insert(header::SET_COOKIE, v);

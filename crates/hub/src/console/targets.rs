@@ -330,7 +330,8 @@ async fn submit(mut ui: Ui, b: Bytes, existing: Option<String>) -> Response {
     };
     match result {
         Ok(_) => {
-            ui.flash(format!("Auxiliary product {} saved.", f.get("name")));
+            ui.flash(format!("Auxiliary product {} saved.", f.get("name")))
+                .await;
             see(&format!("/ui/targets/{}", seg(f.get("name"))))
         }
         Err(e) => {
@@ -352,8 +353,8 @@ async fn run_now(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
         )
         .await
     {
-        Ok(_) => ui.flash("Distribution started."),
-        Err(e) => ui.flash(format!("Not started: {}", e.message)),
+        Ok(_) => ui.flash("Distribution started.").await,
+        Err(e) => ui.flash(format!("Not started: {}", e.message)).await,
     }
     see(&format!("/ui/targets/{}", seg(&name)))
 }
@@ -371,11 +372,11 @@ async fn delete_target(ui: Ui, Path(name): Path<String>, b: Bytes) -> Response {
         .await
     {
         Ok(_) => {
-            ui.flash(format!("Auxiliary product {name} deleted."));
+            ui.flash(format!("Auxiliary product {name} deleted.")).await;
             see("/ui/targets")
         }
         Err(e) => {
-            ui.flash(format!("Not deleted: {}", e.message));
+            ui.flash(format!("Not deleted: {}", e.message)).await;
             see(&format!("/ui/targets/{}", seg(&name)))
         }
     }

@@ -170,14 +170,25 @@ async fn push(
         "pending_count": 0,
         "skipped_count": skipped,
     });
-    state.stix_statuses().put(id, resource.clone());
+    // The objects are in whether or not the status is kept: answer with it either way.
+    if let Err(e) = super::stix_status::put(&state, id, &resource).await {
+        tracing::warn!(error = %e, "the status of a STIX push was not kept");
+    }
     taxii(StatusCode::ACCEPTED, &resource)
 }
 
 async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.stix_statuses().get(&id) {
-        Some(v) => taxii(StatusCode::OK, &v),
-        None => error(
+    match super::stix_status::get(&state, &id).await {
+        Ok(Some(v)) => taxii(StatusCode::OK, &v),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the status of a STIX push");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the hub cannot read its database now",
+            )
+        }
+        Ok(None) => error(
             StatusCode::NOT_FOUND,
             "Not found",
             format!("no status {id}"),

@@ -34,6 +34,7 @@ mod keys;
 mod migrate;
 mod sandbox;
 mod schema;
+mod sessions;
 mod shared;
 mod sources;
 mod targets;

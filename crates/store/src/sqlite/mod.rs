@@ -20,6 +20,7 @@ mod error;
 mod ips;
 mod keys;
 mod schema;
+mod sessions;
 mod shared;
 mod sources;
 mod spool;

@@ -590,6 +590,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout_id, idx)
     ) WITHOUT ROWID;
     "#,
+    // 23: what the web console and the TAXII server keep between requests, shared by every
+    // replica and kept over restarts: console sessions by the SHA-256 of their token (a user's
+    // name and password stamp, or an API key's hash), failed sign-ins per name, and the status
+    // resources of TAXII pushes (`n` orders them, so that only the newest are kept).
+    r#"
+    CREATE TABLE console_sessions (
+        digest BLOB PRIMARY KEY,
+        user_name TEXT,
+        stamp INTEGER NOT NULL,
+        key_hash BLOB,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        flash TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX console_sessions_user ON console_sessions (user_name);
+    CREATE INDEX console_sessions_last ON console_sessions (last_at);
+    CREATE TABLE sign_in_failures (
+        name TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sign_in_failures_at ON sign_in_failures (at);
+    CREATE TABLE stix_statuses (
+        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
