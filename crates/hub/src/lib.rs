@@ -324,8 +324,10 @@ pub async fn start_with_clock(
             }
         });
         scheduler::spawn(&led_chores, "sweeper", state.clock(), sweep);
-        telemetry::start_retention(&state, &chores);
-        sandbox::start(&state, &chores)?;
+        // Once across the cluster too: retention deletes the same rows anywhere, and two
+        // submitters would hand the same pending submission to the analyzer twice.
+        telemetry::start_retention(&state, &led_chores);
+        sandbox::start(&state, &led_chores)?;
     }
     let task = tokio::spawn(async move {
         // TCP_NODELAY: a long-poll answer is small and written in parts (head, then chunks);

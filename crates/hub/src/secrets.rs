@@ -25,6 +25,11 @@ pub(crate) struct Secrets {
     mac_key: [u8; 32],
 }
 
+/// Whether a stored value is sealed (not a plain value kept before encryption existed).
+pub(crate) fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secrets(..)")

@@ -123,10 +123,26 @@ impl AppState {
             cache_mib: config.cache_mib,
             clock: clock.clone(),
         };
-        let (store, engine, key) = {
+        let secrets = match &config.secret_key_file {
+            Some(file) => crate::secrets::Secrets::open_file(file, false)?,
+            None => {
+                if matches!(at, rephub_store::Location::Postgres(_)) {
+                    tracing::warn!(
+                        "the database is PostgreSQL but secret_key_file is not set: stored \
+                         credentials and the enrollment CA's key are encrypted with this \
+                         replica's own key, and a replica with another key cannot start; give \
+                         every replica the same key file (REPHUB_SECRET_KEY_FILE)"
+                    );
+                }
+                crate::secrets::Secrets::open(&config.data_dir)?
+            }
+        };
+        let (store, engine, key, ca) = {
             let (at, opts) = (at.clone(), opts.clone());
+            let (secrets, data_dir, now) = (secrets.clone(), config.data_dir.clone(), clock.now());
             tokio::task::spawn_blocking(move || {
                 let mut store = Backend::open_with(&at, opts.clone())?;
+                let ca = crate::connection::ca::Ca::load(&mut store, &secrets, &data_dir, now)?;
                 let mut key = None;
                 if store.api_keys()?.is_empty() {
                     let secret = new_key();
@@ -144,25 +160,11 @@ impl AppState {
                     ..opts
                 };
                 let engine = Engine::build(Backend::open_with(&at, engine_opts)?)?;
-                Ok::<_, HubError>((store, engine, key))
+                Ok::<_, HubError>((store, engine, key, ca))
             })
             .await
             .map_err(HubError::from)??
         };
-        let secrets = match &config.secret_key_file {
-            Some(file) => crate::secrets::Secrets::open_file(file, false)?,
-            None => {
-                if matches!(at, rephub_store::Location::Postgres(_)) {
-                    tracing::warn!(
-                        "the database is PostgreSQL but secret_key_file is not set: stored \
-                         credentials are encrypted with this replica's own key; give every \
-                         replica the same key file (REPHUB_SECRET_KEY_FILE)"
-                    );
-                }
-                crate::secrets::Secrets::open(&config.data_dir)?
-            }
-        };
-        let ca = crate::connection::ca::Ca::open(&config.data_dir, clock.now())?;
         let spool = crate::sharing::spool::SpoolHandle::open(
             &config.data_dir.join("spool.db"),
             config.sharing.limits(),

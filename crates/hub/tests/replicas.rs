@@ -27,6 +27,11 @@ struct Cluster {
 }
 
 async fn start(db: &pg::TestDb) -> Cluster {
+    start_with(db, false).await
+}
+
+/// Two replicas; with `tls`, each also listens on HTTPS (its own certificate, from the CA).
+async fn start_with(db: &pg::TestDb, tls: bool) -> Cluster {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("secret.key");
@@ -36,7 +41,8 @@ async fn start(db: &pg::TestDb) -> Cluster {
         db: Some(PathBuf::from(db.conninfo())),
         secret_key_file: Some(key_file.clone()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        tls: false,
+        tls_listen: "127.0.0.1:0".parse().unwrap(),
+        tls,
         ..Config::default()
     };
     let (da, db_) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -440,6 +446,74 @@ async fn console_sessions_and_push_statuses_hold_on_every_replica() {
         .await;
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(again, st);
+
+    let (ha, hb) = (c.a.hub, c.b.hub);
+    ha.stop().await.unwrap();
+    hb.stop().await.unwrap();
+}
+
+/// The enrollment CA is the database's: a downstream enrolled through A is a client B knows,
+/// over mutual TLS, and both serve the same CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_enrolled_through_one_replica_is_trusted_by_the_other() {
+    let Some(db) = tokio::task::spawn_blocking(pg::TestDb::new).await.unwrap() else {
+        return;
+    };
+    let c = start_with(&db, true).await;
+    let (a, b) = (&c.a, &c.b);
+    let (_, ca_a) = c.call(a, "GET", "/api/v1/ca.pem", None).await;
+    let (_, ca_b) = c.call(b, "GET", "/api/v1/ca.pem", None).await;
+    assert_eq!(ca_a, ca_b, "one CA for the cluster");
+
+    let t = c
+        .post(a, "/api/v1/enrollment-tokens", json!({"name": "branch-1"}))
+        .await;
+    let (key, csr) = rephub_hub::make_csr("").unwrap();
+    let v: Value = c
+        .http
+        .post(format!("{}/api/v1/enroll", a.base))
+        .json(&json!({"token": t["token"], "csr": csr}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = v["certificate"].as_str().unwrap();
+    assert_eq!(v["ca"], ca_a);
+    c.add(a, "198.51.100.7", "High").await;
+
+    // The client pins the CA it was given and shows only its certificate.
+    let mtls = reqwest::Client::builder()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(ca_a.as_str().unwrap().as_bytes()).unwrap(),
+        ])
+        .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let objects = |r: &Replica| {
+        format!(
+            "https://localhost:{}/v3.0/threatintel/suspiciousObjects",
+            r.hub.tls_addr.unwrap().port()
+        )
+    };
+    // B hears of the new downstream from A's announcement: bounded wait, 100 × 50 ms.
+    let mut last = None;
+    for _ in 0..100 {
+        match mtls.get(objects(b)).send().await {
+            Ok(r) if r.status() == StatusCode::OK => {
+                last = Some(r.json::<Value>().await.unwrap());
+                break;
+            }
+            other => last = Some(json!(format!("{other:?}"))),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = last.unwrap();
+    assert_eq!(got["items"][0]["ip"], "198.51.100.7", "{got}");
+    let r = mtls.get(objects(a)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     let (ha, hb) = (c.a.hub, c.b.hub);
     ha.stop().await.unwrap();

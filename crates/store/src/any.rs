@@ -825,3 +825,18 @@ impl StatusStore for AnyStore {
         delegate!(self, s => s.status(id))
     }
 }
+
+impl CaStore for AnyStore {
+    fn certificate_authority(&self) -> Result<Option<(String, String)>, StoreError> {
+        delegate!(self, s => s.certificate_authority())
+    }
+
+    fn keep_certificate_authority(
+        &mut self,
+        cert_pem: &str,
+        sealed_key: &str,
+        at: i64,
+    ) -> Result<(String, String), StoreError> {
+        delegate!(self, s => s.keep_certificate_authority(cert_pem, sealed_key, at))
+    }
+}

@@ -118,3 +118,20 @@ pub trait ConnectionStore {
     /// Set features (others keep their state), in one transaction.
     fn set_connection_features(&mut self, features: &[(String, bool)]) -> Result<(), StoreError>;
 }
+
+/// The certificate authority that signs enrolled downstreams' certificates: one per database, so
+/// that every replica of a cluster issues and trusts the same one. The key is stored as the hub
+/// gives it (sealed with the hub's secret key, which is never in the database).
+pub trait CaStore {
+    /// The stored CA: (certificate PEM, sealed key).
+    fn certificate_authority(&self) -> Result<Option<(String, String)>, StoreError>;
+
+    /// Keep this CA unless one is stored already; returns the one stored (the first one kept
+    /// wins when replicas start together).
+    fn keep_certificate_authority(
+        &mut self,
+        cert_pem: &str,
+        sealed_key: &str,
+        at: i64,
+    ) -> Result<(String, String), StoreError>;
+}

@@ -62,7 +62,7 @@ mod types;
 
 pub use any::{AnyStore, AnyTx, Location};
 pub use connections::{
-    ActiveCertificate, ConnectionStore, Deployment, Downstream, EnrollmentToken,
+    ActiveCertificate, CaStore, ConnectionStore, Deployment, Downstream, EnrollmentToken,
 };
 pub use dist::{
     DeviceProgress, DeviceRow, DistributionStore, EventQuery, EventRow, FilterRow, KeptRollout,

@@ -9,7 +9,7 @@ use rephub_model::{
     TagCriterion, TagValue, Tags, builtin,
 };
 use rephub_store::{
-    ChangeOp, ChangePage, ConnectionStore, ConsoleSession, DistributionStore, EventQuery,
+    CaStore, ChangeOp, ChangePage, ConnectionStore, ConsoleSession, DistributionStore, EventQuery,
     IpsSetting, IpsStore, KeyStore, ModifiedKey, ModifiedQuery, OpenOptions, Outcome, PgOptions,
     PgStore, ReputationStore, SandboxStore, SessionOwner, SessionStore, SharedQuery, SharedStore,
     SourceStore, SqliteStore, StatusStore, StoreError, TargetStore, TelemetryQuery, TelemetryStore,
@@ -117,6 +117,7 @@ macro_rules! backend_suite {
                 console_sessions_are_kept_by_digest_and_the_oldest_go,
                 failed_sign_ins_are_counted_per_name_and_start_again,
                 push_statuses_keep_the_newest,
+                the_first_certificate_authority_kept_stays,
             );
         }
     };
@@ -2631,4 +2632,25 @@ fn push_statuses_keep_the_newest<S: RepBackend + StatusStore>() {
     assert_eq!(d2.status("s3").unwrap().as_deref(), Some(r#"{"n":33}"#));
     assert_eq!(d2.status("s2").unwrap().as_deref(), Some(r#"{"n":2}"#));
     assert_eq!(d2.status("nope").unwrap(), None);
+}
+
+fn the_first_certificate_authority_kept_stays<S: RepBackend + CaStore>() {
+    let mut d = db::<S>();
+    assert_eq!(d.store.certificate_authority().unwrap(), None);
+    let first = ("CERT A".to_string(), "enc:v1:a".to_string());
+    assert_eq!(
+        d.store
+            .keep_certificate_authority(&first.0, &first.1, T0)
+            .unwrap(),
+        first
+    );
+    // A second replica that made its own at the same moment gets the first one back.
+    assert_eq!(
+        d.store
+            .keep_certificate_authority("CERT B", "enc:v1:b", T0 + 1)
+            .unwrap(),
+        first
+    );
+    let d2 = S::reopen(&d.guard, d.clock.clone());
+    assert_eq!(d2.certificate_authority().unwrap(), Some(first));
 }

@@ -1,5 +1,6 @@
-//! The upstream's certificate authority: made on first start and kept in the data directory
-//! (`ca/ca.pem`, `ca/ca.key`, the key mode 0600). It signs the client certificates of enrolled
+//! The upstream's certificate authority: made on first start and kept in the database (its key
+//! sealed with the hub's secret key; hubs before that kept it in the data directory's `ca/`,
+//! which a first start brings into the database). It signs the client certificates of enrolled
 //! downstreams (one year, client authentication only) from certificate signing requests they made
 //! themselves, so a downstream's private key never leaves it.
 
@@ -13,7 +14,11 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer};
 
+use rephub_store::CaStore;
+
+use crate::db::Backend;
 use crate::error::HubError;
+use crate::secrets::Secrets;
 
 /// How long an issued client certificate is valid.
 pub(crate) const CLIENT_CERT_DAYS: i64 = 365;
@@ -49,25 +54,78 @@ pub(crate) struct Issued {
 pub(crate) struct CsrError(pub(crate) String);
 
 impl Ca {
-    /// The data directory's CA, made if it is not there yet (`now`: the hub's clock).
-    pub(crate) fn open(data_dir: &Path, now: i64) -> Result<Ca, HubError> {
-        let dir = data_dir.join("ca");
-        let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
-        if !cert_path.exists() || !key_path.exists() {
-            std::fs::create_dir_all(&dir).map_err(HubError::file(&dir))?;
-            let (cert, key) = make(now)?;
-            crate::files::write_private(&key_path, key.as_bytes(), true)
-                .map_err(HubError::file(&key_path))?;
-            std::fs::write(&cert_path, cert).map_err(HubError::file(&cert_path))?;
-            tracing::info!(ca = %cert_path.display(), "made the certificate authority of enrollments");
+    /// The database's CA. A database without one gets the data directory's `ca/` (where hubs
+    /// kept it before it moved into the database), or else a new one; when replicas start
+    /// together, the first one kept is the one every replica uses. The key is stored sealed with
+    /// the hub's secret key (`secrets`), so a replica needs the same secret key file to sign.
+    pub(crate) fn load(
+        store: &mut Backend,
+        secrets: &Secrets,
+        data_dir: &Path,
+        now: i64,
+    ) -> Result<Ca, HubError> {
+        let files = from_files(data_dir)?;
+        let (cert, sealed) = match store.certificate_authority()? {
+            Some(kept) => kept,
+            None => {
+                let (cert, key, how) = match &files {
+                    Some((c, k)) => (c.clone(), k.clone(), "brought from the data directory"),
+                    None => {
+                        let (c, k) = make(now)?;
+                        (c, k, "made")
+                    }
+                };
+                let kept = store.keep_certificate_authority(&cert, &secrets.seal(&key), now)?;
+                if kept.0 == cert {
+                    tracing::info!(
+                        "the certificate authority of enrollments: {how}, kept in the database"
+                    );
+                }
+                kept
+            }
+        };
+        if !crate::secrets::is_sealed(&sealed) {
+            return Err(HubError::Crypto(
+                "the enrollment CA's key in the database is not sealed".into(),
+            ));
         }
-        let pem = std::fs::read_to_string(&cert_path).map_err(HubError::file(&cert_path))?;
-        let key = std::fs::read_to_string(&key_path).map_err(HubError::file(&key_path))?;
-        let crypto = |e: rcgen::Error| HubError::Crypto(format!("{}: {e}", cert_path.display()));
-        let issuer = Issuer::from_ca_cert_pem(&pem, KeyPair::from_pem(&key).map_err(crypto)?)
+        let key = secrets.open_value(&sealed).map_err(|_| {
+            HubError::Crypto(
+                "the enrollment CA in the database was sealed with another secret key: give this \
+                 hub the secret key file of the hub that made it (secret_key_file; the same file \
+                 on every replica). If that key is lost: delete the row of the table \
+                 certificate_authority; a new CA is made and every downstream enrolls again"
+                    .into(),
+            )
+        })?;
+        if let Some((old, _)) = &files {
+            if *old != cert {
+                tracing::warn!(
+                    dir = %data_dir.join("ca").display(),
+                    "the data directory's CA is not the database's; the database's is used: \
+                     downstreams enrolled with the other one must enroll again"
+                );
+            }
+        }
+        Ca::from_pem(cert, &key)
+    }
+
+    /// For tests: the CA of a SQLite database in `dir`, sealed with that directory's key.
+    #[cfg(test)]
+    pub(crate) fn in_dir(dir: &Path, now: i64) -> Result<Ca, HubError> {
+        let mut store = Backend::open_with(
+            &rephub_store::Location::Sqlite(dir.join("rephub.db")),
+            rephub_store::OpenOptions::default(),
+        )?;
+        Ca::load(&mut store, &Secrets::open(dir)?, dir, now)
+    }
+
+    fn from_pem(pem: String, key: &str) -> Result<Ca, HubError> {
+        let crypto = |e: rcgen::Error| HubError::Crypto(format!("the enrollment CA: {e}"));
+        let issuer = Issuer::from_ca_cert_pem(&pem, KeyPair::from_pem(key).map_err(crypto)?)
             .map_err(crypto)?;
         let der = CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| HubError::Crypto(format!("{}: {e}", cert_path.display())))?;
+            .map_err(|e| HubError::Crypto(format!("the enrollment CA: {e}")))?;
         Ok(Ca { issuer, pem, der })
     }
 
@@ -143,6 +201,19 @@ impl Ca {
         let cert = p.signed_by(&key, &self.issuer).map_err(crypto)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// The CA a hub kept in its data directory before the database kept it: (certificate PEM, key
+/// PEM), if both files are there.
+fn from_files(data_dir: &Path) -> Result<Option<(String, String)>, HubError> {
+    let dir = data_dir.join("ca");
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    if !cert_path.exists() || !key_path.exists() {
+        return Ok(None);
+    }
+    let cert = std::fs::read_to_string(&cert_path).map_err(HubError::file(&cert_path))?;
+    let key = std::fs::read_to_string(&key_path).map_err(HubError::file(&key_path))?;
+    Ok(Some((cert, key)))
 }
 
 /// A new CA: (certificate PEM, key PEM).
@@ -303,25 +374,62 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    fn open(dir: &Path, now: i64) -> Result<Ca, HubError> {
+        Ca::in_dir(dir, now)
+    }
+
     #[test]
-    fn a_csr_becomes_a_one_year_client_certificate_for_the_enrolled_name() {
+    fn the_ca_is_kept_in_the_database_and_its_key_sealed() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::open(dir.path(), NOW).unwrap();
-        let again = Ca::open(dir.path(), NOW + 10).unwrap();
+        let ca = open(dir.path(), NOW).unwrap();
+        let again = open(dir.path(), NOW + 10).unwrap();
         assert_eq!(
             ca.fingerprint(),
             again.fingerprint(),
             "kept, not made again"
         );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("ca/ca.key"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert!(!dir.path().join("ca").exists(), "no files of its own");
+        let mut store = Backend::open_with(
+            &rephub_store::Location::Sqlite(dir.path().join("rephub.db")),
+            rephub_store::OpenOptions::default(),
+        )
+        .unwrap();
+        let (cert, sealed) = store.certificate_authority().unwrap().unwrap();
+        assert_eq!(cert, ca.pem());
+        assert!(crate::secrets::is_sealed(&sealed) && !sealed.contains("PRIVATE KEY"));
+
+        // Another secret key cannot open it: refused with the reason, nothing made anew.
+        let other = tempfile::tempdir().unwrap();
+        let e = Ca::load(
+            &mut store,
+            &Secrets::open(other.path()).unwrap(),
+            dir.path(),
+            NOW,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("another secret key"), "{e}");
+        assert_eq!(store.certificate_authority().unwrap().unwrap().0, cert);
+    }
+
+    #[test]
+    fn a_ca_of_the_data_directory_moves_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = make(NOW).unwrap();
+        std::fs::create_dir_all(dir.path().join("ca")).unwrap();
+        std::fs::write(dir.path().join("ca/ca.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("ca/ca.key"), &key).unwrap();
+        let ca = open(dir.path(), NOW).unwrap();
+        assert_eq!(ca.pem(), cert, "the CA downstreams pinned stays");
+        // Once in the database, the database's is used even if the files change.
+        std::fs::write(dir.path().join("ca/ca.pem"), make(NOW).unwrap().0).unwrap();
+        assert_eq!(open(dir.path(), NOW).unwrap().pem(), cert);
+    }
+
+    #[test]
+    fn a_csr_becomes_a_one_year_client_certificate_for_the_enrolled_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = open(dir.path(), NOW).unwrap();
         let (_, other) = make_csr("asked-for-another-name").unwrap();
         let refused = ca.issue(&other, "branch-1", NOW).unwrap_err().0;
         assert!(
@@ -355,7 +463,7 @@ mod tests {
     #[test]
     fn bad_requests_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::open(dir.path(), NOW).unwrap();
+        let ca = open(dir.path(), NOW).unwrap();
         assert!(ca.issue("garbage", "x", NOW).unwrap_err().0.contains("PEM"));
         let (_, csr) = make_csr("x").unwrap();
         // One base64 character changed: the structure or the self-signature no longer holds.

@@ -641,7 +641,7 @@ mod renewal {
             let dir = tempfile::tempdir().unwrap();
             let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
             let f = Files::new(&cert, &key);
-            let ca = crate::connection::ca::Ca::open(dir.path(), 1_800_000_000).unwrap();
+            let ca = crate::connection::ca::Ca::in_dir(dir.path(), 1_800_000_000).unwrap();
             let (_, csr) = crate::connection::ca::make_csr("x").unwrap();
             let pem = ca.issue(&csr, "x", 1_800_000_000).unwrap().pem;
             let reset = || {

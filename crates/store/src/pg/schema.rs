@@ -367,6 +367,15 @@ const MIGRATIONS: &[&str] = &[
         created_at bigint NOT NULL
     );
     "#,
+    // 6: the enrollment CA (SQLite's 24).
+    r#"
+    CREATE TABLE certificate_authority (
+        id bigint PRIMARY KEY CHECK (id = 1),
+        cert text NOT NULL,
+        sealed_key text NOT NULL,
+        created_at bigint NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

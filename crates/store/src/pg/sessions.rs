@@ -1,6 +1,8 @@
-//! Console sessions, failed sign-ins and TAXII push statuses in PostgreSQL (migration 5).
+//! Console sessions, failed sign-ins, TAXII push statuses (migration 5) and the enrollment CA (6)
+//! in PostgreSQL.
 
 use super::{PgStore, prepared};
+use crate::connections::CaStore;
 use crate::error::StoreError;
 use crate::sessions::{ConsoleSession, SessionStore, owner_columns, owner_of};
 use crate::statuses::StatusStore;
@@ -182,5 +184,37 @@ impl StatusStore for PgStore {
             .rows("SELECT body FROM stix_statuses WHERE id = $1", &[&id])?
             .first()
             .map(|r| r.get(0)))
+    }
+}
+
+impl CaStore for PgStore {
+    fn certificate_authority(&self) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .rows(
+                "SELECT cert, sealed_key FROM certificate_authority WHERE id = 1",
+                &[],
+            )?
+            .first()
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn keep_certificate_authority(
+        &mut self,
+        cert_pem: &str,
+        sealed_key: &str,
+        at: i64,
+    ) -> Result<(String, String), StoreError> {
+        self.write(|tx, _| {
+            tx.execute(
+                "INSERT INTO certificate_authority (id, cert, sealed_key, created_at)
+                 VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                &[&cert_pem, &sealed_key, &at],
+            )?;
+            let r = tx.query_one(
+                "SELECT cert, sealed_key FROM certificate_authority WHERE id = 1",
+                &[],
+            )?;
+            Ok((r.get(0), r.get(1)))
+        })
     }
 }

@@ -620,6 +620,16 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 24: the enrollment CA (it was `ca/` in the data directory): one row, its key sealed with
+    // the hub's secret key, so that every replica on a database is the same CA.
+    r#"
+    CREATE TABLE certificate_authority (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cert TEXT NOT NULL,
+        sealed_key TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,8 +1,10 @@
-//! Console sessions, failed sign-ins (migration 23) and TAXII push statuses in SQLite.
+//! Console sessions, failed sign-ins, TAXII push statuses (migration 23) and the enrollment CA
+//! (24) in SQLite.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use crate::connections::CaStore;
 use crate::error::StoreError;
 use crate::sessions::{ConsoleSession, SessionStore, owner_columns, owner_of};
 use crate::statuses::StatusStore;
@@ -184,5 +186,39 @@ impl StatusStore for SqliteStore {
             .prepare_cached("SELECT body FROM stix_statuses WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
             .optional()?)
+    }
+}
+
+impl CaStore for SqliteStore {
+    fn certificate_authority(&self) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .connection()
+            .query_row(
+                "SELECT cert, sealed_key FROM certificate_authority WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn keep_certificate_authority(
+        &mut self,
+        cert_pem: &str,
+        sealed_key: &str,
+        at: i64,
+    ) -> Result<(String, String), StoreError> {
+        let tx = self.transaction()?;
+        tx.execute(
+            "INSERT INTO certificate_authority (id, cert, sealed_key, created_at)
+             VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+            params![cert_pem, sealed_key, at],
+        )?;
+        let kept = tx.query_row(
+            "SELECT cert, sealed_key FROM certificate_authority WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        tx.commit()?;
+        Ok(kept)
     }
 }
