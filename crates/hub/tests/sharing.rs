@@ -986,3 +986,126 @@ async fn the_upstream_deploys_a_sensor_rollout_and_sees_each_devices_step() {
         d.abort();
     }
 }
+
+/// An upstream passes on what downstreams share (here to a file sink on `received_events`). A
+/// batch a downstream sends again after a lost answer is stored once and passed on once: the
+/// records the store holds already are not spooled again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_sent_again_is_passed_on_once() {
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("received.jsonl");
+    let up = {
+        let path = path.clone();
+        Hub::start_with(move |c, _| {
+            c.sharing.sinks = vec![
+                serde_json::from_value(json!({
+                "kind": "file", "name": "lake", "path": path, "batch_secs": 1,
+                "streams": ["received_events"]}))
+                .unwrap(),
+            ];
+        })
+        .await
+    };
+    let down = Hub::start_with(|c, _| {
+        c.tls = false;
+        c.sharing.upstream_batch_secs = 1;
+    })
+    .await;
+    connect(&up, &down, "branch-1").await;
+    let token = device(&down, "fw1").await;
+    let (s, v) = post_events(&down, &token, events(1..6, common::now())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = wait_received(&up, 5).await;
+    let lake = |v: &Value| {
+        v["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sink"] == "lake")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    up.wait_until("/api/v1/sharing", "the lake has the batch", |v| {
+        lake(v)["delivered"] == 5 && lake(v)["depth"] == 0
+    })
+    .await;
+
+    // The downstream's answer was lost: it sends the same batch again, with its certificate.
+    let conn = down.dir.path().join("connection");
+    let read = |f: &str| std::fs::read_to_string(conn.join(f)).unwrap();
+    let mtls = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(read("ca.pem").as_bytes()).unwrap()])
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", read("client.pem"), read("client.key")).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .no_proxy()
+        .build()
+        .unwrap();
+    let again: Vec<Value> = got
+        .iter()
+        .map(|r| json!({"key": r["key"], "event": r["event"]}))
+        .collect();
+    let url = format!(
+        "https://localhost:{}/api/v1/shared/events",
+        up.hub.as_ref().unwrap().tls_addr.unwrap().port()
+    );
+    let send = |body: Value| mtls.post(&url).json(&body).send();
+    let v: Value = send(json!({ "events": again }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(5)),
+        "{v}"
+    );
+    // Spooled before the answer, so nothing of it waits in the spool now: delivered stays 5.
+    let st = up.get("/api/v1/sharing").await;
+    assert_eq!(
+        (lake(&st)["depth"].as_u64(), lake(&st)["delivered"].as_u64()),
+        (Some(0), Some(5)),
+        "{st}"
+    );
+
+    // A batch of one old record and one new one passes on only the new one.
+    let mut fresh = again[0].clone();
+    fresh["key"] = json!("a-new-key");
+    let v: Value = send(json!({ "events": [again[1].clone(), fresh] }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    up.wait_until("/api/v1/sharing", "the lake has the new record", |v| {
+        lake(v)["delivered"] == 6 && lake(v)["depth"] == 0
+    })
+    .await;
+    let lines = std::fs::read_to_string(&path).unwrap();
+    let keys: Vec<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|r| {
+            r["key"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 6, "{lines}");
+    assert_eq!(
+        keys.iter().collect::<BTreeSet<_>>().len(),
+        6,
+        "each once: {lines}"
+    );
+    assert!(keys.contains(&"a-new-key".to_string()));
+}

@@ -758,6 +758,15 @@ impl SharedStore for AnyStore {
         delegate!(self, s => s.add_shared(downstream_id, stream, records))
     }
 
+    fn known_shared(
+        &self,
+        downstream_id: i64,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.known_shared(downstream_id, stream, keys))
+    }
+
     fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError> {
         delegate!(self, s => s.shared(q))
     }

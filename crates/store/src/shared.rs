@@ -44,6 +44,14 @@ pub trait SharedStore {
         records: &[(String, String)],
     ) -> Result<u64, StoreError>;
 
+    /// Which of `keys` a downstream's `stream` holds already, in the order asked.
+    fn known_shared(
+        &self,
+        downstream_id: i64,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Records in the order they arrived.
     fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError>;
 }

@@ -2397,6 +2397,16 @@ fn shared_records_are_kept_once_and_found_by_field<S: RepBackend + SharedStore>(
             .unwrap(),
         1
     );
+    // Which keys are held already: per downstream and stream, in the order asked.
+    let keys: Vec<String> = ["e9", "e3", "e1", "e2"].map(String::from).to_vec();
+    assert_eq!(
+        d.store.known_shared(1, "events", &keys).unwrap(),
+        ["e3", "e1", "e2"]
+    );
+    assert_eq!(d.store.known_shared(2, "events", &keys).unwrap(), ["e1"]);
+    assert_eq!(d.store.known_shared(1, "inventory", &keys).unwrap(), ["e1"]);
+    assert!(d.store.known_shared(3, "events", &keys).unwrap().is_empty());
+    assert!(d.store.known_shared(1, "events", &[]).unwrap().is_empty());
     assert_eq!(d.store.add_shared(1, "events", &[]).unwrap(), 0);
 
     let list = |d: &Db<S>, f: &dyn Fn(&mut SharedQuery)| {

@@ -30,9 +30,10 @@
 //! an answer means "kept and on its way": if the append fails (the spool full under `block`, a
 //! disk error) the downstream gets a 503/500 and sends the batch again, and the store, which keeps
 //! each key once, takes it then. A crash between the append and the store spools it again at
-//! the re-send. Telemetry skips the records the store already holds (the store can tell, by key);
-//! for events and snapshots the store has no such query, so a batch a downstream sends again is
-//! spooled again: the broker drops it as a duplicate by `Nats-Msg-Id` (the same key) within its
+//! the re-send. Records the store already holds (by downstream, stream and key) are not spooled
+//! again, so a batch a downstream sends again after a lost answer is passed on once; what can
+//! still be passed on twice (a crash between the append and the store, two copies of a batch at
+//! the same moment) the broker drops as a duplicate by `Nats-Msg-Id` (the same key) within its
 //! duplicate window, and consumers de-duplicate by key beyond it — delivery is at least once,
 //! as everywhere in sharing. Appends cost nothing when no sink names the stream.
 
@@ -100,8 +101,6 @@ async fn receive(
         ));
     }
     let mut good = Vec::with_capacity(batch.events.len());
-    let mut relayed = Vec::new();
-    let relaying = relays(&state, RECEIVED_EVENTS);
     let mut refused = Vec::new();
     let latest = state
         .now()
@@ -131,9 +130,6 @@ async fn receive(
             Ok(e) => {
                 let text =
                     serde_json::to_string(&e.event).map_err(crate::HubError::record("event"))?;
-                if relaying {
-                    relayed.push(received(&e.key, &d.name, &[("event", &text)])?);
-                }
                 good.push((e.key, text));
             }
             Err((field, message)) => {
@@ -142,7 +138,7 @@ async fn receive(
         }
     }
     let total = good.len() as u64;
-    relay(&state, RECEIVED_EVENTS, relayed).await?;
+    relay_new(&state, RECEIVED_EVENTS, &d, EVENTS, "event", &good).await?;
     let added = state
         .exec(move |s| s.add_shared(d.id, EVENTS, &good))
         .await??;
@@ -185,6 +181,38 @@ pub(crate) fn received(key: &str, downstream: &str, fields: &[(&str, &str)]) -> 
     }
     out.push(b'}');
     Ok(out)
+}
+
+/// Spool the records of a batch that `stream` of the downstream does not hold yet, on
+/// `received_stream` (when a sink takes it), as `{"key", "downstream", <field>: <record>}`. A
+/// batch sent again after a lost answer is not passed on twice (two copies of one batch arriving
+/// at the same moment may both be: at least once, as everywhere in sharing).
+async fn relay_new(
+    state: &AppState,
+    received_stream: &'static str,
+    d: &crate::connection::DownstreamId,
+    stream: &'static str,
+    field: &str,
+    good: &[(String, String)],
+) -> ApiResult<()> {
+    if good.is_empty() || !relays(state, received_stream) {
+        return Ok(());
+    }
+    let (id, keys) = (
+        d.id,
+        good.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+    );
+    let known: std::collections::HashSet<String> = state
+        .read(move |s| s.known_shared(id, stream, &keys))
+        .await??
+        .into_iter()
+        .collect();
+    let relayed = good
+        .iter()
+        .filter(|(key, _)| !known.contains(key))
+        .map(|(key, body)| received(key, &d.name, &[(field, body)]))
+        .collect::<ApiResult<Vec<_>>>()?;
+    relay(state, received_stream, relayed).await
 }
 
 /// Spool what was received on `stream` (see the module's note), durably, before it is stored.
@@ -407,13 +435,7 @@ async fn receive_snapshots(
         }
     }
     let total = good.len() as u64;
-    if relays(state, kind.received) {
-        let relayed = good
-            .iter()
-            .map(|(key, body)| received(key, &d.name, &[(kind.field, body)]))
-            .collect::<ApiResult<Vec<_>>>()?;
-        relay(state, kind.received, relayed).await?;
-    }
+    relay_new(state, kind.received, &d, kind.stream, kind.field, &good).await?;
     let stream = kind.stream;
     let added = state
         .exec(move |s| s.add_shared(d.id, stream, &good))

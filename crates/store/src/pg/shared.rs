@@ -58,6 +58,29 @@ impl SharedStore for PgStore {
         })
     }
 
+    fn known_shared(
+        &self,
+        downstream_id: i64,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.rows(
+            "SELECT key FROM shared_records WHERE downstream_id = $1 AND stream = $2
+             AND key = ANY($3)",
+            &[&downstream_id, &stream, &keys],
+        )?;
+        let found: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        // In the order asked, as SQLite's one lookup per key gives them.
+        Ok(keys
+            .iter()
+            .filter(|k| found.contains(*k))
+            .cloned()
+            .collect())
+    }
+
     fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError> {
         let mut query = Clauses::new(
             "SELECT id, downstream_id, stream, key, body, received_at FROM shared_records

@@ -40,6 +40,24 @@ impl SharedStore for SqliteStore {
         Ok(added)
     }
 
+    fn known_shared(
+        &self,
+        downstream_id: i64,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.connection().prepare_cached(
+            "SELECT 1 FROM shared_records WHERE downstream_id = ?1 AND stream = ?2 AND key = ?3",
+        )?;
+        let mut known = Vec::new();
+        for k in keys {
+            if stmt.exists(params![downstream_id, stream, k])? {
+                known.push(k.clone());
+            }
+        }
+        Ok(known)
+    }
+
     fn shared(&self, q: &SharedQuery) -> Result<Vec<SharedRow>, StoreError> {
         let mut query = Clauses::new(
             "SELECT id, downstream_id, stream, key, body, received_at FROM shared_records
