@@ -486,3 +486,133 @@ async fn an_upstream_whose_spool_is_full_refuses_and_the_downstream_sends_again(
     let got = consume(&broker, "siem").await;
     assert_eq!(once_each(&got).len(), 60);
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (CA, certificate, key).
+fn tls_files() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+/// The sink's connection settings, as `[[sharing.sinks]]` has them, with `extra` added.
+fn secured_sink(url: String, extra: Value) -> rephub_hub::SinkSpec {
+    let mut v = json!({"kind": "nats", "name": "broker", "servers": [url], "stream": STREAM,
+        "subject_prefix": "rephub", "streams": ["events"], "batch_secs": 1, "timeout_secs": 2});
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+/// Waits (bounded) until the sink reports an error that says `word` (the last error is kept
+/// over a restart: an earlier one does not count), and returns it.
+async fn sink_error(h: &Hub, word: &str) -> String {
+    let st = h
+        .wait_until("/api/v1/sharing", "the sink reports the error", |v| {
+            status(v, "events")["last_error"]
+                .as_str()
+                .is_some_and(|e| e.to_lowercase().contains(word))
+        })
+        .await;
+    let s = status(&st, "events");
+    assert_eq!(s["delivered"], 0, "{st}");
+    assert_eq!(s["depth"], 5, "kept in the spool meanwhile: {st}");
+    s["last_error"].as_str().unwrap().to_lowercase()
+}
+
+/// A broker that requires TLS and a user and password: the sink connects with the CA and the
+/// password from their files; a wrong password, or no CA for the broker's certificate, is an
+/// error the sink's status names while the records wait in the spool; once mended, they arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_requires_tls_and_a_password() {
+    let (ca, cert, key) = tls_files();
+    let Some(broker) = NatsServer::start_with("a_broker_that_requires_tls_and_a_password", |dir| {
+        std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+        std::fs::write(dir.join("key.pem"), &key).unwrap();
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n\
+             authorization {{\n  user: rephub\n  password: \"correct horse\"\n}}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        )
+    }) else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (ca_file, good, bad) = (
+        write("ca.pem", &ca),
+        write("good.pw", "correct horse\n"),
+        write("bad.pw", "wrong horse\n"),
+    );
+    let url = format!("tls://127.0.0.1:{}", broker.port);
+    let settings = |pw: &std::path::Path, ca: Option<&std::path::Path>| {
+        let mut extra = json!({"user": "rephub", "password_file": pw, "tls": true});
+        if let Some(ca) = ca {
+            extra["ca_file"] = json!(ca);
+        }
+        secured_sink(url.clone(), extra)
+    };
+
+    // A wrong password: refused by the broker, said so; the records wait.
+    let wrong = settings(&bad, Some(&ca_file));
+    let mut h = Hub::start_with(move |c, _| {
+        c.tls = false;
+        c.sharing.sinks = vec![wrong];
+    })
+    .await;
+    let token = device(&h, "fw1").await;
+    post_events(&h, &token, 1..6).await;
+    let e = sink_error(&h, "authorization").await;
+    assert!(!e.contains("wrong horse"), "never shows the secret: {e}");
+
+    // The right password but no CA for the broker's certificate (the system's roots).
+    h.config.sharing.sinks = vec![settings(&good, None)];
+    h.restart().await;
+    sink_error(&h, "certificate").await;
+
+    // Both right: everything that waited arrives.
+    h.config.sharing.sinks = vec![settings(&good, Some(&ca_file))];
+    h.restart().await;
+    drained(&h, "events", 5).await;
+    let log = broker.log();
+    assert!(log.contains("TLS"), "the broker speaks TLS: {log}");
+}
+
+/// A broker that requires a token: a wrong one is refused and said so, the right one delivers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_requires_a_token() {
+    let Some(broker) = NatsServer::start_with("a_broker_that_requires_a_token", |_| {
+        "authorization {\n  token: \"s3cret-t0ken\"\n}\n".to_string()
+    }) else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let (good, bad) = (files.path().join("good"), files.path().join("bad"));
+    std::fs::write(&good, "s3cret-t0ken").unwrap();
+    std::fs::write(&bad, "guess").unwrap();
+    let wrong = secured_sink(broker.url(), json!({"token_file": bad}));
+    let mut h = Hub::start_with(move |c, _| {
+        c.tls = false;
+        c.sharing.sinks = vec![wrong];
+    })
+    .await;
+    let token = device(&h, "fw1").await;
+    post_events(&h, &token, 1..6).await;
+    sink_error(&h, "authorization").await;
+    h.config.sharing.sinks = vec![secured_sink(broker.url(), json!({"token_file": good}))];
+    h.restart().await;
+    drained(&h, "events", 5).await;
+}

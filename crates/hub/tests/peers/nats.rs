@@ -13,12 +13,24 @@ pub(crate) struct NatsServer {
     pub(crate) port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file (TLS, authorization) given with `-c`; the flags of `up` still set
+    /// the address, port and store.
+    conf: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// A broker with JetStream, started; `None` (and a line on the terminal) when nats-server is
     /// not installed.
     pub(crate) fn start(test: &str) -> Option<NatsServer> {
+        NatsServer::start_with(test, |_| String::new())
+    }
+
+    /// A broker configured by the file `conf(dir)` returns (it may write files, such as TLS
+    /// certificates, into `dir`, the broker's own temporary directory).
+    pub(crate) fn start_with(
+        test: &str,
+        conf: impl FnOnce(&std::path::Path) -> String,
+    ) -> Option<NatsServer> {
         if Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -39,10 +51,17 @@ impl NatsServer {
             .local_addr()
             .unwrap()
             .port();
+        let text = conf(dir.path());
+        let conf = (!text.is_empty()).then(|| {
+            let path = dir.path().join("nats.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let mut n = NatsServer {
             port,
             dir,
             child: None,
+            conf,
         };
         n.up();
         Some(n)
@@ -59,7 +78,11 @@ impl NatsServer {
     /// Start it (again) on its port and store.
     pub(crate) fn up(&mut self) {
         assert!(self.child.is_none(), "nats-server runs already");
-        let child = Command::new("nats-server")
+        let mut cmd = Command::new("nats-server");
+        if let Some(conf) = &self.conf {
+            cmd.arg("-c").arg(conf);
+        }
+        let child = cmd
             .args([
                 "-a",
                 "127.0.0.1",
