@@ -12,6 +12,16 @@ impl From<postgres::Error> for StoreError {
             // With its cause: refused, reset, timed out.
             return StoreError::Unavailable(Described(e).to_string());
         }
+        if refused_by_tls(&e) {
+            return StoreError::Backend(
+                format!(
+                    "the server refused the TLS session ({}): is the client certificate \
+                     (sslcert) signed by a CA the server trusts, and for this user?",
+                    Described(e)
+                )
+                .into(),
+            );
+        }
         match e.code() {
             // A writer that waited for the sequence lock past `lock_timeout`, or lost a
             // serialization or deadlock check: nothing was changed, worth retrying.
@@ -65,7 +75,7 @@ fn unreachable(e: &postgres::Error) -> bool {
     }
     // A failed TLS handshake (a certificate of another CA or name) is a setting to fix, not a
     // server to wait for. The client tells it only by its text.
-    if e.to_string() == "error performing TLS handshake" {
+    if e.to_string() == "error performing TLS handshake" || refused_by_tls(e) {
         return false;
     }
     match e.code() {
@@ -78,4 +88,15 @@ fn unreachable(e: &postgres::Error) -> bool {
         // No SQLSTATE: the failure was below the protocol (connect, read, write, timeout).
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
+}
+
+/// Whether the server ended the session with a TLS alert (its refusal of our client certificate:
+/// TLS 1.3 sends it after the client's side of the handshake is done, on the first read, so the
+/// client reports it as an I/O error): also a setting to fix.
+fn refused_by_tls(e: &postgres::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::get_ref)
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|t| matches!(t, rustls::Error::AlertReceived(_)))
 }
