@@ -207,10 +207,10 @@ fn a_client_certificate_signs_in_with_cert_authentication() {
     // The server: role `rephub` (no password), allowed over TLS by certificate only.
     let mut admin = postgres::Client::connect(&cluster.conninfo(), postgres::NoTls).unwrap();
     admin
-        .batch_execute(&format!(
+        .batch_execute(
             "CREATE ROLE rephub LOGIN; GRANT ALL ON DATABASE certs TO rephub;
              ALTER DATABASE certs OWNER TO rephub",
-        ))
+        )
         .unwrap();
     // (On its own: not in a transaction block.)
     admin
