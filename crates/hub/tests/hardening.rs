@@ -376,6 +376,42 @@ async fn a_byte_order_mark_does_not_cost_line_1() {
     );
 }
 
+/// A NUL in a text tag is refused with the line and the reason on every backend (PostgreSQL
+/// cannot store it; it would have failed the whole import there), and the valid rest is kept.
+#[tokio::test]
+async fn a_nul_in_a_text_tag_is_refused_and_the_rest_kept() {
+    let h = hub().await;
+    let file = "192.0.2.30,Description,fine\n192.0.2.31,Description,bad\0byte\n192.0.2.32\n";
+    let form = reqwest::multipart::Form::new().text("type", "ipv4").part(
+        "file",
+        reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("l.csv"),
+    );
+    let (s, body) = text(
+        h.http
+            .post(h.url("/repEntries/import"))
+            .header("X-SMS-API-KEY", PRODUCER)
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains("rejected 1"), "{body}");
+    assert!(h.entry("192.0.2.30").await.is_some());
+    assert!(h.entry("192.0.2.31").await.is_none());
+    assert!(h.entry("192.0.2.32").await.is_some());
+    // The same through the REST API: a 400 naming the field.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/entries",
+            PRODUCER,
+            Some(json!({"entries": [{"value": "192.0.2.33", "tags": {"Description": "a\u{0}b"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("NUL"), "{v}");
+    assert!(h.entry("192.0.2.33").await.is_none());
+}
+
 /// A read-only key saw `state.account`, an unsalted SHA-256 of (url, token) cut to 8 bytes: enough
 /// to test guessed tokens offline.
 #[tokio::test]

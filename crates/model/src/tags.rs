@@ -182,6 +182,9 @@ pub enum TagError {
     UnknownCategory(String),
     #[error("{category}: text is {len} characters long (at most {MAX_TEXT})")]
     TextTooLong { category: String, len: usize },
+    /// PostgreSQL cannot store it in text, and no tool means it: refused on every backend alike.
+    #[error("{category}: the value contains a NUL character")]
+    Nul { category: String },
     #[error("{category}: value {value:?} is not allowed (allowed: {allowed})")]
     NotAllowed {
         category: String,
@@ -216,6 +219,9 @@ impl Category {
                         category: name(),
                         len,
                     });
+                }
+                if raw.contains('\0') {
+                    return Err(TagError::Nul { category: name() });
                 }
                 Ok(TagValue::Text(raw.to_string()))
             }
@@ -626,6 +632,14 @@ mod tests {
             c.parse_pair("Trend Micro Source", &"x".repeat(256)),
             Err(TagError::TextTooLong { .. })
         ));
+        assert_eq!(
+            c.parse_pair("Trend Micro Source", "a\0b")
+                .unwrap_err()
+                .to_string(),
+            "Trend Micro Source: the value contains a NUL character"
+        );
+        // Other control characters are text like any other.
+        assert!(c.parse_pair("Trend Micro Source", "a\tb").is_ok());
         assert!(matches!(
             c.parse_pair("Reputation Entries TTL", "tomorrow"),
             Err(TagError::BadDate { .. })

@@ -83,7 +83,8 @@ pub struct ModifiedPage {
     pub items: Vec<(ModifiedKey, StoredEntry)>,
     /// Where to go on from (the last row looked at, which may be an entry already in `items`).
     pub last: Option<ModifiedKey>,
-    /// The limit was reached: there may be more.
+    /// The limit was reached: there may be more. Never with a limit of 0 (nothing was read, so
+    /// there is no place to go on from).
     pub more: bool,
 }
 

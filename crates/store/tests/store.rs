@@ -1447,6 +1447,16 @@ fn entries_come_in_modification_order_and_a_withdrawal_is_a_modification<
         after = p.last;
     }
     assert_eq!(seen, ["1.1.1.1", "3.3.3.3", "b.example"]);
+    // A limit of 0 reads nothing and offers nothing to go on from (a caller paging on `more`
+    // would otherwise ask again forever).
+    let p = d
+        .store
+        .modified_entries(&ModifiedQuery {
+            limit: 0,
+            ..ModifiedQuery::default()
+        })
+        .unwrap();
+    assert!(p.items.is_empty() && !p.more && p.last.is_none(), "{p:?}");
 }
 
 fn exceptions_are_kept_once_and_listed_in_order<S: RepBackend + UpstreamStore>() {

@@ -225,7 +225,8 @@ impl UpstreamStore for SqliteStore {
         Ok(ModifiedPage {
             items,
             last: keys.last().copied(),
-            more: keys.len() == q.limit,
+            // A limit of 0 reads nothing and there is nothing more to say ("more" would loop).
+            more: q.limit > 0 && keys.len() == q.limit,
         })
     }
 }
