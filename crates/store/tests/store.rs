@@ -1218,6 +1218,35 @@ fn telemetry_is_kept_once_searched_and_swept<S: RepBackend + TelemetryStore>() {
     // Retention: handshakes before the cut are gone, the rest stay.
     assert_eq!(d.store.sweep_telemetry(2_000).unwrap(), 2);
     assert_eq!(q(&d, &|_| {}), ["1:2", "1:3"]);
+    // Everything swept, even the newest: an id is still never handed out again, so a client
+    // paging with `after` (the last id it saw) gets what comes next.
+    let newest = d
+        .store
+        .telemetry(&TelemetryQuery {
+            limit: 100,
+            ..TelemetryQuery::default()
+        })
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    assert_eq!(d.store.sweep_telemetry(i64::MAX).unwrap(), 2);
+    assert_eq!(
+        d.store
+            .add_telemetry(0, &[rec("2:1", 9_000, "c.example", None)])
+            .unwrap(),
+        1
+    );
+    let next = d
+        .store
+        .telemetry(&TelemetryQuery {
+            after: newest,
+            limit: 100,
+            ..TelemetryQuery::default()
+        })
+        .unwrap();
+    assert_eq!(next.len(), 1, "the new record comes after the last id seen");
+    assert!(next[0].id > newest);
 }
 
 fn rollouts_are_kept_replaced_and_the_oldest_finished_forgotten<

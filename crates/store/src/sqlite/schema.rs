@@ -630,6 +630,38 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 25: telemetry ids AUTOINCREMENT (as every other table with an id referred to since 8):
+    // clients page by the last id they saw, and a retention sweep that removed even the newest
+    // rows let SQLite hand the same ids out again, so those clients missed what came next.
+    r#"
+    CREATE TABLE telemetry_new (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        downstream_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        device TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        sni TEXT,
+        ja3 TEXT,
+        ja4 TEXT,
+        sha256 TEXT,
+        sha1 TEXT,
+        record TEXT NOT NULL,
+        UNIQUE (downstream_id, key)
+    );
+    INSERT INTO telemetry_new (id, downstream_id, key, device, at_ms, received_at, sni, ja3, ja4,
+                               sha256, sha1, record)
+        SELECT id, downstream_id, key, device, at_ms, received_at, sni, ja3, ja4, sha256, sha1,
+               record FROM telemetry ORDER BY id;
+    DROP TABLE telemetry;
+    ALTER TABLE telemetry_new RENAME TO telemetry;
+    CREATE INDEX telemetry_at ON telemetry (at_ms);
+    CREATE INDEX telemetry_sni ON telemetry (sni) WHERE sni IS NOT NULL;
+    CREATE INDEX telemetry_ja3 ON telemetry (ja3) WHERE ja3 IS NOT NULL;
+    CREATE INDEX telemetry_ja4 ON telemetry (ja4) WHERE ja4 IS NOT NULL;
+    CREATE INDEX telemetry_sha256 ON telemetry (sha256) WHERE sha256 IS NOT NULL;
+    CREATE INDEX telemetry_sha1 ON telemetry (sha1) WHERE sha1 IS NOT NULL;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -764,6 +796,57 @@ mod tests {
         "events",
         "target_runs",
     ];
+
+    #[test]
+    fn migration_25_keeps_telemetry_and_its_ids_and_never_hands_one_out_again() {
+        use crate::TelemetryStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, "test", 1000, 24).unwrap();
+        conn.execute_batch(
+            r#"
+            INSERT INTO telemetry (id, downstream_id, key, device, at_ms, received_at, sni, ja3,
+                                   ja4, sha256, sha1, record)
+                VALUES (5, 0, 'a', 'fw1', 100, 1, 'a.example', NULL, 'j4', NULL, NULL, '{"at_ms":100}'),
+                       (9, 7, 'b', 'fw2', 200, 2, NULL, 'j3', NULL, 'ff', NULL, '{"at_ms":200}');
+            "#,
+        )
+        .unwrap();
+        drop(conn);
+        let mut s = SqliteStore::open(&path).unwrap();
+        let rows = s
+            .telemetry(&crate::TelemetryQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let kept: Vec<(i64, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.id, r.key.as_str(), r.device.as_str()))
+            .collect();
+        assert_eq!(kept, [(5, "a", "fw1"), (9, "b", "fw2")]);
+        assert_eq!(s.known_telemetry(7, &["b".into()]).unwrap(), ["b"]);
+        // Everything swept: the next record still gets a new id.
+        assert_eq!(s.sweep_telemetry(i64::MAX).unwrap(), 2);
+        let rec = crate::NewTelemetry {
+            key: "c".into(),
+            device: "fw1".into(),
+            record: rephub_model::telemetry::TlsRecord {
+                at_ms: 300,
+                ..Default::default()
+            },
+        };
+        assert_eq!(s.add_telemetry(0, &[rec]).unwrap(), 1);
+        let after = s
+            .telemetry(&crate::TelemetryQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(after[0].id, 10);
+        s.check_integrity().unwrap();
+    }
 
     #[test]
     fn migration_8_keeps_rows_and_ids_and_hands_out_no_id_still_referred_to() {
