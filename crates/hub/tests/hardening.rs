@@ -500,3 +500,79 @@ async fn a_file_whose_body_is_not_the_sha256_named_is_refused_and_nothing_is_kep
     assert_eq!((kept(), submissions().await), (1, 1));
     assert_eq!(std::fs::read(files.join(&real)).unwrap(), body);
 }
+
+/// An analysis of the hub's own analyzer that breaks off on the hub's side (here: its work
+/// directory cannot be made) marks the task failed with the reason; it stayed `running` forever.
+#[tokio::test]
+async fn a_sandbox_task_whose_analysis_breaks_off_fails_saying_why() {
+    let h = Hub::start_with(|c, _| {
+        c.sandbox.local.enabled = true;
+        c.sandbox.local.netns = Some("rephub-no-such-namespace".into());
+        // A file where the analyzer's work directory should be.
+        std::fs::write(c.data_dir.join("sandbox"), "in the way").unwrap();
+    })
+    .await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/v3.0/sandbox/urls/analyze",
+            PRODUCER,
+            Some(json!([{"url": "http://broken-off.example/"}])),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 207, "{v}");
+    let id = v[0]["body"]["id"].as_str().unwrap().to_string();
+    let t = h
+        .wait_until(&format!("/v3.0/sandbox/tasks/{id}"), "the task ends", |t| {
+            t["status"] != "running" && t["status"] != "queued"
+        })
+        .await;
+    assert_eq!(t["status"], "failed", "{t}");
+    let why = t["error"]["message"].as_str().unwrap();
+    assert!(why.contains("broke off") && why.contains("sandbox"), "{t}");
+}
+
+/// Concurrent submissions of one caller do not pass its daily reserve together: the reserve is
+/// read and the task kept in one step of the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sandbox_submissions_stay_within_the_daily_reserve() {
+    let h = Hub::start_with(|c, _| {
+        c.sandbox.local.enabled = true;
+        c.sandbox.local.netns = Some("rephub-no-such-namespace".into());
+        c.sandbox.local.daily_reserve = 3;
+        // No worker: the tasks stay queued (a failed one would not count).
+        c.sandbox.local.workers = 0;
+    })
+    .await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (http, url) = (h.http.clone(), h.url("/v3.0/sandbox/urls/analyze"));
+        sends.spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(PRODUCER)
+                .json(&json!([{ "url": format!("http://reserve-{i}.example/") }]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 207);
+            let v: Value = r.json().await.unwrap();
+            v[0]["status"].as_u64().unwrap()
+        });
+    }
+    let statuses: Vec<u64> = sends.join_all().await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        17,
+        "{statuses:?}"
+    );
+    let (_, usage) = h
+        .call("GET", "/v3.0/sandbox/submissionUsage", PRODUCER, None)
+        .await;
+    assert_eq!(usage["submissionCount"], 3, "{usage}");
+}

@@ -162,8 +162,7 @@ pub(crate) async fn submit_urls(
     origin: &str,
     urls: &[String],
 ) -> Result<Vec<Result<SandboxTask, Refusal>>, HubError> {
-    let (used, reserve, _) = usage(state, origin).await?;
-    let mut counted = used.urls;
+    let reserve = state.config().sandbox.local.daily_reserve;
     let mut out = Vec::with_capacity(urls.len());
     let mut queued = false;
     for raw in urls {
@@ -182,8 +181,20 @@ pub(crate) async fn submit_urls(
             }
         };
         let task = new_task(state, origin, URL, object).await?;
-        // An answer from cache costs nothing of the reserve.
-        if !task.cached && counted >= reserve {
+        // The reserve is read and the task kept in one job of the writer, so concurrent
+        // requests of one caller cannot pass the reserve together (replicas on PostgreSQL each
+        // check on their own). An answer from cache costs nothing of it.
+        let (t, o, day) = (task.clone(), origin.to_string(), day_of(state.now()));
+        let kept = state
+            .exec(move |s| {
+                if !t.cached && s.sandbox_usage(&o, day)?.urls >= reserve {
+                    return Ok(false);
+                }
+                s.add_sandbox_task(&t)?;
+                Ok::<_, rephub_store::StoreError>(true)
+            })
+            .await??;
+        if !kept {
             out.push(Err(Refusal {
                 status: 429,
                 code: "TooManyRequests",
@@ -193,12 +204,7 @@ pub(crate) async fn submit_urls(
             }));
             continue;
         }
-        if !task.cached {
-            counted += 1;
-            queued = true;
-        }
-        let t = task.clone();
-        state.exec(move |s| s.add_sandbox_task(&t)).await??;
+        queued |= !task.cached;
         out.push(Ok(task));
     }
     if queued {
@@ -229,13 +235,7 @@ pub(crate) async fn submit_file(
     if !task.cached {
         let (used, _, reserve) = usage(state, origin).await?;
         if used.files >= reserve {
-            return Ok(Err(Refusal {
-                status: 429,
-                code: "TooManyRequests",
-                message: format!(
-                    "the daily reserve of {reserve} file submissions is used up (UTC day; daily_file_reserve)"
-                ),
-            }));
+            return Ok(Err(files_used_up(reserve)));
         }
         let path = incoming(state, &task.id);
         write_file(&path, &data).await?;
@@ -247,12 +247,37 @@ pub(crate) async fn submit_file(
             .map_err(|e| HubError::Internal(e.to_string()))?,
         );
     }
-    let t = task.clone();
-    state.exec(move |s| s.add_sandbox_task(&t)).await??;
+    // Checked again where the task is kept, in one job of the writer (as for URLs): concurrent
+    // uploads of one caller cannot pass the reserve together.
+    let (t, o, day) = (task.clone(), origin.to_string(), day_of(state.now()));
+    let reserve = cfg.daily_file_reserve;
+    let kept = state
+        .exec(move |s| {
+            if !t.cached && s.sandbox_usage(&o, day)?.files >= reserve {
+                return Ok(false);
+            }
+            s.add_sandbox_task(&t)?;
+            Ok::<_, rephub_store::StoreError>(true)
+        })
+        .await??;
+    if !kept {
+        let _ = tokio::fs::remove_file(incoming(state, &task.id)).await;
+        return Ok(Err(files_used_up(reserve)));
+    }
     if task.status == QUEUED {
         state.sandbox().wake.notify_one();
     }
     Ok(Ok(task))
+}
+
+fn files_used_up(reserve: u64) -> Refusal {
+    Refusal {
+        status: 429,
+        code: "TooManyRequests",
+        message: format!(
+            "the daily reserve of {reserve} file submissions is used up (UTC day; daily_file_reserve)"
+        ),
+    }
 }
 
 /// `data` at `path`, whole or not at all (a temporary file renamed), synced.
@@ -324,11 +349,38 @@ pub(crate) async fn run(state: AppState) {
                 let id = t.id.clone();
                 if let Err(e) = analyse(&state, t).await {
                     tracing::warn!(task = %id, error = %e, "sandbox: analysis failed");
+                    // Marked failed with the reason rather than left `running` until a restart
+                    // (a caller would wait for it forever).
+                    if let Err(e2) = give_up(&state, &id, e.to_string()).await {
+                        tracing::warn!(task = %id, error = %e2, "sandbox: the failure was not recorded");
+                    }
                 }
             });
         }
         while set.join_next().await.is_some() {}
     }
+}
+
+/// A task whose analysis broke off (the hub's own error, not the object's): failed, saying why.
+async fn give_up(state: &AppState, id: &str, why: String) -> Result<(), HubError> {
+    let i = id.to_string();
+    let Some(mut task) = state.read(move |s| s.sandbox_task(&i)).await?? else {
+        return Ok(());
+    };
+    if task.status != RUNNING {
+        return Ok(());
+    }
+    let analysis = Analysis {
+        completed_at: state.now(),
+        error: Some(format!("the analysis broke off: {why}")),
+        ..Analysis::of(&task).unwrap_or_default()
+    };
+    task.status = FAILED.into();
+    task.updated_at = state.now();
+    task.result =
+        Some(serde_json::to_string(&analysis).map_err(|e| HubError::Internal(e.to_string()))?);
+    state.exec(move |s| s.update_sandbox_task(&task)).await??;
+    Ok(())
 }
 
 /// Fetch, scan and conclude one task.
