@@ -335,21 +335,26 @@ async fn credentials_are_checked_before_anything_else() {
 }
 
 /// Excel writes a byte-order mark: the SMS import and feeds rejected line 1.
-#[tokio::test]
-async fn a_byte_order_mark_does_not_cost_line_1() {
-    let h = hub().await;
-    let file = "\u{feff}192.0.2.10,Trend Micro Severity,High\n192.0.2.11\n";
+/// An SMS import of `file` (IPv4 addresses) by the producer: the status and the answer.
+async fn sms_import(h: &Hub, file: &str) -> (StatusCode, String) {
     let form = reqwest::multipart::Form::new().text("type", "ipv4").part(
         "file",
         reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("l.csv"),
     );
-    let (s, body) = text(
+    text(
         h.http
             .post(h.url("/repEntries/import"))
             .header("X-SMS-API-KEY", PRODUCER)
             .multipart(form),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_does_not_cost_line_1() {
+    let h = hub().await;
+    let file = "\u{feff}192.0.2.10,Trend Micro Severity,High\n192.0.2.11\n";
+    let (s, body) = sms_import(&h, file).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.contains("rejected 0"), "{body}");
 
@@ -382,17 +387,7 @@ async fn a_byte_order_mark_does_not_cost_line_1() {
 async fn a_nul_in_a_text_tag_is_refused_and_the_rest_kept() {
     let h = hub().await;
     let file = "192.0.2.30,Description,fine\n192.0.2.31,Description,bad\0byte\n192.0.2.32\n";
-    let form = reqwest::multipart::Form::new().text("type", "ipv4").part(
-        "file",
-        reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("l.csv"),
-    );
-    let (s, body) = text(
-        h.http
-            .post(h.url("/repEntries/import"))
-            .header("X-SMS-API-KEY", PRODUCER)
-            .multipart(form),
-    )
-    .await;
+    let (s, body) = sms_import(&h, file).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(body.contains("rejected 1"), "{body}");
     assert!(h.entry("192.0.2.30").await.is_some());

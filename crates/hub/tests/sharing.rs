@@ -1052,18 +1052,15 @@ async fn a_batch_sent_again_is_passed_on_once() {
         "https://localhost:{}/api/v1/shared/events",
         up.hub.as_ref().unwrap().tls_addr.unwrap().port()
     );
-    let send = |body: Value| mtls.post(&url).json(&body).send();
-    let v: Value = send(json!({ "events": again }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
-        (Some(0), Some(5)),
-        "{v}"
-    );
+    // Sends a batch; (accepted, duplicates) of the answer.
+    let send = |events: Vec<Value>| {
+        let req = mtls.post(&url).json(&json!({ "events": events }));
+        async move {
+            let v: Value = req.send().await.unwrap().json().await.unwrap();
+            (v["accepted"].as_u64(), v["duplicates"].as_u64())
+        }
+    };
+    assert_eq!(send(again.clone()).await, (Some(0), Some(5)));
     // Spooled before the answer, so nothing of it waits in the spool now: delivered stays 5.
     let st = up.get("/api/v1/sharing").await;
     assert_eq!(
@@ -1075,16 +1072,9 @@ async fn a_batch_sent_again_is_passed_on_once() {
     // A batch of one old record and one new one passes on only the new one.
     let mut fresh = again[0].clone();
     fresh["key"] = json!("a-new-key");
-    let v: Value = send(json!({ "events": [again[1].clone(), fresh] }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
-        (Some(1), Some(1)),
-        "{v}"
+        send(vec![again[1].clone(), fresh]).await,
+        (Some(1), Some(1))
     );
     up.wait_until("/api/v1/sharing", "the lake has the new record", |v| {
         lake(v)["delivered"] == 6 && lake(v)["depth"] == 0
