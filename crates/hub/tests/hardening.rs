@@ -571,3 +571,103 @@ async fn concurrent_sandbox_submissions_stay_within_the_daily_reserve() {
         .await;
     assert_eq!(usage["submissionCount"], 3, "{usage}");
 }
+
+/// The submitter against a Vision One-like analyzer that first fails an item with a 5xx inside
+/// its 207 answer, then takes it, then says it does not know the task: the URL is sent again the
+/// next round (a 5xx is not a refusal), and the forgotten task ends as not analysed, saying why
+/// (it was asked about every round forever).
+#[tokio::test]
+async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let posts = Arc::new(AtomicU32::new(0));
+    let asked = Arc::new(AtomicU32::new(0));
+    let (p, a) = (posts.clone(), asked.clone());
+    let addr =
+        serve(move |_| {
+            axum::Router::new()
+            .route(
+                "/v3.0/sandbox/submissionUsage",
+                get(|| async {
+                    axum::Json(json!({"submissionReserveCount": 100,
+                        "submissionRemainingCount": 100, "submissionCount": 0}))
+                }),
+            )
+            .route(
+                "/v3.0/sandbox/urls/analyze",
+                axum::routing::post(move || {
+                    let n = p.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let item = if n == 0 {
+                            json!({"status": 503, "body": {"error": {"code": "ServiceUnavailable",
+                                   "message": "the sandbox is busy"}}})
+                        } else {
+                            json!({"status": 202, "body": {"id": "t-1"}})
+                        };
+                        (axum::http::StatusCode::MULTI_STATUS, axum::Json(json!([item])))
+                    }
+                }),
+            )
+            .route(
+                "/v3.0/sandbox/tasks/{id}",
+                get(move || {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        (
+                            axum::http::StatusCode::NOT_FOUND,
+                            axum::Json(json!({"error": {"code": "NotFound",
+                                "message": "Task not found"}})),
+                        )
+                    }
+                }),
+            )
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("v1.token");
+    std::fs::write(&token, "v1-token").unwrap();
+    let h = Hub::start_with(move |c, _| {
+        c.sandbox.analyzer = rephub_hub::AnalyzerChoice::Visionone;
+        c.sandbox.visionone_url = Some(format!("http://{addr}"));
+        c.sandbox.visionone_token_file = Some(token);
+        c.sandbox.interval_secs = 1;
+    })
+    .await;
+    let v = h
+        .post(
+            "/api/v1/sandbox/submissions",
+            json!({"urls": ["http://forgotten.example/x"]}),
+        )
+        .await;
+    assert_eq!(v["accepted"], 1, "{v}");
+    let row = |v: &Value| v["submissions"][0].clone();
+    // The 5xx: still waiting, with the reason.
+    let st = h
+        .wait_until("/api/v1/sandbox/submissions", "the busy answer", |v| {
+            row(v)["error"].as_str().is_some_and(|e| e.contains("busy"))
+        })
+        .await;
+    assert_eq!(row(&st)["status"], "pending", "{st}");
+    // Sent again, taken, and then not known: done, not analysed, saying why.
+    let st = h
+        .wait_until(
+            "/api/v1/sandbox/submissions",
+            "the forgotten task ends",
+            |v| row(v)["status"] == "done",
+        )
+        .await;
+    let r = row(&st);
+    assert_eq!(r["risk_level"], "notAnalyzed", "{st}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer knows task t-1"),
+        "{st}"
+    );
+    assert_eq!(posts.load(Ordering::SeqCst), 2, "sent again once");
+    // No longer asked about.
+    let n = asked.load(Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(asked.load(Ordering::SeqCst), n);
+}

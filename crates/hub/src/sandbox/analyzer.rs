@@ -31,6 +31,8 @@ pub(crate) enum Sent {
     OverQuota(String),
     /// Refused for good (a URL the analyzer does not take).
     Refused(String),
+    /// The analyzer could not take it now (a 5xx for this item): it waits for the next round.
+    Later(String),
 }
 
 /// Where a task stands.
@@ -221,6 +223,7 @@ impl Analyzer for Remote {
                     }
                 }
                 Some(429) => Sent::OverQuota(message(i)),
+                Some(500..=599) => Sent::Later(message(i)),
                 _ => Sent::Refused(message(i)),
             })
             .collect())
@@ -264,7 +267,33 @@ impl Analyzer for Remote {
     }
 
     async fn state(&self, task: &str) -> Result<TaskState, String> {
-        let v = self.get(&format!("/tasks/{task}")).await?;
+        let resp = self
+            .request(reqwest::Method::GET, &format!("/tasks/{task}"))?
+            .send()
+            .await
+            .map_err(|e| format!("{}: {}", self.name, crate::http::client::error_text(&e)))?;
+        // A task the analyzer says it does not know (Vision One's NotFound, not any 404: a
+        // wrong URL must not end every submission) is over: asked again, it would be asked
+        // every round forever.
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            if v.pointer("/error/code").and_then(Value::as_str) == Some("NotFound") {
+                return Ok(TaskState::Failed(format!(
+                    "{}: the analyzer no longer knows task {task}: {}",
+                    self.name,
+                    message(&v)
+                )));
+            }
+            return Err(format!(
+                "{}: task {task}: HTTP 404 {}",
+                self.name,
+                message(&v)
+            ));
+        }
+        let v = crate::http::client::json(resp, self.name)
+            .await
+            .map(|(v, _)| v)
+            .map_err(|e| e.to_string())?;
         Ok(match v.get("status").and_then(Value::as_str) {
             Some("succeeded") => TaskState::Succeeded,
             Some("queued" | "running" | "pendingApproval") | None => TaskState::Pending,
@@ -355,7 +384,19 @@ impl Analyzer for Local {
     }
 
     async fn state(&self, task: &str) -> Result<TaskState, String> {
-        let t = self.task(task).await?;
+        let id = task.to_string();
+        let found = self
+            .0
+            .read(move |s| s.sandbox_task(&id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        // Not in this hub's own database (restored from an older backup): over, as Remote's.
+        let Some(t) = found else {
+            return Ok(TaskState::Failed(format!(
+                "the analyzer no longer knows task {task}"
+            )));
+        };
         Ok(match t.status.as_str() {
             SUCCEEDED => TaskState::Succeeded,
             FAILED => TaskState::Failed(

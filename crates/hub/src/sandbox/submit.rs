@@ -330,6 +330,10 @@ async fn record(state: &AppState, mut row: SubmissionRow, sent: Sent) -> Result<
             row.error = Some(why);
             over = true;
         }
+        Sent::Later(why) => {
+            // Stays pending, with the reason: the next round sends it again.
+            row.error = Some(why);
+        }
         Sent::Refused(why) => {
             row.status = status::DONE.into();
             row.risk = Some(NOT_ANALYZED.into());
