@@ -28,8 +28,11 @@ curl -sf -H "$H" -d '{"name": "everything", "action": "block"}' $url/api/v1/filt
 curl -sf -H "$H" -d '{"name": "high", "action": "block", "criteria": ["Trend Micro Severity=High"]}' $url/api/v1/filters >/dev/null
 t0=$(date +%s.%N)
 curl -sf -H "$H" -d '{"name": "all", "filters": ["everything"]}' $url/api/v1/profiles >/dev/null
+t1=$(date +%s.%N)
 curl -sf -H "$H" -d '{"name": "high only", "filters": ["high"]}' $url/api/v1/profiles >/dev/null
-echo "two profiles in $(echo "$(date +%s.%N) - $t0" | bc) s"
+t2=$(date +%s.%N)
+echo "profile \"all\" in $(echo "$t1 - $t0" | bc) s, \"high only\" in $(echo "$t2 - $t1" | bc) s"
+echo "two profiles in $(echo "$t2 - $t0" | bc) s"
 curl -sf -H "$H" $url/api/v1/profiles
 echo
 grep -E 'VmRSS|VmHWM' /proc/$hub/status

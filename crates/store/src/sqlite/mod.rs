@@ -391,6 +391,58 @@ fn for_each_decidable(
     Ok(())
 }
 
+/// [`for_each_decidable`] from two cursors in id order: entries `(id, kind, value)` and their
+/// assertions `(entry_id, tags, expires_at, seq)`. An entry without assertions is skipped, as a
+/// join would.
+fn merge_decidable(
+    entries: &mut rusqlite::Rows<'_>,
+    assertions: &mut rusqlite::Rows<'_>,
+    ttl: Option<CategoryId>,
+    f: &mut dyn FnMut(Decidable),
+) -> Result<(), StoreError> {
+    type Part = (u64, Tags, Option<i64>);
+    let next = |rows: &mut rusqlite::Rows<'_>| -> Result<Option<(i64, Part)>, StoreError> {
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            r.get(0)?,
+            (
+                r.get::<_, i64>(3)? as u64,
+                decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?,
+                r.get(2)?,
+            ),
+        )))
+    };
+    let mut pending = next(assertions)?;
+    while let Some(r) = entries.next()? {
+        let id: i64 = r.get(0)?;
+        while pending.as_ref().is_some_and(|(aid, _)| *aid < id) {
+            pending = next(assertions)?;
+        }
+        let mut parts: Vec<Part> = Vec::new();
+        while pending.as_ref().is_some_and(|(aid, _)| *aid == id) {
+            if let Some((_, part)) = pending.take() {
+                parts.push(part);
+            }
+            pending = next(assertions)?;
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
+        let kind: i64 = r.get(1)?;
+        let value = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        f(Decidable {
+            id,
+            entry: parse_stored(kind, value)?,
+            tags,
+            expires_at,
+        });
+    }
+    Ok(())
+}
+
 /// A page of the change log after `cursor`: `sql` selects (seq, op, kind, value, entry id) with
 /// `?1` the cursor and `?2` the limit; `record` makes an item of a row (`None`: skip the row, which
 /// still moves the cursor). `next` covers every row read, and the whole log when the page was not
@@ -613,15 +665,21 @@ impl ReputationStore for SqliteStore {
         let tx = self.conn.unchecked_transaction()?;
         {
             let ttl = ttl_id(&tx)?;
-            // By id: the entries table and the assertions (keyed by entry id) are read front to
-            // back, not by a random seek per entry.
-            let mut stmt = tx.prepare_cached(
-                "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
-                 FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
-                 WHERE e.id BETWEEN ?1 AND ?2 ORDER BY e.id",
+            // By id: the entries table and the assertions (keyed by entry id) are each read front
+            // to back on a cursor of their own and merged here. A join (SQLite has no merge join)
+            // descended the assertions' B-tree once per entry: a seventh of a 10,000,000-entry
+            // scan.
+            let mut entries = tx.prepare_cached(
+                "SELECT id, kind, value FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
             )?;
-            let mut rows = stmt.query([*ids.start(), *ids.end()])?;
-            for_each_decidable(&mut rows, ttl, f)?;
+            let mut assertions = tx.prepare_cached(
+                "SELECT entry_id, tags, expires_at, seq FROM assertions
+                 WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id",
+            )?;
+            let range = [*ids.start(), *ids.end()];
+            let mut e = entries.query(range)?;
+            let mut a = assertions.query(range)?;
+            merge_decidable(&mut e, &mut a, ttl, f)?;
         }
         tx.finish()?;
         Ok(())
