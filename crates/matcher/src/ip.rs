@@ -47,6 +47,12 @@ pub(crate) trait Addr: Copy + Ord + Debug {
     /// run's last answer, so that [`Addr::rank`] may read whole blocks.
     const PAD: usize;
     const REST_MAX: Self::Rest;
+    /// `Rest` slots one answer takes in a run (the answers follow the run's starts, so a lookup
+    /// finds its answer in the lines it has just read, not in another array).
+    const VAL_SLOTS: usize;
+    fn push_val(v: u32, runs: &mut Vec<Self::Rest>);
+    /// Answer `pos` of the answers at `runs[at..]`.
+    fn val(runs: &[Self::Rest], at: usize, pos: usize) -> u32;
     /// The position of the last start ≤ `r` in a run (its first start is ≤ every `r`).
     #[inline]
     fn rank(keys: &[Self::Rest], r: Self::Rest) -> usize {
@@ -101,6 +107,19 @@ impl Addr for u32 {
     }
     const PAD: usize = 8;
     const REST_MAX: u16 = u16::MAX;
+    const VAL_SLOTS: usize = 2;
+    #[inline]
+    fn push_val(v: u32, runs: &mut Vec<u16>) {
+        runs.extend([v as u16, (v >> 16) as u16]);
+    }
+    #[inline]
+    fn val(runs: &[u16], at: usize, pos: usize) -> u32 {
+        let i = at + 2 * pos;
+        match runs.get(i..i + 2) {
+            Some(&[lo, hi]) => u32::from(lo) | u32::from(hi) << 16,
+            _ => NONE,
+        }
+    }
     /// A short run (a chunk of a million random entries holds about 31 starts) is counted in
     /// blocks of 8 that the compiler turns into vector compares: no chain of dependent loads
     /// and branches as in a binary search, so lookups of different addresses overlap better.
@@ -150,6 +169,14 @@ impl Addr for u128 {
     }
     const PAD: usize = 1;
     const REST_MAX: u128 = u128::MAX >> 16;
+    const VAL_SLOTS: usize = 1;
+    fn push_val(v: u32, runs: &mut Vec<u128>) {
+        runs.push(u128::from(v));
+    }
+    #[inline]
+    fn val(runs: &[u128], at: usize, pos: usize) -> u32 {
+        runs.get(at + pos).map_or(NONE, |&v| v as u32)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -158,10 +185,12 @@ pub(crate) struct IpTable<A: Addr> {
     long: BTreeMap<(A, u8), u32>,
     /// Empty until the first prefix arrives; then `CHUNKS` entries `(off, len)`.
     top: Vec<(u32, u32)>,
-    starts: Vec<A::Rest>,
-    vals: Vec<u32>,
-    /// Dead elements in `starts`/`vals`.
+    /// The runs: each its `len` starts, then its `len` answers (`A::VAL_SLOTS` slots each).
+    runs: Vec<A::Rest>,
+    /// Dead slots in `runs`.
     garbage: usize,
+    /// Scratch space of [`emit_chunk`].
+    scratch: Scratch<A>,
     /// Chunks to rebuild at the next [`IpTable::flush`], as a bitset and a list.
     dirty_bits: Vec<u64>,
     dirty: Vec<u32>,
@@ -173,9 +202,9 @@ impl<A: Addr> Default for IpTable<A> {
             short: BTreeMap::new(),
             long: BTreeMap::new(),
             top: Vec::new(),
-            starts: Vec::new(),
-            vals: Vec::new(),
+            runs: Vec::new(),
             garbage: 0,
+            scratch: Scratch::default(),
             dirty_bits: Vec::new(),
             dirty: Vec::new(),
         }
@@ -197,9 +226,8 @@ impl<A: Addr> IpTable<A> {
             return off;
         }
         let (off, len) = (off as usize, len as usize);
-        let keys = &self.starts[off..off + len];
-        let vals = &self.vals[off..off + len];
-        vals[A::rank(keys, a.rest())]
+        let pos = A::rank(&self.runs[off..off + len], a.rest());
+        A::val(&self.runs, off + len, pos)
     }
 
     /// [`IpTable::lookup`] for up to [`BATCH`] addresses at once, in stages so that the cache
@@ -220,10 +248,11 @@ impl<A: Addr> IpTable<A> {
         let mut mid = [None; BATCH];
         for (m, &(off, len)) in mid.iter_mut().zip(&top) {
             if len > 1 {
-                *m = self.starts.get(off as usize + len as usize / 2).copied();
+                *m = self.runs.get(off as usize + len as usize / 2).copied();
             }
         }
-        let mut pos = [usize::MAX; BATCH];
+        // (where the run's answers begin, the position in the run)
+        let mut pos = [(usize::MAX, 0); BATCH];
         for k in 0..n {
             let (off, len) = top[k];
             if len == 0 {
@@ -231,10 +260,10 @@ impl<A: Addr> IpTable<A> {
                 continue;
             }
             let (off, len) = (off as usize, len as usize);
-            let keys = &self.starts[off..off + len];
+            let keys = &self.runs[off..off + len];
             let r = addrs[k].rest();
             if len <= COUNTED {
-                pos[k] = off + A::rank(keys, r);
+                pos[k] = (off + len, A::rank(keys, r));
                 continue;
             }
             let mut base = 0;
@@ -245,11 +274,11 @@ impl<A: Addr> IpTable<A> {
                 n -= half;
             }
             base += binary_rank(&keys[base..base + n], r);
-            pos[k] = off + base;
+            pos[k] = (off + len, base);
         }
-        for (o, &p) in out.iter_mut().zip(&pos).take(n) {
-            if p != usize::MAX {
-                *o = self.vals.get(p).copied().unwrap_or(NONE);
+        for (o, &(at, p)) in out.iter_mut().zip(&pos).take(n) {
+            if at != usize::MAX {
+                *o = A::val(&self.runs, at, p);
             }
         }
     }
@@ -323,7 +352,6 @@ impl<A: Addr> IpTable<A> {
             self.top = vec![(NONE, 0); CHUNKS];
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let mut stack = Vec::new();
         let mut items = Vec::new();
         for &c in &dirty {
             let c = c as usize;
@@ -333,19 +361,12 @@ impl<A: Addr> IpTable<A> {
             let range = (A::chunk_first(c), SHORT + 1)..=(A::chunk_last(c), u8::MAX);
             items.extend(self.long.range(range).map(|(&(n, l), &i)| (n, l, i)));
             let old = self.top[c].1 as usize;
-            self.top[c] = emit_chunk(
-                c,
-                base,
-                &items,
-                &mut self.starts,
-                &mut self.vals,
-                &mut stack,
-            );
-            self.garbage += old;
+            self.top[c] = emit_chunk(c, base, &items, &mut self.runs, &mut self.scratch);
+            self.garbage += old * (1 + A::VAL_SLOTS);
         }
         self.dirty = dirty;
         self.dirty.clear();
-        if self.garbage > 1 << 16 && self.garbage * 2 > self.starts.len() {
+        if self.garbage > 1 << 16 && self.garbage * 2 > self.runs.len() {
             self.compact();
         }
     }
@@ -363,19 +384,16 @@ impl<A: Addr> IpTable<A> {
     }
 
     fn compact(&mut self) {
-        let live = self.starts.len() - self.garbage;
-        let mut starts = Vec::with_capacity(live);
-        let mut vals = Vec::with_capacity(live);
+        let live = self.runs.len() - self.garbage;
+        let mut runs = Vec::with_capacity(live);
         for t in &mut self.top {
             if t.1 > 0 {
                 let (off, len) = (t.0 as usize, t.1 as usize);
-                t.0 = starts.len() as u32;
-                starts.extend_from_slice(&self.starts[off..off + len]);
-                vals.extend_from_slice(&self.vals[off..off + len]);
+                t.0 = runs.len() as u32;
+                runs.extend_from_slice(&self.runs[off..off + len * (1 + A::VAL_SLOTS)]);
             }
         }
-        self.starts = starts;
-        self.vals = vals;
+        self.runs = runs;
         self.garbage = 0;
     }
 
@@ -394,15 +412,13 @@ impl<A: Addr> IpTable<A> {
             base[n.chunk()..=n.last(l).chunk()].fill(i);
         }
         t.top = vec![(NONE, 0); CHUNKS];
-        t.starts.reserve(long.len() * 2 + 16);
-        t.vals.reserve(long.len() * 2 + 16);
-        let mut stack = Vec::new();
+        t.runs.reserve((long.len() * 2 + 16) * (1 + A::VAL_SLOTS));
         let mut rest = &long[..];
         for (c, &b) in base.iter().enumerate() {
             let n = rest.iter().take_while(|p| Addr::chunk(p.0) == c).count();
             let (here, next) = rest.split_at(n);
             rest = next;
-            t.top[c] = emit_chunk(c, b, here, &mut t.starts, &mut t.vals, &mut stack);
+            t.top[c] = emit_chunk(c, b, here, &mut t.runs, &mut t.scratch);
         }
         t.short = short.iter().map(|&(n, l, i)| ((n, l), i)).collect();
         t.long = long.iter().map(|&(n, l, i)| ((n, l), i)).collect();
@@ -415,8 +431,7 @@ impl<A: Addr> IpTable<A> {
         // trees grown by inserts about two thirds: count 1.5× the pairs.
         let pair = size_of::<(A, u8)>() + size_of::<u32>();
         self.top.capacity() * size_of::<(u32, u32)>()
-            + self.starts.capacity() * size_of::<A::Rest>()
-            + self.vals.capacity() * size_of::<u32>()
+            + self.runs.capacity() * size_of::<A::Rest>()
             + self.len() * pair * 3 / 2
             + self.dirty_bits.capacity() * 8
             + self.dirty.capacity() * 4
@@ -424,19 +439,25 @@ impl<A: Addr> IpTable<A> {
 }
 
 /// Flattens the prefixes of chunk `c` (sorted by (network, len), all longer than /16) over `base`
-/// into interval starts appended to `starts`/`vals`; returns the chunk's `top` entry.
+/// into interval starts and their answers appended to `runs`; returns the chunk's `top` entry.
 fn emit_chunk<A: Addr>(
     c: usize,
     base: u32,
     items: &[(A, u8, u32)],
-    starts: &mut Vec<A::Rest>,
-    vals: &mut Vec<u32>,
-    stack: &mut Vec<(A, u32)>,
+    runs: &mut Vec<A::Rest>,
+    scratch: &mut Scratch<A>,
 ) -> (u32, u32) {
     if items.is_empty() {
         return (base, 0);
     }
-    let mark = starts.len();
+    let Scratch {
+        starts,
+        vals,
+        stack,
+    } = scratch;
+    starts.clear();
+    vals.clear();
+    let mark = 0;
     let last = A::chunk_last(c);
     starts.push(A::chunk_first(c).rest());
     vals.push(base);
@@ -477,18 +498,38 @@ fn emit_chunk<A: Addr>(
         let below = stack.last().map_or(base, |t| t.1);
         bound(end.succ(), below, starts, vals);
     }
-    let len = starts.len() - mark;
+    let len = starts.len();
     if len == 1 {
-        let v = vals[mark];
-        starts.truncate(mark);
-        vals.truncate(mark);
-        return (v, 0);
+        return (vals[0], 0);
     }
     let padded = len.next_multiple_of(A::PAD);
-    let v = vals[vals.len() - 1];
-    starts.resize(mark + padded, A::REST_MAX);
-    vals.resize(mark + padded, v);
-    (mark as u32, padded as u32)
+    let v = vals[len - 1];
+    starts.resize(padded, A::REST_MAX);
+    vals.resize(padded, v);
+    let off = runs.len();
+    runs.extend_from_slice(starts);
+    for &v in vals.iter() {
+        A::push_val(v, runs);
+    }
+    (off as u32, padded as u32)
+}
+
+/// The vectors [`emit_chunk`] builds a run in, kept to save allocations.
+#[derive(Clone, Debug)]
+struct Scratch<A: Addr> {
+    starts: Vec<A::Rest>,
+    vals: Vec<u32>,
+    stack: Vec<(A, u32)>,
+}
+
+impl<A: Addr> Default for Scratch<A> {
+    fn default() -> Self {
+        Scratch {
+            starts: Vec::new(),
+            vals: Vec::new(),
+            stack: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
