@@ -7,14 +7,17 @@
 //! - `top`: 65,536 entries, one per value of the address's top 16 bits (512 KiB, stays in L2). An
 //!   entry is either the final answer for the whole chunk (`len == 0`, `off` is the arena index or
 //!   [`NONE`]), or a run `off..off + len` in the flat arrays below.
-//! - `starts`/`vals`: for each chunk with longer prefixes, the sorted starts of the non-overlapping
-//!   intervals that the nested prefixes flatten into (the most specific prefix wins at every address)
-//!   and the answer for each. IPv4 keeps only the low 16 bits of a start (the chunk gives the rest),
-//!   so a chunk of 15 addresses is 31 starts in one cache line.
+//! - `runs`: for each chunk with longer prefixes, the sorted starts of the non-overlapping
+//!   intervals that the nested prefixes flatten into (the most specific prefix wins at every address),
+//!   then the answer for each. IPv4 keeps only the low 16 bits of a start (the chunk gives the rest)
+//!   and pads a run to a multiple of 8 starts, so a chunk of 15 addresses is 32 starts in one cache
+//!   line and its answers in the next two.
 //!
-//! A lookup is one read of `top` and a branch-free binary search in one run. A change rebuilds only
-//! the chunks it touches (one for a prefix longer than /16, `2^(16-len)` for a shorter one): the new
-//! run is appended and the old one becomes garbage, compacted away when it exceeds the live data.
+//! A lookup is one read of `top`, then in its run a count of the starts ≤ the address (IPv4 runs of
+//! up to 64 starts, in vector compares) or a branch-free binary search, and the answer beside it. A
+//! change rebuilds only the chunks it touches (one for a prefix longer than /16, `2^(16-len)` for a
+//! shorter one): the new run is appended and the old one becomes garbage, compacted away when it
+//! exceeds the live data.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -9,7 +9,8 @@
 //!   reads the value it needs (a small `V` array stays in cache), the entry only if it wants it.
 //! - **IP** (`ip` module): per family, the prefixes in ordered maps (the source of truth) and a
 //!   derived lookup table: 65,536 top-level entries indexed by the address's top 16 bits, each a
-//!   final answer or a run of flattened, non-overlapping interval starts searched branch-free.
+//!   final answer or a run of flattened, non-overlapping interval starts, counted or searched
+//!   branch-free, each followed by its answer.
 //!   Most lookups touch one top-level entry and one or two cache lines of starts. A change rebuilds
 //!   only the /16 chunks it touches.
 //! - **Domains** (`names` module): one table for `[name]` and plain entries, a control byte per
