@@ -237,6 +237,9 @@ pub async fn start_with_clock(
     config: Config,
     clock: std::sync::Arc<dyn rephub_model::Clock>,
 ) -> Result<RunningHub, HubError> {
+    // Files the sandbox finds changed after this (less a second: file times are coarser than
+    // the clock) are this run's own, not a crash's leftovers.
+    let began = std::time::SystemTime::now() - Duration::from_secs(1);
     let listen = config.listen;
     let (state, initial_admin_key) = AppState::open_with_clock(config, clock).await?;
     // The sensor rollouts the database keeps, before anyone can ask for them.
@@ -327,7 +330,7 @@ pub async fn start_with_clock(
         // Once across the cluster too: retention deletes the same rows anywhere, and two
         // submitters would hand the same pending submission to the analyzer twice.
         telemetry::start_retention(&state, &led_chores);
-        sandbox::start(&state, &led_chores)?;
+        sandbox::start(&state, &led_chores, began).await?;
     }
     let task = tokio::spawn(async move {
         // TCP_NODELAY: a long-poll answer is small and written in parts (head, then chunks);

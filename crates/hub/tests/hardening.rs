@@ -671,3 +671,72 @@ async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(asked.load(Ordering::SeqCst), n);
 }
+
+/// What a crash or a kill left in the sandbox's directory goes at the next start: fetched bodies,
+/// half-written files and submitted files whose task is gone or finished. A file whose task still
+/// waits stays (it is analysed later), and so do files changed since the start (this run's own,
+/// e.g. an upload that arrives while the sweep runs) and files the sandbox does not know.
+#[tokio::test]
+async fn the_sandbox_sweeps_what_a_crash_left_and_keeps_what_waits() {
+    use rephub_store::{SandboxStore, SandboxTask};
+    let task = |id: &str, status: &str| SandboxTask {
+        id: id.into(),
+        origin: "local".into(),
+        kind: "file".into(),
+        object: "0".repeat(64),
+        status: status.into(),
+        day: 20_000,
+        cached: false,
+        created_at: 1_728_000_000,
+        updated_at: 1_728_000_000,
+        result: None,
+    };
+    let gone = [
+        "sandbox/0b1c.body",
+        "sandbox/x.3.tmp",
+        "sandbox/incoming/no-such-task",
+        "sandbox/incoming/finished-task",
+        "sandbox/incoming/waiting-task.7.tmp",
+        "sandbox/files/abcd.2.tmp",
+    ];
+    let kept = [
+        "sandbox/incoming/waiting-task",
+        "sandbox/incoming/running-task",
+        "sandbox/files/abcd",
+        "sandbox/notes.txt",
+    ];
+    let h = Hub::start_with(|c, store| {
+        c.sandbox.local.enabled = true;
+        c.sandbox.local.netns = Some("rephub-no-such-namespace".into());
+        // No worker: the waiting task stays queued and its file stays where it is.
+        c.sandbox.local.workers = 0;
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in gone.iter().chain(&kept) {
+            let p = c.data_dir.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "left").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(an_hour_ago).unwrap();
+        }
+        // Written "now": after the start began, so this run's own.
+        std::fs::write(c.data_dir.join("sandbox/incoming/uploaded-just-now"), "new").unwrap();
+        store
+            .add_sandbox_task(&task("waiting-task", "queued"))
+            .unwrap();
+        store
+            .add_sandbox_task(&task("running-task", "running"))
+            .unwrap();
+        store
+            .add_sandbox_task(&task("finished-task", "succeeded"))
+            .unwrap();
+    })
+    .await;
+    let dir = h.dir.path();
+    // The sweep is over when the start returns.
+    for p in gone {
+        assert!(!dir.join(p).exists(), "{p} should have been removed");
+    }
+    for p in kept.iter().chain(&["sandbox/incoming/uploaded-just-now"]) {
+        assert!(dir.join(p).exists(), "{p} should have stayed");
+    }
+}

@@ -25,7 +25,11 @@ pub(crate) fn router(state: &AppState) -> axum::Router<AppState> {
 
 /// Load the own analyzer's rules and start its worker (when enabled), and the submitter's
 /// rounds.
-pub(crate) fn start(state: &AppState, chores: &crate::scheduler::Registry) -> Result<(), HubError> {
+pub(crate) async fn start(
+    state: &AppState,
+    chores: &crate::scheduler::Registry,
+    began: std::time::SystemTime,
+) -> Result<(), HubError> {
     let cfg = &state.config().sandbox;
     if cfg.local.enabled {
         let (rules, problems) = rephub_sandbox::Rules::load(cfg.local.rules_dir.as_deref())
@@ -39,6 +43,11 @@ pub(crate) fn start(state: &AppState, chores: &crate::scheduler::Registry) -> Re
             "sandbox analyzer ready"
         );
         state.sandbox().set_rules(rules, problems);
+        match service::sweep(state, began).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "sandbox: removed what an interrupted run left"),
+            Err(e) => tracing::warn!(error = %e, "sandbox: sweeping leftovers failed"),
+        }
         tokio::spawn(service::run(state.clone()));
     }
     let s = state.clone();

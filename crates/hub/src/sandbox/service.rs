@@ -4,7 +4,8 @@
 //! high-risk object a suspicious object (source `sandbox`, VASO) that flows to filters and
 //! devices, and to downstream hubs through the suspicious-object sync.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha1::Digest;
@@ -359,6 +360,73 @@ pub(crate) async fn run(state: AppState) {
         }
         while set.join_next().await.is_some() {}
     }
+}
+
+/// Removes what a crash or a kill left in the sandbox's directory, before this run analyses
+/// anything: fetched bodies (`<task>.body`; fetched again when their task runs again), files
+/// half written (`*.tmp`), and submitted files whose task is gone or no longer waits (a crash
+/// between keeping a file and its task, or after an analysis before its file was removed). Files
+/// changed since `began` (this run's start) are this run's own and stay. Returns how many went.
+pub(crate) async fn sweep(state: &AppState, began: SystemTime) -> Result<usize, HubError> {
+    let dir = state.config().data_dir.join("sandbox");
+    let listed = move |d: PathBuf| -> Result<Vec<(String, PathBuf)>, HubError> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(HubError::Internal(format!("{}: {e}", d.display()))),
+        };
+        for e in entries {
+            let e = e.map_err(|e| HubError::Internal(format!("{}: {e}", d.display())))?;
+            // An unreadable time counts as new: kept.
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < began);
+            if old && e.file_type().is_ok_and(|t| t.is_file()) {
+                out.push((e.file_name().to_string_lossy().into_owned(), e.path()));
+            }
+        }
+        Ok(out)
+    };
+    let (top, waiting, kept) = {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, HubError>((
+                listed(d.clone())?,
+                listed(d.join("incoming"))?,
+                listed(d.join("files"))?,
+            ))
+        })
+        .await
+        .map_err(|e| HubError::Internal(e.to_string()))??
+    };
+    let mut gone: Vec<PathBuf> = top
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".body") || name.ends_with(".tmp"))
+        .chain(kept.into_iter().filter(|(name, _)| name.ends_with(".tmp")))
+        .map(|(_, p)| p)
+        .collect();
+    for (name, path) in waiting {
+        if name.ends_with(".tmp") {
+            gone.push(path);
+            continue;
+        }
+        let id = name.clone();
+        let task = state.read(move |s| s.sandbox_task(&id)).await??;
+        if !task.is_some_and(|t| t.kind == FILE && (t.status == QUEUED || t.status == RUNNING)) {
+            gone.push(path);
+        }
+    }
+    let mut n = 0;
+    for p in gone {
+        match tokio::fs::remove_file(&p).await {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %p.display(), error = %e, "sandbox: a leftover stays"),
+        }
+    }
+    Ok(n)
 }
 
 /// A task whose analysis broke off (the hub's own error, not the object's): failed, saying why.
