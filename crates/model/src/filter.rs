@@ -132,6 +132,12 @@ impl Filter {
         })
     }
 
+    /// Whether [`Filter::matches`] looks at an entry's tags (an enabled filter with criteria): a
+    /// scan for filters that do not may leave the tags unread.
+    pub fn reads_tags(&self) -> bool {
+        self.enabled && !self.parsed.is_empty()
+    }
+
     pub fn matches(&self, entry: &Entry, tags: &Tags) -> bool {
         self.enabled
             && (self.kinds.is_empty() || self.kinds.contains(&entry.kind()))

@@ -221,9 +221,10 @@ impl ReputationStore for AnyStore {
     fn decidable_each(
         &self,
         ids: std::ops::RangeInclusive<i64>,
+        tags: bool,
         f: &mut dyn FnMut(Decidable),
     ) -> Result<(), StoreError> {
-        delegate!(self, s => s.decidable_each(ids, f))
+        delegate!(self, s => s.decidable_each(ids, tags, f))
     }
 
     fn id_bounds(&self) -> Result<Option<(i64, i64)>, StoreError> {

@@ -180,10 +180,13 @@ pub trait ReputationStore {
         limit: usize,
     ) -> Result<ChangePage<ChangeRecord>, StoreError>;
 
-    /// Every entry with an id in `ids` as [`Decidable`], in id order.
+    /// Every entry with an id in `ids` as [`Decidable`], in id order. Without `tags` each one's
+    /// tags are left unread and empty (its expiry is still set): for filters without criteria,
+    /// which select on kind alone (decoding every entry's tags was an eighth of a scan).
     fn decidable_each(
         &self,
         ids: std::ops::RangeInclusive<i64>,
+        tags: bool,
         f: &mut dyn FnMut(Decidable),
     ) -> Result<(), StoreError>;
 

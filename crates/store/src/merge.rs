@@ -19,6 +19,17 @@ pub fn effective(assertions: &[Assertion], ttl: Option<CategoryId>) -> (Tags, Op
     )
 }
 
+/// The expiry of an entry from its assertions' expiries: none if one of them never expires, else
+/// the latest.
+pub(crate) fn effective_expiry(each: impl Iterator<Item = Option<i64>>) -> Option<i64> {
+    let mut latest: Option<i64> = None;
+    for e in each {
+        let e = e?;
+        latest = Some(latest.map_or(e, |l| l.max(e)));
+    }
+    latest
+}
+
 /// [`effective`] of assertions given as `(seq, tags, expires_at)`, taking their tags: the common
 /// single assertion's tags become the entry's without a copy.
 pub(crate) fn effective_owned(
@@ -26,11 +37,7 @@ pub(crate) fn effective_owned(
     ttl: Option<CategoryId>,
 ) -> (Tags, Option<i64>) {
     parts.sort_by_key(|p| p.0);
-    let expires = if parts.iter().any(|p| p.2.is_none()) {
-        None
-    } else {
-        parts.iter().filter_map(|p| p.2).max()
-    };
+    let expires = effective_expiry(parts.iter().map(|p| p.2));
     let mut parts = parts.into_iter();
     let mut tags = parts.next().map(|p| p.1).unwrap_or_default();
     for (_, later, _) in parts {

@@ -1048,14 +1048,29 @@ fn decidable_entries_agree_with_stored_entries<S: RepBackend>() {
     };
     let mut each = Vec::new();
     d.store
-        .decidable_each(i64::MIN..=i64::MAX, &mut |x| each.push(x))
+        .decidable_each(i64::MIN..=i64::MAX, true, &mut |x| each.push(x))
         .unwrap();
+    // Without tags: the same entries and expiries (which come from the assertions' own column,
+    // the TTL tag or not), every tags empty.
+    let mut bare = Vec::new();
+    d.store
+        .decidable_each(i64::MIN..=i64::MAX, false, &mut |x| bare.push(x))
+        .unwrap();
+    assert!(bare.iter().all(|x| x.tags.is_empty()));
+    assert_eq!(
+        bare.into_iter()
+            .map(|x| (x.id, x.entry, x.expires_at))
+            .collect::<Vec<_>>(),
+        full.iter()
+            .map(|f| (f.0, f.1.clone(), f.3))
+            .collect::<Vec<_>>()
+    );
     // A range reads only its ids; the bounds are the first and last id.
     let (lo, hi) = d.store.id_bounds().unwrap().unwrap();
     assert_eq!((lo, hi), (full[0].0, full[full.len() - 1].0));
     let mut part = Vec::new();
     d.store
-        .decidable_each(lo + 10..=lo + 19, &mut |x| part.push(x.id))
+        .decidable_each(lo + 10..=lo + 19, true, &mut |x| part.push(x.id))
         .unwrap();
     assert_eq!(part, (lo + 10..=lo + 19).collect::<Vec<_>>());
     let lean: Vec<_> = each

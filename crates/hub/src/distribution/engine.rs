@@ -182,9 +182,11 @@ fn decide_all(
     filters: &[&[Filter]],
     parallel_from: i64,
 ) -> Result<Vec<Decided>, HubError> {
+    // Filters without criteria select on kind alone: their scan leaves the tags unread.
+    let tags = filters.iter().any(|fs| fs.iter().any(Filter::reads_tags));
     let scan = |store: &Backend, ids: std::ops::RangeInclusive<i64>| {
         let mut out: Vec<Decided> = filters.iter().map(|_| Decided::default()).collect();
-        store.decidable_each(ids, &mut |e| {
+        store.decidable_each(ids, tags, &mut |e| {
             if exceptions.contains(&e.entry) {
                 return;
             }

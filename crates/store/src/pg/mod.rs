@@ -509,16 +509,23 @@ impl<'f> Grouped<'f> {
     }
 }
 
-/// Rows `(entry id, kind, value, tags, expires_at, seq)` ordered by entry, as [`Decidable`]s.
+/// Rows `(entry id, kind, value, tags, expires_at, seq)` ordered by entry, as [`Decidable`]s;
+/// without `with_tags` the tags are not decoded and each entry's are empty.
 fn for_each_decidable(
     rows: &mut dyn Iterator<Item = &Row>,
     ttl: Option<CategoryId>,
+    with_tags: bool,
     f: &mut dyn FnMut(Decidable),
 ) -> Result<(), StoreError> {
     type Part = (u64, rephub_model::Tags, Option<i64>);
     let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
     let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
-        let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
+        let (tags, expires_at) = if with_tags {
+            crate::merge::effective_owned(parts, ttl)
+        } else {
+            let expires = crate::merge::effective_expiry(parts.iter().map(|p| p.2));
+            (rephub_model::Tags::default(), expires)
+        };
         f(Decidable {
             id,
             entry: parse_stored(kind, &value)?,
@@ -529,7 +536,12 @@ fn for_each_decidable(
     };
     for r in rows {
         let id: i64 = r.get(0);
-        let part: Part = (r.get::<_, i64>(5) as u64, decode_tags(r.get(3))?, r.get(4));
+        let tags = if with_tags {
+            decode_tags(r.get(3))?
+        } else {
+            rephub_model::Tags::default()
+        };
+        let part: Part = (r.get::<_, i64>(5) as u64, tags, r.get(4));
         match &mut current {
             Some((cid, _, _, parts)) if *cid == id => parts.push(part),
             _ => {
@@ -940,6 +952,7 @@ impl ReputationStore for PgStore {
     fn decidable_each(
         &self,
         ids: std::ops::RangeInclusive<i64>,
+        tags: bool,
         f: &mut dyn FnMut(Decidable),
     ) -> Result<(), StoreError> {
         let (lo, hi) = (*ids.start(), *ids.end());
@@ -947,13 +960,21 @@ impl ReputationStore for PgStore {
             let ttl = ttl_id(tx, cache)?;
             // A page of entries at a time, each page's rows grouped by entry: an entry's
             // assertions never straddle two pages.
+            // Without tags the column is not sent at all.
             let stmt = prepared(
                 tx,
                 cache,
-                "WITH page AS (SELECT id, kind, value FROM entries
-                               WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
-                 SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
-                 FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id",
+                if tags {
+                    "WITH page AS (SELECT id, kind, value FROM entries
+                                   WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
+                     SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                     FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
+                } else {
+                    "WITH page AS (SELECT id, kind, value FROM entries
+                                   WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
+                     SELECT e.id, e.kind, e.value, NULL::bytea, a.expires_at, a.seq
+                     FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
+                },
             )?;
             let mut from = lo;
             loop {
@@ -961,7 +982,7 @@ impl ReputationStore for PgStore {
                 let Some(last) = rows.last().map(|r| r.get::<_, i64>(0)) else {
                     return Ok(());
                 };
-                for_each_decidable(&mut rows.iter(), ttl, f)?;
+                for_each_decidable(&mut rows.iter(), ttl, tags, f)?;
                 if last >= hi {
                     return Ok(());
                 }
@@ -998,7 +1019,7 @@ impl ReputationStore for PgStore {
             let mut out = Vec::with_capacity(want.len());
             for chunk in want.chunks(10_000) {
                 let rows = tx.query(&stmt, &[&chunk])?;
-                for_each_decidable(&mut rows.iter(), ttl, &mut |d| out.push(d))?;
+                for_each_decidable(&mut rows.iter(), ttl, true, &mut |d| out.push(d))?;
             }
             Ok(out)
         })

@@ -392,12 +392,14 @@ fn for_each_decidable(
 }
 
 /// [`for_each_decidable`] from two cursors in id order: entries `(id, kind, value)` and their
-/// assertions `(entry_id, tags, expires_at, seq)`. An entry without assertions is skipped, as a
-/// join would.
+/// assertions `(entry_id, tags, expires_at, seq)` (without `with_tags`, the tags column is not
+/// decoded and each entry's tags are empty). An entry without assertions is skipped, as a join
+/// would.
 fn merge_decidable(
     entries: &mut rusqlite::Rows<'_>,
     assertions: &mut rusqlite::Rows<'_>,
     ttl: Option<CategoryId>,
+    with_tags: bool,
     f: &mut dyn FnMut(Decidable),
 ) -> Result<(), StoreError> {
     type Part = (u64, Tags, Option<i64>);
@@ -405,22 +407,24 @@ fn merge_decidable(
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
+        let tags = if with_tags {
+            decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?
+        } else {
+            Tags::default()
+        };
         Ok(Some((
             r.get(0)?,
-            (
-                r.get::<_, i64>(3)? as u64,
-                decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?,
-                r.get(2)?,
-            ),
+            (r.get::<_, i64>(3)? as u64, tags, r.get(2)?),
         )))
     };
     let mut pending = next(assertions)?;
+    let mut parts: Vec<Part> = Vec::new();
     while let Some(r) = entries.next()? {
         let id: i64 = r.get(0)?;
         while pending.as_ref().is_some_and(|(aid, _)| *aid < id) {
             pending = next(assertions)?;
         }
-        let mut parts: Vec<Part> = Vec::new();
+        parts.clear();
         while pending.as_ref().is_some_and(|(aid, _)| *aid == id) {
             if let Some((_, part)) = pending.take() {
                 parts.push(part);
@@ -430,7 +434,12 @@ fn merge_decidable(
         if parts.is_empty() {
             continue;
         }
-        let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
+        let (tags, expires_at) = if with_tags {
+            crate::merge::effective_owned(std::mem::take(&mut parts), ttl)
+        } else {
+            let expires = crate::merge::effective_expiry(parts.iter().map(|p| p.2));
+            (Tags::default(), expires)
+        };
         let kind: i64 = r.get(1)?;
         let value = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
         f(Decidable {
@@ -660,6 +669,7 @@ impl ReputationStore for SqliteStore {
     fn decidable_each(
         &self,
         ids: std::ops::RangeInclusive<i64>,
+        tags: bool,
         f: &mut dyn FnMut(Decidable),
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
@@ -672,14 +682,18 @@ impl ReputationStore for SqliteStore {
             let mut entries = tx.prepare_cached(
                 "SELECT id, kind, value FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
             )?;
-            let mut assertions = tx.prepare_cached(
+            // Without tags the column is not even read (a blob per row).
+            let mut assertions = tx.prepare_cached(if tags {
                 "SELECT entry_id, tags, expires_at, seq FROM assertions
-                 WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id",
-            )?;
+                 WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id"
+            } else {
+                "SELECT entry_id, NULL, expires_at, seq FROM assertions
+                 WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id"
+            })?;
             let range = [*ids.start(), *ids.end()];
             let mut e = entries.query(range)?;
             let mut a = assertions.query(range)?;
-            merge_decidable(&mut e, &mut a, ttl, f)?;
+            merge_decidable(&mut e, &mut a, ttl, tags, f)?;
         }
         tx.finish()?;
         Ok(())
@@ -707,7 +721,7 @@ impl ReputationStore for SqliteStore {
         let span = u64::try_from(last.saturating_sub(first)).unwrap_or(u64::MAX);
         if span / 2 <= want.len() as u64 {
             let mut at = 0;
-            self.decidable_each(first..=last, &mut |d| {
+            self.decidable_each(first..=last, true, &mut |d| {
                 while want.get(at).is_some_and(|&w| w < d.id) {
                     at += 1;
                 }
