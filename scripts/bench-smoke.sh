@@ -61,6 +61,7 @@ unset BENCH_N
 check "bench-import.sh" '^\| 2000 \|' scripts/bench-import.sh 2000 "$work/data"
 check "bench-snapshot.sh" 'snapshot \(gzip\)' scripts/bench-snapshot.sh "$work/data/import-2000/rephub.db"
 check "bench-memory.sh" 'restart with two profiles: ready' scripts/bench-memory.sh "$work/data/import-2000/rephub.db"
+check "bench-restart.sh" 'round 3: ready after .* after 10 s idle' scripts/bench-restart.sh 2000 "$REPHUB_BIN"
 check "bench-bulk-propagation.sh" 'after the import.s commit' scripts/bench-bulk-propagation.sh "$work/data/mixed-2000.csv"
 check "bench-propagation.sh" '^\| 20 \| 1 \|' scripts/bench-propagation.sh 20 2
 # Two replicas on PostgreSQL (the test suite's throw-away cluster; a database of its own).
