@@ -88,8 +88,13 @@ pub struct Matcher<V> {
     v6: IpTable<u128>,
     /// Domain entries by name, `[name]` entries and the others in one table.
     names: NameTable,
-    /// Exact URL entries by match key.
-    urls: RawTable,
+    /// Exact URL entries by match key; each slot knows where its key lies in `url_bytes`, so a
+    /// lookup compares against that arena and never reads the `Entry` or its heap string (a cache
+    /// miss fewer per hit).
+    urls: RawTable<UrlKey>,
+    url_bytes: Vec<u8>,
+    /// Bytes of `url_bytes` no slot refers to any more; compacted when more than half.
+    url_garbage: usize,
     /// Prefix URL entries by their full text (to find one for an update), and by authority.
     prefix_urls: RawTable,
     group_index: RawTable,
@@ -151,6 +156,8 @@ impl<V> Matcher<V> {
             v6: IpTable::default(),
             names: NameTable::default(),
             urls: RawTable::default(),
+            url_bytes: Vec::new(),
+            url_garbage: 0,
             prefix_urls: RawTable::default(),
             group_index: RawTable::default(),
             groups: Vec::new(),
@@ -338,11 +345,16 @@ impl<V> Matcher<V> {
         let (h_auth, h_full) = self.url_hashes(key, auth);
         if self.urls.len() > 0 {
             let mut best = NONE;
-            self.urls.for_each(h_full, |i| {
-                if let Some(e @ Entry::Url { url, .. }) = self.entries.get(i as usize) {
-                    if match_key(url) == key && self.less(e, best) {
-                        best = i;
-                    }
+            self.urls.for_each(h_full, |i, k| {
+                // Entries equal but for their scheme share a match key: the least one wins.
+                if self.url_key(k) == key.as_bytes()
+                    && (best == NONE
+                        || self
+                            .entries
+                            .get(i as usize)
+                            .is_some_and(|e| self.less(e, best)))
+                {
+                    best = i;
                 }
             });
             if best != NONE {
@@ -380,6 +392,33 @@ impl<V> Matcher<V> {
             return best.and_then(|(_, i)| self.hit(i));
         }
         None
+    }
+
+    /// The match key of an exact URL entry, from the arena.
+    #[inline]
+    fn url_key(&self, k: &UrlKey) -> &[u8] {
+        let off = k.off as usize;
+        self.url_bytes
+            .get(off..off + k.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// Drops the arena's dead bytes once they are more than half of it.
+    fn release_url_key(&mut self, k: UrlKey) {
+        self.url_garbage += k.len as usize;
+        if self.url_garbage <= 1 << 16 || self.url_garbage * 2 <= self.url_bytes.len() {
+            return;
+        }
+        let old = std::mem::take(&mut self.url_bytes);
+        let mut bytes = Vec::with_capacity(old.len() - self.url_garbage);
+        for k in self.urls.keys_mut() {
+            let off = k.off as usize;
+            let new = bytes.len() as u32;
+            bytes.extend_from_slice(&old[off..off + k.len as usize]);
+            k.off = new;
+        }
+        self.url_bytes = bytes;
+        self.url_garbage = 0;
     }
 
     /// Whether the entry `e` is less than the entry at `i` (or `i` is `NONE`).
@@ -445,10 +484,12 @@ impl<V> Matcher<V> {
             + strings
             + self.v4.memory_bytes()
             + self.v6.memory_bytes()
-            + [&self.urls, &self.prefix_urls, &self.group_index]
+            + self.urls.memory_bytes()
+            + [&self.prefix_urls, &self.group_index]
                 .iter()
                 .map(|t| t.memory_bytes())
                 .sum::<usize>()
+            + self.url_bytes.capacity()
             + self.names.memory_bytes()
             + self.sha1.memory_bytes()
             + self.sha256.memory_bytes()
@@ -620,7 +661,12 @@ impl<V> Matcher<V> {
                     self.names.insert(hash, exact, i, d.name().as_bytes());
                 }
             }
-            KeyKind::Url => self.urls.insert(hash, i, ()),
+            KeyKind::Url => {
+                if let Some(Entry::Url { url, .. }) = self.entries.get(i as usize) {
+                    let k = UrlKey::push(&mut self.url_bytes, match_key(url));
+                    self.urls.insert(hash, i, k);
+                }
+            }
             KeyKind::PrefixUrl => {
                 self.prefix_urls.insert(hash, i, ());
                 match group_auth {
@@ -699,7 +745,9 @@ impl<V> Matcher<V> {
                 self.names.remove(hash, exact, i);
             }
             Key::Url(_) => {
-                self.urls.remove(hash, i);
+                if let Some(k) = self.urls.remove(hash, i) {
+                    self.release_url_key(k);
+                }
             }
             Key::PrefixUrl(u) => {
                 self.prefix_urls.remove(hash, i);
@@ -749,6 +797,28 @@ impl<V> Matcher<V> {
         }
         self.dirty_groups = dirty;
         self.dirty_groups.clear();
+    }
+}
+
+/// Where an exact URL entry's match key lies in [`Matcher::url_bytes`].
+#[derive(Clone, Copy, Debug, Default)]
+struct UrlKey {
+    off: u32,
+    len: u32,
+}
+
+impl UrlKey {
+    /// Copies a match key to the end of the arena.
+    fn push(bytes: &mut Vec<u8>, key: &str) -> UrlKey {
+        let off = u32::try_from(bytes.len())
+            .ok()
+            .filter(|off| off.checked_add(key.len() as u32).is_some())
+            .expect("exact URL keys take under 4 GiB");
+        bytes.extend_from_slice(key.as_bytes());
+        UrlKey {
+            off,
+            len: key.len() as u32,
+        }
     }
 }
 
@@ -1031,6 +1101,34 @@ mod tests {
         assert_eq!(l("http://a.co/"), None);
         assert_eq!(l("http://a.com.evil/"), None);
         assert_eq!(l("http://[::1"), None);
+    }
+
+    /// Exact URL keys live in an arena: entries equal but for their scheme share a key (the least
+    /// entry wins), and enough removals compact the arena without losing the keys still there.
+    #[test]
+    fn exact_urls_after_many_removals() {
+        let u = |s: &str| e(Kind::Url, s);
+        let l = |m: &Matcher<i32>, s: &str| m.lookup_url(s).map(|h| *h.value);
+        let mut m = Matcher::build([(u("https://b.com/p"), 2), (u("http://b.com/p"), 1)]);
+        assert_eq!(l(&m, "ftp://b.com/p"), Some(1));
+        let many: Vec<Entry> = (0..4000)
+            .map(|i| u(&format!("http://host{}.example/{i:040}", i % 7)))
+            .collect();
+        m.apply(
+            many.iter().enumerate().map(|(i, x)| (x.clone(), i as i32)),
+            [],
+        );
+        let full = m.url_bytes.len();
+        m.apply([], many[..3900].iter().cloned());
+        assert!(m.url_bytes.len() < full / 2, "the arena was compacted");
+        for (i, x) in many.iter().enumerate() {
+            let want = (i >= 3900).then_some(i as i32);
+            assert_eq!(l(&m, &x.to_string()), want, "{x}");
+        }
+        assert_eq!(m.remove(&u("http://b.com/p")), Some(1));
+        assert_eq!(l(&m, "http://b.com/p"), Some(2));
+        assert_eq!(m.remove(&u("https://b.com/p")), Some(2));
+        assert_eq!(l(&m, "http://b.com/p"), None);
     }
 
     /// The vectorisable decoder against the obvious one: every byte value in every position,

@@ -116,9 +116,9 @@ impl<K: Copy + Default> RawTable<K> {
         }
     }
 
-    /// Calls `f` with every index stored under `hash`'s fingerprint.
+    /// Calls `f` with every index (and its key) stored under `hash`'s fingerprint.
     #[inline]
-    pub(crate) fn for_each(&self, hash: u64, mut f: impl FnMut(u32)) {
+    pub(crate) fn for_each(&self, hash: u64, mut f: impl FnMut(u32, &K)) {
         if self.slots.is_empty() {
             return;
         }
@@ -131,16 +131,25 @@ impl<K: Copy + Default> RawTable<K> {
                 return;
             }
             if (s >> 32) as u32 == fp {
-                f(s as u32);
+                f(s as u32, &self.keys[i]);
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Removes the slot holding `idx` under `hash`; false if there is none.
-    pub(crate) fn remove(&mut self, hash: u64, idx: u32) -> bool {
+    /// Every stored key, to rewrite in place (the slots stay where they are).
+    pub(crate) fn keys_mut(&mut self) -> impl Iterator<Item = &mut K> {
+        self.slots
+            .iter()
+            .zip(&mut self.keys)
+            .filter(|(s, _)| **s != EMPTY)
+            .map(|(_, k)| k)
+    }
+
+    /// Removes the slot holding `idx` under `hash` and returns its key; `None` if there is none.
+    pub(crate) fn remove(&mut self, hash: u64, idx: u32) -> Option<K> {
         if self.slots.is_empty() {
-            return false;
+            return None;
         }
         let want = u64::from(fingerprint(hash)) << 32 | u64::from(idx);
         let mask = self.slots.len() - 1;
@@ -148,13 +157,14 @@ impl<K: Copy + Default> RawTable<K> {
         loop {
             let s = self.slots[i];
             if s == EMPTY {
-                return false;
+                return None;
             }
             if s == want {
                 break;
             }
             i = (i + 1) & mask;
         }
+        let key = self.keys[i];
         // Backward shift: pull later slots of the same run into the hole while that keeps them
         // reachable from their home.
         let mut j = i;
@@ -173,7 +183,7 @@ impl<K: Copy + Default> RawTable<K> {
         }
         self.slots[i] = EMPTY;
         self.len -= 1;
-        true
+        Some(key)
     }
 
     /// Replaces the index of the slot holding `old` under `hash` (the arena moved the entry).
@@ -344,8 +354,8 @@ mod tests {
         for i in 0..10 {
             assert_eq!(t.find(hash, |x, k| x == i && *k == i * 3), Some(i));
         }
-        assert!(t.remove(hash, 3));
-        assert!(!t.remove(hash, 3));
+        assert_eq!(t.remove(hash, 3), Some(9));
+        assert_eq!(t.remove(hash, 3), None);
         assert_eq!(t.find(hash, |x, _| x == 3), None);
         for i in (0..10).filter(|&i| i != 3) {
             assert_eq!(t.find(hash, |x, k| x == i && *k == i * 3), Some(i));
@@ -353,7 +363,7 @@ mod tests {
         assert!(t.set(hash, 9, 42));
         assert_eq!(t.find(hash, |x, k| x == 42 && *k == 27), Some(42));
         let mut n = 0;
-        t.for_each(hash, |_| n += 1);
+        t.for_each(hash, |_, _| n += 1);
         assert_eq!(n, 9);
         for i in 0..1000u64 {
             t.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 100 + i as u32, 0);
