@@ -20,8 +20,10 @@
 //!   entry has, and probes longest first, one run per suffix for both kinds.
 //! - **URLs, hashes** (`table` module): open-addressing tables of 8-byte slots (32-bit hash
 //!   fingerprint + arena index). A miss reads one cache line and compares no string. Hash digests
-//!   are kept beside their slots, so a hash lookup reads only the table. Prefix URLs are grouped
-//!   by authority, so a query visits one small sorted group (`url` module).
+//!   are kept beside their slots, so a hash lookup reads only the table; so is where each exact
+//!   URL's match key lies in one byte arena, so a URL hit reads the slot and the key's bytes, never
+//!   the `Entry`. Prefix URLs are grouped by authority, so a query visits one small sorted group
+//!   (`url` module).
 //! - **Batches**: [`Matcher::lookup_ipv4_batch`] runs many addresses in stages so that their
 //!   cache misses overlap. (A staged domain batch was tried and was no faster than single lookups
 //!   once misses stopped leaving the control bytes: it is not offered.)
