@@ -181,6 +181,13 @@ impl Db {
         done.await.map_err(|_| stopped())
     }
 
+    /// Queue `f` on the writer, in order with every other write, without waiting for it: for a
+    /// write whose answer nobody needs. A write queued after this one (by a later request) runs
+    /// after it. `false` if the writer has stopped.
+    pub(crate) fn exec_detached(&self, f: impl FnOnce(&mut Backend) + Send + 'static) -> bool {
+        self.jobs.send(Job::Exec(Box::new(f))).is_ok()
+    }
+
     /// Run `f` with a reading connection of the pool, on the blocking pool (a new connection is
     /// made there too: making a PostgreSQL connection blocks, and must not on an async worker).
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, HubError>

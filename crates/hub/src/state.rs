@@ -419,6 +419,11 @@ impl AppState {
         self.inner.db.writer_running()
     }
 
+    /// [`crate::db::Db::exec_detached`]: queued on the writer, not waited for.
+    pub(crate) fn exec_detached(&self, f: impl FnOnce(&mut Backend) + Send + 'static) -> bool {
+        self.inner.db.exec_detached(f)
+    }
+
     /// Run `f` on the writer's connection, in order with every other write.
     pub(crate) async fn exec<T, F>(&self, f: F) -> Result<T, HubError>
     where

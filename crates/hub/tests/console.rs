@@ -43,6 +43,29 @@ impl Page {
     }
 }
 
+/// Waits until the session of `b`'s cookie is noted as used at `at`: a page view writes that note
+/// in the background, and a test that moves the clock on at once must let it land first.
+async fn noted(hub: &Hub, b: &Browser, at: i64) {
+    use sha2::Digest;
+    let cookie = b.cookie.clone().expect("signed in");
+    let token = cookie.split_once('=').expect("name=value").1;
+    let digest = sha2::Sha256::digest(token.as_bytes()).to_vec();
+    let mut last = None;
+    for _ in 0..400 {
+        let d = digest.clone();
+        last = hub.with_store(move |s| {
+            rephub_store::SessionStore::session(s, &d)
+                .unwrap()
+                .map(|s| s.last_at)
+        });
+        if last == Some(at) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the session's use at {at} was not written: {last:?}");
+}
+
 impl Browser {
     fn new(hub: &Hub) -> Browser {
         Browser {
@@ -274,11 +297,13 @@ async fn sessions_outlive_a_restart_and_end_when_idle_or_too_old() {
     );
     // (A use a minute after the last one is written.)
     assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+    noted(&hub, &b, rephub_model::Clock::now(&*clock)).await;
 
     // Used every 29 minutes, a session lives on (its use is written at most once a minute) ...
     for _ in 0..3 {
         clock.advance(29 * 60);
         assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+        noted(&hub, &b, rephub_model::Clock::now(&*clock)).await;
     }
     // ... until 30 idle minutes pass.
     clock.advance(30 * 60);
@@ -291,9 +316,47 @@ async fn sessions_outlive_a_restart_and_end_when_idle_or_too_old() {
     for _ in 0..24 {
         clock.advance(29 * 60);
         assert_eq!(m.get("/ui/").await.status, StatusCode::OK);
+        noted(&hub, &m, rephub_model::Clock::now(&*clock)).await;
     }
     clock.advance(29 * 60);
     assert_eq!(m.get("/ui/").await.status, StatusCode::SEE_OTHER);
+}
+
+/// A page view does not wait for the database's writer: the once-a-minute note of a session's
+/// use is written in the background. Here another connection holds SQLite's write lock (as a
+/// long import holds the writer) while a view falls due to write that note.
+#[tokio::test]
+async fn a_page_view_does_not_wait_for_the_writer() {
+    if common::on_postgres() {
+        eprintln!("holds a SQLite file lock: runs on SQLite only");
+        return;
+    }
+    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
+    let hub = common::Hub::start_with_clock(clock.clone(), http_only).await;
+    let (s, v) = hub
+        .call(
+            "POST",
+            "/api/v1/users",
+            ADMIN,
+            Some(json!({"name": "alice", "role": "admin", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut b = Browser::new(&hub);
+    b.sign_in("alice", "correct horse battery").await;
+    assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
+    clock.advance(61);
+    let due = rephub_model::Clock::now(&*clock);
+    let db = rusqlite::Connection::open(hub.dir.path().join("rephub.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Without the background note this view waits for the lock (30 s, then fails).
+    let page = tokio::time::timeout(std::time::Duration::from_secs(10), b.get("/ui/"))
+        .await
+        .expect("the page answered while the writer waited");
+    assert_eq!(page.status, StatusCode::OK);
+    db.execute_batch("COMMIT").unwrap();
+    // The note itself is not lost: it lands once the lock is gone.
+    noted(&hub, &b, due).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! Sessions and failed sign-ins are kept in the database (`SessionStore`), not in this process:
 //! behind a load balancer every replica knows every session, and a restart signs nobody out. The
 //! times are the hub's clock (seconds). A session's last use is written at most once a minute
-//! ([`TOUCH_EVERY`]): a page view is a read, not a write.
+//! ([`TOUCH_EVERY`]), and in the background: a page view is a read, not a write, and does not
+//! wait for the database's writer (which may be busy with an import for a minute).
 
 use rephub_store::{ConsoleSession, SessionOwner, SessionStore};
 use sha2::{Digest, Sha256};
@@ -112,29 +113,47 @@ pub(crate) async fn get(state: &AppState, token: &str) -> Result<Option<Live>, H
     };
     let now = state.now();
     if !alive(&s, now) {
-        state.exec(move |s| s.delete_session(&key)).await??;
+        // Dead by its times whether or not the row is gone yet.
+        in_background(state, "remove an ended session", move |s| {
+            s.delete_session(&key)
+        });
         return Ok(None);
     }
-    let touch = now - s.last_at >= TOUCH_EVERY;
-    if touch || s.flash.is_some() {
-        let clear = s.flash.is_some();
-        state
-            .exec(move |s| {
-                if touch {
-                    s.touch_session(&key, now)?;
-                }
-                if clear {
-                    s.set_session_flash(&key, None)?;
-                }
-                Ok::<_, rephub_store::StoreError>(())
-            })
-            .await??;
+    if s.flash.is_some() {
+        // Awaited: the message is shown once, and a later form's message must not be cleared
+        // by this one's clearing arriving after it.
+        let k = key.clone();
+        state.exec(move |s| s.set_session_flash(&k, None)).await??;
+    }
+    if now - s.last_at >= TOUCH_EVERY {
+        // Not awaited: a lost or late note only makes the session look idle a minute longer
+        // (the next view writes it again).
+        in_background(state, "note a session's use", move |s| {
+            s.touch_session(&key, now)
+        });
     }
     Ok(Some(Live {
         who: identity(s.owner),
         csrf: s.csrf,
         flash: s.flash,
     }))
+}
+
+/// A write whose answer nobody waits for, queued on the writer now (before this request is
+/// answered), so that a later request's writes come after it.
+fn in_background<T>(
+    state: &AppState,
+    what: &'static str,
+    f: impl FnOnce(&mut crate::db::Backend) -> Result<T, rephub_store::StoreError> + Send + 'static,
+) {
+    let queued = state.exec_detached(move |s| {
+        if let Err(e) = f(s) {
+            tracing::warn!("console: could not {what}: {e}");
+        }
+    });
+    if !queued {
+        tracing::warn!("console: could not {what}: the database writer has stopped");
+    }
 }
 
 /// Keep a message for the session's next page.
