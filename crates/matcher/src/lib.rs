@@ -196,6 +196,16 @@ impl<V> Matcher<V> {
         let v4 = last_of_equal(v4, &mut keep);
         let v6 = last_of_equal(v6, &mut keep);
         m.entries.reserve(items.len());
+        // The exact URLs' keys, sized at once: grown by doubling, the arena would keep up to half
+        // again its size unused.
+        let url_bytes: usize = items
+            .iter()
+            .map(|(e, _)| match e {
+                Entry::Url { url, prefix: false } => match_key(url).len(),
+                _ => 0,
+            })
+            .sum();
+        m.url_bytes.reserve_exact(url_bytes);
         m.values.reserve(items.len());
         // Item position → arena index, for the IP items.
         let mut at = vec![NONE; items.len()];
