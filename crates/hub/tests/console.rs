@@ -230,20 +230,7 @@ async fn sign_in_sessions_and_security_headers() {
 /// `replicas.rs`) knows them. Times are the hub's clock.
 #[tokio::test]
 async fn sessions_outlive_a_restart_and_end_when_idle_or_too_old() {
-    let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
-    let mut hub = common::Hub::start_with_clock(clock.clone(), |c, s| {
-        http_only(c, s);
-    })
-    .await;
-    let (s, v) = hub
-        .call(
-            "POST",
-            "/api/v1/users",
-            ADMIN,
-            Some(json!({"name": "alice", "role": "admin", "password": "correct horse battery"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (mut hub, clock) = alice_on_a_clock().await;
     let mut b = Browser::new(&hub);
     assert_eq!(
         b.sign_in("alice", "correct horse battery").await.status,
@@ -322,15 +309,8 @@ async fn sessions_outlive_a_restart_and_end_when_idle_or_too_old() {
     assert_eq!(m.get("/ui/").await.status, StatusCode::SEE_OTHER);
 }
 
-/// A page view does not wait for the database's writer: the once-a-minute note of a session's
-/// use is written in the background. Here another connection holds SQLite's write lock (as a
-/// long import holds the writer) while a view falls due to write that note.
-#[tokio::test]
-async fn a_page_view_does_not_wait_for_the_writer() {
-    if common::on_postgres() {
-        eprintln!("holds a SQLite file lock: runs on SQLite only");
-        return;
-    }
+/// A hub on a clock the test moves, with the admin user alice.
+async fn alice_on_a_clock() -> (Hub, std::sync::Arc<rephub_model::FixedClock>) {
     let clock = std::sync::Arc::new(rephub_model::FixedClock::new(common::now()));
     let hub = common::Hub::start_with_clock(clock.clone(), http_only).await;
     let (s, v) = hub
@@ -342,6 +322,19 @@ async fn a_page_view_does_not_wait_for_the_writer() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    (hub, clock)
+}
+
+/// A page view does not wait for the database's writer: the once-a-minute note of a session's
+/// use is written in the background. Here another connection holds SQLite's write lock (as a
+/// long import holds the writer) while a view falls due to write that note.
+#[tokio::test]
+async fn a_page_view_does_not_wait_for_the_writer() {
+    if common::on_postgres() {
+        eprintln!("holds a SQLite file lock: runs on SQLite only");
+        return;
+    }
+    let (hub, clock) = alice_on_a_clock().await;
     let mut b = Browser::new(&hub);
     b.sign_in("alice", "correct horse battery").await;
     assert_eq!(b.get("/ui/").await.status, StatusCode::OK);
