@@ -379,7 +379,7 @@ impl<A: Addr> IpTable<A> {
         }
         self.dirty = dirty;
         self.dirty.clear();
-        if self.garbage > 1 << 16 && self.garbage * 2 > self.runs.len() {
+        if crate::table::worth_compacting(self.garbage, self.runs.len()) {
             self.compact();
         }
     }

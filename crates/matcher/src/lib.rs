@@ -418,7 +418,7 @@ impl<V> Matcher<V> {
     /// Drops the arena's dead bytes once they are more than half of it.
     fn release_url_key(&mut self, k: UrlKey) {
         self.url_garbage += k.len as usize;
-        if self.url_garbage <= 1 << 16 || self.url_garbage * 2 <= self.url_bytes.len() {
+        if !table::worth_compacting(self.url_garbage, self.url_bytes.len()) {
             return;
         }
         let old = std::mem::take(&mut self.url_bytes);

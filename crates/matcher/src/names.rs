@@ -280,7 +280,7 @@ impl NameTable {
         self.slots[i] = FREE;
         self.ctrl[i] = 0;
         self.len -= 1;
-        if self.garbage > 1 << 16 && self.garbage * 2 > self.bytes.len() {
+        if crate::table::worth_compacting(self.garbage, self.bytes.len()) {
             self.compact();
         }
         true

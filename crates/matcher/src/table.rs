@@ -209,6 +209,14 @@ impl<K: Copy + Default> RawTable<K> {
     }
 }
 
+/// Whether an arena (IP runs, long names, URL keys) with `garbage` dead of `len` slots is worth
+/// rewriting: more than half of it is dead, and enough that a rewrite is not done every few
+/// removals.
+#[inline]
+pub(crate) fn worth_compacting(garbage: usize, len: usize) -> bool {
+    garbage > 1 << 16 && garbage * 2 > len
+}
+
 // --- Hashing -------------------------------------------------------------------------------------
 //
 // A wyhash-style folded multiply over 8- and 16-byte reads. Keys are short (labels, URLs), so the
