@@ -575,14 +575,17 @@ async fn concurrent_sandbox_submissions_stay_within_the_daily_reserve() {
 /// The submitter against a Vision One-like analyzer that first fails an item with a 5xx inside
 /// its 207 answer, then takes it, then says it does not know the task: the URL is sent again the
 /// next round (a 5xx is not a refusal), and the forgotten task ends as not analysed, saying why
-/// (it was asked about every round forever).
+/// (it was asked about every round forever). The analyzer stays busy until the test has seen the
+/// busy answer, so a slow poll cannot miss that state between two rounds.
 #[tokio::test]
 async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     let posts = Arc::new(AtomicU32::new(0));
+    let taken = Arc::new(AtomicU32::new(0));
     let asked = Arc::new(AtomicU32::new(0));
-    let (p, a) = (posts.clone(), asked.clone());
+    let busy = Arc::new(AtomicBool::new(true));
+    let (p, t, a, b) = (posts.clone(), taken.clone(), asked.clone(), busy.clone());
     let addr =
         serve(move |_| {
             axum::Router::new()
@@ -596,9 +599,13 @@ async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
             .route(
                 "/v3.0/sandbox/urls/analyze",
                 axum::routing::post(move || {
-                    let n = p.fetch_add(1, Ordering::SeqCst);
+                    p.fetch_add(1, Ordering::SeqCst);
+                    let busy = b.load(Ordering::SeqCst);
+                    if !busy {
+                        t.fetch_add(1, Ordering::SeqCst);
+                    }
                     async move {
-                        let item = if n == 0 {
+                        let item = if busy {
                             json!({"status": 503, "body": {"error": {"code": "ServiceUnavailable",
                                    "message": "the sandbox is busy"}}})
                         } else {
@@ -648,6 +655,7 @@ async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
         })
         .await;
     assert_eq!(row(&st)["status"], "pending", "{st}");
+    busy.store(false, Ordering::SeqCst);
     // Sent again, taken, and then not known: done, not analysed, saying why.
     let st = h
         .wait_until(
@@ -665,7 +673,12 @@ async fn the_sandbox_submitter_retries_a_5xx_item_and_ends_a_forgotten_task() {
             .contains("no longer knows task t-1"),
         "{st}"
     );
-    assert_eq!(posts.load(Ordering::SeqCst), 2, "sent again once");
+    assert!(posts.load(Ordering::SeqCst) >= 2, "sent again");
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        1,
+        "taken once, never sent after"
+    );
     // No longer asked about.
     let n = asked.load(Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
