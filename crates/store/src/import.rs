@@ -81,17 +81,21 @@ where
 {
     let catalog = store.catalog()?;
     let (send, recv) = mpsc::sync_channel::<(Vec<Item>, u64)>(DEPTH);
+    // Written batches go back to the parser to be freed there (see `parse_all`).
+    let (spent, spent_recv) = mpsc::channel::<Vec<Upsert>>();
     std::thread::scope(|scope| {
         let catalog = &catalog;
         // Named, so that profiles tell parsing from writing.
         std::thread::Builder::new()
             .name("rephub-parse".into())
-            .spawn_scoped(scope, move || parse_all(input, opts, catalog, send))
+            .spawn_scoped(scope, move || {
+                parse_all(input, opts, catalog, send, spent_recv)
+            })
             .map_err(|e| StoreError::Io {
                 path: "parser thread".into(),
                 source: e,
             })?;
-        write_all(store, recv, opts, progress, reject)
+        write_all(store, recv, spent, opts, progress, reject)
     })
 }
 
@@ -100,9 +104,17 @@ fn parse_all<R: BufRead>(
     opts: &ImportOptions,
     catalog: &Catalog,
     send: mpsc::SyncSender<(Vec<Item>, u64)>,
+    spent: mpsc::Receiver<Vec<Upsert>>,
 ) {
     let mut chunk = Vec::with_capacity(CHUNK);
     let flush = |chunk: &mut Vec<Item>, pos: u64| -> bool {
+        // The writer is the import's narrowest part and the parser has time to spare: freeing
+        // a written batch (about ten heap blocks per entry, allocated here, so freed across
+        // threads) cost the writer a tenth of its time (`perf`, BENCHMARKS.md, issue 20 ninth
+        // part). Each flush frees what has come back since the last one.
+        while let Ok(batch) = spent.try_recv() {
+            drop(batch);
+        }
         send.send((std::mem::replace(chunk, Vec::with_capacity(CHUNK)), pos))
             .is_ok()
     };
@@ -144,6 +156,13 @@ fn parse_all<R: BufRead>(
             flush(&mut chunk, lines.position());
         }
     }
+    // Everything parsed: the writer learns it when this end of the channel goes; then free the
+    // rest of the written batches as they come, until the writer is done (its end closes this
+    // channel).
+    drop(send);
+    for batch in spent {
+        drop(batch);
+    }
 }
 
 fn convert<'a>(
@@ -179,15 +198,15 @@ fn convert<'a>(
 fn write_all<S: ReputationStore>(
     store: &mut S,
     recv: mpsc::Receiver<(Vec<Item>, u64)>,
+    spent: mpsc::Sender<Vec<Upsert>>,
     opts: &ImportOptions,
     progress: &dyn Fn(u64),
     reject: &mut dyn FnMut(&LineError),
 ) -> Result<ImportSummary, StoreError> {
     let mut summary = ImportSummary::default();
     let mut tx = store.begin()?;
-    let mut batch: Vec<Upsert> = Vec::with_capacity(CHUNK);
     for (chunk, pos) in recv {
-        batch.clear();
+        let mut batch: Vec<Upsert> = Vec::with_capacity(chunk.len());
         for item in chunk {
             match item {
                 Ok(p) => {
@@ -212,6 +231,8 @@ fn write_all<S: ReputationStore>(
                 }
             }
         }
+        // Freed by the parser (or here, in the error, if it has gone).
+        let _ = spent.send(batch);
         progress(pos);
     }
     if opts.strict && summary.rejected > 0 {
