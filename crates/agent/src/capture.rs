@@ -398,7 +398,13 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        // Until the server listens (bounded: 10 s).
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let mut cap = Capture::open("lo", Duration::from_millis(200)).unwrap();
         let url = format!("https://capture.test:{port}/");
         let resolve = format!("capture.test:{port}:127.0.0.1");

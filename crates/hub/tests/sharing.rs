@@ -115,8 +115,10 @@ async fn events_reach_the_upstream_once_each_through_an_outage() {
     assert_eq!(e["act"], "block");
     assert_eq!(e["rt"], (now * 1000).to_string());
     assert_eq!(e["mpname"], "rephub");
-    let c = down.get("/api/v1/connection").await;
-    assert_eq!(c["features"]["event_sharing"]["status"], "In sync", "{c}");
+    down.wait_until("/api/v1/connection", "in sync", |c| {
+        c["features"]["event_sharing"]["status"] == "In sync"
+    })
+    .await;
 
     // The upstream goes away; events keep coming and wait in the spool, retried.
     up.stop().await;
@@ -248,7 +250,15 @@ async fn a_refused_record_is_parked_the_rest_flows_and_a_replay_delivers_it() {
         "{parked}"
     );
     assert_eq!(p["record"]["event"]["aggregatedCount"], "6");
-    // The file took all six (it refuses nothing): one line each, with the key.
+    // The file took all six (it refuses nothing): one line each, with the key. Its sink runs on
+    // a round of its own, so it may deliver after the upstream's.
+    down.wait_until("/api/v1/sharing", "the file sink delivered six", |v| {
+        v["sinks"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["sink"] == "archive" && s["delivered"] == 6)
+        })
+    })
+    .await;
     let lines = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<Value> = lines
         .lines()
@@ -527,11 +537,12 @@ async fn filter_status_counts_distributed_profiles_and_reaches_the_upstream() {
             .len(),
         1
     );
-    let c = down.get("/api/v1/connection").await;
-    assert_eq!(
-        c["features"]["filter_status_sharing"]["status"], "In sync",
-        "{c}"
-    );
+    // The upstream keeps the records before it answers; the downstream is in sync once the
+    // answer is back.
+    down.wait_until("/api/v1/connection", "in sync", |c| {
+        c["features"]["filter_status_sharing"]["status"] == "In sync"
+    })
+    .await;
 }
 
 /// Policy deployment from the upstream (seed 002, chapter 6): the upstream asks one downstream to
@@ -785,11 +796,12 @@ async fn tls_telemetry_is_kept_searched_and_streams_to_the_upstream() {
         .get("/api/v1/telemetry?sni=other.example&ja3=87B9BFC7DA97115ED2276737B09F8D74")
         .await;
     assert_eq!(count(&v), 1, "{v}");
-    let c = down.get("/api/v1/connection").await;
-    assert_eq!(
-        c["features"]["network_telemetry"]["status"], "In sync",
-        "{c}"
-    );
+    // The upstream keeps the records before it answers; the downstream is in sync once the
+    // answer is back.
+    down.wait_until("/api/v1/connection", "in sync", |c| {
+        c["features"]["network_telemetry"]["status"] == "In sync"
+    })
+    .await;
     // Only a downstream's certificate shares: a key does not.
     let (s, _) = up
         .call(

@@ -734,17 +734,26 @@ fn an_analyzer_that_is_down_or_out_of_reserve_keeps_submissions_waiting() {
     );
     assert_eq!(rows["submissions"][0]["submitter"], "Manual Submission");
 
-    // Back up: one is analysed, the other waits for tomorrow's reserve.
+    // Back up: one is analysed, the other waits for tomorrow's reserve. The round that finishes
+    // the first saves it before it asks for the reserve and notes why the other waits, and the
+    // round's status comes after both: the wait is for the whole round's outcome.
     let (_a, _) = serve(&da.path().join("data"), &cfg_a, pa, ta);
     assert!(
         eventually(60, || {
             let v = subs();
             let rows = v["submissions"].as_array().unwrap();
             rows.iter().filter(|r| r["status"] == "done").count() == 1
-                && rows.iter().filter(|r| r["status"] == "pending").count() == 1
+                && rows.iter().any(|r| {
+                    r["status"] == "pending"
+                        && r["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("daily reserve"))
+                })
+                && status()["last_error"].is_null()
         }),
-        "{}",
-        subs()
+        "{} {}",
+        subs(),
+        status()
     );
     let v = subs();
     let waiting = v["submissions"]
