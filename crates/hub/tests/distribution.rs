@@ -897,7 +897,8 @@ async fn large_answers_are_streamed_whole() {
 async fn expired_entries_leave_the_devices() {
     let h = Hub::start_with(|c, _| c.sweep_secs = 1).await;
     let token = h.setup().await;
-    let soon = rephub_model::format_utc(common::now() + 2);
+    // Far enough ahead that the first snapshot still has it on a slow machine.
+    let soon = rephub_model::format_utc(common::now() + 5);
     h.add(json!([
         {"value": "192.0.2.50", "tags": {"Trend Micro Severity": "High", "Reputation Entries TTL": soon}},
         {"value": "192.0.2.51", "tags": {"Trend Micro Severity": "High"}}

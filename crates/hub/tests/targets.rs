@@ -170,14 +170,21 @@ async fn a_hub_distributes_to_another_through_its_sms_api() {
     )
     .await;
     let mut short = so("High");
-    short["Reputation Entries TTL"] = json!(rephub_model::format_utc(common::now() + 2));
+    // Long enough to be seen on B first on a slow machine; then A's sweep (every second) takes it.
+    short["Reputation Entries TTL"] = json!(rephub_model::format_utc(common::now() + 8));
     a.add_one("198.51.100.9", short).await;
     a.run("/api/v1/targets/b/run").await;
     assert_eq!(
         b.values().await,
         BTreeSet::from(["198.51.100.1".into(), "198.51.100.9".into()])
     );
-    tokio::time::sleep(Duration::from_secs(4)).await; // past the TTL; A sweeps every second
+    for _ in 0..300 {
+        if a.entry("198.51.100.9").await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.entry("198.51.100.9").await.is_none(), "swept on A");
     let v = a.run("/api/v1/targets/b/run").await;
     assert_eq!(v["status"], "In sync", "{v}");
     assert_eq!(b.values().await, BTreeSet::from(["198.51.100.1".into()]));
