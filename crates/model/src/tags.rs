@@ -354,21 +354,100 @@ impl Tags {
     }
 
     /// Compact binary form for storage: postcard's map form (a length, then key and value
-    /// pairs), which is also its form of a sequence of pairs.
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&self.0).unwrap_or_default()
+    /// pairs), which is also its form of a sequence of pairs. A value of a list category of
+    /// `catalog` is kept as its places in the category's allowed values (one or two bytes each)
+    /// instead of the words: most tags of a reputation database are list values, and their
+    /// words were most of its bytes (a category's allowed values never change once it is
+    /// created, so a place always means the same word). Anything else, and a list value the
+    /// catalog does not know, is kept as it is.
+    pub fn encode(&self, catalog: &Catalog) -> Vec<u8> {
+        let pairs: Vec<(CategoryId, StoredRef<'_>)> = self
+            .0
+            .iter()
+            .map(|(id, v)| (*id, StoredRef::of(*id, v, catalog)))
+            .collect();
+        postcard::to_allocvec(&pairs).unwrap_or_default()
     }
 
-    /// Inverse of [`Tags::encode`]; never panics on corrupt input. Pairs out of order or named
-    /// twice (not written by `encode`) are put in order, the last value of a category kept, as a
-    /// map would have read them.
-    pub fn decode(bytes: &[u8]) -> Option<Tags> {
-        let mut pairs: Vec<(CategoryId, TagValue)> = postcard::from_bytes(bytes).ok()?;
+    /// Inverse of [`Tags::encode`] with the same catalog (or a later one: categories are only
+    /// added); never panics on corrupt input. `None`: not tags, or a list place the catalog does
+    /// not have. Pairs out of order or named twice (not written by `encode`) are put in order,
+    /// the last value of a category kept, as a map would have read them. Reads what earlier
+    /// versions wrote too (every list value in words).
+    pub fn decode(bytes: &[u8], catalog: &Catalog) -> Option<Tags> {
+        let stored: Vec<(CategoryId, Stored)> = postcard::from_bytes(bytes).ok()?;
+        let mut pairs = Vec::with_capacity(stored.len());
+        for (id, v) in stored {
+            pairs.push((id, v.value(id, catalog)?));
+        }
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
             let map: BTreeMap<CategoryId, TagValue> = pairs.into_iter().collect();
             pairs = map.into_iter().collect();
         }
         Some(Tags(pairs))
+    }
+}
+
+/// A tag value as stored: [`TagValue`]'s variants in its order (what earlier versions wrote
+/// reads unchanged), then list values by place.
+#[derive(Deserialize)]
+enum Stored {
+    Text(String),
+    List(Vec<String>),
+    Date(i64),
+    YesNo(bool),
+    Number(i64),
+    Places(Vec<u32>),
+}
+
+impl Stored {
+    fn value(self, id: CategoryId, catalog: &Catalog) -> Option<TagValue> {
+        Some(match self {
+            Stored::Text(s) => TagValue::Text(s),
+            Stored::List(v) => TagValue::List(v),
+            Stored::Date(t) => TagValue::Date(t),
+            Stored::YesNo(b) => TagValue::YesNo(b),
+            Stored::Number(n) => TagValue::Number(n),
+            Stored::Places(places) => {
+                let allowed = catalog.list_values(id)?;
+                let mut out = Vec::with_capacity(places.len());
+                for p in places {
+                    out.push(allowed.get(usize::try_from(p).ok()?)?.clone());
+                }
+                TagValue::List(out)
+            }
+        })
+    }
+}
+
+/// [`Stored`] for writing, borrowing the value's words.
+#[derive(Serialize)]
+enum StoredRef<'a> {
+    Text(&'a str),
+    List(&'a [String]),
+    Date(i64),
+    YesNo(bool),
+    Number(i64),
+    Places(Vec<u32>),
+}
+
+impl<'a> StoredRef<'a> {
+    fn of(id: CategoryId, v: &'a TagValue, catalog: &Catalog) -> StoredRef<'a> {
+        match v {
+            TagValue::Text(s) => StoredRef::Text(s),
+            TagValue::List(words) => match catalog.places.get(&id).and_then(|places| {
+                words
+                    .iter()
+                    .map(|w| places.get(w.as_str()).copied())
+                    .collect::<Option<Vec<u32>>>()
+            }) {
+                Some(places) => StoredRef::Places(places),
+                None => StoredRef::List(words),
+            },
+            TagValue::Date(t) => StoredRef::Date(*t),
+            TagValue::YesNo(b) => StoredRef::YesNo(*b),
+            TagValue::Number(n) => StoredRef::Number(*n),
+        }
     }
 }
 
@@ -378,6 +457,8 @@ pub struct Catalog {
     categories: Vec<Category>,
     by_name: HashMap<String, usize>,
     by_id: HashMap<CategoryId, usize>,
+    /// Each list category's allowed values and their places (the stored form of list tags).
+    places: HashMap<CategoryId, HashMap<String, u32>>,
 }
 
 impl Catalog {
@@ -392,10 +473,29 @@ impl Catalog {
             .enumerate()
             .map(|(i, c)| (c.id, i))
             .collect();
+        let places = categories
+            .iter()
+            .filter_map(|c| match &c.kind {
+                CategoryType::List { values, .. } => {
+                    let places = (0u32..).zip(values).map(|(p, v)| (v.clone(), p));
+                    Some((c.id, places.collect()))
+                }
+                _ => None,
+            })
+            .collect();
         Catalog {
             categories,
             by_name,
             by_id,
+            places,
+        }
+    }
+
+    /// The allowed values of list category `id`.
+    fn list_values(&self, id: CategoryId) -> Option<&[String]> {
+        match &self.by_id(id)?.kind {
+            CategoryType::List { values, .. } => Some(values),
+            _ => None,
         }
     }
 
@@ -675,8 +775,41 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(dropped, vec!["Trend Micro Source".to_string()]);
-        assert_eq!(Tags::decode(&tags.encode()).unwrap(), tags);
-        assert_eq!(Tags::decode(&[0xff, 0xff, 0xff]), None);
+        assert_eq!(Tags::decode(&tags.encode(&c), &c).unwrap(), tags);
+        assert_eq!(Tags::decode(&[0xff, 0xff, 0xff], &c), None);
+    }
+
+    /// List values are stored by place: a few bytes instead of the words, read back as the words;
+    /// a place the catalog does not have (a catalog of another database) is refused, not guessed;
+    /// a word the catalog does not list stays a word.
+    #[test]
+    fn list_values_are_stored_by_place() {
+        let c = catalog();
+        let (tags, _) = c
+            .parse_pairs([
+                ("Trend Micro Detection Category", "C&C Callback Address"),
+                ("Trend Micro Severity", "Medium"),
+                ("Trend Micro Source", "ddan01.lab.example"),
+            ])
+            .unwrap();
+        let compact = tags.encode(&c);
+        let words = tags.encode(&Catalog::default());
+        assert!(compact.len() + 20 <= words.len(), "{compact:?} {words:?}");
+        assert_eq!(Tags::decode(&compact, &c).unwrap(), tags);
+        // Written before list values were stored by place: read the same.
+        assert_eq!(Tags::decode(&words, &c).unwrap(), tags);
+        assert_eq!(Tags::decode(&words, &Catalog::default()).unwrap(), tags);
+        // Without the categories, places cannot be read.
+        assert_eq!(Tags::decode(&compact, &Catalog::default()), None);
+        // A place past the end of the list.
+        let severity = c.by_name("Trend Micro Severity").unwrap().id;
+        let past = postcard::to_allocvec(&vec![(severity, StoredRef::Places(vec![3]))]).unwrap();
+        assert_eq!(Tags::decode(&past, &c), None);
+        let last = postcard::to_allocvec(&vec![(severity, StoredRef::Places(vec![2]))]).unwrap();
+        assert_eq!(
+            Tags::decode(&last, &c).unwrap().get(severity),
+            Some(&TagValue::List(vec!["Low".into()]))
+        );
     }
 
     /// Databases hold tags encoded from a map: the stored bytes are the same, both ways, and
@@ -691,8 +824,9 @@ mod tests {
         .into_iter()
         .collect();
         let old = postcard::to_allocvec(&map).unwrap();
-        let tags = Tags::decode(&old).unwrap();
-        assert_eq!(tags.encode(), old);
+        let none = Catalog::default();
+        let tags = Tags::decode(&old, &none).unwrap();
+        assert_eq!(tags.encode(&none), old);
         assert_eq!(tags.get(7), map.get(&7));
         assert_eq!(tags.get(3), None);
         let pairs = vec![
@@ -700,7 +834,7 @@ mod tests {
             (2, TagValue::Number(1)),
             (9, TagValue::Number(5)),
         ];
-        let odd = Tags::decode(&postcard::to_allocvec(&pairs).unwrap()).unwrap();
+        let odd = Tags::decode(&postcard::to_allocvec(&pairs).unwrap(), &none).unwrap();
         let as_map: BTreeMap<CategoryId, TagValue> = pairs.into_iter().collect();
         assert_eq!(
             odd.iter().map(|(k, v)| (k, v.clone())).collect::<Vec<_>>(),

@@ -11,7 +11,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 use rephub_model::{
-    Entry, Kind, SmsCsvReader, TagValue, Tags, format_sms_line, format_utc, parse_datetime, url,
+    Catalog, Category, CategoryType, Entry, Kind, SmsCsvReader, TagValue, Tags, format_sms_line,
+    format_utc, parse_datetime, url,
 };
 
 fn config(cases: u32) -> Config {
@@ -628,15 +629,43 @@ proptest! {
 fn tag_value() -> impl Strategy<Value = TagValue> {
     prop_oneof![
         any::<String>().prop_map(TagValue::Text),
-        vec(any::<String>(), 0..4).prop_map(TagValue::List),
+        vec(
+            prop_oneof![
+                proptest::sample::select(&LISTED[..]).prop_map(String::from),
+                any::<String>()
+            ],
+            0..4
+        )
+        .prop_map(TagValue::List),
         any::<i64>().prop_map(TagValue::Date),
         any::<bool>().prop_map(TagValue::YesNo),
         any::<i64>().prop_map(TagValue::Number),
     ]
 }
 
+/// The allowed values of the list categories of [`list_catalog`].
+const LISTED: [&str; 3] = ["Suspicious Object", "Medium", "b"];
+
+/// List categories 1 to 5 (list values are stored by place), whatever else a tag names.
+fn list_catalog() -> Catalog {
+    Catalog::new(
+        (1..=5)
+            .map(|id| Category {
+                id,
+                name: format!("list {id}"),
+                kind: CategoryType::List {
+                    values: LISTED.iter().map(|v| v.to_string()).collect(),
+                    multiple: true,
+                },
+                description: String::new(),
+                builtin: false,
+            })
+            .collect(),
+    )
+}
+
 fn tags() -> impl Strategy<Value = Tags> {
-    btree_map(any::<u32>(), tag_value(), 0..8).prop_map(|m| {
+    btree_map(prop_oneof![0u32..8, any::<u32>()], tag_value(), 0..8).prop_map(|m| {
         let mut t = Tags::new();
         for (k, v) in m {
             t.insert(k, v);
@@ -650,12 +679,16 @@ proptest! {
 
     #[test]
     fn tags_encode_decode_round_trip(t in tags()) {
-        prop_assert_eq!(Tags::decode(&t.encode()), Some(t));
+        let c = list_catalog();
+        prop_assert_eq!(Tags::decode(&t.encode(&c), &c), Some(t.clone()));
+        // Without the categories every value is stored as it is, and reads back the same.
+        let none = Catalog::default();
+        prop_assert_eq!(Tags::decode(&t.encode(&none), &c), Some(t));
     }
 
     #[test]
     fn tags_decode_never_panics(bytes in vec(any::<u8>(), 0..256)) {
-        let _ = Tags::decode(&bytes);
+        let _ = Tags::decode(&bytes, &list_catalog());
     }
 
     #[test]
@@ -664,7 +697,8 @@ proptest! {
         flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut bytes = t.encode();
+        let c = list_catalog();
+        let mut bytes = t.encode(&c);
         if !bytes.is_empty() {
             for (at, b) in flips {
                 let i = at.index(bytes.len());
@@ -672,9 +706,9 @@ proptest! {
             }
             bytes.truncate(cut.index(bytes.len() + 1));
         }
-        if let Some(d) = Tags::decode(&bytes) {
+        if let Some(d) = Tags::decode(&bytes, &c) {
             // Whatever decodes must re-encode to something that decodes to the same.
-            prop_assert_eq!(Tags::decode(&d.encode()), Some(d));
+            prop_assert_eq!(Tags::decode(&d.encode(&c), &c), Some(d));
         }
     }
 }

@@ -2,7 +2,9 @@
 //! entries, tags decoded, an entry built from its assertions, the criteria SQL cannot express
 //! applied, and the key range an index scan reads for a query.
 
-use rephub_model::{CategoryId, Criteria, Entry, Kind, Query, TagValue, Tags};
+use std::sync::{Arc, Mutex};
+
+use rephub_model::{Catalog, CategoryId, Criteria, Entry, Kind, Query, TagValue, Tags};
 
 use crate::error::StoreError;
 use crate::merge::effective;
@@ -17,8 +19,34 @@ pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> 
     Entry::from_stored(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
 }
 
-pub(crate) fn decode_tags(bytes: &[u8]) -> Result<Tags, StoreError> {
-    Tags::decode(bytes).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
+/// Stored tags read with the database's categories (list values are stored by place).
+pub(crate) fn decode_tags(bytes: &[u8], catalog: &Catalog) -> Result<Tags, StoreError> {
+    Tags::decode(bytes, catalog).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
+}
+
+/// A store's categories, loaded again only when the newest category id changed. Reading stored
+/// tags needs them, and categories are only ever added (never changed or removed), so asking for
+/// the newest id — one indexed lookup, what finding the TTL category cost each read before — is
+/// enough to know a loaded copy is current.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogCache(Mutex<Option<(i64, Arc<Catalog>)>>);
+
+impl CatalogCache {
+    pub(crate) fn get(
+        &self,
+        newest: i64,
+        load: impl FnOnce() -> Result<Catalog, StoreError>,
+    ) -> Result<Arc<Catalog>, StoreError> {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, catalog)) = cached.as_ref()
+            && *id == newest
+        {
+            return Ok(catalog.clone());
+        }
+        let catalog = Arc::new(load()?);
+        *cached = Some((newest, catalog.clone()));
+        Ok(catalog)
+    }
 }
 
 /// The expiry the TTL category of these tags sets, if any.

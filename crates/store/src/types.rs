@@ -185,7 +185,7 @@ impl Upsert {
             key: entry.store_key(),
             key_end: entry.ip_range().map(|r| r.end_key()),
             value: entry.to_string(),
-            encoded: tags.encode(),
+            encoded: tags.encode(catalog),
             expires_at,
             entry,
             tags,

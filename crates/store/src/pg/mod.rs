@@ -53,7 +53,7 @@ pub use migrate::{Migrated, migrate_sqlite_to_postgres};
 
 use rephub_model::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
-    NewCategory, SystemClock, builtin,
+    NewCategory, SystemClock,
 };
 
 use crate::error::StoreError;
@@ -451,10 +451,32 @@ fn meta(c: &mut impl GenericClient, cache: &Prepared, key: &str) -> Result<u64, 
     Ok(v as u64)
 }
 
-fn ttl_id(c: &mut impl GenericClient, cache: &Prepared) -> Result<Option<CategoryId>, StoreError> {
-    let stmt = prepared(c, cache, "SELECT id FROM categories WHERE name = $1")?;
-    Ok(c.query_opt(&stmt, &[&builtin::TTL])?
-        .map(|r| r.get::<_, i32>(0) as CategoryId))
+/// The categories, for reading stored tags (list values are stored by place). One round trip,
+/// as finding the TTL category alone was before.
+fn categories(c: &mut impl GenericClient, cache: &Prepared) -> Result<Catalog, StoreError> {
+    let stmt = prepared(
+        c,
+        cache,
+        "SELECT id, name, definition, description, builtin FROM categories ORDER BY id",
+    )?;
+    catalog_of(c.query(&stmt, &[])?)
+}
+
+fn catalog_of(rows: Vec<Row>) -> Result<Catalog, StoreError> {
+    let mut cats = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.get(1);
+        let kind: CategoryType = serde_json::from_str(r.get(2))
+            .map_err(|e| StoreError::Corrupt(format!("category {name:?}: {e}")))?;
+        cats.push(Category {
+            id: r.get::<_, i32>(0) as CategoryId,
+            name,
+            kind,
+            description: r.get(3),
+            builtin: r.get(4),
+        });
+    }
+    Ok(Catalog::new(cats))
 }
 
 fn kind_at(r: &Row, i: usize) -> i64 {
@@ -462,10 +484,10 @@ fn kind_at(r: &Row, i: usize) -> i64 {
 }
 
 /// The assertion in columns `first..first + 5`: source name, tags, expiry, seq, updated.
-fn assertion_at(r: &Row, first: usize) -> Result<Assertion, StoreError> {
+fn assertion_at(r: &Row, first: usize, cat: &Catalog) -> Result<Assertion, StoreError> {
     Ok(Assertion {
         source: r.get(first),
-        tags: decode_tags(r.get(first + 1))?,
+        tags: decode_tags(r.get(first + 1), cat)?,
         expires_at: r.get(first + 2),
         seq: r.get::<_, i64>(first + 3) as u64,
         updated_at: r.get(first + 4),
@@ -475,20 +497,26 @@ fn assertion_at(r: &Row, first: usize) -> Result<Assertion, StoreError> {
 /// Hands each entry of rows `(entry id, kind, value, assertion columns…)`, ordered by entry, with
 /// its assertions to `f`, which returns whether to go on.
 struct Grouped<'f> {
+    cat: &'f Catalog,
     current: Option<(i64, i64, String, Vec<Assertion>)>,
     f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
 }
 
 impl<'f> Grouped<'f> {
     fn new(
+        cat: &'f Catalog,
         f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
     ) -> Grouped<'f> {
-        Grouped { current: None, f }
+        Grouped {
+            cat,
+            current: None,
+            f,
+        }
     }
 
     fn row(&mut self, r: &Row) -> Result<bool, StoreError> {
         let id: i64 = r.get(0);
-        let a = assertion_at(r, 3)?;
+        let a = assertion_at(r, 3, self.cat)?;
         match &mut self.current {
             Some((cid, _, _, list)) if *cid == id => list.push(a),
             _ => {
@@ -513,10 +541,11 @@ impl<'f> Grouped<'f> {
 /// without `with_tags` the tags are not decoded and each entry's are empty.
 fn for_each_decidable(
     rows: &mut dyn Iterator<Item = &Row>,
-    ttl: Option<CategoryId>,
+    cat: &Catalog,
     with_tags: bool,
     f: &mut dyn FnMut(Decidable),
 ) -> Result<(), StoreError> {
+    let ttl = cat.ttl_id();
     type Part = (u64, rephub_model::Tags, Option<i64>);
     let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
     let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
@@ -537,7 +566,7 @@ fn for_each_decidable(
     for r in rows {
         let id: i64 = r.get(0);
         let tags = if with_tags {
-            decode_tags(r.get(3))?
+            decode_tags(r.get(3), cat)?
         } else {
             rephub_model::Tags::default()
         };
@@ -564,6 +593,7 @@ fn load_assertions(
     c: &mut impl GenericClient,
     cache: &Prepared,
     id: i64,
+    cat: &Catalog,
 ) -> Result<Vec<Assertion>, StoreError> {
     let stmt = prepared(
         c,
@@ -574,7 +604,7 @@ fn load_assertions(
     )?;
     c.query(&stmt, &[&id])?
         .iter()
-        .map(|r| assertion_at(r, 0))
+        .map(|r| assertion_at(r, 0, cat))
         .collect()
 }
 
@@ -585,8 +615,9 @@ fn stored_entry(
     id: i64,
     entry: Entry,
 ) -> Result<StoredEntry, StoreError> {
-    let assertions = load_assertions(tx, cache, id)?;
-    Ok(build(id, entry, assertions, ttl_id(tx, cache)?))
+    let cat = categories(tx, cache)?;
+    let assertions = load_assertions(tx, cache, id, &cat)?;
+    Ok(build(id, entry, assertions, cat.ttl_id()))
 }
 
 /// A search of one kind: the SQL and its parameters.
@@ -635,7 +666,8 @@ fn search_tx(
     criteria: &Criteria,
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<(), StoreError> {
-    let ttl = ttl_id(tx, cache)?;
+    let cat = categories(tx, cache)?;
+    let ttl = cat.ttl_id();
     for kind in search_kinds(criteria) {
         let q = search_sql(kind, criteria);
         let (sql, params) = (&q.sql, q.params());
@@ -644,7 +676,7 @@ fn search_tx(
             keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
             Ok(keep_going)
         };
-        let mut grouped = Grouped::new(&mut emit_one);
+        let mut grouped = Grouped::new(&cat, &mut emit_one);
         let mut stopped = false;
         each_row(tx, sql, &params, &mut |r| {
             let go = grouped.row(r)?;
@@ -719,7 +751,7 @@ impl ReputationStore for PgStore {
         let stmts = &self.stmts;
         let mut tx = live(self.client.get_mut(), &self.session, stmts)?.transaction()?;
         let seq = lock_sequence(&mut tx, stmts)?;
-        let ttl = ttl_id(&mut tx, stmts)?;
+        let catalog = categories(&mut tx, stmts)?;
         let next = prepared(
             &mut tx,
             stmts,
@@ -734,30 +766,16 @@ impl ReputationStore for PgStore {
             first_seq: seq,
             next_id,
             now,
-            ttl,
+            catalog,
             sources: HashMap::new(),
         })
     }
 
     fn catalog(&self) -> Result<Catalog, StoreError> {
-        let rows = self.rows(
+        catalog_of(self.rows(
             "SELECT id, name, definition, description, builtin FROM categories ORDER BY id",
             &[],
-        )?;
-        let mut cats = Vec::with_capacity(rows.len());
-        for r in rows {
-            let name: String = r.get(1);
-            let kind: CategoryType = serde_json::from_str(r.get(2))
-                .map_err(|e| StoreError::Corrupt(format!("category {name:?}: {e}")))?;
-            cats.push(Category {
-                id: r.get::<_, i32>(0) as CategoryId,
-                name,
-                kind,
-                description: r.get(3),
-                builtin: r.get(4),
-            });
-        }
-        Ok(Catalog::new(cats))
+        )?)
     }
 
     fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError> {
@@ -814,7 +832,7 @@ impl ReputationStore for PgStore {
 
     fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
         self.snapshot(|tx, cache| {
-            let ttl = ttl_id(tx, cache)?;
+            let cat = categories(tx, cache)?;
             let stmt = prepared(
                 tx,
                 cache,
@@ -827,10 +845,10 @@ impl ReputationStore for PgStore {
             let mut out = Vec::with_capacity(ids.len());
             let mut collect = |id, kind, value: String, mut list: Vec<Assertion>| {
                 list.sort_by_key(|a| a.seq);
-                out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+                out.push(build(id, parse_stored(kind, &value)?, list, cat.ttl_id()));
                 Ok(true)
             };
-            let mut grouped = Grouped::new(&mut collect);
+            let mut grouped = Grouped::new(&cat, &mut collect);
             for r in &rows {
                 grouped.row(r)?;
             }
@@ -856,7 +874,8 @@ impl ReputationStore for PgStore {
         f: &mut dyn FnMut(StoredEntry) -> bool,
     ) -> Result<Option<i64>, StoreError> {
         self.snapshot(|tx, cache| {
-            let ttl = ttl_id(tx, cache)?;
+            let cat = categories(tx, cache)?;
+        let ttl = cat.ttl_id();
             let stmt = prepared(
                 tx,
                 cache,
@@ -883,7 +902,7 @@ impl ReputationStore for PgStore {
                 }
                 Ok(!stopped)
             };
-            let mut grouped = Grouped::new(&mut one);
+            let mut grouped = Grouped::new(&cat, &mut one);
             let mut go = true;
             for r in &rows {
                 go = grouped.row(r)?;
@@ -957,7 +976,7 @@ impl ReputationStore for PgStore {
     ) -> Result<(), StoreError> {
         let (lo, hi) = (*ids.start(), *ids.end());
         self.snapshot(|tx, cache| {
-            let ttl = ttl_id(tx, cache)?;
+            let cat = categories(tx, cache)?;
             // A page of entries at a time, each page's rows grouped by entry: an entry's
             // assertions never straddle two pages.
             // Without tags the column is not sent at all.
@@ -982,7 +1001,7 @@ impl ReputationStore for PgStore {
                 let Some(last) = rows.last().map(|r| r.get::<_, i64>(0)) else {
                     return Ok(());
                 };
-                for_each_decidable(&mut rows.iter(), ttl, tags, f)?;
+                for_each_decidable(&mut rows.iter(), &cat, tags, f)?;
                 if last >= hi {
                     return Ok(());
                 }
@@ -1008,7 +1027,7 @@ impl ReputationStore for PgStore {
             return Ok(Vec::new());
         }
         self.snapshot(|tx, cache| {
-            let ttl = ttl_id(tx, cache)?;
+            let cat = categories(tx, cache)?;
             let stmt = prepared(
                 tx,
                 cache,
@@ -1019,7 +1038,7 @@ impl ReputationStore for PgStore {
             let mut out = Vec::with_capacity(want.len());
             for chunk in want.chunks(10_000) {
                 let rows = tx.query(&stmt, &[&chunk])?;
-                for_each_decidable(&mut rows.iter(), ttl, true, &mut |d| out.push(d))?;
+                for_each_decidable(&mut rows.iter(), &cat, true, &mut |d| out.push(d))?;
             }
             Ok(out)
         })
@@ -1046,7 +1065,8 @@ impl ReputationStore for PgStore {
     }
 
     fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        let ttl = ttl_id(&mut **self.conn()?, &self.stmts)?;
+        let cat = categories(&mut **self.conn()?, &self.stmts)?;
+        let ttl = cat.ttl_id();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
@@ -1063,7 +1083,7 @@ impl ReputationStore for PgStore {
             out.push(build(id, parse_stored(kind, &value)?, list, ttl));
             Ok(true)
         };
-        let mut grouped = Grouped::new(&mut collect);
+        let mut grouped = Grouped::new(&cat, &mut collect);
         for r in &rows {
             grouped.row(r)?;
         }
@@ -1331,7 +1351,8 @@ pub struct PgTx<'a> {
     /// The id the next new entry gets.
     next_id: i64,
     now: i64,
-    ttl: Option<CategoryId>,
+    /// The categories, for the tags this transaction reads and writes.
+    catalog: Catalog,
     sources: HashMap<String, i64>,
 }
 
@@ -1446,7 +1467,7 @@ impl PgTx<'_> {
         let old = self
             .tx
             .query_opt(&stmt, &[&id, &source_id])?
-            .map(|r| decode_tags(r.get(0)))
+            .map(|r| decode_tags(r.get(0), &self.catalog))
             .transpose()?;
         let new = match (mode, &old) {
             (WriteMode::Merge, Some(old)) => {
@@ -1460,8 +1481,11 @@ impl PgTx<'_> {
             return Ok(Outcome::Unchanged);
         }
         let seq = self.next_seq();
-        let ttl = self.ttl;
-        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, ttl), seq)?;
+        let (encoded, expires) = (
+            new.encode(&self.catalog),
+            expiry_of(&new, self.catalog.ttl_id()),
+        );
+        self.put_assertion(id, source_id, &encoded, expires, seq)?;
         self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)
     }

@@ -41,13 +41,13 @@ use rusqlite::{
 
 use rephub_model::{
     Catalog, Category, CategoryError, CategoryId, CategoryType, Clock, Criteria, Entry, Kind,
-    NewCategory, Query, SystemClock, Tags, builtin,
+    NewCategory, Query, SystemClock, Tags,
 };
 
 use crate::error::StoreError;
 pub(crate) use crate::rows::parse_stored;
 use crate::rows::{
-    KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, search_kinds,
+    CatalogCache, KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, search_kinds,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -86,6 +86,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     /// Opened by [`SqliteStore::open_reader`]: every write fails with [`StoreError::ReadOnly`].
     read_only: bool,
+    /// The categories, for reading stored tags.
+    categories: CatalogCache,
 }
 
 impl SqliteStore {
@@ -120,6 +122,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             clock: opts.clock,
             read_only: false,
+            categories: CatalogCache::default(),
         })
     }
 
@@ -161,6 +164,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             clock: opts.clock,
             read_only: true,
+            categories: CatalogCache::default(),
         })
     }
 
@@ -272,11 +276,12 @@ fn meta(conn: &Connection, key: &str) -> Result<u64, StoreError> {
     Ok(v as u64)
 }
 
-fn ttl_id(conn: &Connection) -> Result<Option<CategoryId>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM categories WHERE name = ?1")?
-        .query_row([builtin::TTL], |r| r.get(0))
-        .optional()?)
+/// The categories, for reading stored tags (see [`CatalogCache`]).
+fn categories(conn: &Connection, cache: &CatalogCache) -> Result<Arc<Catalog>, StoreError> {
+    let newest: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM categories")?
+        .query_row([], |r| r.get(0))?;
+    cache.get(newest, || load_catalog(conn))
 }
 
 fn load_catalog(conn: &Connection) -> Result<Catalog, StoreError> {
@@ -309,11 +314,18 @@ fn load_catalog(conn: &Connection) -> Result<Catalog, StoreError> {
 }
 
 /// The assertion in columns `first..first + 5` of `r`: source name, tags, expiry, seq, updated.
-fn assertion_at(r: &rusqlite::Row<'_>, first: usize) -> Result<Assertion, StoreError> {
-    let tags: Vec<u8> = r.get(first + 1)?;
+fn assertion_at(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+    cat: &Catalog,
+) -> Result<Assertion, StoreError> {
+    let tags = r
+        .get_ref(first + 1)?
+        .as_blob()
+        .map_err(rusqlite::Error::from)?;
     Ok(Assertion {
         source: r.get(first)?,
-        tags: decode_tags(&tags)?,
+        tags: decode_tags(tags, cat)?,
         expires_at: r.get(first + 2)?,
         seq: r.get::<_, i64>(first + 3)? as u64,
         updated_at: r.get(first + 4)?,
@@ -325,12 +337,13 @@ fn assertion_at(r: &rusqlite::Row<'_>, first: usize) -> Result<Assertion, StoreE
 /// returns whether to go on.
 fn for_each_grouped(
     rows: &mut rusqlite::Rows<'_>,
+    cat: &Catalog,
     f: &mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let mut current: Option<(i64, i64, String, Vec<Assertion>)> = None;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
-        let a = assertion_at(r, 3)?;
+        let a = assertion_at(r, 3, cat)?;
         match &mut current {
             Some((cid, _, _, list)) if *cid == id => list.push(a),
             _ => {
@@ -353,9 +366,10 @@ fn for_each_grouped(
 /// each entry to `f` as a [`Decidable`] (no source names, no assertion list).
 fn for_each_decidable(
     rows: &mut rusqlite::Rows<'_>,
-    ttl: Option<CategoryId>,
+    cat: &Catalog,
     f: &mut dyn FnMut(Decidable),
 ) -> Result<(), StoreError> {
+    let ttl = cat.ttl_id();
     type Part = (u64, Tags, Option<i64>);
     let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
     let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
@@ -372,7 +386,7 @@ fn for_each_decidable(
         let id: i64 = r.get(0)?;
         let part: Part = (
             r.get::<_, i64>(5)? as u64,
-            decode_tags(r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?)?,
+            decode_tags(r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?, cat)?,
             r.get(4)?,
         );
         match &mut current {
@@ -398,17 +412,18 @@ fn for_each_decidable(
 fn merge_decidable(
     entries: &mut rusqlite::Rows<'_>,
     assertions: &mut rusqlite::Rows<'_>,
-    ttl: Option<CategoryId>,
+    cat: &Catalog,
     with_tags: bool,
     f: &mut dyn FnMut(Decidable),
 ) -> Result<(), StoreError> {
+    let ttl = cat.ttl_id();
     type Part = (u64, Tags, Option<i64>);
     let next = |rows: &mut rusqlite::Rows<'_>| -> Result<Option<(i64, Part)>, StoreError> {
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
         let tags = if with_tags {
-            decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?)?
+            decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?, cat)?
         } else {
             Tags::default()
         };
@@ -490,7 +505,11 @@ fn change_page<C>(
     Ok(ChangePage::Delta { changes, next })
 }
 
-fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreError> {
+fn load_assertions(
+    conn: &Connection,
+    id: i64,
+    cat: &Catalog,
+) -> Result<Vec<Assertion>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
          FROM assertions a JOIN sources s ON s.id = a.source_id
@@ -499,12 +518,16 @@ fn load_assertions(conn: &Connection, id: i64) -> Result<Vec<Assertion>, StoreEr
     let mut rows = stmt.query([id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(assertion_at(r, 0)?);
+        out.push(assertion_at(r, 0, cat)?);
     }
     Ok(out)
 }
 
-fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
+fn get_entry(
+    conn: &Connection,
+    cat: &Catalog,
+    entry: &Entry,
+) -> Result<Option<StoredEntry>, StoreError> {
     let id: Option<i64> = conn
         .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
         .query_row(params![entry.kind().code(), entry.store_key()], |r| {
@@ -512,8 +535,8 @@ fn get_entry(conn: &Connection, entry: &Entry) -> Result<Option<StoredEntry>, St
         })
         .optional()?;
     let Some(id) = id else { return Ok(None) };
-    let assertions = load_assertions(conn, id)?;
-    Ok(Some(build(id, entry.clone(), assertions, ttl_id(conn)?)))
+    let assertions = load_assertions(conn, id, cat)?;
+    Ok(Some(build(id, entry.clone(), assertions, cat.ttl_id())))
 }
 
 /// The SQL narrowing for a query: a range of the unique key index where there is one.
@@ -541,10 +564,11 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
 
 fn search_conn(
     conn: &Connection,
+    cat: &Catalog,
     criteria: &Criteria,
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<(), StoreError> {
-    let ttl = ttl_id(conn)?;
+    let ttl = cat.ttl_id();
     for kind in search_kinds(criteria) {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
         let mut sql = String::from(
@@ -560,7 +584,7 @@ fn search_conn(
         let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut keep_going = true;
-        for_each_grouped(&mut rows, &mut |id, _, value, list| {
+        for_each_grouped(&mut rows, cat, &mut |id, _, value, list| {
             keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
             Ok(keep_going)
         })?;
@@ -578,7 +602,7 @@ impl ReputationStore for SqliteStore {
         let now = self.clock.now();
         let tx = self.write_transaction()?;
         let seq = meta(&tx, "last_seq")?;
-        let ttl = ttl_id(&tx)?;
+        let catalog = load_catalog(&tx)?;
         let max_id: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))?;
         let next_id = (meta(&tx, "next_entry_id")? as i64).max(max_id + 1);
@@ -588,7 +612,7 @@ impl ReputationStore for SqliteStore {
             first_seq: seq,
             next_id,
             now,
-            ttl,
+            catalog,
             sources: HashMap::new(),
         })
     }
@@ -628,7 +652,11 @@ impl ReputationStore for SqliteStore {
     }
 
     fn get(&self, entry: &Entry) -> Result<Option<StoredEntry>, StoreError> {
-        get_entry(&self.conn, entry)
+        get_entry(
+            &self.conn,
+            &*categories(&self.conn, &self.categories)?,
+            entry,
+        )
     }
 
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
@@ -641,12 +669,14 @@ impl ReputationStore for SqliteStore {
             return Ok(None);
         };
         let entry = parse_stored(kind, &value)?;
-        let assertions = load_assertions(&self.conn, id)?;
-        Ok(Some(build(id, entry, assertions, ttl_id(&self.conn)?)))
+        let cat = categories(&self.conn, &self.categories)?;
+        let assertions = load_assertions(&self.conn, id, &cat)?;
+        Ok(Some(build(id, entry, assertions, cat.ttl_id())))
     }
 
     fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
-        let ttl = ttl_id(&self.conn)?;
+        let cat = categories(&self.conn, &self.categories)?;
+        let ttl = cat.ttl_id();
         let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // json_each hands SQLite the whole list at once; the join keeps an entry's assertions
         // together (entries outer, by CROSS JOIN).
@@ -658,7 +688,7 @@ impl ReputationStore for SqliteStore {
         )?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
-        for_each_grouped(&mut rows, &mut |id, kind, value, mut list| {
+        for_each_grouped(&mut rows, &cat, &mut |id, kind, value, mut list| {
             list.sort_by_key(|a| a.seq);
             out.push(build(id, parse_stored(kind, &value)?, list, ttl));
             Ok(true)
@@ -674,7 +704,7 @@ impl ReputationStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         {
-            let ttl = ttl_id(&tx)?;
+            let cat = categories(&tx, &self.categories)?;
             // By id: the entries table and the assertions (keyed by entry id) are each read front
             // to back on a cursor of their own and merged here. A join (SQLite has no merge join)
             // descended the assertions' B-tree once per entry: a seventh of a 10,000,000-entry
@@ -693,7 +723,7 @@ impl ReputationStore for SqliteStore {
             let range = [*ids.start(), *ids.end()];
             let mut e = entries.query(range)?;
             let mut a = assertions.query(range)?;
-            merge_decidable(&mut e, &mut a, ttl, tags, f)?;
+            merge_decidable(&mut e, &mut a, &cat, tags, f)?;
         }
         tx.finish()?;
         Ok(())
@@ -731,14 +761,14 @@ impl ReputationStore for SqliteStore {
             })?;
             return Ok(out);
         }
-        let ttl = ttl_id(&self.conn)?;
+        let cat = categories(&self.conn, &self.categories)?;
         let list = serde_json::to_string(&want).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id",
         )?;
-        for_each_decidable(&mut stmt.query([list])?, ttl, &mut |d| out.push(d))?;
+        for_each_decidable(&mut stmt.query([list])?, &cat, &mut |d| out.push(d))?;
         Ok(out)
     }
 
@@ -791,7 +821,7 @@ impl ReputationStore for SqliteStore {
     ) -> Result<(), StoreError> {
         // One read transaction, so a concurrent writer cannot show half of its work.
         let tx = self.conn.unchecked_transaction()?;
-        search_conn(&tx, criteria, f)?;
+        search_conn(&tx, &*categories(&tx, &self.categories)?, criteria, f)?;
         tx.finish()?;
         Ok(())
     }
@@ -804,7 +834,8 @@ impl ReputationStore for SqliteStore {
         f: &mut dyn FnMut(StoredEntry) -> bool,
     ) -> Result<Option<i64>, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        let ttl = ttl_id(&tx)?;
+        let cat = categories(&tx, &self.categories)?;
+        let ttl = cat.ttl_id();
         let mut read = 0u64;
         let mut last = after;
         let mut stopped = false;
@@ -817,7 +848,7 @@ impl ReputationStore for SqliteStore {
                  WHERE e.id > ?1 ORDER BY e.id",
             )?;
             let mut rows = stmt.query([after])?;
-            for_each_grouped(&mut rows, &mut |id, code, value, list| {
+            for_each_grouped(&mut rows, &cat, &mut |id, code, value, list| {
                 read += 1;
                 last = id;
                 let kind = u8::try_from(code)
@@ -1081,7 +1112,8 @@ pub struct SqliteTx<'a> {
     /// The id the next new entry gets.
     next_id: i64,
     now: i64,
-    ttl: Option<CategoryId>,
+    /// The categories, for the tags this transaction reads and writes.
+    catalog: Catalog,
     sources: HashMap<String, i64>,
 }
 
@@ -1179,7 +1211,7 @@ impl SqliteTx<'_> {
             .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
             .query_row([id, source_id], |r| r.get(0))
             .optional()?;
-        let old = old.map(|b| decode_tags(&b)).transpose()?;
+        let old = old.map(|b| decode_tags(&b, &self.catalog)).transpose()?;
         let new = match (mode, &old) {
             (WriteMode::Merge, Some(old)) => {
                 let mut t = old.clone();
@@ -1192,7 +1224,8 @@ impl SqliteTx<'_> {
             return Ok(Outcome::Unchanged);
         }
         let seq = self.next_seq();
-        self.put_assertion(id, source_id, &new.encode(), expiry_of(&new, self.ttl), seq)?;
+        let expires = expiry_of(&new, self.catalog.ttl_id());
+        self.put_assertion(id, source_id, &new.encode(&self.catalog), expires, seq)?;
         self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)
     }
@@ -1359,7 +1392,7 @@ impl WriteTx for SqliteTx<'_> {
 
     fn remove_matching(&mut self, criteria: &Criteria) -> Result<u64, StoreError> {
         let mut ids = Vec::new();
-        search_conn(&self.tx, criteria, &mut |e| {
+        search_conn(&self.tx, &self.catalog, criteria, &mut |e| {
             ids.push(e.id);
             true
         })?;
