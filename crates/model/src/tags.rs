@@ -289,7 +289,8 @@ impl Category {
 ///
 /// A vector sorted by category, not a map: an entry has a handful of tags, and the hub decodes,
 /// merges and drops millions of these (a B-tree costs a node allocation and a walk to drop each).
-/// Its serde form is a map, and its stored form (postcard) is byte for byte what a map's was.
+/// Its serde form is a map, and its stored form (postcard, [`Tags::encode`]) is a map's, with
+/// list values by their place in the category's list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Tags(Vec<(CategoryId, TagValue)>);
 
