@@ -19,12 +19,24 @@ impl Drop for Proc {
     }
 }
 
+/// A loopback port nothing listens on now, and one this test process has not handed out before:
+/// the tests of a binary run at once, and the kernel may give a port one test was handed (and
+/// has not bound yet) to the next asking test, whose hub then fails to start.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port this process has not handed out in 100 tries");
 }
 
 /// `rephub serve` on `listen` (HTTPS on `tls_listen`); the admin key if this start made one.
@@ -59,13 +71,36 @@ pub(crate) fn serve_env(
         .env("REPHUB_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // What the hub says on standard error: its first 16 KiB kept for a hub that does not start,
+    // the rest read and dropped (a full pipe would stop the hub).
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let said = said.clone();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for l in stderr.lines().map_while(Result::ok) {
+                let mut s = said.lock().unwrap();
+                if s.len() < 16_384 {
+                    s.push_str(&l);
+                    s.push('\n');
+                }
+            }
+        });
+    }
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut key = None;
     loop {
-        let l = lines.next().unwrap().unwrap();
+        let Some(Ok(l)) = lines.next() else {
+            let status = child.wait().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "rephub serve ({listen}, {tls_listen}) ended before it listened, {status}:\n{}",
+                said.lock().unwrap()
+            );
+        };
         if let Some(k) = l.trim().strip_prefix("rh_") {
             key = Some(format!("rh_{k}"));
         }
