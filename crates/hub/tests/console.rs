@@ -896,33 +896,26 @@ async fn on_https_the_session_cookie_is_secure() {
 #[tokio::test]
 async fn an_unselective_search_reads_a_bounded_piece_per_page_and_goes_on() {
     use rephub_model::{Entry, Kind};
-    use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+    use rephub_store::{ReputationStore, Upsert};
     let hub = hub_with_users().await;
     // 70,000 Low entries, then one High: a search for High reads 20,000 entries a page.
-    hub.with_store(|s| {
-        let cat = s.catalog().unwrap();
-        let low = cat
-            .parse_pairs([("Trend Micro Severity", "Low")])
-            .unwrap()
-            .0;
-        let high = cat
-            .parse_pairs([("Trend Micro Severity", "High")])
-            .unwrap()
-            .0;
-        let mut tx = s.begin().unwrap();
-        for i in 0..70_001u32 {
+    let cat = hub.with_store(|s| s.catalog().unwrap());
+    let low = cat
+        .parse_pairs([("Trend Micro Severity", "Low")])
+        .unwrap()
+        .0;
+    let high = cat
+        .parse_pairs([("Trend Micro Severity", "High")])
+        .unwrap()
+        .0;
+    let items: Vec<Upsert> = (0..70_001u32)
+        .map(|i| {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
-            let tags = if i == 70_000 {
-                high.clone()
-            } else {
-                low.clone()
-            };
-            let e = Entry::parse(Kind::Ipv4, &ip).unwrap();
-            tx.upsert("feed", &Upsert::new(e, tags, &cat), WriteMode::Merge)
-                .unwrap();
-        }
-        tx.commit().unwrap();
-    });
+            let tags = if i == 70_000 { &high } else { &low };
+            Upsert::new(Entry::parse(Kind::Ipv4, &ip).unwrap(), tags.clone(), &cat)
+        })
+        .collect();
+    hub.write_batched("feed", &items);
     let mut b = Browser::new(&hub);
     b.sign_in("rita", "correct horse battery").await;
     let mut path = "/ui/entries?tag=Trend+Micro+Severity%3DHigh".to_string();

@@ -256,25 +256,19 @@ async fn a_filter_edit_sends_only_the_difference() {
 /// Writes these IPv4 addresses with Severity High straight into the hub's database, in one
 /// transaction, as another process (the CLI) would; the change log's position after it.
 fn write_high(h: &Hub, values: impl IntoIterator<Item = String> + Send) -> u64 {
-    h.with_store(|s| {
-        let cat = s.catalog().unwrap();
-        let tags = cat
-            .parse_pairs([("Trend Micro Severity", "High")])
-            .unwrap()
-            .0;
-        let mut tx = s.begin().unwrap();
-        for value in values {
+    let cat = h.with_store(|s| s.catalog().unwrap());
+    let tags = cat
+        .parse_pairs([("Trend Micro Severity", "High")])
+        .unwrap()
+        .0;
+    let items: Vec<Upsert> = values
+        .into_iter()
+        .map(|value| {
             let entry = Entry::parse(Kind::Ipv4, &value).unwrap();
-            tx.upsert(
-                "cli",
-                &Upsert::new(entry, tags.clone(), &cat),
-                WriteMode::Merge,
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-        s.last_seq().unwrap()
-    })
+            Upsert::new(entry, tags.clone(), &cat)
+        })
+        .collect();
+    h.write_batched("cli", &items)
 }
 
 /// A bulk import written by another process while a device long-polls: the device ends with

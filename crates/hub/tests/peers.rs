@@ -247,7 +247,7 @@ async fn the_official_vision_one_sdk_works_against_the_hub() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
     use rephub_model::{Entry, Kind};
-    use rephub_store::{ReputationStore, Upsert, WriteMode, WriteTx};
+    use rephub_store::{ReputationStore, Upsert};
     const N: u32 = 100_000;
     let h = Hub::start_with(http_only).await;
     h.post(
@@ -261,25 +261,19 @@ async fn the_official_taxii_client_pages_a_100000_indicator_collection() {
         json!({"name": "perimeter", "filters": ["block High"]}),
     )
     .await;
-    h.with_store(|s| {
-        let cat = s.catalog().unwrap();
-        let tags = cat
-            .parse_pairs([("Trend Micro Severity", "High")])
-            .unwrap()
-            .0;
-        let mut tx = s.begin().unwrap();
-        for i in 0..N {
+    let cat = h.with_store(|s| s.catalog().unwrap());
+    let tags = cat
+        .parse_pairs([("Trend Micro Severity", "High")])
+        .unwrap()
+        .0;
+    let items: Vec<Upsert> = (0..N)
+        .map(|i| {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
             let e = Entry::parse(Kind::Ipv4, &ip.to_string()).unwrap();
-            tx.upsert(
-                "feed",
-                &Upsert::new(e, tags.clone(), &cat),
-                WriteMode::Merge,
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    });
+            Upsert::new(e, tags.clone(), &cat)
+        })
+        .collect();
+    h.write_batched("feed", &items);
     h.wait_until("/api/v1/profiles", "the profile selects all", |v| {
         v["profiles"][0]["selected"].as_u64() == Some(u64::from(N))
     })

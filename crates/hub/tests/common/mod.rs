@@ -195,6 +195,20 @@ impl Hub {
         })
     }
 
+    /// Upsert `items` for `source` in one transaction, in batches of 1,024 as an import writes
+    /// them (item by item, tens of thousands take PostgreSQL most of a minute). Returns the
+    /// sequence number after the commit.
+    pub(crate) fn write_batched(&self, source: &str, items: &[rephub_store::Upsert]) -> u64 {
+        use rephub_store::{ReputationStore, WriteMode, WriteTx};
+        self.with_store(|s| {
+            let mut tx = s.begin().unwrap();
+            for batch in items.chunks(1024) {
+                tx.upsert_batch(source, batch, WriteMode::Merge).unwrap();
+            }
+            tx.commit().unwrap()
+        })
+    }
+
     /// Everything the database holds, as bytes to search: the SQLite files, or every row of
     /// every PostgreSQL table as text.
     pub(crate) fn database_dump(&self) -> Vec<u8> {
