@@ -190,6 +190,9 @@ def preload(lab, count):
 
 
 def latency(lab, n, present=0):
+    if n > 150:
+        # Each sample blocks an address of its own, 10.240.N.100 to .249 (set up in Lab).
+        sys.exit("latency: at most 150 samples per run (one probe address each)")
     if present:
         preload(lab, present)
     lab.start_agent()

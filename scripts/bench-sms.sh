@@ -3,6 +3,8 @@
 #  1. /repEntries/import of a 10,000-line SMS file (server time as curl sees it);
 #  2. sustained /repEntries/add with wrk (each request a new IPv4 entry with one tag).
 #   scripts/bench-sms.sh [SECONDS] [CONNECTIONS]     (defaults: 10, 64); needs wrk (apt-get install wrk)
+# PRESENT=FILE imports FILE (an import file, with the CLI) before the hub starts: the adds then go
+# into a database of that size.
 set -euo pipefail
 [ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
@@ -17,6 +19,7 @@ hub=""
 # Stops the hub however the script ends (under set -e a failing kill in the trap would skip the rm).
 trap '[ -z "$hub" ] || kill "$hub" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((19000 + $$ % 1000))
+[ -z "${PRESENT:-}" ] || "$bin" --data-dir "$work/data" -q import "$PRESENT"
 "$bin" --data-dir "$work/data" serve --listen "127.0.0.1:$port" --tls-listen 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 hub=$!
 for _ in $(seq 50); do grep -q rh_ "$work/out" 2>/dev/null && break; sleep 0.1; done
@@ -40,5 +43,10 @@ request = function()
     return wrk.format("GET", "/repEntries/add?ip=" .. ip .. "&TagData=Trend%20Micro%20Severity,High",
                       { ["X-SMS-API-KEY"] = "$key" })
 end
+done = function(summary, latency, requests)
+    io.write(string.format("latency ms: p50 %.2f, p99 %.2f, p99.9 %.2f, max %.2f\n",
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+        latency:percentile(99.9) / 1000, latency.max / 1000))
+end
 LUA
-wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$work/add.lua" "$url" | sed -n '1,20p'
+wrk -t"$(( conns < 2 ? 1 : 2 ))" -c"$conns" -d"${secs}s" --latency -s "$work/add.lua" "$url" | sed -n '1,21p'
