@@ -781,6 +781,19 @@ fn search_entry_criteria<S: RepBackend>() {
 
 fn categories_can_be_added_once<S: RepBackend>() {
     let mut d = db::<S>();
+    // A write transaction first: the categories a backend caches are then the ones without it.
+    let before = d.store.catalog().unwrap();
+    let mut tx = d.store.begin().unwrap();
+    put(
+        &mut tx,
+        &before,
+        USER_SOURCE,
+        &e(Kind::Domain, "before.example"),
+        &Tags::new(),
+        WriteMode::Merge,
+    )
+    .unwrap();
+    tx.commit().unwrap();
     let new = NewCategory {
         name: "Country".into(),
         kind: CategoryType::List {
@@ -803,6 +816,13 @@ fn categories_can_be_added_once<S: RepBackend>() {
     assert!(d.store.add_category(&bad).is_err());
     let cat = d.store.catalog().unwrap();
     assert_eq!(cat.by_name("Country").unwrap().id, c.id);
+    // The next write transaction knows the new category: its list value is stored and read back.
+    let tags = cat.parse_pairs([("Country", "United States")]).unwrap().0;
+    let mut tx = d.store.begin().unwrap();
+    let entry = e(Kind::Domain, "after.example");
+    put(&mut tx, &cat, USER_SOURCE, &entry, &tags, WriteMode::Merge).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(d.store.get(&entry).unwrap().unwrap().tags, tags);
 }
 
 fn data_survives_reopen<S: RepBackend>() {

@@ -600,9 +600,14 @@ impl ReputationStore for SqliteStore {
 
     fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
         let now = self.clock.now();
-        let tx = self.write_transaction()?;
+        self.writable()?;
+        // `write_transaction` inlined: the cache is a field beside the connection it borrows.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let seq = meta(&tx, "last_seq")?;
-        let catalog = load_catalog(&tx)?;
+        // Read under the write lock, so no category can be added before the commit.
+        let catalog = categories(&tx, &self.categories)?;
         let max_id: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))?;
         let next_id = (meta(&tx, "next_entry_id")? as i64).max(max_id + 1);
@@ -1112,8 +1117,8 @@ pub struct SqliteTx<'a> {
     /// The id the next new entry gets.
     next_id: i64,
     now: i64,
-    /// The categories, for the tags this transaction reads and writes.
-    catalog: Catalog,
+    /// The categories, for the tags this transaction reads and writes (the store's cached ones).
+    catalog: Arc<Catalog>,
     sources: HashMap<String, i64>,
 }
 
