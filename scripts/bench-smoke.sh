@@ -81,6 +81,7 @@ check "bench-taxii.sh" '^status: ' scripts/bench-taxii.sh 300 fast
 check "bench-vs-crowdsec.sh" 'rephub better by' env SKIP_ENFORCEMENT=1 scripts/bench-vs-crowdsec.sh 1000
 check "bench-enforcement.py latency" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py latency 2
 check "bench-enforcement.py load" '^\| crowdsec-firewall-bouncer' python3 scripts/bench-enforcement.py load 500
+check "bench-nft-gc.py" '^\| gc-interval 1m \|' python3 scripts/bench-nft-gc.py 1000 5
 
 # The harness-less benchmarks take their size as an argument.
 # --workspace, not -p: the features are then those of the build above, so nothing is built again
