@@ -774,7 +774,9 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("set block4net { type ipv4_addr; flags interval, timeout; gc-interval 1m; }"),
+            s.contains(
+                "set block4net { type ipv4_addr; flags interval, timeout; gc-interval 1m; }"
+            ),
             "{s}"
         );
         // Up to the size: a delta.
