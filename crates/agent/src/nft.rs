@@ -22,7 +22,7 @@
 //!   with room for twice as many again (the kernel refuses elements beyond a set's size).
 //! - A set with timeouts is walked whole by the kernel's garbage collection, every second by
 //!   default: at 1,000,000 elements the walk takes up to about 150 ms, and an `nft -f` that comes
-//!   during it waits (single adds into such a set: p99 99–132 ms, against 7–8.5 ms with the walk
+//!   during it waits (single adds into such a set: p99 99–136 ms, against 7–10 ms with the walk
 //!   once a minute; `scripts/bench-nft-gc.py`). The sets declare `gc-interval 1m`. Collection only
 //!   frees memory: an element whose timeout has passed no longer matches, collected or not.
 
