@@ -584,6 +584,11 @@ fn start_hub(hub: &Hub) -> (std::process::Child, String, String) {
             "--tls-listen",
             "127.0.0.1:0",
         ])
+        // The test's own directory: by default the hub keeps its key, certificates and spool in
+        // ./rephub-data, which tests running at the same time would share (on a fresh clone two
+        // hubs then raced to create the same key file and one ended before it listened).
+        .arg("--data-dir")
+        .arg(hub.dir.path())
         .env("REPHUB_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
