@@ -162,7 +162,90 @@ impl Entry {
             Entry::Sha1(h) | Entry::Sha256(h) => hex_bytes(h),
         }
     }
+    /// The inverse of [`Entry::store_key`]: the entry whose storage key `key` is. The databases
+    /// keep only the key (the value is derived from it, so it is not stored twice); a key this
+    /// cannot read was not written by `store_key`, and is reported, never guessed at.
+    pub fn from_store_key(kind: Kind, key: &[u8]) -> Result<Entry, EntryError> {
+        let bad = |why: &str| EntryError::StoreKey {
+            kind,
+            reason: why.to_string(),
+        };
+        match kind {
+            Kind::Ipv4 => {
+                let &[a, b, c, d, len] = key else {
+                    return Err(bad("length"));
+                };
+                let net = Ipv4Net::new(Ipv4Addr::new(a, b, c, d), len)
+                    .map_err(|_| bad("prefix length"))?;
+                if net.addr() != net.network() {
+                    return Err(bad("host bits set"));
+                }
+                Ok(Entry::Ipv4(net))
+            }
+            Kind::Ipv6 => {
+                let (Some(addr), Some(&len)) = (key.first_chunk::<16>(), key.get(16)) else {
+                    return Err(bad("length"));
+                };
+                if key.len() != 17 {
+                    return Err(bad("length"));
+                }
+                let net =
+                    Ipv6Net::new(Ipv6Addr::from(*addr), len).map_err(|_| bad("prefix length"))?;
+                if net.addr() != net.network() {
+                    return Err(bad("host bits set"));
+                }
+                Ok(Entry::Ipv6(net))
+            }
+            Kind::Domain => {
+                let (&exact, reversed) = key.split_last().ok_or_else(|| bad("empty"))?;
+                let reversed = std::str::from_utf8(reversed).map_err(|_| bad("not UTF-8"))?;
+                let reversed = reversed
+                    .strip_suffix('.')
+                    .ok_or_else(|| bad("no final dot"))?;
+                if reversed.is_empty() || exact > 1 {
+                    return Err(bad("not a name"));
+                }
+                let mut name = String::with_capacity(reversed.len());
+                for (i, label) in reversed.rsplit('.').enumerate() {
+                    if i > 0 {
+                        name.push('.');
+                    }
+                    name.push_str(label);
+                }
+                Ok(Entry::Domain(Domain::stored(&name, exact == 1)))
+            }
+            Kind::Url => {
+                let text = std::str::from_utf8(key).map_err(|_| bad("not UTF-8"))?;
+                if text.is_empty() {
+                    return Err(bad("empty"));
+                }
+                let (url, prefix) = match text.strip_suffix('*') {
+                    Some(u) => (u.to_string(), true),
+                    None => (text.to_string(), false),
+                };
+                Ok(Entry::Url { url, prefix })
+            }
+            Kind::Sha1 | Kind::Sha256 => {
+                let len = if kind == Kind::Sha1 { 20 } else { 32 };
+                if key.len() != len {
+                    return Err(bad("length"));
+                }
+                let mut hex = String::with_capacity(len * 2);
+                for b in key {
+                    hex.push(char::from(HEX[usize::from(b >> 4)]));
+                    hex.push(char::from(HEX[usize::from(b & 15)]));
+                }
+                Ok(if kind == Kind::Sha1 {
+                    Entry::Sha1(hex)
+                } else {
+                    Entry::Sha256(hex)
+                })
+            }
+        }
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn hex_bytes(h: &str) -> Vec<u8> {
     h.as_bytes()
@@ -324,12 +407,43 @@ mod tests {
             assert_eq!(e.kind(), kind);
         }
         assert!(Entry::from_stored(Kind::Ipv4, "1.2.3.999").is_err());
+        for (kind, v) in [
+            (Kind::Domain, "[10.1.1.300]"),
+            (Kind::Url, "http://a.0x1f/*"),
+        ] {
+            let e = Entry::from_stored(kind, v).unwrap();
+            assert_eq!(Entry::from_store_key(kind, &e.store_key()), Ok(e));
+        }
         assert_eq!(
             Entry::from_stored(Kind::Domain, "Example.COM")
                 .unwrap()
                 .to_string(),
             "example.com"
         );
+    }
+
+    #[test]
+    fn storage_keys_not_written_by_store_key_are_refused() {
+        for (kind, key) in [
+            (Kind::Ipv4, &[1, 2, 3, 4][..]),
+            (Kind::Ipv4, &[1, 2, 3, 4, 33]),
+            (Kind::Ipv4, &[1, 2, 3, 4, 24]),
+            (Kind::Ipv6, &[0; 16]),
+            (Kind::Domain, b""),
+            (Kind::Domain, b"com.foo"),
+            (Kind::Domain, b"com.foo.\x02"),
+            (Kind::Domain, b".\x01"),
+            (Kind::Url, b""),
+            (Kind::Url, &[0xff, 0xfe]),
+            (Kind::Sha1, &[0; 32]),
+            (Kind::Sha256, &[0; 20]),
+        ] {
+            let err = Entry::from_store_key(kind, key).unwrap_err();
+            assert!(
+                err.to_string().contains("storage key"),
+                "{kind} {key:?}: {err}"
+            );
+        }
     }
 
     fn canon(kind: Kind, s: &str) -> String {

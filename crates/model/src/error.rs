@@ -30,4 +30,7 @@ pub enum EntryError {
          everything on every device); say force to take it anyway"
     )]
     TooBroad { value: String, min: u8 },
+    /// A database's storage key that [`crate::Entry::store_key`] did not write.
+    #[error("unreadable {kind} storage key: {reason}")]
+    StoreKey { kind: Kind, reason: String },
 }

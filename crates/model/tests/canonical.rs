@@ -358,6 +358,8 @@ fn assert_round_trip(kind: Kind, input: &str) -> Result<(), TestCaseError> {
         if let Ok(again) = again {
             prop_assert_eq!(again.to_string(), printed);
         }
+        // The databases keep the storage key only, and read the entry back from it.
+        prop_assert_eq!(Entry::from_store_key(kind, &e.store_key()), Ok(e));
     }
     Ok(())
 }
@@ -383,6 +385,20 @@ proptest! {
         }
         if let Ok(e) = Entry::parse_auto(&s) {
             prop_assert_eq!(Entry::parse(e.kind(), &e.to_string()), Ok(e));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(4096))]
+
+    /// A storage key read from a damaged database is refused with a reason, never a panic; one
+    /// that is read gives an entry whose key it is.
+    #[test]
+    fn any_bytes_as_a_storage_key(kind in any_kind(), key in vec(any::<u8>(), 0..40)) {
+        if let Ok(e) = Entry::from_store_key(kind, &key) {
+            prop_assert_eq!(e.kind(), kind);
+            prop_assert_eq!(e.store_key(), key);
         }
     }
 }

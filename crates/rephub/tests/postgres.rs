@@ -61,14 +61,20 @@ fn database_values(conninfo: &str) -> BTreeSet<String> {
     let conninfo = conninfo.to_string();
     std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).unwrap();
+        // The database keeps each entry's storage key; its value is read back from it.
         c.query(
-            "SELECT e.value FROM entries e
+            "SELECT e.kind, e.key FROM entries e
              WHERE EXISTS (SELECT 1 FROM assertions a WHERE a.entry_id = e.id)",
             &[],
         )
         .unwrap()
         .iter()
-        .map(|r| r.get::<_, String>(0))
+        .map(|r| {
+            let kind = rephub_model::Kind::from_code(r.get::<_, i16>(0) as u8).unwrap();
+            rephub_model::Entry::from_store_key(kind, r.get(1))
+                .unwrap()
+                .to_string()
+        })
         .collect()
     })
     .join()

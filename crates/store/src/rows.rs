@@ -10,7 +10,17 @@ use crate::error::StoreError;
 use crate::merge::effective;
 use crate::types::{Assertion, StoredEntry, USER_SOURCE};
 
-/// An entry from its stored kind code and value.
+/// An entry from its stored kind code and storage key (`Entry::store_key`): the entries tables
+/// keep the key only, the value is derived from it.
+pub(crate) fn entry_at_key(kind: i64, key: &[u8]) -> Result<Entry, StoreError> {
+    let k = u8::try_from(kind)
+        .ok()
+        .and_then(Kind::from_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
+    Entry::from_store_key(k, key).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// An entry from its stored kind code and value (the change log keeps a deleted entry's value).
 pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
     let k = u8::try_from(kind)
         .ok()
@@ -89,13 +99,13 @@ pub(crate) fn search_kinds(criteria: &Criteria) -> Vec<Kind> {
 pub(crate) fn emit(
     kind: Kind,
     id: i64,
-    value: &str,
+    key: &[u8],
     mut assertions: Vec<Assertion>,
     ttl: Option<CategoryId>,
     criteria: &Criteria,
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<bool, StoreError> {
-    let entry = parse_stored(i64::from(kind.code()), value)?;
+    let entry = entry_at_key(i64::from(kind.code()), key)?;
     assertions.sort_by_key(|a| a.seq);
     let stored = build(id, entry, assertions, ttl);
     let has_user = stored.has_source(USER_SOURCE);

@@ -169,7 +169,6 @@ pub struct Upsert {
     pub(crate) kind: i64,
     pub(crate) key: Vec<u8>,
     pub(crate) key_end: Option<Vec<u8>>,
-    pub(crate) value: String,
     pub(crate) encoded: Vec<u8>,
     pub(crate) expires_at: Option<i64>,
 }
@@ -184,7 +183,6 @@ impl Upsert {
             kind: i64::from(entry.kind().code()),
             key: entry.store_key(),
             key_end: entry.ip_range().map(|r| r.end_key()),
-            value: entry.to_string(),
             encoded: tags.encode(catalog),
             expires_at,
             entry,

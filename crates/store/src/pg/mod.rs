@@ -58,7 +58,8 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, parse_stored, search_kinds,
+    KeyRange, build, decode_tags, emit, entry_at_key, expiry_of, key_range, page_next,
+    parse_stored, search_kinds,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -494,18 +495,18 @@ fn assertion_at(r: &Row, first: usize, cat: &Catalog) -> Result<Assertion, Store
     })
 }
 
-/// Hands each entry of rows `(entry id, kind, value, assertion columns…)`, ordered by entry, with
+/// Hands each entry of rows `(entry id, kind, key, assertion columns…)`, ordered by entry, with
 /// its assertions to `f`, which returns whether to go on.
 struct Grouped<'f> {
     cat: &'f Catalog,
-    current: Option<(i64, i64, String, Vec<Assertion>)>,
-    f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+    current: Option<(i64, i64, Vec<u8>, Vec<Assertion>)>,
+    f: &'f mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
 }
 
 impl<'f> Grouped<'f> {
     fn new(
         cat: &'f Catalog,
-        f: &'f mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+        f: &'f mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
     ) -> Grouped<'f> {
         Grouped {
             cat,
@@ -537,7 +538,7 @@ impl<'f> Grouped<'f> {
     }
 }
 
-/// Rows `(entry id, kind, value, tags, expires_at, seq)` ordered by entry, as [`Decidable`]s;
+/// Rows `(entry id, kind, key, tags, expires_at, seq)` ordered by entry, as [`Decidable`]s;
 /// without `with_tags` the tags are not decoded and each entry's are empty.
 fn for_each_decidable(
     rows: &mut dyn Iterator<Item = &Row>,
@@ -547,8 +548,8 @@ fn for_each_decidable(
 ) -> Result<(), StoreError> {
     let ttl = cat.ttl_id();
     type Part = (u64, rephub_model::Tags, Option<i64>);
-    let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
-    let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
+    let mut current: Option<(i64, i64, Vec<u8>, Vec<Part>)> = None;
+    let mut finish = |(id, kind, key, parts): (i64, i64, Vec<u8>, Vec<Part>)| {
         let (tags, expires_at) = if with_tags {
             crate::merge::effective_owned(parts, ttl)
         } else {
@@ -557,7 +558,7 @@ fn for_each_decidable(
         };
         f(Decidable {
             id,
-            entry: parse_stored(kind, &value)?,
+            entry: entry_at_key(kind, &key)?,
             tags,
             expires_at,
         });
@@ -587,7 +588,7 @@ fn for_each_decidable(
 }
 
 const ASSERTION_COLUMNS: &str =
-    "e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at";
+    "e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at";
 
 fn load_assertions(
     c: &mut impl GenericClient,
@@ -647,7 +648,8 @@ fn search_sql(kind: Kind, criteria: &Criteria) -> Clauses {
             q.push(" AND e.key >= ?", lo);
             q.push(" AND e.key < ?", hi);
         }
-        KeyRange::Contains(part) => q.push(" AND strpos(e.value, ?) > 0", part),
+        // A hash's key is its digest: its hex holds the digits.
+        KeyRange::Contains(part) => q.push(" AND strpos(encode(e.key, 'hex'), lower(?)) > 0", part),
         KeyRange::All => {}
     }
     // Key order where the query is a key range (as SQLite's index gives it), insertion order
@@ -672,8 +674,8 @@ fn search_tx(
         let q = search_sql(kind, criteria);
         let (sql, params) = (&q.sql, q.params());
         let mut keep_going = true;
-        let mut emit_one = |id, _kind, value: String, list| {
-            keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
+        let mut emit_one = |id, _kind, key: Vec<u8>, list| {
+            keep_going = emit(kind, id, &key, list, ttl, criteria, f)?;
             Ok(keep_going)
         };
         let mut grouped = Grouped::new(&cat, &mut emit_one);
@@ -821,11 +823,11 @@ impl ReputationStore for PgStore {
 
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
         self.snapshot(|tx, cache| {
-            let stmt = prepared(tx, cache, "SELECT kind, value FROM entries WHERE id = $1")?;
+            let stmt = prepared(tx, cache, "SELECT kind, key FROM entries WHERE id = $1")?;
             let Some(row) = tx.query_opt(&stmt, &[&id])? else {
                 return Ok(None);
             };
-            let entry = parse_stored(kind_at(&row, 0), row.get(1))?;
+            let entry = entry_at_key(kind_at(&row, 0), row.get(1))?;
             Ok(Some(stored_entry(tx, cache, id, entry)?))
         })
     }
@@ -836,16 +838,16 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
                  WHERE e.id = ANY($1) ORDER BY e.id",
             )?;
             let rows = tx.query(&stmt, &[&ids])?;
             let mut out = Vec::with_capacity(ids.len());
-            let mut collect = |id, kind, value: String, mut list: Vec<Assertion>| {
+            let mut collect = |id, kind, key: Vec<u8>, mut list: Vec<Assertion>| {
                 list.sort_by_key(|a| a.seq);
-                out.push(build(id, parse_stored(kind, &value)?, list, cat.ttl_id()));
+                out.push(build(id, entry_at_key(kind, &key)?, list, cat.ttl_id()));
                 Ok(true)
             };
             let mut grouped = Grouped::new(&cat, &mut collect);
@@ -875,12 +877,12 @@ impl ReputationStore for PgStore {
     ) -> Result<Option<i64>, StoreError> {
         self.snapshot(|tx, cache| {
             let cat = categories(tx, cache)?;
-        let ttl = cat.ttl_id();
+            let ttl = cat.ttl_id();
             let stmt = prepared(
                 tx,
                 cache,
-                "WITH page AS (SELECT id, kind, value FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-                 SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                "WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+                 SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
                  FROM page e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
                  ORDER BY e.id",
@@ -890,14 +892,14 @@ impl ReputationStore for PgStore {
             let mut read = 0u64;
             let mut last = after;
             let mut stopped = false;
-            let mut one = |id, code: i64, value: String, list| {
+            let mut one = |id, code: i64, key: Vec<u8>, list| {
                 read += 1;
                 last = id;
                 let kind = u8::try_from(code)
                     .ok()
                     .and_then(Kind::from_code)
                     .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
-                if !emit(kind, id, &value, list, ttl, criteria, f)? {
+                if !emit(kind, id, &key, list, ttl, criteria, f)? {
                     stopped = true;
                 }
                 Ok(!stopped)
@@ -922,19 +924,22 @@ impl ReputationStore for PgStore {
             self,
             cursor,
             limit,
-            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value), c.entry_id
+            "SELECT c.seq, c.op, c.kind, c.value, c.entry_id, e.key
              FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
              WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
             |r, seq, op| {
-                // An insert or update whose entry is gone since: its delete comes later.
-                let Some(value) = r.get::<_, Option<String>>(3) else {
-                    return Ok(None);
+                // A delete keeps the value; an insert or update points at its entry, and one whose
+                // entry is gone since is skipped: its delete comes later.
+                let entry = match (r.get::<_, Option<&str>>(3), r.get::<_, Option<&[u8]>>(5)) {
+                    (Some(value), _) => parse_stored(kind_at(r, 2), value)?,
+                    (None, Some(key)) => entry_at_key(kind_at(r, 2), key)?,
+                    (None, None) => return Ok(None),
                 };
                 Ok(Some(Change {
                     seq,
                     op,
                     entry_id: r.get(4),
-                    entry: parse_stored(kind_at(r, 2), &value)?,
+                    entry,
                 }))
             },
         )
@@ -984,14 +989,14 @@ impl ReputationStore for PgStore {
                 tx,
                 cache,
                 if tags {
-                    "WITH page AS (SELECT id, kind, value FROM entries
+                    "WITH page AS (SELECT id, kind, key FROM entries
                                    WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
-                     SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                     SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
                      FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
                 } else {
-                    "WITH page AS (SELECT id, kind, value FROM entries
+                    "WITH page AS (SELECT id, kind, key FROM entries
                                    WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
-                     SELECT e.id, e.kind, e.value, NULL::bytea, a.expires_at, a.seq
+                     SELECT e.id, e.kind, e.key, NULL::bytea, a.expires_at, a.seq
                      FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
                 },
             )?;
@@ -1031,7 +1036,7 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+                "SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
                  WHERE e.id = ANY($1) ORDER BY e.id",
             )?;
@@ -1052,12 +1057,11 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT id, kind, value FROM entries WHERE id = ANY($1) ORDER BY id",
+                "SELECT id, kind, key FROM entries WHERE id = ANY($1) ORDER BY id",
             )?;
             for chunk in ids.chunks(10_000) {
                 for r in tx.query(&stmt, &[&chunk])? {
-                    let value: &str = r.get(2);
-                    f(r.get(0), parse_stored(kind_at(&r, 1), value)?);
+                    f(r.get(0), entry_at_key(kind_at(&r, 1), r.get(2))?);
                 }
             }
             Ok(())
@@ -1070,17 +1074,17 @@ impl ReputationStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
-            "WITH page AS (SELECT id, kind, value FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-             SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            "WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+             SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
              FROM page e JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
              ORDER BY e.id",
             &[&after, &limit],
         )?;
         let mut out = Vec::new();
-        let mut collect = |id, kind, value: String, mut list: Vec<Assertion>| {
+        let mut collect = |id, kind, key: Vec<u8>, mut list: Vec<Assertion>| {
             list.sort_by_key(|a| a.seq);
-            out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+            out.push(build(id, entry_at_key(kind, &key)?, list, ttl));
             Ok(true)
         };
         let mut grouped = Grouped::new(&cat, &mut collect);
@@ -1493,20 +1497,13 @@ impl PgTx<'_> {
     /// Inserts the item's entry with this id unless its key exists; returns whether it did.
     fn insert_entry(&mut self, id: i64, item: &Upsert) -> Result<bool, StoreError> {
         let stmt = self.stmt(
-            "INSERT INTO entries (id, kind, key, key_end, value, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, key) DO NOTHING",
+            "INSERT INTO entries (id, kind, key, key_end, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, key) DO NOTHING",
         )?;
         let now = self.now;
         let n = self.tx.execute(
             &stmt,
-            &[
-                &id,
-                &(item.kind as i16),
-                &item.key,
-                &item.key_end,
-                &item.value,
-                &now,
-            ],
+            &[&id, &(item.kind as i16), &item.key, &item.key_end, &now],
         )?;
         Ok(n == 1)
     }
@@ -1523,11 +1520,13 @@ impl PgTx<'_> {
     }
 
     fn remove_id(&mut self, id: i64) -> Result<bool, StoreError> {
-        let stmt = self.stmt("DELETE FROM entries WHERE id = $1 RETURNING kind, value")?;
+        let stmt = self.stmt("DELETE FROM entries WHERE id = $1 RETURNING kind, key")?;
         let Some(row) = self.tx.query_opt(&stmt, &[&id])? else {
             return Ok(false);
         };
-        let (kind, value): (i64, String) = (kind_at(&row, 0), row.get(1));
+        let kind = kind_at(&row, 0);
+        // The log keeps a deleted entry's value: its row is gone.
+        let value = entry_at_key(kind, row.get(1))?.to_string();
         let stmt = self.stmt("DELETE FROM assertions WHERE entry_id = $1")?;
         self.tx.execute(&stmt, &[&id])?;
         let seq = self.next_seq();
@@ -1579,7 +1578,7 @@ impl WriteTx for PgTx<'_> {
             return Ok(Outcome::Added);
         }
         let id = self.entry_id(&item.entry)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
+            StoreError::Corrupt(format!("{}: conflict without a row", item.entry))
         })?;
         self.merge_into(id, source_id, item, mode)
     }

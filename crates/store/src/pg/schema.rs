@@ -376,6 +376,11 @@ const MIGRATIONS: &[&str] = &[
         created_at bigint NOT NULL
     );
     "#,
+    // 7: entries without their value, read back from the storage key (SQLite's 26). Dropping a
+    // column only hides it here; its bytes go as rows are rewritten (or at `VACUUM FULL`).
+    r#"
+    ALTER TABLE entries DROP COLUMN value;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -7,7 +7,7 @@ use rephub_model::Entry;
 use super::{Clauses, PgStore, each_row, error, lock_sequence, prepared};
 use crate::ReputationStore;
 use crate::error::StoreError;
-use crate::rows::parse_stored;
+use crate::rows::{entry_at_key, parse_stored};
 use crate::sources::{
     ExceptionRow, ModifiedKey, ModifiedPage, ModifiedQuery, SourceConfigRow, SourceStore,
     UpstreamStore,
@@ -69,13 +69,13 @@ impl SourceStore for PgStore {
             let mut out = HashMap::new();
             each_row(
                 tx,
-                "SELECT e.kind, e.value, a.expires_at FROM sources s
+                "SELECT e.kind, e.key, a.expires_at FROM sources s
                  JOIN assertions a ON a.source_id = s.id
                  JOIN entries e ON e.id = a.entry_id
                  WHERE s.name = $1",
                 &[&source],
                 &mut |r| {
-                    let entry = parse_stored(i64::from(r.get::<_, i16>(0)), r.get(1))?;
+                    let entry = entry_at_key(i64::from(r.get::<_, i16>(0)), r.get(1))?;
                     out.insert(entry, r.get(2));
                     Ok(true)
                 },

@@ -55,8 +55,8 @@ impl Table {
     fn head(self) -> (&'static str, usize) {
         match self {
             Table::Entries => (
-                "INSERT OR IGNORE INTO entries (id, kind, key, key_end, value, created_at) VALUES",
-                6,
+                "INSERT OR IGNORE INTO entries (id, kind, key, key_end, created_at) VALUES",
+                5,
             ),
             Table::Assertions => (
                 "INSERT OR IGNORE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at) VALUES",
@@ -102,14 +102,14 @@ impl SqliteTx<'_> {
         let first_id = self.next_id;
         let inserted = {
             let mut stmt = self.tx.prepare_cached(Table::Entries.sql(rows))?;
+            let cols = Table::Entries.head().1;
             for (k, item) in items.iter().enumerate() {
-                let p = k * 6;
+                let p = k * cols;
                 stmt.raw_bind_parameter(p + 1, first_id + k as i64)?;
                 stmt.raw_bind_parameter(p + 2, item.kind)?;
                 stmt.raw_bind_parameter(p + 3, &item.key)?;
                 stmt.raw_bind_parameter(p + 4, &item.key_end)?;
-                stmt.raw_bind_parameter(p + 5, &item.value)?;
-                stmt.raw_bind_parameter(p + 6, self.now)?;
+                stmt.raw_bind_parameter(p + 5, self.now)?;
             }
             stmt.raw_execute()?
         };
@@ -121,7 +121,7 @@ impl SqliteTx<'_> {
         if inserted < rows {
             for (k, item) in items.iter().enumerate() {
                 let id = self.entry_id(&item.entry)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("{}: neither inserted nor found", item.value))
+                    StoreError::Corrupt(format!("{}: neither inserted nor found", item.entry))
                 })?;
                 existing[k] = Some(id).filter(|&id| id != first_id + k as i64);
             }
@@ -202,16 +202,11 @@ mod tests {
     fn statements_have_one_numbered_parameter_per_cell() {
         assert_eq!(multi_row("X", 2, 2), "X (?1, ?2), (?3, ?4)");
         for rows in SIZES {
-            assert!(
-                Table::Entries
-                    .sql(rows)
-                    .ends_with(&format!("?{})", rows * 6))
-            );
-            assert!(
-                Table::Changes
-                    .sql(rows)
-                    .ends_with(&format!("?{})", rows * 5))
-            );
+            for table in [Table::Entries, Table::Assertions, Table::Changes] {
+                let (head, cols) = table.head();
+                assert_eq!(head.matches(',').count() + 1, cols, "{head}");
+                assert!(table.sql(rows).ends_with(&format!("?{})", rows * cols)));
+            }
         }
     }
 }

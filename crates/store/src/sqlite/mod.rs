@@ -45,10 +45,10 @@ use rephub_model::{
 };
 
 use crate::error::StoreError;
-pub(crate) use crate::rows::parse_stored;
 use crate::rows::{
     CatalogCache, KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, search_kinds,
 };
+pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
     Outcome, Stats, StoredEntry, Upsert, WriteMode,
@@ -59,7 +59,7 @@ use crate::{ReputationStore, WriteTx};
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// SQLite page cache, in MiB. Bulk imports into a large database want a large cache: the unique
-    /// index on (kind, value) is written in random order.
+    /// index on (kind, key) is written in random order.
     pub cache_mib: u32,
     pub clock: Arc<dyn Clock>,
 }
@@ -332,15 +332,15 @@ fn assertion_at(
     })
 }
 
-/// Rows `(entry id, kind, value, assertion columns…)` in which an entry's assertions are adjacent
+/// Rows `(entry id, kind, key, assertion columns…)` in which an entry's assertions are adjacent
 /// (entries the outer loop of a CROSS JOIN): hands each entry with its assertions to `f`, which
 /// returns whether to go on.
 fn for_each_grouped(
     rows: &mut rusqlite::Rows<'_>,
     cat: &Catalog,
-    f: &mut dyn FnMut(i64, i64, String, Vec<Assertion>) -> Result<bool, StoreError>,
+    f: &mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let mut current: Option<(i64, i64, String, Vec<Assertion>)> = None;
+    let mut current: Option<(i64, i64, Vec<u8>, Vec<Assertion>)> = None;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
         let a = assertion_at(r, 3, cat)?;
@@ -362,7 +362,7 @@ fn for_each_grouped(
     Ok(())
 }
 
-/// Rows `(entry id, kind, value, tags, expires_at, seq)`, an entry's assertions adjacent: hands
+/// Rows `(entry id, kind, key, tags, expires_at, seq)`, an entry's assertions adjacent: hands
 /// each entry to `f` as a [`Decidable`] (no source names, no assertion list).
 fn for_each_decidable(
     rows: &mut rusqlite::Rows<'_>,
@@ -371,12 +371,12 @@ fn for_each_decidable(
 ) -> Result<(), StoreError> {
     let ttl = cat.ttl_id();
     type Part = (u64, Tags, Option<i64>);
-    let mut current: Option<(i64, i64, String, Vec<Part>)> = None;
-    let mut finish = |(id, kind, value, parts): (i64, i64, String, Vec<Part>)| {
+    let mut current: Option<(i64, i64, Vec<u8>, Vec<Part>)> = None;
+    let mut finish = |(id, kind, key, parts): (i64, i64, Vec<u8>, Vec<Part>)| {
         let (tags, expires_at) = crate::merge::effective_owned(parts, ttl);
         f(Decidable {
             id,
-            entry: parse_stored(kind, &value)?,
+            entry: entry_at_key(kind, &key)?,
             tags,
             expires_at,
         });
@@ -405,7 +405,7 @@ fn for_each_decidable(
     Ok(())
 }
 
-/// [`for_each_decidable`] from two cursors in id order: entries `(id, kind, value)` and their
+/// [`for_each_decidable`] from two cursors in id order: entries `(id, kind, key)` and their
 /// assertions `(entry_id, tags, expires_at, seq)` (without `with_tags`, the tags column is not
 /// decoded and each entry's tags are empty). An entry without assertions is skipped, as a join
 /// would.
@@ -456,10 +456,10 @@ fn merge_decidable(
             (Tags::default(), expires)
         };
         let kind: i64 = r.get(1)?;
-        let value = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        let key = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
         f(Decidable {
             id,
-            entry: parse_stored(kind, value)?,
+            entry: entry_at_key(kind, key)?,
             tags,
             expires_at,
         });
@@ -555,7 +555,8 @@ fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
             args.extend([Value::Blob(lo), Value::Blob(hi)]);
         }
         KeyRange::Contains(part) => {
-            sql.push_str(" AND instr(e.value, ?) > 0");
+            // A hash's key is its digest: its hex (upper case in SQLite) holds the digits.
+            sql.push_str(" AND instr(hex(e.key), upper(?)) > 0");
             args.push(Value::Text(part));
         }
         KeyRange::All => {}
@@ -572,7 +573,7 @@ fn search_conn(
     for kind in search_kinds(criteria) {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
         let mut sql = String::from(
-            "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
              FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
              WHERE e.kind = ?",
@@ -584,8 +585,8 @@ fn search_conn(
         let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut keep_going = true;
-        for_each_grouped(&mut rows, cat, &mut |id, _, value, list| {
-            keep_going = emit(kind, id, &value, list, ttl, criteria, f)?;
+        for_each_grouped(&mut rows, cat, &mut |id, _, key, list| {
+            keep_going = emit(kind, id, &key, list, ttl, criteria, f)?;
             Ok(keep_going)
         })?;
         if !keep_going {
@@ -665,15 +666,15 @@ impl ReputationStore for SqliteStore {
     }
 
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
-        let row: Option<(i64, String)> = self
+        let row: Option<(i64, Vec<u8>)> = self
             .conn
-            .prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?
+            .prepare_cached("SELECT kind, key FROM entries WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((kind, value)) = row else {
+        let Some((kind, key)) = row else {
             return Ok(None);
         };
-        let entry = parse_stored(kind, &value)?;
+        let entry = entry_at_key(kind, &key)?;
         let cat = categories(&self.conn, &self.categories)?;
         let assertions = load_assertions(&self.conn, id, &cat)?;
         Ok(Some(build(id, entry, assertions, cat.ttl_id())))
@@ -686,16 +687,16 @@ impl ReputationStore for SqliteStore {
         // json_each hands SQLite the whole list at once; the join keeps an entry's assertions
         // together (entries outer, by CROSS JOIN).
         let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id",
         )?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
-        for_each_grouped(&mut rows, &cat, &mut |id, kind, value, mut list| {
+        for_each_grouped(&mut rows, &cat, &mut |id, kind, key, mut list| {
             list.sort_by_key(|a| a.seq);
-            out.push(build(id, parse_stored(kind, &value)?, list, ttl));
+            out.push(build(id, entry_at_key(kind, &key)?, list, ttl));
             Ok(true)
         })?;
         Ok(out)
@@ -715,7 +716,7 @@ impl ReputationStore for SqliteStore {
             // descended the assertions' B-tree once per entry: a seventh of a 10,000,000-entry
             // scan.
             let mut entries = tx.prepare_cached(
-                "SELECT id, kind, value FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+                "SELECT id, kind, key FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
             )?;
             // Without tags the column is not even read (a blob per row).
             let mut assertions = tx.prepare_cached(if tags {
@@ -769,7 +770,7 @@ impl ReputationStore for SqliteStore {
         let cat = categories(&self.conn, &self.categories)?;
         let list = serde_json::to_string(&want).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.kind, e.value, a.tags, a.expires_at, a.seq
+            "SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id",
         )?;
@@ -788,7 +789,7 @@ impl ReputationStore for SqliteStore {
             let span = u64::try_from(last.saturating_sub(first)).unwrap_or(u64::MAX);
             if span / 8 <= ids.len() as u64 {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT id, kind, value FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+                    "SELECT id, kind, key FROM entries WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
                 )?;
                 let mut rows = stmt.query([first, last])?;
                 let mut want = ids.iter().peekable();
@@ -796,21 +797,20 @@ impl ReputationStore for SqliteStore {
                     let id: i64 = row.get(0)?;
                     while want.next_if(|w| **w < id).is_some() {}
                     if want.next_if_eq(&&id).is_some() {
-                        let value: String = row.get(2)?;
-                        f(id, parse_stored(row.get(1)?, &value)?);
+                        let key = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                        f(id, entry_at_key(row.get(1)?, key)?);
                     }
                     if want.peek().is_none() {
                         break;
                     }
                 }
             } else {
-                let mut stmt =
-                    tx.prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?;
+                let mut stmt = tx.prepare_cached("SELECT kind, key FROM entries WHERE id = ?1")?;
                 for &id in ids {
                     let mut rows = stmt.query([id])?;
                     if let Some(row) = rows.next()? {
-                        let value: String = row.get(1)?;
-                        f(id, parse_stored(row.get(0)?, &value)?);
+                        let key = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+                        f(id, entry_at_key(row.get(0)?, key)?);
                     }
                 }
             }
@@ -847,20 +847,20 @@ impl ReputationStore for SqliteStore {
         {
             // By rowid from `after`: every entry of every kind, in the order they were made.
             let mut stmt = tx.prepare_cached(
-                "SELECT e.id, e.kind, e.value, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
                  FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
                  WHERE e.id > ?1 ORDER BY e.id",
             )?;
             let mut rows = stmt.query([after])?;
-            for_each_grouped(&mut rows, &cat, &mut |id, code, value, list| {
+            for_each_grouped(&mut rows, &cat, &mut |id, code, key, list| {
                 read += 1;
                 last = id;
                 let kind = u8::try_from(code)
                     .ok()
                     .and_then(Kind::from_code)
                     .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
-                if !emit(kind, id, &value, list, ttl, criteria, f)? {
+                if !emit(kind, id, &key, list, ttl, criteria, f)? {
                     stopped = true;
                 }
                 Ok(!stopped && read < budget)
@@ -875,19 +875,30 @@ impl ReputationStore for SqliteStore {
             &self.conn,
             cursor,
             limit,
-            "SELECT c.seq, c.op, c.kind, coalesce(c.value, e.value), c.entry_id
+            "SELECT c.seq, c.op, c.kind, c.value, c.entry_id, e.key
              FROM changes c LEFT JOIN entries e ON e.id = c.entry_id AND c.op != 3
              WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
             |r, seq, op| {
-                // An insert or update whose entry is gone since: its delete comes later in the log.
-                let Some(value) = r.get::<_, Option<String>>(3)? else {
-                    return Ok(None);
+                // A delete keeps the value; an insert or update points at its entry, and one whose
+                // entry is gone since is skipped: its delete comes later in the log.
+                let value = r
+                    .get_ref(3)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?;
+                let key = r
+                    .get_ref(5)?
+                    .as_blob_or_null()
+                    .map_err(rusqlite::Error::from)?;
+                let entry = match (value, key) {
+                    (Some(value), _) => parse_stored(r.get(2)?, value)?,
+                    (None, Some(key)) => entry_at_key(r.get(2)?, key)?,
+                    (None, None) => return Ok(None),
                 };
                 Ok(Some(Change {
                     seq,
                     op,
                     entry_id: r.get(4)?,
-                    entry: parse_stored(r.get(2)?, &value)?,
+                    entry,
                 }))
             },
         )
@@ -1198,7 +1209,7 @@ impl SqliteTx<'_> {
         mode: WriteMode,
     ) -> Result<Outcome, StoreError> {
         let id = self.entry_id(&item.entry)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("{}: conflict without a row", item.value))
+            StoreError::Corrupt(format!("{}: conflict without a row", item.entry))
         })?;
         self.merge_into(id, source_id, item, mode)
     }
@@ -1240,17 +1251,10 @@ impl SqliteTx<'_> {
         let n = self
             .tx
             .prepare_cached(
-                "INSERT INTO entries (id, kind, key, key_end, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO entries (id, kind, key, key_end, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (kind, key) DO NOTHING",
             )?
-            .execute(params![
-                id,
-                item.kind,
-                item.key,
-                item.key_end,
-                item.value,
-                self.now
-            ])?;
+            .execute(params![id, item.kind, item.key, item.key_end, self.now])?;
         Ok(n == 1)
     }
 
@@ -1265,14 +1269,16 @@ impl SqliteTx<'_> {
     }
 
     fn remove_id(&mut self, id: i64) -> Result<bool, StoreError> {
-        let row: Option<(i64, String)> = self
+        let row: Option<(i64, Vec<u8>)> = self
             .tx
-            .prepare_cached("SELECT kind, value FROM entries WHERE id = ?1")?
+            .prepare_cached("SELECT kind, key FROM entries WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((kind, value)) = row else {
+        let Some((kind, key)) = row else {
             return Ok(false);
         };
+        // The log keeps a deleted entry's value: its row is gone.
+        let value = entry_at_key(kind, &key)?.to_string();
         self.tx
             .prepare_cached("DELETE FROM assertions WHERE entry_id = ?1")?
             .execute([id])?;

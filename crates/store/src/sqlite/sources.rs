@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rephub_model::Entry;
 use rusqlite::{OptionalExtension, params, params_from_iter, types::Value};
 
-use super::{SqliteStore, parse_stored};
+use super::{SqliteStore, entry_at_key, parse_stored};
 use crate::ReputationStore;
 use crate::error::StoreError;
 use crate::sources::{
@@ -67,7 +67,7 @@ impl SourceStore for SqliteStore {
 
     fn source_entries(&self, source: &str) -> Result<HashMap<Entry, Option<i64>>, StoreError> {
         let mut stmt = self.connection().prepare(
-            "SELECT e.kind, e.value, a.expires_at FROM sources s
+            "SELECT e.kind, e.key, a.expires_at FROM sources s
              JOIN assertions a ON a.source_id = s.id
              JOIN entries e ON e.id = a.entry_id
              WHERE s.name = ?1",
@@ -75,8 +75,8 @@ impl SourceStore for SqliteStore {
         let mut rows = stmt.query([source])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
-            let entry = parse_stored(r.get(0)?, &r.get::<_, String>(1)?)?;
-            out.insert(entry, r.get(2)?);
+            let key = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            out.insert(entry_at_key(r.get(0)?, key)?, r.get(2)?);
         }
         Ok(out)
     }
