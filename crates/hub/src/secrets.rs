@@ -53,8 +53,9 @@ impl Secrets {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key)
                     .map_err(|e| HubError::Crypto(format!("no OS randomness: {e}")))?;
-                write_private(path, &key)?;
-                key.to_vec()
+                // Another hub starting on this directory may be making one too: whichever key
+                // is in place first is the key of both.
+                crate::files::create_private_once(path, &key).map_err(HubError::file(path))?
             }
             Err(e) => return Err(HubError::file(path)(e)),
         };
@@ -147,10 +148,6 @@ impl Secrets {
         }
         Ok(())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
-    crate::files::write_private(path, bytes, true).map_err(HubError::file(path))
 }
 
 #[cfg(test)]
