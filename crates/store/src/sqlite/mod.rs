@@ -195,23 +195,12 @@ impl SqliteStore {
         Ok(self.conn.transaction()?)
     }
 
-    /// The write lock, taken now (not at the first write), so that sequence numbers are read and
-    /// assigned under it.
     fn write_transaction(&mut self) -> Result<rusqlite::Transaction<'_>, StoreError> {
-        self.writable()?;
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+        write_transaction(&mut self.conn, self.read_only)
     }
 
-    /// Refuse a write on a reader before it takes any lock: `query_only` lets `BEGIN IMMEDIATE`
-    /// through, and a reader holding the write lock would stall the writer.
     fn writable(&self) -> Result<(), StoreError> {
-        if self.read_only {
-            Err(StoreError::ReadOnly)
-        } else {
-            Ok(())
-        }
+        writable(self.read_only)
     }
 
     /// Give back the memory of this connection's page cache (`PRAGMA shrink_memory`): a long
@@ -596,16 +585,33 @@ fn search_conn(
     Ok(())
 }
 
+/// The write lock, taken now (not at the first write), so that sequence numbers are read and
+/// assigned under it. A function of the connection, so that a caller can borrow the store's other
+/// fields (the category cache) beside the transaction.
+fn write_transaction(
+    conn: &mut Connection,
+    read_only: bool,
+) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    writable(read_only)?;
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+/// Refuse a write on a reader before it takes any lock: `query_only` lets `BEGIN IMMEDIATE`
+/// through, and a reader holding the write lock would stall the writer.
+fn writable(read_only: bool) -> Result<(), StoreError> {
+    if read_only {
+        Err(StoreError::ReadOnly)
+    } else {
+        Ok(())
+    }
+}
+
 impl ReputationStore for SqliteStore {
     type Tx<'a> = SqliteTx<'a>;
 
     fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
         let now = self.clock.now();
-        self.writable()?;
-        // `write_transaction` inlined: the cache is a field beside the connection it borrows.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = write_transaction(&mut self.conn, self.read_only)?;
         let seq = meta(&tx, "last_seq")?;
         // Read under the write lock, so no category can be added before the commit.
         let catalog = categories(&tx, &self.categories)?;
@@ -624,7 +630,7 @@ impl ReputationStore for SqliteStore {
     }
 
     fn catalog(&self) -> Result<Catalog, StoreError> {
-        load_catalog(&self.conn)
+        Ok(Catalog::clone(&*categories(&self.conn, &self.categories)?))
     }
 
     fn add_category(&mut self, category: &NewCategory) -> Result<Category, StoreError> {
