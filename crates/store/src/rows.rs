@@ -125,12 +125,6 @@ pub(crate) fn emit(
 /// layout); the rest of the criteria is applied to each row by [`emit`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum KeyRange {
-    /// `lo <= key <= hi AND key_end <= end`: IP entries inside a prefix.
-    Inside {
-        lo: Vec<u8>,
-        hi: Vec<u8>,
-        end: Vec<u8>,
-    },
     /// `lo <= key <= hi`.
     Closed { lo: Vec<u8>, hi: Vec<u8> },
     /// `lo <= key < hi`.
@@ -151,6 +145,9 @@ impl KeyRange {
 pub(crate) fn key_range(q: &Query) -> KeyRange {
     match q {
         Query::Ip(net) => {
+            // Entries starting inside the prefix. One that also reaches beyond it starts at the
+            // prefix's first address with a shorter length (a network starts at a multiple of its
+            // size): at most one per shorter length, which `emit`'s check of the criteria drops.
             let (start, end) = match net {
                 ipnet::IpNet::V4(n) => (
                     n.network().octets().to_vec(),
@@ -161,9 +158,9 @@ pub(crate) fn key_range(q: &Query) -> KeyRange {
                     n.broadcast().octets().to_vec(),
                 ),
             };
-            let mut hi = end.clone();
+            let mut hi = end;
             hi.push(0xff);
-            KeyRange::Inside { lo: start, hi, end }
+            KeyRange::Closed { lo: start, hi }
         }
         Query::Domain { name, exact } => {
             let key = rephub_model::Domain::parse(name)

@@ -168,7 +168,6 @@ pub struct Upsert {
     pub tags: Tags,
     pub(crate) kind: i64,
     pub(crate) key: Vec<u8>,
-    pub(crate) key_end: Option<Vec<u8>>,
     pub(crate) encoded: Vec<u8>,
     pub(crate) expires_at: Option<i64>,
 }
@@ -182,7 +181,6 @@ impl Upsert {
         Upsert {
             kind: i64::from(entry.kind().code()),
             key: entry.store_key(),
-            key_end: entry.ip_range().map(|r| r.end_key()),
             encoded: tags.encode(catalog),
             expires_at,
             entry,

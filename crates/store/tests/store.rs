@@ -694,6 +694,8 @@ fn search_entry_criteria<S: RepBackend>() {
         found(&d, &q(Query::ip("10.1.2.3").unwrap())),
         vec!["10.1.2.3"]
     );
+    // 10.0.0.0/8 starts where this prefix starts but reaches beyond it: not inside.
+    assert!(found(&d, &q(Query::ip("10.0.0.0/16").unwrap())).is_empty());
     assert_eq!(
         found(&d, &q(Query::ip("2001:db8::/32").unwrap())),
         vec!["2001:db8::1"]

@@ -90,13 +90,12 @@ impl PgTx<'_> {
             return Ok(());
         }
         let now = self.now;
-        let stmt =
-            self.stmt("COPY entries (id, kind, key, key_end, created_at) FROM STDIN BINARY")?;
+        let stmt = self.stmt("COPY entries (id, kind, key, created_at) FROM STDIN BINARY")?;
         let sink = self.tx.copy_in(&stmt)?;
-        let types = [Type::INT8, Type::INT2, Type::BYTEA, Type::BYTEA, Type::INT8];
+        let types = [Type::INT8, Type::INT2, Type::BYTEA, Type::INT8];
         let mut w = BinaryCopyInWriter::new(sink, &types);
         for (item, id, _) in born {
-            w.write(&[id, &(item.kind as i16), &item.key, &item.key_end, &now])?;
+            w.write(&[id, &(item.kind as i16), &item.key, &now])?;
         }
         w.finish()?;
         let stmt = self.stmt(

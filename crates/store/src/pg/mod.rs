@@ -635,11 +635,6 @@ fn search_sql(kind: Kind, criteria: &Criteria) -> Clauses {
     let range = criteria.query.as_ref().map_or(KeyRange::All, key_range);
     let keyed = range.keyed();
     match range {
-        KeyRange::Inside { lo, hi, end } => {
-            q.push(" AND e.key >= ?", lo);
-            q.push(" AND e.key <= ?", hi);
-            q.push(" AND e.key_end <= ?", end);
-        }
         KeyRange::Closed { lo, hi } => {
             q.push(" AND e.key >= ?", lo);
             q.push(" AND e.key <= ?", hi);
@@ -1497,14 +1492,13 @@ impl PgTx<'_> {
     /// Inserts the item's entry with this id unless its key exists; returns whether it did.
     fn insert_entry(&mut self, id: i64, item: &Upsert) -> Result<bool, StoreError> {
         let stmt = self.stmt(
-            "INSERT INTO entries (id, kind, key, key_end, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, key) DO NOTHING",
+            "INSERT INTO entries (id, kind, key, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (kind, key) DO NOTHING",
         )?;
         let now = self.now;
-        let n = self.tx.execute(
-            &stmt,
-            &[&id, &(item.kind as i16), &item.key, &item.key_end, &now],
-        )?;
+        let n = self
+            .tx
+            .execute(&stmt, &[&id, &(item.kind as i16), &item.key, &now])?;
         Ok(n == 1)
     }
 

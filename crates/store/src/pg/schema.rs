@@ -376,10 +376,12 @@ const MIGRATIONS: &[&str] = &[
         created_at bigint NOT NULL
     );
     "#,
-    // 7: entries without their value, read back from the storage key (SQLite's 26). Dropping a
-    // column only hides it here; its bytes go as rows are rewritten (or at `VACUUM FULL`).
+    // 7: entries without their value, read back from the storage key, and without `key_end`
+    // (SQLite's 26). Dropping a column only hides it here; its bytes go as rows are rewritten (or
+    // at `VACUUM FULL`).
     r#"
     ALTER TABLE entries DROP COLUMN value;
+    ALTER TABLE entries DROP COLUMN key_end;
     "#,
 ];
 

@@ -55,8 +55,8 @@ impl Table {
     fn head(self) -> (&'static str, usize) {
         match self {
             Table::Entries => (
-                "INSERT OR IGNORE INTO entries (id, kind, key, key_end, created_at) VALUES",
-                5,
+                "INSERT OR IGNORE INTO entries (id, kind, key, created_at) VALUES",
+                4,
             ),
             Table::Assertions => (
                 "INSERT OR IGNORE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at) VALUES",
@@ -108,8 +108,7 @@ impl SqliteTx<'_> {
                 stmt.raw_bind_parameter(p + 1, first_id + k as i64)?;
                 stmt.raw_bind_parameter(p + 2, item.kind)?;
                 stmt.raw_bind_parameter(p + 3, &item.key)?;
-                stmt.raw_bind_parameter(p + 4, &item.key_end)?;
-                stmt.raw_bind_parameter(p + 5, self.now)?;
+                stmt.raw_bind_parameter(p + 4, self.now)?;
             }
             stmt.raw_execute()?
         };

@@ -531,10 +531,6 @@ fn get_entry(
 /// The SQL narrowing for a query: a range of the unique key index where there is one.
 fn query_sql(q: &Query, sql: &mut String, args: &mut Vec<Value>) {
     match key_range(q) {
-        KeyRange::Inside { lo, hi, end } => {
-            sql.push_str(" AND e.key >= ? AND e.key <= ? AND e.key_end <= ?");
-            args.extend([Value::Blob(lo), Value::Blob(hi), Value::Blob(end)]);
-        }
         KeyRange::Closed { lo, hi } => {
             sql.push_str(" AND e.key >= ? AND e.key <= ?");
             args.extend([Value::Blob(lo), Value::Blob(hi)]);
@@ -1257,10 +1253,10 @@ impl SqliteTx<'_> {
         let n = self
             .tx
             .prepare_cached(
-                "INSERT INTO entries (id, kind, key, key_end, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO entries (id, kind, key, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (kind, key) DO NOTHING",
             )?
-            .execute(params![id, item.kind, item.key, item.key_end, self.now])?;
+            .execute(params![id, item.kind, item.key, self.now])?;
         Ok(n == 1)
     }
 
