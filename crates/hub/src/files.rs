@@ -25,31 +25,38 @@ pub(crate) fn write_private(path: &Path, data: &[u8], create_new: bool) -> std::
 
 /// Put a secret at `path` unless one is there already, whole or not at all: written to a file
 /// of its own beside it, synced, then linked into place (a link never replaces a file). Two
-/// processes making the same key at once (two hubs started together on one directory) both end
-/// up with the one that was linked first, never with an empty or half-written file, which
-/// creating `path` itself and then writing it could show the other. Returns what `path` holds.
+/// processes making the same key at once (two hubs started together on one directory, even from
+/// two containers or hosts sharing it) both end up with the one that was linked first, never with
+/// an empty or half-written file, which creating `path` itself and then writing it could show the
+/// other. Returns what `path` holds.
 pub(crate) fn create_private_once(path: &Path, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    // A name no other maker uses at the same time: this process and a count of its calls.
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A name no other maker can pick: process ids repeat across containers and hosts.
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}-{n}.new", std::process::id()));
+    tmp.push(format!(".{}.new", hex::encode(nonce)));
     let tmp = std::path::PathBuf::from(tmp);
-    // One left by a process with this id that died before linking it holds nothing anybody uses.
-    let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, data, true)?;
+    if let Err(e) = write_private(&tmp, data, true) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(data.to_vec())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
-        Err(e) => Err(e),
+        Ok(()) => std::fs::File::open(dir)?.sync_all()?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // A file system without hard links (some network and FAT mounts): the file itself,
+        // created only if absent; a maker that loses the race there may read it unfinished
+        // (and refuse it as not a key) instead of waiting.
+        Err(_) => match write_private(path, data, true) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        },
     }
+    std::fs::read(path)
 }
 
 /// Replace `path` with `data` whole: written beside it, synced, renamed over it, the directory
