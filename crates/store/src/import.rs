@@ -115,6 +115,7 @@ fn parse_all<R: BufRead>(
         while let Ok(batch) = spent.try_recv() {
             drop(batch);
         }
+        sort_for_writing(chunk);
         send.send((std::mem::replace(chunk, Vec::with_capacity(CHUNK)), pos))
             .is_ok()
     };
@@ -163,6 +164,19 @@ fn parse_all<R: BufRead>(
     for batch in spent {
         drop(batch);
     }
+}
+
+/// A chunk in the order its writes cost least: the refused lines first, as they came (they are
+/// reported in line order), then the entries by storage key, so that the writer's inserts into
+/// the unique key index go through it front to back instead of at random. The sort is stable:
+/// lines with the same entry keep their order, the later one still written last.
+fn sort_for_writing(chunk: &mut [Item]) {
+    chunk.sort_by(|a, b| match (a, b) {
+        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
+        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
+        (Ok(x), Ok(y)) => (x.item.kind, &x.item.key).cmp(&(y.item.kind, &y.item.key)),
+    });
 }
 
 fn convert<'a>(
@@ -245,4 +259,58 @@ fn write_all<S: ReputationStore>(
     summary.last_seq = tx.commit()?;
     summary.committed = true;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(value: &str, line: u64) -> Item {
+        let catalog = Catalog::new(Vec::new());
+        let entry = Entry::parse_auto(value).unwrap();
+        // `dropped` carries the line number here: the sort does not read it.
+        Ok(Parsed {
+            item: Upsert::new(entry, rephub_model::Tags::new(), &catalog),
+            dropped: line as usize,
+        })
+    }
+
+    fn err(line: u64) -> Item {
+        Err(LineError {
+            line,
+            reason: "bad".into(),
+        })
+    }
+
+    #[test]
+    fn a_chunk_is_sorted_by_key_with_refusals_first_and_repeats_in_order() {
+        let mut chunk = vec![
+            ok("b.example", 1),
+            err(2),
+            ok("a.example", 3),
+            ok("10.0.0.1", 4),
+            err(5),
+            ok("a.example", 6),
+        ];
+        sort_for_writing(&mut chunk);
+        let order: Vec<(Option<String>, u64)> = chunk
+            .iter()
+            .map(|i| match i {
+                Ok(p) => (Some(p.item.entry.to_string()), p.dropped as u64),
+                Err(e) => (None, e.line),
+            })
+            .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            order,
+            [
+                (None, 2),
+                (None, 5),
+                (s("10.0.0.1"), 4),
+                (s("a.example"), 3),
+                (s("a.example"), 6),
+                (s("b.example"), 1),
+            ]
+        );
+    }
 }
