@@ -230,11 +230,7 @@ impl Entry {
                 if key.len() != len {
                     return Err(bad("length"));
                 }
-                let mut hex = String::with_capacity(len * 2);
-                for b in key {
-                    hex.push(char::from(HEX[usize::from(b >> 4)]));
-                    hex.push(char::from(HEX[usize::from(b & 15)]));
-                }
+                let hex = hex::encode(key);
                 Ok(if kind == Kind::Sha1 {
                     Entry::Sha1(hex)
                 } else {
@@ -244,8 +240,6 @@ impl Entry {
         }
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn hex_bytes(h: &str) -> Vec<u8> {
     h.as_bytes()

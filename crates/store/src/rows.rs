@@ -13,20 +13,24 @@ use crate::types::{Assertion, StoredEntry, USER_SOURCE};
 /// An entry from its stored kind code and storage key (`Entry::store_key`): the entries tables
 /// keep the key only, the value is derived from it.
 pub(crate) fn entry_at_key(kind: i64, key: &[u8]) -> Result<Entry, StoreError> {
-    let k = u8::try_from(kind)
+    entry_of_key(kind_of(kind)?, key)
+}
+
+fn entry_of_key(kind: Kind, key: &[u8]) -> Result<Entry, StoreError> {
+    Entry::from_store_key(kind, key).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn kind_of(code: i64) -> Result<Kind, StoreError> {
+    u8::try_from(code)
         .ok()
         .and_then(Kind::from_code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
-    Entry::from_store_key(k, key).map_err(|e| StoreError::Corrupt(e.to_string()))
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {code}")))
 }
 
 /// An entry from its stored kind code and value (the change log keeps a deleted entry's value).
 pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> {
-    let k = u8::try_from(kind)
-        .ok()
-        .and_then(Kind::from_code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown kind code {kind}")))?;
-    Entry::from_stored(k, value).map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
+    Entry::from_stored(kind_of(kind)?, value)
+        .map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
 }
 
 /// Stored tags read with the database's categories (list values are stored by place).
@@ -105,7 +109,7 @@ pub(crate) fn emit(
     criteria: &Criteria,
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<bool, StoreError> {
-    let entry = entry_at_key(i64::from(kind.code()), key)?;
+    let entry = entry_of_key(kind, key)?;
     assertions.sort_by_key(|a| a.seq);
     let stored = build(id, entry, assertions, ttl);
     let has_user = stored.has_source(USER_SOURCE);
