@@ -362,9 +362,17 @@ impl Tags {
     /// created, so a place always means the same word). Anything else, and a list value the
     /// catalog does not know, is kept as it is.
     pub fn encode(&self, catalog: &Catalog) -> Vec<u8> {
+        self.encode_without(catalog, None)
+    }
+
+    /// [`Tags::encode`] leaving out category `skip`: a store that keeps one tag's value in a
+    /// column of its own (the TTL's date as the expiry) need not write it twice, and tags that
+    /// differ only in that value then encode the same.
+    pub fn encode_without(&self, catalog: &Catalog, skip: Option<CategoryId>) -> Vec<u8> {
         let pairs: Vec<(CategoryId, StoredRef<'_>)> = self
             .0
             .iter()
+            .filter(|(id, _)| Some(*id) != skip)
             .map(|(id, v)| (*id, StoredRef::of(*id, v, catalog)))
             .collect();
         postcard::to_allocvec(&pairs).unwrap_or_default()
@@ -778,6 +786,13 @@ mod tests {
         assert_eq!(dropped, vec!["Trend Micro Source".to_string()]);
         assert_eq!(Tags::decode(&tags.encode(&c), &c).unwrap(), tags);
         assert_eq!(Tags::decode(&[0xff, 0xff, 0xff], &c), None);
+        // Without the TTL: the rest, and the same bytes whatever the date.
+        let ttl = c.ttl_id();
+        let mut rest = tags.clone();
+        rest.remove(ttl.unwrap());
+        let without = tags.encode_without(&c, ttl);
+        assert_eq!(Tags::decode(&without, &c).unwrap(), rest);
+        assert_eq!(without, rest.encode(&c));
     }
 
     /// List values are stored by place: a few bytes instead of the words, read back as the words;

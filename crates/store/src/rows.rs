@@ -2,6 +2,7 @@
 //! entries, tags decoded, an entry built from its assertions, the criteria SQL cannot express
 //! applied, and the key range an index scan reads for a query.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rephub_model::{Catalog, CategoryId, Criteria, Entry, Kind, Query, TagValue, Tags};
@@ -33,10 +34,45 @@ pub(crate) fn parse_stored(kind: i64, value: &str) -> Result<Entry, StoreError> 
         .map_err(|e| StoreError::Corrupt(format!("{value:?}: {e}")))
 }
 
-/// Stored tags read with the database's categories (list values are stored by place).
-pub(crate) fn decode_tags(bytes: &[u8], catalog: &Catalog) -> Result<Tags, StoreError> {
-    Tags::decode(bytes, catalog).ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))
+/// Stored tags read with the database's categories (list values are stored by place), with the
+/// TTL tag put back from the assertion's expiry (`expires_at`), which is where the TTL's date is
+/// kept: the stored tags leave it out (see [`crate::Upsert`]). Tags written before that still
+/// hold it, the same date.
+pub(crate) fn decode_tags(
+    bytes: &[u8],
+    expires_at: Option<i64>,
+    catalog: &Catalog,
+) -> Result<Tags, StoreError> {
+    let mut tags = Tags::decode(bytes, catalog)
+        .ok_or_else(|| StoreError::Corrupt("undecodable tags".into()))?;
+    if let (Some(at), Some(ttl)) = (expires_at, catalog.ttl_id())
+        && tags.get(ttl).is_none()
+    {
+        tags.insert(ttl, TagValue::Date(at));
+    }
+    Ok(tags)
 }
+
+/// The SQL expression of an assertion's stored tags, the assertions table named `a`: its own
+/// bytes, or those of the shared tag set it refers to (see `tag_sets` in `sqlite/schema.rs`).
+/// Both backends read it alike.
+macro_rules! assertion_tags {
+    () => {
+        "CASE WHEN a.tag_set IS NULL THEN a.tags \
+         ELSE (SELECT t.tags FROM tag_sets t WHERE t.id = a.tag_set) END"
+    };
+}
+pub(crate) use assertion_tags;
+
+/// Tag sets of at most this many bytes are stored in the assertion: a reference would not be
+/// shorter.
+pub(crate) const SHARED_TAGS_MIN: usize = 5;
+
+/// At most this many shared tag sets. They are never removed (a reference stays valid without
+/// bookkeeping), so a source whose tags hold a value of their own on every entry (a free-text
+/// comment, say) could otherwise grow the table by one set per entry; past the bound, new sets
+/// are kept in the assertions, as before tag sets were shared.
+pub(crate) const SHARED_TAGS_MAX: i64 = 65_536;
 
 /// A store's categories, loaded again only when the newest category id changed. Reading stored
 /// tags needs them, and categories are only ever added (never changed or removed), so asking for
@@ -60,6 +96,69 @@ impl CatalogCache {
         let catalog = Arc::new(load()?);
         *cached = Some((newest, catalog.clone()));
         Ok(catalog)
+    }
+}
+
+/// Tags as an assertion stores them: encoded without the TTL, whose date is the expiry (returned
+/// beside them), so it is kept once and tags that differ only in it share one tag set.
+pub(crate) fn stored_tags(tags: &Tags, catalog: &Catalog) -> (Vec<u8>, Option<i64>) {
+    let ttl = catalog.ttl_id();
+    let expires_at = expiry_of(tags, ttl);
+    let encoded = tags.encode_without(catalog, ttl.filter(|_| expires_at.is_some()));
+    (encoded, expires_at)
+}
+
+/// What [`TagSetsSeen::resolve`] asks a backend's `tag_sets` table.
+pub(crate) enum TagSetQuery<'a> {
+    /// The id of the set with these bytes, if there is one.
+    Find(&'a [u8]),
+    /// How many sets there are.
+    Count,
+    /// Make a set of these bytes; its id.
+    Insert(&'a [u8]),
+}
+
+/// A write transaction's shared tag sets: those it found or made, by their bytes (at most
+/// [`SHARED_TAGS_MAX`], since only sets that exist are kept), and the room left for new ones.
+/// Dropped with the transaction, so a set a rolled-back transaction made is never referred to.
+#[derive(Debug, Default)]
+pub(crate) struct TagSetsSeen {
+    ids: HashMap<Vec<u8>, i64>,
+    room: Option<i64>,
+}
+
+impl TagSetsSeen {
+    /// The shared tag set of these encoded tags, made if it is new and there is room; `None`:
+    /// the assertion keeps the bytes itself. `table` answers a [`TagSetQuery`] (for `Count` and
+    /// `Insert` always with `Some`).
+    pub(crate) fn resolve(
+        &mut self,
+        encoded: &[u8],
+        mut table: impl FnMut(TagSetQuery<'_>) -> Result<Option<i64>, StoreError>,
+    ) -> Result<Option<i64>, StoreError> {
+        if encoded.len() < SHARED_TAGS_MIN {
+            return Ok(None);
+        }
+        if let Some(id) = self.ids.get(encoded) {
+            return Ok(Some(*id));
+        }
+        let id = match table(TagSetQuery::Find(encoded))? {
+            Some(id) => id,
+            None => {
+                let room = match self.room {
+                    Some(room) => room,
+                    None => SHARED_TAGS_MAX - table(TagSetQuery::Count)?.unwrap_or(0),
+                };
+                self.room = Some((room - 1).max(0));
+                if room <= 0 {
+                    return Ok(None);
+                }
+                table(TagSetQuery::Insert(encoded))?
+                    .ok_or_else(|| StoreError::Corrupt("a new tag set without an id".into()))?
+            }
+        };
+        self.ids.insert(encoded.to_vec(), id);
+        Ok(Some(id))
     }
 }
 
@@ -210,5 +309,72 @@ pub(crate) fn page_next(read: usize, limit: usize, last_read: u64, last_seq: u64
         last_read.max(last_seq)
     } else {
         last_read
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `tag_sets` table in memory, counting what it is asked.
+    #[derive(Default)]
+    struct Table {
+        sets: Vec<Vec<u8>>,
+        asked: usize,
+    }
+
+    impl Table {
+        fn answer(&mut self, q: TagSetQuery<'_>) -> Result<Option<i64>, StoreError> {
+            self.asked += 1;
+            Ok(match q {
+                TagSetQuery::Find(b) => self.sets.iter().position(|s| s == b).map(|i| i as i64),
+                TagSetQuery::Count => Some(self.sets.len() as i64),
+                TagSetQuery::Insert(b) => {
+                    self.sets.push(b.to_vec());
+                    Some(self.sets.len() as i64 - 1)
+                }
+            })
+        }
+    }
+
+    /// Sets are found, made while there is room, asked for once per transaction; short tags and
+    /// new sets past the bound stay in the assertion.
+    #[test]
+    fn tag_sets_are_found_made_and_bounded() {
+        let mut table = Table::default();
+        table.sets.push(b"existing".to_vec());
+        let mut seen = TagSetsSeen::default();
+        let mut resolve = |seen: &mut TagSetsSeen, table: &mut Table, b: &[u8]| {
+            seen.resolve(b, |q| table.answer(q)).unwrap()
+        };
+        assert_eq!(resolve(&mut seen, &mut table, b"tiny"), None);
+        assert_eq!(table.asked, 0);
+        assert_eq!(resolve(&mut seen, &mut table, b"existing"), Some(0));
+        assert_eq!(resolve(&mut seen, &mut table, b"a new set"), Some(1));
+        let asked = table.asked;
+        assert_eq!(resolve(&mut seen, &mut table, b"existing"), Some(0));
+        assert_eq!(resolve(&mut seen, &mut table, b"a new set"), Some(1));
+        assert_eq!(table.asked, asked, "known sets are not asked for again");
+
+        // A table at its bound: what is there is found, nothing more is made.
+        let mut full = Table::default();
+        full.sets = (0..SHARED_TAGS_MAX)
+            .map(|i| format!("set {i}").into_bytes())
+            .collect();
+        let mut seen = TagSetsSeen::default();
+        assert_eq!(resolve(&mut seen, &mut full, b"set 7"), Some(7));
+        assert_eq!(resolve(&mut seen, &mut full, b"one too many"), None);
+        assert_eq!(resolve(&mut seen, &mut full, b"and another"), None);
+        assert_eq!(full.sets.len() as i64, SHARED_TAGS_MAX);
+
+        // One place left: one set made, the next one not.
+        full.sets.pop();
+        let mut seen = TagSetsSeen::default();
+        assert_eq!(
+            resolve(&mut seen, &mut full, b"the last one"),
+            Some(SHARED_TAGS_MAX - 1)
+        );
+        assert_eq!(resolve(&mut seen, &mut full, b"one too many"), None);
+        assert_eq!(full.sets.len() as i64, SHARED_TAGS_MAX);
     }
 }

@@ -1,4 +1,4 @@
-use rephub_model::{Catalog, Entry, Kind, TagValue, Tags};
+use rephub_model::{Catalog, Entry, Kind, Tags};
 
 /// The source of manual and SMS Web API writes (what SMS `criteria=user` deletes).
 pub const USER_SOURCE: &str = "user";
@@ -174,14 +174,11 @@ pub struct Upsert {
 
 impl Upsert {
     pub fn new(entry: Entry, tags: Tags, catalog: &Catalog) -> Upsert {
-        let expires_at = match catalog.ttl_id().and_then(|id| tags.get(id)) {
-            Some(TagValue::Date(t)) => Some(*t),
-            _ => None,
-        };
+        let (encoded, expires_at) = crate::rows::stored_tags(&tags, catalog);
         Upsert {
             kind: i64::from(entry.kind().code()),
             key: entry.store_key(),
-            encoded: tags.encode(catalog),
+            encoded,
             expires_at,
             entry,
             tags,

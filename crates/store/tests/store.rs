@@ -31,6 +31,9 @@ trait RepBackend: ReputationStore + Sized {
     fn available() -> bool {
         true
     }
+    /// The number `sql` (a `SELECT count(*) …`) counts in the database of `guard`, asked
+    /// directly: what the store API does not show, such as how its rows are laid out.
+    fn count(guard: &Self::Guard, sql: &str) -> i64;
 }
 
 impl RepBackend for SqliteStore {
@@ -48,6 +51,11 @@ impl RepBackend for SqliteStore {
             clock,
         };
         SqliteStore::open_with(&dir.path().join("rep.db"), opts).unwrap()
+    }
+
+    fn count(dir: &tempfile::TempDir, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(dir.path().join("rep.db")).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 }
 
@@ -78,6 +86,7 @@ macro_rules! reputation_suite {
             ttl_sweeper_uses_the_clock,
             search_entry_criteria,
             categories_can_be_added_once,
+            tag_sets_are_shared_and_each_assertion_keeps_its_expiry,
             data_survives_reopen,
             get_many_equals_one_by_one,
             a_batch_writes_what_item_by_item_writes,
@@ -146,6 +155,11 @@ impl RepBackend for PgStore {
 
     fn available() -> bool {
         pg::cluster().is_some()
+    }
+
+    fn count(db: &pg::TestDb, sql: &str) -> i64 {
+        let mut c = ::postgres::Client::connect(&db.conninfo(), ::postgres::NoTls).unwrap();
+        c.query_one(sql, &[]).unwrap().get(0)
     }
 }
 
@@ -2215,6 +2229,130 @@ fn an_entry_has_its_history_with_commit_times<S: RepBackend>() {
     d.store.compact(h[1].seq).unwrap();
     assert_eq!(d.store.entry_history(id, 10).unwrap().len(), 1);
     assert!(d.store.entry_history(id + 1000, 10).unwrap().is_empty());
+}
+
+/// Assertions with the same tags (but for the TTL's date, which is the expiry) share one stored
+/// tag set; each reads back with its own tags and date, from single writes, batches and merges,
+/// after a transaction that made a set and was rolled back, and after a restart.
+fn tag_sets_are_shared_and_each_assertion_keeps_its_expiry<S: RepBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let combo = |severity: &str, publisher: &str, ttl: Option<&str>| {
+        let mut pairs = vec![
+            ("Trend Micro Detection Category", "Suspicious Object"),
+            ("Trend Micro Severity", severity),
+            ("Trend Micro Publisher", publisher),
+        ];
+        if let Some(t) = ttl {
+            pairs.push(("Reputation Entries TTL", t));
+        }
+        tags(&cat, &pairs)
+    };
+    let mut want: Vec<(Entry, Tags)> = Vec::new();
+    // Single writes: three entries, one set, two different dates and none.
+    let mut tx = d.store.begin().unwrap();
+    for (entry, ttl) in [
+        (e(Kind::Ipv4, "192.0.2.1"), Some("2030-01-01 00:00:00")),
+        (e(Kind::Domain, "a.example"), Some("2031-06-01 12:00:00")),
+        (e(Kind::Url, "http://b.example/x"), None),
+    ] {
+        let t = combo("High", "Apex Central", ttl);
+        put(&mut tx, &cat, "feed", &entry, &t, WriteMode::Merge).unwrap();
+        want.push((entry, t));
+    }
+    // No tags at all: too short to share.
+    add(&mut tx, &cat, &e(Kind::Ipv4, "192.0.2.2"));
+    want.push((e(Kind::Ipv4, "192.0.2.2"), Tags::new()));
+    tx.commit().unwrap();
+    // A batch of 300: two more sets, dates of their own on every third.
+    let items: Vec<Upsert> = (0..300)
+        .map(|i| {
+            let ttl = format!("2030-02-{:02} 00:00:00", 1 + i % 28);
+            let t = combo(
+                ["Low", "Medium"][i % 2],
+                "Apex Central",
+                (i % 3 == 0).then_some(ttl.as_str()),
+            );
+            let entry = e(Kind::Ipv4, &format!("10.0.{}.{}", i / 256, i % 256));
+            want.push((entry.clone(), t.clone()));
+            Upsert::new(entry, t, &cat)
+        })
+        .collect();
+    let mut tx = d.store.begin().unwrap();
+    tx.upsert_batch("feed", &items, WriteMode::Merge).unwrap();
+    tx.commit().unwrap();
+    // A set made by a transaction that is rolled back is not there afterwards, and the next
+    // transaction's new set is read as its own.
+    let mut tx = d.store.begin().unwrap();
+    let gone = combo("High", "rolled back", None);
+    put(
+        &mut tx,
+        &cat,
+        "feed",
+        &e(Kind::Ipv4, "192.0.2.9"),
+        &gone,
+        WriteMode::Merge,
+    )
+    .unwrap();
+    drop(tx);
+    let mut tx = d.store.begin().unwrap();
+    let kept = combo("High", "kept", Some("2032-01-01 00:00:00"));
+    put(
+        &mut tx,
+        &cat,
+        "feed",
+        &e(Kind::Ipv4, "192.0.2.10"),
+        &kept,
+        WriteMode::Merge,
+    )
+    .unwrap();
+    want.push((e(Kind::Ipv4, "192.0.2.10"), kept));
+    // A merge moves an assertion to another set, its date kept.
+    let merged = e(Kind::Ipv4, "10.0.0.0");
+    let low = tags(&cat, &[("Trend Micro Severity", "Medium")]);
+    put(&mut tx, &cat, "feed", &merged, &low, WriteMode::Merge).unwrap();
+    let at = want.iter().position(|(entry, _)| *entry == merged).unwrap();
+    want[at].1.overwrite_with(&low);
+    tx.commit().unwrap();
+
+    let check = |store: &S| {
+        for (entry, t) in &want {
+            let got = store.get(entry).unwrap().unwrap();
+            assert_eq!(&got.tags, t, "{entry}");
+            let expiry = got.tags.get(cat.ttl_id().unwrap()).map(|v| match v {
+                TagValue::Date(at) => *at,
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(got.expires_at, expiry, "{entry}");
+        }
+        let mut all: Vec<(String, Tags)> = store
+            .search(&Criteria::default(), 0)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.entry.to_string(), s.tags))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut expected: Vec<(String, Tags)> = want
+            .iter()
+            .map(|(e, t)| (e.to_string(), t.clone()))
+            .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(all, expected);
+    };
+    check(&d.store);
+    // Sets: High/Apex, Low/Apex, Medium/Apex, High/kept (the rolled-back one is gone; the merged
+    // tags are Medium/Apex). Only the tag-less assertion keeps its own bytes.
+    assert_eq!(S::count(&d.guard, "SELECT count(*) FROM tag_sets"), 4);
+    assert_eq!(
+        S::count(
+            &d.guard,
+            "SELECT count(*) FROM assertions WHERE tag_set IS NULL"
+        ),
+        1
+    );
+    assert_eq!(S::count(&d.guard, "SELECT count(*) FROM assertions"), 305);
+    let store = S::reopen(&d.guard, d.clock.clone());
+    check(&store);
 }
 
 fn events_are_counted_per_hour<S: RepBackend + DistributionStore>() {

@@ -98,8 +98,13 @@ impl PgTx<'_> {
             w.write(&[id, &(item.kind as i16), &item.key, &now])?;
         }
         w.finish()?;
+        // Found or made before the `COPY`, which holds the connection until it ends.
+        let sets = born
+            .iter()
+            .map(|(item, _, _)| self.tag_set(&item.encoded))
+            .collect::<Result<Vec<_>, _>>()?;
         let stmt = self.stmt(
-            "COPY assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
+            "COPY assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set)
              FROM STDIN BINARY",
         )?;
         let sink = self.tx.copy_in(&stmt)?;
@@ -110,16 +115,19 @@ impl PgTx<'_> {
             Type::INT8,
             Type::INT8,
             Type::INT8,
+            Type::INT8,
         ];
         let mut w = BinaryCopyInWriter::new(sink, &types);
-        for (item, id, seq) in born {
+        for ((item, id, seq), set) in born.iter().zip(sets) {
+            let own: &[u8] = if set.is_some() { &[] } else { &item.encoded };
             w.write(&[
                 id,
                 &source_id,
-                &item.encoded,
+                &own,
                 &item.expires_at,
                 &(*seq as i64),
                 &now,
+                &set,
             ])?;
         }
         w.finish()?;

@@ -58,8 +58,8 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    KeyRange, build, decode_tags, emit, entry_at_key, expiry_of, key_range, page_next,
-    parse_stored, search_kinds,
+    KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_at_key,
+    key_range, page_next, parse_stored, search_kinds, stored_tags,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -486,10 +486,11 @@ fn kind_at(r: &Row, i: usize) -> i64 {
 
 /// The assertion in columns `first..first + 5`: source name, tags, expiry, seq, updated.
 fn assertion_at(r: &Row, first: usize, cat: &Catalog) -> Result<Assertion, StoreError> {
+    let expires_at = r.get(first + 2);
     Ok(Assertion {
         source: r.get(first),
-        tags: decode_tags(r.get(first + 1), cat)?,
-        expires_at: r.get(first + 2),
+        tags: decode_tags(r.get(first + 1), expires_at, cat)?,
+        expires_at,
         seq: r.get::<_, i64>(first + 3) as u64,
         updated_at: r.get(first + 4),
     })
@@ -566,12 +567,13 @@ fn for_each_decidable(
     };
     for r in rows {
         let id: i64 = r.get(0);
+        let expires_at = r.get(4);
         let tags = if with_tags {
-            decode_tags(r.get(3), cat)?
+            decode_tags(r.get(3), expires_at, cat)?
         } else {
             rephub_model::Tags::default()
         };
-        let part: Part = (r.get::<_, i64>(5) as u64, tags, r.get(4));
+        let part: Part = (r.get::<_, i64>(5) as u64, tags, expires_at);
         match &mut current {
             Some((cid, _, _, parts)) if *cid == id => parts.push(part),
             _ => {
@@ -587,8 +589,11 @@ fn for_each_decidable(
     Ok(())
 }
 
-const ASSERTION_COLUMNS: &str =
-    "e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at";
+const ASSERTION_COLUMNS: &str = concat!(
+    "e.id, e.kind, e.key, s.name, ",
+    assertion_tags!(),
+    ", a.expires_at, a.seq, a.updated_at"
+);
 
 fn load_assertions(
     c: &mut impl GenericClient,
@@ -599,9 +604,13 @@ fn load_assertions(
     let stmt = prepared(
         c,
         cache,
-        "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
+        concat!(
+            "SELECT s.name, ",
+            assertion_tags!(),
+            ", a.expires_at, a.seq, a.updated_at
          FROM assertions a JOIN sources s ON s.id = a.source_id
-         WHERE a.entry_id = $1 ORDER BY a.seq",
+         WHERE a.entry_id = $1 ORDER BY a.seq"
+        ),
     )?;
     c.query(&stmt, &[&id])?
         .iter()
@@ -765,6 +774,7 @@ impl ReputationStore for PgStore {
             now,
             catalog,
             sources: HashMap::new(),
+            tag_sets: TagSetsSeen::default(),
         })
     }
 
@@ -833,10 +843,14 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                concat!(
+                    "SELECT e.id, e.kind, e.key, s.name, ",
+                    assertion_tags!(),
+                    ", a.expires_at, a.seq, a.updated_at
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 WHERE e.id = ANY($1) ORDER BY e.id",
+                 WHERE e.id = ANY($1) ORDER BY e.id"
+                ),
             )?;
             let rows = tx.query(&stmt, &[&ids])?;
             let mut out = Vec::with_capacity(ids.len());
@@ -876,11 +890,11 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-                 SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+                concat!("WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+                 SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
                  FROM page e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 ORDER BY e.id",
+                 ORDER BY e.id"),
             )?;
             let limit = i64::try_from(budget).unwrap_or(i64::MAX);
             let rows = tx.query(&stmt, &[&after, &limit])?;
@@ -984,10 +998,14 @@ impl ReputationStore for PgStore {
                 tx,
                 cache,
                 if tags {
-                    "WITH page AS (SELECT id, kind, key FROM entries
+                    concat!(
+                        "WITH page AS (SELECT id, kind, key FROM entries
                                    WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
-                     SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
+                     SELECT e.id, e.kind, e.key, ",
+                        assertion_tags!(),
+                        ", a.expires_at, a.seq
                      FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
+                    )
                 } else {
                     "WITH page AS (SELECT id, kind, key FROM entries
                                    WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3)
@@ -1031,9 +1049,13 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
+                concat!(
+                    "SELECT e.id, e.kind, e.key, ",
+                    assertion_tags!(),
+                    ", a.expires_at, a.seq
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
-                 WHERE e.id = ANY($1) ORDER BY e.id",
+                 WHERE e.id = ANY($1) ORDER BY e.id"
+                ),
             )?;
             let mut out = Vec::with_capacity(want.len());
             for chunk in want.chunks(10_000) {
@@ -1069,11 +1091,11 @@ impl ReputationStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
-            "WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-             SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            concat!("WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+             SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
              FROM page e JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
-             ORDER BY e.id",
+             ORDER BY e.id"),
             &[&after, &limit],
         )?;
         let mut out = Vec::new();
@@ -1353,6 +1375,7 @@ pub struct PgTx<'a> {
     /// The categories, for the tags this transaction reads and writes.
     catalog: Catalog,
     sources: HashMap<String, i64>,
+    tag_sets: TagSetsSeen,
 }
 
 impl std::fmt::Debug for PgTx<'_> {
@@ -1426,12 +1449,14 @@ impl PgTx<'_> {
         expires_at: Option<i64>,
         seq: u64,
     ) -> Result<(), StoreError> {
+        let set = self.tag_set(encoded)?;
+        let own: &[u8] = if set.is_some() { &[] } else { encoded };
         let stmt = self.stmt(
-            "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (entry_id, source_id) DO UPDATE SET tags = excluded.tags,
                 expires_at = excluded.expires_at, seq = excluded.seq,
-                updated_at = excluded.updated_at",
+                updated_at = excluded.updated_at, tag_set = excluded.tag_set",
         )?;
         let now = self.now;
         self.tx.execute(
@@ -1439,13 +1464,29 @@ impl PgTx<'_> {
             &[
                 &entry_id,
                 &source_id,
-                &encoded,
+                &own,
                 &expires_at,
                 &(seq as i64),
                 &now,
+                &set,
             ],
         )?;
         Ok(())
+    }
+
+    /// The shared tag set of these encoded tags (see [`TagSetsSeen`]). Writers hold the sequence
+    /// lock, so no other replica makes the same set meanwhile.
+    pub(super) fn tag_set(&mut self, encoded: &[u8]) -> Result<Option<i64>, StoreError> {
+        let find = self.stmt("SELECT id FROM tag_sets WHERE tags = $1")?;
+        let insert = self.stmt("INSERT INTO tag_sets (tags) VALUES ($1) RETURNING id")?;
+        let tx = &mut self.tx;
+        self.tag_sets.resolve(encoded, |q| match q {
+            TagSetQuery::Find(bytes) => Ok(tx.query_opt(&find, &[&bytes])?.map(|r| r.get(0))),
+            TagSetQuery::Count => Ok(Some(
+                tx.query_one("SELECT count(*) FROM tag_sets", &[])?.get(0),
+            )),
+            TagSetQuery::Insert(bytes) => Ok(Some(tx.query_one(&insert, &[&bytes])?.get(0))),
+        })
     }
 
     fn writing_source(&mut self, source: &str) -> Result<i64, StoreError> {
@@ -1461,12 +1502,15 @@ impl PgTx<'_> {
         item: &Upsert,
         mode: WriteMode,
     ) -> Result<Outcome, StoreError> {
-        let stmt =
-            self.stmt("SELECT tags FROM assertions WHERE entry_id = $1 AND source_id = $2")?;
+        let stmt = self.stmt(concat!(
+            "SELECT ",
+            assertion_tags!(),
+            ", a.expires_at FROM assertions a WHERE a.entry_id = $1 AND a.source_id = $2"
+        ))?;
         let old = self
             .tx
             .query_opt(&stmt, &[&id, &source_id])?
-            .map(|r| decode_tags(r.get(0), &self.catalog))
+            .map(|r| decode_tags(r.get(0), r.get(1), &self.catalog))
             .transpose()?;
         let new = match (mode, &old) {
             (WriteMode::Merge, Some(old)) => {
@@ -1480,10 +1524,7 @@ impl PgTx<'_> {
             return Ok(Outcome::Unchanged);
         }
         let seq = self.next_seq();
-        let (encoded, expires) = (
-            new.encode(&self.catalog),
-            expiry_of(&new, self.catalog.ttl_id()),
-        );
+        let (encoded, expires) = stored_tags(&new, &self.catalog);
         self.put_assertion(id, source_id, &encoded, expires, seq)?;
         self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)

@@ -22,7 +22,7 @@ use crate::types::{ChangeOp, Outcome, Upsert, WriteMode};
 
 /// Rows per multi-row statement, largest first: a batch goes in statements of 256 rows (measured
 /// best: 64 was slower, 1,024 no faster), its remainder in statements of 16, the last few rows one
-/// at a time. (At most 6 parameters a row: well below SQLite's limit.)
+/// at a time. (At most 7 parameters a row: well below SQLite's limit.)
 pub(super) const SIZES: [usize; 2] = [256, 16];
 
 /// `head` followed by `rows` groups of `cols` numbered parameters.
@@ -59,8 +59,8 @@ impl Table {
                 4,
             ),
             Table::Assertions => (
-                "INSERT OR IGNORE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at) VALUES",
-                6,
+                "INSERT OR IGNORE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set) VALUES",
+                7,
             ),
             Table::Changes => (
                 "INSERT OR IGNORE INTO changes (seq, op, entry_id, kind, value) VALUES",
@@ -149,7 +149,7 @@ impl SqliteTx<'_> {
     }
 
     /// The assertions and change records of entries just inserted.
-    fn write_new(&self, source_id: i64, rows: &[New]) -> Result<(), StoreError> {
+    fn write_new(&mut self, source_id: i64, rows: &[New]) -> Result<(), StoreError> {
         if !SIZES.contains(&rows.len()) {
             for r in rows {
                 self.put_assertion(r.id, source_id, &r.item.encoded, r.item.expires_at, r.seq)?;
@@ -157,15 +157,21 @@ impl SqliteTx<'_> {
             }
             return Ok(());
         }
+        let sets = rows
+            .iter()
+            .map(|r| self.tag_set(&r.item.encoded))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = self.tx.prepare_cached(Table::Assertions.sql(rows.len()))?;
-        for (k, r) in rows.iter().enumerate() {
-            let p = k * 6;
+        for (k, (r, set)) in rows.iter().zip(sets).enumerate() {
+            let p = k * 7;
+            let own: &[u8] = if set.is_some() { &[] } else { &r.item.encoded };
             stmt.raw_bind_parameter(p + 1, r.id)?;
             stmt.raw_bind_parameter(p + 2, source_id)?;
-            stmt.raw_bind_parameter(p + 3, &r.item.encoded)?;
+            stmt.raw_bind_parameter(p + 3, own)?;
             stmt.raw_bind_parameter(p + 4, r.item.expires_at)?;
             stmt.raw_bind_parameter(p + 5, r.seq as i64)?;
             stmt.raw_bind_parameter(p + 6, self.now)?;
+            stmt.raw_bind_parameter(p + 7, set)?;
         }
         check(stmt.raw_execute()?, rows.len(), "assertions")?;
         let mut stmt = self.tx.prepare_cached(Table::Changes.sql(rows.len()))?;

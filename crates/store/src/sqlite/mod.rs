@@ -46,7 +46,8 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    CatalogCache, KeyRange, build, decode_tags, emit, expiry_of, key_range, page_next, search_kinds,
+    CatalogCache, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit,
+    key_range, page_next, search_kinds, stored_tags,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
@@ -312,10 +313,11 @@ fn assertion_at(
         .get_ref(first + 1)?
         .as_blob()
         .map_err(rusqlite::Error::from)?;
+    let expires_at = r.get(first + 2)?;
     Ok(Assertion {
         source: r.get(first)?,
-        tags: decode_tags(tags, cat)?,
-        expires_at: r.get(first + 2)?,
+        tags: decode_tags(tags, expires_at, cat)?,
+        expires_at,
         seq: r.get::<_, i64>(first + 3)? as u64,
         updated_at: r.get(first + 4)?,
     })
@@ -373,10 +375,15 @@ fn for_each_decidable(
     };
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
+        let expires_at = r.get(4)?;
         let part: Part = (
             r.get::<_, i64>(5)? as u64,
-            decode_tags(r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?, cat)?,
-            r.get(4)?,
+            decode_tags(
+                r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?,
+                expires_at,
+                cat,
+            )?,
+            expires_at,
         );
         match &mut current {
             Some((cid, _, _, parts)) if *cid == id => parts.push(part),
@@ -411,14 +418,19 @@ fn merge_decidable(
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
+        let expires_at = r.get(2)?;
         let tags = if with_tags {
-            decode_tags(r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?, cat)?
+            decode_tags(
+                r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?,
+                expires_at,
+                cat,
+            )?
         } else {
             Tags::default()
         };
         Ok(Some((
             r.get(0)?,
-            (r.get::<_, i64>(3)? as u64, tags, r.get(2)?),
+            (r.get::<_, i64>(3)? as u64, tags, expires_at),
         )))
     };
     let mut pending = next(assertions)?;
@@ -499,11 +511,13 @@ fn load_assertions(
     id: i64,
     cat: &Catalog,
 ) -> Result<Vec<Assertion>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT s.name, a.tags, a.expires_at, a.seq, a.updated_at
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT s.name, ",
+        assertion_tags!(),
+        ", a.expires_at, a.seq, a.updated_at
          FROM assertions a JOIN sources s ON s.id = a.source_id
-         WHERE a.entry_id = ?1 ORDER BY a.seq",
-    )?;
+         WHERE a.entry_id = ?1 ORDER BY a.seq"
+    ))?;
     let mut rows = stmt.query([id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -557,12 +571,14 @@ fn search_conn(
     let ttl = cat.ttl_id();
     for kind in search_kinds(criteria) {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
-        let mut sql = String::from(
-            "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+        let mut sql = String::from(concat!(
+            "SELECT e.id, e.kind, e.key, s.name, ",
+            assertion_tags!(),
+            ", a.expires_at, a.seq, a.updated_at
              FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
-             WHERE e.kind = ?",
-        );
+             WHERE e.kind = ?"
+        ));
         let mut args = vec![Value::Integer(i64::from(kind.code()))];
         if let Some(q) = &criteria.query {
             query_sql(q, &mut sql, &mut args);
@@ -622,6 +638,7 @@ impl ReputationStore for SqliteStore {
             now,
             catalog,
             sources: HashMap::new(),
+            tag_sets: TagSetsSeen::default(),
         })
     }
 
@@ -688,12 +705,14 @@ impl ReputationStore for SqliteStore {
         let list = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // json_each hands SQLite the whole list at once; the join keeps an entry's assertions
         // together (entries outer, by CROSS JOIN).
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+        let mut stmt = self.conn.prepare_cached(concat!(
+            "SELECT e.id, e.kind, e.key, s.name, ",
+            assertion_tags!(),
+            ", a.expires_at, a.seq, a.updated_at
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id
-             JOIN sources s ON s.id = a.source_id",
-        )?;
+             JOIN sources s ON s.id = a.source_id"
+        ))?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
         for_each_grouped(&mut rows, &cat, &mut |id, kind, key, mut list| {
@@ -722,8 +741,12 @@ impl ReputationStore for SqliteStore {
             )?;
             // Without tags the column is not even read (a blob per row).
             let mut assertions = tx.prepare_cached(if tags {
-                "SELECT entry_id, tags, expires_at, seq FROM assertions
-                 WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id"
+                concat!(
+                    "SELECT a.entry_id, ",
+                    assertion_tags!(),
+                    ", a.expires_at, a.seq FROM assertions a
+                 WHERE a.entry_id BETWEEN ?1 AND ?2 ORDER BY a.entry_id"
+                )
             } else {
                 "SELECT entry_id, NULL, expires_at, seq FROM assertions
                  WHERE entry_id BETWEEN ?1 AND ?2 ORDER BY entry_id"
@@ -771,11 +794,13 @@ impl ReputationStore for SqliteStore {
         }
         let cat = categories(&self.conn, &self.categories)?;
         let list = serde_json::to_string(&want).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.kind, e.key, a.tags, a.expires_at, a.seq
+        let mut stmt = self.conn.prepare_cached(concat!(
+            "SELECT e.id, e.kind, e.key, ",
+            assertion_tags!(),
+            ", a.expires_at, a.seq
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
-             CROSS JOIN assertions a ON a.entry_id = e.id",
-        )?;
+             CROSS JOIN assertions a ON a.entry_id = e.id"
+        ))?;
         for_each_decidable(&mut stmt.query([list])?, &cat, &mut |d| out.push(d))?;
         Ok(out)
     }
@@ -848,12 +873,14 @@ impl ReputationStore for SqliteStore {
         let mut stopped = false;
         {
             // By rowid from `after`: every entry of every kind, in the order they were made.
-            let mut stmt = tx.prepare_cached(
-                "SELECT e.id, e.kind, e.key, s.name, a.tags, a.expires_at, a.seq, a.updated_at
+            let mut stmt = tx.prepare_cached(concat!(
+                "SELECT e.id, e.kind, e.key, s.name, ",
+                assertion_tags!(),
+                ", a.expires_at, a.seq, a.updated_at
                  FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 WHERE e.id > ?1 ORDER BY e.id",
-            )?;
+                 WHERE e.id > ?1 ORDER BY e.id"
+            ))?;
             let mut rows = stmt.query([after])?;
             for_each_grouped(&mut rows, &cat, &mut |id, code, key, list| {
                 read += 1;
@@ -1133,6 +1160,7 @@ pub struct SqliteTx<'a> {
     /// The categories, for the tags this transaction reads and writes (the store's cached ones).
     catalog: Arc<Catalog>,
     sources: HashMap<String, i64>,
+    tag_sets: TagSetsSeen,
 }
 
 impl SqliteTx<'_> {
@@ -1181,20 +1209,41 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
+    /// The shared tag set of these encoded tags (see [`TagSetsSeen`]).
+    fn tag_set(&mut self, encoded: &[u8]) -> Result<Option<i64>, StoreError> {
+        let tx = &self.tx;
+        self.tag_sets.resolve(encoded, |q| match q {
+            TagSetQuery::Find(bytes) => Ok(tx
+                .prepare_cached("SELECT id FROM tag_sets WHERE tags = ?1")?
+                .query_row([bytes], |r| r.get(0))
+                .optional()?),
+            TagSetQuery::Count => {
+                Ok(tx.query_row("SELECT count(*) FROM tag_sets", [], |r| r.get(0))?)
+            }
+            TagSetQuery::Insert(bytes) => {
+                tx.prepare_cached("INSERT INTO tag_sets (tags) VALUES (?1)")?
+                    .execute([bytes])?;
+                Ok(Some(tx.last_insert_rowid()))
+            }
+        })
+    }
+
     fn put_assertion(
-        &self,
+        &mut self,
         entry_id: i64,
         source_id: i64,
         encoded: &[u8],
         expires_at: Option<i64>,
         seq: u64,
     ) -> Result<(), StoreError> {
+        let set = self.tag_set(encoded)?;
+        let own: &[u8] = if set.is_some() { &[] } else { encoded };
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![entry_id, source_id, encoded, expires_at, seq as i64, self.now])?;
+            .execute(params![entry_id, source_id, own, expires_at, seq as i64, self.now, set])?;
         Ok(())
     }
 
@@ -1224,12 +1273,18 @@ impl SqliteTx<'_> {
         item: &Upsert,
         mode: WriteMode,
     ) -> Result<Outcome, StoreError> {
-        let old: Option<Vec<u8>> = self
+        let old: Option<(Vec<u8>, Option<i64>)> = self
             .tx
-            .prepare_cached("SELECT tags FROM assertions WHERE entry_id = ?1 AND source_id = ?2")?
-            .query_row([id, source_id], |r| r.get(0))
+            .prepare_cached(concat!(
+                "SELECT ",
+                assertion_tags!(),
+                ", a.expires_at FROM assertions a WHERE a.entry_id = ?1 AND a.source_id = ?2"
+            ))?
+            .query_row([id, source_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let old = old.map(|b| decode_tags(&b, &self.catalog)).transpose()?;
+        let old = old
+            .map(|(b, expires)| decode_tags(&b, expires, &self.catalog))
+            .transpose()?;
         let new = match (mode, &old) {
             (WriteMode::Merge, Some(old)) => {
                 let mut t = old.clone();
@@ -1242,8 +1297,8 @@ impl SqliteTx<'_> {
             return Ok(Outcome::Unchanged);
         }
         let seq = self.next_seq();
-        let expires = expiry_of(&new, self.catalog.ttl_id());
-        self.put_assertion(id, source_id, &new.encode(&self.catalog), expires, seq)?;
+        let (encoded, expires) = stored_tags(&new, &self.catalog);
+        self.put_assertion(id, source_id, &encoded, expires, seq)?;
         self.log(seq, ChangeOp::Update, id, item.kind, None)?;
         Ok(Outcome::Updated)
     }

@@ -10,7 +10,11 @@
 //!   `meta.next_entry_id` and are never reused, so a change-log record can never point at a later
 //!   entry that took a deleted entry's id (and inserts append to the table).
 //! - `assertions`: one row per (entry, source), clustered by entry (WITHOUT ROWID) so an entry's
-//!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags`.
+//!   assertions are adjacent; `tags` is the compact encoding of `rephub_model::Tags` without the
+//!   TTL (its date is `expires_at`), or empty when `tag_set` names the row of `tag_sets` that
+//!   holds it.
+//! - `tag_sets`: encoded tag sets shared by assertions (since migration 27; never changed or
+//!   removed, at most `rows::SHARED_TAGS_MAX` of them).
 //! - `changes`: the append-only change log; `value` is only kept for deletes, when the entry row is
 //!   gone. Inserts and updates point at the entry.
 //! - `commit_times`: one row per commit that changed entries: its last sequence number and when
@@ -682,6 +686,15 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE entries;
     ALTER TABLE entries_v26 RENAME TO entries;
     "#,
+    // 27: tag sets shared by assertions. The tags of a reputation database repeat: on the
+    // benchmark mix a million assertions hold fewer than a thousand different sets (the TTL's
+    // date, which differs, is the expiry column and not stored in the set). An assertion refers to
+    // its set by id (`tag_set`, its own `tags` then empty) instead of holding the bytes; sets are
+    // never changed or removed, so a reference stays valid. Older assertions keep their bytes.
+    r#"
+    CREATE TABLE tag_sets (id INTEGER PRIMARY KEY, tags BLOB NOT NULL UNIQUE);
+    ALTER TABLE assertions ADD COLUMN tag_set INTEGER;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -918,6 +931,70 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(columns, ["id", "kind", "key", "created_at"]);
+        s.check_integrity().unwrap();
+    }
+
+    /// Assertions written before migration 27 hold all their tags, the TTL too: they read the
+    /// same after it, an unchanged write finds them unchanged, and new writes share a set.
+    #[test]
+    fn migration_27_reads_older_tags_and_shares_new_ones() {
+        use crate::types::{Outcome, Upsert, WriteMode};
+        use crate::{ReputationStore, WriteTx};
+        use rephub_model::{Entry, Kind};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, "test", 1000, 26).unwrap();
+        let cat = super::super::load_catalog(&conn).unwrap();
+        let tags = cat
+            .parse_pairs([
+                ("Trend Micro Severity", "High"),
+                ("Trend Micro Publisher", "Apex Central"),
+                ("Reputation Entries TTL", "2030-01-01 00:00:00"),
+            ])
+            .unwrap()
+            .0;
+        let old = Entry::parse(Kind::Ipv4, "192.0.2.1").unwrap();
+        conn.execute_batch("INSERT INTO sources (id, name, created_at) VALUES (1, 'feed', 1)")
+            .unwrap();
+        conn.execute(
+            "INSERT INTO entries (id, kind, key, created_at) VALUES (1, ?1, ?2, 1000)",
+            params![old.kind().code(), old.store_key()],
+        )
+        .unwrap();
+        let expires = crate::rows::expiry_of(&tags, cat.ttl_id());
+        conn.execute(
+            "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
+             VALUES (1, 1, ?1, ?2, 1, 1000)",
+            params![tags.encode(&cat), expires],
+        )
+        .unwrap();
+        conn.execute_batch("UPDATE meta SET value = 2 WHERE key = 'next_entry_id'")
+            .unwrap();
+        drop(conn);
+
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.get(&old).unwrap().unwrap().tags, tags);
+        let new = Entry::parse(Kind::Ipv4, "192.0.2.2").unwrap();
+        let mut tx = s.begin().unwrap();
+        let same = Upsert::new(old.clone(), tags.clone(), &cat);
+        assert_eq!(
+            tx.upsert("feed", &same, WriteMode::Merge).unwrap(),
+            Outcome::Unchanged
+        );
+        let other = Upsert::new(new.clone(), tags.clone(), &cat);
+        assert_eq!(
+            tx.upsert("feed", &other, WriteMode::Merge).unwrap(),
+            Outcome::Added
+        );
+        tx.commit().unwrap();
+        assert_eq!(s.get(&new).unwrap().unwrap().tags, tags);
+        let count = |sql: &str| -> i64 { s.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM tag_sets"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM assertions WHERE tag_set IS NULL"),
+            1
+        );
         s.check_integrity().unwrap();
     }
 
