@@ -202,6 +202,85 @@ fn check(written: usize, rows: usize, table: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::{ReputationStore, WriteTx};
+    use rephub_model::{Entry, Kind};
+
+    fn indexes(conn: &rusqlite::Connection) -> Vec<(String, String)> {
+        conn.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0).unwrap(), r.get(1).unwrap())))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A bulk load into a database without entries drops the secondary indexes of the
+    /// assertions and the change log and builds the same ones at the commit, over every row; a
+    /// bulk load that is not committed leaves them as they were; into a database with entries it
+    /// changes nothing.
+    #[test]
+    fn a_bulk_load_into_an_empty_database_builds_its_indexes_at_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&dir.path().join("rep.db")).unwrap();
+        let cat = s.catalog().unwrap();
+        let before = indexes(&s.conn);
+        for name in [
+            "assertions_expiry",
+            "assertions_source",
+            "assertions_updated",
+            "changes_entry",
+        ] {
+            assert!(before.iter().any(|(n, _)| n == name), "{name}");
+        }
+        let items: Vec<Upsert> = (0..300)
+            .map(|i| {
+                let mut pairs = vec![("Trend Micro Severity", ["Low", "High"][i % 2])];
+                if i % 3 == 0 {
+                    pairs.push(("Reputation Entries TTL", "2030-01-01 00:00:00"));
+                }
+                let tags = cat.parse_pairs(pairs).unwrap().0;
+                let entry = Entry::parse(Kind::Ipv4, &format!("10.1.{}.{}", i / 256, i % 256));
+                Upsert::new(entry.unwrap(), tags, &cat)
+            })
+            .collect();
+
+        let mut tx = s.begin().unwrap();
+        tx.bulk_load().unwrap();
+        assert!(
+            indexes(&tx.tx).len() < before.len(),
+            "dropped inside the transaction"
+        );
+        tx.upsert_batch("feed", &items, WriteMode::Merge).unwrap();
+        drop(tx);
+        assert_eq!(indexes(&s.conn), before);
+
+        let mut tx = s.begin().unwrap();
+        tx.bulk_load().unwrap();
+        tx.upsert_batch("feed", &items, WriteMode::Merge).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(indexes(&s.conn), before);
+        s.check_integrity().unwrap();
+        let count = |sql: &str| -> i64 { s.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM assertions INDEXED BY assertions_expiry WHERE expires_at > 0"
+            ),
+            100
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM changes INDEXED BY changes_entry WHERE entry_id > 0"),
+            300
+        );
+
+        let mut tx = s.begin().unwrap();
+        tx.bulk_load().unwrap();
+        assert_eq!(
+            indexes(&tx.tx),
+            before,
+            "a database with entries keeps its indexes"
+        );
+    }
 
     #[test]
     fn statements_have_one_numbered_parameter_per_cell() {
