@@ -219,7 +219,6 @@ fn write_all<S: ReputationStore>(
 ) -> Result<ImportSummary, StoreError> {
     let mut summary = ImportSummary::default();
     let mut tx = store.begin()?;
-    tx.bulk_load()?;
     for (chunk, pos) in recv {
         let mut batch: Vec<Upsert> = Vec::with_capacity(chunk.len());
         for item in chunk {

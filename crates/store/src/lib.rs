@@ -285,17 +285,6 @@ pub trait WriteTx {
     /// existed.
     fn touch(&mut self, entry_ids: &[i64]) -> Result<u64, StoreError>;
 
-    /// Say that this transaction is a bulk load (an import), before its first write: a backend
-    /// may then leave work for the commit. SQLite, when the database has no entries yet, drops the
-    /// secondary indexes of the assertions and the change log and builds them again from the
-    /// rows just before committing, sorted once instead of an insert per row (and packed: an
-    /// index filled row by row keeps an eighth of its pages empty). Still one transaction:
-    /// nothing is visible or durable before the commit, and a transaction that is not committed
-    /// leaves the indexes as they were.
-    fn bulk_load(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     /// Make everything durable and visible at once. Returns the last sequence number, a cursor
     /// that covers this transaction and every one before it.
     fn commit(self) -> Result<u64, StoreError>;

@@ -639,7 +639,6 @@ impl ReputationStore for SqliteStore {
             catalog,
             sources: HashMap::new(),
             tag_sets: TagSetsSeen::default(),
-            rebuild: Vec::new(),
         })
     }
 
@@ -1162,9 +1161,6 @@ pub struct SqliteTx<'a> {
     catalog: Arc<Catalog>,
     sources: HashMap<String, i64>,
     tag_sets: TagSetsSeen,
-    /// The indexes [`WriteTx::bulk_load`] dropped, as the SQL that creates them again at the
-    /// commit.
-    rebuild: Vec<String>,
 }
 
 impl SqliteTx<'_> {
@@ -1494,36 +1490,7 @@ impl WriteTx for SqliteTx<'_> {
         Ok(n)
     }
 
-    fn bulk_load(&mut self) -> Result<(), StoreError> {
-        let empty: bool =
-            self.tx
-                .query_row("SELECT NOT EXISTS (SELECT 1 FROM entries)", [], |r| {
-                    r.get(0)
-                })?;
-        if !empty || !self.rebuild.is_empty() {
-            return Ok(());
-        }
-        // The schema's own definitions, so that what is built again is what was there.
-        let indexes: Vec<(String, String)> = self
-            .tx
-            .prepare(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
-                 AND tbl_name IN ('assertions', 'changes') ORDER BY name",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (name, _) in &indexes {
-            self.tx
-                .execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
-        }
-        self.rebuild = indexes.into_iter().map(|(_, sql)| sql).collect();
-        Ok(())
-    }
-
     fn commit(self) -> Result<u64, StoreError> {
-        for sql in &self.rebuild {
-            self.tx.execute_batch(sql)?;
-        }
         if self.seq > self.first_seq {
             // Strictly increasing, so a time names one point of the log: commits within the
             // same microsecond (or under a clock set back) get the next microsecond.
