@@ -59,7 +59,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_at_key,
-    key_range, page_next, parse_stored, search_kinds, stored_tags,
+    key_range, page_next, parse_stored, search_kinds, stored_tags, tag_set_join,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -609,7 +609,9 @@ fn load_assertions(
             assertion_tags!(),
             ", a.expires_at, a.seq, a.updated_at
          FROM assertions a JOIN sources s ON s.id = a.source_id
-         WHERE a.entry_id = $1 ORDER BY a.seq"
+         ",
+            tag_set_join!(),
+            "WHERE a.entry_id = $1 ORDER BY a.seq"
         ),
     )?;
     c.query(&stmt, &[&id])?
@@ -636,8 +638,9 @@ fn search_sql(kind: Kind, criteria: &Criteria) -> Clauses {
         &format!(
             "SELECT {ASSERTION_COLUMNS}
              FROM entries e JOIN assertions a ON a.entry_id = e.id
-             JOIN sources s ON s.id = a.source_id
-             WHERE e.kind = $1"
+             JOIN sources s ON s.id = a.source_id {}
+             WHERE e.kind = $1",
+            tag_set_join!()
         ),
         vec![Box::new(i16::from(kind.code()))],
     );
@@ -849,7 +852,9 @@ impl ReputationStore for PgStore {
                     ", a.expires_at, a.seq, a.updated_at
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 WHERE e.id = ANY($1) ORDER BY e.id"
+                 ",
+                    tag_set_join!(),
+                    "WHERE e.id = ANY($1) ORDER BY e.id"
                 ),
             )?;
             let rows = tx.query(&stmt, &[&ids])?;
@@ -894,7 +899,7 @@ impl ReputationStore for PgStore {
                  SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
                  FROM page e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 ORDER BY e.id"),
+                 ", tag_set_join!(), "ORDER BY e.id"),
             )?;
             let limit = i64::try_from(budget).unwrap_or(i64::MAX);
             let rows = tx.query(&stmt, &[&after, &limit])?;
@@ -1004,7 +1009,9 @@ impl ReputationStore for PgStore {
                      SELECT e.id, e.kind, e.key, ",
                         assertion_tags!(),
                         ", a.expires_at, a.seq
-                     FROM page e JOIN assertions a ON a.entry_id = e.id ORDER BY e.id"
+                     FROM page e JOIN assertions a ON a.entry_id = e.id ",
+                        tag_set_join!(),
+                        "ORDER BY e.id"
                     )
                 } else {
                     "WITH page AS (SELECT id, kind, key FROM entries
@@ -1054,7 +1061,9 @@ impl ReputationStore for PgStore {
                     assertion_tags!(),
                     ", a.expires_at, a.seq
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
-                 WHERE e.id = ANY($1) ORDER BY e.id"
+                 ",
+                    tag_set_join!(),
+                    "WHERE e.id = ANY($1) ORDER BY e.id"
                 ),
             )?;
             let mut out = Vec::with_capacity(want.len());
@@ -1095,7 +1104,7 @@ impl ReputationStore for PgStore {
              SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
              FROM page e JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
-             ORDER BY e.id"),
+             ", tag_set_join!(), "ORDER BY e.id"),
             &[&after, &limit],
         )?;
         let mut out = Vec::new();
@@ -1505,7 +1514,9 @@ impl PgTx<'_> {
         let stmt = self.stmt(concat!(
             "SELECT ",
             assertion_tags!(),
-            ", a.expires_at FROM assertions a WHERE a.entry_id = $1 AND a.source_id = $2"
+            ", a.expires_at FROM assertions a ",
+            tag_set_join!(),
+            "WHERE a.entry_id = $1 AND a.source_id = $2"
         ))?;
         let old = self
             .tx

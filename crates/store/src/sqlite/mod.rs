@@ -47,7 +47,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     CatalogCache, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit,
-    key_range, page_next, search_kinds, stored_tags,
+    key_range, page_next, search_kinds, stored_tags, tag_set_join,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
@@ -516,7 +516,9 @@ fn load_assertions(
         assertion_tags!(),
         ", a.expires_at, a.seq, a.updated_at
          FROM assertions a JOIN sources s ON s.id = a.source_id
-         WHERE a.entry_id = ?1 ORDER BY a.seq"
+         ",
+        tag_set_join!(),
+        "WHERE a.entry_id = ?1 ORDER BY a.seq"
     ))?;
     let mut rows = stmt.query([id])?;
     let mut out = Vec::new();
@@ -577,7 +579,9 @@ fn search_conn(
             ", a.expires_at, a.seq, a.updated_at
              FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
-             WHERE e.kind = ?"
+             ",
+            tag_set_join!(),
+            "WHERE e.kind = ?"
         ));
         let mut args = vec![Value::Integer(i64::from(kind.code()))];
         if let Some(q) = &criteria.query {
@@ -711,7 +715,8 @@ impl ReputationStore for SqliteStore {
             ", a.expires_at, a.seq, a.updated_at
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
              CROSS JOIN assertions a ON a.entry_id = e.id
-             JOIN sources s ON s.id = a.source_id"
+             JOIN sources s ON s.id = a.source_id",
+            tag_set_join!()
         ))?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
@@ -745,7 +750,9 @@ impl ReputationStore for SqliteStore {
                     "SELECT a.entry_id, ",
                     assertion_tags!(),
                     ", a.expires_at, a.seq FROM assertions a
-                 WHERE a.entry_id BETWEEN ?1 AND ?2 ORDER BY a.entry_id"
+                 ",
+                    tag_set_join!(),
+                    "WHERE a.entry_id BETWEEN ?1 AND ?2 ORDER BY a.entry_id"
                 )
             } else {
                 "SELECT entry_id, NULL, expires_at, seq FROM assertions
@@ -799,7 +806,8 @@ impl ReputationStore for SqliteStore {
             assertion_tags!(),
             ", a.expires_at, a.seq
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
-             CROSS JOIN assertions a ON a.entry_id = e.id"
+             CROSS JOIN assertions a ON a.entry_id = e.id",
+            tag_set_join!()
         ))?;
         for_each_decidable(&mut stmt.query([list])?, &cat, &mut |d| out.push(d))?;
         Ok(out)
@@ -879,7 +887,9 @@ impl ReputationStore for SqliteStore {
                 ", a.expires_at, a.seq, a.updated_at
                  FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
-                 WHERE e.id > ?1 ORDER BY e.id"
+                 ",
+                tag_set_join!(),
+                "WHERE e.id > ?1 ORDER BY e.id"
             ))?;
             let mut rows = stmt.query([after])?;
             for_each_grouped(&mut rows, &cat, &mut |id, code, key, list| {
@@ -1278,7 +1288,9 @@ impl SqliteTx<'_> {
             .prepare_cached(concat!(
                 "SELECT ",
                 assertion_tags!(),
-                ", a.expires_at FROM assertions a WHERE a.entry_id = ?1 AND a.source_id = ?2"
+                ", a.expires_at FROM assertions a ",
+                tag_set_join!(),
+                "WHERE a.entry_id = ?1 AND a.source_id = ?2"
             ))?
             .query_row([id, source_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
