@@ -108,15 +108,6 @@ impl CatalogCache {
     }
 }
 
-/// Tags as an assertion stores them: encoded without the TTL, whose date is the expiry (returned
-/// beside them), so it is kept once and tags that differ only in it share one tag set.
-pub(crate) fn stored_tags(tags: &Tags, catalog: &Catalog) -> (Vec<u8>, Option<i64>) {
-    let ttl = catalog.ttl_id();
-    let expires_at = expiry_of(tags, ttl);
-    let encoded = tags.encode_without(catalog, ttl.filter(|_| expires_at.is_some()));
-    (encoded, expires_at)
-}
-
 /// What [`TagSetsSeen::resolve`] asks a backend's `tag_sets` table.
 pub(crate) enum TagSetQuery<'a> {
     /// The id of the set with these bytes, if there is one.
@@ -168,14 +159,6 @@ impl TagSetsSeen {
         };
         self.ids.insert(encoded.to_vec(), id);
         Ok(Some(id))
-    }
-}
-
-/// The expiry the TTL category of these tags sets, if any.
-pub(crate) fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
-    match ttl.and_then(|id| tags.get(id)) {
-        Some(TagValue::Date(t)) => Some(*t),
-        _ => None,
     }
 }
 
@@ -353,7 +336,7 @@ mod tests {
         let mut table = Table::default();
         table.sets.push(b"existing".to_vec());
         let mut seen = TagSetsSeen::default();
-        let mut resolve = |seen: &mut TagSetsSeen, table: &mut Table, b: &[u8]| {
+        let resolve = |seen: &mut TagSetsSeen, table: &mut Table, b: &[u8]| {
             seen.resolve(b, |q| table.answer(q)).unwrap()
         };
         assert_eq!(resolve(&mut seen, &mut table, b"tiny"), None);
@@ -366,10 +349,12 @@ mod tests {
         assert_eq!(table.asked, asked, "known sets are not asked for again");
 
         // A table at its bound: what is there is found, nothing more is made.
-        let mut full = Table::default();
-        full.sets = (0..SHARED_TAGS_MAX)
-            .map(|i| format!("set {i}").into_bytes())
-            .collect();
+        let mut full = Table {
+            sets: (0..SHARED_TAGS_MAX)
+                .map(|i| format!("set {i}").into_bytes())
+                .collect(),
+            asked: 0,
+        };
         let mut seen = TagSetsSeen::default();
         assert_eq!(resolve(&mut seen, &mut full, b"set 7"), Some(7));
         assert_eq!(resolve(&mut seen, &mut full, b"one too many"), None);

@@ -1,4 +1,4 @@
-use rephub_model::{Catalog, Entry, Kind, Tags};
+use rephub_model::{Catalog, CategoryId, Entry, Kind, TagValue, Tags};
 
 /// The source of manual and SMS Web API writes (what SMS `criteria=user` deletes).
 pub const USER_SOURCE: &str = "user";
@@ -160,6 +160,23 @@ pub struct Stats {
     pub db_bytes: u64,
 }
 
+/// Tags as an assertion stores them: encoded without the TTL, whose date is the expiry (returned
+/// beside them), so it is kept once and tags that differ only in it share one tag set.
+pub(crate) fn stored_tags(tags: &Tags, catalog: &Catalog) -> (Vec<u8>, Option<i64>) {
+    let ttl = catalog.ttl_id();
+    let expires_at = expiry_of(tags, ttl);
+    let encoded = tags.encode_without(catalog, ttl.filter(|_| expires_at.is_some()));
+    (encoded, expires_at)
+}
+
+/// The expiry the TTL category of these tags sets, if any.
+pub(crate) fn expiry_of(tags: &Tags, ttl: Option<CategoryId>) -> Option<i64> {
+    match ttl.and_then(|id| tags.get(id)) {
+        Some(TagValue::Date(t)) => Some(*t),
+        _ => None,
+    }
+}
+
 /// An entry and its tags, with everything the store derives from them computed once: callers that
 /// write in bulk build these on another thread than the writer's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +191,7 @@ pub struct Upsert {
 
 impl Upsert {
     pub fn new(entry: Entry, tags: Tags, catalog: &Catalog) -> Upsert {
-        let (encoded, expires_at) = crate::rows::stored_tags(&tags, catalog);
+        let (encoded, expires_at) = stored_tags(&tags, catalog);
         Upsert {
             kind: i64::from(entry.kind().code()),
             key: entry.store_key(),

@@ -59,11 +59,11 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_at_key,
-    key_range, page_next, parse_stored, search_kinds, stored_tags, tag_set_join,
+    key_range, page_next, parse_stored, search_kinds, tag_set_join,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
-    Outcome, Stats, StoredEntry, Upsert, WriteMode,
+    Outcome, Stats, StoredEntry, Upsert, WriteMode, stored_tags,
 };
 use crate::{ReputationStore, WriteTx};
 

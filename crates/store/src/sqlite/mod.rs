@@ -47,12 +47,12 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     CatalogCache, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit,
-    key_range, page_next, search_kinds, stored_tags, tag_set_join,
+    key_range, page_next, search_kinds, tag_set_join,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
-    Outcome, Stats, StoredEntry, Upsert, WriteMode,
+    Outcome, Stats, StoredEntry, Upsert, WriteMode, stored_tags,
 };
 use crate::{ReputationStore, WriteTx};
 

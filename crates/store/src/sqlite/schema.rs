@@ -962,7 +962,7 @@ mod tests {
             params![old.kind().code(), old.store_key()],
         )
         .unwrap();
-        let expires = crate::rows::expiry_of(&tags, cat.ttl_id());
+        let expires = crate::types::expiry_of(&tags, cat.ttl_id());
         conn.execute(
             "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at)
              VALUES (1, 1, ?1, ?2, 1, 1000)",
