@@ -73,7 +73,7 @@ macro_rules! tag_set_join {
 }
 pub(crate) use tag_set_join;
 
-/// Tag sets of at most this many bytes are stored in the assertion: a reference would not be
+/// Tag sets of fewer than this many bytes are stored in the assertion: a reference would not be
 /// shorter.
 pub(crate) const SHARED_TAGS_MIN: usize = 5;
 
