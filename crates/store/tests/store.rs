@@ -169,6 +169,32 @@ backend_suite!(postgres, PgStore);
 mod postgres_replicas {
     use super::*;
 
+    /// A replica that connected before a newer rephub migrated the schema refuses to write
+    /// (it would write in the old way), and writes again once the schema is its own.
+    #[test]
+    fn a_replica_refuses_to_write_to_a_schema_migrated_past_its_own() {
+        if !<PgStore as RepBackend>::available() {
+            return;
+        }
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(T0));
+        let (guard, mut store) = <PgStore as RepBackend>::fresh(clock);
+        let cat = store.catalog().unwrap();
+        let mut admin = ::postgres::Client::connect(&guard.conninfo(), ::postgres::NoTls).unwrap();
+        admin
+            .batch_execute("UPDATE schema_version SET version = version + 1")
+            .unwrap();
+        match store.begin() {
+            Err(StoreError::TooNew { found, known, .. }) => assert_eq!(found, known + 1),
+            other => panic!("a write on a newer schema: {other:?}"),
+        }
+        admin
+            .batch_execute("UPDATE schema_version SET version = version - 1")
+            .unwrap();
+        let mut tx = store.begin().unwrap();
+        add(&mut tx, &cat, &e(Kind::Ipv4, "192.0.2.1"));
+        tx.commit().unwrap();
+    }
+
     /// Two replicas at once on one database: a token enrolls once, an object seen by both is
     /// kept once, a record both receive is kept once.
     #[test]

@@ -742,13 +742,27 @@ fn mark(store: &PgStore, sql: &'static str, arg: i64) -> Result<Option<CommitMar
 }
 
 /// Locks the row that orders writers and returns the last sequence number (see the module docs).
+///
+/// Also refuses to go on when another replica has migrated the schema past this rephub's since
+/// it connected (a newer version started beside it): it would write in the old way what the
+/// newer one reads in the new (docs/postgresql.md, "Upgrading"). Same round trip.
 fn lock_sequence(tx: &mut Transaction<'_>, cache: &Prepared) -> Result<u64, StoreError> {
     let stmt = prepared(
         tx,
         cache,
-        "SELECT value FROM meta WHERE key = 'last_seq' FOR UPDATE",
+        "SELECT value, (SELECT max(version) FROM schema_version) FROM meta
+         WHERE key = 'last_seq' FOR UPDATE",
     )?;
-    let v: i64 = tx.query_one(&stmt, &[])?.get(0);
+    let row = tx.query_one(&stmt, &[])?;
+    let (v, version): (i64, Option<i64>) = (row.get(0), row.get(1));
+    if let Some(found) = version.filter(|&v| v > schema::VERSION) {
+        return Err(StoreError::TooNew {
+            path: "this PostgreSQL database (migrated by a newer rephub since this one connected)"
+                .into(),
+            found,
+            known: schema::VERSION,
+        });
+    }
     Ok(v as u64)
 }
 
