@@ -108,6 +108,11 @@ impl CatalogCache {
     }
 }
 
+/// What an assertion keeps of its encoded tags: nothing when they are in tag set `set`.
+pub(crate) fn own_tags(set: Option<i64>, encoded: &[u8]) -> &[u8] {
+    if set.is_some() { &[] } else { encoded }
+}
+
 /// What [`TagSetsSeen::resolve`] asks a backend's `tag_sets` table.
 pub(crate) enum TagSetQuery<'a> {
     /// The id of the set with these bytes, if there is one.

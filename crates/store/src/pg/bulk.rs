@@ -15,6 +15,7 @@ use postgres::types::Type;
 
 use super::PgTx;
 use crate::error::StoreError;
+use crate::rows::own_tags;
 use crate::types::{ChangeOp, Outcome, Upsert, WriteMode};
 
 /// A new entry waiting for the next `COPY`: the item, its id and its sequence number.
@@ -119,7 +120,7 @@ impl PgTx<'_> {
         ];
         let mut w = BinaryCopyInWriter::new(sink, &types);
         for ((item, id, seq), set) in born.iter().zip(sets) {
-            let own: &[u8] = if set.is_some() { &[] } else { &item.encoded };
+            let own = own_tags(set, &item.encoded);
             w.write(&[
                 id,
                 &source_id,

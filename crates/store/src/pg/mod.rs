@@ -59,7 +59,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_at_key,
-    key_range, page_next, parse_stored, search_kinds, tag_set_join,
+    key_range, own_tags, page_next, parse_stored, search_kinds, tag_set_join,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -1473,7 +1473,7 @@ impl PgTx<'_> {
         seq: u64,
     ) -> Result<(), StoreError> {
         let set = self.tag_set(encoded)?;
-        let own: &[u8] = if set.is_some() { &[] } else { encoded };
+        let own = own_tags(set, encoded);
         let stmt = self.stmt(
             "INSERT INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -1500,15 +1500,24 @@ impl PgTx<'_> {
     /// The shared tag set of these encoded tags (see [`TagSetsSeen`]). Writers hold the sequence
     /// lock, so no other replica makes the same set meanwhile.
     pub(super) fn tag_set(&mut self, encoded: &[u8]) -> Result<Option<i64>, StoreError> {
-        let find = self.stmt("SELECT id FROM tag_sets WHERE tags = $1")?;
-        let insert = self.stmt("INSERT INTO tag_sets (tags) VALUES ($1) RETURNING id")?;
-        let tx = &mut self.tx;
+        // Statements looked up only when the set is not known yet (not per row of a batch).
+        let (tx, stmts) = (&mut self.tx, self.stmts);
         self.tag_sets.resolve(encoded, |q| match q {
-            TagSetQuery::Find(bytes) => Ok(tx.query_opt(&find, &[&bytes])?.map(|r| r.get(0))),
+            TagSetQuery::Find(bytes) => {
+                let find = prepared(tx, stmts, "SELECT id FROM tag_sets WHERE tags = $1")?;
+                Ok(tx.query_opt(&find, &[&bytes])?.map(|r| r.get(0)))
+            }
             TagSetQuery::Count => Ok(Some(
                 tx.query_one("SELECT count(*) FROM tag_sets", &[])?.get(0),
             )),
-            TagSetQuery::Insert(bytes) => Ok(Some(tx.query_one(&insert, &[&bytes])?.get(0))),
+            TagSetQuery::Insert(bytes) => {
+                let insert = prepared(
+                    tx,
+                    stmts,
+                    "INSERT INTO tag_sets (tags) VALUES ($1) RETURNING id",
+                )?;
+                Ok(Some(tx.query_one(&insert, &[&bytes])?.get(0)))
+            }
         })
     }
 

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use super::SqliteTx;
 use crate::error::StoreError;
+use crate::rows::own_tags;
 use crate::types::{ChangeOp, Outcome, Upsert, WriteMode};
 
 /// Rows per multi-row statement, largest first: a batch goes in statements of 256 rows (measured
@@ -164,7 +165,7 @@ impl SqliteTx<'_> {
         let mut stmt = self.tx.prepare_cached(Table::Assertions.sql(rows.len()))?;
         for (k, (r, set)) in rows.iter().zip(sets).enumerate() {
             let p = k * 7;
-            let own: &[u8] = if set.is_some() { &[] } else { &r.item.encoded };
+            let own = own_tags(set, &r.item.encoded);
             stmt.raw_bind_parameter(p + 1, r.id)?;
             stmt.raw_bind_parameter(p + 2, source_id)?;
             stmt.raw_bind_parameter(p + 3, own)?;

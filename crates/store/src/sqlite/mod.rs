@@ -47,7 +47,7 @@ use rephub_model::{
 use crate::error::StoreError;
 use crate::rows::{
     CatalogCache, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit,
-    key_range, page_next, search_kinds, tag_set_join,
+    key_range, own_tags, page_next, search_kinds, tag_set_join,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
@@ -1247,7 +1247,7 @@ impl SqliteTx<'_> {
         seq: u64,
     ) -> Result<(), StoreError> {
         let set = self.tag_set(encoded)?;
-        let own: &[u8] = if set.is_some() { &[] } else { encoded };
+        let own = own_tags(set, encoded);
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO assertions (entry_id, source_id, tags, expires_at, seq, updated_at, tag_set)
