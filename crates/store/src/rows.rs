@@ -14,11 +14,7 @@ use crate::types::{Assertion, StoredEntry, USER_SOURCE};
 /// An entry from its stored kind code and storage key (`Entry::store_key`): the entries tables
 /// keep the key only, the value is derived from it.
 pub(crate) fn entry_at_key(kind: i64, key: &[u8]) -> Result<Entry, StoreError> {
-    entry_of_key(kind_of(kind)?, key)
-}
-
-fn entry_of_key(kind: Kind, key: &[u8]) -> Result<Entry, StoreError> {
-    Entry::from_store_key(kind, key).map_err(|e| StoreError::Corrupt(e.to_string()))
+    Entry::from_store_key(kind_of(kind)?, key).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn kind_of(code: i64) -> Result<Kind, StoreError> {
@@ -64,6 +60,42 @@ macro_rules! assertion_tags {
     };
 }
 pub(crate) use assertion_tags;
+
+/// The columns of an entry that head each row of an entry with its assertions (the entries
+/// table named `e`), read by [`EntryRow`]'s readers in both backends; the assertion's columns
+/// follow from [`ENTRY_COLUMNS`].
+macro_rules! entry_columns {
+    () => {
+        "e.id, e.kind, e.key, e.created_at"
+    };
+}
+pub(crate) use entry_columns;
+
+/// How many columns [`entry_columns`] reads.
+pub(crate) const ENTRY_COLUMNS: usize = 4;
+
+/// An entry's row as [`entry_columns`] reads it.
+pub(crate) struct EntryRow {
+    pub id: i64,
+    pub kind: i64,
+    pub key: Vec<u8>,
+    /// When the entry was made (seconds): its `created` in exports, which stays when its
+    /// assertions are rewritten.
+    pub created_at: i64,
+}
+
+impl EntryRow {
+    /// The stored entry of this row with its assertions (in any order).
+    pub(crate) fn stored(
+        self,
+        mut assertions: Vec<Assertion>,
+        ttl: Option<CategoryId>,
+    ) -> Result<StoredEntry, StoreError> {
+        assertions.sort_by_key(|a| a.seq);
+        let entry = entry_at_key(self.kind, &self.key)?;
+        Ok(build(self.id, entry, self.created_at, assertions, ttl))
+    }
+}
 
 /// The join [`assertion_tags`] reads from, after the other tables of the FROM clause.
 macro_rules! tag_set_join {
@@ -170,6 +202,7 @@ impl TagSetsSeen {
 pub(crate) fn build(
     id: i64,
     entry: Entry,
+    created_at: i64,
     assertions: Vec<Assertion>,
     ttl: Option<CategoryId>,
 ) -> StoredEntry {
@@ -177,6 +210,7 @@ pub(crate) fn build(
     StoredEntry {
         id,
         entry,
+        created_at,
         tags,
         expires_at,
         assertions,
@@ -197,17 +231,13 @@ pub(crate) fn search_kinds(criteria: &Criteria) -> Vec<Kind> {
 
 /// Apply the parts of the criteria SQL cannot, then hand the entry over. Returns whether to go on.
 pub(crate) fn emit(
-    kind: Kind,
-    id: i64,
-    key: &[u8],
-    mut assertions: Vec<Assertion>,
+    row: EntryRow,
+    assertions: Vec<Assertion>,
     ttl: Option<CategoryId>,
     criteria: &Criteria,
     f: &mut dyn FnMut(StoredEntry) -> bool,
 ) -> Result<bool, StoreError> {
-    let entry = entry_of_key(kind, key)?;
-    assertions.sort_by_key(|a| a.seq);
-    let stored = build(id, entry, assertions, ttl);
+    let stored = row.stored(assertions, ttl)?;
     let has_user = stored.has_source(USER_SOURCE);
     let has_feed = stored.assertions.iter().any(|a| a.source != USER_SOURCE);
     let included = (criteria.include.user && has_user) || (criteria.include.feed && has_feed);

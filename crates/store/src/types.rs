@@ -50,6 +50,8 @@ pub struct Decidable {
 pub struct StoredEntry {
     pub id: i64,
     pub entry: Entry,
+    /// When the entry was made (seconds since the Unix epoch); rewriting its assertions keeps it.
+    pub created_at: i64,
     pub tags: Tags,
     pub expires_at: Option<i64>,
     pub assertions: Vec<Assertion>,
@@ -60,13 +62,18 @@ impl StoredEntry {
         self.assertions.iter().any(|a| a.source == name)
     }
 
-    /// What an interchange export needs of the entry: its tags by name, when its sources first
-    /// and last asserted it, its expiry.
+    /// What an interchange export needs of the entry: its tags by name, when it was made and
+    /// when its sources last asserted it, its expiry.
     pub fn export_item<'a>(
         &'a self,
         catalog: &'a rephub_model::Catalog,
     ) -> rephub_model::ExportItem<'a> {
-        let times = self.assertions.iter().map(|a| a.updated_at);
+        let modified = self
+            .assertions
+            .iter()
+            .map(|a| a.updated_at)
+            .max()
+            .unwrap_or(0);
         rephub_model::ExportItem {
             entry: &self.entry,
             tags: catalog
@@ -74,8 +81,11 @@ impl StoredEntry {
                 .map(|(n, v)| (n, v.to_string()))
                 .collect(),
             sources: self.assertions.iter().map(|a| a.source.as_str()).collect(),
-            created: times.clone().min().unwrap_or(0),
-            modified: times.max().unwrap_or(0),
+            // An object's `created` never changes from version to version (STIX 2.1, common properties), so it
+            // is when the entry was made, not its oldest assertion's time (which a rewrite of
+            // every assertion moves); never after `modified`, should a clock have gone back.
+            created: self.created_at.min(modified),
+            modified,
             expires: self.expires_at,
         }
     }

@@ -94,6 +94,7 @@ macro_rules! reputation_suite {
             decidable_entries_agree_with_stored_entries,
             an_entry_has_its_history_with_commit_times,
             scans_go_on_where_they_stopped,
+            an_entry_keeps_when_it_was_made,
         );
     };
 }
@@ -2903,4 +2904,88 @@ fn the_first_certificate_authority_kept_stays<S: RepBackend + CaStore>() {
     );
     let d2 = S::reopen(&d.guard, d.clock.clone());
     assert_eq!(d2.certificate_authority().unwrap(), Some(first));
+}
+
+/// An entry's `created` is when it was made, through every reader and a reopen, however often
+/// its assertions are rewritten since (STIX requires an object's `created` not to change between
+/// versions; it was the oldest assertion's time, which a rewrite of each moved).
+fn an_entry_keeps_when_it_was_made<S: RepBackend>() {
+    let mut d = db::<S>();
+    let cat = d.store.catalog().unwrap();
+    let old = e(Kind::Ipv4, "192.0.2.1");
+    let new = e(Kind::Domain, "made-later.example");
+    let high = tags(&cat, &[("Trend Micro Severity", "High")]);
+    let low = tags(&cat, &[("Trend Micro Severity", "Low")]);
+    let mut tx = d.store.begin().unwrap();
+    put(&mut tx, &cat, "feed", &old, &high, WriteMode::Replace).unwrap();
+    tx.commit().unwrap();
+    d.clock.advance(60);
+    let mut tx = d.store.begin().unwrap();
+    // Its only assertion rewritten (and a second source's added, then removed): still made at T0.
+    put(&mut tx, &cat, "feed", &old, &low, WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "other", &old, &high, WriteMode::Replace).unwrap();
+    put(&mut tx, &cat, "feed", &new, &low, WriteMode::Replace).unwrap();
+    tx.commit().unwrap();
+    d.clock.advance(60);
+    let mut tx = d.store.begin().unwrap();
+    assert!(tx.withdraw("other", &old).unwrap());
+    tx.commit().unwrap();
+
+    let check = |store: &S, stage: &str| {
+        let a = store.get(&old).unwrap().unwrap();
+        let b = store.get(&new).unwrap().unwrap();
+        assert_eq!((a.created_at, b.created_at), (T0, T0 + 60), "{stage}: get");
+        let item = a.export_item(&cat);
+        assert_eq!(
+            (item.created, item.modified),
+            (T0, T0 + 120),
+            "{stage}: export"
+        );
+        assert_eq!(
+            store.get_by_id(a.id).unwrap().unwrap().created_at,
+            T0,
+            "{stage}: get_by_id"
+        );
+        let many: Vec<i64> = store
+            .get_many(&[a.id, b.id])
+            .unwrap()
+            .iter()
+            .map(|s| s.created_at)
+            .collect();
+        assert_eq!(many, vec![T0, T0 + 60], "{stage}: get_many");
+        let after: Vec<i64> = store
+            .entries_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.created_at)
+            .collect();
+        assert_eq!(after, vec![T0, T0 + 60], "{stage}: entries_after");
+        let mut found = Vec::new();
+        store
+            .search_each(&Criteria::default(), &mut |s| {
+                found.push((s.entry.to_string(), s.created_at));
+                true
+            })
+            .unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                ("192.0.2.1".to_string(), T0),
+                ("made-later.example".to_string(), T0 + 60)
+            ],
+            "{stage}: search"
+        );
+        let mut scanned = Vec::new();
+        store
+            .scan_each(&Criteria::default(), 0, 10, &mut |s| {
+                scanned.push(s.created_at);
+                true
+            })
+            .unwrap();
+        assert_eq!(scanned, vec![T0, T0 + 60], "{stage}: scan");
+    };
+    check(&d.store, "open");
+    let reopened = S::reopen(&d.guard, d.clock.clone());
+    check(&reopened, "reopened");
 }

@@ -58,8 +58,9 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_at_key,
-    key_range, own_tags, page_next, parse_stored, search_kinds, tag_set_join,
+    ENTRY_COLUMNS, EntryRow, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build,
+    decode_tags, emit, entry_at_key, entry_columns, key_range, own_tags, page_next, parse_stored,
+    search_kinds, tag_set_join,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -496,19 +497,19 @@ fn assertion_at(r: &Row, first: usize, cat: &Catalog) -> Result<Assertion, Store
     })
 }
 
-/// Hands each entry of rows `(entry id, kind, key, assertion columns…)`, ordered by entry, with
+/// What [`Grouped`] hands over: an entry's row and its assertions; returns whether to go on.
+type EachEntry<'f> = dyn FnMut(EntryRow, Vec<Assertion>) -> Result<bool, StoreError> + 'f;
+
+/// Hands each entry of rows `(entry columns…, assertion columns…)`, ordered by entry, with
 /// its assertions to `f`, which returns whether to go on.
 struct Grouped<'f> {
     cat: &'f Catalog,
-    current: Option<(i64, i64, Vec<u8>, Vec<Assertion>)>,
-    f: &'f mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
+    current: Option<(EntryRow, Vec<Assertion>)>,
+    f: &'f mut EachEntry<'f>,
 }
 
 impl<'f> Grouped<'f> {
-    fn new(
-        cat: &'f Catalog,
-        f: &'f mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
-    ) -> Grouped<'f> {
+    fn new(cat: &'f Catalog, f: &'f mut EachEntry<'f>) -> Grouped<'f> {
         Grouped {
             cat,
             current: None,
@@ -518,13 +519,18 @@ impl<'f> Grouped<'f> {
 
     fn row(&mut self, r: &Row) -> Result<bool, StoreError> {
         let id: i64 = r.get(0);
-        let a = assertion_at(r, 3, self.cat)?;
+        let a = assertion_at(r, ENTRY_COLUMNS, self.cat)?;
         match &mut self.current {
-            Some((cid, _, _, list)) if *cid == id => list.push(a),
+            Some((head, list)) if head.id == id => list.push(a),
             _ => {
-                let before = self.current.replace((id, kind_at(r, 1), r.get(2), vec![a]));
-                if let Some((cid, kind, value, list)) = before {
-                    return (self.f)(cid, kind, value, list);
+                let head = EntryRow {
+                    id,
+                    kind: kind_at(r, 1),
+                    key: r.get(2),
+                    created_at: r.get(3),
+                };
+                if let Some((head, list)) = self.current.replace((head, vec![a])) {
+                    return (self.f)(head, list);
                 }
             }
         }
@@ -532,8 +538,8 @@ impl<'f> Grouped<'f> {
     }
 
     fn finish(mut self) -> Result<(), StoreError> {
-        if let Some((cid, kind, value, list)) = self.current.take() {
-            (self.f)(cid, kind, value, list)?;
+        if let Some((head, list)) = self.current.take() {
+            (self.f)(head, list)?;
         }
         Ok(())
     }
@@ -590,7 +596,8 @@ fn for_each_decidable(
 }
 
 const ASSERTION_COLUMNS: &str = concat!(
-    "e.id, e.kind, e.key, s.name, ",
+    entry_columns!(),
+    ", s.name, ",
     assertion_tags!(),
     ", a.expires_at, a.seq, a.updated_at"
 );
@@ -620,16 +627,18 @@ fn load_assertions(
         .collect()
 }
 
-/// The entry `id` (whose value is known) with its assertions, read in one snapshot.
+/// The entry `id` (whose value is known, made at `created_at`) with its assertions, read in one
+/// snapshot.
 fn stored_entry(
     tx: &mut Transaction<'_>,
     cache: &Prepared,
     id: i64,
     entry: Entry,
+    created_at: i64,
 ) -> Result<StoredEntry, StoreError> {
     let cat = categories(tx, cache)?;
     let assertions = load_assertions(tx, cache, id, &cat)?;
-    Ok(build(id, entry, assertions, cat.ttl_id()))
+    Ok(build(id, entry, created_at, assertions, cat.ttl_id()))
 }
 
 /// A search of one kind: the SQL and its parameters.
@@ -681,8 +690,8 @@ fn search_tx(
         let q = search_sql(kind, criteria);
         let (sql, params) = (&q.sql, q.params());
         let mut keep_going = true;
-        let mut emit_one = |id, _kind, key: Vec<u8>, list| {
-            keep_going = emit(kind, id, &key, list, ttl, criteria, f)?;
+        let mut emit_one = |head, list| {
+            keep_going = emit(head, list, ttl, criteria, f)?;
             Ok(keep_going)
         };
         let mut grouped = Grouped::new(&cat, &mut emit_one);
@@ -834,23 +843,34 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                "SELECT id FROM entries WHERE kind = $1 AND key = $2",
+                "SELECT id, created_at FROM entries WHERE kind = $1 AND key = $2",
             )?;
             let Some(row) = tx.query_opt(&stmt, &[&kind, &key])? else {
                 return Ok(None);
             };
-            Ok(Some(stored_entry(tx, cache, row.get(0), entry.clone())?))
+            let (id, created_at) = (row.get(0), row.get(1));
+            Ok(Some(stored_entry(
+                tx,
+                cache,
+                id,
+                entry.clone(),
+                created_at,
+            )?))
         })
     }
 
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
         self.snapshot(|tx, cache| {
-            let stmt = prepared(tx, cache, "SELECT kind, key FROM entries WHERE id = $1")?;
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT kind, key, created_at FROM entries WHERE id = $1",
+            )?;
             let Some(row) = tx.query_opt(&stmt, &[&id])? else {
                 return Ok(None);
             };
             let entry = entry_at_key(kind_at(&row, 0), row.get(1))?;
-            Ok(Some(stored_entry(tx, cache, id, entry)?))
+            Ok(Some(stored_entry(tx, cache, id, entry, row.get(2))?))
         })
     }
 
@@ -861,7 +881,9 @@ impl ReputationStore for PgStore {
                 tx,
                 cache,
                 concat!(
-                    "SELECT e.id, e.kind, e.key, s.name, ",
+                    "SELECT ",
+                    entry_columns!(),
+                    ", s.name, ",
                     assertion_tags!(),
                     ", a.expires_at, a.seq, a.updated_at
                  FROM entries e JOIN assertions a ON a.entry_id = e.id
@@ -873,9 +895,8 @@ impl ReputationStore for PgStore {
             )?;
             let rows = tx.query(&stmt, &[&ids])?;
             let mut out = Vec::with_capacity(ids.len());
-            let mut collect = |id, kind, key: Vec<u8>, mut list: Vec<Assertion>| {
-                list.sort_by_key(|a| a.seq);
-                out.push(build(id, entry_at_key(kind, &key)?, list, cat.ttl_id()));
+            let mut collect = |head: EntryRow, list| {
+                out.push(head.stored(list, cat.ttl_id())?);
                 Ok(true)
             };
             let mut grouped = Grouped::new(&cat, &mut collect);
@@ -909,8 +930,8 @@ impl ReputationStore for PgStore {
             let stmt = prepared(
                 tx,
                 cache,
-                concat!("WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-                 SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
+                concat!("WITH page AS (SELECT id, kind, key, created_at FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+                 SELECT ", entry_columns!(), ", s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
                  FROM page e JOIN assertions a ON a.entry_id = e.id
                  JOIN sources s ON s.id = a.source_id
                  ", tag_set_join!(), "ORDER BY e.id"),
@@ -920,14 +941,10 @@ impl ReputationStore for PgStore {
             let mut read = 0u64;
             let mut last = after;
             let mut stopped = false;
-            let mut one = |id, code: i64, key: Vec<u8>, list| {
+            let mut one = |head: EntryRow, list| {
                 read += 1;
-                last = id;
-                let kind = u8::try_from(code)
-                    .ok()
-                    .and_then(Kind::from_code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
-                if !emit(kind, id, &key, list, ttl, criteria, f)? {
+                last = head.id;
+                if !emit(head, list, ttl, criteria, f)? {
                     stopped = true;
                 }
                 Ok(!stopped)
@@ -1114,17 +1131,16 @@ impl ReputationStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: the ids and their entries from the same snapshot.
         let rows = self.rows(
-            concat!("WITH page AS (SELECT id, kind, key FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
-             SELECT e.id, e.kind, e.key, s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
+            concat!("WITH page AS (SELECT id, kind, key, created_at FROM entries WHERE id > $1 ORDER BY id LIMIT $2)
+             SELECT ", entry_columns!(), ", s.name, ", assertion_tags!(), ", a.expires_at, a.seq, a.updated_at
              FROM page e JOIN assertions a ON a.entry_id = e.id
              JOIN sources s ON s.id = a.source_id
              ", tag_set_join!(), "ORDER BY e.id"),
             &[&after, &limit],
         )?;
         let mut out = Vec::new();
-        let mut collect = |id, kind, key: Vec<u8>, mut list: Vec<Assertion>| {
-            list.sort_by_key(|a| a.seq);
-            out.push(build(id, entry_at_key(kind, &key)?, list, ttl));
+        let mut collect = |head: EntryRow, list| {
+            out.push(head.stored(list, ttl)?);
             Ok(true)
         };
         let mut grouped = Grouped::new(&cat, &mut collect);

@@ -46,8 +46,9 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    CatalogCache, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build, decode_tags, emit,
-    key_range, own_tags, page_next, search_kinds, tag_set_join,
+    CatalogCache, ENTRY_COLUMNS, EntryRow, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags,
+    build, decode_tags, emit, entry_columns, key_range, own_tags, page_next, search_kinds,
+    tag_set_join,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
@@ -323,32 +324,38 @@ fn assertion_at(
     })
 }
 
-/// Rows `(entry id, kind, key, assertion columns…)` in which an entry's assertions are adjacent
+/// Rows `(entry columns…, assertion columns…)` in which an entry's assertions are adjacent
 /// (entries the outer loop of a CROSS JOIN): hands each entry with its assertions to `f`, which
 /// returns whether to go on.
 fn for_each_grouped(
     rows: &mut rusqlite::Rows<'_>,
     cat: &Catalog,
-    f: &mut dyn FnMut(i64, i64, Vec<u8>, Vec<Assertion>) -> Result<bool, StoreError>,
+    f: &mut dyn FnMut(EntryRow, Vec<Assertion>) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let mut current: Option<(i64, i64, Vec<u8>, Vec<Assertion>)> = None;
+    let mut current: Option<(EntryRow, Vec<Assertion>)> = None;
     while let Some(r) = rows.next()? {
         let id: i64 = r.get(0)?;
-        let a = assertion_at(r, 3, cat)?;
+        let a = assertion_at(r, ENTRY_COLUMNS, cat)?;
         match &mut current {
-            Some((cid, _, _, list)) if *cid == id => list.push(a),
+            Some((head, list)) if head.id == id => list.push(a),
             _ => {
-                if let Some((cid, kind, value, list)) = current.take() {
-                    if !f(cid, kind, value, list)? {
-                        return Ok(());
-                    }
+                if let Some((head, list)) = current.take()
+                    && !f(head, list)?
+                {
+                    return Ok(());
                 }
-                current = Some((id, r.get(1)?, r.get(2)?, vec![a]));
+                let head = EntryRow {
+                    id,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    created_at: r.get(3)?,
+                };
+                current = Some((head, vec![a]));
             }
         }
     }
-    if let Some((cid, kind, value, list)) = current.take() {
-        f(cid, kind, value, list)?;
+    if let Some((head, list)) = current.take() {
+        f(head, list)?;
     }
     Ok(())
 }
@@ -533,15 +540,23 @@ fn get_entry(
     cat: &Catalog,
     entry: &Entry,
 ) -> Result<Option<StoredEntry>, StoreError> {
-    let id: Option<i64> = conn
-        .prepare_cached("SELECT id FROM entries WHERE kind = ?1 AND key = ?2")?
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT id, created_at FROM entries WHERE kind = ?1 AND key = ?2")?
         .query_row(params![entry.kind().code(), entry.store_key()], |r| {
-            r.get(0)
+            Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let Some(id) = id else { return Ok(None) };
+    let Some((id, created_at)) = row else {
+        return Ok(None);
+    };
     let assertions = load_assertions(conn, id, cat)?;
-    Ok(Some(build(id, entry.clone(), assertions, cat.ttl_id())))
+    Ok(Some(build(
+        id,
+        entry.clone(),
+        created_at,
+        assertions,
+        cat.ttl_id(),
+    )))
 }
 
 /// The SQL narrowing for a query: a range of the unique key index where there is one.
@@ -574,7 +589,9 @@ fn search_conn(
     for kind in search_kinds(criteria) {
         // CROSS JOIN keeps `entries` as the outer loop, so an entry's assertions arrive together.
         let mut sql = String::from(concat!(
-            "SELECT e.id, e.kind, e.key, s.name, ",
+            "SELECT ",
+            entry_columns!(),
+            ", s.name, ",
             assertion_tags!(),
             ", a.expires_at, a.seq, a.updated_at
              FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
@@ -590,8 +607,8 @@ fn search_conn(
         let mut stmt = conn.prepare(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
         let mut keep_going = true;
-        for_each_grouped(&mut rows, cat, &mut |id, _, key, list| {
-            keep_going = emit(kind, id, &key, list, ttl, criteria, f)?;
+        for_each_grouped(&mut rows, cat, &mut |head, list| {
+            keep_going = emit(head, list, ttl, criteria, f)?;
             Ok(keep_going)
         })?;
         if !keep_going {
@@ -689,18 +706,24 @@ impl ReputationStore for SqliteStore {
     }
 
     fn get_by_id(&self, id: i64) -> Result<Option<StoredEntry>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = self
+        let row = self
             .conn
-            .prepare_cached("SELECT kind, key FROM entries WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT id, kind, key, created_at FROM entries WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(EntryRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    created_at: r.get(3)?,
+                })
+            })
             .optional()?;
-        let Some((kind, key)) = row else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let entry = entry_at_key(kind, &key)?;
         let cat = categories(&self.conn, &self.categories)?;
         let assertions = load_assertions(&self.conn, id, &cat)?;
-        Ok(Some(build(id, entry, assertions, cat.ttl_id())))
+        Ok(Some(row.stored(assertions, cat.ttl_id())?))
     }
 
     fn get_many(&self, ids: &[i64]) -> Result<Vec<StoredEntry>, StoreError> {
@@ -710,7 +733,9 @@ impl ReputationStore for SqliteStore {
         // json_each hands SQLite the whole list at once; the join keeps an entry's assertions
         // together (entries outer, by CROSS JOIN).
         let mut stmt = self.conn.prepare_cached(concat!(
-            "SELECT e.id, e.kind, e.key, s.name, ",
+            "SELECT ",
+            entry_columns!(),
+            ", s.name, ",
             assertion_tags!(),
             ", a.expires_at, a.seq, a.updated_at
              FROM json_each(?1) j JOIN entries e ON e.id = j.value
@@ -720,9 +745,8 @@ impl ReputationStore for SqliteStore {
         ))?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::with_capacity(ids.len());
-        for_each_grouped(&mut rows, &cat, &mut |id, kind, key, mut list| {
-            list.sort_by_key(|a| a.seq);
-            out.push(build(id, entry_at_key(kind, &key)?, list, ttl));
+        for_each_grouped(&mut rows, &cat, &mut |head, list| {
+            out.push(head.stored(list, ttl)?);
             Ok(true)
         })?;
         Ok(out)
@@ -882,7 +906,9 @@ impl ReputationStore for SqliteStore {
         {
             // By rowid from `after`: every entry of every kind, in the order they were made.
             let mut stmt = tx.prepare_cached(concat!(
-                "SELECT e.id, e.kind, e.key, s.name, ",
+                "SELECT ",
+                entry_columns!(),
+                ", s.name, ",
                 assertion_tags!(),
                 ", a.expires_at, a.seq, a.updated_at
                  FROM entries e CROSS JOIN assertions a ON a.entry_id = e.id
@@ -892,14 +918,10 @@ impl ReputationStore for SqliteStore {
                 "WHERE e.id > ?1 ORDER BY e.id"
             ))?;
             let mut rows = stmt.query([after])?;
-            for_each_grouped(&mut rows, &cat, &mut |id, code, key, list| {
+            for_each_grouped(&mut rows, &cat, &mut |head, list| {
                 read += 1;
-                last = id;
-                let kind = u8::try_from(code)
-                    .ok()
-                    .and_then(Kind::from_code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("entry {id}: unknown kind")))?;
-                if !emit(kind, id, &key, list, ttl, criteria, f)? {
+                last = head.id;
+                if !emit(head, list, ttl, criteria, f)? {
                     stopped = true;
                 }
                 Ok(!stopped && read < budget)
