@@ -255,9 +255,8 @@ pub trait WriteTx {
     ) -> Result<Outcome, StoreError>;
 
     /// [`WriteTx::upsert`] for many items at once, in order; one outcome per item. A backend with a
-    /// bulk path (PostgreSQL `COPY`, say) overrides it. SQLite keeps the default: multi-row INSERTs
-    /// measured slower there, because a statement that writes several rows keeps a statement
-    /// journal (a copy of every page it touches).
+    /// bulk path overrides it: PostgreSQL with `COPY`, SQLite with multi-row INSERTs into tables
+    /// and statements that keep no statement journal (`sqlite/bulk.rs`).
     fn upsert_batch(
         &mut self,
         source: &str,

@@ -660,6 +660,7 @@ impl ReputationStore for SqliteStore {
             catalog,
             sources: HashMap::new(),
             tag_sets: TagSetsSeen::default(),
+            marks: Vec::new(),
         })
     }
 
@@ -1028,25 +1029,39 @@ impl ReputationStore for SqliteStore {
     }
 
     fn entry_history(&self, entry_id: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
-        // A change's commit is the first commit mark at or after its number.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, c.op,
-                    (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
-             FROM changes c WHERE c.entry_id = ?1 ORDER BY c.seq DESC LIMIT ?2",
-        )?;
+        // A change's commit is the first commit mark at or after its number. Updates and
+        // deletions come from the index by entry; the insert, the oldest change of an entry (its
+        // id is never reused), from a bounded scan of the log from the entry's mark (migration 28).
+        let tx = self.conn.unchecked_transaction()?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![entry_id, limit])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let seq = r.get::<_, i64>(0)? as u64;
-            let op = ChangeOp::from_code(r.get(1)?)
-                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
-            out.push(HistoryRecord {
-                seq,
-                op,
-                at_us: r.get(2)?,
-            });
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.seq, c.op,
+                        (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
+                 FROM changes c WHERE c.entry_id = ?1 AND c.op != 1 ORDER BY c.seq DESC LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![entry_id, limit])?;
+            while let Some(r) = rows.next()? {
+                out.push(history_record(r)?);
+            }
         }
+        if (out.len() as i64) < limit {
+            let mut stmt = tx.prepare_cached(
+                "SELECT c.seq, c.op,
+                        (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
+                 FROM (SELECT seq, op, entry_id FROM changes
+                       WHERE seq >= coalesce((SELECT seq FROM entry_marks WHERE next_id <= ?1
+                                              ORDER BY next_id DESC LIMIT 1), 0)
+                       ORDER BY seq LIMIT ?2) c
+                 WHERE c.entry_id = ?1 AND c.op = 1",
+            )?;
+            let mut rows = stmt.query(params![entry_id, MARK_SCAN])?;
+            if let Some(r) = rows.next()? {
+                out.push(history_record(r)?);
+            }
+        }
+        tx.finish()?;
         Ok(out)
     }
 
@@ -1141,6 +1156,7 @@ impl ReputationStore for SqliteStore {
         let tx = self.write_transaction()?;
         let upto = upto.min(meta(&tx, "last_seq")?);
         let removed = tx.execute("DELETE FROM changes WHERE seq <= ?1", [upto as i64])?;
+        tx.execute("DELETE FROM entry_marks WHERE seq <= ?1", [upto as i64])?;
         // The commit at or below the horizon stays: it still maps a time to a cursor.
         tx.execute(
             "DELETE FROM commit_times
@@ -1154,6 +1170,18 @@ impl ReputationStore for SqliteStore {
         tx.commit()?;
         Ok(removed as u64)
     }
+}
+
+/// A row `(seq, op, commit time)` of an entry's history.
+fn history_record(r: &rusqlite::Row<'_>) -> Result<HistoryRecord, StoreError> {
+    let seq = r.get::<_, i64>(0)? as u64;
+    let op = ChangeOp::from_code(r.get(1)?)
+        .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+    Ok(HistoryRecord {
+        seq,
+        op,
+        at_us: r.get(2)?,
+    })
 }
 
 fn mark(conn: &Connection, sql: &str, arg: i64) -> Result<Option<CommitMark>, StoreError> {
@@ -1193,11 +1221,26 @@ pub struct SqliteTx<'a> {
     catalog: Arc<Catalog>,
     sources: HashMap<String, i64>,
     tag_sets: TagSetsSeen,
+    /// `entry_marks` rows to write at the commit: `(next_id, seq)`.
+    marks: Vec<(i64, u64)>,
 }
+
+/// Every how many sequence numbers `entry_marks` maps one to the next entry id (migration 28).
+const MARK_EVERY: u64 = 1024;
+
+/// How many changes from its mark an entry's insert is looked for: the next mark is
+/// [`MARK_EVERY`] on, and an entry whose id was handed out before it is logged at most one batch
+/// of writes (256 items, a change each) later; four times that is margin.
+const MARK_SCAN: i64 = 4 * MARK_EVERY as i64;
 
 impl SqliteTx<'_> {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
+        if self.seq % MARK_EVERY == 0 {
+            // Every id from `next_id` on is logged after this number (ids are handed out in
+            // the order their inserts are logged).
+            self.marks.push((self.next_id, self.seq));
+        }
         self.seq
     }
 
@@ -1537,6 +1580,14 @@ impl WriteTx for SqliteTx<'_> {
                  SELECT ?1, max(?2, coalesce((SELECT at FROM commit_times ORDER BY seq DESC LIMIT 1), 0) + 1)",
                 params![self.seq as i64, at],
             )?;
+        }
+        {
+            let mut mark = self.tx.prepare_cached(
+                "INSERT OR REPLACE INTO entry_marks (next_id, seq) VALUES (?1, ?2)",
+            )?;
+            for (next_id, seq) in &self.marks {
+                mark.execute(params![next_id, *seq as i64])?;
+            }
         }
         self.tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'last_seq'",

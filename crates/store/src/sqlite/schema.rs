@@ -695,6 +695,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE tag_sets (id INTEGER PRIMARY KEY, tags BLOB NOT NULL UNIQUE);
     ALTER TABLE assertions ADD COLUMN tag_set INTEGER;
     "#,
+    // 28: an entry's history without an index entry per insert. The index of the change log by
+    // entry (migration 17) keeps its updates and deletions only; an entry's insert is found from
+    // `entry_marks`, a sparse map of the log: every 1,024th sequence number with the id the next
+    // new entry was to get then (`next_id`). Entry ids and their inserts' sequence numbers rise
+    // together (ids are handed out in the order the inserts are logged, and never reused), so an
+    // entry's insert is at or after the mark of the largest `next_id` not above its id, within a
+    // few thousand changes of it. Marks for the log already there: every 1,024th change with the
+    // highest id inserted by then, plus one.
+    r#"
+    DROP INDEX changes_entry;
+    CREATE INDEX changes_entry ON changes (entry_id, seq) WHERE op != 1;
+    CREATE TABLE entry_marks (next_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+    INSERT OR REPLACE INTO entry_marks (next_id, seq)
+        SELECT next_id, seq FROM (
+            SELECT seq,
+                   coalesce(max(CASE WHEN op = 1 THEN entry_id END) OVER (ORDER BY seq), 0) + 1
+                       AS next_id
+            FROM changes)
+        WHERE seq % 1024 = 0
+        ORDER BY seq;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -995,6 +1016,76 @@ mod tests {
             count("SELECT count(*) FROM assertions WHERE tag_set IS NULL"),
             1
         );
+        s.check_integrity().unwrap();
+    }
+
+    /// A change log written before migration 28 (inserts in id order, updates of older entries
+    /// between them, a deletion): after it, every entry's history is still its part of the log,
+    /// its insert found from the marks the migration made.
+    #[test]
+    fn migration_28_marks_the_log_already_there() {
+        use crate::ReputationStore;
+        use crate::types::ChangeOp;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rep.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, "test", 1000, 27).unwrap();
+        let mut log: Vec<(i64, i64, i64)> = Vec::new(); // (seq, op, entry_id)
+        for id in 1..=3000i64 {
+            log.push((log.len() as i64 + 1, 1, id));
+            if id % 3 == 0 {
+                for older in [id / 2, id / 3] {
+                    log.push((log.len() as i64 + 1, 2, older));
+                }
+            }
+        }
+        log.push((log.len() as i64 + 1, 3, 5));
+        let tx = conn.transaction().unwrap();
+        for (seq, op, id) in &log {
+            let value = (*op == 3).then_some("192.0.2.5");
+            tx.execute(
+                "INSERT INTO changes (seq, op, entry_id, kind, value) VALUES (?1, ?2, ?3, 1, ?4)",
+                params![seq, op, id, value],
+            )
+            .unwrap();
+        }
+        let last = log.len() as i64;
+        tx.execute(
+            "INSERT INTO commit_times (seq, at) VALUES (?1, 5000000)",
+            [last],
+        )
+        .unwrap();
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'last_seq'", [last])
+            .unwrap();
+        tx.execute(
+            "UPDATE meta SET value = 3001 WHERE key = 'next_entry_id'",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let s = SqliteStore::open(&path).unwrap();
+        let marks: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM entry_marks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(marks, last / 1024);
+        for id in 1..=3000i64 {
+            let mut expected: Vec<(u64, ChangeOp)> = log
+                .iter()
+                .filter(|c| c.2 == id)
+                .map(|c| (c.0 as u64, ChangeOp::from_code(c.1).unwrap()))
+                .collect();
+            expected.reverse();
+            let history: Vec<(u64, ChangeOp)> = s
+                .entry_history(id, 100)
+                .unwrap()
+                .iter()
+                .map(|h| (h.seq, h.op))
+                .collect();
+            assert_eq!(history, expected, "entry {id}");
+        }
         s.check_integrity().unwrap();
     }
 
