@@ -766,7 +766,9 @@ fn lock_sequence(tx: &mut Transaction<'_>, cache: &Prepared) -> Result<u64, Stor
     let (v, version): (i64, Option<i64>) = (row.get(0), row.get(1));
     if let Some(found) = version.filter(|&v| v > schema::VERSION) {
         return Err(StoreError::TooNew {
-            path: "this PostgreSQL database (migrated by a newer rephub since this one connected)"
+            // Reads "database at the PostgreSQL server this replica writes to (…) has schema …".
+            path: "the PostgreSQL server this replica writes to (migrated by a newer rephub \
+                   since it connected)"
                 .into(),
             found,
             known: schema::VERSION,
