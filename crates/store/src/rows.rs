@@ -97,6 +97,43 @@ impl EntryRow {
     }
 }
 
+/// Every how many sequence numbers `entry_marks` maps one to the id the next new entry was to get
+/// then (SQLite migration 28, PostgreSQL 9): a sparse map of the change log by which an entry's
+/// history finds its insert without an index row per insert.
+pub(crate) const MARK_EVERY: u64 = 1024;
+
+/// How many changes from its mark an entry's insert is looked for. Entry ids are handed out in
+/// the order their inserts are logged and never reused; the next mark is [`MARK_EVERY`] changes
+/// on, and an id handed out before it is logged at most one write batch later (SQLite's
+/// statements of up to 256 rows, a change each; PostgreSQL logs an id as it hands it out). Four
+/// times that is margin.
+pub(crate) const MARK_SCAN: i64 = 4 * MARK_EVERY as i64;
+
+/// The `entry_marks` rows `(next_id, seq)` a write transaction makes, written at its commit.
+#[derive(Debug, Default)]
+pub(crate) struct EntryMarks(Vec<(i64, u64)>);
+
+impl EntryMarks {
+    /// Sequence number `seq` was handed out while `next_id` was the id the next new entry gets:
+    /// every id from `next_id` on is logged after it.
+    pub(crate) fn handed_out(&mut self, seq: u64, next_id: i64) {
+        if seq % MARK_EVERY == 0 {
+            self.0.push((next_id, seq));
+        }
+    }
+
+    /// The rows to write, one per `next_id` (the latest of equal ones: the closer bound, and
+    /// PostgreSQL's upsert may not touch a row twice in one statement).
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let later = self.0.iter().skip(1).map(|m| Some(m.0)).chain([None]);
+        self.0
+            .iter()
+            .zip(later)
+            .filter(|((id, _), next)| *next != Some(*id))
+            .map(|(&(id, seq), _)| (id, seq as i64))
+    }
+}
+
 /// The join [`assertion_tags`] reads from, after the other tables of the FROM clause.
 macro_rules! tag_set_join {
     () => {
@@ -342,6 +379,33 @@ pub(crate) fn page_next(read: usize, limit: usize, last_read: u64, last_seq: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mark every 1,024th number, one row per `next_id`: the latest of equal ones.
+    #[test]
+    fn marks_every_1024th_number_once_per_id() {
+        let mut m = EntryMarks::default();
+        let mut next_id = 1;
+        for seq in 1..=6 * MARK_EVERY {
+            // No entry made between the second and fourth marks.
+            if !(2 * MARK_EVERY..4 * MARK_EVERY).contains(&seq) {
+                next_id += 1;
+            }
+            m.handed_out(seq, next_id);
+        }
+        let rows: Vec<(i64, i64)> = m.rows().collect();
+        let k = MARK_EVERY as i64;
+        assert_eq!(
+            rows,
+            vec![
+                (k + 1, k),
+                (2 * k, 3 * k),
+                (2 * k + 1, 4 * k),
+                (3 * k + 1, 5 * k),
+                (4 * k + 1, 6 * k)
+            ]
+        );
+        assert_eq!(EntryMarks::default().rows().count(), 0);
+    }
 
     /// A `tag_sets` table in memory, counting what it is asked.
     #[derive(Default)]

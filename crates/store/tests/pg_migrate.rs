@@ -94,11 +94,7 @@ fn sqlite_rows(path: &Path) -> BTreeMap<String, Vec<String>> {
     use rusqlite::types::ValueRef;
     let c = rusqlite::Connection::open(path).unwrap();
     let tables: Vec<String> = c
-        // `entry_marks` is SQLite's own (PostgreSQL indexes the change log by entry instead).
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
-             AND name != 'entry_marks'",
-        )
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()

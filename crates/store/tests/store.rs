@@ -172,6 +172,87 @@ backend_suite!(postgres, PgStore);
 mod postgres_replicas {
     use super::*;
 
+    /// A change log written before PostgreSQL migration 9 (the index by entry whole, no marks):
+    /// after it, every entry's history is still its part of the log, inserts found from the
+    /// marks it made. (SQLite's migration 28 has a test of its own in `sqlite/schema.rs`.)
+    #[test]
+    fn migration_9_marks_the_log_already_there() {
+        if !<PgStore as RepBackend>::available() {
+            return;
+        }
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(T0));
+        let (guard, store) = <PgStore as RepBackend>::fresh(clock.clone());
+        drop(store);
+        let mut admin = ::postgres::Client::connect(&guard.conninfo(), ::postgres::NoTls).unwrap();
+        // Back to version 8's shape, with a log of inserts in id order and updates between.
+        admin
+            .batch_execute(
+                "DROP TABLE entry_marks;
+                 DROP INDEX changes_entry;
+                 CREATE INDEX changes_entry ON changes (entry_id, seq);
+                 UPDATE schema_version SET version = 8;",
+            )
+            .unwrap();
+        let mut log: Vec<(i64, i16, i64)> = Vec::new(); // (seq, op, entry_id)
+        for id in 1..=3000i64 {
+            log.push((log.len() as i64 + 1, 1, id));
+            if id % 3 == 0 {
+                for older in [id / 2, id / 3] {
+                    log.push((log.len() as i64 + 1, 2, older));
+                }
+            }
+        }
+        let (seqs, rest): (Vec<i64>, Vec<(i16, i64)>) =
+            log.iter().map(|&(s, o, id)| (s, (o, id))).unzip();
+        let (ops, ids): (Vec<i16>, Vec<i64>) = rest.into_iter().unzip();
+        admin
+            .execute(
+                "INSERT INTO changes (seq, op, entry_id, kind, value)
+                 SELECT s, o, i, 1, NULL FROM unnest($1::bigint[], $2::smallint[], $3::bigint[])
+                     AS u(s, o, i)",
+                &[&seqs, &ops, &ids],
+            )
+            .unwrap();
+        let last = log.len() as i64;
+        admin
+            .execute(
+                "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN $1::bigint ELSE 3001 END
+                 WHERE key IN ('last_seq', 'next_entry_id')",
+                &[&last],
+            )
+            .unwrap();
+        let store = <PgStore as RepBackend>::reopen(&guard, clock);
+        let marks: i64 = admin
+            .query_one("SELECT count(*) FROM entry_marks", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(marks, last / 1024);
+        for id in (1..=3000i64).step_by(7) {
+            let mut expected: Vec<(u64, ChangeOp)> = log
+                .iter()
+                .filter(|c| c.2 == id)
+                .map(|c| {
+                    (
+                        c.0 as u64,
+                        if c.1 == 1 {
+                            ChangeOp::Insert
+                        } else {
+                            ChangeOp::Update
+                        },
+                    )
+                })
+                .collect();
+            expected.reverse();
+            let history: Vec<(u64, ChangeOp)> = store
+                .entry_history(id, 100)
+                .unwrap()
+                .iter()
+                .map(|h| (h.seq, h.op))
+                .collect();
+            assert_eq!(history, expected, "entry {id}");
+        }
+    }
+
     /// A replica that connected before a newer rephub migrated the schema refuses to write
     /// (it would write in the old way), and writes again once the schema is its own.
     #[test]

@@ -31,9 +31,6 @@ use crate::error::StoreError;
 /// Tables only one backend has by design (PostgreSQL keeps its schema version in a table, SQLite in
 /// `PRAGMA user_version`).
 const POSTGRES_ONLY: [&str; 1] = ["schema_version"];
-/// Tables only SQLite has: its sparse map from entry ids to the change log (SQLite migration 28;
-/// PostgreSQL indexes the whole change log by entry instead).
-const SQLITE_ONLY: [&str; 1] = ["entry_marks"];
 /// Tables a new PostgreSQL schema fills; their rows are the source's after the copy.
 const PREFILLED: [&str; 2] = ["meta", "categories"];
 
@@ -150,8 +147,7 @@ fn check_same_tables(source: &rusqlite::Connection, tables: &[String]) -> Result
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
     )?;
     let in_sqlite: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .filter(|t| !matches!(t, Ok(t) if SQLITE_ONLY.contains(&t.as_str())))
+        .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let only_sqlite: Vec<&String> = in_sqlite.iter().filter(|t| !tables.contains(t)).collect();
     let only_pg: Vec<&String> = tables.iter().filter(|t| !in_sqlite.contains(t)).collect();

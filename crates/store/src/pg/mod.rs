@@ -58,9 +58,9 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    ENTRY_COLUMNS, EntryRow, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags, build,
-    decode_tags, emit, entry_at_key, entry_columns, key_range, own_tags, page_next, parse_stored,
-    search_kinds, tag_set_join,
+    ENTRY_COLUMNS, EntryMarks, EntryRow, KeyRange, MARK_SCAN, TagSetQuery, TagSetsSeen,
+    assertion_tags, build, decode_tags, emit, entry_at_key, entry_columns, key_range, own_tags,
+    page_next, parse_stored, search_kinds, tag_set_join,
 };
 use crate::types::{
     Assertion, Change, ChangeOp, ChangePage, ChangeRecord, CommitMark, Decidable, HistoryRecord,
@@ -803,6 +803,7 @@ impl ReputationStore for PgStore {
             catalog,
             sources: HashMap::new(),
             tag_sets: TagSetsSeen::default(),
+            marks: EntryMarks::default(),
         })
     }
 
@@ -1170,25 +1171,45 @@ impl ReputationStore for PgStore {
     }
 
     fn entry_history(&self, entry_id: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+        // As SQLite's: updates and deletions by the index, the insert from the entry's mark.
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.rows(
-            "SELECT c.seq, c.op,
-                    (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
-             FROM changes c WHERE c.entry_id = $1 ORDER BY c.seq DESC LIMIT $2",
-            &[&entry_id, &limit],
-        )?;
-        rows.iter()
-            .map(|r| {
-                let seq = r.get::<_, i64>(0) as u64;
-                let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
-                    .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
-                Ok(HistoryRecord {
-                    seq,
-                    op,
-                    at_us: r.get(2),
+        self.snapshot(|tx, cache| {
+            let stmt = prepared(
+                tx,
+                cache,
+                "SELECT c.seq, c.op,
+                        (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq ORDER BY t.seq LIMIT 1)
+                 FROM changes c WHERE c.entry_id = $1 AND c.op <> 1 ORDER BY c.seq DESC LIMIT $2",
+            )?;
+            let mut rows = tx.query(&stmt, &[&entry_id, &limit])?;
+            if (rows.len() as i64) < limit {
+                let stmt = prepared(
+                    tx,
+                    cache,
+                    "SELECT c.seq, c.op,
+                            (SELECT t.at FROM commit_times t WHERE t.seq >= c.seq
+                             ORDER BY t.seq LIMIT 1)
+                     FROM (SELECT seq, op, entry_id FROM changes
+                           WHERE seq >= coalesce((SELECT seq FROM entry_marks WHERE next_id <= $1
+                                                  ORDER BY next_id DESC LIMIT 1), 0)
+                           ORDER BY seq LIMIT $2) c
+                     WHERE c.entry_id = $1 AND c.op = 1",
+                )?;
+                rows.extend(tx.query(&stmt, &[&entry_id, &MARK_SCAN])?.into_iter().take(1));
+            }
+            rows.iter()
+                .map(|r| {
+                    let seq = r.get::<_, i64>(0) as u64;
+                    let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
+                        .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+                    Ok(HistoryRecord {
+                        seq,
+                        op,
+                        at_us: r.get(2),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     fn stats(&self) -> Result<Stats, StoreError> {
@@ -1282,6 +1303,7 @@ impl ReputationStore for PgStore {
         let mut tx = live(self.client.get_mut(), &self.session, stmts)?.transaction()?;
         let upto = upto.min(lock_sequence(&mut tx, stmts)?) as i64;
         let removed = tx.execute("DELETE FROM changes WHERE seq <= $1", &[&upto])?;
+        tx.execute("DELETE FROM entry_marks WHERE seq <= $1", &[&upto])?;
         // The commit at or below the horizon stays: it still maps a time to a cursor.
         tx.execute(
             "DELETE FROM commit_times
@@ -1417,6 +1439,7 @@ pub struct PgTx<'a> {
     catalog: Catalog,
     sources: HashMap<String, i64>,
     tag_sets: TagSetsSeen,
+    marks: EntryMarks,
 }
 
 impl std::fmt::Debug for PgTx<'_> {
@@ -1431,6 +1454,7 @@ impl std::fmt::Debug for PgTx<'_> {
 impl PgTx<'_> {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
+        self.marks.handed_out(self.seq, self.next_id);
         self.seq
     }
 
@@ -1768,6 +1792,15 @@ impl WriteTx for PgTx<'_> {
             // replica's engine wakes for this commit (see `listen_for_commits`).
             let stmt = self.stmt("SELECT pg_notify('rephub_changes', $1)")?;
             self.tx.execute(&stmt, &[&self.seq.to_string()])?;
+        }
+        let (ids, seqs): (Vec<i64>, Vec<i64>) = self.marks.rows().unzip();
+        if !ids.is_empty() {
+            let stmt = self.stmt(
+                "INSERT INTO entry_marks (next_id, seq)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[])
+                 ON CONFLICT (next_id) DO UPDATE SET seq = excluded.seq",
+            )?;
+            self.tx.execute(&stmt, &[&ids, &seqs])?;
         }
         // Both counters in one statement: a round trip fewer for every commit.
         let stmt = self.stmt(

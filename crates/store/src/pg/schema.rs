@@ -391,6 +391,25 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE assertions ADD COLUMN tag_set bigint;
     "#,
+    // 9: an entry's history without an index row per insert (SQLite's 28): the index by entry
+    // keeps updates and deletions; inserts are found from `entry_marks`, every 1,024th sequence
+    // number with the id the next new entry was to get then (writers hold the sequence lock from
+    // `begin` to the commit, so ids are handed out in the order their inserts are logged). Marks
+    // for the log already there: every 1,024th change with the highest id inserted by then, plus
+    // one.
+    r#"
+    DROP INDEX changes_entry;
+    CREATE INDEX changes_entry ON changes (entry_id, seq) WHERE op <> 1;
+    CREATE TABLE entry_marks (next_id bigint PRIMARY KEY, seq bigint NOT NULL);
+    INSERT INTO entry_marks (next_id, seq)
+        SELECT DISTINCT ON (next_id) next_id, seq FROM (
+            SELECT seq,
+                   coalesce(max(CASE WHEN op = 1 THEN entry_id END) OVER (ORDER BY seq), 0) + 1
+                       AS next_id
+            FROM changes) m
+        WHERE seq % 1024 = 0
+        ORDER BY next_id, seq DESC;
+    "#,
 ];
 
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

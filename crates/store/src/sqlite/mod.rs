@@ -46,9 +46,9 @@ use rephub_model::{
 
 use crate::error::StoreError;
 use crate::rows::{
-    CatalogCache, ENTRY_COLUMNS, EntryRow, KeyRange, TagSetQuery, TagSetsSeen, assertion_tags,
-    build, decode_tags, emit, entry_columns, key_range, own_tags, page_next, search_kinds,
-    tag_set_join,
+    CatalogCache, ENTRY_COLUMNS, EntryMarks, EntryRow, KeyRange, MARK_SCAN, TagSetQuery,
+    TagSetsSeen, assertion_tags, build, decode_tags, emit, entry_columns, key_range, own_tags,
+    page_next, search_kinds, tag_set_join,
 };
 pub(crate) use crate::rows::{entry_at_key, parse_stored};
 use crate::types::{
@@ -660,7 +660,7 @@ impl ReputationStore for SqliteStore {
             catalog,
             sources: HashMap::new(),
             tag_sets: TagSetsSeen::default(),
-            marks: Vec::new(),
+            marks: EntryMarks::default(),
         })
     }
 
@@ -1221,26 +1221,13 @@ pub struct SqliteTx<'a> {
     catalog: Arc<Catalog>,
     sources: HashMap<String, i64>,
     tag_sets: TagSetsSeen,
-    /// `entry_marks` rows to write at the commit: `(next_id, seq)`.
-    marks: Vec<(i64, u64)>,
+    marks: EntryMarks,
 }
-
-/// Every how many sequence numbers `entry_marks` maps one to the next entry id (migration 28).
-const MARK_EVERY: u64 = 1024;
-
-/// How many changes from its mark an entry's insert is looked for: the next mark is
-/// [`MARK_EVERY`] on, and an entry whose id was handed out before it is logged at most one batch
-/// of writes (256 items, a change each) later; four times that is margin.
-const MARK_SCAN: i64 = 4 * MARK_EVERY as i64;
 
 impl SqliteTx<'_> {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        if self.seq % MARK_EVERY == 0 {
-            // Every id from `next_id` on is logged after this number (ids are handed out in
-            // the order their inserts are logged).
-            self.marks.push((self.next_id, self.seq));
-        }
+        self.marks.handed_out(self.seq, self.next_id);
         self.seq
     }
 
@@ -1585,8 +1572,8 @@ impl WriteTx for SqliteTx<'_> {
             let mut mark = self.tx.prepare_cached(
                 "INSERT OR REPLACE INTO entry_marks (next_id, seq) VALUES (?1, ?2)",
             )?;
-            for (next_id, seq) in &self.marks {
-                mark.execute(params![next_id, *seq as i64])?;
+            for (next_id, seq) in self.marks.rows() {
+                mark.execute(params![next_id, seq])?;
             }
         }
         self.tx.execute(
