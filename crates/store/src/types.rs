@@ -81,9 +81,10 @@ impl StoredEntry {
                 .map(|(n, v)| (n, v.to_string()))
                 .collect(),
             sources: self.assertions.iter().map(|a| a.source.as_str()).collect(),
-            // An object's `created` never changes from version to version (STIX 2.1, common properties), so it
-            // is when the entry was made, not its oldest assertion's time (which a rewrite of
-            // every assertion moves); never after `modified`, should a clock have gone back.
+            // An object's `created` never changes from version to version (STIX 2.1, common
+            // properties), so it is when the entry was made, not its oldest assertion's time
+            // (which a rewrite of every assertion moves); never after `modified`, should a clock
+            // have gone back.
             created: self.created_at.min(modified),
             modified,
             expires: self.expires_at,
@@ -106,6 +107,12 @@ impl ChangeOp {
             3 => Some(ChangeOp::Delete),
             _ => None,
         }
+    }
+
+    /// The operation of change `seq` from its stored code; an unknown one is a corrupt record.
+    pub(crate) fn of_change(seq: u64, code: i64) -> Result<ChangeOp, crate::StoreError> {
+        ChangeOp::from_code(code)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("change {seq}: unknown op")))
     }
 }
 

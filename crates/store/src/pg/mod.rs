@@ -734,8 +734,7 @@ fn change_page<C>(
         for r in &rows {
             let seq = r.get::<_, i64>(0) as u64;
             last = seq;
-            let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
-                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            let op = ChangeOp::of_change(seq, r.get::<_, i16>(1).into())?;
             changes.extend(record(r, seq, op)?);
         }
         let next = page_next(rows.len(), limit as usize, last, last_seq);
@@ -1200,11 +1199,9 @@ impl ReputationStore for PgStore {
             rows.iter()
                 .map(|r| {
                     let seq = r.get::<_, i64>(0) as u64;
-                    let op = ChangeOp::from_code(i64::from(r.get::<_, i16>(1)))
-                        .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
                     Ok(HistoryRecord {
+                        op: ChangeOp::of_change(seq, r.get::<_, i16>(1).into())?,
                         seq,
-                        op,
                         at_us: r.get(2),
                     })
                 })

@@ -503,8 +503,7 @@ fn change_page<C>(
             read += 1;
             let seq = r.get::<_, i64>(0)? as u64;
             last = seq;
-            let op = ChangeOp::from_code(r.get(1)?)
-                .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+            let op = ChangeOp::of_change(seq, r.get(1)?)?;
             changes.extend(record(r, seq, op)?);
         }
     }
@@ -1175,8 +1174,7 @@ impl ReputationStore for SqliteStore {
 /// A row `(seq, op, commit time)` of an entry's history.
 fn history_record(r: &rusqlite::Row<'_>) -> Result<HistoryRecord, StoreError> {
     let seq = r.get::<_, i64>(0)? as u64;
-    let op = ChangeOp::from_code(r.get(1)?)
-        .ok_or_else(|| StoreError::Corrupt(format!("change {seq}: unknown op")))?;
+    let op = ChangeOp::of_change(seq, r.get(1)?)?;
     Ok(HistoryRecord {
         seq,
         op,
