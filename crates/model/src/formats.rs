@@ -84,11 +84,14 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-impl<R: BufRead> Iterator for Lines<R> {
-    type Item = Result<(u64, String), LineError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
+impl<R: BufRead> Lines<R> {
+    /// The next line with data, borrowed from the reader's buffer until the next call: what
+    /// [`Iterator::next`] gives, without a copy (an import reads millions of lines).
+    pub fn next_line(&mut self) -> Option<Result<(u64, &str), LineError>> {
+        let data = loop {
+            if self.done {
+                return None;
+            }
             self.buf.clear();
             let n = match self.input.read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
@@ -104,26 +107,42 @@ impl<R: BufRead> Iterator for Lines<R> {
             };
             self.position += n as u64;
             self.line += 1;
-            let line = self.line;
             let text = match std::str::from_utf8(&self.buf) {
                 Ok(t) => t,
                 Err(e) => {
                     return Some(Err(LineError {
-                        line,
+                        line: self.line,
                         reason: format!("not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
                     }));
                 }
             };
-            let text = if line == 1 { strip_bom(text) } else { text };
-            let text = text.strip_suffix('\n').unwrap_or(text);
+            let after_bom = if self.line == 1 {
+                strip_bom(text)
+            } else {
+                text
+            };
+            let start = text.len() - after_bom.len();
+            let text = after_bom.strip_suffix('\n').unwrap_or(after_bom);
             let text = text.strip_suffix('\r').unwrap_or(text);
             let trimmed = text.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
+            if !(trimmed.is_empty() || trimmed.starts_with('#')) {
+                // Where the data lies in the buffer, not a borrow of it: a borrow cannot leave a
+                // loop that clears the buffer on its other turns.
+                break start..start + text.len();
             }
-            return Some(Ok((line, text.to_string())));
-        }
-        None
+        };
+        // Valid UTF-8 (checked above) cut at character boundaries: this cannot fail.
+        let text = std::str::from_utf8(&self.buf[data]).ok()?;
+        Some(Ok((self.line, text)))
+    }
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = Result<(u64, String), LineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_line()
+            .map(|l| l.map(|(line, text)| (line, text.to_string())))
     }
 }
 
@@ -159,34 +178,42 @@ impl<R: BufRead> SmsCsvReader<R> {
     }
 }
 
+impl<R: BufRead> SmsCsvReader<R> {
+    /// The next record handed to `f` as borrowed text: its line number, its address and its
+    /// `(category, value)` pairs, each trimmed, as [`RawRecord`] holds them; a line that does not
+    /// split is the error. No copy of the fields (an import reads millions of lines).
+    pub fn next_with<T>(
+        &mut self,
+        f: impl for<'t> FnOnce(u64, &'t str, &mut dyn Iterator<Item = (&'t str, &'t str)>) -> T,
+    ) -> Option<Result<T, LineError>> {
+        let (line, text) = match self.lines.next_line()? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match split_fields(text, self.separator) {
+            Ok(fields) => {
+                let mut it = fields.iter().map(|f| f.trim());
+                let address = it.next().unwrap_or_default();
+                let mut pairs = std::iter::from_fn(|| {
+                    let cat = it.next()?;
+                    Some((cat, it.next().unwrap_or_default()))
+                });
+                Ok(f(line, address, &mut pairs))
+            }
+            Err(reason) => Err(LineError { line, reason }),
+        })
+    }
+}
+
 impl<R: BufRead> Iterator for SmsCsvReader<R> {
     type Item = Result<RawRecord, LineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (line, text) = match self.lines.next()? {
-            Ok(l) => l,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(
-            split_fields(&text, self.separator)
-                .map_err(|reason| LineError { line, reason })
-                .map(|fields| to_record(fields, line)),
-        )
-    }
-}
-
-fn to_record(fields: Vec<Cow<'_, str>>, line: u64) -> RawRecord {
-    let mut it = fields.iter().map(|f| f.trim().to_string());
-    let address = it.next().unwrap_or_default();
-    let mut pairs = Vec::with_capacity(fields.len() / 2);
-    while let Some(cat) = it.next() {
-        let value = it.next().unwrap_or_default();
-        pairs.push((cat, value));
-    }
-    RawRecord {
-        line,
-        address,
-        pairs,
+        self.next_with(|line, address, pairs| RawRecord {
+            line,
+            address: address.to_string(),
+            pairs: pairs.map(|(c, v)| (c.to_string(), v.to_string())).collect(),
+        })
     }
 }
 

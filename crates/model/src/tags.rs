@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::{format_utc, parse_datetime};
 
+type Fast = foldhash::fast::RandomState;
+
 pub type CategoryId = u32;
 
 /// Longest text value (SMS limit).
@@ -226,15 +228,16 @@ impl Category {
                 Ok(TagValue::Text(raw.to_string()))
             }
             CategoryType::List { values, multiple } => {
-                let parts: Vec<&str> = raw.split(LIST_SEPARATOR).map(str::trim).collect();
-                if parts.len() > 1 && !multiple {
+                let parts = || raw.split(LIST_SEPARATOR).map(str::trim);
+                let count = parts().count();
+                if count > 1 && !multiple {
                     return Err(TagError::NotMultiple {
                         category: name(),
-                        count: parts.len(),
+                        count,
                     });
                 }
-                let mut out: Vec<String> = Vec::with_capacity(parts.len());
-                for p in parts {
+                let mut out: Vec<String> = Vec::with_capacity(count);
+                for p in parts() {
                     // Values are case-sensitive in the SMS; an exact match is required.
                     let Some(v) = values.iter().find(|v| v.as_str() == p) else {
                         return Err(TagError::NotAllowed {
@@ -464,10 +467,12 @@ impl<'a> StoredRef<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     categories: Vec<Category>,
-    by_name: HashMap<String, usize>,
-    by_id: HashMap<CategoryId, usize>,
+    /// foldhash, not SipHash, in all three maps: they are asked for every tag of every imported
+    /// line, and their keys are the catalog's own, never a feed's.
+    by_name: HashMap<String, usize, Fast>,
+    by_id: HashMap<CategoryId, usize, Fast>,
     /// Each list category's allowed values and their places (the stored form of list tags).
-    places: HashMap<CategoryId, HashMap<String, u32>>,
+    places: HashMap<CategoryId, HashMap<String, u32, Fast>, Fast>,
 }
 
 impl Catalog {

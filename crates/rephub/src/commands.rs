@@ -235,6 +235,13 @@ fn sweep(store: &mut AnyStore, quiet: bool) -> anyhow::Result<()> {
 }
 
 fn import(store: &mut AnyStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
+    // Into an empty database, each page written once (see `SqliteStore::begin_bulk_load`).
+    store
+        .bulk_load(|store| import_files(store, a, quiet))
+        .context("switching the journal for a bulk load")?
+}
+
+fn import_files(store: &mut AnyStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
     let mut rejects_file = match &a.rejects {
         Some(p) => Some(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,

@@ -511,6 +511,54 @@ fn reads_do_not_wait_for_a_long_import() {
     );
 }
 
+/// The first import into an empty database writes the database file directly (the rollback
+/// journal, not the WAL); killed after pages have gone into the file, it leaves a journal that
+/// the next opening rolls back: nothing imported, the file sound, and in WAL mode again.
+#[test]
+fn kill_during_a_first_import_leaves_an_empty_database() {
+    let hub = Hub::new();
+    drop(hub.store()); // the schema, no entries
+    let before = std::fs::metadata(hub.db()).unwrap().len();
+    let journal = PathBuf::from(format!("{}-journal", hub.db().display()));
+    let f = big_file(&hub, 400_000);
+    let mut child = spawn_import(&hub, &f);
+    // Wait (at most 60 s) until the small page cache has spilled pages into the database file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut spilled = false;
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let len = std::fs::metadata(hub.db()).unwrap().len();
+        if len > before + (4 << 20) && journal.exists() {
+            spilled = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(spilled, "the kill must come after pages went into the file");
+    assert!(journal.exists(), "a hot journal is left behind");
+
+    let store = hub.store();
+    store.check_integrity().unwrap();
+    assert_eq!(
+        store.stats().unwrap().entries,
+        0,
+        "nothing of the killed import"
+    );
+    drop(store);
+    assert!(!journal.exists(), "rolled back at the opening");
+    assert!(std::fs::metadata(hub.db()).unwrap().len() <= before);
+    // WAL mode again: only a WAL database opens for reading beside a writer.
+    SqliteStore::open_reader(&hub.db(), Default::default()).unwrap();
+
+    // And the import, run again, completes.
+    let o = hub.run(&["import", "--type", "ipv4", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Left in WAL mode by the import itself (before any other opening switches it).
+    SqliteStore::open_reader(&hub.db(), Default::default()).unwrap();
+    assert_eq!(hub.count(), 400_000);
+}
+
 #[test]
 fn kill_during_import_leaves_no_half_applied_transaction() {
     let hub = Hub::new();

@@ -117,6 +117,21 @@ impl AnyStore {
         }
     }
 
+    /// Runs `load` with SQLite's rollback journal if the database is empty and nobody else has it
+    /// open ([`SqliteStore::begin_bulk_load`]), as it is otherwise; the WAL is back afterwards.
+    /// PostgreSQL: `load` as it is.
+    pub fn bulk_load<T>(&mut self, load: impl FnOnce(&mut AnyStore) -> T) -> Result<T, StoreError> {
+        let journal = match self {
+            AnyStore::Sqlite(s) => s.begin_bulk_load()?,
+            AnyStore::Postgres(_) => false,
+        };
+        let out = load(self);
+        if let (true, AnyStore::Sqlite(s)) = (journal, self) {
+            s.end_bulk_load()?;
+        }
+        Ok(out)
+    }
+
     /// Give back the memory a long write filled (SQLite's page cache); PostgreSQL's buffers
     /// belong to the server.
     pub fn release_memory(&self) -> Result<(), StoreError> {

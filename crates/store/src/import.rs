@@ -127,11 +127,10 @@ fn parse_all<R: BufRead>(
                 ','
             };
             let mut reader = SmsCsvReader::new(input, sep);
-            while let Some(rec) = reader.next() {
-                chunk.push(rec.and_then(|r| {
-                    let pairs = r.pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
-                    convert(catalog, opts, opts.kind, &r.address, pairs, r.line)
-                }));
+            while let Some(rec) = reader.next_with(|line, address, pairs| {
+                convert(catalog, opts, opts.kind, address, pairs, line)
+            }) {
+                chunk.push(rec.and_then(|r| r));
                 if chunk.len() == CHUNK && !flush(&mut chunk, reader.position()) {
                     return;
                 }
@@ -140,13 +139,13 @@ fn parse_all<R: BufRead>(
         }
         InputFormat::Plain | InputFormat::Jsonl => {
             let mut lines = Lines::new(input);
-            while let Some(l) = lines.next() {
+            while let Some(l) = lines.next_line() {
                 chunk.push(l.and_then(|(line, text)| {
                     if opts.format == InputFormat::Plain {
-                        return convert(catalog, opts, opts.kind, &text, std::iter::empty(), line);
+                        return convert(catalog, opts, opts.kind, text, std::iter::empty(), line);
                     }
                     let (kind, value, pairs) =
-                        parse_json_line(&text).map_err(|reason| LineError { line, reason })?;
+                        parse_json_line(text).map_err(|reason| LineError { line, reason })?;
                     let pairs = pairs.iter().map(|(c, v)| (c.as_str(), v.as_str()));
                     convert(catalog, opts, kind.or(opts.kind), &value, pairs, line)
                 }));

@@ -2095,6 +2095,42 @@ fn a_writer_that_waits_too_long_gets_busy() {
     other.begin().unwrap();
 }
 
+/// A bulk load takes the rollback journal only into an empty database that nobody else has open,
+/// decides at once, and leaves the database in WAL mode (a reader opens only a WAL database).
+#[test]
+fn a_bulk_load_journal_only_when_empty_and_alone() {
+    let mut d = db::<SqliteStore>();
+    let path = d.guard.path().join("rep.db");
+    let cat = d.store.catalog().unwrap();
+    let journal = path.with_extension("db-journal");
+
+    // Someone else has it open: no switch, and no wait for them (the busy timeout is 30 s).
+    let other = SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
+    let started = std::time::Instant::now();
+    assert!(!d.store.begin_bulk_load().unwrap());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    drop(other);
+
+    // Alone and empty: the rollback journal while the load writes, the WAL again after it.
+    assert!(d.store.begin_bulk_load().unwrap());
+    let mut tx = d.store.begin().unwrap();
+    add(&mut tx, &cat, &e(Kind::Ipv4, "10.0.0.1"));
+    assert!(
+        journal.exists(),
+        "the load writes through the rollback journal"
+    );
+    tx.commit().unwrap();
+    assert!(!journal.exists());
+    d.store.end_bulk_load().unwrap();
+    let reader = SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
+    assert!(reader.get(&e(Kind::Ipv4, "10.0.0.1")).unwrap().is_some());
+    drop(reader);
+
+    // Not empty: no switch.
+    assert!(!d.store.begin_bulk_load().unwrap());
+    SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
+}
+
 #[test]
 fn a_reader_sees_commits_never_waits_and_refuses_writes() {
     let mut d = db::<SqliteStore>();

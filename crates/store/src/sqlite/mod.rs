@@ -90,6 +90,8 @@ pub struct SqliteStore {
     read_only: bool,
     /// The categories, for reading stored tags.
     categories: CatalogCache,
+    /// The busy timeout set last, to restore after a change that must not wait.
+    busy: std::cell::Cell<Duration>,
 }
 
 impl SqliteStore {
@@ -125,6 +127,7 @@ impl SqliteStore {
             clock: opts.clock,
             read_only: false,
             categories: CatalogCache::default(),
+            busy: BUSY_TIMEOUT.into(),
         })
     }
 
@@ -167,6 +170,7 @@ impl SqliteStore {
             clock: opts.clock,
             read_only: true,
             categories: CatalogCache::default(),
+            busy: BUSY_TIMEOUT.into(),
         })
     }
 
@@ -178,6 +182,7 @@ impl SqliteStore {
     /// with "database is locked". 30 s by default.
     pub fn set_busy_timeout(&self, wait: Duration) -> Result<(), StoreError> {
         self.conn.busy_timeout(wait)?;
+        self.busy.set(wait);
         Ok(())
     }
 
@@ -211,6 +216,70 @@ impl SqliteStore {
     pub fn release_memory(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA shrink_memory;")?;
         Ok(())
+    }
+
+    /// Before a bulk load into an empty database: the rollback journal instead of the WAL, until
+    /// [`SqliteStore::end_bulk_load`]. In WAL mode every page of a load is written twice, into the
+    /// log at the commit and from there into the database by the checkpoint (with a second
+    /// `fsync`), and the log file is then deleted; into an empty database the rollback journal
+    /// holds almost nothing (pages past the end of the file have no old content to keep), so each
+    /// page is written once. It is what PostgreSQL does for `COPY` into a table made in the same
+    /// transaction. Durability is the same: `synchronous = EXTRA` also syncs the directory after
+    /// the journal is deleted, which is the commit; a crash or kill before it leaves a journal that
+    /// the next opening rolls back (pages written past the old end are cut off).
+    ///
+    /// The price: the journal mode can change only while no other connection has the database
+    /// open, and until the load ends other processes cannot open it (they wait, then fail as
+    /// busy) where in WAL mode they would read the empty database. So it is taken only when the
+    /// database is empty and nobody else has it open, and `Ok(false)` (nothing changed) otherwise,
+    /// at once: the switch does not wait for others.
+    pub fn begin_bulk_load(&mut self) -> Result<bool, StoreError> {
+        if self.read_only || !self.is_empty()? {
+            return Ok(false);
+        }
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let mode = self
+            .conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| {
+                r.get::<_, String>(0)
+            });
+        self.conn.busy_timeout(self.busy.get())?;
+        match mode.map_err(StoreError::from) {
+            Ok(m) if m.eq_ignore_ascii_case("delete") => {}
+            Ok(_) | Err(StoreError::Busy) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.conn.execute_batch("PRAGMA synchronous = EXTRA")?;
+        // Another process may have written between the first look and the switch.
+        if !self.is_empty()? {
+            self.end_bulk_load()?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Back to the WAL after [`SqliteStore::begin_bulk_load`] (also done by the next opening of
+    /// the database, should this process end first).
+    pub fn end_bulk_load(&mut self) -> Result<(), StoreError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "cannot switch {} back to WAL mode (got {mode})",
+                self.path.display()
+            )));
+        }
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM entries)", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
