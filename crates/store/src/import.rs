@@ -167,15 +167,43 @@ fn parse_all<R: BufRead>(
 
 /// A chunk in the order its writes cost least: the refused lines first, as they came (they are
 /// reported in line order), then the entries by storage key, so that the writer's inserts into
-/// the unique key index go through it front to back instead of at random. The sort is stable:
-/// lines with the same entry keep their order, the later one still written last.
-fn sort_for_writing(chunk: &mut [Item]) {
-    chunk.sort_by(|a, b| match (a, b) {
-        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
-        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
-        (Ok(x), Ok(y)) => (x.item.kind, &x.item.key).cmp(&(y.item.kind, &y.item.key)),
+/// the unique key index go through it front to back instead of at random. Lines with the same
+/// entry keep their order, the later one still written last.
+///
+/// Sorted as a list of small sort keys (the first 8 bytes of the storage key as a number, the
+/// position), the items then moved once into that order: a chunk's items are large, and sorting
+/// them in place moved each of them about log2(8,192) = 13 times, which with the key compares
+/// was a tenth of the parser's time (`perf`, BENCHMARKS.md, issue 20 fourteenth part).
+fn sort_for_writing(chunk: &mut Vec<Item>) {
+    let mut order: Vec<(bool, i64, u64, u32)> = chunk
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Err(_) => (false, 0, 0, i as u32),
+            Ok(p) => (true, p.item.kind, key_prefix(&p.item.key), i as u32),
+        })
+        .collect();
+    let key = |i: u32| match &chunk[i as usize] {
+        Ok(p) => p.item.key.as_slice(),
+        Err(_) => &[],
+    };
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then_with(|| key(a.3).cmp(key(b.3)))
+            .then(a.3.cmp(&b.3))
     });
+    let mut items: Vec<Option<Item>> = chunk.drain(..).map(Some).collect();
+    chunk.extend(order.iter().filter_map(|o| items[o.3 as usize].take()));
+}
+
+/// The first 8 bytes of a storage key as a big-endian number (zeros after a shorter key): ordered
+/// as the keys themselves, except between keys equal in these bytes.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
 }
 
 fn convert<'a>(
@@ -311,5 +339,50 @@ mod tests {
                 (s("b.example"), 1),
             ]
         );
+    }
+
+    /// The sort by small keys orders any chunk as a stable sort of the items by (kind, key) does,
+    /// refusals first: keys of any length, equal in their first 8 bytes or altogether.
+    #[test]
+    fn sorting_by_small_keys_is_the_stable_sort_by_key() {
+        use proptest::prelude::*;
+        let item = |(line, key): (usize, Option<(i64, Vec<u8>)>)| -> Item {
+            match key {
+                None => err(line as u64),
+                Some((kind, key)) => {
+                    let Ok(mut p) = ok("10.0.0.1", line as u64) else {
+                        unreachable!()
+                    };
+                    p.item.kind = kind;
+                    p.item.key = key;
+                    Ok(p)
+                }
+            }
+        };
+        let seen = |chunk: &[Item]| -> Vec<(Option<(i64, Vec<u8>)>, u64)> {
+            chunk
+                .iter()
+                .map(|i| match i {
+                    Ok(p) => (Some((p.item.kind, p.item.key.clone())), p.dropped as u64),
+                    Err(e) => (None, e.line),
+                })
+                .collect()
+        };
+        // Keys from a small alphabet with a common 7-byte start, so that many share a prefix.
+        let key = prop::collection::vec(prop::sample::select(vec![0u8, 1, 255]), 0..12)
+            .prop_map(|tail| [&b"\x01\x02\x03\x04\x05\x06\x07"[..], &tail].concat());
+        let line = prop::option::weighted(0.9, (0i64..3, key));
+        proptest!(|(lines in prop::collection::vec(line, 0..200))| {
+            let mut chunk: Vec<Item> = lines.into_iter().enumerate().map(item).collect();
+            let mut want = seen(&chunk);
+            want.sort_by(|a, b| match (&a.0, &b.0) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => x.cmp(y),
+            });
+            sort_for_writing(&mut chunk);
+            prop_assert_eq!(seen(&chunk), want);
+        });
     }
 }
