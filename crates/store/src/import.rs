@@ -346,6 +346,8 @@ mod tests {
     #[test]
     fn sorting_by_small_keys_is_the_stable_sort_by_key() {
         use proptest::prelude::*;
+        /// An item as the test sees it: (kind, key) or a refusal, and its line.
+        type Seen = (Option<(i64, Vec<u8>)>, u64);
         let item = |(line, key): (usize, Option<(i64, Vec<u8>)>)| -> Item {
             match key {
                 None => err(line as u64),
@@ -359,7 +361,7 @@ mod tests {
                 }
             }
         };
-        let seen = |chunk: &[Item]| -> Vec<(Option<(i64, Vec<u8>)>, u64)> {
+        let seen = |chunk: &[Item]| -> Vec<Seen> {
             chunk
                 .iter()
                 .map(|i| match i {
