@@ -229,8 +229,8 @@ impl SqliteStore {
     /// the next opening rolls back (pages written past the old end are cut off).
     ///
     /// The price: the journal mode can change only while no other connection has the database
-    /// open, and until the load ends other processes cannot open it (they wait, then fail as
-    /// busy) where in WAL mode they would read the empty database. So it is taken only when the
+    /// open, and until the load ends other processes cannot open it (they fail as busy) where in
+    /// WAL mode they would read the empty database. So it is taken only when the
     /// database is empty and nobody else has it open, and `Ok(false)` (nothing changed) otherwise,
     /// at once: the switch does not wait for others.
     pub fn begin_bulk_load(&mut self) -> Result<bool, StoreError> {
