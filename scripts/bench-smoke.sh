@@ -74,7 +74,7 @@ check "bench-propagation.sh (3 replicas)" '^\| 21 \| 1 \|' env PROPAGATION_DB="$
     PROPAGATION_REPLICAS=3 scripts/bench-propagation.sh 21 2
 psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" >/dev/null
 check "bench-replicas.sh" 'PostgreSQL, two replicas \| 2 × 2 \|' scripts/bench-replicas.sh 1 4 1
-check "bench-sms.sh" 'Requests/sec' scripts/bench-sms.sh 2 4
+check "bench-sms.sh" 'spaced adds: 20, latency' env SPACED=20 scripts/bench-sms.sh 2 4
 check "bench-read-during-import.sh" '^\| .* \| 1 \|' env BENCH_DATA="$work/data" BASELINE_SECS=1 CLIENTS=1 PROBE_RATE=10 \
     scripts/bench-read-during-import.sh 2000 1
 check "bench-taxii.sh" '^status: ' scripts/bench-taxii.sh 300 fast

@@ -2,6 +2,9 @@
 # SMS Web API benchmark against a release hub on loopback:
 #  1. /repEntries/import of a 10,000-line SMS file (server time as curl sees it);
 #  2. sustained /repEntries/add with wrk (each request a new IPv4 entry with one tag).
+#  3. SPACED single adds (default 1,000), one every 20 ms on one kept-alive connection, each
+#     answered before the next is sent: the latency of a write that finds the writer idle (what an
+#     alert that must be enforced at once sees), p50 to max.
 #   scripts/bench-sms.sh [SECONDS] [CONNECTIONS]     (defaults: 10, 64); needs wrk (apt-get install wrk)
 # PRESENT=FILE imports FILE (an import file, with the CLI) before the hub starts: the adds then go
 # into a database of that size.
@@ -50,3 +53,26 @@ done = function(summary, latency, requests)
 end
 LUA
 wrk -t"$(( conns < 2 ? 1 : 2 ))" -c"$conns" -d"${secs}s" --latency -s "$work/add.lua" "$url" | sed -n '1,21p'
+
+spaced=${SPACED:-1000}
+echo "## $spaced spaced adds (one every 20 ms, one connection)"
+python3 - "$port" "$key" "$spaced" <<'PY'
+import http.client, sys, time
+port, key, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+ms = []
+for i in range(n):
+    ip = "101.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255)
+    t = time.perf_counter()
+    c.request("GET", "/repEntries/add?ip=%s&TagData=Trend%%20Micro%%20Severity,High" % ip,
+              headers={"X-SMS-API-KEY": key})
+    r = c.getresponse()
+    r.read()
+    ms.append((time.perf_counter() - t) * 1000)
+    assert r.status == 200, r.status
+    time.sleep(0.02)
+ms.sort()
+q = lambda p: ms[min(len(ms) - 1, int(p * len(ms)))]
+print("spaced adds: %d, latency ms: p50 %.2f, p99 %.2f, p99.9 %.2f, max %.2f, over 25 ms: %d"
+      % (n, q(0.5), q(0.99), q(0.999), ms[-1], sum(1 for m in ms if m > 25)))
+PY

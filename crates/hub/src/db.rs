@@ -35,6 +35,9 @@ const IDLE_READERS: usize = 8;
 /// After this long without a job the writer gives back its page cache (see
 /// `AnyStore::release_memory`): an import fills it, an idle hub does not need it.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The log's length in pages at which the writer checkpoints it, after answering (SQLite's own
+/// automatic checkpoint runs at this length, inside the commit).
+const CHECKPOINT_FRAMES: u32 = 1000;
 /// Page cache of a reading connection, MiB (the writer's is the configured `cache_mib`).
 pub(crate) const READER_CACHE_MIB: u32 = 16;
 
@@ -243,6 +246,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// disk the next jobs queue up, so the batch size follows the load by itself. Ends when every
 /// sender is gone (the hub stopped).
 fn writer(mut store: Backend, jobs: &mpsc::Receiver<Job>, written: &(dyn Fn() + Send + Sync)) {
+    // The log is copied back into the database after the answers, not inside the commit that
+    // made it long (which answered 1 write in about 100 tens of milliseconds late on a disk
+    // with a slow `fsync`: BENCHMARKS.md, issue 20 fourteenth part).
+    if let Err(e) = store.defer_checkpoints(CHECKPOINT_FRAMES) {
+        tracing::warn!(error = %e, "deferring checkpoints failed: they stay in the commits");
+    }
     let mut busy = false;
     loop {
         let first = match jobs.recv_timeout(IDLE_RELEASE) {
@@ -277,6 +286,9 @@ fn writer(mut store: Backend, jobs: &mpsc::Receiver<Job>, written: &(dyn Fn() + 
         }
         commit_group(&mut store, changes);
         written();
+        if let Err(e) = store.checkpoint_if_due() {
+            tracing::warn!(error = %e, "checkpoint of the write-ahead log failed");
+        }
     }
 }
 

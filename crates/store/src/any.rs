@@ -132,6 +132,23 @@ impl AnyStore {
         Ok(out)
     }
 
+    /// SQLite: checkpoints out of the commits, when [`AnyStore::checkpoint_if_due`] says
+    /// ([`SqliteStore::defer_checkpoints`]). PostgreSQL checkpoints by itself: nothing to do.
+    pub fn defer_checkpoints(&mut self, frames: u32) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.defer_checkpoints(frames),
+            AnyStore::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// The checkpoint deferred by [`AnyStore::defer_checkpoints`], if it is due.
+    pub fn checkpoint_if_due(&mut self) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.checkpoint_if_due(),
+            AnyStore::Postgres(_) => Ok(false),
+        }
+    }
+
     /// Give back the memory a long write filled (SQLite's page cache); PostgreSQL's buffers
     /// belong to the server.
     pub fn release_memory(&self) -> Result<(), StoreError> {

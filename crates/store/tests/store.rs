@@ -2131,6 +2131,68 @@ fn a_bulk_load_journal_only_when_empty_and_alone() {
     SqliteStore::open_reader(&path, OpenOptions::default()).unwrap();
 }
 
+/// With checkpoints deferred, no commit copies the log into the database (SQLite's automatic
+/// checkpoint would at 1,000 pages); `checkpoint_if_due` does, and only once the log is as long
+/// as asked.
+#[test]
+fn deferred_checkpoints_run_only_when_asked_and_due() {
+    let mut d = db::<SqliteStore>();
+    let path = d.guard.path().join("rep.db");
+    let cat = d.store.catalog().unwrap();
+    let wal = path.with_extension("db-wal");
+    // The log's length in frames (16 KiB pages, a 32-byte header, 24 bytes a frame).
+    let frames = || {
+        (std::fs::metadata(&wal)
+            .map_or(0, |m| m.len())
+            .saturating_sub(32))
+            / (16384 + 24)
+    };
+    let size = || std::fs::metadata(&path).unwrap().len();
+    assert!(
+        !d.store.checkpoint_if_due().unwrap(),
+        "not deferred: nothing to do"
+    );
+    d.store.defer_checkpoints(3000).unwrap();
+    let before = size();
+    let mut n = 0u32;
+    let mut write_until = |store: &mut SqliteStore, want: u64| {
+        for _ in 0..5000 {
+            if frames() > want {
+                return;
+            }
+            let mut tx = store.begin().unwrap();
+            for _ in 0..50 {
+                n += 1;
+                add(
+                    &mut tx,
+                    &cat,
+                    &e(
+                        Kind::Ipv4,
+                        &std::net::Ipv4Addr::from(0x0a00_0000 + n).to_string(),
+                    ),
+                );
+            }
+            tx.commit().unwrap();
+        }
+        panic!("the log never reached {want} frames");
+    };
+    write_until(&mut d.store, 1100);
+    assert_eq!(size(), before, "a commit past 1,000 pages checkpointed");
+    assert!(!d.store.checkpoint_if_due().unwrap(), "not due below 3,000");
+    assert_eq!(size(), before);
+    write_until(&mut d.store, 3100);
+    assert_eq!(size(), before);
+    assert!(d.store.checkpoint_if_due().unwrap());
+    assert!(
+        size() > before,
+        "the checkpoint copied the log into the database"
+    );
+    assert!(
+        !d.store.checkpoint_if_due().unwrap(),
+        "done until the log is long again"
+    );
+}
+
 #[test]
 fn a_reader_sees_commits_never_waits_and_refuses_writes() {
     let mut d = db::<SqliteStore>();

@@ -32,6 +32,7 @@ mod telemetry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -92,6 +93,16 @@ pub struct SqliteStore {
     categories: CatalogCache,
     /// The busy timeout set last, to restore after a change that must not wait.
     busy: std::cell::Cell<Duration>,
+    /// With checkpoints deferred ([`SqliteStore::defer_checkpoints`]).
+    wal: Option<Arc<WalLength>>,
+}
+
+/// The log's length in frames after the last commit, as the WAL hook last saw it, and the length
+/// at which a checkpoint is due.
+#[derive(Debug)]
+struct WalLength {
+    seen: AtomicI32,
+    due: i32,
 }
 
 impl SqliteStore {
@@ -128,6 +139,7 @@ impl SqliteStore {
             read_only: false,
             categories: CatalogCache::default(),
             busy: BUSY_TIMEOUT.into(),
+            wal: None,
         })
     }
 
@@ -171,6 +183,7 @@ impl SqliteStore {
             read_only: true,
             categories: CatalogCache::default(),
             busy: BUSY_TIMEOUT.into(),
+            wal: None,
         })
     }
 
@@ -280,6 +293,45 @@ impl SqliteStore {
             .query_row("SELECT NOT EXISTS (SELECT 1 FROM entries)", [], |r| {
                 r.get(0)
             })?)
+    }
+
+    /// Checkpoints no longer inside a commit but when [`SqliteStore::checkpoint_if_due`] is called,
+    /// once the log holds `frames` pages (SQLite's automatic checkpoint runs at 1,000).
+    ///
+    /// SQLite copies the log back into the database inside the commit that takes it past the
+    /// threshold: that commit returns only after the copy and an `fsync` of the database file,
+    /// although it was durable before them (its frames were synced into the log). A writer that
+    /// answers its callers first and then calls `checkpoint_if_due` (the hub's writer thread)
+    /// keeps that work out of every write's acknowledgement, and still does it on its own
+    /// connection, between its transactions: never while another of its commits syncs the log.
+    pub fn defer_checkpoints(&mut self, frames: u32) -> Result<(), StoreError> {
+        let wal = Arc::new(WalLength {
+            seen: AtomicI32::new(0),
+            due: i32::try_from(frames).unwrap_or(i32::MAX),
+        });
+        let hook = Arc::clone(&wal);
+        // Registering a WAL hook replaces the automatic checkpoint.
+        self.conn
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                hook.seen.store(pages, Ordering::Relaxed);
+                Ok(())
+            }))?;
+        self.wal = Some(wal);
+        Ok(())
+    }
+
+    /// A passive checkpoint if the log has reached the length given to
+    /// [`SqliteStore::defer_checkpoints`] (and nothing otherwise): `Ok(true)` if one ran.
+    pub fn checkpoint_if_due(&mut self) -> Result<bool, StoreError> {
+        match &self.wal {
+            Some(wal) if wal.seen.load(Ordering::Relaxed) >= wal.due => {
+                wal.seen.store(0, Ordering::Relaxed);
+            }
+            _ => return Ok(false),
+        }
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(true)
     }
 
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
