@@ -514,3 +514,47 @@ async fn https_with_a_self_signed_certificate() {
             .unwrap_or(true)
     );
 }
+
+/// The hub's writer checkpoints the log after answering: an import that makes the log long
+/// reaches the database file with no other process involved (the hub's WAL hook replaces
+/// SQLite's automatic checkpoint, so without the writer's own the pages would stay in the log).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_writer_checkpoints_a_long_log_after_answering() {
+    if common::on_postgres() {
+        eprintln!("skipped on PostgreSQL: it has no SQLite log to checkpoint");
+        return;
+    }
+    let h = Hub::start_with(common::http_only).await;
+    let db = h.dir.path().join("rephub.db");
+    let size = || std::fs::metadata(&db).unwrap().len();
+    let before = size();
+    // About 3,000 pages of 16 KiB: three times the length at which a checkpoint is due.
+    let mut file = String::with_capacity(400_000 * 14);
+    for i in 0..400_000u32 {
+        let [_, b, c, d] = i.to_be_bytes();
+        file.push_str(&format!("10.{b}.{c}.{d}\n"));
+    }
+    let form = reqwest::multipart::Form::new().text("type", "ipv4").part(
+        "file",
+        reqwest::multipart::Part::bytes(file.into_bytes()).file_name("big.txt"),
+    );
+    let (s, body) = text(
+        h.http
+            .post(h.url("/repEntries/import"))
+            .header("X-SMS-API-KEY", ADMIN)
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for _ in 0..100 {
+        if size() > before + (8 << 20) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let wal = std::fs::metadata(h.dir.path().join("rephub.db-wal")).map_or(0, |m| m.len());
+    panic!(
+        "the database file stayed at {} bytes (from {before}), the log at {wal}: not checkpointed",
+        size()
+    );
+}

@@ -236,9 +236,16 @@ fn sweep(store: &mut AnyStore, quiet: bool) -> anyhow::Result<()> {
 
 fn import(store: &mut AnyStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {
     // Into an empty database, each page written once (see `SqliteStore::begin_bulk_load`).
-    store
+    let (status, back) = store
         .bulk_load(|store| import_files(store, a, quiet))
-        .context("switching the journal for a bulk load")?
+        .context("switching the journal for a bulk load")?;
+    if let Some(e) = back {
+        // What was imported is committed; the next opening of the database switches it back.
+        eprintln!(
+            "warning: the database stays in rollback-journal mode until it is next opened: {e}"
+        );
+    }
+    status
 }
 
 fn import_files(store: &mut AnyStore, a: ImportArgs, quiet: bool) -> anyhow::Result<Status> {

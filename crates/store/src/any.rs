@@ -119,17 +119,23 @@ impl AnyStore {
 
     /// Runs `load` with SQLite's rollback journal if the database is empty and nobody else has it
     /// open ([`SqliteStore::begin_bulk_load`]), as it is otherwise; the WAL is back afterwards.
-    /// PostgreSQL: `load` as it is.
-    pub fn bulk_load<T>(&mut self, load: impl FnOnce(&mut AnyStore) -> T) -> Result<T, StoreError> {
+    /// PostgreSQL: `load` as it is. Returns what `load` did, and the error of switching back to
+    /// the WAL if that failed: `load`'s writes are not undone by it (the next opening of the
+    /// database switches back), so it must not hide them.
+    pub fn bulk_load<T>(
+        &mut self,
+        load: impl FnOnce(&mut AnyStore) -> T,
+    ) -> Result<(T, Option<StoreError>), StoreError> {
         let journal = match self {
             AnyStore::Sqlite(s) => s.begin_bulk_load()?,
             AnyStore::Postgres(_) => false,
         };
         let out = load(self);
-        if let (true, AnyStore::Sqlite(s)) = (journal, self) {
-            s.end_bulk_load()?;
-        }
-        Ok(out)
+        let back = match (journal, self) {
+            (true, AnyStore::Sqlite(s)) => s.end_bulk_load().err(),
+            _ => None,
+        };
+        Ok((out, back))
     }
 
     /// SQLite: checkpoints out of the commits, when [`AnyStore::checkpoint_if_due`] says

@@ -2193,6 +2193,29 @@ fn deferred_checkpoints_run_only_when_asked_and_due() {
     );
 }
 
+/// Deferred checkpoints still bound the log: a writer that commits many times without asking
+/// (a long sweep) gets a checkpoint inside the commit at ten times the due length.
+#[test]
+fn a_log_ten_times_due_checkpoints_in_the_commit() {
+    let mut d = db::<SqliteStore>();
+    let path = d.guard.path().join("rep.db");
+    let cat = d.store.catalog().unwrap();
+    d.store.defer_checkpoints(50).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for n in 0..3000u32 {
+        if std::fs::metadata(&path).unwrap().len() > before {
+            return;
+        }
+        let mut tx = d.store.begin().unwrap();
+        for k in 0..50 {
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + n * 50 + k);
+            add(&mut tx, &cat, &e(Kind::Ipv4, &ip.to_string()));
+        }
+        tx.commit().unwrap();
+    }
+    panic!("3,000 commits and the log never went into the database");
+}
+
 #[test]
 fn a_reader_sees_commits_never_waits_and_refuses_writes() {
     let mut d = db::<SqliteStore>();

@@ -97,6 +97,10 @@ pub struct SqliteStore {
     wal: Option<Arc<WalLength>>,
 }
 
+/// With checkpoints deferred, a commit still checkpoints itself when the log has this many times
+/// the due length (see [`SqliteStore::defer_checkpoints`]).
+const INLINE_CHECKPOINT: i32 = 10;
+
 /// The log's length in frames after the last commit, as the WAL hook last saw it, and the length
 /// at which a checkpoint is due.
 #[derive(Debug)]
@@ -242,8 +246,8 @@ impl SqliteStore {
     /// the next opening rolls back (pages written past the old end are cut off).
     ///
     /// The price: the journal mode can change only while no other connection has the database
-    /// open, and until the load ends other processes cannot open it (they fail as busy) where in
-    /// WAL mode they would read the empty database. So it is taken only when the
+    /// open, and until the load ends other processes cannot open it (they fail as busy, at once
+    /// or after their busy timeout) where in WAL mode they would read the empty database. So it is taken only when the
     /// database is empty and nobody else has it open, and `Ok(false)` (nothing changed) otherwise,
     /// at once: the switch does not wait for others.
     pub fn begin_bulk_load(&mut self) -> Result<bool, StoreError> {
@@ -310,12 +314,22 @@ impl SqliteStore {
             due: i32::try_from(frames).unwrap_or(i32::MAX),
         });
         let hook = Arc::clone(&wal);
-        // Registering a WAL hook replaces the automatic checkpoint.
-        self.conn
-            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+        // Registering a WAL hook replaces the automatic checkpoint. A job that commits many
+        // times before its writer gets to `checkpoint_if_due` (a sweep of millions of expired
+        // entries, 10,000 a transaction) would grow the log without end: at ten times the due
+        // length the commit checkpoints itself, as SQLite would have.
+        self.conn.wal_hook(Some(
+            move |w: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
                 hook.seen.store(pages, Ordering::Relaxed);
+                if pages >= hook.due.saturating_mul(INLINE_CHECKPOINT) {
+                    hook.seen.store(0, Ordering::Relaxed);
+                    // Passive, like SQLite's own; its failure must not fail the commit, which
+                    // has happened (SQLite reports a hook's error as the commit's).
+                    let _ = w.checkpoint();
+                }
                 Ok(())
-            }))?;
+            },
+        ))?;
         self.wal = Some(wal);
         Ok(())
     }
