@@ -91,8 +91,6 @@ pub struct SqliteStore {
     read_only: bool,
     /// The categories, for reading stored tags.
     categories: CatalogCache,
-    /// The busy timeout set last, to restore after a change that must not wait.
-    busy: std::cell::Cell<Duration>,
     /// With checkpoints deferred ([`SqliteStore::defer_checkpoints`]).
     wal: Option<Arc<WalLength>>,
 }
@@ -142,7 +140,6 @@ impl SqliteStore {
             clock: opts.clock,
             read_only: false,
             categories: CatalogCache::default(),
-            busy: BUSY_TIMEOUT.into(),
             wal: None,
         })
     }
@@ -186,7 +183,6 @@ impl SqliteStore {
             clock: opts.clock,
             read_only: true,
             categories: CatalogCache::default(),
-            busy: BUSY_TIMEOUT.into(),
             wal: None,
         })
     }
@@ -199,7 +195,6 @@ impl SqliteStore {
     /// with "database is locked". 30 s by default.
     pub fn set_busy_timeout(&self, wait: Duration) -> Result<(), StoreError> {
         self.conn.busy_timeout(wait)?;
-        self.busy.set(wait);
         Ok(())
     }
 
@@ -254,13 +249,13 @@ impl SqliteStore {
         if self.read_only || !self.is_empty()? {
             return Ok(false);
         }
-        self.conn.busy_timeout(Duration::ZERO)?;
+        // Leaving WAL mode takes the exclusive lock without calling the busy handler: with another
+        // connection open this fails at once, whatever the busy timeout.
         let mode = self
             .conn
             .query_row("PRAGMA journal_mode = DELETE", [], |r| {
                 r.get::<_, String>(0)
             });
-        self.conn.busy_timeout(self.busy.get())?;
         match mode.map_err(StoreError::from) {
             Ok(m) if m.eq_ignore_ascii_case("delete") => {}
             Ok(_) | Err(StoreError::Busy) => return Ok(false),
