@@ -887,6 +887,48 @@ async fn large_answers_are_streamed_whole() {
     );
 }
 
+/// A delta of a few lines goes out as it is, with its length: compressing it cost more than
+/// sending it (one write answers every long-polling device at once). A larger one, still
+/// rendered in one buffer, is compressed.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_answers_go_uncompressed_with_their_length() {
+    let h = Hub::start().await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    let get = |cursor: u64| {
+        h.http
+            .get(h.url(&format!("/api/v1/sync?cursor={cursor}&wait=0")))
+            .bearer_auth(&token)
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    h.add(json!([{"value": "192.0.2.7", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    let r = get(snap.cursor).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("content-encoding"), None);
+    let length: usize = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = r.text().await.unwrap();
+    assert_eq!(body.len(), length);
+    assert!(body.contains("192.0.2.7"), "{body}");
+    // 300 lines (about 25 KiB): over the threshold, compressed.
+    let entries: Vec<Value> = (0..300)
+        .map(|i| json!({"value": format!("10.9.{}.{}", i / 256, i % 256), "tags": {"Trend Micro Severity": "High"}}))
+        .collect();
+    h.add(Value::Array(entries)).await;
+    let r = get(snap.cursor).await.unwrap();
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_entries_leave_the_devices() {
     let h = Hub::start_with(|c, _| c.sweep_secs = 1).await;

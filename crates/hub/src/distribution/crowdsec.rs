@@ -333,7 +333,7 @@ async fn stream(
         lines,
         move |out| render(&decisions, out),
         move || {
-            done_state.record_progress(id, next, None);
+            done_state.record_progress(&hash, id, next, None);
             done_state.mark_synced(&hash);
         },
     );

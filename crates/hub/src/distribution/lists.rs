@@ -263,7 +263,7 @@ async fn list(
         limit.map_or("all".into(), |l| l.to_string())
     );
     if let Principal::Device(hash, d) = &who {
-        state.record_progress(d.id, cursor, None);
+        state.record_progress(hash, d.id, cursor, None);
         state.mark_synced(hash);
     }
     let not_modified = headers

@@ -167,7 +167,7 @@ async fn zone(
     };
     let serial = engine.last_change(profile).unwrap_or(0);
     if let Principal::Device(hash, d) = &who {
-        state.record_progress(d.id, serial, None);
+        state.record_progress(hash, d.id, serial, None);
         state.mark_synced(hash);
     }
     let refresh = state.config().rpz_refresh_secs;

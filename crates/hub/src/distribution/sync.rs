@@ -88,7 +88,7 @@ async fn sync(
         Some(e) => Some(e.to_string()),
     };
     // What the device asks from is what it has applied.
-    state.record_progress(device.id, cursor.unwrap_or(0), error);
+    state.record_progress(&token_hash, device.id, cursor.unwrap_or(0), error);
     let cursor = if device.pending { None } else { cursor };
     let engine = state.engine();
     let mut changes = engine.subscribe();
@@ -140,7 +140,7 @@ async fn sync(
             upserts, deletes, ..
         } => upserts.len() + deletes.len(),
     };
-    let body = crate::http::chunked::sized(lines, move |out| render(&answer, &names, out), || {});
+    let body = crate::http::chunked::sized_whole(lines, move |out| render(&answer, &names, out));
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 

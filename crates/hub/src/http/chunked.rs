@@ -86,6 +86,19 @@ pub(crate) fn sized(
     Body::from_stream(whole.chain(then(done, || true)))
 }
 
+/// [`sized`] for an answer with nothing to do once it is sent (a device's sync): a small one is
+/// one buffer of known length — sent with a `Content-Length`, and left uncompressed (see the
+/// compression layer in `app`).
+pub(crate) fn sized_whole(
+    lines: usize,
+    render: impl FnOnce(&mut Chunks<'_>) + Send + 'static,
+) -> Body {
+    if lines > INLINE_LINES {
+        return body(render, || {});
+    }
+    Body::from(render_to_vec(render))
+}
+
 /// An empty stream that runs `done` when it is polled — chained after an answer's chunks, that
 /// is once the connection has taken them all — if `complete` says the answer was whole.
 fn then(
