@@ -8,6 +8,11 @@
 //! as replicas (docs/postgresql.md): `PROPAGATION_REPLICAS` of them (default 2). With two, the
 //! devices long-poll replica A and the entry is written through replica B; with more, the devices
 //! are spread over every replica and the entry is written through the last one.
+//!
+//! With `PROPAGATION_H2` set to a number of streams (at most 200, the hub's limit per
+//! connection), the devices' requests go over HTTP/2 (cleartext, prior knowledge), that many to a
+//! connection — as behind a proxy that multiplexes devices onto a few connections to the hub
+//! (docs/operations.md). This is how more devices than a process may open files can poll one hub.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -111,6 +116,26 @@ async fn main() {
         .pool_max_idle_per_host(usize::MAX)
         .build()
         .expect("client");
+    // The devices' clients: this one (a connection per request in flight), or with HTTP/2 one
+    // client — one connection — per `streams` devices.
+    let streams: Option<usize> = std::env::var("PROPAGATION_H2")
+        .ok()
+        .map(|s| s.parse().expect("PROPAGATION_H2: streams per connection"));
+    let device_http: Vec<reqwest::Client> = match streams {
+        None => vec![http.clone()],
+        Some(s) => (0..n.div_ceil(s.max(1)))
+            .map(|_| {
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .expect("client")
+            })
+            .collect(),
+    };
+    let client = |i: usize| match streams {
+        None => device_http[0].clone(),
+        Some(s) => device_http[i / s.max(1)].clone(),
+    };
     for other in &bases[1..] {
         // Bounded: each replica answers within 30 s or the benchmark stops.
         let ready = async {
@@ -151,37 +176,71 @@ async fn main() {
         json!({"name": "p", "filters": ["block High"]}),
     )
     .await;
-    let mut tokens = Vec::with_capacity(n);
+    // Registered 16 at a time (the hub commits concurrent writes together).
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let mut registering = tokio::task::JoinSet::new();
     for i in 0..n {
-        let d = post(
-            "/api/v1/devices",
-            json!({"name": format!("dev{i}"), "profile": "p"}),
-        )
-        .await;
-        tokens.push(d["token"].as_str().expect("token").to_string());
-    }
-    let mut cursor = 0u64;
-    // A device's first sync after its profile is distributed to it is a snapshot, answered at
-    // once: take it, so that the rounds below measure parked polls.
-    for (i, t) in tokens.iter().enumerate() {
-        // Bounded: a device registered on A reaches the other replicas within 30 s.
-        let mut body = String::new();
-        for _ in 0..300 {
+        let (http, limit, url, key) = (
+            http.clone(),
+            limit.clone(),
+            format!("{base}/api/v1/devices"),
+            key.clone(),
+        );
+        registering.spawn(async move {
+            let _permit = limit.acquire().await.expect("semaphore");
             let r = http
-                .get(format!("{}/api/v1/sync?wait=0", device_base(i)))
-                .bearer_auth(t)
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"name": format!("dev{i}"), "profile": "p"}))
                 .send()
                 .await
-                .expect("first sync");
-            if r.status().is_success() {
-                body = r.text().await.expect("body");
-                break;
+                .expect("register");
+            assert!(r.status().is_success(), "{}", r.status());
+            let d: Value = r.json().await.expect("json");
+            (i, d["token"].as_str().expect("token").to_string())
+        });
+    }
+    let mut tokens = vec![String::new(); n];
+    while let Some(done) = registering.join_next().await {
+        let (i, t) = done.expect("registration");
+        tokens[i] = t;
+    }
+    // A device's first sync after its profile is distributed to it is a snapshot, answered at
+    // once: take it, so that the rounds below measure parked polls.
+    let mut first = tokio::task::JoinSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let (http, limit, t) = (client(i), limit.clone(), t.clone());
+        let url = format!("{}/api/v1/sync?wait=0", device_base(i));
+        first.spawn(async move {
+            let _permit = limit.acquire().await.expect("semaphore");
+            // Bounded: a device registered on A reaches the other replicas within 30 s.
+            for _ in 0..300 {
+                let r = http
+                    .get(&url)
+                    .bearer_auth(&t)
+                    .send()
+                    .await
+                    .expect("first sync");
+                if r.status().is_success() {
+                    let body = r.text().await.expect("body");
+                    let head: Value =
+                        serde_json::from_str(body.lines().next().unwrap_or("{}")).expect("json");
+                    return head["cursor"].as_u64().expect("cursor");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(!body.is_empty(), "device {i} never synced");
-        let head: Value = serde_json::from_str(body.lines().next().unwrap_or("{}")).expect("json");
-        cursor = cursor.max(head["cursor"].as_u64().expect("cursor"));
+            panic!("device {i} never synced");
+        });
+    }
+    let mut cursor = 0u64;
+    while let Some(c) = first.join_next().await {
+        cursor = cursor.max(c.expect("first sync"));
+    }
+    if let Some(s) = streams {
+        println!(
+            "HTTP/2: {n} devices over {} connections of up to {s} streams\n",
+            device_http.len()
+        );
     }
     match replicas {
         1 => {}
@@ -199,7 +258,7 @@ async fn main() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
         for (i, t) in tokens.iter().enumerate() {
             let (http, tx, url, t) = (
-                http.clone(),
+                client(i),
                 tx.clone(),
                 format!("{}/api/v1/sync?cursor={cursor}&wait=120", device_base(i)),
                 t.clone(),
@@ -236,7 +295,7 @@ async fn main() {
     // Idle: every device parked, nothing changes.
     for (i, t) in tokens.iter().enumerate() {
         let (http, url, t) = (
-            http.clone(),
+            client(i),
             format!("{}/api/v1/sync?cursor={cursor}&wait=60", device_base(i)),
             t.clone(),
         );

@@ -887,6 +887,75 @@ async fn large_answers_are_streamed_whole() {
     );
 }
 
+/// Devices behind a proxy that multiplexes them onto HTTP/2 connections to the hub (cleartext,
+/// prior knowledge): several long-polls parked on one connection, each woken by one write.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_polls_share_an_http2_connection() {
+    let h = Hub::start().await;
+    let first = h.setup().await;
+    let mut tokens = vec![first];
+    for i in 2..=3 {
+        let d = h
+            .post(
+                "/api/v1/devices",
+                json!({"name": format!("fw{i}"), "profile": "perimeter"}),
+            )
+            .await;
+        tokens.push(d["token"].as_str().unwrap().to_string());
+    }
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let mut cursor = 0;
+    for t in &tokens {
+        let r = h2
+            .get(h.url("/api/v1/sync?wait=0"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = r.text().await.unwrap();
+        let head: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+        assert_eq!(head["snapshot"], true);
+        cursor = head["cursor"].as_u64().unwrap();
+    }
+    let parked: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let (h2, url, t) = (
+                h2.clone(),
+                h.url(&format!("/api/v1/sync?cursor={cursor}&wait=20")),
+                t.clone(),
+            );
+            tokio::spawn(async move {
+                let r = h2.get(url).bearer_auth(t).send().await.unwrap();
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                r.text().await.unwrap()
+            })
+        })
+        .collect();
+    // Until all three are parked (the hub's gauge), bounded.
+    for _ in 0..100 {
+        if h.metrics().await.contains("rephub_sync_polls_waiting 3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.add(json!([{"value": "192.0.2.99", "tags": {"Trend Micro Severity": "High"}}]))
+        .await;
+    for p in parked {
+        let body = tokio::time::timeout(Duration::from_secs(10), p)
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(body.contains("192.0.2.99"), "{body}");
+    }
+}
+
 /// A delta of a few lines goes out as it is, with its length: compressing it cost more than
 /// sending it (one write answers every long-polling device at once). A larger one, still
 /// rendered in one buffer, is compressed.

@@ -58,11 +58,11 @@ async fn register_device(State(state): State<AppState>, b: Bytes) -> ApiResult<R
     let profile = profile_id(&state, d.profile.clone()).await?;
     let token = new_key().replacen("rh_", "rhd_", 1);
     let hash = hash_key(&token);
-    let n = name.clone();
-    let row = state
-        .exec(move |s| s.add_device(&n, &hash, profile))
-        .await??;
-    state.changed(Changed::Devices).await?;
+    let (n, h) = (name.clone(), hash.clone());
+    let row = state.exec(move |s| s.add_device(&n, &h, profile)).await??;
+    state
+        .device_registered(hash, row.id, name.clone(), profile)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": row.id, "name": name, "profile": d.profile, "token": token})),
