@@ -178,6 +178,7 @@ async fn main() {
     .await;
     // Registered 16 at a time (the hub commits concurrent writes together).
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let began = Instant::now();
     let mut registering = tokio::task::JoinSet::new();
     for i in 0..n {
         let (http, limit, url, key) = (
@@ -236,6 +237,10 @@ async fn main() {
     while let Some(c) = first.join_next().await {
         cursor = cursor.max(c.expect("first sync"));
     }
+    println!(
+        "{n} devices registered and given their first snapshot in {:.1} s\n",
+        began.elapsed().as_secs_f64()
+    );
     if let Some(s) = streams {
         println!(
             "HTTP/2: {n} devices over {} connections of up to {s} streams\n",

@@ -67,6 +67,11 @@ struct Inner {
     engine: Arc<Engine>,
     /// Devices by token hash.
     devices: Mutex<HashMap<Vec<u8>, Device>>,
+    /// Held while the devices are read again and replaced, and while a new one is added: a
+    /// reading that started before a device's registration committed replaces the devices before
+    /// the new one is added, never after (which lost the device until the next reading, and its
+    /// token was refused meanwhile); two readings replace in the order they read.
+    devices_reading: tokio::sync::Mutex<()>,
     metrics: crate::metrics::Metrics,
     /// Cursors devices reported since the last flush: `device id → (cursor, when)`. Kept in memory
     /// and written every few seconds, so that a thousand polling devices are not a thousand writes.
@@ -190,6 +195,7 @@ impl AppState {
                 engine,
                 metrics: crate::metrics::Metrics::default(),
                 devices: Mutex::new(HashMap::new()),
+                devices_reading: tokio::sync::Mutex::new(()),
                 progress: Mutex::new(HashMap::new()),
                 sources: crate::scheduler::Registry::led(lease.clone()),
                 targets: crate::scheduler::Registry::led(lease.clone()),
@@ -354,7 +360,10 @@ impl AppState {
             pending: true,
             cursor: 0,
         };
-        lock(&self.inner.devices).insert(token_hash, device);
+        {
+            let _reading = self.inner.devices_reading.lock().await;
+            lock(&self.inner.devices).insert(token_hash, device);
+        }
         self.announce(crate::changed::Changed::Devices).await
     }
 
@@ -461,6 +470,7 @@ impl AppState {
     }
 
     pub(crate) async fn reload_devices(&self) -> Result<(), HubError> {
+        let _reading = self.inner.devices_reading.lock().await;
         let rows = self.read(|s| s.devices()).await??;
         let mut devices = lock(&self.inner.devices);
         // A device that synced here with the same profile stays synced, though the database

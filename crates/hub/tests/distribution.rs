@@ -887,6 +887,53 @@ async fn large_answers_are_streamed_whole() {
     );
 }
 
+/// Devices registered while a profile is distributed (which reads every device again): each new
+/// device's token works at once. (A registration adds its device in memory; a reading that
+/// started before it committed must not replace the devices after that — `devices_reading`.
+/// That window is narrow: this test would catch it only by chance.)
+#[tokio::test(flavor = "multi_thread")]
+async fn devices_registered_during_distributions_are_known_at_once() {
+    let h = std::sync::Arc::new(Hub::start().await);
+    h.setup().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let hub = h.clone();
+        tasks.spawn(async move {
+            let d = hub
+                .post(
+                    "/api/v1/devices",
+                    json!({"name": format!("new{i}"), "profile": "perimeter"}),
+                )
+                .await;
+            Some(d["token"].as_str().unwrap().to_string())
+        });
+        let hub = h.clone();
+        tasks.spawn(async move {
+            hub.post(
+                "/api/v1/distributions",
+                json!({"profile": "perimeter", "devices": ["fw1"]}),
+            )
+            .await;
+            None
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(t) = tasks.join_next().await {
+        tokens.extend(t.unwrap());
+    }
+    assert_eq!(tokens.len(), 40);
+    for t in tokens {
+        let r = h
+            .http
+            .get(h.url("/api/v1/sync?wait=0"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
+
 /// Devices behind a proxy that multiplexes them onto HTTP/2 connections to the hub (cleartext,
 /// prior knowledge): several long-polls parked on one connection, each woken by one write.
 #[tokio::test(flavor = "multi_thread")]
