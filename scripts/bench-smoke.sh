@@ -64,6 +64,7 @@ check "bench-memory.sh" 'restart with two profiles: ready' scripts/bench-memory.
 check "bench-restart.sh" 'round 3: ready after .* after 10 s idle' scripts/bench-restart.sh 2000 "$REPHUB_BIN"
 check "bench-bulk-propagation.sh" 'after the import.s commit' scripts/bench-bulk-propagation.sh "$work/data/mixed-2000.csv"
 check "bench-propagation.sh" '^\| 20 \| 1 \|' scripts/bench-propagation.sh 20 2
+check "bench-propagation.sh (HTTP/2)" '^\| 20 \| 1 \|' env PROPAGATION_H2=8 scripts/bench-propagation.sh 20 2
 # Two replicas on PostgreSQL (the test suite's throw-away cluster; a database of its own).
 pg=$(bash scripts/pg-test-cluster.sh start)
 psql "$pg" -qc "DROP DATABASE IF EXISTS bench_smoke_replicas WITH (FORCE)" -c "CREATE DATABASE bench_smoke_replicas" >/dev/null
