@@ -99,6 +99,22 @@ pub use validate::SpecError;
 /// devices a quarter of the hub's CPU for the write), and saved a few hundred bytes each.
 const COMPRESS_ABOVE: u64 = 4096;
 
+/// HTTP/2 names the host in the request's `:authority` (its URI), not in a `Host` header. Give
+/// such a request the `Host` header a proxy converting it to HTTP/1.1 would (RFC 9113, 8.3.1), so
+/// that what reads `Host` — absolute `nextLink`s, the sign-in's same-origin check — sees the same
+/// over either version.
+async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::Request {
+    if !req.headers().contains_key(axum::http::header::HOST)
+        && let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(axum::http::header::HOST, host);
+    }
+    req
+}
+
 pub fn app(state: AppState) -> Router {
     let config = state.config();
     // The console sends its requests to the API in-process (see `console/mod.rs`).
@@ -111,6 +127,7 @@ pub fn app(state: AppState) -> Router {
             admin::metrics::count_requests,
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes()))
+        .layer(axum::middleware::map_request(host_from_authority))
         // The fastest level: a snapshot of 1,000,000 entries is 93 MB of lines, which the
         // default level (6) compresses in about a second — longer than everything else it takes
         // to send — while level 1 takes 0.4 s for an answer 13% larger.

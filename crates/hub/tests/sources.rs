@@ -86,6 +86,25 @@ async fn the_upstream_api_pages_filters_and_answers_per_item() {
     }
     assert_eq!(seen.len(), 123);
     assert_eq!(pages, 3);
+    // Over HTTP/2 the host comes as the request's `:authority`, with no `Host` header: the same
+    // links (they said "http://localhost", without the port).
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .get(format!(
+            "{}/v3.0/threatintel/suspiciousObjects?top=50",
+            a.base
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: Value = resp.json().await.unwrap();
+    let n = v["nextLink"].as_str().unwrap();
+    assert!(n.starts_with(&format!("{}/v3.0/", a.base)), "{n}");
     let url_item = seen.iter().find(|i| i["type"] == "url").unwrap();
     assert_eq!(url_item["url"], "http://bad.example/x");
     assert_eq!(url_item["riskLevel"], "medium");
