@@ -92,7 +92,6 @@ pub use state::AppState;
 pub use targets::{ObjectTypes, Risk, TargetSpec};
 pub use validate::SpecError;
 
-/// The whole application: every route, with limits, timeouts and request logs.
 /// Answers of known length up to this many bytes go uncompressed. A compressor's state is
 /// about 200 KiB, allocated and zeroed per answer: for the few hundred bytes of the delta that
 /// one write sends to every long-polling device, compressing cost more than sending (at 10,000
@@ -115,6 +114,7 @@ async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::
     req
 }
 
+/// The whole application: every route, with limits, timeouts and request logs.
 pub fn app(state: AppState) -> Router {
     let config = state.config();
     // The console sends its requests to the API in-process (see `console/mod.rs`).

@@ -47,6 +47,21 @@ pub(crate) struct Device {
     pub(crate) cursor: u64,
 }
 
+impl Device {
+    /// A device as its row says, keyed by its token's hash; `synced_here`: it synced with this
+    /// hub since its profile was given (which the row may not say yet).
+    fn from_row(row: rephub_store::DeviceRow, synced_here: bool) -> (Vec<u8>, Device) {
+        let device = Device {
+            pending: row.last_seen.is_none() && !synced_here,
+            id: row.id,
+            name: row.name,
+            profile: row.profile_id,
+            cursor: row.applied_cursor,
+        };
+        (row.token_hash, device)
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     config: Config,
@@ -342,24 +357,15 @@ impl AppState {
         self.announce(what).await
     }
 
-    /// A device just registered here: added to the devices in memory as `reload_devices` would
-    /// read it (never synced), and announced to the other replicas. Reading every device again
-    /// for each new one made registering n devices take time in n²: the 50,000th read 50,000
-    /// rows, and the hub had spent 19 minutes of CPU registering 50,000 before it was done.
+    /// A device just registered here: added to the devices in memory from its new row, and
+    /// announced to the other replicas. Reading every device again for each new one made
+    /// registering n devices take time in n²: the 50,000th read 50,000 rows, and the hub had
+    /// spent 19 minutes of CPU registering 50,000 before it was done.
     pub(crate) async fn device_registered(
         &self,
-        token_hash: Vec<u8>,
-        id: i64,
-        name: String,
-        profile: Option<i64>,
+        row: rephub_store::DeviceRow,
     ) -> Result<(), HubError> {
-        let device = Device {
-            id,
-            name,
-            profile,
-            pending: true,
-            cursor: 0,
-        };
+        let (token_hash, device) = Device::from_row(row, false);
         {
             let _reading = self.inner.devices_reading.lock().await;
             lock(&self.inner.devices).insert(token_hash, device);
@@ -484,16 +490,8 @@ impl AppState {
         *devices = rows
             .into_iter()
             .map(|d| {
-                (
-                    d.token_hash,
-                    Device {
-                        pending: d.last_seen.is_none() && !synced.contains(&(d.id, d.profile_id)),
-                        id: d.id,
-                        name: d.name,
-                        profile: d.profile_id,
-                        cursor: d.applied_cursor,
-                    },
-                )
+                let synced_here = synced.contains(&(d.id, d.profile_id));
+                Device::from_row(d, synced_here)
             })
             .collect();
         Ok(())

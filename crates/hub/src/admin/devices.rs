@@ -58,14 +58,15 @@ async fn register_device(State(state): State<AppState>, b: Bytes) -> ApiResult<R
     let profile = profile_id(&state, d.profile.clone()).await?;
     let token = new_key().replacen("rh_", "rhd_", 1);
     let hash = hash_key(&token);
-    let (n, h) = (name.clone(), hash.clone());
-    let row = state.exec(move |s| s.add_device(&n, &h, profile)).await??;
-    state
-        .device_registered(hash, row.id, name.clone(), profile)
-        .await?;
+    let n = name.clone();
+    let row = state
+        .exec(move |s| s.add_device(&n, &hash, profile))
+        .await??;
+    let id = row.id;
+    state.device_registered(row).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": row.id, "name": name, "profile": d.profile, "token": token})),
+        Json(json!({"id": id, "name": name, "profile": d.profile, "token": token})),
     )
         .into_response())
 }
