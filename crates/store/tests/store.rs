@@ -91,6 +91,7 @@ macro_rules! reputation_suite {
             data_survives_reopen,
             get_many_equals_one_by_one,
             a_batch_writes_what_item_by_item_writes,
+            batches_into_an_empty_store_find_the_keys_they_made,
             values_come_in_id_order_dense_or_sparse,
             decidable_entries_agree_with_stored_entries,
             an_entry_has_its_history_with_commit_times,
@@ -1110,6 +1111,85 @@ fn a_batch_writes_what_item_by_item_writes<S: RepBackend>() {
     // 1,000 items of which 199 repeat an earlier one (every fifth from the fifth on).
     assert_eq!(a.len(), 801);
     assert_eq!(a, b);
+}
+
+/// A transaction that begins on an empty store may skip asking which keys exist (PostgreSQL
+/// does, `pg/bulk.rs`): what it made itself must still be found — items repeated within a batch
+/// and across batches, keys made one by one and then batched, keys removed and then made again.
+/// The same writes item by item into another empty store give the same outcomes, log and entries.
+fn batches_into_an_empty_store_find_the_keys_they_made<S: RepBackend>() {
+    let mut batched = db::<S>();
+    let mut single = db::<S>();
+    let cat = batched.store.catalog().unwrap();
+    let first = batch_values(&cat, 0, 600);
+    let singles = batch_values(&cat, 600, 20);
+    let again = batch_values(&cat, 300, 500);
+    let gone = [first[10].entry.clone(), singles[5].entry.clone()];
+    let mut outcomes = Vec::new();
+    {
+        let mut tx = batched.store.begin().unwrap();
+        outcomes.extend(tx.upsert_batch("feed", &first, WriteMode::Merge).unwrap());
+        for item in &singles {
+            outcomes.push(tx.upsert("feed", item, WriteMode::Merge).unwrap());
+        }
+        for entry in &gone {
+            assert!(tx.remove(entry).unwrap());
+        }
+        // Repeats 300..600 (two of them removed), the singles, and 100 new keys.
+        outcomes.extend(tx.upsert_batch("feed", &again, WriteMode::Replace).unwrap());
+        outcomes.extend(tx.upsert_batch("feed", &singles, WriteMode::Merge).unwrap());
+        tx.commit().unwrap();
+    }
+    let mut want = Vec::new();
+    {
+        let mut tx = single.store.begin().unwrap();
+        for item in first.iter().chain(&singles) {
+            want.push(tx.upsert("feed", item, WriteMode::Merge).unwrap());
+        }
+        for entry in &gone {
+            assert!(tx.remove(entry).unwrap());
+        }
+        for item in &again {
+            want.push(tx.upsert("feed", item, WriteMode::Replace).unwrap());
+        }
+        for item in &singles {
+            want.push(tx.upsert("feed", item, WriteMode::Merge).unwrap());
+        }
+        tx.commit().unwrap();
+    }
+    assert_eq!(outcomes, want);
+    for o in [Outcome::Added, Outcome::Updated, Outcome::Unchanged] {
+        assert!(outcomes.contains(&o), "the batches cover {o:?}");
+    }
+    let log = |d: &Db<S>| {
+        let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
+            panic!("a delta")
+        };
+        changes
+            .iter()
+            .map(|c| (c.seq, c.op, c.entry.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(log(&batched), log(&single));
+    let all = |d: &Db<S>| {
+        let mut v: Vec<_> = d
+            .store
+            .search(&Criteria::default(), 0)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.entry.to_string(), s.tags, s.expires_at))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (a, b) = (all(&batched), all(&single));
+    // Items 0..800 less every fifth (a repeat), and the 20 singles (600..620, inside 0..800).
+    assert_eq!(a.len(), 640);
+    assert_eq!(a, b);
+    // Each key once: nothing made twice.
+    let mut keys: Vec<_> = a.iter().map(|x| x.0.clone()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), a.len());
 }
 
 /// `values_each` reads a dense id list in one pass and a sparse one id by id: both give the

@@ -789,9 +789,12 @@ impl ReputationStore for PgStore {
             &mut tx,
             stmts,
             "SELECT greatest((SELECT value FROM meta WHERE key = 'next_entry_id'),
-                             (SELECT coalesce(max(id), 0) + 1 FROM entries))",
+                             (SELECT coalesce(max(id), 0) + 1 FROM entries)),
+                    NOT EXISTS (SELECT 1 FROM entries)",
         )?;
-        let next_id: i64 = tx.query_one(&next, &[])?.get(0);
+        let row = tx.query_one(&next, &[])?;
+        let next_id: i64 = row.get(0);
+        let empty: bool = row.get(1);
         Ok(PgTx {
             tx,
             stmts,
@@ -803,6 +806,7 @@ impl ReputationStore for PgStore {
             sources: HashMap::new(),
             tag_sets: TagSetsSeen::default(),
             marks: EntryMarks::default(),
+            made: empty.then(bulk::KeysMade::default),
         })
     }
 
@@ -1437,6 +1441,8 @@ pub struct PgTx<'a> {
     sources: HashMap<String, i64>,
     tag_sets: TagSetsSeen,
     marks: EntryMarks,
+    /// The keys made so far, when the transaction began on an empty `entries` table (`pg/bulk.rs`).
+    made: Option<bulk::KeysMade>,
 }
 
 impl std::fmt::Debug for PgTx<'_> {
@@ -1613,6 +1619,9 @@ impl PgTx<'_> {
         let n = self
             .tx
             .execute(&stmt, &[&id, &(item.kind as i16), &item.key, &now])?;
+        if n == 1 {
+            self.remember(item.kind as i16, &item.key);
+        }
         Ok(n == 1)
     }
 
