@@ -6,6 +6,7 @@
 # Needs wrk and Debian's postgresql (a throw-away cluster is started here, fsync on, and removed).
 # Everything runs on this machine: the hubs, PostgreSQL and wrk share its cores.
 set -euo pipefail
+command -v wrk >/dev/null || { echo "bench-replicas.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 [ -z "${REPHUB_BIN:-}" ] || REPHUB_BIN=$(realpath "$REPHUB_BIN")   # set: use this binary, build nothing
 cd "$(dirname "$0")/.."
 secs=${1:-10}

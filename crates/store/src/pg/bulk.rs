@@ -126,10 +126,13 @@ impl PgTx<'_> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
+        // One index probe per key, whatever the table's statistics said when the plan was made
+        // (see `assertions_of_e` in `pg/mod.rs`: as a join this got a hash of the keys and a scan
+        // of every entry, kept once the table had grown).
         let stmt = self.stmt(
-            "SELECT e.kind, e.key, e.id FROM entries e
-             JOIN unnest($1::smallint[], $2::bytea[]) AS u(kind, key)
-               ON e.kind = u.kind AND e.key = u.key",
+            "SELECT u.kind, u.key, e.id FROM unnest($1::smallint[], $2::bytea[]) AS u(kind, key)
+             CROSS JOIN LATERAL (SELECT id FROM entries
+                                 WHERE kind = u.kind AND key = u.key OFFSET 0) e",
         )?;
         let rows = self.tx.query(&stmt, &[&kinds, &keys])?;
         // Keyed by the items' own keys, so the map borrows the items, not the rows.

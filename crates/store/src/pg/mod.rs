@@ -68,6 +68,19 @@ use crate::types::{
 };
 use crate::{ReputationStore, WriteTx};
 
+/// An entry `e`'s assertions, for `FROM entries e CROSS JOIN LATERAL … a` in a statement that
+/// takes a list of ids (`e.id = ANY($1)`). Written as a join, such a statement got a generic plan
+/// (the one PostgreSQL keeps for a prepared statement after five runs) that hashes the listed
+/// entries and reads every assertion to find theirs: the cheapest plan while the tables were
+/// small, kept as they grew until autovacuum's next `ANALYZE` (a hub taking adds into a new
+/// database read all of `assertions` once per write, ever slower). The lateral subquery,
+/// kept apart by `OFFSET 0`, can only be run per entry, by the assertions' primary key.
+macro_rules! assertions_of_e {
+    () => {
+        "(SELECT * FROM assertions a WHERE a.entry_id = e.id OFFSET 0)"
+    };
+}
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -892,8 +905,9 @@ impl ReputationStore for PgStore {
                     ", s.name, ",
                     assertion_tags!(),
                     ", a.expires_at, a.seq, a.updated_at
-                 FROM entries e JOIN assertions a ON a.entry_id = e.id
-                 JOIN sources s ON s.id = a.source_id
+                 FROM entries e CROSS JOIN LATERAL ",
+                    assertions_of_e!(),
+                    " a JOIN sources s ON s.id = a.source_id
                  ",
                     tag_set_join!(),
                     "WHERE e.id = ANY($1) ORDER BY e.id"
@@ -1097,8 +1111,9 @@ impl ReputationStore for PgStore {
                     "SELECT e.id, e.kind, e.key, ",
                     assertion_tags!(),
                     ", a.expires_at, a.seq
-                 FROM entries e JOIN assertions a ON a.entry_id = e.id
-                 ",
+                 FROM entries e CROSS JOIN LATERAL ",
+                    assertions_of_e!(),
+                    " a ",
                     tag_set_join!(),
                     "WHERE e.id = ANY($1) ORDER BY e.id"
                 ),
