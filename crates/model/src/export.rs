@@ -258,12 +258,7 @@ pub fn uuid_of(name: &str) -> String {
 pub fn uuid_text(mut b: [u8; 16], version: u8) -> String {
     b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h: String = b
-        .iter()
-        .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 15)]])
-        .map(char::from)
-        .collect();
+    let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -85,7 +85,9 @@ impl MispFeed {
         let tags: Vec<Value> = it.tags.iter().map(|(c, v)| machine_tag(c, v)).collect();
         let event = self.events.entry(source.to_string()).or_default();
         event.timestamp = event.timestamp.max(timestamp);
-        event.hashes.push(hex(&md5::Md5::digest(value.as_bytes())));
+        event
+            .hashes
+            .push(hex::encode(md5::Md5::digest(value.as_bytes())));
         let mut a = json!({
             "uuid": uuid_of(&format!("misp-attribute:{}:{value}", it.entry.kind().as_str())),
             "type": ty,
@@ -158,10 +160,6 @@ pub fn is_uuid(s: &str) -> bool {
             .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +213,7 @@ mod tests {
         // md5("only.example")
         assert!(files.hashes.contains(&format!(
             "{},{uuid}\n",
-            hex(&md5::Md5::digest(b"only.example"))
+            hex::encode(md5::Md5::digest(b"only.example"))
         )));
         assert_eq!(files.hashes.lines().count(), 3);
         // The same input, the same ids.

@@ -91,8 +91,7 @@ pub fn certificate_sha256(base64_der: &str) -> Option<String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(base64_der.trim())
         .ok()?;
-    let digest = Sha256::digest(&der);
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex::encode(Sha256::digest(&der)))
 }
 
 /// Whether `text` looks like a JA4 fingerprint: `a_b_c` of 10, 12 and 12 characters, ASCII

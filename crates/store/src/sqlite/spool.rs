@@ -91,12 +91,11 @@ impl SqliteSpool {
         // Durable when accepted: every commit is on disk before append returns.
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -16384;")?;
         conn.execute_batch(SCHEMA)?;
-        let mut made = [0u8; 8];
-        getrandom::fill(&mut made).map_err(|e| StoreError::Backend(e.to_string().into()))?;
+        let made = getrandom::u64().map_err(|e| StoreError::Backend(e.to_string().into()))?;
         conn.execute(
             "INSERT OR IGNORE INTO spool_meta (key, value) VALUES
                 ('spool_id', ?1), ('next_id', 1), ('bytes', 0), ('records', 0)",
-            [hex(&made)],
+            [format!("{made:016x}")],
         )?;
         let id: String = conn.query_row(
             "SELECT value FROM spool_meta WHERE key = 'spool_id'",
@@ -115,10 +114,6 @@ impl SqliteSpool {
     pub fn limits(&self) -> SpoolLimits {
         self.limits
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn meta(tx: &Connection, key: &str) -> Result<i64, StoreError> {
