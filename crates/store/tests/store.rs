@@ -1040,6 +1040,32 @@ fn batch_values(cat: &Catalog, from: usize, n: usize) -> Vec<Upsert> {
         .collect()
 }
 
+/// The whole change log: (sequence number, operation, value) of each change.
+fn whole_log<S: RepBackend>(d: &Db<S>) -> Vec<(u64, ChangeOp, String)> {
+    let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
+        panic!("a delta")
+    };
+    changes
+        .iter()
+        .map(|c| (c.seq, c.op, c.entry.to_string()))
+        .collect()
+}
+
+/// Every entry without its id, in value order.
+fn by_value<S: RepBackend>(
+    d: &Db<S>,
+) -> Vec<(String, Tags, Option<i64>, Vec<rephub_store::Assertion>)> {
+    let mut v: Vec<_> = d
+        .store
+        .search(&Criteria::default(), 0)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.entry.to_string(), s.tags, s.expires_at, s.assertions))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// A batch takes multi-row statements in SQLite: it must write exactly what the same items
 /// written one by one write — outcomes, change log and its sequence numbers, tags, expiries,
 /// assertions — with entries that exist before the batch (of this source and of another), items
@@ -1085,29 +1111,9 @@ fn a_batch_writes_what_item_by_item_writes<S: RepBackend>() {
     for o in [Outcome::Added, Outcome::Updated, Outcome::Unchanged] {
         assert!(outcomes.contains(&o), "the batches cover {o:?}");
     }
-    let log = |d: &Db<S>| {
-        let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
-            panic!("a delta")
-        };
-        changes
-            .iter()
-            .map(|c| (c.seq, c.op, c.entry.to_string()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(log(&batched), log(&single));
+    assert_eq!(whole_log(&batched), whole_log(&single));
     // Ids may differ (a multi-row insert spends the ids of rows that existed); nothing else.
-    let all = |d: &Db<S>| {
-        let mut v: Vec<_> = d
-            .store
-            .search(&Criteria::default(), 0)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.entry.to_string(), s.tags, s.expires_at, s.assertions))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let (a, b) = (all(&batched), all(&single));
+    let (a, b) = (by_value(&batched), by_value(&single));
     // 1,000 items of which 199 repeat an earlier one (every fifth from the fifth on).
     assert_eq!(a.len(), 801);
     assert_eq!(a, b);
@@ -1161,28 +1167,8 @@ fn batches_into_an_empty_store_find_the_keys_they_made<S: RepBackend>() {
     for o in [Outcome::Added, Outcome::Updated, Outcome::Unchanged] {
         assert!(outcomes.contains(&o), "the batches cover {o:?}");
     }
-    let log = |d: &Db<S>| {
-        let ChangePage::Delta { changes, .. } = d.store.changes_since(0, 100_000).unwrap() else {
-            panic!("a delta")
-        };
-        changes
-            .iter()
-            .map(|c| (c.seq, c.op, c.entry.to_string()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(log(&batched), log(&single));
-    let all = |d: &Db<S>| {
-        let mut v: Vec<_> = d
-            .store
-            .search(&Criteria::default(), 0)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.entry.to_string(), s.tags, s.expires_at))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let (a, b) = (all(&batched), all(&single));
+    assert_eq!(whole_log(&batched), whole_log(&single));
+    let (a, b) = (by_value(&batched), by_value(&single));
     // Items 0..800 less every fifth (a repeat), and the 20 singles (600..620, inside 0..800).
     assert_eq!(a.len(), 640);
     assert_eq!(a, b);
