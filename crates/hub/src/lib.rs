@@ -366,16 +366,14 @@ pub async fn start_with_clock(
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        // A make-service, not the router itself: axum's `Router` as the listener's service
-        // converts a deep copy of the whole routing table for each connection (about 285 KiB
-        // for the hub's routes, measured; 2.7 KiB this way), which at 10,000 long-polling
-        // devices was 2.8 GB of the hub's memory.
-        let served = axum::serve(listener, app(state.clone()).into_make_service())
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .map_err(|e| HubError::Bind(addr.to_string(), e));
+        // Each connection gets a clone of the router, which shares its routing table (axum's
+        // `Router` given to `axum::serve` as the listener's service converted a deep copy of it
+        // for each connection: about 285 KiB for the hub's routes, 2.8 GB at 10,000 long-polling
+        // devices). `http::serve` also lets a connection's answers be written together.
+        http::serve::serve(listener, app(state.clone()), async {
+            let _ = rx.await;
+        })
+        .await;
         tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         for t in dns_tasks {
@@ -390,7 +388,7 @@ pub async fn start_with_clock(
             lease.release();
         }
         state.flush_progress().await?;
-        served
+        Ok(())
     });
     tracing::info!(%addr, "rephub hub listening");
     Ok(RunningHub {

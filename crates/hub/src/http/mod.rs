@@ -9,3 +9,4 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod jobs;
 pub(crate) mod openapi;
+pub(crate) mod serve;
