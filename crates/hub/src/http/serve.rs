@@ -11,8 +11,8 @@
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
@@ -78,30 +78,60 @@ pub(crate) async fn serve<L>(
     close_tx.closed().await;
 }
 
-/// Runs `inner` as its task's future, except that after each wake-up the task first yields
-/// (`tokio::task::yield_now`: to the back of the queue) and only then polls `inner`. The wake-ups
-/// that arrive while it waits cost nothing (the task is already scheduled); the next poll sees
-/// all of their work at once.
-async fn coalesced<F: Future>(inner: F) -> F::Output {
-    let mut inner = pin!(inner);
-    loop {
-        // `inner` registers this task's waker for whatever it waits on.
-        if let Poll::Ready(out) =
-            std::future::poll_fn(|cx| Poll::Ready(inner.as_mut().poll(cx))).await
-        {
-            return out;
+pin_project_lite::pin_project! {
+    /// Runs `inner` as its task's future, except that after each wake-up the task first yields
+    /// (`tokio::task::yield_now`: Tokio runs it again after the tasks that are ready) and only
+    /// then polls `inner`. The wake-ups that arrive while it waits cost nothing (the task is
+    /// already scheduled); the next poll sees all of their work at once. (A task that wakes
+    /// itself is queued behind the ready tasks too, but sooner: it coalesced less, measured with
+    /// the test below.)
+    ///
+    /// A struct rather than an `async fn`: an `async fn` keeps its argument and the pinned local
+    /// it moves into as two fields, and a connection's future is large (10,000 HTTP/1.1
+    /// connections took 14 MiB more that way).
+    struct Coalesced<F, Y, M> {
+        #[pin]
+        inner: F,
+        #[pin]
+        yielding: Option<Y>,
+        yield_now: M,
+        // `inner` returned `Pending`: the task's next poll is a wake-up.
+        waiting: bool,
+    }
+}
+
+fn coalesced<F: Future>(inner: F) -> impl Future<Output = F::Output> {
+    Coalesced {
+        inner,
+        yielding: None,
+        yield_now: tokio::task::yield_now,
+        waiting: false,
+    }
+}
+
+impl<F, Y, M> Future for Coalesced<F, Y, M>
+where
+    F: Future,
+    Y: Future<Output = ()>,
+    M: FnMut() -> Y,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if std::mem::take(this.waiting) {
+            this.yielding.set(Some((this.yield_now)()));
         }
-        // Pending until the task is polled again, which is when something woke it.
-        let mut first = true;
-        std::future::poll_fn(|_| {
-            if std::mem::take(&mut first) {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
+        if let Some(y) = this.yielding.as_mut().as_pin_mut() {
+            if y.poll(cx).is_pending() {
+                return Poll::Pending;
             }
-        })
-        .await;
-        tokio::task::yield_now().await;
+            this.yielding.set(None);
+        }
+        // `inner` registers this task's waker for whatever it waits on.
+        let polled = this.inner.poll(cx);
+        *this.waiting = polled.is_pending();
+        polled
     }
 }
 
@@ -111,10 +141,8 @@ mod tests {
 
     use std::io;
     use std::net::SocketAddr;
-    use std::pin::Pin;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Context;
     use std::time::Duration;
 
     use axum::routing::get;
@@ -189,12 +217,15 @@ mod tests {
     }
 
     /// Long-polls parked on one HTTP/2 connection, all answered by one change (as a write
-    /// answers a proxy's devices): the answers leave in fewer writes than there are answers —
-    /// one write each without [`coalesced`] — and every one arrives whole. Then shutdown ends
-    /// `serve` with the connection closed.
+    /// answers a proxy's devices): the answers leave in fewer writes than there are answers, and
+    /// every one arrives whole. Five rounds, because without [`coalesced`] a round is sometimes
+    /// written together anyway (measured: 1–3 writes in a third of the rounds, 27–100 in the
+    /// others); with it, 1–3 in every round. Then shutdown ends `serve` with the connection
+    /// closed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_that_one_change_wakes_are_written_together() {
         const POLLS: usize = 100;
+        const ROUNDS: usize = 5;
         let writes = Arc::new(AtomicUsize::new(0));
         let listener = CountingListener(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -226,36 +257,39 @@ mod tests {
             .http2_prior_knowledge()
             .build()
             .unwrap();
-        let mut polls = tokio::task::JoinSet::new();
-        for i in 0..POLLS {
-            let (client, url) = (client.clone(), format!("http://{addr}/poll/{i}"));
-            polls.spawn(async move {
-                let r = client.get(url).send().await.unwrap();
-                assert!(r.status().is_success());
-                (i, r.text().await.unwrap())
-            });
-        }
-        // Bounded: every poll parks within 10 s.
-        for _ in 0..1000 {
-            if parked.load(Ordering::SeqCst) == POLLS {
-                break;
+        let mut answer_writes = Vec::new();
+        for round in 1..=ROUNDS {
+            let mut polls = tokio::task::JoinSet::new();
+            for i in 0..POLLS {
+                let (client, url) = (client.clone(), format!("http://{addr}/poll/{i}"));
+                polls.spawn(async move {
+                    let r = client.get(url).send().await.unwrap();
+                    assert!(r.status().is_success());
+                    (i, r.text().await.unwrap())
+                });
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Bounded: every poll parks within 10 s.
+            for _ in 0..1000 {
+                if parked.load(Ordering::SeqCst) == round * POLLS {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(parked.load(Ordering::SeqCst), round * POLLS, "polls parked");
+            let before = writes.load(Ordering::SeqCst);
+            change.send(()).unwrap();
+            let mut answered = 0;
+            while let Some(done) = polls.join_next().await {
+                let (i, body) = done.unwrap();
+                assert_eq!(body, format!("answer {i}"));
+                answered += 1;
+            }
+            assert_eq!(answered, POLLS);
+            answer_writes.push(writes.load(Ordering::SeqCst) - before);
         }
-        assert_eq!(parked.load(Ordering::SeqCst), POLLS, "polls parked");
-        let before = writes.load(Ordering::SeqCst);
-        change.send(()).unwrap();
-        let mut answered = 0;
-        while let Some(done) = polls.join_next().await {
-            let (i, body) = done.unwrap();
-            assert_eq!(body, format!("answer {i}"));
-            answered += 1;
-        }
-        assert_eq!(answered, POLLS);
-        let answer_writes = writes.load(Ordering::SeqCst) - before;
         assert!(
-            answer_writes <= POLLS / 4,
-            "{answer_writes} writes for {POLLS} answers"
+            answer_writes.iter().sum::<usize>() <= ROUNDS * POLLS / 12,
+            "writes for {POLLS} answers in each round: {answer_writes:?}"
         );
         stop.send(()).unwrap();
         drop(client);
