@@ -118,6 +118,9 @@ struct Inner {
     spool: crate::sharing::spool::SpoolHandle,
     /// Sandbox analysis: the own analyzer's rules, its worker's wake-up, the submitter's view.
     sandbox: crate::sandbox::runtime::Runtime,
+    /// Set when the hub stops: parked long-polls answer at once instead of holding the shutdown
+    /// for up to their `wait`.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,6 +227,7 @@ impl AppState {
                 seq_probe: tokio::sync::Mutex::new(None),
                 spool,
                 sandbox: crate::sandbox::runtime::Runtime::default(),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         };
         state.reload_devices().await?;
@@ -278,6 +282,18 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The hub is stopping: see [`AppState::stopping`].
+    pub(crate) fn stop_waiting(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Completes once the hub is stopping (at once if it is).
+    pub(crate) async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        // The sender lives as long as the state: `Err` cannot happen while `self` exists.
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     pub(crate) fn engine(&self) -> Arc<Engine> {

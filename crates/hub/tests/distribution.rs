@@ -1003,6 +1003,62 @@ async fn long_polls_share_an_http2_connection() {
     }
 }
 
+/// A long poll may wait longer than the hub's time limit for other requests: with the limit at
+/// 1 s, a `wait` of 3 s ends with the protocol's empty answer (it was a 408 at the limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_may_outlast_the_request_time_limit() {
+    let h = Hub::start_with(|c, _| c.request_timeout_secs = 1).await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    let waited = h.sync(&token, Some(snap.cursor), 3).await;
+    assert!(!waited.snapshot);
+    assert!(waited.ops.is_empty(), "{:?}", waited.ops);
+    assert_eq!(waited.cursor, snap.cursor);
+    // Other requests still answer under the limit.
+    let (s, _) = text(h.http.get(h.url("/api/v1/profiles")).bearer_auth(ADMIN)).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// Stopping the hub answers the long polls parked on it (an empty delta at their cursor) rather
+/// than waiting for each one's `wait` (up to 300 s) before it can exit.
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_answers_parked_long_polls() {
+    let mut h = Hub::start().await;
+    let token = h.setup().await;
+    let snap = h.sync(&token, None, 0).await;
+    let parked = {
+        let (http, url, token) = (
+            h.http.clone(),
+            h.url(&format!("/api/v1/sync?cursor={}&wait=300", snap.cursor)),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        })
+    };
+    // Until it is parked (the hub's gauge), bounded.
+    for _ in 0..100 {
+        if h.metrics().await.contains("rephub_sync_polls_waiting 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(h.metrics().await.contains("rephub_sync_polls_waiting 1"));
+    // Bounded far below the poll's 300 s: the hub does not wait for it.
+    tokio::time::timeout(Duration::from_secs(30), h.stop())
+        .await
+        .expect("the hub stops without waiting for the parked poll");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let head: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(head["cursor"].as_u64(), Some(snap.cursor), "{body}");
+    assert_eq!(head["upserts"].as_u64(), Some(0), "{body}");
+}
+
 /// A delta of a few lines goes out as it is, with its length: compressing it cost more than
 /// sending it (one write answers every long-polling device at once). A larger one, still
 /// rendered in one buffer, is compressed.

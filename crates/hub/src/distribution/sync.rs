@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     guard(
-        Router::new().route("/api/v1/sync", get(sync)),
+        Router::new().route(PATH, get(sync)),
         state,
         Who::Device,
         Dialect::Rest,
@@ -32,7 +32,9 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 }
 
 /// Longest a sync request may wait for a change.
-const MAX_WAIT_SECS: u64 = 300;
+pub(crate) const MAX_WAIT_SECS: u64 = 300;
+/// The route, which the hub's request time limit gives `MAX_WAIT_SECS` more (see `lib.rs`).
+pub(crate) const PATH: &str = "/api/v1/sync";
 const DEFAULT_WAIT_SECS: u64 = 30;
 
 #[derive(Debug, Deserialize)]
@@ -117,12 +119,18 @@ async fn sync(
         if let Some(a) = a {
             break a;
         }
-        // Nothing new for this profile: wait for the follower to apply more, or the deadline.
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => continue,
-            // The deadline: one last look, which says how far the device may move on when
-            // nothing is there (decided under the engine's lock, with what it had applied).
-            _ => {
+        // Nothing new for this profile: wait for the follower to apply more, the deadline, or
+        // the hub stopping (which then answers as at the deadline, so that a restart does not
+        // wait for every parked device's `wait`).
+        let changed = tokio::select! {
+            c = tokio::time::timeout_at(deadline, changes.changed()) => matches!(c, Ok(Ok(()))),
+            () = state.stopping() => false,
+        };
+        match changed {
+            true => continue,
+            // One last look, which says how far the device may move on when nothing is there
+            // (decided under the engine's lock, with what it had applied).
+            false => {
                 let e = engine.clone();
                 break tokio::task::spawn_blocking(move || e.answer_now(profile, cursor))
                     .await
