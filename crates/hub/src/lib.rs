@@ -113,28 +113,6 @@ async fn host_from_authority(mut req: axum::extract::Request) -> axum::extract::
     req
 }
 
-/// A request running longer than `limit` is answered 408 (and dropped). A device's long-poll
-/// waits up to `wait` seconds by design (at most `MAX_WAIT_SECS`): its limit starts after that, or
-/// every `wait` longer than the limit would end in a 408 instead of the empty answer the protocol
-/// promises.
-async fn time_limit(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let limit = if req.uri().path() == distribution::sync::PATH {
-        limit + Duration::from_secs(distribution::sync::MAX_WAIT_SECS)
-    } else {
-        limit
-    };
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            axum::response::IntoResponse::into_response(axum::http::StatusCode::REQUEST_TIMEOUT)
-        }
-    }
-}
-
 /// The whole application: every route, with limits, timeouts and request logs.
 pub fn app(state: AppState) -> Router {
     let config = state.config();
@@ -157,10 +135,9 @@ pub fn app(state: AppState) -> Router {
                 .quality(tower_http::CompressionLevel::Fastest)
                 .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_ABOVE))),
         )
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(config.request_timeout_secs),
-            time_limit,
-        ))
+        .layer(http::time_limit::TimeLimitLayer(Duration::from_secs(
+            config.request_timeout_secs,
+        )))
         .layer(
             // Method and path only: SMS clients send `smsuser`/`smspass` in the query string.
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -443,41 +420,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
-
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
-
-    use super::*;
-
-    /// The request time limit: a slow request is answered 408 at the limit; the long-poll route
-    /// gets its longest `wait` on top (a poll that waits 3 s under a 1 s limit is answered).
-    #[tokio::test(start_paused = true)]
-    async fn the_time_limit_answers_408_but_lets_long_polls_wait() {
-        let slow = || async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            "done"
-        };
-        let app = Router::new()
-            .route("/slow", get(slow))
-            .route(distribution::sync::PATH, get(slow))
-            .layer(axum::middleware::from_fn_with_state(
-                Duration::from_secs(1),
-                time_limit,
-            ));
-        let status = |path: &'static str| {
-            let app = app.clone();
-            async move {
-                let req = Request::get(path).body(axum::body::Body::empty()).unwrap();
-                app.oneshot(req).await.unwrap().status()
-            }
-        };
-        assert_eq!(status("/slow").await, StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(status(distribution::sync::PATH).await, StatusCode::OK);
     }
 }

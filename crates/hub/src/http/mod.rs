@@ -10,3 +10,4 @@ pub(crate) mod extract;
 pub(crate) mod jobs;
 pub(crate) mod openapi;
 pub(crate) mod serve;
+pub(crate) mod time_limit;
