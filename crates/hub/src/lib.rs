@@ -368,14 +368,16 @@ pub async fn start_with_clock(
         // `Router` given to `axum::serve` as the listener's service converted a deep copy of it
         // for each connection: about 285 KiB for the hub's routes, 2.8 GB at 10,000 long-polling
         // devices). `http::serve` also lets a connection's answers be written together.
-        let stopping = state.clone();
+        let (stopping, tls) = (state.clone(), tls_handle.clone());
         http::serve::serve(listener, app(state.clone()), async move {
             let _ = rx.await;
-            // Parked long-polls answer now: the connections can then close.
+            // Both listeners stop taking connections together (a device answered at once below
+            // would otherwise poll again on the one still open), then parked long-polls answer
+            // now: the connections can then close.
+            tls.graceful_shutdown(Some(Duration::from_secs(10)));
             stopping.stop_waiting();
         })
         .await;
-        tls_handle.graceful_shutdown(Some(Duration::from_secs(10)));
         follower.abort();
         for t in dns_tasks {
             t.abort();
