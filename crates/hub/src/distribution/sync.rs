@@ -33,7 +33,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 
 /// Longest a sync request may wait for a change.
 pub(crate) const MAX_WAIT_SECS: u64 = 300;
-/// The route, which the hub's request time limit gives `MAX_WAIT_SECS` more (see `lib.rs`).
+/// The route, which the hub's request time limit gives `MAX_WAIT_SECS` more
+/// (`http/time_limit.rs`).
 pub(crate) const PATH: &str = "/api/v1/sync";
 const DEFAULT_WAIT_SECS: u64 = 30;
 
@@ -126,17 +127,15 @@ async fn sync(
             c = tokio::time::timeout_at(deadline, changes.changed()) => matches!(c, Ok(Ok(()))),
             () = state.stopping() => false,
         };
-        match changed {
-            true => continue,
-            // One last look, which says how far the device may move on when nothing is there
-            // (decided under the engine's lock, with what it had applied).
-            false => {
-                let e = engine.clone();
-                break tokio::task::spawn_blocking(move || e.answer_now(profile, cursor))
-                    .await
-                    .map_err(HubError::from)??;
-            }
+        if changed {
+            continue;
         }
+        // One last look, which says how far the device may move on when nothing is there
+        // (decided under the engine's lock, with what it had applied).
+        let e = engine.clone();
+        break tokio::task::spawn_blocking(move || e.answer_now(profile, cursor))
+            .await
+            .map_err(HubError::from)??;
     };
     if device.pending {
         state.mark_synced(&token_hash);
