@@ -60,8 +60,8 @@ impl<K: Copy + Default> RawTable<K> {
             cap <= 1 << 32,
             "matcher index over 2^32 slots (about 3 billion entries)"
         );
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
-        let old_keys = std::mem::replace(&mut self.keys, vec![K::default(); cap]);
+        let old = std::mem::replace(&mut self.slots, crate::pages::filled(EMPTY, cap));
+        let old_keys = std::mem::replace(&mut self.keys, crate::pages::filled(K::default(), cap));
         self.shift = 32 - cap.trailing_zeros();
         let mask = cap - 1;
         for (s, k) in old.into_iter().zip(old_keys).filter(|&(s, _)| s != EMPTY) {
@@ -235,7 +235,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 
 /// ASCII uppercase letters to lowercase in all eight bytes at once; other bytes unchanged.
 #[inline]
-fn lower8(w: u64) -> u64 {
+pub(crate) fn lower8(w: u64) -> u64 {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
     let b = w & !H; // 7-bit lanes, no carries between lanes below
@@ -246,7 +246,7 @@ fn lower8(w: u64) -> u64 {
 }
 
 #[inline]
-fn rd8(b: &[u8], i: usize) -> u64 {
+pub(crate) fn rd8(b: &[u8], i: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[i..i + 8]);
     u64::from_le_bytes(a)
