@@ -21,7 +21,7 @@
 
 use crate::ip::NONE;
 use crate::pages;
-use crate::table::{hash_label, lower8, rd8};
+use crate::table::hash_label;
 
 const MIN_CAPACITY: usize = 16;
 /// Suffixes handled on the stack; deeper names take a slower path that allocates.
@@ -435,17 +435,6 @@ const STACK: usize = 256;
 /// Readable bytes after a label, for [`hash_label`].
 const PAD: usize = 16;
 
-/// A bit for each byte of `w` that is a dot, the first byte's lowest.
-#[inline]
-fn dots8(w: u64) -> u64 {
-    const L7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let x = w ^ 0x2e2e_2e2e_2e2e_2e2e;
-    // The top bit of each byte of `x` that is zero (exact: no carry crosses a byte).
-    let zero = !(((x & L7) + L7) | x) & !L7;
-    // Gather the eight top bits into one byte.
-    (zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
-}
-
 /// Calls `f(hash, start)` for each label-boundary suffix of `q`, shortest first, while it returns
 /// true; with `stop_long`, stops before a label longer than any entry can have. The hash of a
 /// suffix continues the hash of the next shorter one with its first label, ASCII lowercased.
@@ -459,22 +448,20 @@ fn for_each_suffix(seed: u64, q: &[u8], stop_long: bool, mut f: impl FnMut(u64, 
         heap.resize(q.len() + PAD, 0);
         &mut heap
     };
-    buf[..q.len()].copy_from_slice(q);
-    // Eight bytes at a time: lowercase them in place and note where the dots are (a bit per
-    // byte for the first 64), a few instructions a word instead of several a byte, so that more
-    // lookups of a loop fit in the processor's window at once. The bytes after the name are the
-    // zero padding, which stays zero and holds no dot.
-    let mut mask = 0u64;
-    for i in (0..q.len()).step_by(8) {
-        let w = lower8(rd8(buf, i));
-        buf[i..i + 8].copy_from_slice(&w.to_le_bytes());
-        if i < 64 {
-            mask |= dots8(w) << i;
-        }
+    for (d, &b) in buf.iter_mut().zip(q) {
+        *d = b.to_ascii_lowercase();
     }
     let buf = &*buf;
     let mut h = seed;
     let mut end = q.len();
+    // The dots of a short name as a bit mask: no data-dependent branch per byte.
+    let mask = if q.len() <= 64 {
+        q.iter()
+            .enumerate()
+            .fold(0u64, |m, (i, &b)| m | u64::from(b == b'.') << i)
+    } else {
+        0
+    };
     loop {
         let start = if q.len() <= 64 {
             let below = mask & u64::MAX.checked_shr(64 - end as u32).unwrap_or(0);
@@ -493,25 +480,5 @@ fn for_each_suffix(seed: u64, q: &[u8], stop_long: bool, mut f: impl FnMut(u64, 
             return;
         }
         end = start - 1;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dots8_marks_dots_only() {
-        for b in 0..=255u8 {
-            for pos in 0..8 {
-                let mut a = *b".x.Y-..z";
-                a[pos] = b;
-                let want = a
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |m, (i, &c)| m | u64::from(c == b'.') << i);
-                assert_eq!(dots8(u64::from_le_bytes(a)), want, "{a:?}");
-            }
-        }
     }
 }

@@ -235,7 +235,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 
 /// ASCII uppercase letters to lowercase in all eight bytes at once; other bytes unchanged.
 #[inline]
-pub(crate) fn lower8(w: u64) -> u64 {
+fn lower8(w: u64) -> u64 {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
     let b = w & !H; // 7-bit lanes, no carries between lanes below
@@ -246,7 +246,7 @@ pub(crate) fn lower8(w: u64) -> u64 {
 }
 
 #[inline]
-pub(crate) fn rd8(b: &[u8], i: usize) -> u64 {
+fn rd8(b: &[u8], i: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[i..i + 8]);
     u64::from_le_bytes(a)
