@@ -33,10 +33,27 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 
 /// Longest a sync request may wait for a change.
 pub(crate) const MAX_WAIT_SECS: u64 = 300;
-/// The route, which the hub's request time limit gives `MAX_WAIT_SECS` more
-/// (`http/time_limit.rs`).
+/// The route, which the hub's request time limit gives the request's `wait` more
+/// (`http/time_limit.rs`, by [`wait_of`]).
 pub(crate) const PATH: &str = "/api/v1/sync";
 const DEFAULT_WAIT_SECS: u64 = 30;
+
+/// The most a sync request with this query string may wait: its `wait` (the default when there is
+/// none), or `MAX_WAIT_SECS` when the text is not plain digits (percent-encoded, repeated: the
+/// handler decides what it means, and a poll must never be cut short by a misreading here).
+pub(crate) fn wait_of(query: Option<&str>) -> u64 {
+    let mut waits = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.strip_prefix("wait="));
+    match (waits.next(), waits.next()) {
+        (None, _) | (Some(""), None) => DEFAULT_WAIT_SECS,
+        (Some(w), None) => w
+            .parse()
+            .map_or(MAX_WAIT_SECS, |w: u64| w.min(MAX_WAIT_SECS)),
+        (Some(_), Some(_)) => MAX_WAIT_SECS,
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct SyncQuery {
@@ -237,6 +254,22 @@ mod tests {
 
     use super::*;
     use rephub_model::{ActionSet, Decision, Kind};
+
+    /// What the time limit reads as a request's wait: its own, the default, or the longest when
+    /// it cannot be sure (then the handler's answer decides).
+    #[test]
+    fn the_wait_a_request_asked_for() {
+        assert_eq!(wait_of(None), DEFAULT_WAIT_SECS);
+        assert_eq!(wait_of(Some("cursor=7")), DEFAULT_WAIT_SECS);
+        assert_eq!(wait_of(Some("cursor=7&wait=")), DEFAULT_WAIT_SECS);
+        assert_eq!(wait_of(Some("cursor=7&wait=0")), 0);
+        assert_eq!(wait_of(Some("wait=45&cursor=7")), 45);
+        assert_eq!(wait_of(Some("wait=301")), MAX_WAIT_SECS);
+        assert_eq!(wait_of(Some("wait=99999999999999999999999")), MAX_WAIT_SECS);
+        assert_eq!(wait_of(Some("wait=%31")), MAX_WAIT_SECS);
+        assert_eq!(wait_of(Some("wait=1&wait=2")), MAX_WAIT_SECS);
+        assert_eq!(wait_of(Some("nowait=1")), DEFAULT_WAIT_SECS);
+    }
 
     /// The lines as they were built before (a `json!` object each): the oracle.
     fn render_as_values(answer: &SyncAnswer, names: &HashMap<i64, String>) -> Vec<u8> {

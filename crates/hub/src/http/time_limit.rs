@@ -1,7 +1,8 @@
 //! The request time limit: a request running longer than `request_timeout_secs` is answered 408
 //! (and dropped). A device's long-poll waits up to its `wait` by design (at most
 //! `MAX_WAIT_SECS`): its limit starts after that, or every `wait` longer than the limit would end
-//! in a 408 instead of the empty answer the protocol promises.
+//! in a 408 instead of the empty answer the protocol promises. Only after its own `wait`: a
+//! `wait=0` sync stuck in the database gets its 408 as soon as any other request.
 //!
 //! A layer of its own rather than `axum::middleware::from_fn`: that boxes each request's future,
 //! and every parked long-poll holds one (at 50,000 parked devices, 80 MiB more and 15 % more CPU
@@ -52,7 +53,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let limit = if req.uri().path() == sync::PATH {
-            self.limit + Duration::from_secs(sync::MAX_WAIT_SECS)
+            self.limit + Duration::from_secs(sync::wait_of(req.uri().query()))
         } else {
             self.limit
         };
@@ -91,8 +92,9 @@ mod tests {
 
     use super::*;
 
-    /// A slow request is answered 408 at the limit; the long-poll route gets its longest `wait`
-    /// on top (a poll that waits 3 s under a 1 s limit is answered).
+    /// A slow request is answered 408 at the limit; the long-poll route gets its `wait` on top
+    /// (a poll that waits 3 s under a 1 s limit is answered if it asked to wait that long, and by
+    /// default), and a poll that asked not to wait has the plain limit.
     #[tokio::test(start_paused = true)]
     async fn slow_requests_get_408_but_long_polls_may_wait() {
         let slow = || async {
@@ -112,5 +114,15 @@ mod tests {
         };
         assert_eq!(status("/slow").await, StatusCode::REQUEST_TIMEOUT);
         assert_eq!(status(sync::PATH).await, StatusCode::OK);
+        assert_eq!(status("/api/v1/sync?cursor=1&wait=5").await, StatusCode::OK);
+        assert_eq!(status("/api/v1/sync?wait=%35").await, StatusCode::OK);
+        assert_eq!(
+            status("/api/v1/sync?cursor=1&wait=0").await,
+            StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            status("/api/v1/sync?wait=1&cursor=1").await,
+            StatusCode::REQUEST_TIMEOUT
+        );
     }
 }
