@@ -270,6 +270,11 @@ def load(lab, count, agent_only=False):
             for line in open(log):
                 if "a snapshot" in line:
                     notes.append("agent: " + line.split("INFO", 1)[-1].strip())
+            # Its memory once the load is applied (`ip netns exec` execs the agent: same pid).
+            status = dict(l.split(":", 1) for l in open(f"/proc/{p.pid}/status") if ":" in l)
+            mib = lambda k: int(status[k].split()[0]) // 1024
+            notes.append(f"agent memory after the load: {mib('VmRSS')} MiB resident, "
+                         f"peak {mib('VmHWM')} MiB")
     for n in notes:
         print(f"- {n}")
 

@@ -399,7 +399,6 @@ impl<A: Addr> IpTable<A> {
     fn compact(&mut self) {
         let live = self.runs.len() - self.garbage;
         let mut runs = Vec::with_capacity(live);
-        crate::pages::advise(&runs);
         for t in &mut self.top {
             if t.1 > 0 {
                 let (off, len) = (t.0 as usize, t.1 as usize);
@@ -428,7 +427,6 @@ impl<A: Addr> IpTable<A> {
         t.top = vec![(NONE, 0); CHUNKS];
         let starts = long.len() * 2 + 16;
         t.runs.reserve(starts + A::val_slots(starts));
-        crate::pages::advise(&t.runs);
         let mut rest = &long[..];
         for (c, &b) in base.iter().enumerate() {
             let n = rest.iter().take_while(|p| Addr::chunk(p.0) == c).count();

@@ -27,8 +27,6 @@
 //! - **Batches**: [`Matcher::lookup_ipv4_batch`] runs many addresses in stages so that their
 //!   cache misses overlap. (A staged domain batch was tried and was no faster than single lookups
 //!   once misses stopped leaving the control bytes: it is not offered.)
-//! - **Pages** (`pages` module): the tables of more than a few MiB ask the kernel for 2 MiB pages
-//!   before they are written, so that a lookup's cache miss is not also a TLB miss.
 //!
 //! Semantics are the model's: [`rephub_model::Domain::matches`] for names, the URL match key
 //! ([`rephub_model::url::match_key`], scheme ignored) for URLs, containment for IP prefixes; when
@@ -44,7 +42,6 @@
 
 mod ip;
 mod names;
-mod pages;
 mod table;
 mod url;
 
@@ -210,10 +207,6 @@ impl<V> Matcher<V> {
             .sum();
         m.url_bytes.reserve_exact(url_bytes);
         m.values.reserve(items.len());
-        // A hit reads its value (and a URL hit its key) at a random place: these too on 2 MiB
-        // pages, asked for before the pushes below write them.
-        pages::advise(&m.url_bytes);
-        pages::advise(&m.values);
         // Item position → arena index, for the IP items.
         let mut at = vec![NONE; items.len()];
         for (pos, (e, v)) in items.into_iter().enumerate() {
@@ -430,7 +423,6 @@ impl<V> Matcher<V> {
         }
         let old = std::mem::take(&mut self.url_bytes);
         let mut bytes = Vec::with_capacity(old.len() - self.url_garbage);
-        pages::advise(&bytes);
         for k in self.urls.keys_mut() {
             let off = k.off as usize;
             let new = bytes.len() as u32;

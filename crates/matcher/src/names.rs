@@ -20,7 +20,6 @@
 //! match. Linear probing, deletion by backward shift, load at most 3/4.
 
 use crate::ip::NONE;
-use crate::pages;
 use crate::table::hash_label;
 
 const MIN_CAPACITY: usize = 16;
@@ -118,8 +117,8 @@ impl NameTable {
     }
 
     fn resize(&mut self, cap: usize) {
-        let old = std::mem::replace(&mut self.slots, pages::filled(FREE, cap));
-        self.ctrl = pages::filled(0, cap);
+        let old = std::mem::replace(&mut self.slots, vec![FREE; cap]);
+        self.ctrl = vec![0; cap];
         assert!(cap <= 1 << 32, "name index over 2^32 slots");
         self.shift = 32 - cap.trailing_zeros();
         let mask = cap - 1;

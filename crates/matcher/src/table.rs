@@ -60,8 +60,8 @@ impl<K: Copy + Default> RawTable<K> {
             cap <= 1 << 32,
             "matcher index over 2^32 slots (about 3 billion entries)"
         );
-        let old = std::mem::replace(&mut self.slots, crate::pages::filled(EMPTY, cap));
-        let old_keys = std::mem::replace(&mut self.keys, crate::pages::filled(K::default(), cap));
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; cap]);
+        let old_keys = std::mem::replace(&mut self.keys, vec![K::default(); cap]);
         self.shift = 32 - cap.trailing_zeros();
         let mask = cap - 1;
         for (s, k) in old.into_iter().zip(old_keys).filter(|&(s, _)| s != EMPTY) {
